@@ -1,0 +1,479 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Drop } from '../common/drop-reasons.js';
+import { IPPROTO_ICMP, IPPROTO_UDP } from '../common/ids.js';
+import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, RemoveReason, type FlowTableOptions } from './flow-table.js';
+
+const GRE = 47;
+const TICK = 1000;
+
+/** Text form of a key as the table sees it (only addrWords words): the oracle's map key. */
+function keyText(k: FlowKey, addrWords: number): string {
+  const words: number[] = [];
+  for (let w = 0; w < addrWords; w++) words.push(k.src[w], k.dst[w]);
+  return `${k.zone}|${k.protocol}|${k.srcPort}|${k.dstPort}|${words.join(',')}`;
+}
+
+/** Address number a (small) as addrWords words; IPv6 varies the first and last words so every word matters. */
+function fillAddr(out: Uint32Array, a: number, addrWords: number): void {
+  if (addrWords === 1) {
+    out[0] = 0x0a000000 + a;
+    return;
+  }
+  out[0] = a & 1 ? 0x20010db8 : 0xfd000000;
+  out[1] = 0;
+  out[2] = a & 2 ? 0xffff : 0;
+  out[3] = a >>> 2;
+}
+
+/** The oracle's small key space: a few zones, addresses and ports, so keys collide often. */
+function fillKey(k: FlowKey, op: { zone: number; proto: number; src: number; dst: number; sport: number; dport: number }, addrWords: number): void {
+  k.zone = op.zone;
+  k.protocol = op.proto;
+  fillAddr(k.src, op.src, addrWords);
+  fillAddr(k.dst, op.dst, addrWords);
+  k.srcPort = 1000 + op.sport;
+  k.dstPort = 53 + op.dport;
+}
+
+interface ModelFlow {
+  flow: number;
+  orig: string;
+  reply: string;
+  port: number;
+  protocol: number;
+  deadline: number;
+  assured: boolean;
+}
+
+type Op =
+  | { kind: 'create'; zone: number; replyZone: number; proto: number; src: number; dst: number; sport: number; dport: number; nat: number; port: number }
+  | { kind: 'lookup'; zone: number; proto: number; src: number; dst: number; sport: number; dport: number }
+  | { kind: 'delete'; pick: number }
+  | { kind: 'touch'; pick: number; dir: 0 | 1 }
+  | { kind: 'advance'; ms: number; budget: number }
+  | { kind: 'quota'; port: number; max: number };
+
+const small = (n: number) => fc.integer({ min: 0, max: n - 1 });
+const protoArb = fc.constantFrom(IPPROTO_UDP, IPPROTO_ICMP, GRE);
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('create' as const), zone: small(3), replyZone: small(3), proto: protoArb, src: small(4), dst: small(3), sport: small(3), dport: small(2), nat: small(3), port: small(4) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('lookup' as const), zone: small(3), proto: protoArb, src: small(5), dst: small(5), sport: small(3), dport: small(3) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), pick: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('touch' as const), pick: fc.nat(), dir: fc.constantFrom(0 as const, 1 as const) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 200_000 }), budget: fc.constantFrom(3, 50, 1_000_000) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('quota' as const), port: small(4), max: small(5) }) },
+);
+
+function runOracle(addrWords: 1 | 4, ops: Op[], startTime: number): void {
+  const capacity = 12;
+  const removed: { flow: number; reason: RemoveReason }[] = [];
+  const table = new FlowTable({
+    capacity,
+    addrWords,
+    hashSeed: 7,
+    maxPorts: 8,
+    wheelTickMs: TICK,
+    onRemove: (flow, reason) => removed.push({ flow, reason }),
+  });
+  const model = new Map<number, ModelFlow>(); // by flow index
+  const byKey = new Map<string, number>(); // key text -> node
+  const quota = [0, 0, 0, 0];
+  const orig = new FlowKey();
+  const reply = new FlowKey();
+  let now = startTime;
+
+  const unrepliedOf = (p: number) => (p === IPPROTO_UDP ? DEFAULT_TIMEOUTS.udpUnreplied : p === IPPROTO_ICMP ? DEFAULT_TIMEOUTS.icmp : DEFAULT_TIMEOUTS.otherUnreplied);
+  const repliedOf = (p: number) => (p === IPPROTO_UDP ? DEFAULT_TIMEOUTS.udpEstablished : p === IPPROTO_ICMP ? DEFAULT_TIMEOUTS.icmp : DEFAULT_TIMEOUTS.otherEstablished);
+  const forget = (flow: number) => {
+    const m = model.get(flow)!;
+    byKey.delete(m.orig);
+    byKey.delete(m.reply);
+    model.delete(flow);
+  };
+  /** Drain onRemove reports, checking each against the model. */
+  const drain = (expect: RemoveReason) => {
+    for (const r of removed) {
+      const m = model.get(r.flow);
+      assert.ok(m, `onRemove for unknown flow ${r.flow}`);
+      assert.equal(r.reason, expect);
+      if (expect === RemoveReason.Expired) assert.ok(m.deadline <= now, `flow ${r.flow} expired early: ${m.deadline} > ${now}`);
+      if (expect === RemoveReason.Evicted) assert.ok(!m.assured, 'an established flow was evicted');
+      forget(r.flow);
+    }
+    removed.length = 0;
+  };
+  const live = () => [...model.values()];
+
+  for (const op of ops) {
+    switch (op.kind) {
+      case 'create': {
+        fillKey(orig, op, addrWords);
+        reply.reverseOf(orig);
+        reply.zone = op.replyZone;
+        if (op.nat > 0) reply.dstPort = 40000 + op.nat; // source NAT: the reply comes back to a translated port
+        const ko = keyText(orig, addrWords);
+        const kr = keyText(reply, addrWords);
+        // The caller looks both keys up first; the table must agree with the model.
+        assert.equal(table.lookup(orig), byKey.get(ko) ?? -1);
+        assert.equal(table.lookup(reply), byKey.get(kr) ?? -1);
+        if (byKey.has(ko) || byKey.has(kr) || ko === kr) break;
+        const r = table.create(orig, reply, op.port, now);
+        // Overdue flows may be reclaimed first when full, then one flow evicted.
+        const expired = removed.filter((x) => x.reason === RemoveReason.Expired);
+        const evicted = removed.filter((x) => x.reason === RemoveReason.Evicted);
+        removed.length = 0;
+        removed.push(...expired);
+        drain(RemoveReason.Expired);
+        removed.push(...evicted);
+        assert.ok(evicted.length <= 1, 'evicted.length <= 1');
+        drain(RemoveReason.Evicted);
+        if (r === -Drop.QuotaExceeded) {
+          assert.ok(quota[op.port] !== 0 && table.flowsOfPort(op.port) >= quota[op.port], 'quota[op.port] !== 0 && table.flowsOfPort(op.port) >= quota[op.port]');
+          break;
+        }
+        if (r === -Drop.TableFull) {
+          assert.equal(model.size, capacity);
+          assert.ok(live().every((m) => m.assured), 'live().every((m) => m.assured)');
+          break;
+        }
+        assert.ok(r >= 0, `create returned ${r}`);
+        if (evicted.length === 1) assert.equal(model.size, capacity - 1);
+        assert.ok(!model.has(r), '!model.has(r)');
+        model.set(r, { flow: r, orig: ko, reply: kr, port: op.port, protocol: op.proto, deadline: now + unrepliedOf(op.proto), assured: false });
+        byKey.set(ko, r * 2);
+        byKey.set(kr, r * 2 + 1);
+        assert.equal(table.ingressPort[r], op.port);
+        assert.equal(table.returnPort[r], op.port);
+        assert.equal(table.protocol[r], op.proto);
+        break;
+      }
+      case 'lookup': {
+        fillKey(orig, op, addrWords);
+        assert.equal(table.lookup(orig), byKey.get(keyText(orig, addrWords)) ?? -1);
+        // and the same key reversed (a reply-direction probe)
+        reply.reverseOf(orig);
+        assert.equal(table.lookup(reply), byKey.get(keyText(reply, addrWords)) ?? -1);
+        break;
+      }
+      case 'delete': {
+        const flows = live();
+        if (flows.length === 0) break;
+        const m = flows[op.pick % flows.length];
+        table.delete(m.flow);
+        drain(RemoveReason.Deleted);
+        assert.ok(!model.has(m.flow), '!model.has(m.flow)');
+        table.delete(m.flow); // deleting a free flow is a no-op
+        assert.equal(removed.length, 0);
+        break;
+      }
+      case 'touch': {
+        const flows = live();
+        if (flows.length === 0) break;
+        const m = flows[op.pick % flows.length];
+        table.touch(m.flow, op.dir, now);
+        if (op.dir === 1) m.assured = true;
+        m.deadline = now + (m.assured ? repliedOf(m.protocol) : unrepliedOf(m.protocol));
+        break;
+      }
+      case 'advance': {
+        now += op.ms;
+        const n = table.expire(now, op.budget);
+        assert.ok(n <= op.budget, 'n <= op.budget');
+        assert.equal(n, removed.length);
+        drain(RemoveReason.Expired);
+        if (op.budget === 1_000_000) {
+          // Everything due at least one tick ago is gone.
+          const horizon = Math.floor(now / TICK) * TICK;
+          for (const m of model.values()) assert.ok(m.deadline >= horizon, `flow ${m.flow} overdue: ${m.deadline} < ${horizon} (now ${now})`);
+        }
+        break;
+      }
+      case 'quota': {
+        quota[op.port] = op.max;
+        table.setQuota(op.port, op.max);
+        break;
+      }
+    }
+    assert.equal(table.size, model.size);
+    for (let p = 0; p < 4; p++) assert.equal(table.flowsOfPort(p), live().filter((m) => m.port === p).length);
+    for (const m of model.values()) {
+      assert.equal(table.deadline(m.flow), m.deadline);
+      assert.equal(table.isEstablished(m.flow), m.assured);
+      assert.ok(table.isLive(m.flow), 'table.isLive(m.flow)');
+    }
+  }
+}
+
+for (const addrWords of [1, 4] as const) {
+  test(`flow table agrees with a Map oracle on random create/lookup/delete/touch/expire (addrWords ${addrWords})`, () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 20, maxLength: 300, size: 'max' }), fc.constantFrom(0, 1_700_000_000_123), (ops, start) => runOracle(addrWords, ops, start)),
+      { numRuns: 150 },
+    );
+  });
+}
+
+// --- deterministic scenarios -----------------------------------------------------------------
+
+function udpKeys(zone: number, i: number, orig: FlowKey, reply: FlowKey): void {
+  orig.set4(zone, IPPROTO_UDP, 0x0a000001, 0xc6336401 + (i >>> 16), 1024 + (i & 0xffff), 53);
+  reply.reverseOf(orig);
+}
+
+function makeTable(opts: Partial<FlowTableOptions> = {}): FlowTable {
+  return new FlowTable({ capacity: 64, addrWords: 1, hashSeed: 1, wheelTickMs: TICK, ...opts });
+}
+
+test('the same 5-tuple in different zones is a different flow; either direction finds the flow', () => {
+  const t = makeTable();
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(1, 7, o, r);
+  const a = t.create(o, r, 1, 0);
+  udpKeys(2, 7, o, r);
+  assert.equal(t.lookup(o), -1);
+  const b = t.create(o, r, 2, 0);
+  assert.notEqual(a, b);
+  assert.equal(t.lookup(o), b * 2);
+  assert.equal(t.lookup(r), b * 2 + 1);
+  udpKeys(1, 7, o, r);
+  assert.equal(t.lookup(o), a * 2);
+  assert.equal(t.lookup(r), a * 2 + 1);
+  // the public arrays hold each direction's key
+  assert.equal(t.nodeZone[a * 2 + 1], 1);
+  assert.equal(t.nodeSrc[a * 2 + 1], r.src[0]);
+  assert.equal(t.nodePorts[a * 2], ((o.srcPort << 16) | o.dstPort) >>> 0);
+});
+
+test('IPv6 keys differing in any single word are different flows', () => {
+  const t = makeTable({ addrWords: 4 });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  o.zone = 0;
+  o.protocol = IPPROTO_UDP;
+  o.src.set([0x20010db8, 1, 2, 3]);
+  o.dst.set([0x20010db8, 5, 6, 7]);
+  o.srcPort = 5000;
+  o.dstPort = 443;
+  r.reverseOf(o);
+  const f = t.create(o, r, 1, 0);
+  assert.equal(t.lookup(o), f * 2);
+  for (let w = 0; w < 4; w++) {
+    const probe = new FlowKey().copyFrom(o);
+    probe.src[w] ^= 0x100;
+    assert.equal(t.lookup(probe), -1);
+    probe.copyFrom(o);
+    probe.dst[w] ^= 1;
+    assert.equal(t.lookup(probe), -1);
+  }
+});
+
+test('UDP: unreplied vs established timeouts, refresh by touch, removal within one tick, onRemove once', () => {
+  const removed: [number, RemoveReason][] = [];
+  const t = makeTable({ onRemove: (f, why) => removed.push([f, why]) });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(0, 1, o, r);
+  const lonely = t.create(o, r, 1, 0);
+  udpKeys(0, 2, o, r);
+  const chatty = t.create(o, r, 1, 0);
+  assert.equal(t.deadline(lonely), DEFAULT_TIMEOUTS.udpUnreplied);
+  t.touch(chatty, 1, 10_000);
+  assert.ok(t.isEstablished(chatty), 't.isEstablished(chatty)');
+  assert.ok(!t.isEstablished(lonely), '!t.isEstablished(lonely)');
+  assert.equal(t.deadline(chatty), 10_000 + DEFAULT_TIMEOUTS.udpEstablished);
+  // Outbound refresh keeps an unreplied flow unreplied (RFC 4787 REQ-6).
+  t.touch(lonely, 0, 30_000);
+  assert.equal(t.deadline(lonely), 30_000 + DEFAULT_TIMEOUTS.udpUnreplied);
+  assert.ok(!t.isEstablished(lonely), '!t.isEstablished(lonely)');
+
+  // Step time a little at a time: never early, always within one tick after the deadline.
+  const deadlines = new Map([
+    [lonely, t.deadline(lonely)],
+    [chatty, t.deadline(chatty)],
+  ]);
+  for (let now = 0; now <= 400_000; now += 250) {
+    t.expire(now, 1000);
+    for (const [f, why] of removed) {
+      assert.equal(why, RemoveReason.Expired);
+      const d = deadlines.get(f)!;
+      assert.ok(d <= now && now - d <= TICK + 250, `flow ${f} deadline ${d} removed at ${now}`);
+      deadlines.delete(f);
+    }
+    removed.length = 0;
+  }
+  assert.equal(deadlines.size, 0);
+  assert.equal(t.size, 0);
+});
+
+test('a long timeout beyond the wheel horizon is re-filed, not lost or fired early', () => {
+  const removed: number[] = [];
+  const t = makeTable({ wheelTickMs: 100, timeouts: { udpEstablished: 10 * 60_000 }, onRemove: (f) => removed.push(f) });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(0, 1, o, r);
+  const f = t.create(o, r, 1, 0);
+  t.touch(f, 1, 0); // deadline 600 s; the wheel spans far less at a 100 ms tick? it spans the longest timeout, capped
+  for (let now = 0; now < 600_000; now += 7_000) {
+    t.expire(now, 10_000);
+    assert.deepEqual(removed, []);
+  }
+  t.expire(600_100, 100_000);
+  assert.deepEqual(removed, [f]);
+});
+
+test('expire respects its budget and resumes where it stopped', () => {
+  const t = makeTable({ capacity: 100 });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  for (let i = 0; i < 100; i++) {
+    udpKeys(0, i, o, r);
+    t.create(o, r, 1, i * 10);
+  }
+  const late = 1_000_000;
+  let total = 0;
+  let calls = 0;
+  while (t.size > 0) {
+    const n = t.expire(late, 7);
+    assert.ok(n <= 7, 'n <= 7');
+    total += n;
+    calls++;
+    assert.ok(calls < 10_000, 'calls < 10_000');
+  }
+  assert.equal(total, 100);
+});
+
+test('a refreshed flow stays in its old wheel slot and is re-filed when that slot comes due', () => {
+  const removed: number[] = [];
+  const t = makeTable({ onRemove: (f) => removed.push(f) });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(0, 1, o, r);
+  const f = t.create(o, r, 1, 0);
+  let last = 0;
+  for (let now = 0; now < 1_000_000; now += 60_000) {
+    t.touch(f, 0, now);
+    last = now;
+    t.expire(now, 100);
+    assert.deepEqual(removed, []);
+  }
+  t.expire(last + DEFAULT_TIMEOUTS.udpUnreplied - 1, 1000);
+  assert.deepEqual(removed, []);
+  t.expire(last + DEFAULT_TIMEOUTS.udpUnreplied + TICK, 1000);
+  assert.deepEqual(removed, [f]);
+});
+
+test('capacity: established flows of port A are never evicted; a flood from port B gets TableFull', () => {
+  const removed: [number, RemoveReason][] = [];
+  const t = makeTable({ capacity: 32, onRemove: (f, why) => removed.push([f, why]) });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  const A = 1;
+  const B = 2;
+  for (let i = 0; i < 32; i++) {
+    udpKeys(1, i, o, r);
+    const f = t.create(o, r, A, 0);
+    assert.ok(f >= 0, 'f >= 0');
+    t.touch(f, 1, 0);
+  }
+  for (let i = 0; i < 100; i++) {
+    udpKeys(2, i, o, r);
+    assert.equal(t.create(o, r, B, 1000), -Drop.TableFull);
+  }
+  assert.deepEqual(removed, []);
+  assert.equal(t.flowsOfPort(A), 32);
+  assert.equal(t.flowsOfPort(B), 0);
+});
+
+test('capacity: a flood evicts unestablished flows, oldest first, and only those', () => {
+  const removed: [number, RemoveReason][] = [];
+  const t = makeTable({ capacity: 32, onRemove: (f, why) => removed.push([f, why]) });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  const established: number[] = [];
+  const unestablished: number[] = [];
+  for (let i = 0; i < 32; i++) {
+    udpKeys(1, i, o, r);
+    const f = t.create(o, r, 1, i * 2000); // created 2 s apart: distinct deadlines, distinct ticks
+    if (i % 4 === 0) unestablished.push(f);
+    else {
+      t.touch(f, 1, i * 2000);
+      established.push(f);
+    }
+  }
+  // 8 unestablished flows; the flood evicts them in creation order, then hits TableFull.
+  const now = 100_000; // before the first unestablished flow's deadline (120 s)
+  let created = 0;
+  for (let i = 0; i < 20; i++) {
+    udpKeys(2, i, o, r);
+    const f = t.create(o, r, 2, now);
+    if (f >= 0) {
+      created++;
+      t.touch(f, 1, now); // the new flows get replies, so they are not evictable in turn
+    } else assert.equal(f, -Drop.TableFull);
+  }
+  assert.equal(created, 8);
+  assert.deepEqual(
+    removed.map(([f]) => f),
+    unestablished,
+  );
+  assert.ok(removed.every(([, why]) => why === RemoveReason.Evicted), 'removed.every(([, why]) => why === RemoveReason.Evicted)');
+  for (const f of established) assert.ok(t.isLive(f) && t.isEstablished(f), 'established flow survived');
+});
+
+test('quotas: a port at its quota gets QuotaExceeded, other ports are unaffected, deletes free quota', () => {
+  const t = makeTable({ capacity: 64 });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  t.setQuota(3, 5);
+  const mine: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    udpKeys(0, i, o, r);
+    mine.push(t.create(o, r, 3, 0));
+  }
+  udpKeys(0, 99, o, r);
+  assert.equal(t.create(o, r, 3, 0), -Drop.QuotaExceeded);
+  assert.ok(t.create(o, r, 4, 0) >= 0, 't.create(o, r, 4, 0) >= 0');
+  assert.equal(t.flowsOfPort(3), 5);
+  t.delete(mine[0]);
+  assert.equal(t.flowsOfPort(3), 4);
+  udpKeys(0, 100, o, r);
+  assert.ok(t.create(o, r, 3, 0) >= 0, 't.create(o, r, 3, 0) >= 0');
+  t.setQuota(3, 0);
+  udpKeys(0, 101, o, r);
+  assert.ok(t.create(o, r, 3, 0) >= 0, 't.create(o, r, 3, 0) >= 0');
+  assert.equal(t.create(o, r, 70_000, 0), -Drop.UnknownPort);
+});
+
+test('create resets the per-flow fields of a reused slot; counters count per direction', () => {
+  const t = makeTable({ capacity: 1 });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(0, 1, o, r);
+  let f = t.create(o, r, 9, 5000);
+  t.count(f, 0, 100);
+  t.count(f, 1, 40);
+  t.count(f, 1, 60);
+  assert.deepEqual([t.packets[f * 2], t.packets[f * 2 + 1], t.bytes[f * 2], t.bytes[f * 2 + 1]], [1, 2, 100, 100]);
+  t.flags[f] = 0xff;
+  t.ruleId[f] = 77;
+  t.nextHop[f] = 5;
+  t.returnPort[f] = 6;
+  assert.equal(t.createdAt[f], 5);
+  t.delete(f);
+  udpKeys(0, 2, o, r);
+  f = t.create(o, r, 3, 9000);
+  assert.deepEqual(
+    [t.packets[f * 2], t.packets[f * 2 + 1], t.bytes[f * 2], t.flags[f], t.ruleId[f], t.nextHop[f], t.returnPort[f], t.ingressPort[f], t.state[f]],
+    [0, 0, 0, 0, 0, 0, 3, 3, 0],
+  );
+});
+
+test('memory: typed arrays stay within the 128 bytes per flow budget (IPv4)', () => {
+  const t = new FlowTable({ capacity: 1 << 16, addrWords: 1, hashSeed: 1, maxPorts: 1 << 16 });
+  // Per-port arrays are a fixed 512 KiB; at 1 M flows they add ~0.5 byte. Check the per-flow part.
+  const perFlow = (t.memoryBytes() - 2 * 4 * (1 << 16)) / t.capacity;
+  assert.ok(perFlow <= 128, `bytes per flow ${perFlow}`);
+});
