@@ -1,0 +1,257 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { NatEndpoint, SnatPool } from './snat-pool.js';
+import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+
+const TCP = IPPROTO_TCP;
+const UDP = IPPROTO_UDP;
+
+function words(text: string): Uint32Array {
+  const w = new Uint32Array(4);
+  assert.notEqual(parseAddress(text, w), 0, text);
+  return w;
+}
+
+function text(family: 4 | 6, w: Uint32Array): string {
+  return family === 4 ? formatIpv4(w[0]) : formatIpv6(w);
+}
+
+/** Acquire returning [external address text, port] or null. */
+function acquire(pool: SnatPool, zone: number, protocol: number, address: string, port: number): [string, number] | null {
+  const family = address.includes(':') ? 6 : 4;
+  const out = new Uint32Array(4);
+  const ext = pool.acquire(zone, protocol, family, words(address), 0, port, out, 0);
+  return ext < 0 ? null : [text(family, out), ext];
+}
+
+function release(pool: SnatPool, zone: number, protocol: number, address: string, port: number): boolean {
+  return pool.release(zone, protocol, address.includes(':') ? 6 : 4, words(address), 0, port);
+}
+
+test('endpoint-independent mapping with port preservation and reference counting', () => {
+  const pool = new SnatPool({ addresses: ['198.51.100.1'] });
+  assert.deepEqual(acquire(pool, 1, TCP, '10.0.1.10', 40000), ['198.51.100.1', 40000]);
+  // Second flow of the same endpoint (any destination): same mapping, one more reference.
+  assert.deepEqual(acquire(pool, 1, TCP, '10.0.1.10', 40000), ['198.51.100.1', 40000]);
+  assert.equal(pool.references(1, TCP, 4, words('10.0.1.10'), 0, 40000), 2);
+  // Same internal address and port in another zone (overlapping site): a different external port, same parity.
+  const other = acquire(pool, 2, TCP, '10.0.1.10', 40000)!;
+  assert.notEqual(other[1], 40000);
+  assert.equal(other[1] & 1, 0);
+  // UDP is an independent space: the port is preserved.
+  assert.deepEqual(acquire(pool, 2, UDP, '10.0.1.10', 40000), ['198.51.100.1', 40000]);
+  assert.equal(pool.mappings, 3);
+  assert.equal(release(pool, 1, TCP, '10.0.1.10', 40000), true);
+  assert.equal(pool.mappings, 3);
+  assert.equal(release(pool, 1, TCP, '10.0.1.10', 40000), true);
+  assert.equal(pool.mappings, 2);
+  assert.equal(release(pool, 1, TCP, '10.0.1.10', 40000), false);
+  const into = new NatEndpoint();
+  assert.equal(pool.lookupExternal(TCP, 4, words('198.51.100.1'), 0, 40000, into), false);
+  assert.equal(pool.lookupExternal(TCP, 4, words('198.51.100.1'), 0, other[1], into), true);
+  assert.deepEqual([into.zone, formatIpv4(into.addr[0]), into.port], [2, '10.0.1.10', 40000]);
+});
+
+test('ICMP echo identifiers and IPv6', () => {
+  const pool = new SnatPool({ addresses: ['2001:db8::1', '198.51.100.1'], portMin: 1 });
+  assert.deepEqual(acquire(pool, 0, IPPROTO_ICMPV6, 'fd00::5', 7), ['2001:db8::1', 7]);
+  assert.deepEqual(acquire(pool, 0, IPPROTO_ICMP, '10.0.0.5', 7), ['198.51.100.1', 7]);
+  const into = new NatEndpoint();
+  assert.equal(pool.lookupExternal(IPPROTO_ICMPV6, 6, words('2001:db8::1'), 0, 7, into), true);
+  assert.equal(formatIpv6(into.addr), 'fd00::5');
+  assert.equal(pool.isPoolAddress6(words('2001:db8::1'), 0), true);
+  assert.equal(pool.isPoolAddress6(words('2001:db8::2'), 0), false);
+  assert.equal(pool.isPoolAddress4(words('198.51.100.1')[0]), true);
+  assert.equal(pool.isPoolAddress4(words('198.51.100.2')[0]), false);
+  // Unsupported protocol (GRE) and a family without pool addresses are refused, not thrown.
+  assert.equal(pool.supportsProtocol(47), false);
+  assert.equal(acquire(pool, 0, 47, '10.0.0.5', 0), null);
+  const v4only = new SnatPool({ addresses: ['198.51.100.1'] });
+  assert.equal(acquire(v4only, 0, TCP, 'fd00::5', 5000), null);
+});
+
+test('well-known range and parity preserved when the port is taken', () => {
+  const pool = new SnatPool({ addresses: ['198.51.100.1'], portMin: 500, portMax: 2000 });
+  assert.deepEqual(acquire(pool, 1, UDP, '10.0.0.1', 600), ['198.51.100.1', 600]);
+  const low = acquire(pool, 2, UDP, '10.0.0.1', 600)!;
+  assert.ok(low[1] >= 500 && low[1] <= 1023 && low[1] % 2 === 0, `got ${low[1]}`);
+  assert.deepEqual(acquire(pool, 1, UDP, '10.0.0.1', 1501), ['198.51.100.1', 1501]);
+  const high = acquire(pool, 2, UDP, '10.0.0.1', 1501)!;
+  assert.ok(high[1] >= 1024 && high[1] <= 2000 && high[1] % 2 === 1, `got ${high[1]}`);
+  // Internal port outside the pool range: any pool port of the same parity.
+  const outside = acquire(pool, 1, UDP, '10.0.0.1', 40001)!;
+  assert.ok(outside[1] >= 1024 && outside[1] <= 2000 && outside[1] % 2 === 1, `got ${outside[1]}`);
+});
+
+test('exhaustion returns -1 and recovers after a release; paired pooling never switches address', () => {
+  const pool = new SnatPool({ addresses: ['198.51.100.1', '198.51.100.2'], portMin: 2000, portMax: 2003 });
+  const paired = acquire(pool, 1, TCP, '10.0.0.1', 1)![0];
+  for (let p = 2; p <= 4; p++) assert.equal(acquire(pool, 1, TCP, '10.0.0.1', p)![0], paired);
+  assert.equal(acquire(pool, 1, TCP, '10.0.0.1', 5), null);
+  assert.equal(pool.portsInUse().find((u) => u.address === paired && u.protocol === TCP)!.used, 4);
+  assert.ok(acquire(pool, 1, UDP, '10.0.0.1', 5) !== null); // other protocol space
+  release(pool, 1, TCP, '10.0.0.1', 3);
+  assert.deepEqual(acquire(pool, 1, TCP, '10.0.0.1', 5)![0], paired);
+});
+
+test('maxMappings bounds the table; the table grows past its initial size', () => {
+  const small = new SnatPool({ addresses: ['198.51.100.1'], maxMappings: 2 });
+  assert.ok(acquire(small, 0, TCP, '10.0.0.1', 5000), 'acquire(small, 0, TCP, \'10.0.0.1\', 5000)');
+  assert.ok(acquire(small, 0, TCP, '10.0.0.2', 5000), 'acquire(small, 0, TCP, \'10.0.0.2\', 5000)');
+  assert.equal(acquire(small, 0, TCP, '10.0.0.3', 5000), null);
+  release(small, 0, TCP, '10.0.0.1', 5000);
+  assert.ok(acquire(small, 0, TCP, '10.0.0.3', 5000), 'acquire(small, 0, TCP, \'10.0.0.3\', 5000)');
+
+  const pool = new SnatPool({ addresses: ['198.51.100.1'] });
+  const seen = new Set<number>();
+  for (let i = 0; i < 5000; i++) {
+    const r = acquire(pool, i % 7, UDP, `10.0.${(i >>> 8) & 255}.${i & 255}`, 6000)!;
+    assert.ok(!seen.has(r[1]), '!seen.has(r[1])');
+    seen.add(r[1]);
+  }
+  const into = new NatEndpoint();
+  for (let i = 0; i < 5000; i++) {
+    assert.equal(pool.references(i % 7, UDP, 4, words(`10.0.${(i >>> 8) & 255}.${i & 255}`), 0, 6000), 1);
+  }
+  for (const port of seen) assert.equal(pool.lookupExternal(UDP, 4, words('198.51.100.1'), 0, port, into), true);
+  assert.equal(pool.mappings, 5000);
+});
+
+test('bad options throw', () => {
+  assert.throws(() => new SnatPool({ addresses: ['10.0.0.300'] }), /addresses\[0\]/);
+  assert.throws(() => new SnatPool({ addresses: ['10.0.0.1', '10.0.0.1'] }), /twice/);
+  assert.throws(() => new SnatPool({ addresses: [], portMin: 0 }), /portMin/);
+  assert.throws(() => new SnatPool({ addresses: [], portMin: 10, portMax: 9 }), /portMax/);
+});
+
+// --- model-based property test -----------------------------------------------------------------
+
+const INTERNAL = ['10.0.0.1', '10.0.0.2', '10.0.0.3', 'fd00::1', 'fd00::1:0:0:1'];
+const POOL = ['198.51.100.1', '198.51.100.2', '2001:db8::1', '2001:db8::2'];
+const PROTOCOLS = [TCP, UDP, IPPROTO_ICMP];
+const PORTS = [1, 2, 3, 80, 81, 1000, 1001, 1022, 1023, 1024, 1025, 1030, 1031, 5000, 65535];
+
+interface Entry {
+  address: string;
+  port: number;
+  refs: number;
+}
+
+type Op = { kind: 'acquire'; zone: number; protocol: number; address: number; port: number } | { kind: 'release'; pick: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('acquire' as const), zone: fc.integer({ min: 0, max: 2 }), protocol: fc.constantFrom(...PROTOCOLS), address: fc.integer({ min: 0, max: INTERNAL.length - 1 }), port: fc.constantFrom(...PORTS) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }) },
+);
+
+test('acquire/release sequences agree with a Map oracle (EIM, no overloading, pairing, preservation, parity, exhaustion)', () => {
+  fc.assert(
+    fc.property(
+      fc.record({ portMin: fc.integer({ min: 1, max: 1030 }), span: fc.integer({ min: 0, max: 40 }), seed: fc.integer() }),
+      fc.array(opArb, { maxLength: 300 }),
+      ({ portMin, span, seed }, ops) => {
+        const portMax = Math.min(65535, portMin + span);
+        const pool = new SnatPool({ addresses: POOL, portMin, portMax, hashSeed: seed });
+        const slotOf = (protocol: number) => (protocol === IPPROTO_ICMP || protocol === IPPROTO_ICMPV6 ? 'icmp' : String(protocol));
+        const oracle = new Map<string, Entry>(); // internal endpoint -> mapping
+        const byExternal = new Map<string, string>(); // slot|ext address|ext port -> internal key
+        const pairing = new Map<string, string>(); // zone|internal address -> external address, forever
+        const usedOn = (slot: string, address: string) => [...byExternal.keys()].filter((k) => k.startsWith(`${slot}|${address}|`)).length;
+        const isFree = (slot: string, address: string, port: number) => !byExternal.has(`${slot}|${address}|${port}`);
+        const freeIn = (slot: string, address: string, lo: number, hi: number, parity: number) => {
+          for (let p = lo; p <= hi; p++) if ((p & 1) === parity && isFree(slot, address, p)) return true;
+          return false;
+        };
+        // ICMP echo identifiers have no privileged range: their space is all of 0..65535.
+        const rangeOf = (slot: string): [number, number] => (slot === 'icmp' ? [0, 65535] : [portMin, portMax]);
+        const live: string[] = [];
+        for (const op of ops) {
+          if (op.kind === 'acquire') {
+            const address = INTERNAL[op.address];
+            const v6 = address.includes(':');
+            const protocol = op.protocol === IPPROTO_ICMP && v6 ? IPPROTO_ICMPV6 : op.protocol;
+            const slot = slotOf(protocol);
+            const [min, max] = rangeOf(slot);
+            const key = `${op.zone}|${protocol}|${address}|${op.port}`;
+            const pairKey = `${op.zone}|${address}`;
+            const existing = oracle.get(key);
+            const result = acquire(pool, op.zone, protocol, address, op.port);
+            if (existing) {
+              assert.deepEqual(result, [existing.address, existing.port], 'EIM: same endpoint, same mapping');
+              existing.refs++;
+              continue;
+            }
+            if (result === null) {
+              // Only when the paired address (if known) is full; otherwise some address of the family is full.
+              const candidates = pairing.has(pairKey) ? [pairing.get(pairKey)!] : POOL.filter((a) => a.includes(':') === v6);
+              assert.ok(candidates.some((a) => usedOn(slot, a) === max - min + 1), 'exhaustion only when full');
+              continue;
+            }
+            const [extAddress, extPort] = result;
+            assert.equal(extAddress.includes(':'), v6, 'family preserved');
+            if (pairing.has(pairKey)) assert.equal(extAddress, pairing.get(pairKey), 'paired pooling');
+            pairing.set(pairKey, extAddress);
+            assert.ok(extPort >= min && extPort <= max, 'port in pool range');
+            assert.ok(isFree(slot, extAddress, extPort), 'no port overloading');
+            const parity = op.port & 1;
+            if (op.port >= min && op.port <= max && isFree(slot, extAddress, op.port)) {
+              assert.equal(extPort, op.port, 'port preserved when free');
+            } else {
+              const [lo, hi] = slot === 'icmp' ? [min, max] : op.port <= 1023 ? [min, Math.min(max, 1023)] : [Math.max(min, 1024), max];
+              if (freeIn(slot, extAddress, lo, hi, parity)) {
+                assert.ok(extPort >= lo && extPort <= hi && (extPort & 1) === parity, 'range and parity preserved');
+              } else if (freeIn(slot, extAddress, min, max, parity)) {
+                assert.equal(extPort & 1, parity, 'parity preserved');
+              }
+            }
+            oracle.set(key, { address: extAddress, port: extPort, refs: 1 });
+            byExternal.set(`${slot}|${extAddress}|${extPort}`, key);
+            live.push(key);
+          } else {
+            if (live.length === 0) {
+              assert.equal(release(pool, 0, TCP, '10.0.0.1', 1), false);
+              continue;
+            }
+            const index = op.pick % live.length;
+            const key = live[index];
+            const [zone, protocol, address, port] = key.split('|');
+            assert.equal(release(pool, Number(zone), Number(protocol), address, Number(port)), true);
+            const entry = oracle.get(key)!;
+            if (--entry.refs === 0) {
+              oracle.delete(key);
+              byExternal.delete(`${slotOf(Number(protocol))}|${entry.address}|${entry.port}`);
+              live.splice(index, 1);
+            }
+          }
+        }
+        // Final state: counts, references and the reverse index agree.
+        assert.equal(pool.mappings, oracle.size);
+        const into = new NatEndpoint();
+        for (const [key, entry] of oracle) {
+          const [zone, protocol, address, port] = key.split('|');
+          const family = address.includes(':') ? 6 : 4;
+          assert.equal(pool.references(Number(zone), Number(protocol), family, words(address), 0, Number(port)), entry.refs);
+          assert.equal(pool.lookupExternal(Number(protocol), family, words(entry.address), 0, entry.port, into), true);
+          assert.deepEqual([into.zone, text(family, into.addr), into.port], [Number(zone), address, Number(port)]);
+        }
+        for (const address of POOL) {
+          const family = address.includes(':') ? 6 : 4;
+          for (const protocol of [TCP, UDP, family === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6]) {
+            for (let p = portMin; p <= portMax; p++) {
+              const mapped = byExternal.has(`${slotOf(protocol)}|${address}|${p}`);
+              assert.equal(pool.lookupExternal(protocol, family, words(address), 0, p, into), mapped);
+            }
+          }
+        }
+        for (const u of pool.portsInUse()) {
+          assert.equal(u.used, usedOn(slotOf(u.protocol), u.address));
+          const [min, max] = rangeOf(slotOf(u.protocol));
+          assert.equal(u.total, max - min + 1);
+        }
+      },
+    ),
+    { numRuns: 150 },
+  );
+});

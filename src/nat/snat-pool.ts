@@ -1,0 +1,625 @@
+/**
+ * Source NAT pool for Internet egress (RFC 4787 for UDP, RFC 5382 for TCP, RFC 5508 for ICMP queries).
+ *
+ *   internal endpoint (zone, protocol, family, address, port)
+ *        │  acquire: find-or-create the mapping, +1 reference per flow
+ *        ▼
+ *   mapping table (chained hash, struct of typed arrays, grows by doubling up to maxMappings)
+ *        │
+ *        ▼
+ *   port space per (pool address, protocol slot): used-port bitmap + "has a free port" summaries,
+ *   and external port -> mapping index (for the reverse lookup: hairpinning, RFC 4787 REQ-9)
+ *
+ * Behaviour (RFC 4787 section 12 requirement numbers):
+ *   - REQ-1 endpoint-independent mapping: the key is the internal endpoint only, never the destination.
+ *   - REQ-2 address pooling "paired": the external address is a pure function of (zone, internal address)
+ *     (a seeded hash over the pool's addresses of that family). When that address has no free port the
+ *     acquire FAILS (returns -1, the caller drops with Drop.NatExhausted) rather than using another
+ *     address: switching would break pairing for the host's other mappings (RFC 4787 section 4.1).
+ *   - REQ-3 port preservation when the internal port is free; never port overloading (one external
+ *     (address, protocol, port) belongs to at most one internal endpoint). Port range preference:
+ *     an internal port 0-1023 prefers an external port 0-1023 (when portMin allows), 1024-65535 prefers
+ *     1024-65535; when the preferred range is full any pool port is used (REQ-3 is a SHOULD).
+ *   - REQ-4 parity preservation: an even internal port gets an even external port and odd gets odd while
+ *     one is free in the pool; after that, any free port (we prefer working over parity).
+ *   Order of preference: the internal port itself; same range and parity; any range, same parity; anything.
+ *
+ * Protocol spaces: TCP, UDP and ICMP queries are independent (RFC 5508 section 3.1: the ICMP "port" is the
+ * echo identifier). ICMP and ICMPv6 share a slot: a pool address has one family so they never collide.
+ * Other protocols are not translated (acquire returns -1; check supportsProtocol() first).
+ *
+ * Hot path: acquire/release/lookupExternal allocate nothing on the steady state. The only allocations are
+ * the mapping table doubling (amortised, bounded by maxMappings) and the first use of a pool address for a
+ * protocol (its port space, ~264 KiB, allocated once and kept).
+ */
+import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
+
+export interface SnatPoolOptions {
+  /** Egress addresses, IPv4 and/or IPv6 text. */
+  addresses: string[];
+  /** Lowest external TCP/UDP port handed out, >= 1; default 1024. ICMP echo identifiers use all of 0..65535. */
+  portMin?: number;
+  /** Highest external port handed out; default 65535. */
+  portMax?: number;
+  /** Upper bound on live mappings (default 1 << 20); acquire returns -1 beyond it. */
+  maxMappings?: number;
+  hashSeed?: number;
+}
+
+/** A reverse-lookup result: the internal endpoint behind an external (address, port). */
+export class NatEndpoint {
+  zone = 0;
+  port = 0;
+  /** Internal address words; IPv4 uses word 0 (the others are written 0). */
+  readonly addr = new Uint32Array(4);
+}
+
+export interface PortUsage {
+  address: string;
+  protocol: number;
+  used: number;
+  total: number;
+}
+
+// --- implementation constants ----------------------------------------------------------------
+const PORT_SPACE = 65536;
+const PORT_MASK = 0xffff;
+/** Used-port bitmap: one bit per port. */
+const BITMAP_WORDS = PORT_SPACE >>> 5;
+/** Summary: one bit per bitmap word ("this word has a free port of that parity"), so a scan reads at most 64 words. */
+const SUMMARY_WORDS = BITMAP_WORDS >>> 5;
+/** Three summaries per space, in this order: even-free, odd-free, any-free. */
+const SUMMARY_EVEN = 0;
+const SUMMARY_ODD = SUMMARY_WORDS;
+const SUMMARY_ANY = 2 * SUMMARY_WORDS;
+const SUMMARY_TOTAL = 3 * SUMMARY_WORDS;
+/** Bit i of a bitmap word is port 32*w + i, so even ports are the even bits. */
+const EVEN_BITS = 0x55555555;
+const ODD_BITS = 0xaaaaaaaa | 0;
+const ALL_BITS = -1;
+const PARITY_EVEN = 0;
+const PARITY_ODD = 1;
+const PARITY_ANY = 2;
+/** RFC 4787 REQ-3: the two port ranges are 0-1023 and 1024-65535. */
+const WELL_KNOWN_END = 1023;
+
+const SLOT_TCP = 0;
+const SLOT_UDP = 1;
+const SLOT_ICMP = 2;
+const SLOT_COUNT = 3;
+
+const NIL = -1;
+const DEFAULT_PORT_MIN = 1024;
+const DEFAULT_PORT_MAX = 65535;
+const DEFAULT_MAX_MAPPINGS = 1 << 20;
+const INITIAL_CAPACITY = 1024;
+const DEFAULT_SEED = 0x5bd1e995;
+/** Salt so the address-pairing hash is independent of the mapping-table hash. */
+const PAIRING_SALT = 0x27d4eb2f;
+/** protoFam packs protocol (8 bits) and family (4 or 6) into one comparable word. */
+const FAMILY_SHIFT = 8;
+
+const EMPTY_I32 = new Int32Array(0);
+const EMPTY_U32 = new Uint32Array(0);
+
+// murmur3 32-bit mixing steps (Math.imul keeps them in int32 arithmetic).
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function finalMix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
+
+/** Mixes an address (1 word for IPv4, 4 for IPv6) into a running hash. */
+function mixAddress(h: number, family: number, addr: Uint32Array, offset: number): number {
+  h = mixWord(h, addr[offset]);
+  if (family === AF_INET6) {
+    h = mixWord(h, addr[offset + 1]);
+    h = mixWord(h, addr[offset + 2]);
+    h = mixWord(h, addr[offset + 3]);
+  }
+  return h;
+}
+
+/** Seeded hash of (zone, address words): the address-pairing key (REQ-2). */
+function hashZoneAddress(seed: number, zone: number, family: number, addr: Uint32Array, offset: number): number {
+  return finalMix(mixAddress(mixWord(seed, zone), family, addr, offset));
+}
+
+/** Index of the lowest set bit of a non-zero word. */
+function lowestBit(x: number): number {
+  return 31 - Math.clz32(x & -x);
+}
+
+/** Bits b..31 set. */
+function bitsFrom(b: number): number {
+  return ALL_BITS << b;
+}
+
+/** Bits 0..b set. */
+function bitsUpTo(b: number): number {
+  return b === 31 ? ALL_BITS : (1 << (b + 1)) - 1;
+}
+
+/** Protocol -> port-space slot, or -1 for protocols the pool does not translate. */
+function protocolSlot(protocol: number): number {
+  if (protocol === IPPROTO_TCP) return SLOT_TCP;
+  if (protocol === IPPROTO_UDP) return SLOT_UDP;
+  if (protocol === IPPROTO_ICMP || protocol === IPPROTO_ICMPV6) return SLOT_ICMP;
+  return -1;
+}
+
+export class SnatPool {
+  readonly portMin: number;
+  readonly portMax: number;
+  readonly maxMappings: number;
+  private readonly seed: number;
+
+  // --- pool addresses (index = position in opts.addresses) -----------------------------------
+  private readonly addrCount: number;
+  private readonly addrFamily: Uint8Array;
+  /** Four words per address; IPv4 in word 0. */
+  private readonly addrWords: Uint32Array;
+  /** Global indices of the pool's addresses per family (pairing picks among them). */
+  private readonly family4: Int32Array;
+  private readonly family6: Int32Array;
+  /** Open-addressed address -> index tables (for isPoolAddress and lookupExternal). */
+  private readonly lookupMask: number;
+  private readonly lookup4: Int32Array;
+  private readonly lookup6: Int32Array;
+
+  // --- port spaces, index = addressIndex * SLOT_COUNT + slot; allocated on first use ---------
+  private readonly used: Uint32Array[];
+  private readonly summary: Uint32Array[];
+  /** External port -> mapping index, NIL when free. */
+  private readonly extToMapping: Int32Array[];
+  private readonly usedCount: Int32Array;
+
+  // --- mapping table (struct of arrays, chained) -----------------------------------------------
+  private capacity = 0;
+  private count = 0;
+  private bucketMask = 0;
+  private buckets: Int32Array = EMPTY_I32;
+  private next: Int32Array = EMPTY_I32;
+  private hash: Int32Array = EMPTY_I32;
+  private zone: Int32Array = EMPTY_I32;
+  private protoFam: Int32Array = EMPTY_I32;
+  private port: Int32Array = EMPTY_I32;
+  private addr: Uint32Array = EMPTY_U32;
+  private extSpace: Int32Array = EMPTY_I32;
+  private extPort: Int32Array = EMPTY_I32;
+  private refs: Int32Array = EMPTY_I32;
+  private freeHead = NIL;
+
+  constructor(opts: SnatPoolOptions) {
+    const portMin = opts.portMin ?? DEFAULT_PORT_MIN;
+    const portMax = opts.portMax ?? DEFAULT_PORT_MAX;
+    const maxMappings = opts.maxMappings ?? DEFAULT_MAX_MAPPINGS;
+    // Port 0 is not a usable TCP/UDP source port, hence portMin >= 1.
+    if (!Number.isInteger(portMin) || portMin < 1 || portMin > PORT_MASK) throw new RangeError(`snat: portMin must be an integer 1..65535, got ${portMin}`);
+    if (!Number.isInteger(portMax) || portMax < portMin || portMax > PORT_MASK) throw new RangeError(`snat: portMax must be an integer ${portMin}..65535, got ${portMax}`);
+    if (!Number.isInteger(maxMappings) || maxMappings < 1 || maxMappings > 1 << 28) throw new RangeError(`snat: maxMappings must be an integer 1..2^28, got ${maxMappings}`);
+    if (!Array.isArray(opts.addresses)) throw new TypeError('snat: addresses must be an array of address strings');
+    this.portMin = portMin;
+    this.portMax = portMax;
+    this.maxMappings = maxMappings;
+    this.seed = (opts.hashSeed ?? DEFAULT_SEED) | 0;
+
+    const n = opts.addresses.length;
+    this.addrCount = n;
+    this.addrFamily = new Uint8Array(n);
+    this.addrWords = new Uint32Array(n * 4);
+    const v4: number[] = [];
+    const v6: number[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      const text = opts.addresses[i];
+      const family = typeof text === 'string' ? parseAddress(text, this.addrWords, i * 4) : 0;
+      if (family === 0) throw new RangeError(`snat: addresses[${i}] ${JSON.stringify(text)} is not an IPv4 or IPv6 address`);
+      const canonical = family === AF_INET4 ? formatIpv4(this.addrWords[i * 4]) : formatIpv6(this.addrWords, i * 4);
+      if (seen.has(canonical)) throw new RangeError(`snat: addresses[${i}] ${text} is listed twice`);
+      seen.add(canonical);
+      this.addrFamily[i] = family;
+      (family === AF_INET4 ? v4 : v6).push(i);
+    }
+    this.family4 = Int32Array.from(v4);
+    this.family6 = Int32Array.from(v6);
+
+    let tableSize = 4;
+    while (tableSize < 2 * n) tableSize <<= 1;
+    this.lookupMask = tableSize - 1;
+    this.lookup4 = new Int32Array(tableSize).fill(NIL);
+    this.lookup6 = new Int32Array(tableSize).fill(NIL);
+    for (let i = 0; i < n; i++) {
+      const table = this.addrFamily[i] === AF_INET4 ? this.lookup4 : this.lookup6;
+      let h = this.addressHash(this.addrFamily[i], this.addrWords, i * 4) & this.lookupMask;
+      while (table[h] !== NIL) h = (h + 1) & this.lookupMask;
+      table[h] = i;
+    }
+
+    const spaces = n * SLOT_COUNT;
+    this.used = new Array<Uint32Array>(spaces).fill(EMPTY_U32);
+    this.summary = new Array<Uint32Array>(spaces).fill(EMPTY_U32);
+    this.extToMapping = new Array<Int32Array>(spaces).fill(EMPTY_I32);
+    this.usedCount = new Int32Array(spaces);
+
+    this.grow(Math.min(INITIAL_CAPACITY, maxMappings));
+  }
+
+  /** True for the protocols the pool translates (TCP, UDP, ICMP, ICMPv6). */
+  supportsProtocol(protocol: number): boolean {
+    return protocolSlot(protocol) >= 0;
+  }
+
+  /** Live mappings (internal endpoints with at least one reference). */
+  get mappings(): number {
+    return this.count;
+  }
+
+  /**
+   * Finds or creates the mapping of an internal endpoint and takes one reference on it (see the file header
+   * for the allocation rules). Writes the external address to out[outOffset..] (IPv4: word 0 only; IPv6:
+   * four words) and returns the external port, or -1 when the paired address has no free port, the table is
+   * at maxMappings, the protocol is not translated, the pool has no address of that family or the input
+   * port is not a 16-bit number.
+   */
+  acquire(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number): number {
+    const slot = protocolSlot(protocol);
+    if (slot < 0 || (port & PORT_MASK) !== port) return -1;
+    const pf = protocol | (family << FAMILY_SHIFT);
+    const h = this.endpointHash(zone, pf, family, addr, addrOffset, port);
+    let m = this.find(h, zone, pf, family, addr, addrOffset, port);
+    if (m === NIL) {
+      const candidates = family === AF_INET4 ? this.family4 : this.family6;
+      if (candidates.length === 0) return -1;
+      if (this.freeHead === NIL) {
+        if (this.capacity >= this.maxMappings) return -1;
+        this.grow(Math.min(this.capacity * 2, this.maxMappings));
+      }
+      // REQ-2 paired: the address depends on (zone, internal address) only; no fallback to another address.
+      const addrIndex = candidates[(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset) >>> 0) % candidates.length];
+      const space = addrIndex * SLOT_COUNT + slot;
+      if (this.used[space].length === 0) this.initSpace(space);
+      const ext = this.choosePort(space, port, h);
+      if (ext < 0) return -1;
+      m = this.insert(h, zone, pf, family, addr, addrOffset, port);
+      this.markUsed(space, ext);
+      this.extToMapping[space][ext] = m;
+      this.usedCount[space]++;
+      this.extSpace[m] = space;
+      this.extPort[m] = ext;
+    }
+    this.refs[m]++;
+    const a = ((this.extSpace[m] / SLOT_COUNT) | 0) * 4;
+    out[outOffset] = this.addrWords[a];
+    if (family === AF_INET6) {
+      out[outOffset + 1] = this.addrWords[a + 1];
+      out[outOffset + 2] = this.addrWords[a + 2];
+      out[outOffset + 3] = this.addrWords[a + 3];
+    }
+    return this.extPort[m];
+  }
+
+  /**
+   * Drops one reference of the internal endpoint's mapping; at zero the mapping and its external port are
+   * freed. Returns false when no such mapping exists (a caller bug; nothing changes).
+   */
+  release(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number): boolean {
+    if (protocolSlot(protocol) < 0 || (port & PORT_MASK) !== port) return false;
+    const pf = protocol | (family << FAMILY_SHIFT);
+    const h = this.endpointHash(zone, pf, family, addr, addrOffset, port);
+    const m = this.find(h, zone, pf, family, addr, addrOffset, port);
+    if (m === NIL) return false;
+    if (--this.refs[m] > 0) return true;
+    const space = this.extSpace[m];
+    const ext = this.extPort[m];
+    this.markFree(space, ext);
+    this.extToMapping[space][ext] = NIL;
+    this.usedCount[space]--;
+    this.remove(h, m);
+    return true;
+  }
+
+  /** References held on the internal endpoint's mapping (0 when none): for tests and diagnostics. */
+  references(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number): number {
+    if (protocolSlot(protocol) < 0 || (port & PORT_MASK) !== port) return 0;
+    const pf = protocol | (family << FAMILY_SHIFT);
+    const m = this.find(this.endpointHash(zone, pf, family, addr, addrOffset, port), zone, pf, family, addr, addrOffset, port);
+    return m === NIL ? 0 : this.refs[m];
+  }
+
+  /**
+   * Reverse lookup by external endpoint (hairpinning, RFC 4787 REQ-9; inbound replies). Writes the internal
+   * zone, address (IPv4: word 0, others 0) and port into `into` and returns true when a mapping exists.
+   */
+  lookupExternal(protocol: number, family: 4 | 6, extAddr: Uint32Array, extOffset: number, extPort: number, into: NatEndpoint): boolean {
+    const slot = protocolSlot(protocol);
+    if (slot < 0 || (extPort & PORT_MASK) !== extPort) return false;
+    const addrIndex = family === AF_INET4 ? this.addressIndex4(extAddr[extOffset]) : this.addressIndex6(extAddr, extOffset);
+    if (addrIndex < 0) return false;
+    const map = this.extToMapping[addrIndex * SLOT_COUNT + slot];
+    if (map.length === 0) return false;
+    const m = map[extPort];
+    if (m === NIL) return false;
+    into.zone = this.zone[m];
+    into.port = this.port[m];
+    const a = m * 4;
+    into.addr[0] = this.addr[a];
+    into.addr[1] = this.addr[a + 1];
+    into.addr[2] = this.addr[a + 2];
+    into.addr[3] = this.addr[a + 3];
+    return true;
+  }
+
+  isPoolAddress4(addr: number): boolean {
+    return this.addressIndex4(addr) >= 0;
+  }
+
+  isPoolAddress6(addr: Uint32Array, offset: number): boolean {
+    return this.addressIndex6(addr, offset) >= 0;
+  }
+
+  /** Index of an IPv4 pool address (position in opts.addresses), -1 when not in the pool. */
+  addressIndex4(addr: number): number {
+    addr >>>= 0;
+    const mask = this.lookupMask;
+    for (let h = this.addressHash4(addr) & mask; ; h = (h + 1) & mask) {
+      const i = this.lookup4[h];
+      if (i === NIL || this.addrWords[i * 4] === addr) return i;
+    }
+  }
+
+  /** Index of an IPv6 pool address, -1 when not in the pool. */
+  addressIndex6(addr: Uint32Array, offset: number): number {
+    const mask = this.lookupMask;
+    const words = this.addrWords;
+    for (let h = this.addressHash(AF_INET6, addr, offset) & mask; ; h = (h + 1) & mask) {
+      const i = this.lookup6[h];
+      if (i === NIL) return NIL;
+      const a = i * 4;
+      if (words[a] === addr[offset] && words[a + 1] === addr[offset + 1] && words[a + 2] === addr[offset + 2] && words[a + 3] === addr[offset + 3]) return i;
+    }
+  }
+
+  /** Ports in use per pool address and protocol (control plane; allocates). ICMP is reported as 1 or 58 by family. */
+  portsInUse(): PortUsage[] {
+    const result: PortUsage[] = [];
+    for (let i = 0; i < this.addrCount; i++) {
+      const family = this.addrFamily[i];
+      const address = family === AF_INET4 ? formatIpv4(this.addrWords[i * 4]) : formatIpv6(this.addrWords, i * 4);
+      const protocols = [IPPROTO_TCP, IPPROTO_UDP, family === AF_INET4 ? IPPROTO_ICMP : IPPROTO_ICMPV6];
+      for (let slot = 0; slot < SLOT_COUNT; slot++) {
+        const space = i * SLOT_COUNT + slot;
+        result.push({ address, protocol: protocols[slot], used: this.usedCount[space], total: this.rangeMax(space) - this.rangeMin(space) + 1 });
+      }
+    }
+    return result;
+  }
+
+  // --- port allocation -------------------------------------------------------------------------
+
+  /**
+   * The external range of a port space: TCP and UDP use [portMin, portMax]; ICMP echo identifiers
+   * have no privileged range and use the whole 16-bit space (RFC 5508 section 3.1 maps the
+   * identifier like a port, nothing more), so a site's identifier is preserved where free.
+   */
+  private rangeMin(space: number): number {
+    return space % SLOT_COUNT === SLOT_ICMP ? 0 : this.portMin;
+  }
+
+  private rangeMax(space: number): number {
+    return space % SLOT_COUNT === SLOT_ICMP ? PORT_MASK : this.portMax;
+  }
+
+  private choosePort(space: number, port: number, h: number): number {
+    const used = this.used[space];
+    // REQ-3 port preservation: bits outside the space's range are permanently set, so this covers the range check.
+    if ((used[port >>> 5] & (1 << (port & 31))) === 0) return port;
+    const parity = port & 1;
+    const min = this.rangeMin(space);
+    const max = this.rangeMax(space);
+    let lo = min;
+    let hi = max;
+    if (space % SLOT_COUNT !== SLOT_ICMP) {
+      if (port <= WELL_KNOWN_END) hi = Math.min(max, WELL_KNOWN_END);
+      else lo = Math.max(min, WELL_KNOWN_END + 1);
+    }
+    let ext = lo <= hi ? this.findFree(space, lo, hi, parity, h) : -1;
+    if (ext < 0 && (lo !== min || hi !== max)) ext = this.findFree(space, min, max, parity, h);
+    if (ext < 0) ext = this.findFree(space, min, max, PARITY_ANY, h);
+    return ext;
+  }
+
+  /**
+   * First free port in [lo, hi] with the given parity, scanning the summary (64 words, one bit per bitmap word)
+   * circularly from a hashed start, so the cost is bounded by 64 summary words plus the bitmap words whose
+   * summary bit says they have a free port of that parity (all but the two edge words do, in range).
+   */
+  private findFree(space: number, lo: number, hi: number, parity: number, start: number): number {
+    const used = this.used[space];
+    const summary = this.summary[space];
+    const sumBase = parity === PARITY_EVEN ? SUMMARY_EVEN : parity === PARITY_ODD ? SUMMARY_ODD : SUMMARY_ANY;
+    const parityBits = parity === PARITY_EVEN ? EVEN_BITS : parity === PARITY_ODD ? ODD_BITS : ALL_BITS;
+    const loW = lo >>> 5;
+    const hiW = hi >>> 5;
+    const loS = loW >>> 5;
+    const hiS = hiW >>> 5;
+    const spanS = hiS - loS + 1;
+    const startW = loW + ((start >>> 0) % (hiW - loW + 1));
+    const startS = startW >>> 5;
+    const startBit = startW & 31;
+    // spanS + 1 passes: the start summary word is visited twice, first its bits >= startBit, last its bits < startBit.
+    for (let k = 0; k <= spanS; k++) {
+      let s = startS + k;
+      if (s > hiS) s -= spanS;
+      let words = summary[sumBase + s];
+      if (s === loS) words &= bitsFrom(loW & 31);
+      if (s === hiS) words &= bitsUpTo(hiW & 31);
+      if (k === 0) words &= bitsFrom(startBit);
+      else if (k === spanS) words &= startBit === 0 ? 0 : bitsUpTo(startBit - 1);
+      while (words !== 0) {
+        const wordBit = words & -words;
+        const w = (s << 5) | lowestBit(wordBit);
+        let free = ~used[w] & parityBits;
+        if (w === loW) free &= bitsFrom(lo & 31);
+        if (w === hiW) free &= bitsUpTo(hi & 31);
+        if (free !== 0) return (w << 5) | lowestBit(free);
+        words ^= wordBit;
+      }
+    }
+    return -1;
+  }
+
+  private initSpace(space: number): void {
+    const used = new Uint32Array(BITMAP_WORDS).fill(ALL_BITS);
+    const max = this.rangeMax(space);
+    for (let p = this.rangeMin(space); p <= max; p++) used[p >>> 5] &= ~(1 << (p & 31));
+    const summary = new Uint32Array(SUMMARY_TOTAL);
+    for (let w = 0; w < BITMAP_WORDS; w++) {
+      const free = ~used[w];
+      const bit = 1 << (w & 31);
+      const s = w >>> 5;
+      if ((free & EVEN_BITS) !== 0) summary[SUMMARY_EVEN + s] |= bit;
+      if ((free & ODD_BITS) !== 0) summary[SUMMARY_ODD + s] |= bit;
+      if (free !== 0) summary[SUMMARY_ANY + s] |= bit;
+    }
+    this.used[space] = used;
+    this.summary[space] = summary;
+    this.extToMapping[space] = new Int32Array(PORT_SPACE).fill(NIL);
+  }
+
+  private markUsed(space: number, port: number): void {
+    const used = this.used[space];
+    const summary = this.summary[space];
+    const w = port >>> 5;
+    const word = used[w] | (1 << (port & 31));
+    used[w] = word;
+    const free = ~word;
+    const s = w >>> 5;
+    const clear = ~(1 << (w & 31));
+    if ((free & EVEN_BITS) === 0) summary[SUMMARY_EVEN + s] &= clear;
+    if ((free & ODD_BITS) === 0) summary[SUMMARY_ODD + s] &= clear;
+    if (free === 0) summary[SUMMARY_ANY + s] &= clear;
+  }
+
+  private markFree(space: number, port: number): void {
+    const used = this.used[space];
+    const summary = this.summary[space];
+    const w = port >>> 5;
+    used[w] &= ~(1 << (port & 31));
+    const s = w >>> 5;
+    const bit = 1 << (w & 31);
+    summary[((port & 1) === 0 ? SUMMARY_EVEN : SUMMARY_ODD) + s] |= bit;
+    summary[SUMMARY_ANY + s] |= bit;
+  }
+
+  // --- mapping table ---------------------------------------------------------------------------
+
+  private endpointHash(zone: number, pf: number, family: number, addr: Uint32Array, offset: number, port: number): number {
+    let h = mixWord(this.seed, zone);
+    h = mixWord(h, pf);
+    h = mixWord(h, port);
+    return finalMix(mixAddress(h, family, addr, offset));
+  }
+
+  /** Must equal addressHash(AF_INET4, [addr]) (the table is built with addressHash). */
+  private addressHash4(addr: number): number {
+    return finalMix(mixWord(this.seed, addr));
+  }
+
+  private addressHash(family: number, addr: Uint32Array, offset: number): number {
+    return finalMix(mixAddress(this.seed, family, addr, offset));
+  }
+
+  private find(h: number, zone: number, pf: number, family: number, addr: Uint32Array, offset: number, port: number): number {
+    const words = this.addr;
+    for (let m = this.buckets[h & this.bucketMask]; m !== NIL; m = this.next[m]) {
+      if (this.hash[m] !== h || this.zone[m] !== zone || this.protoFam[m] !== pf || this.port[m] !== port) continue;
+      const a = m * 4;
+      if (words[a] !== addr[offset]) continue;
+      if (family === AF_INET6 && (words[a + 1] !== addr[offset + 1] || words[a + 2] !== addr[offset + 2] || words[a + 3] !== addr[offset + 3])) continue;
+      return m;
+    }
+    return NIL;
+  }
+
+  private insert(h: number, zone: number, pf: number, family: number, addr: Uint32Array, offset: number, port: number): number {
+    const m = this.freeHead;
+    this.freeHead = this.next[m];
+    this.hash[m] = h;
+    this.zone[m] = zone;
+    this.protoFam[m] = pf;
+    this.port[m] = port;
+    const a = m * 4;
+    this.addr[a] = addr[offset];
+    this.addr[a + 1] = family === AF_INET6 ? addr[offset + 1] : 0;
+    this.addr[a + 2] = family === AF_INET6 ? addr[offset + 2] : 0;
+    this.addr[a + 3] = family === AF_INET6 ? addr[offset + 3] : 0;
+    this.refs[m] = 0;
+    const b = h & this.bucketMask;
+    this.next[m] = this.buckets[b];
+    this.buckets[b] = m;
+    this.count++;
+    return m;
+  }
+
+  private remove(h: number, m: number): void {
+    const b = h & this.bucketMask;
+    let prev = NIL;
+    for (let i = this.buckets[b]; i !== m; i = this.next[i]) prev = i;
+    if (prev === NIL) this.buckets[b] = this.next[m];
+    else this.next[prev] = this.next[m];
+    this.next[m] = this.freeHead;
+    this.freeHead = m;
+    this.count--;
+  }
+
+  /** Grows the table to `capacity` entries (control-plane cost, amortised: only on doubling). */
+  private grow(capacity: number): void {
+    const old = this.capacity;
+    const copy = <T extends Int32Array | Uint32Array>(src: T, make: (n: number) => T, n: number): T => {
+      const dst = make(n);
+      dst.set(src);
+      return dst;
+    };
+    const i32 = (n: number) => new Int32Array(n);
+    this.next = copy(this.next, i32, capacity);
+    this.hash = copy(this.hash, i32, capacity);
+    this.zone = copy(this.zone, i32, capacity);
+    this.protoFam = copy(this.protoFam, i32, capacity);
+    this.port = copy(this.port, i32, capacity);
+    this.extSpace = copy(this.extSpace, i32, capacity);
+    this.extPort = copy(this.extPort, i32, capacity);
+    this.refs = copy(this.refs, i32, capacity);
+    this.addr = copy(this.addr, (n) => new Uint32Array(n), capacity * 4);
+    this.capacity = capacity;
+    // Load factor <= 1 on the chains.
+    let buckets = 16;
+    while (buckets < capacity) buckets <<= 1;
+    this.bucketMask = buckets - 1;
+    this.buckets = new Int32Array(buckets).fill(NIL);
+    // grow() runs only when the free list is empty, so every old entry is live.
+    for (let m = 0; m < old; m++) {
+      const b = this.hash[m] & this.bucketMask;
+      this.next[m] = this.buckets[b];
+      this.buckets[b] = m;
+    }
+    // The new entries form the free list.
+    for (let m = capacity - 1; m >= old; m--) {
+      this.next[m] = this.freeHead;
+      this.freeHead = m;
+    }
+  }
+}
