@@ -1,0 +1,214 @@
+/**
+ * Fragment following: instead of reassembling (which changes packet sizes and costs memory per
+ * datagram), the edge remembers which flow a fragmented datagram belongs to when its first
+ * fragment (the one carrying the ports) passes, and sends the later fragments the same way with
+ * the same address rewrites. Fragments that arrive before their first fragment wait in a small,
+ * bounded hold queue until it comes or they time out.
+ *
+ * Datagram identity (RFC 791 section 3.2, RFC 8200 section 4.5): source, destination, protocol
+ * and identification — plus the zone, so two sites' fragments never meet.
+ *
+ * Memory is bounded twice: a fixed table of datagrams (open addressing, at most MAX_PROBES slots
+ * looked at, the stalest entry overwritten when all are live) and a fixed hold slab.
+ */
+import { Drop } from '../common/drop-reasons.js';
+
+/** RFC 791 suggests a reassembly timer of 15 s upper bound start; Linux uses 30 s (ipfrag_time). */
+export const FRAGMENT_TIMEOUT_MS = 30_000;
+const MAX_PROBES = 16;
+const HOLD_SLOT_BYTES = 2048;
+
+export interface FragmentFollowerOptions {
+  addrWords: 1 | 4;
+  /** Datagrams remembered at once (power of two is used). */
+  capacity?: number;
+  /** Early fragments held at once. */
+  holdPackets?: number;
+  timeoutMs?: number;
+}
+
+export class FragmentFollower {
+  readonly addrWords: number;
+  private readonly mask: number;
+  private readonly timeoutMs: number;
+  // datagram table
+  private readonly zone: Uint16Array;
+  private readonly proto: Uint8Array;
+  private readonly ident: Uint32Array;
+  private readonly src: Uint32Array;
+  private readonly dst: Uint32Array;
+  private readonly node: Int32Array;
+  private readonly deadline: Float64Array;
+  // hold queue
+  private readonly holdData: Uint8Array;
+  private readonly holdLength: Uint16Array; // 0 = free slot
+  private readonly holdIngress: Uint16Array;
+  private readonly holdZone: Uint16Array;
+  private readonly holdProto: Uint8Array;
+  private readonly holdIdent: Uint32Array;
+  private readonly holdSrc: Uint32Array;
+  private readonly holdDst: Uint32Array;
+  private readonly holdDeadline: Float64Array;
+  private held = 0;
+
+  constructor(opts: FragmentFollowerOptions) {
+    this.addrWords = opts.addrWords;
+    let cap = 1;
+    while (cap < (opts.capacity ?? 4096)) cap <<= 1;
+    this.mask = cap - 1;
+    this.timeoutMs = opts.timeoutMs ?? FRAGMENT_TIMEOUT_MS;
+    const w = this.addrWords;
+    this.zone = new Uint16Array(cap);
+    this.proto = new Uint8Array(cap);
+    this.ident = new Uint32Array(cap);
+    this.src = new Uint32Array(cap * w);
+    this.dst = new Uint32Array(cap * w);
+    this.node = new Int32Array(cap);
+    this.deadline = new Float64Array(cap);
+    const hold = opts.holdPackets ?? 64;
+    this.holdData = new Uint8Array(hold * HOLD_SLOT_BYTES);
+    this.holdLength = new Uint16Array(hold);
+    this.holdIngress = new Uint16Array(hold);
+    this.holdZone = new Uint16Array(hold);
+    this.holdProto = new Uint8Array(hold);
+    this.holdIdent = new Uint32Array(hold);
+    this.holdSrc = new Uint32Array(hold * w);
+    this.holdDst = new Uint32Array(hold * w);
+    this.holdDeadline = new Float64Array(hold);
+  }
+
+  /** Fragments currently waiting for their first fragment. */
+  get heldCount(): number {
+    return this.held;
+  }
+
+  /** Remembers that the datagram belongs to flow node `node`. `addr` holds source words at 0, destination at 4. */
+  remember(zone: number, proto: number, addr: Uint32Array, ident: number, node: number, now: number): void {
+    const w = this.addrWords;
+    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
+    let victim = slot;
+    let victimDeadline = Infinity;
+    for (let probe = 0; probe < MAX_PROBES; probe++) {
+      const d = this.deadline[slot];
+      if (d <= now || this.matches(slot, zone, proto, addr, ident)) {
+        victim = slot;
+        break;
+      }
+      if (d < victimDeadline) {
+        victimDeadline = d;
+        victim = slot;
+      }
+      slot = (slot + 1) & this.mask;
+    }
+    this.zone[victim] = zone;
+    this.proto[victim] = proto;
+    this.ident[victim] = ident;
+    for (let k = 0; k < w; k++) {
+      this.src[victim * w + k] = addr[k];
+      this.dst[victim * w + k] = addr[4 + k];
+    }
+    this.node[victim] = node;
+    this.deadline[victim] = now + this.timeoutMs;
+  }
+
+  /**
+   * The flow node a datagram's later fragments follow, or -1. Entries are not removed when their
+   * flow ends: the caller checks that the node's key still has this zone, protocol and addresses
+   * (a reused flow slot will not), which is cheaper than a scan per ended flow.
+   */
+  find(zone: number, proto: number, addr: Uint32Array, ident: number, now: number): number {
+    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
+    for (let probe = 0; probe < MAX_PROBES; probe++) {
+      if (this.deadline[slot] > now && this.matches(slot, zone, proto, addr, ident)) return this.node[slot];
+      slot = (slot + 1) & this.mask;
+    }
+    return -1;
+  }
+
+  /** Holds an early fragment; returns Drop.None when held, or why it could not be. */
+  hold(buf: Uint8Array, offset: number, length: number, ingress: number, zone: number, proto: number, addr: Uint32Array, ident: number, now: number): number {
+    if (length > HOLD_SLOT_BYTES) return Drop.FragmentOverflow;
+    const slots = this.holdLength.length;
+    let free = -1;
+    for (let i = 0; i < slots; i++) {
+      if (this.holdLength[i] !== 0 && this.holdDeadline[i] <= now) this.dropHeld(i);
+      if (this.holdLength[i] === 0 && free < 0) free = i;
+    }
+    if (free < 0) return Drop.FragmentOverflow;
+    const w = this.addrWords;
+    this.holdData.set(buf.subarray(offset, offset + length), free * HOLD_SLOT_BYTES);
+    this.holdLength[free] = length;
+    this.holdIngress[free] = ingress;
+    this.holdZone[free] = zone;
+    this.holdProto[free] = proto;
+    this.holdIdent[free] = ident;
+    for (let k = 0; k < w; k++) {
+      this.holdSrc[free * w + k] = addr[k];
+      this.holdDst[free * w + k] = addr[4 + k];
+    }
+    this.holdDeadline[free] = now + this.timeoutMs;
+    this.held++;
+    return Drop.None;
+  }
+
+  /**
+   * Hands every held fragment of the datagram to `take(data, offset, length, ingress)` and frees
+   * its slot; returns how many were released.
+   */
+  release(zone: number, proto: number, addr: Uint32Array, ident: number, take: (data: Uint8Array, offset: number, length: number, ingress: number) => void): number {
+    if (this.held === 0) return 0;
+    const w = this.addrWords;
+    let released = 0;
+    for (let i = 0; i < this.holdLength.length; i++) {
+      if (this.holdLength[i] === 0) continue;
+      if (this.holdZone[i] !== zone || this.holdProto[i] !== proto || this.holdIdent[i] !== ident) continue;
+      let same = true;
+      for (let k = 0; k < w; k++) {
+        if (this.holdSrc[i * w + k] !== addr[k] || this.holdDst[i * w + k] !== addr[4 + k]) same = false;
+      }
+      if (!same) continue;
+      take(this.holdData, i * HOLD_SLOT_BYTES, this.holdLength[i], this.holdIngress[i]);
+      this.holdLength[i] = 0;
+      this.held--;
+      released++;
+    }
+    return released;
+  }
+
+  /** Drops held fragments whose time is up; returns how many. */
+  expire(now: number): number {
+    let dropped = 0;
+    if (this.held === 0) return 0;
+    for (let i = 0; i < this.holdLength.length; i++) {
+      if (this.holdLength[i] !== 0 && this.holdDeadline[i] <= now) {
+        this.dropHeld(i);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  private dropHeld(i: number): void {
+    this.holdLength[i] = 0;
+    this.held--;
+  }
+
+  private matches(slot: number, zone: number, proto: number, addr: Uint32Array, ident: number): boolean {
+    if (this.zone[slot] !== zone || this.proto[slot] !== proto || this.ident[slot] !== ident) return false;
+    const w = this.addrWords;
+    for (let k = 0; k < w; k++) {
+      if (this.src[slot * w + k] !== addr[k] || this.dst[slot * w + k] !== addr[4 + k]) return false;
+    }
+    return true;
+  }
+
+  private hashOf(zone: number, proto: number, addr: Uint32Array, ident: number): number {
+    let h = Math.imul(zone ^ (proto << 16), 0x9e3779b1) ^ ident;
+    const w = this.addrWords;
+    for (let k = 0; k < w; k++) {
+      h = Math.imul(h ^ addr[k], 0x85ebca6b);
+      h = Math.imul(h ^ addr[4 + k], 0xc2b2ae35);
+    }
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+}

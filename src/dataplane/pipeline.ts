@@ -1,0 +1,688 @@
+/**
+ * The pipeline: one packet walk for every onramp type (ARCHITECTURE.md, "The packet walk").
+ *
+ *   packet from port P ──► inspect ──► ICMP error? ──► match by embedded header ─► translate back ─┐
+ *        (onramp or             │                                                                 │
+ *         Internet egress)      ├─ later fragment? ──► follow its first fragment's flow ──────────┤
+ *                               │                                                                 │
+ *                               └─ flow key in P's zone ─► lookup ─ hit ─► owner check, track ────┤
+ *                                                                 miss ─► setup: policy, route,   │
+ *                                                                         NAT, ARR, create ───────┤
+ *                                                                                                  ▼
+ *                                     rewrite from the flow's other key (incremental checksums), TTL,
+ *                                     next hop: original direction → the flow's next hop;
+ *                                               reply direction → ARR ? the recorded onramp : routing table
+ *
+ * The decision is made once, at flow setup, and stored in the flow; an established packet does no
+ * policy or route lookup (except replies of flows without ARR, which the routing table decides per
+ * packet: that is the classic behaviour, ambiguity included). Nothing here allocates per packet.
+ *
+ * Zones keep sites apart: an ARR onramp's packets are keyed in its site's zone, so two sites'
+ * identical 5-tuples are two flows. On top of that, a hit is accepted only from a port that owns
+ * that direction: the original direction from the flow's own site, the reply direction from the
+ * site (or the Internet egress) the flow was sent to. A forged packet from another site changes
+ * nothing and is counted as FlowOwnerMismatch.
+ */
+import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
+import {
+  AF_INET4,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  MAX_ONRAMP_ID,
+  NEXT_HOP_DROP,
+  PORT_INTERNET,
+  ZONE_GLOBAL,
+} from '../common/ids.js';
+import { PacketBatch } from '../common/packet-batch.js';
+import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
+import { NatEndpoint, SnatPool } from '../nat/snat-pool.js';
+import { Firewall, type FirewallRuleSpec } from '../policy/firewall.js';
+import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
+import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/constants.js';
+import { inspect } from '../wire/inspect.js';
+import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
+import {
+  decrementTtl,
+  refreshIcmpChecksum,
+  setDstAddr4,
+  setDstAddr6,
+  setDstPort,
+  setInnerAddr4,
+  setInnerAddr6,
+  setInnerPort,
+  setSrcAddr4,
+  setSrcAddr6,
+  setSrcPort,
+} from '../wire/rewrite.js';
+import { FragmentFollower } from './fragments.js';
+import { PortRegistry, type OnrampSpec } from './ports.js';
+
+/** Bits of FlowTable.flags, owned by the pipeline. */
+export const FLAG_TRANSLATE = 1; // the packet's addresses/ports change: rewrite from the other key
+export const FLAG_ARR = 2; // replies go to the recorded return onramp, not through the routing table
+export const FLAG_POOL = 4; // holds a reference on an egress pool mapping (released when the flow ends)
+export const FLAG_CLASH = 8; // source port rewritten because another site's flow had the same reply key
+export const FLAG_HAIRPIN = 16; // addressed to the egress pool and turned back inside (RFC 4787 REQ-9)
+
+/** Returned by forward() for a fragment that waits for its first fragment: consumed, not dropped. */
+export const HELD = -256;
+
+/** Attempts at finding a free source port when two sites' flows would clash at a data center. */
+const CLASH_ATTEMPTS = 64;
+const CLASH_PORT_MIN = 1024;
+const CLASH_PORT_SPAN = 0x10000 - CLASH_PORT_MIN;
+
+const ICMPV4_ECHO_REPLY = 0;
+const ICMPV4_TIMESTAMP_REPLY = 14;
+const ICMPV6_ECHO_REPLY = 129;
+
+export interface PipelineConfig {
+  onramps: OnrampSpec[];
+  routes: RouteSpec[];
+  firewall?: { rules: FirewallRuleSpec[]; defaultAction: 'allow' | 'deny' };
+  /** Internet egress source NAT; required when any route leads to the Internet. */
+  egress?: { addresses: string[]; portMin?: number; portMax?: number };
+  flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
+  /** Fixed hash seed for reproducible tests; random otherwise. */
+  hashSeed?: number;
+}
+
+const PORT_SPACE = MAX_ONRAMP_ID + 2;
+
+/** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
+export class PipelineCounters {
+  readonly drops = new Float64Array(DROP_REASON_COUNT);
+  readonly rxPackets = new Float64Array(PORT_SPACE);
+  readonly rxBytes = new Float64Array(PORT_SPACE);
+  readonly txPackets = new Float64Array(PORT_SPACE);
+  readonly txBytes = new Float64Array(PORT_SPACE);
+  /** Drops by the port the packet came in on. */
+  readonly rxDrops = new Float64Array(PORT_SPACE);
+  /** Flows created by, and ended for, the port that started them. */
+  readonly flowsCreated = new Float64Array(PORT_SPACE);
+  readonly flowsEnded = new Float64Array(PORT_SPACE);
+  icmpErrorsTranslated = 0;
+  fragmentsHeld = 0;
+  fragmentsFollowed = 0;
+}
+
+export class Pipeline {
+  readonly ports = new PortRegistry();
+  readonly routes = new RouteTable();
+  readonly snat: SnatPool | null;
+  readonly flows4: FlowTable;
+  readonly flows6: FlowTable;
+  readonly counters = new PipelineCounters();
+  /** Packets the pipeline emits on its own during process(): released early fragments. Drain after each call. */
+  readonly generated = new PacketBatch(64);
+  /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
+  onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
+  private firewallRules: Firewall;
+  private readonly frags4: FragmentFollower;
+  private readonly frags6: FragmentFollower;
+  private readonly info = new PacketInfo();
+  private readonly key = new FlowKey();
+  private readonly reply = new FlowKey();
+  private readonly natOut = new Uint32Array(4);
+  private readonly natPeer = new NatEndpoint();
+  /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
+  private readonly fragAddr = new Uint32Array(8);
+  /** Flow node the last forwarded packet used (valid after forward() returned a port). */
+  private lastNode = -1;
+  private now = 0;
+  private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
+    const g = this.generated;
+    const i = g.push(data, offset, length, ingress);
+    if (i < 0) {
+      this.countDrop(ingress, Drop.FragmentOverflow);
+      return;
+    }
+    this.finish(g, i, this.forward(g.data, g.offset[i], g.length[i], ingress, this.now));
+  };
+
+  constructor(config: PipelineConfig) {
+    const seed = config.hashSeed;
+    this.snat = config.egress && config.egress.addresses.length > 0
+      ? new SnatPool({ addresses: config.egress.addresses, portMin: config.egress.portMin, portMax: config.egress.portMax, hashSeed: seed })
+      : null;
+    const flowOpts = config.flows ?? {};
+    this.flows4 = new FlowTable({
+      capacity: flowOpts.capacity4 ?? 1 << 16,
+      addrWords: 1,
+      timeouts: flowOpts.timeouts,
+      hashSeed: seed,
+      onRemove: (flow, reason) => this.flowEnded(this.flows4, flow, reason),
+    });
+    this.flows6 = new FlowTable({
+      capacity: flowOpts.capacity6 ?? 1 << 12,
+      addrWords: 4,
+      timeouts: flowOpts.timeouts,
+      hashSeed: seed,
+      onRemove: (flow, reason) => this.flowEnded(this.flows6, flow, reason),
+    });
+    this.frags4 = new FragmentFollower({ addrWords: 1 });
+    this.frags6 = new FragmentFollower({ addrWords: 4 });
+    this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
+    for (const onramp of config.onramps) this.setOnramp(onramp);
+    for (const route of config.routes) this.addRoute(route);
+  }
+
+  get firewall(): Firewall {
+    return this.firewallRules;
+  }
+
+  /** Replaces the rule set; established flows keep the verdict they were set up with. */
+  setFirewall(firewall: Firewall): void {
+    this.firewallRules = firewall;
+  }
+
+  setOnramp(spec: OnrampSpec): void {
+    this.ports.set(spec);
+    const quota = spec.maxFlows ?? 0;
+    this.flows4.setQuota(spec.id, quota);
+    this.flows6.setQuota(spec.id, quota);
+  }
+
+  setOnrampUp(id: number, up: boolean): void {
+    this.ports.setUp(id, up);
+    this.routes.setPortUp(id, up);
+  }
+
+  addRoute(spec: RouteSpec): number {
+    if (spec.kind === NextHopKind.Internet && this.snat === null) {
+      throw new RangeError(`route ${spec.prefix}: leads to the Internet but no egress pool is configured (egress.addresses)`);
+    }
+    if (spec.kind === NextHopKind.Onramp && (spec.port === undefined || this.ports.configured[spec.port] !== 1 || spec.port === PORT_INTERNET)) {
+      throw new RangeError(`route ${spec.prefix}: next hop onramp ${spec.port} is not configured`);
+    }
+    return this.routes.add(spec);
+  }
+
+  /** Forwards every packet of the batch: fills nextHop and drop for each. */
+  process(batch: PacketBatch, now: number): void {
+    this.now = now;
+    this.generated.clear();
+    const n = batch.count;
+    for (let i = 0; i < n; i++) {
+      this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
+    }
+  }
+
+  /** Ends flows whose time is up, and early fragments that waited too long; `budget` bounds the work. */
+  expire(now: number, budget = 4096): number {
+    const ended = this.flows4.expire(now, budget) + this.flows6.expire(now, budget);
+    const timedOut = this.frags4.expire(now) + this.frags6.expire(now);
+    this.counters.drops[Drop.FragmentTimeout] += timedOut;
+    return ended;
+  }
+
+  private finish(batch: PacketBatch, i: number, hop: number): void {
+    if (hop >= 0) {
+      batch.nextHop[i] = hop;
+      batch.drop[i] = Drop.None;
+      this.counters.txPackets[hop]++;
+      this.counters.txBytes[hop] += batch.length[i];
+    } else {
+      batch.nextHop[i] = NEXT_HOP_DROP;
+      if (hop === HELD) {
+        batch.drop[i] = Drop.None;
+      } else {
+        batch.drop[i] = -hop;
+        this.countDrop(batch.ingress[i], -hop);
+      }
+    }
+  }
+
+  private countDrop(ingress: number, reason: number): void {
+    this.counters.drops[reason]++;
+    this.counters.rxDrops[ingress]++;
+  }
+
+  /**
+   * One packet: returns the port to send it to, or a negative Drop reason (or HELD).
+   * The packet is rewritten in place.
+   */
+  forward(buf: Uint8Array, offset: number, length: number, ingress: number, now: number): number {
+    if (ingress > MAX_ONRAMP_ID || this.ports.configured[ingress] !== 1) return -Drop.UnknownPort;
+    this.counters.rxPackets[ingress]++;
+    this.counters.rxBytes[ingress] += length;
+    const info = this.info;
+    const bad = inspect(buf, offset, length, info);
+    if (bad !== Drop.None) return -bad;
+    // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
+    if (info.ttl <= 1) return -Drop.TtlExceeded;
+    const zone = this.ports.zone[ingress];
+    if (info.isIcmpError) return this.forwardIcmpError(buf, ingress, zone);
+    if (!info.hasTransportHeader) return this.forwardLaterFragment(buf, offset, length, ingress, zone, now);
+
+    const isFirstFragment = info.isFragment;
+    if (isFirstFragment) this.fragAddr.set(info.addr);
+    const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
+    const key = this.key;
+    key.zone = zone;
+    key.protocol = info.protocol;
+    key.srcPort = info.srcPort;
+    key.dstPort = info.dstPort;
+    copyAddrs(key, info.addr);
+    const node = table.lookup(key);
+    const hop = node >= 0
+      ? this.forwardOnFlow(buf, table, node, ingress, length, now)
+      : this.setupFlow(buf, table, ingress, zone, length, now);
+    if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
+    return hop;
+  }
+
+  /** A packet of an existing flow: the stored decision, no policy, no route lookup. */
+  private forwardOnFlow(buf: Uint8Array, table: FlowTable, node: number, ingress: number, length: number, now: number): number {
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
+    const info = this.info;
+    if (info.protocol === IPPROTO_TCP) {
+      const verdict = table.trackTcp(flow, dir, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
+      if (verdict !== Drop.None) return -verdict;
+    } else {
+      table.touch(flow, dir, now);
+    }
+    // Mid-flow failover: the site's traffic moved to another of its onramps; replies follow it.
+    if (dir === 0 && ingress !== table.returnPort[flow]) table.returnPort[flow] = ingress;
+    table.count(flow, dir, length);
+    if ((table.flags[flow] & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    decrementTtl(buf, info);
+    this.lastNode = node;
+    return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /**
+   * Ownership of a direction (see the file header): the original direction belongs to the site
+   * that started the flow; the reply direction to the site of its next hop (site 0: the Internet).
+   */
+  private ownsDirection(table: FlowTable, flow: number, dir: number, ingress: number): boolean {
+    const site = this.ports.site;
+    const owner = dir === 0 ? table.ingressPort[flow] : table.nextHop[flow];
+    // Onramps have sites 1..; the Internet egress alone has site 0.
+    return site[ingress] === site[owner];
+  }
+
+  private hopFor(table: FlowTable, flow: number, dir: 0 | 1, ingress: number): number {
+    if (dir === 0) return this.ports.deliverable(table.nextHop[flow]);
+    if ((table.flags[flow] & FLAG_ARR) !== 0) return this.ports.deliverable(table.returnPort[flow]);
+    return this.routeReply(ingress);
+  }
+
+  /** Without ARR a reply is routed like any packet, by its (translated) destination. */
+  private routeReply(ingress: number): number {
+    const info = this.info;
+    const site = this.ports.site[ingress];
+    const hash = tupleHash(info.protocol, (info.srcPort << 16) | info.dstPort, info.addr, SRC, info.addr, DST);
+    const route = info.family === AF_INET4
+      ? this.routes.lookup4(site, info.addr[DST], hash)
+      : this.routes.lookup6(site, info.addr, DST, hash);
+    return this.routeHop(route);
+  }
+
+  private routeHop(route: number): number {
+    if (route < 0) return -Drop.NoRoute;
+    const kind = this.routes.routeKind[route];
+    if (kind === NextHopKind.Blackhole) return -Drop.Blackhole;
+    if (kind === NextHopKind.Internet) return PORT_INTERNET;
+    return this.ports.deliverable(this.routes.routePort[route]);
+  }
+
+  /** First packet of a flow: decide once (policy, route, NAT, return onramp) and store it. */
+  private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
+    const info = this.info;
+    const key = this.key;
+    if (ingress === PORT_INTERNET) {
+      // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
+      return this.snat !== null && this.isPoolDestination() ? -Drop.NoNatMapping : -Drop.ReplyNoFlow;
+    }
+    const protocol = info.protocol;
+    if (protocol === IPPROTO_TCP && (info.tcpFlags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST | TCP_FIN)) !== TCP_SYN) {
+      return -Drop.TcpNoFlow;
+    }
+    if (isQueryReply(info)) return -Drop.ReplyNoFlow;
+    if (!validEndpoints(info)) return -Drop.BadAddress;
+
+    const site = this.ports.site[ingress];
+    const fw = this.firewallRules;
+    const rule = info.family === AF_INET4
+      ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort)
+      : fw.evaluate6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort);
+    if (!fw.allows(rule)) return -Drop.PolicyDeny;
+
+    const reply = this.reply;
+    reply.reverseOf(key);
+    let flags = this.ports.arr[ingress] === 1 ? FLAG_ARR : 0;
+    let hop: number;
+    const hash = tupleHash(protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
+    if (this.snat !== null && this.isPoolDestination()) {
+      hop = this.setupHairpin(site, ingress, hash);
+      if (hop < 0) return hop;
+      flags |= FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN;
+    } else {
+      const route = info.family === AF_INET4
+        ? this.routes.lookup4(site, info.addr[DST], hash)
+        : this.routes.lookup6(site, info.addr, DST, hash);
+      if (route < 0) return -Drop.NoRoute;
+      const kind = this.routes.routeKind[route];
+      if (kind === NextHopKind.Blackhole) return -Drop.Blackhole;
+      if (kind === NextHopKind.Internet) {
+        if (this.snat === null) return -Drop.NoRoute;
+        const extPort = this.snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, this.natOut, 0);
+        if (extPort < 0) return -Drop.NatExhausted;
+        reply.zone = ZONE_GLOBAL;
+        reply.dst.set(this.natOut);
+        reply.dstPort = extPort;
+        flags |= FLAG_TRANSLATE | FLAG_POOL;
+        hop = PORT_INTERNET;
+        if (table.lookup(reply) >= 0) {
+          // Cannot happen with endpoint-independent mapping (the external endpoint is this
+          // endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
+          this.snat.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
+          return -Drop.NatExhausted;
+        }
+      } else {
+        hop = this.routes.routePort[route];
+        // Replies come back through the next hop's port, keyed in its zone.
+        reply.zone = this.ports.zone[hop];
+        if (table.lookup(reply) >= 0) {
+          // Another site already has this exact tuple to this server: rewrite our source port,
+          // only now, only for this flow (ARCHITECTURE.md: NAT a data center only on a clash).
+          if (!resolveClash(table, reply, hash)) return -Drop.NatExhausted;
+          flags |= FLAG_TRANSLATE | FLAG_CLASH;
+        }
+      }
+    }
+
+    const flow = table.create(key, reply, ingress, now);
+    if (flow < 0) {
+      if ((flags & FLAG_POOL) !== 0) this.snat!.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
+      return flow;
+    }
+    table.flags[flow] = flags;
+    table.nextHop[flow] = hop;
+    table.ruleId[flow] = fw.ruleId(rule);
+    if (protocol === IPPROTO_TCP) {
+      const verdict = table.trackTcp(flow, 0, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
+      if (verdict !== Drop.None) {
+        table.delete(flow);
+        return -verdict;
+      }
+    } else {
+      table.touch(flow, 0, now);
+    }
+    this.counters.flowsCreated[ingress]++;
+    table.count(flow, 0, length);
+    if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
+    decrementTtl(buf, info);
+    this.lastNode = flow * 2;
+    return this.ports.deliverable(hop);
+  }
+
+  /**
+   * Hairpinning (RFC 4787 REQ-9): a site addresses another internal endpoint by its external
+   * (egress pool) address. The sender gets its own mapping as if it went to the Internet, the
+   * destination is translated to the internal endpoint, and the packet turns back inside to that
+   * endpoint's site. Fills this.reply; returns the next hop or a negative Drop.
+   *
+   * Rules written for the internal destination must hold for it too, although the packet names
+   * the pool address: the firewall is asked again with the translated destination, and both
+   * answers must allow.
+   */
+  private setupHairpin(site: number, ingress: number, hash: number): number {
+    const info = this.info;
+    const key = this.key;
+    const snat = this.snat!;
+    const family = info.family as 4 | 6;
+    const protocol = info.protocol;
+    if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) return -Drop.NoNatMapping;
+    const peer = this.natPeer;
+    if (!snat.lookupExternal(protocol, family, info.addr, DST, key.dstPort, peer)) return -Drop.NoNatMapping;
+    const fw = this.firewallRules;
+    const rule = family === AF_INET4
+      ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], peer.addr[0], key.srcPort, peer.port)
+      : fw.evaluate6(site, ingress, protocol, this.hairpinAddr(peer), SRC, DST, key.srcPort, peer.port);
+    if (!fw.allows(rule)) return -Drop.PolicyDeny;
+    let hop: number;
+    if (peer.zone !== ZONE_GLOBAL) {
+      // An ARR zone is its site: deliver to that site's best onramp.
+      const onramps = this.ports.onrampsOfSite(peer.zone);
+      if (onramps.length === 0) return -Drop.NoRoute;
+      hop = onramps[0];
+    } else {
+      const route = family === AF_INET4
+        ? this.routes.lookup4(site, peer.addr[0], hash)
+        : this.routes.lookup6(site, peer.addr, 0, hash);
+      if (route < 0 || this.routes.routeKind[route] !== NextHopKind.Onramp) return -Drop.NoRoute;
+      hop = this.routes.routePort[route];
+    }
+    const extPort = snat.acquire(key.zone, protocol, family, info.addr, SRC, key.srcPort, this.natOut, 0);
+    if (extPort < 0) return -Drop.NatExhausted;
+    const reply = this.reply;
+    reply.zone = peer.zone;
+    reply.src.set(peer.addr);
+    reply.srcPort = peer.port;
+    reply.dst.set(this.natOut);
+    reply.dstPort = extPort;
+    const table = family === AF_INET4 ? this.flows4 : this.flows6;
+    if (table.lookup(reply) >= 0) {
+      // The peer is already talking to our external endpoint: one flow, seen from both ends.
+      snat.release(key.zone, protocol, family, info.addr, SRC, key.srcPort);
+      return -Drop.NoNatMapping;
+    }
+    return hop;
+  }
+
+  /** Source words of the packet with the hairpin peer's address as destination (IPv6 firewall input). */
+  private hairpinAddr(peer: NatEndpoint): Uint32Array {
+    const scratch = this.fragAddr;
+    scratch.set(this.info.addr.subarray(SRC, SRC + 4), SRC);
+    scratch.set(peer.addr, DST);
+    return scratch;
+  }
+
+  /** Rewrites the packet to the image of `other` (the flow's other key) with its ends swapped. */
+  private translate(buf: Uint8Array, table: FlowTable, other: number): void {
+    const info = this.info;
+    if (table.addrWords === 1) {
+      const newSrc = table.nodeDst[other];
+      const newDst = table.nodeSrc[other];
+      if (info.addr[SRC] !== newSrc) setSrcAddr4(buf, info, newSrc);
+      if (info.addr[DST] !== newDst) setDstAddr4(buf, info, newDst);
+    } else {
+      const base = other * 4;
+      if (!sameWords(info.addr, SRC, table.nodeDst, base)) setSrcAddr6(buf, info, table.nodeDst, base);
+      if (!sameWords(info.addr, DST, table.nodeSrc, base)) setDstAddr6(buf, info, table.nodeSrc, base);
+    }
+    if (info.hasTransportHeader) {
+      const ports = table.nodePorts[other];
+      const newSrcPort = ports & 0xffff;
+      const newDstPort = ports >>> 16;
+      if (info.srcPort !== newSrcPort) setSrcPort(buf, info, newSrcPort);
+      if (info.dstPort !== newDstPort) setDstPort(buf, info, newDstPort);
+    }
+  }
+
+  /**
+   * An ICMP error is matched by the packet it carries (RFC 5508 section 4.2, RFC 5382 section 7):
+   * the embedded packet, ends swapped, is a key of the flow in the direction the error travels.
+   * Its embedded header is translated back to what its sender sent, the outer destination to that
+   * sender; the error never creates, refreshes or counts toward a flow (RFC 5508 REQ-2 spirit:
+   * errors never end or extend a mapping).
+   */
+  private forwardIcmpError(buf: Uint8Array, ingress: number, zone: number): number {
+    const info = this.info;
+    if (info.innerFamily !== info.family) return -Drop.BadIcmp;
+    const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
+    const key = this.key;
+    const inner = info.innerAddr;
+    key.zone = zone;
+    key.protocol = info.innerProtocol;
+    key.srcPort = info.innerDstPort;
+    key.dstPort = info.innerSrcPort;
+    for (let w = 0; w < 4; w++) {
+      key.src[w] = inner[DST + w];
+      key.dst[w] = inner[SRC + w];
+    }
+    const node = table.lookup(key);
+    if (node < 0) return -Drop.IcmpNoFlow;
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
+    if ((table.flags[flow] & FLAG_TRANSLATE) !== 0) this.translateIcmpError(buf, table, node ^ 1);
+    decrementTtl(buf, info);
+    this.counters.icmpErrorsTranslated++;
+    return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /** Embedded packet := the key of `other` as sent; outer destination := its sender. */
+  private translateIcmpError(buf: Uint8Array, table: FlowTable, other: number): void {
+    const info = this.info;
+    const inner = info.innerAddr;
+    if (table.addrWords === 1) {
+      const innerDstBefore = inner[DST];
+      const sender = table.nodeSrc[other];
+      const receiver = table.nodeDst[other];
+      if (inner[SRC] !== sender) setInnerAddr4(buf, info, SRC, sender);
+      if (inner[DST] !== receiver) setInnerAddr4(buf, info, DST, receiver);
+      if (info.addr[DST] !== sender) setDstAddr4(buf, info, sender);
+      // The error came from the embedded packet's destination itself: it speaks for the translated address.
+      if (info.addr[SRC] === innerDstBefore && innerDstBefore !== receiver) setSrcAddr4(buf, info, receiver);
+    } else {
+      const base = other * 4;
+      const fromDestination = sameWords(info.addr, SRC, inner, DST);
+      if (!sameWords(inner, SRC, table.nodeSrc, base)) setInnerAddr6(buf, info, SRC, table.nodeSrc, base);
+      if (!sameWords(inner, DST, table.nodeDst, base)) setInnerAddr6(buf, info, DST, table.nodeDst, base);
+      if (!sameWords(info.addr, DST, table.nodeSrc, base)) setDstAddr6(buf, info, table.nodeSrc, base);
+      if (fromDestination && !sameWords(info.addr, SRC, table.nodeDst, base)) setSrcAddr6(buf, info, table.nodeDst, base);
+    }
+    const ports = table.nodePorts[other];
+    if (info.innerSrcPort !== ports >>> 16) setInnerPort(buf, info, SRC, ports >>> 16);
+    if (info.innerDstPort !== (ports & 0xffff)) setInnerPort(buf, info, DST, ports & 0xffff);
+    refreshIcmpChecksum(buf, info);
+  }
+
+  /** A fragment without the transport header follows the flow its first fragment took. */
+  private forwardLaterFragment(buf: Uint8Array, offset: number, length: number, ingress: number, zone: number, now: number): number {
+    const info = this.info;
+    const isV4 = info.family === AF_INET4;
+    const follower = isV4 ? this.frags4 : this.frags6;
+    const table = isV4 ? this.flows4 : this.flows6;
+    const node = follower.find(zone, info.protocol, info.addr, info.fragmentId, now);
+    if (node < 0 || !nodeMatches(table, node, zone, info)) {
+      const reason = follower.hold(buf, offset, length, ingress, zone, info.protocol, info.addr, info.fragmentId, now);
+      if (reason !== Drop.None) return -reason;
+      this.counters.fragmentsHeld++;
+      return HELD;
+    }
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
+    table.count(flow, dir, length);
+    if ((table.flags[flow] & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    decrementTtl(buf, info);
+    this.counters.fragmentsFollowed++;
+    return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /** The first fragment passed: remember its datagram, then send any fragments that arrived before it. */
+  private followFragments(zone: number, protocol: number, fragmentId: number, family: number): void {
+    const follower = family === AF_INET4 ? this.frags4 : this.frags6;
+    follower.remember(zone, protocol, this.fragAddr, fragmentId, this.lastNode, this.now);
+    follower.release(zone, protocol, this.fragAddr, fragmentId, this.takeHeld);
+  }
+
+  private isPoolDestination(): boolean {
+    const info = this.info;
+    return info.family === AF_INET4 ? this.snat!.isPoolAddress4(info.addr[DST]) : this.snat!.isPoolAddress6(info.addr, DST);
+  }
+
+  private flowEnded(table: FlowTable, flow: number, reason: RemoveReason): void {
+    const orig = flow * 2;
+    if ((table.flags[flow] & FLAG_POOL) !== 0) {
+      const family = table.addrWords === 1 ? 4 : 6;
+      this.snat!.release(table.nodeZone[orig], table.protocol[flow], family, table.nodeSrc, orig * table.addrWords, table.nodePorts[orig] >>> 16);
+    }
+    this.counters.flowsEnded[table.ingressPort[flow]]++;
+    if (this.onFlowEnd !== null) this.onFlowEnd(table, flow, reason);
+  }
+}
+
+function copyAddrs(key: FlowKey, addr: Uint32Array): void {
+  for (let w = 0; w < 4; w++) {
+    key.src[w] = addr[SRC + w];
+    key.dst[w] = addr[DST + w];
+  }
+}
+
+function sameWords(a: Uint32Array, aOffset: number, b: Uint32Array, bOffset: number): boolean {
+  return a[aOffset] === b[bOffset] && a[aOffset + 1] === b[bOffset + 1] && a[aOffset + 2] === b[bOffset + 2] && a[aOffset + 3] === b[bOffset + 3];
+}
+
+/** Is the flow node still the one the fragment table remembered (same zone, protocol, addresses)? */
+function nodeMatches(table: FlowTable, node: number, zone: number, info: PacketInfo): boolean {
+  const flow = node >> 1;
+  if (flow >= table.capacity || table.nodeZone[node] !== zone || table.protocol[flow] !== info.protocol) return false;
+  const w = table.addrWords;
+  for (let k = 0; k < w; k++) {
+    if (table.nodeSrc[node * w + k] !== info.addr[SRC + k] || table.nodeDst[node * w + k] !== info.addr[DST + k]) return false;
+  }
+  return table.isLive(flow);
+}
+
+/**
+ * Finds a source port for `reply.dstPort` that makes the reply key unique in its zone, searching
+ * from a per-flow start with an odd stride (every port is reachable); false when none is free.
+ */
+function resolveClash(table: FlowTable, reply: FlowKey, hash: number): boolean {
+  for (let attempt = 0; attempt < CLASH_ATTEMPTS; attempt++) {
+    reply.dstPort = CLASH_PORT_MIN + ((hash >>> 0) + attempt * 40503) % CLASH_PORT_SPAN;
+    if (table.lookup(reply) < 0) return true;
+  }
+  return false;
+}
+
+/** Echo / timestamp replies never start a flow. */
+function isQueryReply(info: PacketInfo): boolean {
+  if (info.protocol === IPPROTO_ICMP) return info.icmpType === ICMPV4_ECHO_REPLY || info.icmpType === ICMPV4_TIMESTAMP_REPLY;
+  if (info.protocol === IPPROTO_ICMPV6) return info.icmpType === ICMPV6_ECHO_REPLY;
+  return false;
+}
+
+/**
+ * RFC 1812 section 5.3.7 (martian filtering) for new flows: no unspecified, loopback, multicast or
+ * limited-broadcast source; no multicast or broadcast destination (the edge routes unicast).
+ */
+function validEndpoints(info: PacketInfo): boolean {
+  const a = info.addr;
+  if (info.family === AF_INET4) {
+    const src = a[SRC];
+    const dst = a[DST];
+    const srcTop = src >>> 24;
+    const dstTop = dst >>> 24;
+    if (srcTop === 0 || srcTop === 127 || srcTop >= 224) return false;
+    if (dstTop === 0 || dstTop === 127 || dstTop >= 224) return false;
+    return true;
+  }
+  const srcUnspecified = (a[SRC] | a[SRC + 1] | a[SRC + 2] | a[SRC + 3]) === 0;
+  const srcLoopback = (a[SRC] | a[SRC + 1] | a[SRC + 2]) === 0 && a[SRC + 3] === 1;
+  const multicast = (a[SRC] >>> 24) === 0xff || (a[DST] >>> 24) === 0xff;
+  const dstUnspecified = (a[DST] | a[DST + 1] | a[DST + 2] | a[DST + 3]) === 0;
+  return !srcUnspecified && !srcLoopback && !multicast && !dstUnspecified;
+}
+
+/**
+ * A stable 32-bit hash of a tuple (Murmur3-style mixing), for ECMP and the clash-port search.
+ * Addresses are four words each at the given offsets.
+ */
+function tupleHash(protocol: number, ports: number, src: Uint32Array, srcOffset: number, dst: Uint32Array, dstOffset: number): number {
+  let h = Math.imul(protocol, 0x9e3779b1) ^ ports;
+  for (let w = 0; w < 4; w++) {
+    h = Math.imul(h ^ src[srcOffset + w], 0x85ebca6b);
+    h = Math.imul(h ^ dst[dstOffset + w], 0xc2b2ae35);
+  }
+  return (h ^ (h >>> 15)) >>> 0;
+}

@@ -1,0 +1,132 @@
+/**
+ * The port registry: what the pipeline needs to know about every port (onramp or the Internet
+ * egress), in typed arrays indexed by port id so the packet path reads them without a lookup.
+ *
+ * A site is a group of onramps sharing one private address space. With Automatic Return Routing
+ * (ARR) an onramp's packets belong to its site's zone (zone id = site id); without ARR they belong
+ * to the global zone, like the Internet's. Replies for a site whose recorded onramp is down go to
+ * the site's best healthy onramp: lowest preference value, then lowest id.
+ */
+import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
+
+export type OnrampType = 'gre' | 'ipsec' | 'wireguard' | 'interconnect';
+export const ONRAMP_TYPES: readonly OnrampType[] = ['gre', 'ipsec', 'wireguard', 'interconnect'];
+
+export interface OnrampSpec {
+  /** 1..65534 */
+  id: number;
+  name: string;
+  type: OnrampType;
+  /** 1..65534 */
+  site: number;
+  automaticReturnRouting: boolean;
+  /** Flow quota for flows this onramp starts; 0 or absent = none. */
+  maxFlows?: number;
+  /** Among a site's onramps, the lower value is preferred for failover (default 100). */
+  preference?: number;
+  /** Health as last reported by the onramp's health checks (default up). */
+  up?: boolean;
+}
+
+const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
+
+export class PortRegistry {
+  /** 1 when the port exists. The Internet egress (port 0) always exists. */
+  readonly configured = new Uint8Array(PORT_SPACE);
+  readonly site = new Uint16Array(PORT_SPACE);
+  readonly zone = new Uint16Array(PORT_SPACE);
+  readonly arr = new Uint8Array(PORT_SPACE);
+  readonly up = new Uint8Array(PORT_SPACE);
+  readonly preference = new Uint16Array(PORT_SPACE);
+  private readonly specs = new Map<number, OnrampSpec>();
+  /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
+  private siteOrder: number[][] = [];
+
+  constructor() {
+    this.configured[PORT_INTERNET] = 1;
+    this.up[PORT_INTERNET] = 1;
+    this.zone[PORT_INTERNET] = ZONE_GLOBAL;
+  }
+
+  /** Adds or replaces an onramp. Throws with a message naming the field on bad input. */
+  set(spec: OnrampSpec): void {
+    if (!Number.isInteger(spec.id) || spec.id < 1 || spec.id > MAX_ONRAMP_ID) {
+      throw new RangeError(`onramp id must be an integer 1..${MAX_ONRAMP_ID}, got ${spec.id}`);
+    }
+    if (!Number.isInteger(spec.site) || spec.site < 1 || spec.site > MAX_SITE_ID) {
+      throw new RangeError(`onramp ${spec.id}: site must be an integer 1..${MAX_SITE_ID}, got ${spec.site}`);
+    }
+    const pref = spec.preference ?? 100;
+    if (!Number.isInteger(pref) || pref < 0 || pref > 0xffff) {
+      throw new RangeError(`onramp ${spec.id}: preference must be an integer 0..65535, got ${pref}`);
+    }
+    const id = spec.id;
+    this.specs.set(id, { ...spec });
+    this.configured[id] = 1;
+    this.site[id] = spec.site;
+    this.arr[id] = spec.automaticReturnRouting ? 1 : 0;
+    this.zone[id] = spec.automaticReturnRouting ? spec.site : ZONE_GLOBAL;
+    this.up[id] = spec.up === false ? 0 : 1;
+    this.preference[id] = pref;
+    this.rebuildSiteOrder();
+  }
+
+  remove(id: number): boolean {
+    if (!this.specs.delete(id)) return false;
+    this.configured[id] = 0;
+    this.site[id] = 0;
+    this.zone[id] = 0;
+    this.arr[id] = 0;
+    this.up[id] = 0;
+    this.rebuildSiteOrder();
+    return true;
+  }
+
+  setUp(id: number, up: boolean): void {
+    const spec = this.specs.get(id);
+    if (!spec) throw new RangeError(`no onramp with id ${id}`);
+    spec.up = up;
+    this.up[id] = up ? 1 : 0;
+  }
+
+  get(id: number): OnrampSpec | undefined {
+    const spec = this.specs.get(id);
+    return spec ? { ...spec } : undefined;
+  }
+
+  list(): OnrampSpec[] {
+    return [...this.specs.values()].map((s) => ({ ...s })).sort((a, b) => a.id - b.id);
+  }
+
+  /** The site's onramps in failover order (shared array: do not modify). */
+  onrampsOfSite(site: number): readonly number[] {
+    return this.siteOrder[site] ?? EMPTY;
+  }
+
+  /**
+   * Where to send traffic recorded for `port` (ARR return, or a flow's next hop): the port itself
+   * when it is up, else the first healthy onramp of the same site, else the port anyway (a
+   * degraded path beats none; the onramp's own I/O counts what it cannot deliver).
+   */
+  deliverable(port: number): number {
+    if (this.up[port] === 1) return port;
+    const order = this.siteOrder[this.site[port]];
+    if (order !== undefined) {
+      for (let i = 0; i < order.length; i++) {
+        if (this.up[order[i]] === 1) return order[i];
+      }
+    }
+    return port;
+  }
+
+  private rebuildSiteOrder(): void {
+    const order: number[][] = [];
+    for (const spec of this.specs.values()) (order[spec.site] ??= []).push(spec.id);
+    for (const ids of order) {
+      ids?.sort((a, b) => this.preference[a] - this.preference[b] || a - b);
+    }
+    this.siteOrder = order;
+  }
+}
+
+const EMPTY: readonly number[] = [];
