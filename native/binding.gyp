@@ -1,0 +1,17 @@
+{
+  # tether's native I/O addon: TUN devices and batched UDP (recvmmsg/sendmmsg), polled by libuv
+  # on Node's main loop. Built by `node-gyp rebuild -C native` (the root package's install script),
+  # against the local Node headers (npm's nodedir=/usr), into native/build/Release/tether_io.node.
+  "targets": [
+    {
+      "target_name": "tether_io",
+      "sources": ["src/tether_io.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

@@ -1,0 +1,831 @@
+// tether native I/O: TUN devices and batched UDP sockets for Node, one JS<->C call per batch.
+//
+//   kernel ──read()/recvmmsg()──▶ PacketBatch slab (owned by JS) ──one callback(count)──▶ JS pipeline
+//   JS pipeline ──writeBatch(batch, range|indices)──▶ write()/sendmmsg() per packet ──▶ kernel
+//
+// Reading is driven by a libuv poll handle (uv_poll_t, readable events) on Node's own event loop:
+// no thread-pool hop per packet (Node's fs.read on a TUN fd costs one thread-pool round trip per
+// packet, and dgram one syscall plus one JS callback per datagram). On each readable event the addon
+// drains the descriptor into the batch until EAGAIN or the batch is full, then calls JS once. The
+// poll is level-triggered, so whatever did not fit is announced again on the next loop iteration.
+//
+// Batch layout (src/common/packet-batch.ts): slot i occupies data[i*slotSize, (i+1)*slotSize); a
+// received packet is written at offset[i] = i*slotSize + headroom, its size in length[i].
+//
+// References: tun(4) = Documentation/networking/tuntap.rst (TUNSETIFF, IFF_TUN, IFF_NO_PI,
+// IFF_MULTI_QUEUE, IFF_VNET_HDR, TUNSETVNETHDRSZ); recvmmsg(2); sendmmsg(2); uv_poll_t in the libuv
+// docs ("poll handle": the fd must not be closed while the handle is active).
+//
+// Lifetime rules (no use-after-free when JS closes a device while a poll is active):
+//  - The uv_poll_t lives in a separate heap Poller that is freed only in libuv's close callback,
+//    which never runs inside our own poll callback. Handle::Close() detaches it (owner = nullptr).
+//  - While reading, the JS object is kept alive by a strong reference (ObjectWrap::Ref), so the
+//    garbage collector cannot finalize a handle whose poll is active.
+//  - After the JS batch callback returns, OnReadable touches nothing of the handle (the callback
+//    may have closed it).
+//  - An environment cleanup hook closes the handle when Node (or a worker) shuts down, and each
+//    Poller holds an async cleanup hook until its uv_close callback has run, so a worker's teardown
+//    never unloads the addon with that callback still pending.
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kTunPath = "/dev/net/tun";
+// Highest errno we count individually; larger values (none on Linux today) share the last bucket.
+constexpr int kErrnoBuckets = 160;
+// A handful of consecutive non-EAGAIN errors within one readable event ends the drain, so a
+// persistent error (e.g. a device whose link vanished) cannot spin the loop forever.
+constexpr int kMaxErrorsPerEvent = 8;
+// sendmmsg(2)/recvmmsg(2) take at most UIO_MAXIOV (1024) messages per call.
+constexpr size_t kMaxMsgsPerCall = 1024;
+// Flag bits of openTun's second argument (mirrored in src/io/native.ts).
+constexpr uint32_t kTunFlagMultiQueue = 1;
+constexpr uint32_t kTunFlagVnetHdr = 2;
+// The virtio-net header that precedes every packet with IFF_VNET_HDR: struct virtio_net_hdr_mrg_rxbuf
+// of <linux/virtio_net.h> (virtio 1.x spec, section 5.1.6 "Device Operation"), spelled out here
+// because that kernel header does not compile as C++ (a member is named `class`). 12 bytes, the
+// layout of virtio 1.0 and vhost; tun(4) defaults to the 10-byte legacy header without num_buffers,
+// so we set the size explicitly with TUNSETVNETHDRSZ.
+struct VnetHdr {
+  uint8_t flags;         // VIRTIO_NET_HDR_F_NEEDS_CSUM (1), VIRTIO_NET_HDR_F_DATA_VALID (2)
+  uint8_t gso_type;      // VIRTIO_NET_HDR_GSO_NONE (0), TCPV4 (1), UDP (3), TCPV6 (4), ...
+  uint16_t hdr_len;      // little-endian, like every field below
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+  uint16_t num_buffers;
+};
+static_assert(sizeof(VnetHdr) == 12, "virtio_net_hdr_mrg_rxbuf is 12 bytes");
+constexpr int kVnetHdrSize = sizeof(VnetHdr);
+
+enum class Kind { kTun, kUdp };
+
+std::string ErrnoName(int err) {
+  const char* name = strerrorname_np(err);
+  return name != nullptr ? std::string(name) : "errno " + std::to_string(err);
+}
+
+// Throws a JS Error whose message names the errno, with .code (e.g. "EBUSY") and .errno set.
+[[noreturn]] void ThrowErrno(Napi::Env env, const std::string& what, int err, const std::string& hint = "") {
+  std::string msg = what + ": " + ErrnoName(err) + " (" + strerror(err) + ")";
+  if (!hint.empty()) msg += "; " + hint;
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, ErrnoName(err)));
+  e.Set("errno", Napi::Number::New(env, err));
+  throw e;
+}
+
+// A typed array's element pointer and element count, checked for the expected element type.
+template <typename T>
+struct View {
+  T* data = nullptr;
+  size_t length = 0;
+};
+
+template <typename T>
+bool GetView(napi_env env, napi_value value, napi_typedarray_type want, View<T>* out) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed) return false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok) return false;
+  if (type != want) return false;
+  out->data = static_cast<T*>(data);
+  out->length = length;
+  return true;
+}
+
+template <typename T>
+View<T> RequireView(const Napi::Value& value, napi_typedarray_type want, const char* what) {
+  View<T> v;
+  if (!GetView(value.Env(), value, want, &v)) throw Napi::TypeError::New(value.Env(), std::string(what) + " has the wrong type");
+  return v;
+}
+
+bool IsNullish(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+struct Counters {
+  double packets_in = 0, bytes_in = 0, batches_in = 0;
+  double packets_out = 0, bytes_out = 0, batches_out = 0;
+  double drops_busy = 0;       // EAGAIN on write/send: the kernel queue was full; never block
+  double drops_truncated = 0;  // packet larger than a slot (tun: read() > slot, udp: MSG_TRUNC)
+  double drops_invalid = 0;    // writeBatch entry outside the slab, or a bad destination
+  double read_errors[kErrnoBuckets] = {};
+  double write_errors[kErrnoBuckets] = {};
+  static int Bucket(int err) { return err > 0 && err < kErrnoBuckets ? err : kErrnoBuckets - 1; }
+};
+
+class Handle;
+
+// The libuv poll handle, kept apart from Handle so that it can outlive it until uv_close's callback.
+// Each Poller holds an async environment cleanup hook from creation until that callback has run:
+// a worker thread's teardown then waits for the callback before it unloads this addon (without
+// it, libuv would call the close callback into unmapped code: seen as a SIGSEGV on
+// worker.terminate() while reading).
+struct Poller {
+  uv_poll_t poll;
+  Handle* owner;
+  napi_async_cleanup_hook_handle hook;
+};
+
+class Handle : public Napi::ObjectWrap<Handle> {
+ public:
+  static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function cls = DefineClass(env, "NativeHandle", {
+      InstanceAccessor<&Handle::GetFd>("fd"),
+      InstanceAccessor<&Handle::GetName>("name"),
+      InstanceAccessor<&Handle::GetLocalPort>("localPort"),
+      InstanceAccessor<&Handle::GetVnetHdrSize>("vnetHdrSize"),
+      InstanceMethod<&Handle::StartReading>("startReading"),
+      InstanceMethod<&Handle::StopReading>("stopReading"),
+      InstanceMethod<&Handle::WriteBatch>("writeBatch"),
+      InstanceMethod<&Handle::GetCounters>("counters"),
+      InstanceMethod<&Handle::CloseJs>("close"),
+    });
+    // The constructor lives in the environment's instance data (one per main thread or worker).
+    env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(cls)));
+    return exports;
+  }
+
+  // Not callable from JS directly: openTun/openUdp create handles through New(); the constructor
+  // only records the fd handed over in info[0..].
+  explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeHandle is created by openTun/openUdp");
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    kind_ = info[1].As<Napi::Number>().Int32Value() == 0 ? Kind::kTun : Kind::kUdp;
+    name_ = info[2].As<Napi::String>().Utf8Value();
+    const int extra = info[3].As<Napi::Number>().Int32Value();
+    if (kind_ == Kind::kTun) vnet_hdr_size_ = extra; else local_port_ = extra;
+    family_ = info[4].As<Napi::Number>().Int32Value();
+    env_ = env;
+    napi_add_env_cleanup_hook(env, &Handle::CleanupHook, this);
+  }
+
+  ~Handle() override {
+    // Finalized by the GC (or at shutdown). A handle still reading is strongly referenced, so
+    // here a poll is active only at environment teardown (and the cleanup hook has normally closed
+    // it already); the wrapper's own reference is being torn down, so do not Unref it.
+    reading_ = false;
+    Close();
+  }
+
+  static Napi::Object New(Napi::Env env, int fd, Kind kind, const std::string& name, int extra, int family) {
+    return env.GetInstanceData<Napi::FunctionReference>()->New(
+        {Napi::Number::New(env, fd), Napi::Number::New(env, kind == Kind::kTun ? 0 : 1), Napi::String::New(env, name),
+         Napi::Number::New(env, extra), Napi::Number::New(env, family)});
+  }
+
+ private:
+  // ---- accessors -------------------------------------------------------------------------------
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value GetLocalPort(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), local_port_); }
+  Napi::Value GetVnetHdrSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vnet_hdr_size_); }
+
+  void RequireOpen(Napi::Env env) {
+    if (fd_ < 0) throw Napi::Error::New(env, "the device is closed");
+  }
+
+  // ---- reading ---------------------------------------------------------------------------------
+  // startReading(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slotSize, headroom,
+  //              capacity, srcAddr: Uint32Array|null, srcPort: Uint16Array|null, onBatch(count, err))
+  // The arrays are held by reference and re-read at every batch (a handful of node-api calls per
+  // batch, none per packet), so their memory is never used after JS lets go of them.
+  Napi::Value StartReading(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (info.Length() < 9 || !info[8].IsFunction()) throw Napi::TypeError::New(env, "startReading(data, offset, length, slotSize, headroom, capacity, srcAddr, srcPort, onBatch)");
+    const uint32_t slot = info[3].As<Napi::Number>().Uint32Value();
+    const uint32_t headroom = info[4].As<Napi::Number>().Uint32Value();
+    const uint32_t capacity = info[5].As<Napi::Number>().Uint32Value();
+    if (capacity == 0 || headroom >= slot) throw Napi::RangeError::New(env, "bad batch geometry");
+    if (kind_ == Kind::kTun && vnet_hdr_size_ > 0 && slot - headroom <= static_cast<uint32_t>(vnet_hdr_size_))
+      throw Napi::RangeError::New(env, "slot too small for the virtio-net header");
+    auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
+    auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
+    auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
+    if (data.length < static_cast<size_t>(capacity) * slot || offset.length < capacity || length.length < capacity)
+      throw Napi::RangeError::New(env, "batch arrays are smaller than capacity x slotSize");
+    const bool with_src = !IsNullish(info[6]);
+    if (kind_ == Kind::kUdp && !with_src) throw Napi::TypeError::New(env, "a UDP socket needs srcAddr and srcPort arrays");
+    if (with_src) {
+      auto addr = RequireView<uint32_t>(info[6], napi_uint32_array, "srcAddr");
+      auto port = RequireView<uint16_t>(info[7], napi_uint16_array, "srcPort");
+      if (addr.length < static_cast<size_t>(capacity) * 4 || port.length < capacity)
+        throw Napi::RangeError::New(env, "srcAddr must hold capacity*4 words and srcPort capacity entries");
+    }
+    StopPolling();
+    ReleaseReadRefs();
+    slot_ = slot;
+    headroom_ = headroom;
+    capacity_ = capacity;
+    data_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    offset_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
+    length_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
+    if (with_src) {
+      src_addr_ref_ = Napi::Persistent(info[6].As<Napi::Object>());
+      src_port_ref_ = Napi::Persistent(info[7].As<Napi::Object>());
+    }
+    callback_ = Napi::Persistent(info[8].As<Napi::Function>());
+    if (!async_context_) async_context_ = std::make_unique<Napi::AsyncContext>(env, kind_ == Kind::kTun ? "tether:tun" : "tether:udp");
+    if (kind_ == Kind::kUdp) {
+      // recvmmsg(2) control blocks, one per slot: allocated here (control plane), reused per batch.
+      rmsgs_.assign(capacity, mmsghdr{});
+      riov_.assign(capacity, iovec{});
+      rnames_.assign(capacity, sockaddr_storage{});
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    Poller* p = new Poller();
+    p->owner = this;
+    int rc = uv_poll_init(loop, &p->poll, fd_);
+    if (rc != 0) {  // not initialised: the loop does not know it, so it can simply be freed
+      delete p;
+      ReleaseReadRefs();
+      throw Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc));
+    }
+    napi_add_async_cleanup_hook(env, &Handle::PollerCleanupHook, p, &p->hook);
+    poller_ = p;
+    rc = uv_poll_start(&p->poll, UV_READABLE, &Handle::OnPoll);
+    if (rc != 0) {
+      DetachPoller();
+      ReleaseReadRefs();
+      throw Napi::Error::New(env, std::string("uv_poll_start: ") + uv_strerror(rc));
+    }
+    if (!reading_) { Ref(); reading_ = true; }
+    return env.Undefined();
+  }
+
+  Napi::Value StopReading(const Napi::CallbackInfo& info) {
+    StopPolling();
+    ReleaseReadRefs();
+    return info.Env().Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    Poller* p = reinterpret_cast<Poller*>(handle);  // poll is the first member
+    if (p->owner != nullptr) p->owner->OnReadable(status);
+  }
+
+  void OnReadable(int status) {
+    Napi::Env env = env_;
+    Napi::HandleScope scope(env);
+    int fatal = 0;
+    uint32_t count = 0;
+    if (status < 0) {
+      fatal = status;
+    } else {
+      View<uint8_t> data;
+      View<uint32_t> offset, length, src_addr;
+      View<uint16_t> src_port;
+      bool ok = GetView(env, data_ref_.Value(), napi_uint8_array, &data) &&
+                GetView(env, offset_ref_.Value(), napi_uint32_array, &offset) &&
+                GetView(env, length_ref_.Value(), napi_uint32_array, &length) &&
+                data.length >= static_cast<size_t>(capacity_) * slot_ && offset.length >= capacity_ && length.length >= capacity_;
+      if (ok && !src_addr_ref_.IsEmpty()) {
+        ok = GetView(env, src_addr_ref_.Value(), napi_uint32_array, &src_addr) &&
+             GetView(env, src_port_ref_.Value(), napi_uint16_array, &src_port) &&
+             src_addr.length >= static_cast<size_t>(capacity_) * 4 && src_port.length >= capacity_;
+      }
+      if (!ok) {
+        fatal = UV_EINVAL;  // the batch's memory was detached or replaced: stop rather than guess
+      } else if (kind_ == Kind::kTun) {
+        count = DrainTun(data, offset, length);
+      } else {
+        count = DrainUdp(data, offset, length, src_addr, src_port);
+      }
+    }
+    if (fatal != 0) StopPolling();
+    if (count == 0 && fatal == 0) return;
+    if (count > 0) counters_.batches_in += 1;
+    // One call into JS per batch. MakeCallback runs the microtask queue afterwards and keeps async
+    // hooks' context. The callback may close this handle: touch nothing of `this` afterwards except
+    // through values copied to the stack first.
+    napi_value argv[2] = {Napi::Number::New(env, count), Napi::Number::New(env, fatal)};
+    // `recv` (this handle's JS object) stays in the HandleScope for the rest of this function, so
+    // the wrapper cannot be finalized under us even if the callback closes and drops it.
+    napi_value recv = Value();
+    napi_value fn = callback_.Value();
+    napi_value result;
+    napi_status st = napi_make_callback(env, *async_context_, recv, fn, 2, argv, &result);
+    if (st == napi_pending_exception) {
+      // A throw in the batch callback has no JS caller to land in: make it an uncaught exception.
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_fatal_exception(env, exc);
+    }
+    if (fatal != 0 && fd_ >= 0) ReleaseReadRefs();
+  }
+
+  // After a failed read or recvmmsg: true to try again (EINTR, or an error counted while fewer than
+  // kMaxErrorsPerEvent have happened in this event), false to stop draining (EAGAIN: queue empty).
+  bool KeepDraining(int err, int* errors) {
+    if (err == EINTR) return true;
+    if (err == EAGAIN || err == EWOULDBLOCK) return false;
+    counters_.read_errors[Counters::Bucket(err)] += 1;
+    return ++*errors < kMaxErrorsPerEvent;
+  }
+
+  // tun(4): every read() returns exactly one packet; with IFF_NO_PI there is no prefix. A packet
+  // larger than the buffer is silently cut, but read() still returns its full size (tun_put_user
+  // returns the total), so `n > room` detects truncation.
+  uint32_t DrainTun(View<uint8_t>& data, View<uint32_t>& offset, View<uint32_t>& length) {
+    const size_t room = slot_ - headroom_;
+    uint32_t n = 0;
+    int errors = 0;
+    VnetHdr vnet;  // with IFF_VNET_HDR: the header lands here, not in the slot
+    while (n < capacity_) {
+      uint8_t* dst = data.data + static_cast<size_t>(n) * slot_ + headroom_;
+      ssize_t r;
+      if (vnet_hdr_size_ > 0) {
+        // TODO(offload): with TUNSETOFFLOAD, vnet.gso_type != NONE marks a GSO super-packet (up to
+        // 64 KiB) and NEEDS_CSUM a packet whose checksum is still to be filled in: both would have
+        // to be exposed to JS (a per-slot header array) instead of ignored, as they are now.
+        struct iovec iov[2] = {{&vnet, static_cast<size_t>(vnet_hdr_size_)}, {dst, room}};
+        r = readv(fd_, iov, 2);
+        if (r >= 0 && r < vnet_hdr_size_) { counters_.drops_truncated += 1; continue; }  // cannot happen per tun(4)
+        if (r >= 0) r -= vnet_hdr_size_;
+      } else {
+        r = read(fd_, dst, room);
+      }
+      if (r < 0) {
+        if (KeepDraining(errno, &errors)) continue;
+        break;
+      }
+      if (static_cast<size_t>(r) > room) { counters_.drops_truncated += 1; continue; }
+      offset.data[n] = static_cast<uint32_t>(dst - data.data);
+      length.data[n] = static_cast<uint32_t>(r);
+      counters_.packets_in += 1;
+      counters_.bytes_in += static_cast<double>(r);
+      n++;
+    }
+    return n;
+  }
+
+  // recvmmsg(2): one syscall fills up to `capacity` slots, each with its source address. A
+  // datagram larger than a slot comes back with MSG_TRUNC: it is dropped and counted, and later
+  // datagrams of the same call move down so that the batch stays dense.
+  uint32_t DrainUdp(View<uint8_t>& data, View<uint32_t>& offset, View<uint32_t>& length, View<uint32_t>& src_addr,
+                    View<uint16_t>& src_port) {
+    const size_t room = slot_ - headroom_;
+    uint32_t n = 0;
+    int errors = 0;
+    while (n < capacity_) {
+      const uint32_t want = std::min<uint32_t>(capacity_ - n, kMaxMsgsPerCall);
+      for (uint32_t k = n; k < n + want; k++) {
+        riov_[k].iov_base = data.data + static_cast<size_t>(k) * slot_ + headroom_;
+        riov_[k].iov_len = room;
+        msghdr& h = rmsgs_[k].msg_hdr;
+        h = msghdr{};
+        h.msg_name = &rnames_[k];
+        h.msg_namelen = sizeof(sockaddr_storage);
+        h.msg_iov = &riov_[k];
+        h.msg_iovlen = 1;
+      }
+      const int r = recvmmsg(fd_, &rmsgs_[n], want, MSG_DONTWAIT, nullptr);
+      if (r < 0) {
+        if (KeepDraining(errno, &errors)) continue;
+        break;
+      }
+      uint32_t w = n;
+      for (uint32_t k = n; k < n + static_cast<uint32_t>(r); k++) {
+        if (rmsgs_[k].msg_hdr.msg_flags & MSG_TRUNC) { counters_.drops_truncated += 1; continue; }
+        const uint32_t len = rmsgs_[k].msg_len;
+        const size_t at = static_cast<size_t>(w) * slot_ + headroom_;
+        if (w != k) memmove(data.data + at, riov_[k].iov_base, len);
+        offset.data[w] = static_cast<uint32_t>(at);
+        length.data[w] = len;
+        WriteSockaddr(rnames_[k], &src_addr.data[static_cast<size_t>(w) * 4], &src_port.data[w]);
+        counters_.packets_in += 1;
+        counters_.bytes_in += len;
+        w++;
+      }
+      n = w;
+      // Fewer datagrams than asked for: the queue is empty now; skip the extra call that would only
+      // return EAGAIN.
+      if (static_cast<uint32_t>(r) < want) break;
+    }
+    return n;
+  }
+
+  // Address words as in src/common/addr.ts: IPv4 is one unsigned 32-bit number in words[0] (the
+  // other three are zero); IPv6 is four words, most significant first.
+  static void WriteSockaddr(const sockaddr_storage& ss, uint32_t* words, uint16_t* port) {
+    if (ss.ss_family == AF_INET) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+      words[0] = ntohl(sin->sin_addr.s_addr);
+      words[1] = words[2] = words[3] = 0;
+      *port = ntohs(sin->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      const uint8_t* b = sin6->sin6_addr.s6_addr;
+      for (int i = 0; i < 4; i++)
+        words[i] = (uint32_t(b[4 * i]) << 24) | (uint32_t(b[4 * i + 1]) << 16) | (uint32_t(b[4 * i + 2]) << 8) | b[4 * i + 3];
+      *port = ntohs(sin6->sin6_port);
+    } else {
+      words[0] = words[1] = words[2] = words[3] = 0;
+      *port = 0;
+    }
+  }
+
+  // Fills a sockaddr for the socket's family; returns its length, or 0 for an unusable destination.
+  socklen_t ReadSockaddr(const uint32_t* words, uint16_t port, sockaddr_storage* ss) const {
+    if (port == 0) return 0;
+    if (family_ == AF_INET) {
+      auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(port);
+      sin->sin_addr.s_addr = htonl(words[0]);
+      return sizeof(sockaddr_in);
+    }
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+    *sin6 = sockaddr_in6{};
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    uint8_t* b = sin6->sin6_addr.s6_addr;
+    for (int i = 0; i < 4; i++) {
+      b[4 * i] = words[i] >> 24; b[4 * i + 1] = words[i] >> 16; b[4 * i + 2] = words[i] >> 8; b[4 * i + 3] = words[i];
+    }
+    return sizeof(sockaddr_in6);
+  }
+
+  // ---- writing ---------------------------------------------------------------------------------
+  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to,
+  //            dstAddr: Uint32Array|null, dstPort: Uint16Array|null) -> packets written
+  // Packets are `indices[from..to)` when indices is given, else `from..to`. Never blocks: EAGAIN
+  // counts the rest of the batch as dropped-busy and returns.
+  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (info.Length() < 6) throw Napi::TypeError::New(env, "writeBatch(data, offset, length, indices, from, to, dstAddr, dstPort)");
+    auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
+    auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
+    auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
+    View<uint32_t> idx32;
+    View<uint16_t> idx16;
+    const bool has_idx = !IsNullish(info[3]);
+    if (has_idx && !GetView(env, info[3], napi_uint32_array, &idx32) && !GetView(env, info[3], napi_uint16_array, &idx16))
+      throw Napi::TypeError::New(env, "indices must be a Uint32Array or Uint16Array");
+    const uint32_t from = info[4].As<Napi::Number>().Uint32Value();
+    const uint32_t to = info[5].As<Napi::Number>().Uint32Value();
+    const size_t limit = has_idx ? (idx32.data ? idx32.length : idx16.length) : offset.length;
+    if (from > to || to > limit || (!has_idx && to > length.length)) throw Napi::RangeError::New(env, "writeBatch range out of bounds");
+    // The packet index of the j-th entry; a packet beyond the batch arrays maps to UINT32_MAX.
+    auto packet_at = [&](uint32_t j) -> uint32_t {
+      uint32_t i = has_idx ? (idx32.data ? idx32.data[j] : idx16.data[j]) : j;
+      return i < offset.length && i < length.length ? i : UINT32_MAX;
+    };
+    // The bytes of packet i, or false when they do not lie inside the slab.
+    auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool {
+      if (i == UINT32_MAX) return false;
+      const size_t off = offset.data[i], l = length.data[i];
+      if (off > data.length || l > data.length - off || l == 0) return false;
+      *p = data.data + off;
+      *len = l;
+      return true;
+    };
+    counters_.batches_out += 1;
+    if (kind_ == Kind::kTun) return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of));
+    auto dst_addr = RequireView<uint32_t>(info[6], napi_uint32_array, "dstAddr");
+    auto dst_port = RequireView<uint16_t>(info[7], napi_uint16_array, "dstPort");
+    return Napi::Number::New(env, SendUdp(from, to, packet_at, bytes_of, dst_addr, dst_port));
+  }
+
+  // tun(4): one write() per packet, each an entire IP packet (IFF_NO_PI: no prefix). With
+  // IFF_VNET_HDR an all-zero virtio-net header (no checksum offload, no GSO) is prepended by writev.
+  template <typename PacketAt, typename BytesOf>
+  uint32_t WriteTun(uint32_t from, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of) {
+    static const VnetHdr kZeroVnet = {};
+    uint32_t written = 0;
+    for (uint32_t j = from; j < to; j++) {
+      uint8_t* p;
+      size_t len;
+      if (!bytes_of(packet_at(j), &p, &len)) { counters_.drops_invalid += 1; continue; }
+      ssize_t r;
+      do {
+        if (vnet_hdr_size_ > 0) {
+          struct iovec iov[2] = {{const_cast<VnetHdr*>(&kZeroVnet), static_cast<size_t>(vnet_hdr_size_)}, {p, len}};
+          r = writev(fd_, iov, 2);
+        } else {
+          r = write(fd_, p, len);
+        }
+      } while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        const int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) { counters_.drops_busy += to - j; break; }
+        counters_.write_errors[Counters::Bucket(err)] += 1;
+        continue;
+      }
+      written++;
+      counters_.packets_out += 1;
+      counters_.bytes_out += static_cast<double>(len);
+    }
+    return written;
+  }
+
+  // sendmmsg(2): up to 1024 datagrams per syscall, each with its own destination. sendmmsg reports
+  // an error only for the first message of a call; a later failure ends the call early and shows up
+  // as the first message of the next one, where it is counted and skipped.
+  template <typename PacketAt, typename BytesOf>
+  uint32_t SendUdp(uint32_t from, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of, View<uint32_t>& dst_addr,
+                   View<uint16_t>& dst_port) {
+    uint32_t sent = 0;
+    uint32_t j = from;
+    while (j < to) {
+      const size_t chunk = std::min<size_t>(to - j, kMaxMsgsPerCall);
+      if (smsgs_.size() < chunk) {  // grows to the largest batch once, then reused
+        smsgs_.resize(chunk);
+        siov_.resize(chunk);
+        snames_.resize(chunk);
+      }
+      // Gather the chunk's valid packets; invalid ones (outside the slab, port 0) are dropped here.
+      uint32_t m = 0;
+      for (; j < to && m < chunk; j++) {
+        const uint32_t i = packet_at(j);
+        uint8_t* p;
+        size_t len;
+        if (!bytes_of(i, &p, &len) || static_cast<size_t>(i) * 4 + 3 >= dst_addr.length || i >= dst_port.length) {
+          counters_.drops_invalid += 1;
+          continue;
+        }
+        const socklen_t namelen = ReadSockaddr(&dst_addr.data[static_cast<size_t>(i) * 4], dst_port.data[i], &snames_[m]);
+        if (namelen == 0) { counters_.drops_invalid += 1; continue; }
+        siov_[m] = iovec{p, len};
+        msghdr& h = smsgs_[m].msg_hdr;
+        h = msghdr{};
+        h.msg_name = &snames_[m];
+        h.msg_namelen = namelen;
+        h.msg_iov = &siov_[m];
+        h.msg_iovlen = 1;
+        m++;
+      }
+      uint32_t s = 0;
+      while (s < m) {
+        const int r = sendmmsg(fd_, &smsgs_[s], m - s, MSG_DONTWAIT);
+        if (r < 0) {
+          const int err = errno;
+          if (err == EINTR) continue;
+          if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+            // Never block: the rest of this chunk and everything after it is dropped-busy.
+            counters_.drops_busy += (m - s) + (to - j);
+            return sent;
+          }
+          counters_.write_errors[Counters::Bucket(err)] += 1;
+          s++;  // skip the datagram the kernel refused (EMSGSIZE, ENETUNREACH, ...)
+          continue;
+        }
+        for (int k = 0; k < r; k++) counters_.bytes_out += smsgs_[s + k].msg_len;
+        counters_.packets_out += r;
+        sent += r;
+        s += r;
+      }
+    }
+    return sent;
+  }
+
+  // ---- counters, close -------------------------------------------------------------------------
+  Napi::Value GetCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("packetsIn", counters_.packets_in);
+    o.Set("bytesIn", counters_.bytes_in);
+    o.Set("batchesIn", counters_.batches_in);
+    o.Set("packetsOut", counters_.packets_out);
+    o.Set("bytesOut", counters_.bytes_out);
+    o.Set("batchesOut", counters_.batches_out);
+    o.Set("dropsBusy", counters_.drops_busy);
+    o.Set("dropsTruncated", counters_.drops_truncated);
+    o.Set("dropsInvalid", counters_.drops_invalid);
+    Napi::Object re = Napi::Object::New(env), we = Napi::Object::New(env);
+    for (int e = 0; e < kErrnoBuckets; e++) {
+      if (counters_.read_errors[e] > 0) re.Set(ErrnoName(e), counters_.read_errors[e]);
+      if (counters_.write_errors[e] > 0) we.Set(ErrnoName(e), counters_.write_errors[e]);
+    }
+    o.Set("readErrors", re);
+    o.Set("writeErrors", we);
+    return o;
+  }
+
+  Napi::Value CloseJs(const Napi::CallbackInfo& info) {
+    Close();
+    return info.Env().Undefined();
+  }
+
+  // Environment teardown with a Poller alive: close its handle now if it is still polling (its
+  // uv_close callback then lets the teardown go on); if it is already closing, that callback will.
+  static void PollerCleanupHook(napi_async_cleanup_hook_handle, void* arg) {
+    Poller* p = static_cast<Poller*>(arg);
+    if (p->owner != nullptr) p->owner->Close();
+  }
+
+  static void CleanupHook(void* arg) {
+    Handle* self = static_cast<Handle*>(arg);
+    self->cleanup_hook_ran_ = true;
+    self->Close();
+  }
+
+  // Stops the poll: uv_poll_stop first (libuv: never close an fd an active poll handle watches),
+  // then uv_close, whose callback frees the Poller on a later loop turn.
+  void DetachPoller() {
+    if (poller_ == nullptr) return;
+    uv_poll_stop(&poller_->poll);
+    poller_->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&poller_->poll), [](uv_handle_t* h) {
+      Poller* p = reinterpret_cast<Poller*>(h);
+      napi_remove_async_cleanup_hook(p->hook);
+      delete p;
+    });
+    poller_ = nullptr;
+  }
+
+  void StopPolling() {
+    DetachPoller();
+    if (reading_) { reading_ = false; Unref(); }
+  }
+
+  void ReleaseReadRefs() {
+    data_ref_.Reset();
+    offset_ref_.Reset();
+    length_ref_.Reset();
+    src_addr_ref_.Reset();
+    src_port_ref_.Reset();
+    callback_.Reset();
+  }
+
+  void Close() {
+    if (fd_ < 0) return;
+    if (reading_) {
+      // Unref only while JS is alive (not from the destructor, where the reference is being torn down).
+      StopPolling();
+    } else {
+      DetachPoller();
+    }
+    ReleaseReadRefs();
+    async_context_.reset();
+    close(fd_);  // without IFF_PERSIST the TUN interface disappears here
+    fd_ = -1;
+    if (!cleanup_hook_ran_) napi_remove_env_cleanup_hook(env_, &Handle::CleanupHook, this);
+    cleanup_hook_ran_ = true;
+    std::vector<mmsghdr>().swap(rmsgs_);
+    std::vector<iovec>().swap(riov_);
+    std::vector<sockaddr_storage>().swap(rnames_);
+    std::vector<mmsghdr>().swap(smsgs_);
+    std::vector<iovec>().swap(siov_);
+    std::vector<sockaddr_storage>().swap(snames_);
+  }
+
+  napi_env env_ = nullptr;
+  int fd_ = -1;
+  Kind kind_ = Kind::kTun;
+  std::string name_;
+  int vnet_hdr_size_ = 0;
+  int local_port_ = 0;
+  int family_ = 0;  // AF_INET or AF_INET6 for UDP sockets
+  bool reading_ = false;
+  bool cleanup_hook_ran_ = false;
+  Poller* poller_ = nullptr;
+  uint32_t slot_ = 0, headroom_ = 0, capacity_ = 0;
+  Napi::ObjectReference data_ref_, offset_ref_, length_ref_, src_addr_ref_, src_port_ref_;
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+  std::vector<mmsghdr> rmsgs_, smsgs_;
+  std::vector<iovec> riov_, siov_;
+  std::vector<sockaddr_storage> rnames_, snames_;
+  Counters counters_;
+};
+
+// openTun(name: string, flags: number) -> NativeHandle
+// tun(4): open /dev/net/tun, then TUNSETIFF with IFF_TUN | IFF_NO_PI (raw IP packets, no 4-byte
+// packet-information prefix), plus IFF_MULTI_QUEUE (one fd per queue, all opened with the same
+// name and flags) and IFF_VNET_HDR when asked. No IFF_PERSIST: the device goes away with the fd.
+Napi::Value OpenTun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "openTun(name: string, flags: number)");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const uint32_t flags = info[1].As<Napi::Number>().Uint32Value();
+  if (name.size() >= IFNAMSIZ) {
+    Napi::Error e = Napi::RangeError::New(env, "openTun(" + name + "): interface names are at most " + std::to_string(IFNAMSIZ - 1) + " bytes");
+    e.Set("code", Napi::String::New(env, "ENAMETOOLONG"));
+    throw e;
+  }
+  const int fd = open(kTunPath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENODEV || err == ENXIO)
+      ThrowErrno(env, std::string("openTun: ") + kTunPath + " is missing", err, "the kernel needs the tun module (modprobe tun) and the device node");
+    if (err == EPERM || err == EACCES) ThrowErrno(env, std::string("openTun: cannot open ") + kTunPath, err, "needs CAP_NET_ADMIN (run as root)");
+    ThrowErrno(env, std::string("openTun: open ") + kTunPath, err);
+  }
+  struct ifreq ifr = {};
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  if (flags & kTunFlagMultiQueue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+  if (flags & kTunFlagVnetHdr) ifr.ifr_flags |= IFF_VNET_HDR;
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    const int err = errno;
+    close(fd);
+    const std::string what = "openTun(" + name + "): TUNSETIFF";
+    if (err == EPERM || err == EACCES) ThrowErrno(env, what, err, "needs CAP_NET_ADMIN (run as root)");
+    if (err == EBUSY) ThrowErrno(env, what, err, "the interface is in use (a single-queue TUN can be opened once) or is not a TUN device");
+    if (err == EINVAL) ThrowErrno(env, what, err, "invalid interface name, or flags that differ from the existing interface's (multiQueue must match)");
+    ThrowErrno(env, what, err);
+  }
+  int vnet_size = 0;
+  if (flags & kTunFlagVnetHdr) {
+    vnet_size = kVnetHdrSize;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_size) < 0) {
+      const int err = errno;
+      close(fd);
+      ThrowErrno(env, "openTun(" + name + "): TUNSETVNETHDRSZ", err);
+    }
+    // Where TSO/GRO would be switched on: ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 |
+    // TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6). Not done: reads would then return up to 64 KiB GSO
+    // super-packets described by the virtio-net header, which the batch slots and the pipeline
+    // (checksums, segmentation on the way out) do not handle yet. See src/io/tun.ts.
+  }
+  // O_NONBLOCK and O_CLOEXEC were set at open(); FD_CLOEXEC is checked here once more because the
+  // fd must never leak into child processes (an inherited TUN fd would keep the device alive).
+  const int fdflags = fcntl(fd, F_GETFD);
+  if (fdflags >= 0 && !(fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC);
+  std::string actual(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
+  return Handle::New(env, fd, Kind::kTun, actual, vnet_size, 0);
+}
+
+// openUdp(bind: string, port: number, family: 4|6) -> NativeHandle
+// A non-blocking, close-on-exec datagram socket bound to bind:port (port 0: the kernel picks one;
+// the chosen port is handle.localPort).
+Napi::Value OpenUdp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber())
+    throw Napi::TypeError::New(env, "openUdp(bind: string, port: number, family: 4 | 6)");
+  const std::string bind_text = info[0].As<Napi::String>().Utf8Value();
+  const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+  const int fam = info[2].As<Napi::Number>().Int32Value();
+  if (port > 0xffff) throw Napi::RangeError::New(env, "openUdp: port out of range");
+  if (fam != 4 && fam != 6) throw Napi::RangeError::New(env, "openUdp: family must be 4 or 6");
+  const int af = fam == 4 ? AF_INET : AF_INET6;
+  sockaddr_storage ss = {};
+  socklen_t len;
+  if (af == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    if (inet_pton(AF_INET, bind_text.c_str(), &sin->sin_addr) != 1) throw Napi::TypeError::New(env, "openUdp: bad IPv4 address " + bind_text);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, bind_text.c_str(), &sin6->sin6_addr) != 1) throw Napi::TypeError::New(env, "openUdp: bad IPv6 address " + bind_text);
+    len = sizeof(sockaddr_in6);
+  }
+  const int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "openUdp: socket", errno);
+  if (af == AF_INET6) {
+    const int one = 1;  // an IPv6 socket speaks IPv6 only: IPv4 peers would need mapped addresses
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    const int err = errno;
+    close(fd);
+    ThrowErrno(env, "openUdp: bind " + bind_text + " port " + std::to_string(port), err);
+  }
+  sockaddr_storage bound = {};
+  socklen_t blen = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  const int local_port = ntohs(af == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                             : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  return Handle::New(env, fd, Kind::kUdp, bind_text, local_port, af);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  Handle::Init(env, exports);
+  exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
+  exports.Set("openUdp", Napi::Function::New(env, OpenUdp, "openUdp"));
+  exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));
+  exports.Set("TUN_FLAG_VNET_HDR", Napi::Number::New(env, kTunFlagVnetHdr));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tether_io, Init)

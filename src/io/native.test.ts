@@ -1,0 +1,19 @@
+// The addon loader: it finds the built addon, and its missing-addon error tells how to build it.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadNative, NativeAddonMissingError } from './native.js';
+
+describe('native addon loader', () => {
+  it('loads the addon built by npm ci (fails, not skips, when it is missing)', () => {
+    const addon = loadNative();
+    assert.equal(typeof addon.openTun, 'function');
+    assert.equal(typeof addon.openUdp, 'function');
+    assert.equal(loadNative(), addon, 'loaded once');
+  });
+
+  it('names the fix in the missing-addon error', () => {
+    const e = new NativeAddonMissingError('native/build/Release/tether_io.node not found');
+    assert.equal(e.name, 'NativeAddonMissingError');
+    assert.match(e.message, /not built .*tether_io\.node not found.*run npm ci \/ npm run build:native/);
+  });
+});

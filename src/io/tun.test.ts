@@ -1,0 +1,291 @@
+// TUN devices through the native addon, against the real kernel: each run makes its own network
+// namespace (tt-<pid>-tun), opens TUN devices here, moves them into it (the fd stays with us), and
+// talks to them from child processes started with `ip netns exec` (Node's dgram, no ping needed).
+// Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { PacketBatch } from '../common/packet-batch.js';
+import { formatIpv4, parseIpv4 } from '../common/addr.js';
+import { IPPROTO_UDP } from '../common/ids.js';
+import { openTun, type TunDevice } from './tun.js';
+
+const NS_PREFIX = 'tt-';
+const NS = `${NS_PREFIX}${process.pid}-tun`;
+const INGRESS = 3;
+const TUN_TIMEOUT_MS = 5000;
+
+// IPv4 (RFC 791 section 3.1) and UDP (RFC 768) header offsets used to build and check packets.
+const IPV4_HEADER_LEN = 20;
+const IPV4_TOTAL_LENGTH = 2;
+const IPV4_TTL = 8;
+const IPV4_PROTOCOL = 9;
+const IPV4_CHECKSUM = 10;
+const IPV4_SRC = 12;
+const IPV4_DST = 16;
+const UDP_HEADER_LEN = 8;
+const UDP_SRC_PORT = 0;
+const UDP_DST_PORT = 2;
+const UDP_LENGTH = 4;
+
+function sh(cmd: string, ...args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes namespaces tt-<pid>-* left by earlier runs whose process is gone (a crashed run cannot clean up). */
+function removeStaleNamespaces(): void {
+  for (const line of sh('ip', 'netns', 'list').split('\n')) {
+    const m = /^(tt-(\d+)-\S+)/.exec(line);
+    if (m && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))) {
+      try { sh('ip', 'netns', 'del', m[1]); } catch { /* already gone */ }
+    }
+  }
+}
+
+function ipv4Checksum(b: Uint8Array, at: number): number {
+  let sum = 0;
+  for (let i = 0; i < IPV4_HEADER_LEN; i += 2) sum += (b[at + i] << 8) | b[at + i + 1];
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** Writes an IPv4/UDP packet (UDP checksum 0 = none, RFC 768) into `b` at `at`; returns its length. */
+function buildUdp4(b: Uint8Array, at: number, src: number, dst: number, sport: number, dport: number, payload: Uint8Array): number {
+  const total = IPV4_HEADER_LEN + UDP_HEADER_LEN + payload.length;
+  const v = new DataView(b.buffer, b.byteOffset + at, total);
+  b.fill(0, at, at + total);
+  v.setUint8(0, 0x45); // version 4, IHL 5 words
+  v.setUint16(IPV4_TOTAL_LENGTH, total);
+  v.setUint8(IPV4_TTL, 64);
+  v.setUint8(IPV4_PROTOCOL, IPPROTO_UDP);
+  v.setUint32(IPV4_SRC, src);
+  v.setUint32(IPV4_DST, dst);
+  v.setUint16(IPV4_CHECKSUM, ipv4Checksum(b, at));
+  v.setUint16(IPV4_HEADER_LEN + UDP_SRC_PORT, sport);
+  v.setUint16(IPV4_HEADER_LEN + UDP_DST_PORT, dport);
+  v.setUint16(IPV4_HEADER_LEN + UDP_LENGTH, UDP_HEADER_LEN + payload.length);
+  b.set(payload, at + IPV4_HEADER_LEN + UDP_HEADER_LEN);
+  return total;
+}
+
+function payloadOf(i: number, len: number): Uint8Array {
+  const p = new Uint8Array(len);
+  for (let b = 0; b < len; b++) p[b] = (i * 7 + b) & 0xff;
+  return p;
+}
+
+async function until(done: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + TUN_TIMEOUT_MS;
+  while (!done()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+// Child scripts (CommonJS, run by `ip netns exec NS node -e`), kept tiny and free of project imports.
+const SENDER = `
+const dgram = require('node:dgram');
+const [bindAddr, dstAddr, dstPort, count] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.bind(0, bindAddr, () => {
+  let left = Number(count);
+  for (let i = 0; i < Number(count); i++) {
+    const p = Buffer.alloc(16 + (i % 50));
+    for (let b = 0; b < p.length; b++) p[b] = (i * 7 + b) & 0xff;
+    s.send(p, Number(dstPort), dstAddr, (err) => { if (err) { console.error(err); process.exit(1); } if (--left === 0) s.close(); });
+  }
+});`;
+const RECEIVER = `
+const dgram = require('node:dgram');
+const [bindAddr, port, count] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+const seen = [];
+setTimeout(() => { console.log(JSON.stringify(seen)); process.exit(2); }, ${TUN_TIMEOUT_MS}).unref();
+s.on('message', (m, r) => {
+  seen.push([r.address, r.port, m.toString('hex')]);
+  if (seen.length === Number(count)) { console.log(JSON.stringify(seen)); process.exit(0); }
+});
+s.bind(Number(port), bindAddr, () => console.log('ready'));`;
+
+interface Lab {
+  tun: TunDevice;
+  net: number; // 10.<net>.0.0/24: the namespace is .1, the far side (our userspace) .2
+  vnet: boolean;
+}
+
+describe('TUN devices (real kernel, in a network namespace)', () => {
+  const labs: Lab[] = [];
+  const devices: TunDevice[] = [];
+
+  before(() => {
+    assert.equal(process.getuid?.(), 0, 'the TUN tests need root (CAP_NET_ADMIN); they fail rather than skip');
+    assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing: the TUN tests cannot run (modprobe tun)');
+    removeStaleNamespaces();
+    try { sh('ip', 'netns', 'del', NS); } catch { /* not there */ }
+    sh('ip', 'netns', 'add', NS);
+    // No IPv6 in the namespace: no router solicitations or MLD reports on the TUN links to filter out.
+    sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.all.disable_ipv6=1');
+    sh('ip', '-n', NS, 'link', 'set', 'lo', 'up');
+    for (const [net, vnet] of [[77, false], [78, true]] as const) {
+      const tun = openTun(`tt${process.pid}${vnet ? 'v' : 'p'}`, { vnetHdr: vnet });
+      devices.push(tun);
+      assert.equal(tun.vnetHdrSize, vnet ? 12 : 0);
+      // The interface moves into the namespace; our fd keeps working on it there.
+      sh('ip', 'link', 'set', tun.name, 'netns', NS);
+      sh('ip', '-n', NS, 'addr', 'add', `10.${net}.0.1/24`, 'dev', tun.name);
+      sh('ip', '-n', NS, 'link', 'set', tun.name, 'up');
+      labs.push({ tun, net, vnet });
+    }
+  });
+
+  after(() => {
+    for (const d of devices) d.close();
+    try { sh('ip', 'netns', 'del', NS); } catch { /* never made */ }
+  });
+
+  for (const vnet of [false, true]) {
+    const label = vnet ? 'with a virtio-net header' : 'plain';
+
+    it(`${label}: packets the kernel routes to the TUN arrive in batches with the right bytes`, async () => {
+      const { tun, net } = labs.find((l) => l.vnet === vnet)!;
+      const N = 200;
+      const port = 9999;
+      // The sender runs while our event loop is blocked (execFileSync), so its packets queue in the
+      // device (txqueuelen 500) and the first readable event finds all of them: batching is visible.
+      sh('ip', 'netns', 'exec', NS, process.execPath, '-e', SENDER, `10.${net}.0.1`, `10.${net}.0.2`, String(port), String(N));
+      const batch = new PacketBatch(64);
+      const got: number[] = [];
+      let callbacks = 0;
+      tun.startReading(batch, INGRESS, (b) => {
+        callbacks++;
+        for (let i = 0; i < b.count; i++) {
+          assert.equal(b.offset[i], i * b.slotSize + b.headroom);
+          assert.equal(b.ingress[i], INGRESS);
+          const p = b.packet(i);
+          const v = new DataView(p.buffer, p.byteOffset, p.length);
+          if (p[0] >> 4 !== 4 || v.getUint8(IPV4_PROTOCOL) !== IPPROTO_UDP || v.getUint16(IPV4_HEADER_LEN + UDP_DST_PORT) !== port) continue;
+          assert.equal(v.getUint16(IPV4_TOTAL_LENGTH), p.length);
+          assert.equal(formatIpv4(v.getUint32(IPV4_SRC)), `10.${net}.0.1`);
+          assert.equal(formatIpv4(v.getUint32(IPV4_DST)), `10.${net}.0.2`);
+          const k = got.length;
+          assert.deepEqual(p.subarray(IPV4_HEADER_LEN + UDP_HEADER_LEN), payloadOf(k, 16 + (k % 50)));
+          got.push(k);
+        }
+      });
+      try {
+        await until(() => got.length === N, `${N} packets from the kernel`);
+      } finally {
+        tun.stopReading();
+      }
+      assert.ok(callbacks < N / 2, `${callbacks} callbacks for ${N} packets`);
+      const c = tun.counters();
+      assert.ok(c.packetsIn >= N, 'c.packetsIn >= N');
+      assert.equal(c.batchesIn, callbacks);
+      assert.equal(c.dropsTruncated, 0);
+    });
+
+    it(`${label}: packets written to the TUN are delivered by the kernel to a socket`, async () => {
+      const { tun, net } = labs.find((l) => l.vnet === vnet)!;
+      const N = 20;
+      const port = 7777;
+      const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', RECEIVER, `10.${net}.0.1`, String(port), String(N)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      try {
+        await until(() => out.startsWith('ready\n'), 'the receiver to bind');
+        const batch = new PacketBatch(32);
+        const scratch = new Uint8Array(batch.maxPacketSize);
+        for (let i = 0; i < N; i++) {
+          const len = buildUdp4(scratch, 0, parseIpv4(`10.${net}.0.2`), parseIpv4(`10.${net}.0.1`), 4000 + i, port, payloadOf(i, 10 + i));
+          batch.push(scratch, 0, len, 0);
+        }
+        // Half as a range, half by an index list in reverse order.
+        assert.equal(tun.writeBatch(batch, 0, N / 2), N / 2);
+        const rest = new Uint32Array(N / 2).map((_, j) => N - 1 - j);
+        assert.equal(tun.writeIndices(batch, rest, rest.length), N / 2);
+        assert.equal(await exited, 0, `receiver output: ${out}`);
+      } finally {
+        child.kill();
+      }
+      const seen = JSON.parse(out.slice('ready\n'.length)) as [string, number, string][];
+      const expected = Array.from({ length: N }, (_, i) => [`10.${net}.0.2`, 4000 + i, Buffer.from(payloadOf(i, 10 + i)).toString('hex')]);
+      assert.deepEqual(seen.sort((a, b) => a[1] - b[1]), expected);
+      const c = tun.counters();
+      assert.equal(c.packetsOut, N);
+      assert.equal(c.batchesOut, 2);
+    });
+  }
+
+  it('counts a packet the kernel refuses (not IPv4/IPv6) by errno and carries on', () => {
+    const { tun } = labs[0];
+    const batch = new PacketBatch(2);
+    batch.push(Uint8Array.of(0x00, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19), 0, 20, 0);
+    const before = tun.counters().writeErrors.EINVAL ?? 0;
+    assert.equal(tun.writeBatch(batch), 0);
+    assert.equal(tun.counters().writeErrors.EINVAL, before + 1);
+  });
+
+  it('opens several queues of a multi-queue device under one name', () => {
+    const name = `tt${process.pid}m`;
+    const q1 = openTun(name, { multiQueue: true });
+    devices.push(q1);
+    const q2 = openTun(name, { multiQueue: true });
+    devices.push(q2);
+    assert.equal(q1.name, name);
+    assert.equal(q2.name, name);
+    assert.notEqual(q1.fd, q2.fd);
+    // A queue with different flags is refused.
+    assert.throws(() => openTun(name), (e: Error & { code?: string }) => e.code === 'EINVAL' && /multiQueue must match/.test(e.message));
+    q1.close();
+    q2.close();
+    assert.throws(() => sh('ip', 'link', 'show', name), 'the device disappears with its last queue (no IFF_PERSIST)');
+  });
+
+  it('gives clear errors for bad names and busy devices', () => {
+    assert.throws(() => openTun('bad/name'), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'EINVAL');
+      assert.match(e.message, /openTun\(bad\/name\): TUNSETIFF: EINVAL/);
+      return true;
+    });
+    assert.throws(() => openTun('x'.repeat(16)), (e: Error & { code?: string }) => e.code === 'ENAMETOOLONG' && /at most 15 bytes/.test(e.message));
+    const name = `tt${process.pid}b`;
+    const first = openTun(name);
+    devices.push(first);
+    assert.throws(() => openTun(name), (e: Error & { code?: string }) => e.code === 'EBUSY' && /EBUSY/.test(e.message));
+    first.close();
+  });
+
+  it('lets the kernel pick the name, and can be closed from inside its batch callback', async () => {
+    const tun = openTun('');
+    devices.push(tun);
+    assert.match(tun.name, /^tun\d+$/);
+    sh('ip', 'link', 'set', tun.name, 'netns', NS);
+    sh('ip', '-n', NS, 'addr', 'add', '10.79.0.1/24', 'dev', tun.name);
+    sh('ip', '-n', NS, 'link', 'set', tun.name, 'up');
+    sh('ip', 'netns', 'exec', NS, process.execPath, '-e', SENDER, '10.79.0.1', '10.79.0.2', '9', '10');
+    const batch = new PacketBatch(4); // fewer slots than packets: more readable events would follow
+    let callbacks = 0;
+    tun.startReading(batch, INGRESS, () => {
+      callbacks++;
+      tun.close();
+    });
+    await until(() => callbacks === 1, 'the first batch');
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(callbacks, 1);
+    assert.throws(() => tun.writeBatch(batch), /closed/);
+    assert.throws(() => sh('ip', '-n', NS, 'link', 'show', tun.name), 'the device is gone with its fd');
+  });
+});

@@ -1,0 +1,94 @@
+/**
+ * TUN devices (tun(4), Documentation/networking/tuntap.rst): the edge's door between the kernel's
+ * IP stack and tether's userspace data plane.
+ *
+ *   kernel routes a packet to tunX ──▶ read() ×N into a PacketBatch ──▶ onBatch(batch) once
+ *   pipeline ──▶ writeBatch(batch, from, to) ──▶ write() per packet ──▶ kernel receives it on tunX
+ *
+ * The device is opened with IFF_TUN | IFF_NO_PI: every read returns one whole IP packet (v4 or v6,
+ * told apart by the version nibble) with no 4-byte packet-information prefix, and every write is
+ * one IP packet. It is not persistent: closing the last descriptor removes the interface.
+ *
+ * Multi-queue (IFF_MULTI_QUEUE): open the same name again with multiQueue to get another queue; the
+ * kernel spreads flows across queues by hash. Each queue is a TunDevice with its own batch.
+ *
+ * virtio-net header (IFF_VNET_HDR, vnetHdr option): every packet is preceded by a 12-byte
+ * virtio_net_hdr_mrg_rxbuf. Today the addon reads it into a scratch and writes a zeroed one, so the
+ * batch holds plain IP packets either way. Offloads (TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4/6 |
+ * TUN_F_USO4/6) are the path past 10 Gbit/s: the kernel would hand over and accept 64 KiB GSO
+ * super-packets, one syscall per ~45 MTU-sized packets. What it takes: slots (or a side slab) of
+ * 64 KiB for super-packets, exposing the header's gso_type/gso_size/csum_start/csum_offset per
+ * packet (a small typed array next to the batch), checksum completion for NEEDS_CSUM, and
+ * segmentation before anything that cannot take a super-packet (an encapsulating onramp with a
+ * smaller MTU). The hooks are marked TODO(offload) in native/src/tether_io.cc.
+ */
+import type { PacketBatch } from '../common/packet-batch.js';
+import {
+  checkIndexCount,
+  checkRange,
+  loadNative,
+  NativeEndpoint,
+  TUN_FLAG_MULTI_QUEUE,
+  TUN_FLAG_VNET_HDR,
+  type BatchHandler,
+  type NativeHandle,
+  type ReadErrorHandler,
+} from './native.js';
+
+export interface TunOptions {
+  /** IFF_MULTI_QUEUE: this fd is one queue of a multi-queue device; every queue must set it. */
+  multiQueue?: boolean;
+  /** IFF_VNET_HDR with a 12-byte header; no offloads are enabled yet (see the file comment). */
+  vnetHdr?: boolean;
+}
+
+/** One queue of a TUN device: non-blocking, close-on-exec, read by libuv polling on the main loop. */
+export class TunDevice extends NativeEndpoint {
+  /** The interface name the kernel gave (the requested one, or tunN for a name like "tun%d" or ""). */
+  readonly name: string;
+  /** Bytes of virtio-net header per packet on the wire of the fd: 0, or 12 with vnetHdr. */
+  readonly vnetHdrSize: number;
+
+  /** @internal use {@link openTun}. */
+  constructor(handle: NativeHandle) {
+    super(handle);
+    this.name = handle.name;
+    this.vnetHdrSize = handle.vnetHdrSize;
+  }
+
+  /**
+   * Starts reading packets into `batch`: on each readable event the addon reads until EAGAIN or
+   * until the batch is full, sets offset/length per packet (at i * slotSize + headroom), and this
+   * calls `onBatch(batch)` once with batch.count set, ingress set to `ingress` and nextHop/drop
+   * reset. The batch's contents are valid until onBatch returns. Calling again replaces the batch
+   * and handler. A throw from onBatch becomes an uncaught exception.
+   */
+  startReading(batch: PacketBatch, ingress: number, onBatch: BatchHandler, onError?: ReadErrorHandler): void {
+    this.startPolling(batch, null, null, ingress, onBatch, onError, `tun ${this.name}`);
+  }
+
+  /**
+   * Writes packets from..to-1 of `batch` (each offset[i], length[i]) with one write() each, without
+   * blocking: EAGAIN drops the rest of the range (counted as dropsBusy). Returns the number written.
+   */
+  writeBatch(batch: PacketBatch, from = 0, to: number = batch.count): number {
+    checkRange(batch, from, to);
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to, null, null);
+  }
+
+  /** Writes the packets whose indices are indices[0..count) (e.g. those the pipeline sent to this port). */
+  writeIndices(batch: PacketBatch, indices: Uint32Array | Uint16Array, count: number): number {
+    checkIndexCount(indices, count);
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count, null, null);
+  }
+}
+
+/**
+ * Opens (creating if needed) the TUN interface `name` (at most 15 bytes; "" or "tun%d" lets the
+ * kernel pick). Throws an Error whose message says what is wrong: /dev/net/tun missing, "needs
+ * CAP_NET_ADMIN (run as root)", or the errno name (EBUSY, EINVAL, ...), with `.code` set to it.
+ */
+export function openTun(name: string, opts: TunOptions = {}): TunDevice {
+  const flags = (opts.multiQueue ? TUN_FLAG_MULTI_QUEUE : 0) | (opts.vnetHdr ? TUN_FLAG_VNET_HDR : 0);
+  return new TunDevice(loadNative().openTun(name, flags));
+}
