@@ -1,0 +1,122 @@
+/**
+ * Cryptokey routing (whitepaper §2): each peer owns a set of prefixes. Outbound, the destination's longest
+ * matching prefix picks the peer; inbound, a decrypted packet is accepted only when its source's longest match
+ * is the peer it came from. A prefix belongs to one peer: configuring it on another moves it (as `wg` does).
+ *
+ * This first version keeps a list sorted by prefix length (longest first) and scans it: fine for tens of
+ * peers; a trie can replace it behind the same interface. Lookups allocate nothing.
+ */
+import { parsePrefix } from '../../common/addr.js';
+
+const IPV4_VERSION = 4;
+const IPV6_VERSION = 6;
+const IPV4_MIN_HEADER = 20;
+const IPV4_TOTAL_LENGTH_OFF = 2;
+const IPV4_SRC_OFF = 12;
+const IPV4_DST_OFF = 16;
+const IPV6_HEADER = 40;
+const IPV6_PAYLOAD_LENGTH_OFF = 4;
+const IPV6_SRC_OFF = 8;
+const IPV6_DST_OFF = 24;
+
+interface Entry {
+  family: 4 | 6;
+  words: Uint32Array; // 4 words, host bits zero
+  length: number;
+  peer: number;
+}
+
+function readWord(p: Uint8Array, off: number): number {
+  return ((p[off] << 24) | (p[off + 1] << 16) | (p[off + 2] << 8) | p[off + 3]) >>> 0;
+}
+
+/** The prefix mask for word `w` (0..3) of a prefix of `length` bits. */
+function maskWord(length: number, w: number): number {
+  const bits = length - w * 32;
+  if (bits >= 32) return 0xffffffff;
+  if (bits <= 0) return 0;
+  return (0xffffffff << (32 - bits)) >>> 0;
+}
+
+export class AllowedIps {
+  private entries: Entry[] = [];
+
+  /** Adds `prefixText` ("10.0.0.0/24", "fd00::/64", a bare address = host route) for `peer`; false when malformed. */
+  insert(prefixText: string, peer: number): boolean {
+    const p = parsePrefix(prefixText);
+    if (!p) return false;
+    const words = new Uint32Array(4);
+    words.set(p.words.subarray(0, 4));
+    this.entries = this.entries.filter(
+      (e) => !(e.family === p.family && e.length === p.length && e.words.every((v, i) => v === words[i])),
+    );
+    this.entries.push({ family: p.family, words, length: p.length, peer });
+    this.entries.sort((a, b) => b.length - a.length);
+    return true;
+  }
+
+  removePeer(peer: number): void {
+    this.entries = this.entries.filter((e) => e.peer !== peer);
+  }
+
+  /** Prefixes of one peer as text-free records (control plane). */
+  prefixesOf(peer: number): { family: 4 | 6; words: Uint32Array; length: number }[] {
+    return this.entries.filter((e) => e.peer === peer).map((e) => ({ family: e.family, words: e.words, length: e.length }));
+  }
+
+  /** Longest-prefix match of the address at `packet[off..]` (4 or 16 bytes); the peer or -1. */
+  lookup(family: 4 | 6, packet: Uint8Array, off: number): number {
+    const entries = this.entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.family !== family) continue;
+      if (family === IPV4_VERSION) {
+        if (((readWord(packet, off) & maskWord(e.length, 0)) >>> 0) === e.words[0]) return e.peer;
+        continue;
+      }
+      let match = true;
+      for (let w = 0; w < 4 && match; w++) {
+        if (((readWord(packet, off + w * 4) & maskWord(e.length, w)) >>> 0) !== e.words[w]) match = false;
+      }
+      if (match) return e.peer;
+    }
+    return -1;
+  }
+
+  /** The peer owning the source address of an IP packet, or -1 (also for a packet too short to hold it). */
+  lookupSource(packet: Uint8Array, len: number): number {
+    const version = len > 0 ? packet[0] >> 4 : 0;
+    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_SRC_OFF);
+    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_SRC_OFF);
+    return -1;
+  }
+
+  /** The peer an outbound IP packet should go to by its destination (cryptokey routing), or -1. */
+  lookupDestination(packet: Uint8Array, len: number): number {
+    const version = len > 0 ? packet[0] >> 4 : 0;
+    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_DST_OFF);
+    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_DST_OFF);
+    return -1;
+  }
+}
+
+/**
+ * Length of the IP packet at the front of a decrypted payload (which carries zero padding to 16 bytes,
+ * §5.4.6), from its own length field; -1 when it is not a well-formed IPv4/IPv6 header or claims more bytes
+ * than we hold (wireguard-go device/receive.go does the same checks).
+ */
+export function innerPacketLength(p: Uint8Array, len: number): number {
+  if (len < 1) return -1;
+  const version = p[0] >> 4;
+  if (version === IPV4_VERSION) {
+    if (len < IPV4_MIN_HEADER) return -1;
+    const total = (p[IPV4_TOTAL_LENGTH_OFF] << 8) | p[IPV4_TOTAL_LENGTH_OFF + 1];
+    return total < IPV4_MIN_HEADER || total > len ? -1 : total;
+  }
+  if (version === IPV6_VERSION) {
+    if (len < IPV6_HEADER) return -1;
+    const total = IPV6_HEADER + ((p[IPV6_PAYLOAD_LENGTH_OFF] << 8) | p[IPV6_PAYLOAD_LENGTH_OFF + 1]);
+    return total > len ? -1 : total;
+  }
+  return -1;
+}
