@@ -89,6 +89,21 @@ const SLOT_UDP = 1;
 const SLOT_ICMP = 2;
 const SLOT_COUNT = 3;
 
+/** Mapping record layout (Int32 words): the internal endpoint, its chain, its external side. */
+const M_HASH = 0;
+const M_NEXT = 1;
+const M_ZONE = 2;
+const M_PROTO_FAMILY = 3;
+const M_PORT = 4;
+/** Four words; IPv4 uses the first. */
+const M_ADDR = 5;
+/** Port space (address index * SLOT_COUNT + slot) of the external endpoint. */
+const M_EXT_SPACE = 9;
+const M_EXT_PORT = 10;
+/** Flows holding the mapping. */
+const M_REFS = 11;
+const MAPPING_STRIDE = 12;
+
 const NIL = -1;
 const DEFAULT_PORT_MIN = 1024;
 const DEFAULT_PORT_MAX = 65535;
@@ -187,20 +202,14 @@ export class SnatPool {
   private readonly extToMapping: Int32Array[];
   private readonly usedCount: Int32Array;
 
-  // --- mapping table (struct of arrays, chained) -----------------------------------------------
+  // --- mapping table: one record of MAPPING_STRIDE words per mapping, chained -----------------
+  // A record keeps everything an acquire or release touches on one or two cache lines, instead of
+  // one line per field (what made struct-of-arrays slow at a million mappings).
   private capacity = 0;
   private count = 0;
   private bucketMask = 0;
   private buckets: Int32Array = EMPTY_I32;
-  private next: Int32Array = EMPTY_I32;
-  private hash: Int32Array = EMPTY_I32;
-  private zone: Int32Array = EMPTY_I32;
-  private protoFam: Int32Array = EMPTY_I32;
-  private port: Int32Array = EMPTY_I32;
-  private addr: Uint32Array = EMPTY_U32;
-  private extSpace: Int32Array = EMPTY_I32;
-  private extPort: Int32Array = EMPTY_I32;
-  private refs: Int32Array = EMPTY_I32;
+  private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
 
   constructor(opts: SnatPoolOptions) {
@@ -298,18 +307,20 @@ export class SnatPool {
       this.markUsed(space, ext);
       this.extToMapping[space][ext] = m;
       this.usedCount[space]++;
-      this.extSpace[m] = space;
-      this.extPort[m] = ext;
+      this.records[m * MAPPING_STRIDE + M_EXT_SPACE] = space;
+      this.records[m * MAPPING_STRIDE + M_EXT_PORT] = ext;
     }
-    this.refs[m]++;
-    const a = ((this.extSpace[m] / SLOT_COUNT) | 0) * 4;
+    const at = m * MAPPING_STRIDE;
+    const r = this.records;
+    r[at + M_REFS]++;
+    const a = ((r[at + M_EXT_SPACE] / SLOT_COUNT) | 0) * 4;
     out[outOffset] = this.addrWords[a];
     if (family === AF_INET6) {
       out[outOffset + 1] = this.addrWords[a + 1];
       out[outOffset + 2] = this.addrWords[a + 2];
       out[outOffset + 3] = this.addrWords[a + 3];
     }
-    return this.extPort[m];
+    return r[at + M_EXT_PORT];
   }
 
   /**
@@ -322,9 +333,11 @@ export class SnatPool {
     const h = this.endpointHash(zone, pf, family, addr, addrOffset, port);
     const m = this.find(h, zone, pf, family, addr, addrOffset, port);
     if (m === NIL) return false;
-    if (--this.refs[m] > 0) return true;
-    const space = this.extSpace[m];
-    const ext = this.extPort[m];
+    const at = m * MAPPING_STRIDE;
+    const r = this.records;
+    if (--r[at + M_REFS] > 0) return true;
+    const space = r[at + M_EXT_SPACE];
+    const ext = r[at + M_EXT_PORT];
     this.markFree(space, ext);
     this.extToMapping[space][ext] = NIL;
     this.usedCount[space]--;
@@ -337,7 +350,7 @@ export class SnatPool {
     if (protocolSlot(protocol) < 0 || (port & PORT_MASK) !== port) return 0;
     const pf = protocol | (family << FAMILY_SHIFT);
     const m = this.find(this.endpointHash(zone, pf, family, addr, addrOffset, port), zone, pf, family, addr, addrOffset, port);
-    return m === NIL ? 0 : this.refs[m];
+    return m === NIL ? 0 : this.records[m * MAPPING_STRIDE + M_REFS];
   }
 
   /**
@@ -353,13 +366,14 @@ export class SnatPool {
     if (map.length === 0) return false;
     const m = map[extPort];
     if (m === NIL) return false;
-    into.zone = this.zone[m];
-    into.port = this.port[m];
-    const a = m * 4;
-    into.addr[0] = this.addr[a];
-    into.addr[1] = this.addr[a + 1];
-    into.addr[2] = this.addr[a + 2];
-    into.addr[3] = this.addr[a + 3];
+    const at = m * MAPPING_STRIDE;
+    const r = this.records;
+    into.zone = r[at + M_ZONE];
+    into.port = r[at + M_PORT];
+    into.addr[0] = r[at + M_ADDR];
+    into.addr[1] = r[at + M_ADDR + 1];
+    into.addr[2] = r[at + M_ADDR + 2];
+    into.addr[3] = r[at + M_ADDR + 3];
     return true;
   }
 
@@ -544,44 +558,47 @@ export class SnatPool {
   }
 
   private find(h: number, zone: number, pf: number, family: number, addr: Uint32Array, offset: number, port: number): number {
-    const words = this.addr;
-    for (let m = this.buckets[h & this.bucketMask]; m !== NIL; m = this.next[m]) {
-      if (this.hash[m] !== h || this.zone[m] !== zone || this.protoFam[m] !== pf || this.port[m] !== port) continue;
-      const a = m * 4;
-      if (words[a] !== addr[offset]) continue;
-      if (family === AF_INET6 && (words[a + 1] !== addr[offset + 1] || words[a + 2] !== addr[offset + 2] || words[a + 3] !== addr[offset + 3])) continue;
+    const r = this.records;
+    const a0 = addr[offset] | 0;
+    for (let m = this.buckets[h & this.bucketMask]; m !== NIL; m = r[m * MAPPING_STRIDE + M_NEXT]) {
+      const at = m * MAPPING_STRIDE;
+      if (r[at + M_HASH] !== h || r[at + M_ZONE] !== zone || r[at + M_PROTO_FAMILY] !== pf || r[at + M_PORT] !== port || r[at + M_ADDR] !== a0) continue;
+      if (family === AF_INET6 && (r[at + M_ADDR + 1] !== (addr[offset + 1] | 0) || r[at + M_ADDR + 2] !== (addr[offset + 2] | 0) || r[at + M_ADDR + 3] !== (addr[offset + 3] | 0))) continue;
       return m;
     }
     return NIL;
   }
 
   private insert(h: number, zone: number, pf: number, family: number, addr: Uint32Array, offset: number, port: number): number {
+    const r = this.records;
     const m = this.freeHead;
-    this.freeHead = this.next[m];
-    this.hash[m] = h;
-    this.zone[m] = zone;
-    this.protoFam[m] = pf;
-    this.port[m] = port;
-    const a = m * 4;
-    this.addr[a] = addr[offset];
-    this.addr[a + 1] = family === AF_INET6 ? addr[offset + 1] : 0;
-    this.addr[a + 2] = family === AF_INET6 ? addr[offset + 2] : 0;
-    this.addr[a + 3] = family === AF_INET6 ? addr[offset + 3] : 0;
-    this.refs[m] = 0;
+    const at = m * MAPPING_STRIDE;
+    this.freeHead = r[at + M_NEXT];
+    r[at + M_HASH] = h;
+    r[at + M_ZONE] = zone;
+    r[at + M_PROTO_FAMILY] = pf;
+    r[at + M_PORT] = port;
+    r[at + M_ADDR] = addr[offset];
+    r[at + M_ADDR + 1] = family === AF_INET6 ? addr[offset + 1] : 0;
+    r[at + M_ADDR + 2] = family === AF_INET6 ? addr[offset + 2] : 0;
+    r[at + M_ADDR + 3] = family === AF_INET6 ? addr[offset + 3] : 0;
+    r[at + M_REFS] = 0;
     const b = h & this.bucketMask;
-    this.next[m] = this.buckets[b];
+    r[at + M_NEXT] = this.buckets[b];
     this.buckets[b] = m;
     this.count++;
     return m;
   }
 
   private remove(h: number, m: number): void {
+    const r = this.records;
     const b = h & this.bucketMask;
     let prev = NIL;
-    for (let i = this.buckets[b]; i !== m; i = this.next[i]) prev = i;
-    if (prev === NIL) this.buckets[b] = this.next[m];
-    else this.next[prev] = this.next[m];
-    this.next[m] = this.freeHead;
+    for (let i = this.buckets[b]; i !== m; i = r[i * MAPPING_STRIDE + M_NEXT]) prev = i;
+    const after = r[m * MAPPING_STRIDE + M_NEXT];
+    if (prev === NIL) this.buckets[b] = after;
+    else r[prev * MAPPING_STRIDE + M_NEXT] = after;
+    r[m * MAPPING_STRIDE + M_NEXT] = this.freeHead;
     this.freeHead = m;
     this.count--;
   }
@@ -589,21 +606,9 @@ export class SnatPool {
   /** Grows the table to `capacity` entries (control-plane cost, amortised: only on doubling). */
   private grow(capacity: number): void {
     const old = this.capacity;
-    const copy = <T extends Int32Array | Uint32Array>(src: T, make: (n: number) => T, n: number): T => {
-      const dst = make(n);
-      dst.set(src);
-      return dst;
-    };
-    const i32 = (n: number) => new Int32Array(n);
-    this.next = copy(this.next, i32, capacity);
-    this.hash = copy(this.hash, i32, capacity);
-    this.zone = copy(this.zone, i32, capacity);
-    this.protoFam = copy(this.protoFam, i32, capacity);
-    this.port = copy(this.port, i32, capacity);
-    this.extSpace = copy(this.extSpace, i32, capacity);
-    this.extPort = copy(this.extPort, i32, capacity);
-    this.refs = copy(this.refs, i32, capacity);
-    this.addr = copy(this.addr, (n) => new Uint32Array(n), capacity * 4);
+    const records = new Int32Array(capacity * MAPPING_STRIDE);
+    records.set(this.records);
+    this.records = records;
     this.capacity = capacity;
     // Load factor <= 1 on the chains.
     let buckets = 16;
@@ -612,13 +617,14 @@ export class SnatPool {
     this.buckets = new Int32Array(buckets).fill(NIL);
     // grow() runs only when the free list is empty, so every old entry is live.
     for (let m = 0; m < old; m++) {
-      const b = this.hash[m] & this.bucketMask;
-      this.next[m] = this.buckets[b];
+      const at = m * MAPPING_STRIDE;
+      const b = records[at + M_HASH] & this.bucketMask;
+      records[at + M_NEXT] = this.buckets[b];
       this.buckets[b] = m;
     }
     // The new entries form the free list.
     for (let m = capacity - 1; m >= old; m--) {
-      this.next[m] = this.freeHead;
+      records[m * MAPPING_STRIDE + M_NEXT] = this.freeHead;
       this.freeHead = m;
     }
   }
