@@ -1,0 +1,25 @@
+/** GRE onramp (RFC 2784, RFC 2890): codec, tunnel table, the onramp, and tunnel MTU handling. */
+export {
+  GreDecap,
+  GRE_TX_CHECKSUM,
+  GRE_TX_KEY,
+  GRE_TX_SEQUENCE,
+  decapsulate,
+  encapsulate4,
+  encapsulate6,
+  greHeaderLength,
+} from './codec.js';
+export { GreTunnelTable, type GreTunnelConfig } from './tunnel-table.js';
+export { GreOnramp, GRE_RECEIVE_DROP, GRE_RECEIVE_REFLECT } from './onramp.js';
+export {
+  MtuVerdict,
+  buildPacketTooBig,
+  clampMssForTunnel,
+  fragmentForTunnel,
+  ipv6TunnelMtu,
+  mayReportError,
+  tunnelMaxMss,
+  tunnelMtuVerdict,
+} from './mtu.js';
+export { GreDrop, GRE_DROP_COUNT, GRE_DROP_NAMES } from './gre-drop.js';
+export { DEFAULT_MTU_IPV4_OUTER, DEFAULT_MTU_IPV6_OUTER, GRE_PROTO_IPV4, GRE_PROTO_IPV6, IPPROTO_GRE } from './constants.js';
