@@ -144,9 +144,9 @@ function runOracle(addrWords: 1 | 4, ops: Op[], startTime: number): void {
         model.set(r, { flow: r, orig: ko, reply: kr, port: op.port, protocol: op.proto, deadline: now + unrepliedOf(op.proto), assured: false });
         byKey.set(ko, r * 2);
         byKey.set(kr, r * 2 + 1);
-        assert.equal(table.ingressPort[r], op.port);
-        assert.equal(table.returnPort[r], op.port);
-        assert.equal(table.protocol[r], op.proto);
+        assert.equal(table.ingressPort(r), op.port);
+        assert.equal(table.returnPort(r), op.port);
+        assert.equal(table.protocol(r), op.proto);
         break;
       }
       case 'lookup': {
@@ -241,10 +241,13 @@ test('the same 5-tuple in different zones is a different flow; either direction 
   udpKeys(1, 7, o, r);
   assert.equal(t.lookup(o), a * 2);
   assert.equal(t.lookup(r), a * 2 + 1);
-  // the public arrays hold each direction's key
-  assert.equal(t.nodeZone[a * 2 + 1], 1);
-  assert.equal(t.nodeSrc[a * 2 + 1], r.src[0]);
-  assert.equal(t.nodePorts[a * 2], ((o.srcPort << 16) | o.dstPort) >>> 0);
+  // the accessors read each direction's key
+  assert.equal(t.nodeZone(a * 2 + 1), 1);
+  assert.equal(t.nodeSrc(a * 2 + 1, 0), r.src[0]);
+  assert.equal(t.nodeDst(a * 2 + 1, 0), r.dst[0]);
+  assert.equal(t.nodePorts(a * 2), ((o.srcPort << 16) | o.dstPort) >>> 0);
+  assert.equal(t.records[t.srcIndex(a * 2 + 1)], r.src[0]);
+  assert.equal(t.records[t.dstIndex(a * 2)], o.dst[0]);
 });
 
 test('IPv6 keys differing in any single word are different flows', () => {
@@ -456,19 +459,69 @@ test('create resets the per-flow fields of a reused slot; counters count per dir
   t.count(f, 0, 100);
   t.count(f, 1, 40);
   t.count(f, 1, 60);
-  assert.deepEqual([t.packets[f * 2], t.packets[f * 2 + 1], t.bytes[f * 2], t.bytes[f * 2 + 1]], [1, 2, 100, 100]);
-  t.flags[f] = 0xff;
-  t.ruleId[f] = 77;
-  t.nextHop[f] = 5;
-  t.returnPort[f] = 6;
-  assert.equal(t.createdAt[f], 5);
+  assert.deepEqual([t.packets(f, 0), t.packets(f, 1), t.bytes(f, 0), t.bytes(f, 1)], [1, 2, 100, 100]);
+  t.setFlags(f, 0xff);
+  t.setRuleId(f, 77);
+  t.setNextHop(f, 5);
+  t.setReturnPort(f, 6);
+  assert.deepEqual([t.flags(f), t.ruleId(f), t.nextHop(f), t.returnPort(f), t.ingressPort(f)], [0xff, 77, 5, 6, 9]);
+  assert.equal(t.createdAt(f), 5);
   t.delete(f);
   udpKeys(0, 2, o, r);
   f = t.create(o, r, 3, 9000);
   assert.deepEqual(
-    [t.packets[f * 2], t.packets[f * 2 + 1], t.bytes[f * 2], t.flags[f], t.ruleId[f], t.nextHop[f], t.returnPort[f], t.ingressPort[f], t.state[f]],
+    [t.packets(f, 0), t.packets(f, 1), t.bytes(f, 0), t.flags(f), t.ruleId(f), t.nextHop(f), t.returnPort(f), t.ingressPort(f), t.state(f)],
     [0, 0, 0, 0, 0, 0, 3, 3, 0],
   );
+});
+
+test('bucket4 is the hash lookup uses; prefetch() walks each bucket\'s first two nodes and changes nothing', () => {
+  const u16 = fc.integer({ min: 0, max: 0xffff });
+  const u32 = fc.integer({ min: 0, max: 0xffffffff });
+  fc.assert(
+    fc.property(u16, fc.constantFrom(IPPROTO_UDP, 6, GRE), u32, u32, u16, u16, u16, u32, (zone, proto, src, dst, sport, dport, replyZone, natAddr) => {
+      const t = new FlowTable({ capacity: 4, addrWords: 1, hashSeed: 99 });
+      const o = new FlowKey().set4(zone, proto, src, dst, sport, dport);
+      const r = new FlowKey().reverseOf(o);
+      r.zone = replyZone;
+      r.dst[0] = natAddr;
+      const f = t.create(o, r, 1, 0);
+      const bo = t.bucket4(zone, proto, src, dst, ((sport << 16) | dport) >>> 0);
+      const br = t.bucket4(replyZone, proto, r.src[0], r.dst[0], ((r.srcPort << 16) | r.dstPort) >>> 0);
+      const hashOfKey = (k: FlowKey) => (t as unknown as { hashOfKey(key: FlowKey): number }).hashOfKey(k);
+      assert.equal(bo, hashOfKey(o));
+      assert.equal(br, hashOfKey(r));
+      const slots = Int32Array.from([bo, -1, br]);
+      assert.equal(typeof t.prefetch(slots, 3), 'number');
+      // Slots end as each chain's second node: the original node is filed last, so it heads its
+      // bucket with the reply behind it when they share one; otherwise each is alone.
+      const second = br === bo ? f * 2 + 1 : -1;
+      assert.deepEqual([...slots], [second, -1, second]);
+      assert.equal(t.lookup(o), f * 2);
+      const sameKey = r.zone === o.zone && r.src[0] === o.src[0] && r.dst[0] === o.dst[0] && r.srcPort === o.srcPort && r.dstPort === o.dstPort;
+      assert.equal(t.lookup(r), sameKey ? f * 2 : f * 2 + 1);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('byte counters carry past 2^32 (48-bit: lo word, hi half-word)', () => {
+  const t = makeTable({ capacity: 2 });
+  const o = new FlowKey();
+  const r = new FlowKey();
+  udpKeys(0, 1, o, r);
+  const f = t.create(o, r, 1, 0);
+  const big = 0xffff_ff00;
+  let expected = 0;
+  for (let i = 0; i < 5; i++) {
+    t.count(f, 1, big);
+    expected += big;
+  }
+  t.count(f, 1, 0x1ff);
+  expected += 0x1ff;
+  assert.equal(t.bytes(f, 1), expected);
+  assert.equal(t.packets(f, 1), 6);
+  assert.equal(t.bytes(f, 0), 0);
 });
 
 test('memory: typed arrays stay within the 128 bytes per flow budget (IPv4)', () => {

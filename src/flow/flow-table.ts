@@ -2,22 +2,29 @@
  * The flow table: every conversation the edge forwards, findable from either direction in one
  * probe, with idle expiry, per-onramp quotas and early drop of unestablished flows.
  *
- *                         buckets (2^k heads)          nodes (2 per flow)
+ *                         buckets (2^k heads)          records (one per flow, S words)
  *   key ──hash──▶ h ──▶ [ h ] ──▶ node 2f+0 ──next──▶ node 2g+1 ──▶ -1
- *                                    │  zone, src, dst, ports (this direction's key)
+ *                                    │
  *                                    ▼
- *                                  flow f = node >> 1: protocol, state, ports, counters, deadline
+ *          record f: [ node 0: key0 ports next src[W] dst[W] | node 1: same | flow fields ]
  *
  * A flow has two nodes, like conntrack's tuplehash[2]: node = flow * 2 + dir, dir 0 the
  * original direction, dir 1 the reply. Each node carries its own key, so the reply may live in
  * another zone and carry translated (NAT) addresses and ports; both nodes share one hash index.
  *
- * Everything is preallocated for `capacity` flows as struct-of-arrays; lookups, creations and
- * per-packet updates allocate nothing. Memory per flow (IPv4, 2^k buckets ~ 2 per flow):
- *   node keys 2 x (2 zone + 4 src + 4 dst + 4 ports) = 28, node next 8, buckets ~8.4,
- *   flow scalars 12 (protocol, state, status, flags, ruleId, ingressPort, returnPort, nextHop),
- *   counters 24, TCP windows 26, deadline 4, createdAt 4, wheel links 8, per-port arrays ~0.5
- *   = ~123 bytes (Linux conntrack: 256). memoryBytes() sums the real figure.
+ * Memory layout: ONE record of S = 2 * (3 + 2W) + 10 words per flow (W = addrWords: IPv4 20 words
+ * = 80 bytes, IPv6 32), holding every field the packet path touches, so an established packet
+ * touches the bucket word and one record (2-3 adjacent cache lines, one 4 KiB page almost always)
+ * instead of ~14 scattered struct-of-arrays lines, each its own TLB miss at 1 M flows. The other
+ * node's key (the translation source) is in the same record. Byte and half-word fields are read
+ * through Uint8 / Uint16 views of the same buffer; every field is only ever accessed through one
+ * view, so the layout does not depend on the platform's byte order. The timer wheel links and
+ * the TCP windows stay apart (a UDP packet touches neither).
+ *
+ * Everything is preallocated for `capacity` flows; lookups, creations and per-packet updates
+ * allocate nothing. Memory per flow (IPv4, 2^k buckets ~ 2 per flow): record 80, buckets ~8.4,
+ * TCP windows 26, wheel links 8, per-port arrays ~0.5 = ~123 bytes (Linux conntrack: 256).
+ * memoryBytes() sums the real figure.
  *
  * Expiry: a timer wheel (timer-wheel.ts) with two rings, "protected" (established) and
  * "evictable" (not established, or TCP in TIME_WAIT / CLOSE). Early drop takes the evictable
@@ -90,6 +97,46 @@ const RING_EVICTABLE = 1;
 const RING_COUNT = 2;
 
 const NO_NODE = -1;
+
+// --- record layout (word offsets) -----------------------------------------------------------------
+// Per node, at record + dir * nodeWords:
+/** zone | protocol << 16: exactly the first word the hash mixes, so one compare checks both. */
+const N_KEY0 = 0;
+/** (srcPort << 16 | dstPort) >>> 0 */
+const N_PORTS = 1;
+/** Next node in the bucket chain (int32 stored as uint32; -1 ends the chain). */
+const N_NEXT = 2;
+/** src[W] then dst[W]. */
+const N_SRC = 3;
+const NODE_FIXED_WORDS = 3;
+// Per flow, at record + 2 * nodeWords:
+/** Bytes (Uint8 view): state (TcpState), status, flags (the pipeline's), spare. */
+const F_META = 0;
+const META_STATE = 0;
+const META_STATUS = 1;
+const META_FLAGS = 2;
+/** Half-words (Uint16 view): ingressPort, returnPort. */
+const F_PORTS = 1;
+/** Half-words: nextHop, ruleId. */
+const F_HOP = 2;
+/** Deadline in ms, modulo 2^32. */
+const F_DEADLINE = 3;
+/** packets[dir] (wraps at 2^32). */
+const F_PACKETS = 4;
+/**
+ * bytes[dir]: low 32 bits at F_BYTES_LO + dir, high 16 bits in half-word dir of F_BYTES_HI (a
+ * 48-bit count, 256 TiB per direction, without Float64Array's 8-byte alignment; it costs one word
+ * less than two 64-bit counts, which keeps an IPv4 flow within 128 bytes).
+ */
+const F_BYTES_LO = 6;
+const F_BYTES_HI = 8;
+/** Creation time in whole seconds; last, as the packet path never reads it. */
+const F_CREATED = 9;
+const FLOW_WORDS = 10;
+const TWO_POW_32 = 0x100000000;
+const U16_MASK = 0xffff;
+const PROTOCOL_SHIFT = 16;
+const PROTOCOL_MASK = 0xff;
 const MS_PER_SECOND = 1000;
 const PROTOCOL_COUNT = 256;
 
@@ -129,47 +176,30 @@ export class FlowTable {
   readonly capacity: number;
   readonly addrWords: number;
   readonly maxPorts: number;
+  /**
+   * The records, one per flow (see the file header). Exposed read-only in spirit so callers can
+   * hand a node's address words to word-array APIs: records[srcIndex(node) + w]. Write only
+   * through the setters.
+   */
+  readonly records: Uint32Array;
+  /** Words per node: 3 + 2 * addrWords. */
+  readonly nodeWords: number;
+  /** Words per record: 2 * nodeWords + 10. */
+  readonly stride: number;
 
-  // --- per node (node = flow * 2 + dir) --------------------------------------------------------
-  /** Zone of this direction's key. */
-  readonly nodeZone: Uint16Array;
-  /** Source address words of this direction's key: nodeSrc[node * addrWords + w]. */
-  readonly nodeSrc: Uint32Array;
-  /** Destination address words: nodeDst[node * addrWords + w]. */
-  readonly nodeDst: Uint32Array;
-  /** (srcPort << 16 | dstPort) >>> 0 of this direction's key. */
-  readonly nodePorts: Uint32Array;
-  /** Packets seen in this direction (wraps at 2^32). */
-  readonly packets: Uint32Array;
-  /** Bytes seen in this direction (exact up to 2^53). */
-  readonly bytes: Float64Array;
-
-  // --- per flow ---------------------------------------------------------------------------
-  /** IP protocol number (part of both keys). */
-  readonly protocol: Uint8Array;
-  /** TcpState for TCP; 0 for other protocols (use isEstablished()). */
-  readonly state: Uint8Array;
-  /** The port that created the flow (quota accounting). */
-  readonly ingressPort: Uint16Array;
-  /** Where replies go (ARR): set to ingressPort on create; the pipeline may change it (failover). */
-  readonly returnPort: Uint16Array;
-  /** Forward next hop, the pipeline's decision; 0 on create. */
-  readonly nextHop: Uint16Array;
-  /** Free for the pipeline (NAT/ARR bits); zeroed on create, never read by the table. */
-  readonly flags: Uint8Array;
-  /** Free for the pipeline: the firewall rule that decided; zeroed on create. */
-  readonly ruleId: Uint16Array;
-  /** Creation time in whole seconds: floor(now / 1000) mod 2^32 (for logs and flow age). */
-  readonly createdAt: Uint32Array;
-
-  private readonly nodeNext: Int32Array;
+  /**
+   * Other views of records' buffer: bytes and half-words for the small fields (each accessed
+   * through one view only), int32 for the IPv4 key compare (no uint32 boxing; same bits).
+   */
+  private readonly recordInts: Int32Array;
+  private readonly recordBytes: Uint8Array;
+  private readonly recordHalves: Uint16Array;
+  /** Offset of the flow fields in a record: 2 * nodeWords. */
+  private readonly flowBase: number;
   private readonly buckets: Int32Array;
   private readonly bucketMask: number;
   private readonly hashSeed: number;
   private readonly hashKey: number;
-  /** Deadline in ms, modulo 2^32. */
-  private readonly deadlines: Uint32Array;
-  private readonly status: Uint8Array;
   private readonly tcp: TcpTracker;
   private readonly wheel: TimerWheel;
   private readonly portFlows: Uint32Array;
@@ -200,26 +230,14 @@ export class FlowTable {
     this.addrWords = opts.addrWords;
     this.maxPorts = maxPorts;
     const nodes = capacity * 2;
-    const aw = opts.addrWords;
 
-    this.nodeZone = new Uint16Array(nodes);
-    this.nodeSrc = new Uint32Array(nodes * aw);
-    this.nodeDst = new Uint32Array(nodes * aw);
-    this.nodePorts = new Uint32Array(nodes);
-    this.nodeNext = new Int32Array(nodes);
-    this.packets = new Uint32Array(nodes);
-    this.bytes = new Float64Array(nodes);
-
-    this.protocol = new Uint8Array(capacity);
-    this.state = new Uint8Array(capacity);
-    this.status = new Uint8Array(capacity);
-    this.flags = new Uint8Array(capacity);
-    this.ruleId = new Uint16Array(capacity);
-    this.ingressPort = new Uint16Array(capacity);
-    this.returnPort = new Uint16Array(capacity);
-    this.nextHop = new Uint16Array(capacity);
-    this.createdAt = new Uint32Array(capacity);
-    this.deadlines = new Uint32Array(capacity);
+    this.nodeWords = NODE_FIXED_WORDS + 2 * opts.addrWords;
+    this.flowBase = 2 * this.nodeWords;
+    this.stride = this.flowBase + FLOW_WORDS;
+    this.records = new Uint32Array(capacity * this.stride);
+    this.recordInts = new Int32Array(this.records.buffer);
+    this.recordBytes = new Uint8Array(this.records.buffer);
+    this.recordHalves = new Uint16Array(this.records.buffer);
     this.tcp = new TcpTracker(capacity);
 
     const bucketCount = nextPowerOfTwo(Math.max(2, opts.buckets ?? nodes));
@@ -271,11 +289,149 @@ export class FlowTable {
     return this.live;
   }
 
+  // --- record addressing ----------------------------------------------------------------------
+
+  /** Index in records of a node's first word. */
+  private nodeBase(node: number): number {
+    return (node >> 1) * this.stride + (node & 1) * this.nodeWords;
+  }
+
+  /** Index in records of a flow's first flow-field word. */
+  private flowWord(flow: number): number {
+    return flow * this.stride + this.flowBase;
+  }
+
+  private meta(flow: number, field: number): number {
+    return this.recordBytes[(flow * this.stride + this.flowBase + F_META) * 4 + field];
+  }
+
+  private setMeta(flow: number, field: number, value: number): void {
+    this.recordBytes[(flow * this.stride + this.flowBase + F_META) * 4 + field] = value;
+  }
+
+  private half(flow: number, word: number, which: 0 | 1): number {
+    return this.recordHalves[(flow * this.stride + this.flowBase + word) * 2 + which];
+  }
+
+  private setHalf(flow: number, word: number, which: 0 | 1, value: number): void {
+    this.recordHalves[(flow * this.stride + this.flowBase + word) * 2 + which] = value;
+  }
+
+  private status(flow: number): number {
+    return this.meta(flow, META_STATUS);
+  }
+
+  private setStatus(flow: number, value: number): void {
+    this.setMeta(flow, META_STATUS, value);
+  }
+
+  private storedDeadline(flow: number): number {
+    return this.records[flow * this.stride + this.flowBase + F_DEADLINE];
+  }
+
+  // --- field accessors ------------------------------------------------------------------------
+
+  /** Zone of this direction's key. */
+  nodeZone(node: number): number {
+    return this.records[this.nodeBase(node) + N_KEY0] & U16_MASK;
+  }
+
+  /** Source address word w of this direction's key. */
+  nodeSrc(node: number, w: number): number {
+    return this.records[this.nodeBase(node) + N_SRC + w];
+  }
+
+  /** Destination address word w of this direction's key. */
+  nodeDst(node: number, w: number): number {
+    return this.records[this.nodeBase(node) + N_SRC + this.addrWords + w];
+  }
+
+  /** (srcPort << 16 | dstPort) >>> 0 of this direction's key. */
+  nodePorts(node: number): number {
+    return this.records[this.nodeBase(node) + N_PORTS];
+  }
+
+  /** Index in `records` of the node's source address (addrWords words), for word-array APIs. */
+  srcIndex(node: number): number {
+    return this.nodeBase(node) + N_SRC;
+  }
+
+  /** Index in `records` of the node's destination address (addrWords words). */
+  dstIndex(node: number): number {
+    return this.nodeBase(node) + N_SRC + this.addrWords;
+  }
+
+  /** IP protocol number (part of both keys). */
+  protocol(flow: number): number {
+    return (this.records[flow * this.stride + N_KEY0] >>> PROTOCOL_SHIFT) & PROTOCOL_MASK;
+  }
+
+  /** TcpState for TCP; 0 for other protocols (use isEstablished()). */
+  state(flow: number): number {
+    return this.meta(flow, META_STATE);
+  }
+
+  /** Free for the pipeline (NAT/ARR bits, 8 bits); zeroed on create, never read by the table. */
+  flags(flow: number): number {
+    return this.meta(flow, META_FLAGS);
+  }
+
+  setFlags(flow: number, flags: number): void {
+    this.setMeta(flow, META_FLAGS, flags);
+  }
+
+  /** The port that created the flow (quota accounting). */
+  ingressPort(flow: number): number {
+    return this.half(flow, F_PORTS, 0);
+  }
+
+  /** Where replies go (ARR): set to ingressPort on create; the pipeline may change it (failover). */
+  returnPort(flow: number): number {
+    return this.half(flow, F_PORTS, 1);
+  }
+
+  setReturnPort(flow: number, port: number): void {
+    this.setHalf(flow, F_PORTS, 1, port);
+  }
+
+  /** Forward next hop, the pipeline's decision; 0 on create. */
+  nextHop(flow: number): number {
+    return this.half(flow, F_HOP, 0);
+  }
+
+  setNextHop(flow: number, port: number): void {
+    this.setHalf(flow, F_HOP, 0, port);
+  }
+
+  /** Free for the pipeline: the firewall rule that decided (16 bits); zeroed on create. */
+  ruleId(flow: number): number {
+    return this.half(flow, F_HOP, 1);
+  }
+
+  setRuleId(flow: number, ruleId: number): void {
+    this.setHalf(flow, F_HOP, 1, ruleId);
+  }
+
+  /** Packets seen in direction dir (wraps at 2^32). */
+  packets(flow: number, dir: 0 | 1): number {
+    return this.records[this.flowWord(flow) + F_PACKETS + dir];
+  }
+
+  /** Bytes seen in direction dir (a 48-bit count: wraps at 2^48 = 256 TiB). */
+  bytes(flow: number, dir: 0 | 1): number {
+    return this.records[this.flowWord(flow) + F_BYTES_LO + dir] + this.half(flow, F_BYTES_HI, dir) * TWO_POW_32;
+  }
+
+  /** Creation time in whole seconds: floor(now / 1000) mod 2^32 (for logs and flow age). */
+  createdAt(flow: number): number {
+    return this.records[this.flowWord(flow) + F_CREATED];
+  }
+
   // --- hashing --------------------------------------------------------------------------------
 
   private hashOfKey(key: FlowKey): number {
     const k = this.hashKey;
-    let h = mixWord(this.hashSeed, key.zone | (key.protocol << 16), k);
+    let h = mixWord(this.hashSeed, key.zone | (key.protocol << PROTOCOL_SHIFT), k);
     h = mixWord(h, (key.srcPort << 16) | key.dstPort, k);
     for (let w = 0; w < this.addrWords; w++) {
       h = mixWord(h, key.src[w], k);
@@ -288,78 +444,154 @@ export class FlowTable {
   private hashOfNode(node: number): number {
     const k = this.hashKey;
     const aw = this.addrWords;
-    let h = mixWord(this.hashSeed, this.nodeZone[node] | (this.protocol[node >> 1] << 16), k);
-    h = mixWord(h, this.nodePorts[node], k);
-    const base = node * aw;
+    const rec = this.records;
+    const base = this.nodeBase(node);
+    let h = mixWord(this.hashSeed, rec[base + N_KEY0], k);
+    h = mixWord(h, rec[base + N_PORTS], k);
     for (let w = 0; w < aw; w++) {
-      h = mixWord(h, this.nodeSrc[base + w], k);
-      h = mixWord(h, this.nodeDst[base + w], k);
+      h = mixWord(h, rec[base + N_SRC + w], k);
+      h = mixWord(h, rec[base + N_SRC + aw + w], k);
     }
     return finalMix(h) & this.bucketMask;
   }
 
+  /**
+   * The bucket an IPv4 key hashes to (the same hash as lookup), straight from packet fields;
+   * ports = (srcPort << 16 | dstPort); words signed or unsigned (see lookup4). Only meaningful on
+   * an addrWords = 1 table. For prefetch().
+   */
+  bucket4(zone: number, protocol: number, src: number, dst: number, ports: number): number {
+    const k = this.hashKey;
+    let h = mixWord(this.hashSeed, zone | (protocol << PROTOCOL_SHIFT), k);
+    h = mixWord(h, ports, k);
+    h = mixWord(h, src, k);
+    h = mixWord(h, dst, k);
+    return finalMix(h) & this.bucketMask;
+  }
+
+  /**
+   * Memory-level parallelism for a batch: `slots[0..count)` hold bucket indices (bucket4) or -1.
+   * Reads every bucket head, then the head records' lines, then the next records' lines, in tight
+   * loops whose loads are independent, so the CPU overlaps their cache and TLB misses; the lookups
+   * that follow find the lines in cache. Overwrites slots (with the second nodes, or -1). Returns a sum of what it read (callers
+   * keep it so the loads are not optimised away). Changes nothing in the table.
+   */
+  prefetch(slots: Int32Array, count: number): number {
+    const buckets = this.buckets;
+    let acc = 0;
+    for (let i = 0; i < count; i++) {
+      const b = slots[i];
+      const head = b >= 0 ? buckets[b] : NO_NODE;
+      slots[i] = head;
+      acc ^= head;
+    }
+    // Then the head records, then the records second in those chains: at a load near 1 node per
+    // bucket about 40 % of lookups pass a non-matching head first.
+    for (let i = 0; i < count; i++) {
+      const node = slots[i];
+      if (node < 0) continue;
+      acc ^= this.touchRecord(node);
+      slots[i] = this.nextOf(node);
+    }
+    for (let i = 0; i < count; i++) {
+      const node = slots[i];
+      if (node >= 0) acc ^= this.touchRecord(node);
+    }
+    return acc;
+  }
+
+  /** Reads one word of each cache line of node's record (up to three lines: first, middle, last word). */
+  private touchRecord(node: number): number {
+    const rec = this.records;
+    const last = this.stride - 1;
+    const base = (node >> 1) * this.stride;
+    return rec[base] ^ rec[base + (last >> 1)] ^ rec[base + last];
+  }
+
   /** The node (flow * 2 + dir) whose key equals key, or -1. */
   lookup(key: FlowKey): number {
+    if (this.addrWords === 1) {
+      return this.lookup4(key.zone, key.protocol, key.src[0] | 0, key.dst[0] | 0, (key.srcPort << 16) | key.dstPort);
+    }
+    const key0 = (key.zone | (key.protocol << PROTOCOL_SHIFT)) >>> 0;
     const ports = ((key.srcPort << 16) | key.dstPort) >>> 0;
-    const zone = key.zone;
-    const protocol = key.protocol;
     const src = key.src;
     const dst = key.dst;
     const src0 = src[0];
     const dst0 = dst[0];
     const aw = this.addrWords;
-    const nodePorts = this.nodePorts;
-    const nodeZone = this.nodeZone;
-    const flowProtocol = this.protocol;
-    const nodeSrc = this.nodeSrc;
-    const nodeDst = this.nodeDst;
-    const nodeNext = this.nodeNext;
+    const rec = this.records;
+    const stride = this.stride;
+    const nodeWords = this.nodeWords;
     let node = this.buckets[this.hashOfKey(key)];
     while (node !== NO_NODE) {
-      const base = node * aw;
+      const base = (node >> 1) * stride + (node & 1) * nodeWords;
+      const srcAt = base + N_SRC;
+      const dstAt = srcAt + aw;
       // Word 0 is compared with the scalars in one straight condition (the CPU can issue all of
       // these loads at once); IPv6's words 1..3 follow in the loop, which IPv4 skips.
-      if (
-        nodePorts[node] === ports &&
-        nodeZone[node] === zone &&
-        flowProtocol[node >> 1] === protocol &&
-        nodeSrc[base] === src0 &&
-        nodeDst[base] === dst0
-      ) {
+      if (rec[base + N_KEY0] === key0 && rec[base + N_PORTS] === ports && rec[srcAt] === src0 && rec[dstAt] === dst0) {
         let w = 1;
-        while (w < aw && nodeSrc[base + w] === src[w] && nodeDst[base + w] === dst[w]) w++;
+        while (w < aw && rec[srcAt + w] === src[w] && rec[dstAt + w] === dst[w]) w++;
         if (w === aw) return node;
       }
-      node = nodeNext[node];
+      node = rec[base + N_NEXT] | 0;
+    }
+    return NO_NODE;
+  }
+
+  /**
+   * lookup() of an IPv4 key given as fields (ports = srcPort << 16 | dstPort), on an addrWords = 1
+   * table: straight-line hash and compare, no key words to loop over. Words may be passed signed
+   * (`| 0`) or unsigned; signed is cheaper: V8 passes an int32 as is but boxes a uint32 >= 2^31.
+   */
+  lookup4(zone: number, protocol: number, src: number, dst: number, ports: number): number {
+    const key0 = zone | (protocol << PROTOCOL_SHIFT);
+    src |= 0;
+    dst |= 0;
+    ports |= 0;
+    const rec = this.recordInts;
+    const stride = this.stride;
+    const nodeWords = this.nodeWords;
+    let node = this.buckets[this.bucket4(zone, protocol, src, dst, ports)];
+    while (node !== NO_NODE) {
+      const base = (node >> 1) * stride + (node & 1) * nodeWords;
+      if (rec[base + N_KEY0] === key0 && rec[base + N_PORTS] === ports && rec[base + N_SRC] === src && rec[base + N_SRC + 1] === dst) return node;
+      node = rec[base + N_NEXT] | 0;
     }
     return NO_NODE;
   }
 
   private writeNode(node: number, key: FlowKey): void {
-    this.nodeZone[node] = key.zone;
-    this.nodePorts[node] = ((key.srcPort << 16) | key.dstPort) >>> 0;
+    const rec = this.records;
     const aw = this.addrWords;
-    const base = node * aw;
+    const base = this.nodeBase(node);
+    rec[base + N_KEY0] = (key.zone & U16_MASK) | (key.protocol << PROTOCOL_SHIFT);
+    rec[base + N_PORTS] = ((key.srcPort << 16) | key.dstPort) >>> 0;
     for (let w = 0; w < aw; w++) {
-      this.nodeSrc[base + w] = key.src[w];
-      this.nodeDst[base + w] = key.dst[w];
+      rec[base + N_SRC + w] = key.src[w];
+      rec[base + N_SRC + aw + w] = key.dst[w];
     }
     const bucket = this.hashOfNode(node);
-    this.nodeNext[node] = this.buckets[bucket];
+    rec[base + N_NEXT] = this.buckets[bucket];
     this.buckets[bucket] = node;
+  }
+
+  private nextOf(node: number): number {
+    return this.records[this.nodeBase(node) + N_NEXT] | 0;
   }
 
   private unhashNode(node: number): void {
     const bucket = this.hashOfNode(node);
     let cur = this.buckets[bucket];
     if (cur === node) {
-      this.buckets[bucket] = this.nodeNext[node];
+      this.buckets[bucket] = this.nextOf(node);
       return;
     }
     while (cur !== NO_NODE) {
-      const nxt = this.nodeNext[cur];
+      const nxt = this.nextOf(cur);
       if (nxt === node) {
-        this.nodeNext[cur] = this.nodeNext[node];
+        this.records[this.nodeBase(cur) + N_NEXT] = this.nextOf(node);
         return;
       }
       cur = nxt;
@@ -391,24 +623,20 @@ export class FlowTable {
     this.freeHead = this.wheel.next[flow];
 
     const protocol = orig.protocol;
-    this.protocol[flow] = protocol;
-    this.state[flow] = TcpState.None;
-    this.status[flow] = LIVE | EVICTABLE;
-    this.flags[flow] = 0;
-    this.ruleId[flow] = 0;
-    this.ingressPort[flow] = ingressPort;
-    this.returnPort[flow] = ingressPort;
-    this.nextHop[flow] = 0;
-    this.createdAt[flow] = Math.floor(now / MS_PER_SECOND) >>> 0;
-    const n = flow * 2;
-    this.packets[n] = this.packets[n + 1] = 0;
-    this.bytes[n] = this.bytes[n + 1] = 0;
+    // Zero the flow fields (counters, meta, ports, hop), then set the non-zero ones.
+    const f = this.flowWord(flow);
+    this.records.fill(0, f, f + FLOW_WORDS);
+    this.setMeta(flow, META_STATUS, LIVE | EVICTABLE);
+    this.setHalf(flow, F_PORTS, 0, ingressPort);
+    this.setHalf(flow, F_PORTS, 1, ingressPort);
+    this.records[f + F_CREATED] = Math.floor(now / MS_PER_SECOND) >>> 0;
     this.tcp.reset(flow);
     // Reply node first, original second: should both keys be equal, lookup finds the original.
+    const n = flow * 2;
     this.writeNode(n + 1, reply);
     this.writeNode(n, orig);
     const deadline = now + this.unrepliedTimeout[protocol];
-    this.deadlines[flow] = deadline >>> 0;
+    this.records[f + F_DEADLINE] = deadline >>> 0;
     this.wheel.insert(flow, RING_EVICTABLE, deadline);
     this.portFlows[ingressPort]++;
     this.live++;
@@ -417,27 +645,27 @@ export class FlowTable {
 
   /** Remove a live flow (onRemove with Deleted). No effect on a free flow. */
   delete(flow: number): void {
-    if ((this.status[flow] & (LIVE | REMOVING)) !== LIVE) return;
+    if ((this.status(flow) & (LIVE | REMOVING)) !== LIVE) return;
     this.remove(flow, RemoveReason.Deleted);
   }
 
   /** True while the flow index holds a flow. */
   isLive(flow: number): boolean {
-    return (this.status[flow] & LIVE) !== 0;
+    return (this.status(flow) & LIVE) !== 0;
   }
 
   private remove(flow: number, reason: RemoveReason): void {
-    const status = this.status[flow];
+    const status = this.status(flow);
     if (this.onRemove !== undefined) {
-      this.status[flow] = status | REMOVING;
+      this.setStatus(flow, status | REMOVING);
       this.onRemove(flow, reason);
     }
     this.wheel.remove(flow, (status & EVICTABLE) !== 0 ? RING_EVICTABLE : RING_PROTECTED);
     this.unhashNode(flow * 2);
     this.unhashNode(flow * 2 + 1);
-    this.portFlows[this.ingressPort[flow]]--;
-    this.status[flow] = 0;
-    this.state[flow] = TcpState.None;
+    this.portFlows[this.ingressPort(flow)]--;
+    this.setStatus(flow, 0);
+    this.setMeta(flow, META_STATE, TcpState.None);
     this.wheel.next[flow] = this.freeHead;
     this.freeHead = flow;
     this.live--;
@@ -455,7 +683,7 @@ export class FlowTable {
 
   /** Absolute deadline (ms) of a live flow. */
   deadline(flow: number): number {
-    return this.clock + ((this.deadlines[flow] - (this.clock >>> 0)) | 0);
+    return this.clock + ((this.storedDeadline(flow) - (this.clock >>> 0)) | 0);
   }
 
   /**
@@ -484,13 +712,13 @@ export class FlowTable {
         wheel.cursor++;
         continue;
       }
-      const left = (this.deadlines[flow] - now32) | 0;
+      const left = (this.storedDeadline(flow) - now32) | 0;
       if (left <= 0) {
         this.remove(flow, RemoveReason.Expired);
         removed++;
       } else {
         // Refreshed since it was filed: file it again at its real deadline (a later tick).
-        const ring = (this.status[flow] & EVICTABLE) !== 0 ? RING_EVICTABLE : RING_PROTECTED;
+        const ring = (this.status(flow) & EVICTABLE) !== 0 ? RING_EVICTABLE : RING_PROTECTED;
         wheel.remove(flow, ring);
         wheel.insert(flow, ring, now + left);
       }
@@ -504,14 +732,15 @@ export class FlowTable {
    */
   private refresh(flow: number, now: number, timeout: number, evictable: boolean): void {
     const deadline = now + timeout;
-    const previousLeft = (this.deadlines[flow] - (now >>> 0)) | 0;
-    this.deadlines[flow] = deadline >>> 0;
-    const status = this.status[flow];
+    const at = this.flowWord(flow) + F_DEADLINE;
+    const previousLeft = (this.records[at] - (now >>> 0)) | 0;
+    this.records[at] = deadline >>> 0;
+    const status = this.status(flow);
     const wasEvictable = (status & EVICTABLE) !== 0;
     if (wasEvictable !== evictable || timeout < previousLeft) {
       this.wheel.remove(flow, wasEvictable ? RING_EVICTABLE : RING_PROTECTED);
       this.wheel.insert(flow, evictable ? RING_EVICTABLE : RING_PROTECTED, deadline);
-      this.status[flow] = evictable ? status | EVICTABLE : status & ~EVICTABLE;
+      this.setStatus(flow, evictable ? status | EVICTABLE : status & ~EVICTABLE);
     }
   }
 
@@ -537,16 +766,16 @@ export class FlowTable {
    */
   touch(flow: number, dir: 0 | 1, now: number): void {
     this.advanceClock(now);
-    const protocol = this.protocol[flow];
+    const protocol = this.protocol(flow);
     if (protocol === IPPROTO_TCP) {
-      const state = this.state[flow];
-      this.refresh(flow, now, this.tcpTimeout[state], (this.status[flow] & EVICTABLE) !== 0);
+      const state = this.state(flow);
+      this.refresh(flow, now, this.tcpTimeout[state], (this.status(flow) & EVICTABLE) !== 0);
       return;
     }
-    let status = this.status[flow];
+    let status = this.status(flow);
     if (dir === 1 && (status & ASSURED) === 0) {
       status |= ASSURED;
-      this.status[flow] = status;
+      this.setStatus(flow, status);
     }
     if ((status & ASSURED) !== 0) this.refresh(flow, now, this.repliedTimeout[protocol], false);
     else this.refresh(flow, now, this.unrepliedTimeout[protocol], true);
@@ -573,25 +802,29 @@ export class FlowTable {
     windowScale: number,
     now: number,
   ): number {
-    const old = this.state[flow];
+    const old = this.state(flow);
     const next = this.tcp.track(flow * 2 + dir, old, flags, seq, ack, window, payloadLength, windowScale);
     if (next < 0) return -next;
     this.advanceClock(now);
-    let status = this.status[flow];
+    let status = this.status(flow);
     if (next === TcpState.Established) status |= ASSURED;
     else if (next === TcpState.SynSent) status &= ~ASSURED; // reopened after TIME_WAIT / CLOSE
-    this.status[flow] = status;
-    this.state[flow] = next;
+    this.setStatus(flow, status);
+    this.setMeta(flow, META_STATE, next);
     const evictable = (status & ASSURED) === 0 || next === TcpState.TimeWait || next === TcpState.Close;
     this.refresh(flow, now, this.tcpTimeout[next], evictable);
     return Drop.None;
   }
 
-  /** Count one packet of `bytes` bytes in direction dir. */
+  /** Count one packet of `bytes` bytes (< 2^32) in direction dir. */
   count(flow: number, dir: 0 | 1, bytes: number): void {
-    const n = flow * 2 + dir;
-    this.packets[n]++;
-    this.bytes[n] += bytes;
+    const rec = this.records;
+    const f = this.flowWord(flow);
+    rec[f + F_PACKETS + dir]++;
+    const lo = f + F_BYTES_LO + dir;
+    const sum = rec[lo] + bytes;
+    rec[lo] = sum; // stored modulo 2^32
+    if (sum >= TWO_POW_32) this.recordHalves[(f + F_BYTES_HI) * 2 + dir]++;
   }
 
   /**
@@ -600,31 +833,16 @@ export class FlowTable {
    * evictable; FIN_WAIT / CLOSE_WAIT / LAST_ACK stay protected, half-closed transfers can last).
    */
   isEstablished(flow: number): boolean {
-    return (this.status[flow] & (LIVE | EVICTABLE)) === LIVE;
+    return (this.status(flow) & (LIVE | EVICTABLE)) === LIVE;
   }
 
   // --- accounting -----------------------------------------------------------------------------
 
   /** Bytes of every preallocated typed array (the table's whole footprint, bar a few hundred bytes of objects). */
   memoryBytes(): number {
+    // recordInts, recordBytes and recordHalves are views of records' buffer: counted once.
     const arrays: ArrayBufferView[] = [
-      this.nodeZone,
-      this.nodeSrc,
-      this.nodeDst,
-      this.nodePorts,
-      this.nodeNext,
-      this.packets,
-      this.bytes,
-      this.protocol,
-      this.state,
-      this.status,
-      this.flags,
-      this.ruleId,
-      this.ingressPort,
-      this.returnPort,
-      this.nextHop,
-      this.createdAt,
-      this.deadlines,
+      this.records,
       this.buckets,
       this.wheel.prev,
       this.wheel.next,

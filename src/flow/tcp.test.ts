@@ -36,7 +36,7 @@ class Conn {
   }
 
   get state(): number {
-    return this.table.state[this.flow];
+    return this.table.state(this.flow);
   }
 
   /** Send a segment from dir with the natural seq/ack; returns trackTcp's verdict. */
@@ -292,7 +292,7 @@ test('TCP eviction: TIME_WAIT flows are evictable, FIN_WAIT flows are not', () =
     t.trackTcp(f, 1, SYNACK, 900, 101, WINDOW, 0, -1, 0);
     t.trackTcp(f, 0, ACK, 101, 901, WINDOW, 0, -1, 0);
     assert.equal(t.trackTcp(f, 0, FINACK, 101, 901, WINDOW, 0, -1, 0), 0);
-    assert.equal(t.state[f], TcpState.FinWait);
+    assert.equal(t.state(f), TcpState.FinWait);
   }
   const o = new FlowKey().set4(0, IPPROTO_TCP, 1, 2, 2000, 80);
   const r = new FlowKey().reverseOf(o);
@@ -301,10 +301,10 @@ test('TCP eviction: TIME_WAIT flows are evictable, FIN_WAIT flows are not', () =
   const f = flows[1];
   assert.equal(t.trackTcp(f, 1, FINACK, 901, 102, WINDOW, 0, -1, 0), 0);
   assert.equal(t.trackTcp(f, 0, ACK, 102, 902, WINDOW, 0, -1, 0), 0);
-  assert.equal(t.state[f], TcpState.TimeWait);
+  assert.equal(t.state(f), TcpState.TimeWait);
   assert.equal(t.create(o, r, 2, 1000), f);
   assert.deepEqual(removed, [[f, RemoveReason.Evicted]]);
-  assert.equal(t.state[flows[0]], TcpState.FinWait);
+  assert.equal(t.state(flows[0]), TcpState.FinWait);
 });
 
 test('a rejected segment never writes the window arrays (random segments against a live connection)', () => {

@@ -57,20 +57,20 @@ test('TCP through the edge: handshake, data, FIN both ways, TIME-WAIT; out-of-wi
   const s2c = (seq: number, ack: number, flags: number, len = 0) => edge.send(DC_ONRAMP, buildTcp({ src: DC_SERVER, dst: HOST }, { srcPort: 22, dstPort: 40000, seq, ack, flags, payload: new Uint8Array(len) }));
   assert.equal(c2s(100, 0, TCP_ACK_FLAG).drop, Drop.TcpNoFlow, 'no flow starts without a SYN');
   assert.equal(c2s(100, 0, TCP_SYN).hop, DC_ONRAMP);
-  assert.equal(table.state[0], TcpState.SynSent);
+  assert.equal(table.state(0), TcpState.SynSent);
   assert.equal(s2c(5000, 101, TCP_SYN | TCP_ACK_FLAG).hop, A_PRIMARY);
   assert.equal(c2s(101, 5001, TCP_ACK_FLAG).hop, DC_ONRAMP);
-  assert.equal(table.state[0], TcpState.Established);
+  assert.equal(table.state(0), TcpState.Established);
   assert.equal(c2s(101, 5001, TCP_ACK_FLAG, 500).hop, DC_ONRAMP);
   assert.equal(s2c(5001, 601, TCP_ACK_FLAG, 1000).hop, A_PRIMARY);
-  const packetsBefore = [table.packets[0], table.packets[1]];
+  const packetsBefore = [table.packets(0, 0), table.packets(0, 1)];
   assert.equal(s2c(5001 + 10_000_000, 601, TCP_ACK_FLAG, 100).drop, Drop.TcpOutOfWindow, 'far outside the window');
   assert.equal(s2c(6001, 601 + 1_000_000, TCP_ACK_FLAG).drop, Drop.TcpOutOfWindow, 'acknowledges data never sent');
-  assert.deepEqual([table.packets[0], table.packets[1]], packetsBefore, 'refused segments are not counted');
+  assert.deepEqual([table.packets(0, 0), table.packets(0, 1)], packetsBefore, 'refused segments are not counted');
   assert.equal(c2s(601, 6001, TCP_FIN | TCP_ACK_FLAG).hop, DC_ONRAMP);
   assert.equal(s2c(6001, 602, TCP_FIN | TCP_ACK_FLAG).hop, A_PRIMARY);
   assert.equal(c2s(602, 6002, TCP_ACK_FLAG).hop, DC_ONRAMP);
-  assert.equal(table.state[0], TcpState.TimeWait);
+  assert.equal(table.state(0), TcpState.TimeWait);
   edge.advance(121 * SECOND);
   assert.equal(table.size, 0, 'TIME-WAIT ends after 2 MSL');
 });
@@ -83,10 +83,10 @@ test('TCP RST: accepted in window and closes; refused out of window with state u
   edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 1, dstPort: 2, seq: 11, ack: 51, flags: TCP_ACK_FLAG }));
   const blind = edge.send(DC_ONRAMP, buildTcp({ src: DC_SERVER, dst: HOST }, { srcPort: 2, dstPort: 1, seq: 50 + 30000, flags: TCP_RST }));
   assert.equal(blind.drop, Drop.TcpOutOfWindow);
-  assert.equal(table.state[0], TcpState.Established);
+  assert.equal(table.state(0), TcpState.Established);
   const exact = edge.send(DC_ONRAMP, buildTcp({ src: DC_SERVER, dst: HOST }, { srcPort: 2, dstPort: 1, seq: 51, flags: TCP_RST }));
   assert.equal(exact.hop, A_PRIMARY);
-  assert.equal(table.state[0], TcpState.Close);
+  assert.equal(table.state(0), TcpState.Close);
 });
 
 test('UDP and ICMP timeouts on an injected clock; an expired mapping frees its port', () => {

@@ -68,7 +68,7 @@ test('fragmentation needed and time exceeded from a router on the path, for TCP 
   assert.equal(fragNeeded.bytes[fragNeeded.parsed.l4Offset + 6] * 256 + fragNeeded.bytes[fragNeeded.parsed.l4Offset + 7], 1400, 'next-hop MTU kept');
   assert.ok(icmpChecksumOk(fragNeeded.bytes), 'ICMP checksum of the translated frag-needed verifies');
   assert.equal(table.deadline(0), deadlineBefore, 'an ICMP error never refreshes a flow');
-  assert.equal(table.packets[1], 0, 'nor counts toward it');
+  assert.equal(table.packets(0, 1), 0, 'nor counts toward it');
 
   // Data center: A and B send the identical tuple; B's is port-rewritten; a router's time exceeded
   // about B's packet must come back to B with B's original port inside.
@@ -180,7 +180,7 @@ test('firewall: the first matching rule decides at setup and its id is stored in
   assert.equal(edge.send(B_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 1, dstPort: 53 })).drop, Drop.PolicyDeny);
   const ok = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 1, dstPort: 53 }));
   assert.equal(ok.hop, INTERNET);
-  assert.equal(edge.pipeline.flows4.ruleId[0], 8);
+  assert.equal(edge.pipeline.flows4.ruleId(0), 8);
   assert.equal(edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: SERVER }, { srcPort: 1, dstPort: 80, flags: TCP_SYN })).drop, Drop.PolicyDeny, 'default deny');
   // A deny written for the internal destination also holds for hairpinned traffic to it.
   edge.pipeline.setFirewall(new Firewall([{ id: 9, action: 'deny', sites: [2], dstPrefixes: ['10.0.1.10/32'] }], 'allow'));

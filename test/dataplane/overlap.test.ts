@@ -128,8 +128,8 @@ test('without ARR, both sites announcing 10.0.1.0/24: replies are misdelivered (
 function flowSnapshot(edge: Edge, flow: number): string {
   const t = edge.pipeline.flows4;
   return JSON.stringify({
-    state: t.state[flow], ret: t.returnPort[flow], next: t.nextHop[flow], flags: t.flags[flow],
-    packets: [t.packets[flow * 2], t.packets[flow * 2 + 1]], bytes: [t.bytes[flow * 2], t.bytes[flow * 2 + 1]],
+    state: t.state(flow), ret: t.returnPort(flow), next: t.nextHop(flow), flags: t.flags(flow),
+    packets: [t.packets(flow, 0), t.packets(flow, 1)], bytes: [t.bytes(flow, 0), t.bytes(flow, 1)],
     deadline: t.deadline(flow),
   });
 }
