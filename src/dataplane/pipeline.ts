@@ -105,6 +105,8 @@ export interface PipelineConfig {
   flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
   /** Fixed hash seed for reproducible tests; random otherwise. */
   hashSeed?: number;
+  /** Memory for the flow tables' large arrays (see FlowTableOptions.allocate); ordinary buffers by default. */
+  allocate?: (bytes: number) => ArrayBuffer;
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2;
@@ -173,6 +175,7 @@ export class Pipeline {
     this.flows4 = new FlowTable({
       capacity: flowOpts.capacity4 ?? 1 << 16,
       addrWords: 1,
+      allocate: config.allocate,
       timeouts: flowOpts.timeouts,
       hashSeed: seed,
       onRemove: (flow, reason) => this.flowEnded(this.flows4, flow, reason),
@@ -180,6 +183,7 @@ export class Pipeline {
     this.flows6 = new FlowTable({
       capacity: flowOpts.capacity6 ?? 1 << 12,
       addrWords: 4,
+      allocate: config.allocate,
       timeouts: flowOpts.timeouts,
       hashSeed: seed,
       onRemove: (flow, reason) => this.flowEnded(this.flows6, flow, reason),

@@ -85,6 +85,7 @@ export interface NativeHandle {
 export interface NativeAddon {
   openTun(name: string, flags: number): NativeHandle;
   openUdp(bind: string, port: number, family: 4 | 6): NativeHandle;
+  allocHugePages(bytes: number): ArrayBuffer;
 }
 
 /** Thrown by the first open when native/build/Release/tether_io.node is absent or does not load. */
