@@ -12,6 +12,7 @@
  * looked at, the stalest entry overwritten when all are live) and a fixed hold slab.
  */
 import { Drop } from '../common/drop-reasons.js';
+import { finalMix, mixWord } from '../common/hash.js';
 
 /** RFC 791 suggests a reassembly timer of 15 s upper bound start; Linux uses 30 s (ipfrag_time). */
 export const FRAGMENT_TIMEOUT_MS = 30_000;
@@ -203,12 +204,10 @@ export class FragmentFollower {
   }
 
   private hashOf(zone: number, proto: number, addr: Uint32Array, ident: number): number {
-    let h = Math.imul(zone ^ (proto << 16), 0x9e3779b1) ^ ident;
+    let h = mixWord(zone | (proto << 16), ident);
     const w = this.addrWords;
-    for (let k = 0; k < w; k++) {
-      h = Math.imul(h ^ addr[k], 0x85ebca6b);
-      h = Math.imul(h ^ addr[4 + k], 0xc2b2ae35);
-    }
-    return (h ^ (h >>> 16)) >>> 0;
+    for (let k = 0; k < w; k++) h = mixWord(mixWord(h, addr[k]), addr[4 + k]);
+    return finalMix(h) >>> 0;
   }
+
 }

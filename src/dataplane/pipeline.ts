@@ -24,6 +24,7 @@
  * nothing and is counted as FlowOwnerMismatch.
  */
 import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
+import { finalMix, mixWord } from '../common/hash.js';
 import {
   AF_INET4,
   IPPROTO_ICMP,
@@ -749,15 +750,9 @@ function validEndpoints(info: PacketInfo): boolean {
   return !srcUnspecified && !srcLoopback && !multicast && !dstUnspecified;
 }
 
-/**
- * A stable 32-bit hash of a tuple (Murmur3-style mixing), for ECMP and the clash-port search.
- * Addresses are four words each at the given offsets.
- */
+/** A stable 32-bit hash of a tuple, for ECMP and the clash-port search. Addresses are four words each. */
 function tupleHash(protocol: number, ports: number, src: Uint32Array, srcOffset: number, dst: Uint32Array, dstOffset: number): number {
-  let h = Math.imul(protocol, 0x9e3779b1) ^ ports;
-  for (let w = 0; w < 4; w++) {
-    h = Math.imul(h ^ src[srcOffset + w], 0x85ebca6b);
-    h = Math.imul(h ^ dst[dstOffset + w], 0xc2b2ae35);
-  }
-  return (h ^ (h >>> 15)) >>> 0;
+  let h = mixWord(protocol, ports);
+  for (let w = 0; w < 4; w++) h = mixWord(mixWord(h, src[srcOffset + w]), dst[dstOffset + w]);
+  return finalMix(h) >>> 0;
 }

@@ -36,6 +36,7 @@
  * 20 days, see timeouts.ts).
  */
 import { Drop } from '../common/drop-reasons.js';
+import { finalMix, mixWord } from '../common/hash.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { FlowKey } from './flow-key.js';
 import { TCP_STATE_COUNT, TcpState, TcpTracker } from './tcp.js';
@@ -146,30 +147,9 @@ const PROTOCOL_MASK = 0xff;
 const MS_PER_SECOND = 1000;
 const PROTOCOL_COUNT = 256;
 
-// MurmurHash3 (x86_32) constants: a well-mixed, Math.imul-only hash of the key words.
-const C1 = 0xcc9e2d51;
-const C2 = 0x1b873593;
-const M5 = 5;
-const N1 = 0xe6546b64;
-const F1 = 0x85ebca6b;
-const F2 = 0xc2b2ae35;
-
-/** One MurmurHash3 block; `key` is a secret added to every word before mixing. */
-function mixWord(h: number, word: number, key: number): number {
-  let k = Math.imul((word + key) | 0, C1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, M5) + N1) | 0;
-}
-
-function finalMix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, F1);
-  h ^= h >>> 13;
-  h = Math.imul(h, F2);
-  return h ^ (h >>> 16);
+/** One hash block with the table's secret added to the word first (see common/hash.ts). */
+function mixKeyed(h: number, word: number, key: number): number {
+  return mixWord(h, (word + key) | 0);
 }
 
 function nextPowerOfTwo(n: number): number {
@@ -438,11 +418,11 @@ export class FlowTable {
 
   private hashOfKey(key: FlowKey): number {
     const k = this.hashKey;
-    let h = mixWord(this.hashSeed, key.zone | (key.protocol << PROTOCOL_SHIFT), k);
-    h = mixWord(h, (key.srcPort << 16) | key.dstPort, k);
+    let h = mixKeyed(this.hashSeed, key.zone | (key.protocol << PROTOCOL_SHIFT), k);
+    h = mixKeyed(h, (key.srcPort << 16) | key.dstPort, k);
     for (let w = 0; w < this.addrWords; w++) {
-      h = mixWord(h, key.src[w], k);
-      h = mixWord(h, key.dst[w], k);
+      h = mixKeyed(h, key.src[w], k);
+      h = mixKeyed(h, key.dst[w], k);
     }
     return finalMix(h) & this.bucketMask;
   }
@@ -453,11 +433,11 @@ export class FlowTable {
     const aw = this.addrWords;
     const rec = this.records;
     const base = this.nodeBase(node);
-    let h = mixWord(this.hashSeed, rec[base + N_KEY0], k);
-    h = mixWord(h, rec[base + N_PORTS], k);
+    let h = mixKeyed(this.hashSeed, rec[base + N_KEY0], k);
+    h = mixKeyed(h, rec[base + N_PORTS], k);
     for (let w = 0; w < aw; w++) {
-      h = mixWord(h, rec[base + N_SRC + w], k);
-      h = mixWord(h, rec[base + N_SRC + aw + w], k);
+      h = mixKeyed(h, rec[base + N_SRC + w], k);
+      h = mixKeyed(h, rec[base + N_SRC + aw + w], k);
     }
     return finalMix(h) & this.bucketMask;
   }
@@ -469,10 +449,10 @@ export class FlowTable {
    */
   bucket4(zone: number, protocol: number, src: number, dst: number, ports: number): number {
     const k = this.hashKey;
-    let h = mixWord(this.hashSeed, zone | (protocol << PROTOCOL_SHIFT), k);
-    h = mixWord(h, ports, k);
-    h = mixWord(h, src, k);
-    h = mixWord(h, dst, k);
+    let h = mixKeyed(this.hashSeed, zone | (protocol << PROTOCOL_SHIFT), k);
+    h = mixKeyed(h, ports, k);
+    h = mixKeyed(h, src, k);
+    h = mixKeyed(h, dst, k);
     return finalMix(h) & this.bucketMask;
   }
 

@@ -32,6 +32,7 @@
  * the mapping table doubling (amortised, bounded by maxMappings) and the first use of a pool address for a
  * protocol (its port space, ~264 KiB, allocated once and kept).
  */
+import { finalMix, mixWord } from '../common/hash.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
 
@@ -117,25 +118,6 @@ const FAMILY_SHIFT = 8;
 
 const EMPTY_I32 = new Int32Array(0);
 const EMPTY_U32 = new Uint32Array(0);
-
-// murmur3 32-bit mixing steps (Math.imul keeps them in int32 arithmetic).
-function mixWord(h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, 0x1b873593);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
-function finalMix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
-}
 
 /** Mixes an address (1 word for IPv4, 4 for IPv6) into a running hash. */
 function mixAddress(h: number, family: number, addr: Uint32Array, offset: number): number {
