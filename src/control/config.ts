@@ -937,18 +937,6 @@ function checkOnramps(c: Checker, top: Obj, siteNames: Set<string>, devices: Wir
     }
   });
   c.unique(onramps.map((o, i) => [o.type === 'wireguard' ? `${o.wireguard.device}/${o.wireguard.public_key}` : undefined, `${paths[i]}.wireguard.public_key`]), 'peer (device/public key)');
-  // One WireGuard device gives a prefix to one peer only (it would move silently, as `wg set` does).
-  const owner = new Map<string, string>();
-  onramps.forEach((o, i) => {
-    if (o.type !== 'wireguard') return;
-    o.wireguard.allowed_ips.forEach((ip, j) => {
-      const k = `${o.wireguard.device} ${canonicalAddress(ip)}`;
-      const first = owner.get(k);
-      if (first !== undefined) {
-        c.fail(`${paths[i]}.wireguard.allowed_ips[${j}]`, `${ip} is already an allowed IP of onramp "${first}" on device "${o.wireguard.device}"; a device gives a prefix to one peer only: put overlapping sites on separate wireguard_devices`);
-      } else owner.set(k, o.name);
-    });
-  });
   return onramps;
 }
 

@@ -1,7 +1,12 @@
 /**
- * Cryptokey routing (whitepaper §2): each peer owns a set of prefixes. Outbound, the destination's longest
- * matching prefix picks the peer; inbound, a decrypted packet is accepted only when its source's longest match
- * is the peer it came from. A prefix belongs to one peer: configuring it on another moves it (as `wg` does).
+ * Cryptokey routing (whitepaper §2): each peer has a set of prefixes; inbound, a decrypted packet is accepted
+ * only when its source lies in one of the prefixes of the peer it came from.
+ *
+ * Unlike `wg`, a prefix configured on a second peer does not move: on an edge with Automatic Return
+ * Routing, many sites behind one WireGuard device share the same private prefix (two branches on
+ * 10.0.1.0/24), and the edge picks the peer of an outbound packet by its flow's onramp, not by its
+ * destination. lookupDestination (longest match, the earliest configured on a tie) is only a fallback
+ * for a device used as a plain router, where overlapping prefixes are ambiguous by nature.
  *
  * This first version keeps a list sorted by prefix length (longest first) and scans it: fine for tens of
  * peers; a trie can replace it behind the same interface. Lookups allocate nothing.
@@ -47,10 +52,11 @@ export class AllowedIps {
     if (!p) return false;
     const words = new Uint32Array(4);
     words.set(p.words.subarray(0, 4));
-    this.entries = this.entries.filter(
-      (e) => !(e.family === p.family && e.length === p.length && e.words.every((v, i) => v === words[i])),
+    const already = this.entries.some(
+      (e) => e.peer === peer && e.family === p.family && e.length === p.length && e.words.every((v, i) => v === words[i]),
     );
-    this.entries.push({ family: p.family, words, length: p.length, peer });
+    if (!already) this.entries.push({ family: p.family, words, length: p.length, peer });
+    // Stable sort: longest first, then in configuration order.
     this.entries.sort((a, b) => b.length - a.length);
     return true;
   }
@@ -64,12 +70,12 @@ export class AllowedIps {
     return this.entries.filter((e) => e.peer === peer).map((e) => ({ family: e.family, words: e.words, length: e.length }));
   }
 
-  /** Longest-prefix match of the address at `packet[off..]` (4 or 16 bytes); the peer or -1. */
-  lookup(family: 4 | 6, packet: Uint8Array, off: number): number {
+  /** Longest-prefix match of the address at `packet[off..]` (4 or 16 bytes); the peer or -1. With `onlyPeer` >= 0, only that peer's prefixes count. */
+  lookup(family: 4 | 6, packet: Uint8Array, off: number, onlyPeer = -1): number {
     const entries = this.entries;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      if (e.family !== family) continue;
+      if (e.family !== family || (onlyPeer >= 0 && e.peer !== onlyPeer)) continue;
       if (family === IPV4_VERSION) {
         if (((readWord(packet, off) & maskWord(e.length, 0)) >>> 0) === e.words[0]) return e.peer;
         continue;
@@ -83,12 +89,12 @@ export class AllowedIps {
     return -1;
   }
 
-  /** The peer owning the source address of an IP packet, or -1 (also for a packet too short to hold it). */
-  lookupSource(packet: Uint8Array, len: number): number {
+  /** Is the source address of an IP packet inside one of `peer`'s prefixes? (False for a packet too short to hold it.) */
+  sourceAllowed(packet: Uint8Array, len: number, peer: number): boolean {
     const version = len > 0 ? packet[0] >> 4 : 0;
-    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_SRC_OFF);
-    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_SRC_OFF);
-    return -1;
+    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_SRC_OFF, peer) === peer;
+    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_SRC_OFF, peer) === peer;
+    return false;
   }
 
   /** The peer an outbound IP packet should go to by its destination (cryptokey routing), or -1. */

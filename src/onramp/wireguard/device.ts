@@ -474,7 +474,7 @@ export class WireGuardDevice {
     this.timersDataReceived(peer, now);
     const ipLen = innerPacketLength(plain, plain.length);
     if (ipLen < 0) return this.drop(WgDrop.BadInnerPacket);
-    if (this.allowed.lookupSource(plain, ipLen) !== peer.index) return this.drop(WgDrop.AllowedIpsMismatch);
+    if (!this.allowed.sourceAllowed(plain, ipLen, peer.index)) return this.drop(WgDrop.AllowedIpsMismatch);
     r.kind = 'data';
     // A plain view (not a Buffer) so a caller's slice() copies; padding after the IP length is cut off.
     r.packet = new Uint8Array(plain.buffer, plain.byteOffset, ipLen);
