@@ -1,0 +1,398 @@
+// The daemon end to end, on real interfaces (EDGE-CONTRACT.md's topology, scaled down). Each run builds its
+// own namespaces tt-<pid>-{edge,dc,inet,site}, removes those of dead earlier runs first, and deletes its own
+// in `after`. `tether run` runs inside the edge namespace as a child process (the CLI, as operators run it);
+// the hosts are Node dgram children started with `ip netns exec`, and the WireGuard site is tether's own
+// WireGuard engine over a kernel UDP socket (test-wg-peer.ts).
+// Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PacketBatch } from '../common/packet-batch.js';
+import { LAB_WIREGUARD_KEYS } from '../control/config.js';
+import { openTun, type TunDevice } from '../io/tun.js';
+import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
+import { planNetwork } from './network.js';
+
+const PREFIX = `tt-${process.pid}-`;
+const NS = { edge: `${PREFIX}edge`, dc: `${PREFIX}dc`, inet: `${PREFIX}inet`, site: `${PREFIX}site`, gre: `${PREFIX}gre` };
+/** The GRE site's TUN: the test writes its GRE packets there and reads what the edge sends back. */
+const GRE_TUN = `tg${process.pid}`;
+const CLI = ['--import', 'tsx', 'src/cli/tether.ts', 'run'];
+const START_TIMEOUT_MS = 8000;
+const CHILD_TIMEOUT_MS = 5000;
+const EXIT_BAD_CONFIG = 2;
+
+const DC_HOST = '172.16.0.20';
+const SERVER = '203.0.113.10';
+const ECHO_PORT = 7;
+const POOL = '198.51.100.1';
+const WG_EDGE = '192.168.101.1';
+const WG_SITE = '192.168.101.2';
+const WG_PORT = 51820;
+const SITE_HOST = '10.0.1.10';
+const DC_ONRAMP_ID = 1;
+const GRE_EDGE = '192.168.103.1';
+const GRE_SITE = '192.168.103.2';
+const GRE_HEADER = 4;
+const GRE_PROTO_IPV4 = 0x0800;
+const IPPROTO_GRE = 47;
+
+function sh(cmd: string, ...args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function nsSh(ns: string, script: string): void {
+  sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Deletes namespaces tt-<pid>-* whose run is gone (a crashed run cannot clean up after itself). */
+function removeStaleNamespaces(): void {
+  for (const line of sh('ip', 'netns', 'list').split('\n')) {
+    const m = /^(tt-(\d+)-\S+)/.exec(line);
+    if (m && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))) {
+      try { sh('ip', 'netns', 'del', m[1]); } catch { /* already gone */ }
+    }
+  }
+}
+
+function removeOwnNamespaces(): void {
+  for (const ns of Object.values(NS)) {
+    try { sh('ip', 'netns', 'del', ns); } catch { /* not created */ }
+  }
+}
+
+function buildTopology(): void {
+  for (const ns of Object.values(NS)) {
+    sh('ip', 'netns', 'add', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  // Links are created inside the namespaces, so their names never meet the host's or another run's.
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc);
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-site', 'type', 'veth', 'peer', 'name', 'site0', 'netns', NS.site);
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-gre', 'type', 'veth', 'peer', 'name', 'gre0', 'netns', NS.gre);
+  nsSh(NS.edge, `
+    echo 1 > /proc/sys/net/ipv4/ip_forward
+    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
+    ip addr add 172.31.0.1/30 dev veth-dc; ip link set veth-dc up
+    ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
+    ip addr add 192.168.101.254/24 dev veth-site; ip link set veth-site up
+    echo 1 > /proc/sys/net/ipv4/conf/veth-site/proxy_arp
+    ip addr add 192.168.103.254/24 dev veth-gre; ip link set veth-gre up
+    echo 1 > /proc/sys/net/ipv4/conf/veth-gre/proxy_arp
+    ip route add default via 192.168.200.2
+    ip route add 172.16.0.0/24 via 172.31.0.2`);
+  nsSh(NS.dc, `
+    ip addr add 172.31.0.2/30 dev dc0; ip link set dc0 up
+    ip addr add ${DC_HOST}/32 dev lo
+    ip route add default via 172.31.0.1`);
+  nsSh(NS.inet, `
+    ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
+    ip addr add ${SERVER}/32 dev lo
+    ip route add 198.51.100.0/24 via 192.168.200.1`);
+  nsSh(NS.site, `
+    ip addr add ${WG_SITE}/24 dev site0; ip link set site0 up`);
+  // The GRE site router's endpoint .2 lives behind a TUN the test process holds: the namespace forwards
+  // between it and the underlay link (proxy ARP answers for .2), so the test sees GRE exactly as sent.
+  sh('ip', 'link', 'set', 'dev', GRE_TUN, 'netns', NS.gre);
+  nsSh(NS.gre, `
+    echo 1 > /proc/sys/net/ipv4/ip_forward
+    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
+    ip addr add 192.168.103.3/24 dev gre0; ip link set gre0 up
+    echo 1 > /proc/sys/net/ipv4/conf/gre0/proxy_arp
+    ip link set ${GRE_TUN} up
+    echo 0 > /proc/sys/net/ipv4/conf/${GRE_TUN}/rp_filter
+    ip route add ${GRE_SITE}/32 dev ${GRE_TUN}`);
+}
+
+function config(keyFile: string): string {
+  return `version: 1
+log: { level: info }
+sites:
+  - name: dc
+  - name: site-a
+  - name: site-gre
+wireguard_devices:
+  - name: wg-a
+    listen_address: ${WG_EDGE}
+    listen_port: ${WG_PORT}
+    private_key_file: ${keyFile}
+onramps:
+  - name: dc-link
+    id: ${DC_ONRAMP_ID}
+    type: interconnect
+    site: dc
+    automatic_return_routing: true
+    interconnect: { link: veth-dc }
+  - name: site-a-wg
+    type: wireguard
+    site: site-a
+    automatic_return_routing: true
+    wireguard:
+      device: wg-a
+      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
+      allowed_ips: [10.0.1.0/24]
+  - name: site-gre-tunnel
+    type: gre
+    site: site-gre
+    automatic_return_routing: true
+    gre: { local: ${GRE_EDGE}, remote: ${GRE_SITE} }
+routes:
+  - { prefix: 0.0.0.0/0, next_hop: internet }
+  - { prefix: 172.16.0.0/24, next_hop: { onramp: dc-link } }
+egress:
+  interface: tt-egress
+  addresses: [${POOL}]
+`;
+}
+
+/** Runs a Node script in a namespace; resolves with its stdout when it exits 0. */
+function nsNode(ns: string, script: string, args: string[] = []): { done: Promise<string>; child: ChildProcess } {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script, '--', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return { child, done: collect(child, `${ns} node`) };
+}
+
+function collect(child: ChildProcess, what: string): Promise<string> {
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} exited ${code}: ${err}${out}`))));
+  });
+}
+
+/** A UDP echo server that answers with who wrote to it; prints "ready" once bound. */
+const ECHO_SERVER = `
+import dgram from 'node:dgram';
+const s = dgram.createSocket('udp4');
+s.on('message', (m, r) => s.send(JSON.stringify({ seen: r.address + ':' + r.port, data: m.toString() }), r.port, r.address));
+s.bind(${ECHO_PORT}, '${SERVER}', () => console.log('ready'));
+setTimeout(() => process.exit(0), ${CHILD_TIMEOUT_MS * 2});`;
+
+/** Sends one datagram from bind address:port to SERVER:7 and prints the reply with its source. */
+const UDP_CLIENT = `
+import dgram from 'node:dgram';
+const [bind, port, text] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.on('message', (m, r) => { console.log(JSON.stringify({ from: r.address + ':' + r.port, reply: JSON.parse(m.toString()) })); process.exit(0); });
+s.bind(Number(port), bind, () => s.send(text, ${ECHO_PORT}, '${SERVER}'));
+setTimeout(() => { console.error('no reply'); process.exit(3); }, ${CHILD_TIMEOUT_MS});`;
+
+interface Daemon {
+  child: ChildProcess;
+  lines: string[];
+  exited: Promise<number | null>;
+}
+
+function startDaemon(configPath: string): Promise<Daemon> {
+  const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, ...CLI, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start: ${err}${lines.join('\n')}`)), START_TIMEOUT_MS);
+    let buffered = '';
+    child.stdout?.on('data', (b: Buffer) => {
+      buffered += b.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        lines.push(line);
+        if (line.includes('"tether started"')) {
+          clearTimeout(timer);
+          resolve({ child, lines, exited });
+        }
+      }
+    });
+    child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited ${code} before starting: ${err}${lines.join('\n')}`));
+    });
+  });
+}
+
+describe('tether run (real interfaces, root)', () => {
+  let dir = '';
+  let daemon: Daemon | null = null;
+  let server: { done: Promise<string>; child: ChildProcess } | null = null;
+  let greTun: TunDevice | null = null;
+  const fromEdge: Uint8Array[] = [];
+
+  before(async () => {
+    assert.equal(process.getuid?.(), 0, 'the daemon tests need root (CAP_NET_ADMIN): run them as root; they are never skipped');
+    assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
+    removeStaleNamespaces();
+    removeOwnNamespaces();
+    greTun = openTun(GRE_TUN);
+    greTun.startReading(new PacketBatch(16), 0, (b) => {
+      for (let i = 0; i < b.count; i++) fromEdge.push(b.packet(i).slice());
+    });
+    buildTopology();
+    dir = mkdtempSync(join(tmpdir(), PREFIX));
+    const keyFile = join(dir, 'wg-a.key');
+    writeFileSync(keyFile, `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'edge.yaml'), config(keyFile));
+    server = nsNode(NS.inet, ECHO_SERVER);
+    await new Promise<void>((resolve, reject) => {
+      server?.child.stdout?.once('data', () => resolve());
+      server?.done.catch(reject);
+    });
+    daemon = await startDaemon(join(dir, 'edge.yaml'));
+  });
+
+  after(() => {
+    daemon?.child.kill('SIGKILL');
+    server?.child.kill('SIGKILL');
+    greTun?.close();
+    removeOwnNamespaces();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('logs its onramps, TUNs and routes at start, and never the private key', () => {
+    const start = daemon?.lines.find((l) => l.includes('"tether started"')) ?? '';
+    const record = JSON.parse(start) as { tuns: string[]; routes: string[] };
+    assert.deepEqual(record.tuns, ['tt-underlay', 'tt-egress', `tt-ic-${DC_ONRAMP_ID}`]);
+    assert.ok(record.routes.includes(`ip route replace ${WG_EDGE}/32 dev tt-underlay`));
+    assert.ok(record.routes.includes(`ip route replace ${POOL}/32 dev tt-egress`));
+    assert.ok(daemon?.lines.every((l) => !l.includes(LAB_WIREGUARD_KEYS.edgeAPrivate)));
+  });
+
+  it('carries a UDP datagram from the data center to the Internet (SNAT to the pool) and its reply back', async () => {
+    const out = await nsNode(NS.dc, UDP_CLIENT, [DC_HOST, '5555', 'from-dc']).done;
+    const got = JSON.parse(out) as { from: string; reply: { seen: string; data: string } };
+    assert.equal(got.from, `${SERVER}:${ECHO_PORT}`);
+    assert.equal(got.reply.data, 'from-dc');
+    assert.equal(got.reply.seen.split(':')[0], POOL, 'the server sees the egress pool address');
+  });
+
+  it('a WireGuard site completes a handshake over the underlay and its datagram reaches the Internet and back', async () => {
+    const peer = spawn('ip', ['netns', 'exec', NS.site, process.execPath, '--import', 'tsx', 'src/daemon/test-wg-peer.ts', JSON.stringify({
+      privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
+      edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
+      edge: { addr: WG_EDGE, port: WG_PORT },
+      bind: { addr: WG_SITE, port: WG_PORT },
+      inner: { src: SITE_HOST, srcPort: 4000, dst: SERVER, dstPort: ECHO_PORT, payload: 'from-site-a' },
+      timeoutMs: CHILD_TIMEOUT_MS,
+    })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const got = JSON.parse(await collect(peer, 'wg peer')) as { src: string; srcPort: number; dst: string; dstPort: number; payload: string };
+    assert.equal(got.src, SERVER);
+    assert.equal(got.srcPort, ECHO_PORT);
+    assert.equal(got.dst, SITE_HOST);
+    assert.equal(got.dstPort, 4000);
+    const reply = JSON.parse(got.payload) as { seen: string; data: string };
+    assert.equal(reply.data, 'from-site-a');
+    assert.equal(reply.seen.split(':')[0], POOL);
+  });
+
+  it('a GRE site gets its datagram answered in GRE, and pings to the tunnel endpoint are answered', async () => {
+    assert.ok(greTun);
+    const inner = buildUdp({ src: SITE_HOST, dst: SERVER }, { srcPort: 4001, dstPort: ECHO_PORT, payload: Buffer.from('from-gre') });
+    const gre = new Uint8Array(GRE_HEADER + inner.length);
+    gre[2] = GRE_PROTO_IPV4 >>> 8; // RFC 2784 section 2: no flags, version 0, protocol type
+    gre[3] = GRE_PROTO_IPV4 & 0xff;
+    gre.set(inner, GRE_HEADER);
+    const batch = new PacketBatch(2);
+    batch.push(buildIp({ src: GRE_SITE, dst: GRE_EDGE }, IPPROTO_GRE, gre), 0, GRE_HEADER + inner.length + 20, 0);
+    const ping = buildIcmpEcho({ src: GRE_SITE, dst: GRE_EDGE }, { type: 'request', id: 77, seq: 1, payload: Buffer.from('ping') });
+    batch.push(ping, 0, ping.length, 0);
+    assert.equal(greTun.writeBatch(batch), 2);
+    const deadline = Date.now() + CHILD_TIMEOUT_MS;
+    const find = (pred: (p: ReturnType<typeof parsePacket>, bytes: Uint8Array) => boolean): Uint8Array | undefined =>
+      fromEdge.find((b) => pred(parsePacket(b), b));
+    const isGre = (p: ReturnType<typeof parsePacket>): boolean => p.protocol === IPPROTO_GRE && p.src === GRE_EDGE && p.dst === GRE_SITE;
+    const isEcho = (p: ReturnType<typeof parsePacket>): boolean => p.icmp?.type === 0 && p.icmp.id === 77 && p.src === GRE_EDGE;
+    while ((!find(isGre) || !find(isEcho)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(find(isEcho), 'echo reply from the tunnel endpoint');
+    const outer = find(isGre);
+    assert.ok(outer, 'a GRE packet back from the edge endpoint');
+    const innerBack = outer.subarray(20 + GRE_HEADER);
+    const p = parsePacket(innerBack);
+    assert.equal(p.src, SERVER);
+    assert.equal(p.dst, SITE_HOST);
+    assert.equal(p.dstPort, 4001);
+    const reply = JSON.parse(Buffer.from(innerBack.subarray(p.l4Offset + 8, p.ipLength)).toString()) as { seen: string; data: string };
+    assert.equal(reply.data, 'from-gre');
+    assert.equal(reply.seen.split(':')[0], POOL);
+  });
+
+  it('SIGTERM stops it with exit 0 and removes its routes and rules', async () => {
+    assert.ok(daemon);
+    const before = sh('ip', '-n', NS.edge, 'rule');
+    assert.match(before, new RegExp(`iif veth-dc .*lookup ${1000 + DC_ONRAMP_ID}`));
+    daemon.child.kill('SIGTERM');
+    assert.equal(await daemon.exited, 0);
+    assert.doesNotMatch(sh('ip', '-n', NS.edge, 'rule'), /lookup 1001/);
+    assert.equal(sh('ip', '-n', NS.edge, 'route', 'show', 'table', String(1000 + DC_ONRAMP_ID)).trim(), '');
+    const routes = sh('ip', '-n', NS.edge, 'route');
+    assert.doesNotMatch(routes, /198\.51\.100\.1|192\.168\.101\.1 |192\.168\.103\.1 /);
+    assert.doesNotMatch(sh('ip', '-n', NS.edge, 'link'), /tt-underlay|tt-egress|tt-ic-/);
+    daemon = null;
+  });
+});
+
+describe('tether run: configuration errors', () => {
+  it('a bad config exits 2 naming the file, line and key', () => {
+    const dir = mkdtempSync(join(tmpdir(), PREFIX));
+    try {
+      const file = join(dir, 'bad.yaml');
+      writeFileSync(file, 'version: 1\nonramps:\n  - name: x\n    type: interconnect\n    automatic_return_routing: maybe\n    interconnect: { link: veth-x }\n');
+      const r = spawnSync(process.execPath, [...CLI, '--config', file], { encoding: 'utf8' });
+      assert.equal(r.status, EXIT_BAD_CONFIG, r.stderr);
+      assert.match(r.stderr, new RegExp(`${file.replace(/[.]/g, '\\.')}:5:\\d+: onramps\\[0\\]\\.automatic_return_routing`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a missing file exits 2', () => {
+    const r = spawnSync(process.execPath, [...CLI, '--config', '/nonexistent/tether.yaml'], { encoding: 'utf8' });
+    assert.equal(r.status, EXIT_BAD_CONFIG);
+    assert.match(r.stderr, /ENOENT/);
+  });
+});
+
+describe('planNetwork', () => {
+  it('routes endpoints into the underlay, the pool into the egress, and each interconnect link into its TUN', () => {
+    const steps = planNetwork({
+      underlay: 'tt-underlay',
+      endpoints: ['192.168.101.1', '2001:db8::1'],
+      egress: { tun: 'tt-egress', addresses: ['198.51.100.1'] },
+      interconnects: [{ onrampId: 4, link: 'veth-dc', tun: 'tt-ic-4' }],
+      mtu: 1500,
+    });
+    assert.deepEqual(steps.map((s) => s.args.join(' ')), [
+      'link set dev tt-underlay mtu 1500 up',
+      'link set dev tt-egress mtu 1500 up',
+      'link set dev tt-ic-4 mtu 1500 up',
+      'route replace 192.168.101.1/32 dev tt-underlay',
+      '-6 route replace 2001:db8::1/128 dev tt-underlay',
+      'route replace 198.51.100.1/32 dev tt-egress',
+      'rule add iif veth-dc lookup 1004 priority 1004',
+      'route replace default dev tt-ic-4 table 1004',
+    ]);
+    assert.deepEqual(steps.filter((s) => s.undo).map((s) => s.undo?.join(' ')), [
+      'route del 192.168.101.1/32 dev tt-underlay',
+      '-6 route del 2001:db8::1/128 dev tt-underlay',
+      'route del 198.51.100.1/32 dev tt-egress',
+      'rule del iif veth-dc lookup 1004 priority 1004',
+      'route del default dev tt-ic-4 table 1004',
+    ]);
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * Outer packets the daemon writes into the underlay TUN itself, built in place in a batch slot (no
+ * allocation): IPv4/UDP around a WireGuard datagram, and ICMP echo replies from a tunnel endpoint.
+ * src/wire/build.ts builds the same formats into fresh arrays (tests, slow paths); these are the hot-path
+ * forms. TODO: move to src/wire once a second user appears.
+ */
+import { IPPROTO_UDP } from '../common/ids.js';
+import { foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum4, checksumUpdate16 } from '../wire/checksum.js';
+import {
+  ICMP_CHECKSUM,
+  ICMP_TYPE,
+  ICMP4_ECHO_REPLY,
+  IPV4_CHECKSUM,
+  IPV4_DST,
+  IPV4_FLAG_DF,
+  IPV4_FLAGS_FRAGMENT,
+  IPV4_ID,
+  IPV4_MIN_HEADER,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LENGTH,
+  IPV4_TTL,
+  UDP_CHECKSUM,
+  UDP_DST_PORT,
+  UDP_HEADER,
+  UDP_LENGTH,
+  UDP_SRC_PORT,
+} from '../wire/constants.js';
+
+/** Version 4, IHL 5 (RFC 791 section 3.1). */
+const IPV4_VERSION_IHL_PLAIN = 0x45;
+/** TTL of packets the edge originates (Linux's default, net.ipv4.ip_default_ttl). */
+export const ORIGINATED_TTL = 64;
+export const UDP4_OVERHEAD = IPV4_MIN_HEADER + UDP_HEADER;
+
+function put16(b: Uint8Array, i: number, v: number): void {
+  b[i] = (v >>> 8) & 0xff;
+  b[i + 1] = v & 0xff;
+}
+
+function put32(b: Uint8Array, i: number, v: number): void {
+  b[i] = v >>> 24;
+  b[i + 1] = (v >>> 16) & 0xff;
+  b[i + 2] = (v >>> 8) & 0xff;
+  b[i + 3] = v & 0xff;
+}
+
+export function read32(b: Uint8Array, i: number): number {
+  return ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+}
+
+/**
+ * Writes IPv4 + UDP headers at buf[at] for a payload already at buf[at + 28, + payloadLength), with a full
+ * UDP checksum (RFC 768; a zero checksum would be legal over IPv4, but a computed one lets the receiving
+ * kernel catch corruption the TUN path cannot). DF set: the underlay path MTU is the operator's, and
+ * WireGuard datagrams must not be fragmented silently (wireguard-go sets DF too). Returns the total length.
+ */
+export function writeUdp4Headers(
+  buf: Uint8Array,
+  at: number,
+  src: number,
+  dst: number,
+  srcPort: number,
+  dstPort: number,
+  payloadLength: number,
+  ipId: number,
+): number {
+  const udpLength = UDP_HEADER + payloadLength;
+  const total = IPV4_MIN_HEADER + udpLength;
+  buf[at] = IPV4_VERSION_IHL_PLAIN;
+  buf[at + 1] = 0;
+  put16(buf, at + IPV4_TOTAL_LENGTH, total);
+  put16(buf, at + IPV4_ID, ipId);
+  put16(buf, at + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
+  buf[at + IPV4_TTL] = ORIGINATED_TTL;
+  buf[at + IPV4_PROTOCOL] = IPPROTO_UDP;
+  put16(buf, at + IPV4_CHECKSUM, 0);
+  put32(buf, at + IPV4_SRC, src);
+  put32(buf, at + IPV4_DST, dst);
+  put16(buf, at + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, at, IPV4_MIN_HEADER));
+  const u = at + IPV4_MIN_HEADER;
+  put16(buf, u + UDP_SRC_PORT, srcPort);
+  put16(buf, u + UDP_DST_PORT, dstPort);
+  put16(buf, u + UDP_LENGTH, udpLength);
+  put16(buf, u + UDP_CHECKSUM, 0);
+  let ck = foldChecksum(onesComplementSum(buf, u, u + udpLength, pseudoHeaderSum4(src, dst, IPPROTO_UDP, udpLength)));
+  // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+  if (ck === 0) ck = 0xffff;
+  put16(buf, u + UDP_CHECKSUM, ck);
+  return total;
+}
+
+/**
+ * Turns the inspected IPv4 ICMP echo request at buf[l3] (header `headerLength` bytes, ICMP at l4) into its
+ * reply in place (RFC 792: swap the addresses, type 0, same identifier, sequence and data). Options are kept
+ * as they are (RFC 1122 section 3.2.2.6 lets a reply carry them).
+ */
+export function echoReplyInPlace(buf: Uint8Array, l3: number, headerLength: number, l4: number): void {
+  const src = read32(buf, l3 + IPV4_SRC);
+  put32(buf, l3 + IPV4_SRC, read32(buf, l3 + IPV4_DST));
+  put32(buf, l3 + IPV4_DST, src);
+  buf[l3 + IPV4_TTL] = ORIGINATED_TTL;
+  put16(buf, l3 + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, l3, headerLength));
+  // The type byte is the high half of the first ICMP word (RFC 1624 incremental update).
+  const ck = (buf[l4 + ICMP_CHECKSUM] << 8) | buf[l4 + ICMP_CHECKSUM + 1];
+  const firstWord = (buf[l4 + ICMP_TYPE] << 8) | buf[l4 + ICMP_TYPE + 1];
+  buf[l4 + ICMP_TYPE] = ICMP4_ECHO_REPLY;
+  put16(buf, l4 + ICMP_CHECKSUM, checksumUpdate16(ck, firstWord, (ICMP4_ECHO_REPLY << 8) | (firstWord & 0xff)));
+}
+
