@@ -1,0 +1,86 @@
+/**
+ * The lab's names and addresses (docs/LAB.md, /work EDGE-CONTRACT): one place, so the lab, its tests and the
+ * quick start agree. Namespace and wireguard-go interface names carry a per-run prefix: namespaces, veth pairs
+ * and /var/run/wireguard/NAME.sock outlive the processes that made them, and wireguard-go's control socket
+ * directory is shared by every namespace, so two runs must never pick the same names.
+ *
+ *   site-a  [veth-edge 192.168.101.2] ── [veth-a 192.168.101.254, proxy ARP for .1] ┐
+ *   site-b  [veth-edge 192.168.102.2] ── [veth-b 192.168.102.254, proxy ARP for .1] │
+ *   site-gre[veth-edge 192.168.103.2] ── [veth-gre 192.168.103.254, proxy ARP for .1]├ edge (tether)
+ *   inet    [veth-edge 192.168.200.2] ── [veth-inet 192.168.200.1, default route]   │
+ *   dc      [veth-edge 172.31.0.2/30] ── [veth-dc 172.31.0.1/30]                      ┘
+ */
+
+/** Prefix rule: a letter then up to 5 letters/digits, so "<p>wga" and every veth name stay within IFNAMSIZ-1 (15). */
+export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,5}$/;
+export const DEFAULT_PREFIX = 'tt';
+
+/** Addresses shared by every run (namespaces isolate them). */
+export const LAB = Object.freeze({
+  siteLan: '10.0.1.0/24',
+  siteHost: '10.0.1.10',
+  siteA: { underlay: '192.168.101', edgeEndpoint: '192.168.101.1', router: '192.168.101.2' },
+  siteB: { underlay: '192.168.102', edgeEndpoint: '192.168.102.1', router: '192.168.102.2' },
+  /** .3 is a second GRE endpoint on the same site router, for tests with two tunnels carrying the same inner source. */
+  siteGre: { underlay: '192.168.103', edgeEndpoint: '192.168.103.1', router: '192.168.103.2', secondRouter: '192.168.103.3' },
+  /** The edge's address on each site link (x.254/24); the endpoint x.1 is answered by proxy ARP. */
+  edgeSiteHost: 254,
+  internet: { edge: '192.168.200.1', router: '192.168.200.2', server: '203.0.113.10', pool: '198.51.100.0/24' },
+  dc: { edge: '172.31.0.1', router: '172.31.0.2', linkPrefixLength: 30, prefix: '172.16.0.0/24', server: '172.16.0.20', sites: '10.0.0.0/8' },
+  wireguardPort: 51820,
+  httpPort: 80,
+  echoPort: 7,
+  /** Nothing listens here: the kernel answers with ICMP port unreachable. */
+  closedUdpPort: 9,
+});
+
+/** Interface names inside the namespaces (unique per namespace only; the veths are created directly in place). */
+export const LINKS = Object.freeze({
+  /** In every non-edge namespace: the link toward the edge. */
+  towardEdge: 'veth-edge',
+  edgeToSiteA: 'veth-a',
+  edgeToSiteB: 'veth-b',
+  edgeToSiteGre: 'veth-gre',
+  edgeToInternet: 'veth-inet',
+  /** Must equal defaultConfig()'s interconnect.link. */
+  edgeToDc: 'veth-dc',
+});
+
+export interface LabNames {
+  prefix: string;
+  edge: string;
+  siteA: string;
+  siteB: string;
+  siteGre: string;
+  internet: string;
+  dc: string;
+  /** wireguard-go interfaces (in siteA / siteB); their sockets are /var/run/wireguard/<name>.sock. */
+  wgA: string;
+  wgB: string;
+  /** Every namespace, the edge first. */
+  namespaces: string[];
+  /** /run/tether-lab/<prefix>: config, keys, logs, state. */
+  runDir: string;
+}
+
+export const RUN_ROOT = '/run/tether-lab';
+export const WIREGUARD_SOCKET_DIR = '/var/run/wireguard';
+
+export function labNames(prefix: string = DEFAULT_PREFIX): LabNames {
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new Error(`lab prefix "${prefix}" must be a lowercase letter followed by at most 5 lowercase letters or digits`);
+  }
+  const n = {
+    prefix,
+    edge: `${prefix}-edge`,
+    siteA: `${prefix}-site-a`,
+    siteB: `${prefix}-site-b`,
+    siteGre: `${prefix}-site-gre`,
+    internet: `${prefix}-inet`,
+    dc: `${prefix}-dc`,
+    wgA: `${prefix}wga`,
+    wgB: `${prefix}wgb`,
+    runDir: `${RUN_ROOT}/${prefix}`,
+  };
+  return { ...n, namespaces: [n.edge, n.siteA, n.siteB, n.siteGre, n.internet, n.dc] };
+}
