@@ -62,6 +62,30 @@ function run(opts: { config?: string }): void {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // Until the API exists (issue 4), `kill -USR1 PID` writes the counters to the log.
+  process.on('SIGUSR1', () => log.info({ status: edge.status() }, 'status'));
+}
+
+async function labCommand(action: 'up' | 'down' | 'status' | 'demo', opts: { prefix?: string; edge?: boolean }): Promise<void> {
+  const lab = await import('../lab/index.js');
+  const prefix = opts.prefix;
+  try {
+    if (action === 'up') {
+      await lab.ensureLabTools();
+      const info = await lab.labUp({ prefix, startEdge: opts.edge !== false });
+      console.log(JSON.stringify({ prefix: info.prefix, namespaces: info.names.namespaces, config: info.configFile, edgeLog: info.edgeLog ?? null }, null, 2));
+    } else if (action === 'down') {
+      await lab.labDown({ prefix });
+    } else if (action === 'status') {
+      console.log(JSON.stringify(await lab.labStatus({ prefix }), null, 2));
+    } else {
+      const { runLabDemo } = await import('../lab/demo.js');
+      process.exitCode = (await runLabDemo({ prefix, print: (line) => console.log(line) })) ? EXIT_OK : 1;
+    }
+  } catch (e) {
+    console.error(`tether lab ${action}: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
 }
 
 function main(argv: string[]): void {
@@ -72,6 +96,13 @@ function main(argv: string[]): void {
     .description('run the edge in this network namespace (root)')
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); without it, the lab topology')
     .action(run);
+  const lab = program.command('lab').description('the network-namespace lab: two overlapping WireGuard sites, a GRE site, a data center, the Internet (root; docs/LAB.md)');
+  const prefixOption = '-p, --prefix <prefix>';
+  const prefixHelp = 'name prefix of the lab\'s namespaces (default tt)';
+  lab.command('up').description('build the lab and start the edge').option(prefixOption, prefixHelp).option('--no-edge', 'build the network only').action((o) => labCommand('up', o));
+  lab.command('down').description('remove the lab').option(prefixOption, prefixHelp).action((o) => labCommand('down', o));
+  lab.command('status').description('what exists and runs').option(prefixOption, prefixHelp).action((o) => labCommand('status', o));
+  lab.command('demo').description('the main job: overlapping sites with ARR on, then off, and what each site got back').option(prefixOption, prefixHelp).action((o) => labCommand('demo', o));
   program.parse(argv);
 }
 

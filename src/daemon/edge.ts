@@ -377,6 +377,8 @@ export class Edge {
   /** Stops reading, removes the routes and rules, closes the TUNs. Idempotent. */
   stop(): void {
     if (!this.running) return;
+    // The final counters go to the log before the devices close (drops by reason, per engine).
+    const final = this.status();
     this.running = false;
     for (const tun of this.tuns) tun.stopReading();
     if (this.expireTimer) clearInterval(this.expireTimer);
@@ -389,7 +391,7 @@ export class Edge {
     for (const tun of this.tuns) tun.close();
     this.tuns = [];
     this.outputs = [];
-    this.log.info({}, 'tether stopped');
+    this.log.info({ status: final }, 'tether stopped');
   }
 
   /** Counters for the API and the periodic debug line (allocates: control plane). */

@@ -1,0 +1,146 @@
+/**
+ * End to end over real interfaces (issue 3, "Must show"): the lab's namespaces, wireguard-go and
+ * `wg` as the sites' routers, Debian's scapy as a GRE site, Node's HTTP and UDP servers, and the
+ * tether daemon as the edge. Root only: as in CI, it fails loudly, never skips.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { defaultConfig, LAB_WIREGUARD_KEYS, type TetherConfig } from '../../src/control/config.js';
+import { arrOffConfig, httpRound, REQUESTS_PER_SITE, udpRound } from '../../src/lab/demo.js';
+import { ensureLabTools, grePeer, inNamespace, labDown, labStatus, labUp, LAB, udpExchange } from '../../src/lab/index.js';
+import type { LabInfo } from '../../src/lab/index.js';
+import { keyFromBase64, WireGuardDevice } from '../../src/onramp/wireguard/index.js';
+import { buildUdp } from '../../src/wire/build.js';
+
+const PREFIX = `e${(process.pid % 46656).toString(36)}`;
+const SECOND_GRE_ENDPOINT = LAB.siteGre.secondRouter;
+
+/** The lab's config plus a second GRE site whose tunnel ends at .3 and whose LAN is 10.0.1.0/24 again. */
+function twoGreSitesConfig(): TetherConfig {
+  const cfg = defaultConfig();
+  cfg.sites.push({ name: 'site-gre-2', description: 'a second GRE branch, same LAN', prefixes: [LAB.siteLan] } as TetherConfig['sites'][number]);
+  const gre = cfg.onramps.find((o) => o.type === 'gre')!;
+  cfg.onramps.push({ ...structuredClone(gre), name: 'site-gre-2-tunnel', site: 'site-gre-2', gre: { ...(gre as { gre: object }).gre, remote: SECOND_GRE_ENDPOINT } } as TetherConfig['onramps'][number]);
+  return cfg;
+}
+
+interface StoppedStatus {
+  pipelineDrops: Record<string, number>;
+  greDrops: Record<string, number>;
+  wireguard: Array<{ device: string; drops: Record<string, number> }>;
+}
+
+/** The running daemon's counters: SIGUSR1 makes it log a 'status' line. */
+async function edgeCounters(pid: number, logFile: string): Promise<StoppedStatus> {
+  const statusLines = () => readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"msg":"status"'));
+  const before = statusLines().length;
+  process.kill(pid, 'SIGUSR1');
+  for (let waited = 0; waited < 5000; waited += 100) {
+    const lines = statusLines();
+    if (lines.length > before) return (JSON.parse(lines[lines.length - 1]) as { status: StoppedStatus }).status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the edge (pid ${pid}) logged no status line in ${logFile}`);
+}
+
+let lab: LabInfo;
+
+before(async () => {
+  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
+  await ensureLabTools();
+  lab = await labUp({ prefix: PREFIX, config: twoGreSitesConfig() });
+});
+
+after(async () => {
+  await labDown({ prefix: PREFIX });
+});
+
+test('both sites (10.0.1.10 each) fetch from the Internet server at once over wireguard-go: every response reaches the site that asked, intact; the server sees the pool', async () => {
+  const names = { 'site-a': lab.names.siteA, 'site-b': lab.names.siteB };
+  for (const r of await httpRound(names, LAB.internet.server)) {
+    assert.equal(r.own, REQUESTS_PER_SITE, `${r.site}: ${JSON.stringify(r)}`);
+    assert.equal(r.foreign, 0, `${r.site} received another site's responses`);
+    assert.deepEqual(r.seenAs, ['198.51.100.1'], `${r.site} is seen as the pool address`);
+  }
+});
+
+test('both sites reach the data-center server from the identical source address and port; both get their replies', async () => {
+  const [a, b] = await Promise.all(
+    [lab.names.siteA, lab.names.siteB].map((ns, i) => udpExchange(ns, LAB.dc.server, LAB.echoPort, `site-${i}`, { sourcePort: 40000 })),
+  );
+  assert.equal(a.kind, 'reply', `site-a: ${JSON.stringify(a)}`);
+  assert.equal(b.kind, 'reply', `site-b: ${JSON.stringify(b)}`);
+  const seen = [a, b].map((r) => (r.kind === 'reply' ? (JSON.parse(r.payload) as { client: { address: string; port: number } }).client : null));
+  assert.deepEqual(seen.map((c) => c?.address), [LAB.siteHost, LAB.siteHost], 'no address translation toward the data center');
+  assert.equal(seen.filter((c) => c?.port === 40000).length, 1, 'exactly one flow keeps port 40000; the clashing one is rewritten');
+});
+
+test('a UDP datagram to a closed port on the Internet server brings port unreachable back to the site that sent it', async () => {
+  const results = await Promise.all([lab.names.siteA, lab.names.siteB].map((ns) => udpExchange(ns, LAB.internet.server, LAB.closedUdpPort, 'hello')));
+  assert.deepEqual(results.map((r) => r.kind), ['refused', 'refused']);
+});
+
+test('GRE: scapy packets from two tunnel endpoints carrying the same inner source get their replies in GRE, each at its own endpoint', async () => {
+  const ask = (outerSrc: string, payload: string) =>
+    grePeer(lab.names.siteGre, { outerSrc, proto: 'udp', sport: 41000, dst: LAB.internet.server, dport: LAB.echoPort, payload, count: 3, interval: 0.1, wait: 3, expect: 3 });
+  const [first, second] = await Promise.all([ask(LAB.siteGre.router, 'first endpoint'), ask(SECOND_GRE_ENDPOINT, 'second endpoint')]);
+  for (const [result, endpoint, payload] of [[first, LAB.siteGre.router, 'first endpoint'], [second, SECOND_GRE_ENDPOINT, 'second endpoint']] as const) {
+    assert.ok(result.replies.length >= 3, `${endpoint}: ${result.replies.length} replies`);
+    for (const reply of result.replies) {
+      assert.equal(reply.outer.dst, endpoint, 'the reply comes back to the endpoint that asked');
+      assert.equal(reply.outer.src, LAB.siteGre.edgeEndpoint);
+      assert.equal(reply.inner?.dst, LAB.siteHost);
+      assert.equal(reply.inner?.dport, 41000);
+      assert.ok(reply.inner?.payload?.includes(payload), `the echo carries ${payload}: ${reply.inner?.payload}`);
+    }
+  }
+});
+
+test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncated packets — counted drops, no crash, other sites unaffected', async () => {
+  const endpointA = LAB.siteA.edgeEndpoint;
+  // Garbage and truncated datagrams on the WireGuard port, from site A's underlay link.
+  for (const payload of [randomBytes(148), randomBytes(3), Buffer.from([4, 0, 0, 0]), randomBytes(1400)]) {
+    await udpExchange(lab.names.siteA, endpointA, LAB.wireguardPort, payload, { timeoutMs: 300 });
+  }
+  // A well-formed handshake initiation from a key the edge does not know.
+  const stranger = new WireGuardDevice({ privateKey: randomBytes(32), peers: [{ publicKey: keyFromBase64(LAB_WIREGUARD_KEYS.edgeAPublic)!, endpoint: { addr: endpointA, port: LAB.wireguardPort } }] });
+  const [initiation] = stranger.send(0, buildUdp({ src: '10.9.9.9', dst: '203.0.113.10' }, { srcPort: 1, dstPort: 2 }), Date.now());
+  await udpExchange(lab.names.siteA, endpointA, LAB.wireguardPort, initiation.data, { timeoutMs: 300 });
+  // Replays: capture one of site A's transport packets on its link and send it three more times.
+  const replay = inNamespace(lab.names.siteA, '/usr/bin/python3', ['-c', [
+    'from scapy.all import sniff, sendp',
+    `p = sniff(iface='veth-edge', filter='udp and dst port ${LAB.wireguardPort} and greater 120', count=1, timeout=8)`,
+    "sendp(p[0], iface='veth-edge', count=3, verbose=0) if p else None",
+    "print('replayed' if p else 'nothing captured')",
+  ].join('\n')], { timeoutMs: 20_000 });
+  await new Promise((r) => setTimeout(r, 700));
+  await udpRound({ 'site-a': lab.names.siteA, 'site-b': lab.names.siteB }, LAB.internet.server);
+  assert.match((await replay).stdout, /replayed/);
+  // GRE with a key the tunnel does not have, and truncated GRE.
+  await grePeer(lab.names.siteGre, { key: 999, count: 2, wait: 0.5 });
+  await inNamespace(lab.names.siteGre, '/usr/bin/python3', ['-c', `from scapy.all import IP, send\nsend(IP(src='${LAB.siteGre.router}', dst='${LAB.siteGre.edgeEndpoint}', proto=47)/b'\\x00\\x00', count=2, verbose=0)`]);
+
+  // Nothing crashed, and both WireGuard sites still get every answer.
+  const status = await labStatus({ prefix: PREFIX });
+  assert.equal(status.edge?.alive, true, 'the edge is still running');
+  for (const r of await httpRound({ 'site-a': lab.names.siteA, 'site-b': lab.names.siteB }, LAB.internet.server)) {
+    assert.equal(r.own, REQUESTS_PER_SITE, `${r.site} unaffected: ${JSON.stringify(r)}`);
+  }
+  // Every piece of hostile input was counted.
+  const counters = await edgeCounters(status.edge!.pid!, lab.edgeLog!);
+  const wgA = counters.wireguard.find((d) => d.device === 'wg-a')!.drops;
+  const total = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+  assert.ok(total(wgA) >= 6, `WireGuard drops counted on wg-a: ${JSON.stringify(wgA)}`);
+  assert.ok(Object.keys(wgA).some((k) => /replay/i.test(k)), `replays counted: ${JSON.stringify(wgA)}`);
+  assert.ok(total(counters.greDrops) >= 4, `GRE drops counted: ${JSON.stringify(counters.greDrops)}`);
+});
+
+test('with ARR off on the site onramps and both sites\' routes configured, replies go astray', async () => {
+  await labDown({ prefix: PREFIX });
+  const off = await labUp({ prefix: PREFIX, config: arrOffConfig() });
+  const results = await udpRound({ 'site-a': off.names.siteA, 'site-b': off.names.siteB }, LAB.internet.server);
+  const astray = results.reduce((n, r) => n + (REQUESTS_PER_SITE - r.own), 0);
+  assert.ok(astray > 0, `expected answers to go to the wrong site without ARR: ${JSON.stringify(results)}`);
+});
