@@ -39,6 +39,7 @@ import {
   GreOnramp,
   IPPROTO_GRE,
   MtuVerdict,
+  buildPacketTooBig,
   clampMssForTunnel,
   fragmentForTunnel,
   tunnelMtuVerdict,
@@ -102,7 +103,7 @@ export const enum EdgeCounter {
   WgUnsendable = 6,
   /** Echo requests to an endpoint address, answered. */
   EchoReplied = 7,
-  /** Packets for a GRE tunnel that exceed its MTU with DF set (dropped; ICMP frag-needed: TODO). */
+  /** Packets for a GRE tunnel that exceed its MTU with DF set (dropped; an ICMP error goes back, see GreTooBigReported). */
   GreTooBig = 8,
   /** IPv4 packets without DF fragmented to fit a GRE tunnel (counted per original packet). */
   GreFragmented = 9,
@@ -110,6 +111,8 @@ export const enum EdgeCounter {
   GreSendDrop = 10,
   /** Forwarded packets whose next hop has no delivery here (should stay 0). */
   NoDelivery = 11,
+  /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for a GRE tunnel. */
+  GreTooBigReported = 12,
 }
 export const EDGE_COUNTER_NAMES: readonly string[] = [
   'underlay_malformed',
@@ -124,9 +127,12 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'gre_fragmented',
   'gre_send_drop',
   'no_delivery',
+  'gre_too_big_reported',
 ];
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
+/** ICMP errors originated per received batch, at most (RFC 1812 section 4.3.2.8: rate-limit them). */
+const FEEDBACK_CAPACITY = 32;
 /** portKind: 0 = no delivery; 1 = written into a TUN (the egress, an interconnect). */
 const KIND_TUN = 1;
 const KIND_GRE = 2;
@@ -223,6 +229,8 @@ export class Edge {
   private readonly info = new PacketInfo();
   private readonly innerInfo = new PacketInfo();
   private readonly tx: PacketBatch;
+  /** Packets the edge itself sends into the pipeline (ICMP errors for GRE's MTU), processed after each batch. */
+  private readonly feedback = new PacketBatch(FEEDBACK_CAPACITY);
   private readonly addrCacheKey = new Float64Array(ADDR_CACHE_SIZE).fill(-1);
   private readonly addrCacheText: string[] = new Array<string>(ADDR_CACHE_SIZE).fill('');
   private lastDstText = '';
@@ -546,6 +554,12 @@ export class Edge {
     const wallNow = Date.now();
     if (batch.count > 0) this.deliver(batch, wallNow);
     if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, wallNow);
+    if (this.feedback.count > 0) {
+      // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
+      this.pipeline.process(this.feedback, performance.now());
+      this.deliver(this.feedback, wallNow);
+      this.feedback.clear();
+    }
     this.flushTx();
     if (this.wg.length > 0) this.scheduleWg();
   }
@@ -616,8 +630,13 @@ export class Edge {
         tx.length[k] = this.gre.lastLength;
       }
     } else {
-      // TODO: ICMP fragmentation-needed back to the sender (buildPacketTooBig) through the pipeline's ingress side.
+      // RFC 1191 / RFC 4443 section 3.2: tell the sender. The error is addressed to the packet as
+      // the tunnel would have carried it (translated), so it enters the pipeline as if it came out
+      // of the tunnel: the pipeline matches it to the flow by the quoted header, translates it
+      // back and sends it toward the original sender, NAT reversed.
       this.counters[EdgeCounter.GreTooBig]++;
+      const error = buildPacketTooBig(data, info, mtu, this.gre.tunnels.localSource(t));
+      if (error !== null && this.feedback.push(error, 0, error.length, onramp) >= 0) this.counters[EdgeCounter.GreTooBigReported]++;
     }
   }
 

@@ -16,13 +16,15 @@ import { buildUdp } from '../../src/wire/build.js';
 
 const PREFIX = `e${(process.pid % 46656).toString(36)}`;
 const SECOND_GRE_ENDPOINT = LAB.siteGre.secondRouter;
+/** The second GRE tunnel is narrow, so path-MTU discovery through it can be watched. */
+const SECOND_GRE_MTU = 1200;
 
 /** The lab's config plus a second GRE site whose tunnel ends at .3 and whose LAN is 10.0.1.0/24 again. */
 function twoGreSitesConfig(): TetherConfig {
   const cfg = defaultConfig();
   cfg.sites.push({ name: 'site-gre-2', description: 'a second GRE branch, same LAN', prefixes: [LAB.siteLan] } as TetherConfig['sites'][number]);
   const gre = cfg.onramps.find((o) => o.type === 'gre')!;
-  cfg.onramps.push({ ...structuredClone(gre), name: 'site-gre-2-tunnel', site: 'site-gre-2', gre: { ...(gre as { gre: object }).gre, remote: SECOND_GRE_ENDPOINT } } as TetherConfig['onramps'][number]);
+  cfg.onramps.push({ ...structuredClone(gre), name: 'site-gre-2-tunnel', site: 'site-gre-2', gre: { ...(gre as { gre: object }).gre, remote: SECOND_GRE_ENDPOINT, mtu: SECOND_GRE_MTU } } as TetherConfig['onramps'][number]);
   return cfg;
 }
 
@@ -96,6 +98,19 @@ test('GRE: scapy packets from two tunnel endpoints carrying the same inner sourc
       assert.ok(reply.inner?.payload?.includes(payload), `the echo carries ${payload}: ${reply.inner?.payload}`);
     }
   }
+});
+
+test('GRE path MTU: a reply too big for the tunnel (DF set) brings fragmentation-needed back through the NAT to the server, which then fragments', async () => {
+  const ask = () => grePeer(lab.names.siteGre, {
+    outerSrc: SECOND_GRE_ENDPOINT, proto: 'udp', sport: 42000, dst: LAB.internet.server, dport: LAB.echoPort, payload: 'x'.repeat(1300), count: 1, wait: 2,
+  });
+  const first = await ask();
+  assert.equal(first.replies.length, 0, `the echo (about 1.4 kB, DF) cannot cross the ${SECOND_GRE_MTU}-byte tunnel: ${JSON.stringify(first.replies)}`);
+  const route = await inNamespace(lab.names.internet, 'ip', ['route', 'get', '198.51.100.1']);
+  assert.match(route.stdout, new RegExp(`mtu ${SECOND_GRE_MTU}`), `the server learned the path MTU from the edge's error: ${route.stdout}`);
+  const second = await ask();
+  assert.ok(second.replies.length >= 2, `the next echo arrives in fragments that fit: ${second.replies.length} GRE packets`);
+  for (const reply of second.replies) assert.equal(reply.outer.dst, SECOND_GRE_ENDPOINT, 'to the tunnel that asked');
 });
 
 test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncated packets — counted drops, no crash, other sites unaffected', async () => {

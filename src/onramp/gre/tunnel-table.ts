@@ -191,6 +191,12 @@ export class GreTunnelTable {
     return onrampId >= 0 && onrampId <= MAX_ONRAMP_ID ? this.byOnramp[onrampId] : -1;
   }
 
+  /** The tunnel's local endpoint, as an error's source: an IPv4 number or four IPv6 words (a view; slow path). */
+  localSource(t: number): number | Uint32Array {
+    const base = t * ADDR_WORDS + LOCAL;
+    return this.family[t] === 4 ? this.addr[base] : this.addr.subarray(base, base + 4);
+  }
+
   /**
    * The tunnel a decapsulated packet belongs to (outer destination = local, source = remote, key), or
    * -GreDrop.UnknownTunnel / -GreDrop.UnknownKey.
