@@ -131,6 +131,11 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
 ];
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
+/** WireGuard message type 1, handshake initiation (whitepaper section 5.4.2). */
+const WG_MESSAGE_INITIATION = 1;
+/** Initiations per second above which a device is under load (wireguard-go: a queue of 128). */
+const HANDSHAKES_UNDER_LOAD = 128;
+const WG_LOAD_WINDOW_MS = 1000;
 /** ICMP errors originated per received batch, at most (RFC 1812 section 4.3.2.8: rate-limit them). */
 const FEEDBACK_CAPACITY = 32;
 /** portKind: 0 = no delivery; 1 = written into a TUN (the egress, an interconnect). */
@@ -164,6 +169,9 @@ interface WgDev {
   /** Peer index → onramp id. */
   peerOnramp: number[];
   ipId: number;
+  /** Handshake initiations received in the current one-second window, and when that window started (wall ms). */
+  initiations: number;
+  windowStart: number;
 }
 
 /** One TUN the edge writes, with the indices of the current batch's packets headed there. */
@@ -275,7 +283,7 @@ export class Edge {
       if (local < 0) throw new Error(`${what}: IPv6 listen addresses are not supported by the underlay yet`);
       if (!wildcard) addEndpoint(d.listen_address);
       else this.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
-      this.wg.push({ name: d.name, device: new WireGuardDevice({ privateKey }), localAddr: local, port: d.listen_port, lastLocal: 0, peerOnramp: [], ipId: 0 });
+      this.wg.push({ name: d.name, device: new WireGuardDevice({ privateKey }), localAddr: local, port: d.listen_port, lastLocal: 0, peerOnramp: [], ipId: 0, initiations: 0, windowStart: 0 });
     });
 
     const interconnects: NetworkSpec['interconnects'] = [];
@@ -505,12 +513,29 @@ export class Edge {
     return false;
   }
 
+  /**
+   * "Under load" (whitepaper section 5.3): wireguard-go answers initiations with cookie replies
+   * (and then rate-limits by source) while its handshake queue holds more than 128 entries. We
+   * process handshakes inline, so the equivalent signal is their rate: more than
+   * HANDSHAKES_UNDER_LOAD initiations in one second puts the device under load until a second
+   * passes below that rate.
+   */
+  private noteInitiation(dev: WgDev, wallNow: number): void {
+    if (wallNow - dev.windowStart >= WG_LOAD_WINDOW_MS) {
+      dev.device.underLoad = dev.initiations > HANDSHAKES_UNDER_LOAD;
+      dev.windowStart = wallNow;
+      dev.initiations = 0;
+    }
+    if (++dev.initiations > HANDSHAKES_UNDER_LOAD) dev.device.underLoad = true;
+  }
+
   /** One WireGuard datagram (packet i); returns the next free descriptor index. */
   private receiveWireGuard(batch: PacketBatch, i: number, j: number, dev: WgDev, wallNow: number): number {
     const info = this.info;
     const start = info.l4Offset + UDP_HEADER;
     const end = info.l3Offset + info.ipLength;
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
+    if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
     // The engine takes a view and the source as text (allocations it forces; the text is cached).
     const r = dev.device.receive(batch.data.subarray(start, end), this.addrText(info.addr[SRC]), info.srcPort, wallNow);
     if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);

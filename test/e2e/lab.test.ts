@@ -113,6 +113,26 @@ test('GRE path MTU: a reply too big for the tunnel (DF set) brings fragmentation
   for (const reply of second.replies) assert.equal(reply.outer.dst, SECOND_GRE_ENDPOINT, 'to the tunnel that asked');
 });
 
+test('a handshake flood puts the WireGuard device under load: cookie replies (whitepaper 5.3), and the sites keep working', async () => {
+  const stranger = new WireGuardDevice({ privateKey: randomBytes(32), peers: [{ publicKey: keyFromBase64(LAB_WIREGUARD_KEYS.edgeAPublic)!, endpoint: { addr: LAB.siteA.edgeEndpoint, port: LAB.wireguardPort } }] });
+  const [initiation] = stranger.send(0, buildUdp({ src: '10.9.9.9', dst: '203.0.113.10' }, { srcPort: 1, dstPort: 2 }), Date.now());
+  const flood = [
+    "const dgram = require('node:dgram');",
+    'const [dst, port, hex, count] = process.argv.slice(1);',
+    "const s = dgram.createSocket('udp4'); const types = {};",
+    's.on(\'message\', (m) => { types[m[0]] = (types[m[0]] || 0) + 1; });',
+    's.bind(0, () => { const b = Buffer.from(hex, \'hex\'); for (let i = 0; i < Number(count); i++) s.send(b, Number(port), dst);',
+    '  setTimeout(() => { console.log(JSON.stringify(types)); process.exit(0); }, 1500); });',
+  ].join('\n');
+  const result = await inNamespace(lab.names.siteA, process.execPath, ['-e', flood, LAB.siteA.edgeEndpoint, String(LAB.wireguardPort), Buffer.from(initiation.data).toString('hex'), '300']);
+  const replies = JSON.parse(result.stdout || '{}') as Record<string, number>;
+  assert.ok((replies['3'] ?? 0) > 0, `cookie replies (type 3) once under load: ${result.stdout} ${result.stderr}`);
+  assert.equal(replies['2'] ?? 0, 0, 'no handshake response for an unknown key');
+  for (const r of await httpRound({ 'site-a': lab.names.siteA, 'site-b': lab.names.siteB }, LAB.internet.server)) {
+    assert.equal(r.own, REQUESTS_PER_SITE, `${r.site} unaffected by the flood: ${JSON.stringify(r)}`);
+  }
+});
+
 test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncated packets — counted drops, no crash, other sites unaffected', async () => {
   const endpointA = LAB.siteA.edgeEndpoint;
   // Garbage and truncated datagrams on the WireGuard port, from site A's underlay link.
