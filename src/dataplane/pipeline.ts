@@ -751,7 +751,7 @@ function validEndpoints(info: PacketInfo): boolean {
 }
 
 /** A stable 32-bit hash of a tuple, for ECMP and the clash-port search. Addresses are four words each. */
-function tupleHash(protocol: number, ports: number, src: Uint32Array, srcOffset: number, dst: Uint32Array, dstOffset: number): number {
+export function tupleHash(protocol: number, ports: number, src: Uint32Array, srcOffset: number, dst: Uint32Array, dstOffset: number): number {
   let h = mixWord(protocol, ports);
   for (let w = 0; w < 4; w++) h = mixWord(mixWord(h, src[srcOffset + w]), dst[dstOffset + w]);
   return finalMix(h) >>> 0;

@@ -336,6 +336,22 @@ export class SnatPool {
   }
 
   /**
+   * The existing mapping of an internal endpoint, without taking a reference (explain, diagnostics):
+   * writes the external address to out[outOffset..] and returns the external port, or -1 when the
+   * endpoint has no mapping (a new flow would get one at setup).
+   */
+  peek(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number): number {
+    if (protocolSlot(protocol) < 0 || (port & PORT_MASK) !== port) return -1;
+    const pf = protocol | (family << FAMILY_SHIFT);
+    const m = this.find(this.endpointHash(zone, pf, family, addr, addrOffset, port), zone, pf, family, addr, addrOffset, port);
+    if (m === NIL) return -1;
+    const at = m * MAPPING_STRIDE;
+    const a = ((this.records[at + M_EXT_SPACE] / SLOT_COUNT) | 0) * 4;
+    for (let w = 0; w < (family === AF_INET6 ? 4 : 1); w++) out[outOffset + w] = this.addrWords[a + w];
+    return this.records[at + M_EXT_PORT];
+  }
+
+  /**
    * Reverse lookup by external endpoint (hairpinning, RFC 4787 REQ-9; inbound replies). Writes the internal
    * zone, address (IPv4: word 0, others 0) and port into `into` and returns true when a mapping exists.
    */

@@ -1,0 +1,239 @@
+/**
+ * Explain (issue 4: "what would happen and why"): for a hypothetical packet — an onramp and a
+ * 5-tuple — the decisions the pipeline would make, read from its current state without sending or
+ * changing anything; and for an existing flow, the decision stored in it (the decision trail).
+ *
+ * Control plane: builds text and objects freely. The order of the checks is the pipeline's
+ * (setupFlow in pipeline.ts); where the pipeline's behaviour changes, this must follow.
+ */
+import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
+import { DROP_REASON_NAMES, Drop } from '../common/drop-reasons.js';
+import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, PORT_INTERNET } from '../common/ids.js';
+import { FlowKey, type FlowTable } from '../flow/flow-table.js';
+import { NextHopKind } from '../route/route-table.js';
+import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, tupleHash, type Pipeline } from './pipeline.js';
+
+export interface HypotheticalPacket {
+  onramp: number;
+  protocol: number;
+  src: string;
+  dst: string;
+  srcPort: number;
+  dstPort: number;
+}
+
+export interface RouteChoice {
+  id: number;
+  prefix: string;
+  nextHop: string;
+  priority: number;
+  weight: number;
+  siteScope: number;
+  /** Why this route: longest prefix, scope, priority and health, ECMP. */
+  why: string;
+}
+
+export interface Explanation {
+  packet: HypotheticalPacket;
+  verdict: 'forward' | 'drop';
+  /** Drop reason name when verdict is drop. */
+  dropReason: string | null;
+  /** The port the packet would leave on (0 = the Internet egress), when forwarded. */
+  nextHop: number | null;
+  /** An existing flow the packet belongs to, if any (then no policy or route lookup happens). */
+  flow: FlowDetail | null;
+  firewall: { ruleId: number; action: 'allow' | 'deny'; byDefault: boolean } | null;
+  route: RouteChoice | null;
+  nat: { kind: 'none' | 'source-nat' | 'clash-port-rewrite' | 'hairpin'; note: string } | null;
+  replies: { by: 'automatic-return-routing' | 'routing-table'; note: string } | null;
+  /** The same story as sentences, in order. */
+  trail: string[];
+}
+
+export interface FlowDetail {
+  family: 4 | 6;
+  flow: number;
+  protocol: number;
+  original: string;
+  reply: string;
+  ingressOnramp: number;
+  returnOnramp: number;
+  nextHop: number;
+  firewallRuleId: number;
+  automaticReturnRouting: boolean;
+  translated: boolean;
+  natMapping: boolean;
+  clashRewrite: boolean;
+  hairpin: boolean;
+  state: number;
+  established: boolean;
+  packets: [number, number];
+  bytes: [number, number];
+  createdAtSeconds: number;
+}
+
+function formatAddr(family: number, words: ArrayLike<number>, at: number): string {
+  return family === AF_INET4 ? formatIpv4(words[at]) : formatIpv6(words, at);
+}
+
+function endpoint(family: number, words: ArrayLike<number>, at: number, port: number): string {
+  return family === AF_INET4 ? `${formatAddr(family, words, at)}:${port}` : `[${formatAddr(family, words, at)}]:${port}`;
+}
+
+/** One key of a flow as text: "src:port -> dst:port (zone z)". */
+function nodeText(table: FlowTable, node: number): string {
+  const family = table.addrWords === 1 ? 4 : 6;
+  const src = new Uint32Array(4);
+  const dst = new Uint32Array(4);
+  for (let w = 0; w < table.addrWords; w++) {
+    src[w] = table.nodeSrc(node, w);
+    dst[w] = table.nodeDst(node, w);
+  }
+  const ports = table.nodePorts(node);
+  return `${endpoint(family, src, 0, ports >>> 16)} -> ${endpoint(family, dst, 0, ports & 0xffff)} (zone ${table.nodeZone(node)})`;
+}
+
+/** The decision stored in an existing flow. */
+export function describeFlow(table: FlowTable, flow: number): FlowDetail {
+  const flags = table.flags(flow);
+  return {
+    family: table.addrWords === 1 ? 4 : 6,
+    flow,
+    protocol: table.protocol(flow),
+    original: nodeText(table, flow * 2),
+    reply: nodeText(table, flow * 2 + 1),
+    ingressOnramp: table.ingressPort(flow),
+    returnOnramp: table.returnPort(flow),
+    nextHop: table.nextHop(flow),
+    firewallRuleId: table.ruleId(flow),
+    automaticReturnRouting: (flags & FLAG_ARR) !== 0,
+    translated: (flags & FLAG_TRANSLATE) !== 0,
+    natMapping: (flags & FLAG_POOL) !== 0,
+    clashRewrite: (flags & FLAG_CLASH) !== 0,
+    hairpin: (flags & FLAG_HAIRPIN) !== 0,
+    state: table.state(flow),
+    established: table.isEstablished(flow),
+    packets: [table.packets(flow, 0), table.packets(flow, 1)],
+    bytes: [table.bytes(flow, 0), table.bytes(flow, 1)],
+    createdAtSeconds: table.createdAt(flow),
+  };
+}
+
+function hopName(pipeline: Pipeline, port: number): string {
+  if (port === PORT_INTERNET) return 'the Internet egress';
+  const spec = pipeline.ports.get(port);
+  return spec ? `onramp ${spec.name} (${port})` : `port ${port}`;
+}
+
+/** What the pipeline would do with this packet now, and why. */
+export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explanation {
+  const out: Explanation = { packet, verdict: 'drop', dropReason: null, nextHop: null, flow: null, firewall: null, route: null, nat: null, replies: null, trail: [] };
+  const drop = (reason: Drop, why: string): Explanation => {
+    out.verdict = 'drop';
+    out.dropReason = DROP_REASON_NAMES[reason];
+    out.trail.push(`dropped (${out.dropReason}): ${why}`);
+    return out;
+  };
+  const ports = pipeline.ports;
+  const ingress = packet.onramp;
+  if (!Number.isInteger(ingress) || ingress < 0 || ingress > MAX_ONRAMP_ID || ports.configured[ingress] !== 1) {
+    return drop(Drop.UnknownPort, `no onramp ${ingress} is configured`);
+  }
+  const addr = new Uint32Array(8);
+  const family = parseAddress(packet.src, addr, 0);
+  if (family === 0 || parseAddress(packet.dst, addr, 4) !== family) return drop(Drop.BadAddress, 'source and destination must be addresses of one family');
+  const zone = ports.zone[ingress];
+  const site = ports.site[ingress];
+  out.trail.push(
+    ingress === PORT_INTERNET
+      ? 'arrives from the Internet egress (global zone)'
+      : `arrives on ${hopName(pipeline, ingress)}, site ${site}, ${ports.arr[ingress] ? `ARR on: keyed in the site's own zone ${zone}` : 'ARR off: keyed in the global zone'}`,
+  );
+
+  const table = family === AF_INET4 ? pipeline.flows4 : pipeline.flows6;
+  const key = new FlowKey();
+  key.zone = zone;
+  key.protocol = packet.protocol;
+  key.srcPort = packet.srcPort;
+  key.dstPort = packet.dstPort;
+  key.src.set(addr.subarray(0, 4));
+  key.dst.set(addr.subarray(4, 8));
+  const node = table.lookup(key);
+  if (node >= 0) {
+    const flow = node >> 1;
+    out.flow = describeFlow(table, flow);
+    const dir = node & 1;
+    const owner = dir === 0 ? table.ingressPort(flow) : table.nextHop(flow);
+    out.trail.push(`matches flow ${flow} in its ${dir === 0 ? 'original' : 'reply'} direction: no policy or route lookup, the stored decision applies`);
+    if (ports.site[owner] !== site) return drop(Drop.FlowOwnerMismatch, `that direction belongs to ${hopName(pipeline, owner)}'s site, not this one`);
+    out.verdict = 'forward';
+    out.nextHop = dir === 0 ? ports.deliverable(table.nextHop(flow)) : (table.flags(flow) & FLAG_ARR) !== 0 ? ports.deliverable(table.returnPort(flow)) : null;
+    out.trail.push(out.nextHop !== null ? `leaves on ${hopName(pipeline, out.nextHop)}` : 'a reply of a flow without ARR: the routing table decides its next hop per packet');
+    return out;
+  }
+
+  if (ingress === PORT_INTERNET) return drop(Drop.ReplyNoFlow, 'the Internet may only answer existing flows (address-and-port-dependent filtering)');
+  out.trail.push('no flow yet: this packet would set one up');
+  const fw = pipeline.firewall;
+  const rule = family === AF_INET4
+    ? fw.evaluate4(site, ingress, packet.protocol, addr[0], addr[4], packet.srcPort, packet.dstPort)
+    : fw.evaluate6(site, ingress, packet.protocol, addr, 0, 4, packet.srcPort, packet.dstPort);
+  out.firewall = { ruleId: fw.ruleId(rule), action: fw.allows(rule) ? 'allow' : 'deny', byDefault: rule < 0 };
+  out.trail.push(rule < 0 ? `firewall: no rule matches; the default action is ${out.firewall.action}` : `firewall: rule ${out.firewall.ruleId} (position ${rule + 1}) matches: ${out.firewall.action}`);
+  if (!fw.allows(rule)) return drop(Drop.PolicyDeny, 'the firewall denies it');
+
+  const snat = pipeline.snat;
+  const toPool = snat !== null && (family === AF_INET4 ? snat.isPoolAddress4(addr[4]) : snat.isPoolAddress6(addr, 4));
+  if (toPool) {
+    out.nat = { kind: 'hairpin', note: 'addressed to the egress pool: hairpinned to the internal endpoint that owns that external port, if any (RFC 4787 REQ-9); the firewall is asked again for the real destination' };
+    out.trail.push(out.nat.note);
+    out.verdict = 'forward';
+    return out;
+  }
+  const hash = tupleHash(packet.protocol, (packet.srcPort << 16) | packet.dstPort, key.src, 0, key.dst, 0);
+  const routeId = family === AF_INET4 ? pipeline.routes.lookup4(site, addr[4], hash) : pipeline.routes.lookup6(site, addr, 4, hash);
+  if (routeId < 0) return drop(Drop.NoRoute, `no route to ${packet.dst} for site ${site}`);
+  const record = pipeline.routes.get(routeId)!;
+  const rivals = pipeline.routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
+  const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || pipeline.routes.isPortUp(r.port);
+  const why = [
+    `longest prefix ${record.prefix}${record.siteScope ? ` scoped to site ${record.siteScope}` : ''}`,
+    rivals.length > 1 ? `${rivals.length} routes for it; priority ${record.priority}${healthy(record) ? '' : ' (its next hop is down, but nothing healthier exists)'}` : 'the only route for it',
+    rivals.filter((r) => r.priority === record.priority && healthy(r) === healthy(record)).length > 1 ? `ECMP by flow hash among equal priority (weight ${record.weight})` : '',
+  ].filter(Boolean).join('; ');
+  const nextHopText = record.kind === NextHopKind.Internet ? 'the Internet' : record.kind === NextHopKind.Blackhole ? 'blackhole' : hopName(pipeline, record.port);
+  out.route = { id: routeId, prefix: record.prefix, nextHop: nextHopText, priority: record.priority, weight: record.weight, siteScope: record.siteScope, why };
+  out.trail.push(`route ${routeId}: ${record.prefix} -> ${nextHopText} (${why})`);
+  if (record.kind === NextHopKind.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
+
+  const reply = new FlowKey().reverseOf(key);
+  if (record.kind === NextHopKind.Internet) {
+    if (snat === null) return drop(Drop.NoRoute, 'the route leads to the Internet but no egress pool is configured');
+    const ext = new Uint32Array(4);
+    const existing = snat.peek(zone, packet.protocol, family, addr, 0, key.srcPort, ext, 0);
+    out.nat = {
+      kind: 'source-nat',
+      note: existing >= 0
+        ? `source NAT: the endpoint already has the mapping ${endpoint(family, ext, 0, existing)} (endpoint-independent, RFC 4787 REQ-1)`
+        : 'source NAT from the egress pool: the endpoint gets its paired pool address and keeps its port if that port is free there (RFC 4787 REQ-2, REQ-3)',
+    };
+    out.nextHop = PORT_INTERNET;
+  } else {
+    reply.zone = ports.zone[record.port];
+    const clash = table.lookup(reply) >= 0;
+    out.nat = clash
+      ? { kind: 'clash-port-rewrite', note: `another flow already holds the reply tuple in ${hopName(pipeline, record.port)}'s zone: the source port would be rewritten to a free one, and restored on the way back` }
+      : { kind: 'none', note: 'no translation toward an onramp (no other flow holds this tuple there)' };
+    out.nextHop = ports.deliverable(record.port);
+  }
+  out.trail.push(out.nat.note);
+  if (packet.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
+  else if (packet.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');
+  out.replies = ports.arr[ingress] === 1
+    ? { by: 'automatic-return-routing', note: `replies return to ${hopName(pipeline, ingress)} (recorded at setup; if it is down, the best healthy onramp of site ${site})` }
+    : { by: 'routing-table', note: `ARR is off on ${hopName(pipeline, ingress)}: replies are routed by destination ${packet.src}, as any packet` };
+  out.trail.push(out.replies.note);
+  out.verdict = 'forward';
+  out.trail.push(`leaves on ${hopName(pipeline, out.nextHop)}`);
+  return out;
+}
