@@ -469,6 +469,8 @@ export class Pipeline {
       if ((flags & FLAG_POOL) !== 0) this.snat!.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
       return flow;
     }
+    // Counted where the table creates it, so created and ended stay paired (a refused first TCP segment deletes it again).
+    this.counters.flowsCreated[ingress]++;
     table.setFlags(flow, flags);
     table.setNextHop(flow, hop);
     table.setRuleId(flow, fw.ruleId(rule));
@@ -481,7 +483,6 @@ export class Pipeline {
     } else {
       table.touch(flow, 0, now);
     }
-    this.counters.flowsCreated[ingress]++;
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
     decrementTtl(buf, info);
