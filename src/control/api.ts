@@ -1,0 +1,687 @@
+/**
+ * The REST API (docs/API.md): sites, onramps, routes, the egress pool, firewall rules and WireGuard devices,
+ * read and changed live. Fastify, JSON Schema (TypeBox) on every route, OpenAPI at /openapi.json.
+ *
+ *   request ─ bearer token (mutating calls; reads from off-host too) ─ JSON Schema (types, unknown keys)
+ *           ─ store.update: the whole resulting configuration through validateConfig (references,
+ *             duplicates, conflicting routes), ids pinned, EdgeLike.checkConfig, COMMIT
+ *           ─ EdgeLike.applyConfig (live, established flows kept) ─ response, secrets "(redacted)"
+ *
+ * Decisions:
+ *  - Bodies are the configuration file's own objects (snake_case, same keys, same defaults), so a body is
+ *    exactly what one list item of the YAML file holds, and errors carry validateConfig's messages.
+ *  - Resources are addressed by id, or by name for kinds that have names (`/v1/onramps/branch-a-wg`); an
+ *    all-digit reference is an id. Sites, onramps and firewall rules use their pinned data-plane id; routes
+ *    and WireGuard devices a store id (in responses as `id`, never part of the configuration).
+ *  - Status codes: 400 when the request itself is wrong (types, unknown keys, a bad value, a reference to
+ *    nothing, a duplicate or conflicting entry introduced by the body); 409 when the change is fine in itself
+ *    but would break other resources (deleting a site an onramp uses, renaming an onramp a route names) or
+ *    cannot be applied to the running edge; 404 unknown id; 401 token; 413 body too large.
+ *  - Secrets: responses go through redact(); a body may send "(redacted)" back for a secret to keep the
+ *    stored one (GET, edit, PUT works). Problem messages never echo secret values.
+ *  - Reads are open from loopback (the CLI and dashboard on the host), token-protected from anywhere else.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Type, type TSchema } from '@sinclair/typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ConfigError, REDACTED, redact, type TetherConfig } from './config.js';
+import { ApplyError, type ApplyResult, type EdgeLike } from './apply.js';
+import { configListPath, docToConfig, hasConfigId, NotFoundError, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
+
+declare module 'fastify' {
+  /** OpenAPI fields read by the /openapi.json builder (onRoute hook below). */
+  interface FastifySchema {
+    summary?: string;
+    tags?: string[];
+    hide?: boolean;
+  }
+}
+
+export const API_BODY_LIMIT = 256 * 1024;
+const TOKEN_BYTES = 32;
+const TOKEN_FILE_MODE = 0o600;
+const TOKEN_DIR_MODE = 0o700;
+const SHOWN_CHARS = 60;
+
+// ─── Token ───────────────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The API token at `path`: read when the file exists, else generated (32 random bytes, base64url) and
+ * written with mode 0600 (the directory is created, mode 0700). The mode is enforced on every start.
+ */
+export function loadOrCreateToken(path: string): string {
+  try {
+    const token = readFileSync(path, 'utf8').trim();
+    if (token.length > 0) {
+      chmodSync(path, TOKEN_FILE_MODE);
+      return token;
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: TOKEN_DIR_MODE });
+  const token = randomBytes(TOKEN_BYTES).toString('base64url');
+  writeFileSync(path, `${token}\n`, { mode: TOKEN_FILE_MODE });
+  chmodSync(path, TOKEN_FILE_MODE); // an existing empty file kept its old mode
+  return token;
+}
+
+/** Constant-time comparison (hashing first makes the lengths equal, so the length leaks nothing either). */
+export function tokenMatches(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+// ─── Schemas ─────────────────────────────────────────────────────────────────────────────────────────
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: "1-63 letters, digits, '-', '_' or '.', starting with a letter or digit" });
+const Text = Type.String();
+const Prefix = Type.String({ description: 'a prefix like 10.0.1.0/24 or 2001:db8::/32; a bare address is a host prefix' });
+const Address = Type.String({ description: 'an IPv4 or IPv6 address' });
+const OneOrMany = (t: TSchema, description: string): TSchema => Type.Union([t, Type.Array(t)], { description });
+const Int = (minimum: number, maximum: number, description?: string): TSchema => Type.Integer({ minimum, maximum, ...(description ? { description } : {}) });
+const Port = Type.Union([Int(0, 65535), Type.String({ description: '"1000-2000"' })]);
+const Protocol = Type.Union([Int(0, 255), Type.String({ description: 'tcp, udp, icmp, icmpv6' })]);
+const closed = { additionalProperties: false };
+
+const SiteSchema = Type.Object({
+  name: Name,
+  id: Type.Optional(Int(1, 65534, 'data-plane site id; assigned when absent, then fixed')),
+  description: Type.Optional(Text),
+  prefixes: Type.Optional(OneOrMany(Prefix, "the site's private address space (informational)")),
+}, { ...closed, $id: 'Site' });
+
+const DeviceSchema = Type.Object({
+  name: Name,
+  listen_address: Type.Optional(Address),
+  listen_port: Int(1, 65535),
+  private_key: Type.Optional(Type.String({ description: 'base64 (wg genkey); secret: returned as "(redacted)"; send "(redacted)" to keep the stored one' })),
+  private_key_file: Type.Optional(Text),
+}, { ...closed, $id: 'WireGuardDevice' });
+
+const OnrampSchema = Type.Object({
+  name: Name,
+  id: Type.Optional(Int(1, 65534, 'data-plane port id; assigned when absent, then fixed')),
+  description: Type.Optional(Text),
+  type: Type.Union([Type.Literal('wireguard'), Type.Literal('gre'), Type.Literal('interconnect'), Type.Literal('ipsec')]),
+  site: Type.Optional(Name),
+  automatic_return_routing: Type.Boolean({ description: 'ARR: replies of flows this onramp starts go back to it (new flows only)' }),
+  preference: Type.Optional(Int(0, 65535, 'failover order within the site, lower preferred')),
+  max_flows: Type.Optional(Int(0, 1 << 29, '0 = no quota')),
+  wireguard: Type.Optional(Type.Object({
+    device: Type.Optional(Name),
+    public_key: Type.String({ description: 'base64 (wg pubkey)' }),
+    preshared_key: Type.Optional(Type.String({ description: 'secret: returned as "(redacted)"' })),
+    preshared_key_file: Type.Optional(Text),
+    allowed_ips: OneOrMany(Prefix, 'inner source prefixes accepted from this peer'),
+    endpoint: Type.Optional(Type.String({ description: 'address:port or [v6]:port' })),
+    persistent_keepalive: Type.Optional(Int(0, 65535, 'seconds, 0 = off')),
+  }, closed)),
+  gre: Type.Optional(Type.Object({
+    local: Address,
+    remote: Address,
+    key: Type.Optional(Int(0, 0xffffffff)),
+    mtu: Type.Optional(Int(576, 65535)),
+  }, closed)),
+  interconnect: Type.Optional(Type.Object({ link: Type.String({ description: 'interface name, up to 15 characters' }) }, closed)),
+}, { ...closed, $id: 'Onramp' });
+
+const RouteSchema = Type.Object({
+  prefix: Prefix,
+  next_hop: Type.Union([Type.Literal('internet'), Type.Literal('blackhole'), Type.Object({ onramp: Name }, closed)]),
+  priority: Type.Optional(Int(0, 0xffffffff, 'lower wins')),
+  weight: Type.Optional(Int(1, 65535, 'ECMP share')),
+  site: Type.Optional(Name),
+}, { ...closed, $id: 'Route' });
+
+const RuleSchema = Type.Object({
+  name: Type.Optional(Name),
+  id: Type.Optional(Int(1, 65535, 'rule id; assigned when absent, then fixed')),
+  action: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+  sites: Type.Optional(OneOrMany(Name, 'source sites')),
+  onramps: Type.Optional(OneOrMany(Name, 'onramps the flow arrived on')),
+  source_prefixes: Type.Optional(OneOrMany(Prefix, 'source prefixes')),
+  destination_prefixes: Type.Optional(OneOrMany(Prefix, 'destination prefixes')),
+  protocols: Type.Optional(OneOrMany(Protocol, 'protocols')),
+  source_ports: Type.Optional(OneOrMany(Port, 'TCP/UDP source ports')),
+  destination_ports: Type.Optional(OneOrMany(Port, 'TCP/UDP destination ports')),
+}, { ...closed, $id: 'FirewallRule' });
+
+const EgressSchema = Type.Object({
+  interface: Type.Optional(Type.String()),
+  addresses: OneOrMany(Address, 'source NAT pool'),
+  port_range: Type.Optional(Type.Union([Type.String({ description: '"min-max"' }), Int(1, 65535)])),
+}, { ...closed, $id: 'Egress' });
+
+const FirewallSettingsSchema = Type.Object({ default_action: Type.Union([Type.Literal('allow'), Type.Literal('deny')]) }, { ...closed, $id: 'FirewallSettings' });
+
+const ConfigSchema = Type.Object({
+  version: Type.Optional(Type.Literal(1)),
+  log: Type.Optional(Type.Object({ level: Type.Optional(Type.String()), flow_log: Type.Optional(Type.String()) }, closed)),
+  api: Type.Optional(Type.Object({ listen: Type.Optional(Address), port: Type.Optional(Int(1, 65535)), token_file: Type.Optional(Type.String()) }, closed)),
+  store: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, closed)),
+  sites: Type.Optional(Type.Array(SiteSchema)),
+  wireguard_devices: Type.Optional(Type.Array(DeviceSchema)),
+  onramps: Type.Optional(Type.Array(OnrampSchema)),
+  routes: Type.Optional(Type.Array(RouteSchema)),
+  egress: Type.Optional(EgressSchema),
+  firewall: Type.Optional(Type.Object({ default_action: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])), rules: Type.Optional(Type.Array(RuleSchema)) }, closed)),
+  flows: Type.Optional(Type.Object({
+    ipv4_capacity: Type.Optional(Type.Integer()),
+    ipv6_capacity: Type.Optional(Type.Integer()),
+    timeouts: Type.Optional(Type.Record(Type.String(), Type.Integer())),
+  }, closed)),
+}, { ...closed, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
+
+const Problem = Type.Object({
+  path: Type.String({ description: 'the field, relative to the request body ("" = the body itself)' }),
+  message: Type.String(),
+  resource: Type.Optional(Type.String({ description: 'when the problem lies in another resource: its URL' })),
+});
+const ErrorSchema = Type.Object({ error: Type.String(), problems: Type.Array(Problem) }, { $id: 'Error' });
+const RefParams = Type.Object({ ref: Type.String({ description: 'numeric id, or name for kinds that have names' }) }, closed);
+const BeforeQuery = Type.Object({ before: Type.Optional(Type.String({ description: 'insert before this entry (id or name) instead of at the end' })) }, closed);
+
+/**
+ * A schema for JSON merge patches (RFC 7396) of `s`: every property optional and nullable (null removes it),
+ * nested objects likewise.
+ */
+function patchSchema(s: TSchema): TSchema {
+  const o = s as Record<string, unknown>;
+  if (o.type === 'object' && o.properties !== undefined) {
+    const props: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(o.properties as Record<string, TSchema>)) props[k] = { anyOf: [patchSchema(v), { type: 'null' }] };
+    const { required: _required, $id: _id, ...rest } = o;
+    return { ...rest, properties: props } as unknown as TSchema;
+  }
+  if (Array.isArray(o.anyOf)) return { ...o, anyOf: (o.anyOf as TSchema[]).map(patchSchema) } as unknown as TSchema;
+  return s;
+}
+
+function withId(s: TSchema): TSchema {
+  const o = s as Record<string, unknown>;
+  const { $id: _id, ...rest } = o;
+  return { ...rest, properties: { id: Type.Integer({ description: 'the resource id' }), ...(o.properties as object) }, required: ['id', ...((o.required as string[] | undefined) ?? [])] } as unknown as TSchema;
+}
+
+// ─── Resources ───────────────────────────────────────────────────────────────────────────────────────
+
+interface ResourceKind {
+  kind: EntryKind;
+  url: string;
+  what: string;
+  schema: TSchema;
+  named: boolean;
+}
+
+const RESOURCES: ResourceKind[] = [
+  { kind: 'sites', url: '/v1/sites', what: 'site', schema: SiteSchema, named: true },
+  { kind: 'wireguard_devices', url: '/v1/wireguard/devices', what: 'WireGuard device', schema: DeviceSchema, named: true },
+  { kind: 'onramps', url: '/v1/onramps', what: 'onramp', schema: OnrampSchema, named: true },
+  { kind: 'routes', url: '/v1/routes', what: 'route', schema: RouteSchema, named: false },
+  { kind: 'firewall_rules', url: '/v1/firewall/rules', what: 'firewall rule', schema: RuleSchema, named: true },
+];
+const URL_OF: Record<EntryKind, string> = Object.fromEntries(RESOURCES.map((r) => [r.kind, r.url])) as Record<EntryKind, string>;
+
+type Obj = Record<string, unknown>;
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** RFC 7396 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isObj(patch)) return patch;
+  const out: Obj = isObj(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** Secret fields by kind: "(redacted)" in a body keeps the stored value. */
+function restoreSecrets(kind: EntryKind, value: Obj, stored: Obj | undefined): void {
+  if (stored === undefined) return;
+  if (kind === 'wireguard_devices' && value.private_key === REDACTED && typeof stored.private_key === 'string') value.private_key = stored.private_key;
+  if (kind === 'onramps' && isObj(value.wireguard) && value.wireguard.preshared_key === REDACTED && isObj(stored.wireguard) && typeof stored.wireguard.preshared_key === 'string') {
+    value.wireguard.preshared_key = stored.wireguard.preshared_key;
+  }
+}
+
+/** The redacted entries of a document, with their ids, per kind. */
+function redactedEntries(doc: StoreDoc): Record<EntryKind, Obj[]> {
+  const red = redact(docToConfig(doc));
+  const lists: Record<EntryKind, unknown[]> = {
+    sites: red.sites, wireguard_devices: red.wireguard_devices, onramps: red.onramps, routes: red.routes, firewall_rules: red.firewall.rules,
+  };
+  const out = {} as Record<EntryKind, Obj[]>;
+  for (const r of RESOURCES) {
+    out[r.kind] = (doc.entries[r.kind] as StoredEntry[]).map((e, i) => ({ id: e.id, ...(lists[r.kind][i] as Obj) }));
+  }
+  return out;
+}
+
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing';
+  if (typeof v === 'string') return JSON.stringify(v.length > SHOWN_CHARS ? `${v.slice(0, SHOWN_CHARS)}…` : v);
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+// ─── Errors ──────────────────────────────────────────────────────────────────────────────────────────
+
+export interface ApiProblem {
+  path: string;
+  message: string;
+  resource?: string;
+}
+
+class HttpError extends Error {
+  constructor(readonly statusCode: number, message: string, readonly problems: ApiProblem[] = []) {
+    super(message);
+  }
+}
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  message?: string;
+  params: Record<string, unknown>;
+  data?: unknown;
+}
+
+/** Ajv errors → one problem per field ("must be integer or string, got true"). */
+function schemaProblems(errors: AjvError[]): ApiProblem[] {
+  const byPath = new Map<string, { types: string[]; messages: string[]; data: unknown }>();
+  const add = (path: string, data: unknown): { types: string[]; messages: string[]; data: unknown } => {
+    let e = byPath.get(path);
+    if (e === undefined) byPath.set(path, (e = { types: [], messages: [], data }));
+    return e;
+  };
+  for (const err of errors) {
+    const path = err.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+      .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc === '' ? seg : `${acc}.${seg}`), '');
+    if (err.keyword === 'additionalProperties') {
+      const key = String(err.params.additionalProperty);
+      add(path === '' ? key : `${path}.${key}`, undefined).messages.push(`unknown key "${key}"`);
+    } else if (err.keyword === 'required') {
+      const key = String(err.params.missingProperty);
+      add(path === '' ? key : `${path}.${key}`, undefined).messages.push('is required');
+    } else if (err.keyword === 'type') {
+      if (err.params.type !== 'null') add(path, err.data).types.push(String(err.params.type));
+    } else if (err.keyword === 'const') {
+      add(path, err.data).types.push(JSON.stringify(err.params.allowedValue));
+    } else if (err.keyword === 'anyOf') {
+      add(path, err.data);
+    } else {
+      add(path, err.data).messages.push(err.message ?? err.keyword);
+    }
+  }
+  const out: ApiProblem[] = [];
+  for (const [path, e] of byPath) {
+    const secret = /(private|preshared)_key$/.test(path);
+    const got = secret || e.data === undefined ? '' : `, got ${describe(e.data)}`;
+    if (e.messages.length > 0) out.push({ path, message: `${[...new Set(e.messages)].join('; ')}${e.types.length > 0 || e.messages.some((m) => m.startsWith('must')) ? got : ''}` });
+    else if (e.types.length > 0) out.push({ path, message: `must be ${[...new Set(e.types)].join(' or ')}${got}` });
+    else out.push({ path, message: `has the wrong shape${got}` });
+  }
+  return out;
+}
+
+const LIST_PATH_RE = /^(sites|wireguard_devices|onramps|routes|firewall\.rules)\[(\d+)\](?:\.(.*))?$/;
+
+/**
+ * validateConfig's problems → API problems. `edited` is the path of what the request changed ("routes[3]",
+ * "egress", "" for the whole configuration); problems inside it get paths relative to the body, the others
+ * name the resource they lie in. Returns whether every problem lies in the edited part.
+ */
+function configProblems(err: ConfigError, edited: string | null, doc: StoreDoc): { problems: ApiProblem[]; own: boolean } {
+  let own = true;
+  const problems = err.problems.map((p): ApiProblem => {
+    if (edited === '') return { path: p.path, message: p.message };
+    if (edited !== null && (p.path === edited || p.path.startsWith(`${edited}.`) || p.path.startsWith(`${edited}[`))) {
+      const rest = p.path.slice(edited.length);
+      return { path: rest.startsWith('.') ? rest.slice(1) : rest, message: p.message };
+    }
+    own = false;
+    const m = LIST_PATH_RE.exec(p.path);
+    if (m !== null) {
+      const kind = (m[1] === 'firewall.rules' ? 'firewall_rules' : m[1]) as EntryKind;
+      const entry = (doc.entries[kind] as StoredEntry[])[Number(m[2])];
+      if (entry !== undefined) return { path: m[3] ?? '', message: p.message, resource: `${URL_OF[kind]}/${entry.id}` };
+    }
+    return { path: p.path, message: p.message, resource: '/v1/config' };
+  });
+  return { problems, own };
+}
+
+// ─── The application ─────────────────────────────────────────────────────────────────────────────────
+
+export interface ApiOptions {
+  store: ConfigStore;
+  /** The running edge; absent: changes are stored only (applied at the next start). */
+  edge?: EdgeLike;
+  /** Bearer token for mutating calls (loadOrCreateToken). */
+  token: string;
+  /** pino logger (the daemon's); absent: no logging. */
+  logger?: FastifyBaseLogger;
+  /** Largest request body in bytes (default 256 KiB). */
+  bodyLimit?: number;
+}
+
+function isLoopback(addr: string | undefined): boolean {
+  if (addr === undefined) return false;
+  return addr === '::1' || /^(::ffff:)?127\./.test(addr);
+}
+
+/** Builds the API (not listening: the caller calls listen({ host: api.listen, port: api.port }), or inject). */
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const { store, edge, token } = options;
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: options.bodyLimit ?? API_BODY_LIMIT,
+    // Unknown keys are errors and types are never coerced ("yes" is not true): the configuration's own rules.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, verbose: true } },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  });
+  // Responses are written as they are (schemas document them); fast-json-stringify would drop or coerce fields.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  const openapi: { paths: Record<string, Record<string, unknown>> } = { paths: {} };
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as Record<string, unknown> | undefined;
+    if (schema === undefined || schema.hide === true) return;
+    const path = route.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      if (method === 'HEAD') continue;
+      const op: Record<string, unknown> = { summary: schema.summary, tags: schema.tags };
+      const params: unknown[] = [];
+      for (const [where, key] of [['path', 'params'], ['query', 'querystring']] as const) {
+        const s = schema[key] as { properties?: Record<string, unknown>; required?: string[] } | undefined;
+        for (const [name, p] of Object.entries(s?.properties ?? {})) params.push({ name, in: where, required: where === 'path' || (s?.required ?? []).includes(name), schema: p });
+      }
+      if (params.length > 0) op.parameters = params;
+      if (schema.body !== undefined) op.requestBody = { required: true, content: { [method === 'PATCH' ? 'application/merge-patch+json' : 'application/json']: { schema: schema.body } } };
+      const responses: Record<string, unknown> = {};
+      for (const [code, s] of Object.entries((schema.response ?? {}) as Record<string, unknown>)) {
+        responses[code] = code === '204' ? { description: 'done' } : { description: code.startsWith('2') ? 'ok' : 'error', content: { 'application/json': { schema: s } } };
+      }
+      op.responses = responses;
+      if (method !== 'GET') op.security = [{ bearer: [] }];
+      (openapi.paths[path] ??= {})[method.toLowerCase()] = op;
+    }
+  });
+
+  // JSON merge patches arrive as application/merge-patch+json.
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (req, body, done) => {
+    app.getDefaultJsonParser('error', 'error')(req, body as string, done);
+  });
+
+  app.addHook('onRequest', async (req: FastifyRequest) => {
+    if (req.url === '/openapi.json') return;
+    const reading = req.method === 'GET' || req.method === 'HEAD';
+    if (reading && isLoopback(req.socket.remoteAddress)) return;
+    const header = req.headers.authorization;
+    if (header === undefined) throw new HttpError(401, reading ? 'reads from other hosts need the API token' : 'this call changes the configuration: it needs the API token', [{ path: 'Authorization', message: 'missing; send "Authorization: Bearer <token>" (the token is in api.token_file)' }]);
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (m === null || !tokenMatches(m[1], token)) throw new HttpError(401, 'wrong API token', [{ path: 'Authorization', message: m === null ? 'must be "Bearer <token>"' : 'does not match the token in api.token_file' }]);
+  });
+
+  app.setErrorHandler((error: FastifyError | HttpError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof HttpError) return reply.code(error.statusCode).send({ error: error.message, problems: error.problems });
+    const fe = error as FastifyError & { validation?: AjvError[]; validationContext?: string };
+    if (fe.validation !== undefined) {
+      const where = fe.validationContext === 'body' ? 'the request body' : `the ${fe.validationContext ?? 'request'}`;
+      return reply.code(400).send({ error: `${where} does not match the schema`, problems: schemaProblems(fe.validation) });
+    }
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: 'request body too large', problems: [{ path: '', message: `larger than ${options.bodyLimit ?? API_BODY_LIMIT} bytes` }] });
+    }
+    if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+      return reply.code(fe.statusCode).send({ error: fe.message, problems: [] });
+    }
+    req.log.error({ err: { message: error.message, name: error.name } }, 'API request failed');
+    return reply.code(500).send({ error: 'internal error', problems: [] });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, problems: [] });
+  });
+
+  /** Runs a change through the store and applies it; maps every failure to its status. */
+  const change = <R>(reply: FastifyReply, edited: (doc: StoreDoc) => string | null, mutate: (doc: StoreDoc) => R, deleting = false): { result: R; doc: StoreDoc; applied: ApplyResult | undefined } => {
+    let editedPath: string | null = null;
+    let mutated: StoreDoc | undefined;
+    try {
+      const r = store.update((doc) => {
+        const result = mutate(doc);
+        editedPath = edited(doc);
+        mutated = doc;
+        return result;
+      }, edge?.checkConfig?.bind(edge));
+      let applied: ApplyResult | undefined;
+      if (edge !== undefined) {
+        applied = edge.applyConfig(r.config);
+        if (applied.restartRequired.length > 0) void reply.header('x-tether-restart-required', applied.restartRequired.join(','));
+        reply.log.info({ applied }, 'configuration changed');
+      }
+      return { result: r.result, doc: store.read(), applied };
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new HttpError(404, `no ${e.kind.replace(/_/g, ' ').replace(/s$/, '')} ${JSON.stringify(String(e.id))}`);
+      if (e instanceof ConfigError) {
+        const { problems, own } = configProblems(e, editedPath, mutated ?? store.read());
+        if (deleting || !own) throw new HttpError(409, 'the change conflicts with other resources', problems);
+        throw new HttpError(400, 'invalid configuration', problems);
+      }
+      if (e instanceof ApplyError) throw new HttpError(409, 'the change cannot be applied to the running edge', [{ path: e.path, message: e.message }]);
+      throw e;
+    }
+  };
+
+  const resolve = (res: ResourceKind, doc: StoreDoc, ref: string): number => {
+    const list = doc.entries[res.kind] as StoredEntry[];
+    const index = /^\d+$/.test(ref)
+      ? list.findIndex((e) => e.id === Number(ref))
+      : res.named ? list.findIndex((e) => (e.value as { name?: string }).name === ref) : -1;
+    if (index < 0) throw new HttpError(404, `no ${res.what} ${JSON.stringify(ref)}`, [{ path: 'ref', message: `no ${res.what} with ${res.named ? 'this id or name' : 'this id'}` }]);
+    return index;
+  };
+
+  const entryOf = (doc: StoreDoc, kind: EntryKind, id: number): Obj => {
+    const found = redactedEntries(doc)[kind].find((e) => e.id === id);
+    if (found === undefined) throw new HttpError(500, 'entry vanished');
+    return found;
+  };
+
+  /** The body as a configuration value: `id` checked against the entry's id and removed where not a config field. */
+  const bodyValue = (res: ResourceKind, body: Obj, id: number | undefined): Obj => {
+    const value = structuredClone(body);
+    if (value.id !== undefined && id !== undefined && value.id !== id) {
+      throw new HttpError(400, 'invalid configuration', [{ path: 'id', message: `cannot be changed (this ${res.what} is ${id})` }]);
+    }
+    if (!hasConfigId(res.kind)) delete value.id;
+    else if (id !== undefined) value.id = id;
+    return value;
+  };
+
+  const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema, 413: ErrorSchema };
+  /** Routes and devices have no id in the configuration, but a body may carry the one GET returned. */
+  const withRefId = (s: TSchema): TSchema => {
+    const props = (s as unknown as { properties: object }).properties;
+    return Object.hasOwn(props, 'id') ? s : ({ ...(s as object), properties: { id: Type.Integer({ description: 'ignored when equal to the resource id' }), ...props } } as unknown as TSchema);
+  };
+
+  for (const res of RESOURCES) {
+    const tags = [res.url.split('/').slice(2).join(' ')];
+    const item = withId(res.schema);
+    const body = withRefId(res.schema);
+    const { $id: _drop, ...bodyPlain } = body as unknown as Obj;
+
+    app.get(res.url, { schema: { summary: `List ${res.what}s`, tags, response: { 200: Type.Array(item), ...errors } } }, async () => redactedEntries(store.read())[res.kind]);
+
+    app.get<{ Params: { ref: string } }>(`${res.url}/:ref`, { schema: { summary: `One ${res.what}`, tags, params: RefParams, response: { 200: item, ...errors } } }, async (req) => {
+      const doc = store.read();
+      const index = resolve(res, doc, req.params.ref);
+      return redactedEntries(doc)[res.kind][index];
+    });
+
+    app.post<{ Body: Obj; Querystring: { before?: string } }>(res.url, {
+      schema: { summary: `Create a ${res.what}`, tags, body: bodyPlain, querystring: BeforeQuery, response: { 201: item, ...errors } },
+    }, async (req, reply) => {
+      const path = configListPath(res.kind);
+      let index = -1;
+      const out = change(reply, () => `${path}[${index}]`, (doc) => {
+        const list = doc.entries[res.kind] as StoredEntry[];
+        const value = bodyValue(res, req.body, undefined);
+        if (!hasConfigId(res.kind)) delete value.id;
+        const entry = { id: 0, value } as unknown as StoredEntry;
+        if (req.query.before === undefined) list.push(entry);
+        else list.splice(resolve(res, doc, req.query.before), 0, entry);
+        index = list.indexOf(entry);
+        return index;
+      });
+      const created = (out.doc.entries[res.kind] as StoredEntry[])[out.result];
+      return reply.code(201).header('location', `${res.url}/${created.id}`).send(entryOf(out.doc, res.kind, created.id));
+    });
+
+    const update = (req: FastifyRequest<{ Params: { ref: string }; Body: Obj }>, reply: FastifyReply, patch: boolean): Obj => {
+      const path = configListPath(res.kind);
+      let index = -1;
+      let id = -1;
+      const out = change(reply, () => `${path}[${index}]`, (doc) => {
+        const list = doc.entries[res.kind] as StoredEntry[];
+        index = resolve(res, doc, req.params.ref);
+        const current = list[index];
+        id = current.id;
+        const stored = current.value as unknown as Obj;
+        const merged = patch ? mergePatch(stored, req.body) as Obj : req.body;
+        const value = bodyValue(res, merged, id);
+        restoreSecrets(res.kind, value, stored);
+        list[index] = { id, value } as unknown as StoredEntry;
+      });
+      return entryOf(out.doc, res.kind, id);
+    };
+
+    app.put<{ Params: { ref: string }; Body: Obj }>(`${res.url}/:ref`, {
+      schema: { summary: `Replace a ${res.what}`, tags, params: RefParams, body: bodyPlain, response: { 200: item, ...errors } },
+    }, async (req, reply) => update(req, reply, false));
+
+    app.patch<{ Params: { ref: string }; Body: Obj }>(`${res.url}/:ref`, {
+      schema: { summary: `Change some fields of a ${res.what} (JSON merge patch: null removes a field)`, tags, params: RefParams, body: patchSchema(bodyPlain as unknown as TSchema), response: { 200: item, ...errors } },
+    }, async (req, reply) => update(req, reply, true));
+
+    app.delete<{ Params: { ref: string } }>(`${res.url}/:ref`, {
+      schema: { summary: `Delete a ${res.what}`, tags, params: RefParams, response: { 204: Type.Null(), ...errors } },
+    }, async (req, reply) => {
+      change(reply, () => null, (doc) => {
+        const list = doc.entries[res.kind] as StoredEntry[];
+        list.splice(resolve(res, doc, req.params.ref), 1);
+      }, true);
+      return reply.code(204).send();
+    });
+  }
+
+  // The egress pool: a single object, absent when there is no Internet egress.
+  const egressTags = ['egress'];
+  const egressOut = (doc: StoreDoc): Obj => {
+    const e = docToConfig(doc).egress;
+    if (e === undefined) throw new HttpError(404, 'no egress pool is configured', [{ path: '', message: 'PUT /v1/egress to create one' }]);
+    return e as unknown as Obj;
+  };
+  app.get('/v1/egress', { schema: { summary: 'The Internet egress pool', tags: egressTags, response: { 200: EgressSchema, ...errors } } }, async () => egressOut(store.read()));
+  const { $id: _e, ...egressBody } = EgressSchema as unknown as Obj;
+  app.put<{ Body: Obj }>('/v1/egress', { schema: { summary: 'Create or replace the egress pool (takes effect at the next start)', tags: egressTags, body: egressBody, response: { 200: EgressSchema, ...errors } } }, async (req, reply) => {
+    const out = change(reply, () => 'egress', (doc) => { doc.settings.egress = req.body as never; });
+    return egressOut(out.doc);
+  });
+  app.patch<{ Body: Obj }>('/v1/egress', { schema: { summary: 'Change fields of the egress pool (merge patch)', tags: egressTags, body: patchSchema(egressBody as unknown as TSchema), response: { 200: EgressSchema, ...errors } } }, async (req, reply) => {
+    const out = change(reply, () => 'egress', (doc) => {
+      if (doc.settings.egress === undefined) throw new HttpError(404, 'no egress pool is configured', [{ path: '', message: 'PUT /v1/egress to create one' }]);
+      doc.settings.egress = mergePatch(doc.settings.egress, req.body) as never;
+    });
+    return egressOut(out.doc);
+  });
+  app.delete('/v1/egress', { schema: { summary: 'Remove the egress pool (no route may lead to the Internet)', tags: egressTags, response: { 204: Type.Null(), ...errors } } }, async (_req, reply) => {
+    change(reply, () => null, (doc) => {
+      if (doc.settings.egress === undefined) throw new HttpError(404, 'no egress pool is configured');
+      delete doc.settings.egress;
+    }, true);
+    return reply.code(204).send();
+  });
+
+  // Firewall settings (the rules are /v1/firewall/rules).
+  const { $id: _f, ...fwBody } = FirewallSettingsSchema as unknown as Obj;
+  app.get('/v1/firewall', { schema: { summary: 'Firewall settings', tags: ['firewall'], response: { 200: FirewallSettingsSchema, ...errors } } }, async () => ({ default_action: store.read().settings.default_action }));
+  app.put<{ Body: { default_action: 'allow' | 'deny' } }>('/v1/firewall', { schema: { summary: 'Change the default action (new flows)', tags: ['firewall'], body: fwBody, response: { 200: FirewallSettingsSchema, ...errors } } }, async (req, reply) => {
+    const out = change(reply, () => 'firewall', (doc) => { doc.settings.default_action = req.body.default_action; });
+    return { default_action: out.doc.settings.default_action };
+  });
+
+  // The whole configuration (`tether config export` / `import` over the API).
+  app.get('/v1/config', { schema: { summary: 'The whole configuration, secrets redacted', tags: ['config'], response: { 200: ConfigSchema, ...errors } } }, async () => redact(store.load()));
+  const { $id: _c, ...configBody } = ConfigSchema as unknown as Obj;
+  app.put<{ Body: Obj }>('/v1/config', { schema: { summary: 'Replace the whole configuration (secrets sent as "(redacted)" keep the stored ones, by name)', tags: ['config'], body: configBody, response: { 200: ConfigSchema, ...errors } } }, async (req, reply) => {
+    change(reply, () => '', (doc) => {
+      const cfg = structuredClone(req.body) as Partial<TetherConfig> & Obj;
+      const byName = <T extends { name?: string }>(list: T[] | undefined, name: string | undefined): T | undefined => list?.find((x) => x.name === name);
+      const current = docToConfig(doc);
+      for (const d of (cfg.wireguard_devices ?? []) as unknown as Obj[]) restoreSecrets('wireguard_devices', d, byName(current.wireguard_devices, d.name as string) as unknown as Obj | undefined);
+      for (const o of (cfg.onramps ?? []) as unknown as Obj[]) restoreSecrets('onramps', o, byName(current.onramps, o.name as string) as unknown as Obj | undefined);
+      replaceDoc(doc, cfg);
+    });
+    return redact(store.load());
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => ({
+    openapi: '3.1.0',
+    info: { title: 'tether API', version: '1', description: 'Live configuration of a tether edge. docs/API.md.' },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token in api.token_file' } },
+      schemas: Object.fromEntries([SiteSchema, DeviceSchema, OnrampSchema, RouteSchema, RuleSchema, EgressSchema, FirewallSettingsSchema, ErrorSchema].map((s) => [s.$id, s])),
+    },
+    paths: openapi.paths,
+  }));
+
+  return app;
+}
+
+/**
+ * Replaces a document's content with a whole configuration (PUT /v1/config). Entries keep their row ids when
+ * they keep their identity (same id for sites, onramps and rules; same name for devices; same position and
+ * content for routes) so that resource URLs stay valid across an import.
+ */
+function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): void {
+  const s = doc.settings;
+  const keep = <T>(key: string, fallback: T): T => (cfg[key] === undefined ? fallback : (cfg[key] as T));
+  s.log = keep('log', {}) as never;
+  s.api = keep('api', {}) as never;
+  s.store = keep('store', {}) as never;
+  s.flows = keep('flows', {}) as never;
+  if (cfg.egress === undefined) delete s.egress; else s.egress = cfg.egress;
+  const fw = (cfg.firewall ?? {}) as Partial<TetherConfig['firewall']>;
+  s.default_action = (fw.default_action ?? undefined) as never;
+  const lists: Record<EntryKind, Obj[]> = {
+    sites: (cfg.sites ?? []) as unknown as Obj[],
+    wireguard_devices: (cfg.wireguard_devices ?? []) as unknown as Obj[],
+    onramps: (cfg.onramps ?? []) as unknown as Obj[],
+    routes: (cfg.routes ?? []) as unknown as Obj[],
+    firewall_rules: (fw.rules ?? []) as unknown as Obj[],
+  };
+  for (const kind of Object.keys(lists) as EntryKind[]) {
+    const old = doc.entries[kind] as StoredEntry[];
+    const used = new Set<number>();
+    (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = lists[kind].map((value) => {
+      // Sites, onramps and rules: the store takes the id from the (pinned) value.
+      const same = hasConfigId(kind) ? undefined
+        : kind === 'wireguard_devices' ? old.find((o) => !used.has(o.id) && (o.value as { name: string }).name === value.name)
+          : old.find((o) => !used.has(o.id) && JSON.stringify(o.value) === JSON.stringify(value));
+      if (same !== undefined) used.add(same.id);
+      return { id: same?.id ?? 0, value } as unknown as StoredEntry;
+    });
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * Live configuration changes: applies a new TetherConfig to a running Pipeline without rebuilding it, so
+ * established flows keep working (docs/API.md, "What a change does to traffic").
+ *
+ *   previous config ─┐
+ *                    ├─ stableIds ─ toPipelineConfig ─ diff against the pipeline's own state:
+ *   next config ─────┘      onramps: setOnramp for new or changed ones (health kept), ports.remove for gone ones
+ *                           routes:  remove the routes no longer wanted, add the new ones (multiset diff)
+ *                           firewall: a new Firewall when its rules or default changed (setFirewall)
+ *
+ * What changes and what does not:
+ *  - A flow's decisions (firewall verdict, route, NAT mapping, ARR and its return onramp) are made once, at
+ *    flow setup, and stored in the flow. Route, firewall and ARR changes therefore affect NEW flows only.
+ *    Exceptions by design of the pipeline: replies of flows without ARR are routed per packet (so a route
+ *    change moves them at once), and switching ARR changes the onramp's zone, so packets of its existing
+ *    flows no longer find them and start new flows (keyed in the new zone).
+ *  - Removing an onramp ends nothing explicitly: its flows stay until they expire; its packets are dropped
+ *    as UnknownPort from then on.
+ *  - The egress pool, the flow-table sizes and timeouts, WireGuard devices, the API, store and log settings
+ *    are fixed when the pipeline / edge is built: `restartRequired` names them when they changed, and
+ *    `check()` refuses changes that cannot be half-applied (an Internet route with no pool in the pipeline).
+ *  - Onramp transports (the GRE tunnel table, WireGuard peers, interconnect TUNs) belong to the Edge, not the
+ *    pipeline: `transportChanged` lists the onramps whose transport must be added, removed or reconfigured.
+ */
+import { MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
+import type { Pipeline } from '../dataplane/pipeline.js';
+import type { OnrampSpec } from '../dataplane/ports.js';
+import { Firewall } from '../policy/firewall.js';
+import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
+import { parsePrefix, formatPrefix } from '../common/addr.js';
+import { assignIds, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from './config.js';
+
+/** What the API needs of the running edge. */
+export interface EdgeLike {
+  /** Throws ApplyError when `next` cannot be applied live (the store then rolls the change back). */
+  checkConfig?(next: TetherConfig, previous: TetherConfig): void;
+  /** Applies a validated configuration (ids pinned) that the store has just committed. */
+  applyConfig(next: TetherConfig): ApplyResult;
+}
+
+export interface ApplyResult {
+  onrampsAdded: string[];
+  onrampsChanged: string[];
+  onrampsRemoved: string[];
+  routesAdded: number;
+  routesRemoved: number;
+  firewallReplaced: boolean;
+  /** Onramps whose transport (GRE tunnel, WireGuard peer, interconnect link) the Edge must set up, change or remove. */
+  transportChanged: string[];
+  /** Settings stored but effective only after a restart ("egress", "flows", "wireguard_devices", …). */
+  restartRequired: string[];
+}
+
+/** A change that is valid but cannot be applied to the running edge. */
+export class ApplyError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(message);
+    this.name = 'ApplyError';
+  }
+}
+
+const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'wireguard_devices', 'egress'] as const;
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Ids for `cfg` that keep the previous ones where they still fit. Sites, onramps and firewall rules carry
+ * pinned ids (the store writes them), so assignIds gives them back unchanged; the exception is the own site
+ * of an onramp without a site, which has no id field: it keeps its previous number unless a configured site
+ * took that number meanwhile. (An ARR onramp's zone is its site id: renumbering it would orphan its flows.)
+ */
+export function stableIds(previous: ConfigIds | undefined, cfg: TetherConfig): ConfigIds {
+  const ids = assignIds(cfg);
+  if (previous === undefined) return ids;
+  const siteless = cfg.onramps.filter((o) => o.site === undefined);
+  if (siteless.length === 0) return ids;
+  const taken = new Set(ids.sites.values());
+  const keep = new Map<string, number>();
+  for (const o of siteless) {
+    const before = previous.onrampSite.get(o.name);
+    const wasSiteless = before !== undefined && ![...previous.sites.values()].includes(before);
+    if (wasSiteless && !taken.has(before)) { keep.set(o.name, before); taken.add(before); }
+  }
+  let next = 1;
+  for (const o of siteless) {
+    if (keep.has(o.name)) continue;
+    while (taken.has(next)) next++;
+    if (next > MAX_SITE_ID) throw new RangeError(`more than ${MAX_SITE_ID} sites`);
+    keep.set(o.name, next);
+    taken.add(next);
+  }
+  for (const [name, site] of keep) ids.onrampSite.set(name, site);
+  return ids;
+}
+
+function routeKey(r: { prefix: string; kind: NextHopKind; port?: number; priority?: number; weight?: number; siteScope?: number }): string {
+  const p = parsePrefix(r.prefix);
+  const port = r.kind === NextHopKind.Onramp ? r.port : r.kind === NextHopKind.Internet ? PORT_INTERNET : NEXT_HOP_DROP;
+  return `${p === null ? r.prefix : formatPrefix(p)}|${r.kind}|${port}|${r.priority}|${r.weight}|${r.siteScope ?? 0}`;
+}
+
+function transportOf(o: OnrampConfig): unknown {
+  return o.type === 'wireguard' ? o.wireguard : o.type === 'gre' ? o.gre : o.interconnect;
+}
+
+/** Applies configurations to one running Pipeline (the Edge delegates to it; tests use it directly). */
+export class LiveConfig implements EdgeLike {
+  private current: TetherConfig;
+  private currentIds: ConfigIds;
+
+  /** `pipeline` must have been built from `config` (toPipelineConfig(config, ids)). */
+  constructor(private readonly pipeline: Pipeline, config: TetherConfig, ids: ConfigIds = assignIds(config)) {
+    this.current = structuredClone(config);
+    this.currentIds = ids;
+  }
+
+  get config(): TetherConfig {
+    return this.current;
+  }
+
+  get ids(): ConfigIds {
+    return this.currentIds;
+  }
+
+  checkConfig(next: TetherConfig): void {
+    if (this.pipeline.snat === null && next.routes.some((r) => r.next_hop === 'internet')) {
+      const i = next.routes.findIndex((r) => r.next_hop === 'internet');
+      throw new ApplyError(`routes[${i}].next_hop`, 'the running edge has no egress pool (egress.addresses is fixed at start): store the pool, restart, then add Internet routes');
+    }
+    stableIds(this.currentIds, next); // throws on id exhaustion before anything is stored
+  }
+
+  applyConfig(next: TetherConfig): ApplyResult {
+    this.checkConfig(next);
+    const prev = this.current;
+    const ids = stableIds(this.currentIds, next);
+    const pc = toPipelineConfig(next, ids);
+    const p = this.pipeline;
+    const out: ApplyResult = {
+      onrampsAdded: [], onrampsChanged: [], onrampsRemoved: [], routesAdded: 0, routesRemoved: 0,
+      firewallReplaced: false, transportChanged: [], restartRequired: [],
+    };
+
+    // 1. Onramps first: new routes may lead to them.
+    const prevByName = new Map(prev.onramps.map((o) => [o.name, o]));
+    const wanted = new Set<number>();
+    for (const spec of pc.onramps) {
+      wanted.add(spec.id);
+      const have = p.ports.get(spec.id);
+      const desired: OnrampSpec = { ...spec, up: have?.up ?? true };
+      if (have === undefined) out.onrampsAdded.push(spec.name);
+      else if (!same({ ...have, up: undefined }, { ...desired, up: undefined })) out.onrampsChanged.push(spec.name);
+      else continue;
+      p.setOnramp(desired);
+    }
+    for (const o of next.onramps) {
+      const before = prevByName.get(o.name);
+      if (before === undefined || before.type !== o.type || !same(transportOf(before), transportOf(o)) || before.id !== o.id) out.transportChanged.push(o.name);
+    }
+
+    // 2. Routes: a multiset diff on everything a route is made of.
+    const want = new Map<string, RouteSpec[]>();
+    for (const r of pc.routes) {
+      const k = routeKey(r);
+      const list = want.get(k);
+      if (list === undefined) want.set(k, [r]); else list.push(r);
+    }
+    const stale: RouteRecord[] = [];
+    for (const rec of p.routes.list()) {
+      const list = want.get(routeKey(rec));
+      if (list !== undefined && list.length > 0) list.pop();
+      else stale.push(rec);
+    }
+    for (const rec of stale) { p.routes.remove(rec.id); out.routesRemoved++; }
+    for (const list of want.values()) for (const r of list) { p.addRoute(r); out.routesAdded++; }
+
+    // 3. Onramps that are gone (no route leads to them any more: the configuration was validated).
+    for (const spec of p.ports.list()) {
+      if (wanted.has(spec.id)) continue;
+      p.ports.remove(spec.id);
+      out.onrampsRemoved.push(spec.name);
+      if (!out.transportChanged.includes(spec.name)) out.transportChanged.push(spec.name);
+    }
+
+    // 4. Firewall: immutable, replaced as a whole when anything in it changed.
+    const prevFw = toPipelineConfig(prev, this.currentIds).firewall;
+    if (!same(prevFw, pc.firewall)) {
+      p.setFirewall(new Firewall(pc.firewall?.rules ?? [], pc.firewall?.defaultAction ?? 'allow'));
+      out.firewallReplaced = true;
+    }
+
+    for (const key of RESTART_SECTIONS) if (!same(prev[key], next[key])) out.restartRequired.push(key);
+    this.current = structuredClone(next);
+    this.currentIds = ids;
+    return out;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * Metrics on a real pipeline: traffic through the lab configuration (named sites and onramps),
+ * then the exposition text is parsed and checked against what was sent.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Drop } from '../common/drop-reasons.js';
+import { Pipeline } from '../dataplane/pipeline.js';
+import { Edge as RealEdge } from '../daemon/edge.js';
+import { buildIcmpEcho, buildUdp } from '../wire/build.js';
+import { Edge } from '../../test/support/edge.js';
+import { twoSites } from '../../test/support/topology.js';
+import { assignIds, defaultConfig, toPipelineConfig } from './config.js';
+import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText } from './metrics.js';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text exposition format 0.0.4: samples, and the TYPE of each metric family. */
+function parseExposition(text: string): { samples: Sample[]; types: Map<string, string> } {
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) {
+      types.set(type[1], type[2]);
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return { samples, types };
+}
+
+/** The one sample of `name` whose labels include `labels`. */
+function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  assert.equal(found.length, 1, `${name}${JSON.stringify(labels)}: ${found.length} samples`);
+  return found[0].value;
+}
+
+async function scrape(registry: Awaited<ReturnType<typeof createMetrics>>): Promise<{ samples: Sample[]; types: Map<string, string> }> {
+  return parseExposition(await metricsText(registry));
+}
+
+/** The lab configuration: sites site-a, site-b, site-gre, dc; onramps site-a-wg (1), site-b-wg (2), site-gre-tunnel (3), dc-link (4). */
+function lab(): { edge: Edge; names: NameBook; ids: ReturnType<typeof assignIds> } {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const edge = new Edge(toPipelineConfig(cfg, ids));
+  return { edge, names: new NameBook(edge.pipeline, cfg, ids), ids };
+}
+
+const SERVER = '203.0.113.10';
+const POOL = '198.51.100.1';
+const HOST = '10.0.1.10';
+
+test('after traffic, the exposition text holds the flows, packets, bytes, drops and NAT ports by name', async () => {
+  const { edge, names, ids } = lab();
+  const A = ids.onramps.get('site-a-wg')!;
+  const B = ids.onramps.get('site-b-wg')!;
+  const DC = ids.onramps.get('dc-link')!;
+  const registry = createMetrics({ pipeline: edge.pipeline, names });
+
+  const toServer = buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 443, payload: new Uint8Array(100) });
+  const a = edge.send(A, toServer);
+  const b = edge.send(B, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 443, payload: new Uint8Array(100) }));
+  assert.equal(a.hop, 0);
+  assert.equal(b.hop, 0);
+  const reply = buildUdp({ src: SERVER, dst: POOL }, { srcPort: 443, dstPort: a.parsed.srcPort, payload: new Uint8Array(300) });
+  assert.equal(edge.send(0, reply).hop, A);
+  const toDc = buildIcmpEcho({ src: HOST, dst: '172.16.0.20' }, { type: 'request', id: 7 });
+  assert.equal(edge.send(A, toDc).hop, DC);
+  const dying = buildUdp({ src: HOST, dst: SERVER, ttl: 1 }, { srcPort: 40001, dstPort: 443 });
+  assert.equal(edge.send(A, dying).drop, Drop.TtlExceeded);
+
+  const { samples, types } = await scrape(registry);
+  const site = { site: 'site-a', onramp: 'site-a-wg' };
+  assert.equal(value(samples, 'tether_flows_active', site), 2);
+  assert.equal(value(samples, 'tether_flows_created_total', site), 2);
+  assert.equal(value(samples, 'tether_flows_ended_total', site), 0);
+  assert.equal(value(samples, 'tether_flows_active', { site: 'site-b', onramp: 'site-b-wg' }), 1);
+  assert.equal(value(samples, 'tether_flows_active', { site: 'internet', onramp: 'internet' }), 0);
+  assert.equal(value(samples, 'tether_flow_table_flows', { family: 'ipv4' }), 3);
+
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'site-a-wg', direction: 'rx' }), 3);
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'site-a-wg', direction: 'tx' }), 1);
+  assert.equal(value(samples, 'tether_bytes_total', { onramp: 'site-a-wg', direction: 'rx' }), toServer.length + toDc.length + dying.length);
+  assert.equal(value(samples, 'tether_bytes_total', { onramp: 'site-a-wg', direction: 'tx' }), reply.length);
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'internet', direction: 'tx' }), 2);
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'internet', direction: 'rx' }), 1);
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'dc-link', direction: 'tx' }), 1);
+
+  assert.equal(value(samples, 'tether_drops_total', { reason: 'ttl_exceeded' }), 1);
+  assert.equal(value(samples, 'tether_drops_total', { reason: 'no_route' }), 0);
+  assert.equal(samples.filter((s) => s.name === 'tether_drops_total' && s.labels.reason === 'none').length, 0, 'no "none" reason');
+  assert.equal(value(samples, 'tether_port_drops_total', { onramp: 'site-a-wg' }), 1);
+  assert.equal(value(samples, 'tether_port_drops_total', { onramp: 'site-b-wg' }), 0);
+
+  // Two sites' identical endpoints are two mappings on the pool address.
+  assert.equal(value(samples, 'tether_nat_ports_in_use', { address: POOL, protocol: 'udp' }), 2);
+  assert.equal(value(samples, 'tether_nat_ports_in_use', { address: POOL, protocol: 'tcp' }), 0);
+  assert.equal(value(samples, 'tether_nat_ports_total', { address: POOL, protocol: 'udp' }), 65535 - 1024 + 1);
+  assert.equal(value(samples, 'tether_nat_mappings'), 2);
+
+  assert.equal(value(samples, 'tether_onramp_up', { onramp: 'site-gre-tunnel', type: 'gre', site: 'site-gre' }), 1);
+  assert.equal(value(samples, 'tether_onramp_up', { onramp: 'internet' }), 1);
+  assert.equal(value(samples, 'tether_onramp_arr', { onramp: 'site-a-wg' }), 1);
+  assert.equal(value(samples, 'tether_icmp_errors_translated_total'), 0);
+
+  assert.equal(types.get('tether_flows_active'), 'gauge');
+  assert.equal(types.get('tether_flows_created_total'), 'counter');
+  assert.equal(types.get('tether_drops_total'), 'counter');
+  assert.equal(types.get('tether_nat_ports_in_use'), 'gauge');
+  assert.match(METRICS_CONTENT_TYPE, /^text\/plain; version=0\.0\.4/);
+});
+
+test('gauges follow the state: flows ending, an onramp going down, a live onramp change', async () => {
+  const { edge, names, ids } = lab();
+  const A = ids.onramps.get('site-a-wg')!;
+  const registry = createMetrics({ pipeline: edge.pipeline, names });
+  edge.send(A, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53 }));
+  edge.pipeline.setOnrampUp(A, false);
+  let { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_flows_active', { onramp: 'site-a-wg' }), 1);
+  assert.equal(value(samples, 'tether_onramp_up', { onramp: 'site-a-wg', type: 'wireguard' }), 0);
+  assert.equal(value(samples, 'tether_nat_ports_in_use', { address: POOL, protocol: 'udp' }), 1);
+
+  edge.advance(10 * 60 * 1000);
+  edge.pipeline.setOnramp({ id: 40, name: 'added-live', type: 'interconnect', site: 40, automaticReturnRouting: false });
+  ({ samples } = await scrape(registry));
+  assert.equal(value(samples, 'tether_flows_active', { onramp: 'site-a-wg' }), 0);
+  assert.equal(value(samples, 'tether_flows_ended_total', { onramp: 'site-a-wg' }), 1);
+  assert.equal(value(samples, 'tether_flows_created_total', { onramp: 'site-a-wg' }), 1);
+  assert.equal(value(samples, 'tether_nat_ports_in_use', { address: POOL, protocol: 'udp' }), 0);
+  // Not in the configuration the names came from: the onramp's own name, its site as a number.
+  assert.equal(value(samples, 'tether_onramp_arr', { onramp: 'added-live', site: '40' }), 0);
+});
+
+test('metrics read the counters at scrape and add nothing to the packet path', async () => {
+  const edge = new Edge(twoSites());
+  const p = edge.pipeline;
+  const registry = createMetrics({ pipeline: p });
+  // Nothing hooked: the pipeline's methods and its flow-end hook are its own.
+  assert.equal(p.onFlowEnd, null);
+  assert.equal(p.process, Pipeline.prototype.process);
+  assert.equal(p.forward, Pipeline.prototype.forward);
+  // A value written straight into a counter array is what the next scrape reports.
+  p.counters.drops[Drop.PolicyDeny] = 12345;
+  p.counters.rxBytes[3] = 2 ** 40;
+  p.counters.fragmentsHeld = 7;
+  const { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_drops_total', { reason: 'policy_deny' }), 12345);
+  assert.equal(value(samples, 'tether_bytes_total', { onramp: 'onramp-3', direction: 'rx' }), 2 ** 40);
+  assert.equal(value(samples, 'tether_fragments_held_total'), 7);
+  // Without a configuration: onramp names from the pipeline's specs, sites by number.
+  assert.equal(value(samples, 'tether_flows_active', { onramp: 'onramp-1', site: '1' }), 0);
+  // Both pool addresses (IPv4 and IPv6) and ICMP by family.
+  assert.equal(value(samples, 'tether_nat_ports_total', { address: '2001:db8:ee::1', protocol: 'icmpv6' }), 65536);
+  // A second scrape reports the same values (reset and refill, no double counting).
+  const again = (await scrape(registry)).samples;
+  assert.equal(value(again, 'tether_drops_total', { reason: 'policy_deny' }), 12345);
+});
+
+test('with an edge: GRE and WireGuard drops by reason, edge counters; flow-log counters', async () => {
+  const cfg = defaultConfig();
+  const silent = { info() {}, warn() {}, error() {}, debug() {} };
+  const edge = new RealEdge({ config: cfg, log: silent, hugePages: false });
+  const names = new NameBook(edge.pipeline, cfg, edge.ids);
+  const flowLog = { linesWritten: 5, linesDropped: 1 };
+  const registry = createMetrics({ pipeline: edge.pipeline, edge, names, flowLog });
+  edge.gre.drops[1] += 3;
+  edge.counters[0] = 4;
+  const { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_gre_drops_total', { reason: 'truncated' }), 3);
+  assert.equal(value(samples, 'tether_gre_drops_total', { reason: 'bad_outer_ip' }), 0);
+  assert.equal(value(samples, 'tether_wireguard_drops_total', { device: 'wg-a', reason: 'decrypt_failed' }), 0);
+  assert.equal(value(samples, 'tether_wireguard_drops_total', { device: 'wg-b', reason: 'replay' }), 0);
+  assert.equal(value(samples, 'tether_wireguard_peer_session', { device: 'wg-a', onramp: 'site-a-wg' }), 0);
+  assert.equal(value(samples, 'tether_edge_events_total', { event: 'underlay_malformed' }), 4);
+  assert.equal(value(samples, 'tether_flow_log_lines_total'), 5);
+  assert.equal(value(samples, 'tether_flow_log_dropped_total'), 1);
+  assert.equal(value(samples, 'tether_flows_active', { onramp: 'dc-link', site: 'dc' }), 0);
+});
+
+test('names: configured names, a site-less onramp is its own site, rule names, the Internet, unknown ids as numbers', () => {
+  const cfg = defaultConfig();
+  cfg.onramps.push({ ...cfg.onramps[3], name: 'lonely', site: undefined } as (typeof cfg.onramps)[number]);
+  cfg.firewall.rules.push({ name: 'no-telnet', action: 'deny', protocols: ['tcp'], destination_ports: [23] });
+  const ids = assignIds(cfg);
+  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const names = new NameBook(edge.pipeline, cfg, ids);
+  const lonely = ids.onramps.get('lonely')!;
+  assert.equal(names.onramp(lonely), 'lonely');
+  assert.equal(names.site(ids.onrampSite.get('lonely')!), 'lonely');
+  assert.equal(names.site(ids.sites.get('site-b')!), 'site-b');
+  assert.equal(names.rule(ids.firewallRules[0]), 'no-telnet');
+  assert.equal(names.rule(0), undefined);
+  assert.equal(names.onramp(0), 'internet');
+  assert.equal(names.onramp(999), '999');
+  assert.equal(names.site(999), '999');
+});

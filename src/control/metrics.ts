@@ -1,0 +1,305 @@
+/**
+ * Prometheus metrics (issue 4 §5), collected at scrape time from the engines' own counters.
+ *
+ *   packet path ── increments typed-array counters it already keeps (PipelineCounters, GRE and
+ *                  WireGuard drops, the edge's counters, the flow tables' per-port live counts)
+ *   GET /metrics ─ metricsText(registry) ─ every metric's collect() reads those arrays once and
+ *                  sets its label sets ─ text exposition format
+ *
+ * Nothing here runs per packet: the data plane knows nothing of prom-client, labels or strings,
+ * and a scrape costs O(configured onramps + drop reasons + pool addresses), independent of the
+ * packet rate. Counters are Float64Array values that never wrap; they are reported as they are
+ * (the metric is reset and refilled on each scrape, so removed onramps simply disappear).
+ *
+ * Labels carry names, not ids, where a name exists (NameBook below): `onramp` is the onramp's
+ * name, "internet" for the Internet egress (port 0); `site` is the site's name, the onramp's own
+ * name for an onramp configured without a site (it is a site of its own), "internet" for port 0.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../common/drop-reasons.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET } from '../common/ids.js';
+import type { Pipeline } from '../dataplane/pipeline.js';
+import type { OnrampSpec } from '../dataplane/ports.js';
+import type { PortUsage } from '../nat/snat-pool.js';
+import { EDGE_COUNTER_NAMES, type EdgeStatus } from '../daemon/edge.js';
+import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
+import { WG_DROP_NAMES } from '../onramp/wireguard/index.js';
+import type { ConfigIds, TetherConfig } from './config.js';
+
+/** Label value of the Internet egress (port 0), as onramp and as site. */
+export const INTERNET_NAME = 'internet';
+
+/** Content type of metricsText()'s answer (Prometheus text exposition format 0.0.4). */
+export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
+
+/** Turns the data plane's ids into the names people configured. */
+export interface Names {
+  onramp(id: number): string;
+  site(id: number): string;
+  /** A firewall rule's configured name, if it has one. */
+  rule(id: number): string | undefined;
+}
+
+/**
+ * Names from the configuration (assignIds), with the pipeline's own onramp specs as a fallback
+ * (an onramp added live through the API carries its name in its spec). Call update() after a
+ * configuration change. An id nobody names is reported as its number.
+ */
+export class NameBook implements Names {
+  private onramps = new Map<number, string>();
+  private sites = new Map<number, string>();
+  private rules = new Map<number, string>();
+
+  constructor(private readonly pipeline: Pipeline | null = null, cfg?: TetherConfig, ids?: ConfigIds) {
+    if (cfg !== undefined || ids !== undefined) this.update(cfg, ids);
+  }
+
+  /** Rebuilds the maps; `ids` is required unless cfg is given (then assignIds' result is expected). */
+  update(cfg: TetherConfig | undefined, ids: ConfigIds | undefined): void {
+    const onramps = new Map<number, string>();
+    const sites = new Map<number, string>();
+    const rules = new Map<number, string>();
+    if (ids !== undefined) {
+      for (const [name, id] of ids.onramps) onramps.set(id, name);
+      for (const [name, id] of ids.sites) sites.set(id, name);
+      // An onramp without a site is a site of its own: name that site after the onramp.
+      for (const [name, site] of ids.onrampSite) if (!sites.has(site)) sites.set(site, name);
+      if (cfg !== undefined) {
+        cfg.firewall.rules.forEach((r, i) => {
+          if (r.name !== undefined && ids.firewallRules[i] !== undefined) rules.set(ids.firewallRules[i], r.name);
+        });
+      }
+    }
+    this.onramps = onramps;
+    this.sites = sites;
+    this.rules = rules;
+  }
+
+  onramp(id: number): string {
+    if (id === PORT_INTERNET) return INTERNET_NAME;
+    return this.onramps.get(id) ?? this.pipeline?.ports.get(id)?.name ?? String(id);
+  }
+
+  site(id: number): string {
+    return this.sites.get(id) ?? String(id);
+  }
+
+  rule(id: number): string | undefined {
+    return this.rules.get(id);
+  }
+}
+
+/** The part of daemon/edge.ts's Edge the metrics read (structural, so tests can pass a stand-in). */
+export interface EdgeMetricsSource {
+  readonly gre: { readonly drops: ArrayLike<number> };
+  readonly counters: ArrayLike<number>;
+  status(): EdgeStatus;
+}
+
+/** Flow-log health (flow-log.ts's FlowLogger fits). */
+export interface FlowLogStats {
+  readonly linesWritten: number;
+  readonly linesDropped: number;
+}
+
+export interface MetricsOptions {
+  pipeline: Pipeline;
+  /** When given: GRE and WireGuard drops by reason, the edge's own counters, TUN packet counts. */
+  edge?: EdgeMetricsSource;
+  /** Id → name; default: a NameBook without configuration (onramp names from the pipeline, site ids as numbers). */
+  names?: Names;
+  /** Registers flow-log line counters. */
+  flowLog?: FlowLogStats;
+  /** Also Node's process metrics (CPU, memory, event-loop lag), prefixed tether_process_. Default false. */
+  processMetrics?: boolean;
+  /** Names for the GRE / WireGuard drop reasons and the edge counters (default: the engines' own tables). */
+  greDropNames?: readonly string[];
+  wgDropNames?: readonly string[];
+  edgeCounterNames?: readonly string[];
+}
+
+/** Site and onramp label values of a port. */
+function portLabels(names: Names, port: number, spec: OnrampSpec | null): { site: string; onramp: string } {
+  if (port === PORT_INTERNET || spec === null) return { site: INTERNET_NAME, onramp: INTERNET_NAME };
+  return { site: names.site(spec.site), onramp: names.onramp(port) };
+}
+
+/** Protocol label text: tcp, udp, icmp, icmpv6, or the number. */
+export function protocolName(protocol: number): string {
+  switch (protocol) {
+    case IPPROTO_TCP:
+      return 'tcp';
+    case IPPROTO_UDP:
+      return 'udp';
+    case IPPROTO_ICMP:
+      return 'icmp';
+    case IPPROTO_ICMPV6:
+      return 'icmpv6';
+    default:
+      return String(protocol);
+  }
+}
+
+/** Sets one label set's value during a scrape. */
+type Emit = (labels: Record<string, string>, value: number) => void;
+
+/**
+ * A registry whose metrics are all filled on scrape from the engines' counters. Serve it at the
+ * API's GET /metrics with metricsText(). Edge-only metrics exist only when `edge` is given.
+ */
+export function createMetrics(opts: MetricsOptions): Registry {
+  const { pipeline } = opts;
+  const names: Names = opts.names ?? new NameBook(pipeline);
+  const registry = new Registry();
+  const registers = [registry];
+  const c = pipeline.counters;
+
+  // Every metric is reset and refilled by its collect(), which prom-client calls on each scrape.
+  const counter = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
+    const m: Counter<string> = new Counter({ name, help, labelNames, registers, collect: () => {
+      m.reset();
+      fill((labels, v) => m.inc(labels, v));
+    } });
+  };
+  const gauge = (name: string, help: string, labelNames: string[], fill: (emit: Emit) => void): void => {
+    const m: Gauge<string> = new Gauge({ name, help, labelNames, registers, collect: () => {
+      m.reset();
+      fill((labels, v) => m.set(labels, v));
+    } });
+  };
+  const NO_LABELS = {};
+
+  /** Ports to report: the Internet egress first, then every configured onramp (a fresh list per scrape). */
+  const ports = (): Array<{ port: number; spec: OnrampSpec | null }> => [
+    { port: PORT_INTERNET, spec: null },
+    ...pipeline.ports.list().map((spec) => ({ port: spec.id, spec })),
+  ];
+  /** One value per port, labelled {site, onramp} or {onramp}. */
+  const perPort = (value: (port: number) => number, withSite: boolean) => (emit: Emit): void => {
+    for (const { port, spec } of ports()) {
+      const l = portLabels(names, port, spec);
+      emit(withSite ? l : { onramp: l.onramp }, value(port));
+    }
+  };
+  const SITE_ONRAMP = ['site', 'onramp'];
+
+  // --- flows -------------------------------------------------------------------------------------
+  gauge('tether_flows_active', 'Live flows (IPv4 and IPv6) started by the onramp.', SITE_ONRAMP,
+    perPort((p) => pipeline.flows4.flowsOfPort(p) + pipeline.flows6.flowsOfPort(p), true));
+  counter('tether_flows_created_total', 'Flows started by the onramp.', SITE_ONRAMP, perPort((p) => c.flowsCreated[p], true));
+  counter('tether_flows_ended_total', 'Flows started by the onramp that ended (expired, evicted or deleted).', SITE_ONRAMP,
+    perPort((p) => c.flowsEnded[p], true));
+  gauge('tether_flow_table_flows', 'Live flows in the flow table of the address family.', ['family'], (emit) => {
+    emit({ family: 'ipv4' }, pipeline.flows4.size);
+    emit({ family: 'ipv6' }, pipeline.flows6.size);
+  });
+  gauge('tether_flow_table_capacity', 'Flows the flow table of the address family can hold (preallocated).', ['family'], (emit) => {
+    emit({ family: 'ipv4' }, pipeline.flows4.capacity);
+    emit({ family: 'ipv6' }, pipeline.flows6.capacity);
+  });
+
+  // --- packets and bytes -------------------------------------------------------------------------
+  const byDirection = (rx: Float64Array, tx: Float64Array) => (emit: Emit): void => {
+    for (const { port, spec } of ports()) {
+      const onramp = portLabels(names, port, spec).onramp;
+      emit({ onramp, direction: 'rx' }, rx[port]);
+      emit({ onramp, direction: 'tx' }, tx[port]);
+    }
+  };
+  counter('tether_packets_total', 'Packets received from (rx) and forwarded to (tx) the onramp, at the pipeline.', ['onramp', 'direction'],
+    byDirection(c.rxPackets, c.txPackets));
+  counter('tether_bytes_total', 'IP bytes received from (rx) and forwarded to (tx) the onramp, at the pipeline.', ['onramp', 'direction'],
+    byDirection(c.rxBytes, c.txBytes));
+
+  // --- drops -------------------------------------------------------------------------------------
+  counter('tether_drops_total', 'Packets the pipeline dropped, by reason.', ['reason'], (emit) => {
+    for (let r = 1; r < DROP_REASON_COUNT; r++) {
+      const reason = DROP_REASON_NAMES[r];
+      if (reason !== undefined) emit({ reason }, c.drops[r]);
+    }
+  });
+  counter('tether_port_drops_total', 'Packets the pipeline dropped, by the onramp they came in on.', ['onramp'], perPort((p) => c.rxDrops[p], false));
+  counter('tether_icmp_errors_translated_total', 'ICMP errors matched to a flow by their embedded header and forwarded (RFC 5508).', [],
+    (emit) => emit(NO_LABELS, c.icmpErrorsTranslated));
+  counter('tether_fragments_held_total', 'Non-first fragments held until their first fragment arrived.', [],
+    (emit) => emit(NO_LABELS, c.fragmentsHeld));
+  counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],
+    (emit) => emit(NO_LABELS, c.fragmentsFollowed));
+
+  // --- onramps -----------------------------------------------------------------------------------
+  gauge('tether_onramp_up', 'Onramp health: 1 up, 0 down (the Internet egress is always 1).', ['onramp', 'type', 'site'], (emit) => {
+    for (const { port, spec } of ports()) {
+      const l = portLabels(names, port, spec);
+      emit({ onramp: l.onramp, site: l.site, type: spec === null ? INTERNET_NAME : spec.type }, pipeline.ports.up[port]);
+    }
+  });
+  gauge('tether_onramp_arr', 'Automatic Return Routing on the onramp: 1 on (replies go back to the onramp that started the flow), 0 off.',
+    SITE_ONRAMP, (emit) => {
+      for (const spec of pipeline.ports.list()) emit({ onramp: names.onramp(spec.id), site: names.site(spec.site) }, pipeline.ports.arr[spec.id]);
+    });
+
+  // --- NAT ---------------------------------------------------------------------------------------
+  const snat = pipeline.snat;
+  if (snat !== null) {
+    const natPorts = (pick: (u: PortUsage) => number) => (emit: Emit): void => {
+      for (const u of snat.portsInUse()) emit({ address: u.address, protocol: protocolName(u.protocol) }, pick(u));
+    };
+    gauge('tether_nat_ports_in_use', 'External ports (ICMP: echo identifiers) of the egress pool address in use.', ['address', 'protocol'],
+      natPorts((u) => u.used));
+    gauge('tether_nat_ports_total', 'External ports (ICMP: echo identifiers) of the egress pool address that can be handed out.',
+      ['address', 'protocol'], natPorts((u) => u.total));
+    gauge('tether_nat_mappings', 'Live endpoint-independent NAT mappings (RFC 4787), shared by the flows of one internal endpoint.', [],
+      (emit) => emit(NO_LABELS, snat.mappings));
+  }
+
+  // --- edge: tunnels and devices -----------------------------------------------------------------
+  if (opts.edge !== undefined) {
+    const edge = opts.edge;
+    const greNames = opts.greDropNames ?? GRE_DROP_NAMES;
+    const wgNames = opts.wgDropNames ?? WG_DROP_NAMES;
+    const edgeNames = opts.edgeCounterNames ?? EDGE_COUNTER_NAMES;
+    counter('tether_gre_drops_total', 'GRE packets the GRE onramp refused (decapsulation or encapsulation), by reason.', ['reason'], (emit) => {
+      for (let r = 1; r < greNames.length; r++) emit({ reason: greNames[r] }, edge.gre.drops[r] ?? 0);
+    });
+    // status() builds a small object tree (control plane); each metric asks for its own.
+    counter('tether_wireguard_drops_total', 'WireGuard datagrams or packets the device refused, by reason.', ['device', 'reason'], (emit) => {
+      for (const d of edge.status().wireguard) {
+        for (let r = 1; r < wgNames.length; r++) emit({ device: d.device, reason: wgNames[r] }, d.drops[wgNames[r]] ?? 0);
+      }
+    });
+    gauge('tether_wireguard_peer_session', 'WireGuard peer of the onramp has a live session: 1 yes, 0 no.', ['device', 'onramp'], (emit) => {
+      for (const d of edge.status().wireguard) {
+        for (const p of d.peers) emit({ device: d.device, onramp: names.onramp(p.onramp) }, p.hasSession ? 1 : 0);
+      }
+    });
+    counter('tether_tun_packets_total', 'Packets read from (rx) and written to (tx) the TUN device.', ['tun', 'direction'], (emit) => {
+      for (const t of edge.status().tuns) {
+        emit({ tun: t.name, direction: 'rx' }, t.packetsIn);
+        emit({ tun: t.name, direction: 'tx' }, t.packetsOut);
+      }
+    });
+    counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {
+      for (const t of edge.status().tuns) emit({ tun: t.name }, t.dropsBusy);
+    });
+    counter('tether_edge_events_total', 'Edge events outside the pipeline (underlay demultiplexing, GRE MTU handling, echo replies), by kind.',
+      ['event'], (emit) => {
+        for (let k = 0; k < edgeNames.length; k++) emit({ event: edgeNames[k] }, edge.counters[k] ?? 0);
+      });
+  }
+
+  // --- flow log ----------------------------------------------------------------------------------
+  const log = opts.flowLog;
+  if (log !== undefined) {
+    counter('tether_flow_log_lines_total', 'Flow-log lines written (one per ended flow).', [], (emit) => emit(NO_LABELS, log.linesWritten));
+    counter('tether_flow_log_dropped_total', 'Flow-log lines dropped because the writer fell behind (bounded buffer).', [],
+      (emit) => emit(NO_LABELS, log.linesDropped));
+  }
+
+  if (opts.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'tether_process_' });
+  return registry;
+}
+
+/** The exposition text for GET /metrics (send it with METRICS_CONTENT_TYPE). */
+export function metricsText(registry: Registry): Promise<string> {
+  return registry.metrics();
+}

@@ -1,0 +1,402 @@
+/**
+ * The configuration store: the live configuration of the edge in SQLite (better-sqlite3), so that changes
+ * made through the API (src/control/api.ts) survive a restart. docs/API.md, "Persistence".
+ *
+ *   YAML file ─ loadConfig ─ seedFrom (only when the store is empty) ─┐
+ *                                                                    ▼
+ *   API request ─ update(mutate) ─ BEGIN IMMEDIATE ─ read the whole document ─ mutate ─ validateConfig
+ *                 (the whole resulting configuration: cross-references, duplicates) ─ pin ids ─ write
+ *                 changed rows ─ COMMIT ─► the caller applies the new configuration to the running edge
+ *
+ * Decisions:
+ *  - One row per configuration object (site, WireGuard device, onramp, route, firewall rule) with its JSON,
+ *    its position in its list (order matters: firewall rules are first-match, ids are assigned in list order)
+ *    and an id. Sections that are not lists (log, api, store, flows, egress, firewall.default_action) are
+ *    rows of `settings`. The JSON is the configuration's own snake_case shape: one schema everywhere.
+ *  - Ids are pinned: sites, onramps and firewall rules get their data-plane id written into their object when
+ *    they are stored (assignIds on the resulting configuration), so deleting or inserting an entry never
+ *    renumbers the others; the data plane's flows hold these ids. The row id is that id. Routes and WireGuard
+ *    devices have no id in the configuration; their row id comes from a per-kind counter that never reuses.
+ *  - Every write validates the WHOLE resulting configuration with validateConfig (same rules and messages as
+ *    the YAML file) inside the transaction, and rolls back on any problem.
+ *  - Concurrency: WAL mode (readers never block the writer) and busy_timeout; writes use BEGIN IMMEDIATE so a
+ *    read-modify-write of two connections (two processes) is serialised instead of failing with SQLITE_BUSY
+ *    on lock upgrade or losing an update.
+ *  - The database file holds secrets (private keys given inline): it is created with mode 0600.
+ */
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  assignIds,
+  stringifyConfig,
+  validateConfig,
+  type ApiConfig,
+  type EgressConfig,
+  type FirewallRuleConfig,
+  type FlowsConfig,
+  type LogConfig,
+  type OnrampConfig,
+  type RouteConfig,
+  type SiteConfig,
+  type StoreConfig,
+  type TetherConfig,
+  type WireGuardDeviceConfig,
+} from './config.js';
+
+/** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
+export const STORE_SCHEMA_VERSION = 1;
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const DB_FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+/** The list kinds of the configuration, as stored. */
+export type EntryKind = 'sites' | 'wireguard_devices' | 'onramps' | 'routes' | 'firewall_rules';
+export const ENTRY_KINDS: readonly EntryKind[] = ['sites', 'wireguard_devices', 'onramps', 'routes', 'firewall_rules'];
+
+export interface EntryValue {
+  sites: SiteConfig;
+  wireguard_devices: WireGuardDeviceConfig;
+  onramps: OnrampConfig;
+  routes: RouteConfig;
+  firewall_rules: FirewallRuleConfig;
+}
+
+export interface StoredEntry<K extends EntryKind = EntryKind> {
+  /** Row id: the object's own id for sites, onramps and firewall rules; a store counter for the others. */
+  id: number;
+  value: EntryValue[K];
+}
+
+/** Whether a kind's row id is the configuration object's `id` field (pinned data-plane id). */
+export function hasConfigId(kind: EntryKind): boolean {
+  return kind === 'sites' || kind === 'onramps' || kind === 'firewall_rules';
+}
+
+/** Path of a kind's list in TetherConfig, for problem paths ("firewall.rules[2]"). */
+export function configListPath(kind: EntryKind): string {
+  return kind === 'firewall_rules' ? 'firewall.rules' : kind;
+}
+
+export interface StoreSettings {
+  log: LogConfig;
+  api: ApiConfig;
+  store: StoreConfig;
+  flows: FlowsConfig;
+  egress?: EgressConfig;
+  default_action: 'allow' | 'deny';
+}
+
+/** The whole configuration as the store holds it: settings, and each list with row ids, in order. */
+export interface StoreDoc {
+  settings: StoreSettings;
+  entries: { [K in EntryKind]: Array<StoredEntry<K>> };
+}
+
+/** An id the store has no entry for. */
+export class NotFoundError extends Error {
+  constructor(readonly kind: EntryKind, readonly id: number | string) {
+    super(`no ${kind} entry ${JSON.stringify(id)}`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export interface UpdateResult<R> {
+  result: R;
+  /** The configuration before and after the change (validated, ids pinned). */
+  previous: TetherConfig;
+  config: TetherConfig;
+}
+
+export interface OpenOptions {
+  busyTimeoutMs?: number;
+}
+
+const SETTINGS_KEYS = ['log', 'api', 'store', 'flows', 'egress', 'default_action'] as const;
+
+/** The configuration of a document (not validated). */
+export function docToConfig(doc: StoreDoc): TetherConfig {
+  const s = doc.settings;
+  const e = doc.entries;
+  return {
+    version: 1,
+    log: s.log,
+    api: s.api,
+    store: s.store,
+    sites: e.sites.map((r) => r.value),
+    wireguard_devices: e.wireguard_devices.map((r) => r.value),
+    onramps: e.onramps.map((r) => r.value),
+    routes: e.routes.map((r) => r.value),
+    ...(s.egress !== undefined ? { egress: s.egress } : {}),
+    firewall: { default_action: s.default_action, rules: e.firewall_rules.map((r) => r.value) },
+    flows: s.flows,
+  };
+}
+
+/** Writes assignIds' result into every site, onramp and firewall rule that has no id yet. */
+function pinIds(cfg: TetherConfig): void {
+  const ids = assignIds(cfg);
+  for (const s of cfg.sites) s.id ??= ids.sites.get(s.name);
+  for (const o of cfg.onramps) o.id ??= ids.onramps.get(o.name);
+  cfg.firewall.rules.forEach((r, i) => { r.id ??= ids.firewallRules[i]; });
+}
+
+export class ConfigStore {
+  private readonly db: Database.Database;
+  private closed = false;
+
+  private constructor(readonly path: string, db: Database.Database) {
+    this.db = db;
+  }
+
+  /** Opens (creating when needed, mode 0600) the store at `path`; ':memory:' keeps nothing. */
+  static open(path: string, options: OpenOptions = {}): ConfigStore {
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: DIR_MODE });
+      // Create the file ourselves so it never exists with the umask's mode; SQLite gives its -wal and -shm
+      // files the database file's permissions.
+      closeSync(openSync(path, 'a', DB_FILE_MODE));
+    }
+    const db = new Database(path);
+    try {
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS))}`);
+      if (path !== ':memory:') db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL'); // WAL + NORMAL: durable across process crashes, atomic across power loss
+      db.pragma('foreign_keys = ON');
+      const store = new ConfigStore(path, db);
+      store.migrate();
+      return store;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  private migrate(): void {
+    this.db.transaction(() => {
+      this.db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+      const row = this.db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+      if (row !== undefined && row.version > STORE_SCHEMA_VERSION) {
+        throw new Error(`store ${this.path}: schema version ${row.version} is newer than this tether understands (${STORE_SCHEMA_VERSION})`);
+      }
+      if (row === undefined) {
+        this.db.exec(`
+          CREATE TABLE settings (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+          CREATE TABLE entries (
+            kind TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+          );
+          CREATE INDEX entries_order ON entries (kind, position);
+          CREATE TABLE sequences (kind TEXT PRIMARY KEY, next INTEGER NOT NULL);
+        `);
+        this.db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(STORE_SCHEMA_VERSION);
+      }
+    }).immediate();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  /** True when the store has never been seeded or written. */
+  isEmpty(): boolean {
+    return this.db.prepare("SELECT 1 FROM settings WHERE key = 'log'").get() === undefined;
+  }
+
+  /**
+   * Seeds an empty store with `cfg` (the YAML file, or defaultConfig). Returns false, changing nothing, when
+   * the store already holds a configuration: the store wins over the file after the first start.
+   */
+  seedFrom(cfg: TetherConfig): boolean {
+    return this.db.transaction(() => {
+      if (!this.isEmpty()) return false;
+      const next = validateConfig(structuredClone(cfg), 'seed');
+      pinIds(next);
+      this.writeDoc(this.configToDoc(next), null);
+      return true;
+    }).immediate();
+  }
+
+  /** The stored configuration, validated. Throws when the store is empty. */
+  load(): TetherConfig {
+    return this.db.transaction(() => {
+      if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
+      return validateConfig(docToConfig(this.readDoc()), `store ${this.path}`);
+    }).deferred();
+  }
+
+  /** For `tether config export`: the whole configuration, secrets included (stringifyConfig for YAML). */
+  exportConfig(): TetherConfig {
+    return this.load();
+  }
+
+  exportYaml(): string {
+    return stringifyConfig(this.exportConfig());
+  }
+
+  /** The whole document with row ids (a consistent snapshot). */
+  read(): StoreDoc {
+    return this.db.transaction(() => this.readDoc()).deferred();
+  }
+
+  list<K extends EntryKind>(kind: K): Array<StoredEntry<K>> {
+    return this.selectEntries(kind);
+  }
+
+  get<K extends EntryKind>(kind: K, id: number): StoredEntry<K> | undefined {
+    const row = this.db.prepare('SELECT id, body FROM entries WHERE kind = ? AND id = ?').get(kind, id) as { id: number; body: string } | undefined;
+    return row === undefined ? undefined : { id: row.id, value: JSON.parse(row.body) as EntryValue[K] };
+  }
+
+  /**
+   * The one write primitive: in an IMMEDIATE transaction, reads the document, lets `mutate` change it (and
+   * return a result), validates the whole resulting configuration (throws ConfigError: rolled back), pins ids,
+   * calls `check` (may throw to refuse the change: rolled back), writes what changed and commits.
+   */
+  update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
+    return this.db.transaction((): UpdateResult<R> => {
+      if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
+      const before = this.readDoc();
+      const previous = validateConfig(docToConfig(before), `store ${this.path}`);
+      const doc = structuredClone(before);
+      const result = mutate(doc);
+      const config = validateConfig(docToConfig(doc), 'request');
+      pinIds(config);
+      check?.(config, previous);
+      this.writeDoc(this.normalisedDoc(doc, config), before);
+      return { result, previous, config };
+    }).immediate();
+  }
+
+  /** Adds an entry at the end of its list (or before the entry `beforeId`); returns its row id. */
+  create<K extends EntryKind>(kind: K, value: EntryValue[K], check?: (next: TetherConfig, previous: TetherConfig) => void, beforeId?: number): UpdateResult<StoredEntry<K>> {
+    let index = -1;
+    const r = this.update((doc) => {
+      const list = doc.entries[kind] as Array<StoredEntry<K>>;
+      const entry: StoredEntry<K> = { id: 0, value };
+      if (beforeId === undefined) list.push(entry);
+      else {
+        const at = list.findIndex((e) => e.id === beforeId);
+        if (at < 0) throw new NotFoundError(kind, beforeId);
+        list.splice(at, 0, entry);
+      }
+      index = list.indexOf(entry);
+      return index;
+    }, check);
+    return { ...r, result: this.entryAt(kind, index) };
+  }
+
+  /** Replaces entry `id` with `value` (same position). */
+  replace<K extends EntryKind>(kind: K, id: number, value: EntryValue[K], check?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<StoredEntry<K>> {
+    let index = -1;
+    const r = this.update((doc) => {
+      const list = doc.entries[kind] as Array<StoredEntry<K>>;
+      index = list.findIndex((e) => e.id === id);
+      if (index < 0) throw new NotFoundError(kind, id);
+      list[index] = { id, value };
+    }, check);
+    return { ...r, result: this.entryAt(kind, index) };
+  }
+
+  remove<K extends EntryKind>(kind: K, id: number, check?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<StoredEntry<K>> {
+    return this.update((doc) => {
+      const list = doc.entries[kind] as Array<StoredEntry<K>>;
+      const index = list.findIndex((e) => e.id === id);
+      if (index < 0) throw new NotFoundError(kind, id);
+      return list.splice(index, 1)[0];
+    }, check);
+  }
+
+  // ─── internals ─────────────────────────────────────────────────────────────────────────────────────
+
+  private entryAt<K extends EntryKind>(kind: K, index: number): StoredEntry<K> {
+    const rows = this.selectEntries(kind);
+    return rows[index];
+  }
+
+  private selectEntries<K extends EntryKind>(kind: K): Array<StoredEntry<K>> {
+    const rows = this.db.prepare('SELECT id, body FROM entries WHERE kind = ? ORDER BY position').all(kind) as Array<{ id: number; body: string }>;
+    return rows.map((r) => ({ id: r.id, value: JSON.parse(r.body) as EntryValue[K] }));
+  }
+
+  private readDoc(): StoreDoc {
+    const settings = Object.create(null) as Record<string, unknown>;
+    for (const row of this.db.prepare('SELECT key, body FROM settings').all() as Array<{ key: string; body: string }>) {
+      settings[row.key] = JSON.parse(row.body);
+    }
+    const entries = {} as StoreDoc['entries'];
+    for (const kind of ENTRY_KINDS) (entries as Record<EntryKind, StoredEntry[]>)[kind] = this.selectEntries(kind);
+    return { settings: settings as unknown as StoreSettings, entries };
+  }
+
+  /** The document of a validated configuration: values normalised (defaults filled in), ids pinned. */
+  private configToDoc(cfg: TetherConfig): StoreDoc {
+    const doc: StoreDoc = {
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action },
+      entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
+    };
+    if (cfg.egress !== undefined) doc.settings.egress = cfg.egress;
+    const values = this.listsOf(cfg);
+    for (const kind of ENTRY_KINDS) {
+      (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = values[kind].map((value) => ({ id: 0, value }));
+    }
+    return doc;
+  }
+
+  private listsOf(cfg: TetherConfig): { [K in EntryKind]: Array<EntryValue[K]> } {
+    return { sites: cfg.sites, wireguard_devices: cfg.wireguard_devices, onramps: cfg.onramps, routes: cfg.routes, firewall_rules: cfg.firewall.rules };
+  }
+
+  /** `doc` with the validated values of `cfg` (same order), keeping doc's row ids. */
+  private normalisedDoc(doc: StoreDoc, cfg: TetherConfig): StoreDoc {
+    const out = this.configToDoc(cfg);
+    for (const kind of ENTRY_KINDS) {
+      const rows = out.entries[kind] as StoredEntry[];
+      rows.forEach((row, i) => {
+        row.id = hasConfigId(kind) ? (row.value as { id: number }).id : (doc.entries[kind] as StoredEntry[])[i].id;
+      });
+    }
+    return out;
+  }
+
+  /** Writes the rows of `doc` that differ from `before` (null: an empty store). Row ids 0 are assigned. */
+  private writeDoc(doc: StoreDoc, before: StoreDoc | null): void {
+    const putSetting = this.db.prepare('INSERT INTO settings (key, body) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body');
+    const delSetting = this.db.prepare('DELETE FROM settings WHERE key = ?');
+    for (const key of SETTINGS_KEYS) {
+      const value = doc.settings[key];
+      if (value === undefined) delSetting.run(key);
+      else if (before === null || JSON.stringify(before.settings[key]) !== JSON.stringify(value)) putSetting.run(key, JSON.stringify(value));
+    }
+    const del = this.db.prepare('DELETE FROM entries WHERE kind = ? AND id = ?');
+    const put = this.db.prepare('INSERT INTO entries (kind, id, position, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE SET position = excluded.position, body = excluded.body');
+    for (const kind of ENTRY_KINDS) {
+      const rows = doc.entries[kind] as StoredEntry[];
+      const old = before === null ? [] : (before.entries[kind] as StoredEntry[]);
+      for (const row of rows) {
+        if (row.id !== 0) continue;
+        row.id = hasConfigId(kind) ? (row.value as { id: number }).id : this.nextId(kind);
+      }
+      const keep = new Set(rows.map((r) => r.id));
+      for (const o of old) if (!keep.has(o.id)) del.run(kind, o.id);
+      const oldAt = new Map(old.map((o, i) => [o.id, { i, body: JSON.stringify(o.value) }]));
+      rows.forEach((row, i) => {
+        const body = JSON.stringify(row.value);
+        const prev = oldAt.get(row.id);
+        if (prev === undefined || prev.i !== i || prev.body !== body) put.run(kind, row.id, i, body);
+      });
+    }
+  }
+
+  private nextId(kind: EntryKind): number {
+    const row = this.db.prepare('SELECT next FROM sequences WHERE kind = ?').get(kind) as { next: number } | undefined;
+    const id = row?.next ?? 1;
+    this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next').run(kind, id + 1);
+    return id;
+  }
+}
