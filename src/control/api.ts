@@ -373,6 +373,9 @@ export interface ApiOptions {
   bodyLimit?: number;
 }
 
+/** The one POST that only reads (src/control/api-flows.ts). */
+const READ_ONLY_POST = '/v1/explain';
+
 function isLoopback(addr: string | undefined): boolean {
   if (addr === undefined) return false;
   return addr === '::1' || /^(::ffff:)?127\./.test(addr);
@@ -413,7 +416,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         responses[code] = code === '204' ? { description: 'done' } : { description: code.startsWith('2') ? 'ok' : 'error', content: { 'application/json': { schema: s } } };
       }
       op.responses = responses;
-      if (method !== 'GET') op.security = [{ bearer: [] }];
+      if (method !== 'GET' && route.url !== READ_ONLY_POST) op.security = [{ bearer: [] }];
       (openapi.paths[path] ??= {})[method.toLowerCase()] = op;
     }
   });
@@ -425,7 +428,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req: FastifyRequest) => {
     if (req.url === '/openapi.json') return;
-    const reading = req.method === 'GET' || req.method === 'HEAD';
+    // Explain is a POST (it takes a packet description) but changes nothing: a read.
+    const reading = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && req.url.split('?')[0] === READ_ONLY_POST);
     if (reading && isLoopback(req.socket.remoteAddress)) return;
     const header = req.headers.authorization;
     if (header === undefined) throw new HttpError(401, reading ? 'reads from other hosts need the API token' : 'this call changes the configuration: it needs the API token', [{ path: 'Authorization', message: 'missing; send "Authorization: Bearer <token>" (the token is in api.token_file)' }]);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PacketBatch } from '../common/packet-batch.js';
 import { LAB_WIREGUARD_KEYS } from '../control/config.js';
@@ -118,8 +118,11 @@ function buildTopology(): void {
 }
 
 function config(keyFile: string): string {
+  const dir = dirname(keyFile);
   return `version: 1
 log: { level: info }
+store: { path: ${dir}/tether.db }
+api: { listen: 127.0.0.1, port: 8470, token_file: ${dir}/api-token }
 sites:
   - name: dc
   - name: site-a

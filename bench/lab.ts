@@ -1,0 +1,696 @@
+/**
+ * `npm run bench:lab` (root) — forwarding over real interfaces, tether beside the Linux kernel doing the same
+ * job, in the same run (issue 3, "Performance"). A benchmark, not a test: it prints figures and asserts none.
+ *
+ *   ns <p>-tsite  10.0.1.10 ── veth 172.30.1.0/30 ──┐
+ *   ns <p>-twsite 10.0.1.10 ── wireguard-go <p>wgt ─┤ ns <p>-tedge: tether (dist/, compiled), one interconnect
+ *                 over veth 192.168.101.0/24        │ onramp + one WireGuard onramp, ARR on, egress pool
+ *                                                   │ 198.51.100.1 ── veth 192.168.200.0/24 ──┐
+ *                                                   │                                          ├ ns <p>-inet
+ *   ns <p>-ksite  10.0.1.10 ── veth 172.30.2.0/30 ──┐                                          │ 203.0.113.10
+ *   ns <p>-kwsite 10.0.1.10 ── wireguard-go <p>wgs ─┤ ns <p>-kedge: the kernel (nftables: a    │ iperf3 -s
+ *                 over veth 192.168.102.0/24        │ conntrack zone and a connection mark per │
+ *                                                   │ ingress link, SNAT to 198.51.100.2,      │
+ *                                                   │ replies routed by mark through ip rule), │
+ *                                                   │ wireguard-go <p>wge as the site's WG peer│
+ *                                                   └── veth 192.168.201.0/24 ─────────────────┘
+ *
+ * Measured, each with one iperf3 client in a site namespace and the server in <p>-inet:
+ *   interconnect  TCP bulk (one stream) and 64-byte UDP packets/s (iperf3 -u -l 36 -b 0: 36 B payload + 8 UDP
+ *                 + 20 IPv4), tether vs kernel; UDP is the rate the server received.
+ *   WireGuard     TCP bulk, wireguard-go → tether's WireGuard onramp vs wireguard-go → wireguard-go (kernel
+ *                 forwarding and SNAT behind it).
+ * Every path is first checked to forward (a 256 KiB iperf3 transfer) before anything is measured.
+ *
+ * Own names (prefix `tb` unless --prefix): exactly the namespaces and wireguard-go interfaces listed by
+ * benchNames(); leftovers of those names are removed first, and everything again at the end, on failure and on
+ * SIGINT/SIGTERM. Progress goes to stderr; stdout carries the table, or one JSON object with --json.
+ *
+ * Options: --json, --seconds N (per measurement, default 5), --prefix P, --keep (leave the topology and its
+ * processes up, logs in /run/tether-bench/P), --down (only remove what a run with this prefix left).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig, LAB_WIREGUARD_KEYS, stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/control/config.js';
+import { ip, sleep, sysctl } from '../src/lab/exec.js';
+import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
+import { REPO_ROOT } from '../src/lab/paths.js';
+
+// ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const keep = args.includes('--keep');
+const downOnly = args.includes('--down');
+function option(name: string, fallback: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+}
+const SECONDS = Number(option('--seconds', '5'));
+const PREFIX = option('--prefix', 'tb');
+
+function progress(msg: string): void {
+  process.stderr.write(`bench:lab: ${msg}\n`);
+}
+
+// ─── Names and addresses ─────────────────────────────────────────────────────────────────────────────
+
+/** The daemon compiled by `tsc -p tsconfig.build.json`: under tsx it would run ~10× slower. */
+const DAEMON = join(REPO_ROOT, 'dist', 'src', 'cli', 'tether.js');
+const RUN_DIR_ROOT = '/run/tether-bench';
+
+interface BenchNames {
+  tedge: string;
+  kedge: string;
+  tsite: string;
+  ksite: string;
+  twsite: string;
+  kwsite: string;
+  inet: string;
+  /** wireguard-go interfaces: site → tether, site → wireguard-go edge, the wireguard-go edge. */
+  wgTetherSite: string;
+  wgKernelSite: string;
+  wgKernelEdge: string;
+  namespaces: string[];
+  wireguardInterfaces: string[];
+  runDir: string;
+}
+
+function benchNames(p: string): BenchNames {
+  if (!PREFIX_PATTERN.test(p)) throw new Error(`--prefix "${p}": a lowercase letter followed by at most 5 lowercase letters or digits`);
+  const n = {
+    tedge: `${p}-tedge`, kedge: `${p}-kedge`, tsite: `${p}-tsite`, ksite: `${p}-ksite`,
+    twsite: `${p}-twsite`, kwsite: `${p}-kwsite`, inet: `${p}-inet`,
+    wgTetherSite: `${p}wgt`, wgKernelSite: `${p}wgs`, wgKernelEdge: `${p}wge`,
+  };
+  return {
+    ...n,
+    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet],
+    wireguardInterfaces: [n.wgTetherSite, n.wgKernelSite, n.wgKernelEdge],
+    runDir: join(RUN_DIR_ROOT, p),
+  };
+}
+
+/** Interface names inside the namespaces (the veths are created directly in their two namespaces). */
+const IF = Object.freeze({
+  towardEdge: 'veth-edge',
+  siteLink: 'veth-ic',
+  wgLink: 'veth-wg',
+  edgeToInet: 'veth-inet',
+  inetToTether: 'veth-t',
+  inetToKernel: 'veth-k',
+});
+
+const SERVER = LAB.internet.server;
+const HOST = LAB.siteHost;
+const WG_PORT = LAB.wireguardPort;
+/** Both edges side by side: the tether half reuses the lab's WireGuard site-a underlay and Internet link. */
+const ADDR = Object.freeze({
+  tether: {
+    siteLink: { edge: '172.30.1.1', site: '172.30.1.2', len: 30 },
+    wg: { edgeHost: `${LAB.siteA.underlay}.${LAB.edgeSiteHost}`, endpoint: LAB.siteA.edgeEndpoint, site: LAB.siteA.router },
+    inet: { edge: LAB.internet.edge, inet: LAB.internet.router },
+    pool: '198.51.100.1',
+  },
+  kernel: {
+    siteLink: { edge: '172.30.2.1', site: '172.30.2.2', len: 30 },
+    wg: { edge: LAB.siteB.edgeEndpoint, site: LAB.siteB.router },
+    inet: { edge: '192.168.201.1', inet: '192.168.201.2' },
+    pool: '198.51.100.2',
+  },
+});
+/** The kernel edge's onramps: per ingress link a conntrack zone, a connection mark and a policy-routing table. */
+function kernelOnramps(n: BenchNames): Array<{ link: string; zone: number; mark: number; table: number }> {
+  return [
+    { link: IF.siteLink, zone: 1, mark: 1, table: 101 },
+    { link: n.wgKernelEdge, zone: 2, mark: 2, table: 102 },
+  ];
+}
+
+// ─── Processes ───────────────────────────────────────────────────────────────────────────────────────
+
+interface Started {
+  name: string;
+  ns: string;
+  child: ChildProcess;
+  log: string;
+  exited: boolean;
+}
+
+const started: Started[] = [];
+
+/** Starts a long-running command in a namespace, output appended to RUN_DIR/<name>.log. */
+function startIn(names: BenchNames, name: string, ns: string, command: string, cmdArgs: string[], env?: Record<string, string>): Started {
+  const log = join(names.runDir, `${name}.log`);
+  const fd = openSync(log, 'a', 0o600);
+  try {
+    const child = spawn('ip', ['netns', 'exec', ns, command, ...cmdArgs], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', fd, fd],
+      env: env ? { ...process.env, ...env } : process.env,
+      // --keep: the topology outlives this process (and a Ctrl-C in its terminal).
+      detached: keep,
+    });
+    if (keep) child.unref();
+    const s: Started = { name, ns, child, log, exited: false };
+    child.on('exit', () => { s.exited = true; });
+    child.on('error', () => { s.exited = true; });
+    started.push(s);
+    return s;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function stopChild(s: Started, signal: NodeJS.Signals, graceMs: number): Promise<void> {
+  if (s.exited) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      if (!s.exited) s.child.kill('SIGKILL');
+      resolve();
+    }, graceMs);
+    s.child.once('exit', () => { clearTimeout(timer); resolve(); });
+    s.child.kill(signal);
+  });
+}
+
+async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>, proc?: Started): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (proc?.exited || Date.now() > deadline) {
+      const why = proc?.exited ? `${proc.name} exited` : `not after ${timeoutMs} ms`;
+      const tail = proc ? `\nlast lines of ${proc.log}:\n${logTail(proc.log, 15)}` : '';
+      throw new Error(`waiting for ${what}: ${why}${tail}`);
+    }
+    await sleep(100);
+  }
+}
+
+// ─── Cleanup ─────────────────────────────────────────────────────────────────────────────────────────
+
+async function presentNamespaces(): Promise<Set<string>> {
+  const r = await run('ip', ['netns', 'list']);
+  return new Set(r.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter((n) => n !== undefined && n !== ''));
+}
+
+/**
+ * Removes everything with this run's names: our own children first (the daemon gracefully), then any process
+ * still in our namespaces (leftovers of an earlier run that died: SIGKILL, the namespace is about to go), the
+ * namespaces with their veths, wireguard-go sockets, the run directory.
+ */
+async function cleanup(names: BenchNames): Promise<void> {
+  const daemon = started.find((s) => s.name === 'tether');
+  if (daemon) await stopChild(daemon, 'SIGTERM', 5000);
+  await Promise.all(started.map((s) => stopChild(s, 'SIGTERM', 2000)));
+  const present = await presentNamespaces();
+  for (const ns of names.namespaces) {
+    if (!present.has(ns)) continue;
+    const pids = await run('ip', ['netns', 'pids', ns]);
+    for (const pid of pids.stdout.split('\n').map((l) => Number(l.trim())).filter((n) => Number.isInteger(n) && n > 0 && n !== process.pid)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+  }
+  if (present.size > 0) await sleep(100);
+  for (const ns of names.namespaces) {
+    if (!present.has(ns)) continue;
+    const r = await run('ip', ['netns', 'delete', ns]);
+    if (r.code !== 0 && (await presentNamespaces()).has(ns)) throw new Error(`cleanup: ip netns delete ${ns}: ${r.stderr.trim()}`);
+  }
+  for (const wg of names.wireguardInterfaces) rmSync(join('/var/run/wireguard', `${wg}.sock`), { force: true });
+  rmSync(names.runDir, { recursive: true, force: true });
+  try { rmdirSync(RUN_DIR_ROOT); } catch { /* another run's directory is still there */ }
+}
+
+// ─── Topology ────────────────────────────────────────────────────────────────────────────────────────
+
+async function veth(aNs: string, aName: string, aAddr: string, bNs: string, bName: string, bAddr: string): Promise<void> {
+  await ip(aNs, ['link', 'add', aName, 'type', 'veth', 'peer', 'name', bName, 'netns', bNs], `veth ${aNs}/${aName} <-> ${bNs}/${bName}`);
+  await ip(aNs, ['addr', 'add', aAddr, 'dev', aName]);
+  await ip(bNs, ['addr', 'add', bAddr, 'dev', bName]);
+  await ip(aNs, ['link', 'set', aName, 'up']);
+  await ip(bNs, ['link', 'set', bName, 'up']);
+}
+
+/** A site joined to its edge by a plain link: the host address on lo, everything via the edge, from the host. */
+async function plainSite(edge: string, site: string, link: { edge: string; site: string; len: number }): Promise<void> {
+  await veth(edge, IF.siteLink, `${link.edge}/${link.len}`, site, IF.towardEdge, `${link.site}/${link.len}`);
+  await ip(site, ['addr', 'add', `${HOST}/32`, 'dev', 'lo']);
+  await ip(site, ['route', 'add', 'default', 'via', link.edge, 'src', HOST]);
+}
+
+async function buildNetwork(n: BenchNames): Promise<void> {
+  for (const ns of n.namespaces) {
+    await ip(null, ['netns', 'add', ns], 'create namespace');
+    await ip(ns, ['link', 'set', 'lo', 'up']);
+  }
+  for (const edge of [n.tedge, n.kedge]) {
+    // Before the links exist: new interfaces copy conf.default.
+    await sysctl(edge, 'net.ipv4.ip_forward', 1);
+    await sysctl(edge, 'net.ipv4.conf.all.rp_filter', 0);
+    await sysctl(edge, 'net.ipv4.conf.default.rp_filter', 0);
+  }
+  await sysctl(n.inet, 'net.ipv4.conf.all.rp_filter', 0);
+
+  // Internet: one server reached through either edge, each edge's pool routed back to it.
+  const t = ADDR.tether;
+  const k = ADDR.kernel;
+  await veth(n.tedge, IF.edgeToInet, `${t.inet.edge}/24`, n.inet, IF.inetToTether, `${t.inet.inet}/24`);
+  await veth(n.kedge, IF.edgeToInet, `${k.inet.edge}/24`, n.inet, IF.inetToKernel, `${k.inet.inet}/24`);
+  await ip(n.tedge, ['route', 'add', 'default', 'via', t.inet.inet]);
+  await ip(n.kedge, ['route', 'add', 'default', 'via', k.inet.inet]);
+  await ip(n.inet, ['addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
+  await ip(n.inet, ['route', 'add', `${t.pool}/32`, 'via', t.inet.edge]);
+  await ip(n.inet, ['route', 'add', `${k.pool}/32`, 'via', k.inet.edge]);
+
+  // Interconnect sites. The tether edge gets the route back to the site's LAN (what it writes into tt-ic-N is
+  // routed by destination); the kernel edge only through its per-mark table (below), as ARR would.
+  await plainSite(n.tedge, n.tsite, t.siteLink);
+  await ip(n.tedge, ['route', 'add', LAB.siteLan, 'via', t.siteLink.site]);
+  await plainSite(n.kedge, n.ksite, k.siteLink);
+
+  // WireGuard underlays. tether's endpoint .1 is routed by the daemon into its underlay TUN: proxy ARP answers
+  // the site's ARP for it (docs/UNDERLAY.md). The kernel edge's wireguard-go owns its address.
+  await veth(n.tedge, IF.wgLink, `${t.wg.edgeHost}/24`, n.twsite, IF.towardEdge, `${t.wg.site}/24`);
+  await sysctl(n.tedge, `net.ipv4.conf.${IF.wgLink}.proxy_arp`, 1);
+  await veth(n.kedge, IF.wgLink, `${k.wg.edge}/24`, n.kwsite, IF.towardEdge, `${k.wg.site}/24`);
+}
+
+/** nftables doing ARR's job on the kernel edge, and the ip rules that route replies by connection mark. */
+async function kernelEdge(n: BenchNames): Promise<void> {
+  const onramps = kernelOnramps(n);
+  const zoneRules = onramps.map((o) => `    iifname "${o.link}" ct original zone set ${o.zone} counter`).join('\n');
+  const markRules = onramps.map((o) => `    ct state new iifname "${o.link}" ct mark set ${o.mark} counter`).join('\n');
+  // Zones are set in the original direction only (raw, before conntrack): a site's 10.0.1.10 is its own,
+  // while replies from the Internet, in zone 0, still find their connection. The mark is restored on replies
+  // only (restoring it on the original direction would send a site's packets back to the site).
+  const ruleset = `table ip ${PREFIX}bench {
+  chain zones {
+    type filter hook prerouting priority raw; policy accept;
+${zoneRules}
+  }
+  chain marks {
+    type filter hook prerouting priority mangle; policy accept;
+${markRules}
+    ct direction reply meta mark set ct mark counter
+  }
+  chain egress {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "${IF.edgeToInet}" snat to ${ADDR.kernel.pool}
+  }
+}
+`;
+  await inNamespaceOk(n.kedge, 'nft', ['-f', '-'], { input: ruleset });
+  await ip(n.kedge, ['rule', 'add', 'fwmark', String(onramps[0].mark), 'lookup', String(onramps[0].table), 'priority', String(onramps[0].table)]);
+  await ip(n.kedge, ['route', 'add', 'default', 'via', ADDR.kernel.siteLink.site, 'dev', IF.siteLink, 'table', String(onramps[0].table)]);
+  await ip(n.kedge, ['rule', 'add', 'fwmark', String(onramps[1].mark), 'lookup', String(onramps[1].table), 'priority', String(onramps[1].table)]);
+  await ip(n.kedge, ['route', 'add', 'default', 'dev', n.wgKernelEdge, 'table', String(onramps[1].table)]);
+}
+
+/** The nft counters of the kernel edge (evidence that zones, marks and mark-routed replies were used). */
+async function kernelCounters(n: BenchNames): Promise<Record<string, number>> {
+  const r = await inNamespace(n.kedge, 'nft', ['-j', 'list', 'table', 'ip', `${PREFIX}bench`]);
+  type Expr = { counter?: { packets: number }; match?: { left?: { meta?: { key: string }; ct?: { key: string } }; right?: unknown } };
+  const out: Record<string, number> = {};
+  try {
+    const doc = JSON.parse(r.stdout) as { nftables: Array<{ rule?: { chain: string; expr: Expr[] } }> };
+    for (const { rule } of doc.nftables) {
+      const counter = rule?.expr.find((e) => e.counter !== undefined)?.counter;
+      if (!rule || !counter) continue;
+      // "zones:veth-ic", "marks:veth-ic", "marks:reply" (the mark restored on replies).
+      const iif = rule.expr.find((e) => e.match?.left?.meta?.key === 'iifname')?.match?.right;
+      out[`${rule.chain}:${typeof iif === 'string' ? iif : 'reply'}`] = counter.packets;
+    }
+  } catch { /* informative only */ }
+  return out;
+}
+
+// ─── WireGuard peers (wireguard-go + wg, as src/lab does) ────────────────────────────────────────────
+
+const WG_ENV = { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' };
+
+async function wireguardGo(n: BenchNames, name: string, ns: string, iface: string, privateKey: string, listenPort: number): Promise<Started> {
+  const socket = join('/var/run/wireguard', `${iface}.sock`);
+  rmSync(socket, { force: true });
+  const p = startIn(n, name, ns, 'wireguard-go', ['-f', iface], WG_ENV);
+  await waitUntil(`${name}'s control socket ${socket}`, 10_000, async () => existsSync(socket), p);
+  const keyFile = join(n.runDir, `${name}.key`);
+  writeFileSync(keyFile, `${privateKey}\n`, { mode: 0o600 });
+  await inNamespaceOk(ns, 'wg', ['set', iface, 'listen-port', String(listenPort), 'private-key', keyFile]);
+  return p;
+}
+
+/** A WireGuard site: the host address on the tunnel interface and everything through it. */
+async function wireguardSite(ns: string, iface: string, peerPublic: string, endpoint: string): Promise<void> {
+  await inNamespaceOk(ns, 'wg', ['set', iface, 'peer', peerPublic, 'endpoint', `${endpoint}:${WG_PORT}`, 'allowed-ips', '0.0.0.0/0']);
+  await ip(ns, ['addr', 'add', `${HOST}/32`, 'dev', iface]);
+  await ip(ns, ['link', 'set', iface, 'up']);
+  await ip(ns, ['route', 'add', 'default', 'dev', iface, 'src', HOST]);
+}
+
+async function handshakeDone(ns: string, iface: string): Promise<boolean> {
+  const r = await inNamespace(ns, 'wg', ['show', iface, 'latest-handshakes']);
+  return r.code === 0 && r.stdout.split('\n').some((l) => Number(l.trim().split(/\s+/)[1] ?? 0) > 0);
+}
+
+// ─── The tether edge ─────────────────────────────────────────────────────────────────────────────────
+
+/** defaultConfig() cut down to the bench: one interconnect site and one WireGuard site, both ARR, one pool address. */
+function tetherConfig(n: BenchNames): TetherConfig {
+  const cfg = defaultConfig();
+  const lan = LAB.siteLan;
+  const wgOnramp = cfg.onramps.find((o) => o.type === 'wireguard' && o.wireguard.device === 'wg-a');
+  const icOnramp = cfg.onramps.find((o) => o.type === 'interconnect');
+  if (!wgOnramp || wgOnramp.type !== 'wireguard' || !icOnramp || icOnramp.type !== 'interconnect') throw new Error('defaultConfig() changed: no wg-a peer or interconnect onramp');
+  const onramps: OnrampConfig[] = [
+    { ...icOnramp, name: 'site-ic-link', site: 'site-ic', automatic_return_routing: true, interconnect: { link: IF.siteLink } },
+    { ...wgOnramp, name: 'site-wg', site: 'site-wg', automatic_return_routing: true },
+  ];
+  cfg.sites = [
+    { name: 'site-ic', description: 'bench: interconnect site', prefixes: [lan] },
+    { name: 'site-wg', description: 'bench: WireGuard site (same LAN)', prefixes: [lan] },
+  ];
+  cfg.wireguard_devices = cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
+  cfg.onramps = onramps;
+  cfg.routes = cfg.routes.filter((r) => r.next_hop === 'internet');
+  if (!cfg.egress) throw new Error('defaultConfig() changed: no egress');
+  cfg.egress.addresses = [ADDR.tether.pool];
+  cfg.store.path = join(n.runDir, 'tether.db');
+  cfg.api.token_file = join(n.runDir, 'api-token');
+  cfg.log.level = 'warn';
+  return cfg;
+}
+
+async function startTether(n: BenchNames): Promise<Started> {
+  const configFile = join(n.runDir, 'tether.yaml');
+  writeFileSync(configFile, `# written by bench/lab.ts (prefix ${PREFIX}); lab keys only\n${stringifyConfig(tetherConfig(n))}`, { mode: 0o600 });
+  const daemon = startIn(n, 'tether', n.tedge, process.execPath, [DAEMON, 'run', '--no-api', '--config', configFile]);
+  await waitUntil('the daemon\'s routes and rules', 30_000, async () => {
+    const routes = await run('ip', ['-n', n.tedge, '-4', 'route', 'show']);
+    const rules = await run('ip', ['-n', n.tedge, 'rule', 'show']);
+    return routes.stdout.includes(ADDR.tether.pool) && routes.stdout.includes(ADDR.tether.wg.endpoint) && rules.stdout.includes(`iif ${IF.siteLink}`);
+  }, daemon);
+  return daemon;
+}
+
+// ─── iperf3 ──────────────────────────────────────────────────────────────────────────────────────────
+
+interface IperfSum { bytes: number; seconds: number; bits_per_second: number; packets?: number; lost_packets?: number; retransmits?: number }
+interface IperfJson { error?: string; end?: { sum_sent?: IperfSum; sum_received?: IperfSum; sum?: IperfSum } }
+
+async function iperf(ns: string, extra: string[], what: string): Promise<IperfJson> {
+  const cmd = ['-c', SERVER, '-B', HOST, '--connect-timeout', '3000', '-J', ...extra];
+  const r = await inNamespace(ns, 'iperf3', cmd, { timeoutMs: (SECONDS + 20) * 1000 });
+  let out: IperfJson;
+  try {
+    out = JSON.parse(r.stdout) as IperfJson;
+  } catch {
+    throw new Error(`${what}: \`${formatCommand('ip', ['netns', 'exec', ns, 'iperf3', ...cmd])}\` printed no JSON (exit ${r.code}): ${r.stderr.trim()}`);
+  }
+  if (out.error) throw new Error(`${what}: iperf3: ${out.error}`);
+  return out;
+}
+
+/** A short transfer that must complete: the path forwards in both directions (data out, ACKs back). */
+async function checkForwards(ns: string, what: string): Promise<void> {
+  const r = await iperf(ns, ['-n', '256K'], `checking ${what}`);
+  // The server's count is taken when the client has written its last byte: some may still be in flight.
+  const got = r.end?.sum_received?.bytes ?? 0;
+  if (got === 0) throw new Error(`checking ${what}: the connection opened but no data arrived`);
+}
+
+/** CPU seconds (user + system) a process has used so far: /proc/PID/stat fields 14 and 15, in clock ticks. */
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux architecture we run on
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+/** One measurement: which site sends, which edge process(es) forward, and the Internet-side link it arrives on. */
+interface Path {
+  ns: string;
+  what: string;
+  /** The forwarding processes whose CPU is sampled (the daemon, wireguard-go), none for the kernel. */
+  procs: Started[];
+  /** The interface of <p>-inet the edge's packets arrive on (counted by nftables there). */
+  inetLink: string;
+}
+
+interface TcpResult { gbps: number; retransmits: number; cpu_percent: number }
+interface UdpResult { received_pps: number; forwarded_pps: number; sent_pps: number; cpu_percent: number }
+
+async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; seconds: number }> {
+  const cpu0 = path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0);
+  const t0 = performance.now();
+  const value = await f();
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu1 = path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0);
+  return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, seconds };
+}
+
+async function tcpBulk(path: Path): Promise<TcpResult> {
+  progress(`${path.what}: TCP, one stream, ${SECONDS} s`);
+  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(SECONDS)], path.what));
+  const recv = r.end?.sum_received;
+  return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent };
+}
+
+/** Packets counted on <p>-inet's side of each edge link (nftables), independent of how fast iperf3 -s reads. */
+async function inetUdpCount(n: BenchNames, link: string): Promise<number> {
+  const r = await inNamespaceOk(n.inet, 'nft', ['-j', 'list', 'chain', 'ip', `${PREFIX}count`, 'in']);
+  type Expr = { counter?: { packets: number }; match?: { left?: { meta?: { key: string } }; right?: unknown } };
+  const doc = JSON.parse(r) as { nftables: Array<{ rule?: { expr: Expr[] } }> };
+  for (const { rule } of doc.nftables) {
+    if (rule?.expr.some((e) => e.match?.left?.meta?.key === 'iifname' && e.match.right === link)) {
+      return rule.expr.find((e) => e.counter !== undefined)?.counter?.packets ?? 0;
+    }
+  }
+  return 0;
+}
+
+async function countInetUdp(n: BenchNames): Promise<void> {
+  const rules = [IF.inetToTether, IF.inetToKernel].map((l) => `    iifname "${l}" udp dport 5201 counter`).join('\n');
+  await inNamespaceOk(n.inet, 'nft', ['-f', '-'], { input: `table ip ${PREFIX}count {\n  chain in {\n    type filter hook prerouting priority 0; policy accept;\n${rules}\n  }\n}\n` });
+}
+
+/** 64-byte IPv4 packets as fast as iperf3 sends them: what the server received, and what the edge put on the wire. */
+const UDP_PAYLOAD = 36;
+async function udpSmall(n: BenchNames, path: Path): Promise<UdpResult> {
+  progress(`${path.what}: UDP, 64-byte packets, ${SECONDS} s`);
+  const before = await inetUdpCount(n, path.inetLink);
+  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-u', '-l', String(UDP_PAYLOAD), '-b', '0', '-t', String(SECONDS)], path.what));
+  const forwarded = (await inetUdpCount(n, path.inetLink)) - before;
+  const sent = r.end?.sum_sent;
+  const recv = r.end?.sum_received;
+  const received = recv ? (recv.packets ?? 0) - (recv.lost_packets ?? 0) : 0;
+  return {
+    received_pps: received / (recv?.seconds || SECONDS),
+    forwarded_pps: forwarded / (sent?.seconds || SECONDS),
+    sent_pps: (sent?.packets ?? 0) / (sent?.seconds || SECONDS),
+    cpu_percent: cpuPercent,
+  };
+}
+
+// ─── Main ────────────────────────────────────────────────────────────────────────────────────────────
+
+async function checkPrerequisites(): Promise<void> {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('needs root (namespaces, veths, TUN, nftables)');
+  const missing: string[] = [];
+  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2']] as const) {
+    try {
+      if ((await run(cmd, [a], { timeoutMs: 10_000 })).code !== 0) missing.push(pkg);
+    } catch {
+      missing.push(pkg);
+    }
+  }
+  if (missing.length > 0) throw new Error(`missing: ${missing.join(', ')} (apt-get install -y --no-install-recommends ${missing.join(' ')})`);
+  if (!existsSync(DAEMON)) throw new Error(`${DAEMON} does not exist: build first (npx tsc -p tsconfig.build.json; npm run bench:lab does)`);
+}
+
+function ratio(a: number, b: number): number {
+  return b > 0 ? a / b : 0;
+}
+
+async function main(): Promise<void> {
+  const names = benchNames(PREFIX);
+  const t0 = Date.now();
+  let cleaning: Promise<void> | null = null;
+  let interrupted = false;
+  const finish = (): Promise<void> => (cleaning ??= keep ? Promise.resolve() : cleanup(names).then(() => progress('cleaned up')));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      interrupted = true;
+      progress(`${sig}: cleaning up`);
+      void finish().finally(() => process.exit(130));
+    });
+  }
+  if (downOnly) {
+    await cleanup(names);
+    progress(`removed everything of prefix ${PREFIX}`);
+    return;
+  }
+  try {
+    await checkPrerequisites();
+    progress(`removing leftovers of prefix ${PREFIX}`);
+    await cleanup(names);
+    started.length = 0;
+    mkdirSync(names.runDir, { recursive: true, mode: 0o700 });
+
+    progress('building namespaces (7) and veths');
+    await buildNetwork(names);
+    const k = LAB_WIREGUARD_KEYS;
+    startIn(names, 'iperf3-server', names.inet, 'iperf3', ['-s', '-B', SERVER]);
+
+    progress('kernel edge: nftables zones, marks, SNAT; wireguard-go edge');
+    await wireguardGo(names, 'wg-kernel-edge', names.kedge, names.wgKernelEdge, k.edgeBPrivate, WG_PORT);
+    await inNamespaceOk(names.kedge, 'wg', ['set', names.wgKernelEdge, 'peer', k.siteBPublic, 'allowed-ips', LAB.siteLan]);
+    await ip(names.kedge, ['link', 'set', names.wgKernelEdge, 'up']);
+    await kernelEdge(names);
+    await wireguardGo(names, 'wg-kernel-site', names.kwsite, names.wgKernelSite, k.siteBPrivate, WG_PORT);
+    await wireguardSite(names.kwsite, names.wgKernelSite, k.edgeBPublic, ADDR.kernel.wg.edge);
+    await inNamespaceOk(names.kwsite, 'wg', ['set', names.wgKernelSite, 'peer', k.edgeBPublic, 'persistent-keepalive', '25']);
+
+    progress(`tether edge: ${DAEMON} run (interconnect + WireGuard onramps, ARR on)`);
+    const wgTether = await wireguardGo(names, 'wg-tether-site', names.twsite, names.wgTetherSite, k.siteAPrivate, WG_PORT);
+    await wireguardSite(names.twsite, names.wgTetherSite, k.edgeAPublic, ADDR.tether.wg.endpoint);
+    const daemon = await startTether(names);
+    // Only now: an initiation sent before the daemon's route exists would wait in the ARP queue and cross the
+    // edge's own (docs/LAB.md, "The peers").
+    await inNamespaceOk(names.twsite, 'wg', ['set', names.wgTetherSite, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
+    await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
+    await waitUntil('WireGuard handshake site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite, names.wgKernelSite));
+    await waitUntil('iperf3 server', 10_000, async () => (await inNamespace(names.inet, 'ss', ['-ltn'])).stdout.includes(':5201'));
+
+    progress('checking that every path forwards');
+    const paths = [
+      [names.tsite, 'tether interconnect'], [names.ksite, 'kernel edge'],
+      [names.twsite, 'tether WireGuard'], [names.kwsite, 'wireguard-go edge'],
+    ] as const;
+    for (const [ns, what] of paths) await checkForwards(ns, what);
+    if (daemon.exited) throw new Error(`the tether daemon exited:\n${logTail(daemon.log, 15)}`);
+
+    // Alternating kernel and tether, so that a noisy neighbour hurts both more evenly.
+    await countInetUdp(names);
+    const kernelEdgeWg = started.find((s) => s.name === 'wg-kernel-edge');
+    const kernelIc: Path = { ns: names.ksite, what: 'kernel edge', procs: [], inetLink: IF.inetToKernel };
+    const tetherIc: Path = { ns: names.tsite, what: 'tether interconnect', procs: [daemon], inetLink: IF.inetToTether };
+    const kernelWg: Path = { ns: names.kwsite, what: 'wireguard-go → wireguard-go edge', procs: kernelEdgeWg ? [kernelEdgeWg] : [], inetLink: IF.inetToKernel };
+    const tetherWg: Path = { ns: names.twsite, what: 'wireguard-go → tether', procs: [daemon], inetLink: IF.inetToTether };
+    const kernelTcp = await tcpBulk(kernelIc);
+    const tetherTcp = await tcpBulk(tetherIc);
+    const kernelUdp = await udpSmall(names, kernelIc);
+    const tetherUdp = await udpSmall(names, tetherIc);
+    const wgGoTcp = await tcpBulk(kernelWg);
+    const wgTetherTcp = await tcpBulk(tetherWg);
+    if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
+    const counters = await kernelCounters(names);
+
+    const icFigures = (tcp: TcpResult, udp: UdpResult, withCpu: boolean): Record<string, number | null> => ({
+      tcp_gbps: tcp.gbps,
+      tcp_retransmits: tcp.retransmits,
+      tcp_edge_cpu_percent: withCpu ? tcp.cpu_percent : null,
+      udp64_received_pps: udp.received_pps,
+      udp64_forwarded_pps: udp.forwarded_pps,
+      udp64_sent_pps: udp.sent_pps,
+      udp64_edge_cpu_percent: withCpu ? udp.cpu_percent : null,
+    });
+    const wgFigures = (tcp: TcpResult): Record<string, number> => ({ tcp_gbps: tcp.gbps, tcp_retransmits: tcp.retransmits, edge_cpu_percent: tcp.cpu_percent });
+    const result: BenchResult = {
+      bench: 'lab',
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, kernel: release(), node: process.version },
+      seconds_per_measurement: SECONDS,
+      interconnect: {
+        tether: icFigures(tetherTcp, tetherUdp, true),
+        kernel: icFigures(kernelTcp, kernelUdp, false),
+        ratio_tcp: ratio(tetherTcp.gbps, kernelTcp.gbps),
+        ratio_udp64_received: ratio(tetherUdp.received_pps, kernelUdp.received_pps),
+        ratio_udp64_forwarded: ratio(tetherUdp.forwarded_pps, kernelUdp.forwarded_pps),
+      },
+      wireguard: {
+        tether: wgFigures(wgTetherTcp),
+        wireguard_go: wgFigures(wgGoTcp),
+        ratio_tcp: ratio(wgTetherTcp.gbps, wgGoTcp.gbps),
+      },
+      goals: {
+        interconnect_tcp_vs_kernel: { goal: 0.5, met: ratio(tetherTcp.gbps, kernelTcp.gbps) >= 0.5 },
+        wireguard_tcp_vs_wireguard_go: { goal: 1.0, met: ratio(wgTetherTcp.gbps, wgGoTcp.gbps) >= 1.0 },
+      },
+      kernel_edge_nft_counters: counters,
+      wall_seconds: 0,
+    };
+    result.wall_seconds = (Date.now() - t0) / 1000;
+    await finish();
+    result.wall_seconds = (Date.now() - t0) / 1000;
+    if (keep) progress(`kept: namespaces ${names.namespaces.join(' ')}, logs in ${names.runDir}; remove with --down`);
+    if (json) {
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } else {
+      printTable(result);
+    }
+  } catch (e) {
+    if (interrupted) return; // the signal handler cleans up and exits; what broke was our own cleanup
+    progress(`FAILED: ${(e as Error).message}`);
+    const daemon = started.find((s) => s.name === 'tether');
+    if (daemon && !(e as Error).message.includes(daemon.log)) progress(`last lines of the daemon's log:\n${logTail(daemon.log, 10)}`);
+    await finish().catch((c: Error) => progress(`cleanup failed: ${c.message}`));
+    process.exitCode = 1;
+  }
+}
+
+interface BenchResult {
+  bench: 'lab';
+  date: string;
+  machine: { cpus: number; kernel: string; node: string };
+  seconds_per_measurement: number;
+  interconnect: {
+    tether: Record<string, number | null>;
+    kernel: Record<string, number | null>;
+    ratio_tcp: number;
+    ratio_udp64_received: number;
+    ratio_udp64_forwarded: number;
+  };
+  wireguard: { tether: Record<string, number>; wireguard_go: Record<string, number>; ratio_tcp: number };
+  goals: Record<string, { goal: number; met: boolean }>;
+  kernel_edge_nft_counters: Record<string, number>;
+  wall_seconds: number;
+}
+
+interface Row { what: string; tether: string; reference: string; ratio: string; goal: string }
+
+function printTable(r: BenchResult): void {
+  const gbps = (v: number | null): string => `${(v ?? 0).toFixed(2)} Gbit/s`;
+  const kpps = (v: number | null): string => `${((v ?? 0) / 1000).toFixed(1)} k pps`;
+  const cpu = (v: number | null): string => `${(v ?? 0).toFixed(0)} %`;
+  const t = r.interconnect.tether;
+  const k = r.interconnect.kernel;
+  const wt = r.wireguard.tether;
+  const wg = r.wireguard.wireguard_go;
+  const rows: Row[] = [
+    { what: 'interconnect TCP, 1 stream', tether: gbps(t.tcp_gbps), reference: `kernel ${gbps(k.tcp_gbps)}`, ratio: r.interconnect.ratio_tcp.toFixed(3), goal: '>= 0.5' },
+    { what: '  edge CPU (daemon)', tether: cpu(t.tcp_edge_cpu_percent), reference: '', ratio: '', goal: '' },
+    { what: 'interconnect UDP 64 B, server received', tether: kpps(t.udp64_received_pps), reference: `kernel ${kpps(k.udp64_received_pps)}`, ratio: r.interconnect.ratio_udp64_received.toFixed(3), goal: '' },
+    { what: '  forwarded onto the Internet link', tether: kpps(t.udp64_forwarded_pps), reference: `kernel ${kpps(k.udp64_forwarded_pps)}`, ratio: r.interconnect.ratio_udp64_forwarded.toFixed(3), goal: '' },
+    { what: '  sent by iperf3', tether: kpps(t.udp64_sent_pps), reference: `kernel ${kpps(k.udp64_sent_pps)}`, ratio: '', goal: '' },
+    { what: '  edge CPU (daemon)', tether: cpu(t.udp64_edge_cpu_percent), reference: '', ratio: '', goal: '' },
+    { what: 'WireGuard TCP, 1 stream', tether: gbps(wt.tcp_gbps), reference: `wireguard-go ${gbps(wg.tcp_gbps)}`, ratio: r.wireguard.ratio_tcp.toFixed(3), goal: '>= 1.0' },
+    { what: '  edge CPU (daemon / wireguard-go)', tether: cpu(wt.edge_cpu_percent), reference: cpu(wg.edge_cpu_percent), ratio: '', goal: '' },
+  ];
+  const head: Row = { what: '', tether: 'tether', reference: 'reference', ratio: 'ratio', goal: 'goal' };
+  const all = [head, ...rows];
+  const w = (key: keyof Row): number => Math.max(...all.map((x) => x[key].length));
+  const line = (x: Row): string => `${x.what.padEnd(w('what'))}  ${x.tether.padStart(w('tether'))}  ${x.reference.padStart(w('reference'))}  ${x.ratio.padStart(w('ratio'))}  ${x.goal}`.trimEnd();
+  process.stdout.write(`${all.map(line).join('\n')}\n`);
+  process.stdout.write(`(${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; ${r.seconds_per_measurement} s per measurement, ${r.wall_seconds.toFixed(0)} s in all)\n`);
+}
+
+void main();

@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildUdp } from '../wire/build.js';
+import { Edge } from '../../test/support/edge.js';
+import { buildApi } from './api.js';
+import { registerFlowRoutes } from './api-flows.js';
+import { LiveConfig } from './apply.js';
+import { assignIds, defaultConfig, toPipelineConfig } from './config.js';
+import { createMetrics, NameBook } from './metrics.js';
+import { ConfigStore } from './store.js';
+
+const HOST = '10.0.1.10';
+const SERVER = '203.0.113.10';
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-flows-api-'));
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const store = ConfigStore.open(join(dir, 'tether.db'));
+  store.seedFrom(cfg);
+  const live = new LiveConfig(edge.pipeline, cfg, ids);
+  const names = new NameBook(edge.pipeline, cfg, ids);
+  const app = buildApi({ store, edge: live, token: 'secret-token' });
+  registerFlowRoutes(app, { pipeline: edge.pipeline, names, config: () => store.load(), now: () => edge.now, metrics: createMetrics({ pipeline: edge.pipeline, names }) });
+  await app.ready();
+  const a = ids.onramps.get('site-a-wg')!;
+  const b = ids.onramps.get('site-b-wg')!;
+  const close = async () => {
+    await app.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { app, edge, a, b, close };
+}
+
+test('flows: both sites\' 10.0.1.10 side by side, filters, paging, one flow\'s decision trail', async () => {
+  const { app, edge, a, b, close } = await setup();
+  try {
+    for (const onramp of [a, b]) edge.send(onramp, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53 }));
+    edge.send(a, buildUdp({ src: HOST, dst: '172.16.0.20' }, { srcPort: 5000, dstPort: 80 }));
+    const all = (await app.inject({ method: 'GET', url: '/v1/flows' })).json() as { total: number; items: Array<Record<string, unknown>> };
+    assert.equal(all.total, 3);
+    const internet = all.items.filter((f) => f.nextHop === 'internet');
+    assert.deepEqual(internet.map((f) => [f.site, f.onramp]).sort(), [['site-a', 'site-a-wg'], ['site-b', 'site-b-wg']]);
+    for (const f of internet) assert.match(String(f.original), /^10\.0\.1\.10:40000 -> 203\.0\.113\.10:53/);
+    const onlyB = (await app.inject({ method: 'GET', url: '/v1/flows?site=site-b' })).json() as { total: number };
+    assert.equal(onlyB.total, 1);
+    const toDc = (await app.inject({ method: 'GET', url: '/v1/flows?dst=172.16.0.0/24&protocol=udp' })).json() as { total: number; items: Array<{ nextHop: string }> };
+    assert.deepEqual([toDc.total, toDc.items[0].nextHop], [1, 'dc-link']);
+    const page = (await app.inject({ method: 'GET', url: '/v1/flows?limit=1&offset=1' })).json() as { total: number; items: unknown[] };
+    assert.deepEqual([page.total, page.items.length], [3, 1]);
+    const bad = await app.inject({ method: 'GET', url: '/v1/flows?src=10.0.1.300/24' });
+    assert.equal(bad.statusCode, 400);
+    assert.equal((bad.json() as { problems: Array<{ path: string }> }).problems[0].path, 'src');
+
+    const id = String(internet[0].id);
+    const one = (await app.inject({ method: 'GET', url: `/v1/flows/${id}` })).json() as { trail: string[]; arr: boolean };
+    assert.equal(one.arr, true);
+    assert.ok(one.trail.some((l) => /replies return by ARR/.test(l)), one.trail.join('\n'));
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/flows/4-999' })).statusCode, 404);
+  } finally {
+    await close();
+  }
+});
+
+test('explain, overlaps, stats and metrics over the API', async () => {
+  const { app, edge, a, close } = await setup();
+  try {
+    edge.send(a, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 1234, dstPort: 53 }));
+    const e = (await app.inject({ method: 'POST', url: '/v1/explain', payload: { onramp: 'site-b-wg', protocol: 'udp', src: HOST, dst: SERVER, src_port: 1234, dst_port: 53 } })).json() as { verdict: string; nextHop: string; trail: string[] };
+    assert.equal(e.verdict, 'forward');
+    assert.equal(e.nextHop, 'internet');
+    assert.ok(e.trail.some((l) => /replies return to onramp site-b-wg/.test(l)), e.trail.join('\n'));
+    const unknown = await app.inject({ method: 'POST', url: '/v1/explain', payload: { onramp: 'nope', protocol: 'udp', src: HOST, dst: SERVER } });
+    assert.equal(unknown.statusCode, 400);
+
+    const overlaps = (await app.inject({ method: 'GET', url: '/v1/overlaps' })).json() as { items: Array<{ prefix: string; onramps: Array<{ name: string }>; coveredByArr: boolean }> };
+    const lan = overlaps.items.find((o) => o.prefix === '10.0.1.0/24')!;
+    assert.ok(lan.onramps.length >= 3, JSON.stringify(lan));
+    assert.equal(lan.coveredByArr, true);
+
+    const stats = (await app.inject({ method: 'GET', url: '/v1/stats' })).json() as { onramps: Array<{ name: string; rxPackets: number; flowsActive: number }> };
+    const siteA = stats.onramps.find((o) => o.name === 'site-a-wg')!;
+    assert.deepEqual([siteA.rxPackets, siteA.flowsActive], [1, 1]);
+
+    const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(metrics.statusCode, 200);
+    assert.match(metrics.body, /tether_flows_created_total\{[^}]*onramp="site-a-wg"[^}]*\} 1/);
+  } finally {
+    await close();
+  }
+});

@@ -1,0 +1,291 @@
+/**
+ * Read-only routes over the running data plane (issue 4 §3, §5): the flow table with filters and
+ * paging, one flow with its decision trail, explain for a hypothetical packet, the overlap report,
+ * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
+ * they share its auth (reads open from loopback), errors and OpenAPI document.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import { parsePrefix, type Prefix } from '../common/addr.js';
+import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET } from '../common/ids.js';
+import { describeFlow, explain, type FlowDetail } from '../dataplane/explain.js';
+import type { Pipeline } from '../dataplane/pipeline.js';
+import type { FlowTable } from '../flow/flow-table.js';
+import type { TetherConfig } from './config.js';
+import { METRICS_CONTENT_TYPE, metricsText, protocolName, type NameBook } from './metrics.js';
+
+const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+export interface FlowRoutesOptions {
+  pipeline: Pipeline;
+  names: NameBook;
+  /** The configuration in force (for the overlap report). */
+  config: () => TetherConfig;
+  /** The pipeline's clock, ms (flow ages). */
+  now: () => number;
+  /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
+  metrics?: Registry;
+}
+
+const FlowItem = Type.Object({
+  id: Type.String(),
+  family: Type.Number(),
+  protocol: Type.Number(),
+  protocolName: Type.String(),
+  original: Type.String(),
+  reply: Type.String(),
+  site: Type.String(),
+  onramp: Type.String(),
+  returnOnramp: Type.String(),
+  nextHop: Type.String(),
+  arr: Type.Boolean(),
+  nat: Type.Boolean(),
+  clash: Type.Boolean(),
+  hairpin: Type.Boolean(),
+  state: Type.String(),
+  established: Type.Boolean(),
+  packets: Type.Array(Type.Number()),
+  bytes: Type.Array(Type.Number()),
+  ageSeconds: Type.Number(),
+  firewallRuleId: Type.Number(),
+});
+type FlowItem = Static<typeof FlowItem>;
+
+const FlowQuery = Type.Object(
+  {
+    site: Type.Optional(Type.String({ description: 'site name' })),
+    onramp: Type.Optional(Type.String({ description: 'name of the onramp that started the flow' })),
+    zone: Type.Optional(Type.Integer({ minimum: 0 })),
+    src: Type.Optional(Type.String({ description: 'prefix the original source lies in' })),
+    dst: Type.Optional(Type.String({ description: 'prefix the original destination lies in' })),
+    protocol: Type.Optional(Type.String({ description: 'tcp, udp, icmp, icmpv6 or a number' })),
+    state: Type.Optional(Type.Union([Type.Literal('established'), Type.Literal('pending')])),
+    family: Type.Optional(Type.Union([Type.Literal('4'), Type.Literal('6')])),
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
+    offset: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
+  },
+  { additionalProperties: false },
+);
+
+const ExplainBody = Type.Object(
+  {
+    onramp: Type.String({ minLength: 1, description: 'onramp name, or "internet"' }),
+    protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp'), Type.Literal('icmp'), Type.Literal('icmpv6'), Type.Integer({ minimum: 0, maximum: 255 })]),
+    src: Type.String({ minLength: 1 }),
+    dst: Type.String({ minLength: 1 }),
+    src_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    dst_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  },
+  { additionalProperties: false },
+);
+
+const Problem = Type.Object({ error: Type.String(), problems: Type.Array(Type.Object({ path: Type.String(), message: Type.String() })) });
+
+const PROTOCOLS: Record<string, number> = { tcp: IPPROTO_TCP, udp: IPPROTO_UDP, icmp: IPPROTO_ICMP, icmpv6: IPPROTO_ICMPV6 };
+
+class BadRequest extends Error {
+  constructor(readonly path: string, message: string) {
+    super(message);
+  }
+}
+
+function protocolNumber(text: string | number, path: string): number {
+  if (typeof text === 'number') return text;
+  const n = PROTOCOLS[text.toLowerCase()] ?? (/^[0-9]{1,3}$/.test(text) ? Number(text) : NaN);
+  if (!(n >= 0 && n <= 255)) throw new BadRequest(path, `must be tcp, udp, icmp, icmpv6 or 0..255, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+function prefixOf(text: string | undefined, path: string): Prefix | null {
+  if (text === undefined) return null;
+  const p = parsePrefix(text);
+  if (p === null) throw new BadRequest(path, `must be a prefix like 10.0.1.0/24 or 2001:db8::/32, got ${JSON.stringify(text)}`);
+  return p;
+}
+
+/** Is the address `words[at..]` of a table with `addrWords` inside prefix p? */
+function inPrefix(p: Prefix, table: FlowTable, node: number, which: 'src' | 'dst'): boolean {
+  if ((table.addrWords === 1) !== (p.family === 4)) return false;
+  for (let w = 0; w < table.addrWords; w++) {
+    const bits = Math.max(0, Math.min(32, p.length - 32 * w));
+    if (bits === 0) break;
+    const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+    const word = which === 'src' ? table.nodeSrc(node, w) : table.nodeDst(node, w);
+    if (((word & mask) >>> 0) !== p.words[w]) return false;
+  }
+  return true;
+}
+
+export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
+  const { pipeline, names } = opts;
+
+  const item = (detail: FlowDetail): FlowItem => ({
+    id: `${detail.family}-${detail.flow}`,
+    family: detail.family,
+    protocol: detail.protocol,
+    protocolName: protocolName(detail.protocol),
+    original: detail.original,
+    reply: detail.reply,
+    site: names.site(pipeline.ports.site[detail.ingressOnramp]),
+    onramp: names.onramp(detail.ingressOnramp),
+    returnOnramp: names.onramp(detail.returnOnramp),
+    nextHop: detail.nextHop === PORT_INTERNET ? 'internet' : names.onramp(detail.nextHop),
+    arr: detail.automaticReturnRouting,
+    nat: detail.natMapping || detail.hairpin,
+    clash: detail.clashRewrite,
+    hairpin: detail.hairpin,
+    state: detail.protocol === IPPROTO_TCP ? TCP_STATE_NAMES[detail.state] ?? String(detail.state) : detail.established ? 'established' : 'pending',
+    established: detail.established,
+    packets: detail.packets,
+    bytes: detail.bytes,
+    ageSeconds: Math.max(0, Math.floor(opts.now() / 1000) - detail.createdAtSeconds),
+    firewallRuleId: detail.firewallRuleId,
+  });
+
+  const sendBad = (e: unknown): { error: string; problems: { path: string; message: string }[] } => {
+    if (e instanceof BadRequest) return { error: 'bad query', problems: [{ path: e.path, message: e.message }] };
+    throw e;
+  };
+
+  app.get('/v1/flows', {
+    schema: { summary: 'Live flows, filtered and paged', tags: ['flows'], querystring: FlowQuery, response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem) }), 400: Problem } },
+  }, async (req, reply) => {
+    const q = req.query as Static<typeof FlowQuery>;
+    try {
+      const src = prefixOf(q.src, 'src');
+      const dst = prefixOf(q.dst, 'dst');
+      const protocol = q.protocol === undefined ? -1 : protocolNumber(q.protocol, 'protocol');
+      const limit = Math.min(MAX_PAGE, q.limit === undefined ? DEFAULT_PAGE : Number(q.limit));
+      const offset = q.offset === undefined ? 0 : Number(q.offset);
+      const items: FlowItem[] = [];
+      let total = 0;
+      const tables = q.family === '4' ? [pipeline.flows4] : q.family === '6' ? [pipeline.flows6] : [pipeline.flows4, pipeline.flows6];
+      for (const table of tables) {
+        for (let flow = 0; flow < table.capacity; flow++) {
+          if (!table.isLive(flow)) continue;
+          const ingress = table.ingressPort(flow);
+          if (q.onramp !== undefined && names.onramp(ingress) !== q.onramp) continue;
+          if (q.site !== undefined && names.site(pipeline.ports.site[ingress]) !== q.site) continue;
+          if (q.zone !== undefined && table.nodeZone(flow * 2) !== q.zone) continue;
+          if (protocol >= 0 && table.protocol(flow) !== protocol) continue;
+          if (q.state !== undefined && table.isEstablished(flow) !== (q.state === 'established')) continue;
+          if (src !== null && !inPrefix(src, table, flow * 2, 'src')) continue;
+          if (dst !== null && !inPrefix(dst, table, flow * 2, 'dst')) continue;
+          if (total >= offset && items.length < limit) items.push(item(describeFlow(table, flow)));
+          total++;
+        }
+      }
+      return { total, items };
+    } catch (e) {
+      return reply.code(400).send(sendBad(e));
+    }
+  });
+
+  app.get('/v1/flows/:id', {
+    schema: { summary: 'One flow with its decision trail', tags: ['flows'], params: Type.Object({ id: Type.String({ pattern: '^[46]-[0-9]+$' }) }), response: { 200: Type.Intersect([FlowItem, Type.Object({ trail: Type.Array(Type.String()) })]), 404: Problem } },
+  }, async (req, reply) => {
+    const [family, index] = (req.params as { id: string }).id.split('-').map(Number);
+    const table = family === 4 ? pipeline.flows4 : pipeline.flows6;
+    if (index >= table.capacity || !table.isLive(index)) return reply.code(404).send({ error: 'no such flow (it may have ended)', problems: [{ path: 'id', message: 'not a live flow' }] });
+    const detail = describeFlow(table, index);
+    const it = item(detail);
+    const rule = names.rule(detail.firewallRuleId);
+    const trail = [
+      `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
+      detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
+      `next hop: ${it.nextHop}`,
+      detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
+      detail.automaticReturnRouting ? `replies return by ARR to onramp ${it.returnOnramp}` : 'ARR off: replies are routed by the routing table on their destination',
+      `${it.state}; ${detail.packets[0]}/${detail.packets[1]} packets and ${detail.bytes[0]}/${detail.bytes[1]} bytes (original/reply); ${it.ageSeconds} s old`,
+    ];
+    return { ...it, trail };
+  });
+
+  app.post('/v1/explain', {
+    schema: { summary: 'What would happen to a hypothetical packet, and why (sends nothing)', tags: ['flows'], body: ExplainBody, response: { 200: Type.Any(), 400: Problem } },
+  }, async (req, reply) => {
+    const b = req.body as Static<typeof ExplainBody>;
+    let onramp = b.onramp === 'internet' ? PORT_INTERNET : -1;
+    if (onramp < 0) {
+      for (const spec of pipeline.ports.list()) if (names.onramp(spec.id) === b.onramp) onramp = spec.id;
+    }
+    if (onramp < 0) return reply.code(400).send({ error: 'unknown onramp', problems: [{ path: 'onramp', message: `no onramp named ${JSON.stringify(b.onramp)}` }] });
+    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0 });
+    return { ...e, nextHop: e.nextHop === null ? null : e.nextHop === PORT_INTERNET ? 'internet' : names.onramp(e.nextHop) };
+  });
+
+  app.get('/v1/overlaps', {
+    schema: { summary: 'Onramps whose source prefixes overlap, and whether ARR covers them', tags: ['flows'], response: { 200: Type.Any() } },
+  }, async () => {
+    const cfg = opts.config();
+    const siteOf = new Map(cfg.sites.map((s) => [s.name, s]));
+    const sources: { prefix: Prefix; text: string; onramp: string; site: string; arr: boolean }[] = [];
+    for (const o of cfg.onramps) {
+      const texts = new Set<string>(o.type === 'wireguard' ? o.wireguard.allowed_ips : []);
+      for (const t of (o.site !== undefined ? siteOf.get(o.site)?.prefixes : undefined) ?? []) texts.add(t);
+      for (const t of texts) {
+        const prefix = parsePrefix(t);
+        if (prefix) sources.push({ prefix, text: t, onramp: o.name, site: o.site ?? o.name, arr: o.automatic_return_routing });
+      }
+    }
+    const overlaps = (a: Prefix, b: Prefix): boolean => {
+      if (a.family !== b.family) return false;
+      const len = Math.min(a.length, b.length);
+      for (let w = 0; w < 4; w++) {
+        const bits = Math.max(0, Math.min(32, len - 32 * w));
+        if (bits === 0) break;
+        const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+        if (((a.words[w] & mask) >>> 0) !== ((b.words[w] & mask) >>> 0)) return false;
+      }
+      return true;
+    };
+    const items: { prefix: string; onramps: { name: string; site: string; arr: boolean }[]; coveredByArr: boolean }[] = [];
+    for (let i = 0; i < sources.length; i++) {
+      const group = sources.filter((s) => s.site !== sources[i].site && overlaps(s.prefix, sources[i].prefix));
+      if (group.length === 0 || items.some((it) => it.prefix === sources[i].text)) continue;
+      const members = [sources[i], ...group];
+      const onramps = [...new Map(members.map((m) => [m.onramp, { name: m.onramp, site: m.site, arr: m.arr }])).values()];
+      items.push({ prefix: sources[i].text, onramps, coveredByArr: onramps.every((o) => o.arr) });
+    }
+    return { items };
+  });
+
+  app.get('/v1/stats', {
+    schema: { summary: 'Live counters per onramp (for charts)', tags: ['flows'], response: { 200: Type.Any() } },
+  }, async () => {
+    const c = pipeline.counters;
+    const drops: Record<string, number> = {};
+    c.drops.forEach((v, reason) => {
+      if (v > 0) drops[DROP_REASON_NAMES[reason] ?? String(reason)] = v;
+    });
+    return {
+      time: Date.now(),
+      flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
+      onramps: pipeline.ports.list().map((s) => ({
+        name: names.onramp(s.id),
+        type: s.type,
+        site: names.site(s.site),
+        up: pipeline.ports.up[s.id] === 1,
+        arr: pipeline.ports.arr[s.id] === 1,
+        rxPackets: c.rxPackets[s.id],
+        txPackets: c.txPackets[s.id],
+        rxBytes: c.rxBytes[s.id],
+        txBytes: c.txBytes[s.id],
+        flowsActive: pipeline.flows4.flowsOfPort(s.id) + pipeline.flows6.flowsOfPort(s.id),
+      })),
+      internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET] },
+      drops,
+    };
+  });
+
+  if (opts.metrics !== undefined) {
+    const registry = opts.metrics;
+    app.get('/metrics', { schema: { summary: 'Prometheus metrics (docs/OBSERVABILITY.md)', tags: ['metrics'] } }, async (_req, reply) => {
+      return reply.type(METRICS_CONTENT_TYPE).send(await metricsText(registry));
+    });
+  }
+}
