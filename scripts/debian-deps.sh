@@ -10,6 +10,7 @@ TETHER_DEBIAN_DEPS=(
   "python3-scapy:(/usr/bin/python3 -c 'import scapy' >/dev/null 2>&1)"
   "iperf3:iperf3"
   "nftables:nft"
+  "chromium:chromium"
 )
 
 install_missing_debian_packages() {

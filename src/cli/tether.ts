@@ -12,6 +12,8 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, defaultConfig, loadConfig, type TetherConfig } from '../control/config.js';
+import { openStore, startControlPlane, type ControlPlane } from '../daemon/control.js';
+import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';
 
 const EXIT_OK = 0;
@@ -39,11 +41,23 @@ function readConfig(path: string | undefined): { cfg: TetherConfig; source: stri
   }
 }
 
-function run(opts: { config?: string }): void {
-  const { cfg, source } = readConfig(opts.config);
+async function run(opts: { config?: string; api?: boolean }): Promise<void> {
+  const { cfg: fileCfg, source } = readConfig(opts.config);
+  // The YAML seeds an empty store; afterwards the store (changed through the API) is what runs.
+  let cfg = fileCfg;
+  let opened: ReturnType<typeof openStore> | null = null;
+  if (opts.api !== false) {
+    try {
+      opened = openStore(fileCfg);
+      cfg = opened.config;
+    } catch (e) {
+      process.stderr.write(`tether: cannot open the configuration store ${fileCfg.store.path}: ${(e as Error).message}\n`);
+      process.exit(EXIT_START_FAILED);
+    }
+  }
   // Synchronous destination: every line is out before process.exit().
   const log: Logger = pino({ level: cfg.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
-  log.info({ config: source }, opts.config === undefined ? 'no --config: running the lab topology (defaultConfig)' : 'configuration loaded');
+  log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false }, opts.config === undefined ? 'no --config: running the lab topology (defaultConfig)' : 'configuration loaded');
   let edge: Edge;
   try {
     edge = new Edge({ config: cfg, log });
@@ -52,13 +66,26 @@ function run(opts: { config?: string }): void {
     log.fatal({ err: (e as Error).message }, 'tether could not start');
     process.exit(EXIT_START_FAILED);
   }
+  let control: ControlPlane | null = null;
+  if (opened !== null) {
+    try {
+      control = await startControlPlane(edge, opened.store, cfg, log);
+    } catch (e) {
+      log.fatal({ err: (e as Error).message }, 'the API could not start');
+      edge.stop();
+      process.exit(EXIT_START_FAILED);
+    }
+  }
   const shutdown = (signal: string): void => {
     log.info({ signal }, 'shutting down');
-    try {
-      edge.stop();
-    } finally {
-      process.exit(EXIT_OK);
-    }
+    const stopped = control ? control.close() : Promise.resolve();
+    stopped.catch((e: Error) => log.warn({ err: e.message }, 'control plane close')).finally(() => {
+      try {
+        edge.stop();
+      } finally {
+        process.exit(EXIT_OK);
+      }
+    });
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
@@ -95,6 +122,7 @@ function main(argv: string[]): void {
     .command('run')
     .description('run the edge in this network namespace (root)')
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); without it, the lab topology')
+    .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .action(run);
   const lab = program.command('lab').description('the network-namespace lab: two overlapping WireGuard sites, a GRE site, a data center, the Internet (root; docs/LAB.md)');
   const prefixOption = '-p, --prefix <prefix>';
@@ -103,7 +131,8 @@ function main(argv: string[]): void {
   lab.command('down').description('remove the lab').option(prefixOption, prefixHelp).action((o) => labCommand('down', o));
   lab.command('status').description('what exists and runs').option(prefixOption, prefixHelp).action((o) => labCommand('status', o));
   lab.command('demo').description('the main job: overlapping sites with ARR on, then off, and what each site got back').option(prefixOption, prefixHelp).action((o) => labCommand('demo', o));
-  program.parse(argv);
+  registerClientCommands(program);
+  void program.parseAsync(argv);
 }
 
 main(process.argv);

@@ -1,40 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { buildUdp } from '../wire/build.js';
-import { Edge } from '../../test/support/edge.js';
-import { buildApi } from './api.js';
-import { registerFlowRoutes } from './api-flows.js';
-import { LiveConfig } from './apply.js';
-import { assignIds, defaultConfig, toPipelineConfig } from './config.js';
-import { createMetrics, NameBook } from './metrics.js';
-import { ConfigStore } from './store.js';
+import { apiRig } from '../../test/support/api.js';
 
 const HOST = '10.0.1.10';
 const SERVER = '203.0.113.10';
 
 async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'tether-flows-api-'));
-  const cfg = defaultConfig();
-  const ids = assignIds(cfg);
-  const edge = new Edge(toPipelineConfig(cfg, ids));
-  const store = ConfigStore.open(join(dir, 'tether.db'));
-  store.seedFrom(cfg);
-  const live = new LiveConfig(edge.pipeline, cfg, ids);
-  const names = new NameBook(edge.pipeline, cfg, ids);
-  const app = buildApi({ store, edge: live, token: 'secret-token' });
-  registerFlowRoutes(app, { pipeline: edge.pipeline, names, config: () => store.load(), now: () => edge.now, metrics: createMetrics({ pipeline: edge.pipeline, names }) });
-  await app.ready();
-  const a = ids.onramps.get('site-a-wg')!;
-  const b = ids.onramps.get('site-b-wg')!;
-  const close = async () => {
-    await app.close();
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { app, edge, a, b, close };
+  const rig = apiRig({ token: 'secret-token', metrics: true, prefix: 'tether-flows-api-' });
+  await rig.app.ready();
+  return { app: rig.app, edge: rig.edge, a: rig.ids.onramps.get('site-a-wg')!, b: rig.ids.onramps.get('site-b-wg')!, close: rig.close };
 }
 
 test('flows: both sites\' 10.0.1.10 side by side, filters, paging, one flow\'s decision trail', async () => {
@@ -61,6 +36,7 @@ test('flows: both sites\' 10.0.1.10 side by side, filters, paging, one flow\'s d
     const one = (await app.inject({ method: 'GET', url: `/v1/flows/${id}` })).json() as { trail: string[]; arr: boolean };
     assert.equal(one.arr, true);
     assert.ok(one.trail.some((l) => /replies return by ARR/.test(l)), one.trail.join('\n'));
+    assert.ok(one.trail.some((l) => /route for it in the table now: 0\.0\.0\.0\/0 -> the Internet/.test(l)), one.trail.join('\n'));
     assert.equal((await app.inject({ method: 'GET', url: '/v1/flows/4-999' })).statusCode, 404);
   } finally {
     await close();

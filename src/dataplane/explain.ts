@@ -93,6 +93,22 @@ function nodeText(table: FlowTable, node: number): string {
   return `${endpoint(family, src, 0, ports >>> 16)} -> ${endpoint(family, dst, 0, ports & 0xffff)} (zone ${table.nodeZone(node)})`;
 }
 
+/** The original-direction key of a stored flow (for chooseRoute). */
+export function originalKey(table: FlowTable, flow: number): FlowKey {
+  const key = new FlowKey();
+  const node = flow * 2;
+  key.zone = table.nodeZone(node);
+  key.protocol = table.protocol(flow);
+  const ports = table.nodePorts(node);
+  key.srcPort = ports >>> 16;
+  key.dstPort = ports & 0xffff;
+  for (let w = 0; w < table.addrWords; w++) {
+    key.src[w] = table.nodeSrc(node, w);
+    key.dst[w] = table.nodeDst(node, w);
+  }
+  return key;
+}
+
 /** The decision stored in an existing flow. */
 export function describeFlow(table: FlowTable, flow: number): FlowDetail {
   const flags = table.flags(flow);
@@ -123,6 +139,26 @@ function hopName(pipeline: Pipeline, port: number): string {
   if (port === PORT_INTERNET) return 'the Internet egress';
   const spec = pipeline.ports.get(port);
   return spec ? `onramp ${spec.name} (${port})` : `port ${port}`;
+}
+
+/**
+ * The route a flow with this original key from `site` gets from the routing table as it is now,
+ * and why it won (setupFlow's lookup, the same flow hash); null when there is none.
+ */
+export function chooseRoute(pipeline: Pipeline, family: 4 | 6, site: number, key: FlowKey): RouteChoice | null {
+  const hash = tupleHash(key.protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
+  const routeId = family === AF_INET4 ? pipeline.routes.lookup4(site, key.dst[0], hash) : pipeline.routes.lookup6(site, key.dst, 0, hash);
+  if (routeId < 0) return null;
+  const record = pipeline.routes.get(routeId)!;
+  const rivals = pipeline.routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
+  const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || pipeline.routes.isPortUp(r.port);
+  const why = [
+    `longest prefix ${record.prefix}${record.siteScope ? ` scoped to site ${record.siteScope}` : ''}`,
+    rivals.length > 1 ? `${rivals.length} routes for it; priority ${record.priority}${healthy(record) ? '' : ' (its next hop is down, but nothing healthier exists)'}` : 'the only route for it',
+    rivals.filter((r) => r.priority === record.priority && healthy(r) === healthy(record)).length > 1 ? `ECMP by flow hash among equal priority (weight ${record.weight})` : '',
+  ].filter(Boolean).join('; ');
+  const nextHop = record.kind === NextHopKind.Internet ? 'the Internet' : record.kind === NextHopKind.Blackhole ? 'blackhole' : hopName(pipeline, record.port);
+  return { id: routeId, prefix: record.prefix, nextHop, priority: record.priority, weight: record.weight, siteScope: record.siteScope, why };
 }
 
 /** What the pipeline would do with this packet now, and why. */
@@ -190,20 +226,11 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     out.verdict = 'forward';
     return out;
   }
-  const hash = tupleHash(packet.protocol, (packet.srcPort << 16) | packet.dstPort, key.src, 0, key.dst, 0);
-  const routeId = family === AF_INET4 ? pipeline.routes.lookup4(site, addr[4], hash) : pipeline.routes.lookup6(site, addr, 4, hash);
-  if (routeId < 0) return drop(Drop.NoRoute, `no route to ${packet.dst} for site ${site}`);
-  const record = pipeline.routes.get(routeId)!;
-  const rivals = pipeline.routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
-  const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || pipeline.routes.isPortUp(r.port);
-  const why = [
-    `longest prefix ${record.prefix}${record.siteScope ? ` scoped to site ${record.siteScope}` : ''}`,
-    rivals.length > 1 ? `${rivals.length} routes for it; priority ${record.priority}${healthy(record) ? '' : ' (its next hop is down, but nothing healthier exists)'}` : 'the only route for it',
-    rivals.filter((r) => r.priority === record.priority && healthy(r) === healthy(record)).length > 1 ? `ECMP by flow hash among equal priority (weight ${record.weight})` : '',
-  ].filter(Boolean).join('; ');
-  const nextHopText = record.kind === NextHopKind.Internet ? 'the Internet' : record.kind === NextHopKind.Blackhole ? 'blackhole' : hopName(pipeline, record.port);
-  out.route = { id: routeId, prefix: record.prefix, nextHop: nextHopText, priority: record.priority, weight: record.weight, siteScope: record.siteScope, why };
-  out.trail.push(`route ${routeId}: ${record.prefix} -> ${nextHopText} (${why})`);
+  const route = chooseRoute(pipeline, family, site, key);
+  if (route === null) return drop(Drop.NoRoute, `no route to ${packet.dst} for site ${site}`);
+  const record = pipeline.routes.get(route.id)!;
+  out.route = route;
+  out.trail.push(`route ${route.id}: ${route.prefix} -> ${route.nextHop} (${route.why})`);
   if (record.kind === NextHopKind.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
 
   const reply = new FlowKey().reverseOf(key);

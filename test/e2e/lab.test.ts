@@ -7,9 +7,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { defaultConfig, LAB_WIREGUARD_KEYS, type TetherConfig } from '../../src/control/config.js';
 import { arrOffConfig, httpRound, REQUESTS_PER_SITE, udpRound } from '../../src/lab/demo.js';
 import { ensureLabTools, grePeer, inNamespace, labDown, labStatus, labUp, LAB, udpExchange } from '../../src/lab/index.js';
+import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { keyFromBase64, WireGuardDevice } from '../../src/onramp/wireguard/index.js';
 import { buildUdp } from '../../src/wire/build.js';
@@ -170,6 +172,26 @@ test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncate
   assert.ok(total(wgA) >= 6, `WireGuard drops counted on wg-a: ${JSON.stringify(wgA)}`);
   assert.ok(Object.keys(wgA).some((k) => /replay/i.test(k)), `replays counted: ${JSON.stringify(wgA)}`);
   assert.ok(total(counters.greDrops) >= 4, `GRE drops counted: ${JSON.stringify(counters.greDrops)}`);
+});
+
+test('the API in the edge namespace: tether flows shows both sites\' 10.0.1.10 side by side; tether onramps --arr off switches new flows', async () => {
+  const cli = (...args: string[]) => inNamespace(lab.names.edge, process.execPath, nodeTsArgs(TETHER_CLI, args), { timeoutMs: 30_000 });
+  await Promise.all([lab.names.siteA, lab.names.siteB].map((ns) => udpExchange(ns, LAB.internet.server, LAB.echoPort, 'side by side', { sourcePort: 45000 })));
+  const listed = await cli('flows', '--json', '--src', '10.0.1.10/32', '--dst', `${LAB.internet.server}/32`, '--protocol', 'udp');
+  assert.equal(listed.code, 0, listed.stderr);
+  const page = JSON.parse(listed.stdout) as { items: Array<{ site: string; onramp: string; original: string }> };
+  const sideBySide = page.items.filter((f) => f.original.startsWith('10.0.1.10:45000 '));
+  assert.deepEqual(sideBySide.map((f) => `${f.site}/${f.onramp}`).sort(), ['site-a/site-a-wg', 'site-b/site-b-wg'], listed.stdout);
+
+  const tokenFile = join(lab.runDir, 'api-token');
+  const switched = await cli('onramps', 'site-b-wg', '--arr', 'off', '--token-file', tokenFile);
+  assert.equal(switched.code, 0, switched.stderr);
+  const noToken = await cli('onramps', 'site-a-wg', '--arr', 'off', '--token-file', '/nonexistent');
+  assert.notEqual(noToken.code, 0, 'a change without the token is refused');
+  const explained = await cli('explain', '--json', '--onramp', 'site-b-wg', '--src', LAB.siteHost, '--dst', LAB.internet.server, '--sport', '45001', '--dport', '7');
+  assert.equal((JSON.parse(explained.stdout) as { replies: { by: string } }).replies.by, 'routing-table', explained.stdout);
+  const onramps = JSON.parse((await cli('onramps', '--json')).stdout) as Array<{ name: string; automatic_return_routing: boolean }>;
+  assert.deepEqual(onramps.filter((o) => o.name.startsWith('site-')).map((o) => [o.name, o.automatic_return_routing]).sort(), [['site-a-wg', true], ['site-b-wg', false], ['site-gre-2-tunnel', true], ['site-gre-tunnel', true]]);
 });
 
 test('with ARR off on the site onramps and both sites\' routes configured, replies go astray', async () => {

@@ -1,0 +1,145 @@
+/**
+ * `tether onramps|routes|flows|explain|config …`: the CLI over the REST API (docs/API.md). Tables
+ * for people, `--json` for scripts. The API address and token come from --api / --token-file, or
+ * TETHER_API / TETHER_TOKEN_FILE, or the defaults (http://127.0.0.1:8470, /var/lib/tether/api-token).
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import { stringifyConfig, type TetherConfig } from '../control/config.js';
+
+const DEFAULT_API = 'http://127.0.0.1:8470';
+const DEFAULT_TOKEN_FILE = '/var/lib/tether/api-token';
+
+interface ClientOptions {
+  api?: string;
+  tokenFile?: string;
+  json?: boolean;
+}
+
+class ApiFailure extends Error {}
+
+async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const base = opts.api ?? process.env.TETHER_API ?? DEFAULT_API;
+  const headers: Record<string, string> = {};
+  if (method !== 'GET') {
+    const tokenFile = opts.tokenFile ?? process.env.TETHER_TOKEN_FILE ?? DEFAULT_TOKEN_FILE;
+    try {
+      headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').trim()}`;
+    } catch (e) {
+      if (path !== '/v1/explain') throw new ApiFailure(`cannot read the API token from ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (--token-file)`);
+    }
+  }
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiFailure(`cannot reach the API at ${base}: ${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message} (is tether running? --api)`);
+  }
+  const text = await res.text();
+  const data = text ? (JSON.parse(text) as unknown) : null;
+  if (!res.ok) {
+    const err = data as { error?: string; problems?: Array<{ path: string; message: string }> } | null;
+    const problems = (err?.problems ?? []).map((p) => `  ${p.path || '(request)'}: ${p.message}`).join('\n');
+    throw new ApiFailure(`${method} ${path}: ${res.status} ${err?.error ?? res.statusText}${problems ? `\n${problems}` : ''}`);
+  }
+  return data;
+}
+
+/** A plain text table: columns padded to their widest cell. */
+export function table(headers: string[], rows: Array<Array<string | number | boolean>>): string {
+  const cells = rows.map((r) => r.map((c) => String(c)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
+
+function print(opts: ClientOptions, data: unknown, human: () => string): void {
+  console.log(opts.json ? JSON.stringify(data, null, 2) : human());
+}
+
+async function guarded(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    console.error(`tether: ${(e as Error).message}`);
+    process.exitCode = e instanceof ApiFailure ? 1 : 2;
+  }
+}
+
+type Row = Record<string, unknown>;
+const s = (v: unknown): string => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+export function registerClientCommands(program: Command): void {
+  const common = (c: Command): Command =>
+    c.option('--api <url>', `API address (default ${DEFAULT_API}, or TETHER_API)`).option('--token-file <file>', `API token (default ${DEFAULT_TOKEN_FILE}, or TETHER_TOKEN_FILE)`).option('--json', 'JSON output for scripts');
+
+  const onramps = common(program.command('onramps').description('list onramps; --arr on|off NAME switches Automatic Return Routing'));
+  onramps.option('--arr <on|off>', 'switch ARR on the onramp named by the argument').argument('[name]').action((name: string | undefined, opts: ClientOptions & { arr?: string }) =>
+    guarded(async () => {
+      if (opts.arr !== undefined) {
+        if (name === undefined || (opts.arr !== 'on' && opts.arr !== 'off')) throw new Error('usage: tether onramps NAME --arr on|off');
+        const updated = await call(opts, 'PATCH', `/v1/onramps/${encodeURIComponent(name)}`, { automatic_return_routing: opts.arr === 'on' });
+        print(opts, updated, () => `onramp ${name}: automatic_return_routing ${opts.arr} (new flows; established flows keep their decision)`);
+        return;
+      }
+      const list = (await call(opts, 'GET', '/v1/onramps')) as Row[];
+      const stats = (await call(opts, 'GET', '/v1/stats').catch(() => null)) as { onramps: Row[] } | null;
+      const live = new Map((stats?.onramps ?? []).map((o) => [o.name, o]));
+      print(opts, list, () => table(['name', 'type', 'site', 'arr', 'state', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
+        const l = live.get(o.name);
+        return [s(o.name), s(o.type), s(o.site), o.automatic_return_routing ? 'on' : 'off', l ? (l.up ? 'up' : 'down') : '?', s(l?.flowsActive), s(l?.rxPackets), s(l?.txPackets)];
+      })));
+    }));
+
+  common(program.command('routes').description('list routes')).action((opts: ClientOptions) =>
+    guarded(async () => {
+      const list = (await call(opts, 'GET', '/v1/routes')) as Row[];
+      print(opts, list, () => table(['id', 'prefix', 'next hop', 'priority', 'weight', 'site'], list.map((r) => [s(r.id), s(r.prefix), typeof r.next_hop === 'object' ? `onramp ${(r.next_hop as Row).onramp}` : s(r.next_hop), s(r.priority), s(r.weight), s(r.site)])));
+    }));
+
+  const flows = common(program.command('flows').description('list flows (filters as in GET /v1/flows), or one flow with its decision trail'));
+  for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset']) flows.option(`--${f} <${f}>`, `filter: ${f}`);
+  flows.argument('[id]', 'a flow id ("4-12") for its decision trail').action((id: string | undefined, opts: ClientOptions & Record<string, string>) =>
+    guarded(async () => {
+      if (id !== undefined) {
+        const one = (await call(opts, 'GET', `/v1/flows/${encodeURIComponent(id)}`)) as Row & { trail: string[] };
+        print(opts, one, () => [`flow ${one.id}: ${one.original}`, `  reply key ${one.reply}`, ...one.trail.map((t) => `  - ${t}`)].join('\n'));
+        return;
+      }
+      const query = new URLSearchParams();
+      for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset']) if (opts[f] !== undefined) query.set(f, opts[f]);
+      const page = (await call(opts, 'GET', `/v1/flows${query.size ? `?${query}` : ''}`)) as { total: number; items: Row[] };
+      print(opts, page, () => `${table(['id', 'site', 'onramp', 'original', 'reply', 'next hop', 'arr', 'state', 'pkts'], page.items.map((f) => [
+        s(f.id), s(f.site), s(f.onramp), s(f.original), s(f.reply), s(f.nextHop), f.arr ? 'arr' : 'table', s(f.state), (f.packets as number[]).join('/'),
+      ]))}\n${page.items.length} of ${page.total} flows`);
+    }));
+
+  common(program.command('explain').description('what would happen to a packet, and why (sends nothing)'))
+    .requiredOption('--onramp <name>', 'the onramp it arrives on (or "internet")')
+    .requiredOption('--src <address>')
+    .requiredOption('--dst <address>')
+    .option('--protocol <p>', 'tcp, udp, icmp or a number', 'udp')
+    .option('--sport <port>', 'source port', '40000')
+    .option('--dport <port>', 'destination port', '53')
+    .action((opts: ClientOptions & { onramp: string; src: string; dst: string; protocol: string; sport: string; dport: string }) =>
+      guarded(async () => {
+        const protocol = /^[0-9]+$/.test(opts.protocol) ? Number(opts.protocol) : opts.protocol;
+        const e = (await call(opts, 'POST', '/v1/explain', { onramp: opts.onramp, protocol, src: opts.src, dst: opts.dst, src_port: Number(opts.sport), dst_port: Number(opts.dport) })) as { verdict: string; nextHop: string | null; dropReason: string | null; trail: string[] };
+        print(opts, e, () => [`${e.verdict === 'forward' ? `forward to ${e.nextHop ?? '(the routing table, per packet)'}` : `drop (${e.dropReason})`}`, ...e.trail.map((t) => `  - ${t}`)].join('\n'));
+      }));
+
+  const config = program.command('config').description('configuration import and export over the API');
+  common(config.command('export').description('the whole configuration as YAML (secrets redacted)')).action((opts: ClientOptions) =>
+    guarded(async () => {
+      const cfg = (await call(opts, 'GET', '/v1/config')) as TetherConfig;
+      console.log(opts.json ? JSON.stringify(cfg, null, 2) : stringifyConfig(cfg));
+    }));
+  common(config.command('import').description('replace the whole configuration from a YAML file (validated by the daemon)').argument('<file>')).action((file: string, opts: ClientOptions) =>
+    guarded(async () => {
+      const cfg = YAML.parse(readFileSync(file, 'utf8')) as unknown;
+      const result = await call(opts, 'PUT', '/v1/config', cfg);
+      print(opts, result, () => `imported ${file}`);
+    }));
+}

@@ -1,0 +1,694 @@
+/* global document, window, sessionStorage, fetch, URLSearchParams, setTimeout, clearTimeout */
+/**
+ * tether dashboard (docs/DASHBOARD.md). Plain browser JavaScript, no framework, no build step.
+ *
+ * Everything it shows comes from the daemon's JSON API and is inserted with textContent / text nodes only
+ * (never innerHTML): an onramp or site name, a flow tuple or a trail sentence can never become markup. The
+ * Content-Security-Policy (src/control/dashboard.ts) forbids inline script and style as a second wall.
+ *
+ *   every 2 s:  GET /v1/onramps, /v1/stats (onramp table, chart), /v1/flows (flow table, with the filters)
+ *   every 10 s: GET /v1/routes, /v1/overlaps
+ *   on demand:  GET /v1/flows/:id (detail + decision trail), POST /v1/explain,
+ *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch; needs the bearer token)
+ */
+
+const POLL_MS = 2000;
+const SLOW_EVERY = 5; // routes and overlaps: every 5th poll (10 s); they change only through the API
+const HISTORY_MS = 5 * 60 * 1000;
+const MIN_SPAN_MS = 60 * 1000; // the time axis grows with the history, from 1 minute up to HISTORY_MS
+const FLOW_LIMIT = 500;
+const SITE_COLOURS = 8; // .site-0 … .site-7 in style.css
+const TOKEN_KEY = 'tether.apiToken';
+const CHART_COLOURS = ['#2456c8', '#c2410c', '#15803d', '#7e22ce', '#b91c1c', '#0e7490', '#a16207', '#be185d'];
+const INTERNET_COLOUR = '#6b7280';
+const FLOWS_COLOUR = '#111827';
+
+const $ = (id) => document.getElementById(id);
+
+/** An element with text (as a text node), a class, a title and data-* attributes; children appended as nodes or text. */
+function el(tag, opts = {}, ...children) {
+  const e = document.createElement(tag);
+  if (opts.cls) e.className = opts.cls;
+  if (opts.text !== undefined && opts.text !== null) e.textContent = String(opts.text);
+  if (opts.title) e.title = String(opts.title);
+  if (opts.data) for (const [k, v] of Object.entries(opts.data)) e.dataset[k] = String(v);
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+const fmtInt = (n) => (typeof n === 'number' && Number.isFinite(n) ? n.toLocaleString('en-US') : '–');
+
+function fmtBytes(n) {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return '–';
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function fmtAge(s) {
+  if (typeof s !== 'number' || !Number.isFinite(s)) return '–';
+  s = Math.max(0, Math.floor(s));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+function fmtTime(ms) {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, '0')).join(':');
+}
+
+// ─── API ─────────────────────────────────────────────────────────────────────────────────────────────
+
+function getToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+
+function setToken(t) {
+  try {
+    if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  } catch { /* storage disabled: the token lives for this page only */ }
+  memoryToken = t;
+  showTokenState();
+}
+let memoryToken = getToken();
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** The API's error shape { error, problems: [{ path, message }] } as one line. */
+function describeError(status, data) {
+  if (data && typeof data.error === 'string') {
+    const problems = Array.isArray(data.problems) ? data.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)) : [];
+    return `${status} ${data.error}${problems.length ? ` (${problems.join('; ')})` : ''}`;
+  }
+  return `HTTP ${status}`;
+}
+
+async function api(method, path, body) {
+  const headers = { accept: 'application/json' };
+  if (memoryToken) headers.authorization = `Bearer ${memoryToken}`;
+  if (body !== undefined) headers['content-type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+  const r = await fetch(path, { method, headers, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) throw new ApiError(r.status, describeError(r.status, data));
+  return data;
+}
+
+// ─── State ───────────────────────────────────────────────────────────────────────────────────────────
+
+const state = {
+  onramps: [], // /v1/onramps (configuration: name, type, site, automatic_return_routing)
+  stats: null, // /v1/stats (live counters)
+  samples: [], // [{ t, onramps: { name: packets }, internet, flows }]
+  siteIndex: new Map(), // site name → colour index, stable for the page's life
+  pendingArr: new Set(), // onramps whose ARR PATCH is in flight
+  filters: { site: '', onramp: '', protocol: '', src: '', dst: '' },
+  selectedFlow: null,
+  polls: 0,
+  errors: new Map(), // what failed in the last poll, by part
+};
+
+function siteClass(site) {
+  const name = site || '';
+  if (!state.siteIndex.has(name)) state.siteIndex.set(name, state.siteIndex.size % SITE_COLOURS);
+  return `site-${state.siteIndex.get(name)}`;
+}
+
+function siteChip(site) {
+  return el('span', { cls: `site-chip ${siteClass(site)}`, text: site || '(none)' });
+}
+
+function setStatus() {
+  const s = $('status');
+  if (state.errors.size > 0) {
+    s.className = 'status error';
+    s.textContent = [...state.errors.entries()].map(([k, v]) => `${k}: ${v}`).join(' · ');
+  } else {
+    s.className = 'status';
+    s.textContent = `live · updated ${fmtTime(Date.now())}`;
+  }
+}
+
+function showTokenState() {
+  const ts = $('token-state');
+  ts.textContent = memoryToken ? 'token set: changes allowed' : 'read-only';
+  ts.className = memoryToken ? 'set' : 'muted';
+  for (const box of document.querySelectorAll('input[data-arr-switch]')) box.disabled = !memoryToken || state.pendingArr.has(box.dataset.onramp);
+  $('arr-hint').textContent = memoryToken
+    ? 'ARR changes apply to new flows (established flows keep their decisions).'
+    : 'ARR changes apply to new flows; the switch needs the API token (top right; the daemon logs where api.token_file is).';
+}
+
+// ─── Onramps ─────────────────────────────────────────────────────────────────────────────────────────
+
+function statsOf(name) {
+  return state.stats && Array.isArray(state.stats.onramps) ? state.stats.onramps.find((o) => o.name === name) : undefined;
+}
+
+function renderOnramps() {
+  const tbody = $('onramps-table').tBodies[0];
+  const names = state.onramps.map((o) => o.name);
+  const same = tbody.rows.length === names.length && names.every((n, i) => tbody.rows[i].dataset.onramp === n);
+  if (!same) {
+    clear(tbody);
+    for (const o of state.onramps) {
+      const box = el('input', { data: { arrSwitch: '', onramp: o.name } });
+      box.type = 'checkbox';
+      box.setAttribute('role', 'switch');
+      box.setAttribute('aria-label', `ARR on ${o.name}`);
+      box.addEventListener('change', () => toggleArr(o.name, box));
+      const sw = el('label', { cls: 'switch', title: 'Automatic Return Routing: replies go back to the onramp that started the flow' }, box, el('span', { cls: 'lbl' }));
+      const row = el('tr', { data: { onramp: o.name } },
+        el('td', { cls: 'mono', text: o.name }), el('td', { text: o.type }), el('td'), el('td'),
+        el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }),
+        el('td', {}, sw));
+      tbody.append(row);
+    }
+    if (state.onramps.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no onramps configured' })));
+  }
+  state.onramps.forEach((o, i) => {
+    const row = tbody.rows[i];
+    const st = statsOf(o.name);
+    const c = row.cells;
+    c[1].textContent = o.type;
+    clear(c[2]);
+    c[2].append(siteChip(o.site || st?.site || o.name));
+    const up = st === undefined ? null : st.up;
+    c[3].textContent = up === null ? '?' : up ? 'up' : 'down';
+    c[3].className = up === null ? '' : up ? 'state-up' : 'state-down';
+    c[4].textContent = fmtInt(st?.rxPackets);
+    c[5].textContent = fmtInt(st?.txPackets);
+    c[6].textContent = fmtBytes(st?.rxBytes);
+    c[7].textContent = fmtBytes(st?.txBytes);
+    c[8].textContent = fmtInt(st?.flowsActive);
+    const box = row.querySelector('input[data-arr-switch]');
+    if (!state.pendingArr.has(o.name)) box.checked = o.automatic_return_routing === true;
+    box.disabled = !memoryToken || state.pendingArr.has(o.name);
+    box.parentElement.querySelector('.lbl').textContent = box.checked ? 'on' : 'off';
+  });
+  $('onramps-note').textContent = `${state.onramps.length} configured`;
+}
+
+async function toggleArr(name, box) {
+  const want = box.checked;
+  state.pendingArr.add(name);
+  box.disabled = true;
+  try {
+    const updated = await api('PATCH', `/v1/onramps/${encodeURIComponent(name)}`, { automatic_return_routing: want });
+    const o = state.onramps.find((x) => x.name === name);
+    if (o && updated) o.automatic_return_routing = updated.automatic_return_routing;
+    state.errors.delete('ARR');
+  } catch (e) {
+    box.checked = !want;
+    state.errors.set('ARR', `${name}: ${e.message}`);
+  } finally {
+    state.pendingArr.delete(name);
+    renderOnramps();
+    setStatus();
+    pollSoon();
+  }
+}
+
+function fillSelect(select, values, keepAny) {
+  const current = select.value;
+  const have = [...select.options].map((o) => o.value);
+  const want = keepAny ? ['', ...values] : values;
+  if (have.length === want.length && have.every((v, i) => v === want[i])) return;
+  clear(select);
+  for (const v of want) {
+    const opt = el('option', { text: v === '' ? 'any' : v });
+    opt.value = v;
+    select.append(opt);
+  }
+  if (want.includes(current)) select.value = current;
+}
+
+function refreshChoices() {
+  const sites = [...new Set(state.onramps.map((o) => o.site || o.name))].sort();
+  sites.forEach((s) => siteClass(s));
+  fillSelect($('f-site'), sites, true);
+  fillSelect($('f-onramp'), state.onramps.map((o) => o.name), true);
+  fillSelect($('x-onramp'), state.onramps.map((o) => o.name), false);
+}
+
+// ─── Chart ───────────────────────────────────────────────────────────────────────────────────────────
+
+function addSample(stats) {
+  const t = typeof stats.time === 'number' ? stats.time : Date.now();
+  const onramps = {};
+  for (const o of stats.onramps || []) onramps[o.name] = (o.rxPackets || 0) + (o.txPackets || 0);
+  const inet = stats.internet ? (stats.internet.rxPackets || 0) + (stats.internet.txPackets || 0) : null;
+  const flows = stats.flows ? (stats.flows.ipv4 || 0) + (stats.flows.ipv6 || 0) : 0;
+  const last = state.samples[state.samples.length - 1];
+  if (last && t <= last.t) return;
+  state.samples.push({ t, onramps, internet: inet, flows });
+  while (state.samples.length > 2 && state.samples[0].t < t - HISTORY_MS - POLL_MS) state.samples.shift();
+}
+
+/** A round axis maximum ≥ v (1, 2, 5 × 10^n). */
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function seriesList() {
+  const names = state.onramps.map((o) => o.name);
+  for (const s of state.samples) for (const n of Object.keys(s.onramps)) if (!names.includes(n)) names.push(n);
+  const perSite = new Map();
+  const series = names.map((name) => {
+    const o = state.onramps.find((x) => x.name === name);
+    const site = o ? o.site || o.name : name;
+    const idx = Number(siteClass(site).slice('site-'.length));
+    const nth = perSite.get(site) || 0;
+    perSite.set(site, nth + 1);
+    return { name, colour: CHART_COLOURS[idx], dash: nth === 0 ? [] : [2, 2 + nth], get: (s) => s.onramps[name] };
+  });
+  if (state.samples.some((s) => s.internet !== null)) series.push({ name: 'internet', colour: INTERNET_COLOUR, dash: [6, 3], get: (s) => s.internet });
+  return series;
+}
+
+function drawChart() {
+  const canvas = $('chart');
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 640;
+  const h = canvas.clientHeight || 230;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const g = canvas.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const pad = { l: 52, r: 46, t: 10, b: 22 };
+  const pw = w - pad.l - pad.r;
+  const ph = h - pad.t - pad.b;
+  const samples = state.samples;
+  const now = samples.length ? samples[samples.length - 1].t : Date.now();
+  const span = Math.min(HISTORY_MS, Math.max(MIN_SPAN_MS, samples.length ? now - samples[0].t : 0));
+  const t0 = now - span;
+  const x = (t) => pad.l + ((t - t0) / span) * pw;
+
+  const series = seriesList();
+  // Rates between consecutive samples (counter resets read as 0).
+  const rates = series.map((s) => {
+    const pts = [];
+    for (let i = 1; i < samples.length; i++) {
+      const a = s.get(samples[i - 1]);
+      const b = s.get(samples[i]);
+      if (typeof a !== 'number' || typeof b !== 'number') continue;
+      const dt = (samples[i].t - samples[i - 1].t) / 1000;
+      pts.push([samples[i].t, dt > 0 ? Math.max(0, b - a) / dt : 0]);
+    }
+    return pts;
+  });
+  const maxRate = niceMax(Math.max(0, ...rates.flat().map((p) => p[1])));
+  const maxFlows = niceMax(Math.max(0, ...samples.map((s) => s.flows)));
+  const yL = (v) => pad.t + ph - (v / maxRate) * ph;
+  const yR = (v) => pad.t + ph - (v / maxFlows) * ph;
+
+  // Grid and axes.
+  g.font = '11px system-ui, sans-serif';
+  g.lineWidth = 1;
+  g.strokeStyle = '#e5e8ee';
+  g.fillStyle = '#6a7383';
+  g.textBaseline = 'middle';
+  const TICKS = 4;
+  for (let i = 0; i <= TICKS; i++) {
+    const yy = pad.t + (ph * i) / TICKS;
+    g.beginPath(); g.moveTo(pad.l, yy + 0.5); g.lineTo(pad.l + pw, yy + 0.5); g.stroke();
+    g.textAlign = 'right';
+    g.fillText(fmtRate(maxRate * (1 - i / TICKS)), pad.l - 6, yy);
+    g.textAlign = 'left';
+    g.fillText(fmtInt(Math.round(maxFlows * (1 - i / TICKS))), pad.l + pw + 6, yy);
+  }
+  g.textAlign = 'center';
+  g.textBaseline = 'top';
+  const step = span <= 60000 ? 10000 : span <= 150000 ? 30000 : 60000;
+  for (let ago = 0; ago <= span; ago += step) {
+    const xx = x(now - ago);
+    g.beginPath(); g.moveTo(xx + 0.5, pad.t); g.lineTo(xx + 0.5, pad.t + ph); g.stroke();
+    g.fillText(ago === 0 ? 'now' : `-${fmtAgo(ago)}`, xx, pad.t + ph + 5);
+  }
+  g.save();
+  g.translate(11, pad.t + ph / 2); g.rotate(-Math.PI / 2); g.textBaseline = 'middle';
+  g.fillText('packets/s', 0, 0);
+  g.restore();
+  g.save();
+  g.translate(w - 9, pad.t + ph / 2); g.rotate(Math.PI / 2); g.textBaseline = 'middle';
+  g.fillText('active flows', 0, 0);
+  g.restore();
+
+  g.save();
+  g.beginPath(); g.rect(pad.l, pad.t, pw, ph); g.clip();
+  g.lineWidth = 1.8;
+  series.forEach((s, i) => {
+    const pts = rates[i];
+    if (pts.length === 0) return;
+    g.strokeStyle = s.colour;
+    g.setLineDash(s.dash);
+    g.beginPath();
+    pts.forEach(([t, v], j) => (j === 0 ? g.moveTo(x(t), yL(v)) : g.lineTo(x(t), yL(v))));
+    g.stroke();
+  });
+  // Active flows: a dashed dark line on the right axis.
+  g.strokeStyle = FLOWS_COLOUR;
+  g.setLineDash([5, 3]);
+  g.lineWidth = 1.4;
+  g.beginPath();
+  samples.forEach((s, j) => (j === 0 ? g.moveTo(x(s.t), yR(s.flows)) : g.lineTo(x(s.t), yR(s.flows))));
+  g.stroke();
+  g.restore();
+
+  renderLegend(series, rates);
+}
+
+function fmtAgo(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s`;
+  return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m${s % 60}s`;
+}
+
+function fmtRate(v) {
+  if (v >= 1e6) return `${(v / 1e6).toFixed(1)}M`;
+  if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
+  return v >= 10 || v === 0 ? String(Math.round(v)) : v.toFixed(1);
+}
+
+function renderLegend(series, rates) {
+  const legend = $('legend');
+  clear(legend);
+  series.forEach((s, i) => {
+    const key = el('span', { cls: s.dash.length ? 'key dashed' : 'key' });
+    if (!s.dash.length) key.style.background = s.colour; // CSSOM, allowed by the CSP (no inline style attribute)
+    else key.style.borderTopColor = s.colour;
+    const last = rates[i].length ? rates[i][rates[i].length - 1][1] : null;
+    legend.append(el('span', {}, key, `${s.name} ${last === null ? '' : `${fmtRate(last)}/s`}`));
+  });
+  const last = state.samples[state.samples.length - 1];
+  legend.append(el('span', {}, el('span', { cls: 'key dashed' }), `active flows ${last ? fmtInt(last.flows) : ''}`));
+}
+
+// ─── Flows ───────────────────────────────────────────────────────────────────────────────────────────
+
+/** The source address of "10.0.1.10:40000 -> 203.0.113.10:53 (zone 1)" (or "[2001:db8::1]:40000 -> …"). */
+function sourceOf(tuple) {
+  const left = String(tuple || '').split(' -> ')[0].trim();
+  if (left.startsWith('[')) return left.slice(1, left.indexOf(']'));
+  const colons = left.split(':').length - 1;
+  return colons === 1 ? left.slice(0, left.indexOf(':')) : left;
+}
+
+/** Sort key for an address: numeric for IPv4 so 10.0.1.9 sorts before 10.0.1.10. */
+function addrKey(a) {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  return m ? `4:${m.slice(1).map((x) => x.padStart(3, '0')).join('.')}` : `6:${a}`;
+}
+
+/** "a -> b" drawn as "a → b": narrower, same meaning. */
+const arrows = (tuple) => String(tuple ?? '').replace(/ -> /g, ' → ');
+
+function flowQuery() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.filters)) if (v) q.set(k, v);
+  q.set('limit', String(FLOW_LIMIT));
+  return `/v1/flows?${q}`;
+}
+
+function badges(f) {
+  const out = [];
+  out.push(f.arr
+    ? el('span', { cls: 'badge arr', text: 'ARR', title: `replies go back to ${f.returnOnramp}` })
+    : el('span', { cls: 'badge rt', text: 'RT', title: 'no ARR: replies follow the routing table' }));
+  if (f.nat) out.push(el('span', { cls: 'badge nat', text: 'NAT', title: 'source NAT from the egress pool' }));
+  if (f.clash) out.push(el('span', { cls: 'badge clash', text: 'clash', title: 'another flow held the reply tuple: the source port was rewritten' }));
+  if (f.hairpin) out.push(el('span', { cls: 'badge hairpin', text: 'hairpin' }));
+  return out;
+}
+
+function renderFlows(data) {
+  const tbody = $('flows-table').tBodies[0];
+  clear(tbody);
+  const items = Array.isArray(data?.items) ? data.items.slice() : [];
+  // Side by side: the same source address from several sites sorts together, each row tagged with its site.
+  const sitesBySource = new Map();
+  for (const f of items) {
+    const src = sourceOf(f.original);
+    if (!sitesBySource.has(src)) sitesBySource.set(src, new Set());
+    sitesBySource.get(src).add(f.site);
+  }
+  items.sort((a, b) => {
+    const sa = addrKey(sourceOf(a.original));
+    const sb = addrKey(sourceOf(b.original));
+    if (sa !== sb) return sa < sb ? -1 : 1;
+    if (a.site !== b.site) return String(a.site) < String(b.site) ? -1 : 1;
+    if (a.onramp !== b.onramp) return String(a.onramp) < String(b.onramp) ? -1 : 1;
+    return String(a.id).localeCompare(String(b.id), 'en', { numeric: true });
+  });
+  let prevSrc = null;
+  for (const f of items) {
+    const src = sourceOf(f.original);
+    const overlapSites = sitesBySource.get(src).size;
+    const row = el('tr', { cls: siteClass(f.site), data: { flowId: f.id, site: f.site, onramp: f.onramp, src } },
+      el('td', { cls: 'mono', text: arrows(f.original), title: f.original }),
+      el('td', { cls: 'mono', text: arrows(f.reply), title: f.reply }),
+      el('td', {}, siteChip(f.site),
+        overlapSites > 1 ? el('span', { cls: 'badge overlap', text: `×${overlapSites}`, title: `${src} is in use at ${overlapSites} sites at once (overlapping address spaces)` }) : null),
+      el('td', { cls: 'mono', text: f.onramp }),
+      f.arr ? el('td', { cls: 'mono', text: f.returnOnramp }) : el('td', { cls: 'muted', text: 'routing table', title: 'ARR off: each reply is routed on its destination' }),
+      el('td', { cls: 'mono', text: f.nextHop }),
+      el('td', {}, ...badges(f)),
+      el('td', { text: f.state }),
+      el('td', { cls: 'num', text: `${fmtInt(f.packets?.[0])} / ${fmtInt(f.packets?.[1])}` }),
+      el('td', { cls: 'num', text: `${fmtBytes(f.bytes?.[0])} / ${fmtBytes(f.bytes?.[1])}` }),
+      el('td', { cls: 'num', text: fmtAge(f.ageSeconds) }));
+    if (prevSrc !== null && src !== prevSrc) row.classList.add('group-start');
+    if (f.id === state.selectedFlow) row.classList.add('selected');
+    row.addEventListener('click', () => selectFlow(f.id));
+    tbody.append(row);
+    prevSrc = src;
+  }
+  if (items.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no flows match' })));
+  const total = typeof data?.total === 'number' ? data.total : items.length;
+  $('flows-count').textContent = total > items.length ? `${items.length} of ${fmtInt(total)} shown` : `${fmtInt(total)} active`;
+}
+
+async function selectFlow(id) {
+  state.selectedFlow = id;
+  for (const r of $('flows-table').tBodies[0].rows) r.classList.toggle('selected', r.dataset.flowId === id);
+  await refreshDetail();
+}
+
+async function refreshDetail() {
+  const id = state.selectedFlow;
+  const panel = $('flow-detail');
+  if (id === null) { panel.hidden = true; return; }
+  panel.hidden = false;
+  $('detail-id').textContent = id;
+  const dl = $('detail-fields');
+  const trail = $('detail-trail');
+  let f;
+  try {
+    f = await api('GET', `/v1/flows/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (state.selectedFlow !== id) return;
+    clear(dl); clear(trail);
+    dl.append(el('dt', { text: 'state' }), el('dd', { cls: 'error-text', text: e.status === 404 ? 'this flow has ended' : e.message }));
+    return;
+  }
+  if (state.selectedFlow !== id) return;
+  clear(dl);
+  const field = (k, v) => dl.append(el('dt', { text: k }), el('dd', { text: v }));
+  field('protocol', f.protocolName ?? f.protocol);
+  field('original', arrows(f.original));
+  field('reply', arrows(f.reply));
+  field('site', f.site);
+  field('onramp', f.onramp);
+  field('return onramp', f.returnOnramp);
+  field('next hop', f.nextHop);
+  field('replies by', f.arr ? `ARR → ${f.returnOnramp}` : 'routing table (ARR off)');
+  field('NAT', f.nat ? (f.clash ? 'yes, clash rewrite' : 'yes') : f.clash ? 'clash rewrite' : 'no');
+  if (f.hairpin) field('hairpin', 'yes');
+  field('state', f.state);
+  field('firewall rule', f.firewallRuleId ? String(f.firewallRuleId) : 'default action');
+  field('packets →/←', `${fmtInt(f.packets?.[0])} / ${fmtInt(f.packets?.[1])}`);
+  field('bytes →/←', `${fmtInt(f.bytes?.[0])} / ${fmtInt(f.bytes?.[1])}`);
+  field('age', fmtAge(f.ageSeconds));
+  clear(trail);
+  for (const line of f.trail || []) trail.append(el('li', { text: line }));
+}
+
+// ─── Routes, overlaps ────────────────────────────────────────────────────────────────────────────────
+
+function nextHopText(nh) {
+  if (typeof nh === 'string') return nh;
+  if (nh && typeof nh === 'object' && 'onramp' in nh) return `onramp ${nh.onramp}`;
+  return JSON.stringify(nh);
+}
+
+function renderRoutes(routes) {
+  const tbody = $('routes-table').tBodies[0];
+  clear(tbody);
+  for (const r of routes || []) {
+    tbody.append(el('tr', {},
+      el('td', { cls: 'num', text: r.id }),
+      el('td', { cls: 'mono', text: r.prefix }),
+      el('td', { cls: 'mono', text: nextHopText(r.next_hop) }),
+      el('td', { cls: 'num', text: r.priority ?? '' }),
+      el('td', { cls: 'num', text: r.weight ?? '' }),
+      el('td', {}, r.site ? siteChip(r.site) : el('span', { cls: 'muted', text: 'all sites' }))));
+  }
+  if (!routes || routes.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no routes' })));
+}
+
+function renderOverlaps(data) {
+  const tbody = $('overlaps-table').tBodies[0];
+  clear(tbody);
+  const items = Array.isArray(data?.items) ? data.items : [];
+  for (const o of items) {
+    const ramps = el('td');
+    for (const r of o.onramps || []) {
+      ramps.append(siteChip(r.site), ' ', el('span', { cls: 'mono', text: r.name }), ' ',
+        el('span', { cls: r.arr ? 'badge arr' : 'badge rt', text: r.arr ? 'ARR' : 'RT' }), '  ');
+    }
+    tbody.append(el('tr', {},
+      el('td', { cls: 'mono', text: o.prefix }),
+      ramps,
+      el('td', { cls: o.coveredByArr ? 'state-up' : 'state-down', text: o.coveredByArr ? 'yes' : 'no: replies are ambiguous' })));
+  }
+  if (items.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no overlapping source prefixes' })));
+}
+
+// ─── Explain ─────────────────────────────────────────────────────────────────────────────────────────
+
+async function explain(ev) {
+  ev.preventDefault();
+  const protocol = $('x-protocol').value;
+  const body = { onramp: $('x-onramp').value, protocol, src: $('x-src').value.trim(), dst: $('x-dst').value.trim() };
+  if (protocol === 'tcp' || protocol === 'udp') {
+    const sp = $('x-sport').value;
+    const dp = $('x-dport').value;
+    if (sp !== '') body.src_port = Number(sp);
+    if (dp !== '') body.dst_port = Number(dp);
+  }
+  const out = $('explain-result');
+  const verdict = $('x-verdict');
+  const summary = $('x-summary');
+  const trail = $('x-trail');
+  out.hidden = false;
+  clear(trail);
+  try {
+    const r = await api('POST', '/v1/explain', body);
+    verdict.textContent = r.verdict;
+    verdict.className = `badge ${r.verdict === 'forward' ? 'forward' : 'drop'}`;
+    const parts = [];
+    if (r.verdict === 'drop' && r.dropReason) parts.push(`drop reason: ${r.dropReason}`);
+    if (r.nextHop !== null && r.nextHop !== undefined) parts.push(`next hop: ${r.nextHop}`);
+    if (r.replies && r.replies.by) parts.push(`replies by: ${r.replies.by}`);
+    if (r.flow) parts.push('matches an existing flow');
+    summary.textContent = parts.join(' · ');
+    for (const line of r.trail || []) trail.append(el('li', { text: line }));
+    $('x-raw').textContent = JSON.stringify(r, null, 2);
+  } catch (e) {
+    verdict.textContent = 'error';
+    verdict.className = 'badge drop';
+    summary.textContent = e.message;
+    $('x-raw').textContent = '';
+  }
+}
+
+// ─── Polling ─────────────────────────────────────────────────────────────────────────────────────────
+
+let timer = null;
+let inFlight = false;
+let again = false;
+let slowDue = true;
+
+async function poll() {
+  if (inFlight) { again = true; return; }
+  inFlight = true;
+  clearTimeout(timer);
+  const slow = slowDue || state.polls % SLOW_EVERY === 0;
+  slowDue = false;
+  state.polls++;
+  const part = async (name, fn) => {
+    try { await fn(); state.errors.delete(name); } catch (e) { state.errors.set(name, e.message); }
+  };
+  try {
+    await Promise.all([
+      part('onramps', async () => {
+        const [onramps, stats] = await Promise.all([api('GET', '/v1/onramps'), api('GET', '/v1/stats').catch((e) => { state.errors.set('stats', e.message); return null; })]);
+        state.onramps = Array.isArray(onramps) ? onramps : [];
+        if (stats) { state.stats = stats; state.errors.delete('stats'); addSample(stats); }
+        refreshChoices();
+        renderOnramps();
+        drawChart();
+      }),
+      part('flows', async () => renderFlows(await api('GET', flowQuery()))),
+      slow ? part('routes', async () => renderRoutes(await api('GET', '/v1/routes'))) : null,
+      slow ? part('overlaps', async () => renderOverlaps(await api('GET', '/v1/overlaps'))) : null,
+      state.selectedFlow !== null ? refreshDetail() : null,
+    ]);
+    setStatus();
+  } finally {
+    document.body.dataset.polls = String(state.polls); // lets tests wait for a fresh poll
+    inFlight = false;
+    if (again) { again = false; void poll(); } else timer = setTimeout(poll, POLL_MS);
+  }
+}
+
+/** Polls at once (after a change or a new filter), routes and overlaps included. */
+function pollSoon() {
+  slowDue = true;
+  void poll();
+}
+
+function init() {
+  $('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = $('token').value.trim();
+    $('token').value = '';
+    setToken(t);
+    renderOnramps();
+  });
+  $('token-forget').addEventListener('click', () => { setToken(''); renderOnramps(); });
+  $('flow-filters').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.filters = {
+      site: $('f-site').value, onramp: $('f-onramp').value, protocol: $('f-protocol').value,
+      src: $('f-src').value.trim(), dst: $('f-dst').value.trim(),
+    };
+    pollSoon();
+  });
+  $('flow-filters').addEventListener('reset', () => {
+    state.filters = { site: '', onramp: '', protocol: '', src: '', dst: '' };
+    setTimeout(pollSoon, 0);
+  });
+  for (const id of ['f-site', 'f-onramp', 'f-protocol']) $(id).addEventListener('change', () => $('flow-filters').requestSubmit());
+  $('detail-close').addEventListener('click', () => {
+    state.selectedFlow = null;
+    $('flow-detail').hidden = true;
+    for (const r of $('flows-table').tBodies[0].rows) r.classList.remove('selected');
+  });
+  $('explain-form').addEventListener('submit', explain);
+  window.addEventListener('resize', drawChart);
+  showTokenState();
+  void poll();
+}
+
+init();

@@ -1,0 +1,61 @@
+/**
+ * The control plane over an in-process pipeline, for API and browser tests: the lab's default
+ * configuration, a store in a temporary directory, buildApi with the flow routes (and metrics).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from '../../src/control/api.js';
+import { registerFlowRoutes } from '../../src/control/api-flows.js';
+import { LiveConfig } from '../../src/control/apply.js';
+import { assignIds, defaultConfig, toPipelineConfig, type ConfigIds, type TetherConfig } from '../../src/control/config.js';
+import { createMetrics, NameBook } from '../../src/control/metrics.js';
+import { ConfigStore } from '../../src/control/store.js';
+import { Edge } from './edge.js';
+
+export interface ApiRig {
+  app: FastifyInstance;
+  edge: Edge;
+  store: ConfigStore;
+  cfg: TetherConfig;
+  ids: ConfigIds;
+  /** A temporary directory, removed by close(). */
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** Builds (does not listen): call app.ready() / app.listen(); `extend` may register more routes first. */
+export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string; extend?: (app: FastifyInstance) => void }): ApiRig {
+  const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const store = ConfigStore.open(join(dir, 'tether.db'));
+  store.seedFrom(cfg);
+  const names = new NameBook(edge.pipeline, cfg, ids);
+  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg, ids), token: opts.token });
+  opts.extend?.(app);
+  registerFlowRoutes(app, {
+    pipeline: edge.pipeline,
+    names,
+    config: () => store.load(),
+    now: () => edge.now,
+    metrics: opts.metrics ? createMetrics({ pipeline: edge.pipeline, names }) : undefined,
+  });
+  return {
+    app,
+    edge,
+    store,
+    cfg,
+    ids,
+    dir,
+    close: async () => {
+      const closing = app.close();
+      app.server.closeAllConnections(); // keep-alive sockets (a browser's, fetch's) would hold close() for up to a minute
+      await closing;
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
