@@ -17,18 +17,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Locator, type Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { buildUdp } from '../../src/wire/build.js';
 import { Edge } from '../support/edge.js';
 import { DASHBOARD_CSP, registerDashboard } from '../../src/control/dashboard.js';
 import { apiRig } from '../support/api.js';
+import { openBrowser } from '../support/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOKEN = 'dashboard-test-token-0123456789';
 const HOST = '10.0.1.10';
 const SERVER = '203.0.113.10';
@@ -74,7 +72,6 @@ async function text(l: Locator): Promise<string> {
 }
 
 test('dashboard in headless Chromium: overlapping sources side by side, ARR switched off in the page, new flows and explain follow', async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's browser with \`apt-get install -y --no-install-recommends chromium\` (this test never skips)`);
 
   const rig = apiRig({ token: TOKEN, prefix: 'tether-dashboard-', extend: registerDashboard });
   const { app, edge, ids, dir } = rig;
@@ -109,10 +106,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     }
   }, 250);
 
-  const userDataDir = mkdtempSync(join(dir, 'chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1440, height: 960 },
-  });
+  const context = await openBrowser(dir);
   const problems: string[] = [];
   try {
     // The files: content types and the strict policy.

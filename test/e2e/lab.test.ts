@@ -174,7 +174,7 @@ test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncate
   assert.ok(total(counters.greDrops) >= 4, `GRE drops counted: ${JSON.stringify(counters.greDrops)}`);
 });
 
-test('the API in the edge namespace: tether flows shows both sites\' 10.0.1.10 side by side; tether onramps --arr off switches new flows', async () => {
+test('the API in the edge namespace: tether flows and the dashboard show both sites\' 10.0.1.10 side by side; tether onramps --arr off switches new flows', async () => {
   const cli = (...args: string[]) => inNamespace(lab.names.edge, process.execPath, nodeTsArgs(TETHER_CLI, args), { timeoutMs: 30_000 });
   await Promise.all([lab.names.siteA, lab.names.siteB].map((ns) => udpExchange(ns, LAB.internet.server, LAB.echoPort, 'side by side', { sourcePort: 45000 })));
   const listed = await cli('flows', '--json', '--src', '10.0.1.10/32', '--dst', `${LAB.internet.server}/32`, '--protocol', 'udp');
@@ -182,6 +182,12 @@ test('the API in the edge namespace: tether flows shows both sites\' 10.0.1.10 s
   const page = JSON.parse(listed.stdout) as { items: Array<{ site: string; onramp: string; original: string }> };
   const sideBySide = page.items.filter((f) => f.original.startsWith('10.0.1.10:45000 '));
   assert.deepEqual(sideBySide.map((f) => `${f.site}/${f.onramp}`).sort(), ['site-a/site-a-wg', 'site-b/site-b-wg'], listed.stdout);
+
+  // The same flows in the dashboard the daemon serves, in headless Chromium inside the edge namespace.
+  const probe = await inNamespace(lab.names.edge, process.execPath, nodeTsArgs(join(import.meta.dirname, 'dashboard-probe.ts'), ['http://127.0.0.1:8470/', join(lab.runDir, 'dashboard.png')]), { timeoutMs: 60_000 });
+  assert.equal(probe.code, 0, probe.stderr);
+  const rows = (JSON.parse(probe.stdout) as { rows: string[] }).rows.filter((r) => r.includes('10.0.1.10:45000'));
+  assert.deepEqual(rows.map((r) => r.split(' ')[0]).sort(), ['site-a-wg', 'site-b-wg'], `the dashboard shows both sites' 10.0.1.10 side by side: ${JSON.stringify(rows)}`);
 
   const tokenFile = join(lab.runDir, 'api-token');
   const switched = await cli('onramps', 'site-b-wg', '--arr', 'off', '--token-file', tokenFile);

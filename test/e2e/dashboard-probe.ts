@@ -1,0 +1,26 @@
+/**
+ * Run inside the lab's edge namespace (the daemon's API listens on its loopback): opens the
+ * dashboard in headless Chromium, waits until the flow table shows flows of both WireGuard sites,
+ * prints the rows it saw as JSON and saves a screenshot. Used by test/e2e/lab.test.ts.
+ *   node --import tsx test/e2e/dashboard-probe.ts URL SCREENSHOT_PATH
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openBrowser } from '../support/browser.js';
+
+const [url, screenshot] = process.argv.slice(2);
+const context = await openBrowser(mkdtempSync(join(tmpdir(), 'tether-probe-')));
+try {
+  const page = await context.newPage();
+  await page.goto(url);
+  let rows: string[] = [];
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await page.waitForTimeout(300)) {
+    rows = await page.locator('#flows-table tbody tr[data-flow-id]').evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-onramp')} ${tr.textContent ?? ''}`));
+    if (rows.some((r) => r.startsWith('site-a-wg ')) && rows.some((r) => r.startsWith('site-b-wg '))) break;
+  }
+  await page.screenshot({ path: screenshot, fullPage: true });
+  process.stdout.write(JSON.stringify({ rows }));
+} finally {
+  await context.close();
+}
