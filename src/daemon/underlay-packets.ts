@@ -26,28 +26,13 @@ import {
   UDP_LENGTH,
   UDP_SRC_PORT,
 } from '../wire/constants.js';
+import { read32, write16, write32 } from '../wire/bytes.js';
 
 /** Version 4, IHL 5 (RFC 791 section 3.1). */
 const IPV4_VERSION_IHL_PLAIN = 0x45;
 /** TTL of packets the edge originates (Linux's default, net.ipv4.ip_default_ttl). */
 export const ORIGINATED_TTL = 64;
 export const UDP4_OVERHEAD = IPV4_MIN_HEADER + UDP_HEADER;
-
-function put16(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 8) & 0xff;
-  b[i + 1] = v & 0xff;
-}
-
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = (v >>> 16) & 0xff;
-  b[i + 2] = (v >>> 8) & 0xff;
-  b[i + 3] = v & 0xff;
-}
-
-export function read32(b: Uint8Array, i: number): number {
-  return ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
-}
 
 /**
  * Writes IPv4 + UDP headers at buf[at] for a payload already at buf[at + 28, + payloadLength), with a full
@@ -69,24 +54,24 @@ export function writeUdp4Headers(
   const total = IPV4_MIN_HEADER + udpLength;
   buf[at] = IPV4_VERSION_IHL_PLAIN;
   buf[at + 1] = 0;
-  put16(buf, at + IPV4_TOTAL_LENGTH, total);
-  put16(buf, at + IPV4_ID, ipId);
-  put16(buf, at + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
+  write16(buf, at + IPV4_TOTAL_LENGTH, total);
+  write16(buf, at + IPV4_ID, ipId);
+  write16(buf, at + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
   buf[at + IPV4_TTL] = ORIGINATED_TTL;
   buf[at + IPV4_PROTOCOL] = IPPROTO_UDP;
-  put16(buf, at + IPV4_CHECKSUM, 0);
-  put32(buf, at + IPV4_SRC, src);
-  put32(buf, at + IPV4_DST, dst);
-  put16(buf, at + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, at, IPV4_MIN_HEADER));
+  write16(buf, at + IPV4_CHECKSUM, 0);
+  write32(buf, at + IPV4_SRC, src);
+  write32(buf, at + IPV4_DST, dst);
+  write16(buf, at + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, at, IPV4_MIN_HEADER));
   const u = at + IPV4_MIN_HEADER;
-  put16(buf, u + UDP_SRC_PORT, srcPort);
-  put16(buf, u + UDP_DST_PORT, dstPort);
-  put16(buf, u + UDP_LENGTH, udpLength);
-  put16(buf, u + UDP_CHECKSUM, 0);
+  write16(buf, u + UDP_SRC_PORT, srcPort);
+  write16(buf, u + UDP_DST_PORT, dstPort);
+  write16(buf, u + UDP_LENGTH, udpLength);
+  write16(buf, u + UDP_CHECKSUM, 0);
   let ck = foldChecksum(onesComplementSum(buf, u, u + udpLength, pseudoHeaderSum4(src, dst, IPPROTO_UDP, udpLength)));
   // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
   if (ck === 0) ck = 0xffff;
-  put16(buf, u + UDP_CHECKSUM, ck);
+  write16(buf, u + UDP_CHECKSUM, ck);
   return total;
 }
 
@@ -97,14 +82,14 @@ export function writeUdp4Headers(
  */
 export function echoReplyInPlace(buf: Uint8Array, l3: number, headerLength: number, l4: number): void {
   const src = read32(buf, l3 + IPV4_SRC);
-  put32(buf, l3 + IPV4_SRC, read32(buf, l3 + IPV4_DST));
-  put32(buf, l3 + IPV4_DST, src);
+  write32(buf, l3 + IPV4_SRC, read32(buf, l3 + IPV4_DST));
+  write32(buf, l3 + IPV4_DST, src);
   buf[l3 + IPV4_TTL] = ORIGINATED_TTL;
-  put16(buf, l3 + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, l3, headerLength));
+  write16(buf, l3 + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, l3, headerLength));
   // The type byte is the high half of the first ICMP word (RFC 1624 incremental update).
   const ck = (buf[l4 + ICMP_CHECKSUM] << 8) | buf[l4 + ICMP_CHECKSUM + 1];
   const firstWord = (buf[l4 + ICMP_TYPE] << 8) | buf[l4 + ICMP_TYPE + 1];
   buf[l4 + ICMP_TYPE] = ICMP4_ECHO_REPLY;
-  put16(buf, l4 + ICMP_CHECKSUM, checksumUpdate16(ck, firstWord, (ICMP4_ECHO_REPLY << 8) | (firstWord & 0xff)));
+  write16(buf, l4 + ICMP_CHECKSUM, checksumUpdate16(ck, firstWord, (ICMP4_ECHO_REPLY << 8) | (firstWord & 0xff)));
 }
 

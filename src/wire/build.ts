@@ -87,6 +87,7 @@ import {
 } from './constants.js';
 import { inspect } from './inspect.js';
 import { PacketInfo } from './packet-info.js';
+import { write16, write32 } from './bytes.js';
 
 // --- records ------------------------------------------------------------------------------------
 
@@ -225,18 +226,6 @@ function addr6(a: string | number | Uint32Array): Uint32Array {
   return v;
 }
 
-function put16(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 8) & 0xff;
-  b[i + 1] = v & 0xff;
-}
-
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = (v >>> 24) & 0xff;
-  b[i + 1] = (v >>> 16) & 0xff;
-  b[i + 2] = (v >>> 8) & 0xff;
-  b[i + 3] = v & 0xff;
-}
-
 function concat(parts: Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
@@ -298,8 +287,8 @@ function buildExtensions(extensions: Ipv6Extension[], finalProtocol: number): { 
       h = new Uint8Array(IPV6_FRAGMENT_HEADER);
       const offset = e.offset ?? 0;
       if (offset % FRAGMENT_UNIT !== 0) throw new RangeError('IPv6 fragment offset must be a multiple of 8');
-      put16(h, 2, (offset & 0xfff8) | (e.more ? 1 : 0));
-      put32(h, 4, e.id ?? 0);
+      write16(h, 2, (offset & 0xfff8) | (e.more ? 1 : 0));
+      write32(h, 4, e.id ?? 0);
     } else {
       const data = e.data ?? new Uint8Array(12); // SPI, sequence, 4-byte ICV
       const total = Math.max(16, Math.ceil((2 + data.length) / 8) * 8);
@@ -332,27 +321,27 @@ function assemble(ip: IpHeader, protocol: number, l4: Uint8Array, checksumAt: nu
     const out = new Uint8Array(total);
     out[0] = 0x40 | (headerLength >>> 2);
     out[IPV4_TOS] = v4.tos ?? 0;
-    put16(out, IPV4_TOTAL_LENGTH, total);
-    put16(out, IPV4_ID, v4.id ?? 0);
+    write16(out, IPV4_TOTAL_LENGTH, total);
+    write16(out, IPV4_ID, v4.id ?? 0);
     const fragmentOffset = v4.fragmentOffset ?? 0;
     if (fragmentOffset % FRAGMENT_UNIT !== 0) throw new RangeError('IPv4 fragment offset must be a multiple of 8');
-    put16(
+    write16(
       out,
       IPV4_FLAGS_FRAGMENT,
       (v4.dontFragment ? IPV4_FLAG_DF : 0) | (v4.moreFragments ? IPV4_FLAG_MF : 0) | ((fragmentOffset / FRAGMENT_UNIT) & IPV4_FRAGMENT_OFFSET_MASK),
     );
     out[IPV4_TTL] = v4.ttl ?? 64;
     out[IPV4_PROTOCOL] = v4.protocol ?? protocol;
-    put32(out, IPV4_SRC, src);
-    put32(out, IPV4_DST, dst);
+    write32(out, IPV4_SRC, src);
+    write32(out, IPV4_DST, dst);
     out.set(options, IPV4_MIN_HEADER);
-    put16(out, IPV4_CHECKSUM, foldChecksum(onesComplementSum(out, 0, headerLength, 0)));
+    write16(out, IPV4_CHECKSUM, foldChecksum(onesComplementSum(out, 0, headerLength, 0)));
     out.set(l4, headerLength);
     if (checksumAt >= 0) {
       const start = pseudo ? pseudoHeaderSum4(src, dst, protocol, l4.length) : 0;
       let c = foldChecksum(onesComplementSum(out, headerLength, total, start));
       if (c === 0 && zeroIsFfff) c = 0xffff;
-      put16(out, headerLength + checksumAt, c);
+      write16(out, headerLength + checksumAt, c);
     }
     return out;
   }
@@ -365,13 +354,13 @@ function assemble(ip: IpHeader, protocol: number, l4: Uint8Array, checksumAt: nu
   if (payloadLength > 0xffff) throw new RangeError('IPv6 payload longer than 65535 bytes');
   const out = new Uint8Array(IPV6_HEADER + payloadLength);
   const tc = v6.trafficClass ?? 0;
-  put32(out, 0, ((6 << 28) | ((tc & 0xff) << 20) | ((v6.flowLabel ?? 0) & 0xfffff)) >>> 0);
-  put16(out, IPV6_PAYLOAD_LENGTH, payloadLength);
+  write32(out, 0, ((6 << 28) | ((tc & 0xff) << 20) | ((v6.flowLabel ?? 0) & 0xfffff)) >>> 0);
+  write16(out, IPV6_PAYLOAD_LENGTH, payloadLength);
   out[IPV6_NEXT_HEADER] = firstHeader;
   out[IPV6_HOP_LIMIT] = v6.hopLimit ?? 64;
   for (let i = 0; i < 4; i++) {
-    put32(out, IPV6_SRC + 4 * i, words[i]);
-    put32(out, IPV6_DST + 4 * i, words[4 + i]);
+    write32(out, IPV6_SRC + 4 * i, words[i]);
+    write32(out, IPV6_DST + 4 * i, words[4 + i]);
   }
   out.set(ext, IPV6_HEADER);
   const l4Offset = IPV6_HEADER + ext.length;
@@ -382,7 +371,7 @@ function assemble(ip: IpHeader, protocol: number, l4: Uint8Array, checksumAt: nu
     const start = pseudo ? pseudoHeaderSum6(words, 0, 4, protocol, l4.length) : 0;
     let c = foldChecksum(onesComplementSum(out, l4Offset, out.length, start));
     if (c === 0 && zeroIsFfff) c = 0xffff;
-    put16(out, l4Offset + checksumAt, c);
+    write16(out, l4Offset + checksumAt, c);
   }
   return out;
 }
@@ -397,9 +386,9 @@ export function buildIp(ip: IpHeader, protocol: number, payload: Uint8Array): Ui
 export function buildUdp(ip: IpHeader, udp: UdpDatagram): Uint8Array {
   const payload = udp.payload ?? new Uint8Array(0);
   const l4 = new Uint8Array(UDP_HEADER + payload.length);
-  put16(l4, UDP_SRC_PORT, udp.srcPort);
-  put16(l4, UDP_DST_PORT, udp.dstPort);
-  put16(l4, UDP_LENGTH, l4.length);
+  write16(l4, UDP_SRC_PORT, udp.srcPort);
+  write16(l4, UDP_DST_PORT, udp.dstPort);
+  write16(l4, UDP_LENGTH, l4.length);
   l4.set(payload, UDP_HEADER);
   const zero = udp.zeroChecksum === true && ipFamily(ip) === 4;
   return assemble(ip, IPPROTO_UDP, l4, zero ? -1 : UDP_CHECKSUM, true, true);
@@ -413,8 +402,8 @@ function tcpOptionBytes(o: TcpOptions | undefined): Uint8Array {
   if (o.sackPermitted) bytes.push(TCP_OPT_SACK_PERMITTED, TCP_OPT_SACK_PERMITTED_LENGTH);
   if (o.timestamps) {
     const t = new Uint8Array(8);
-    put32(t, 0, o.timestamps.value);
-    put32(t, 4, o.timestamps.echo);
+    write32(t, 0, o.timestamps.value);
+    write32(t, 4, o.timestamps.echo);
     bytes.push(TCP_OPT_TIMESTAMPS, TCP_OPT_TIMESTAMPS_LENGTH, ...t);
   }
   if (o.windowScale !== undefined) bytes.push(TCP_OPT_NOP, TCP_OPT_WINDOW_SCALE, TCP_OPT_WINDOW_SCALE_LENGTH, o.windowScale & 0xff);
@@ -429,14 +418,14 @@ export function buildTcp(ip: IpHeader, tcp: TcpSegment): Uint8Array {
   const payload = tcp.payload ?? new Uint8Array(0);
   const headerLength = TCP_MIN_HEADER + options.length;
   const l4 = new Uint8Array(headerLength + payload.length);
-  put16(l4, TCP_SRC_PORT, tcp.srcPort);
-  put16(l4, TCP_DST_PORT, tcp.dstPort);
-  put32(l4, TCP_SEQ, tcp.seq ?? 0);
-  put32(l4, TCP_ACK, tcp.ack ?? 0);
+  write16(l4, TCP_SRC_PORT, tcp.srcPort);
+  write16(l4, TCP_DST_PORT, tcp.dstPort);
+  write32(l4, TCP_SEQ, tcp.seq ?? 0);
+  write32(l4, TCP_ACK, tcp.ack ?? 0);
   l4[TCP_DATA_OFFSET] = (headerLength >>> 2) << 4;
   l4[TCP_FLAGS] = tcp.flags ?? TCP_ACK_FLAG;
-  put16(l4, TCP_WINDOW, tcp.window ?? 0xffff);
-  put16(l4, TCP_URGENT, tcp.urgent ?? 0);
+  write16(l4, TCP_WINDOW, tcp.window ?? 0xffff);
+  write16(l4, TCP_URGENT, tcp.urgent ?? 0);
   l4.set(options, TCP_MIN_HEADER);
   l4.set(payload, headerLength);
   return assemble(ip, IPPROTO_TCP, l4, TCP_CHECKSUM, true, false);
@@ -448,7 +437,7 @@ export function buildIcmp(ip: IpHeader, msg: IcmpMessage): Uint8Array {
   const l4 = new Uint8Array(ICMP_HEADER + body.length);
   l4[ICMP_TYPE] = msg.type;
   l4[ICMP_CODE] = msg.code;
-  put32(l4, ICMP_ID, msg.rest ?? 0); // the "rest of header" word starts where an echo's identifier is
+  write32(l4, ICMP_ID, msg.rest ?? 0); // the "rest of header" word starts where an echo's identifier is
   l4.set(body, ICMP_HEADER);
   const v6 = ipFamily(ip) === 6;
   return assemble(ip, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, l4, ICMP_CHECKSUM, v6, false);
@@ -524,11 +513,11 @@ export function fragmentIpv4(packet: Uint8Array, mtu: number): Uint8Array[] {
     f.set(h);
     f.set(data.subarray(at, at + n), h.length);
     f[0] = 0x40 | (h.length >>> 2);
-    put16(f, IPV4_TOTAL_LENGTH, f.length);
+    write16(f, IPV4_TOTAL_LENGTH, f.length);
     const mf = last ? originalMf : true;
-    put16(f, IPV4_FLAGS_FRAGMENT, (flags & IPV4_FLAG_DF) | (mf ? IPV4_FLAG_MF : 0) | ((baseOffset + at) / FRAGMENT_UNIT));
-    put16(f, IPV4_CHECKSUM, 0);
-    put16(f, IPV4_CHECKSUM, foldChecksum(onesComplementSum(f, 0, h.length, 0)));
+    write16(f, IPV4_FLAGS_FRAGMENT, (flags & IPV4_FLAG_DF) | (mf ? IPV4_FLAG_MF : 0) | ((baseOffset + at) / FRAGMENT_UNIT));
+    write16(f, IPV4_CHECKSUM, 0);
+    write16(f, IPV4_CHECKSUM, foldChecksum(onesComplementSum(f, 0, h.length, 0)));
     out.push(f);
     at += n;
   }

@@ -81,6 +81,7 @@ import {
   UDP_LENGTH,
 } from './constants.js';
 import type { PacketInfo } from './packet-info.js';
+import { read32 } from './bytes.js';
 
 /** IP version nibble values. */
 const VERSION_4 = 4;
@@ -143,10 +144,6 @@ function resetInfo(info: PacketInfo): void {
   info.innerL4Available = 0;
   info.innerSrcPort = 0;
   info.innerDstPort = 0;
-}
-
-function read32(buf: Uint8Array, i: number): number {
-  return ((buf[i] << 24) | (buf[i + 1] << 16) | (buf[i + 2] << 8) | buf[i + 3]) >>> 0;
 }
 
 /**

@@ -34,25 +34,10 @@ import {
   UDP_CHECKSUM,
 } from './constants.js';
 import type { PacketInfo } from './packet-info.js';
+import { read16, write16, write32 } from './bytes.js';
 
 /** Bytes 0..1 of the checksum field must be quoted for an inner checksum update. */
 const CHECKSUM_FIELD = 2;
-
-function read16(buf: Uint8Array, i: number): number {
-  return (buf[i] << 8) | buf[i + 1];
-}
-
-function write16(buf: Uint8Array, i: number, v: number): void {
-  buf[i] = v >>> 8;
-  buf[i + 1] = v & 0xff;
-}
-
-function write32(buf: Uint8Array, i: number, v: number): void {
-  buf[i] = v >>> 24;
-  buf[i + 1] = (v >>> 16) & 0xff;
-  buf[i + 2] = (v >>> 8) & 0xff;
-  buf[i + 3] = v & 0xff;
-}
 
 /**
  * Applies `delta` to the 16-bit checksum at `pos`; for UDP a stored 0 (no checksum) is left alone and a

@@ -61,6 +61,7 @@ import {
   OUTER_TTL,
 } from './constants.js';
 import { GreDrop } from './gre-drop.js';
+import { read16, read32, write16, write32 } from '../../wire/bytes.js';
 
 /** IP version nibbles. */
 const VERSION_4 = 4;
@@ -107,26 +108,6 @@ export class GreDecap {
    * our (local) end. IPv4 uses [0] and [4] with the other words zero.
    */
   readonly addr = new Uint32Array(8);
-}
-
-function read16(buf: Uint8Array, i: number): number {
-  return (buf[i] << 8) | buf[i + 1];
-}
-
-function read32(buf: Uint8Array, i: number): number {
-  return ((buf[i] << 24) | (buf[i + 1] << 16) | (buf[i + 2] << 8) | buf[i + 3]) >>> 0;
-}
-
-function write16(buf: Uint8Array, i: number, v: number): void {
-  buf[i] = (v >>> 8) & 0xff;
-  buf[i + 1] = v & 0xff;
-}
-
-function write32(buf: Uint8Array, i: number, v: number): void {
-  buf[i] = (v >>> 24) & 0xff;
-  buf[i + 1] = (v >>> 16) & 0xff;
-  buf[i + 2] = (v >>> 8) & 0xff;
-  buf[i + 3] = v & 0xff;
 }
 
 /** GRE header length for encapsulation options (GRE_TX_* bits). */

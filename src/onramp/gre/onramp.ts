@@ -17,6 +17,7 @@ import { GRE_TX_SEQUENCE, GreDecap, decapsulate, encapsulate4, encapsulate6, gre
 import { DEFAULT_MAX_TUNNELS, GRE_PROTO_IPV4, IPPROTO_GRE, OUTER_IPV4_HEADER, OUTER_IPV6_HEADER } from './constants.js';
 import { GRE_DROP_COUNT, GreDrop } from './gre-drop.js';
 import { ADDR_WORDS, GreTunnelTable, LOCAL, REMOTE, RX_REQUIRE_CHECKSUM, RX_SEQUENCE } from './tunnel-table.js';
+import { read32 } from '../../wire/bytes.js';
 
 /** receive() results that are not an onramp id. */
 export const GRE_RECEIVE_DROP = -1;
@@ -25,10 +26,6 @@ export const GRE_RECEIVE_DROP = -1;
  * the tunnel's remote end. Send decap.inner* unchanged to the network, as the sender expects of a GRE peer.
  */
 export const GRE_RECEIVE_REFLECT = -2;
-
-function read32(buf: Uint8Array, i: number): number {
-  return ((buf[i] << 24) | (buf[i + 1] << 16) | (buf[i + 2] << 8) | buf[i + 3]) >>> 0;
-}
 
 export class GreOnramp {
   readonly tunnels: GreTunnelTable;

@@ -12,6 +12,7 @@
  * peers; a trie can replace it behind the same interface. Lookups allocate nothing.
  */
 import { parsePrefix } from '../../common/addr.js';
+import { read32 } from '../../wire/bytes.js';
 
 const IPV4_VERSION = 4;
 const IPV6_VERSION = 6;
@@ -29,10 +30,6 @@ interface Entry {
   words: Uint32Array; // 4 words, host bits zero
   length: number;
   peer: number;
-}
-
-function readWord(p: Uint8Array, off: number): number {
-  return ((p[off] << 24) | (p[off + 1] << 16) | (p[off + 2] << 8) | p[off + 3]) >>> 0;
 }
 
 /** The prefix mask for word `w` (0..3) of a prefix of `length` bits. */
@@ -77,12 +74,12 @@ export class AllowedIps {
       const e = entries[i];
       if (e.family !== family || (onlyPeer >= 0 && e.peer !== onlyPeer)) continue;
       if (family === IPV4_VERSION) {
-        if (((readWord(packet, off) & maskWord(e.length, 0)) >>> 0) === e.words[0]) return e.peer;
+        if (((read32(packet, off) & maskWord(e.length, 0)) >>> 0) === e.words[0]) return e.peer;
         continue;
       }
       let match = true;
       for (let w = 0; w < 4 && match; w++) {
-        if (((readWord(packet, off + w * 4) & maskWord(e.length, w)) >>> 0) !== e.words[w]) match = false;
+        if (((read32(packet, off + w * 4) & maskWord(e.length, w)) >>> 0) !== e.words[w]) match = false;
       }
       if (match) return e.peer;
     }
