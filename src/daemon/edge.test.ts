@@ -5,7 +5,7 @@
 // WireGuard engine over a kernel UDP socket (test-wg-peer.ts).
 // Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,6 +15,7 @@ import { LAB_WIREGUARD_KEYS } from '../control/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
 import { planNetwork } from './network.js';
+import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
 const PREFIX = `tt-${process.pid}-`;
 const NS = { edge: `${PREFIX}edge`, dc: `${PREFIX}dc`, inet: `${PREFIX}inet`, site: `${PREFIX}site`, gre: `${PREFIX}gre` };
@@ -40,31 +41,8 @@ const GRE_HEADER = 4;
 const GRE_PROTO_IPV4 = 0x0800;
 const IPPROTO_GRE = 47;
 
-function sh(cmd: string, ...args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
 function nsSh(ns: string, script: string): void {
   sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Deletes namespaces tt-<pid>-* whose run is gone (a crashed run cannot clean up after itself). */
-function removeStaleNamespaces(): void {
-  for (const line of sh('ip', 'netns', 'list').split('\n')) {
-    const m = /^(tt-(\d+)-\S+)/.exec(line);
-    if (m && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))) {
-      try { sh('ip', 'netns', 'del', m[1]); } catch { /* already gone */ }
-    }
-  }
 }
 
 function removeOwnNamespaces(): void {

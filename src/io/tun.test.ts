@@ -3,13 +3,14 @@
 // talks to them from child processes started with `ip netns exec` (Node's dgram, no ping needed).
 // Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { PacketBatch } from '../common/packet-batch.js';
 import { formatIpv4, parseIpv4 } from '../common/addr.js';
 import { IPPROTO_UDP } from '../common/ids.js';
 import { openTun, type TunDevice } from './tun.js';
+import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
 const NS_PREFIX = 'tt-';
 const NS = `${NS_PREFIX}${process.pid}-tun`;
@@ -28,29 +29,6 @@ const UDP_HEADER_LEN = 8;
 const UDP_SRC_PORT = 0;
 const UDP_DST_PORT = 2;
 const UDP_LENGTH = 4;
-
-function sh(cmd: string, ...args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes namespaces tt-<pid>-* left by earlier runs whose process is gone (a crashed run cannot clean up). */
-function removeStaleNamespaces(): void {
-  for (const line of sh('ip', 'netns', 'list').split('\n')) {
-    const m = /^(tt-(\d+)-\S+)/.exec(line);
-    if (m && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))) {
-      try { sh('ip', 'netns', 'del', m[1]); } catch { /* already gone */ }
-    }
-  }
-}
 
 function ipv4Checksum(b: Uint8Array, at: number): number {
   let sum = 0;
@@ -160,7 +138,7 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       const { tun, net } = labs.find((l) => l.vnet === vnet)!;
       const N = 200;
       const port = 9999;
-      // The sender runs while our event loop is blocked (execFileSync), so its packets queue in the
+      // The sender runs while our event loop is blocked (a synchronous exec), so its packets queue in the
       // device (txqueuelen 500) and the first readable event finds all of them: batching is visible.
       sh('ip', 'netns', 'exec', NS, process.execPath, '-e', SENDER, `10.${net}.0.1`, `10.${net}.0.2`, String(port), String(N));
       const batch = new PacketBatch(64);

@@ -1,0 +1,31 @@
+/**
+ * Network namespaces for tests that need real interfaces. A run names its namespaces
+ * tt-<pid>-<role>; a run that crashed cannot clean up after itself, so every run first deletes
+ * the tt-<pid>-* namespaces of processes that are gone (never another live run's).
+ */
+import { execFileSync } from 'node:child_process';
+import { isAlive } from '../../src/lab/lab.js';
+
+/** Runs a command and returns its stdout; throws with its stderr on failure. */
+export function sh(cmd: string, ...args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** This run's name for a namespace role. */
+export function namespaceName(role: string): string {
+  return `tt-${process.pid}-${role}`;
+}
+
+/** Deletes namespaces tt-<pid>-* whose process is gone. */
+export function removeStaleNamespaces(): void {
+  for (const line of sh('ip', 'netns', 'list').split('\n')) {
+    const m = /^(tt-(\d+)-\S+)/.exec(line);
+    if (m && Number(m[2]) !== process.pid && !isAlive(Number(m[2]))) {
+      try {
+        sh('ip', 'netns', 'del', m[1]);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}
