@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { IcmpEcho, IcmpError, IpHeader, Ipv4Header, Ipv6Extension, Ipv6Header, TcpSegment, UdpDatagram } from './build.js';
 import { buildIcmpEcho, buildIcmpError, buildTcp, buildUdp } from './build.js';
+import { ipv4HeaderChecksum } from './checksum.js';
 
 export function hex(text: string, fill = 0, fillCount = 0): Uint8Array {
   const clean = text.replace(/\s+/g, '');
@@ -241,4 +242,29 @@ export const errorCaseArb: fc.Arbitrary<ErrorCase> = fc.oneof(
 
 export function buildError(c: ErrorCase): Uint8Array {
   return buildIcmpError(c.ip, c.error, buildTransport(c.innerIp, c.inner));
+}
+
+/** Recomputes the IPv4 header checksum at p[at] after a test edits the header. */
+export function fixIpv4Checksum(p: Uint8Array, at = 0): Uint8Array {
+  const c = ipv4HeaderChecksum(p, at, (p[at] & 0x0f) * 4);
+  p[at + 10] = c >>> 8;
+  p[at + 11] = c & 0xff;
+  return p;
+}
+
+/**
+ * A view that throws on any indexed read outside [lo, hi): a parser that reads past its window
+ * fails loudly even when the over-read would not change its result (sentinel bytes only catch
+ * over-reads that do).
+ */
+export function readGuard(bytes: Uint8Array, lo: number, hi: number): Uint8Array {
+  return new Proxy(bytes, {
+    get(target, prop) {
+      if (typeof prop === 'string') {
+        const i = Number(prop);
+        if (Number.isInteger(i) && (i < lo || i >= hi)) throw new RangeError(`read at ${i} outside [${lo}, ${hi})`);
+      }
+      return Reflect.get(target, prop, target);
+    },
+  });
 }

@@ -6,7 +6,6 @@ import { Drop } from '../common/drop-reasons.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { buildIcmp, buildIcmpEcho, buildIcmpError, buildIp, buildTcp, buildUdp, ipFamily, parsePacket } from './build.js';
 import type { Ipv6Extension } from './build.js';
-import { foldChecksum, onesComplementSum } from './checksum.js';
 import { TCP_ACK_FLAG, TCP_SYN } from './constants.js';
 import {
   DNS_QUERY,
@@ -21,6 +20,8 @@ import {
   buildTransport,
   errorCaseArb,
   queryCaseArb,
+  fixIpv4Checksum,
+  readGuard,
 } from './fixtures.test.js';
 import { inspect } from './inspect.js';
 import { PacketInfo } from './packet-info.js';
@@ -37,17 +38,6 @@ function v4(text: string): number {
 
 function words6(text: string): number[] {
   return [...parseIpv6(text)!];
-}
-
-/** Recomputes the IPv4 header checksum after a test edits the header. */
-function fixIpv4Checksum(p: Uint8Array, at = 0): Uint8Array {
-  const hl = (p[at] & 0x0f) * 4;
-  p[at + 10] = 0;
-  p[at + 11] = 0;
-  const c = foldChecksum(onesComplementSum(p, at, at + hl, 0));
-  p[at + 10] = c >>> 8;
-  p[at + 11] = c & 0xff;
-  return p;
 }
 
 // --- fixtures -----------------------------------------------------------------------------------
@@ -506,22 +496,6 @@ function assertWithinBounds(i: PacketInfo, offset: number, length: number): void
 
 const scratch = new PacketInfo();
 
-/**
- * A view that throws on any indexed read outside [lo, hi): catches an over-read even when it would not change
- * the result (the sentinel comparison below only sees over-reads that change the outcome).
- */
-function guarded(bytes: Uint8Array, lo: number, hi: number): Uint8Array {
-  return new Proxy(bytes, {
-    get(target, prop) {
-      if (typeof prop === 'string') {
-        const i = Number(prop);
-        if (Number.isInteger(i) && (i < lo || i >= hi)) throw new RangeError(`read at ${i} outside [${lo}, ${hi})`);
-      }
-      return Reflect.get(target, prop, target);
-    },
-  });
-}
-
 /** inspect on an exact-size view, on copies inside sentinel-filled buffers, and through a read guard must agree. */
 function checkPlacements(bytes: Uint8Array): void {
   const view = bytes.slice();
@@ -534,7 +508,7 @@ function checkPlacements(bytes: Uint8Array): void {
     big.set(bytes, pad);
     const drop = inspect(big, pad, bytes.length, scratch);
     assert.equal(drop, dropView);
-    if (sentinel === 0) assert.equal(inspect(guarded(big, pad, pad + bytes.length), pad, bytes.length, scratch), drop);
+    if (sentinel === 0) assert.equal(inspect(readGuard(big, pad, pad + bytes.length), pad, bytes.length, scratch), drop);
     if (drop === Drop.None) {
       assertWithinBounds(scratch, pad, bytes.length);
       assert.deepEqual(snapshot(scratch, pad), expected);

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../../common/addr.js';
-import { ipv4HeaderChecksum } from '../../wire/checksum.js';
 import { GRE_TX_CHECKSUM, GRE_TX_KEY, GRE_TX_SEQUENCE, GreDecap, decapsulate, encapsulate4, encapsulate6, greHeaderLength } from './codec.js';
 import { GRE_PROTO_IPV4, GRE_PROTO_IPV6 } from './constants.js';
 import { GreDrop } from './gre-drop.js';
@@ -19,6 +18,7 @@ import {
   SYN,
   innerPacketArb,
 } from './fixtures.test.js';
+import { fixIpv4Checksum, readGuard } from '../../wire/fixtures.test.js';
 
 const d = new GreDecap();
 
@@ -28,14 +28,6 @@ function run(bytes: Uint8Array): number {
 
 function inner(bytes: Uint8Array): Uint8Array {
   return bytes.slice(d.innerOffset, d.innerOffset + d.innerLength);
-}
-
-/** Recomputes the outer IPv4 header checksum after a test edits the header. */
-function fixIpv4Checksum(p: Uint8Array): Uint8Array {
-  const c = ipv4HeaderChecksum(p, 0, (p[0] & 0x0f) * 4);
-  p[10] = c >>> 8;
-  p[11] = c & 0xff;
-  return p;
 }
 
 // --- fixtures -----------------------------------------------------------------------------------
@@ -223,19 +215,6 @@ test('round trip: encapsulate6 then decapsulate', () => {
 
 // --- robustness ---------------------------------------------------------------------------------
 
-/** A view that throws on any indexed read outside [lo, hi) (as src/wire/inspect.test.ts does). */
-function guarded(bytes: Uint8Array, lo: number, hi: number): Uint8Array {
-  return new Proxy(bytes, {
-    get(target, prop) {
-      if (typeof prop === 'string') {
-        const i = Number(prop);
-        if (Number.isInteger(i) && (i < lo || i >= hi)) throw new RangeError(`read at ${i} outside [${lo}, ${hi})`);
-      }
-      return Reflect.get(target, prop, target);
-    },
-  });
-}
-
 function snapshot(x: GreDecap, shift: number): unknown[] {
   return [
     x.family, x.outerOffset - shift, x.greOffset - shift, x.greLength, x.greFlags, x.protocolType, x.hasChecksum, x.hasKey,
@@ -260,7 +239,7 @@ function checkPlacements(bytes: Uint8Array): void {
     big.set(bytes, pad);
     const drop = decapsulate(big, pad, bytes.length, scratch);
     assert.equal(drop, dropView);
-    if (sentinel === 0) assert.equal(decapsulate(guarded(big, pad, pad + bytes.length), pad, bytes.length, scratch), drop);
+    if (sentinel === 0) assert.equal(decapsulate(readGuard(big, pad, pad + bytes.length), pad, bytes.length, scratch), drop);
     if (drop === GreDrop.None) assert.deepEqual(snapshot(scratch, pad), expected);
   }
 }
