@@ -12,13 +12,8 @@ import {
   ICMP4_ECHO_REPLY,
   IPV4_CHECKSUM,
   IPV4_DST,
-  IPV4_FLAG_DF,
-  IPV4_FLAGS_FRAGMENT,
-  IPV4_ID,
   IPV4_MIN_HEADER,
-  IPV4_PROTOCOL,
   IPV4_SRC,
-  IPV4_TOTAL_LENGTH,
   IPV4_TTL,
   UDP_CHECKSUM,
   UDP_DST_PORT,
@@ -27,9 +22,9 @@ import {
   UDP_SRC_PORT,
 } from '../wire/constants.js';
 import { read32, write16, write32 } from '../wire/bytes.js';
+import { writeIpv4Header } from '../wire/header.js';
 
 /** Version 4, IHL 5 (RFC 791 section 3.1). */
-const IPV4_VERSION_IHL_PLAIN = 0x45;
 /** TTL of packets the edge originates (Linux's default, net.ipv4.ip_default_ttl). */
 export const ORIGINATED_TTL = 64;
 export const UDP4_OVERHEAD = IPV4_MIN_HEADER + UDP_HEADER;
@@ -52,17 +47,7 @@ export function writeUdp4Headers(
 ): number {
   const udpLength = UDP_HEADER + payloadLength;
   const total = IPV4_MIN_HEADER + udpLength;
-  buf[at] = IPV4_VERSION_IHL_PLAIN;
-  buf[at + 1] = 0;
-  write16(buf, at + IPV4_TOTAL_LENGTH, total);
-  write16(buf, at + IPV4_ID, ipId);
-  write16(buf, at + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
-  buf[at + IPV4_TTL] = ORIGINATED_TTL;
-  buf[at + IPV4_PROTOCOL] = IPPROTO_UDP;
-  write16(buf, at + IPV4_CHECKSUM, 0);
-  write32(buf, at + IPV4_SRC, src);
-  write32(buf, at + IPV4_DST, dst);
-  write16(buf, at + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, at, IPV4_MIN_HEADER));
+  writeIpv4Header(buf, at, total, ipId, ORIGINATED_TTL, IPPROTO_UDP, src, dst);
   const u = at + IPV4_MIN_HEADER;
   write16(buf, u + UDP_SRC_PORT, srcPort);
   write16(buf, u + UDP_DST_PORT, dstPort);

@@ -16,12 +16,9 @@
 import { foldChecksum, onesComplementSum } from '../../wire/checksum.js';
 import {
   IPV4_DST,
-  IPV4_FLAG_DF,
   IPV4_FLAG_MF,
   IPV4_FLAGS_FRAGMENT,
   IPV4_FRAGMENT_OFFSET_MASK,
-  IPV4_CHECKSUM,
-  IPV4_ID,
   IPV4_MAX_TOTAL_LENGTH,
   IPV4_MIN_HEADER,
   IPV4_PROTOCOL,
@@ -62,12 +59,12 @@ import {
 } from './constants.js';
 import { GreDrop } from './gre-drop.js';
 import { read16, read32, write16, write32 } from '../../wire/bytes.js';
+import { writeIpv4Header } from '../../wire/header.js';
 
 /** IP version nibbles. */
 const VERSION_4 = 4;
 const VERSION_6 = 6;
 /** First byte of the outer headers we emit: version 4, IHL 5 words; version 6 (traffic class high nibble 0). */
-const OUTER_IPV4_VERSION_IHL = 0x45;
 const OUTER_IPV6_VERSION_BYTE = 0x60;
 
 /** Which optional GRE fields encapsulation writes (bit set). */
@@ -328,17 +325,7 @@ export function encapsulate4(
   const o = placeGre(buf, innerOffset, innerLength, floor, OUTER_IPV4_HEADER, OUTER_IPV4_HEADER, txFlags, key, sequence);
   if (o < 0) return o;
   const total = innerOffset + innerLength - o;
-  buf[o] = OUTER_IPV4_VERSION_IHL;
-  buf[o + IPV4_TOS] = 0;
-  write16(buf, o + IPV4_TOTAL_LENGTH, total);
-  write16(buf, o + IPV4_ID, ipId);
-  write16(buf, o + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
-  buf[o + IPV4_TTL] = OUTER_TTL;
-  buf[o + IPV4_PROTOCOL] = IPPROTO_GRE;
-  write16(buf, o + IPV4_CHECKSUM, 0);
-  write32(buf, o + IPV4_SRC, src);
-  write32(buf, o + IPV4_DST, dst);
-  write16(buf, o + IPV4_CHECKSUM, foldChecksum(onesComplementSum(buf, o, o + OUTER_IPV4_HEADER, 0)));
+  writeIpv4Header(buf, o, total, ipId, OUTER_TTL, IPPROTO_GRE, src, dst);
   return o;
 }
 
