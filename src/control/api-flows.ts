@@ -7,7 +7,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { parsePrefix, type Prefix } from '../common/addr.js';
+import { maskWords, parsePrefix, type Prefix } from '../common/addr.js';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET } from '../common/ids.js';
 import { chooseRoute, describeFlow, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
@@ -107,17 +107,19 @@ function prefixOf(text: string | undefined, path: string): Prefix | null {
   return p;
 }
 
-/** Is the address `words[at..]` of a table with `addrWords` inside prefix p? */
+/** Does prefix p contain words (four, host bits included)? */
+function prefixContains(p: Prefix, words: Uint32Array): boolean {
+  const masked = Uint32Array.from(words);
+  maskWords(masked, p.length, 4);
+  return masked.every((w, i) => w === p.words[i]);
+}
+
+/** Is the node's source or destination inside prefix p (of the table's family)? */
 function inPrefix(p: Prefix, table: FlowTable, node: number, which: 'src' | 'dst'): boolean {
   if ((table.addrWords === 1) !== (p.family === 4)) return false;
-  for (let w = 0; w < table.addrWords; w++) {
-    const bits = Math.max(0, Math.min(32, p.length - 32 * w));
-    if (bits === 0) break;
-    const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
-    const word = which === 'src' ? table.nodeSrc(node, w) : table.nodeDst(node, w);
-    if (((word & mask) >>> 0) !== p.words[w]) return false;
-  }
-  return true;
+  const words = new Uint32Array(4);
+  for (let w = 0; w < table.addrWords; w++) words[w] = which === 'src' ? table.nodeSrc(node, w) : table.nodeDst(node, w);
+  return prefixContains(p, words);
 }
 
 export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
@@ -234,17 +236,9 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
         if (prefix) sources.push({ prefix, text: t, onramp: o.name, site: o.site ?? o.name, arr: o.automatic_return_routing });
       }
     }
-    const overlaps = (a: Prefix, b: Prefix): boolean => {
-      if (a.family !== b.family) return false;
-      const len = Math.min(a.length, b.length);
-      for (let w = 0; w < 4; w++) {
-        const bits = Math.max(0, Math.min(32, len - 32 * w));
-        if (bits === 0) break;
-        const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
-        if (((a.words[w] & mask) >>> 0) !== ((b.words[w] & mask) >>> 0)) return false;
-      }
-      return true;
-    };
+    // Two prefixes overlap when the shorter one contains the longer one's network address.
+    const overlaps = (a: Prefix, b: Prefix): boolean =>
+      a.family === b.family && (a.length <= b.length ? prefixContains(a, b.words) : prefixContains(b, a.words));
     const items: { prefix: string; onramps: { name: string; site: string; arr: boolean }[]; coveredByArr: boolean }[] = [];
     for (let i = 0; i < sources.length; i++) {
       const group = sources.filter((s) => s.site !== sources[i].site && overlaps(s.prefix, sources[i].prefix));
