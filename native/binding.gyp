@@ -1,6 +1,6 @@
 {
-  # tether's native I/O addon: TUN devices and batched UDP (recvmmsg/sendmmsg), polled by libuv
-  # on Node's main loop. Built by `node-gyp rebuild -C native` (the root package's install script),
+  # tether's native I/O addon: TUN devices (polled by libuv on Node's main loop) and huge-page
+  # memory. Built by `node-gyp rebuild -C native` (the root package's install script),
   # against the local Node headers (npm's nodedir=/usr), into native/build/Release/tether_io.node.
   "targets": [
     {

@@ -1,20 +1,20 @@
-// tether native I/O: TUN devices and batched UDP sockets for Node, one JS<->C call per batch.
+// tether native I/O: TUN devices for Node, one JS<->C call per batch.
 //
-//   kernel ──read()/recvmmsg()──▶ PacketBatch slab (owned by JS) ──one callback(count)──▶ JS pipeline
-//   JS pipeline ──writeBatch(batch, range|indices)──▶ write()/sendmmsg() per packet ──▶ kernel
+//   kernel ──read()──▶ PacketBatch slab (owned by JS) ──one callback(count)──▶ JS pipeline
+//   JS pipeline ──writeBatch(batch, range|indices)──▶ write() per packet ──▶ kernel
 //
 // Reading is driven by a libuv poll handle (uv_poll_t, readable events) on Node's own event loop:
 // no thread-pool hop per packet (Node's fs.read on a TUN fd costs one thread-pool round trip per
-// packet, and dgram one syscall plus one JS callback per datagram). On each readable event the addon
-// drains the descriptor into the batch until EAGAIN or the batch is full, then calls JS once. The
-// poll is level-triggered, so whatever did not fit is announced again on the next loop iteration.
+// packet). On each readable event the addon drains the descriptor into the batch until EAGAIN or
+// the batch is full, then calls JS once. The poll is level-triggered, so whatever did not fit is
+// announced again on the next loop iteration.
 //
 // Batch layout (src/common/packet-batch.ts): slot i occupies data[i*slotSize, (i+1)*slotSize); a
 // received packet is written at offset[i] = i*slotSize + headroom, its size in length[i].
 //
 // References: tun(4) = Documentation/networking/tuntap.rst (TUNSETIFF, IFF_TUN, IFF_NO_PI,
-// IFF_MULTI_QUEUE, IFF_VNET_HDR, TUNSETVNETHDRSZ); recvmmsg(2); sendmmsg(2); uv_poll_t in the libuv
-// docs ("poll handle": the fd must not be closed while the handle is active).
+// IFF_MULTI_QUEUE, IFF_VNET_HDR, TUNSETVNETHDRSZ); readv(2)/writev(2); uv_poll_t in the libuv docs
+// ("poll handle": the fd must not be closed while the handle is active).
 //
 // Lifetime rules (no use-after-free when JS closes a device while a poll is active):
 //  - The uv_poll_t lives in a separate heap Poller that is freed only in libuv's close callback,
@@ -29,22 +29,18 @@
 #include <napi.h>
 #include <uv.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace {
 
@@ -54,8 +50,6 @@ constexpr int kErrnoBuckets = 160;
 // A handful of consecutive non-EAGAIN errors within one readable event ends the drain, so a
 // persistent error (e.g. a device whose link vanished) cannot spin the loop forever.
 constexpr int kMaxErrorsPerEvent = 8;
-// sendmmsg(2)/recvmmsg(2) take at most UIO_MAXIOV (1024) messages per call.
-constexpr size_t kMaxMsgsPerCall = 1024;
 // Flag bits of openTun's second argument (mirrored in src/io/native.ts).
 constexpr uint32_t kTunFlagMultiQueue = 1;
 constexpr uint32_t kTunFlagVnetHdr = 2;
@@ -75,8 +69,6 @@ struct VnetHdr {
 };
 static_assert(sizeof(VnetHdr) == 12, "virtio_net_hdr_mrg_rxbuf is 12 bytes");
 constexpr int kVnetHdrSize = sizeof(VnetHdr);
-
-enum class Kind { kTun, kUdp };
 
 std::string ErrnoName(int err) {
   const char* name = strerrorname_np(err);
@@ -126,9 +118,9 @@ bool IsNullish(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
 struct Counters {
   double packets_in = 0, bytes_in = 0, batches_in = 0;
   double packets_out = 0, bytes_out = 0, batches_out = 0;
-  double drops_busy = 0;       // EAGAIN on write/send: the kernel queue was full; never block
-  double drops_truncated = 0;  // packet larger than a slot (tun: read() > slot, udp: MSG_TRUNC)
-  double drops_invalid = 0;    // writeBatch entry outside the slab, or a bad destination
+  double drops_busy = 0;       // EAGAIN on write: the kernel queue was full; never block
+  double drops_truncated = 0;  // packet larger than a slot (read() returned more than the slot holds)
+  double drops_invalid = 0;    // writeBatch entry outside the slab, or empty
   double read_errors[kErrnoBuckets] = {};
   double write_errors[kErrnoBuckets] = {};
   static int Bucket(int err) { return err > 0 && err < kErrnoBuckets ? err : kErrnoBuckets - 1; }
@@ -153,7 +145,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Napi::Function cls = DefineClass(env, "NativeHandle", {
       InstanceAccessor<&Handle::GetFd>("fd"),
       InstanceAccessor<&Handle::GetName>("name"),
-      InstanceAccessor<&Handle::GetLocalPort>("localPort"),
       InstanceAccessor<&Handle::GetVnetHdrSize>("vnetHdrSize"),
       InstanceMethod<&Handle::StartReading>("startReading"),
       InstanceMethod<&Handle::StopReading>("stopReading"),
@@ -166,17 +157,14 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return exports;
   }
 
-  // Not callable from JS directly: openTun/openUdp create handles through New(); the constructor
-  // only records the fd handed over in info[0..].
+  // Not callable from JS directly: openTun creates handles through New(); the constructor only
+  // records the fd handed over in info[0..].
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeHandle is created by openTun/openUdp");
+    if (info.Length() < 3 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "NativeHandle is created by openTun");
     fd_ = info[0].As<Napi::Number>().Int32Value();
-    kind_ = info[1].As<Napi::Number>().Int32Value() == 0 ? Kind::kTun : Kind::kUdp;
-    name_ = info[2].As<Napi::String>().Utf8Value();
-    const int extra = info[3].As<Napi::Number>().Int32Value();
-    if (kind_ == Kind::kTun) vnet_hdr_size_ = extra; else local_port_ = extra;
-    family_ = info[4].As<Napi::Number>().Int32Value();
+    name_ = info[1].As<Napi::String>().Utf8Value();
+    vnet_hdr_size_ = info[2].As<Napi::Number>().Int32Value();
     env_ = env;
     napi_add_env_cleanup_hook(env, &Handle::CleanupHook, this);
   }
@@ -189,17 +177,15 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Close();
   }
 
-  static Napi::Object New(Napi::Env env, int fd, Kind kind, const std::string& name, int extra, int family) {
+  static Napi::Object New(Napi::Env env, int fd, const std::string& name, int vnet_hdr_size) {
     return env.GetInstanceData<Napi::FunctionReference>()->New(
-        {Napi::Number::New(env, fd), Napi::Number::New(env, kind == Kind::kTun ? 0 : 1), Napi::String::New(env, name),
-         Napi::Number::New(env, extra), Napi::Number::New(env, family)});
+        {Napi::Number::New(env, fd), Napi::String::New(env, name), Napi::Number::New(env, vnet_hdr_size)});
   }
 
  private:
   // ---- accessors -------------------------------------------------------------------------------
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
-  Napi::Value GetLocalPort(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), local_port_); }
   Napi::Value GetVnetHdrSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vnet_hdr_size_); }
 
   void RequireOpen(Napi::Env env) {
@@ -208,32 +194,24 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // ---- reading ---------------------------------------------------------------------------------
   // startReading(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slotSize, headroom,
-  //              capacity, srcAddr: Uint32Array|null, srcPort: Uint16Array|null, onBatch(count, err))
+  //              capacity, onBatch(count, err))
   // The arrays are held by reference and re-read at every batch (a handful of node-api calls per
   // batch, none per packet), so their memory is never used after JS lets go of them.
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (info.Length() < 9 || !info[8].IsFunction()) throw Napi::TypeError::New(env, "startReading(data, offset, length, slotSize, headroom, capacity, srcAddr, srcPort, onBatch)");
+    if (info.Length() < 7 || !info[6].IsFunction()) throw Napi::TypeError::New(env, "startReading(data, offset, length, slotSize, headroom, capacity, onBatch)");
     const uint32_t slot = info[3].As<Napi::Number>().Uint32Value();
     const uint32_t headroom = info[4].As<Napi::Number>().Uint32Value();
     const uint32_t capacity = info[5].As<Napi::Number>().Uint32Value();
     if (capacity == 0 || headroom >= slot) throw Napi::RangeError::New(env, "bad batch geometry");
-    if (kind_ == Kind::kTun && vnet_hdr_size_ > 0 && slot - headroom <= static_cast<uint32_t>(vnet_hdr_size_))
+    if (vnet_hdr_size_ > 0 && slot - headroom <= static_cast<uint32_t>(vnet_hdr_size_))
       throw Napi::RangeError::New(env, "slot too small for the virtio-net header");
     auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
     auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
     auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
     if (data.length < static_cast<size_t>(capacity) * slot || offset.length < capacity || length.length < capacity)
       throw Napi::RangeError::New(env, "batch arrays are smaller than capacity x slotSize");
-    const bool with_src = !IsNullish(info[6]);
-    if (kind_ == Kind::kUdp && !with_src) throw Napi::TypeError::New(env, "a UDP socket needs srcAddr and srcPort arrays");
-    if (with_src) {
-      auto addr = RequireView<uint32_t>(info[6], napi_uint32_array, "srcAddr");
-      auto port = RequireView<uint16_t>(info[7], napi_uint16_array, "srcPort");
-      if (addr.length < static_cast<size_t>(capacity) * 4 || port.length < capacity)
-        throw Napi::RangeError::New(env, "srcAddr must hold capacity*4 words and srcPort capacity entries");
-    }
     StopPolling();
     ReleaseReadRefs();
     slot_ = slot;
@@ -242,18 +220,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
     data_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
     offset_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
     length_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
-    if (with_src) {
-      src_addr_ref_ = Napi::Persistent(info[6].As<Napi::Object>());
-      src_port_ref_ = Napi::Persistent(info[7].As<Napi::Object>());
-    }
-    callback_ = Napi::Persistent(info[8].As<Napi::Function>());
-    if (!async_context_) async_context_ = std::make_unique<Napi::AsyncContext>(env, kind_ == Kind::kTun ? "tether:tun" : "tether:udp");
-    if (kind_ == Kind::kUdp) {
-      // recvmmsg(2) control blocks, one per slot: allocated here (control plane), reused per batch.
-      rmsgs_.assign(capacity, mmsghdr{});
-      riov_.assign(capacity, iovec{});
-      rnames_.assign(capacity, sockaddr_storage{});
-    }
+    callback_ = Napi::Persistent(info[6].As<Napi::Function>());
+    if (!async_context_) async_context_ = std::make_unique<Napi::AsyncContext>(env, "tether:tun");
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     Poller* p = new Poller();
@@ -296,23 +264,15 @@ class Handle : public Napi::ObjectWrap<Handle> {
       fatal = status;
     } else {
       View<uint8_t> data;
-      View<uint32_t> offset, length, src_addr;
-      View<uint16_t> src_port;
-      bool ok = GetView(env, data_ref_.Value(), napi_uint8_array, &data) &&
-                GetView(env, offset_ref_.Value(), napi_uint32_array, &offset) &&
-                GetView(env, length_ref_.Value(), napi_uint32_array, &length) &&
-                data.length >= static_cast<size_t>(capacity_) * slot_ && offset.length >= capacity_ && length.length >= capacity_;
-      if (ok && !src_addr_ref_.IsEmpty()) {
-        ok = GetView(env, src_addr_ref_.Value(), napi_uint32_array, &src_addr) &&
-             GetView(env, src_port_ref_.Value(), napi_uint16_array, &src_port) &&
-             src_addr.length >= static_cast<size_t>(capacity_) * 4 && src_port.length >= capacity_;
-      }
+      View<uint32_t> offset, length;
+      const bool ok = GetView(env, data_ref_.Value(), napi_uint8_array, &data) &&
+                      GetView(env, offset_ref_.Value(), napi_uint32_array, &offset) &&
+                      GetView(env, length_ref_.Value(), napi_uint32_array, &length) &&
+                      data.length >= static_cast<size_t>(capacity_) * slot_ && offset.length >= capacity_ && length.length >= capacity_;
       if (!ok) {
         fatal = UV_EINVAL;  // the batch's memory was detached or replaced: stop rather than guess
-      } else if (kind_ == Kind::kTun) {
-        count = DrainTun(data, offset, length);
       } else {
-        count = DrainUdp(data, offset, length, src_addr, src_port);
+        count = DrainTun(data, offset, length);
       }
     }
     if (fatal != 0) StopPolling();
@@ -337,7 +297,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (fatal != 0 && fd_ >= 0) ReleaseReadRefs();
   }
 
-  // After a failed read or recvmmsg: true to try again (EINTR, or an error counted while fewer than
+  // After a failed read: true to try again (EINTR, or an error counted while fewer than
   // kMaxErrorsPerEvent have happened in this event), false to stop draining (EAGAIN: queue empty).
   bool KeepDraining(int err, int* errors) {
     if (err == EINTR) return true;
@@ -382,102 +342,14 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return n;
   }
 
-  // recvmmsg(2): one syscall fills up to `capacity` slots, each with its source address. A
-  // datagram larger than a slot comes back with MSG_TRUNC: it is dropped and counted, and later
-  // datagrams of the same call move down so that the batch stays dense.
-  uint32_t DrainUdp(View<uint8_t>& data, View<uint32_t>& offset, View<uint32_t>& length, View<uint32_t>& src_addr,
-                    View<uint16_t>& src_port) {
-    const size_t room = slot_ - headroom_;
-    uint32_t n = 0;
-    int errors = 0;
-    while (n < capacity_) {
-      const uint32_t want = std::min<uint32_t>(capacity_ - n, kMaxMsgsPerCall);
-      for (uint32_t k = n; k < n + want; k++) {
-        riov_[k].iov_base = data.data + static_cast<size_t>(k) * slot_ + headroom_;
-        riov_[k].iov_len = room;
-        msghdr& h = rmsgs_[k].msg_hdr;
-        h = msghdr{};
-        h.msg_name = &rnames_[k];
-        h.msg_namelen = sizeof(sockaddr_storage);
-        h.msg_iov = &riov_[k];
-        h.msg_iovlen = 1;
-      }
-      const int r = recvmmsg(fd_, &rmsgs_[n], want, MSG_DONTWAIT, nullptr);
-      if (r < 0) {
-        if (KeepDraining(errno, &errors)) continue;
-        break;
-      }
-      uint32_t w = n;
-      for (uint32_t k = n; k < n + static_cast<uint32_t>(r); k++) {
-        if (rmsgs_[k].msg_hdr.msg_flags & MSG_TRUNC) { counters_.drops_truncated += 1; continue; }
-        const uint32_t len = rmsgs_[k].msg_len;
-        const size_t at = static_cast<size_t>(w) * slot_ + headroom_;
-        if (w != k) memmove(data.data + at, riov_[k].iov_base, len);
-        offset.data[w] = static_cast<uint32_t>(at);
-        length.data[w] = len;
-        WriteSockaddr(rnames_[k], &src_addr.data[static_cast<size_t>(w) * 4], &src_port.data[w]);
-        counters_.packets_in += 1;
-        counters_.bytes_in += len;
-        w++;
-      }
-      n = w;
-      // Fewer datagrams than asked for: the queue is empty now; skip the extra call that would only
-      // return EAGAIN.
-      if (static_cast<uint32_t>(r) < want) break;
-    }
-    return n;
-  }
-
-  // Address words as in src/common/addr.ts: IPv4 is one unsigned 32-bit number in words[0] (the
-  // other three are zero); IPv6 is four words, most significant first.
-  static void WriteSockaddr(const sockaddr_storage& ss, uint32_t* words, uint16_t* port) {
-    if (ss.ss_family == AF_INET) {
-      const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
-      words[0] = ntohl(sin->sin_addr.s_addr);
-      words[1] = words[2] = words[3] = 0;
-      *port = ntohs(sin->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-      const uint8_t* b = sin6->sin6_addr.s6_addr;
-      for (int i = 0; i < 4; i++)
-        words[i] = (uint32_t(b[4 * i]) << 24) | (uint32_t(b[4 * i + 1]) << 16) | (uint32_t(b[4 * i + 2]) << 8) | b[4 * i + 3];
-      *port = ntohs(sin6->sin6_port);
-    } else {
-      words[0] = words[1] = words[2] = words[3] = 0;
-      *port = 0;
-    }
-  }
-
-  // Fills a sockaddr for the socket's family; returns its length, or 0 for an unusable destination.
-  socklen_t ReadSockaddr(const uint32_t* words, uint16_t port, sockaddr_storage* ss) const {
-    if (port == 0) return 0;
-    if (family_ == AF_INET) {
-      auto* sin = reinterpret_cast<sockaddr_in*>(ss);
-      sin->sin_family = AF_INET;
-      sin->sin_port = htons(port);
-      sin->sin_addr.s_addr = htonl(words[0]);
-      return sizeof(sockaddr_in);
-    }
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
-    *sin6 = sockaddr_in6{};
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    uint8_t* b = sin6->sin6_addr.s6_addr;
-    for (int i = 0; i < 4; i++) {
-      b[4 * i] = words[i] >> 24; b[4 * i + 1] = words[i] >> 16; b[4 * i + 2] = words[i] >> 8; b[4 * i + 3] = words[i];
-    }
-    return sizeof(sockaddr_in6);
-  }
-
   // ---- writing ---------------------------------------------------------------------------------
-  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to,
-  //            dstAddr: Uint32Array|null, dstPort: Uint16Array|null) -> packets written
+  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to) -> packets written
   // Packets are `indices[from..to)` when indices is given, else `from..to`. Never blocks: EAGAIN
   // counts the rest of the batch as dropped-busy and returns.
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
-    if (info.Length() < 6) throw Napi::TypeError::New(env, "writeBatch(data, offset, length, indices, from, to, dstAddr, dstPort)");
+    if (info.Length() < 6) throw Napi::TypeError::New(env, "writeBatch(data, offset, length, indices, from, to)");
     auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
     auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
     auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
@@ -505,10 +377,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       return true;
     };
     counters_.batches_out += 1;
-    if (kind_ == Kind::kTun) return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of));
-    auto dst_addr = RequireView<uint32_t>(info[6], napi_uint32_array, "dstAddr");
-    auto dst_port = RequireView<uint16_t>(info[7], napi_uint16_array, "dstPort");
-    return Napi::Number::New(env, SendUdp(from, to, packet_at, bytes_of, dst_addr, dst_port));
+    return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of));
   }
 
   // tun(4): one write() per packet, each an entire IP packet (IFF_NO_PI: no prefix). With
@@ -541,66 +410,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
       counters_.bytes_out += static_cast<double>(len);
     }
     return written;
-  }
-
-  // sendmmsg(2): up to 1024 datagrams per syscall, each with its own destination. sendmmsg reports
-  // an error only for the first message of a call; a later failure ends the call early and shows up
-  // as the first message of the next one, where it is counted and skipped.
-  template <typename PacketAt, typename BytesOf>
-  uint32_t SendUdp(uint32_t from, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of, View<uint32_t>& dst_addr,
-                   View<uint16_t>& dst_port) {
-    uint32_t sent = 0;
-    uint32_t j = from;
-    while (j < to) {
-      const size_t chunk = std::min<size_t>(to - j, kMaxMsgsPerCall);
-      if (smsgs_.size() < chunk) {  // grows to the largest batch once, then reused
-        smsgs_.resize(chunk);
-        siov_.resize(chunk);
-        snames_.resize(chunk);
-      }
-      // Gather the chunk's valid packets; invalid ones (outside the slab, port 0) are dropped here.
-      uint32_t m = 0;
-      for (; j < to && m < chunk; j++) {
-        const uint32_t i = packet_at(j);
-        uint8_t* p;
-        size_t len;
-        if (!bytes_of(i, &p, &len) || static_cast<size_t>(i) * 4 + 3 >= dst_addr.length || i >= dst_port.length) {
-          counters_.drops_invalid += 1;
-          continue;
-        }
-        const socklen_t namelen = ReadSockaddr(&dst_addr.data[static_cast<size_t>(i) * 4], dst_port.data[i], &snames_[m]);
-        if (namelen == 0) { counters_.drops_invalid += 1; continue; }
-        siov_[m] = iovec{p, len};
-        msghdr& h = smsgs_[m].msg_hdr;
-        h = msghdr{};
-        h.msg_name = &snames_[m];
-        h.msg_namelen = namelen;
-        h.msg_iov = &siov_[m];
-        h.msg_iovlen = 1;
-        m++;
-      }
-      uint32_t s = 0;
-      while (s < m) {
-        const int r = sendmmsg(fd_, &smsgs_[s], m - s, MSG_DONTWAIT);
-        if (r < 0) {
-          const int err = errno;
-          if (err == EINTR) continue;
-          if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
-            // Never block: the rest of this chunk and everything after it is dropped-busy.
-            counters_.drops_busy += (m - s) + (to - j);
-            return sent;
-          }
-          counters_.write_errors[Counters::Bucket(err)] += 1;
-          s++;  // skip the datagram the kernel refused (EMSGSIZE, ENETUNREACH, ...)
-          continue;
-        }
-        for (int k = 0; k < r; k++) counters_.bytes_out += smsgs_[s + k].msg_len;
-        counters_.packets_out += r;
-        sent += r;
-        s += r;
-      }
-    }
-    return sent;
   }
 
   // ---- counters, close -------------------------------------------------------------------------
@@ -667,8 +476,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
     data_ref_.Reset();
     offset_ref_.Reset();
     length_ref_.Reset();
-    src_addr_ref_.Reset();
-    src_port_ref_.Reset();
     callback_.Reset();
   }
 
@@ -686,31 +493,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
     fd_ = -1;
     if (!cleanup_hook_ran_) napi_remove_env_cleanup_hook(env_, &Handle::CleanupHook, this);
     cleanup_hook_ran_ = true;
-    std::vector<mmsghdr>().swap(rmsgs_);
-    std::vector<iovec>().swap(riov_);
-    std::vector<sockaddr_storage>().swap(rnames_);
-    std::vector<mmsghdr>().swap(smsgs_);
-    std::vector<iovec>().swap(siov_);
-    std::vector<sockaddr_storage>().swap(snames_);
   }
 
   napi_env env_ = nullptr;
   int fd_ = -1;
-  Kind kind_ = Kind::kTun;
   std::string name_;
   int vnet_hdr_size_ = 0;
-  int local_port_ = 0;
-  int family_ = 0;  // AF_INET or AF_INET6 for UDP sockets
   bool reading_ = false;
   bool cleanup_hook_ran_ = false;
   Poller* poller_ = nullptr;
   uint32_t slot_ = 0, headroom_ = 0, capacity_ = 0;
-  Napi::ObjectReference data_ref_, offset_ref_, length_ref_, src_addr_ref_, src_port_ref_;
+  Napi::ObjectReference data_ref_, offset_ref_, length_ref_;
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
-  std::vector<mmsghdr> rmsgs_, smsgs_;
-  std::vector<iovec> riov_, siov_;
-  std::vector<sockaddr_storage> rnames_, snames_;
   Counters counters_;
 };
 
@@ -768,54 +563,7 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   const int fdflags = fcntl(fd, F_GETFD);
   if (fdflags >= 0 && !(fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC);
   std::string actual(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
-  return Handle::New(env, fd, Kind::kTun, actual, vnet_size, 0);
-}
-
-// openUdp(bind: string, port: number, family: 4|6) -> NativeHandle
-// A non-blocking, close-on-exec datagram socket bound to bind:port (port 0: the kernel picks one;
-// the chosen port is handle.localPort).
-Napi::Value OpenUdp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber())
-    throw Napi::TypeError::New(env, "openUdp(bind: string, port: number, family: 4 | 6)");
-  const std::string bind_text = info[0].As<Napi::String>().Utf8Value();
-  const uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-  const int fam = info[2].As<Napi::Number>().Int32Value();
-  if (port > 0xffff) throw Napi::RangeError::New(env, "openUdp: port out of range");
-  if (fam != 4 && fam != 6) throw Napi::RangeError::New(env, "openUdp: family must be 4 or 6");
-  const int af = fam == 4 ? AF_INET : AF_INET6;
-  sockaddr_storage ss = {};
-  socklen_t len;
-  if (af == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    if (inet_pton(AF_INET, bind_text.c_str(), &sin->sin_addr) != 1) throw Napi::TypeError::New(env, "openUdp: bad IPv4 address " + bind_text);
-    len = sizeof(sockaddr_in);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    if (inet_pton(AF_INET6, bind_text.c_str(), &sin6->sin6_addr) != 1) throw Napi::TypeError::New(env, "openUdp: bad IPv6 address " + bind_text);
-    len = sizeof(sockaddr_in6);
-  }
-  const int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(env, "openUdp: socket", errno);
-  if (af == AF_INET6) {
-    const int one = 1;  // an IPv6 socket speaks IPv6 only: IPv4 peers would need mapped addresses
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-    const int err = errno;
-    close(fd);
-    ThrowErrno(env, "openUdp: bind " + bind_text + " port " + std::to_string(port), err);
-  }
-  sockaddr_storage bound = {};
-  socklen_t blen = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  const int local_port = ntohs(af == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                             : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-  return Handle::New(env, fd, Kind::kUdp, bind_text, local_port, af);
+  return Handle::New(env, fd, actual, vnet_size);
 }
 
 // --- memory on huge pages -----------------------------------------------------------------------
@@ -860,7 +608,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Handle::Init(env, exports);
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages, "allocHugePages"));
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
-  exports.Set("openUdp", Napi::Function::New(env, OpenUdp, "openUdp"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));
   exports.Set("TUN_FLAG_VNET_HDR", Napi::Number::New(env, kTunFlagVnetHdr));
   return exports;

@@ -1,14 +1,21 @@
 // The addon loader: it finds the built addon, and its missing-addon error tells how to build it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadNative, NativeAddonMissingError } from './native.js';
+import { loadNative, NativeAddonMissingError, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_VNET_HDR } from './native.js';
 
 describe('native addon loader', () => {
   it('loads the addon built by npm ci (fails, not skips, when it is missing)', () => {
     const addon = loadNative();
     assert.equal(typeof addon.openTun, 'function');
-    assert.equal(typeof addon.openUdp, 'function');
+    assert.equal(typeof addon.allocHugePages, 'function');
     assert.equal(loadNative(), addon, 'loaded once');
+  });
+
+  it('exports exactly the TUN and memory entry points, with the flag bits native.ts mirrors', () => {
+    const addon = loadNative();
+    assert.deepEqual(Object.keys(addon).sort(), ['TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_VNET_HDR', 'allocHugePages', 'openTun']);
+    assert.equal(addon.TUN_FLAG_MULTI_QUEUE, TUN_FLAG_MULTI_QUEUE);
+    assert.equal(addon.TUN_FLAG_VNET_HDR, TUN_FLAG_VNET_HDR);
   });
 
   it('names the fix in the missing-addon error', () => {

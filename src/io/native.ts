@@ -1,6 +1,6 @@
 /**
- * Loader and shared plumbing for tether's native I/O addon (native/src/tether_io.cc), the only code
- * that calls read()/write() on TUN devices and recvmmsg()/sendmmsg() on UDP sockets.
+ * Loader and types of tether's native I/O addon (native/src/tether_io.cc), the only code that calls
+ * read()/write() on TUN devices (the TypeScript face is src/io/tun.ts).
  *
  * The addon is built by node-gyp from native/binding.gyp when `npm ci` runs the package's install
  * script (or by `npm run build:native`) into native/build/Release/tether_io.node. It is loaded
@@ -16,9 +16,6 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getSystemErrorName } from 'node:util';
-import { NEXT_HOP_DROP } from '../common/ids.js';
-import type { PacketBatch } from '../common/packet-batch.js';
 
 /** Where node-gyp puts the addon, relative to the repository root. */
 export const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'tether_io.node');
@@ -28,7 +25,7 @@ export const TUN_FLAG_VNET_HDR = 2;
 /** How many directory levels above this file to look for the repository root (src/io, or dist/src/io). */
 const MAX_ROOT_SEARCH_DEPTH = 5;
 
-/** Counters kept by the addon for one device or socket. Byte and packet counts are plain numbers (exact to 2^53). */
+/** Counters kept by the addon for one TUN queue. Byte and packet counts are plain numbers (exact to 2^53). */
 export interface IoCounters {
   packetsIn: number;
   bytesIn: number;
@@ -36,25 +33,24 @@ export interface IoCounters {
   batchesIn: number;
   packetsOut: number;
   bytesOut: number;
-  /** writeBatch/sendBatch calls. */
+  /** writeBatch calls. */
   batchesOut: number;
-  /** Packets not written because the kernel said EAGAIN/ENOBUFS (the call never blocks). */
+  /** Packets not written because the kernel said EAGAIN (the call never blocks). */
   dropsBusy: number;
-  /** Received packets larger than a batch slot (TUN: read() longer than the slot; UDP: MSG_TRUNC). */
+  /** Received packets larger than a batch slot (read() longer than the slot). */
   dropsTruncated: number;
-  /** writeBatch entries whose bytes lie outside the slab, are empty, or (UDP) have port 0. */
+  /** writeBatch entries whose bytes lie outside the slab or are empty. */
   dropsInvalid: number;
-  /** Read/receive failures other than EAGAIN, by errno name ("EIO": 3). */
+  /** Read failures other than EAGAIN, by errno name ("EIO": 3). */
   readErrors: Record<string, number>;
-  /** Write/send failures other than EAGAIN, by errno name ("EMSGSIZE": 1). */
+  /** Write failures other than EAGAIN, by errno name ("EINVAL": 1). */
   writeErrors: Record<string, number>;
 }
 
-/** The addon's handle object (one TUN queue or one UDP socket). Use TunDevice / UdpBatchSocket instead. */
+/** The addon's handle object (one TUN queue). Use TunDevice instead. */
 export interface NativeHandle {
   readonly fd: number;
   readonly name: string;
-  readonly localPort: number;
   readonly vnetHdrSize: number;
   startReading(
     data: Uint8Array,
@@ -63,8 +59,6 @@ export interface NativeHandle {
     slotSize: number,
     headroom: number,
     capacity: number,
-    srcAddr: Uint32Array | null,
-    srcPort: Uint16Array | null,
     onBatch: (count: number, err: number) => void,
   ): void;
   stopReading(): void;
@@ -75,8 +69,6 @@ export interface NativeHandle {
     indices: Uint32Array | Uint16Array | null,
     from: number,
     to: number,
-    dstAddr: Uint32Array | null,
-    dstPort: Uint16Array | null,
   ): number;
   counters(): IoCounters;
   close(): void;
@@ -84,8 +76,10 @@ export interface NativeHandle {
 
 export interface NativeAddon {
   openTun(name: string, flags: number): NativeHandle;
-  openUdp(bind: string, port: number, family: 4 | 6): NativeHandle;
   allocHugePages(bytes: number): ArrayBuffer;
+  /** The addon's own copies of {@link TUN_FLAG_MULTI_QUEUE} and {@link TUN_FLAG_VNET_HDR}. */
+  readonly TUN_FLAG_MULTI_QUEUE: number;
+  readonly TUN_FLAG_VNET_HDR: number;
 }
 
 /** Thrown by the first open when native/build/Release/tether_io.node is absent or does not load. */
@@ -121,107 +115,4 @@ export function loadNative(): NativeAddon {
     throw new NativeAddonMissingError(`${path} does not load: ${(e as Error).message}`);
   }
   return addon;
-}
-
-/** Called once per batch of received packets, after batch.count and the per-packet fields are set. */
-export type BatchHandler = (batch: PacketBatch) => void;
-/** Called when the poll fails (the descriptor is no longer usable); reading has stopped. */
-export type ReadErrorHandler = (err: Error) => void;
-
-/**
- * The function the addon calls per batch (made once per startReading, not per batch): it completes
- * the batch the way PacketBatch.push would (count, ingress, nextHop, drop) with whole-range fills,
- * then hands it to the pipeline.
- */
-export function batchCallback(
-  batch: PacketBatch,
-  ingress: number,
-  onBatch: BatchHandler,
-  onError: ReadErrorHandler | undefined,
-  what: string,
-): (count: number, err: number) => void {
-  return (count: number, err: number): void => {
-    if (err !== 0) {
-      const error = new Error(`${what}: polling failed: ${getSystemErrorName(err)}; reading stopped`);
-      if (onError) onError(error);
-      else throw error;
-      return;
-    }
-    batch.count = count;
-    batch.ingress.fill(ingress, 0, count);
-    batch.nextHop.fill(NEXT_HOP_DROP, 0, count);
-    batch.drop.fill(0, 0, count);
-    onBatch(batch);
-  };
-}
-
-/** Checks that `to` lies within the batch before handing a range to the addon (control-plane error, so it throws). */
-export function checkRange(batch: PacketBatch, from: number, to: number): void {
-  if (!(from >= 0 && from <= to && to <= batch.capacity)) {
-    throw new RangeError(`packet range [${from}, ${to}) outside a batch of capacity ${batch.capacity}`);
-  }
-}
-
-/** Checks an index-list write's count (control-plane error, so it throws). */
-export function checkIndexCount(indices: Uint32Array | Uint16Array, count: number): void {
-  if (!(count >= 0 && count <= indices.length)) throw new RangeError(`count ${count} exceeds ${indices.length} indices`);
-}
-
-/**
- * What TUN devices and UDP sockets share: the addon handle, its counters, stop and close. Closing
- * is safe inside the batch callback and idempotent; a closed endpoint throws on writes.
- */
-export abstract class NativeEndpoint {
-  readonly fd: number;
-  protected readonly handle: NativeHandle;
-  private isClosed = false;
-
-  protected constructor(handle: NativeHandle) {
-    this.handle = handle;
-    this.fd = handle.fd;
-  }
-
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
-  /** Hands the batch (and, for UDP, the source-address arrays) to the addon's poll; see the subclasses. */
-  protected startPolling(
-    batch: PacketBatch,
-    srcAddr: Uint32Array | null,
-    srcPort: Uint16Array | null,
-    ingress: number,
-    onBatch: BatchHandler,
-    onError: ReadErrorHandler | undefined,
-    what: string,
-  ): void {
-    this.handle.startReading(
-      batch.data,
-      batch.offset,
-      batch.length,
-      batch.slotSize,
-      batch.headroom,
-      batch.capacity,
-      srcAddr,
-      srcPort,
-      batchCallback(batch, ingress, onBatch, onError, what),
-    );
-  }
-
-  /** Stops polling; packets queue in the kernel (TUN: up to txqueuelen; UDP: SO_RCVBUF) until reading starts again. */
-  stopReading(): void {
-    if (!this.isClosed) this.handle.stopReading();
-  }
-
-  /** A snapshot of the addon's counters (allocates: control plane). */
-  counters(): IoCounters {
-    return this.handle.counters();
-  }
-
-  /** Stops polling and closes the descriptor (a TUN interface disappears with its last queue). */
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.handle.close();
-  }
 }

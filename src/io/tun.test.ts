@@ -3,9 +3,10 @@
 // talks to them from child processes started with `ip netns exec` (Node's dgram, no ping needed).
 // Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { PacketBatch } from '../common/packet-batch.js';
 import { formatIpv4, parseIpv4 } from '../common/addr.js';
 import { IPPROTO_UDP } from '../common/ids.js';
@@ -94,6 +95,16 @@ s.on('message', (m, r) => {
   if (seen.length === Number(count)) { console.log(JSON.stringify(seen)); process.exit(0); }
 });
 s.bind(Number(port), bindAddr, () => console.log('ready'));`;
+// A fresh process whose main thread never loads the addon (so a worker's teardown really unloads
+// it) starts a worker that opens a TUN, polls it, and is terminated; prints the device's name.
+const WORKER_TEARDOWN = `
+const { Worker } = require('node:worker_threads');
+const [addon] = process.argv.slice(1);
+const w = new Worker(\`
+  const t = require(\${JSON.stringify(addon)}).openTun('', 0);
+  t.startReading(new Uint8Array(4 * 2048), new Uint32Array(4), new Uint32Array(4), 2048, 128, 4, () => {});
+  require('node:worker_threads').parentPort.postMessage(t.name);\`, { eval: true });
+w.once('message', async (name) => { await w.terminate(); console.log(name); });`;
 
 interface Lab {
   tun: TunDevice;
@@ -263,7 +274,20 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     await until(() => callbacks === 1, 'the first batch');
     await new Promise((r) => setTimeout(r, 30));
     assert.equal(callbacks, 1);
+    assert.ok(tun.closed, 'tun.closed');
     assert.throws(() => tun.writeBatch(batch), /closed/);
     assert.throws(() => sh('ip', '-n', NS, 'link', 'show', tun.name), 'the device is gone with its fd');
+    tun.close(); // idempotent
+  });
+
+  it('survives a worker thread that is terminated while its device is being polled', () => {
+    const addon = fileURLToPath(new URL('../../native/build/Release/tether_io.node', import.meta.url));
+    const r = spawnSync(process.execPath, ['-e', WORKER_TEARDOWN, addon], { encoding: 'utf8', timeout: TUN_TIMEOUT_MS });
+    // Before the fix (an async cleanup hook per poll handle) this crashed the whole process (SIGSEGV).
+    assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 0, r.stderr);
+    const name = r.stdout.trim();
+    assert.match(name, /^tun\d+$/);
+    assert.throws(() => sh('ip', 'link', 'show', name), 'the worker teardown closed the device');
   });
 });

@@ -22,18 +22,10 @@
  * segmentation before anything that cannot take a super-packet (an encapsulating onramp with a
  * smaller MTU). The hooks are marked TODO(offload) in native/src/tether_io.cc.
  */
+import { getSystemErrorName } from 'node:util';
+import { NEXT_HOP_DROP } from '../common/ids.js';
 import type { PacketBatch } from '../common/packet-batch.js';
-import {
-  checkIndexCount,
-  checkRange,
-  loadNative,
-  NativeEndpoint,
-  TUN_FLAG_MULTI_QUEUE,
-  TUN_FLAG_VNET_HDR,
-  type BatchHandler,
-  type NativeHandle,
-  type ReadErrorHandler,
-} from './native.js';
+import { loadNative, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_VNET_HDR, type IoCounters, type NativeHandle } from './native.js';
 
 export interface TunOptions {
   /** IFF_MULTI_QUEUE: this fd is one queue of a multi-queue device; every queue must set it. */
@@ -42,18 +34,61 @@ export interface TunOptions {
   vnetHdr?: boolean;
 }
 
-/** One queue of a TUN device: non-blocking, close-on-exec, read by libuv polling on the main loop. */
-export class TunDevice extends NativeEndpoint {
+/** Called once per batch of received packets, after batch.count and the per-packet fields are set. */
+export type BatchHandler = (batch: PacketBatch) => void;
+/** Called when the poll fails (the descriptor is no longer usable); reading has stopped. */
+export type ReadErrorHandler = (err: Error) => void;
+
+/**
+ * The function the addon calls per batch (made once per startReading, not per batch): it completes
+ * the batch the way PacketBatch.push would (count, ingress, nextHop, drop) with whole-range fills,
+ * then hands it to the pipeline.
+ */
+function batchCallback(
+  batch: PacketBatch,
+  ingress: number,
+  onBatch: BatchHandler,
+  onError: ReadErrorHandler | undefined,
+  what: string,
+): (count: number, err: number) => void {
+  return (count: number, err: number): void => {
+    if (err !== 0) {
+      const error = new Error(`${what}: polling failed: ${getSystemErrorName(err)}; reading stopped`);
+      if (onError) onError(error);
+      else throw error;
+      return;
+    }
+    batch.count = count;
+    batch.ingress.fill(ingress, 0, count);
+    batch.nextHop.fill(NEXT_HOP_DROP, 0, count);
+    batch.drop.fill(0, 0, count);
+    onBatch(batch);
+  };
+}
+
+/**
+ * One queue of a TUN device: non-blocking, close-on-exec, read by libuv polling on the main loop.
+ * Closing is safe inside the batch callback and idempotent; a closed device throws on writes.
+ */
+export class TunDevice {
+  readonly fd: number;
   /** The interface name the kernel gave (the requested one, or tunN for a name like "tun%d" or ""). */
   readonly name: string;
   /** Bytes of virtio-net header per packet on the wire of the fd: 0, or 12 with vnetHdr. */
   readonly vnetHdrSize: number;
+  private readonly handle: NativeHandle;
+  private isClosed = false;
 
   /** @internal use {@link openTun}. */
   constructor(handle: NativeHandle) {
-    super(handle);
+    this.handle = handle;
+    this.fd = handle.fd;
     this.name = handle.name;
     this.vnetHdrSize = handle.vnetHdrSize;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
   }
 
   /**
@@ -64,7 +99,20 @@ export class TunDevice extends NativeEndpoint {
    * and handler. A throw from onBatch becomes an uncaught exception.
    */
   startReading(batch: PacketBatch, ingress: number, onBatch: BatchHandler, onError?: ReadErrorHandler): void {
-    this.startPolling(batch, null, null, ingress, onBatch, onError, `tun ${this.name}`);
+    this.handle.startReading(
+      batch.data,
+      batch.offset,
+      batch.length,
+      batch.slotSize,
+      batch.headroom,
+      batch.capacity,
+      batchCallback(batch, ingress, onBatch, onError, `tun ${this.name}`),
+    );
+  }
+
+  /** Stops polling; packets queue in the kernel (up to the device's txqueuelen) until reading starts again. */
+  stopReading(): void {
+    if (!this.isClosed) this.handle.stopReading();
   }
 
   /**
@@ -72,14 +120,29 @@ export class TunDevice extends NativeEndpoint {
    * blocking: EAGAIN drops the rest of the range (counted as dropsBusy). Returns the number written.
    */
   writeBatch(batch: PacketBatch, from = 0, to: number = batch.count): number {
-    checkRange(batch, from, to);
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to, null, null);
+    // A range outside the batch is a caller's bug (control plane), so it throws.
+    if (!(from >= 0 && from <= to && to <= batch.capacity)) {
+      throw new RangeError(`packet range [${from}, ${to}) outside a batch of capacity ${batch.capacity}`);
+    }
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to);
   }
 
   /** Writes the packets whose indices are indices[0..count) (e.g. those the pipeline sent to this port). */
   writeIndices(batch: PacketBatch, indices: Uint32Array | Uint16Array, count: number): number {
-    checkIndexCount(indices, count);
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count, null, null);
+    if (!(count >= 0 && count <= indices.length)) throw new RangeError(`count ${count} exceeds ${indices.length} indices`);
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count);
+  }
+
+  /** A snapshot of the addon's counters (allocates: control plane). */
+  counters(): IoCounters {
+    return this.handle.counters();
+  }
+
+  /** Stops polling and closes the descriptor (the interface disappears with its last queue). */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.handle.close();
   }
 }
 
