@@ -33,7 +33,7 @@ test('loss window: counts the current second and the 299 before it, then forgets
 
 test('loss window: matches a list of every sample (property)', () => {
   fc.assert(
-    fc.property(fc.array(fc.record({ dt: fc.integer({ min: 0, max: 40_000 }), ok: fc.boolean() }), { maxLength: 300 }), (steps) => {
+    fc.property(fc.array(fc.record({ dt: fc.integer({ min: 0, max: 40_000 }), ok: fc.boolean() }), { maxLength: 300, size: 'max' }), (steps) => {
       const w = new LossWindow();
       const all: { t: number; ok: boolean }[] = [];
       let t = 0;
@@ -89,7 +89,7 @@ test('judge: agrees with the slow oracle over random sample and tick sequences (
     kind: fc.constantFrom('ok', 'ok', 'ok', 'fail', 'fail', 'tick'),
   });
   fc.assert(
-    fc.property(fc.array(step, { maxLength: 400 }), (steps) => {
+    fc.property(fc.array(step, { maxLength: 400, size: 'max' }), (steps) => {
       const j = new HealthJudge(0);
       const o = new HealthOracle(0);
       let t = 0;
