@@ -20,7 +20,9 @@
  *     clamped to the interval), so a reply matches when it is an echo reply of the right family from the
  *     target to the source, with our identifier, arriving on this onramp, for the sequence number in flight,
  *     before its timeout. A reply for an older sequence (late, duplicated or forged) or one arriving on
- *     another onramp counts nothing. A probe without its reply by its timeout is a failure.
+ *     another onramp counts nothing. A probe without its reply by its timeout is a failure. The reply's ICMP
+ *     checksum is not verified (inspect does not either): a corrupted reply that still matches every field
+ *     above counts as the success it almost certainly is.
  *   - 'reverse': the site probes the edge and the edge answers (the caller does that); each answered probe is
  *     a success and each interval without one (after interval + timeout of grace) a failure.
  *   - 'passive': only observe() and siteProbeAnswered() feed the state.
@@ -36,10 +38,14 @@
  *     the default mid rate) of the first lost probe, and within interval + 3 timeouts of the cut (at most
  *     1.9 s at mid, 850 ms at high).
  *   - healthy -> degraded: at least 0.1 % of the samples of the last five minutes failed, at least two.
+     So a cut of a healthy onramp gives two events, 300 ms apart at mid: healthy -> degraded at the second
+     lost probe (two failures are already >= 0.1 %), degraded -> down at the third. The rules are applied
+     as written rather than held back while re-probes run, so the slow oracle in the tests is the rules.
  *   - down -> degraded: three consecutive successes (a success while down likewise sends two re-probes at
  *     once, so recovery is confirmed within a few round trips, not three intervals).
  *   - degraded -> healthy: a clean window, no failure in the last five minutes.
- *   Why: Cloudflare documents exactly these semantics for its tunnel health checks; one lost packet never
+ *   Why: the down and degraded rules are those Cloudflare documents for its tunnel health checks, the
+ *   recovery rules are the issue's hysteresis on top of them; one lost packet never
  *   costs a penalty (two failures are needed), a dead tunnel is given up within about a second, and a
  *   tunnel that just came back is trusted less (degraded) until it has stayed clean for five minutes, so
  *   routes do not flap back and forth with a marginal link.

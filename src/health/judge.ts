@@ -15,6 +15,8 @@
  *   2. down, and the last RECOVER_CONSECUTIVE_SUCCESSES samples all succeeded   -> degraded
  *   3. healthy, failures >= DEGRADED_MIN_FAILURES and failures / samples >= 0.1 % over the window -> degraded
  *   4. degraded, and no failure in the window                                    -> healthy
+ * Rule 1 counts a run, not a time span: the re-probes (health.ts) put a probe's three failures within three
+ * timeouts, and failures reported by observe() further apart still mean the tunnel carries nothing.
  * Hysteresis comes from rules 2 and 4: leaving down only reaches degraded, and degraded lasts until the
  * failures that caused it have left the five-minute window.
  */
