@@ -309,6 +309,7 @@ function renderSetup(
     return drop(Drop.NoRoute, `no route to ${hairpin ? formatAddr(family, d.peer.addr, 0) : packet.dst} for site ${site}`);
   }
   if (hop === -Drop.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
+  if (hairpin && hop === -Drop.NoNatMapping) return drop(Drop.NoNatMapping, 'the internal endpoint already talks to this endpoint\'s external endpoint: that flow exists, seen from its other end');
   if (hop < 0) return drop(-hop, 'flow setup refuses it');
 
   if (!hairpin) {

@@ -32,6 +32,8 @@ export class SetupDecision {
   readonly reply = new FlowKey();
   /** Hairpin: the internal endpoint that owns the addressed external endpoint. */
   readonly peer = new NatEndpoint();
+  /** Source NAT and hairpin: the external address (commit: the mapping taken; hairpin decide: the sender's existing one). */
+  readonly ext = new Uint32Array(4);
   /** Hairpin over IPv6: the packet's source and the peer's address, as the firewall reads them (words 0..3, 4..7). */
   readonly peerAddr = new Uint32Array(8);
 }

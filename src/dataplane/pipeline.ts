@@ -148,7 +148,6 @@ export class Pipeline {
   private readonly key = new FlowKey();
   /** The setup decision of the packet being processed (decideSetup fills it, commitSetup reads it). */
   private readonly decision = new SetupDecision();
-  private readonly natOut = new Uint32Array(4);
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
@@ -450,7 +449,7 @@ export class Pipeline {
     d.hash = hash;
     if (this.snat !== null && this.isPoolDestination(info)) {
       d.flags = arr | FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN;
-      return this.decideHairpin(info, key, site, ingress, d, trace);
+      return this.decideHairpin(info, key, table, site, ingress, d, trace);
     }
     const route = info.family === AF_INET4
       ? this.routes.lookup4(site, info.addr[DST], hash)
@@ -486,7 +485,7 @@ export class Pipeline {
    * the pool address: the firewall is asked again with the translated destination, and both
    * answers must allow.
    */
-  private decideHairpin(info: PacketInfo, key: FlowKey, site: number, ingress: number, d: SetupDecision, trace: SetupTrace | null): number {
+  private decideHairpin(info: PacketInfo, key: FlowKey, table: FlowTable, site: number, ingress: number, d: SetupDecision, trace: SetupTrace | null): number {
     const family = info.family as 4 | 6;
     const protocol = info.protocol;
     if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) return -Drop.NoNatMapping;
@@ -507,20 +506,26 @@ export class Pipeline {
       trace.hairpinRule = rule;
     }
     if (!fw.allows(rule)) return -Drop.PolicyDeny;
+    let hop: number;
     if (peer.zone !== ZONE_GLOBAL) {
       // An ARR zone is its site: deliver to that site's best onramp.
       const onramps = this.ports.onrampsOfSite(peer.zone);
       if (onramps.length === 0) return -Drop.NoRoute;
-      d.hop = onramps[0];
+      hop = onramps[0];
     } else {
       const route = family === AF_INET4
         ? this.routes.lookup4(site, peer.addr[0], d.hash)
         : this.routes.lookup6(site, peer.addr, 0, d.hash);
       if (trace !== null) trace.route = route;
       if (route < 0 || this.routes.routeKind[route] !== NextHopKind.Onramp) return -Drop.NoRoute;
-      d.hop = this.routes.routePort[route];
+      hop = this.routes.routePort[route];
     }
-    return d.hop;
+    // The sender already has its mapping (endpoint-independent: commit takes the same one) and the
+    // peer is already talking to that external endpoint: one flow, seen from both ends.
+    const extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    if (extPort >= 0 && table.lookup(translatedReply(d, extPort)) >= 0) return -Drop.NoNatMapping;
+    d.hop = hop;
+    return hop;
   }
 
   /**
@@ -538,21 +543,13 @@ export class Pipeline {
     const protocol = info.protocol;
     if ((flags & FLAG_POOL) !== 0) {
       const snat = this.snat!;
-      const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, this.natOut, 0);
+      const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0);
       if (extPort < 0) return -Drop.NatExhausted;
-      if ((flags & FLAG_HAIRPIN) !== 0) {
-        reply.zone = d.peer.zone;
-        reply.src.set(d.peer.addr);
-        reply.srcPort = d.peer.port;
-      } else {
-        reply.zone = ZONE_GLOBAL;
-      }
-      reply.dst.set(this.natOut);
-      reply.dstPort = extPort;
-      if (table.lookup(reply) >= 0) {
+      if (table.lookup(translatedReply(d, extPort)) >= 0) {
         // Source NAT: cannot happen with endpoint-independent mapping (the external endpoint is
         // this endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
-        // Hairpin: the peer is already talking to our external endpoint: one flow, seen from both ends.
+        // Hairpin: decideHairpin refused this for an existing mapping; a new one may still find a
+        // stale flow of the peer toward the port it gets.
         snat.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
         return (flags & FLAG_HAIRPIN) !== 0 ? -Drop.NoNatMapping : -Drop.NatExhausted;
       }
@@ -741,6 +738,24 @@ function nodeMatches(table: FlowTable, node: number, zone: number, info: PacketI
     if (table.nodeSrc(node, k) !== info.addr[SRC + k] || table.nodeDst(node, k) !== info.addr[DST + k]) return false;
   }
   return table.isLive(flow);
+}
+
+/**
+ * Completes the decided reply key with the external endpoint in d.ext / `extPort` (source NAT:
+ * the server answers it in the global zone; hairpin: the peer answers it in its own zone).
+ */
+function translatedReply(d: SetupDecision, extPort: number): FlowKey {
+  const reply = d.reply;
+  if ((d.flags & FLAG_HAIRPIN) !== 0) {
+    reply.zone = d.peer.zone;
+    reply.src.set(d.peer.addr);
+    reply.srcPort = d.peer.port;
+  } else {
+    reply.zone = ZONE_GLOBAL;
+  }
+  reply.dst.set(d.ext);
+  reply.dstPort = extPort;
+  return reply;
 }
 
 /**
