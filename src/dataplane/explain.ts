@@ -175,7 +175,7 @@ export function chooseRoute(pipeline: Pipeline, family: 4 | 6, site: number, key
 }
 
 /** The translation a flow with these FLAG_* bits gets. */
-export function natKind(flags: number): NonNullable<Explanation['nat']>['kind'] {
+function natKind(flags: number): NonNullable<Explanation['nat']>['kind'] {
   if ((flags & FLAG_HAIRPIN) !== 0) return 'hairpin';
   if ((flags & FLAG_POOL) !== 0) return 'source-nat';
   if ((flags & FLAG_CLASH) !== 0) return 'clash-port-rewrite';
@@ -313,19 +313,16 @@ function renderSetup(
   if (hop < 0) return drop(-hop, 'flow setup refuses it');
 
   if (!hairpin) {
-    if ((d.flags & FLAG_POOL) !== 0) {
-      out.nat = {
-        kind: 'source-nat',
-        note: trace.natPort >= 0
-          ? `source NAT: the endpoint already has the mapping ${endpoint(family, trace.natAddr, 0, trace.natPort)} (endpoint-independent, RFC 4787 REQ-1)`
-          : 'source NAT from the egress pool: the endpoint gets its paired pool address and keeps its port if that port is free there (RFC 4787 REQ-2, REQ-3)',
-      };
-    } else {
-      out.nat = (d.flags & FLAG_CLASH) !== 0
-        ? { kind: 'clash-port-rewrite', note: `another flow already holds the reply tuple in ${hopName(pipeline, d.hop)}'s zone: the source port would be rewritten to a free one, and restored on the way back` }
-        : { kind: 'none', note: 'no translation toward an onramp (no other flow holds this tuple there)' };
-    }
-    out.trail.push(out.nat.note);
+    const kind = natKind(d.flags);
+    const note = kind === 'source-nat'
+      ? trace.natPort >= 0
+        ? `source NAT: the endpoint already has the mapping ${endpoint(family, trace.natAddr, 0, trace.natPort)} (endpoint-independent, RFC 4787 REQ-1)`
+        : 'source NAT from the egress pool: the endpoint gets its paired pool address and keeps its port if that port is free there (RFC 4787 REQ-2, REQ-3)'
+      : kind === 'clash-port-rewrite'
+        ? `another flow already holds the reply tuple in ${hopName(pipeline, d.hop)}'s zone: the source port would be rewritten to a free one, and restored on the way back`
+        : 'no translation toward an onramp (no other flow holds this tuple there)';
+    out.nat = { kind, note };
+    out.trail.push(note);
   }
   if (info.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
   else if (info.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');
