@@ -3,14 +3,22 @@
  * 5-tuple — the decisions the pipeline would make, read from its current state without sending or
  * changing anything; and for an existing flow, the decision stored in it (the decision trail).
  *
- * Control plane: builds text and objects freely. The order of the checks is the pipeline's
- * (setupFlow in pipeline.ts); where the pipeline's behaviour changes, this must follow.
+ * Control plane: builds text and objects freely. The hypothetical packet is built as bytes and
+ * inspected like any packet; a new flow's decision is the pipeline's own: Pipeline.decideSetup,
+ * run with a SetupTrace and never committed (flow-setup.ts), so explain cannot drift from setup.
+ * What only commit finds (a new mapping's external port, a clash's free port, room in the table)
+ * is said as what it will be, not which.
  */
 import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
 import { DROP_REASON_NAMES, Drop } from '../common/drop-reasons.js';
-import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, PORT_INTERNET } from '../common/ids.js';
+import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { FlowKey, type FlowTable } from '../flow/flow-table.js';
 import { NextHopKind } from '../route/route-table.js';
+import { buildIcmpEcho, buildIp, buildTcp, buildUdp } from '../wire/build.js';
+import { TCP_SYN } from '../wire/constants.js';
+import { inspect } from '../wire/inspect.js';
+import { PacketInfo } from '../wire/packet-info.js';
+import { SetupDecision, SetupTrace } from './flow-setup.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, tupleHash, type Pipeline } from './pipeline.js';
 
 export interface HypotheticalPacket {
@@ -141,14 +149,9 @@ function hopName(pipeline: Pipeline, port: number): string {
   return spec ? `onramp ${spec.name} (${port})` : `port ${port}`;
 }
 
-/**
- * The route a flow with this original key from `site` gets from the routing table as it is now,
- * and why it won (setupFlow's lookup, the same flow hash); null when there is none.
- */
-export function chooseRoute(pipeline: Pipeline, family: 4 | 6, site: number, key: FlowKey): RouteChoice | null {
-  const hash = tupleHash(key.protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
-  const routeId = family === AF_INET4 ? pipeline.routes.lookup4(site, key.dst[0], hash) : pipeline.routes.lookup6(site, key.dst, 0, hash);
-  if (routeId < 0) return null;
+
+/** A route as explain shows it: where it leads, and why it won for `site` (longest prefix, scope, priority and health, ECMP). */
+function describeRoute(pipeline: Pipeline, routeId: number, site: number): RouteChoice {
   const record = pipeline.routes.get(routeId)!;
   const rivals = pipeline.routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
   const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || pipeline.routes.isPortUp(r.port);
@@ -160,6 +163,42 @@ export function chooseRoute(pipeline: Pipeline, family: 4 | 6, site: number, key
   const nextHop = record.kind === NextHopKind.Internet ? 'the Internet' : record.kind === NextHopKind.Blackhole ? 'blackhole' : hopName(pipeline, record.port);
   return { id: routeId, prefix: record.prefix, nextHop, priority: record.priority, weight: record.weight, siteScope: record.siteScope, why };
 }
+
+/**
+ * The route a flow with this original key from `site` gets from the routing table as it is now,
+ * and why it won (setupFlow's lookup, the same flow hash); null when there is none.
+ */
+export function chooseRoute(pipeline: Pipeline, family: 4 | 6, site: number, key: FlowKey): RouteChoice | null {
+  const hash = tupleHash(key.protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
+  const routeId = family === AF_INET4 ? pipeline.routes.lookup4(site, key.dst[0], hash) : pipeline.routes.lookup6(site, key.dst, 0, hash);
+  return routeId < 0 ? null : describeRoute(pipeline, routeId, site);
+}
+
+/** The translation a flow with these FLAG_* bits gets. */
+function natKind(flags: number): NonNullable<Explanation['nat']>['kind'] {
+  if ((flags & FLAG_HAIRPIN) !== 0) return 'hairpin';
+  if ((flags & FLAG_POOL) !== 0) return 'source-nat';
+  if ((flags & FLAG_CLASH) !== 0) return 'clash-port-rewrite';
+  return 'none';
+}
+
+/**
+ * The packet a hypothetical stands for, as bytes the pipeline would receive: a TCP SYN, a UDP
+ * datagram, an echo request (identifier = srcPort; ICMP keys carry it as the source "port",
+ * packet-info.ts), or a bare IP packet of another protocol (which inspection refuses like any).
+ */
+function hypotheticalBytes(packet: HypotheticalPacket, family: 4 | 6): Uint8Array {
+  const ip = { src: packet.src, dst: packet.dst };
+  const ports = { srcPort: packet.srcPort, dstPort: packet.dstPort };
+  if (packet.protocol === IPPROTO_TCP) return buildTcp(ip, { ...ports, flags: TCP_SYN });
+  if (packet.protocol === IPPROTO_UDP) return buildUdp(ip, ports);
+  if (packet.protocol === (family === AF_INET4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return buildIcmpEcho(ip, { type: 'request', id: packet.srcPort });
+  return buildIp(ip, packet.protocol, new Uint8Array(0));
+}
+
+const isPort = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff;
+/** Highest IP protocol number (the IPv4 protocol / IPv6 next-header byte). */
+const MAX_PROTOCOL = 0xff;
 
 /** What the pipeline would do with this packet now, and why. */
 export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explanation {
@@ -178,6 +217,13 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   const addr = new Uint32Array(8);
   const family = parseAddress(packet.src, addr, 0);
   if (family === 0 || parseAddress(packet.dst, addr, 4) !== family) return drop(Drop.BadAddress, 'source and destination must be addresses of one family');
+  if (!isPort(packet.srcPort) || !isPort(packet.dstPort) || !Number.isInteger(packet.protocol) || packet.protocol < 0 || packet.protocol > MAX_PROTOCOL) {
+    return drop(Drop.UnsupportedProtocol, 'the protocol must be 0..255 and the ports 0..65535');
+  }
+  const bytes = hypotheticalBytes(packet, family);
+  const info = new PacketInfo();
+  const bad = inspect(bytes, 0, bytes.length, info);
+  if (bad !== Drop.None) return drop(bad, 'header inspection refuses such a packet');
   const zone = ports.zone[ingress];
   const site = ports.site[ingress];
   out.trail.push(
@@ -189,11 +235,11 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   const table = family === AF_INET4 ? pipeline.flows4 : pipeline.flows6;
   const key = new FlowKey();
   key.zone = zone;
-  key.protocol = packet.protocol;
-  key.srcPort = packet.srcPort;
-  key.dstPort = packet.dstPort;
-  key.src.set(addr.subarray(0, 4));
-  key.dst.set(addr.subarray(4, 8));
+  key.protocol = info.protocol;
+  key.srcPort = info.srcPort;
+  key.dstPort = info.dstPort;
+  key.src.set(info.addr.subarray(0, 4));
+  key.dst.set(info.addr.subarray(4, 8));
   const node = table.lookup(key);
   if (node >= 0) {
     const flow = node >> 1;
@@ -208,59 +254,84 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     return out;
   }
 
-  if (ingress === PORT_INTERNET) return drop(Drop.ReplyNoFlow, 'the Internet may only answer existing flows (address-and-port-dependent filtering)');
-  out.trail.push('no flow yet: this packet would set one up');
+  if (ingress !== PORT_INTERNET) out.trail.push('no flow yet: this packet would set one up');
+  const decision = new SetupDecision();
+  const trace = new SetupTrace();
+  const hop = pipeline.decideSetup(info, key, table, ingress, decision, trace);
+  return renderSetup(pipeline, out, info, site, decision, trace, hop, drop);
+}
+
+/** The trail of a setup decision (decideSetup's result `hop`, its decision and trace), into `out`. */
+function renderSetup(
+  pipeline: Pipeline,
+  out: Explanation,
+  info: PacketInfo,
+  site: number,
+  d: SetupDecision,
+  trace: SetupTrace,
+  hop: number,
+  drop: (reason: Drop, why: string) => Explanation,
+): Explanation {
+  const packet = out.packet;
+  const ingress = packet.onramp;
+  const family = info.family;
+  if (ingress === PORT_INTERNET) return drop(-hop, 'the Internet may only answer existing flows (address-and-port-dependent filtering, RFC 4787 REQ-8)');
+  if (hop === -Drop.BadAddress) return drop(Drop.BadAddress, 'a new flow needs unicast endpoints: no unspecified, loopback, multicast or broadcast address (RFC 1812 section 5.3.7)');
+  if (!trace.firewallAsked) return drop(-hop, 'a new flow starts only with a TCP SYN or a query');
+
   const fw = pipeline.firewall;
-  const rule = family === AF_INET4
-    ? fw.evaluate4(site, ingress, packet.protocol, addr[0], addr[4], packet.srcPort, packet.dstPort)
-    : fw.evaluate6(site, ingress, packet.protocol, addr, 0, 4, packet.srcPort, packet.dstPort);
-  out.firewall = { ruleId: fw.ruleId(rule), action: fw.allows(rule) ? 'allow' : 'deny', byDefault: rule < 0 };
-  out.trail.push(rule < 0 ? `firewall: no rule matches; the default action is ${out.firewall.action}` : `firewall: rule ${out.firewall.ruleId} (position ${rule + 1}) matches: ${out.firewall.action}`);
-  if (!fw.allows(rule)) return drop(Drop.PolicyDeny, 'the firewall denies it');
+  out.firewall = { ruleId: fw.ruleId(d.rule), action: fw.allows(d.rule) ? 'allow' : 'deny', byDefault: d.rule < 0 };
+  out.trail.push(d.rule < 0 ? `firewall: no rule matches; the default action is ${out.firewall.action}` : `firewall: rule ${out.firewall.ruleId} (position ${d.rule + 1}) matches: ${out.firewall.action}`);
+  if (hop === -Drop.PolicyDeny && !trace.hairpinAsked) return drop(Drop.PolicyDeny, 'the firewall denies it');
 
-  const snat = pipeline.snat;
-  const toPool = snat !== null && (family === AF_INET4 ? snat.isPoolAddress4(addr[4]) : snat.isPoolAddress6(addr, 4));
-  if (toPool) {
-    out.nat = { kind: 'hairpin', note: 'addressed to the egress pool: hairpinned to the internal endpoint that owns that external port, if any (RFC 4787 REQ-9); the firewall is asked again for the real destination' };
+  const hairpin = (d.flags & FLAG_HAIRPIN) !== 0;
+  if (hairpin) {
+    const peer = d.peer;
+    out.nat = { kind: 'hairpin', note: 'addressed to the egress pool: hairpinned to the internal endpoint that owns that external port (RFC 4787 REQ-9); the firewall is asked again for the real destination' };
     out.trail.push(out.nat.note);
-    out.verdict = 'forward';
-    return out;
+    if (!trace.hairpinPeerFound) return drop(-hop, `no internal endpoint holds ${endpoint(family, info.addr, 4, info.dstPort)} (only TCP and UDP mappings hairpin)`);
+    out.trail.push(`the external endpoint belongs to ${endpoint(family, peer.addr, 0, peer.port)} in zone ${peer.zone}`);
+    const ruleId = fw.ruleId(trace.hairpinRule);
+    const action = fw.allows(trace.hairpinRule) ? 'allow' : 'deny';
+    out.trail.push(trace.hairpinRule < 0 ? `firewall for the internal destination: no rule matches; the default action is ${action}` : `firewall for the internal destination: rule ${ruleId} (position ${trace.hairpinRule + 1}) matches: ${action}`);
+    if (hop === -Drop.PolicyDeny) return drop(Drop.PolicyDeny, 'the firewall denies it for the internal destination');
+    if (trace.route < 0 && hop >= 0) out.trail.push(`zone ${peer.zone} is site ${peer.zone} (ARR): delivered to its best onramp`);
   }
-  const route = chooseRoute(pipeline, family, site, key);
-  if (route === null) return drop(Drop.NoRoute, `no route to ${packet.dst} for site ${site}`);
-  const record = pipeline.routes.get(route.id)!;
-  out.route = route;
-  out.trail.push(`route ${route.id}: ${route.prefix} -> ${route.nextHop} (${route.why})`);
-  if (record.kind === NextHopKind.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
+  if (trace.route >= 0) {
+    out.route = describeRoute(pipeline, trace.route, site);
+    out.trail.push(`route ${out.route.id}: ${out.route.prefix} -> ${out.route.nextHop} (${out.route.why})`);
+  }
+  if (hop === -Drop.NoRoute) {
+    if (trace.route >= 0) {
+      return drop(Drop.NoRoute, hairpin ? 'a hairpin turns back inside, but the route for the internal destination does not lead to an onramp' : 'the route leads to the Internet but no egress pool is configured');
+    }
+    if (hairpin && d.peer.zone !== ZONE_GLOBAL) return drop(Drop.NoRoute, `site ${d.peer.zone} has no onramp`);
+    return drop(Drop.NoRoute, `no route to ${hairpin ? formatAddr(family, d.peer.addr, 0) : packet.dst} for site ${site}`);
+  }
+  if (hop === -Drop.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
+  if (hairpin && hop === -Drop.NoNatMapping) return drop(Drop.NoNatMapping, 'the internal endpoint already talks to this endpoint\'s external endpoint: that flow exists, seen from its other end');
+  if (hop < 0) return drop(-hop, 'flow setup refuses it');
 
-  const reply = new FlowKey().reverseOf(key);
-  if (record.kind === NextHopKind.Internet) {
-    if (snat === null) return drop(Drop.NoRoute, 'the route leads to the Internet but no egress pool is configured');
-    const ext = new Uint32Array(4);
-    const existing = snat.peek(zone, packet.protocol, family, addr, 0, key.srcPort, ext, 0);
-    out.nat = {
-      kind: 'source-nat',
-      note: existing >= 0
-        ? `source NAT: the endpoint already has the mapping ${endpoint(family, ext, 0, existing)} (endpoint-independent, RFC 4787 REQ-1)`
-        : 'source NAT from the egress pool: the endpoint gets its paired pool address and keeps its port if that port is free there (RFC 4787 REQ-2, REQ-3)',
-    };
-    out.nextHop = PORT_INTERNET;
-  } else {
-    reply.zone = ports.zone[record.port];
-    const clash = table.lookup(reply) >= 0;
-    out.nat = clash
-      ? { kind: 'clash-port-rewrite', note: `another flow already holds the reply tuple in ${hopName(pipeline, record.port)}'s zone: the source port would be rewritten to a free one, and restored on the way back` }
-      : { kind: 'none', note: 'no translation toward an onramp (no other flow holds this tuple there)' };
-    out.nextHop = ports.deliverable(record.port);
+  if (!hairpin) {
+    const kind = natKind(d.flags);
+    const note = kind === 'source-nat'
+      ? trace.natPort >= 0
+        ? `source NAT: the endpoint already has the mapping ${endpoint(family, trace.natAddr, 0, trace.natPort)} (endpoint-independent, RFC 4787 REQ-1)`
+        : 'source NAT from the egress pool: the endpoint gets its paired pool address and keeps its port if that port is free there (RFC 4787 REQ-2, REQ-3)'
+      : kind === 'clash-port-rewrite'
+        ? `another flow already holds the reply tuple in ${hopName(pipeline, d.hop)}'s zone: the source port would be rewritten to a free one, and restored on the way back`
+        : 'no translation toward an onramp (no other flow holds this tuple there)';
+    out.nat = { kind, note };
+    out.trail.push(note);
   }
-  out.trail.push(out.nat.note);
-  if (packet.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
-  else if (packet.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');
-  out.replies = ports.arr[ingress] === 1
+  if (info.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
+  else if (info.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');
+  out.replies = (d.flags & FLAG_ARR) !== 0
     ? { by: 'automatic-return-routing', note: `replies return to ${hopName(pipeline, ingress)} (recorded at setup; if it is down, the best healthy onramp of site ${site})` }
     : { by: 'routing-table', note: `ARR is off on ${hopName(pipeline, ingress)}: replies are routed by destination ${packet.src}, as any packet` };
   out.trail.push(out.replies.note);
   out.verdict = 'forward';
+  out.nextHop = pipeline.ports.deliverable(hop);
   out.trail.push(`leaves on ${hopName(pipeline, out.nextHop)}`);
   return out;
 }

@@ -38,8 +38,8 @@ import {
 } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
-import { NatEndpoint, SnatPool } from '../nat/snat-pool.js';
-import { Firewall, type FirewallRuleSpec } from '../policy/firewall.js';
+import { SnatPool } from '../nat/snat-pool.js';
+import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
@@ -57,6 +57,7 @@ import {
   setSrcAddr6,
   setSrcPort,
 } from '../wire/rewrite.js';
+import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
 import { PortRegistry, type OnrampSpec } from './ports.js';
 
@@ -145,9 +146,8 @@ export class Pipeline {
   private readonly frags6: FragmentFollower;
   private readonly info = new PacketInfo();
   private readonly key = new FlowKey();
-  private readonly reply = new FlowKey();
-  private readonly natOut = new Uint32Array(4);
-  private readonly natPeer = new NatEndpoint();
+  /** The setup decision of the packet being processed (decideSetup fills it, commitSetup reads it). */
+  private readonly decision = new SetupDecision();
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
@@ -398,13 +398,34 @@ export class Pipeline {
     return this.ports.deliverable(this.routes.routePort[route]);
   }
 
-  /** First packet of a flow: decide once (policy, route, NAT, return onramp) and store it. */
+  /** First packet of a flow: decide once (policy, route, NAT, return onramp), then store it. */
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
-    const info = this.info;
-    const key = this.key;
+    const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
+    if (hop < 0) return hop;
+    return this.commitSetup(buf, table, ingress, zone, length, now);
+  }
+
+  /**
+   * Flow setup, step one: what the first packet `info` (keyed as `key` in its onramp's zone, no flow
+   * in `table` yet) would become, read from the state as it is now: the checks before policy, the
+   * firewall, the route and why, the next hop, the kind of translation, the return path (FLAG_ARR).
+   * Changes nothing, so explain runs it too (with a trace); the pipeline runs commitSetup after it.
+   * Fills `d`, and `trace` when not null. Returns the next hop (as recorded, before failover) or a
+   * negative Drop.
+   *
+   * The boundary of what this knows: everything up to the resources commit takes. Commit can still
+   * drop with NatExhausted (no free pool port, no free clash port), TableFull or QuotaExceeded, or
+   * a TCP verdict on the segment; the exact external port of a new mapping and the rewritten clash
+   * port exist only once commit has taken them (a trace shows an existing mapping, via peek).
+   */
+  decideSetup(info: PacketInfo, key: FlowKey, table: FlowTable, ingress: number, d: SetupDecision, trace: SetupTrace | null): number {
+    d.flags = 0;
+    d.hop = -1;
+    d.rule = NO_MATCH;
+    if (trace !== null) trace.clear();
     if (ingress === PORT_INTERNET) {
       // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
-      return this.snat !== null && this.isPoolDestination() ? -Drop.NoNatMapping : -Drop.ReplyNoFlow;
+      return this.snat !== null && this.isPoolDestination(info) ? -Drop.NoNatMapping : -Drop.ReplyNoFlow;
     }
     const protocol = info.protocol;
     if (protocol === IPPROTO_TCP && (info.tcpFlags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST | TCP_FIN)) !== TCP_SYN) {
@@ -418,50 +439,122 @@ export class Pipeline {
     const rule = info.family === AF_INET4
       ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort)
       : fw.evaluate6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort);
+    d.rule = rule;
+    if (trace !== null) trace.firewallAsked = true;
     if (!fw.allows(rule)) return -Drop.PolicyDeny;
 
-    const reply = this.reply;
-    reply.reverseOf(key);
-    let flags = this.ports.arr[ingress] === 1 ? FLAG_ARR : 0;
-    let hop: number;
+    d.reply.reverseOf(key);
+    const arr = this.ports.arr[ingress] === 1 ? FLAG_ARR : 0;
     const hash = tupleHash(protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
-    if (this.snat !== null && this.isPoolDestination()) {
-      hop = this.setupHairpin(site, ingress, hash);
-      if (hop < 0) return hop;
-      flags |= FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN;
+    d.hash = hash;
+    if (this.snat !== null && this.isPoolDestination(info)) {
+      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN;
+      return this.decideHairpin(info, key, table, site, ingress, d, trace);
+    }
+    const route = info.family === AF_INET4
+      ? this.routes.lookup4(site, info.addr[DST], hash)
+      : this.routes.lookup6(site, info.addr, DST, hash);
+    if (trace !== null) trace.route = route;
+    if (route < 0) return -Drop.NoRoute;
+    const kind = this.routes.routeKind[route];
+    if (kind === NextHopKind.Blackhole) return -Drop.Blackhole;
+    if (kind === NextHopKind.Internet) {
+      if (this.snat === null) return -Drop.NoRoute;
+      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL;
+      d.hop = PORT_INTERNET;
+      if (trace !== null) trace.natPort = this.snat.peek(key.zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, trace.natAddr, 0);
+      return PORT_INTERNET;
+    }
+    const hop = this.routes.routePort[route];
+    // Replies come back through the next hop's port, keyed in its zone. Another site already has
+    // this exact tuple to this server: our source port is rewritten, only now, only for this flow
+    // (ARCHITECTURE.md: NAT a data center only on a clash); commit finds the free port.
+    d.reply.zone = this.ports.zone[hop];
+    d.flags = table.lookup(d.reply) >= 0 ? arr | FLAG_TRANSLATE | FLAG_CLASH : arr;
+    d.hop = hop;
+    return hop;
+  }
+
+  /**
+   * Hairpinning (RFC 4787 REQ-9): a site addresses another internal endpoint by its external
+   * (egress pool) address. The sender gets its own mapping as if it went to the Internet (taken by
+   * commit), the destination is translated to the internal endpoint, and the packet turns back
+   * inside to that endpoint's site. Fills d.peer and d.hop; returns the next hop or a negative Drop.
+   *
+   * Rules written for the internal destination must hold for it too, although the packet names
+   * the pool address: the firewall is asked again with the translated destination, and both
+   * answers must allow.
+   */
+  private decideHairpin(info: PacketInfo, key: FlowKey, table: FlowTable, site: number, ingress: number, d: SetupDecision, trace: SetupTrace | null): number {
+    const family = info.family as 4 | 6;
+    const protocol = info.protocol;
+    if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) return -Drop.NoNatMapping;
+    const peer = d.peer;
+    if (!this.snat!.lookupExternal(protocol, family, info.addr, DST, key.dstPort, peer)) return -Drop.NoNatMapping;
+    if (trace !== null) trace.hairpinPeerFound = true;
+    const fw = this.firewallRules;
+    let rule: number;
+    if (family === AF_INET4) {
+      rule = fw.evaluate4(site, ingress, protocol, info.addr[SRC], peer.addr[0], key.srcPort, peer.port);
     } else {
-      const route = info.family === AF_INET4
-        ? this.routes.lookup4(site, info.addr[DST], hash)
-        : this.routes.lookup6(site, info.addr, DST, hash);
-      if (route < 0) return -Drop.NoRoute;
-      const kind = this.routes.routeKind[route];
-      if (kind === NextHopKind.Blackhole) return -Drop.Blackhole;
-      if (kind === NextHopKind.Internet) {
-        if (this.snat === null) return -Drop.NoRoute;
-        const extPort = this.snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, this.natOut, 0);
-        if (extPort < 0) return -Drop.NatExhausted;
-        reply.zone = ZONE_GLOBAL;
-        reply.dst.set(this.natOut);
-        reply.dstPort = extPort;
-        flags |= FLAG_TRANSLATE | FLAG_POOL;
-        hop = PORT_INTERNET;
-        if (table.lookup(reply) >= 0) {
-          // Cannot happen with endpoint-independent mapping (the external endpoint is this
-          // endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
-          this.snat.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
-          return -Drop.NatExhausted;
-        }
-      } else {
-        hop = this.routes.routePort[route];
-        // Replies come back through the next hop's port, keyed in its zone.
-        reply.zone = this.ports.zone[hop];
-        if (table.lookup(reply) >= 0) {
-          // Another site already has this exact tuple to this server: rewrite our source port,
-          // only now, only for this flow (ARCHITECTURE.md: NAT a data center only on a clash).
-          if (!resolveClash(table, reply, hash)) return -Drop.NatExhausted;
-          flags |= FLAG_TRANSLATE | FLAG_CLASH;
-        }
+      d.peerAddr.set(info.addr.subarray(SRC, SRC + 4), SRC);
+      d.peerAddr.set(peer.addr, DST);
+      rule = fw.evaluate6(site, ingress, protocol, d.peerAddr, SRC, DST, key.srcPort, peer.port);
+    }
+    if (trace !== null) {
+      trace.hairpinAsked = true;
+      trace.hairpinRule = rule;
+    }
+    if (!fw.allows(rule)) return -Drop.PolicyDeny;
+    let hop: number;
+    if (peer.zone !== ZONE_GLOBAL) {
+      // An ARR zone is its site: deliver to that site's best onramp.
+      const onramps = this.ports.onrampsOfSite(peer.zone);
+      if (onramps.length === 0) return -Drop.NoRoute;
+      hop = onramps[0];
+    } else {
+      const route = family === AF_INET4
+        ? this.routes.lookup4(site, peer.addr[0], d.hash)
+        : this.routes.lookup6(site, peer.addr, 0, d.hash);
+      if (trace !== null) trace.route = route;
+      if (route < 0 || this.routes.routeKind[route] !== NextHopKind.Onramp) return -Drop.NoRoute;
+      hop = this.routes.routePort[route];
+    }
+    // The sender already has its mapping (endpoint-independent: commit takes the same one) and the
+    // peer is already talking to that external endpoint: one flow, seen from both ends.
+    const extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    if (extPort >= 0 && table.lookup(translatedReply(d, extPort)) >= 0) return -Drop.NoNatMapping;
+    d.hop = hop;
+    return hop;
+  }
+
+  /**
+   * Flow setup, step two (the pipeline only): takes what this.decision needs — the egress pool
+   * mapping (source NAT, hairpin), a free source port (clash) — creates the flow with the decision
+   * in it, tracks and counts the first packet and rewrites it. Returns the port or a negative Drop.
+   */
+  private commitSetup(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
+    const info = this.info;
+    const key = this.key;
+    const d = this.decision;
+    const flags = d.flags;
+    const hop = d.hop;
+    const reply = d.reply;
+    const protocol = info.protocol;
+    if ((flags & FLAG_POOL) !== 0) {
+      const snat = this.snat!;
+      const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0);
+      if (extPort < 0) return -Drop.NatExhausted;
+      if (table.lookup(translatedReply(d, extPort)) >= 0) {
+        // Source NAT: cannot happen with endpoint-independent mapping (the external endpoint is
+        // this endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
+        // Hairpin: decideHairpin refused this for an existing mapping; a new one may still find a
+        // stale flow of the peer toward the port it gets.
+        snat.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
+        return (flags & FLAG_HAIRPIN) !== 0 ? -Drop.NoNatMapping : -Drop.NatExhausted;
       }
+    } else if ((flags & FLAG_CLASH) !== 0 && !resolveClash(table, reply, d.hash)) {
+      return -Drop.NatExhausted;
     }
 
     const flow = table.create(key, reply, ingress, now);
@@ -473,7 +566,7 @@ export class Pipeline {
     this.counters.flowsCreated[ingress]++;
     table.setFlags(flow, flags);
     table.setNextHop(flow, hop);
-    table.setRuleId(flow, fw.ruleId(rule));
+    table.setRuleId(flow, this.firewallRules.ruleId(d.rule));
     if (protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, 0, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) {
@@ -488,68 +581,6 @@ export class Pipeline {
     decrementTtl(buf, info);
     this.lastNode = flow * 2;
     return this.ports.deliverable(hop);
-  }
-
-  /**
-   * Hairpinning (RFC 4787 REQ-9): a site addresses another internal endpoint by its external
-   * (egress pool) address. The sender gets its own mapping as if it went to the Internet, the
-   * destination is translated to the internal endpoint, and the packet turns back inside to that
-   * endpoint's site. Fills this.reply; returns the next hop or a negative Drop.
-   *
-   * Rules written for the internal destination must hold for it too, although the packet names
-   * the pool address: the firewall is asked again with the translated destination, and both
-   * answers must allow.
-   */
-  private setupHairpin(site: number, ingress: number, hash: number): number {
-    const info = this.info;
-    const key = this.key;
-    const snat = this.snat!;
-    const family = info.family as 4 | 6;
-    const protocol = info.protocol;
-    if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP) return -Drop.NoNatMapping;
-    const peer = this.natPeer;
-    if (!snat.lookupExternal(protocol, family, info.addr, DST, key.dstPort, peer)) return -Drop.NoNatMapping;
-    const fw = this.firewallRules;
-    const rule = family === AF_INET4
-      ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], peer.addr[0], key.srcPort, peer.port)
-      : fw.evaluate6(site, ingress, protocol, this.hairpinAddr(peer), SRC, DST, key.srcPort, peer.port);
-    if (!fw.allows(rule)) return -Drop.PolicyDeny;
-    let hop: number;
-    if (peer.zone !== ZONE_GLOBAL) {
-      // An ARR zone is its site: deliver to that site's best onramp.
-      const onramps = this.ports.onrampsOfSite(peer.zone);
-      if (onramps.length === 0) return -Drop.NoRoute;
-      hop = onramps[0];
-    } else {
-      const route = family === AF_INET4
-        ? this.routes.lookup4(site, peer.addr[0], hash)
-        : this.routes.lookup6(site, peer.addr, 0, hash);
-      if (route < 0 || this.routes.routeKind[route] !== NextHopKind.Onramp) return -Drop.NoRoute;
-      hop = this.routes.routePort[route];
-    }
-    const extPort = snat.acquire(key.zone, protocol, family, info.addr, SRC, key.srcPort, this.natOut, 0);
-    if (extPort < 0) return -Drop.NatExhausted;
-    const reply = this.reply;
-    reply.zone = peer.zone;
-    reply.src.set(peer.addr);
-    reply.srcPort = peer.port;
-    reply.dst.set(this.natOut);
-    reply.dstPort = extPort;
-    const table = family === AF_INET4 ? this.flows4 : this.flows6;
-    if (table.lookup(reply) >= 0) {
-      // The peer is already talking to our external endpoint: one flow, seen from both ends.
-      snat.release(key.zone, protocol, family, info.addr, SRC, key.srcPort);
-      return -Drop.NoNatMapping;
-    }
-    return hop;
-  }
-
-  /** Source words of the packet with the hairpin peer's address as destination (IPv6 firewall input). */
-  private hairpinAddr(peer: NatEndpoint): Uint32Array {
-    const scratch = this.fragAddr;
-    scratch.set(this.info.addr.subarray(SRC, SRC + 4), SRC);
-    scratch.set(peer.addr, DST);
-    return scratch;
   }
 
   /** Rewrites the packet to the image of `other` (the flow's other key) with its ends swapped. */
@@ -667,8 +698,7 @@ export class Pipeline {
     follower.release(zone, protocol, this.fragAddr, fragmentId, this.takeHeld);
   }
 
-  private isPoolDestination(): boolean {
-    const info = this.info;
+  private isPoolDestination(info: PacketInfo): boolean {
     return info.family === AF_INET4 ? this.snat!.isPoolAddress4(info.addr[DST]) : this.snat!.isPoolAddress6(info.addr, DST);
   }
 
@@ -708,6 +738,24 @@ function nodeMatches(table: FlowTable, node: number, zone: number, info: PacketI
     if (table.nodeSrc(node, k) !== info.addr[SRC + k] || table.nodeDst(node, k) !== info.addr[DST + k]) return false;
   }
   return table.isLive(flow);
+}
+
+/**
+ * Completes the decided reply key with the external endpoint in d.ext / `extPort` (source NAT:
+ * the server answers it in the global zone; hairpin: the peer answers it in its own zone).
+ */
+function translatedReply(d: SetupDecision, extPort: number): FlowKey {
+  const reply = d.reply;
+  if ((d.flags & FLAG_HAIRPIN) !== 0) {
+    reply.zone = d.peer.zone;
+    reply.src.set(d.peer.addr);
+    reply.srcPort = d.peer.port;
+  } else {
+    reply.zone = ZONE_GLOBAL;
+  }
+  reply.dst.set(d.ext);
+  reply.dstPort = extPort;
+  return reply;
 }
 
 /**
