@@ -11,7 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import { ConfigError, defaultConfig, loadConfig, type TetherConfig } from '../control/config.js';
+import { ConfigError, loadConfig, type TetherConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
 import { openStore, startControlPlane, type ControlPlane } from '../daemon/control.js';
 import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';

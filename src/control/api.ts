@@ -26,7 +26,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Type, type TSchema } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ConfigError, REDACTED, redact, type TetherConfig } from './config.js';
+import { ConfigError, REDACTED, redact, type TetherConfig } from '../config/index.js';
 import { ApplyError, type ApplyResult, type EdgeLike } from './apply.js';
 import { configListPath, docToConfig, hasConfigId, NotFoundError, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
 
