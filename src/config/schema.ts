@@ -342,7 +342,11 @@ function toInput(s: Json): Json {
     const list = { ...out, items };
     return s.single === true ? { anyOf: [items, list], ...pick(out, ['description']) } : list;
   }
-  if (Array.isArray(s.anyOf)) out.anyOf = (s.anyOf as Json[]).map(toInput);
+  if (Array.isArray(s.anyOf)) {
+    // JSON Schema ties a format to one type; a union's format (a port or a range) is the loader's alone.
+    delete out.format;
+    out.anyOf = (s.anyOf as Json[]).map(toInput);
+  }
   return out;
 }
 
