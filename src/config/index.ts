@@ -3,7 +3,7 @@
  * the same rules, compiled to the data plane's ids (compile.ts). docs/CONFIG.md documents every key.
  */
 export * from './schema.js';
-export { ConfigError, type ConfigProblem } from './problems.js';
+export { ConfigError, describe, type ConfigProblem } from './problems.js';
 export { loadConfig } from './load.js';
 export { validateConfig } from './validate.js';
 export { assignIds, toPipelineConfig, type ConfigIds } from './compile.js';

@@ -28,6 +28,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   ConfigError,
+  describe,
   EgressSchema as EgressConfigSchema,
   FirewallRuleSchema,
   FirewallSchema,
@@ -57,7 +58,6 @@ export const API_BODY_LIMIT = 256 * 1024;
 const TOKEN_BYTES = 32;
 const TOKEN_FILE_MODE = 0o600;
 const TOKEN_DIR_MODE = 0o700;
-const SHOWN_CHARS = 60;
 
 // ─── Token ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -189,14 +189,6 @@ function redactedEntries(doc: StoreDoc): Record<EntryKind, Obj[]> {
     out[r.kind] = (doc.entries[r.kind] as StoredEntry[]).map((e, i) => ({ id: e.id, ...(lists[r.kind][i] as Obj) }));
   }
   return out;
-}
-
-function describe(v: unknown): string {
-  if (v === null || v === undefined) return 'nothing';
-  if (typeof v === 'string') return JSON.stringify(v.length > SHOWN_CHARS ? `${v.slice(0, SHOWN_CHARS)}…` : v);
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return String(v);
 }
 
 // ─── Errors ──────────────────────────────────────────────────────────────────────────────────────────
