@@ -34,7 +34,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rm
 import { performance } from 'node:perf_hooks';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { defaultConfig, LAB_WIREGUARD_KEYS, stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/control/config.js';
+import { stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS } from '../src/lab/config.js';
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import YAML from 'yaml';
-import { stringifyConfig, type TetherConfig } from '../control/config.js';
+import { stringifyConfig, type TetherConfig } from '../config/index.js';
 
 const DEFAULT_API = 'http://127.0.0.1:8470';
 const DEFAULT_TOKEN_FILE = '/var/lib/tether/api-token';

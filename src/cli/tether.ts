@@ -2,7 +2,7 @@
 /**
  * The `tether` command line.
  *
- *   tether run [--config FILE]   the daemon: the data plane on real interfaces (docs/UNDERLAY.md), in the
+ *   tether run --config FILE     the daemon: the data plane on real interfaces (docs/UNDERLAY.md), in the
  *                                current network namespace; JSON logs (pino) on stdout; SIGTERM/SIGINT stop it.
  *
  * Exit codes: 0 after a clean stop, 2 for a bad configuration (the message names file, line and key), 1 when
@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import { ConfigError, defaultConfig, loadConfig, type TetherConfig } from '../control/config.js';
+import { ConfigError, loadConfig, type TetherConfig } from '../config/index.js';
 import { openStore, startControlPlane, type ControlPlane } from '../daemon/control.js';
 import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';
@@ -20,9 +20,15 @@ const EXIT_OK = 0;
 const EXIT_START_FAILED = 1;
 const EXIT_BAD_CONFIG = 2;
 
-/** Reads and validates the file; prints the problems and exits 2 on a bad one. */
+/** Printed when `tether run` has no --config: the daemon has no built-in topology to fall back on. */
+const NO_CONFIG_MESSAGE = 'tether run needs --config FILE (see docs/CONFIG.md; docs/examples/tether.yaml is a complete example)';
+
+/** Reads and validates the file; prints the problems and exits 2 on a bad one (or none given). */
 function readConfig(path: string | undefined): { cfg: TetherConfig; source: string } {
-  if (path === undefined) return { cfg: defaultConfig(), source: '(built-in lab default; no --config given)' };
+  if (path === undefined) {
+    process.stderr.write(`tether: ${NO_CONFIG_MESSAGE}\n`);
+    process.exit(EXIT_BAD_CONFIG);
+  }
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -57,7 +63,7 @@ async function run(opts: { config?: string; api?: boolean }): Promise<void> {
   }
   // Synchronous destination: every line is out before process.exit().
   const log: Logger = pino({ level: cfg.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
-  log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false }, opts.config === undefined ? 'no --config: running the lab topology (defaultConfig)' : 'configuration loaded');
+  log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false }, 'configuration loaded');
   let edge: Edge;
   try {
     edge = new Edge({ config: cfg, log });
@@ -121,7 +127,7 @@ function main(argv: string[]): void {
   program
     .command('run')
     .description('run the edge in this network namespace (root)')
-    .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); without it, the lab topology')
+    .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); required')
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .action(run);
   const lab = program.command('lab').description('the network-namespace lab: two overlapping WireGuard sites, a GRE site, a data center, the Internet (root; docs/LAB.md)');

@@ -13,7 +13,7 @@ import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET }
 import { chooseRoute, describeFlow, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { FlowTable } from '../flow/flow-table.js';
-import type { TetherConfig } from './config.js';
+import type { TetherConfig } from '../config/index.js';
 import { METRICS_CONTENT_TYPE, metricsText, protocolName, type NameBook } from './metrics.js';
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];

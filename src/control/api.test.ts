@@ -7,7 +7,8 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { Edge } from '../../test/support/edge.js';
 import { API_BODY_LIMIT, buildApi, loadOrCreateToken, tokenMatches } from './api.js';
 import { LiveConfig } from './apply.js';
-import { defaultConfig, LAB_WIREGUARD_KEYS, REDACTED, toPipelineConfig, validateConfig } from './config.js';
+import { REDACTED, toPipelineConfig, validateConfig } from '../config/index.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { ConfigStore } from './store.js';
 import { buildUdp } from '../wire/build.js';
 

@@ -26,7 +26,22 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Type, type TSchema } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ConfigError, REDACTED, redact, type TetherConfig } from './config.js';
+import {
+  ConfigError,
+  describe,
+  EgressSchema as EgressConfigSchema,
+  FirewallRuleSchema,
+  FirewallSchema,
+  inputSchema,
+  OnrampSchema as OnrampConfigSchema,
+  REDACTED,
+  redact,
+  RouteSchema as RouteConfigSchema,
+  SiteSchema as SiteConfigSchema,
+  TetherConfigSchema,
+  WireGuardDeviceSchema,
+  type TetherConfig,
+} from '../config/index.js';
 import { ApplyError, type ApplyResult, type EdgeLike } from './apply.js';
 import { configListPath, docToConfig, hasConfigId, NotFoundError, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
 
@@ -43,7 +58,6 @@ export const API_BODY_LIMIT = 256 * 1024;
 const TOKEN_BYTES = 32;
 const TOKEN_FILE_MODE = 0o600;
 const TOKEN_DIR_MODE = 0o700;
-const SHOWN_CHARS = 60;
 
 // ─── Token ───────────────────────────────────────────────────────────────────────────────────────────
 
@@ -77,104 +91,17 @@ export function tokenMatches(given: string, expected: string): boolean {
 
 // ─── Schemas ─────────────────────────────────────────────────────────────────────────────────────────
 
-const Name = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$', description: "1-63 letters, digits, '-', '_' or '.', starting with a letter or digit" });
-const Text = Type.String();
-const Prefix = Type.String({ description: 'a prefix like 10.0.1.0/24 or 2001:db8::/32; a bare address is a host prefix' });
-const Address = Type.String({ description: 'an IPv4 or IPv6 address' });
-const OneOrMany = (t: TSchema, description: string): TSchema => Type.Union([t, Type.Array(t)], { description });
-const Int = (minimum: number, maximum: number, description?: string): TSchema => Type.Integer({ minimum, maximum, ...(description ? { description } : {}) });
-const Port = Type.Union([Int(0, 65535), Type.String({ description: '"1000-2000"' })]);
-const Protocol = Type.Union([Int(0, 255), Type.String({ description: 'tcp, udp, icmp, icmpv6' })]);
+// Every configuration schema is the configuration's own (src/config/schema.ts), as input: what a body may
+// leave out or write shorter is what the YAML file may. The store then runs the same validator as the loader.
 const closed = { additionalProperties: false };
-
-const SiteSchema = Type.Object({
-  name: Name,
-  id: Type.Optional(Int(1, 65534, 'data-plane site id; assigned when absent, then fixed')),
-  description: Type.Optional(Text),
-  prefixes: Type.Optional(OneOrMany(Prefix, "the site's private address space (informational)")),
-}, { ...closed, $id: 'Site' });
-
-const DeviceSchema = Type.Object({
-  name: Name,
-  listen_address: Type.Optional(Address),
-  listen_port: Int(1, 65535),
-  private_key: Type.Optional(Type.String({ description: 'base64 (wg genkey); secret: returned as "(redacted)"; send "(redacted)" to keep the stored one' })),
-  private_key_file: Type.Optional(Text),
-}, { ...closed, $id: 'WireGuardDevice' });
-
-const OnrampSchema = Type.Object({
-  name: Name,
-  id: Type.Optional(Int(1, 65534, 'data-plane port id; assigned when absent, then fixed')),
-  description: Type.Optional(Text),
-  type: Type.Union([Type.Literal('wireguard'), Type.Literal('gre'), Type.Literal('interconnect'), Type.Literal('ipsec')]),
-  site: Type.Optional(Name),
-  automatic_return_routing: Type.Boolean({ description: 'ARR: replies of flows this onramp starts go back to it (new flows only)' }),
-  preference: Type.Optional(Int(0, 65535, 'failover order within the site, lower preferred')),
-  max_flows: Type.Optional(Int(0, 1 << 29, '0 = no quota')),
-  wireguard: Type.Optional(Type.Object({
-    device: Type.Optional(Name),
-    public_key: Type.String({ description: 'base64 (wg pubkey)' }),
-    preshared_key: Type.Optional(Type.String({ description: 'secret: returned as "(redacted)"' })),
-    preshared_key_file: Type.Optional(Text),
-    allowed_ips: OneOrMany(Prefix, 'inner source prefixes accepted from this peer'),
-    endpoint: Type.Optional(Type.String({ description: 'address:port or [v6]:port' })),
-    persistent_keepalive: Type.Optional(Int(0, 65535, 'seconds, 0 = off')),
-  }, closed)),
-  gre: Type.Optional(Type.Object({
-    local: Address,
-    remote: Address,
-    key: Type.Optional(Int(0, 0xffffffff)),
-    mtu: Type.Optional(Int(576, 65535)),
-  }, closed)),
-  interconnect: Type.Optional(Type.Object({ link: Type.String({ description: 'interface name, up to 15 characters' }) }, closed)),
-}, { ...closed, $id: 'Onramp' });
-
-const RouteSchema = Type.Object({
-  prefix: Prefix,
-  next_hop: Type.Union([Type.Literal('internet'), Type.Literal('blackhole'), Type.Object({ onramp: Name }, closed)]),
-  priority: Type.Optional(Int(0, 0xffffffff, 'lower wins')),
-  weight: Type.Optional(Int(1, 65535, 'ECMP share')),
-  site: Type.Optional(Name),
-}, { ...closed, $id: 'Route' });
-
-const RuleSchema = Type.Object({
-  name: Type.Optional(Name),
-  id: Type.Optional(Int(1, 65535, 'rule id; assigned when absent, then fixed')),
-  action: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
-  sites: Type.Optional(OneOrMany(Name, 'source sites')),
-  onramps: Type.Optional(OneOrMany(Name, 'onramps the flow arrived on')),
-  source_prefixes: Type.Optional(OneOrMany(Prefix, 'source prefixes')),
-  destination_prefixes: Type.Optional(OneOrMany(Prefix, 'destination prefixes')),
-  protocols: Type.Optional(OneOrMany(Protocol, 'protocols')),
-  source_ports: Type.Optional(OneOrMany(Port, 'TCP/UDP source ports')),
-  destination_ports: Type.Optional(OneOrMany(Port, 'TCP/UDP destination ports')),
-}, { ...closed, $id: 'FirewallRule' });
-
-const EgressSchema = Type.Object({
-  interface: Type.Optional(Type.String()),
-  addresses: OneOrMany(Address, 'source NAT pool'),
-  port_range: Type.Optional(Type.Union([Type.String({ description: '"min-max"' }), Int(1, 65535)])),
-}, { ...closed, $id: 'Egress' });
-
-const FirewallSettingsSchema = Type.Object({ default_action: Type.Union([Type.Literal('allow'), Type.Literal('deny')]) }, { ...closed, $id: 'FirewallSettings' });
-
-const ConfigSchema = Type.Object({
-  version: Type.Optional(Type.Literal(1)),
-  log: Type.Optional(Type.Object({ level: Type.Optional(Type.String()), flow_log: Type.Optional(Type.String()) }, closed)),
-  api: Type.Optional(Type.Object({ listen: Type.Optional(Address), port: Type.Optional(Int(1, 65535)), token_file: Type.Optional(Type.String()) }, closed)),
-  store: Type.Optional(Type.Object({ path: Type.Optional(Type.String()) }, closed)),
-  sites: Type.Optional(Type.Array(SiteSchema)),
-  wireguard_devices: Type.Optional(Type.Array(DeviceSchema)),
-  onramps: Type.Optional(Type.Array(OnrampSchema)),
-  routes: Type.Optional(Type.Array(RouteSchema)),
-  egress: Type.Optional(EgressSchema),
-  firewall: Type.Optional(Type.Object({ default_action: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])), rules: Type.Optional(Type.Array(RuleSchema)) }, closed)),
-  flows: Type.Optional(Type.Object({
-    ipv4_capacity: Type.Optional(Type.Integer()),
-    ipv6_capacity: Type.Optional(Type.Integer()),
-    timeouts: Type.Optional(Type.Record(Type.String(), Type.Integer())),
-  }, closed)),
-}, { ...closed, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
+const SiteSchema = inputSchema(SiteConfigSchema);
+const DeviceSchema = inputSchema(WireGuardDeviceSchema);
+const OnrampSchema = inputSchema(OnrampConfigSchema);
+const RouteSchema = inputSchema(RouteConfigSchema);
+const RuleSchema = inputSchema(FirewallRuleSchema);
+const EgressSchema = inputSchema(EgressConfigSchema);
+const FirewallSettingsSchema = Type.Pick(FirewallSchema, ['default_action'], { additionalProperties: false, $id: 'FirewallSettings' });
+const ConfigSchema = inputSchema(TetherConfigSchema);
 
 const Problem = Type.Object({
   path: Type.String({ description: 'the field, relative to the request body ("" = the body itself)' }),
@@ -262,14 +189,6 @@ function redactedEntries(doc: StoreDoc): Record<EntryKind, Obj[]> {
     out[r.kind] = (doc.entries[r.kind] as StoredEntry[]).map((e, i) => ({ id: e.id, ...(lists[r.kind][i] as Obj) }));
   }
   return out;
-}
-
-function describe(v: unknown): string {
-  if (v === null || v === undefined) return 'nothing';
-  if (typeof v === 'string') return JSON.stringify(v.length > SHOWN_CHARS ? `${v.slice(0, SHOWN_CHARS)}…` : v);
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return String(v);
 }
 
 // ─── Errors ──────────────────────────────────────────────────────────────────────────────────────────
@@ -388,7 +307,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.bodyLimit ?? API_BODY_LIMIT,
     // Unknown keys are errors and types are never coerced ("yes" is not true): the configuration's own rules.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, verbose: true } },
+    // Formats (prefixes, keys, …) are checked by the configuration's validator, with its messages.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, verbose: true, validateFormats: false } },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
   });

@@ -4,7 +4,8 @@ import { Drop } from '../common/drop-reasons.js';
 import { PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { buildUdp } from '../wire/build.js';
 import { Edge } from '../../test/support/edge.js';
-import { defaultConfig, toPipelineConfig, validateConfig, type TetherConfig } from './config.js';
+import { toPipelineConfig, validateConfig, type TetherConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
 import { ApplyError, LiveConfig, stableIds } from './apply.js';
 import { NextHopKind } from '../route/route-table.js';
 

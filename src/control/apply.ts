@@ -28,7 +28,7 @@ import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
 import { parsePrefix, formatPrefix } from '../common/addr.js';
-import { assignIds, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from './config.js';
+import { assignIds, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from '../config/index.js';
 
 /** What the API needs of the running edge. */
 export interface EdgeLike {

@@ -12,7 +12,8 @@ import { buildTcp, buildUdp } from '../wire/build.js';
 import { TCP_SYN } from '../wire/constants.js';
 import { Edge } from '../../test/support/edge.js';
 import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, twoSites } from '../../test/support/topology.js';
-import { assignIds, defaultConfig, toPipelineConfig } from './config.js';
+import { assignIds, toPipelineConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
 import { FlowLogger, flowLoggerFor, type FlowLogLine } from './flow-log.js';
 import { NameBook } from './metrics.js';
 

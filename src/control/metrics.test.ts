@@ -10,7 +10,8 @@ import { Edge as RealEdge } from '../daemon/edge.js';
 import { buildIcmpEcho, buildUdp } from '../wire/build.js';
 import { Edge } from '../../test/support/edge.js';
 import { twoSites } from '../../test/support/topology.js';
-import { assignIds, defaultConfig, toPipelineConfig } from './config.js';
+import { assignIds, toPipelineConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
 import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText } from './metrics.js';
 
 interface Sample {

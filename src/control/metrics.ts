@@ -24,7 +24,7 @@ import type { PortUsage } from '../nat/snat-pool.js';
 import { EDGE_COUNTER_NAMES, type EdgeStatus } from '../daemon/edge.js';
 import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES } from '../onramp/wireguard/index.js';
-import type { ConfigIds, TetherConfig } from './config.js';
+import type { ConfigIds, TetherConfig } from '../config/index.js';
 
 /** Label value of the Internet egress (port 0), as onramp and as site. */
 export const INTERNET_NAME = 'internet';

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { ConfigError, defaultConfig, loadConfig, stringifyConfig, validateConfig, type RouteConfig, type TetherConfig } from './config.js';
+import { ConfigError, loadConfig, stringifyConfig, validateConfig, type RouteConfig, type TetherConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
 import { ConfigStore, NotFoundError, STORE_SCHEMA_VERSION } from './store.js';
 
 const EXAMPLE = readFileSync(new URL('../../docs/examples/tether.yaml', import.meta.url), 'utf8');

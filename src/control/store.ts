@@ -27,22 +27,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import {
-  assignIds,
-  stringifyConfig,
-  validateConfig,
-  type ApiConfig,
-  type EgressConfig,
-  type FirewallRuleConfig,
-  type FlowsConfig,
-  type LogConfig,
-  type OnrampConfig,
-  type RouteConfig,
-  type SiteConfig,
-  type StoreConfig,
-  type TetherConfig,
-  type WireGuardDeviceConfig,
-} from './config.js';
+import { assignIds, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
 
 /** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
 export const STORE_SCHEMA_VERSION = 1;

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { buildApi, loadOrCreateToken } from '../control/api.js';
 import { registerFlowRoutes } from '../control/api-flows.js';
 import { LiveConfig, type ApplyResult, type EdgeLike } from '../control/apply.js';
-import type { TetherConfig } from '../control/config.js';
+import type { TetherConfig } from '../config/index.js';
 import { flowLoggerFor, type FlowLogger } from '../control/flow-log.js';
 import { registerDashboard } from '../control/dashboard.js';
 import { createMetrics, NameBook } from '../control/metrics.js';

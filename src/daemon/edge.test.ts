@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PacketBatch } from '../common/packet-batch.js';
-import { LAB_WIREGUARD_KEYS } from '../control/config.js';
+import { LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
 import { planNetwork } from './network.js';

@@ -29,7 +29,7 @@ import { parseIpv4, formatIpv4 } from '../common/addr.js';
 import { Drop, DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
-import { assignIds, redact, toPipelineConfig, type ConfigIds, type TetherConfig } from '../control/config.js';
+import { assignIds, redact, toPipelineConfig, type ConfigIds, type TetherConfig } from '../config/index.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
 import { openTun, type TunDevice } from '../io/tun.js';

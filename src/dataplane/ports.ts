@@ -9,8 +9,9 @@
  */
 import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 
-export type OnrampType = 'gre' | 'ipsec' | 'wireguard' | 'interconnect';
-export const ONRAMP_TYPES: readonly OnrampType[] = ['gre', 'ipsec', 'wireguard', 'interconnect'];
+/** Every onramp kind: the one list (the configuration schema and the API derive theirs from it). */
+export const ONRAMP_TYPES = ['wireguard', 'gre', 'interconnect', 'ipsec'] as const;
+export type OnrampType = (typeof ONRAMP_TYPES)[number];
 
 export interface OnrampSpec {
   /** 1..65534 */

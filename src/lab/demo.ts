@@ -6,7 +6,8 @@
  * Every server answer is unique per request and names the request it answers (its path or payload
  * carries the asking site), so "the site got its own reply" is checked, not assumed.
  */
-import { defaultConfig, type TetherConfig } from '../control/config.js';
+import { type TetherConfig } from '../config/index.js';
+import { defaultConfig } from './config.js';
 import { httpGetMany, udpExchange, type ServerReply } from './helpers.js';
 import { ensureLabTools, labDown, labUp } from './lab.js';
 import { LAB } from './topology.js';

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { LAB_WIREGUARD_KEYS } from '../control/config.js';
+import { LAB_WIREGUARD_KEYS } from './config.js';
 import { keyFromBase64 } from '../onramp/wireguard/index.js';
 import { INIT_LEN, INIT_MAC1_OFF, MSG_INITIATION } from '../onramp/wireguard/constants.js';
 import { checkMac1, openInitiationStatic, StaticIdentity } from '../onramp/wireguard/noise.js';

@@ -17,7 +17,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultConfig, LAB_WIREGUARD_KEYS, stringifyConfig, type TetherConfig } from '../control/config.js';
+import { stringifyConfig, type TetherConfig } from '../config/index.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS } from './config.js';
 import { inNamespaceOk, ip, run, sleep, sysctl } from './exec.js';
 import { nodeTsArgs, REPO_ROOT, labSourceFile, TETHER_CLI } from './paths.js';
 import { DEFAULT_PREFIX, LAB, labNames, LINKS, WIREGUARD_SOCKET_DIR, type LabNames } from './topology.js';

@@ -5,8 +5,6 @@ import fc from 'fast-check';
 import {
   assignIds,
   ConfigError,
-  defaultConfig,
-  LAB_WIREGUARD_KEYS,
   loadConfig,
   redact,
   REDACTED,
@@ -15,10 +13,10 @@ import {
   validateConfig,
   type ConfigProblem,
   type TetherConfig,
-} from './config.js';
+} from './index.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { NextHopKind } from '../route/route-table.js';
-import { keyFromBase64, publicKeyFromPrivate, keyToBase64 } from '../onramp/wireguard/index.js';
 
 const EXAMPLE_PATH = new URL('../../docs/examples/tether.yaml', import.meta.url);
 const CONFIG_DOC_PATH = new URL('../../docs/CONFIG.md', import.meta.url);
@@ -65,15 +63,6 @@ test('the default config validates, maps to the data plane, and builds a pipelin
   assert.equal(pc.flows?.timeouts?.tcpEstablished, 7440 * 1000);
   const pipeline = new Pipeline(pc);
   assert.equal(pipeline.ports.list().length, 4);
-});
-
-test('the lab keys are consistent key pairs', () => {
-  const k = LAB_WIREGUARD_KEYS;
-  for (const [priv, pub] of [[k.edgeAPrivate, k.edgeAPublic], [k.edgeBPrivate, k.edgeBPublic], [k.siteAPrivate, k.siteAPublic], [k.siteBPrivate, k.siteBPublic]]) {
-    const raw = keyFromBase64(priv);
-    assert.ok(raw);
-    assert.equal(keyToBase64(publicKeyFromPrivate(raw)), pub);
-  }
 });
 
 test('the complete example loads, maps with deterministic ids, and builds a pipeline', () => {

@@ -1,0 +1,112 @@
+/**
+ * Names → ids: the data plane's view of a validated configuration. Ids are deterministic, so a restart with
+ * the same file gives every site, onramp and rule the id its flows and counters were recorded under.
+ */
+import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import type { PipelineConfig } from '../dataplane/pipeline.js';
+import type { OnrampSpec } from '../dataplane/ports.js';
+import type { FlowTimeouts } from '../flow/timeouts.js';
+import type { FirewallRuleSpec } from '../policy/firewall.js';
+import { NextHopKind, type RouteSpec } from '../route/route-table.js';
+import { portRangePair, protocolNumber } from './formats.js';
+import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type TetherConfig } from './schema.js';
+
+export interface ConfigIds {
+  /** Site name → id (configured sites only). */
+  sites: Map<string, number>;
+  /** Onramp name → id. */
+  onramps: Map<string, number>;
+  /** Onramp name → its site id (an onramp without a site has a site id of its own). */
+  onrampSite: Map<string, number>;
+  /** firewall.rules[i] → rule id. */
+  firewallRules: number[];
+}
+
+/** Lowest free ids, in list order, for entries without one; given ids are kept. */
+function assign(given: Array<number | undefined>, max: number, what: string, taken = new Set<number>()): number[] {
+  for (const id of given) if (id !== undefined) taken.add(id);
+  let next = 1;
+  return given.map((id) => {
+    if (id !== undefined) return id;
+    while (taken.has(next)) next++;
+    if (next > max) throw new RangeError(`more than ${max} ${what}s`);
+    taken.add(next);
+    return next;
+  });
+}
+
+/**
+ * Deterministic ids: explicit ids are kept; the others get the lowest free id in file order (sites first, then
+ * one site per site-less onramp, in onramp order). Adding an entry can shift later ones: give ids to pin them.
+ */
+export function assignIds(cfg: TetherConfig): ConfigIds {
+  const siteIds = assign(cfg.sites.map((s) => s.id), MAX_SITE_ID, 'site');
+  const sites = new Map(cfg.sites.map((s, i) => [s.name, siteIds[i]]));
+  const siteless = cfg.onramps.filter((o) => o.site === undefined);
+  const ownSiteIds = assign(siteless.map(() => undefined), MAX_SITE_ID, 'site', new Set(siteIds));
+  const ownSite = new Map(siteless.map((o, i) => [o.name, ownSiteIds[i]]));
+  const onrampIds = assign(cfg.onramps.map((o) => o.id), MAX_ONRAMP_ID, 'onramp');
+  const onramps = new Map(cfg.onramps.map((o, i) => [o.name, onrampIds[i]]));
+  const onrampSite = new Map<string, number>();
+  for (const o of cfg.onramps) {
+    const id = o.site === undefined ? ownSite.get(o.name) : sites.get(o.site);
+    if (id === undefined) throw new RangeError(`onramp ${o.name}: no site named ${o.site}`);
+    onrampSite.set(o.name, id);
+  }
+  const firewallRules = assign(cfg.firewall.rules.map((r) => r.id), MAX_RULE_ID, 'firewall rule');
+  return { sites, onramps, onrampSite, firewallRules };
+}
+
+function lookup(map: Map<string, number>, name: string, what: string): number {
+  const id = map.get(name);
+  if (id === undefined) throw new RangeError(`no ${what} named ${name}`);
+  return id;
+}
+
+/** The data plane's view: names replaced by ids, seconds by milliseconds. Expects a validated config. */
+export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(cfg)): PipelineConfig {
+  const onramps: OnrampSpec[] = cfg.onramps.map((o) => ({
+    id: lookup(ids.onramps, o.name, 'onramp'),
+    name: o.name,
+    type: o.type,
+    site: lookup(ids.onrampSite, o.name, 'onramp'),
+    automaticReturnRouting: o.automatic_return_routing,
+    maxFlows: o.max_flows,
+    preference: o.preference,
+  }));
+  const routes: RouteSpec[] = cfg.routes.map((r) => {
+    const spec: RouteSpec = {
+      prefix: r.prefix,
+      kind: r.next_hop === 'internet' ? NextHopKind.Internet : r.next_hop === 'blackhole' ? NextHopKind.Blackhole : NextHopKind.Onramp,
+      priority: r.priority,
+      weight: r.weight,
+      siteScope: r.site === undefined ? 0 : lookup(ids.sites, r.site, 'site'),
+    };
+    if (typeof r.next_hop === 'object') spec.port = lookup(ids.onramps, r.next_hop.onramp, 'onramp');
+    return spec;
+  });
+  const rules: FirewallRuleSpec[] = cfg.firewall.rules.map((r, i) => {
+    const spec: FirewallRuleSpec = { id: ids.firewallRules[i], action: r.action };
+    if (r.sites) spec.sites = r.sites.map((s) => lookup(ids.sites, s, 'site'));
+    if (r.onramps) spec.onramps = r.onramps.map((s) => lookup(ids.onramps, s, 'onramp'));
+    if (r.source_prefixes) spec.srcPrefixes = [...r.source_prefixes];
+    if (r.destination_prefixes) spec.dstPrefixes = [...r.destination_prefixes];
+    if (r.protocols) spec.protocols = r.protocols.map(protocolNumber);
+    if (r.source_ports) spec.srcPorts = r.source_ports.map(portRangePair);
+    if (r.destination_ports) spec.dstPorts = r.destination_ports.map(portRangePair);
+    return spec;
+  });
+  const timeouts: Partial<FlowTimeouts> = {};
+  for (const [key, field] of TIMEOUT_FIELDS) timeouts[field] = cfg.flows.timeouts[key] * MS_PER_SECOND;
+  const out: PipelineConfig = {
+    onramps,
+    routes,
+    firewall: { rules, defaultAction: cfg.firewall.default_action },
+    flows: { capacity4: cfg.flows.ipv4_capacity, capacity6: cfg.flows.ipv6_capacity, timeouts },
+  };
+  if (cfg.egress !== undefined) {
+    const [portMin, portMax] = portRangePair(cfg.egress.port_range);
+    out.egress = { addresses: [...cfg.egress.addresses], portMin, portMax };
+  }
+  return out;
+}

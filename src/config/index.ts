@@ -1,0 +1,10 @@
+/**
+ * The configuration: one schema (schema.ts), read from YAML (load.ts) or plain values (validate.ts) with
+ * the same rules, compiled to the data plane's ids (compile.ts). docs/CONFIG.md documents every key.
+ */
+export * from './schema.js';
+export { ConfigError, describe, type ConfigProblem } from './problems.js';
+export { loadConfig } from './load.js';
+export { validateConfig } from './validate.js';
+export { assignIds, toPipelineConfig, type ConfigIds } from './compile.js';
+export { redact, REDACTED, stringifyConfig } from './output.js';

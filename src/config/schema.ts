@@ -1,0 +1,372 @@
+/**
+ * The configuration's schema, written once (TypeBox). docs/CONFIG.md documents every key.
+ *
+ * One schema serves three readers:
+ *  - the TypeScript types below (`Static<>`): the configuration as the daemon uses it, every default filled in;
+ *  - the loader (check-schema.ts), which reads a YAML file or an API body against it and reports problems in
+ *    the file's words (line, key path, reason); the cross-field rules are in validate.ts;
+ *  - the REST API (src/control/api.ts), whose route schemas are `inputSchema()` of these (plus Pick/Partial).
+ *
+ * The schemas describe the configuration as loaded (normalised). What a file or a body may leave out or
+ * write shorter is annotated, and inputSchema() turns it into a JSON Schema of the accepted input:
+ *  - `default`: the key may be left out (or null) and takes this value;
+ *  - `single` (arrays): one value stands for a one-element list;
+ *  - `contextual`: the key may be left out; validate.ts fills it in from the rest of the file;
+ *  - `format`: a syntax the loader checks and normalises (formats.ts): prefix, address, wireguard-key, …;
+ *  - `what` / `unit`: how problem messages name the expected value ("is required: a list of prefixes").
+ *  - `discriminator` / `kinds` (unions of objects): the key that selects the variant, and every kind the data
+ *    plane knows (a kind without a variant is "not supported yet").
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { ONRAMP_TYPES } from '../dataplane/ports.js';
+import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
+import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
+
+// ─── Defaults and bounds ─────────────────────────────────────────────────────────────────────────────
+
+export const DEFAULT_API_PORT = 8470;
+export const DEFAULT_PREFERENCE = 100;
+/** 1500-byte underlay minus the outer IPv4 header (20) and the GRE header without key (4). */
+export const DEFAULT_GRE_MTU = 1476;
+export const DEFAULT_EGRESS_INTERFACE = 'tether-egress';
+export const DEFAULT_PORT_RANGE = '1024-65535';
+/** The Pipeline's own defaults (src/dataplane/pipeline.ts), written out so the file and export show them. */
+export const DEFAULT_IPV4_CAPACITY = 1 << 16;
+export const DEFAULT_IPV6_CAPACITY = 1 << 12;
+export const DEFAULT_API_TOKEN_FILE = '/var/lib/tether/api-token';
+export const DEFAULT_STORE_PATH = '/var/lib/tether/tether.db';
+
+export const MS_PER_SECOND = 1000;
+export const MAX_U32 = 0xffffffff;
+export const MAX_U16 = 0xffff;
+export const MAX_PROTOCOL = 255;
+export const MAX_RULE_ID = 65535;
+/** src/flow/flow-table.ts MAX_CAPACITY. */
+export const MAX_FLOW_CAPACITY = 1 << 29;
+/** RFC 791 §3.1: every IPv4 host accepts 576-byte datagrams. */
+export const MIN_MTU = 576;
+export const MAX_TIMEOUT_SECONDS = 30 * 24 * 3600;
+/** Linux IFNAMSIZ (16) minus the terminating NUL. */
+export const MAX_IFNAME = 15;
+
+/** The names of sites, onramps, devices and rules: the one definition (the API's schemas are derived from it). */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
+export const NAME_HINT = "a name of letters, digits, '-', '_' or '.' (up to 63, starting with a letter or digit)";
+
+// ─── Building blocks ─────────────────────────────────────────────────────────────────────────────────
+
+/** The annotations the loader reads besides JSON Schema's own keywords (see the file header). */
+export interface Annotations {
+  what?: string;
+  unit?: string;
+  single?: boolean;
+  contextual?: boolean;
+  kinds?: readonly string[];
+  discriminator?: string;
+  /** What a discriminated union's entries are called in messages ("settings for a gre onramp"). */
+  noun?: string;
+}
+/** Every annotation key: inputSchema() removes them, so the API's JSON Schema validator never sees them. */
+export const ANNOTATION_KEYS: ReadonlyArray<keyof Annotations> = ['what', 'unit', 'single', 'contextual', 'kinds', 'discriminator', 'noun'];
+
+export const Name = Type.String({ pattern: NAME_PATTERN, what: NAME_HINT, description: "1-63 letters, digits, '-', '_' or '.', starting with a letter or digit" });
+const Text = Type.String({ what: 'text' });
+const FilePath = Type.String({ what: 'a file path' });
+const Address = Type.String({ format: 'address', what: 'an IPv4 or IPv6 address', description: 'an IPv4 or IPv6 address' });
+const Prefix = Type.String({ format: 'prefix', what: 'a prefix like 10.0.1.0/24 or 2001:db8::/32', description: 'a prefix like 10.0.1.0/24 or 2001:db8::/32; a bare address is a host prefix' });
+const WireGuardKey = Type.String({ format: 'wireguard-key', what: 'a WireGuard key in base64 (44 characters, as printed by wg genkey / wg pubkey)' });
+const IfName = Type.String({ format: 'ifname', what: `an interface name (1-${MAX_IFNAME} letters, digits, '-', '_' or '.')` });
+const Int = (minimum: number, maximum: number, extra: Record<string, unknown> = {}): ReturnType<typeof Type.Integer> => Type.Integer({ minimum, maximum, ...extra });
+/** A list where one value stands for a one-element list. */
+const List = <T extends TSchema>(item: T, what: string, extra: Record<string, unknown> = {}): ReturnType<typeof Type.Array<T>> => Type.Array(item, { single: true, what, ...extra });
+const Action = Type.Union([Type.Literal('allow'), Type.Literal('deny')]);
+/** 53 or "1000-2000" (TCP/UDP); normalised to a number for one port. */
+const Port = Type.Union([Int(0, MAX_U16), Type.String({ description: '"1000-2000"' })], { format: 'port-range' });
+/** tcp, udp, icmp, icmpv6 (case-insensitive) or 0..255. */
+const Protocol = Type.Union([Int(0, MAX_PROTOCOL), Type.String({ description: 'tcp, udp, icmp, icmpv6' })], { format: 'protocol' });
+
+// ─── Sections ────────────────────────────────────────────────────────────────────────────────────────
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const LogSchema = Type.Object({
+  /** pino level. */
+  level: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: 'info' }),
+  /** One JSON line per ended flow: 'off', 'stdout', or a file path. */
+  flow_log: Type.String({ default: 'off', what: "'off', 'stdout' or a file path" }),
+}, { additionalProperties: false, default: {} });
+
+export const ApiSettingsSchema = Type.Object({
+  /** Local only unless asked. */
+  listen: Type.String({ ...Address, default: '127.0.0.1' }),
+  port: Int(1, MAX_U16, { default: DEFAULT_API_PORT }),
+  /** Bearer token for mutating calls; generated on first start with mode 0600. */
+  token_file: Type.String({ ...FilePath, default: DEFAULT_API_TOKEN_FILE }),
+}, { additionalProperties: false, default: {} });
+
+export const StoreSettingsSchema = Type.Object({
+  /** SQLite database; ':memory:' keeps nothing across restarts. */
+  path: Type.String({ default: DEFAULT_STORE_PATH, what: "a file path (or ':memory:')" }),
+}, { additionalProperties: false, default: {} });
+
+export const SiteSchema = Type.Object({
+  name: Name,
+  /** Assigned when absent (assignIds). */
+  id: Type.Optional(Int(1, MAX_SITE_ID, { description: 'data-plane site id; assigned when absent, then fixed' })),
+  description: Type.Optional(Text),
+  /** The site's private address space. Informational (overlap report); forwarding uses routes and ARR. */
+  prefixes: List(Prefix, 'prefixes', { default: [], description: "the site's private address space (informational)" }),
+}, { additionalProperties: false, $id: 'Site' });
+
+/** One userspace WireGuard interface: the device-level half of WireGuard (its peers are onramps). */
+export const WireGuardDeviceSchema = Type.Object({
+  name: Name,
+  /** Underlay address the UDP socket listens on; '0.0.0.0' or '::' = every edge address. */
+  listen_address: Type.String({ ...Address, default: '0.0.0.0' }),
+  listen_port: Int(1, MAX_U16),
+  /** Exactly one of private_key and private_key_file (validate.ts). Secret: see redact(). */
+  private_key: Type.Optional(Type.String({ ...WireGuardKey, description: 'base64 (wg genkey); secret: returned as "(redacted)"; send "(redacted)" to keep the stored one' })),
+  private_key_file: Type.Optional(FilePath),
+}, { additionalProperties: false, $id: 'WireGuardDevice' });
+
+export const WireGuardPeerSchema = Type.Object({
+  /** The wireguard_devices entry this peer belongs to; filled in when there is only one device. */
+  device: Type.String({ ...Name, contextual: true }),
+  public_key: Type.String({ ...WireGuardKey, description: 'base64 (wg pubkey)' }),
+  /** Optional extra symmetric key (wg genpsk); at most one of preshared_key and preshared_key_file. Secret. */
+  preshared_key: Type.Optional(Type.String({ ...WireGuardKey, description: 'secret: returned as "(redacted)"' })),
+  preshared_key_file: Type.Optional(FilePath),
+  /** Inner source prefixes accepted from this peer (cryptokey routing, WireGuard whitepaper §2). */
+  allowed_ips: List(Prefix, 'prefixes', { minItems: 1, description: 'inner source prefixes accepted from this peer' }),
+  /** Absent = learnt from the peer's first handshake. */
+  endpoint: Type.Optional(Type.String({ format: 'endpoint', description: 'address:port or [v6]:port' })),
+  persistent_keepalive: Int(0, MAX_U16, { default: 0, unit: 'seconds, 0 = off' }),
+}, { additionalProperties: false, what: 'the peer settings (public_key, allowed_ips, …)' });
+
+export const GreSchema = Type.Object({
+  /** The edge's tunnel endpoint address. */
+  local: Address,
+  /** The site's tunnel endpoint address (same family as local). */
+  remote: Address,
+  /** RFC 2890 §2.1 key; absent = no key field. */
+  key: Type.Optional(Int(0, MAX_U32)),
+  /** Tunnel MTU (inner packet size); larger packets get MSS clamping / ICMP too-big. */
+  mtu: Int(MIN_MTU, MAX_U16, { default: DEFAULT_GRE_MTU, unit: 'bytes' }),
+}, { additionalProperties: false, what: 'the tunnel settings (local, remote)' });
+
+export const InterconnectSchema = Type.Object({
+  /** The L3 link (interface name) whose packets belong to this onramp. */
+  link: Type.String({ ...IfName, description: 'interface name, up to 15 characters' }),
+}, { additionalProperties: false, what: 'the link settings (link)' });
+
+/** The onramp kinds, from the data plane's list (src/dataplane/ports.ts). */
+export const OnrampKindSchema = Type.Union(ONRAMP_TYPES.map((t) => Type.Literal(t)));
+
+/** What every onramp has; `type` is any kind here and one literal in each variant below. */
+const onrampCommon = {
+  name: Name,
+  id: Type.Optional(Int(1, MAX_ONRAMP_ID, { description: 'data-plane port id; assigned when absent, then fixed' })),
+  description: Type.Optional(Text),
+  type: OnrampKindSchema,
+  /** Site name; absent = the onramp forms a site of its own. */
+  site: Type.Optional(Name),
+  automatic_return_routing: Type.Boolean({ description: 'ARR: replies of flows this onramp starts go back to it (new flows only)' }),
+  /** Failover order within the site: lower is preferred. */
+  preference: Int(0, MAX_U16, { default: DEFAULT_PREFERENCE, description: 'failover order within the site, lower preferred' }),
+  /** Flows this onramp may start and hold at once; 0 = no quota. */
+  max_flows: Int(0, MAX_FLOW_CAPACITY, { default: 0, unit: '0 = no quota' }),
+};
+
+export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });
+export const GreOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('gre'), gre: GreSchema }, { additionalProperties: false });
+export const InterconnectOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('interconnect'), interconnect: InterconnectSchema }, { additionalProperties: false });
+
+export const OnrampSchema = Type.Union([WireGuardOnrampSchema, GreOnrampSchema, InterconnectOnrampSchema], {
+  $id: 'Onramp', discriminator: 'type', kinds: ONRAMP_TYPES, noun: 'onramp',
+});
+
+export const NextHopSchema = Type.Union([
+  Type.Literal('internet'),
+  Type.Literal('blackhole'),
+  Type.Object({ onramp: Name }, { additionalProperties: false }),
+], { what: 'internet, blackhole, or a mapping "onramp: NAME"' });
+
+export const RouteSchema = Type.Object({
+  prefix: Type.String({ ...Prefix, what: 'a prefix like 10.0.1.0/24' }),
+  next_hop: NextHopSchema,
+  priority: Int(0, MAX_U32, { default: DEFAULT_PRIORITY, unit: 'lower wins' }),
+  /** ECMP share. */
+  weight: Int(1, MAX_U16, { default: DEFAULT_WEIGHT, description: 'ECMP share' }),
+  /** Site name: the route applies only to flows from that site. Absent = every site. */
+  site: Type.Optional(Name),
+}, { additionalProperties: false, $id: 'Route' });
+
+export const EgressSchema = Type.Object({
+  /** The egress TUN through which NAT'ed packets enter the kernel's routing. */
+  interface: Type.String({ ...IfName, default: DEFAULT_EGRESS_INTERFACE }),
+  /** Source NAT pool (IPv4 and/or IPv6). */
+  addresses: List(Address, 'IPv4 or IPv6 addresses', { minItems: 1, description: 'source NAT pool' }),
+  /** "min-max" external ports for TCP/UDP (one port is accepted and written as "p-p"). */
+  port_range: Type.Unsafe<string>(Type.Union([Type.String({ description: '"min-max"' }), Int(1, MAX_U16)], { format: 'port-pool', default: DEFAULT_PORT_RANGE })),
+}, { additionalProperties: false, $id: 'Egress' });
+
+export const FirewallRuleSchema = Type.Object({
+  /** Optional label, unique; shown with the rule id in flow explanations. */
+  name: Type.Optional(Name),
+  /** Reported in flows; assigned when absent. */
+  id: Type.Optional(Int(1, MAX_RULE_ID, { description: 'rule id; assigned when absent, then fixed' })),
+  action: Action,
+  sites: Type.Optional(List(Name, 'site names', { description: 'source sites' })),
+  onramps: Type.Optional(List(Name, 'onramp names', { description: 'onramps the flow arrived on' })),
+  source_prefixes: Type.Optional(List(Prefix, 'prefixes')),
+  destination_prefixes: Type.Optional(List(Prefix, 'prefixes')),
+  protocols: Type.Optional(List(Protocol, 'protocols (tcp, udp, icmp, icmpv6 or 0..255)')),
+  /** TCP and UDP only (validate.ts). */
+  source_ports: Type.Optional(List(Port, 'ports (53 or "1000-2000")')),
+  destination_ports: Type.Optional(List(Port, 'ports (53 or "1000-2000")')),
+}, { additionalProperties: false, $id: 'FirewallRule' });
+
+export const FirewallSchema = Type.Object({
+  default_action: Type.Union(Action.anyOf, { default: 'allow' }),
+  rules: Type.Array(FirewallRuleSchema, { default: [], what: 'mappings' }),
+}, { additionalProperties: false, default: {} });
+
+/** Which config key maps to which FlowTimeouts field (src/flow/timeouts.ts has their meaning and the RFC floors). */
+export const TIMEOUT_FIELDS = [
+  ['tcp_syn_sent', 'tcpSynSent'],
+  ['tcp_syn_recv', 'tcpSynRecv'],
+  ['tcp_established', 'tcpEstablished'],
+  ['tcp_fin_wait', 'tcpFinWait'],
+  ['tcp_close_wait', 'tcpCloseWait'],
+  ['tcp_last_ack', 'tcpLastAck'],
+  ['tcp_time_wait', 'tcpTimeWait'],
+  ['tcp_close', 'tcpClose'],
+  ['udp_unreplied', 'udpUnreplied'],
+  ['udp_established', 'udpEstablished'],
+  ['icmp', 'icmp'],
+  ['other_unreplied', 'otherUnreplied'],
+  ['other_established', 'otherEstablished'],
+] as const;
+
+/** Idle timeouts in seconds. */
+export const TimeoutsSchema = Type.Object(
+  Object.fromEntries(TIMEOUT_FIELDS.map(([key, field]) => [key, Int(1, MAX_TIMEOUT_SECONDS, { default: DEFAULT_TIMEOUTS[field] / MS_PER_SECOND, unit: 'seconds' })])) as
+    Record<(typeof TIMEOUT_FIELDS)[number][0], ReturnType<typeof Type.Integer>>,
+  { additionalProperties: false, default: {} },
+);
+
+export const FlowsSchema = Type.Object({
+  /** Preallocated IPv4 flow slots. */
+  ipv4_capacity: Int(1, MAX_FLOW_CAPACITY, { default: DEFAULT_IPV4_CAPACITY, unit: 'flows' }),
+  /** Preallocated IPv6 flow slots. */
+  ipv6_capacity: Int(1, MAX_FLOW_CAPACITY, { default: DEFAULT_IPV6_CAPACITY, unit: 'flows' }),
+  timeouts: TimeoutsSchema,
+}, { additionalProperties: false, default: {} });
+
+const listOf = <T extends TSchema>(item: T): ReturnType<typeof Type.Array<T>> => Type.Array(item, { default: [], what: 'mappings' });
+
+export const TetherConfigSchema = Type.Object({
+  version: Int(1, 1, { default: 1 }) as unknown as ReturnType<typeof Type.Literal<1>>,
+  log: LogSchema,
+  api: ApiSettingsSchema,
+  store: StoreSettingsSchema,
+  sites: listOf(SiteSchema),
+  wireguard_devices: listOf(WireGuardDeviceSchema),
+  onramps: listOf(OnrampSchema),
+  routes: listOf(RouteSchema),
+  /** Absent: no Internet egress (then no route may lead to the Internet). */
+  egress: Type.Optional(EgressSchema),
+  firewall: FirewallSchema,
+  flows: FlowsSchema,
+}, { additionalProperties: false, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
+
+// ─── Types ───────────────────────────────────────────────────────────────────────────────────────────
+
+export type TetherConfig = Static<typeof TetherConfigSchema>;
+export type LogConfig = Static<typeof LogSchema>;
+export type ApiConfig = Static<typeof ApiSettingsSchema>;
+export type StoreConfig = Static<typeof StoreSettingsSchema>;
+export type SiteConfig = Static<typeof SiteSchema>;
+export type WireGuardDeviceConfig = Static<typeof WireGuardDeviceSchema>;
+export type WireGuardPeerSettings = Static<typeof WireGuardPeerSchema>;
+export type GreSettings = Static<typeof GreSchema>;
+export type InterconnectSettings = Static<typeof InterconnectSchema>;
+export type WireGuardOnrampConfig = Static<typeof WireGuardOnrampSchema>;
+export type GreOnrampConfig = Static<typeof GreOnrampSchema>;
+export type InterconnectOnrampConfig = Static<typeof InterconnectOnrampSchema>;
+export type OnrampConfig = Static<typeof OnrampSchema>;
+export type OnrampKind = Static<typeof OnrampKindSchema>;
+export type NextHopConfig = Static<typeof NextHopSchema>;
+export type RouteConfig = Static<typeof RouteSchema>;
+export type EgressConfig = Static<typeof EgressSchema>;
+export type PortConfig = Static<typeof Port>;
+export type ProtocolConfig = Static<typeof Protocol>;
+export type FirewallRuleConfig = Static<typeof FirewallRuleSchema>;
+export type FirewallConfig = Static<typeof FirewallSchema>;
+export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
+export type FlowsConfig = Static<typeof FlowsSchema>;
+
+// ─── The accepted input, for the API ─────────────────────────────────────────────────────────────────
+
+type Json = Record<string, unknown>;
+
+/**
+ * The JSON Schema of what a file or an API body may hold for `schema`: keys with a default or filled in from
+ * context become optional, `single` lists also take one value, a discriminated union becomes one object whose
+ * discriminator is any kind (the loader then reports a kind without support by name), and the loader's
+ * annotations are removed. Formats stay as documentation; the loader checks them.
+ */
+export function inputSchema(schema: TSchema): TSchema {
+  return toInput(schema as unknown as Json) as unknown as TSchema;
+}
+
+function toInput(s: Json): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(s)) if (!(ANNOTATION_KEYS as readonly string[]).includes(k) && k !== 'default') out[k] = v;
+  if (Array.isArray(s.anyOf) && typeof s.discriminator === 'string') return { ...flatten(s), ...pick(out, ['$id', 'description']) };
+  if (s.type === 'object' && s.properties !== undefined) {
+    const props: Json = {};
+    const required: string[] = [];
+    for (const [k, v] of Object.entries(s.properties as Record<string, Json>)) {
+      props[k] = toInput(v);
+      if (((s.required as string[] | undefined) ?? []).includes(k) && v.default === undefined && v.contextual !== true) required.push(k);
+    }
+    out.properties = props;
+    if (required.length > 0) out.required = required; else delete out.required;
+    return out;
+  }
+  if (s.type === 'array' && s.items !== undefined) {
+    const items = toInput(s.items as Json);
+    const list = { ...out, items };
+    return s.single === true ? { anyOf: [items, list], ...pick(out, ['description']) } : list;
+  }
+  if (Array.isArray(s.anyOf)) {
+    // JSON Schema ties a format to one type; a union's format (a port or a range) is the loader's alone.
+    delete out.format;
+    out.anyOf = (s.anyOf as Json[]).map(toInput);
+  }
+  return out;
+}
+
+/** A discriminated union as one object: the variants' keys, each optional but the common required ones. */
+function flatten(s: Json): Json {
+  const variants = s.anyOf as Json[];
+  const props: Json = {};
+  const required = new Set<string>((variants[0].required as string[] | undefined) ?? []);
+  for (const v of variants) {
+    const vreq = new Set((v.required as string[] | undefined) ?? []);
+    for (const r of required) if (!vreq.has(r)) required.delete(r);
+    for (const [k, p] of Object.entries(v.properties as Record<string, Json>)) {
+      if (k === s.discriminator) props[k] = { anyOf: (s.kinds as string[]).map((kind) => ({ const: kind, type: 'string' })) };
+      else props[k] ??= toInput(p);
+    }
+  }
+  const req = [...required].filter((k) => k === s.discriminator || (((variants[0].properties as Record<string, Json>)[k].default === undefined)));
+  return { type: 'object', additionalProperties: false, properties: props, required: req };
+}
+
+function pick(o: Json, keys: string[]): Json {
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+}

@@ -1,0 +1,216 @@
+/**
+ * The configuration's one validator: the schema (check-schema.ts reading schema.ts), then every rule that
+ * relates one value to another — names that must exist, duplicate names and ids, one wire identity per onramp,
+ * clashing listen addresses, routes that need an egress pool, ports that need TCP or UDP. The YAML loader
+ * (load.ts), the API and the store all validate through validate(), so their rules and messages are one.
+ */
+import { formatPrefix, parsePrefix } from '../common/addr.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { given, SchemaReader } from './check-schema.js';
+import { canonicalAddress, protocolNumber } from './formats.js';
+import { ConfigError, describe, Problems } from './problems.js';
+import { TetherConfigSchema, type FirewallRuleConfig, type OnrampConfig, type TetherConfig, type WireGuardDeviceConfig } from './schema.js';
+
+/** Reads and checks a plain value into `problems`; the configuration when there were none. */
+export function validate(root: unknown, problems: Problems): TetherConfig | undefined {
+  const r = new SchemaReader(problems);
+  const cfg = r.read(TetherConfigSchema, root, '') as TetherConfig | undefined;
+  if (cfg === undefined) return undefined;
+  new Relations(cfg, r).check();
+  return problems.list.length === 0 ? cfg : undefined;
+}
+
+/**
+ * Validates a configuration given as plain values (an API body, a stored JSON document, a TetherConfig
+ * built in code). Same rules and messages as loadConfig, without line numbers; throws ConfigError.
+ */
+export function validateConfig(value: unknown, source = 'config'): TetherConfig {
+  const problems = new Problems();
+  const cfg = validate(value, problems);
+  if (cfg === undefined) throw new ConfigError(source, problems.list);
+  return cfg;
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** The cross-field rules, over a configuration the schema has read (entries with problems included). */
+class Relations {
+  private readonly p: Problems;
+  private readonly siteNames: Set<string>;
+  private readonly onrampNames: Set<string>;
+
+  constructor(private readonly cfg: TetherConfig, private readonly r: SchemaReader) {
+    this.p = r.problems;
+    this.siteNames = new Set(names(cfg.sites));
+    this.onrampNames = new Set(names(cfg.onramps));
+  }
+
+  check(): void {
+    this.sites();
+    this.devices();
+    this.egress();
+    this.onramps();
+    this.routes();
+    this.firewall();
+  }
+
+  private path(o: object): string {
+    return this.r.pathOf.get(o) ?? '';
+  }
+
+  private complete<T extends object>(list: readonly T[]): T[] {
+    return list.filter((x) => !this.r.isIncomplete(x));
+  }
+
+  private noSuch(path: string, what: string, name: unknown, known: Set<string>, hint = ''): void {
+    this.p.fail(path, `no ${what} named ${typeof name === 'string' ? `"${name}"` : String(name)} (${what}s: ${[...known].join(', ') || 'none'})${hint}`);
+  }
+
+  private sites(): void {
+    const sites = this.cfg.sites;
+    this.p.unique(sites.map((s) => [s.name, `${this.path(s)}.name`]), 'site name');
+    this.p.unique(sites.map((s) => [s.id === undefined ? undefined : String(s.id), `${this.path(s)}.id`]), 'site id');
+  }
+
+  private devices(): void {
+    const devices = this.cfg.wireguard_devices;
+    for (const d of devices) {
+      const hasKey = given(this.r.rawOf.get(d) ?? {}, 'private_key') !== undefined;
+      if (hasKey === (d.private_key_file !== undefined)) {
+        this.p.fail(`${this.path(d)}.private_key`, hasKey ? 'give private_key or private_key_file, not both' : 'is required: private_key (base64) or private_key_file (a path)');
+      }
+    }
+    this.p.unique(devices.map((d) => [d.name, `${this.path(d)}.name`]), 'device name');
+    // Two sockets on one port clash when their addresses are equal or either is a wildcard.
+    const ok = this.complete(devices);
+    ok.forEach((d, i) => {
+      const e = ok.slice(0, i).find((x) => x.listen_port === d.listen_port && (WILDCARDS.has(d.listen_address) || WILDCARDS.has(x.listen_address) || canonicalAddress(d.listen_address) === canonicalAddress(x.listen_address)));
+      if (e !== undefined) this.p.fail(`${this.path(d)}.listen_port`, `${d.listen_address}:${d.listen_port} clashes with device "${e.name}" (${e.listen_address}:${e.listen_port})`);
+    });
+  }
+
+  private egress(): void {
+    const e = this.cfg.egress;
+    if (e === undefined || e.addresses === undefined) return;
+    const paths = this.r.itemPaths.get(e.addresses) ?? [];
+    this.p.unique(e.addresses.map((a, i) => [canonicalAddress(a), paths[i]]), 'address');
+  }
+
+  private onramps(): void {
+    const onramps = this.cfg.onramps;
+    const devices = this.cfg.wireguard_devices.filter((d) => d.name !== undefined);
+    for (const o of onramps) {
+      const p = this.path(o);
+      if (o.site !== undefined && !this.siteNames.has(o.site)) this.noSuch(`${p}.site`, 'site', o.site, this.siteNames, '; leave site out for an onramp that is a site of its own');
+      const ok = o.type === 'wireguard' ? this.peer(o, devices) : o.type === 'gre' ? this.gre(o) : true;
+      if (!ok) this.r.incomplete.add(o);
+    }
+    this.p.unique(onramps.map((o) => [o.name, `${this.path(o)}.name`]), 'onramp name');
+    this.p.unique(onramps.map((o) => [o.id === undefined ? undefined : String(o.id), `${this.path(o)}.id`]), 'onramp id');
+    // Unique identities on the wire: a GRE tunnel is (local, remote, key); a link belongs to one onramp.
+    const ok = this.complete(onramps);
+    const identity = (kind: OnrampConfig['type'], key: (x: OnrampConfig) => string, field: string, what: string): void => {
+      this.p.unique(ok.map((x) => [x.type === kind ? key(x) : undefined, `${this.path(x)}.${field}`]), what);
+    };
+    identity('gre', (o) => (o.type === 'gre' ? `${canonicalAddress(o.gre.local)} → ${canonicalAddress(o.gre.remote)} key ${o.gre.key ?? 'none'}` : ''), 'gre.remote', 'GRE tunnel');
+    identity('interconnect', (o) => (o.type === 'interconnect' ? o.interconnect.link : ''), 'interconnect.link', 'interconnect link');
+    for (const o of ok) {
+      if (o.type === 'interconnect' && o.interconnect.link === this.cfg.egress?.interface) {
+        this.p.fail(`${this.path(o)}.interconnect.link`, 'is the egress interface (egress.interface); an onramp needs a link of its own');
+      }
+    }
+    identity('wireguard', (o) => (o.type === 'wireguard' ? `${o.wireguard.device}/${o.wireguard.public_key}` : ''), 'wireguard.public_key', 'peer (device/public key)');
+  }
+
+  /** The peer's device (filled in when there is only one) and its secrets; false when the device is unknown. */
+  private peer(o: OnrampConfig & { type: 'wireguard' }, devices: WireGuardDeviceConfig[]): boolean {
+    const w = o.wireguard as Partial<typeof o.wireguard> | undefined;
+    if (w === undefined) return false;
+    const wp = this.path(w);
+    const raw = this.r.rawOf.get(w) ?? {};
+    let ok = true;
+    if (given(raw, 'device') === undefined) {
+      if (devices.length === 1) w.device = devices[0].name;
+      else {
+        ok = false;
+        this.p.fail(`${wp}.device`, devices.length === 0 ? 'no wireguard_devices are configured: add one (listen_port, private_key)' : `is required when there are several wireguard_devices (${devices.map((d) => d.name).join(', ')})`);
+      }
+    } else if (w.device !== undefined && !devices.some((d) => d.name === w.device)) {
+      ok = false;
+      this.p.fail(`${wp}.device`, `no wireguard device named "${w.device}" (devices: ${devices.map((d) => d.name).join(', ') || 'none'})`);
+    }
+    if (given(raw, 'preshared_key') !== undefined && w.preshared_key_file !== undefined) this.p.fail(`${wp}.preshared_key`, 'give preshared_key or preshared_key_file, not both');
+    return ok;
+  }
+
+  /** Both tunnel ends of one family and distinct; false otherwise. */
+  private gre(o: OnrampConfig & { type: 'gre' }): boolean {
+    const g = o.gre as Partial<typeof o.gre> | undefined;
+    if (g?.local === undefined || g.remote === undefined) return false;
+    const gp = this.path(g);
+    if (g.local.includes(':') !== g.remote.includes(':')) {
+      this.p.fail(`${gp}.remote`, `must be of the same address family as local (${g.local}), got ${describe(g.remote)}`);
+      return false;
+    }
+    if (canonicalAddress(g.local) === canonicalAddress(g.remote)) {
+      this.p.fail(`${gp}.remote`, 'must differ from local');
+      return false;
+    }
+    return true;
+  }
+
+  private routes(): void {
+    const egress = this.cfg.egress;
+    const keys: Array<[string | undefined, string]> = [];
+    for (const route of this.cfg.routes) {
+      const p = this.path(route);
+      let ok = !this.r.isIncomplete(route);
+      if (route.site !== undefined && !this.siteNames.has(route.site)) this.noSuch(`${p}.site`, 'site', route.site, this.siteNames);
+      const nh = route.next_hop as typeof route.next_hop | undefined;
+      if (typeof nh === 'object' && nh.onramp !== undefined && !this.onrampNames.has(nh.onramp)) {
+        this.noSuch(`${p}.next_hop.onramp`, 'onramp', nh.onramp, this.onrampNames);
+        ok = false;
+      }
+      if (nh === 'internet' && (egress === undefined || this.r.isIncomplete(egress) || egress.addresses.length === 0)) {
+        this.p.fail(`${p}.next_hop`, 'leads to the Internet, but no egress pool is configured (egress.addresses)');
+      }
+      if (!ok || nh === undefined) continue;
+      const hop = typeof nh === 'string' ? nh : `onramp ${nh.onramp}`;
+      keys.push([`${formatPrefix(parsePrefix(route.prefix)!)} via ${hop} scope ${route.site ?? '*'}`, p]);
+    }
+    this.p.unique(keys, 'route');
+  }
+
+  private firewall(): void {
+    const rules = this.cfg.firewall.rules;
+    for (const rule of rules) {
+      const p = this.path(rule);
+      this.references(rule.sites, 'site', this.siteNames);
+      this.references(rule.onramps, 'onramp', this.onrampNames);
+      this.ports(rule, p, 'source_ports');
+      this.ports(rule, p, 'destination_ports');
+    }
+    this.p.unique(rules.map((r) => [r.name, `${this.path(r)}.name`]), 'rule name');
+    this.p.unique(rules.map((r) => [r.id === undefined ? undefined : String(r.id), `${this.path(r)}.id`]), 'rule id');
+  }
+
+  private references(list: string[] | undefined, what: string, known: Set<string>): void {
+    if (list === undefined) return;
+    const paths = this.r.itemPaths.get(list) ?? [];
+    list.forEach((name, i) => { if (!known.has(name)) this.noSuch(paths[i], what, name, known); });
+  }
+
+  /** Ports match TCP and UDP only: with another protocol listed, the rule would silently never match it. */
+  private ports(rule: FirewallRuleConfig, p: string, key: 'source_ports' | 'destination_ports'): void {
+    const ports = rule[key];
+    const protocols = (rule.protocols ?? []).map(protocolNumber);
+    if (ports !== undefined && ports.length > 0 && protocols.length > 0 && protocols.some((n) => n !== IPPROTO_TCP && n !== IPPROTO_UDP)) {
+      this.p.fail(`${p}.${key}`, 'ports apply to tcp and udp only; with other protocols listed this rule would never match them (split the rule)');
+    }
+  }
+}
+
+/** The names of a list's entries, entries with problems included (a name with a problem is left out). */
+function names(list: ReadonlyArray<{ name?: string }>): string[] {
+  return list.map((x) => x.name).filter((n): n is string => n !== undefined);
+}
