@@ -1,0 +1,145 @@
+/**
+ * Interconnect onramps: a plain L3 link (a data center's veth, a cross-connect). Everything arriving on the link
+ * is policy-routed into the onramp's own TUN, tt-ic-<id>, whose packets enter the pipeline tagged with the
+ * onramp; what the pipeline forwards to the onramp is written back into that TUN.
+ *
+ *   link ─ ip rule iif LINK lookup 1000+n ─ default dev tt-ic-<n> ─► TUN read, tagged n ─► pipeline
+ *   next hop n ─► tt-ic-<n> (one writeIndices per batch) ─► kernel ─► link
+ *
+ * Owns: per onramp, its TUN, its rule and its table's default route.
+ */
+import type { PacketBatch } from '../../common/packet-batch.js';
+import type { InterconnectOnrampConfig } from '../../control/config.js';
+import { openTun, type TunDevice } from '../../io/tun.js';
+import { KernelObjects, disableRpFilter, interconnectTunName, planInterconnect, planLink } from '../network.js';
+import type { OnrampTransport, Output, TransportHost } from './transport.js';
+
+interface Interconnect {
+  id: number;
+  link: string;
+  tun: TunDevice | null;
+  out: Output | null;
+}
+
+export class InterconnectTransport implements OnrampTransport<InterconnectOnrampConfig> {
+  readonly type = 'interconnect';
+  private readonly kernel = new KernelObjects();
+  /** By onramp id, in the order they were added. */
+  private readonly links = new Map<number, Interconnect>();
+  /** Per port: the output its packets are written to (sparse; read per packet). */
+  private readonly portOut: Array<Output | null> = [];
+  private opened = false;
+
+  constructor(private readonly host: TransportHost) {}
+
+  open(): void {
+    if (this.opened) return;
+    const done: Interconnect[] = [];
+    try {
+      for (const ic of this.links.values()) {
+        this.openOne(ic);
+        done.push(ic);
+      }
+    } catch (e) {
+      for (const ic of done) this.closeOne(ic);
+      throw e;
+    }
+    this.opened = true;
+  }
+
+  close(): void {
+    if (!this.opened) return;
+    for (const ic of [...this.links.values()].reverse()) this.closeOne(ic);
+    this.opened = false;
+  }
+
+  tuns(): TunDevice[] {
+    const out: TunDevice[] = [];
+    for (const ic of this.links.values()) if (ic.tun !== null) out.push(ic.tun);
+    return out;
+  }
+
+  routes(): string[] {
+    return this.kernel.applied();
+  }
+
+  add(o: InterconnectOnrampConfig, id: number): void {
+    if (this.links.has(id)) throw new Error(`onramp ${o.name}: interconnect ${id} exists already`);
+    const ic: Interconnect = { id, link: o.interconnect.link, tun: null, out: null };
+    if (this.opened) {
+      try {
+        this.openOne(ic);
+      } catch (e) {
+        throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
+      }
+    }
+    this.links.set(id, ic);
+    this.host.delivery.set(id, this);
+  }
+
+  /** A new link: the rule moves (the TUN and its table stay). */
+  update(o: InterconnectOnrampConfig, id: number): void {
+    const ic = this.links.get(id);
+    if (ic === undefined) throw new Error(`onramp ${o.name}: no interconnect ${id}`);
+    if (ic.link === o.interconnect.link) return;
+    const had = ic.link;
+    if (this.opened) {
+      this.closeOne(ic);
+      ic.link = o.interconnect.link;
+      try {
+        this.openOne(ic);
+      } catch (e) {
+        ic.link = had;
+        this.openOne(ic);
+        throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
+      }
+    } else {
+      ic.link = o.interconnect.link;
+    }
+  }
+
+  remove(id: number): void {
+    const ic = this.links.get(id);
+    if (ic === undefined) return;
+    this.host.delivery.clear(id, this);
+    if (this.opened) this.closeOne(ic);
+    this.links.delete(id);
+  }
+
+  deliver(_batch: PacketBatch, i: number, port: number): void {
+    const out = this.portOut[port];
+    if (out) out.idx[out.n++] = i;
+  }
+
+  private openOne(ic: Interconnect): void {
+    const name = interconnectTunName(ic.id);
+    const tun = openTun(name);
+    try {
+      disableRpFilter(name);
+      this.kernel.apply(owner(ic.id), [planLink(name, this.host.mtu), ...planInterconnect({ onrampId: ic.id, link: ic.link, tun: name })]);
+    } catch (e) {
+      tun.close();
+      throw e;
+    }
+    ic.tun = tun;
+    ic.out = this.host.outputs.add(tun);
+    this.portOut[ic.id] = ic.out;
+    this.host.readPlain(tun, ic.id);
+  }
+
+  private closeOne(ic: Interconnect): void {
+    if (ic.tun === null) return;
+    ic.tun.stopReading();
+    const failed = this.kernel.release(owner(ic.id));
+    if (failed.length > 0) this.host.log.warn({ failed }, 'some interconnect routes or rules were already gone');
+    if (ic.out !== null) this.host.outputs.remove(ic.out);
+    this.portOut[ic.id] = null;
+    ic.tun.close();
+    ic.tun = null;
+    ic.out = null;
+  }
+}
+
+function owner(id: number): string {
+  return `interconnect ${id}`;
+}
