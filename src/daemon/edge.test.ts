@@ -103,6 +103,27 @@ function buildTopology(NS: Namespaces, GRE_TUN: string): void {
     ip route add ${GRE_SITE}/32 dev ${GRE_TUN}`);
 }
 
+/** The WireGuard site's onramp, as a YAML list entry. */
+const SITE_A_WG_ONRAMP = `  - name: site-a-wg
+    type: wireguard
+    site: site-a
+    automatic_return_routing: true
+    wireguard:
+      device: wg-a
+      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
+      allowed_ips: [10.0.1.0/24]
+`;
+
+/** The edge's WireGuard device, as the YAML `wireguard_devices` section. */
+function wgDevice(keyFile: string): string {
+  return `wireguard_devices:
+  - name: wg-a
+    listen_address: ${WG_EDGE}
+    listen_port: ${WG_PORT}
+    private_key_file: ${keyFile}
+`;
+}
+
 function config(keyFile: string): string {
   const dir = dirname(keyFile);
   return `version: 1
@@ -113,27 +134,14 @@ sites:
   - name: dc
   - name: site-a
   - name: site-gre
-wireguard_devices:
-  - name: wg-a
-    listen_address: ${WG_EDGE}
-    listen_port: ${WG_PORT}
-    private_key_file: ${keyFile}
-onramps:
+${wgDevice(keyFile)}onramps:
   - name: dc-link
     id: ${DC_ONRAMP_ID}
     type: interconnect
     site: dc
     automatic_return_routing: true
     interconnect: { link: veth-dc }
-  - name: site-a-wg
-    type: wireguard
-    site: site-a
-    automatic_return_routing: true
-    wireguard:
-      device: wg-a
-      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
-      allowed_ips: [10.0.1.0/24]
-  - name: site-gre-tunnel
+${SITE_A_WG_ONRAMP}  - name: site-gre-tunnel
     type: gre
     site: site-gre
     automatic_return_routing: true
@@ -404,12 +412,7 @@ describe('Edge: GRE tunnels and WireGuard peers added and removed while it runs 
     return `sites:
   - name: site-a
   - name: site-gre
-wireguard_devices:
-  - name: wg-a
-    listen_address: ${WG_EDGE}
-    listen_port: ${WG_PORT}
-    private_key_file: ${join(dir, 'wg-a.key')}
-routes:
+${wgDevice(join(dir, 'wg-a.key'))}routes:
   - { prefix: 0.0.0.0/0, next_hop: internet }
 egress:
   interface: tt-egress
@@ -417,15 +420,7 @@ egress:
 `;
   }
   const LATER_ONRAMPS = `onramps:
-  - name: site-a-wg
-    type: wireguard
-    site: site-a
-    automatic_return_routing: true
-    wireguard:
-      device: wg-a
-      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
-      allowed_ips: [10.0.1.0/24]
-  - name: gre-1
+${SITE_A_WG_ONRAMP}  - name: gre-1
     type: gre
     site: site-gre
     automatic_return_routing: true

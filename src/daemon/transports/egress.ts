@@ -10,16 +10,16 @@
 import { PORT_INTERNET } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { EgressConfig } from '../../control/config.js';
-import { openTun, type TunDevice } from '../../io/tun.js';
-import { KernelObjects, disableRpFilter, hostRoute, planLink } from '../network.js';
-import type { Output, Transport, TransportHost } from './transport.js';
+import type { TunDevice } from '../../io/tun.js';
+import { KernelObjects, hostRoute } from '../network.js';
+import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
+import type { Transport, TransportHost } from './transport.js';
 
 const OWNER = 'egress';
 
 export class EgressTransport implements Transport {
   private readonly kernel = new KernelObjects();
-  private tun: TunDevice | null = null;
-  private out: Output | null = null;
+  private owned: OwnedTun | null = null;
 
   /** `egress` null: no Internet egress (PORT_INTERNET has no delivery). */
   constructor(private readonly host: TransportHost, private readonly egress: EgressConfig | null) {
@@ -28,34 +28,19 @@ export class EgressTransport implements Transport {
 
   open(): void {
     const cfg = this.egress;
-    if (cfg === null || this.tun !== null) return;
-    const tun = openTun(cfg.interface);
-    try {
-      disableRpFilter(tun.name);
-      this.kernel.apply(OWNER, [planLink(tun.name, this.host.mtu), ...cfg.addresses.map((a) => hostRoute(a, tun.name))]);
-    } catch (e) {
-      tun.close();
-      throw e;
-    }
-    this.tun = tun;
-    this.out = this.host.outputs.add(tun);
-    this.host.readPlain(tun, PORT_INTERNET);
+    if (cfg === null || this.owned !== null) return;
+    this.owned = openOwnedTun(this.host, this.kernel, OWNER, cfg.interface, cfg.addresses.map((a) => hostRoute(a, cfg.interface)));
+    this.host.readPlain(this.owned.tun, PORT_INTERNET);
   }
 
   close(): void {
-    const tun = this.tun;
-    if (tun === null) return;
-    tun.stopReading();
-    const failed = this.kernel.releaseAll();
-    if (failed.length > 0) this.host.log.warn({ failed }, 'some egress routes were already gone');
-    if (this.out !== null) this.host.outputs.remove(this.out);
-    this.out = null;
-    this.tun = null;
-    tun.close();
+    if (this.owned === null) return;
+    closeOwnedTun(this.host, this.kernel, this.owned);
+    this.owned = null;
   }
 
   tuns(): TunDevice[] {
-    return this.tun === null ? [] : [this.tun];
+    return this.owned === null ? [] : [this.owned.tun];
   }
 
   routes(): string[] {
@@ -63,7 +48,7 @@ export class EgressTransport implements Transport {
   }
 
   deliver(_batch: PacketBatch, i: number): void {
-    const out = this.out;
-    if (out !== null) out.idx[out.n++] = i;
+    const owned = this.owned;
+    if (owned !== null) owned.out.idx[owned.out.n++] = i;
   }
 }

@@ -10,15 +10,16 @@
  */
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { InterconnectOnrampConfig } from '../../control/config.js';
-import { openTun, type TunDevice } from '../../io/tun.js';
-import { KernelObjects, disableRpFilter, interconnectTunName, planInterconnect, planLink } from '../network.js';
+import type { TunDevice } from '../../io/tun.js';
+import { KernelObjects, interconnectTunName, planInterconnect } from '../network.js';
+import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
 import type { OnrampTransport, Output, TransportHost } from './transport.js';
 
 interface Interconnect {
   id: number;
   link: string;
-  tun: TunDevice | null;
-  out: Output | null;
+  /** Its TUN while open. */
+  owned: OwnedTun | null;
 }
 
 export class InterconnectTransport implements OnrampTransport<InterconnectOnrampConfig> {
@@ -55,7 +56,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   tuns(): TunDevice[] {
     const out: TunDevice[] = [];
-    for (const ic of this.links.values()) if (ic.tun !== null) out.push(ic.tun);
+    for (const ic of this.links.values()) if (ic.owned !== null) out.push(ic.owned.tun);
     return out;
   }
 
@@ -65,7 +66,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   add(o: InterconnectOnrampConfig, id: number): void {
     if (this.links.has(id)) throw new Error(`onramp ${o.name}: interconnect ${id} exists already`);
-    const ic: Interconnect = { id, link: o.interconnect.link, tun: null, out: null };
+    const ic: Interconnect = { id, link: o.interconnect.link, owned: null };
     if (this.opened) {
       try {
         this.openOne(ic);
@@ -113,33 +114,16 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   private openOne(ic: Interconnect): void {
     const name = interconnectTunName(ic.id);
-    const tun = openTun(name);
-    try {
-      disableRpFilter(name);
-      this.kernel.apply(owner(ic.id), [planLink(name, this.host.mtu), ...planInterconnect({ onrampId: ic.id, link: ic.link, tun: name })]);
-    } catch (e) {
-      tun.close();
-      throw e;
-    }
-    ic.tun = tun;
-    ic.out = this.host.outputs.add(tun);
-    this.portOut[ic.id] = ic.out;
-    this.host.readPlain(tun, ic.id);
+    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }));
+    ic.owned = owned;
+    this.portOut[ic.id] = owned.out;
+    this.host.readPlain(owned.tun, ic.id);
   }
 
   private closeOne(ic: Interconnect): void {
-    if (ic.tun === null) return;
-    ic.tun.stopReading();
-    const failed = this.kernel.release(owner(ic.id));
-    if (failed.length > 0) this.host.log.warn({ failed }, 'some interconnect routes or rules were already gone');
-    if (ic.out !== null) this.host.outputs.remove(ic.out);
+    if (ic.owned === null) return;
     this.portOut[ic.id] = null;
-    ic.tun.close();
-    ic.tun = null;
-    ic.out = null;
+    closeOwnedTun(this.host, this.kernel, ic.owned);
+    ic.owned = null;
   }
-}
-
-function owner(id: number): string {
-  return `interconnect ${id}`;
 }

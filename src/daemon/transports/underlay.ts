@@ -18,14 +18,15 @@ import { Drop } from '../../common/drop-reasons.js';
 import { IPPROTO_ICMP, IPPROTO_UDP, NEXT_HOP_DROP } from '../../common/ids.js';
 import { parseIpv4 } from '../../common/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
-import { openTun, type TunDevice } from '../../io/tun.js';
+import type { TunDevice } from '../../io/tun.js';
 import { ICMP4_ECHO_REQUEST } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { DST, PacketInfo } from '../../wire/packet-info.js';
-import { KernelObjects, disableRpFilter, hostRoute, planLink } from '../network.js';
+import { KernelObjects, hostRoute } from '../network.js';
 import { echoReplyInPlace } from '../underlay-packets.js';
 import { EdgeCounter } from './counters.js';
-import type { Output, TransportHost } from './transport.js';
+import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
+import type { TransportHost } from './transport.js';
 
 /** A transport's receive side for the outer packets it claimed. */
 export interface UnderlayReceiver {
@@ -43,8 +44,7 @@ const LINK_OWNER = 'link';
 
 export class Underlay {
   readonly tx: PacketBatch;
-  private tun: TunDevice | null = null;
-  private out: Output | null = null;
+  private owned: OwnedTun | null = null;
   private readonly info = new PacketInfo();
   private readonly kernel = new KernelObjects();
   private readonly byProtocol = new Array<UnderlayReceiver | null>(IP_PROTOCOLS).fill(null);
@@ -61,42 +61,35 @@ export class Underlay {
 
   /** The underlay TUN while open (the Edge wires its read loop to demux()). */
   get device(): TunDevice | null {
-    return this.tun;
+    return this.owned === null ? null : this.owned.tun;
   }
 
   /** Opens the TUN, brings it up and routes every endpoint address held so far into it. */
   open(): TunDevice {
-    if (this.tun !== null) return this.tun;
-    const tun = openTun(this.name);
+    if (this.owned !== null) return this.owned.tun;
+    const owned = openOwnedTun(this.host, this.kernel, LINK_OWNER, this.name, []);
+    this.owned = owned;
     try {
-      disableRpFilter(tun.name);
-      this.kernel.apply(LINK_OWNER, [planLink(tun.name, this.host.mtu)]);
       for (const addr of this.endpoints.keys()) this.kernel.apply(endpointOwner(addr), [hostRoute(addr, this.name)]);
     } catch (e) {
-      this.kernel.releaseAll();
-      tun.close();
+      this.close();
       throw e;
     }
-    this.tun = tun;
-    this.out = this.host.outputs.add(tun);
-    return tun;
+    return owned.tun;
   }
 
   close(): void {
-    const tun = this.tun;
-    if (tun === null) return;
-    tun.stopReading();
+    if (this.owned === null) return;
     this.tx.count = 0;
+    // Endpoint routes first (they name the TUN), then the TUN itself.
     const failed = this.kernel.releaseAll();
     if (failed.length > 0) this.host.log.warn({ failed }, 'some underlay routes were already gone');
-    if (this.out !== null) this.host.outputs.remove(this.out);
-    this.out = null;
-    this.tun = null;
-    tun.close();
+    closeOwnedTun(this.host, this.kernel, this.owned);
+    this.owned = null;
   }
 
   tuns(): TunDevice[] {
-    return this.tun === null ? [] : [this.tun];
+    return this.device === null ? [] : [this.device];
   }
 
   routes(): string[] {
@@ -131,7 +124,7 @@ export class Underlay {
   /** A local tunnel endpoint: routed into the underlay (while open) and answering pings; counted per user. */
   addEndpoint(addr: string): void {
     const users = this.endpoints.get(addr) ?? 0;
-    if (users === 0 && this.tun !== null) this.kernel.apply(endpointOwner(addr), [hostRoute(addr, this.name)]);
+    if (users === 0 && this.owned !== null) this.kernel.apply(endpointOwner(addr), [hostRoute(addr, this.name)]);
     this.endpoints.set(addr, users + 1);
     if (users === 0) this.rebuildEcho();
   }
@@ -222,13 +215,13 @@ export class Underlay {
 
   /** Writes packet i of `batch` back out at once (a reflected keepalive, an echo reply). */
   writeOne(batch: PacketBatch, i: number): void {
-    if (this.tun !== null) this.tun.writeBatch(batch, i, i + 1);
+    if (this.owned !== null) this.owned.tun.writeBatch(batch, i, i + 1);
   }
 
   /** Queues packet i of the batch being delivered (encapsulated in place) for this batch's underlay write. */
   queue(i: number): void {
-    const out = this.out;
-    if (out !== null) out.idx[out.n++] = i;
+    const owned = this.owned;
+    if (owned !== null) owned.out.idx[owned.out.n++] = i;
   }
 
   /** A slot of the transmit batch for a packet the device layer builds; flushes first when it is full. */
@@ -243,7 +236,7 @@ export class Underlay {
   flushTx(): void {
     const tx = this.tx;
     if (tx.count === 0) return;
-    if (this.tun !== null) this.tun.writeBatch(tx, 0, tx.count);
+    if (this.owned !== null) this.owned.tun.writeBatch(tx, 0, tx.count);
     tx.count = 0;
   }
 }
