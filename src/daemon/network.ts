@@ -69,7 +69,7 @@ export function planLink(name: string, mtu: number): IpStep {
 /** The rule and the default route that send everything arriving on an interconnect's link into its TUN. */
 export function planInterconnect(ic: NetworkSpec['interconnects'][number]): IpStep[] {
   const table = String(interconnectTable(ic.onrampId));
-  // Everything arriving on the link (EDGE-CONTRACT.md): forwarded traffic goes to tether; the local table's
+  // Everything arriving on the link: forwarded traffic goes to tether; the local table's
   // rule (priority 0) still comes first, so the edge's own addresses on the link keep answering.
   const rule = ['rule', 'add', 'iif', ic.link, 'lookup', table, 'priority', table];
   return [
