@@ -8,6 +8,7 @@
  *
  * Owns: per onramp, its TUN, its rule and its table's default route.
  */
+import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { InterconnectOnrampConfig } from '../../control/config.js';
 import type { TunDevice } from '../../io/tun.js';
@@ -27,8 +28,8 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
   private readonly kernel = new KernelObjects();
   /** By onramp id, in the order they were added. */
   private readonly links = new Map<number, Interconnect>();
-  /** Per port: the output its packets are written to (sparse; read per packet). */
-  private readonly portOut: Array<Output | null> = [];
+  /** Per port: the output its packets are written to (read per packet). */
+  private readonly portOut = new Array<Output | null>(MAX_ONRAMP_ID + 1).fill(null);
   private opened = false;
 
   constructor(private readonly host: TransportHost) {}
@@ -109,7 +110,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   deliver(_batch: PacketBatch, i: number, port: number): void {
     const out = this.portOut[port];
-    if (out) out.idx[out.n++] = i;
+    if (out !== null) out.idx[out.n++] = i;
   }
 
   private openOne(ic: Interconnect): void {
