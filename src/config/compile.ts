@@ -9,7 +9,7 @@ import type { FlowTimeouts } from '../flow/timeouts.js';
 import type { FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, type RouteSpec } from '../route/route-table.js';
 import { portRangePair, protocolNumber } from './formats.js';
-import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type TetherConfig } from './schema.js';
+import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type OnrampConfig, type TetherConfig } from './schema.js';
 
 export interface ConfigIds {
   /** Site name → id (configured sites only). */
@@ -63,17 +63,22 @@ function lookup(map: Map<string, number>, name: string, what: string): number {
   return id;
 }
 
-/** The data plane's view: names replaced by ids, seconds by milliseconds. Expects a validated config. */
-export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(cfg)): PipelineConfig {
-  const onramps: OnrampSpec[] = cfg.onramps.map((o) => ({
-    id: lookup(ids.onramps, o.name, 'onramp'),
+/** One onramp as the pipeline's port tables hold it, under the ids it was given. */
+export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampSpec {
+  return {
+    id,
     name: o.name,
     type: o.type,
-    site: lookup(ids.onrampSite, o.name, 'onramp'),
+    site,
     automaticReturnRouting: o.automatic_return_routing,
     maxFlows: o.max_flows,
     preference: o.preference,
-  }));
+  };
+}
+
+/** The data plane's view: names replaced by ids, seconds by milliseconds. Expects a validated config. */
+export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(cfg)): PipelineConfig {
+  const onramps: OnrampSpec[] = cfg.onramps.map((o) => toOnrampSpec(o, lookup(ids.onramps, o.name, 'onramp'), lookup(ids.onrampSite, o.name, 'onramp')));
   const routes: RouteSpec[] = cfg.routes.map((r) => {
     const spec: RouteSpec = {
       prefix: r.prefix,

@@ -21,7 +21,6 @@ import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET }
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import type { PortUsage } from '../nat/snat-pool.js';
-import { EDGE_COUNTER_NAMES, type EdgeStatus } from '../daemon/edge.js';
 import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES } from '../onramp/wireguard/index.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
@@ -89,10 +88,25 @@ export class NameBook implements Names {
   }
 }
 
-/** The part of daemon/edge.ts's Edge the metrics read (structural, so tests can pass a stand-in). */
+/** The edge's status as the API and the metrics read it (the daemon's Edge answers it). */
+export interface EdgeStatus {
+  tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number }>;
+  edge: Record<string, number>;
+  pipelineDrops: Record<string, number>;
+  greDrops: Record<string, number>;
+  wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;
+  flows: { ipv4: number; ipv6: number };
+}
+
+/**
+ * The part of the running edge the metrics read, handed in by the daemon (control never imports the daemon;
+ * structural, so tests can pass a stand-in).
+ */
 export interface EdgeMetricsSource {
   readonly gre: { readonly drops: ArrayLike<number> };
+  /** The edge's own counters, and their names by index. */
   readonly counters: ArrayLike<number>;
+  readonly counterNames: readonly string[];
   status(): EdgeStatus;
 }
 
@@ -112,7 +126,7 @@ export interface MetricsOptions {
   flowLog?: FlowLogStats;
   /** Also Node's process metrics (CPU, memory, event-loop lag), prefixed tether_process_. Default false. */
   processMetrics?: boolean;
-  /** Names for the GRE / WireGuard drop reasons and the edge counters (default: the engines' own tables). */
+  /** Names for the GRE / WireGuard drop reasons and the edge counters (default: the engines' and the edge's own tables). */
   greDropNames?: readonly string[];
   wgDropNames?: readonly string[];
   edgeCounterNames?: readonly string[];
@@ -257,7 +271,7 @@ export function createMetrics(opts: MetricsOptions): Registry {
     const edge = opts.edge;
     const greNames = opts.greDropNames ?? GRE_DROP_NAMES;
     const wgNames = opts.wgDropNames ?? WG_DROP_NAMES;
-    const edgeNames = opts.edgeCounterNames ?? EDGE_COUNTER_NAMES;
+    const edgeNames = opts.edgeCounterNames ?? edge.counterNames;
     counter('tether_gre_drops_total', 'GRE packets the GRE onramp refused (decapsulation or encapsulation), by reason.', ['reason'], (emit) => {
       for (let r = 1; r < greNames.length; r++) emit({ reason: greNames[r] }, edge.gre.drops[r] ?? 0);
     });

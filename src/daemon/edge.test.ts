@@ -14,11 +14,16 @@ import { PacketBatch } from '../common/packet-batch.js';
 import { LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
+import type { EdgeStatus } from './edge.js';
 import { planNetwork } from './network.js';
 import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
 const PREFIX = `tt-${process.pid}-`;
-const NS = { edge: `${PREFIX}edge`, dc: `${PREFIX}dc`, inet: `${PREFIX}inet`, site: `${PREFIX}site`, gre: `${PREFIX}gre` };
+type Namespaces = Record<'edge' | 'dc' | 'inet' | 'site' | 'gre', string>;
+function namespaces(prefix: string): Namespaces {
+  return { edge: `${prefix}edge`, dc: `${prefix}dc`, inet: `${prefix}inet`, site: `${prefix}site`, gre: `${prefix}gre` };
+}
+const NS = namespaces(PREFIX);
 /** The GRE site's TUN: the test writes its GRE packets there and reads what the edge sends back. */
 const GRE_TUN = `tg${process.pid}`;
 const CLI = ['--import', 'tsx', 'src/cli/tether.ts', 'run'];
@@ -38,6 +43,9 @@ const DC_ONRAMP_ID = 1;
 const GRE_EDGE = '192.168.103.1';
 const GRE_SITE = '192.168.103.2';
 const GRE_HEADER = 4;
+/** RFC 2890 section 2.1: the K bit, and the 4-byte key field after the base header. */
+const GRE_FLAG_KEY = 0x20;
+const GRE_KEY_FIELD = 4;
 const GRE_PROTO_IPV4 = 0x0800;
 const IPPROTO_GRE = 47;
 
@@ -45,13 +53,13 @@ function nsSh(ns: string, script: string): void {
   sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
 }
 
-function removeOwnNamespaces(): void {
+function removeOwnNamespaces(NS: Namespaces): void {
   for (const ns of Object.values(NS)) {
     try { sh('ip', 'netns', 'del', ns); } catch { /* not created */ }
   }
 }
 
-function buildTopology(): void {
+function buildTopology(NS: Namespaces, GRE_TUN: string): void {
   for (const ns of Object.values(NS)) {
     sh('ip', 'netns', 'add', ns);
     sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
@@ -95,6 +103,27 @@ function buildTopology(): void {
     ip route add ${GRE_SITE}/32 dev ${GRE_TUN}`);
 }
 
+/** The WireGuard site's onramp, as a YAML list entry. */
+const SITE_A_WG_ONRAMP = `  - name: site-a-wg
+    type: wireguard
+    site: site-a
+    automatic_return_routing: true
+    wireguard:
+      device: wg-a
+      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
+      allowed_ips: [10.0.1.0/24]
+`;
+
+/** The edge's WireGuard device, as the YAML `wireguard_devices` section. */
+function wgDevice(keyFile: string): string {
+  return `wireguard_devices:
+  - name: wg-a
+    listen_address: ${WG_EDGE}
+    listen_port: ${WG_PORT}
+    private_key_file: ${keyFile}
+`;
+}
+
 function config(keyFile: string): string {
   const dir = dirname(keyFile);
   return `version: 1
@@ -105,27 +134,14 @@ sites:
   - name: dc
   - name: site-a
   - name: site-gre
-wireguard_devices:
-  - name: wg-a
-    listen_address: ${WG_EDGE}
-    listen_port: ${WG_PORT}
-    private_key_file: ${keyFile}
-onramps:
+${wgDevice(keyFile)}onramps:
   - name: dc-link
     id: ${DC_ONRAMP_ID}
     type: interconnect
     site: dc
     automatic_return_routing: true
     interconnect: { link: veth-dc }
-  - name: site-a-wg
-    type: wireguard
-    site: site-a
-    automatic_return_routing: true
-    wireguard:
-      device: wg-a
-      public_key: ${LAB_WIREGUARD_KEYS.siteAPublic}
-      allowed_ips: [10.0.1.0/24]
-  - name: site-gre-tunnel
+${SITE_A_WG_ONRAMP}  - name: site-gre-tunnel
     type: gre
     site: site-gre
     automatic_return_routing: true
@@ -220,12 +236,12 @@ describe('tether run (real interfaces, root)', () => {
     assert.equal(process.getuid?.(), 0, 'the daemon tests need root (CAP_NET_ADMIN): run them as root; they are never skipped');
     assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
     removeStaleNamespaces();
-    removeOwnNamespaces();
+    removeOwnNamespaces(NS);
     greTun = openTun(GRE_TUN);
     greTun.startReading(new PacketBatch(16), 0, (b) => {
       for (let i = 0; i < b.count; i++) fromEdge.push(b.packet(i).slice());
     });
-    buildTopology();
+    buildTopology(NS, GRE_TUN);
     dir = mkdtempSync(join(tmpdir(), PREFIX));
     const keyFile = join(dir, 'wg-a.key');
     writeFileSync(keyFile, `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
@@ -242,7 +258,7 @@ describe('tether run (real interfaces, root)', () => {
     daemon?.child.kill('SIGKILL');
     server?.child.kill('SIGKILL');
     greTun?.close();
-    removeOwnNamespaces();
+    removeOwnNamespaces(NS);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -285,12 +301,8 @@ describe('tether run (real interfaces, root)', () => {
   it('a GRE site gets its datagram answered in GRE, and pings to the tunnel endpoint are answered', async () => {
     assert.ok(greTun);
     const inner = buildUdp({ src: SITE_HOST, dst: SERVER }, { srcPort: 4001, dstPort: ECHO_PORT, payload: Buffer.from('from-gre') });
-    const gre = new Uint8Array(GRE_HEADER + inner.length);
-    gre[2] = GRE_PROTO_IPV4 >>> 8; // RFC 2784 section 2: no flags, version 0, protocol type
-    gre[3] = GRE_PROTO_IPV4 & 0xff;
-    gre.set(inner, GRE_HEADER);
     const batch = new PacketBatch(2);
-    batch.push(buildIp({ src: GRE_SITE, dst: GRE_EDGE }, IPPROTO_GRE, gre), 0, GRE_HEADER + inner.length + 20, 0);
+    batch.push(greFrame(inner), 0, GRE_HEADER + inner.length + 20, 0);
     const ping = buildIcmpEcho({ src: GRE_SITE, dst: GRE_EDGE }, { type: 'request', id: 77, seq: 1, payload: Buffer.from('ping') });
     batch.push(ping, 0, ping.length, 0);
     assert.equal(greTun.writeBatch(batch), 2);
@@ -325,6 +337,217 @@ describe('tether run (real interfaces, root)', () => {
     assert.doesNotMatch(routes, /198\.51\.100\.1|192\.168\.101\.1 |192\.168\.103\.1 /);
     assert.doesNotMatch(sh('ip', '-n', NS.edge, 'link'), /tt-underlay|tt-egress|tt-ic-/);
     daemon = null;
+  });
+});
+
+/** GRE over IPv4 from the GRE site to the edge endpoint (RFC 2784 section 2; with `key`, RFC 2890 section 2.1). */
+function greFrame(inner: Uint8Array, key?: number): Uint8Array {
+  const header = key === undefined ? GRE_HEADER : GRE_HEADER + GRE_KEY_FIELD;
+  const gre = new Uint8Array(header + inner.length);
+  if (key !== undefined) {
+    gre[0] = GRE_FLAG_KEY;
+    new DataView(gre.buffer).setUint32(GRE_HEADER, key);
+  }
+  gre[2] = GRE_PROTO_IPV4 >>> 8;
+  gre[3] = GRE_PROTO_IPV4 & 0xff;
+  gre.set(inner, header);
+  return buildIp({ src: GRE_SITE, dst: GRE_EDGE }, IPPROTO_GRE, gre);
+}
+
+/**
+ * An Edge in the edge namespace, in a child process driven over stdin: `add NAME` adds the onramp NAME of the
+ * second configuration (which the edge did not start with), `remove NAME` removes it, `status` answers
+ * status(). One JSON line answers each command.
+ */
+const LIVE_EDGE = `
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+const [root, base, more] = process.argv.slice(1);
+const { Edge } = await import(root + '/src/daemon/edge.ts');
+const { loadConfig } = await import(root + '/src/control/config.ts');
+const log = { info() {}, warn() {}, debug() {}, error(o, m) { process.stderr.write(m + ' ' + JSON.stringify(o) + '\\n'); } };
+const edge = new Edge({ config: loadConfig(readFileSync(base, 'utf8'), base), log, hugePages: false, countersIntervalMs: 0 });
+const onramps = loadConfig(readFileSync(more, 'utf8'), more).onramps;
+const answer = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+edge.start();
+answer({ ready: true });
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const [op, name] = line.split(' ');
+  try {
+    if (op === 'add') answer({ id: edge.addOnramp(onramps.find((o) => o.name === name)) });
+    else if (op === 'remove') answer({ removed: edge.removeOnramp(name) ?? name });
+    else answer({ status: edge.status() });
+  } catch (e) {
+    answer({ error: e.message });
+  }
+});
+process.stdin.on('end', () => { edge.stop(); process.exit(0); });`;
+
+describe('Edge: GRE tunnels and WireGuard peers added and removed while it runs (real interfaces, root)', () => {
+  const LNS = namespaces(`tt-${process.pid}-l`);
+  const LGRE_TUN = `tl${process.pid}`;
+  let dir = '';
+  let edge: ChildProcess | null = null;
+  let server: { done: Promise<string>; child: ChildProcess } | null = null;
+  let greTun: TunDevice | null = null;
+  const fromEdge: Uint8Array[] = [];
+  const answers: string[] = [];
+  let waiting: ((line: string) => void) | null = null;
+
+  function command(line: string): Promise<Record<string, unknown>> {
+    assert.ok(edge?.stdin);
+    const next = new Promise<string>((resolve) => {
+      waiting = resolve;
+    });
+    edge.stdin.write(`${line}\n`);
+    return next.then((text) => {
+      const got = JSON.parse(text) as Record<string, unknown>;
+      assert.equal(got.error, undefined, `${line}: ${String(got.error)}`);
+      return got;
+    });
+  }
+  const status = async (): Promise<EdgeStatus> => (await command('status')).status as EdgeStatus;
+
+  function sites(): string {
+    return `sites:
+  - name: site-a
+  - name: site-gre
+${wgDevice(join(dir, 'wg-a.key'))}routes:
+  - { prefix: 0.0.0.0/0, next_hop: internet }
+egress:
+  interface: tt-egress
+  addresses: [${POOL}]
+`;
+  }
+  const LATER_ONRAMPS = `onramps:
+${SITE_A_WG_ONRAMP}  - name: gre-1
+    type: gre
+    site: site-gre
+    automatic_return_routing: true
+    gre: { local: ${GRE_EDGE}, remote: ${GRE_SITE}, key: 1 }
+  - name: gre-2
+    type: gre
+    site: site-gre
+    automatic_return_routing: true
+    gre: { local: ${GRE_EDGE}, remote: ${GRE_SITE}, key: 2 }
+`;
+
+  /** Sends one UDP datagram from the GRE site through the tunnel with `key`; resolves with the GRE answer or null. */
+  async function throughGre(key: number, srcPort: number, waitMs: number): Promise<Uint8Array | null> {
+    assert.ok(greTun);
+    const inner = buildUdp({ src: SITE_HOST, dst: SERVER }, { srcPort, dstPort: ECHO_PORT, payload: Buffer.from(`gre-${key}`) });
+    const batch = new PacketBatch(1);
+    const outer = greFrame(inner, key);
+    batch.push(outer, 0, outer.length, 0);
+    assert.equal(greTun.writeBatch(batch), 1);
+    const isAnswer = (b: Uint8Array): boolean => {
+      const p = parsePacket(b);
+      return p.protocol === IPPROTO_GRE && p.src === GRE_EDGE && parsePacket(b.subarray(20 + GRE_HEADER + GRE_KEY_FIELD)).dstPort === srcPort;
+    };
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline) {
+      const found = fromEdge.find(isAnswer);
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return null;
+  }
+
+  function wgPeer(payload: string, timeoutMs: number): Promise<string> {
+    const peer = spawn('ip', ['netns', 'exec', LNS.site, process.execPath, '--import', 'tsx', 'src/daemon/test-wg-peer.ts', JSON.stringify({
+      privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
+      edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
+      edge: { addr: WG_EDGE, port: WG_PORT },
+      bind: { addr: WG_SITE, port: WG_PORT },
+      inner: { src: SITE_HOST, srcPort: 4000, dst: SERVER, dstPort: ECHO_PORT, payload },
+      timeoutMs,
+    })], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return collect(peer, 'wg peer');
+  }
+
+  before(async () => {
+    assert.equal(process.getuid?.(), 0, 'the daemon tests need root (CAP_NET_ADMIN): run them as root; they are never skipped');
+    removeOwnNamespaces(LNS);
+    greTun = openTun(LGRE_TUN);
+    greTun.startReading(new PacketBatch(16), 0, (b) => {
+      for (let i = 0; i < b.count; i++) fromEdge.push(b.packet(i).slice());
+    });
+    buildTopology(LNS, LGRE_TUN);
+    dir = mkdtempSync(join(tmpdir(), `tt-${process.pid}-l`));
+    writeFileSync(join(dir, 'wg-a.key'), `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'base.yaml'), `version: 1\n${sites()}`);
+    writeFileSync(join(dir, 'more.yaml'), `version: 1\n${sites()}${LATER_ONRAMPS}`);
+    server = nsNode(LNS.inet, ECHO_SERVER);
+    await new Promise<void>((resolve, reject) => {
+      server?.child.stdout?.once('data', () => resolve());
+      server?.done.catch(reject);
+    });
+    const child = spawn('ip', ['netns', 'exec', LNS.edge, process.execPath, '--import', 'tsx', '--input-type=module', '-e', LIVE_EDGE, '--',
+      process.cwd(), join(dir, 'base.yaml'), join(dir, 'more.yaml')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    edge = child;
+    let buffered = '';
+    child.stdout.on('data', (b: Buffer) => {
+      buffered += b.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        const w = waiting;
+        waiting = null;
+        if (w) w(line);
+        else answers.push(line);
+      }
+    });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (answers.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(answers, ['{"ready":true}'], 'the edge started');
+  });
+
+  after(() => {
+    edge?.kill('SIGKILL');
+    server?.child.kill('SIGKILL');
+    greTun?.close();
+    removeOwnNamespaces(LNS);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an added GRE tunnel carries traffic, its endpoint is routed in; removed, its packets are dropped and counted', async () => {
+    assert.equal(await throughGre(1, 4101, 300), null, 'no tunnel yet');
+    assert.doesNotMatch(sh('ip', '-n', LNS.edge, 'route'), /192\.168\.103\.1 dev tt-underlay/);
+    const first = await command('add gre-1');
+    const second = await command('add gre-2');
+    assert.ok(Number(second.id) > Number(first.id));
+    assert.match(sh('ip', '-n', LNS.edge, 'route'), /192\.168\.103\.1 dev tt-underlay/);
+    const answer = await throughGre(1, 4102, CHILD_TIMEOUT_MS);
+    assert.ok(answer, 'an answer through the added tunnel');
+    const back = answer.subarray(20 + GRE_HEADER + GRE_KEY_FIELD);
+    const reply = JSON.parse(Buffer.from(back.subarray(parsePacket(back).l4Offset + 8, parsePacket(back).ipLength)).toString()) as { seen: string; data: string };
+    assert.equal(reply.data, 'gre-1');
+    assert.equal(reply.seen.split(':')[0], POOL);
+
+    await command('remove gre-1');
+    const before = await status();
+    assert.equal(await throughGre(1, 4103, 500), null, 'nothing comes back through a removed tunnel');
+    const afterRemoval = await status();
+    assert.equal(afterRemoval.edge.gre_receive_drop ?? 0, (before.edge.gre_receive_drop ?? 0) + 1, 'the removed tunnel\'s packet is counted');
+    assert.equal(afterRemoval.greDrops.unknown_key ?? 0, (before.greDrops.unknown_key ?? 0) + 1);
+    assert.ok(await throughGre(2, 4104, CHILD_TIMEOUT_MS), 'the other tunnel on the same endpoint still works');
+    await command('remove gre-2');
+    assert.doesNotMatch(sh('ip', '-n', LNS.edge, 'route'), /192\.168\.103\.1 dev tt-underlay/, 'the last tunnel takes its endpoint route along');
+  });
+
+  it('an added WireGuard peer completes a handshake and carries traffic; removed, its packets are dropped and counted', async () => {
+    await command('add site-a-wg');
+    const got = JSON.parse(await wgPeer('wg-live', CHILD_TIMEOUT_MS)) as { dst: string; payload: string };
+    assert.equal(got.dst, SITE_HOST);
+    assert.equal((JSON.parse(got.payload) as { data: string }).data, 'wg-live');
+    assert.equal((await status()).wireguard[0].peers.length, 1);
+
+    await command('remove site-a-wg');
+    await assert.rejects(wgPeer('wg-revoked', 1500), /exited 3/, 'no answer to a removed peer');
+    const after = await status();
+    assert.ok((after.edge.wg_peer_removed ?? 0) > 0, 'the removed peer\'s datagrams are counted');
+    assert.deepEqual(after.wireguard[0].peers, []);
   });
 });
 

@@ -45,7 +45,8 @@ export function interconnectTable(onrampId: number): number {
   return INTERCONNECT_TABLE_BASE + onrampId;
 }
 
-function hostRoute(addr: string, dev: string): IpStep {
+/** `ip route replace ADDR/32 (or /128) dev DEV` and its undo. */
+export function hostRoute(addr: string, dev: string): IpStep {
   const v6 = addr.includes(':');
   const family = v6 ? ['-6'] : [];
   const prefix = `${addr}/${v6 ? 128 : 32}`;
@@ -60,25 +61,36 @@ export function tunNames(spec: NetworkSpec): string[] {
   return names;
 }
 
-/** The `ip` steps, in order: links up with their MTU, then routes and rules. */
-export function planNetwork(spec: NetworkSpec): IpStep[] {
-  const steps: IpStep[] = [];
-  for (const name of tunNames(spec)) {
-    steps.push({ args: ['link', 'set', 'dev', name, 'mtu', String(spec.mtu), 'up'], undo: null });
-  }
-  for (const addr of spec.endpoints) steps.push(hostRoute(addr, spec.underlay));
-  if (spec.egress) for (const addr of spec.egress.addresses) steps.push(hostRoute(addr, spec.egress.tun));
-  for (const ic of spec.interconnects) {
-    const table = String(interconnectTable(ic.onrampId));
-    // Everything arriving on the link (EDGE-CONTRACT.md): forwarded traffic goes to tether; the local table's
-    // rule (priority 0) still comes first, so the edge's own addresses on the link keep answering.
-    const rule = ['rule', 'add', 'iif', ic.link, 'lookup', table, 'priority', table];
-    steps.push({ args: rule, undo: ['rule', 'del', 'iif', ic.link, 'lookup', table, 'priority', table] });
-    steps.push({
+/** A TUN brought up with its MTU (nothing to undo: the link goes with its fd). */
+export function planLink(name: string, mtu: number): IpStep {
+  return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'up'], undo: null };
+}
+
+/** The rule and the default route that send everything arriving on an interconnect's link into its TUN. */
+export function planInterconnect(ic: NetworkSpec['interconnects'][number]): IpStep[] {
+  const table = String(interconnectTable(ic.onrampId));
+  // Everything arriving on the link: forwarded traffic goes to tether; the local table's
+  // rule (priority 0) still comes first, so the edge's own addresses on the link keep answering.
+  const rule = ['rule', 'add', 'iif', ic.link, 'lookup', table, 'priority', table];
+  return [
+    { args: rule, undo: ['rule', 'del', 'iif', ic.link, 'lookup', table, 'priority', table] },
+    {
       args: ['route', 'replace', 'default', 'dev', ic.tun, 'table', table],
       undo: ['route', 'del', 'default', 'dev', ic.tun, 'table', table],
-    });
-  }
+    },
+  ];
+}
+
+/**
+ * The `ip` steps of a whole spec, in order: links up with their MTU, then routes and rules. The transports
+ * apply the same pieces one object at a time (planLink, hostRoute, planInterconnect); this is their sum.
+ */
+export function planNetwork(spec: NetworkSpec): IpStep[] {
+  const steps: IpStep[] = [];
+  for (const name of tunNames(spec)) steps.push(planLink(name, spec.mtu));
+  for (const addr of spec.endpoints) steps.push(hostRoute(addr, spec.underlay));
+  if (spec.egress) for (const addr of spec.egress.addresses) steps.push(hostRoute(addr, spec.egress.tun));
+  for (const ic of spec.interconnects) steps.push(...planInterconnect(ic));
   return steps;
 }
 
@@ -147,4 +159,45 @@ export function undoPlan(undo: string[][]): string[] {
  */
 export function disableRpFilter(dev: string): void {
   writeFileSync(`/proc/sys/net/ipv4/conf/${dev}/rp_filter`, '0\n');
+}
+
+/**
+ * Kernel objects applied one owner at a time (a TUN's link, one endpoint's host route, one interconnect's rule
+ * and table): each owner's undo steps are kept apart, so taking one onramp away removes exactly what it added
+ * and nothing of the others. Every transport holds its own.
+ */
+export class KernelObjects {
+  private readonly owners = new Map<string, { undo: string[][]; applied: string[] }>();
+
+  /** Applies `steps` for `owner` (all or nothing: a failure undoes this owner's steps and throws). */
+  apply(owner: string, steps: IpStep[]): void {
+    if (this.owners.has(owner)) throw new Error(`${owner}: its routes and rules are already applied`);
+    removeStaleRules(steps);
+    const undo = applyPlan(steps);
+    this.owners.set(owner, { undo, applied: steps.filter((s) => s.undo !== null).map((s) => `ip ${s.args.join(' ')}`) });
+  }
+
+  has(owner: string): boolean {
+    return this.owners.has(owner);
+  }
+
+  /** Undoes what `owner` applied; returns the steps that failed (already gone), never throws. */
+  release(owner: string): string[] {
+    const entry = this.owners.get(owner);
+    if (entry === undefined) return [];
+    this.owners.delete(owner);
+    return undoPlan(entry.undo);
+  }
+
+  /** Undoes everything, last applied first. */
+  releaseAll(): string[] {
+    const failed: string[] = [];
+    for (const owner of [...this.owners.keys()].reverse()) failed.push(...this.release(owner));
+    return failed;
+  }
+
+  /** The `ip` commands in force that have an undo (routes and rules), in the order they were applied. */
+  applied(): string[] {
+    return [...this.owners.values()].flatMap((e) => e.applied);
+  }
 }

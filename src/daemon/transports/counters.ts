@@ -1,0 +1,57 @@
+/** The device layer's own counters (the engines keep theirs: pipeline, GRE, WireGuard), shared by the transports. */
+
+/** Edge-level counters, indexed into the Edge's `counters`. */
+export const enum EdgeCounter {
+  /** Underlay packets that are not valid IP (inspect failed on the outer header). */
+  UnderlayMalformed = 0,
+  /** Underlay packets for no endpoint we serve (protocol, address or port). */
+  UnderlayNotForUs = 1,
+  /** GRE packets GreOnramp refused (reasons in the GRE drops). */
+  GreReceiveDrop = 2,
+  /** GRE keepalives reflected to their sender. */
+  GreReflected = 3,
+  /** WireGuard datagrams the device refused (reasons in its drops). */
+  WgReceiveDrop = 4,
+  /** WireGuard inner packets bigger than a batch slot. */
+  WgInnerTooBig = 5,
+  /** WireGuard datagrams we could not send: IPv6 peer endpoint, or a wildcard device with no local address yet. */
+  WgUnsendable = 6,
+  /** Echo requests to an endpoint address, answered. */
+  EchoReplied = 7,
+  /** Packets for a GRE tunnel that exceed its MTU with DF set (dropped; an ICMP error goes back, see GreTooBigReported). */
+  GreTooBig = 8,
+  /** IPv4 packets without DF fragmented to fit a GRE tunnel (counted per original packet). */
+  GreFragmented = 9,
+  /** Packets GreOnramp.send refused. */
+  GreSendDrop = 10,
+  /** Forwarded packets whose next hop has no delivery here (an onramp removed while its flows live). */
+  NoDelivery = 11,
+  /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for a GRE tunnel. */
+  GreTooBigReported = 12,
+  /** WireGuard datagrams from, or timer datagrams to, a peer whose onramp was removed: dropped. */
+  WgPeerRemoved = 13,
+}
+
+export const EDGE_COUNTER_NAMES: readonly string[] = [
+  'underlay_malformed',
+  'underlay_not_for_us',
+  'gre_receive_drop',
+  'gre_reflected',
+  'wg_receive_drop',
+  'wg_inner_too_big',
+  'wg_unsendable',
+  'echo_replied',
+  'gre_too_big',
+  'gre_fragmented',
+  'gre_send_drop',
+  'no_delivery',
+  'gre_too_big_reported',
+  'wg_peer_removed',
+];
+
+/** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */
+export function nonZero(values: ArrayLike<number>, names: Readonly<Record<number, string>> | readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) out[(names as Record<number, string>)[i] ?? String(i)] = values[i];
+  return out;
+}

@@ -1,0 +1,37 @@
+/**
+ * A TUN a transport owns (the underlay, the egress, each interconnect): opened with rp_filter off, brought up
+ * with its MTU and given its routes and rules under one owner key, and registered as an output; closed in the
+ * reverse order. One place for that sequence, so every transport's TUN comes and goes the same way.
+ */
+import { openTun, type TunDevice } from '../../io/tun.js';
+import { disableRpFilter, planLink, type IpStep, type KernelObjects } from '../network.js';
+import type { Output, TransportHost } from './transport.js';
+
+export interface OwnedTun {
+  readonly tun: TunDevice;
+  readonly out: Output;
+  /** The KernelObjects owner key its link, routes and rules were applied under. */
+  readonly owner: string;
+}
+
+/** Opens TUN `name` and applies its link plus `steps` under `owner`; on failure nothing is left behind. */
+export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[]): OwnedTun {
+  const tun = openTun(name);
+  try {
+    disableRpFilter(name);
+    kernel.apply(owner, [planLink(name, host.mtu), ...steps]);
+  } catch (e) {
+    tun.close();
+    throw e;
+  }
+  return { tun, out: host.outputs.add(tun), owner };
+}
+
+/** Stops reading, takes its routes and rules back, unregisters its output and closes it. */
+export function closeOwnedTun(host: TransportHost, kernel: KernelObjects, owned: OwnedTun): void {
+  owned.tun.stopReading();
+  const failed = kernel.release(owned.owner);
+  if (failed.length > 0) host.log.warn({ failed, tun: owned.tun.name }, 'some routes or rules were already gone');
+  host.outputs.remove(owned.out);
+  owned.tun.close();
+}

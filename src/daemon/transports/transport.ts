@@ -1,0 +1,139 @@
+/**
+ * The device layer's shared shapes: what a transport is, what it is handed, and the per-port delivery table.
+ *
+ *   Edge (lifecycle) ── open/close ──► Underlay (demux) ◄── claims: IP protocol, UDP address:port ── GRE, WireGuard
+ *        │                                                                                           (IPsec: 50, UDP 500/4500)
+ *        ├── add/update/remove(onramp, id) ──► the transport of the onramp's type ── DeliveryTable.set(id, itself)
+ *        └── deliver: per forwarded packet, DeliveryTable.of(nextHop).deliver(batch, i, nextHop, wallNow)
+ *
+ * A transport owns its engine state (tunnel table, peers) and its kernel objects (TUNs, routes, rules,
+ * endpoint addresses); it may be handed onramps before open() (the start configuration) and at any time after
+ * (live changes): kernel objects are created at open() for what it already holds, immediately for what comes
+ * later, and taken back by remove() and close().
+ */
+import { MAX_ONRAMP_ID } from '../../common/ids.js';
+import type { PacketBatch } from '../../common/packet-batch.js';
+import type { OnrampConfig } from '../../config/index.js';
+import type { TunDevice } from '../../io/tun.js';
+
+/** What the device layer needs of a logger (pino's Logger fits). */
+export interface EdgeLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** Sends the forwarded packets of the ports it serves. */
+export interface Deliverer {
+  /** Packet i of `batch`, whose next hop is `port`. Runs per packet: no allocation. */
+  deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void;
+}
+
+/** Every transport: the Internet egress, the onramp transports. */
+export interface Transport extends Deliverer {
+  /** Creates the kernel objects of everything it holds and starts serving. */
+  open(): void;
+  /** Takes its kernel objects back; idempotent. What it holds stays, so open() can run again. */
+  close(): void;
+  /** Its TUN devices while open, for status (allocates: control plane). */
+  tuns(): TunDevice[];
+  /** The routes and rules it applied, as `ip …` commands, for the start log. */
+  routes(): string[];
+}
+
+/** The onramp types a transport can serve: the configured kinds, and the ones a later transport adds (ipsec). */
+export type OnrampType = OnrampConfig['type'] | 'ipsec';
+
+/**
+ * A transport that carries onramps of one type. `id` is the onramp's port (onramp id); the caller (the Edge)
+ * keeps the pipeline's port tables in step. add() and update() throw with a message naming the onramp when the
+ * change cannot be made (nothing is changed then).
+ */
+export interface OnrampTransport<C extends { type: string; name: string } = OnrampConfig> extends Transport {
+  readonly type: OnrampType;
+  add(onramp: C, id: number): void;
+  update(onramp: C, id: number): void;
+  remove(id: number): void;
+}
+
+/** One TUN the edge writes, with the indices of the current batch's packets headed there. */
+export interface Output {
+  readonly tun: TunDevice;
+  readonly idx: Uint32Array;
+  n: number;
+}
+
+/** What transports are handed by the Edge. */
+export interface TransportHost {
+  readonly log: EdgeLogger;
+  /** The edge's counters, indexed by EdgeCounter. */
+  readonly counters: Float64Array;
+  readonly delivery: DeliveryTable;
+  readonly outputs: TunOutputs;
+  /** Packets the edge itself sends into the pipeline (ICMP errors for a tunnel's MTU), processed after each batch. */
+  readonly feedback: PacketBatch;
+  /** MTU of every TUN the edge creates. */
+  readonly mtu: number;
+  /** True between the Edge's start() and stop(). */
+  isRunning(): boolean;
+  /** Starts reading a TUN whose packets enter the pipeline tagged with `port` (the Edge's read loop). */
+  readPlain(tun: TunDevice, port: number): void;
+}
+
+const PORT_SPACE = MAX_ONRAMP_ID + 1;
+
+/**
+ * Per port (onramp id, or PORT_INTERNET): which transport delivers it. Replaces fixed kind/device/peer maps
+ * built once at start: transports set and clear their own ports as onramps come and go.
+ */
+export class DeliveryTable {
+  private readonly owner: Array<Deliverer | null> = new Array<Deliverer | null>(PORT_SPACE).fill(null);
+
+  /** The transport of `port`, or null (no delivery: counted by the caller). */
+  of(port: number): Deliverer | null {
+    return this.owner[port];
+  }
+
+  set(port: number, deliverer: Deliverer): void {
+    const have = this.owner[port];
+    if (have !== null && have !== deliverer) throw new Error(`port ${port} is already delivered by another transport`);
+    this.owner[port] = deliverer;
+  }
+
+  clear(port: number, deliverer: Deliverer): void {
+    if (this.owner[port] === deliverer) this.owner[port] = null;
+  }
+}
+
+/**
+ * The TUNs written by index at the end of each delivered batch (one writeIndices() per TUN per batch). A
+ * transport adds its TUN when it opens it and removes it when it closes it (control plane, between batches).
+ */
+export class TunOutputs {
+  private list: Output[] = [];
+
+  /** `capacity`: the most packets one delivered batch can hold (read batch plus the pipeline's generated ones). */
+  constructor(private readonly capacity: number) {}
+
+  add(tun: TunDevice): Output {
+    const out: Output = { tun, idx: new Uint32Array(this.capacity), n: 0 };
+    this.list.push(out);
+    return out;
+  }
+
+  remove(out: Output): void {
+    this.list = this.list.filter((o) => o !== out);
+  }
+
+  reset(): void {
+    const outs = this.list;
+    for (let k = 0; k < outs.length; k++) outs[k].n = 0;
+  }
+
+  flush(batch: PacketBatch): void {
+    const outs = this.list;
+    for (let k = 0; k < outs.length; k++) if (outs[k].n > 0) outs[k].tun.writeIndices(batch, outs[k].idx, outs[k].n);
+  }
+}

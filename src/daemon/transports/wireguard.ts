@@ -1,0 +1,401 @@
+/**
+ * WireGuard onramps on the underlay: userspace devices (one listen address:port each) and their peers (one
+ * onramp each), the glue around the engine: the under-load signal, the timers, the outer IPv4/UDP headers.
+ *
+ *   underlay, UDP to a device's address:port ─ device.receive ─┬ 'data' → inner copied into the slot ─► pipeline
+ *                                                              └ 'send' → handshake datagrams ─► underlay
+ *   next hop = a WireGuard onramp ─ device.send ─ datagrams ─ IPv4/UDP from the device's address:port ─► underlay
+ *   timers: one setTimeout for every device, at the earliest nextDeadline() ─ poll ─► underlay
+ *
+ * Owns: its devices, their UDP claims and listen addresses (routed into the underlay), the peer ↔ onramp maps.
+ * Removing an onramp revokes its peer at once: the engine keeps the peer's keys (it has no peer removal), so
+ * the transport drops and counts (WgPeerRemoved) everything from or to that peer from then on, handshakes
+ * included. Re-adding the same public key on the same device maps the peer to its new onramp again.
+ *
+ * Time: WireGuard runs on Unix-epoch ms (Date.now()), because its initiations carry a TAI64N timestamp a peer
+ * compares with the last it saw (whitepaper §5.1).
+ */
+import { readFileSync } from 'node:fs';
+import { formatIpv4, parseIpv4 } from '../../common/addr.js';
+import { MAX_ONRAMP_ID } from '../../common/ids.js';
+import type { PacketBatch } from '../../common/packet-batch.js';
+import type { WireGuardDeviceConfig, WireGuardOnrampConfig } from '../../config/index.js';
+import type { EdgeStatus } from '../../control/metrics.js';
+import type { TunDevice } from '../../io/tun.js';
+import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../../onramp/wireguard/index.js';
+import { UDP_HEADER } from '../../wire/constants.js';
+import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
+import { UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
+import { EdgeCounter, nonZero } from './counters.js';
+import type { OnrampTransport, TransportHost } from './transport.js';
+import type { Underlay, UnderlayReceiver } from './underlay.js';
+
+const PORT_SPACE = MAX_ONRAMP_ID + 1;
+/** WireGuard message type 1, handshake initiation (whitepaper section 5.4.2). */
+const WG_MESSAGE_INITIATION = 1;
+/** Initiations per second above which a device is under load (wireguard-go: a queue of 128). */
+const HANDSHAKES_UNDER_LOAD = 128;
+const WG_LOAD_WINDOW_MS = 1000;
+/** setTimeout's largest delay (a signed 32-bit millisecond count). */
+const MAX_TIMER_MS = 0x7fffffff;
+/** Source-address text cache for WireGuard (its receive() takes the address as text): direct-mapped. */
+const ADDR_CACHE_SIZE = 256;
+const NOT_A_NUMBER_ADDR = -1;
+/** peerOnramp value of a peer whose onramp was removed. */
+const REMOVED = -1;
+
+type WireGuardStatus = EdgeStatus['wireguard'][number];
+
+/** One device: its engine, where it listens, and which onramp each of its peers is. */
+class WgDev implements UnderlayReceiver {
+  /** Wildcard devices: the local address the last datagram arrived at. */
+  lastLocal = 0;
+  /** Peer index → onramp id (REMOVED: revoked). */
+  readonly peerOnramp: number[] = [];
+  ipId = 0;
+  /** Handshake initiations received in the current one-second window, and when that window started (wall ms). */
+  initiations = 0;
+  windowStart = 0;
+
+  constructor(
+    private readonly transport: WireGuardTransport,
+    readonly name: string,
+    readonly device: WireGuardDevice,
+    /** Listen address as a number; 0 = wildcard (answer from the address the peer wrote to). */
+    readonly localAddr: number,
+    readonly listenAddress: string,
+    readonly port: number,
+  ) {}
+
+  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, wallNow: number): number {
+    return this.transport.receiveWireGuard(batch, i, j, this, info, wallNow);
+  }
+}
+
+function readSecret(path: string, what: string): Uint8Array {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new Error(`${what}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const key = keyFromBase64(text);
+  if (key === null) throw new Error(`${what}: ${path} does not hold a base64 32-byte key`);
+  return key;
+}
+
+function inlineKey(text: string, what: string): Uint8Array {
+  const key = keyFromBase64(text);
+  if (key === null) throw new Error(`${what}: not a base64 32-byte key`);
+  return key;
+}
+
+export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig> {
+  readonly type = 'wireguard';
+  private devices: WgDev[] = [];
+  /** Per port: the device and peer index that deliver it. */
+  private readonly portDevice = new Array<WgDev | null>(PORT_SPACE).fill(null);
+  private readonly portPeer = new Int32Array(PORT_SPACE).fill(-1);
+  /** Per port: the settings its peer was added with (a change the engine cannot make is refused). */
+  private readonly portConfig = new Map<number, WireGuardOnrampConfig['wireguard']>();
+  private readonly addrCacheKey = new Float64Array(ADDR_CACHE_SIZE).fill(-1);
+  private readonly addrCacheText: string[] = new Array<string>(ADDR_CACHE_SIZE).fill('');
+  private lastDstText = '';
+  private lastDstAddr = NOT_A_NUMBER_ADDR;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private opened = false;
+
+  constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {}
+
+  // --- lifecycle ------------------------------------------------------------------------------------------
+
+  /** Claims every device's address:port on the underlay and sends the persistent keepalives. */
+  open(): void {
+    if (this.opened) return;
+    const done: WgDev[] = [];
+    try {
+      for (const d of this.devices) {
+        this.claim(d);
+        done.push(d);
+      }
+    } catch (e) {
+      for (const d of done) this.release(d);
+      throw e;
+    }
+    this.opened = true;
+    const now = Date.now();
+    for (const d of this.devices) this.sendDatagrams(d, d.device.start(now));
+    this.underlay.flushTx();
+    this.scheduleTimers();
+  }
+
+  close(): void {
+    if (!this.opened) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    for (const d of this.devices) this.release(d);
+    this.opened = false;
+  }
+
+  tuns(): TunDevice[] {
+    return [];
+  }
+
+  routes(): string[] {
+    return [];
+  }
+
+  private claim(d: WgDev): void {
+    this.underlay.claimUdp(d.localAddr, d.port, d);
+    try {
+      if (d.localAddr !== 0) this.underlay.addEndpoint(d.listenAddress);
+    } catch (e) {
+      this.underlay.releaseUdp(d.localAddr, d.port, d);
+      throw e;
+    }
+  }
+
+  private release(d: WgDev): void {
+    this.underlay.releaseUdp(d.localAddr, d.port, d);
+    if (d.localAddr !== 0) this.underlay.removeEndpoint(d.listenAddress);
+  }
+
+  // --- devices --------------------------------------------------------------------------------------------
+
+  /** A device (live: its address:port is claimed and routed at once). Throws naming the device. */
+  addDevice(d: WireGuardDeviceConfig, what = `wireguard device ${d.name}`): void {
+    if (this.devices.some((x) => x.name === d.name)) throw new Error(`${what}: exists already`);
+    const privateKey = d.private_key_file !== undefined ? readSecret(d.private_key_file, what) : inlineKey(d.private_key ?? '', what);
+    const wildcard = d.listen_address === '0.0.0.0' || d.listen_address === '::';
+    const local = wildcard ? 0 : parseIpv4(d.listen_address);
+    if (local < 0) throw new Error(`${what}: IPv6 listen addresses are not supported by the underlay yet`);
+    if (wildcard) this.host.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
+    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey }), local, d.listen_address, d.listen_port);
+    if (this.opened) this.claim(dev);
+    this.devices = [...this.devices, dev];
+  }
+
+  /** Removes a device that no onramp uses any more. */
+  removeDevice(name: string): void {
+    const dev = this.devices.find((d) => d.name === name);
+    if (dev === undefined) throw new Error(`wireguard device ${name}: no such device`);
+    if (dev.peerOnramp.some((o) => o !== REMOVED)) throw new Error(`wireguard device ${name}: onramps still use it`);
+    if (this.opened) this.release(dev);
+    this.devices = this.devices.filter((d) => d !== dev);
+  }
+
+  // --- onramps (peers) ------------------------------------------------------------------------------------
+
+  add(o: WireGuardOnrampConfig, id: number): void {
+    const w = o.wireguard;
+    const what = `onramp ${o.name}`;
+    if (this.portDevice[id] !== null) throw new Error(`${what}: WireGuard onramp ${id} exists already`);
+    const dev = this.devices.find((d) => d.name === w.device);
+    if (dev === undefined) throw new Error(`onramp ${o.name}: no wireguard device ${w.device}`);
+    const publicKey = inlineKey(w.public_key, `${what} public_key`);
+    const psk = w.preshared_key_file !== undefined
+      ? readSecret(w.preshared_key_file, what)
+      : w.preshared_key !== undefined ? inlineKey(w.preshared_key, `${what} preshared_key`) : null;
+    let peer = dev.device.findPeer(publicKey);
+    if (peer >= 0) {
+      // The engine keeps a revoked peer: the same key comes back as the same peer, with the settings it had.
+      if (dev.peerOnramp[peer] !== REMOVED) throw new Error(`${what}: public key already used by onramp ${dev.peerOnramp[peer]}`);
+      this.host.log.warn({ onramp: o.name }, 'wireguard peer re-added: it keeps the preshared key, allowed IPs and endpoint it was first added with');
+    } else {
+      let endpoint: { addr: string; port: number } | null = null;
+      if (w.endpoint !== undefined) {
+        const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(w.endpoint);
+        if (m) endpoint = { addr: m[1], port: Number(m[2]) };
+      }
+      peer = dev.device.addPeer({
+        publicKey,
+        presharedKey: psk,
+        allowedIps: w.allowed_ips,
+        endpoint,
+        persistentKeepalive: w.persistent_keepalive,
+      });
+    }
+    dev.peerOnramp[peer] = id;
+    this.portDevice[id] = dev;
+    this.portPeer[id] = peer;
+    this.portConfig.set(id, w);
+    this.host.delivery.set(id, this);
+  }
+
+  /**
+   * A new device or public key revokes the old peer and adds the new one. Other peer settings (preshared key,
+   * allowed IPs, endpoint, keepalive) need the engine to change a peer in place, which it cannot yet: refused.
+   */
+  update(o: WireGuardOnrampConfig, id: number): void {
+    const had = this.portConfig.get(id);
+    if (had === undefined) throw new Error(`onramp ${o.name}: no WireGuard onramp ${id}`);
+    const w = o.wireguard;
+    if (had.device !== w.device || had.public_key !== w.public_key) {
+      this.remove(id);
+      try {
+        this.add(o, id);
+      } catch (e) {
+        this.add({ ...o, wireguard: had }, id);
+        throw e;
+      }
+      return;
+    }
+    const same = had.preshared_key === w.preshared_key && had.preshared_key_file === w.preshared_key_file
+      && had.endpoint === w.endpoint && had.persistent_keepalive === w.persistent_keepalive
+      && had.allowed_ips.join() === w.allowed_ips.join();
+    if (!same) throw new Error(`onramp ${o.name}: the WireGuard engine cannot change a peer's preshared key, allowed IPs, endpoint or keepalive in place`);
+  }
+
+  /** From now on the peer's datagrams are dropped and counted, and nothing is sent to it. */
+  remove(id: number): void {
+    const dev = this.portDevice[id];
+    if (dev === null) return;
+    this.host.delivery.clear(id, this);
+    dev.peerOnramp[this.portPeer[id]] = REMOVED;
+    this.portDevice[id] = null;
+    this.portPeer[id] = -1;
+    this.portConfig.delete(id);
+  }
+
+  status(): WireGuardStatus[] {
+    return this.devices.map((d) => ({
+      device: d.name,
+      drops: nonZero(d.device.drops, WG_DROP_NAMES),
+      peers: d.peerOnramp.flatMap((onramp, peer) => {
+        if (onramp === REMOVED) return [];
+        const s = d.device.peerStatus(peer);
+        return [{ onramp, hasSession: s?.hasSession ?? false, endpoint: s?.endpoint ? `${s.endpoint.addr}:${s.endpoint.port}` : null }];
+      }),
+    }));
+  }
+
+  // --- receive --------------------------------------------------------------------------------------------
+
+  /**
+   * "Under load" (whitepaper section 5.3): wireguard-go answers initiations with cookie replies
+   * (and then rate-limits by source) while its handshake queue holds more than 128 entries. We
+   * process handshakes inline, so the equivalent signal is their rate: more than
+   * HANDSHAKES_UNDER_LOAD initiations in one second puts the device under load until a second
+   * passes below that rate.
+   */
+  private noteInitiation(dev: WgDev, wallNow: number): void {
+    if (wallNow - dev.windowStart >= WG_LOAD_WINDOW_MS) {
+      dev.device.underLoad = dev.initiations > HANDSHAKES_UNDER_LOAD;
+      dev.windowStart = wallNow;
+      dev.initiations = 0;
+    }
+    if (++dev.initiations > HANDSHAKES_UNDER_LOAD) dev.device.underLoad = true;
+  }
+
+  /** One WireGuard datagram (packet i); returns the next free descriptor index. */
+  receiveWireGuard(batch: PacketBatch, i: number, j: number, dev: WgDev, info: PacketInfo, wallNow: number): number {
+    const start = info.l4Offset + UDP_HEADER;
+    const end = info.l3Offset + info.ipLength;
+    if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
+    if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
+    // The engine takes a view and the source as text (allocations it forces; the text is cached).
+    const r = dev.device.receive(batch.data.subarray(start, end), this.addrText(info.addr[SRC]), info.srcPort, wallNow);
+    if (r.peer >= 0 && dev.peerOnramp[r.peer] === REMOVED) {
+      // A revoked peer: nothing it sends is delivered or answered.
+      this.host.counters[EdgeCounter.WgPeerRemoved]++;
+      return j;
+    }
+    if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
+    if (r.kind === 'data' && r.packet !== null) {
+      const p = r.packet;
+      if (p.length > batch.slotSize - batch.headroom) {
+        this.host.counters[EdgeCounter.WgInnerTooBig]++;
+        return j;
+      }
+      // Slot i held the ciphertext, which is no longer needed: the plaintext takes its place.
+      const at = i * batch.slotSize + batch.headroom;
+      batch.data.set(p, at);
+      batch.offset[j] = at;
+      batch.length[j] = p.length;
+      batch.ingress[j] = dev.peerOnramp[r.peer];
+      return j + 1;
+    }
+    if (r.kind === 'drop') this.host.counters[EdgeCounter.WgReceiveDrop]++;
+    return j;
+  }
+
+  private addrText(addr: number): string {
+    const slot = (addr ^ (addr >>> 8) ^ (addr >>> 16) ^ (addr >>> 24)) & (ADDR_CACHE_SIZE - 1);
+    if (this.addrCacheKey[slot] === addr) return this.addrCacheText[slot];
+    const text = formatIpv4(addr);
+    this.addrCacheKey[slot] = addr;
+    this.addrCacheText[slot] = text;
+    return text;
+  }
+
+  // --- deliver --------------------------------------------------------------------------------------------
+
+  deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void {
+    const dev = this.portDevice[port];
+    if (dev === null) return;
+    const off = batch.offset[i];
+    this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + batch.length[i]), wallNow));
+  }
+
+  /** WireGuard datagrams → IPv4/UDP from the device's address and port, into the transmit batch. */
+  private sendDatagrams(dev: WgDev, list: Outgoing[]): void {
+    for (let q = 0; q < list.length; q++) {
+      const o = list[q];
+      if (o.peer >= 0 && dev.peerOnramp[o.peer] === REMOVED) {
+        this.host.counters[EdgeCounter.WgPeerRemoved]++;
+        continue;
+      }
+      const dst = this.destAddr(o.addr);
+      const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;
+      const tx = this.underlay.tx;
+      if (dst < 0 || src === 0 || o.data.length + UDP4_OVERHEAD > tx.slotSize - tx.headroom) {
+        this.host.counters[EdgeCounter.WgUnsendable]++;
+        continue;
+      }
+      const k = this.underlay.reserveTx();
+      const at = k * tx.slotSize + tx.headroom;
+      tx.data.set(o.data, at + UDP4_OVERHEAD);
+      dev.ipId = (dev.ipId + 1) & 0xffff;
+      tx.offset[k] = at;
+      tx.length[k] = writeUdp4Headers(tx.data, at, src, dst, dev.port, o.port, o.data.length, dev.ipId);
+    }
+  }
+
+  /** Peer endpoints are text in the engine; the same string object comes back for a peer, so one entry caches it. */
+  private destAddr(text: string): number {
+    if (text !== this.lastDstText) {
+      this.lastDstText = text;
+      this.lastDstAddr = parseIpv4(text);
+    }
+    return this.lastDstAddr;
+  }
+
+  // --- timers ---------------------------------------------------------------------------------------------
+
+  /** One setTimeout for every device, at the earliest nextDeadline(). Called after every batch. */
+  scheduleTimers(): void {
+    const devices = this.devices;
+    if (devices.length === 0) return;
+    let at = Infinity;
+    for (let k = 0; k < devices.length; k++) at = Math.min(at, devices[k].device.nextDeadline());
+    if (at >= this.timerAt || !this.opened || !this.host.isRunning()) return; // the pending timer fires first and reschedules
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = at;
+    if (at === Infinity) return;
+    // +1 ms: a timer may fire a little before its time by the wall clock; poll() then finds nothing due.
+    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now()) + 1));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (!this.opened || !this.host.isRunning()) return;
+    const now = Date.now();
+    for (const d of this.devices) this.sendDatagrams(d, d.device.poll(now));
+    this.underlay.flushTx();
+    this.scheduleTimers();
+  };
+}
