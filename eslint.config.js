@@ -1,6 +1,7 @@
 // Flat config: recommended JS + typescript-eslint rules over the whole tree.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import layering from './eslint/layering.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'native/build/**'] },
@@ -12,5 +13,11 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
     },
+  },
+  {
+    // The house: which src/ folder may import which (eslint/layering.js, docs/ARCHITECTURE.md).
+    files: ['src/**/*.ts'],
+    plugins: { tether: layering },
+    rules: { 'tether/layering': 'error' },
   },
 );
