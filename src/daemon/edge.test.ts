@@ -364,7 +364,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 const [root, base, more] = process.argv.slice(1);
 const { Edge } = await import(root + '/src/daemon/edge.ts');
-const { loadConfig } = await import(root + '/src/control/config.ts');
+const { loadConfig } = await import(root + '/src/config/index.ts');
 const log = { info() {}, warn() {}, debug() {}, error(o, m) { process.stderr.write(m + ' ' + JSON.stringify(o) + '\\n'); } };
 const edge = new Edge({ config: loadConfig(readFileSync(base, 'utf8'), base), log, hugePages: false, countersIntervalMs: 0 });
 const onramps = loadConfig(readFileSync(more, 'utf8'), more).onramps;
