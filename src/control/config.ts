@@ -19,7 +19,8 @@
  */
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, stringify, type Document, type Node } from 'yaml';
 import { formatPrefix, parseAddress, parsePrefix } from '../common/addr.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import type { PipelineConfig } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS, type FlowTimeouts } from '../flow/timeouts.js';

@@ -27,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseIpv4, formatIpv4 } from '../common/addr.js';
 import { Drop, DROP_REASON_NAMES } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
+import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { assignIds, redact, toPipelineConfig, type ConfigIds, type TetherConfig } from '../control/config.js';
 import { Pipeline } from '../dataplane/pipeline.js';
@@ -45,7 +45,7 @@ import {
   tunnelMtuVerdict,
 } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../onramp/wireguard/index.js';
-import { ICMP4_ECHO_REQUEST, IPV4_PROTOCOL, IPV6_HEADER, IPV6_NEXT_HEADER, TCP_FLAGS, TCP_SYN, UDP_HEADER } from '../wire/constants.js';
+import { ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_PROTOCOL, IPV6_HEADER, IPV6_NEXT_HEADER, TCP_FLAGS, TCP_SYN, UDP_HEADER } from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {

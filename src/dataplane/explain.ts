@@ -8,7 +8,8 @@
  */
 import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
 import { DROP_REASON_NAMES, Drop } from '../common/drop-reasons.js';
-import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, PORT_INTERNET } from '../common/ids.js';
+import { MAX_ONRAMP_ID, PORT_INTERNET } from '../common/ids.js';
+import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { FlowKey, type FlowTable } from '../flow/flow-table.js';
 import { NextHopKind } from '../route/route-table.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, tupleHash, type Pipeline } from './pipeline.js';

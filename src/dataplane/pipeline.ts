@@ -25,23 +25,32 @@
  */
 import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
 import { finalMix, mixWord } from '../common/hash.js';
-import {
-  AF_INET4,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  MAX_ONRAMP_ID,
-  NEXT_HOP_DROP,
-  PORT_INTERNET,
-  ZONE_GLOBAL,
-} from '../common/ids.js';
+import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
 import { NatEndpoint, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
-import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/constants.js';
+import {
+  AF_INET4,
+  ICMP4_ECHO_REPLY,
+  ICMP4_TIMESTAMP_REPLY,
+  ICMP6_ECHO_REPLY,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_DST,
+  IPV4_FLAGS_FRAGMENT,
+  IPV4_MIN_HEADER,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IP_VERSION_4,
+  TCP_ACK_FLAG,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+} from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
@@ -75,9 +84,6 @@ const CLASH_ATTEMPTS = 64;
 const CLASH_PORT_MIN = 1024;
 const CLASH_PORT_SPAN = 0x10000 - CLASH_PORT_MIN;
 
-const ICMPV4_ECHO_REPLY = 0;
-const ICMPV4_TIMESTAMP_REPLY = 14;
-const ICMPV6_ECHO_REPLY = 129;
 
 /**
  * Packets whose flow-table lines are fetched ahead in one pre-pass (see prefetch()): enough to
@@ -85,15 +91,10 @@ const ICMPV6_ECHO_REPLY = 129;
  * in L1/L2 when the packet's turn comes.
  */
 const PREFETCH_CHUNK = 64;
-/** IPv4 first byte of a header without options: version 4, IHL 5 (RFC 791 section 3.1). */
-const IPV4_PLAIN_VERSION_IHL = 0x45;
-const IPV4_PLAIN_HEADER_LENGTH = 20;
-const IPV4_PROTOCOL_OFFSET = 9;
-const IPV4_FLAGS_FRAGMENT_OFFSET = 6;
+/** IPv4 first byte of a header without options: version 4, IHL 5 words (RFC 791 section 3.1). */
+const IPV4_PLAIN_VERSION_IHL = (IP_VERSION_4 << 4) | (IPV4_MIN_HEADER >>> 2);
 /** MF flag and the 13-bit fragment offset, in the high byte of the flags/offset field. */
 const IPV4_MF_AND_OFFSET_HIGH = 0x3f;
-const IPV4_SRC_OFFSET = 12;
-const IPV4_DST_OFFSET = 16;
 /** Source and destination ports, the first word of the UDP and TCP headers. */
 const L4_PORTS_LENGTH = 4;
 
@@ -260,16 +261,16 @@ export class Pipeline {
       const ingress = batch.ingress[i];
       let slot = -1;
       if (
-        batch.length[i] >= IPV4_PLAIN_HEADER_LENGTH + L4_PORTS_LENGTH &&
+        batch.length[i] >= IPV4_MIN_HEADER + L4_PORTS_LENGTH &&
         data[o] === IPV4_PLAIN_VERSION_IHL &&
         ingress <= MAX_ONRAMP_ID &&
         configured[ingress] === 1 &&
-        (data[o + IPV4_FLAGS_FRAGMENT_OFFSET] & IPV4_MF_AND_OFFSET_HIGH) === 0 &&
-        data[o + IPV4_FLAGS_FRAGMENT_OFFSET + 1] === 0
+        (data[o + IPV4_FLAGS_FRAGMENT] & IPV4_MF_AND_OFFSET_HIGH) === 0 &&
+        data[o + IPV4_FLAGS_FRAGMENT + 1] === 0
       ) {
-        const protocol = data[o + IPV4_PROTOCOL_OFFSET];
+        const protocol = data[o + IPV4_PROTOCOL];
         if (protocol === IPPROTO_UDP || protocol === IPPROTO_TCP) {
-          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC_OFFSET), readI32(data, o + IPV4_DST_OFFSET), readI32(data, o + IPV4_PLAIN_HEADER_LENGTH));
+          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC), readI32(data, o + IPV4_DST), readI32(data, o + IPV4_MIN_HEADER));
         }
       }
       slots[i - start] = slot;
@@ -724,8 +725,8 @@ function resolveClash(table: FlowTable, reply: FlowKey, hash: number): boolean {
 
 /** Echo / timestamp replies never start a flow. */
 function isQueryReply(info: PacketInfo): boolean {
-  if (info.protocol === IPPROTO_ICMP) return info.icmpType === ICMPV4_ECHO_REPLY || info.icmpType === ICMPV4_TIMESTAMP_REPLY;
-  if (info.protocol === IPPROTO_ICMPV6) return info.icmpType === ICMPV6_ECHO_REPLY;
+  if (info.protocol === IPPROTO_ICMP) return info.icmpType === ICMP4_ECHO_REPLY || info.icmpType === ICMP4_TIMESTAMP_REPLY;
+  if (info.protocol === IPPROTO_ICMPV6) return info.icmpType === ICMP6_ECHO_REPLY;
   return false;
 }
 

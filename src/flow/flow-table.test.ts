@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_UDP } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_UDP } from '../wire/constants.js';
 import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, RemoveReason, type FlowTableOptions } from './flow-table.js';
 
 const GRE = 47;

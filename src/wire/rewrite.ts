@@ -15,7 +15,6 @@
  * UDP checksum 0 means "no checksum" (RFC 768; IPv4, and IPv6 tunnels per RFC 6935): it stays 0; a
  * computed 0 is sent as 0xFFFF.
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { checksumAdjust, foldChecksum, onesComplementSum, pseudoHeaderSum6, word32Delta, wordDelta } from './checksum.js';
 import {
   ICMP4_ECHO_REQUEST,
@@ -24,6 +23,10 @@ import {
   ICMP_CHECKSUM,
   ICMP_ID,
   ICMP_TYPE,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
   IPV4_CHECKSUM,
   IPV4_DST,
   IPV4_SRC,

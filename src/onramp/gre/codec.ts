@@ -36,7 +36,11 @@ import {
   IPV6_HOP_LIMIT,
   IPV6_NEXT_HEADER,
   IPV6_PAYLOAD_LENGTH,
+  IPV6_ROUTING_SEGMENTS_LEFT,
   IPV6_SRC,
+  IP_VERSION_4,
+  IP_VERSION_6,
+  IPV4_IHL_MASK,
 } from '../../wire/constants.js';
 import {
   GRE_BASE_HEADER,
@@ -51,7 +55,6 @@ import {
   GRE_PROTOCOL_TYPE,
   GRE_VERSION_MASK,
   IPPROTO_GRE,
-  IPV6_ROUTING_SEGMENTS_LEFT,
   OUTER_IPV4_HEADER,
   OUTER_IPV6_HEADER,
   OUTER_IPV6_MAX_EXTENSIONS,
@@ -61,9 +64,6 @@ import { GreDrop } from './gre-drop.js';
 import { read16, read32, write16, write32 } from '../../wire/bytes.js';
 import { writeIpv4Header } from '../../wire/header.js';
 
-/** IP version nibbles. */
-const VERSION_4 = 4;
-const VERSION_6 = 6;
 /** First byte of the outer headers we emit: version 4, IHL 5 words; version 6 (traffic class high nibble 0). */
 const OUTER_IPV6_VERSION_BYTE = 0x60;
 
@@ -129,9 +129,9 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
   const version = buf[offset] >>> 4;
   let gre: number;
   let end: number;
-  if (version === VERSION_4) {
+  if (version === IP_VERSION_4) {
     if (length < IPV4_MIN_HEADER) return GreDrop.Truncated;
-    const headerLength = (buf[offset] & 0x0f) << 2;
+    const headerLength = (buf[offset] & IPV4_IHL_MASK) << 2;
     const totalLength = read16(buf, offset + IPV4_TOTAL_LENGTH);
     if (headerLength < IPV4_MIN_HEADER || totalLength > length || headerLength > totalLength) return GreDrop.BadOuterIp;
     // RFC 791 section 3.1: a correct header, checksum field included, sums to 0xFFFF (folds to 0 complemented).
@@ -153,7 +153,7 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
     out.tos = buf[offset + IPV4_TOS];
     gre = offset + headerLength;
     end = offset + totalLength;
-  } else if (version === VERSION_6) {
+  } else if (version === IP_VERSION_6) {
     if (length < IPV6_HEADER) return GreDrop.Truncated;
     end = offset + IPV6_HEADER + read16(buf, offset + IPV6_PAYLOAD_LENGTH);
     if (end > offset + length) return GreDrop.BadOuterIp;
@@ -212,9 +212,9 @@ function parseGre(buf: Uint8Array, gre: number, end: number, out: GreDecap): num
   const protocolType = read16(buf, gre + GRE_PROTOCOL_TYPE);
   const innerVersion = buf[inner] >>> 4;
   if (protocolType === GRE_PROTO_IPV4) {
-    if (innerVersion !== VERSION_4) return GreDrop.BadInner;
+    if (innerVersion !== IP_VERSION_4) return GreDrop.BadInner;
   } else if (protocolType === GRE_PROTO_IPV6) {
-    if (innerVersion !== VERSION_6) return GreDrop.BadInner;
+    if (innerVersion !== IP_VERSION_6) return GreDrop.BadInner;
   } else {
     return GreDrop.UnsupportedProtocol;
   }
@@ -248,7 +248,7 @@ function parseGre(buf: Uint8Array, gre: number, end: number, out: GreDecap): num
 /** GRE protocol type for the inner packet at buf[at] (from its version nibble), or -1. */
 function protocolTypeOf(buf: Uint8Array, at: number): number {
   const v = buf[at] >>> 4;
-  return v === VERSION_4 ? GRE_PROTO_IPV4 : v === VERSION_6 ? GRE_PROTO_IPV6 : -1;
+  return v === IP_VERSION_4 ? GRE_PROTO_IPV4 : v === IP_VERSION_6 ? GRE_PROTO_IPV6 : -1;
 }
 
 /** Writes the GRE header at buf[gre..) for a payload ending at `end`, checksum last (it covers the header). */

@@ -13,17 +13,19 @@
  */
 import { parsePrefix } from '../../common/addr.js';
 import { read32 } from '../../wire/bytes.js';
+import {
+  IPV4_DST,
+  IPV4_MIN_HEADER,
+  IPV4_SRC,
+  IPV4_TOTAL_LENGTH,
+  IPV6_DST,
+  IPV6_HEADER,
+  IPV6_PAYLOAD_LENGTH,
+  IPV6_SRC,
+  IP_VERSION_4,
+  IP_VERSION_6,
+} from '../../wire/constants.js';
 
-const IPV4_VERSION = 4;
-const IPV6_VERSION = 6;
-const IPV4_MIN_HEADER = 20;
-const IPV4_TOTAL_LENGTH_OFF = 2;
-const IPV4_SRC_OFF = 12;
-const IPV4_DST_OFF = 16;
-const IPV6_HEADER = 40;
-const IPV6_PAYLOAD_LENGTH_OFF = 4;
-const IPV6_SRC_OFF = 8;
-const IPV6_DST_OFF = 24;
 
 interface Entry {
   family: 4 | 6;
@@ -73,7 +75,7 @@ export class AllowedIps {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
       if (e.family !== family || (onlyPeer >= 0 && e.peer !== onlyPeer)) continue;
-      if (family === IPV4_VERSION) {
+      if (family === IP_VERSION_4) {
         if (((read32(packet, off) & maskWord(e.length, 0)) >>> 0) === e.words[0]) return e.peer;
         continue;
       }
@@ -89,16 +91,16 @@ export class AllowedIps {
   /** Is the source address of an IP packet inside one of `peer`'s prefixes? (False for a packet too short to hold it.) */
   sourceAllowed(packet: Uint8Array, len: number, peer: number): boolean {
     const version = len > 0 ? packet[0] >> 4 : 0;
-    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_SRC_OFF, peer) === peer;
-    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_SRC_OFF, peer) === peer;
+    if (version === IP_VERSION_4 && len >= IPV4_MIN_HEADER) return this.lookup(IP_VERSION_4, packet, IPV4_SRC, peer) === peer;
+    if (version === IP_VERSION_6 && len >= IPV6_HEADER) return this.lookup(IP_VERSION_6, packet, IPV6_SRC, peer) === peer;
     return false;
   }
 
   /** The peer an outbound IP packet should go to by its destination (cryptokey routing), or -1. */
   lookupDestination(packet: Uint8Array, len: number): number {
     const version = len > 0 ? packet[0] >> 4 : 0;
-    if (version === IPV4_VERSION && len >= IPV4_MIN_HEADER) return this.lookup(IPV4_VERSION, packet, IPV4_DST_OFF);
-    if (version === IPV6_VERSION && len >= IPV6_HEADER) return this.lookup(IPV6_VERSION, packet, IPV6_DST_OFF);
+    if (version === IP_VERSION_4 && len >= IPV4_MIN_HEADER) return this.lookup(IP_VERSION_4, packet, IPV4_DST);
+    if (version === IP_VERSION_6 && len >= IPV6_HEADER) return this.lookup(IP_VERSION_6, packet, IPV6_DST);
     return -1;
   }
 }
@@ -111,14 +113,14 @@ export class AllowedIps {
 export function innerPacketLength(p: Uint8Array, len: number): number {
   if (len < 1) return -1;
   const version = p[0] >> 4;
-  if (version === IPV4_VERSION) {
+  if (version === IP_VERSION_4) {
     if (len < IPV4_MIN_HEADER) return -1;
-    const total = (p[IPV4_TOTAL_LENGTH_OFF] << 8) | p[IPV4_TOTAL_LENGTH_OFF + 1];
+    const total = (p[IPV4_TOTAL_LENGTH] << 8) | p[IPV4_TOTAL_LENGTH + 1];
     return total < IPV4_MIN_HEADER || total > len ? -1 : total;
   }
-  if (version === IPV6_VERSION) {
+  if (version === IP_VERSION_6) {
     if (len < IPV6_HEADER) return -1;
-    const total = IPV6_HEADER + ((p[IPV6_PAYLOAD_LENGTH_OFF] << 8) | p[IPV6_PAYLOAD_LENGTH_OFF + 1]);
+    const total = IPV6_HEADER + ((p[IPV6_PAYLOAD_LENGTH] << 8) | p[IPV6_PAYLOAD_LENGTH + 1]);
     return total > len ? -1 : total;
   }
   return -1;
