@@ -1280,6 +1280,8 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     automaticReturnRouting: o.automatic_return_routing,
     maxFlows: o.max_flows,
     preference: o.preference,
+    // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
+    ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
   }));
   const routes: RouteSpec[] = cfg.routes.map((r) => {
     const spec: RouteSpec = {

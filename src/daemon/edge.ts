@@ -40,12 +40,11 @@ import {
   IPPROTO_GRE,
   MtuVerdict,
   buildPacketTooBig,
-  clampMssForTunnel,
   fragmentForTunnel,
   tunnelMtuVerdict,
 } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../onramp/wireguard/index.js';
-import { ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_PROTOCOL, IPV6_HEADER, IPV6_NEXT_HEADER, TCP_FLAGS, TCP_SYN, UDP_HEADER } from '../wire/constants.js';
+import { AF_INET4, ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_UDP, UDP_HEADER } from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
@@ -152,10 +151,6 @@ const MAX_TIMER_MS = 0x7fffffff;
 /** Source-address text cache for WireGuard (its receive() takes the address as text): direct-mapped. */
 const ADDR_CACHE_SIZE = 256;
 const UNDERLAY_OUT = 0;
-/** IPv4 IHL nibble and TCP SYN test for MSS clamping on GRE ingress (RFC 791 section 3.1, RFC 9293 section 3.1). */
-const IPV4_IHL_MASK = 0x0f;
-const IPV6_VERSION = 6;
-const IPV4_VERSION = 4;
 const NOT_A_NUMBER_ADDR = -1;
 
 interface WgDev {
@@ -464,7 +459,6 @@ export class Edge {
         const id = this.gre.receive(data, off, len);
         const d = this.gre.decap;
         if (id > 0) {
-          if (isTcpSyn(data, d.innerOffset, d.innerLength)) this.clampInbound(data, d.innerOffset, d.innerLength, id);
           batch.offset[j] = d.innerOffset;
           batch.length[j] = d.innerLength;
           batch.ingress[j] = id;
@@ -479,13 +473,13 @@ export class Edge {
         }
         continue;
       }
-      if (info.family === IPV4_VERSION && protocol === IPPROTO_UDP) {
+      if (info.family === AF_INET4 && protocol === IPPROTO_UDP) {
         const dev = this.deviceFor(info.addr[DST], info.dstPort);
         if (dev !== null) {
           j = this.receiveWireGuard(batch, i, j, dev, wallNow);
           continue;
         }
-      } else if (info.family === IPV4_VERSION && protocol === IPPROTO_ICMP && info.icmpType === ICMP4_ECHO_REQUEST && this.isEchoAddr(info.addr[DST])) {
+      } else if (info.family === AF_INET4 && protocol === IPPROTO_ICMP && info.icmpType === ICMP4_ECHO_REQUEST && this.isEchoAddr(info.addr[DST])) {
         echoReplyInPlace(data, info.l3Offset, info.l4Offset - info.l3Offset, info.l4Offset);
         this.tuns[UNDERLAY_OUT].writeBatch(batch, i, i + 1);
         this.counters[EdgeCounter.EchoReplied]++;
@@ -566,13 +560,6 @@ export class Edge {
     return text;
   }
 
-  /** RFC 4459 section 3.2: a SYN entering from a tunnel announces an MSS the tunnel can carry back. */
-  private clampInbound(data: Uint8Array, off: number, len: number, onramp: number): void {
-    const t = this.gre.tunnels.tunnelOf(onramp);
-    if (t < 0 || inspect(data, off, len, this.innerInfo) !== Drop.None) return;
-    clampMssForTunnel(data, this.innerInfo, this.gre.tunnels.mtu[t]);
-  }
-
   // --- deliver --------------------------------------------------------------------------------------------
 
   private afterProcess(batch: PacketBatch): void {
@@ -619,14 +606,16 @@ export class Edge {
     const len = batch.length[i];
     const info = this.innerInfo;
     const t = this.gre.tunnels.tunnelOf(onramp);
-    if (t < 0 || inspect(data, off, len, info) !== Drop.None) {
+    if (t < 0) {
       this.counters[EdgeCounter.GreSendDrop]++;
       return;
     }
     const mtu = this.gre.tunnels.mtu[t];
-    const verdict = tunnelMtuVerdict(info, mtu);
-    if (verdict === MtuVerdict.Fits) {
-      clampMssForTunnel(data, info, mtu);
+    // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
+    const verdict = len <= mtu ? MtuVerdict.Fits : inspect(data, off, len, info) !== Drop.None ? -1 : tunnelMtuVerdict(info, mtu);
+    if (verdict < 0) {
+      this.counters[EdgeCounter.GreSendDrop]++;
+    } else if (verdict === MtuVerdict.Fits) {
       const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
       const o = this.gre.send(onramp, data, off, len, floor);
       if (o < 0) {
@@ -733,20 +722,4 @@ export class Edge {
     this.flushTx();
     this.scheduleWg();
   };
-}
-
-/** A TCP SYN (or SYN-ACK) in a plain IPv4 or IPv6 header (no extension headers): the packets MSS clamping edits. */
-function isTcpSyn(data: Uint8Array, off: number, len: number): boolean {
-  const version = data[off] >>> 4;
-  let l4: number;
-  if (version === IPV4_VERSION) {
-    if (data[off + IPV4_PROTOCOL] !== IPPROTO_TCP) return false;
-    l4 = off + ((data[off] & IPV4_IHL_MASK) << 2);
-  } else if (version === IPV6_VERSION) {
-    if (data[off + IPV6_NEXT_HEADER] !== IPPROTO_TCP) return false;
-    l4 = off + IPV6_HEADER;
-  } else {
-    return false;
-  }
-  return l4 + TCP_FLAGS < off + len && (data[l4 + TCP_FLAGS] & TCP_SYN) !== 0;
 }

@@ -54,6 +54,7 @@ import {
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
+  clampTcpMss,
   decrementTtl,
   refreshIcmpChecksum,
   setDstAddr4,
@@ -151,6 +152,13 @@ export class Pipeline {
   private readonly natPeer = new NatEndpoint();
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
+  /**
+   * Where forward() records the packet's inspection (PacketBatch metadata): the batch being processed and
+   * the packet's index; a one-slot scratch batch when forward() is called on its own.
+   */
+  private readonly metaScratch = new PacketBatch(1, 64, 0);
+  private metaBatch: PacketBatch = this.metaScratch;
+  private metaIndex = 0;
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
   private lastNode = -1;
   private now = 0;
@@ -165,7 +173,14 @@ export class Pipeline {
       this.countDrop(ingress, Drop.FragmentOverflow);
       return;
     }
+    // Re-entered from forward() (followFragments): the outer packet has recorded its metadata already.
+    const batch = this.metaBatch;
+    const index = this.metaIndex;
+    this.metaBatch = g;
+    this.metaIndex = i;
     this.finish(g, i, this.forward(g.data, g.offset[i], g.length[i], ingress, this.now));
+    this.metaBatch = batch;
+    this.metaIndex = index;
   };
 
   constructor(config: PipelineConfig) {
@@ -233,13 +248,17 @@ export class Pipeline {
     this.now = now;
     this.generated.clear();
     const n = batch.count;
+    this.metaBatch = batch;
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
       for (let i = start; i < end; i++) {
+        this.metaIndex = i;
         this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
       }
     }
+    this.metaBatch = this.metaScratch;
+    this.metaIndex = 0;
   }
 
   /**
@@ -322,8 +341,8 @@ export class Pipeline {
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
     const zone = this.ports.zone[ingress];
-    if (info.isIcmpError) return this.forwardIcmpError(buf, ingress, zone);
-    if (!info.hasTransportHeader) return this.forwardLaterFragment(buf, offset, length, ingress, zone, now);
+    if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
+    if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
 
     const isFirstFragment = info.isFragment;
     if (isFirstFragment) this.fragAddr.set(info.addr);
@@ -338,8 +357,30 @@ export class Pipeline {
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
+    // Only a SYN carries an MSS option (inspect looks for it on SYNs only): one compare for every other packet.
+    if (info.tcpMssOffset !== 0 && hop >= 0) this.clampMss(buf, ingress, hop);
+    this.recorded(hop);
     if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
     return hop;
+  }
+
+  /** Records the packet's inspection (as rewritten) into the batch metadata; returns `hop` unchanged. */
+  private recorded(hop: number): number {
+    this.metaBatch.record(this.metaIndex, this.info);
+    return hop;
+  }
+
+  /**
+   * MSS clamping (RFC 4459 section 3.2; RFC 9293 section 3.7.1): a SYN or SYN-ACK entering from a tunnel, or
+   * leaving toward one, announces at most the MSS the tunnel carries (the lower of the two ports' ceilings),
+   * so that neither end sends segments the tunnel would fragment or drop. The checksum is updated incrementally.
+   */
+  private clampMss(buf: Uint8Array, ingress: number, hop: number): void {
+    const ceilings = this.info.family === AF_INET4 ? this.ports.mssCeiling4 : this.ports.mssCeiling6;
+    const from = ceilings[ingress];
+    const to = ceilings[hop];
+    const ceiling = from === 0 ? to : to === 0 || from < to ? from : to;
+    if (ceiling !== 0) clampTcpMss(buf, this.info, ceiling);
   }
 
   /** A packet of an existing flow: the stored decision, no policy, no route lookup. */

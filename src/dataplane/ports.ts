@@ -8,6 +8,8 @@
  * the site's best healthy onramp: lowest preference value, then lowest id.
  */
 import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
+import { AF_INET4, AF_INET6, MIN_MTU_IPV4 } from '../wire/constants.js';
+import { tcpMssCeiling } from '../wire/rewrite.js';
 
 export type OnrampType = 'gre' | 'ipsec' | 'wireguard' | 'interconnect';
 export const ONRAMP_TYPES: readonly OnrampType[] = ['gre', 'ipsec', 'wireguard', 'interconnect'];
@@ -26,6 +28,12 @@ export interface OnrampSpec {
   preference?: number;
   /** Health as last reported by the onramp's health checks (default up). */
   up?: boolean;
+  /**
+   * Inner MTU of the tunnel behind this onramp (GRE's `mtu`; IPsec's later), bytes. When set, the pipeline
+   * clamps the MSS option of TCP SYNs entering from or leaving toward this onramp so that neither end sends
+   * segments the tunnel would have to fragment or drop (RFC 4459 section 3.2). Absent: no clamping.
+   */
+  mtu?: number;
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
@@ -38,6 +46,9 @@ export class PortRegistry {
   readonly arr = new Uint8Array(PORT_SPACE);
   readonly up = new Uint8Array(PORT_SPACE);
   readonly preference = new Uint16Array(PORT_SPACE);
+  /** Largest TCP MSS a SYN crossing the port may announce, per family, from OnrampSpec.mtu; 0 = no ceiling. */
+  readonly mssCeiling4 = new Uint16Array(PORT_SPACE);
+  readonly mssCeiling6 = new Uint16Array(PORT_SPACE);
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -60,8 +71,13 @@ export class PortRegistry {
     if (!Number.isInteger(pref) || pref < 0 || pref > 0xffff) {
       throw new RangeError(`onramp ${spec.id}: preference must be an integer 0..65535, got ${pref}`);
     }
+    if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < MIN_MTU_IPV4 || spec.mtu > 0xffff)) {
+      throw new RangeError(`onramp ${spec.id}: mtu must be an integer ${MIN_MTU_IPV4}..65535, got ${spec.mtu}`);
+    }
     const id = spec.id;
     this.specs.set(id, { ...spec });
+    this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
+    this.mssCeiling6[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET6, spec.mtu);
     this.configured[id] = 1;
     this.site[id] = spec.site;
     this.arr[id] = spec.automaticReturnRouting ? 1 : 0;
@@ -78,6 +94,8 @@ export class PortRegistry {
     this.zone[id] = 0;
     this.arr[id] = 0;
     this.up[id] = 0;
+    this.mssCeiling4[id] = 0;
+    this.mssCeiling6[id] = 0;
     this.rebuildSiteOrder();
     return true;
   }

@@ -20,8 +20,8 @@ import {
 } from '../../wire/constants.js';
 import type { PacketInfo } from '../../wire/packet-info.js';
 import { DST, SRC } from '../../wire/packet-info.js';
-import { clampTcpMss } from '../../wire/rewrite.js';
-import { MIN_MTU_IPV6, MSS_OVERHEAD_IPV4, MSS_OVERHEAD_IPV6 } from './constants.js';
+import { clampTcpMss, tcpMssCeiling } from '../../wire/rewrite.js';
+import { MIN_MTU_IPV6 } from './constants.js';
 
 export const enum MtuVerdict {
   /** The packet fits the tunnel: encapsulate it. */
@@ -54,7 +54,7 @@ export function tunnelMtuVerdict(info: PacketInfo, mtu: number): number {
 
 /** The MSS a SYN through a tunnel of inner MTU `mtu` may announce: MTU - 40 (IPv4) or - 60 (IPv6). */
 export function tunnelMaxMss(family: number, mtu: number): number {
-  return family === 4 ? mtu - MSS_OVERHEAD_IPV4 : ipv6TunnelMtu(mtu) - MSS_OVERHEAD_IPV6;
+  return tcpMssCeiling(family, mtu);
 }
 
 /**
