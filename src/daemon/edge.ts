@@ -456,7 +456,7 @@ export class Edge {
       }
       const protocol = info.protocol;
       if (protocol === IPPROTO_GRE) {
-        const id = this.gre.receive(data, off, len);
+        const id = this.gre.receiveInspected(data, len, info);
         const d = this.gre.decap;
         if (id > 0) {
           batch.offset[j] = d.innerOffset;

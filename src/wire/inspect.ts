@@ -7,7 +7,9 @@
  *            └─ IPv6: header, extension chain ─────┴─ transport: TCP | UDP | ICMP/ICMPv6
  *                                                                  └─ error: embedded IP + transport (inner*)
  *
- * info is meaningful only when inspect returns Drop.None (0).
+ * info is meaningful only when inspect returns Drop.None (0), with one exception: for Drop.UnsupportedProtocol
+ * the IP header fields (family, offsets, length, protocol, addresses, TTL, fragment fields) are filled, so
+ * that a caller handling that protocol itself (GRE at the edge's underlay) needs no second IP parser.
  */
 import { Drop } from '../common/drop-reasons.js';
 import {
@@ -219,11 +221,15 @@ function inspect4(buf: Uint8Array, o: number, length: number, info: PacketInfo):
   info.fragmentId = (buf[o + IPV4_ID] << 8) | buf[o + IPV4_ID + 1];
   const fragmentOffset = (flagsFragment & IPV4_FRAGMENT_OFFSET_MASK) * FRAGMENT_UNIT;
   const moreFragments = (flagsFragment & IPV4_FLAG_MF) !== 0;
-  if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMP) return Drop.UnsupportedProtocol;
+  // Recorded before the protocol test: a caller handling a protocol we do not track (the edge's GRE demux)
+  // reads the fragment fields of this inspection instead of parsing the header again.
   if (moreFragments || fragmentOffset !== 0) {
     info.isFragment = true;
     info.fragmentOffset = fragmentOffset;
     info.moreFragments = moreFragments;
+  }
+  if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMP) return Drop.UnsupportedProtocol;
+  if (info.isFragment) {
     const drop = checkFragment(fragmentOffset, moreFragments, l4Length, protocol, IPV4_MAX_TOTAL_LENGTH - headerLength);
     if (drop !== Drop.None) return drop;
     if (fragmentOffset !== 0) return Drop.None; // no transport header in a non-first fragment

@@ -15,6 +15,7 @@
  */
 import { foldChecksum, onesComplementSum } from '../../wire/checksum.js';
 import {
+  AF_INET4,
   IPV4_DST,
   IPV4_FLAG_MF,
   IPV4_FLAGS_FRAGMENT,
@@ -63,9 +64,12 @@ import {
 import { GreDrop } from './gre-drop.js';
 import { read16, read32, write16, write32 } from '../../wire/bytes.js';
 import { writeIpv4Header } from '../../wire/header.js';
+import type { PacketInfo } from '../../wire/packet-info.js';
 
 /** First byte of the outer headers we emit: version 4, IHL 5 words; version 6 (traffic class high nibble 0). */
 const OUTER_IPV6_VERSION_BYTE = 0x60;
+/** The traffic class's high nibble sits in the low nibble of an IPv6 header's first byte (RFC 8200 section 3). */
+const IPV6_TRAFFIC_CLASS_HIGH = 0x0f;
 
 /** Which optional GRE fields encapsulation writes (bit set). */
 export const GRE_TX_CHECKSUM = 1;
@@ -166,12 +170,48 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
     }
     out.family = 6;
     out.ttl = buf[offset + IPV6_HOP_LIMIT];
-    out.tos = ((buf[offset] & 0x0f) << 4) | (buf[offset + 1] >>> 4);
+    out.tos = ipv6TrafficClass(buf, offset);
   } else {
     return GreDrop.BadOuterIp;
   }
   out.outerOffset = offset;
   return parseGre(buf, gre, end, out);
+}
+
+/**
+ * decapsulate() for an outer packet the caller has already inspected (src/wire/inspect.ts; the edge's
+ * underlay demux): the IP header is not parsed again, its offsets, length, addresses, TTL and fragment fields
+ * come from `outer` (inspect's result must be Drop.None or Drop.UnsupportedProtocol, which it returns for
+ * GRE). Only what is GRE's own policy is checked here: no outer fragment, and, when IPv6 extension headers
+ * precede GRE, which of them may (skipExtensions). Same results as decapsulate on the same bytes.
+ */
+export function decapsulateInspected(buf: Uint8Array, outer: PacketInfo, out: GreDecap): number {
+  const l3 = outer.l3Offset;
+  const end = l3 + outer.ipLength;
+  let gre = outer.l4Offset;
+  if (outer.family === AF_INET4) {
+    if (outer.protocol !== IPPROTO_GRE) return GreDrop.NotGre;
+    if (outer.isFragment) return GreDrop.OuterFragment;
+    out.tos = buf[l3 + IPV4_TOS];
+  } else {
+    if (gre !== l3 + IPV6_HEADER) {
+      gre = skipExtensions(buf, l3 + IPV6_HEADER, buf[l3 + IPV6_NEXT_HEADER], end);
+      if (gre < 0) return -gre;
+    } else if (outer.protocol !== IPPROTO_GRE) {
+      return GreDrop.NotGre;
+    }
+    out.tos = ipv6TrafficClass(buf, l3);
+  }
+  out.family = outer.family;
+  out.ttl = outer.ttl;
+  out.addr.set(outer.addr);
+  out.outerOffset = l3;
+  return parseGre(buf, gre, end, out);
+}
+
+/** The IPv6 traffic class: the 8 bits after the version nibble (RFC 8200 section 3). */
+function ipv6TrafficClass(buf: Uint8Array, l3: number): number {
+  return ((buf[l3] & IPV6_TRAFFIC_CLASS_HIGH) << 4) | (buf[l3 + 1] >>> 4);
 }
 
 /**

@@ -5,6 +5,7 @@ export {
   GRE_TX_KEY,
   GRE_TX_SEQUENCE,
   decapsulate,
+  decapsulateInspected,
   encapsulate4,
   encapsulate6,
   greHeaderLength,
