@@ -1282,6 +1282,8 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     preference: o.preference,
     // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
+    // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
+    ...(o.type === 'wireguard' ? { allowedSources: o.wireguard.allowed_ips } : {}),
   }));
   const routes: RouteSpec[] = cfg.routes.map((r) => {
     const spec: RouteSpec = {

@@ -25,7 +25,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { parseIpv4, formatIpv4 } from '../common/addr.js';
+import { parseIpv4 } from '../common/addr.js';
 import { Drop, DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
@@ -45,6 +45,7 @@ import {
 } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../onramp/wireguard/index.js';
 import { AF_INET4, ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_UDP, UDP_HEADER } from '../wire/constants.js';
+import { UdpEndpoint } from '../wire/endpoint.js';
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
@@ -148,10 +149,7 @@ const EXPIRE_INTERVAL_MS = 1000;
 const DEFAULT_COUNTERS_INTERVAL_MS = 10_000;
 /** setTimeout's largest delay (a signed 32-bit millisecond count). */
 const MAX_TIMER_MS = 0x7fffffff;
-/** Source-address text cache for WireGuard (its receive() takes the address as text): direct-mapped. */
-const ADDR_CACHE_SIZE = 256;
 const UNDERLAY_OUT = 0;
-const NOT_A_NUMBER_ADDR = -1;
 
 interface WgDev {
   name: string;
@@ -234,10 +232,8 @@ export class Edge {
   private readonly tx: PacketBatch;
   /** Packets the edge itself sends into the pipeline (ICMP errors for GRE's MTU), processed after each batch. */
   private readonly feedback = new PacketBatch(FEEDBACK_CAPACITY);
-  private readonly addrCacheKey = new Float64Array(ADDR_CACHE_SIZE).fill(-1);
-  private readonly addrCacheText: string[] = new Array<string>(ADDR_CACHE_SIZE).fill('');
-  private lastDstText = '';
-  private lastDstAddr = NOT_A_NUMBER_ADDR;
+  /** The current WireGuard datagram's source, lent to the device for one receive(). */
+  private readonly wgSource = new UdpEndpoint();
 
   private tuns: TunDevice[] = [];
   private outputs: Output[] = [];
@@ -278,7 +274,7 @@ export class Edge {
       if (local < 0) throw new Error(`${what}: IPv6 listen addresses are not supported by the underlay yet`);
       if (!wildcard) addEndpoint(d.listen_address);
       else this.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
-      this.wg.push({ name: d.name, device: new WireGuardDevice({ privateKey }), localAddr: local, port: d.listen_port, lastLocal: 0, peerOnramp: [], ipId: 0, initiations: 0, windowStart: 0 });
+      this.wg.push({ name: d.name, device: new WireGuardDevice({ privateKey, checkSources: false }), localAddr: local, port: d.listen_port, lastLocal: 0, peerOnramp: [], ipId: 0, initiations: 0, windowStart: 0 });
     });
 
     const interconnects: NetworkSpec['interconnects'] = [];
@@ -530,8 +526,8 @@ export class Edge {
     const end = info.l3Offset + info.ipLength;
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
     if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
-    // The engine takes a view and the source as text (allocations it forces; the text is cached).
-    const r = dev.device.receive(batch.data.subarray(start, end), this.addrText(info.addr[SRC]), info.srcPort, wallNow);
+    // The engine takes a view (an allocation it forces) and the source as numbers.
+    const r = dev.device.receive(batch.data.subarray(start, end), this.wgSource.set4(info.addr[SRC], info.srcPort), wallNow);
     if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
     if (r.kind === 'data' && r.packet !== null) {
       const p = r.packet;
@@ -549,15 +545,6 @@ export class Edge {
     }
     if (r.kind === 'drop') this.counters[EdgeCounter.WgReceiveDrop]++;
     return j;
-  }
-
-  private addrText(addr: number): string {
-    const slot = (addr ^ (addr >>> 8) ^ (addr >>> 16) ^ (addr >>> 24)) & (ADDR_CACHE_SIZE - 1);
-    if (this.addrCacheKey[slot] === addr) return this.addrCacheText[slot];
-    const text = formatIpv4(addr);
-    this.addrCacheKey[slot] = addr;
-    this.addrCacheText[slot] = text;
-    return text;
   }
 
   // --- deliver --------------------------------------------------------------------------------------------
@@ -658,7 +645,8 @@ export class Edge {
   private sendDatagrams(dev: WgDev, list: Outgoing[]): void {
     for (let q = 0; q < list.length; q++) {
       const o = list[q];
-      const dst = this.destAddr(o.addr);
+      const to = o.endpoint;
+      const dst = to.family === AF_INET4 ? to.addr[0] : -1;
       const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;
       const tx = this.tx;
       if (dst < 0 || src === 0 || o.data.length + UDP4_OVERHEAD > tx.slotSize - tx.headroom) {
@@ -670,17 +658,8 @@ export class Edge {
       tx.data.set(o.data, at + UDP4_OVERHEAD);
       dev.ipId = (dev.ipId + 1) & 0xffff;
       tx.offset[k] = at;
-      tx.length[k] = writeUdp4Headers(tx.data, at, src, dst, dev.port, o.port, o.data.length, dev.ipId);
+      tx.length[k] = writeUdp4Headers(tx.data, at, src, dst, dev.port, to.port, o.data.length, dev.ipId);
     }
-  }
-
-  /** Peer endpoints are text in the engine; the same string object comes back for a peer, so one entry caches it. */
-  private destAddr(text: string): number {
-    if (text !== this.lastDstText) {
-      this.lastDstText = text;
-      this.lastDstAddr = parseIpv4(text);
-    }
-    return this.lastDstAddr;
   }
 
   private reserveTx(): number {

@@ -340,6 +340,8 @@ export class Pipeline {
     if (bad !== Drop.None) return -bad;
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
+    const sources = this.ports.sourceFilter[ingress];
+    if (sources !== null && sources.lookupWords(info.family, info.addr, SRC, ingress) !== ingress) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
     if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));

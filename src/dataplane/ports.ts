@@ -10,6 +10,7 @@
 import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { AF_INET4, AF_INET6, MIN_MTU_IPV4 } from '../wire/constants.js';
 import { tcpMssCeiling } from '../wire/rewrite.js';
+import { PrefixList } from '../route/prefix-list.js';
 
 export type OnrampType = 'gre' | 'ipsec' | 'wireguard' | 'interconnect';
 export const ONRAMP_TYPES: readonly OnrampType[] = ['gre', 'ipsec', 'wireguard', 'interconnect'];
@@ -34,6 +35,11 @@ export interface OnrampSpec {
    * segments the tunnel would have to fragment or drop (RFC 4459 section 3.2). Absent: no clamping.
    */
   mtu?: number;
+  /**
+   * Prefixes this onramp may send from (a WireGuard peer's allowed IPs, whitepaper section 2): when set, the
+   * pipeline drops a packet from it whose source lies outside them (Drop.SourceNotAllowed). Absent: any source.
+   */
+  allowedSources?: string[];
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
@@ -49,6 +55,8 @@ export class PortRegistry {
   /** Largest TCP MSS a SYN crossing the port may announce, per family, from OnrampSpec.mtu; 0 = no ceiling. */
   readonly mssCeiling4 = new Uint16Array(PORT_SPACE);
   readonly mssCeiling6 = new Uint16Array(PORT_SPACE);
+  /** Per port, the sources it may send from (OnrampSpec.allowedSources; owner = the port id), or null: any. */
+  readonly sourceFilter: (PrefixList | null)[] = new Array<PrefixList | null>(PORT_SPACE).fill(null);
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -74,8 +82,16 @@ export class PortRegistry {
     if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < MIN_MTU_IPV4 || spec.mtu > 0xffff)) {
       throw new RangeError(`onramp ${spec.id}: mtu must be an integer ${MIN_MTU_IPV4}..65535, got ${spec.mtu}`);
     }
+    let filter: PrefixList | null = null;
+    if (spec.allowedSources !== undefined) {
+      filter = new PrefixList();
+      for (const prefix of spec.allowedSources) {
+        if (!filter.insert(prefix, spec.id)) throw new RangeError(`onramp ${spec.id}: allowed source ${prefix} is not a prefix`);
+      }
+    }
     const id = spec.id;
     this.specs.set(id, { ...spec });
+    this.sourceFilter[id] = filter;
     this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
     this.mssCeiling6[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET6, spec.mtu);
     this.configured[id] = 1;
@@ -96,6 +112,7 @@ export class PortRegistry {
     this.up[id] = 0;
     this.mssCeiling4[id] = 0;
     this.mssCeiling6[id] = 0;
+    this.sourceFilter[id] = null;
     this.rebuildSiteOrder();
     return true;
   }

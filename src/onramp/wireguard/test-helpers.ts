@@ -4,6 +4,7 @@
  */
 import { publicKeyFromPrivate } from './crypto.js';
 import { WireGuardDevice, type Outgoing, type WireGuardPeerConfig } from './device.js';
+import { UdpEndpoint } from '../../wire/endpoint.js';
 
 /** xorshift32 filling bytes: deterministic "randomness" for reproducible tests. */
 export function seededRandom(seed: number): (b: Uint8Array) => void {
@@ -83,11 +84,18 @@ export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerE
   return { a, b, ka, kb };
 }
 
+/** A numeric endpoint from address text (tests name addresses as text). */
+export function endpoint(addr: string, port: number): UdpEndpoint {
+  const e = UdpEndpoint.parse(addr, port);
+  if (e === null) throw new Error(`not an address: ${addr}`);
+  return e;
+}
+
 /** Delivers datagrams A→B (or B→A) and returns the results' copies. */
 export function deliver(to: WireGuardDevice, from: Outgoing[], srcAddr: string, srcPort: number, now: number) {
   const results = [];
   for (const o of copyOut(from)) {
-    const r = to.receive(o.data, srcAddr, srcPort, now);
+    const r = to.receive(o.data, endpoint(srcAddr, srcPort), now);
     results.push({ kind: r.kind, reason: r.reason, peer: r.peer, packet: r.packet?.slice() ?? null, datagrams: copyOut(r.datagrams) });
   }
   return results;
