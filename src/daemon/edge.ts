@@ -11,7 +11,7 @@
  *   tt-ic-<n> ─ read batch, tagged onramp n ──────────────────────────────────────────────────────────────────┤
  *                                                                                                              ▼
  *                                                 pipeline.process(batch, monotonic now) ─ deliver by nextHop:
- *     PORT_INTERNET ─► <egress> │ interconnect n ─► tt-ic-<n> │ GRE ─► MTU/MSS, encapsulate in place ─► underlay
+ *     PORT_INTERNET ─► <egress> │ interconnect n ─► tt-ic-<n> │ GRE ─► MTU by length, encapsulate in place ─► underlay
  *     WireGuard peer ─► device.send ─► datagrams ─► IPv4/UDP from the device's address:port ─► underlay
  *
  * The read batch itself is the pipeline's input: underlay packets are compacted in place (each packet's

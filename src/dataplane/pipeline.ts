@@ -12,6 +12,11 @@
  *                                     rewrite from the flow's other key (incremental checksums), TTL,
  *                                     next hop: original direction → the flow's next hop;
  *                                               reply direction → ARR ? the recorded onramp : routing table
+ *                                     SYN crossing a port with a tunnel MTU: MSS clamped (clampMss)
+ *
+ * inspect is the packet's one parse: its PacketInfo feeds every step here, the port's source filter (a
+ * WireGuard peer's allowed IPs, right after inspect) included, and is recorded into the batch's per-packet
+ * metadata for the stages after the pipeline.
  *
  * The decision is made once, at flow setup, and stored in the flow; an established packet does no
  * policy or route lookup (except replies of flows without ARR, which the routing table decides per
@@ -84,7 +89,6 @@ export const HELD = -256;
 const CLASH_ATTEMPTS = 64;
 const CLASH_PORT_MIN = 1024;
 const CLASH_PORT_SPAN = 0x10000 - CLASH_PORT_MIN;
-
 
 /**
  * Packets whose flow-table lines are fetched ahead in one pre-pass (see prefetch()): enough to

@@ -15,7 +15,6 @@ export { GreOnramp, GRE_RECEIVE_DROP, GRE_RECEIVE_REFLECT } from './onramp.js';
 export {
   MtuVerdict,
   buildPacketTooBig,
-  clampMssForTunnel,
   fragmentForTunnel,
   ipv6TunnelMtu,
   mayReportError,

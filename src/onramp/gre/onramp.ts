@@ -7,8 +7,8 @@
  *   receiveInspected(buf, len, outer) ─ decapsulateInspected (the outer header as the caller's inspect() read it) ─ the same
  *   send(onrampId, buf, off, len, floor) ─ tunnel ─ encapsulate4/6 in place ─ outer offset (+ lastLength)
  *
- * The MTU decision (fragment / ICMP too-big) and MSS clamping act on the inner packet and need its
- * PacketInfo: see mtu.ts; the pipeline calls them between inspection and send().
+ * The MTU decision (fragment / ICMP too-big) acts on the inner packet: the caller decides "fits" by length
+ * and inspects only an oversize packet (see mtu.ts). MSS clamping is the pipeline's (OnrampSpec.mtu).
  *
  * Pure: no I/O, no clock. Nothing is allocated per packet. Drops are counted in `drops` (by GreDrop) and
  * per tunnel traffic in the rx / tx counters.

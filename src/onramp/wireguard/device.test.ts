@@ -296,6 +296,27 @@ test('cryptokey routing: inner sources outside the peer allowed IPs are dropped'
   assert.equal(bad.reason, WgDrop.BadInnerPacket);
 });
 
+test('checkSources: false leaves the source check to the caller (the edge\'s pipeline filters by the same prefixes)', () => {
+  const { a, b } = pair({ bChecksSources: false });
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const [r] = deliver(b, copyOut(a.send(0, ipv4Packet('10.0.3.5', '10.0.2.9', 10), T0 + 1)), ADDR_A, PORT_A, T0 + 1);
+  assert.equal(r.kind, 'data');
+  assert.equal(b.drops[WgDrop.AllowedIpsMismatch], 0);
+  // The prefixes still route outbound packets.
+  assert.equal(b.peerForDestination(ipv4Packet('10.0.2.9', '10.0.1.77', 0)), 0);
+});
+
+test('endpoints are numeric: a datagram from a new source moves the peer (roaming) and answers go there', () => {
+  const { a, b } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1)), '198.51.100.7', 4444, T0 + 1);
+  assert.deepEqual(b.peerStatus(0)?.endpoint, { addr: '198.51.100.7', port: 4444 });
+  const [out] = b.send(0, ipv4Packet('10.0.2.9', '10.0.1.5', 10), T0 + 2);
+  assert.equal(out.endpoint.addressText(), '198.51.100.7');
+  assert.equal(out.endpoint.port, 4444);
+  assert.throws(() => b.addPeer({ publicKey: new Uint8Array(32).fill(9), endpoint: { addr: 'not-an-address', port: 1 } }), /bad endpoint/);
+});
+
 test('keepalive: after 10 s of receiving without sending, the receiver sends an empty packet', () => {
   const { a, b } = pair();
   handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);

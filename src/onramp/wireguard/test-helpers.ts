@@ -53,7 +53,7 @@ export const PORT_A = 51820;
 export const PORT_B = 51821;
 
 /** Two devices: A (inner 10.0.1.0/24) and B (inner 10.0.2.0/24), each the other's peer 0. */
-export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerExtraA?: Partial<WireGuardPeerConfig> } = {}) {
+export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerExtraA?: Partial<WireGuardPeerConfig>; bChecksSources?: boolean } = {}) {
   const ka = keyPair(11);
   const kb = keyPair(22);
   const a = new WireGuardDevice({
@@ -72,6 +72,7 @@ export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerE
   const b = new WireGuardDevice({
     privateKey: kb.priv,
     randomFill: seededRandom(202),
+    checkSources: options.bChecksSources ?? true,
     peers: [
       {
         publicKey: ka.pub,
