@@ -150,6 +150,7 @@ const DEFAULT_COUNTERS_INTERVAL_MS = 10_000;
 /** setTimeout's largest delay (a signed 32-bit millisecond count). */
 const MAX_TIMER_MS = 0x7fffffff;
 const UNDERLAY_OUT = 0;
+const NOT_A_NUMBER_ADDR = -1;
 
 interface WgDev {
   name: string;
@@ -599,10 +600,15 @@ export class Edge {
     }
     const mtu = this.gre.tunnels.mtu[t];
     // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
-    const verdict = len <= mtu ? MtuVerdict.Fits : inspect(data, off, len, info) !== Drop.None ? -1 : tunnelMtuVerdict(info, mtu);
-    if (verdict < 0) {
-      this.counters[EdgeCounter.GreSendDrop]++;
-    } else if (verdict === MtuVerdict.Fits) {
+    let verdict: number = MtuVerdict.Fits;
+    if (len > mtu) {
+      if (inspect(data, off, len, info) !== Drop.None) {
+        this.counters[EdgeCounter.GreSendDrop]++;
+        return;
+      }
+      verdict = tunnelMtuVerdict(info, mtu);
+    }
+    if (verdict === MtuVerdict.Fits) {
       const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
       const o = this.gre.send(onramp, data, off, len, floor);
       if (o < 0) {
@@ -646,7 +652,7 @@ export class Edge {
     for (let q = 0; q < list.length; q++) {
       const o = list[q];
       const to = o.endpoint;
-      const dst = to.family === AF_INET4 ? to.addr[0] : -1;
+      const dst = to.family === AF_INET4 ? to.addr[0] : NOT_A_NUMBER_ADDR;
       const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;
       const tx = this.tx;
       if (dst < 0 || src === 0 || o.data.length + UDP4_OVERHEAD > tx.slotSize - tx.headroom) {
