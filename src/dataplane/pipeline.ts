@@ -344,8 +344,8 @@ export class Pipeline {
     if (bad !== Drop.None) return -bad;
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
-    const sources = this.ports.sourceFilter[ingress];
-    if (sources !== null && sources.lookupWords(info.family, info.addr, SRC, ingress) !== ingress) return -Drop.SourceNotAllowed;
+    const filter = this.ports.sourceFilterIndex[ingress];
+    if (filter !== 0 && !this.sourceAllowed(filter, ingress)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
     if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
@@ -368,6 +368,12 @@ export class Pipeline {
     this.recorded(hop);
     if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
     return hop;
+  }
+
+  /** The port's source filter (OnrampSpec.allowedSources): is the inspected packet's source inside it? */
+  private sourceAllowed(filter: number, ingress: number): boolean {
+    const info = this.info;
+    return this.ports.sourceFilters[filter - 1]!.lookupWords(info.family, info.addr, SRC, ingress) === ingress;
   }
 
   /** Records the packet's inspection (as rewritten) into the batch metadata; returns `hop` unchanged. */

@@ -55,8 +55,13 @@ export class PortRegistry {
   /** Largest TCP MSS a SYN crossing the port may announce, per family, from OnrampSpec.mtu; 0 = no ceiling. */
   readonly mssCeiling4 = new Uint16Array(PORT_SPACE);
   readonly mssCeiling6 = new Uint16Array(PORT_SPACE);
-  /** Per port, the sources it may send from (OnrampSpec.allowedSources; owner = the port id), or null: any. */
-  readonly sourceFilter: (PrefixList | null)[] = new Array<PrefixList | null>(PORT_SPACE).fill(null);
+  /**
+   * The sources a port may send from (OnrampSpec.allowedSources; owner = the port id): sourceFilters[k - 1]
+   * for k = sourceFilterIndex[port], 0 = any source. Two steps so that the packet path tests a typed array and
+   * only filtered ports (a few WireGuard peers) cost a list.
+   */
+  readonly sourceFilterIndex = new Uint16Array(PORT_SPACE);
+  readonly sourceFilters: (PrefixList | null)[] = [];
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -91,7 +96,7 @@ export class PortRegistry {
     }
     const id = spec.id;
     this.specs.set(id, { ...spec });
-    this.sourceFilter[id] = filter;
+    this.setSourceFilter(id, filter);
     this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
     this.mssCeiling6[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET6, spec.mtu);
     this.configured[id] = 1;
@@ -112,7 +117,7 @@ export class PortRegistry {
     this.up[id] = 0;
     this.mssCeiling4[id] = 0;
     this.mssCeiling6[id] = 0;
-    this.sourceFilter[id] = null;
+    this.setSourceFilter(id, null);
     this.rebuildSiteOrder();
     return true;
   }
@@ -152,6 +157,19 @@ export class PortRegistry {
       }
     }
     return port;
+  }
+
+  /** Installs (or with null, removes) a port's source filter, reusing its slot or a free one. */
+  private setSourceFilter(id: number, filter: PrefixList | null): void {
+    const filters = this.sourceFilters;
+    let k = this.sourceFilterIndex[id];
+    if (k === 0 && filter !== null) {
+      k = filters.indexOf(null) + 1;
+      if (k === 0) k = filters.push(null);
+    }
+    if (k === 0) return;
+    filters[k - 1] = filter;
+    this.sourceFilterIndex[id] = filter === null ? 0 : k;
   }
 
   private rebuildSiteOrder(): void {

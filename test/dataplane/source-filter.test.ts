@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Drop } from '../../src/common/drop-reasons.js';
 import type { PipelineConfig } from '../../src/dataplane/pipeline.js';
+import { PortRegistry } from '../../src/dataplane/ports.js';
 import { NextHopKind } from '../../src/route/route-table.js';
 import { buildIcmpEcho, buildUdp } from '../../src/wire/build.js';
 import { Edge } from '../support/edge.js';
@@ -54,4 +55,18 @@ test('ports without allowed sources take any source; replacing the onramp replac
 
 test('a malformed allowed source is refused at configuration', () => {
   assert.throws(() => new Edge({ ...config(), onramps: [onramp(A_PRIMARY, SITE_A, true, { allowedSources: ['10.0.1.0/33'] })] }), /allowed source/);
+});
+
+test('the port registry keeps filters in a dense list and reuses a removed port\'s slot', () => {
+  const ports = new PortRegistry();
+  ports.set(onramp(5, 1, true, { allowedSources: ['10.0.5.0/24'] }));
+  ports.set(onramp(6, 2, true, { allowedSources: ['10.0.6.0/24'] }));
+  assert.deepEqual([ports.sourceFilterIndex[5], ports.sourceFilterIndex[6]], [1, 2]);
+  ports.set(onramp(5, 1, true, { allowedSources: ['10.0.7.0/24'] }));
+  assert.equal(ports.sourceFilterIndex[5], 1, 'replaced in place');
+  assert.ok(ports.remove(5));
+  assert.equal(ports.sourceFilterIndex[5], 0);
+  ports.set(onramp(7, 3, true, { allowedSources: ['10.0.8.0/24'] }));
+  assert.equal(ports.sourceFilterIndex[7], 1, 'the freed slot is reused');
+  assert.equal(ports.sourceFilters.length, 2);
 });
