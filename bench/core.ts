@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { formatIpv4 } from '../src/common/addr.js';
+import { formatIpv4 } from '../src/wire/addr.js';
 import { DROP_REASON_NAMES } from '../src/common/drop-reasons.js';
 import { PacketBatch } from '../src/common/packet-batch.js';
 import { NEXT_HOP_DROP } from '../src/common/ids.js';

@@ -36,10 +36,11 @@ export const enum Drop {
   NextHopDown = 37,
   ReplyNoFlow = 38, // packet from the Internet egress that matches no flow
   UnknownPort = 39, // packet tagged with an onramp id that is not configured
+  SourceNotAllowed = 40, // source outside the prefixes its onramp may send from (WireGuard allowed IPs)
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 40;
+export const DROP_REASON_COUNT = 41;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -72,4 +73,5 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.NextHopDown]: 'next_hop_down',
   [Drop.ReplyNoFlow]: 'reply_no_flow',
   [Drop.UnknownPort]: 'unknown_port',
+  [Drop.SourceNotAllowed]: 'source_not_allowed',
 };

@@ -13,12 +13,3 @@ export const NEXT_HOP_DROP = 0xffff;
 /** Zone 0 is the global zone: the Internet and every onramp without ARR. A site with ARR is zone = its site id. */
 export const ZONE_GLOBAL = 0;
 export const MAX_SITE_ID = 0xfffe;
-
-/** IP protocol numbers (IANA). */
-export const IPPROTO_ICMP = 1;
-export const IPPROTO_TCP = 6;
-export const IPPROTO_UDP = 17;
-export const IPPROTO_ICMPV6 = 58;
-
-export const AF_INET4 = 4;
-export const AF_INET6 = 6;

@@ -9,8 +9,26 @@
  *
  * Inputs per packet: offset, length, ingress (the port it arrived on, see ids.ts).
  * Outputs per packet, written by the pipeline: nextHop (a port, or NEXT_HOP_DROP) and drop (a Drop reason).
+ *
+ * Metadata per packet (struct of arrays, the shape of VPP's buffer metadata): the FIRST inspection of a
+ * packet (the pipeline's) records what it learned — family, header offsets, protocol, ports, TCP flags,
+ * where the MSS option is — so that stages after it (delivery, encapsulation) read it instead of parsing
+ * the packet again. Valid for a packet the pipeline forwarded (nextHop is a port); ports are as the packet
+ * leaves (after NAT). push() clears them.
  */
 import { NEXT_HOP_DROP } from './ids.js';
+
+/** What an inspection learned that later stages read (wire/packet-info.ts's PacketInfo has these fields). */
+export interface InspectionRecord {
+  readonly family: number;
+  readonly l3Offset: number;
+  readonly l4Offset: number;
+  readonly protocol: number;
+  readonly srcPort: number;
+  readonly dstPort: number;
+  readonly tcpFlags: number;
+  readonly tcpMssOffset: number;
+}
 
 export const DEFAULT_HEADROOM = 128;
 export const DEFAULT_SLOT_SIZE = 2048;
@@ -25,6 +43,16 @@ export class PacketBatch {
   readonly ingress: Uint16Array;
   readonly nextHop: Uint16Array;
   readonly drop: Uint8Array;
+  /** Metadata (see the file header): IP version (4 or 6; 0 = not inspected), absolute header offsets, ... */
+  readonly family: Uint8Array;
+  readonly l3Offset: Uint32Array;
+  readonly l4Offset: Uint32Array;
+  readonly protocol: Uint8Array;
+  readonly srcPort: Uint16Array;
+  readonly dstPort: Uint16Array;
+  readonly tcpFlags: Uint8Array;
+  /** Absolute offset of the 2-byte MSS value of a SYN's MSS option; 0 = none. */
+  readonly mssOffset: Uint32Array;
   count = 0;
 
   constructor(capacity: number, slotSize = DEFAULT_SLOT_SIZE, headroom = DEFAULT_HEADROOM) {
@@ -39,6 +67,14 @@ export class PacketBatch {
     this.ingress = new Uint16Array(capacity);
     this.nextHop = new Uint16Array(capacity).fill(NEXT_HOP_DROP);
     this.drop = new Uint8Array(capacity);
+    this.family = new Uint8Array(capacity);
+    this.l3Offset = new Uint32Array(capacity);
+    this.l4Offset = new Uint32Array(capacity);
+    this.protocol = new Uint8Array(capacity);
+    this.srcPort = new Uint16Array(capacity);
+    this.dstPort = new Uint16Array(capacity);
+    this.tcpFlags = new Uint8Array(capacity);
+    this.mssOffset = new Uint32Array(capacity);
   }
 
   /** Largest packet a slot holds after its headroom. */
@@ -64,7 +100,20 @@ export class PacketBatch {
     this.ingress[i] = ingress;
     this.nextHop[i] = NEXT_HOP_DROP;
     this.drop[i] = 0;
+    this.family[i] = 0;
     return i;
+  }
+
+  /** Records packet i's inspection (the metadata above); allocates nothing. */
+  record(i: number, info: InspectionRecord): void {
+    this.family[i] = info.family;
+    this.l3Offset[i] = info.l3Offset;
+    this.l4Offset[i] = info.l4Offset;
+    this.protocol[i] = info.protocol;
+    this.srcPort[i] = info.srcPort;
+    this.dstPort[i] = info.dstPort;
+    this.tcpFlags[i] = info.tcpFlags;
+    this.mssOffset[i] = info.tcpMssOffset;
   }
 
   /** A view of packet i's bytes (allocates a view: for tests and the control plane, not the hot path). */

@@ -73,6 +73,10 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     automaticReturnRouting: o.automatic_return_routing,
     maxFlows: o.max_flows,
     preference: o.preference,
+    // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
+    ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
+    // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
+    ...(o.type === 'wireguard' ? { allowedSources: o.wireguard.allowed_ips } : {}),
   };
 }
 

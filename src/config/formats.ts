@@ -2,8 +2,8 @@
  * The text formats of the configuration (the schema's `format` values): each checks a value, reports what is
  * wrong in the file's words, and returns the normalised value (or undefined after reporting).
  */
-import { formatPrefix, parseAddress, parsePrefix } from '../common/addr.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { formatPrefix, parseAddress, parsePrefix } from '../wire/addr.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { keyFromBase64 } from '../onramp/wireguard/index.js';
 import { describe, type Problems } from './problems.js';
 import { MAX_PROTOCOL, MAX_U16 } from './schema.js';

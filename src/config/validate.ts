@@ -4,8 +4,8 @@
  * clashing listen addresses, routes that need an egress pool, ports that need TCP or UDP. The YAML loader
  * (load.ts), the API and the store all validate through validate(), so their rules and messages are one.
  */
-import { formatPrefix, parsePrefix } from '../common/addr.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { formatPrefix, parsePrefix } from '../wire/addr.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { given, SchemaReader } from './check-schema.js';
 import { canonicalAddress, protocolNumber } from './formats.js';
 import { ConfigError, describe, Problems } from './problems.js';

@@ -7,9 +7,10 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { maskWords, parsePrefix, type Prefix } from '../common/addr.js';
+import { maskWords, parsePrefix, type Prefix } from '../wire/addr.js';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET } from '../common/ids.js';
+import { PORT_INTERNET } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { chooseRoute, describeFlow, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { FlowTable } from '../flow/flow-table.js';

@@ -27,7 +27,7 @@ import type { Pipeline } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
-import { parsePrefix, formatPrefix } from '../common/addr.js';
+import { parsePrefix, formatPrefix } from '../wire/addr.js';
 import { assignIds, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from '../config/index.js';
 
 /** What the API needs of the running edge. */

@@ -19,8 +19,8 @@
 import { createWriteStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { formatIpv4, formatIpv6 } from '../common/addr.js';
-import { AF_INET4, IPPROTO_TCP } from '../common/ids.js';
+import { formatIpv4, formatIpv6 } from '../wire/addr.js';
+import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';

@@ -17,7 +17,8 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, PORT_INTERNET } from '../common/ids.js';
+import { PORT_INTERNET } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import type { PortUsage } from '../nat/snat-pool.js';

@@ -14,6 +14,7 @@ import { PacketBatch } from '../common/packet-batch.js';
 import { LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
+import { IPPROTO_GRE } from '../wire/constants.js';
 import type { EdgeStatus } from './edge.js';
 import { planNetwork } from './network.js';
 import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
@@ -47,7 +48,6 @@ const GRE_HEADER = 4;
 const GRE_FLAG_KEY = 0x20;
 const GRE_KEY_FIELD = 4;
 const GRE_PROTO_IPV4 = 0x0800;
-const IPPROTO_GRE = 47;
 
 function nsSh(ns: string, script: string): void {
   sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);

@@ -8,6 +8,7 @@
 import dgram from 'node:dgram';
 import { WireGuardDevice, keyFromBase64, type Outgoing } from '../onramp/wireguard/index.js';
 import { buildUdp, parsePacket } from '../wire/build.js';
+import { UdpEndpoint } from '../wire/endpoint.js';
 
 interface PeerArgs {
   privateKey: string;
@@ -30,11 +31,13 @@ const device = new WireGuardDevice({
 });
 const sock = dgram.createSocket('udp4');
 const sendAll = (list: Outgoing[]): void => {
-  for (const o of list) sock.send(o.data, o.port, o.addr);
+  for (const o of list) sock.send(o.data, o.endpoint.port, o.endpoint.addressText());
 };
 
 sock.on('message', (msg, rinfo) => {
-  const r = device.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), rinfo.address, rinfo.port, Date.now());
+  const source = UdpEndpoint.parse(rinfo.address, rinfo.port);
+  if (source === null) return;
+  const r = device.receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), source, Date.now());
   sendAll(r.datagrams);
   if (r.kind === 'data' && r.packet !== null) {
     const p = parsePacket(r.packet);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv4 } from '../common/addr.js';
+import { parseIpv4 } from '../wire/addr.js';
 import { Drop } from '../common/drop-reasons.js';
 import { buildIcmpEcho, buildUdp, parsePacket } from '../wire/build.js';
 import { transportChecksumFull } from '../wire/checksum.js';

@@ -4,12 +4,12 @@
  * src/wire/build.ts builds the same formats into fresh arrays (tests, slow paths); these are the hot-path
  * forms. TODO: move to src/wire once a second user appears.
  */
-import { IPPROTO_UDP } from '../common/ids.js';
 import { foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum4, checksumUpdate16 } from '../wire/checksum.js';
 import {
+  ICMP4_ECHO_REPLY,
   ICMP_CHECKSUM,
   ICMP_TYPE,
-  ICMP4_ECHO_REPLY,
+  IPPROTO_UDP,
   IPV4_CHECKSUM,
   IPV4_DST,
   IPV4_MIN_HEADER,

@@ -9,13 +9,13 @@
  * What only commit finds (a new mapping's external port, a clash's free port, room in the table)
  * is said as what it will be, not which.
  */
-import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
+import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 import { DROP_REASON_NAMES, Drop } from '../common/drop-reasons.js';
-import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_ONRAMP_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
+import { MAX_ONRAMP_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { FlowKey, type FlowTable } from '../flow/flow-table.js';
 import { NextHopKind } from '../route/route-table.js';
 import { buildIcmpEcho, buildIp, buildTcp, buildUdp } from '../wire/build.js';
-import { TCP_SYN } from '../wire/constants.js';
+import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_SYN } from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';

@@ -12,6 +12,11 @@
  *                                     rewrite from the flow's other key (incremental checksums), TTL,
  *                                     next hop: original direction → the flow's next hop;
  *                                               reply direction → ARR ? the recorded onramp : routing table
+ *                                     SYN crossing a port with a tunnel MTU: MSS clamped (clampMss)
+ *
+ * inspect is the packet's one parse: its PacketInfo feeds every step here, the port's source filter (a
+ * WireGuard peer's allowed IPs, right after inspect) included, and is recorded into the batch's per-packet
+ * metadata for the stages after the pipeline.
  *
  * The decision is made once, at flow setup, and stored in the flow; an established packet does no
  * policy or route lookup (except replies of flows without ARR, which the routing table decides per
@@ -25,26 +30,36 @@
  */
 import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
 import { finalMix, mixWord } from '../common/hash.js';
-import {
-  AF_INET4,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  MAX_ONRAMP_ID,
-  NEXT_HOP_DROP,
-  PORT_INTERNET,
-  ZONE_GLOBAL,
-} from '../common/ids.js';
+import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
 import { SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
-import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../wire/constants.js';
+import {
+  AF_INET4,
+  ICMP4_ECHO_REPLY,
+  ICMP4_TIMESTAMP_REPLY,
+  ICMP6_ECHO_REPLY,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_DST,
+  IPV4_FLAGS_FRAGMENT,
+  IPV4_MIN_HEADER,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IP_VERSION_4,
+  TCP_ACK_FLAG,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+} from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
+  clampTcpMss,
   decrementTtl,
   refreshIcmpChecksum,
   setDstAddr4,
@@ -76,25 +91,16 @@ const CLASH_ATTEMPTS = 64;
 const CLASH_PORT_MIN = 1024;
 const CLASH_PORT_SPAN = 0x10000 - CLASH_PORT_MIN;
 
-const ICMPV4_ECHO_REPLY = 0;
-const ICMPV4_TIMESTAMP_REPLY = 14;
-const ICMPV6_ECHO_REPLY = 129;
-
 /**
  * Packets whose flow-table lines are fetched ahead in one pre-pass (see prefetch()): enough to
  * keep the CPU's miss buffers busy, few enough that the lines (about three per packet) are still
  * in L1/L2 when the packet's turn comes.
  */
 const PREFETCH_CHUNK = 64;
-/** IPv4 first byte of a header without options: version 4, IHL 5 (RFC 791 section 3.1). */
-const IPV4_PLAIN_VERSION_IHL = 0x45;
-const IPV4_PLAIN_HEADER_LENGTH = 20;
-const IPV4_PROTOCOL_OFFSET = 9;
-const IPV4_FLAGS_FRAGMENT_OFFSET = 6;
+/** IPv4 first byte of a header without options: version 4, IHL 5 words (RFC 791 section 3.1). */
+const IPV4_PLAIN_VERSION_IHL = (IP_VERSION_4 << 4) | (IPV4_MIN_HEADER >>> 2);
 /** MF flag and the 13-bit fragment offset, in the high byte of the flags/offset field. */
 const IPV4_MF_AND_OFFSET_HIGH = 0x3f;
-const IPV4_SRC_OFFSET = 12;
-const IPV4_DST_OFFSET = 16;
 /** Source and destination ports, the first word of the UDP and TCP headers. */
 const L4_PORTS_LENGTH = 4;
 
@@ -150,6 +156,13 @@ export class Pipeline {
   private readonly decision = new SetupDecision();
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
+  /**
+   * Where forward() records the packet's inspection (PacketBatch metadata): the batch being processed and
+   * the packet's index; a one-slot scratch batch when forward() is called on its own.
+   */
+  private readonly metaScratch = new PacketBatch(1, 64, 0);
+  private metaBatch: PacketBatch = this.metaScratch;
+  private metaIndex = 0;
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
   private lastNode = -1;
   private now = 0;
@@ -164,7 +177,14 @@ export class Pipeline {
       this.countDrop(ingress, Drop.FragmentOverflow);
       return;
     }
+    // Re-entered from forward() (followFragments): the outer packet has recorded its metadata already.
+    const batch = this.metaBatch;
+    const index = this.metaIndex;
+    this.metaBatch = g;
+    this.metaIndex = i;
     this.finish(g, i, this.forward(g.data, g.offset[i], g.length[i], ingress, this.now));
+    this.metaBatch = batch;
+    this.metaIndex = index;
   };
 
   constructor(config: PipelineConfig) {
@@ -232,13 +252,17 @@ export class Pipeline {
     this.now = now;
     this.generated.clear();
     const n = batch.count;
+    this.metaBatch = batch;
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
       for (let i = start; i < end; i++) {
+        this.metaIndex = i;
         this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
       }
     }
+    this.metaBatch = this.metaScratch;
+    this.metaIndex = 0;
   }
 
   /**
@@ -260,16 +284,16 @@ export class Pipeline {
       const ingress = batch.ingress[i];
       let slot = -1;
       if (
-        batch.length[i] >= IPV4_PLAIN_HEADER_LENGTH + L4_PORTS_LENGTH &&
+        batch.length[i] >= IPV4_MIN_HEADER + L4_PORTS_LENGTH &&
         data[o] === IPV4_PLAIN_VERSION_IHL &&
         ingress <= MAX_ONRAMP_ID &&
         configured[ingress] === 1 &&
-        (data[o + IPV4_FLAGS_FRAGMENT_OFFSET] & IPV4_MF_AND_OFFSET_HIGH) === 0 &&
-        data[o + IPV4_FLAGS_FRAGMENT_OFFSET + 1] === 0
+        (data[o + IPV4_FLAGS_FRAGMENT] & IPV4_MF_AND_OFFSET_HIGH) === 0 &&
+        data[o + IPV4_FLAGS_FRAGMENT + 1] === 0
       ) {
-        const protocol = data[o + IPV4_PROTOCOL_OFFSET];
+        const protocol = data[o + IPV4_PROTOCOL];
         if (protocol === IPPROTO_UDP || protocol === IPPROTO_TCP) {
-          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC_OFFSET), readI32(data, o + IPV4_DST_OFFSET), readI32(data, o + IPV4_PLAIN_HEADER_LENGTH));
+          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC), readI32(data, o + IPV4_DST), readI32(data, o + IPV4_MIN_HEADER));
         }
       }
       slots[i - start] = slot;
@@ -320,9 +344,11 @@ export class Pipeline {
     if (bad !== Drop.None) return -bad;
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
+    const filter = this.ports.sourceFilterIndex[ingress];
+    if (filter !== 0 && !this.sourceAllowed(filter, ingress)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
-    if (info.isIcmpError) return this.forwardIcmpError(buf, ingress, zone);
-    if (!info.hasTransportHeader) return this.forwardLaterFragment(buf, offset, length, ingress, zone, now);
+    if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
+    if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
 
     const isFirstFragment = info.isFragment;
     if (isFirstFragment) this.fragAddr.set(info.addr);
@@ -337,8 +363,36 @@ export class Pipeline {
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
+    // Only a SYN carries an MSS option (inspect looks for it on SYNs only): one compare for every other packet.
+    if (info.tcpMssOffset !== 0 && hop >= 0) this.clampMss(buf, ingress, hop);
+    this.recorded(hop);
     if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
     return hop;
+  }
+
+  /** The port's source filter (OnrampSpec.allowedSources): is the inspected packet's source inside it? */
+  private sourceAllowed(filter: number, ingress: number): boolean {
+    const info = this.info;
+    return this.ports.sourceFilters[filter - 1]!.lookupWords(info.family, info.addr, SRC, ingress) === ingress;
+  }
+
+  /** Records the packet's inspection (as rewritten) into the batch metadata; returns `hop` unchanged. */
+  private recorded(hop: number): number {
+    this.metaBatch.record(this.metaIndex, this.info);
+    return hop;
+  }
+
+  /**
+   * MSS clamping (RFC 4459 section 3.2; RFC 9293 section 3.7.1): a SYN or SYN-ACK entering from a tunnel, or
+   * leaving toward one, announces at most the MSS the tunnel carries (the lower of the two ports' ceilings),
+   * so that neither end sends segments the tunnel would fragment or drop. The checksum is updated incrementally.
+   */
+  private clampMss(buf: Uint8Array, ingress: number, hop: number): void {
+    const ceilings = this.info.family === AF_INET4 ? this.ports.mssCeiling4 : this.ports.mssCeiling6;
+    const from = ceilings[ingress];
+    const to = ceilings[hop];
+    const ceiling = from === 0 ? to : to === 0 || from < to ? from : to;
+    if (ceiling !== 0) clampTcpMss(buf, this.info, ceiling);
   }
 
   /** A packet of an existing flow: the stored decision, no policy, no route lookup. */
@@ -772,8 +826,8 @@ function resolveClash(table: FlowTable, reply: FlowKey, hash: number): boolean {
 
 /** Echo / timestamp replies never start a flow. */
 function isQueryReply(info: PacketInfo): boolean {
-  if (info.protocol === IPPROTO_ICMP) return info.icmpType === ICMPV4_ECHO_REPLY || info.icmpType === ICMPV4_TIMESTAMP_REPLY;
-  if (info.protocol === IPPROTO_ICMPV6) return info.icmpType === ICMPV6_ECHO_REPLY;
+  if (info.protocol === IPPROTO_ICMP) return info.icmpType === ICMP4_ECHO_REPLY || info.icmpType === ICMP4_TIMESTAMP_REPLY;
+  if (info.protocol === IPPROTO_ICMPV6) return info.icmpType === ICMP6_ECHO_REPLY;
   return false;
 }
 

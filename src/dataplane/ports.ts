@@ -8,6 +8,9 @@
  * the site's best healthy onramp: lowest preference value, then lowest id.
  */
 import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
+import { AF_INET4, AF_INET6, MIN_MTU_IPV4 } from '../wire/constants.js';
+import { tcpMssCeiling } from '../wire/rewrite.js';
+import { PrefixList } from '../route/prefix-list.js';
 
 /** Every onramp kind: the one list (the configuration schema and the API derive theirs from it). */
 export const ONRAMP_TYPES = ['wireguard', 'gre', 'interconnect', 'ipsec'] as const;
@@ -27,6 +30,17 @@ export interface OnrampSpec {
   preference?: number;
   /** Health as last reported by the onramp's health checks (default up). */
   up?: boolean;
+  /**
+   * Inner MTU of the tunnel behind this onramp (GRE's `mtu`; IPsec's later), bytes. When set, the pipeline
+   * clamps the MSS option of TCP SYNs entering from or leaving toward this onramp so that neither end sends
+   * segments the tunnel would have to fragment or drop (RFC 4459 section 3.2). Absent: no clamping.
+   */
+  mtu?: number;
+  /**
+   * Prefixes this onramp may send from (a WireGuard peer's allowed IPs, whitepaper section 2): when set, the
+   * pipeline drops a packet from it whose source lies outside them (Drop.SourceNotAllowed). Absent: any source.
+   */
+  allowedSources?: string[];
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
@@ -39,6 +53,16 @@ export class PortRegistry {
   readonly arr = new Uint8Array(PORT_SPACE);
   readonly up = new Uint8Array(PORT_SPACE);
   readonly preference = new Uint16Array(PORT_SPACE);
+  /** Largest TCP MSS a SYN crossing the port may announce, per family, from OnrampSpec.mtu; 0 = no ceiling. */
+  readonly mssCeiling4 = new Uint16Array(PORT_SPACE);
+  readonly mssCeiling6 = new Uint16Array(PORT_SPACE);
+  /**
+   * The sources a port may send from (OnrampSpec.allowedSources; owner = the port id): sourceFilters[k - 1]
+   * for k = sourceFilterIndex[port], 0 = any source. Two steps so that the packet path tests a typed array and
+   * only filtered ports (a few WireGuard peers) cost a list.
+   */
+  readonly sourceFilterIndex = new Uint16Array(PORT_SPACE);
+  readonly sourceFilters: (PrefixList | null)[] = [];
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -61,8 +85,21 @@ export class PortRegistry {
     if (!Number.isInteger(pref) || pref < 0 || pref > 0xffff) {
       throw new RangeError(`onramp ${spec.id}: preference must be an integer 0..65535, got ${pref}`);
     }
+    if (spec.mtu !== undefined && (!Number.isInteger(spec.mtu) || spec.mtu < MIN_MTU_IPV4 || spec.mtu > 0xffff)) {
+      throw new RangeError(`onramp ${spec.id}: mtu must be an integer ${MIN_MTU_IPV4}..65535, got ${spec.mtu}`);
+    }
+    let filter: PrefixList | null = null;
+    if (spec.allowedSources !== undefined) {
+      filter = new PrefixList();
+      for (const prefix of spec.allowedSources) {
+        if (!filter.insert(prefix, spec.id)) throw new RangeError(`onramp ${spec.id}: allowed source ${prefix} is not a prefix`);
+      }
+    }
     const id = spec.id;
     this.specs.set(id, { ...spec });
+    this.setSourceFilter(id, filter);
+    this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
+    this.mssCeiling6[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET6, spec.mtu);
     this.configured[id] = 1;
     this.site[id] = spec.site;
     this.arr[id] = spec.automaticReturnRouting ? 1 : 0;
@@ -79,6 +116,9 @@ export class PortRegistry {
     this.zone[id] = 0;
     this.arr[id] = 0;
     this.up[id] = 0;
+    this.mssCeiling4[id] = 0;
+    this.mssCeiling6[id] = 0;
+    this.setSourceFilter(id, null);
     this.rebuildSiteOrder();
     return true;
   }
@@ -118,6 +158,19 @@ export class PortRegistry {
       }
     }
     return port;
+  }
+
+  /** Installs (or with null, removes) a port's source filter, reusing its slot or a free one. */
+  private setSourceFilter(id: number, filter: PrefixList | null): void {
+    const filters = this.sourceFilters;
+    let k = this.sourceFilterIndex[id];
+    if (k === 0 && filter !== null) {
+      k = filters.indexOf(null) + 1;
+      if (k === 0) k = filters.push(null);
+    }
+    if (k === 0) return;
+    filters[k - 1] = filter;
+    this.sourceFilterIndex[id] = filter === null ? 0 : k;
   }
 
   private rebuildSiteOrder(): void {

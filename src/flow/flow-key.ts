@@ -3,7 +3,7 @@
  * A reusable scratch record: callers preallocate a few and refill them per packet; nothing
  * here allocates after construction.
  *
- * Addresses are words (see common/addr.ts): IPv4 uses src[0] / dst[0]; IPv6 uses all four,
+ * Addresses are words (see wire/addr.ts): IPv4 uses src[0] / dst[0]; IPv6 uses all four,
  * most significant word first. A table built with addrWords = 1 reads only word 0.
  * For ICMP queries the ports carry the echo identifier (see wire/packet-info.ts).
  */

@@ -2,10 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_UDP } from '../common/ids.js';
+import { IPPROTO_GRE as GRE, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, RemoveReason, type FlowTableOptions } from './flow-table.js';
 
-const GRE = 47;
 const TICK = 1000;
 
 /** Text form of a key as the table sees it (only addrWords words): the oracle's map key. */
@@ -479,7 +478,7 @@ test('bucket4 is the hash lookup uses; prefetch() walks each bucket\'s first two
   const u16 = fc.integer({ min: 0, max: 0xffff });
   const u32 = fc.integer({ min: 0, max: 0xffffffff });
   fc.assert(
-    fc.property(u16, fc.constantFrom(IPPROTO_UDP, 6, GRE), u32, u32, u16, u16, u16, u32, (zone, proto, src, dst, sport, dport, replyZone, natAddr) => {
+    fc.property(u16, fc.constantFrom(IPPROTO_UDP, IPPROTO_TCP, GRE), u32, u32, u16, u16, u16, u32, (zone, proto, src, dst, sport, dport, replyZone, natAddr) => {
       const t = new FlowTable({ capacity: 4, addrWords: 1, hashSeed: 99 });
       const o = new FlowKey().set4(zone, proto, src, dst, sport, dport);
       const r = new FlowKey().reverseOf(o);

@@ -37,7 +37,7 @@
  */
 import { Drop } from '../common/drop-reasons.js';
 import { finalMix, mixWord } from '../common/hash.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { FlowKey } from './flow-key.js';
 import { TCP_STATE_COUNT, TcpState, TcpTracker } from './tcp.js';
 import { TimerWheel, WHEEL_NONE } from './timer-wheel.js';

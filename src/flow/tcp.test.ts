@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_TCP } from '../common/ids.js';
 import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, RemoveReason, TcpState } from './flow-table.js';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, TcpTracker, seqGeq, seqGt, seqLeq, seqLt } from './tcp.js';
+import { TcpTracker, seqGeq, seqGt, seqLeq, seqLt } from './tcp.js';
+import { IPPROTO_TCP, TCP_ACK_FLAG as TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG } from '../wire/constants.js';
 
 const SYN = TCP_SYN;
 const SYNACK = TCP_SYN | TCP_ACK;

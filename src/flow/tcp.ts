@@ -22,6 +22,7 @@
  * only after the segment is accepted.
  */
 import { Drop } from '../common/drop-reasons.js';
+import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN, TCP_URG } from '../wire/constants.js';
 
 export const enum TcpState {
   None = 0,
@@ -38,13 +39,6 @@ export const enum TcpState {
 }
 export const TCP_STATE_COUNT = 10;
 
-/** TCP flag bits (RFC 9293 section 3.1; ECE/CWR RFC 3168). */
-export const TCP_FIN = 0x01;
-export const TCP_SYN = 0x02;
-export const TCP_RST = 0x04;
-export const TCP_PSH = 0x08;
-export const TCP_ACK = 0x10;
-export const TCP_URG = 0x20;
 
 /** Serial-number comparisons modulo 2^32 (RFC 1982 style, as the kernel's before()/after()). */
 export function seqLt(a: number, b: number): boolean {
@@ -78,19 +72,19 @@ const IDX_NONE = 5;
 const IDX_COUNT = 6;
 
 /** Flags that decide validity; PSH, ECE and CWR never do (conntrack masks them too). */
-const FLAG_CLASS_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | TCP_URG;
+const FLAG_CLASS_MASK = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK_FLAG | TCP_URG;
 /** Valid combinations (conntrack tcp_valid_flags): SYN+FIN, SYN+RST, FIN without ACK, no flags... are not. */
 const VALID_FLAGS = new Uint8Array(FLAG_CLASS_MASK + 1);
 for (const f of [
   TCP_SYN,
   TCP_SYN | TCP_URG,
-  TCP_SYN | TCP_ACK,
+  TCP_SYN | TCP_ACK_FLAG,
   TCP_RST,
-  TCP_RST | TCP_ACK,
-  TCP_FIN | TCP_ACK,
-  TCP_FIN | TCP_ACK | TCP_URG,
-  TCP_ACK,
-  TCP_ACK | TCP_URG,
+  TCP_RST | TCP_ACK_FLAG,
+  TCP_FIN | TCP_ACK_FLAG,
+  TCP_FIN | TCP_ACK_FLAG | TCP_URG,
+  TCP_ACK_FLAG,
+  TCP_ACK_FLAG | TCP_URG,
 ]) {
   VALID_FLAGS[f] = 1;
 }
@@ -204,12 +198,12 @@ export class TcpTracker {
       (flags & TCP_RST) !== 0
         ? IDX_RST
         : (flags & TCP_SYN) !== 0
-          ? (flags & TCP_ACK) !== 0
+          ? (flags & TCP_ACK_FLAG) !== 0
             ? IDX_SYNACK
             : IDX_SYN
           : (flags & TCP_FIN) !== 0
             ? IDX_FIN
-            : (flags & TCP_ACK) !== 0
+            : (flags & TCP_ACK_FLAG) !== 0
               ? IDX_ACK
               : IDX_NONE;
     const dir = node & 1;
@@ -249,7 +243,7 @@ export class TcpTracker {
       if (index === IDX_RST) {
         // The responder refuses the SYN. RFC 9293 section 3.10.7.3 (SYN-SENT): a RST is
         // acceptable only if its ACK acknowledges our SYN; it has no sequence space of its own yet.
-        return (flags & TCP_ACK) !== 0 && ack === this.end[other] ? next : -Drop.TcpOutOfWindow;
+        return (flags & TCP_ACK_FLAG) !== 0 && ack === this.end[other] ? next : -Drop.TcpOutOfWindow;
       }
       if (!isSyn) return -Drop.TcpInvalid; // unreachable with the table above; defensive
       sEnd = end;
@@ -280,7 +274,7 @@ export class TcpTracker {
     const win = window << shift;
     // Without ACK the ack field means nothing; a RST|ACK with ack 0 comes from broken stacks.
     // Linux treats both as acknowledging exactly R.end.
-    const sack = (flags & TCP_ACK) === 0 || (index === IDX_RST && ack === 0) ? rEnd : ack;
+    const sack = (flags & TCP_ACK_FLAG) === 0 || (index === IDX_RST && ack === 0) ? rEnd : ack;
 
     const maxAckWindow = sMaxWin === 0 ? MAX_ACK_WINDOW_DEFAULT : sMaxWin;
     if (

@@ -56,8 +56,9 @@
  * no further events. Every transition is one event; the queue is bounded (MAX_QUEUED_EVENTS).
  * Cost: poll() and nextDeadline() visit every onramp (control-plane rate: a few calls per second).
  */
-import { parseAddress } from '../common/addr.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, MAX_ONRAMP_ID } from '../common/ids.js';
+import { parseAddress } from '../wire/addr.js';
+import { MAX_ONRAMP_ID } from '../common/ids.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6 } from '../wire/constants.js';
 import { Drop } from '../common/drop-reasons.js';
 import { buildIcmpEcho } from '../wire/build.js';
 import { read16 } from '../wire/bytes.js';

@@ -8,8 +8,21 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PacketBatch } from '../common/packet-batch.js';
-import { formatIpv4, parseIpv4 } from '../common/addr.js';
-import { IPPROTO_UDP } from '../common/ids.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import {
+  IPPROTO_UDP,
+  IPV4_CHECKSUM,
+  IPV4_DST,
+  IPV4_MIN_HEADER as IPV4_HEADER_LEN,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LENGTH,
+  IPV4_TTL,
+  UDP_DST_PORT,
+  UDP_HEADER as UDP_HEADER_LEN,
+  UDP_LENGTH,
+  UDP_SRC_PORT,
+} from '../wire/constants.js';
 import { openTun, type TunDevice } from './tun.js';
 import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
@@ -19,17 +32,6 @@ const INGRESS = 3;
 const TUN_TIMEOUT_MS = 5000;
 
 // IPv4 (RFC 791 section 3.1) and UDP (RFC 768) header offsets used to build and check packets.
-const IPV4_HEADER_LEN = 20;
-const IPV4_TOTAL_LENGTH = 2;
-const IPV4_TTL = 8;
-const IPV4_PROTOCOL = 9;
-const IPV4_CHECKSUM = 10;
-const IPV4_SRC = 12;
-const IPV4_DST = 16;
-const UDP_HEADER_LEN = 8;
-const UDP_SRC_PORT = 0;
-const UDP_DST_PORT = 2;
-const UDP_LENGTH = 4;
 
 function ipv4Checksum(b: Uint8Array, at: number): number {
   let sum = 0;

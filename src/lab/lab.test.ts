@@ -22,15 +22,12 @@ import { INIT_LEN, INIT_MAC1_OFF, MSG_INITIATION } from '../onramp/wireguard/con
 import { checkMac1, openInitiationStatic, StaticIdentity } from '../onramp/wireguard/noise.js';
 import { IPPROTO_GRE, GRE_BASE_HEADER } from '../onramp/gre/constants.js';
 import { buildUdp, parsePacket, type ParsedPacket } from '../wire/build.js';
-import { IPPROTO_ICMP, IPPROTO_UDP } from '../common/ids.js';
+import { ICMP4_CODE_PORT_UNREACHABLE as ICMP_PORT_UNREACHABLE, ICMP4_DEST_UNREACHABLE as ICMP_DEST_UNREACHABLE, IPPROTO_ICMP, IPPROTO_UDP, UDP_HEADER } from '../wire/constants.js';
 import { grePeer, httpGet, labDown, labStatus, labUp, LAB, runOk, type LabInfo, type ServerReply } from './index.js';
 import { labSourceFile, REPO_ROOT } from './paths.js';
 import { WIREGUARD_SOCKET_DIR } from './topology.js';
 
-const UDP_HEADER = 8;
 const ETHERTYPE_IPV4 = 0x0800;
-const ICMP_DEST_UNREACHABLE = 3;
-const ICMP_PORT_UNREACHABLE = 3;
 /** wireguard-go retries a lost initiation after REKEY_TIMEOUT (5 s) plus up to 333 ms of jitter. */
 const HANDSHAKE_WAIT_MS = 12_000;
 const PACKET_WAIT_MS = 5_000;

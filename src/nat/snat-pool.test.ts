@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NatEndpoint, SnatPool } from './snat-pool.js';
-import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
+import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 
 const TCP = IPPROTO_TCP;
 const UDP = IPPROTO_UDP;

@@ -33,8 +33,8 @@
  * protocol (its port space, ~264 KiB, allocated once and kept).
  */
 import { finalMix, mixWord } from '../common/hash.js';
-import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
-import { formatIpv4, formatIpv6, parseAddress } from '../common/addr.js';
+import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
+import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 
 export interface SnatPoolOptions {
   /** Egress addresses, IPv4 and/or IPv6 text. */

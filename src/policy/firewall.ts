@@ -32,8 +32,8 @@
  * Immutable: the control plane builds a new Firewall on every change, so evaluation never sees half a rule set.
  * Construction allocates; evaluate4/evaluate6 allocate nothing.
  */
-import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
-import { parsePrefix, type Prefix } from '../common/addr.js';
+import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
+import { parsePrefix, type Prefix } from '../wire/addr.js';
 
 export interface FirewallRuleSpec {
   /** Caller's id (1..65535), reported back by ruleId(). */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { maskWords } from '../common/addr.js';
+import { maskWords } from '../wire/addr.js';
 import { StrideTrie } from './lpm.js';
 
 /** Slow oracle: every stored prefix in a list; the longest one containing the address wins. */

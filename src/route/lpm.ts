@@ -17,10 +17,10 @@
  * index), and a chunk whose slots all became the same leaf folds back into its parent slot, so memory
  * follows the table. Updates are control plane (they may allocate); lookups read two typed arrays only.
  *
- * Addresses are words, most significant first (common/addr.ts): IPv4 one word, IPv6 four.
+ * Addresses are words, most significant first (wire/addr.ts): IPv4 one word, IPv6 four.
  * Strides must divide 32 so that no field straddles two words.
  */
-import { maskWords } from '../common/addr.js';
+import { maskWords } from '../wire/addr.js';
 
 const EMPTY = 0;
 const INITIAL_CHUNKS = 64;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { formatIpv4, formatIpv6, maskWords, parseAddress, parsePrefix } from '../common/addr.js';
+import { formatIpv4, formatIpv6, maskWords, parseAddress, parsePrefix } from '../wire/addr.js';
 import { NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { NextHopKind, NO_ROUTE, RouteTable, type RouteSpec } from './route-table.js';
 

@@ -29,8 +29,9 @@
  * Route ids are small integers reused after remove(); `version` changes on every update so a caller
  * that caches lookups can tell when to redo them.
  */
-import { parseAddress, parsePrefix, formatPrefix, type Prefix } from '../common/addr.js';
-import { AF_INET4, AF_INET6, MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
+import { parseAddress, parsePrefix, formatPrefix, type Prefix } from '../wire/addr.js';
+import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
+import { AF_INET4, AF_INET6 } from '../wire/constants.js';
 import { StrideTrie, growTyped } from './lpm.js';
 
 export const enum NextHopKind {

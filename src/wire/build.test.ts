@@ -2,10 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_UDP } from '../common/ids.js';
 import { buildIcmpEcho, buildIcmpError, buildIp, buildTcp, buildUdp, fragmentIpv4, ipFamily, parsePacket } from './build.js';
 import { ipv4HeaderChecksum } from './checksum.js';
-import { TCP_ACK_FLAG, TCP_PSH, TCP_SYN } from './constants.js';
+import { IPPROTO_UDP, TCP_ACK_FLAG, TCP_PSH, TCP_SYN } from './constants.js';
 import {
   DNS_PAYLOAD,
   DNS_QUERY,

@@ -6,14 +6,13 @@
  * Family: an IP record is IPv6 when `family: 6` is given, or when its src is a Uint32Array (4 words) or
  * text containing ':'; otherwise IPv4 (src as dotted text or an unsigned 32-bit number).
  */
-import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../common/addr.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from './addr.js';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum4, pseudoHeaderSum6 } from './checksum.js';
 import {
   FRAGMENT_UNIT,
-  ICMP4_DEST_UNREACHABLE,
   ICMP4_CODE_FRAGMENTATION_NEEDED,
+  ICMP4_DEST_UNREACHABLE,
   ICMP4_ECHO_REPLY,
   ICMP4_ECHO_REQUEST,
   ICMP4_ERROR_MAX,
@@ -28,11 +27,15 @@ import {
   ICMP_HEADER,
   ICMP_ID,
   ICMP_TYPE,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
   IPV4_CHECKSUM,
   IPV4_DST,
+  IPV4_FLAGS_FRAGMENT,
   IPV4_FLAG_DF,
   IPV4_FLAG_MF,
-  IPV4_FLAGS_FRAGMENT,
   IPV4_FRAGMENT_OFFSET_MASK,
   IPV4_ID,
   IPV4_MAX_HEADER,

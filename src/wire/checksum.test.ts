@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { IPPROTO_TCP } from '../common/ids.js';
+import { IPPROTO_TCP } from './constants.js';
 import {
   checksumUpdate16,
   checksumUpdate32,

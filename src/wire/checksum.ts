@@ -6,8 +6,7 @@
  * to 2^53, so a sum over any IP packet (at most 2^15 words of at most 2^16) plus a few pseudo-header
  * words never loses precision.
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
-import { ICMP_CHECKSUM, IPV4_CHECKSUM, TCP_CHECKSUM, UDP_CHECKSUM, UDP_LENGTH } from './constants.js';
+import { ICMP_CHECKSUM, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_CHECKSUM, TCP_CHECKSUM, UDP_CHECKSUM, UDP_LENGTH } from './constants.js';
 import type { PacketInfo } from './packet-info.js';
 
 /**

@@ -3,11 +3,27 @@
  * header), flag bits, type numbers and limits. Implementation choices live in the modules that use them.
  */
 
+// --- IP versions, protocol numbers, address families ----------------------------------------------
+/** The version nibble, the high 4 bits of an IP header's first byte (RFC 791 section 3.1, RFC 8200 section 3). */
+export const IP_VERSION_4 = 4;
+export const IP_VERSION_6 = 6;
+/** Address families as tether stores them (PacketInfo.family, flow tables): the IP version number. */
+export const AF_INET4 = 4;
+export const AF_INET6 = 6;
+/** IP protocol numbers (IANA "Assigned Internet Protocol Numbers"; RFC 790 for the first ones). */
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const IPPROTO_GRE = 47;
+export const IPPROTO_ICMPV6 = 58;
+
 // --- IPv4 (RFC 791 section 3.1) -----------------------------------------------------------------
 export const IPV4_MIN_HEADER = 20;
 /** IHL is 4 bits of 32-bit words: at most 15 * 4 bytes. */
 export const IPV4_MAX_HEADER = 60;
 export const IPV4_VERSION_IHL = 0;
+/** The IHL nibble of the first byte: header length in 32-bit words. */
+export const IPV4_IHL_MASK = 0x0f;
 export const IPV4_TOS = 1;
 export const IPV4_TOTAL_LENGTH = 2;
 export const IPV4_ID = 4;
@@ -53,11 +69,22 @@ export const IPV6_FRAG_OFFSET_FIELD = 2;
 export const IPV6_FRAG_ID_FIELD = 4;
 export const IPV6_FRAG_OFFSET_MASK = 0xfff8;
 export const IPV6_FRAG_M = 0x0001;
+/** RFC 8200 section 4.4: segments left is byte 3 of a routing header. */
+export const IPV6_ROUTING_SEGMENTS_LEFT = 3;
 /**
  * Our bound on the extension chain. RFC 8200 section 4.1 recommends an order in which each header
  * appears at most once (destination options twice): 8 is generous for real traffic and bounds the walk.
  */
 export const IPV6_MAX_EXTENSION_HEADERS = 8;
+
+// --- MTU and MSS -------------------------------------------------------------------------------
+/** RFC 791: every IPv4 host must take 68-byte datagrams unfragmented. */
+export const MIN_MTU_IPV4 = 68;
+/** RFC 8200 section 5: every IPv6 link carries 1280-byte packets. */
+export const MIN_MTU_IPV6 = 1280;
+/** TCP MSS = MTU - IP header - TCP header (RFC 9293 section 3.7.1; RFC 8200 section 8.3 for IPv6). */
+export const MSS_OVERHEAD_IPV4 = 40;
+export const MSS_OVERHEAD_IPV6 = 60;
 
 // --- TCP (RFC 9293 section 3.1) -----------------------------------------------------------------
 export const TCP_MIN_HEADER = 20;

@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseIpv4, parseIpv6 } from '../common/addr.js';
+import { parseIpv4, parseIpv6 } from './addr.js';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { buildIcmp, buildIcmpEcho, buildIcmpError, buildIp, buildTcp, buildUdp, ipFamily, parsePacket } from './build.js';
 import type { Ipv6Extension } from './build.js';
-import { TCP_ACK_FLAG, TCP_SYN } from './constants.js';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK_FLAG, TCP_SYN } from './constants.js';
 import {
   DNS_QUERY,
   ICMP_FRAG_NEEDED,

@@ -7,10 +7,11 @@
  *            └─ IPv6: header, extension chain ─────┴─ transport: TCP | UDP | ICMP/ICMPv6
  *                                                                  └─ error: embedded IP + transport (inner*)
  *
- * info is meaningful only when inspect returns Drop.None (0).
+ * info is meaningful only when inspect returns Drop.None (0), with one exception: for Drop.UnsupportedProtocol
+ * the IP header fields (family, offsets, length, protocol, addresses, TTL, fragment fields) are filled, so
+ * that a caller handling that protocol itself (GRE at the edge's underlay) needs no second IP parser.
  */
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import {
   FRAGMENT_UNIT,
   ICMP4_DEST_UNREACHABLE,
@@ -19,9 +20,9 @@ import {
   ICMP4_PARAMETER_PROBLEM,
   ICMP4_REDIRECT,
   ICMP4_SOURCE_QUENCH,
-  ICMP4_TIME_EXCEEDED,
   ICMP4_TIMESTAMP,
   ICMP4_TIMESTAMP_REPLY,
+  ICMP4_TIME_EXCEEDED,
   ICMP6_DEST_UNREACHABLE,
   ICMP6_ECHO_REPLY,
   ICMP6_ECHO_REQUEST,
@@ -33,18 +34,25 @@ import {
   ICMP_HEADER,
   ICMP_ID,
   ICMP_TYPE,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
   IPV4_DST,
+  IPV4_IHL_MASK,
+  IP_VERSION_4,
+  IP_VERSION_6,
+  IPV4_FLAGS_FRAGMENT,
   IPV4_FLAG_DF,
   IPV4_FLAG_MF,
-  IPV4_FLAGS_FRAGMENT,
   IPV4_FRAGMENT_OFFSET_MASK,
   IPV4_ID,
+  IPV4_MAX_TOTAL_LENGTH,
   IPV4_MIN_HEADER,
   IPV4_PROTOCOL,
   IPV4_SRC,
   IPV4_TOTAL_LENGTH,
   IPV4_TTL,
-  IPV4_MAX_TOTAL_LENGTH,
   IPV6_DST,
   IPV6_EXT_AH,
   IPV6_EXT_DESTINATION,
@@ -52,11 +60,11 @@ import {
   IPV6_EXT_HOP_BY_HOP,
   IPV6_EXT_MIN,
   IPV6_EXT_ROUTING,
+  IPV6_FRAGMENT_HEADER,
   IPV6_FRAG_ID_FIELD,
   IPV6_FRAG_M,
   IPV6_FRAG_OFFSET_FIELD,
   IPV6_FRAG_OFFSET_MASK,
-  IPV6_FRAGMENT_HEADER,
   IPV6_HEADER,
   IPV6_HOP_LIMIT,
   IPV6_MAX_EXTENSION_HEADERS,
@@ -83,9 +91,6 @@ import {
 import type { PacketInfo } from './packet-info.js';
 import { read32 } from './bytes.js';
 
-/** IP version nibble values. */
-const VERSION_4 = 4;
-const VERSION_6 = 6;
 
 /**
  * Result of the last extension-chain walk (walkExtensions). Module-level scratch instead of a returned
@@ -107,8 +112,8 @@ export function inspect(buf: Uint8Array, offset: number, length: number, info: P
   resetInfo(info);
   if (offset < 0 || length <= 0 || offset + length > buf.length) return Drop.Truncated;
   const version = buf[offset] >>> 4;
-  if (version === VERSION_4) return inspect4(buf, offset, length, info);
-  if (version === VERSION_6) return inspect6(buf, offset, length, info);
+  if (version === IP_VERSION_4) return inspect4(buf, offset, length, info);
+  if (version === IP_VERSION_6) return inspect6(buf, offset, length, info);
   return Drop.BadVersion;
 }
 
@@ -173,7 +178,7 @@ function readAddr6(buf: Uint8Array, i: number, out: Uint32Array, at: number): vo
 
 function inspect4(buf: Uint8Array, o: number, length: number, info: PacketInfo): number {
   if (length < IPV4_MIN_HEADER) return Drop.Truncated;
-  const headerLength = (buf[o] & 0x0f) << 2;
+  const headerLength = (buf[o] & IPV4_IHL_MASK) << 2;
   if (headerLength < IPV4_MIN_HEADER) return Drop.BadHeaderLength;
   const totalLength = (buf[o + IPV4_TOTAL_LENGTH] << 8) | buf[o + IPV4_TOTAL_LENGTH + 1];
   // RFC 791: total length counts header and data; more than we hold means the packet was cut short.
@@ -216,11 +221,15 @@ function inspect4(buf: Uint8Array, o: number, length: number, info: PacketInfo):
   info.fragmentId = (buf[o + IPV4_ID] << 8) | buf[o + IPV4_ID + 1];
   const fragmentOffset = (flagsFragment & IPV4_FRAGMENT_OFFSET_MASK) * FRAGMENT_UNIT;
   const moreFragments = (flagsFragment & IPV4_FLAG_MF) !== 0;
-  if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMP) return Drop.UnsupportedProtocol;
+  // Recorded before the protocol test: a caller handling a protocol we do not track (the edge's GRE demux)
+  // reads the fragment fields of this inspection instead of parsing the header again.
   if (moreFragments || fragmentOffset !== 0) {
     info.isFragment = true;
     info.fragmentOffset = fragmentOffset;
     info.moreFragments = moreFragments;
+  }
+  if (protocol !== IPPROTO_TCP && protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMP) return Drop.UnsupportedProtocol;
+  if (info.isFragment) {
     const drop = checkFragment(fragmentOffset, moreFragments, l4Length, protocol, IPV4_MAX_TOTAL_LENGTH - headerLength);
     if (drop !== Drop.None) return drop;
     if (fragmentOffset !== 0) return Drop.None; // no transport header in a non-first fragment
@@ -471,8 +480,8 @@ function setIcmpQuery(buf: Uint8Array, l4: number, query: number, info: PacketIn
  */
 function inspectEmbedded4(buf: Uint8Array, pos: number, end: number, info: PacketInfo): number {
   if (pos + IPV4_MIN_HEADER > end) return Drop.BadIcmp;
-  if (buf[pos] >>> 4 !== VERSION_4) return Drop.BadIcmp;
-  const headerLength = (buf[pos] & 0x0f) << 2;
+  if (buf[pos] >>> 4 !== IP_VERSION_4) return Drop.BadIcmp;
+  const headerLength = (buf[pos] & IPV4_IHL_MASK) << 2;
   if (headerLength < IPV4_MIN_HEADER || pos + headerLength > end) return Drop.BadIcmp;
   // A quoted non-first fragment has no ports: nothing to match it to.
   const flagsFragment = (buf[pos + IPV4_FLAGS_FRAGMENT] << 8) | buf[pos + IPV4_FLAGS_FRAGMENT + 1];
@@ -488,7 +497,7 @@ function inspectEmbedded4(buf: Uint8Array, pos: number, end: number, info: Packe
 
 function inspectEmbedded6(buf: Uint8Array, pos: number, end: number, info: PacketInfo): number {
   if (pos + IPV6_HEADER > end) return Drop.BadIcmp;
-  if (buf[pos] >>> 4 !== VERSION_6) return Drop.BadIcmp;
+  if (buf[pos] >>> 4 !== IP_VERSION_6) return Drop.BadIcmp;
   readAddr6(buf, pos + IPV6_SRC, info.innerAddr, 0);
   readAddr6(buf, pos + IPV6_DST, info.innerAddr, 4);
   info.innerFamily = 6;

@@ -3,7 +3,7 @@
  * reused for every packet (never allocate one per packet). Filled by inspect() in inspect.ts.
  *
  * Offsets are absolute indices into the buffer that was inspected. Addresses are words
- * (see common/addr.ts): addr[0..3] source, addr[4..7] destination; IPv4 uses addr[0] and addr[4].
+ * (see wire/addr.ts): addr[0..3] source, addr[4..7] destination; IPv4 uses addr[0] and addr[4].
  *
  * Ports carry the flow key's two 16-bit identifiers:
  *   - TCP/UDP: the ports.

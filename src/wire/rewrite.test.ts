@@ -6,11 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import type { IcmpEcho, IpHeader, Ipv4Header, Ipv6Header, TcpSegment, UdpDatagram } from './build.js';
 import { buildIcmp, buildIcmpError, buildIp, buildTcp, buildUdp, fragmentIpv4, ipFamily } from './build.js';
 import { transportChecksumFull } from './checksum.js';
-import { TCP_ACK_FLAG, TCP_SYN } from './constants.js';
+import { IPPROTO_TCP, IPPROTO_UDP, TCP_ACK_FLAG, TCP_SYN } from './constants.js';
 import {
   DNS_QUERY,
   ICMP_PORT_UNREACHABLE,

@@ -15,19 +15,26 @@
  * UDP checksum 0 means "no checksum" (RFC 768; IPv4, and IPv6 tunnels per RFC 6935): it stays 0; a
  * computed 0 is sent as 0xFFFF.
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../common/ids.js';
 import { checksumAdjust, foldChecksum, onesComplementSum, pseudoHeaderSum6, word32Delta, wordDelta } from './checksum.js';
 import {
+  AF_INET4,
   ICMP4_ECHO_REQUEST,
   ICMP4_TIMESTAMP,
   ICMP6_ECHO_REQUEST,
   ICMP_CHECKSUM,
   ICMP_ID,
   ICMP_TYPE,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
   IPV4_CHECKSUM,
   IPV4_DST,
   IPV4_SRC,
   IPV6_SRC,
+  MIN_MTU_IPV6,
+  MSS_OVERHEAD_IPV4,
+  MSS_OVERHEAD_IPV6,
   TCP_CHECKSUM,
   TCP_DST_PORT,
   TCP_SRC_PORT,
@@ -183,6 +190,16 @@ export function decrementTtl(buf: Uint8Array, info: PacketInfo): boolean {
  * updating the TCP checksum. The option may sit at an odd offset (after a single NOP): the one's-complement
  * sum is byte-order independent (RFC 1071 section 2 (B)), so an odd-aligned word counts byte-swapped.
  */
+/**
+ * The largest MSS a TCP SYN may announce for segments that must cross a link of MTU `mtu`: MTU - 40 (IPv4)
+ * or - 60 (IPv6) (RFC 9293 section 3.7.1; RFC 8200 section 8.3). IPv6 links carry at least 1280 bytes
+ * (RFC 8200 section 5), so an IPv6 ceiling never goes below 1280 - 60.
+ */
+export function tcpMssCeiling(family: number, mtu: number): number {
+  if (family === AF_INET4) return mtu - MSS_OVERHEAD_IPV4;
+  return (mtu < MIN_MTU_IPV6 ? MIN_MTU_IPV6 : mtu) - MSS_OVERHEAD_IPV6;
+}
+
 export function clampTcpMss(buf: Uint8Array, info: PacketInfo, maxMss: number): void {
   if (info.protocol !== IPPROTO_TCP || info.tcpMssOffset === 0 || info.tcpMss <= maxMss) return;
   const pos = info.tcpMssOffset;

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Drop } from '../../src/common/drop-reasons.js';
-import { parseIpv4 } from '../../src/common/addr.js';
+import { parseIpv4 } from '../../src/wire/addr.js';
 import { FlowKey } from '../../src/flow/flow-table.js';
 import { buildTcp, buildUdp } from '../../src/wire/build.js';
 import { TCP_ACK_FLAG, TCP_SYN } from '../../src/wire/constants.js';

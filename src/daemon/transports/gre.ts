@@ -1,16 +1,18 @@
 /**
  * GRE onramps (RFC 2784, RFC 2890 keys) on the underlay: the tunnel table, and the tunnel MTU policy around it.
  *
- *   underlay, IP protocol 47 ─ GreOnramp.receive ─ inner (in place) ─ SYN: clamp its MSS to the tunnel ─► pipeline
+ *   underlay, IP protocol 47 ─ GreOnramp.receiveInspected (the demux's outer header) ─ inner (in place) ─► pipeline
  *                                                └ keepalive ─ reflected to its sender
- *   next hop = a GRE onramp ─ MTU verdict ─┬ fits: clamp MSS, encapsulate in place ─► underlay
- *                                          ├ too big, no DF: RFC 791 fragments, each encapsulated ─► underlay
- *                                          └ too big, DF: ICMP too-big back through the pipeline
+ *   next hop = a GRE onramp ─ length ≤ MTU ─┬ fits: encapsulate in place ─► underlay
+ *              (else inspected once:)       ├ too big, no DF: RFC 791 fragments, each encapsulated ─► underlay
+ *                                           └ too big, DF: ICMP too-big back through the pipeline
+ *
+ * MSS clamping to the tunnel (RFC 4459 section 3.2) is the pipeline's, on both directions, from the onramp's
+ * `mtu` in its port spec: it has inspected the packet anyway.
  *
  * Owns: its tunnels and their local endpoint addresses (routed into the underlay while a tunnel uses them).
  */
 import { Drop } from '../../common/drop-reasons.js';
-import { IPPROTO_TCP } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { GreOnrampConfig } from '../../config/index.js';
 import type { TunDevice } from '../../io/tun.js';
@@ -20,21 +22,14 @@ import {
   IPPROTO_GRE,
   MtuVerdict,
   buildPacketTooBig,
-  clampMssForTunnel,
   fragmentForTunnel,
   tunnelMtuVerdict,
 } from '../../onramp/gre/index.js';
-import { IPV4_PROTOCOL, IPV6_HEADER, IPV6_NEXT_HEADER, TCP_FLAGS, TCP_SYN } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { PacketInfo } from '../../wire/packet-info.js';
 import { EdgeCounter } from './counters.js';
 import type { OnrampTransport, TransportHost } from './transport.js';
 import type { Underlay, UnderlayReceiver } from './underlay.js';
-
-/** IPv4 IHL nibble and TCP SYN test for MSS clamping on GRE ingress (RFC 791 section 3.1, RFC 9293 section 3.1). */
-const IPV4_IHL_MASK = 0x0f;
-const IPV6_VERSION = 6;
-const IPV4_VERSION = 4;
 
 export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayReceiver {
   readonly type = 'gre';
@@ -107,14 +102,10 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
 
   // --- receive --------------------------------------------------------------------------------------------
 
-  receiveUnderlay(batch: PacketBatch, i: number, j: number): number {
-    const data = batch.data;
-    const off = batch.offset[i];
-    const len = batch.length[i];
-    const id = this.gre.receive(data, off, len);
+  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo): number {
+    const id = this.gre.receiveInspected(batch.data, batch.length[i], info);
     const d = this.gre.decap;
     if (id > 0) {
-      if (isTcpSyn(data, d.innerOffset, d.innerLength)) this.clampInbound(data, d.innerOffset, d.innerLength, id);
       batch.offset[j] = d.innerOffset;
       batch.length[j] = d.innerLength;
       batch.ingress[j] = id;
@@ -130,13 +121,6 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
     return j;
   }
 
-  /** RFC 4459 section 3.2: a SYN entering from a tunnel announces an MSS the tunnel can carry back. */
-  private clampInbound(data: Uint8Array, off: number, len: number, onramp: number): void {
-    const t = this.gre.tunnels.tunnelOf(onramp);
-    if (t < 0 || inspect(data, off, len, this.innerInfo) !== Drop.None) return;
-    clampMssForTunnel(data, this.innerInfo, this.gre.tunnels.mtu[t]);
-  }
-
   // --- deliver --------------------------------------------------------------------------------------------
 
   deliver(batch: PacketBatch, i: number, onramp: number): void {
@@ -150,14 +134,21 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
     const info = this.innerInfo;
     const counters = this.host.counters;
     const t = this.gre.tunnels.tunnelOf(onramp);
-    if (t < 0 || inspect(data, off, len, info) !== Drop.None) {
+    if (t < 0) {
       counters[EdgeCounter.GreSendDrop]++;
       return;
     }
     const mtu = this.gre.tunnels.mtu[t];
-    const verdict = tunnelMtuVerdict(info, mtu);
+    // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
+    let verdict: number = MtuVerdict.Fits;
+    if (len > mtu) {
+      if (inspect(data, off, len, info) !== Drop.None) {
+        counters[EdgeCounter.GreSendDrop]++;
+        return;
+      }
+      verdict = tunnelMtuVerdict(info, mtu);
+    }
     if (verdict === MtuVerdict.Fits) {
-      clampMssForTunnel(data, info, mtu);
       const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
       const o = this.gre.send(onramp, data, off, len, floor);
       if (o < 0) {
@@ -194,20 +185,4 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
       if (error !== null && this.host.feedback.push(error, 0, error.length, onramp) >= 0) counters[EdgeCounter.GreTooBigReported]++;
     }
   }
-}
-
-/** A TCP SYN (or SYN-ACK) in a plain IPv4 or IPv6 header (no extension headers): the packets MSS clamping edits. */
-function isTcpSyn(data: Uint8Array, off: number, len: number): boolean {
-  const version = data[off] >>> 4;
-  let l4: number;
-  if (version === IPV4_VERSION) {
-    if (data[off + IPV4_PROTOCOL] !== IPPROTO_TCP) return false;
-    l4 = off + ((data[off] & IPV4_IHL_MASK) << 2);
-  } else if (version === IPV6_VERSION) {
-    if (data[off + IPV6_NEXT_HEADER] !== IPPROTO_TCP) return false;
-    l4 = off + IPV6_HEADER;
-  } else {
-    return false;
-  }
-  return l4 + TCP_FLAGS < off + len && (data[l4 + TCP_FLAGS] & TCP_SYN) !== 0;
 }

@@ -2,7 +2,7 @@
 // or UDP address:port, echo requests to an endpoint are answered in place, the rest is counted.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseIpv4 } from '../../common/addr.js';
+import { parseIpv4 } from '../../wire/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../../wire/build.js';
 import type { PacketInfo } from '../../wire/packet-info.js';

@@ -15,11 +15,11 @@
  * flushed at the end of each batch; in-place encapsulations are written through the underlay's Output.
  */
 import { Drop } from '../../common/drop-reasons.js';
-import { IPPROTO_ICMP, IPPROTO_UDP, NEXT_HOP_DROP } from '../../common/ids.js';
-import { parseIpv4 } from '../../common/addr.js';
+import { NEXT_HOP_DROP } from '../../common/ids.js';
+import { parseIpv4 } from '../../wire/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import type { TunDevice } from '../../io/tun.js';
-import { ICMP4_ECHO_REQUEST } from '../../wire/constants.js';
+import { AF_INET4, ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_UDP } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { DST, PacketInfo } from '../../wire/packet-info.js';
 import { KernelObjects, hostRoute } from '../network.js';
@@ -39,7 +39,6 @@ export interface UnderlayReceiver {
 
 /** IP protocol numbers are one byte (RFC 791 section 3.1). */
 const IP_PROTOCOLS = 256;
-const IPV4_VERSION = 4;
 const LINK_OWNER = 'link';
 
 export class Underlay {
@@ -179,13 +178,13 @@ export class Underlay {
         continue;
       }
       const protocol = info.protocol;
-      if (info.family === IPV4_VERSION && protocol === IPPROTO_UDP) {
+      if (info.family === AF_INET4 && protocol === IPPROTO_UDP) {
         const receiver = this.udpReceiver(info.addr[DST], info.dstPort);
         if (receiver !== null) {
           j = receiver.receiveUnderlay(batch, i, j, info, wallNow);
           continue;
         }
-      } else if (info.family === IPV4_VERSION && protocol === IPPROTO_ICMP && info.icmpType === ICMP4_ECHO_REQUEST && this.isEchoAddr(info.addr[DST])) {
+      } else if (info.family === AF_INET4 && protocol === IPPROTO_ICMP && info.icmpType === ICMP4_ECHO_REQUEST && this.isEchoAddr(info.addr[DST])) {
         echoReplyInPlace(data, info.l3Offset, info.l4Offset - info.l3Offset, info.l4Offset);
         this.writeOne(batch, i);
         counters[EdgeCounter.EchoReplied]++;

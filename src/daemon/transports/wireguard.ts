@@ -16,14 +16,15 @@
  * compares with the last it saw (whitepaper §5.1).
  */
 import { readFileSync } from 'node:fs';
-import { formatIpv4, parseIpv4 } from '../../common/addr.js';
+import { parseIpv4 } from '../../wire/addr.js';
 import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { WireGuardDeviceConfig, WireGuardOnrampConfig } from '../../config/index.js';
 import type { EdgeStatus } from '../../control/metrics.js';
 import type { TunDevice } from '../../io/tun.js';
 import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../../onramp/wireguard/index.js';
-import { UDP_HEADER } from '../../wire/constants.js';
+import { AF_INET4, UDP_HEADER } from '../../wire/constants.js';
+import { UdpEndpoint } from '../../wire/endpoint.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
 import { EdgeCounter, nonZero } from './counters.js';
@@ -38,8 +39,6 @@ const HANDSHAKES_UNDER_LOAD = 128;
 const WG_LOAD_WINDOW_MS = 1000;
 /** setTimeout's largest delay (a signed 32-bit millisecond count). */
 const MAX_TIMER_MS = 0x7fffffff;
-/** Source-address text cache for WireGuard (its receive() takes the address as text): direct-mapped. */
-const ADDR_CACHE_SIZE = 256;
 const NOT_A_NUMBER_ADDR = -1;
 /** peerOnramp value of a peer whose onramp was removed. */
 const REMOVED = -1;
@@ -98,10 +97,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private readonly portPeer = new Int32Array(PORT_SPACE).fill(-1);
   /** Per port: the settings its peer was added with (a change the engine cannot make is refused). */
   private readonly portConfig = new Map<number, WireGuardOnrampConfig['wireguard']>();
-  private readonly addrCacheKey = new Float64Array(ADDR_CACHE_SIZE).fill(-1);
-  private readonly addrCacheText: string[] = new Array<string>(ADDR_CACHE_SIZE).fill('');
-  private lastDstText = '';
-  private lastDstAddr = NOT_A_NUMBER_ADDR;
+  /** The current datagram's source, lent to the device for one receive(). */
+  private readonly source = new UdpEndpoint();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private opened = false;
@@ -172,7 +169,9 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const local = wildcard ? 0 : parseIpv4(d.listen_address);
     if (local < 0) throw new Error(`${what}: IPv6 listen addresses are not supported by the underlay yet`);
     if (wildcard) this.host.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
-    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey }), local, d.listen_address, d.listen_port);
+    // Allowed IPs are checked by the pipeline on the packet it inspects anyway (the onramp spec's allowedSources,
+    // which toOnrampSpec fills from the peer's allowed_ips): the device need not parse the plaintext again.
+    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey, checkSources: false }), local, d.listen_address, d.listen_port);
     if (this.opened) this.claim(dev);
     this.devices = [...this.devices, dev];
   }
@@ -295,8 +294,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const end = info.l3Offset + info.ipLength;
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
     if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
-    // The engine takes a view and the source as text (allocations it forces; the text is cached).
-    const r = dev.device.receive(batch.data.subarray(start, end), this.addrText(info.addr[SRC]), info.srcPort, wallNow);
+    // The engine takes a view (an allocation it forces) and the source as numbers.
+    const r = dev.device.receive(batch.data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), wallNow);
     if (r.peer >= 0 && dev.peerOnramp[r.peer] === REMOVED) {
       // A revoked peer: nothing it sends is delivered or answered.
       this.host.counters[EdgeCounter.WgPeerRemoved]++;
@@ -321,15 +320,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     return j;
   }
 
-  private addrText(addr: number): string {
-    const slot = (addr ^ (addr >>> 8) ^ (addr >>> 16) ^ (addr >>> 24)) & (ADDR_CACHE_SIZE - 1);
-    if (this.addrCacheKey[slot] === addr) return this.addrCacheText[slot];
-    const text = formatIpv4(addr);
-    this.addrCacheKey[slot] = addr;
-    this.addrCacheText[slot] = text;
-    return text;
-  }
-
   // --- deliver --------------------------------------------------------------------------------------------
 
   deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void {
@@ -347,7 +337,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
         this.host.counters[EdgeCounter.WgPeerRemoved]++;
         continue;
       }
-      const dst = this.destAddr(o.addr);
+      const to = o.endpoint;
+      const dst = to.family === AF_INET4 ? to.addr[0] : NOT_A_NUMBER_ADDR;
       const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;
       const tx = this.underlay.tx;
       if (dst < 0 || src === 0 || o.data.length + UDP4_OVERHEAD > tx.slotSize - tx.headroom) {
@@ -359,17 +350,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       tx.data.set(o.data, at + UDP4_OVERHEAD);
       dev.ipId = (dev.ipId + 1) & 0xffff;
       tx.offset[k] = at;
-      tx.length[k] = writeUdp4Headers(tx.data, at, src, dst, dev.port, o.port, o.data.length, dev.ipId);
+      tx.length[k] = writeUdp4Headers(tx.data, at, src, dst, dev.port, to.port, o.data.length, dev.ipId);
     }
-  }
-
-  /** Peer endpoints are text in the engine; the same string object comes back for a peer, so one entry caches it. */
-  private destAddr(text: string): number {
-    if (text !== this.lastDstText) {
-      this.lastDstText = text;
-      this.lastDstAddr = parseIpv4(text);
-    }
-    return this.lastDstAddr;
   }
 
   // --- timers ---------------------------------------------------------------------------------------------

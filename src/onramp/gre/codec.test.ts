@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../../common/addr.js';
-import { GRE_TX_CHECKSUM, GRE_TX_KEY, GRE_TX_SEQUENCE, GreDecap, decapsulate, encapsulate4, encapsulate6, greHeaderLength } from './codec.js';
+import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from '../../wire/addr.js';
+import { GRE_TX_CHECKSUM, GRE_TX_KEY, GRE_TX_SEQUENCE, GreDecap, decapsulate, decapsulateInspected, encapsulate4, encapsulate6, greHeaderLength } from './codec.js';
 import { GRE_PROTO_IPV4, GRE_PROTO_IPV6 } from './constants.js';
 import { GreDrop } from './gre-drop.js';
 import {
@@ -19,6 +19,9 @@ import {
   innerPacketArb,
 } from './fixtures.test.js';
 import { fixIpv4Checksum, readGuard } from '../../wire/fixtures.test.js';
+import { Drop } from '../../common/drop-reasons.js';
+import { inspect } from '../../wire/inspect.js';
+import { PacketInfo } from '../../wire/packet-info.js';
 
 const d = new GreDecap();
 
@@ -123,6 +126,8 @@ test('drops: each malformation has its reason', () => {
     ['IPv6 hop-by-hop not first', mutated(CSUM_V6_IN_V6_DESTOPT, (p) => (p[40] = 0)), GreDrop.OuterExtension],
   ];
   for (const [name, bytes, reason] of cases) assert.equal(run(bytes), reason, name);
+  // The edge's path gives the same reason wherever inspect hands the packet on.
+  for (const [, bytes] of cases) checkInspectedPath(bytes);
 });
 
 test('bits 6-12 are ignored on receipt (RFC 2784 section 2.5)', () => {
@@ -224,8 +229,28 @@ function snapshot(x: GreDecap, shift: number): unknown[] {
 
 const scratch = new GreDecap();
 
+const outer = new PacketInfo();
+const viaInspection = new GreDecap();
+
+/**
+ * The edge's path (inspect the outer packet, then decapsulateInspected) against the codec's own IP parser:
+ * whenever inspect lets the packet through to GRE (None, or UnsupportedProtocol: it does not track GRE),
+ * both give the same verdict and, on success, the same record.
+ */
+function checkInspectedPath(bytes: Uint8Array): void {
+  const pad = 11;
+  const big = new Uint8Array(pad + bytes.length + pad).fill(0xa5);
+  big.set(bytes, pad);
+  const inspected = inspect(big, pad, bytes.length, outer);
+  if (inspected !== Drop.None && inspected !== Drop.UnsupportedProtocol) return;
+  const expected = decapsulate(big, pad, bytes.length, d);
+  assert.equal(decapsulateInspected(big, outer, viaInspection), expected);
+  if (expected === GreDrop.None) assert.deepEqual(snapshot(viaInspection, 0), snapshot(d, 0));
+}
+
 /** decapsulate on an exact view, inside sentinel-filled buffers and through a read guard must agree and stay in bounds. */
 function checkPlacements(bytes: Uint8Array): void {
+  checkInspectedPath(bytes);
   const view = bytes.slice();
   const dropView = decapsulate(view, 0, view.length, d);
   const expected = snapshot(d, 0);
@@ -245,6 +270,18 @@ function checkPlacements(bytes: Uint8Array): void {
 }
 
 const FIXTURES = [PLAIN_V4_IN_V4, KEY_V6_IN_V4, CSUM_KEY_SEQ_V4_IN_V4, SEQ_V4_IN_V6, CSUM_V6_IN_V6_DESTOPT];
+
+test('fixtures: decapsulateInspected reads the outer header from the inspection and agrees with decapsulate', () => {
+  for (const fixture of FIXTURES) {
+    assert.equal(inspect(fixture, 0, fixture.length, outer), Drop.UnsupportedProtocol, 'inspect does not track GRE, but fills the IP fields');
+    assert.equal(decapsulateInspected(fixture, outer, viaInspection), GreDrop.None);
+    assert.equal(run(fixture), GreDrop.None);
+    assert.deepEqual(snapshot(viaInspection, 0), snapshot(d, 0));
+  }
+  const fragment = mutated(PLAIN_V4_IN_V4, (p) => (p[6] |= 0x20));
+  inspect(fragment, 0, fragment.length, outer);
+  assert.equal(decapsulateInspected(fragment, outer, viaInspection), GreDrop.OuterFragment);
+});
 
 test('random bytes: decapsulate never throws, never reads outside its window', () => {
   fc.assert(

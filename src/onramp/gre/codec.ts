@@ -15,6 +15,7 @@
  */
 import { foldChecksum, onesComplementSum } from '../../wire/checksum.js';
 import {
+  AF_INET4,
   IPV4_DST,
   IPV4_FLAG_MF,
   IPV4_FLAGS_FRAGMENT,
@@ -36,7 +37,11 @@ import {
   IPV6_HOP_LIMIT,
   IPV6_NEXT_HEADER,
   IPV6_PAYLOAD_LENGTH,
+  IPV6_ROUTING_SEGMENTS_LEFT,
   IPV6_SRC,
+  IP_VERSION_4,
+  IP_VERSION_6,
+  IPV4_IHL_MASK,
 } from '../../wire/constants.js';
 import {
   GRE_BASE_HEADER,
@@ -51,7 +56,6 @@ import {
   GRE_PROTOCOL_TYPE,
   GRE_VERSION_MASK,
   IPPROTO_GRE,
-  IPV6_ROUTING_SEGMENTS_LEFT,
   OUTER_IPV4_HEADER,
   OUTER_IPV6_HEADER,
   OUTER_IPV6_MAX_EXTENSIONS,
@@ -60,12 +64,12 @@ import {
 import { GreDrop } from './gre-drop.js';
 import { read16, read32, write16, write32 } from '../../wire/bytes.js';
 import { writeIpv4Header } from '../../wire/header.js';
+import type { PacketInfo } from '../../wire/packet-info.js';
 
-/** IP version nibbles. */
-const VERSION_4 = 4;
-const VERSION_6 = 6;
 /** First byte of the outer headers we emit: version 4, IHL 5 words; version 6 (traffic class high nibble 0). */
 const OUTER_IPV6_VERSION_BYTE = 0x60;
+/** The traffic class's high nibble sits in the low nibble of an IPv6 header's first byte (RFC 8200 section 3). */
+const IPV6_TRAFFIC_CLASS_HIGH = 0x0f;
 
 /** Which optional GRE fields encapsulation writes (bit set). */
 export const GRE_TX_CHECKSUM = 1;
@@ -129,9 +133,9 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
   const version = buf[offset] >>> 4;
   let gre: number;
   let end: number;
-  if (version === VERSION_4) {
+  if (version === IP_VERSION_4) {
     if (length < IPV4_MIN_HEADER) return GreDrop.Truncated;
-    const headerLength = (buf[offset] & 0x0f) << 2;
+    const headerLength = (buf[offset] & IPV4_IHL_MASK) << 2;
     const totalLength = read16(buf, offset + IPV4_TOTAL_LENGTH);
     if (headerLength < IPV4_MIN_HEADER || totalLength > length || headerLength > totalLength) return GreDrop.BadOuterIp;
     // RFC 791 section 3.1: a correct header, checksum field included, sums to 0xFFFF (folds to 0 complemented).
@@ -153,7 +157,7 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
     out.tos = buf[offset + IPV4_TOS];
     gre = offset + headerLength;
     end = offset + totalLength;
-  } else if (version === VERSION_6) {
+  } else if (version === IP_VERSION_6) {
     if (length < IPV6_HEADER) return GreDrop.Truncated;
     end = offset + IPV6_HEADER + read16(buf, offset + IPV6_PAYLOAD_LENGTH);
     if (end > offset + length) return GreDrop.BadOuterIp;
@@ -166,12 +170,48 @@ export function decapsulate(buf: Uint8Array, offset: number, length: number, out
     }
     out.family = 6;
     out.ttl = buf[offset + IPV6_HOP_LIMIT];
-    out.tos = ((buf[offset] & 0x0f) << 4) | (buf[offset + 1] >>> 4);
+    out.tos = ipv6TrafficClass(buf, offset);
   } else {
     return GreDrop.BadOuterIp;
   }
   out.outerOffset = offset;
   return parseGre(buf, gre, end, out);
+}
+
+/**
+ * decapsulate() for an outer packet the caller has already inspected (src/wire/inspect.ts; the edge's
+ * underlay demux): the IP header is not parsed again, its offsets, length, addresses, TTL and fragment fields
+ * come from `outer` (inspect's result must be Drop.None or Drop.UnsupportedProtocol, which it returns for
+ * GRE). Only what is GRE's own policy is checked here: no outer fragment, and, when IPv6 extension headers
+ * precede GRE, which of them may (skipExtensions). Same results as decapsulate on the same bytes.
+ */
+export function decapsulateInspected(buf: Uint8Array, outer: PacketInfo, out: GreDecap): number {
+  const l3 = outer.l3Offset;
+  const end = l3 + outer.ipLength;
+  let gre = outer.l4Offset;
+  if (outer.family === AF_INET4) {
+    if (outer.protocol !== IPPROTO_GRE) return GreDrop.NotGre;
+    if (outer.isFragment) return GreDrop.OuterFragment;
+    out.tos = buf[l3 + IPV4_TOS];
+  } else {
+    if (gre !== l3 + IPV6_HEADER) {
+      gre = skipExtensions(buf, l3 + IPV6_HEADER, buf[l3 + IPV6_NEXT_HEADER], end);
+      if (gre < 0) return -gre;
+    } else if (outer.protocol !== IPPROTO_GRE) {
+      return GreDrop.NotGre;
+    }
+    out.tos = ipv6TrafficClass(buf, l3);
+  }
+  out.family = outer.family;
+  out.ttl = outer.ttl;
+  out.addr.set(outer.addr);
+  out.outerOffset = l3;
+  return parseGre(buf, gre, end, out);
+}
+
+/** The IPv6 traffic class: the 8 bits after the version nibble (RFC 8200 section 3). */
+function ipv6TrafficClass(buf: Uint8Array, l3: number): number {
+  return ((buf[l3] & IPV6_TRAFFIC_CLASS_HIGH) << 4) | (buf[l3 + 1] >>> 4);
 }
 
 /**
@@ -212,9 +252,9 @@ function parseGre(buf: Uint8Array, gre: number, end: number, out: GreDecap): num
   const protocolType = read16(buf, gre + GRE_PROTOCOL_TYPE);
   const innerVersion = buf[inner] >>> 4;
   if (protocolType === GRE_PROTO_IPV4) {
-    if (innerVersion !== VERSION_4) return GreDrop.BadInner;
+    if (innerVersion !== IP_VERSION_4) return GreDrop.BadInner;
   } else if (protocolType === GRE_PROTO_IPV6) {
-    if (innerVersion !== VERSION_6) return GreDrop.BadInner;
+    if (innerVersion !== IP_VERSION_6) return GreDrop.BadInner;
   } else {
     return GreDrop.UnsupportedProtocol;
   }
@@ -248,7 +288,7 @@ function parseGre(buf: Uint8Array, gre: number, end: number, out: GreDecap): num
 /** GRE protocol type for the inner packet at buf[at] (from its version nibble), or -1. */
 function protocolTypeOf(buf: Uint8Array, at: number): number {
   const v = buf[at] >>> 4;
-  return v === VERSION_4 ? GRE_PROTO_IPV4 : v === VERSION_6 ? GRE_PROTO_IPV6 : -1;
+  return v === IP_VERSION_4 ? GRE_PROTO_IPV4 : v === IP_VERSION_6 ? GRE_PROTO_IPV6 : -1;
 }
 
 /** Writes the GRE header at buf[gre..) for a payload ending at `end`, checksum last (it covers the header). */

@@ -15,8 +15,8 @@
  *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
  */
 
-/** IANA protocol number of GRE in the IPv4 protocol / IPv6 next-header field. */
-export const IPPROTO_GRE = 47;
+/** GRE's IANA protocol number lives with the other IP constants; re-exported for the GRE room's users. */
+export { IPPROTO_GRE, MIN_MTU_IPV4, MIN_MTU_IPV6, MSS_OVERHEAD_IPV4, MSS_OVERHEAD_IPV6 } from '../../wire/constants.js';
 
 // --- RFC 2784 section 2 / RFC 2890 section 2: the header ---------------------------------------
 /** The mandatory part: flags + version (16 bits) and protocol type (16 bits). */
@@ -57,8 +57,6 @@ export const OUTER_TTL = 64;
  * RFC 2473 tunnel encapsulation limit as a destination option by default). Bound on the chain we walk.
  */
 export const OUTER_IPV6_MAX_EXTENSIONS = 4;
-/** RFC 8200 section 4.4: segments left is byte 3 of a routing header. */
-export const IPV6_ROUTING_SEGMENTS_LEFT = 3;
 
 // --- MTU ---------------------------------------------------------------------------------------
 export const ETHERNET_MTU = 1500;
@@ -66,13 +64,6 @@ export const ETHERNET_MTU = 1500;
 export const DEFAULT_MTU_IPV4_OUTER = ETHERNET_MTU - OUTER_IPV4_HEADER - GRE_BASE_HEADER;
 /** 1500 - 40 (outer IPv6) - 4 (GRE). */
 export const DEFAULT_MTU_IPV6_OUTER = ETHERNET_MTU - OUTER_IPV6_HEADER - GRE_BASE_HEADER;
-/** RFC 791: every IPv4 host must take 68-byte datagrams unfragmented. */
-export const MIN_MTU_IPV4 = 68;
-/** RFC 8200 section 5: every IPv6 link carries 1280-byte packets. */
-export const MIN_MTU_IPV6 = 1280;
-/** TCP MSS = MTU - IP header - TCP header (RFC 9293 section 3.7.1; RFC 8200 section 8.3 for IPv6). */
-export const MSS_OVERHEAD_IPV4 = 40;
-export const MSS_OVERHEAD_IPV6 = 60;
 
 // --- implementation choices --------------------------------------------------------------------
 /** Tunnels per table unless the caller says otherwise ("a few hundred" expected). */

@@ -5,6 +5,7 @@ export {
   GRE_TX_KEY,
   GRE_TX_SEQUENCE,
   decapsulate,
+  decapsulateInspected,
   encapsulate4,
   encapsulate6,
   greHeaderLength,
@@ -14,7 +15,6 @@ export { GreOnramp, GRE_RECEIVE_DROP, GRE_RECEIVE_REFLECT } from './onramp.js';
 export {
   MtuVerdict,
   buildPacketTooBig,
-  clampMssForTunnel,
   fragmentForTunnel,
   ipv6TunnelMtu,
   mayReportError,

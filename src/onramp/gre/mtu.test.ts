@@ -1,17 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseIpv4, parseIpv6 } from '../../common/addr.js';
+import { parseIpv4, parseIpv6 } from '../../wire/addr.js';
 import { Drop } from '../../common/drop-reasons.js';
 import { buildIcmpError, buildTcp, buildUdp, parsePacket } from '../../wire/build.js';
 import { transportChecksumFull, onesComplementSum, foldChecksum } from '../../wire/checksum.js';
 import { TCP_ACK_FLAG, TCP_SYN } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { PacketInfo } from '../../wire/packet-info.js';
+import { clampTcpMss } from '../../wire/rewrite.js';
 import {
   MtuVerdict,
   buildPacketTooBig,
-  clampMssForTunnel,
   fragmentForTunnel,
   mayReportError,
   tunnelMaxMss,
@@ -154,7 +154,7 @@ test('MSS clamping: SYNs through the tunnel announce at most MTU - 40 (IPv4) / -
   for (const c of cases) {
     const packet = buildTcp(c.ip, { srcPort: 40000, dstPort: 443, flags: c.flags, options: { mss: c.mss, sackPermitted: true, windowScale: 7 } });
     const i = inspected(packet);
-    clampMssForTunnel(packet, i, c.mtu);
+    clampTcpMss(packet, i, tunnelMaxMss(i.family, c.mtu));
     const after = parsePacket(packet);
     assert.equal(after.tcp?.mss, c.want);
     assert.equal(transportChecksumFull(packet, inspected(packet)), (packet[i.l4Offset + 16] << 8) | packet[i.l4Offset + 17], 'TCP checksum stays valid');
@@ -162,6 +162,6 @@ test('MSS clamping: SYNs through the tunnel announce at most MTU - 40 (IPv4) / -
   // Not a SYN: no MSS option is looked at, nothing changes.
   const ack = buildTcp({ src: '10.0.1.10', dst: '203.0.113.10' }, { srcPort: 40000, dstPort: 443, flags: TCP_ACK_FLAG, options: { mss: 1460 } });
   const copy = ack.slice();
-  clampMssForTunnel(ack, inspected(ack), 1000);
+  clampTcpMss(ack, inspected(ack), tunnelMaxMss(4, 1000));
   assert.deepEqual(ack, copy);
 });

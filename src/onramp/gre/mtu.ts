@@ -1,5 +1,5 @@
 /**
- * Tunnel MTU handling for packets about to enter a GRE tunnel, and TCP MSS clamping through it.
+ * Tunnel MTU handling for packets about to enter a GRE tunnel, and the TCP MSS ceiling through it.
  * All of it works on the inner packet as inspect() (src/wire/inspect.ts) described it in a PacketInfo.
  *
  *   tunnelMtuVerdict ─ fits ─────────────────────────────── send
@@ -7,9 +7,10 @@
  *                    └ IPv4 DF / IPv6, too long ─ buildPacketTooBig: ICMP 3/4 with next-hop MTU (RFC 1191
  *                                                 section 4) / ICMPv6 packet too big (RFC 4443 section 3.2)
  *                                                 toward the sender; the packet is dropped
- *   clampMssForTunnel ─ on SYNs both ways: MSS <= MTU - 40 (IPv4) / - 60 (IPv6)
+ *   tunnelMaxMss ─ the MSS ceiling MTU - 40 (IPv4) / - 60 (IPv6) (wire/rewrite.ts tcpMssCeiling); the pipeline
+ *                  clamps SYNs to it both ways (OnrampSpec.mtu)
  *
- * tunnelMtuVerdict and clampMssForTunnel allocate nothing. The fragment and ICMP builders are the slow path
+ * tunnelMtuVerdict allocates nothing. The fragment and ICMP builders are the slow path
  * (oversize packets are rare once PMTUD and MSS clamping work) and reuse src/wire/build.ts, which allocates.
  */
 import { buildIcmpError, fragmentIpv4 } from '../../wire/build.js';
@@ -20,8 +21,8 @@ import {
 } from '../../wire/constants.js';
 import type { PacketInfo } from '../../wire/packet-info.js';
 import { DST, SRC } from '../../wire/packet-info.js';
-import { clampTcpMss } from '../../wire/rewrite.js';
-import { MIN_MTU_IPV6, MSS_OVERHEAD_IPV4, MSS_OVERHEAD_IPV6 } from './constants.js';
+import { tcpMssCeiling } from '../../wire/rewrite.js';
+import { MIN_MTU_IPV6 } from './constants.js';
 
 export const enum MtuVerdict {
   /** The packet fits the tunnel: encapsulate it. */
@@ -54,15 +55,7 @@ export function tunnelMtuVerdict(info: PacketInfo, mtu: number): number {
 
 /** The MSS a SYN through a tunnel of inner MTU `mtu` may announce: MTU - 40 (IPv4) or - 60 (IPv6). */
 export function tunnelMaxMss(family: number, mtu: number): number {
-  return family === 4 ? mtu - MSS_OVERHEAD_IPV4 : ipv6TunnelMtu(mtu) - MSS_OVERHEAD_IPV6;
-}
-
-/**
- * Lowers the MSS option of a TCP SYN (or SYN-ACK) crossing the tunnel, in either direction, so that neither
- * end sends segments the tunnel would have to drop (RFC 4459 section 3.2). No-op for anything else.
- */
-export function clampMssForTunnel(buf: Uint8Array, info: PacketInfo, mtu: number): void {
-  clampTcpMss(buf, info, tunnelMaxMss(info.family, mtu));
+  return tcpMssCeiling(family, mtu);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseIpv4 } from '../../common/addr.js';
+import { parseIpv4 } from '../../wire/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import { buildIp, buildUdp } from '../../wire/build.js';
 import { GRE_TX_CHECKSUM, GRE_TX_KEY, GRE_TX_SEQUENCE, encapsulate4 } from './codec.js';

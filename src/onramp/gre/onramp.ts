@@ -4,16 +4,18 @@
  *   receive(buf, off, len) ─ decapsulate ─ tunnel lookup (local, remote, key) ─ per-tunnel checks
  *                            (checksum required, RFC 2890 sequence order) ─┬─ onramp id, inner at decap.inner*
  *                                                                          └─ keepalive: reflect the inner packet
+ *   receiveInspected(buf, len, outer) ─ decapsulateInspected (the outer header as the caller's inspect() read it) ─ the same
  *   send(onrampId, buf, off, len, floor) ─ tunnel ─ encapsulate4/6 in place ─ outer offset (+ lastLength)
  *
- * The MTU decision (fragment / ICMP too-big) and MSS clamping act on the inner packet and need its
- * PacketInfo: see mtu.ts; the pipeline calls them between inspection and send().
+ * The MTU decision (fragment / ICMP too-big) acts on the inner packet: the caller decides "fits" by length
+ * and inspects only an oversize packet (see mtu.ts). MSS clamping is the pipeline's (OnrampSpec.mtu).
  *
  * Pure: no I/O, no clock. Nothing is allocated per packet. Drops are counted in `drops` (by GreDrop) and
  * per tunnel traffic in the rx / tx counters.
  */
 import { IPV4_DST, IPV4_MIN_HEADER, IPV4_PROTOCOL, IPV4_SRC } from '../../wire/constants.js';
-import { GRE_TX_SEQUENCE, GreDecap, decapsulate, encapsulate4, encapsulate6, greHeaderLength } from './codec.js';
+import { GRE_TX_SEQUENCE, GreDecap, decapsulate, decapsulateInspected, encapsulate4, encapsulate6, greHeaderLength } from './codec.js';
+import type { PacketInfo } from '../../wire/packet-info.js';
 import { DEFAULT_MAX_TUNNELS, GRE_PROTO_IPV4, IPPROTO_GRE, OUTER_IPV4_HEADER, OUTER_IPV6_HEADER } from './constants.js';
 import { GRE_DROP_COUNT, GreDrop } from './gre-drop.js';
 import { ADDR_WORDS, GreTunnelTable, LOCAL, REMOTE, RX_REQUIRE_CHECKSUM, RX_SEQUENCE } from './tunnel-table.js';
@@ -55,9 +57,24 @@ export class GreOnramp {
    * described by `decap`, GRE_RECEIVE_REFLECT for a keepalive, or GRE_RECEIVE_DROP (counted in drops[lastDrop]).
    */
   receive(buf: Uint8Array, offset: number, length: number): number {
-    const d = this.decap;
-    const parsed = decapsulate(buf, offset, length, d);
+    const parsed = decapsulate(buf, offset, length, this.decap);
     if (parsed !== GreDrop.None) return this.drop(parsed);
+    return this.accept(buf, length);
+  }
+
+  /**
+   * receive() for an outer packet of `length` bytes the caller has inspected already (`outer`, see
+   * codec.ts decapsulateInspected): the outer IP header is not parsed a second time.
+   */
+  receiveInspected(buf: Uint8Array, length: number, outer: PacketInfo): number {
+    const parsed = decapsulateInspected(buf, outer, this.decap);
+    if (parsed !== GreDrop.None) return this.drop(parsed);
+    return this.accept(buf, length);
+  }
+
+  /** A decapsulated packet (this.decap): its tunnel, the tunnel's receive checks, keepalive or onramp id. */
+  private accept(buf: Uint8Array, length: number): number {
+    const d = this.decap;
     const tunnels = this.tunnels;
     const t = tunnels.lookup(d);
     if (t < 0) return this.drop(-t);

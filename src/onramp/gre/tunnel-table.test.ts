@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseAddress } from '../../common/addr.js';
+import { parseAddress } from '../../wire/addr.js';
 import { GreDecap } from './codec.js';
 import { GreDrop } from './gre-drop.js';
 import type { GreTunnelConfig } from './tunnel-table.js';

@@ -10,7 +10,7 @@
  * takes ~18 ns per lookup and a linear scan ~200 ns, which would be most of a 64-byte packet's budget.
  */
 import { finalMix, mixWord } from '../../common/hash.js';
-import { parseAddress } from '../../common/addr.js';
+import { parseAddress } from '../../wire/addr.js';
 import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { GreDecap } from './codec.js';
 import { GRE_TX_CHECKSUM, GRE_TX_KEY, GRE_TX_SEQUENCE, greHeaderLength } from './codec.js';

@@ -19,6 +19,7 @@ import { WgDrop } from './wg-drop.js';
 import { RateLimiter } from './ratelimit.js';
 import {
   ADDR_A,
+  endpoint,
   ADDR_B,
   PORT_A,
   PORT_B,
@@ -45,7 +46,7 @@ test('A initiates: 148-byte initiation, 92-byte response, staged data delivered 
   assert.equal(resp.kind, 'send');
   assert.equal(resp.datagrams.length, 1);
   assert.equal(resp.datagrams[0].data.length, RESP_LEN);
-  assert.equal(resp.datagrams[0].addr, ADDR_A, 'B answers the source it heard from (roaming)');
+  assert.equal(resp.datagrams[0].endpoint.addressText(), ADDR_A, 'B answers the source it heard from (roaming)');
   assert.equal(confirm.kind, 'send');
   assert.equal(confirm.datagrams.length, 1, 'the staged packet goes out at once');
   // 16-byte header + 120 bytes padded to 128 + 16-byte tag.
@@ -156,7 +157,7 @@ test('garbage never throws and is always counted as one drop', () => {
       ),
       (bytes) => {
         const before = dropTotal(b);
-        const r = b.receive(bytes, '203.0.113.5', 999, T0);
+        const r = b.receive(bytes, endpoint('203.0.113.5', 999), T0);
         assert.equal(r.kind, 'drop');
         assert.equal(dropTotal(b), before + 1);
       },
@@ -175,18 +176,18 @@ test('mutated handshake and transport messages are dropped, never delivered, nev
       const { b: fresh } = pair();
       const m = init.slice();
       m[pos] ^= x;
-      const r = fresh.receive(m, ADDR_A, PORT_A, T0);
+      const r = fresh.receive(m, endpoint(ADDR_A, PORT_A), T0);
       assert.equal(r.kind, 'drop');
     }),
     { numRuns: 150 },
   );
-  const [resp] = deliver(b, [{ data: init, addr: ADDR_B, port: PORT_B, peer: 0 }], ADDR_A, PORT_A, T0);
+  const [resp] = deliver(b, [{ data: init, endpoint: endpoint(ADDR_B, PORT_B), peer: 0 }], ADDR_A, PORT_A, T0);
   const respMsg = resp.datagrams[0].data;
   fc.assert(
     fc.property(fc.integer({ min: 0, max: RESP_MAC2_OFF - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
       const m = respMsg.slice();
       m[pos] ^= x;
-      const r = a.receive(m, ADDR_B, PORT_B, T0);
+      const r = a.receive(m, endpoint(ADDR_B, PORT_B), T0);
       assert.equal(r.kind, 'drop');
     }),
     { numRuns: 150 },
@@ -200,14 +201,14 @@ test('mutated handshake and transport messages are dropped, never delivered, nev
       const m = data.slice();
       m[pos] ^= x;
       const before = dropTotal(b);
-      const r = b.receive(m, ADDR_A, PORT_A, T0 + 2);
+      const r = b.receive(m, endpoint(ADDR_A, PORT_A), T0 + 2);
       assert.equal(r.kind, 'drop');
       assert.equal(dropTotal(b), before + 1);
     }),
     { numRuns: 200 },
   );
-  assert.equal(b.receive(data.subarray(0, DATA_MIN_LEN - 1), ADDR_A, PORT_A, T0).reason, WgDrop.Truncated);
-  assert.equal(b.receive(data, ADDR_A, PORT_A, T0 + 3).kind, 'data', 'the unmutated packet still passes');
+  assert.equal(b.receive(data.subarray(0, DATA_MIN_LEN - 1), endpoint(ADDR_A, PORT_A), T0).reason, WgDrop.Truncated);
+  assert.equal(b.receive(data, endpoint(ADDR_A, PORT_A), T0 + 3).kind, 'data', 'the unmutated packet still passes');
 });
 
 test('under load: a cookie reply first, then the retry with mac2 is answered', () => {
@@ -244,7 +245,7 @@ test('under load: handshakes from one source are rate limited', () => {
   deliver(a, cookie.datagrams, ADDR_B, PORT_B, T0);
   const retry = copyOut(a.poll(a.nextDeadline()));
   const reasons = [];
-  for (let i = 0; i < 10; i++) reasons.push(b.receive(retry[0].data, ADDR_A, PORT_A, T0 + 6000).reason);
+  for (let i = 0; i < 10; i++) reasons.push(b.receive(retry[0].data, endpoint(ADDR_A, PORT_A), T0 + 6000).reason);
   // Burst of 5: the first is accepted, the next 4 pass the limiter but are replays, the rest are limited.
   assert.deepEqual(reasons, [
     WgDrop.None,
@@ -293,6 +294,27 @@ test('cryptokey routing: inner sources outside the peer allowed IPs are dropped'
   liar[3] = 200;
   const [bad] = deliver(b, copyOut(a.send(0, liar, T0 + 2)), ADDR_A, PORT_A, T0 + 2);
   assert.equal(bad.reason, WgDrop.BadInnerPacket);
+});
+
+test('checkSources: false leaves the source check to the caller (the edge\'s pipeline filters by the same prefixes)', () => {
+  const { a, b } = pair({ bChecksSources: false });
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const [r] = deliver(b, copyOut(a.send(0, ipv4Packet('10.0.3.5', '10.0.2.9', 10), T0 + 1)), ADDR_A, PORT_A, T0 + 1);
+  assert.equal(r.kind, 'data');
+  assert.equal(b.drops[WgDrop.AllowedIpsMismatch], 0);
+  // The prefixes still route outbound packets.
+  assert.equal(b.peerForDestination(ipv4Packet('10.0.2.9', '10.0.1.77', 0)), 0);
+});
+
+test('endpoints are numeric: a datagram from a new source moves the peer (roaming) and answers go there', () => {
+  const { a, b } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1)), '198.51.100.7', 4444, T0 + 1);
+  assert.deepEqual(b.peerStatus(0)?.endpoint, { addr: '198.51.100.7', port: 4444 });
+  const [out] = b.send(0, ipv4Packet('10.0.2.9', '10.0.1.5', 10), T0 + 2);
+  assert.equal(out.endpoint.addressText(), '198.51.100.7');
+  assert.equal(out.endpoint.port, 4444);
+  assert.throws(() => b.addPeer({ publicKey: new Uint8Array(32).fill(9), endpoint: { addr: 'not-an-address', port: 1 } }), /bad endpoint/);
 });
 
 test('keepalive: after 10 s of receiving without sending, the receiver sends an empty packet', () => {
@@ -390,8 +412,8 @@ test('a stale cookie reply or one for an unknown index is dropped', () => {
   const [cookie] = deliver(b, init, ADDR_A, PORT_A, T0);
   const bad = cookie.datagrams[0].data.slice();
   bad[40] ^= 1;
-  assert.equal(a.receive(bad, ADDR_B, PORT_B, T0).reason, WgDrop.CookieFailed);
+  assert.equal(a.receive(bad, endpoint(ADDR_B, PORT_B), T0).reason, WgDrop.CookieFailed);
   const unknown = cookie.datagrams[0].data.slice();
   unknown[4] ^= 0xff;
-  assert.equal(a.receive(unknown, ADDR_B, PORT_B, T0).reason, WgDrop.UnknownIndex);
+  assert.equal(a.receive(unknown, endpoint(ADDR_B, PORT_B), T0).reason, WgDrop.UnknownIndex);
 });

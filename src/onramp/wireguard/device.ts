@@ -20,7 +20,9 @@
  * a TAI64N timestamp, and a peer refuses one that is not newer than the last it saw from us (§5.1).
  */
 import { randomFillSync, type KeyObject, createSecretKey } from 'node:crypto';
-import { parseIpv4, parseIpv6 } from '../../common/addr.js';
+import { write32 } from '../../wire/bytes.js';
+import { AF_INET4 } from '../../wire/constants.js';
+import { UdpEndpoint } from '../../wire/endpoint.js';
 import { AllowedIps, innerPacketLength } from './allowed-ips.js';
 import {
   AEAD_TAG_LEN,
@@ -90,13 +92,12 @@ const NEVER = Infinity;
 /** Received counters at or above 2^53 cannot be held exactly in a JS number; no conforming peer gets there. */
 const COUNTER_HIGH_WORD_LIMIT = 2 ** 21;
 const RECEIVE_COUNTER_LIMIT = Math.min(REJECT_AFTER_MESSAGES, MAX_SAFE_COUNTER);
-const TEXT = new TextEncoder();
 
 /** One datagram to send. */
 export interface Outgoing {
   data: Uint8Array;
-  addr: string;
-  port: number;
+  /** Where to: a kept record (see wire/endpoint.ts), never edited after the datagram is queued. */
+  endpoint: UdpEndpoint;
   /** Peer index it belongs to, or -1 (a cookie reply to an unauthenticated source). */
   peer: number;
 }
@@ -134,6 +135,12 @@ export interface WireGuardDeviceOptions {
   randomFill?: (buf: Uint8Array) => void;
   /** Added to `now` for TAI64N timestamps when `now` is not Unix-epoch ms. */
   wallClockOffsetMs?: number;
+  /**
+   * Check a decrypted packet's source against its peer's allowed IPs here (default true). A caller whose
+   * pipeline inspects every packet anyway checks there instead (OnrampSpec.allowedSources, the same
+   * route/prefix-list.ts) and passes false, so the packet is parsed once.
+   */
+  checkSources?: boolean;
 }
 
 /** One transport session (whitepaper §5.4.5): keys, counters and replay window. */
@@ -151,8 +158,8 @@ class Keypair {
 }
 
 class Peer {
-  endpointAddr: string | null = null;
-  endpointPort = 0;
+  /** Where the peer was last heard from (or configured); replaced, never edited (wire/endpoint.ts). */
+  endpoint: UdpEndpoint | null = null;
   persistentKeepaliveMs = 0;
   readonly handshake = new Handshake();
   /** Index table slot of the pending handshake's local index, or -1. */
@@ -213,6 +220,7 @@ export class WireGuardDevice {
   private readonly rateLimiter = new RateLimiter();
   private readonly randomFill: (buf: Uint8Array) => void;
   private readonly wallClockOffsetMs: number;
+  private readonly checkSources: boolean;
 
   // Index table (§5.4.2 "sender index"): low 16 bits are the slot, high 16 bits random.
   private readonly slotIndex = new Uint32Array(SLOT_COUNT);
@@ -235,6 +243,7 @@ export class WireGuardDevice {
     this.cookieChecker = new CookieChecker(this.identity.cookieKey);
     this.randomFill = options.randomFill ?? ((b: Uint8Array) => void randomFillSync(b));
     this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
+    this.checkSources = options.checkSources ?? true;
     for (let i = 0; i < SLOT_COUNT; i++) this.freeSlots[i] = SLOT_COUNT - 1 - i;
     for (const p of options.peers ?? []) this.addPeer(p);
   }
@@ -250,8 +259,8 @@ export class WireGuardDevice {
     const index = this.peers.length;
     const peer = new Peer(index, new PeerKeys(this.identity, config.publicKey, config.presharedKey ?? null));
     if (config.endpoint) {
-      peer.endpointAddr = config.endpoint.addr;
-      peer.endpointPort = config.endpoint.port;
+      peer.endpoint = UdpEndpoint.parse(config.endpoint.addr, config.endpoint.port);
+      if (peer.endpoint === null) throw new Error(`wireguard: bad endpoint address ${config.endpoint.addr}`);
     }
     peer.persistentKeepaliveMs = (config.persistentKeepalive ?? 0) * 1000;
     for (const prefix of config.allowedIps ?? []) {
@@ -286,7 +295,7 @@ export class WireGuardDevice {
     if (!peer) return null;
     return {
       publicKey: peer.keys.remoteStatic,
-      endpoint: peer.endpointAddr === null ? null : { addr: peer.endpointAddr, port: peer.endpointPort },
+      endpoint: peer.endpoint === null ? null : { addr: peer.endpoint.addressText(), port: peer.endpoint.port },
       hasSession: peer.current !== null,
       sendCounter: peer.current ? peer.current.sendCounter : -1,
       sessionCreated: peer.current ? peer.current.created : -1,
@@ -305,8 +314,11 @@ export class WireGuardDevice {
 
   // --- receive ----------------------------------------------------------------------------------------------
 
-  /** Handles one UDP datagram from srcAddr:srcPort. Never throws on any input. */
-  receive(datagram: Uint8Array, srcAddr: string, srcPort: number, now: number): ReceiveResult {
+  /**
+   * Handles one UDP datagram from `src`, which is borrowed for the call (the caller may reuse the record: what
+   * is kept is copied). Never throws on any input.
+   */
+  receive(datagram: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
     const r = this.result;
     r.kind = 'none';
     r.reason = WgDrop.None;
@@ -320,13 +332,13 @@ export class WireGuardDevice {
     switch (type) {
       case MSG_TRANSPORT:
         if (len < DATA_MIN_LEN) return this.drop(WgDrop.Truncated);
-        return this.receiveTransport(datagram, srcAddr, srcPort, now);
+        return this.receiveTransport(datagram, src, now);
       case MSG_INITIATION:
         if (len !== INIT_LEN) return this.drop(WgDrop.Truncated);
-        return this.receiveInitiation(datagram, srcAddr, srcPort, now);
+        return this.receiveInitiation(datagram, src, now);
       case MSG_RESPONSE:
         if (len !== RESP_LEN) return this.drop(WgDrop.Truncated);
-        return this.receiveResponse(datagram, srcAddr, srcPort, now);
+        return this.receiveResponse(datagram, src, now);
       case MSG_COOKIE_REPLY:
         if (len !== COOKIE_REPLY_LEN) return this.drop(WgDrop.Truncated);
         return this.receiveCookieReply(datagram, now);
@@ -347,17 +359,17 @@ export class WireGuardDevice {
    * mac1 always; under load also mac2 (else answer with a cookie reply) and the per-source rate limit
    * (§5.3, §5.4.7). Returns WgDrop.None when the handshake message may be processed.
    */
-  private admitHandshake(msg: Uint8Array, mac1Off: number, mac2Off: number, srcAddr: string, srcPort: number, now: number): WgDrop {
+  private admitHandshake(msg: Uint8Array, mac1Off: number, mac2Off: number, src: UdpEndpoint, now: number): WgDrop {
     if (!checkMac1(msg, mac1Off, this.identity.mac1Key)) return WgDrop.BadMac1;
     if (!this.underLoad) return WgDrop.None;
-    const src = sourceBytes(srcAddr, srcPort);
-    if (!this.cookieChecker.checkMac2(msg, mac2Off, src, now)) {
+    const source = sourceBytes(src);
+    if (!this.cookieChecker.checkMac2(msg, mac2Off, source, now)) {
       const senderIndex = readU32LE(msg, INIT_SENDER_OFF); // same offset in initiation and response
-      const reply = this.cookieChecker.createReply(msg, mac1Off, senderIndex, src, now, this.randomFill);
-      this.result.datagrams.push({ data: reply, addr: srcAddr, port: srcPort, peer: -1 });
+      const reply = this.cookieChecker.createReply(msg, mac1Off, senderIndex, source, now, this.randomFill);
+      this.result.datagrams.push({ data: reply, endpoint: src.copy(), peer: -1 });
       return WgDrop.CookieRequired;
     }
-    if (!this.rateLimiter.allow(srcAddr, now)) return WgDrop.RateLimited;
+    if (!this.rateLimiter.allow(rateLimitKey(src), now)) return WgDrop.RateLimited;
     return WgDrop.None;
   }
 
@@ -368,8 +380,8 @@ export class WireGuardDevice {
     return r;
   }
 
-  private receiveInitiation(msg: Uint8Array, srcAddr: string, srcPort: number, now: number): ReceiveResult {
-    const admit = this.admitHandshake(msg, INIT_MAC1_OFF, INIT_MAC2_OFF, srcAddr, srcPort, now);
+  private receiveInitiation(msg: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
+    const admit = this.admitHandshake(msg, INIT_MAC1_OFF, INIT_MAC2_OFF, src, now);
     if (admit !== WgDrop.None) return this.refuseHandshake(admit);
     const partial = openInitiationStatic(this.identity, msg);
     if (!partial) return this.drop(WgDrop.HandshakeFailed);
@@ -393,7 +405,7 @@ export class WireGuardDevice {
     hs.lastTimestamp.set(consumed.timestamp);
     hs.lastInitiationConsumption = now;
 
-    this.setEndpoint(peer, srcAddr, srcPort);
+    this.setEndpoint(peer, src);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
     const r = this.result;
@@ -403,8 +415,8 @@ export class WireGuardDevice {
     return r;
   }
 
-  private receiveResponse(msg: Uint8Array, srcAddr: string, srcPort: number, now: number): ReceiveResult {
-    const admit = this.admitHandshake(msg, RESP_MAC1_OFF, RESP_MAC2_OFF, srcAddr, srcPort, now);
+  private receiveResponse(msg: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
+    const admit = this.admitHandshake(msg, RESP_MAC1_OFF, RESP_MAC2_OFF, src, now);
     if (admit !== WgDrop.None) return this.refuseHandshake(admit);
     const receiver = readU32LE(msg, RESP_RECEIVER_OFF);
     const slot = this.lookupIndex(receiver);
@@ -414,7 +426,7 @@ export class WireGuardDevice {
     if (hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
     if (!consumeResponse(this.identity, peer.keys, hs, msg)) return this.drop(WgDrop.HandshakeFailed);
 
-    this.setEndpoint(peer, srcAddr, srcPort);
+    this.setEndpoint(peer, src);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
     this.beginSymmetricSession(peer, now);
@@ -437,7 +449,7 @@ export class WireGuardDevice {
     return this.result;
   }
 
-  private receiveTransport(msg: Uint8Array, srcAddr: string, srcPort: number, now: number): ReceiveResult {
+  private receiveTransport(msg: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
     const slot = this.lookupIndex(readU32LE(msg, DATA_RECEIVER_OFF));
     if (slot < 0) return this.drop(WgDrop.UnknownIndex);
     const kp = this.slotKeypair[slot];
@@ -468,13 +480,13 @@ export class WireGuardDevice {
     this.keepKeyFreshReceiving(peer, now, r.datagrams);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
-    this.setEndpoint(peer, srcAddr, srcPort);
+    this.setEndpoint(peer, src);
     peer.rxBytes += msg.length;
     if (plain.length === 0) return r; // keepalive (§6.5)
     this.timersDataReceived(peer, now);
     const ipLen = innerPacketLength(plain, plain.length);
     if (ipLen < 0) return this.drop(WgDrop.BadInnerPacket);
-    if (!this.allowed.sourceAllowed(plain, ipLen, peer.index)) return this.drop(WgDrop.AllowedIpsMismatch);
+    if (this.checkSources && !this.allowed.sourceAllowed(plain, ipLen, peer.index)) return this.drop(WgDrop.AllowedIpsMismatch);
     r.kind = 'data';
     // A plain view (not a Buffer) so a caller's slice() copies; padding after the IP length is cut off.
     r.packet = new Uint8Array(plain.buffer, plain.byteOffset, ipLen);
@@ -538,7 +550,7 @@ export class WireGuardDevice {
   }
 
   private encryptAndQueue(peer: Peer, kp: Keypair, packet: Uint8Array, now: number, out: Outgoing[]): void {
-    if (peer.endpointAddr === null) {
+    if (peer.endpoint === null) {
       this.drops[WgDrop.NoEndpoint]++;
       return;
     }
@@ -563,7 +575,7 @@ export class WireGuardDevice {
     }
     aeadSealInto(kp.sendKey, counter, plain, null, datagram, DATA_HEADER_LEN);
     peer.txBytes += datagram.length;
-    out.push({ data: datagram, addr: peer.endpointAddr, port: peer.endpointPort, peer: peer.index });
+    out.push({ data: datagram, endpoint: peer.endpoint, peer: peer.index });
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
     if (len > 0) this.timersDataSent(peer, now);
@@ -602,7 +614,7 @@ export class WireGuardDevice {
     if (!isRetry) peer.handshakeAttempts = 0;
     const hs = peer.handshake;
     if (now - hs.lastSentHandshake < REKEY_TIMEOUT_MS) return;
-    if (peer.endpointAddr === null) {
+    if (peer.endpoint === null) {
       this.drops[WgDrop.NoEndpoint]++;
       return;
     }
@@ -624,7 +636,7 @@ export class WireGuardDevice {
     peer.cookies.addMacs(msg, INIT_MAC1_OFF, peer.keys.mac1Key, now);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
-    out.push({ data: msg, addr: peer.endpointAddr, port: peer.endpointPort, peer: peer.index });
+    out.push({ data: msg, endpoint: peer.endpoint, peer: peer.index });
     this.timersHandshakeInitiated(peer, now);
   }
 
@@ -648,7 +660,7 @@ export class WireGuardDevice {
     this.timersSessionDerived(peer, now);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
-    if (peer.endpointAddr !== null) out.push({ data: msg, addr: peer.endpointAddr, port: peer.endpointPort, peer: peer.index });
+    if (peer.endpoint !== null) out.push({ data: msg, endpoint: peer.endpoint, peer: peer.index });
     return true;
   }
 
@@ -694,10 +706,9 @@ export class WireGuardDevice {
     }
   }
 
-  private setEndpoint(peer: Peer, addr: string, port: number): void {
-    // Roaming (§2.1): the last authenticated source is where we answer.
-    if (peer.endpointAddr !== addr) peer.endpointAddr = addr;
-    peer.endpointPort = port;
+  private setEndpoint(peer: Peer, src: UdpEndpoint): void {
+    // Roaming (§2.1): the last authenticated source is where we answer. A new record only when it moved.
+    if (peer.endpoint === null || !peer.endpoint.equals(src)) peer.endpoint = src.copy();
   }
 
   // --- timers (§6; wireguard-go timers.go) ------------------------------------------------------------------
@@ -829,28 +840,16 @@ export class WireGuardDevice {
 }
 
 /** Source address bytes || port (little-endian), what cookies are bound to (§5.4.7; wireguard-go DstToBytes). */
-function sourceBytes(addr: string, port: number): Uint8Array {
-  let ip: Uint8Array;
-  const v4 = parseIpv4(addr);
-  if (v4 >= 0) {
-    ip = Uint8Array.of(v4 >>> 24, (v4 >>> 16) & 0xff, (v4 >>> 8) & 0xff, v4 & 0xff);
-  } else {
-    const v6 = parseIpv6(addr);
-    if (v6) {
-      ip = new Uint8Array(16);
-      for (let i = 0; i < 4; i++) {
-        ip[i * 4] = v6[i] >>> 24;
-        ip[i * 4 + 1] = (v6[i] >>> 16) & 0xff;
-        ip[i * 4 + 2] = (v6[i] >>> 8) & 0xff;
-        ip[i * 4 + 3] = v6[i] & 0xff;
-      }
-    } else {
-      ip = TEXT.encode(addr);
-    }
-  }
-  const out = new Uint8Array(ip.length + 2);
-  out.set(ip);
-  out[ip.length] = port & 0xff;
-  out[ip.length + 1] = (port >>> 8) & 0xff;
+function sourceBytes(src: UdpEndpoint): Uint8Array {
+  const words = src.family === AF_INET4 ? 1 : 4;
+  const out = new Uint8Array(words * 4 + 2);
+  for (let i = 0; i < words; i++) write32(out, i * 4, src.addr[i]);
+  out[words * 4] = src.port & 0xff;
+  out[words * 4 + 1] = (src.port >>> 8) & 0xff;
   return out;
+}
+
+/** The rate limiter's key for a source address (handshake path, under load only: a string for IPv6 is fine). */
+function rateLimitKey(src: UdpEndpoint): number | string {
+  return src.family === AF_INET4 ? src.addr[0] : src.addressText();
 }

@@ -3,7 +3,7 @@
  * burst of 5). Applied to handshake messages while the device is under load, after mac2 has shown that the
  * sender owns its source address (whitepaper §5.3, §5.4.7). The table is bounded: when full, the source heard
  * from least recently is forgotten (a Map iterates in insertion order and we re-insert on every use).
- * Handshake path only: string keys are fine here, never on the data path.
+ * Handshake path only: IPv6 string keys are fine here, never on the data path.
  */
 import { RATELIMIT_BURST, RATELIMIT_MAX_ENTRIES, RATELIMIT_PACKETS_PER_SECOND } from './constants.js';
 
@@ -17,11 +17,11 @@ interface Bucket {
 }
 
 export class RateLimiter {
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets = new Map<number | string, Bucket>();
   constructor(private readonly maxEntries = RATELIMIT_MAX_ENTRIES) {}
 
-  /** True when a handshake from `srcAddr` may be processed at `now` (ms). */
-  allow(srcAddr: string, now: number): boolean {
+  /** True when a handshake from `srcAddr` (an IPv4 address number, or a key for an IPv6 one) may be processed at `now` (ms). */
+  allow(srcAddr: number | string, now: number): boolean {
     let bucket = this.buckets.get(srcAddr);
     if (bucket === undefined) {
       if (this.buckets.size >= this.maxEntries) {

@@ -4,6 +4,7 @@
  */
 import { publicKeyFromPrivate } from './crypto.js';
 import { WireGuardDevice, type Outgoing, type WireGuardPeerConfig } from './device.js';
+import { UdpEndpoint } from '../../wire/endpoint.js';
 
 /** xorshift32 filling bytes: deterministic "randomness" for reproducible tests. */
 export function seededRandom(seed: number): (b: Uint8Array) => void {
@@ -52,7 +53,7 @@ export const PORT_A = 51820;
 export const PORT_B = 51821;
 
 /** Two devices: A (inner 10.0.1.0/24) and B (inner 10.0.2.0/24), each the other's peer 0. */
-export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerExtraA?: Partial<WireGuardPeerConfig> } = {}) {
+export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerExtraA?: Partial<WireGuardPeerConfig>; bChecksSources?: boolean } = {}) {
   const ka = keyPair(11);
   const kb = keyPair(22);
   const a = new WireGuardDevice({
@@ -71,6 +72,7 @@ export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerE
   const b = new WireGuardDevice({
     privateKey: kb.priv,
     randomFill: seededRandom(202),
+    checkSources: options.bChecksSources ?? true,
     peers: [
       {
         publicKey: ka.pub,
@@ -83,11 +85,18 @@ export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerE
   return { a, b, ka, kb };
 }
 
+/** A numeric endpoint from address text (tests name addresses as text). */
+export function endpoint(addr: string, port: number): UdpEndpoint {
+  const e = UdpEndpoint.parse(addr, port);
+  if (e === null) throw new Error(`not an address: ${addr}`);
+  return e;
+}
+
 /** Delivers datagrams A→B (or B→A) and returns the results' copies. */
 export function deliver(to: WireGuardDevice, from: Outgoing[], srcAddr: string, srcPort: number, now: number) {
   const results = [];
   for (const o of copyOut(from)) {
-    const r = to.receive(o.data, srcAddr, srcPort, now);
+    const r = to.receive(o.data, endpoint(srcAddr, srcPort), now);
     results.push({ kind: r.kind, reason: r.reason, peer: r.peer, packet: r.packet?.slice() ?? null, datagrams: copyOut(r.datagrams) });
   }
   return results;

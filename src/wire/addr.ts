@@ -3,7 +3,7 @@
  * On the packet path an IPv4 address is one unsigned 32-bit number and an IPv6 address is four,
  * most significant word first (network byte order, word by word).
  */
-import { AF_INET4, AF_INET6 } from './ids.js';
+import { AF_INET4, AF_INET6 } from './constants.js';
 
 export interface Prefix {
   family: 4 | 6;
