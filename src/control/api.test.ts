@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { Edge } from '../../test/support/edge.js';
+import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { API_BODY_LIMIT, buildApi, loadOrCreateToken, tokenMatches } from './api.js';
 import { LiveConfig } from './apply.js';
 import { REDACTED, toPipelineConfig, validateConfig } from '../config/index.js';
@@ -312,7 +312,7 @@ test('over a real socket on 127.0.0.1', async () => {
 test('every change is applied live to the running pipeline', async () => {
   const store = labStore();
   const cfg = store.load();
-  const edge = new Edge(toPipelineConfig(cfg));
+  const edge = new PipelineRig(toPipelineConfig(cfg));
   const live = new LiveConfig(edge.pipeline, cfg);
   const app = buildApi({ store, edge: live, token: TOKEN });
   const flow = (srcPort: number): number => edge.send(1, buildUdp({ src: '10.0.1.10', dst: '10.9.1.1' }, { srcPort, dstPort: 9, payload: Uint8Array.of(1) })).hop;
@@ -337,7 +337,7 @@ test('every change is applied live to the running pipeline', async () => {
   const bare = ConfigStore.open(':memory:');
   bare.seedFrom(validateConfig({ sites: [{ name: 's' }], onramps: [{ name: 'o', type: 'interconnect', site: 's', automatic_return_routing: true, interconnect: { link: 'eth1' } }] }));
   const bareCfg = bare.load();
-  const bareEdge = new Edge(toPipelineConfig(bareCfg));
+  const bareEdge = new PipelineRig(toPipelineConfig(bareCfg));
   const bareApp = buildApi({ store: bare, edge: new LiveConfig(bareEdge.pipeline, bareCfg), token: TOKEN });
   assert.equal((await call(bareApp, 'PUT', '/v1/egress', { addresses: ['198.51.100.1'] })).status, 200);
   r = await call(bareApp, 'POST', '/v1/routes', { prefix: '0.0.0.0/0', next_hop: 'internet' });

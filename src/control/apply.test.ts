@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Drop } from '../common/drop-reasons.js';
 import { PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { buildUdp } from '../wire/build.js';
-import { Edge } from '../../test/support/edge.js';
+import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { toPipelineConfig, validateConfig, type TetherConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
 import { ApplyError, LiveConfig, stableIds } from './apply.js';
@@ -15,9 +15,9 @@ const B = 2;
 const DC = 4;
 const HOST = '10.0.1.10';
 
-function setup(): { edge: Edge; live: LiveConfig; cfg: TetherConfig } {
+function setup(): { edge: PipelineRig; live: LiveConfig; cfg: TetherConfig } {
   const cfg = validateConfig(defaultConfig());
-  const edge = new Edge(toPipelineConfig(cfg));
+  const edge = new PipelineRig(toPipelineConfig(cfg));
   return { edge, live: new LiveConfig(edge.pipeline, cfg), cfg };
 }
 
@@ -122,7 +122,7 @@ test('onramps added and removed live; transports and restart-only settings are r
 
 test('an Internet route without an egress pool in the running pipeline is refused before anything changes', () => {
   const cfg = validateConfig({ onramps: [{ name: 'x', type: 'interconnect', automatic_return_routing: true, interconnect: { link: 'eth9' } }] });
-  const edge = new Edge(toPipelineConfig(cfg));
+  const edge = new PipelineRig(toPipelineConfig(cfg));
   const live = new LiveConfig(edge.pipeline, cfg);
   const next = validateConfig({ ...structuredClone(cfg), egress: { addresses: ['198.51.100.1'] }, routes: [{ prefix: '0.0.0.0/0', next_hop: 'internet' }] });
   assert.throws(() => live.checkConfig(next), (e: unknown) => e instanceof ApplyError && e.path === 'routes[0].next_hop');

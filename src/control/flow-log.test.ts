@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { buildTcp, buildUdp } from '../wire/build.js';
 import { TCP_SYN } from '../wire/constants.js';
-import { Edge } from '../../test/support/edge.js';
+import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, twoSites } from '../../test/support/topology.js';
 import { assignIds, toPipelineConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
@@ -36,14 +36,14 @@ class Sink extends Writable {
   }
 }
 
-function lab(): { edge: Edge; names: NameBook; ids: ReturnType<typeof assignIds> } {
+function lab(): { edge: PipelineRig; names: NameBook; ids: ReturnType<typeof assignIds> } {
   const cfg = defaultConfig();
   const ids = assignIds(cfg);
-  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const edge = new PipelineRig(toPipelineConfig(cfg, ids));
   return { edge, names: new NameBook(edge.pipeline, cfg, ids), ids };
 }
 
-function logger(edge: Edge, destination: Writable | string, extra: Partial<ConstructorParameters<typeof FlowLogger>[0]> = {}): FlowLogger {
+function logger(edge: PipelineRig, destination: Writable | string, extra: Partial<ConstructorParameters<typeof FlowLogger>[0]> = {}): FlowLogger {
   const log = new FlowLogger({ pipeline: edge.pipeline, destination, clock: () => edge.now, wallClock: () => WALL, flushIntervalMs: 0, ...extra });
   log.start();
   return log;
@@ -113,7 +113,7 @@ test('an expired NAT flow: exactly one well-formed line with tuple, translation,
 });
 
 test('a deleted IPv6 flow and a TCP flow without ARR: family, text addresses, state, no return onramp', async () => {
-  const edge = new Edge(twoSites({ arr: false }));
+  const edge = new PipelineRig(twoSites({ arr: false }));
   const sink = new Sink();
   const log = logger(edge, sink);
   const v6 = edge.send(A_PRIMARY, buildUdp({ src: 'fd00:1::10', dst: '2001:db8:0:0:0:0:0:1' }, { srcPort: 5353, dstPort: 53 }));
@@ -148,7 +148,7 @@ test('a deleted IPv6 flow and a TCP flow without ARR: family, text addresses, st
 });
 
 test('bounded: a full ring drops and counts; a destination that does not drain sheds lines', async () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const sink = new Sink();
   const log = logger(edge, sink, { capacity: 2 });
   for (let i = 0; i < 3; i++) edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 1000 + i, dstPort: 53 }));
@@ -162,7 +162,7 @@ test('bounded: a full ring drops and counts; a destination that does not drain s
 
   // A stalled destination: writes are queued, never completed.
   const stalled = new Writable({ write: () => undefined });
-  const edge2 = new Edge(twoSites());
+  const edge2 = new PipelineRig(twoSites());
   const shed = logger(edge2, stalled, { maxPendingBytes: 10 });
   for (let round = 0; round < 2; round++) {
     edge2.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 2000 + round, dstPort: 53 }));
@@ -175,7 +175,7 @@ test('bounded: a full ring drops and counts; a destination that does not drain s
 });
 
 test('a hook already on the pipeline keeps being called; close() restores it', async () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const seen: number[] = [];
   const before = (_t: unknown, flow: number) => void seen.push(flow);
   edge.pipeline.onFlowEnd = before;
@@ -194,7 +194,7 @@ test('a file destination is appended to, flushed on the interval and on close', 
   try {
     const path = join(dir, 'flows.jsonl');
     writeFileSync(path, '{"earlier":true}\n');
-    const edge = new Edge(twoSites());
+    const edge = new PipelineRig(twoSites());
     assert.equal(flowLoggerFor('off', { pipeline: edge.pipeline }), null);
     const log = flowLoggerFor(path, { pipeline: edge.pipeline, clock: () => edge.now, flushIntervalMs: 5 })!;
     log.start();
@@ -217,7 +217,7 @@ test('a file destination is appended to, flushed on the interval and on close', 
 });
 
 test('a file that cannot be opened is reported, not thrown', async () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const errors: Error[] = [];
   const log = new FlowLogger({ pipeline: edge.pipeline, destination: '/nonexistent-dir/flows.jsonl', flushIntervalMs: 0, onError: (e) => errors.push(e) });
   log.start();

@@ -8,7 +8,7 @@ import { Drop } from '../common/drop-reasons.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { Edge as RealEdge } from '../daemon/edge.js';
 import { buildIcmpEcho, buildUdp } from '../wire/build.js';
-import { Edge } from '../../test/support/edge.js';
+import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { twoSites } from '../../test/support/topology.js';
 import { assignIds, toPipelineConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
@@ -53,10 +53,10 @@ async function scrape(registry: Awaited<ReturnType<typeof createMetrics>>): Prom
 }
 
 /** The lab configuration: sites site-a, site-b, site-gre, dc; onramps site-a-wg (1), site-b-wg (2), site-gre-tunnel (3), dc-link (4). */
-function lab(): { edge: Edge; names: NameBook; ids: ReturnType<typeof assignIds> } {
+function lab(): { edge: PipelineRig; names: NameBook; ids: ReturnType<typeof assignIds> } {
   const cfg = defaultConfig();
   const ids = assignIds(cfg);
-  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const edge = new PipelineRig(toPipelineConfig(cfg, ids));
   return { edge, names: new NameBook(edge.pipeline, cfg, ids), ids };
 }
 
@@ -147,7 +147,7 @@ test('gauges follow the state: flows ending, an onramp going down, a live onramp
 });
 
 test('metrics read the counters at scrape and add nothing to the packet path', async () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const p = edge.pipeline;
   const registry = createMetrics({ pipeline: p });
   // Nothing hooked: the pipeline's methods and its flow-end hook are its own.
@@ -197,7 +197,7 @@ test('names: configured names, a site-less onramp is its own site, rule names, t
   cfg.onramps.push({ ...cfg.onramps[3], name: 'lonely', site: undefined } as (typeof cfg.onramps)[number]);
   cfg.firewall.rules.push({ name: 'no-telnet', action: 'deny', protocols: ['tcp'], destination_ports: [23] });
   const ids = assignIds(cfg);
-  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const edge = new PipelineRig(toPipelineConfig(cfg, ids));
   const names = new NameBook(edge.pipeline, cfg, ids);
   const lonely = ids.onramps.get('lonely')!;
   assert.equal(names.onramp(lonely), 'lonely');

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { PacketBatch } from '../common/packet-batch.js';
 import { LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
-import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../wire/build.js';
+import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../../src/wire/build.js';
 import { IPPROTO_GRE } from '../wire/constants.js';
 import type { EdgeStatus } from './edge.js';
 import { planNetwork } from './network.js';
@@ -280,7 +280,7 @@ describe('tether run (real interfaces, root)', () => {
   });
 
   it('a WireGuard site completes a handshake over the underlay and its datagram reaches the Internet and back', async () => {
-    const peer = spawn('ip', ['netns', 'exec', NS.site, process.execPath, '--import', 'tsx', 'src/daemon/test-wg-peer.ts', JSON.stringify({
+    const peer = spawn('ip', ['netns', 'exec', NS.site, process.execPath, '--import', 'tsx', 'test/support/wg-peer.ts', JSON.stringify({
       privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
       edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
       edge: { addr: WG_EDGE, port: WG_PORT },
@@ -454,7 +454,7 @@ ${SITE_A_WG_ONRAMP}  - name: gre-1
   }
 
   function wgPeer(payload: string, timeoutMs: number): Promise<string> {
-    const peer = spawn('ip', ['netns', 'exec', LNS.site, process.execPath, '--import', 'tsx', 'src/daemon/test-wg-peer.ts', JSON.stringify({
+    const peer = spawn('ip', ['netns', 'exec', LNS.site, process.execPath, '--import', 'tsx', 'test/support/wg-peer.ts', JSON.stringify({
       privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
       edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
       edge: { addr: WG_EDGE, port: WG_PORT },

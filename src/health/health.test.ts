@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { buildIcmpEcho, parsePacket } from '../wire/build.js';
 import { RATE_INTERVAL_MS, RATE_TIMEOUT_MS, WINDOW_SECONDS, BUCKET_MS, type ProbeRate } from './constants.js';
 import { HealthEngine, REPLY_MATCHED, REPLY_NOT_OURS, REPLY_REJECTED, buildProbe, type HealthEvent, type HealthSpec, type Probe } from './health.js';
-import { HealthOracle } from './test-oracle.js';
+import { HealthOracle } from '../../test/support/health-oracle.js';
 
 const EDGE = '100.64.0.1';
 const SITE = '10.0.1.1';

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { HealthJudge } from './judge.js';
 import { LossWindow } from './loss-window.js';
 import { BUCKET_MS, WINDOW_SECONDS, priorityPenalty, PENALTY_DEGRADED, PENALTY_DOWN } from './constants.js';
-import { HealthOracle } from './test-oracle.js';
+import { HealthOracle } from '../../test/support/health-oracle.js';
 
 test('penalties: +500,000 degraded, +1,000,000 down, none healthy', () => {
   assert.equal(priorityPenalty('healthy'), 0);

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type { Locator, Page } from 'playwright-core';
 import { buildUdp } from '../../src/wire/build.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { DASHBOARD_CSP, registerDashboard } from '../../src/control/dashboard.js';
 import { apiRig } from '../support/api.js';
 import { openBrowser } from '../support/browser.js';
@@ -81,7 +81,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
 
   const a = ids.onramps.get('site-a-wg') as number;
   const b = ids.onramps.get('site-b-wg') as number;
-  const udp = (port: number, srcPort: number, dst = SERVER, dstPort = 53): ReturnType<Edge['send']> =>
+  const udp = (port: number, srcPort: number, dst = SERVER, dstPort = 53): ReturnType<PipelineRig['send']> =>
     edge.send(port, buildUdp({ src: HOST, dst }, { srcPort, dstPort, payload: Uint8Array.of(1, 2, 3, 4) }));
   /** A request from one site and the server's answer through the egress pool. */
   const exchange = (port: number, srcPort: number): void => {

@@ -18,7 +18,7 @@ import type { FirewallRuleSpec } from '../../src/policy/firewall.js';
 import { NextHopKind, type RouteSpec } from '../../src/route/route-table.js';
 import { buildIcmpEcho, buildTcp, buildUdp } from '../../src/wire/build.js';
 import { TCP_SYN } from '../../src/wire/constants.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { onramp } from '../support/topology.js';
 
 const POOL4 = '198.51.100.1';
@@ -142,9 +142,9 @@ test('explain says what the pipeline then does: verdict, drop reason, next hop, 
   const seen = new Map<string, number>();
   fc.assert(
     fc.property(configArb, fc.array(stepArb, { minLength: 20, maxLength: 60 }), (config, steps) => {
-      let edge: Edge;
+      let edge: PipelineRig;
       try {
-        edge = new Edge(config);
+        edge = new PipelineRig(config);
       } catch {
         return; // a route to the Internet without an egress pool: the configuration is refused, nothing to explain
       }

@@ -4,14 +4,14 @@ import assert from 'node:assert/strict';
 import { describeFlow, explain } from '../../src/dataplane/explain.js';
 import { Firewall } from '../../src/policy/firewall.js';
 import { buildUdp } from '../../src/wire/build.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
 
 const UDP = 17;
 const query = (onramp: number, dst: string, srcPort = 40000, dstPort = 53) => ({ onramp, protocol: UDP, src: HOST, dst, srcPort, dstPort });
 
 test('a new flow to the Internet: firewall default, default route, source NAT, replies by ARR', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const e = explain(edge.pipeline, query(A_PRIMARY, SERVER));
   assert.equal(e.verdict, 'forward');
   assert.equal(e.nextHop, INTERNET);
@@ -26,7 +26,7 @@ test('a new flow to the Internet: firewall default, default route, source NAT, r
 });
 
 test('an existing flow: the stored decision, and the endpoint\'s existing mapping for a new destination', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const sent = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53 }));
   const hit = explain(edge.pipeline, query(A_PRIMARY, SERVER));
   assert.equal(hit.flow?.flow, 0);
@@ -42,7 +42,7 @@ test('an existing flow: the stored decision, and the endpoint\'s existing mappin
 });
 
 test('the clash rule, a firewall deny, ARR off, unknown onramps and forged owners are explained', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 443 }));
   const clash = explain(edge.pipeline, query(B_PRIMARY, DC_SERVER, 40000, 443));
   assert.equal(clash.nat?.kind, 'clash-port-rewrite');
@@ -55,7 +55,7 @@ test('the clash rule, a firewall deny, ARR off, unknown onramps and forged owner
   assert.equal(denied.dropReason, 'policy_deny');
   assert.deepEqual(denied.firewall, { ruleId: 42, action: 'deny', byDefault: false });
 
-  const off = new Edge(twoSites({ arr: false }));
+  const off = new PipelineRig(twoSites({ arr: false }));
   assert.equal(explain(off.pipeline, query(A_PRIMARY, SERVER)).replies?.by, 'routing-table');
   assert.equal(explain(off.pipeline, query(77, SERVER)).dropReason, 'unknown_port');
   off.send(A_PRIMARY, buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 1, dstPort: 2 }));

@@ -9,7 +9,7 @@ import { buildIcmpEcho, buildTcp, buildUdp, fragmentIpv4 } from '../../src/wire/
 import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../../src/wire/constants.js';
 import { TcpState } from '../../src/flow/flow-table.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum4 } from '../../src/wire/checksum.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_BACKUP, A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
 
 const SECOND = 1000;
@@ -31,7 +31,7 @@ function reassemble(fragments: Uint8Array[]): { payload: Uint8Array; checksumOk:
 }
 
 test('mid-flow failover: the flow follows the site to its backup onramp; another site cannot take it', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const out = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 443 }));
   const reply = () => edge.send(INTERNET, buildUdp({ src: SERVER, dst: POOL }, { srcPort: 443, dstPort: out.parsed.srcPort }));
   assert.equal(reply().hop, A_PRIMARY);
@@ -51,7 +51,7 @@ test('mid-flow failover: the flow follows the site to its backup onramp; another
 });
 
 test('TCP through the edge: handshake, data, FIN both ways, TIME-WAIT; out-of-window and unsolicited segments refused', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const table = edge.pipeline.flows4;
   const c2s = (seq: number, ack: number, flags: number, len = 0) => edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 22, seq, ack, flags, payload: new Uint8Array(len) }));
   const s2c = (seq: number, ack: number, flags: number, len = 0) => edge.send(DC_ONRAMP, buildTcp({ src: DC_SERVER, dst: HOST }, { srcPort: 22, dstPort: 40000, seq, ack, flags, payload: new Uint8Array(len) }));
@@ -76,7 +76,7 @@ test('TCP through the edge: handshake, data, FIN both ways, TIME-WAIT; out-of-wi
 });
 
 test('TCP RST: accepted in window and closes; refused out of window with state unchanged', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const table = edge.pipeline.flows4;
   edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 1, dstPort: 2, seq: 10, flags: TCP_SYN }));
   edge.send(DC_ONRAMP, buildTcp({ src: DC_SERVER, dst: HOST }, { srcPort: 2, dstPort: 1, seq: 50, ack: 11, flags: TCP_SYN | TCP_ACK_FLAG }));
@@ -90,7 +90,7 @@ test('TCP RST: accepted in window and closes; refused out of window with state u
 });
 
 test('UDP and ICMP timeouts on an injected clock; an expired mapping frees its port', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const table = edge.pipeline.flows4;
   const udp = (port: number) => buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: port });
   edge.send(A_PRIMARY, udp(53));
@@ -119,7 +119,7 @@ test('UDP and ICMP timeouts on an injected clock; an expired mapping frees its p
 });
 
 test('capacity and quotas: a flood from site B never evicts site A\'s established flows', () => {
-  const edge = new Edge(twoSites({ flows: { capacity4: 256, capacity6: 16 } }));
+  const edge = new PipelineRig(twoSites({ flows: { capacity4: 256, capacity6: 16 } }));
   const table = edge.pipeline.flows4;
   const mappings: number[] = [];
   for (let i = 0; i < 200; i++) {
@@ -143,7 +143,7 @@ test('capacity and quotas: a flood from site B never evicts site A\'s establishe
   }
 
   // With a quota, B's onramp stops at its share.
-  const quoted = new Edge(twoSites());
+  const quoted = new PipelineRig(twoSites());
   quoted.pipeline.setOnramp({ id: B_PRIMARY, name: 'b', type: 'gre', site: 2, automaticReturnRouting: true, maxFlows: 50 });
   let quota = 0;
   for (let i = 0; i < 80; i++) {
@@ -154,7 +154,7 @@ test('capacity and quotas: a flood from site B never evicts site A\'s establishe
 });
 
 test('fragments: a large UDP reply in fragments, out of order, reaches the site whole and translated', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const out = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53 }));
   const payload = new Uint8Array(3000).map((_, i) => i & 0xff);
   const big = buildUdp({ src: SERVER, dst: POOL, id: 4242 }, { srcPort: 53, dstPort: out.parsed.srcPort, payload });
@@ -188,14 +188,14 @@ test('fragments: a large UDP reply in fragments, out of order, reaches the site 
 });
 
 test('TTL: decremented on the way through; a packet that would expire is dropped', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const out = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER, ttl: 9 }, { srcPort: 1, dstPort: 2 }));
   assert.equal(out.parsed.ttl, 8);
   assert.equal(edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER, ttl: 1 }, { srcPort: 1, dstPort: 2 })).drop, Drop.TtlExceeded);
 });
 
 test('garbage in, counted drops out; unknown ports and martians refused', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   assert.equal(edge.send(A_PRIMARY, Uint8Array.of(0x45, 0, 0)).drop, Drop.Truncated);
   assert.equal(edge.send(A_PRIMARY, new Uint8Array(40).fill(0x99)).drop, Drop.BadVersion);
   assert.equal(edge.send(77, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 1, dstPort: 2 })).drop, Drop.UnknownPort);

@@ -13,7 +13,7 @@ import { buildTcp, buildUdp } from '../../src/wire/build.js';
 import { AF_INET4, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER, IPV6_HEADER, TCP_ACK_FLAG, TCP_SYN } from '../../src/wire/constants.js';
 import { inspect } from '../../src/wire/inspect.js';
 import { PacketInfo } from '../../src/wire/packet-info.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, SITE_A, SITE_DC, onramp } from '../support/topology.js';
 
 const TUNNEL_MTU = 1400;
@@ -40,7 +40,7 @@ function syn(src: string, dst: string, mss: number, flags = TCP_SYN, srcPort = 4
 }
 
 test('a SYN entering from a tunnel onramp is clamped to the tunnel MTU - 40, checksum updated (IPv4)', () => {
-  const edge = new Edge(tunnelSite());
+  const edge = new PipelineRig(tunnelSite());
   const out = edge.send(A_PRIMARY, syn(HOST, DC_SERVER, 1460));
   assert.equal(out.hop, DC_ONRAMP);
   assert.equal(out.parsed.tcp?.mss, TUNNEL_MTU - 40);
@@ -49,7 +49,7 @@ test('a SYN entering from a tunnel onramp is clamped to the tunnel MTU - 40, che
 });
 
 test('a SYN-ACK leaving toward a tunnel onramp is clamped too (the reply direction of the same flow)', () => {
-  const edge = new Edge(tunnelSite());
+  const edge = new PipelineRig(tunnelSite());
   assert.equal(edge.send(A_PRIMARY, syn(HOST, DC_SERVER, 1200)).hop, DC_ONRAMP);
   const back = edge.send(DC_ONRAMP, syn(DC_SERVER, HOST, 8960, TCP_SYN | TCP_ACK_FLAG, 443, 40000));
   assert.equal(back.hop, A_PRIMARY);
@@ -58,7 +58,7 @@ test('a SYN-ACK leaving toward a tunnel onramp is clamped too (the reply directi
 });
 
 test('IPv6: MTU - 60 both ways, and an MSS already below the ceiling is left alone', () => {
-  const edge = new Edge(tunnelSite());
+  const edge = new PipelineRig(tunnelSite());
   const out = edge.send(A_PRIMARY, syn(HOST6, DC_SERVER6, 1440));
   assert.equal(out.hop, DC_ONRAMP);
   assert.equal(out.parsed.tcp?.mss, TUNNEL_MTU - 60);
@@ -69,14 +69,14 @@ test('IPv6: MTU - 60 both ways, and an MSS already below the ceiling is left alo
 });
 
 test('the lower of the two ports ceilings wins; ports without an MTU clamp nothing', () => {
-  const both = new Edge(tunnelSite(TUNNEL_MTU, 1300));
+  const both = new PipelineRig(tunnelSite(TUNNEL_MTU, 1300));
   assert.equal(both.send(A_PRIMARY, syn(HOST, DC_SERVER, 1460)).parsed.tcp?.mss, 1300 - 40);
-  const none = new Edge(tunnelSite(null));
+  const none = new PipelineRig(tunnelSite(null));
   assert.equal(none.send(A_PRIMARY, syn(HOST, DC_SERVER, 1460)).parsed.tcp?.mss, 1460);
 });
 
 test('an IPv6 tunnel MTU below 1280 still lets IPv6 SYNs announce 1280 - 60 (RFC 8200 section 5)', () => {
-  const edge = new Edge(tunnelSite(1200));
+  const edge = new PipelineRig(tunnelSite(1200));
   assert.equal(edge.send(A_PRIMARY, syn(HOST6, DC_SERVER6, 1440)).parsed.tcp?.mss, 1280 - 60);
   assert.equal(edge.send(A_PRIMARY, syn(HOST, DC_SERVER, 1460, TCP_SYN, 40001)).parsed.tcp?.mss, 1200 - 40);
 });

@@ -8,7 +8,7 @@ import { Drop } from '../../src/common/drop-reasons.js';
 import { buildIcmpEcho, buildIcmpError, buildTcp, buildUdp, parsePacket } from '../../src/wire/build.js';
 import { icmpv4ChecksumFull } from '../../src/wire/checksum.js';
 import { TCP_SYN } from '../../src/wire/constants.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
 
 const ROUTER = '192.0.2.1';
@@ -21,7 +21,7 @@ function icmpChecksumOk(bytes: Uint8Array): boolean {
 }
 
 test('endpoint-independent mapping: one external endpoint per internal endpoint, whatever the destination', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const first = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 5000, dstPort: 53 }));
   const second = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: '203.0.113.99' }, { srcPort: 5000, dstPort: 123 }));
   assert.equal(first.parsed.srcPort, second.parsed.srcPort);
@@ -34,7 +34,7 @@ test('endpoint-independent mapping: one external endpoint per internal endpoint,
 });
 
 test('ICMP port unreachable for a NAT\'ed datagram reaches the right site, inner header restored', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const query = () => buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 9 });
   const outA = edge.send(A_PRIMARY, query());
   const outB = edge.send(B_PRIMARY, query());
@@ -55,7 +55,7 @@ test('ICMP port unreachable for a NAT\'ed datagram reaches the right site, inner
 });
 
 test('fragmentation needed and time exceeded from a router on the path, for TCP and for a clashing data-center flow', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const syn = edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: SERVER }, { srcPort: 33000, dstPort: 443, seq: 1, flags: TCP_SYN }));
   const table = edge.pipeline.flows4;
   const deadlineBefore = table.deadline(0);
@@ -83,7 +83,7 @@ test('fragmentation needed and time exceeded from a router on the path, for TCP 
 });
 
 test('forged ICMP errors that match no flow are dropped; errors from another site are refused', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const out = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53 }));
   const invented = buildUdp({ src: POOL, dst: SERVER }, { srcPort: 1234, dstPort: 53 });
   const forged = edge.send(INTERNET, buildIcmpError({ src: SERVER, dst: POOL }, { type: 3, code: 3 }, invented));
@@ -95,7 +95,7 @@ test('forged ICMP errors that match no flow are dropped; errors from another sit
 });
 
 test('data center: identical 5-tuples from two sites both work; only the later one is port-rewritten', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const a = edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 443, seq: 100, flags: TCP_SYN }));
   const b = edge.send(B_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 443, seq: 900, flags: TCP_SYN }));
   assert.equal(a.hop, DC_ONRAMP);
@@ -117,7 +117,7 @@ test('data center: identical 5-tuples from two sites both work; only the later o
 });
 
 test('ICMP echo through NAT: both sites ping with the same identifier and each gets its replies', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const ping = () => buildIcmpEcho({ src: HOST, dst: SERVER }, { type: 'request', id: 77, seq: 1 });
   const a = edge.send(A_PRIMARY, ping());
   const b = edge.send(B_PRIMARY, ping());
@@ -135,7 +135,7 @@ test('ICMP echo through NAT: both sites ping with the same identifier and each g
 });
 
 test('hairpinning: a site reaches another site\'s mapped endpoint through the pool address (RFC 4787 REQ-9)', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const a = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 6000, dstPort: 3478 }));
   const toA = edge.send(B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort }));
   assert.equal(toA.hop, A_PRIMARY);
@@ -153,7 +153,7 @@ test('hairpinning: a site reaches another site\'s mapped endpoint through the po
 });
 
 test('NAT66 toward the Internet and ICMPv6 packet-too-big back to the right site', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const v6host = 'fd00:1::10';
   const outA = edge.send(A_PRIMARY, buildUdp({ src: v6host, dst: '2001:db8:5::1' }, { srcPort: 4444, dstPort: 53 }));
   const outB = edge.send(B_PRIMARY, buildUdp({ src: v6host, dst: '2001:db8:5::1' }, { srcPort: 4444, dstPort: 53 }));
@@ -172,7 +172,7 @@ test('NAT66 toward the Internet and ICMPv6 packet-too-big back to the right site
 
 test('firewall: the first matching rule decides at setup and its id is stored in the flow', async () => {
   const { Firewall } = await import('../../src/policy/firewall.js');
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   edge.pipeline.setFirewall(new Firewall([
     { id: 7, action: 'deny', sites: [2], protocols: [17], dstPorts: [[53, 53]] },
     { id: 8, action: 'allow', protocols: [17] },

@@ -9,7 +9,7 @@ import { parseIpv4 } from '../../src/wire/addr.js';
 import { FlowKey } from '../../src/flow/flow-table.js';
 import { buildTcp, buildUdp } from '../../src/wire/build.js';
 import { TCP_ACK_FLAG, TCP_SYN } from '../../src/wire/constants.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import {
   A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, SITE_A, SITE_B, twoSites,
 } from '../support/topology.js';
@@ -19,7 +19,7 @@ function dnsQuery(id: number): Uint8Array {
 }
 
 test('two sites, identical 10.0.1.10:40000 -> 203.0.113.10:53: each reply returns to its own site', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   const outA = edge.send(A_PRIMARY, dnsQuery(1));
   const outB = edge.send(B_PRIMARY, dnsQuery(2));
   assert.equal(outA.hop, INTERNET);
@@ -57,7 +57,7 @@ function rng(seed: number): () => number {
 
 test('thousands of randomized overlapping flows across several sites, Internet and data center: every reply reaches its site', () => {
   const SITES = 6;
-  const edge = new Edge(twoSites({ extraSites: SITES }));
+  const edge = new PipelineRig(twoSites({ extraSites: SITES }));
   const next = rng(7);
   const sitePorts = Array.from({ length: SITES }, (_, i) => 100 + i);
   interface Sent { port: number; host: string; srcPort: number; dst: string; dstPort: number; outSrc: string; outPort: number; hop: number; tag: number }
@@ -97,7 +97,7 @@ test('thousands of randomized overlapping flows across several sites, Internet a
 });
 
 test('without ARR, both sites announcing 10.0.1.0/24: replies are misdelivered (the problem tether exists to solve)', () => {
-  const edge = new Edge(twoSites({ arr: false }));
+  const edge = new PipelineRig(twoSites({ arr: false }));
   let misdelivered = 0;
   let delivered = 0;
   for (let i = 0; i < 200; i++) {
@@ -117,7 +117,7 @@ test('without ARR, both sites announcing 10.0.1.0/24: replies are misdelivered (
   assert.ok(misdelivered > 50, `expected many misdelivered replies, got ${misdelivered} of ${misdelivered + delivered}`);
 
   // The same traffic with ARR on: none astray.
-  const arrEdge = new Edge(twoSites({ arr: true }));
+  const arrEdge = new PipelineRig(twoSites({ arr: true }));
   for (let i = 0; i < 50; i++) {
     arrEdge.send(A_PRIMARY, buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 30000 + i, dstPort: 443 }));
     const reply = arrEdge.send(DC_ONRAMP, buildUdp({ src: DC_SERVER, dst: HOST }, { srcPort: 443, dstPort: 30000 + i }));
@@ -125,7 +125,7 @@ test('without ARR, both sites announcing 10.0.1.0/24: replies are misdelivered (
   }
 });
 
-function flowSnapshot(edge: Edge, flow: number): string {
+function flowSnapshot(edge: PipelineRig, flow: number): string {
   const t = edge.pipeline.flows4;
   return JSON.stringify({
     state: t.state(flow), ret: t.returnPort(flow), next: t.nextHop(flow), flags: t.flags(flow),
@@ -136,7 +136,7 @@ function flowSnapshot(edge: Edge, flow: number): string {
 
 test('injection: site B forging packets of site A\'s flow, in either direction, changes nothing in that flow', () => {
   for (const arr of [true, false]) {
-    const edge = new Edge(twoSites({ arr }));
+    const edge = new PipelineRig(twoSites({ arr }));
     // Site A opens a TCP connection to the data center and gets an answer.
     const syn = edge.send(A_PRIMARY, buildTcp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 443, seq: 1000, flags: TCP_SYN, options: { mss: 1400 } }));
     assert.equal(syn.hop, DC_ONRAMP);
@@ -186,7 +186,7 @@ function keyOf(zone: number, src: string, dst: string, srcPort: number, dstPort:
 }
 
 test('site B reusing site A\'s tuple to the Internet gets its own mapping; both see their own replies (SITE_B zone)', () => {
-  const edge = new Edge(twoSites());
+  const edge = new PipelineRig(twoSites());
   edge.send(A_PRIMARY, dnsQuery(1));
   const b = edge.send(B_PRIMARY, dnsQuery(2));
   assert.ok(edge.pipeline.flows4.lookup(keyOf(SITE_B, HOST, SERVER, 40000, 53, 17)) >= 0, 'edge.pipeline.flows4.lookup(keyOf(SITE_B, HOST, SERVER, 40000, 53, 17)) >= 0');

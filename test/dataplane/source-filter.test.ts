@@ -9,7 +9,7 @@ import type { PipelineConfig } from '../../src/dataplane/pipeline.js';
 import { PortRegistry } from '../../src/dataplane/ports.js';
 import { NextHopKind } from '../../src/route/route-table.js';
 import { buildIcmpEcho, buildUdp } from '../../src/wire/build.js';
-import { Edge } from '../support/edge.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, SITE_A, SITE_B, SITE_DC, onramp } from '../support/topology.js';
 
 function config(): PipelineConfig {
@@ -29,7 +29,7 @@ function config(): PipelineConfig {
 const udp = (src: string, dst: string): Uint8Array => buildUdp({ ...(src.includes(':') ? { family: 6 as const } : {}), src, dst }, { srcPort: 5000, dstPort: 53 });
 
 test('a packet from inside the onramp\'s allowed sources passes; one from outside is dropped and counted', () => {
-  const edge = new Edge(config());
+  const edge = new PipelineRig(config());
   assert.equal(edge.send(A_PRIMARY, udp('10.0.1.10', DC_SERVER)).hop, DC_ONRAMP);
   assert.equal(edge.send(A_PRIMARY, udp('fd00:a::10', 'fd00:dc::20')).hop, DC_ONRAMP);
   const spoofed = edge.send(A_PRIMARY, udp('10.0.3.5', DC_SERVER));
@@ -44,7 +44,7 @@ test('a packet from inside the onramp\'s allowed sources passes; one from outsid
 });
 
 test('ports without allowed sources take any source; replacing the onramp replaces its filter', () => {
-  const edge = new Edge(config());
+  const edge = new PipelineRig(config());
   assert.equal(edge.send(B_PRIMARY, udp('10.0.3.5', DC_SERVER)).hop, DC_ONRAMP);
   edge.pipeline.setOnramp(onramp(A_PRIMARY, SITE_A, true, { allowedSources: ['10.0.3.0/24'] }));
   assert.equal(edge.send(A_PRIMARY, udp('10.0.3.5', DC_SERVER)).hop, DC_ONRAMP);
@@ -54,7 +54,7 @@ test('ports without allowed sources take any source; replacing the onramp replac
 });
 
 test('a malformed allowed source is refused at configuration', () => {
-  assert.throws(() => new Edge({ ...config(), onramps: [onramp(A_PRIMARY, SITE_A, true, { allowedSources: ['10.0.1.0/33'] })] }), /allowed source/);
+  assert.throws(() => new PipelineRig({ ...config(), onramps: [onramp(A_PRIMARY, SITE_A, true, { allowedSources: ['10.0.1.0/33'] })] }), /allowed source/);
 });
 
 test('the port registry keeps filters in a dense list and reuses a removed port\'s slot', () => {

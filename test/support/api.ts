@@ -13,11 +13,11 @@ import { assignIds, toPipelineConfig, type ConfigIds, type TetherConfig } from '
 import { defaultConfig } from '../../src/lab/config.js';
 import { createMetrics, NameBook } from '../../src/control/metrics.js';
 import { ConfigStore } from '../../src/control/store.js';
-import { Edge } from './edge.js';
+import { PipelineRig } from './pipeline-rig.js';
 
 export interface ApiRig {
   app: FastifyInstance;
-  edge: Edge;
+  edge: PipelineRig;
   store: ConfigStore;
   cfg: TetherConfig;
   ids: ConfigIds;
@@ -31,7 +31,7 @@ export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
   const cfg = defaultConfig();
   const ids = assignIds(cfg);
-  const edge = new Edge(toPipelineConfig(cfg, ids));
+  const edge = new PipelineRig(toPipelineConfig(cfg, ids));
   const store = ConfigStore.open(join(dir, 'tether.db'));
   store.seedFrom(cfg);
   const names = new NameBook(edge.pipeline, cfg, ids);

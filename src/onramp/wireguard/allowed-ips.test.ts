@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AllowedIps, innerPacketLength } from './allowed-ips.js';
-import { ipv4Packet } from './test-helpers.js';
+import { ipv4Packet } from '../../../test/support/wireguard.js';
 
 const maskOf = (len: number): number => (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0);
 

@@ -31,7 +31,7 @@ import {
   keyPair,
   pair,
   seededRandom,
-} from './test-helpers.js';
+} from '../../../test/support/wireguard.js';
 
 const hex = (b: Uint8Array | null): string => (b ? Buffer.from(b).toString('hex') : 'null');
 const dropTotal = (d: WireGuardDevice): number => d.drops.reduce((s, v) => s + v, 0);

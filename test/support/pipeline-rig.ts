@@ -1,5 +1,5 @@
 /**
- * Test harness around the pure pipeline: send one packet in on a port, get back where it went and
+ * PipelineRig: a test harness around the pure pipeline: send one packet in on a port, get back where it went and
  * the bytes as they left (copied), parsed into a plain record.
  */
 import { PacketBatch } from '../../src/common/packet-batch.js';
@@ -16,7 +16,7 @@ export interface Sent {
   parsed: ParsedPacket;
 }
 
-export class Edge {
+export class PipelineRig {
   readonly pipeline: Pipeline;
   now = 1_000_000;
   private readonly batch = new PacketBatch(1, 65536 + 256, 128);

@@ -1,14 +1,14 @@
 /**
  * A WireGuard site for the daemon's end-to-end test (edge.test.ts), run in a site namespace with
- * `ip netns exec NS node --import tsx src/daemon/test-wg-peer.ts '<json>'`: tether's own WireGuard engine as
+ * `ip netns exec NS node --import tsx test/support/wg-peer.ts '<json>'`: tether's own WireGuard engine as
  * the peer, over a real kernel UDP socket. It sends one inner UDP datagram through the tunnel (the handshake
  * happens first: the packet is staged until the session exists), waits for the inner reply, prints it as one
  * JSON line on stdout and exits 0; exits 3 on timeout. Not a test file itself (no .test.ts).
  */
 import dgram from 'node:dgram';
-import { WireGuardDevice, keyFromBase64, type Outgoing } from '../onramp/wireguard/index.js';
-import { buildUdp, parsePacket } from '../wire/build.js';
-import { UdpEndpoint } from '../wire/endpoint.js';
+import { WireGuardDevice, keyFromBase64, type Outgoing } from '../../src/onramp/wireguard/index.js';
+import { buildUdp, parsePacket } from '../../src/wire/build.js';
+import { UdpEndpoint } from '../../src/wire/endpoint.js';
 
 interface PeerArgs {
   privateKey: string;

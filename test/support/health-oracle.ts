@@ -2,8 +2,8 @@
  * The slow oracle for the health tests: every sample kept in an array, the window and the runs recomputed
  * from the whole history at each evaluation, the rules of judge.ts written out once more, plainly.
  */
-import { BUCKET_MS, DEGRADED_MIN_FAILURES, DOWN_CONSECUTIVE_FAILURES, RECOVER_CONSECUTIVE_SUCCESSES, WINDOW_SECONDS } from './constants.js';
-import type { HealthState, TransitionReason } from './judge.js';
+import { BUCKET_MS, DEGRADED_MIN_FAILURES, DOWN_CONSECUTIVE_FAILURES, RECOVER_CONSECUTIVE_SUCCESSES, WINDOW_SECONDS } from '../../src/health/constants.js';
+import type { HealthState, TransitionReason } from '../../src/health/judge.js';
 
 export interface OracleTransition {
   from: HealthState;

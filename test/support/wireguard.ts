@@ -2,9 +2,9 @@
  * Helpers shared by the WireGuard tests (and usable by later interop tests): seeded randomness, key pairs,
  * IPv4 packets, and a pair of devices wired to each other in memory.
  */
-import { publicKeyFromPrivate } from './crypto.js';
-import { WireGuardDevice, type Outgoing, type WireGuardPeerConfig } from './device.js';
-import { UdpEndpoint } from '../../wire/endpoint.js';
+import { publicKeyFromPrivate } from '../../src/onramp/wireguard/crypto.js';
+import { WireGuardDevice, type Outgoing, type WireGuardPeerConfig } from '../../src/onramp/wireguard/device.js';
+import { UdpEndpoint } from '../../src/wire/endpoint.js';
 
 /** xorshift32 filling bytes: deterministic "randomness" for reproducible tests. */
 export function seededRandom(seed: number): (b: Uint8Array) => void {
