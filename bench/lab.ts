@@ -1,6 +1,6 @@
 /**
  * `npm run bench:lab` (root) — forwarding over real interfaces, tether beside the Linux kernel doing the same
- * job, in the same run (issue 3, "Performance"). A benchmark, not a test: it prints figures and asserts none.
+ * job, in the same run (docs/PERFORMANCE.md). A benchmark, not a test: it prints figures and asserts none.
  *
  *   ns <p>-tsite  10.0.1.10 ── veth 172.30.1.0/30 ──┐
  *   ns <p>-twsite 10.0.1.10 ── wireguard-go <p>wgt ─┤ ns <p>-tedge: tether (dist/, compiled), one interconnect

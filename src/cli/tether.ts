@@ -95,7 +95,7 @@ async function run(opts: { config?: string; api?: boolean }): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  // Until the API exists (issue 4), `kill -USR1 PID` writes the counters to the log.
+  // `kill -USR1 PID` writes the counters to the log, for when the API is not reachable.
   process.on('SIGUSR1', () => log.info({ status: edge.status() }, 'status'));
 }
 

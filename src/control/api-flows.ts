@@ -1,5 +1,5 @@
 /**
- * Read-only routes over the running data plane (issue 4 §3, §5): the flow table with filters and
+ * Read-only routes over the running data plane (docs/API.md): the flow table with filters and
  * paging, one flow with its decision trail, explain for a hypothetical packet, the overlap report,
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.

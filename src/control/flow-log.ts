@@ -1,5 +1,5 @@
 /**
- * Flow logs (issue 4 §5): one JSON line per ended flow, to stdout or appended to a file.
+ * Flow logs (docs/OBSERVABILITY.md): one JSON line per ended flow, to stdout or appended to a file.
  *
  *   flow ends (expired in pipeline.expire, evicted by a create on the packet path, deleted)
  *     └─ pipeline.onFlowEnd ─► capture(): ~40 numbers copied into a preallocated ring (no allocation,

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (issue 4 §5), collected at scrape time from the engines' own counters.
+ * Prometheus metrics (docs/OBSERVABILITY.md), collected at scrape time from the engines' own counters.
  *
  *   packet path ── increments typed-array counters it already keeps (PipelineCounters, GRE and
  *                  WireGuard drops, the edge's counters, the flow tables' per-port live counts)

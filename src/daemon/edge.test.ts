@@ -1,4 +1,4 @@
-// The daemon end to end, on real interfaces (EDGE-CONTRACT.md's topology, scaled down). Each run builds its
+// The daemon end to end, on real interfaces (the lab's topology of docs/UNDERLAY.md, scaled down). Each run builds its
 // own namespaces tt-<pid>-{edge,dc,inet,site}, removes those of dead earlier runs first, and deletes its own
 // in `after`. `tether run` runs inside the edge namespace as a child process (the CLI, as operators run it);
 // the hosts are Node dgram children started with `ip netns exec`, and the WireGuard site is tether's own

@@ -1,5 +1,5 @@
 /**
- * The kernel side of the daemon (docs/UNDERLAY.md, helper-notes/EDGE-CONTRACT.md): which `ip` commands put
+ * The kernel side of the daemon (docs/UNDERLAY.md): which `ip` commands put
  * tether's TUN devices on the edge namespace's routing, and which take that back.
  *
  *   endpoint ADDR (WireGuard listen address, GRE local)  ── ip route replace ADDR/32 dev <underlay>
@@ -13,9 +13,12 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 
-/** Policy-routing table (and rule priority) of interconnect onramp n: 1000 + n (EDGE-CONTRACT.md). */
+/**
+ * Policy-routing table (and rule priority) of interconnect onramp n: 1000 + n, clear of the kernel's reserved
+ * tables (253 default, 254 main, 255 local) and of 220, the table strongSwan installs its routes in.
+ */
 export const INTERCONNECT_TABLE_BASE = 1000;
-/** Default TUN names (EDGE-CONTRACT.md); the egress TUN's name is the config's `egress.interface`. */
+/** Default TUN names; the egress TUN's name is the config's `egress.interface`. */
 export const DEFAULT_UNDERLAY_NAME = 'tt-underlay';
 export const INTERCONNECT_TUN_PREFIX = 'tt-ic-';
 /** Linux interface names hold at most 15 bytes (IFNAMSIZ - 1). */
@@ -153,7 +156,7 @@ export function undoPlan(undo: string[][]): string[] {
 }
 
 /**
- * rp_filter = 0 on our own TUNs (EDGE-CONTRACT.md): replies of NAT'ed flows and decapsulated packets enter the
+ * rp_filter = 0 on our own TUNs (docs/UNDERLAY.md): replies of NAT'ed flows and decapsulated packets enter the
  * kernel through a TUN whose routes do not cover their source. Per namespace: /proc/sys/net reflects the
  * network namespace of this process.
  */

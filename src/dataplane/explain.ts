@@ -1,5 +1,5 @@
 /**
- * Explain (issue 4: "what would happen and why"): for a hypothetical packet — an onramp and a
+ * Explain ("what would happen and why", docs/API.md): for a hypothetical packet — an onramp and a
  * 5-tuple — the decisions the pipeline would make, read from its current state without sending or
  * changing anything; and for an existing flow, the decision stored in it (the decision trail).
  *
@@ -224,6 +224,7 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   const info = new PacketInfo();
   const bad = inspect(bytes, 0, bytes.length, info);
   if (bad !== Drop.None) return drop(bad, 'header inspection refuses such a packet');
+  if (pipeline.sourceRefused(ingress, info)) return drop(Drop.SourceNotAllowed, `${packet.src} is outside the sources this onramp may send from (its allowed IPs)`);
   const zone = ports.zone[ingress];
   const site = ports.site[ingress];
   out.trail.push(

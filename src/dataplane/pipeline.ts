@@ -1,5 +1,5 @@
 /**
- * The pipeline: one packet walk for every onramp type (ARCHITECTURE.md, "The packet walk").
+ * The pipeline: one packet walk for every onramp type (docs/ARCHITECTURE.md and docs/FLOW-MODEL.md, "The packet walk").
  *
  *   packet from port P ──► inspect ──► ICMP error? ──► match by embedded header ─► translate back ─┐
  *        (onramp or             │                                                                 │
@@ -344,8 +344,7 @@ export class Pipeline {
     if (bad !== Drop.None) return -bad;
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
-    const filter = this.ports.sourceFilterIndex[ingress];
-    if (filter !== 0 && !this.sourceAllowed(filter, ingress)) return -Drop.SourceNotAllowed;
+    if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
     if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
@@ -370,10 +369,13 @@ export class Pipeline {
     return hop;
   }
 
-  /** The port's source filter (OnrampSpec.allowedSources): is the inspected packet's source inside it? */
-  private sourceAllowed(filter: number, ingress: number): boolean {
-    const info = this.info;
-    return this.ports.sourceFilters[filter - 1]!.lookupWords(info.family, info.addr, SRC, ingress) === ingress;
+  /**
+   * The port's source filter (OnrampSpec.allowedSources, a WireGuard peer's allowed IPs): true when the inspected
+   * packet's source lies outside it. Ports without a filter accept any source. Explain asks the same question.
+   */
+  sourceRefused(ingress: number, info: PacketInfo): boolean {
+    const filter = this.ports.sourceFilterIndex[ingress];
+    return filter !== 0 && this.ports.sourceFilters[filter - 1]!.lookupWords(info.family, info.addr, SRC, ingress) !== ingress;
   }
 
   /** Records the packet's inspection (as rewritten) into the batch metadata; returns `hop` unchanged. */
@@ -522,7 +524,7 @@ export class Pipeline {
     const hop = this.routes.routePort[route];
     // Replies come back through the next hop's port, keyed in its zone. Another site already has
     // this exact tuple to this server: our source port is rewritten, only now, only for this flow
-    // (ARCHITECTURE.md: NAT a data center only on a clash); commit finds the free port.
+    // (docs/FLOW-MODEL.md: NAT a data center only on a clash); commit finds the free port.
     d.reply.zone = this.ports.zone[hop];
     d.flags = table.lookup(d.reply) >= 0 ? arr | FLAG_TRANSLATE | FLAG_CLASH : arr;
     d.hop = hop;

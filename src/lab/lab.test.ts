@@ -1,6 +1,6 @@
 /**
  * The lab without the daemon (root only; CI runs as root): labUp({ startEdge: false }), then tun-probe.ts plays
- * the edge's TUN side in the edge namespace, with the routes the daemon would add (EDGE-CONTRACT). Checks:
+ * the edge's TUN side in the edge namespace, with the routes the daemon would add (docs/UNDERLAY.md). Checks:
  *  - each WireGuard site's wireguard-go handshake initiation (UDP to x.1:51820) arrives in the underlay TUN as raw
  *    IP, addressed with the right keys (mac1 for the edge's public key; the sealed static is the site's);
  *  - a scapy GRE packet to 192.168.103.1 arrives in the underlay TUN as raw IP (GRE, inner 10.0.1.10);

@@ -1,9 +1,9 @@
 /**
- * The network-namespace lab (issue 3 §6; docs/LAB.md): builds the network around the edge, then starts the
+ * The network-namespace lab (docs/LAB.md): builds the network around the edge, then starts the
  * daemon inside the edge namespace. The lab owns namespaces, veth links, addresses, proxy ARP, forwarding,
  * per-namespace routes, the site peers (wireguard-go + wg; scapy GRE is run on demand by helpers.ts), the
  * servers, the edge's config file and the daemon process. The daemon owns only its TUNs and the routes / rules
- * that point at them (EDGE-CONTRACT).
+ * that point at them (docs/UNDERLAY.md).
  *
  *   labUp:   ensureLabTools → labDown(same prefix: leftovers of a dead run) → namespaces → sysctls → veths
  *            → addresses and routes → wireguard-go per WireGuard site → servers → tether.yaml → daemon → ready
@@ -356,7 +356,8 @@ async function startWireGuardSite(names: LabNames, s: WireGuardSite, keepaliveNo
   const socket = join(WIREGUARD_SOCKET_DIR, `${s.iface}.sock`);
   rmSync(socket, { force: true });
   const p = startInNamespace(s.name, s.ns, 'wireguard-go', ['-f', s.iface], join(names.runDir, `${s.name}.log`), {
-    // wireguard-go refuses to start where it believes the kernel has WireGuard (MACHINE-NOTES).
+    // wireguard-go refuses to start where it believes the kernel has WireGuard, unless WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 is set
+    // (this kernel has no WireGuard module, but wireguard-go cannot tell).
     WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1',
     LOG_LEVEL: 'verbose',
   });
@@ -396,7 +397,7 @@ export function labConfig(names: LabNames, base: TetherConfig = defaultConfig())
   return cfg;
 }
 
-/** What must exist in the edge namespace once the daemon is up (EDGE-CONTRACT): endpoint and pool routes, link rules. */
+/** What must exist in the edge namespace once the daemon is up (docs/UNDERLAY.md): endpoint and pool routes, link rules. */
 function expectedEdgeState(cfg: TetherConfig): { routes: string[]; ruleLinks: string[] } {
   const routes = new Set<string>();
   for (const d of cfg.wireguard_devices) if (d.listen_address !== '0.0.0.0' && d.listen_address !== '::') routes.add(d.listen_address);

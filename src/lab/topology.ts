@@ -1,5 +1,5 @@
 /**
- * The lab's names and addresses (docs/LAB.md, /work EDGE-CONTRACT): one place, so the lab, its tests and the
+ * The lab's names and addresses (docs/LAB.md, docs/UNDERLAY.md): one place, so the lab, its tests and the
  * quick start agree. Namespace and wireguard-go interface names carry a per-run prefix: namespaces, veth pairs
  * and /var/run/wireguard/NAME.sock outlive the processes that made them, and wireguard-go's control socket
  * directory is shared by every namespace, so two runs must never pick the same names.

@@ -7,7 +7,7 @@
  *       --egress tt-egress --pool 198.51.100.1
  *
  * It opens the two TUNs (src/io/tun.ts), brings them up and adds the routes the daemon would add
- * (EDGE-CONTRACT: ADDR/32 dev tt-underlay per endpoint, POOL/32 dev tt-egress, rp_filter=0 on both), then
+ * (docs/UNDERLAY.md: ADDR/32 dev tt-underlay per endpoint, POOL/32 dev tt-egress, rp_filter=0 on both), then
  *   - prints every packet read from either TUN as a JSON line {"tun":"underlay"|"egress","hex":"…"};
  *   - writes every JSON line {"tun":"underlay"|"egress","hex":"…"} read on stdin into that TUN.
  * Prints {"ready":true} once the routes exist. Exits on stdin EOF or SIGTERM (the TUNs and routes vanish).

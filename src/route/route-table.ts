@@ -1,7 +1,7 @@
 /**
  * Unified routing: one table for every onramp type (GRE, IPsec, WireGuard, interconnect), the
  * Internet egress and blackholes. A route is prefix -> next hop, with a priority, a weight and an
- * optional source-site scope. The lookup runs once per flow, at flow setup (ARCHITECTURE.md, step 3).
+ * optional source-site scope. The lookup runs once per flow, at flow setup (docs/FLOW-MODEL.md, the packet walk).
  *
  * Semantics, for a flow from site S to address D (the tests' oracle applies them literally):
  *  1. Visible routes: those with siteScope 0 (every site) and those with siteScope S.

@@ -1,5 +1,5 @@
 /**
- * The dashboard end to end in headless Chromium (issue 4 §7): the daemon's API (buildApi + flow routes +
+ * The dashboard end to end in headless Chromium (docs/DASHBOARD.md): the daemon's API (buildApi + flow routes +
  * registerDashboard) over a real socket, a running Pipeline as its edge, Debian's chromium driven by
  * playwright-core.
  *

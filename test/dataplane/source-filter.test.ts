@@ -4,11 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Drop } from '../../src/common/drop-reasons.js';
+import { DROP_REASON_NAMES, Drop } from '../../src/common/drop-reasons.js';
+import { explain } from '../../src/dataplane/explain.js';
 import type { PipelineConfig } from '../../src/dataplane/pipeline.js';
 import { PortRegistry } from '../../src/dataplane/ports.js';
 import { NextHopKind } from '../../src/route/route-table.js';
 import { buildIcmpEcho, buildUdp } from '../../src/wire/build.js';
+import { IPPROTO_UDP } from '../../src/wire/constants.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, SITE_A, SITE_B, SITE_DC, onramp } from '../support/topology.js';
 
@@ -69,4 +71,14 @@ test('the port registry keeps filters in a dense list and reuses a removed port\
   ports.set(onramp(7, 3, true, { allowedSources: ['10.0.8.0/24'] }));
   assert.equal(ports.sourceFilterIndex[7], 1, 'the freed slot is reused');
   assert.equal(ports.sourceFilters.length, 2);
+});
+
+test('explain asks the same source filter: a source outside the allowed IPs is explained as that drop', () => {
+  const edge = new PipelineRig(config());
+  const hypothetical = { onramp: A_PRIMARY, protocol: IPPROTO_UDP, src: '10.0.9.9', dst: DC_SERVER, srcPort: 5000, dstPort: 53 };
+  const refused = explain(edge.pipeline, hypothetical);
+  assert.equal(refused.verdict, 'drop');
+  assert.equal(refused.dropReason, DROP_REASON_NAMES[Drop.SourceNotAllowed]);
+  assert.equal(edge.send(A_PRIMARY, udp('10.0.9.9', DC_SERVER)).drop, Drop.SourceNotAllowed, 'and forwarding agrees');
+  assert.equal(explain(edge.pipeline, { ...hypothetical, src: '10.0.1.10' }).verdict, 'forward');
 });

@@ -1,5 +1,5 @@
 /**
- * End to end over real interfaces (issue 3, "Must show"): the lab's namespaces, wireguard-go and
+ * End to end over real interfaces (docs/LAB.md): the lab's namespaces, wireguard-go and
  * `wg` as the sites' routers, Debian's scapy as a GRE site, Node's HTTP and UDP servers, and the
  * tether daemon as the edge. Root only: as in CI, it fails loudly, never skips.
  */

@@ -1,5 +1,5 @@
 /**
- * The reference topology of the dataplane tests (ARCHITECTURE.md, "The problem in one picture"):
+ * The reference topology of the dataplane tests (docs/FLOW-MODEL.md):
  * sites A and B (and more) on the same 10.0.1.0/24, a data center 172.16.0.0/24 behind its own
  * onramp, the Internet behind the egress pool.
  */
