@@ -15,6 +15,8 @@ export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_GRE = 47;
+/** IPsec ESP (RFC 4303 section 2): an IP protocol of its own, arriving through the underlay like GRE. */
+export const IPPROTO_ESP = 50;
 export const IPPROTO_ICMPV6 = 58;
 
 // --- IPv4 (RFC 791 section 3.1) -----------------------------------------------------------------

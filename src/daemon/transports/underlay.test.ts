@@ -5,13 +5,12 @@ import { describe, it } from 'node:test';
 import { parseIpv4 } from '../../wire/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../../wire/build.js';
+import { IPPROTO_ESP, IPPROTO_GRE } from '../../wire/constants.js';
 import type { PacketInfo } from '../../wire/packet-info.js';
 import { EDGE_COUNTER_NAMES, EdgeCounter } from './counters.js';
 import { DeliveryTable, TunOutputs, type TransportHost } from './transport.js';
 import { Underlay, type UnderlayReceiver } from './underlay.js';
 
-const IPPROTO_GRE = 47;
-const IPPROTO_ESP = 50;
 const EDGE = '192.0.2.1';
 const PEER = '198.51.100.7';
 
