@@ -22,3 +22,11 @@ export function finalMix(h: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 16);
 }
+
+/**
+ * A random 32-bit seed for a table that faces untrusted keys, so nobody can precompute keys that collide
+ * (hash flooding). Not cryptographic: Murmur3 is not a keyed PRF, the seed only moves the collisions.
+ */
+export function randomSeed(): number {
+  return (Math.random() * 0x100000000) | 0;
+}

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -14,7 +14,7 @@ import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, twoSites } from '../../test/support/topology.js';
 import { assignIds, toPipelineConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
-import { FlowLogger, flowLoggerFor, type FlowLogLine } from './flow-log.js';
+import { FLOW_LOG_FILE_MODE, FlowLogger, flowLoggerFor, type FlowLogLine } from './flow-log.js';
 import { NameBook } from './metrics.js';
 
 const SERVER = '203.0.113.10';
@@ -211,6 +211,15 @@ test('a file destination is appended to, flushed on the interval and on close', 
     assert.deepEqual(lines[0], { earlier: true });
     assert.deepEqual(lines.slice(1).map((l) => l.src_port), [4000, 4001]);
     assert.equal(log.lastError, null);
+    // A file the logger creates is the operator's alone.
+    const fresh = join(dir, 'new.jsonl');
+    const second = flowLoggerFor(fresh, { pipeline: edge.pipeline, clock: () => edge.now, flushIntervalMs: 0 })!;
+    second.start();
+    edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 4002, dstPort: 53 }));
+    edge.advance(10 * 60 * SECOND);
+    second.flush();
+    await second.close();
+    assert.equal(statSync(fresh).mode & 0o777, FLOW_LOG_FILE_MODE);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -26,6 +26,9 @@ import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
 // --- captured record layout (Float64Array slots; every value is an integer below 2^53) ----------
+/** The mode a flow-log file is created with: owner read/write only. */
+export const FLOW_LOG_FILE_MODE = 0o600;
+
 const R_WALL = 0; // wall-clock ms when the flow ended
 const R_NOW = 1; // pipeline clock ms when the flow ended (for an expired flow: its deadline)
 const R_REASON = 2;
@@ -170,7 +173,8 @@ export class FlowLogger {
       this.ownsStream = false;
     } else if (typeof dest === 'string') {
       if (dest === '' || dest === 'off') throw new RangeError(`flow log destination must be 'stdout' or a file path, got '${dest}'`);
-      this.stream = createWriteStream(dest, { flags: 'a' });
+      // Flow logs name hosts and conversations: readable by the operator alone (0600; umask can only narrow it).
+      this.stream = createWriteStream(dest, { flags: 'a', mode: FLOW_LOG_FILE_MODE });
       this.ownsStream = true;
     } else {
       this.stream = dest;

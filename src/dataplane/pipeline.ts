@@ -29,7 +29,7 @@
  * nothing and is counted as FlowOwnerMismatch.
  */
 import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
-import { finalMix, mixWord } from '../common/hash.js';
+import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
@@ -188,7 +188,8 @@ export class Pipeline {
   };
 
   constructor(config: PipelineConfig) {
-    const seed = config.hashSeed;
+    // One random seed per pipeline for every table that faces packets (flows, NAT mappings): hash flooding.
+    const seed = config.hashSeed ?? randomSeed();
     this.snat = config.egress && config.egress.addresses.length > 0
       ? new SnatPool({ addresses: config.egress.addresses, portMin: config.egress.portMin, portMax: config.egress.portMax, hashSeed: seed })
       : null;

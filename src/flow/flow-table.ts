@@ -36,7 +36,7 @@
  * 20 days, see timeouts.ts).
  */
 import { Drop } from '../common/drop-reasons.js';
-import { finalMix, mixWord } from '../common/hash.js';
+import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { FlowKey } from './flow-key.js';
 import { TCP_STATE_COUNT, TcpState, TcpTracker } from './tcp.js';
@@ -230,7 +230,7 @@ export class FlowTable {
     const bucketCount = nextPowerOfTwo(Math.max(2, opts.buckets ?? nodes));
     this.buckets = new Int32Array(allocate(bucketCount * 4), 0, bucketCount).fill(NO_NODE);
     this.bucketMask = bucketCount - 1;
-    const seed = opts.hashSeed ?? (Math.random() * 0x100000000) >>> 0;
+    const seed = opts.hashSeed ?? randomSeed();
     this.hashSeed = seed | 0;
     this.hashKey = finalMix((seed ^ 0x9e3779b9) | 0);
 

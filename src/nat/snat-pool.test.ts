@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NatEndpoint, SnatPool } from './snat-pool.js';
+import { Pipeline } from '../dataplane/pipeline.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 
@@ -254,4 +255,14 @@ test('acquire/release sequences agree with a Map oracle (EIM, no overloading, pa
     ),
     { numRuns: 150 },
   );
+});
+
+test('without a fixed seed, every pool and every pipeline hashes with a random seed of its own (hash flooding)', () => {
+  const seedOf = (pool: SnatPool | null): number => (pool as unknown as { seed: number }).seed;
+  const pools = Array.from({ length: 8 }, () => seedOf(new SnatPool({ addresses: ['198.51.100.1'] })));
+  assert.ok(new Set(pools).size > 1, 'pools draw their seeds at random');
+  const egress = { addresses: ['198.51.100.1'], portMin: 1024, portMax: 65535 };
+  const pipelines = Array.from({ length: 8 }, () => seedOf(new Pipeline({ onramps: [], routes: [], egress }).snat));
+  assert.ok(new Set(pipelines).size > 1, 'the pipeline passes its own random seed to the NAT pool');
+  assert.equal(seedOf(new Pipeline({ onramps: [], routes: [], egress, hashSeed: 7 }).snat), 7, 'a fixed seed is kept');
 });

@@ -32,7 +32,7 @@
  * the mapping table doubling (amortised, bounded by maxMappings) and the first use of a pool address for a
  * protocol (its port space, ~264 KiB, allocated once and kept).
  */
-import { finalMix, mixWord } from '../common/hash.js';
+import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 
@@ -45,6 +45,7 @@ export interface SnatPoolOptions {
   portMax?: number;
   /** Upper bound on live mappings (default 1 << 20); acquire returns -1 beyond it. */
   maxMappings?: number;
+  /** Hash seed of the mapping table and the address pairing; random by default (hash-flooding defence). Tests pass a fixed one. */
   hashSeed?: number;
 }
 
@@ -110,7 +111,6 @@ const DEFAULT_PORT_MIN = 1024;
 const DEFAULT_PORT_MAX = 65535;
 const DEFAULT_MAX_MAPPINGS = 1 << 20;
 const INITIAL_CAPACITY = 1024;
-const DEFAULT_SEED = 0x5bd1e995;
 /** Salt so the address-pairing hash is independent of the mapping-table hash. */
 const PAIRING_SALT = 0x27d4eb2f;
 /** protoFam packs protocol (8 bits) and family (4 or 6) into one comparable word. */
@@ -206,7 +206,7 @@ export class SnatPool {
     this.portMin = portMin;
     this.portMax = portMax;
     this.maxMappings = maxMappings;
-    this.seed = (opts.hashSeed ?? DEFAULT_SEED) | 0;
+    this.seed = (opts.hashSeed ?? randomSeed()) | 0;
 
     const n = opts.addresses.length;
     this.addrCount = n;
