@@ -62,7 +62,11 @@ export interface RunOptions {
   seed: number;
   /** Directory for failing inputs; null: keep them in memory only (the short pass in npm test). */
   saveDir: string | null;
+  /** Called every PROGRESS_EVERY inputs (long runs print it, so a stopped run still has its figures). */
+  progress?: (name: string, inputs: number, failures: number, ms: number) => void;
 }
+
+const PROGRESS_EVERY = 100_000;
 
 function describeError(e: unknown): string {
   if (e instanceof Error) return `${e.name}: ${e.message}${e instanceof FuzzFailure ? '' : `\n${e.stack?.split('\n').slice(1, 4).join('\n') ?? ''}`}`;
@@ -100,6 +104,7 @@ export async function runTarget(make: TargetFactory, options: RunOptions): Promi
       }
     }
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    if (options.progress !== undefined && (i + 1) % PROGRESS_EVERY === 0) options.progress(target.name, i + 1, failures, performance.now() - start);
   }
   const ms = performance.now() - start;
   await target.close?.();

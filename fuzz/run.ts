@@ -41,7 +41,10 @@ async function main(): Promise<number> {
   console.log(`fuzz: ${selected.length} target(s), ${count} inputs each, seed ${seed}`);
   let failed = 0;
   for (const [, make] of selected) {
-    const report = await runTarget(make, { count, seed, saveDir });
+    const progress = (name: string, inputs: number, failures: number, ms: number): void => {
+      console.error(`  ${name}: ${inputs} inputs, ${failures} failures, ${(ms / 1000).toFixed(0)} s`);
+    };
+    const report = await runTarget(make, { count, seed, saveDir, progress });
     console.log(formatReport(report));
     if (report.failures > 0) failed++;
   }
