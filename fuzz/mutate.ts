@@ -106,3 +106,8 @@ export function fixIpHeader(rng: Rng, p: Uint8Array): Uint8Array {
   }
   return p;
 }
+
+/** A packet input: fromSeeds, then (half the time) fixIpHeader. */
+export function packetFromSeeds(rng: Rng, seeds: readonly Uint8Array[], maxLength: number): Uint8Array {
+  return fixIpHeader(rng, fromSeeds(rng, seeds, maxLength));
+}

@@ -18,7 +18,7 @@ import { inspect } from '../../src/wire/inspect.js';
 import { PacketInfo } from '../../src/wire/packet-info.js';
 import { SentinelArena } from '../../test/support/bounds.js';
 import { FuzzFailure, type FuzzTarget } from '../harness.js';
-import { fixIpHeader, fromSeeds } from '../mutate.js';
+import { packetFromSeeds } from '../mutate.js';
 import type { Rng } from '../rng.js';
 import { builtPackets, capturedSeeds } from '../seeds.js';
 
@@ -89,7 +89,7 @@ export function greTarget(): FuzzTarget {
   const d3 = new GreDecap();
   return {
     name: 'onramp/gre',
-    generate: (rng: Rng) => fixIpHeader(rng, fromSeeds(rng, seeds, MAX_PACKET)),
+    generate: (rng: Rng) => packetFromSeeds(rng, seeds, MAX_PACKET),
     run(input: Uint8Array, rng: Rng): string {
       const len = input.length;
       const at1 = arena.place(input, rng.int(arena.guard + 1), 0x00);

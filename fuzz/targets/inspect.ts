@@ -9,7 +9,7 @@ import { inspect } from '../../src/wire/inspect.js';
 import { DROP_REASON_NAMES } from '../../src/common/drop-reasons.js';
 import { readGuard, SentinelArena } from '../../test/support/bounds.js';
 import { FuzzFailure, type FuzzTarget } from '../harness.js';
-import { fixIpHeader, fromSeeds } from '../mutate.js';
+import { packetFromSeeds } from '../mutate.js';
 import type { Rng } from '../rng.js';
 import { packetSeeds } from '../seeds.js';
 import { offsetsInside, sameSignature, signature } from './packet-check.js';
@@ -26,7 +26,7 @@ export function inspectTarget(): FuzzTarget {
   let n = 0;
   return {
     name: 'wire/inspect',
-    generate: (rng: Rng) => fixIpHeader(rng, fromSeeds(rng, seeds, MAX_PACKET)),
+    generate: (rng: Rng) => packetFromSeeds(rng, seeds, MAX_PACKET),
     run(input: Uint8Array, rng: Rng): string {
       const len = input.length;
       let at = arena.place(input, rng.int(arena.guard + 1), 0x00);

@@ -24,7 +24,7 @@ import { PacketInfo } from '../../src/wire/packet-info.js';
 import { changedOutside } from '../../test/support/bounds.js';
 import { A_BACKUP, A_PRIMARY, B_PRIMARY, DC_ONRAMP, INTERNET, twoSites } from '../../test/support/topology.js';
 import { FuzzFailure, type FuzzTarget } from '../harness.js';
-import { fixIpHeader, fromSeeds } from '../mutate.js';
+import { packetFromSeeds } from '../mutate.js';
 import type { Rng } from '../rng.js';
 import { packetSeeds } from '../seeds.js';
 
@@ -126,9 +126,9 @@ export function pipelineTarget(): FuzzTarget {
         const r = rng.chance(0.3) ? reply(rng) : null;
         if (r !== null) {
           port = PORTS.indexOf(r.port);
-          bytes = rng.chance(0.3) ? fixIpHeader(rng, fromSeeds(rng, [r.bytes], MAX_PACKET)) : r.bytes;
+          bytes = rng.chance(0.3) ? packetFromSeeds(rng, [r.bytes], MAX_PACKET) : r.bytes;
         } else {
-          bytes = fixIpHeader(rng, fromSeeds(rng, seeds, MAX_PACKET));
+          bytes = packetFromSeeds(rng, seeds, MAX_PACKET);
         }
         parts.push(port < 0 ? 0 : port, bytes.length >>> 8, bytes.length & 0xff, ...bytes);
       }
