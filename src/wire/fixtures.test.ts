@@ -251,20 +251,3 @@ export function fixIpv4Checksum(p: Uint8Array, at = 0): Uint8Array {
   p[at + 11] = c & 0xff;
   return p;
 }
-
-/**
- * A view that throws on any indexed read outside [lo, hi): a parser that reads past its window
- * fails loudly even when the over-read would not change its result (sentinel bytes only catch
- * over-reads that do).
- */
-export function readGuard(bytes: Uint8Array, lo: number, hi: number): Uint8Array {
-  return new Proxy(bytes, {
-    get(target, prop) {
-      if (typeof prop === 'string') {
-        const i = Number(prop);
-        if (Number.isInteger(i) && (i < lo || i >= hi)) throw new RangeError(`read at ${i} outside [${lo}, ${hi})`);
-      }
-      return Reflect.get(target, prop, target);
-    },
-  });
-}

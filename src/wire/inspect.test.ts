@@ -20,8 +20,8 @@ import {
   errorCaseArb,
   queryCaseArb,
   fixIpv4Checksum,
-  readGuard,
 } from './fixtures.test.js';
+import { readGuard } from '../../test/support/bounds.js';
 import { inspect } from './inspect.js';
 import { PacketInfo } from './packet-info.js';
 

@@ -18,7 +18,8 @@ import {
   SYN,
   innerPacketArb,
 } from './fixtures.test.js';
-import { fixIpv4Checksum, readGuard } from '../../wire/fixtures.test.js';
+import { fixIpv4Checksum } from '../../wire/fixtures.test.js';
+import { readGuard } from '../../../test/support/bounds.js';
 import { Drop } from '../../common/drop-reasons.js';
 import { inspect } from '../../wire/inspect.js';
 import { PacketInfo } from '../../wire/packet-info.js';

@@ -1,0 +1,17 @@
+/** Every fuzz target, by name (the order `npm run fuzz` runs them in). */
+import type { TargetFactory } from '../harness.js';
+import { inspectTarget } from './inspect.js';
+import { pipelineTarget } from './pipeline.js';
+import { greTarget } from './gre.js';
+import { wireguardTarget } from './wireguard.js';
+import { configTarget } from './config.js';
+import { apiTarget } from './api.js';
+
+export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
+  ['wire/inspect', inspectTarget],
+  ['dataplane/pipeline', pipelineTarget],
+  ['onramp/gre', greTarget],
+  ['onramp/wireguard', wireguardTarget],
+  ['config/yaml', configTarget],
+  ['control/api', apiTarget],
+]);
