@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import layering from './eslint/layering.js';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'native/build/**'] },
+  { ignores: ['dist/**', '.fuzz-build/**', 'node_modules/**', 'native/build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
