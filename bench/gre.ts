@@ -59,6 +59,10 @@ const LARGE = 1400;
 const IPV4_UDP_HEADERS = 28;
 /** Tunnel MTU of both tunnels (1,500 minus the outer IPv4 and GRE headers, RFC 2784 section 2). */
 const TUNNEL_MTU = 1476;
+/** The MSS a SYN announces: Ethernet's 1,500-byte MTU minus IPv4 and TCP headers (RFC 9293 section 3.7.1). */
+const SYN_MSS = 1460;
+/** MTU of the edge's own TUNs (none is opened here; the host record wants one). */
+const TUN_MTU = 1500;
 /** Room in front of a template's inner packet for the outer headers (outer IPv4 + GRE with every option). */
 const TEMPLATE_HEADROOM = 64;
 
@@ -97,7 +101,7 @@ function templates(size: number, synEvery: number): Uint8Array[] {
     const ip = { src, dst: SERVER };
     const inner =
       synEvery > 0 && f % synEvery === synEvery - 1
-        ? buildTcp(ip, { srcPort, dstPort: SERVER_PORT, seq: f, flags: TCP_SYN, options: { mss: 1460 } })
+        ? buildTcp(ip, { srcPort, dstPort: SERVER_PORT, seq: f, flags: TCP_SYN, options: { mss: SYN_MSS } })
         : buildUdp(ip, { srcPort, dstPort: SERVER_PORT, payload: new Uint8Array(size - IPV4_UDP_HEADERS) });
     out.push(greFromSite(inner));
   }
@@ -123,7 +127,7 @@ class GreEdge {
       delivery: this.delivery,
       outputs: new TunOutputs(BATCH),
       feedback: new PacketBatch(BATCH),
-      mtu: 1500,
+      mtu: TUN_MTU,
       isRunning: () => true,
       readPlain: () => {},
     };
