@@ -26,9 +26,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig, LAB_HEALTH_AND_FAILOVER_KEYS, type LabProbeRate } from '../src/lab/config.js';
-import {
-  cutSiteCPrimary, ensureLabTools, LAB, labDown, labNames, labUp, restoreSiteCPrimary, siteCUnderlayLink, startDownload, watchLink,
-} from '../src/lab/index.js';
+import { ensureLabTools, labDown, labNames, labUp, measureSiteCFailover, restoreSiteCPrimary } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
 
 const args = process.argv.slice(2);
@@ -59,27 +57,16 @@ interface Run {
 }
 
 async function measure(rate: LabProbeRate | 'none'): Promise<Run> {
-  const names = labNames(PREFIX);
-  const watcher = watchLink(names.siteCRouter, siteCUnderlayLink('backup'));
-  await watcher.ready;
-  try {
-    const download = startDownload(names.siteC, `http://${LAB.internet.server}/download?bytes=${BYTES}`, { keepAliveMs: CLIENT_KEEPALIVE_MS, idleTimeoutMs: GIVE_UP_MS });
-    await download.reached(BYTES * CUT_AT_SHARE);
-    const cutAt = await cutSiteCPrimary(names);
-    const backupAt = await watcher.dataStartedAfter(cutAt, GIVE_UP_MS);
-    const r = await download.result;
-    const stall = r.gaps.find((g) => g.to > cutAt);
-    return {
-      rate,
-      failover_ms: backupAt === null ? null : backupAt - cutAt,
-      stall_ms: stall ? stall.to - cutAt : null,
-      mbit_s: Math.round((r.bytes * 8) / ((r.endedAt - r.startedAt) / 1000) / 1e6),
-      checksum_ok: r.bytes === BYTES && r.serverSha256 !== undefined && r.sha256 === r.serverSha256,
-      ...(r.error ? { error: r.error } : {}),
-    };
-  } finally {
-    await watcher.stop();
-  }
+  const m = await measureSiteCFailover(labNames(PREFIX), { bytes: BYTES, cutAtShare: CUT_AT_SHARE, keepAliveMs: CLIENT_KEEPALIVE_MS, giveUpMs: GIVE_UP_MS });
+  const r = m.download;
+  return {
+    rate,
+    failover_ms: m.failoverMs,
+    stall_ms: m.stall ? m.stall.to - m.cutAt : null,
+    mbit_s: Math.round((r.bytes * 8) / ((r.endedAt - r.startedAt) / 1000) / 1e6),
+    checksum_ok: r.bytes === BYTES && r.serverSha256 !== undefined && r.sha256 === r.serverSha256,
+    ...(r.error ? { error: r.error } : {}),
+  };
 }
 
 async function main(): Promise<void> {

@@ -8,6 +8,8 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { runOk } from './exec.js';
+import { cutSiteCPrimary, siteCUnderlayLink } from './site-c.js';
+import { LAB, type LabNames } from './topology.js';
 
 /** A pause in the download's progress: no data between `from` and `to` (ms), after `atBytes` bytes. */
 export interface DownloadGap {
@@ -72,6 +74,13 @@ if (keepAliveMs > 0) req.on('socket', (s) => s.setKeepAlive(true, keepAliveMs));
 req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
 req.on('error', (e) => finish({ error: e.code || e.message }));
 `;
+
+/** The download's longest pause that ended after `cutAt` (ms): its own view of a failover. Null when none was reported. */
+export function stallAfter(r: DownloadResult, cutAt: number): DownloadGap | null {
+  let longest: DownloadGap | null = null;
+  for (const g of r.gaps) if (g.to > cutAt && (longest === null || g.to - g.from > longest.to - longest.from)) longest = g;
+  return longest;
+}
 
 /** A download running in a namespace: progress as it goes, the result at the end. */
 export interface Download {
@@ -200,4 +209,48 @@ export function watchLink(ns: string, iface: string, opts: LinkWatcherOptions = 
 /** A link's receive byte counter, read once from inside its namespace. */
 export async function linkRxBytes(ns: string, iface: string): Promise<number> {
   return Number(await runOk('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${iface}/statistics/rx_bytes`]));
+}
+
+export interface FailoverOptions {
+  /** Download size. */
+  bytes: number;
+  /** The cut comes once this share has arrived. Default 0.4. */
+  cutAtShare?: number;
+  /** The download client's TCP keepalive (DownloadOptions.keepAliveMs). */
+  keepAliveMs?: number;
+  /** How long to wait for data on the backup, and the download's idle timeout. Default 30 s. */
+  giveUpMs?: number;
+}
+
+export interface FailoverMeasurement {
+  download: DownloadResult;
+  /** Wall-clock ms of the cut. */
+  cutAt: number;
+  /** Cut to first data on the backup's underlay link (ms); null when none came within giveUpMs. */
+  failoverMs: number | null;
+  /** The download's longest pause ending after the cut. */
+  stall: DownloadGap | null;
+  /** Bytes the router received on the backup's underlay link from just before the download to its end. */
+  backupBytes: number;
+}
+
+/**
+ * One failover of site-c: a download from the Internet server to site-c's host, the primary cut once a share
+ * of it has arrived (cutSiteCPrimary), data on the backup's underlay link watched from the router's counters.
+ * The primary stays cut (restoreSiteCPrimary brings it back).
+ */
+export async function measureSiteCFailover(names: LabNames, opts: FailoverOptions): Promise<FailoverMeasurement> {
+  const giveUpMs = opts.giveUpMs ?? 30_000;
+  const watcher = watchLink(names.siteCRouter, siteCUnderlayLink('backup'));
+  try {
+    await watcher.ready;
+    const download = startDownload(names.siteC, `http://${LAB.internet.server}/download?bytes=${opts.bytes}`, { keepAliveMs: opts.keepAliveMs, idleTimeoutMs: giveUpMs });
+    await download.reached(opts.bytes * (opts.cutAtShare ?? 0.4));
+    const cutAt = await cutSiteCPrimary(names);
+    const backupAt = await watcher.dataStartedAfter(cutAt, giveUpMs);
+    const result = await download.result;
+    return { download: result, cutAt, failoverMs: backupAt === null ? null : backupAt - cutAt, stall: stallAfter(result, cutAt), backupBytes: await watcher.stop() };
+  } finally {
+    await watcher.stop();
+  }
 }

@@ -14,8 +14,7 @@ import assert from 'node:assert/strict';
 import { LAB_HEALTH_AND_FAILOVER_KEYS } from '../../src/lab/config.js';
 import { httpRound, REQUESTS_PER_SITE } from '../../src/lab/demo.js';
 import {
-  cutSiteCPrimary, ensureLabTools, LAB, labDown, labUp, linkRxBytes, restoreSiteCPrimary, siteCUnderlayLink, startDownload, watchLink,
-  type LabInfo,
+  ensureLabTools, LAB, labDown, labUp, linkRxBytes, measureSiteCFailover, restoreSiteCPrimary, siteCUnderlayLink, type LabInfo,
 } from '../../src/lab/index.js';
 
 const PREFIX = `f${(process.pid % 46656).toString(36)}`;
@@ -73,33 +72,21 @@ test('site-a, site-b and site-c (10.0.1.10 each) fetch at once: every answer rea
 });
 
 test('a 200 MB download from site-c through the Internet egress survives the cut of the primary tunnel: same SHA-256 at both ends, no reset', async (t) => {
-  const watcher = watchLink(lab.names.siteCRouter, siteCUnderlayLink('backup'));
-  await watcher.ready;
-  try {
-    const download = startDownload(lab.names.siteC, `http://${LAB.internet.server}/download?bytes=${DOWNLOAD_BYTES}`, { keepAliveMs: CLIENT_KEEPALIVE_MS });
-    await download.reached(DOWNLOAD_BYTES * CUT_AT_SHARE);
-    const cutAt = await cutSiteCPrimary(lab.names);
-    const backupAt = await watcher.dataStartedAfter(cutAt, FAILOVER_BOUND_MS);
-    const r = await download.result;
-    const backupBytes = await watcher.stop();
+  const m = await measureSiteCFailover(lab.names, { bytes: DOWNLOAD_BYTES, cutAtShare: CUT_AT_SHARE, keepAliveMs: CLIENT_KEEPALIVE_MS, giveUpMs: FAILOVER_BOUND_MS });
+  const r = m.download;
+  assert.equal(r.error, undefined, `the transfer ended with ${r.error} after ${r.bytes} bytes`);
+  assert.equal(r.status, 200);
+  assert.equal(r.bytes, DOWNLOAD_BYTES);
+  assert.equal(r.serverSha256 !== undefined && r.sha256 === r.serverSha256, true, `SHA-256 received ${r.sha256}, sent ${r.serverSha256}`);
+  assert.notEqual(m.failoverMs, null, `no data on the backup's underlay link within ${FAILOVER_BOUND_MS} ms of the cut`);
+  const remaining = DOWNLOAD_BYTES * (1 - CUT_AT_SHARE);
+  assert.ok(m.backupBytes > remaining / 2, `the rest of the download came over the backup (${m.backupBytes} bytes on its link)`);
 
-    assert.equal(r.error, undefined, `the transfer ended with ${r.error} after ${r.bytes} bytes`);
-    assert.equal(r.status, 200);
-    assert.equal(r.bytes, DOWNLOAD_BYTES);
-    assert.equal(r.serverSha256 !== undefined && r.sha256 === r.serverSha256, true, `SHA-256 received ${r.sha256}, sent ${r.serverSha256}`);
-    assert.notEqual(backupAt, null, `no data on the backup's underlay link within ${FAILOVER_BOUND_MS} ms of the cut`);
-    const remaining = DOWNLOAD_BYTES * (1 - CUT_AT_SHARE);
-    assert.ok(backupBytes > remaining / 2, `the rest of the download came over the backup (${backupBytes} bytes on its link)`);
-
-    const stall = r.gaps.find((g) => g.to > cutAt);
-    const seconds = (r.endedAt - r.startedAt) / 1000;
-    t.diagnostic(`cut to first byte over the backup: ${backupAt! - cutAt} ms (byte counters on the backup's underlay link, 2 ms polls)`);
-    t.diagnostic(`the download's own view: ${stall ? `stalled ${stall.from - cutAt} ms after the cut, resumed ${stall.to - cutAt} ms after it` : 'no stall of 50 ms or more after the cut'}`);
-    t.diagnostic(`200 MiB in ${seconds.toFixed(1)} s (${((DOWNLOAD_BYTES * 8) / seconds / 1e6).toFixed(0)} Mbit/s through the edge); ` +
-      `health checks ${LAB_HEALTH_AND_FAILOVER_KEYS ? 'on' : `off (client TCP keepalive ${CLIENT_KEEPALIVE_MS} ms)`}`);
-  } finally {
-    await watcher.stop();
-  }
+  const seconds = (r.endedAt - r.startedAt) / 1000;
+  t.diagnostic(`cut to first byte over the backup: ${m.failoverMs} ms (byte counters on the backup's underlay link, 2 ms polls)`);
+  t.diagnostic(`the download's own view: ${m.stall ? `its longest pause after the cut ran from ${m.stall.from - m.cutAt} to ${m.stall.to - m.cutAt} ms after it` : 'no pause of 50 ms or more after the cut'}`);
+  t.diagnostic(`200 MiB in ${seconds.toFixed(1)} s (${((DOWNLOAD_BYTES * 8) / seconds / 1e6).toFixed(0)} Mbit/s through the edge); ` +
+    `health checks ${LAB_HEALTH_AND_FAILOVER_KEYS ? 'on' : `off (client TCP keepalive ${CLIENT_KEEPALIVE_MS} ms)`}`);
 });
 
 test('with the primary cut, the three sites again get every answer, site-c\'s over the backup; once restored, new flows take the primary again', async () => {
