@@ -25,7 +25,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultConfig, LAB_HEALTH_AND_FAILOVER_KEYS, type LabProbeRate } from '../src/lab/config.js';
+import { LAB_HEALTH_AND_FAILOVER_KEYS, labTopologyConfig, type LabProbeRate } from '../src/lab/config.js';
 import { ensureLabTools, labDown, labNames, labUp, measureSiteCFailover, restoreSiteCPrimary } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
 
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   const runs: Run[] = [];
   for (const rate of rates) {
     progress(`lab up (prefix ${PREFIX}, probe rate ${rate}, daemon ${DAEMON})`);
-    await labUp({ prefix: PREFIX, daemonEntry: DAEMON, config: rate === 'none' ? defaultConfig() : defaultConfig({ probeRate: rate }) });
+    await labUp({ prefix: PREFIX, daemonEntry: DAEMON, config: rate === 'none' ? labTopologyConfig() : labTopologyConfig({ probeRate: rate }) });
     for (let i = 0; i < RUNS; i++) {
       if (i > 0) await restoreSiteCPrimary(labNames(PREFIX));
       progress(`rate ${rate}, run ${i + 1}/${RUNS}: ${BYTES / 1024 / 1024} MiB, cut at ${CUT_AT_SHARE * 100} %`);

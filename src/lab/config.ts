@@ -59,21 +59,12 @@ export const SITE_C_ONRAMPS = Object.freeze({ primary: 'site-c-primary', backup:
  * x.1 and the site's router x.2 on 192.168.101.0/24 (site-a), 192.168.102.0/24 (site-b), 192.168.103.0/24
  * (site-gre); the data center is reached over the link `veth-dc`; the Internet egress pool is 198.51.100.1
  * (RFC 5737 §3, TEST-NET-2). Each overlapping WireGuard site has its own device: one device gives a prefix to
- * one peer only, and every site's allowed IPs are 10.0.1.0/24. site-c has two devices, one per tunnel, on
- * 192.168.104.0/24 (primary, preference 10) and 192.168.105.0/24 (backup, preference 20).
+ * one peer only, and both sites' allowed IPs are 10.0.1.0/24. The unit tests use it as their fixture; the lab
+ * itself runs labTopologyConfig(), which adds the dual-tunnel site-c.
  */
-export function defaultConfig(opts: LabConfigOptions = {}): TetherConfig {
+export function defaultConfig(): TetherConfig {
   const k = LAB_WIREGUARD_KEYS;
   const lan = '10.0.1.0/24';
-  const c = LAB.siteC;
-  /** A site-c onramp: its own device and underlay; the tunnel's inside /32 is allowed too (the health probes' replies). */
-  const siteCOnramp = (name: string, device: string, t: typeof c.primary, publicKey: string): Record<string, unknown> => ({
-    name, type: 'wireguard', site: 'site-c', automatic_return_routing: true, preference: t.preference,
-    wireguard: { device, public_key: publicKey, allowed_ips: [lan, `${t.routerInside}/32`], endpoint: `${t.router}:${t.routerPort}`, persistent_keepalive: 25 },
-    ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' } } : {}),
-  });
-  const policy = opts.failover ?? 'follow';
-  const failover = policy === 'drain' ? { policy, drain_idle_seconds: opts.drainIdleSeconds ?? 30 } : { policy };
   return validateConfig({
     version: 1,
     sites: [
@@ -81,16 +72,10 @@ export function defaultConfig(opts: LabConfigOptions = {}): TetherConfig {
       { name: 'site-b', description: 'branch B (lab), same LAN as site-a', prefixes: [lan] },
       { name: 'site-gre', description: 'GRE branch (lab), same LAN again', prefixes: [lan] },
       { name: 'dc', description: 'data center', prefixes: ['172.16.0.0/24'] },
-      {
-        name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [lan],
-        ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { failover } : {}),
-      },
     ],
     wireguard_devices: [
       { name: 'wg-a', listen_address: '192.168.101.1', listen_port: 51820, private_key: k.edgeAPrivate },
       { name: 'wg-b', listen_address: '192.168.102.1', listen_port: 51820, private_key: k.edgeBPrivate },
-      { name: 'wg-c1', listen_address: c.primary.edgeEndpoint, listen_port: 51820, private_key: k.edgeC1Private },
-      { name: 'wg-c2', listen_address: c.backup.edgeEndpoint, listen_port: 51820, private_key: k.edgeC2Private },
     ],
     onramps: [
       {
@@ -103,14 +88,47 @@ export function defaultConfig(opts: LabConfigOptions = {}): TetherConfig {
       },
       { name: 'site-gre-tunnel', type: 'gre', site: 'site-gre', automatic_return_routing: true, gre: { local: '192.168.103.1', remote: '192.168.103.2' } },
       { name: 'dc-link', type: 'interconnect', site: 'dc', automatic_return_routing: true, interconnect: { link: 'veth-dc' } },
-      // Last, so the other onramps keep the ids they had before site-c existed.
-      siteCOnramp(SITE_C_ONRAMPS.primary, 'wg-c1', c.primary, k.siteC1Public),
-      siteCOnramp(SITE_C_ONRAMPS.backup, 'wg-c2', c.backup, k.siteC2Public),
     ],
     routes: [
       { prefix: '0.0.0.0/0', next_hop: 'internet' },
       { prefix: '172.16.0.0/24', next_hop: { onramp: 'dc-link' } },
     ],
     egress: { addresses: ['198.51.100.1'] },
+  }, 'the lab configuration');
+}
+
+/**
+ * The lab's own topology (what `tether lab up` runs): defaultConfig() plus site-c, the dual-tunnel branch —
+ * two devices, one per tunnel (one device gives a prefix to one peer only), on 192.168.104.0/24 (primary,
+ * preference 10) and 192.168.105.0/24 (backup, preference 20); each onramp also allows the router's tunnel-inside
+ * /32, the source of its health probes' replies. Its onramps come last, so the others keep their ids.
+ */
+export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
+  const k = LAB_WIREGUARD_KEYS;
+  const c = LAB.siteC;
+  const cfg = defaultConfig();
+  const policy = opts.failover ?? 'follow';
+  const failover = policy === 'drain' ? { policy, drain_idle_seconds: opts.drainIdleSeconds ?? 30 } : { policy };
+  const onramp = (name: string, device: string, t: typeof c.primary, publicKey: string): Record<string, unknown> => ({
+    name, type: 'wireguard', site: 'site-c', automatic_return_routing: true, preference: t.preference,
+    wireguard: { device, public_key: publicKey, allowed_ips: [LAB.siteLan, `${t.routerInside}/32`], endpoint: `${t.router}:${t.routerPort}`, persistent_keepalive: 25 },
+    ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' } } : {}),
+  });
+  return validateConfig({
+    ...cfg,
+    sites: [...cfg.sites, {
+      name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [LAB.siteLan],
+      ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { failover } : {}),
+    }],
+    wireguard_devices: [
+      ...cfg.wireguard_devices,
+      { name: 'wg-c1', listen_address: c.primary.edgeEndpoint, listen_port: LAB.wireguardPort, private_key: k.edgeC1Private },
+      { name: 'wg-c2', listen_address: c.backup.edgeEndpoint, listen_port: LAB.wireguardPort, private_key: k.edgeC2Private },
+    ],
+    onramps: [
+      ...cfg.onramps,
+      onramp(SITE_C_ONRAMPS.primary, 'wg-c1', c.primary, k.siteC1Public),
+      onramp(SITE_C_ONRAMPS.backup, 'wg-c2', c.backup, k.siteC2Public),
+    ],
   }, 'the lab configuration');
 }

@@ -19,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringifyConfig, type TetherConfig } from '../config/index.js';
-import { defaultConfig, LAB_WIREGUARD_KEYS } from './config.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_C_ONRAMPS } from './config.js';
 import { inNamespaceOk, ip, run, sleep, sysctl } from './exec.js';
 import { nodeTsArgs, REPO_ROOT, labSourceFile, TETHER_CLI } from './paths.js';
 import { buildSiteC, siteCDefaultRoute } from './site-c.js';
@@ -242,7 +242,11 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
 export interface LabUpOptions extends LabOptions {
   /** Start the daemon in the edge namespace (default true). false: build everything else (tests of the lab itself). */
   startEdge?: boolean;
-  /** The edge's configuration; default defaultConfig(). Its default store/token paths are moved into the run directory. */
+  /**
+   * The edge's configuration; default labTopologyConfig() (defaultConfig() and site-c). Its default store/token
+   * paths are moved into the run directory. site-c's network is built either way; its wireguard-go tunnels are
+   * started only for the site-c onramps the configuration has.
+   */
   config?: TetherConfig;
   /** How long to wait for the daemon's routes to appear. Default 30 s. */
   edgeReadyTimeoutMs?: number;
@@ -405,8 +409,8 @@ function startServers(names: LabNames, name: string, ns: string, address: string
   ]), join(names.runDir, `${name}.log`));
 }
 
-/** defaultConfig() (or the given one) with its default on-disk paths moved into the run directory. */
-export function labConfig(names: LabNames, base: TetherConfig = defaultConfig()): TetherConfig {
+/** labTopologyConfig() (or the given one) with its default on-disk paths moved into the run directory. */
+export function labConfig(names: LabNames, base: TetherConfig = labTopologyConfig()): TetherConfig {
   const cfg = structuredClone(base);
   const defaults = defaultConfig();
   if (cfg.store.path === defaults.store.path) cfg.store.path = join(names.runDir, 'tether.db');
@@ -453,23 +457,26 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   const state: LabState = { prefix: names.prefix, createdAt: new Date().toISOString(), runDir: names.runDir, configFile, processes: [] };
   writeState(state);
   try {
+    const cfg = labConfig(names, opts.config);
+    const configured = new Set(cfg.onramps.map((o) => o.name));
     await buildNetwork(names);
     const k = LAB_WIREGUARD_KEYS;
     const host = (iface: string) => ({ address: `${LAB.siteHost}/32`, defaultRoute: ['default', 'dev', iface, 'src', LAB.siteHost] });
     const c = LAB.siteC;
     const inside = (t: typeof c.primary) => `${t.routerInside}/${c.insidePrefixLength}`;
-    const sites: WireGuardSite[] = [
+    const tunnels: Array<WireGuardSite & { onramp?: string }> = [
       { name: 'wg-a', ns: names.siteA, iface: names.wgA, privateKey: k.siteAPrivate, edgePublicKey: k.edgeAPublic, edgeEndpoint: LAB.siteA.edgeEndpoint, ...host(names.wgA) },
       { name: 'wg-b', ns: names.siteB, iface: names.wgB, privateKey: k.siteBPrivate, edgePublicKey: k.edgeBPublic, edgeEndpoint: LAB.siteB.edgeEndpoint, ...host(names.wgB) },
       {
         name: 'wg-c1', ns: names.siteCRouter, iface: names.wgC1, privateKey: k.siteC1Private, edgePublicKey: k.edgeC1Public, edgeEndpoint: c.primary.edgeEndpoint,
-        listenPort: c.primary.routerPort, address: inside(c.primary), defaultRoute: siteCDefaultRoute(names, 'primary'),
+        listenPort: c.primary.routerPort, address: inside(c.primary), defaultRoute: siteCDefaultRoute(names, 'primary'), onramp: SITE_C_ONRAMPS.primary,
       },
       {
         name: 'wg-c2', ns: names.siteCRouter, iface: names.wgC2, privateKey: k.siteC2Private, edgePublicKey: k.edgeC2Public, edgeEndpoint: c.backup.edgeEndpoint,
-        listenPort: c.backup.routerPort, address: inside(c.backup), defaultRoute: siteCDefaultRoute(names, 'backup'),
+        listenPort: c.backup.routerPort, address: inside(c.backup), defaultRoute: siteCDefaultRoute(names, 'backup'), onramp: SITE_C_ONRAMPS.backup,
       },
     ];
+    const sites = tunnels.filter((t) => t.onramp === undefined || configured.has(t.onramp));
     const startEdge = opts.startEdge ?? true;
     for (const s of sites) {
       state.processes.push(await startWireGuardSite(names, s, !startEdge));
@@ -483,7 +490,6 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
     writeState(state);
     for (const p of servers) await waitFor(p, 'its "ready" line', 30_000, () => logTail(p.log, 50).includes('"ready":true'));
 
-    const cfg = labConfig(names, opts.config);
     writeFileSync(configFile, `# written by tether lab up (prefix ${names.prefix}); lab keys only, see docs/LAB.md\n${stringifyConfig(cfg)}`, { mode: 0o600 });
     let edgeLog: string | undefined;
     if (startEdge) {
