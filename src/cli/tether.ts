@@ -130,7 +130,7 @@ function main(argv: string[]): void {
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); required')
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .action(run);
-  const lab = program.command('lab').description('the network-namespace lab: two overlapping WireGuard sites, a GRE site, a data center, the Internet (root; docs/LAB.md)');
+  const lab = program.command('lab').description('the network-namespace lab: overlapping WireGuard sites (one with a primary and a backup tunnel), a GRE site, a data center, the Internet (root; docs/LAB.md)');
   const prefixOption = '-p, --prefix <prefix>';
   const prefixHelp = 'name prefix of the lab\'s namespaces (default tt)';
   lab.command('up').description('build the lab and start the edge').option(prefixOption, prefixHelp).option('--no-edge', 'build the network only').action((o) => labCommand('up', o));

@@ -4,6 +4,7 @@
  * (`tether run` needs --config).
  */
 import { validateConfig, type TetherConfig } from '../config/index.js';
+import { LAB } from './topology.js';
 
 /**
  * WireGuard keys of the lab topology. `site*Private` configure the sites' wireguard-go; the edge's public
@@ -18,14 +19,48 @@ export const LAB_WIREGUARD_KEYS = Object.freeze({
   siteAPublic: '6YyWdNpCbLJQ0DuWmDUPEjC8RLPA7cZmEY97x5rDPVo=',
   siteBPrivate: '8LkeVfJvH+gMWoz/oEGe2cTsn5lcjtkRCGh8Hj9MKGk=',
   siteBPublic: '22CkOjrAMDLhCWyzjG50Q9sSAbyZtlDM9RIHfOAQmCk=',
+  /** site-c: the edge's devices for its primary (wg-c1) and backup (wg-c2) tunnels, and the router's two interfaces. */
+  edgeC1Private: 'SPKG6QAkzTBlpafoWlNc55JGrONnGm4UxBdIYY8JREA=',
+  edgeC1Public: 'pmBhIHB+14cGRYoAMr8+Zj0g2IzrbmsSOVXJGS8OM2k=',
+  edgeC2Private: 'mHPxQHT888OcqFyRkcde/0G6UvoiM1l51H8c+Vyf02w=',
+  edgeC2Public: 'vbo98fFLlSigZtaXS+N0BpBOV1yIAd8MlJ6JEkIDUgc=',
+  siteC1Private: 'KOYWhkbByxh5eqjaXAqvSCLfZLJra/D8hBKyJWN5EHI=',
+  siteC1Public: 'A2/0ss1y1T4OOlJCV8R1EKiysUXIk3YWF5CakN5Sp1I=',
+  siteC2Private: 'mHcvNV+HbfdUbyCTFkHyXyHcj9DE2vU+h/BWsG8DXFU=',
+  siteC2Public: 'e9knqw8Zk07sNeD+IYejDFeyLBQ04FiZBUXgGLZtK2Y=',
 });
+
+/**
+ * THE SWITCH for site-c's health-check and failover keys (issue 8): `onramps[].health_check` and
+ * `sites[].failover` are being added to the schema on other branches. While false, the lab's config carries
+ * neither (this branch's schema would reject them) and the edge behaves as it does without them: replies
+ * follow the site's traffic to whichever onramp it last arrived on. Set it to true once both keys exist.
+ */
+export const LAB_HEALTH_AND_FAILOVER_KEYS = false;
+
+/** Probe rates of the health checks (src/health/constants.ts). */
+export type LabProbeRate = 'low' | 'mid' | 'high';
+export type LabFailoverPolicy = 'follow' | 'pin' | 'drain';
+
+export interface LabConfigOptions {
+  /** site-c's health-check rate; default 'mid' (one probe a second). */
+  probeRate?: LabProbeRate;
+  /** site-c's failover policy for established flows; default 'follow'. */
+  failover?: LabFailoverPolicy;
+  /** With 'drain': how long an established flow may idle before it moves back to the primary. Default 30. */
+  drainIdleSeconds?: number;
+}
+
+/** The names of site-c's onramps (primary preference 10, backup 20). */
+export const SITE_C_ONRAMPS = Object.freeze({ primary: 'site-c-primary', backup: 'site-c-backup' });
 
 /**
  * The lab's topology, every default filled in (by the configuration's own validator). Underlay: the edge is
  * x.1 and the site's router x.2 on 192.168.101.0/24 (site-a), 192.168.102.0/24 (site-b), 192.168.103.0/24
  * (site-gre); the data center is reached over the link `veth-dc`; the Internet egress pool is 198.51.100.1
  * (RFC 5737 §3, TEST-NET-2). Each overlapping WireGuard site has its own device: one device gives a prefix to
- * one peer only, and both sites' allowed IPs are 10.0.1.0/24.
+ * one peer only, and both sites' allowed IPs are 10.0.1.0/24. The unit tests use it as their fixture; the lab
+ * itself runs labTopologyConfig(), which adds the dual-tunnel site-c.
  */
 export function defaultConfig(): TetherConfig {
   const k = LAB_WIREGUARD_KEYS;
@@ -59,5 +94,41 @@ export function defaultConfig(): TetherConfig {
       { prefix: '172.16.0.0/24', next_hop: { onramp: 'dc-link' } },
     ],
     egress: { addresses: ['198.51.100.1'] },
+  }, 'the lab configuration');
+}
+
+/**
+ * The lab's own topology (what `tether lab up` runs): defaultConfig() plus site-c, the dual-tunnel branch —
+ * two devices, one per tunnel (one device gives a prefix to one peer only), on 192.168.104.0/24 (primary,
+ * preference 10) and 192.168.105.0/24 (backup, preference 20); each onramp also allows the router's tunnel-inside
+ * /32, the source of its health probes' replies. Its onramps come last, so the others keep their ids.
+ */
+export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
+  const k = LAB_WIREGUARD_KEYS;
+  const c = LAB.siteC;
+  const cfg = defaultConfig();
+  const policy = opts.failover ?? 'follow';
+  const failover = policy === 'drain' ? { policy, drain_idle_seconds: opts.drainIdleSeconds ?? 30 } : { policy };
+  const onramp = (name: string, device: string, t: typeof c.primary, publicKey: string): Record<string, unknown> => ({
+    name, type: 'wireguard', site: 'site-c', automatic_return_routing: true, preference: t.preference,
+    wireguard: { device, public_key: publicKey, allowed_ips: [LAB.siteLan, `${t.routerInside}/32`], endpoint: `${t.router}:${t.routerPort}`, persistent_keepalive: 25 },
+    ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' } } : {}),
+  });
+  return validateConfig({
+    ...cfg,
+    sites: [...cfg.sites, {
+      name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [LAB.siteLan],
+      ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { failover } : {}),
+    }],
+    wireguard_devices: [
+      ...cfg.wireguard_devices,
+      { name: 'wg-c1', listen_address: c.primary.edgeEndpoint, listen_port: LAB.wireguardPort, private_key: k.edgeC1Private },
+      { name: 'wg-c2', listen_address: c.backup.edgeEndpoint, listen_port: LAB.wireguardPort, private_key: k.edgeC2Private },
+    ],
+    onramps: [
+      ...cfg.onramps,
+      onramp(SITE_C_ONRAMPS.primary, 'wg-c1', c.primary, k.siteC1Public),
+      onramp(SITE_C_ONRAMPS.backup, 'wg-c2', c.backup, k.siteC2Public),
+    ],
   }, 'the lab configuration');
 }

@@ -50,20 +50,21 @@ function parseReply(text: string | undefined): ServerReply | null {
   }
 }
 
-/** HTTP from both sites at once to `server`; each request's path names its site. */
+/** HTTP from every site in `names` (site name → its host's namespace) at once to `server`; each request's path names its site. */
 export async function httpRound(names: Record<string, string>, server: string): Promise<DemoSiteResult[]> {
+  const sites = Object.keys(names);
   const rounds = await Promise.all(
-    SITES.map((s) => httpGetMany(names[s.name], `http://${server}/${s.name}`, REQUESTS_PER_SITE, { timeoutMs: 3000 })),
+    sites.map((site) => httpGetMany(names[site], `http://${server}/${site}`, REQUESTS_PER_SITE, { timeoutMs: 3000 })),
   );
-  return SITES.map((s, i) => {
-    const result: DemoSiteResult = { site: s.name, own: 0, foreign: 0, lost: 0, seenAs: [] };
+  return sites.map((site, i) => {
+    const result: DemoSiteResult = { site, own: 0, foreign: 0, lost: 0, seenAs: [] };
     for (const r of rounds[i]) {
       const reply = r.ok ? parseReply(r.body) : null;
       if (!reply) {
         result.lost++;
         continue;
       }
-      if (reply.path?.includes(`/${s.name}`)) result.own++;
+      if (reply.path?.startsWith(`GET /${site}?`)) result.own++;
       else result.foreign++;
       if (!result.seenAs.includes(reply.client.address)) result.seenAs.push(reply.client.address);
     }

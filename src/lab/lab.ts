@@ -6,7 +6,8 @@
  * that point at them (docs/UNDERLAY.md).
  *
  *   labUp:   ensureLabTools → labDown(same prefix: leftovers of a dead run) → namespaces → sysctls → veths
- *            → addresses and routes → wireguard-go per WireGuard site → servers → tether.yaml → daemon → ready
+ *            → addresses and routes (site-c's router and LAN: site-c.ts) → wireguard-go per WireGuard tunnel
+ *            (site-c has two) → servers → tether.yaml → daemon → ready
  *   labDown: daemon first (SIGTERM, then SIGKILL), then every process left in the lab's namespaces, namespaces,
  *            wireguard-go sockets, the run directory. Idempotent; works from nothing but the prefix.
  *
@@ -18,9 +19,10 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringifyConfig, type TetherConfig } from '../config/index.js';
-import { defaultConfig, LAB_WIREGUARD_KEYS } from './config.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_C_ONRAMPS } from './config.js';
 import { inNamespaceOk, ip, run, sleep, sysctl } from './exec.js';
 import { nodeTsArgs, REPO_ROOT, labSourceFile, TETHER_CLI } from './paths.js';
+import { buildSiteC, siteCDefaultRoute } from './site-c.js';
 import { DEFAULT_PREFIX, LAB, labNames, LINKS, WIREGUARD_SOCKET_DIR, type LabNames } from './topology.js';
 
 // ─── Prerequisites ───────────────────────────────────────────────────────────────────────────────────
@@ -82,7 +84,7 @@ export async function ensureLabTools(): Promise<void> {
 // ─── State kept in the run directory ─────────────────────────────────────────────────────────────────
 
 export interface LabProcess {
-  /** 'edge' (the daemon), 'wg-a', 'wg-b', 'inet-servers', 'dc-servers'. */
+  /** 'edge' (the daemon), 'wg-a', 'wg-b', 'wg-c1', 'wg-c2', 'inet-servers', 'dc-servers'. */
   name: string;
   namespace: string;
   pid: number;
@@ -231,7 +233,7 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
       throw new Error(`lab down: \`ip netns delete ${ns}\` failed: ${r.stderr.trim()}`);
     }
   }
-  for (const wg of [names.wgA, names.wgB]) rmSync(join(WIREGUARD_SOCKET_DIR, `${wg}.sock`), { force: true });
+  for (const wg of [names.wgA, names.wgB, names.wgC1, names.wgC2]) rmSync(join(WIREGUARD_SOCKET_DIR, `${wg}.sock`), { force: true });
   rmSync(names.runDir, { recursive: true, force: true });
 }
 
@@ -240,16 +242,25 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
 export interface LabUpOptions extends LabOptions {
   /** Start the daemon in the edge namespace (default true). false: build everything else (tests of the lab itself). */
   startEdge?: boolean;
-  /** The edge's configuration; default defaultConfig(). Its default store/token paths are moved into the run directory. */
+  /**
+   * The edge's configuration; default labTopologyConfig() (defaultConfig() and site-c). Its default store/token
+   * paths are moved into the run directory. site-c's network is built either way; its wireguard-go tunnels are
+   * started only for the site-c onramps the configuration has.
+   */
   config?: TetherConfig;
   /** How long to wait for the daemon's routes to appear. Default 30 s. */
   edgeReadyTimeoutMs?: number;
-  /** With the daemon: wait until both WireGuard sites have completed a handshake with the edge (default true). */
+  /** With the daemon: wait until every WireGuard tunnel (site-a, site-b, site-c's two) has completed a handshake with the edge (default true). */
   waitForHandshakes?: boolean;
   /** Default 20 s. */
   handshakeTimeoutMs?: number;
   /** Keep whatever was built when a step fails (for debugging); default false: tear it down. */
   keepOnFailure?: boolean;
+  /**
+   * The daemon's entry point as compiled JavaScript, run with plain node (benchmarks: dist/src/cli/tether.js).
+   * Default: src/cli/tether.ts through tsx.
+   */
+  daemonEntry?: string;
 }
 
 export interface LabInfo {
@@ -268,6 +279,8 @@ interface SiteLink {
   underlay: string;
   router: string;
   extra?: string[];
+  /** The link's name on the site side; default LINKS.towardEdge. */
+  siteLink?: string;
 }
 
 async function createNamespaces(names: LabNames): Promise<void> {
@@ -299,9 +312,13 @@ async function buildNetwork(names: LabNames): Promise<void> {
     { ns: names.siteA, edgeLink: LINKS.edgeToSiteA, underlay: LAB.siteA.underlay, router: LAB.siteA.router },
     { ns: names.siteB, edgeLink: LINKS.edgeToSiteB, underlay: LAB.siteB.underlay, router: LAB.siteB.router },
     { ns: names.siteGre, edgeLink: LINKS.edgeToSiteGre, underlay: LAB.siteGre.underlay, router: LAB.siteGre.router, extra: [LAB.siteGre.secondRouter] },
+    // site-c's two underlay links, each its own veth so that one can be cut alone.
+    { ns: names.siteCRouter, edgeLink: LINKS.edgeToSiteCPrimary, underlay: LAB.siteC.primary.underlay, router: LAB.siteC.primary.router, siteLink: LINKS.siteCPrimary },
+    { ns: names.siteCRouter, edgeLink: LINKS.edgeToSiteCBackup, underlay: LAB.siteC.backup.underlay, router: LAB.siteC.backup.router, siteLink: LINKS.siteCBackup },
   ];
+  await buildSiteC(names);
   for (const s of sites) {
-    await veth(edge, s.edgeLink, `${s.underlay}.${LAB.edgeSiteHost}/24`, s.ns, LINKS.towardEdge, `${s.router}/24`);
+    await veth(edge, s.edgeLink, `${s.underlay}.${LAB.edgeSiteHost}/24`, s.ns, s.siteLink ?? LINKS.towardEdge, `${s.router}/24`);
     for (const a of s.extra ?? []) await ip(s.ns, ['addr', 'add', `${a}/24`, 'dev', LINKS.towardEdge]);
     // The endpoint x.1 is not an address of the edge's kernel (the daemon routes it into tt-underlay):
     // proxy ARP makes the kernel answer the site router's ARP for it (needs forwarding, set above).
@@ -340,6 +357,12 @@ interface WireGuardSite {
   privateKey: string;
   edgePublicKey: string;
   edgeEndpoint: string;
+  /** The site's UDP port (default LAB.wireguardPort; site-c's backup needs another: one router, two sockets). */
+  listenPort?: number;
+  /** Address/length on the interface: the host 10.0.1.10/32 (site-a, site-b) or the tunnel's inside (site-c). */
+  address: string;
+  /** `ip route add …` arguments of the site's default route through this tunnel. */
+  defaultRoute: string[];
 }
 
 /**
@@ -370,14 +393,14 @@ async function startWireGuardSite(names: LabNames, s: WireGuardSite, keepaliveNo
     process.umask(oldMask);
   }
   await inNamespaceOk(s.ns, 'wg', [
-    'set', s.iface, 'listen-port', String(LAB.wireguardPort), 'private-key', keyFile,
+    'set', s.iface, 'listen-port', String(s.listenPort ?? LAB.wireguardPort), 'private-key', keyFile,
     'peer', s.edgePublicKey, 'endpoint', `${s.edgeEndpoint}:${LAB.wireguardPort}`, 'allowed-ips', '0.0.0.0/0',
   ]);
   if (keepaliveNow) await setKeepalive(s);
-  await ip(s.ns, ['addr', 'add', `${LAB.siteHost}/32`, 'dev', s.iface]);
+  await ip(s.ns, ['addr', 'add', s.address, 'dev', s.iface]);
   await ip(s.ns, ['link', 'set', s.iface, 'up']);
-  // The endpoint stays reachable on-link through veth-edge (a /24, more specific than the default).
-  await ip(s.ns, ['route', 'add', 'default', 'dev', s.iface, 'src', LAB.siteHost]);
+  // The endpoint stays reachable on-link through the underlay veth (a /24, more specific than the default).
+  await ip(s.ns, ['route', 'add', ...s.defaultRoute]);
   return p;
 }
 
@@ -387,8 +410,8 @@ function startServers(names: LabNames, name: string, ns: string, address: string
   ]), join(names.runDir, `${name}.log`));
 }
 
-/** defaultConfig() (or the given one) with its default on-disk paths moved into the run directory. */
-export function labConfig(names: LabNames, base: TetherConfig = defaultConfig()): TetherConfig {
+/** labTopologyConfig() (or the given one) with its default on-disk paths moved into the run directory. */
+export function labConfig(names: LabNames, base: TetherConfig = labTopologyConfig()): TetherConfig {
   const cfg = structuredClone(base);
   const defaults = defaultConfig();
   if (cfg.store.path === defaults.store.path) cfg.store.path = join(names.runDir, 'tether.db');
@@ -435,12 +458,26 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   const state: LabState = { prefix: names.prefix, createdAt: new Date().toISOString(), runDir: names.runDir, configFile, processes: [] };
   writeState(state);
   try {
+    const cfg = labConfig(names, opts.config);
+    const configured = new Set(cfg.onramps.map((o) => o.name));
     await buildNetwork(names);
     const k = LAB_WIREGUARD_KEYS;
-    const sites: WireGuardSite[] = [
-      { name: 'wg-a', ns: names.siteA, iface: names.wgA, privateKey: k.siteAPrivate, edgePublicKey: k.edgeAPublic, edgeEndpoint: LAB.siteA.edgeEndpoint },
-      { name: 'wg-b', ns: names.siteB, iface: names.wgB, privateKey: k.siteBPrivate, edgePublicKey: k.edgeBPublic, edgeEndpoint: LAB.siteB.edgeEndpoint },
+    const host = (iface: string) => ({ address: `${LAB.siteHost}/32`, defaultRoute: ['default', 'dev', iface, 'src', LAB.siteHost] });
+    const c = LAB.siteC;
+    const inside = (t: typeof c.primary) => `${t.routerInside}/${c.insidePrefixLength}`;
+    const tunnels: Array<WireGuardSite & { onramp?: string }> = [
+      { name: 'wg-a', ns: names.siteA, iface: names.wgA, privateKey: k.siteAPrivate, edgePublicKey: k.edgeAPublic, edgeEndpoint: LAB.siteA.edgeEndpoint, ...host(names.wgA) },
+      { name: 'wg-b', ns: names.siteB, iface: names.wgB, privateKey: k.siteBPrivate, edgePublicKey: k.edgeBPublic, edgeEndpoint: LAB.siteB.edgeEndpoint, ...host(names.wgB) },
+      {
+        name: 'wg-c1', ns: names.siteCRouter, iface: names.wgC1, privateKey: k.siteC1Private, edgePublicKey: k.edgeC1Public, edgeEndpoint: c.primary.edgeEndpoint,
+        listenPort: c.primary.routerPort, address: inside(c.primary), defaultRoute: siteCDefaultRoute(names, 'primary'), onramp: SITE_C_ONRAMPS.primary,
+      },
+      {
+        name: 'wg-c2', ns: names.siteCRouter, iface: names.wgC2, privateKey: k.siteC2Private, edgePublicKey: k.edgeC2Public, edgeEndpoint: c.backup.edgeEndpoint,
+        listenPort: c.backup.routerPort, address: inside(c.backup), defaultRoute: siteCDefaultRoute(names, 'backup'), onramp: SITE_C_ONRAMPS.backup,
+      },
     ];
+    const sites = tunnels.filter((t) => t.onramp === undefined || configured.has(t.onramp));
     const startEdge = opts.startEdge ?? true;
     for (const s of sites) {
       state.processes.push(await startWireGuardSite(names, s, !startEdge));
@@ -454,13 +491,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
     writeState(state);
     for (const p of servers) await waitFor(p, 'its "ready" line', 30_000, () => logTail(p.log, 50).includes('"ready":true'));
 
-    const cfg = labConfig(names, opts.config);
     writeFileSync(configFile, `# written by tether lab up (prefix ${names.prefix}); lab keys only, see docs/LAB.md\n${stringifyConfig(cfg)}`, { mode: 0o600 });
     let edgeLog: string | undefined;
     if (startEdge) {
-      if (!existsSync(TETHER_CLI)) throw new Error(`lab up: the daemon's entry point ${TETHER_CLI} does not exist (use startEdge: false)`);
+      const entry = opts.daemonEntry ?? TETHER_CLI;
+      if (!existsSync(entry)) throw new Error(`lab up: the daemon's entry point ${entry} does not exist (use startEdge: false)`);
       edgeLog = join(names.runDir, 'tether.log');
-      const daemon = startInNamespace('edge', names.edge, process.execPath, nodeTsArgs(TETHER_CLI, ['run', '--config', configFile]), edgeLog);
+      const daemonArgs = ['run', '--config', configFile];
+      const daemon = startInNamespace('edge', names.edge, process.execPath, opts.daemonEntry ? [entry, ...daemonArgs] : nodeTsArgs(entry, daemonArgs), edgeLog);
       state.processes.unshift(daemon);
       writeState(state);
       const want = expectedEdgeState(cfg);
@@ -539,6 +577,10 @@ export async function labStatus(opts: LabOptions = {}): Promise<LabStatus> {
   const wireguard: LabStatus['wireguard'] = {};
   if (present.has(names.siteA)) wireguard['site-a'] = await wireGuardStatus(names.siteA, names.wgA);
   if (present.has(names.siteB)) wireguard['site-b'] = await wireGuardStatus(names.siteB, names.wgB);
+  if (present.has(names.siteCRouter)) {
+    wireguard['site-c-primary'] = await wireGuardStatus(names.siteCRouter, names.wgC1);
+    wireguard['site-c-backup'] = await wireGuardStatus(names.siteCRouter, names.wgC2);
+  }
   const processes = (state?.processes ?? []).map((p) => ({ ...p, alive: isAlive(p.pid) }));
   const d = processes.find((p) => p.name === 'edge');
   return {

@@ -4,16 +4,48 @@
  *     counter, and the client address and port the server saw (so a test can tell who the server thinks it
  *     talked to: the egress pool after NAT, or a site's own address through the interconnect).
  *   - UDP echo on ADDRESS:7 — replies to the sender with the same kind of JSON, the datagram's payload included.
+ *   - GET /download?bytes=N — N bytes of an AES-128-CTR keystream under a fresh random key (incompressible,
+ *     never periodic, so a misplaced or repeated segment changes the checksum), with the SHA-256 of exactly
+ *     what was written in the trailer `x-sha256` (chunked encoding): the sender's half of a checksummed
+ *     download (failover.ts has the receiver's).
  * Nothing listens on UDP 9: the kernel answers there with ICMP port unreachable.
  *
  * Usage: node --import tsx src/lab/servers.ts --name inet --address 203.0.113.10 [--http 80] [--udp 7]
  * Prints one JSON line {"ready":true,...} once both are listening; logs one line per request.
  */
 import { createSocket } from 'node:dgram';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createServer, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
 import type { ServerReply } from './helpers.js';
+
+const DOWNLOAD_PATH = '/download';
+const DOWNLOAD_CHUNK = 64 * 1024;
+const AES_128_KEY = 16;
+const AES_BLOCK = 16;
+/** Larger downloads are refused (a typo must not stream for an hour). */
+const MAX_DOWNLOAD_BYTES = 4 * 1024 ** 3;
+
+/** Streams `total` keystream bytes, respecting back-pressure; the trailer carries their SHA-256. */
+function download(res: ServerResponse, total: number): void {
+  const cipher = createCipheriv('aes-128-ctr', randomBytes(AES_128_KEY), randomBytes(AES_BLOCK));
+  const zeros = Buffer.alloc(DOWNLOAD_CHUNK);
+  const hash = createHash('sha256');
+  res.writeHead(200, { 'content-type': 'application/octet-stream', trailer: 'x-sha256', connection: 'close' });
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < total) {
+      const chunk = cipher.update(zeros.subarray(0, Math.min(DOWNLOAD_CHUNK, total - sent)));
+      sent += chunk.length;
+      hash.update(chunk);
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+    res.addTrailers({ 'x-sha256': hash.digest('hex') });
+    res.end();
+  };
+  res.on('error', () => undefined);
+  pump();
+}
 
 function main(): void {
   const { values } = parseArgs({
@@ -35,6 +67,12 @@ function main(): void {
   };
 
   const http = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://server');
+    const bytes = Number(url.searchParams.get('bytes'));
+    if (url.pathname === DOWNLOAD_PATH && Number.isSafeInteger(bytes) && bytes >= 0 && bytes <= MAX_DOWNLOAD_BYTES) {
+      console.log(JSON.stringify({ download: { bytes, client: { address: req.socket.remoteAddress, port: req.socket.remotePort } } }));
+      return download(res, bytes);
+    }
     const reply: ServerReply = {
       server: name,
       instance,

@@ -8,10 +8,13 @@
  *   site-b  [veth-edge 192.168.102.2] ── [veth-b 192.168.102.254, proxy ARP for .1] │
  *   site-gre[veth-edge 192.168.103.2] ── [veth-gre 192.168.103.254, proxy ARP for .1]├ edge (tether)
  *   inet    [veth-edge 192.168.200.2] ── [veth-inet 192.168.200.1, default route]   │
- *   dc      [veth-edge 172.31.0.2/30] ── [veth-dc 172.31.0.1/30]                      ┘
+ *   dc      [veth-edge 172.31.0.2/30] ── [veth-dc 172.31.0.1/30]                      │
+ *   site-c-rtr [veth-primary 192.168.104.2] ── [veth-c1 192.168.104.254, proxy ARP .1] │
+ *              [veth-backup  192.168.105.2] ── [veth-c2 192.168.105.254, proxy ARP .1] ┘
+ *   site-c (host 10.0.1.10) ── veth-lan ── site-c-rtr (LAN 10.0.1.1)
  */
 
-/** Prefix rule: a letter then up to 5 letters/digits, so "<p>wga" and every veth name stay within IFNAMSIZ-1 (15). */
+/** Prefix rule: a letter then up to 5 letters/digits, so "<p>wgc1" and every veth name stay within IFNAMSIZ-1 (15). */
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,5}$/;
 export const DEFAULT_PREFIX = 'tt';
 
@@ -26,6 +29,22 @@ export const LAB = Object.freeze({
   /** The edge's address on each site link (x.254/24); the endpoint x.1 is answered by proxy ARP. */
   edgeSiteHost: 254,
   internet: { edge: '192.168.200.1', router: '192.168.200.2', server: '203.0.113.10', pool: '198.51.100.0/24' },
+  /**
+   * The dual-tunnel site: a router with a primary (underlay .104) and a backup (underlay .105) WireGuard tunnel
+   * to the edge, and a host 10.0.1.10 behind it on the LAN. Each tunnel has inside addresses of its own (a /30
+   * per tunnel, in RFC 3927 link-local space as many providers number tunnel insides), so a health probe sent
+   * into one tunnel is answered through the same tunnel; the router's LAN address would be answered over
+   * whichever tunnel the router's default route uses.
+   */
+  siteC: {
+    primary: { underlay: '192.168.104', edgeEndpoint: '192.168.104.1', router: '192.168.104.2', routerPort: 51820, edgeInside: '169.254.104.1', routerInside: '169.254.104.2', metric: 10, preference: 10 },
+    backup: { underlay: '192.168.105', edgeEndpoint: '192.168.105.1', router: '192.168.105.2', routerPort: 51821, edgeInside: '169.254.105.1', routerInside: '169.254.105.2', metric: 20, preference: 20 },
+    insidePrefixLength: 30,
+    routerLan: '10.0.1.1',
+    lanPrefixLength: 24,
+    /** wireguard-go's default interface MTU. */
+    lanMtu: 1420,
+  },
   dc: { edge: '172.31.0.1', router: '172.31.0.2', linkPrefixLength: 30, prefix: '172.16.0.0/24', server: '172.16.0.20', sites: '10.0.0.0/8' },
   wireguardPort: 51820,
   httpPort: 80,
@@ -42,6 +61,12 @@ export const LINKS = Object.freeze({
   edgeToSiteB: 'veth-b',
   edgeToSiteGre: 'veth-gre',
   edgeToInternet: 'veth-inet',
+  edgeToSiteCPrimary: 'veth-c1',
+  edgeToSiteCBackup: 'veth-c2',
+  /** In site-c's router: its two underlay links, and the LAN toward the host (same name in the host namespace). */
+  siteCPrimary: 'veth-primary',
+  siteCBackup: 'veth-backup',
+  siteCLan: 'veth-lan',
   /** Must equal defaultConfig()'s interconnect.link. */
   edgeToDc: 'veth-dc',
 });
@@ -54,9 +79,15 @@ export interface LabNames {
   siteGre: string;
   internet: string;
   dc: string;
-  /** wireguard-go interfaces (in siteA / siteB); their sockets are /var/run/wireguard/<name>.sock. */
+  /** The dual-tunnel site: its host 10.0.1.10 (clients run here) and its router (both tunnels). */
+  siteC: string;
+  siteCRouter: string;
+  /** wireguard-go interfaces (in siteA / siteB / siteCRouter); their sockets are /var/run/wireguard/<name>.sock. */
   wgA: string;
   wgB: string;
+  /** site-c's primary and backup tunnels. */
+  wgC1: string;
+  wgC2: string;
   /** Every namespace, the edge first. */
   namespaces: string[];
   /** /run/tether-lab/<prefix>: config, keys, logs, state. */
@@ -78,9 +109,13 @@ export function labNames(prefix: string = DEFAULT_PREFIX): LabNames {
     siteGre: `${prefix}-site-gre`,
     internet: `${prefix}-inet`,
     dc: `${prefix}-dc`,
+    siteC: `${prefix}-site-c`,
+    siteCRouter: `${prefix}-site-c-rtr`,
     wgA: `${prefix}wga`,
     wgB: `${prefix}wgb`,
+    wgC1: `${prefix}wgc1`,
+    wgC2: `${prefix}wgc2`,
     runDir: `${RUN_ROOT}/${prefix}`,
   };
-  return { ...n, namespaces: [n.edge, n.siteA, n.siteB, n.siteGre, n.internet, n.dc] };
+  return { ...n, namespaces: [n.edge, n.siteA, n.siteB, n.siteGre, n.internet, n.dc, n.siteCRouter, n.siteC] };
 }

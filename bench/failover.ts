@@ -1,0 +1,124 @@
+/**
+ * `npm run bench:failover` (root) — how long site-c's traffic is without a path when its primary tunnel is cut
+ * (issue 8, "Performance": goal ≤ 3 s at the default probe rate, ≤ 1 s at high). A benchmark, not a test: it
+ * prints figures and asserts none.
+ *
+ * Per probe rate (low, mid, high) it brings up the lab (src/lab, docs/LAB.md) under its own prefix with site-c's
+ * health checks at that rate, starts a checksummed download from the Internet server to site-c's 10.0.1.10,
+ * cuts the primary tunnel (cutSiteCPrimary: its underlay link down, the router onto its backup) once a share of
+ * it has arrived, and reports:
+ *   failover   cut → first data on the backup's underlay link (the router's byte counters, 2 ms polls)
+ *   stall      cut → the download's own resume (its longest pause after the cut)
+ * plus the transfer's rate and whether both ends' SHA-256 agreed.
+ *
+ * Until the health-check and failover keys are switched on (LAB_HEALTH_AND_FAILOVER_KEYS in src/lab/config.ts),
+ * the edge has no probes: it runs once, at the default behaviour (replies follow the flow's packets to the
+ * backup), with the client's TCP keepalive at 1 s as what tells the edge — and says so in its output. With the
+ * keys on, the client sends nothing extra: the edge's own health checks must find the primary down.
+ *
+ * The daemon runs compiled (dist/src/cli/tether.js; `npm run bench:failover` builds it first), never under tsx.
+ * Own names: the lab's, with prefix `tf` unless --prefix; leftovers of that prefix are removed first and
+ * everything again at the end, on failure and on SIGINT/SIGTERM. Progress goes to stderr; stdout carries the
+ * table, or one JSON object with --json.
+ *
+ * Options: --json, --mib N (download size, default 200), --runs N (cuts per rate, default 1), --prefix P.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { LAB_HEALTH_AND_FAILOVER_KEYS, labTopologyConfig, type LabProbeRate } from '../src/lab/config.js';
+import { ensureLabTools, labDown, labNames, labUp, measureSiteCFailover, restoreSiteCPrimary } from '../src/lab/index.js';
+import { REPO_ROOT } from '../src/lab/paths.js';
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+function option(name: string, fallback: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+}
+const PREFIX = option('--prefix', 'tf');
+const BYTES = Number(option('--mib', '200')) * 1024 * 1024;
+const RUNS = Number(option('--runs', '1'));
+const CUT_AT_SHARE = 0.4;
+const GIVE_UP_MS = 30_000;
+const DAEMON = join(REPO_ROOT, 'dist', 'src', 'cli', 'tether.js');
+const CLIENT_KEEPALIVE_MS = LAB_HEALTH_AND_FAILOVER_KEYS ? 0 : 1000;
+
+function progress(msg: string): void {
+  process.stderr.write(`bench:failover: ${msg}\n`);
+}
+
+interface Run {
+  rate: LabProbeRate | 'none';
+  failover_ms: number | null;
+  stall_ms: number | null;
+  mbit_s: number;
+  checksum_ok: boolean;
+  error?: string;
+}
+
+async function measure(rate: LabProbeRate | 'none'): Promise<Run> {
+  const m = await measureSiteCFailover(labNames(PREFIX), { bytes: BYTES, cutAtShare: CUT_AT_SHARE, keepAliveMs: CLIENT_KEEPALIVE_MS, giveUpMs: GIVE_UP_MS });
+  const r = m.download;
+  return {
+    rate,
+    failover_ms: m.failoverMs,
+    stall_ms: m.stall ? m.stall.to - m.cutAt : null,
+    mbit_s: Math.round((r.bytes * 8) / ((r.endedAt - r.startedAt) / 1000) / 1e6),
+    checksum_ok: r.bytes === BYTES && r.serverSha256 !== undefined && r.sha256 === r.serverSha256,
+    ...(r.error ? { error: r.error } : {}),
+  };
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench:failover needs root (network namespaces, TUN devices)');
+  if (!existsSync(DAEMON)) throw new Error(`${DAEMON} does not exist: build first (npx tsc -p tsconfig.build.json; npm run bench:failover does)`);
+  await ensureLabTools();
+  const rates: Array<LabProbeRate | 'none'> = LAB_HEALTH_AND_FAILOVER_KEYS ? ['low', 'mid', 'high'] : ['none'];
+  const mode = LAB_HEALTH_AND_FAILOVER_KEYS
+    ? 'health checks on site-c\'s onramps at each probe rate; the client sends nothing extra'
+    : 'health checks NOT enabled in the lab (LAB_HEALTH_AND_FAILOVER_KEYS is false): the edge\'s default behaviour, replies follow the flow\'s own packets; the client\'s TCP keepalive (1 s) is what reaches the edge over the backup';
+  progress(mode);
+  const runs: Run[] = [];
+  for (const rate of rates) {
+    progress(`lab up (prefix ${PREFIX}, probe rate ${rate}, daemon ${DAEMON})`);
+    await labUp({ prefix: PREFIX, daemonEntry: DAEMON, config: rate === 'none' ? labTopologyConfig() : labTopologyConfig({ probeRate: rate }) });
+    for (let i = 0; i < RUNS; i++) {
+      if (i > 0) await restoreSiteCPrimary(labNames(PREFIX));
+      progress(`rate ${rate}, run ${i + 1}/${RUNS}: ${BYTES / 1024 / 1024} MiB, cut at ${CUT_AT_SHARE * 100} %`);
+      const r = await measure(rate);
+      progress(JSON.stringify(r));
+      runs.push(r);
+    }
+    await labDown({ prefix: PREFIX });
+  }
+  if (json) {
+    process.stdout.write(JSON.stringify({ mode, health_checks: LAB_HEALTH_AND_FAILOVER_KEYS, mib: BYTES / 1024 / 1024, client_keepalive_ms: CLIENT_KEEPALIVE_MS, runs }) + '\n');
+    return;
+  }
+  const show = (ms: number | null) => (ms === null ? '—' : `${(ms / 1000).toFixed(3)} s`);
+  const lines = [
+    `site-c primary cut during a ${BYTES / 1024 / 1024} MiB download (${mode})`,
+    '',
+    `${'probe rate'.padEnd(12)}${'failover'.padStart(10)}${'stall'.padStart(10)}${'rate'.padStart(14)}  checksum`,
+    ...runs.map((r) => `${(r.rate === 'none' ? 'no probes' : r.rate).padEnd(12)}${show(r.failover_ms).padStart(10)}${show(r.stall_ms).padStart(10)}${`${r.mbit_s} Mbit/s`.padStart(14)}  ${r.checksum_ok ? 'match' : `MISMATCH ${r.error ?? ''}`}`),
+    '',
+    'failover: cut → first data on the backup\'s underlay link (byte counters); stall: cut → the download resumed. Goal: ≤ 3 s at mid, ≤ 1 s at high.',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    progress(`${signal}: removing the lab (prefix ${PREFIX})`);
+    void labDown({ prefix: PREFIX }).finally(() => process.exit(130));
+  });
+}
+
+main().catch(async (e: unknown) => {
+  process.stderr.write(`bench:failover: ${(e as Error).stack ?? String(e)}\n`);
+  await labDown({ prefix: PREFIX }).catch(() => undefined);
+  process.exitCode = 1;
+});
