@@ -145,6 +145,8 @@ export class PipelineCounters {
   icmpErrorsTranslated = 0;
   fragmentsHeld = 0;
   fragmentsFollowed = 0;
+  /** Echo packets handed to the health engine (replies to the edge's probes, the site's probes answered). */
+  healthEvidence = 0;
 }
 
 export class Pipeline {
@@ -424,7 +426,12 @@ export class Pipeline {
     for (let w = 0; w < n; w++) if (info.addr[DST + w] !== words[at + w]) return NOT_LOCAL;
     const filter = this.ports.sourceFilterIndex[ingress];
     if (filter !== 0 && !this.sourceAllowed(filter, ingress)) return -Drop.SourceNotAllowed;
-    if (isReply) return this.health.receiveInspected(ingress, info, buf, now) === REPLY_NOT_OURS ? NOT_LOCAL : CONSUMED;
+    if (isReply) {
+      if (this.health.receiveInspected(ingress, info, buf, now) === REPLY_NOT_OURS) return NOT_LOCAL;
+      this.counters.healthEvidence++;
+      return CONSUMED;
+    }
+    this.counters.healthEvidence++;
     if (v4) echoReplyInPlace(buf, info.l3Offset, info.l4Offset - info.l3Offset, info.l4Offset);
     else echoReplyInPlace6(buf, info.l3Offset, info.l4Offset);
     this.health.siteProbeAnswered(ingress, now);
