@@ -65,6 +65,12 @@ export interface EdgeOptions {
   hugePages?: boolean;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
+  /**
+   * Start health checking with start() (default true). `tether run` passes false and calls startHealth() once its
+   * control plane is up: building the API blocks the event loop for a moment, and probe replies read late would
+   * count as lost.
+   */
+  startHealth?: boolean;
 }
 
 /** ICMP errors originated per received batch, at most (RFC 1812 section 4.3.2.8: rate-limit them). */
@@ -89,6 +95,7 @@ export class Edge {
   private readonly log: EdgeLogger;
   private readonly batchSize: number;
   private readonly countersIntervalMs: number;
+  private readonly healthWithStart: boolean;
 
   private readonly delivery = new DeliveryTable();
   private readonly outputs: TunOutputs;
@@ -118,6 +125,7 @@ export class Edge {
     this.log = options.log;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.countersIntervalMs = options.countersIntervalMs ?? DEFAULT_COUNTERS_INTERVAL_MS;
+    this.healthWithStart = options.startHealth ?? true;
     this.ids = assignIds(cfg);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
@@ -180,7 +188,7 @@ export class Edge {
       throw e;
     }
     this.expireTimer = setInterval(() => this.pipeline.expire(performance.now()), EXPIRE_INTERVAL_MS);
-    this.health.start();
+    if (this.healthWithStart) this.health.start();
     if (this.countersIntervalMs > 0 && (this.log.isLevelEnabled?.('debug') ?? true)) {
       this.countersTimer = setInterval(() => this.log.debug({ counters: this.status() }, 'counters'), this.countersIntervalMs);
     }
@@ -298,6 +306,11 @@ export class Edge {
   }
 
   // --- health (control plane) -----------------------------------------------------------------------------
+
+  /** Starts health checking on a started edge (see EdgeOptions.startHealth); idempotent. */
+  startHealth(): void {
+    this.health.start();
+  }
 
   /**
    * Health checks for a configuration applied live (`ids`: name → id as the control plane assigned them): each

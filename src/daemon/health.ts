@@ -53,7 +53,8 @@ export interface HealthHost {
 
 interface Checked {
   name: string;
-  spec: string;
+  spec: HealthSpec;
+  specText: string;
   /** Wall ms when the onramp was added (WireGuard's grace for a peer that never handshook). */
   addedAt: number;
   transitions: number;
@@ -70,6 +71,7 @@ export class EdgeHealth {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private nextLookAt = 0;
+  private started = false;
   /** pipeline.counters.healthEvidence as of the last round. */
   private evidenceSeen = 0;
 
@@ -86,11 +88,12 @@ export class EdgeHealth {
     const have = this.checked.get(id);
     if (have === undefined) {
       this.engine.add(id, spec, now);
-      this.checked.set(id, { name: onramp.name, spec: text, addedAt: Date.now(), transitions: 0 });
+      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: Date.now(), transitions: 0 });
     } else {
       have.name = onramp.name;
-      if (have.spec !== text) this.engine.update(id, spec, now);
-      have.spec = text;
+      if (have.specText !== text) this.engine.update(id, spec, now);
+      have.spec = spec;
+      have.specText = text;
     }
     this.schedule();
   }
@@ -104,7 +107,18 @@ export class EdgeHealth {
     return this.checked.has(id);
   }
 
-  start(): void {
+  /**
+   * Starts the timer. The first time, every check starts over at `now`: nothing has been judged yet, and the time
+   * between building the edge and starting it (opening devices, the control plane) must not count as missed probes.
+   */
+  start(now = performance.now()): void {
+    if (!this.started) {
+      this.started = true;
+      for (const [id, c] of this.checked) {
+        this.engine.remove(id);
+        this.engine.add(id, c.spec, now);
+      }
+    }
     this.schedule();
   }
 
