@@ -15,9 +15,10 @@ import { promisify } from 'node:util';
 import { PacketBatch } from '../../src/common/packet-batch.js';
 import { PENALTY_DOWN } from '../../src/health/constants.js';
 import { openTun, type TunDevice } from '../../src/io/tun.js';
-import { buildIcmpEcho, buildIp, parsePacket } from '../../src/wire/build.js';
+import { buildIcmpEcho, parsePacket } from '../../src/wire/build.js';
 import { IPPROTO_GRE, IPV4_MIN_HEADER } from '../../src/wire/constants.js';
-import { removeStaleNamespaces, sh } from '../support/netns.js';
+import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
+import { GRE_HEADER, greFrame } from '../support/gre-site.js';
 
 const run = promisify(execFile);
 const NS = { edge: `tt-${process.pid}-hedge`, site: `tt-${process.pid}-hsite` };
@@ -28,9 +29,6 @@ const GRE_EDGE = '192.168.103.1';
 const GRE_SITE = '192.168.103.2';
 const EDGE_TUNNEL = '100.64.0.1';
 const TARGET = '10.0.1.1';
-/** RFC 2784 section 2: the base GRE header, protocol type IPv4. */
-const GRE_HEADER = 4;
-const GRE_PROTO_IPV4 = 0x0800;
 const START_TIMEOUT_MS = 15_000;
 /** Generous bounds ("within N seconds"), not timings: the figures are printed. */
 const DOWN_WITHIN_MS = 5_000;
@@ -53,10 +51,6 @@ routes:
   - { prefix: 10.0.1.0/24, next_hop: { onramp: branch-gre } }
 `;
 
-function nsSh(ns: string, script: string): void {
-  sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
-}
-
 function removeOwn(): void {
   for (const ns of Object.values(NS)) {
     try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
@@ -69,14 +63,6 @@ async function api(method: string, path: string, body?: unknown): Promise<unknow
   if (body !== undefined) args.push('-H', 'content-type: application/json', '-d', JSON.stringify(body));
   const { stdout } = await run('ip', args);
   return stdout.startsWith('{') || stdout.startsWith('[') ? JSON.parse(stdout) : stdout;
-}
-
-function greFrame(inner: Uint8Array): Uint8Array {
-  const gre = new Uint8Array(GRE_HEADER + inner.length);
-  gre[2] = GRE_PROTO_IPV4 >>> 8;
-  gre[3] = GRE_PROTO_IPV4 & 0xff;
-  gre.set(inner, GRE_HEADER);
-  return buildIp({ src: GRE_SITE, dst: GRE_EDGE }, IPPROTO_GRE, gre);
 }
 
 interface HealthLine { time: number; onramp: string; from: string; to: string; reason: string; at: number }
@@ -109,7 +95,7 @@ describe('tunnel health (real interfaces, root)', () => {
         probes++;
         if (!answering) continue;
         const seq = (inner[p.l4Offset + 6] << 8) | inner[p.l4Offset + 7];
-        const frame = greFrame(buildIcmpEcho({ src: TARGET, dst: p.src }, { type: 'reply', id: p.icmp.id, seq }));
+        const frame = greFrame(GRE_SITE, GRE_EDGE, buildIcmpEcho({ src: TARGET, dst: p.src }, { type: 'reply', id: p.icmp.id, seq }));
         reply.clear();
         reply.push(frame, 0, frame.length, 0);
         tun!.writeBatch(reply);
