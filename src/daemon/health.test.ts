@@ -154,3 +154,15 @@ test('set is idempotent and keeps the state; remove stops checking', () => {
   health.run(10_000);
   assert.equal(sent.length, 2);
 });
+
+test('switching a down onramp to another kind of check starts it over healthy (a passive onramp would never recover)', () => {
+  const { pipeline, health, lines } = setup();
+  health.set(GRE, greOnramp(), 0);
+  for (let t = 0; t <= 5_000; t += 100) health.run(t);
+  assert.equal(health.view(GRE)?.state, 'down');
+  health.set(GRE, greOnramp({ health_check: undefined }), 5_100);
+  assert.equal(health.view(GRE)?.state, 'healthy');
+  assert.equal(pipeline.routes.penaltyOf(GRE), 0);
+  assert.equal(pipeline.ports.up[GRE], 1);
+  assert.deepEqual([lines.at(-1)!.from, lines.at(-1)!.to, lines.at(-1)!.reason], ['down', 'healthy', 'reconfigured']);
+});

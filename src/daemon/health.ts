@@ -23,7 +23,7 @@ import { toHealthSpec, type OnrampConfig } from '../config/index.js';
 import type { OnrampHealthView } from '../control/apply.js';
 import type { OnrampHealthSample } from '../control/metrics.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
-import { buildProbe, priorityPenalty, type HealthEvent, type HealthSpec, type Probe } from '../health/index.js';
+import { buildProbe, priorityPenalty, type HealthSpec, type HealthState, type Probe } from '../health/index.js';
 import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
@@ -91,11 +91,25 @@ export class EdgeHealth {
       this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: Date.now(), transitions: 0 });
     } else {
       have.name = onramp.name;
-      if (have.specText !== text) this.engine.update(id, spec, now);
+      if (have.specText !== text) {
+        if (have.spec.mode === spec.mode) this.engine.update(id, spec, now);
+        else this.restart(id, spec, now);
+      }
       have.spec = spec;
       have.specText = text;
     }
     this.schedule();
+  }
+
+  /**
+   * Another kind of evidence (probes, the site's probes, passive): the old state says nothing about the new checks
+   * (and a down onramp turned passive would never see a success again), so the onramp starts over healthy.
+   */
+  private restart(id: number, spec: HealthSpec, now: number): void {
+    const was = this.engine.status(id)?.state ?? 'healthy';
+    this.engine.remove(id);
+    this.engine.add(id, spec, now);
+    if (was !== 'healthy') this.transition(id, was, 'healthy', 'reconfigured');
   }
 
   remove(id: number): void {
@@ -178,7 +192,7 @@ export class EdgeHealth {
     probes.length = 0;
     engine.poll(now, probes);
     this.sendProbes(probes);
-    for (const e of engine.takeEvents()) this.transition(e);
+    for (const e of engine.takeEvents()) this.transition(e.onramp, e.from, e.to, e.reason);
   }
 
   private sendProbes(probes: Probe[]): void {
@@ -200,14 +214,15 @@ export class EdgeHealth {
     }
   }
 
-  private transition(e: HealthEvent): void {
-    const c = this.checked.get(e.onramp);
+  /** One transition: the route penalty and up/down in the pipeline, one log line. */
+  private transition(onramp: number, from: HealthState, to: HealthState, reason: string): void {
+    const c = this.checked.get(onramp);
     if (c === undefined) return;
     c.transitions++;
     const pipeline = this.host.pipeline;
-    if (pipeline.ports.configured[e.onramp] === 1) pipeline.setOnrampHealth(e.onramp, e.to);
-    const s = this.engine.status(e.onramp);
-    this.host.log.info({ onramp: c.name, from: e.from, to: e.to, reason: e.reason, loss: s?.loss ?? null, rtt_ms: s?.rttMs ?? null, penalty: priorityPenalty(e.to) }, 'onramp health');
+    if (pipeline.ports.configured[onramp] === 1) pipeline.setOnrampHealth(onramp, to);
+    const s = this.engine.status(onramp);
+    this.host.log.info({ onramp: c.name, from, to, reason, loss: s?.loss ?? null, rtt_ms: s?.rttMs ?? null, penalty: priorityPenalty(to) }, 'onramp health');
   }
 
   private schedule(): void {
