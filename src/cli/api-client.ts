@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { stringifyConfig, type TetherConfig } from '../config/index.js';
+import { PENALTY_DOWN } from '../health/constants.js';
 
 const DEFAULT_API = 'http://127.0.0.1:8470';
 const DEFAULT_TOKEN_FILE = '/var/lib/tether/api-token';
@@ -71,6 +72,24 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
 type Row = Record<string, unknown>;
 const s = (v: unknown): string => (v === undefined || v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
 
+/** An onramp's health for the table: "healthy", "degraded loss 0.4% rtt 12.3ms", "down since 12:03:04". */
+export function healthCell(h: unknown): string {
+  if (h === undefined || h === null || typeof h !== 'object') return '?';
+  const x = h as { state: string; loss: number; rtt_ms: number | null; since: string };
+  const parts = [x.state];
+  if (x.loss > 0) parts.push(`loss ${(x.loss * 100).toFixed(1)}%`);
+  if (x.rtt_ms !== null && x.state !== 'down') parts.push(`rtt ${x.rtt_ms.toFixed(1)}ms`);
+  if (x.state !== 'healthy') parts.push(`since ${x.since.slice(11, 19)}`);
+  return parts.join(' ');
+}
+
+/** A route's priority with its health penalty: "100 (+1000000 down = 1000100)". */
+export function priorityCell(r: Row): string {
+  const penalty = typeof r.penalty === 'number' ? r.penalty : 0;
+  if (penalty === 0) return s(r.priority);
+  return `${s(r.priority)} (+${penalty} ${penalty >= PENALTY_DOWN ? 'down' : 'degraded'} = ${s(r.effective_priority)})`;
+}
+
 export function registerClientCommands(program: Command): void {
   const common = (c: Command): Command =>
     c.option('--api <url>', `API address (default ${DEFAULT_API}, or TETHER_API)`).option('--token-file <file>', `API token (default ${DEFAULT_TOKEN_FILE}, or TETHER_TOKEN_FILE)`).option('--json', 'JSON output for scripts');
@@ -87,16 +106,16 @@ export function registerClientCommands(program: Command): void {
       const list = (await call(opts, 'GET', '/v1/onramps')) as Row[];
       const stats = (await call(opts, 'GET', '/v1/stats').catch(() => null)) as { onramps: Row[] } | null;
       const live = new Map((stats?.onramps ?? []).map((o) => [o.name, o]));
-      print(opts, list, () => table(['name', 'type', 'site', 'arr', 'state', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
+      print(opts, list, () => table(['name', 'type', 'site', 'arr', 'state', 'health', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
         const l = live.get(o.name);
-        return [s(o.name), s(o.type), s(o.site), o.automatic_return_routing ? 'on' : 'off', l ? (l.up ? 'up' : 'down') : '?', s(l?.flowsActive), s(l?.rxPackets), s(l?.txPackets)];
+        return [s(o.name), s(o.type), s(o.site), o.automatic_return_routing ? 'on' : 'off', l ? (l.up ? 'up' : 'down') : '?', healthCell(o.health), s(l?.flowsActive), s(l?.rxPackets), s(l?.txPackets)];
       })));
     }));
 
   common(program.command('routes').description('list routes')).action((opts: ClientOptions) =>
     guarded(async () => {
       const list = (await call(opts, 'GET', '/v1/routes')) as Row[];
-      print(opts, list, () => table(['id', 'prefix', 'next hop', 'priority', 'weight', 'site'], list.map((r) => [s(r.id), s(r.prefix), typeof r.next_hop === 'object' ? `onramp ${(r.next_hop as Row).onramp}` : s(r.next_hop), s(r.priority), s(r.weight), s(r.site)])));
+      print(opts, list, () => table(['id', 'prefix', 'next hop', 'priority', 'weight', 'site'], list.map((r) => [s(r.id), s(r.prefix), typeof r.next_hop === 'object' ? `onramp ${(r.next_hop as Row).onramp}` : s(r.next_hop), priorityCell(r), s(r.weight), s(r.site)])));
     }));
 
   const flows = common(program.command('flows').description('list flows (filters as in GET /v1/flows), or one flow with its decision trail'));

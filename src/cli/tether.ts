@@ -66,7 +66,7 @@ async function run(opts: { config?: string; api?: boolean }): Promise<void> {
   log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false }, 'configuration loaded');
   let edge: Edge;
   try {
-    edge = new Edge({ config: cfg, log });
+    edge = new Edge({ config: cfg, log, startHealth: false });
     edge.start();
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'tether could not start');
@@ -82,6 +82,8 @@ async function run(opts: { config?: string; api?: boolean }): Promise<void> {
       process.exit(EXIT_START_FAILED);
     }
   }
+  // Health probes start once the API is up (its start blocks the event loop; late replies would count as lost).
+  edge.startHealth();
   const shutdown = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     const stopped = control ? control.close() : Promise.resolve();

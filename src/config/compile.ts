@@ -6,6 +6,7 @@ import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
 import type { PipelineConfig } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import type { FlowTimeouts } from '../flow/timeouts.js';
+import type { HealthSpec } from '../health/health.js';
 import type { FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, type RouteSpec } from '../route/route-table.js';
 import { portRangePair, protocolNumber } from './formats.js';
@@ -77,7 +78,20 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
     // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
     ...(o.type === 'wireguard' ? { allowedSources: o.wireguard.allowed_ips } : {}),
+    // The edge's tunnel address: echo to it is the edge's own (probe replies, the site's probes), never a flow.
+    ...(o.health_check?.source !== undefined ? { localAddress: o.health_check.source } : {}),
   };
+}
+
+/**
+ * The health engine's spec for an onramp (docs/HEALTH.md): `request` probes the target, `reply` counts the site's
+ * probes to the source (the engine's 'reverse' mode), no health_check is passive (other evidence only).
+ */
+export function toHealthSpec(o: OnrampConfig): HealthSpec {
+  const h = o.health_check;
+  if (h === undefined) return { mode: 'passive' };
+  if (h.type === 'reply') return { mode: 'reverse', rate: h.rate };
+  return { mode: 'probe', rate: h.rate, source: h.source, target: h.target };
 }
 
 /** The data plane's view: names replaced by ids, seconds by milliseconds. Expects a validated config. */

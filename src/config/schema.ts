@@ -21,6 +21,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
 import { ONRAMP_TYPES } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
+import { DEFAULT_RATE, RATE_INTERVAL_MS, type ProbeRate } from '../health/constants.js';
 import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
 
 // ─── Defaults and bounds ─────────────────────────────────────────────────────────────────────────────
@@ -161,6 +162,24 @@ export const InterconnectSchema = Type.Object({
   link: Type.String({ ...IfName, description: 'interface name, up to 15 characters' }),
 }, { additionalProperties: false, what: 'the link settings (link)' });
 
+/** Probe rates, from the health engine's table (src/health/constants.ts): low 10 s, mid 1 s, high 250 ms. */
+export const HEALTH_CHECK_RATES = Object.keys(RATE_INTERVAL_MS) as ProbeRate[];
+export const HEALTH_CHECK_TYPES = ['request', 'reply'] as const;
+
+/**
+ * Tunnel health checks (docs/HEALTH.md): ICMP echo carried inside the tunnel. Absent: passive (WireGuard handshake
+ * age alone feeds the state). Cross-field rules (both addresses, one family) in validate.ts.
+ */
+export const HealthCheckSchema = Type.Object({
+  /** `request`: the site side answers; a probe goes to this address. */
+  target: Type.Optional(Type.String({ ...Address, description: 'address on the site side the probes go to (type request)' })),
+  /** The edge's own address inside the tunnel: probes come from it, the site's probes to it are answered. */
+  source: Type.Optional(Type.String({ ...Address, description: "the edge's tunnel address: probes come from it, echo requests to it are answered" })),
+  rate: Type.Union(HEALTH_CHECK_RATES.map((r) => Type.Literal(r)), { default: DEFAULT_RATE, description: 'low (every 10 s), mid (every second) or high (every 250 ms)' }),
+  /** request: the edge probes the target; reply: the site probes `source`, each answered probe counts as a success. */
+  type: Type.Union(HEALTH_CHECK_TYPES.map((t) => Type.Literal(t)), { default: 'request', description: 'request: the edge probes the target; reply: the site probes the edge (answered and counted)' }),
+}, { additionalProperties: false, what: 'the health check settings (target, source, rate, type)' });
+
 /** The onramp kinds, from the data plane's list (src/dataplane/ports.ts). */
 export const OnrampKindSchema = Type.Union(ONRAMP_TYPES.map((t) => Type.Literal(t)));
 
@@ -177,6 +196,8 @@ const onrampCommon = {
   preference: Int(0, MAX_U16, { default: DEFAULT_PREFERENCE, description: 'failover order within the site, lower preferred' }),
   /** Flows this onramp may start and hold at once; 0 = no quota. */
   max_flows: Int(0, MAX_FLOW_CAPACITY, { default: 0, unit: '0 = no quota' }),
+  /** Absent: passive health (WireGuard handshake age only). */
+  health_check: Type.Optional(HealthCheckSchema),
 };
 
 export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });
@@ -293,6 +314,7 @@ export type WireGuardDeviceConfig = Static<typeof WireGuardDeviceSchema>;
 export type WireGuardPeerSettings = Static<typeof WireGuardPeerSchema>;
 export type GreSettings = Static<typeof GreSchema>;
 export type InterconnectSettings = Static<typeof InterconnectSchema>;
+export type HealthCheckConfig = Static<typeof HealthCheckSchema>;
 export type WireGuardOnrampConfig = Static<typeof WireGuardOnrampSchema>;
 export type GreOnrampConfig = Static<typeof GreOnrampSchema>;
 export type InterconnectOnrampConfig = Static<typeof InterconnectOnrampSchema>;

@@ -104,6 +104,7 @@ class Relations {
       if (o.site !== undefined && !this.siteNames.has(o.site)) this.noSuch(`${p}.site`, 'site', o.site, this.siteNames, '; leave site out for an onramp that is a site of its own');
       const ok = o.type === 'wireguard' ? this.peer(o, devices) : o.type === 'gre' ? this.gre(o) : true;
       if (!ok) this.r.incomplete.add(o);
+      this.healthCheck(o);
     }
     this.p.unique(onramps.map((o) => [o.name, `${this.path(o)}.name`]), 'onramp name');
     this.p.unique(onramps.map((o) => [o.id === undefined ? undefined : String(o.id), `${this.path(o)}.id`]), 'onramp id');
@@ -141,6 +142,35 @@ class Relations {
     }
     if (given(raw, 'preshared_key') !== undefined && w.preshared_key_file !== undefined) this.p.fail(`${wp}.preshared_key`, 'give preshared_key or preshared_key_file, not both');
     return ok;
+  }
+
+  /**
+   * health_check: type request probes `target` from `source` (both needed, one family: the probe is one IP packet);
+   * type reply answers the site's probes to `source` (a target would never be used: refused rather than ignored).
+   */
+  private healthCheck(o: OnrampConfig): void {
+    const h = o.health_check as Partial<NonNullable<OnrampConfig['health_check']>> | undefined;
+    if (h === undefined || this.r.isIncomplete(h)) return;
+    const hp = this.path(h);
+    if (h.source === undefined) {
+      this.p.fail(`${hp}.source`, h.type === 'reply'
+        ? "is required: the edge's address inside the tunnel, which the site's probes are sent to"
+        : "is required with a health check: the edge's address inside the tunnel, which the probes come from");
+      return;
+    }
+    if (h.type === 'reply') {
+      if (h.target !== undefined) this.p.fail(`${hp}.target`, 'is only for type request (the edge probes it); with type reply the site probes source');
+      return;
+    }
+    if (h.target === undefined) {
+      this.p.fail(`${hp}.target`, 'is required with type request: an address on the site side that answers ICMP echo');
+      return;
+    }
+    if (h.source.includes(':') !== h.target.includes(':')) {
+      this.p.fail(`${hp}.target`, `must be of the same address family as source (${h.source}), got ${describe(h.target)}`);
+    } else if (canonicalAddress(h.source) === canonicalAddress(h.target)) {
+      this.p.fail(`${hp}.target`, 'must differ from source');
+    }
   }
 
   /** Both tunnel ends of one family and distinct; false otherwise. */

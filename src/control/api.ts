@@ -101,6 +101,19 @@ const RouteSchema = inputSchema(RouteConfigSchema);
 const RuleSchema = inputSchema(FirewallRuleSchema);
 const EgressSchema = inputSchema(EgressConfigSchema);
 const FirewallSettingsSchema = Type.Pick(FirewallSchema, ['default_action'], { additionalProperties: false, $id: 'FirewallSettings' });
+/** What the running edge adds to an onramp's configuration in responses (docs/API.md, "Onramp health"). */
+const OnrampHealthSchema = Type.Object({
+  state: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('down')]),
+  loss: Type.Number({ description: 'failed / all health samples of the last five minutes, 0..1' }),
+  rtt_ms: Type.Union([Type.Number(), Type.Null()], { description: 'smoothed probe round-trip time; null before the first reply or without probes' }),
+  since: Type.String({ description: 'when the state was entered (ISO 8601)' }),
+  penalty: Type.Integer({ description: 'priority added to routes over this onramp: 0, 500000 (degraded), 1000000 (down)' }),
+}, { description: 'the running edge\'s tunnel health (absent when the API runs without an edge)' });
+/** What the running edge adds to a route in responses: its onramp's health penalty. */
+const RouteLiveFields = {
+  penalty: Type.Optional(Type.Integer({ description: "the next-hop onramp's health penalty (0 when healthy)" })),
+  effective_priority: Type.Optional(Type.Integer({ description: 'priority + penalty: what the routing table compares' })),
+};
 const ConfigSchema = inputSchema(TetherConfigSchema);
 
 const Problem = Type.Object({
@@ -132,6 +145,14 @@ function withId(s: TSchema): TSchema {
   const o = s as Record<string, unknown>;
   const { $id: _id, ...rest } = o;
   return { ...rest, properties: { id: Type.Integer({ description: 'the resource id' }), ...(o.properties as object) }, required: ['id', ...((o.required as string[] | undefined) ?? [])] } as unknown as TSchema;
+}
+
+/** The response item of a kind: onramps gain `health`, routes `penalty` and `effective_priority` (from the running edge). */
+function withLive(kind: EntryKind, s: TSchema): TSchema {
+  const o = s as unknown as { properties: object };
+  if (kind === 'onramps') return { ...(s as object), properties: { ...o.properties, health: Type.Optional(OnrampHealthSchema) } } as unknown as TSchema;
+  if (kind === 'routes') return { ...(s as object), properties: { ...o.properties, ...RouteLiveFields } } as unknown as TSchema;
+  return s;
 }
 
 // ─── Resources ───────────────────────────────────────────────────────────────────────────────────────
@@ -416,8 +437,23 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return index;
   };
 
+  /** An entry as the API answers it: onramps with the running edge's health, routes with their penalty. */
+  const live = (kind: EntryKind, entry: Obj): Obj => {
+    if (edge?.onrampHealth === undefined) return entry;
+    if (kind === 'onramps') {
+      const health = edge.onrampHealth(entry.name as string);
+      return health === undefined ? entry : { ...entry, health };
+    }
+    if (kind === 'routes' && isObj(entry.next_hop) && typeof entry.next_hop.onramp === 'string') {
+      const penalty = edge.onrampHealth(entry.next_hop.onramp)?.penalty ?? 0;
+      return { ...entry, penalty, effective_priority: (entry.priority as number) + penalty };
+    }
+    return entry;
+  };
+  const entriesOf = (doc: StoreDoc, kind: EntryKind): Obj[] => redactedEntries(doc)[kind].map((e) => live(kind, e));
+
   const entryOf = (doc: StoreDoc, kind: EntryKind, id: number): Obj => {
-    const found = redactedEntries(doc)[kind].find((e) => e.id === id);
+    const found = entriesOf(doc, kind).find((e) => e.id === id);
     if (found === undefined) throw new HttpError(500, 'entry vanished');
     return found;
   };
@@ -442,16 +478,16 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   for (const res of RESOURCES) {
     const tags = [res.url.split('/').slice(2).join(' ')];
-    const item = withId(res.schema);
+    const item = withLive(res.kind, withId(res.schema));
     const body = withRefId(res.schema);
     const { $id: _drop, ...bodyPlain } = body as unknown as Obj;
 
-    app.get(res.url, { schema: { summary: `List ${res.what}s`, tags, response: { 200: Type.Array(item), ...errors } } }, async () => redactedEntries(store.read())[res.kind]);
+    app.get(res.url, { schema: { summary: `List ${res.what}s`, tags, response: { 200: Type.Array(item), ...errors } } }, async () => entriesOf(store.read(), res.kind));
 
     app.get<{ Params: { ref: string } }>(`${res.url}/:ref`, { schema: { summary: `One ${res.what}`, tags, params: RefParams, response: { 200: item, ...errors } } }, async (req) => {
       const doc = store.read();
       const index = resolve(res, doc, req.params.ref);
-      return redactedEntries(doc)[res.kind][index];
+      return entriesOf(doc, res.kind)[index];
     });
 
     app.post<{ Body: Obj; Querystring: { before?: string } }>(res.url, {

@@ -36,6 +36,21 @@ export interface EdgeLike {
   checkConfig?(next: TetherConfig, previous: TetherConfig): void;
   /** Applies a validated configuration (ids pinned) that the store has just committed. */
   applyConfig(next: TetherConfig): ApplyResult;
+  /** The running edge's health of the onramp named `name` (docs/HEALTH.md); undefined when it has none (not running it). */
+  onrampHealth?(name: string): OnrampHealthView | undefined;
+}
+
+/** An onramp's health as the API shows it (GET /v1/onramps: `health`). */
+export interface OnrampHealthView {
+  state: 'healthy' | 'degraded' | 'down';
+  /** Failed / all samples over the last five minutes, 0..1. */
+  loss: number;
+  /** Smoothed probe round-trip time (ms), null before the first reply or without probes. */
+  rtt_ms: number | null;
+  /** When the current state was entered (ISO 8601). */
+  since: string;
+  /** Priority added to routes over this onramp: 0, 500000 (degraded) or 1000000 (down). */
+  penalty: number;
 }
 
 export interface ApplyResult {

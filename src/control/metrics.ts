@@ -25,6 +25,7 @@ import type { PortUsage } from '../nat/snat-pool.js';
 import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES } from '../onramp/wireguard/index.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
+import type { OnrampHealthView } from './apply.js';
 
 /** Label value of the Internet egress (port 0), as onramp and as site. */
 export const INTERNET_NAME = 'internet';
@@ -99,6 +100,19 @@ export interface EdgeStatus {
   flows: { ipv4: number; ipv6: number };
 }
 
+/** One onramp's health and probe counters (the daemon's health driver answers them). */
+export interface OnrampHealthSample extends OnrampHealthView {
+  onramp: number;
+  probesSent: number;
+  /** Probes without a reply by their timeout. */
+  probesLost: number;
+  repliesMatched: number;
+  siteProbesAnswered: number;
+  transitions: number;
+}
+
+export const HEALTH_STATES: ReadonlyArray<OnrampHealthView['state']> = ['healthy', 'degraded', 'down'];
+
 /**
  * The part of the running edge the metrics read, handed in by the daemon (control never imports the daemon;
  * structural, so tests can pass a stand-in).
@@ -109,6 +123,8 @@ export interface EdgeMetricsSource {
   readonly counters: ArrayLike<number>;
   readonly counterNames: readonly string[];
   status(): EdgeStatus;
+  /** Tunnel health per checked onramp (docs/HEALTH.md); absent: no health metrics. */
+  healthMetrics?(): OnrampHealthSample[];
 }
 
 /** Flow-log health (flow-log.ts's FlowLogger fits). */
@@ -296,6 +312,26 @@ export function createMetrics(opts: MetricsOptions): Registry {
     counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {
       for (const t of edge.status().tuns) emit({ tun: t.name }, t.dropsBusy);
     });
+    const health = edge.healthMetrics?.bind(edge);
+    if (health !== undefined) {
+      const perOnramp = (value: (h: OnrampHealthSample) => number | null) => (emit: Emit): void => {
+        for (const h of health()) {
+          const v = value(h);
+          if (v !== null) emit({ onramp: names.onramp(h.onramp) }, v);
+        }
+      };
+      gauge('tether_onramp_health_state', 'Tunnel health: 1 for the state the onramp is in (healthy, degraded or down), 0 for the others.', ['onramp', 'state'], (emit) => {
+        for (const h of health()) for (const state of HEALTH_STATES) emit({ onramp: names.onramp(h.onramp), state }, h.state === state ? 1 : 0);
+      });
+      gauge('tether_onramp_health_loss_ratio', 'Failed / all health samples of the last five minutes (0..1).', ['onramp'], perOnramp((h) => h.loss));
+      gauge('tether_onramp_health_rtt_seconds', 'Smoothed round-trip time of the health probes (RFC 6298 SRTT); absent before the first reply.', ['onramp'],
+        perOnramp((h) => (h.rtt_ms === null ? null : h.rtt_ms / 1000)));
+      gauge('tether_onramp_route_penalty', 'Priority added to routes over the onramp by its health (0, 500000 degraded, 1000000 down).', ['onramp'], perOnramp((h) => h.penalty));
+      counter('tether_onramp_health_probes_sent_total', 'Health probes (ICMP echo inside the tunnel) the edge sent.', ['onramp'], perOnramp((h) => h.probesSent));
+      counter('tether_onramp_health_probes_lost_total', 'Health probes without a reply by their timeout.', ['onramp'], perOnramp((h) => h.probesLost));
+      counter('tether_onramp_health_site_probes_answered_total', "The site's probes to the edge's tunnel address, answered.", ['onramp'], perOnramp((h) => h.siteProbesAnswered));
+      counter('tether_onramp_health_transitions_total', 'Health state changes of the onramp (each is one log line).', ['onramp'], perOnramp((h) => h.transitions));
+    }
     counter('tether_edge_events_total', 'Edge events outside the pipeline (underlay demultiplexing, GRE MTU handling, echo replies), by kind.',
       ['event'], (emit) => {
         for (let k = 0; k < edgeNames.length; k++) emit({ event: edgeNames[k] }, edge.counters[k] ?? 0);

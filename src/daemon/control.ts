@@ -51,7 +51,12 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     applyConfig: (next): ApplyResult => {
       const result = live.applyConfig(next);
       names.update(live.config, live.ids);
+      edge.syncHealth(live.config.onramps, live.ids.onramps);
       return result;
+    },
+    onrampHealth: (name) => {
+      const id = live.ids.onramps.get(name);
+      return id === undefined ? undefined : edge.onrampHealth(id);
     },
   };
   const token = loadOrCreateToken(cfg.api.token_file);

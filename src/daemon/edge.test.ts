@@ -13,11 +13,12 @@ import { after, before, describe, it } from 'node:test';
 import { PacketBatch } from '../common/packet-batch.js';
 import { LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { openTun, type TunDevice } from '../io/tun.js';
-import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../../src/wire/build.js';
+import { buildIcmpEcho, buildUdp, parsePacket } from '../../src/wire/build.js';
 import { IPPROTO_GRE } from '../wire/constants.js';
 import type { EdgeStatus } from './edge.js';
 import { planNetwork } from './network.js';
-import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
+import { nsSh, removeStaleNamespaces, sh } from '../../test/support/netns.js';
+import { GRE_HEADER, GRE_KEY_FIELD, greFrame as greSiteFrame } from '../../test/support/gre-site.js';
 
 const PREFIX = `tt-${process.pid}-`;
 type Namespaces = Record<'edge' | 'dc' | 'inet' | 'site' | 'gre', string>;
@@ -43,15 +44,6 @@ const SITE_HOST = '10.0.1.10';
 const DC_ONRAMP_ID = 1;
 const GRE_EDGE = '192.168.103.1';
 const GRE_SITE = '192.168.103.2';
-const GRE_HEADER = 4;
-/** RFC 2890 section 2.1: the K bit, and the 4-byte key field after the base header. */
-const GRE_FLAG_KEY = 0x20;
-const GRE_KEY_FIELD = 4;
-const GRE_PROTO_IPV4 = 0x0800;
-
-function nsSh(ns: string, script: string): void {
-  sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
-}
 
 function removeOwnNamespaces(NS: Namespaces): void {
   for (const ns of Object.values(NS)) {
@@ -340,18 +332,9 @@ describe('tether run (real interfaces, root)', () => {
   });
 });
 
-/** GRE over IPv4 from the GRE site to the edge endpoint (RFC 2784 section 2; with `key`, RFC 2890 section 2.1). */
+/** GRE over IPv4 from the GRE site to the edge endpoint (test/support/gre-site.ts). */
 function greFrame(inner: Uint8Array, key?: number): Uint8Array {
-  const header = key === undefined ? GRE_HEADER : GRE_HEADER + GRE_KEY_FIELD;
-  const gre = new Uint8Array(header + inner.length);
-  if (key !== undefined) {
-    gre[0] = GRE_FLAG_KEY;
-    new DataView(gre.buffer).setUint32(GRE_HEADER, key);
-  }
-  gre[2] = GRE_PROTO_IPV4 >>> 8;
-  gre[3] = GRE_PROTO_IPV4 & 0xff;
-  gre.set(inner, header);
-  return buildIp({ src: GRE_SITE, dst: GRE_EDGE }, IPPROTO_GRE, gre);
+  return greSiteFrame(GRE_SITE, GRE_EDGE, inner, key);
 }
 
 /**

@@ -37,6 +37,8 @@ import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
 import type { TunDevice } from '../io/tun.js';
 import { GRE_DROP_NAMES, type GreOnramp } from '../onramp/gre/index.js';
+import { EdgeHealth, type OnrampHealthMetrics } from './health.js';
+import type { OnrampHealthView } from '../control/apply.js';
 import { DEFAULT_UNDERLAY_NAME } from './network.js';
 import { EDGE_COUNTER_NAMES, EdgeCounter, nonZero } from './transports/counters.js';
 import { EgressTransport } from './transports/egress.js';
@@ -63,6 +65,12 @@ export interface EdgeOptions {
   hugePages?: boolean;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
+  /**
+   * Start health checking with start() (default true). `tether run` passes false and calls startHealth() once its
+   * control plane is up: building the API blocks the event loop for a moment, and probe replies read late would
+   * count as lost.
+   */
+  startHealth?: boolean;
 }
 
 /** ICMP errors originated per received batch, at most (RFC 1812 section 4.3.2.8: rate-limit them). */
@@ -87,6 +95,7 @@ export class Edge {
   private readonly log: EdgeLogger;
   private readonly batchSize: number;
   private readonly countersIntervalMs: number;
+  private readonly healthWithStart: boolean;
 
   private readonly delivery = new DeliveryTable();
   private readonly outputs: TunOutputs;
@@ -95,6 +104,8 @@ export class Edge {
   private readonly underlay: Underlay;
   private readonly egress: EgressTransport;
   private readonly wireguard: WireGuardTransport;
+  /** Tunnel health: probes, WireGuard session age, route penalties (health.ts). */
+  private readonly health: EdgeHealth;
   /** The transport of each onramp type. */
   private readonly byType: { [K in OnrampConfig['type']]: OnrampTransport<Extract<OnrampConfig, { type: K }>> };
   /** Opened in this order after the underlay, closed in reverse. */
@@ -114,6 +125,7 @@ export class Edge {
     this.log = options.log;
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.countersIntervalMs = options.countersIntervalMs ?? DEFAULT_COUNTERS_INTERVAL_MS;
+    this.healthWithStart = options.startHealth ?? true;
     this.ids = assignIds(cfg);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
@@ -140,12 +152,20 @@ export class Edge {
     // The TUN order of the start log and status: the underlay, the egress, the interconnects.
     this.transports = [this.egress, interconnects, gre, this.wireguard];
 
+    this.health = new EdgeHealth({
+      pipeline: this.pipeline,
+      log: this.log,
+      send: (batch) => this.sendOwn(batch),
+      lastHandshakeAt: (onramp) => this.wireguard.lastHandshakeAt(onramp),
+      isRunning: () => this.running,
+    });
     cfg.wireguard_devices.forEach((d, i) => this.wireguard.addDevice(d, `wireguard_devices[${i}] (${d.name})`));
     for (const o of cfg.onramps) {
       const id = this.ids.onramps.get(o.name);
       if (id === undefined) throw new Error(`onramp ${o.name}: no id`);
       this.transportOf(o).add(o, id);
       this.onramps.set(o.name, { config: o, id });
+      this.health.set(id, o);
     }
     this.nextOnrampId = Math.max(0, ...this.ids.onramps.values()) + 1;
     this.nextSiteId = Math.max(0, ...this.ids.sites.values(), ...this.ids.onrampSite.values()) + 1;
@@ -168,6 +188,7 @@ export class Edge {
       throw e;
     }
     this.expireTimer = setInterval(() => this.pipeline.expire(performance.now()), EXPIRE_INTERVAL_MS);
+    if (this.healthWithStart) this.health.start();
     if (this.countersIntervalMs > 0 && (this.log.isLevelEnabled?.('debug') ?? true)) {
       this.countersTimer = setInterval(() => this.log.debug({ counters: this.status() }, 'counters'), this.countersIntervalMs);
     }
@@ -190,6 +211,7 @@ export class Edge {
     if (this.expireTimer) clearInterval(this.expireTimer);
     if (this.countersTimer) clearInterval(this.countersTimer);
     this.expireTimer = this.countersTimer = null;
+    this.health.stop();
     this.closeTransports();
     this.log.info({ status: final }, 'tether stopped');
   }
@@ -240,6 +262,7 @@ export class Edge {
       throw e;
     }
     this.remember(onramp, id, site);
+    this.health.set(id, onramp);
     this.nextOnrampId = Math.max(this.nextOnrampId, id + 1);
     return id;
   }
@@ -264,6 +287,7 @@ export class Edge {
     }
     this.pipeline.setOnramp(spec);
     this.remember(onramp, id, site);
+    this.health.set(id, onramp);
   }
 
   /**
@@ -274,10 +298,43 @@ export class Edge {
     const have = this.onramps.get(name);
     if (have === undefined) throw new Error(`onramp ${name}: no such onramp`);
     this.transportOf(have.config).remove(have.id);
+    this.health.remove(have.id);
     this.pipeline.ports.remove(have.id);
     this.onramps.delete(name);
     this.ids.onramps.delete(name);
     this.ids.onrampSite.delete(name);
+  }
+
+  // --- health (control plane) -----------------------------------------------------------------------------
+
+  /** Starts health checking on a started edge (see EdgeOptions.startHealth); idempotent. */
+  startHealth(): void {
+    this.health.start();
+  }
+
+  /**
+   * Health checks for a configuration applied live (`ids`: name → id as the control plane assigned them): each
+   * onramp the pipeline has gets its check added or updated, checks of onramps gone are removed. Idempotent.
+   */
+  syncHealth(onramps: readonly OnrampConfig[], ids: ReadonlyMap<string, number>): void {
+    const wanted = new Set<number>();
+    for (const o of onramps) {
+      const id = ids.get(o.name);
+      if (id === undefined || this.pipeline.ports.configured[id] !== 1) continue;
+      wanted.add(id);
+      this.health.set(id, o);
+    }
+    for (const m of this.health.metrics()) if (!wanted.has(m.onramp)) this.health.remove(m.onramp);
+  }
+
+  /** An onramp's health for the API (undefined: no such onramp id). */
+  onrampHealth(id: number): OnrampHealthView | undefined {
+    return this.health.view(id);
+  }
+
+  /** Every checked onramp's health and probe counters, for the metrics. */
+  healthMetrics(): OnrampHealthMetrics[] {
+    return this.health.metrics();
   }
 
   /** A WireGuard device (listen address and port) for onramps added after it. */
@@ -346,6 +403,15 @@ export class Edge {
       this.deliver(this.feedback, wallNow);
       this.feedback.clear();
     }
+    this.underlay.flushTx();
+    this.wireguard.scheduleTimers();
+    this.health.afterPackets();
+  }
+
+  /** Packets the edge originates (health probes, next hop set per packet) into their onramps' transports. */
+  private sendOwn(batch: PacketBatch): void {
+    if (!this.running) return;
+    this.deliver(batch, Date.now());
     this.underlay.flushTx();
     this.wireguard.scheduleTimers();
   }

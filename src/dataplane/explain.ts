@@ -19,6 +19,7 @@ import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_S
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
+import { PENALTY_DOWN } from '../health/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, tupleHash, type Pipeline } from './pipeline.js';
 
 export interface HypotheticalPacket {
@@ -152,13 +153,21 @@ function hopName(pipeline: Pipeline, port: number): string {
 
 /** A route as explain shows it: where it leads, and why it won for `site` (longest prefix, scope, priority and health, ECMP). */
 function describeRoute(pipeline: Pipeline, routeId: number, site: number): RouteChoice {
-  const record = pipeline.routes.get(routeId)!;
-  const rivals = pipeline.routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
-  const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || pipeline.routes.isPortUp(r.port);
+  const routes = pipeline.routes;
+  const record = routes.get(routeId)!;
+  const rivals = routes.list().filter((r) => r.prefix === record.prefix && (r.siteScope === 0 || r.siteScope === site));
+  const healthy = (r: typeof record) => r.kind !== NextHopKind.Onramp || routes.isPortUp(r.port);
+  const effective = routes.effectivePriority(routeId);
+  // A health penalty (docs/HEALTH.md) is part of the priority the table compares: say so, with the onramp's state.
+  const penalty = effective - record.priority;
+  const state = penalty >= PENALTY_DOWN ? 'down' : 'degraded';
+  const priority = penalty > 0 ? `priority ${record.priority} + ${penalty} health penalty (onramp ${state}) = ${effective}` : `priority ${record.priority}`;
+  const penalised = rivals.filter((r) => r.id !== routeId && routes.effectivePriority(r.id) !== r.priority);
   const why = [
     `longest prefix ${record.prefix}${record.siteScope ? ` scoped to site ${record.siteScope}` : ''}`,
-    rivals.length > 1 ? `${rivals.length} routes for it; priority ${record.priority}${healthy(record) ? '' : ' (its next hop is down, but nothing healthier exists)'}` : 'the only route for it',
-    rivals.filter((r) => r.priority === record.priority && healthy(r) === healthy(record)).length > 1 ? `ECMP by flow hash among equal priority (weight ${record.weight})` : '',
+    rivals.length > 1 ? `${rivals.length} routes for it; ${priority}${healthy(record) ? '' : ' (its next hop is down, but nothing healthier exists)'}` : `the only route for it${penalty > 0 ? `; ${priority}` : ''}`,
+    penalised.length > 0 ? `penalised by health: ${penalised.map((r) => `route ${r.id} via ${hopName(pipeline, r.port)} at ${routes.effectivePriority(r.id)}`).join(', ')}` : '',
+    rivals.filter((r) => routes.effectivePriority(r.id) === effective && healthy(r) === healthy(record)).length > 1 ? `ECMP by flow hash among equal priority (weight ${record.weight})` : '',
   ].filter(Boolean).join('; ');
   const nextHop = record.kind === NextHopKind.Internet ? 'the Internet' : record.kind === NextHopKind.Blackhole ? 'blackhole' : hopName(pipeline, record.port);
   return { id: routeId, prefix: record.prefix, nextHop, priority: record.priority, weight: record.weight, siteScope: record.siteScope, why };

@@ -33,14 +33,19 @@ import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
+import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
+import { priorityPenalty } from '../health/constants.js';
+import type { HealthState } from '../health/judge.js';
 import { SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
   ICMP4_ECHO_REPLY,
+  ICMP4_ECHO_REQUEST,
   ICMP4_TIMESTAMP_REPLY,
   ICMP6_ECHO_REPLY,
+  ICMP6_ECHO_REQUEST,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
@@ -61,6 +66,8 @@ import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
   clampTcpMss,
   decrementTtl,
+  echoReplyInPlace,
+  echoReplyInPlace6,
   refreshIcmpChecksum,
   setDstAddr4,
   setDstAddr6,
@@ -74,7 +81,7 @@ import {
 } from '../wire/rewrite.js';
 import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
-import { PortRegistry, type OnrampSpec } from './ports.js';
+import { LOCAL_SLOT_WORDS, PortRegistry, type OnrampSpec } from './ports.js';
 
 /** Bits of FlowTable.flags, owned by the pipeline. */
 export const FLAG_TRANSLATE = 1; // the packet's addresses/ports change: rewrite from the other key
@@ -85,6 +92,10 @@ export const FLAG_HAIRPIN = 16; // addressed to the egress pool and turned back 
 
 /** Returned by forward() for a fragment that waits for its first fragment: consumed, not dropped. */
 export const HELD = -256;
+/** Returned by forward() for a reply to the edge's own health probe: taken by the health engine, not dropped. */
+export const CONSUMED = -257;
+/** forwardLocal(): the packet is not the edge's own; the walk goes on. */
+const NOT_LOCAL = -258;
 
 /** Attempts at finding a free source port when two sites' flows would clash at a data center. */
 const CLASH_ATTEMPTS = 64;
@@ -134,6 +145,8 @@ export class PipelineCounters {
   icmpErrorsTranslated = 0;
   fragmentsHeld = 0;
   fragmentsFollowed = 0;
+  /** Echo packets handed to the health engine (replies to the edge's probes, the site's probes answered). */
+  healthEvidence = 0;
 }
 
 export class Pipeline {
@@ -143,6 +156,11 @@ export class Pipeline {
   readonly flows4: FlowTable;
   readonly flows6: FlowTable;
   readonly counters = new PipelineCounters();
+  /**
+   * Tunnel health (src/health): the pipeline hands it the echo replies to the edge's probes it meets on the
+   * packet path (forwardLocal); the daemon drives the rest (poll, probes, evidence, transitions).
+   */
+  readonly health = new HealthEngine();
   /** Packets the pipeline emits on its own during process(): released early fragments. Drain after each call. */
   readonly generated = new PacketBatch(64);
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
@@ -238,6 +256,16 @@ export class Pipeline {
     this.routes.setPortUp(id, up);
   }
 
+  /**
+   * An onramp's health state (docs/HEALTH.md): routes over it take priorityPenalty(state) (+500,000 degraded,
+   * +1,000,000 down), so new flows move to the best healthy path; a down onramp is also not up, so ARR replies
+   * and flows recorded for it go to the best healthy onramp of its site (setOnrampUp).
+   */
+  setOnrampHealth(id: number, state: HealthState): void {
+    this.routes.setPortPenalty(id, priorityPenalty(state));
+    this.setOnrampUp(id, state !== 'down');
+  }
+
   addRoute(spec: RouteSpec): number {
     if (spec.kind === NextHopKind.Internet && this.snat === null) {
       throw new RangeError(`route ${spec.prefix}: leads to the Internet but no egress pool is configured (egress.addresses)`);
@@ -318,7 +346,7 @@ export class Pipeline {
       this.counters.txBytes[hop] += batch.length[i];
     } else {
       batch.nextHop[i] = NEXT_HOP_DROP;
-      if (hop === HELD) {
+      if (hop === HELD || hop === CONSUMED) {
         batch.drop[i] = Drop.None;
       } else {
         batch.drop[i] = -hop;
@@ -343,6 +371,12 @@ export class Pipeline {
     const info = this.info;
     const bad = inspect(buf, offset, length, info);
     if (bad !== Drop.None) return -bad;
+    // Before the TTL check: a packet addressed to the edge itself is delivered, not forwarded.
+    const local = this.ports.localIndex[ingress];
+    if (local !== 0) {
+      const hop = this.forwardLocal(buf, ingress, local - 1, now);
+      if (hop !== NOT_LOCAL) return this.recorded(hop);
+    }
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
     if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
@@ -368,6 +402,39 @@ export class Pipeline {
     this.recorded(hop);
     if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
     return hop;
+  }
+
+  /**
+   * ICMP echo between the site and the edge's own tunnel address (OnrampSpec.localAddress, slot `slot`), which
+   * never enters flow setup: a reply from this onramp is offered to the health engine (its probe's reply is
+   * CONSUMED and counted there; a late or forged one too), an echo request is answered in place and sent back
+   * into the tunnel it came from (RFC 792; RFC 4443 section 4.2) and counted as the site's probe. Anything else
+   * is NOT_LOCAL and walks on. Allocation-free: typed-array compares and an in-place rewrite.
+   */
+  private forwardLocal(buf: Uint8Array, ingress: number, slot: number, now: number): number {
+    const info = this.info;
+    const family = this.ports.localFamily[slot];
+    if (info.family !== family || !info.hasTransportHeader || info.isIcmpError) return NOT_LOCAL;
+    const v4 = family === AF_INET4;
+    if (info.protocol !== (v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return NOT_LOCAL;
+    const type = info.icmpType;
+    const isReply = type === (v4 ? ICMP4_ECHO_REPLY : ICMP6_ECHO_REPLY);
+    if (!isReply && type !== (v4 ? ICMP4_ECHO_REQUEST : ICMP6_ECHO_REQUEST)) return NOT_LOCAL;
+    const words = this.ports.localWords;
+    const at = slot * LOCAL_SLOT_WORDS;
+    const n = v4 ? 1 : 4;
+    for (let w = 0; w < n; w++) if (info.addr[DST + w] !== words[at + w]) return NOT_LOCAL;
+    if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
+    if (isReply) {
+      if (this.health.receiveInspected(ingress, info, buf, now) === REPLY_NOT_OURS) return NOT_LOCAL;
+      this.counters.healthEvidence++;
+      return CONSUMED;
+    }
+    this.counters.healthEvidence++;
+    if (v4) echoReplyInPlace(buf, info.l3Offset, info.l4Offset - info.l3Offset, info.l4Offset);
+    else echoReplyInPlace6(buf, info.l3Offset, info.l4Offset);
+    this.health.siteProbeAnswered(ingress, now);
+    return ingress;
   }
 
   /**

@@ -11,6 +11,7 @@ import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../commo
 import { AF_INET4, AF_INET6, MIN_MTU_IPV4 } from '../wire/constants.js';
 import { tcpMssCeiling } from '../wire/rewrite.js';
 import { PrefixList } from '../route/prefix-list.js';
+import { parseAddress } from '../wire/addr.js';
 
 /** Every onramp kind: the one list (the configuration schema and the API derive theirs from it). */
 export const ONRAMP_TYPES = ['wireguard', 'gre', 'interconnect', 'ipsec'] as const;
@@ -41,9 +42,17 @@ export interface OnrampSpec {
    * pipeline drops a packet from it whose source lies outside them (Drop.SourceNotAllowed). Absent: any source.
    */
   allowedSources?: string[];
+  /**
+   * The edge's own address inside this onramp's tunnel (health_check.source): ICMP echo from this onramp to it is
+   * the edge's (probe replies for the health engine, the site's probes answered in place) and never sets up a flow.
+   */
+  localAddress?: string;
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
+/** Words per local address slot (IPv6: four; IPv4 uses the first). */
+export const LOCAL_SLOT_WORDS = 4;
+const ADDR_WORDS = LOCAL_SLOT_WORDS;
 
 export class PortRegistry {
   /** 1 when the port exists. The Internet egress (port 0) always exists. */
@@ -63,6 +72,15 @@ export class PortRegistry {
    */
   readonly sourceFilterIndex = new Uint16Array(PORT_SPACE);
   readonly sourceFilters: (PrefixList | null)[] = [];
+  /**
+   * The port's own tunnel address (OnrampSpec.localAddress): slot k = localIndex[port] (0 = none) holds its family
+   * in localFamily[k - 1] and its words (PacketInfo layout, IPv4 in the first) at localWords[(k - 1) * 4 ..].
+   * Dense slots, so the packet path tests one typed array and only health-checked ports cost a slot.
+   */
+  readonly localIndex = new Uint16Array(PORT_SPACE);
+  localFamily = new Uint8Array(0);
+  localWords = new Uint32Array(0);
+  private readonly localFree: number[] = [];
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -95,9 +113,13 @@ export class PortRegistry {
         if (!filter.insert(prefix, spec.id)) throw new RangeError(`onramp ${spec.id}: allowed source ${prefix} is not a prefix`);
       }
     }
+    const local = new Uint32Array(ADDR_WORDS);
+    const localFamily = spec.localAddress === undefined ? 0 : parseAddress(spec.localAddress, local);
+    if (spec.localAddress !== undefined && localFamily === 0) throw new RangeError(`onramp ${spec.id}: local address ${spec.localAddress} is not an IPv4 or IPv6 address`);
     const id = spec.id;
     this.specs.set(id, { ...spec });
     this.setSourceFilter(id, filter);
+    this.setLocal(id, localFamily, local);
     this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
     this.mssCeiling6[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET6, spec.mtu);
     this.configured[id] = 1;
@@ -119,6 +141,7 @@ export class PortRegistry {
     this.mssCeiling4[id] = 0;
     this.mssCeiling6[id] = 0;
     this.setSourceFilter(id, null);
+    this.setLocal(id, 0, null);
     this.rebuildSiteOrder();
     return true;
   }
@@ -171,6 +194,33 @@ export class PortRegistry {
     if (k === 0) return;
     filters[k - 1] = filter;
     this.sourceFilterIndex[id] = filter === null ? 0 : k;
+  }
+
+  /** Installs (family 0: removes) a port's own address, reusing its slot or a free one. */
+  private setLocal(id: number, family: number, words: Uint32Array | null): void {
+    let k = this.localIndex[id];
+    if (family === 0 || words === null) {
+      if (k !== 0) {
+        this.localFamily[k - 1] = 0;
+        this.localFree.push(k);
+        this.localIndex[id] = 0;
+      }
+      return;
+    }
+    if (k === 0) {
+      k = this.localFree.pop() ?? this.localFamily.length + 1;
+      if (k > this.localFamily.length) {
+        const family2 = new Uint8Array(k);
+        family2.set(this.localFamily);
+        const words2 = new Uint32Array(k * ADDR_WORDS);
+        words2.set(this.localWords);
+        this.localFamily = family2;
+        this.localWords = words2;
+      }
+      this.localIndex[id] = k;
+    }
+    this.localFamily[k - 1] = family;
+    this.localWords.set(words, (k - 1) * ADDR_WORDS);
   }
 
   private rebuildSiteOrder(): void {

@@ -21,6 +21,8 @@ interface OracleRoute {
 class OracleTable {
   readonly routes = new Map<number, OracleRoute>();
   readonly down = new Set<number>();
+  /** Health penalty by port (setPortPenalty); absent = 0. */
+  readonly penalty = new Map<number, number>();
 
   add(id: number, spec: RouteSpec): void {
     const p = parsePrefix(spec.prefix)!;
@@ -58,9 +60,10 @@ class OracleTable {
     // Rule 3: lowest priority among healthy routes, else among all of them.
     const healthy = group.filter(([, r]) => this.healthy(r));
     const pool = healthy.length > 0 ? healthy : group;
-    const top = Math.min(...pool.map(([, r]) => r.priority));
+    const prio = (r: OracleRoute) => r.priority + (r.kind === NextHopKind.Onramp ? this.penalty.get(r.port) ?? 0 : 0);
+    const top = Math.min(...pool.map(([, r]) => prio(r)));
     // Rule 4: weighted pick by flowHash over the candidates in id order.
-    const candidates = pool.filter(([, r]) => r.priority === top).sort(([a], [b]) => a - b);
+    const candidates = pool.filter(([, r]) => prio(r) === top).sort(([a], [b]) => a - b);
     const total = candidates.reduce((s, [, r]) => s + r.weight, 0);
     let x = (flowHash >>> 0) % total;
     for (const [id, r] of candidates) {
@@ -181,12 +184,15 @@ for (const family of [4, 6] as const) {
     );
   });
 
-  test(`IPv${family}: add/remove/health sequences agree with the oracle`, () => {
-    const opArb = fc.oneof(
+  /** Random add / remove / port-health (and, with penalties, penalty) sequences; after each step the table agrees with the oracle. */
+  const sequences = (penalties: number[]): void => {
+    const ops = [
       fc.record({ op: fc.constant('add' as const), route: routeArb(family) }),
       fc.record({ op: fc.constant('remove' as const), pick: fc.nat() }),
       fc.record({ op: fc.constant('port' as const), port: fc.integer({ min: 1, max: PORTS }), up: fc.boolean() }),
-    );
+    ];
+    const penaltyOp = fc.record({ op: fc.constant('penalty' as const), port: fc.integer({ min: 1, max: PORTS }), penalty: fc.constantFrom(0, ...penalties) });
+    const opArb = penalties.length > 0 ? fc.oneof(...ops, penaltyOp) : fc.oneof(...ops);
     fc.assert(
       fc.property(basesArb, fc.array(opArb, { maxLength: 40 }), fc.array(probeArb, { minLength: 12, maxLength: 12 }), (bases, ops, probes) => {
         const table = new RouteTable();
@@ -207,10 +213,14 @@ for (const family of [4, 6] as const) {
             assert.equal(table.remove(id), true);
             assert.equal(table.remove(id), false);
             oracle.routes.delete(id);
-          } else {
+          } else if (o.op === 'port') {
             table.setPortUp(o.port, o.up);
             if (o.up) oracle.down.delete(o.port);
             else oracle.down.add(o.port);
+          } else {
+            table.setPortPenalty(o.port, o.penalty);
+            oracle.penalty.set(o.port, o.penalty);
+            assert.equal(table.penaltyOf(o.port), o.penalty);
           }
           assert.equal(table.size, oracle.routes.size);
           compare(table, oracle, bases, probes, family);
@@ -218,7 +228,11 @@ for (const family of [4, 6] as const) {
       }),
       { numRuns: 120 },
     );
-  });
+  };
+
+  test(`IPv${family}: add/remove/health sequences agree with the oracle`, () => sequences([]));
+
+  test(`IPv${family}: health penalties with add/remove/health sequences agree with the oracle`, () => sequences([500_000, 1_000_000, 0xffffffff]));
 }
 
 // --- fixtures -----------------------------------------------------------------------------------------
@@ -395,4 +409,29 @@ test('the table grows past its initial arrays', () => {
   for (let i = 0; i < 500; i++) {
     assert.equal(t.lookupAddress(i % 4, `10.${i >> 8}.${i & 255}.1`), i % 2 === 0 ? NO_ROUTE : ids[i]);
   }
+});
+
+test('health penalty: a degraded onramp loses to a healthy one, a down one to a degraded one; the penalty stacks on priority', () => {
+  const t = new RouteTable();
+  const a = t.add(onramp('10.0.0.0/8', 1, { priority: 100 }));
+  const b = t.add(onramp('10.0.0.0/8', 2, { priority: 200 }));
+  assert.equal(t.lookupAddress(0, '10.1.1.1'), a);
+  t.setPortPenalty(1, 500_000);
+  assert.equal(t.lookupAddress(0, '10.1.1.1'), b, 'degraded: 500,100 > 200');
+  assert.equal(t.effectivePriority(a), 500_100);
+  t.setPortPenalty(2, 1_000_000);
+  assert.equal(t.lookupAddress(0, '10.1.1.1'), a, 'degraded beats down');
+  t.setPortPenalty(1, 0);
+  t.setPortPenalty(2, 0);
+  assert.equal(t.lookupAddress(0, '10.1.1.1'), a);
+  assert.equal(t.penaltyOf(1), 0);
+  // Internet routes are never penalised; the largest penalty on the largest priority still compares exactly.
+  const c = t.add(onramp('192.0.2.0/24', 3, { priority: 0xffffffff }));
+  const d = t.add({ prefix: '192.0.2.0/24', kind: NextHopKind.Internet, priority: 0xffffffff });
+  t.setPortPenalty(3, 1);
+  assert.equal(t.lookupAddress(0, '192.0.2.1'), d);
+  t.setPortPenalty(3, 0);
+  assert.equal(t.lookupAddress(0, '192.0.2.1'), c, 'equal priority: ECMP by hash 0 picks the lower id');
+  assert.throws(() => t.setPortPenalty(0, 1), RangeError);
+  assert.throws(() => t.setPortPenalty(1, -1), RangeError);
 });

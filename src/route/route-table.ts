@@ -8,8 +8,11 @@
  *  2. The longest prefix among visible routes containing D wins. At equal length a route scoped to S
  *     beats a global one (it is more specific about whom it applies to). The winner is one "prefix
  *     group": the routes of one (scope, prefix).
- *  3. Within the group, the lowest priority value whose next hop is healthy. An Onramp route is healthy
- *     while its port is up (setPortUp); Internet and Blackhole routes are always healthy. When no route
+ *  3. Within the group, the lowest priority value whose next hop is healthy. A route's priority here is its
+ *     configured priority plus its port's health penalty (setPortPenalty: +500,000 over a degraded onramp,
+ *     +1,000,000 over a down one, src/health/constants.ts), so a penalised onramp loses to any route that is
+ *     not. An Onramp route is healthy while its port is up (setPortUp); Internet and Blackhole routes are always
+ *     healthy and never penalised. When no route
  *     of the group is healthy, the lowest priority among all of them is used anyway: a degraded path
  *     beats no path, and Cloudflare's rule is that routes over a down onramp lose priority, not that
  *     they vanish. There is never a fallback to a shorter prefix.
@@ -104,6 +107,8 @@ export class RouteTable {
   private readonly siteRoot6 = new Int32Array(SITE_SLOTS);
   /** Onramp health by port; 1 = up (the default). */
   private readonly portUp = new Uint8Array(PORT_SLOTS).fill(1);
+  /** Priority added to the routes over a port (health penalty); 0 by default. */
+  private readonly portPenalty = new Uint32Array(PORT_SLOTS);
 
   // Routes, struct of arrays by route id.
   private rKind = new Uint8Array(INITIAL_ROUTES);
@@ -284,6 +289,29 @@ export class RouteTable {
     const value = up ? 1 : 0;
     if (this.portUp[port] === value) return;
     this.portUp[port] = value;
+    this.portChanged(port);
+  }
+
+  /** Priority added to every route over the port (rule 3); 0 removes it. Control plane: recomputes the port's groups. */
+  setPortPenalty(port: number, penalty: number): void {
+    checkInt('port', port, undefined, 1, MAX_ONRAMP_ID);
+    checkInt('penalty', penalty, undefined, 0, MAX_PRIORITY);
+    if (this.portPenalty[port] === penalty) return;
+    this.portPenalty[port] = penalty;
+    this.portChanged(port);
+  }
+
+  /** The port's health penalty (0 when none). */
+  penaltyOf(port: number): number {
+    return port >= 0 && port < PORT_SLOTS ? this.portPenalty[port] : 0;
+  }
+
+  /** A route's priority as rule 3 compares it: configured priority plus its port's penalty (may exceed 2^32 - 1). */
+  effectivePriority(id: number): number {
+    return this.rPriority[id] + (this.rKind[id] === NextHopKind.Onramp ? this.portPenalty[this.rPort[id]] : 0);
+  }
+
+  private portChanged(port: number): void {
     const ids = this.portRoutes.get(port);
     if (ids) {
       const groups = new Set<number>();
@@ -322,7 +350,7 @@ export class RouteTable {
   /** Bytes held by the typed arrays of the table and its tries (not the control plane's Maps and lists). */
   memoryBytes(): number {
     let bytes = this.v4Global.memoryBytes() + this.v4Sites.memoryBytes() + this.v6.memoryBytes();
-    for (const a of [this.siteRoot4, this.siteRoot6, this.portUp, this.rKind, this.rPort, this.rPriority, this.rWeight,
+    for (const a of [this.siteRoot4, this.siteRoot6, this.portUp, this.portPenalty, this.rKind, this.rPort, this.rPriority, this.rWeight,
       this.rGroup, this.gFamily, this.gScope, this.gLen, this.gWords, this.gPick, this.gSelOff, this.gSelCount,
       this.gSelTotal, this.selRoute, this.selCum]) bytes += a.byteLength;
     return bytes;
@@ -397,14 +425,14 @@ export class RouteTable {
     let bestAll = Infinity;
     let bestHealthy = Infinity;
     for (const id of routes) {
-      const p = this.rPriority[id];
+      const p = this.effectivePriority(id);
       if (p < bestAll) bestAll = p;
       if (p < bestHealthy && this.healthy(id)) bestHealthy = p;
     }
     const anyHealthy = bestHealthy !== Infinity;
     const target = anyHealthy ? bestHealthy : bestAll;
     const candidates = routes
-      .filter((id) => this.rPriority[id] === target && (!anyHealthy || this.healthy(id)))
+      .filter((id) => this.effectivePriority(id) === target && (!anyHealthy || this.healthy(id)))
       .sort((a, b) => a - b);
     this.gSelCount[g] = 0; // its old pool region is garbage from here on
     if (candidates.length === 1) {

@@ -55,6 +55,8 @@ export const IPV6_NEXT_HEADER = 6;
 export const IPV6_HOP_LIMIT = 7;
 export const IPV6_SRC = 8;
 export const IPV6_DST = 24;
+/** An IPv6 address is 16 bytes (RFC 4291 section 2). */
+export const IPV6_ADDR_BYTES = 16;
 /** Extension header numbers (RFC 8200 section 4; AH: RFC 4302; ESP: RFC 4303). */
 export const IPV6_EXT_HOP_BY_HOP = 0;
 export const IPV6_EXT_ROUTING = 43;
@@ -164,6 +166,8 @@ export const ICMP6_PARAMETER_PROBLEM = 4;
 export const ICMP6_INFO_MIN = 128;
 export const ICMP6_ECHO_REQUEST = 128;
 export const ICMP6_ECHO_REPLY = 129;
+/** TTL / hop limit of packets the edge originates or answers (Linux's default, net.ipv4.ip_default_ttl). */
+export const ORIGINATED_TTL = 64;
 
 /** RFC 1812 section 4.3.2.3: an ICMPv4 error should not exceed 576 bytes. */
 export const ICMP4_ERROR_MAX = 576;

@@ -15,11 +15,13 @@
  * UDP checksum 0 means "no checksum" (RFC 768; IPv4, and IPv6 tunnels per RFC 6935): it stays 0; a
  * computed 0 is sent as 0xFFFF.
  */
-import { checksumAdjust, foldChecksum, onesComplementSum, pseudoHeaderSum6, word32Delta, wordDelta } from './checksum.js';
+import { checksumAdjust, checksumUpdate16, foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum6, word32Delta, wordDelta } from './checksum.js';
 import {
   AF_INET4,
+  ICMP4_ECHO_REPLY,
   ICMP4_ECHO_REQUEST,
   ICMP4_TIMESTAMP,
+  ICMP6_ECHO_REPLY,
   ICMP6_ECHO_REQUEST,
   ICMP_CHECKSUM,
   ICMP_ID,
@@ -31,17 +33,22 @@ import {
   IPV4_CHECKSUM,
   IPV4_DST,
   IPV4_SRC,
+  IPV4_TTL,
+  IPV6_ADDR_BYTES,
+  IPV6_DST,
+  IPV6_HOP_LIMIT,
   IPV6_SRC,
   MIN_MTU_IPV6,
   MSS_OVERHEAD_IPV4,
   MSS_OVERHEAD_IPV6,
+  ORIGINATED_TTL,
   TCP_CHECKSUM,
   TCP_DST_PORT,
   TCP_SRC_PORT,
   UDP_CHECKSUM,
 } from './constants.js';
 import type { PacketInfo } from './packet-info.js';
-import { read16, write16, write32 } from './bytes.js';
+import { read16, read32, write16, write32 } from './bytes.js';
 
 /** Bytes 0..1 of the checksum field must be quoted for an inner checksum update. */
 const CHECKSUM_FIELD = 2;
@@ -305,4 +312,41 @@ export function refreshIcmpChecksum(buf: Uint8Array, info: PacketInfo): void {
   write16(buf, pos, 0);
   const start = info.family === 6 ? pseudoHeaderSum6(info.addr, 0, 4, IPPROTO_ICMPV6, length) : 0;
   write16(buf, pos, foldChecksum(onesComplementSum(buf, l4, l4 + length, start)));
+}
+
+/**
+ * Turns the inspected IPv4 ICMP echo request at buf[l3] (header `headerLength` bytes, ICMP at l4) into its
+ * reply in place (RFC 792: swap the addresses, type 0, same identifier, sequence and data). Options are kept
+ * as they are (RFC 1122 section 3.2.2.6 lets a reply carry them).
+ */
+export function echoReplyInPlace(buf: Uint8Array, l3: number, headerLength: number, l4: number): void {
+  const src = read32(buf, l3 + IPV4_SRC);
+  write32(buf, l3 + IPV4_SRC, read32(buf, l3 + IPV4_DST));
+  write32(buf, l3 + IPV4_DST, src);
+  buf[l3 + IPV4_TTL] = ORIGINATED_TTL;
+  write16(buf, l3 + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, l3, headerLength));
+  typeInPlace(buf, l4, ICMP4_ECHO_REPLY);
+}
+
+/**
+ * The ICMPv6 echo request at buf[l3] (ICMPv6 at l4) into its reply in place (RFC 4443 section 4.2: addresses
+ * swapped, type 129, identifier, sequence and data as received). Swapping the addresses leaves the pseudo-header
+ * sum as it was, so only the type changes the checksum.
+ */
+export function echoReplyInPlace6(buf: Uint8Array, l3: number, l4: number): void {
+  for (let w = 0; w < IPV6_ADDR_BYTES; w += 4) {
+    const src = read32(buf, l3 + IPV6_SRC + w);
+    write32(buf, l3 + IPV6_SRC + w, read32(buf, l3 + IPV6_DST + w));
+    write32(buf, l3 + IPV6_DST + w, src);
+  }
+  buf[l3 + IPV6_HOP_LIMIT] = ORIGINATED_TTL;
+  typeInPlace(buf, l4, ICMP6_ECHO_REPLY);
+}
+
+/** Sets the ICMP / ICMPv6 type byte, the high half of the message's first word (RFC 1624 incremental update). */
+function typeInPlace(buf: Uint8Array, l4: number, type: number): void {
+  const ck = read16(buf, l4 + ICMP_CHECKSUM);
+  const firstWord = read16(buf, l4 + ICMP_TYPE);
+  buf[l4 + ICMP_TYPE] = type;
+  write16(buf, l4 + ICMP_CHECKSUM, checksumUpdate16(ck, firstWord, (type << 8) | (firstWord & 0xff)));
 }

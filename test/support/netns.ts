@@ -29,3 +29,8 @@ export function removeStaleNamespaces(): void {
     }
   }
 }
+
+/** Runs a shell script inside a namespace; throws with its stderr on failure. */
+export function nsSh(ns: string, script: string): void {
+  sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
+}

@@ -175,7 +175,7 @@ function renderOnramps() {
       const row = el('tr', { data: { onramp: o.name } },
         el('td', { cls: 'mono', text: o.name }), el('td', { text: o.type }), el('td'), el('td'),
         el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }),
-        el('td', {}, sw));
+        el('td', {}, sw), el('td', { cls: 'mono' }));
       tbody.append(row);
     }
     if (state.onramps.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no onramps configured' })));
@@ -199,6 +199,11 @@ function renderOnramps() {
     if (!state.pendingArr.has(o.name)) box.checked = o.automatic_return_routing === true;
     box.disabled = !memoryToken || state.pendingArr.has(o.name);
     box.parentElement.querySelector('.lbl').textContent = box.checked ? 'on' : 'off';
+    // Tunnel health from GET /v1/onramps (docs/HEALTH.md): state, loss over five minutes, probe round trip.
+    const h = o.health;
+    c[10].textContent = h ? [h.state, h.loss > 0 ? `loss ${(h.loss * 100).toFixed(1)}%` : '', h.rtt_ms !== null && h.state !== 'down' ? `${h.rtt_ms.toFixed(1)} ms` : ''].filter(Boolean).join(' · ') : '?';
+    c[10].className = `mono ${h ? (h.state === 'healthy' ? 'state-up' : h.state === 'down' ? 'state-down' : 'state-degraded') : ''}`;
+    c[10].title = h ? `since ${h.since}; route priority +${h.penalty}` : 'no health from the running edge';
   });
   $('onramps-note').textContent = `${state.onramps.length} configured`;
 }

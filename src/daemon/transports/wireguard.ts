@@ -258,6 +258,13 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.portConfig.delete(id);
   }
 
+  /** The onramp's peer's last completed handshake (Unix ms, -Infinity when none); undefined when it is not a WireGuard onramp. */
+  lastHandshakeAt(id: number): number | undefined {
+    const dev = this.portDevice[id];
+    if (dev === null) return undefined;
+    return dev.device.peerStatus(this.portPeer[id])?.lastHandshakeAt ?? -Infinity;
+  }
+
   status(): WireGuardStatus[] {
     return this.devices.map((d) => ({
       device: d.name,

@@ -1,0 +1,168 @@
+// The daemon's health driver in-process: a pure pipeline, a stand-in for the edge's deliver, time by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PacketBatch } from '../common/packet-batch.js';
+import { NEXT_HOP_DROP } from '../common/ids.js';
+import type { OnrampConfig } from '../config/index.js';
+import { Pipeline } from '../dataplane/pipeline.js';
+import { PENALTY_DEGRADED, PENALTY_DOWN, RATE_INTERVAL_MS } from '../health/constants.js';
+import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
+import { NextHopKind } from '../route/route-table.js';
+import { buildIcmpEcho, parsePacket } from '../wire/build.js';
+import { EdgeHealth, wireGuardAlive } from './health.js';
+
+const GRE = 1;
+const WG = 2;
+const EDGE_TUNNEL = '100.64.0.1';
+const TARGET = '10.0.1.1';
+
+const greOnramp = (extra: Partial<OnrampConfig> = {}): OnrampConfig => ({
+  name: 'site-gre', type: 'gre', automatic_return_routing: true, preference: 100, max_flows: 0,
+  gre: { local: '192.0.2.1', remote: '192.0.2.2', mtu: 1476 },
+  health_check: { source: EDGE_TUNNEL, target: TARGET, rate: 'mid', type: 'request' },
+  ...extra,
+} as OnrampConfig);
+
+function setup(lastHandshake: (id: number) => number | undefined = () => undefined) {
+  const pipeline = new Pipeline({
+    onramps: [
+      { id: GRE, name: 'site-gre', type: 'gre', site: 1, automaticReturnRouting: true, localAddress: EDGE_TUNNEL },
+      { id: WG, name: 'site-wg', type: 'wireguard', site: 2, automaticReturnRouting: true },
+    ],
+    routes: [
+      { prefix: '10.0.1.0/24', kind: NextHopKind.Onramp, port: GRE },
+      { prefix: '10.0.1.0/24', kind: NextHopKind.Onramp, port: WG, priority: 200 },
+    ],
+  });
+  const sent: Array<{ hop: number; bytes: Uint8Array }> = [];
+  const lines: Array<Record<string, unknown>> = [];
+  const log = { info: (o: object, m?: string) => lines.push({ ...o, msg: m }), warn() {}, error() {}, debug() {} };
+  const health = new EdgeHealth({
+    pipeline,
+    log,
+    send: (b) => {
+      for (let i = 0; i < b.count; i++) sent.push({ hop: b.nextHop[i], bytes: b.packet(i).slice() });
+    },
+    lastHandshakeAt: lastHandshake,
+    isRunning: () => false, // no timers: the test drives run()
+  });
+  const batch = new PacketBatch(4);
+  /** The site answers a probe: its reply enters the pipeline from the onramp. */
+  const answer = (probe: Uint8Array, now: number): number => {
+    const p = parsePacket(probe);
+    const seq = (probe[p.l4Offset + 6] << 8) | probe[p.l4Offset + 7];
+    const reply = buildIcmpEcho({ src: p.dst, dst: p.src }, { type: 'reply', id: p.icmp!.id, seq });
+    batch.clear();
+    batch.push(reply, 0, reply.length, GRE);
+    pipeline.process(batch, now);
+    return batch.nextHop[0];
+  };
+  return { pipeline, health, sent, lines, answer };
+}
+
+test('probes go into the onramp (next hop set, echo request from the tunnel address); answered ones keep it healthy', () => {
+  const { pipeline, health, sent, lines, answer } = setup();
+  health.set(GRE, greOnramp(), 0);
+  for (let t = 0; t < 5_000; t += RATE_INTERVAL_MS.mid) {
+    health.run(t);
+    const last = sent.at(-1)!;
+    assert.equal(last.hop, GRE);
+    const p = parsePacket(last.bytes);
+    assert.equal(p.src, EDGE_TUNNEL);
+    assert.equal(p.dst, TARGET);
+    assert.equal(p.icmp?.type, 8);
+    assert.equal(answer(last.bytes, t + 5), NEXT_HOP_DROP, 'the reply is consumed');
+  }
+  assert.equal(sent.length, 5);
+  assert.equal(health.view(GRE)?.state, 'healthy');
+  assert.equal(health.view(GRE)?.rtt_ms, 5);
+  assert.equal(pipeline.flows4.size, 0);
+  assert.equal(lines.length, 0);
+});
+
+test('a target that stops answering: down within about a second, penalty on its routes, one log line per transition; bounded while it stays silent', () => {
+  const { pipeline, health, sent, lines, answer } = setup();
+  health.set(GRE, greOnramp(), 0);
+  health.run(0);
+  answer(sent.at(-1)!.bytes, 3);
+  // Cut at 500: nothing answers any more. Drive the rounds the timer would (every 100 ms is finer than needed).
+  let downAt = -1;
+  for (let t = 100; t <= 600_000; t += 100) {
+    health.run(t);
+    if (downAt < 0 && health.view(GRE)?.state === 'down') downAt = t;
+  }
+  assert.ok(downAt > 0 && downAt - 500 <= 2_000, `down ${downAt - 500} ms after the cut`);
+  assert.equal(pipeline.routes.penaltyOf(GRE), PENALTY_DOWN);
+  assert.equal(pipeline.ports.up[GRE], 0);
+  assert.equal(pipeline.routes.lookupAddress(0, '10.0.1.10'), 1, 'the route over the other onramp wins');
+  assert.deepEqual(lines.map((l) => [l.onramp, l.from, l.to, l.msg]), [
+    ['site-gre', 'healthy', 'degraded', 'onramp health'],
+    ['site-gre', 'degraded', 'down', 'onramp health'],
+  ], 'ten minutes of silence: two lines, no more');
+  const l = lines[1];
+  assert.equal(l.reason, 'consecutive-failures');
+  assert.equal(l.penalty, PENALTY_DOWN);
+  assert.ok(typeof l.loss === 'number' && l.loss > 0);
+  // One probe per interval while down (no re-probe storms): about 600 over ten minutes.
+  assert.ok(sent.length <= 600 + 5, `${sent.length} probes`);
+
+  // The target answers again: three good probes bring it back to degraded (not healthy: hysteresis).
+  const before = lines.length;
+  let t = 600_100;
+  for (; health.view(GRE)?.state === 'down' && t < 610_000; t += 10) {
+    const n = sent.length;
+    health.run(t);
+    if (sent.length > n) answer(sent.at(-1)!.bytes, t + 2);
+  }
+  health.run(t); // the round the edge runs right after a batch that brought the engine evidence (afterPackets)
+  assert.equal(health.view(GRE)?.state, 'degraded');
+  assert.equal(pipeline.routes.penaltyOf(GRE), PENALTY_DEGRADED);
+  assert.equal(pipeline.ports.up[GRE], 1);
+  assert.deepEqual(lines.slice(before).map((x) => [x.from, x.to, x.reason]), [['down', 'degraded', 'consecutive-successes']]);
+});
+
+test('WireGuard session age: alive until Reject-After-Time; a stale peer goes down by evidence alone', () => {
+  assert.equal(wireGuardAlive(1_000, 0, 1_000 + REJECT_AFTER_TIME_MS - 1), true);
+  assert.equal(wireGuardAlive(1_000, 0, 1_000 + REJECT_AFTER_TIME_MS), false);
+  assert.equal(wireGuardAlive(-Infinity, 5_000, 5_000 + REJECT_AFTER_TIME_MS - 1), true, 'a new peer gets the same grace');
+  assert.equal(wireGuardAlive(-Infinity, 5_000, 5_000 + REJECT_AFTER_TIME_MS), false);
+
+  const stale = Date.now() - REJECT_AFTER_TIME_MS - 1_000;
+  const { pipeline, health, lines } = setup((id) => (id === WG ? stale : undefined));
+  const wg = { name: 'site-wg', type: 'wireguard', automatic_return_routing: true, preference: 100, max_flows: 0, wireguard: { device: 'd', public_key: 'k', allowed_ips: ['10.0.2.0/24'], persistent_keepalive: 0 } } as OnrampConfig;
+  health.set(WG, wg, 0);
+  health.set(GRE, greOnramp({ health_check: undefined }), 0); // passive, no evidence: stays healthy
+  // The peer was added just now, so the grace covers it: measured from its handshake only once it had one.
+  for (let t = 0; t <= 3_000; t += 1_000) health.run(t);
+  assert.equal(health.view(WG)?.state, 'healthy', 'within the grace of a newly added peer');
+  assert.equal(lines.length, 0);
+  assert.equal(health.view(GRE)?.state, 'healthy');
+  assert.equal(pipeline.routes.penaltyOf(WG), 0);
+});
+
+test('set is idempotent and keeps the state; remove stops checking', () => {
+  const { health, sent } = setup();
+  health.set(GRE, greOnramp(), 0);
+  health.set(GRE, greOnramp(), 10);
+  health.run(20);
+  assert.equal(sent.length, 1);
+  health.set(GRE, greOnramp({ health_check: { source: EDGE_TUNNEL, target: '10.0.1.2', rate: 'high', type: 'request' } }), 30);
+  health.run(30);
+  assert.equal(parsePacket(sent.at(-1)!.bytes).dst, '10.0.1.2', 'a new target is probed at once');
+  health.remove(GRE);
+  assert.equal(health.view(GRE), undefined);
+  health.run(10_000);
+  assert.equal(sent.length, 2);
+});
+
+test('switching a down onramp to another kind of check starts it over healthy (a passive onramp would never recover)', () => {
+  const { pipeline, health, lines } = setup();
+  health.set(GRE, greOnramp(), 0);
+  for (let t = 0; t <= 5_000; t += 100) health.run(t);
+  assert.equal(health.view(GRE)?.state, 'down');
+  health.set(GRE, greOnramp({ health_check: undefined }), 5_100);
+  assert.equal(health.view(GRE)?.state, 'healthy');
+  assert.equal(pipeline.routes.penaltyOf(GRE), 0);
+  assert.equal(pipeline.ports.up[GRE], 1);
+  assert.deepEqual([lines.at(-1)!.from, lines.at(-1)!.to, lines.at(-1)!.reason], ['down', 'healthy', 'reconfigured']);
+});

@@ -1,0 +1,244 @@
+/**
+ * Tunnel health in the running edge (docs/HEALTH.md): drives the pipeline's pure HealthEngine on the monotonic
+ * clock, the loop src/health/health.ts's header draws:
+ *
+ *   one timer at min(engine.nextDeadline(), next WireGuard look) ─ poll(now) ─ buildProbe ─ a preallocated batch,
+ *     next hop = the onramp ─ the edge's deliver (the transport encapsulates it like any packet routed there)
+ *   the pipeline, per packet: replies to the probes and the site's probes (forwardLocal) ─ the engine
+ *   every second: WireGuard session age ─ observe(alive)
+ *   transitions ─ pipeline.setOnrampHealth (route penalty, up/down for ARR) ─ one log line each
+ *
+ * WireGuard evidence: a session is alive while its last handshake is younger than Reject-After-Time (180 s,
+ * whitepaper section 6.1: after that the session's keys may not be used); a peer that never completed one is
+ * measured from when it was added, so a new or idle peer gets the same 180 s as a session would (an idle site
+ * whose session lapsed then counts as failing, which is what the issue asks: the tunnel carries nothing).
+ *
+ * Time: the engine and the pipeline run on performance.now(); WireGuard handshakes are Unix-epoch ms.
+ */
+import { performance } from 'node:perf_hooks';
+import { PacketBatch } from '../common/packet-batch.js';
+import { PORT_INTERNET } from '../common/ids.js';
+import { Drop } from '../common/drop-reasons.js';
+import { toHealthSpec, type OnrampConfig } from '../config/index.js';
+import type { OnrampHealthView } from '../control/apply.js';
+import type { OnrampHealthSample } from '../control/metrics.js';
+import type { Pipeline } from '../dataplane/pipeline.js';
+import { buildProbe, priorityPenalty, type HealthSpec, type HealthState, type Probe } from '../health/index.js';
+import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
+import { inspect } from '../wire/inspect.js';
+import { PacketInfo } from '../wire/packet-info.js';
+import type { EdgeLogger } from './transports/transport.js';
+
+/** How often WireGuard session ages are looked at (ms): one sample per second, like a probe at the mid rate. */
+export const WIREGUARD_LOOK_INTERVAL_MS = 1_000;
+/** Probes sent per deliver call; more in one poll go in further rounds. */
+const PROBE_BATCH = 64;
+/** setTimeout's largest delay (a signed 32-bit millisecond count). */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/** Is a WireGuard session alive: its last handshake (or, without one, the peer's addition) younger than Reject-After-Time? */
+export function wireGuardAlive(lastHandshakeAt: number, addedAt: number, wallNow: number): boolean {
+  return wallNow - Math.max(lastHandshakeAt, addedAt) < REJECT_AFTER_TIME_MS;
+}
+
+export interface HealthHost {
+  readonly pipeline: Pipeline;
+  readonly log: EdgeLogger;
+  /** Sends the batch's packets into their next hops (nextHop set per packet): the edge's deliver and flush. */
+  send(batch: PacketBatch): void;
+  /** A WireGuard onramp's last handshake (Unix ms, -Infinity when none); undefined for other onramps. */
+  lastHandshakeAt(onramp: number): number | undefined;
+  isRunning(): boolean;
+}
+
+interface Checked {
+  name: string;
+  spec: HealthSpec;
+  specText: string;
+  /** Wall ms when the onramp was added (WireGuard's grace for a peer that never handshook). */
+  addedAt: number;
+  transitions: number;
+}
+
+/** Health counters and state per onramp, for the metrics. */
+export type OnrampHealthMetrics = OnrampHealthSample;
+
+export class EdgeHealth {
+  private readonly checked = new Map<number, Checked>();
+  private readonly batch = new PacketBatch(PROBE_BATCH);
+  private readonly info = new PacketInfo();
+  private readonly probes: Probe[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private nextLookAt = 0;
+  private started = false;
+  /** pipeline.counters.healthEvidence as of the last round. */
+  private evidenceSeen = 0;
+
+  constructor(private readonly host: HealthHost) {}
+
+  private get engine() {
+    return this.host.pipeline.health;
+  }
+
+  /** Adds or updates an onramp's health check (idempotent: a live change and a restart of its transport agree). */
+  set(id: number, onramp: OnrampConfig, now = performance.now()): void {
+    const spec: HealthSpec = toHealthSpec(onramp);
+    const text = JSON.stringify(spec);
+    const have = this.checked.get(id);
+    if (have === undefined) {
+      this.engine.add(id, spec, now);
+      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: Date.now(), transitions: 0 });
+    } else {
+      have.name = onramp.name;
+      if (have.specText !== text) {
+        if (have.spec.mode === spec.mode) this.engine.update(id, spec, now);
+        else this.restart(id, spec, now);
+      }
+      have.spec = spec;
+      have.specText = text;
+    }
+    this.schedule();
+  }
+
+  /**
+   * Another kind of evidence (probes, the site's probes, passive): the old state says nothing about the new checks
+   * (and a down onramp turned passive would never see a success again), so the onramp starts over healthy.
+   */
+  private restart(id: number, spec: HealthSpec, now: number): void {
+    const was = this.engine.status(id)?.state ?? 'healthy';
+    this.engine.remove(id);
+    this.engine.add(id, spec, now);
+    if (was !== 'healthy') this.transition(id, was, 'healthy', 'reconfigured');
+  }
+
+  remove(id: number): void {
+    this.engine.remove(id);
+    this.checked.delete(id);
+  }
+
+  has(id: number): boolean {
+    return this.checked.has(id);
+  }
+
+  /**
+   * Starts the timer. The first time, every check starts over at `now`: nothing has been judged yet, and the time
+   * between building the edge and starting it (opening devices, the control plane) must not count as missed probes.
+   */
+  start(now = performance.now()): void {
+    if (!this.started) {
+      this.started = true;
+      for (const [id, c] of this.checked) {
+        this.engine.remove(id);
+        this.engine.add(id, c.spec, now);
+      }
+    }
+    this.schedule();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+
+  /** The API's view of one onramp (since as an ISO time), or undefined when it is not checked. */
+  view(id: number): OnrampHealthView | undefined {
+    const s = this.engine.status(id);
+    if (s === undefined) return undefined;
+    // The engine's clock is monotonic; people read wall time.
+    const since = new Date(Date.now() - (performance.now() - s.since)).toISOString();
+    return { state: s.state, loss: s.loss, rtt_ms: s.rttMs === null ? null : Math.round(s.rttMs * 1000) / 1000, since, penalty: priorityPenalty(s.state) };
+  }
+
+  metrics(): OnrampHealthMetrics[] {
+    const out: OnrampHealthMetrics[] = [];
+    for (const [id, c] of this.checked) {
+      const v = this.view(id);
+      const k = this.engine.counters(id);
+      if (v === undefined || k === undefined) continue;
+      out.push({ ...v, onramp: id, probesSent: k.probesSent, probesLost: k.timeouts, repliesMatched: k.repliesMatched, siteProbesAnswered: k.siteProbesAnswered, transitions: c.transitions });
+    }
+    return out;
+  }
+
+  /**
+   * After each batch: when the pipeline handed the engine evidence (a reply, a site probe), a round runs in the
+   * next event-loop turn, so re-probes go out and transitions are logged and applied at once (several batches in
+   * one turn share it).
+   */
+  afterPackets(): void {
+    const seen = this.host.pipeline.counters.healthEvidence;
+    if (seen === this.evidenceSeen) return;
+    this.evidenceSeen = seen;
+    if (this.timerAt <= performance.now() || !this.host.isRunning()) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = performance.now();
+    this.timer = setTimeout(this.onTimer, 0);
+  }
+
+  /** One round: probes due, WireGuard evidence, transitions. The timer calls it; tests may too. */
+  run(now: number): void {
+    const engine = this.engine;
+    const wallNow = Date.now();
+    if (now >= this.nextLookAt) {
+      this.nextLookAt = now + WIREGUARD_LOOK_INTERVAL_MS;
+      for (const [id, c] of this.checked) {
+        const last = this.host.lastHandshakeAt(id);
+        if (last !== undefined) engine.observe(id, wireGuardAlive(last, c.addedAt, wallNow), now);
+      }
+    }
+    const probes = this.probes;
+    probes.length = 0;
+    engine.poll(now, probes);
+    this.sendProbes(probes);
+    for (const e of engine.takeEvents()) this.transition(e.onramp, e.from, e.to, e.reason);
+  }
+
+  private sendProbes(probes: Probe[]): void {
+    const batch = this.batch;
+    for (let k = 0; k < probes.length; k += PROBE_BATCH) {
+      batch.clear();
+      for (let q = k; q < Math.min(probes.length, k + PROBE_BATCH); q++) {
+        const p = probes[q];
+        const bytes = buildProbe(p);
+        const i = batch.push(bytes, 0, bytes.length, PORT_INTERNET);
+        if (i < 0) break;
+        // The transports read what the pipeline records for a packet it forwards: record the probe the same way.
+        if (inspect(batch.data, batch.offset[i], batch.length[i], this.info) !== Drop.None) continue;
+        batch.record(i, this.info);
+        batch.nextHop[i] = p.onramp;
+        batch.drop[i] = Drop.None;
+      }
+      if (batch.count > 0) this.host.send(batch);
+    }
+  }
+
+  /** One transition: the route penalty and up/down in the pipeline, one log line. */
+  private transition(onramp: number, from: HealthState, to: HealthState, reason: string): void {
+    const c = this.checked.get(onramp);
+    if (c === undefined) return;
+    c.transitions++;
+    const pipeline = this.host.pipeline;
+    if (pipeline.ports.configured[onramp] === 1) pipeline.setOnrampHealth(onramp, to);
+    const s = this.engine.status(onramp);
+    this.host.log.info({ onramp: c.name, from, to, reason, loss: s?.loss ?? null, rtt_ms: s?.rttMs ?? null, penalty: priorityPenalty(to) }, 'onramp health');
+  }
+
+  private schedule(): void {
+    if (!this.host.isRunning() || this.checked.size === 0) return;
+    const at = Math.min(this.engine.nextDeadline(), this.nextLookAt);
+    if (at >= this.timerAt) return; // the pending timer fires first and reschedules
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now())));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (!this.host.isRunning()) return;
+    this.run(performance.now());
+    this.schedule();
+  };
+}
