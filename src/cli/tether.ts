@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, loadConfig, type TetherConfig } from '../config/index.js';
-import { openStore, startControlPlane, type ControlPlane } from '../daemon/control.js';
+import { openStore, startControlPlane, storeDiffersWarning, type ControlPlane } from '../daemon/control.js';
 import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';
 
@@ -70,10 +70,8 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean 
   // Synchronous destination: every line is out before process.exit().
   const log: Logger = pino({ level: cfg.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
   log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false, replaced: opened?.replaced ?? false }, 'configuration loaded');
-  if (opened !== null && opened.differences.length > 0) {
-    log.warn({ config: source, store: fileCfg.store.path, differences: opened.differences },
-      `the configuration store differs from ${source} and is what runs; to take the file: tether config import ${source} (live), or restart with tether run --config ${source} --config-wins`);
-  }
+  const differs = opened === null ? null : storeDiffersWarning(opened, source);
+  if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
   try {
     edge = new Edge({ config: cfg, log });

@@ -18,7 +18,8 @@
  *  - The rate limit runs first, so guessing the token costs requests too. Buckets are kept per address and
  *    forgotten once full again; the table is bounded (MAX_CLIENTS).
  *  - Routes registered with `config: { public: true }` (the dashboard's static files, /openapi.json) need no
- *    token: they hold no data, and the page must load to ask for the token. Host, Origin and rate limit still apply.
+ *    token: they hold no data, and the page must load to ask for the token; nor does a path with no route (404).
+ *    Host, Origin and rate limit still apply to them.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ConfigError, isLoopback, type ApiConfig, type TetherConfig } from '../config/index.js';
@@ -144,7 +145,8 @@ export function registerGuard(app: FastifyInstance, options: GuardOptions): void
       throw new GuardError(403, 'cross-origin requests are refused', 'Origin', `must be this API's own origin (${scheme}://${hostHeader}) or absent; got ${JSON.stringify(origin)}`);
     }
 
-    if (req.routeOptions.config?.public === true) return;
+    // No such route: the 404 says nothing the OpenAPI document does not.
+    if (req.routeOptions.config?.public === true || req.is404) return;
     // Explain is a POST (it takes a packet description) but changes nothing: a read.
     const reading = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && req.url.split('?')[0] === READ_ONLY_POST);
     if (reading && settings.open_reads && isLoopback(req.socket.remoteAddress ?? '')) return;

@@ -70,6 +70,15 @@ export function openStore(fileConfig: TetherConfig, options: { configWins?: bool
   }
 }
 
+/** The warning `tether run` logs when the file differs from the store that runs (null: nothing to say). */
+export function storeDiffersWarning(opened: OpenedStore, source: string): { differences: string[]; message: string } | null {
+  if (opened.differences.length === 0) return null;
+  return {
+    differences: opened.differences,
+    message: `the configuration store ${opened.store.path} differs from ${source} and is what runs (${opened.differences.join('; ')}); to take the file: tether config import ${source} (live), or restart with tether run --config ${source} --config-wins`,
+  };
+}
+
 /** Starts the API (and metrics, flow routes, flow log) for a started edge. */
 export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: TetherConfig, log: Logger): Promise<ControlPlane> {
   const pipeline = edge.pipeline;
