@@ -2,7 +2,7 @@
  * The REST API (docs/API.md): sites, onramps, routes, the egress pool, firewall rules and WireGuard devices,
  * read and changed live. Fastify, JSON Schema (TypeBox) on every route, OpenAPI at /openapi.json.
  *
- *   request ─ api-guard.ts: rate limit, Host, Origin, bearer token (every call) ─ JSON Schema (types, unknown keys)
+ *   request ─ api-guard.ts: rate limit, Host, Origin, token (every call) ─ JSON Schema (types, unknown keys)
  *           ─ store.update: the whole resulting configuration through validateConfig (references,
  *             duplicates, conflicting routes), ids pinned, no new file path, EdgeLike.checkConfig, COMMIT
  *           ─ EdgeLike.applyConfig (live, established flows kept) ─ response, secrets "(redacted)"
@@ -16,7 +16,8 @@
  *  - Status codes: 400 when the request itself is wrong (types, unknown keys, a bad value, a reference to
  *    nothing, a duplicate or conflicting entry introduced by the body); 409 when the change is fine in itself
  *    but would break other resources (deleting a site an onramp uses, renaming an onramp a route names) or
- *    cannot be applied to the running edge; 404 unknown id; 401 token; 413 body too large.
+ *    cannot be applied to the running edge; 404 unknown id; 401 token; 413 body too large; 421 Host, 403 Origin,
+ *    429 rate limit (api-guard.ts).
  *  - Secrets: responses go through redact(); a body may send "(redacted)" back for a secret to keep the
  *    stored one (GET, edit, PUT works). Problem messages never echo secret values.
  *  - Every call needs the token, reads included (api.open_reads opens loopback reads); file paths are set

@@ -418,9 +418,9 @@ export class ConfigStore {
 type Obj = Record<string, unknown>;
 
 /**
- * Replaces a document's content with a whole configuration (PUT /v1/config, `tether run --config-wins`). Entries keep their row ids when
- * they keep their identity (same id for sites, onramps and rules; same name for devices; same position and
- * content for routes) so that resource URLs stay valid across an import.
+ * Replaces a document's content with a whole configuration (PUT /v1/config, `tether run --config-wins`).
+ * Entries keep their row ids when they keep their identity (same id for sites, onramps and rules; same name
+ * for devices; same position and content for routes) so that resource URLs stay valid across an import.
  */
 export function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): void {
   const s = doc.settings;
