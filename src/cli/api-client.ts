@@ -1,16 +1,19 @@
 /**
- * `tether onramps|routes|flows|explain|config …`: the CLI over the REST API (docs/API.md). Tables
- * for people, `--json` for scripts. The API address and token come from --api / --token-file, or
+ * `tether onramps|routes|flows|explain|config|dashboard …`: the CLI over the REST API (docs/API.md).
+ * Tables for people, `--json` for scripts. The API address and token come from --api / --token-file, or
  * TETHER_API / TETHER_TOKEN_FILE, or the defaults (http://127.0.0.1:8470, /var/lib/tether/api-token).
+ * Every call sends the token, reads included (the API needs it unless api.open_reads). An API over HTTPS
+ * with a certificate of its own: NODE_EXTRA_CA_CERTS=cert.pem.
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import YAML from 'yaml';
-import { stringifyConfig, type TetherConfig } from '../config/index.js';
+import { DEFAULT_API_TOKEN_FILE, stringifyConfig, type TetherConfig } from '../config/index.js';
+import { readTokenFile } from '../control/token.js';
 import { PENALTY_DOWN } from '../health/constants.js';
 
 const DEFAULT_API = 'http://127.0.0.1:8470';
-const DEFAULT_TOKEN_FILE = '/var/lib/tether/api-token';
+const DEFAULT_TOKEN_FILE = DEFAULT_API_TOKEN_FILE;
 
 interface ClientOptions {
   api?: string;
@@ -20,17 +23,22 @@ interface ClientOptions {
 
 class ApiFailure extends Error {}
 
-async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
-  const base = opts.api ?? process.env.TETHER_API ?? DEFAULT_API;
-  const headers: Record<string, string> = {};
-  if (method !== 'GET') {
-    const tokenFile = opts.tokenFile ?? process.env.TETHER_TOKEN_FILE ?? DEFAULT_TOKEN_FILE;
-    try {
-      headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').trim()}`;
-    } catch (e) {
-      if (path !== '/v1/explain') throw new ApiFailure(`cannot read the API token from ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (--token-file)`);
-    }
+const apiBase = (opts: ClientOptions): string => (opts.api ?? process.env.TETHER_API ?? DEFAULT_API).replace(/\/+$/, '');
+
+/** The token, from --token-file, TETHER_TOKEN_FILE or the default path; a clear error when it cannot be read. */
+function token(opts: ClientOptions): string {
+  const tokenFile = opts.tokenFile ?? process.env.TETHER_TOKEN_FILE ?? DEFAULT_TOKEN_FILE;
+  try {
+    return readTokenFile(tokenFile);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ApiFailure(code === undefined ? `${(e as Error).message} (--token-file)` : `cannot read the API token from ${tokenFile}: ${code} (--token-file FILE or TETHER_TOKEN_FILE; the daemon logs its api.token_file)`);
   }
+}
+
+async function call(opts: ClientOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+  const base = apiBase(opts);
+  const headers: Record<string, string> = { authorization: `Bearer ${token(opts)}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
@@ -149,13 +157,19 @@ export function registerClientCommands(program: Command): void {
         print(opts, e, () => [`${e.verdict === 'forward' ? `forward to ${e.nextHop ?? '(the routing table, per packet)'}` : `drop (${e.dropReason})`}`, ...e.trail.map((t) => `  - ${t}`)].join('\n'));
       }));
 
+  common(program.command('dashboard').description('prints the dashboard\'s address with the token in its fragment (never sent to the server; the page keeps it for the browser session)')).action((opts: ClientOptions) =>
+    guarded(async () => {
+      const url = `${apiBase(opts)}/#token=${encodeURIComponent(token(opts))}`;
+      print(opts, { url }, () => `${url}\n(open it in a browser on this host or through an SSH tunnel; it carries the API token: do not paste it anywhere else)`);
+    }));
+
   const config = program.command('config').description('configuration import and export over the API');
-  common(config.command('export').description('the whole configuration as YAML (secrets redacted)')).action((opts: ClientOptions) =>
+  common(config.command('export').description('the whole configuration as YAML (secrets redacted; file paths as they run)')).action((opts: ClientOptions) =>
     guarded(async () => {
       const cfg = (await call(opts, 'GET', '/v1/config')) as TetherConfig;
       console.log(opts.json ? JSON.stringify(cfg, null, 2) : stringifyConfig(cfg));
     }));
-  common(config.command('import').description('replace the whole configuration from a YAML file (validated by the daemon)').argument('<file>')).action((file: string, opts: ClientOptions) =>
+  common(config.command('import').description('replace the whole configuration from a YAML file (validated by the daemon; file paths must be the running ones or left out)').argument('<file>')).action((file: string, opts: ClientOptions) =>
     guarded(async () => {
       const cfg = YAML.parse(readFileSync(file, 'utf8')) as unknown;
       const result = await call(opts, 'PUT', '/v1/config', cfg);

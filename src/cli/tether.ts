@@ -4,6 +4,8 @@
  *
  *   tether run --config FILE     the daemon: the data plane on real interfaces (docs/UNDERLAY.md), in the
  *                                current network namespace; JSON logs (pino) on stdout; SIGTERM/SIGINT stop it.
+ *                                Once the store holds a configuration it wins over the file (the differences are
+ *                                logged as a warning); --config-wins makes the file replace it.
  *
  * Exit codes: 0 after a clean stop, 2 for a bad configuration (the message names file, line and key), 1 when
  * the edge cannot start (not root, no /dev/net/tun, an `ip` command refused).
@@ -12,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, loadConfig, type TetherConfig } from '../config/index.js';
-import { openStore, startControlPlane, type ControlPlane } from '../daemon/control.js';
+import { openStore, startControlPlane, storeDiffersWarning, type ControlPlane } from '../daemon/control.js';
 import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';
 
@@ -47,14 +49,18 @@ function readConfig(path: string | undefined): { cfg: TetherConfig; source: stri
   }
 }
 
-async function run(opts: { config?: string; api?: boolean }): Promise<void> {
+/** Every file tether creates (token, store and its WAL/SHM, flow log) is private to its user: 0600 / 0700. */
+const PRIVATE_UMASK = 0o077;
+
+async function run(opts: { config?: string; api?: boolean; configWins?: boolean }): Promise<void> {
+  process.umask(PRIVATE_UMASK);
   const { cfg: fileCfg, source } = readConfig(opts.config);
   // The YAML seeds an empty store; afterwards the store (changed through the API) is what runs.
   let cfg = fileCfg;
   let opened: ReturnType<typeof openStore> | null = null;
   if (opts.api !== false) {
     try {
-      opened = openStore(fileCfg);
+      opened = openStore(fileCfg, { configWins: opts.configWins === true });
       cfg = opened.config;
     } catch (e) {
       process.stderr.write(`tether: cannot open the configuration store ${fileCfg.store.path}: ${(e as Error).message}\n`);
@@ -63,7 +69,9 @@ async function run(opts: { config?: string; api?: boolean }): Promise<void> {
   }
   // Synchronous destination: every line is out before process.exit().
   const log: Logger = pino({ level: cfg.log.level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: true }));
-  log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false }, 'configuration loaded');
+  log.info({ config: source, store: opened ? fileCfg.store.path : null, seeded: opened?.seeded ?? false, replaced: opened?.replaced ?? false }, 'configuration loaded');
+  const differs = opened === null ? null : storeDiffersWarning(opened, source);
+  if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
   try {
     edge = new Edge({ config: cfg, log, startHealth: false });
@@ -131,6 +139,7 @@ function main(argv: string[]): void {
     .description('run the edge in this network namespace (root)')
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); required')
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
+    .option('--config-wins', 'the file replaces the configuration in the store (validated like tether config import)')
     .action(run);
   const lab = program.command('lab').description('the network-namespace lab: overlapping WireGuard sites (one with a primary and a backup tunnel), a GRE site, a data center, the Internet (root; docs/LAB.md)');
   const prefixOption = '-p, --prefix <prefix>';

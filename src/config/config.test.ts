@@ -103,7 +103,7 @@ test('stringifyConfig round-trips through loadConfig', () => {
 
 test('defaults are filled in; ids are left to assignIds', () => {
   const cfg = loadConfig(`onramps:\n${GRE_ONRAMP}`, 'min.yaml');
-  assert.deepEqual(cfg.api, { listen: '127.0.0.1', port: 8470, token_file: '/var/lib/tether/api-token' });
+  assert.deepEqual(cfg.api, { listen: '127.0.0.1', port: 8470, token_file: '/var/lib/tether/api-token', open_reads: false, allowed_hosts: [], insecure_http: false, rate_limit: { requests_per_second: 50, burst: 200 } });
   assert.equal(cfg.log.level, 'info');
   assert.equal(cfg.egress, undefined);
   assert.deepEqual(cfg.onramps[0], {

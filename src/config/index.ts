@@ -5,6 +5,6 @@
 export * from './schema.js';
 export { ConfigError, describe, type ConfigProblem } from './problems.js';
 export { loadConfig } from './load.js';
-export { validateConfig } from './validate.js';
+export { isLoopback, validateConfig } from './validate.js';
 export { assignIds, toHealthSpec, toOnrampSpec, toPipelineConfig, type ConfigIds } from './compile.js';
 export { redact, REDACTED, stringifyConfig } from './output.js';

@@ -37,6 +37,9 @@ export const DEFAULT_IPV4_CAPACITY = 1 << 16;
 export const DEFAULT_IPV6_CAPACITY = 1 << 12;
 export const DEFAULT_API_TOKEN_FILE = '/var/lib/tether/api-token';
 export const DEFAULT_STORE_PATH = '/var/lib/tether/tether.db';
+/** Per client address: a dashboard polls ~2 requests/s, the CLI a handful per command. */
+export const DEFAULT_API_RATE = 50;
+export const DEFAULT_API_BURST = 200;
 
 export const MS_PER_SECOND = 1000;
 export const MAX_U32 = 0xffffffff;
@@ -99,12 +102,32 @@ export const LogSchema = Type.Object({
   flow_log: Type.String({ default: 'off', what: "'off', 'stdout' or a file path" }),
 }, { additionalProperties: false, default: {} });
 
+/** PEM files for HTTPS (Fastify's https option); paths, so settable only in the YAML file (docs/API.md). */
+export const ApiTlsSchema = Type.Object({
+  cert_file: FilePath,
+  key_file: FilePath,
+}, { additionalProperties: false });
+
+/** A token bucket per client address: `requests_per_second` refill, `burst` capacity; 0 switches it off. */
+export const ApiRateLimitSchema = Type.Object({
+  requests_per_second: Int(0, MAX_U32, { default: DEFAULT_API_RATE, unit: 'requests per second' }),
+  burst: Int(1, MAX_U32, { default: DEFAULT_API_BURST, unit: 'requests' }),
+}, { additionalProperties: false, default: {} });
+
 export const ApiSettingsSchema = Type.Object({
-  /** Local only unless asked. */
+  /** Local only unless asked; a non-loopback address needs `tls` (or `insecure_http: true`, validate.ts). */
   listen: Type.String({ ...Address, default: '127.0.0.1' }),
   port: Int(1, MAX_U16, { default: DEFAULT_API_PORT }),
-  /** Bearer token for mutating calls; generated on first start with mode 0600. */
+  /** Bearer token for every call (reads too); generated on first start with mode 0600. */
   token_file: Type.String({ ...FilePath, default: DEFAULT_API_TOKEN_FILE }),
+  /** Reads (GET, POST /v1/explain) from loopback without the token. Off: any local user could read keys' peers and flows. */
+  open_reads: Type.Boolean({ default: false }),
+  /** Names besides the listen address and `localhost` that the Host header may carry (a DNS name the certificate is for). */
+  allowed_hosts: List(Type.String({ what: 'a host name' }), 'host names', { default: [] }),
+  tls: Type.Optional(ApiTlsSchema),
+  /** Plain HTTP on a non-loopback address: the token crosses the network in clear text. */
+  insecure_http: Type.Boolean({ default: false }),
+  rate_limit: ApiRateLimitSchema,
 }, { additionalProperties: false, default: {} });
 
 export const StoreSettingsSchema = Type.Object({

@@ -33,6 +33,12 @@ export function validateConfig(value: unknown, source = 'config'): TetherConfig 
 
 const WILDCARDS = new Set(['0.0.0.0', '::']);
 
+/** 127.0.0.0/8 (RFC 1122 §3.2.1.3), ::1 (RFC 4291 §2.5.3) and IPv4-mapped 127/8 (§2.5.5.2), in any spelling. */
+export function isLoopback(address: string): boolean {
+  const a = canonicalAddress(address).replace(/\/(32|128)$/, '');
+  return /^(::ffff:)?127\./i.test(address) || /^(::ffff:)?127\./i.test(a) || /^::ffff:7f[0-9a-f]{2}:/i.test(a) || a === '::1';
+}
+
 /** The cross-field rules, over a configuration the schema has read (entries with problems included). */
 class Relations {
   private readonly p: Problems;
@@ -46,6 +52,7 @@ class Relations {
   }
 
   check(): void {
+    this.api();
     this.sites();
     this.devices();
     this.egress();
@@ -87,6 +94,18 @@ class Relations {
       const e = ok.slice(0, i).find((x) => x.listen_port === d.listen_port && (WILDCARDS.has(d.listen_address) || WILDCARDS.has(x.listen_address) || canonicalAddress(d.listen_address) === canonicalAddress(x.listen_address)));
       if (e !== undefined) this.p.fail(`${this.path(d)}.listen_port`, `${d.listen_address}:${d.listen_port} clashes with device "${e.name}" (${e.listen_address}:${e.listen_port})`);
     });
+  }
+
+  /**
+   * The API on an address other hosts can reach carries the bearer token: only over TLS, or when the file says
+   * in so many words that clear text is meant (a proxy on the same host terminates TLS, a lab network).
+   */
+  private api(): void {
+    const a = this.cfg.api;
+    if (a === undefined || typeof a.listen !== 'string') return;
+    if (!isLoopback(a.listen) && a.tls === undefined && a.insecure_http !== true) {
+      this.p.fail('api.listen', `${a.listen} is reachable from other hosts: give api.tls (cert_file, key_file), or set api.insecure_http: true to send the token in clear text`);
+    }
   }
 
   private egress(): void {

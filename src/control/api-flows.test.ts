@@ -9,7 +9,8 @@ const SERVER = '203.0.113.10';
 async function setup() {
   const rig = apiRig({ token: 'secret-token', metrics: true, prefix: 'tether-flows-api-' });
   await rig.app.ready();
-  return { app: rig.app, edge: rig.edge, a: rig.ids.onramps.get('site-a-wg')!, b: rig.ids.onramps.get('site-b-wg')!, close: rig.close };
+  // Every call with the token, as the CLI and the dashboard send it.
+  return { app: { inject: rig.inject }, edge: rig.edge, a: rig.ids.onramps.get('site-a-wg')!, b: rig.ids.onramps.get('site-b-wg')!, close: rig.close };
 }
 
 test('flows: both sites\' 10.0.1.10 side by side, filters, paging, one flow\'s decision trail', async () => {

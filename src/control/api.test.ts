@@ -174,9 +174,9 @@ test('bad requests get precise 4xx answers naming the field', async () => {
   store.close();
 });
 
-test('tokens: mutating calls need the right bearer token; reads are open on loopback only', async () => {
+test('tokens: every call needs the right bearer token; loopback reads are open only with api.open_reads', async () => {
   const store = labStore();
-  const app = buildApi({ store, token: TOKEN });
+  const app = buildApi({ store, token: TOKEN, settings: { ...store.load().api, open_reads: true } });
   const body = { name: 'z', prefixes: [] };
   let r = await call(app, 'POST', '/v1/sites', body, {});
   assert.equal(r.status, 401);
@@ -283,7 +283,7 @@ test('over a real socket on 127.0.0.1', async () => {
     const addr = app.server.address();
     assert.ok(addr !== null && typeof addr === 'object');
     const base = `http://127.0.0.1:${addr.port}`;
-    let r = await fetch(`${base}/v1/onramps`);
+    let r = await fetch(`${base}/v1/onramps`, { headers: AUTH });
     assert.equal(r.status, 200);
     assert.equal(((await r.json()) as unknown[]).length, 4);
     r = await fetch(`${base}/v1/routes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prefix: '10.6.0.0/16', next_hop: 'blackhole' }) });

@@ -2,9 +2,9 @@
  * The REST API (docs/API.md): sites, onramps, routes, the egress pool, firewall rules and WireGuard devices,
  * read and changed live. Fastify, JSON Schema (TypeBox) on every route, OpenAPI at /openapi.json.
  *
- *   request ─ bearer token (mutating calls; reads from off-host too) ─ JSON Schema (types, unknown keys)
+ *   request ─ api-guard.ts: rate limit, Host, Origin, token (every call) ─ JSON Schema (types, unknown keys)
  *           ─ store.update: the whole resulting configuration through validateConfig (references,
- *             duplicates, conflicting routes), ids pinned, EdgeLike.checkConfig, COMMIT
+ *             duplicates, conflicting routes), ids pinned, no new file path, EdgeLike.checkConfig, COMMIT
  *           ─ EdgeLike.applyConfig (live, established flows kept) ─ response, secrets "(redacted)"
  *
  * Decisions:
@@ -16,14 +16,13 @@
  *  - Status codes: 400 when the request itself is wrong (types, unknown keys, a bad value, a reference to
  *    nothing, a duplicate or conflicting entry introduced by the body); 409 when the change is fine in itself
  *    but would break other resources (deleting a site an onramp uses, renaming an onramp a route names) or
- *    cannot be applied to the running edge; 404 unknown id; 401 token; 413 body too large.
+ *    cannot be applied to the running edge; 404 unknown id; 401 token; 413 body too large; 421 Host, 403 Origin,
+ *    429 rate limit (api-guard.ts).
  *  - Secrets: responses go through redact(); a body may send "(redacted)" back for a secret to keep the
  *    stored one (GET, edit, PUT works). Problem messages never echo secret values.
- *  - Reads are open from loopback (the CLI and dashboard on the host), token-protected from anywhere else.
+ *  - Every call needs the token, reads included (api.open_reads opens loopback reads); file paths are set
+ *    only in the YAML file (api-guard.ts says why).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { Type, type TSchema } from '@sinclair/typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
@@ -40,10 +39,14 @@ import {
   SiteSchema as SiteConfigSchema,
   TetherConfigSchema,
   WireGuardDeviceSchema,
+  type ApiConfig,
   type TetherConfig,
 } from '../config/index.js';
+import { GuardError, keepRunningPaths, refuseNewPaths, registerGuard } from './api-guard.js';
 import { ApplyError, type ApplyResult, type EdgeLike } from './apply.js';
-import { configListPath, docToConfig, hasConfigId, NotFoundError, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
+import { configListPath, docToConfig, hasConfigId, NotFoundError, replaceDoc, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
+
+export { loadOrCreateToken, tokenMatches } from './token.js';
 
 declare module 'fastify' {
   /** OpenAPI fields read by the /openapi.json builder (onRoute hook below). */
@@ -55,40 +58,6 @@ declare module 'fastify' {
 }
 
 export const API_BODY_LIMIT = 256 * 1024;
-const TOKEN_BYTES = 32;
-const TOKEN_FILE_MODE = 0o600;
-const TOKEN_DIR_MODE = 0o700;
-
-// ─── Token ───────────────────────────────────────────────────────────────────────────────────────────
-
-/**
- * The API token at `path`: read when the file exists, else generated (32 random bytes, base64url) and
- * written with mode 0600 (the directory is created, mode 0700). The mode is enforced on every start.
- */
-export function loadOrCreateToken(path: string): string {
-  try {
-    const token = readFileSync(path, 'utf8').trim();
-    if (token.length > 0) {
-      chmodSync(path, TOKEN_FILE_MODE);
-      return token;
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  mkdirSync(dirname(path), { recursive: true, mode: TOKEN_DIR_MODE });
-  const token = randomBytes(TOKEN_BYTES).toString('base64url');
-  writeFileSync(path, `${token}\n`, { mode: TOKEN_FILE_MODE });
-  chmodSync(path, TOKEN_FILE_MODE); // an existing empty file kept its old mode
-  return token;
-}
-
-/** Constant-time comparison (hashing first makes the lengths equal, so the length leaks nothing either). */
-export function tokenMatches(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
 // ─── Schemas ─────────────────────────────────────────────────────────────────────────────────────────
 
 // Every configuration schema is the configuration's own (src/config/schema.ts), as input: what a body may
@@ -305,26 +274,25 @@ export interface ApiOptions {
   store: ConfigStore;
   /** The running edge; absent: changes are stored only (applied at the next start). */
   edge?: EdgeLike;
-  /** Bearer token for mutating calls (loadOrCreateToken). */
+  /** Bearer token for every call (loadOrCreateToken). */
   token: string;
+  /** The running configuration's api section (open_reads, listen, allowed_hosts, rate_limit); default: the store's. */
+  settings?: ApiConfig;
+  /** PEM key and certificate: the API speaks HTTPS (api.tls). */
+  https?: { key: string | Buffer; cert: string | Buffer };
+  /** Monotonic milliseconds for the rate limit (default performance.now()). */
+  now?: () => number;
   /** pino logger (the daemon's); absent: no logging. */
   logger?: FastifyBaseLogger;
   /** Largest request body in bytes (default 256 KiB). */
   bodyLimit?: number;
 }
 
-/** The one POST that only reads (src/control/api-flows.ts). */
-const READ_ONLY_POST = '/v1/explain';
-
-function isLoopback(addr: string | undefined): boolean {
-  if (addr === undefined) return false;
-  return addr === '::1' || /^(::ffff:)?127\./.test(addr);
-}
-
 /** Builds the API (not listening: the caller calls listen({ host: api.listen, port: api.port }), or inject). */
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { store, edge, token } = options;
   const app = Fastify({
+    ...(options.https !== undefined ? { https: options.https } : {}),
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: options.bodyLimit ?? API_BODY_LIMIT,
     // Unknown keys are errors and types are never coerced ("yes" is not true): the configuration's own rules.
@@ -357,7 +325,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         responses[code] = code === '204' ? { description: 'done' } : { description: code.startsWith('2') ? 'ok' : 'error', content: { 'application/json': { schema: s } } };
       }
       op.responses = responses;
-      if (method !== 'GET' && route.url !== READ_ONLY_POST) op.security = [{ bearer: [] }];
+      if (route.config?.public !== true) op.security = [{ bearer: [] }];
       (openapi.paths[path] ??= {})[method.toLowerCase()] = op;
     }
   });
@@ -367,19 +335,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     app.getDefaultJsonParser('error', 'error')(req, body as string, done);
   });
 
-  app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (req.url === '/openapi.json') return;
-    // Explain is a POST (it takes a packet description) but changes nothing: a read.
-    const reading = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && req.url.split('?')[0] === READ_ONLY_POST);
-    if (reading && isLoopback(req.socket.remoteAddress)) return;
-    const header = req.headers.authorization;
-    if (header === undefined) throw new HttpError(401, reading ? 'reads from other hosts need the API token' : 'this call changes the configuration: it needs the API token', [{ path: 'Authorization', message: 'missing; send "Authorization: Bearer <token>" (the token is in api.token_file)' }]);
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (m === null || !tokenMatches(m[1], token)) throw new HttpError(401, 'wrong API token', [{ path: 'Authorization', message: m === null ? 'must be "Bearer <token>"' : 'does not match the token in api.token_file' }]);
-  });
+  registerGuard(app, { token, settings: options.settings ?? store.load().api, https: options.https !== undefined, now: options.now });
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, req: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof HttpError) return reply.code(error.statusCode).send({ error: error.message, problems: error.problems });
+    if (error instanceof GuardError) return reply.code(error.statusCode).headers(error.headers).send({ error: error.message, problems: [{ path: error.path, message: error.detail }] });
     const fe = error as FastifyError & { validation?: AjvError[]; validationContext?: string };
     if (fe.validation !== undefined) {
       const where = fe.validationContext === 'body' ? 'the request body' : `the ${fe.validationContext ?? 'request'}`;
@@ -408,7 +368,10 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         editedPath = edited(doc);
         mutated = doc;
         return result;
-      }, edge?.checkConfig?.bind(edge));
+      }, (next, previous) => {
+        refuseNewPaths(next, previous);
+        edge?.checkConfig?.(next, previous);
+      });
       let applied: ApplyResult | undefined;
       if (edge !== undefined) {
         applied = edge.applyConfig(r.config);
@@ -592,12 +555,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       const current = docToConfig(doc);
       for (const d of (cfg.wireguard_devices ?? []) as unknown as Obj[]) restoreSecrets('wireguard_devices', d, byName(current.wireguard_devices, d.name as string) as unknown as Obj | undefined);
       for (const o of (cfg.onramps ?? []) as unknown as Obj[]) restoreSecrets('onramps', o, byName(current.onramps, o.name as string) as unknown as Obj | undefined);
+      keepRunningPaths(cfg, current);
       replaceDoc(doc, cfg);
     });
     return redact(store.load());
   });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => ({
+  app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => ({
     openapi: '3.1.0',
     info: { title: 'tether API', version: '1', description: 'Live configuration of a tether edge. docs/API.md.' },
     components: {
@@ -608,40 +572,4 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   }));
 
   return app;
-}
-
-/**
- * Replaces a document's content with a whole configuration (PUT /v1/config). Entries keep their row ids when
- * they keep their identity (same id for sites, onramps and rules; same name for devices; same position and
- * content for routes) so that resource URLs stay valid across an import.
- */
-function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): void {
-  const s = doc.settings;
-  const keep = <T>(key: string, fallback: T): T => (cfg[key] === undefined ? fallback : (cfg[key] as T));
-  s.log = keep('log', {}) as never;
-  s.api = keep('api', {}) as never;
-  s.store = keep('store', {}) as never;
-  s.flows = keep('flows', {}) as never;
-  if (cfg.egress === undefined) delete s.egress; else s.egress = cfg.egress;
-  const fw = (cfg.firewall ?? {}) as Partial<TetherConfig['firewall']>;
-  s.default_action = (fw.default_action ?? undefined) as never;
-  const lists: Record<EntryKind, Obj[]> = {
-    sites: (cfg.sites ?? []) as unknown as Obj[],
-    wireguard_devices: (cfg.wireguard_devices ?? []) as unknown as Obj[],
-    onramps: (cfg.onramps ?? []) as unknown as Obj[],
-    routes: (cfg.routes ?? []) as unknown as Obj[],
-    firewall_rules: (fw.rules ?? []) as unknown as Obj[],
-  };
-  for (const kind of Object.keys(lists) as EntryKind[]) {
-    const old = doc.entries[kind] as StoredEntry[];
-    const used = new Set<number>();
-    (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = lists[kind].map((value) => {
-      // Sites, onramps and rules: the store takes the id from the (pinned) value.
-      const same = hasConfigId(kind) ? undefined
-        : kind === 'wireguard_devices' ? old.find((o) => !used.has(o.id) && (o.value as { name: string }).name === value.name)
-          : old.find((o) => !used.has(o.id) && JSON.stringify(o.value) === JSON.stringify(value));
-      if (same !== undefined) used.add(same.id);
-      return { id: same?.id ?? 0, value } as unknown as StoredEntry;
-    });
-  }
 }

@@ -2,7 +2,8 @@
  * The web dashboard (docs/DASHBOARD.md): three static files — plain HTML, CSS and JavaScript, no framework,
  * no build step, nothing from a CDN — served by the daemon's API server. The page reads the JSON API
  * (onramps, flows, routes, stats, overlaps, explain) and changes one thing: an onramp's ARR switch
- * (PATCH /v1/onramps/NAME, with the bearer token the user types in once per browser session).
+ * (PATCH /v1/onramps/NAME). Every call carries the bearer token the page gets once per browser session
+ * (pasted, or from the #token= fragment of the address `tether dashboard` prints).
  *
  *   GET /                 → index.html
  *   GET /dashboard/       → index.html
@@ -14,8 +15,8 @@
  *  - A strict Content-Security-Policy: scripts, styles and fetches from this origin only, no inline script or
  *    style, no plugins, no framing, no form posts elsewhere. The page inserts every value with textContent,
  *    so data from the network (onramp names, flow tuples) can never become markup.
- *  - Reads follow the API's own rule (open from loopback, the token from elsewhere): the dashboard is for the
- *    engineer on the edge itself, or through an SSH tunnel to the loopback port.
+ *  - The files themselves are public routes (they hold no data, and the page must load to ask for the token);
+ *    the API's Host, Origin and rate-limit checks still apply to them (src/control/api-guard.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,7 +79,7 @@ export function registerDashboard(app: FastifyInstance, options: DashboardOption
     .send(asset.body);
 
   const index = assets.get('index.html') as Asset;
-  const hidden = { schema: { hide: true } };
+  const hidden = { schema: { hide: true }, config: { public: true } };
   app.get('/', hidden, async (_req, reply) => send(reply, index));
   app.get('/dashboard', hidden, async (_req, reply) => reply.redirect('/dashboard/'));
   app.get('/dashboard/', hidden, async (_req, reply) => send(reply, index));

@@ -258,6 +258,35 @@ export class ConfigStore {
     }).immediate();
   }
 
+  /**
+   * Replaces the whole stored configuration with `cfg` (`tether run --config-wins`): the same replacement as
+   * PUT /v1/config (entries keep their row ids where they keep their identity), validated and committed as one.
+   */
+  replaceWith(cfg: TetherConfig, check?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<void> {
+    if (this.isEmpty()) {
+      this.seedFrom(cfg);
+      const config = this.load();
+      return { result: undefined, previous: config, config };
+    }
+    return this.update((doc) => {
+      const next = structuredClone(cfg);
+      // Sites, onramps and rules the file gives no id keep the one they have in the store (by name), so
+      // resource URLs and the flows' ids stay what they were.
+      const current = docToConfig(doc);
+      const keepIds = (list: Array<{ name?: string; id?: number }>, stored: Array<{ name?: string; id?: number }>): void => {
+        const taken = new Set(list.map((x) => x.id).filter((id) => id !== undefined));
+        for (const x of list) {
+          const id = x.name === undefined ? undefined : stored.find((s) => s.name === x.name)?.id;
+          if (x.id === undefined && id !== undefined && !taken.has(id)) { x.id = id; taken.add(id); }
+        }
+      };
+      keepIds(next.sites, current.sites);
+      keepIds(next.onramps, current.onramps);
+      keepIds(next.firewall.rules, current.firewall.rules);
+      replaceDoc(doc, next as unknown as Partial<TetherConfig> & Obj);
+    }, check);
+  }
+
   /** Adds an entry at the end of its list (or before the entry `beforeId`); returns its row id. */
   create<K extends EntryKind>(kind: K, value: EntryValue[K], check?: (next: TetherConfig, previous: TetherConfig) => void, beforeId?: number): UpdateResult<StoredEntry<K>> {
     let index = -1;
@@ -383,5 +412,43 @@ export class ConfigStore {
     const id = row?.next ?? 1;
     this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next').run(kind, id + 1);
     return id;
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Replaces a document's content with a whole configuration (PUT /v1/config, `tether run --config-wins`).
+ * Entries keep their row ids when they keep their identity (same id for sites, onramps and rules; same name
+ * for devices; same position and content for routes) so that resource URLs stay valid across an import.
+ */
+export function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): void {
+  const s = doc.settings;
+  const keep = <T>(key: string, fallback: T): T => (cfg[key] === undefined ? fallback : (cfg[key] as T));
+  s.log = keep('log', {}) as never;
+  s.api = keep('api', {}) as never;
+  s.store = keep('store', {}) as never;
+  s.flows = keep('flows', {}) as never;
+  if (cfg.egress === undefined) delete s.egress; else s.egress = cfg.egress;
+  const fw = (cfg.firewall ?? {}) as Partial<TetherConfig['firewall']>;
+  s.default_action = (fw.default_action ?? undefined) as never;
+  const lists: Record<EntryKind, Obj[]> = {
+    sites: (cfg.sites ?? []) as unknown as Obj[],
+    wireguard_devices: (cfg.wireguard_devices ?? []) as unknown as Obj[],
+    onramps: (cfg.onramps ?? []) as unknown as Obj[],
+    routes: (cfg.routes ?? []) as unknown as Obj[],
+    firewall_rules: (fw.rules ?? []) as unknown as Obj[],
+  };
+  for (const kind of Object.keys(lists) as EntryKind[]) {
+    const old = doc.entries[kind] as StoredEntry[];
+    const used = new Set<number>();
+    (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = lists[kind].map((value) => {
+      // Sites, onramps and rules: the store takes the id from the (pinned) value.
+      const same = hasConfigId(kind) ? undefined
+        : kind === 'wireguard_devices' ? old.find((o) => !used.has(o.id) && (o.value as { name: string }).name === value.name)
+          : old.find((o) => !used.has(o.id) && JSON.stringify(o.value) === JSON.stringify(value));
+      if (same !== undefined) used.add(same.id);
+      return { id: same?.id ?? 0, value } as unknown as StoredEntry;
+    });
   }
 }

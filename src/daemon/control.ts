@@ -1,13 +1,19 @@
 /**
  * The control plane around a running Edge: the configuration store (seeded from the YAML file when
- * empty, authoritative afterwards), the REST API with the flow routes, Prometheus metrics and the
- * dashboard, and the flow log. `tether run` starts it after the data plane.
+ * empty, authoritative afterwards — the differences logged at start, `--config-wins` to take the file),
+ * the REST API with the flow routes, Prometheus metrics and the dashboard, and the flow log. `tether run`
+ * starts it after the data plane.
+ *
+ * File paths (api.token_file, api.tls, log.flow_log, store.path) always come from the file: the API refuses
+ * to set them (src/control/api-guard.ts), and at start the file's replace whatever the store holds.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi, loadOrCreateToken } from '../control/api.js';
+import { keepRunningPaths } from '../control/api-guard.js';
+import { configDifferences } from '../control/config-diff.js';
 import { registerFlowRoutes } from '../control/api-flows.js';
 import { LiveConfig, type ApplyResult, type EdgeLike } from '../control/apply.js';
 import type { TetherConfig } from '../config/index.js';
@@ -26,16 +32,51 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
+export interface OpenedStore {
+  store: ConfigStore;
+  /** What the edge runs: the store's configuration (a restart restores every change made through the API). */
+  config: TetherConfig;
+  /** The store was empty and now holds the file. */
+  seeded: boolean;
+  /** --config-wins: the file replaced the store's configuration. */
+  replaced: boolean;
+  /** How the file differs from the store it did not replace (configDifferences); empty when the same. */
+  differences: string[];
+}
+
 /**
- * Opens the store at cfg.store.path and seeds it from `fileConfig` when it is empty; returns the
- * configuration the edge must run (the store's, so a restart restores every change made through
- * the API).
+ * Opens the store at cfg.store.path and seeds it from `fileConfig` when it is empty. A store that already
+ * holds a configuration wins, unless `configWins`: then the file replaces it, through the same validation
+ * as PUT /v1/config. Either way the file's file paths replace the store's.
  */
-export function openStore(fileConfig: TetherConfig): { store: ConfigStore; config: TetherConfig; seeded: boolean } {
+export function openStore(fileConfig: TetherConfig, options: { configWins?: boolean } = {}): OpenedStore {
   mkdirSync(dirname(fileConfig.store.path), { recursive: true, mode: 0o700 });
   const store = ConfigStore.open(fileConfig.store.path);
-  const seeded = store.seedFrom(fileConfig);
-  return { store, config: store.load(), seeded };
+  try {
+    const seeded = store.seedFrom(fileConfig);
+    let replaced = false;
+    let differences: string[] = [];
+    if (!seeded && options.configWins === true) {
+      store.replaceWith(fileConfig);
+      replaced = true;
+    } else if (!seeded) {
+      store.update((doc) => keepRunningPaths(doc.settings as unknown as Record<string, unknown>, fileConfig, true));
+      differences = configDifferences(fileConfig, store.load());
+    }
+    return { store, config: store.load(), seeded, replaced, differences };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+/** The warning `tether run` logs when the file differs from the store that runs (null: nothing to say). */
+export function storeDiffersWarning(opened: OpenedStore, source: string): { differences: string[]; message: string } | null {
+  if (opened.differences.length === 0) return null;
+  return {
+    differences: opened.differences,
+    message: `the configuration store ${opened.store.path} differs from ${source} and is what runs (${opened.differences.join('; ')}); to take the file: tether config import ${source} (live), or restart with tether run --config ${source} --config-wins`,
+  };
 }
 
 /** Starts the API (and metrics, flow routes, flow log) for a started edge. */
@@ -60,12 +101,14 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     },
   };
   const token = loadOrCreateToken(cfg.api.token_file);
-  const api = buildApi({ store, edge: applier, token, logger: log as unknown as FastifyBaseLogger });
+  const tls = cfg.api.tls;
+  const https = tls === undefined ? undefined : { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };
+  const api = buildApi({ store, edge: applier, token, settings: cfg.api, https, logger: log as unknown as FastifyBaseLogger });
   const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined });
   registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics });
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });
-  log.info({ api: address, token_file: cfg.api.token_file, store: cfg.store.path }, 'API listening');
+  log.info({ api: address, token_file: cfg.api.token_file, store: cfg.store.path, tls: tls !== undefined, open_reads: cfg.api.open_reads }, 'API listening');
   return {
     api,
     store,

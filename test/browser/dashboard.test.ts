@@ -3,8 +3,10 @@
  * registerDashboard) over a real socket, a running Pipeline as its edge, Debian's chromium driven by
  * playwright-core.
  *
+ *   the page without a token asks for it and sends nothing; the engineer opens the address `tether dashboard`
+ *   prints (the token in the fragment), and the page drops the fragment from the address bar
  *   both sites' 10.0.1.10 start flows ─ the page shows them side by side, each tagged with its site and onramp
- *   the engineer enters the token, switches ARR off on site-b-wg in the page
+ *   the engineer forgets the token (the switch is read-only), pastes it in the form, switches ARR off on site-b-wg
  *     ─ GET /v1/onramps/site-b-wg says automatic_return_routing false; the pipeline's ARR bit is 0
  *     ─ a NEW flow from site-b shows ARR off (replies by the routing table); the old flow keeps ARR
  *     ─ explain for site-b (in the page) says the replies go by the routing table
@@ -28,6 +30,7 @@ import { apiRig } from '../support/api.js';
 import { openBrowser } from '../support/browser.js';
 
 const TOKEN = 'dashboard-test-token-0123456789';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
 const HOST = '10.0.1.10';
 const SERVER = '203.0.113.10';
 const DC_SERVER = '172.16.0.20';
@@ -126,7 +129,18 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
     page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+    const apiRequests: string[] = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/v1/')) apiRequests.push(`${r.method()} ${r.url()} ${r.headers().authorization === `Bearer ${TOKEN}` ? 'token' : 'none'}`); });
+
+    // 0. Without a token the page asks for it and sends nothing; the address `tether dashboard` prints
+    //    carries it in the fragment, which the page takes and removes from the address bar.
     await page.goto(base);
+    await eventually('the page asks for the token', async () => assert.match(await text(page.locator('#status')), /paste the API token/));
+    assert.equal(await text(page.locator('#token-state')), 'token needed');
+    assert.equal(apiRequests.length, 0, `no API request without a token: ${apiRequests.join(', ')}`);
+    await page.goto(`${base}/#token=${encodeURIComponent(TOKEN)}`);
+    await eventually('the token taken from the fragment', async () => assert.equal(await page.evaluate('sessionStorage.getItem("tether.apiToken")'), TOKEN));
+    assert.equal(page.url(), `${base}/`, 'the fragment is gone from the address bar');
 
     // 1. Both sites' 10.0.1.10, side by side, each tagged with its site and onramp.
     await eventually('both sites in the flow table', async () => {
@@ -152,7 +166,10 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
       assert.match(await text(page.locator('#overlaps-table tbody')), /10\.0\.1\.0\/24.*site-a-wg.*site-b-wg/s);
     });
 
-    // 2. Without the token the switch is read-only; with it, ARR off on site-b-wg.
+    assert.ok(apiRequests.length > 0 && apiRequests.every((r) => r.endsWith(' token')), `every API request carries the token: ${apiRequests.filter((r) => !r.endsWith(' token')).join(', ')}`);
+
+    // 2. Without the token the switch is read-only (and the page stops asking the API); with it, ARR off on site-b-wg.
+    await page.click('#token-forget');
     const arrB = page.getByRole('switch', { name: 'ARR on site-b-wg' });
     assert.equal(await arrB.isChecked(), true);
     assert.equal(await arrB.isDisabled(), true, 'no token yet');
@@ -164,7 +181,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     bTraffic = false; // site-b's packets would start new flows once ARR is off: keep the picture exact
     await arrB.click();
     await eventually('the API sees ARR off', async () => {
-      const o = await (await fetch(`${base}/v1/onramps/site-b-wg`)).json() as { automatic_return_routing: boolean };
+      const o = await (await fetch(`${base}/v1/onramps/site-b-wg`, { headers: AUTH })).json() as { automatic_return_routing: boolean };
       assert.equal(o.automatic_return_routing, false);
     });
     assert.equal(edge.pipeline.ports.arr[b], 0, 'applied to the running pipeline');
@@ -184,7 +201,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     assert.doesNotMatch(await text(newRow.locator('td').nth(6)), /ARR/);
     const oldRow = page.locator('#flows-table tbody tr[data-onramp="site-b-wg"]', { hasText: `${HOST}:40000 → ${SERVER}` });
     assert.match(await text(oldRow.locator('td').nth(6)), /ARR/, 'the established flow keeps its decision');
-    const api = await (await fetch(`${base}/v1/flows?onramp=site-b-wg&dst=${SERVER}/32`)).json() as { items: Array<{ original: string; arr: boolean }> };
+    const api = await (await fetch(`${base}/v1/flows?onramp=site-b-wg&dst=${SERVER}/32`, { headers: AUTH })).json() as { items: Array<{ original: string; arr: boolean }> };
     assert.deepEqual(api.items.map((f) => [f.original.split(' ')[0], f.arr]).sort(), [[`${HOST}:40000`, true], [`${HOST}:40001`, false]]);
 
     await newRow.click();

@@ -177,27 +177,37 @@ test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncate
 
 test('the API in the edge namespace: tether flows and the dashboard show both sites\' 10.0.1.10 side by side; tether onramps --arr off switches new flows', async () => {
   const cli = (...args: string[]) => inNamespace(lab.names.edge, process.execPath, nodeTsArgs(TETHER_CLI, args), { timeoutMs: 30_000 });
+  // Every call needs the token, reads included: the operator points the CLI at api.token_file.
+  const tokenFile = join(lab.runDir, 'api-token');
+  const withToken = (...args: string[]) => cli(...args, '--token-file', tokenFile);
+  const refused = await cli('flows', '--json', '--token-file', '/nonexistent');
+  assert.notEqual(refused.code, 0, 'a read without the token is refused');
+  assert.match(refused.stderr, /cannot read the API token from \/nonexistent|\/nonexistent: does not exist/);
   await Promise.all([lab.names.siteA, lab.names.siteB].map((ns) => udpExchange(ns, LAB.internet.server, LAB.echoPort, 'side by side', { sourcePort: 45000 })));
-  const listed = await cli('flows', '--json', '--src', '10.0.1.10/32', '--dst', `${LAB.internet.server}/32`, '--protocol', 'udp');
+  const listed = await withToken('flows', '--json', '--src', '10.0.1.10/32', '--dst', `${LAB.internet.server}/32`, '--protocol', 'udp');
   assert.equal(listed.code, 0, listed.stderr);
   const page = JSON.parse(listed.stdout) as { items: Array<{ site: string; onramp: string; original: string }> };
   const sideBySide = page.items.filter((f) => f.original.startsWith('10.0.1.10:45000 '));
   assert.deepEqual(sideBySide.map((f) => `${f.site}/${f.onramp}`).sort(), ['site-a/site-a-wg', 'site-b/site-b-wg'], listed.stdout);
 
-  // The same flows in the dashboard the daemon serves, in headless Chromium inside the edge namespace.
-  const probe = await inNamespace(lab.names.edge, process.execPath, nodeTsArgs(join(import.meta.dirname, 'dashboard-probe.ts'), ['http://127.0.0.1:8470/', join(lab.runDir, 'dashboard.png')]), { timeoutMs: 60_000 });
+  // The same flows in the dashboard the daemon serves, in headless Chromium inside the edge namespace, opened
+  // at the address `tether dashboard` prints (the token in the fragment).
+  const dashboard = await withToken('dashboard', '--json');
+  assert.equal(dashboard.code, 0, dashboard.stderr);
+  const url = (JSON.parse(dashboard.stdout) as { url: string }).url;
+  assert.match(url, /^http:\/\/127\.0\.0\.1:8470\/#token=/);
+  const probe = await inNamespace(lab.names.edge, process.execPath, nodeTsArgs(join(import.meta.dirname, 'dashboard-probe.ts'), [url, join(lab.runDir, 'dashboard.png')]), { timeoutMs: 60_000 });
   assert.equal(probe.code, 0, probe.stderr);
   const rows = (JSON.parse(probe.stdout) as { rows: string[] }).rows.filter((r) => r.includes('10.0.1.10:45000'));
   assert.deepEqual(rows.map((r) => r.split(' ')[0]).sort(), ['site-a-wg', 'site-b-wg'], `the dashboard shows both sites' 10.0.1.10 side by side: ${JSON.stringify(rows)}`);
 
-  const tokenFile = join(lab.runDir, 'api-token');
   const switched = await cli('onramps', 'site-b-wg', '--arr', 'off', '--token-file', tokenFile);
   assert.equal(switched.code, 0, switched.stderr);
   const noToken = await cli('onramps', 'site-a-wg', '--arr', 'off', '--token-file', '/nonexistent');
   assert.notEqual(noToken.code, 0, 'a change without the token is refused');
-  const explained = await cli('explain', '--json', '--onramp', 'site-b-wg', '--src', LAB.siteHost, '--dst', LAB.internet.server, '--sport', '45001', '--dport', '7');
+  const explained = await withToken('explain', '--json', '--onramp', 'site-b-wg', '--src', LAB.siteHost, '--dst', LAB.internet.server, '--sport', '45001', '--dport', '7');
   assert.equal((JSON.parse(explained.stdout) as { replies: { by: string } }).replies.by, 'routing-table', explained.stdout);
-  const onramps = JSON.parse((await cli('onramps', '--json')).stdout) as Array<{ name: string; automatic_return_routing: boolean }>;
+  const onramps = JSON.parse((await withToken('onramps', '--json')).stdout) as Array<{ name: string; automatic_return_routing: boolean }>;
   assert.deepEqual(onramps.filter((o) => o.name.startsWith('site-')).map((o) => [o.name, o.automatic_return_routing]).sort(), [['site-a-wg', true], ['site-b-wg', false], ['site-gre-2-tunnel', true], ['site-gre-tunnel', true]]);
 });
 

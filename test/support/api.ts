@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApi } from '../../src/control/api.js';
 import { registerFlowRoutes } from '../../src/control/api-flows.js';
 import { LiveConfig } from '../../src/control/apply.js';
@@ -23,6 +23,8 @@ export interface ApiRig {
   ids: ConfigIds;
   /** A temporary directory, removed by close(). */
   dir: string;
+  /** app.inject with the token, as every client sends it. */
+  inject(options: InjectOptions): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,7 @@ export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string
     cfg,
     ids,
     dir,
+    inject: (options) => app.inject({ ...options, headers: { authorization: `Bearer ${opts.token}`, ...options.headers } }),
     close: async () => {
       const closing = app.close();
       app.server.closeAllConnections(); // keep-alive sockets (a browser's, fetch's) would hold close() for up to a minute

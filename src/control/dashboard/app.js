@@ -1,4 +1,4 @@
-/* global document, window, sessionStorage, fetch, URLSearchParams, setTimeout, clearTimeout */
+/* global document, window, sessionStorage, fetch, URLSearchParams, setTimeout, clearTimeout, history, location */
 /**
  * tether dashboard (docs/DASHBOARD.md). Plain browser JavaScript, no framework, no build step.
  *
@@ -9,7 +9,13 @@
  *   every 2 s:  GET /v1/onramps, /v1/stats (onramp table, chart), /v1/flows (flow table, with the filters)
  *   every 10 s: GET /v1/routes, /v1/overlaps
  *   on demand:  GET /v1/flows/:id (detail + decision trail), POST /v1/explain,
- *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch; needs the bearer token)
+ *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch)
+ *
+ * Every call carries the API token (Authorization: Bearer). The page gets it once per browser session and
+ * keeps it in sessionStorage: pasted into the form, or from the address `tether dashboard` prints, which
+ * carries it in the fragment (#token=…). Browsers never send a fragment to a server, so no proxy or access
+ * log sees it, and the page removes it from the address bar and history at once. Without a token the page
+ * sends nothing and asks for one.
  */
 
 const POLL_MS = 2000;
@@ -19,6 +25,7 @@ const MIN_SPAN_MS = 60 * 1000; // the time axis grows with the history, from 1 m
 const FLOW_LIMIT = 500;
 const SITE_COLOURS = 8; // .site-0 … .site-7 in style.css
 const TOKEN_KEY = 'tether.apiToken';
+const TOKEN_FRAGMENT = /^#token=([^&]+)$/;
 const CHART_COLOURS = ['#2456c8', '#c2410c', '#15803d', '#7e22ce', '#b91c1c', '#0e7490', '#a16207', '#be185d'];
 const INTERNET_COLOUR = '#6b7280';
 const FLOWS_COLOUR = '#111827';
@@ -104,6 +111,11 @@ async function api(method, path, body) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (r.status === 401) {
+    // A wrong or old token (the daemon made a new one): forget it and ask again.
+    setToken('');
+    $('token-state').textContent = 'token refused: paste the current one';
+  }
   if (!r.ok) throw new ApiError(r.status, describeError(r.status, data));
   return data;
 }
@@ -143,14 +155,22 @@ function setStatus() {
   }
 }
 
+/** #token=… in the address (from `tether dashboard`): taken, then removed from the address bar and history. */
+function tokenFromFragment() {
+  const m = TOKEN_FRAGMENT.exec(location.hash);
+  if (m === null) return;
+  history.replaceState(null, '', location.pathname + location.search);
+  try { setToken(decodeURIComponent(m[1])); } catch { /* malformed escape: ignore it */ }
+}
+
 function showTokenState() {
   const ts = $('token-state');
-  ts.textContent = memoryToken ? 'token set: changes allowed' : 'read-only';
+  ts.textContent = memoryToken ? 'token set' : 'token needed';
   ts.className = memoryToken ? 'set' : 'muted';
   for (const box of document.querySelectorAll('input[data-arr-switch]')) box.disabled = !memoryToken || state.pendingArr.has(box.dataset.onramp);
   $('arr-hint').textContent = memoryToken
     ? 'ARR changes apply to new flows (established flows keep their decisions).'
-    : 'ARR changes apply to new flows; the switch needs the API token (top right; the daemon logs where api.token_file is).';
+    : 'The page needs the API token (top right: paste api.token_file, or open the address `tether dashboard` prints).';
 }
 
 // ─── Onramps ─────────────────────────────────────────────────────────────────────────────────────────
@@ -625,6 +645,15 @@ let again = false;
 let slowDue = true;
 
 async function poll() {
+  if (!memoryToken) {
+    // Every call needs the token: ask, and send nothing until there is one.
+    clearTimeout(timer);
+    state.errors.clear();
+    const s = $('status');
+    s.className = 'status error';
+    s.textContent = 'paste the API token (top right) to see the edge';
+    return;
+  }
   if (inFlight) { again = true; return; }
   inFlight = true;
   clearTimeout(timer);
@@ -670,8 +699,9 @@ function init() {
     $('token').value = '';
     setToken(t);
     renderOnramps();
+    pollSoon();
   });
-  $('token-forget').addEventListener('click', () => { setToken(''); renderOnramps(); });
+  $('token-forget').addEventListener('click', () => { setToken(''); renderOnramps(); void poll(); });
   $('flow-filters').addEventListener('submit', (ev) => {
     ev.preventDefault();
     state.filters = {
@@ -692,6 +722,8 @@ function init() {
   });
   $('explain-form').addEventListener('submit', explain);
   window.addEventListener('resize', drawChart);
+  window.addEventListener('hashchange', () => { if (TOKEN_FRAGMENT.test(location.hash)) { tokenFromFragment(); pollSoon(); } });
+  tokenFromFragment();
   showTokenState();
   void poll();
 }
