@@ -146,10 +146,12 @@ test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncate
   const stranger = new WireGuardDevice({ privateKey: randomBytes(32), peers: [{ publicKey: keyFromBase64(LAB_WIREGUARD_KEYS.edgeAPublic)!, endpoint: { addr: endpointA, port: LAB.wireguardPort } }] });
   const [initiation] = stranger.send(0, buildUdp({ src: '10.9.9.9', dst: '203.0.113.10' }, { srcPort: 1, dstPort: 2 }), Date.now());
   await udpExchange(lab.names.siteA, endpointA, LAB.wireguardPort, initiation.data, { timeoutMs: 300 });
-  // Replays: capture one of site A's transport packets on its link and send it three more times.
+  // Replays: capture one of site A's transport packets on its link and send it three more times. Only a
+  // transport data message (type 4, the UDP payload's first byte: udp[8]): a handshake initiation caught
+  // instead would meet the cookie check while the device is still under load from the flood test.
   const replay = inNamespace(lab.names.siteA, '/usr/bin/python3', ['-c', [
     'from scapy.all import sniff, sendp',
-    `p = sniff(iface='veth-edge', filter='udp and dst port ${LAB.wireguardPort} and greater 120', count=1, timeout=8)`,
+    `p = sniff(iface='veth-edge', filter='udp and dst port ${LAB.wireguardPort} and udp[8] = 4 and greater 120', count=1, timeout=8)`,
     "sendp(p[0], iface='veth-edge', count=3, verbose=0) if p else None",
     "print('replayed' if p else 'nothing captured')",
   ].join('\n')], { timeoutMs: 20_000 });
