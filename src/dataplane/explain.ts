@@ -106,6 +106,11 @@ export interface ReturnPath {
   reason: ReturnReason;
   /** Where a reply goes now: the return onramp, or the site's best healthy onramp while it is down. */
   onramp: number;
+  /** "to onramp X (n), why it is that one[; it is down: they fail over to …]". */
+  where: string;
+  /** What the site's policy does with the flow from here. */
+  policyNote: string;
+  /** "replies return " + where + "; " + policyNote. */
   note: string;
 }
 
@@ -200,21 +205,22 @@ export function describeReturn(pipeline: Pipeline, table: FlowTable, flow: numbe
     'failover': 'the backup the flow failed over to when its return onramp was down',
     'drained-back': 'where the flow was drained back once it had been idle',
   }[reason];
-  const parts = [`replies return to ${name}, ${how}`];
-  if (onramp !== ret) parts.push(`it is down: they fail over to ${hopName(pipeline, onramp)}, the best healthy onramp of site ${site}`);
-  else if (ports.up[ret] !== 1) parts.push(`it is down and no onramp of site ${site} is up: they are sent to it anyway`);
+  let where = `to ${name}, ${how}`;
+  if (onramp !== ret) where += `; it is down: they fail over to ${hopName(pipeline, onramp)}, the best healthy onramp of site ${site}`;
+  else if (ports.up[ret] !== 1) where += `; it is down and no onramp of site ${site} is up: they are sent to it anyway`;
   const best = ports.bestUp[site];
+  let policyNote: string;
   if (policy === 'follow') {
-    parts.push(`site ${site}'s failover policy follow: replies move to whichever onramp of the site the flow last arrives on`);
+    policyNote = `site ${site}'s failover policy follow: replies move to whichever onramp of the site the flow last arrives on`;
   } else if (policy === 'pin') {
-    parts.push(`site ${site}'s failover policy pin: replies stay on ${name} while it is not down; arrivals on other onramps of the site do not move them`);
+    policyNote = `site ${site}'s failover policy pin: replies stay on ${name} while it is not down; arrivals on other onramps of the site do not move them`;
   } else if (best !== 0 && best !== ret) {
     const idle = Math.max(0, now - table.lastActive(flow));
-    parts.push(`site ${site}'s failover policy drain: the flow stays on ${name} while it is active and moves back to ${hopName(pipeline, best)} once idle for ${seconds(drainIdleMs)} (idle now ${seconds(idle)})`);
+    policyNote = `site ${site}'s failover policy drain: the flow stays on ${name} while it is active and moves back to ${hopName(pipeline, best)} once idle for ${seconds(drainIdleMs)} (idle now ${seconds(idle)})`;
   } else {
-    parts.push(`site ${site}'s failover policy drain: failover at once, failback to the preferred onramp only after ${seconds(drainIdleMs)} idle`);
+    policyNote = `site ${site}'s failover policy drain: failover at once, failback to the preferred onramp only after ${seconds(drainIdleMs)} idle`;
   }
-  return { site, policy, drainIdleMs, returnOnramp: ret, reason, onramp, note: parts.join('; ') };
+  return { site, policy, drainIdleMs, returnOnramp: ret, reason, onramp, where, policyNote, note: `replies return ${where}; ${policyNote}` };
 }
 
 
