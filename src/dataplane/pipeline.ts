@@ -11,7 +11,8 @@
  *                                                                                                  ▼
  *                                     rewrite from the flow's other key (incremental checksums), TTL,
  *                                     next hop: original direction → the flow's next hop;
- *                                               reply direction → ARR ? the recorded onramp : routing table
+ *                                               reply direction → ARR ? the return onramp : routing table
+ *                                     (the return onramp as the site's failover policy left it: steerReturn)
  *                                     SYN crossing a port with a tunnel MTU: MSS clamped (clampMss)
  *
  * inspect is the packet's one parse: its PacketInfo feeds every step here, the port's source filter (a
