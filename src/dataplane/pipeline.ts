@@ -424,10 +424,10 @@ export class Pipeline {
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
     const info = this.info;
     // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
-    // the packet is a reply or came in on it, and it is its site's best healthy onramp: the common case.
-    const ports = this.ports;
+    // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
+    // onramp (ports.steerable): the common case costs a compare and one byte.
     const ret = table.returnPort(flow);
-    const steer = (dir === 0 && ingress !== ret) || ports.bestUp[ports.site[ret]] !== ret;
+    const steer = (dir === 0 && ingress !== ret) || this.ports.steerable[ret] !== 0;
     // Read before this packet refreshes the flow: drain measures the idle time the packet ends.
     const idleMs = steer ? now - table.lastActive(flow) : 0;
     if (info.protocol === IPPROTO_TCP) {

@@ -108,6 +108,11 @@ export class PortRegistry {
   readonly bestUp = new Uint16Array(SITE_SPACE);
   /** Per onramp: its position in its site's failover order (0 = preferred). */
   readonly rank = new Uint16Array(PORT_SPACE);
+  /**
+   * Per onramp: 1 when a flow returning to it may have to move without arriving elsewhere (its site drains and
+   * it is not the site's best healthy onramp). The packet path tests this one byte for replies.
+   */
+  readonly steerable = new Uint8Array(PORT_SPACE);
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -164,6 +169,7 @@ export class PortRegistry {
     this.mssCeiling4[id] = 0;
     this.mssCeiling6[id] = 0;
     this.rank[id] = 0;
+    this.steerable[id] = 0;
     this.setSourceFilter(id, null);
     this.rebuildSiteOrder();
     return true;
@@ -174,7 +180,7 @@ export class PortRegistry {
     if (!spec) throw new RangeError(`no onramp with id ${id}`);
     spec.up = up;
     this.up[id] = up ? 1 : 0;
-    this.updateBestUp(spec.site);
+    this.updateSite(spec.site);
   }
 
   /** Replaces every site's failover policy; a site not listed follows (the default). */
@@ -196,6 +202,7 @@ export class PortRegistry {
     }
     this.sitePolicy.set(policy);
     this.drainIdleMs.set(idle);
+    this.siteOrder.forEach((_, site) => this.updateSite(site));
   }
 
   /** A site's failover policy as configured (follow when none was set). */
@@ -250,26 +257,23 @@ export class PortRegistry {
     const previous = this.siteOrder;
     this.siteOrder = order;
     // Sites that lost their last onramp keep no best onramp; every other site's is recomputed.
-    previous.forEach((_, site) => this.updateBestUp(site));
+    previous.forEach((_, site) => this.updateSite(site));
     order.forEach((ids, site) => {
       ids.forEach((id, i) => (this.rank[id] = i));
-      this.updateBestUp(site);
+      this.updateSite(site);
     });
   }
 
-  /** bestUp[site] := the first up onramp in the site's failover order, or 0: O(onramps of the site). */
-  private updateBestUp(site: number): void {
-    const order = this.siteOrder[site];
+  /** A site's bestUp (the first up onramp in failover order, or 0) and its onramps' steerable: O(onramps of the site). */
+  private updateSite(site: number): void {
+    const order = this.siteOrder[site] ?? EMPTY;
     let best = 0;
-    if (order !== undefined) {
-      for (let i = 0; i < order.length; i++) {
-        if (this.up[order[i]] === 1) {
-          best = order[i];
-          break;
-        }
-      }
+    for (let i = 0; i < order.length && best === 0; i++) {
+      if (this.up[order[i]] === 1) best = order[i];
     }
     this.bestUp[site] = best;
+    const drains = this.sitePolicy[site] === FAILOVER_DRAIN;
+    for (let i = 0; i < order.length; i++) this.steerable[order[i]] = drains && order[i] !== best ? 1 : 0;
   }
 }
 

@@ -219,6 +219,9 @@ test('policies are per site and replaced live: a site not listed follows', () =>
   assert.equal(edge.pipeline.ports.siteFailover(SITE_A).policy, 'follow');
   f.out(A_BACKUP);
   assert.equal(f.reply().hop, A_BACKUP, 'follow now applies to the established flow');
+  edge.pipeline.setSites([{ id: SITE_A, failover: { policy: 'drain', drainIdleMs: DRAIN_IDLE_MS } }]);
+  edge.advance(DRAIN_IDLE_MS);
+  assert.equal(f.reply().hop, A_PRIMARY, 'drain, set while the flow sat on the backup: drained back after idling');
   assert.throws(() => edge.pipeline.setSites([{ id: SITE_A, failover: { policy: 'sideways' as FailoverPolicyName } }]), /failover policy/);
   assert.throws(() => edge.pipeline.setSites([{ id: 0, failover: { policy: 'pin' } }]), /site id/);
 });
