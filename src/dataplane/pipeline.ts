@@ -427,16 +427,16 @@ export class Pipeline {
     // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
     // onramp (ports.steerable): the common case costs a compare and one byte.
     const ret = table.returnPort(flow);
-    const steer = (dir === 0 && ingress !== ret) || this.ports.steerable[ret] !== 0;
-    // Read before this packet refreshes the flow: drain measures the idle time the packet ends.
-    const idleMs = steer ? now - table.lastActive(flow) : 0;
+    // Decided before this packet refreshes the flow (drain measures the idle time the packet ends), applied
+    // only once the flow accepts it.
+    const decided = (dir === 0 && ingress !== ret) || this.ports.steerable[ret] !== 0 ? this.decideReturnNow(table, flow, dir, ingress, now) : ret;
     if (info.protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, dir, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) return -verdict;
     } else {
       table.touch(flow, dir, now);
     }
-    if (steer) this.steerReturn(table, flow, dir, ingress, idleMs);
+    if (decided !== ret) this.steerReturn(table, flow, decided);
     table.count(flow, dir, length);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
@@ -457,19 +457,23 @@ export class Pipeline {
 
   /**
    * Site failover (issue 8): moves an established flow's return onramp as its site's policy says (ports.ts,
-   * FAILOVER_POLICIES) and records why (RETURN_*), for a packet the flow accepted; `idleMs` is how long the
-   * flow had been idle before it. Replies then go to ports.deliverable(returnPort): the return onramp while
-   * it is up, else the site's best healthy onramp. Only onramps of the flow's own site are ever chosen: the
+   * FAILOVER_POLICIES) and records why (RETURN_*), for a packet the flow accepted: `decided` is decideReturn's
+   * answer, taken before the packet refreshed the flow. Replies then go to ports.deliverable(returnPort): the
+   * return onramp while it is up, else the site's best healthy onramp. Only onramps of the flow's own site are ever chosen: the
    * arrival onramp passed the ownership check, and bestUp is the site's. ICMP errors and later fragments
    * never come here: they change no flow (hopFor reads the result).
    */
-  private steerReturn(table: FlowTable, flow: number, dir: 0 | 1, ingress: number, idleMs: number): void {
-    const decided = this.decideReturn(table, flow, dir, ingress, idleMs);
+  private steerReturn(table: FlowTable, flow: number, decided: number): void {
     const next = decided & RETURN_PORT_MASK;
     if (next !== table.returnPort(flow)) {
       table.setReturnPort(flow, next);
       table.setReturnReason(flow, decided >>> RETURN_REASON_SHIFT);
     }
+  }
+
+  /** decideReturn for a packet at `now`, the flow's idle time read from the table (before the packet refreshes it). */
+  private decideReturnNow(table: FlowTable, flow: number, dir: 0 | 1, ingress: number, now: number): number {
+    return this.decideReturn(table, flow, dir, ingress, now - table.lastActive(flow));
   }
 
   /**
