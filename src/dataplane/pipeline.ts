@@ -425,18 +425,19 @@ export class Pipeline {
     const info = this.info;
     // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
     // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
-    // onramp (ports.steerable): the common case costs a compare and one byte.
-    const ret = table.returnPort(flow);
-    // Decided before this packet refreshes the flow (drain measures the idle time the packet ends), applied
-    // only once the flow accepts it.
-    const decided = (dir === 0 && ingress !== ret) || this.ports.steerable[ret] !== 0 ? this.decideReturnNow(table, flow, dir, ingress, now) : ret;
+    // onramp (ports.steerable): the common case costs a compare and one byte. Decided before this packet
+    // refreshes the flow (drain measures the idle time the packet ends), applied once the flow accepts it.
+    const steerable = this.ports.steerable;
+    const decided = (dir === 0 ? ingress !== table.returnPort(flow) || steerable[ingress] !== 0 : steerable[table.returnPort(flow)] !== 0)
+      ? this.decideReturnNow(table, flow, dir, ingress, now)
+      : -1;
     if (info.protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, dir, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) return -verdict;
     } else {
       table.touch(flow, dir, now);
     }
-    if (decided !== ret) this.steerReturn(table, flow, decided);
+    if (decided >= 0) this.steerReturn(table, flow, decided);
     table.count(flow, dir, length);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
