@@ -4,7 +4,7 @@
  */
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
 import type { PipelineConfig } from '../dataplane/pipeline.js';
-import type { OnrampSpec } from '../dataplane/ports.js';
+import type { OnrampSpec, SiteSpec } from '../dataplane/ports.js';
 import type { FlowTimeouts } from '../flow/timeouts.js';
 import type { HealthSpec } from '../health/health.js';
 import type { FirewallRuleSpec } from '../policy/firewall.js';
@@ -94,6 +94,14 @@ export function toHealthSpec(o: OnrampConfig): HealthSpec {
   return { mode: 'probe', rate: h.rate, source: h.source, target: h.target };
 }
 
+/** The configured sites' failover policies, under their ids (a site without one, or an onramp's own site, follows). */
+export function toSiteSpecs(cfg: TetherConfig, ids: ConfigIds): SiteSpec[] {
+  return cfg.sites.map((s) => ({
+    id: lookup(ids.sites, s.name, 'site'),
+    ...(s.failover !== undefined ? { failover: { policy: s.failover.policy, drainIdleMs: s.failover.drain_idle_seconds * MS_PER_SECOND } } : {}),
+  }));
+}
+
 /** The data plane's view: names replaced by ids, seconds by milliseconds. Expects a validated config. */
 export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(cfg)): PipelineConfig {
   const onramps: OnrampSpec[] = cfg.onramps.map((o) => toOnrampSpec(o, lookup(ids.onramps, o.name, 'onramp'), lookup(ids.onrampSite, o.name, 'onramp')));
@@ -123,6 +131,7 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
   for (const [key, field] of TIMEOUT_FIELDS) timeouts[field] = cfg.flows.timeouts[key] * MS_PER_SECOND;
   const out: PipelineConfig = {
     onramps,
+    sites: toSiteSpecs(cfg, ids),
     routes,
     firewall: { rules, defaultAction: cfg.firewall.default_action },
     flows: { capacity4: cfg.flows.ipv4_capacity, capacity6: cfg.flows.ipv6_capacity, timeouts },

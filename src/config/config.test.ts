@@ -533,3 +533,29 @@ test('fuzz: validateConfig on arbitrary values throws only ConfigError', () => {
     }
   }), { numRuns: 300 });
 });
+
+test('sites[].failover: policy and drain idle time, defaults, bad values, mapped to the pipeline', () => {
+  const cfg = loadConfig(`sites:
+  - name: branch
+    failover: { policy: drain, drain_idle_seconds: 45 }
+  - name: pinned
+    failover: { policy: pin }
+  - name: plain
+onramps:
+${GRE_ONRAMP.replace('name: t1', 'name: t1\n    site: branch')}`, 'test.yaml');
+  assert.deepEqual(cfg.sites.map((s) => s.failover), [{ policy: 'drain', drain_idle_seconds: 45 }, { policy: 'pin', drain_idle_seconds: 30 }, undefined]);
+  const pc = toPipelineConfig(cfg);
+  assert.deepEqual(pc.sites, [
+    { id: 1, failover: { policy: 'drain', drainIdleMs: 45_000 } },
+    { id: 2, failover: { policy: 'pin', drainIdleMs: 30_000 } },
+    { id: 3 },
+  ]);
+  const pipeline = new Pipeline(pc);
+  assert.deepEqual(pipeline.ports.siteFailover(1), { policy: 'drain', drainIdleMs: 45_000 });
+  assert.deepEqual(pipeline.ports.siteFailover(3), { policy: 'follow', drainIdleMs: 30_000 });
+  assert.deepEqual(brief(`sites:\n  - name: s\n    failover: { policy: sideways, drain_idle_seconds: 0, drain: 3 }\n`), [
+    '3:25 sites[0].failover.policy: must be one of follow, pin, drain, got "sideways"',
+    '3:55 sites[0].failover.drain_idle_seconds: must be an integer 1..2592000 (seconds), got 0',
+    '3:58 sites[0].failover.drain: unknown key "drain"; expected one of: policy, drain_idle_seconds',
+  ]);
+});

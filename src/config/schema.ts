@@ -19,7 +19,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
-import { ONRAMP_TYPES } from '../dataplane/ports.js';
+import { DEFAULT_DRAIN_IDLE_MS, FAILOVER_POLICIES, ONRAMP_TYPES } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
 import { DEFAULT_RATE, RATE_INTERVAL_MS, type ProbeRate } from '../health/constants.js';
 import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
@@ -135,6 +135,16 @@ export const StoreSettingsSchema = Type.Object({
   path: Type.String({ default: DEFAULT_STORE_PATH, what: "a file path (or ':memory:')" }),
 }, { additionalProperties: false, default: {} });
 
+/** How established flows move between the site's onramps (the policies: src/dataplane/ports.ts FAILOVER_POLICIES). */
+export const SiteFailoverSchema = Type.Object({
+  policy: Type.Union(FAILOVER_POLICIES.map((p) => Type.Literal(p)), {
+    default: 'follow',
+    description: "follow: replies go where the flow last arrived; pin: to the onramp that started it while it is not down; drain: failover at once, failback when idle",
+  }),
+  /** drain: a flow on a backup moves back to the preferred healthy onramp after this long without a packet. */
+  drain_idle_seconds: Int(1, MAX_TIMEOUT_SECONDS, { default: DEFAULT_DRAIN_IDLE_MS / MS_PER_SECOND, unit: 'seconds' }),
+}, { additionalProperties: false, what: 'the failover settings (policy, drain_idle_seconds)' });
+
 export const SiteSchema = Type.Object({
   name: Name,
   /** Assigned when absent (assignIds). */
@@ -142,6 +152,8 @@ export const SiteSchema = Type.Object({
   description: Type.Optional(Text),
   /** The site's private address space. Informational (overlap report); forwarding uses routes and ARR. */
   prefixes: List(Prefix, 'prefixes', { default: [], description: "the site's private address space (informational)" }),
+  /** Failover and failback of established flows between the site's onramps; absent = policy follow. */
+  failover: Type.Optional(SiteFailoverSchema),
 }, { additionalProperties: false, $id: 'Site' });
 
 /** One userspace WireGuard interface: the device-level half of WireGuard (its peers are onramps). */
@@ -333,6 +345,7 @@ export type LogConfig = Static<typeof LogSchema>;
 export type ApiConfig = Static<typeof ApiSettingsSchema>;
 export type StoreConfig = Static<typeof StoreSettingsSchema>;
 export type SiteConfig = Static<typeof SiteSchema>;
+export type SiteFailoverConfig = Static<typeof SiteFailoverSchema>;
 export type WireGuardDeviceConfig = Static<typeof WireGuardDeviceSchema>;
 export type WireGuardPeerSettings = Static<typeof WireGuardPeerSchema>;
 export type GreSettings = Static<typeof GreSchema>;

@@ -11,7 +11,7 @@ import { maskWords, parsePrefix, type Prefix } from '../wire/addr.js';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
-import { chooseRoute, describeFlow, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
+import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { FlowTable } from '../flow/flow-table.js';
 import type { TetherConfig } from '../config/index.js';
@@ -198,13 +198,14 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const it = item(detail);
     const routeNow = chooseRoute(pipeline, detail.family, pipeline.ports.site[detail.ingressOnramp], originalKey(table, index));
     const rule = names.rule(detail.firewallRuleId);
+    const returnPath = detail.automaticReturnRouting ? describeReturn(pipeline, table, index, undefined, opts.now()) : null;
     const trail = [
       `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
       detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
       `next hop: ${it.nextHop}`,
       routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
       detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
-      detail.automaticReturnRouting ? `replies return by ARR to onramp ${it.returnOnramp}` : 'ARR off: replies are routed by the routing table on their destination',
+      returnPath !== null ? `replies return by ARR ${returnPath.where}; ${returnPath.policyNote}` : 'ARR off: replies are routed by the routing table on their destination',
       `${it.state}; ${detail.packets[0]}/${detail.packets[1]} packets and ${detail.bytes[0]}/${detail.bytes[1]} bytes (original/reply); ${it.ageSeconds} s old`,
     ];
     return { ...it, trail };

@@ -142,3 +142,29 @@ test('stableIds keeps the own site of a site-less onramp when an earlier one goe
   const one = validateConfig({ onramps: [two.onramps[1]] });
   assert.equal(stableIds(ids, one).onrampSite.get('p2'), 2, 'assignIds alone would renumber it to 1');
 });
+
+test('a site\'s failover policy applies live, to established flows too', () => {
+  const { edge, live, cfg } = setup();
+  const A_BACKUP = 9;
+  // site-a gets a backup onramp (a second GRE tunnel); the policy starts as follow (no failover key).
+  const next = validateConfig({ ...cfg, onramps: [...cfg.onramps, {
+    name: 'site-a-gre', id: A_BACKUP, type: 'gre', site: 'site-a', automatic_return_routing: true, preference: 200,
+    gre: { local: '192.168.111.1', remote: '192.168.111.2' },
+  }] });
+  live.applyConfig(next);
+  const out = (port: number) => edge.send(port, udp(HOST, '203.0.113.10', 40000, 443));
+  const natPort = out(A).parsed.srcPort;
+  const reply = () => edge.send(PORT_INTERNET, udp('203.0.113.10', '198.51.100.1', 443, natPort)).hop;
+  out(A_BACKUP);
+  assert.equal(reply(), A_BACKUP, 'follow: the last arrival');
+  out(A);
+  next.sites[0].failover = { policy: 'pin', drain_idle_seconds: 30 };
+  live.applyConfig(validateConfig(next));
+  assert.equal(edge.pipeline.ports.siteFailover(edge.pipeline.ports.site[A]).policy, 'pin');
+  out(A_BACKUP);
+  assert.equal(reply(), A, 'pin: the flow stays where it was recorded');
+  delete next.sites[0].failover;
+  live.applyConfig(validateConfig(next));
+  out(A_BACKUP);
+  assert.equal(reply(), A_BACKUP, 'back to follow');
+});

@@ -6,6 +6,7 @@
  *                    ├─ stableIds ─ toPipelineConfig ─ diff against the pipeline's own state:
  *   next config ─────┘      onramps: setOnramp for new or changed ones (health kept), ports.remove for gone ones
  *                           routes:  remove the routes no longer wanted, add the new ones (multiset diff)
+ *                           sites:    every site's failover policy replaced (setSites; flows read it per packet)
  *                           firewall: a new Firewall when its rules or default changed (setFirewall)
  *
  * What changes and what does not:
@@ -174,6 +175,9 @@ export class LiveConfig implements EdgeLike {
       const before = prevByName.get(o.name);
       if (before === undefined || before.type !== o.type || !same(transportOf(before), transportOf(o)) || before.id !== o.id) out.transportChanged.push(o.name);
     }
+
+    // Sites' failover policies: established flows read them per packet, so a change applies at once.
+    p.setSites(pc.sites ?? []);
 
     // 2. Routes: a multiset diff on everything a route is made of.
     const want = new Map<string, RouteSpec[]>();

@@ -20,7 +20,19 @@ import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
 import { PENALTY_DOWN } from '../health/constants.js';
-import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, tupleHash, type Pipeline } from './pipeline.js';
+import {
+  FLAG_ARR,
+  FLAG_CLASH,
+  FLAG_HAIRPIN,
+  FLAG_POOL,
+  FLAG_TRANSLATE,
+  RETURN_PORT_MASK,
+  RETURN_REASONS,
+  RETURN_REASON_SHIFT,
+  tupleHash,
+  type Pipeline,
+} from './pipeline.js';
+import type { FailoverPolicyName } from './ports.js';
 
 export interface HypotheticalPacket {
   onramp: number;
@@ -70,6 +82,8 @@ export interface FlowDetail {
   nextHop: number;
   firewallRuleId: number;
   automaticReturnRouting: boolean;
+  /** Why returnOnramp is the one it is: recorded at setup, the last arrival, a failover, drained back (site failover). */
+  returnReason: ReturnReason;
   translated: boolean;
   natMapping: boolean;
   clashRewrite: boolean;
@@ -79,6 +93,26 @@ export interface FlowDetail {
   packets: [number, number];
   bytes: [number, number];
   createdAtSeconds: number;
+}
+
+export type ReturnReason = (typeof RETURN_REASONS)[number];
+
+/** Where a flow's replies go and why: its site's failover policy, the return onramp and how it got there. */
+export interface ReturnPath {
+  site: number;
+  policy: FailoverPolicyName;
+  drainIdleMs: number;
+  /** The flow's return onramp (FlowDetail.returnOnramp). */
+  returnOnramp: number;
+  reason: ReturnReason;
+  /** Where a reply goes now: the return onramp, or the site's best healthy onramp while it is down. */
+  onramp: number;
+  /** "to onramp X (n), why it is that one[; it is down: they fail over to …]". */
+  where: string;
+  /** What the site's policy does with the flow from here. */
+  policyNote: string;
+  /** "replies return " + where + "; " + policyNote. */
+  note: string;
 }
 
 function formatAddr(family: number, words: ArrayLike<number>, at: number): string {
@@ -132,6 +166,7 @@ export function describeFlow(table: FlowTable, flow: number): FlowDetail {
     nextHop: table.nextHop(flow),
     firewallRuleId: table.ruleId(flow),
     automaticReturnRouting: (flags & FLAG_ARR) !== 0,
+    returnReason: RETURN_REASONS[table.returnReason(flow)],
     translated: (flags & FLAG_TRANSLATE) !== 0,
     natMapping: (flags & FLAG_POOL) !== 0,
     clashRewrite: (flags & FLAG_CLASH) !== 0,
@@ -148,6 +183,45 @@ function hopName(pipeline: Pipeline, port: number): string {
   if (port === PORT_INTERNET) return 'the Internet egress';
   const spec = pipeline.ports.get(port);
   return spec ? `onramp ${spec.name} (${port})` : `port ${port}`;
+}
+
+/**
+ * The return path of an existing flow (site failover, ports.ts FAILOVER_POLICIES): its site's policy, its
+ * return onramp, why it is that one, where a reply goes now, in a sentence. `decided` (Pipeline.decideReturn's
+ * answer) describes the state a packet would leave behind instead of the stored one; `now` (ms, default the
+ * table's latest time) measures the idle time drain waits for.
+ */
+export function describeReturn(pipeline: Pipeline, table: FlowTable, flow: number, decided?: number, now = table.latestNow()): ReturnPath {
+  const ports = pipeline.ports;
+  const site = ports.site[table.ingressPort(flow)];
+  const { policy, drainIdleMs } = ports.siteFailover(site);
+  const ret = decided === undefined ? table.returnPort(flow) : decided & RETURN_PORT_MASK;
+  const reason = RETURN_REASONS[decided === undefined ? table.returnReason(flow) : decided >>> RETURN_REASON_SHIFT];
+  const onramp = ports.deliverable(ret);
+  const name = hopName(pipeline, ret);
+  const seconds = (ms: number): string => `${Math.round(ms / 100) / 10} s`;
+  const how = {
+    'recorded': 'the onramp that started the flow (recorded at setup)',
+    'last-arrival': 'where the flow last arrived',
+    'failover': 'the backup the flow failed over to when its return onramp was down',
+    'drained-back': 'where the flow was drained back once it had been idle',
+  }[reason];
+  let where = `to ${name}, ${how}`;
+  if (onramp !== ret) where += `; it is down: they fail over to ${hopName(pipeline, onramp)}, the best healthy onramp of site ${site}`;
+  else if (ports.up[ret] !== 1) where += `; it is down and no onramp of site ${site} is up: they are sent to it anyway`;
+  const best = ports.bestUp[site];
+  let policyNote: string;
+  if (policy === 'follow') {
+    policyNote = `site ${site}'s failover policy follow: replies move to whichever onramp of the site the flow last arrives on`;
+  } else if (policy === 'pin') {
+    policyNote = `site ${site}'s failover policy pin: replies stay on ${name} while it is not down; arrivals on other onramps of the site do not move them`;
+  } else if (best !== 0 && best !== ret) {
+    const idle = Math.max(0, now - table.lastActive(flow));
+    policyNote = `site ${site}'s failover policy drain: the flow stays on ${name} while it is active and moves back to ${hopName(pipeline, best)} once idle for ${seconds(drainIdleMs)} (idle now ${seconds(idle)})`;
+  } else {
+    policyNote = `site ${site}'s failover policy drain: failover at once, failback to the preferred onramp only after ${seconds(drainIdleMs)} idle`;
+  }
+  return { site, policy, drainIdleMs, returnOnramp: ret, reason, onramp, where, policyNote, note: `replies return ${where}; ${policyNote}` };
 }
 
 
@@ -259,7 +333,20 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     out.trail.push(`matches flow ${flow} in its ${dir === 0 ? 'original' : 'reply'} direction: no policy or route lookup, the stored decision applies`);
     if (ports.site[owner] !== site) return drop(Drop.FlowOwnerMismatch, `that direction belongs to ${hopName(pipeline, owner)}'s site, not this one`);
     out.verdict = 'forward';
-    out.nextHop = dir === 0 ? ports.deliverable(table.nextHop(flow)) : (table.flags(flow) & FLAG_ARR) !== 0 ? ports.deliverable(table.returnPort(flow)) : null;
+    // The packet as the pipeline would take it (forwardOnFlow): the site's failover policy first.
+    const now = table.latestNow();
+    const decided = pipeline.decideReturn(table, flow, dir as 0 | 1, ingress, now - table.lastActive(flow));
+    if ((table.flags(flow) & FLAG_ARR) !== 0) {
+      const path = describeReturn(pipeline, table, flow, decided, now);
+      if (path.returnOnramp !== table.returnPort(flow)) {
+        out.trail.push(`this packet moves the flow's replies from ${hopName(pipeline, table.returnPort(flow))} to ${hopName(pipeline, path.returnOnramp)} (${path.reason}, failover policy ${path.policy})`);
+      }
+      out.replies = { by: 'automatic-return-routing', note: path.note };
+      out.trail.push(path.note);
+      out.nextHop = dir === 0 ? ports.deliverable(table.nextHop(flow)) : path.onramp;
+    } else {
+      out.nextHop = dir === 0 ? ports.deliverable(table.nextHop(flow)) : null;
+    }
     out.trail.push(out.nextHop !== null ? `leaves on ${hopName(pipeline, out.nextHop)}` : 'a reply of a flow without ARR: the routing table decides its next hop per packet');
     return out;
   }
@@ -337,7 +424,7 @@ function renderSetup(
   if (info.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
   else if (info.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');
   out.replies = (d.flags & FLAG_ARR) !== 0
-    ? { by: 'automatic-return-routing', note: `replies return to ${hopName(pipeline, ingress)} (recorded at setup; if it is down, the best healthy onramp of site ${site})` }
+    ? { by: 'automatic-return-routing', note: `replies return to ${hopName(pipeline, ingress)} (recorded at setup; if it is down, the best healthy onramp of site ${site}; site ${site}'s failover policy ${pipeline.ports.siteFailover(site).policy} moves them later)` }
     : { by: 'routing-table', note: `ARR is off on ${hopName(pipeline, ingress)}: replies are routed by destination ${packet.src}, as any packet` };
   out.trail.push(out.replies.note);
   out.verdict = 'forward';

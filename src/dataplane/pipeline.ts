@@ -11,7 +11,8 @@
  *                                                                                                  ▼
  *                                     rewrite from the flow's other key (incremental checksums), TTL,
  *                                     next hop: original direction → the flow's next hop;
- *                                               reply direction → ARR ? the recorded onramp : routing table
+ *                                               reply direction → ARR ? the return onramp : routing table
+ *                                     (the return onramp as the site's failover policy left it: steerReturn)
  *                                     SYN crossing a port with a tunnel MTU: MSS clamped (clampMss)
  *
  * inspect is the packet's one parse: its PacketInfo feeds every step here, the port's source filter (a
@@ -81,7 +82,7 @@ import {
 } from '../wire/rewrite.js';
 import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
-import { LOCAL_SLOT_WORDS, PortRegistry, type OnrampSpec } from './ports.js';
+import { FAILOVER_DRAIN, FAILOVER_FOLLOW, LOCAL_SLOT_WORDS, PortRegistry, type OnrampSpec, type SiteSpec } from './ports.js';
 
 /** Bits of FlowTable.flags, owned by the pipeline. */
 export const FLAG_TRANSLATE = 1; // the packet's addresses/ports change: rewrite from the other key
@@ -89,6 +90,16 @@ export const FLAG_ARR = 2; // replies go to the recorded return onramp, not thro
 export const FLAG_POOL = 4; // holds a reference on an egress pool mapping (released when the flow ends)
 export const FLAG_CLASH = 8; // source port rewritten because another site's flow had the same reply key
 export const FLAG_HAIRPIN = 16; // addressed to the egress pool and turned back inside (RFC 4787 REQ-9)
+
+/** FlowTable.returnReason, owned by the pipeline: why the flow's return onramp is the one it is (steerReturn). */
+export const RETURN_RECORDED = 0; // the onramp that started the flow, as recorded at setup
+export const RETURN_ARRIVAL = 1; // the onramp the flow's original direction last arrived on (follow, drain)
+export const RETURN_FAILOVER = 2; // drain: the best healthy onramp, taken when the return onramp was down
+export const RETURN_DRAINED_BACK = 3; // drain: the best healthy onramp, taken after the flow was idle
+export const RETURN_REASONS = ['recorded', 'last-arrival', 'failover', 'drained-back'] as const;
+/** decideReturn's answer: the port in the low 16 bits, the reason above. */
+export const RETURN_PORT_MASK = 0xffff;
+export const RETURN_REASON_SHIFT = 16;
 
 /** Returned by forward() for a fragment that waits for its first fragment: consumed, not dropped. */
 export const HELD = -256;
@@ -117,6 +128,8 @@ const L4_PORTS_LENGTH = 4;
 
 export interface PipelineConfig {
   onramps: OnrampSpec[];
+  /** Sites' failover policies; a site not listed follows. */
+  sites?: SiteSpec[];
   routes: RouteSpec[];
   firewall?: { rules: FirewallRuleSpec[]; defaultAction: 'allow' | 'deny' };
   /** Internet egress source NAT; required when any route leads to the Internet. */
@@ -232,6 +245,7 @@ export class Pipeline {
     this.frags6 = new FragmentFollower({ addrWords: 4 });
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
     for (const onramp of config.onramps) this.setOnramp(onramp);
+    this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
   }
 
@@ -249,6 +263,14 @@ export class Pipeline {
     const quota = spec.maxFlows ?? 0;
     this.flows4.setQuota(spec.id, quota);
     this.flows6.setQuota(spec.id, quota);
+  }
+
+  /**
+   * Replaces every site's failover policy (a site not listed follows). Established flows read the policy per
+   * packet, so the change applies to them at once.
+   */
+  setSites(sites: readonly SiteSpec[]): void {
+    this.ports.setSites(sites);
   }
 
   setOnrampUp(id: number, up: boolean): void {
@@ -471,14 +493,21 @@ export class Pipeline {
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
     const info = this.info;
+    // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
+    // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
+    // onramp (ports.steerable): the common case costs a compare and one byte. Decided before this packet
+    // refreshes the flow (drain measures the idle time the packet ends), applied once the flow accepts it.
+    const steerable = this.ports.steerable;
+    const decided = (dir === 0 ? ingress !== table.returnPort(flow) || steerable[ingress] !== 0 : steerable[table.returnPort(flow)] !== 0)
+      ? this.decideReturnNow(table, flow, dir, ingress, now)
+      : -1;
     if (info.protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, dir, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) return -verdict;
     } else {
       table.touch(flow, dir, now);
     }
-    // Mid-flow failover: the site's traffic moved to another of its onramps; replies follow it.
-    if (dir === 0 && ingress !== table.returnPort(flow)) table.setReturnPort(flow, ingress);
+    if (decided >= 0) this.steerReturn(table, flow, decided);
     table.count(flow, dir, length);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
@@ -495,6 +524,68 @@ export class Pipeline {
     const owner = dir === 0 ? table.ingressPort(flow) : table.nextHop(flow);
     // Onramps have sites 1..; the Internet egress alone has site 0.
     return site[ingress] === site[owner];
+  }
+
+  /**
+   * Site failover (issue 8): moves an established flow's return onramp as its site's policy says (ports.ts,
+   * FAILOVER_POLICIES) and records why (RETURN_*), for a packet the flow accepted: `decided` is decideReturn's
+   * answer, taken before the packet refreshed the flow. Replies then go to ports.deliverable(returnPort): the
+   * return onramp while it is up, else the site's best healthy onramp. Only onramps of the flow's own site are ever chosen: the
+   * arrival onramp passed the ownership check, and bestUp is the site's. ICMP errors and later fragments
+   * never come here: they change no flow (hopFor reads the result).
+   */
+  private steerReturn(table: FlowTable, flow: number, decided: number): void {
+    const next = decided & RETURN_PORT_MASK;
+    if (next !== table.returnPort(flow)) {
+      table.setReturnPort(flow, next);
+      table.setReturnReason(flow, decided >>> RETURN_REASON_SHIFT);
+    }
+  }
+
+  /** decideReturn for a packet at `now`, the flow's idle time read from the table (before the packet refreshes it). */
+  private decideReturnNow(table: FlowTable, flow: number, dir: 0 | 1, ingress: number, now: number): number {
+    return this.decideReturn(table, flow, dir, ingress, now - table.lastActive(flow));
+  }
+
+  /**
+   * steerReturn's decision, changing nothing (explain runs it too): the return onramp a packet of the flow in
+   * direction `dir` arriving on `ingress` after `idleMs` of silence leaves behind, with why, as
+   * `port | reason << RETURN_REASON_SHIFT`; the stored port and reason when nothing moves.
+   */
+  decideReturn(table: FlowTable, flow: number, dir: 0 | 1, ingress: number, idleMs: number): number {
+    const ports = this.ports;
+    const site = ports.site[table.ingressPort(flow)];
+    const policy = ports.sitePolicy[site];
+    const ret = table.returnPort(flow);
+    let next = ret;
+    let reason = RETURN_RECORDED;
+    if (policy === FAILOVER_FOLLOW) {
+      // The site's traffic moved to another of its onramps: replies follow it.
+      if (dir === 0) {
+        next = ingress;
+        reason = RETURN_ARRIVAL;
+      }
+    } else if (policy === FAILOVER_DRAIN) {
+      const best = ports.bestUp[site];
+      // Failback only when idle: an active flow is never moved toward a more preferred onramp.
+      if (best !== 0 && next !== best && idleMs >= ports.drainIdleMs[site]) {
+        next = best;
+        reason = RETURN_DRAINED_BACK;
+      }
+      // Failover at once: the site sends the flow over a less preferred onramp.
+      if (dir === 0 && ingress !== next && ports.rank[ingress] > ports.rank[next]) {
+        next = ingress;
+        reason = RETURN_ARRIVAL;
+      }
+      // The return onramp is down: the flow moves to the backup and stays there (until idle).
+      if (ports.up[next] === 0 && best !== 0) {
+        next = best;
+        reason = RETURN_FAILOVER;
+      }
+    }
+    // pin: the recorded onramp stays; deliverable() covers its down time. A move and its reason, or what is stored.
+    if (next === ret) reason = table.returnReason(flow);
+    return next | (reason << RETURN_REASON_SHIFT);
   }
 
   private hopFor(table: FlowTable, flow: number, dir: 0 | 1, ingress: number): number {

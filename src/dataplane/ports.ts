@@ -6,6 +6,11 @@
  * (ARR) an onramp's packets belong to its site's zone (zone id = site id); without ARR they belong
  * to the global zone, like the Internet's. Replies for a site whose recorded onramp is down go to
  * the site's best healthy onramp: lowest preference value, then lowest id.
+ *
+ * Per site, a failover policy (SiteFailover) says how an established flow's return onramp moves
+ * between the site's onramps; the pipeline applies it (Pipeline.steerReturn). The site tables it
+ * reads (policy, drain idle time, best healthy onramp, each onramp's rank) are preallocated and
+ * kept current on every change, so the packet path looks nothing up.
  */
 import { MAX_ONRAMP_ID, MAX_SITE_ID, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { AF_INET4, AF_INET6, MIN_MTU_IPV4 } from '../wire/constants.js';
@@ -16,6 +21,36 @@ import { parseAddress } from '../wire/addr.js';
 /** Every onramp kind: the one list (the configuration schema and the API derive theirs from it). */
 export const ONRAMP_TYPES = ['wireguard', 'gre', 'interconnect', 'ipsec'] as const;
 export type OnrampType = (typeof ONRAMP_TYPES)[number];
+
+/**
+ * How an established flow's replies move between its site's onramps (the configuration schema derives its
+ * list from this one; the index is the code in PortRegistry.sitePolicy):
+ * - follow: to the onramp the flow last arrived on (or the best healthy one while that is down);
+ * - pin: to the onramp recorded at setup while it is not down (then the best healthy one); arrivals on
+ *   other onramps of the site do not move it;
+ * - drain: failover at once (a down return onramp, or an arrival on a less preferred onramp, moves the flow
+ *   there), failback only when idle: a flow on a backup returns to the best healthy onramp after
+ *   drainIdleMs without a packet. New flows take the preferred onramp anyway (routing).
+ */
+export const FAILOVER_POLICIES = ['follow', 'pin', 'drain'] as const;
+export type FailoverPolicyName = (typeof FAILOVER_POLICIES)[number];
+export const FAILOVER_FOLLOW = 0;
+export const FAILOVER_PIN = 1;
+export const FAILOVER_DRAIN = 2;
+export const DEFAULT_DRAIN_IDLE_MS = 30_000;
+
+export interface SiteFailover {
+  policy: FailoverPolicyName;
+  /** drain: idle time (ms) after which a flow on a backup moves back to the best healthy onramp. Default 30 s. */
+  drainIdleMs?: number;
+}
+
+/** A site's settings for the pipeline; sites without one (an onramp's own site) follow. */
+export interface SiteSpec {
+  /** 1..65534 */
+  id: number;
+  failover?: SiteFailover;
+}
 
 export interface OnrampSpec {
   /** 1..65534 */
@@ -53,6 +88,9 @@ const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DRO
 /** Words per local address slot (IPv6: four; IPv4 uses the first). */
 export const LOCAL_SLOT_WORDS = 4;
 const ADDR_WORDS = LOCAL_SLOT_WORDS;
+const SITE_SPACE = MAX_SITE_ID + 1;
+/** The drain idle time is kept in a Uint32Array (ms). */
+const MAX_U32 = 0xffffffff;
 
 export class PortRegistry {
   /** 1 when the port exists. The Internet egress (port 0) always exists. */
@@ -81,6 +119,18 @@ export class PortRegistry {
   localFamily = new Uint8Array(0);
   localWords = new Uint32Array(0);
   private readonly localFree: number[] = [];
+  /** Per site: its failover policy (FAILOVER_FOLLOW, _PIN, _DRAIN) and, for drain, the idle time in ms. */
+  readonly sitePolicy = new Uint8Array(SITE_SPACE);
+  readonly drainIdleMs = new Uint32Array(SITE_SPACE).fill(DEFAULT_DRAIN_IDLE_MS);
+  /** Per site: its best healthy onramp (the first up one in failover order); 0 when none is up. */
+  readonly bestUp = new Uint16Array(SITE_SPACE);
+  /** Per onramp: its position in its site's failover order (0 = preferred). */
+  readonly rank = new Uint16Array(PORT_SPACE);
+  /**
+   * Per onramp: 1 when a flow returning to it may have to move without arriving elsewhere (its site drains and
+   * it is not the site's best healthy onramp). The packet path tests this one byte for replies.
+   */
+  readonly steerable = new Uint8Array(PORT_SPACE);
   private readonly specs = new Map<number, OnrampSpec>();
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
@@ -140,6 +190,8 @@ export class PortRegistry {
     this.up[id] = 0;
     this.mssCeiling4[id] = 0;
     this.mssCeiling6[id] = 0;
+    this.rank[id] = 0;
+    this.steerable[id] = 0;
     this.setSourceFilter(id, null);
     this.setLocal(id, 0, null);
     this.rebuildSiteOrder();
@@ -151,6 +203,34 @@ export class PortRegistry {
     if (!spec) throw new RangeError(`no onramp with id ${id}`);
     spec.up = up;
     this.up[id] = up ? 1 : 0;
+    this.updateSite(spec.site);
+  }
+
+  /** Replaces every site's failover policy; a site not listed follows (the default). */
+  setSites(sites: readonly SiteSpec[]): void {
+    const idle = new Uint32Array(SITE_SPACE).fill(DEFAULT_DRAIN_IDLE_MS);
+    const policy = new Uint8Array(SITE_SPACE);
+    for (const site of sites) {
+      if (!Number.isInteger(site.id) || site.id < 1 || site.id > MAX_SITE_ID) {
+        throw new RangeError(`site id must be an integer 1..${MAX_SITE_ID}, got ${site.id}`);
+      }
+      const f = site.failover;
+      if (f === undefined) continue;
+      const code = FAILOVER_POLICIES.indexOf(f.policy);
+      if (code < 0) throw new RangeError(`site ${site.id}: failover policy must be one of ${FAILOVER_POLICIES.join(', ')}, got ${f.policy}`);
+      const ms = f.drainIdleMs ?? DEFAULT_DRAIN_IDLE_MS;
+      if (!Number.isInteger(ms) || ms < 0 || ms > MAX_U32) throw new RangeError(`site ${site.id}: drain idle time must be an integer 0..${MAX_U32} ms, got ${ms}`);
+      policy[site.id] = code;
+      idle[site.id] = ms;
+    }
+    this.sitePolicy.set(policy);
+    this.drainIdleMs.set(idle);
+    this.siteOrder.forEach((_, site) => this.updateSite(site));
+  }
+
+  /** A site's failover policy as configured (follow when none was set). */
+  siteFailover(site: number): Required<SiteFailover> {
+    return { policy: FAILOVER_POLICIES[this.sitePolicy[site]], drainIdleMs: this.drainIdleMs[site] };
   }
 
   get(id: number): OnrampSpec | undefined {
@@ -174,13 +254,8 @@ export class PortRegistry {
    */
   deliverable(port: number): number {
     if (this.up[port] === 1) return port;
-    const order = this.siteOrder[this.site[port]];
-    if (order !== undefined) {
-      for (let i = 0; i < order.length; i++) {
-        if (this.up[order[i]] === 1) return order[i];
-      }
-    }
-    return port;
+    const best = this.bestUp[this.site[port]];
+    return best !== 0 ? best : port;
   }
 
   /** Installs (or with null, removes) a port's source filter, reusing its slot or a free one. */
@@ -229,7 +304,26 @@ export class PortRegistry {
     for (const ids of order) {
       ids?.sort((a, b) => this.preference[a] - this.preference[b] || a - b);
     }
+    const previous = this.siteOrder;
     this.siteOrder = order;
+    // Sites that lost their last onramp keep no best onramp; every other site's is recomputed.
+    previous.forEach((_, site) => this.updateSite(site));
+    order.forEach((ids, site) => {
+      ids.forEach((id, i) => (this.rank[id] = i));
+      this.updateSite(site);
+    });
+  }
+
+  /** A site's bestUp (the first up onramp in failover order, or 0) and its onramps' steerable: O(onramps of the site). */
+  private updateSite(site: number): void {
+    const order = this.siteOrder[site] ?? EMPTY;
+    let best = 0;
+    for (let i = 0; i < order.length && best === 0; i++) {
+      if (this.up[order[i]] === 1) best = order[i];
+    }
+    this.bestUp[site] = best;
+    const drains = this.sitePolicy[site] === FAILOVER_DRAIN;
+    for (let i = 0; i < order.length; i++) this.steerable[order[i]] = drains && order[i] !== best ? 1 : 0;
   }
 }
 

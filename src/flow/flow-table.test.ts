@@ -529,3 +529,42 @@ test('memory: typed arrays stay within the 128 bytes per flow budget (IPv4)', ()
   const perFlow = (t.memoryBytes() - 2 * 4 * (1 << 16)) / t.capacity;
   assert.ok(perFlow <= 128, `bytes per flow ${perFlow}`);
 });
+
+test('lastActive: the time of the last accepted packet, derived from the deadline, across protocols and TCP states', () => {
+  const t = new FlowTable({ capacity: 8, addrWords: 1, hashSeed: 7 });
+  const key = (protocol: number, sport: number): [FlowKey, FlowKey] => {
+    const orig = new FlowKey();
+    orig.protocol = protocol;
+    orig.src[0] = 0x0a000001;
+    orig.dst[0] = 0xcb00710a;
+    orig.srcPort = sport;
+    orig.dstPort = 443;
+    const reply = new FlowKey();
+    reply.reverseOf(orig);
+    return [orig, reply];
+  };
+  const udp = t.create(...key(IPPROTO_UDP, 1), 3, 1_000_000);
+  assert.equal(t.lastActive(udp), 1_000_000);
+  t.touch(udp, 0, 1_005_000);
+  assert.equal(t.lastActive(udp), 1_005_000, 'unreplied');
+  t.touch(udp, 1, 1_007_500);
+  assert.equal(t.lastActive(udp), 1_007_500, 'replied (established timeout)');
+  const icmp = t.create(...key(IPPROTO_ICMP, 2), 3, 1_008_000);
+  t.touch(icmp, 1, 1_009_000);
+  assert.equal(t.lastActive(icmp), 1_009_000);
+
+  const SYN = 0x02;
+  const ACK = 0x10;
+  const tcp = t.create(...key(IPPROTO_TCP, 3), 3, 1_010_000);
+  assert.equal(t.lastActive(tcp), 1_010_000, 'created, before its first segment is tracked');
+  assert.equal(t.trackTcp(tcp, 0, SYN, 100, 0, 65535, 0, 0, 1_010_000), Drop.None);
+  assert.equal(t.trackTcp(tcp, 1, SYN | ACK, 500, 101, 65535, 0, 0, 1_011_000), Drop.None);
+  assert.equal(t.lastActive(tcp), 1_011_000, 'SYN_RECV');
+  assert.equal(t.trackTcp(tcp, 0, ACK, 101, 501, 65535, 0, 0, 1_012_000), Drop.None);
+  assert.equal(t.lastActive(tcp), 1_012_000, 'established');
+  assert.notEqual(t.trackTcp(tcp, 0, ACK, 101 + 50_000_000, 501, 65535, 0, 0, 1_020_000), Drop.None);
+  assert.equal(t.lastActive(tcp), 1_012_000, 'a refused segment is no activity');
+  t.touch(tcp, 1, 1_030_000);
+  assert.equal(t.lastActive(tcp), 1_030_000, 'touch on a TCP flow');
+  assert.equal(t.lastActive(udp), 1_007_500, 'other flows keep theirs');
+});

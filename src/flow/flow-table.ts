@@ -117,11 +117,15 @@ const N_NEXT = 2;
 const N_SRC = 3;
 const NODE_FIXED_WORDS = 3;
 // Per flow, at record + 2 * nodeWords:
-/** Bytes (Uint8 view): state (TcpState), status, flags (the pipeline's), spare. */
+/**
+ * Bytes (Uint8 view): state (TcpState), status, flags and returnReason (both the pipeline's). returnReason
+ * took the spare byte (site failover, issue 8): the record stays 20 words (80 bytes) for IPv4, 32 for IPv6.
+ */
 const F_META = 0;
 const META_STATE = 0;
 const META_STATUS = 1;
 const META_FLAGS = 2;
+const META_RETURN_REASON = 3;
 /** Half-words (Uint16 view): ingressPort, returnPort. */
 const F_PORTS = 1;
 /** Half-words: nextHop, ruleId. */
@@ -365,6 +369,15 @@ export class FlowTable {
 
   setFlags(flow: number, flags: number): void {
     this.setMeta(flow, META_FLAGS, flags);
+  }
+
+  /** Free for the pipeline: why returnPort is what it is (8 bits); zeroed on create, never read by the table. */
+  returnReason(flow: number): number {
+    return this.meta(flow, META_RETURN_REASON);
+  }
+
+  setReturnReason(flow: number, reason: number): void {
+    this.setMeta(flow, META_RETURN_REASON, reason);
   }
 
   /** The port that created the flow (quota accounting). */
@@ -668,9 +681,28 @@ export class FlowTable {
     }
   }
 
+  /** The latest time (ms) the table was given: flows' ages and idle times are measured against it. */
+  latestNow(): number {
+    return this.clock;
+  }
+
   /** Absolute deadline (ms) of a live flow. */
   deadline(flow: number): number {
     return this.clock + ((this.storedDeadline(flow) - (this.clock >>> 0)) | 0);
+  }
+
+  /**
+   * When the flow last accepted a packet (ms, whole: the deadline is stored truncated): create, touch or an
+   * accepted trackTcp. Not stored: every refresh sets deadline = now + the timeout of the state and status it
+   * leaves behind, and nothing changes those without refreshing, so subtracting that timeout gives now back
+   * (a stored word would take an IPv4 record past 80 bytes).
+   */
+  lastActive(flow: number): number {
+    const protocol = this.protocol(flow);
+    const timeout = protocol === IPPROTO_TCP
+      ? this.tcpTimeout[this.state(flow)]
+      : (this.status(flow) & ASSURED) !== 0 ? this.repliedTimeout[protocol] : this.unrepliedTimeout[protocol];
+    return this.deadline(flow) - timeout;
   }
 
   /**
