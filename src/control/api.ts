@@ -381,28 +381,39 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const change = <R>(reply: FastifyReply, edited: (doc: StoreDoc) => string | null, mutate: (doc: StoreDoc) => R, deleting = false): { result: R; doc: StoreDoc; applied: ApplyResult | undefined } => {
     let editedPath: string | null = null;
     let mutated: StoreDoc | undefined;
+    let applied: ApplyResult | undefined;
+    let previous: TetherConfig | undefined;
     try {
+      // The edge applies the change inside the store's transaction: when it cannot (ApplyError: a TUN, an
+      // address, a port), the store rolls back too, and both stay exactly as they were.
       const r = store.update((doc) => {
         const result = mutate(doc);
         editedPath = edited(doc);
         mutated = doc;
         return result;
-      }, edge?.checkConfig?.bind(edge));
-      let applied: ApplyResult | undefined;
-      if (edge !== undefined) {
-        applied = edge.applyConfig(r.config);
+      }, edge?.checkConfig?.bind(edge), edge === undefined ? undefined : (next, prev) => {
+        applied = edge.applyConfig(next);
+        previous = prev;
+      });
+      if (applied !== undefined) {
         if (applied.restartRequired.length > 0) void reply.header('x-tether-restart-required', applied.restartRequired.join(','));
         reply.log.info({ applied }, 'configuration changed');
       }
       return { result: r.result, doc: store.read(), applied };
     } catch (e) {
+      // Applied, but the commit itself failed: the edge goes back to what the store still holds.
+      if (applied !== undefined && previous !== undefined && edge !== undefined) edge.applyConfig(previous);
       if (e instanceof NotFoundError) throw new HttpError(404, `no ${e.kind.replace(/_/g, ' ').replace(/s$/, '')} ${JSON.stringify(String(e.id))}`);
       if (e instanceof ConfigError) {
         const { problems, own } = configProblems(e, editedPath, mutated ?? store.read());
         if (deleting || !own) throw new HttpError(409, 'the change conflicts with other resources', problems);
         throw new HttpError(400, 'invalid configuration', problems);
       }
-      if (e instanceof ApplyError) throw new HttpError(409, 'the change cannot be applied to the running edge', [{ path: e.path, message: e.message }]);
+      if (e instanceof ApplyError) {
+        const doc = mutated ?? store.read();
+        const [problem] = configProblems(new ConfigError('edge', [{ path: e.path, line: 0, column: 0, message: e.message }]), editedPath, doc).problems;
+        throw new HttpError(409, 'the change cannot be applied to the running edge', [problem]);
+      }
       throw e;
     }
   };

@@ -14,13 +14,14 @@
  *    Exceptions by design of the pipeline: replies of flows without ARR are routed per packet (so a route
  *    change moves them at once), and switching ARR changes the onramp's zone, so packets of its existing
  *    flows no longer find them and start new flows (keyed in the new zone).
- *  - Removing an onramp ends nothing explicitly: its flows stay until they expire; its packets are dropped
- *    as UnknownPort from then on.
- *  - The egress pool, the flow-table sizes and timeouts, WireGuard devices, the API, store and log settings
- *    are fixed when the pipeline / edge is built: `restartRequired` names them when they changed, and
- *    `check()` refuses changes that cannot be half-applied (an Internet route with no pool in the pipeline).
- *  - Onramp transports (the GRE tunnel table, WireGuard peers, interconnect TUNs) belong to the Edge, not the
- *    pipeline: `transportChanged` lists the onramps whose transport must be added, removed or reconfigured.
+ *  - Removing an onramp here only takes its port away (its packets are dropped as UnknownPort from then on);
+ *    the daemon (src/daemon/live.ts) then ends its flows at once (Pipeline.endFlowsOf).
+ *  - The egress pool, the flow-table sizes and timeouts, the API, store and log settings are fixed when the
+ *    pipeline / edge is built: `restartRequired` names them when they changed, and `check()` refuses changes
+ *    that cannot be half-applied (an Internet route with no pool in the pipeline).
+ *  - Onramp transports (the GRE tunnel table, WireGuard devices and peers, interconnect TUNs) belong to the
+ *    Edge, not the pipeline: `transportChanged` lists the onramps whose transport must be added, removed or
+ *    reconfigured; the daemon's EdgeLike applies them together with this (Edge.applyTransports).
  */
 import { MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
@@ -47,8 +48,10 @@ export interface ApplyResult {
   firewallReplaced: boolean;
   /** Onramps whose transport (GRE tunnel, WireGuard peer, interconnect link) the Edge must set up, change or remove. */
   transportChanged: string[];
-  /** Settings stored but effective only after a restart ("egress", "flows", "wireguard_devices", …). */
+  /** Settings stored but effective only after a restart ("egress", "flows", "api", "store", "log"). */
   restartRequired: string[];
+  /** Flows ended at once because an onramp they name was removed (set by the daemon's EdgeLike). */
+  flowsEnded?: number;
 }
 
 /** A change that is valid but cannot be applied to the running edge. */
@@ -59,7 +62,8 @@ export class ApplyError extends Error {
   }
 }
 
-const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'wireguard_devices', 'egress'] as const;
+/** What a running edge cannot change (docs/API.md, "What a change does to traffic", says why for each). */
+const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'egress'] as const;
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
