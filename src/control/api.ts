@@ -611,7 +611,13 @@ function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): void {
     const old = doc.entries[kind] as StoredEntry[];
     const used = new Set<number>();
     (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = lists[kind].map((value) => {
-      // Sites, onramps and rules: the store takes the id from the (pinned) value.
+      // Sites, onramps and rules: the store takes the id from the (pinned) value. One imported without an id
+      // keeps the id of the entry of the same name (a file written by hand keeps its onramps and their flows;
+      // ids only grow, so a new id would end every flow of the "new" onramp).
+      if (hasConfigId(kind) && value.id === undefined && typeof value.name === 'string') {
+        const named = old.find((o) => (o.value as { name?: string }).name === value.name);
+        if (named !== undefined) value.id = named.id;
+      }
       const same = hasConfigId(kind) ? undefined
         : kind === 'wireguard_devices' ? old.find((o) => !used.has(o.id) && (o.value as { name: string }).name === value.name)
           : old.find((o) => !used.has(o.id) && JSON.stringify(o.value) === JSON.stringify(value));

@@ -519,3 +519,15 @@ test('updatePeer: narrowed allowed IPs apply to the next packet; keepalive and e
   b.updatePeer(0, { persistentKeepalive: 0 }, T0 + 6);
   assert.deepEqual(copyOut(b.poll(T0 + 5 + 25_000)).length, 0, 'turned off: no keepalive at the old interval');
 });
+
+test('a removed peer\'s session indices are handed out last: a new peer\'s handshake does not make them unknown', () => {
+  const { a, b } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const late = copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1));
+  b.removePeer(0);
+  const c = keyPair(66);
+  b.addPeer({ publicKey: c.pub, allowedIps: ['10.0.1.0/24'] });
+  const cDev = new WireGuardDevice({ privateKey: c.priv, randomFill: seededRandom(12), peers: [{ publicKey: keyPair(22).pub, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  handshake(cDev, b, ipv4Packet('10.0.1.5', '10.0.2.9', 5), T0 + 2);
+  assert.equal(deliver(b, late, ADDR_A, PORT_A, T0 + 3)[0].reason, WgDrop.Revoked);
+});

@@ -399,7 +399,12 @@ export class WireGuardDevice {
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
       if (slotPeer[slot] !== peer.index) continue;
       this.slotRevoked[slot] = this.slotIndex[slot];
-      this.freeIndex(this.slotIndex[slot]);
+      slotPeer[slot] = -1;
+      this.slotKeypair[slot] = null;
+      // To the bottom of the free stack: handed out last, so the revoked index is recognised as long as possible.
+      this.freeSlots.copyWithin(1, 0, this.freeTop);
+      this.freeSlots[0] = slot;
+      this.freeTop++;
     }
     peer.previous = peer.current = peer.next = null;
     peer.handshakeIndexLive = false;
