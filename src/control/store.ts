@@ -135,6 +135,8 @@ function idEntries(cfg: TetherConfig, kind: GrowingKind): Array<{ id?: number }>
 export class ConfigStore {
   private readonly db: Database.Database;
   private closed = false;
+  /** The configuration this connection committed last, and SQLite's data_version right after. */
+  private committed: { version: number; config: TetherConfig } | null = null;
 
   private constructor(readonly path: string, db: Database.Database) {
     this.db = db;
@@ -251,10 +253,15 @@ export class ConfigStore {
    * edge takes the change; may throw: rolled back) and commits.
    */
   update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
-    return this.db.transaction((): UpdateResult<R> => {
+    const r = this.db.transaction((): UpdateResult<R> => {
       if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
       const before = this.readDoc();
-      const previous = validateConfig(docToConfig(before), `store ${this.path}`);
+      // What this connection committed last is valid already: validated again only when another connection
+      // (another process) has written since (SQLite's data_version moves only for other connections' commits).
+      const version = this.dataVersion();
+      const previous = this.committed !== null && this.committed.version === version
+        ? structuredClone(this.committed.config)
+        : validateConfig(docToConfig(before), `store ${this.path}`);
       const doc = structuredClone(before);
       const result = mutate(doc);
       const config = validateConfig(docToConfig(doc), 'request');
@@ -264,6 +271,12 @@ export class ConfigStore {
       apply?.(config, previous);
       return { result, previous, config };
     }).immediate();
+    this.committed = { version: this.dataVersion(), config: structuredClone(r.config) };
+    return r;
+  }
+
+  private dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
   }
 
   /** Adds an entry at the end of its list (or before the entry `beforeId`); returns its row id. */
