@@ -427,10 +427,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return index;
   };
 
+  /** One entry, redacted: only that entry goes through redact() (a change's answer with 1,000 onramps). */
   const entryOf = (doc: StoreDoc, kind: EntryKind, id: number): Obj => {
-    const found = redactedEntries(doc)[kind].find((e) => e.id === id);
-    if (found === undefined) throw new HttpError(500, 'entry vanished');
-    return found;
+    const entry = (doc.entries[kind] as StoredEntry[]).find((e) => e.id === id);
+    if (entry === undefined) throw new HttpError(500, 'entry vanished');
+    const alone = { ...doc, entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [], [kind]: [entry] } } as StoreDoc;
+    return redactedEntries(alone)[kind][0];
   };
 
   /** The body as a configuration value: `id` checked against the entry's id and removed where not a config field. */
