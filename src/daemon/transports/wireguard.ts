@@ -235,7 +235,12 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       if (target.device.findPeer(key) >= 0) throw new Error(`onramp ${o.name}: public key already used by onramp ${target.peerOnramp[target.device.findPeer(key)]}`);
       this.presharedKey(o); // a key file that cannot be read refuses the change before the old peer goes
       this.remove(id);
-      this.add(o, id);
+      try {
+        this.add(o, id);
+      } catch (e) {
+        this.add({ ...o, wireguard: had }, id);
+        throw e;
+      }
       return;
     }
     const change: WireGuardPeerChange = {};
