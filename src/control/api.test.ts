@@ -349,3 +349,37 @@ test('every change is applied live to the running pipeline', async () => {
   await app.close();
   store.close();
 });
+
+test('ids only grow through the API: a deleted onramp\'s or site\'s id is never handed out again; an import without ids keeps ids by name', async () => {
+  const store = ConfigStore.open(':memory:');
+  store.seedFrom(defaultConfig());
+  const cfg = store.load();
+  const edge = new PipelineRig(toPipelineConfig(cfg));
+  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg), token: TOKEN });
+  const gre = (name: string, key: number) => ({ name, type: 'gre', site: 'site-b', automatic_return_routing: true, gre: { local: '192.168.110.1', remote: '192.168.110.2', key } });
+  const first = await call(app, 'POST', '/v1/onramps', gre('gre-1', 1));
+  assert.equal(first.status, 201);
+  const firstId = (first.body as { id: number }).id;
+  assert.equal((await call(app, 'DELETE', `/v1/onramps/${firstId}`)).status, 204);
+  const second = await call(app, 'POST', '/v1/onramps', gre('gre-2', 2));
+  assert.equal((second.body as { id: number }).id, firstId + 1, 'the deleted id is skipped');
+  const reuse = await call(app, 'POST', '/v1/onramps', { ...gre('gre-3', 3), id: firstId });
+  assert.equal(reuse.status, 400);
+  assert.equal(reuse.body.problems[0].path, 'id');
+  assert.match(reuse.body.problems[0].message, /never reused/);
+  const site = (await call(app, 'POST', '/v1/sites', { name: 'site-x' })).body as { id: number };
+  assert.equal((await call(app, 'DELETE', `/v1/sites/${site.id}`)).status, 204);
+  assert.equal(((await call(app, 'POST', '/v1/sites', { name: 'site-y' })).body as { id: number }).id, site.id + 1);
+
+  // `tether config import` of a file without ids: every entry keeps the id of its namesake.
+  const before = new Map(store.load().onramps.map((o) => [o.name, o.id]));
+  const plain = store.load();
+  for (const o of plain.onramps) delete o.id;
+  for (const s of plain.sites) delete s.id;
+  for (const r of plain.firewall.rules) delete r.id;
+  const imported = await call(app, 'PUT', '/v1/config', plain);
+  assert.equal(imported.status, 200, JSON.stringify(imported.body));
+  assert.deepEqual(new Map(store.load().onramps.map((o) => [o.name, o.id])), before);
+  await app.close();
+  store.close();
+});

@@ -362,31 +362,42 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const change = <R>(reply: FastifyReply, edited: (doc: StoreDoc) => string | null, mutate: (doc: StoreDoc) => R, deleting = false): { result: R; doc: StoreDoc; applied: ApplyResult | undefined } => {
     let editedPath: string | null = null;
     let mutated: StoreDoc | undefined;
+    let applied: ApplyResult | undefined;
+    let previous: TetherConfig | undefined;
     try {
+      // The edge applies the change inside the store's transaction: when it cannot (ApplyError: a TUN, an
+      // address, a port), the store rolls back too, and both stay exactly as they were.
       const r = store.update((doc) => {
         const result = mutate(doc);
         editedPath = edited(doc);
         mutated = doc;
         return result;
-      }, (next, previous) => {
-        refuseNewPaths(next, previous);
-        edge?.checkConfig?.(next, previous);
+      }, (next, prev) => {
+        refuseNewPaths(next, prev);
+        edge?.checkConfig?.(next, prev);
+      }, edge === undefined ? undefined : (next, prev) => {
+        applied = edge.applyConfig(next);
+        previous = prev;
       });
-      let applied: ApplyResult | undefined;
-      if (edge !== undefined) {
-        applied = edge.applyConfig(r.config);
+      if (applied !== undefined) {
         if (applied.restartRequired.length > 0) void reply.header('x-tether-restart-required', applied.restartRequired.join(','));
         reply.log.info({ applied }, 'configuration changed');
       }
       return { result: r.result, doc: store.read(), applied };
     } catch (e) {
+      // Applied, but the commit itself failed: the edge goes back to what the store still holds.
+      if (applied !== undefined && previous !== undefined && edge !== undefined) edge.applyConfig(previous);
       if (e instanceof NotFoundError) throw new HttpError(404, `no ${e.kind.replace(/_/g, ' ').replace(/s$/, '')} ${JSON.stringify(String(e.id))}`);
       if (e instanceof ConfigError) {
         const { problems, own } = configProblems(e, editedPath, mutated ?? store.read());
         if (deleting || !own) throw new HttpError(409, 'the change conflicts with other resources', problems);
         throw new HttpError(400, 'invalid configuration', problems);
       }
-      if (e instanceof ApplyError) throw new HttpError(409, 'the change cannot be applied to the running edge', [{ path: e.path, message: e.message }]);
+      if (e instanceof ApplyError) {
+        const doc = mutated ?? store.read();
+        const [problem] = configProblems(new ConfigError('edge', [{ path: e.path, line: 0, column: 0, message: e.message }]), editedPath, doc).problems;
+        throw new HttpError(409, 'the change cannot be applied to the running edge', [problem]);
+      }
       throw e;
     }
   };
@@ -415,10 +426,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   };
   const entriesOf = (doc: StoreDoc, kind: EntryKind): Obj[] => redactedEntries(doc)[kind].map((e) => live(kind, e));
 
+  /** One entry, redacted: only that entry goes through redact() (a change's answer with 1,000 onramps). */
   const entryOf = (doc: StoreDoc, kind: EntryKind, id: number): Obj => {
-    const found = entriesOf(doc, kind).find((e) => e.id === id);
-    if (found === undefined) throw new HttpError(500, 'entry vanished');
-    return found;
+    const entry = (doc.entries[kind] as StoredEntry[]).find((e) => e.id === id);
+    if (entry === undefined) throw new HttpError(500, 'entry vanished');
+    const alone = { ...doc, entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [], [kind]: [entry] } } as StoreDoc;
+    return live(kind, redactedEntries(alone)[kind][0]);
   };
 
   /** The body as a configuration value: `id` checked against the entry's id and removed where not a config field. */

@@ -15,16 +15,17 @@
  *    Exceptions by design of the pipeline: replies of flows without ARR are routed per packet (so a route
  *    change moves them at once), and switching ARR changes the onramp's zone, so packets of its existing
  *    flows no longer find them and start new flows (keyed in the new zone).
- *  - Removing an onramp ends nothing explicitly: its flows stay until they expire; its packets are dropped
- *    as UnknownPort from then on.
- *  - The egress pool, the flow-table sizes and timeouts, WireGuard devices, the API, store and log settings
- *    are fixed when the pipeline / edge is built: `restartRequired` names them when they changed, and
- *    `check()` refuses changes that cannot be half-applied (an Internet route with no pool in the pipeline).
- *  - Onramp transports (the GRE tunnel table, WireGuard peers, interconnect TUNs) belong to the Edge, not the
- *    pipeline: `transportChanged` lists the onramps whose transport must be added, removed or reconfigured.
+ *  - Removing an onramp here only takes its port away (its packets are dropped as UnknownPort from then on);
+ *    the daemon (src/daemon/live.ts) then ends its flows at once (Pipeline.endFlowsOf).
+ *  - The egress pool, the flow-table sizes and timeouts, the API, store and log settings are fixed when the
+ *    pipeline / edge is built: `restartRequired` names them when they changed, and `check()` refuses changes
+ *    that cannot be half-applied (an Internet route with no pool in the pipeline).
+ *  - Onramp transports (the GRE tunnel table, WireGuard devices and peers, interconnect TUNs) belong to the
+ *    Edge, not the pipeline: `transportChanged` lists the onramps whose transport must be added, removed or
+ *    reconfigured; the daemon's EdgeLike applies them together with this (Edge.applyTransports).
  */
 import { MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
-import type { Pipeline } from '../dataplane/pipeline.js';
+import type { Pipeline, PipelineConfig } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
@@ -63,8 +64,10 @@ export interface ApplyResult {
   firewallReplaced: boolean;
   /** Onramps whose transport (GRE tunnel, WireGuard peer, interconnect link) the Edge must set up, change or remove. */
   transportChanged: string[];
-  /** Settings stored but effective only after a restart ("egress", "flows", "wireguard_devices", …). */
+  /** Settings stored but effective only after a restart ("egress", "flows", "api", "store", "log"). */
   restartRequired: string[];
+  /** Flows ended at once because an onramp they name was removed (set by the daemon's EdgeLike). */
+  flowsEnded?: number;
 }
 
 /** A change that is valid but cannot be applied to the running edge. */
@@ -75,10 +78,31 @@ export class ApplyError extends Error {
   }
 }
 
-const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'wireguard_devices', 'egress'] as const;
+/** What a running edge cannot change (docs/API.md, "What a change does to traffic", says why for each). */
+const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'egress'] as const;
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Two port specs are the same apart from `up` (the health state, which a configuration never carries). Field
+ * by field, arrays element by element (anything deeper through JSON): one change with 1,000 onramps configured
+ * compares 1,000 specs, and stringifying each made the change measurably slower (bench/apply.ts).
+ */
+function sameSpec(a: OnrampSpec, b: OnrampSpec): boolean {
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+    if (k === 'up') continue;
+    const u = x[k];
+    const v = y[k];
+    if (u === v) continue;
+    if (Array.isArray(u) && Array.isArray(v)) {
+      if (u.length !== v.length || u.some((e, i) => e !== v[i] && !same(e, v[i]))) return false;
+    } else if (typeof u !== 'object' || typeof v !== 'object' || !same(u, v)) return false;
+  }
+  return true;
 }
 
 /**
@@ -127,9 +151,13 @@ export class LiveConfig implements EdgeLike {
   private currentIds: ConfigIds;
 
   /** `pipeline` must have been built from `config` (toPipelineConfig(config, ids)). */
+  /** The firewall the pipeline runs, as compiled (compared with the next one's). */
+  private firewall: PipelineConfig['firewall'];
+
   constructor(private readonly pipeline: Pipeline, config: TetherConfig, ids: ConfigIds = assignIds(config)) {
     this.current = structuredClone(config);
     this.currentIds = ids;
+    this.firewall = toPipelineConfig(config, ids).firewall;
   }
 
   get config(): TetherConfig {
@@ -167,7 +195,7 @@ export class LiveConfig implements EdgeLike {
       const have = p.ports.get(spec.id);
       const desired: OnrampSpec = { ...spec, up: have?.up ?? true };
       if (have === undefined) out.onrampsAdded.push(spec.name);
-      else if (!same({ ...have, up: undefined }, { ...desired, up: undefined })) out.onrampsChanged.push(spec.name);
+      else if (!sameSpec(have, desired)) out.onrampsChanged.push(spec.name);
       else continue;
       p.setOnramp(desired);
     }
@@ -204,8 +232,8 @@ export class LiveConfig implements EdgeLike {
     }
 
     // 4. Firewall: immutable, replaced as a whole when anything in it changed.
-    const prevFw = toPipelineConfig(prev, this.currentIds).firewall;
-    if (!same(prevFw, pc.firewall)) {
+    if (!same(this.firewall, pc.firewall)) {
+      this.firewall = pc.firewall;
       p.setFirewall(new Firewall(pc.firewall?.rules ?? [], pc.firewall?.defaultAction ?? 'allow'));
       out.firewallReplaced = true;
     }

@@ -220,6 +220,8 @@ export function createMetrics(opts: MetricsOptions): Registry {
   counter('tether_flows_created_total', 'Flows started by the onramp.', SITE_ONRAMP, perPort((p) => c.flowsCreated[p], true));
   counter('tether_flows_ended_total', 'Flows started by the onramp that ended (expired, evicted or deleted).', SITE_ONRAMP,
     perPort((p) => c.flowsEnded[p], true));
+  counter('tether_flows_ended_onramp_removed_total', 'Flows ended at once because an onramp they came from, return to or lead to was removed.', [],
+    (emit) => emit(NO_LABELS, c.flowsEndedByRemoval));
   gauge('tether_flow_table_flows', 'Live flows in the flow table of the address family.', ['family'], (emit) => {
     emit({ family: 'ipv4' }, pipeline.flows4.size);
     emit({ family: 'ipv6' }, pipeline.flows6.size);

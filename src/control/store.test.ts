@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { ConfigError, loadConfig, stringifyConfig, validateConfig, type RouteConfig, type TetherConfig } from '../config/index.js';
+import { ConfigError, loadConfig, stringifyConfig, validateConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type TetherConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
 import { ConfigStore, NotFoundError, STORE_SCHEMA_VERSION } from './store.js';
 
@@ -99,8 +99,31 @@ test('ids are pinned: deleting an onramp never renumbers the others', () => {
   store.create('onramps', { name: 'new-gre', type: 'gre', site: 'site-b', automatic_return_routing: true, preference: 100, max_flows: 0, gre: { local: '192.168.110.1', remote: '192.168.110.2', mtu: 1476 } });
   const after = store.load();
   for (const o of after.onramps) if (ids.has(o.name)) assert.equal(o.id, ids.get(o.name), o.name);
-  assert.equal(after.onramps.find((o) => o.name === 'new-gre')?.id, 2, 'the freed id is reused by a new onramp only');
+  // Issue 8: the freed id is never handed out again (flows, metric series and log lines may still name it).
+  assert.equal(after.onramps.find((o) => o.name === 'new-gre')?.id, Math.max(...[...ids.values()].map(Number)) + 1, 'a new onramp gets an id above every id ever used');
   store.close();
+});
+
+test('ids only grow, across a restart too: a deleted onramp\'s or site\'s id is never handed out again, nor taken explicitly', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-ids-'));
+  const path = join(dir, 'tether.db');
+  let store = ConfigStore.open(path);
+  store.seedFrom(defaultConfig());
+  const top = Math.max(...store.load().onramps.map((o) => o.id!));
+  const gre = (name: string, site: string, id?: number): OnrampConfig => ({ name, ...(id ? { id } : {}), type: 'gre', site, automatic_return_routing: true, preference: 100, max_flows: 0, gre: { local: '192.168.110.1', remote: `192.168.110.1${name.slice(-1)}`, mtu: 1476 } }) as OnrampConfig;
+  const added = store.create('onramps', gre('gre-1', 'site-b')).result.id;
+  assert.equal(added, top + 1);
+  store.remove('onramps', added);
+  store.close();
+  store = ConfigStore.open(path);
+  assert.equal(store.create('onramps', gre('gre-2', 'site-b')).result.id, top + 2, 'the deleted id stays retired after a restart');
+  assert.throws(() => store.create('onramps', gre('gre-3', 'site-b', added)), (e: ConfigError) => /never reused/.test(e.problems[0].message) && e.problems[0].path.endsWith('.id'));
+  const site = store.create('sites', { name: 'site-x' } as SiteConfig).result.id;
+  store.remove('sites', site);
+  assert.equal(store.create('sites', { name: 'site-y' } as SiteConfig).result.id, site + 1, 'site ids only grow too');
+  assert.equal(store.idHighWater('onramps'), top + 3);
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('random sequences of route creations and deletions match a plain list model', () => {

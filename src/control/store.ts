@@ -14,9 +14,13 @@
  *    and an id. Sections that are not lists (log, api, store, flows, egress, firewall.default_action) are
  *    rows of `settings`. The JSON is the configuration's own snake_case shape: one schema everywhere.
  *  - Ids are pinned: sites, onramps and firewall rules get their data-plane id written into their object when
- *    they are stored (assignIds on the resulting configuration), so deleting or inserting an entry never
- *    renumbers the others; the data plane's flows hold these ids. The row id is that id. Routes and WireGuard
- *    devices have no id in the configuration; their row id comes from a per-kind counter that never reuses.
+ *    they are stored, so deleting or inserting an entry never renumbers the others; the data plane's flows hold
+ *    these ids. The row id is that id. Routes and WireGuard devices have no id in the configuration; their row
+ *    id comes from a per-kind counter that never reuses.
+ *  - Ids only grow: flows, NAT mappings, metric series and log lines name sites, onramps and rules by id, so an
+ *    id, once handed out, never names another entry. `sequences` keeps, per kind, one above the highest id ever
+ *    stored (persisted: across restarts too); a new entry without an id gets the next one, and a new entry may
+ *    not bring an explicit id below it (that id may have belonged to a deleted entry).
  *  - Every write validates the WHOLE resulting configuration with validateConfig (same rules and messages as
  *    the YAML file) inside the transaction, and rolls back on any problem.
  *  - Concurrency: WAL mode (readers never block the writer) and busy_timeout; writes use BEGIN IMMEDIATE so a
@@ -27,7 +31,8 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { assignIds, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
+import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { ConfigError, MAX_RULE_ID, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
 
 /** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
 export const STORE_SCHEMA_VERSION = 1;
@@ -118,17 +123,20 @@ export function docToConfig(doc: StoreDoc): TetherConfig {
   };
 }
 
-/** Writes assignIds' result into every site, onramp and firewall rule that has no id yet. */
-function pinIds(cfg: TetherConfig): void {
-  const ids = assignIds(cfg);
-  for (const s of cfg.sites) s.id ??= ids.sites.get(s.name);
-  for (const o of cfg.onramps) o.id ??= ids.onramps.get(o.name);
-  cfg.firewall.rules.forEach((r, i) => { r.id ??= ids.firewallRules[i]; });
+/** The kinds whose ids the data plane records (flows, NAT, metrics, logs): they only grow. */
+type GrowingKind = 'sites' | 'onramps' | 'firewall_rules';
+const GROWING_KINDS: readonly GrowingKind[] = ['sites', 'onramps', 'firewall_rules'];
+const MAX_ID: Record<GrowingKind, number> = { sites: MAX_SITE_ID, onramps: MAX_ONRAMP_ID, firewall_rules: MAX_RULE_ID };
+
+function idEntries(cfg: TetherConfig, kind: GrowingKind): Array<{ id?: number }> {
+  return kind === 'sites' ? cfg.sites : kind === 'onramps' ? cfg.onramps : cfg.firewall.rules;
 }
 
 export class ConfigStore {
   private readonly db: Database.Database;
   private closed = false;
+  /** The configuration this connection committed last, and SQLite's data_version right after. */
+  private committed: { version: number; config: TetherConfig } | null = null;
 
   private constructor(readonly path: string, db: Database.Database) {
     this.db = db;
@@ -201,7 +209,7 @@ export class ConfigStore {
     return this.db.transaction(() => {
       if (!this.isEmpty()) return false;
       const next = validateConfig(structuredClone(cfg), 'seed');
-      pinIds(next);
+      this.pinIds(next, null);
       this.writeDoc(this.configToDoc(next), null);
       return true;
     }).immediate();
@@ -241,21 +249,34 @@ export class ConfigStore {
   /**
    * The one write primitive: in an IMMEDIATE transaction, reads the document, lets `mutate` change it (and
    * return a result), validates the whole resulting configuration (throws ConfigError: rolled back), pins ids,
-   * calls `check` (may throw to refuse the change: rolled back), writes what changed and commits.
+   * calls `check` (may throw to refuse the change: rolled back), writes what changed, calls `apply` (the running
+   * edge takes the change; may throw: rolled back) and commits.
    */
-  update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
-    return this.db.transaction((): UpdateResult<R> => {
+  update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
+    const r = this.db.transaction((): UpdateResult<R> => {
       if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
       const before = this.readDoc();
-      const previous = validateConfig(docToConfig(before), `store ${this.path}`);
+      // What this connection committed last is valid already: validated again only when another connection
+      // (another process) has written since (SQLite's data_version moves only for other connections' commits).
+      const version = this.dataVersion();
+      const previous = this.committed !== null && this.committed.version === version
+        ? structuredClone(this.committed.config)
+        : validateConfig(docToConfig(before), `store ${this.path}`);
       const doc = structuredClone(before);
       const result = mutate(doc);
       const config = validateConfig(docToConfig(doc), 'request');
-      pinIds(config);
+      this.pinIds(config, previous);
       check?.(config, previous);
       this.writeDoc(this.normalisedDoc(doc, config), before);
+      apply?.(config, previous);
       return { result, previous, config };
     }).immediate();
+    this.committed = { version: this.dataVersion(), config: structuredClone(r.config) };
+    return r;
+  }
+
+  private dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
   }
 
   /**
@@ -326,7 +347,39 @@ export class ConfigStore {
     }, check);
   }
 
+  /** One above the highest id ever stored for `kind` (1 for a kind never written). */
+  idHighWater(kind: GrowingKind): number {
+    const row = this.db.prepare('SELECT next FROM sequences WHERE kind = ?').get(kind) as { next: number } | undefined;
+    return row?.next ?? 1;
+  }
+
   // ─── internals ─────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Gives every site, onramp and firewall rule without an id the next id of its kind, refuses a new entry's
+   * explicit id below the kind's high-water mark, and raises the mark (in the open transaction).
+   */
+  private pinIds(cfg: TetherConfig, previous: TetherConfig | null): void {
+    const problems: ConfigProblem[] = [];
+    for (const kind of GROWING_KINDS) {
+      const mark = this.idHighWater(kind);
+      const had = new Set(previous === null ? [] : idEntries(previous, kind).map((e) => e.id));
+      const list = idEntries(cfg, kind);
+      let next = mark;
+      list.forEach((e, i) => {
+        if (e.id === undefined) return;
+        if (!had.has(e.id) && e.id < mark) problems.push({ path: `${configListPath(kind)}[${i}].id`, line: 0, column: 0, message: `${e.id} may have belonged to a deleted entry: ids are never reused (leave id out, or use ${mark} or more)` });
+        next = Math.max(next, e.id + 1);
+      });
+      list.forEach((e, i) => {
+        if (e.id !== undefined) return;
+        if (next > MAX_ID[kind]) problems.push({ path: `${configListPath(kind)}[${i}]`, line: 0, column: 0, message: `no ${kind === 'firewall_rules' ? 'rule' : kind.slice(0, -1)} id left (ids only grow, up to ${MAX_ID[kind]})` });
+        else e.id = next++;
+      });
+      if (next !== mark) this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next').run(kind, next);
+    }
+    if (problems.length > 0) throw new ConfigError('request', problems);
+  }
 
   private entryAt<K extends EntryKind>(kind: K, index: number): StoredEntry<K> {
     const rows = this.selectEntries(kind);
@@ -443,7 +496,13 @@ export function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): voi
     const old = doc.entries[kind] as StoredEntry[];
     const used = new Set<number>();
     (doc.entries as Record<EntryKind, StoredEntry[]>)[kind] = lists[kind].map((value) => {
-      // Sites, onramps and rules: the store takes the id from the (pinned) value.
+      // Sites, onramps and rules: the store takes the id from the (pinned) value. One imported without an id
+      // keeps the id of the entry of the same name (a file written by hand keeps its onramps and their flows;
+      // ids only grow, so a new id would end every flow of the "new" onramp).
+      if (hasConfigId(kind) && value.id === undefined && typeof value.name === 'string') {
+        const named = old.find((o) => (o.value as { name?: string }).name === value.name);
+        if (named !== undefined) value.id = named.id;
+      }
       const same = hasConfigId(kind) ? undefined
         : kind === 'wireguard_devices' ? old.find((o) => !used.has(o.id) && (o.value as { name: string }).name === value.name)
           : old.find((o) => !used.has(o.id) && JSON.stringify(o.value) === JSON.stringify(value));

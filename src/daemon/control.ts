@@ -15,13 +15,14 @@ import { buildApi, loadOrCreateToken } from '../control/api.js';
 import { keepRunningPaths } from '../control/api-guard.js';
 import { configDifferences } from '../control/config-diff.js';
 import { registerFlowRoutes } from '../control/api-flows.js';
-import { LiveConfig, type ApplyResult, type EdgeLike } from '../control/apply.js';
+import type { EdgeLike } from '../control/apply.js';
 import type { TetherConfig } from '../config/index.js';
 import { flowLoggerFor, type FlowLogger } from '../control/flow-log.js';
 import { registerDashboard } from '../control/dashboard.js';
 import { createMetrics, NameBook } from '../control/metrics.js';
 import { ConfigStore } from '../control/store.js';
 import type { Edge } from './edge.js';
+import { LiveEdge } from './live.js';
 
 export interface ControlPlane {
   api: FastifyInstance;
@@ -85,21 +86,10 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const names = new NameBook(pipeline, cfg, edge.ids);
   const flowLog = flowLoggerFor(cfg.log.flow_log, { pipeline, names, onError: (err) => log.warn({ err: err.message }, 'flow log') });
   flowLog?.start();
-  const live = new LiveConfig(pipeline, cfg, edge.ids);
-  // Every applied change also renames what metrics, flows and the flow log print.
-  const applier: EdgeLike = {
-    checkConfig: (next) => live.checkConfig(next),
-    applyConfig: (next): ApplyResult => {
-      const result = live.applyConfig(next);
-      names.update(live.config, live.ids);
-      edge.syncHealth(live.config.onramps, live.ids.onramps);
-      return result;
-    },
-    onrampHealth: (name) => {
-      const id = live.ids.onramps.get(name);
-      return id === undefined ? undefined : edge.onrampHealth(id);
-    },
-  };
+  // Every change applies to the pipeline, the transports and the health checks at once; it also renames what
+  // metrics, flows and the flow log print.
+  const live = new LiveEdge(edge, cfg, (config, ids) => names.update(config, ids));
+  const applier: EdgeLike = live;
   const token = loadOrCreateToken(cfg.api.token_file);
   const tls = cfg.api.tls;
   const https = tls === undefined ? undefined : { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };

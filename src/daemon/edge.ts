@@ -32,6 +32,7 @@ import {
   type TetherConfig,
   type WireGuardDeviceConfig,
 } from '../config/index.js';
+import { ApplyError } from '../control/apply.js';
 import type { EdgeStatus } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
@@ -112,6 +113,8 @@ export class Edge {
   private readonly transports: Transport[];
   /** Onramps by name: the configuration each runs with, and its id. */
   private readonly onramps = new Map<string, { config: OnrampConfig; id: number }>();
+  /** WireGuard devices by name, as they run. */
+  private readonly devices = new Map<string, WireGuardDeviceConfig>();
   private nextOnrampId: number;
   private nextSiteId: number;
 
@@ -159,7 +162,10 @@ export class Edge {
       lastHandshakeAt: (onramp) => this.wireguard.lastHandshakeAt(onramp),
       isRunning: () => this.running,
     });
-    cfg.wireguard_devices.forEach((d, i) => this.wireguard.addDevice(d, `wireguard_devices[${i}] (${d.name})`));
+    cfg.wireguard_devices.forEach((d, i) => {
+      this.wireguard.addDevice(d, `wireguard_devices[${i}] (${d.name})`);
+      this.devices.set(d.name, d);
+    });
     for (const o of cfg.onramps) {
       const id = this.ids.onramps.get(o.name);
       if (id === undefined) throw new Error(`onramp ${o.name}: no id`);
@@ -340,11 +346,105 @@ export class Edge {
   /** A WireGuard device (listen address and port) for onramps added after it. */
   addWireGuardDevice(device: WireGuardDeviceConfig): void {
     this.wireguard.addDevice(device);
+    this.devices.set(device.name, device);
   }
 
   /** Removes a WireGuard device no onramp uses any more. */
   removeWireGuardDevice(name: string): void {
     this.wireguard.removeDevice(name);
+    this.devices.delete(name);
+  }
+
+  /**
+   * The transports' part of a live configuration change (LiveConfig makes the pipeline's): brings the
+   * WireGuard devices and every onramp's transport to `next`, under `ids` (the ones the pipeline uses).
+   *
+   *   onramps gone, renumbered, of another type, or on a device that is replaced ─ remove
+   *   devices gone or changed (key, listen address, port) ─ remove;  devices new or changed ─ add
+   *   onramps whose transport settings changed ─ update in place;  onramps new (or removed above) ─ add
+   *
+   * Removals come first, so a key, GRE tunnel or port freed by one entry can be taken by another. All or
+   * nothing: when a step fails, the steps done are undone in reverse and an ApplyError names the onramp or device
+   * and the kernel's or engine's reason. (An undone WireGuard removal comes back as a new peer: its peer makes a
+   * new handshake.) Returns the ids of the onramps that are gone (their flows are the caller's to end).
+   */
+  applyTransports(next: TetherConfig, ids: ConfigIds): { removedIds: number[] } {
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+    const transportOf = (o: OnrampConfig): unknown => (o.type === 'wireguard' ? o.wireguard : o.type === 'gre' ? o.gre : o.interconnect);
+    const nextOnramps = new Map(next.onramps.map((o, i) => [o.name, { o, i }]));
+    const nextDevices = new Map(next.wireguard_devices.map((d, i) => [d.name, { d, i }]));
+    const replaced = new Set([...this.devices].filter(([name, d]) => nextDevices.has(name) && !same(d, nextDevices.get(name)!.d)).map(([name]) => name));
+
+    const remove: Array<{ config: OnrampConfig; id: number }> = [];
+    const update: Array<{ had: OnrampConfig; want: OnrampConfig; id: number; i: number }> = [];
+    for (const [name, have] of this.onramps) {
+      const want = nextOnramps.get(name);
+      const onReplaced = have.config.type === 'wireguard' && replaced.has(have.config.wireguard.device);
+      if (want === undefined || ids.onramps.get(name) !== have.id || want.o.type !== have.config.type || onReplaced) remove.push(have);
+      else if (!same(transportOf(have.config), transportOf(want.o))) update.push({ had: have.config, want: want.o, id: have.id, i: want.i });
+    }
+    const removedNames = new Set(remove.map((r) => r.config.name));
+    const add = next.onramps.map((o, i) => ({ o, i })).filter(({ o }) => !this.onramps.has(o.name) || removedNames.has(o.name));
+
+    const undo: Array<() => void> = [];
+    const step = (path: string, what: string, run: () => void, back: () => void): void => {
+      try {
+        run();
+      } catch (e) {
+        const message = (e as Error).message;
+        throw new ApplyError(path, message.startsWith(what) ? message : `${what}: ${message}`);
+      }
+      undo.push(back);
+    };
+    try {
+      for (const r of remove) {
+        const t = this.transportOf(r.config);
+        step('onramps', `onramp ${r.config.name}`, () => t.remove(r.id), () => t.add(r.config, r.id));
+      }
+      for (const [name, d] of this.devices) {
+        if (nextDevices.has(name) && !replaced.has(name)) continue;
+        step('wireguard_devices', `wireguard device ${name}`, () => this.wireguard.removeDevice(name), () => this.wireguard.addDevice(d));
+      }
+      for (const { d, i } of nextDevices.values()) {
+        if (this.devices.has(d.name) && !replaced.has(d.name)) continue;
+        step(`wireguard_devices[${i}]`, `wireguard device ${d.name}`, () => this.wireguard.addDevice(d), () => this.wireguard.removeDevice(d.name));
+      }
+      for (const u of update) {
+        const t = this.transportOf(u.want);
+        step(`onramps[${u.i}]`, `onramp ${u.want.name}`, () => t.update(u.want, u.id), () => t.update(u.had, u.id));
+      }
+      for (const { o, i } of add) {
+        const id = ids.onramps.get(o.name);
+        if (id === undefined) throw new ApplyError(`onramps[${i}]`, `onramp ${o.name}: no id`);
+        const t = this.transportOf(o);
+        step(`onramps[${i}]`, `onramp ${o.name}`, () => t.add(o, id), () => t.remove(id));
+      }
+    } catch (e) {
+      for (let k = undo.length - 1; k >= 0; k--) {
+        try {
+          undo[k]();
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'undoing a failed configuration change');
+        }
+      }
+      throw e;
+    }
+
+    const removedIds = remove.filter((r) => ids.onramps.get(r.config.name) !== r.id).map((r) => r.id);
+    this.onramps.clear();
+    for (const o of next.onramps) this.onramps.set(o.name, { config: o, id: ids.onramps.get(o.name)! });
+    this.devices.clear();
+    for (const d of next.wireguard_devices) this.devices.set(d.name, d);
+    if (ids !== this.ids) {
+      for (const key of ['sites', 'onramps', 'onrampSite'] as const) {
+        this.ids[key].clear();
+        for (const [k, v] of ids[key]) this.ids[key].set(k, v);
+      }
+      this.ids.firewallRules = [...ids.firewallRules];
+    }
+    this.nextOnrampId = Math.max(this.nextOnrampId, Math.max(0, ...ids.onramps.values()) + 1);
+    this.nextSiteId = Math.max(this.nextSiteId, Math.max(0, ...ids.sites.values(), ...ids.onrampSite.values()) + 1);
+    return { removedIds };
   }
 
   // The transports are typed per onramp type; the union cannot be narrowed through the lookup, hence the cast.

@@ -155,6 +155,8 @@ export class PipelineCounters {
   /** Flows created by, and ended for, the port that started them. */
   readonly flowsCreated = new Float64Array(PORT_SPACE);
   readonly flowsEnded = new Float64Array(PORT_SPACE);
+  /** Flows ended because an onramp they name was removed (endFlowsOf). */
+  flowsEndedByRemoval = 0;
   icmpErrorsTranslated = 0;
   fragmentsHeld = 0;
   fragmentsFollowed = 0;
@@ -350,6 +352,20 @@ export class Pipeline {
       slots[i - start] = slot;
     }
     this.prefetchSink ^= table.prefetch(slots, end - start);
+  }
+
+  /**
+   * Ends at once every flow that names one of `ports` (onramps just removed) as where it came from, where its
+   * replies go or where it is forwarded; each is counted in flowsEnded and reported to onFlowEnd with
+   * RemoveReason.OnrampRemoved. Control plane: scans both flow tables. Returns the number of flows ended.
+   */
+  endFlowsOf(ports: readonly number[]): number {
+    if (ports.length === 0) return 0;
+    const mask = new Uint8Array(PORT_SPACE);
+    for (const p of ports) if (p !== PORT_INTERNET) mask[p] = 1;
+    const ended = this.flows4.removePorts(mask) + this.flows6.removePorts(mask);
+    this.counters.flowsEndedByRemoval += ended;
+    return ended;
   }
 
   /** Ends flows whose time is up, and early fragments that waited too long; `budget` bounds the work. */

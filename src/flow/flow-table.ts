@@ -51,6 +51,8 @@ export const enum RemoveReason {
   Expired = 1,
   Evicted = 2,
   Deleted = 3,
+  /** An onramp it names (started by, replies to, forwarded to) was removed from the configuration. */
+  OnrampRemoved = 4,
 }
 
 export interface FlowTableOptions {
@@ -647,6 +649,23 @@ export class FlowTable {
   delete(flow: number): void {
     if ((this.status(flow) & (LIVE | REMOVING)) !== LIVE) return;
     this.remove(flow, RemoveReason.Deleted);
+  }
+
+  /**
+   * Removes every live flow that names a port marked in `ports` (indexed by port id, 1 = marked) as its
+   * ingress, return port or next hop, with OnrampRemoved. A scan of the whole table: control plane only, when
+   * onramps are removed. Returns the number of flows removed.
+   */
+  removePorts(ports: Uint8Array): number {
+    let removed = 0;
+    for (let flow = 0; flow < this.capacity; flow++) {
+      if ((this.status(flow) & (LIVE | REMOVING)) !== LIVE) continue;
+      if (ports[this.ingressPort(flow)] === 1 || ports[this.returnPort(flow)] === 1 || ports[this.nextHop(flow)] === 1) {
+        this.remove(flow, RemoveReason.OnrampRemoved);
+        removed++;
+      }
+    }
+    return removed;
   }
 
   /** True while the flow index holds a flow. */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Drop } from '../../src/common/drop-reasons.js';
 import { buildIcmpEcho, buildTcp, buildUdp, fragmentIpv4 } from '../../src/wire/build.js';
 import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../../src/wire/constants.js';
-import { TcpState } from '../../src/flow/flow-table.js';
+import { RemoveReason, TcpState } from '../../src/flow/flow-table.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum4 } from '../../src/wire/checksum.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_BACKUP, A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
@@ -204,4 +204,29 @@ test('garbage in, counted drops out; unknown ports and martians refused', () => 
   const c = edge.pipeline.counters;
   assert.equal(c.drops[Drop.Truncated], 1);
   assert.equal(c.rxDrops[A_PRIMARY], 4);
+});
+
+test('an onramp removed: every flow that names it ends at once (counted, reason OnrampRemoved, NAT released); other sites\' flows stay', () => {
+  const rig = new PipelineRig(twoSites());
+  const p = rig.pipeline;
+  const reasons: number[] = [];
+  p.onFlowEnd = (_t, _f, reason) => reasons.push(reason);
+  const fromA = rig.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 41000, dstPort: 53 }));
+  rig.send(A_PRIMARY, buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 41001, dstPort: 53 }));
+  rig.send(B_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 41000, dstPort: 53 }));
+  // A flow from the data center toward site A's onramp (next hop = the onramp to be removed).
+  // Both sites announce 10.0.1.0/24 (equal routes): the flow goes to one of them.
+  const toA = rig.send(DC_ONRAMP, buildUdp({ src: DC_SERVER, dst: HOST }, { srcPort: 53, dstPort: 41002 })).hop === A_PRIMARY ? 1 : 0;
+  assert.equal(fromA.hop, INTERNET);
+  assert.equal(p.flows4.size, 4);
+  p.ports.remove(A_PRIMARY);
+  assert.equal(p.endFlowsOf([A_PRIMARY]), 2 + toA, 'the two flows it started, and the one routed to it');
+  assert.deepEqual(reasons, new Array(2 + toA).fill(RemoveReason.OnrampRemoved));
+  assert.equal(p.counters.flowsEndedByRemoval, 2 + toA);
+  assert.equal(p.flows4.size, 2 - toA, 'site B\'s flows stay');
+  assert.equal(p.endFlowsOf([]), 0);
+  // Site B's reply still arrives; site A's reply finds no flow.
+  const translated = rig.send(B_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 41000, dstPort: 53 }));
+  assert.equal(rig.send(INTERNET, buildUdp({ src: SERVER, dst: translated.parsed.src }, { srcPort: 53, dstPort: translated.parsed.srcPort })).hop, B_PRIMARY);
+  assert.equal(rig.send(INTERNET, buildUdp({ src: SERVER, dst: POOL }, { srcPort: 53, dstPort: fromA.parsed.srcPort })).hop, -1);
 });

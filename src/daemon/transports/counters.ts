@@ -28,7 +28,7 @@ export const enum EdgeCounter {
   NoDelivery = 11,
   /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for a GRE tunnel. */
   GreTooBigReported = 12,
-  /** WireGuard datagrams from, or timer datagrams to, a peer whose onramp was removed: dropped. */
+  /** WireGuard datagrams from a peer whose onramp was removed or re-keyed (the engine's Revoked drops). */
   WgPeerRemoved = 13,
 }
 

@@ -12,7 +12,7 @@ import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { InterconnectOnrampConfig } from '../../config/index.js';
 import type { TunDevice } from '../../io/tun.js';
-import { KernelObjects, interconnectTunName, planInterconnect } from '../network.js';
+import { ip, KernelObjects, interconnectTunName, planInterconnect } from '../network.js';
 import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
 import type { OnrampTransport, Output, TransportHost } from './transport.js';
 
@@ -21,6 +21,18 @@ interface Interconnect {
   link: string;
   /** Its TUN while open. */
   owned: OwnedTun | null;
+}
+
+/**
+ * Refuses a link that does not exist: the kernel accepts `ip rule add iif NAME` for any name, so without this
+ * check an onramp added live on a mistyped link would be stored and silently carry nothing.
+ */
+function requireLink(link: string): void {
+  try {
+    ip(['link', 'show', 'dev', link]);
+  } catch {
+    throw new Error(`link ${link} does not exist`);
+  }
 }
 
 export class InterconnectTransport implements OnrampTransport<InterconnectOnrampConfig> {
@@ -70,6 +82,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
     const ic: Interconnect = { id, link: o.interconnect.link, owned: null };
     if (this.opened) {
       try {
+        requireLink(ic.link);
         this.openOne(ic);
       } catch (e) {
         throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
@@ -86,6 +99,11 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
     if (ic.link === o.interconnect.link) return;
     const had = ic.link;
     if (this.opened) {
+      try {
+        requireLink(o.interconnect.link);
+      } catch (e) {
+        throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
+      }
       this.closeOne(ic);
       ic.link = o.interconnect.link;
       try {

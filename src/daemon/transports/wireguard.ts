@@ -8,9 +8,11 @@
  *   timers: one setTimeout for every device, at the earliest nextDeadline() ─ poll ─► underlay
  *
  * Owns: its devices, their UDP claims and listen addresses (routed into the underlay), the peer ↔ onramp maps.
- * Removing an onramp revokes its peer at once: the engine keeps the peer's keys (it has no peer removal), so
- * the transport drops and counts (WgPeerRemoved) everything from or to that peer from then on, handshakes
- * included. Re-adding the same public key on the same device maps the peer to its new onramp again.
+ * Removing an onramp removes its peer from the engine at once (removePeer: sessions, index entries and keys
+ * gone); changing one changes the peer in place (updatePeer: a new public or preshared key revokes its
+ * sessions, new allowed IPs apply to the next packet). From then on the old peer's datagrams are dropped by the
+ * engine as Revoked and counted here as WgPeerRemoved. Re-adding a removed key makes a new peer with the
+ * settings it is added with.
  *
  * Time: WireGuard runs on Unix-epoch ms (Date.now()), because its initiations carry a TAI64N timestamp a peer
  * compares with the last it saw (whitepaper §5.1).
@@ -22,7 +24,7 @@ import type { PacketBatch } from '../../common/packet-batch.js';
 import type { WireGuardDeviceConfig, WireGuardOnrampConfig } from '../../config/index.js';
 import type { EdgeStatus } from '../../control/metrics.js';
 import type { TunDevice } from '../../io/tun.js';
-import { WG_DROP_NAMES, WireGuardDevice, keyFromBase64, type Outgoing } from '../../onramp/wireguard/index.js';
+import { WG_DROP_NAMES, WgDrop, WireGuardDevice, keyFromBase64, type Outgoing, type WireGuardPeerChange } from '../../onramp/wireguard/index.js';
 import { AF_INET4, UDP_HEADER } from '../../wire/constants.js';
 import { UdpEndpoint } from '../../wire/endpoint.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
@@ -40,8 +42,8 @@ const WG_LOAD_WINDOW_MS = 1000;
 /** setTimeout's largest delay (a signed 32-bit millisecond count). */
 const MAX_TIMER_MS = 0x7fffffff;
 const NOT_A_NUMBER_ADDR = -1;
-/** peerOnramp value of a peer whose onramp was removed. */
-const REMOVED = -1;
+/** peerOnramp value of a peer index that serves no onramp (removed from the engine). */
+const NO_ONRAMP = -1;
 
 type WireGuardStatus = EdgeStatus['wireguard'][number];
 
@@ -49,7 +51,7 @@ type WireGuardStatus = EdgeStatus['wireguard'][number];
 class WgDev implements UnderlayReceiver {
   /** Wildcard devices: the local address the last datagram arrived at. */
   lastLocal = 0;
-  /** Peer index → onramp id (REMOVED: revoked). */
+  /** Peer index → onramp id (NO_ONRAMP: removed). */
   readonly peerOnramp: number[] = [];
   ipId = 0;
   /** Handshake initiations received in the current one-second window, and when that window started (wall ms). */
@@ -81,6 +83,12 @@ function readSecret(path: string, what: string): Uint8Array {
   const key = keyFromBase64(text);
   if (key === null) throw new Error(`${what}: ${path} does not hold a base64 32-byte key`);
   return key;
+}
+
+/** "addr:port" or "[v6]:port" → the engine's endpoint; absent or unparsable: none. */
+function endpointOf(text: string | undefined): { addr: string; port: number } | null {
+  const m = text === undefined ? null : /^\[?([^\]]+?)\]?:(\d+)$/.exec(text);
+  return m ? { addr: m[1], port: Number(m[2]) } : null;
 }
 
 function inlineKey(text: string, what: string): Uint8Array {
@@ -180,7 +188,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   removeDevice(name: string): void {
     const dev = this.devices.find((d) => d.name === name);
     if (dev === undefined) throw new Error(`wireguard device ${name}: no such device`);
-    if (dev.peerOnramp.some((o) => o !== REMOVED)) throw new Error(`wireguard device ${name}: onramps still use it`);
+    if (dev.peerOnramp.some((o) => o !== NO_ONRAMP)) throw new Error(`wireguard device ${name}: onramps still use it`);
     if (this.opened) this.release(dev);
     this.devices = this.devices.filter((d) => d !== dev);
   }
@@ -194,28 +202,15 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const dev = this.devices.find((d) => d.name === w.device);
     if (dev === undefined) throw new Error(`onramp ${o.name}: no wireguard device ${w.device}`);
     const publicKey = inlineKey(w.public_key, `${what} public_key`);
-    const psk = w.preshared_key_file !== undefined
-      ? readSecret(w.preshared_key_file, what)
-      : w.preshared_key !== undefined ? inlineKey(w.preshared_key, `${what} preshared_key`) : null;
-    let peer = dev.device.findPeer(publicKey);
-    if (peer >= 0) {
-      // The engine keeps a revoked peer: the same key comes back as the same peer, with the settings it had.
-      if (dev.peerOnramp[peer] !== REMOVED) throw new Error(`${what}: public key already used by onramp ${dev.peerOnramp[peer]}`);
-      this.host.log.warn({ onramp: o.name }, 'wireguard peer re-added: it keeps the preshared key, allowed IPs and endpoint it was first added with');
-    } else {
-      let endpoint: { addr: string; port: number } | null = null;
-      if (w.endpoint !== undefined) {
-        const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(w.endpoint);
-        if (m) endpoint = { addr: m[1], port: Number(m[2]) };
-      }
-      peer = dev.device.addPeer({
-        publicKey,
-        presharedKey: psk,
-        allowedIps: w.allowed_ips,
-        endpoint,
-        persistentKeepalive: w.persistent_keepalive,
-      });
-    }
+    const other = dev.device.findPeer(publicKey);
+    if (other >= 0) throw new Error(`${what}: public key already used by onramp ${dev.peerOnramp[other]}`);
+    const peer = dev.device.addPeer({
+      publicKey,
+      presharedKey: this.presharedKey(o),
+      allowedIps: w.allowed_ips,
+      endpoint: endpointOf(w.endpoint),
+      persistentKeepalive: w.persistent_keepalive,
+    });
     dev.peerOnramp[peer] = id;
     this.portDevice[id] = dev;
     this.portPeer[id] = peer;
@@ -224,14 +219,21 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   }
 
   /**
-   * A new device or public key revokes the old peer and adds the new one. Other peer settings (preshared key,
-   * allowed IPs, endpoint, keepalive) need the engine to change a peer in place, which it cannot yet: refused.
+   * A new device moves the onramp: its old peer is removed and a new one added there. Anything else (public
+   * key, preshared key, allowed IPs, endpoint, keepalive) changes the peer in place; a new public or preshared
+   * key revokes its sessions at once. Throws naming the onramp, with nothing changed, when it cannot be made.
    */
   update(o: WireGuardOnrampConfig, id: number): void {
     const had = this.portConfig.get(id);
-    if (had === undefined) throw new Error(`onramp ${o.name}: no WireGuard onramp ${id}`);
+    const dev = this.portDevice[id];
+    if (had === undefined || dev === null) throw new Error(`onramp ${o.name}: no WireGuard onramp ${id}`);
     const w = o.wireguard;
-    if (had.device !== w.device || had.public_key !== w.public_key) {
+    if (had.device !== w.device) {
+      const target = this.devices.find((d) => d.name === w.device);
+      if (target === undefined) throw new Error(`onramp ${o.name}: no wireguard device ${w.device}`);
+      const key = inlineKey(w.public_key, `onramp ${o.name} public_key`);
+      if (target.device.findPeer(key) >= 0) throw new Error(`onramp ${o.name}: public key already used by onramp ${target.peerOnramp[target.device.findPeer(key)]}`);
+      this.presharedKey(o); // a key file that cannot be read refuses the change before the old peer goes
       this.remove(id);
       try {
         this.add(o, id);
@@ -241,18 +243,31 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       }
       return;
     }
-    const same = had.preshared_key === w.preshared_key && had.preshared_key_file === w.preshared_key_file
-      && had.endpoint === w.endpoint && had.persistent_keepalive === w.persistent_keepalive
-      && had.allowed_ips.join() === w.allowed_ips.join();
-    if (!same) throw new Error(`onramp ${o.name}: the WireGuard engine cannot change a peer's preshared key, allowed IPs, endpoint or keepalive in place`);
+    const change: WireGuardPeerChange = {};
+    if (had.public_key !== w.public_key) change.publicKey = inlineKey(w.public_key, `onramp ${o.name} public_key`);
+    // A key file is read again on every change: its content may have changed under the same path.
+    if (had.preshared_key !== w.preshared_key || had.preshared_key_file !== undefined || w.preshared_key_file !== undefined) change.presharedKey = this.presharedKey(o);
+    if (had.allowed_ips.join() !== w.allowed_ips.join()) change.allowedIps = w.allowed_ips;
+    if (had.endpoint !== w.endpoint) change.endpoint = endpointOf(w.endpoint);
+    if (had.persistent_keepalive !== w.persistent_keepalive) change.persistentKeepalive = w.persistent_keepalive;
+    let out: Outgoing[];
+    try {
+      out = dev.device.updatePeer(this.portPeer[id], change, Date.now());
+    } catch (e) {
+      throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
+    }
+    this.portConfig.set(id, w);
+    if (this.opened) this.flush(dev, out);
   }
 
-  /** From now on the peer's datagrams are dropped and counted, and nothing is sent to it. */
+  /** Removes the onramp's peer from its device: from now on its datagrams are dropped and counted, nothing goes to it. */
   remove(id: number): void {
     const dev = this.portDevice[id];
     if (dev === null) return;
     this.host.delivery.clear(id, this);
-    dev.peerOnramp[this.portPeer[id]] = REMOVED;
+    const peer = this.portPeer[id];
+    dev.device.removePeer(peer);
+    dev.peerOnramp[peer] = NO_ONRAMP;
     this.portDevice[id] = null;
     this.portPeer[id] = -1;
     this.portConfig.delete(id);
@@ -265,12 +280,25 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     return dev.device.peerStatus(this.portPeer[id])?.lastHandshakeAt ?? -Infinity;
   }
 
+  private presharedKey(o: WireGuardOnrampConfig): Uint8Array | null {
+    const w = o.wireguard;
+    if (w.preshared_key_file !== undefined) return readSecret(w.preshared_key_file, `onramp ${o.name}`);
+    return w.preshared_key !== undefined ? inlineKey(w.preshared_key, `onramp ${o.name} preshared_key`) : null;
+  }
+
+  private flush(dev: WgDev, out: Outgoing[]): void {
+    if (out.length === 0) return;
+    this.sendDatagrams(dev, out);
+    this.underlay.flushTx();
+    this.scheduleTimers();
+  }
+
   status(): WireGuardStatus[] {
     return this.devices.map((d) => ({
       device: d.name,
       drops: nonZero(d.device.drops, WG_DROP_NAMES),
       peers: d.peerOnramp.flatMap((onramp, peer) => {
-        if (onramp === REMOVED) return [];
+        if (onramp === NO_ONRAMP) return [];
         const s = d.device.peerStatus(peer);
         return [{ onramp, hasSession: s?.hasSession ?? false, endpoint: s?.endpoint ? `${s.endpoint.addr}:${s.endpoint.port}` : null }];
       }),
@@ -303,8 +331,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
     // The engine takes a view (an allocation it forces) and the source as numbers.
     const r = dev.device.receive(batch.data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), wallNow);
-    if (r.peer >= 0 && dev.peerOnramp[r.peer] === REMOVED) {
-      // A revoked peer: nothing it sends is delivered or answered.
+    if (r.kind === 'drop' && r.reason === WgDrop.Revoked) {
+      // A removed or re-keyed peer: nothing it sends is delivered or answered.
       this.host.counters[EdgeCounter.WgPeerRemoved]++;
       return j;
     }
@@ -340,10 +368,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private sendDatagrams(dev: WgDev, list: Outgoing[]): void {
     for (let q = 0; q < list.length; q++) {
       const o = list[q];
-      if (o.peer >= 0 && dev.peerOnramp[o.peer] === REMOVED) {
-        this.host.counters[EdgeCounter.WgPeerRemoved]++;
-        continue;
-      }
       const to = o.endpoint;
       const dst = to.family === AF_INET4 ? to.addr[0] : NOT_A_NUMBER_ADDR;
       const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;

@@ -417,3 +417,117 @@ test('a stale cookie reply or one for an unknown index is dropped', () => {
   unknown[4] ^= 0xff;
   assert.equal(a.receive(unknown, endpoint(ADDR_B, PORT_B), T0).reason, WgDrop.UnknownIndex);
 });
+
+test('removePeer: its sessions, handshakes and keys are gone at once; its datagrams are dropped as revoked', () => {
+  const { a, b, ka } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const inFlight = copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1));
+  assert.equal(b.removePeer(0), true);
+  assert.equal(b.removePeer(0), false, 'removing twice is a no-op');
+  assert.equal(b.peerStatus(0), null);
+  assert.equal(b.findPeer(ka.pub), -1);
+  assert.equal(b.nextDeadline(), Infinity, 'no timer of the removed peer is left');
+  const [late] = deliver(b, inFlight, ADDR_A, PORT_A, T0 + 2);
+  assert.equal(late.reason, WgDrop.Revoked, 'a packet on its session is dropped and counted as revoked');
+  // A fresh handshake from the removed key is refused too, and answered with nothing.
+  a.poll(T0 + REKEY_TIMEOUT_MS * 10);
+  const init = copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0 + REKEY_TIMEOUT_MS * 20));
+  const [r] = deliver(b, init, ADDR_A, PORT_A, T0 + REKEY_TIMEOUT_MS * 20);
+  assert.equal(r.reason, WgDrop.Revoked);
+  assert.equal(r.datagrams.length, 0);
+  assert.equal(b.drops[WgDrop.Revoked], 2);
+  assert.equal(b.send(0, ipv4Packet('10.0.2.9', '10.0.1.5', 1), T0).length, 0, 'nothing is sent to it');
+  assert.equal(b.drops[WgDrop.NoPeer], 1);
+});
+
+test('a removed key added again is a new peer at a new index, with the settings it is added with', () => {
+  const { a, b, ka } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  b.removePeer(0);
+  const again = b.addPeer({ publicKey: ka.pub, allowedIps: ['10.0.9.0/24'] });
+  assert.equal(again, 1, 'indices are never reused');
+  assert.equal(b.findPeer(ka.pub), again);
+  assert.equal(b.peerStatus(again)!.hasSession, false, 'nothing of the removed peer comes back');
+  const t = T0 + 10_000;
+  const a2 = new WireGuardDevice({ privateKey: keyPair(11).priv, randomFill: seededRandom(5), peers: [{ publicKey: keyPair(22).pub, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  const { delivered } = handshake(a2, b, ipv4Packet('10.0.9.5', '10.0.2.9', 5), t);
+  assert.equal(delivered[0].kind, 'data');
+  assert.equal(delivered[0].peer, again);
+  const [old] = deliver(b, copyOut(a2.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 5), t + 1)), ADDR_A, PORT_A, t + 1);
+  assert.equal(old.reason, WgDrop.AllowedIpsMismatch, 'the allowed IPs are the new ones');
+});
+
+test('updatePeer: a new preshared key ends the sessions at once; a handshake with the new key works', () => {
+  const psk1 = new Uint8Array(32).fill(1);
+  const psk2 = new Uint8Array(32).fill(2);
+  const { a, b } = pair({ psk: psk1 });
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const inFlight = copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1));
+  b.updatePeer(0, { presharedKey: psk2 }, T0 + 2);
+  assert.equal(b.peerStatus(0)!.hasSession, false);
+  assert.equal(deliver(b, inFlight, ADDR_A, PORT_A, T0 + 2)[0].reason, WgDrop.Revoked);
+  // A still on the old key: its handshake fails on B.
+  const t = T0 + REKEY_TIMEOUT_MS * 2;
+  const a2 = new WireGuardDevice({ privateKey: keyPair(11).priv, randomFill: seededRandom(7), peers: [{ publicKey: keyPair(22).pub, presharedKey: psk1, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  const [old] = deliver(b, copyOut(a2.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 1), t)), ADDR_A, PORT_A, t);
+  assert.equal(old.kind, 'send', 'the initiation itself does not use the preshared key');
+  const [confirm] = deliver(a2, old.datagrams, ADDR_B, PORT_B, t);
+  assert.equal(confirm.kind, 'drop', 'but the response does not verify with the old one');
+  // A with the new key: a full handshake and data.
+  const a3 = new WireGuardDevice({ privateKey: keyPair(11).priv, randomFill: seededRandom(8), peers: [{ publicKey: keyPair(22).pub, presharedKey: psk2, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  const { delivered } = handshake(a3, b, ipv4Packet('10.0.1.5', '10.0.2.9', 5), t + 1000);
+  assert.equal(delivered[0].kind, 'data');
+});
+
+test('updatePeer: a new public key is a new identity at the same index; the old key is revoked', () => {
+  const { a, b, ka } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const c = keyPair(44);
+  b.updatePeer(0, { publicKey: c.pub }, T0 + 1);
+  assert.equal(b.findPeer(ka.pub), -1);
+  assert.equal(b.findPeer(c.pub), 0);
+  assert.equal(b.peerStatus(0)!.endpoint, null, 'the endpoint learned from the old key is forgotten');
+  const [late] = deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 2)), ADDR_A, PORT_A, T0 + 2);
+  assert.equal(late.reason, WgDrop.Revoked);
+  const cDev = new WireGuardDevice({ privateKey: c.priv, randomFill: seededRandom(9), peers: [{ publicKey: keyPair(22).pub, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  const { delivered } = handshake(cDev, b, ipv4Packet('10.0.1.5', '10.0.2.9', 5), T0 + 10_000);
+  assert.equal(delivered[0].kind, 'data');
+  assert.equal(delivered[0].peer, 0);
+  // Refused changes leave the peer as it was.
+  const other = b.addPeer({ publicKey: keyPair(55).pub });
+  assert.throws(() => b.updatePeer(0, { publicKey: keyPair(55).pub }, T0), /duplicate/);
+  assert.throws(() => b.updatePeer(0, { allowedIps: ['10.0.1.0/24', 'nope'] }, T0), /bad allowed IP/);
+  assert.throws(() => b.updatePeer(0, { endpoint: { addr: 'nope', port: 1 } }, T0), /bad endpoint/);
+  assert.throws(() => b.updatePeer(99, {}, T0), /no peer/);
+  assert.equal(b.findPeer(c.pub), 0);
+  assert.equal(other, 1);
+  assert.equal(b.peerStatus(0)!.hasSession, true, 'the refused changes did not end the session');
+});
+
+test('updatePeer: narrowed allowed IPs apply to the next packet; keepalive and endpoint change in place', () => {
+  const { a, b } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  assert.equal(deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.200', '10.0.2.9', 10), T0 + 1)), ADDR_A, PORT_A, T0 + 1)[0].kind, 'data');
+  b.updatePeer(0, { allowedIps: ['10.0.1.0/25'] }, T0 + 2);
+  assert.equal(b.peerStatus(0)!.hasSession, true, 'the session stays');
+  assert.equal(deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.200', '10.0.2.9', 10), T0 + 3)), ADDR_A, PORT_A, T0 + 3)[0].reason, WgDrop.AllowedIpsMismatch);
+  assert.equal(deliver(b, copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 4)), ADDR_A, PORT_A, T0 + 4)[0].kind, 'data');
+  const ka = b.updatePeer(0, { persistentKeepalive: 25, endpoint: { addr: '198.51.100.9', port: 1234 } }, T0 + 5);
+  assert.equal(ka.length, 1, 'turning persistent keepalive on sends one at once');
+  assert.equal(ka[0].endpoint.addressText(), '198.51.100.9');
+  assert.equal(b.nextDeadline() <= T0 + 5 + 25_000, true);
+  b.updatePeer(0, { persistentKeepalive: 0 }, T0 + 6);
+  assert.deepEqual(copyOut(b.poll(T0 + 5 + 25_000)).length, 0, 'turned off: no keepalive at the old interval');
+});
+
+test('a removed peer\'s session indices are handed out last: a new peer\'s handshake does not make them unknown', () => {
+  const { a, b } = pair();
+  handshake(a, b, ipv4Packet('10.0.1.5', '10.0.2.9', 1), T0);
+  const late = copyOut(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 10), T0 + 1));
+  b.removePeer(0);
+  const c = keyPair(66);
+  b.addPeer({ publicKey: c.pub, allowedIps: ['10.0.1.0/24'] });
+  const cDev = new WireGuardDevice({ privateKey: c.priv, randomFill: seededRandom(12), peers: [{ publicKey: keyPair(22).pub, allowedIps: ['10.0.2.0/24'], endpoint: { addr: ADDR_B, port: PORT_B } }] });
+  handshake(cDev, b, ipv4Packet('10.0.1.5', '10.0.2.9', 5), T0 + 2);
+  assert.equal(deliver(b, late, ADDR_A, PORT_A, T0 + 3)[0].reason, WgDrop.Revoked);
+});

@@ -10,6 +10,8 @@
  *                                                     window ─ cryptokey routing check ─ inner IP ('data')
  *   IP packet ─ send(peer) ─── current keypair ? encrypt (type 4) : stage + handshake initiation
  *   poll(now) ─────────────── retransmits, keepalives, rekeys, key expiry (whitepaper §6, wireguard-go timers.go)
+ *   addPeer / updatePeer / removePeer ── peers change on a running device (wireguard-go NewPeer, UAPI set, RemovePeer):
+ *                             a removed or re-keyed peer's sessions end at once, its datagrams are dropped as Revoked
  *
  * Results are returned in objects and arrays owned by the device and reused: read them before the next call.
  * Allocation: handshakes allocate freely. On the transport path node:crypto allocates a cipher object and its
@@ -128,6 +130,23 @@ export interface WireGuardPeerConfig {
   persistentKeepalive?: number;
 }
 
+/**
+ * A change to a running peer (updatePeer); absent fields stay as they are. What wireguard-go's `wg set` (UAPI
+ * set_peer with update_only) changes in place, plus a new public key, which makes it a new peer at the same index.
+ */
+export interface WireGuardPeerChange {
+  /** A new identity: the old key's sessions and handshake state end, the learned endpoint is forgotten. */
+  publicKey?: Uint8Array;
+  /** A new preshared key (null: none, §5.4.3): sessions made with the old one end at once. */
+  presharedKey?: Uint8Array | null;
+  /** Replaces the peer's prefixes. */
+  allowedIps?: string[];
+  /** A configured endpoint (the peer still roams, §2.1); null keeps the one last heard from. */
+  endpoint?: { addr: string; port: number } | null;
+  /** Persistent keepalive interval in seconds; 0 turns it off, a new non-zero one sends a keepalive now. */
+  persistentKeepalive?: number;
+}
+
 export interface WireGuardDeviceOptions {
   privateKey: Uint8Array;
   peers?: WireGuardPeerConfig[];
@@ -186,7 +205,8 @@ class Peer {
 
   constructor(
     readonly index: number,
-    readonly keys: PeerKeys,
+    /** Replaced by updatePeer (new public or preshared key); zeroed by removePeer. */
+    public keys: PeerKeys,
   ) {}
 }
 
@@ -213,8 +233,11 @@ export class WireGuardDevice {
   readonly drops = new Float64Array(WG_DROP_COUNT);
 
   private readonly identity: StaticIdentity;
-  private readonly peers: Peer[] = [];
+  /** By peer index; a removed peer leaves null (indices are never reused: a caller's index never names another peer). */
+  private readonly peers: Array<Peer | null> = [];
   private readonly peerByKey = new Map<string, number>();
+  /** Public keys of removed or re-keyed peers: their initiations are counted as Revoked, not UnknownPeer. */
+  private readonly revokedKeys = new Set<string>();
   private readonly allowed = new AllowedIps();
   private readonly cookieChecker: CookieChecker;
   private readonly rateLimiter = new RateLimiter();
@@ -228,6 +251,8 @@ export class WireGuardDevice {
   private readonly slotKeypair: (Keypair | null)[] = new Array<Keypair | null>(SLOT_COUNT).fill(null);
   private readonly freeSlots = new Int32Array(SLOT_COUNT);
   private freeTop = SLOT_COUNT;
+  /** Per slot: the index a revoked session or handshake held there (-1: none), until the slot is handed out again. */
+  private readonly slotRevoked = new Float64Array(SLOT_COUNT).fill(-1);
 
   // Reused results and scratch.
   private readonly result: ReceiveResult = { kind: 'none', reason: WgDrop.None, peer: -1, packet: null, datagrams: [] };
@@ -254,7 +279,7 @@ export class WireGuardDevice {
   addPeer(config: WireGuardPeerConfig): number {
     if (config.publicKey.length !== KEY_LEN) throw new Error('wireguard: public key must be 32 bytes');
     if (config.presharedKey && config.presharedKey.length !== KEY_LEN) throw new Error('wireguard: preshared key must be 32 bytes');
-    const keyText = Buffer.from(config.publicKey).toString('base64');
+    const keyText = keyId(config.publicKey);
     if (this.peerByKey.has(keyText)) throw new Error('wireguard: duplicate peer public key');
     const index = this.peers.length;
     const peer = new Peer(index, new PeerKeys(this.identity, config.publicKey, config.presharedKey ?? null));
@@ -268,16 +293,136 @@ export class WireGuardDevice {
     }
     this.peers.push(peer);
     this.peerByKey.set(keyText, index);
+    this.revokedKeys.delete(keyText);
     return index;
   }
 
+  /**
+   * Removes a peer at once, as wireguard-go's RemovePeer: its sessions and pending handshake end (their index
+   * table entries are freed), staged packets are discarded, its allowed IPs go, its keys are zeroed. From now on
+   * its datagrams are dropped and counted as Revoked; its index is never handed to another peer. Returns false
+   * when there is no such peer.
+   */
+  removePeer(index: number): boolean {
+    const peer = this.peers[index];
+    if (peer === undefined || peer === null) return false;
+    this.endSessions(peer);
+    const keyText = keyId(peer.keys.remoteStatic);
+    this.peerByKey.delete(keyText);
+    this.revokedKeys.add(keyText);
+    this.allowed.removePeer(index);
+    zeroKeys(peer.keys);
+    peer.handshake.lastTimestamp.fill(0);
+    peer.cookies.cookie.fill(0);
+    peer.staged = [];
+    peer.endpoint = null;
+    peer.persistentKeepaliveMs = 0;
+    peer.persistentKeepaliveAt = NEVER;
+    this.peers[index] = null;
+    return true;
+  }
+
+  /**
+   * Changes a running peer (control plane). Everything is checked before anything changes: on a throw the peer
+   * is as it was. A new public key or preshared key revokes the peer's sessions at once (their datagrams are
+   * dropped as Revoked; the next packet either way starts a handshake with the new keys). Returns datagrams to
+   * send now (a keepalive when persistent keepalive was turned on), reused by the next poll()/updatePeer().
+   */
+  updatePeer(index: number, change: WireGuardPeerChange, now: number): Outgoing[] {
+    const out = this.pollOut;
+    out.length = 0;
+    const peer = this.peers[index];
+    if (peer === undefined || peer === null) throw new Error(`wireguard: no peer ${index}`);
+    if (change.publicKey !== undefined && change.publicKey.length !== KEY_LEN) throw new Error('wireguard: public key must be 32 bytes');
+    if (change.presharedKey && change.presharedKey.length !== KEY_LEN) throw new Error('wireguard: preshared key must be 32 bytes');
+    const oldKey = keyId(peer.keys.remoteStatic);
+    const newKey = change.publicKey === undefined ? oldKey : keyId(change.publicKey);
+    const rekey = newKey !== oldKey;
+    if (rekey && this.peerByKey.has(newKey)) throw new Error('wireguard: duplicate peer public key');
+    let endpoint: UdpEndpoint | null = null;
+    if (change.endpoint) {
+      endpoint = UdpEndpoint.parse(change.endpoint.addr, change.endpoint.port);
+      if (endpoint === null) throw new Error(`wireguard: bad endpoint address ${change.endpoint.addr}`);
+    }
+    if (change.allowedIps !== undefined) {
+      const scratch = new AllowedIps();
+      for (const prefix of change.allowedIps) if (!scratch.insert(prefix, index)) throw new Error(`wireguard: bad allowed IP ${prefix}`);
+    }
+
+    const psk = change.presharedKey === undefined ? peer.keys.presharedKey : change.presharedKey ?? ZERO_KEY;
+    if (rekey || !sameBytes(psk, peer.keys.presharedKey)) {
+      this.endSessions(peer);
+      const old = peer.keys;
+      peer.keys = new PeerKeys(this.identity, change.publicKey ?? old.remoteStatic, psk);
+      zeroKeys(old);
+    }
+    if (rekey) {
+      // Another identity: nothing learned from the old key carries over (replay timestamp, cookie, endpoint).
+      this.peerByKey.delete(oldKey);
+      this.revokedKeys.add(oldKey);
+      this.peerByKey.set(newKey, index);
+      this.revokedKeys.delete(newKey);
+      const hs = peer.handshake;
+      hs.lastTimestamp.fill(0);
+      hs.lastInitiationConsumption = -Infinity;
+      hs.lastSentHandshake = -Infinity;
+      peer.cookies.cookie.fill(0);
+      peer.cookies.cookieSetAt = -Infinity;
+      peer.cookies.hasLastMac1 = false;
+      peer.staged = [];
+      peer.endpoint = null;
+      peer.lastHandshakeAt = -Infinity;
+      peer.rxBytes = peer.txBytes = 0;
+    }
+    if (change.allowedIps !== undefined) {
+      this.allowed.removePeer(index);
+      for (const prefix of change.allowedIps) this.allowed.insert(prefix, index);
+    }
+    if (endpoint !== null) peer.endpoint = endpoint;
+    if (change.persistentKeepalive !== undefined) {
+      const ms = change.persistentKeepalive * 1000;
+      const wasOff = peer.persistentKeepaliveMs === 0;
+      peer.persistentKeepaliveMs = ms;
+      if (ms === 0) peer.persistentKeepaliveAt = NEVER;
+      else if (wasOff) this.sendKeepalive(peer, now, out); // wireguard-go (uapi.go) sends one when it is turned on
+      else peer.persistentKeepaliveAt = now + ms;
+    }
+    return out;
+  }
+
+  /**
+   * Ends a peer's sessions and pending handshake: every index-table entry of the peer is freed and remembered
+   * as revoked, and the timers that serve sessions stop (a later send starts a fresh handshake).
+   */
+  private endSessions(peer: Peer): void {
+    const slotPeer = this.slotPeer;
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      if (slotPeer[slot] !== peer.index) continue;
+      this.slotRevoked[slot] = this.slotIndex[slot];
+      slotPeer[slot] = -1;
+      this.slotKeypair[slot] = null;
+      // To the bottom of the free stack: handed out last, so the revoked index is recognised as long as possible.
+      this.freeSlots.copyWithin(1, 0, this.freeTop);
+      this.freeSlots[0] = slot;
+      this.freeTop++;
+    }
+    peer.previous = peer.current = peer.next = null;
+    peer.handshakeIndexLive = false;
+    peer.handshake.clear();
+    peer.retransmitHandshakeAt = peer.sendKeepaliveAt = peer.newHandshakeAt = peer.zeroKeyMaterialAt = NEVER;
+    peer.handshakeAttempts = 0;
+    peer.needAnotherKeepalive = false;
+    peer.sentLastMinuteHandshake = false;
+  }
+
+  /** Peer slots ever used, removed ones included (indices are never reused). */
   get peerCount(): number {
     return this.peers.length;
   }
 
   /** The peer whose public key this is, or -1. */
   findPeer(publicKey: Uint8Array): number {
-    return this.peerByKey.get(Buffer.from(publicKey).toString('base64')) ?? -1;
+    return this.peerByKey.get(keyId(publicKey)) ?? -1;
   }
 
   /** Starts the persistent keepalive (wireguard-go sends one when a peer with it comes up). */
@@ -285,14 +430,14 @@ export class WireGuardDevice {
     const out = this.pollOut;
     out.length = 0;
     for (const peer of this.peers) {
-      if (peer.persistentKeepaliveMs > 0) this.sendKeepalive(peer, now, out);
+      if (peer !== null && peer.persistentKeepaliveMs > 0) this.sendKeepalive(peer, now, out);
     }
     return out;
   }
 
   peerStatus(index: number): PeerStatus | null {
     const peer = this.peers[index];
-    if (!peer) return null;
+    if (peer === undefined || peer === null) return null;
     return {
       publicKey: peer.keys.remoteStatic,
       endpoint: peer.endpoint === null ? null : { addr: peer.endpoint.addressText(), port: peer.endpoint.port },
@@ -347,6 +492,11 @@ export class WireGuardDevice {
     }
   }
 
+  /** A receiver index with no live entry: Revoked when a removed or re-keyed peer's session held it last. */
+  private dropUnknownIndex(receiver: number): ReceiveResult {
+    return this.drop(this.slotRevoked[receiver & SLOT_MASK] === receiver ? WgDrop.Revoked : WgDrop.UnknownIndex);
+  }
+
   private drop(reason: WgDrop): ReceiveResult {
     this.drops[reason]++;
     const r = this.result;
@@ -386,8 +536,8 @@ export class WireGuardDevice {
     const partial = openInitiationStatic(this.identity, msg);
     if (!partial) return this.drop(WgDrop.HandshakeFailed);
     const peerIndex = this.findPeer(partial.remoteStatic);
-    if (peerIndex < 0) return this.drop(WgDrop.UnknownPeer);
-    const peer = this.peers[peerIndex];
+    if (peerIndex < 0) return this.drop(this.revokedKeys.has(keyId(partial.remoteStatic)) ? WgDrop.Revoked : WgDrop.UnknownPeer);
+    const peer = this.peers[peerIndex]!;
     const consumed = openInitiationTimestamp(peer.keys, msg, partial);
     if (!consumed) return this.drop(WgDrop.HandshakeFailed);
     const hs = peer.handshake;
@@ -420,8 +570,9 @@ export class WireGuardDevice {
     if (admit !== WgDrop.None) return this.refuseHandshake(admit);
     const receiver = readU32LE(msg, RESP_RECEIVER_OFF);
     const slot = this.lookupIndex(receiver);
-    if (slot < 0 || this.slotKeypair[slot] !== null) return this.drop(WgDrop.UnknownIndex);
-    const peer = this.peers[this.slotPeer[slot]];
+    if (slot < 0) return this.dropUnknownIndex(receiver);
+    if (this.slotKeypair[slot] !== null) return this.drop(WgDrop.UnknownIndex);
+    const peer = this.peers[this.slotPeer[slot]]!;
     const hs = peer.handshake;
     if (hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
     if (!consumeResponse(this.identity, peer.keys, hs, msg)) return this.drop(WgDrop.HandshakeFailed);
@@ -441,17 +592,19 @@ export class WireGuardDevice {
   }
 
   private receiveCookieReply(msg: Uint8Array, now: number): ReceiveResult {
-    const slot = this.lookupIndex(readU32LE(msg, COOKIE_RECEIVER_OFF));
-    if (slot < 0) return this.drop(WgDrop.UnknownIndex);
-    const peer = this.peers[this.slotPeer[slot]];
+    const receiver = readU32LE(msg, COOKIE_RECEIVER_OFF);
+    const slot = this.lookupIndex(receiver);
+    if (slot < 0) return this.dropUnknownIndex(receiver);
+    const peer = this.peers[this.slotPeer[slot]]!;
     if (!peer.cookies.consumeReply(msg, peer.keys.cookieKey, now)) return this.drop(WgDrop.CookieFailed);
     this.result.peer = peer.index;
     return this.result;
   }
 
   private receiveTransport(msg: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
-    const slot = this.lookupIndex(readU32LE(msg, DATA_RECEIVER_OFF));
-    if (slot < 0) return this.drop(WgDrop.UnknownIndex);
+    const receiver = readU32LE(msg, DATA_RECEIVER_OFF);
+    const slot = this.lookupIndex(receiver);
+    if (slot < 0) return this.dropUnknownIndex(receiver);
     const kp = this.slotKeypair[slot];
     if (kp === null) return this.drop(WgDrop.UnknownIndex);
     if (now - kp.created >= REJECT_AFTER_TIME_MS) return this.drop(WgDrop.KeyExpired);
@@ -465,7 +618,7 @@ export class WireGuardDevice {
     if (plain === null) return this.drop(WgDrop.DecryptFailed);
     if (!kp.replay.update(counter, RECEIVE_COUNTER_LIMIT)) return this.drop(WgDrop.Replay);
 
-    const peer = this.peers[this.slotPeer[slot]];
+    const peer = this.peers[this.slotPeer[slot]]!;
     const r = this.result;
     r.peer = peer.index;
     if (peer.next === kp) {
@@ -504,7 +657,7 @@ export class WireGuardDevice {
     const out = this.sendOut;
     out.length = 0;
     const peer = this.peers[peerIndex];
-    if (peer === undefined) {
+    if (peer === undefined || peer === null) {
       this.drops[WgDrop.NoPeer]++;
       return out;
     }
@@ -758,6 +911,7 @@ export class WireGuardDevice {
   nextDeadline(): number {
     let t = NEVER;
     for (const p of this.peers) {
+      if (p === null) continue;
       t = Math.min(t, p.retransmitHandshakeAt, p.sendKeepaliveAt, p.newHandshakeAt, p.zeroKeyMaterialAt, p.persistentKeepaliveAt);
     }
     return t;
@@ -768,6 +922,7 @@ export class WireGuardDevice {
     const out = this.pollOut;
     out.length = 0;
     for (const peer of this.peers) {
+      if (peer === null) continue;
       if (peer.retransmitHandshakeAt <= now) {
         peer.retransmitHandshakeAt = NEVER;
         if (peer.handshakeAttempts > MAX_TIMER_HANDSHAKES) {
@@ -821,6 +976,7 @@ export class WireGuardDevice {
     this.slotIndex[slot] = index;
     this.slotPeer[slot] = peer;
     this.slotKeypair[slot] = kp;
+    this.slotRevoked[slot] = -1;
     return index;
   }
 
@@ -837,6 +993,27 @@ export class WireGuardDevice {
     const slot = index & SLOT_MASK;
     return this.slotPeer[slot] >= 0 && this.slotIndex[slot] === index ? slot : -1;
   }
+}
+
+const ZERO_KEY = new Uint8Array(KEY_LEN);
+
+/** A public key as a map key (control plane and handshakes only). */
+function keyId(publicKey: Uint8Array): string {
+  return Buffer.from(publicKey).toString('base64');
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** Zeroes a peer's key material (wireguard-go RemovePeer → ZeroAndFlushAll). */
+function zeroKeys(keys: PeerKeys): void {
+  keys.remoteStatic.fill(0);
+  keys.presharedKey.fill(0);
+  keys.staticStatic?.fill(0);
+  keys.mac1Key.fill(0);
+  keys.cookieKey.fill(0);
+  keys.initialHash.fill(0);
 }
 
 /** Source address bytes || port (little-endian), what cookies are bound to (§5.4.7; wireguard-go DstToBytes). */

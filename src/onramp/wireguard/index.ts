@@ -6,6 +6,7 @@ export {
   type ReceiveKind,
   type ReceiveResult,
   type WireGuardDeviceOptions,
+  type WireGuardPeerChange,
   type WireGuardPeerConfig,
 } from './device.js';
 export { WgDrop, WG_DROP_COUNT, WG_DROP_NAMES } from './wg-drop.js';

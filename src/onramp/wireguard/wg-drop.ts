@@ -27,9 +27,10 @@ export const enum WgDrop {
   NoPeer = 20, // send() to a peer index that does not exist
   TooBig = 21, // outbound packet larger than a datagram can carry
   HandshakeTimeout = 22, // staged packets discarded after Rekey-Attempt-Time without a session
+  Revoked = 23, // from a peer removed or re-keyed by the control plane: its key, or a session index it held
 }
 
-export const WG_DROP_COUNT = 23;
+export const WG_DROP_COUNT = 24;
 
 /** Names for metrics and logs (control plane only). */
 export const WG_DROP_NAMES: readonly string[] = [
@@ -56,4 +57,5 @@ export const WG_DROP_NAMES: readonly string[] = [
   'no_peer',
   'too_big',
   'handshake_timeout',
+  'revoked',
 ];
