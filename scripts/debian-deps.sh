@@ -11,6 +11,8 @@ TETHER_DEBIAN_DEPS=(
   "iperf3:iperf3"
   "nftables:nft"
   "chromium:chromium"
+  "curl:curl"
+  "openssl:openssl"
 )
 
 install_missing_debian_packages() {
