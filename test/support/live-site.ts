@@ -121,10 +121,14 @@ export interface ApiAnswer {
   body: unknown;
 }
 
-/** One call to the daemon's API from inside the edge namespace (mutating calls carry the lab's token). */
+/** The lab's API token as a curl header argument: every call carries it, reads and /metrics included. */
+function tokenHeader(lab: LabInfo): string[] {
+  return ['-H', `authorization: Bearer ${readFileSync(join(lab.runDir, 'api-token'), 'utf8').trim()}`];
+}
+
+/** One call to the daemon's API from inside the edge namespace, with the lab's token. */
 export async function edgeApi(lab: LabInfo, method: string, path: string, body?: unknown): Promise<ApiAnswer> {
-  const token = readFileSync(join(lab.runDir, 'api-token'), 'utf8').trim();
-  const args = ['-s', '-X', method, '-H', `authorization: Bearer ${token}`, '-w', '\n%{http_code}', `http://127.0.0.1:8470${path}`];
+  const args = ['-s', '-X', method, ...tokenHeader(lab), '-w', '\n%{http_code}', `http://127.0.0.1:8470${path}`];
   if (body !== undefined) args.push('-H', `content-type: ${method === 'PATCH' ? 'application/merge-patch+json' : 'application/json'}`, '--data-binary', JSON.stringify(body));
   const out = await inNamespaceOk(lab.names.edge, 'curl', args);
   const nl = out.lastIndexOf('\n');
@@ -134,7 +138,7 @@ export async function edgeApi(lab: LabInfo, method: string, path: string, body?:
 
 /** The daemon's Prometheus samples whose name and labels match `re`, summed. */
 export async function metric(lab: LabInfo, re: RegExp): Promise<number> {
-  const out = await inNamespaceOk(lab.names.edge, 'curl', ['-s', 'http://127.0.0.1:8470/metrics']);
+  const out = await inNamespaceOk(lab.names.edge, 'curl', ['-s', ...tokenHeader(lab), 'http://127.0.0.1:8470/metrics']);
   let sum = 0;
   for (const line of out.split('\n')) {
     if (line.startsWith('#')) continue;
