@@ -499,7 +499,7 @@ export class Edge {
     if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, wallNow);
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
-      this.pipeline.process(this.feedback, performance.now());
+      this.pipeline.processOwn(this.feedback, performance.now());
       this.deliver(this.feedback, wallNow);
       this.feedback.clear();
     }
