@@ -69,7 +69,6 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
       throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
     }
     this.locals.set(id, o.gre.local);
-    this.tunnelMtu.setTunnelAddress(id, o.health_check?.source);
     this.host.delivery.set(id, this);
   }
 
@@ -87,7 +86,6 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
       throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
     }
     this.locals.set(id, o.gre.local);
-    this.tunnelMtu.setTunnelAddress(id, o.health_check?.source);
     this.underlay.removeEndpoint(local);
   }
 
@@ -98,7 +96,6 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
     this.host.delivery.clear(id, this);
     this.gre.tunnels.remove(id);
     this.locals.delete(id);
-    this.tunnelMtu.clearTunnelAddress(id);
     this.underlay.removeEndpoint(local);
   }
 

@@ -52,9 +52,9 @@ function wireGuardRig(opts: { tunnelAddress?: string } = {}) {
   const onramp: WireGuardOnrampConfig = {
     name: 'site-wg', type: 'wireguard', automatic_return_routing: true, preference: 100, max_flows: 0,
     wireguard: { device: 'wg0', public_key: b64(siteKeys.pub), allowed_ips: ['10.0.1.0/24', 'fd00:a::/64'], endpoint: `${SITE}:${WG_PORT}`, persistent_keepalive: 0, mtu: MTU },
-    ...(opts.tunnelAddress !== undefined ? { health_check: { source: opts.tunnelAddress, rate: 'mid', type: 'reply' } } : {}),
   };
   wg.add(onramp, ONRAMP);
+  host.tunnelAddresses.set(ONRAMP, opts.tunnelAddress);
   wg.open();
   const site = new WireGuardDevice({ privateKey: siteKeys.priv, peers: [{ publicKey: edgeKeys.pub, allowedIps: ['0.0.0.0/0', '::/0'], endpoint: { addr: EDGE, port: WG_PORT } }] });
   const siteSource = UdpEndpoint.parse(EDGE, WG_PORT)!;
@@ -171,9 +171,9 @@ describe('GRE onramp: the same policy through the same helper', () => {
     const onramp: GreOnrampConfig = {
       name: 'site-gre', type: 'gre', automatic_return_routing: true, preference: 100, max_flows: 0,
       gre: { local: EDGE, remote: SITE, mtu: 1476 },
-      ...(tunnelAddress !== undefined ? { health_check: { source: tunnelAddress, rate: 'mid', type: 'reply' } } : {}),
     };
     gre.add(onramp, ONRAMP);
+    host.tunnelAddresses.set(ONRAMP, tunnelAddress);
     const deliver = (packet: Uint8Array): void => {
       const b = new PacketBatch(1);
       b.push(packet, 0, packet.length, 0);

@@ -19,24 +19,17 @@
  * The error's source: the tunnel's own underlay address when it has the inner packet's family (GRE's local
  * endpoint, a WireGuard device's listen address: an address the edge owns and the one an operator sees the
  * tunnel by, routable where the senders on the Internet are), else the onramp's tunnel address
- * (health_check.source) when it has that family (an IPv6 packet in an IPv4 tunnel), else none: the packet is
- * counted as too big and nothing is reported.
+ * (health_check.source, from the host's TunnelAddresses) when it has that family (an IPv6 packet in an IPv4
+ * tunnel), else none: the packet is counted as too big and nothing is reported.
  */
-import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import { Drop } from '../../common/drop-reasons.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import { MtuVerdict, buildPacketTooBig, fragmentForTunnel, tunnelMtuVerdict } from '../../onramp/tunnel-mtu.js';
-import { parseAddress } from '../../wire/addr.js';
-import { AF_INET4, AF_INET6 } from '../../wire/constants.js';
+import { AF_INET4 } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { PacketInfo } from '../../wire/packet-info.js';
 import type { EdgeCounter } from './counters.js';
-import type { TransportHost } from './transport.js';
-
-const PORT_SPACE = MAX_ONRAMP_ID + 1;
-const IPV6_WORDS = 4;
-/** No address of that family. */
-export const NO_SOURCE = 0;
+import { NO_ADDRESS, type TransportHost } from './transport.js';
 
 /** Where one transport counts its oversize packets (indices into the edge's counters). */
 export interface TunnelMtuCounters {
@@ -58,32 +51,13 @@ export interface TunnelFragmentSink {
 
 export class TunnelMtu {
   private readonly info = new PacketInfo();
-  /** Per onramp: its tunnel address (health_check.source), IPv4 as a number (NO_SOURCE: none). */
-  private readonly inside4 = new Uint32Array(PORT_SPACE);
-  /** Per onramp with an IPv6 tunnel address: its words (control plane sets it; read on the slow path only). */
-  private readonly inside6 = new Map<number, Uint32Array>();
 
   constructor(private readonly host: TransportHost, private readonly counters: TunnelMtuCounters) {}
-
-  /** The onramp's tunnel address (its health_check.source), or none; replaces what it had. Control plane. */
-  setTunnelAddress(onramp: number, address: string | undefined): void {
-    this.clearTunnelAddress(onramp);
-    if (address === undefined) return;
-    const words = new Uint32Array(IPV6_WORDS);
-    const family = parseAddress(address, words);
-    if (family === AF_INET4) this.inside4[onramp] = words[0];
-    else if (family === AF_INET6) this.inside6.set(onramp, words);
-  }
-
-  clearTunnelAddress(onramp: number): void {
-    this.inside4[onramp] = NO_SOURCE;
-    this.inside6.delete(onramp);
-  }
 
   /**
    * Packet i of `batch`, bound for `onramp` whose tunnel carries inner packets of at most `mtu` bytes, is longer
    * than that (the caller compared). `underlay` is the tunnel's own address: an IPv4 number, IPv6 words, or
-   * NO_SOURCE. Fragments go to `sink`; a too-big error goes to the host's feedback batch. Returns true when the
+   * NO_ADDRESS. Fragments go to `sink`; a too-big error goes to the host's feedback batch. Returns true when the
    * packet may be sent whole after all (its IP length fits; or IPv6 up to 1280 bytes, RFC 8200 section 5).
    */
   oversize(batch: PacketBatch, i: number, onramp: number, mtu: number, underlay: number | Uint32Array, sink: TunnelFragmentSink, wallNow: number): boolean {
@@ -104,19 +78,15 @@ export class TunnelMtu {
       // would have carried it (translated), so it enters the pipeline as if it came out of the tunnel.
       counters[this.counters.tooBig]++;
       const source = this.sourceFor(info.family, onramp, underlay);
-      const error = source === NO_SOURCE ? null : buildPacketTooBig(data, info, mtu, source);
+      const error = source === NO_ADDRESS ? null : buildPacketTooBig(data, info, mtu, source);
       if (error !== null && this.host.feedback.push(error, 0, error.length, onramp) >= 0) counters[this.counters.reported]++;
     }
     return false;
   }
 
-  /** The error's source address for an inner packet of `family` (see the file header), or NO_SOURCE. */
+  /** The error's source address for an inner packet of `family` (see the file header), or NO_ADDRESS. */
   private sourceFor(family: number, onramp: number, underlay: number | Uint32Array): number | Uint32Array {
-    if (family === AF_INET4) {
-      if (typeof underlay === 'number' && underlay !== NO_SOURCE) return underlay;
-      return this.inside4[onramp];
-    }
-    if (typeof underlay !== 'number') return underlay;
-    return this.inside6.get(onramp) ?? NO_SOURCE;
+    const sameFamily = family === AF_INET4 ? typeof underlay === 'number' && underlay !== NO_ADDRESS : typeof underlay !== 'number';
+    return sameFamily ? underlay : this.host.tunnelAddresses.of(family, onramp);
   }
 }

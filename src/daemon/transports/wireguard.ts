@@ -237,7 +237,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.portPeer[id] = peer;
     this.portConfig.set(id, w);
     this.portMtu[id] = w.mtu;
-    this.tunnelMtu.setTunnelAddress(id, o.health_check?.source);
     this.host.delivery.set(id, this);
   }
 
@@ -281,7 +280,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     }
     this.portConfig.set(id, w);
     this.portMtu[id] = w.mtu;
-    this.tunnelMtu.setTunnelAddress(id, o.health_check?.source);
     if (this.opened) this.flush(dev, out);
   }
 
@@ -297,7 +295,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.portPeer[id] = -1;
     this.portConfig.delete(id);
     this.portMtu[id] = 0;
-    this.tunnelMtu.clearTunnelAddress(id);
   }
 
   /** The onramp's peer's last completed handshake (Unix ms, -Infinity when none); undefined when it is not a WireGuard onramp. */
