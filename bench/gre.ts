@@ -29,7 +29,7 @@ import type { GreOnrampConfig } from '../src/config/index.js';
 import { toOnrampSpec } from '../src/config/index.js';
 import { EDGE_COUNTER_NAMES } from '../src/daemon/transports/counters.js';
 import { GreTransport } from '../src/daemon/transports/gre.js';
-import { DeliveryTable, TunOutputs, type TransportHost } from '../src/daemon/transports/transport.js';
+import { DeliveryTable, TunOutputs, TunnelAddresses, type TransportHost } from '../src/daemon/transports/transport.js';
 import { Underlay } from '../src/daemon/transports/underlay.js';
 import { Pipeline } from '../src/dataplane/pipeline.js';
 import { encapsulate4 } from '../src/onramp/gre/index.js';
@@ -127,6 +127,7 @@ class GreEdge {
       delivery: this.delivery,
       outputs: new TunOutputs(BATCH),
       feedback: new PacketBatch(BATCH),
+      tunnelAddresses: new TunnelAddresses(),
       mtu: TUN_MTU,
       isRunning: () => true,
       readPlain: () => {},

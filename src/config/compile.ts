@@ -77,7 +77,7 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
     // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
-    ...(o.type === 'wireguard' ? { allowedSources: o.wireguard.allowed_ips } : {}),
+    ...(o.type === 'wireguard' ? { mtu: o.wireguard.mtu, allowedSources: o.wireguard.allowed_ips } : {}),
     // The edge's tunnel address: echo to it is the edge's own (probe replies, the site's probes), never a flow.
     ...(o.health_check?.source !== undefined ? { localAddress: o.health_check.source } : {}),
   };

@@ -30,6 +30,12 @@ export const DEFAULT_API_PORT = 8470;
 export const DEFAULT_PREFERENCE = 100;
 /** 1500-byte underlay minus the outer IPv4 header (20) and the GRE header without key (4). */
 export const DEFAULT_GRE_MTU = 1476;
+/**
+ * wg-quick's and wireguard-go's default: a 1500-byte underlay minus WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 of
+ * WireGuard's own: 16 header, 16 authentication tag). Over IPv4 the 20 bytes left over hold the padding to 16 bytes
+ * (whitepaper section 5.4.6): a 1420-byte packet leaves as 1484.
+ */
+export const DEFAULT_WIREGUARD_MTU = 1420;
 export const DEFAULT_EGRESS_INTERFACE = 'tether-egress';
 export const DEFAULT_PORT_RANGE = '1024-65535';
 /** The Pipeline's own defaults (src/dataplane/pipeline.ts), written out so the file and export show them. */
@@ -179,6 +185,8 @@ export const WireGuardPeerSchema = Type.Object({
   /** Absent = learnt from the peer's first handshake. */
   endpoint: Type.Optional(Type.String({ format: 'endpoint', description: 'address:port or [v6]:port' })),
   persistent_keepalive: Int(0, MAX_U16, { default: 0, unit: 'seconds, 0 = off' }),
+  /** Tunnel MTU (inner packet size); larger packets get MSS clamping, fragments or ICMP too-big (like GRE's). */
+  mtu: Int(MIN_MTU, MAX_U16, { default: DEFAULT_WIREGUARD_MTU, unit: 'bytes' }),
 }, { additionalProperties: false, what: 'the peer settings (public_key, allowed_ips, …)' });
 
 export const GreSchema = Type.Object({

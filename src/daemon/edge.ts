@@ -45,7 +45,7 @@ import { EDGE_COUNTER_NAMES, EdgeCounter, nonZero } from './transports/counters.
 import { EgressTransport } from './transports/egress.js';
 import { GreTransport } from './transports/gre.js';
 import { InterconnectTransport } from './transports/interconnect.js';
-import { DeliveryTable, TunOutputs, type EdgeLogger, type OnrampTransport, type Transport, type TransportHost } from './transports/transport.js';
+import { DeliveryTable, TunOutputs, TunnelAddresses, type EdgeLogger, type OnrampTransport, type Transport, type TransportHost } from './transports/transport.js';
 import { Underlay } from './transports/underlay.js';
 import { WireGuardTransport } from './transports/wireguard.js';
 
@@ -100,8 +100,10 @@ export class Edge {
 
   private readonly delivery = new DeliveryTable();
   private readonly outputs: TunOutputs;
-  /** Packets the edge itself sends into the pipeline (ICMP errors for GRE's MTU), processed after each batch. */
+  /** Packets the edge itself sends into the pipeline (ICMP errors for a tunnel's MTU), processed after each batch. */
   private readonly feedback = new PacketBatch(FEEDBACK_CAPACITY);
+  /** Each onramp's tunnel address (health_check.source), the source of its ICMP errors where the underlay's does not fit. */
+  private readonly tunnelAddresses = new TunnelAddresses();
   private readonly underlay: Underlay;
   private readonly egress: EgressTransport;
   private readonly wireguard: WireGuardTransport;
@@ -141,6 +143,7 @@ export class Edge {
       delivery: this.delivery,
       outputs: this.outputs,
       feedback: this.feedback,
+      tunnelAddresses: this.tunnelAddresses,
       mtu: options.mtu ?? DEFAULT_MTU,
       isRunning: () => this.running,
       readPlain: (tun, port) => tun.startReading(new PacketBatch(this.batchSize), port, this.onPlain, this.onReadError),
@@ -171,6 +174,7 @@ export class Edge {
       if (id === undefined) throw new Error(`onramp ${o.name}: no id`);
       this.transportOf(o).add(o, id);
       this.onramps.set(o.name, { config: o, id });
+      this.tunnelAddresses.set(id, o.health_check?.source);
       this.health.set(id, o);
     }
     this.nextOnrampId = Math.max(0, ...this.ids.onramps.values()) + 1;
@@ -304,6 +308,7 @@ export class Edge {
     const have = this.onramps.get(name);
     if (have === undefined) throw new Error(`onramp ${name}: no such onramp`);
     this.transportOf(have.config).remove(have.id);
+    this.tunnelAddresses.clear(have.id);
     this.health.remove(have.id);
     this.pipeline.ports.remove(have.id);
     this.onramps.delete(name);
@@ -432,7 +437,12 @@ export class Edge {
 
     const removedIds = remove.filter((r) => ids.onramps.get(r.config.name) !== r.id).map((r) => r.id);
     this.onramps.clear();
-    for (const o of next.onramps) this.onramps.set(o.name, { config: o, id: ids.onramps.get(o.name)! });
+    this.tunnelAddresses.clearAll();
+    for (const o of next.onramps) {
+      const id = ids.onramps.get(o.name)!;
+      this.onramps.set(o.name, { config: o, id });
+      this.tunnelAddresses.set(id, o.health_check?.source);
+    }
     this.devices.clear();
     for (const d of next.wireguard_devices) this.devices.set(d.name, d);
     if (ids !== this.ids) {
@@ -470,6 +480,7 @@ export class Edge {
 
   private remember(onramp: OnrampConfig, id: number, site: number): void {
     this.onramps.set(onramp.name, { config: onramp, id });
+    this.tunnelAddresses.set(id, onramp.health_check?.source);
     this.ids.onramps.set(onramp.name, id);
     this.ids.onrampSite.set(onramp.name, site);
   }
@@ -499,7 +510,7 @@ export class Edge {
     if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, wallNow);
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
-      this.pipeline.process(this.feedback, performance.now());
+      this.pipeline.processOwn(this.feedback, performance.now());
       this.deliver(this.feedback, wallNow);
       this.feedback.clear();
     }

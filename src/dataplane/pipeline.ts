@@ -196,6 +196,8 @@ export class Pipeline {
   private readonly metaScratch = new PacketBatch(1, 64, 0);
   private metaBatch: PacketBatch = this.metaScratch;
   private metaIndex = 0;
+  /** True while processOwn() runs: the packets are the edge's own, the ports' source filters do not apply. */
+  private ownPackets = false;
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
   private lastNode = -1;
   private now = 0;
@@ -319,6 +321,22 @@ export class Pipeline {
   }
 
   /**
+   * Forwards packets the edge itself originated into a port as if they came out of it (a tunnel's ICMP
+   * fragmentation-needed / packet-too-big, which must be matched to the flow and translated back like any
+   * error from the site side: src/daemon/transports/tunnel-mtu.ts). Everything applies as in process() but the
+   * port's source filter: a WireGuard peer's allowed IPs say which sources the peer may send from, and these
+   * packets never came from the peer (no peer can put a packet into this batch).
+   */
+  processOwn(batch: PacketBatch, now: number): void {
+    this.ownPackets = true;
+    try {
+      this.process(batch, now);
+    } finally {
+      this.ownPackets = false;
+    }
+  }
+
+  /**
    * Memory-level parallelism: at 1 M flows every lookup misses the cache (and the TLB) twice, on
    * the bucket and on the flow record, and one packet's misses wait for each other. Walking the
    * packets first and touching each one's bucket and first two chain records in independent loads lets
@@ -417,7 +435,7 @@ export class Pipeline {
     }
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
     if (info.ttl <= 1) return -Drop.TtlExceeded;
-    if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
+    if (!this.ownPackets && this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
     if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));

@@ -1,20 +1,23 @@
 /**
  * MSS clamping in the pipeline (RFC 4459 section 3.2, RFC 9293 section 3.7.1): a SYN or SYN-ACK entering
- * from an onramp with a tunnel MTU, or leaving toward one, announces at most what the tunnel carries; the
+ * from an onramp with a tunnel MTU (GRE's gre.mtu, WireGuard's wireguard.mtu), or leaving toward one, announces at most what the tunnel carries; the
  * TCP checksum still verifies. And the batch metadata the pipeline's inspection records for later stages.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Drop } from '../../src/common/drop-reasons.js';
+import { PORT_INTERNET } from '../../src/common/ids.js';
 import { PacketBatch } from '../../src/common/packet-batch.js';
+import { assignIds, toPipelineConfig } from '../../src/config/index.js';
 import { Pipeline, type PipelineConfig } from '../../src/dataplane/pipeline.js';
 import { NextHopKind } from '../../src/route/route-table.js';
 import { buildTcp, buildUdp } from '../../src/wire/build.js';
 import { AF_INET4, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, IPV4_MIN_HEADER, IPV6_HEADER, TCP_ACK_FLAG, TCP_SYN } from '../../src/wire/constants.js';
 import { inspect } from '../../src/wire/inspect.js';
 import { PacketInfo } from '../../src/wire/packet-info.js';
+import { defaultConfig } from '../../src/lab/config.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
-import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, SITE_A, SITE_DC, onramp } from '../support/topology.js';
+import { A_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, POOL, SERVER, SITE_A, SITE_DC, onramp } from '../support/topology.js';
 
 const TUNNEL_MTU = 1400;
 const HOST6 = 'fd00:a::10';
@@ -107,4 +110,22 @@ test('batch metadata: the pipeline records each forwarded packet as it leaves (o
   assert.equal(batch.l4Offset[1], batch.offset[1] + IPV6_HEADER);
   assert.notEqual(batch.mssOffset[0], 0);
   assert.equal(batch.mssOffset[2], 0);
+});
+
+test('WireGuard onramps clamp too: wireguard.mtu (default 1420) reaches the pipeline, and SYNs through them announce at most MTU - 40 both ways', () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const siteA = ids.onramps.get('site-a-wg')!;
+  for (const [mtu, mss] of [[undefined, 1420 - 40], [1300, 1300 - 40]] as const) {
+    if (mtu !== undefined) (cfg.onramps.find((o) => o.name === 'site-a-wg') as { wireguard: { mtu: number } }).wireguard.mtu = mtu;
+    const edge = new PipelineRig(toPipelineConfig(cfg, ids));
+    const out = edge.send(siteA, syn(HOST, SERVER, 1460));
+    assert.equal(out.hop, PORT_INTERNET);
+    assert.equal(out.parsed.tcp?.mss, mss, 'the site host on a 1,500-byte LAN offered 1460');
+    assert.equal(out.parsed.drop, Drop.None);
+    const back = edge.send(PORT_INTERNET, syn(SERVER, POOL, 1460, TCP_SYN | TCP_ACK_FLAG, 443, out.parsed.srcPort));
+    assert.equal(back.hop, siteA);
+    assert.equal(back.parsed.tcp?.mss, mss, 'the server\'s SYN-ACK toward the tunnel');
+    assert.equal(back.parsed.drop, Drop.None);
+  }
 });

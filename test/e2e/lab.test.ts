@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { type TetherConfig } from '../../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS } from '../../src/lab/config.js';
 import { arrOffConfig, httpRound, REQUESTS_PER_SITE, udpRound } from '../../src/lab/demo.js';
-import { ensureLabTools, grePeer, inNamespace, labDown, labStatus, labUp, LAB, udpExchange } from '../../src/lab/index.js';
+import { ensureLabTools, grePeer, inNamespace, inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload, udpExchange } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { keyFromBase64, WireGuardDevice } from '../../src/onramp/wireguard/index.js';
@@ -32,6 +32,7 @@ function twoGreSitesConfig(): TetherConfig {
 }
 
 interface StoppedStatus {
+  edge: Record<string, number>;
   pipelineDrops: Record<string, number>;
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number> }>;
@@ -101,6 +102,58 @@ test('GRE: scapy packets from two tunnel endpoints carrying the same inner sourc
       assert.ok(reply.inner?.payload?.includes(payload), `the echo carries ${payload}: ${reply.inner?.payload}`);
     }
   }
+});
+
+/**
+ * The WireGuard onramps' tunnel MTU (wireguard.mtu, default 1420). These run before the GRE path-MTU test: the
+ * Internet server keeps one path MTU for the pool address; each of the two tests starts from none.
+ */
+const WG_TUNNEL_MTU = 1420;
+/** A full Ethernet frame's IP packet: what a site host on a 1,500-byte LAN offers as its MTU. */
+const LAN_MTU = 1500;
+const DOWNLOAD_BYTES = 4 * 1024 * 1024;
+
+test('WireGuard tunnel MTU: site-a\'s host on a 1,500-byte link downloads a few MB from the Internet server, complete and with the server\'s checksum', async () => {
+  // site-a's host address sits on wireguard-go's own interface, whose MTU is 1420: its TCP would offer an MSS
+  // that fits the tunnel. At 1,500 it offers 1460 like a host on an Ethernet LAN behind a router that does not clamp.
+  const mtuOf = async () => (await inNamespaceOk(lab.names.siteA, 'ip', ['-o', 'link', 'show', lab.names.wgA])).match(/ mtu (\d+)/)?.[1];
+  const had = await mtuOf();
+  await inNamespaceOk(lab.names.siteA, 'ip', ['link', 'set', lab.names.wgA, 'mtu', String(LAN_MTU)]);
+  try {
+    const r = await startDownload(lab.names.siteA, `http://${LAB.internet.server}/download?bytes=${DOWNLOAD_BYTES}`, { idleTimeoutMs: 10_000 }).result;
+    assert.equal(r.error, undefined, `the download failed: ${JSON.stringify({ ...r, gaps: r.gaps.length })}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.bytes, DOWNLOAD_BYTES, 'every byte arrived');
+    assert.equal(r.sha256, r.serverSha256, 'what arrived is what the server sent');
+  } finally {
+    await inNamespaceOk(lab.names.siteA, 'ip', ['link', 'set', lab.names.wgA, 'mtu', had ?? String(WG_TUNNEL_MTU)]);
+  }
+});
+
+test('WireGuard path MTU: a reply too big for the tunnel (DF set) brings fragmentation-needed back through the NAT to the server, which then fragments', async () => {
+  // The echo's reply (the 1,360-byte payload in about 100 bytes of JSON, 28 of headers) is about 1,490 bytes, DF set:
+  // it fits the server's 1,500-byte link, not the tunnel. The request (about 1,390 bytes) fits both.
+  const ask = () => udpExchange(lab.names.siteA, LAB.internet.server, LAB.echoPort, 'y'.repeat(1360), { sourcePort: 43000, timeoutMs: 2000 });
+  const routeToPool = () => inNamespaceOk(lab.names.internet, 'ip', ['route', 'get', '198.51.100.1']);
+  assert.doesNotMatch(await routeToPool(), / mtu /, 'no path MTU learned before');
+  try {
+    const first = await ask();
+    assert.equal(first.kind, 'timeout', `the echo cannot cross the ${WG_TUNNEL_MTU}-byte tunnel whole: ${JSON.stringify(first).slice(0, 200)}`);
+    const route = await routeToPool();
+    assert.match(route, new RegExp(`mtu ${WG_TUNNEL_MTU}`), `the server learned the path MTU from the edge's error: ${route}`);
+    const second = await ask();
+    assert.equal(second.kind, 'reply', `the next echo arrives in fragments that fit: ${JSON.stringify(second).slice(0, 200)}`);
+    const status = await labStatus({ prefix: PREFIX });
+    const counters = await edgeCounters(status.edge!.pid!, lab.edgeLog!);
+    assert.ok((counters.edge.wg_too_big ?? 0) >= 1, `counted: ${JSON.stringify(counters.edge)}`);
+    assert.ok((counters.edge.wg_too_big_reported ?? 0) >= 1, `counted: ${JSON.stringify(counters.edge)}`);
+  } finally {
+    // The server keeps the learned MTU on its route's next hop, for every flow to the pool address: a route made
+    // afresh starts without it, so the GRE path-MTU test below sees the path as new.
+    await inNamespaceOk(lab.names.internet, 'ip', ['route', 'del', LAB.internet.pool, 'via', LAB.internet.edge]);
+    await inNamespaceOk(lab.names.internet, 'ip', ['route', 'add', LAB.internet.pool, 'via', LAB.internet.edge]);
+  }
+  assert.doesNotMatch(await routeToPool(), / mtu /, 'the learned path MTU is gone again');
 });
 
 test('GRE path MTU: a reply too big for the tunnel (DF set) brings fragmentation-needed back through the NAT to the server, which then fragments', async () => {

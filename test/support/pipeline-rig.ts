@@ -25,11 +25,13 @@ export class PipelineRig {
     this.pipeline = new Pipeline({ hashSeed: 12345, ...config });
   }
 
-  send(port: number, packet: Uint8Array): Sent {
+  /** `own`: a packet the edge itself sends into the pipeline as if it came out of `port` (Pipeline.processOwn). */
+  send(port: number, packet: Uint8Array, own = false): Sent {
     const b = this.batch;
     b.clear();
     if (b.push(packet, 0, packet.length, port) < 0) throw new Error('packet does not fit the test batch');
-    this.pipeline.process(b, this.now);
+    if (own) this.pipeline.processOwn(b, this.now);
+    else this.pipeline.process(b, this.now);
     const bytes = b.packet(0).slice();
     const hop = b.nextHop[0] === NEXT_HOP_DROP ? -1 : b.nextHop[0];
     return { hop, drop: b.drop[0], bytes, parsed: parsePacket(bytes) };

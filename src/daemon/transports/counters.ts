@@ -30,6 +30,14 @@ export const enum EdgeCounter {
   GreTooBigReported = 12,
   /** WireGuard datagrams from a peer whose onramp was removed or re-keyed (the engine's Revoked drops). */
   WgPeerRemoved = 13,
+  /** Packets for a WireGuard onramp that exceed its tunnel MTU with DF set, or IPv6 (dropped; see WgTooBigReported). */
+  WgTooBig = 14,
+  /** IPv4 packets without DF fragmented to fit a WireGuard onramp's tunnel MTU (counted per original packet). */
+  WgFragmented = 15,
+  /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for a WireGuard onramp. */
+  WgTooBigReported = 16,
+  /** Oversize packets for a WireGuard onramp that could not be inspected again (not sent). */
+  WgSendDrop = 17,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -47,6 +55,10 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'no_delivery',
   'gre_too_big_reported',
   'wg_peer_removed',
+  'wg_too_big',
+  'wg_fragmented',
+  'wg_too_big_reported',
+  'wg_send_drop',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */

@@ -4,42 +4,41 @@
  *   underlay, IP protocol 47 ─ GreOnramp.receiveInspected (the demux's outer header) ─ inner (in place) ─► pipeline
  *                                                └ keepalive ─ reflected to its sender
  *   next hop = a GRE onramp ─ length ≤ MTU ─┬ fits: encapsulate in place ─► underlay
- *              (else inspected once:)       ├ too big, no DF: RFC 791 fragments, each encapsulated ─► underlay
- *                                           └ too big, DF: ICMP too-big back through the pipeline
+ *              (else inspected once,        ├ too big, no DF: RFC 791 fragments, each encapsulated ─► underlay
+ *               tunnel-mtu.ts:)             └ too big, DF: ICMP too-big (from the tunnel's local address) back
+ *                                             through the pipeline
  *
  * MSS clamping to the tunnel (RFC 4459 section 3.2) is the pipeline's, on both directions, from the onramp's
  * `mtu` in its port spec: it has inspected the packet anyway.
  *
  * Owns: its tunnels and their local endpoint addresses (routed into the underlay while a tunnel uses them).
  */
-import { Drop } from '../../common/drop-reasons.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { GreOnrampConfig } from '../../config/index.js';
 import type { TunDevice } from '../../io/tun.js';
-import {
-  GRE_RECEIVE_REFLECT,
-  GreOnramp,
-  IPPROTO_GRE,
-  MtuVerdict,
-  buildPacketTooBig,
-  fragmentForTunnel,
-  tunnelMtuVerdict,
-} from '../../onramp/gre/index.js';
-import { inspect } from '../../wire/inspect.js';
-import { PacketInfo } from '../../wire/packet-info.js';
+import { GRE_RECEIVE_REFLECT, GreOnramp, IPPROTO_GRE } from '../../onramp/gre/index.js';
+import type { PacketInfo } from '../../wire/packet-info.js';
 import { EdgeCounter } from './counters.js';
 import type { OnrampTransport, TransportHost } from './transport.js';
+import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
 import type { Underlay, UnderlayReceiver } from './underlay.js';
 
-export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayReceiver {
+export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayReceiver, TunnelFragmentSink {
   readonly type = 'gre';
   readonly gre = new GreOnramp();
-  private readonly innerInfo = new PacketInfo();
+  private readonly tunnelMtu: TunnelMtu;
   /** Onramp id → its tunnel's local endpoint address (text), to release it on removal. */
   private readonly locals = new Map<number, string>();
   private opened = false;
 
-  constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {}
+  constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {
+    this.tunnelMtu = new TunnelMtu(host, {
+      tooBig: EdgeCounter.GreTooBig,
+      fragmented: EdgeCounter.GreFragmented,
+      reported: EdgeCounter.GreTooBigReported,
+      dropped: EdgeCounter.GreSendDrop,
+    });
+  }
 
   open(): void {
     this.underlay.claimProtocol(IPPROTO_GRE, this);
@@ -123,66 +122,40 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
 
   // --- deliver --------------------------------------------------------------------------------------------
 
-  deliver(batch: PacketBatch, i: number, onramp: number): void {
-    this.sendGre(batch, i, onramp);
-  }
-
-  private sendGre(batch: PacketBatch, i: number, onramp: number): void {
-    const data = batch.data;
-    const off = batch.offset[i];
-    const len = batch.length[i];
-    const info = this.innerInfo;
-    const counters = this.host.counters;
+  deliver(batch: PacketBatch, i: number, onramp: number, wallNow: number): void {
     const t = this.gre.tunnels.tunnelOf(onramp);
     if (t < 0) {
-      counters[EdgeCounter.GreSendDrop]++;
+      this.host.counters[EdgeCounter.GreSendDrop]++;
       return;
     }
-    const mtu = this.gre.tunnels.mtu[t];
     // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
-    let verdict: number = MtuVerdict.Fits;
-    if (len > mtu) {
-      if (inspect(data, off, len, info) !== Drop.None) {
-        counters[EdgeCounter.GreSendDrop]++;
-        return;
-      }
-      verdict = tunnelMtuVerdict(info, mtu);
+    const mtu = this.gre.tunnels.mtu[t];
+    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, onramp, mtu, this.gre.tunnels.localSource(t), this, wallNow)) return;
+    const off = batch.offset[i];
+    const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
+    const o = this.gre.send(onramp, batch.data, off, batch.length[i], floor);
+    if (o < 0) {
+      this.host.counters[EdgeCounter.GreSendDrop]++;
+      return;
     }
-    if (verdict === MtuVerdict.Fits) {
-      const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
-      const o = this.gre.send(onramp, data, off, len, floor);
-      if (o < 0) {
-        counters[EdgeCounter.GreSendDrop]++;
-        return;
-      }
-      batch.offset[i] = o;
-      batch.length[i] = this.gre.lastLength;
-      this.underlay.queue(i);
-    } else if (verdict === MtuVerdict.Fragment) {
-      // Slow path (rare once MSS clamping works): RFC 791 fragments, each encapsulated from the transmit batch.
-      counters[EdgeCounter.GreFragmented]++;
-      for (const piece of fragmentForTunnel(data, info, mtu)) {
-        const k = this.underlay.reserveTx();
-        const tx = this.underlay.tx;
-        const slot = k * tx.slotSize;
-        tx.data.set(piece, slot + tx.headroom);
-        const o = this.gre.send(onramp, tx.data, slot + tx.headroom, piece.length, slot);
-        if (o < 0) {
-          tx.count--;
-          counters[EdgeCounter.GreSendDrop]++;
-          continue;
-        }
-        tx.offset[k] = o;
-        tx.length[k] = this.gre.lastLength;
-      }
-    } else {
-      // RFC 1191 / RFC 4443 section 3.2: tell the sender. The error is addressed to the packet as
-      // the tunnel would have carried it (translated), so it enters the pipeline as if it came out
-      // of the tunnel: the pipeline matches it to the flow by the quoted header, translates it
-      // back and sends it toward the original sender, NAT reversed.
-      counters[EdgeCounter.GreTooBig]++;
-      const error = buildPacketTooBig(data, info, mtu, this.gre.tunnels.localSource(t));
-      if (error !== null && this.host.feedback.push(error, 0, error.length, onramp) >= 0) counters[EdgeCounter.GreTooBigReported]++;
+    batch.offset[i] = o;
+    batch.length[i] = this.gre.lastLength;
+    this.underlay.queue(i);
+  }
+
+  /** Slow path (rare once MSS clamping works): one RFC 791 fragment, encapsulated from the transmit batch. */
+  sendFragment(piece: Uint8Array, onramp: number): void {
+    const k = this.underlay.reserveTx();
+    const tx = this.underlay.tx;
+    const slot = k * tx.slotSize;
+    tx.data.set(piece, slot + tx.headroom);
+    const o = this.gre.send(onramp, tx.data, slot + tx.headroom, piece.length, slot);
+    if (o < 0) {
+      tx.count--;
+      this.host.counters[EdgeCounter.GreSendDrop]++;
+      return;
     }
+    tx.offset[k] = o;
+    tx.length[k] = this.gre.lastLength;
   }
 }

@@ -15,6 +15,8 @@ import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { OnrampConfig } from '../../config/index.js';
 import type { TunDevice } from '../../io/tun.js';
+import { parseAddress } from '../../wire/addr.js';
+import { AF_INET4, AF_INET6 } from '../../wire/constants.js';
 
 /** What the device layer needs of a logger (pino's Logger fits). */
 export interface EdgeLogger {
@@ -74,6 +76,8 @@ export interface TransportHost {
   readonly outputs: TunOutputs;
   /** Packets the edge itself sends into the pipeline (ICMP errors for a tunnel's MTU), processed after each batch. */
   readonly feedback: PacketBatch;
+  /** Each onramp's own address inside its tunnel (health_check.source), as the onramp runs now. */
+  readonly tunnelAddresses: TunnelAddresses;
   /** MTU of every TUN the edge creates. */
   readonly mtu: number;
   /** True between the Edge's start() and stop(). */
@@ -83,6 +87,44 @@ export interface TransportHost {
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
+const IPV6_WORDS = 4;
+/** TunnelAddresses.of: the onramp has no tunnel address of that family. */
+export const NO_ADDRESS = 0;
+
+/**
+ * Per port: the onramp's own address inside its tunnel (its health_check.source), which the Edge keeps with the
+ * configuration each onramp runs with (a change to health_check alone reaches no transport, so the transports do
+ * not keep it themselves). Read on slow paths only (the source of a tunnel's ICMP errors: tunnel-mtu.ts).
+ */
+export class TunnelAddresses {
+  private readonly v4 = new Uint32Array(PORT_SPACE);
+  private readonly v6 = new Map<number, Uint32Array>();
+
+  /** The onramp's address (text), or none; replaces what it had. */
+  set(port: number, address: string | undefined): void {
+    this.clear(port);
+    if (address === undefined) return;
+    const words = new Uint32Array(IPV6_WORDS);
+    const family = parseAddress(address, words);
+    if (family === AF_INET4) this.v4[port] = words[0];
+    else if (family === AF_INET6) this.v6.set(port, words);
+  }
+
+  clear(port: number): void {
+    this.v4[port] = NO_ADDRESS;
+    this.v6.delete(port);
+  }
+
+  clearAll(): void {
+    this.v4.fill(NO_ADDRESS);
+    this.v6.clear();
+  }
+
+  /** The onramp's address of `family`: an IPv4 number, IPv6 words, or NO_ADDRESS. */
+  of(family: number, port: number): number | Uint32Array {
+    return family === AF_INET4 ? this.v4[port] : (this.v6.get(port) ?? NO_ADDRESS);
+  }
+}
 
 /**
  * Per port (onramp id, or PORT_INTERNET): which transport delivers it. Replaces fixed kind/device/peer maps

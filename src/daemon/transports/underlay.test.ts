@@ -7,26 +7,15 @@ import { PacketBatch } from '../../common/packet-batch.js';
 import { buildIcmpEcho, buildIp, buildUdp, parsePacket } from '../../wire/build.js';
 import { IPPROTO_ESP, IPPROTO_GRE } from '../../wire/constants.js';
 import type { PacketInfo } from '../../wire/packet-info.js';
-import { EDGE_COUNTER_NAMES, EdgeCounter } from './counters.js';
-import { DeliveryTable, TunOutputs, type TransportHost } from './transport.js';
+import { transportHost } from '../../../test/support/transport-host.js';
+import { EdgeCounter } from './counters.js';
+import { DeliveryTable } from './transport.js';
 import { Underlay, type UnderlayReceiver } from './underlay.js';
 
 const EDGE = '192.0.2.1';
 const PEER = '198.51.100.7';
 
-function host(): TransportHost {
-  const silent = { info() {}, warn() {}, error() {}, debug() {} };
-  return {
-    log: silent,
-    counters: new Float64Array(EDGE_COUNTER_NAMES.length),
-    delivery: new DeliveryTable(),
-    outputs: new TunOutputs(8),
-    feedback: new PacketBatch(4),
-    mtu: 1500,
-    isRunning: () => false,
-    readPlain: () => {},
-  };
-}
+const host = transportHost;
 
 /** Keeps every packet it is handed, tagged with `port`, and remembers the protocol it saw. */
 class Keeper implements UnderlayReceiver {

@@ -4,8 +4,18 @@
  *
  *   underlay, UDP to a device's address:port ─ device.receive ─┬ 'data' → inner copied into the slot ─► pipeline
  *                                                              └ 'send' → handshake datagrams ─► underlay
- *   next hop = a WireGuard onramp ─ device.send ─ datagrams ─ IPv4/UDP from the device's address:port ─► underlay
+ *   next hop = a WireGuard onramp ─ length ≤ MTU ─ device.send ─ datagrams ─ IPv4/UDP from the device's address:port ─► underlay
+ *              (else inspected once, tunnel-mtu.ts: ├ no DF: RFC 791 fragments, each encrypted ─► underlay
+ *               the same policy as GRE's)            └ DF / IPv6: ICMP too-big back through the pipeline
  *   timers: one setTimeout for every device, at the earliest nextDeadline() ─ poll ─► underlay
+ *
+ * The tunnel MTU (wireguard.mtu, default 1420) bounds the inner packet: the pipeline clamps TCP MSS to it both
+ * ways (OnrampSpec.mtu), and a longer packet is never encrypted whole, because its datagram (inner + padding to 16 +
+ * 32 + 28 bytes, DF set: underlay-packets.ts) would be dropped by the first underlay link it does not fit, silently.
+ * The too-big error comes from the device's listen address (the address the last datagram arrived at, for a
+ * wildcard device): an address the edge owns, routable where the senders on the Internet are, as GRE's comes from
+ * its tunnel's local endpoint; an IPv6 packet's from the onramp's IPv6 health_check.source (the listen address is
+ * IPv4), and none without one (counted in wg_too_big only).
  *
  * Owns: its devices, their UDP claims and listen addresses (routed into the underlay), the peer ↔ onramp maps.
  * Removing an onramp removes its peer from the engine at once (removePeer: sessions, index entries and keys
@@ -31,6 +41,7 @@ import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
 import { EdgeCounter, nonZero } from './counters.js';
 import type { OnrampTransport, TransportHost } from './transport.js';
+import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
 import type { Underlay, UnderlayReceiver } from './underlay.js';
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
@@ -97,12 +108,15 @@ function inlineKey(text: string, what: string): Uint8Array {
   return key;
 }
 
-export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig> {
+export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig>, TunnelFragmentSink {
   readonly type = 'wireguard';
   private devices: WgDev[] = [];
   /** Per port: the device and peer index that deliver it. */
   private readonly portDevice = new Array<WgDev | null>(PORT_SPACE).fill(null);
   private readonly portPeer = new Int32Array(PORT_SPACE).fill(-1);
+  /** Per port: its tunnel MTU (wireguard.mtu), the largest inner packet encrypted whole. */
+  private readonly portMtu = new Uint16Array(PORT_SPACE);
+  private readonly tunnelMtu: TunnelMtu;
   /** Per port: the settings its peer was added with (a change the engine cannot make is refused). */
   private readonly portConfig = new Map<number, WireGuardOnrampConfig['wireguard']>();
   /** The current datagram's source, lent to the device for one receive(). */
@@ -111,7 +125,14 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private timerAt = Infinity;
   private opened = false;
 
-  constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {}
+  constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {
+    this.tunnelMtu = new TunnelMtu(host, {
+      tooBig: EdgeCounter.WgTooBig,
+      fragmented: EdgeCounter.WgFragmented,
+      reported: EdgeCounter.WgTooBigReported,
+      dropped: EdgeCounter.WgSendDrop,
+    });
+  }
 
   // --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -215,6 +236,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.portDevice[id] = dev;
     this.portPeer[id] = peer;
     this.portConfig.set(id, w);
+    this.portMtu[id] = w.mtu;
     this.host.delivery.set(id, this);
   }
 
@@ -257,6 +279,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
     }
     this.portConfig.set(id, w);
+    this.portMtu[id] = w.mtu;
     if (this.opened) this.flush(dev, out);
   }
 
@@ -271,6 +294,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.portDevice[id] = null;
     this.portPeer[id] = -1;
     this.portConfig.delete(id);
+    this.portMtu[id] = 0;
   }
 
   /** The onramp's peer's last completed handshake (Unix ms, -Infinity when none); undefined when it is not a WireGuard onramp. */
@@ -360,8 +384,17 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void {
     const dev = this.portDevice[port];
     if (dev === null) return;
+    // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
+    const mtu = this.portMtu[port];
+    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, port, mtu, dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal, this, wallNow)) return;
     const off = batch.offset[i];
     this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + batch.length[i]), wallNow));
+  }
+
+  /** Slow path (rare once MSS clamping works): one RFC 791 fragment of an oversize packet, encrypted on its own. */
+  sendFragment(piece: Uint8Array, port: number, wallNow: number): void {
+    const dev = this.portDevice[port];
+    if (dev !== null) this.sendDatagrams(dev, dev.device.send(this.portPeer[port], piece, wallNow));
   }
 
   /** WireGuard datagrams → IPv4/UDP from the device's address and port, into the transmit batch. */

@@ -8,7 +8,7 @@
  *   send(onrampId, buf, off, len, floor) ─ tunnel ─ encapsulate4/6 in place ─ outer offset (+ lastLength)
  *
  * The MTU decision (fragment / ICMP too-big) acts on the inner packet: the caller decides "fits" by length
- * and inspects only an oversize packet (see mtu.ts). MSS clamping is the pipeline's (OnrampSpec.mtu).
+ * and inspects only an oversize packet (see ../tunnel-mtu.ts). MSS clamping is the pipeline's (OnrampSpec.mtu).
  *
  * Pure: no I/O, no clock. Nothing is allocated per packet. Drops are counted in `drops` (by GreDrop) and
  * per tunnel traffic in the rx / tx counters.
@@ -98,7 +98,7 @@ export class GreOnramp {
   /**
    * Encapsulates the inner packet at buf[offset, offset + length) for `onrampId`'s tunnel, writing the headers
    * in front of it but not below `floor` (the start of its slot). Returns the outer packet's offset (length in
-   * lastLength) or -GreDrop (counted). Does not check the MTU: call mtu.ts's tunnelMtuVerdict first.
+   * lastLength) or -GreDrop (counted). Does not check the MTU: call ../tunnel-mtu.ts's tunnelMtuVerdict first.
    */
   send(onrampId: number, buf: Uint8Array, offset: number, length: number, floor: number): number {
     const tunnels = this.tunnels;

@@ -1,6 +1,8 @@
 /**
- * Tunnel MTU handling for packets about to enter a GRE tunnel, and the TCP MSS ceiling through it.
- * All of it works on the inner packet as inspect() (src/wire/inspect.ts) described it in a PacketInfo.
+ * Tunnel MTU handling for packets about to enter a tunnel (every kind: GRE, WireGuard), and the TCP MSS ceiling
+ * through it. A tunnel's MTU is the largest inner packet it carries whole; the transports in src/daemon/transports
+ * apply this policy through one helper (tunnel-mtu.ts there). All of it works on the inner packet as inspect()
+ * (src/wire/inspect.ts) described it in a PacketInfo.
  *
  *   tunnelMtuVerdict ─ fits ─────────────────────────────── send
  *                    ├ IPv4, DF clear, too long ─ fragmentForTunnel (RFC 791 section 3.2) ─ send each
@@ -13,19 +15,19 @@
  * tunnelMtuVerdict allocates nothing. The fragment and ICMP builders are the slow path
  * (oversize packets are rare once PMTUD and MSS clamping work) and reuse src/wire/build.ts, which allocates.
  */
-import { buildIcmpError, fragmentIpv4 } from '../../wire/build.js';
+import { buildIcmpError, fragmentIpv4 } from '../wire/build.js';
 import {
   ICMP4_CODE_FRAGMENTATION_NEEDED,
   ICMP4_DEST_UNREACHABLE,
   ICMP6_PACKET_TOO_BIG,
-} from '../../wire/constants.js';
-import type { PacketInfo } from '../../wire/packet-info.js';
-import { DST, SRC } from '../../wire/packet-info.js';
-import { tcpMssCeiling } from '../../wire/rewrite.js';
-import { MIN_MTU_IPV6 } from './constants.js';
+  MIN_MTU_IPV6,
+} from '../wire/constants.js';
+import type { PacketInfo } from '../wire/packet-info.js';
+import { DST, SRC } from '../wire/packet-info.js';
+import { tcpMssCeiling } from '../wire/rewrite.js';
 
 export const enum MtuVerdict {
-  /** The packet fits the tunnel: encapsulate it. */
+  /** The packet fits the tunnel: encapsulate (or encrypt) it. */
   Fits = 0,
   /** IPv4 with DF clear: split it with fragmentForTunnel and send the pieces. */
   Fragment = 1,

@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseIpv4, parseIpv6 } from '../../wire/addr.js';
-import { Drop } from '../../common/drop-reasons.js';
-import { buildIcmpError, buildTcp, buildUdp, parsePacket } from '../../wire/build.js';
-import { transportChecksumFull, onesComplementSum, foldChecksum } from '../../wire/checksum.js';
-import { TCP_ACK_FLAG, TCP_SYN } from '../../wire/constants.js';
-import { inspect } from '../../wire/inspect.js';
-import { PacketInfo } from '../../wire/packet-info.js';
-import { clampTcpMss } from '../../wire/rewrite.js';
+import { parseIpv4, parseIpv6 } from '../wire/addr.js';
+import { Drop } from '../common/drop-reasons.js';
+import { buildIcmpError, buildTcp, buildUdp, parsePacket } from '../wire/build.js';
+import { transportChecksumFull, onesComplementSum, foldChecksum } from '../wire/checksum.js';
+import { TCP_ACK_FLAG, TCP_SYN } from '../wire/constants.js';
+import { inspect } from '../wire/inspect.js';
+import { PacketInfo } from '../wire/packet-info.js';
+import { clampTcpMss } from '../wire/rewrite.js';
 import {
   MtuVerdict,
   buildPacketTooBig,
@@ -16,8 +16,8 @@ import {
   mayReportError,
   tunnelMaxMss,
   tunnelMtuVerdict,
-} from './mtu.js';
-import { GreTunnelTable } from './tunnel-table.js';
+} from './tunnel-mtu.js';
+import { GreTunnelTable } from './gre/tunnel-table.js';
 
 const info = new PacketInfo();
 const EDGE_INSIDE = parseIpv4('10.255.255.1');
