@@ -36,7 +36,7 @@
  *
  * Hot path: acquire/release/lookupExternal allocate nothing on the steady state. The only allocations are
  * the mapping table doubling (amortised, bounded by maxMappings) and the first use of a pool address for a
- * protocol (its port space, ~520 KiB with the per-site counts, allocated once and kept).
+ * protocol (its port space, ~264 KiB, allocated once and kept) and the per-site counts growing to a new highest site id.
  */
 import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
@@ -129,6 +129,8 @@ const M_SITE = 12;
 const MAPPING_STRIDE = 13;
 /** Site ids index the per-space usage counts. */
 const SITE_SPACE = MAX_SITE_ID + 1;
+/** Per-site counts start with room for this many site ids. */
+const SITE_INITIAL = 64;
 
 const NIL = -1;
 const DEFAULT_PORT_MIN = 1024;
@@ -207,7 +209,7 @@ export class SnatPool {
   /** External port -> mapping index, NIL when free. */
   private readonly extToMapping: Int32Array[];
   private readonly usedCount: Int32Array;
-  /** Ports held per site, per space (index = site id); allocated with the space. */
+  /** Ports held per site, per space (index = site id); grown to the highest site id charged (few sites: a few bytes). */
   private readonly siteUsed: Int32Array[];
   /** Per protocol slot: the most ports of one space a site may hold; 0 = no quota. */
   private readonly siteQuota = new Int32Array(SLOT_COUNT);
@@ -314,6 +316,7 @@ export class SnatPool {
       const space = addrIndex * SLOT_COUNT + slot;
       if (this.used[space].length === 0) this.initSpace(space);
       const quota = this.siteQuota[slot];
+      if (site >= this.siteUsed[space].length) this.growSites(space, site);
       if (site !== 0 && quota !== 0 && this.siteUsed[space][site] >= quota) return NAT_SITE_QUOTA;
       const ext = this.choosePort(space, port, h);
       if (ext < 0) return -1;
@@ -464,7 +467,7 @@ export class SnatPool {
     if (slot < 0) return 0;
     for (let i = 0; i < this.addrCount; i++) {
       const counts = this.siteUsed[i * SLOT_COUNT + slot];
-      if (counts.length !== 0) n += counts[site];
+      if (site < counts.length) n += counts[site];
     }
     return n;
   }
@@ -574,7 +577,16 @@ export class SnatPool {
     this.used[space] = used;
     this.summary[space] = summary;
     this.extToMapping[space] = new Int32Array(PORT_SPACE).fill(NIL);
-    this.siteUsed[space] = new Int32Array(SITE_SPACE);
+  }
+
+  /** Makes room for `site` in a space's per-site counts (control-plane cost: only when a higher site id appears). */
+  private growSites(space: number, site: number): void {
+    if (site < 0 || site >= SITE_SPACE) throw new RangeError(`snat: site must be 0..${SITE_SPACE - 1}, got ${site}`);
+    let n = Math.max(SITE_INITIAL, this.siteUsed[space].length);
+    while (n <= site) n *= 2;
+    const counts = new Int32Array(Math.min(n, SITE_SPACE));
+    counts.set(this.siteUsed[space]);
+    this.siteUsed[space] = counts;
   }
 
   private markUsed(space: number, port: number): void {
