@@ -625,8 +625,8 @@ export class FlowTable {
    * Create a flow; the caller guarantees neither key exists (it looked up first). Returns the flow
    * index, or -Drop.QuotaExceeded (ingressPort at its quota), -Drop.UnknownPort (ingressPort >=
    * maxPorts), -Drop.TableFull (full and nothing evictable). When full it first reclaims overdue
-   * flows, then evicts the longest-evictable flow of the heaviest onramp (see the file header);
-   * never an established one.
+   * flows, then evicts the heaviest onramp's evictable flow nearest its deadline (see the file
+   * header); never an established one.
    */
   create(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number): number {
     if (ingressPort >= this.maxPorts || ingressPort < 0) return -Drop.UnknownPort;
