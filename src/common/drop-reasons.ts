@@ -37,10 +37,14 @@ export const enum Drop {
   ReplyNoFlow = 38, // packet from the Internet egress that matches no flow
   UnknownPort = 39, // packet tagged with an onramp id that is not configured
   SourceNotAllowed = 40, // source outside the prefixes its onramp may send from (WireGuard allowed IPs)
+  // --- fair shares and filtering (issue 11) --------------------------------------------------
+  NatQuotaExceeded = 41, // the site holds its share of the paired pool address's ports (per-site port quota)
+  FragmentQuotaExceeded = 42, // the site holds its share of the early-fragment hold slots
+  HairpinFiltered = 43, // hairpin to a mapping whose site never sent to the sender's mapping (RFC 4787 REQ-8)
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 41;
+export const DROP_REASON_COUNT = 44;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -74,4 +78,7 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.ReplyNoFlow]: 'reply_no_flow',
   [Drop.UnknownPort]: 'unknown_port',
   [Drop.SourceNotAllowed]: 'source_not_allowed',
+  [Drop.NatQuotaExceeded]: 'nat_quota_exceeded',
+  [Drop.FragmentQuotaExceeded]: 'fragment_quota_exceeded',
+  [Drop.HairpinFiltered]: 'hairpin_filtered',
 };

@@ -72,7 +72,8 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     type: o.type,
     site,
     automaticReturnRouting: o.automatic_return_routing,
-    maxFlows: o.max_flows,
+    // Absent: the pipeline's fair share of each flow table among the onramps (docs/CONFIG.md).
+    ...(o.max_flows !== undefined ? { maxFlows: o.max_flows } : {}),
     preference: o.preference,
     // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
@@ -139,6 +140,7 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
   if (cfg.egress !== undefined) {
     const [portMin, portMax] = portRangePair(cfg.egress.port_range);
     out.egress = { addresses: [...cfg.egress.addresses], portMin, portMax };
+    if (cfg.egress.max_ports_per_site !== undefined) out.egress.maxPortsPerSite = cfg.egress.max_ports_per_site;
   }
   return out;
 }

@@ -107,7 +107,8 @@ test('defaults are filled in; ids are left to assignIds', () => {
   assert.equal(cfg.log.level, 'info');
   assert.equal(cfg.egress, undefined);
   assert.deepEqual(cfg.onramps[0], {
-    name: 't1', type: 'gre', automatic_return_routing: true, preference: 100, max_flows: 0,
+    // max_flows absent: the onramp's fair share of the flow table (issue 11: quotas on by default).
+    name: 't1', type: 'gre', automatic_return_routing: true, preference: 100,
     gre: { local: '192.168.103.1', remote: '192.168.103.2', mtu: 1476 },
   });
   assert.equal(cfg.firewall.default_action, 'allow');

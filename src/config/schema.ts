@@ -237,8 +237,8 @@ const onrampCommon = {
   automatic_return_routing: Type.Boolean({ description: 'ARR: replies of flows this onramp starts go back to it (new flows only)' }),
   /** Failover order within the site: lower is preferred. */
   preference: Int(0, MAX_U16, { default: DEFAULT_PREFERENCE, description: 'failover order within the site, lower preferred' }),
-  /** Flows this onramp may start and hold at once; 0 = no quota. */
-  max_flows: Int(0, MAX_FLOW_CAPACITY, { default: 0, unit: '0 = no quota' }),
+  /** Flows this onramp may start and hold at once, in each flow table; 0 = no quota; absent = the fair share (docs/CONFIG.md). */
+  max_flows: Type.Optional(Int(0, MAX_FLOW_CAPACITY, { unit: 'flows; 0 = no quota; absent = fair share of the table' })),
   /** Absent: passive health (WireGuard handshake age only). */
   health_check: Type.Optional(HealthCheckSchema),
 };
@@ -274,6 +274,8 @@ export const EgressSchema = Type.Object({
   addresses: List(Address, 'IPv4 or IPv6 addresses', { minItems: 1, description: 'source NAT pool' }),
   /** "min-max" external ports for TCP/UDP (one port is accepted and written as "p-p"). */
   port_range: Type.Unsafe<string>(Type.Union([Type.String({ description: '"min-max"' }), Int(1, MAX_U16)], { format: 'port-pool', default: DEFAULT_PORT_RANGE })),
+  /** Ports of one pool address and protocol one site may hold; 0 = no quota; absent = the fair share (docs/CONFIG.md). */
+  max_ports_per_site: Type.Optional(Int(0, MAX_U16 + 1, { unit: 'ports; 0 = no quota; absent = fair share of each pool address' })),
 }, { additionalProperties: false, $id: 'Egress' });
 
 export const FirewallRuleSchema = Type.Object({

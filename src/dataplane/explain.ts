@@ -23,9 +23,11 @@ import { PENALTY_DOWN } from '../health/constants.js';
 import {
   FLAG_ARR,
   FLAG_CLASH,
+  FLAG_FILTERED,
   FLAG_HAIRPIN,
   FLAG_POOL,
   FLAG_TRANSLATE,
+  heldByFilter,
   RETURN_PORT_MASK,
   RETURN_REASONS,
   RETURN_REASON_SHIFT,
@@ -332,6 +334,11 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     const owner = dir === 0 ? table.ingressPort(flow) : table.nextHop(flow);
     out.trail.push(`matches flow ${flow} in its ${dir === 0 ? 'original' : 'reply'} direction: no policy or route lookup, the stored decision applies`);
     if (ports.site[owner] !== site) return drop(Drop.FlowOwnerMismatch, `that direction belongs to ${hopName(pipeline, owner)}'s site, not this one`);
+    const flags = table.flags(flow);
+    if (heldByFilter(flags, dir)) {
+      return drop(Drop.HairpinFiltered, 'a hairpin the peer has not admitted yet: the peer never sent to this sender\'s external endpoint (RFC 4787 REQ-8, REQ-9); its first packet toward it will admit the flow');
+    }
+    if ((flags & FLAG_FILTERED) !== 0) out.trail.push('this packet is the peer\'s first toward the sender: it admits the hairpin flow both ways (RFC 4787 REQ-8)');
     out.verdict = 'forward';
     // The packet as the pipeline would take it (forwardOnFlow): the site's failover policy first.
     const now = table.latestNow();
@@ -408,6 +415,12 @@ function renderSetup(
   if (hop === -Drop.Blackhole) return drop(Drop.Blackhole, 'the route is a blackhole');
   if (hairpin && hop === -Drop.NoNatMapping) return drop(Drop.NoNatMapping, 'the internal endpoint already talks to this endpoint\'s external endpoint: that flow exists, seen from its other end');
   if (hop < 0) return drop(-hop, 'flow setup refuses it');
+  if (trace.hairpinFiltered) {
+    return drop(
+      Drop.HairpinFiltered,
+      `${endpoint(family, d.peer.addr, 0, d.peer.port)} has never sent to this sender's external endpoint, and its mapping filters by address and port (RFC 4787 REQ-8, hairpin included: REQ-9). The flow would be set up, so that the peer's first packet to this sender passes and admits it; until then this sender's packets are dropped`,
+    );
+  }
 
   if (!hairpin) {
     const kind = natKind(d.flags);

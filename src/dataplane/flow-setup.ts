@@ -59,6 +59,8 @@ export class SetupTrace {
   /** Hairpin: the firewall was asked again for the peer's real address; its result. */
   hairpinAsked = false;
   hairpinRule = NO_MATCH;
+  /** Hairpin: the peer's mapping does not admit the sender yet (FLAG_FILTERED): the flow is set up, the packet dropped. */
+  hairpinFiltered = false;
 
   clear(): void {
     this.firewallAsked = false;
@@ -68,5 +70,6 @@ export class SetupTrace {
     this.hairpinPeerFound = false;
     this.hairpinAsked = false;
     this.hairpinRule = NO_MATCH;
+    this.hairpinFiltered = false;
   }
 }

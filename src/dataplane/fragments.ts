@@ -10,9 +10,16 @@
  *
  * Memory is bounded twice: a fixed table of datagrams (open addressing, at most MAX_PROBES slots
  * looked at, the stalest entry overwritten when all are live) and a fixed hold slab.
+ *
+ * The hold slab is shared fairly (issue 11, docs/FLOW-MODEL.md "Fair shares"): a held fragment is
+ * charged to its sender's site, and a site may hold at most its share of the slots (setSiteShare;
+ * common/fair-share.ts), so one site's early fragments cannot take the slab from the others; the
+ * excess is dropped as Drop.FragmentQuotaExceeded.
  */
 import { Drop } from '../common/drop-reasons.js';
+import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord } from '../common/hash.js';
+import { MAX_SITE_ID } from '../common/ids.js';
 
 /** RFC 791 suggests a reassembly timer of 15 s upper bound start; Linux uses 30 s (ipfrag_time). */
 export const FRAGMENT_TIMEOUT_MS = 30_000;
@@ -50,6 +57,11 @@ export class FragmentFollower {
   private readonly holdSrc: Uint32Array;
   private readonly holdDst: Uint32Array;
   private readonly holdDeadline: Float64Array;
+  /** Per slot: the site charged (0: none); per site: the slots it holds. */
+  private readonly holdSite: Uint16Array;
+  private readonly siteHeld = new Uint16Array(MAX_SITE_ID + 1);
+  /** The most slots one site may hold; 0 = no quota. */
+  private siteQuota = 0;
   private held = 0;
 
   constructor(opts: FragmentFollowerOptions) {
@@ -76,6 +88,22 @@ export class FragmentFollower {
     this.holdSrc = new Uint32Array(hold * w);
     this.holdDst = new Uint32Array(hold * w);
     this.holdDeadline = new Float64Array(hold);
+    this.holdSite = new Uint16Array(hold);
+  }
+
+  /** Shares the hold slots among `sites` sites (fairShare; one site or none: no quota). */
+  setSiteShare(sites: number): void {
+    this.siteQuota = sites > 1 ? fairShare(this.holdLength.length, sites) : 0;
+  }
+
+  /** Slots one site may hold (0 = no quota). */
+  get siteSlotQuota(): number {
+    return this.siteQuota;
+  }
+
+  /** Early fragments `site` holds now. */
+  heldBySite(site: number): number {
+    return this.siteHeld[site];
   }
 
   /** Fragments currently waiting for their first fragment. */
@@ -126,8 +154,11 @@ export class FragmentFollower {
     return -1;
   }
 
-  /** Holds an early fragment; returns Drop.None when held, or why it could not be. */
-  hold(buf: Uint8Array, offset: number, length: number, ingress: number, zone: number, proto: number, addr: Uint32Array, ident: number, now: number): number {
+  /**
+   * Holds an early fragment, charged to `site` (0: nobody); returns Drop.None when held, or why it could not be
+   * (FragmentQuotaExceeded: the site holds its share; FragmentOverflow: too long, or every slot taken).
+   */
+  hold(buf: Uint8Array, offset: number, length: number, ingress: number, zone: number, proto: number, addr: Uint32Array, ident: number, now: number, site = 0): number {
     if (length > HOLD_SLOT_BYTES) return Drop.FragmentOverflow;
     const slots = this.holdLength.length;
     let free = -1;
@@ -135,7 +166,10 @@ export class FragmentFollower {
       if (this.holdLength[i] !== 0 && this.holdDeadline[i] <= now) this.dropHeld(i);
       if (this.holdLength[i] === 0 && free < 0) free = i;
     }
+    if (site !== 0 && this.siteQuota !== 0 && this.siteHeld[site] >= this.siteQuota) return Drop.FragmentQuotaExceeded;
     if (free < 0) return Drop.FragmentOverflow;
+    this.holdSite[free] = site;
+    this.siteHeld[site]++;
     const w = this.addrWords;
     this.holdData.set(buf.subarray(offset, offset + length), free * HOLD_SLOT_BYTES);
     this.holdLength[free] = length;
@@ -169,8 +203,7 @@ export class FragmentFollower {
       }
       if (!same) continue;
       take(this.holdData, i * HOLD_SLOT_BYTES, this.holdLength[i], this.holdIngress[i]);
-      this.holdLength[i] = 0;
-      this.held--;
+      this.dropHeld(i);
       released++;
     }
     return released;
@@ -191,6 +224,7 @@ export class FragmentFollower {
 
   private dropHeld(i: number): void {
     this.holdLength[i] = 0;
+    this.siteHeld[this.holdSite[i]]--;
     this.held--;
   }
 

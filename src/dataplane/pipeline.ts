@@ -33,11 +33,12 @@ import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
-import { FlowKey, FlowTable, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
+import { fairShare } from '../common/fair-share.js';
+import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
 import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
 import { priorityPenalty } from '../health/constants.js';
 import type { HealthState } from '../health/judge.js';
-import { SnatPool } from '../nat/snat-pool.js';
+import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
@@ -90,6 +91,18 @@ export const FLAG_ARR = 2; // replies go to the recorded return onramp, not thro
 export const FLAG_POOL = 4; // holds a reference on an egress pool mapping (released when the flow ends)
 export const FLAG_CLASH = 8; // source port rewritten because another site's flow had the same reply key
 export const FLAG_HAIRPIN = 16; // addressed to the egress pool and turned back inside (RFC 4787 REQ-9)
+/**
+ * Hairpin not yet admitted by the peer's mapping (RFC 4787 REQ-8, address-and-port-dependent filtering): the
+ * peer never sent to this flow's external endpoint. The flow exists (its sender's mapping admits the peer from
+ * now on, as an outbound packet opens a filter) but its original-direction packets are dropped as
+ * HairpinFiltered until the first reply-direction packet, the peer's contact, clears the flag.
+ */
+export const FLAG_FILTERED = 32;
+
+/** Is a packet of a flow with these flags, in direction dir, held back by the peer's filter (FLAG_FILTERED)? Explain asks the same. */
+export function heldByFilter(flags: number, dir: number): boolean {
+  return (flags & FLAG_FILTERED) !== 0 && dir === 0;
+}
 
 /** FlowTable.returnReason, owned by the pipeline: why the flow's return onramp is the one it is (steerReturn). */
 export const RETURN_RECORDED = 0; // the onramp that started the flow, as recorded at setup
@@ -132,8 +145,11 @@ export interface PipelineConfig {
   sites?: SiteSpec[];
   routes: RouteSpec[];
   firewall?: { rules: FirewallRuleSpec[]; defaultAction: 'allow' | 'deny' };
-  /** Internet egress source NAT; required when any route leads to the Internet. */
-  egress?: { addresses: string[]; portMin?: number; portMax?: number };
+  /**
+   * Internet egress source NAT; required when any route leads to the Internet. maxPortsPerSite: ports of one
+   * pool address and protocol a site may hold; 0 = no quota; absent = the fair share among the sites.
+   */
+  egress?: { addresses: string[]; portMin?: number; portMax?: number; maxPortsPerSite?: number };
   flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
   /** Fixed hash seed for reproducible tests; random otherwise. */
   hashSeed?: number;
@@ -183,6 +199,10 @@ export class Pipeline {
   private firewallRules: Firewall;
   private readonly frags4: FragmentFollower;
   private readonly frags6: FragmentFollower;
+  /** egress.maxPortsPerSite as configured (undefined: the fair share). */
+  private readonly natPortsPerSite: number | undefined;
+  /** ports.version the fair shares were last sized for (sizeShares). */
+  private sharesVersion = -1;
   private readonly info = new PacketInfo();
   private readonly key = new FlowKey();
   /** The setup decision of the packet being processed (decideSetup fills it, commitSetup reads it). */
@@ -247,10 +267,12 @@ export class Pipeline {
     });
     this.frags4 = new FragmentFollower({ addrWords: 1 });
     this.frags6 = new FragmentFollower({ addrWords: 4 });
+    this.natPortsPerSite = config.egress?.maxPortsPerSite;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
+    this.sizeShares();
   }
 
   get firewall(): Firewall {
@@ -264,9 +286,27 @@ export class Pipeline {
 
   setOnramp(spec: OnrampSpec): void {
     this.ports.set(spec);
-    const quota = spec.maxFlows ?? 0;
+    const quota = spec.maxFlows ?? QUOTA_AUTO;
     this.flows4.setQuota(spec.id, quota);
     this.flows6.setQuota(spec.id, quota);
+  }
+
+  /**
+   * Fair shares (docs/FLOW-MODEL.md): sizes the automatic quotas for the onramps and sites configured now —
+   * per onramp, its share of each flow table; per site, its share of each pool address's ports and of the
+   * fragment hold slots. Run on the slow path whenever ports.version moved (an onramp set or removed, by
+   * whichever caller), so no caller has to remember it.
+   */
+  sizeShares(): void {
+    const ports = this.ports;
+    this.sharesVersion = ports.version;
+    const onramps = ports.onrampCount;
+    const sites = ports.siteCount;
+    this.flows4.setAutoQuota(onramps > 1 ? fairShare(this.flows4.capacity, onramps) : 0);
+    this.flows6.setAutoQuota(onramps > 1 ? fairShare(this.flows6.capacity, onramps) : 0);
+    if (this.snat !== null) this.snat.setSiteQuota({ sites, maxPorts: this.natPortsPerSite });
+    this.frags4.setSiteShare(sites);
+    this.frags6.setSiteShare(sites);
   }
 
   /**
@@ -542,8 +582,16 @@ export class Pipeline {
       table.touch(flow, dir, now);
     }
     if (decided >= 0) this.steerReturn(table, flow, decided);
+    let flags = table.flags(flow);
+    if ((flags & FLAG_FILTERED) !== 0) {
+      // A hairpin the peer has not admitted (FLAG_FILTERED): the sender's packets keep its mapping alive but
+      // stop here; the peer's first packet toward it is its contact and admits the flow (RFC 4787 REQ-8).
+      if (heldByFilter(flags, dir)) return -Drop.HairpinFiltered;
+      flags &= ~FLAG_FILTERED;
+      table.setFlags(flow, flags);
+    }
     table.count(flow, dir, length);
-    if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
     this.lastNode = node;
     return this.hopFor(table, flow, dir, ingress);
@@ -651,6 +699,7 @@ export class Pipeline {
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
     const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
     if (hop < 0) return hop;
+    if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
   }
 
@@ -773,6 +822,14 @@ export class Pipeline {
     // peer is already talking to that external endpoint: one flow, seen from both ends.
     const extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
     if (extPort >= 0 && table.lookup(translatedReply(d, extPort)) >= 0) return -Drop.NoNatMapping;
+    // Filtering (RFC 4787 REQ-8; REQ-9: hairpinned packets pass the same filter as any outside sender). The
+    // peer's mapping is address-and-port dependent: it admits the sender's external endpoint only once the peer
+    // has sent to it. That contact is a flow of the peer toward our external endpoint, and its reply key is this
+    // packet's key, which found no flow: the peer never sent. So the flow is set up (our mapping admits the peer
+    // from now on, as any outbound packet opens its filter) and this packet is dropped; FLAG_FILTERED holds the
+    // flow's packets back until the peer's first one (forwardOnFlow).
+    d.flags |= FLAG_FILTERED;
+    if (trace !== null) trace.hairpinFiltered = true;
     d.hop = hop;
     return hop;
   }
@@ -792,8 +849,8 @@ export class Pipeline {
     const protocol = info.protocol;
     if ((flags & FLAG_POOL) !== 0) {
       const snat = this.snat!;
-      const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0);
-      if (extPort < 0) return -Drop.NatExhausted;
+      const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0, this.ports.site[ingress]);
+      if (extPort < 0) return extPort === NAT_SITE_QUOTA ? -Drop.NatQuotaExceeded : -Drop.NatExhausted;
       if (table.lookup(translatedReply(d, extPort)) >= 0) {
         // Source NAT: cannot happen with endpoint-independent mapping (the external endpoint is
         // this endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
@@ -825,6 +882,7 @@ export class Pipeline {
     } else {
       table.touch(flow, 0, now);
     }
+    if ((flags & FLAG_FILTERED) !== 0) return -Drop.HairpinFiltered;
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
     decrementTtl(buf, info);
@@ -925,7 +983,8 @@ export class Pipeline {
     const table = isV4 ? this.flows4 : this.flows6;
     const node = follower.find(zone, info.protocol, info.addr, info.fragmentId, now);
     if (node < 0 || !nodeMatches(table, node, zone, info)) {
-      const reason = follower.hold(buf, offset, length, ingress, zone, info.protocol, info.addr, info.fragmentId, now);
+      if (this.ports.version !== this.sharesVersion) this.sizeShares();
+      const reason = follower.hold(buf, offset, length, ingress, zone, info.protocol, info.addr, info.fragmentId, now, this.ports.site[ingress]);
       if (reason !== Drop.None) return -reason;
       this.counters.fragmentsHeld++;
       return HELD;

@@ -60,7 +60,10 @@ export interface OnrampSpec {
   /** 1..65534 */
   site: number;
   automaticReturnRouting: boolean;
-  /** Flow quota for flows this onramp starts; 0 or absent = none. */
+  /**
+   * Flow quota for flows this onramp starts and holds at once; 0 = none; absent = the automatic share of each
+   * flow table among the configured onramps (fairShare, docs/FLOW-MODEL.md "Fair shares").
+   */
   maxFlows?: number;
   /** Among a site's onramps, the lower value is preferred for failover (default 100). */
   preference?: number;
@@ -132,6 +135,8 @@ export class PortRegistry {
    */
   readonly steerable = new Uint8Array(PORT_SPACE);
   private readonly specs = new Map<number, OnrampSpec>();
+  /** Bumped on every set and remove: the pipeline re-sizes its fair shares (onramps, sites) when it moves. */
+  version = 0;
   /** Per site, its onramps in failover order (preference, then id). Rebuilt on every change. */
   private siteOrder: number[][] = [];
 
@@ -179,6 +184,7 @@ export class PortRegistry {
     this.up[id] = spec.up === false ? 0 : 1;
     this.preference[id] = pref;
     this.rebuildSiteOrder();
+    this.version++;
   }
 
   remove(id: number): boolean {
@@ -195,6 +201,7 @@ export class PortRegistry {
     this.setSourceFilter(id, null);
     this.setLocal(id, 0, null);
     this.rebuildSiteOrder();
+    this.version++;
     return true;
   }
 
@@ -240,6 +247,18 @@ export class PortRegistry {
 
   list(): OnrampSpec[] {
     return [...this.specs.values()].map((s) => ({ ...s })).sort((a, b) => a.id - b.id);
+  }
+
+  /** Configured onramps. */
+  get onrampCount(): number {
+    return this.specs.size;
+  }
+
+  /** Sites with at least one configured onramp. */
+  get siteCount(): number {
+    let n = 0;
+    for (const ids of this.siteOrder) if (ids !== undefined && ids.length > 0) n++;
+    return n;
   }
 
   /** The site's onramps in failover order (shared array: do not modify). */

@@ -27,9 +27,16 @@
  * memoryBytes() sums the real figure.
  *
  * Expiry: a timer wheel (timer-wheel.ts) with two rings, "protected" (established) and
- * "evictable" (not established, or TCP in TIME_WAIT / CLOSE). Early drop takes the evictable
- * flow filed earliest, i.e. nearest its deadline; among flows of one kind that is the oldest
- * (least recently refreshed). Established flows are never evicted.
+ * "evictable" (not established, or TCP in TIME_WAIT / CLOSE). Established flows are never evicted.
+ *
+ * Early drop is fair between onramps: when the table is full, the victim is an evictable flow of
+ * the HEAVIEST onramp (the ingress port holding the most live flows), the one nearest its deadline.
+ * So a site flooding the table with unanswered flows evicts its own, never another site's
+ * half-open ones (issue 11; docs/FLOW-MODEL.md, "Fair shares"). The search walks the evictable
+ * ring in deadline order and stops at the first flow of the heaviest port; it looks at no more
+ * than EARLY_DROP_SCAN flows and then takes, of those it saw, the one whose port holds the most
+ * flows. No memory per flow: the per-port flow counts exist for quotas anyway, and the heaviest
+ * port is kept up to date on every create (and re-checked on the search itself).
  *
  * Time is `now` in milliseconds (any origin), passed in. Deadlines are kept modulo 2^32 ms and
  * compared with serial arithmetic (exact while within 24.8 days of now; timeouts are capped at
@@ -91,6 +98,8 @@ const MAX_WHEEL_SLOTS = 1 << 16;
 const MAX_CAPACITY = 1 << 29;
 /** Work spent reclaiming overdue flows before evicting when the table is full. */
 const FULL_TABLE_EXPIRE_BUDGET = 64;
+/** Evictable flows early drop looks at, at most, for one of the heaviest port (see earlyDropVictim). */
+const EARLY_DROP_SCAN = 256;
 
 /** status bits (internal, per flow). */
 const LIVE = 0x01;
@@ -100,6 +109,9 @@ const ASSURED = 0x02;
 const EVICTABLE = 0x04;
 /** onRemove is running for it; delete() ignores it. */
 const REMOVING = 0x08;
+
+/** setQuota's value for "the automatic share" (setAutoQuota), as stored in portQuota. */
+export const QUOTA_AUTO = 0xffffffff;
 
 const RING_PROTECTED = 0;
 const RING_EVICTABLE = 1;
@@ -196,6 +208,13 @@ export class FlowTable {
   private readonly wheel: TimerWheel;
   private readonly portFlows: Uint32Array;
   private readonly portQuota: Uint32Array;
+  /** The quota of ports set to QUOTA_AUTO; 0 = none. */
+  private autoQuota = 0;
+  /**
+   * The port with the most live flows as last seen: raised on every create, so exact unless that port
+   * lost flows since (then another may be heavier; the early-drop search corrects it).
+   */
+  private heaviest = 0;
   /** Timeouts by protocol number before / after a reply (TCP: SYN_SENT for both). */
   private readonly unrepliedTimeout: Float64Array;
   private readonly repliedTimeout: Float64Array;
@@ -606,18 +625,20 @@ export class FlowTable {
    * Create a flow; the caller guarantees neither key exists (it looked up first). Returns the flow
    * index, or -Drop.QuotaExceeded (ingressPort at its quota), -Drop.UnknownPort (ingressPort >=
    * maxPorts), -Drop.TableFull (full and nothing evictable). When full it first reclaims overdue
-   * flows, then evicts the evictable flow nearest its deadline; never an established one.
+   * flows, then evicts the heaviest onramp's evictable flow nearest its deadline (see the file
+   * header); never an established one.
    */
   create(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number): number {
     if (ingressPort >= this.maxPorts || ingressPort < 0) return -Drop.UnknownPort;
-    const quota = this.portQuota[ingressPort];
+    let quota = this.portQuota[ingressPort];
+    if (quota === QUOTA_AUTO) quota = this.autoQuota;
     if (quota !== 0 && this.portFlows[ingressPort] >= quota) return -Drop.QuotaExceeded;
     this.advanceClock(now);
     if (this.freeHead === NO_NODE) {
       this.expire(now, FULL_TABLE_EXPIRE_BUDGET);
       if (this.freeHead === NO_NODE) {
-        const victim = this.wheel.earliest(RING_EVICTABLE);
-        if (victim === WHEEL_NONE) return -Drop.TableFull;
+        const victim = this.earlyDropVictim();
+        if (victim === NO_NODE) return -Drop.TableFull;
         this.remove(victim, RemoveReason.Evicted);
       }
     }
@@ -640,7 +661,7 @@ export class FlowTable {
     const deadline = now + this.unrepliedTimeout[protocol];
     this.records[f + F_DEADLINE] = deadline >>> 0;
     this.wheel.insert(flow, RING_EVICTABLE, deadline);
-    this.portFlows[ingressPort]++;
+    if (++this.portFlows[ingressPort] > this.portFlows[this.heaviest]) this.heaviest = ingressPort;
     this.live++;
     return flow;
   }
@@ -782,11 +803,51 @@ export class FlowTable {
     }
   }
 
+  // --- fair early drop ------------------------------------------------------------------------
+
+  /**
+   * Early drop's victim (see the file header): the evictable flow nearest its deadline among those of
+   * the heaviest port, looking at most at EARLY_DROP_SCAN flows in deadline order; failing that, of the
+   * flows looked at, the first whose port holds the most flows. NO_NODE when no flow is evictable.
+   */
+  private earlyDropVictim(): number {
+    const wheel = this.wheel;
+    const portFlows = this.portFlows;
+    let flow = wheel.earliest(RING_EVICTABLE);
+    let victim = NO_NODE;
+    let most = 0;
+    for (let seen = 0; flow !== WHEEL_NONE && seen < EARLY_DROP_SCAN; seen++) {
+      const port = this.ingressPort(flow);
+      const n = portFlows[port];
+      if (n > most) {
+        most = n;
+        victim = flow;
+        if (n >= portFlows[this.heaviest]) {
+          this.heaviest = port;
+          break;
+        }
+      }
+      flow = wheel.after(RING_EVICTABLE, flow);
+    }
+    return victim;
+  }
+
   // --- quotas ---------------------------------------------------------------------------------
 
-  /** At most maxFlows live flows created by port; 0 = no quota (the default). */
+  /** At most maxFlows live flows created by port; 0 = no quota (the default); QUOTA_AUTO = the automatic share (setAutoQuota). */
   setQuota(port: number, maxFlows: number): void {
     this.portQuota[port] = maxFlows;
+  }
+
+  /** The quota of every port set to QUOTA_AUTO; 0 = none. The owner sizes it (fairShare) when onramps come and go. */
+  setAutoQuota(maxFlows: number): void {
+    this.autoQuota = maxFlows;
+  }
+
+  /** A port's quota in force (QUOTA_AUTO resolved); 0 = none. */
+  quotaOf(port: number): number {
+    const q = this.portQuota[port];
+    return q === QUOTA_AUTO ? this.autoQuota : q;
   }
 
   /** Live flows created by that ingress port. */

@@ -116,4 +116,23 @@ export class TimerWheel {
     }
     return WHEEL_NONE;
   }
+
+  /**
+   * The item filed after `item` (filed in ring) in deadline order: the next in its slot, else the oldest of
+   * the next non-empty slot before the horizon; WHEEL_NONE after the last. Visits at most slotCount slots.
+   */
+  after(ring: number, item: number): number {
+    const next = this.next;
+    let n = next[item];
+    if (n < this.sentinelBase) return n;
+    const base = this.sentinelBase + ring * this.slotCount;
+    const mask = this.slotMask;
+    // Slots in deadline order run from the cursor's; n is the sentinel of item's slot.
+    for (let k = ((n - base - this.cursor) & mask) + 1; k < this.slotCount; k++) {
+      const sentinel = base + ((this.cursor + k) & mask);
+      n = next[sentinel];
+      if (n !== sentinel) return n;
+    }
+    return WHEEL_NONE;
+  }
 }

@@ -24,15 +24,23 @@
  *     one is free in the pool; after that, any free port (we prefer working over parity).
  *   Order of preference: the internal port itself; same range and parity; any range, same parity; anything.
  *
+ * Per-site port quotas (issue 11, docs/FLOW-MODEL.md "Fair shares"): a mapping is charged to the site whose
+ * flow created it (acquire's `site`; 0 = charged to nobody). A site may hold at most sitePortQuota(slot) ports of
+ * each port space (one pool address, one protocol); past it acquire returns NAT_SITE_QUOTA and the caller drops
+ * with Drop.NatQuotaExceeded. By default the quota is the fair share of the space's range among the sites
+ * (common/fair-share.ts), so one site sending from 64 k source ports leaves every other site ports to map.
+ *
  * Protocol spaces: TCP, UDP and ICMP queries are independent (RFC 5508 section 3.1: the ICMP "port" is the
  * echo identifier). ICMP and ICMPv6 share a slot: a pool address has one family so they never collide.
  * Other protocols are not translated (acquire returns -1; check supportsProtocol() first).
  *
  * Hot path: acquire/release/lookupExternal allocate nothing on the steady state. The only allocations are
  * the mapping table doubling (amortised, bounded by maxMappings) and the first use of a pool address for a
- * protocol (its port space, ~264 KiB, allocated once and kept).
+ * protocol (its port space, ~264 KiB, allocated once and kept) and the per-site counts growing to a new highest site id.
  */
+import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
+import { MAX_SITE_ID } from '../common/ids.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 
@@ -47,6 +55,18 @@ export interface SnatPoolOptions {
   maxMappings?: number;
   /** Hash seed of the mapping table and the address pairing; random by default (hash-flooding defence). Tests pass a fixed one. */
   hashSeed?: number;
+}
+
+/** acquire's answer when the site is at its port quota for the paired address and protocol. */
+export const NAT_SITE_QUOTA = -2;
+
+/**
+ * Per-site port quotas: `sites` sites share each pool address; `maxPorts` ports per site and port space,
+ * 0 = no quota, absent = the fair share of the space's range among `sites` (fairShare).
+ */
+export interface SiteQuota {
+  sites: number;
+  maxPorts?: number;
 }
 
 /** A reverse-lookup result: the internal endpoint behind an external (address, port). */
@@ -104,7 +124,13 @@ const M_EXT_SPACE = 9;
 const M_EXT_PORT = 10;
 /** Flows holding the mapping. */
 const M_REFS = 11;
-const MAPPING_STRIDE = 12;
+/** The site charged for its external port (0: none). */
+const M_SITE = 12;
+const MAPPING_STRIDE = 13;
+/** Site ids index the per-space usage counts. */
+const SITE_SPACE = MAX_SITE_ID + 1;
+/** Per-site counts start with room for this many site ids. */
+const SITE_INITIAL = 64;
 
 const NIL = -1;
 const DEFAULT_PORT_MIN = 1024;
@@ -183,6 +209,10 @@ export class SnatPool {
   /** External port -> mapping index, NIL when free. */
   private readonly extToMapping: Int32Array[];
   private readonly usedCount: Int32Array;
+  /** Ports held per site, per space (index = site id); grown to the highest site id charged (few sites: a few bytes). */
+  private readonly siteUsed: Int32Array[];
+  /** Per protocol slot: the most ports of one space a site may hold; 0 = no quota. */
+  private readonly siteQuota = new Int32Array(SLOT_COUNT);
 
   // --- mapping table: one record of MAPPING_STRIDE words per mapping, chained -----------------
   // A record keeps everything an acquire or release touches on one or two cache lines, instead of
@@ -245,6 +275,7 @@ export class SnatPool {
     this.summary = new Array<Uint32Array>(spaces).fill(EMPTY_U32);
     this.extToMapping = new Array<Int32Array>(spaces).fill(EMPTY_I32);
     this.usedCount = new Int32Array(spaces);
+    this.siteUsed = new Array<Int32Array>(spaces).fill(EMPTY_I32);
 
     this.grow(Math.min(INITIAL_CAPACITY, maxMappings));
   }
@@ -264,9 +295,10 @@ export class SnatPool {
    * for the allocation rules). Writes the external address to out[outOffset..] (IPv4: word 0 only; IPv6:
    * four words) and returns the external port, or -1 when the paired address has no free port, the table is
    * at maxMappings, the protocol is not translated, the pool has no address of that family or the input
-   * port is not a 16-bit number.
+   * port is not a 16-bit number; NAT_SITE_QUOTA when a new mapping would take `site` past its port quota.
+   * A new mapping is charged to `site` (1..MAX_SITE_ID; 0 = nobody, no quota).
    */
-  acquire(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number): number {
+  acquire(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number, site = 0): number {
     const slot = protocolSlot(protocol);
     if (slot < 0 || (port & PORT_MASK) !== port) return -1;
     const pf = protocol | (family << FAMILY_SHIFT);
@@ -283,9 +315,14 @@ export class SnatPool {
       const addrIndex = candidates[(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset) >>> 0) % candidates.length];
       const space = addrIndex * SLOT_COUNT + slot;
       if (this.used[space].length === 0) this.initSpace(space);
+      const quota = this.siteQuota[slot];
+      if (site >= this.siteUsed[space].length) this.growSites(space, site);
+      if (site !== 0 && quota !== 0 && this.siteUsed[space][site] >= quota) return NAT_SITE_QUOTA;
       const ext = this.choosePort(space, port, h);
       if (ext < 0) return -1;
       m = this.insert(h, zone, pf, family, addr, addrOffset, port);
+      this.records[m * MAPPING_STRIDE + M_SITE] = site;
+      this.siteUsed[space][site]++;
       this.markUsed(space, ext);
       this.extToMapping[space][ext] = m;
       this.usedCount[space]++;
@@ -323,6 +360,7 @@ export class SnatPool {
     this.markFree(space, ext);
     this.extToMapping[space][ext] = NIL;
     this.usedCount[space]--;
+    this.siteUsed[space][r[at + M_SITE]]--;
     this.remove(h, m);
     return true;
   }
@@ -403,6 +441,35 @@ export class SnatPool {
       const a = i * 4;
       if (words[a] === addr[offset] && words[a + 1] === addr[offset + 1] && words[a + 2] === addr[offset + 2] && words[a + 3] === addr[offset + 3]) return i;
     }
+  }
+
+  /** Sets the per-site port quotas (see SiteQuota); mappings already held are kept. */
+  setSiteQuota(q: SiteQuota): void {
+    const max = q.maxPorts;
+    if (max !== undefined && (!Number.isInteger(max) || max < 0 || max > PORT_SPACE)) throw new RangeError(`snat: site port quota must be an integer 0..65536, got ${max}`);
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      const range = this.rangeMax(slot) - this.rangeMin(slot) + 1;
+      // A single site (or none) has nobody to leave ports for: no quota, as before quotas existed.
+      this.siteQuota[slot] = max !== undefined ? max : q.sites > 1 ? fairShare(range, q.sites) : 0;
+    }
+  }
+
+  /** The quota in force for a protocol (ports of one pool address per site; 0 = none). */
+  sitePortQuota(protocol: number): number {
+    const slot = protocolSlot(protocol);
+    return slot < 0 ? 0 : this.siteQuota[slot];
+  }
+
+  /** External ports `site` holds for `protocol`, summed over the pool addresses (tests, diagnostics). */
+  portsOfSite(site: number, protocol: number): number {
+    const slot = protocolSlot(protocol);
+    let n = 0;
+    if (slot < 0) return 0;
+    for (let i = 0; i < this.addrCount; i++) {
+      const counts = this.siteUsed[i * SLOT_COUNT + slot];
+      if (site < counts.length) n += counts[site];
+    }
+    return n;
   }
 
   /** Ports in use per pool address and protocol (control plane; allocates). ICMP is reported as 1 or 58 by family. */
@@ -510,6 +577,16 @@ export class SnatPool {
     this.used[space] = used;
     this.summary[space] = summary;
     this.extToMapping[space] = new Int32Array(PORT_SPACE).fill(NIL);
+  }
+
+  /** Makes room for `site` in a space's per-site counts (control-plane cost: only when a higher site id appears). */
+  private growSites(space: number, site: number): void {
+    if (site < 0 || site >= SITE_SPACE) throw new RangeError(`snat: site must be 0..${SITE_SPACE - 1}, got ${site}`);
+    let n = Math.max(SITE_INITIAL, this.siteUsed[space].length);
+    while (n <= site) n *= 2;
+    const counts = new Int32Array(Math.min(n, SITE_SPACE));
+    counts.set(this.siteUsed[space]);
+    this.siteUsed[space] = counts;
   }
 
   private markUsed(space: number, port: number): void {

@@ -119,7 +119,10 @@ test('UDP and ICMP timeouts on an injected clock; an expired mapping frees its p
 });
 
 test('capacity and quotas: a flood from site B never evicts site A\'s established flows', () => {
-  const edge = new PipelineRig(twoSites({ flows: { capacity4: 256, capacity6: 16 } }));
+  // Early drop on its own: the automatic per-onramp quotas (fair shares, on by default) switched off, 0 = no quota.
+  const config = twoSites({ flows: { capacity4: 256, capacity6: 16 } });
+  config.onramps = config.onramps.map((o) => ({ ...o, maxFlows: 0 }));
+  const edge = new PipelineRig(config);
   const table = edge.pipeline.flows4;
   const mappings: number[] = [];
   for (let i = 0; i < 200; i++) {

@@ -134,22 +134,31 @@ test('ICMP echo through NAT: both sites ping with the same identifier and each g
   assert.equal(edge.send(A_PRIMARY, buildIcmpEcho({ src: HOST, dst: SERVER }, { type: 'reply', id: 5 })).drop, Drop.ReplyNoFlow);
 });
 
-test('hairpinning: a site reaches another site\'s mapped endpoint through the pool address (RFC 4787 REQ-9)', () => {
+test('hairpinning: a site reaches another site\'s mapped endpoint through the pool address (RFC 4787 REQ-9), once that site has sent to it (REQ-8)', () => {
   const edge = new PipelineRig(twoSites());
   const a = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 6000, dstPort: 3478 }));
-  const toA = edge.send(B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort }));
-  assert.equal(toA.hop, A_PRIMARY);
-  assert.equal(toA.parsed.dst, HOST);
-  assert.equal(toA.parsed.dstPort, 6000);
-  assert.equal(toA.parsed.src, POOL, 'the source is B\'s external endpoint ("external source IP address and port")');
-  const bExternalPort = toA.parsed.srcPort;
+  // B learns its own external endpoint the way STUN does: from a packet to the Internet.
+  const b = edge.send(B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: SERVER }, { srcPort: 7000, dstPort: 3478 }));
+  const bExternalPort = b.parsed.srcPort;
+  // A's mapping filters by address and port: A never sent to B's external endpoint, so B's packet stops here.
+  const early = edge.send(B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort }));
+  assert.equal(early.hop, -1);
+  assert.equal(early.drop, Drop.HairpinFiltered);
+  // A sends to B's external endpoint: B sent to A's (its packet opened B's filter), so it passes.
   const back = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: bExternalPort }));
   assert.equal(back.hop, B_PRIMARY);
   assert.equal(back.parsed.dst, '10.0.1.20');
   assert.equal(back.parsed.dstPort, 7000);
-  assert.equal(back.parsed.src, POOL);
+  assert.equal(back.parsed.src, POOL, 'the source is A\'s external endpoint ("external source IP address and port")');
   assert.equal(back.parsed.srcPort, a.parsed.srcPort);
   assert.equal(back.parsed.drop, Drop.None);
+  // Now A has contacted B's mapping: B's packets to A pass.
+  const toA = edge.send(B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort }));
+  assert.equal(toA.hop, A_PRIMARY);
+  assert.equal(toA.parsed.dst, HOST);
+  assert.equal(toA.parsed.dstPort, 6000);
+  assert.equal(toA.parsed.src, POOL, 'the source is B\'s external endpoint');
+  assert.equal(toA.parsed.srcPort, bExternalPort);
 });
 
 test('NAT66 toward the Internet and ICMPv6 packet-too-big back to the right site', () => {
