@@ -4,6 +4,7 @@
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.
  */
+import { performance } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -14,7 +15,7 @@ import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/
 import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
-import { decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
+import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { METRICS_CONTENT_TYPE, metricsText, protocolName, type NameBook } from './metrics.js';
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
@@ -30,7 +31,19 @@ export interface FlowRoutesOptions {
   now: () => number;
   /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
   metrics?: Registry;
+  /** Share of the event loop flow listings may take while packets are waiting (default LISTING_LOOP_SHARE). */
+  listingShare?: number;
+  /**
+   * The clock the listing's share is measured on, ms (default performance.now()). A benchmark on a machine other
+   * work shares passes the process's CPU time, so the share is of the CPU this process gets.
+   */
+  listingClock?: () => number;
 }
+
+/** Listings take at most a tenth of the packet loop: forwarding keeps ≥ 0.9 of its rate (docs/PERFORMANCE.md). */
+export const LISTING_LOOP_SHARE = 0.1;
+/** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
+const LISTING_BURST_MS = 5;
 
 const FlowItem = Type.Object({
   id: Type.String(),
@@ -116,11 +129,9 @@ function prefixContains(p: Prefix, words: Uint32Array): boolean {
   return masked.every((w, i) => w === p.words[i]);
 }
 
-/** Resolves to the next turn of the event loop, after the I/O callbacks (the packet batches) waiting there. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
   const { pipeline, names } = opts;
+  const share = new LoopShare(opts.listingShare ?? LISTING_LOOP_SHARE, LISTING_BURST_MS, opts.listingClock ?? (() => performance.now()));
 
   const item = (detail: FlowDetail): FlowItem => ({
     id: `${detail.family}-${detail.flow}`,
@@ -198,7 +209,8 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const items: FlowItem[] = [];
     let skipped = 0;
     // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
-    const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: nextTurn }, (table, flow) => {
+    share.begin();
+    const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: () => share.yield() }, (table, flow) => {
       if (skipped < offset) skipped++;
       else items.push(item(describeFlow(table, flow)));
     });
@@ -206,7 +218,10 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     // The tables count their flows; a filtered count is what this walk saw (the whole table's only when the walk
     // covered it: docs/API.md).
     const total = unfiltered ? tables.reduce((n, t) => n + t.table.size, 0) : walk.matches;
-    return { total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) };
+    // Serialized here, so the listing's share is charged for it too (a page of 1000 items is most of the work).
+    const body = JSON.stringify({ total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) });
+    share.charge();
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.get('/v1/flows/:id', {

@@ -24,6 +24,8 @@ import type { Prefix } from '../wire/addr.js';
 
 /** Slots looked at between two yields to the event loop. */
 export const WALK_SLICE_SLOTS = 4096;
+/** A listed flow (described, its item built) costs as much of a slice as this many slots looked at. */
+export const WALK_MATCH_SLOTS = 64;
 /** Slots one request looks at, at most: a filter that matches little returns a short page and a cursor. */
 export const WALK_MAX_SLOTS = 1 << 18;
 const BITS_PER_WORD = 32;
@@ -60,6 +62,8 @@ export interface WalkOptions {
   limit: number;
   maxSlots?: number;
   sliceSlots?: number;
+  /** Slice budget a match uses (default WALK_MATCH_SLOTS). */
+  matchSlots?: number;
   /** Awaited between slices (the route: one setImmediate turn; tests: changes to the tables). */
   between: () => Promise<void>;
 }
@@ -110,6 +114,7 @@ export async function walkFlows(
 ): Promise<WalkResult> {
   const maxSlots = opts.maxSlots ?? WALK_MAX_SLOTS;
   const sliceSlots = opts.sliceSlots ?? WALK_SLICE_SLOTS;
+  const matchSlots = opts.matchSlots ?? WALK_MATCH_SLOTS;
   let t = 0;
   let slot = 0;
   if (start !== null) {
@@ -124,7 +129,7 @@ export async function walkFlows(
     // The table may be read again after a yield: its capacity is fixed, so `slot` stays meaningful.
     while (slot < table.capacity) {
       if (matches >= opts.limit || slots >= maxSlots) return { next: { family, slot }, matches, slots };
-      if (sliceLeft === 0) {
+      if (sliceLeft <= 0) {
         await opts.between();
         sliceLeft = sliceSlots;
       }
@@ -133,6 +138,7 @@ export async function walkFlows(
       sliceLeft--;
       if (table.isLive(flow) && flowMatches(table, flow, filter)) {
         matches++;
+        sliceLeft -= matchSlots;
         onMatch(table, flow, family);
       }
     }
@@ -140,6 +146,52 @@ export async function walkFlows(
     slot = 0;
   }
   return { next: null, matches, slots };
+}
+
+/**
+ * The API's share of the event loop. Yielding between slices is not enough when packets keep the core busy:
+ * each turn would run one packet batch and one slice, and the listing would take half the CPU. So listings
+ * draw on a budget that fills at `share` ms per ms of (monotonic) time, up to `burstMs`; each slice spends what
+ * it ran for. With budget left the walk goes on in the next turn (setImmediate); without, it waits until the
+ * budget is back (setTimeout). Concurrent listings share one budget. Packets therefore keep at least
+ * 1 - share of the loop while someone lists, and a listing on an idle edge pays at most the wait.
+ */
+export class LoopShare {
+  private budget: number;
+  private at: number;
+  /** When the caller's current slice started (the last yield's return). */
+  private sliceStart = -1;
+
+  constructor(
+    private readonly share: number,
+    private readonly burstMs: number,
+    private readonly clock: () => number,
+  ) {
+    this.budget = burstMs;
+    this.at = clock();
+  }
+
+  /** Marks the start of a slice (a request's first one; later ones start when yield() returns). */
+  begin(): void {
+    this.sliceStart = this.clock();
+  }
+
+  /** Charges the slice that ran since begin() or the last yield, then gives the loop back for as long as due. */
+  async yield(): Promise<void> {
+    this.charge();
+    const waitMs = this.budget < 0 ? -this.budget / this.share : 0;
+    await new Promise<void>((resolve) => (waitMs > 0 ? setTimeout(resolve, Math.ceil(waitMs)) : setImmediate(resolve)));
+    this.sliceStart = this.clock();
+  }
+
+  /** Charges the slice that ran since begin() or the last yield (a request's end). */
+  charge(): void {
+    const now = this.clock();
+    this.budget = Math.min(this.burstMs, this.budget + (now - this.at) * this.share);
+    this.at = now;
+    if (this.sliceStart >= 0) this.budget -= now - this.sliceStart;
+    this.sliceStart = -1;
+  }
 }
 
 const CURSOR_RE = /^([46]):([0-9]{1,10})$/;
