@@ -1,10 +1,11 @@
 import { test } from 'node:test';
+import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FlowKey, FlowTable } from '../flow/flow-table.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { maskWords, type Prefix } from '../wire/addr.js';
-import { NO_FILTER, decodeCursor, encodeCursor, flowMatches, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
+import { LoopShare, NO_FILTER, decodeCursor, encodeCursor, flowMatches, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 
 const PORTS = 4;
 const ADDR_WORDS_MAX = 4;
@@ -163,4 +164,21 @@ test('cursors: opaque text that round-trips; anything else is refused', () => {
   for (const bad of ['', 'xyz', Buffer.from('5:1').toString('base64url'), Buffer.from('4:-1').toString('base64url'), Buffer.from('4:1:2').toString('base64url')]) {
     assert.equal(decodeCursor(bad), null, bad);
   }
+});
+
+test('LoopShare: within its budget a listing goes on in the next turn; past it, it waits until the budget refilled', async () => {
+  let now = 0;
+  const share = new LoopShare(0.5, 1, () => now);
+  share.begin();
+  now += 0.5; // a slice within the 1 ms burst
+  let turned = false;
+  setImmediate(() => (turned = true));
+  await share.yield();
+  assert.equal(turned, true, 'the next turn, after what was waiting');
+  // A 10.5 ms slice: 1 ms of budget minus 0.5 spent, refilled by 0.5 × 10.5 up to the burst, leaves -9.5 ms,
+  // which takes 19 ms at half the loop to refill.
+  now += 10.5;
+  const t0 = performance.now();
+  await share.yield();
+  assert.ok(performance.now() - t0 >= 18, `waited ${performance.now() - t0} ms`);
 });
