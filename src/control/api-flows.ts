@@ -40,7 +40,10 @@ export interface FlowRoutesOptions {
   listingClock?: () => number;
 }
 
-/** Listings take at most a tenth of the packet loop: forwarding keeps ≥ 0.9 of its rate (docs/PERFORMANCE.md). */
+/**
+ * What listings may charge of the packet loop: a tenth. Only the handler's work is charged (the walk, the items, the
+ * JSON); Fastify's own handling, socket writes and garbage collection are not (docs/PERFORMANCE.md has the figures).
+ */
 export const LISTING_LOOP_SHARE = 0.1;
 /** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
 const LISTING_BURST_MS = 5;
