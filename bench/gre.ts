@@ -150,10 +150,10 @@ class GreEdge {
 
   /** One read batch: demux, process, deliver (the edge's onUnderlay and afterProcess, in that order). */
   onUnderlay(batch: PacketBatch): void {
-    const j = this.underlay.demux(batch, Date.now());
+    const now = performance.now();
+    const j = this.underlay.demux(batch, now);
     batch.count = j;
-    if (j > 0) this.pipeline.process(batch, performance.now());
-    const wallNow = Date.now();
+    if (j > 0) this.pipeline.process(batch, now);
     const n = batch.count;
     const delivery = this.delivery;
     this.host.outputs.reset();
@@ -161,7 +161,7 @@ class GreEdge {
       const hop = batch.nextHop[i];
       if (hop === NEXT_HOP_DROP) continue;
       const transport = delivery.of(hop);
-      if (transport !== null) transport.deliver(batch, i, hop, wallNow);
+      if (transport !== null) transport.deliver(batch, i, hop, now);
     }
     this.host.outputs.flush(batch);
     this.underlay.flushTx();

@@ -127,7 +127,7 @@ export function registerClientCommands(program: Command): void {
     }));
 
   const flows = common(program.command('flows').description('list flows (filters as in GET /v1/flows), or one flow with its decision trail'));
-  for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset']) flows.option(`--${f} <${f}>`, `filter: ${f}`);
+  for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset', 'cursor']) flows.option(`--${f} <${f}>`, `filter: ${f}`);
   flows.argument('[id]', 'a flow id ("4-12") for its decision trail').action((id: string | undefined, opts: ClientOptions & Record<string, string>) =>
     guarded(async () => {
       if (id !== undefined) {
@@ -136,11 +136,11 @@ export function registerClientCommands(program: Command): void {
         return;
       }
       const query = new URLSearchParams();
-      for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset']) if (opts[f] !== undefined) query.set(f, opts[f]);
-      const page = (await call(opts, 'GET', `/v1/flows${query.size ? `?${query}` : ''}`)) as { total: number; items: Row[] };
+      for (const f of ['site', 'onramp', 'src', 'dst', 'protocol', 'state', 'family', 'limit', 'offset', 'cursor']) if (opts[f] !== undefined) query.set(f, opts[f]);
+      const page = (await call(opts, 'GET', `/v1/flows${query.size ? `?${query}` : ''}`)) as { total: number; items: Row[]; cursor: string | null };
       print(opts, page, () => `${table(['id', 'site', 'onramp', 'original', 'reply', 'next hop', 'arr', 'state', 'pkts'], page.items.map((f) => [
         s(f.id), s(f.site), s(f.onramp), s(f.original), s(f.reply), s(f.nextHop), f.arr ? 'arr' : 'table', s(f.state), (f.packets as number[]).join('/'),
-      ]))}\n${page.items.length} of ${page.total} flows`);
+      ]))}\n${page.items.length} of ${page.total} flows${page.cursor === null ? '' : ` (more: --cursor ${page.cursor})`}`);
     }));
 
   common(program.command('explain').description('what would happen to a packet, and why (sends nothing)'))

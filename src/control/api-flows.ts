@@ -4,6 +4,7 @@
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.
  */
+import { performance } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -13,8 +14,8 @@ import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
-import type { FlowTable } from '../flow/flow-table.js';
 import type { TetherConfig } from '../config/index.js';
+import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { METRICS_CONTENT_TYPE, metricsText, protocolName, type NameBook } from './metrics.js';
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
@@ -30,7 +31,22 @@ export interface FlowRoutesOptions {
   now: () => number;
   /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
   metrics?: Registry;
+  /** Share of the event loop flow listings may take while packets are waiting (default LISTING_LOOP_SHARE). */
+  listingShare?: number;
+  /**
+   * The clock the listing's share is measured on, ms (default performance.now()). A benchmark on a machine other
+   * work shares passes the process's CPU time, so the share is of the CPU this process gets.
+   */
+  listingClock?: () => number;
 }
+
+/**
+ * What listings may charge of the packet loop: a tenth. Only the handler's work is charged (the walk, the items, the
+ * JSON); Fastify's own handling, socket writes and garbage collection are not (docs/PERFORMANCE.md has the figures).
+ */
+export const LISTING_LOOP_SHARE = 0.1;
+/** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
+const LISTING_BURST_MS = 5;
 
 const FlowItem = Type.Object({
   id: Type.String(),
@@ -67,7 +83,8 @@ const FlowQuery = Type.Object(
     state: Type.Optional(Type.Union([Type.Literal('established'), Type.Literal('pending')])),
     family: Type.Optional(Type.Union([Type.Literal('4'), Type.Literal('6')])),
     limit: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
-    offset: Type.Optional(Type.String({ pattern: '^[0-9]+$' })),
+    offset: Type.Optional(Type.String({ pattern: '^[0-9]+$', description: 'matches to skip (old clients; use cursor)' })),
+    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'where to go on: the cursor of the page before' })),
   },
   { additionalProperties: false },
 );
@@ -108,23 +125,16 @@ function prefixOf(text: string | undefined, path: string): Prefix | null {
   return p;
 }
 
-/** Does prefix p contain words (four, host bits included)? */
+/** Does prefix p contain words (four, host bits included)? (Configuration only: it allocates.) */
 function prefixContains(p: Prefix, words: Uint32Array): boolean {
   const masked = Uint32Array.from(words);
   maskWords(masked, p.length, 4);
   return masked.every((w, i) => w === p.words[i]);
 }
 
-/** Is the node's source or destination inside prefix p (of the table's family)? */
-function inPrefix(p: Prefix, table: FlowTable, node: number, which: 'src' | 'dst'): boolean {
-  if ((table.addrWords === 1) !== (p.family === 4)) return false;
-  const words = new Uint32Array(4);
-  for (let w = 0; w < table.addrWords; w++) words[w] = which === 'src' ? table.nodeSrc(node, w) : table.nodeDst(node, w);
-  return prefixContains(p, words);
-}
-
 export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
   const { pipeline, names } = opts;
+  const share = new LoopShare(opts.listingShare ?? LISTING_LOOP_SHARE, LISTING_BURST_MS, opts.listingClock ?? (() => performance.now()));
 
   const item = (detail: FlowDetail): FlowItem => ({
     id: `${detail.family}-${detail.flow}`,
@@ -154,38 +164,67 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     throw e;
   };
 
+  /** The onramp and site filters as one per-port table (null: no such filter), made once per request. */
+  const portFilter = (onramp: string | undefined, site: string | undefined): Uint8Array | null => {
+    if (onramp === undefined && site === undefined) return null;
+    const ports = new Uint8Array(pipeline.ports.site.length);
+    for (let p = 0; p < ports.length; p++) {
+      if (onramp !== undefined && names.onramp(p) !== onramp) continue;
+      if (site !== undefined && names.site(pipeline.ports.site[p]) !== site) continue;
+      ports[p] = 1;
+    }
+    return ports;
+  };
+
   app.get('/v1/flows', {
-    schema: { summary: 'Live flows, filtered and paged', tags: ['flows'], querystring: FlowQuery, response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem) }), 400: Problem } },
+    schema: {
+      summary: 'Live flows, filtered and paged with a cursor',
+      tags: ['flows'],
+      querystring: FlowQuery,
+      response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem), cursor: Type.Union([Type.String(), Type.Null()]) }), 400: Problem },
+    },
   }, async (req, reply) => {
     const q = req.query as Static<typeof FlowQuery>;
+    let filter: FlowFilter;
+    let start: WalkPosition | null = null;
     try {
-      const src = prefixOf(q.src, 'src');
-      const dst = prefixOf(q.dst, 'dst');
       const protocol = q.protocol === undefined ? -1 : protocolNumber(q.protocol, 'protocol');
-      const limit = Math.min(MAX_PAGE, q.limit === undefined ? DEFAULT_PAGE : Number(q.limit));
-      const offset = q.offset === undefined ? 0 : Number(q.offset);
-      const items: FlowItem[] = [];
-      let total = 0;
-      const tables = q.family === '4' ? [pipeline.flows4] : q.family === '6' ? [pipeline.flows6] : [pipeline.flows4, pipeline.flows6];
-      for (const table of tables) {
-        for (let flow = 0; flow < table.capacity; flow++) {
-          if (!table.isLive(flow)) continue;
-          const ingress = table.ingressPort(flow);
-          if (q.onramp !== undefined && names.onramp(ingress) !== q.onramp) continue;
-          if (q.site !== undefined && names.site(pipeline.ports.site[ingress]) !== q.site) continue;
-          if (q.zone !== undefined && table.nodeZone(flow * 2) !== q.zone) continue;
-          if (protocol >= 0 && table.protocol(flow) !== protocol) continue;
-          if (q.state !== undefined && table.isEstablished(flow) !== (q.state === 'established')) continue;
-          if (src !== null && !inPrefix(src, table, flow * 2, 'src')) continue;
-          if (dst !== null && !inPrefix(dst, table, flow * 2, 'dst')) continue;
-          if (total >= offset && items.length < limit) items.push(item(describeFlow(table, flow)));
-          total++;
-        }
+      filter = {
+        ports: portFilter(q.onramp, q.site),
+        zone: q.zone ?? -1,
+        protocol,
+        established: q.state === undefined ? -1 : q.state === 'established' ? 1 : 0,
+        src: prefixOf(q.src, 'src'),
+        dst: prefixOf(q.dst, 'dst'),
+      };
+      if (q.cursor !== undefined) {
+        start = decodeCursor(q.cursor);
+        if (start === null) throw new BadRequest('cursor', 'not a cursor this API returned (pass the last page\'s cursor as it is)');
       }
-      return { total, items };
     } catch (e) {
       return reply.code(400).send(sendBad(e));
     }
+    const limit = Math.min(MAX_PAGE, q.limit === undefined ? DEFAULT_PAGE : Number(q.limit));
+    const offset = q.offset === undefined ? 0 : Number(q.offset);
+    const tables: WalkTable[] = [];
+    if (q.family !== '6') tables.push({ family: 4, table: pipeline.flows4 });
+    if (q.family !== '4') tables.push({ family: 6, table: pipeline.flows6 });
+    const items: FlowItem[] = [];
+    let skipped = 0;
+    // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
+    share.begin();
+    const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: () => share.yield() }, (table, flow) => {
+      if (skipped < offset) skipped++;
+      else items.push(item(describeFlow(table, flow)));
+    });
+    const unfiltered = filter.ports === null && filter.zone < 0 && filter.protocol < 0 && filter.established < 0 && filter.src === null && filter.dst === null;
+    // The tables count their flows; a filtered count is what this walk saw (the whole table's only when the walk
+    // covered it: docs/API.md).
+    const total = unfiltered ? tables.reduce((n, t) => n + t.table.size, 0) : walk.matches;
+    // Serialized here, so the listing's share is charged for it too (a page of 1000 items is most of the work).
+    const body = JSON.stringify({ total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) });
+    share.charge();
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.get('/v1/flows/:id', {

@@ -15,8 +15,9 @@
  * onramp's type first (its kernel objects, its engine state, its port in the delivery table), then the
  * pipeline's port tables. Ids only grow: a removed onramp's id is never handed to a new one.
  *
- * Time: the pipeline runs on a monotonic clock (performance.now()); WireGuard on Unix-epoch ms (Date.now()),
- * because its initiations carry a TAI64N timestamp a peer compares with the last it saw (whitepaper §5.1).
+ * Time: the pipeline and every transport's timers run on the monotonic clock (performance.now()), so a step of
+ * the wall clock changes no flow or protocol timer; WireGuard reads the wall clock only for the TAI64N timestamp
+ * its initiations carry (whitepaper §5.4.2, transports/wireguard.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
@@ -498,20 +499,21 @@ export class Edge {
   };
 
   private readonly onUnderlay = (batch: PacketBatch): void => {
-    const j = this.underlay.demux(batch, Date.now());
+    const now = performance.now();
+    const j = this.underlay.demux(batch, now);
     batch.count = j;
-    if (j > 0) this.pipeline.process(batch, performance.now());
+    if (j > 0) this.pipeline.process(batch, now);
     this.afterProcess(batch);
   };
 
   private afterProcess(batch: PacketBatch): void {
-    const wallNow = Date.now();
-    if (batch.count > 0) this.deliver(batch, wallNow);
-    if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, wallNow);
+    const now = performance.now();
+    if (batch.count > 0) this.deliver(batch, now);
+    if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, now);
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
-      this.pipeline.processOwn(this.feedback, performance.now());
-      this.deliver(this.feedback, wallNow);
+      this.pipeline.processOwn(this.feedback, now);
+      this.deliver(this.feedback, now);
       this.feedback.clear();
     }
     this.underlay.flushTx();
@@ -522,12 +524,12 @@ export class Edge {
   /** Packets the edge originates (health probes, next hop set per packet) into their onramps' transports. */
   private sendOwn(batch: PacketBatch): void {
     if (!this.running) return;
-    this.deliver(batch, Date.now());
+    this.deliver(batch, performance.now());
     this.underlay.flushTx();
     this.wireguard.scheduleTimers();
   }
 
-  private deliver(batch: PacketBatch, wallNow: number): void {
+  private deliver(batch: PacketBatch, now: number): void {
     const outputs = this.outputs;
     const delivery = this.delivery;
     outputs.reset();
@@ -536,7 +538,7 @@ export class Edge {
       const hop = batch.nextHop[i];
       if (hop === NEXT_HOP_DROP) continue;
       const transport = delivery.of(hop);
-      if (transport !== null) transport.deliver(batch, i, hop, wallNow);
+      if (transport !== null) transport.deliver(batch, i, hop, now);
       else this.counters[EdgeCounter.NoDelivery]++;
     }
     outputs.flush(batch);

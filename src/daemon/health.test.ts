@@ -127,7 +127,8 @@ test('WireGuard session age: alive until Reject-After-Time; a stale peer goes do
   assert.equal(wireGuardAlive(-Infinity, 5_000, 5_000 + REJECT_AFTER_TIME_MS - 1), true, 'a new peer gets the same grace');
   assert.equal(wireGuardAlive(-Infinity, 5_000, 5_000 + REJECT_AFTER_TIME_MS), false);
 
-  const stale = Date.now() - REJECT_AFTER_TIME_MS - 1_000;
+  // WireGuard's handshake times are on the health round's monotonic clock: this one lies before Reject-After-Time.
+  const stale = -REJECT_AFTER_TIME_MS - 1_000;
   const { pipeline, health, lines } = setup((id) => (id === WG ? stale : undefined));
   const wg = { name: 'site-wg', type: 'wireguard', automatic_return_routing: true, preference: 100, max_flows: 0, wireguard: { device: 'd', public_key: 'k', allowed_ips: ['10.0.2.0/24'], persistent_keepalive: 0 } } as OnrampConfig;
   health.set(WG, wg, 0);

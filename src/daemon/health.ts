@@ -13,7 +13,7 @@
  * measured from when it was added, so a new or idle peer gets the same 180 s as a session would (an idle site
  * whose session lapsed then counts as failing, which is what the issue asks: the tunnel carries nothing).
  *
- * Time: the engine and the pipeline run on performance.now(); WireGuard handshakes are Unix-epoch ms.
+ * Time: the engine, the pipeline and WireGuard's handshake times are all on the monotonic clock (performance.now()).
  */
 import { performance } from 'node:perf_hooks';
 import { PacketBatch } from '../common/packet-batch.js';
@@ -37,8 +37,8 @@ const PROBE_BATCH = 64;
 const MAX_TIMER_MS = 0x7fffffff;
 
 /** Is a WireGuard session alive: its last handshake (or, without one, the peer's addition) younger than Reject-After-Time? */
-export function wireGuardAlive(lastHandshakeAt: number, addedAt: number, wallNow: number): boolean {
-  return wallNow - Math.max(lastHandshakeAt, addedAt) < REJECT_AFTER_TIME_MS;
+export function wireGuardAlive(lastHandshakeAt: number, addedAt: number, now: number): boolean {
+  return now - Math.max(lastHandshakeAt, addedAt) < REJECT_AFTER_TIME_MS;
 }
 
 export interface HealthHost {
@@ -88,7 +88,7 @@ export class EdgeHealth {
     const have = this.checked.get(id);
     if (have === undefined) {
       this.engine.add(id, spec, now);
-      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: Date.now(), transitions: 0 });
+      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: now, transitions: 0 });
     } else {
       have.name = onramp.name;
       if (have.specText !== text) {
@@ -180,12 +180,11 @@ export class EdgeHealth {
   /** One round: probes due, WireGuard evidence, transitions. The timer calls it; tests may too. */
   run(now: number): void {
     const engine = this.engine;
-    const wallNow = Date.now();
     if (now >= this.nextLookAt) {
       this.nextLookAt = now + WIREGUARD_LOOK_INTERVAL_MS;
       for (const [id, c] of this.checked) {
         const last = this.host.lastHandshakeAt(id);
-        if (last !== undefined) engine.observe(id, wireGuardAlive(last, c.addedAt, wallNow), now);
+        if (last !== undefined) engine.observe(id, wireGuardAlive(last, c.addedAt, now), now);
       }
     }
     const probes = this.probes;

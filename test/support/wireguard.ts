@@ -53,12 +53,21 @@ export const PORT_A = 51820;
 export const PORT_B = 51821;
 
 /** Two devices: A (inner 10.0.1.0/24) and B (inner 10.0.2.0/24), each the other's peer 0. */
-export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerExtraA?: Partial<WireGuardPeerConfig>; bChecksSources?: boolean } = {}) {
+export function pair(options: {
+  bEndpointForA?: boolean;
+  psk?: Uint8Array;
+  peerExtraA?: Partial<WireGuardPeerConfig>;
+  bChecksSources?: boolean;
+  /** Wall clocks (TAI64N only); absent: `now` is taken as wall time. */
+  wallClockA?: () => number;
+  wallClockB?: () => number;
+} = {}) {
   const ka = keyPair(11);
   const kb = keyPair(22);
   const a = new WireGuardDevice({
     privateKey: ka.priv,
     randomFill: seededRandom(101),
+    wallClock: options.wallClockA,
     peers: [
       {
         publicKey: kb.pub,
@@ -72,6 +81,7 @@ export function pair(options: { bEndpointForA?: boolean; psk?: Uint8Array; peerE
   const b = new WireGuardDevice({
     privateKey: kb.priv,
     randomFill: seededRandom(202),
+    wallClock: options.wallClockB,
     checkSources: options.bChecksSources ?? true,
     peers: [
       {

@@ -122,7 +122,7 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
 
   // --- deliver --------------------------------------------------------------------------------------------
 
-  deliver(batch: PacketBatch, i: number, onramp: number, wallNow: number): void {
+  deliver(batch: PacketBatch, i: number, onramp: number, now: number): void {
     const t = this.gre.tunnels.tunnelOf(onramp);
     if (t < 0) {
       this.host.counters[EdgeCounter.GreSendDrop]++;
@@ -130,7 +130,7 @@ export class GreTransport implements OnrampTransport<GreOnrampConfig>, UnderlayR
     }
     // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
     const mtu = this.gre.tunnels.mtu[t];
-    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, onramp, mtu, this.gre.tunnels.localSource(t), this, wallNow)) return;
+    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, onramp, mtu, this.gre.tunnels.localSource(t), this, now)) return;
     const off = batch.offset[i];
     const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
     const o = this.gre.send(onramp, batch.data, off, batch.length[i], floor);

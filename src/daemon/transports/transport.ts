@@ -4,7 +4,7 @@
  *   Edge (lifecycle) ── open/close ──► Underlay (demux) ◄── claims: IP protocol, UDP address:port ── GRE, WireGuard
  *        │                                                                                           (IPsec: 50, UDP 500/4500)
  *        ├── add/update/remove(onramp, id) ──► the transport of the onramp's type ── DeliveryTable.set(id, itself)
- *        └── deliver: per forwarded packet, DeliveryTable.of(nextHop).deliver(batch, i, nextHop, wallNow)
+ *        └── deliver: per forwarded packet, DeliveryTable.of(nextHop).deliver(batch, i, nextHop, now)
  *
  * A transport owns its engine state (tunnel table, peers) and its kernel objects (TUNs, routes, rules,
  * endpoint addresses); it may be handed onramps before open() (the start configuration) and at any time after
@@ -29,8 +29,8 @@ export interface EdgeLogger {
 
 /** Sends the forwarded packets of the ports it serves. */
 export interface Deliverer {
-  /** Packet i of `batch`, whose next hop is `port`. Runs per packet: no allocation. */
-  deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void;
+  /** Packet i of `batch`, whose next hop is `port`, at monotonic `now` (ms). Runs per packet: no allocation. */
+  deliver(batch: PacketBatch, i: number, port: number, now: number): void;
 }
 
 /** Every transport: the Internet egress, the onramp transports. */

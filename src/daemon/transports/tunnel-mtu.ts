@@ -46,7 +46,7 @@ export interface TunnelMtuCounters {
 /** What the helper hands a fragment back to: the transport's own send path, from its transmit batch. */
 export interface TunnelFragmentSink {
   /** Sends one inner packet (a fragment that fits) into the tunnel of `onramp`. Slow path: may allocate. */
-  sendFragment(piece: Uint8Array, onramp: number, wallNow: number): void;
+  sendFragment(piece: Uint8Array, onramp: number, now: number): void;
 }
 
 export class TunnelMtu {
@@ -60,7 +60,7 @@ export class TunnelMtu {
    * NO_ADDRESS. Fragments go to `sink`; a too-big error goes to the host's feedback batch. Returns true when the
    * packet may be sent whole after all (its IP length fits; or IPv6 up to 1280 bytes, RFC 8200 section 5).
    */
-  oversize(batch: PacketBatch, i: number, onramp: number, mtu: number, underlay: number | Uint32Array, sink: TunnelFragmentSink, wallNow: number): boolean {
+  oversize(batch: PacketBatch, i: number, onramp: number, mtu: number, underlay: number | Uint32Array, sink: TunnelFragmentSink, now: number): boolean {
     const info = this.info;
     const data = batch.data;
     const counters = this.host.counters;
@@ -72,7 +72,7 @@ export class TunnelMtu {
     if (verdict === MtuVerdict.Fits) return true;
     if (verdict === MtuVerdict.Fragment) {
       counters[this.counters.fragmented]++;
-      for (const piece of fragmentForTunnel(data, info, mtu)) sink.sendFragment(piece, onramp, wallNow);
+      for (const piece of fragmentForTunnel(data, info, mtu)) sink.sendFragment(piece, onramp, now);
     } else {
       // RFC 1191 / RFC 4443 section 3.2: tell the sender. The error is addressed to the packet as the tunnel
       // would have carried it (translated), so it enters the pipeline as if it came out of the tunnel.

@@ -34,7 +34,7 @@ export interface UnderlayReceiver {
    * Packet i of the underlay batch, its outer header inspected into `info`; returns the next free descriptor
    * index (j + 1 when an inner packet was kept at j, j otherwise). Runs per packet: no allocation.
    */
-  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, wallNow: number): number;
+  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, now: number): number;
 }
 
 /** IP protocol numbers are one byte (RFC 791 section 3.1). */
@@ -153,7 +153,7 @@ export class Underlay {
   // --- receive --------------------------------------------------------------------------------------------
 
   /** Demultiplexes a read batch in place; returns how many inner packets it kept (the batch's new count). */
-  demux(batch: PacketBatch, wallNow: number): number {
+  demux(batch: PacketBatch, now: number): number {
     const data = batch.data;
     const info = this.info;
     const counters = this.host.counters;
@@ -170,7 +170,7 @@ export class Underlay {
       }
       const claimed = this.byProtocol[info.protocol];
       if (claimed !== null) {
-        j = claimed.receiveUnderlay(batch, i, j, info, wallNow);
+        j = claimed.receiveUnderlay(batch, i, j, info, now);
         continue;
       }
       if (bad !== Drop.None) {
@@ -181,7 +181,7 @@ export class Underlay {
       if (info.family === AF_INET4 && protocol === IPPROTO_UDP) {
         const receiver = this.udpReceiver(info.addr[DST], info.dstPort);
         if (receiver !== null) {
-          j = receiver.receiveUnderlay(batch, i, j, info, wallNow);
+          j = receiver.receiveUnderlay(batch, i, j, info, now);
           continue;
         }
       } else if (info.family === AF_INET4 && protocol === IPPROTO_ICMP && info.icmpType === ICMP4_ECHO_REQUEST && this.isEchoAddr(info.addr[DST])) {

@@ -24,9 +24,11 @@
  * engine as Revoked and counted here as WgPeerRemoved. Re-adding a removed key makes a new peer with the
  * settings it is added with.
  *
- * Time: WireGuard runs on Unix-epoch ms (Date.now()), because its initiations carry a TAI64N timestamp a peer
- * compares with the last it saw (whitepaper §5.1).
+ * Time: the engine's timers (rekey, reject, keepalive, cookie, rate limit) and the under-load window run on the
+ * monotonic clock (performance.now(), the pipeline's); the engine reads the wall clock (Date.now) only to build
+ * an initiation's TAI64N timestamp (whitepaper §5.4.2), so a wall-clock step changes no timer.
  */
+import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { parseIpv4 } from '../../wire/addr.js';
 import { MAX_ONRAMP_ID } from '../../common/ids.js';
@@ -65,7 +67,7 @@ class WgDev implements UnderlayReceiver {
   /** Peer index → onramp id (NO_ONRAMP: removed). */
   readonly peerOnramp: number[] = [];
   ipId = 0;
-  /** Handshake initiations received in the current one-second window, and when that window started (wall ms). */
+  /** Handshake initiations received in the current one-second window, and when that window started (monotonic ms). */
   initiations = 0;
   windowStart = 0;
 
@@ -79,8 +81,8 @@ class WgDev implements UnderlayReceiver {
     readonly port: number,
   ) {}
 
-  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, wallNow: number): number {
-    return this.transport.receiveWireGuard(batch, i, j, this, info, wallNow);
+  receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, now: number): number {
+    return this.transport.receiveWireGuard(batch, i, j, this, info, now);
   }
 }
 
@@ -150,7 +152,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       throw e;
     }
     this.opened = true;
-    const now = Date.now();
+    const now = performance.now();
     for (const d of this.devices) this.sendDatagrams(d, d.device.start(now));
     this.underlay.flushTx();
     this.scheduleTimers();
@@ -200,7 +202,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (wildcard) this.host.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
     // Allowed IPs are checked by the pipeline on the packet it inspects anyway (the onramp spec's allowedSources,
     // which toOnrampSpec fills from the peer's allowed_ips): the device need not parse the plaintext again.
-    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey, checkSources: false }), local, d.listen_address, d.listen_port);
+    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey, checkSources: false, wallClock: Date.now }), local, d.listen_address, d.listen_port);
     if (this.opened) this.claim(dev);
     this.devices = [...this.devices, dev];
   }
@@ -274,7 +276,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (had.persistent_keepalive !== w.persistent_keepalive) change.persistentKeepalive = w.persistent_keepalive;
     let out: Outgoing[];
     try {
-      out = dev.device.updatePeer(this.portPeer[id], change, Date.now());
+      out = dev.device.updatePeer(this.portPeer[id], change, performance.now());
     } catch (e) {
       throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
     }
@@ -338,23 +340,23 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
    * HANDSHAKES_UNDER_LOAD initiations in one second puts the device under load until a second
    * passes below that rate.
    */
-  private noteInitiation(dev: WgDev, wallNow: number): void {
-    if (wallNow - dev.windowStart >= WG_LOAD_WINDOW_MS) {
+  private noteInitiation(dev: WgDev, now: number): void {
+    if (now - dev.windowStart >= WG_LOAD_WINDOW_MS) {
       dev.device.underLoad = dev.initiations > HANDSHAKES_UNDER_LOAD;
-      dev.windowStart = wallNow;
+      dev.windowStart = now;
       dev.initiations = 0;
     }
     if (++dev.initiations > HANDSHAKES_UNDER_LOAD) dev.device.underLoad = true;
   }
 
   /** One WireGuard datagram (packet i); returns the next free descriptor index. */
-  receiveWireGuard(batch: PacketBatch, i: number, j: number, dev: WgDev, info: PacketInfo, wallNow: number): number {
+  receiveWireGuard(batch: PacketBatch, i: number, j: number, dev: WgDev, info: PacketInfo, now: number): number {
     const start = info.l4Offset + UDP_HEADER;
     const end = info.l3Offset + info.ipLength;
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
-    if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, wallNow);
+    if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, now);
     // The engine takes a view (an allocation it forces) and the source as numbers.
-    const r = dev.device.receive(batch.data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), wallNow);
+    const r = dev.device.receive(batch.data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), now);
     if (r.kind === 'drop' && r.reason === WgDrop.Revoked) {
       // A removed or re-keyed peer: nothing it sends is delivered or answered.
       this.host.counters[EdgeCounter.WgPeerRemoved]++;
@@ -381,20 +383,20 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
 
   // --- deliver --------------------------------------------------------------------------------------------
 
-  deliver(batch: PacketBatch, i: number, port: number, wallNow: number): void {
+  deliver(batch: PacketBatch, i: number, port: number, now: number): void {
     const dev = this.portDevice[port];
     if (dev === null) return;
     // Fits by length: the pipeline inspected (and MSS-clamped) the packet; only an oversize one is looked at again.
     const mtu = this.portMtu[port];
-    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, port, mtu, dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal, this, wallNow)) return;
+    if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, port, mtu, dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal, this, now)) return;
     const off = batch.offset[i];
-    this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + batch.length[i]), wallNow));
+    this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + batch.length[i]), now));
   }
 
   /** Slow path (rare once MSS clamping works): one RFC 791 fragment of an oversize packet, encrypted on its own. */
-  sendFragment(piece: Uint8Array, port: number, wallNow: number): void {
+  sendFragment(piece: Uint8Array, port: number, now: number): void {
     const dev = this.portDevice[port];
-    if (dev !== null) this.sendDatagrams(dev, dev.device.send(this.portPeer[port], piece, wallNow));
+    if (dev !== null) this.sendDatagrams(dev, dev.device.send(this.portPeer[port], piece, now));
   }
 
   /** WireGuard datagrams → IPv4/UDP from the device's address and port, into the transmit batch. */
@@ -431,15 +433,15 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.timer = null;
     this.timerAt = at;
     if (at === Infinity) return;
-    // +1 ms: a timer may fire a little before its time by the wall clock; poll() then finds nothing due.
-    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now()) + 1));
+    // +1 ms: a timer may fire a little early by the monotonic clock; poll() then finds nothing due.
+    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMER_MS, Math.max(0, at - performance.now()) + 1));
   }
 
   private readonly onTimer = (): void => {
     this.timer = null;
     this.timerAt = Infinity;
     if (!this.opened || !this.host.isRunning()) return;
-    const now = Date.now();
+    const now = performance.now();
     for (const d of this.devices) this.sendDatagrams(d, d.device.poll(now));
     this.underlay.flushTx();
     this.scheduleTimers();

@@ -18,8 +18,12 @@
  * output buffers per packet; we also allocate the datagram (send) and its Outgoing record. The padding scratch,
  * nonces, result records and index table are preallocated.
  *
- * `now` must be Unix-epoch milliseconds (Date.now()), or `wallClockOffsetMs` must make it so: initiations carry
- * a TAI64N timestamp, and a peer refuses one that is not newer than the last it saw from us (§5.1).
+ * Time: `now` is a monotonic clock (the daemon passes performance.now()); every timer (rekey, reject, keepalive,
+ * retransmit, cookie age, rate limit, the handshake-flood guard) runs on it, so a wall-clock step neither expires
+ * nor prolongs anything. The wall clock (`wallClock`, Unix-epoch ms) is read only to build an initiation's TAI64N
+ * timestamp (§5.4.2). A peer refuses an initiation whose timestamp is not newer than the last it saw from us
+ * (§5.1), so each peer's timestamps only grow: when the wall clock has stepped back, the next initiation carries
+ * the last timestamp sent plus one step (nextTimestamp) instead of the clock's.
  */
 import { randomFillSync, type KeyObject, createSecretKey } from 'node:crypto';
 import { write32 } from '../../wire/bytes.js';
@@ -59,6 +63,7 @@ import {
   RESP_MAC1_OFF,
   RESP_MAC2_OFF,
   RESP_RECEIVER_OFF,
+  TIMESTAMP_LEN,
   HANDSHAKE_INITIATION_RATE_MS,
   ZERO_KEY_MATERIAL_MS,
 } from './constants.js';
@@ -78,6 +83,7 @@ import {
   PeerKeys,
   readU32LE,
   StaticIdentity,
+  nextTimestamp,
   tai64n,
   timestampAfter,
   writeU32LE,
@@ -152,7 +158,12 @@ export interface WireGuardDeviceOptions {
   peers?: WireGuardPeerConfig[];
   /** Source of randomness (ephemeral keys, indexes, cookie secret, jitter). Tests inject a seeded one. */
   randomFill?: (buf: Uint8Array) => void;
-  /** Added to `now` for TAI64N timestamps when `now` is not Unix-epoch ms. */
+  /**
+   * The wall clock, Unix-epoch ms, read only for TAI64N timestamps (§5.4.2). Absent: `now + wallClockOffsetMs`
+   * (for a caller whose `now` is already close to wall time, as in tests).
+   */
+  wallClock?: () => number;
+  /** Without `wallClock`: added to `now` for TAI64N timestamps. */
   wallClockOffsetMs?: number;
   /**
    * Check a decrypted packet's source against its peer's allowed IPs here (default true). A caller whose
@@ -200,6 +211,8 @@ class Peer {
   sentLastMinuteHandshake = false;
 
   lastHandshakeAt = -Infinity;
+  /** TAI64N of the last initiation we sent: the next one must be later (§5.1), whatever the wall clock says. */
+  readonly lastSentTimestamp = new Uint8Array(TIMESTAMP_LEN);
   rxBytes = 0;
   txBytes = 0;
 
@@ -242,7 +255,8 @@ export class WireGuardDevice {
   private readonly cookieChecker: CookieChecker;
   private readonly rateLimiter = new RateLimiter();
   private readonly randomFill: (buf: Uint8Array) => void;
-  private readonly wallClockOffsetMs: number;
+  /** Unix-epoch ms at the monotonic `now` (TAI64N only). */
+  private readonly wallClock: (now: number) => number;
   private readonly checkSources: boolean;
 
   // Index table (§5.4.2 "sender index"): low 16 bits are the slot, high 16 bits random.
@@ -267,7 +281,9 @@ export class WireGuardDevice {
     this.publicKey = this.identity.publicKey;
     this.cookieChecker = new CookieChecker(this.identity.cookieKey);
     this.randomFill = options.randomFill ?? ((b: Uint8Array) => void randomFillSync(b));
-    this.wallClockOffsetMs = options.wallClockOffsetMs ?? 0;
+    const clock = options.wallClock;
+    const offset = options.wallClockOffsetMs ?? 0;
+    this.wallClock = clock !== undefined ? () => clock() : (now) => now + offset;
     this.checkSources = options.checkSources ?? true;
     for (let i = 0; i < SLOT_COUNT; i++) this.freeSlots[i] = SLOT_COUNT - 1 - i;
     for (const p of options.peers ?? []) this.addPeer(p);
@@ -778,7 +794,10 @@ export class WireGuardDevice {
     peer.handshakeIndexLive = true;
     const msg = new Uint8Array(INIT_LEN);
     this.randomFill(this.random32);
-    const timestamp = tai64n(now + this.wallClockOffsetMs);
+    const timestamp = tai64n(this.wallClock(now));
+    // A wall clock that stepped back must not make our initiations look replayed to the peer (§5.1).
+    if (!timestampAfter(timestamp, peer.lastSentTimestamp)) nextTimestamp(peer.lastSentTimestamp, timestamp);
+    peer.lastSentTimestamp.set(timestamp);
     if (!createInitiation(this.identity, peer.keys, hs, index, this.random32, timestamp, msg)) {
       this.random32.fill(0);
       this.releaseHandshakeIndex(peer);

@@ -161,6 +161,34 @@ export function tai64n(unixMs: number, out: Uint8Array = new Uint8Array(TIMESTAM
   return out;
 }
 
+/** Bytes of TAI64N's seconds field; the 4-byte nanoseconds follow. */
+const TAI64N_NANOS_OFF = 8;
+/** tai64n()'s resolution: nanoseconds are multiples of 2^24 (the whitening above). */
+const TAI64N_NANOS_STEP = 0x1000000;
+const NANOS_PER_SECOND = 1_000_000_000;
+
+/**
+ * Writes into `out` the smallest timestamp tai64n() can produce that is after `last`: one resolution step
+ * later, carried into the seconds at a second's end. An initiation built when the wall clock has stepped back
+ * carries it, so the peer still sees our timestamps grow (§5.1: it refuses one not greater than the last).
+ */
+export function nextTimestamp(last: Uint8Array, out: Uint8Array): Uint8Array {
+  const src = new DataView(last.buffer, last.byteOffset, TIMESTAMP_LEN);
+  const dst = new DataView(out.buffer, out.byteOffset, TIMESTAMP_LEN);
+  let hi = src.getUint32(0);
+  let lo = src.getUint32(4);
+  let nanos = src.getUint32(TAI64N_NANOS_OFF) + TAI64N_NANOS_STEP;
+  if (nanos >= NANOS_PER_SECOND) {
+    nanos = 0;
+    lo = (lo + 1) >>> 0;
+    if (lo === 0) hi = (hi + 1) >>> 0;
+  }
+  dst.setUint32(0, hi);
+  dst.setUint32(4, lo);
+  dst.setUint32(TAI64N_NANOS_OFF, nanos);
+  return out;
+}
+
 /** Big-endian byte comparison: true when a > b. */
 export function timestampAfter(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < TIMESTAMP_LEN; i++) {
