@@ -163,8 +163,11 @@ function docCopy(doc: StoreDoc): StoreDoc {
   return { settings: structuredClone(doc.settings), entries };
 }
 
-/** The one entry `after` changed of `before` (same settings, one list differing by one entry), or undefined. */
-function singleChange(before: StoreDoc, after: StoreDoc): EntryChange | undefined {
+/**
+ * The one entry `after` changed of `before` (same settings, one list differing by one entry); null when
+ * nothing changed; undefined for anything else.
+ */
+function singleChange(before: StoreDoc, after: StoreDoc): EntryChange | null | undefined {
   for (const key of SETTINGS_KEYS) if (JSON.stringify(before.settings[key]) !== JSON.stringify(after.settings[key])) return undefined;
   let change: EntryChange | undefined;
   for (const kind of ENTRY_KINDS) {
@@ -184,7 +187,7 @@ function singleChange(before: StoreDoc, after: StoreDoc): EntryChange | undefine
     } else if (added === 1) change = { op: 'insert', kind, index: lo, value: b[lo].value };
     else change = { op: 'remove', kind, index: lo };
   }
-  return change;
+  return change ?? null;
 }
 
 export class ConfigStore {
@@ -322,17 +325,18 @@ export class ConfigStore {
       // One entry changed: validated against the index (its verdict is validateConfig's); otherwise, or when
       // the index cannot decide, the whole document (its problems are the ones reported).
       const change = singleChange(snap.doc, doc);
-      if (change !== undefined) {
+      if (change) {
         snap.index ??= new ConfigIndex(previous);
         indexed = snap.index.tryChange(change);
       }
-      const config = indexed?.config ?? validateConfig(docToConfig(doc), 'request');
+      // Nothing changed: the snapshot's configuration is valid as it is.
+      const config = change === null ? previous : indexed?.config ?? validateConfig(docToConfig(doc), 'request');
       this.pinIds(config, previous);
       check?.(config, previous);
       const next = this.normalisedDoc(doc, config, snap);
       const positions = this.writeDoc(next, snap);
       apply?.(config, previous);
-      committed = { version: 0, doc: next, config, index: indexed === undefined ? null : snap.index, positions, stale: new Set() };
+      committed = { version: 0, doc: next, config, index: indexed !== undefined || change === null ? snap.index : null, positions, stale: new Set() };
       return { result, previous, config };
     }).immediate();
     // Committed: the index takes the change (tryChange left it as it was, for a rollback). SQLite's
