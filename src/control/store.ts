@@ -107,6 +107,20 @@ export interface UpdateResult<R> {
   config: TetherConfig;
 }
 
+/** A change validated and ready to write (ConfigStore.prepare); opaque to callers. */
+export interface PreparedUpdate<R> {
+  readonly snap: Snapshot;
+  readonly doc: StoreDoc;
+  readonly result: R;
+  readonly previous: TetherConfig;
+  readonly config: TetherConfig;
+  /** Per kind, the id high-water mark to store. */
+  readonly marks: ReadonlyArray<[GrowingKind, number]>;
+  readonly indexed: IndexedChange | undefined;
+  /** Whether the snapshot's index stays valid for the result (it took the change, or nothing changed). */
+  readonly keepsIndex: boolean;
+}
+
 export interface OpenOptions {
   busyTimeoutMs?: number;
 }
@@ -267,7 +281,8 @@ export class ConfigStore {
     return this.db.transaction(() => {
       if (!this.isEmpty()) return false;
       const next = validateConfig(structuredClone(cfg), 'seed');
-      this.pinIds(next, null);
+      const put = this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next');
+      for (const [kind, mark] of this.pinIds(next, null)) put.run(kind, mark);
       this.writeDoc(this.configToDoc(next), null);
       this.snap = null;
       return true;
@@ -315,33 +330,51 @@ export class ConfigStore {
    * edge takes the change; may throw: rolled back) and commits.
    */
   update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
+    return this.commit(null, mutate, check, apply);
+  }
+
+  /**
+   * The first half of update, without writing anything: the change made to a copy of the document in memory,
+   * validated, ids chosen and `check` passed. commit() writes it (the API lets waiting packets through in
+   * between, so that only the write and the running edge's part of a change pause forwarding).
+   */
+  prepare<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void): PreparedUpdate<R> {
+    const snap = this.snapshot();
+    const previous = snap.config;
+    const doc = docCopy(snap.doc);
+    const result = mutate(doc);
+    // One entry changed: validated against the index (its verdict is validateConfig's); otherwise, or when
+    // the index cannot decide, the whole document (its problems are the ones reported).
+    const change = singleChange(snap.doc, doc);
+    const indexed = change ? (snap.index ??= new ConfigIndex(previous)).tryChange(change) : undefined;
+    // Nothing changed: the snapshot's configuration is valid as it is.
+    const config = change === null ? previous : indexed?.config ?? validateConfig(docToConfig(doc), 'request');
+    const marks = this.pinIds(config, previous);
+    check?.(config, previous);
+    return { snap, doc, result, previous, config, marks, indexed, keepsIndex: indexed !== undefined || change === null };
+  }
+
+  /**
+   * Writes a prepared change in an IMMEDIATE transaction, calls `apply` and commits. When the document changed
+   * since `prepared` was made (another request of this process, or another process, committed) or there is
+   * none, the change is prepared again inside the transaction from `mutate` and `check`.
+   */
+  commit<R>(prepared: PreparedUpdate<R> | null, mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
     let committed: Snapshot | undefined;
-    let indexed: IndexedChange | undefined;
+    let p = prepared;
     const r = this.db.transaction((): UpdateResult<R> => {
-      const snap = this.snapshot();
-      const previous = snap.config;
-      const doc = docCopy(snap.doc);
-      const result = mutate(doc);
-      // One entry changed: validated against the index (its verdict is validateConfig's); otherwise, or when
-      // the index cannot decide, the whole document (its problems are the ones reported).
-      const change = singleChange(snap.doc, doc);
-      if (change) {
-        snap.index ??= new ConfigIndex(previous);
-        indexed = snap.index.tryChange(change);
-      }
-      // Nothing changed: the snapshot's configuration is valid as it is.
-      const config = change === null ? previous : indexed?.config ?? validateConfig(docToConfig(doc), 'request');
-      this.pinIds(config, previous);
-      check?.(config, previous);
-      const next = this.normalisedDoc(doc, config, snap);
-      const positions = this.writeDoc(next, snap);
-      apply?.(config, previous);
-      committed = { version: 0, doc: next, config, index: indexed !== undefined || change === null ? snap.index : null, positions, stale: new Set() };
-      return { result, previous, config };
+      if (p === null || this.snap !== p.snap || p.snap.version !== this.dataVersion()) p = this.prepare(mutate, check);
+      const put = this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next');
+      for (const [kind, next] of p.marks) put.run(kind, next);
+      const next = this.normalisedDoc(p.doc, p.config, p.snap);
+      const positions = this.writeDoc(next, p.snap);
+      apply?.(p.config, p.previous);
+      committed = { version: 0, doc: next, config: p.config, index: p.keepsIndex ? p.snap.index : null, positions, stale: new Set() };
+      return { result: p.result, previous: p.previous, config: p.config };
     }).immediate();
     // Committed: the index takes the change (tryChange left it as it was, for a rollback). SQLite's
     // data_version moves only for other connections' commits, so this one's own leaves the snapshot valid.
-    indexed?.commit();
+    p!.indexed?.commit();
     if (committed !== undefined) this.snap = { ...committed, version: this.dataVersion() };
     return r;
   }
@@ -449,10 +482,11 @@ export class ConfigStore {
 
   /**
    * Gives every site, onramp and firewall rule without an id the next id of its kind, refuses a new entry's
-   * explicit id below the kind's high-water mark, and raises the mark (in the open transaction).
+   * explicit id below the kind's high-water mark; returns the raised marks (for the caller to store).
    */
-  private pinIds(cfg: TetherConfig, previous: TetherConfig | null): void {
+  private pinIds(cfg: TetherConfig, previous: TetherConfig | null): Array<[GrowingKind, number]> {
     const problems: ConfigProblem[] = [];
+    const marks: Array<[GrowingKind, number]> = [];
     for (const kind of GROWING_KINDS) {
       const mark = this.idHighWater(kind);
       const had = new Set(previous === null ? [] : idEntries(previous, kind).map((e) => e.id));
@@ -468,9 +502,10 @@ export class ConfigStore {
         if (next > MAX_ID[kind]) problems.push({ path: `${configListPath(kind)}[${i}]`, line: 0, column: 0, message: `no ${kind === 'firewall_rules' ? 'rule' : kind.slice(0, -1)} id left (ids only grow, up to ${MAX_ID[kind]})` });
         else e.id = next++;
       });
-      if (next !== mark) this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next').run(kind, next);
+      if (next !== mark) marks.push([kind, next]);
     }
     if (problems.length > 0) throw new ConfigError('request', problems);
+    return marks;
   }
 
   private entryAt<K extends EntryKind>(kind: K, index: number): StoredEntry<K> {
