@@ -8,3 +8,4 @@ export { loadConfig } from './load.js';
 export { isLoopback, validateConfig } from './validate.js';
 export { assignIds, toHealthSpec, toOnrampSpec, toPipelineConfig, type ConfigIds } from './compile.js';
 export { redact, REDACTED, stringifyConfig } from './output.js';
+export { ConfigIndex, listOf, type EntryChange, type IndexedChange, type ListKind } from './incremental.js';

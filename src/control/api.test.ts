@@ -383,3 +383,26 @@ test('ids only grow through the API: a deleted onramp\'s or site\'s id is never 
   await app.close();
   store.close();
 });
+
+test('changes made at the same time: each is validated against what is committed when it is written', async () => {
+  const store = labStore();
+  const app = buildApi({ store, token: TOKEN });
+  // Both are prepared before either is written (the API lets packets through between the two halves).
+  const [a, b] = await Promise.all([
+    call(app, 'POST', '/v1/sites', { name: 'branch-c' }),
+    call(app, 'POST', '/v1/sites', { name: 'branch-d' }),
+  ]);
+  assert.deepEqual([a.status, b.status], [201, 201]);
+  assert.notEqual(a.body.id, b.body.id);
+  // The same name twice: the second is prepared again after the first committed, and refused.
+  const [c, d] = await Promise.all([
+    call(app, 'POST', '/v1/sites', { name: 'branch-e' }),
+    call(app, 'POST', '/v1/sites', { name: 'branch-e' }),
+  ]);
+  assert.deepEqual([c.status, d.status].sort(), [201, 400]);
+  const names = (await call(app, 'GET', '/v1/sites')).body.map((s: { name: string }) => s.name);
+  assert.deepEqual(names.filter((n: string) => n.startsWith('branch-')), ['branch-c', 'branch-d', 'branch-e']);
+  assert.deepEqual(store.load().sites.map((s) => s.name), names, 'the rows hold what the API answers');
+  await app.close();
+  store.close();
+});

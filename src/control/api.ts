@@ -358,8 +358,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, problems: [] });
   });
 
-  /** Runs a change through the store and applies it; maps every failure to its status. */
-  const change = <R>(reply: FastifyReply, edited: (doc: StoreDoc) => string | null, mutate: (doc: StoreDoc) => R, deleting = false): { result: R; doc: StoreDoc; applied: ApplyResult | undefined } => {
+  /**
+   * Runs a change through the store and applies it; maps every failure to its status. In two turns of the
+   * event loop: first the change is made and validated (store.prepare: nothing written, nothing applied);
+   * then, after the packets waiting meanwhile have been forwarded, the store writes it and the running edge
+   * applies it in one transaction (store.commit) — so forwarding pauses only for the write and the edge's part.
+   */
+  const change = async <R>(reply: FastifyReply, edited: (doc: StoreDoc) => string | null, mutate: (doc: StoreDoc) => R, deleting = false): Promise<{ result: R; doc: StoreDoc; applied: ApplyResult | undefined }> => {
     let editedPath: string | null = null;
     let mutated: StoreDoc | undefined;
     let applied: ApplyResult | undefined;
@@ -367,15 +372,20 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     try {
       // The edge applies the change inside the store's transaction: when it cannot (ApplyError: a TUN, an
       // address, a port), the store rolls back too, and both stay exactly as they were.
-      const r = store.update((doc) => {
+      const tracked = (doc: StoreDoc): R => {
         const result = mutate(doc);
         editedPath = edited(doc);
         mutated = doc;
         return result;
-      }, (next, prev) => {
+      };
+      const check = (next: TetherConfig, prev: TetherConfig): void => {
         refuseNewPaths(next, prev);
         edge?.checkConfig?.(next, prev);
-      }, edge === undefined ? undefined : (next, prev) => {
+      };
+      const prepared = store.prepare(tracked, check);
+      await new Promise((resolve) => setImmediate(resolve));
+      // Prepared again inside the transaction when another change was committed meanwhile.
+      const r = store.commit(prepared, tracked, check, edge === undefined ? undefined : (next, prev) => {
         applied = edge.applyConfig(next);
         previous = prev;
       });
@@ -471,7 +481,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     }, async (req, reply) => {
       const path = configListPath(res.kind);
       let index = -1;
-      const out = change(reply, () => `${path}[${index}]`, (doc) => {
+      const out = await change(reply, () => `${path}[${index}]`, (doc) => {
         const list = doc.entries[res.kind] as StoredEntry[];
         const value = bodyValue(res, req.body, undefined);
         if (!hasConfigId(res.kind)) delete value.id;
@@ -485,11 +495,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       return reply.code(201).header('location', `${res.url}/${created.id}`).send(entryOf(out.doc, res.kind, created.id));
     });
 
-    const update = (req: FastifyRequest<{ Params: { ref: string }; Body: Obj }>, reply: FastifyReply, patch: boolean): Obj => {
+    const update = async (req: FastifyRequest<{ Params: { ref: string }; Body: Obj }>, reply: FastifyReply, patch: boolean): Promise<Obj> => {
       const path = configListPath(res.kind);
       let index = -1;
       let id = -1;
-      const out = change(reply, () => `${path}[${index}]`, (doc) => {
+      const out = await change(reply, () => `${path}[${index}]`, (doc) => {
         const list = doc.entries[res.kind] as StoredEntry[];
         index = resolve(res, doc, req.params.ref);
         const current = list[index];
@@ -514,7 +524,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     app.delete<{ Params: { ref: string } }>(`${res.url}/:ref`, {
       schema: { summary: `Delete a ${res.what}`, tags, params: RefParams, response: { 204: Type.Null(), ...errors } },
     }, async (req, reply) => {
-      change(reply, () => null, (doc) => {
+      await change(reply, () => null, (doc) => {
         const list = doc.entries[res.kind] as StoredEntry[];
         list.splice(resolve(res, doc, req.params.ref), 1);
       }, true);
@@ -532,18 +542,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.get('/v1/egress', { schema: { summary: 'The Internet egress pool', tags: egressTags, response: { 200: EgressSchema, ...errors } } }, async () => egressOut(store.read()));
   const { $id: _e, ...egressBody } = EgressSchema as unknown as Obj;
   app.put<{ Body: Obj }>('/v1/egress', { schema: { summary: 'Create or replace the egress pool (takes effect at the next start)', tags: egressTags, body: egressBody, response: { 200: EgressSchema, ...errors } } }, async (req, reply) => {
-    const out = change(reply, () => 'egress', (doc) => { doc.settings.egress = req.body as never; });
+    const out = await change(reply, () => 'egress', (doc) => { doc.settings.egress = req.body as never; });
     return egressOut(out.doc);
   });
   app.patch<{ Body: Obj }>('/v1/egress', { schema: { summary: 'Change fields of the egress pool (merge patch)', tags: egressTags, body: patchSchema(egressBody as unknown as TSchema), response: { 200: EgressSchema, ...errors } } }, async (req, reply) => {
-    const out = change(reply, () => 'egress', (doc) => {
+    const out = await change(reply, () => 'egress', (doc) => {
       if (doc.settings.egress === undefined) throw new HttpError(404, 'no egress pool is configured', [{ path: '', message: 'PUT /v1/egress to create one' }]);
       doc.settings.egress = mergePatch(doc.settings.egress, req.body) as never;
     });
     return egressOut(out.doc);
   });
   app.delete('/v1/egress', { schema: { summary: 'Remove the egress pool (no route may lead to the Internet)', tags: egressTags, response: { 204: Type.Null(), ...errors } } }, async (_req, reply) => {
-    change(reply, () => null, (doc) => {
+    await change(reply, () => null, (doc) => {
       if (doc.settings.egress === undefined) throw new HttpError(404, 'no egress pool is configured');
       delete doc.settings.egress;
     }, true);
@@ -554,7 +564,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const { $id: _f, ...fwBody } = FirewallSettingsSchema as unknown as Obj;
   app.get('/v1/firewall', { schema: { summary: 'Firewall settings', tags: ['firewall'], response: { 200: FirewallSettingsSchema, ...errors } } }, async () => ({ default_action: store.read().settings.default_action }));
   app.put<{ Body: { default_action: 'allow' | 'deny' } }>('/v1/firewall', { schema: { summary: 'Change the default action (new flows)', tags: ['firewall'], body: fwBody, response: { 200: FirewallSettingsSchema, ...errors } } }, async (req, reply) => {
-    const out = change(reply, () => 'firewall', (doc) => { doc.settings.default_action = req.body.default_action; });
+    const out = await change(reply, () => 'firewall', (doc) => { doc.settings.default_action = req.body.default_action; });
     return { default_action: out.doc.settings.default_action };
   });
 
@@ -562,7 +572,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.get('/v1/config', { schema: { summary: 'The whole configuration, secrets redacted', tags: ['config'], response: { 200: ConfigSchema, ...errors } } }, async () => redact(store.load()));
   const { $id: _c, ...configBody } = ConfigSchema as unknown as Obj;
   app.put<{ Body: Obj }>('/v1/config', { schema: { summary: 'Replace the whole configuration (secrets sent as "(redacted)" keep the stored ones, by name)', tags: ['config'], body: configBody, response: { 200: ConfigSchema, ...errors } } }, async (req, reply) => {
-    change(reply, () => '', (doc) => {
+    await change(reply, () => '', (doc) => {
       const cfg = structuredClone(req.body) as Partial<TetherConfig> & Obj;
       const byName = <T extends { name?: string }>(list: T[] | undefined, name: string | undefined): T | undefined => list?.find((x) => x.name === name);
       const current = docToConfig(doc);

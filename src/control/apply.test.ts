@@ -168,3 +168,26 @@ test('a site\'s failover policy applies live, to established flows too', () => {
   out(A_BACKUP);
   assert.equal(reply(), A_BACKUP, 'back to follow');
 });
+
+test('onramps replaced in place (the store shares every other entry) apply as the full diff applies them', () => {
+  const changes: Array<(o: TetherConfig['onramps'][number]) => void> = [
+    (o) => { o.automatic_return_routing = !o.automatic_return_routing; },
+    (o) => { o.preference = 7; },
+    (o) => { if (o.type === 'wireguard') o.wireguard.allowed_ips = ['10.0.1.0/25']; },
+    (o) => { o.max_flows = 10; },
+  ];
+  for (const [k, edit] of changes.entries()) {
+    const shared = setup();
+    const full = setup();
+    // As the store hands it over: a new top-level object and onramp list, the other entries the same objects.
+    const next: TetherConfig = { ...shared.cfg, onramps: shared.cfg.onramps.slice() };
+    const whole = structuredClone(shared.cfg);
+    edit(whole.onramps[0]);
+    next.onramps[0] = validateConfig(whole).onramps[0];
+    const fast = shared.live.applyConfig(next);
+    const slow = full.live.applyConfig(validateConfig(structuredClone(next)));
+    assert.deepEqual(fast, slow, `change ${k}`);
+    assert.deepEqual(shared.edge.pipeline.ports.list(), full.edge.pipeline.ports.list(), `change ${k}`);
+    assert.deepEqual(shared.edge.pipeline.routes.list(), full.edge.pipeline.routes.list(), `change ${k}`);
+  }
+});

@@ -20,6 +20,11 @@
  *  - The egress pool, the flow-table sizes and timeouts, the API, store and log settings are fixed when the
  *    pipeline / edge is built: `restartRequired` names them when they changed, and `check()` refuses changes
  *    that cannot be half-applied (an Internet route with no pool in the pipeline).
+ *  - Time proportional to the change: the store hands over configurations whose untouched entries are the
+ *    previous configuration's own objects. When only onramps were replaced in place (same name, id, site and
+ *    type: the ids stay as they are), only those are compiled and compared; everything else takes the full
+ *    diff below. LiveConfig therefore keeps the configuration it is given (no copy): callers hand it a
+ *    configuration they no longer change.
  *  - Onramp transports (the GRE tunnel table, WireGuard devices and peers, interconnect TUNs) belong to the
  *    Edge, not the pipeline: `transportChanged` lists the onramps whose transport must be added, removed or
  *    reconfigured; the daemon's EdgeLike applies them together with this (Edge.applyTransports).
@@ -30,7 +35,7 @@ import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
 import { parsePrefix, formatPrefix } from '../wire/addr.js';
-import { assignIds, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from '../config/index.js';
+import { assignIds, toOnrampSpec, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from '../config/index.js';
 
 /** What the API needs of the running edge. */
 export interface EdgeLike {
@@ -155,7 +160,7 @@ export class LiveConfig implements EdgeLike {
   private firewall: PipelineConfig['firewall'];
 
   constructor(private readonly pipeline: Pipeline, config: TetherConfig, ids: ConfigIds = assignIds(config)) {
-    this.current = structuredClone(config);
+    this.current = config;
     this.currentIds = ids;
     this.firewall = toPipelineConfig(config, ids).firewall;
   }
@@ -173,11 +178,36 @@ export class LiveConfig implements EdgeLike {
       const i = next.routes.findIndex((r) => r.next_hop === 'internet');
       throw new ApplyError(`routes[${i}].next_hop`, 'the running edge has no egress pool (egress.addresses is fixed at start): store the pool, restart, then add Internet routes');
     }
-    stableIds(this.currentIds, next); // throws on id exhaustion before anything is stored
+    if (this.replacedOnramps(next) === undefined) stableIds(this.currentIds, next); // throws on id exhaustion before anything is stored
+  }
+
+  /**
+   * The indexes of the onramps `next` replaced in place — same name, id, site and type, so every id stays —
+   * when nothing else changed (the other entries, sites, routes, rules and devices are the current
+   * configuration's own objects; the settings are equal); undefined otherwise.
+   */
+  private replacedOnramps(next: TetherConfig): number[] | undefined {
+    const cur = this.current;
+    const sameEntries = (a: readonly unknown[], b: readonly unknown[]): boolean => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+    if (!sameEntries(cur.sites, next.sites) || !sameEntries(cur.routes, next.routes) || !sameEntries(cur.firewall.rules, next.firewall.rules)) return undefined;
+    if (!sameEntries(cur.wireguard_devices, next.wireguard_devices) || cur.firewall.default_action !== next.firewall.default_action) return undefined;
+    if (cur.onramps.length !== next.onramps.length) return undefined;
+    for (const key of RESTART_SECTIONS) if (cur[key] !== next[key] && !same(cur[key], next[key])) return undefined;
+    const changed: number[] = [];
+    for (let i = 0; i < next.onramps.length; i++) {
+      const a = cur.onramps[i];
+      const b = next.onramps[i];
+      if (a === b) continue;
+      if (a.name !== b.name || a.id !== b.id || a.site !== b.site || a.type !== b.type) return undefined;
+      changed.push(i);
+    }
+    return changed;
   }
 
   applyConfig(next: TetherConfig): ApplyResult {
     this.checkConfig(next);
+    const replaced = this.replacedOnramps(next);
+    if (replaced !== undefined) return this.applyReplacedOnramps(next, replaced);
     const prev = this.current;
     const ids = stableIds(this.currentIds, next);
     const pc = toPipelineConfig(next, ids);
@@ -239,8 +269,33 @@ export class LiveConfig implements EdgeLike {
     }
 
     for (const key of RESTART_SECTIONS) if (!same(prev[key], next[key])) out.restartRequired.push(key);
-    this.current = structuredClone(next);
+    this.current = next;
     this.currentIds = ids;
+    return out;
+  }
+
+  /**
+   * Onramps replaced in place, nothing else changed: the ids, routes, sites and firewall stay; each replaced
+   * onramp's port spec and transport are compared as the full diff compares them.
+   */
+  private applyReplacedOnramps(next: TetherConfig, replaced: readonly number[]): ApplyResult {
+    const out: ApplyResult = {
+      onrampsAdded: [], onrampsChanged: [], onrampsRemoved: [], routesAdded: 0, routesRemoved: 0,
+      firewallReplaced: false, transportChanged: [], restartRequired: [],
+    };
+    const ids = this.currentIds;
+    for (const i of replaced) {
+      const before = this.current.onramps[i];
+      const o = next.onramps[i];
+      const id = ids.onramps.get(o.name)!;
+      const have = this.pipeline.ports.get(id);
+      const desired: OnrampSpec = { ...toOnrampSpec(o, id, ids.onrampSite.get(o.name)!), up: have?.up ?? true };
+      if (have === undefined) out.onrampsAdded.push(o.name);
+      else if (!sameSpec(have, desired)) out.onrampsChanged.push(o.name);
+      if (have === undefined || out.onrampsChanged.includes(o.name)) this.pipeline.setOnramp(desired);
+      if (!same(transportOf(before), transportOf(o))) out.transportChanged.push(o.name);
+    }
+    this.current = next;
     return out;
   }
 }

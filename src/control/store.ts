@@ -4,9 +4,10 @@
  *
  *   YAML file ─ loadConfig ─ seedFrom (only when the store is empty) ─┐
  *                                                                    ▼
- *   API request ─ update(mutate) ─ BEGIN IMMEDIATE ─ read the whole document ─ mutate ─ validateConfig
- *                 (the whole resulting configuration: cross-references, duplicates) ─ pin ids ─ write
- *                 changed rows ─ COMMIT ─► the caller applies the new configuration to the running edge
+ *   API request ─ update(mutate) ─ BEGIN IMMEDIATE ─ the document in memory (re-read only when another
+ *                 process wrote) ─ mutate a copy ─ validate: one changed entry through ConfigIndex (its schema
+ *                 and the cross-references it touches), anything else through validateConfig ─ pin ids ─
+ *                 write the rows that changed ─ the caller's apply (the running edge) ─ COMMIT
  *
  * Decisions:
  *  - One row per configuration object (site, WireGuard device, onramp, route, firewall rule) with its JSON,
@@ -21,8 +22,16 @@
  *    id, once handed out, never names another entry. `sequences` keeps, per kind, one above the highest id ever
  *    stored (persisted: across restarts too); a new entry without an id gets the next one, and a new entry may
  *    not bring an explicit id below it (that id may have belonged to a deleted entry).
- *  - Every write validates the WHOLE resulting configuration with validateConfig (same rules and messages as
- *    the YAML file) inside the transaction, and rolls back on any problem.
+ *  - Every write validates the resulting configuration inside the transaction (same rules and messages as the
+ *    YAML file) and rolls back on any problem. A change of one entry is validated in time proportional to the
+ *    change (src/config/incremental.ts: the entry's schema, the names and keys it touches); its verdict and
+ *    result are those of validateConfig over the whole document, which decides whenever the index cannot
+ *    (several entries, settings, any problem: its messages and paths are the ones reported).
+ *  - The document stays in memory between writes (a snapshot whose rows hold the validated configuration's
+ *    own entry objects): SQLite's data_version tells when another connection (another process) committed,
+ *    and only then is it read again. A write touches only the rows whose entry changed (by identity: mutators
+ *    replace an entry, never edit one in place) or whose position moved. Snapshot values are shared, never
+ *    copied: whoever gets a document or a configuration from the store reads it and does not change it.
  *  - Concurrency: WAL mode (readers never block the writer) and busy_timeout; writes use BEGIN IMMEDIATE so a
  *    read-modify-write of two connections (two processes) is serialised instead of failing with SQLITE_BUSY
  *    on lock upgrade or losing an update.
@@ -32,7 +41,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
-import { ConfigError, MAX_RULE_ID, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
+import { ConfigError, ConfigIndex, MAX_RULE_ID, type EntryChange, type IndexedChange, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
 
 /** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
 export const STORE_SCHEMA_VERSION = 1;
@@ -98,6 +107,20 @@ export interface UpdateResult<R> {
   config: TetherConfig;
 }
 
+/** A change validated and ready to write (ConfigStore.prepare); opaque to callers. */
+export interface PreparedUpdate<R> {
+  readonly snap: Snapshot;
+  readonly doc: StoreDoc;
+  readonly result: R;
+  readonly previous: TetherConfig;
+  readonly config: TetherConfig;
+  /** Per kind, the id high-water mark to store. */
+  readonly marks: ReadonlyArray<[GrowingKind, number]>;
+  readonly indexed: IndexedChange | undefined;
+  /** Whether the snapshot's index stays valid for the result (it took the change, or nothing changed). */
+  readonly keepsIndex: boolean;
+}
+
 export interface OpenOptions {
   busyTimeoutMs?: number;
 }
@@ -132,11 +155,60 @@ function idEntries(cfg: TetherConfig, kind: GrowingKind): Array<{ id?: number }>
   return kind === 'sites' ? cfg.sites : kind === 'onramps' ? cfg.onramps : cfg.firewall.rules;
 }
 
+/**
+ * The stored document held in memory: its rows' values are `config`'s own entry objects (so an unchanged row
+ * is recognised by identity), `positions` each row's stored position, `stale` the rows whose stored JSON is not
+ * the validated value's (written again by the next write). Valid while SQLite's data_version is `version`.
+ */
+interface Snapshot {
+  version: number;
+  doc: StoreDoc;
+  config: TetherConfig;
+  /** Built at the first change after a full validation, then kept up to date by each change. */
+  index: ConfigIndex | null;
+  positions: { [K in EntryKind]: Map<number, number> };
+  stale: Set<StoredEntry>;
+}
+
+/** A document the caller may change: its own settings and lists; the entries are the snapshot's (replace, never edit). */
+function docCopy(doc: StoreDoc): StoreDoc {
+  const entries = {} as StoreDoc['entries'];
+  for (const kind of ENTRY_KINDS) (entries as Record<EntryKind, StoredEntry[]>)[kind] = (doc.entries[kind] as StoredEntry[]).slice();
+  return { settings: structuredClone(doc.settings), entries };
+}
+
+/**
+ * The one entry `after` changed of `before` (same settings, one list differing by one entry); null when
+ * nothing changed; undefined for anything else.
+ */
+function singleChange(before: StoreDoc, after: StoreDoc): EntryChange | null | undefined {
+  for (const key of SETTINGS_KEYS) if (JSON.stringify(before.settings[key]) !== JSON.stringify(after.settings[key])) return undefined;
+  let change: EntryChange | undefined;
+  for (const kind of ENTRY_KINDS) {
+    const a = before.entries[kind] as StoredEntry[];
+    const b = after.entries[kind] as StoredEntry[];
+    let lo = 0;
+    while (lo < a.length && lo < b.length && a[lo] === b[lo]) lo++;
+    if (lo === a.length && lo === b.length) continue;
+    let hi = 0; // equal entries at the end
+    while (hi < a.length - lo && hi < b.length - lo && a[a.length - 1 - hi] === b[b.length - 1 - hi]) hi++;
+    const removed = a.length - lo - hi;
+    const added = b.length - lo - hi;
+    if (change !== undefined || removed > 1 || added > 1) return undefined;
+    if (removed === 1 && added === 1) {
+      if (a[lo].id !== b[lo].id) return undefined;
+      change = { op: 'replace', kind, index: lo, value: b[lo].value };
+    } else if (added === 1) change = { op: 'insert', kind, index: lo, value: b[lo].value };
+    else change = { op: 'remove', kind, index: lo };
+  }
+  return change ?? null;
+}
+
 export class ConfigStore {
   private readonly db: Database.Database;
   private closed = false;
-  /** The configuration this connection committed last, and SQLite's data_version right after. */
-  private committed: { version: number; config: TetherConfig } | null = null;
+  /** The document as this connection last read or committed it. */
+  private snap: Snapshot | null = null;
 
   private constructor(readonly path: string, db: Database.Database) {
     this.db = db;
@@ -209,8 +281,10 @@ export class ConfigStore {
     return this.db.transaction(() => {
       if (!this.isEmpty()) return false;
       const next = validateConfig(structuredClone(cfg), 'seed');
-      this.pinIds(next, null);
+      const put = this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next');
+      for (const [kind, mark] of this.pinIds(next, null)) put.run(kind, mark);
       this.writeDoc(this.configToDoc(next), null);
+      this.snap = null;
       return true;
     }).immediate();
   }
@@ -232,9 +306,12 @@ export class ConfigStore {
     return stringifyConfig(this.exportConfig());
   }
 
-  /** The whole document with row ids (a consistent snapshot). */
+  /**
+   * The whole document with row ids (a consistent snapshot). Its own settings and lists; the entries are
+   * shared with the store's memory: read them, do not change them.
+   */
   read(): StoreDoc {
-    return this.db.transaction(() => this.readDoc()).deferred();
+    return docCopy(this.snapshot().doc);
   }
 
   list<K extends EntryKind>(kind: K): Array<StoredEntry<K>> {
@@ -253,26 +330,74 @@ export class ConfigStore {
    * edge takes the change; may throw: rolled back) and commits.
    */
   update<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
+    return this.commit(null, mutate, check, apply);
+  }
+
+  /**
+   * The first half of update, without writing anything: the change made to a copy of the document in memory,
+   * validated, ids chosen and `check` passed. commit() writes it (the API lets waiting packets through in
+   * between, so that only the write and the running edge's part of a change pause forwarding).
+   */
+  prepare<R>(mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void): PreparedUpdate<R> {
+    const snap = this.snapshot();
+    const previous = snap.config;
+    const doc = docCopy(snap.doc);
+    const result = mutate(doc);
+    // One entry changed: validated against the index (its verdict is validateConfig's); otherwise, or when
+    // the index cannot decide, the whole document (its problems are the ones reported).
+    const change = singleChange(snap.doc, doc);
+    const indexed = change ? (snap.index ??= new ConfigIndex(previous)).tryChange(change) : undefined;
+    // Nothing changed: the snapshot's configuration is valid as it is.
+    const config = change === null ? previous : indexed?.config ?? validateConfig(docToConfig(doc), 'request');
+    const marks = this.pinIds(config, previous);
+    check?.(config, previous);
+    return { snap, doc, result, previous, config, marks, indexed, keepsIndex: indexed !== undefined || change === null };
+  }
+
+  /**
+   * Writes a prepared change in an IMMEDIATE transaction, calls `apply` and commits. When the document changed
+   * since `prepared` was made (another request of this process, or another process, committed) or there is
+   * none, the change is prepared again inside the transaction from `mutate` and `check`.
+   */
+  commit<R>(prepared: PreparedUpdate<R> | null, mutate: (doc: StoreDoc) => R, check?: (next: TetherConfig, previous: TetherConfig) => void, apply?: (next: TetherConfig, previous: TetherConfig) => void): UpdateResult<R> {
+    let committed: Snapshot | undefined;
+    let p = prepared;
     const r = this.db.transaction((): UpdateResult<R> => {
-      if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
-      const before = this.readDoc();
-      // What this connection committed last is valid already: validated again only when another connection
-      // (another process) has written since (SQLite's data_version moves only for other connections' commits).
-      const version = this.dataVersion();
-      const previous = this.committed !== null && this.committed.version === version
-        ? structuredClone(this.committed.config)
-        : validateConfig(docToConfig(before), `store ${this.path}`);
-      const doc = structuredClone(before);
-      const result = mutate(doc);
-      const config = validateConfig(docToConfig(doc), 'request');
-      this.pinIds(config, previous);
-      check?.(config, previous);
-      this.writeDoc(this.normalisedDoc(doc, config), before);
-      apply?.(config, previous);
-      return { result, previous, config };
+      if (p === null || this.snap !== p.snap || p.snap.version !== this.dataVersion()) p = this.prepare(mutate, check);
+      const put = this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next');
+      for (const [kind, next] of p.marks) put.run(kind, next);
+      const next = this.normalisedDoc(p.doc, p.config, p.snap);
+      const positions = this.writeDoc(next, p.snap);
+      apply?.(p.config, p.previous);
+      committed = { version: 0, doc: next, config: p.config, index: p.keepsIndex ? p.snap.index : null, positions, stale: new Set() };
+      return { result: p.result, previous: p.previous, config: p.config };
     }).immediate();
-    this.committed = { version: this.dataVersion(), config: structuredClone(r.config) };
+    // Committed: the index takes the change (tryChange left it as it was, for a rollback). SQLite's
+    // data_version moves only for other connections' commits, so this one's own leaves the snapshot valid.
+    p!.indexed?.commit();
+    if (committed !== undefined) this.snap = { ...committed, version: this.dataVersion() };
     return r;
+  }
+
+  /** The document in memory, read again (and validated) only when another connection has committed since. */
+  private snapshot(): Snapshot {
+    if (this.snap !== null && this.snap.version === this.dataVersion()) return this.snap;
+    this.snap = null;
+    const snap = this.db.transaction((): Snapshot => {
+      if (this.isEmpty()) throw new Error(`store ${this.path} is empty: seed it first`);
+      const { doc: stored, positions } = this.readDocWithPositions();
+      const config = validateConfig(docToConfig(stored), `store ${this.path}`);
+      const doc = this.normalisedDoc(stored, config, null);
+      const stale = new Set<StoredEntry>();
+      for (const kind of ENTRY_KINDS) {
+        (doc.entries[kind] as StoredEntry[]).forEach((row, i) => {
+          if (JSON.stringify(row.value) !== JSON.stringify((stored.entries[kind] as StoredEntry[])[i].value)) stale.add(row);
+        });
+      }
+      return { version: this.dataVersion(), doc, config, index: null, positions, stale };
+    }).deferred();
+    this.snap = snap;
+    return snap;
   }
 
   private dataVersion(): number {
@@ -357,10 +482,11 @@ export class ConfigStore {
 
   /**
    * Gives every site, onramp and firewall rule without an id the next id of its kind, refuses a new entry's
-   * explicit id below the kind's high-water mark, and raises the mark (in the open transaction).
+   * explicit id below the kind's high-water mark; returns the raised marks (for the caller to store).
    */
-  private pinIds(cfg: TetherConfig, previous: TetherConfig | null): void {
+  private pinIds(cfg: TetherConfig, previous: TetherConfig | null): Array<[GrowingKind, number]> {
     const problems: ConfigProblem[] = [];
+    const marks: Array<[GrowingKind, number]> = [];
     for (const kind of GROWING_KINDS) {
       const mark = this.idHighWater(kind);
       const had = new Set(previous === null ? [] : idEntries(previous, kind).map((e) => e.id));
@@ -376,9 +502,10 @@ export class ConfigStore {
         if (next > MAX_ID[kind]) problems.push({ path: `${configListPath(kind)}[${i}]`, line: 0, column: 0, message: `no ${kind === 'firewall_rules' ? 'rule' : kind.slice(0, -1)} id left (ids only grow, up to ${MAX_ID[kind]})` });
         else e.id = next++;
       });
-      if (next !== mark) this.db.prepare('INSERT INTO sequences (kind, next) VALUES (?, ?) ON CONFLICT (kind) DO UPDATE SET next = excluded.next').run(kind, next);
+      if (next !== mark) marks.push([kind, next]);
     }
     if (problems.length > 0) throw new ConfigError('request', problems);
+    return marks;
   }
 
   private entryAt<K extends EntryKind>(kind: K, index: number): StoredEntry<K> {
@@ -392,13 +519,22 @@ export class ConfigStore {
   }
 
   private readDoc(): StoreDoc {
+    return this.readDocWithPositions().doc;
+  }
+
+  private readDocWithPositions(): { doc: StoreDoc; positions: Snapshot['positions'] } {
     const settings = Object.create(null) as Record<string, unknown>;
     for (const row of this.db.prepare('SELECT key, body FROM settings').all() as Array<{ key: string; body: string }>) {
       settings[row.key] = JSON.parse(row.body);
     }
     const entries = {} as StoreDoc['entries'];
-    for (const kind of ENTRY_KINDS) (entries as Record<EntryKind, StoredEntry[]>)[kind] = this.selectEntries(kind);
-    return { settings: settings as unknown as StoreSettings, entries };
+    const positions = {} as Snapshot['positions'];
+    for (const kind of ENTRY_KINDS) {
+      const rows = this.db.prepare('SELECT id, position, body FROM entries WHERE kind = ? ORDER BY position').all(kind) as Array<{ id: number; position: number; body: string }>;
+      (entries as Record<EntryKind, StoredEntry[]>)[kind] = rows.map((r) => ({ id: r.id, value: JSON.parse(r.body) as never }));
+      positions[kind] = new Map(rows.map((r) => [r.id, r.position]));
+    }
+    return { doc: { settings: settings as unknown as StoreSettings, entries }, positions };
   }
 
   /** The document of a validated configuration: values normalised (defaults filled in), ids pinned. */
@@ -419,45 +555,72 @@ export class ConfigStore {
     return { sites: cfg.sites, wireguard_devices: cfg.wireguard_devices, onramps: cfg.onramps, routes: cfg.routes, firewall_rules: cfg.firewall.rules };
   }
 
-  /** `doc` with the validated values of `cfg` (same order), keeping doc's row ids. */
-  private normalisedDoc(doc: StoreDoc, cfg: TetherConfig): StoreDoc {
-    const out = this.configToDoc(cfg);
+  /**
+   * `doc` with the validated values of `cfg` (same order), keeping doc's row ids. A row of `snap` whose value
+   * `cfg` still holds (the same object: an entry the change did not touch) is kept as it is.
+   */
+  private normalisedDoc(doc: StoreDoc, cfg: TetherConfig, snap: Snapshot | null): StoreDoc {
+    const values = this.listsOf(cfg);
+    const out: StoreDoc = {
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action },
+      entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
+    };
+    if (cfg.egress !== undefined) out.settings.egress = cfg.egress;
     for (const kind of ENTRY_KINDS) {
-      const rows = out.entries[kind] as StoredEntry[];
-      rows.forEach((row, i) => {
-        row.id = hasConfigId(kind) ? (row.value as { id: number }).id : (doc.entries[kind] as StoredEntry[])[i].id;
+      const rows = doc.entries[kind] as StoredEntry[];
+      (out.entries as Record<EntryKind, StoredEntry[]>)[kind] = (values[kind] as unknown[]).map((value, i) => {
+        const row = rows[i];
+        if (snap !== null && row.value === value) return row;
+        return { id: hasConfigId(kind) ? (value as { id: number }).id : row.id, value } as StoredEntry;
       });
     }
     return out;
   }
 
-  /** Writes the rows of `doc` that differ from `before` (null: an empty store). Row ids 0 are assigned. */
-  private writeDoc(doc: StoreDoc, before: StoreDoc | null): void {
+  /**
+   * Writes the rows of `doc` that differ from `before` (null: an empty store): rows that are not `before`'s own
+   * objects (or are stale there), rows gone, and rows whose position must move to keep the list's order
+   * (positions only need to increase along the list: a removal leaves a gap, an insertion at the end moves
+   * nothing). Row ids 0 are assigned. Returns every row's position.
+   */
+  private writeDoc(doc: StoreDoc, before: Snapshot | null): Snapshot['positions'] {
     const putSetting = this.db.prepare('INSERT INTO settings (key, body) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET body = excluded.body');
     const delSetting = this.db.prepare('DELETE FROM settings WHERE key = ?');
     for (const key of SETTINGS_KEYS) {
       const value = doc.settings[key];
       if (value === undefined) delSetting.run(key);
-      else if (before === null || JSON.stringify(before.settings[key]) !== JSON.stringify(value)) putSetting.run(key, JSON.stringify(value));
+      else if (before === null || JSON.stringify(before.doc.settings[key]) !== JSON.stringify(value)) putSetting.run(key, JSON.stringify(value));
     }
     const del = this.db.prepare('DELETE FROM entries WHERE kind = ? AND id = ?');
     const put = this.db.prepare('INSERT INTO entries (kind, id, position, body) VALUES (?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE SET position = excluded.position, body = excluded.body');
+    const move = this.db.prepare('UPDATE entries SET position = ? WHERE kind = ? AND id = ?');
+    const positions = {} as Snapshot['positions'];
     for (const kind of ENTRY_KINDS) {
       const rows = doc.entries[kind] as StoredEntry[];
-      const old = before === null ? [] : (before.entries[kind] as StoredEntry[]);
+      const old = before === null ? [] : (before.doc.entries[kind] as StoredEntry[]);
+      const oldPositions = before === null ? new Map<number, number>() : before.positions[kind];
       for (const row of rows) {
         if (row.id !== 0) continue;
         row.id = hasConfigId(kind) ? (row.value as { id: number }).id : this.nextId(kind);
       }
+      const oldRows = new Map(old.map((o) => [o.id, o]));
       const keep = new Set(rows.map((r) => r.id));
       for (const o of old) if (!keep.has(o.id)) del.run(kind, o.id);
-      const oldAt = new Map(old.map((o, i) => [o.id, { i, body: JSON.stringify(o.value) }]));
-      rows.forEach((row, i) => {
-        const body = JSON.stringify(row.value);
-        const prev = oldAt.get(row.id);
-        if (prev === undefined || prev.i !== i || prev.body !== body) put.run(kind, row.id, i, body);
-      });
+      const at = new Map<number, number>();
+      let last = -1;
+      for (const row of rows) {
+        const had = oldPositions.get(row.id);
+        const position = had !== undefined && had > last ? had : last + 1;
+        last = position;
+        at.set(row.id, position);
+        const prev = oldRows.get(row.id);
+        const same = prev !== undefined && (prev === row ? !before!.stale.has(prev) : JSON.stringify(prev.value) === JSON.stringify(row.value) && !before!.stale.has(prev));
+        if (!same) put.run(kind, row.id, position, JSON.stringify(row.value));
+        else if (position !== had) move.run(position, kind, row.id);
+      }
+      positions[kind] = at;
     }
+    return positions;
   }
 
   private nextId(kind: EntryKind): number {
