@@ -3,8 +3,9 @@
  * that reports its own progress and stalls, a watcher of a link's byte counters that reports when data
  * starts to flow on it, a watcher of the onramps' health states as the API shows them, and a steady UDP
  * stream (one long flow, paused and resumed at will: drain's failback). All run as small CommonJS clients
- * inside a namespace (`ip netns exec … node -e`), like helpers.ts's, and print JSON lines; times are wall-clock milliseconds (Date.now()), comparable with the
- * moment cutSiteCPrimary() returns because every process reads the same clock.
+ * inside a namespace (`ip netns exec … node -e`), like helpers.ts's, and print JSON lines; times are
+ * wall-clock milliseconds (Date.now()), comparable with the moment cutSiteCPrimary() returns because every
+ * process reads the same clock.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
