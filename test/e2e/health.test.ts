@@ -7,7 +7,7 @@
 // to 0.8 s would make the first probes' replies late, which the edge rightly counts as lost. Each run uses namespaces tt-<pid>-h* and removes those of dead runs.
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -57,9 +57,12 @@ function removeOwn(): void {
   }
 }
 
-/** An HTTP call to the daemon's API from inside its namespace (reads from loopback need no token). */
+/** The daemon's api.token_file (set in before()): every call needs the token, reads included (docs/API.md). */
+let tokenFile = '';
+
+/** An HTTP call to the daemon's API from inside its namespace, with the bearer token. */
 async function api(method: string, path: string, body?: unknown): Promise<unknown> {
-  const args = ['netns', 'exec', NS.edge, 'curl', '-sS', '-X', method, `${API}${path}`];
+  const args = ['netns', 'exec', NS.edge, 'curl', '-sS', '-X', method, '-H', `authorization: Bearer ${readFileSync(tokenFile, 'utf8').trim()}`, `${API}${path}`];
   if (body !== undefined) args.push('-H', 'content-type: application/json', '-d', JSON.stringify(body));
   const { stdout } = await run('ip', args);
   return stdout.startsWith('{') || stdout.startsWith('[') ? JSON.parse(stdout) : stdout;
@@ -124,6 +127,7 @@ describe('tunnel health (real interfaces, root)', () => {
       echo 0 > /proc/sys/net/ipv4/conf/${SITE_TUN}/rp_filter
       ip route add ${GRE_SITE}/32 dev ${SITE_TUN}`);
     dir = mkdtempSync(join(tmpdir(), `tt-${process.pid}-health-`));
+    tokenFile = join(dir, 'api-token');
     writeFileSync(join(dir, 'edge.yaml'), CONFIG(dir));
     const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'run', '--config', join(dir, 'edge.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
     daemon = child;
@@ -195,9 +199,9 @@ describe('tunnel health (real interfaces, root)', () => {
     const routes = (await api('GET', '/v1/routes')) as Array<{ penalty: number; effective_priority: number; priority: number }>;
     assert.equal(routes[0].penalty, PENALTY_DOWN);
     assert.equal(routes[0].effective_priority, routes[0].priority + PENALTY_DOWN);
-    const cli = await run('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'routes', '--api', API]);
+    const cli = await run('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'routes', '--api', API, '--token-file', tokenFile]);
     assert.match(cli.stdout, /\+1000000 down = 1000100/);
-    const onramps = await run('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'onramps', '--api', API]);
+    const onramps = await run('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'onramps', '--api', API, '--token-file', tokenFile]);
     assert.match(onramps.stdout, /branch-gre .* down .*loss/);
     const e = (await api('POST', '/v1/explain', { onramp: 'branch-gre', protocol: 'udp', src: '10.0.1.10', dst: '10.0.1.20', src_port: 1, dst_port: 2 })) as { trail: string[] };
     assert.ok(e.trail.some((t) => /100 \+ 1000000 health penalty \(onramp down\)/.test(t)), e.trail.join('\n'));
