@@ -30,14 +30,6 @@ export const LAB_WIREGUARD_KEYS = Object.freeze({
   siteC2Public: 'e9knqw8Zk07sNeD+IYejDFeyLBQ04FiZBUXgGLZtK2Y=',
 });
 
-/**
- * THE SWITCH for site-c's health-check and failover keys (issue 8): `onramps[].health_check` and
- * `sites[].failover` are being added to the schema on other branches. While false, the lab's config carries
- * neither (this branch's schema would reject them) and the edge behaves as it does without them: replies
- * follow the site's traffic to whichever onramp it last arrived on. Set it to true once both keys exist.
- */
-export const LAB_HEALTH_AND_FAILOVER_KEYS = false;
-
 /** Probe rates of the health checks (src/health/constants.ts). */
 export type LabProbeRate = 'low' | 'mid' | 'high';
 export type LabFailoverPolicy = 'follow' | 'pin' | 'drain';
@@ -53,6 +45,9 @@ export interface LabConfigOptions {
 
 /** The names of site-c's onramps (primary preference 10, backup 20). */
 export const SITE_C_ONRAMPS = Object.freeze({ primary: 'site-c-primary', backup: 'site-c-backup' });
+
+/** Priorities of the data center's routes to site-c's LAN, one per tunnel (lower wins). */
+export const SITE_C_ROUTE_PRIORITY = Object.freeze({ primary: 100, backup: 200 });
 
 /**
  * The lab's topology, every default filled in (by the configuration's own validator). Underlay: the edge is
@@ -101,7 +96,10 @@ export function defaultConfig(): TetherConfig {
  * The lab's own topology (what `tether lab up` runs): defaultConfig() plus site-c, the dual-tunnel branch —
  * two devices, one per tunnel (one device gives a prefix to one peer only), on 192.168.104.0/24 (primary,
  * preference 10) and 192.168.105.0/24 (backup, preference 20); each onramp also allows the router's tunnel-inside
- * /32, the source of its health probes' replies. Its onramps come last, so the others keep their ids.
+ * /32, the source of its health probes' replies. Each onramp probes the router's inside address of its own tunnel
+ * (health_check at `probeRate`), the site has the failover policy `failover`, and the data center's flows reach
+ * site-c's LAN by routes over both tunnels (the primary preferred). Its onramps come last, so the others keep
+ * their ids.
  */
 export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
   const k = LAB_WIREGUARD_KEYS;
@@ -112,13 +110,13 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
   const onramp = (name: string, device: string, t: typeof c.primary, publicKey: string): Record<string, unknown> => ({
     name, type: 'wireguard', site: 'site-c', automatic_return_routing: true, preference: t.preference,
     wireguard: { device, public_key: publicKey, allowed_ips: [LAB.siteLan, `${t.routerInside}/32`], endpoint: `${t.router}:${t.routerPort}`, persistent_keepalive: 25 },
-    ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' } } : {}),
+    health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' },
   });
   return validateConfig({
     ...cfg,
     sites: [...cfg.sites, {
       name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [LAB.siteLan],
-      ...(LAB_HEALTH_AND_FAILOVER_KEYS ? { failover } : {}),
+      failover,
     }],
     wireguard_devices: [
       ...cfg.wireguard_devices,
@@ -129,6 +127,13 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
       ...cfg.onramps,
       onramp(SITE_C_ONRAMPS.primary, 'wg-c1', c.primary, k.siteC1Public),
       onramp(SITE_C_ONRAMPS.backup, 'wg-c2', c.backup, k.siteC2Public),
+    ],
+    // The data center reaches site-c's LAN over the primary, over the backup while the primary's health penalty
+    // makes it lose (docs/HEALTH.md). Scoped to the data center's flows: the LAN overlaps every other site's.
+    routes: [
+      ...cfg.routes,
+      { prefix: LAB.siteLan, next_hop: { onramp: SITE_C_ONRAMPS.primary }, priority: SITE_C_ROUTE_PRIORITY.primary, site: 'dc' },
+      { prefix: LAB.siteLan, next_hop: { onramp: SITE_C_ONRAMPS.backup }, priority: SITE_C_ROUTE_PRIORITY.backup, site: 'dc' },
     ],
   }, 'the lab configuration');
 }

@@ -8,5 +8,5 @@ export type { CommandResult, RunOptions } from './exec.js';
 export { httpGet, httpGetMany, udpExchange, grePeer, grePeerArgs } from './helpers.js';
 export type { HttpResult, HttpOptions, UdpResult, UdpOptions, GrePeerOptions, GrePeerResult, GreReply, GreReplyInner, ServerReply } from './helpers.js';
 export { cutSiteCPrimary, restoreSiteCPrimary, siteCUnderlayLink } from './site-c.js';
-export { measureSiteCFailover, startDownload, stallAfter, watchLink, linkRxBytes } from './failover.js';
-export type { FailoverMeasurement, FailoverOptions, Download, DownloadResult, DownloadGap, DownloadOptions, LinkWatcher, LinkWatcherOptions } from './failover.js';
+export { measureSiteCFailover, startDownload, stallAfter, startUdpStream, watchHealth, watchLink, linkRxBytes } from './failover.js';
+export type { FailoverMeasurement, FailoverOptions, Download, DownloadResult, DownloadGap, DownloadOptions, LinkWatcher, LinkWatcherOptions, HealthSighting, HealthWatcher, UdpStream, UdpStreamCounts, UdpStreamOptions } from './failover.js';
