@@ -200,17 +200,31 @@ test('hostile input: garbage, an unknown key, replays, a wrong GRE key, truncate
   const [initiation] = stranger.send(0, buildUdp({ src: '10.9.9.9', dst: '203.0.113.10' }, { srcPort: 1, dstPort: 2 }), Date.now());
   await udpExchange(lab.names.siteA, endpointA, LAB.wireguardPort, initiation.data, { timeoutMs: 300 });
   // Replays: capture one of site A's transport packets on its link and send it three more times. Only a
-  // transport data message (type 4, the UDP payload's first byte: udp[8]): a handshake initiation caught
-  // instead would meet the cookie check while the device is still under load from the flood test.
+  // transport data message (type 4, the first byte of the UDP payload) on its way TO the edge: a handshake
+  // initiation caught instead would meet the cookie check while the device is still under load from the flood
+  // test, and the edge's own packets to site A's router (whose wireguard-go listens on the same port) would be
+  // replayed at site A. The test is in Python (lfilter), not a BPF filter: scapy compiles BPF through libpcap
+  // or tcpdump, neither of which the lab installs, and without them it ignores the filter.
   const replay = inNamespace(lab.names.siteA, '/usr/bin/python3', ['-c', [
-    'from scapy.all import sniff, sendp',
-    `p = sniff(iface='veth-edge', filter='udp and dst port ${LAB.wireguardPort} and udp[8] = 4 and greater 120', count=1, timeout=8)`,
+    'from scapy.all import IP, UDP, sniff, sendp',
+    'def ours(q):',
+    `    return IP in q and UDP in q and q[IP].dst == '${endpointA}' and q[UDP].dport == ${LAB.wireguardPort} and bytes(q[UDP].payload)[:1] == b'\\x04' and len(q) > 120`,
+    "p = sniff(iface='veth-edge', lfilter=ours, count=1, timeout=15)",
+    // A packet caught leaving this host may carry a partial UDP checksum (offloaded to the NIC, here veth); the
+    // copies get a full one, as a real on-path attacker's replays would have.
+    'if p: p[0][UDP].chksum = None',
     "sendp(p[0], iface='veth-edge', count=3, verbose=0) if p else None",
     "print('replayed' if p else 'nothing captured')",
-  ].join('\n')], { timeoutMs: 20_000 });
-  await new Promise((r) => setTimeout(r, 700));
-  await udpRound({ 'site-a': lab.names.siteA, 'site-b': lab.names.siteB }, LAB.internet.server);
-  assert.match((await replay).stdout, /replayed/);
+  ].join('\n')], { timeoutMs: 30_000 });
+  // Site A's traffic until the sniffer (Python importing scapy takes a second or more) has caught one.
+  let caught = false;
+  const replayDone = replay.finally(() => { caught = true; });
+  for (let round = 0; round < 20 && !caught; round++) {
+    await new Promise((r) => setTimeout(r, 300));
+    await udpRound({ 'site-a': lab.names.siteA, 'site-b': lab.names.siteB }, LAB.internet.server);
+  }
+  const replayed = await replayDone;
+  assert.match(replayed.stdout, /replayed/, `the replay script: ${replayed.stderr}`);
   // GRE with a key the tunnel does not have, and truncated GRE.
   await grePeer(lab.names.siteGre, { key: 999, count: 2, wait: 0.5 });
   await inNamespace(lab.names.siteGre, '/usr/bin/python3', ['-c', `from scapy.all import IP, send\nsend(IP(src='${LAB.siteGre.router}', dst='${LAB.siteGre.edgeEndpoint}', proto=47)/b'\\x00\\x00', count=2, verbose=0)`]);
