@@ -13,6 +13,12 @@ TETHER_DEBIAN_DEPS=(
   "chromium:chromium"
   "curl:curl"
   "openssl:openssl"
+  # strongSwan as the IPsec peer (issue 9): charon, swanctl, kernel-libipsec (ESP in userspace: this kernel has
+  # no ESP), and the openssl + gcm plugins (without them no ECP groups and no AES-GCM).
+  "strongswan-charon:(test -x /usr/lib/ipsec/charon)"
+  "strongswan-swanctl:swanctl"
+  "libcharon-extra-plugins:(test -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so)"
+  "libstrongswan-standard-plugins:(test -e /usr/lib/ipsec/plugins/libstrongswan-gcm.so)"
 )
 
 install_missing_debian_packages() {
@@ -29,6 +35,15 @@ install_missing_debian_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     apt-get update -qq
+    # strongswan-starter's postinst would start a charon in the root namespace: policy-rc.d exit 101 forbids
+    # any service start during this install (the lab starts its own charons, one per namespace).
+    local had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ $had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    local rc=$?
+    [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
+    return $rc
   fi
 }
