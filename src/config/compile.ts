@@ -9,8 +9,11 @@ import type { FlowTimeouts } from '../flow/timeouts.js';
 import type { HealthSpec } from '../health/health.js';
 import type { FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, type RouteSpec } from '../route/route-table.js';
+import type { IkePeerConfig, IkeIdentity, EspProposal, IkeProposal } from '../onramp/ipsec/types.js';
+import { readFileSync } from 'node:fs';
 import { portRangePair, protocolNumber } from './formats.js';
-import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type OnrampConfig, type TetherConfig } from './schema.js';
+import { decodePsk, parseIdentity, parseProposal, prefixSelector, type Parsed } from './ipsec.js';
+import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type IpsecOnrampConfig, type OnrampConfig, type TetherConfig } from './schema.js';
 
 export interface ConfigIds {
   /** Site name → id (configured sites only). */
@@ -64,6 +67,16 @@ function lookup(map: Map<string, number>, name: string, what: string): number {
   return id;
 }
 
+/** The type-specific settings of an onramp (its `gre`, `wireguard`, `interconnect` or `ipsec` block): what its transport runs with. */
+export function typeSettings(o: OnrampConfig): unknown {
+  switch (o.type) {
+    case 'wireguard': return o.wireguard;
+    case 'gre': return o.gre;
+    case 'interconnect': return o.interconnect;
+    case 'ipsec': return o.ipsec;
+  }
+}
+
 /** One onramp as the pipeline's port tables hold it, under the ids it was given. */
 export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampSpec {
   return {
@@ -79,6 +92,8 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
     // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
     ...(o.type === 'wireguard' ? { mtu: o.wireguard.mtu, allowedSources: o.wireguard.allowed_ips } : {}),
+    // ESP's MSS clamp and too-big errors, as GRE's (the IPsec transport reads the same spec).
+    ...(o.type === 'ipsec' ? { mtu: o.ipsec.mtu } : {}),
     // The edge's tunnel address: echo to it is the edge's own (probe replies, the site's probes), never a flow.
     ...(o.health_check?.source !== undefined ? { localAddress: o.health_check.source } : {}),
   };
@@ -143,4 +158,70 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     if (cfg.egress.max_ports_per_site !== undefined) out.egress.maxPortsPerSite = cfg.egress.max_ports_per_site;
   }
   return out;
+}
+
+/** Reads a secret file's bytes (the daemon's file system; tests pass their own). */
+export type SecretReader = (path: string) => Uint8Array;
+
+const readSecretFile: SecretReader = (path) => readFileSync(path);
+/** The end of a line a key file ends with (echo KEY > file): not part of the key. */
+const TRAILING_NEWLINE = /\r?\n$/;
+
+/**
+ * One ipsec onramp as the IKE engine runs it (src/onramp/ipsec/types.ts), under its onramp id. Expects a validated
+ * onramp: its proposals, identities and inline key have been checked. The key file is read here, at every call (a
+ * start, a live change): an error names the onramp and the file, never the key.
+ */
+export function toIkePeerConfig(o: IpsecOnrampConfig, id: number, read: SecretReader = readSecretFile): IkePeerConfig {
+  const s = o.ipsec;
+  const what = `onramp ${o.name}`;
+  const must = <T>(p: Parsed<T>, key: string): T => {
+    if (!p.ok) throw new Error(`${what}: ipsec.${key} ${p.error}`);
+    return p.value;
+  };
+  let pskText: string;
+  if (s.psk_file !== undefined) {
+    let bytes: Uint8Array;
+    try {
+      bytes = read(s.psk_file);
+    } catch (e) {
+      throw new Error(`${what}: cannot read ipsec.psk_file ${s.psk_file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    pskText = new TextDecoder().decode(bytes).replace(TRAILING_NEWLINE, '');
+  } else {
+    pskText = s.psk ?? '';
+  }
+  const psk = decodePsk(pskText);
+  if (!psk.ok) throw new Error(`${what}: the pre-shared key ${s.psk_file !== undefined ? `in ${s.psk_file} ` : ''}${psk.error}`);
+  const remoteAny = s.remote_address === 'any';
+  const identity = (text: string | undefined, fallback: string, key: string): IkeIdentity => {
+    if (text !== undefined) return must(parseIdentity(text), key);
+    if (fallback === 'any') throw new Error(`${what}: ipsec.${key} is required when remote_address is any`);
+    return { type: 'ipv4', value: fallback };
+  };
+  const lifetime = (l: typeof s.ike_lifetime): IkePeerConfig['ikeLifetime'] => ({
+    rekeySeconds: l.rekey_seconds,
+    lifetimeSeconds: l.lifetime_seconds,
+    jitterSeconds: l.jitter_seconds,
+  });
+  return {
+    onramp: id,
+    name: o.name,
+    localAddress: s.local_address,
+    // The engine's spelling of "any address" (types.ts): a responder matched by identity.
+    remoteAddress: remoteAny ? '0.0.0.0' : s.remote_address,
+    localId: identity(s.local_id, s.local_address, 'local_id'),
+    remoteId: identity(s.remote_id, s.remote_address, 'remote_id'),
+    psk: psk.value,
+    mode: s.mode,
+    ikeProposals: s.ike_proposals.map((p, i): IkeProposal => must(parseProposal('ike', p), `ike_proposals[${i}]`)),
+    espProposals: s.esp_proposals.map((p, i): EspProposal => must(parseProposal('esp', p), `esp_proposals[${i}]`)),
+    localTs: s.local_ts.map(prefixSelector),
+    remoteTs: s.remote_ts.map(prefixSelector),
+    ikeLifetime: lifetime(s.ike_lifetime),
+    childLifetime: lifetime(s.child_lifetime),
+    dpdSeconds: s.dpd_seconds,
+    replayWindow: s.replay_window,
+    forceEncapsulation: s.force_encapsulation,
+  };
 }

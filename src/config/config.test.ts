@@ -305,8 +305,8 @@ routes:
   }
   assert.deepEqual(message.split('\n'), [
     'many.yaml:2:10: log.level: must be one of trace, debug, info, warn, error, fatal, silent, got "loud"',
+    'many.yaml:4:5: onramps[0].ipsec: is required: the IPsec settings (local_address, psk, …)',
     `many.yaml:4:11: onramps[0].name: must be a name of letters, digits, '-', '_' or '.' (up to 63, starting with a letter or digit), got "bad name"`,
-    'many.yaml:5:11: onramps[0].type: ipsec is not supported yet; use wireguard, gre or interconnect',
     'many.yaml:10:16: onramps[1].wireguard.device: no wireguard_devices are configured: add one (listen_port, private_key)',
     'many.yaml:10:16: onramps[1].wireguard.allowed_ips: is required: a list of prefixes',
     'many.yaml:10:30: onramps[1].wireguard.public_key: must be a WireGuard key in base64 (44 characters, as printed by wg genkey / wg pubkey) (got 3 characters)',

@@ -2,9 +2,11 @@
  * The text formats of the configuration (the schema's `format` values): each checks a value, reports what is
  * wrong in the file's words, and returns the normalised value (or undefined after reporting).
  */
-import { formatPrefix, parseAddress, parsePrefix } from '../wire/addr.js';
+import { formatPrefix, parseAddress, parseIpv4, parsePrefix } from '../wire/addr.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { keyFromBase64 } from '../onramp/wireguard/index.js';
+import { decodePsk, parseIdentity, parseProposal } from './ipsec.js';
+import { REDACTED } from './output.js';
 import { describe, type Problems } from './problems.js';
 import { MAX_PROTOCOL, MAX_U16 } from './schema.js';
 
@@ -145,6 +147,55 @@ export function canonicalAddress(text: string): string {
   return parsed === null ? text : formatPrefix(parsed);
 }
 
+function ipv4Address(v: unknown, path: string, p: Problems, what: string): string | undefined {
+  if (typeof v !== 'string' || parseIpv4(v.trim()) < 0) {
+    p.fail(path, `must be ${what}, got ${describe(v)}`);
+    return undefined;
+  }
+  return v.trim();
+}
+
+/** An IPsec site's underlay address, or 'any' (also written 0.0.0.0). */
+function ipsecRemote(v: unknown, path: string, p: Problems, what: string): string | undefined {
+  if (typeof v === 'string' && (v.trim().toLowerCase() === 'any' || v.trim() === '0.0.0.0')) return 'any';
+  return ipv4Address(v, path, p, what);
+}
+
+function ikeId(v: unknown, path: string, p: Problems, what: string): string | undefined {
+  if (typeof v !== 'string') {
+    p.fail(path, `must be ${what}, got ${describe(v)}`);
+    return undefined;
+  }
+  const id = parseIdentity(v);
+  if (!id.ok) p.fail(path, id.error);
+  return id.ok ? id.text : undefined;
+}
+
+const proposal = (kind: 'ike' | 'esp') => (v: unknown, path: string, p: Problems, what: string): string | undefined => {
+  if (typeof v !== 'string') {
+    p.fail(path, `must be ${what}, got ${describe(v)}`);
+    return undefined;
+  }
+  const parsed = kind === 'ike' ? parseProposal('ike', v) : parseProposal('esp', v);
+  if (!parsed.ok) p.fail(path, parsed.error);
+  return parsed.ok ? parsed.text : undefined;
+};
+
+/** A pre-shared key, kept as written (the daemon decodes it); never echoed. */
+function psk(v: unknown, path: string, p: Problems, what: string): string | undefined {
+  if (typeof v !== 'string') {
+    p.fail(path, `must be ${what}, got ${typeof v === 'number' ? 'a number' : describe(v)}`);
+    return undefined;
+  }
+  if (v === REDACTED) {
+    p.fail(path, 'is "(redacted)", but there is no stored key to keep (a new onramp, or a file): give the key itself');
+    return undefined;
+  }
+  const key = decodePsk(v);
+  if (!key.ok) p.fail(path, key.error);
+  return key.ok ? v : undefined;
+}
+
 export const FORMATS: Readonly<Record<string, FormatCheck>> = {
   prefix,
   address,
@@ -154,4 +205,10 @@ export const FORMATS: Readonly<Record<string, FormatCheck>> = {
   'port-range': portRange,
   'port-pool': portPool,
   protocol,
+  'ipv4-address': ipv4Address,
+  'ipsec-remote': ipsecRemote,
+  'ike-id': ikeId,
+  'ike-proposal': proposal('ike'),
+  'esp-proposal': proposal('esp'),
+  psk,
 };

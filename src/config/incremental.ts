@@ -24,6 +24,7 @@
  */
 import { formatPrefix, parsePrefix } from '../wire/addr.js';
 import { canonicalAddress } from './formats.js';
+import { ipsecIdentity } from './ipsec.js';
 import { Problems } from './problems.js';
 import type { FirewallRuleConfig, OnrampConfig, RouteConfig, SiteConfig, TetherConfig, WireGuardDeviceConfig } from './schema.js';
 import { validate } from './validate.js';
@@ -72,6 +73,7 @@ function keysOf(kind: ListKind, v: unknown): string[] {
       if (o.id !== undefined) keys.push(`onramp id ${o.id}`);
       if (o.type === 'gre') keys.push(`gre ${canonicalAddress(o.gre.local)} → ${canonicalAddress(o.gre.remote)} key ${o.gre.key ?? 'none'}`);
       else if (o.type === 'interconnect') keys.push(`interconnect ${o.interconnect.link}`);
+      else if (o.type === 'ipsec') keys.push(`ipsec ${ipsecIdentity(o.ipsec)}`);
       else keys.push(`peer ${o.wireguard.device}/${o.wireguard.public_key}`);
       return keys;
     }

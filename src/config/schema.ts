@@ -23,6 +23,19 @@ import { DEFAULT_DRAIN_IDLE_MS, FAILOVER_POLICIES, ONRAMP_TYPES } from '../datap
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
 import { DEFAULT_RATE, RATE_INTERVAL_MS, type ProbeRate } from '../health/constants.js';
 import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
+import {
+  DEFAULT_CHILD_REKEY_SECONDS,
+  DEFAULT_DPD_SECONDS,
+  DEFAULT_ESP_PROPOSALS,
+  DEFAULT_IKE_PROPOSALS,
+  DEFAULT_IKE_REKEY_SECONDS,
+  DEFAULT_IPSEC_MTU,
+  DEFAULT_REPLAY_WINDOW,
+  DEFAULT_TRAFFIC_SELECTORS,
+  IDENTITY_HINT,
+  MAX_REPLAY_WINDOW,
+  MIN_PSK_BYTES,
+} from './ipsec.js';
 
 // ─── Defaults and bounds ─────────────────────────────────────────────────────────────────────────────
 
@@ -200,6 +213,61 @@ export const GreSchema = Type.Object({
   mtu: Int(MIN_MTU, MAX_U16, { default: DEFAULT_GRE_MTU, unit: 'bytes' }),
 }, { additionalProperties: false, what: 'the tunnel settings (local, remote)' });
 
+/** A rekey more often than this is a misconfiguration (and a CPU cost), not a security gain. */
+export const MIN_REKEY_SECONDS = 60;
+/** RFC 4303 §3.3.3 bounds a child SA by its sequence numbers; a day-long IKE SA is the usual ceiling. */
+export const MAX_LIFETIME_SECONDS = 7 * 24 * 3600;
+/** DPD more rarely than hourly would leave dead SAs for hours. */
+export const MAX_DPD_SECONDS = 3600;
+
+/**
+ * An SA's lifetime (strongSwan's rekey_time, rekey_time + over_time, rand_time): rekey at `rekey_seconds` minus a
+ * random share of `jitter_seconds`, hard delete at `lifetime_seconds`. The last two are filled in from the first
+ * (validate.ts): lifetime = rekey + 10 %, jitter = lifetime − rekey.
+ */
+const Lifetime = (rekey: number) => Type.Object({
+  rekey_seconds: Int(MIN_REKEY_SECONDS, MAX_LIFETIME_SECONDS, { default: rekey, unit: 'seconds' }),
+  lifetime_seconds: Int(MIN_REKEY_SECONDS, MAX_LIFETIME_SECONDS, { contextual: true, unit: 'seconds', description: 'hard delete; default rekey_seconds + 10 %' }),
+  jitter_seconds: Int(0, MAX_LIFETIME_SECONDS, { contextual: true, unit: 'seconds', description: 'rekey up to this much early, at random; default lifetime_seconds − rekey_seconds' }),
+}, { additionalProperties: false, default: {}, what: 'the lifetime settings (rekey_seconds, lifetime_seconds, jitter_seconds)' });
+
+/** Identity keys (local_id, remote_id): strongSwan's spelling, checked and normalised by formats.ts. */
+const IkeId = Type.String({ format: 'ike-id', what: IDENTITY_HINT });
+
+/**
+ * One IPsec site: IKEv2 (RFC 7296) with a pre-shared key, ESP (RFC 4303) in a route-based tunnel. Compiled to the
+ * IKE engine's IkePeerConfig by compile.ts (toIkePeerConfig); the keys follow swanctl.conf's where one exists.
+ */
+export const IpsecSchema = Type.Object({
+  /** The edge's underlay address the site connects to (IKE on UDP 500/4500, ESP). */
+  local_address: Type.String({ format: 'ipv4-address', what: 'an IPv4 address (the edge\'s underlay address)' }),
+  /** The site's underlay address; 'any': a responder that accepts the site from wherever, matched by remote_id. */
+  remote_address: Type.String({ format: 'ipsec-remote', default: 'any', what: "an IPv4 address, or 'any'" }),
+  /** What the edge calls itself in IKE_AUTH (IDi/IDr); default: local_address. */
+  local_id: Type.Optional(IkeId),
+  /** What the site must call itself; default: remote_address (required when that is 'any'). */
+  remote_id: Type.Optional(IkeId),
+  /** RFC 7296 §2.15 pre-shared key. Exactly one of psk and psk_file (validate.ts). Secret: see redact(). */
+  psk: Type.Optional(Type.String({ format: 'psk', what: `a pre-shared key of at least ${MIN_PSK_BYTES} bytes (text, 0xHEX or 0sBASE64)`, description: 'text, 0x + hex or 0s + base64 (as in swanctl.conf); secret: returned as "(redacted)"; send "(redacted)" to keep the stored one' })),
+  psk_file: Type.Optional(FilePath),
+  /** initiate: the edge starts (and restarts) the IKE SA; respond: it waits for the site. */
+  mode: Type.Union([Type.Literal('initiate'), Type.Literal('respond')], { default: 'respond', description: 'initiate: the edge connects to the site; respond: the site connects to the edge' }),
+  ike_proposals: List(Type.String({ format: 'ike-proposal', what: 'an IKE proposal like aes256gcm16-prfsha256-ecp256' }), 'IKE proposals (strongSwan syntax)', { minItems: 1, default: [...DEFAULT_IKE_PROPOSALS] }),
+  esp_proposals: List(Type.String({ format: 'esp-proposal', what: 'an ESP proposal like aes256gcm16 or aes256-sha256-ecp256' }), 'ESP proposals (strongSwan syntax)', { minItems: 1, default: [...DEFAULT_ESP_PROPOSALS] }),
+  /** The edge's side of the tunnel (inner addresses reached through it from the site) and the site's side. */
+  local_ts: List(Prefix, 'prefixes', { minItems: 1, default: [...DEFAULT_TRAFFIC_SELECTORS] }),
+  remote_ts: List(Prefix, 'prefixes', { minItems: 1, default: [...DEFAULT_TRAFFIC_SELECTORS] }),
+  ike_lifetime: Lifetime(DEFAULT_IKE_REKEY_SECONDS),
+  child_lifetime: Lifetime(DEFAULT_CHILD_REKEY_SECONDS),
+  dpd_seconds: Int(0, MAX_DPD_SECONDS, { default: DEFAULT_DPD_SECONDS, unit: 'seconds, 0 = off' }),
+  /** ESP anti-replay window (RFC 4303 §3.4.3); 0 = off (Cloudflare's default), else at least 32. */
+  replay_window: Int(0, MAX_REPLAY_WINDOW, { default: DEFAULT_REPLAY_WINDOW, unit: 'packets, 0 = off' }),
+  /** ESP in UDP 4500 even without a NAT (strongSwan with kernel-libipsec does it anyway). */
+  force_encapsulation: Type.Boolean({ default: false }),
+  /** Tunnel MTU (inner packet size); larger packets get MSS clamping / fragmentation-needed, like GRE's. */
+  mtu: Int(MIN_MTU, MAX_U16, { default: DEFAULT_IPSEC_MTU, unit: 'bytes' }),
+}, { additionalProperties: false, what: 'the IPsec settings (local_address, psk, …)' });
+
 export const InterconnectSchema = Type.Object({
   /** The L3 link (interface name) whose packets belong to this onramp. */
   link: Type.String({ ...IfName, description: 'interface name, up to 15 characters' }),
@@ -246,8 +314,9 @@ const onrampCommon = {
 export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });
 export const GreOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('gre'), gre: GreSchema }, { additionalProperties: false });
 export const InterconnectOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('interconnect'), interconnect: InterconnectSchema }, { additionalProperties: false });
+export const IpsecOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('ipsec'), ipsec: IpsecSchema }, { additionalProperties: false });
 
-export const OnrampSchema = Type.Union([WireGuardOnrampSchema, GreOnrampSchema, InterconnectOnrampSchema], {
+export const OnrampSchema = Type.Union([WireGuardOnrampSchema, GreOnrampSchema, InterconnectOnrampSchema, IpsecOnrampSchema], {
   $id: 'Onramp', discriminator: 'type', kinds: ONRAMP_TYPES, noun: 'onramp',
 });
 
@@ -360,10 +429,12 @@ export type WireGuardDeviceConfig = Static<typeof WireGuardDeviceSchema>;
 export type WireGuardPeerSettings = Static<typeof WireGuardPeerSchema>;
 export type GreSettings = Static<typeof GreSchema>;
 export type InterconnectSettings = Static<typeof InterconnectSchema>;
+export type IpsecSettings = Static<typeof IpsecSchema>;
 export type HealthCheckConfig = Static<typeof HealthCheckSchema>;
 export type WireGuardOnrampConfig = Static<typeof WireGuardOnrampSchema>;
 export type GreOnrampConfig = Static<typeof GreOnrampSchema>;
 export type InterconnectOnrampConfig = Static<typeof InterconnectOnrampSchema>;
+export type IpsecOnrampConfig = Static<typeof IpsecOnrampSchema>;
 export type OnrampConfig = Static<typeof OnrampSchema>;
 export type OnrampKind = Static<typeof OnrampKindSchema>;
 export type NextHopConfig = Static<typeof NextHopSchema>;

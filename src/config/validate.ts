@@ -8,6 +8,7 @@ import { formatPrefix, parsePrefix } from '../wire/addr.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { given, SchemaReader } from './check-schema.js';
 import { canonicalAddress, protocolNumber } from './formats.js';
+import { defaultOverSeconds, ipsecIdentity, MIN_REPLAY_WINDOW } from './ipsec.js';
 import { ConfigError, describe, Problems } from './problems.js';
 import { TetherConfigSchema, type FirewallRuleConfig, type OnrampConfig, type TetherConfig, type WireGuardDeviceConfig } from './schema.js';
 
@@ -121,7 +122,7 @@ class Relations {
     for (const o of onramps) {
       const p = this.path(o);
       if (o.site !== undefined && !this.siteNames.has(o.site)) this.noSuch(`${p}.site`, 'site', o.site, this.siteNames, '; leave site out for an onramp that is a site of its own');
-      const ok = o.type === 'wireguard' ? this.peer(o, devices) : o.type === 'gre' ? this.gre(o) : true;
+      const ok = o.type === 'wireguard' ? this.peer(o, devices) : o.type === 'gre' ? this.gre(o) : o.type === 'ipsec' ? this.ipsec(o) : true;
       if (!ok) this.r.incomplete.add(o);
       this.healthCheck(o);
     }
@@ -140,6 +141,46 @@ class Relations {
       }
     }
     identity('wireguard', (o) => (o.type === 'wireguard' ? `${o.wireguard.device}/${o.wireguard.public_key}` : ''), 'wireguard.public_key', 'peer (device/public key)');
+    // Two IPsec onramps the edge could not tell apart when a site connects: same addresses, or (remote any) same identity.
+    identity('ipsec', (o) => (o.type === 'ipsec' ? ipsecIdentity(o.ipsec) : ''), 'ipsec.remote_address', 'IPsec peer');
+  }
+
+  /**
+   * An IPsec site: one secret; an initiator needs the site's address, a responder for any address needs the site's
+   * identity; lifetimes filled in (strongSwan's over_time and rand_time) and ordered; a replay window RFC 4303 allows.
+   * False when the onramp cannot run as written.
+   */
+  private ipsec(o: OnrampConfig & { type: 'ipsec' }): boolean {
+    const s = o.ipsec as Partial<typeof o.ipsec> | undefined;
+    if (s === undefined || this.r.isIncomplete(s)) return false;
+    const sp = this.path(s);
+    const before = this.p.list.length;
+    const hasKey = given(this.r.rawOf.get(s) ?? {}, 'psk') !== undefined;
+    if (hasKey === (s.psk_file !== undefined)) {
+      this.p.fail(`${sp}.psk`, hasKey ? 'give psk or psk_file, not both' : 'is required: psk (the pre-shared key) or psk_file (a path)');
+    }
+    if (s.remote_address === 'any') {
+      if (s.mode === 'initiate') this.p.fail(`${sp}.remote_address`, "is required with mode initiate: the site's IPv4 address to connect to (any is for a responder)");
+      if (s.remote_id === undefined) this.p.fail(`${sp}.remote_id`, 'is required when remote_address is any: the site is told apart by the identity it sends');
+    }
+    if (s.local_address !== undefined && s.local_address === s.remote_address) this.p.fail(`${sp}.remote_address`, 'must differ from local_address');
+    for (const key of ['ike_lifetime', 'child_lifetime'] as const) {
+      const l = s[key] as Partial<typeof o.ipsec.ike_lifetime> | undefined;
+      if (l?.rekey_seconds === undefined) continue;
+      const raw = this.r.rawOf.get(l) ?? {};
+      if (given(raw, 'lifetime_seconds') === undefined) l.lifetime_seconds = l.rekey_seconds + defaultOverSeconds(l.rekey_seconds);
+      if (given(raw, 'jitter_seconds') === undefined && l.lifetime_seconds !== undefined) l.jitter_seconds = Math.max(0, l.lifetime_seconds - l.rekey_seconds);
+      const lp = this.path(l);
+      if (l.lifetime_seconds !== undefined && l.lifetime_seconds <= l.rekey_seconds) {
+        this.p.fail(`${lp}.lifetime_seconds`, `must be greater than rekey_seconds (${l.rekey_seconds}): the SA must be rekeyed before it is deleted`);
+      } else if (l.jitter_seconds !== undefined && l.jitter_seconds >= l.rekey_seconds) {
+        this.p.fail(`${lp}.jitter_seconds`, `must be less than rekey_seconds (${l.rekey_seconds})`);
+      }
+    }
+    if (s.replay_window !== undefined && s.replay_window > 0 && s.replay_window < MIN_REPLAY_WINDOW) {
+      this.p.fail(`${sp}.replay_window`, `must be 0 (off) or at least ${MIN_REPLAY_WINDOW} packets (RFC 4303 §3.4.3), got ${s.replay_window}`);
+    }
+    return this.p.list.length === before;
   }
 
   /** The peer's device (filled in when there is only one) and its secrets; false when the device is unknown. */

@@ -166,6 +166,9 @@ function restoreSecrets(kind: EntryKind, value: Obj, stored: Obj | undefined): v
   if (kind === 'onramps' && isObj(value.wireguard) && value.wireguard.preshared_key === REDACTED && isObj(stored.wireguard) && typeof stored.wireguard.preshared_key === 'string') {
     value.wireguard.preshared_key = stored.wireguard.preshared_key;
   }
+  if (kind === 'onramps' && isObj(value.ipsec) && value.ipsec.psk === REDACTED && isObj(stored.ipsec) && typeof stored.ipsec.psk === 'string') {
+    value.ipsec.psk = stored.ipsec.psk;
+  }
 }
 
 /** The redacted entries of a document, with their ids, per kind. */

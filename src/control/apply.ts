@@ -35,7 +35,7 @@ import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
 import { parsePrefix, formatPrefix } from '../wire/addr.js';
-import { assignIds, toOnrampSpec, toPipelineConfig, type ConfigIds, type OnrampConfig, type TetherConfig } from '../config/index.js';
+import { assignIds, toOnrampSpec, toPipelineConfig, typeSettings, type ConfigIds, type TetherConfig } from '../config/index.js';
 
 /** What the API needs of the running edge. */
 export interface EdgeLike {
@@ -146,10 +146,6 @@ function routeKey(r: { prefix: string; kind: NextHopKind; port?: number; priorit
   return `${p === null ? r.prefix : formatPrefix(p)}|${r.kind}|${port}|${r.priority}|${r.weight}|${r.siteScope ?? 0}`;
 }
 
-function transportOf(o: OnrampConfig): unknown {
-  return o.type === 'wireguard' ? o.wireguard : o.type === 'gre' ? o.gre : o.interconnect;
-}
-
 /** Applies configurations to one running Pipeline (the Edge delegates to it; tests use it directly). */
 export class LiveConfig implements EdgeLike {
   private current: TetherConfig;
@@ -231,7 +227,7 @@ export class LiveConfig implements EdgeLike {
     }
     for (const o of next.onramps) {
       const before = prevByName.get(o.name);
-      if (before === undefined || before.type !== o.type || !same(transportOf(before), transportOf(o)) || before.id !== o.id) out.transportChanged.push(o.name);
+      if (before === undefined || before.type !== o.type || !same(typeSettings(before), typeSettings(o)) || before.id !== o.id) out.transportChanged.push(o.name);
     }
 
     // Sites' failover policies: established flows read them per packet, so a change applies at once.
@@ -293,7 +289,7 @@ export class LiveConfig implements EdgeLike {
       if (have === undefined) out.onrampsAdded.push(o.name);
       else if (!sameSpec(have, desired)) out.onrampsChanged.push(o.name);
       if (have === undefined || out.onrampsChanged.includes(o.name)) this.pipeline.setOnramp(desired);
-      if (!same(transportOf(before), transportOf(o))) out.transportChanged.push(o.name);
+      if (!same(typeSettings(before), typeSettings(o))) out.transportChanged.push(o.name);
     }
     this.current = next;
     return out;

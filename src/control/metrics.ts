@@ -26,6 +26,7 @@ import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
 import { WG_DROP_NAMES } from '../onramp/wireguard/index.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
 import type { OnrampHealthView } from './apply.js';
+import type { IkeSaStatus } from '../onramp/ipsec/types.js';
 
 /** Label value of the Internet egress (port 0), as onramp and as site. */
 export const INTERNET_NAME = 'internet';
@@ -90,6 +91,25 @@ export class NameBook implements Names {
   }
 }
 
+/**
+ * One ESP child SA's data-path counters (the ESP transport keeps them per SA; the IKE engine's IkeSaStatus has the
+ * negotiated side). Joined to IkeSaStatus.children by `spiIn`. Hex SPIs, as IkeSaStatus writes them.
+ */
+export interface EspSaCounters {
+  onramp: number;
+  spiIn: string;
+  spiOut: string;
+  /** Inbound: packets and bytes whose ICV verified (decrypted); outbound: sealed and sent. */
+  packetsIn: number;
+  bytesIn: number;
+  packetsOut: number;
+  bytesOut: number;
+  /** RFC 4303 §3.4.3: sequence numbers already seen or left of the window, dropped before decryption. */
+  replayDrops: number;
+  /** Integrity check failures (RFC 4303 §3.4.4): forged, corrupted or wrong-key packets. */
+  icvFailures: number;
+}
+
 /** The edge's status as the API and the metrics read it (the daemon's Edge answers it). */
 export interface EdgeStatus {
   tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number }>;
@@ -98,6 +118,10 @@ export interface EdgeStatus {
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;
   flows: { ipv4: number; ipv6: number };
+  /** IKE SAs of ipsec onramps (the IKE engine's status()); empty until the IPsec transport is wired in. */
+  ipsec: IkeSaStatus[];
+  /** Per child SA data-path counters (the ESP transport); empty until then too. */
+  esp: EspSaCounters[];
 }
 
 /** One onramp's health and probe counters (the daemon's health driver answers them). */

@@ -28,6 +28,7 @@ import {
   redact,
   toOnrampSpec,
   toPipelineConfig,
+  typeSettings,
   type ConfigIds,
   type OnrampConfig,
   type TetherConfig,
@@ -81,6 +82,9 @@ const DEFAULT_BATCH = 128;
 const DEFAULT_MTU = 1500;
 const EXPIRE_INTERVAL_MS = 1000;
 const DEFAULT_COUNTERS_INTERVAL_MS = 10_000;
+/** Why an ipsec onramp cannot run yet: the message every path that adds one reports. */
+export const IPSEC_NOT_WIRED = (name: string): string =>
+  `onramp ${name}: type ipsec is valid configuration, but this edge has no IPsec transport yet (the IKE engine and the ESP data path are not wired into the daemon); remove the onramp or run a build with IPsec`;
 /** The Internet egress is port 0, the underlay's read batch is tagged with it until demux retags each packet. */
 const UNDERLAY_INGRESS = 0;
 
@@ -110,8 +114,8 @@ export class Edge {
   private readonly wireguard: WireGuardTransport;
   /** Tunnel health: probes, WireGuard session age, route penalties (health.ts). */
   private readonly health: EdgeHealth;
-  /** The transport of each onramp type. */
-  private readonly byType: { [K in OnrampConfig['type']]: OnrampTransport<Extract<OnrampConfig, { type: K }>> };
+  /** The transport of each onramp type (ipsec: none yet, see transportOf). */
+  private readonly byType: { [K in Exclude<OnrampConfig['type'], 'ipsec'>]: OnrampTransport<Extract<OnrampConfig, { type: K }>> };
   /** Opened in this order after the underlay, closed in reverse. */
   private readonly transports: Transport[];
   /** Onramps by name: the configuration each runs with, and its id. */
@@ -248,6 +252,9 @@ export class Edge {
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),
       wireguard: this.wireguard.status(),
       flows: { ipv4: this.pipeline.flows4.size, ipv6: this.pipeline.flows6.size },
+      // The IKE engine's status() and the ESP transport's per-SA counters, once they are wired in (issue 9).
+      ipsec: [],
+      esp: [],
     };
   }
 
@@ -376,7 +383,6 @@ export class Edge {
    */
   applyTransports(next: TetherConfig, ids: ConfigIds): { removedIds: number[] } {
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-    const transportOf = (o: OnrampConfig): unknown => (o.type === 'wireguard' ? o.wireguard : o.type === 'gre' ? o.gre : o.interconnect);
     const nextOnramps = new Map(next.onramps.map((o, i) => [o.name, { o, i }]));
     const nextDevices = new Map(next.wireguard_devices.map((d, i) => [d.name, { d, i }]));
     const replaced = new Set([...this.devices].filter(([name, d]) => nextDevices.has(name) && !same(d, nextDevices.get(name)!.d)).map(([name]) => name));
@@ -387,7 +393,7 @@ export class Edge {
       const want = nextOnramps.get(name);
       const onReplaced = have.config.type === 'wireguard' && replaced.has(have.config.wireguard.device);
       if (want === undefined || ids.onramps.get(name) !== have.id || want.o.type !== have.config.type || onReplaced) remove.push(have);
-      else if (!same(transportOf(have.config), transportOf(want.o))) update.push({ had: have.config, want: want.o, id: have.id, i: want.i });
+      else if (!same(typeSettings(have.config), typeSettings(want.o))) update.push({ had: have.config, want: want.o, id: have.id, i: want.i });
     }
     const removedNames = new Set(remove.map((r) => r.config.name));
     const add = next.onramps.map((o, i) => ({ o, i })).filter(({ o }) => !this.onramps.has(o.name) || removedNames.has(o.name));
@@ -460,6 +466,9 @@ export class Edge {
 
   // The transports are typed per onramp type; the union cannot be narrowed through the lookup, hence the cast.
   private transportOf(onramp: OnrampConfig): OnrampTransport<OnrampConfig> {
+    // The configuration accepts ipsec onramps (issue 9); until the IKE engine and the ESP data path are wired in as a
+    // transport, every path that adds one (start, the API, a live change) refuses it here, before anything changes.
+    if (onramp.type === 'ipsec') throw new Error(IPSEC_NOT_WIRED(onramp.name));
     return this.byType[onramp.type] as OnrampTransport<OnrampConfig>;
   }
 
