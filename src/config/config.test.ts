@@ -67,11 +67,11 @@ test('the default config validates, maps to the data plane, and builds a pipelin
 
 test('the complete example loads, maps with deterministic ids, and builds a pipeline', () => {
   const cfg = loadConfig(EXAMPLE, 'tether.yaml');
-  assert.equal(cfg.onramps.length, 5);
+  assert.equal(cfg.onramps.length, 6);
   const ids = assignIds(cfg);
   // branch-a pinned to 1; branch-b and dc get the lowest free ids; the site-less partner gets one of its own.
   assert.deepEqual([...ids.sites], [['branch-a', 1], ['branch-b', 2], ['dc', 3]]);
-  assert.deepEqual([...ids.onramps], [['branch-a-wg', 1], ['branch-a-gre', 2], ['branch-b-wg', 3], ['dc-link', 4], ['partner', 50]]);
+  assert.deepEqual([...ids.onramps], [['branch-a-wg', 1], ['branch-a-gre', 2], ['branch-b-wg', 3], ['dc-link', 4], ['partner', 50], ['branch-b-ipsec', 5]]);
   assert.equal(ids.onrampSite.get('partner'), 4);
   assert.deepEqual(ids.firewallRules, [1, 2, 3, 900, 4, 5]);
   const pc = toPipelineConfig(cfg, ids);
