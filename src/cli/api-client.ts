@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import YAML from 'yaml';
 import { DEFAULT_API_TOKEN_FILE, stringifyConfig, type TetherConfig } from '../config/index.js';
 import { readTokenFile } from '../control/token.js';
+import { ipsecLines, type IpsecSaView } from '../control/ipsec-status.js';
 import { PENALTY_DOWN } from '../health/constants.js';
 
 const DEFAULT_API = 'http://127.0.0.1:8470';
@@ -98,6 +99,16 @@ export function priorityCell(r: Row): string {
   return `${s(r.priority)} (+${penalty} ${penalty >= PENALTY_DOWN ? 'down' : 'degraded'} = ${s(r.effective_priority)})`;
 }
 
+/** Below the onramp table: each ipsec onramp's IKE and child SAs (state, role, algorithms, SPIs, rekey, counters). */
+export function ipsecSection(list: Row[], live: Map<unknown, Row>): string[] {
+  const ipsec = list.filter((o) => o.type === 'ipsec');
+  if (ipsec.length === 0) return [];
+  return ['', 'IPsec:', ...ipsec.flatMap((o) => {
+    const l = live.get(o.name);
+    return l === undefined ? [`${s(o.name)}: not running`] : ipsecLines(s(o.name), l.ipsec as IpsecSaView[] | undefined);
+  })];
+}
+
 export function registerClientCommands(program: Command): void {
   const common = (c: Command): Command =>
     c.option('--api <url>', `API address (default ${DEFAULT_API}, or TETHER_API)`).option('--token-file <file>', `API token (default ${DEFAULT_TOKEN_FILE}, or TETHER_TOKEN_FILE)`).option('--json', 'JSON output for scripts');
@@ -114,10 +125,10 @@ export function registerClientCommands(program: Command): void {
       const list = (await call(opts, 'GET', '/v1/onramps')) as Row[];
       const stats = (await call(opts, 'GET', '/v1/stats').catch(() => null)) as { onramps: Row[] } | null;
       const live = new Map((stats?.onramps ?? []).map((o) => [o.name, o]));
-      print(opts, list, () => table(['name', 'type', 'site', 'arr', 'state', 'health', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
+      print(opts, list, () => [table(['name', 'type', 'site', 'arr', 'state', 'health', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
         const l = live.get(o.name);
         return [s(o.name), s(o.type), s(o.site), o.automatic_return_routing ? 'on' : 'off', l ? (l.up ? 'up' : 'down') : '?', healthCell(o.health), s(l?.flowsActive), s(l?.rxPackets), s(l?.txPackets)];
-      })));
+      })), ...ipsecSection(list, live)].join('\n'));
     }));
 
   common(program.command('routes').description('list routes')).action((opts: ClientOptions) =>

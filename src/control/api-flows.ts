@@ -16,7 +16,8 @@ import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type F
 import type { Pipeline } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
 import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
-import { METRICS_CONTENT_TYPE, metricsText, protocolName, type NameBook } from './metrics.js';
+import { ipsecViews } from './ipsec-status.js';
+import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type NameBook } from './metrics.js';
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
 const DEFAULT_PAGE = 100;
@@ -29,6 +30,8 @@ export interface FlowRoutesOptions {
   config: () => TetherConfig;
   /** The pipeline's clock, ms (flow ages). */
   now: () => number;
+  /** The running edge's IPsec SAs and their counters (Edge.ipsecStatus); absent: ipsec onramps show none. */
+  ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
   /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
   metrics?: Registry;
   /** Share of the event loop flow listings may take while packets are waiting (default LISTING_LOOP_SHARE). */
@@ -299,6 +302,8 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     c.drops.forEach((v, reason) => {
       if (v > 0) drops[DROP_REASON_NAMES[reason] ?? String(reason)] = v;
     });
+    const ipsecStatus = opts.ipsec?.();
+    const ipsec = ipsecStatus === undefined ? new Map() : ipsecViews(ipsecStatus.ipsec, ipsecStatus.esp, opts.now());
     return {
       time: Date.now(),
       flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
@@ -313,6 +318,8 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
         rxBytes: c.rxBytes[s.id],
         txBytes: c.txBytes[s.id],
         flowsActive: pipeline.flows4.flowsOfPort(s.id) + pipeline.flows6.flowsOfPort(s.id),
+        // IKE SAs with their child SAs and ESP counters (docs/API.md); [] while none is up.
+        ...(s.type === 'ipsec' ? { ipsec: ipsec.get(s.id) ?? [] } : {}),
       })),
       internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET] },
       drops,

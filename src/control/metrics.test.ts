@@ -10,9 +10,10 @@ import { Edge as RealEdge } from '../daemon/edge.js';
 import { buildIcmpEcho, buildUdp } from '../wire/build.js';
 import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { twoSites } from '../../test/support/topology.js';
-import { assignIds, toPipelineConfig } from '../config/index.js';
+import { assignIds, toPipelineConfig, validateConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
-import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText } from './metrics.js';
+import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText, type EdgeMetricsSource, type EdgeStatus } from './metrics.js';
+import { ikeSa, ipsecStatus } from '../../test/support/ipsec-status.js';
 
 interface Sample {
   name: string;
@@ -190,6 +191,40 @@ test('with an edge: GRE and WireGuard drops by reason, edge counters; flow-log c
   assert.equal(value(samples, 'tether_flow_log_lines_total'), 5);
   assert.equal(value(samples, 'tether_flow_log_dropped_total'), 1);
   assert.equal(value(samples, 'tether_flows_active', { onramp: 'dc-link', site: 'dc' }), 0);
+});
+
+test('IPsec: IKE SAs by state per onramp, counters per child SA; an SA gone takes its series with it', async () => {
+  const cfg = validateConfig({ ...defaultConfig(), onramps: [...defaultConfig().onramps,
+    { name: 'branch-ipsec', type: 'ipsec', automatic_return_routing: true, ipsec: { local_address: '192.168.106.1', remote_address: '192.168.106.2', psk: 'correct horse battery staple' } }] });
+  const ids = assignIds(cfg);
+  const rig = new PipelineRig(toPipelineConfig(cfg, ids));
+  const names = new NameBook(rig.pipeline, cfg, ids);
+  const id = ids.onramps.get('branch-ipsec')!;
+  // A rekey in progress: the old child SA and its successor, both held by the data path.
+  let now = ipsecStatus([ikeSa(id, 1e6, ['a0000001', 'a0000002'])]);
+  const status = { tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 } };
+  const edge: EdgeMetricsSource = { gre: { drops: [] }, counters: [], counterNames: [], status: (): EdgeStatus => ({ ...status, ...now }) };
+  const registry = createMetrics({ pipeline: rig.pipeline, edge, names });
+  let { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_ipsec_ike_sas', { onramp: 'branch-ipsec', state: 'established' }), 1);
+  assert.equal(value(samples, 'tether_ipsec_ike_sas', { onramp: 'branch-ipsec', state: 'rekeying' }), 0);
+  assert.equal(samples.filter((s) => s.name === 'tether_ipsec_ike_sas').length, 5, 'one series per state, ipsec onramps only');
+  assert.equal(value(samples, 'tether_ipsec_child_packets_total', { onramp: 'branch-ipsec', spi: 'a0000001', direction: 'in' }), 10);
+  assert.equal(value(samples, 'tether_ipsec_child_packets_total', { onramp: 'branch-ipsec', spi: 'a0000002', direction: 'out' }), 21);
+  assert.equal(value(samples, 'tether_ipsec_child_bytes_total', { onramp: 'branch-ipsec', spi: 'a0000001', direction: 'out' }), 1100);
+  assert.equal(value(samples, 'tether_ipsec_child_replay_drops_total', { onramp: 'branch-ipsec', spi: 'a0000002' }), 22);
+  assert.equal(value(samples, 'tether_ipsec_child_icv_failures_total', { onramp: 'branch-ipsec', spi: 'a0000001' }), 13);
+  // The old child SA is deleted, a new one comes, many times over: only the live SAs have series.
+  for (let k = 3; k < 50; k++) {
+    now = ipsecStatus([ikeSa(id, 1e6, [`a${String(k).padStart(7, '0')}`])]);
+    ({ samples } = await scrape(registry));
+  }
+  const spis = new Set(samples.filter((s) => s.name.startsWith('tether_ipsec_child_')).map((s) => s.labels.spi));
+  assert.deepEqual([...spis], ['a0000049'], 'bounded: series of deleted SAs are gone');
+  now = { ipsec: [], esp: [] };
+  ({ samples } = await scrape(registry));
+  assert.equal(samples.filter((s) => s.name.startsWith('tether_ipsec_child_')).length, 0);
+  assert.equal(value(samples, 'tether_ipsec_ike_sas', { onramp: 'branch-ipsec', state: 'established' }), 0);
 });
 
 test('names: configured names, a site-less onramp is its own site, rule names, the Internet, unknown ids as numbers', () => {

@@ -136,6 +136,7 @@ export interface OnrampHealthSample extends OnrampHealthView {
 }
 
 export const HEALTH_STATES: ReadonlyArray<OnrampHealthView['state']> = ['healthy', 'degraded', 'down'];
+export const IKE_SA_STATES: ReadonlyArray<IkeSaStatus['state']> = ['idle', 'connecting', 'established', 'rekeying', 'deleting'];
 
 /**
  * The part of the running edge the metrics read, handed in by the daemon (control never imports the daemon;
@@ -358,6 +359,33 @@ export function createMetrics(opts: MetricsOptions): Registry {
       counter('tether_onramp_health_site_probes_answered_total', "The site's probes to the edge's tunnel address, answered.", ['onramp'], perOnramp((h) => h.siteProbesAnswered));
       counter('tether_onramp_health_transitions_total', 'Health state changes of the onramp (each is one log line).', ['onramp'], perOnramp((h) => h.transitions));
     }
+    // IPsec (issue 9): series per IKE state of each ipsec onramp, and per child SA the data path holds. Every scrape
+    // refills them (collect() resets first), so an SA's series go with the SA: at most a few child SAs per onramp
+    // (the current one, and its successor during a rekey), never a growing history of SPIs.
+    gauge('tether_ipsec_ike_sas', 'IKE SAs of the IPsec onramp, by state.', ['onramp', 'state'], (emit) => {
+      const sas = edge.status().ipsec;
+      for (const spec of pipeline.ports.list()) {
+        if (spec.type !== 'ipsec') continue;
+        for (const state of IKE_SA_STATES) emit({ onramp: names.onramp(spec.id), state }, sas.filter((sa) => sa.onramp === spec.id && sa.state === state).length);
+      }
+    });
+    const perChild = (fill: (emit: Emit, c: EspSaCounters, labels: { onramp: string; spi: string }) => void) => (emit: Emit): void => {
+      for (const c of edge.status().esp) fill(emit, c, { onramp: names.onramp(c.onramp), spi: c.spiIn });
+    };
+    counter('tether_ipsec_child_packets_total', 'ESP packets of the child SA (spi: its inbound SPI): verified and decrypted (in), sealed and sent (out).', ['onramp', 'spi', 'direction'],
+      perChild((emit, c, l) => {
+        emit({ ...l, direction: 'in' }, c.packetsIn);
+        emit({ ...l, direction: 'out' }, c.packetsOut);
+      }));
+    counter('tether_ipsec_child_bytes_total', 'Inner bytes of the child SA\'s ESP packets, in and out.', ['onramp', 'spi', 'direction'],
+      perChild((emit, c, l) => {
+        emit({ ...l, direction: 'in' }, c.bytesIn);
+        emit({ ...l, direction: 'out' }, c.bytesOut);
+      }));
+    counter('tether_ipsec_child_replay_drops_total', 'ESP packets the child SA\'s anti-replay window refused before decryption (RFC 4303 §3.4.3).', ['onramp', 'spi'],
+      perChild((emit, c, l) => emit(l, c.replayDrops)));
+    counter('tether_ipsec_child_icv_failures_total', 'ESP packets of the child SA whose integrity check failed (RFC 4303 §3.4.4).', ['onramp', 'spi'],
+      perChild((emit, c, l) => emit(l, c.icvFailures)));
     counter('tether_edge_events_total', 'Edge events outside the pipeline (underlay demultiplexing, GRE MTU handling, echo replies), by kind.',
       ['event'], (emit) => {
         for (let k = 0; k < edgeNames.length; k++) emit({ event: edgeNames[k] }, edge.counters[k] ?? 0);

@@ -252,10 +252,16 @@ export class Edge {
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),
       wireguard: this.wireguard.status(),
       flows: { ipv4: this.pipeline.flows4.size, ipv6: this.pipeline.flows6.size },
-      // The IKE engine's status() and the ESP transport's per-SA counters, once they are wired in (issue 9).
-      ipsec: [],
-      esp: [],
+      ...this.ipsecStatus(),
     };
+  }
+
+  /**
+   * IKE SAs (the IKE engine's status()) and the ESP data path's per-child-SA counters, for the API's /v1/stats and
+   * the metrics. Empty until the IPsec transport is wired in (issue 9): the glue fills both here.
+   */
+  ipsecStatus(): Pick<EdgeStatus, 'ipsec' | 'esp'> {
+    return { ipsec: [], esp: [] };
   }
 
   // --- onramps at runtime (control plane) -----------------------------------------------------------------

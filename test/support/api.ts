@@ -11,7 +11,7 @@ import { registerFlowRoutes } from '../../src/control/api-flows.js';
 import { LiveConfig } from '../../src/control/apply.js';
 import { assignIds, toPipelineConfig, type ConfigIds, type TetherConfig } from '../../src/config/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
-import { createMetrics, NameBook } from '../../src/control/metrics.js';
+import { createMetrics, NameBook, type EdgeStatus } from '../../src/control/metrics.js';
 import { ConfigStore } from '../../src/control/store.js';
 import { PipelineRig } from './pipeline-rig.js';
 
@@ -29,9 +29,18 @@ export interface ApiRig {
 }
 
 /** Builds (does not listen): call app.ready() / app.listen(); `extend` may register more routes first. */
-export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string; extend?: (app: FastifyInstance) => void }): ApiRig {
+export function apiRig(opts: {
+  token: string;
+  metrics?: boolean;
+  prefix?: string;
+  extend?: (app: FastifyInstance) => void;
+  /** The configuration (default: the lab's). */
+  config?: TetherConfig;
+  /** The edge's IPsec status (made up by the test: test/support/ipsec-status.ts). */
+  ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
+}): ApiRig {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
-  const cfg = defaultConfig();
+  const cfg = opts.config ?? defaultConfig();
   const ids = assignIds(cfg);
   const edge = new PipelineRig(toPipelineConfig(cfg, ids));
   const store = ConfigStore.open(join(dir, 'tether.db'));
@@ -45,6 +54,7 @@ export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string
     config: () => store.load(),
     now: () => edge.now,
     metrics: opts.metrics ? createMetrics({ pipeline: edge.pipeline, names }) : undefined,
+    ...(opts.ipsec !== undefined ? { ipsec: opts.ipsec } : {}),
   });
   return {
     app,
