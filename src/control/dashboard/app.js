@@ -228,6 +228,51 @@ function renderOnramps() {
   $('onramps-note').textContent = `${state.onramps.length} configured`;
 }
 
+/** 45s, 12m, 3h 40m (as `tether onramps` writes them: src/control/ipsec-status.ts). */
+function fmtDuration(s) {
+  if (typeof s !== 'number' || !Number.isFinite(s)) return '–';
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  const m = Math.floor((s % 3600) / 60);
+  return `${Math.floor(s / 3600)}h${m > 0 ? ` ${m}m` : ''}`;
+}
+
+/**
+ * The IPsec onramps' SAs from GET /v1/stats (onramps[].ipsec): one row per IKE SA, one per child SA under it.
+ * Hidden without ipsec onramps. Rebuilt on every poll: a handful of rows, and SAs come and go with rekeys.
+ */
+function renderIpsec() {
+  const ipsec = state.onramps.filter((o) => o.type === 'ipsec');
+  $('ipsec').hidden = ipsec.length === 0;
+  const tbody = $('ipsec-table').tBodies[0];
+  clear(tbody);
+  for (const o of ipsec) {
+    const sas = statsOf(o.name)?.ipsec;
+    if (!Array.isArray(sas) || sas.length === 0) {
+      tbody.append(el('tr', { data: { ipsecOnramp: o.name } }, el('td', { cls: 'mono', text: o.name }), el('td', { text: 'IKE' }), el('td', { cls: 'state-down', text: Array.isArray(sas) ? 'no SA' : '?' })));
+      continue;
+    }
+    for (const sa of sas) {
+      const state = sa.state === 'established' ? 'state-up' : sa.state === 'deleting' || sa.state === 'idle' ? 'state-down' : 'state-degraded';
+      tbody.append(el('tr', { data: { ipsecOnramp: o.name, sa: 'ike' } },
+        el('td', { cls: 'mono', text: o.name }), el('td', { text: 'IKE' }), el('td', { cls: state, text: sa.state }), el('td', { text: sa.role }),
+        el('td', { cls: 'mono', text: sa.algorithms }), el('td', { cls: 'mono', text: `${sa.spiI}_i ${sa.spiR}_r`, title: `peer ${sa.remote}${sa.natDetected ? ', behind a NAT' : ''}` }),
+        el('td', { text: fmtDuration(sa.ageSeconds) }), el('td', { text: fmtDuration(sa.rekeyInSeconds) })));
+      for (const c of sa.children) {
+        const n = c.counters;
+        tbody.append(el('tr', { cls: 'child', data: { ipsecOnramp: o.name, sa: 'child', spi: c.spiIn } },
+          el('td'), el('td', { text: 'child', title: `${c.localTs.join(' ')} === ${c.remoteTs.join(' ')}` }), el('td'), el('td'),
+          el('td', { cls: 'mono', text: c.algorithms }), el('td', { cls: 'mono', text: `${c.spiIn}_i ${c.spiOut}_o` }),
+          el('td', { text: fmtDuration(c.ageSeconds) }), el('td', { text: fmtDuration(c.rekeyInSeconds) }),
+          el('td', { cls: 'num', text: fmtInt(n?.packetsIn) }), el('td', { cls: 'num', text: fmtInt(n?.packetsOut) }),
+          el('td', { cls: 'num', text: fmtBytes(n?.bytesIn) }), el('td', { cls: 'num', text: fmtBytes(n?.bytesOut) }),
+          el('td', { cls: `num ${n && n.replayDrops > 0 ? 'state-degraded' : ''}`, text: fmtInt(n?.replayDrops) }),
+          el('td', { cls: `num ${n && n.icvFailures > 0 ? 'state-degraded' : ''}`, text: fmtInt(n?.icvFailures) })));
+      }
+    }
+  }
+}
+
 async function toggleArr(name, box) {
   const want = box.checked;
   state.pendingArr.add(name);
@@ -671,6 +716,7 @@ async function poll() {
         if (stats) { state.stats = stats; state.errors.delete('stats'); addSample(stats); }
         refreshChoices();
         renderOnramps();
+        renderIpsec();
         drawChart();
       }),
       part('flows', async () => renderFlows(await api('GET', flowQuery()))),
