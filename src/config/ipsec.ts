@@ -94,7 +94,7 @@ export const MAX_REPLAY_WINDOW = 65536;
 const UNDERLAY_MTU = 1500;
 /** Outer IPv4 header without options (RFC 791). */
 const OUTER_IPV4_HEADER = 20;
-/** UDP header of ESP-in-UDP (RFC 3948 §2.1; forced by kernel-libipsec, and always behind a NAT). */
+/** UDP header of ESP-in-UDP (RFC 3948 §2.1): behind a NAT, and always with strongSwan's kernel-libipsec. */
 const UDP_HEADER = 8;
 /** ESP header: SPI (4) and sequence number (4) (RFC 4303 §2). */
 const ESP_HEADER = 8;

@@ -215,7 +215,7 @@ export const GreSchema = Type.Object({
 
 /** A rekey more often than this is a misconfiguration (and a CPU cost), not a security gain. */
 export const MIN_REKEY_SECONDS = 60;
-/** RFC 4303 §3.3.3 bounds a child SA by its sequence numbers; a day-long IKE SA is the usual ceiling. */
+/** The longest SA lifetime accepted, a week: a longer one only postpones fresh keys (strongSwan's defaults are hours). */
 export const MAX_LIFETIME_SECONDS = 7 * 24 * 3600;
 /** DPD more rarely than hourly would leave dead SAs for hours. */
 export const MAX_DPD_SECONDS = 3600;
