@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { oracleOpen, oracleSeal, type OracleKeys } from '../../test/support/esp-oracle.js';
+import { ESP_TEST_ALGORITHMS, oracleOpen, oracleSeal, type OracleKeys } from '../../test/support/esp-oracle.js';
 import { ESP_HEADER, espAlgorithm, espPadding, espSealedLength, nextHeaderOf, writeEspHeader, writeEspTrailer } from '../onramp/ipsec/esp/index.js';
 import type { EncryptionAlgorithm, EspDirectionKeys, IntegrityAlgorithm } from '../onramp/ipsec/types.js';
 import { EspCrypto, EspEntries, EspStatus, type EspContextKeys } from './esp-crypto.js';
@@ -16,14 +16,7 @@ function ctx(k: EspDirectionKeys): EspContextKeys {
   return { cipher: alg.cipher, integ: alg.integ, encryptionKey: k.encryptionKey, integrityKey: k.integrityKey };
 }
 
-const ALGS: Array<[EncryptionAlgorithm, IntegrityAlgorithm | null]> = [
-  ['aes128gcm16', null],
-  ['aes256gcm16', null],
-  ['aes128', 'sha256'],
-  ['aes256', 'sha256'],
-  ['aes256', 'sha384'],
-  ['aes256', 'sha512'],
-];
+const ALGS = ESP_TEST_ALGORITHMS;
 const SLOT = 2048;
 
 function keys(enc: EncryptionAlgorithm, integ: IntegrityAlgorithm | null, spi: number): EspDirectionKeys {

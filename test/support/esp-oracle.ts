@@ -7,6 +7,16 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type CipherGCM, type DecipherGCM } from 'node:crypto';
 import type { EncryptionAlgorithm, IntegrityAlgorithm } from '../../src/onramp/ipsec/types.js';
 
+/** Every ESP algorithm pair tether supports (issue 9's ESP matrix and more), for tests that go through all. */
+export const ESP_TEST_ALGORITHMS: ReadonlyArray<readonly [EncryptionAlgorithm, IntegrityAlgorithm | null]> = [
+  ['aes128gcm16', null],
+  ['aes256gcm16', null],
+  ['aes128', 'sha256'],
+  ['aes256', 'sha256'],
+  ['aes256', 'sha384'],
+  ['aes256', 'sha512'],
+];
+
 export interface OracleKeys {
   encryption: EncryptionAlgorithm;
   integrity: IntegrityAlgorithm | null;
