@@ -288,5 +288,4 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
 
 void InitEsp(Napi::Env env, Napi::Object exports) {
   EspCrypto::Init(env, exports);
-  exports.Set("ESP_STATUS_OK", Napi::Number::New(env, kOk));
 }

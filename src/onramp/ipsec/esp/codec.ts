@@ -44,6 +44,19 @@ export function espMaxOverhead(alg: EspAlgorithm): number {
   return ESP_HEADER + alg.ivLength + alg.align - 1 + ESP_TRAILER + alg.icvLength;
 }
 
+const OUTER_IPV4 = 20; // RFC 791 header without options
+const OUTER_UDP = 8; // RFC 768 header, when ESP rides in UDP (RFC 3948 §2.1)
+
+/**
+ * The largest inner packet an ESP tunnel over an underlay of `underlayMtu` carries without fragmenting the outer
+ * packet: underlay MTU − outer IPv4 header (20) − UDP header (8, with UDP encapsulation) − ESP header (8) − IV
+ * (8 GCM / 16 CBC) − padding to the alignment (at most align − 1) − pad length and next header (2) − ICV (16 GCM,
+ * 16/24/32 HMAC). AES-GCM in UDP over 1500: 1500 − 20 − 8 − 8 − 8 − 3 − 2 − 16 = 1435.
+ */
+export function espTunnelMtu(alg: EspAlgorithm, underlayMtu: number, udpEncapsulated: boolean): number {
+  return underlayMtu - OUTER_IPV4 - (udpEncapsulated ? OUTER_UDP : 0) - espMaxOverhead(alg);
+}
+
 /** Smallest ESP packet this algorithm can produce (an empty payload, aligned): shorter ones are truncated. */
 export function espMinLength(alg: EspAlgorithm): number {
   return espSealedLength(alg, 0);

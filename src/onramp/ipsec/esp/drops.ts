@@ -16,9 +16,12 @@ export const enum EspDrop {
   SequenceExhausted = 10, // outbound: the SA's sequence number reached 2^32 − 1 (RFC 4303 §3.3.3): not sent
   TooBig = 11, // outbound: the ESP packet would not fit its batch slot
   Malformed = 12, // UDP-encapsulated packet that is neither IKE, keepalive nor ESP (RFC 3948 §2)
+  OuterFragment = 13, // a fragment of an outer packet: the underlay does not reassemble (the peer must not fragment: DF)
+  CryptoFailed = 14, // OpenSSL reported an error sealing or opening (not an ICV failure)
+  NotAdded = 15, // outbound: no IPsec onramp of that id (removed while its flows live)
 }
 
-export const ESP_DROP_COUNT = 13;
+export const ESP_DROP_COUNT = 16;
 
 /** Names for metrics and logs (control plane only). */
 export const ESP_DROP_NAMES: readonly string[] = [
@@ -35,4 +38,7 @@ export const ESP_DROP_NAMES: readonly string[] = [
   'sequence_exhausted',
   'too_big',
   'malformed',
+  'outer_fragment',
+  'crypto_failed',
+  'not_added',
 ];
