@@ -9,7 +9,7 @@
 //   AES-GCM-16, RFC 4106: nonce = salt (last 4 bytes of the keying material, §8.1) ‖ 8-byte explicit IV;
 //     the IV is 0 ‖ the 32-bit sequence number (§3.1 asks only that it never repeats under a key: the sequence
 //     number never does without ESN); AAD = SPI ‖ sequence number (§5, no ESN); ICV = the 16-byte tag.
-//   AES-CBC, RFC 3602 §2: a random 16-byte IV per packet (RAND_bytes, §2.3 "MUST be chosen at random"),
+//   AES-CBC, RFC 3602 §2: a random 16-byte IV per packet (RAND_bytes, pooled; §2.3 "MUST be chosen at random"),
 //     plaintext already padded to the block by JS (no OpenSSL padding), with HMAC-SHA2-256/384/512 truncated to
 //     128/192/256 bits (RFC 4868 §2.3) over header ‖ IV ‖ ciphertext (RFC 4303 §3.3.4), verified before decrypting.
 //
@@ -56,6 +56,9 @@ constexpr size_t kGcmTag = 16;       // the "-16" of AES-GCM-16
 constexpr size_t kGcmAlign = 4;
 constexpr size_t kAesBlock = 16;     // CBC's IV and alignment, RFC 3602
 constexpr size_t kMaxMac = EVP_MAX_MD_SIZE;
+// CBC IVs are drawn from a pool filled by one RAND_bytes call per 256 IVs: a call per packet cost as much as
+// the AES-CBC itself at 64 bytes (RAND_bytes goes through OpenSSL 3's provider and DRBG locking each time).
+constexpr size_t kIvPool = 256 * kAesBlock;
 
 // Per-entry results (mirrored in src/io/esp-crypto.ts, EspStatus).
 enum Status : uint8_t {
@@ -215,7 +218,7 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
     return (len - kEspHeader - sa.iv_len - sa.icv_len) % sa.align == 0;
   }
 
-  static Status SealOne(Sa& sa, uint8_t* p, size_t len) {
+  Status SealOne(Sa& sa, uint8_t* p, size_t len) {
     if (!LengthOk(sa, len)) return kBadLength;
     uint8_t* iv = p + kEspHeader;
     uint8_t* body = iv + sa.iv_len;
@@ -235,7 +238,12 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
       }
       return kOk;
     }
-    if (RAND_bytes(iv, kAesBlock) != 1) return kCryptoError;
+    if (iv_left_ < kAesBlock) {
+      if (RAND_bytes(iv_pool_, kIvPool) != 1) return kCryptoError;
+      iv_left_ = kIvPool;
+    }
+    memcpy(iv, iv_pool_ + kIvPool - iv_left_, kAesBlock);
+    iv_left_ -= kAesBlock;
     if (EVP_EncryptInit_ex(sa.ctx, nullptr, nullptr, nullptr, iv) != 1 || EVP_EncryptUpdate(sa.ctx, body, &outl, body, body_len) != 1 ||
         EVP_EncryptFinal_ex(sa.ctx, body + outl, &outl) != 1) {
       return kCryptoError;
@@ -282,6 +290,8 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
   }
 
   std::vector<std::unique_ptr<Sa>> slots_;
+  uint8_t iv_pool_[kIvPool] = {};
+  size_t iv_left_ = 0;
 };
 
 }  // namespace
