@@ -9,7 +9,7 @@
  *                      bytes_per_flow_with_nat adds the egress NAT mappings those flows hold
  *   route_lookups_mps  IPv4 longest-prefix matches per second on the 100,000-route table
  *   esp                ESP seal/open, 1400 B and 64 B: the native batched crypto against node:crypto per packet
- *                      (bench/esp.ts), packets per second
+ *                      (bench/esp.ts), packets per second of CPU time
  *
  * The Linux kernel column: what this machine's kernel spends on the same job where it can be read
  * in the same run (conntrack's per-entry size from the slab allocator). Forwarding rates of the
@@ -368,8 +368,8 @@ function main(): void {
     ['route lookups (100 k IPv4 routes)', `${result.route_lookups_mps} M/s`, '≥ 10 M/s', ''],
     ...esp.map((r): [string, string, string, string] => [
       `ESP seal/open, ${r.size} B, ${r.algorithm}`,
-      `${kpps(r.native_seal_pps)} / ${kpps(r.native_open_pps)} kpps`,
-      `node:crypto per packet: ${kpps(r.node_seal_pps)} / ${kpps(r.node_open_pps)} kpps`,
+      `${kpps(r.native_seal_pps)} / ${kpps(r.native_open_pps)} kpps (CPU)`,
+      `node:crypto per packet: ${kpps(r.node_seal_pps)} / ${kpps(r.node_open_pps)} kpps (CPU)`,
       'n/a (no esp4 here)',
     ]),
   ];
