@@ -209,7 +209,8 @@ describe('IpsecTransport, the rest', () => {
   it('tunnel MTU: the default leaves room for every ESP term; a DF packet too big goes back as ICMP, not encrypted', () => {
     const { h, u, t } = rig();
     assert.equal(t.mtuOf(ONRAMP), 1500, 'no SA yet: the host MTU');
-    t.installChild(child('aes128gcm16', null, 0x1000, 0x2000, true));
+    const sa = child('aes128gcm16', null, 0x1000, 0x2000, true);
+    t.installChild(sa);
     assert.equal(t.mtuOf(ONRAMP), 1435);
     assert.equal(IpsecTransport.defaultMtu(1500, 'aes256', 'sha256', false), 1500 - 20 - 8 - 16 - 15 - 2 - 16);
     h.tunnelAddresses.set(ONRAMP, '10.0.1.1');
@@ -224,9 +225,12 @@ describe('IpsecTransport, the rest', () => {
     assert.equal(h.counters[EdgeCounter.IpsecFragmented], 1);
     u.flushTx();
     assert.equal(u.written.length, 2);
-    const sa = t.table.outboundOf(ONRAMP);
-    assert.ok(sa >= 0);
-    for (const w of u.written) assert.ok(w.length <= 1500, `fragment ${w.length} fits the underlay`);
+    for (const w of u.written) {
+      assert.ok(w.length <= 1500, `fragment ${w.length} fits the underlay`);
+      const opened = oracleOpen(sa.outbound, w.subarray(28));
+      assert.ok(typeof opened !== 'string', `a fragment decrypts: ${String(opened)}`);
+      assert.ok(parsePacket(opened.inner).isFragment);
+    }
   });
 
   it('refuses a child SA for an onramp it does not hold, and removing the onramp takes its SAs', () => {
