@@ -8,6 +8,8 @@
  *   bytes_per_flow     (heap + typed arrays) of the flow table at 1 M IPv4 flows / flows;
  *                      bytes_per_flow_with_nat adds the egress NAT mappings those flows hold
  *   route_lookups_mps  IPv4 longest-prefix matches per second on the 100,000-route table
+ *   esp                ESP seal/open, 1400 B and 64 B: the native batched crypto against node:crypto per packet
+ *                      (bench/esp.ts), packets per second of CPU time
  *
  * The Linux kernel column: what this machine's kernel spends on the same job where it can be read
  * in the same run (conntrack's per-entry size from the slab allocator). Forwarding rates of the
@@ -30,6 +32,7 @@ import type { FirewallRuleSpec } from '../src/policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../src/route/route-table.js';
 import { hugePageAllocator, hugePageBytes, transparentHugePageMode } from '../src/io/memory.js';
 import { buildUdp } from '../src/wire/build.js';
+import { benchEsp } from './esp.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -335,6 +338,7 @@ function main(): void {
   const mpps = benchFastPath(pipeline, packets, ingress, next);
   ensureConntrackLoaded();
   const kernelBytes = kernelConntrackObjectSize();
+  const esp = benchEsp();
 
   const result = {
     fastpath_mpps: round(mpps, 2),
@@ -350,6 +354,7 @@ function main(): void {
     routes: ROUTES + 1,
     firewall_rules: RULES,
     node: process.version,
+    esp,
   };
   if (json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -361,12 +366,22 @@ function main(): void {
     ['memory per IPv4 flow (flow table)', `${result.bytes_per_flow} B`, '≤ 128 B', kernelBytes ? `${kernelBytes} B (nf_conntrack slab object)` : 'n/a'],
     ['memory per IPv4 flow (+ NAT mapping)', `${result.bytes_per_flow_with_nat} B`, '', ''],
     ['route lookups (100 k IPv4 routes)', `${result.route_lookups_mps} M/s`, '≥ 10 M/s', ''],
+    ...esp.map((r): [string, string, string, string] => [
+      `ESP seal/open, ${r.size} B, ${r.algorithm}`,
+      `${kpps(r.native_seal_pps)} / ${kpps(r.native_open_pps)} kpps (CPU)`,
+      `node:crypto per packet: ${kpps(r.node_seal_pps)} / ${kpps(r.node_open_pps)} kpps (CPU)`,
+      'n/a (no esp4 here)',
+    ]),
   ];
   const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length), ['metric', 'tether', 'target', 'Linux kernel'][c].length));
   const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ');
   console.log(line(['metric', 'tether', 'target', 'Linux kernel']));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
+}
+
+function kpps(pps: number): string {
+  return String(Math.round(pps / 1000));
 }
 
 function round(v: number, digits: number): number {

@@ -42,6 +42,9 @@
 #include <memory>
 #include <string>
 
+// esp.cc: the EspCrypto class (batched ESP seal/open over OpenSSL EVP).
+void InitEsp(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 constexpr const char* kTunPath = "/dev/net/tun";
@@ -606,6 +609,7 @@ Napi::Value AllocHugePages(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Handle::Init(env, exports);
+  InitEsp(env, exports);  // esp.cc: batched ESP crypto
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages, "allocHugePages"));
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));

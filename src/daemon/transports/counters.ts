@@ -38,6 +38,20 @@ export const enum EdgeCounter {
   WgTooBigReported = 16,
   /** Oversize packets for a WireGuard onramp that could not be inspected again (not sent). */
   WgSendDrop = 17,
+  /** ESP packets the IPsec transport refused (reasons in its ESP drops: unknown SPI, replay, ICV, padding, …). */
+  IpsecReceiveDrop = 18,
+  /** NAT-keepalives (RFC 3948 §2.3) received on UDP 4500. */
+  IpsecKeepalive = 19,
+  /** IKE datagrams received (UDP 500, or 4500 after the non-ESP marker) and handed to the IKE engine. */
+  IpsecIkeReceived = 20,
+  /** Packets for an IPsec onramp not sent (no SA, sequence numbers exhausted, too big for the slot, crypto). */
+  IpsecSendDrop = 21,
+  /** Packets for an IPsec onramp that exceed its tunnel MTU with DF set, or IPv6 (dropped; see IpsecTooBigReported). */
+  IpsecTooBig = 22,
+  /** IPv4 packets without DF fragmented to fit an IPsec onramp's tunnel MTU (counted per original packet). */
+  IpsecFragmented = 23,
+  /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for an IPsec onramp. */
+  IpsecTooBigReported = 24,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -59,6 +73,13 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'wg_fragmented',
   'wg_too_big_reported',
   'wg_send_drop',
+  'ipsec_receive_drop',
+  'ipsec_keepalive',
+  'ipsec_ike_received',
+  'ipsec_send_drop',
+  'ipsec_too_big',
+  'ipsec_fragmented',
+  'ipsec_too_big_reported',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */

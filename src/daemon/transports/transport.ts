@@ -150,11 +150,20 @@ export class DeliveryTable {
 }
 
 /**
+ * A transport that works on whole delivered batches (IPsec: ESP is encrypted by one native call per batch):
+ * called once after the per-packet deliver loop, before the TUN writes, with the batch just delivered.
+ */
+export interface DeliveryFinisher {
+  finishDelivery(batch: PacketBatch): void;
+}
+
+/**
  * The TUNs written by index at the end of each delivered batch (one writeIndices() per TUN per batch). A
  * transport adds its TUN when it opens it and removes it when it closes it (control plane, between batches).
  */
 export class TunOutputs {
   private list: Output[] = [];
+  private finishers: DeliveryFinisher[] = [];
 
   /** `capacity`: the most packets one delivered batch can hold (read batch plus the pipeline's generated ones). */
   constructor(private readonly capacity: number) {}
@@ -174,7 +183,18 @@ export class TunOutputs {
     for (let k = 0; k < outs.length; k++) outs[k].n = 0;
   }
 
+  /** `f` finishes every delivered batch before it is written (see DeliveryFinisher). */
+  addFinisher(f: DeliveryFinisher): void {
+    if (!this.finishers.includes(f)) this.finishers = [...this.finishers, f];
+  }
+
+  removeFinisher(f: DeliveryFinisher): void {
+    this.finishers = this.finishers.filter((x) => x !== f);
+  }
+
   flush(batch: PacketBatch): void {
+    const finishers = this.finishers;
+    for (let k = 0; k < finishers.length; k++) finishers[k].finishDelivery(batch);
     const outs = this.list;
     for (let k = 0; k < outs.length; k++) if (outs[k].n > 0) outs[k].tun.writeIndices(batch, outs[k].idx, outs[k].n);
   }

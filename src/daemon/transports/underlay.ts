@@ -2,13 +2,14 @@
  * The underlay: one TUN that carries every tunnel's outer packets (the endpoint addresses are routed into it),
  * and the demultiplexer that hands each outer packet to the transport that claimed it.
  *
- *   tt-underlay ─ read batch ─ per packet: inspect outer ─┬ IP protocol claimed (GRE 47; ESP 50 later) ─► its receiver
- *                                                         ├ UDP to a claimed address:port (WireGuard; IKE later) ─► its receiver
+ *   tt-underlay ─ read batch ─ per packet: inspect outer ─┬ IP protocol claimed (GRE 47, ESP 50) ─► its receiver
+ *                                                         ├ UDP to a claimed address:port (WireGuard, IKE 500/4500) ─► its receiver
  *                                                         ├ ICMP echo to an endpoint ─ reply in place ─► underlay
  *                                                         └ anything else ─ counted drop
  *
  * Receivers compact the batch in place: each keeps its packet by moving the descriptor to the next free index
- * (its offset pointing at the inner packet), so the read batch itself becomes the pipeline's input. The demux
+ * (its offset pointing at the inner packet), so the read batch itself becomes the pipeline's input. A receiver
+ * that works on whole batches (IPsec's decryption) finishes its packets after the loop (DemuxFinisher). The demux
  * knows no transport kind: a transport claims what it serves and releases it when it closes.
  *
  * Packets the device layer builds (WireGuard datagrams, GRE fragments) go through one small transmit batch,
@@ -37,6 +38,15 @@ export interface UnderlayReceiver {
   receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo, now: number): number;
 }
 
+/**
+ * A receiver that works on whole batches (IPsec: ESP is decrypted by one native call per batch). Called once at
+ * the end of every demux with the number of packets kept; it may drop kept packets of its own (compacting the
+ * descriptors) and returns the new count.
+ */
+export interface DemuxFinisher {
+  finishDemux(batch: PacketBatch, count: number, now: number): number;
+}
+
 /** IP protocol numbers are one byte (RFC 791 section 3.1). */
 const IP_PROTOCOLS = 256;
 const LINK_OWNER = 'link';
@@ -51,6 +61,8 @@ export class Underlay {
   private udp: Array<{ addr: number; port: number; receiver: UnderlayReceiver }> = [];
   /** Endpoint address text → how many tunnels use it (one host route each, while any does). */
   private readonly endpoints = new Map<string, number>();
+  /** Receivers that finish each demuxed batch (IPsec's batched decryption). */
+  private finishers: DemuxFinisher[] = [];
   /** IPv4 endpoint addresses that answer echo requests. */
   private echoAddrs = new Uint32Array(0);
 
@@ -118,6 +130,15 @@ export class Underlay {
 
   releaseUdp(addr: number, port: number, receiver: UnderlayReceiver): void {
     this.udp = this.udp.filter((c) => !(c.addr === addr && c.port === port && c.receiver === receiver));
+  }
+
+  /** `f` finishes every demuxed batch from now on (see DemuxFinisher). */
+  addFinisher(f: DemuxFinisher): void {
+    if (!this.finishers.includes(f)) this.finishers = [...this.finishers, f];
+  }
+
+  removeFinisher(f: DemuxFinisher): void {
+    this.finishers = this.finishers.filter((x) => x !== f);
   }
 
   /** A local tunnel endpoint: routed into the underlay (while open) and answering pings; counted per user. */
@@ -192,6 +213,8 @@ export class Underlay {
       }
       counters[EdgeCounter.UnderlayNotForUs]++;
     }
+    const finishers = this.finishers;
+    for (let k = 0; k < finishers.length; k++) j = finishers[k].finishDemux(batch, j, now);
     return j;
   }
 
