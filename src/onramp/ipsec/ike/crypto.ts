@@ -8,6 +8,7 @@
  * Nothing here does I/O: time is a parameter, randomness is the caller's (CookieJar) or OpenSSL's (DH, CBC IVs).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { concatBytes } from '../../../wire/bytes.js';
 import type { EncryptionAlgorithm, IntegrityAlgorithm, PrfAlgorithm } from '../types.js';
 import { prf, prfLength, prfPlus } from './prf.js';
 import { encryptionKeyLength, integrityKeyLength, isAead, type IkeSuite } from './sk.js';
@@ -27,18 +28,6 @@ export interface IkeKeys {
   skPr: Uint8Array;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** The integrity transform a suite really uses: none with an AEAD; a CBC suite without one is a caller's bug. */
 function integrityOf(encryption: EncryptionAlgorithm, integrity: IntegrityAlgorithm | null): IntegrityAlgorithm | null {
   if (isAead(encryption)) return null;
@@ -55,7 +44,7 @@ function splitIkeKeys(suite: IkeSuite, skeyseed: Uint8Array, ni: Uint8Array, nr:
   const d = prfLength(suite.prf);
   const a = integrityKeyLength(integrity);
   const e = encryptionKeyLength(suite.encryption);
-  const keymat = prfPlus(suite.prf, skeyseed, concat(ni, nr, spiI, spiR), 3 * d + 2 * a + 2 * e);
+  const keymat = prfPlus(suite.prf, skeyseed, concatBytes([ni, nr, spiI, spiR]), 3 * d + 2 * a + 2 * e);
   let at = 0;
   const take = (n: number): Uint8Array => keymat.slice(at, (at += n));
   const skD = take(d);
@@ -76,7 +65,7 @@ function splitIkeKeys(suite: IkeSuite, skeyseed: Uint8Array, ni: Uint8Array, nr:
  * group's format (dh.ts); the SPIs are the 8-byte IKE SPIs from the header.
  */
 export function deriveIkeKeys(suite: IkeSuite, ni: Uint8Array, nr: Uint8Array, shared: Uint8Array, spiI: Uint8Array, spiR: Uint8Array): IkeKeys {
-  const skeyseed = prf(suite.prf, concat(ni, nr), shared);
+  const skeyseed = prf(suite.prf, concatBytes([ni, nr]), shared);
   return splitIkeKeys(suite, skeyseed, ni, nr, spiI, spiR);
 }
 
@@ -95,7 +84,7 @@ export function deriveRekeyedIkeKeys(
   spiI: Uint8Array,
   spiR: Uint8Array,
 ): IkeKeys {
-  const skeyseed = prf(oldPrf, oldSkD, concat(shared, ni, nr));
+  const skeyseed = prf(oldPrf, oldSkD, concatBytes([shared, ni, nr]));
   return splitIkeKeys(suite, skeyseed, ni, nr, spiI, spiR);
 }
 
@@ -121,7 +110,7 @@ export function deriveChildKeys(
   const integrity = integrityOf(esp.encryption, esp.integrity);
   const e = encryptionKeyLength(esp.encryption);
   const a = integrityKeyLength(integrity);
-  const seed = shared ? concat(shared, ni, nr) : concat(ni, nr);
+  const seed = shared ? concatBytes([shared, ni, nr]) : concatBytes([ni, nr]);
   const keymat = prfPlus(prfAlg, skD, seed, 2 * (e + a));
   let at = 0;
   const take = (n: number): Uint8Array => keymat.slice(at, (at += n));
@@ -144,7 +133,7 @@ const KEY_PAD = new TextEncoder().encode('Key Pad for IKEv2');
  */
 export function pskAuth(prfAlg: PrfAlgorithm, psk: Uint8Array, message: Uint8Array, peerNonce: Uint8Array, skP: Uint8Array, idPayloadBody: Uint8Array): Uint8Array {
   const key = prf(prfAlg, psk, KEY_PAD);
-  const out = prf(prfAlg, key, concat(message, peerNonce, prf(prfAlg, skP, idPayloadBody)));
+  const out = prf(prfAlg, key, concatBytes([message, peerNonce, prf(prfAlg, skP, idPayloadBody)]));
   key.fill(0);
   return out;
 }
