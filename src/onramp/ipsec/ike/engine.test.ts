@@ -388,6 +388,30 @@ test('IKE SA rekey (§2.18): new SPIs, the child moves over, nothing removed, st
   assert.equal(rig.a.sink.removed.length, 1);
 });
 
+test('simultaneous IKE SA rekey: TEMPORARY_FAILURE both ways, a random retry, then one rekey', () => {
+  const life = { rekeySeconds: 600, lifetimeSeconds: 900, jitterSeconds: 0 };
+  const a = peerConfig({ ikeLifetime: life });
+  const rig = Rig.pair(a, mirror(a, { ikeLifetime: life }));
+  const before = rig.a.engine.status()[0].spiI;
+  rig.advance(620 * S);
+  established(rig);
+  assert.notEqual(rig.a.engine.status()[0].spiI, before);
+  assert.equal(rig.a.engine.status()[0].spiI, rig.b.engine.status()[0].spiI);
+  assert.ok(rig.a.engine.drops[IkeDrop.TemporaryFailure] + rig.b.engine.drops[IkeDrop.TemporaryFailure] >= 2);
+  assert.equal(rig.a.sink.removed.length + rig.b.sink.removed.length, 0);
+});
+
+test('a request of an unexpected exchange is not answered from another request\'s cache', () => {
+  const a = peerConfig({ dpdSeconds: 10 });
+  const rig = Rig.pair(a, mirror(a, { dpdSeconds: 0 }));
+  const auth = rig.log.find((d) => exchangeOf(d) === Exchange.IkeAuth && !isResponse(d)) as Datagram;
+  const sent = rig.inFlight.length;
+  rig.deliver(auth); // ID 1 again: answered from the cache (the IKE_AUTH response)
+  assert.equal(rig.inFlight.length, sent + 1);
+  assert.deepEqual(rig.inFlight.at(-1)?.bytes, rig.log.find((d) => exchangeOf(d) === Exchange.IkeAuth && isResponse(d))?.bytes);
+  rig.inFlight = [];
+});
+
 // --- cookies ------------------------------------------------------------------------------------------
 
 test('cookies (§2.6): over the threshold the responder answers COOKIE statelessly; the initiator echoes it', () => {

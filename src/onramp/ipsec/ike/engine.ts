@@ -239,7 +239,7 @@ export class IkeEngine {
   private request(sa: IkeSa, r: Received, now: number): IkeDrop {
     const id = r.message.header.messageId;
     if (sa.state === 'init' && sa.role === 'initiator') return this.drop(IkeDrop.UnexpectedExchange);
-    if (id + 1 === sa.nextPeerRequestId && sa.cachedResponse !== null) {
+    if (id === sa.cachedResponseId && sa.cachedResponse !== null) {
       // §2.3: a retransmission is answered from the cache only once it authenticates (so no amplification).
       if (this.open(sa, r) === null) return this.drop(IkeDrop.BadIcv);
       this.send(sa, sa.cachedResponse);
@@ -696,7 +696,7 @@ export class IkeEngine {
     }
     const ke = find(payloads, PayloadType.KE);
     const selection = selectEsp(answer.proposals, peer.config.espProposals, ke === undefined ? null : ke.group, dh !== null);
-    if (!selection.ok || !selectorsWithin(tsi, peer.config.localTs) || !selectorsWithin(tsr, peer.config.remoteTs)) {
+    if (!selection.ok || tsi.length === 0 || tsr.length === 0 || !selectorsWithin(tsi, peer.config.localTs) || !selectorsWithin(tsr, peer.config.remoteTs)) {
       this.drops[IkeDrop.NoProposal]++;
       return null;
     }
@@ -784,7 +784,8 @@ export class IkeEngine {
         return this.drop(IkeDrop.UnknownSpi);
       }
     }
-    if (sa.state === 'rekeying' && old === undefined) {
+    // §2.25: no new or rekeyed child while our IKE SA rekey is in flight (the children are about to move).
+    if (sa.state === 'rekeying') {
       this.respond(sa, id, Exchange.CreateChildSa, [notify(NotifyType.TemporaryFailure)]);
       return this.drop(IkeDrop.TemporaryFailure);
     }
@@ -887,8 +888,9 @@ export class IkeEngine {
         this.childSpis.delete(inSpi);
         child.rekeying = false;
         child.collision = null;
-        // TEMPORARY_FAILURE or a refusal: try again a little later, before the hard lifetime.
-        child.rekeyAt = Math.min(child.expireAt, t + RETRANSMIT_TIMEOUT_MS);
+        // TEMPORARY_FAILURE or a refusal: try again a little later (randomly, so two peers do not collide
+        // again, §2.25), before the hard lifetime.
+        child.rekeyAt = Math.min(child.expireAt, t + this.retryDelay());
         return;
       }
       child.rekeying = false;
@@ -931,7 +933,7 @@ export class IkeEngine {
       const shared = selection?.ok && ke !== undefined && selection.suite.dh === dh.group ? dh.computeShared(ke.data) : null;
       if (selection === null || !selection.ok || nonce === undefined || spiR === undefined || spiR.length !== SPI_LENGTH || shared === null) {
         sa.state = 'established';
-        sa.rekeyAt = Math.min(sa.expireAt, t + RETRANSMIT_TIMEOUT_MS);
+        sa.rekeyAt = Math.min(sa.expireAt, t + this.retryDelay());
         if (errorNotify(p) === null) this.drops[IkeDrop.Malformed]++;
         return;
       }
@@ -984,6 +986,7 @@ export class IkeEngine {
     const flags = FLAG_RESPONSE | (sa.role === 'initiator' ? FLAG_INITIATOR : 0);
     const bytes = buildEncryptedMessage({ spiI: sa.spiI, spiR: sa.spiR, exchange, flags, messageId }, payloads, sa.sealer as SkCodec);
     sa.cachedResponse = bytes;
+    sa.cachedResponseId = messageId;
     this.send(sa, bytes);
   }
 
@@ -1032,6 +1035,7 @@ export class IkeEngine {
       nextRequestId: 0,
       nextPeerRequestId: 0,
       cachedResponse: null,
+      cachedResponseId: -1,
       outstanding: null,
       queue: [],
       children: [],
@@ -1120,6 +1124,11 @@ export class IkeEngine {
     }
   }
 
+  /** After TEMPORARY_FAILURE: between one and two retransmission timeouts, at random. */
+  private retryDelay(): number {
+    return RETRANSMIT_TIMEOUT_MS + this.jittered(RETRANSMIT_TIMEOUT_MS / MS, RETRANSMIT_TIMEOUT_MS / MS);
+  }
+
   /** `seconds` less a random share of `jitter` (strongSwan's rand_time), in ms. */
   private jittered(seconds: number, jitter: number): number {
     const r = this.options.random(2);
@@ -1167,7 +1176,7 @@ export class IkeEngine {
       this.afterLoss(sa, now, 'IKE SA lifetime');
       return;
     }
-    if (sa.state === 'established' && sa.rekeyAt <= now && sa.outstanding === null) {
+    if (sa.state === 'established' && sa.rekeyAt <= now && sa.outstanding === null && sa.children.every((c) => !c.rekeying)) {
       this.rekeyIke(sa, now);
       return;
     }

@@ -82,6 +82,8 @@ export interface IkeSa {
   nextPeerRequestId: number;
   /** The last response we sent, for a retransmitted request (§2.3). */
   cachedResponse: Uint8Array | null;
+  /** The message ID that response answered (-1: none). */
+  cachedResponseId: number;
   outstanding: OutstandingRequest | null;
   /** Requests waiting for the window (window size 1). */
   queue: Array<(now: number) => void>;
