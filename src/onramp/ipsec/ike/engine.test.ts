@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DH_GROUPS, PRF_ALGORITHMS, INTEGRITY_ALGORITHMS, type IkeProposal, type EspProposal } from '../types.js';
 import { Rig, assertCrosswise, mirror, peerConfig, ADDR_B, type Datagram } from '../../../../test/support/ike-rig.js';
-import { Exchange, FLAG_RESPONSE, NAT_T_PORT } from './constants.js';
+import { CRITICAL_BIT, Exchange, FLAG_INITIATOR, FLAG_RESPONSE, NAT_T_PORT, NotifyType, PayloadType } from './constants.js';
+import type { SkCodec } from './crypto.js';
+import { buildEncryptedMessage, openEncrypted, parseMessage, type IkeMessage } from './wire.js';
 import { IkeDrop } from './ike-drop.js';
 import { RESTART_DELAY_MS, RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from './engine.js';
 
@@ -410,6 +412,41 @@ test('a request of an unexpected exchange is not answered from another request\'
   assert.equal(rig.inFlight.length, sent + 1);
   assert.deepEqual(rig.inFlight.at(-1)?.bytes, rig.log.find((d) => exchangeOf(d) === Exchange.IkeAuth && isResponse(d))?.bytes);
   rig.inFlight = [];
+});
+
+test('hard IKE lifetime: a rekey that never gets through ends in a delete at lifetimeSeconds; an initiator starts over', () => {
+  const a = peerConfig({ ikeLifetime: { rekeySeconds: 600, lifetimeSeconds: 700, jitterSeconds: 0 } });
+  const rig = Rig.pair(a, mirror(a, { ikeLifetime: { rekeySeconds: 6000, lifetimeSeconds: 7000, jitterSeconds: 0 } }));
+  rig.advance(700 * S, (d) => exchangeOf(d) !== Exchange.CreateChildSa);
+  assert.deepEqual(rig.a.sink.states.at(-1), { onramp: 7, up: false, reason: 'IKE SA lifetime' });
+  assert.equal(rig.a.sink.live().length, 0);
+  assert.equal(rig.b.sink.live().length, 0); // B got the Delete
+  rig.advance(RESTART_DELAY_MS);
+  established(rig);
+});
+
+test('an unknown critical payload inside SK is refused with UNSUPPORTED_CRITICAL_PAYLOAD (§2.5)', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a));
+  // A request sealed with A's keys whose inner chain is one empty payload of unknown type 200, critical bit set.
+  const sa = [...rig.a.engine['sas'].values()][0];
+  const sealer = sa.sealer as SkCodec;
+  const chain = Uint8Array.of(0, CRITICAL_BIT, 0, 4);
+  const bytes = buildEncryptedMessage({ spiI: sa.spiI, spiR: sa.spiR, exchange: Exchange.Informational, flags: FLAG_INITIATOR, messageId: sa.nextRequestId }, [], {
+    sealedLength: () => sealer.sealedLength(chain.length),
+    seal: (aad, _plain) => {
+      aad[28] = 200; // the SK payload names the first inner payload
+      return sealer.seal(aad, chain);
+    },
+  });
+  rig.deliver({ to: rig.b, bytes, localPort: 500, remotePort: 500 });
+  assert.equal(rig.b.engine.drops[IkeDrop.UnsupportedCritical], 1);
+  const answer = rig.inFlight.pop() as Datagram;
+  assert.ok(isResponse(answer));
+  const opened = openEncrypted(answer.bytes, (parseMessage(answer.bytes) as { ok: true; value: IkeMessage }).value, sa.opener as SkCodec);
+  assert.ok(opened !== null && opened.ok);
+  assert.deepEqual(opened.value, [{ type: PayloadType.Notify, protocol: 0, spi: new Uint8Array(0), notifyType: NotifyType.UnsupportedCriticalPayload, data: Uint8Array.of(200) }]);
+  established(rig);
 });
 
 // --- cookies ------------------------------------------------------------------------------------------

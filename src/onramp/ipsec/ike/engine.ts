@@ -248,7 +248,14 @@ export class IkeEngine {
     if (id !== sa.nextPeerRequestId) return this.drop(IkeDrop.OldMessageId);
     const inner = this.open(sa, r);
     if (inner === null) return this.drop(IkeDrop.BadIcv);
-    if (!inner.ok) return this.drop(inner.error === IkeWireError.UnsupportedCritical ? IkeDrop.UnsupportedCritical : IkeDrop.Malformed);
+    if (!inner.ok) {
+      if (inner.error !== IkeWireError.UnsupportedCritical || inner.payloadType === undefined) return this.drop(IkeDrop.Malformed);
+      // §2.5: an authenticated request with an unknown critical payload is refused, naming the payload type.
+      this.authenticated(sa, r, now);
+      sa.nextPeerRequestId = id + 1;
+      this.respond(sa, id, r.message.header.exchange, [notify(NotifyType.UnsupportedCriticalPayload, Uint8Array.of(inner.payloadType))]);
+      return this.drop(IkeDrop.UnsupportedCritical);
+    }
     this.authenticated(sa, r, now);
     sa.nextPeerRequestId = id + 1;
     switch (r.message.header.exchange) {
@@ -922,9 +929,11 @@ export class IkeEngine {
       { type: PayloadType.Nonce, data: ni },
       { type: PayloadType.KE, group: dhNumber(suite.dh), data: dh.publicValue },
     ];
-    this.sas.set(hex(spiI), sa); // reserved until the new SA takes it
+    sa.reservedKey = hex(spiI);
+    this.sas.set(sa.reservedKey, sa); // reserved until the new SA takes it
     this.encryptedRequest(sa, Exchange.CreateChildSa, payloads, 'rekey-ike', now, (p, t) => {
       this.sas.delete(hex(spiI));
+      sa.reservedKey = null;
       const answer = find(p, PayloadType.SA);
       const nonce = find(p, PayloadType.Nonce);
       const ke = find(p, PayloadType.KE);
@@ -1046,6 +1055,7 @@ export class IkeEngine {
       lastInbound: now,
       cookie: null,
       halfOpenKey: null,
+      reservedKey: null,
       replacedBy: null,
     };
     this.sas.set(sa.key, sa);
@@ -1075,6 +1085,8 @@ export class IkeEngine {
   /** An SA gone for good: its children removed from the data path, its SPI forgotten. */
   private destroy(sa: IkeSa, _reason: string): void {
     this.sas.delete(sa.key);
+    if (sa.reservedKey !== null) this.sas.delete(sa.reservedKey);
+    sa.reservedKey = null;
     if (sa.halfOpenKey !== null) this.halfOpen.delete(sa.halfOpenKey);
     sa.halfOpenKey = null;
     sa.outstanding = null;

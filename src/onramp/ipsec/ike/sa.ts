@@ -98,6 +98,8 @@ export interface IkeSa {
   cookie: Uint8Array | null;
   /** A half-open responder SA's table key (address, port, SPIi), for retransmitted IKE_SA_INIT requests. */
   halfOpenKey: string | null;
+  /** Our new SPI of an IKE rekey in flight, held in the engine's table so no one else draws it. */
+  reservedKey: string | null;
   /** This SA replaced another in an IKE rekey, or was replaced: no peerState, no children removed on its delete. */
   replacedBy: IkeSa | null;
 }
