@@ -55,33 +55,38 @@ const integTransform = (a: IntegrityAlgorithm): Transform => ({ type: TransformT
 const dhTransform = (a: DhGroup): Transform => ({ type: TransformType.DH, id: DH[a], keyLength: null });
 const ESN_OFF: Transform = { type: TransformType.ESN, id: ESN_NONE, keyLength: null };
 
+/**
+ * A configured proposal that mixes AEAD and CBC ciphers goes out as two: RFC 5282 §8 forbids integrity transforms
+ * in a proposal that offers an AEAD cipher (strongSwan splits them the same way).
+ */
+function splitAead<T extends { encryption: EncryptionAlgorithm[] }>(configured: readonly T[]): Array<T & { aead: boolean }> {
+  const out: Array<T & { aead: boolean }> = [];
+  for (const p of configured) {
+    const aead = p.encryption.filter(isAeadName);
+    const cbc = p.encryption.filter((e) => !isAeadName(e));
+    if (aead.length > 0) out.push({ ...p, encryption: aead, aead: true });
+    if (cbc.length > 0) out.push({ ...p, encryption: cbc, aead: false });
+  }
+  return out;
+}
+
 /** Our IKE proposals as sent in IKE_SA_INIT (empty SPI) or an IKE rekey (our new 8-byte SPI). */
 export function ikeProposalsToWire(configured: readonly IkeProposal[], spi: Uint8Array): Proposal[] {
-  return configured.map((p, i) => ({
+  return splitAead(configured).map((p, i) => ({
     number: i + 1,
     protocol: ProtocolId.IKE,
     spi,
-    transforms: [
-      ...p.encryption.map(encrTransform),
-      ...p.prf.map(prfTransform),
-      ...(p.encryption.every(isAeadName) ? [] : p.integrity.map(integTransform)),
-      ...p.dh.map(dhTransform),
-    ],
+    transforms: [...p.encryption.map(encrTransform), ...p.prf.map(prfTransform), ...(p.aead ? [] : p.integrity.map(integTransform)), ...p.dh.map(dhTransform)],
   }));
 }
 
 /** Our ESP proposals (4-byte SPI); `withDh`: PFS groups included (CREATE_CHILD_SA only, never IKE_AUTH: §1.2). */
 export function espProposalsToWire(configured: readonly EspProposal[], spi: Uint8Array, withDh: boolean): Proposal[] {
-  return configured.map((p, i) => ({
+  return splitAead(configured).map((p, i) => ({
     number: i + 1,
     protocol: ProtocolId.ESP,
     spi,
-    transforms: [
-      ...p.encryption.map(encrTransform),
-      ...(p.encryption.every(isAeadName) ? [] : p.integrity.map(integTransform)),
-      ...(withDh ? p.dh.map(dhTransform) : []),
-      ESN_OFF,
-    ],
+    transforms: [...p.encryption.map(encrTransform), ...(p.aead ? [] : p.integrity.map(integTransform)), ...(withDh ? p.dh.map(dhTransform) : []), ESN_OFF],
   }));
 }
 
