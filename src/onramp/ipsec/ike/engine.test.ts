@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DH_GROUPS, PRF_ALGORITHMS, INTEGRITY_ALGORITHMS, type IkeProposal, type EspProposal } from '../types.js';
+import { DH_GROUPS, PRF_ALGORITHMS, INTEGRITY_ALGORITHMS, type IkeProposal, type EspProposal, type IkeSaStatus } from '../types.js';
 import { Rig, assertCrosswise, mirror, peerConfig, ADDR_B, type Datagram } from '../../../../test/support/ike-rig.js';
 import { CRITICAL_BIT, Exchange, FLAG_INITIATOR, FLAG_RESPONSE, NAT_T_PORT, NotifyType, PayloadType } from './constants.js';
 import type { SkCodec } from './crypto.js';
@@ -10,12 +10,13 @@ import { IkeDrop } from './ike-drop.js';
 import { RESTART_DELAY_MS, RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from './engine.js';
 
 const S = 1000;
+const active = (s: IkeSaStatus): boolean => s.state !== 'idle';
 const exchangeOf = (d: Datagram): number => d.bytes[18];
 const isResponse = (d: Datagram): boolean => (d.bytes[19] & FLAG_RESPONSE) !== 0;
 
 function established(rig: Rig): void {
   for (const side of [rig.a, rig.b]) {
-    const st = side.engine.status();
+    const st = side.engine.status().filter(active);
     assert.equal(st.length, 1, `${side.name}: ${JSON.stringify(st)}`);
     assert.equal(st[0].state, 'established', side.name);
     assert.equal(st[0].children.length, 1, side.name);
@@ -31,12 +32,12 @@ test('A initiates, B responds: one IKE SA, one child each side, keys crosswise, 
   established(rig);
   assert.deepEqual(rig.a.sink.states, [{ onramp: 7, up: true, reason: 'established' }]);
   assert.deepEqual(rig.b.sink.states, [{ onramp: 7, up: true, reason: 'established' }]);
-  const [sa] = rig.a.engine.status();
+  const [sa] = rig.a.engine.status().filter(active);
   assert.equal(sa.role, 'initiator');
   assert.equal(sa.algorithms, 'aes256gcm16-prfsha256-ecp256');
   assert.equal(sa.children[0].algorithms, 'aes128gcm16');
   assert.deepEqual(sa.children[0].localTs, ['0.0.0.0/0', '::/0']);
-  assert.equal(rig.b.engine.status()[0].role, 'responder');
+  assert.equal(rig.b.engine.status().filter(active)[0].role, 'responder');
   assert.equal(sa.natDetected, false);
   assert.deepEqual(rig.a.sink.live()[0].path, { localAddress: 0xc0000201, remoteAddress: 0xc0000202, localPort: 0, remotePort: 0 });
   assert.deepEqual([...rig.a.engine.drops].every((n) => n === 0), true);
@@ -76,9 +77,35 @@ test('a forced encapsulation (strongSwan kernel-libipsec) is seen as a NAT: IKE_
     [Exchange.IkeAuth, NAT_T_PORT],
     [Exchange.IkeAuth, NAT_T_PORT],
   ]);
-  assert.equal(rig.b.engine.status()[0].natDetected, true);
+  assert.equal(rig.b.engine.status().filter(active)[0].natDetected, true);
   assert.deepEqual(rig.b.sink.live()[0].path.localPort, NAT_T_PORT);
   assert.deepEqual(rig.a.sink.live()[0].path.remotePort, NAT_T_PORT);
+});
+
+test('status: a peer without an SA shows idle (with its restart time); an established one does not', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a, { ikeProposals: [{ encryption: ['aes128'], integrity: ['sha256'], prf: ['prfsha256'], dh: ['ecp256'] }] }));
+  assert.deepEqual(
+    rig.a.engine.status().map((s) => [s.state, s.role, s.rekeyAt]),
+    [['idle', 'initiator', rig.now + RESTART_DELAY_MS]],
+  );
+  assert.deepEqual(rig.b.engine.status().map((s) => [s.state, s.role, s.remote]), [['idle', 'responder', '192.0.2.1:500']]);
+});
+
+test('updatePeer: timers change in place (SA kept); a new PSK ends the SA and starts over', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a));
+  const spi = rig.a.engine.status()[0].spiI;
+  rig.a.engine.updatePeer({ ...a, dpdSeconds: 5, childLifetime: { rekeySeconds: 100, lifetimeSeconds: 200, jitterSeconds: 0 } }, rig.now);
+  rig.run();
+  assert.equal(rig.a.engine.status()[0].spiI, spi);
+  assert.equal(rig.a.sink.removed.length, 0);
+  const psk = new TextEncoder().encode('rotated');
+  rig.b.engine.updatePeer({ ...mirror(a), psk }, rig.now);
+  rig.a.engine.updatePeer({ ...a, psk }, rig.now);
+  rig.advance(1);
+  established(rig);
+  assert.notEqual(rig.a.engine.status()[0].spiI, spi);
 });
 
 // --- the proposal matrix ------------------------------------------------------------------------------
@@ -95,7 +122,7 @@ test('every IKE proposal of the matrix negotiates (encryption × integrity × PR
     const a = peerConfig({ ikeProposals: [p] });
     const rig = Rig.pair(a, mirror(a));
     established(rig);
-    rows.push(rig.b.engine.status()[0].algorithms);
+    rows.push(rig.b.engine.status().filter(active)[0].algorithms);
   }
   assert.equal(new Set(rows).size, combos.length);
 });
@@ -113,12 +140,12 @@ test('every ESP proposal of the matrix negotiates (aes128gcm16, aes256gcm16, aes
     const rig = Rig.pair(a, mirror(a));
     established(rig);
     const expected = [esp.encryption[0], ...esp.integrity].join('-');
-    assert.equal(rig.a.engine.status()[0].children[0].algorithms, expected);
+    assert.equal(rig.a.engine.status().filter(active)[0].children[0].algorithms, expected);
     assert.equal(rig.a.sink.live()[0].inbound.integrityKey === null, esp.integrity.length === 0);
     // The rekey carries the PFS group.
     rig.advance(1800 * S);
     established(rig);
-    assert.equal(rig.a.engine.status()[0].children[0].algorithms, [expected, ...esp.dh].join('-'));
+    assert.equal(rig.a.engine.status().filter(active)[0].children[0].algorithms, [expected, ...esp.dh].join('-'));
   }
 });
 
@@ -131,7 +158,7 @@ test('the responder follows the initiator\'s preference among several proposals'
   });
   const rig = Rig.pair(a, mirror(a, { ikeProposals: [...a.ikeProposals].reverse() }));
   established(rig);
-  assert.equal(rig.b.engine.status()[0].algorithms, 'aes128-sha384-prfsha384-ecp256');
+  assert.equal(rig.b.engine.status().filter(active)[0].algorithms, 'aes128-sha384-prfsha384-ecp256');
 });
 
 // --- refusals -----------------------------------------------------------------------------------------
@@ -141,7 +168,7 @@ test('INVALID_KE_PAYLOAD: the initiator retries with the group the responder ask
   const rig = Rig.pair(a, mirror(a, { ikeProposals: [{ encryption: ['aes256gcm16'], integrity: [], prf: ['prfsha256'], dh: ['curve25519'] }] }));
   established(rig);
   assert.equal(rig.b.engine.drops[IkeDrop.InvalidKe], 1);
-  assert.equal(rig.a.engine.status()[0].algorithms, 'aes256gcm16-prfsha256-curve25519');
+  assert.equal(rig.a.engine.status().filter(active)[0].algorithms, 'aes256gcm16-prfsha256-curve25519');
 });
 
 test('NO_PROPOSAL_CHOSEN: nothing established, the initiator tries again after RESTART_DELAY_MS', () => {
@@ -149,8 +176,8 @@ test('NO_PROPOSAL_CHOSEN: nothing established, the initiator tries again after R
   const rig = Rig.pair(a, mirror(a, { ikeProposals: [{ encryption: ['aes128'], integrity: ['sha256'], prf: ['prfsha256'], dh: ['ecp256'] }] }));
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 1);
   assert.equal(rig.a.engine.drops[IkeDrop.PeerError], 1);
-  assert.deepEqual(rig.a.engine.status(), []);
-  assert.deepEqual(rig.b.engine.status(), []);
+  assert.deepEqual(rig.a.engine.status().filter(active), []);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
   assert.equal(rig.a.engine.nextDeadline(), rig.now + RESTART_DELAY_MS);
   rig.advance(RESTART_DELAY_MS);
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 2);
@@ -168,8 +195,8 @@ test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', 
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a, { psk: new TextEncoder().encode('another secret') }));
   assert.equal(rig.b.engine.drops[IkeDrop.AuthFailed], 1);
-  assert.deepEqual(rig.b.engine.status(), []);
-  assert.deepEqual(rig.a.engine.status(), []);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
+  assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.equal(rig.b.sink.installs.length + rig.a.sink.installs.length, 0);
   assert.deepEqual(rig.b.sink.states, []);
   assert.equal(rig.a.engine.drops[IkeDrop.PeerError], 1);
@@ -179,7 +206,7 @@ test('an unknown identity is refused like a wrong PSK', () => {
   const a = peerConfig({ localId: { type: 'fqdn', value: 'stranger.example' } });
   const rig = Rig.pair(a, mirror(a, { remoteId: { type: 'fqdn', value: 'a.example' } }));
   assert.equal(rig.b.engine.drops[IkeDrop.UnknownPeer], 1);
-  assert.deepEqual(rig.b.engine.status(), []);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
 });
 
 test('traffic selectors: the responder narrows a wider proposal to its configured ones', () => {
@@ -187,9 +214,9 @@ test('traffic selectors: the responder narrows a wider proposal to its configure
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a, { remoteTs: [narrow] }));
   established(rig);
-  assert.deepEqual(rig.b.engine.status()[0].children[0].remoteTs, ['10.0.1.0/24']);
-  assert.deepEqual(rig.a.engine.status()[0].children[0].localTs, ['10.0.1.0/24']);
-  assert.deepEqual(rig.a.engine.status()[0].children[0].remoteTs, ['0.0.0.0/0', '::/0']);
+  assert.deepEqual(rig.b.engine.status().filter(active)[0].children[0].remoteTs, ['10.0.1.0/24']);
+  assert.deepEqual(rig.a.engine.status().filter(active)[0].children[0].localTs, ['10.0.1.0/24']);
+  assert.deepEqual(rig.a.engine.status().filter(active)[0].children[0].remoteTs, ['0.0.0.0/0', '::/0']);
 });
 
 // --- retransmission, message IDs ----------------------------------------------------------------------
@@ -233,7 +260,7 @@ test('a retransmitted IKE_SA_INIT gets the same response, no second SA', () => {
   assert.equal(rig.inFlight.length, 2);
   assert.deepEqual(rig.inFlight[0].bytes, rig.inFlight[1].bytes);
   assert.equal(rig.b.engine.drops[IkeDrop.Retransmit], 1);
-  assert.equal(rig.b.engine.status().length, 1);
+  assert.equal(rig.b.engine.status().filter(active).length, 1);
   rig.run();
   established(rig);
   assert.equal(rig.a.engine.drops[IkeDrop.UnexpectedResponse], 1); // the second copy of the answer
@@ -263,7 +290,7 @@ test('delete: removing the peer on A deletes the IKE SA and its child on B; B re
   const bChild = rig.b.sink.live()[0].inbound.spi;
   rig.a.engine.removePeer(7, rig.now);
   rig.run();
-  assert.deepEqual(rig.b.engine.status(), []);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
   assert.deepEqual(rig.b.sink.removed, [{ onramp: 7, spi: bChild }]);
   assert.deepEqual(rig.b.sink.states.at(-1), { onramp: 7, up: false, reason: 'deleted' });
   assert.equal(rig.a.sink.live().length, 0);
@@ -274,7 +301,7 @@ test('delete by the responder: the initiator cleans up and re-initiates after RE
   const rig = Rig.pair(a, mirror(a));
   rig.b.engine.removePeer(7, rig.now);
   rig.run();
-  assert.deepEqual(rig.a.engine.status(), []);
+  assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.deepEqual(rig.a.sink.states.at(-1)?.up, false);
   rig.b.engine.addPeer(mirror(a));
   rig.advance(RESTART_DELAY_MS);
@@ -302,7 +329,7 @@ test('DPD: an idle peer that stops answering is dead after the retransmissions; 
   assert.equal(rig.a.sink.live().length, 0);
   // B's old SA is still there (B does no DPD); A's INITIAL_CONTACT replaces it when B answers again.
   rig.advance(RESTART_DELAY_MS);
-  assert.equal(rig.b.engine.status().length, 1);
+  assert.equal(rig.b.engine.status().filter(active).length, 1);
   established(rig);
 });
 
@@ -375,13 +402,13 @@ test('hard child lifetime without a successful rekey: the child is deleted', () 
 test('IKE SA rekey (§2.18): new SPIs, the child moves over, nothing removed, still up', () => {
   const a = peerConfig({ ikeLifetime: { rekeySeconds: 600, lifetimeSeconds: 700, jitterSeconds: 0 } });
   const rig = Rig.pair(a, mirror(a, { ikeLifetime: { rekeySeconds: 6000, lifetimeSeconds: 7000, jitterSeconds: 0 } }));
-  const before = rig.a.engine.status()[0];
+  const before = rig.a.engine.status().filter(active)[0];
   rig.advance(600 * S);
   established(rig);
-  const after = rig.a.engine.status()[0];
+  const after = rig.a.engine.status().filter(active)[0];
   assert.notEqual(after.spiI, before.spiI);
-  assert.equal(after.spiI, rig.b.engine.status()[0].spiI);
-  assert.equal(after.spiR, rig.b.engine.status()[0].spiR);
+  assert.equal(after.spiI, rig.b.engine.status().filter(active)[0].spiI);
+  assert.equal(after.spiR, rig.b.engine.status().filter(active)[0].spiR);
   assert.equal(rig.a.sink.removed.length + rig.b.sink.removed.length, 0);
   assert.equal(rig.a.sink.states.length, 1);
   // The new SA works: a child rekey runs over it, and a DPD.
@@ -394,11 +421,11 @@ test('simultaneous IKE SA rekey: TEMPORARY_FAILURE both ways, a random retry, th
   const life = { rekeySeconds: 600, lifetimeSeconds: 900, jitterSeconds: 0 };
   const a = peerConfig({ ikeLifetime: life });
   const rig = Rig.pair(a, mirror(a, { ikeLifetime: life }));
-  const before = rig.a.engine.status()[0].spiI;
+  const before = rig.a.engine.status().filter(active)[0].spiI;
   rig.advance(620 * S);
   established(rig);
-  assert.notEqual(rig.a.engine.status()[0].spiI, before);
-  assert.equal(rig.a.engine.status()[0].spiI, rig.b.engine.status()[0].spiI);
+  assert.notEqual(rig.a.engine.status().filter(active)[0].spiI, before);
+  assert.equal(rig.a.engine.status().filter(active)[0].spiI, rig.b.engine.status().filter(active)[0].spiI);
   assert.ok(rig.a.engine.drops[IkeDrop.TemporaryFailure] + rig.b.engine.drops[IkeDrop.TemporaryFailure] >= 2);
   assert.equal(rig.a.sink.removed.length + rig.b.sink.removed.length, 0);
 });
@@ -471,12 +498,12 @@ test('an IKE_SA_INIT flood: cookies demanded, half-open SAs bounded, the real si
     const init = flood.inFlight.pop() as Datagram;
     rig.b.engine.receive(init.bytes, 0xc0000202, 500, 0xc0000201, 500, rig.now);
   }
-  assert.equal(rig.b.engine.status().length, 5);
+  assert.equal(rig.b.engine.status().filter(active).length, 5);
   assert.equal(rig.b.engine.drops[IkeDrop.CookieRequired], 45);
   rig.inFlight = [];
   rig.a.engine.poll(rig.now);
   rig.run();
-  assert.equal(rig.a.engine.status()[0].state, 'established');
+  assert.equal(rig.a.engine.status().filter(active)[0].state, 'established');
 });
 
 // --- hostile input ------------------------------------------------------------------------------------
@@ -493,7 +520,7 @@ test('property: any mutation of any message is a counted drop or harmless; no th
   target.a.engine.addPeer(other);
   target.a.engine.poll(target.now);
   target.run();
-  const good = JSON.stringify(target.b.engine.status());
+  const good = JSON.stringify(target.b.engine.status().filter(active));
   fc.assert(
     fc.property(
       fc.constantFrom(...messages),
@@ -511,7 +538,7 @@ test('property: any mutation of any message is a counted drop or harmless; no th
         target.inFlight = [];
         // An unchanged byte string that is a valid IKE_SA_INIT may start a half-open SA; anything else is a drop.
         assert.ok(after === before + 1 || bytes[18] === Exchange.IkeSaInit, `no drop counted for a mutated ${bytes[18]}`);
-        assert.equal(JSON.stringify(target.b.engine.status().filter((s) => s.state === 'established')), good);
+        assert.equal(JSON.stringify(target.b.engine.status().filter(active).filter((s) => s.state === 'established')), good);
       },
     ),
     { numRuns: 500 },

@@ -180,8 +180,17 @@ export class IkeEngine {
     this.peers.set(config.onramp, { config, localAddress: local, remoteAddress: remote, restartAt: config.mode === 'initiate' ? 0 : NEVER, up: false });
   }
 
-  /** A changed peer: its SAs end (their keys or proposals may no longer hold) and it starts over. */
+  /**
+   * A changed peer. Timers, DPD, the replay window and the name apply in place (the running SAs keep going, new
+   * timers from their next rekey on); anything the SAs were negotiated with (addresses, identities, PSK, proposals,
+   * selectors, mode, encapsulation) ends them and the peer starts over.
+   */
   updatePeer(config: IkePeerConfig, now: number): void {
+    const peer = this.peers.get(config.onramp);
+    if (peer !== undefined && negotiated(peer.config) === negotiated(config)) {
+      peer.config = config;
+      return;
+    }
     this.removePeer(config.onramp, now);
     this.addPeer(config);
   }
@@ -1238,8 +1247,27 @@ export class IkeEngine {
 
   // --- status ----------------------------------------------------------------------------------------
 
+  /** Every IKE SA, and an 'idle' row for each peer that has none (waiting for the peer, or for its restart). */
   status(): IkeSaStatus[] {
     const out: IkeSaStatus[] = [];
+    const busy = new Set<PeerEntry>();
+    for (const sa of this.sas.values()) busy.add(sa.peer ?? sa.candidates[0]);
+    for (const peer of this.peers.values()) {
+      if (busy.has(peer)) continue;
+      out.push({
+        onramp: peer.config.onramp,
+        state: 'idle',
+        role: peer.config.mode === 'initiate' ? 'initiator' : 'responder',
+        spiI: '',
+        spiR: '',
+        remote: `${peer.config.remoteAddress}:${IKE_PORT}`,
+        natDetected: false,
+        algorithms: '',
+        establishedAt: 0,
+        rekeyAt: peer.restartAt === NEVER ? 0 : peer.restartAt,
+        children: [],
+      });
+    }
     for (const [key, sa] of this.sas) {
       if (key !== sa.key) continue; // a reserved SPI of a rekey in flight
       const peer = sa.peer ?? sa.candidates[0];
@@ -1267,6 +1295,12 @@ export class IkeEngine {
     }
     return out;
   }
+}
+
+/** What an SA was negotiated with, as a comparable string (control plane only). */
+function negotiated(c: IkePeerConfig): string {
+  const { name: _n, ikeLifetime: _i, childLifetime: _c, dpdSeconds: _d, replayWindow: _r, psk, ...rest } = c;
+  return JSON.stringify({ ...rest, psk: Array.from(psk) }, (_k, v: unknown) => (v instanceof Uint8Array ? Array.from(v) : v));
 }
 
 function lessThan(a: Uint8Array, b: Uint8Array): boolean {
