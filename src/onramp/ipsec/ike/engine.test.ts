@@ -183,12 +183,15 @@ test('NO_PROPOSAL_CHOSEN: nothing established, the initiator tries again after R
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 2);
 });
 
-test('no ESP overlap: the IKE SA stands without a child, and NO_PROPOSAL_CHOSEN is counted', () => {
+test('no ESP overlap: NO_PROPOSAL_CHOSEN for the child; the initiator ends the IKE SA, nobody goes up', () => {
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a, { espProposals: [{ encryption: ['aes256'], integrity: ['sha512'], dh: [] }] }));
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 1);
-  assert.equal(rig.a.sink.installs.length, 0);
-  assert.equal(rig.b.sink.installs.length, 0);
+  assert.equal(rig.a.sink.installs.length + rig.b.sink.installs.length, 0);
+  assert.deepEqual(rig.a.sink.states, []);
+  assert.deepEqual(rig.b.sink.states, []);
+  assert.deepEqual(rig.a.engine.status().filter(active), []);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
 });
 
 test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', () => {
@@ -415,6 +418,20 @@ test('IKE SA rekey (§2.18): new SPIs, the child moves over, nothing removed, st
   rig.advance(1800 * S);
   established(rig);
   assert.equal(rig.a.sink.removed.length, 1);
+});
+
+test('IKE SA rekey by the responder: roles swap on the new SA (B is its initiator), the child stays', () => {
+  const a = peerConfig({ ikeLifetime: { rekeySeconds: 6000, lifetimeSeconds: 7000, jitterSeconds: 0 } });
+  const rig = Rig.pair(a, mirror(a, { ikeLifetime: { rekeySeconds: 600, lifetimeSeconds: 700, jitterSeconds: 0 } }));
+  rig.advance(600 * S);
+  established(rig);
+  assert.equal(rig.b.engine.status().filter(active)[0].role, 'initiator');
+  assert.equal(rig.a.engine.status().filter(active)[0].role, 'responder');
+  assert.equal(rig.a.sink.removed.length + rig.b.sink.removed.length, 0);
+  // Both directions work on the new SA: a child rekey from A, a DPD from B.
+  rig.advance(1800 * S);
+  established(rig);
+  assert.equal(rig.b.sink.removed.length, 1);
 });
 
 test('simultaneous IKE SA rekey: TEMPORARY_FAILURE both ways, a random retry, then one rekey', () => {

@@ -464,8 +464,11 @@ export class IkeEngine {
     if (typeof child === 'number') response.push(notify(child));
     else response.push(...child.payloads);
     this.respond(sa, r.message.header.messageId, Exchange.IkeAuth, response);
-    if (typeof child !== 'number') child.install();
-    this.markUp(peer);
+    // Up means traffic can flow: only with a child (the initiator ends an IKE SA that has none).
+    if (typeof child !== 'number') {
+      child.install();
+      this.markUp(peer);
+    }
     return IkeDrop.None;
   }
 
@@ -688,7 +691,13 @@ export class IkeEngine {
     }
     this.established(sa, now);
     const child = this.completeChild(sa, inSpi, payloads, null, sa.ni, sa.nr, now);
-    if (child === null) this.childSpis.delete(inSpi);
+    if (child === null) {
+      // A route-based tunnel without a child carries nothing: end the IKE SA, try again later.
+      this.childSpis.delete(inSpi);
+      this.sendDeleteIke(sa, now);
+      this.fail(sa, 'no child SA (proposal or selectors refused)', now);
+      return;
+    }
     this.markUp(peer);
   }
 
