@@ -5,7 +5,7 @@ import { DH_GROUPS, PRF_ALGORITHMS, INTEGRITY_ALGORITHMS, type IkeProposal, type
 import { Rig, assertCrosswise, mirror, peerConfig, ADDR_B, type Datagram } from '../../../../test/support/ike-rig.js';
 import { CRITICAL_BIT, Exchange, FLAG_INITIATOR, FLAG_RESPONSE, NAT_T_PORT, NotifyType, PayloadType } from './constants.js';
 import type { SkCodec } from './crypto.js';
-import { buildEncryptedMessage, openEncrypted, parseMessage, type IkeMessage } from './wire.js';
+import { buildEncryptedMessage, buildMessage, openEncrypted, parseMessage, type IkeMessage } from './wire.js';
 import { IkeDrop } from './ike-drop.js';
 import { RESTART_DELAY_MS, RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from './engine.js';
 
@@ -491,6 +491,24 @@ test('an unknown critical payload inside SK is refused with UNSUPPORTED_CRITICAL
   assert.ok(opened !== null && opened.ok);
   assert.deepEqual(opened.value, [{ type: PayloadType.Notify, protocol: 0, spi: new Uint8Array(0), notifyType: NotifyType.UnsupportedCriticalPayload, data: Uint8Array.of(200) }]);
   established(rig);
+});
+
+test('an IKE_SA_INIT with an unknown critical payload gets UNSUPPORTED_CRITICAL_PAYLOAD, and no state', () => {
+  const a = peerConfig();
+  const rig = new Rig();
+  rig.b.engine.addPeer(mirror(a));
+  rig.a.engine.addPeer(a);
+  rig.a.engine.poll(rig.now);
+  const init = rig.inFlight.shift() as Datagram;
+  const m = (parseMessage(init.bytes) as { ok: true; value: IkeMessage }).value;
+  const bytes = buildMessage(m.header, [{ type: PayloadType.Vendor, data: Uint8Array.of(1) }, ...m.payloads]);
+  bytes[16] = 200;
+  bytes[29] = CRITICAL_BIT;
+  rig.deliver({ ...init, bytes });
+  assert.equal(rig.b.engine.drops[IkeDrop.UnsupportedCritical], 1);
+  assert.deepEqual(rig.b.engine.status().filter(active), []);
+  const answer = (parseMessage((rig.inFlight.shift() as Datagram).bytes) as { ok: true; value: IkeMessage }).value;
+  assert.deepEqual(answer.payloads, [{ type: PayloadType.Notify, protocol: 0, spi: new Uint8Array(0), notifyType: NotifyType.UnsupportedCriticalPayload, data: Uint8Array.of(200) }]);
 });
 
 // --- cookies ------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ import { IKE_DROP_COUNT, IkeDrop } from './ike-drop.js';
 import { dhGroupOf, dhNumber, espAnswer, espProposalsToWire, espSuiteName, ikeAnswer, ikeProposalsToWire, ikeSuiteName, selectEsp, selectIke, type EspSuite } from './proposals.js';
 import type { ChildState, IkeSa, OutstandingRequest, PeerEntry } from './sa.js';
 import { entryToTs, formatTs, narrowSelectors, selectorsWithin, tsToEntry } from './ts.js';
-import { IkeWireError, buildEncryptedMessage, buildMessage, idBody, openEncrypted, parseMessage, type IkeMessage, type Payload, type Proposal } from './wire.js';
+import { IkeWireError, buildEncryptedMessage, buildMessage, idBody, openEncrypted, parseHeader, parseMessage, type IkeMessage, type Payload, type Proposal } from './wire.js';
 
 /** strongSwan's retransmission (charon.retransmit_timeout 4 s, retransmit_base 1.8, retransmit_tries 5). */
 export const RETRANSMIT_TIMEOUT_MS = 4000;
@@ -225,8 +225,8 @@ export class IkeEngine {
   receive(bytes: Uint8Array, localAddress: number, localPort: number, remoteAddress: number, remotePort: number, now: number): IkeDrop {
     const parsed = parseMessage(bytes);
     if (!parsed.ok) {
-      const reason = parsed.error === IkeWireError.BadVersion ? IkeDrop.BadVersion : parsed.error === IkeWireError.UnsupportedCritical ? IkeDrop.UnsupportedCritical : IkeDrop.Malformed;
-      return this.drop(reason);
+      if (parsed.error === IkeWireError.UnsupportedCritical) return this.unsupportedCritical(bytes, parsed.payloadType ?? 0, localAddress, localPort, remoteAddress, remotePort);
+      return this.drop(parsed.error === IkeWireError.BadVersion ? IkeDrop.BadVersion : IkeDrop.Malformed);
     }
     const r: Received = { message: parsed.value, raw: bytes, localAddress, localPort, remoteAddress, remotePort };
     const h = r.message.header;
@@ -237,6 +237,17 @@ export class IkeEngine {
     if (sa === undefined) return this.drop(IkeDrop.UnknownSpi);
     if (isResponse) return this.response(sa, r, now);
     return this.request(sa, r, now);
+  }
+
+  /** §2.5: an IKE_SA_INIT request with an unknown critical payload gets UNSUPPORTED_CRITICAL_PAYLOAD (unprotected, no state). */
+  private unsupportedCritical(bytes: Uint8Array, type: number, localAddress: number, localPort: number, remoteAddress: number, remotePort: number): IkeDrop {
+    const h = parseHeader(bytes);
+    const candidates = this.candidatesFor(localAddress, remoteAddress);
+    if (h.ok && h.value.exchange === Exchange.IkeSaInit && (h.value.flags & FLAG_RESPONSE) === 0 && candidates.length > 0) {
+      const r: Received = { message: { header: h.value, payloads: [] }, raw: bytes, localAddress, localPort, remoteAddress, remotePort };
+      this.sendUnprotected(candidates[0].config.onramp, r, [notify(NotifyType.UnsupportedCriticalPayload, Uint8Array.of(type))]);
+    }
+    return this.drop(IkeDrop.UnsupportedCritical);
   }
 
   private drop(reason: IkeDrop): IkeDrop {
