@@ -14,7 +14,17 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { IkePeerConfig, IkeSaStatus, TrafficSelector } from '../../src/onramp/ipsec/types.js';
+import {
+  DH_GROUPS,
+  ENCRYPTION_ALGORITHMS,
+  INTEGRITY_ALGORITHMS,
+  PRF_ALGORITHMS,
+  type EspProposal,
+  type IkePeerConfig,
+  type IkeProposal,
+  type IkeSaStatus,
+  type TrafficSelector,
+} from '../../src/onramp/ipsec/types.js';
 import type { IkeUdpEvent } from '../support/ike-udp.js';
 import { namespaceName, removeStaleNamespaces, sh } from '../support/netns.js';
 
@@ -86,11 +96,11 @@ swanctl { load = random openssl
 `;
 }
 
-function swanctlConf(): string {
+function swanctlConf(ike = 'aes256gcm16-prfsha256-ecp256', esp = 'aes128gcm16-ecp256'): string {
   return `connections { site { version = 2
     local_addrs = ${SWAN}
     remote_addrs = ${TETHER}
-    proposals = aes256gcm16-prfsha256-ecp256
+    proposals = ${ike}
     encap = yes
     mobike = no
     local { auth = psk
@@ -100,7 +110,7 @@ function swanctlConf(): string {
     children { lan { mode = tunnel
         local_ts = ${SWAN_LAN}
         remote_ts = ${TETHER_LAN}
-        esp_proposals = aes128gcm16-ecp256
+        esp_proposals = ${esp}
         start_action = none } } } }
 secrets { ike-tether { id-a = swan.lab
     id-b = tether.lab
@@ -119,9 +129,11 @@ function swanctl(...args: string[]): string {
 
 interface SwanSa {
   state: string;
+  /** charon's names, e.g. AES_GCM_16-256/PRF_HMAC_SHA2_256/ECP_256. */
+  algorithms: string;
   spiI: string;
   spiR: string;
-  children: Array<{ state: string; spiIn: string; spiOut: string; localTs: string; remoteTs: string }>;
+  children: Array<{ state: string; algorithms: string; spiIn: string; spiOut: string; localTs: string; remoteTs: string }>;
 }
 
 /** `swanctl --list-sas`, as text: "site: #2, ESTABLISHED, IKEv2, <spiI>_i* <spiR>_r", then each child. */
@@ -131,12 +143,18 @@ function listSas(): SwanSa[] {
   for (const line of swanctl('--list-sas').split('\n')) {
     const ike = /^site: #\d+, (\w+), IKEv2, ([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r\*?/.exec(line);
     if (ike) {
-      sas.push({ state: ike[1], spiI: ike[2], spiR: ike[3], children: [] });
+      sas.push({ state: ike[1], algorithms: '', spiI: ike[2], spiR: ike[3], children: [] });
+      child = null;
       continue;
     }
-    const c = /^\s+lan: #\d+, reqid \d+, (\w+),/.exec(line);
+    const algorithms = /^ {2}([A-Z][A-Z0-9_]+-?\d*(?:\/[A-Z0-9_-]+)+)$/.exec(line);
+    if (algorithms && sas.length > 0 && child === null) {
+      sas[sas.length - 1].algorithms = algorithms[1];
+      continue;
+    }
+    const c = /^\s+lan: #\d+, reqid \d+, (\w+), [\w-]+, ESP:(\S+)/.exec(line);
     if (c && sas.length > 0) {
-      child = { state: c[1], spiIn: '', spiOut: '', localTs: '', remoteTs: '' };
+      child = { state: c[1], algorithms: c[2], spiIn: '', spiOut: '', localTs: '', remoteTs: '' };
       sas[sas.length - 1].children.push(child);
       continue;
     }
@@ -277,7 +295,7 @@ after(async () => {
 });
 
 /** The established IKE SA on both sides, and the newest child: SPIs equal (IKE) and crosswise (child). */
-async function checkBothSides(what: string): Promise<{ swan: SwanSa; tether: IkeSaStatus }> {
+async function checkBothSides(what: string, encryption = 'aes128gcm16'): Promise<{ swan: SwanSa; tether: IkeSaStatus }> {
   const swan = await waitFor(`${what}: charon ESTABLISHED with an INSTALLED child`, () =>
     listSas().find((s) => s.state === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED')),
   );
@@ -291,7 +309,7 @@ async function checkBothSides(what: string): Promise<{ swan: SwanSa; tether: Ike
   assert.ok(last, `${what}: tether installed a child`);
   assert.equal(spiHex(last.inboundSpi), child.spiOut, `${what}: tether's inbound SPI is charon's outbound`);
   assert.equal(spiHex(last.outboundSpi), child.spiIn, `${what}: tether's outbound SPI is charon's inbound`);
-  assert.equal(last.encryption, 'aes128gcm16');
+  assert.equal(last.encryption, encryption, `${what}: ESP encryption`);
   return { swan, tether };
 }
 
@@ -358,4 +376,77 @@ test('tether initiates, strongSwan responds and narrows 0.0.0.0/0 to its selecto
   assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.outKey, responder: mine.inKey }, 'tether initiated: its outbound key is the initiator key');
   const { drops } = await tetherStatus();
   console.log(`tether IKE drops over the run: ${JSON.stringify(drops)}`);
+});
+
+/**
+ * Issue 9 §2's proposal set, each transform at least once (strongSwan's keywords; the ESP DH group is the PFS group
+ * of the child rekey): IKE AES-GCM-16-128/256 and AES-CBC-128/256 with HMAC-SHA2-256/384/512, PRF-HMAC-SHA2-256/384/512,
+ * groups 14, 19, 20, 31; ESP AES-GCM-16-128/256 and AES-CBC-256 with HMAC-SHA2-256-128.
+ */
+const MATRIX: Array<{ ike: string; esp: string }> = [
+  { ike: 'aes128gcm16-prfsha256-ecp256', esp: 'aes256gcm16-ecp256' },
+  { ike: 'aes256gcm16-prfsha384-ecp384', esp: 'aes128gcm16-ecp384' },
+  { ike: 'aes256gcm16-prfsha512-curve25519', esp: 'aes256-sha256-curve25519' },
+  { ike: 'aes128-sha256-prfsha256-modp2048', esp: 'aes256-sha256-modp2048' },
+  { ike: 'aes256-sha384-prfsha384-ecp256', esp: 'aes128gcm16-ecp256' },
+  { ike: 'aes256-sha512-prfsha512-ecp384', esp: 'aes256gcm16-ecp384' },
+];
+
+function pick<T extends string>(all: readonly T[], proposal: string): T[] {
+  const parts = proposal.split('-');
+  return all.filter((a) => parts.includes(a));
+}
+const ikeProposal = (p: string): IkeProposal => ({ encryption: pick(ENCRYPTION_ALGORITHMS, p), integrity: pick(INTEGRITY_ALGORITHMS, p), prf: pick(PRF_ALGORITHMS, p), dh: pick(DH_GROUPS, p) });
+const espProposal = (p: string): EspProposal => ({ encryption: pick(ENCRYPTION_ALGORITHMS, p), integrity: pick(INTEGRITY_ALGORITHMS, p), dh: pick(DH_GROUPS, p) });
+
+/**
+ * Both sides back to nothing. The peer goes first: in 'initiate' mode the engine restarts an IKE SA the other side
+ * deleted (as it should), so a charon-side terminate alone would be answered by a new IKE_SA_INIT.
+ */
+async function terminateAll(): Promise<void> {
+  send({ cmd: 'removePeer', onramp: ONRAMP });
+  await waitFor('no IKE SA left on tether', async () => (await tetherStatus()).sas.length === 0);
+  if (listSas().length > 0) swanctl('--terminate', '--ike', 'site', '--timeout', '10');
+  await waitFor('no IKE SA left on charon', () => listSas().length === 0);
+}
+
+test('the proposal matrix of issue 9 §2 negotiates with strongSwan both ways, with a PFS child rekey', async () => {
+  await terminateAll();
+  const rows: string[] = [];
+  for (const row of MATRIX) {
+    writeFileSync(join(dir, 'swanctl', 'swanctl.conf'), swanctlConf(row.ike, row.esp));
+    swanctl('--load-all', '--file', join(dir, 'swanctl', 'swanctl.conf'));
+    const config = (mode: 'initiate' | 'respond') => ({ ...tetherConfig(mode), ikeProposals: [ikeProposal(row.ike)], espProposals: [espProposal(row.esp)] });
+    const encryption = espProposal(row.esp).encryption[0];
+    const what = `${row.ike} / ${row.esp}`;
+
+    // tether initiates; charon then rekeys the child with PFS.
+    send({ cmd: 'addPeer', config: config('initiate') });
+    let before = installs().length;
+    send({ cmd: 'initiate', onramp: ONRAMP });
+    await waitFor(`${what}: tether → charon`, () => installs().length > before);
+    const { swan } = await checkBothSides(`${what}, tether initiating`, encryption);
+    let mine = installs().at(-1)!;
+    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.outKey, responder: mine.inKey }, `${what}: ESP keys`);
+    before = installs().length;
+    swanctl('--rekey', '--child', 'lan');
+    await waitFor(`${what}: PFS rekey`, () => installs().length > before && removed(mine.inboundSpi));
+    const rekeyed = await checkBothSides(`${what}, PFS rekey`, encryption);
+    mine = installs().at(-1)!;
+    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.inKey, responder: mine.outKey }, `${what}: PFS ESP keys`);
+    await terminateAll();
+
+    // charon initiates, tether responds.
+    send({ cmd: 'addPeer', config: config('respond') });
+    before = installs().length;
+    swanctl('--initiate', '--child', 'lan', '--timeout', '20');
+    await waitFor(`${what}: charon → tether`, () => installs().length > before);
+    await checkBothSides(`${what}, charon initiating`, encryption);
+    mine = installs().at(-1)!;
+    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.inKey, responder: mine.outKey }, `${what}: ESP keys`);
+    await terminateAll();
+    const pfsChild = rekeyed.swan.children.filter((c) => c.state === 'INSTALLED').at(-1)!;
+    rows.push(`| ${row.ike.padEnd(34)} | ${row.esp.padEnd(25)} | ${swan.algorithms.padEnd(52)} | ${pfsChild.algorithms.padEnd(40)} | pass both ways |`);
+  }
+  console.log(['| IKE (tether = charon) | ESP | charon: IKE SA | charon: child after PFS rekey | result |', '| --- | --- | --- | --- | --- |', ...rows].join('\n'));
 });
