@@ -285,6 +285,11 @@ export class IkeEngine {
       case Exchange.Informational:
         return this.informationalRequest(sa, id, inner.value, now);
       case Exchange.CreateChildSa:
+        if (sa.state === 'deleting') {
+          // §2.25: the SA is being deleted (rekeyed away): ask the peer to try again on the new one.
+          this.respond(sa, id, Exchange.CreateChildSa, [notify(NotifyType.TemporaryFailure)]);
+          return this.drop(IkeDrop.TemporaryFailure);
+        }
         if (sa.state !== 'established' && sa.state !== 'rekeying') return this.drop(IkeDrop.UnexpectedExchange);
         return this.createChildRequest(sa, id, inner.value, now);
       default:
@@ -849,10 +854,12 @@ export class IkeEngine {
 
   private ikeRekeyRequest(sa: IkeSa, id: number, offered: Proposal[], ni: Uint8Array, nr: Uint8Array, ke: Extract<Payload, { type: PayloadType.KE }> | null, now: number): IkeDrop {
     const peer = sa.peer as PeerEntry;
-    if (sa.state === 'rekeying' || sa.children.some((c) => c.rekeying)) {
+    // §2.25: not while one of our child rekeys is in flight. Our own IKE rekey in flight is a collision (§2.8.2).
+    if (sa.children.some((c) => c.rekeying) || sa.ikeCollision !== null) {
       this.respond(sa, id, Exchange.CreateChildSa, [notify(NotifyType.TemporaryFailure)]);
       return this.drop(IkeDrop.TemporaryFailure);
     }
+    const collision = sa.state === 'rekeying';
     if (ke === null) {
       this.respond(sa, id, Exchange.CreateChildSa, [notify(NotifyType.InvalidSyntax)]);
       return this.drop(IkeDrop.Malformed);
@@ -874,12 +881,16 @@ export class IkeEngine {
       return this.drop(IkeDrop.BadKe);
     }
     const spiR = this.uniqueSpi();
-    const fresh = this.rekeyedSa(sa, 'responder', spiI, spiR, selection.suite, ni, nr, shared, now);
+    const fresh = this.rekeyedSa(sa, 'responder', spiI, spiR, selection.suite, ni, nr, shared, now, !collision);
     this.respond(sa, id, Exchange.CreateChildSa, [
       { type: PayloadType.SA, proposals: [ikeAnswer(selection.answer.number, spiR, selection.suite)] },
       { type: PayloadType.Nonce, data: nr },
       { type: PayloadType.KE, group: dhNumber(selection.suite.dh), data: dh.publicValue },
     ]);
+    if (collision) {
+      sa.ikeCollision = { sa: fresh, lowest: min(ni, nr) };
+      return IkeDrop.None;
+    }
     // The initiator deletes the old SA (§2.18); should that never come, it lingers a while and goes.
     sa.replacedBy = fresh;
     sa.state = 'deleting';
@@ -887,8 +898,19 @@ export class IkeEngine {
     return IkeDrop.None;
   }
 
-  /** The new IKE SA of a rekey (§2.18): keys from the old SK_d, the children move over. */
-  private rekeyedSa(old: IkeSa, role: IkeSa['role'], spiI: Uint8Array, spiR: Uint8Array, suite: IkeSuite, ni: Uint8Array, nr: Uint8Array, shared: Uint8Array, now: number): IkeSa {
+  /** The new IKE SA of a rekey (§2.18): keys from the old SK_d, the children move over (unless a collision is pending). */
+  private rekeyedSa(
+    old: IkeSa,
+    role: IkeSa['role'],
+    spiI: Uint8Array,
+    spiR: Uint8Array,
+    suite: IkeSuite,
+    ni: Uint8Array,
+    nr: Uint8Array,
+    shared: Uint8Array,
+    now: number,
+    moveChildren = true,
+  ): IkeSa {
     const oldKeys = old.keys as NonNullable<IkeSa['keys']>;
     const ours = role === 'initiator' ? spiI : spiR;
     const fresh = this.newSa(role, old.peer, old.candidates, spiI, spiR, old.localAddress, old.localPort, old.remoteAddress, old.remotePort, now, ours);
@@ -896,8 +918,10 @@ export class IkeEngine {
     fresh.ni = ni;
     fresh.nr = nr;
     this.setKeys(fresh, suite, deriveRekeyedIkeKeys(suite, (old.suite as IkeSuite).prf, oldKeys.skD, ni, nr, shared, spiI, spiR));
-    fresh.children = old.children;
-    old.children = [];
+    if (moveChildren) {
+      fresh.children = old.children;
+      old.children = [];
+    }
     this.established(fresh, now);
     return fresh;
   }
@@ -970,12 +994,48 @@ export class IkeEngine {
       const spiR = answer?.proposals[0]?.spi;
       const shared = selection?.ok && ke !== undefined && selection.suite.dh === dh.group ? dh.computeShared(ke.data) : null;
       if (selection === null || !selection.ok || nonce === undefined || spiR === undefined || spiR.length !== SPI_LENGTH || shared === null) {
+        if (errorNotify(p) === null) this.drops[IkeDrop.Malformed]++;
+        const pending = sa.ikeCollision;
+        sa.ikeCollision = null;
+        if (pending !== null && this.sas.get(pending.sa.key) === pending.sa) {
+          // Ours failed, the peer's rekey stands: the children go to its SA, the peer deletes the old one.
+          pending.sa.children = sa.children;
+          sa.children = [];
+          sa.replacedBy = pending.sa;
+          sa.state = 'deleting';
+          sa.expireAt = t + HALF_OPEN_TIMEOUT_MS;
+          return;
+        }
         sa.state = 'established';
         sa.rekeyAt = Math.min(sa.expireAt, t + this.retryDelay());
-        if (errorNotify(p) === null) this.drops[IkeDrop.Malformed]++;
+        return;
+      }
+      const collision = sa.ikeCollision;
+      sa.ikeCollision = null;
+      if (collision !== null && this.sas.get(collision.sa.key) === collision.sa && lessThan(min(ni, nonce.data), collision.lowest)) {
+        // §2.8.2: our exchange holds the lowest nonce, so our new SA is redundant: the children go to the peer's,
+        // we delete ours, and the peer (whose rekey survives) deletes the old SA.
+        const redundant = this.rekeyedSa(sa, 'initiator', spiI, spiR, selection.suite, ni, nonce.data, shared, t, false);
+        collision.sa.children = sa.children;
+        sa.children = [];
+        sa.replacedBy = collision.sa;
+        sa.state = 'deleting';
+        sa.expireAt = t + HALF_OPEN_TIMEOUT_MS;
+        redundant.replacedBy = collision.sa;
+        redundant.state = 'deleting';
+        redundant.expireAt = t + HALF_OPEN_TIMEOUT_MS;
+        this.encryptedRequest(redundant, Exchange.Informational, [{ type: PayloadType.Delete, protocol: ProtocolId.IKE, spiSize: 0, spis: [] }], 'delete-ike', t, () =>
+          this.destroy(redundant, 'redundant rekey'),
+        );
         return;
       }
       const fresh = this.rekeyedSa(sa, 'initiator', spiI, spiR, selection.suite, ni, nonce.data, shared, t);
+      if (collision !== null) {
+        // Ours survives: the peer's new SA is redundant and the peer deletes it.
+        collision.sa.replacedBy = fresh;
+        collision.sa.state = 'deleting';
+        collision.sa.expireAt = t + HALF_OPEN_TIMEOUT_MS;
+      }
       sa.replacedBy = fresh;
       sa.state = 'deleting';
       sa.expireAt = t + HALF_OPEN_TIMEOUT_MS;
@@ -1084,6 +1144,7 @@ export class IkeEngine {
       lastInbound: now,
       cookie: null,
       halfOpenKey: null,
+      ikeCollision: null,
       reservedKey: null,
       replacedBy: null,
     };

@@ -98,6 +98,11 @@ export interface IkeSa {
   cookie: Uint8Array | null;
   /** A half-open responder SA's table key (address, port, SPIi), for retransmitted IKE_SA_INIT requests. */
   halfOpenKey: string | null;
+  /**
+   * The peer rekeyed this IKE SA while our rekey of it was in flight (§2.8.2): its new SA (children not moved
+   * yet) and the lowest nonce of its exchange. Settled when our response arrives.
+   */
+  ikeCollision: { sa: IkeSa; lowest: Uint8Array } | null;
   /** Our new SPI of an IKE rekey in flight, held in the engine's table so no one else draws it. */
   reservedKey: string | null;
   /** This SA replaced another in an IKE rekey, or was replaced: no peerState, no children removed on its delete. */
