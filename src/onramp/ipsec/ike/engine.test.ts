@@ -205,6 +205,20 @@ test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', 
   assert.equal(rig.a.engine.drops[IkeDrop.PeerError], 1);
 });
 
+test('a peer removed while its SA is half-open is not authenticated afterwards', () => {
+  const a = peerConfig();
+  const rig = new Rig();
+  rig.b.engine.addPeer(mirror(a));
+  rig.a.engine.addPeer(a);
+  rig.a.engine.poll(rig.now);
+  rig.deliver(rig.inFlight.shift() as Datagram); // IKE_SA_INIT request → B half-open
+  rig.b.engine.removePeer(7, rig.now);
+  rig.run();
+  assert.equal(rig.b.engine.drops[IkeDrop.UnknownPeer], 1);
+  assert.deepEqual(rig.b.sink.installs, []);
+  assert.deepEqual(rig.b.engine.status(), []);
+});
+
 test('an unknown identity is refused like a wrong PSK', () => {
   const a = peerConfig({ localId: { type: 'fqdn', value: 'stranger.example' } });
   const rig = Rig.pair(a, mirror(a, { remoteId: { type: 'fqdn', value: 'a.example' } }));

@@ -455,7 +455,8 @@ export class IkeEngine {
       this.destroy(sa, 'malformed IKE_AUTH');
       return this.drop(IkeDrop.Malformed);
     }
-    const peer = sa.candidates.find((c) => identityMatches(c.config.remoteId, idi.idType, idi.data));
+    // Candidates still configured (one may have been removed while this SA was half-open).
+    const peer = sa.candidates.find((c) => this.peers.get(c.config.onramp) === c && identityMatches(c.config.remoteId, idi.idType, idi.data));
     const expected = peer === undefined ? null : pskAuth(suite.prf, peer.config.psk, sa.initRequest, sa.nr, keys.skPi, idBody(idi.idType, idi.data));
     if (peer === undefined || expected === null || auth.method !== AUTH_SHARED_KEY_MIC || !authEqual(auth.data, expected)) {
       // §2.21.2: AUTHENTICATION_FAILED, and nothing of this SA is kept.
