@@ -410,6 +410,34 @@ async function terminateAll(): Promise<void> {
   await waitFor('no IKE SA left on charon', () => listSas().length === 0);
 }
 
+test('a wrong PSK, either way: AUTHENTICATION_FAILED, nothing installed, nothing kept', async () => {
+  await terminateAll();
+  writeFileSync(join(dir, 'swanctl', 'swanctl.conf'), swanctlConf());
+  swanctl('--load-all', '--file', join(dir, 'swanctl', 'swanctl.conf'));
+  const wrong = { ...tetherConfig('respond'), psk: 'not-the-psk-charon-has' };
+  const installed = installs().length;
+  // charon initiates: tether's AUTH check fails (counted), it answers AUTHENTICATION_FAILED and keeps no SA.
+  send({ cmd: 'addPeer', config: wrong });
+  const before = (await tetherStatus()).drops.auth_failed ?? 0;
+  assert.throws(() => swanctl('--initiate', '--child', 'lan', '--timeout', '20'), 'charon reports the failed initiation');
+  assert.match(readFileSync(join(dir, 'charon.log'), 'utf8'), /AUTHENTICATION_FAILED/, 'charon received AUTHENTICATION_FAILED');
+  await waitFor('auth_failed counted', async () => ((await tetherStatus()).drops.auth_failed ?? 0) > before);
+  await waitFor('nothing kept on tether (only the idle peer row)', async () => (await tetherStatus()).sas.every((sa) => sa.state === 'idle'));
+  assert.equal(installs().length, installed, 'no child installed');
+  await terminateAll();
+  // tether initiates: charon refuses tether's AUTH with AUTHENTICATION_FAILED; tether counts it and keeps nothing.
+  send({ cmd: 'addPeer', config: { ...wrong, mode: 'initiate' } });
+  const peerErrors = (await tetherStatus()).drops.peer_error ?? 0;
+  send({ cmd: 'initiate', onramp: ONRAMP });
+  await waitFor('charon refused tether\'s AUTH', () => /MAC mismatched[\s\S]*N\(AUTH_FAILED\)/.test(readFileSync(join(dir, 'charon.log'), 'utf8')));
+  await waitFor('tether counted the AUTHENTICATION_FAILED answer', async () => ((await tetherStatus()).drops.peer_error ?? 0) > peerErrors);
+  const after = await tetherStatus();
+  assert.ok(!after.sas.some((sa) => sa.state === 'established'), 'no IKE SA established on tether');
+  assert.equal(installs().length, installed, 'no child installed');
+  assert.equal(listSas().filter((sa) => sa.state === 'ESTABLISHED').length, 0, 'charon kept nothing');
+  await terminateAll();
+});
+
 test('the proposal matrix of issue 9 §2 negotiates with strongSwan both ways, with a PFS child rekey', async () => {
   await terminateAll();
   const rows: string[] = [];
