@@ -13,6 +13,16 @@
  *                                └─ a response: our outstanding request's continuation
  *   poll() ─ retransmissions (RETRANSMIT_*), half-open expiry, lifetimes (rekey with jitter, hard expiry),
  *            sequence exhaustion, DPD, restarts of 'initiate' peers
+ *
+ * The contract with the transport that glues it to UDP 500/4500 (daemon/transports/ipsec.ts):
+ * - receive(): the IKE message without the non-ESP marker; underlay addresses as IPv4 numbers; returns the
+ *   IkeDrop it counted in `drops` (None when taken). Nothing throws on bad input.
+ * - sendIke(): `localPort` 500 or 4500; on 4500 the transport prefixes the marker (RFC 3948 §2.2). An SA with
+ *   natDetected (status) wants NAT keepalives (RFC 3948 §2.3) from the transport; the engine sends none.
+ * - installChild() comes before removeChild() of the child it replaces (make-before-break on rekey).
+ * - peerState(up) once a child is installed; peerState(down) when the last IKE SA of the peer dies (DPD,
+ *   Delete, hard lifetime, failed setup after being up). removePeer() removes children without a peerState.
+ * - poll(now) at nextDeadline(); with children installed that is at most USAGE_CHECK_MS away (childUsage).
  */
 import { formatIpv4, parseIpv4 } from '../../../wire/addr.js';
 import { write32 } from '../../../wire/bytes.js';
