@@ -6,12 +6,14 @@ import { greTarget } from './gre.js';
 import { wireguardTarget } from './wireguard.js';
 import { configTarget } from './config.js';
 import { apiTarget } from './api.js';
+import { ikeTarget } from './ike.js';
 
 export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
   ['wire/inspect', inspectTarget],
   ['dataplane/pipeline', pipelineTarget],
   ['onramp/gre', greTarget],
   ['onramp/wireguard', wireguardTarget],
+  ['onramp/ike', ikeTarget],
   ['config/yaml', configTarget],
   ['control/api', apiTarget],
 ]);

@@ -23,3 +23,16 @@ export function write32(buf: Uint8Array, i: number, v: number): void {
   buf[i + 2] = (v >>> 8) & 0xff;
   buf[i + 3] = v & 0xff;
 }
+
+/** The parts one after another in a new array (control-plane rate: allocates). */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

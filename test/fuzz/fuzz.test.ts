@@ -13,6 +13,7 @@ const SHORT: Readonly<Record<string, number>> = {
   'dataplane/pipeline': 1500,
   'onramp/gre': 1500,
   'onramp/wireguard': 1000,
+  'onramp/ike': 2000,
   'config/yaml': 150,
   'control/api': 150,
 };
