@@ -508,16 +508,18 @@ export async function removeStrongSwanRun(dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Removes the run directories under `root` whose owner process is gone (runs that died halfway). */
+/**
+ * Removes the run directories under `root` whose owner process is gone (test and benchmark runs that died
+ * halfway). A directory whose owner is not a pid (the lab's: `lab`, removed by labDown) is left alone.
+ */
 export async function removeStaleStrongSwanRuns(root: string = STRONGSWAN_RUN_ROOT): Promise<void> {
   if (!existsSync(root)) return;
   for (const e of readdirSync(root, { withFileTypes: true })) {
     if (!e.isDirectory()) continue;
     const owner = readPid(join(root, e.name, OWNER_FILE));
-    let alive = false;
-    if (owner !== null && owner !== process.pid) {
-      try { process.kill(owner, 0); alive = true; } catch { alive = false; }
-    }
+    if (owner === null || owner === process.pid) continue;
+    let alive = true;
+    try { process.kill(owner, 0); } catch { alive = false; }
     if (!alive) await removeStrongSwanRun(join(root, e.name));
   }
 }
@@ -548,6 +550,9 @@ export class StrongSwan {
     this.swanctlFile = join(this.dir, 'swanctl', 'swanctl.conf');
     this.connection = opts.connection ?? 'site';
     this.child = opts.child ?? 'lan';
+    // A handle on an instance another process started (the lab's site-d after `tether lab up`): adopt its charon.
+    const running = readPid(join(this.dir, LAB_PID_FILE));
+    if (running !== null && isCharon(running)) this.pid = running;
   }
 
   /** Starts charon (writing both configs) and loads the connection; throws with the log's tail if charon does not come up. */
