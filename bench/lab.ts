@@ -442,6 +442,15 @@ async function strongSwanEdge(n: BenchNames): Promise<StrongSwan> {
   return StrongSwan.start(ipsecOptions(n, 'edge', n.sedge, 'responder', { local: s.underlay.edge, remote: '%any' }, { local: ['0.0.0.0/0'], remote: [LAB.siteLan] }));
 }
 
+/** The namespace's cumulative UDP RcvbufErrors (/proc/net/snmp): datagrams dropped because a socket's buffer was full. */
+async function udpRcvbufErrors(ns: string): Promise<number> {
+  const lines = (await inNamespaceOk(ns, 'cat', ['/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Udp:'));
+  if (lines.length < 2) return 0;
+  const keys = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/);
+  return Number(values[keys.indexOf('RcvbufErrors')] ?? 0);
+}
+
 /**
  * The tether side of "IPsec TCP, 1 stream": a strongSwan site connected to tether's IPsec onramp, as a Path for
  * tcpBulk(). null while tether has no IPsec onramp (TETHER_HAS_IPSEC).
@@ -707,7 +716,9 @@ async function main(): Promise<void> {
     const wgGoTcp = await tcpBulk(kernelWg);
     const wgTetherTcp = await tcpBulk(tetherWg);
     const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], inetLink: IF.inetToStrongSwan };
+    const rcvbuf0 = await udpRcvbufErrors(names.sedge);
     const sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
+    const sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
     const sswSa = await sswSite.established();
     const ipsecTetherTcp = tetherIpsec ? await tcpBulk(tetherIpsec, IPSEC_SECONDS) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
@@ -744,7 +755,7 @@ async function main(): Promise<void> {
         seconds: IPSEC_SECONDS,
         algorithms: sswSa ? `${sswSa.ike.algorithms} | ${sswSa.child.algorithms}` : null,
         tether: ipsecTetherTcp ? wgFigures(ipsecTetherTcp) : null,
-        strongswan_edge: wgFigures(sswTcp),
+        strongswan_edge: { ...wgFigures(sswTcp), udp_rcvbuf_errors: sswRcvbufErrors },
         ratio_tcp: ipsecTetherTcp ? ratio(ipsecTetherTcp.gbps, sswTcp.gbps) : null,
       },
       goals: {
