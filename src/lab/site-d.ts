@@ -14,6 +14,7 @@
  * The router's LAN route: charon installs `default dev ipsec0 src 10.0.1.1` in table 220 (with a `throw` for
  * the edge's address, so IKE and ESP-in-UDP keep using the veth) when the child SA comes up, so the host's
  * packets go into the tunnel and nowhere else; before that the router has no route off its LAN and underlay.
+ * A rule `to 10.0.1.0/24 lookup main` (priority 210) keeps the LAN itself out of table 220.
  *
  * What tether's onramp must be for `siteDStrongSwan(names).initiate()` to bring the site up: IKEv2 responder on
  * 192.168.106.1 (UDP 500, then 4500: kernel-libipsec forces UDP encapsulation), local ID FQDN
@@ -26,6 +27,9 @@ import { join } from 'node:path';
 import { ip, sysctl } from './exec.js';
 import { removeStrongSwanRun, StrongSwan, type StrongSwanOptions } from './strongswan.js';
 import { LAB, LINKS, type LabNames } from './topology.js';
+
+/** Before charon's `from all lookup 220` (priority 220). */
+const LAN_BYPASS_RULE_PRIORITY = 210;
 
 /** The owner file of the lab's strongSwan directory: the lab (any process may drive it), not a pid. */
 const LAB_OWNER = 'lab';
@@ -88,6 +92,10 @@ export async function buildSiteD(names: LabNames): Promise<void> {
   await ip(router, ['link', 'set', LINKS.siteCLan, 'up']);
   await ip(host, ['link', 'set', LINKS.siteCLan, 'up']);
   await ip(host, ['route', 'add', 'default', 'via', d.routerLan]);
+  // charon's table 220 (rule priority 220) routes 0.0.0.0/0 into ipsec0, ahead of the main table, so replies
+  // for the LAN that come out of the tunnel would go straight back into it: the LAN bypasses the tunnel first
+  // (what strongSwan's bypass-lan plugin does with passthrough policies).
+  await ip(router, ['rule', 'add', 'to', LAB.siteLan, 'lookup', 'main', 'priority', String(LAN_BYPASS_RULE_PRIORITY)]);
 }
 
 /** Starts the router's charon (its directory made afresh) and loads the connection; does not initiate. */
