@@ -18,7 +18,7 @@ import { ip, sysctl } from '../../src/lab/exec.js';
 import { LAB } from '../../src/lab/topology.js';
 import { namespaceName, removeStaleNamespaces, sh } from '../support/netns.js';
 import {
-  echoesThrough, formatMatrix, missingStrongSwan, proposalMatrix, removeStaleStrongSwanRuns, removeStrongSwanRun, restartUnderTransfer,
+  echoesThrough, formatMatrix, startUdpEcho, udpEchoes, missingStrongSwan, proposalMatrix, removeStaleStrongSwanRuns, removeStrongSwanRun, restartUnderTransfer,
   rekeyUnderTransfer, runProposalMatrix, startLabServers, StrongSwan, strongSwanPeerSide, strongSwanRunDir, underlayVeth, waitForEcho,
   type IpsecSite, type IpsecTarget, type RunningServers,
 } from '../support/strongswan.js';
@@ -30,11 +30,16 @@ const SITE_UNDERLAY = '192.168.250.1';
 const PEER_UNDERLAY = '192.168.250.2';
 const PSK = 'rig-test-psk-0123456789abcdef';
 const TARGET: IpsecTarget = { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
+/** IPv6 inside (RFC 4193 addresses): the site's host and the server, over the same IPv4 underlay. */
+const SITE_HOST6 = 'fd00:1::10';
+const SITE_LAN6 = 'fd00:1::/64';
+const SERVER6 = 'fd00:203::10';
 
 let runDir = '';
 let site: IpsecSite;
 let peer: StrongSwan;
 let servers: RunningServers | undefined;
+let echo6: RunningServers | undefined;
 
 before(async () => {
   if (process.getuid?.() !== 0) throw new Error('the strongSwan rig test needs root (network namespaces, TUN devices); CI runs it as root');
@@ -52,7 +57,11 @@ before(async () => {
   await underlayVeth({ ns: SITE_NS, name: LINK, address: SITE_UNDERLAY }, { ns: PEER_NS, name: LINK, address: PEER_UNDERLAY });
   await ip(SITE_NS, ['addr', 'add', `${LAB.siteHost}/32`, 'dev', 'lo']);
   await ip(PEER_NS, ['addr', 'add', `${TARGET.address}/32`, 'dev', 'lo']);
+  // nodad: the addresses are usable at once (no duplicate address detection on lo).
+  await ip(SITE_NS, ['addr', 'add', `${SITE_HOST6}/128`, 'dev', 'lo', 'nodad']);
+  await ip(PEER_NS, ['addr', 'add', `${SERVER6}/128`, 'dev', 'lo', 'nodad']);
   servers = await startLabServers(PEER_NS, 'peer', TARGET.address, TARGET);
+  echo6 = await startUdpEcho(PEER_NS, SERVER6, TARGET.udpPort);
 
   runDir = await strongSwanRunDir(`t${process.pid}`);
   // Identities of two kinds (FQDN and IPv4 address) and a route-based child, as a branch router and a cloud edge.
@@ -73,6 +82,7 @@ before(async () => {
 
 after(async () => {
   await servers?.stop();
+  await echo6?.stop();
   if (runDir !== '') await removeStrongSwanRun(runDir);
   for (const ns of [SITE_NS, PEER_NS]) {
     try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
@@ -129,6 +139,20 @@ test('the other side initiates: the site (responder too) accepts and traffic pas
   const { ike } = await site.swan.waitEstablished('the SA the other side initiated');
   assert.equal(ike.initiator, false);
   await waitForEcho(site, TARGET, 'after the other side initiated');
+});
+
+test('IPv4 and IPv6 inside one child SA: selectors 0.0.0.0/0 and ::/0 toward the site\'s two prefixes', async () => {
+  await site.swan.terminate();
+  await peer.terminate();
+  await site.swan.reconfigure({ localTs: [LAB.siteLan, SITE_LAN6], remoteTs: ['0.0.0.0/0', '::/0'] });
+  await peer.reconfigure({ localTs: ['0.0.0.0/0', '::/0'], remoteTs: [LAB.siteLan, SITE_LAN6] });
+  await site.swan.initiate();
+  const { child } = await site.swan.waitEstablished('the dual-stack child SA');
+  assert.deepEqual(child.remoteTs, ['0.0.0.0/0', '::/0']);
+  assert.equal(await udpEchoes(SITE_NS, SERVER6, TARGET.udpPort, 'inside-v6'), true, 'IPv6 through the tunnel');
+  assert.equal(await echoesThrough(site, TARGET, 1, 'inside-v4'), 1, 'IPv4 through the same SA');
+  await site.swan.reconfigure({ localTs: [LAB.siteLan], remoteTs: ['0.0.0.0/0'] });
+  await peer.reconfigure({ localTs: ['0.0.0.0/0'], remoteTs: [LAB.siteLan] });
 });
 
 test('e-mail and key-ID identities (RFC 7296 §3.5) authenticate both ways; a wrong PSK does not', async () => {

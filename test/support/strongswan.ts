@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { ip, sleep } from '../../src/lab/exec.js';
+import { ip, run, sleep } from '../../src/lab/exec.js';
 import { startDownload, type DownloadResult } from '../../src/lab/failover.js';
 import { udpExchange } from '../../src/lab/helpers.js';
 import { labSourceFile, nodeTsArgs, REPO_ROOT } from '../../src/lab/paths.js';
@@ -323,6 +323,46 @@ export async function startLabServers(ns: string, name: string, address: string,
       child.kill('SIGTERM');
     }),
   };
+}
+
+const UDP_ECHO_SERVER = `
+const [address, port] = process.argv.slice(1);
+const s = require('node:dgram').createSocket(address.includes(':') ? 'udp6' : 'udp4');
+s.on('message', (m, r) => s.send(m, r.port, r.address));
+s.bind(Number(port), address, () => console.log('ready'));
+`;
+
+const UDP_ECHO_CLIENT = `
+const [dst, port, payload, timeoutMs] = process.argv.slice(1);
+const s = require('node:dgram').createSocket(dst.includes(':') ? 'udp6' : 'udp4');
+s.on('message', (m) => { process.stdout.write(m.toString()); process.exit(0); });
+s.send(payload, Number(port), dst);
+setTimeout(() => process.exit(3), Number(timeoutMs));
+`;
+
+/** A bare UDP echo (IPv4 or IPv6, by the address) in `ns` (servers.ts is IPv4 only); resolves once it listens. */
+export async function startUdpEcho(ns: string, address: string, port: number): Promise<RunningServers> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', UDP_ECHO_SERVER, address, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr: string[] = [];
+  child.stderr?.on('data', (b: Buffer) => stderr.push(b.toString()));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (l) => { if (l === 'ready') resolve(); });
+    child.on('exit', (code) => reject(new Error(`UDP echo on [${address}]:${port} in ${ns} exited (${code}): ${stderr.join('')}`)));
+  });
+  return {
+    child,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/** One datagram from `ns` to a UDP echo (IPv4 or IPv6): true when the same payload came back. */
+export async function udpEchoes(ns: string, dst: string, port: number, payload: string, timeoutMs = 2000): Promise<boolean> {
+  const r = await run('ip', ['netns', 'exec', ns, process.execPath, '-e', UDP_ECHO_CLIENT, dst, String(port), payload, String(timeoutMs)], { timeoutMs: timeoutMs + 10_000 });
+  return r.code === 0 && r.stdout === payload;
 }
 
 /** The underlay veth of a two-namespace rig, created directly in both namespaces. */
