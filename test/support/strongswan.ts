@@ -300,6 +300,15 @@ export interface RunningServers {
   stop(): Promise<void>;
 }
 
+/** SIGTERM; resolves when the child has exited. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
 /** src/lab/servers.ts (HTTP 80 with /download, UDP echo 7) on `address` in `ns`; resolves once it is ready. */
 export async function startLabServers(ns: string, name: string, address: string, target: Pick<IpsecTarget, 'httpPort' | 'udpPort'>): Promise<RunningServers> {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeTsArgs(labSourceFile('servers.ts'), [
@@ -315,14 +324,7 @@ export async function startLabServers(ns: string, name: string, address: string,
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`servers in ${ns} exited (${code}): ${stderr.join('')}`)); });
   });
   child.stdout?.resume();
-  return {
-    child,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }),
-  };
+  return { child, stop: () => stopChild(child) };
 }
 
 const UDP_ECHO_SERVER = `
@@ -349,14 +351,7 @@ export async function startUdpEcho(ns: string, address: string, port: number): P
     createInterface({ input: child.stdout! }).on('line', (l) => { if (l === 'ready') resolve(); });
     child.on('exit', (code) => reject(new Error(`UDP echo on [${address}]:${port} in ${ns} exited (${code}): ${stderr.join('')}`)));
   });
-  return {
-    child,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }),
-  };
+  return { child, stop: () => stopChild(child) };
 }
 
 /** One datagram from `ns` to a UDP echo (IPv4 or IPv6): true when the same payload came back. */
