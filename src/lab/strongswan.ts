@@ -542,7 +542,7 @@ export class StrongSwan {
     if (opts.runDir === '/run' || opts.runDir.startsWith('/run/') || opts.runDir.startsWith('/var/run/')) {
       throw new Error(`strongSwan rig: run directory ${opts.runDir} is under /run, which charon's own bind-mounted /run hides (use ${STRONGSWAN_RUN_ROOT})`);
     }
-    this.opts = opts;
+    this.opts = { ...opts };
     this.dir = join(opts.runDir, opts.name);
     this.log = join(this.dir, 'charon.log');
     this.vici = join(this.dir, 'charon.vici');
