@@ -20,14 +20,22 @@
  *                 + 20 IPv4), tether vs kernel; UDP is the rate the server received.
  *   WireGuard     TCP bulk, wireguard-go → tether's WireGuard onramp vs wireguard-go → wireguard-go (kernel
  *                 forwarding and SNAT behind it).
+ *   IPsec         TCP bulk, one stream, 10 s (--ipsec-seconds): a site behind strongSwan (kernel-libipsec, ESP-in-UDP)
+ *                 → a strongSwan edge (kernel-libipsec; forwarding and SNAT to 198.51.100.3 by the kernel behind
+ *                 it), and → tether's IPsec onramp once it exists (tetherIpsecPath(): null until then, and so are
+ *                 `ipsec.tether` and `ipsec.ratio_tcp` in --json).
+ *
+ *   ns <p>-ssite  10.0.1.10 (lo), strongSwan ── veth 192.168.107.0/24 ── ns <p>-sedge: strongSwan edge, nftables
+ *                                                                       SNAT ── veth 192.168.202.0/24 ── <p>-inet
  * Every path is first checked to forward (a 256 KiB iperf3 transfer) before anything is measured.
  *
  * Own names (prefix `tb` unless --prefix): exactly the namespaces and wireguard-go interfaces listed by
  * benchNames(); leftovers of those names are removed first, and everything again at the end, on failure and on
  * SIGINT/SIGTERM. Progress goes to stderr; stdout carries the table, or one JSON object with --json.
  *
- * Options: --json, --seconds N (per measurement, default 5), --prefix P, --keep (leave the topology and its
- * processes up, logs in /run/tether-bench/P), --down (only remove what a run with this prefix left).
+ * Options: --json, --seconds N (per measurement, default 5), --ipsec-seconds N (the IPsec measurement, default 10),
+ * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
+ * /var/tmp/tether-ssw/bench-P), --down (only remove what a run with this prefix left).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +47,7 @@ import { defaultConfig, LAB_WIREGUARD_KEYS } from '../src/lab/config.js';
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
+import { missingStrongSwan, removeStrongSwanRun, STRONGSWAN_RUN_ROOT, StrongSwan, strongSwanRunDir, type StrongSwanOptions } from '../src/lab/strongswan.js';
 
 // ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
 
@@ -51,6 +60,8 @@ function option(name: string, fallback: string): string {
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 }
 const SECONDS = Number(option('--seconds', '5'));
+/** Issue 9: "IPsec TCP, 1 stream", 10 s (strongSwan's receive buffer overflows under a stream: a longer run averages its stalls). */
+const IPSEC_SECONDS = Number(option('--ipsec-seconds', '10'));
 const PREFIX = option('--prefix', 'tb');
 
 function progress(msg: string): void {
@@ -71,6 +82,13 @@ interface BenchNames {
   twsite: string;
   kwsite: string;
   inet: string;
+  /** The IPsec reference: the site behind strongSwan and the strongSwan edge. */
+  ssite: string;
+  sedge: string;
+  /** The site behind strongSwan that connects to tether's IPsec onramp (built once tether has one: tetherIpsecPath()). */
+  tisite: string;
+  /** strongSwan's run directory (outside /run: charon's own /run is bind-mounted over it). */
+  strongSwanDir: string;
   /** wireguard-go interfaces: site → tether, site → wireguard-go edge, the wireguard-go edge. */
   wgTetherSite: string;
   wgKernelSite: string;
@@ -84,12 +102,13 @@ function benchNames(p: string): BenchNames {
   if (!PREFIX_PATTERN.test(p)) throw new Error(`--prefix "${p}": a lowercase letter followed by at most 5 lowercase letters or digits`);
   const n = {
     tedge: `${p}-tedge`, kedge: `${p}-kedge`, tsite: `${p}-tsite`, ksite: `${p}-ksite`,
-    twsite: `${p}-twsite`, kwsite: `${p}-kwsite`, inet: `${p}-inet`,
+    twsite: `${p}-twsite`, kwsite: `${p}-kwsite`, inet: `${p}-inet`, ssite: `${p}-ssite`, sedge: `${p}-sedge`, tisite: `${p}-tisite`,
     wgTetherSite: `${p}wgt`, wgKernelSite: `${p}wgs`, wgKernelEdge: `${p}wge`,
   };
   return {
     ...n,
-    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet],
+    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet, n.ssite, n.sedge, n.tisite],
+    strongSwanDir: join(STRONGSWAN_RUN_ROOT, `bench-${p}`),
     wireguardInterfaces: [n.wgTetherSite, n.wgKernelSite, n.wgKernelEdge],
     runDir: join(RUN_DIR_ROOT, p),
   };
@@ -103,6 +122,8 @@ const IF = Object.freeze({
   edgeToInet: 'veth-inet',
   inetToTether: 'veth-t',
   inetToKernel: 'veth-k',
+  inetToStrongSwan: 'veth-s',
+  ipsecLink: 'veth-ipsec',
 });
 
 const SERVER = LAB.internet.server;
@@ -115,6 +136,12 @@ const ADDR = Object.freeze({
     wg: { edgeHost: `${LAB.siteA.underlay}.${LAB.edgeSiteHost}`, endpoint: LAB.siteA.edgeEndpoint, site: LAB.siteA.router },
     inet: { edge: LAB.internet.edge, inet: LAB.internet.router },
     pool: '198.51.100.1',
+  },
+  /** The strongSwan edge (the IPsec reference); tether's IPsec onramp would use LAB.siteD's underlay, endpoint .1. */
+  strongswan: {
+    underlay: { edge: '192.168.107.1', site: '192.168.107.2', len: 24 },
+    inet: { edge: '192.168.202.1', inet: '192.168.202.2' },
+    pool: '198.51.100.3',
   },
   kernel: {
     siteLink: { edge: '172.30.2.1', site: '172.30.2.2', len: 30 },
@@ -222,6 +249,7 @@ async function cleanup(names: BenchNames): Promise<void> {
     if (r.code !== 0 && (await presentNamespaces()).has(ns)) throw new Error(`cleanup: ip netns delete ${ns}: ${r.stderr.trim()}`);
   }
   for (const wg of names.wireguardInterfaces) rmSync(join('/var/run/wireguard', `${wg}.sock`), { force: true });
+  await removeStrongSwanRun(names.strongSwanDir);
   rmSync(names.runDir, { recursive: true, force: true });
   try { rmdirSync(RUN_DIR_ROOT); } catch { /* another run's directory is still there */ }
 }
@@ -357,6 +385,85 @@ async function handshakeDone(ns: string, iface: string): Promise<boolean> {
   return r.code === 0 && r.stdout.split('\n').some((l) => Number(l.trim().split(/\s+/)[1] ?? 0) > 0);
 }
 
+// ─── IPsec: strongSwan sites, the strongSwan edge ────────────────────────────────────────────────────
+
+/**
+ * Flip when tether's IPsec onramp exists, and add it to tetherConfig(): `type: ipsec`, local LAB.siteD.edgeEndpoint
+ * (192.168.106.1), remote 192.168.106.2, local ID FQDN LAB.siteD.edgeId, remote ID FQDN LAB.siteD.siteId, PSK
+ * LAB.siteD.psk, proposals LAB.siteD.ikeProposal / espProposal, its own site (same LAN), ARR on. The daemon's
+ * readiness check (startTether) should then also wait for the 192.168.106.1 route.
+ */
+const TETHER_HAS_IPSEC = false;
+
+/** Both strongSwan ends use the lab's IPsec site terms (identities, PSK, proposals: LAB.siteD), ESP-in-UDP. */
+function ipsecOptions(n: BenchNames, name: string, ns: string, role: 'initiator' | 'responder', addrs: { local: string; remote: string }, ts: { local: string[]; remote: string[] }): StrongSwanOptions {
+  const d = LAB.siteD;
+  const site = role === 'initiator';
+  return {
+    name, namespace: ns, runDir: n.strongSwanDir, role,
+    localAddress: addrs.local, remoteAddress: addrs.remote,
+    localId: { type: 'fqdn', value: site ? d.siteId : d.edgeId },
+    remoteId: { type: 'fqdn', value: site ? d.edgeId : d.siteId },
+    psk: d.psk, ikeProposals: [d.ikeProposal], espProposals: [d.espProposal],
+    localTs: ts.local, remoteTs: ts.remote,
+    // Neither end may rekey or declare the other dead during a measurement.
+    ikeLifetime: { rekeySeconds: 0 }, childLifetime: { rekeySeconds: 0 }, dpdDelaySeconds: 0,
+    logLevels: { default: 0, ike: 1, knl: 0, esp: 0, cfg: 0 },
+  };
+}
+
+/**
+ * A site behind strongSwan, ready to initiate toward `endpoint` (whatever answers IKE there: the strongSwan edge,
+ * tether): the host 10.0.1.10 on lo, an underlay veth to `edgeNs` (the edge's end gets `link.edge`; when that is
+ * not the endpoint, proxy ARP answers for it, as the lab does for tether), selectors 10.0.1.10/32 ↔ 0.0.0.0/0.
+ * Its charon's route `default dev ipsec0 src 10.0.1.10` (table 220) appears when the SA is up.
+ */
+async function ipsecSite(n: BenchNames, name: string, siteNs: string, edgeNs: string, link: { edge: string; site: string; len: number }, endpoint: string): Promise<StrongSwan> {
+  await veth(edgeNs, IF.ipsecLink, `${link.edge}/${link.len}`, siteNs, IF.towardEdge, `${link.site}/${link.len}`);
+  if (link.edge !== endpoint) await sysctl(edgeNs, `net.ipv4.conf.${IF.ipsecLink}.proxy_arp`, 1);
+  await ip(siteNs, ['addr', 'add', `${HOST}/32`, 'dev', 'lo']);
+  return StrongSwan.start(ipsecOptions(n, name, siteNs, 'initiator', { local: link.site, remote: endpoint }, { local: [`${HOST}/32`], remote: ['0.0.0.0/0'] }));
+}
+
+/** The strongSwan edge: responder, decrypted packets forwarded and SNATed (198.51.100.3) by the kernel to <p>-inet. */
+async function strongSwanEdge(n: BenchNames): Promise<StrongSwan> {
+  const s = ADDR.strongswan;
+  // Before the links exist (new interfaces copy conf.default).
+  await sysctl(n.sedge, 'net.ipv4.ip_forward', 1);
+  await sysctl(n.sedge, 'net.ipv4.conf.all.rp_filter', 0);
+  await sysctl(n.sedge, 'net.ipv4.conf.default.rp_filter', 0);
+  await veth(n.sedge, IF.edgeToInet, `${s.inet.edge}/24`, n.inet, IF.inetToStrongSwan, `${s.inet.inet}/24`);
+  await ip(n.sedge, ['route', 'add', 'default', 'via', s.inet.inet]);
+  await ip(n.inet, ['route', 'add', `${s.pool}/32`, 'via', s.inet.edge]);
+  await inNamespaceOk(n.sedge, 'nft', ['-f', '-'], {
+    input: `table ip ${PREFIX}ssw {\n  chain egress {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname "${IF.edgeToInet}" snat to ${s.pool}\n  }\n}\n`,
+  });
+  // Replies to 10.0.1.0/24 (after de-NAT) go into ipsec0 by charon's table 220 route.
+  return StrongSwan.start(ipsecOptions(n, 'edge', n.sedge, 'responder', { local: s.underlay.edge, remote: '%any' }, { local: ['0.0.0.0/0'], remote: [LAB.siteLan] }));
+}
+
+/** The namespace's cumulative UDP RcvbufErrors (/proc/net/snmp): datagrams dropped because a socket's buffer was full. */
+async function udpRcvbufErrors(ns: string): Promise<number> {
+  const lines = (await inNamespaceOk(ns, 'cat', ['/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Udp:'));
+  if (lines.length < 2) return 0;
+  const keys = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/);
+  return Number(values[keys.indexOf('RcvbufErrors')] ?? 0);
+}
+
+/**
+ * The tether side of "IPsec TCP, 1 stream": a strongSwan site connected to tether's IPsec onramp, as a Path for
+ * tcpBulk(). null while tether has no IPsec onramp (TETHER_HAS_IPSEC).
+ */
+async function tetherIpsecPath(n: BenchNames, daemon: Started): Promise<Path | null> {
+  if (!TETHER_HAS_IPSEC) return null;
+  const d = LAB.siteD;
+  const swan = await ipsecSite(n, 'site-tether', n.tisite, n.tedge, { edge: `${d.underlay}.${LAB.edgeSiteHost}`, site: d.router, len: 24 }, d.edgeEndpoint);
+  await swan.initiate();
+  await checkForwards(n.tisite, 'strongSwan → tether');
+  return { ns: n.tisite, what: 'strongSwan → tether', procs: [daemon], pids: [swan.processId ?? 0], inetLink: IF.inetToTether };
+}
+
 // ─── The tether edge ─────────────────────────────────────────────────────────────────────────────────
 
 /** defaultConfig() cut down to the bench: one interconnect site and one WireGuard site, both ARR, one pool address. */
@@ -402,9 +509,9 @@ async function startTether(n: BenchNames): Promise<Started> {
 interface IperfSum { bytes: number; seconds: number; bits_per_second: number; packets?: number; lost_packets?: number; retransmits?: number }
 interface IperfJson { error?: string; end?: { sum_sent?: IperfSum; sum_received?: IperfSum; sum?: IperfSum } }
 
-async function iperf(ns: string, extra: string[], what: string): Promise<IperfJson> {
+async function iperf(ns: string, extra: string[], what: string, seconds = SECONDS): Promise<IperfJson> {
   const cmd = ['-c', SERVER, '-B', HOST, '--connect-timeout', '3000', '-J', ...extra];
-  const r = await inNamespace(ns, 'iperf3', cmd, { timeoutMs: (SECONDS + 20) * 1000 });
+  const r = await inNamespace(ns, 'iperf3', cmd, { timeoutMs: (seconds + 20) * 1000 });
   let out: IperfJson;
   try {
     out = JSON.parse(r.stdout) as IperfJson;
@@ -442,6 +549,8 @@ interface Path {
   what: string;
   /** The forwarding processes whose CPU is sampled (the daemon, wireguard-go), none for the kernel. */
   procs: Started[];
+  /** Other forwarding processes by pid (a charon: started detached by the strongSwan rig). */
+  pids?: number[];
   /** The interface of <p>-inet the edge's packets arrive on (counted by nftables there). */
   inetLink: string;
 }
@@ -450,17 +559,18 @@ interface TcpResult { gbps: number; retransmits: number; cpu_percent: number }
 interface UdpResult { received_pps: number; forwarded_pps: number; sent_pps: number; cpu_percent: number }
 
 async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; seconds: number }> {
-  const cpu0 = path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0);
+  const cpu = (): number => path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0) + (path.pids ?? []).reduce((a, pid) => a + cpuSeconds(pid), 0);
+  const cpu0 = cpu();
   const t0 = performance.now();
   const value = await f();
   const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0);
+  const cpu1 = cpu();
   return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, seconds };
 }
 
-async function tcpBulk(path: Path): Promise<TcpResult> {
-  progress(`${path.what}: TCP, one stream, ${SECONDS} s`);
-  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(SECONDS)], path.what));
+async function tcpBulk(path: Path, seconds = SECONDS): Promise<TcpResult> {
+  progress(`${path.what}: TCP, one stream, ${seconds} s`);
+  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
   const recv = r.end?.sum_received;
   return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent };
 }
@@ -514,8 +624,13 @@ async function checkPrerequisites(): Promise<void> {
     }
   }
   if (missing.length > 0) throw new Error(`missing: ${missing.join(', ')} (apt-get install -y --no-install-recommends ${missing.join(' ')})`);
+  const swan = missingStrongSwan();
+  if (swan !== null) throw new Error(swan);
   if (!existsSync(DAEMON)) throw new Error(`${DAEMON} does not exist: build first (npx tsc -p tsconfig.build.json; npm run bench:lab does)`);
 }
+
+/** Issue 9's goal: tether's IPsec onramp at least twice the strongSwan (kernel-libipsec) edge. */
+const IPSEC_GOAL = 2.0;
 
 function ratio(a: number, b: number): number {
   return b > 0 ? a / b : 0;
@@ -546,7 +661,7 @@ async function main(): Promise<void> {
     started.length = 0;
     mkdirSync(names.runDir, { recursive: true, mode: 0o700 });
 
-    progress('building namespaces (7) and veths');
+    progress(`building namespaces (${names.namespaces.length}) and veths`);
     await buildNetwork(names);
     const k = LAB_WIREGUARD_KEYS;
     startIn(names, 'iperf3-server', names.inet, 'iperf3', ['-s', '-B', SERVER]);
@@ -571,12 +686,20 @@ async function main(): Promise<void> {
     await waitUntil('WireGuard handshake site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite, names.wgKernelSite));
     await waitUntil('iperf3 server', 10_000, async () => (await inNamespace(names.inet, 'ss', ['-ltn'])).stdout.includes(':5201'));
 
+    progress('IPsec reference: strongSwan site → strongSwan edge (kernel-libipsec both ends, kernel SNAT)');
+    await strongSwanRunDir(`bench-${PREFIX}`);
+    const sswEdge = await strongSwanEdge(names);
+    const sswSite = await ipsecSite(names, 'site', names.ssite, names.sedge, ADDR.strongswan.underlay, ADDR.strongswan.underlay.edge);
+    await sswSite.initiate();
+
     progress('checking that every path forwards');
     const paths = [
       [names.tsite, 'tether interconnect'], [names.ksite, 'kernel edge'],
       [names.twsite, 'tether WireGuard'], [names.kwsite, 'wireguard-go edge'],
     ] as const;
     for (const [ns, what] of paths) await checkForwards(ns, what);
+    await checkForwards(names.ssite, 'strongSwan → strongSwan edge');
+    const tetherIpsec = await tetherIpsecPath(names, daemon);
     if (daemon.exited) throw new Error(`the tether daemon exited:\n${logTail(daemon.log, 15)}`);
 
     // Alternating kernel and tether, so that a noisy neighbour hurts both more evenly.
@@ -592,6 +715,12 @@ async function main(): Promise<void> {
     const tetherUdp = await udpSmall(names, tetherIc);
     const wgGoTcp = await tcpBulk(kernelWg);
     const wgTetherTcp = await tcpBulk(tetherWg);
+    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], inetLink: IF.inetToStrongSwan };
+    const rcvbuf0 = await udpRcvbufErrors(names.sedge);
+    const sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
+    const sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
+    const sswSa = await sswSite.established();
+    const ipsecTetherTcp = tetherIpsec ? await tcpBulk(tetherIpsec, IPSEC_SECONDS) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -622,9 +751,17 @@ async function main(): Promise<void> {
         wireguard_go: wgFigures(wgGoTcp),
         ratio_tcp: ratio(wgTetherTcp.gbps, wgGoTcp.gbps),
       },
+      ipsec: {
+        seconds: IPSEC_SECONDS,
+        algorithms: sswSa ? `${sswSa.ike.algorithms} | ${sswSa.child.algorithms}` : null,
+        tether: ipsecTetherTcp ? wgFigures(ipsecTetherTcp) : null,
+        strongswan_edge: { ...wgFigures(sswTcp), udp_rcvbuf_errors: sswRcvbufErrors },
+        ratio_tcp: ipsecTetherTcp ? ratio(ipsecTetherTcp.gbps, sswTcp.gbps) : null,
+      },
       goals: {
         interconnect_tcp_vs_kernel: { goal: 0.5, met: ratio(tetherTcp.gbps, kernelTcp.gbps) >= 0.5 },
         wireguard_tcp_vs_wireguard_go: { goal: 1.0, met: ratio(wgTetherTcp.gbps, wgGoTcp.gbps) >= 1.0 },
+        ...(ipsecTetherTcp ? { ipsec_tcp_vs_strongswan_edge: { goal: IPSEC_GOAL, met: ratio(ipsecTetherTcp.gbps, sswTcp.gbps) >= IPSEC_GOAL } } : {}),
       },
       kernel_edge_nft_counters: counters,
       wall_seconds: 0,
@@ -661,6 +798,8 @@ interface BenchResult {
     ratio_udp64_forwarded: number;
   };
   wireguard: { tether: Record<string, number>; wireguard_go: Record<string, number>; ratio_tcp: number };
+  /** tether and ratio_tcp: null until tether has an IPsec onramp. */
+  ipsec: { seconds: number; algorithms: string | null; tether: Record<string, number> | null; strongswan_edge: Record<string, number>; ratio_tcp: number | null };
   goals: Record<string, { goal: number; met: boolean }>;
   kernel_edge_nft_counters: Record<string, number>;
   wall_seconds: number;
@@ -676,6 +815,8 @@ function printTable(r: BenchResult): void {
   const k = r.interconnect.kernel;
   const wt = r.wireguard.tether;
   const wg = r.wireguard.wireguard_go;
+  const it = r.ipsec.tether;
+  const ss = r.ipsec.strongswan_edge;
   const rows: Row[] = [
     { what: 'interconnect TCP, 1 stream', tether: gbps(t.tcp_gbps), reference: `kernel ${gbps(k.tcp_gbps)}`, ratio: r.interconnect.ratio_tcp.toFixed(3), goal: '>= 0.5' },
     { what: '  edge CPU (daemon)', tether: cpu(t.tcp_edge_cpu_percent), reference: '', ratio: '', goal: '' },
@@ -685,6 +826,11 @@ function printTable(r: BenchResult): void {
     { what: '  edge CPU (daemon)', tether: cpu(t.udp64_edge_cpu_percent), reference: '', ratio: '', goal: '' },
     { what: 'WireGuard TCP, 1 stream', tether: gbps(wt.tcp_gbps), reference: `wireguard-go ${gbps(wg.tcp_gbps)}`, ratio: r.wireguard.ratio_tcp.toFixed(3), goal: '>= 1.0' },
     { what: '  edge CPU (daemon / wireguard-go)', tether: cpu(wt.edge_cpu_percent), reference: cpu(wg.edge_cpu_percent), ratio: '', goal: '' },
+    {
+      what: `IPsec TCP, 1 stream (${r.ipsec.seconds} s)`, tether: it ? gbps(it.tcp_gbps) : 'n/a', reference: `strongSwan ${gbps(ss.tcp_gbps)}`,
+      ratio: r.ipsec.ratio_tcp === null ? '' : r.ipsec.ratio_tcp.toFixed(3), goal: `>= ${IPSEC_GOAL}`,
+    },
+    { what: '  edge CPU (daemon / charon)', tether: it ? cpu(it.edge_cpu_percent) : '', reference: cpu(ss.edge_cpu_percent), ratio: '', goal: '' },
   ];
   const head: Row = { what: '', tether: 'tether', reference: 'reference', ratio: 'ratio', goal: 'goal' };
   const all = [head, ...rows];

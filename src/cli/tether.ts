@@ -109,14 +109,15 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean 
   process.on('SIGUSR1', () => log.info({ status: edge.status() }, 'status'));
 }
 
-async function labCommand(action: 'up' | 'down' | 'status' | 'demo', opts: { prefix?: string; edge?: boolean }): Promise<void> {
+async function labCommand(action: 'up' | 'down' | 'status' | 'demo', opts: { prefix?: string; edge?: boolean; ipsecSite?: boolean }): Promise<void> {
   const lab = await import('../lab/index.js');
   const prefix = opts.prefix;
   try {
     if (action === 'up') {
       await lab.ensureLabTools();
-      const info = await lab.labUp({ prefix, startEdge: opts.edge !== false });
-      console.log(JSON.stringify({ prefix: info.prefix, namespaces: info.names.namespaces, config: info.configFile, edgeLog: info.edgeLog ?? null }, null, 2));
+      const info = await lab.labUp({ prefix, startEdge: opts.edge !== false, ipsecSite: opts.ipsecSite === true });
+      const namespaces = opts.ipsecSite === true ? [...info.names.namespaces, ...info.names.ipsecNamespaces] : info.names.namespaces;
+      console.log(JSON.stringify({ prefix: info.prefix, namespaces, config: info.configFile, edgeLog: info.edgeLog ?? null }, null, 2));
     } else if (action === 'down') {
       await lab.labDown({ prefix });
     } else if (action === 'status') {
@@ -144,7 +145,8 @@ function main(argv: string[]): void {
   const lab = program.command('lab').description('the network-namespace lab: overlapping WireGuard sites (one with a primary and a backup tunnel), a GRE site, a data center, the Internet (root; docs/LAB.md)');
   const prefixOption = '-p, --prefix <prefix>';
   const prefixHelp = 'name prefix of the lab\'s namespaces (default tt)';
-  lab.command('up').description('build the lab and start the edge').option(prefixOption, prefixHelp).option('--no-edge', 'build the network only').action((o) => labCommand('up', o));
+  lab.command('up').description('build the lab and start the edge').option(prefixOption, prefixHelp).option('--no-edge', 'build the network only')
+    .option('--ipsec-site', 'also build site-d, the strongSwan IPsec site (its charon started, not initiated)').action((o) => labCommand('up', o));
   lab.command('down').description('remove the lab').option(prefixOption, prefixHelp).action((o) => labCommand('down', o));
   lab.command('status').description('what exists and runs').option(prefixOption, prefixHelp).action((o) => labCommand('status', o));
   lab.command('demo').description('the main job: overlapping sites with ARR on, then off, and what each site got back').option(prefixOption, prefixHelp).action((o) => labCommand('demo', o));

@@ -4,6 +4,8 @@
  *  - each WireGuard site's wireguard-go handshake initiation (UDP to x.1:51820) arrives in the underlay TUN as raw
  *    IP, addressed with the right keys (mac1 for the edge's public key; the sealed static is the site's);
  *  - a scapy GRE packet to 192.168.103.1 arrives in the underlay TUN as raw IP (GRE, inner 10.0.1.10);
+ *  - the IPsec site's strongSwan (labUp's ipsecSite) initiates: its IKE_SA_INIT (UDP 500 to 192.168.106.1) arrives
+ *    in the underlay TUN; labDown kills its charon;
  *  - a packet written into the egress TUN from the pool address reaches the internet server, and its reply (and a
  *    port unreachable for UDP 9) comes back to the TUN;
  *  - the DC and Internet servers answer over the edge's own routes;
@@ -25,9 +27,15 @@ import { buildUdp, parsePacket, type ParsedPacket } from '../wire/build.js';
 import { ICMP4_CODE_PORT_UNREACHABLE as ICMP_PORT_UNREACHABLE, ICMP4_DEST_UNREACHABLE as ICMP_DEST_UNREACHABLE, IPPROTO_ICMP, IPPROTO_UDP, UDP_HEADER } from '../wire/constants.js';
 import { grePeer, httpGet, labDown, labStatus, labUp, LAB, runOk, type LabInfo, type ServerReply } from './index.js';
 import { labSourceFile, REPO_ROOT } from './paths.js';
+import { siteDStrongSwan } from './site-d.js';
+import { isCharon } from './strongswan.js';
 import { WIREGUARD_SOCKET_DIR } from './topology.js';
 
 const ETHERTYPE_IPV4 = 0x0800;
+/** RFC 7296 §3.1: IKE on UDP 500, version 2.0 (major 2 in the high nibble), exchange type 34 = IKE_SA_INIT. */
+const IKE_PORT = 500;
+const IKE_VERSION_2 = 0x20;
+const IKE_SA_INIT = 34;
 /** wireguard-go retries a lost initiation after REKEY_TIMEOUT (5 s) plus up to 333 ms of jitter. */
 const HANDSHAKE_WAIT_MS = 12_000;
 const PACKET_WAIT_MS = 5_000;
@@ -87,11 +95,11 @@ describe('lab (root, no daemon): underlay and egress paths', { timeout: 60_000 }
     await runOk('ip', ['netns', 'add', `${prefix}-edge`]);
     mkdirSync(WIREGUARD_SOCKET_DIR, { recursive: true });
     writeFileSync(`${WIREGUARD_SOCKET_DIR}/${prefix}wga.sock`, '');
-    info = await labUp({ prefix, startEdge: false });
+    info = await labUp({ prefix, startEdge: false, ipsecSite: true });
     const stderr: string[] = [];
     const child = spawn('ip', ['netns', 'exec', info.names.edge, process.execPath, '--import', 'tsx', labSourceFile('tun-probe.ts'),
       '--underlay', 'tt-underlay', '--egress', 'tt-egress',
-      '--endpoints', [LAB.siteA.edgeEndpoint, LAB.siteB.edgeEndpoint, LAB.siteGre.edgeEndpoint].join(','),
+      '--endpoints', [LAB.siteA.edgeEndpoint, LAB.siteB.edgeEndpoint, LAB.siteGre.edgeEndpoint, LAB.siteD.edgeEndpoint].join(','),
       '--pool', '198.51.100.1'], { cwd: REPO_ROOT, stdio: 'pipe' });
     child.stderr.on('data', (b: Buffer) => stderr.push(b.toString()));
     probe = new Probe(child, stderr);
@@ -101,7 +109,10 @@ describe('lab (root, no daemon): underlay and egress paths', { timeout: 60_000 }
   after(async () => {
     probe?.child.stdin.end();
     probe?.child.kill('SIGTERM');
+    const charon = siteDStrongSwan(info.names).processId;
     await labDown({ prefix });
+    assert.ok(charon !== null && !isCharon(charon), 'labDown kills the IPsec site\'s charon');
+    assert.equal(existsSync(info.names.strongSwanDir), false, 'labDown removes the IPsec site\'s strongSwan directory');
     const status = await labStatus({ prefix });
     assert.deepEqual(Object.values(status.namespaces).filter(Boolean), [], 'labDown removes every namespace');
     assert.equal(existsSync(`${WIREGUARD_SOCKET_DIR}/${prefix}wga.sock`), false, 'labDown removes the wireguard-go sockets');
@@ -144,6 +155,22 @@ describe('lab (root, no daemon): underlay and egress paths', { timeout: 60_000 }
     const inner = parsePacket(gre.subarray(GRE_BASE_HEADER));
     assert.deepEqual([inner.src, inner.dst, inner.protocol, inner.srcPort, inner.dstPort],
       [LAB.siteHost, LAB.internet.server, IPPROTO_UDP, 41000, LAB.echoPort]);
+  });
+
+  it('the IPsec site\'s strongSwan initiates toward 192.168.106.1: its IKE_SA_INIT arrives in the underlay TUN', async () => {
+    const swan = siteDStrongSwan(info.names);
+    assert.ok(swan.processId !== null, 'labUp started site-d\'s charon');
+    // Nothing answers yet (no tether): the initiation fails, its first message is what is checked.
+    const attempt = swan.tryInitiate(undefined, 2);
+    const s = await probe.waitFor('IKE_SA_INIT from 192.168.106.2', (x) => x.tun === 'underlay' && x.p.protocol === IPPROTO_UDP &&
+      x.p.src === LAB.siteD.router && x.p.dst === LAB.siteD.edgeEndpoint && x.p.dstPort === IKE_PORT);
+    const ike = udpPayload(s);
+    // RFC 7296 §3.1: initiator SPI (8, non-zero), responder SPI (8, zero), next payload, version 2.0, exchange type.
+    assert.notEqual(Buffer.from(ike.subarray(0, 8)).readBigUInt64BE(), 0n);
+    assert.equal(Buffer.from(ike.subarray(8, 16)).readBigUInt64BE(), 0n);
+    assert.equal(ike[17], IKE_VERSION_2);
+    assert.equal(ike[18], IKE_SA_INIT);
+    assert.equal((await attempt).ok, false);
   });
 
   it('routes a packet written into the egress TUN to the internet server and its reply back', async () => {

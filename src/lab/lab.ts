@@ -21,8 +21,10 @@ import { join } from 'node:path';
 import { stringifyConfig, type TetherConfig } from '../config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_C_ONRAMPS } from './config.js';
 import { inNamespaceOk, ip, run, sleep, sysctl } from './exec.js';
+import { CHARON } from './strongswan.js';
 import { nodeTsArgs, REPO_ROOT, labSourceFile, TETHER_CLI } from './paths.js';
 import { buildSiteC, siteCDefaultRoute } from './site-c.js';
+import { buildSiteD, removeSiteDStrongSwan, startSiteDStrongSwan } from './site-d.js';
 import { DEFAULT_PREFIX, LAB, labNames, LINKS, WIREGUARD_SOCKET_DIR, type LabNames } from './topology.js';
 
 // ─── Prerequisites ───────────────────────────────────────────────────────────────────────────────────
@@ -84,7 +86,7 @@ export async function ensureLabTools(): Promise<void> {
 // ─── State kept in the run directory ─────────────────────────────────────────────────────────────────
 
 export interface LabProcess {
-  /** 'edge' (the daemon), 'wg-a', 'wg-b', 'wg-c1', 'wg-c2', 'inet-servers', 'dc-servers'. */
+  /** 'edge' (the daemon), 'wg-a', 'wg-b', 'wg-c1', 'wg-c2', 'ssw-d' (site-d's charon), 'inet-servers', 'dc-servers'. */
   name: string;
   namespace: string;
   pid: number;
@@ -222,11 +224,14 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
   const daemon = state?.processes.find((p) => p.name === 'edge');
   if (daemon) await stopProcess(daemon.pid, 5000);
   for (const p of state?.processes ?? []) await stopProcess(p.pid, 2000);
-  for (const ns of names.namespaces) {
+  // The IPsec site's charon by the pids under its own directory (outside the run directory: see site-d.ts).
+  await removeSiteDStrongSwan(names);
+  const all = [...names.namespaces, ...names.ipsecNamespaces];
+  for (const ns of all) {
     if (!present.has(ns)) continue;
     for (const pid of await namespacePids(ns)) await stopProcess(pid, ns === names.edge ? 5000 : 2000);
   }
-  for (const ns of names.namespaces) {
+  for (const ns of all) {
     if (!present.has(ns)) continue;
     const r = await run('ip', ['netns', 'delete', ns]);
     if (r.code !== 0 && (await existingNamespaces()).has(ns)) {
@@ -254,6 +259,12 @@ export interface LabUpOptions extends LabOptions {
   waitForHandshakes?: boolean;
   /** Default 20 s. */
   handshakeTimeoutMs?: number;
+  /**
+   * Build the IPsec site too (site-d.ts: a strongSwan router and a host 10.0.1.10 behind it, underlay
+   * 192.168.106.0/24) and start its charon, without initiating: default false until tether has its IPsec onramp
+   * (`tether lab up --ipsec-site`). siteDStrongSwan(names).initiate() brings it up once the edge answers IKE.
+   */
+  ipsecSite?: boolean;
   /** Keep whatever was built when a step fails (for debugging); default false: tear it down. */
   keepOnFailure?: boolean;
   /**
@@ -461,6 +472,12 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
     const cfg = labConfig(names, opts.config);
     const configured = new Set(cfg.onramps.map((o) => o.name));
     await buildNetwork(names);
+    if (opts.ipsecSite) {
+      await buildSiteD(names);
+      const swan = await startSiteDStrongSwan(names);
+      state.processes.push({ name: 'ssw-d', namespace: names.siteDRouter, pid: swan.processId ?? 0, log: swan.log, command: [CHARON] });
+      writeState(state);
+    }
     const k = LAB_WIREGUARD_KEYS;
     const host = (iface: string) => ({ address: `${LAB.siteHost}/32`, defaultRoute: ['default', 'dev', iface, 'src', LAB.siteHost] });
     const c = LAB.siteC;
@@ -574,6 +591,7 @@ export async function labStatus(opts: LabOptions = {}): Promise<LabStatus> {
   const present = await existingNamespaces();
   const namespaces: Record<string, boolean> = {};
   for (const ns of names.namespaces) namespaces[ns] = present.has(ns);
+  for (const ns of names.ipsecNamespaces) if (present.has(ns)) namespaces[ns] = true;
   const wireguard: LabStatus['wireguard'] = {};
   if (present.has(names.siteA)) wireguard['site-a'] = await wireGuardStatus(names.siteA, names.wgA);
   if (present.has(names.siteB)) wireguard['site-b'] = await wireGuardStatus(names.siteB, names.wgB);

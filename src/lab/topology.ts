@@ -12,7 +12,10 @@
  *   site-c-rtr [veth-primary 192.168.104.2] ── [veth-c1 192.168.104.254, proxy ARP .1] │
  *              [veth-backup  192.168.105.2] ── [veth-c2 192.168.105.254, proxy ARP .1] ┘
  *   site-c (host 10.0.1.10) ── veth-lan ── site-c-rtr (LAN 10.0.1.1)
+ *   site-d-rtr [veth-edge 192.168.106.2] ── [veth-d 192.168.106.254, proxy ARP .1]     (IPsec site, opt-in)
+ *   site-d (host 10.0.1.10) ── veth-lan ── site-d-rtr (LAN 10.0.1.1, strongSwan, ipsec0)
  */
+import { STRONGSWAN_RUN_ROOT } from './strongswan.js';
 
 /** Prefix rule: a letter then up to 5 letters/digits, so "<p>wgc1" and every veth name stay within IFNAMSIZ-1 (15). */
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,5}$/;
@@ -45,6 +48,19 @@ export const LAB = Object.freeze({
     /** wireguard-go's default interface MTU. */
     lanMtu: 1420,
   },
+  /**
+   * The IPsec site (issue 9; built only with labUp's `ipsecSite`): a router running strongSwan (site-d.ts) with
+   * an underlay veth to the edge, and a host 10.0.1.10 behind it on the LAN. strongSwan initiates to the edge's
+   * endpoint .1 (where tether answers IKE once its IPsec onramp exists); route-based selectors: the LAN ↔
+   * 0.0.0.0/0. The LAN's MTU is kernel-libipsec's TUN MTU, so the host's TCP offers an MSS that fits.
+   */
+  siteD: {
+    underlay: '192.168.106', edgeEndpoint: '192.168.106.1', router: '192.168.106.2',
+    routerLan: '10.0.1.1', lanPrefixLength: 24, lanMtu: 1400,
+    /** IKE identities (RFC 7296 §3.5, FQDN) and the lab's pre-shared key (lab only, public like the WireGuard keys). */
+    siteId: 'site-d.lab.tether', edgeId: 'edge.lab.tether', psk: 'lab-only-ipsec-psk-site-d-0123456789',
+    ikeProposal: 'aes256gcm16-prfsha256-ecp256', espProposal: 'aes128gcm16-ecp256',
+  },
   dc: { edge: '172.31.0.1', router: '172.31.0.2', linkPrefixLength: 30, prefix: '172.16.0.0/24', server: '172.16.0.20', sites: '10.0.0.0/8' },
   wireguardPort: 51820,
   httpPort: 80,
@@ -67,6 +83,8 @@ export const LINKS = Object.freeze({
   siteCPrimary: 'veth-primary',
   siteCBackup: 'veth-backup',
   siteCLan: 'veth-lan',
+  /** The IPsec site's underlay at the edge (the router's end is towardEdge; its LAN is veth-lan like site-c's). */
+  edgeToSiteD: 'veth-d',
   /** Must equal defaultConfig()'s interconnect.link. */
   edgeToDc: 'veth-dc',
 });
@@ -82,6 +100,12 @@ export interface LabNames {
   /** The dual-tunnel site: its host 10.0.1.10 (clients run here) and its router (both tunnels). */
   siteC: string;
   siteCRouter: string;
+  /** The IPsec site (opt-in): its host 10.0.1.10 and its strongSwan router. Not in `namespaces`: built only on request. */
+  siteD: string;
+  siteDRouter: string;
+  ipsecNamespaces: string[];
+  /** The strongSwan run directory of the IPsec site (outside /run: charon's own /run is bind-mounted over it). */
+  strongSwanDir: string;
   /** wireguard-go interfaces (in siteA / siteB / siteCRouter); their sockets are /var/run/wireguard/<name>.sock. */
   wgA: string;
   wgB: string;
@@ -111,11 +135,18 @@ export function labNames(prefix: string = DEFAULT_PREFIX): LabNames {
     dc: `${prefix}-dc`,
     siteC: `${prefix}-site-c`,
     siteCRouter: `${prefix}-site-c-rtr`,
+    siteD: `${prefix}-site-d`,
+    siteDRouter: `${prefix}-site-d-rtr`,
+    strongSwanDir: `${STRONGSWAN_RUN_ROOT}/lab-${prefix}`,
     wgA: `${prefix}wga`,
     wgB: `${prefix}wgb`,
     wgC1: `${prefix}wgc1`,
     wgC2: `${prefix}wgc2`,
     runDir: `${RUN_ROOT}/${prefix}`,
   };
-  return { ...n, namespaces: [n.edge, n.siteA, n.siteB, n.siteGre, n.internet, n.dc, n.siteCRouter, n.siteC] };
+  return {
+    ...n,
+    namespaces: [n.edge, n.siteA, n.siteB, n.siteGre, n.internet, n.dc, n.siteCRouter, n.siteC],
+    ipsecNamespaces: [n.siteDRouter, n.siteD],
+  };
 }
