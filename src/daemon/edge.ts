@@ -50,10 +50,13 @@ import { InterconnectTransport } from './transports/interconnect.js';
 import { DeliveryTable, TunOutputs, TunnelAddresses, type EdgeLogger, type OnrampTransport, type Transport, type TransportHost } from './transports/transport.js';
 import { Underlay } from './transports/underlay.js';
 import { WireGuardTransport } from './transports/wireguard.js';
+import { IpsecOnrampTransport } from './transports/ipsec-onramps.js';
 
 export { EDGE_COUNTER_NAMES, EdgeCounter } from './transports/counters.js';
 export type { EdgeLogger } from './transports/transport.js';
 export type { EdgeStatus } from '../control/metrics.js';
+/** The Internet egress is port 0, the underlay's read batch is tagged with it until demux retags each packet. */
+const UNDERLAY_INGRESS = 0;
 
 export interface EdgeOptions {
   config: TetherConfig;
@@ -82,12 +85,6 @@ const DEFAULT_BATCH = 128;
 const DEFAULT_MTU = 1500;
 const EXPIRE_INTERVAL_MS = 1000;
 const DEFAULT_COUNTERS_INTERVAL_MS = 10_000;
-/** Why an ipsec onramp cannot run yet: the message every path that adds one reports. */
-export const IPSEC_NOT_WIRED = (name: string): string =>
-  `onramp ${name}: type ipsec is valid configuration, but this edge has no IPsec transport yet (the IKE engine and the ESP data path are not wired into the daemon); remove the onramp or run a build with IPsec`;
-/** The Internet egress is port 0, the underlay's read batch is tagged with it until demux retags each packet. */
-const UNDERLAY_INGRESS = 0;
-
 export class Edge {
   /** The configuration the edge was built with (live changes are not written back into it). */
   readonly config: TetherConfig;
@@ -112,10 +109,11 @@ export class Edge {
   private readonly underlay: Underlay;
   private readonly egress: EgressTransport;
   private readonly wireguard: WireGuardTransport;
+  private readonly ipsec: IpsecOnrampTransport;
   /** Tunnel health: probes, WireGuard session age, route penalties (health.ts). */
   private readonly health: EdgeHealth;
-  /** The transport of each onramp type (ipsec: none yet, see transportOf). */
-  private readonly byType: { [K in Exclude<OnrampConfig['type'], 'ipsec'>]: OnrampTransport<Extract<OnrampConfig, { type: K }>> };
+  /** The transport of each onramp type. */
+  private readonly byType: { [K in OnrampConfig['type']]: OnrampTransport<Extract<OnrampConfig, { type: K }>> };
   /** Opened in this order after the underlay, closed in reverse. */
   private readonly transports: Transport[];
   /** Onramps by name: the configuration each runs with, and its id. */
@@ -159,17 +157,20 @@ export class Edge {
     this.gre = gre.gre;
     this.wireguard = new WireGuardTransport(host, this.underlay);
     this.egress = new EgressTransport(host, cfg.egress ?? null);
-    this.byType = { gre, wireguard: this.wireguard, interconnect: interconnects };
+    this.ipsec = new IpsecOnrampTransport(host, this.underlay);
+    this.byType = { gre, wireguard: this.wireguard, interconnect: interconnects, ipsec: this.ipsec };
     // The TUN order of the start log and status: the underlay, the egress, the interconnects.
-    this.transports = [this.egress, interconnects, gre, this.wireguard];
+    this.transports = [this.egress, interconnects, gre, this.wireguard, this.ipsec];
 
     this.health = new EdgeHealth({
       pipeline: this.pipeline,
       log: this.log,
       send: (batch) => this.sendOwn(batch),
       lastHandshakeAt: (onramp) => this.wireguard.lastHandshakeAt(onramp),
+      ipsecAlive: (onramp, now) => this.ipsec.alive(onramp, now),
       isRunning: () => this.running,
     });
+    this.ipsec.setHealth({ peerState: (onramp, up) => this.health.tunnelState(onramp, up) });
     cfg.wireguard_devices.forEach((d, i) => {
       this.wireguard.addDevice(d, `wireguard_devices[${i}] (${d.name})`);
       this.devices.set(d.name, d);
@@ -258,10 +259,10 @@ export class Edge {
 
   /**
    * IKE SAs (the IKE engine's status()) and the ESP data path's per-child-SA counters, for the API's /v1/stats and
-   * the metrics. Empty until the IPsec transport is wired in (issue 9): the glue fills both here.
+   * the metrics.
    */
   ipsecStatus(): Pick<EdgeStatus, 'ipsec' | 'esp'> {
-    return { ipsec: [], esp: [] };
+    return { ipsec: this.ipsec.ikeStatus(), esp: this.ipsec.espStatus() };
   }
 
   // --- onramps at runtime (control plane) -----------------------------------------------------------------
@@ -472,9 +473,6 @@ export class Edge {
 
   // The transports are typed per onramp type; the union cannot be narrowed through the lookup, hence the cast.
   private transportOf(onramp: OnrampConfig): OnrampTransport<OnrampConfig> {
-    // The configuration accepts ipsec onramps (issue 9); until the IKE engine and the ESP data path are wired in as a
-    // transport, every path that adds one (start, the API, a live change) refuses it here, before anything changes.
-    if (onramp.type === 'ipsec') throw new Error(IPSEC_NOT_WIRED(onramp.name));
     return this.byType[onramp.type] as OnrampTransport<OnrampConfig>;
   }
 

@@ -23,7 +23,7 @@ import { toHealthSpec, type OnrampConfig } from '../config/index.js';
 import type { OnrampHealthView } from '../control/apply.js';
 import type { OnrampHealthSample } from '../control/metrics.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
-import { buildProbe, priorityPenalty, type HealthSpec, type HealthState, type Probe } from '../health/index.js';
+import { DOWN_CONSECUTIVE_FAILURES, buildProbe, priorityPenalty, type HealthSpec, type HealthState, type Probe } from '../health/index.js';
 import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
@@ -48,6 +48,8 @@ export interface HealthHost {
   send(batch: PacketBatch): void;
   /** A WireGuard onramp's last handshake (Unix ms, -Infinity when none); undefined for other onramps. */
   lastHandshakeAt(onramp: number): number | undefined;
+  /** An IPsec onramp's IKE SA up (true), dead or never up past its grace (false); undefined for other onramps. */
+  ipsecAlive?(onramp: number, now: number): boolean | undefined;
   isRunning(): boolean;
 }
 
@@ -122,6 +124,18 @@ export class EdgeHealth {
   }
 
   /**
+   * A tunnel's own verdict, given at once (IPsec: dead-peer detection found the peer gone after its
+   * retransmissions, or the IKE SA was deleted): down counts as the three failed samples of the down rule, since
+   * the tunnel already confirmed it; up is one success (it counts where successes do: reverse and passive checks).
+   */
+  tunnelState(id: number, up: boolean, now = performance.now()): void {
+    if (!this.checked.has(id)) return;
+    const samples = up ? 1 : DOWN_CONSECUTIVE_FAILURES;
+    for (let k = 0; k < samples; k++) this.engine.observe(id, up, now);
+    for (const e of this.engine.takeEvents()) this.transition(e.onramp, e.from, e.to, e.reason);
+  }
+
+  /**
    * Starts the timer. The first time, every check starts over at `now`: nothing has been judged yet, and the time
    * between building the edge and starting it (opening devices, the control plane) must not count as missed probes.
    */
@@ -185,6 +199,8 @@ export class EdgeHealth {
       for (const [id, c] of this.checked) {
         const last = this.host.lastHandshakeAt(id);
         if (last !== undefined) engine.observe(id, wireGuardAlive(last, c.addedAt, now), now);
+        const ipsec = this.host.ipsecAlive?.(id, now);
+        if (ipsec !== undefined) engine.observe(id, ipsec, now);
       }
     }
     const probes = this.probes;

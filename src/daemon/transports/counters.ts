@@ -52,6 +52,8 @@ export const enum EdgeCounter {
   IpsecFragmented = 23,
   /** ICMP fragmentation-needed / packet-too-big sent back for packets too big for an IPsec onramp. */
   IpsecTooBigReported = 24,
+  /** The IKE engine threw on a message or a timer (a bug: logged, the message dropped, the daemon carries on). */
+  IpsecEngineError = 25,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -80,6 +82,7 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'ipsec_too_big',
   'ipsec_fragmented',
   'ipsec_too_big_reported',
+  'ipsec_engine_error',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */
