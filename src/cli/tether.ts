@@ -146,7 +146,7 @@ function main(argv: string[]): void {
   const prefixOption = '-p, --prefix <prefix>';
   const prefixHelp = 'name prefix of the lab\'s namespaces (default tt)';
   lab.command('up').description('build the lab and start the edge').option(prefixOption, prefixHelp).option('--no-edge', 'build the network only')
-    .option('--ipsec-site', 'also build site-d, the strongSwan IPsec site (its charon started, not initiated)').action((o) => labCommand('up', o));
+    .option('--ipsec-site', 'also build site-d, the strongSwan IPsec site, with its ipsec onramp (strongSwan dials the edge)').action((o) => labCommand('up', o));
   lab.command('down').description('remove the lab').option(prefixOption, prefixHelp).action((o) => labCommand('down', o));
   lab.command('status').description('what exists and runs').option(prefixOption, prefixHelp).action((o) => labCommand('status', o));
   lab.command('demo').description('the main job: overlapping sites with ARR on, then off, and what each site got back').option(prefixOption, prefixHelp).action((o) => labCommand('demo', o));

@@ -41,7 +41,12 @@ export interface LabConfigOptions {
   failover?: LabFailoverPolicy;
   /** With 'drain': how long an established flow may idle before it moves back to the primary. Default 30. */
   drainIdleSeconds?: number;
+  /** Adds site-d, the IPsec branch (strongSwan, site-d.ts), as an ipsec onramp answering on LAB.siteD.edgeEndpoint. */
+  ipsecSite?: boolean;
 }
+
+/** The name of site-d's IPsec onramp. */
+export const SITE_D_ONRAMP = 'site-d';
 
 /** The names of site-c's onramps (primary preference 10, backup 20). */
 export const SITE_C_ONRAMPS = Object.freeze({ primary: 'site-c-primary', backup: 'site-c-backup' });
@@ -112,9 +117,19 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
     wireguard: { device, public_key: publicKey, allowed_ips: [LAB.siteLan, `${t.routerInside}/32`], endpoint: `${t.router}:${t.routerPort}`, persistent_keepalive: 25 },
     health_check: { target: t.routerInside, source: t.edgeInside, rate: opts.probeRate ?? 'mid' },
   });
+  const d = LAB.siteD;
+  // site-d: tether responds; strongSwan's ids, PSK and proposals (site-d.ts); route-based selectors 0.0.0.0/0 both
+  // ways, which strongSwan narrows to its LAN (RFC 7296 §2.9). DPD every 10 s, like the site's own.
+  const siteD = opts.ipsecSite ? [{
+    name: SITE_D_ONRAMP, type: 'ipsec', site: 'site-d', automatic_return_routing: true,
+    ipsec: {
+      local_address: d.edgeEndpoint, remote_address: d.router, local_id: d.edgeId, remote_id: d.siteId, psk: d.psk,
+      ike_proposals: [d.ikeProposal], esp_proposals: [d.espProposal], dpd_seconds: 10,
+    },
+  }] : [];
   return validateConfig({
     ...cfg,
-    sites: [...cfg.sites, {
+    sites: [...cfg.sites, ...(opts.ipsecSite ? [{ name: 'site-d', description: 'IPsec branch (lab): strongSwan, the same LAN again', prefixes: [LAB.siteLan] }] : []), {
       name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [LAB.siteLan],
       failover,
     }],
@@ -127,6 +142,7 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
       ...cfg.onramps,
       onramp(SITE_C_ONRAMPS.primary, 'wg-c1', c.primary, k.siteC1Public),
       onramp(SITE_C_ONRAMPS.backup, 'wg-c2', c.backup, k.siteC2Public),
+      ...siteD,
     ],
     // The data center reaches site-c's LAN over the primary, over the backup while the primary's health penalty
     // makes it lose (docs/HEALTH.md). Scoped to the data center's flows: the LAN overlaps every other site's.

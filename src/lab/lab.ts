@@ -24,7 +24,7 @@ import { inNamespaceOk, ip, run, sleep, sysctl } from './exec.js';
 import { CHARON } from './strongswan.js';
 import { nodeTsArgs, REPO_ROOT, labSourceFile, TETHER_CLI } from './paths.js';
 import { buildSiteC, siteCDefaultRoute } from './site-c.js';
-import { buildSiteD, removeSiteDStrongSwan, startSiteDStrongSwan } from './site-d.js';
+import { buildSiteD, removeSiteDStrongSwan, siteDStrongSwan, startSiteDStrongSwan } from './site-d.js';
 import { DEFAULT_PREFIX, LAB, labNames, LINKS, WIREGUARD_SOCKET_DIR, type LabNames } from './topology.js';
 
 // ─── Prerequisites ───────────────────────────────────────────────────────────────────────────────────
@@ -439,6 +439,7 @@ function expectedEdgeState(cfg: TetherConfig): { routes: string[]; ruleLinks: st
   for (const o of cfg.onramps) {
     if (o.type === 'gre') routes.add(o.gre.local);
     if (o.type === 'interconnect') ruleLinks.push(o.interconnect.link);
+    if (o.type === 'ipsec') routes.add(o.ipsec.local_address);
   }
   for (const a of cfg.egress?.addresses ?? []) if (!a.includes(':')) routes.add(a);
   return { routes: [...routes], ruleLinks };
@@ -469,7 +470,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
   const state: LabState = { prefix: names.prefix, createdAt: new Date().toISOString(), runDir: names.runDir, configFile, processes: [] };
   writeState(state);
   try {
-    const cfg = labConfig(names, opts.config);
+    const cfg = labConfig(names, opts.config ?? labTopologyConfig({ ipsecSite: opts.ipsecSite }));
     const configured = new Set(cfg.onramps.map((o) => o.name));
     await buildNetwork(names);
     if (opts.ipsecSite) {
@@ -523,6 +524,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
         opts.edgeReadyTimeoutMs ?? 30_000, () => edgeReady(names.edge, want));
       for (const s of sites) await setKeepalive(s);
       if (opts.waitForHandshakes ?? true) await waitForHandshakes(sites, state.processes, opts.handshakeTimeoutMs ?? 20_000);
+      // site-d's strongSwan dials the edge once tether answers IKE there (its onramp is in the configuration).
+      if (opts.ipsecSite && cfg.onramps.some((o) => o.type === 'ipsec' && o.ipsec.local_address === LAB.siteD.edgeEndpoint)) {
+        await siteDStrongSwan(names).initiate();
+      }
     }
     return { prefix: names.prefix, names, runDir: names.runDir, configFile, processes: state.processes, edgeLog };
   } catch (e) {
