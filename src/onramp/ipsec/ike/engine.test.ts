@@ -188,8 +188,8 @@ test('no ESP overlap: NO_PROPOSAL_CHOSEN for the child; the initiator ends the I
   const rig = Rig.pair(a, mirror(a, { espProposals: [{ encryption: ['aes256'], integrity: ['sha512'], dh: [] }] }));
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 1);
   assert.equal(rig.a.sink.installs.length + rig.b.sink.installs.length, 0);
-  assert.deepEqual(rig.a.sink.states, []);
-  assert.deepEqual(rig.b.sink.states, []);
+  assert.deepEqual(rig.a.sink.states, [{ onramp: 7, up: false, reason: 'no child SA (proposal or selectors refused)' }]);
+  assert.deepEqual(rig.b.sink.states, [{ onramp: 7, up: false, reason: 'deleted' }]);
   assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.deepEqual(rig.b.engine.status().filter(active), []);
 });
@@ -201,8 +201,13 @@ test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', 
   assert.deepEqual(rig.b.engine.status().filter(active), []);
   assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.equal(rig.b.sink.installs.length + rig.a.sink.installs.length, 0);
-  assert.deepEqual(rig.b.sink.states, []);
+  // Health learns why, once: the retries do not repeat it.
+  assert.deepEqual(rig.b.sink.states, [{ onramp: 7, up: false, reason: 'authentication failed' }]);
+  assert.deepEqual(rig.a.sink.states, [{ onramp: 7, up: false, reason: 'peer: authentication failed' }]);
   assert.equal(rig.a.engine.drops[IkeDrop.PeerError], 1);
+  rig.advance(3 * RESTART_DELAY_MS);
+  assert.equal(rig.b.engine.drops[IkeDrop.AuthFailed], 4);
+  assert.equal(rig.a.sink.states.length + rig.b.sink.states.length, 2);
 });
 
 test('a peer removed while its SA is half-open is not authenticated afterwards', () => {

@@ -20,8 +20,9 @@
  * - sendIke(): `localPort` 500 or 4500; on 4500 the transport prefixes the marker (RFC 3948 §2.2). An SA with
  *   natDetected (status) wants NAT keepalives (RFC 3948 §2.3) from the transport; the engine sends none.
  * - installChild() comes before removeChild() of the child it replaces (make-before-break on rekey).
- * - peerState(up) once a child is installed; peerState(down) when the last IKE SA of the peer dies (DPD,
- *   Delete, hard lifetime, failed setup after being up). removePeer() removes children without a peerState.
+ * - peerState(up) once a child is installed; peerState(down, reason) when the peer has no live IKE SA left (DPD,
+ *   Delete, hard lifetime) or a setup fails (authentication failed, no proposal, no answer) — each change once,
+ *   so a failing initiator's retries do not repeat it. removePeer() removes children without a peerState.
  * - poll(now) at nextDeadline(); with children installed that is at most USAGE_CHECK_MS away (childUsage).
  */
 import { formatIpv4, parseIpv4 } from '../../../wire/addr.js';
@@ -187,7 +188,7 @@ export class IkeEngine {
     const remote = parseIpv4(config.remoteAddress);
     if (local < 0 || remote < 0) throw new Error(`IKE peer ${config.name}: bad address ${config.localAddress} / ${config.remoteAddress}`);
     if (config.mode === 'initiate' && remote === 0) throw new Error(`IKE peer ${config.name}: an initiator needs a remote address`);
-    this.peers.set(config.onramp, { config, localAddress: local, remoteAddress: remote, restartAt: config.mode === 'initiate' ? 0 : NEVER, up: false });
+    this.peers.set(config.onramp, { config, localAddress: local, remoteAddress: remote, restartAt: config.mode === 'initiate' ? 0 : NEVER, reported: 'unknown' });
   }
 
   /**
@@ -472,6 +473,11 @@ export class IkeEngine {
       // §2.21.2: AUTHENTICATION_FAILED, and nothing of this SA is kept.
       this.respond(sa, r.message.header.messageId, Exchange.IkeAuth, [notify(NotifyType.AuthenticationFailed)]);
       this.destroy(sa, 'authentication failed');
+      if (peer !== undefined) {
+        // Health learns why a peer is not up (once; an SA of the peer that is up keeps it up).
+        sa.peer = peer;
+        this.afterLoss(sa, now, 'authentication failed');
+      }
       return this.drop(peer === undefined ? IkeDrop.UnknownPeer : IkeDrop.AuthFailed);
     }
     sa.peer = peer;
@@ -1205,8 +1211,8 @@ export class IkeEngine {
     const peer = sa.peer;
     if (peer === null || !this.peers.has(peer.config.onramp)) return;
     const alive = [...this.sas.values()].some((o) => o.peer === peer && (o.state === 'established' || o.state === 'rekeying'));
-    if (!alive && peer.up) {
-      peer.up = false;
+    if (!alive && peer.reported !== 'down') {
+      peer.reported = 'down';
       this.sink.peerState(peer.config.onramp, false, reason);
     }
     const connecting = [...this.sas.values()].some((o) => o.peer === peer);
@@ -1214,8 +1220,8 @@ export class IkeEngine {
   }
 
   private markUp(peer: PeerEntry): void {
-    if (peer.up) return;
-    peer.up = true;
+    if (peer.reported === 'up') return;
+    peer.reported = 'up';
     this.sink.peerState(peer.config.onramp, true, 'established');
   }
 
