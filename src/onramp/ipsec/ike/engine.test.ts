@@ -401,6 +401,30 @@ test('simultaneous child rekey (§2.8.1): one survivor, both sides agree, the re
   }
 });
 
+test('a lost CREATE_CHILD_SA response: the retransmitted request gets the cached answer, one new child on each side', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a, { childLifetime: { rekeySeconds: 5000, lifetimeSeconds: 6000, jitterSeconds: 0 } }));
+  let responses = 0; // the first is lost, the second is the cached copy
+  rig.advance(1800 * S + RETRANSMIT_TIMEOUT_MS, (d) => !(exchangeOf(d) === Exchange.CreateChildSa && isResponse(d) && responses++ === 0));
+  established(rig);
+  assert.equal(responses, 2);
+  assert.equal(rig.b.engine.drops[IkeDrop.Retransmit], 1);
+  assert.equal(rig.a.sink.installs.length, 2);
+  assert.equal(rig.b.sink.installs.length, 2);
+});
+
+test('DPD on the responder: a dead initiator marks the peer down; a responder does not re-initiate', () => {
+  const a = peerConfig({ dpdSeconds: 0 });
+  const rig = Rig.pair(a, mirror(a, { dpdSeconds: 10 }));
+  rig.a.engine.removePeer(7, rig.now); // A vanishes without a word
+  rig.inFlight = [];
+  rig.advance(200 * S, (d) => d.to !== rig.a);
+  assert.deepEqual(rig.b.sink.states.at(-1), { onramp: 7, up: false, reason: 'dead peer (no answer to DPD)' });
+  assert.equal(rig.b.sink.live().length, 0);
+  assert.deepEqual(rig.b.engine.status().map((s) => s.state), ['idle']);
+  assert.equal(rig.b.engine.nextDeadline(), Number.POSITIVE_INFINITY);
+});
+
 test('sequence exhaustion rekeys the child at once', () => {
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a));
