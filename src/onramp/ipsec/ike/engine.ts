@@ -210,7 +210,13 @@ export class IkeEngine {
   removePeer(onramp: number, now: number): void {
     const peer = this.peers.get(onramp);
     if (peer === undefined) return;
-    for (const sa of [...this.sas.values()]) {
+    for (const sa of new Set(this.sas.values())) {
+      if (sa.peer === null) {
+        // Half-open: the peer is no longer a candidate; with none left the SA goes.
+        sa.candidates = sa.candidates.filter((c) => c !== peer);
+        if (sa.candidates.length === 0) this.destroy(sa, 'removed');
+        continue;
+      }
       if (sa.peer !== peer) continue;
       if (sa.state === 'established' || sa.state === 'rekeying') this.sendDeleteIke(sa, now);
       this.destroy(sa, 'removed');
@@ -466,8 +472,7 @@ export class IkeEngine {
       this.destroy(sa, 'malformed IKE_AUTH');
       return this.drop(IkeDrop.Malformed);
     }
-    // Candidates still configured (one may have been removed while this SA was half-open).
-    const peer = sa.candidates.find((c) => this.peers.get(c.config.onramp) === c && identityMatches(c.config.remoteId, idi.idType, idi.data));
+    const peer = sa.candidates.find((c) => identityMatches(c.config.remoteId, idi.idType, idi.data));
     const expected = peer === undefined ? null : pskAuth(suite.prf, peer.config.psk, sa.initRequest, sa.nr, keys.skPi, idBody(idi.idType, idi.data));
     if (peer === undefined || expected === null || auth.method !== AUTH_SHARED_KEY_MIC || !authEqual(auth.data, expected)) {
       // §2.21.2: AUTHENTICATION_FAILED, and nothing of this SA is kept.
