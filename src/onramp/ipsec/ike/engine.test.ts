@@ -426,6 +426,15 @@ test('DPD on the responder: a dead initiator marks the peer down; a responder do
   assert.equal(rig.b.engine.nextDeadline(), Number.POSITIVE_INFINITY);
 });
 
+test('child rekey: INVALID_KE_PAYLOAD for the PFS group is retried at once with the group asked for', () => {
+  const a = peerConfig({ espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['ecp256', 'curve25519'] }] });
+  const rig = Rig.pair(a, mirror(a, { espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['curve25519'] }], childLifetime: { rekeySeconds: 5000, lifetimeSeconds: 6000, jitterSeconds: 0 } }));
+  rig.advance(1800 * S);
+  established(rig);
+  assert.equal(rig.b.engine.drops[IkeDrop.InvalidKe], 1);
+  assert.equal(rig.a.engine.status().filter(active)[0].children[0].algorithms, 'aes128gcm16-curve25519');
+});
+
 test('sequence exhaustion rekeys the child at once', () => {
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a));

@@ -949,12 +949,12 @@ export class IkeEngine {
   }
 
   /** Ours: rekey a child (make-before-break: the old one is deleted once the new one is installed). */
-  private rekeyChild(sa: IkeSa, child: ChildState, now: number): void {
+  private rekeyChild(sa: IkeSa, child: ChildState, now: number, group: DhGroup | null = null): void {
     const peer = sa.peer as PeerEntry;
     child.rekeying = true;
     const inSpi = this.uniqueChildSpi();
     const ni = this.options.random(NONCE_LENGTH);
-    const pfs = peer.config.espProposals[0]?.dh[0] ?? null;
+    const pfs = group ?? peer.config.espProposals[0]?.dh[0] ?? null;
     const dh = pfs === null ? null : dhStart(pfs);
     const payloads: Payload[] = [
       notify(NotifyType.RekeySa, new Uint8Array(0), ProtocolId.ESP, spiBytes(child.inSpi)),
@@ -964,6 +964,15 @@ export class IkeEngine {
     if (dh !== null) payloads.push({ type: PayloadType.KE, group: dhNumber(dh.group), data: dh.publicValue });
     payloads.push(tsPayload(PayloadType.TSi, child.localTs), tsPayload(PayloadType.TSr, child.remoteTs));
     this.encryptedRequest(sa, Exchange.CreateChildSa, payloads, 'rekey-child', now, (p, t) => {
+      const asked = findNotify(p, NotifyType.InvalidKePayload);
+      const askedGroup = asked !== undefined && asked.data.length === DH_GROUP_LENGTH ? dhGroupOf((asked.data[0] << 8) | asked.data[1]) : null;
+      if (askedGroup !== null && askedGroup !== pfs && peer.config.espProposals.some((e) => e.dh.includes(askedGroup)) && sa.children.includes(child)) {
+        // §1.3: the responder wants another of our PFS groups; again at once with that one.
+        this.childSpis.delete(inSpi);
+        child.rekeying = false;
+        this.rekeyChild(sa, child, t, askedGroup);
+        return;
+      }
       const nonce = find(p, PayloadType.Nonce);
       const fresh = nonce === undefined ? null : this.completeChild(sa, inSpi, p, dh, ni, nonce.data, t);
       if (fresh === null) {
