@@ -7,6 +7,7 @@ import { wireguardTarget } from './wireguard.js';
 import { configTarget } from './config.js';
 import { apiTarget } from './api.js';
 import { ikeTarget } from './ike.js';
+import { ikeEngineTarget } from './ike-engine.js';
 
 export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
   ['wire/inspect', inspectTarget],
@@ -14,6 +15,7 @@ export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, Targe
   ['onramp/gre', greTarget],
   ['onramp/wireguard', wireguardTarget],
   ['onramp/ike', ikeTarget],
+  ['onramp/ike-engine', ikeEngineTarget],
   ['config/yaml', configTarget],
   ['control/api', apiTarget],
 ]);

@@ -14,6 +14,7 @@ const SHORT: Readonly<Record<string, number>> = {
   'onramp/gre': 1500,
   'onramp/wireguard': 1000,
   'onramp/ike': 2000,
+  'onramp/ike-engine': 1000,
   'config/yaml': 150,
   'control/api': 150,
 };

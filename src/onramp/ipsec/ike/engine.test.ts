@@ -188,8 +188,8 @@ test('no ESP overlap: NO_PROPOSAL_CHOSEN for the child; the initiator ends the I
   const rig = Rig.pair(a, mirror(a, { espProposals: [{ encryption: ['aes256'], integrity: ['sha512'], dh: [] }] }));
   assert.equal(rig.b.engine.drops[IkeDrop.NoProposal], 1);
   assert.equal(rig.a.sink.installs.length + rig.b.sink.installs.length, 0);
-  assert.deepEqual(rig.a.sink.states, []);
-  assert.deepEqual(rig.b.sink.states, []);
+  assert.deepEqual(rig.a.sink.states, [{ onramp: 7, up: false, reason: 'no child SA (proposal or selectors refused)' }]);
+  assert.deepEqual(rig.b.sink.states, [{ onramp: 7, up: false, reason: 'deleted' }]);
   assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.deepEqual(rig.b.engine.status().filter(active), []);
 });
@@ -201,8 +201,13 @@ test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', 
   assert.deepEqual(rig.b.engine.status().filter(active), []);
   assert.deepEqual(rig.a.engine.status().filter(active), []);
   assert.equal(rig.b.sink.installs.length + rig.a.sink.installs.length, 0);
-  assert.deepEqual(rig.b.sink.states, []);
+  // Health learns why, once: the retries do not repeat it.
+  assert.deepEqual(rig.b.sink.states, [{ onramp: 7, up: false, reason: 'authentication failed' }]);
+  assert.deepEqual(rig.a.sink.states, [{ onramp: 7, up: false, reason: 'peer: authentication failed' }]);
   assert.equal(rig.a.engine.drops[IkeDrop.PeerError], 1);
+  rig.advance(3 * RESTART_DELAY_MS);
+  assert.equal(rig.b.engine.drops[IkeDrop.AuthFailed], 4);
+  assert.equal(rig.a.sink.states.length + rig.b.sink.states.length, 2);
 });
 
 test('a peer removed while its SA is half-open is not authenticated afterwards', () => {
@@ -212,9 +217,10 @@ test('a peer removed while its SA is half-open is not authenticated afterwards',
   rig.a.engine.addPeer(a);
   rig.a.engine.poll(rig.now);
   rig.deliver(rig.inFlight.shift() as Datagram); // IKE_SA_INIT request → B half-open
-  rig.b.engine.removePeer(7, rig.now);
+  rig.b.engine.removePeer(7, rig.now); // its only candidate gone, the half-open SA goes too
+  assert.deepEqual(rig.b.engine.status(), []);
   rig.run();
-  assert.equal(rig.b.engine.drops[IkeDrop.UnknownPeer], 1);
+  assert.equal(rig.b.engine.drops[IkeDrop.UnknownSpi], 1);
   assert.deepEqual(rig.b.sink.installs, []);
   assert.deepEqual(rig.b.engine.status(), []);
 });
@@ -394,6 +400,39 @@ test('simultaneous child rekey (§2.8.1): one survivor, both sides agree, the re
     assert.equal(rig.a.sink.installs.length, 3);
     assert.equal(rig.b.sink.installs.length, 3);
   }
+});
+
+test('a lost CREATE_CHILD_SA response: the retransmitted request gets the cached answer, one new child on each side', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a, { childLifetime: { rekeySeconds: 5000, lifetimeSeconds: 6000, jitterSeconds: 0 } }));
+  let responses = 0; // the first is lost, the second is the cached copy
+  rig.advance(1800 * S + RETRANSMIT_TIMEOUT_MS, (d) => !(exchangeOf(d) === Exchange.CreateChildSa && isResponse(d) && responses++ === 0));
+  established(rig);
+  assert.equal(responses, 2);
+  assert.equal(rig.b.engine.drops[IkeDrop.Retransmit], 1);
+  assert.equal(rig.a.sink.installs.length, 2);
+  assert.equal(rig.b.sink.installs.length, 2);
+});
+
+test('DPD on the responder: a dead initiator marks the peer down; a responder does not re-initiate', () => {
+  const a = peerConfig({ dpdSeconds: 0 });
+  const rig = Rig.pair(a, mirror(a, { dpdSeconds: 10 }));
+  rig.a.engine.removePeer(7, rig.now); // A vanishes without a word
+  rig.inFlight = [];
+  rig.advance(200 * S, (d) => d.to !== rig.a);
+  assert.deepEqual(rig.b.sink.states.at(-1), { onramp: 7, up: false, reason: 'dead peer (no answer to DPD)' });
+  assert.equal(rig.b.sink.live().length, 0);
+  assert.deepEqual(rig.b.engine.status().map((s) => s.state), ['idle']);
+  assert.equal(rig.b.engine.nextDeadline(), Number.POSITIVE_INFINITY);
+});
+
+test('child rekey: INVALID_KE_PAYLOAD for the PFS group is retried at once with the group asked for', () => {
+  const a = peerConfig({ espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['ecp256', 'curve25519'] }] });
+  const rig = Rig.pair(a, mirror(a, { espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['curve25519'] }], childLifetime: { rekeySeconds: 5000, lifetimeSeconds: 6000, jitterSeconds: 0 } }));
+  rig.advance(1800 * S);
+  established(rig);
+  assert.equal(rig.b.engine.drops[IkeDrop.InvalidKe], 1);
+  assert.equal(rig.a.engine.status().filter(active)[0].children[0].algorithms, 'aes128gcm16-curve25519');
 });
 
 test('sequence exhaustion rekeys the child at once', () => {

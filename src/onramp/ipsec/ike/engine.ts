@@ -20,8 +20,9 @@
  * - sendIke(): `localPort` 500 or 4500; on 4500 the transport prefixes the marker (RFC 3948 §2.2). An SA with
  *   natDetected (status) wants NAT keepalives (RFC 3948 §2.3) from the transport; the engine sends none.
  * - installChild() comes before removeChild() of the child it replaces (make-before-break on rekey).
- * - peerState(up) once a child is installed; peerState(down) when the last IKE SA of the peer dies (DPD,
- *   Delete, hard lifetime, failed setup after being up). removePeer() removes children without a peerState.
+ * - peerState(up) once a child is installed; peerState(down, reason) when the peer has no live IKE SA left (DPD,
+ *   Delete, hard lifetime) or a setup fails (authentication failed, no proposal, no answer) — each change once,
+ *   so a failing initiator's retries do not repeat it. removePeer() removes children without a peerState.
  * - poll(now) at nextDeadline(); with children installed that is at most USAGE_CHECK_MS away (childUsage).
  */
 import { formatIpv4, parseIpv4 } from '../../../wire/addr.js';
@@ -187,7 +188,7 @@ export class IkeEngine {
     const remote = parseIpv4(config.remoteAddress);
     if (local < 0 || remote < 0) throw new Error(`IKE peer ${config.name}: bad address ${config.localAddress} / ${config.remoteAddress}`);
     if (config.mode === 'initiate' && remote === 0) throw new Error(`IKE peer ${config.name}: an initiator needs a remote address`);
-    this.peers.set(config.onramp, { config, localAddress: local, remoteAddress: remote, restartAt: config.mode === 'initiate' ? 0 : NEVER, up: false });
+    this.peers.set(config.onramp, { config, localAddress: local, remoteAddress: remote, restartAt: config.mode === 'initiate' ? 0 : NEVER, reported: 'unknown' });
   }
 
   /**
@@ -209,7 +210,13 @@ export class IkeEngine {
   removePeer(onramp: number, now: number): void {
     const peer = this.peers.get(onramp);
     if (peer === undefined) return;
-    for (const sa of [...this.sas.values()]) {
+    for (const sa of new Set(this.sas.values())) {
+      if (sa.peer === null) {
+        // Half-open: the peer is no longer a candidate; with none left the SA goes.
+        sa.candidates = sa.candidates.filter((c) => c !== peer);
+        if (sa.candidates.length === 0) this.destroy(sa, 'removed');
+        continue;
+      }
       if (sa.peer !== peer) continue;
       if (sa.state === 'established' || sa.state === 'rekeying') this.sendDeleteIke(sa, now);
       this.destroy(sa, 'removed');
@@ -465,13 +472,17 @@ export class IkeEngine {
       this.destroy(sa, 'malformed IKE_AUTH');
       return this.drop(IkeDrop.Malformed);
     }
-    // Candidates still configured (one may have been removed while this SA was half-open).
-    const peer = sa.candidates.find((c) => this.peers.get(c.config.onramp) === c && identityMatches(c.config.remoteId, idi.idType, idi.data));
+    const peer = sa.candidates.find((c) => identityMatches(c.config.remoteId, idi.idType, idi.data));
     const expected = peer === undefined ? null : pskAuth(suite.prf, peer.config.psk, sa.initRequest, sa.nr, keys.skPi, idBody(idi.idType, idi.data));
     if (peer === undefined || expected === null || auth.method !== AUTH_SHARED_KEY_MIC || !authEqual(auth.data, expected)) {
       // §2.21.2: AUTHENTICATION_FAILED, and nothing of this SA is kept.
       this.respond(sa, r.message.header.messageId, Exchange.IkeAuth, [notify(NotifyType.AuthenticationFailed)]);
       this.destroy(sa, 'authentication failed');
+      if (peer !== undefined) {
+        // Health learns why a peer is not up (once; an SA of the peer that is up keeps it up).
+        sa.peer = peer;
+        this.afterLoss(sa, now, 'authentication failed');
+      }
       return this.drop(peer === undefined ? IkeDrop.UnknownPeer : IkeDrop.AuthFailed);
     }
     sa.peer = peer;
@@ -938,12 +949,12 @@ export class IkeEngine {
   }
 
   /** Ours: rekey a child (make-before-break: the old one is deleted once the new one is installed). */
-  private rekeyChild(sa: IkeSa, child: ChildState, now: number): void {
+  private rekeyChild(sa: IkeSa, child: ChildState, now: number, group: DhGroup | null = null): void {
     const peer = sa.peer as PeerEntry;
     child.rekeying = true;
     const inSpi = this.uniqueChildSpi();
     const ni = this.options.random(NONCE_LENGTH);
-    const pfs = peer.config.espProposals[0]?.dh[0] ?? null;
+    const pfs = group ?? peer.config.espProposals[0]?.dh[0] ?? null;
     const dh = pfs === null ? null : dhStart(pfs);
     const payloads: Payload[] = [
       notify(NotifyType.RekeySa, new Uint8Array(0), ProtocolId.ESP, spiBytes(child.inSpi)),
@@ -953,6 +964,15 @@ export class IkeEngine {
     if (dh !== null) payloads.push({ type: PayloadType.KE, group: dhNumber(dh.group), data: dh.publicValue });
     payloads.push(tsPayload(PayloadType.TSi, child.localTs), tsPayload(PayloadType.TSr, child.remoteTs));
     this.encryptedRequest(sa, Exchange.CreateChildSa, payloads, 'rekey-child', now, (p, t) => {
+      const asked = findNotify(p, NotifyType.InvalidKePayload);
+      const askedGroup = asked !== undefined && asked.data.length === DH_GROUP_LENGTH ? dhGroupOf((asked.data[0] << 8) | asked.data[1]) : null;
+      if (askedGroup !== null && askedGroup !== pfs && peer.config.espProposals.some((e) => e.dh.includes(askedGroup)) && sa.children.includes(child)) {
+        // §1.3: the responder wants another of our PFS groups; again at once with that one.
+        this.childSpis.delete(inSpi);
+        child.rekeying = false;
+        this.rekeyChild(sa, child, t, askedGroup);
+        return;
+      }
       const nonce = find(p, PayloadType.Nonce);
       const fresh = nonce === undefined ? null : this.completeChild(sa, inSpi, p, dh, ni, nonce.data, t);
       if (fresh === null) {
@@ -1205,8 +1225,8 @@ export class IkeEngine {
     const peer = sa.peer;
     if (peer === null || !this.peers.has(peer.config.onramp)) return;
     const alive = [...this.sas.values()].some((o) => o.peer === peer && (o.state === 'established' || o.state === 'rekeying'));
-    if (!alive && peer.up) {
-      peer.up = false;
+    if (!alive && peer.reported !== 'down') {
+      peer.reported = 'down';
       this.sink.peerState(peer.config.onramp, false, reason);
     }
     const connecting = [...this.sas.values()].some((o) => o.peer === peer);
@@ -1214,8 +1234,8 @@ export class IkeEngine {
   }
 
   private markUp(peer: PeerEntry): void {
-    if (peer.up) return;
-    peer.up = true;
+    if (peer.reported === 'up') return;
+    peer.reported = 'up';
     this.sink.peerState(peer.config.onramp, true, 'established');
   }
 

@@ -15,8 +15,8 @@ export interface PeerEntry {
   remoteAddress: number;
   /** Mode 'initiate': when to (re)start an IKE SA if none is up or connecting; Infinity = not scheduled. */
   restartAt: number;
-  /** The last state told to IkeSink.peerState, so up/down is reported once per change. */
-  up: boolean;
+  /** The last state told to IkeSink.peerState ('unknown' before the first), so each change is reported once. */
+  reported: 'unknown' | 'up' | 'down';
 }
 
 export interface ChildState {
