@@ -23,6 +23,7 @@ import type { TunDevice } from '../../io/tun.js';
 import { IkeEngine } from '../../onramp/ipsec/ike/engine.js';
 import { IKE_DROP_NAMES, IkeDrop } from '../../onramp/ipsec/ike/ike-drop.js';
 import type { ChildSa, ChildSaUsage, IkeSaStatus, IkeSink } from '../../onramp/ipsec/types.js';
+import { parseIpv4 } from '../../wire/addr.js';
 import { EdgeCounter, nonZero } from './counters.js';
 import { IpsecTransport, type IkeDatagramPath } from './ipsec.js';
 import type { OnrampTransport, TransportHost } from './transport.js';
@@ -36,6 +37,11 @@ const MAX_TIMER_MS = 0x7fffffff;
  * start (a responder waits for the site's router to dial in). After it, or once an SA was up and died, it is down.
  */
 export const IPSEC_SETUP_GRACE_MS = 30_000;
+/**
+ * NAT-keepalives (RFC 3948 §2.3) toward peers of UDP-encapsulated SAs, so a NAT on the way keeps its mapping: every
+ * 20 s, strongSwan's default (charon.keep_alive), well inside the shortest UDP mapping timeouts NATs use (~30 s).
+ */
+export const NAT_KEEPALIVE_INTERVAL_MS = 20_000;
 
 const enum PeerUp {
   Never = 0,
@@ -58,6 +64,7 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
   private health: IpsecHealthSink | null = null;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
+  private keepalives: NodeJS.Timeout | null = null;
   private isOpen = false;
 
   constructor(
@@ -78,6 +85,7 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
     this.data.open();
     this.data.onIke(this.onIke);
     this.isOpen = true;
+    this.keepalives = setInterval(this.sendKeepalives, NAT_KEEPALIVE_INTERVAL_MS);
     this.schedule();
   }
 
@@ -86,7 +94,8 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
     this.isOpen = false;
     this.data.onIke(null);
     if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.keepalives !== null) clearInterval(this.keepalives);
+    this.timer = this.keepalives = null;
     this.timerAt = Infinity;
     this.data.close();
   }
@@ -214,6 +223,14 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
     if (!this.isOpen) return;
     this.guard(() => this.engine.poll(performance.now()));
     this.schedule();
+  };
+
+  private readonly sendKeepalives = (): void => {
+    for (const sa of this.engine.status()) {
+      if (!sa.natDetected || sa.state === 'idle' || sa.state === 'connecting') continue;
+      const [address, port] = sa.remote.split(':');
+      this.data.sendNatKeepalive(sa.onramp, parseIpv4(address), Number(port));
+    }
   };
 
   /** One timer at the engine's next deadline (re-armed only when that moved earlier, or after it fired). */

@@ -172,6 +172,10 @@ describe('IpsecTransport, the rest', () => {
     assert.deepEqual([...u.written[0].subarray(28)], [0, 0, 0, 0, ...ike]);
     assert.deepEqual([...u.written[1].subarray(28)], ike);
     assert.equal(parsePacket(u.written[0]).src, EDGE);
+    // RFC 3948 §2.3: a NAT-keepalive is the single byte 0xFF, no marker, from port 4500.
+    t.sendNatKeepalive(ONRAMP, parseIpv4(PEER), 4501);
+    assert.deepEqual([...u.written[2].subarray(28)], [0xff]);
+    assert.equal(Buffer.from(u.written[2]).readUInt16BE(20), 4500);
   });
 
   it('make-before-break: a rekeyed SA sends, the old inbound SPI is accepted until removeChild', () => {

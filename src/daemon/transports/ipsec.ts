@@ -37,6 +37,7 @@ import {
   EspOpened,
   EspSaTable,
   IKE_PORT,
+  NAT_KEEPALIVE_BYTE,
   NAT_T_PORT,
   NON_ESP_MARKER,
   NO_SA,
@@ -74,6 +75,7 @@ const DEFAULT_QUEUE = 1024;
 const IP_ID_MASK = 0xffff;
 /** mtu[] value of an onramp with no MTU of its own configured. */
 const NO_MTU = 0;
+const NAT_KEEPALIVE = new Uint8Array([NAT_KEEPALIVE_BYTE]);
 
 /** What the transport needs of an `type: ipsec` onramp (the lead maps the compiled config onto it). */
 export interface IpsecTransportOnramp {
@@ -265,19 +267,28 @@ export class IpsecTransport
    * 3948 §2.2). Written at once (IKE runs on timers, outside the batch cycle). Control plane.
    */
   sendIke(onramp: number, message: Uint8Array, localPort: number, remoteAddress: number, remotePort: number): void {
+    this.sendUdp(onramp, localPort === NAT_T_PORT ? NON_ESP_MARKER : 0, message, localPort, remoteAddress, remotePort);
+  }
+
+  /** One NAT-keepalive (RFC 3948 §2.3: a single 0xFF byte) from the onramp's local address, UDP 4500. */
+  sendNatKeepalive(onramp: number, remoteAddress: number, remotePort: number): void {
+    this.sendUdp(onramp, 0, NAT_KEEPALIVE, NAT_T_PORT, remoteAddress, remotePort);
+  }
+
+  /** `zeros` zero bytes (the non-ESP marker, or none), then `payload`, in one UDP datagram. Written at once. */
+  private sendUdp(onramp: number, zeros: number, payload: Uint8Array, localPort: number, remoteAddress: number, remotePort: number): void {
     const local = this.locals.get(onramp);
-    const marker = localPort === NAT_T_PORT ? NON_ESP_MARKER : 0;
     const tx = this.underlay.tx;
-    if (local === undefined || UDP4_OVERHEAD + marker + message.length > tx.maxPacketSize) {
+    if (local === undefined || UDP4_OVERHEAD + zeros + payload.length > tx.maxPacketSize) {
       this.host.counters[EdgeCounter.IpsecSendDrop]++;
       return;
     }
     const k = this.underlay.reserveTx();
     const at = k * tx.slotSize + tx.headroom;
-    tx.data.fill(0, at + UDP4_OVERHEAD, at + UDP4_OVERHEAD + marker);
-    tx.data.set(message, at + UDP4_OVERHEAD + marker);
+    tx.data.fill(0, at + UDP4_OVERHEAD, at + UDP4_OVERHEAD + zeros);
+    tx.data.set(payload, at + UDP4_OVERHEAD + zeros);
     tx.offset[k] = at;
-    tx.length[k] = writeUdp4Headers(tx.data, at, parseIpv4(local), remoteAddress >>> 0, localPort, remotePort, marker + message.length, this.nextIpId());
+    tx.length[k] = writeUdp4Headers(tx.data, at, parseIpv4(local), remoteAddress >>> 0, localPort, remotePort, zeros + payload.length, this.nextIpId());
     this.underlay.flushTx();
   }
 
