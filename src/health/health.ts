@@ -11,6 +11,7 @@
  *          an ICMP echo reply to the edge's tunnel address from onramp X: engine.receive(X, bytes, off, len, now)
  *          WireGuard handshake age / IPsec DPD:  engine.observe(X, alive, now)
  *          the site's own probe answered (reverse style): engine.siteProbeAnswered(X, now)
+ *          every few tens of ms: engine.traffic(X, packets sent into X, packets received from X, now)
  *          for e of engine.takeEvents(): log one line;  route priority += priorityPenalty(status(X).state)
  *
  * Evidence, by spec.mode:
@@ -34,13 +35,14 @@
  *
  * States and timings (judge.ts has the rules; constants.ts the figures and where they come from):
  *   - healthy -> down / degraded -> down: three consecutive failed samples. A failure while not down sends
- *     two re-probes at once, one after the other, so a cut is confirmed within three timeouts (900 ms at
+ *     two re-probes at once, one after the other, so a cut is confirmed within three timeouts (600 ms at
  *     the default mid rate) of the first lost probe, and within interval + 3 timeouts of the cut (at most
- *     1.9 s at mid, 850 ms at high).
+ *     1.6 s at mid, 610 ms at high); on an onramp that carries traffic, within SILENCE_PROBE_MS + the caller's
+ *     look period + 3 timeouts (traffic()), whichever comes first.
  *   - healthy -> degraded: at least 0.1 % of the samples of the last five minutes failed, at least two.
-     So a cut of a healthy onramp gives two events, 300 ms apart at mid: healthy -> degraded at the second
-     lost probe (two failures are already >= 0.1 %), degraded -> down at the third. The rules are applied
-     as written rather than held back while re-probes run, so the slow oracle in the tests is the rules.
+ *     So a cut of a healthy onramp gives two events, one timeout apart: healthy -> degraded at the second
+ *     lost probe (two failures are already >= 0.1 %), degraded -> down at the third. The rules are applied
+ *     as written rather than held back while re-probes run, so the slow oracle in the tests is the rules.
  *   - down -> degraded: three consecutive successes (a success while down likewise sends two re-probes at
  *     once, so recovery is confirmed within a few round trips, not three intervals).
  *   - degraded -> healthy: a clean window, no failure in the last five minutes.
@@ -54,7 +56,7 @@
  * Memory per onramp is fixed: the loss window is a ring of 300 one-second buckets (loss-window.ts), one
  * probe in flight, a few counters; a target that never answers costs one probe per interval and, once down,
  * no further events. Every transition is one event; the queue is bounded (MAX_QUEUED_EVENTS).
- * Cost: poll() and nextDeadline() visit every onramp (control-plane rate: a few calls per second).
+ * Cost: poll() and nextDeadline() visit every onramp (control-plane rate: a few tens of calls per second).
  */
 import { parseAddress } from '../wire/addr.js';
 import { MAX_ONRAMP_ID } from '../common/ids.js';
@@ -74,6 +76,7 @@ import {
   REPROBES,
   RTT_ALPHA,
   RTT_BETA,
+  SILENCE_PROBE_MS,
   WINDOW_SECONDS,
   type ProbeRate,
 } from './constants.js';
@@ -140,6 +143,8 @@ export interface HealthCounters {
   siteProbesMissed: number;
   observedFailures: number;
   observedAlive: number;
+  /** Probes sent early because the onramp carried traffic out and nothing came back (traffic()). */
+  silenceProbes: number;
 }
 
 /** receive() results. */
@@ -220,6 +225,12 @@ class OnrampHealth {
   /** RFC 6298 section 2: NaN until the first measurement. */
   srtt = NaN;
   rttvar = NaN;
+  /** traffic(): the packet counts last seen, when the received count last moved, whether something went out since. */
+  trafficSeen = false;
+  sentSeen = 0;
+  receivedSeen = 0;
+  quietSince = 0;
+  unanswered = false;
   readonly counters: HealthCounters = {
     probesSent: 0,
     repliesMatched: 0,
@@ -229,6 +240,7 @@ class OnrampHealth {
     siteProbesMissed: 0,
     observedFailures: 0,
     observedAlive: 0,
+    silenceProbes: 0,
   };
 
   constructor(
@@ -342,6 +354,43 @@ export class HealthEngine {
       }
     }
     return out;
+  }
+
+  /**
+   * The onramp's packet counts (sent into it, received from it; any monotonic counts, e.g. the pipeline's
+   * txPackets / rxPackets), looked at every few tens of ms. When something went out and nothing has come back
+   * for SILENCE_PROBE_MS, the next probe is due at once rather than at the next interval (and the regular
+   * schedule continues from it): a tunnel cut under traffic is then found within SILENCE_PROBE_MS + the look's
+   * period + three timeouts, whatever the interval. Only a probe is sent: the state still moves by probe
+   * results alone. Not while down (a target that never answers costs one probe per interval), nor while a probe
+   * is in flight or confirming, nor within SILENCE_PROBE_MS of the last probe. Returns true when a probe became
+   * due (the caller polls).
+   */
+  traffic(onramp: number, sent: number, received: number, now: number): boolean {
+    const o = this.onramps.get(onramp);
+    if (!o) return false;
+    if (!o.trafficSeen) {
+      o.trafficSeen = true;
+      o.sentSeen = sent;
+      o.receivedSeen = received;
+      o.quietSince = now;
+      return false;
+    }
+    if (received !== o.receivedSeen) {
+      o.receivedSeen = received;
+      o.quietSince = now;
+      o.unanswered = false;
+    }
+    // Sent in the same look as the last receipt: maybe after it, so it counts as unanswered (silence from now).
+    if (sent !== o.sentSeen) {
+      o.sentSeen = sent;
+      o.unanswered = true;
+    }
+    if (!o.unanswered || o.spec.mode !== 'probe' || o.judge.state === 'down' || o.inFlight || o.burstActive) return false;
+    if (now - o.quietSince < SILENCE_PROBE_MS || now - o.sentAt < SILENCE_PROBE_MS || now >= o.nextRegularAt) return false;
+    o.nextRegularAt = now;
+    o.counters.silenceProbes++;
+    return true;
   }
 
   /** A packet that arrived on `onramp` and may be a probe reply: inspects it (see receiveInspected). */
