@@ -14,6 +14,10 @@
  *                      between two batches: the longest piece of a change that runs without letting
  *                      packets through
  *
+ *   health_poll_us     the health engine's poll() with every onramp probed at mid (a probe a second each, answered
+ *                      at once), called every 25 ms as the daemon's traffic looks do, over a simulated minute:
+ *                      the simple scan (every onramp each call) and the deadline index (only those due)
+ *
  * The reference beside each figure is the same run's: forwarding without changes.
  * Options: --json (one JSON object), --onramps N (default 1,000), --changes N (default 100).
  */
@@ -29,7 +33,9 @@ import { ConfigStore } from '../src/control/store.js';
 import { Edge, type EdgeLogger } from '../src/daemon/edge.js';
 import { LiveEdge } from '../src/daemon/live.js';
 import { keyToBase64, publicKeyFromPrivate } from '../src/onramp/wireguard/index.js';
-import { buildUdp } from '../src/wire/build.js';
+import { TRAFFIC_LOOK_INTERVAL_MS } from '../src/daemon/health.js';
+import { HealthEngine, type Probe } from '../src/health/index.js';
+import { buildIcmpEcho, buildUdp } from '../src/wire/build.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -76,6 +82,33 @@ function config(): TetherConfig {
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+/** Simulated time for the health poll figure: a minute of probes at mid. */
+const HEALTH_SIMULATED_MS = 60_000;
+
+/** Mean wall time of one HealthEngine.poll() (µs) with ONRAMPS probed onramps, polled every traffic look. */
+function healthPollMicros(scan: boolean): number {
+  const engine = new HealthEngine({ scan });
+  for (let id = 1; id <= ONRAMPS; id++) {
+    // spread the first probes over the first second, as onramps added one by one would be
+    engine.add(id, { source: '100.64.0.1', target: `10.${id >> 8}.${id & 255}.1` }, (id * 1_000) / ONRAMPS);
+  }
+  const probes: Probe[] = [];
+  let spent = 0;
+  let polls = 0;
+  for (let t = 0; t < HEALTH_SIMULATED_MS; t += TRAFFIC_LOOK_INTERVAL_MS) {
+    probes.length = 0;
+    const t0 = performance.now();
+    engine.poll(t, probes);
+    spent += performance.now() - t0;
+    polls++;
+    for (const p of probes) {
+      const reply = buildIcmpEcho({ src: p.dstAddr, dst: p.srcAddr }, { type: 'reply', id: p.id, seq: p.seq });
+      engine.receive(p.onramp, reply, 0, reply.length, t + 1);
+    }
+  }
+  return (spent / polls) * 1_000;
 }
 
 async function main(): Promise<void> {
@@ -196,8 +229,11 @@ async function main(): Promise<void> {
   const burst = await run(true);
   const aloneAgain = await run(false);
 
+  const healthPoll = { scan: healthPollMicros(true), index: healthPollMicros(false) };
+
   const result = {
     onramps: ONRAMPS,
+    health_poll_us: healthPoll,
     changes: CHANGES,
     change_ms: { median: percentile(times, 0.5), p95: percentile(times, 0.95), max: times[times.length - 1] },
     change_cpu_ms: { median: percentile(cpu, 0.5), p95: percentile(cpu, 0.95), max: cpu[cpu.length - 1] },
@@ -216,6 +252,7 @@ async function main(): Promise<void> {
     console.log(`  of which the running edge's part: median ${f(result.edge_apply_ms.median)} ms, p95 ${f(result.edge_apply_ms.p95)} ms`);
     console.log(`forwarding, 64-byte UDP, established: ${f(result.forwarding_mpps.alone, 3)} Mpps alone | ${f(result.forwarding_mpps.with_burst, 3)} Mpps with ${result.burst_changes} changes at the same time`);
     console.log(`longest pause between two batches: ${f(result.longest_pause_ms.alone)} ms alone | ${f(result.longest_pause_ms.with_burst)} ms with the burst`);
+    console.log(`health poll, ${ONRAMPS} probed onramps, every ${TRAFFIC_LOOK_INTERVAL_MS} ms: ${f(result.health_poll_us.scan, 1)} µs scan | ${f(result.health_poll_us.index, 1)} µs deadline index`);
     console.log(`packets forwarded (not dropped): ${f(result.forwarded_share.alone * 100, 1)} % alone | ${f(result.forwarded_share.with_burst * 100, 1)} % with the burst`);
   }
   await app.close();

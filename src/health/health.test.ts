@@ -496,3 +496,117 @@ test('engine against the slow oracle: random replies, losses, late answers, late
     { numRuns: 200 },
   );
 });
+
+test('deadline index against the simple scan: the same probes, events and states for many onramps under random replies, evidence, traffic and changes (property)', () => {
+  const op = fc.record({
+    kind: fc.integer({ min: 0, max: 9 }),
+    onramp: fc.integer({ min: 1, max: 12 }),
+    dt: fc.oneof(
+      { weight: 6, arbitrary: fc.integer({ min: 0, max: 400 }) },
+      { weight: 2, arbitrary: fc.integer({ min: 0, max: 5_000 }) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 400_000 }) },
+    ),
+    rate: fc.constantFrom<ProbeRate>('high', 'mid', 'low'),
+    mode: fc.constantFrom<'probe' | 'reverse' | 'passive'>('probe', 'probe', 'reverse', 'passive'),
+    interval: fc.oneof(fc.constant(undefined), fc.integer({ min: 1, max: 2_000 })),
+    ok: fc.boolean(),
+    n: fc.integer({ min: 0, max: 3 }),
+  });
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 1, maxLength: 400 }), (ops) => {
+      const fast = new HealthEngine();
+      const slow = new HealthEngine({ scan: true });
+      const both = [fast, slow];
+      const inFlight = new Map<number, Probe>();
+      const counts = new Map<number, { sent: number; received: number }>();
+      let t = 0;
+      const spec = (o: (typeof ops)[number]): HealthSpec => (o.mode === 'probe'
+        ? { ...SPEC, rate: o.rate, intervalMs: o.interval }
+        : { mode: o.mode, rate: o.rate, intervalMs: o.interval });
+      const byOnramp = (a: { onramp: number }, b: { onramp: number }) => a.onramp - b.onramp;
+      for (const o of ops) {
+        switch (o.kind) {
+          case 0: // add, update or remove
+            if (!fast.has(o.onramp)) both.forEach((e) => e.add(o.onramp, spec(o), t));
+            else if (o.ok) both.forEach((e) => e.update(o.onramp, spec(o), t));
+            else {
+              both.forEach((e) => e.remove(o.onramp));
+              inFlight.delete(o.onramp);
+            }
+            break;
+          case 1: { // a reply to the probe in flight, maybe late
+            const p = inFlight.get(o.onramp);
+            if (p) {
+              t += o.dt % 500;
+              const bytes = reply(p);
+              assert.equal(fast.receive(o.onramp, bytes, 0, bytes.length, t), slow.receive(o.onramp, bytes, 0, bytes.length, t));
+              inFlight.delete(o.onramp);
+            }
+            break;
+          }
+          case 2: // other evidence
+            assert.equal(fast.observe(o.onramp, o.ok, t), slow.observe(o.onramp, o.ok, t));
+            break;
+          case 3:
+            assert.equal(fast.siteProbeAnswered(o.onramp, t), slow.siteProbeAnswered(o.onramp, t));
+            break;
+          case 4: { // a look at the packet counts
+            const c = counts.get(o.onramp) ?? { sent: 0, received: 0 };
+            if (o.n !== 0) c.sent++;
+            if (o.n === 2) c.received++;
+            counts.set(o.onramp, c);
+            assert.equal(fast.traffic(o.onramp, c.sent, c.received, t), slow.traffic(o.onramp, c.sent, c.received, t));
+            break;
+          }
+          default: { // time passes; poll at a deadline or at any moment
+            const d = fast.nextDeadline();
+            assert.ok(d <= slow.nextDeadline(), 'the index is never later than the scan');
+            t = o.n === 0 && d !== Infinity ? Math.max(t, d) : t + o.dt;
+            const a = fast.poll(t).sort(byOnramp);
+            const b = slow.poll(t).sort(byOnramp);
+            assert.deepEqual(a, b);
+            for (const p of a) inFlight.set(p.onramp, p);
+          }
+        }
+        const ea = fast.takeEvents().sort(byOnramp);
+        const eb = slow.takeEvents().sort(byOnramp);
+        assert.deepEqual(ea, eb);
+        for (let id = 1; id <= 12; id++) {
+          assert.equal(fast.status(id)?.state, slow.status(id)?.state, `onramp ${id} at ${t}`);
+          assert.equal(fast.status(id)?.since, slow.status(id)?.since, `onramp ${id} at ${t}`);
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('deadline index: a state that changes by time alone is due — healthy -> degraded as old successes leave the window, degraded -> healthy once clean', () => {
+  const fast = new HealthEngine();
+  const slow = new HealthEngine({ scan: true });
+  for (const e of [fast, slow]) {
+    e.add(1, {}, 0); // passive: evidence only
+    // 2,500 successes in the first ten seconds, then two failures: 2 / 2,502 is under 0.1 %, so healthy
+    for (let k = 0; k < 2_500; k++) e.observe(1, true, k * 4);
+    e.observe(1, false, 10_000);
+    e.observe(1, false, 10_001);
+    assert.equal(e.status(1)!.state, 'healthy');
+  }
+  // Nothing more arrives. Both are polled at the index's deadlines and, in between, every second at an odd
+  // moment: a change the index did not see coming would show in the scan first, at one of the odd moments.
+  const seen: HealthEvent[] = [];
+  const scanned: HealthEvent[] = [];
+  let odd = 10_001;
+  for (let guard = 0; guard < 2_000 && odd < 700_000; guard++) {
+    const t = Math.min(fast.nextDeadline(), odd);
+    if (t === odd) odd += BUCKET_MS;
+    fast.poll(t);
+    slow.poll(t);
+    seen.push(...fast.takeEvents());
+    scanned.push(...slow.takeEvents());
+  }
+  assert.deepEqual(seen.map((ev) => [ev.to, ev.reason, ev.now]), scanned.map((ev) => [ev.to, ev.reason, ev.now]));
+  assert.deepEqual(seen.map((ev) => ev.to), ['degraded', 'healthy']);
+  // the successes of the first seconds left the window at WINDOW_SECONDS
+  assert.ok(seen[0].now >= WINDOW_SECONDS * BUCKET_MS && seen[0].now < (WINDOW_SECONDS + 10) * BUCKET_MS, `${seen[0].now}`);
+});
