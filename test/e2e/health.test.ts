@@ -30,7 +30,13 @@ const GRE_EDGE = '192.168.103.1';
 const GRE_SITE = '192.168.103.2';
 const EDGE_TUNNEL = '100.64.0.1';
 const TARGET = '10.0.1.1';
-const START_TIMEOUT_MS = 15_000;
+/**
+ * The daemon runs under tsx, which compiles the sources as it starts: a few seconds on a quiet machine, and it
+ * once took over 15 s (this bound's earlier value, the one flake of this file) with two CPU hogs on the two
+ * cores and a load average of 20. The lab allows the compiled daemon 30 s (labUp's edgeReadyTimeoutMs); so
+ * does this: "did it start at all", not a timing.
+ */
+const START_TIMEOUT_MS = 30_000;
 /** Bounds of behaviour from the default rate's figures (test/support/health-timing.ts); the figures are printed. */
 const DOWN_WITHIN_MS = DOWN_BOUND_MS;
 /** Three answered probes: the next regular one and its two re-probes. */
@@ -130,6 +136,7 @@ describe('tunnel health (real interfaces, root)', () => {
     dir = mkdtempSync(join(tmpdir(), `tt-${process.pid}-health-`));
     tokenFile = join(dir, 'api-token');
     writeFileSync(join(dir, 'edge.yaml'), CONFIG(dir));
+    const startedAt = performance.now();
     const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'run', '--config', join(dir, 'edge.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
     daemon = child;
     let stderr = '';
@@ -147,6 +154,7 @@ describe('tunnel health (real interfaces, root)', () => {
           if (rec.level >= 50) errorLines.push(line);
           if (rec.msg === 'onramp health') healthLines.push({ ...rec, at: performance.now() });
           if (rec.msg === 'API listening') {
+            console.log(`# health: the daemon's API up ${Math.round(performance.now() - startedAt)} ms after its start`);
             clearTimeout(timer);
             resolve();
           }
