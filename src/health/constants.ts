@@ -32,8 +32,9 @@ export const RATE_INTERVAL_MS: Readonly<Record<ProbeRate, number>> = { low: 10_0
  * each time) after a cut: about 0.2, 0.6, 1.4 and 3 s. Detection must come before the 1.4 s one at mid (≤ 3 s
  * goal) and before the 0.6 s one at high (≤ 1 s): 100 + 25 + 3 * 200 ≈ 0.73 s and 100 + 25 + 3 * 120 ≈ 0.49 s,
  * each with a margin for a loaded event loop. And they stay well above the tunnel's round trip: the lab's
- * probe path measured p99.9 16-33 ms during a 400 Mbit/s download, and at most 114 ms with two CPU hogs on
- * its two cores as well (docs/PERFORMANCE.md). A link whose round trip exceeds this (satellite) sets
+ * probe path measured p99.9 16-33 ms during a 400 Mbit/s download on a quiet machine, and 100-211 ms at worst
+ * only with its two cores oversubscribed ten times over (npm run bench:probe-rtt, docs/PERFORMANCE.md). A link
+ * whose round trip exceeds this (satellite) sets
  * `timeoutMs` in its spec. Always clamped to the interval so that at most one probe per onramp is in flight,
  * which keeps reply matching one comparison.
  */
