@@ -14,6 +14,11 @@
  *                      between two batches: the longest piece of a change that runs without letting
  *                      packets through
  *
+ *   health_poll_us     the health engine's poll() with every onramp probed at mid (a probe a second each, answered
+ *                      at once), called as the daemon calls it (every 25 ms traffic look, and after each reply)
+ *                      over a simulated minute: the simple scan (every onramp each call) and the deadline index
+ *                      (only those due); µs a call and ms of poll per simulated second
+ *
  * The reference beside each figure is the same run's: forwarding without changes.
  * Options: --json (one JSON object), --onramps N (default 1,000), --changes N (default 100).
  */
@@ -29,7 +34,9 @@ import { ConfigStore } from '../src/control/store.js';
 import { Edge, type EdgeLogger } from '../src/daemon/edge.js';
 import { LiveEdge } from '../src/daemon/live.js';
 import { keyToBase64, publicKeyFromPrivate } from '../src/onramp/wireguard/index.js';
-import { buildUdp } from '../src/wire/build.js';
+import { TRAFFIC_LOOK_INTERVAL_MS } from '../src/daemon/health.js';
+import { HealthEngine, type Probe } from '../src/health/index.js';
+import { buildIcmpEcho, buildUdp } from '../src/wire/build.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -76,6 +83,43 @@ function config(): TetherConfig {
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+/** Simulated time for the health poll figure: a minute of probes at mid. */
+const HEALTH_SIMULATED_MS = 60_000;
+
+/**
+ * HealthEngine.poll() with ONRAMPS probed onramps, called as the daemon calls it: at every traffic look, and
+ * after each reply (the round afterPackets schedules when a batch brought evidence). Returns the mean wall
+ * time of one call (µs) and the poll time per simulated second (ms).
+ */
+function healthPollCost(scan: boolean): { perPollUs: number; perSecondMs: number } {
+  const engine = new HealthEngine({ scan });
+  for (let id = 1; id <= ONRAMPS; id++) {
+    // spread the first probes over the first second, as onramps added one by one would be
+    engine.add(id, { source: '100.64.0.1', target: `10.${id >> 8}.${id & 255}.1` }, (id * 1_000) / ONRAMPS);
+  }
+  const probes: Probe[] = [];
+  const replies: Probe[] = [];
+  let spent = 0;
+  let polls = 0;
+  const poll = (t: number): void => {
+    probes.length = 0;
+    const t0 = performance.now();
+    engine.poll(t, probes);
+    spent += performance.now() - t0;
+    polls++;
+    replies.push(...probes);
+  };
+  for (let t = 0; t < HEALTH_SIMULATED_MS; t += TRAFFIC_LOOK_INTERVAL_MS) {
+    poll(t);
+    for (const p of replies.splice(0)) {
+      const reply = buildIcmpEcho({ src: p.dstAddr, dst: p.srcAddr }, { type: 'reply', id: p.id, seq: p.seq });
+      engine.receive(p.onramp, reply, 0, reply.length, t + 1);
+      poll(t + 1);
+    }
+  }
+  return { perPollUs: (spent / polls) * 1_000, perSecondMs: spent / (HEALTH_SIMULATED_MS / 1_000) };
 }
 
 async function main(): Promise<void> {
@@ -196,8 +240,11 @@ async function main(): Promise<void> {
   const burst = await run(true);
   const aloneAgain = await run(false);
 
+  const healthPoll = { scan: healthPollCost(true), index: healthPollCost(false) };
+
   const result = {
     onramps: ONRAMPS,
+    health_poll_us: healthPoll,
     changes: CHANGES,
     change_ms: { median: percentile(times, 0.5), p95: percentile(times, 0.95), max: times[times.length - 1] },
     change_cpu_ms: { median: percentile(cpu, 0.5), p95: percentile(cpu, 0.95), max: cpu[cpu.length - 1] },
@@ -216,6 +263,8 @@ async function main(): Promise<void> {
     console.log(`  of which the running edge's part: median ${f(result.edge_apply_ms.median)} ms, p95 ${f(result.edge_apply_ms.p95)} ms`);
     console.log(`forwarding, 64-byte UDP, established: ${f(result.forwarding_mpps.alone, 3)} Mpps alone | ${f(result.forwarding_mpps.with_burst, 3)} Mpps with ${result.burst_changes} changes at the same time`);
     console.log(`longest pause between two batches: ${f(result.longest_pause_ms.alone)} ms alone | ${f(result.longest_pause_ms.with_burst)} ms with the burst`);
+    const hp = result.health_poll_us;
+    console.log(`health poll, ${ONRAMPS} probed onramps (each look and each reply): ${f(hp.scan.perPollUs, 2)} µs a call, ${f(hp.scan.perSecondMs, 1)} ms/s scan | ${f(hp.index.perPollUs, 2)} µs a call, ${f(hp.index.perSecondMs, 1)} ms/s deadline index`);
     console.log(`packets forwarded (not dropped): ${f(result.forwarded_share.alone * 100, 1)} % alone | ${f(result.forwarded_share.with_burst * 100, 1)} % with the burst`);
   }
   await app.close();

@@ -5,11 +5,11 @@ import { PacketBatch } from '../common/packet-batch.js';
 import { NEXT_HOP_DROP } from '../common/ids.js';
 import type { OnrampConfig } from '../config/index.js';
 import { Pipeline } from '../dataplane/pipeline.js';
-import { PENALTY_DEGRADED, PENALTY_DOWN, RATE_INTERVAL_MS } from '../health/constants.js';
+import { PENALTY_DEGRADED, PENALTY_DOWN, RATE_INTERVAL_MS, RATE_TIMEOUT_MS, SILENCE_PROBE_MS } from '../health/constants.js';
 import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
 import { NextHopKind } from '../route/route-table.js';
 import { buildIcmpEcho, parsePacket } from '../wire/build.js';
-import { EdgeHealth, wireGuardAlive } from './health.js';
+import { EdgeHealth, TRAFFIC_LOOK_INTERVAL_MS, wireGuardAlive } from './health.js';
 
 const GRE = 1;
 const WG = 2;
@@ -119,6 +119,27 @@ test('a target that stops answering: down within about a second, penalty on its 
   assert.equal(pipeline.routes.penaltyOf(GRE), PENALTY_DEGRADED);
   assert.equal(pipeline.ports.up[GRE], 1);
   assert.deepEqual(lines.slice(before).map((x) => [x.from, x.to, x.reason]), [['down', 'degraded', 'consecutive-successes']]);
+});
+
+test('traffic into an onramp that answers nothing (the pipeline\'s packet counts): probed at once, down within SILENCE_PROBE_MS + a look + three timeouts', () => {
+  const { pipeline, health, sent, answer } = setup();
+  health.set(GRE, greOnramp(), 0);
+  const { txPackets, rxPackets } = pipeline.counters;
+  // Data goes out and comes back (answers through the pipeline count as received) until the cut, just after
+  // a regular probe was answered; then only the data in flight still goes out.
+  const cut = 10;
+  let downAt = -1;
+  for (let t = 0; t <= 3_000 && downAt < 0; t++) {
+    if (t < cut + 3) txPackets[GRE]++;
+    if (t < cut) rxPackets[GRE]++;
+    const n = sent.length;
+    health.run(t);
+    if (sent.length > n && t < cut) answer(sent.at(-1)!.bytes, t + 1);
+    if (health.view(GRE)?.state === 'down') downAt = t;
+  }
+  const bound = SILENCE_PROBE_MS + TRAFFIC_LOOK_INTERVAL_MS + 3 * RATE_TIMEOUT_MS.mid;
+  assert.ok(downAt > 0 && downAt - cut <= bound, `down ${downAt - cut} ms after the cut (bound ${bound}, the interval alone would give ${RATE_INTERVAL_MS.mid} + three timeouts)`);
+  assert.equal(pipeline.routes.penaltyOf(GRE), PENALTY_DOWN);
 });
 
 test('WireGuard session age: alive until Reject-After-Time; a stale peer goes down by evidence alone', () => {

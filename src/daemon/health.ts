@@ -6,6 +6,8 @@
  *     next hop = the onramp ─ the edge's deliver (the transport encapsulates it like any packet routed there)
  *   the pipeline, per packet: replies to the probes and the site's probes (forwardLocal) ─ the engine
  *   every second: WireGuard session age ─ observe(alive)
+ *   every TRAFFIC_LOOK_INTERVAL_MS (while some onramp is probed): the pipeline's per-onramp packet counts ─
+ *     traffic(): an onramp that was sent traffic and returned nothing for SILENCE_PROBE_MS is probed at once
  *   transitions ─ pipeline.setOnrampHealth (route penalty, up/down for ARR) ─ one log line each
  *
  * WireGuard evidence: a session is alive while its last handshake is younger than Reject-After-Time (180 s,
@@ -31,6 +33,11 @@ import type { EdgeLogger } from './transports/transport.js';
 
 /** How often WireGuard session ages are looked at (ms): one sample per second, like a probe at the mid rate. */
 export const WIREGUARD_LOOK_INTERVAL_MS = 1_000;
+/**
+ * How often the per-onramp packet counts are looked at for silence (ms): a quarter of SILENCE_PROBE_MS, so a
+ * silent onramp's probe goes out at most this late. A look costs one map walk over the probed onramps.
+ */
+export const TRAFFIC_LOOK_INTERVAL_MS = 25;
 /** Probes sent per deliver call; more in one poll go in further rounds. */
 const PROBE_BATCH = 64;
 /** setTimeout's largest delay (a signed 32-bit millisecond count). */
@@ -39,6 +46,11 @@ const MAX_TIMER_MS = 0x7fffffff;
 /** Is a WireGuard session alive: its last handshake (or, without one, the peer's addition) younger than Reject-After-Time? */
 export function wireGuardAlive(lastHandshakeAt: number, addedAt: number, now: number): boolean {
   return now - Math.max(lastHandshakeAt, addedAt) < REJECT_AFTER_TIME_MS;
+}
+
+/** Does the edge send probes for this spec (HealthEngine's default: probes when a target is given)? */
+function isProbed(spec: HealthSpec): boolean {
+  return (spec.mode ?? (spec.target !== undefined ? 'probe' : 'passive')) === 'probe';
 }
 
 export interface HealthHost {
@@ -59,6 +71,8 @@ interface Checked {
   specText: string;
   /** Wall ms when the onramp was added (WireGuard's grace for a peer that never handshook). */
   addedAt: number;
+  /** The edge sends probes (mode 'probe'): its traffic is looked at for silence. */
+  probed: boolean;
   transitions: number;
 }
 
@@ -73,6 +87,9 @@ export class EdgeHealth {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private nextLookAt = 0;
+  private nextTrafficLookAt = 0;
+  /** Checked onramps the edge probes. */
+  private probedCount = 0;
   private started = false;
   /** pipeline.counters.healthEvidence as of the last round. */
   private evidenceSeen = 0;
@@ -90,7 +107,8 @@ export class EdgeHealth {
     const have = this.checked.get(id);
     if (have === undefined) {
       this.engine.add(id, spec, now);
-      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: now, transitions: 0 });
+      this.checked.set(id, { name: onramp.name, spec, specText: text, addedAt: now, transitions: 0, probed: isProbed(spec) });
+      if (isProbed(spec)) this.probedCount++;
     } else {
       have.name = onramp.name;
       if (have.specText !== text) {
@@ -99,6 +117,8 @@ export class EdgeHealth {
       }
       have.spec = spec;
       have.specText = text;
+      if (have.probed !== isProbed(spec)) this.probedCount += have.probed ? -1 : 1;
+      have.probed = isProbed(spec);
     }
     this.schedule();
   }
@@ -116,6 +136,7 @@ export class EdgeHealth {
 
   remove(id: number): void {
     this.engine.remove(id);
+    if (this.checked.get(id)?.probed === true) this.probedCount--;
     this.checked.delete(id);
   }
 
@@ -203,6 +224,11 @@ export class EdgeHealth {
         if (ipsec !== undefined) engine.observe(id, ipsec, now);
       }
     }
+    if (this.probedCount > 0 && now >= this.nextTrafficLookAt) {
+      this.nextTrafficLookAt = now + TRAFFIC_LOOK_INTERVAL_MS;
+      const { txPackets, rxPackets } = this.host.pipeline.counters;
+      for (const [id, c] of this.checked) if (c.probed) engine.traffic(id, txPackets[id], rxPackets[id], now);
+    }
     const probes = this.probes;
     probes.length = 0;
     engine.poll(now, probes);
@@ -242,7 +268,7 @@ export class EdgeHealth {
 
   private schedule(): void {
     if (!this.host.isRunning() || this.checked.size === 0) return;
-    const at = Math.min(this.engine.nextDeadline(), this.nextLookAt);
+    const at = Math.min(this.engine.nextDeadline(), this.nextLookAt, this.probedCount > 0 ? this.nextTrafficLookAt : Infinity);
     if (at >= this.timerAt) return; // the pending timer fires first and reschedules
     if (this.timer !== null) clearTimeout(this.timer);
     this.timerAt = at;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { buildIcmpEcho, parsePacket } from '../wire/build.js';
-import { RATE_INTERVAL_MS, RATE_TIMEOUT_MS, WINDOW_SECONDS, BUCKET_MS, type ProbeRate } from './constants.js';
+import { RATE_INTERVAL_MS, RATE_TIMEOUT_MS, SILENCE_PROBE_MS, WINDOW_SECONDS, BUCKET_MS, type ProbeRate } from './constants.js';
 import { HealthEngine, REPLY_MATCHED, REPLY_NOT_OURS, REPLY_REJECTED, buildProbe, type HealthEvent, type HealthSpec, type Probe } from './health.js';
 import { HealthOracle } from '../../test/support/health-oracle.js';
 
@@ -124,6 +124,94 @@ test('cut at the high rate: down within one second', () => {
   assert.ok(down.now - cut <= 1_000, `down ${down.now - cut} ms after the cut`);
 });
 
+/** The daemon's look period at the per-onramp packet counts (src/daemon/health.ts TRAFFIC_LOOK_INTERVAL_MS). */
+const LOOK_MS = 25;
+
+/**
+ * Drives one onramp in 1 ms steps with traffic: each look (every LOOK_MS) reports the packet counts, `out(t)`
+ * and `back(t)` say whether data went into the onramp / came back from it during the step; probes sent while
+ * `up(t)` are answered after `rtt` (a reply is traffic back too).
+ */
+function driveTraffic(e: HealthEngine, until: number, up: (t: number) => boolean, out: (t: number) => boolean, back: (t: number) => boolean, rtt = 5) {
+  let sent = 0;
+  let received = 0;
+  const probesAt: number[] = [];
+  const events: HealthEvent[] = [];
+  let pending: { p: Probe; at: number } | null = null;
+  for (let t = 0; t < until; t++) {
+    if (out(t)) sent++;
+    if (back(t)) received++;
+    if (pending && pending.at <= t) {
+      answer(e, pending.p.onramp, pending.p, t);
+      received++;
+      pending = null;
+    }
+    if (t % LOOK_MS === 0) e.traffic(1, sent, received, t);
+    for (const p of e.poll(t)) {
+      probesAt.push(t);
+      if (up(t)) pending = { p, at: t + rtt };
+    }
+    events.push(...e.takeEvents());
+  }
+  return { probesAt, events };
+}
+
+test('silence: an onramp that was sent traffic and returned nothing is probed at once, so a cut is down within SILENCE_PROBE_MS + a look + three timeouts', () => {
+  for (const rate of ['mid', 'high', 'low'] as ProbeRate[]) {
+    const e = new HealthEngine();
+    e.add(1, { ...SPEC, rate }, 0);
+    const cut = 1_010; // just after a regular probe's reply at mid and low: the worst phase without traffic
+    const active = (t: number) => t < cut + 3; // the data in flight at the cut still goes out for a moment
+    const { probesAt, events } = driveTraffic(e, 12_000, (t) => t < cut, active, (t) => t < cut);
+    const down = events.find((ev) => ev.to === 'down')!;
+    const timeout = RATE_TIMEOUT_MS[rate];
+    const bound = Math.min(RATE_INTERVAL_MS[rate], SILENCE_PROBE_MS + LOOK_MS) + 3 * timeout;
+    assert.ok(down.now - cut <= bound, `${rate}: down ${down.now - cut} ms after the cut, bound ${bound}`);
+    assert.ok(probesAt.some((t) => t > cut && t <= cut + SILENCE_PROBE_MS + LOOK_MS), `${rate}: a probe soon after the silence began: ${probesAt.filter((t) => t > cut - 100).slice(0, 5)}`);
+    if (rate !== 'high') assert.equal(e.counters(1)!.silenceProbes, 1, rate);
+    assert.deepEqual(events.map((ev) => ev.to), ['degraded', 'down'], rate);
+    // Down: probes at one per interval, whatever the traffic.
+    const after = probesAt.filter((t) => t > down.now);
+    for (let k = 1; k < after.length; k++) assert.equal(after[k] - after[k - 1], RATE_INTERVAL_MS[rate], rate);
+  }
+});
+
+test('silence: no early probe while traffic comes back, for an idle onramp, while down, or without probing; a one-way stream is probed about once per SILENCE_PROBE_MS', () => {
+  const regular = (until: number) => Array.from({ length: Math.ceil(until / RATE_INTERVAL_MS.mid) }, (_, k) => k * RATE_INTERVAL_MS.mid);
+  // Both ways (a TCP transfer): the regular schedule only.
+  let e = new HealthEngine();
+  e.add(1, SPEC, 0);
+  assert.deepEqual(driveTraffic(e, 5_000, () => true, () => true, () => true).probesAt, regular(5_000));
+  // Idle: the same.
+  e = new HealthEngine();
+  e.add(1, SPEC, 0);
+  assert.deepEqual(driveTraffic(e, 5_000, () => true, () => false, () => false).probesAt, regular(5_000));
+  assert.equal(e.counters(1)!.silenceProbes, 0);
+  // Out only, the site answering its probes: one early probe per silence, never two in flight, state healthy.
+  e = new HealthEngine();
+  e.add(1, SPEC, 0);
+  const { probesAt, events } = driveTraffic(e, 5_000, () => true, () => true, () => false);
+  assert.deepEqual(events, []);
+  const gaps = probesAt.slice(1).map((t, k) => t - probesAt[k]);
+  assert.ok(gaps.every((g) => g >= SILENCE_PROBE_MS), `gaps ${gaps}`);
+  assert.ok(probesAt.length <= 5_000 / SILENCE_PROBE_MS + 1, `${probesAt.length} probes in 5 s`);
+  assert.ok(probesAt.length > regular(5_000).length, 'more than the regular ones');
+  // Down: a target that never answers costs one probe per interval, traffic or not.
+  e = new HealthEngine();
+  e.add(1, { ...SPEC, initial: 'down' }, 0);
+  assert.deepEqual(driveTraffic(e, 5_000, () => false, () => true, () => false).probesAt, regular(5_000));
+  // Passive and reverse onramps are never probed; an unknown onramp is not an error.
+  e = new HealthEngine();
+  e.add(1, {}, 0);
+  e.add(2, { mode: 'reverse' }, 0);
+  for (let t = 0; t < 1_000; t += LOOK_MS) {
+    assert.equal(e.traffic(1, t, 0, t), false);
+    assert.equal(e.traffic(2, t, 0, t), false);
+    assert.equal(e.traffic(3, t, 0, t), false);
+  }
+  assert.deepEqual(e.poll(1_000), []);
+});
+
 test('recovery: three good probes bring down back to degraded at once; a clean five minutes to healthy', () => {
   const e = new HealthEngine();
   e.add(1, SPEC, 0);
@@ -213,7 +301,8 @@ test('RTT: RFC 6298 smoothing of the probe round trips', () => {
   e.add(1, SPEC, 0);
   let t = 0;
   let srtt = NaN;
-  for (const r of [100, 20, 20, 200]) {
+  // round trips below the mid timeout (a reply at or after it is late)
+  for (const r of [RATE_TIMEOUT_MS.mid / 2, 20, 20, RATE_TIMEOUT_MS.mid - 1]) {
     const [p] = e.poll(t);
     answer(e, 1, p, t + r);
     srtt = Number.isNaN(srtt) ? r : (7 / 8) * srtt + r / 8;
@@ -253,14 +342,15 @@ test('reverse style: the site probes the edge; missing probes are failures, answ
   e.poll(10_600);
   assert.equal(e.status(3)!.state, 'healthy');
   assert.equal(e.counters(3)!.siteProbesAnswered, 11);
-  // the site stops probing after 10500: misses at 11800, 12800, 13800
+  // the site stops probing after 10500: misses at one interval + timeout after it, then one per interval
   e.poll(20_000);
   const events = e.takeEvents();
+  const firstMiss = 10_500 + RATE_INTERVAL_MS.mid + RATE_TIMEOUT_MS.mid;
   assert.deepEqual(
     events.map((ev) => [ev.to, ev.now]),
     [
-      ['degraded', 12_800],
-      ['down', 13_800],
+      ['degraded', firstMiss + RATE_INTERVAL_MS.mid],
+      ['down', firstMiss + 2 * RATE_INTERVAL_MS.mid],
     ],
   );
   assert.equal(e.counters(3)!.siteProbesMissed, 9);
@@ -330,6 +420,8 @@ test('engine against the slow oracle: random replies, losses, late answers, late
       { weight: 1, arbitrary: fc.integer({ min: 0, max: 400_000 }) },
     ),
     observeFailure: fc.integer({ min: 0, max: 19 }),
+    // a look at the packet counts before the poll: 0 none, 1 out only, 2 out and back, 3 unchanged
+    traffic: fc.integer({ min: 0, max: 3 }),
   });
   fc.assert(
     fc.property(
@@ -343,6 +435,8 @@ test('engine against the slow oracle: random replies, losses, late answers, late
       const o = new HealthOracle(0);
       const timeout = RATE_TIMEOUT_MS[rate];
       let t = 0;
+      let sentCount = 0;
+      let receivedCount = 0;
       let i = 0;
       let inFlight: { deadline: number; lost: boolean; p: Probe; replyAt: number } | null = null;
       const settleOracle = (now: number): void => {
@@ -376,6 +470,11 @@ test('engine against the slow oracle: random replies, losses, late answers, late
         } else {
           settleOracle(t);
           o.evaluate(t);
+          if (out.traffic !== 0) {
+            if (out.traffic !== 3) sentCount++;
+            if (out.traffic === 2) receivedCount++;
+            e.traffic(1, sentCount, receivedCount, t);
+          }
           for (const p of e.poll(t)) {
             assert.equal(inFlight, null, 'one probe in flight at most');
             const l = lost(i);
@@ -396,4 +495,118 @@ test('engine against the slow oracle: random replies, losses, late answers, late
     ),
     { numRuns: 200 },
   );
+});
+
+test('deadline index against the simple scan: the same probes, events and states for many onramps under random replies, evidence, traffic and changes (property)', () => {
+  const op = fc.record({
+    kind: fc.integer({ min: 0, max: 9 }),
+    onramp: fc.integer({ min: 1, max: 12 }),
+    dt: fc.oneof(
+      { weight: 6, arbitrary: fc.integer({ min: 0, max: 400 }) },
+      { weight: 2, arbitrary: fc.integer({ min: 0, max: 5_000 }) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 400_000 }) },
+    ),
+    rate: fc.constantFrom<ProbeRate>('high', 'mid', 'low'),
+    mode: fc.constantFrom<'probe' | 'reverse' | 'passive'>('probe', 'probe', 'reverse', 'passive'),
+    interval: fc.oneof(fc.constant(undefined), fc.integer({ min: 1, max: 2_000 })),
+    ok: fc.boolean(),
+    n: fc.integer({ min: 0, max: 3 }),
+  });
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 1, maxLength: 400 }), (ops) => {
+      const fast = new HealthEngine();
+      const slow = new HealthEngine({ scan: true });
+      const both = [fast, slow];
+      const inFlight = new Map<number, Probe>();
+      const counts = new Map<number, { sent: number; received: number }>();
+      let t = 0;
+      const spec = (o: (typeof ops)[number]): HealthSpec => (o.mode === 'probe'
+        ? { ...SPEC, rate: o.rate, intervalMs: o.interval }
+        : { mode: o.mode, rate: o.rate, intervalMs: o.interval });
+      const byOnramp = (a: { onramp: number }, b: { onramp: number }) => a.onramp - b.onramp;
+      for (const o of ops) {
+        switch (o.kind) {
+          case 0: // add, update or remove
+            if (!fast.has(o.onramp)) both.forEach((e) => e.add(o.onramp, spec(o), t));
+            else if (o.ok) both.forEach((e) => e.update(o.onramp, spec(o), t));
+            else {
+              both.forEach((e) => e.remove(o.onramp));
+              inFlight.delete(o.onramp);
+            }
+            break;
+          case 1: { // a reply to the probe in flight, maybe late
+            const p = inFlight.get(o.onramp);
+            if (p) {
+              t += o.dt % 500;
+              const bytes = reply(p);
+              assert.equal(fast.receive(o.onramp, bytes, 0, bytes.length, t), slow.receive(o.onramp, bytes, 0, bytes.length, t));
+              inFlight.delete(o.onramp);
+            }
+            break;
+          }
+          case 2: // other evidence
+            assert.equal(fast.observe(o.onramp, o.ok, t), slow.observe(o.onramp, o.ok, t));
+            break;
+          case 3:
+            assert.equal(fast.siteProbeAnswered(o.onramp, t), slow.siteProbeAnswered(o.onramp, t));
+            break;
+          case 4: { // a look at the packet counts
+            const c = counts.get(o.onramp) ?? { sent: 0, received: 0 };
+            if (o.n !== 0) c.sent++;
+            if (o.n === 2) c.received++;
+            counts.set(o.onramp, c);
+            assert.equal(fast.traffic(o.onramp, c.sent, c.received, t), slow.traffic(o.onramp, c.sent, c.received, t));
+            break;
+          }
+          default: { // time passes; poll at a deadline or at any moment
+            const d = fast.nextDeadline();
+            assert.ok(d <= slow.nextDeadline(), 'the index is never later than the scan');
+            t = o.n === 0 && d !== Infinity ? Math.max(t, d) : t + o.dt;
+            const a = fast.poll(t).sort(byOnramp);
+            const b = slow.poll(t).sort(byOnramp);
+            assert.deepEqual(a, b);
+            for (const p of a) inFlight.set(p.onramp, p);
+          }
+        }
+        const ea = fast.takeEvents().sort(byOnramp);
+        const eb = slow.takeEvents().sort(byOnramp);
+        assert.deepEqual(ea, eb);
+        for (let id = 1; id <= 12; id++) {
+          assert.equal(fast.status(id)?.state, slow.status(id)?.state, `onramp ${id} at ${t}`);
+          assert.equal(fast.status(id)?.since, slow.status(id)?.since, `onramp ${id} at ${t}`);
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('deadline index: a state that changes by time alone is due — healthy -> degraded as old successes leave the window, degraded -> healthy once clean', () => {
+  const fast = new HealthEngine();
+  const slow = new HealthEngine({ scan: true });
+  for (const e of [fast, slow]) {
+    e.add(1, {}, 0); // passive: evidence only
+    // 2,500 successes in the first ten seconds, then two failures: 2 / 2,502 is under 0.1 %, so healthy
+    for (let k = 0; k < 2_500; k++) e.observe(1, true, k * 4);
+    e.observe(1, false, 10_000);
+    e.observe(1, false, 10_001);
+    assert.equal(e.status(1)!.state, 'healthy');
+  }
+  // Nothing more arrives. Both are polled at the index's deadlines and, in between, every second at an odd
+  // moment: a change the index did not see coming would show in the scan first, at one of the odd moments.
+  const seen: HealthEvent[] = [];
+  const scanned: HealthEvent[] = [];
+  let odd = 10_001;
+  for (let guard = 0; guard < 2_000 && odd < 700_000; guard++) {
+    const t = Math.min(fast.nextDeadline(), odd);
+    if (t === odd) odd += BUCKET_MS;
+    fast.poll(t);
+    slow.poll(t);
+    seen.push(...fast.takeEvents());
+    scanned.push(...slow.takeEvents());
+  }
+  assert.deepEqual(seen.map((ev) => [ev.to, ev.reason, ev.now]), scanned.map((ev) => [ev.to, ev.reason, ev.now]));
+  assert.deepEqual(seen.map((ev) => ev.to), ['degraded', 'healthy']);
+  // the successes of the first seconds left the window at WINDOW_SECONDS
+  assert.ok(seen[0].now >= WINDOW_SECONDS * BUCKET_MS && seen[0].now < (WINDOW_SECONDS + 10) * BUCKET_MS, `${seen[0].now}`);
 });

@@ -11,6 +11,7 @@
  *          an ICMP echo reply to the edge's tunnel address from onramp X: engine.receive(X, bytes, off, len, now)
  *          WireGuard handshake age / IPsec DPD:  engine.observe(X, alive, now)
  *          the site's own probe answered (reverse style): engine.siteProbeAnswered(X, now)
+ *          every few tens of ms: engine.traffic(X, packets sent into X, packets received from X, now)
  *          for e of engine.takeEvents(): log one line;  route priority += priorityPenalty(status(X).state)
  *
  * Evidence, by spec.mode:
@@ -34,13 +35,14 @@
  *
  * States and timings (judge.ts has the rules; constants.ts the figures and where they come from):
  *   - healthy -> down / degraded -> down: three consecutive failed samples. A failure while not down sends
- *     two re-probes at once, one after the other, so a cut is confirmed within three timeouts (900 ms at
+ *     two re-probes at once, one after the other, so a cut is confirmed within three timeouts (600 ms at
  *     the default mid rate) of the first lost probe, and within interval + 3 timeouts of the cut (at most
- *     1.9 s at mid, 850 ms at high).
+ *     1.6 s at mid, 610 ms at high); on an onramp that carries traffic, within SILENCE_PROBE_MS + the caller's
+ *     look period + 3 timeouts (traffic()), whichever comes first.
  *   - healthy -> degraded: at least 0.1 % of the samples of the last five minutes failed, at least two.
-     So a cut of a healthy onramp gives two events, 300 ms apart at mid: healthy -> degraded at the second
-     lost probe (two failures are already >= 0.1 %), degraded -> down at the third. The rules are applied
-     as written rather than held back while re-probes run, so the slow oracle in the tests is the rules.
+ *     So a cut of a healthy onramp gives two events, one timeout apart: healthy -> degraded at the second
+ *     lost probe (two failures are already >= 0.1 %), degraded -> down at the third. The rules are applied
+ *     as written rather than held back while re-probes run, so the slow oracle in the tests is the rules.
  *   - down -> degraded: three consecutive successes (a success while down likewise sends two re-probes at
  *     once, so recovery is confirmed within a few round trips, not three intervals).
  *   - degraded -> healthy: a clean window, no failure in the last five minutes.
@@ -54,7 +56,8 @@
  * Memory per onramp is fixed: the loss window is a ring of 300 one-second buckets (loss-window.ts), one
  * probe in flight, a few counters; a target that never answers costs one probe per interval and, once down,
  * no further events. Every transition is one event; the queue is bounded (MAX_QUEUED_EVENTS).
- * Cost: poll() and nextDeadline() visit every onramp (control-plane rate: a few calls per second).
+ * Cost: poll() visits only the onramps whose next deadline has come (a min-heap keyed by it, deadline-heap.ts:
+ * O(due · log n)), nextDeadline() is O(1); `{ scan: true }` visits every onramp instead (the tests' oracle).
  */
 import { parseAddress } from '../wire/addr.js';
 import { MAX_ONRAMP_ID } from '../common/ids.js';
@@ -68,15 +71,19 @@ import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import {
   BUCKET_MS,
   DEFAULT_RATE,
+  DEGRADED_LOSS_DENOMINATOR,
+  DEGRADED_MIN_FAILURES,
   MAX_QUEUED_EVENTS,
   RATE_INTERVAL_MS,
   RATE_TIMEOUT_MS,
   REPROBES,
   RTT_ALPHA,
   RTT_BETA,
+  SILENCE_PROBE_MS,
   WINDOW_SECONDS,
   type ProbeRate,
 } from './constants.js';
+import { DeadlineHeap, type HeapItem } from './deadline-heap.js';
 import { HealthJudge, type HealthState, type TransitionReason } from './judge.js';
 
 export type HealthMode = 'probe' | 'reverse' | 'passive';
@@ -140,6 +147,8 @@ export interface HealthCounters {
   siteProbesMissed: number;
   observedFailures: number;
   observedAlive: number;
+  /** Probes sent early because the onramp carried traffic out and nothing came back (traffic()). */
+  silenceProbes: number;
 }
 
 /** receive() results. */
@@ -202,8 +211,11 @@ function sameProbing(a: Resolved, b: Resolved): boolean {
   return a.mode === b.mode && a.family === b.family && a.icmpId === b.icmpId && a.srcAddr === b.srcAddr && a.dstAddr === b.dstAddr;
 }
 
-class OnrampHealth {
+class OnrampHealth implements HeapItem {
   readonly judge: HealthJudge;
+  /** The deadline index: when poll() next has something to do for this onramp (dueOf), and its heap slot. */
+  due = 0;
+  heapAt = -1;
   nextSeq: number;
   inFlight = false;
   inFlightSeq = 0;
@@ -220,6 +232,12 @@ class OnrampHealth {
   /** RFC 6298 section 2: NaN until the first measurement. */
   srtt = NaN;
   rttvar = NaN;
+  /** traffic(): the packet counts last seen, when the received count last moved, whether something went out since. */
+  trafficSeen = false;
+  sentSeen = 0;
+  receivedSeen = 0;
+  quietSince = 0;
+  unanswered = false;
   readonly counters: HealthCounters = {
     probesSent: 0,
     repliesMatched: 0,
@@ -229,6 +247,7 @@ class OnrampHealth {
     siteProbesMissed: 0,
     observedFailures: 0,
     observedAlive: 0,
+    silenceProbes: 0,
   };
 
   constructor(
@@ -245,16 +264,49 @@ class OnrampHealth {
   }
 }
 
+/**
+ * When poll() next has something to do for `o`: its probe's timeout, a re-probe (due at once), the next regular
+ * probe, a site probe overdue (reverse), or a state that changes with time alone — degraded -> healthy at the
+ * clean-window moment, and healthy -> degraded by loss when old successes leave the window while two or more
+ * failures stay (possible only above 2,000 samples in the window, i.e. with an interval under 150 ms; checked at
+ * each second's start, since the window moves in whole seconds).
+ */
+function dueOf(o: OnrampHealth): number {
+  const j = o.judge;
+  let d = j.cleanAt();
+  if (o.spec.mode === 'probe') d = Math.min(d, o.inFlight ? o.deadline : o.burstLeft > 0 ? j.lastSampleAt : o.nextRegularAt);
+  else if (o.spec.mode === 'reverse') d = Math.min(d, o.expectBy);
+  const w = j.window;
+  if (j.state === 'healthy' && w.failures >= DEGRADED_MIN_FAILURES && w.failures * DEGRADED_LOSS_DENOMINATOR < w.total) d = Math.min(d, (w.second + 1) * BUCKET_MS);
+  return d;
+}
+
 function checkOnramp(onramp: number): void {
   if (!Number.isInteger(onramp) || onramp < 1 || onramp > MAX_ONRAMP_ID) throw new RangeError(`onramp id must be 1..${MAX_ONRAMP_ID}, got ${onramp}`);
 }
 
+export interface HealthEngineOptions {
+  /**
+   * Visit every onramp on each poll() and nextDeadline() (the simple scan) instead of only those due (the
+   * deadline index). The same results; the tests use it as the oracle and bench:apply as "before".
+   */
+  scan?: boolean;
+}
+
 export class HealthEngine {
   private readonly onramps = new Map<number, OnrampHealth>();
+  private readonly scan: boolean;
+  private readonly index = new DeadlineHeap<OnrampHealth>();
+  /** poll()'s due onramps, taken out of the index while they are visited. */
+  private readonly visiting: OnrampHealth[] = [];
   private events: HealthEvent[] = [];
   /** Events dropped because the caller did not take them (the queue holds MAX_QUEUED_EVENTS). */
   droppedEvents = 0;
   private readonly info = new PacketInfo();
+
+  constructor(opts: HealthEngineOptions = {}) {
+    this.scan = opts.scan ?? false;
+  }
 
   get size(): number {
     return this.onramps.size;
@@ -270,7 +322,9 @@ export class HealthEngine {
     if (this.onramps.has(onramp)) throw new RangeError(`onramp ${onramp} is already health-checked`);
     const firstSeq = spec.firstSeq ?? 0;
     if (!Number.isInteger(firstSeq) || firstSeq < 0 || firstSeq > SEQ_MASK) throw new RangeError(`onramp ${onramp}: first sequence number must be 0..65535`);
-    this.onramps.set(onramp, new OnrampHealth(onramp, resolve(onramp, spec), now, spec.initial ?? 'healthy', firstSeq));
+    const o = new OnrampHealth(onramp, resolve(onramp, spec), now, spec.initial ?? 'healthy', firstSeq);
+    this.onramps.set(onramp, o);
+    this.reindex(o);
   }
 
   /**
@@ -295,10 +349,14 @@ export class HealthEngine {
       o.expectBy = Math.min(o.expectBy, now + next.intervalMs + next.timeoutMs);
     }
     o.spec = next;
+    this.reindex(o);
   }
 
   /** Stops checking an onramp; later replies to its probes are not ours. */
   remove(onramp: number): boolean {
+    const o = this.onramps.get(onramp);
+    if (!o) return false;
+    this.index.delete(o);
     return this.onramps.delete(onramp);
   }
 
@@ -315,33 +373,88 @@ export class HealthEngine {
 
   /** The earliest time poll() has something to do (a probe due, a timeout, a state that changes with time); Infinity when none. */
   nextDeadline(): number {
+    if (!this.scan) return this.index.minDue;
     let d = Infinity;
-    for (const o of this.onramps.values()) {
-      d = Math.min(d, o.judge.cleanAt());
-      if (o.spec.mode === 'probe') {
-        d = Math.min(d, o.inFlight ? o.deadline : o.burstLeft > 0 ? o.judge.lastSampleAt : o.nextRegularAt);
-      } else if (o.spec.mode === 'reverse') {
-        d = Math.min(d, o.expectBy);
-      }
-    }
+    for (const o of this.onramps.values()) d = Math.min(d, dueOf(o));
     return d;
   }
 
-  /** Times out overdue probes, re-evaluates every onramp, and appends the probes due now to `out`. */
+  /**
+   * Times out overdue probes, re-evaluates the onramps, and appends the probes due now to `out`. With the
+   * deadline index only the onramps due by `now` are visited: the others' probes and timeouts are not due, and
+   * their state cannot change by time alone before their due time (dueOf), so visiting them would change nothing.
+   */
   poll(now: number, out: Probe[] = []): Probe[] {
-    for (const o of this.onramps.values()) {
-      this.settle(o, now);
-      if (o.judge.evaluate(now)) this.emit(o);
-      if (o.spec.mode !== 'probe' || o.inFlight) continue;
-      if (o.burstLeft > 0) {
-        o.burstLeft--;
-        this.send(o, now, out);
-      } else if (now >= o.nextRegularAt) {
-        o.nextRegularAt = now + o.spec.intervalMs;
-        this.send(o, now, out);
-      }
+    if (this.scan) {
+      for (const o of this.onramps.values()) this.visit(o, now, out);
+      return out;
     }
+    const visiting = this.visiting;
+    for (let o = this.index.popDue(now); o !== undefined; o = this.index.popDue(now)) visiting.push(o);
+    for (const o of visiting) {
+      this.visit(o, now, out);
+      this.reindex(o);
+    }
+    visiting.length = 0;
     return out;
+  }
+
+  private visit(o: OnrampHealth, now: number, out: Probe[]): void {
+    this.settle(o, now);
+    if (o.judge.evaluate(now)) this.emit(o);
+    if (o.spec.mode !== 'probe' || o.inFlight) return;
+    if (o.burstLeft > 0) {
+      o.burstLeft--;
+      this.send(o, now, out);
+    } else if (now >= o.nextRegularAt) {
+      o.nextRegularAt = now + o.spec.intervalMs;
+      this.send(o, now, out);
+    }
+  }
+
+  /** After anything that may move an onramp's due time: its place in the index. */
+  private reindex(o: OnrampHealth): void {
+    if (this.scan) return;
+    o.due = dueOf(o);
+    this.index.set(o);
+  }
+
+  /**
+   * The onramp's packet counts (sent into it, received from it; any monotonic counts, e.g. the pipeline's
+   * txPackets / rxPackets), looked at every few tens of ms. When something went out and nothing has come back
+   * for SILENCE_PROBE_MS, the next probe is due at once rather than at the next interval (and the regular
+   * schedule continues from it): a tunnel cut under traffic is then found within SILENCE_PROBE_MS + the look's
+   * period + three timeouts, whatever the interval. Only a probe is sent: the state still moves by probe
+   * results alone. Not while down (a target that never answers costs one probe per interval), nor while a probe
+   * is in flight or confirming, nor within SILENCE_PROBE_MS of the last probe. Returns true when a probe became
+   * due (the caller polls).
+   */
+  traffic(onramp: number, sent: number, received: number, now: number): boolean {
+    const o = this.onramps.get(onramp);
+    if (!o) return false;
+    if (!o.trafficSeen) {
+      o.trafficSeen = true;
+      o.sentSeen = sent;
+      o.receivedSeen = received;
+      o.quietSince = now;
+      return false;
+    }
+    if (received !== o.receivedSeen) {
+      o.receivedSeen = received;
+      o.quietSince = now;
+      o.unanswered = false;
+    }
+    // Sent in the same look as the last receipt: maybe after it, so it counts as unanswered (silence from now).
+    if (sent !== o.sentSeen) {
+      o.sentSeen = sent;
+      o.unanswered = true;
+    }
+    if (!o.unanswered || o.spec.mode !== 'probe' || o.judge.state === 'down' || o.inFlight || o.burstActive) return false;
+    if (now - o.quietSince < SILENCE_PROBE_MS || now - o.sentAt < SILENCE_PROBE_MS || now >= o.nextRegularAt) return false;
+    o.nextRegularAt = now;
+    o.counters.silenceProbes++;
+    this.reindex(o);
+    return true;
   }
 
   /** A packet that arrived on `onramp` and may be a probe reply: inspects it (see receiveInspected). */
@@ -435,11 +548,13 @@ export class HealthEngine {
       this.sample(o, false, o.expectBy);
       o.expectBy += interval;
     }
+    this.reindex(o);
   }
 
   private sample(o: OnrampHealth, ok: boolean, t: number): void {
     if (o.judge.record(ok, t)) this.emit(o);
     if (o.spec.mode === 'probe') this.confirm(o, ok);
+    this.reindex(o);
   }
 
   /**

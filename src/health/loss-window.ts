@@ -50,6 +50,11 @@ export class LossWindow {
     }
   }
 
+  /** The second the window ends at (the last advance); -Infinity before the first sample. */
+  get second(): number {
+    return this.head;
+  }
+
   /** Failures / samples over the window as of the last advance; 0 when it holds no sample. */
   get loss(): number {
     return this.total === 0 ? 0 : this.failures / this.total;

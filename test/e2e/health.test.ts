@@ -13,12 +13,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { PacketBatch } from '../../src/common/packet-batch.js';
-import { PENALTY_DOWN } from '../../src/health/constants.js';
+import { PENALTY_DEGRADED, PENALTY_DOWN } from '../../src/health/constants.js';
 import { openTun, type TunDevice } from '../../src/io/tun.js';
 import { buildIcmpEcho, parsePacket } from '../../src/wire/build.js';
 import { IPPROTO_GRE, IPV4_MIN_HEADER } from '../../src/wire/constants.js';
 import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
 import { GRE_HEADER, greFrame } from '../support/gre-site.js';
+import { DOWN_BOUND_MS, HEALTH_RATE, INTERVAL_MS, QUIET_INTERVALS, QUIET_MS, SLACK_MS, TIMEOUT_MS, quietProbesOk } from '../support/health-timing.js';
 
 const run = promisify(execFile);
 const NS = { edge: `tt-${process.pid}-hedge`, site: `tt-${process.pid}-hsite` };
@@ -29,10 +30,17 @@ const GRE_EDGE = '192.168.103.1';
 const GRE_SITE = '192.168.103.2';
 const EDGE_TUNNEL = '100.64.0.1';
 const TARGET = '10.0.1.1';
-const START_TIMEOUT_MS = 15_000;
-/** Generous bounds ("within N seconds"), not timings: the figures are printed. */
-const DOWN_WITHIN_MS = 5_000;
-const RECOVER_WITHIN_MS = 10_000;
+/**
+ * The daemon runs under tsx, which compiles the sources as it starts: a few seconds on a quiet machine, and it
+ * once took over 15 s (this bound's earlier value, the one flake of this file) with two CPU hogs on the two
+ * cores and a load average of 20. The lab allows the compiled daemon 30 s (labUp's edgeReadyTimeoutMs); so
+ * does this: "did it start at all", not a timing.
+ */
+const START_TIMEOUT_MS = 30_000;
+/** Bounds of behaviour from the default rate's figures (test/support/health-timing.ts); the figures are printed. */
+const DOWN_WITHIN_MS = DOWN_BOUND_MS;
+/** Three answered probes: the next regular one and its two re-probes. */
+const RECOVER_WITHIN_MS = INTERVAL_MS + 2 * SLACK_MS;
 
 const CONFIG = (dir: string): string => `version: 1
 log: { level: info }
@@ -128,6 +136,7 @@ describe('tunnel health (real interfaces, root)', () => {
     dir = mkdtempSync(join(tmpdir(), `tt-${process.pid}-health-`));
     tokenFile = join(dir, 'api-token');
     writeFileSync(join(dir, 'edge.yaml'), CONFIG(dir));
+    const startedAt = performance.now();
     const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'run', '--config', join(dir, 'edge.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
     daemon = child;
     let stderr = '';
@@ -145,6 +154,7 @@ describe('tunnel health (real interfaces, root)', () => {
           if (rec.level >= 50) errorLines.push(line);
           if (rec.msg === 'onramp health') healthLines.push({ ...rec, at: performance.now() });
           if (rec.msg === 'API listening') {
+            console.log(`# health: the daemon's API up ${Math.round(performance.now() - startedAt)} ms after its start`);
             clearTimeout(timer);
             resolve();
           }
@@ -190,7 +200,7 @@ describe('tunnel health (real interfaces, root)', () => {
     const cut = performance.now();
     await until('the down transition', () => healthLines.some((l) => l.to === 'down'), DOWN_WITHIN_MS);
     const down = healthLines.find((l) => l.to === 'down')!;
-    console.log(`# health: cut → down in ${Math.round(down.at - cut)} ms (rate mid: interval 1000 ms, timeout 300 ms)`);
+    console.log(`# health: cut → down in ${Math.round(down.at - cut)} ms (rate ${HEALTH_RATE}: interval ${INTERVAL_MS} ms, timeout ${TIMEOUT_MS} ms)`);
     assert.deepEqual(healthLines.map((l) => [l.onramp, l.from, l.to]), [['branch-gre', 'healthy', 'degraded'], ['branch-gre', 'degraded', 'down']]);
     const h = await health();
     assert.equal(h.state, 'down');
@@ -212,9 +222,9 @@ describe('tunnel health (real interfaces, root)', () => {
   it('a target that never answers keeps the onramp down: probes go on at one per interval, no more log lines, no errors', async () => {
     const lines = healthLines.length;
     const sent = probes;
-    await new Promise((r) => setTimeout(r, 4_000));
+    await new Promise((r) => setTimeout(r, QUIET_MS));
     assert.equal(healthLines.length, lines, 'one line per transition, none while it stays down');
-    assert.ok(probes - sent >= 2 && probes - sent <= 8, `${probes - sent} probes in 4 s`);
+    assert.ok(quietProbesOk(probes - sent), `${probes - sent} probes in ${QUIET_INTERVALS} intervals`);
     assert.deepEqual(errorLines, []);
     assert.equal((await health()).state, 'down');
   });
@@ -227,6 +237,6 @@ describe('tunnel health (real interfaces, root)', () => {
     assert.deepEqual([last.from, last.to, last.reason], ['down', 'degraded', 'consecutive-successes']);
     const h = await health();
     assert.equal(h.state, 'degraded');
-    assert.equal(h.penalty, 500_000);
+    assert.equal(h.penalty, PENALTY_DEGRADED);
   });
 });
