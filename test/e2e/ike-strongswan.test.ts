@@ -169,21 +169,28 @@ function listSas(): SwanSa[] {
   return sas;
 }
 
+interface CharonChildKeys {
+  encryptionInitiator: string;
+  encryptionResponder: string;
+  integrityInitiator: string;
+  integrityResponder: string;
+}
+
 /** The child keys charon logged at "chd 4" (`encryption initiator key => 20 bytes @ ...` and its hexdump), in order. */
-function charonChildKeys(): Array<{ initiator: string; responder: string }> {
-  const out: Array<{ initiator: string; responder: string }> = [];
-  let current: { name: string; want: number; hex: string } | null = null;
+function charonChildKeys(): CharonChildKeys[] {
+  const out: CharonChildKeys[] = [];
+  let current: { field: keyof CharonChildKeys; want: number; hex: string } | null = null;
   const flush = (): void => {
     if (current === null) return;
-    if (current.name === 'initiator') out.push({ initiator: current.hex, responder: '' });
-    else if (out.length > 0) out[out.length - 1].responder = current.hex;
+    if (current.field === 'encryptionInitiator') out.push({ encryptionInitiator: '', encryptionResponder: '', integrityInitiator: '', integrityResponder: '' });
+    if (out.length > 0) out[out.length - 1][current.field] = current.hex;
     current = null;
   };
   for (const line of readFileSync(join(dir, 'charon.log'), 'utf8').split('\n')) {
-    const head = /\[CHD\] encryption (initiator|responder) key => (\d+) bytes/.exec(line);
+    const head = /\[CHD\] (encryption|integrity) (initiator|responder) key => (\d+) bytes/.exec(line);
     if (head) {
       flush();
-      current = { name: head[1], want: Number(head[2]), hex: '' };
+      current = { field: `${head[1]}${head[2] === 'initiator' ? 'Initiator' : 'Responder'}` as keyof CharonChildKeys, want: Number(head[3]), hex: '' };
       continue;
     }
     const row = /\[CHD\]\s+\d+: ((?:[0-9A-F]{2} )+)/.exec(line);
@@ -192,6 +199,24 @@ function charonChildKeys(): Array<{ initiator: string; responder: string }> {
   }
   flush();
   return out;
+}
+
+/**
+ * Tether's newest child's keys equal charon's last logged ones (§2.17: the "initiator" keys protect the direction
+ * from the CREATE_CHILD_SA/IKE_AUTH initiator), encryption (key ‖ salt for GCM) and integrity.
+ */
+function assertKeysMatchCharon(install: Extract<IkeUdpEvent, { event: 'install' }>, charonInitiated: boolean, what: string): void {
+  const [fromInitiator, fromResponder] = charonInitiated ? ['in', 'out'] as const : ['out', 'in'] as const;
+  assert.deepEqual(
+    charonChildKeys().at(-1),
+    {
+      encryptionInitiator: install[`${fromInitiator}Key`],
+      encryptionResponder: install[`${fromResponder}Key`],
+      integrityInitiator: install[`${fromInitiator}IntegrityKey`],
+      integrityResponder: install[`${fromResponder}IntegrityKey`],
+    },
+    `${what}: ESP keys equal charon's`,
+  );
 }
 
 const spiHex = (spi: number): string => (spi >>> 0).toString(16).padStart(8, '0');
@@ -325,7 +350,7 @@ test('strongSwan initiates, tether responds: IKE SA and child up, IKE SPIs equal
   const child = swan.children.find((c) => c.state === 'INSTALLED')!;
   assert.deepEqual([child.localTs, child.remoteTs], [SWAN_LAN, TETHER_LAN], 'tether (0.0.0.0/0) narrowed to what charon proposed');
   // charon initiated: its "initiator key" protects charon → tether, tether's inbound direction (§2.17).
-  assert.deepEqual(charonChildKeys().at(-1), { initiator: installs()[0].inKey, responder: installs()[0].outKey }, 'ESP keys (key ‖ salt) equal charon\'s');
+  assertKeysMatchCharon(installs()[0], true, 'IKE_AUTH child');
 });
 
 test('strongSwan rekeys the child (CREATE_CHILD_SA with PFS): tether installs the new one and removes the old', async () => {
@@ -336,7 +361,7 @@ test('strongSwan rekeys the child (CREATE_CHILD_SA with PFS): tether installs th
   await waitFor('the old child removed', () => removed(old.inboundSpi));
   const { swan } = await checkBothSides('child rekey');
   const fresh = installs().at(-1)!;
-  assert.deepEqual(charonChildKeys().at(-1), { initiator: fresh.inKey, responder: fresh.outKey }, 'PFS child keys equal charon\'s');
+  assertKeysMatchCharon(fresh, true, 'PFS child');
   assert.ok(!swan.children.some((c) => c.state === 'INSTALLED' && c.spiOut === spiHex(old.inboundSpi)), 'charon no longer has the old child installed');
 });
 
@@ -373,7 +398,7 @@ test('tether initiates, strongSwan responds and narrows 0.0.0.0/0 to its selecto
   const ours = tether.children.at(-1)!;
   assert.deepEqual([ours.localTs, ours.remoteTs], [[TETHER_LAN], [SWAN_LAN]], 'tether took the narrowed selectors');
   const mine = installs().at(-1)!;
-  assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.outKey, responder: mine.inKey }, 'tether initiated: its outbound key is the initiator key');
+  assertKeysMatchCharon(mine, false, 'tether initiating');
   const { drops } = await tetherStatus();
   console.log(`tether IKE drops over the run: ${JSON.stringify(drops)}`);
 });
@@ -455,13 +480,13 @@ test('the proposal matrix of issue 9 §2 negotiates with strongSwan both ways, w
     await waitFor(`${what}: tether → charon`, () => installs().length > before);
     const { swan } = await checkBothSides(`${what}, tether initiating`, encryption);
     let mine = installs().at(-1)!;
-    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.outKey, responder: mine.inKey }, `${what}: ESP keys`);
+    assertKeysMatchCharon(mine, false, what);
     before = installs().length;
     swanctl('--rekey', '--child', 'lan');
     await waitFor(`${what}: PFS rekey`, () => installs().length > before && removed(mine.inboundSpi));
     const rekeyed = await checkBothSides(`${what}, PFS rekey`, encryption);
     mine = installs().at(-1)!;
-    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.inKey, responder: mine.outKey }, `${what}: PFS ESP keys`);
+    assertKeysMatchCharon(mine, true, `${what}, PFS rekey`);
     await terminateAll();
 
     // charon initiates, tether responds.
@@ -471,7 +496,7 @@ test('the proposal matrix of issue 9 §2 negotiates with strongSwan both ways, w
     await waitFor(`${what}: charon → tether`, () => installs().length > before);
     await checkBothSides(`${what}, charon initiating`, encryption);
     mine = installs().at(-1)!;
-    assert.deepEqual(charonChildKeys().at(-1), { initiator: mine.inKey, responder: mine.outKey }, `${what}: ESP keys`);
+    assertKeysMatchCharon(mine, true, `${what}, charon initiating`);
     await terminateAll();
     const pfsChild = rekeyed.swan.children.filter((c) => c.state === 'INSTALLED').at(-1)!;
     rows.push(`| ${row.ike.padEnd(34)} | ${row.esp.padEnd(25)} | ${swan.algorithms.padEnd(52)} | ${pfsChild.algorithms.padEnd(40)} | pass both ways |`);

@@ -22,7 +22,7 @@ const KEEPALIVE = 0xff;
 const MAX_SLEEP_MS = 500;
 
 export type IkeUdpEvent =
-  | { event: 'install'; onramp: number; inboundSpi: number; outboundSpi: number; encryption: string; integrity: string | null; localPort: number; remotePort: number; inKey: string; outKey: string }
+  | { event: 'install'; onramp: number; inboundSpi: number; outboundSpi: number; encryption: string; integrity: string | null; localPort: number; remotePort: number; inKey: string; outKey: string; inIntegrityKey: string; outIntegrityKey: string }
   | { event: 'remove'; onramp: number; inboundSpi: number }
   | { event: 'state'; onramp: number; up: boolean; reason: string }
   | { event: 'dropped'; what: 'esp' | 'keepalive'; bytes: number };
@@ -127,6 +127,8 @@ export class IkeUdp implements IkeSink {
       remotePort: sa.path.remotePort,
       inKey: hex(sa.inbound.encryptionKey),
       outKey: hex(sa.outbound.encryptionKey),
+      inIntegrityKey: hex(sa.inbound.integrityKey),
+      outIntegrityKey: hex(sa.outbound.integrityKey),
     });
   }
 

@@ -71,7 +71,7 @@ test('GCM open reproduces the GCM spec vectors (nonce = salt ‖ explicit IV, AA
   }
 });
 
-test('GCM seal: explicit IV ‖ ciphertext ‖ ICV, the IV a counter, no padding and a zero pad length (RFC 5282 §3)', () => {
+test('GCM seal: explicit IV ‖ ciphertext ‖ ICV, the IV a masked counter, no padding and a zero pad length (RFC 5282 §3)', () => {
   const suite: IkeSuite = { encryption: 'aes128gcm16', integrity: null, prf: 'prfsha256', dh: 'ecp256' };
   const key = hex('feffe9928665731c6d6a8f9467308308cafebabe');
   const sk = new SkCodec(suite, key, null);
@@ -81,8 +81,11 @@ test('GCM seal: explicit IV ‖ ciphertext ‖ ICV, the IV a counter, no padding
   const second = sk.seal(aad, plain);
   assert.equal(first.length, sk.sealedLength(plain.length));
   assert.equal(first.length, 8 + plain.length + 1 + 16);
-  assert.equal(toHex(first.subarray(0, 8)), '0000000000000001');
-  assert.equal(toHex(second.subarray(0, 8)), '0000000000000002');
+  const ivOf = (b: Uint8Array): bigint => Buffer.from(b.subarray(0, 8)).readBigUInt64BE(0);
+  assert.equal(ivOf(first) ^ ivOf(second), 1n ^ 2n, 'counter 1 then 2 under one mask');
+  assert.notEqual(toHex(first.subarray(0, 8)), toHex(new SkCodec(suite, key, null).seal(aad, plain).subarray(0, 8)), 'another codec, another mask');
+  const fixed = new SkCodec(suite, key, null, (n) => new Uint8Array(n));
+  assert.equal(toHex(fixed.seal(aad, plain).subarray(0, 8)), '0000000000000001', 'a zero mask shows the counter');
   const d = createDecipheriv('aes-128-gcm', key.subarray(0, 16), cat(key.subarray(16), first.subarray(0, 8)));
   d.setAAD(aad);
   d.setAuthTag(first.subarray(first.length - 16));

@@ -75,7 +75,11 @@ export function icvLength(encryption: EncryptionAlgorithm, integrity: IntegrityA
   return integrity === null ? 0 : INTEGRITY[integrity].icvLength;
 }
 
-/** A 64-bit big-endian counter for GCM's explicit IVs: unique per key, which is all GCM needs (RFC 5282 §3.1). */
+/**
+ * GCM's explicit IV is a 64-bit counter XORed with a random mask drawn per codec (strongSwan's iv_gen_seq does the
+ * same): unique under one key, which is all GCM needs (RFC 5282 §3.1), and still unique should a caller ever build
+ * two codecs on the same key (independent masks collide with probability 2^-64).
+ */
 const IV_COUNTER_MAX = 0xffff_ffff_ffff_ffffn;
 
 /**
@@ -91,9 +95,11 @@ export class SkCodec {
   private readonly integrityKey: Buffer | null;
   private readonly random: (n: number) => Uint8Array;
   private ivCounter = 0n;
+  private ivMask = 0n;
 
   /**
-   * `random` (default: OpenSSL's randomBytes) draws CBC IVs, which must be unpredictable (RFC 7296 §3.14).
+   * `random` (default: OpenSSL's randomBytes) draws CBC IVs, which must be unpredictable (RFC 7296 §3.14), and the
+   * GCM IV mask.
    * Throws on a key of the wrong length or a missing integrity transform: a caller's bug, not bad input.
    */
   constructor(
@@ -122,6 +128,7 @@ export class SkCodec {
       this.integrityKey = Buffer.from(integrityKey);
     }
     this.random = random;
+    if (this.cipher.aead) this.ivMask = Buffer.from(random(GCM_IV_LENGTH).subarray(0, GCM_IV_LENGTH)).readBigUInt64BE(0);
   }
 
   /** The SK payload body's length (IV ‖ ciphertext ‖ ICV) for a payload chain of `plainLength` bytes. */
@@ -147,7 +154,7 @@ export class SkCodec {
     if (this.ivCounter >= IV_COUNTER_MAX) throw new RangeError('SK payload: GCM IV space exhausted; rekey the IKE SA');
     this.ivCounter++;
     const iv = Buffer.alloc(GCM_IV_LENGTH);
-    iv.writeBigUInt64BE(this.ivCounter);
+    iv.writeBigUInt64BE(this.ivCounter ^ this.ivMask);
     return iv;
   }
 
