@@ -1,7 +1,8 @@
 /**
- * The main job (`tether lab demo`, the README's quick start): the lab's two WireGuard sites, both
- * 10.0.1.10 on 10.0.1.0/24, talk through the edge at the same time — first with Automatic Return
- * Routing, then without it — and the result says what each site got back.
+ * The main job (`tether lab demo`, the README's quick start): the lab's two WireGuard sites and its IPsec
+ * site (strongSwan), all 10.0.1.10 on 10.0.1.0/24, talk through the edge at the same time — first with
+ * Automatic Return Routing, then without it (the two WireGuard sites) — and the result says what each site
+ * got back.
  *
  * Every server answer is unique per request and names the request it answers (its path or payload
  * carries the asking site), so "the site got its own reply" is checked, not assumed.
@@ -113,9 +114,9 @@ export async function runLabDemo(opts: DemoOptions): Promise<boolean> {
   await ensureLabTools();
   let arrOk = true;
   try {
-    print('Building the lab: site-a and site-b (both 10.0.1.0/24, host 10.0.1.10) over WireGuard (wireguard-go), a data center, the Internet; tether as the edge.');
-    const on = await labUp({ prefix: opts.prefix });
-    const names = { 'site-a': on.names.siteA, 'site-b': on.names.siteB };
+    print('Building the lab: site-a and site-b over WireGuard (wireguard-go), site-d over IPsec (strongSwan), all 10.0.1.0/24 with host 10.0.1.10; a data center, the Internet; tether as the edge.');
+    const on = await labUp({ prefix: opts.prefix, ipsecSite: true });
+    const names: Record<string, string> = { 'site-a': on.names.siteA, 'site-b': on.names.siteB, 'site-d': on.names.siteD };
     print('\nAutomatic Return Routing ON');
     for (const [label, server, round] of [
       ['HTTP to the Internet server 203.0.113.10', LAB.internet.server, httpRound],
@@ -128,8 +129,8 @@ export async function runLabDemo(opts: DemoOptions): Promise<boolean> {
         if (r.own !== REQUESTS_PER_SITE) arrOk = false;
       }
     }
-    const refused = await Promise.all(SITES.map((s) => udpExchange(names[s.name], LAB.internet.server, LAB.closedUdpPort, 'anyone?')));
-    print(`  UDP to a closed port: ${SITES.map((s, i) => `${s.name} got ${refused[i].kind === 'refused' ? 'ICMP port unreachable' : refused[i].kind}`).join('; ')}`);
+    const refused = await Promise.all(Object.keys(names).map((site) => udpExchange(names[site], LAB.internet.server, LAB.closedUdpPort, 'anyone?')));
+    print(`  UDP to a closed port: ${Object.keys(names).map((s, i) => `${s} got ${refused[i].kind === 'refused' ? 'ICMP port unreachable' : refused[i].kind}`).join('; ')}`);
     if (refused.some((r) => r.kind !== 'refused')) arrOk = false;
     await labDown({ prefix: opts.prefix });
 
