@@ -118,9 +118,9 @@ export interface EdgeStatus {
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;
   flows: { ipv4: number; ipv6: number };
-  /** IKE SAs of ipsec onramps (the IKE engine's status()); empty until the IPsec transport is wired in. */
+  /** IKE SAs of ipsec onramps (the IKE engine's status()) (transports/ipsec-onramps.ts). */
   ipsec: IkeSaStatus[];
-  /** Per child SA data-path counters (the ESP transport); empty until then too. */
+  /** Per child SA data-path counters (the ESP transport), joined to the IKE status on spiIn. */
   esp: EspSaCounters[];
 }
 

@@ -4,8 +4,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { validateConfig, type OnrampConfig } from '../config/index.js';
+import { buildApi } from '../control/api.js';
+import { ConfigStore } from '../control/store.js';
 import { defaultConfig } from '../lab/config.js';
 import { Edge, type EdgeLogger } from './edge.js';
+import { LiveEdge } from './live.js';
 
 const log: EdgeLogger = { info() {}, warn() {}, error() {}, debug() {} };
 const IPSEC = {
@@ -44,4 +47,28 @@ test('an ipsec onramp whose pre-shared key file cannot be read is refused with i
   assert.equal(edge.ids.onramps.has('branch-ipsec'), false, 'nothing changed');
   const id = edge.addOnramp(validateConfig({ ...base, onramps: [...base.onramps, IPSEC] }).onramps.at(-1) as OnrampConfig);
   assert.ok(id > 0, 'the same address is free again: the refused onramp claimed nothing');
+});
+
+test('through the API: an ipsec onramp is created live (the pipeline gets its port, status its idle IKE peer), the psk never returned', async () => {
+  const cfg = defaultConfig();
+  const edge = new Edge({ config: cfg, log, hugePages: false, countersIntervalMs: 0 });
+  const store = ConfigStore.open(':memory:');
+  store.seedFrom(cfg);
+  const token = 'ipsec-live-token-0123456789';
+  const app = buildApi({ store, edge: new LiveEdge(edge, cfg), token });
+  const headers = { authorization: `Bearer ${token}` };
+  try {
+    const r = await app.inject({ method: 'POST', url: '/v1/onramps', headers, payload: IPSEC });
+    assert.equal(r.statusCode, 201, r.body);
+    assert.ok(edge.pipeline.ports.list().some((p) => p.name === 'branch-ipsec'), 'the pipeline has its port');
+    assert.equal(edge.status().ipsec.find((s) => s.onramp === edge.ids.onramps.get('branch-ipsec'))?.state, 'idle');
+    const read = await app.inject({ method: 'GET', url: '/v1/onramps/branch-ipsec', headers });
+    assert.doesNotMatch(read.body, /correct horse/, 'the pre-shared key is never returned');
+    const gone = await app.inject({ method: 'DELETE', url: '/v1/onramps/branch-ipsec', headers });
+    assert.equal(gone.statusCode, 204, gone.body);
+    assert.equal(edge.status().ipsec.length, 0);
+  } finally {
+    await app.close();
+    store.close();
+  }
 });

@@ -429,14 +429,13 @@ export class Edge {
         step(`wireguard_devices[${i}]`, `wireguard device ${d.name}`, () => this.wireguard.addDevice(d), () => this.wireguard.removeDevice(d.name));
       }
       for (const u of update) {
-        const t = this.transportOf(u.want);
-        step(`onramps[${u.i}]`, `onramp ${u.want.name}`, () => t.update(u.want, u.id), () => t.update(u.had, u.id));
+        // Inside the step: a transport that refuses (an ipsec psk_file it cannot read, an address taken) is an ApplyError.
+        step(`onramps[${u.i}]`, `onramp ${u.want.name}`, () => this.transportOf(u.want).update(u.want, u.id), () => this.transportOf(u.had).update(u.had, u.id));
       }
       for (const { o, i } of add) {
         const id = ids.onramps.get(o.name);
         if (id === undefined) throw new ApplyError(`onramps[${i}]`, `onramp ${o.name}: no id`);
-        const t = this.transportOf(o);
-        step(`onramps[${i}]`, `onramp ${o.name}`, () => t.add(o, id), () => t.remove(id));
+        step(`onramps[${i}]`, `onramp ${o.name}`, () => this.transportOf(o).add(o, id), () => this.transportOf(o).remove(id));
       }
     } catch (e) {
       for (let k = undo.length - 1; k >= 0; k--) {
