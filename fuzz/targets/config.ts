@@ -20,6 +20,8 @@ const EXAMPLE = 'docs/examples/tether.yaml';
 const MAX_TEXT = 64 * 1024;
 /** Flow tables of a configuration under test are built small: the point is the validation, not the memory. */
 const SMALL_TABLE = 64;
+/** Compiled configurations remembered as built (then forgotten all at once: a bound, not a cache policy). */
+const BUILT_MAX = 10_000;
 const VALUES = [
   '', '~', 'null', '0', '-1', '1', '65535', '65536', '4294967295', '4294967296', '1e309', '-0', '0x10', '.inf', 'NaN', 'true', 'no',
   '[]', '{}', '[1, 2]', '{a: 1}', '"x"', "''", '*anchor', '&anchor 5', '!!binary aGk=', '10.0.0.0/33', '10.0.0.256', '::', '::/0', '0.0.0.0/0',
@@ -70,6 +72,7 @@ export function configTarget(): FuzzTarget {
   const bytes = texts.map((t) => new TextEncoder().encode(t));
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
+  const built = new Set<string>();
   return {
     name: 'config/yaml',
     generate(rng: Rng): Uint8Array {
@@ -87,6 +90,12 @@ export function configTarget(): FuzzTarget {
         throw e;
       }
       const compiled = toPipelineConfig(cfg, assignIds(cfg));
+      // Most accepted mutants compile to a configuration seen before (a comment moved, a key reordered): a
+      // Pipeline is built once per distinct compiled configuration, which takes a tenth of the run off.
+      const key = JSON.stringify(compiled);
+      if (built.has(key)) return 'accepted';
+      if (built.size >= BUILT_MAX) built.clear();
+      built.add(key);
       new Pipeline({ ...compiled, flows: { ...compiled.flows, capacity4: SMALL_TABLE, capacity6: SMALL_TABLE } });
       return 'accepted';
     },

@@ -29,7 +29,7 @@ export interface ApiRig {
 }
 
 /** Builds (does not listen): call app.ready() / app.listen(); `extend` may register more routes first. */
-export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string; extend?: (app: FastifyInstance) => void }): ApiRig {
+export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string; extend?: (app: FastifyInstance) => void; now?: () => number }): ApiRig {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
   const cfg = defaultConfig();
   const ids = assignIds(cfg);
@@ -37,7 +37,7 @@ export function apiRig(opts: { token: string; metrics?: boolean; prefix?: string
   const store = ConfigStore.open(join(dir, 'tether.db'));
   store.seedFrom(cfg);
   const names = new NameBook(edge.pipeline, cfg, ids);
-  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg, ids), token: opts.token });
+  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg, ids), token: opts.token, now: opts.now });
   opts.extend?.(app);
   registerFlowRoutes(app, {
     pipeline: edge.pipeline,
