@@ -41,14 +41,15 @@ export interface FlowRoutesOptions {
 }
 
 /**
- * What listings may charge of the packet loop: a twentieth. Charged: the walk, the items, the JSON, the response's
- * write and the collector's pauses around a listing (LoopShare). Not charged, because nothing measures it as it
- * happens: what the walk costs the packet path in cache misses (the stream's own flow records evicted by the
- * records a page reads), and Fastify's routing and query validation before the handler. In a CPU profile of
- * `npm run bench:flows-list` those came to about as much again as what is charged, so a twentieth charged keeps
- * forwarding at ≥ 0.9 of its idle rate under a client paging back to back (docs/PERFORMANCE.md).
+ * What listings may charge of the packet loop: 3 %. Charged: the walk, the items, the JSON, the response's write
+ * and the collector's pauses around a listing (LoopShare). Not charged, because nothing measures it as it
+ * happens: what a page costs the packet path afterwards in cache misses (its records, its items and its 400 KB
+ * of JSON push the stream's own flow records out; the stream warms them again), and Fastify's routing before
+ * the handler. On a machine with a core free that came to about three times what is charged, per page; at 5 %
+ * forwarding kept 0.85–0.89 of its idle rate under a client paging back to back, at 3 % 0.94–0.99
+ * (docs/PERFORMANCE.md, `npm run bench:flows-list`).
  */
-export const LISTING_LOOP_SHARE = 0.05;
+export const LISTING_LOOP_SHARE = 0.03;
 /** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
 const LISTING_BURST_MS = 5;
 /** A collector pause this soon after a listing's end (ms) is still charged to it: its page's garbage. */
