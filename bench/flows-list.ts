@@ -4,22 +4,30 @@
  *   packet stream   one batch of 256 established IPv4 UDP packets per event-loop turn (setImmediate), the way
  *                   TUN reads arrive, over a table of 1 M flows (--flows N)
  *   listing         a client process pages through GET /v1/flows?limit=L with the cursor, back to back (and,
- *                   second, with a filter that matches nothing: every request walks its whole slot budget)
+ *                   filtered, with a filter that matches nothing: every request walks its whole slot budget)
+ *
+ * Phases of --seconds S each — idle, listing, filtered — in --rounds R rounds, the order turning each round: the
+ * load of a shared machine drifts over a run, and interleaving spreads the drift over the three.
  *
  *   idle_mpps / listing_mpps / filtered_mpps   the stream's rate with no request, while paging, while filtering:
  *                   packets per second of this process's CPU time (user + system), so that other load on the
  *                   machine, which takes the core away from stream and listing alike, does not enter the ratio;
  *                   *_wall_mpps are the same per second of wall-clock time
  *   ratio, filtered_ratio                      listing_mpps / idle_mpps (goal ≥ 0.9, issue 11)
+ *   thread_ratio, filtered_thread_ratio        the same per second of the main thread's CPU time (the packet
+ *                                              loop's; /proc/self/task): without V8's and libuv's helper threads
  *   page_ms, filtered_page_ms                  mean time of one request as the client sees it
  *   unsliced_walk_ms                           one walk of every slot without yielding: how long a request
  *                                              that scanned the whole table held the loop (the old listing)
  *
- * Options: --json, --flows N (default 1,000,000), --limit L (default 1000), --seconds S per phase (default 5),
- * --wall-share (the listing's share measured on the wall clock, as in the daemon, instead of this process's CPU).
+ * Options: --json, --flows N (default 1,000,000), --limit L (default 1000), --seconds S per phase (default 2),
+ * --rounds R (default 4), --wall-share (the listing's share measured on the wall clock, as in the daemon,
+ * instead of this process's CPU).
  */
 import { performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import Fastify from 'fastify';
 import { PacketBatch } from '../src/common/packet-batch.js';
 import { NEXT_HOP_DROP } from '../src/common/ids.js';
@@ -40,7 +48,10 @@ const opt = (name: string, dflt: number): number => {
 };
 const FLOWS = opt('--flows', 1_000_000);
 const LIMIT = opt('--limit', 1000);
-const SECONDS = opt('--seconds', 5);
+const SECONDS = opt('--seconds', 2);
+const ROUNDS = opt('--rounds', 4);
+/** After the client is told to start, before the stream is counted: its first requests are in flight. */
+const WARMUP_MS = 300;
 const BATCH = 256;
 const STREAM_BATCHES = 64;
 const SITES = 16;
@@ -72,25 +83,39 @@ function makePipeline(): Pipeline {
   });
 }
 
-/** The client: pages through the listing with the cursor until stdin closes; prints request count and time. */
+/**
+ * The client, driven by lines on stdin: a query string starts paging through it with the cursor, back to back;
+ * "pause" stops after the request in flight and prints that run's requests and time as one JSON line.
+ */
 const CLIENT = `
 const url = process.argv[1];
-let stop = false;
-process.stdin.on('data', () => { stop = true; }).on('end', () => { stop = true; });
-(async () => {
-  let requests = 0, ms = 0, items = 0, cursor = null;
-  while (!stop) {
+let query = null, requests = 0, ms = 0, paused = null;
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line === 'pause') { paused = query === null ? (report(), null) : true; query = null; return; }
+  query = line; requests = 0; ms = 0; run(line);
+});
+function report() { process.stdout.write(JSON.stringify({ requests, ms }) + '\\n'); }
+async function run(q) {
+  let cursor = null;
+  while (query === q) {
     const t = performance.now();
-    const r = await (await fetch(url + (cursor === null ? '' : '&cursor=' + cursor))).json();
+    const r = await (await fetch(url + q + (cursor === null ? '' : '&cursor=' + cursor))).json();
     ms += performance.now() - t;
     requests++;
-    items += r.items.length;
     cursor = r.cursor;
   }
-  process.stdout.write(JSON.stringify({ requests, ms, items }));
-  process.exit(0);
-})();
+  if (paused) { paused = null; report(); }
+}
 `;
+
+/** CPU time of this process's main thread (the packet loop's), ms: /proc/self/task/PID/stat, utime + stime. */
+const CLOCK_TICKS_PER_S = 100;
+function mainThreadCpuMs(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat(5), counted from the state (field 3) at index 0.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+}
 
 async function main(): Promise<void> {
   log(`tether flow-listing benchmark: ${FLOWS.toLocaleString()} flows, pages of ${LIMIT}, ${SECONDS} s a phase, node ${process.version}`);
@@ -142,62 +167,84 @@ async function main(): Promise<void> {
   registerFlowRoutes(app, { pipeline, names: new NameBook(pipeline), config: () => ({}) as TetherConfig, now: () => 2000, listingClock });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
 
-  /** The stream's rate over one phase, optionally with a client paging `query`. */
-  const phase = async (query: string | null): Promise<{ mpps: number; wallMpps: number; pageMs: number; requests: number }> => {
-    const client = query === null ? null : spawn(process.execPath, ['-e', CLIENT, `${address}/v1/flows?${query}`], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    client?.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    const done = client === null ? null : new Promise<void>((resolve) => client.once('exit', () => resolve()));
-    await new Promise((r) => setTimeout(r, 500)); // the client started, its first requests in flight
+  const client = spawn(process.execPath, ['-e', CLIENT, `${address}/v1/flows?`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: client.stdout! });
+  const nextLine = (): Promise<string> => new Promise((resolve) => lines.once('line', resolve));
+
+  interface Totals { forwarded: number; cpuMs: number; threadMs: number; wallMs: number; requests: number; requestMs: number }
+  const zero = (): Totals => ({ forwarded: 0, cpuMs: 0, threadMs: 0, wallMs: 0, requests: 0, requestMs: 0 });
+  const kinds = { idle: zero(), listing: zero(), filtered: zero() };
+  const queries: Record<keyof typeof kinds, string | null> = { idle: null, listing: `limit=${LIMIT}`, filtered: `limit=${LIMIT}&src=192.0.2.0/24` };
+
+  /** One sub-phase: the client paging `query` (or nothing), then the stream's count and clocks over SECONDS. */
+  const phase = async (kind: keyof typeof kinds): Promise<void> => {
+    const query = queries[kind];
+    if (query !== null) client.stdin!.write(`${query}\n`);
+    await new Promise((r) => setTimeout(r, WARMUP_MS)); // the client's first requests in flight
     forwarded = 0;
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
+    const thread0 = mainThreadCpuMs();
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     const cpu = process.cpuUsage(cpu0);
-    const wall = (performance.now() - t0) / 1000;
-    const n = forwarded;
-    client?.stdin?.end('stop');
-    await done;
-    const c = out === '' ? { requests: 0, ms: 0 } : (JSON.parse(out) as { requests: number; ms: number });
-    return { mpps: n / ((cpu.user + cpu.system) / 1e6) / 1e6, wallMpps: n / wall / 1e6, pageMs: c.requests === 0 ? 0 : c.ms / c.requests, requests: c.requests };
+    const k = kinds[kind];
+    k.threadMs += mainThreadCpuMs() - thread0;
+    k.cpuMs += (cpu.user + cpu.system) / 1000;
+    k.wallMs += performance.now() - t0;
+    k.forwarded += forwarded;
+    if (query !== null) {
+      const reported = nextLine();
+      client.stdin!.write('pause\n');
+      const c = JSON.parse(await reported) as { requests: number; ms: number };
+      k.requests += c.requests;
+      k.requestMs += c.ms;
+    }
   };
 
   running = true;
   setImmediate(step);
-  const idle = await phase(null);
-  log(`idle:      ${idle.mpps.toFixed(3)} Mpps`);
-  const listing = await phase(`limit=${LIMIT}`);
-  log(`listing:   ${listing.mpps.toFixed(3)} Mpps (${(listing.mpps / idle.mpps).toFixed(3)}×), ${listing.requests} pages, ${listing.pageMs.toFixed(1)} ms a page`);
-  const filtered = await phase(`limit=${LIMIT}&src=192.0.2.0/24`);
-  log(`filtered:  ${filtered.mpps.toFixed(3)} Mpps (${(filtered.mpps / idle.mpps).toFixed(3)}×), ${filtered.requests} requests, ${filtered.pageMs.toFixed(1)} ms a request`);
-  const idleAfter = await phase(null);
-  log(`idle again: ${idleAfter.mpps.toFixed(3)} Mpps`);
+  // Rounds of the three, the order turning each round: the machine's load drifts over a run, and interleaving
+  // spreads the drift over all three instead of favouring whichever phase came first.
+  const order: Array<keyof typeof kinds> = ['idle', 'listing', 'filtered'];
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let i = 0; i < order.length; i++) await phase(order[(i + r) % order.length]);
+    log(`round ${r + 1}/${ROUNDS}`);
+  }
   running = false;
+  client.stdin!.end();
+  client.kill();
 
   // What one request held the loop for when it scanned every slot at once (no slices, no budget).
   const t = performance.now();
   await walkFlows([{ family: 4, table: pipeline.flows4 }], null, { ...NO_FILTER, dst: { family: 4, words: Uint32Array.of(0xc0000200, 0, 0, 0), length: 24 } }, { limit: Infinity, maxSlots: Infinity, sliceSlots: Infinity, between: async () => {} }, () => {});
   const unslicedMs = performance.now() - t;
-  log(`unsliced walk of ${pipeline.flows4.capacity.toLocaleString()} slots: ${unslicedMs.toFixed(0)} ms`);
   await app.close();
 
-  const idleMpps = (idle.mpps + idleAfter.mpps) / 2;
-  const idleWall = (idle.wallMpps + idleAfter.wallMpps) / 2;
+  const mpps = (k: Totals, ms: number): number => k.forwarded / ms / 1e3;
+  const { idle, listing, filtered } = kinds;
   const result = {
     flows: pipeline.flows4.size,
     limit: LIMIT,
-    idle_mpps: round3(idleMpps),
-    listing_mpps: round3(listing.mpps),
-    ratio: round3(listing.mpps / idleMpps),
-    page_ms: round3(listing.pageMs),
-    idle_wall_mpps: round3(idleWall),
-    listing_wall_mpps: round3(listing.wallMpps),
-    filtered_wall_mpps: round3(filtered.wallMpps),
-    filtered_mpps: round3(filtered.mpps),
-    filtered_ratio: round3(filtered.mpps / idleMpps),
-    filtered_page_ms: round3(filtered.pageMs),
+    rounds: ROUNDS,
+    seconds_per_phase: SECONDS,
+    idle_mpps: round3(mpps(idle, idle.cpuMs)),
+    listing_mpps: round3(mpps(listing, listing.cpuMs)),
+    ratio: round3(mpps(listing, listing.cpuMs) / mpps(idle, idle.cpuMs)),
+    filtered_mpps: round3(mpps(filtered, filtered.cpuMs)),
+    filtered_ratio: round3(mpps(filtered, filtered.cpuMs) / mpps(idle, idle.cpuMs)),
+    thread_ratio: round3(mpps(listing, listing.threadMs) / mpps(idle, idle.threadMs)),
+    filtered_thread_ratio: round3(mpps(filtered, filtered.threadMs) / mpps(idle, idle.threadMs)),
+    idle_wall_mpps: round3(mpps(idle, idle.wallMs)),
+    listing_wall_mpps: round3(mpps(listing, listing.wallMs)),
+    filtered_wall_mpps: round3(mpps(filtered, filtered.wallMs)),
+    pages: listing.requests,
+    page_ms: round3(listing.requests === 0 ? 0 : listing.requestMs / listing.requests),
+    filtered_requests: filtered.requests,
+    filtered_page_ms: round3(filtered.requests === 0 ? 0 : filtered.requestMs / filtered.requests),
     unsliced_walk_ms: round3(unslicedMs),
   };
+  log(`idle ${result.idle_mpps} Mpps; listing ${result.listing_mpps} (${result.ratio}×, main thread ${result.thread_ratio}×), ${result.pages} pages of ${result.page_ms} ms; ` +
+    `filtered ${result.filtered_mpps} (${result.filtered_ratio}×, main thread ${result.filtered_thread_ratio}×), ${result.filtered_requests} requests of ${result.filtered_page_ms} ms; unsliced walk ${result.unsliced_walk_ms} ms`);
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else log(JSON.stringify(result, null, 2));
 }

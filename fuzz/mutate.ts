@@ -111,3 +111,46 @@ export function fixIpHeader(rng: Rng, p: Uint8Array): Uint8Array {
 export function packetFromSeeds(rng: Rng, seeds: readonly Uint8Array[], maxLength: number): Uint8Array {
   return fixIpHeader(rng, fromSeeds(rng, seeds, maxLength));
 }
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Values a JSON mutation puts in: boundaries, wrong types, paths, names of the lab's objects, prototype keys. */
+export const JSON_VALUES: Json[] = [
+  null, true, false, 0, -1, 1, 0.5, 65535, 65536, 4294967295, 4294967296, Number.MAX_SAFE_INTEGER, -1e300, '', ' ', '(redacted)',
+  '../../../etc/passwd', '/tmp/x', 'a'.repeat(1000), '10.0.0.0/8', '::/0', '0.0.0.0', '999.1.1.1', 'internet', 'drop', 'wireguard', 'gre',
+  'ipsec', 'site-a', 'dc-link', '\u0000', '__proto__', [], {}, [1, 'x', null], { onramp: 'dc-link' }, JSON.parse('{"__proto__": {"polluted": true}}') as Json, { prototype: { polluted: true } },
+];
+
+/** Structure-aware mutation: one random node of the JSON value replaced, removed, duplicated or extended. */
+export function mutateJson(rng: Rng, value: Json): Json {
+  type Container = Record<string, Json>;
+  const root: Container = { v: structuredClone(value) };
+  const steps = 1 + rng.int(3);
+  for (let s = 0; s < steps; s++) {
+    // Walk down a random path, remembering the container and key (array indexes as text) of the node reached.
+    let parent: Container = root;
+    let key = 'v';
+    let depth = rng.int(6);
+    for (;;) {
+      const node: Json = parent[key];
+      if (depth-- <= 0 || node === null || typeof node !== 'object') break;
+      const keys = Object.keys(node);
+      if (keys.length === 0) break;
+      parent = node as Container;
+      key = rng.pick(keys);
+    }
+    const node: Json = parent[key];
+    const op = rng.int(5);
+    if (op === 0 && parent !== root) {
+      if (Array.isArray(parent)) parent.splice(Number(key), 1);
+      else delete parent[key];
+    } else if (op === 1 && Array.isArray(parent)) {
+      parent.splice(Number(key), 0, structuredClone(node));
+    } else if (op === 2 && node !== null && typeof node === 'object' && !Array.isArray(node)) {
+      node[rng.pick(['extra', 'token_file', 'path', 'id', 'name', 'type', 'site', 'constructor'])] = structuredClone(rng.pick(JSON_VALUES));
+    } else {
+      parent[key] = structuredClone(rng.pick(JSON_VALUES));
+    }
+  }
+  return root.v;
+}

@@ -4,7 +4,7 @@
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.
  */
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -44,12 +44,19 @@ export interface FlowRoutesOptions {
 }
 
 /**
- * What listings may charge of the packet loop: a tenth. Only the handler's work is charged (the walk, the items, the
- * JSON); Fastify's own handling, socket writes and garbage collection are not (docs/PERFORMANCE.md has the figures).
+ * What listings may charge of the packet loop: 3 %. Charged: the walk, the items, the JSON, the response's write
+ * and the collector's pauses around a listing (LoopShare). Not charged, because nothing measures it as it
+ * happens: what a page costs the packet path afterwards in cache misses (its records, its items and its 400 KB
+ * of JSON push the stream's own flow records out; the stream warms them again), and Fastify's routing before
+ * the handler. On a machine with a core free that came to about three times what is charged, per page; at 5 %
+ * forwarding kept 0.85–0.89 of its idle rate under a client paging back to back, at 3 % 0.94–0.99
+ * (docs/PERFORMANCE.md, `npm run bench:flows-list`).
  */
-export const LISTING_LOOP_SHARE = 0.1;
+export const LISTING_LOOP_SHARE = 0.03;
 /** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
 const LISTING_BURST_MS = 5;
+/** A collector pause this soon after a listing's end (ms) is still charged to it: its page's garbage. */
+const GC_GRACE_MS = 50;
 
 const FlowItem = Type.Object({
   id: Type.String(),
@@ -138,6 +145,14 @@ function prefixContains(p: Prefix, words: Uint32Array): boolean {
 export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
   const { pipeline, names } = opts;
   const share = new LoopShare(opts.listingShare ?? LISTING_LOOP_SHARE, LISTING_BURST_MS, opts.listingClock ?? (() => performance.now()));
+  // The collector's pauses during a listing, or within GC_GRACE_MS after one, collect mostly its page's garbage:
+  // they are charged to the listings' budget (the packet path allocates nothing, so it causes none).
+  let lastListingEnd = -Infinity;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (share.listing || e.startTime - lastListingEnd <= GC_GRACE_MS) share.chargeExtra(e.duration);
+  });
+  gc.observe({ entryTypes: ['gc'] });
+  app.addHook('onClose', async () => gc.disconnect());
 
   const item = (detail: FlowDetail): FlowItem => ({
     id: `${detail.family}-${detail.flow}`,
@@ -214,20 +229,26 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     if (q.family !== '4') tables.push({ family: 6, table: pipeline.flows6 });
     const items: FlowItem[] = [];
     let skipped = 0;
-    // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
-    share.begin();
-    const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: () => share.yield() }, (table, flow) => {
-      if (skipped < offset) skipped++;
-      else items.push(item(describeFlow(table, flow)));
-    });
-    const unfiltered = filter.ports === null && filter.zone < 0 && filter.protocol < 0 && filter.established < 0 && filter.src === null && filter.dst === null;
-    // The tables count their flows; a filtered count is what this walk saw (the whole table's only when the walk
-    // covered it: docs/API.md).
-    const total = unfiltered ? tables.reduce((n, t) => n + t.table.size, 0) : walk.matches;
-    // Serialized here, so the listing's share is charged for it too (a page of 1000 items is most of the work).
-    const body = JSON.stringify({ total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) });
-    share.charge();
-    return reply.type('application/json; charset=utf-8').send(body);
+    // One listing at a time, admitted with budget in hand; its last slice ends once the response is written.
+    await share.admit();
+    try {
+      // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
+      const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: () => share.yield() }, (table, flow) => {
+        if (skipped < offset) skipped++;
+        else items.push(item(describeFlow(table, flow)));
+      });
+      const unfiltered = filter.ports === null && filter.zone < 0 && filter.protocol < 0 && filter.established < 0 && filter.src === null && filter.dst === null;
+      // The tables count their flows; a filtered count is what this walk saw (the whole table's only when the walk
+      // covered it: docs/API.md).
+      const total = unfiltered ? tables.reduce((n, t) => n + t.table.size, 0) : walk.matches;
+      const body = JSON.stringify({ total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) });
+      // Fastify writes the response in send() (no onSend hooks): the write is part of the charged slice.
+      reply.type('application/json; charset=utf-8').send(body);
+    } finally {
+      share.release();
+      lastListingEnd = performance.now();
+    }
+    return reply;
   });
 
   app.get('/v1/flows/:id', {

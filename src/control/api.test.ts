@@ -166,10 +166,32 @@ test('bad requests get precise 4xx answers naming the field', async () => {
   }
   assert.deepEqual(store.read(), before, 'no failed request changed anything');
 
-  // Not JSON, and too big.
-  let r = await call(app, 'POST', '/v1/routes', '{"prefix":', { ...AUTH, 'content-type': 'application/json' });
-  assert.equal(r.status, 400);
-  r = await call(app, 'POST', '/v1/sites', { name: 'big', description: 'x'.repeat(API_BODY_LIMIT) });
+  // Not JSON, empty, prototype keys (application/json and merge patches): 400s that name the problem and where.
+  const json = { ...AUTH, 'content-type': 'application/json' };
+  const patch = { ...AUTH, 'content-type': 'application/merge-patch+json' };
+  const raw: Array<[string, string, string, Record<string, string>, string, { path: string; re: RegExp }]> = [
+    ['POST', '/v1/routes', '{"prefix":', json, 'the request body is not valid JSON', { path: '', re: /^Unexpected end of JSON input$/ }],
+    ['POST', '/v1/routes', '', json, 'the request body is empty', { path: '', re: /is empty/ }],
+    ['POST', '/v1/sites', '{"name":"x","__proto__":{"admin":true}}', json, 'body: key __proto__ is not allowed', { path: '__proto__', re: /^key __proto__ is not allowed$/ }],
+    ['POST', '/v1/onramps', '{"name":"x","gre":{"local":"192.168.140.1","__proto__":{}}}', json, 'body: key __proto__ is not allowed', { path: 'gre.__proto__', re: /^key __proto__ is not allowed$/ }],
+    ['POST', '/v1/sites', '{"name":"x","constructor":{"prototype":{"admin":true}}}', json, 'body: key constructor.prototype is not allowed', { path: 'constructor.prototype', re: /^key constructor\.prototype is not allowed$/ }],
+    ['PATCH', '/v1/sites/1', '{"description":"y","__proto__":{"admin":true}}', patch, 'body: key __proto__ is not allowed', { path: '__proto__', re: /^key __proto__ is not allowed$/ }],
+    ['PATCH', '/v1/egress', '{"port_range":', patch, 'the request body is not valid JSON', { path: '', re: /JSON/ }],
+  ];
+  for (const [method, url, payload, headers, error, problem] of raw) {
+    const r = await call(app, method, url, payload, headers);
+    const what = `${method} ${url} ${payload} → ${r.text}`;
+    assert.equal(r.status, 400, what);
+    assert.equal(r.body.error, error, what);
+    assert.equal(r.body.problems.length, 1, what);
+    assert.equal(r.body.problems[0].path, problem.path, what);
+    assert.match(r.body.problems[0].message, problem.re, what);
+  }
+  assert.deepEqual(store.read(), before, 'no refused body changed anything');
+  assert.equal(({} as Record<string, unknown>).admin, undefined, 'no prototype was polluted');
+
+  // Too big.
+  const r = await call(app, 'POST', '/v1/sites', { name: 'big', description: 'x'.repeat(API_BODY_LIMIT) });
   assert.equal(r.status, 413);
   assert.match(r.body.problems[0].message, /larger than 262144 bytes/);
   await app.close();

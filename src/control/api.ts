@@ -44,6 +44,7 @@ import {
 } from '../config/index.js';
 import { GuardError, keepRunningPaths, refuseNewPaths, registerGuard } from './api-guard.js';
 import { ApplyError, type ApplyResult, type EdgeLike } from './apply.js';
+import { JsonBodyError, parseJsonBody } from './json-body.js';
 import { configListPath, docToConfig, hasConfigId, NotFoundError, replaceDoc, type ConfigStore, type EntryKind, type StoreDoc, type StoredEntry } from './store.js';
 
 export { loadOrCreateToken, tokenMatches } from './token.js';
@@ -333,15 +334,24 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     }
   });
 
-  // JSON merge patches arrive as application/merge-patch+json.
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (req, body, done) => {
-    app.getDefaultJsonParser('error', 'error')(req, body as string, done);
-  });
+  // JSON bodies, and merge patches (application/merge-patch+json): parsed by parseJsonBody, whose refusals (empty,
+  // not JSON, a __proto__ or constructor.prototype key) name the problem and where it is.
+  const jsonParser = (_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, value?: unknown) => void): void => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (e) {
+      done(e as Error);
+    }
+  };
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonParser);
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, jsonParser);
 
   registerGuard(app, { token, settings: options.settings ?? store.load().api, https: options.https !== undefined, now: options.now });
 
   app.setErrorHandler((error: FastifyError | HttpError | Error, req: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof HttpError) return reply.code(error.statusCode).send({ error: error.message, problems: error.problems });
+    if (error instanceof JsonBodyError) return reply.code(400).send({ error: error.message, problems: [{ path: error.path, message: error.detail }] });
     if (error instanceof GuardError) return reply.code(error.statusCode).headers(error.headers).send({ error: error.message, problems: [{ path: error.path, message: error.detail }] });
     const fe = error as FastifyError & { validation?: AjvError[]; validationContext?: string };
     if (fe.validation !== undefined) {

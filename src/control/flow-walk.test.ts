@@ -184,3 +184,28 @@ test('LoopShare: within its budget a listing goes on in the next turn; past it, 
   await share.yield();
   assert.ok(performance.now() - t0 >= 18, `waited ${performance.now() - t0} ms`);
 });
+
+test('LoopShare: listings are admitted one at a time, in arrival order, and only with budget in hand', async () => {
+  let now = 0;
+  const share = new LoopShare(0.5, 1, () => now);
+  const order: string[] = [];
+  const first = share.admit().then(() => order.push('first in'));
+  const second = share.admit().then(() => order.push('second in'));
+  await first;
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, ['first in'], 'the second waits while the first runs');
+  assert.equal(share.listing, true);
+  now += 3; // the first's slice, written response included: the 1 ms burst (full) - 3 = -2 ms
+  const t0 = performance.now();
+  share.release();
+  await second;
+  assert.deepEqual(order, ['first in', 'second in']);
+  assert.ok(performance.now() - t0 >= 3.5, `the second waited for the budget (2 ms at half the loop = 4 ms): ${performance.now() - t0} ms`);
+  share.chargeExtra(10); // a collector pause during the listing
+  share.release();
+  assert.equal(share.listing, false);
+  const t1 = performance.now();
+  await share.admit();
+  assert.ok(performance.now() - t1 >= 18, `the collector's 10 ms are paid before the next listing: waited ${performance.now() - t1} ms`);
+  share.release();
+});

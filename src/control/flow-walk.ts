@@ -153,14 +153,25 @@ export async function walkFlows(
  * each turn would run one packet batch and one slice, and the listing would take half the CPU. So listings
  * draw on a budget that fills at `share` ms per ms of (monotonic) time, up to `burstMs`; each slice spends what
  * it ran for. With budget left the walk goes on in the next turn (setImmediate); without, it waits until the
- * budget is back (setTimeout). Concurrent listings share one budget. Packets therefore keep at least
- * 1 - share of the loop while someone lists, and a listing on an idle edge pays at most the wait.
+ * budget is back (setTimeout). Packets therefore keep at least 1 - share of the loop while someone lists, and
+ * a listing on an idle edge pays at most the wait.
+ *
+ * What a listing costs the loop is more than its slices: the request's own handling, the response's write and
+ * the garbage collection of its page. So a request is admitted (admit) only with budget in hand and one at a
+ * time — a queue of clients cannot each take a first slice on credit —, its last slice runs until its response
+ * is written (release), and the collector's pauses while a listing runs, or shortly after, are charged too
+ * (chargeExtra: the route reports them from a `gc` PerformanceObserver).
  */
 export class LoopShare {
   private budget: number;
   private at: number;
   /** When the caller's current slice started (the last yield's return). */
   private sliceStart = -1;
+  /** Settled when the last admitted listing releases: the next one waits for it. */
+  private turn: Promise<void> = Promise.resolve();
+  /** The admitted listings' settlers, oldest first (the one running is the oldest). */
+  private readonly turns: Array<() => void> = [];
+  private active = 0;
 
   constructor(
     private readonly share: number,
@@ -176,6 +187,37 @@ export class LoopShare {
     this.sliceStart = this.clock();
   }
 
+  /**
+   * Waits for this request's turn (listings run one at a time, in arrival order) and for the budget to be
+   * back above zero, then begins its first slice. Every admit() is followed by one release().
+   */
+  async admit(): Promise<void> {
+    const before = this.turn;
+    this.turn = new Promise<void>((resolve) => this.turns.push(resolve));
+    await before;
+    this.refill();
+    if (this.budget < 0) await new Promise<void>((resolve) => setTimeout(resolve, Math.ceil(-this.budget / this.share)));
+    this.active++;
+    this.begin();
+  }
+
+  /** Charges the request's last slice (call it after the response is written) and lets the next one in. */
+  release(): void {
+    this.charge();
+    this.active--;
+    this.turns.shift()?.();
+  }
+
+  /** Is a listing admitted and not yet released? */
+  get listing(): boolean {
+    return this.active > 0;
+  }
+
+  /** Charges work the listings caused outside their slices (the collector's pauses), in ms. */
+  chargeExtra(ms: number): void {
+    this.budget -= ms;
+  }
+
   /** Charges the slice that ran since begin() or the last yield, then gives the loop back for as long as due. */
   async yield(): Promise<void> {
     this.charge();
@@ -186,11 +228,15 @@ export class LoopShare {
 
   /** Charges the slice that ran since begin() or the last yield (a request's end). */
   charge(): void {
+    this.refill();
+    if (this.sliceStart >= 0) this.budget -= this.clock() - this.sliceStart;
+    this.sliceStart = -1;
+  }
+
+  private refill(): void {
     const now = this.clock();
     this.budget = Math.min(this.burstMs, this.budget + (now - this.at) * this.share);
     this.at = now;
-    if (this.sliceStart >= 0) this.budget -= now - this.sliceStart;
-    this.sliceStart = -1;
   }
 }
 

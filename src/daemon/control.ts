@@ -94,7 +94,8 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const tls = cfg.api.tls;
   const https = tls === undefined ? undefined : { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };
   const api = buildApi({ store, edge: applier, token, settings: cfg.api, https, logger: log as unknown as FastifyBaseLogger });
-  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined });
+  // Process metrics (RSS, V8 heap, open descriptors, event-loop lag): what an operator and the soak watch for leaks.
+  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
   registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus() });
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });

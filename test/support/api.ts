@@ -38,6 +38,8 @@ export function apiRig(opts: {
   config?: TetherConfig;
   /** The edge's IPsec status (made up by the test: test/support/ipsec-status.ts). */
   ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
+  /** The API's clock (rate limits), for the fuzzer's many requests a second. */
+  now?: () => number;
 }): ApiRig {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
   const cfg = opts.config ?? defaultConfig();
@@ -46,7 +48,7 @@ export function apiRig(opts: {
   const store = ConfigStore.open(join(dir, 'tether.db'));
   store.seedFrom(cfg);
   const names = new NameBook(edge.pipeline, cfg, ids);
-  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg, ids), token: opts.token });
+  const app = buildApi({ store, edge: new LiveConfig(edge.pipeline, cfg, ids), token: opts.token, now: opts.now });
   opts.extend?.(app);
   registerFlowRoutes(app, {
     pipeline: edge.pipeline,
