@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's quick start: on a fresh Debian machine, as root, install what is missing and run
-# the main job — the lab with two overlapping sites over WireGuard, traffic from both, what each
-# site got back with Automatic Return Routing on and off.
+# the main job — the lab with overlapping sites (two over WireGuard, one over IPsec with strongSwan),
+# traffic from all at once, what each site got back with Automatic Return Routing on and off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

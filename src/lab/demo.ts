@@ -76,18 +76,18 @@ export async function httpRound(names: Record<string, string>, server: string): 
 /** UDP echo from both sites at once; each payload names its site. */
 export async function udpRound(names: Record<string, string>, server: string): Promise<DemoSiteResult[]> {
   return Promise.all(
-    SITES.map(async (s) => {
+    Object.keys(names).map(async (site) => {
       const answers = await Promise.all(
-        Array.from({ length: REQUESTS_PER_SITE }, (_, i) => udpExchange(names[s.name], server, LAB.echoPort, `${s.name} ${i}`, { timeoutMs: 2000 })),
+        Array.from({ length: REQUESTS_PER_SITE }, (_, i) => udpExchange(names[site], server, LAB.echoPort, `${site} ${i}`, { timeoutMs: 2000 })),
       );
-      const result: DemoSiteResult = { site: s.name, own: 0, foreign: 0, lost: 0, seenAs: [] };
+      const result: DemoSiteResult = { site, own: 0, foreign: 0, lost: 0, seenAs: [] };
       for (const a of answers) {
         if (a.kind !== 'reply') {
           result.lost++;
           continue;
         }
         const reply = parseReply(a.payload);
-        if (reply?.payload?.startsWith(`${s.name} `)) result.own++;
+        if (reply?.payload?.startsWith(`${site} `)) result.own++;
         else result.foreign++;
         if (reply && !result.seenAs.includes(reply.client.address)) result.seenAs.push(reply.client.address);
       }
@@ -98,7 +98,7 @@ export async function udpRound(names: Record<string, string>, server: string): P
 
 function describe(r: DemoSiteResult): string {
   return `${r.site} (${LAB.siteHost}): ${r.own} of ${REQUESTS_PER_SITE} answers came back to it` +
-    (r.foreign ? `, ${r.foreign} answers meant for the other site` : '') +
+    (r.foreign ? `, ${r.foreign} answers meant for another site` : '') +
     (r.lost ? `, ${r.lost} lost` : '') +
     (r.seenAs.length ? `; the server saw it as ${r.seenAs.join(', ')}` : '');
 }
