@@ -19,11 +19,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SITE_D_ONRAMP } from '../../src/lab/config.js';
 import { httpRound, REQUESTS_PER_SITE } from '../../src/lab/demo.js';
-import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, udpExchange, type LabInfo, type ServerReply } from '../../src/lab/index.js';
+import { sleep } from '../../src/lab/exec.js';
+import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, LINKS, startDownload, udpExchange, type DownloadResult, type LabInfo, type ServerReply } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import type { IpsecSaView } from '../../src/control/ipsec-status.js';
-import { missingStrongSwan, waitForEcho, type IpsecSite, type IpsecTarget } from '../support/strongswan.js';
+import {
+  missingStrongSwan, rekeyUnderTransfer, restartUnderTransfer, TRANSFER_BYTES, waitForEcho, type IpsecPeerSide, type IpsecSite, type IpsecTarget,
+} from '../support/strongswan.js';
 
 const PREFIX = `s${(process.pid % 46656).toString(36)}`;
 const API = 'http://127.0.0.1:8470';
@@ -152,4 +155,136 @@ test('tether onramps, GET /v1/stats and /metrics show site-d\'s IKE SA and child
     assert.ok(m !== null && Number(m[1]) > 0, `per-SA packet series, ${direction}: ${metrics.split('\n').filter((l) => l.startsWith('tether_ipsec')).join('\n')}`);
   }
   assert.match(metrics, new RegExp(`^tether_ipsec_child_replay_drops_total\\{onramp="${SITE_D_ONRAMP}",spi="${child.spiIn}"\\} 0$`, 'm'));
+});
+
+/** A download whose bytes, hash and end are checked: complete, the server's SHA-256, no error (no reset). */
+function assertIntact(r: DownloadResult, bytes: number, what: string): void {
+  assert.equal(r.error, undefined, `${what}: the download failed: ${JSON.stringify({ ...r, gaps: r.gaps.length })}`);
+  assert.equal(r.status, 200, what);
+  assert.equal(r.bytes, bytes, `${what}: every byte arrived`);
+  assert.equal(r.sha256, r.serverSha256, `${what}: what arrived is what the server sent`);
+}
+
+/** tether's established IKE SAs with site-d, and the inbound SPIs of the child SAs its ESP table holds (/metrics). */
+async function tetherSas(): Promise<{ established: IpsecSaView[]; espSpis: string[] }> {
+  const sas = await statsSas();
+  const metrics = String(await api('GET', '/metrics'));
+  const espSpis = [...metrics.matchAll(new RegExp(`^tether_ipsec_child_packets_total\\{onramp="${SITE_D_ONRAMP}",spi="([0-9a-f]+)",direction="in"\\}`, 'gm'))].map((m) => m[1]);
+  return { established: sas.filter((s) => s.state === 'established'), espSpis };
+}
+
+/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; throws naming `what`. */
+async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, pollMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}\n${site.swan.tail(15)}`);
+    await sleep(pollMs);
+  }
+}
+
+/** tether and strongSwan agree: one established IKE SA with one child, the same SPIs, and the ESP table holds only it. */
+async function assertOneSa(what: string): Promise<IpsecSaView> {
+  return waitUntil(`${what}: one IKE SA and one child SA on both sides, the same SPIs`, 20_000, async () => {
+    const { ike, child } = await site.swan.waitEstablished(what);
+    const { established, espSpis } = await tetherSas();
+    if (established.length !== 1 || established[0].children.length !== 1) return undefined;
+    const [sa] = established;
+    const c = sa.children[0];
+    const hex = (spi: string) => spi.replace(/^0x/, '');
+    if (sa.spiI !== hex(ike.spiI).padStart(16, '0') || sa.spiR !== hex(ike.spiR).padStart(16, '0')) return undefined;
+    if (c.spiIn !== hex(child.spiOut) || c.spiOut !== hex(child.spiIn)) return undefined;
+    if (espSpis.length !== 1 || espSpis[0] !== c.spiIn) return undefined;
+    return sa;
+  });
+}
+
+test('strongSwan rekeys the child SA and then the IKE SA under a checksummed TCP download: no byte lost, no reset; tether follows', async () => {
+  const before = await assertOneSa('before the rekeys');
+  const r = await rekeyUnderTransfer(site, INTERNET);
+  assertIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s rekeys');
+  assert.notEqual(r.childRekey!.after.spiIn, r.childRekey!.before.spiIn, 'a new child SA');
+  assert.notEqual(r.ikeRekey!.after.spiI, r.ikeRekey!.before.spiI, 'a new IKE SA');
+  const after = await assertOneSa('after strongSwan\'s rekeys');
+  assert.notEqual(after.spiI, before.spiI, 'tether holds the new IKE SA only');
+  assert.notEqual(after.children[0].spiIn, before.children[0].spiIn, 'tether holds the new child SA only');
+});
+
+/** Short enough to watch (the schema's minimum is 60 s); the IKE SA later than the child, so the two do not meet. */
+const SHORT_CHILD_REKEY_SECONDS = 60;
+const SHORT_IKE_REKEY_SECONDS = 75;
+/** While tether's rekeys are awaited the download is held to this rate (tc tbf on site-d's LAN), so it spans them. */
+const THROTTLE_RATE = '8mbit';
+const THROTTLED_BYTES = 256 * 1024 * 1024;
+
+test('tether rekeys the child SA and the IKE SA itself (short lifetimes set through the API) under a checksummed TCP download: no byte lost, no reset', async () => {
+  const lifetimes = {
+    child_lifetime: { rekey_seconds: SHORT_CHILD_REKEY_SECONDS, lifetime_seconds: SHORT_CHILD_REKEY_SECONDS * 2, jitter_seconds: 0 },
+    ike_lifetime: { rekey_seconds: SHORT_IKE_REKEY_SECONDS, lifetime_seconds: SHORT_IKE_REKEY_SECONDS * 2, jitter_seconds: 0 },
+  };
+  await api('PATCH', `/v1/onramps/${SITE_D_ONRAMP}`, { ipsec: lifetimes });
+  const stored = (await api('GET', `/v1/onramps/${SITE_D_ONRAMP}`)) as { ipsec: typeof lifetimes & { psk: string } };
+  assert.deepEqual(stored.ipsec.child_lifetime, lifetimes.child_lifetime, JSON.stringify(stored));
+  assert.equal(stored.ipsec.psk, '(redacted)', 'the PSK is never returned');
+  const throttle = (on: boolean) => inNamespaceOk(lab.names.siteDRouter, 'tc', on
+    ? ['qdisc', 'replace', 'dev', LINKS.siteCLan, 'root', 'tbf', 'rate', THROTTLE_RATE, 'burst', '32kb', 'latency', '400ms']
+    : ['qdisc', 'del', 'dev', LINKS.siteCLan, 'root']);
+  try {
+    // New lifetimes apply to SAs made from now on: strongSwan rekeys both, and tether times the new ones.
+    await site.swan.rekeyChild();
+    await site.swan.rekeyIke();
+    const start = await assertOneSa('the SAs with the short lifetimes');
+    assert.ok(start.rekeyInSeconds <= SHORT_IKE_REKEY_SECONDS && start.children[0].rekeyInSeconds <= SHORT_CHILD_REKEY_SECONDS, `tether's rekey times: ${JSON.stringify(start)}`);
+    await throttle(true);
+    const dl = startDownload(site.hostNs, `http://${INTERNET.address}:${INTERNET.httpPort}/download?bytes=${THROTTLED_BYTES}`, { progressBytes: 1024 * 1024, idleTimeoutMs: 30_000 });
+    let ended = false;
+    const result = dl.result.finally(() => { ended = true; });
+    const rekeyed = await waitUntil('tether\'s own child and IKE rekeys', (SHORT_IKE_REKEY_SECONDS + 45) * 1000, async () => {
+      if (ended) throw new Error('the download ended before tether rekeyed');
+      const swan = await site.swan.established();
+      const { established } = await tetherSas();
+      const sa = established[0];
+      if (swan === null || established.length !== 1 || sa.spiI === start.spiI || sa.children.length !== 1 || sa.children[0].spiIn === start.children[0].spiIn) return undefined;
+      return { sa, swan };
+    }, 1000);
+    await throttle(false);
+    assertIntact(await result, THROTTLED_BYTES, 'download across tether\'s rekeys');
+    // tether started the new IKE SA (strongSwan's side of it is the responder's) and it carries the child.
+    assert.equal(rekeyed.sa.role, 'initiator', `tether initiated the IKE rekey: ${JSON.stringify(rekeyed.sa)}`);
+    assert.equal(rekeyed.swan.ike.initiator, false, 'strongSwan responded to the IKE rekey');
+    await assertOneSa('after tether\'s rekeys');
+    assert.match(site.swan.tail(400), /parsed CREATE_CHILD_SA request/, 'strongSwan answered tether\'s CREATE_CHILD_SA');
+  } finally {
+    await throttle(false).catch(() => undefined);
+    await api('PATCH', `/v1/onramps/${SITE_D_ONRAMP}`, { ipsec: { child_lifetime: null, ike_lifetime: null } });
+  }
+  // Back to the default lifetimes: the SAs made next (strongSwan rekeys both) are timed by them.
+  await site.swan.rekeyChild();
+  await site.swan.rekeyIke();
+  const restored = await assertOneSa('the SAs with the default lifetimes');
+  assert.ok(restored.rekeyInSeconds > SHORT_IKE_REKEY_SECONDS * 2, `default IKE lifetime again: ${JSON.stringify(restored)}`);
+});
+
+test('strongSwan killed (SIGKILL) and restarted mid-download: INITIAL_CONTACT ends tether\'s old IKE SA at once, the old child leaves the ESP table, traffic flows again', async () => {
+  const before = await assertOneSa('before the restart');
+  const tetherSide: IpsecPeerSide = {
+    name: 'tether', setProposals: async () => undefined, reset: async () => undefined, initiate: async () => undefined,
+    ikeSaCount: async () => (await tetherSas()).established.length,
+  };
+  const r = await restartUnderTransfer(site, tetherSide, INTERNET);
+  // The download ran through the restart: TCP retransmitted across the gap, nothing lost, no reset.
+  assertIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s restart');
+  assert.notEqual(r.after.spiI, r.before.spiI, 'strongSwan made a new IKE SA');
+  assert.equal(r.peerIkeSas, 1, 'tether holds one IKE SA: the new one (INITIAL_CONTACT, RFC 7296 §3.16)');
+  const after = await assertOneSa('after the restart');
+  assert.notEqual(after.spiI, before.spiI);
+  const { espSpis } = await tetherSas();
+  assert.ok(!espSpis.includes(before.children[0].spiIn), `the old child SA (${before.children[0].spiIn}) is gone from the ESP table: ${espSpis.join(' ')}`);
+  await waitForEcho(site, DC, 'site-d to the data center after the restart');
 });
