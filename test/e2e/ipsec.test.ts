@@ -20,10 +20,14 @@ import { join } from 'node:path';
 import { SITE_D_ONRAMP } from '../../src/lab/config.js';
 import { httpRound, REQUESTS_PER_SITE } from '../../src/lab/demo.js';
 import { sleep } from '../../src/lab/exec.js';
-import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, LINKS, startDownload, udpExchange, type DownloadResult, type LabInfo, type ServerReply } from '../../src/lab/index.js';
+import {
+  ensureLabTools, httpGet, inNamespace, inNamespaceOk, LAB, labDown, labUp, LINKS, startDownload, udpExchange, watchHealth, type DownloadResult, type LabInfo, type ServerReply,
+} from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
+import { RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from '../../src/onramp/ipsec/ike/engine.js';
 import type { IpsecSaView } from '../../src/control/ipsec-status.js';
+import { edgeApi } from '../support/live-site.js';
 import {
   missingStrongSwan, rekeyUnderTransfer, restartUnderTransfer, TRANSFER_BYTES, waitForEcho, type IpsecPeerSide, type IpsecSite, type IpsecTarget,
 } from '../support/strongswan.js';
@@ -39,13 +43,16 @@ let lab: LabInfo;
 let site: IpsecSite;
 let tokenFile = '';
 
-/** An HTTP call to the daemon's API from inside the edge namespace, with the token (reads need it too). */
+/** An API call (edgeApi: curl in the edge namespace with the token); throws unless it answers 2xx. */
 async function api(method: string, path: string, body?: unknown): Promise<unknown> {
-  const token = readFileSync(tokenFile, 'utf8').trim();
-  const args = ['-sS', '-X', method, '-H', `authorization: Bearer ${token}`, `${API}${path}`];
-  if (body !== undefined) args.push('-H', 'content-type: application/json', '-d', JSON.stringify(body));
-  const out = await inNamespaceOk(lab.names.edge, 'curl', args);
-  return out.startsWith('{') || out.startsWith('[') ? JSON.parse(out) : out;
+  const r = await edgeApi(lab, method, path, body);
+  assert.ok(r.status >= 200 && r.status < 300, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** The daemon's /metrics text. */
+function metricsText(): Promise<string> {
+  return inNamespaceOk(lab.names.edge, 'curl', ['-sS', '-H', `authorization: Bearer ${readFileSync(tokenFile, 'utf8').trim()}`, `${API}/metrics`]);
 }
 
 /** site-d's IKE SAs as GET /v1/stats shows them. */
@@ -148,7 +155,7 @@ test('tether onramps, GET /v1/stats and /metrics show site-d\'s IKE SA and child
   assert.match(shown.stdout, new RegExp(`^${SITE_D_ONRAMP}: IKE established, responder, ${sa.algorithms}, .*SPIs ${sa.spiI}_i ${sa.spiR}_r, up \\S+, rekey in `, 'm'), shown.stdout);
   assert.match(shown.stdout, new RegExp(`^  child ${child.spiIn}_i ${child.spiOut}_o, ${child.algorithms}, .*rekey in .*in \\d+ pkts`, 'm'), shown.stdout);
 
-  const metrics = String(await api('GET', '/metrics'));
+  const metrics = await metricsText();
   assert.match(metrics, new RegExp(`^tether_ipsec_ike_sas\\{onramp="${SITE_D_ONRAMP}",state="established"\\} 1$`, 'm'));
   for (const direction of ['in', 'out']) {
     const m = new RegExp(`^tether_ipsec_child_packets_total\\{onramp="${SITE_D_ONRAMP}",spi="${child.spiIn}",direction="${direction}"\\} (\\d+)$`, 'm').exec(metrics);
@@ -168,7 +175,7 @@ function assertIntact(r: DownloadResult, bytes: number, what: string): void {
 /** tether's established IKE SAs with site-d, and the inbound SPIs of the child SAs its ESP table holds (/metrics). */
 async function tetherSas(): Promise<{ established: IpsecSaView[]; espSpis: string[] }> {
   const sas = await statsSas();
-  const metrics = String(await api('GET', '/metrics'));
+  const metrics = await metricsText();
   const espSpis = [...metrics.matchAll(new RegExp(`^tether_ipsec_child_packets_total\\{onramp="${SITE_D_ONRAMP}",spi="([0-9a-f]+)",direction="in"\\}`, 'gm'))].map((m) => m[1]);
   return { established: sas.filter((s) => s.state === 'established'), espSpis };
 }
@@ -287,4 +294,70 @@ test('strongSwan killed (SIGKILL) and restarted mid-download: INITIAL_CONTACT en
   const { espSpis } = await tetherSas();
   assert.ok(!espSpis.includes(before.children[0].spiIn), `the old child SA (${before.children[0].spiIn}) is gone from the ESP table: ${espSpis.join(' ')}`);
   await waitForEcho(site, DC, 'site-d to the data center after the restart');
+});
+
+test('tether initiates (mode: initiate, set through the API) toward site-d\'s strongSwan reconfigured as a responder: established, traffic passes', async () => {
+  // strongSwan waits (a responder clears what dies, restarts nothing); its SA with tether goes first.
+  await site.swan.reconfigure({ role: 'responder' });
+  await site.swan.terminate();
+  await waitUntil('tether\'s side of the terminated SA gone', 20_000, async () => ((await tetherSas()).established.length === 0 ? true : undefined));
+  await api('PATCH', `/v1/onramps/${SITE_D_ONRAMP}`, { ipsec: { mode: 'initiate' } });
+  const { ike } = await site.swan.waitEstablished('the IKE SA tether initiated', 30_000);
+  assert.equal(ike.initiator, false, 'strongSwan is the responder');
+  assert.equal(ike.remoteHost, LAB.siteD.edgeEndpoint);
+  const sa = await assertOneSa('tether initiating');
+  assert.equal(sa.role, 'initiator');
+  await waitForEcho(site, INTERNET, 'site-d to the Internet, tether initiating');
+  await waitForEcho(site, DC, 'site-d to the data center, tether initiating');
+  const inet = JSON.parse(await httpGet(site.hostNs, `http://${INTERNET.address}/`)) as ServerReply;
+  assert.equal(inet.client.address, POOL, 'HTTP too, seen as the pool address');
+});
+
+/** The figure to compare with: DPD's idle time, then every retransmission of the unanswered check (RFC 7296 §2.4). */
+const DPD_SECONDS = 10;
+const DPD_GIVE_UP_MS = DPD_SECONDS * 1000 + Array.from({ length: RETRANSMIT_TRIES + 1 }, (_, i) => RETRANSMIT_TIMEOUT_MS * RETRANSMIT_BASE ** i).reduce((a, b) => a + b, 0);
+/** Generous bounds, not measurements. */
+const DPD_SLACK_MS = 30_000;
+const RECOVERY_BOUND_MS = 60_000;
+
+test('DPD: site-d\'s charon stopped (SIGSTOP) → tether\'s onramp is down in the API after DPD and its retransmissions; continued (SIGCONT) → up again (degraded)', async (t) => {
+  const health = watchHealth(lab.names.edge, API, tokenFile, 250);
+  const pid = site.swan.processId;
+  assert.ok(pid !== null, 'site-d\'s charon is running');
+  try {
+    await health.ready;
+    // The previous test's terminate was a Delete: down, then degraded once the SA was back (healthy takes five
+    // clean minutes, docs/HEALTH.md). Up is what counts here: not down.
+    const lastState = () => health.seen.filter((s) => s.onramp === SITE_D_ONRAMP).at(-1)?.state;
+    await waitUntil('site-d not down before the stop', 20_000, async () => (lastState() !== undefined && lastState() !== 'down' ? true : undefined));
+    assert.equal((await assertOneSa('before the stop')).role, 'initiator', 'tether initiates (the previous test), so it brings the SA back itself');
+    const stoppedAt = Date.now();
+    process.kill(pid, 'SIGSTOP');
+    let downAt: number | null;
+    try {
+      downAt = await health.reached(SITE_D_ONRAMP, 'down', stoppedAt, DPD_GIVE_UP_MS + DPD_SLACK_MS);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.ok(downAt !== null, `site-d down within ${DPD_GIVE_UP_MS + DPD_SLACK_MS} ms of the stop: ${JSON.stringify(health.seen)} ${JSON.stringify(health.errors)}`);
+    t.diagnostic(`DPD: down in the API ${downAt - stoppedAt} ms after charon stopped (DPD ${DPD_SECONDS} s + ${RETRANSMIT_TRIES} retransmissions = ${Math.round(DPD_GIVE_UP_MS)} ms)`);
+    assert.ok(downAt - stoppedAt >= DPD_SECONDS * 1000, 'not before DPD could have asked');
+    assert.equal((await tetherSas()).espSpis.length, 0, 'the dead peer\'s child SAs are gone from the ESP table');
+    const contAt = Date.now();
+    // Back from down is degraded (three good samples), not yet healthy (five clean minutes).
+    const upAt = await health.reached(SITE_D_ONRAMP, 'degraded', contAt, RECOVERY_BOUND_MS);
+    assert.ok(upAt !== null, `site-d up (degraded) again within ${RECOVERY_BOUND_MS} ms: ${JSON.stringify(health.seen)}`);
+    t.diagnostic(`DPD: up (degraded) again ${upAt - contAt} ms after charon continued`);
+    await assertOneSa('after the return');
+    await waitForEcho(site, INTERNET, 'site-d after the return');
+  } finally {
+    health.stop();
+    // Back to the lab's terms: tether responds, strongSwan dials in.
+    await api('PATCH', `/v1/onramps/${SITE_D_ONRAMP}`, { ipsec: { mode: null } });
+    await site.swan.reconfigure({ role: 'initiator' });
+  }
+  await site.swan.terminate();
+  await site.swan.initiate();
+  assert.equal((await assertOneSa('strongSwan initiating again')).role, 'responder');
+  await waitForEcho(site, DC, 'site-d to the data center, strongSwan initiating again');
 });
