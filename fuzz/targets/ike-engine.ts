@@ -58,6 +58,7 @@ function build(): Pair {
     ikeLifetime: IKE_LIFETIME,
     childLifetime: CHILD_LIFETIME,
     dpdSeconds: DPD_SECONDS,
+    dpdTimeoutSeconds: 30,
     forceEncapsulation: true,
   });
   const rig = Rig.pair(a, mirror(a));

@@ -221,6 +221,7 @@ export function toIkePeerConfig(o: IpsecOnrampConfig, id: number, read: SecretRe
     ikeLifetime: lifetime(s.ike_lifetime),
     childLifetime: lifetime(s.child_lifetime),
     dpdSeconds: s.dpd_seconds,
+    dpdTimeoutSeconds: s.dpd_timeout_seconds,
     replayWindow: s.replay_window,
     forceEncapsulation: s.force_encapsulation,
   };

@@ -80,6 +80,14 @@ export function defaultOverSeconds(rekeySeconds: number): number {
  */
 export const DEFAULT_DPD_SECONDS = 10;
 
+/**
+ * A liveness check unanswered for 30 s means a dead peer: the check is retransmitted on the usual schedule (4 s,
+ * then ×1.8) within it, so about four tries. strongSwan gives up after its full retransmission schedule (~165 s),
+ * which for an edge holds a dead site's SAs, and its onramp up, for minutes; Cisco's DPD gives up after about
+ * 10–15 s. 30 s tolerates a few seconds of loss on a lossy link and still ends a dead site within 10 + 30 s.
+ */
+export const DEFAULT_DPD_TIMEOUT_SECONDS = 30;
+
 /** The floor (RFC 4303 §3.4.3 asks for 32 and recommends 64; a fast link reorders more than that). */
 export const DEFAULT_REPLAY_WINDOW = 1024;
 /** RFC 4303 §3.4.3: a receiver that checks replays supports a window of at least 32. */

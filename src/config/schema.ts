@@ -26,6 +26,7 @@ import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
 import {
   DEFAULT_CHILD_REKEY_SECONDS,
   DEFAULT_DPD_SECONDS,
+  DEFAULT_DPD_TIMEOUT_SECONDS,
   DEFAULT_ESP_PROPOSALS,
   DEFAULT_IKE_PROPOSALS,
   DEFAULT_IKE_REKEY_SECONDS,
@@ -260,6 +261,8 @@ export const IpsecSchema = Type.Object({
   ike_lifetime: Lifetime(DEFAULT_IKE_REKEY_SECONDS),
   child_lifetime: Lifetime(DEFAULT_CHILD_REKEY_SECONDS),
   dpd_seconds: Int(0, MAX_DPD_SECONDS, { default: DEFAULT_DPD_SECONDS, unit: 'seconds, 0 = off' }),
+  /** An unanswered liveness check is retransmitted this long, then the peer is dead (its SAs end, the onramp is down). */
+  dpd_timeout_seconds: Int(1, MAX_DPD_SECONDS, { default: DEFAULT_DPD_TIMEOUT_SECONDS, unit: 'seconds' }),
   /** ESP anti-replay window (RFC 4303 §3.4.3); 0 = off (Cloudflare's default), else at least 32. */
   replay_window: Int(0, MAX_REPLAY_WINDOW, { default: DEFAULT_REPLAY_WINDOW, unit: 'packets, 0 = off' }),
   /** ESP in UDP 4500 even without a NAT (strongSwan with kernel-libipsec does it anyway). */

@@ -69,6 +69,7 @@ function tetherConfig(mode: 'initiate' | 'respond'): Omit<IkePeerConfig, 'psk'> 
     ikeLifetime: { rekeySeconds: 3600, lifetimeSeconds: 4000, jitterSeconds: 0 },
     childLifetime: { rekeySeconds: 1800, lifetimeSeconds: 2000, jitterSeconds: 0 },
     dpdSeconds: 0,
+    dpdTimeoutSeconds: 30,
     replayWindow: 1024,
     forceEncapsulation: false,
   };

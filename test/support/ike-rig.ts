@@ -32,6 +32,8 @@ export function peerConfig(over: Partial<IkePeerConfig> = {}): IkePeerConfig {
     ikeLifetime: { rekeySeconds: 3600, lifetimeSeconds: 4000, jitterSeconds: 0 },
     childLifetime: { rekeySeconds: 1800, lifetimeSeconds: 2000, jitterSeconds: 0 },
     dpdSeconds: 30,
+    // Longer than the whole retransmission schedule: the tries, not the timeout, end an unanswered check here.
+    dpdTimeoutSeconds: 3600,
     replayWindow: 1024,
     forceEncapsulation: false,
     ...over,

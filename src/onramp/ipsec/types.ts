@@ -89,6 +89,11 @@ export interface IkePeerConfig {
   childLifetime: { rekeySeconds: number; lifetimeSeconds: number; jitterSeconds: number };
   /** Dead-peer detection: an empty INFORMATIONAL after this long without an inbound IKE or ESP packet; 0 = off. */
   dpdSeconds: number;
+  /**
+   * How long an unanswered liveness check is retransmitted before the peer is declared dead (RFC 7296 §2.4 leaves
+   * it to the implementation); the ordinary retransmission schedule applies within it.
+   */
+  dpdTimeoutSeconds: number;
   /** ESP anti-replay window in packets (≥ 1024 by default; 0 = off). */
   replayWindow: number;
   /** Force UDP encapsulation (port 4500) even without a NAT (strongSwan with kernel-libipsec does). */

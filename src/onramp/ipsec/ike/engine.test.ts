@@ -356,6 +356,21 @@ test('DPD: an idle peer that stops answering is dead after the retransmissions; 
   established(rig);
 });
 
+test('DPD timeout: an unanswered liveness check is given up after dpdTimeoutSeconds, retransmitted on the usual schedule within it', () => {
+  const a = peerConfig({ dpdSeconds: 10, dpdTimeoutSeconds: 30 });
+  const rig = Rig.pair(a, mirror(a, { dpdSeconds: 0 }));
+  established(rig);
+  let lost = 0;
+  const silent = (d: Datagram): boolean => (d.to === rig.b ? (lost++, false) : true);
+  // 10 s of silence, then the check at 10 s and its retransmissions at +4, +11.2, +24.2 s: dead at 10 + 30 s.
+  rig.advance(10 * S + 30 * S - 1, silent);
+  assert.notDeepEqual(rig.a.sink.states.at(-1), { onramp: 7, up: false, reason: 'dead peer (no answer to DPD)' }, 'not before the timeout');
+  rig.advance(2, silent);
+  assert.deepEqual(rig.a.sink.states.at(-1), { onramp: 7, up: false, reason: 'dead peer (no answer to DPD)' });
+  assert.equal(lost, 4, 'the check and three retransmissions (4 s, then ×1.8) fit in 30 s');
+  assert.equal(rig.a.sink.live().length, 0);
+});
+
 test('ESP traffic counts as liveness: no DPD while the child receives', () => {
   const a = peerConfig({ dpdSeconds: 10 });
   const rig = Rig.pair(a, mirror(a, { dpdSeconds: 0 }));

@@ -1102,7 +1102,9 @@ export class IkeEngine {
   }
 
   private startRequest(sa: IkeSa, exchange: number, bytes: Uint8Array, kind: OutstandingRequest['kind'], now: number, onResponse: OutstandingRequest['onResponse']): void {
-    sa.outstanding = { messageId: sa.nextRequestId, exchange, bytes, tries: 0, nextAt: now + RETRANSMIT_TIMEOUT_MS, onResponse, kind };
+    const dpdTimeout = kind === 'dpd' && sa.peer !== null ? sa.peer.config.dpdTimeoutSeconds * MS : 0;
+    const giveUpAt = dpdTimeout > 0 ? now + dpdTimeout : NEVER;
+    sa.outstanding = { messageId: sa.nextRequestId, exchange, bytes, tries: 0, nextAt: Math.min(now + RETRANSMIT_TIMEOUT_MS, giveUpAt), onResponse, kind, giveUpAt };
     this.send(sa, bytes);
   }
 
@@ -1285,12 +1287,12 @@ export class IkeEngine {
   private pollSa(sa: IkeSa, now: number): void {
     const out = sa.outstanding;
     if (out !== null && out.nextAt <= now) {
-      if (out.tries >= RETRANSMIT_TRIES) {
+      if (out.tries >= RETRANSMIT_TRIES || now >= out.giveUpAt) {
         this.fail(sa, out.kind === 'dpd' ? 'dead peer (no answer to DPD)' : `no answer to ${out.kind}`, now);
         return;
       }
       out.tries++;
-      out.nextAt = now + RETRANSMIT_TIMEOUT_MS * RETRANSMIT_BASE ** out.tries;
+      out.nextAt = Math.min(now + RETRANSMIT_TIMEOUT_MS * RETRANSMIT_BASE ** out.tries, out.giveUpAt);
       this.send(sa, out.bytes);
     }
     if (sa.state === 'init' && sa.role === 'responder' && now - sa.createdAt >= HALF_OPEN_TIMEOUT_MS) {
@@ -1411,7 +1413,7 @@ export class IkeEngine {
 
 /** What an SA was negotiated with, as a comparable string (control plane only). */
 function negotiated(c: IkePeerConfig): string {
-  const { name: _n, ikeLifetime: _i, childLifetime: _c, dpdSeconds: _d, replayWindow: _r, psk, ...rest } = c;
+  const { name: _n, ikeLifetime: _i, childLifetime: _c, dpdSeconds: _d, dpdTimeoutSeconds: _dt, replayWindow: _r, psk, ...rest } = c;
   return JSON.stringify({ ...rest, psk: Array.from(psk) }, (_k, v: unknown) => (v instanceof Uint8Array ? Array.from(v) : v));
 }
 

@@ -44,6 +44,8 @@ export interface OutstandingRequest {
   bytes: Uint8Array;
   tries: number;
   nextAt: number;
+  /** Monotonic ms after which the request is given up even with tries left (a DPD check: dpdTimeoutSeconds); Infinity otherwise. */
+  giveUpAt: number;
   /** Called with the decrypted response payloads (or IKE_SA_INIT's plain ones). */
   onResponse(payloads: Payload[], now: number, raw: Uint8Array): void;
   /** What this request is, for status and for a collision check. */
