@@ -69,6 +69,7 @@ test('ipsec: a minimal onramp loads with every default filled in', () => {
     ike_lifetime: { rekey_seconds: 14400, lifetime_seconds: 15840, jitter_seconds: 1440 },
     child_lifetime: { rekey_seconds: 3600, lifetime_seconds: 3960, jitter_seconds: 360 },
     dpd_seconds: 10,
+    dpd_timeout_seconds: 30,
     replay_window: 1024,
     force_encapsulation: false,
     mtu: 1406,
@@ -258,6 +259,7 @@ test('ipsec: toIkePeerConfig builds the engine record; the key file is read ther
     ikeLifetime: { rekeySeconds: 14400, lifetimeSeconds: 15840, jitterSeconds: 1440 },
     childLifetime: { rekeySeconds: 3600, lifetimeSeconds: 3960, jitterSeconds: 360 },
     dpdSeconds: 10,
+    dpdTimeoutSeconds: 30,
     replayWindow: 0,
     forceEncapsulation: false,
   });
