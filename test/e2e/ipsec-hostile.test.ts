@@ -100,6 +100,12 @@ async function metrics(): Promise<string> {
   return inNamespaceOk(lab.names.edge, 'curl', ['-sS', '--max-time', '10', '-H', `authorization: Bearer ${token}`, `${API}/metrics`]);
 }
 
+/** Packets the edge namespace's kernel dropped on their way to a TUN reader (the daemon's TUNs: TX dropped). */
+async function edgeTunDrops(): Promise<number> {
+  const links = JSON.parse(await inNamespaceOk(lab.names.edge, 'ip', ['-j', '-s', 'link', 'show', 'type', 'tun'])) as Array<{ stats64?: { tx?: { dropped?: number } } }>;
+  return links.reduce((a, l) => a + (l.stats64?.tx?.dropped ?? 0), 0);
+}
+
 /** The child SPIs the ESP table holds (the metrics' per-child series come from it, not from the IKE engine). */
 async function espTableSpis(): Promise<string[]> {
   const spis = [...(await metrics()).matchAll(/^tether_ipsec_child_packets_total\{[^}]*spi="([0-9a-f]+)"[^}]*direction="in"/gm)].map((m) => m[1]);
@@ -375,6 +381,7 @@ test('5. an IKE_SA_INIT flood: COOKIE above the half-open threshold, the half-op
   let now = await sitesStillPass('init-flood', afterA, null);
 
   // (b) A sender that echoes every cookie: the half-open SAs grow to the limit and no further.
+  const tunDropsBefore = await edgeTunDrops();
   const b = await hostile<{ sent: number; cookiesEchoed: number; replies: Record<string, number> }>('initflood', { src: D.router, dst: D.edgeEndpoint, init, count: COOKIE_FLOOD, portBase: FLOOD_PORT_BASE + FLOOD_FROM_PEER, echoCookies: true, seconds: 3, burst: 32, pauseMs: 5 });
   const afterB = await stats();
   const ikeB = (k: string) => delta(afterB.ipsecDrops.ike, afterA.ipsecDrops.ike, k);
@@ -382,7 +389,15 @@ test('5. an IKE_SA_INIT flood: COOKIE above the half-open threshold, the half-op
   assert.ok(b.cookiesEchoed >= DEFAULT_HALF_OPEN_LIMIT - DEFAULT_COOKIE_THRESHOLD, `cookies echoed: ${b.cookiesEchoed}`);
   assert.ok(afterB.ipsecDrops.halfOpen <= DEFAULT_HALF_OPEN_LIMIT, `half-open SAs bounded by the limit: ${afterB.ipsecDrops.halfOpen}`);
   assert.ok(afterB.ipsecDrops.halfOpen >= DEFAULT_HALF_OPEN_LIMIT * 0.9, `the echoed cookies did open SAs up to the limit: ${afterB.ipsecDrops.halfOpen}`);
-  assert.ok(ikeB('half_open_limit') >= (COOKIE_FLOOD - DEFAULT_HALF_OPEN_LIMIT) * 0.9, `half_open_limit counted: ${JSON.stringify(afterB.ipsecDrops.ike)}`);
+  // Every request (first tries and cookie echoes) is answered with a COOKIE or an IKE_SA_INIT response, or is counted
+  // as over the limit (how many of each depends on how the echoes interleave with the first tries).
+  // Requests the kernel dropped before tether read them (the underlay TUN's queue is full while each accepted
+  // request costs a DH computation) are counted by the kernel, not tether: they are added in.
+  const tunDrops = (await edgeTunDrops()) - tunDropsBefore;
+  const answered = (b.replies.cookie ?? 0) + (b.replies.init_response ?? 0) + ikeB('half_open_limit');
+  t.diagnostic(`cookie-echoing flood: ${answered} requests answered or counted over the limit, ${tunDrops} dropped by the kernel at the underlay TUN, of ${b.sent + b.cookiesEchoed}`);
+  assert.ok(ikeB('half_open_limit') > 0 && answered + tunDrops >= (b.sent + b.cookiesEchoed) * 0.95,
+    `half_open_limit counted ${ikeB('half_open_limit')}; ${answered} requests answered or counted and ${tunDrops} dropped by the kernel, of ${b.sent + b.cookiesEchoed}`);
   // The established SA does not care; a new one from the site waits for the flood's half-open SAs to expire.
   now = await sitesStillPass('cookie-flood', now, null);
   await site.swan.terminate();
