@@ -8,6 +8,7 @@ import { configTarget } from './config.js';
 import { apiTarget } from './api.js';
 import { ikeTarget } from './ike.js';
 import { ikeEngineTarget } from './ike-engine.js';
+import { espTarget } from './esp.js';
 
 export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
   ['wire/inspect', inspectTarget],
@@ -16,6 +17,7 @@ export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, Targe
   ['onramp/wireguard', wireguardTarget],
   ['onramp/ike', ikeTarget],
   ['onramp/ike-engine', ikeEngineTarget],
+  ['onramp/esp', espTarget],
   ['config/yaml', configTarget],
   ['control/api', apiTarget],
 ]);

@@ -17,7 +17,7 @@ import type { Pipeline } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
 import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { ipsecViews } from './ipsec-status.js';
-import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type NameBook } from './metrics.js';
+import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type IpsecDropStats, type NameBook } from './metrics.js';
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
 const DEFAULT_PAGE = 100;
@@ -32,6 +32,8 @@ export interface FlowRoutesOptions {
   now: () => number;
   /** The running edge's IPsec SAs and their counters (Edge.ipsecStatus); absent: ipsec onramps show none. */
   ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
+  /** IKE and ESP drops by reason (Edge.ipsecDrops); absent: /v1/stats has no `ipsecDrops`. */
+  ipsecDrops?: () => IpsecDropStats;
   /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
   metrics?: Registry;
   /** Share of the event loop flow listings may take while packets are waiting (default LISTING_LOOP_SHARE). */
@@ -344,6 +346,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       })),
       internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET] },
       drops,
+      ...(opts.ipsecDrops !== undefined ? { ipsecDrops: opts.ipsecDrops() } : {}),
     };
   });
 

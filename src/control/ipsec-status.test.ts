@@ -61,3 +61,18 @@ test('GET /v1/stats: ipsec onramps carry their IKE SAs, child SAs and counters; 
     await rig.close();
   }
 });
+
+test('GET /v1/stats: ipsecDrops carries IKE and ESP drops by reason, the engine\'s caught throws and its half-open SAs', async () => {
+  const drops = { ike: { malformed: 3, cookie_required: 2 }, esp: { unknown_spi: 5, replay: 1 }, engineErrors: 0, halfOpen: 7 };
+  const rig = apiRig({ token: 't0ken-0123456789', ipsecDrops: () => drops });
+  const plain = apiRig({ token: 't0ken-0123456789' });
+  try {
+    await rig.app.ready();
+    await plain.app.ready();
+    assert.deepEqual((await rig.inject({ method: 'GET', url: '/v1/stats' })).json().ipsecDrops, drops);
+    assert.equal((await plain.inject({ method: 'GET', url: '/v1/stats' })).json().ipsecDrops, undefined, 'absent without an IPsec source');
+  } finally {
+    await rig.close();
+    await plain.close();
+  }
+});

@@ -110,6 +110,18 @@ export interface EspSaCounters {
   icvFailures: number;
 }
 
+/** IPsec drops by reason, as GET /v1/stats shows them (docs/API.md "IPsec status"). */
+export interface IpsecDropStats {
+  /** The IKE engine's drops and refusals by reason (ike-drop.ts names), non-zero only. */
+  ike: Record<string, number>;
+  /** The ESP data path's drops by reason (esp/drops.ts names), non-zero only. */
+  esp: Record<string, number>;
+  /** Throws of the IKE engine that the daemon's guard caught (a bug if ever non-zero; the message was dropped). */
+  engineErrors: number;
+  /** Half-open responder IKE SAs now (between IKE_SA_INIT and IKE_AUTH). */
+  halfOpen: number;
+}
+
 /** The edge's status as the API and the metrics read it (the daemon's Edge answers it). */
 export interface EdgeStatus {
   tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number }>;

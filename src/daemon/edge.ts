@@ -35,7 +35,7 @@ import {
   type WireGuardDeviceConfig,
 } from '../config/index.js';
 import { ApplyError } from '../control/apply.js';
-import type { EdgeStatus } from '../control/metrics.js';
+import type { EdgeStatus, IpsecDropStats } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
 import type { TunDevice } from '../io/tun.js';
@@ -263,6 +263,11 @@ export class Edge {
    */
   ipsecStatus(): Pick<EdgeStatus, 'ipsec' | 'esp'> {
     return { ipsec: this.ipsec.ikeStatus(), esp: this.ipsec.espStatus() };
+  }
+
+  /** IKE and ESP drops by reason, the engine's caught throws and its half-open SAs, for GET /v1/stats. */
+  ipsecDrops(): IpsecDropStats {
+    return this.ipsec.dropStats();
   }
 
   // --- onramps at runtime (control plane) -----------------------------------------------------------------

@@ -15,6 +15,7 @@ const SHORT: Readonly<Record<string, number>> = {
   'onramp/wireguard': 1000,
   'onramp/ike': 2000,
   'onramp/ike-engine': 1000,
+  'onramp/esp': 2000,
   'config/yaml': 150,
   'control/api': 150,
 };

@@ -11,7 +11,7 @@ import { registerFlowRoutes } from '../../src/control/api-flows.js';
 import { LiveConfig } from '../../src/control/apply.js';
 import { assignIds, toPipelineConfig, type ConfigIds, type TetherConfig } from '../../src/config/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
-import { createMetrics, NameBook, type EdgeStatus } from '../../src/control/metrics.js';
+import { createMetrics, NameBook, type EdgeStatus, type IpsecDropStats } from '../../src/control/metrics.js';
 import { ConfigStore } from '../../src/control/store.js';
 import { PipelineRig } from './pipeline-rig.js';
 
@@ -40,6 +40,8 @@ export function apiRig(opts: {
   ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
   /** The API's clock (rate limits), for the fuzzer's many requests a second. */
   now?: () => number;
+  /** The edge's IPsec drops (GET /v1/stats's `ipsecDrops`). */
+  ipsecDrops?: () => IpsecDropStats;
 }): ApiRig {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
   const cfg = opts.config ?? defaultConfig();
@@ -57,6 +59,7 @@ export function apiRig(opts: {
     now: () => edge.now,
     metrics: opts.metrics ? createMetrics({ pipeline: edge.pipeline, names }) : undefined,
     ...(opts.ipsec !== undefined ? { ipsec: opts.ipsec } : {}),
+    ...(opts.ipsecDrops !== undefined ? { ipsecDrops: opts.ipsecDrops } : {}),
   });
   return {
     app,

@@ -37,6 +37,11 @@ function header(spi: number, seq: number): Buffer {
 
 /** Seals one inner IP packet: the whole ESP packet, SPI to ICV. `iv`: GCM's 8 bytes / CBC's 16 (random if absent). */
 export function oracleSeal(k: OracleKeys, spi: number, seq: number, inner: Uint8Array, iv?: Uint8Array): Uint8Array {
+  return oracleSealPlain(k, spi, seq, oraclePlaintext(k, inner), iv);
+}
+
+/** The plaintext ESP encrypts for an inner packet: inner ‖ padding 1, 2, 3, … ‖ pad length ‖ next header (§2.4). */
+export function oraclePlaintext(k: OracleKeys, inner: Uint8Array): Buffer {
   const align = isGcm(k) ? 4 : 16;
   const pad = (align - ((inner.length + 2) % align)) % align;
   const plain = Buffer.alloc(inner.length + pad + 2);
@@ -44,6 +49,14 @@ export function oracleSeal(k: OracleKeys, spi: number, seq: number, inner: Uint8
   for (let i = 1; i <= pad; i++) plain[inner.length + i - 1] = i;
   plain[plain.length - 2] = pad;
   plain[plain.length - 1] = inner[0] >> 4 === 6 ? 41 : 4;
+  return plain;
+}
+
+/**
+ * Seals a plaintext as it is (its length a multiple of the block: 4 for GCM, 16 for CBC), trailer included: for
+ * tests of what the receiver does with a trailer that authenticates but is wrong.
+ */
+export function oracleSealPlain(k: OracleKeys, spi: number, seq: number, plain: Uint8Array, iv?: Uint8Array): Uint8Array {
   const h = header(spi, seq);
   if (isGcm(k)) {
     const keyLen = aesBits(k) / 8;

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import { toIkePeerConfig, type IpsecOnrampConfig } from '../../config/index.js';
-import type { EspSaCounters } from '../../control/metrics.js';
+import type { EspSaCounters, IpsecDropStats } from '../../control/metrics.js';
 import type { TunDevice } from '../../io/tun.js';
 import { IkeEngine } from '../../onramp/ipsec/ike/engine.js';
 import { IKE_DROP_NAMES, IkeDrop } from '../../onramp/ipsec/ike/ike-drop.js';
@@ -181,6 +181,11 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
   /** Drops by reason: IKE (the engine's) and ESP (the data path's), for the API's stats. */
   drops(): { ike: Record<string, number>; esp: Record<string, number> } {
     return { ike: nonZero(this.engine.drops, IKE_DROP_NAMES), esp: this.data.status().drops };
+  }
+
+  /** drops(), the engine throws the guard caught, and the half-open SAs now (GET /v1/stats's `ipsecDrops`). */
+  dropStats(): IpsecDropStats {
+    return { ...this.drops(), engineErrors: this.host.counters[EdgeCounter.IpsecEngineError], halfOpen: this.engine.halfOpenCount };
   }
 
   // --- IkeSink ----------------------------------------------------------------------------------------------

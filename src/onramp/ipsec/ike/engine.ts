@@ -1361,6 +1361,11 @@ export class IkeEngine {
 
   // --- status ----------------------------------------------------------------------------------------
 
+  /** Responder SAs between IKE_SA_INIT and IKE_AUTH now (bounded by halfOpenLimit; cookies above cookieThreshold, §2.6). */
+  get halfOpenCount(): number {
+    return this.halfOpen.size;
+  }
+
   /** Every IKE SA, and an 'idle' row for each peer that has none (waiting for the peer, or for its restart). */
   status(): IkeSaStatus[] {
     const out: IkeSaStatus[] = [];
