@@ -7,7 +7,7 @@ import { CRITICAL_BIT, Exchange, FLAG_INITIATOR, FLAG_RESPONSE, NAT_T_PORT, Noti
 import type { SkCodec } from './crypto.js';
 import { buildEncryptedMessage, buildMessage, openEncrypted, parseMessage, type IkeMessage } from './wire.js';
 import { IkeDrop } from './ike-drop.js';
-import { RESTART_DELAY_MS, RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from './engine.js';
+import { HALF_OPEN_TIMEOUT_MS, RESTART_DELAY_MS, RETRANSMIT_BASE, RETRANSMIT_TIMEOUT_MS, RETRANSMIT_TRIES } from './engine.js';
 
 const S = 1000;
 const active = (s: IkeSaStatus): boolean => s.state !== 'idle';
@@ -613,6 +613,36 @@ test('an IKE_SA_INIT flood: cookies demanded, half-open SAs bounded, the real si
   rig.a.engine.poll(rig.now);
   rig.run();
   assert.equal(rig.a.engine.status().filter(active)[0].state, 'established');
+});
+
+test('half-open SAs per address: a cookie-answering flood from one address holds at most halfOpenPerAddress slots with cookies, which free at the half-open timeout', () => {
+  const a = peerConfig();
+  // Cookies demanded from the start; the flood here echoes them (the rig's initiator does, §2.6).
+  const rig = new Rig({}, { cookieThreshold: 0, halfOpenPerAddress: 3 });
+  rig.b.engine.addPeer(mirror(a));
+  // The flood: IKE_SA_INITs from A's address (a cookie-answering attacker there), never followed by IKE_AUTH.
+  const flood = new Rig();
+  flood.a.engine.addPeer(peerConfig({ onramp: 8 }));
+  for (let i = 0; i < 20; i++) {
+    flood.a.engine.initiate(8, rig.now);
+    const first = flood.inFlight.pop() as Datagram;
+    rig.b.engine.receive(first.bytes, 0xc0000202, 500, 0xc0000201, 500, rig.now);
+    // B's COOKIE back to the flooder, which retries with it (§2.6).
+    const cookie = rig.inFlight.pop() as Datagram;
+    flood.a.engine.receive(cookie.bytes, 0xc0000201, 500, 0xc0000202, 500, rig.now);
+    const again = flood.inFlight.pop() as Datagram;
+    rig.b.engine.receive(again.bytes, 0xc0000202, 500, 0xc0000201, 500, rig.now);
+    rig.inFlight = [];
+  }
+  assert.equal(rig.b.engine.halfOpenCount, 3, 'one address holds three slots');
+  assert.equal(rig.b.engine.drops[IkeDrop.HalfOpenLimit], 17);
+  // The half-open SAs time out and free their address's slots.
+  rig.advance(HALF_OPEN_TIMEOUT_MS + 1);
+  assert.equal(rig.b.engine.halfOpenCount, 0);
+  rig.a.engine.addPeer(a);
+  rig.a.engine.initiate(7, rig.now);
+  rig.run();
+  assert.equal(rig.a.engine.status().filter(active)[0].state, 'established', 'the real peer at that address connects once the slots are free');
 });
 
 // --- hostile input ------------------------------------------------------------------------------------

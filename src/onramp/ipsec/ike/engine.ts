@@ -74,6 +74,14 @@ export const HALF_OPEN_TIMEOUT_MS = 30_000;
 export const DEFAULT_COOKIE_THRESHOLD = 10;
 /** Half-open SAs above which IKE_SA_INIT is dropped even with a cookie (strongSwan's block_threshold is per IP; this is global). */
 export const DEFAULT_HALF_OPEN_LIMIT = 1000;
+/**
+ * Half-open SAs one remote address may open with a cookie (strongSwan's charon.block_threshold is 5, but counts
+ * every half-open SA, so five spoofed packets block an address). Only SAs opened while cookies are demanded
+ * count, because only they prove the sender receives at that address: a flood from a host that does (on a peer's
+ * address, or calling an `any` responder) fills at most this many slots of the global limit, and a spoofer
+ * cannot spend a victim's share.
+ */
+export const DEFAULT_HALF_OPEN_PER_ADDRESS = 5;
 /** An 'initiate' peer whose IKE SA failed or was deleted starts again after this. */
 export const RESTART_DELAY_MS = 5000;
 /**
@@ -92,6 +100,7 @@ export interface IkeEngineOptions {
   random(n: number): Uint8Array;
   cookieThreshold?: number;
   halfOpenLimit?: number;
+  halfOpenPerAddress?: number;
 }
 
 interface Received {
@@ -164,11 +173,16 @@ export class IkeEngine {
   private readonly sas = new Map<string, IkeSa>();
   /** Responder SAs between IKE_SA_INIT and IKE_AUTH, by remote address, port and SPIi. */
   private readonly halfOpen = new Map<string, IkeSa>();
+  /** Half-open SAs opened with a cookie, per remote address (IPv4 number), bounded by halfOpenPerAddress. */
+  private readonly halfOpenByAddress = new Map<number, number>();
+  /** Which half-open SAs (by halfOpenKey) were opened with a cookie, and so count for their address. */
+  private readonly cookieHalfOpen = new Set<string>();
   /** Every inbound child SPI in use, so a new one is unique. */
   private readonly childSpis = new Set<number>();
   private readonly cookies: CookieJar;
   readonly cookieThreshold: number;
   readonly halfOpenLimit: number;
+  readonly halfOpenPerAddress: number;
   private usageCheckAt = 0;
 
   constructor(
@@ -178,6 +192,7 @@ export class IkeEngine {
     this.cookies = new CookieJar(options.random);
     this.cookieThreshold = options.cookieThreshold ?? DEFAULT_COOKIE_THRESHOLD;
     this.halfOpenLimit = options.halfOpenLimit ?? DEFAULT_HALF_OPEN_LIMIT;
+    this.halfOpenPerAddress = options.halfOpenPerAddress ?? DEFAULT_HALF_OPEN_PER_ADDRESS;
   }
 
   // --- peers -------------------------------------------------------------------------------------
@@ -386,7 +401,8 @@ export class IkeEngine {
     if (nonce.data.length < NONCE_MIN_LENGTH || nonce.data.length > NONCE_MAX_LENGTH) return this.drop(IkeDrop.Malformed);
     if (this.halfOpen.size >= this.halfOpenLimit) return this.drop(IkeDrop.HalfOpenLimit);
     const address = addressBytes(r.remoteAddress);
-    if (this.halfOpen.size >= this.cookieThreshold) {
+    const withCookie = this.halfOpen.size >= this.cookieThreshold;
+    if (withCookie) {
       // §2.6: the cookie must be the first payload.
       const first = r.message.payloads[0];
       const ok = first.type === PayloadType.Notify && first.notifyType === NotifyType.Cookie && this.cookies.valid(first.data, nonce.data, address, h.spiI, now);
@@ -395,6 +411,7 @@ export class IkeEngine {
         this.sendUnprotected(onramp, r, [notify(NotifyType.Cookie, cookie)]);
         return this.drop(IkeDrop.CookieRequired);
       }
+      if ((this.halfOpenByAddress.get(r.remoteAddress) ?? 0) >= this.halfOpenPerAddress) return this.drop(IkeDrop.HalfOpenLimit);
     }
     // The first candidate whose proposals accept the offer decides; candidates that cannot are dropped.
     let selection: ReturnType<typeof selectIke> = { ok: false, invalidKe: null };
@@ -428,6 +445,10 @@ export class IkeEngine {
     ike.nextPeerRequestId = 1;
     ike.halfOpenKey = halfOpenKey;
     this.halfOpen.set(halfOpenKey, ike);
+    if (withCookie) {
+      this.cookieHalfOpen.add(halfOpenKey);
+      this.halfOpenByAddress.set(r.remoteAddress, (this.halfOpenByAddress.get(r.remoteAddress) ?? 0) + 1);
+    }
     // §2.23 NAT detection: our view of their source and of our destination against their hashes.
     const zero = new Uint8Array(SPI_LENGTH);
     const srcHash = natDetectionHash(h.spiI, zero, address, r.remotePort);
@@ -1198,11 +1219,24 @@ export class IkeEngine {
     sa.state = 'established';
     sa.establishedAt = now;
     sa.lastInbound = now;
-    if (sa.halfOpenKey !== null) this.halfOpen.delete(sa.halfOpenKey);
-    sa.halfOpenKey = null;
+    this.releaseHalfOpen(sa);
     const life = peer.config.ikeLifetime;
     sa.rekeyAt = now + this.jittered(life.rekeySeconds, life.jitterSeconds);
     sa.expireAt = now + life.lifetimeSeconds * MS;
+  }
+
+  /** The SA is no longer half-open (established, or gone): its slot and its address's count are freed. */
+  private releaseHalfOpen(sa: IkeSa): void {
+    const key = sa.halfOpenKey;
+    if (key === null) return;
+    this.halfOpen.delete(key);
+    sa.halfOpenKey = null;
+    if (!this.cookieHalfOpen.delete(key)) return;
+    // The key starts with the remote address the slot was counted for (initRequest).
+    const address = Number(key.slice(0, key.indexOf(':')));
+    const left = (this.halfOpenByAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.halfOpenByAddress.set(address, left);
+    else this.halfOpenByAddress.delete(address);
   }
 
   /** An SA gone for good: its children removed from the data path, its SPI forgotten. */
@@ -1210,8 +1244,7 @@ export class IkeEngine {
     this.sas.delete(sa.key);
     if (sa.reservedKey !== null) this.sas.delete(sa.reservedKey);
     sa.reservedKey = null;
-    if (sa.halfOpenKey !== null) this.halfOpen.delete(sa.halfOpenKey);
-    sa.halfOpenKey = null;
+    this.releaseHalfOpen(sa);
     sa.outstanding = null;
     sa.queue = [];
     while (sa.children.length > 0) this.removeChild(sa, sa.children.length - 1);
