@@ -48,6 +48,7 @@ import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_D_ONRAMP } f
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
+import { DEFAULT_UNDERLAY_NAME } from '../src/daemon/network.js';
 import { missingStrongSwan, removeStrongSwanRun, STRONGSWAN_RUN_ROOT, StrongSwan, strongSwanRunDir, type StrongSwanOptions } from '../src/lab/strongswan.js';
 
 // ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
@@ -445,6 +446,23 @@ async function udpRcvbufErrors(ns: string): Promise<number> {
   return Number(values[keys.indexOf('RcvbufErrors')] ?? 0);
 }
 
+/** The daemon's underlay TUN (src/daemon/transports/underlay.ts): what the kernel routes to its endpoints. */
+const UNDERLAY_TUN = DEFAULT_UNDERLAY_NAME;
+
+/** A device's TX drops: for a TUN, packets the kernel had for the daemon while its queue (txqueuelen) was full. */
+async function txDropped(ns: string, dev: string): Promise<number> {
+  const r = await inNamespace(ns, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
+  try {
+    const [link] = JSON.parse(r.stdout) as Array<{ stats64?: { tx?: { dropped?: number } } }>;
+    return link?.stats64?.tx?.dropped ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** kernel-libipsec's TUN at each strongSwan site: what the site's kernel routes into the tunnel waits there for charon. */
+const SITE_TUN = 'ipsec0';
+
 /**
  * The tether side of "IPsec TCP, 1 stream": a strongSwan site connected to tether's IPsec onramp (tetherConfig():
  * `site-ipsec`, responding on LAB.siteD.edgeEndpoint), as a Path for tcpBulk().
@@ -454,7 +472,7 @@ async function tetherIpsecPath(n: BenchNames, daemon: Started): Promise<Path> {
   const swan = await ipsecSite(n, 'site-tether', n.tisite, n.tedge, { edge: `${d.underlay}.${LAB.edgeSiteHost}`, site: d.router, len: 24 }, d.edgeEndpoint);
   await swan.initiate();
   await checkForwards(n.tisite, 'strongSwan → tether');
-  return { ns: n.tisite, what: 'strongSwan → tether', procs: [daemon], pids: [swan.processId ?? 0], inetLink: IF.inetToTether };
+  return { ns: n.tisite, what: 'strongSwan → tether', procs: [daemon], sitePids: [swan.processId ?? 0], inetLink: IF.inetToTether };
 }
 
 // ─── The tether edge ─────────────────────────────────────────────────────────────────────────────────
@@ -553,28 +571,33 @@ interface Path {
   procs: Started[];
   /** Other forwarding processes by pid (a charon: started detached by the strongSwan rig). */
   pids?: number[];
+  /** The sending site's own forwarding process (its charon), sampled apart: is the site the bottleneck? */
+  sitePids?: number[];
   /** The interface of <p>-inet the edge's packets arrive on (counted by nftables there). */
   inetLink: string;
 }
 
-interface TcpResult { gbps: number; retransmits: number; cpu_percent: number }
+interface TcpResult { gbps: number; retransmits: number; cpu_percent: number; site_cpu_percent: number }
 interface UdpResult { received_pps: number; forwarded_pps: number; sent_pps: number; cpu_percent: number }
 
-async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; seconds: number }> {
-  const cpu = (): number => path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0) + (path.pids ?? []).reduce((a, pid) => a + cpuSeconds(pid), 0);
+async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; siteCpuPercent: number; seconds: number }> {
+  const pidsCpu = (pids: number[] | undefined): number => (pids ?? []).reduce((a, pid) => a + cpuSeconds(pid), 0);
+  const cpu = (): number => path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0) + pidsCpu(path.pids);
   const cpu0 = cpu();
+  const site0 = pidsCpu(path.sitePids);
   const t0 = performance.now();
   const value = await f();
   const seconds = (performance.now() - t0) / 1000;
   const cpu1 = cpu();
-  return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, seconds };
+  const site1 = pidsCpu(path.sitePids);
+  return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, siteCpuPercent: (100 * (site1 - site0)) / seconds, seconds };
 }
 
 async function tcpBulk(path: Path, seconds = SECONDS): Promise<TcpResult> {
   progress(`${path.what}: TCP, one stream, ${seconds} s`);
-  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
+  const { value: r, cpuPercent, siteCpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
   const recv = r.end?.sum_received;
-  return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent };
+  return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent, site_cpu_percent: siteCpuPercent };
 }
 
 /** Packets counted on <p>-inet's side of each edge link (nftables), independent of how fast iperf3 -s reads. */
@@ -717,14 +740,20 @@ async function main(): Promise<void> {
     const tetherUdp = await udpSmall(names, tetherIc);
     const wgGoTcp = await tcpBulk(kernelWg);
     const wgTetherTcp = await tcpBulk(tetherWg);
-    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], inetLink: IF.inetToStrongSwan };
+    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], sitePids: [sswSite.processId ?? 0], inetLink: IF.inetToStrongSwan };
     const rcvbuf0 = await udpRcvbufErrors(names.sedge);
+    const sswSiteTun0 = await txDropped(names.ssite, SITE_TUN);
     const sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
     const sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
+    const sswSiteTunDrops = (await txDropped(names.ssite, SITE_TUN)) - sswSiteTun0;
     const sswSa = await sswSite.established();
     const rcvbufT0 = await udpRcvbufErrors(names.tedge);
+    const tunDrops0 = await txDropped(names.tedge, UNDERLAY_TUN);
+    const tetherSiteTun0 = await txDropped(names.tisite, SITE_TUN);
     const ipsecTetherTcp = await tcpBulk(tetherIpsec, IPSEC_SECONDS);
     const tetherRcvbufErrors = (await udpRcvbufErrors(names.tedge)) - rcvbufT0;
+    const tetherTunDrops = (await txDropped(names.tedge, UNDERLAY_TUN)) - tunDrops0;
+    const tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -758,8 +787,8 @@ async function main(): Promise<void> {
       ipsec: {
         seconds: IPSEC_SECONDS,
         algorithms: sswSa ? `${sswSa.ike.algorithms} | ${sswSa.child.algorithms}` : null,
-        tether: { ...wgFigures(ipsecTetherTcp), udp_rcvbuf_errors: tetherRcvbufErrors },
-        strongswan_edge: { ...wgFigures(sswTcp), udp_rcvbuf_errors: sswRcvbufErrors },
+        tether: { ...wgFigures(ipsecTetherTcp), site_cpu_percent: ipsecTetherTcp.site_cpu_percent, udp_rcvbuf_errors: tetherRcvbufErrors, underlay_tun_drops: tetherTunDrops, site_tun_drops: tetherSiteTunDrops },
+        strongswan_edge: { ...wgFigures(sswTcp), site_cpu_percent: sswTcp.site_cpu_percent, udp_rcvbuf_errors: sswRcvbufErrors, site_tun_drops: sswSiteTunDrops },
         ratio_tcp: ratio(ipsecTetherTcp.gbps, sswTcp.gbps),
       },
       goals: {
@@ -834,7 +863,10 @@ function printTable(r: BenchResult): void {
       ratio: r.ipsec.ratio_tcp.toFixed(3), goal: `>= ${IPSEC_GOAL}`,
     },
     { what: '  edge CPU (daemon / charon)', tether: cpu(it.edge_cpu_percent), reference: cpu(ss.edge_cpu_percent), ratio: '', goal: '' },
-    { what: '  UDP receive-buffer drops at the edge', tether: String(it.udp_rcvbuf_errors), reference: String(ss.udp_rcvbuf_errors), ratio: '', goal: '' },
+    { what: '  site CPU (its charon)', tether: cpu(it.site_cpu_percent), reference: cpu(ss.site_cpu_percent), ratio: '', goal: '' },
+    { what: '  drops at the edge: UDP receive buffer', tether: String(it.udp_rcvbuf_errors), reference: String(ss.udp_rcvbuf_errors), ratio: '', goal: '' },
+    { what: '  drops at the edge: underlay TUN queue', tether: String(it.underlay_tun_drops), reference: '', ratio: '', goal: '' },
+    { what: '  drops at the site: ipsec0 TUN queue', tether: String(it.site_tun_drops), reference: String(ss.site_tun_drops), ratio: '', goal: '' },
   ];
   const head: Row = { what: '', tether: 'tether', reference: 'reference', ratio: 'ratio', goal: 'goal' };
   const all = [head, ...rows];
