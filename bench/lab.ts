@@ -22,11 +22,12 @@
  *                 forwarding and SNAT behind it).
  *   IPsec         TCP bulk, one stream, 10 s (--ipsec-seconds): a site behind strongSwan (kernel-libipsec, ESP-in-UDP)
  *                 → a strongSwan edge (kernel-libipsec; forwarding and SNAT to 198.51.100.3 by the kernel behind
- *                 it), and → tether's IPsec onramp once it exists (tetherIpsecPath(): null until then, and so are
- *                 `ipsec.tether` and `ipsec.ratio_tcp` in --json).
+ *                 it), and → tether's IPsec onramp (tetherIpsecPath(): the same kind of site, the lab's site-d terms,
+ *                 tether responding on 192.168.106.1, its egress SNAT), in the same run; --json: `ipsec.ratio_tcp`.
  *
  *   ns <p>-ssite  10.0.1.10 (lo), strongSwan ── veth 192.168.107.0/24 ── ns <p>-sedge: strongSwan edge, nftables
  *                                                                       SNAT ── veth 192.168.202.0/24 ── <p>-inet
+ *   ns <p>-tisite 10.0.1.10 (lo), strongSwan ── veth 192.168.106.0/24 ── ns <p>-tedge: tether's IPsec onramp (.1)
  * Every path is first checked to forward (a 256 KiB iperf3 transfer) before anything is measured.
  *
  * Own names (prefix `tb` unless --prefix): exactly the namespaces and wireguard-go interfaces listed by
@@ -43,10 +44,11 @@ import { performance } from 'node:perf_hooks';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
-import { defaultConfig, LAB_WIREGUARD_KEYS } from '../src/lab/config.js';
+import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_D_ONRAMP } from '../src/lab/config.js';
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
+import { DEFAULT_UNDERLAY_NAME } from '../src/daemon/network.js';
 import { missingStrongSwan, removeStrongSwanRun, STRONGSWAN_RUN_ROOT, StrongSwan, strongSwanRunDir, type StrongSwanOptions } from '../src/lab/strongswan.js';
 
 // ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
@@ -85,7 +87,7 @@ interface BenchNames {
   /** The IPsec reference: the site behind strongSwan and the strongSwan edge. */
   ssite: string;
   sedge: string;
-  /** The site behind strongSwan that connects to tether's IPsec onramp (built once tether has one: tetherIpsecPath()). */
+  /** The site behind strongSwan that connects to tether's IPsec onramp (tetherIpsecPath()). */
   tisite: string;
   /** strongSwan's run directory (outside /run: charon's own /run is bind-mounted over it). */
   strongSwanDir: string;
@@ -387,13 +389,6 @@ async function handshakeDone(ns: string, iface: string): Promise<boolean> {
 
 // ─── IPsec: strongSwan sites, the strongSwan edge ────────────────────────────────────────────────────
 
-/**
- * Flip when tether's IPsec onramp exists, and add it to tetherConfig(): `type: ipsec`, local LAB.siteD.edgeEndpoint
- * (192.168.106.1), remote 192.168.106.2, local ID FQDN LAB.siteD.edgeId, remote ID FQDN LAB.siteD.siteId, PSK
- * LAB.siteD.psk, proposals LAB.siteD.ikeProposal / espProposal, its own site (same LAN), ARR on. The daemon's
- * readiness check (startTether) should then also wait for the 192.168.106.1 route.
- */
-const TETHER_HAS_IPSEC = false;
 
 /** Both strongSwan ends use the lab's IPsec site terms (identities, PSK, proposals: LAB.siteD), ESP-in-UDP. */
 function ipsecOptions(n: BenchNames, name: string, ns: string, role: 'initiator' | 'responder', addrs: { local: string; remote: string }, ts: { local: string[]; remote: string[] }): StrongSwanOptions {
@@ -451,35 +446,59 @@ async function udpRcvbufErrors(ns: string): Promise<number> {
   return Number(values[keys.indexOf('RcvbufErrors')] ?? 0);
 }
 
+/** The daemon's underlay TUN (src/daemon/transports/underlay.ts): what the kernel routes to its endpoints. */
+const UNDERLAY_TUN = DEFAULT_UNDERLAY_NAME;
+
+/** A device's TX drops: for a TUN, packets the kernel had for the daemon while its queue (txqueuelen) was full. */
+async function txDropped(ns: string, dev: string): Promise<number> {
+  const r = await inNamespace(ns, 'ip', ['-j', '-s', 'link', 'show', 'dev', dev]);
+  try {
+    const [link] = JSON.parse(r.stdout) as Array<{ stats64?: { tx?: { dropped?: number } } }>;
+    return link?.stats64?.tx?.dropped ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** kernel-libipsec's TUN at each strongSwan site: what the site's kernel routes into the tunnel waits there for charon. */
+const SITE_TUN = 'ipsec0';
+
 /**
- * The tether side of "IPsec TCP, 1 stream": a strongSwan site connected to tether's IPsec onramp, as a Path for
- * tcpBulk(). null while tether has no IPsec onramp (TETHER_HAS_IPSEC).
+ * The tether side of "IPsec TCP, 1 stream": a strongSwan site connected to tether's IPsec onramp (tetherConfig():
+ * `site-ipsec`, responding on LAB.siteD.edgeEndpoint), as a Path for tcpBulk().
  */
-async function tetherIpsecPath(n: BenchNames, daemon: Started): Promise<Path | null> {
-  if (!TETHER_HAS_IPSEC) return null;
+async function tetherIpsecPath(n: BenchNames, daemon: Started): Promise<Path> {
   const d = LAB.siteD;
   const swan = await ipsecSite(n, 'site-tether', n.tisite, n.tedge, { edge: `${d.underlay}.${LAB.edgeSiteHost}`, site: d.router, len: 24 }, d.edgeEndpoint);
   await swan.initiate();
   await checkForwards(n.tisite, 'strongSwan → tether');
-  return { ns: n.tisite, what: 'strongSwan → tether', procs: [daemon], pids: [swan.processId ?? 0], inetLink: IF.inetToTether };
+  return { ns: n.tisite, what: 'strongSwan → tether', procs: [daemon], sitePids: [swan.processId ?? 0], inetLink: IF.inetToTether };
 }
 
 // ─── The tether edge ─────────────────────────────────────────────────────────────────────────────────
 
-/** defaultConfig() cut down to the bench: one interconnect site and one WireGuard site, both ARR, one pool address. */
+/**
+ * defaultConfig() cut down to the bench: one interconnect site, one WireGuard site and one IPsec site (the lab's
+ * site-d onramp: responder on LAB.siteD.edgeEndpoint, its IDs, PSK and proposals), all ARR, one pool address.
+ */
 function tetherConfig(n: BenchNames): TetherConfig {
   const cfg = defaultConfig();
   const lan = LAB.siteLan;
   const wgOnramp = cfg.onramps.find((o) => o.type === 'wireguard' && o.wireguard.device === 'wg-a');
   const icOnramp = cfg.onramps.find((o) => o.type === 'interconnect');
+  const ipsecOnramp = labTopologyConfig({ ipsecSite: true }).onramps.find((o) => o.name === SITE_D_ONRAMP);
   if (!wgOnramp || wgOnramp.type !== 'wireguard' || !icOnramp || icOnramp.type !== 'interconnect') throw new Error('defaultConfig() changed: no wg-a peer or interconnect onramp');
+  if (!ipsecOnramp || ipsecOnramp.type !== 'ipsec') throw new Error(`labTopologyConfig() changed: no ipsec onramp ${SITE_D_ONRAMP}`);
   const onramps: OnrampConfig[] = [
     { ...icOnramp, name: 'site-ic-link', site: 'site-ic', automatic_return_routing: true, interconnect: { link: IF.siteLink } },
     { ...wgOnramp, name: 'site-wg', site: 'site-wg', automatic_return_routing: true },
+    // No DPD: the strongSwan site answers none during a measurement (ipsecOptions), and the data keeps it alive.
+    { ...ipsecOnramp, name: 'site-ipsec', site: 'site-ipsec', automatic_return_routing: true, ipsec: { ...ipsecOnramp.ipsec, dpd_seconds: 0 } },
   ];
   cfg.sites = [
     { name: 'site-ic', description: 'bench: interconnect site', prefixes: [lan] },
     { name: 'site-wg', description: 'bench: WireGuard site (same LAN)', prefixes: [lan] },
+    { name: 'site-ipsec', description: 'bench: IPsec site behind strongSwan (same LAN)', prefixes: [lan] },
   ];
   cfg.wireguard_devices = cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
   cfg.onramps = onramps;
@@ -499,7 +518,8 @@ async function startTether(n: BenchNames): Promise<Started> {
   await waitUntil('the daemon\'s routes and rules', 30_000, async () => {
     const routes = await run('ip', ['-n', n.tedge, '-4', 'route', 'show']);
     const rules = await run('ip', ['-n', n.tedge, 'rule', 'show']);
-    return routes.stdout.includes(ADDR.tether.pool) && routes.stdout.includes(ADDR.tether.wg.endpoint) && rules.stdout.includes(`iif ${IF.siteLink}`);
+    return routes.stdout.includes(ADDR.tether.pool) && routes.stdout.includes(ADDR.tether.wg.endpoint)
+      && routes.stdout.includes(LAB.siteD.edgeEndpoint) && rules.stdout.includes(`iif ${IF.siteLink}`);
   }, daemon);
   return daemon;
 }
@@ -551,28 +571,33 @@ interface Path {
   procs: Started[];
   /** Other forwarding processes by pid (a charon: started detached by the strongSwan rig). */
   pids?: number[];
+  /** The sending site's own forwarding process (its charon), sampled apart: is the site the bottleneck? */
+  sitePids?: number[];
   /** The interface of <p>-inet the edge's packets arrive on (counted by nftables there). */
   inetLink: string;
 }
 
-interface TcpResult { gbps: number; retransmits: number; cpu_percent: number }
+interface TcpResult { gbps: number; retransmits: number; cpu_percent: number; site_cpu_percent: number }
 interface UdpResult { received_pps: number; forwarded_pps: number; sent_pps: number; cpu_percent: number }
 
-async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; seconds: number }> {
-  const cpu = (): number => path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0) + (path.pids ?? []).reduce((a, pid) => a + cpuSeconds(pid), 0);
+async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T; cpuPercent: number; siteCpuPercent: number; seconds: number }> {
+  const pidsCpu = (pids: number[] | undefined): number => (pids ?? []).reduce((a, pid) => a + cpuSeconds(pid), 0);
+  const cpu = (): number => path.procs.reduce((a, p) => a + cpuSeconds(p.child.pid), 0) + pidsCpu(path.pids);
   const cpu0 = cpu();
+  const site0 = pidsCpu(path.sitePids);
   const t0 = performance.now();
   const value = await f();
   const seconds = (performance.now() - t0) / 1000;
   const cpu1 = cpu();
-  return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, seconds };
+  const site1 = pidsCpu(path.sitePids);
+  return { value, cpuPercent: (100 * (cpu1 - cpu0)) / seconds, siteCpuPercent: (100 * (site1 - site0)) / seconds, seconds };
 }
 
 async function tcpBulk(path: Path, seconds = SECONDS): Promise<TcpResult> {
   progress(`${path.what}: TCP, one stream, ${seconds} s`);
-  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
+  const { value: r, cpuPercent, siteCpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
   const recv = r.end?.sum_received;
-  return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent };
+  return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent, site_cpu_percent: siteCpuPercent };
 }
 
 /** Packets counted on <p>-inet's side of each edge link (nftables), independent of how fast iperf3 -s reads. */
@@ -675,7 +700,7 @@ async function main(): Promise<void> {
     await wireguardSite(names.kwsite, names.wgKernelSite, k.edgeBPublic, ADDR.kernel.wg.edge);
     await inNamespaceOk(names.kwsite, 'wg', ['set', names.wgKernelSite, 'peer', k.edgeBPublic, 'persistent-keepalive', '25']);
 
-    progress(`tether edge: ${DAEMON} run (interconnect + WireGuard onramps, ARR on)`);
+    progress(`tether edge: ${DAEMON} run (interconnect, WireGuard and IPsec onramps, ARR on)`);
     const wgTether = await wireguardGo(names, 'wg-tether-site', names.twsite, names.wgTetherSite, k.siteAPrivate, WG_PORT);
     await wireguardSite(names.twsite, names.wgTetherSite, k.edgeAPublic, ADDR.tether.wg.endpoint);
     const daemon = await startTether(names);
@@ -715,12 +740,20 @@ async function main(): Promise<void> {
     const tetherUdp = await udpSmall(names, tetherIc);
     const wgGoTcp = await tcpBulk(kernelWg);
     const wgTetherTcp = await tcpBulk(tetherWg);
-    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], inetLink: IF.inetToStrongSwan };
+    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], sitePids: [sswSite.processId ?? 0], inetLink: IF.inetToStrongSwan };
     const rcvbuf0 = await udpRcvbufErrors(names.sedge);
+    const sswSiteTun0 = await txDropped(names.ssite, SITE_TUN);
     const sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
     const sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
+    const sswSiteTunDrops = (await txDropped(names.ssite, SITE_TUN)) - sswSiteTun0;
     const sswSa = await sswSite.established();
-    const ipsecTetherTcp = tetherIpsec ? await tcpBulk(tetherIpsec, IPSEC_SECONDS) : null;
+    const rcvbufT0 = await udpRcvbufErrors(names.tedge);
+    const tunDrops0 = await txDropped(names.tedge, UNDERLAY_TUN);
+    const tetherSiteTun0 = await txDropped(names.tisite, SITE_TUN);
+    const ipsecTetherTcp = await tcpBulk(tetherIpsec, IPSEC_SECONDS);
+    const tetherRcvbufErrors = (await udpRcvbufErrors(names.tedge)) - rcvbufT0;
+    const tetherTunDrops = (await txDropped(names.tedge, UNDERLAY_TUN)) - tunDrops0;
+    const tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -754,14 +787,14 @@ async function main(): Promise<void> {
       ipsec: {
         seconds: IPSEC_SECONDS,
         algorithms: sswSa ? `${sswSa.ike.algorithms} | ${sswSa.child.algorithms}` : null,
-        tether: ipsecTetherTcp ? wgFigures(ipsecTetherTcp) : null,
-        strongswan_edge: { ...wgFigures(sswTcp), udp_rcvbuf_errors: sswRcvbufErrors },
-        ratio_tcp: ipsecTetherTcp ? ratio(ipsecTetherTcp.gbps, sswTcp.gbps) : null,
+        tether: { ...wgFigures(ipsecTetherTcp), site_cpu_percent: ipsecTetherTcp.site_cpu_percent, udp_rcvbuf_errors: tetherRcvbufErrors, underlay_tun_drops: tetherTunDrops, site_tun_drops: tetherSiteTunDrops },
+        strongswan_edge: { ...wgFigures(sswTcp), site_cpu_percent: sswTcp.site_cpu_percent, udp_rcvbuf_errors: sswRcvbufErrors, site_tun_drops: sswSiteTunDrops },
+        ratio_tcp: ratio(ipsecTetherTcp.gbps, sswTcp.gbps),
       },
       goals: {
         interconnect_tcp_vs_kernel: { goal: 0.5, met: ratio(tetherTcp.gbps, kernelTcp.gbps) >= 0.5 },
         wireguard_tcp_vs_wireguard_go: { goal: 1.0, met: ratio(wgTetherTcp.gbps, wgGoTcp.gbps) >= 1.0 },
-        ...(ipsecTetherTcp ? { ipsec_tcp_vs_strongswan_edge: { goal: IPSEC_GOAL, met: ratio(ipsecTetherTcp.gbps, sswTcp.gbps) >= IPSEC_GOAL } } : {}),
+        ipsec_tcp_vs_strongswan_edge: { goal: IPSEC_GOAL, met: ratio(ipsecTetherTcp.gbps, sswTcp.gbps) >= IPSEC_GOAL },
       },
       kernel_edge_nft_counters: counters,
       wall_seconds: 0,
@@ -798,8 +831,7 @@ interface BenchResult {
     ratio_udp64_forwarded: number;
   };
   wireguard: { tether: Record<string, number>; wireguard_go: Record<string, number>; ratio_tcp: number };
-  /** tether and ratio_tcp: null until tether has an IPsec onramp. */
-  ipsec: { seconds: number; algorithms: string | null; tether: Record<string, number> | null; strongswan_edge: Record<string, number>; ratio_tcp: number | null };
+  ipsec: { seconds: number; algorithms: string | null; tether: Record<string, number>; strongswan_edge: Record<string, number>; ratio_tcp: number };
   goals: Record<string, { goal: number; met: boolean }>;
   kernel_edge_nft_counters: Record<string, number>;
   wall_seconds: number;
@@ -827,10 +859,14 @@ function printTable(r: BenchResult): void {
     { what: 'WireGuard TCP, 1 stream', tether: gbps(wt.tcp_gbps), reference: `wireguard-go ${gbps(wg.tcp_gbps)}`, ratio: r.wireguard.ratio_tcp.toFixed(3), goal: '>= 1.0' },
     { what: '  edge CPU (daemon / wireguard-go)', tether: cpu(wt.edge_cpu_percent), reference: cpu(wg.edge_cpu_percent), ratio: '', goal: '' },
     {
-      what: `IPsec TCP, 1 stream (${r.ipsec.seconds} s)`, tether: it ? gbps(it.tcp_gbps) : 'n/a', reference: `strongSwan ${gbps(ss.tcp_gbps)}`,
-      ratio: r.ipsec.ratio_tcp === null ? '' : r.ipsec.ratio_tcp.toFixed(3), goal: `>= ${IPSEC_GOAL}`,
+      what: `IPsec TCP, 1 stream (${r.ipsec.seconds} s)`, tether: gbps(it.tcp_gbps), reference: `strongSwan ${gbps(ss.tcp_gbps)}`,
+      ratio: r.ipsec.ratio_tcp.toFixed(3), goal: `>= ${IPSEC_GOAL}`,
     },
-    { what: '  edge CPU (daemon / charon)', tether: it ? cpu(it.edge_cpu_percent) : '', reference: cpu(ss.edge_cpu_percent), ratio: '', goal: '' },
+    { what: '  edge CPU (daemon / charon)', tether: cpu(it.edge_cpu_percent), reference: cpu(ss.edge_cpu_percent), ratio: '', goal: '' },
+    { what: '  site CPU (its charon)', tether: cpu(it.site_cpu_percent), reference: cpu(ss.site_cpu_percent), ratio: '', goal: '' },
+    { what: '  drops at the edge: UDP receive buffer', tether: String(it.udp_rcvbuf_errors), reference: String(ss.udp_rcvbuf_errors), ratio: '', goal: '' },
+    { what: '  drops at the edge: underlay TUN queue', tether: String(it.underlay_tun_drops), reference: '', ratio: '', goal: '' },
+    { what: '  drops at the site: ipsec0 TUN queue', tether: String(it.site_tun_drops), reference: String(ss.site_tun_drops), ratio: '', goal: '' },
   ];
   const head: Row = { what: '', tether: 'tether', reference: 'reference', ratio: 'ratio', goal: 'goal' };
   const all = [head, ...rows];

@@ -64,9 +64,18 @@ export function tunNames(spec: NetworkSpec): string[] {
   return names;
 }
 
-/** A TUN brought up with its MTU (nothing to undo: the link goes with its fd). */
+/**
+ * Packets the kernel may queue on a TUN for the daemon to read (the device's txqueuelen): what it routes into
+ * the TUN waits there while the daemon's one thread is busy or not scheduled, and beyond this is dropped
+ * (counted as the TUN's TX drops). tun(4)'s default of 500 overflowed under a single IPsec TCP stream on a
+ * busy 2-core machine, one drop per TCP retransmit (docs/PERFORMANCE.md, "What limits tether's IPsec
+ * onramp"); 2048 (about 3 MB of 1500-byte packets, 50 ms at 0.5 Gbit/s) rides out those gaps.
+ */
+export const TUN_TX_QUEUE_PACKETS = 2048;
+
+/** A TUN brought up with its MTU and queue length (nothing to undo: the link goes with its fd). */
 export function planLink(name: string, mtu: number): IpStep {
-  return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'up'], undo: null };
+  return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(TUN_TX_QUEUE_PACKETS), 'up'], undo: null };
 }
 
 /** The rule and the default route that send everything arriving on an interconnect's link into its TUN. */
