@@ -6,6 +6,7 @@
  *                             next header (1) ‖ ICV
  *   encrypted: payload ‖ padding ‖ pad length ‖ next header; authenticated: everything before the ICV
  */
+import { AES_BLOCK, CIPHERS, GCM_ICV_LENGTH, GCM_IV_LENGTH, INTEGRITY } from '../algorithms.js';
 import type { EncryptionAlgorithm, IntegrityAlgorithm } from '../types.js';
 
 /** SPI (4 bytes) and sequence number (4 bytes), RFC 4303 §2.1, §2.2. */
@@ -79,16 +80,14 @@ export interface EspAlgorithm {
   icvLength: number;
 }
 
-const AES_BLOCK = 16;
-const GCM_IV = 8;
-const GCM_SALT = 4;
-const GCM_ICV = 16;
+/** GCM's encrypted part aligns to 4 bytes (RFC 4106 §3.2, RFC 4303 §2.4); CBC's to the AES block. */
 const GCM_ALIGN = 4;
 
-const INTEG: Record<IntegrityAlgorithm, { integ: EspInteg; key: number; icv: number }> = {
-  sha256: { integ: EspInteg.HmacSha256_128, key: 32, icv: 16 },
-  sha384: { integ: EspInteg.HmacSha384_192, key: 48, icv: 24 },
-  sha512: { integ: EspInteg.HmacSha512_256, key: 64, icv: 32 },
+/** The native addon's number for each integrity algorithm. */
+const NATIVE_INTEG: Record<IntegrityAlgorithm, EspInteg> = {
+  sha256: EspInteg.HmacSha256_128,
+  sha384: EspInteg.HmacSha384_192,
+  sha512: EspInteg.HmacSha512_256,
 };
 
 /** The layout of an encryption (+ integrity) choice; throws naming the problem for a pair ESP cannot use. */
@@ -100,26 +99,26 @@ export function espAlgorithm(encryption: EncryptionAlgorithm, integrity: Integri
       return {
         cipher: EspCipher.AesGcm16,
         integ: EspInteg.None,
-        keyLength: encryption === 'aes128gcm16' ? 16 : 32,
-        saltLength: GCM_SALT,
+        keyLength: CIPHERS[encryption].keyLength,
+        saltLength: CIPHERS[encryption].saltLength,
         integKeyLength: 0,
-        ivLength: GCM_IV,
+        ivLength: GCM_IV_LENGTH,
         align: GCM_ALIGN,
-        icvLength: GCM_ICV,
+        icvLength: GCM_ICV_LENGTH,
       };
     case 'aes128':
     case 'aes256': {
       if (integrity === null) throw new Error(`ESP ${encryption} needs an integrity algorithm (sha256, sha384 or sha512)`);
-      const i = INTEG[integrity];
+      const i = INTEGRITY[integrity];
       return {
         cipher: EspCipher.AesCbc,
-        integ: i.integ,
-        keyLength: encryption === 'aes128' ? 16 : 32,
-        saltLength: 0,
-        integKeyLength: i.key,
+        integ: NATIVE_INTEG[integrity],
+        keyLength: CIPHERS[encryption].keyLength,
+        saltLength: CIPHERS[encryption].saltLength,
+        integKeyLength: i.keyLength,
         ivLength: AES_BLOCK,
         align: AES_BLOCK,
-        icvLength: i.icv,
+        icvLength: i.icvLength,
       };
     }
   }

@@ -9,6 +9,7 @@
  * Control path: allocation is fine. open() never throws: a bad ICV, length or padding gives null.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual, type CipherGCMTypes } from 'node:crypto';
+import { AES_BLOCK, CIPHERS, GCM_ICV_LENGTH, GCM_IV_LENGTH, INTEGRITY, type CipherParameters, type IntegrityParameters } from '../algorithms.js';
 import type { EncryptionAlgorithm, IntegrityAlgorithm, PrfAlgorithm, DhGroup } from '../types.js';
 
 /** One negotiated IKE SA transform set (RFC 7296 §3.3). `integrity` is null with an AEAD cipher (GCM). */
@@ -19,40 +20,8 @@ export interface IkeSuite {
   dh: DhGroup;
 }
 
-interface CipherParameters {
-  /** OpenSSL cipher name. */
-  openssl: string;
-  /** AES key bytes. */
-  keyLength: number;
-  /** GCM: the salt appended to the key in SK_e / KEYMAT (RFC 5282 §7.1, RFC 4106 §8.1); CBC: 0. */
-  saltLength: number;
-  aead: boolean;
-}
-
-/** RFC 5282 §7.1 and RFC 4106 §8.1: AES-GCM key material is the key then a 4-byte salt. */
-const GCM_SALT_LENGTH = 4;
-/** RFC 5282 §3.1: the 8-byte explicit IV; the 12-byte nonce is salt ‖ IV (RFC 5282 §4). */
-const GCM_IV_LENGTH = 8;
-/** "16" in aes*gcm16: a 16-octet ICV (RFC 5282 §8, ENCR_AES_GCM_16). */
-const GCM_ICV_LENGTH = 16;
-/** AES block and CBC IV length (RFC 3602 §2.1, §3). */
-const AES_BLOCK = 16;
 /** The Pad Length octet that ends the plaintext (RFC 7296 §3.14). */
 const PAD_LENGTH_OCTET = 1;
-
-const CIPHERS: Readonly<Record<EncryptionAlgorithm, CipherParameters>> = {
-  aes128gcm16: { openssl: 'aes-128-gcm', keyLength: 16, saltLength: GCM_SALT_LENGTH, aead: true },
-  aes256gcm16: { openssl: 'aes-256-gcm', keyLength: 32, saltLength: GCM_SALT_LENGTH, aead: true },
-  aes128: { openssl: 'aes-128-cbc', keyLength: 16, saltLength: 0, aead: false },
-  aes256: { openssl: 'aes-256-cbc', keyLength: 32, saltLength: 0, aead: false },
-};
-
-/** RFC 4868 §2.1.1 / §2.6: HMAC-SHA2-256-128, -384-192, -512-256: key = the digest's length, ICV = half of it. */
-const INTEGRITY: Readonly<Record<IntegrityAlgorithm, { digest: string; keyLength: number; icvLength: number }>> = {
-  sha256: { digest: 'sha256', keyLength: 32, icvLength: 16 },
-  sha384: { digest: 'sha384', keyLength: 48, icvLength: 24 },
-  sha512: { digest: 'sha512', keyLength: 64, icvLength: 32 },
-};
 
 /** Whether the cipher is an AEAD (then no integrity transform is negotiated, RFC 5282 §8). */
 export function isAead(alg: EncryptionAlgorithm): boolean {
@@ -91,7 +60,7 @@ export class SkCodec {
   private readonly cipher: CipherParameters;
   private readonly key: Buffer;
   private readonly salt: Buffer;
-  private readonly integrity: { digest: string; keyLength: number; icvLength: number } | null;
+  private readonly integrity: IntegrityParameters | null;
   private readonly integrityKey: Buffer | null;
   private readonly random: (n: number) => Uint8Array;
   private ivCounter = 0n;
