@@ -90,7 +90,7 @@ import {
 } from './constants.js';
 import { inspect } from './inspect.js';
 import { PacketInfo } from './packet-info.js';
-import { write16, write32 } from './bytes.js';
+import { concatBytes, write16, write32 } from './bytes.js';
 
 // --- records ------------------------------------------------------------------------------------
 
@@ -229,18 +229,6 @@ function addr6(a: string | number | Uint32Array): Uint32Array {
   return v;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function padTo(bytes: Uint8Array, multiple: number): Uint8Array {
   const n = Math.ceil(bytes.length / multiple) * multiple;
   if (n === bytes.length) return bytes;
@@ -302,7 +290,7 @@ function buildExtensions(extensions: Ipv6Extension[], finalProtocol: number): { 
     h[0] = next;
     return h;
   });
-  return { bytes: concat(parts), firstHeader: numbers.length ? numbers[0] : finalProtocol };
+  return { bytes: concatBytes(parts), firstHeader: numbers.length ? numbers[0] : finalProtocol };
 }
 
 /**
@@ -500,7 +488,7 @@ export function fragmentIpv4(packet: Uint8Array, mtu: number): Uint8Array[] {
   }
   if (total <= mtu) return [packet.slice(0, total)];
   const header = packet.subarray(0, headerLength);
-  const laterHeader = concat([header.subarray(0, IPV4_MIN_HEADER), copiedOptions(header.subarray(IPV4_MIN_HEADER))]);
+  const laterHeader = concatBytes([header.subarray(0, IPV4_MIN_HEADER), copiedOptions(header.subarray(IPV4_MIN_HEADER))]);
   const data = packet.subarray(headerLength, total);
   const flags = (packet[IPV4_FLAGS_FRAGMENT] << 8) | packet[IPV4_FLAGS_FRAGMENT + 1];
   const baseOffset = (flags & IPV4_FRAGMENT_OFFSET_MASK) * FRAGMENT_UNIT;
