@@ -23,7 +23,6 @@ import type { TunDevice } from '../../io/tun.js';
 import { IkeEngine } from '../../onramp/ipsec/ike/engine.js';
 import { IKE_DROP_NAMES, IkeDrop } from '../../onramp/ipsec/ike/ike-drop.js';
 import type { ChildSa, ChildSaUsage, IkeSaStatus, IkeSink } from '../../onramp/ipsec/types.js';
-import { parseIpv4 } from '../../wire/addr.js';
 import { EdgeCounter, nonZero } from './counters.js';
 import { IpsecTransport, type IkeDatagramPath } from './ipsec.js';
 import type { OnrampTransport, TransportHost } from './transport.js';
@@ -152,7 +151,7 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
    * IKE SA is up (with IPSEC_SETUP_GRACE_MS for one that was never up).
    */
   alive(id: number, now: number): boolean | undefined {
-    if (this.data.mtuOf(id) === 0) return undefined;
+    if (!this.data.serves(id)) return undefined;
     const s = this.state[id] as PeerUp;
     if (s === PeerUp.Up) return true;
     return s === PeerUp.Never && now - this.addedAt[id] < IPSEC_SETUP_GRACE_MS;
@@ -231,11 +230,7 @@ export class IpsecOnrampTransport implements OnrampTransport<IpsecOnrampConfig>,
   };
 
   private readonly sendKeepalives = (): void => {
-    for (const sa of this.engine.status()) {
-      if (!sa.natDetected || sa.state === 'idle' || sa.state === 'connecting') continue;
-      const [address, port] = sa.remote.split(':');
-      this.data.sendNatKeepalive(sa.onramp, parseIpv4(address), Number(port));
-    }
+    this.engine.natPeers((onramp, address, port) => this.data.sendNatKeepalive(onramp, address, port));
   };
 
   /** One timer at the engine's next deadline (re-armed only when that moved earlier, or after it fired). */

@@ -226,6 +226,11 @@ export class IpsecTransport
     return espTunnelMtu(espAlgorithm(encryption, integrity), underlayMtu, udpEncapsulated);
   }
 
+  /** Whether `id` is an IPsec onramp of this transport. */
+  serves(id: number): boolean {
+    return this.locals.has(id);
+  }
+
   /** The tunnel MTU in force for an onramp (0: not an IPsec onramp here). */
   mtuOf(id: number): number {
     return this.mtu[id];

@@ -80,6 +80,19 @@ test('a forced encapsulation (strongSwan kernel-libipsec) is seen as a NAT: IKE_
   assert.equal(rig.b.engine.status().filter(active)[0].natDetected, true);
   assert.deepEqual(rig.b.sink.live()[0].path.localPort, NAT_T_PORT);
   assert.deepEqual(rig.a.sink.live()[0].path.remotePort, NAT_T_PORT);
+  // The SAs behind the NAT are the ones the transport sends NAT-keepalives to (RFC 3948 §2.3), at their 4500 end.
+  const natPeers: Array<[number, number, number]> = [];
+  rig.b.engine.natPeers((onramp, address, port) => natPeers.push([onramp, address, port]));
+  assert.deepEqual(natPeers, [[7, 0xc0000201, NAT_T_PORT]]);
+});
+
+test('no NAT, no NAT-keepalive targets', () => {
+  const a = peerConfig();
+  const rig = Rig.pair(a, mirror(a));
+  established(rig);
+  let visited = 0;
+  rig.b.engine.natPeers(() => visited++);
+  assert.equal(visited, 0);
 });
 
 test('status: a peer without an SA shows idle (with its restart time); an established one does not', () => {

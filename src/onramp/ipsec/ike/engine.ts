@@ -175,8 +175,8 @@ export class IkeEngine {
   private readonly halfOpen = new Map<string, IkeSa>();
   /** Half-open SAs opened with a cookie, per remote address (IPv4 number), bounded by halfOpenPerAddress. */
   private readonly halfOpenByAddress = new Map<number, number>();
-  /** Which half-open SAs (by halfOpenKey) were opened with a cookie, and so count for their address. */
-  private readonly cookieHalfOpen = new Set<string>();
+  /** Half-open SAs (by halfOpenKey) opened with a cookie, and the remote address each counts for. */
+  private readonly cookieHalfOpen = new Map<string, number>();
   /** Every inbound child SPI in use, so a new one is unique. */
   private readonly childSpis = new Set<number>();
   private readonly cookies: CookieJar;
@@ -446,7 +446,7 @@ export class IkeEngine {
     ike.halfOpenKey = halfOpenKey;
     this.halfOpen.set(halfOpenKey, ike);
     if (withCookie) {
-      this.cookieHalfOpen.add(halfOpenKey);
+      this.cookieHalfOpen.set(halfOpenKey, r.remoteAddress);
       this.halfOpenByAddress.set(r.remoteAddress, (this.halfOpenByAddress.get(r.remoteAddress) ?? 0) + 1);
     }
     // §2.23 NAT detection: our view of their source and of our destination against their hashes.
@@ -1231,9 +1231,9 @@ export class IkeEngine {
     if (key === null) return;
     this.halfOpen.delete(key);
     sa.halfOpenKey = null;
-    if (!this.cookieHalfOpen.delete(key)) return;
-    // The key starts with the remote address the slot was counted for (initRequest).
-    const address = Number(key.slice(0, key.indexOf(':')));
+    const address = this.cookieHalfOpen.get(key);
+    if (address === undefined) return;
+    this.cookieHalfOpen.delete(key);
     const left = (this.halfOpenByAddress.get(address) ?? 1) - 1;
     if (left > 0) this.halfOpenByAddress.set(address, left);
     else this.halfOpenByAddress.delete(address);
@@ -1400,6 +1400,17 @@ export class IkeEngine {
   }
 
   /** Every IKE SA, and an 'idle' row for each peer that has none (waiting for the peer, or for its restart). */
+  /**
+   * The underlay ends of the IKE SAs that detected a NAT and are past setup, for the transport's NAT-keepalives
+   * (RFC 3948 §2.3; the engine sends none itself).
+   */
+  natPeers(visit: (onramp: number, remoteAddress: number, remotePort: number) => void): void {
+    for (const [key, sa] of this.sas) {
+      if (key !== sa.key || !sa.natDetected || sa.state === 'init' || sa.state === 'auth') continue;
+      visit((sa.peer ?? sa.candidates[0]).config.onramp, sa.remoteAddress, sa.remotePort);
+    }
+  }
+
   status(): IkeSaStatus[] {
     const out: IkeSaStatus[] = [];
     const busy = new Set<PeerEntry>();
