@@ -19,6 +19,13 @@ TETHER_DEBIAN_DEPS=(
   "strongswan-swanctl:swanctl"
   "libcharon-extra-plugins:(test -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so)"
   "libstrongswan-standard-plugins:(test -e /usr/lib/ipsec/plugins/libstrongswan-gcm.so)"
+  # Debugging like a router (issue 13): the tools a network engineer runs against the edge, and the capture
+  # readers the tests open tether's pcapng files with.
+  "traceroute:(test -x /usr/sbin/traceroute)"
+  "mtr-tiny:mtr"
+  "iputils-tracepath:tracepath"
+  "tshark:tshark"
+  "tcpdump:(test -x /usr/bin/tcpdump)"
 )
 
 install_missing_debian_packages() {
