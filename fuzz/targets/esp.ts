@@ -22,7 +22,7 @@ import { DEFAULT_HEADROOM, DEFAULT_SLOT_SIZE, PacketBatch } from '../../src/comm
 import { EdgeCounter } from '../../src/daemon/transports/counters.js';
 import { IpsecTransport } from '../../src/daemon/transports/ipsec.js';
 import { Underlay } from '../../src/daemon/transports/underlay.js';
-import { ESP_DROP_COUNT, ESP_DROP_NAMES, ESP_HEADER, espAlgorithm } from '../../src/onramp/ipsec/esp/index.js';
+import { ESP_DROP_COUNT, ESP_DROP_NAMES, ESP_HEADER, ROUTE_BASED, espAlgorithm } from '../../src/onramp/ipsec/esp/index.js';
 import type { ChildSa, EncryptionAlgorithm, EspDirectionKeys, IntegrityAlgorithm } from '../../src/onramp/ipsec/types.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 import { buildIp, buildUdp } from '../../src/wire/build.js';
@@ -105,6 +105,7 @@ export function espTarget(): FuzzTarget {
       outbound: keys(s.enc, s.integ, 0x1000 * (k + 1) + 1),
       path: { localAddress: parseIpv4(s.local), remoteAddress: parseIpv4(PEER), localPort: s.udp ? NAT_T_PORT : 0, remotePort: s.udp ? PEER_NAT_PORT : 0 },
       replayWindow: REPLAY_WINDOW,
+      selectors: ROUTE_BASED,
       createdAt: 0,
     };
     transport.installChild(child);

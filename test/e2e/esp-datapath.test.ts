@@ -3,7 +3,7 @@
 // (test/support/esp-peer.py, static keys), a UDP echo server in a third. The child SA is installed through
 // installChild. For raw ESP (IP protocol 50) and ESP in UDP 4500, with AES-GCM and AES-CBC + HMAC-SHA2: the site's
 // datagrams are decrypted, reach the server, and the replies come back encrypted and decrypt at scapy; a replayed
-// packet, an unknown SPI and a flipped bit are counted drops. Namespaces tt-<pid>-esp*; those of dead runs go first.
+// packet, an unknown SPI, a flipped bit and an authentic packet from outside the SA's selectors are counted drops. Namespaces tt-<pid>-esp*; those of dead runs go first.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +25,7 @@ const SCAPY_PYTHON = '/usr/bin/python3';
 const DATAGRAMS = 3;
 const SNIFF_SECONDS = 2;
 const CHILD_READY_MS = 15_000;
+const ANY4 = { family: 4, start: '0.0.0.0', end: '255.255.255.255', protocol: 0, startPort: 0, endPort: 0xffff };
 
 const ECHO = `
 import socket
@@ -151,7 +152,7 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
 
   let spi = 0x5000;
   for (const v of VARIANTS) {
-    it(`${v.name}: datagrams reach the server and the replies decrypt at scapy; replay, unknown SPI and a flipped bit are counted`, async () => {
+    it(`${v.name}: datagrams reach the server and the replies decrypt at scapy; replay, unknown SPI, a flipped bit and a stray source are counted`, async () => {
       const inSpi = ++spi;
       const outSpi = spi + 0x1000;
       const keyIn = randomBytes(v.keyLength).toString('hex');
@@ -164,6 +165,8 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
         outbound: { spi: outSpi, encryption: v.encryption, integrity: v.integrity, encryptionKey: keyOut, integrityKey: ikeyOut },
         path: { localAddress: parseIpv4(EDGE), remoteAddress: parseIpv4(PEER), localPort: v.udp ? 4500 : 0, remotePort: v.udp ? 4501 : 0 },
         replayWindow: 1024,
+        // As if narrowed to the site's 10.0.1.0/24 (RFC 7296 §2.9): the stray datagram from 10.0.2.99 is refused.
+        selectors: { local: [ANY4], remote: [{ ...ANY4, start: '10.0.1.0', end: '10.0.1.255' }] },
       };
       const before = await child!.command(`install ${JSON.stringify(sa)}`);
       const peer = spawnSync('ip', ['netns', 'exec', NS.peer, SCAPY_PYTHON, 'test/support/esp-peer.py', JSON.stringify({
@@ -186,6 +189,7 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
       assert.equal(delta('replay'), 1, 'the replayed packet');
       assert.equal(delta('unknown_spi'), 1, 'the unknown SPI');
       assert.equal(delta('icv_failed'), 1, 'the flipped bit');
+      assert.equal(delta('selector_mismatch'), 1, 'the authentic datagram from outside the SA’s selectors (RFC 4301 §5.2)');
     });
   }
 });

@@ -54,6 +54,8 @@ send(stranger.encrypt(inner(90), seq_num=90))          # unknown SPI
 bad = bytearray(bytes(to_edge.encrypt(inner(91), seq_num=91)))
 bad[-20] ^= 0x01                                       # a flipped bit in the ciphertext / ICV
 send(IP(bytes(bad)))
+stray = IP(src='10.0.2.99', dst=cfg['server']) / UDP(sport=41099, dport=cfg['serverPort']) / Raw(b'stray')
+send(to_edge.encrypt(stray, seq_num=92))               # authentic, from outside the SA's traffic selectors
 time.sleep(cfg['wait'])
 sniffer.stop()
 

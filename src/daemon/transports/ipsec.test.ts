@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { oracleOpen, oracleSeal } from '../../../test/support/esp-oracle.js';
 import { transportHost } from '../../../test/support/transport-host.js';
 import { PacketBatch } from '../../common/packet-batch.js';
-import { ESP_MAX_SEQUENCE, ESP_SEQUENCE_EXHAUSTED, EspDrop, espAlgorithm } from '../../onramp/ipsec/esp/index.js';
+import { ESP_MAX_SEQUENCE, ESP_SEQUENCE_EXHAUSTED, EspDrop, ROUTE_BASED, espAlgorithm } from '../../onramp/ipsec/esp/index.js';
 import type { ChildSa, EncryptionAlgorithm, EspDirectionKeys, IntegrityAlgorithm } from '../../onramp/ipsec/types.js';
 import { parseIpv4 } from '../../wire/addr.js';
 import { buildIp, buildUdp, parsePacket } from '../../wire/build.js';
@@ -56,6 +56,7 @@ function child(enc: EncryptionAlgorithm, integ: IntegrityAlgorithm | null, spiIn
     outbound: keys(enc, integ, spiOut),
     path: { localAddress: parseIpv4(EDGE), remoteAddress: parseIpv4(PEER), localPort: udp ? 4500 : 0, remotePort: udp ? 4501 : 0 },
     replayWindow: 1024,
+    selectors: ROUTE_BASED,
     createdAt,
   };
 }

@@ -397,6 +397,10 @@ export class IpsecTransport
           // Two copies in one batch: both passed check() before either was accepted.
           drop = EspDrop.Replay;
           t.replayDrops[s]++;
+        } else if (!t.admits(s, data, espPayloadOffset(alg, at), this.opened.innerLength)) {
+          // Authentic, and its sequence number recorded (RFC 4301 §5.2 step 3), but outside what the SA carries.
+          drop = EspDrop.SelectorMismatch;
+          t.otherDrops[s]++;
         } else {
           batch.offset[j] = espPayloadOffset(alg, at);
           batch.length[j] = this.opened.innerLength;

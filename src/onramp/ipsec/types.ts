@@ -127,6 +127,12 @@ export interface ChildSa {
   outbound: EspDirectionKeys;
   path: EspPath;
   replayWindow: number;
+  /**
+   * The traffic selectors the SA was negotiated with (RFC 7296 §2.9, after narrowing): `remote` the peer's (inner
+   * sources it may send from), `local` ours (inner destinations). The data path admits only decrypted packets
+   * inside them (RFC 4301 §5.2 step 4; esp/selectors.ts).
+   */
+  selectors: { local: readonly TrafficSelector[]; remote: readonly TrafficSelector[] };
   /** Monotonic ms; the engine rekeys and deletes by its own timers, the data path only counts. */
   createdAt: number;
 }

@@ -19,9 +19,10 @@ export const enum EspDrop {
   OuterFragment = 13, // a fragment of an outer packet: the underlay does not reassemble (the peer must not fragment: DF)
   CryptoFailed = 14, // OpenSSL reported an error sealing or opening (not an ICV failure)
   NotAdded = 15, // outbound: no IPsec onramp of that id (removed while its flows live)
+  SelectorMismatch = 16, // inbound: the decrypted packet lies outside the SA's traffic selectors (RFC 4301 §5.2 step 4)
 }
 
-export const ESP_DROP_COUNT = 16;
+export const ESP_DROP_COUNT = 17;
 
 /** Names for metrics and logs (control plane only). */
 export const ESP_DROP_NAMES: readonly string[] = [
@@ -41,4 +42,5 @@ export const ESP_DROP_NAMES: readonly string[] = [
   'outer_fragment',
   'crypto_failed',
   'not_added',
+  'selector_mismatch',
 ];

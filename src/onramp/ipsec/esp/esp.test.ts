@@ -26,6 +26,7 @@ import {
   readEspTrailer,
   writeEspHeader,
   writeEspTrailer,
+  ROUTE_BASED,
 } from './index.js';
 
 interface Vector {
@@ -223,7 +224,7 @@ function child(onramp: number, spiIn: number, spiOut: number, createdAt = 0, enc
     encryptionKey: new Uint8Array(alg.keyLength + alg.saltLength),
     integrityKey: alg.integKeyLength === 0 ? null : new Uint8Array(alg.integKeyLength),
   });
-  return { onramp, inbound: keys(spiIn), outbound: keys(spiOut), path: { localAddress: 1, remoteAddress: 2, localPort: 0, remotePort: 0 }, replayWindow: 1024, createdAt };
+  return { onramp, inbound: keys(spiIn), outbound: keys(spiOut), path: { localAddress: 1, remoteAddress: 2, localPort: 0, remotePort: 0 }, replayWindow: 1024, selectors: ROUTE_BASED, createdAt };
 }
 
 test('SA table: SPI lookup, make-before-break on rekey, removal, usage', () => {

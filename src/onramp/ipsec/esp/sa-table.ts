@@ -17,6 +17,7 @@ import { MAX_ONRAMP_ID } from '../../../common/ids.js';
 import type { ChildSa, ChildSaUsage, EspDirectionKeys } from '../types.js';
 import { ESP_MAX_REPLAY_WINDOW, ESP_MAX_SEQUENCE, ESP_MIN_SPI, ESP_SEQUENCE_EXHAUSTED, espAlgorithm, type EspAlgorithm } from './constants.js';
 import { EspReplayWindow } from './replay.js';
+import { InboundSelectors } from './selectors.js';
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
 /** outbound[] / lookups: no SA. */
@@ -73,6 +74,8 @@ export class EspSaTable {
   readonly algIn: Array<EspAlgorithm | null>;
   readonly algOut: Array<EspAlgorithm | null>;
   readonly replay: Array<EspReplayWindow | null>;
+  /** The inbound selector check per SA; null where the SA was negotiated for everything (route-based). */
+  readonly selectors: Array<InboundSelectors | null>;
   private readonly names: string[];
   private readonly bySpi = new Map<number, number>();
   private readonly outbound = new Int32Array(PORT_SPACE).fill(NO_SA);
@@ -102,6 +105,7 @@ export class EspSaTable {
     this.algIn = new Array<EspAlgorithm | null>(capacity).fill(null);
     this.algOut = new Array<EspAlgorithm | null>(capacity).fill(null);
     this.replay = new Array<EspReplayWindow | null>(capacity).fill(null);
+    this.selectors = new Array<InboundSelectors | null>(capacity).fill(null);
     this.names = new Array<string>(capacity).fill('');
     for (let s = capacity - 1; s >= 0; s--) this.free.push(s);
   }
@@ -128,6 +132,12 @@ export class EspSaTable {
     if (!Number.isInteger(sa.replayWindow) || sa.replayWindow < 0 || sa.replayWindow > ESP_MAX_REPLAY_WINDOW) {
       throw new RangeError(`child SA for onramp ${sa.onramp}: replay window ${sa.replayWindow} is not in 0..${ESP_MAX_REPLAY_WINDOW}`);
     }
+    let selectors: InboundSelectors | null;
+    try {
+      selectors = InboundSelectors.compile(sa.selectors.remote, sa.selectors.local);
+    } catch (e) {
+      throw new Error(`child SA for onramp ${sa.onramp}: ${(e as Error).message}`);
+    }
     const s = this.free.pop();
     if (s === undefined) throw new Error(`child SA for onramp ${sa.onramp}: the ESP SA table is full (${this.capacity} SAs)`);
     this.used[s] = 1;
@@ -151,6 +161,7 @@ export class EspSaTable {
     this.algIn[s] = algIn;
     this.algOut[s] = algOut;
     this.replay[s] = new EspReplayWindow(sa.replayWindow);
+    this.selectors[s] = selectors;
     this.names[s] = sa.inbound.integrity === null ? sa.inbound.encryption : `${sa.inbound.encryption}-${sa.inbound.integrity}`;
     this.bySpi.set(sa.inbound.spi, s);
     this.outbound[sa.onramp] = s;
@@ -166,6 +177,7 @@ export class EspSaTable {
     this.algIn[s] = null;
     this.algOut[s] = null;
     this.replay[s] = null;
+    this.selectors[s] = null;
     if (this.outbound[onramp] === s) this.outbound[onramp] = this.newestOf(onramp);
     this.free.push(s);
     return s;
@@ -177,6 +189,12 @@ export class EspSaTable {
     for (let s = 0; s < this.capacity; s++) if (this.used[s] === 1 && this.onramp[s] === onramp) slots.push(s);
     for (const s of slots) this.remove(onramp, this.spiIn[s]);
     return slots;
+  }
+
+  /** The decrypted inner packet at data[offset, offset + length) lies inside slot s's selectors. Per packet. */
+  admits(s: number, data: Uint8Array, offset: number, length: number): boolean {
+    const check = this.selectors[s];
+    return check === null || check.admits(data, offset, length);
   }
 
   /** The slot of inbound SPI `spi`, or NO_SA. Per packet: no allocation. */

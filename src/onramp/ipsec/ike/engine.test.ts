@@ -253,6 +253,9 @@ test('traffic selectors: the responder narrows a wider proposal to its configure
   assert.deepEqual(rig.b.engine.status().filter(active)[0].children[0].remoteTs, ['10.0.1.0/24']);
   assert.deepEqual(rig.a.engine.status().filter(active)[0].children[0].localTs, ['10.0.1.0/24']);
   assert.deepEqual(rig.a.engine.status().filter(active)[0].children[0].remoteTs, ['0.0.0.0/0', '::/0']);
+  // The data path gets the narrowed selectors with the SA, for its inbound check (RFC 4301 §5.2 step 4).
+  assert.deepEqual(rig.b.sink.installs[0]!.selectors.remote, [narrow]);
+  assert.deepEqual(rig.a.sink.installs[0]!.selectors.local, [narrow]);
 });
 
 // --- retransmission, message IDs ----------------------------------------------------------------------

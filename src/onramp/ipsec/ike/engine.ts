@@ -621,6 +621,7 @@ export class IkeEngine {
       outbound: { spi: outSpi, encryption: suite.encryption, integrity: suite.integrity, encryptionKey: outbound.encryptionKey, integrityKey: outbound.integrityKey },
       path: { localAddress: sa.localAddress, remoteAddress: sa.remoteAddress, localPort: udp ? sa.localPort : 0, remotePort: udp ? sa.remotePort : 0 },
       replayWindow: peer.config.replayWindow,
+      selectors: { local: localTs, remote: remoteTs },
       createdAt: now,
     });
     return child;
