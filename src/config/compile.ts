@@ -90,8 +90,10 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     preference: o.preference,
     // The pipeline clamps TCP MSS to what the tunnel carries (RFC 4459 section 3.2).
     ...(o.type === 'gre' ? { mtu: o.gre.mtu } : {}),
-    // A WireGuard peer's allowed IPs are checked by the pipeline on the packet it inspects anyway.
+    // A WireGuard peer's allowed IPs, or any other onramp's allowed_sources, are checked by the pipeline on the
+    // packet it inspects anyway (ingress filtering, BCP 38).
     ...(o.type === 'wireguard' ? { mtu: o.wireguard.mtu, allowedSources: o.wireguard.allowed_ips } : {}),
+    ...(o.type !== 'wireguard' && o.allowed_sources !== undefined ? { allowedSources: o.allowed_sources } : {}),
     // ESP's MSS clamp and too-big errors, as GRE's (the IPsec transport reads the same spec).
     ...(o.type === 'ipsec' ? { mtu: o.ipsec.mtu } : {}),
     // The edge's tunnel address: echo to it is the edge's own (probe replies, the site's probes), never a flow.

@@ -17,6 +17,8 @@ import {
 import { defaultConfig, LAB_WIREGUARD_KEYS } from '../lab/config.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { NextHopKind } from '../route/route-table.js';
+import { Drop } from '../common/drop-reasons.js';
+import { buildUdp } from '../wire/build.js';
 
 const EXAMPLE_PATH = new URL('../../docs/examples/tether.yaml', import.meta.url);
 const CONFIG_DOC_PATH = new URL('../../docs/CONFIG.md', import.meta.url);
@@ -559,4 +561,26 @@ ${GRE_ONRAMP.replace('name: t1', 'name: t1\n    site: branch')}`, 'test.yaml');
     '3:55 sites[0].failover.drain_idle_seconds: must be an integer 1..2592000 (seconds), got 0',
     '3:58 sites[0].failover.drain: unknown key "drain"; expected one of: policy, drain_idle_seconds',
   ]);
+});
+
+test('allowed_sources: a GRE, interconnect or IPsec onramp filters its inner sources (BCP 38); WireGuard uses allowed_ips', () => {
+  const cfg = loadConfig(`onramps:\n${GRE_ONRAMP}    allowed_sources: [10.0.1.0/24, 169.254.103.2/32]\n`, 'test.yaml');
+  assert.deepEqual(cfg.onramps[0]!.allowed_sources, ['10.0.1.0/24', '169.254.103.2/32']);
+  const pipeline = new Pipeline(toPipelineConfig(cfg));
+  const id = pipeline.ports.list().find((p) => p.name === 't1')!.id;
+  const from = (src: string): number => pipeline.forward(buildUdp({ src, dst: '203.0.113.10' }, { srcPort: 5000, dstPort: 53 }), 0, 28, id, 0);
+  assert.equal(from('10.0.2.10'), -Drop.SourceNotAllowed, 'a source outside the onramp’s prefixes is dropped');
+  assert.notEqual(from('10.0.1.10'), -Drop.SourceNotAllowed, 'one inside passes the filter');
+  // Absent: any source (as before).
+  assert.equal(loadConfig(`onramps:\n${GRE_ONRAMP}`, 'test.yaml').onramps[0]!.allowed_sources, undefined);
+  const k = LAB_WIREGUARD_KEYS;
+  assert.deepEqual(brief(`wireguard_devices:\n  - { name: wg0, listen_port: 51820, private_key: ${k.edgeAPrivate} }
+onramps:
+  - name: a
+    type: wireguard
+    automatic_return_routing: true
+    allowed_sources: 10.0.1.0/24
+    wireguard: { public_key: ${k.siteAPublic}, allowed_ips: 10.0.1.0/24 }
+`), ['7:22 onramps[0].allowed_sources: a WireGuard onramp accepts the sources in wireguard.allowed_ips (cryptokey routing); allowed_sources is for gre, interconnect and ipsec onramps']);
+  assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP}    allowed_sources: [10.0.1.0/33]\n`).length, 1, 'a bad prefix is named');
 });

@@ -312,6 +312,11 @@ const onrampCommon = {
   max_flows: Type.Optional(Int(0, MAX_FLOW_CAPACITY, { unit: 'flows; 0 = no quota; absent = fair share of the table' })),
   /** Absent: passive health (WireGuard handshake age only). */
   health_check: Type.Optional(HealthCheckSchema),
+  /**
+   * Inner source prefixes accepted from this onramp (ingress filtering, BCP 38 / RFC 2827); absent = any. A WireGuard
+   * onramp filters by its peer's allowed_ips instead (validate.ts refuses both).
+   */
+  allowed_sources: Type.Optional(List(Prefix, 'prefixes', { minItems: 1, description: 'inner source prefixes accepted from this onramp; absent = any (WireGuard: allowed_ips)' })),
 };
 
 export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });

@@ -124,6 +124,9 @@ class Relations {
       if (o.site !== undefined && !this.siteNames.has(o.site)) this.noSuch(`${p}.site`, 'site', o.site, this.siteNames, '; leave site out for an onramp that is a site of its own');
       const ok = o.type === 'wireguard' ? this.peer(o, devices) : o.type === 'gre' ? this.gre(o) : o.type === 'ipsec' ? this.ipsec(o) : true;
       if (!ok) this.r.incomplete.add(o);
+      if (o.type === 'wireguard' && o.allowed_sources !== undefined) {
+        this.p.fail(`${p}.allowed_sources`, 'a WireGuard onramp accepts the sources in wireguard.allowed_ips (cryptokey routing); allowed_sources is for gre, interconnect and ipsec onramps');
+      }
       this.healthCheck(o);
     }
     this.p.unique(onramps.map((o) => [o.name, `${this.path(o)}.name`]), 'onramp name');
