@@ -238,6 +238,24 @@ describe('IpsecTransport, the rest', () => {
     }
   });
 
+  it('update moves the local address (claims follow) and leaves everything as it was when the new one cannot be had', () => {
+    const { u, t } = rig();
+    const other = new Keeper();
+    const MOVED = '192.0.2.9';
+    const TAKEN = '192.0.2.10';
+    u.claimUdp(parseIpv4(TAKEN), 500, other);
+    t.installChild(child('aes128gcm16', null, 0x1000, 0x2000, false));
+    assert.throws(() => t.update({ type: 'ipsec', name: 'site-x', local: TAKEN }, ONRAMP), /UDP port 500 on that address is already claimed/);
+    assert.throws(() => t.update({ type: 'ipsec', name: 'site-x', local: 'fd00::1' }, ONRAMP), /is not IPv4/);
+    // Still on EDGE: its ports are ours (another claim there fails), and nothing was left claimed on TAKEN.
+    assert.throws(() => u.claimUdp(parseIpv4(EDGE), 4500, other), /already claimed/);
+    u.claimUdp(parseIpv4(TAKEN), 4500, other);
+    t.update({ type: 'ipsec', name: 'site-x', local: MOVED }, ONRAMP);
+    u.claimUdp(parseIpv4(EDGE), 500, other);
+    assert.throws(() => u.claimUdp(parseIpv4(MOVED), 500, other), /already claimed/);
+    assert.equal(t.table.size, 1, 'the SAs stay (the IKE engine re-establishes them if the peer cannot follow)');
+  });
+
   it('refuses a child SA for an onramp it does not hold, and removing the onramp takes its SAs', () => {
     const { t } = rig();
     assert.throws(() => t.installChild({ ...child('aes128gcm16', null, 0x1000, 0x2000, false), onramp: 6 }), /no IPsec onramp 6/);

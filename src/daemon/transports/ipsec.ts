@@ -177,15 +177,7 @@ export class IpsecTransport
 
   add(o: IpsecTransportOnramp, id: number): void {
     if (this.locals.has(id)) throw new Error(`onramp ${o.name}: IPsec onramp ${id} exists already`);
-    const addr = parseIpv4(o.local);
-    if (addr < 0) throw new Error(`onramp ${o.name}: local address ${o.local} is not IPv4`);
-    this.claim(addr, o.name);
-    try {
-      this.underlay.addEndpoint(o.local);
-    } catch (e) {
-      this.unclaim(addr);
-      throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
-    }
+    this.attach(o);
     this.locals.set(id, o.local);
     this.configuredMtu[id] = o.mtu ?? NO_MTU;
     this.updateMtu(id);
@@ -197,12 +189,9 @@ export class IpsecTransport
     const old = this.locals.get(id);
     if (old === undefined) throw new Error(`onramp ${o.name}: no IPsec onramp ${id}`);
     if (old !== o.local) {
-      const addr = parseIpv4(o.local);
-      if (addr < 0) throw new Error(`onramp ${o.name}: local address ${o.local} is not IPv4`);
-      this.claim(addr, o.name);
-      this.underlay.addEndpoint(o.local);
-      this.underlay.removeEndpoint(old);
-      this.unclaim(parseIpv4(old));
+      // The new address first (nothing changed if that fails), then the old one goes.
+      this.attach(o);
+      this.detach(old);
       this.locals.set(id, o.local);
     }
     this.configuredMtu[id] = o.mtu ?? NO_MTU;
@@ -216,8 +205,7 @@ export class IpsecTransport
     this.host.delivery.clear(id, this);
     for (const s of this.table.removeOnramp(id)) this.crypto.remove(s);
     this.locals.delete(id);
-    this.underlay.removeEndpoint(local);
-    this.unclaim(parseIpv4(local));
+    this.detach(local);
     this.mtu[id] = 0;
   }
 
@@ -538,6 +526,25 @@ export class IpsecTransport
   }
 
   // --- helpers (control plane) ----------------------------------------------------------------------------
+
+  /** The onramp's local address: its UDP 500/4500 claims and endpoint route; on failure nothing is left behind. */
+  private attach(o: IpsecTransportOnramp): void {
+    const addr = parseIpv4(o.local);
+    if (addr < 0) throw new Error(`onramp ${o.name}: local address ${o.local} is not IPv4`);
+    this.claim(addr, o.name);
+    try {
+      this.underlay.addEndpoint(o.local);
+    } catch (e) {
+      this.unclaim(addr);
+      throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Undoes attach() for a local address. */
+  private detach(local: string): void {
+    this.underlay.removeEndpoint(local);
+    this.unclaim(parseIpv4(local));
+  }
 
   private claim(addr: number, name: string): void {
     const users = this.claims.get(addr) ?? 0;
