@@ -2,7 +2,7 @@
 // transport (test/support/esp-edge.ts) in one namespace, scapy's ESP as the site router in another
 // (test/support/esp-peer.py, static keys), a UDP echo server in a third. The child SA is installed through
 // installChild. For raw ESP (IP protocol 50) and ESP in UDP 4500, with AES-GCM and AES-CBC + HMAC-SHA2: the site's
-// datagrams are decrypted, reach the server, and the replies come back encrypted and decrypt at scapy; a replayed
+// datagrams (IPv4 and IPv6 inside) are decrypted, reach the server, and the replies come back encrypted and decrypt at scapy; a replayed
 // packet, an unknown SPI, a flipped bit and an authentic packet from outside the SA's selectors are counted drops. Namespaces tt-<pid>-esp*; those of dead runs go first.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -19,6 +19,8 @@ const INNER = `tei${process.pid}`;
 const EDGE = '192.168.104.1';
 const PEER = '192.168.104.2';
 const SERVER = '10.10.0.2';
+const SERVER6 = 'fd00:10::2';
+const SITE_HOST6 = 'fd00:1::10';
 const SERVER_PORT = 7007;
 const ONRAMP = 3;
 const SCAPY_PYTHON = '/usr/bin/python3';
@@ -26,14 +28,18 @@ const DATAGRAMS = 3;
 const SNIFF_SECONDS = 2;
 const CHILD_READY_MS = 15_000;
 const ANY4 = { family: 4, start: '0.0.0.0', end: '255.255.255.255', protocol: 0, startPort: 0, endPort: 0xffff };
+const ANY6 = { family: 6, start: '::', end: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', protocol: 0, startPort: 0, endPort: 0xffff };
 
 const ECHO = `
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('${SERVER}', ${SERVER_PORT}))
+import select, socket
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s4.bind(('${SERVER}', ${SERVER_PORT}))
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s6.bind(('${SERVER6}', ${SERVER_PORT}))
 while True:
-    m, a = s.recvfrom(2048)
-    s.sendto(b'echo:' + m, a)
+    for s in select.select([s4, s6], [], [])[0]:
+        m, a = s.recvfrom(2048)
+        s.sendto(b'echo:' + m, a)
 `;
 
 function removeOwn(): void {
@@ -60,14 +66,16 @@ function buildTopology(): void {
     ip addr add 192.168.104.254/24 dev veth-e; ip link set veth-e up
     echo 1 > /proc/sys/net/ipv4/conf/veth-e/proxy_arp
     echo 0 > /proc/sys/net/ipv4/neigh/veth-e/proxy_delay
-    ip addr add 10.10.0.1/24 dev veth-s; ip link set veth-s up`);
+    ip addr add 10.10.0.1/24 dev veth-s; ip addr add fd00:10::1/64 dev veth-s nodad; ip link set veth-s up
+    echo 1 > /proc/sys/net/ipv6/conf/all/forwarding`);
   nsSh(NS.peer, `
     ip link set lo up
     ip addr add ${PEER}/24 dev veth-p; ip link set veth-p up`);
   nsSh(NS.srv, `
     ip link set lo up
-    ip addr add ${SERVER}/24 dev veth-v; ip link set veth-v up
-    ip route add default via 10.10.0.1`);
+    ip addr add ${SERVER}/24 dev veth-v; ip addr add ${SERVER6}/64 dev veth-v nodad; ip link set veth-v up
+    ip route add default via 10.10.0.1
+    ip -6 route add default via fd00:10::1`);
 }
 
 interface Reply {
@@ -135,7 +143,7 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
     echo = spawn('ip', ['netns', 'exec', NS.srv, SCAPY_PYTHON, '-c', ECHO], { stdio: 'ignore' });
     const proc = spawn(
       'ip',
-      ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'test/support/esp-edge.ts', JSON.stringify({ underlay: UNDERLAY, inner: INNER, local: EDGE, onramp: ONRAMP, siteNet: '10.0.1.0/24' })],
+      ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'test/support/esp-edge.ts', JSON.stringify({ underlay: UNDERLAY, inner: INNER, local: EDGE, onramp: ONRAMP, siteNet: '10.0.1.0/24', siteNet6: 'fd00:1::/64' })],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     child = new EdgeChild(proc);
@@ -166,11 +174,14 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
         path: { localAddress: parseIpv4(EDGE), remoteAddress: parseIpv4(PEER), localPort: v.udp ? 4500 : 0, remotePort: v.udp ? 4501 : 0 },
         replayWindow: 1024,
         // As if narrowed to the site's 10.0.1.0/24 (RFC 7296 §2.9): the stray datagram from 10.0.2.99 is refused.
-        selectors: { local: [ANY4], remote: [{ ...ANY4, start: '10.0.1.0', end: '10.0.1.255' }] },
+        selectors: {
+          local: [ANY4, ANY6],
+          remote: [{ ...ANY4, start: '10.0.1.0', end: '10.0.1.255' }, { ...ANY6, start: 'fd00:1::', end: 'fd00:1::ffff:ffff:ffff:ffff' }],
+        },
       };
       const before = await child!.command(`install ${JSON.stringify(sa)}`);
       const peer = spawnSync('ip', ['netns', 'exec', NS.peer, SCAPY_PYTHON, 'test/support/esp-peer.py', JSON.stringify({
-        iface: 'veth-p', local: PEER, edge: EDGE, udp: v.udp, peerPort: 4501, server: SERVER, serverPort: SERVER_PORT, count: DATAGRAMS, wait: SNIFF_SECONDS,
+        iface: 'veth-p', local: PEER, edge: EDGE, udp: v.udp, peerPort: 4501, server: SERVER, server6: SERVER6, serverPort: SERVER_PORT, count: DATAGRAMS, wait: SNIFF_SECONDS,
         toEdge: { spi: inSpi, crypt: v.scapyCrypt, ckey: keyIn, auth: v.scapyAuth, akey: ikeyIn },
         fromEdge: { spi: outSpi, crypt: v.scapyCrypt, ckey: keyOut, auth: v.scapyAuth, akey: ikeyOut },
       })], { encoding: 'utf8', timeout: 60_000 });
@@ -180,9 +191,11 @@ describe('ESP data path with scapy as the site (real interfaces, root)', () => {
       console.log(`  ${v.name}: ${got.replies.length} replies decrypted at scapy; edge drops ${JSON.stringify(st.status!.drops)}`);
       assert.deepEqual(got.errors, [], 'every ESP packet from the edge decrypts at scapy');
       const payloads = got.replies.map((r) => r.payload).sort();
-      assert.deepEqual(payloads, Array.from({ length: DATAGRAMS }, (_, k) => `echo:esp-e2e ${k + 1}`), `replies: ${JSON.stringify(got.replies)}; edge stderr: ${child!.stderr}`);
+      const expected = Array.from({ length: DATAGRAMS }, (_, k) => [`echo:esp-e2e ${k + 1}`, `echo:esp-e2e v6 ${k + 1}`]).flat().sort();
+      assert.deepEqual(payloads, expected, `replies: ${JSON.stringify(got.replies)}; edge stderr: ${child!.stderr}`);
       for (const r of got.replies) {
-        assert.deepEqual([r.src, r.dst], [SERVER, '10.0.1.10']);
+        const v6 = r.payload.includes('v6');
+        assert.deepEqual([r.src, r.dst], v6 ? [SERVER6, SITE_HOST6] : [SERVER, '10.0.1.10'], 'IPv4 and IPv6 inside one IPv4 tunnel');
         assert.equal(r.encap, v.udp ? 'udp' : 'esp');
       }
       const delta = (name: string): number => (st.status!.drops[name] ?? 0) - (before.status!.drops[name] ?? 0);

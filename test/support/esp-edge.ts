@@ -22,7 +22,7 @@ import type { ChildSa, EspDirectionKeys } from '../../src/onramp/ipsec/types.js'
 import { sh } from './netns.js';
 
 const BATCH = 64;
-const cfg = JSON.parse(process.argv[2]) as { underlay: string; inner: string; local: string; onramp: number; siteNet: string };
+const cfg = JSON.parse(process.argv[2]) as { underlay: string; inner: string; local: string; onramp: number; siteNet: string; siteNet6?: string };
 const log = { info() {}, debug() {}, warn: (o: object, m?: string) => console.error('warn', m, JSON.stringify(o)), error: (o: object, m?: string) => console.error('error', m, JSON.stringify(o)) };
 const host: TransportHost = {
   log,
@@ -42,10 +42,16 @@ ipsec.add({ type: 'ipsec', name: 'site-esp', local: cfg.local }, cfg.onramp);
 const utun = underlay.open();
 const inner = openTun(cfg.inner);
 disableRpFilter(cfg.inner);
-// No IPv6 on the stand-in for the pipeline: the kernel's router solicitations would go into the tunnel.
-writeFileSync(`/proc/sys/net/ipv6/conf/${cfg.inner}/disable_ipv6`, '1\n');
+if (cfg.siteNet6 === undefined) {
+  // No IPv6 on the stand-in for the pipeline: the kernel's router solicitations would go into the tunnel.
+  writeFileSync(`/proc/sys/net/ipv6/conf/${cfg.inner}/disable_ipv6`, '1\n');
+} else {
+  // IPv6 inside, but no address of the TUN's own (no link-local: nothing of the kernel's goes into the tunnel).
+  writeFileSync(`/proc/sys/net/ipv6/conf/${cfg.inner}/addr_gen_mode`, '1\n');
+}
 sh('ip', 'link', 'set', cfg.inner, 'up');
 sh('ip', 'route', 'replace', cfg.siteNet, 'dev', cfg.inner);
+if (cfg.siteNet6 !== undefined) sh('ip', '-6', 'route', 'replace', cfg.siteNet6, 'dev', cfg.inner);
 const innerOut = host.outputs.add(inner);
 
 // Underlay → demux (ESP opened in one call per batch) → the onramp's inner packets into the inner TUN.
