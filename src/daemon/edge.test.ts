@@ -38,6 +38,10 @@ const DC_HOST = '172.16.0.20';
 const SERVER = '203.0.113.10';
 const ECHO_PORT = 7;
 const POOL = '198.51.100.1';
+// IPv6 beside IPv4 on the same links (documentation and ULA prefixes).
+const DC_HOST6 = 'fd00:dc::20';
+const SERVER6 = '2001:db8:113::10';
+const POOL6 = '2001:db8:51::1';
 const WG_EDGE = '192.168.101.1';
 const WG_SITE = '192.168.101.2';
 const WG_PORT = 51820;
@@ -64,6 +68,9 @@ function buildTopology(NS: Namespaces, GRE_TUN: string): void {
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-gre', 'type', 'veth', 'peer', 'name', 'gre0', 'netns', NS.gre);
   nsSh(NS.edge, `
     echo 1 > /proc/sys/net/ipv4/ip_forward
+    echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
+    ip addr add fd00:31::1/64 dev veth-dc nodad
+    ip addr add 2001:db8:200::1/64 dev veth-inet nodad
     for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
     ip addr add 172.31.0.1/30 dev veth-dc; ip link set veth-dc up
     ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
@@ -72,15 +79,23 @@ function buildTopology(NS: Namespaces, GRE_TUN: string): void {
     ip addr add 192.168.103.254/24 dev veth-gre; ip link set veth-gre up
     echo 1 > /proc/sys/net/ipv4/conf/veth-gre/proxy_arp
     ip route add default via 192.168.200.2
-    ip route add 172.16.0.0/24 via 172.31.0.2`);
+    ip route add 172.16.0.0/24 via 172.31.0.2
+    ip -6 route add default via 2001:db8:200::2
+    ip -6 route add fd00:dc::/64 via fd00:31::2`);
   nsSh(NS.dc, `
     ip addr add 172.31.0.2/30 dev dc0; ip link set dc0 up
     ip addr add ${DC_HOST}/32 dev lo
-    ip route add default via 172.31.0.1`);
+    ip route add default via 172.31.0.1
+    ip addr add fd00:31::2/64 dev dc0 nodad
+    ip addr add ${DC_HOST6}/128 dev lo
+    ip -6 route add default via fd00:31::1`);
   nsSh(NS.inet, `
     ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
     ip addr add ${SERVER}/32 dev lo
-    ip route add 198.51.100.0/24 via 192.168.200.1`);
+    ip route add 198.51.100.0/24 via 192.168.200.1
+    ip addr add 2001:db8:200::2/64 dev inet0 nodad
+    ip addr add ${SERVER6}/128 dev lo
+    ip -6 route add 2001:db8:51::/64 via 2001:db8:200::1`);
   nsSh(NS.site, `
     ip addr add ${WG_SITE}/24 dev site0; ip link set site0 up`);
   // The GRE site router's endpoint .2 lives behind a TUN the test process holds: the namespace forwards
@@ -141,10 +156,12 @@ ${SITE_A_WG_ONRAMP}  - name: site-gre-tunnel
     gre: { local: ${GRE_EDGE}, remote: ${GRE_SITE} }
 routes:
   - { prefix: 0.0.0.0/0, next_hop: internet }
+  - { prefix: "::/0", next_hop: internet }
   - { prefix: 172.16.0.0/24, next_hop: { onramp: dc-link } }
+  - { prefix: "fd00:dc::/64", next_hop: { onramp: dc-link } }
 egress:
   interface: tt-egress
-  addresses: [${POOL}]
+  addresses: [${POOL}, "${POOL6}"]
 `;
 }
 
@@ -166,21 +183,25 @@ function collect(child: ChildProcess, what: string): Promise<string> {
   });
 }
 
-/** A UDP echo server that answers with who wrote to it; prints "ready" once bound. */
+/** A UDP echo server (IPv4 and IPv6) that answers with who wrote to it; prints "ready" once both are bound. */
 const ECHO_SERVER = `
 import dgram from 'node:dgram';
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => s.send(JSON.stringify({ seen: r.address + ':' + r.port, data: m.toString() }), r.port, r.address));
-s.bind(${ECHO_PORT}, '${SERVER}', () => console.log('ready'));
+let bound = 0;
+for (const [type, address] of [['udp4', '${SERVER}'], ['udp6', '${SERVER6}']]) {
+  const s = dgram.createSocket(type);
+  s.on('message', (m, r) => s.send(JSON.stringify({ seen: r.address + ':' + r.port, data: m.toString() }), r.port, r.address));
+  s.bind(${ECHO_PORT}, address, () => { if (++bound === 2) console.log('ready'); });
+}
 setTimeout(() => process.exit(0), ${CHILD_TIMEOUT_MS * 2});`;
 
-/** Sends one datagram from bind address:port to SERVER:7 and prints the reply with its source. */
+/** Sends one datagram from bind address:port to the server's address of the same family, port 7, and prints the reply with its source. */
 const UDP_CLIENT = `
 import dgram from 'node:dgram';
 const [bind, port, text] = process.argv.slice(1);
-const s = dgram.createSocket('udp4');
+const v6 = bind.includes(':');
+const s = dgram.createSocket(v6 ? 'udp6' : 'udp4');
 s.on('message', (m, r) => { console.log(JSON.stringify({ from: r.address + ':' + r.port, reply: JSON.parse(m.toString()) })); process.exit(0); });
-s.bind(Number(port), bind, () => s.send(text, ${ECHO_PORT}, '${SERVER}'));
+s.bind(Number(port), bind, () => s.send(text, ${ECHO_PORT}, v6 ? '${SERVER6}' : '${SERVER}'));
 setTimeout(() => { console.error('no reply'); process.exit(3); }, ${CHILD_TIMEOUT_MS});`;
 
 interface Daemon {
@@ -274,6 +295,14 @@ describe('tether run (real interfaces, root)', () => {
     assert.equal(got.from, `${SERVER}:${ECHO_PORT}`);
     assert.equal(got.reply.data, 'from-dc');
     assert.equal(got.reply.seen.split(':')[0], POOL, 'the server sees the egress pool address');
+  });
+
+  it('carries an IPv6 datagram from the data center over the same interconnect to the Internet (NAT to the IPv6 pool) and back', async () => {
+    const out = await nsNode(NS.dc, UDP_CLIENT, [DC_HOST6, '5556', 'from-dc-v6']).done;
+    const got = JSON.parse(out) as { from: string; reply: { seen: string; data: string } };
+    assert.equal(got.from, `${SERVER6}:${ECHO_PORT}`);
+    assert.equal(got.reply.data, 'from-dc-v6');
+    assert.equal(got.reply.seen.slice(0, got.reply.seen.lastIndexOf(':')), POOL6, 'the server sees the IPv6 pool address');
   });
 
   it('a WireGuard site completes a handshake over the underlay and its datagram reaches the Internet and back', async () => {
@@ -578,6 +607,8 @@ describe('planNetwork', () => {
       'route replace 198.51.100.1/32 dev tt-egress',
       'rule add iif veth-dc lookup 1004 priority 1004',
       'route replace default dev tt-ic-4 table 1004',
+      '-6 rule add iif veth-dc lookup 1004 priority 1004',
+      '-6 route replace default dev tt-ic-4 table 1004',
     ]);
     assert.deepEqual(steps.filter((s) => s.undo).map((s) => s.undo?.join(' ')), [
       'route del 192.168.101.1/32 dev tt-underlay',
@@ -585,6 +616,10 @@ describe('planNetwork', () => {
       'route del 198.51.100.1/32 dev tt-egress',
       'rule del iif veth-dc lookup 1004 priority 1004',
       'route del default dev tt-ic-4 table 1004',
+      '-6 rule del iif veth-dc lookup 1004 priority 1004',
+      '-6 route del default dev tt-ic-4 table 1004',
     ]);
+    const v4only = planNetwork({ underlay: 'u', endpoints: [], egress: null, interconnects: [{ onrampId: 4, link: 'veth-dc', tun: 'tt-ic-4' }], mtu: 1500, ipv6: false });
+    assert.ok(v4only.every((s) => s.args[0] !== '-6'), 'no IPv6 steps where the namespace has no IPv6');
   });
 });

@@ -11,7 +11,7 @@
  * start and stop only) and returns what it managed to do, so that a half-done start can be undone.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /**
  * Policy-routing table (and rule priority) of interconnect onramp n: 1000 + n, clear of the kernel's reserved
@@ -32,6 +32,8 @@ export interface NetworkSpec {
   egress: { tun: string; addresses: string[] } | null;
   interconnects: Array<{ onrampId: number; link: string; tun: string }>;
   mtu: number;
+  /** The namespace has IPv6 (ipv6Enabled()): interconnect links get IPv6 rules too. Default true. */
+  ipv6?: boolean;
 }
 
 /** One `ip` invocation and the one that takes it back (null: nothing to undo; the TUN goes with its fd). */
@@ -78,19 +80,35 @@ export function planLink(name: string, mtu: number): IpStep {
   return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(TUN_TX_QUEUE_PACKETS), 'up'], undo: null };
 }
 
-/** The rule and the default route that send everything arriving on an interconnect's link into its TUN. */
-export function planInterconnect(ic: NetworkSpec['interconnects'][number]): IpStep[] {
+/**
+ * The rule and the default route that send everything arriving on an interconnect's link into its TUN, for IPv4
+ * and, where the namespace has IPv6 (`ipv6`, see ipv6Enabled), for IPv6 too: the rules and tables of the two
+ * families are separate in Linux, and a link carries both.
+ */
+export function planInterconnect(ic: NetworkSpec['interconnects'][number], ipv6 = true): IpStep[] {
   const table = String(interconnectTable(ic.onrampId));
+  const families = ipv6 ? [[], ['-6']] : [[]];
   // Everything arriving on the link: forwarded traffic goes to tether; the local table's
   // rule (priority 0) still comes first, so the edge's own addresses on the link keep answering.
-  const rule = ['rule', 'add', 'iif', ic.link, 'lookup', table, 'priority', table];
-  return [
-    { args: rule, undo: ['rule', 'del', 'iif', ic.link, 'lookup', table, 'priority', table] },
+  return families.flatMap((family) => [
     {
-      args: ['route', 'replace', 'default', 'dev', ic.tun, 'table', table],
-      undo: ['route', 'del', 'default', 'dev', ic.tun, 'table', table],
+      args: [...family, 'rule', 'add', 'iif', ic.link, 'lookup', table, 'priority', table],
+      undo: [...family, 'rule', 'del', 'iif', ic.link, 'lookup', table, 'priority', table],
     },
-  ];
+    {
+      args: [...family, 'route', 'replace', 'default', 'dev', ic.tun, 'table', table],
+      undo: [...family, 'route', 'del', 'default', 'dev', ic.tun, 'table', table],
+    },
+  ]);
+}
+
+/** IPv6 is on in this process's network namespace (a kernel booted with ipv6.disable=1 has no /proc/sys/net/ipv6). */
+export function ipv6Enabled(): boolean {
+  try {
+    return readFileSync('/proc/sys/net/ipv6/conf/all/disable_ipv6', 'utf8').trim() === '0';
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -102,7 +120,7 @@ export function planNetwork(spec: NetworkSpec): IpStep[] {
   for (const name of tunNames(spec)) steps.push(planLink(name, spec.mtu));
   for (const addr of spec.endpoints) steps.push(hostRoute(addr, spec.underlay));
   if (spec.egress) for (const addr of spec.egress.addresses) steps.push(hostRoute(addr, spec.egress.tun));
-  for (const ic of spec.interconnects) steps.push(...planInterconnect(ic));
+  for (const ic of spec.interconnects) steps.push(...planInterconnect(ic, spec.ipv6 ?? true));
   return steps;
 }
 

@@ -12,7 +12,7 @@ import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { InterconnectOnrampConfig } from '../../config/index.js';
 import type { TunDevice } from '../../io/tun.js';
-import { ip, KernelObjects, interconnectTunName, planInterconnect } from '../network.js';
+import { ip, ipv6Enabled, KernelObjects, interconnectTunName, planInterconnect } from '../network.js';
 import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
 import type { OnrampTransport, Output, TransportHost } from './transport.js';
 
@@ -133,7 +133,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   private openOne(ic: Interconnect): void {
     const name = interconnectTunName(ic.id);
-    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }));
+    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }, ipv6Enabled()));
     ic.owned = owned;
     this.portOut[ic.id] = owned.out;
     this.host.readPlain(owned.tun, ic.id);
