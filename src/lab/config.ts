@@ -129,7 +129,7 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
   }] : [];
   return validateConfig({
     ...cfg,
-    sites: [...cfg.sites, ...(opts.ipsecSite ? [{ name: 'site-d', description: 'IPsec branch (lab): strongSwan, the same LAN again', prefixes: [LAB.siteLan] }] : []), {
+    sites: [...cfg.sites, ...(opts.ipsecSite ? [{ name: 'site-d', description: 'IPsec branch (lab): strongSwan, the same LAN again', prefixes: [LAB.siteLan, LAB.siteLan6] }] : []), {
       name: 'site-c', description: 'dual-tunnel branch (lab): primary and backup WireGuard, same LAN again', prefixes: [LAB.siteLan],
       failover,
     }],
@@ -146,8 +146,11 @@ export function labTopologyConfig(opts: LabConfigOptions = {}): TetherConfig {
     ],
     // The data center reaches site-c's LAN over the primary, over the backup while the primary's health penalty
     // makes it lose (docs/HEALTH.md). Scoped to the data center's flows: the LAN overlaps every other site's.
+    // With site-d, IPv6 inside: the Internet over IPv6, NATed to the IPv6 pool address.
+    ...(opts.ipsecSite && cfg.egress !== undefined ? { egress: { ...cfg.egress, addresses: [...cfg.egress.addresses, LAB.internet6.poolAddress] } } : {}),
     routes: [
       ...cfg.routes,
+      ...(opts.ipsecSite ? [{ prefix: '::/0', next_hop: 'internet' }] : []),
       { prefix: LAB.siteLan, next_hop: { onramp: SITE_C_ONRAMPS.primary }, priority: SITE_C_ROUTE_PRIORITY.primary, site: 'dc' },
       { prefix: LAB.siteLan, next_hop: { onramp: SITE_C_ONRAMPS.backup }, priority: SITE_C_ROUTE_PRIORITY.backup, site: 'dc' },
     ],

@@ -67,7 +67,7 @@ Promise.all(Array.from({ length: Math.min(Number(concurrency), total) }, worker)
 const UDP_CLIENT = `
 const dgram = require('node:dgram');
 const [dst, port, payloadHex, timeoutMs, sourcePort] = process.argv.slice(1);
-const s = dgram.createSocket('udp4');
+const s = dgram.createSocket(dst.includes(':') ? 'udp6' : 'udp4');
 const finish = (r) => { process.stdout.write(JSON.stringify(r)); process.exit(0); };
 s.on('error', (e) => finish(e.code === 'ECONNREFUSED' ? { kind: 'refused' } : { kind: 'error', error: e.code || e.message }));
 s.on('message', (m, rinfo) => finish({ kind: 'reply', payload: m.toString('utf8'), from: { address: rinfo.address, port: rinfo.port } }));

@@ -343,6 +343,14 @@ async function buildNetwork(names: LabNames): Promise<void> {
   await ip(edge, ['route', 'add', 'default', 'via', LAB.internet.router]);
   await ip(names.internet, ['addr', 'add', `${LAB.internet.server}/32`, 'dev', 'lo']);
   await ip(names.internet, ['route', 'add', LAB.internet.pool, 'via', LAB.internet.edge]);
+  // The same over IPv6 (no DAD: the link is ours alone, and a tentative address would delay the first packets).
+  const i6 = LAB.internet6;
+  await sysctl(edge, 'net.ipv6.conf.all.forwarding', 1);
+  await ip(edge, ['addr', 'add', `${i6.edge}/${i6.prefixLength}`, 'dev', LINKS.edgeToInternet, 'nodad']);
+  await ip(names.internet, ['addr', 'add', `${i6.router}/${i6.prefixLength}`, 'dev', LINKS.towardEdge, 'nodad']);
+  await ip(edge, ['-6', 'route', 'add', 'default', 'via', i6.router]);
+  await ip(names.internet, ['addr', 'add', `${i6.server}/128`, 'dev', 'lo']);
+  await ip(names.internet, ['-6', 'route', 'add', i6.pool, 'via', i6.edge]);
 
   // Data center.
   const dc = LAB.dc;
@@ -502,7 +510,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
       writeState(state);
     }
     const servers = [
-      startServers(names, 'inet-servers', names.internet, LAB.internet.server),
+      startServers(names, 'inet-servers', names.internet, `${LAB.internet.server},${LAB.internet6.server}`),
       startServers(names, 'dc-servers', names.dc, LAB.dc.server),
     ];
     state.processes.push(...servers);

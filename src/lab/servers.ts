@@ -10,8 +10,9 @@
  *     download (failover.ts has the receiver's).
  * Nothing listens on UDP 9: the kernel answers there with ICMP port unreachable.
  *
- * Usage: node --import tsx src/lab/servers.ts --name inet --address 203.0.113.10 [--http 80] [--udp 7]
- * Prints one JSON line {"ready":true,...} once both are listening; logs one line per request.
+ * Usage: node --import tsx src/lab/servers.ts --name inet --address 203.0.113.10[,2001:db8:113::10] [--http 80] [--udp 7]
+ * Every address (IPv4 or IPv6, comma-separated) gets both servers. Prints one JSON line {"ready":true,...} once all
+ * are listening; logs one line per request.
  */
 import { createSocket } from 'node:dgram';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
@@ -57,55 +58,60 @@ function main(): void {
     },
   });
   if (values.address === undefined) throw new Error('servers.ts: --address is required');
-  const address = values.address;
+  const addresses = values.address.split(',');
   const name = values.name ?? 'server';
   const instance = randomBytes(4).toString('hex');
   let n = 0;
-  let waiting = 2;
+  let waiting = 2 * addresses.length;
   const ready = (): void => {
-    if (--waiting === 0) console.log(JSON.stringify({ ready: true, server: name, address, http: Number(values.http), udp: Number(values.udp) }));
+    if (--waiting === 0) console.log(JSON.stringify({ ready: true, server: name, address: addresses.join(','), http: Number(values.http), udp: Number(values.udp) }));
   };
-
-  const http = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://server');
-    const bytes = Number(url.searchParams.get('bytes'));
-    if (url.pathname === DOWNLOAD_PATH && Number.isSafeInteger(bytes) && bytes >= 0 && bytes <= MAX_DOWNLOAD_BYTES) {
-      console.log(JSON.stringify({ download: { bytes, client: { address: req.socket.remoteAddress, port: req.socket.remotePort } } }));
-      return download(res, bytes);
-    }
-    const reply: ServerReply = {
-      server: name,
-      instance,
-      n: ++n,
-      client: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
-      path: `${req.method} ${req.url}`,
-    };
-    const body = JSON.stringify(reply);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
-    res.end(body);
-    console.log(JSON.stringify({ http: reply }));
-  });
-  http.on('error', (e) => { console.error(`http server on ${address}:${values.http}: ${e.message}`); process.exit(1); });
-  http.listen(Number(values.http), address, ready);
-
-  const udp = createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
-    const reply: ServerReply = {
-      server: name,
-      instance,
-      n: ++n,
-      client: { address: rinfo.address, port: rinfo.port },
-      payload: msg.toString('utf8'),
-    };
-    udp.send(JSON.stringify(reply), rinfo.port, rinfo.address);
-    console.log(JSON.stringify({ udp: reply }));
-  });
-  udp.on('error', (e) => { console.error(`udp echo on ${address}:${values.udp}: ${e.message}`); process.exit(1); });
-  udp.bind(Number(values.udp), address, ready);
-
-  const stop = (): void => { http.close(); udp.close(); process.exit(0); };
+  const closers: Array<() => void> = [];
+  for (const address of addresses) closers.push(serve(address));
+  const stop = (): void => { for (const close of closers) close(); process.exit(0); };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  /** Both servers on one address; returns what closes them. */
+  function serve(address: string): () => void {
+    const http = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://server');
+      const bytes = Number(url.searchParams.get('bytes'));
+      if (url.pathname === DOWNLOAD_PATH && Number.isSafeInteger(bytes) && bytes >= 0 && bytes <= MAX_DOWNLOAD_BYTES) {
+        console.log(JSON.stringify({ download: { bytes, client: { address: req.socket.remoteAddress, port: req.socket.remotePort } } }));
+        return download(res, bytes);
+      }
+      const reply: ServerReply = {
+        server: name,
+        instance,
+        n: ++n,
+        client: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
+        path: `${req.method} ${req.url}`,
+      };
+      const body = JSON.stringify(reply);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      console.log(JSON.stringify({ http: reply }));
+    });
+    http.on('error', (e) => { console.error(`http server on ${address}:${values.http}: ${e.message}`); process.exit(1); });
+    http.listen(Number(values.http), address, ready);
+
+    const udp = createSocket(address.includes(':') ? 'udp6' : 'udp4');
+    udp.on('message', (msg, rinfo) => {
+      const reply: ServerReply = {
+        server: name,
+        instance,
+        n: ++n,
+        client: { address: rinfo.address, port: rinfo.port },
+        payload: msg.toString('utf8'),
+      };
+      udp.send(JSON.stringify(reply), rinfo.port, rinfo.address);
+      console.log(JSON.stringify({ udp: reply }));
+    });
+    udp.on('error', (e) => { console.error(`udp echo on ${address}:${values.udp}: ${e.message}`); process.exit(1); });
+    udp.bind(Number(values.udp), address, ready);
+    return () => { http.close(); udp.close(); };
+  }
 }
 
 main();

@@ -49,8 +49,8 @@ export function siteDStrongSwanOptions(names: LabNames): StrongSwanOptions {
     psk: d.psk,
     ikeProposals: [d.ikeProposal],
     espProposals: [d.espProposal],
-    localTs: [LAB.siteLan],
-    remoteTs: ['0.0.0.0/0'],
+    localTs: [LAB.siteLan, LAB.siteLan6],
+    remoteTs: ['0.0.0.0/0', '::/0'],
     startAction: 'none',
     dpdDelaySeconds: 10,
     tunMtu: d.lanMtu,
@@ -75,6 +75,7 @@ export async function buildSiteD(names: LabNames): Promise<void> {
   await sysctl(router, 'net.ipv4.ip_forward', 1);
   await sysctl(router, 'net.ipv4.conf.all.rp_filter', 0);
   await sysctl(router, 'net.ipv4.conf.default.rp_filter', 0);
+  await sysctl(router, 'net.ipv6.conf.all.forwarding', 1);
 
   await ip(names.edge, ['link', 'add', LINKS.edgeToSiteD, 'type', 'veth', 'peer', 'name', LINKS.towardEdge, 'netns', router], 'lab up: site-d underlay veth');
   await ip(names.edge, ['addr', 'add', `${d.underlay}.${LAB.edgeSiteHost}/24`, 'dev', LINKS.edgeToSiteD]);
@@ -92,10 +93,15 @@ export async function buildSiteD(names: LabNames): Promise<void> {
   await ip(router, ['link', 'set', LINKS.siteCLan, 'up']);
   await ip(host, ['link', 'set', LINKS.siteCLan, 'up']);
   await ip(host, ['route', 'add', 'default', 'via', d.routerLan]);
+  // IPv6 inside too: the LAN's ULA prefix, the host's default route via the router.
+  await ip(router, ['addr', 'add', `${d.routerLan6}/${d.lanPrefixLength6}`, 'dev', LINKS.siteCLan, 'nodad']);
+  await ip(host, ['addr', 'add', `${LAB.siteHost6}/${d.lanPrefixLength6}`, 'dev', LINKS.siteCLan, 'nodad']);
+  await ip(host, ['-6', 'route', 'add', 'default', 'via', d.routerLan6]);
   // charon's table 220 (rule priority 220) routes 0.0.0.0/0 into ipsec0, ahead of the main table, so replies
   // for the LAN that come out of the tunnel would go straight back into it: the LAN bypasses the tunnel first
   // (what strongSwan's bypass-lan plugin does with passthrough policies).
   await ip(router, ['rule', 'add', 'to', LAB.siteLan, 'lookup', 'main', 'priority', String(LAN_BYPASS_RULE_PRIORITY)]);
+  await ip(router, ['-6', 'rule', 'add', 'to', LAB.siteLan6, 'lookup', 'main', 'priority', String(LAN_BYPASS_RULE_PRIORITY)]);
 }
 
 /** Starts the router's charon (its directory made afresh) and loads the connection; does not initiate. */

@@ -25,6 +25,9 @@ export const DEFAULT_PREFIX = 'tt';
 export const LAB = Object.freeze({
   siteLan: '10.0.1.0/24',
   siteHost: '10.0.1.10',
+  /** IPv6 inside (site-d, the IPsec site, for now): the LAN's ULA prefix, the same in every site that has one. */
+  siteLan6: 'fd00:1::/64',
+  siteHost6: 'fd00:1::10',
   siteA: { underlay: '192.168.101', edgeEndpoint: '192.168.101.1', router: '192.168.101.2' },
   siteB: { underlay: '192.168.102', edgeEndpoint: '192.168.102.1', router: '192.168.102.2' },
   /** .3 is a second GRE endpoint on the same site router, for tests with two tunnels carrying the same inner source. */
@@ -32,6 +35,8 @@ export const LAB = Object.freeze({
   /** The edge's address on each site link (x.254/24); the endpoint x.1 is answered by proxy ARP. */
   edgeSiteHost: 254,
   internet: { edge: '192.168.200.1', router: '192.168.200.2', server: '203.0.113.10', pool: '198.51.100.0/24' },
+  /** The same link and server over IPv6 (documentation prefixes, RFC 3849); the edge's IPv6 pool address. */
+  internet6: { edge: '2001:db8:200::1', router: '2001:db8:200::2', prefixLength: 64, server: '2001:db8:113::10', pool: '2001:db8:51::/64', poolAddress: '2001:db8:51::1' },
   /**
    * The dual-tunnel site: a router with a primary (underlay .104) and a backup (underlay .105) WireGuard tunnel
    * to the edge, and a host 10.0.1.10 behind it on the LAN. Each tunnel has inside addresses of its own (a /30
@@ -57,6 +62,7 @@ export const LAB = Object.freeze({
   siteD: {
     underlay: '192.168.106', edgeEndpoint: '192.168.106.1', router: '192.168.106.2',
     routerLan: '10.0.1.1', lanPrefixLength: 24, lanMtu: 1400,
+    routerLan6: 'fd00:1::1', lanPrefixLength6: 64,
     /** IKE identities (RFC 7296 §3.5, FQDN) and the lab's pre-shared key (lab only, public like the WireGuard keys). */
     siteId: 'site-d.lab.tether', edgeId: 'edge.lab.tether', psk: 'lab-only-ipsec-psk-site-d-0123456789',
     ikeProposal: 'aes256gcm16-prfsha256-ecp256', espProposal: 'aes128gcm16-ecp256',

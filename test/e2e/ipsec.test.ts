@@ -36,6 +36,7 @@ const PREFIX = `s${(process.pid % 46656).toString(36)}`;
 const API = 'http://127.0.0.1:8470';
 const INTERNET: IpsecTarget = { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
 const DC: IpsecTarget = { address: LAB.dc.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
+const INTERNET6: IpsecTarget = { address: LAB.internet6.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
 /** The pool address the Internet server sees every site as (the lab's SNAT). */
 const POOL = '198.51.100.1';
 
@@ -125,6 +126,14 @@ test('site-d (IPsec) and site-a (WireGuard), both 10.0.1.10, at once: HTTP and U
     assert.equal(r.own, REQUESTS_PER_SITE, `${what}: ${JSON.stringify(r)}`);
     assert.deepEqual(r.seen, [seenAs], `${what}: the server saw ${JSON.stringify(r.seen)}`);
   }
+});
+
+test('IPv6 inside the IPv4 tunnel: site-d\'s fd00:1::10 reaches the Internet server over IPv6 (UDP and HTTP), NATed to the IPv6 pool address', async () => {
+  const udp = await udpOwn(lab.names.siteD, 'site-d-v6', INTERNET6, REQUESTS_PER_SITE);
+  assert.equal(udp.own, REQUESTS_PER_SITE, `UDP over IPv6: ${JSON.stringify(udp)}`);
+  assert.deepEqual(udp.seen, [LAB.internet6.poolAddress], 'the server sees the IPv6 pool address');
+  const reply = JSON.parse(await httpGet(lab.names.siteD, `http://[${LAB.internet6.server}]:${LAB.httpPort}/`)) as ServerReply;
+  assert.equal(reply.client.address, LAB.internet6.poolAddress, `HTTP over IPv6: ${JSON.stringify(reply)}`);
 });
 
 test('tether onramps, GET /v1/stats and /metrics show site-d\'s IKE SA and child SA: established, algorithms, SPIs, rekey times, per-SA series', async () => {
