@@ -11,7 +11,7 @@
 // in the house gets its row here and its box in docs/ARCHITECTURE.md.
 import { dirname, relative, resolve, sep } from 'node:path';
 
-const ENGINES = ['flow', 'route', 'nat', 'policy', 'health'];
+const ENGINES = ['flow', 'route', 'nat', 'policy', 'health', 'gateway'];
 const BASE = ['common', 'wire'];
 const PURE = [...BASE, ...ENGINES, 'onramp', 'dataplane'];
 

@@ -1,0 +1,92 @@
+/**
+ * Host names as the gateway compares them: the one normal form every parser (TLS SNI, HTTP Host, DNS)
+ * hands to the hostname matcher, so a rule written once matches the same name however it arrived.
+ *
+ * Normal form: ASCII letters folded to lower case (DNS names compare case-insensitively, RFC 4343 §3),
+ * one trailing dot dropped (the root label; RFC 6066 §3 forbids it in SNI but clients send it and
+ * `example.com.` is `example.com`), labels 1–63 octets, the whole ≤ 253 octets (RFC 1035 §2.3.4: 255
+ * octets on the wire less the first length octet and the root). Characters: letters, digits, `-`, and `_`
+ * (not LDH, but real names carry it: `_dmarc`, some CDNs). IDNA names are compared as the A-labels
+ * (`xn--…`) clients put on the wire; nothing here converts Unicode.
+ */
+
+/** RFC 1035 §2.3.4: a label is at most 63 octets. */
+export const MAX_LABEL_LENGTH = 63;
+/** RFC 1035 §2.3.4: 255 octets in wire form = 253 characters of text without the trailing dot. */
+export const MAX_NAME_LENGTH = 253;
+
+const DOT = 0x2e;
+const HYPHEN = 0x2d;
+const UNDERSCORE = 0x5f;
+const LOWER_A = 0x61;
+const LOWER_Z = 0x7a;
+const UPPER_A = 0x41;
+const UPPER_Z = 0x5a;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+/** 'A' | CASE_BIT = 'a' (ASCII). */
+const CASE_BIT = 0x20;
+
+/** Why a byte string is not a host name (the parsers' malformed reasons quote these). */
+export const enum NameProblem {
+  Empty = 1,
+  TooLong = 2,
+  EmptyLabel = 3,
+  LabelTooLong = 4,
+  BadCharacter = 5,
+}
+
+export function nameProblemText(p: NameProblem): string {
+  switch (p) {
+    case NameProblem.Empty: return 'empty host name';
+    case NameProblem.TooLong: return 'host name longer than 253 octets';
+    case NameProblem.EmptyLabel: return 'host name has an empty label';
+    case NameProblem.LabelTooLong: return 'host name label longer than 63 octets';
+    case NameProblem.BadCharacter: return 'host name has a character other than letters, digits, "-", "_" and "."';
+  }
+}
+
+/** Lower-cased byte if `c` may stand in a host name, else -1. */
+export function hostByte(c: number): number {
+  if (c >= LOWER_A && c <= LOWER_Z) return c;
+  if (c >= UPPER_A && c <= UPPER_Z) return c | CASE_BIT;
+  if ((c >= DIGIT_0 && c <= DIGIT_9) || c === HYPHEN || c === UNDERSCORE || c === DOT) return c;
+  return -1;
+}
+
+/**
+ * The normal form of bytes [start, end) of `buf` as a host name, or the problem. Allocates the string
+ * (once per flow: the parsers call it when they have decided).
+ */
+export function hostnameFromBytes(buf: Uint8Array, start: number, end: number): string | NameProblem {
+  if (end > start && buf[end - 1] === DOT) end--;
+  const length = end - start;
+  if (length <= 0) return NameProblem.Empty;
+  if (length > MAX_NAME_LENGTH) return NameProblem.TooLong;
+  let label = 0;
+  let out = '';
+  for (let i = start; i < end; i++) {
+    const c = hostByte(buf[i]);
+    if (c < 0) return NameProblem.BadCharacter;
+    if (c === DOT) {
+      if (label === 0) return NameProblem.EmptyLabel;
+      label = 0;
+    } else if (++label > MAX_LABEL_LENGTH) {
+      return NameProblem.LabelTooLong;
+    }
+    out += String.fromCharCode(c);
+  }
+  if (label === 0) return NameProblem.EmptyLabel;
+  return out;
+}
+
+/** The same check on a string (configuration, API): the normal form, or the problem. */
+export function normalizeHostname(text: string): string | NameProblem {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // A non-ASCII character can never be a host name byte: map it to one hostByte rejects.
+    bytes[i] = c > 0x7f ? 0 : c;
+  }
+  return hostnameFromBytes(bytes, 0, bytes.length);
+}
