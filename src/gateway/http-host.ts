@@ -35,6 +35,8 @@ const CLOSE_BRACKET = 0x5d;
 const DOT = 0x2e;
 const ASTERISK = 0x2a;
 const METHOD_DONE = -1;
+/** Above this many bytes a typed-array copy beats a byte loop (the view it needs is one object per segment). */
+const BULK_COPY = 32;
 /** The longest registered method (IANA HTTP Method Registry) is 17 octets; 24 leaves room for a custom one. */
 const MAX_METHOD = 24;
 /** RFC 9112 §2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT. */
@@ -99,21 +101,26 @@ export class HttpHostParser {
     if (this.result !== NEED_MORE) return this.result;
     const buf = this.buf;
     const end = offset + length;
-    for (let i = offset; i < end; i++) {
-      const c = seg[i];
-      if (this.headStart < 0) {
-        // RFC 9112 §2.2: ignore empty lines before the request line.
-        if (c === CR || c === LF) continue;
-        this.headStart = this.len;
-      }
-      if (this.len === buf.length) return (this.result = TOO_LARGE);
-      const at = this.len++;
-      buf[at] = c;
-      if (this.requestLineEnd < 0) {
-        const r = this.checkMethodByte(c);
-        if (r !== NEED_MORE) return (this.result = r);
-      }
-      if (c !== LF) continue;
+    let i = offset;
+    if (this.headStart < 0) {
+      // RFC 9112 §2.2: ignore empty lines before the request line.
+      while (i < end && (seg[i] === CR || seg[i] === LF)) i++;
+      if (i === end) return NEED_MORE;
+      this.headStart = 0;
+    }
+    const from = this.len;
+    const n = Math.min(end - i, buf.length - from);
+    if (n > BULK_COPY) buf.set(seg.subarray(i, i + n), from);
+    else for (let k = 0; k < n; k++) buf[from + k] = seg[i + k];
+    this.len = from + n;
+    for (let at = from; at < this.len && this.methodLen >= 0; at++) {
+      const r = this.checkMethodByte(buf[at]);
+      if (r !== NEED_MORE) return (this.result = r);
+    }
+    // Search only what is held (a view: the buffer past len holds an earlier flow's bytes).
+    const held = buf.subarray(0, this.len);
+    let at = held.indexOf(LF, from);
+    while (at >= 0) {
       const lineEnd = at > this.lineStart && buf[at - 1] === CR ? at - 1 : at;
       if (this.requestLineEnd < 0) {
         this.requestLineEnd = lineEnd;
@@ -123,7 +130,10 @@ export class HttpHostParser {
         return (this.result = parseRequestHead(buf, this.headStart, at + 1));
       }
       this.lineStart = at + 1;
+      at = held.indexOf(LF, at + 1);
     }
+    // No end of head yet: bytes that did not fit mean it is longer than the bound.
+    if (n < end - i) return (this.result = TOO_LARGE);
     return NEED_MORE;
   }
 

@@ -41,6 +41,8 @@ const EXTENSION_HEADER = 4;
 const EXT_SERVER_NAME = 0;
 const NAME_TYPE_HOST = 0;
 const SERVER_NAME_ENTRY_HEADER = 3;
+/** Above this many bytes a typed-array copy beats a byte loop (the view it needs is one object per record). */
+const BULK_COPY = 32;
 
 export class SniParser {
   private readonly hs: Uint8Array;
@@ -87,7 +89,8 @@ export class SniParser {
         continue;
       }
       const n = Math.min(this.recordLeft, end - i, this.hsTarget - this.hsLen);
-      for (let k = 0; k < n; k++) this.hs[this.hsLen + k] = seg[i + k];
+      if (n > BULK_COPY) this.hs.set(seg.subarray(i, i + n), this.hsLen);
+      else for (let k = 0; k < n; k++) this.hs[this.hsLen + k] = seg[i + k];
       this.hsLen += n;
       this.recordLeft -= n;
       i += n;
