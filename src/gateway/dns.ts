@@ -102,8 +102,11 @@ export interface DnsName {
  * backwards and a loop is impossible — and past the header. In a one-question query nothing but the header
  * precedes the name, so there every pointer is refused; answers and later records use them.
  */
+/** The name being read, before it is copied out (module scratch: the reader is synchronous, never re-entered). */
+const scratch = new Uint8Array(MAX_NAME_WIRE);
+
 export function readDnsName(buf: Uint8Array, offset: number, end: number, at: number): DnsName | string {
-  const wire = new Uint8Array(MAX_NAME_WIRE);
+  const wire = scratch;
   let wireLen = 0;
   let labels = 0;
   let name = '';

@@ -64,20 +64,23 @@ export function hostnameFromBytes(buf: Uint8Array, start: number, end: number): 
   if (length <= 0) return NameProblem.Empty;
   if (length > MAX_NAME_LENGTH) return NameProblem.TooLong;
   let label = 0;
-  let out = '';
+  let upper = false;
   for (let i = start; i < end; i++) {
-    const c = hostByte(buf[i]);
+    const raw = buf[i];
+    const c = hostByte(raw);
     if (c < 0) return NameProblem.BadCharacter;
+    if (c !== raw) upper = true;
     if (c === DOT) {
       if (label === 0) return NameProblem.EmptyLabel;
       label = 0;
     } else if (++label > MAX_LABEL_LENGTH) {
       return NameProblem.LabelTooLong;
     }
-    out += String.fromCharCode(c);
   }
   if (label === 0) return NameProblem.EmptyLabel;
-  return out;
+  // Every byte is ASCII now: one string from the bytes, folded once if it had capitals.
+  const text = String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+  return upper ? text.toLowerCase() : text;
 }
 
 /** The same check on a string (configuration, API): the normal form, or the problem. */
