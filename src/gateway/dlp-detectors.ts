@@ -9,25 +9,7 @@
  * carried between chunks is exactly what the next byte needs. dlp.test.ts checks each against a plain scan
  * of the whole stream, cut at every point.
  */
-
-const SPACE = 0x20;
-const DASH = 0x2d;
-const DIGIT_0 = 0x30;
-const DIGIT_9 = 0x39;
-const UPPER_A = 0x41;
-const UPPER_Z = 0x5a;
-const LOWER_A = 0x61;
-const LOWER_Z = 0x7a;
-
-function isDigit(c: number): boolean {
-  return c >= DIGIT_0 && c <= DIGIT_9;
-}
-function isUpper(c: number): boolean {
-  return c >= UPPER_A && c <= UPPER_Z;
-}
-function isAlnum(c: number): boolean {
-  return isDigit(c) || isUpper(c) || (c >= LOWER_A && c <= LOWER_Z);
-}
+import { DIGIT_0, DIGIT_9, HYPHEN as DASH, SPACE, UPPER_A, UPPER_Z, foldCase, isAlnum, isDigit, isUpper } from './ascii.js';
 
 export interface Detector {
   /** -1 until the first detection. */
@@ -396,9 +378,6 @@ export class SsnDetector implements Detector {
 
 // --- keywords --------------------------------------------------------------------------------------
 
-/** 'A' | 0x20 = 'a'. */
-const CASE_BIT = 0x20;
-
 /**
  * Keywords (their UTF-8 bytes), ASCII case-insensitive, by an Aho–Corasick automaton compiled to a full DFA over the byte
  * classes the keywords use (bytes in no keyword share one class): one table read per byte whatever the
@@ -414,21 +393,20 @@ export class KeywordAutomaton {
   readonly out: Int32Array;
 
   constructor(keywords: readonly string[]) {
-    const fold = (c: number): number => (c >= UPPER_A && c <= UPPER_Z ? c | CASE_BIT : c);
     let classes = 1;
     const encoder = new TextEncoder();
     const words = keywords.map((k) => encoder.encode(k));
     for (const w of words) {
       if (w.length === 0) throw new RangeError('empty DLP keyword');
       for (const b of w) {
-        const f = fold(b);
+        const f = foldCase(b);
         if (this.classOf[f] === 0) {
           if (classes === 256) throw new RangeError('DLP keywords use more than 255 distinct bytes');
           this.classOf[f] = classes++;
         }
       }
     }
-    for (let c = UPPER_A; c <= UPPER_Z; c++) this.classOf[c] = this.classOf[c | CASE_BIT];
+    for (let c = UPPER_A; c <= UPPER_Z; c++) this.classOf[c] = this.classOf[foldCase(c)];
     this.classes = classes;
     // The trie, as lists, then breadth-first failure links into a dense table.
     const goto: Map<number, number>[] = [new Map()];
@@ -436,7 +414,7 @@ export class KeywordAutomaton {
     for (const w of words) {
       let s = 0;
       for (const b of w) {
-        const cls = this.classOf[fold(b)];
+        const cls = this.classOf[foldCase(b)];
         let t = goto[s].get(cls);
         if (t === undefined) {
           t = goto.length;

@@ -17,6 +17,7 @@
  * that the answer echoes it.
  */
 import { read16, write16, write32 } from '../wire/bytes.js';
+import { HYPHEN, UNDERSCORE, foldCase, isAlnum } from './ascii.js';
 
 /** RFC 1035 §4.1.1. */
 export const DNS_HEADER = 12;
@@ -58,6 +59,8 @@ const IPV4_BYTES = 4;
 const IPV6_BYTES = 16;
 /** RFC 2181 §8: a TTL is 0 … 2^31 − 1 seconds. */
 export const MAX_TTL = 0x7fffffff;
+/** RFC 1035 §5.1: \\DDD, three decimal digits. */
+const ESCAPE_DIGITS = 3;
 
 export interface DnsQuestion {
   readonly id: number;
@@ -81,10 +84,10 @@ function malformed(reason: string): DnsQueryResult {
   return { kind: 'malformed', reason };
 }
 
+/** One octet of a label in presentation form: a host-name character lower-cased, anything else \\DDD. */
 function nameChar(c: number): string {
-  if (c >= 0x41 && c <= 0x5a) return String.fromCharCode(c | 0x20);
-  if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f) return String.fromCharCode(c);
-  return `\\${c.toString().padStart(3, '0')}`;
+  if (isAlnum(c) || c === HYPHEN || c === UNDERSCORE) return String.fromCharCode(foldCase(c));
+  return `\\${c.toString().padStart(ESCAPE_DIGITS, '0')}`;
 }
 
 export interface DnsName {

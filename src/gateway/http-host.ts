@@ -18,13 +18,10 @@
  * The host comes back in names.ts's normal form without its port; userinfo (`user@`) is skipped; an
  * IP literal comes back as written, lower-cased, in brackets (`[2001:db8::1]`).
  */
+import { CR, DOT, HTAB, LF, SPACE as SP, foldCase, isAlpha, isDigit } from './ascii.js';
 import { hostnameFromBytes, nameProblemText } from './names.js';
 import { DEFAULT_CLASSIFY_BUFFER, NEED_MORE, NOT_PROTOCOL, NO_NAME, TOO_LARGE, malformed, type ClassifyResult } from './result.js';
 
-const CR = 0x0d;
-const LF = 0x0a;
-const SP = 0x20;
-const HTAB = 0x09;
 const COLON = 0x3a;
 const SLASH = 0x2f;
 const AT = 0x40;
@@ -32,7 +29,6 @@ const QUESTION = 0x3f;
 const HASH = 0x23;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
-const DOT = 0x2e;
 const ASTERISK = 0x2a;
 const METHOD_DONE = -1;
 /** Above this many bytes a typed-array copy beats a byte loop (the view it needs is one object per segment). */
@@ -59,14 +55,6 @@ function isTchar(c: number): boolean {
     default:
       return false;
   }
-}
-
-function isDigit(c: number): boolean {
-  return c >= 0x30 && c <= 0x39;
-}
-
-function isAlpha(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 }
 
 export class HttpHostParser {
@@ -188,7 +176,7 @@ function asciiEqualsFolded(buf: Uint8Array, start: number, end: number, lower: s
   if (end - start !== lower.length) return false;
   for (let i = 0; i < lower.length; i++) {
     const c = buf[start + i];
-    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+    if (foldCase(c) !== lower.charCodeAt(i)) return false;
   }
   return true;
 }

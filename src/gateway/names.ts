@@ -9,23 +9,12 @@
  * (not LDH, but real names carry it: `_dmarc`, some CDNs). IDNA names are compared as the A-labels
  * (`xn--…`) clients put on the wire; nothing here converts Unicode.
  */
+import { DOT, HYPHEN, UNDERSCORE, foldCase, isAlnum } from './ascii.js';
 
 /** RFC 1035 §2.3.4: a label is at most 63 octets. */
 export const MAX_LABEL_LENGTH = 63;
 /** RFC 1035 §2.3.4: 255 octets in wire form = 253 characters of text without the trailing dot. */
 export const MAX_NAME_LENGTH = 253;
-
-const DOT = 0x2e;
-const HYPHEN = 0x2d;
-const UNDERSCORE = 0x5f;
-const LOWER_A = 0x61;
-const LOWER_Z = 0x7a;
-const UPPER_A = 0x41;
-const UPPER_Z = 0x5a;
-const DIGIT_0 = 0x30;
-const DIGIT_9 = 0x39;
-/** 'A' | CASE_BIT = 'a' (ASCII). */
-const CASE_BIT = 0x20;
 
 /** Why a byte string is not a host name (the parsers' malformed reasons quote these). */
 export const enum NameProblem {
@@ -48,9 +37,8 @@ export function nameProblemText(p: NameProblem): string {
 
 /** Lower-cased byte if `c` may stand in a host name, else -1. */
 export function hostByte(c: number): number {
-  if (c >= LOWER_A && c <= LOWER_Z) return c;
-  if (c >= UPPER_A && c <= UPPER_Z) return c | CASE_BIT;
-  if ((c >= DIGIT_0 && c <= DIGIT_9) || c === HYPHEN || c === UNDERSCORE || c === DOT) return c;
+  if (isAlnum(c)) return foldCase(c);
+  if (c === HYPHEN || c === UNDERSCORE || c === DOT) return c;
   return -1;
 }
 
