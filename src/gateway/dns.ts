@@ -59,7 +59,7 @@ const IPV4_BYTES = 4;
 const IPV6_BYTES = 16;
 /** RFC 2181 §8: a TTL is 0 … 2^31 − 1 seconds. */
 export const MAX_TTL = 0x7fffffff;
-/** RFC 1035 §5.1: \\DDD, three decimal digits. */
+/** RFC 1035 §5.1: \DDD, three decimal digits. */
 const ESCAPE_DIGITS = 3;
 
 export interface DnsQuestion {
@@ -84,7 +84,7 @@ function malformed(reason: string): DnsQueryResult {
   return { kind: 'malformed', reason };
 }
 
-/** One octet of a label in presentation form: a host-name character lower-cased, anything else \\DDD. */
+/** One octet of a label in presentation form: a host-name character lower-cased, anything else \DDD. */
 function nameChar(c: number): string {
   if (isAlnum(c) || c === HYPHEN || c === UNDERSCORE) return String.fromCharCode(foldCase(c));
   return `\\${c.toString().padStart(ESCAPE_DIGITS, '0')}`;
