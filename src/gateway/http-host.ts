@@ -45,16 +45,12 @@ const MAX_PORT = 65535;
 /** "://" after a URI scheme (RFC 3986 §3). */
 const SCHEME_SEPARATOR_LENGTH = 3;
 
-/** RFC 9110 §5.6.2 tchar. */
+/** RFC 9110 §5.6.2 tchar: "!#$%&'*+-.^_`|~", digits, letters — as a table, one read per byte. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+
 function isTchar(c: number): boolean {
-  if ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)) return true;
-  switch (c) {
-    case 0x21: case 0x23: case 0x24: case 0x25: case 0x26: case 0x27: case 0x2a: case 0x2b:
-    case 0x2d: case 0x2e: case 0x5e: case 0x5f: case 0x60: case 0x7c: case 0x7e:
-      return true;
-    default:
-      return false;
-  }
+  return TCHAR[c] === 1;
 }
 
 export class HttpHostParser {
