@@ -164,7 +164,7 @@ export class DlpStream {
   /** The next in-order bytes chunk[offset, offset + length); returns the number of matches so far. */
   feed(chunk: Uint8Array, offset = 0, length = chunk.length - offset): number {
     if (this.done) return this.matches.length;
-    const n = Math.min(length, this.policy.scanBytes - this.total);
+    const n = Math.max(0, Math.min(length, this.policy.scanBytes - this.total));
     for (const d of this.all) d.scan(chunk, offset, offset + n, this.total);
     this.total += n;
     this.collect();
