@@ -2,7 +2,7 @@
 //
 // Imports flow one way, from I/O and control down to pure logic (docs/ARCHITECTURE.md draws it):
 //
-//   common, wire  ←  engines (flow, route, nat, policy, health)  ←  onramp, dataplane
+//   common, wire  ←  engines (flow, route, nat, policy, health, gateway)  ←  onramp, dataplane
 //                 ←  io, config, control  ←  daemon  ←  lab, cli
 //
 // Control is handed the edge through an interface (control/apply.ts's EdgeLike) and never imports
@@ -11,7 +11,7 @@
 // in the house gets its row here and its box in docs/ARCHITECTURE.md.
 import { dirname, relative, resolve, sep } from 'node:path';
 
-const ENGINES = ['flow', 'route', 'nat', 'policy', 'health'];
+const ENGINES = ['flow', 'route', 'nat', 'policy', 'health', 'gateway'];
 const BASE = ['common', 'wire'];
 const PURE = [...BASE, ...ENGINES, 'onramp', 'dataplane'];
 

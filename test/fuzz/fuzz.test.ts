@@ -16,6 +16,9 @@ const SHORT: Readonly<Record<string, number>> = {
   'onramp/ike': 2000,
   'onramp/ike-engine': 1000,
   'onramp/esp': 2000,
+  'gateway/tls-sni': 2000,
+  'gateway/http-host': 2000,
+  'gateway/dns': 3000,
   'config/yaml': 150,
   'control/api': 150,
 };

@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:gateway` — the gateway's pure building blocks (src/gateway/, issue 12), one core, in process,
+ * each beside a reference measured in the same run:
+ *
+ *   sni_ns            SniParser.reset() + feed() of a whole ClientHello: curl's (517 B) and Chromium's (2,021 B,
+ *                     GREASE, ECH, a post-quantum key share). Reference: copying the same bytes into a buffer.
+ *   http_ns           HttpHostParser on curl's GET (78 B) and a browser-sized request with cookies (~900 B).
+ *                     Reference: Buffer.indexOf("\r\n\r\n") over the same bytes.
+ *   dns_ns            parseDnsQuery on a c-ares query, and parse + buildNxdomain. Reference: copying the message.
+ *   match_ns          HostnameMatcher.match with 1,000 rules (500 exact, 500 "*.suffix"), names 2–5 labels, half of
+ *                     them matching. Reference: Map.get of the same names in a Map of the 500 exact names.
+ *   dlp_mb_s          DlpStream over 64 KiB of JSON-like text with digits, fed in 1,448-byte chunks (a TCP MSS):
+ *                     each detector alone, then a profile with all of them (cards, IBANs, SSNs, 10 keywords,
+ *                     one regex). Reference: Buffer.indexOf of one keyword over the same bytes (native memmem).
+ *
+ * Times are CPU time of this process (user + system) per operation: the machine is shared.
+ * Options: --json (one JSON object), --quick (shorter runs).
+ */
+import { readFileSync } from 'node:fs';
+import { DlpPolicy, DlpStream, type DlpProfileConfig } from '../src/gateway/dlp.js';
+import { buildNxdomain, parseDnsQuery } from '../src/gateway/dns.js';
+import { HostnameMatcher } from '../src/gateway/hostname-matcher.js';
+import { HttpHostParser } from '../src/gateway/http-host.js';
+import { SniParser } from '../src/gateway/tls-sni.js';
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const RUN_MS = args.includes('--quick') ? 100 : 400;
+const NS_PER_US = 1e3;
+const US_PER_MS = 1e3;
+const BYTES_PER_MB = 1e6;
+const MSS = 1448;
+const DLP_STREAM = 64 * 1024;
+const RULES = 1000;
+const NAMES = 4096;
+
+const testdata = (name: string): unknown => JSON.parse(readFileSync(new URL(`../../src/gateway/testdata/${name}`, import.meta.url), 'utf8'));
+const hellos = (testdata('client-hellos.json') as { hex: Record<string, string> }).hex;
+const requests = (testdata('http-requests.json') as { text: Record<string, string> }).text;
+
+function log(msg: string): void {
+  if (!json) process.stderr.write(`${msg}\n`);
+}
+
+/** CPU nanoseconds per call of `fn`, which does `per` operations each call. */
+function nsPerOp(fn: () => void, per = 1): number {
+  for (let i = 0; i < 1000; i++) fn(); // warm up: let the optimizer settle
+  let calls = 0;
+  const start = process.cpuUsage();
+  let used = 0;
+  while (used < RUN_MS * US_PER_MS) {
+    for (let i = 0; i < 100; i++) fn();
+    calls += 100;
+    const d = process.cpuUsage(start);
+    used = d.user + d.system;
+  }
+  return (used * NS_PER_US) / (calls * per);
+}
+
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
+const results: Record<string, number> = {};
+let sink = 0;
+
+// --- TLS SNI -------------------------------------------------------------------------------------------
+const sni = new SniParser();
+const copyBuf = new Uint8Array(16 * 1024);
+for (const name of ['curl', 'chromium']) {
+  const bytes = Uint8Array.from(Buffer.from(hellos[name], 'hex'));
+  results[`sni_${name}_ns`] = round(nsPerOp(() => {
+    sni.reset();
+    if (sni.feed(bytes).kind === 'name') sink++;
+  }));
+  results[`sni_${name}_copy_ns`] = round(nsPerOp(() => {
+    copyBuf.set(bytes);
+    sink += copyBuf[bytes.length - 1];
+  }));
+}
+
+// --- HTTP Host -----------------------------------------------------------------------------------------
+const browser = 'GET /watch?v=abc123&list=xyz HTTP/1.1\r\nHost: video.example.com\r\nConnection: keep-alive\r\n' +
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n' +
+  'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n' +
+  'Accept-Encoding: gzip, deflate\r\nAccept-Language: en-US,en;q=0.9,de;q=0.8\r\n' +
+  `Cookie: ${Array.from({ length: 12 }, (_, i) => `c${i}=${'v'.repeat(30)}`).join('; ')}\r\n\r\n`;
+const http = new HttpHostParser();
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+for (const [name, text] of [['curl', requests.curl], ['browser', browser]] as const) {
+  const bytes = Buffer.from(text, 'latin1');
+  results[`http_${name}_bytes`] = bytes.length;
+  results[`http_${name}_ns`] = round(nsPerOp(() => {
+    http.reset();
+    if (http.feed(bytes).kind === 'name') sink++;
+  }));
+  results[`http_${name}_indexof_ns`] = round(nsPerOp(() => {
+    sink += bytes.indexOf(CRLFCRLF);
+  }));
+}
+
+// --- DNS -----------------------------------------------------------------------------------------------
+const query = Uint8Array.from(Buffer.from('865a0100000100000000000003777777076578616d706c6503636f6d0000010001', 'hex'));
+results.dns_parse_ns = round(nsPerOp(() => {
+  if (parseDnsQuery(query).kind === 'query') sink++;
+}));
+results.dns_parse_nxdomain_ns = round(nsPerOp(() => {
+  const r = parseDnsQuery(query);
+  if (r.kind === 'query') sink += buildNxdomain(r.question).length;
+}));
+results.dns_copy_ns = round(nsPerOp(() => {
+  sink += query.slice().length;
+}));
+
+// --- hostname matching with 1,000 rules ----------------------------------------------------------------
+let seed = 12345;
+const rand = (n: number): number => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return (seed >>> 8) % n; // the high bits: an LCG's low bits repeat with short periods
+};
+const word = (): string => Array.from({ length: 3 + rand(8) }, () => String.fromCharCode(97 + rand(26))).join('');
+const tlds = ['com', 'net', 'org', 'io', 'de'];
+const domains = Array.from({ length: RULES }, () => `${word()}.${tlds[rand(tlds.length)]}`);
+const patterns = domains.map((d, i) => (i % 2 === 0 ? `www.${d}` : `*.${d}`));
+const matcher = new HostnameMatcher(patterns);
+const exact = new Map(patterns.filter((p) => !p.startsWith('*')).map((p, i) => [p, i]));
+const names = Array.from({ length: NAMES }, (_, i) => {
+  const base = i % 2 === 0 ? domains[rand(RULES)] : `${word()}.${tlds[rand(tlds.length)]}`;
+  return `${Array.from({ length: rand(4) }, word).map((w) => `${w}.`).join('')}${base}`;
+});
+let hits = 0;
+for (const n of names) if (matcher.match(n) >= 0) hits++;
+results.match_rules = RULES;
+results.match_hit_ratio = round(hits / NAMES, 2);
+results.match_ns = round(nsPerOp(() => {
+  for (let i = 0; i < NAMES; i++) sink += matcher.match(names[i]);
+}, NAMES));
+results.match_map_exact_ns = round(nsPerOp(() => {
+  for (let i = 0; i < NAMES; i++) sink += exact.get(names[i]) ?? -1;
+}, NAMES));
+
+// --- DLP -----------------------------------------------------------------------------------------------
+const parts: string[] = [];
+let size = 0;
+while (size < DLP_STREAM) {
+  const p = `{"id":${rand(1e9)},"user":"${word()} ${word()}","amount":"${rand(99999)}.${rand(100)}","ref":"${rand(1e6)}-${rand(1e4)}","note":"${word()} ${word()} ${word()}"},\n`;
+  parts.push(p);
+  size += p.length;
+}
+const stream = Buffer.from(parts.join('').slice(0, DLP_STREAM), 'latin1');
+const keywords = ['confidential', 'secret', 'internal only', 'password', 'api_key', 'private key', 'ssn', 'passport', 'salary', 'merger'];
+const profiles: Record<string, DlpProfileConfig> = {
+  cards: { name: 'p', cards: true },
+  ibans: { name: 'p', ibans: true },
+  ssns: { name: 'p', ssns: true },
+  keywords: { name: 'p', keywords },
+  regex: { name: 'p', regexes: ['AKIA[0-9A-Z]{16}'] },
+  all: { name: 'p', cards: true, ibans: true, ssns: true, keywords, regexes: ['AKIA[0-9A-Z]{16}'] },
+};
+for (const [name, profile] of Object.entries(profiles)) {
+  const dlp = new DlpStream(new DlpPolicy([profile], { scanBytes: DLP_STREAM }));
+  const ns = nsPerOp(() => {
+    dlp.reset();
+    for (let at = 0; at < stream.length; at += MSS) dlp.feed(stream, at, Math.min(MSS, stream.length - at));
+    dlp.end();
+    sink += dlp.matches.length;
+  });
+  results[`dlp_${name}_mb_s`] = round((stream.length / BYTES_PER_MB) / (ns / 1e9));
+}
+const needle = Buffer.from('confidential');
+const ns = nsPerOp(() => {
+  sink += stream.indexOf(needle);
+});
+results.dlp_indexof_mb_s = round((stream.length / BYTES_PER_MB) / (ns / 1e9));
+
+if (sink === 0.5) log('');
+if (json) {
+  process.stdout.write(`${JSON.stringify(results)}\n`);
+} else {
+  for (const [k, v] of Object.entries(results)) log(`${k.padEnd(28)} ${v}`);
+}
