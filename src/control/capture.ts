@@ -2,12 +2,12 @@
  * Packet captures with tether's decision per packet (`tether capture`, /v1/captures, docs/CAPTURE.md).
  *
  *   edge read loop:  tap.before(batch) ─ pipeline.process ─ tap.after(batch) ─ deliver
- *                     one memcpy of the       per packet: selected? (port mask or flow), rate token,
- *                     batch as received       filter; copies into the session's preallocated ring
+ *                     each packet's headers     per packet: selected? (port mask or flow), filter, rate
+ *                     as received (256 bytes)   token; copies into the session's preallocated ring
  *   timer (100 ms):  drain ─ the ring's records → pcapng Enhanced Packet Blocks with comments → the session's file
  *
  * Zero cost without a capture: the edge holds no tap (one null test per batch). With one, the packet path does
- * numeric work only — a copy of the received batch, mask and flow tests, and for at most `rate` packets per
+ * numeric work only — a copy of each received packet's headers, mask and flow tests, and for at most `rate` packets per
  * second an inspection, the filter and two copies into the ring; names, comments and pcapng encoding happen
  * in the drain, off the packet path.
  *
@@ -70,6 +70,13 @@ const INTERFACE_OUTSIDE = 1;
 const MICROS_PER_MS = 1000;
 const MS_PER_S = 1000;
 const PORT_SPACE = NEXT_HOP_DROP + 1;
+/**
+ * Bytes of each packet copied before the pipeline: every header it may rewrite lies within them (IPv4 60 + TCP
+ * 60; an ICMP error's outer and embedded headers, 60 + 8 + 60 + 8).
+ */
+const HEADER_COPY = 256;
+/** Largest packet a batch slot holds (PacketBatch slots are smaller). */
+const MAX_PACKET = 65536;
 
 /** Why a packet went where it went (a record's `why`; the drain names it). */
 const enum Why {
@@ -310,11 +317,12 @@ export class CaptureHub implements CaptureTap {
   private timer: NodeJS.Timeout | null = null;
   private attached = false;
 
-  // before(): the batch as received (grown once to the largest batch seen).
+  // before(): the first HEADER_COPY bytes of each packet as received (grown once to the largest batch seen).
   private shadow = new Uint8Array(0);
-  private shadowOffset = new Uint32Array(0);
   private shadowLength = new Uint32Array(0);
   private shadowCount = 0;
+  /** One packet as received, put together from its copied headers and its (unchanged) rest. */
+  private readonly scratch = new Uint8Array(MAX_PACKET);
   private readonly info = new PacketInfo();
 
   constructor(options: CaptureHubOptions) {
@@ -469,22 +477,38 @@ export class CaptureHub implements CaptureTap {
 
   // --- the packet path (while a capture runs) ----------------------------------------------------------
 
+  /**
+   * The pipeline rewrites headers only (addresses, ports, checksums, TTL, the MSS option, an ICMP error's embedded
+   * header), in place; payloads and lengths stay. So the packet as received is its first HEADER_COPY bytes as
+   * they were, copied here, and the rest as it is after processing: a byte loop over at most HEADER_COPY bytes a
+   * packet, no allocation.
+   */
   before(batch: PacketBatch): void {
     const n = batch.count;
-    if (this.shadow.length < batch.data.length) this.shadow = new Uint8Array(batch.data.length);
-    if (this.shadowOffset.length < batch.capacity) {
-      this.shadowOffset = new Uint32Array(batch.capacity);
+    if (this.shadowLength.length < batch.capacity) {
+      this.shadow = new Uint8Array(batch.capacity * HEADER_COPY);
       this.shadowLength = new Uint32Array(batch.capacity);
     }
-    if (n === 0) {
-      this.shadowCount = 0;
-      return;
+    const data = batch.data;
+    const shadow = this.shadow;
+    for (let i = 0; i < n; i++) {
+      const from = batch.offset[i];
+      const length = batch.length[i] < HEADER_COPY ? batch.length[i] : HEADER_COPY;
+      const to = i * HEADER_COPY;
+      for (let b = 0; b < length; b++) shadow[to + b] = data[from + b];
+      this.shadowLength[i] = length;
     }
-    // One copy of the slots in use (packets sit in slots 0..n-1 of the slab).
-    this.shadow.set(batch.data.subarray(0, n * batch.slotSize));
-    this.shadowOffset.set(batch.offset.subarray(0, n));
-    this.shadowLength.set(batch.length.subarray(0, n));
     this.shadowCount = n;
+  }
+
+  /** Packet i of the batch as it was received, into scratch[0…length). */
+  private received(batch: PacketBatch, i: number): number {
+    const length = batch.length[i];
+    const head = this.shadowLength[i];
+    const scratch = this.scratch;
+    scratch.set(this.shadow.subarray(i * HEADER_COPY, i * HEADER_COPY + head), 0);
+    if (length > head) scratch.set(batch.data.subarray(batch.offset[i] + head, batch.offset[i] + length), head);
+    return length;
   }
 
   after(batch: PacketBatch, now: number, received: boolean): void {
@@ -520,10 +544,14 @@ export class CaptureHub implements CaptureTap {
       } else if (mask[ingress] === 0 && (!forwarded || mask[hop] === 0)) {
         continue;
       }
+      // The filter matches the packet as received or as sent (a reply's pool address, or its site's).
+      let assembled = false;
       if (!s.matchAll) {
-        let match = false;
-        if (received && inspect(this.shadow, this.shadowOffset[i], this.shadowLength[i], info) === 0) match = s.filter(info);
-        if (!match && forwarded && inspect(batch.data, batch.offset[i], batch.length[i], info) === 0) match = s.filter(info);
+        let match = forwarded && inspect(batch.data, batch.offset[i], batch.length[i], info) === 0 && s.filter(info);
+        if (!match && received) {
+          assembled = true;
+          match = inspect(this.scratch, 0, this.received(batch, i), info) === 0 && s.filter(info);
+        }
         if (!match) continue;
       }
       if (!s.takeToken(now)) {
@@ -531,7 +559,7 @@ export class CaptureHub implements CaptureTap {
         continue;
       }
       const slots = (received ? 1 : 0) + (forwarded ? 1 : 0);
-      const estimate = slots * enhancedPacketSize(Math.max(received ? this.shadowLength[i] : 0, batch.length[i]), MAX_COMMENT_BYTES);
+      const estimate = slots * enhancedPacketSize(batch.length[i], MAX_COMMENT_BYTES);
       if (s.committedBytes + estimate > s.limits.bytes) {
         s.stop('bytes');
         return;
@@ -560,7 +588,8 @@ export class CaptureHub implements CaptureTap {
       }
       const first = s.ringCount;
       if (received) {
-        if (ringPush(s, this.shadow, this.shadowOffset[i], this.shadowLength[i], mask[ingress] === 1 ? INTERFACE_ONRAMP : INTERFACE_OUTSIDE, 0, now) < 0) {
+        const length = assembled ? batch.length[i] : this.received(batch, i);
+        if (ringPush(s, this.scratch, 0, length, mask[ingress] === 1 ? INTERFACE_ONRAMP : INTERFACE_OUTSIDE, 0, now) < 0) {
           s.ringSkipped++;
           continue;
         }
