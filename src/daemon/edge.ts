@@ -525,7 +525,7 @@ export class Edge {
   private readonly onPlain = (batch: PacketBatch): void => {
     const now = performance.now();
     const tap = this.captureTap;
-    if (tap !== null) tap.before(batch);
+    if (tap !== null) tap.before(batch, now);
     this.pipeline.process(batch, now);
     if (tap !== null) tap.after(batch, now, true);
     this.afterProcess(batch, tap);
@@ -537,7 +537,7 @@ export class Edge {
     batch.count = j;
     const tap = this.captureTap;
     if (j > 0) {
-      if (tap !== null) tap.before(batch);
+      if (tap !== null) tap.before(batch, now);
       this.pipeline.process(batch, now);
       if (tap !== null) tap.after(batch, now, true);
     }

@@ -52,7 +52,7 @@ test('filters that do not parse name the column and the token', () => {
     ['host 10.0.1.300', /not an IPv4 or IPv6 address at column 6 \('10\.0\.1\.300'\)/],
     ['port 70000', /not a port number \(0-65535\) at column 6 \('70000'\)/],
     ['net 10.0.0.1', /not a prefix ADDRESS\/LENGTH .* at column 5 \('10\.0\.0\.1'\)/],
-    ['udp and (port 53', /expected '\)' to close the '\(' at column 9 at column 17 \(end of the expression\)/],
+    ['udp and (port 53', /^'\(' at column 9 is not closed: expected '\)' at column 17 \(end of the expression\)$/],
     ['udp )', /'\)' without a matching '\(' at column 5/],
     ['hots 10.0.0.1', /unknown word .* at column 1 \('hots'\)/],
     ['udp port 53 tcp', /unexpected word after a complete expression .* at column 13 \('tcp'\)/],

@@ -46,7 +46,7 @@ export class FilterError extends Error {
     readonly position: number,
     readonly token: string,
   ) {
-    super(`filter: ${detail} at column ${position + 1}${token === '' ? ' (end of the expression)' : ` ('${token}')`}`);
+    super(`${detail} at column ${position + 1}${token === '' ? ' (end of the expression)' : ` ('${token}')`}`);
     this.name = 'FilterError';
   }
 }
@@ -151,7 +151,7 @@ class Parser {
       const inner = this.or();
       const close = this.peek();
       if (close === null || close.text !== ')') {
-        throw new FilterError(`expected ')' to close the '(' at column ${t.at + 1}`, close?.at ?? this.end, close?.text ?? '');
+        throw new FilterError(`'(' at column ${t.at + 1} is not closed: expected ')'`, close?.at ?? this.end, close?.text ?? '');
       }
       this.i++;
       this.depth--;
