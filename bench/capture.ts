@@ -127,7 +127,7 @@ function main(): void {
     return sent;
   };
 
-  const big = { count: 10_000_000, bytes: 1024 * 1024 * 1024, duration_s: 24 * 3600 };
+  const big = { count: 10_000_000, bytes: 128 * 1024 * 1024, duration_s: 24 * 3600 };
   const scenarios: Scenario[] = [
     { name: 'none', request: null, mpps: [], captured: 0, skipped: 0 },
     { name: 'onramp', request: { onramp: 'site-1', ...big }, mpps: [], captured: 0, skipped: 0 },

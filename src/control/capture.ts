@@ -55,7 +55,11 @@ export const CAPTURE_DEFAULTS = Object.freeze({
   /** Bytes of each packet kept (tcpdump's -s); 0 = all. */
   snaplen: 0,
 });
-export const CAPTURE_LIMITS = Object.freeze({ count: 10_000_000, bytes: 1024 * 1024 * 1024, durationS: 24 * 3600, rate: 100_000 });
+/**
+ * The most a request may ask for. A capture's file is kept in the daemon's memory until it is deleted or replaced,
+ * so all captures together hold at most MAX_CAPTURES × (bytes + the 4 MiB ring): 4 × 132 MiB.
+ */
+export const CAPTURE_LIMITS = Object.freeze({ count: 10_000_000, bytes: 128 * 1024 * 1024, durationS: 24 * 3600, rate: 100_000 });
 /** Concurrent captures (running or kept for download), at most. */
 export const MAX_CAPTURES = 4;
 /** How often rings are drained into pcapng, ms: the ring holds this long's worth at the rate limit. */
