@@ -55,7 +55,8 @@ export class PacketBatch {
   readonly mssOffset: Uint32Array;
   /**
    * The flow node that forwarded the packet (flow index * 2 + direction, in the flow table of its family), -1
-   * when none did (an ICMP error, the edge's own echo reply). Read by captures to name the flow and its decision.
+   * when none did (an ICMP error, the edge's own echo reply). Valid, like the metadata above, for a packet the
+   * pipeline forwarded. Read by captures to name the flow and its decision.
    */
   readonly flowNode: Int32Array;
   count = 0;
