@@ -9,6 +9,7 @@ import { apiTarget } from './api.js';
 import { ikeTarget } from './ike.js';
 import { ikeEngineTarget } from './ike-engine.js';
 import { espTarget } from './esp.js';
+import { captureFilterTarget } from './capture-filter.js';
 
 export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
   ['wire/inspect', inspectTarget],
@@ -18,6 +19,7 @@ export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, Targe
   ['onramp/ike', ikeTarget],
   ['onramp/ike-engine', ikeEngineTarget],
   ['onramp/esp', espTarget],
+  ['wire/capture-filter', captureFilterTarget],
   ['config/yaml', configTarget],
   ['control/api', apiTarget],
 ]);

@@ -16,6 +16,7 @@ const SHORT: Readonly<Record<string, number>> = {
   'onramp/ike': 2000,
   'onramp/ike-engine': 1000,
   'onramp/esp': 2000,
+  'wire/capture-filter': 3000,
   'config/yaml': 150,
   'control/api': 150,
 };
