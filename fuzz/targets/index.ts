@@ -10,6 +10,7 @@ import { ikeTarget } from './ike.js';
 import { ikeEngineTarget } from './ike-engine.js';
 import { espTarget } from './esp.js';
 import { dnsTarget, httpHostTarget, tlsSniTarget } from './gateway.js';
+import { captureFilterTarget } from './capture-filter.js';
 
 export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, TargetFactory>([
   ['wire/inspect', inspectTarget],
@@ -22,6 +23,7 @@ export const TARGETS: ReadonlyMap<string, TargetFactory> = new Map<string, Targe
   ['gateway/tls-sni', tlsSniTarget],
   ['gateway/http-host', httpHostTarget],
   ['gateway/dns', dnsTarget],
+  ['wire/capture-filter', captureFilterTarget],
   ['config/yaml', configTarget],
   ['control/api', apiTarget],
 ]);

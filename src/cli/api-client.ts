@@ -1,11 +1,11 @@
 /**
- * `tether onramps|routes|flows|explain|config|dashboard …`: the CLI over the REST API (docs/API.md).
+ * `tether onramps|routes|flows|explain|capture|config|dashboard …`: the CLI over the REST API (docs/API.md).
  * Tables for people, `--json` for scripts. The API address and token come from --api / --token-file, or
  * TETHER_API / TETHER_TOKEN_FILE, or the defaults (http://127.0.0.1:8470, /var/lib/tether/api-token).
  * Every call sends the token, reads included (the API needs it unless api.open_reads). An API over HTTPS
  * with a certificate of its own: NODE_EXTRA_CA_CERTS=cert.pem.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { DEFAULT_API_TOKEN_FILE, stringifyConfig, type TetherConfig } from '../config/index.js';
@@ -55,6 +55,76 @@ async function call(opts: ClientOptions, method: string, path: string, body?: un
     throw new ApiFailure(`${method} ${path}: ${res.status} ${err?.error ?? res.statusText}${problems ? `\n${problems}` : ''}`);
   }
   return data;
+}
+
+/** GET of a binary resource (a capture's pcapng): its bytes; errors as call() reports them. */
+async function download(opts: ClientOptions, path: string): Promise<Buffer> {
+  const base = apiBase(opts);
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token(opts)}` } });
+  } catch (e) {
+    throw new ApiFailure(`cannot reach the API at ${base}: ${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message} (is tether running? --api)`);
+  }
+  if (!res.ok) throw new ApiFailure(`GET ${path}: ${res.status} ${res.statusText}`);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+interface CaptureView {
+  id: number;
+  state: string;
+  stop_reason: string | null;
+  packets: number;
+  bytes: number;
+  rate_skipped: number;
+  ring_skipped: number;
+  download: string;
+}
+
+/** How often `tether capture` asks whether the capture stopped, ms. */
+const CAPTURE_POLL_MS = 250;
+
+/**
+ * `tether capture`: starts a capture, waits until it stops at one of its limits (or Ctrl-C stops it), then writes
+ * the pcapng to -w FILE, or to stdout when that is not a terminal (`tether capture … | tshark -r - -V`).
+ */
+async function runCapture(opts: ClientOptions & Record<string, string | undefined>): Promise<void> {
+  const toFile = opts.write;
+  if (toFile === undefined && process.stdout.isTTY) throw new Error('a capture is binary pcapng: write it with -w FILE, or pipe it (tether capture … | tshark -r - -V)');
+  const int = (name: string, field: string): Record<string, number> => {
+    const v = opts[name];
+    if (v === undefined) return {};
+    if (!/^[0-9]+$/.test(v)) throw new Error(`--${name} must be a whole number, got ${v}`);
+    return { [field]: Number(v) };
+  };
+  const body = {
+    ...(opts.onramp !== undefined ? { onramp: opts.onramp } : {}),
+    ...(opts.site !== undefined ? { site: opts.site } : {}),
+    ...(opts.flow !== undefined ? { flow: opts.flow } : {}),
+    ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+    ...int('count', 'count'), ...int('bytes', 'bytes'), ...int('duration', 'duration_s'), ...int('rate', 'rate'), ...int('snaplen', 'snaplen'),
+  };
+  let c = (await call(opts, 'POST', '/v1/captures', body)) as CaptureView;
+  process.stderr.write(`capture ${c.id} running (Ctrl-C stops it)\n`);
+  let interrupted = false;
+  const onInt = (): void => {
+    interrupted = true;
+  };
+  process.once('SIGINT', onInt);
+  try {
+    while (c.state === 'running' && !interrupted) {
+      await new Promise((r) => setTimeout(r, CAPTURE_POLL_MS));
+      c = (await call(opts, 'GET', `/v1/captures/${c.id}`)) as CaptureView;
+    }
+  } finally {
+    process.removeListener('SIGINT', onInt);
+  }
+  if (c.state === 'running') c = (await call(opts, 'POST', `/v1/captures/${c.id}/stop`)) as CaptureView;
+  const file = await download(opts, c.download);
+  if (toFile !== undefined) writeFileSync(toFile, file);
+  else process.stdout.write(file);
+  const skipped = c.rate_skipped + c.ring_skipped > 0 ? `; skipped ${c.rate_skipped} over the rate limit, ${c.ring_skipped} with the ring full` : '';
+  process.stderr.write(`capture ${c.id} stopped (${c.stop_reason === 'stopped' ? 'stop requested' : `${c.stop_reason} limit reached`}): ${c.packets} packets, ${file.length} bytes${toFile !== undefined ? ` in ${toFile}` : ''}${skipped}\n`);
 }
 
 /** A plain text table: columns padded to their widest cell. */
@@ -167,6 +237,19 @@ export function registerClientCommands(program: Command): void {
         const e = (await call(opts, 'POST', '/v1/explain', { onramp: opts.onramp, protocol, src: opts.src, dst: opts.dst, src_port: Number(opts.sport), dst_port: Number(opts.dport) })) as { verdict: string; nextHop: string | null; dropReason: string | null; trail: string[] };
         print(opts, e, () => [`${e.verdict === 'forward' ? `forward to ${e.nextHop ?? '(the routing table, per packet)'}` : `drop (${e.dropReason})`}`, ...e.trail.map((t) => `  - ${t}`)].join('\n'));
       }));
+
+  common(program.command('capture').description('capture an onramp\'s, a site\'s or a flow\'s packets as pcapng, each with tether\'s decision in its comment (docs/CAPTURE.md)'))
+    .option('--onramp <name>', 'capture this onramp')
+    .option('--site <name>', 'capture every onramp of this site')
+    .option('--flow <id>', 'capture one flow (its id as tether flows lists it, 4-17)')
+    .option('--filter <expr>', 'tcpdump-like filter: host, net, port, src/dst, tcp/udp/icmp/ip/ip6, and/or/not, ( )')
+    .option('--count <n>', 'stop after n packets (default 10000)')
+    .option('--bytes <n>', 'stop before the file exceeds n bytes (default 16 MiB)')
+    .option('--duration <s>', 'stop after s seconds (default 60)')
+    .option('--rate <n>', 'copy at most n packets per second, skip (and count) the rest (default 5000)')
+    .option('--snaplen <n>', 'keep the first n bytes of each packet (default all)')
+    .option('-w, --write <file>', 'write the pcapng here (default: stdout when it is not a terminal)')
+    .action((opts: ClientOptions & Record<string, string | undefined>) => guarded(() => runCapture(opts)));
 
   common(program.command('dashboard').description('prints the dashboard\'s address with the token in its fragment (never sent to the server; the page keeps it for the browser session)')).action((opts: ClientOptions) =>
     guarded(async () => {

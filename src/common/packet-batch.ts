@@ -53,6 +53,12 @@ export class PacketBatch {
   readonly tcpFlags: Uint8Array;
   /** Absolute offset of the 2-byte MSS value of a SYN's MSS option; 0 = none. */
   readonly mssOffset: Uint32Array;
+  /**
+   * The flow node that forwarded the packet (flow index * 2 + direction, in the flow table of its family), -1
+   * when none did (an ICMP error, the edge's own echo reply). Valid, like the metadata above, for a packet the
+   * pipeline forwarded. Read by captures to name the flow and its decision.
+   */
+  readonly flowNode: Int32Array;
   count = 0;
 
   constructor(capacity: number, slotSize = DEFAULT_SLOT_SIZE, headroom = DEFAULT_HEADROOM) {
@@ -75,6 +81,7 @@ export class PacketBatch {
     this.dstPort = new Uint16Array(capacity);
     this.tcpFlags = new Uint8Array(capacity);
     this.mssOffset = new Uint32Array(capacity);
+    this.flowNode = new Int32Array(capacity).fill(-1);
   }
 
   /** Largest packet a slot holds after its headroom. */

@@ -115,6 +115,8 @@ export interface GuardOptions {
 
 /** The one POST that only reads (src/control/api-flows.ts). */
 export const READ_ONLY_POST = '/v1/explain';
+/** Packet captures (api-captures.ts): every call needs the token, api.open_reads or not. */
+export const CAPTURES_PATH = '/v1/captures';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -148,7 +150,8 @@ export function registerGuard(app: FastifyInstance, options: GuardOptions): void
     // No such route: the 404 says nothing the OpenAPI document does not.
     if (req.routeOptions.config?.public === true || req.is404) return;
     // Explain is a POST (it takes a packet description) but changes nothing: a read.
-    const reading = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && req.url.split('?')[0] === READ_ONLY_POST);
+    // Captures hold packet payloads (the sites' traffic): they need the token even where reads are open.
+    const reading = !req.url.startsWith(CAPTURES_PATH) && (req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && req.url.split('?')[0] === READ_ONLY_POST));
     if (reading && settings.open_reads && isLoopback(req.socket.remoteAddress ?? '')) return;
     const header = req.headers.authorization;
     if (header === undefined) {

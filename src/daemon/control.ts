@@ -15,6 +15,8 @@ import { buildApi, loadOrCreateToken } from '../control/api.js';
 import { keepRunningPaths } from '../control/api-guard.js';
 import { configDifferences } from '../control/config-diff.js';
 import { registerFlowRoutes } from '../control/api-flows.js';
+import { registerCaptureRoutes } from '../control/api-captures.js';
+import { CaptureHub } from '../control/capture.js';
 import type { EdgeLike } from '../control/apply.js';
 import type { TetherConfig } from '../config/index.js';
 import { flowLoggerFor, type FlowLogger } from '../control/flow-log.js';
@@ -97,6 +99,9 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   // Process metrics (RSS, V8 heap, open descriptors, event-loop lag): what an operator and the soak watch for leaks.
   const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
   registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops() });
+  // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
+  const captures = new CaptureHub({ pipeline, names, ids: () => edge.ids, attach: (tap) => edge.setCaptureTap(tap) });
+  registerCaptureRoutes(api, captures);
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });
   log.info({ api: address, token_file: cfg.api.token_file, store: cfg.store.path, tls: tls !== undefined, open_reads: cfg.api.open_reads }, 'API listening');
@@ -106,6 +111,7 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     flowLog,
     url: address,
     close: async () => {
+      captures.close();
       await api.close();
       await flowLog?.close();
       store.close();

@@ -35,6 +35,7 @@ import {
   type WireGuardDeviceConfig,
 } from '../config/index.js';
 import { ApplyError } from '../control/apply.js';
+import type { CaptureTap } from '../control/capture.js';
 import type { EdgeStatus, IpsecDropStats } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
@@ -122,6 +123,9 @@ export class Edge {
   private readonly devices = new Map<string, WireGuardDeviceConfig>();
   private nextOnrampId: number;
   private nextSiteId: number;
+
+  /** A running capture's tap (control/capture.ts); null, the packet path's only cost: one test per batch. */
+  private captureTap: CaptureTap | null = null;
 
   private expireTimer: NodeJS.Timeout | null = null;
   private countersTimer: NodeJS.Timeout | null = null;
@@ -509,24 +513,45 @@ export class Edge {
     this.log.error({ err: err.message }, 'TUN read failed');
   };
 
+  /**
+   * Installs (or, with null, removes) a capture's tap: it sees each batch of inner packets as received, before
+   * the pipeline, and as processed, before delivery (control/capture.ts's CaptureHub).
+   */
+  setCaptureTap(tap: CaptureTap | null): void {
+    this.captureTap = tap;
+  }
+
   /** Egress and interconnect TUNs: the batch is already tagged with its port. */
   private readonly onPlain = (batch: PacketBatch): void => {
-    this.pipeline.process(batch, performance.now());
-    this.afterProcess(batch);
+    const now = performance.now();
+    const tap = this.captureTap;
+    if (tap !== null) tap.before(batch, now);
+    this.pipeline.process(batch, now);
+    if (tap !== null) tap.after(batch, now, true);
+    this.afterProcess(batch, tap);
   };
 
   private readonly onUnderlay = (batch: PacketBatch): void => {
     const now = performance.now();
     const j = this.underlay.demux(batch, now);
     batch.count = j;
-    if (j > 0) this.pipeline.process(batch, now);
-    this.afterProcess(batch);
+    const tap = this.captureTap;
+    if (j > 0) {
+      if (tap !== null) tap.before(batch, now);
+      this.pipeline.process(batch, now);
+      if (tap !== null) tap.after(batch, now, true);
+    }
+    this.afterProcess(batch, tap);
   };
 
-  private afterProcess(batch: PacketBatch): void {
+  private afterProcess(batch: PacketBatch, tap: CaptureTap | null): void {
     const now = performance.now();
     if (batch.count > 0) this.deliver(batch, now);
-    if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, now);
+    if (this.pipeline.generated.count > 0) {
+      // Early fragments released by their first: seen by a capture as sent only (they were held when received).
+      if (tap !== null) tap.after(this.pipeline.generated, now, false);
+      this.deliver(this.pipeline.generated, now);
+    }
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
       this.pipeline.processOwn(this.feedback, now);

@@ -220,6 +220,11 @@ export class Pipeline {
   private ownPackets = false;
   /** Flow node the last forwarded packet used (valid after forward() returned a port). */
   private lastNode = -1;
+  /**
+   * Flow node of the packet being forwarded, for the batch metadata (PacketBatch.flowNode): -1 until a flow
+   * forwards it, so ICMP errors, the edge's own echo replies and drops record none.
+   */
+  private packetNode = -1;
   private now = 0;
   /** Bucket indices, then head nodes, of the packets being prefetched. */
   private readonly prefetchSlots = new Int32Array(PREFETCH_CHUNK);
@@ -462,6 +467,7 @@ export class Pipeline {
    */
   forward(buf: Uint8Array, offset: number, length: number, ingress: number, now: number): number {
     if (ingress > MAX_ONRAMP_ID || this.ports.configured[ingress] !== 1) return -Drop.UnknownPort;
+    this.packetNode = -1;
     this.counters.rxPackets[ingress]++;
     this.counters.rxBytes[ingress] += length;
     const info = this.info;
@@ -545,6 +551,7 @@ export class Pipeline {
   /** Records the packet's inspection (as rewritten) into the batch metadata; returns `hop` unchanged. */
   private recorded(hop: number): number {
     this.metaBatch.record(this.metaIndex, this.info);
+    this.metaBatch.flowNode[this.metaIndex] = this.packetNode;
     return hop;
   }
 
@@ -593,7 +600,7 @@ export class Pipeline {
     table.count(flow, dir, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
-    this.lastNode = node;
+    this.lastNode = this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
   }
 
@@ -886,7 +893,7 @@ export class Pipeline {
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
     decrementTtl(buf, info);
-    this.lastNode = flow * 2;
+    this.lastNode = this.packetNode = flow * 2;
     return this.ports.deliverable(hop);
   }
 
@@ -996,6 +1003,7 @@ export class Pipeline {
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     decrementTtl(buf, info);
     this.counters.fragmentsFollowed++;
+    this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
   }
 

@@ -19,6 +19,7 @@ const SHORT: Readonly<Record<string, number>> = {
   'gateway/tls-sni': 2000,
   'gateway/http-host': 2000,
   'gateway/dns': 3000,
+  'wire/capture-filter': 3000,
   'config/yaml': 150,
   'control/api': 150,
 };

@@ -6,6 +6,7 @@ import { PacketBatch } from '../../src/common/packet-batch.js';
 import { NEXT_HOP_DROP } from '../../src/common/ids.js';
 import { Pipeline, type PipelineConfig } from '../../src/dataplane/pipeline.js';
 import { parsePacket, type ParsedPacket } from '../../src/wire/build.js';
+import type { CaptureTap } from '../../src/control/capture.js';
 
 export interface Sent {
   /** Port the packet leaves on, or -1 when dropped or held. */
@@ -19,6 +20,8 @@ export interface Sent {
 export class PipelineRig {
   readonly pipeline: Pipeline;
   now = 1_000_000;
+  /** A capture's tap, called around process() as the edge's read loop calls it (null: no capture). */
+  tap: CaptureTap | null = null;
   private readonly batch = new PacketBatch(1, 65536 + 256, 128);
 
   constructor(config: PipelineConfig) {
@@ -30,8 +33,11 @@ export class PipelineRig {
     const b = this.batch;
     b.clear();
     if (b.push(packet, 0, packet.length, port) < 0) throw new Error('packet does not fit the test batch');
+    const tap = own ? null : this.tap;
+    if (tap !== null) tap.before(b, this.now);
     if (own) this.pipeline.processOwn(b, this.now);
     else this.pipeline.process(b, this.now);
+    if (tap !== null) tap.after(b, this.now, true);
     const bytes = b.packet(0).slice();
     const hop = b.nextHop[0] === NEXT_HOP_DROP ? -1 : b.nextHop[0];
     return { hop, drop: b.drop[0], bytes, parsed: parsePacket(bytes) };

@@ -1,4 +1,4 @@
-/* global document, window, sessionStorage, fetch, URLSearchParams, setTimeout, clearTimeout, history, location */
+/* global document, window, sessionStorage, fetch, URLSearchParams, URL, setTimeout, clearTimeout, history, location */
 /**
  * tether dashboard (docs/DASHBOARD.md). Plain browser JavaScript, no framework, no build step.
  *
@@ -9,7 +9,8 @@
  *   every 2 s:  GET /v1/onramps, /v1/stats (onramp table, chart), /v1/flows (flow table, with the filters)
  *   every 10 s: GET /v1/routes, /v1/overlaps
  *   on demand:  GET /v1/flows/:id (detail + decision trail), POST /v1/explain,
- *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch)
+ *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch),
+ *               POST /v1/captures { onramp } then its status and pcapng (the capture button: docs/CAPTURE.md)
  *
  * Every call carries the API token (Authorization: Bearer). The page gets it once per browser session and
  * keeps it in sessionStorage: pasted into the form, or from the address `tether dashboard` prints, which
@@ -128,6 +129,7 @@ const state = {
   samples: [], // [{ t, onramps: { name: packets }, internet, flows }]
   siteIndex: new Map(), // site name → colour index, stable for the page's life
   pendingArr: new Set(), // onramps whose ARR PATCH is in flight
+  capturing: new Set(), // onramps with a capture this page started and waits for
   filters: { site: '', onramp: '', protocol: '', src: '', dst: '' },
   selectedFlow: null,
   polls: 0,
@@ -168,6 +170,7 @@ function showTokenState() {
   ts.textContent = memoryToken ? 'token set' : 'token needed';
   ts.className = memoryToken ? 'set' : 'muted';
   for (const box of document.querySelectorAll('input[data-arr-switch]')) box.disabled = !memoryToken || state.pendingArr.has(box.dataset.onramp);
+  for (const b of document.querySelectorAll('button[data-capture]')) b.disabled = !memoryToken || state.capturing.has(b.dataset.onramp);
   $('arr-hint').textContent = memoryToken
     ? 'ARR changes apply to new flows (established flows keep their decisions).'
     : 'The page needs the API token (top right: paste api.token_file, or open the address `tether dashboard` prints).';
@@ -195,7 +198,7 @@ function renderOnramps() {
       const row = el('tr', { data: { onramp: o.name } },
         el('td', { cls: 'mono', text: o.name }), el('td', { text: o.type }), el('td'), el('td'),
         el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }), el('td', { cls: 'num' }),
-        el('td', {}, sw), el('td', { cls: 'mono' }));
+        el('td', {}, sw), el('td', { cls: 'mono' }), el('td', {}, captureButton(o.name)));
       tbody.append(row);
     }
     if (state.onramps.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no onramps configured' })));
@@ -270,6 +273,50 @@ function renderIpsec() {
           el('td', { cls: `num ${n && n.icvFailures > 0 ? 'state-degraded' : ''}`, text: fmtInt(n?.icvFailures) })));
       }
     }
+  }
+}
+
+/** Seconds a dashboard capture runs (it stops earlier at the API's default limits: 10,000 packets, 16 MiB). */
+const CAPTURE_SECONDS = 10;
+
+function captureButton(name) {
+  const b = el('button', { data: { capture: '', onramp: name }, text: `capture ${CAPTURE_SECONDS} s`, title: `a bounded pcapng of ${name}'s packets with each packet's decision (docs/CAPTURE.md)` });
+  b.type = 'button';
+  b.disabled = !memoryToken;
+  b.addEventListener('click', () => captureOnramp(name, b));
+  return b;
+}
+
+/** Starts a capture of the onramp, waits until it stops at its limit, then downloads the pcapng (docs/CAPTURE.md). */
+async function captureOnramp(name, button) {
+  state.capturing.add(name);
+  button.disabled = true;
+  button.textContent = 'capturing…';
+  try {
+    let c = await api('POST', '/v1/captures', { onramp: name, duration_s: CAPTURE_SECONDS });
+    while (c.state === 'running') {
+      await new Promise((r) => setTimeout(r, 500));
+      c = await api('GET', `/v1/captures/${c.id}`);
+    }
+    const r = await fetch(c.download, { headers: { authorization: `Bearer ${memoryToken}` }, cache: 'no-store' });
+    if (!r.ok) throw new ApiError(r.status, `HTTP ${r.status}`);
+    const url = URL.createObjectURL(await r.blob());
+    const a = el('a', {});
+    a.href = url;
+    a.download = `tether-${name}-${c.id}.pcapng`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    await api('DELETE', `/v1/captures/${c.id}`).catch(() => undefined);
+    state.errors.delete('capture');
+  } catch (e) {
+    state.errors.set('capture', `${name}: ${e.message}`);
+  } finally {
+    state.capturing.delete(name);
+    button.textContent = `capture ${CAPTURE_SECONDS} s`;
+    button.disabled = !memoryToken;
+    setStatus();
   }
 }
 
