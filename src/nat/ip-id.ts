@@ -27,13 +27,21 @@ import { finalMix, mixWord } from '../common/hash.js';
 
 /** Buckets by default: 4,096 counters (8 KB, stays in cache); many more busy tuples than this only share turns. */
 export const IP_ID_BUCKETS = 4096;
+/** The bucket index is taken from the high half of the hash: at most 2^16 buckets. */
+const MAX_BUCKETS = 0x10000;
+const HASH_INDEX_SHIFT = 16;
+/** Multiplicative hashing constants: 2^32 / golden ratio (Knuth), and MurmurHash3's first finalizer multiplier. */
+const GOLDEN = 0x9e3779b1;
+const SPREAD = 0x85ebca6b;
+/** The protocol enters the hash in the byte no address bit reaches by xor alone. */
+const PROTOCOL_SHIFT = 24;
 /** The identification field is 16 bits (RFC 791 section 3.1). */
 const ID_SPACE = 0x10000;
 /** Mixed into the seed for the initial counter values, so they are not the bucket hash's own stream. */
 const INITIAL_VALUE_SALT = 0x1d1d1d1d;
 
 export interface IpIdOptions {
-  /** Counters (rounded up to a power of two). */
+  /** Counters (rounded up to a power of two, at most 65,536). */
   buckets?: number;
   /** Hash seed (the pipeline's; random in production): places tuples in buckets and draws the counters' starts. */
   seed: number;
@@ -46,7 +54,7 @@ export class IpIdAllocator {
 
   constructor(opts: IpIdOptions) {
     let buckets = 1;
-    while (buckets < (opts.buckets ?? IP_ID_BUCKETS)) buckets <<= 1;
+    while (buckets < Math.min(opts.buckets ?? IP_ID_BUCKETS, MAX_BUCKETS)) buckets <<= 1;
     this.counters = new Uint16Array(buckets);
     this.mask = buckets - 1;
     this.seed = opts.seed | 0;
@@ -54,9 +62,16 @@ export class IpIdAllocator {
     for (let b = 0; b < buckets; b++) this.counters[b] = finalMix(mixWord(start, b)) & (ID_SPACE - 1);
   }
 
-  /** The bucket of the IPv4 tuple (source, destination, protocol) as the receiver sees it. */
+  /**
+   * The bucket of the IPv4 tuple (source, destination, protocol) as the receiver sees it: multiplicative hashing,
+   * two multiplies, the high half kept (this runs per renumbered packet, and is cheaper than common/hash.ts's
+   * MurmurHash3 steps). Its strength is no defence and needs none: whoever can aim tuples at one counter can as well send through
+   * the very tuple they want to hurry along (a pool address is shared), and either way only shortens that
+   * counter's turn, never makes an id repeat within it.
+   */
   bucket4(src: number, dst: number, protocol: number): number {
-    return finalMix(mixWord(mixWord(mixWord(this.seed, protocol), src), dst)) & this.mask;
+    const h = Math.imul(Math.imul(src ^ this.seed, GOLDEN) ^ dst ^ (protocol << PROTOCOL_SHIFT), SPREAD);
+    return (h >>> HASH_INDEX_SHIFT) & this.mask;
   }
 
   /** The next identification value for an IPv4 datagram with this source, destination and protocol. */
