@@ -26,6 +26,7 @@ import {
   FLAG_FILTERED,
   FLAG_HAIRPIN,
   FLAG_POOL,
+  FLAG_RENUMBER,
   FLAG_TRANSLATE,
   heldByFilter,
   RETURN_PORT_MASK,
@@ -433,6 +434,9 @@ function renderSetup(
         : 'no translation toward an onramp (no other flow holds this tuple there)';
     out.nat = { kind, note };
     out.trail.push(note);
+  }
+  if ((d.flags & FLAG_RENUMBER) !== 0 && family === AF_INET4) {
+    out.trail.push('IPv4 ids: the receiver sees this source shared with other senders, so datagrams that may be fragmented (a fragment, or DF clear) leave with ids from the edge\'s per-(source, destination, protocol) counters, the same for all fragments of one datagram (RFC 6864 section 4); DF-set datagrams keep theirs');
   }
   if (info.protocol === IPPROTO_TCP) out.trail.push('TCP: only a SYN starts the flow; the tracker then follows the handshake and windows');
   else if (info.protocol !== IPPROTO_UDP) out.trail.push('the first packet must be a query (an echo reply starts nothing)');

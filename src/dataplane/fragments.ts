@@ -8,6 +8,11 @@
  * Datagram identity (RFC 791 section 3.2, RFC 8200 section 4.5): source, destination, protocol
  * and identification — plus the zone, so two sites' fragments never meet.
  *
+ * Each remembered datagram also keeps the identification the edge gave it (IPv4 translated toward a shared
+ * source, src/nat/ip-id.ts; -1: kept as sent), so every later fragment carries the same new id as the first:
+ * the receiver reassembles by (source, destination, protocol, id). The mapping lives as long as the entry,
+ * FRAGMENT_TIMEOUT_MS from the first fragment, the receiver's own reassembly timeout.
+ *
  * Memory is bounded twice: a fixed table of datagrams (open addressing, at most MAX_PROBES slots
  * looked at, the stalest entry overwritten when all are live) and a fixed hold slab.
  *
@@ -46,6 +51,8 @@ export class FragmentFollower {
   private readonly src: Uint32Array;
   private readonly dst: Uint32Array;
   private readonly node: Int32Array;
+  /** The identification the datagram's fragments leave with; -1: their own. */
+  private readonly newId: Int32Array;
   private readonly deadline: Float64Array;
   // hold queue
   private readonly holdData: Uint8Array;
@@ -63,6 +70,8 @@ export class FragmentFollower {
   /** The most slots one site may hold; 0 = no quota. */
   private siteQuota = 0;
   private held = 0;
+  /** The new identification of the datagram the last successful find() returned (-1: kept as sent). */
+  foundNewId = -1;
 
   constructor(opts: FragmentFollowerOptions) {
     this.addrWords = opts.addrWords;
@@ -77,6 +86,7 @@ export class FragmentFollower {
     this.src = new Uint32Array(cap * w);
     this.dst = new Uint32Array(cap * w);
     this.node = new Int32Array(cap);
+    this.newId = new Int32Array(cap);
     this.deadline = new Float64Array(cap);
     const hold = opts.holdPackets ?? 64;
     this.holdData = new Uint8Array(hold * HOLD_SLOT_BYTES);
@@ -111,8 +121,11 @@ export class FragmentFollower {
     return this.held;
   }
 
-  /** Remembers that the datagram belongs to flow node `node`. `addr` holds source words at 0, destination at 4. */
-  remember(zone: number, proto: number, addr: Uint32Array, ident: number, node: number, now: number): void {
+  /**
+   * Remembers that the datagram belongs to flow node `node` and leaves with identification `newId` (-1: its own).
+   * `addr` holds source words at 0, destination at 4.
+   */
+  remember(zone: number, proto: number, addr: Uint32Array, ident: number, node: number, now: number, newId = -1): void {
     const w = this.addrWords;
     let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
     let victim = slot;
@@ -137,18 +150,22 @@ export class FragmentFollower {
       this.dst[victim * w + k] = addr[4 + k];
     }
     this.node[victim] = node;
+    this.newId[victim] = newId;
     this.deadline[victim] = now + this.timeoutMs;
   }
 
   /**
    * The flow node a datagram's later fragments follow, or -1. Entries are not removed when their
    * flow ends: the caller checks that the node's key still has this zone, protocol and addresses
-   * (a reused flow slot will not), which is cheaper than a scan per ended flow.
+   * (a reused flow slot will not), which is cheaper than a scan per ended flow. A hit also sets foundNewId.
    */
   find(zone: number, proto: number, addr: Uint32Array, ident: number, now: number): number {
     let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
     for (let probe = 0; probe < MAX_PROBES; probe++) {
-      if (this.deadline[slot] > now && this.matches(slot, zone, proto, addr, ident)) return this.node[slot];
+      if (this.deadline[slot] > now && this.matches(slot, zone, proto, addr, ident)) {
+        this.foundNewId = this.newId[slot];
+        return this.node[slot];
+      }
       slot = (slot + 1) & this.mask;
     }
     return -1;

@@ -14,6 +14,7 @@
  *                                               reply direction → ARR ? the return onramp : routing table
  *                                     (the return onramp as the site's failover policy left it: steerReturn)
  *                                     SYN crossing a port with a tunnel MTU: MSS clamped (clampMss)
+ *                                     IPv4 toward a shared source: ids renumbered (renumber, FLAG_RENUMBER)
  *
  * inspect is the packet's one parse: its PacketInfo feeds every step here, the port's source filter (a
  * WireGuard peer's allowed IPs, right after inspect) included, and is recorded into the batch's per-packet
@@ -38,6 +39,7 @@ import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, type FlowTimeouts } from 
 import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
 import { priorityPenalty } from '../health/constants.js';
 import type { HealthState } from '../health/judge.js';
+import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
@@ -77,6 +79,7 @@ import {
   setInnerAddr4,
   setInnerAddr6,
   setInnerPort,
+  setIpv4Id,
   setSrcAddr4,
   setSrcAddr6,
   setSrcPort,
@@ -98,6 +101,33 @@ export const FLAG_HAIRPIN = 16; // addressed to the egress pool and turned back 
  * HairpinFiltered until the first reply-direction packet, the peer's contact, clears the flag.
  */
 export const FLAG_FILTERED = 32;
+/**
+ * The original direction's IPv4 ids are the edge's (issue 13; RFC 6864 section 4, RFC 4963): the receiver sees
+ * this flow's source shared with other senders — a pool address (source NAT, hairpin), or a site's own address
+ * leaving its zone, where another site's identical address arrives too (a data center reached over ARR). Two
+ * senders' datagrams with the same id would be reassembled into each other there, so every non-atomic datagram
+ * (a fragment, or DF clear) takes its id from the edge's per-(source, destination, protocol) counters instead
+ * (src/nat/ip-id.ts); all fragments of one datagram get the same one (the fragment follower keeps it).
+ *
+ * Atomic datagrams (DF set, not a fragment) keep their id: RFC 6864 section 4.1 gives it no meaning, no receiver
+ * reassembles them, and leaving them out keeps the counters' 65,536 values for the datagrams that can meet in
+ * a reassembly queue (TCP, DF set by Linux, would otherwise spend a counter's turn at line rate) and the TCP
+ * path's cost unchanged.
+ *
+ * The reply direction keeps its ids (the server's stack made them unique per (server, pool address or site
+ * address, protocol); the edge only changes the destination, and each site receives a subset of that unique
+ * set), except for a hairpin's replies (FLAG_HAIRPIN), whose source becomes a pool address like an original
+ * direction's. See renumbers().
+ */
+export const FLAG_RENUMBER = 64;
+
+/**
+ * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
+ * (FLAG_RENUMBER)? IPv4, the direction whose source the receiver sees shared, and not atomic.
+ */
+export function renumbers(flags: number, dir: number, info: PacketInfo): boolean {
+  return (flags & (dir === 0 ? FLAG_RENUMBER : FLAG_HAIRPIN)) !== 0 && (info.isFragment || !info.dontFragment) && info.family === AF_INET4;
+}
 
 /** Is a packet of a flow with these flags, in direction dir, held back by the peer's filter (FLAG_FILTERED)? Explain asks the same. */
 export function heldByFilter(flags: number, dir: number): boolean {
@@ -209,6 +239,11 @@ export class Pipeline {
   private readonly decision = new SetupDecision();
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
+  /** The first fragment being processed: its identification as sent, and the one it leaves with (-1: the same). */
+  private fragId = 0;
+  private fragNewId = -1;
+  /** IPv4 ids for FLAG_RENUMBER (renumber()). */
+  private readonly ipIds: IpIdAllocator;
   /**
    * Where forward() records the packet's inspection (PacketBatch metadata): the batch being processed and
    * the packet's index; a one-slot scratch batch when forward() is called on its own.
@@ -270,6 +305,7 @@ export class Pipeline {
       hashSeed: seed,
       onRemove: (flow, reason) => this.flowEnded(this.flows6, flow, reason),
     });
+    this.ipIds = new IpIdAllocator({ seed });
     this.frags4 = new FragmentFollower({ addrWords: 1 });
     this.frags6 = new FragmentFollower({ addrWords: 4 });
     this.natPortsPerSite = config.egress?.maxPortsPerSite;
@@ -487,7 +523,11 @@ export class Pipeline {
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
 
     const isFirstFragment = info.isFragment;
-    if (isFirstFragment) this.fragAddr.set(info.addr);
+    if (isFirstFragment) {
+      this.fragAddr.set(info.addr);
+      this.fragId = info.fragmentId;
+      this.fragNewId = -1;
+    }
     const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
     const key = this.key;
     key.zone = zone;
@@ -502,7 +542,7 @@ export class Pipeline {
     // Only a SYN carries an MSS option (inspect looks for it on SYNs only): one compare for every other packet.
     if (info.tcpMssOffset !== 0 && hop >= 0) this.clampMss(buf, ingress, hop);
     this.recorded(hop);
-    if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, info.fragmentId, info.family);
+    if (isFirstFragment && hop >= 0) this.followFragments(zone, info.protocol, this.fragId, info.family);
     return hop;
   }
 
@@ -599,6 +639,7 @@ export class Pipeline {
     }
     table.count(flow, dir, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    if (renumbers(flags, dir, info)) this.renumber(buf, node);
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
@@ -753,7 +794,7 @@ export class Pipeline {
     const hash = tupleHash(protocol, (key.srcPort << 16) | key.dstPort, key.src, 0, key.dst, 0);
     d.hash = hash;
     if (this.snat !== null && this.isPoolDestination(info)) {
-      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN;
+      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL | FLAG_HAIRPIN | FLAG_RENUMBER;
       return this.decideHairpin(info, key, table, site, ingress, d, trace);
     }
     const route = info.family === AF_INET4
@@ -765,7 +806,7 @@ export class Pipeline {
     if (kind === NextHopKind.Blackhole) return -Drop.Blackhole;
     if (kind === NextHopKind.Internet) {
       if (this.snat === null) return -Drop.NoRoute;
-      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL;
+      d.flags = arr | FLAG_TRANSLATE | FLAG_POOL | FLAG_RENUMBER;
       d.hop = PORT_INTERNET;
       if (trace !== null) trace.natPort = this.snat.peek(key.zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, trace.natAddr, 0);
       return PORT_INTERNET;
@@ -776,6 +817,8 @@ export class Pipeline {
     // (docs/FLOW-MODEL.md: NAT a data center only on a clash); commit finds the free port.
     d.reply.zone = this.ports.zone[hop];
     d.flags = table.lookup(d.reply) >= 0 ? arr | FLAG_TRANSLATE | FLAG_CLASH : arr;
+    // Leaving its zone, the source address may meet another zone's identical one at the server (FLAG_RENUMBER).
+    if (d.reply.zone !== key.zone) d.flags |= FLAG_RENUMBER;
     d.hop = hop;
     return hop;
   }
@@ -892,6 +935,7 @@ export class Pipeline {
     if ((flags & FLAG_FILTERED) !== 0) return -Drop.HairpinFiltered;
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
+    if (renumbers(flags, 0, info)) this.renumber(buf, flow * 2);
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = flow * 2;
     return this.ports.deliverable(hop);
@@ -947,7 +991,14 @@ export class Pipeline {
     const flow = node >> 1;
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
-    if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translateIcmpError(buf, table, node ^ 1);
+    const flags = table.flags(flow);
+    if ((flags & FLAG_TRANSLATE) !== 0) this.translateIcmpError(buf, table, node ^ 1);
+    // The error's own header is numbered like any packet of its direction (a fragmented error is not followed).
+    // The header it quotes keeps the id it was sent with, renumbered or not, as Linux's NAT leaves it: hosts match
+    // errors on addresses, protocol and ports (ping and traceroute on the ICMP id and sequence), never on the IP
+    // id; restoring it would take a record per datagram sent; and the errors a host acts on (fragmentation
+    // needed, RFC 1191) quote DF datagrams, which are atomic and keep their id anyway.
+    if (!info.isFragment && renumbers(flags, dir, info)) this.renumber(buf, node);
     decrementTtl(buf, info);
     this.counters.icmpErrorsTranslated++;
     return this.hopFor(table, flow, dir, ingress);
@@ -1001,16 +1052,36 @@ export class Pipeline {
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
     table.count(flow, dir, length);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    // The id its first fragment left with (renumber), so the receiver puts the pieces together again.
+    if (follower.foundNewId >= 0) setIpv4Id(buf, info, follower.foundNewId);
     decrementTtl(buf, info);
     this.counters.fragmentsFollowed++;
     this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
   }
 
+  /**
+   * FLAG_RENUMBER: the translated IPv4 packet leaves with the next id of its (source, destination, protocol)
+   * counter (src/nat/ip-id.ts), the header checksum updated incrementally. A first fragment keeps the id its
+   * datagram already has when it passed before (a duplicate or a resent first fragment): the fragments that
+   * followed it carry that one. followFragments() hands the id to the fragment follower for the later fragments.
+   */
+  private renumber(buf: Uint8Array, node: number): void {
+    const info = this.info;
+    let id = -1;
+    if (info.isFragment) {
+      const frags = this.frags4;
+      if (frags.find(this.key.zone, info.protocol, this.fragAddr, this.fragId, this.now) === node) id = frags.foundNewId;
+    }
+    if (id < 0) id = this.ipIds.next4(info.addr[SRC], info.addr[DST], info.protocol);
+    if (info.isFragment) this.fragNewId = id;
+    setIpv4Id(buf, info, id);
+  }
+
   /** The first fragment passed: remember its datagram, then send any fragments that arrived before it. */
   private followFragments(zone: number, protocol: number, fragmentId: number, family: number): void {
     const follower = family === AF_INET4 ? this.frags4 : this.frags6;
-    follower.remember(zone, protocol, this.fragAddr, fragmentId, this.lastNode, this.now);
+    follower.remember(zone, protocol, this.fragAddr, fragmentId, this.lastNode, this.now, this.fragNewId);
     follower.release(zone, protocol, this.fragAddr, fragmentId, this.takeHeld);
   }
 

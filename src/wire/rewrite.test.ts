@@ -37,6 +37,7 @@ import {
   setInnerAddr4,
   setInnerAddr6,
   setInnerPort,
+  setIpv4Id,
   setSrcAddr4,
   setSrcAddr6,
   setSrcPort,
@@ -192,6 +193,31 @@ test('IPv4 fragments: addresses in every fragment, ports only in the first; equa
     }),
     { numRuns: 200 },
   );
+});
+
+test('setIpv4Id equals building with the new id: whole packets and every fragment, header checksum kept, nothing else touched', () => {
+  const transport = fc.oneof(
+    udpArb.map((udp) => ({ kind: 'udp' as const, udp: { ...udp, payload: new Uint8Array(300).fill(5) } })),
+    tcpArb.map((tcp) => ({ kind: 'tcp' as const, tcp: { ...tcp, payload: new Uint8Array(300).fill(6) } })),
+  );
+  fc.assert(
+    fc.property(ipv4HeaderArb, transport, fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 100, max: 400 }), (ip, t, id, mtu) => {
+      const fragments = fragmentIpv4(buildTransport(ip, t), mtu);
+      for (const f of fragments) {
+        const info = inspected(f);
+        setIpv4Id(f, info, id);
+        assert.equal(info.fragmentId, id);
+        assert.equal(inspected(f).fragmentId, id, 'the header checksum still verifies (inspect checks it)');
+      }
+      assert.deepEqual(fragments, fragmentIpv4(buildTransport({ ...ip, id }, t), mtu));
+    }),
+    { numRuns: 300 },
+  );
+  // Byte fixture: id 0x1234 -> 0xbeef in a 20-byte header; the checksum moves by the difference alone.
+  const bytes = buildUdp({ src: '10.0.1.10', dst: '203.0.113.10', id: 0x1234 }, { srcPort: 1, dstPort: 2 });
+  setIpv4Id(bytes, inspected(bytes), 0xbeef);
+  assert.deepEqual([...bytes.subarray(4, 6)], [0xbe, 0xef]);
+  assert.deepEqual(bytes, buildUdp({ src: '10.0.1.10', dst: '203.0.113.10', id: 0xbeef }, { srcPort: 1, dstPort: 2 }));
 });
 
 /** An IPv6 datagram cut into two fragments behind a fragment header. */

@@ -32,6 +32,7 @@ import {
   IPPROTO_UDP,
   IPV4_CHECKSUM,
   IPV4_DST,
+  IPV4_ID,
   IPV4_SRC,
   IPV4_TTL,
   IPV6_ADDR_BYTES,
@@ -190,6 +191,21 @@ export function decrementTtl(buf: Uint8Array, info: PacketInfo): boolean {
   }
   info.ttl = ttl - 1;
   return true;
+}
+
+/**
+ * Rewrites the IPv4 identification field (RFC 791 section 3.1) to `id` and updates the header checksum
+ * incrementally (the field is one whole 16-bit word of the header; no transport checksum covers it).
+ * `info.fragmentId` follows. IPv4 only: IPv6 carries its identification in a fragment header, not here.
+ */
+export function setIpv4Id(buf: Uint8Array, info: PacketInfo, id: number): void {
+  id &= 0xffff;
+  const old = info.fragmentId;
+  if (old === id) return;
+  const o = info.l3Offset;
+  write16(buf, o + IPV4_ID, id);
+  write16(buf, o + IPV4_CHECKSUM, checksumAdjust(read16(buf, o + IPV4_CHECKSUM), wordDelta(old, id)));
+  info.fragmentId = id;
 }
 
 /**

@@ -8,27 +8,11 @@ import { Drop } from '../../src/common/drop-reasons.js';
 import { buildIcmpEcho, buildTcp, buildUdp, fragmentIpv4 } from '../../src/wire/build.js';
 import { TCP_ACK_FLAG, TCP_FIN, TCP_RST, TCP_SYN } from '../../src/wire/constants.js';
 import { RemoveReason, TcpState } from '../../src/flow/flow-table.js';
-import { foldChecksum, onesComplementSum, pseudoHeaderSum4 } from '../../src/wire/checksum.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
+import { reassemble } from '../support/reassembly.js';
 import { A_BACKUP, A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
 
 const SECOND = 1000;
-
-/** Reassembles IPv4 fragments of one UDP datagram (slowly, for checking) and verifies its checksum. */
-function reassemble(fragments: Uint8Array[]): { payload: Uint8Array; checksumOk: boolean } {
-  const parts = fragments.map((f) => {
-    const headerLength = (f[0] & 0x0f) * 4;
-    const offset = (((f[6] << 8) | f[7]) & 0x1fff) * 8;
-    return { offset, data: f.subarray(headerLength, (f[2] << 8) | f[3]), header: f };
-  });
-  const udp = new Uint8Array(Math.max(...parts.map((p) => p.offset + p.data.length)));
-  for (const p of parts) udp.set(p.data, p.offset);
-  const h = parts[0].header;
-  const src = ((h[12] << 24) | (h[13] << 16) | (h[14] << 8) | h[15]) >>> 0;
-  const dst = ((h[16] << 24) | (h[17] << 16) | (h[18] << 8) | h[19]) >>> 0;
-  const sum = onesComplementSum(udp, 0, udp.length, pseudoHeaderSum4(src, dst, 17, udp.length));
-  return { payload: udp.subarray(8), checksumOk: foldChecksum(sum) === 0 };
-}
 
 test('mid-flow failover: the flow follows the site to its backup onramp; another site cannot take it', () => {
   const edge = new PipelineRig(twoSites());
