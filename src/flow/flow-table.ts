@@ -301,6 +301,11 @@ export class FlowTable {
     return this.live;
   }
 
+  /** Number of hash buckets (a power of two). */
+  get bucketCount(): number {
+    return this.bucketMask + 1;
+  }
+
   // --- record addressing ----------------------------------------------------------------------
 
   /** Index in records of a node's first word. */
