@@ -223,6 +223,13 @@ export class FlowTable {
   /** Free flows, linked through the wheel's next[] (a free flow is in no wheel list). */
   private freeHead: number;
   private live = 0;
+  /**
+   * Flows created and removed so far (each wraps harmlessly: only compared for equality). A lookup result
+   * taken earlier stays right while they have not moved: a hit until a removal (the node may be freed and
+   * reused), a miss until a creation. The pipeline's pre-pass relies on it (Pipeline.prefetch).
+   */
+  creations = 0;
+  removals = 0;
   private clockStarted = false;
   /** The latest `now` seen, to turn stored deadlines back into absolute times. */
   private clock = 0;
@@ -572,6 +579,11 @@ export class FlowTable {
    * (`| 0`) or unsigned; signed is cheaper: V8 passes an int32 as is but boxes a uint32 >= 2^31.
    */
   lookup4(zone: number, protocol: number, src: number, dst: number, ports: number): number {
+    return this.lookup4At(this.bucket4(zone, protocol, src, dst, ports), zone, protocol, src, dst, ports);
+  }
+
+  /** lookup4 when the caller already has the key's bucket (bucket4 of the same fields): no second hash. */
+  lookup4At(bucket: number, zone: number, protocol: number, src: number, dst: number, ports: number): number {
     const key0 = zone | (protocol << PROTOCOL_SHIFT);
     src |= 0;
     dst |= 0;
@@ -579,7 +591,7 @@ export class FlowTable {
     const rec = this.recordInts;
     const stride = this.stride;
     const nodeWords = this.nodeWords;
-    let node = this.buckets[this.bucket4(zone, protocol, src, dst, ports)];
+    let node = this.buckets[bucket];
     while (node !== NO_NODE) {
       const base = (node >> 1) * stride + (node & 1) * nodeWords;
       if (rec[base + N_KEY0] === key0 && rec[base + N_PORTS] === ports && rec[base + N_SRC] === src && rec[base + N_SRC + 1] === dst) return node;
@@ -653,7 +665,9 @@ export class FlowTable {
     const protocol = orig.protocol;
     // Zero the flow fields (counters, meta, ports, hop), then set the non-zero ones.
     const f = this.flowWord(flow);
-    this.records.fill(0, f, f + FLOW_WORDS);
+    const rec = this.records;
+    // Ten stores rather than fill(): a typed array's fill is a call into the runtime, dear for ten words.
+    for (let w = 0; w < FLOW_WORDS; w++) rec[f + w] = 0;
     this.setMeta(flow, META_STATUS, LIVE | EVICTABLE);
     this.setHalf(flow, F_PORTS, 0, ingressPort);
     this.setHalf(flow, F_PORTS, 1, ingressPort);
@@ -668,6 +682,7 @@ export class FlowTable {
     this.wheel.insert(flow, RING_EVICTABLE, deadline);
     if (++this.portFlows[ingressPort] > this.portFlows[this.heaviest]) this.heaviest = ingressPort;
     this.live++;
+    this.creations++;
     return flow;
   }
 
@@ -714,6 +729,7 @@ export class FlowTable {
     this.wheel.next[flow] = this.freeHead;
     this.freeHead = flow;
     this.live--;
+    this.removals++;
   }
 
   private advanceClock(now: number): void {
