@@ -672,7 +672,8 @@ export class FlowTable {
     this.setHalf(flow, F_PORTS, 0, ingressPort);
     this.setHalf(flow, F_PORTS, 1, ingressPort);
     this.records[f + F_CREATED] = Math.floor(now / MS_PER_SECOND) >>> 0;
-    this.tcp.reset(flow);
+    // Only a TCP flow ever reads its windows (trackTcp): other protocols skip four more streams of stores.
+    if (protocol === IPPROTO_TCP) this.tcp.reset(flow);
     // Reply node first, original second: should both keys be equal, lookup finds the original.
     const n = flow * 2;
     this.writeNode(n + 1, reply);
