@@ -386,8 +386,10 @@ function main(): void {
   }
   const { perSecond, pipeline } = benchSetup(routes, rules, traffic, allocate);
   gc();
-  // External (huge-page) buffers are not in arrayBuffers: count the flow table's own arrays instead.
-  const pipelineBytesPerFlow = (memory() - memBefore + (allocate ? pipeline.flows4.memoryBytes() : 0)) / pipeline.flows4.size;
+  // External (huge-page) buffers are not in arrayBuffers: count the flow table's own arrays instead, and the
+  // NAT mapping table's (on the same memory since the pipeline passes its allocator on).
+  const external = allocate ? pipeline.flows4.memoryBytes() + (pipeline.snat?.mappingTableBytes() ?? 0) : 0;
+  const pipelineBytesPerFlow = (memory() - memBefore + external) / pipeline.flows4.size;
   const hugeBytes = hugePageBytes();
   const fast = benchFastPath(pipeline, packets, ingress, next, allocate);
   ensureConntrackLoaded();

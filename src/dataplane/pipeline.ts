@@ -477,6 +477,18 @@ export class Pipeline {
     this.hintRemovals = table.removals;
   }
 
+  /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */
+  private lookupKey(table: FlowTable, zone: number, hint: number): number {
+    const info = this.info;
+    const key = this.key;
+    key.zone = zone;
+    key.protocol = info.protocol;
+    key.srcPort = info.srcPort;
+    key.dstPort = info.dstPort;
+    copyAddrs(key, info.addr);
+    return hint !== HINT_NONE && table === this.flows4 ? this.hinted(hint, key) : table.lookup(key);
+  }
+
   /**
    * The lookup of the packet being forwarded, from its pre-pass hint (prefetch()) when that still holds: a
    * hit while no flow was removed since (its node may have been freed and reused), a miss while none was
@@ -561,13 +573,8 @@ export class Pipeline {
     const isFirstFragment = info.isFragment;
     if (isFirstFragment) this.fragAddr.set(info.addr);
     const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
-    const key = this.key;
-    key.zone = zone;
-    key.protocol = info.protocol;
-    key.srcPort = info.srcPort;
-    key.dstPort = info.dstPort;
-    copyAddrs(key, info.addr);
-    const node = hint !== HINT_NONE && table === this.flows4 ? this.hinted(hint, key) : table.lookup(key);
+    // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
+    const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);

@@ -124,6 +124,7 @@ test('initialMappings and allocate: room made at once, on the given memory; bad 
   const asked: number[] = [];
   const pool = new SnatPool({ addresses: ['198.51.100.1'], initialMappings: 3000, allocate: (bytes) => { asked.push(bytes); return new ArrayBuffer(bytes); } });
   assert.deepEqual(asked, [3000 * 13 * 4, 4096 * 4], 'records, then buckets (a power of two >= the mappings)');
+  assert.equal(pool.mappingTableBytes(), asked[0] + asked[1]);
   for (let i = 0; i < 3000; i++) assert.ok(acquire(pool, 1, UDP, `10.1.${i >> 8}.${i & 255}`, 7000));
   assert.equal(asked.length, 2, 'no growth up to initialMappings');
   assert.ok(acquire(pool, 1, UDP, '10.2.0.1', 7000));

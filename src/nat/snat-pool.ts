@@ -296,6 +296,11 @@ export class SnatPool {
     return protocolSlot(protocol) >= 0;
   }
 
+  /** Bytes of the mapping table (records and buckets): the part on `allocate`'s memory. */
+  mappingTableBytes(): number {
+    return this.records.byteLength + this.buckets.byteLength;
+  }
+
   /** Live mappings (internal endpoints with at least one reference). */
   get mappings(): number {
     return this.count;
