@@ -236,8 +236,9 @@ export class Pipeline {
   /** flows4.creations and .removals when the hints were taken (hinted()). */
   private hintCreations = 0;
   private hintRemovals = 0;
-  /** The hint of the packet process() hands forward() next; HINT_NONE for any other call. */
+  /** The hint of the packet process() hands forward() next; HINT_NONE for any other call. And its bucket. */
   private hint = HINT_NONE;
+  private hintBucket = -1;
   /**
    * Live flows that put a key with a pool destination into the global zone other than a source-NAT flow's
    * reply (see replyKeyMayExist): while there are none, a new source-NAT reply key cannot exist already.
@@ -378,14 +379,19 @@ export class Pipeline {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
       const hints = this.prefetchHints;
+      const buckets = this.prefetchBuckets;
       for (let i = start; i < end; i++) {
         this.metaIndex = i;
         this.hint = hints[i - start];
+        this.hintBucket = buckets[i - start];
         this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
       }
     }
     this.metaBatch = this.metaScratch;
     this.metaIndex = 0;
+    // Reply links create() deferred (FlowTable.flushLinks): the tables are whole again between calls.
+    this.flows4.flushLinks();
+    this.flows6.flushLinks();
   }
 
   /**
@@ -475,6 +481,7 @@ export class Pipeline {
     if (setups !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
     this.hintCreations = table.creations;
     this.hintRemovals = table.removals;
+    table.markCreations();
   }
 
   /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */
@@ -491,12 +498,13 @@ export class Pipeline {
 
   /**
    * The lookup of the packet being forwarded, from its pre-pass hint (prefetch()) when that still holds: a
-   * hit while no flow was removed since (its node may have been freed and reused), a miss while none was
-   * created (an earlier packet of the chunk may have set it up). Otherwise the table is asked again.
+   * hit while no flow was removed since (its node may have been freed and reused), a miss while no flow
+   * created since filed a node into the packet's bucket (an earlier packet of the chunk may have set it up;
+   * FlowTable.createdInto). Otherwise the table is asked again.
    */
   private hinted(hint: number, key: FlowKey): number {
     const table = this.flows4;
-    if (hint >= 0 ? table.removals === this.hintRemovals : table.creations === this.hintCreations) return hint;
+    if (hint >= 0 ? table.removals === this.hintRemovals : table.creations === this.hintCreations || !table.createdInto(this.hintBucket)) return hint;
     return table.lookup(key);
   }
 

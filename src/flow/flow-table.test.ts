@@ -526,6 +526,43 @@ test('creations and removals count every create and every removal (delete, expir
   assert.deepEqual([t.creations, t.removals, t.size], [3, 3, 0]);
 });
 
+test('deferred reply links: a reply key is found right after create, and createdInto() flags both keys\' buckets since markCreations()', () => {
+  const t = new FlowTable({ capacity: 256, addrWords: 1, hashSeed: 11 });
+  t.markCreations();
+  const made: Array<[FlowKey, FlowKey, number]> = [];
+  for (let i = 0; i < 200; i++) {
+    const o = new FlowKey().set4(1 + (i % 3), IPPROTO_UDP, 0x0a000000 + i, 0xcb007101, 40000, 53);
+    const r = new FlowKey().reverseOf(o);
+    r.zone = 0;
+    r.dst[0] = 0xc6336401;
+    r.dstPort = 1024 + i;
+    const f = t.create(o, r, 1, 0);
+    assert.ok(f >= 0);
+    made.push([o, r, f]);
+    const bo = t.bucket4(o.zone, o.protocol, o.src[0], o.dst[0], ((o.srcPort << 16) | o.dstPort) >>> 0);
+    const br = t.bucket4(r.zone, r.protocol, r.src[0], r.dst[0], ((r.srcPort << 16) | r.dstPort) >>> 0);
+    assert.ok(t.createdInto(bo) && t.createdInto(br));
+  }
+  // More creations than links may wait: every reply still found, from its own key.
+  for (const [o, r, f] of made) {
+    assert.equal(t.lookup(r), f * 2 + 1);
+    assert.equal(t.lookup(o), f * 2);
+  }
+  t.markCreations();
+  let flagged = 0;
+  for (let b = 0; b < t.bucketCount; b++) if (t.createdInto(b)) flagged++;
+  assert.equal(flagged, 0, 'a new window starts empty');
+  // Removal right after create links the waiting reply first, so it unlinks cleanly.
+  const o = new FlowKey().set4(9, IPPROTO_UDP, 0x0b000001, 0xcb007101, 5, 6);
+  const r = new FlowKey().reverseOf(o);
+  r.zone = 0;
+  const f = t.create(o, r, 1, 0);
+  t.delete(f);
+  assert.equal(t.lookup(o), -1);
+  assert.equal(t.lookup(r), -1);
+  for (const [mo, mr, mf] of made) assert.deepEqual([t.lookup(mo), t.lookup(mr)], [mf * 2, mf * 2 + 1]);
+});
+
 test('byte counters carry past 2^32 (48-bit: lo word, hi half-word)', () => {
   const t = makeTable({ capacity: 2 });
   const o = new FlowKey();
