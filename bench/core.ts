@@ -3,6 +3,8 @@
  *
  *   fastpath_mpps      established 64-byte IPv4 UDP packets over 1 M flows (both directions, SNAT'ed):
  *                      inspect, lookup, track, rewrite with incremental checksums, TTL, next hop
+ *   reference_mpps     the same-run reference (bench/reference.ts): the fast path's memory accesses, none of its
+ *                      logic; fastpath_vs_reference = fastpath_mpps / reference_mpps (goal, issue 10: >= 0.7)
  *   setup_per_s        new flows per second with 1,000 firewall rules (the allowing rule last),
  *                      a 100,000-route table and SNAT
  *   bytes_per_flow     (heap + typed arrays) of the flow table at 1 M IPv4 flows / flows;
@@ -16,7 +18,8 @@
  * kernel over real interfaces are measured by `npm run bench:lab`.
  *
  * Options: --json (one JSON object), --flows N (default 1,000,000), --quick (smaller, for a smoke run),
- * --no-huge-pages (the flow tables on ordinary 4 KiB pages instead of MADV_HUGEPAGE memory).
+ * --no-huge-pages (the flow tables on ordinary 4 KiB pages instead of MADV_HUGEPAGE memory), --setup-only
+ * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s).
  */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -39,6 +42,7 @@ const args = process.argv.slice(2);
 const json = args.includes('--json');
 const wantHugePages = !args.includes('--no-huge-pages');
 const quick = args.includes('--quick');
+const setupOnly = args.includes('--setup-only');
 const flowsArg = args.indexOf('--flows');
 const FLOWS = flowsArg >= 0 ? Number(args[flowsArg + 1]) : quick ? 100_000 : 1_000_000;
 const ROUTES = quick ? 10_000 : 100_000;
@@ -221,7 +225,7 @@ function benchSetup(
   rules: FirewallRuleSpec[],
   traffic: SetupTraffic,
   allocate: ((bytes: number) => ArrayBuffer) | undefined,
-): { perSecond: number; pipeline: Pipeline } {
+): { perSecond: number; perCpuSecond: number; pipeline: Pipeline } {
   const batch = new PacketBatch(BATCH, SETUP_SLOT, 0);
   // Warm up on a throwaway pipeline so the timed run measures steady state, not the JIT.
   const warm = makePipeline(1 << 16, routes, rules, undefined);
@@ -231,6 +235,7 @@ function benchSetup(
   }
   const pipeline = makePipeline(1 << Math.ceil(Math.log2(FLOWS)), routes, rules, allocate);
   let created = 0;
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < traffic.count; i += BATCH) {
     fillBatch(batch, traffic, i);
@@ -238,8 +243,9 @@ function benchSetup(
     for (let k = 0; k < batch.count; k++) if (batch.nextHop[k] !== NEXT_HOP_DROP) created++;
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   if (created !== traffic.count) log(`setup: ${traffic.count - created} packets dropped (${dropSummary(pipeline)})`);
-  return { perSecond: created / seconds, pipeline };
+  return { perSecond: created / seconds, perCpuSecond: created / ((cpu.user + cpu.system) / 1e6), pipeline };
 }
 
 /** Rounds of fast path and reference, alternated, so both see the same machine (shared and noisy). */
@@ -384,7 +390,12 @@ function main(): void {
       log(`huge pages unavailable (${(e as Error).message}); ordinary memory`);
     }
   }
-  const { perSecond, pipeline } = benchSetup(routes, rules, traffic, allocate);
+  const { perSecond, perCpuSecond, pipeline } = benchSetup(routes, rules, traffic, allocate);
+  if (setupOnly) {
+    // Flow setup alone, also per second of this process's CPU time: steadier than wall time on a shared machine.
+    process.stdout.write(`${JSON.stringify({ setup_per_s: Math.round(perSecond), setup_per_cpu_s: Math.round(perCpuSecond), flows: FLOWS, node: process.version })}\n`);
+    return;
+  }
   gc();
   // External (huge-page) buffers are not in arrayBuffers: count the flow table's own arrays instead, and the
   // NAT mapping table's (on the same memory since the pipeline passes its allocator on).
