@@ -8,8 +8,9 @@
  * What it has, per flow, with the flow table's sizes and layout (src/flow/flow-table.ts, IPv4):
  *   - a bucket array of the same length (Int32, the power of two the table chose) and a record array of
  *     the same stride (20 words = 80 bytes per flow), on the same memory (huge pages when the table has them);
- *   - both keys of every live flow of the benchmarked table, chained from their buckets exactly as the
- *     table chains them (node = 2 * flow + direction; zone | protocol, ports, src, dst, next per node);
+ *   - both keys of every live flow of the benchmarked table, chained from their buckets the way the table
+ *     chains them, with a seed of its own (node = 2 * flow + direction; zone | protocol, ports, src, dst,
+ *     next per node);
  *   - the flow fields the fast path writes: packet and byte counters per direction, the deadline, the
  *     next hop.
  *
