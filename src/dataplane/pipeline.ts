@@ -168,6 +168,11 @@ const IPV4_PLAIN_VERSION_IHL = (IP_VERSION_4 << 4) | (IPV4_MIN_HEADER >>> 2);
 const IPV4_MF_AND_OFFSET_HIGH = 0x3f;
 /** Source and destination ports, the first word of the UDP and TCP headers. */
 const L4_PORTS_LENGTH = 4;
+/** Flow table capacities when the configuration names none. */
+const DEFAULT_CAPACITY4 = 1 << 16;
+const DEFAULT_CAPACITY6 = 1 << 12;
+/** A packet the pre-pass did not look up (prefetch()); its hints are otherwise a node or -1 (no flow). */
+const HINT_NONE = -2;
 
 export interface PipelineConfig {
   onramps: OnrampSpec[];
@@ -265,6 +270,20 @@ export class Pipeline {
   private readonly prefetchSlots = new Int32Array(PREFETCH_CHUNK);
   /** What the prefetch loads read: kept in a field so the JIT cannot drop the loads. */
   prefetchSink = 0;
+  /** The flow-table buckets of the packets being prefetched (-1: not prefetched), and their lookups' results. */
+  private readonly prefetchBuckets = new Int32Array(PREFETCH_CHUNK);
+  private readonly prefetchHints = new Int32Array(PREFETCH_CHUNK);
+  /** flows4.creations and .removals when the hints were taken (hinted()). */
+  private hintCreations = 0;
+  private hintRemovals = 0;
+  /** The hint of the packet process() hands forward() next; HINT_NONE for any other call. And its bucket. */
+  private hint = HINT_NONE;
+  private hintBucket = -1;
+  /**
+   * Live flows that put a key with a pool destination into the global zone other than a source-NAT flow's
+   * reply (see replyKeyMayExist): while there are none, a new source-NAT reply key cannot exist already.
+   */
+  private poolKeyedFlows = 0;
   private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
     const g = this.generated;
     const i = g.push(data, offset, length, ingress);
@@ -286,11 +305,19 @@ export class Pipeline {
     // One random seed per pipeline for every table that faces packets (flows, NAT mappings): hash flooding.
     const seed = config.hashSeed ?? randomSeed();
     this.snat = config.egress && config.egress.addresses.length > 0
-      ? new SnatPool({ addresses: config.egress.addresses, portMin: config.egress.portMin, portMax: config.egress.portMax, hashSeed: seed })
+      ? new SnatPool({
+        addresses: config.egress.addresses,
+        portMin: config.egress.portMin,
+        portMax: config.egress.portMax,
+        hashSeed: seed,
+        // A flow holds at most one mapping: room for every flow at once, so setup never stops to rehash.
+        initialMappings: (config.flows?.capacity4 ?? DEFAULT_CAPACITY4) + (config.flows?.capacity6 ?? DEFAULT_CAPACITY6),
+        allocate: config.allocate,
+      })
       : null;
     const flowOpts = config.flows ?? {};
     this.flows4 = new FlowTable({
-      capacity: flowOpts.capacity4 ?? 1 << 16,
+      capacity: flowOpts.capacity4 ?? DEFAULT_CAPACITY4,
       addrWords: 1,
       allocate: config.allocate,
       timeouts: flowOpts.timeouts,
@@ -298,7 +325,7 @@ export class Pipeline {
       onRemove: (flow, reason) => this.flowEnded(this.flows4, flow, reason),
     });
     this.flows6 = new FlowTable({
-      capacity: flowOpts.capacity6 ?? 1 << 12,
+      capacity: flowOpts.capacity6 ?? DEFAULT_CAPACITY6,
       addrWords: 4,
       allocate: config.allocate,
       timeouts: flowOpts.timeouts,
@@ -392,13 +419,20 @@ export class Pipeline {
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
+      const hints = this.prefetchHints;
+      const buckets = this.prefetchBuckets;
       for (let i = start; i < end; i++) {
         this.metaIndex = i;
+        this.hint = hints[i - start];
+        this.hintBucket = buckets[i - start];
         this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
       }
     }
     this.metaBatch = this.metaScratch;
     this.metaIndex = 0;
+    // Reply links create() deferred (FlowTable.flushLinks): the tables are whole again between calls.
+    this.flows4.flushLinks();
+    this.flows6.flushLinks();
   }
 
   /**
@@ -424,13 +458,21 @@ export class Pipeline {
    * the CPU overlap the misses of many packets; forward() then finds the lines in cache. Only the
    * common case is prefetched (plain 20-byte IPv4 header, UDP or TCP, not a fragment); the rest
    * simply is not, and nothing here decides anything.
+   *
+   * Then, with the lines in cache, the lookups themselves: each packet's result is kept as its hint, which
+   * forward() takes instead of hashing and walking the chain again (hinted() says when it still holds). A
+   * packet that found no flow is a setup to come: its source endpoint's NAT mapping bucket and head record
+   * are fetched the same way, so the mapping lookup of every setup in the chunk overlaps too.
    */
   private prefetch(batch: PacketBatch, start: number, end: number): void {
     const data = batch.data;
     const slots = this.prefetchSlots;
+    const buckets = this.prefetchBuckets;
+    const hints = this.prefetchHints;
     const zoneOf = this.ports.zone;
     const configured = this.ports.configured;
     const table = this.flows4;
+    const count = end - start;
     for (let i = start; i < end; i++) {
       const o = batch.offset[i];
       const ingress = batch.ingress[i];
@@ -449,8 +491,62 @@ export class Pipeline {
         }
       }
       slots[i - start] = slot;
+      buckets[i - start] = slot;
     }
-    this.prefetchSink ^= table.prefetch(slots, end - start);
+    this.prefetchSink ^= table.prefetch(slots, count);
+    const snat = this.snat;
+    let setups = 0;
+    for (let k = 0; k < count; k++) {
+      const bucket = buckets[k];
+      if (bucket < 0) {
+        hints[k] = HINT_NONE;
+        slots[k] = -1;
+        continue;
+      }
+      const o = batch.offset[start + k];
+      const ingress = batch.ingress[start + k];
+      const zone = zoneOf[ingress];
+      const protocol = data[o + IPV4_PROTOCOL];
+      const src = readI32(data, o + IPV4_SRC);
+      const ports = readI32(data, o + IPV4_MIN_HEADER);
+      const node = table.lookup4At(bucket, zone, protocol, src, readI32(data, o + IPV4_DST), ports);
+      hints[k] = node;
+      // The Internet only answers (decideSetup): a miss from it never takes a mapping.
+      if (node < 0 && snat !== null && ingress !== PORT_INTERNET) {
+        slots[k] = snat.bucket4(zone, protocol, src, ports >>> 16);
+        setups++;
+      } else {
+        slots[k] = -1;
+      }
+    }
+    if (setups !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
+    this.hintCreations = table.creations;
+    this.hintRemovals = table.removals;
+    table.markCreations();
+  }
+
+  /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */
+  private lookupKey(table: FlowTable, zone: number, hint: number): number {
+    const info = this.info;
+    const key = this.key;
+    key.zone = zone;
+    key.protocol = info.protocol;
+    key.srcPort = info.srcPort;
+    key.dstPort = info.dstPort;
+    copyAddrs(key, info.addr);
+    return hint !== HINT_NONE && table === this.flows4 ? this.hinted(hint, key) : table.lookup(key);
+  }
+
+  /**
+   * The lookup of the packet being forwarded, from its pre-pass hint (prefetch()) when that still holds: a
+   * hit while no flow was removed since (its node may have been freed and reused), a miss while no flow
+   * created since filed a node into the packet's bucket (an earlier packet of the chunk may have set it up;
+   * FlowTable.createdInto). Otherwise the table is asked again.
+   */
+  private hinted(hint: number, key: FlowKey): number {
+    const table = this.flows4;
+    if (hint >= 0 ? table.removals === this.hintRemovals : table.creations === this.hintCreations || !table.createdInto(this.hintBucket)) return hint;
+    return table.lookup(key);
   }
 
   /**
@@ -502,6 +598,8 @@ export class Pipeline {
    * The packet is rewritten in place.
    */
   forward(buf: Uint8Array, offset: number, length: number, ingress: number, now: number): number {
+    const hint = this.hint;
+    this.hint = HINT_NONE;
     if (ingress > MAX_ONRAMP_ID || this.ports.configured[ingress] !== 1) return -Drop.UnknownPort;
     this.packetNode = -1;
     this.counters.rxPackets[ingress]++;
@@ -529,13 +627,8 @@ export class Pipeline {
       this.fragNewId = -1;
     }
     const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
-    const key = this.key;
-    key.zone = zone;
-    key.protocol = info.protocol;
-    key.srcPort = info.srcPort;
-    key.dstPort = info.dstPort;
-    copyAddrs(key, info.addr);
-    const node = table.lookup(key);
+    // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
+    const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
@@ -901,9 +994,10 @@ export class Pipeline {
       const snat = this.snat!;
       const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0, this.ports.site[ingress]);
       if (extPort < 0) return extPort === NAT_SITE_QUOTA ? -Drop.NatQuotaExceeded : -Drop.NatExhausted;
-      if (table.lookup(translatedReply(d, extPort)) >= 0) {
-        // Source NAT: cannot happen with endpoint-independent mapping (the external endpoint is
-        // this endpoint's alone), but a wrong reply key would cross flows: refuse rather than trust.
+      const replyKey = translatedReply(d, extPort);
+      if (this.replyKeyMayExist(flags) && table.lookup(replyKey) >= 0) {
+        // Source NAT: only a key nobody's mapping owns can be in the way (replyKeyMayExist); a wrong
+        // reply key would cross flows: refuse rather than trust.
         // Hairpin: decideHairpin refused this for an existing mapping; a new one may still find a
         // stale flow of the peer toward the port it gets.
         snat.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
@@ -920,6 +1014,7 @@ export class Pipeline {
     }
     // Counted where the table creates it, so created and ended stay paired (a refused first TCP segment deletes it again).
     this.counters.flowsCreated[ingress]++;
+    if (this.snat !== null && this.poolKeyed(table, flow, flags)) this.poolKeyedFlows++;
     table.setFlags(flow, flags);
     table.setNextHop(flow, hop);
     table.setRuleId(flow, this.firewallRules.ruleId(d.rule));
@@ -1089,8 +1184,33 @@ export class Pipeline {
     return info.family === AF_INET4 ? this.snat!.isPoolAddress4(info.addr[DST]) : this.snat!.isPoolAddress6(info.addr, DST);
   }
 
+  /**
+   * Must commitSetup look for a flow holding the reply key it completed? Hairpin: always (the peer's zone
+   * may hold anything). Source NAT: the reply key is (global zone, server, the mapping's external endpoint);
+   * another source-NAT flow's reply key equals it only if it is this endpoint's flow to the same server
+   * (endpoint-independent mapping, no port overloading: RFC 4787 REQ-1, REQ-3), and that flow's original
+   * key is this packet's, which the lookup just missed. So only a key in the global zone toward a pool
+   * address that is not a source-NAT reply can be in the way — a hairpin between sites of the global zone,
+   * a site sending from a pool address — and poolKeyedFlows counts the live flows holding one.
+   */
+  private replyKeyMayExist(flags: number): boolean {
+    return (flags & FLAG_HAIRPIN) !== 0 || this.poolKeyedFlows !== 0;
+  }
+
+  /** Does the flow put a key into the global zone toward a pool address, other than a source-NAT reply (replyKeyMayExist)? */
+  private poolKeyed(table: FlowTable, flow: number, flags: number): boolean {
+    const sourceNat = (flags & (FLAG_POOL | FLAG_HAIRPIN)) === FLAG_POOL;
+    return this.globalKeyToPool(table, flow * 2) || (!sourceNat && this.globalKeyToPool(table, flow * 2 + 1));
+  }
+
+  private globalKeyToPool(table: FlowTable, node: number): boolean {
+    if (table.nodeZone(node) !== ZONE_GLOBAL) return false;
+    return table.addrWords === 1 ? this.snat!.isPoolAddress4(table.nodeDst(node, 0)) : this.snat!.isPoolAddress6(table.records, table.dstIndex(node));
+  }
+
   private flowEnded(table: FlowTable, flow: number, reason: RemoveReason): void {
     const orig = flow * 2;
+    if (this.snat !== null && this.poolKeyed(table, flow, table.flags(flow))) this.poolKeyedFlows--;
     if ((table.flags(flow) & FLAG_POOL) !== 0) {
       const family = table.addrWords === 1 ? 4 : 6;
       this.snat!.release(table.nodeZone(orig), table.protocol(flow), family, table.records, table.srcIndex(orig), table.nodePorts(orig) >>> 16);

@@ -497,11 +497,70 @@ test('bucket4 is the hash lookup uses; prefetch() walks each bucket\'s first two
       const second = br === bo ? f * 2 + 1 : -1;
       assert.deepEqual([...slots], [second, -1, second]);
       assert.equal(t.lookup(o), f * 2);
+      assert.equal(t.lookup4At(bo, zone, proto, src, dst, ((sport << 16) | dport) >>> 0), f * 2, 'lookup4At from the bucket: the same answer');
       const sameKey = r.zone === o.zone && r.src[0] === o.src[0] && r.dst[0] === o.dst[0] && r.srcPort === o.srcPort && r.dstPort === o.dstPort;
       assert.equal(t.lookup(r), sameKey ? f * 2 : f * 2 + 1);
     }),
     { numRuns: 300 },
   );
+});
+
+test('creations and removals count every create and every removal (delete, expiry, eviction), nothing else', () => {
+  const t = new FlowTable({ capacity: 2, addrWords: 1, hashSeed: 3 });
+  const key = (i: number) => new FlowKey().set4(1, IPPROTO_UDP, 0x0a000000 + i, 0xcb007101, 1000, 53);
+  const reply = (i: number) => new FlowKey().reverseOf(key(i));
+  const a = t.create(key(1), reply(1), 1, 0);
+  t.create(key(2), reply(2), 1, 0);
+  assert.deepEqual([t.creations, t.removals], [2, 0]);
+  t.touch(a, 0, 10);
+  t.count(a, 0, 100);
+  assert.equal(t.lookup(key(1)), a * 2);
+  assert.deepEqual([t.creations, t.removals], [2, 0], 'packets and lookups change neither');
+  t.create(key(3), reply(3), 1, 20); // full: evicts one
+  assert.deepEqual([t.creations, t.removals], [3, 1]);
+  const c = t.lookup(key(3)) >> 1;
+  t.delete(c);
+  t.delete(c);
+  assert.deepEqual([t.creations, t.removals], [3, 2], 'a second delete of a free slot removes nothing');
+  t.expire(1e9, 1 << 20);
+  assert.deepEqual([t.creations, t.removals, t.size], [3, 3, 0]);
+});
+
+test('deferred reply links: a reply key is found right after create, and createdInto() flags both keys\' buckets since markCreations()', () => {
+  const t = new FlowTable({ capacity: 256, addrWords: 1, hashSeed: 11 });
+  t.markCreations();
+  const made: Array<[FlowKey, FlowKey, number]> = [];
+  for (let i = 0; i < 200; i++) {
+    const o = new FlowKey().set4(1 + (i % 3), IPPROTO_UDP, 0x0a000000 + i, 0xcb007101, 40000, 53);
+    const r = new FlowKey().reverseOf(o);
+    r.zone = 0;
+    r.dst[0] = 0xc6336401;
+    r.dstPort = 1024 + i;
+    const f = t.create(o, r, 1, 0);
+    assert.ok(f >= 0);
+    made.push([o, r, f]);
+    const bo = t.bucket4(o.zone, o.protocol, o.src[0], o.dst[0], ((o.srcPort << 16) | o.dstPort) >>> 0);
+    const br = t.bucket4(r.zone, r.protocol, r.src[0], r.dst[0], ((r.srcPort << 16) | r.dstPort) >>> 0);
+    assert.ok(t.createdInto(bo) && t.createdInto(br));
+  }
+  // More creations than links may wait: every reply still found, from its own key.
+  for (const [o, r, f] of made) {
+    assert.equal(t.lookup(r), f * 2 + 1);
+    assert.equal(t.lookup(o), f * 2);
+  }
+  t.markCreations();
+  let flagged = 0;
+  for (let b = 0; b < t.bucketCount; b++) if (t.createdInto(b)) flagged++;
+  assert.equal(flagged, 0, 'a new window starts empty');
+  // Removal right after create links the waiting reply first, so it unlinks cleanly.
+  const o = new FlowKey().set4(9, IPPROTO_UDP, 0x0b000001, 0xcb007101, 5, 6);
+  const r = new FlowKey().reverseOf(o);
+  r.zone = 0;
+  const f = t.create(o, r, 1, 0);
+  t.delete(f);
+  assert.equal(t.lookup(o), -1);
+  assert.equal(t.lookup(r), -1);
+  for (const [mo, mr, mf] of made) assert.deepEqual([t.lookup(mo), t.lookup(mr)], [mf * 2, mf * 2 + 1]);
 });
 
 test('byte counters carry past 2^32 (48-bit: lo word, hi half-word)', () => {

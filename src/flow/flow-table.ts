@@ -118,6 +118,14 @@ const RING_EVICTABLE = 1;
 const RING_COUNT = 2;
 
 const NO_NODE = -1;
+/**
+ * Reply-node links create() may defer (flushLinks): a batch of 64 setups' links then makes its cache misses
+ * together instead of one after another.
+ */
+const PENDING_LINKS = 64;
+/** createdInto()'s filter: 1,024 bits. */
+const CREATED_FILTER_WORDS = 32;
+const CREATED_FILTER_MASK = CREATED_FILTER_WORDS * 32 - 1;
 
 // --- record layout (word offsets) -----------------------------------------------------------------
 // Per node, at record + dir * nodeWords:
@@ -223,6 +231,22 @@ export class FlowTable {
   /** Free flows, linked through the wheel's next[] (a free flow is in no wheel list). */
   private freeHead: number;
   private live = 0;
+  /**
+   * Flows created and removed so far (each wraps harmlessly: only compared for equality). A lookup result
+   * taken earlier stays right while they have not moved: a hit until a removal (the node may be freed and
+   * reused), a miss until a creation. The pipeline's pre-pass relies on it (Pipeline.prefetch).
+   */
+  creations = 0;
+  removals = 0;
+  /**
+   * Reply nodes written but not yet linked into their buckets (deferred links, see create()), with their
+   * buckets; linked together by flushLinks(), which every chain walk and removal runs first.
+   */
+  private readonly pendingNodes = new Int32Array(PENDING_LINKS);
+  private readonly pendingBuckets = new Int32Array(PENDING_LINKS);
+  private pendingCount = 0;
+  /** One bit per bucket (modulo its size) a create filed a node into since markCreations(): see createdInto(). */
+  private readonly createdFilter = new Int32Array(CREATED_FILTER_WORDS);
   private clockStarted = false;
   /** The latest `now` seen, to turn stored deadlines back into absolute times. */
   private clock = 0;
@@ -299,6 +323,11 @@ export class FlowTable {
   /** Live flows. */
   get size(): number {
     return this.live;
+  }
+
+  /** Number of hash buckets (a power of two). */
+  get bucketCount(): number {
+    return this.bucketMask + 1;
   }
 
   // --- record addressing ----------------------------------------------------------------------
@@ -531,6 +560,7 @@ export class FlowTable {
 
   /** The node (flow * 2 + dir) whose key equals key, or -1. */
   lookup(key: FlowKey): number {
+    if (this.pendingCount !== 0) this.flushLinks();
     if (this.addrWords === 1) {
       return this.lookup4(key.zone, key.protocol, key.src[0] | 0, key.dst[0] | 0, (key.srcPort << 16) | key.dstPort);
     }
@@ -567,6 +597,12 @@ export class FlowTable {
    * (`| 0`) or unsigned; signed is cheaper: V8 passes an int32 as is but boxes a uint32 >= 2^31.
    */
   lookup4(zone: number, protocol: number, src: number, dst: number, ports: number): number {
+    return this.lookup4At(this.bucket4(zone, protocol, src, dst, ports), zone, protocol, src, dst, ports);
+  }
+
+  /** lookup4 when the caller already has the key's bucket (bucket4 of the same fields): no second hash. */
+  lookup4At(bucket: number, zone: number, protocol: number, src: number, dst: number, ports: number): number {
+    if (this.pendingCount !== 0) this.flushLinks();
     const key0 = zone | (protocol << PROTOCOL_SHIFT);
     src |= 0;
     dst |= 0;
@@ -574,7 +610,7 @@ export class FlowTable {
     const rec = this.recordInts;
     const stride = this.stride;
     const nodeWords = this.nodeWords;
-    let node = this.buckets[this.bucket4(zone, protocol, src, dst, ports)];
+    let node = this.buckets[bucket];
     while (node !== NO_NODE) {
       const base = (node >> 1) * stride + (node & 1) * nodeWords;
       if (rec[base + N_KEY0] === key0 && rec[base + N_PORTS] === ports && rec[base + N_SRC] === src && rec[base + N_SRC + 1] === dst) return node;
@@ -583,7 +619,8 @@ export class FlowTable {
     return NO_NODE;
   }
 
-  private writeNode(node: number, key: FlowKey): void {
+  /** Writes a node's key words; returns its bucket (link() files it there). */
+  private writeKey(node: number, key: FlowKey): number {
     const rec = this.records;
     const aw = this.addrWords;
     const base = this.nodeBase(node);
@@ -593,9 +630,39 @@ export class FlowTable {
       rec[base + N_SRC + w] = key.src[w];
       rec[base + N_SRC + aw + w] = key.dst[w];
     }
-    const bucket = this.hashOfNode(node);
-    rec[base + N_NEXT] = this.buckets[bucket];
+    return this.hashOfNode(node);
+  }
+
+  /** Files a node at the head of its bucket's chain. */
+  private link(node: number, bucket: number): void {
+    this.records[this.nodeBase(node) + N_NEXT] = this.buckets[bucket];
     this.buckets[bucket] = node;
+  }
+
+  /** Links every reply node create() left waiting, in one loop (their bucket loads are independent). */
+  flushLinks(): void {
+    const n = this.pendingCount;
+    this.pendingCount = 0;
+    for (let i = 0; i < n; i++) this.link(this.pendingNodes[i], this.pendingBuckets[i]);
+  }
+
+  private markCreated(bucket: number): void {
+    const bit = bucket & CREATED_FILTER_MASK;
+    this.createdFilter[bit >>> 5] |= 1 << (bit & 31);
+  }
+
+  /** Starts a new window for createdInto(). */
+  markCreations(): void {
+    this.createdFilter.fill(0);
+  }
+
+  /**
+   * May a create since markCreations() have filed a node into `bucket`? false is sure (a key that was
+   * missing there is still missing); true may be a false alarm (the filter folds buckets together).
+   */
+  createdInto(bucket: number): boolean {
+    const bit = bucket & CREATED_FILTER_MASK;
+    return (this.createdFilter[bit >>> 5] & (1 << (bit & 31))) !== 0;
   }
 
   private nextOf(node: number): number {
@@ -648,21 +715,38 @@ export class FlowTable {
     const protocol = orig.protocol;
     // Zero the flow fields (counters, meta, ports, hop), then set the non-zero ones.
     const f = this.flowWord(flow);
-    this.records.fill(0, f, f + FLOW_WORDS);
+    const rec = this.records;
+    // Ten stores rather than fill(): a typed array's fill is a call into the runtime, dear for ten words.
+    for (let w = 0; w < FLOW_WORDS; w++) rec[f + w] = 0;
     this.setMeta(flow, META_STATUS, LIVE | EVICTABLE);
     this.setHalf(flow, F_PORTS, 0, ingressPort);
     this.setHalf(flow, F_PORTS, 1, ingressPort);
     this.records[f + F_CREATED] = Math.floor(now / MS_PER_SECOND) >>> 0;
-    this.tcp.reset(flow);
-    // Reply node first, original second: should both keys be equal, lookup finds the original.
+    // Only a TCP flow ever reads its windows (trackTcp): other protocols skip four more streams of stores.
+    if (protocol === IPPROTO_TCP) this.tcp.reset(flow);
     const n = flow * 2;
-    this.writeNode(n + 1, reply);
-    this.writeNode(n, orig);
+    const replyBucket = this.writeKey(n + 1, reply);
+    const origBucket = this.writeKey(n, orig);
+    this.markCreated(replyBucket);
+    this.markCreated(origBucket);
+    if (replyBucket !== origBucket && this.pendingCount < PENDING_LINKS) {
+      // A new reply key lands in a random bucket whose line is cold (the original's was just looked up):
+      // its link waits for the next chain walk or removal (flushLinks), which links every waiting node
+      // in one loop, so the misses of a batch's setups overlap. Nothing can look for the reply key in
+      // between without walking a chain, and every walk flushes first.
+      this.pendingNodes[this.pendingCount] = n + 1;
+      this.pendingBuckets[this.pendingCount++] = replyBucket;
+    } else {
+      // Reply node first, original second: should both keys be equal, lookup finds the original.
+      this.link(n + 1, replyBucket);
+    }
+    this.link(n, origBucket);
     const deadline = now + this.unrepliedTimeout[protocol];
     this.records[f + F_DEADLINE] = deadline >>> 0;
     this.wheel.insert(flow, RING_EVICTABLE, deadline);
     if (++this.portFlows[ingressPort] > this.portFlows[this.heaviest]) this.heaviest = ingressPort;
     this.live++;
+    this.creations++;
     return flow;
   }
 
@@ -695,6 +779,7 @@ export class FlowTable {
   }
 
   private remove(flow: number, reason: RemoveReason): void {
+    if (this.pendingCount !== 0) this.flushLinks();
     const status = this.status(flow);
     if (this.onRemove !== undefined) {
       this.setStatus(flow, status | REMOVING);
@@ -709,6 +794,7 @@ export class FlowTable {
     this.wheel.next[flow] = this.freeHead;
     this.freeHead = flow;
     this.live--;
+    this.removals++;
   }
 
   private advanceClock(now: number): void {

@@ -97,6 +97,41 @@ test('exhaustion returns -1 and recovers after a release; paired pooling never s
   assert.deepEqual(acquire(pool, 1, TCP, '10.0.0.1', 5)![0], paired);
 });
 
+test('bucket4 is the bucket acquire files an IPv4 mapping in; prefetch() reads it, changes nothing', () => {
+  const u16 = fc.integer({ min: 0, max: 0xffff });
+  fc.assert(
+    fc.property(u16, fc.constantFrom(TCP, UDP, IPPROTO_ICMP), fc.integer({ min: 0, max: 0xffffffff }), u16, fc.integer({ min: 1, max: 5000 }), (zone, protocol, addr, port, initialMappings) => {
+      const pool = new SnatPool({ addresses: ['198.51.100.1'], hashSeed: 5, initialMappings });
+      const internal = Uint32Array.of(addr, 0, 0, 0);
+      const out = new Uint32Array(4);
+      const ext = pool.acquire(zone, protocol, 4, internal, 0, port, out, 0);
+      assert.ok(ext >= 0);
+      const inner = pool as unknown as { endpointHash(z: number, pf: number, f: number, a: Uint32Array, o: number, p: number): number; bucketMask: number };
+      const bucket = pool.bucket4(zone, protocol, addr | 0, port);
+      assert.equal(bucket, inner.endpointHash(zone, protocol | (4 << 8), 4, internal, 0, port) & inner.bucketMask, 'signed or unsigned words: one hash');
+      assert.equal(pool.bucket4(zone, protocol, addr >>> 0, port), bucket);
+      const slots = Int32Array.of(bucket, -1);
+      assert.equal(typeof pool.prefetch(slots, 2), 'number');
+      assert.deepEqual([...slots], [0, -1], 'the bucket head: the one mapping');
+      assert.equal(pool.acquire(zone, protocol, 4, internal, 0, port, out, 0), ext, 'unchanged: the same mapping');
+      assert.equal(pool.references(zone, protocol, 4, internal, 0, port), 2);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('initialMappings and allocate: room made at once, on the given memory; bad sizes throw', () => {
+  const asked: number[] = [];
+  const pool = new SnatPool({ addresses: ['198.51.100.1'], initialMappings: 3000, allocate: (bytes) => { asked.push(bytes); return new ArrayBuffer(bytes); } });
+  assert.deepEqual(asked, [3000 * 13 * 4, 4096 * 4], 'records, then buckets (a power of two >= the mappings)');
+  assert.equal(pool.mappingTableBytes(), asked[0] + asked[1]);
+  for (let i = 0; i < 3000; i++) assert.ok(acquire(pool, 1, UDP, `10.1.${i >> 8}.${i & 255}`, 7000));
+  assert.equal(asked.length, 2, 'no growth up to initialMappings');
+  assert.ok(acquire(pool, 1, UDP, '10.2.0.1', 7000));
+  assert.equal(asked.length, 4, 'then it doubles on the same allocator');
+  assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], initialMappings: 0 }), /initialMappings/);
+});
+
 test('maxMappings bounds the table; the table grows past its initial size', () => {
   const small = new SnatPool({ addresses: ['198.51.100.1'], maxMappings: 2 });
   assert.ok(acquire(small, 0, TCP, '10.0.0.1', 5000), 'acquire(small, 0, TCP, \'10.0.0.1\', 5000)');
@@ -150,11 +185,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 test('acquire/release sequences agree with a Map oracle (EIM, no overloading, pairing, preservation, parity, exhaustion)', () => {
   fc.assert(
     fc.property(
-      fc.record({ portMin: fc.integer({ min: 1, max: 1030 }), span: fc.integer({ min: 0, max: 40 }), seed: fc.integer() }),
+      fc.record({ portMin: fc.integer({ min: 1, max: 1030 }), span: fc.integer({ min: 0, max: 40 }), seed: fc.integer(), initialMappings: fc.integer({ min: 1, max: 400 }) }),
       fc.array(opArb, { maxLength: 300 }),
-      ({ portMin, span, seed }, ops) => {
+      ({ portMin, span, seed, initialMappings }, ops) => {
         const portMax = Math.min(65535, portMin + span);
-        const pool = new SnatPool({ addresses: POOL, portMin, portMax, hashSeed: seed });
+        // Sized small (grows while the ops run) or large (never grows): the same answers.
+        const pool = new SnatPool({ addresses: POOL, portMin, portMax, hashSeed: seed, initialMappings });
         const slotOf = (protocol: number) => (protocol === IPPROTO_ICMP || protocol === IPPROTO_ICMPV6 ? 'icmp' : String(protocol));
         const oracle = new Map<string, Entry>(); // internal endpoint -> mapping
         const byExternal = new Map<string, string>(); // slot|ext address|ext port -> internal key

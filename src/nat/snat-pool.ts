@@ -55,6 +55,13 @@ export interface SnatPoolOptions {
   maxMappings?: number;
   /** Hash seed of the mapping table and the address pairing; random by default (hash-flooding defence). Tests pass a fixed one. */
   hashSeed?: number;
+  /**
+   * Mappings to make room for at once (default 1024; at most maxMappings): the pipeline sizes it to its flow
+   * tables (a flow holds at most one mapping), so setup never stops to double and rehash the table.
+   */
+  initialMappings?: number;
+  /** Where the mapping table's arrays get their memory (see FlowTableOptions.allocate); ordinary buffers by default. */
+  allocate?: (bytes: number) => ArrayBuffer;
 }
 
 /** acquire's answer when the site is at its port quota for the paired address and protocol. */
@@ -223,6 +230,7 @@ export class SnatPool {
   private buckets: Int32Array = EMPTY_I32;
   private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
+  private readonly allocate: (bytes: number) => ArrayBuffer;
 
   constructor(opts: SnatPoolOptions) {
     const portMin = opts.portMin ?? DEFAULT_PORT_MIN;
@@ -277,12 +285,20 @@ export class SnatPool {
     this.usedCount = new Int32Array(spaces);
     this.siteUsed = new Array<Int32Array>(spaces).fill(EMPTY_I32);
 
-    this.grow(Math.min(INITIAL_CAPACITY, maxMappings));
+    const initial = opts.initialMappings ?? INITIAL_CAPACITY;
+    if (!Number.isInteger(initial) || initial < 1) throw new RangeError(`snat: initialMappings must be a positive integer, got ${initial}`);
+    this.allocate = opts.allocate ?? ((bytes: number) => new ArrayBuffer(bytes));
+    this.grow(Math.min(initial, maxMappings));
   }
 
   /** True for the protocols the pool translates (TCP, UDP, ICMP, ICMPv6). */
   supportsProtocol(protocol: number): boolean {
     return protocolSlot(protocol) >= 0;
+  }
+
+  /** Bytes of the mapping table (records and buckets): the part on `allocate`'s memory. */
+  mappingTableBytes(): number {
+    return this.records.byteLength + this.buckets.byteLength;
   }
 
   /** Live mappings (internal endpoints with at least one reference). */
@@ -623,6 +639,42 @@ export class SnatPool {
     return finalMix(mixAddress(h, family, addr, offset));
   }
 
+  /**
+   * The mapping-table bucket of an IPv4 internal endpoint (the same hash acquire and release compute), for
+   * prefetch(). Words may be signed or unsigned.
+   */
+  bucket4(zone: number, protocol: number, addr: number, port: number): number {
+    let h = mixWord(this.seed, zone);
+    h = mixWord(h, protocol | (AF_INET4 << FAMILY_SHIFT));
+    h = mixWord(h, port);
+    return finalMix(mixWord(h, addr)) & this.bucketMask;
+  }
+
+  /**
+   * Memory-level parallelism for flow setup, like FlowTable.prefetch: `slots[0..count)` hold buckets
+   * (bucket4) or -1. Reads every bucket head, then the head mappings' records, in loops of independent loads
+   * so the cache misses of many setups overlap; acquire then finds the lines in cache. Overwrites slots;
+   * returns a sum of what it read (keep it, so the loads stay). Changes nothing.
+   */
+  prefetch(slots: Int32Array, count: number): number {
+    const buckets = this.buckets;
+    const mask = this.bucketMask;
+    const r = this.records;
+    let acc = 0;
+    for (let i = 0; i < count; i++) {
+      const b = slots[i];
+      const head = b >= 0 ? buckets[b & mask] : NIL;
+      slots[i] = head;
+      acc ^= head;
+    }
+    for (let i = 0; i < count; i++) {
+      const m = slots[i];
+      // The first and the last word: the two cache lines a 52-byte record can span.
+      if (m >= 0) acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
+    }
+    return acc;
+  }
+
   /** Must equal addressHash(AF_INET4, [addr]) (the table is built with addressHash). */
   private addressHash4(addr: number): number {
     return finalMix(mixWord(this.seed, addr));
@@ -681,7 +733,7 @@ export class SnatPool {
   /** Grows the table to `capacity` entries (control-plane cost, amortised: only on doubling). */
   private grow(capacity: number): void {
     const old = this.capacity;
-    const records = new Int32Array(capacity * MAPPING_STRIDE);
+    const records = new Int32Array(this.allocate(capacity * MAPPING_STRIDE * 4), 0, capacity * MAPPING_STRIDE);
     records.set(this.records);
     this.records = records;
     this.capacity = capacity;
@@ -689,7 +741,7 @@ export class SnatPool {
     let buckets = 16;
     while (buckets < capacity) buckets <<= 1;
     this.bucketMask = buckets - 1;
-    this.buckets = new Int32Array(buckets).fill(NIL);
+    this.buckets = new Int32Array(this.allocate(buckets * 4), 0, buckets).fill(NIL);
     // grow() runs only when the free list is empty, so every old entry is live.
     for (let m = 0; m < old; m++) {
       const at = m * MAPPING_STRIDE;
