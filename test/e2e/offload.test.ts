@@ -9,10 +9,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { inNamespace, inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
+import { edgeStatus } from '../support/edge-status.js';
 
 const PREFIX = `g${(process.pid % 46656).toString(36)}`;
 const DOWNLOAD_BYTES = 32 * 1024 * 1024;
@@ -31,19 +31,6 @@ interface Status {
   tuns: TunStatus[];
   edge: Record<string, number>;
   pipelineDrops: Record<string, number>;
-}
-
-/** The running daemon's status: SIGUSR1 makes it log a 'status' line. */
-async function edgeStatus(pid: number, logFile: string): Promise<Status> {
-  const statusLines = () => readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"msg":"status"'));
-  const before = statusLines().length;
-  process.kill(pid, 'SIGUSR1');
-  for (let waited = 0; waited < 5000; waited += 100) {
-    const lines = statusLines();
-    if (lines.length > before) return (JSON.parse(lines[lines.length - 1]) as { status: Status }).status;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the edge (pid ${pid}) logged no status line in ${logFile}`);
 }
 
 /**
@@ -81,7 +68,7 @@ after(async () => {
 
 async function status(): Promise<Status> {
   const s = await labStatus({ prefix: PREFIX });
-  return edgeStatus(s.edge!.pid!, lab.edgeLog!);
+  return edgeStatus<Status>(s.edge!.pid!, lab.edgeLog!);
 }
 
 test('interconnect ↔ Internet through SNAT with offloads: 32 MiB each way arrive intact, and super-packets crossed the edge whole', async () => {
