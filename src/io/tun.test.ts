@@ -20,6 +20,7 @@ import {
   IPV4_TOTAL_LENGTH,
   IPV4_TTL,
   UDP_DST_PORT,
+  UDP_CHECKSUM,
   UDP_HEADER as UDP_HEADER_LEN,
   UDP_LENGTH,
   UDP_SRC_PORT,
@@ -255,14 +256,14 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       let sum = IPPROTO_UDP + l4Length;
       for (let k = IPV4_SRC; k < IPV4_DST + 4; k += 2) sum += (packet[k] << 8) | packet[k + 1];
       while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-      batch.data[at + IPV4_HEADER_LEN + 6] = sum >>> 8;
-      batch.data[at + IPV4_HEADER_LEN + 7] = sum & 0xff;
+      batch.data[at + IPV4_HEADER_LEN + UDP_CHECKSUM] = sum >>> 8;
+      batch.data[at + IPV4_HEADER_LEN + UDP_CHECKSUM + 1] = sum & 0xff;
       const v = i * VNET_WORDS;
       batch.vnet[v + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
       batch.vnet[v + VNET_GSO_TYPE] = VNET_GSO_UDP_L4;
       batch.vnet[v + VNET_GSO_SIZE] = GSO_SIZE;
       batch.vnet[v + VNET_CSUM_START] = IPV4_HEADER_LEN;
-      batch.vnet[v + VNET_CSUM_OFFSET] = 6;
+      batch.vnet[v + VNET_CSUM_OFFSET] = UDP_CHECKSUM;
       assert.equal(offloaded.writeBatch(batch, 0, 1), 1);
       assert.equal(await exited, 0, `receiver output: ${out}`);
       const seen = JSON.parse(out.slice('ready\n'.length)) as [string, number, string][];

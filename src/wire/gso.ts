@@ -32,6 +32,7 @@ import {
   IPV4_MIN_HEADER,
   IPV4_SRC,
   IPV4_TOTAL_LENGTH,
+  IPV6_ADDR_BYTES,
   IPV6_DST,
   IPV6_HEADER,
   IPV6_PAYLOAD_LENGTH,
@@ -68,6 +69,10 @@ const TCP_WORD = 4;
 const LAST_ONLY_FLAGS = TCP_FIN | TCP_PSH;
 const FIRST_ONLY_FLAGS = TCP_CWR;
 const IP_ID_MASK = 0xffff;
+/** An IPv4 address is 4 bytes (RFC 791 section 3.1). */
+const IPV4_ADDR_BYTES = 4;
+/** RFC 768: a computed UDP checksum of 0 is sent as all ones (0 means "no checksum"). */
+const UDP_ZERO_CHECKSUM_SENT_AS = 0xffff;
 
 /** The transport protocol a gso_type segments, or 0 for one we do not (UFO, unknown). */
 function gsoProtocol(gsoType: number): number {
@@ -138,11 +143,11 @@ export function writeSegment(
     write16(dst, at + IPV4_ID, (read16(src, off + IPV4_ID) + k) & IP_ID_MASK);
     write16(dst, at + IPV4_CHECKSUM, 0);
     write16(dst, at + IPV4_CHECKSUM, foldChecksum(onesComplementSum(dst, at, at + l4, 0)));
-    pseudo = onesComplementSum(dst, at + IPV4_SRC, at + IPV4_DST + 4, 0) + l4Length;
+    pseudo = onesComplementSum(dst, at + IPV4_SRC, at + IPV4_DST + IPV4_ADDR_BYTES, 0) + l4Length;
   } else {
     write16(dst, at + IPV6_PAYLOAD_LENGTH, total - IPV6_HEADER);
     // RFC 8200 section 8.1: the upper-layer length is 32 bits in the IPv6 pseudo-header.
-    pseudo = onesComplementSum(dst, at + IPV6_SRC, at + IPV6_DST + 16, 0) + (l4Length >>> 16) + (l4Length & 0xffff);
+    pseudo = onesComplementSum(dst, at + IPV6_SRC, at + IPV6_DST + IPV6_ADDR_BYTES, 0) + (l4Length >>> 16) + (l4Length & 0xffff);
   }
   const l4At = at + l4;
   let field: number;
@@ -161,7 +166,7 @@ export function writeSegment(
   }
   write16(dst, field, 0);
   let c = foldChecksum(onesComplementSum(dst, l4At, at + total, pseudo));
-  if (c === 0 && gsoProtocol(gsoType) === IPPROTO_UDP) c = 0xffff;
+  if (c === 0 && gsoProtocol(gsoType) === IPPROTO_UDP) c = UDP_ZERO_CHECKSUM_SENT_AS;
   write16(dst, field, c);
   return total;
 }
@@ -176,7 +181,7 @@ export function completeChecksum(buf: Uint8Array, off: number, length: number, c
   const field = csumStart + csumOffset;
   if (csumStart <= 0 || field + 2 > length || off + length > buf.length) return false;
   let c = foldChecksum(onesComplementSum(buf, off + csumStart, off + length, 0));
-  if (c === 0 && udp) c = 0xffff;
+  if (c === 0 && udp) c = UDP_ZERO_CHECKSUM_SENT_AS;
   write16(buf, off + field, c);
   return true;
 }
