@@ -12,6 +12,13 @@
 // Batch layout (src/common/packet-batch.ts): slot i occupies data[i*slotSize, (i+1)*slotSize); a
 // received packet is written at offset[i] = i*slotSize + headroom, its size in length[i].
 //
+// Offloads (kTunFlagOffload): TUNSETOFFLOAD with checksum, TSO4/6 and USO4/6. The kernel then hands
+// over GSO super-packets (up to 64 KiB, one virtio-net header for ~45 MTU-sized segments) and packets
+// whose L4 checksum is still partial (NEEDS_CSUM), and accepts the same on write. The header of packet
+// i is kept in vnet[i*kVnetWords ...] (a Uint16Array parallel to the batch: flags, gso_type, hdr_len,
+// gso_size, csum_start, csum_offset; see kVnet* below and PacketBatch.vnet), read on every read and,
+// for a handle with offloads, written back on every write so the kernel segments what JS passed on.
+//
 // References: tun(4) = Documentation/networking/tuntap.rst (TUNSETIFF, IFF_TUN, IFF_NO_PI,
 // IFF_MULTI_QUEUE, IFF_VNET_HDR, TUNSETVNETHDRSZ); readv(2)/writev(2); uv_poll_t in the libuv docs
 // ("poll handle": the fd must not be closed while the handle is active).
@@ -56,6 +63,20 @@ constexpr int kMaxErrorsPerEvent = 8;
 // Flag bits of openTun's second argument (mirrored in src/io/native.ts).
 constexpr uint32_t kTunFlagMultiQueue = 1;
 constexpr uint32_t kTunFlagVnetHdr = 2;
+constexpr uint32_t kTunFlagOffload = 4;  // implies kTunFlagVnetHdr
+// <linux/if_tun.h> TUNSETOFFLOAD bits. USO (TUN_F_USO4/6, kernel >= 6.2) is newer than the libc headers
+// of Debian 12, hence spelled out; the values are the kernel's uapi.
+constexpr unsigned kTunFCsum = 0x01;
+constexpr unsigned kTunFTso4 = 0x02;
+constexpr unsigned kTunFTso6 = 0x04;
+constexpr unsigned kTunFUso4 = 0x20;
+constexpr unsigned kTunFUso6 = 0x40;
+// virtio 1.x section 5.1.6: header flags and GSO types we act on.
+constexpr uint8_t kVnetFNeedsCsum = 1;
+constexpr uint8_t kVnetGsoNone = 0;
+// Per-packet header words in the JS vnet array (mirrored in src/common/packet-batch.ts).
+constexpr uint32_t kVnetWords = 6;
+enum VnetWord : uint32_t { kVFlags = 0, kVGsoType = 1, kVHdrLen = 2, kVGsoSize = 3, kVCsumStart = 4, kVCsumOffset = 5 };
 // The virtio-net header that precedes every packet with IFF_VNET_HDR: struct virtio_net_hdr_mrg_rxbuf
 // of <linux/virtio_net.h> (virtio 1.x spec, section 5.1.6 "Device Operation"), spelled out here
 // because that kernel header does not compile as C++ (a member is named `class`). 12 bytes, the
@@ -124,6 +145,8 @@ struct Counters {
   double drops_busy = 0;       // EAGAIN on write: the kernel queue was full; never block
   double drops_truncated = 0;  // packet larger than a slot (read() returned more than the slot holds)
   double drops_invalid = 0;    // writeBatch entry outside the slab, or empty
+  double drops_offload = 0;    // writeBatch entry with GSO / NEEDS_CSUM to a handle without offloads
+  double gso_in = 0, gso_out = 0;  // GSO super-packets read / written (each counted once in packets_*)
   double read_errors[kErrnoBuckets] = {};
   double write_errors[kErrnoBuckets] = {};
   static int Bucket(int err) { return err > 0 && err < kErrnoBuckets ? err : kErrnoBuckets - 1; }
@@ -149,6 +172,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       InstanceAccessor<&Handle::GetFd>("fd"),
       InstanceAccessor<&Handle::GetName>("name"),
       InstanceAccessor<&Handle::GetVnetHdrSize>("vnetHdrSize"),
+      InstanceAccessor<&Handle::GetOffloads>("offloads"),
       InstanceMethod<&Handle::StartReading>("startReading"),
       InstanceMethod<&Handle::StopReading>("stopReading"),
       InstanceMethod<&Handle::WriteBatch>("writeBatch"),
@@ -168,6 +192,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     fd_ = info[0].As<Napi::Number>().Int32Value();
     name_ = info[1].As<Napi::String>().Utf8Value();
     vnet_hdr_size_ = info[2].As<Napi::Number>().Int32Value();
+    offloads_ = info.Length() > 3 ? info[3].As<Napi::Number>().Uint32Value() : 0;
     env_ = env;
     napi_add_env_cleanup_hook(env, &Handle::CleanupHook, this);
   }
@@ -180,9 +205,9 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Close();
   }
 
-  static Napi::Object New(Napi::Env env, int fd, const std::string& name, int vnet_hdr_size) {
+  static Napi::Object New(Napi::Env env, int fd, const std::string& name, int vnet_hdr_size, unsigned offloads) {
     return env.GetInstanceData<Napi::FunctionReference>()->New(
-        {Napi::Number::New(env, fd), Napi::String::New(env, name), Napi::Number::New(env, vnet_hdr_size)});
+        {Napi::Number::New(env, fd), Napi::String::New(env, name), Napi::Number::New(env, vnet_hdr_size), Napi::Number::New(env, offloads)});
   }
 
  private:
@@ -190,6 +215,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetVnetHdrSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), vnet_hdr_size_); }
+  // The TUN_F_* bits TUNSETOFFLOAD accepted (0: none).
+  Napi::Value GetOffloads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), offloads_); }
 
   void RequireOpen(Napi::Env env) {
     if (fd_ < 0) throw Napi::Error::New(env, "the device is closed");
@@ -197,7 +224,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // ---- reading ---------------------------------------------------------------------------------
   // startReading(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slotSize, headroom,
-  //              capacity, onBatch(count, err))
+  //              capacity, onBatch(count, err), vnet?: Uint16Array (capacity * kVnetWords))
   // The arrays are held by reference and re-read at every batch (a handful of node-api calls per
   // batch, none per packet), so their memory is never used after JS lets go of them.
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
@@ -215,6 +242,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
     auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
     if (data.length < static_cast<size_t>(capacity) * slot || offset.length < capacity || length.length < capacity)
       throw Napi::RangeError::New(env, "batch arrays are smaller than capacity x slotSize");
+    const bool has_vnet = info.Length() > 7 && !IsNullish(info[7]);
+    if (has_vnet) {
+      auto vnet = RequireView<uint16_t>(info[7], napi_uint16_array, "vnet");
+      if (vnet.length < static_cast<size_t>(capacity) * kVnetWords) throw Napi::RangeError::New(env, "vnet array smaller than capacity x 6");
+    }
     StopPolling();
     ReleaseReadRefs();
     slot_ = slot;
@@ -224,6 +256,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     offset_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
     length_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
     callback_ = Napi::Persistent(info[6].As<Napi::Function>());
+    if (has_vnet) vnet_ref_ = Napi::Persistent(info[7].As<Napi::Object>());
     if (!async_context_) async_context_ = std::make_unique<Napi::AsyncContext>(env, "tether:tun");
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -268,14 +301,17 @@ class Handle : public Napi::ObjectWrap<Handle> {
     } else {
       View<uint8_t> data;
       View<uint32_t> offset, length;
+      View<uint16_t> vnet;
+      const bool has_vnet = !vnet_ref_.IsEmpty();
       const bool ok = GetView(env, data_ref_.Value(), napi_uint8_array, &data) &&
                       GetView(env, offset_ref_.Value(), napi_uint32_array, &offset) &&
                       GetView(env, length_ref_.Value(), napi_uint32_array, &length) &&
+                      (!has_vnet || (GetView(env, vnet_ref_.Value(), napi_uint16_array, &vnet) && vnet.length >= static_cast<size_t>(capacity_) * kVnetWords)) &&
                       data.length >= static_cast<size_t>(capacity_) * slot_ && offset.length >= capacity_ && length.length >= capacity_;
       if (!ok) {
         fatal = UV_EINVAL;  // the batch's memory was detached or replaced: stop rather than guess
       } else {
-        count = DrainTun(data, offset, length);
+        count = DrainTun(data, offset, length, has_vnet ? vnet.data : nullptr);
       }
     }
     if (fatal != 0) StopPolling();
@@ -312,7 +348,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // tun(4): every read() returns exactly one packet; with IFF_NO_PI there is no prefix. A packet
   // larger than the buffer is silently cut, but read() still returns its full size (tun_put_user
   // returns the total), so `n > room` detects truncation.
-  uint32_t DrainTun(View<uint8_t>& data, View<uint32_t>& offset, View<uint32_t>& length) {
+  uint32_t DrainTun(View<uint8_t>& data, View<uint32_t>& offset, View<uint32_t>& length, uint16_t* vnet_out) {
     const size_t room = slot_ - headroom_;
     uint32_t n = 0;
     int errors = 0;
@@ -321,9 +357,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       uint8_t* dst = data.data + static_cast<size_t>(n) * slot_ + headroom_;
       ssize_t r;
       if (vnet_hdr_size_ > 0) {
-        // TODO(offload): with TUNSETOFFLOAD, vnet.gso_type != NONE marks a GSO super-packet (up to
-        // 64 KiB) and NEEDS_CSUM a packet whose checksum is still to be filled in: both would have
-        // to be exposed to JS (a per-slot header array) instead of ignored, as they are now.
+        // With TUNSETOFFLOAD, gso_type != NONE marks a GSO super-packet (up to 64 KiB) and NEEDS_CSUM a
+        // packet whose L4 checksum field holds only the pseudo-header sum: both go to JS in vnet_out.
         struct iovec iov[2] = {{&vnet, static_cast<size_t>(vnet_hdr_size_)}, {dst, room}};
         r = readv(fd_, iov, 2);
         if (r >= 0 && r < vnet_hdr_size_) { counters_.drops_truncated += 1; continue; }  // cannot happen per tun(4)
@@ -338,6 +373,21 @@ class Handle : public Napi::ObjectWrap<Handle> {
       if (static_cast<size_t>(r) > room) { counters_.drops_truncated += 1; continue; }
       offset.data[n] = static_cast<uint32_t>(dst - data.data);
       length.data[n] = static_cast<uint32_t>(r);
+      if (vnet_out != nullptr) {
+        uint16_t* w = vnet_out + static_cast<size_t>(n) * kVnetWords;
+        if (vnet_hdr_size_ > 0) {
+          // virtio 1.x: the 16-bit fields are little-endian, like this machine (x86_64, arm64 LE).
+          w[kVFlags] = vnet.flags;
+          w[kVGsoType] = vnet.gso_type;
+          w[kVHdrLen] = vnet.hdr_len;
+          w[kVGsoSize] = vnet.gso_size;
+          w[kVCsumStart] = vnet.csum_start;
+          w[kVCsumOffset] = vnet.csum_offset;
+          if (vnet.gso_type != kVnetGsoNone) counters_.gso_in += 1;
+        } else {
+          memset(w, 0, kVnetWords * sizeof(uint16_t));
+        }
+      }
       counters_.packets_in += 1;
       counters_.bytes_in += static_cast<double>(r);
       n++;
@@ -346,9 +396,13 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // ---- writing ---------------------------------------------------------------------------------
-  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to) -> packets written
+  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to, vnet?: Uint16Array)
+  //   -> packets written
   // Packets are `indices[from..to)` when indices is given, else `from..to`. Never blocks: EAGAIN
-  // counts the rest of the batch as dropped-busy and returns.
+  // counts the rest of the batch as dropped-busy and returns. With `vnet` (capacity x kVnetWords, see
+  // PacketBatch.vnet) each packet is written with its own virtio-net header: GSO and NEEDS_CSUM
+  // packets then go to the kernel whole, which segments and checksums them. A handle without offloads
+  // refuses such a packet (counted in dropsOffload): the caller segments in software first.
   Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
@@ -363,6 +417,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       throw Napi::TypeError::New(env, "indices must be a Uint32Array or Uint16Array");
     const uint32_t from = info[4].As<Napi::Number>().Uint32Value();
     const uint32_t to = info[5].As<Napi::Number>().Uint32Value();
+    View<uint16_t> vnet;
+    if (info.Length() > 6 && !IsNullish(info[6])) vnet = RequireView<uint16_t>(info[6], napi_uint16_array, "vnet");
     const size_t limit = has_idx ? (idx32.data ? idx32.length : idx16.length) : offset.length;
     if (from > to || to > limit || (!has_idx && to > length.length)) throw Napi::RangeError::New(env, "writeBatch range out of bounds");
     // The packet index of the j-th entry; a packet beyond the batch arrays maps to UINT32_MAX.
@@ -380,23 +436,40 @@ class Handle : public Napi::ObjectWrap<Handle> {
       return true;
     };
     counters_.batches_out += 1;
-    return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of));
+    return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of, vnet));
   }
 
   // tun(4): one write() per packet, each an entire IP packet (IFF_NO_PI: no prefix). With
-  // IFF_VNET_HDR an all-zero virtio-net header (no checksum offload, no GSO) is prepended by writev.
+  // IFF_VNET_HDR a virtio-net header is prepended by writev: the packet's own (from `vnet`) on a
+  // handle with offloads, else an all-zero one (no checksum offload, no GSO).
   template <typename PacketAt, typename BytesOf>
-  uint32_t WriteTun(uint32_t from, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of) {
-    static const VnetHdr kZeroVnet = {};
+  uint32_t WriteTun(uint32_t from, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of, const View<uint16_t>& vnet) {
+    VnetHdr hdr = {};
     uint32_t written = 0;
     for (uint32_t j = from; j < to; j++) {
       uint8_t* p;
       size_t len;
-      if (!bytes_of(packet_at(j), &p, &len)) { counters_.drops_invalid += 1; continue; }
+      const uint32_t i = packet_at(j);
+      if (!bytes_of(i, &p, &len)) { counters_.drops_invalid += 1; continue; }
+      bool gso = false;
+      if (vnet.data != nullptr && static_cast<size_t>(i) * kVnetWords + kVnetWords <= vnet.length) {
+        const uint16_t* w = vnet.data + static_cast<size_t>(i) * kVnetWords;
+        const bool offloaded = w[kVGsoType] != kVnetGsoNone || (w[kVFlags] & kVnetFNeedsCsum) != 0;
+        if (offloaded && offloads_ == 0) { counters_.drops_offload += 1; continue; }
+        hdr.flags = static_cast<uint8_t>(w[kVFlags]);
+        hdr.gso_type = static_cast<uint8_t>(w[kVGsoType]);
+        hdr.hdr_len = w[kVHdrLen];
+        hdr.gso_size = w[kVGsoSize];
+        hdr.csum_start = w[kVCsumStart];
+        hdr.csum_offset = w[kVCsumOffset];
+        gso = hdr.gso_type != kVnetGsoNone;
+      } else {
+        hdr = VnetHdr{};
+      }
       ssize_t r;
       do {
         if (vnet_hdr_size_ > 0) {
-          struct iovec iov[2] = {{const_cast<VnetHdr*>(&kZeroVnet), static_cast<size_t>(vnet_hdr_size_)}, {p, len}};
+          struct iovec iov[2] = {{&hdr, static_cast<size_t>(vnet_hdr_size_)}, {p, len}};
           r = writev(fd_, iov, 2);
         } else {
           r = write(fd_, p, len);
@@ -409,6 +482,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
         continue;
       }
       written++;
+      if (gso) counters_.gso_out += 1;
       counters_.packets_out += 1;
       counters_.bytes_out += static_cast<double>(len);
     }
@@ -428,6 +502,9 @@ class Handle : public Napi::ObjectWrap<Handle> {
     o.Set("dropsBusy", counters_.drops_busy);
     o.Set("dropsTruncated", counters_.drops_truncated);
     o.Set("dropsInvalid", counters_.drops_invalid);
+    o.Set("dropsOffload", counters_.drops_offload);
+    o.Set("gsoIn", counters_.gso_in);
+    o.Set("gsoOut", counters_.gso_out);
     Napi::Object re = Napi::Object::New(env), we = Napi::Object::New(env);
     for (int e = 0; e < kErrnoBuckets; e++) {
       if (counters_.read_errors[e] > 0) re.Set(ErrnoName(e), counters_.read_errors[e]);
@@ -476,6 +553,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   void ReleaseReadRefs() {
+    vnet_ref_.Reset();
     data_ref_.Reset();
     offset_ref_.Reset();
     length_ref_.Reset();
@@ -502,11 +580,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
   int fd_ = -1;
   std::string name_;
   int vnet_hdr_size_ = 0;
+  unsigned offloads_ = 0;
   bool reading_ = false;
   bool cleanup_hook_ran_ = false;
   Poller* poller_ = nullptr;
   uint32_t slot_ = 0, headroom_ = 0, capacity_ = 0;
-  Napi::ObjectReference data_ref_, offset_ref_, length_ref_;
+  Napi::ObjectReference data_ref_, offset_ref_, length_ref_, vnet_ref_;
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
   Counters counters_;
@@ -537,7 +616,7 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   struct ifreq ifr = {};
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
   if (flags & kTunFlagMultiQueue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-  if (flags & kTunFlagVnetHdr) ifr.ifr_flags |= IFF_VNET_HDR;
+  if (flags & (kTunFlagVnetHdr | kTunFlagOffload)) ifr.ifr_flags |= IFF_VNET_HDR;
   memcpy(ifr.ifr_name, name.data(), name.size());
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     const int err = errno;
@@ -549,24 +628,35 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
     ThrowErrno(env, what, err);
   }
   int vnet_size = 0;
-  if (flags & kTunFlagVnetHdr) {
+  unsigned offloads = 0;
+  if (flags & (kTunFlagVnetHdr | kTunFlagOffload)) {
     vnet_size = kVnetHdrSize;
     if (ioctl(fd, TUNSETVNETHDRSZ, &vnet_size) < 0) {
       const int err = errno;
       close(fd);
       ThrowErrno(env, "openTun(" + name + "): TUNSETVNETHDRSZ", err);
     }
-    // Where TSO/GRO would be switched on: ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 |
-    // TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6). Not done: reads would then return up to 64 KiB GSO
-    // super-packets described by the virtio-net header, which the batch slots and the pipeline
-    // (checksums, segmentation on the way out) do not handle yet. See src/io/tun.ts.
+    if (flags & kTunFlagOffload) {
+      // tuntap.rst "TUNSETOFFLOAD": the kernel may then hand us (and accept from us) packets whose
+      // checksum is partial and GSO super-packets of these types. USO needs both USO4 and USO6 and a
+      // kernel >= 6.2; on an older one (EINVAL) we keep checksum + TSO.
+      offloads = kTunFCsum | kTunFTso4 | kTunFTso6 | kTunFUso4 | kTunFUso6;
+      if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
+        offloads = kTunFCsum | kTunFTso4 | kTunFTso6;
+        if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
+          const int err = errno;
+          close(fd);
+          ThrowErrno(env, "openTun(" + name + "): TUNSETOFFLOAD", err);
+        }
+      }
+    }
   }
   // O_NONBLOCK and O_CLOEXEC were set at open(); FD_CLOEXEC is checked here once more because the
   // fd must never leak into child processes (an inherited TUN fd would keep the device alive).
   const int fdflags = fcntl(fd, F_GETFD);
   if (fdflags >= 0 && !(fdflags & FD_CLOEXEC)) fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC);
   std::string actual(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
-  return Handle::New(env, fd, actual, vnet_size);
+  return Handle::New(env, fd, actual, vnet_size, offloads);
 }
 
 // --- memory on huge pages -----------------------------------------------------------------------
@@ -614,6 +704,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));
   exports.Set("TUN_FLAG_VNET_HDR", Napi::Number::New(env, kTunFlagVnetHdr));
+  exports.Set("TUN_FLAG_OFFLOAD", Napi::Number::New(env, kTunFlagOffload));
   return exports;
 }
 

@@ -15,6 +15,14 @@
  * where the MSS option is — so that stages after it (delivery, encapsulation) read it instead of parsing
  * the packet again. Valid for a packet the pipeline forwarded (nextHop is a port); ports are as the packet
  * leaves (after NAT). push() clears them.
+ *
+ * virtio-net header per packet (`vnet`, VNET_WORDS words per packet: the fields of struct virtio_net_hdr,
+ * virtio 1.x section 5.1.6): filled by a TUN read with offloads (src/io/tun.ts), all zero otherwise. A
+ * non-zero gso_type marks a GSO super-packet (up to 64 KiB: many TCP segments or UDP datagrams of gso_size
+ * payload bytes behind one header); the NEEDS_CSUM flag a packet whose L4 checksum field holds only the
+ * pseudo-header sum, to be completed over [csum_start, end). Offsets are relative to the packet's first byte,
+ * so they stay valid as long as the packet is rewritten in place. Such packets leave only through a TUN with
+ * offloads, or after software segmentation (src/wire/gso.ts).
  */
 import { NEXT_HOP_DROP } from './ids.js';
 
@@ -32,6 +40,25 @@ export interface InspectionRecord {
 
 export const DEFAULT_HEADROOM = 128;
 export const DEFAULT_SLOT_SIZE = 2048;
+
+/** Words of `vnet` per packet, and each field's index (mirrored in native/src/tether_io.cc, kVnet*). */
+export const VNET_WORDS = 6;
+export const VNET_FLAGS = 0;
+export const VNET_GSO_TYPE = 1;
+export const VNET_HDR_LEN = 2;
+export const VNET_GSO_SIZE = 3;
+export const VNET_CSUM_START = 4;
+export const VNET_CSUM_OFFSET = 5;
+/** virtio 1.x section 5.1.6: flags and gso_type values (VIRTIO_NET_HDR_F_*, VIRTIO_NET_HDR_GSO_*). */
+export const VNET_F_NEEDS_CSUM = 1;
+export const VNET_F_DATA_VALID = 2;
+export const VNET_GSO_NONE = 0;
+export const VNET_GSO_TCPV4 = 1;
+export const VNET_GSO_TCPV6 = 4;
+/** UDP segmentation (USO, <linux/virtio_net.h> VIRTIO_NET_HDR_GSO_UDP_L4): one datagram per gso_size. */
+export const VNET_GSO_UDP_L4 = 5;
+/** Set on top of TCPV4/TCPV6 when the stream uses ECN (the CWR flag then stays on the first segment only). */
+export const VNET_GSO_ECN = 0x80;
 
 export class PacketBatch {
   readonly capacity: number;
@@ -59,6 +86,8 @@ export class PacketBatch {
    * pipeline forwarded. Read by captures to name the flow and its decision.
    */
   readonly flowNode: Int32Array;
+  /** virtio-net header per packet (see the file header): VNET_WORDS words each, zero for a plain packet. */
+  readonly vnet: Uint16Array;
   count = 0;
 
   constructor(capacity: number, slotSize = DEFAULT_SLOT_SIZE, headroom = DEFAULT_HEADROOM) {
@@ -82,6 +111,18 @@ export class PacketBatch {
     this.tcpFlags = new Uint8Array(capacity);
     this.mssOffset = new Uint32Array(capacity);
     this.flowNode = new Int32Array(capacity).fill(-1);
+    this.vnet = new Uint16Array(capacity * VNET_WORDS);
+  }
+
+  /** True when packet i is a GSO super-packet or carries a partial checksum (it needs a TUN with offloads, or software). */
+  offloaded(i: number): boolean {
+    const v = i * VNET_WORDS;
+    return this.vnet[v + VNET_GSO_TYPE] !== VNET_GSO_NONE || (this.vnet[v + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
+  }
+
+  /** Marks packet i as plain: no GSO, checksum complete. */
+  clearVnet(i: number): void {
+    this.vnet.fill(0, i * VNET_WORDS, (i + 1) * VNET_WORDS);
   }
 
   /** Largest packet a slot holds after its headroom. */
@@ -108,6 +149,7 @@ export class PacketBatch {
     this.nextHop[i] = NEXT_HOP_DROP;
     this.drop[i] = 0;
     this.family[i] = 0;
+    this.clearVnet(i);
     return i;
   }
 

@@ -124,7 +124,8 @@ export interface IpsecDropStats {
 
 /** The edge's status as the API and the metrics read it (the daemon's Edge answers it). */
 export interface EdgeStatus {
-  tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number }>;
+  /** Per TUN the edge owns; gsoIn/gsoOut: GSO super-packets read and written (TUNs with offloads; each is one packet). */
+  tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number; gsoIn?: number; gsoOut?: number }>;
   edge: Record<string, number>;
   pipelineDrops: Record<string, number>;
   greDrops: Record<string, number>;
@@ -346,6 +347,12 @@ export function createMetrics(opts: MetricsOptions): Registry {
       for (const t of edge.status().tuns) {
         emit({ tun: t.name, direction: 'rx' }, t.packetsIn);
         emit({ tun: t.name, direction: 'tx' }, t.packetsOut);
+      }
+    });
+    counter('tether_tun_gso_packets_total', 'GSO super-packets read from (rx) and written to (tx) a TUN with offloads; each is one of tether_tun_packets_total.', ['tun', 'direction'], (emit) => {
+      for (const t of edge.status().tuns) {
+        emit({ tun: t.name, direction: 'rx' }, t.gsoIn ?? 0);
+        emit({ tun: t.name, direction: 'tx' }, t.gsoOut ?? 0);
       }
     });
     counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {

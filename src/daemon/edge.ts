@@ -39,7 +39,7 @@ import type { CaptureTap } from '../control/capture.js';
 import type { EdgeStatus, IpsecDropStats } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
-import type { TunDevice } from '../io/tun.js';
+import { OFFLOAD_BATCH_CAPACITY, offloadBatch, type TunDevice } from '../io/tun.js';
 import { GRE_DROP_NAMES, type GreOnramp } from '../onramp/gre/index.js';
 import { EdgeHealth, type OnrampHealthMetrics } from './health.js';
 import type { OnrampHealthView } from '../control/apply.js';
@@ -48,7 +48,8 @@ import { EDGE_COUNTER_NAMES, EdgeCounter, nonZero } from './transports/counters.
 import { EgressTransport } from './transports/egress.js';
 import { GreTransport } from './transports/gre.js';
 import { InterconnectTransport } from './transports/interconnect.js';
-import { DeliveryTable, TunOutputs, TunnelAddresses, type EdgeLogger, type OnrampTransport, type Transport, type TransportHost } from './transports/transport.js';
+import { DeliveryTable, TunOutputs, TunnelAddresses, type Deliverer, type EdgeLogger, type OnrampTransport, type Transport, type TransportHost } from './transports/transport.js';
+import { SoftwareGso } from './transports/software-gso.js';
 import { Underlay } from './transports/underlay.js';
 import { WireGuardTransport } from './transports/wireguard.js';
 import { IpsecOnrampTransport } from './transports/ipsec-onramps.js';
@@ -70,6 +71,11 @@ export interface EdgeOptions {
   batchSize?: number;
   /** Flow tables on huge pages (default true). */
   hugePages?: boolean;
+  /**
+   * TUN offloads (default true): the egress and interconnect TUNs are opened with TUNSETOFFLOAD (TSO, USO,
+   * checksum), so the kernel hands over and takes GSO super-packets (docs/UNDERLAY.md "Super-packets").
+   */
+  offload?: boolean;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
@@ -108,6 +114,8 @@ export class Edge {
   /** Each onramp's tunnel address (health_check.source), the source of its ICMP errors where the underlay's does not fit. */
   private readonly tunnelAddresses = new TunnelAddresses();
   private readonly underlay: Underlay;
+  /** Segments super-packets (and completes partial checksums) for next hops without offloads. */
+  private readonly softwareGso: SoftwareGso;
   private readonly egress: EgressTransport;
   private readonly wireguard: WireGuardTransport;
   private readonly ipsec: IpsecOnrampTransport;
@@ -143,6 +151,7 @@ export class Edge {
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
     this.pipeline = new Pipeline(pipelineConfig);
     this.outputs = new TunOutputs(this.batchSize + this.pipeline.generated.capacity);
+    this.softwareGso = new SoftwareGso(this.counters);
 
     const host: TransportHost = {
       log: this.log,
@@ -152,8 +161,11 @@ export class Edge {
       feedback: this.feedback,
       tunnelAddresses: this.tunnelAddresses,
       mtu: options.mtu ?? DEFAULT_MTU,
+      offload: options.offload ?? true,
       isRunning: () => this.running,
-      readPlain: (tun, port) => tun.startReading(new PacketBatch(this.batchSize), port, this.onPlain, this.onReadError),
+      // A TUN with offloads reads into 64 KiB slots (bounded: OFFLOAD_BATCH_CAPACITY of them, src/io/tun.ts).
+      readPlain: (tun, port) =>
+        tun.startReading(tun.offloads ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.batchSize), port, this.onPlain, this.onReadError),
     };
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);
@@ -250,7 +262,7 @@ export class Edge {
     return {
       tuns: this.tunDevices().map((t) => {
         const c = t.counters();
-        return { name: t.name, packetsIn: c.packetsIn, packetsOut: c.packetsOut, dropsBusy: c.dropsBusy };
+        return { name: t.name, packetsIn: c.packetsIn, packetsOut: c.packetsOut, dropsBusy: c.dropsBusy, gsoIn: c.gsoIn, gsoOut: c.gsoOut };
       }),
       edge: nonZero(this.counters, EDGE_COUNTER_NAMES),
       pipelineDrops: nonZero(this.pipeline.counters.drops, DROP_REASON_NAMES),
@@ -571,18 +583,57 @@ export class Edge {
     this.wireguard.scheduleTimers();
   }
 
+  /**
+   * Per packet, its next hop's transport; one write per TUN at the end. A super-packet or partial checksum bound
+   * for a next hop without offloads is made plain first (SoftwareGso): a partial checksum is completed in place; a
+   * super-packet's segments are delivered as a round of their own right where it stood, after what came before
+   * it in the batch is written (pending), so each flow's packets leave in order.
+   */
   private deliver(batch: PacketBatch, now: number): void {
     const outputs = this.outputs;
     const delivery = this.delivery;
+    const gso = this.softwareGso;
     outputs.reset();
     const n = batch.count;
+    let pending = false;
     for (let i = 0; i < n; i++) {
       const hop = batch.nextHop[i];
       if (hop === NEXT_HOP_DROP) continue;
       const transport = delivery.of(hop);
-      if (transport !== null) transport.deliver(batch, i, hop, now);
-      else this.counters[EdgeCounter.NoDelivery]++;
+      if (transport === null) {
+        this.counters[EdgeCounter.NoDelivery]++;
+        continue;
+      }
+      if (batch.offloaded(i) && transport.acceptsOffload?.(hop) !== true) {
+        if (gso.isSuper(batch, i)) {
+          if (pending) {
+            outputs.flush(batch);
+            outputs.reset();
+            pending = false;
+          }
+          this.deliverSegments(batch, i, hop, transport, now);
+          continue;
+        }
+        if (!gso.complete(batch, i)) continue;
+      }
+      transport.deliver(batch, i, hop, now);
+      pending = true;
     }
     outputs.flush(batch);
+  }
+
+  /** Super-packet i of `batch`, cut into segments, each delivered to `transport` (rounds of SEGMENT_CAPACITY). */
+  private deliverSegments(batch: PacketBatch, i: number, hop: number, transport: Deliverer, now: number): void {
+    const gso = this.softwareGso;
+    const outputs = this.outputs;
+    const total = gso.begin(batch, i);
+    for (let from = 0; from < total; ) {
+      const m = gso.fill(batch, i, from, total, hop);
+      const segments = gso.segments;
+      for (let s = 0; s < m; s++) transport.deliver(segments, s, hop, now);
+      outputs.flush(segments);
+      outputs.reset();
+      from += m;
+    }
   }
 }

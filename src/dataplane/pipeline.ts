@@ -33,7 +33,7 @@
 import { Drop, DROP_REASON_COUNT } from '../common/drop-reasons.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
-import { PacketBatch } from '../common/packet-batch.js';
+import { PacketBatch, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_WORDS } from '../common/packet-batch.js';
 import { fairShare } from '../common/fair-share.js';
 import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
 import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
@@ -607,6 +607,10 @@ export class Pipeline {
     const info = this.info;
     const bad = inspect(buf, offset, length, info);
     if (bad !== Drop.None) return -bad;
+    // A packet from a TUN with offloads may carry a partial L4 checksum (and be a GSO super-packet: one lookup and
+    // one rewrite for all its segments; the lengths are the whole's, as the kernel gives them). The rewrites keep
+    // the partial field right (rewrite.ts); whoever sends the packet completes it.
+    info.csumPartial = (this.metaBatch.vnet[this.metaIndex * VNET_WORDS + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
     // Before the TTL check: a packet addressed to the edge itself is delivered, not forwarded.
     const local = this.ports.localIndex[ingress];
     if (local !== 0) {

@@ -1,7 +1,7 @@
 // The addon loader: it finds the built addon, and its missing-addon error tells how to build it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadNative, NativeAddonMissingError, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_VNET_HDR } from './native.js';
+import { loadNative, NativeAddonMissingError, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_OFFLOAD, TUN_FLAG_VNET_HDR } from './native.js';
 
 describe('native addon loader', () => {
   it('loads the addon built by npm ci (fails, not skips, when it is missing)', () => {
@@ -13,9 +13,10 @@ describe('native addon loader', () => {
 
   it('exports exactly the TUN, memory and ESP crypto entry points, with the flag bits native.ts mirrors', () => {
     const addon = loadNative();
-    assert.deepEqual(Object.keys(addon).sort(), ['EspCrypto', 'TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_VNET_HDR', 'allocHugePages', 'openTun']);
+    assert.deepEqual(Object.keys(addon).sort(), ['EspCrypto', 'TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_OFFLOAD', 'TUN_FLAG_VNET_HDR', 'allocHugePages', 'openTun']);
     assert.equal(addon.TUN_FLAG_MULTI_QUEUE, TUN_FLAG_MULTI_QUEUE);
     assert.equal(addon.TUN_FLAG_VNET_HDR, TUN_FLAG_VNET_HDR);
+    assert.equal(addon.TUN_FLAG_OFFLOAD, TUN_FLAG_OFFLOAD);
   });
 
   it('names the fix in the missing-addon error', () => {

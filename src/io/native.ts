@@ -23,6 +23,8 @@ export const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'tether_io
 /** openTun flag bits (kTunFlag* in tether_io.cc). */
 export const TUN_FLAG_MULTI_QUEUE = 1;
 export const TUN_FLAG_VNET_HDR = 2;
+/** IFF_VNET_HDR plus TUNSETOFFLOAD (checksum, TSO4/6, USO4/6): GSO super-packets in and out. */
+export const TUN_FLAG_OFFLOAD = 4;
 /** How many directory levels above this file to look for the repository root (src/io, or dist/src/io). */
 const MAX_ROOT_SEARCH_DEPTH = 5;
 
@@ -42,6 +44,12 @@ export interface IoCounters {
   dropsTruncated: number;
   /** writeBatch entries whose bytes lie outside the slab or are empty. */
   dropsInvalid: number;
+  /** writeBatch entries with GSO or a partial checksum to a queue without offloads (the caller should segment). */
+  dropsOffload: number;
+  /** GSO super-packets read (each is also one of packetsIn). */
+  gsoIn: number;
+  /** GSO super-packets written, segmented by the kernel (each is also one of packetsOut). */
+  gsoOut: number;
   /** Read failures other than EAGAIN, by errno name ("EIO": 3). */
   readErrors: Record<string, number>;
   /** Write failures other than EAGAIN, by errno name ("EINVAL": 1). */
@@ -53,6 +61,8 @@ export interface NativeHandle {
   readonly fd: number;
   readonly name: string;
   readonly vnetHdrSize: number;
+  /** TUN_F_* bits TUNSETOFFLOAD accepted; 0 without offloads. */
+  readonly offloads: number;
   startReading(
     data: Uint8Array,
     offset: Uint32Array,
@@ -61,6 +71,7 @@ export interface NativeHandle {
     headroom: number,
     capacity: number,
     onBatch: (count: number, err: number) => void,
+    vnet?: Uint16Array | null,
   ): void;
   stopReading(): void;
   writeBatch(
@@ -70,6 +81,7 @@ export interface NativeHandle {
     indices: Uint32Array | Uint16Array | null,
     from: number,
     to: number,
+    vnet?: Uint16Array | null,
   ): number;
   counters(): IoCounters;
   close(): void;
@@ -91,6 +103,7 @@ export interface NativeAddon {
   /** The addon's own copies of {@link TUN_FLAG_MULTI_QUEUE} and {@link TUN_FLAG_VNET_HDR}. */
   readonly TUN_FLAG_MULTI_QUEUE: number;
   readonly TUN_FLAG_VNET_HDR: number;
+  readonly TUN_FLAG_OFFLOAD: number;
 }
 
 /** Thrown by the first open when native/build/Release/tether_io.node is absent or does not load. */

@@ -13,25 +13,43 @@
  * kernel spreads flows across queues by hash. Each queue is a TunDevice with its own batch.
  *
  * virtio-net header (IFF_VNET_HDR, vnetHdr option): every packet is preceded by a 12-byte
- * virtio_net_hdr_mrg_rxbuf. Today the addon reads it into a scratch and writes a zeroed one, so the
- * batch holds plain IP packets either way. Offloads (TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4/6 |
- * TUN_F_USO4/6) are the path past 10 Gbit/s: the kernel would hand over and accept 64 KiB GSO
- * super-packets, one syscall per ~45 MTU-sized packets. What it takes: slots (or a side slab) of
- * 64 KiB for super-packets, exposing the header's gso_type/gso_size/csum_start/csum_offset per
- * packet (a small typed array next to the batch), checksum completion for NEEDS_CSUM, and
- * segmentation before anything that cannot take a super-packet (an encapsulating onramp with a
- * smaller MTU). The hooks are marked TODO(offload) in native/src/tether_io.cc.
+ * virtio_net_hdr_mrg_rxbuf. Without offloads the addon reads it into a scratch and writes a zeroed one, so the
+ * batch holds plain IP packets either way.
+ *
+ * Offloads (offload option: IFF_VNET_HDR + TUNSETOFFLOAD with TUN_F_CSUM | TUN_F_TSO4/6 | TUN_F_USO4/6): the
+ * kernel hands over, and accepts, GSO super-packets of up to 64 KiB (one syscall for ~45 MTU-sized TCP
+ * segments) and packets with a partial checksum. Each packet's header lands in batch.vnet (PacketBatch's
+ * VNET_* words) and is written back with it, so a super-packet read here and forwarded to another TUN with
+ * offloads is segmented by the kernel there. The batch must hold 64 KiB per slot (offloadBatch()). Every write
+ * passes batch.vnet: a TUN without offloads refuses an offloaded packet (IoCounters.dropsOffload) instead of
+ * sending a wrong checksum; the edge segments those in software first (src/wire/gso.ts).
  */
 import { getSystemErrorName } from 'node:util';
 import { NEXT_HOP_DROP } from '../common/ids.js';
-import type { PacketBatch } from '../common/packet-batch.js';
-import { loadNative, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_VNET_HDR, type IoCounters, type NativeHandle } from './native.js';
+import { DEFAULT_HEADROOM, PacketBatch } from '../common/packet-batch.js';
+import { loadNative, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_OFFLOAD, TUN_FLAG_VNET_HDR, type IoCounters, type NativeHandle } from './native.js';
+
+/** The largest packet a TUN with offloads hands over: an IP datagram's maximum (RFC 791 total length, 16 bits). */
+export const OFFLOAD_MAX_PACKET = 0xffff;
+/**
+ * Slot of an offload batch: headroom, the largest GSO packet, rounded up to 64-byte lines. 64 slots make a batch
+ * of about 4.2 MiB per TUN: bounded, and a read of 64 super-packets carries up to ~2,900 MTU-sized segments.
+ */
+export const OFFLOAD_SLOT_SIZE = (DEFAULT_HEADROOM + OFFLOAD_MAX_PACKET + 63) & ~63;
+export const OFFLOAD_BATCH_CAPACITY = 64;
+
+/** A read batch for a TUN with offloads: slots that hold a 64 KiB super-packet (see OFFLOAD_SLOT_SIZE). */
+export function offloadBatch(capacity = OFFLOAD_BATCH_CAPACITY): PacketBatch {
+  return new PacketBatch(capacity, OFFLOAD_SLOT_SIZE);
+}
 
 export interface TunOptions {
   /** IFF_MULTI_QUEUE: this fd is one queue of a multi-queue device; every queue must set it. */
   multiQueue?: boolean;
-  /** IFF_VNET_HDR with a 12-byte header; no offloads are enabled yet (see the file comment). */
+  /** IFF_VNET_HDR with a 12-byte header, no offloads (see the file comment). */
   vnetHdr?: boolean;
+  /** IFF_VNET_HDR and TUNSETOFFLOAD: GSO super-packets and partial checksums in and out (see the file comment). */
+  offload?: boolean;
 }
 
 /** Called once per batch of received packets, after batch.count and the per-packet fields are set. */
@@ -76,6 +94,8 @@ export class TunDevice {
   readonly name: string;
   /** Bytes of virtio-net header per packet on the wire of the fd: 0, or 12 with vnetHdr. */
   readonly vnetHdrSize: number;
+  /** True when TUNSETOFFLOAD is on: reads may return super-packets, writes take them (batch.vnet). */
+  readonly offloads: boolean;
   private readonly handle: NativeHandle;
   private isClosed = false;
 
@@ -85,6 +105,7 @@ export class TunDevice {
     this.fd = handle.fd;
     this.name = handle.name;
     this.vnetHdrSize = handle.vnetHdrSize;
+    this.offloads = handle.offloads !== 0;
   }
 
   get closed(): boolean {
@@ -99,6 +120,9 @@ export class TunDevice {
    * and handler. A throw from onBatch becomes an uncaught exception.
    */
   startReading(batch: PacketBatch, ingress: number, onBatch: BatchHandler, onError?: ReadErrorHandler): void {
+    if (this.offloads && batch.maxPacketSize < OFFLOAD_MAX_PACKET) {
+      throw new RangeError(`tun ${this.name}: a TUN with offloads needs slots of ${OFFLOAD_MAX_PACKET} bytes after the headroom (offloadBatch())`);
+    }
     this.handle.startReading(
       batch.data,
       batch.offset,
@@ -107,6 +131,7 @@ export class TunDevice {
       batch.headroom,
       batch.capacity,
       batchCallback(batch, ingress, onBatch, onError, `tun ${this.name}`),
+      batch.vnet,
     );
   }
 
@@ -116,21 +141,22 @@ export class TunDevice {
   }
 
   /**
-   * Writes packets from..to-1 of `batch` (each offset[i], length[i]) with one write() each, without
-   * blocking: EAGAIN drops the rest of the range (counted as dropsBusy). Returns the number written.
+   * Writes packets from..to-1 of `batch` (each offset[i], length[i], with its virtio-net header from batch.vnet)
+   * with one write() each, without blocking: EAGAIN drops the rest of the range (counted as dropsBusy). Returns
+   * the number written.
    */
   writeBatch(batch: PacketBatch, from = 0, to: number = batch.count): number {
     // A range outside the batch is a caller's bug (control plane), so it throws.
     if (!(from >= 0 && from <= to && to <= batch.capacity)) {
       throw new RangeError(`packet range [${from}, ${to}) outside a batch of capacity ${batch.capacity}`);
     }
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to);
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to, batch.vnet);
   }
 
   /** Writes the packets whose indices are indices[0..count) (e.g. those the pipeline sent to this port). */
   writeIndices(batch: PacketBatch, indices: Uint32Array | Uint16Array, count: number): number {
     if (!(count >= 0 && count <= indices.length)) throw new RangeError(`count ${count} exceeds ${indices.length} indices`);
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count);
+    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count, batch.vnet);
   }
 
   /** A snapshot of the addon's counters (allocates: control plane). */
@@ -152,6 +178,6 @@ export class TunDevice {
  * CAP_NET_ADMIN (run as root)", or the errno name (EBUSY, EINVAL, ...), with `.code` set to it.
  */
 export function openTun(name: string, opts: TunOptions = {}): TunDevice {
-  const flags = (opts.multiQueue ? TUN_FLAG_MULTI_QUEUE : 0) | (opts.vnetHdr ? TUN_FLAG_VNET_HDR : 0);
+  const flags = (opts.multiQueue ? TUN_FLAG_MULTI_QUEUE : 0) | (opts.vnetHdr ? TUN_FLAG_VNET_HDR : 0) | (opts.offload ? TUN_FLAG_OFFLOAD : 0);
   return new TunDevice(loadNative().openTun(name, flags));
 }

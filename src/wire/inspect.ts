@@ -120,6 +120,7 @@ export function inspect(buf: Uint8Array, offset: number, length: number, info: P
 /** Clears everything a previous packet may have left (addresses are overwritten by the family parsers). */
 function resetInfo(info: PacketInfo): void {
   info.family = 0;
+  info.csumPartial = false;
   info.protocol = 0;
   info.srcPort = 0;
   info.dstPort = 0;

@@ -19,6 +19,13 @@ export class PacketInfo {
   family = 0;
   /** Start of the IP header. */
   l3Offset = 0;
+  /**
+   * The TCP/UDP checksum field holds only the pseudo-header sum, to be completed by whoever sends the packet
+   * (a TUN with offloads handed it over with VIRTIO_NET_HDR_F_NEEDS_CSUM). Not read from the bytes: inspect()
+   * clears it and the pipeline sets it from the batch's virtio-net header. The rewrites then update the field
+   * as the kernel's inet_proto_csum_replace4 does for CHECKSUM_PARTIAL (see rewrite.ts).
+   */
+  csumPartial = false;
   /** Bytes of the IP packet as its header states it (IPv4 total length; IPv6 40 + payload length). */
   ipLength = 0;
   /** Transport protocol (after the IPv6 extension-header chain). */

@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
 import type { IcmpEcho, IpHeader, Ipv4Header, Ipv6Header, TcpSegment, UdpDatagram } from './build.js';
 import { buildIcmp, buildIcmpError, buildIp, buildTcp, buildUdp, fragmentIpv4, ipFamily } from './build.js';
-import { transportChecksumFull } from './checksum.js';
+import { foldChecksum, pseudoHeaderSum4, pseudoHeaderSum6, transportChecksumFull } from './checksum.js';
+import { completeChecksum } from './gso.js';
 import { IPPROTO_TCP, IPPROTO_UDP, TCP_ACK_FLAG, TCP_SYN } from './constants.js';
 import {
   DNS_QUERY,
@@ -333,4 +334,65 @@ test('port rewrites are no-ops where there is no such port', () => {
   const copy = later.slice();
   setSrcPort(copy, inspected(copy), 1);
   assert.deepEqual(copy, later);
+});
+
+// --- partial checksums (a TUN with offloads: VIRTIO_NET_HDR_F_NEEDS_CSUM) ------------------------------
+
+/** The packet as a sending stack leaves it for the device: the L4 field holds the folded pseudo-header sum. */
+function makePartial(packet: Uint8Array, info: PacketInfo): number {
+  const field = info.l4Offset + (info.protocol === IPPROTO_TCP ? 16 : 6);
+  const l4Length = info.l4Length;
+  const pseudo = info.family === 4 ? pseudoHeaderSum4(info.addr[0], info.addr[4], info.protocol, l4Length) : pseudoHeaderSum6(info.addr, 0, 4, info.protocol, l4Length);
+  packet[field] = (~foldChecksum(pseudo) >>> 8) & 0xff;
+  packet[field + 1] = ~foldChecksum(pseudo) & 0xff;
+  return field;
+}
+
+test('NAT on a partial checksum (CHECKSUM_PARTIAL): completing it afterwards gives the oracle packet', () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.record({ ip: ipv4HeaderArb, newSrc: addr4Arb, newDst: addr4Arb }),
+        fc.record({ ip: ipv6HeaderArb.map((h) => ({ ...h, extensions: [] })), newSrc: addr6Arb, newDst: addr6Arb }),
+      ),
+      fc.oneof(tcpArb.map((tcp) => ({ kind: 'tcp' as const, tcp: { ...tcp, flags: TCP_ACK_FLAG, options: {} } })), udpArb.map((udp) => ({ kind: 'udp' as const, udp: { ...udp, zeroChecksum: false } }))),
+      portArb,
+      portArb,
+      ({ ip, newSrc, newDst }, t, newSrcPort, newDstPort) => {
+        const packet = t.kind === 'tcp' ? buildTcp(ip, t.tcp) : buildUdp(ip, t.udp);
+        const info = new PacketInfo();
+        assert.equal(inspect(packet, 0, packet.length, info), Drop.None);
+        const field = makePartial(packet, info);
+        info.csumPartial = true;
+        if (info.family === 4) {
+          setSrcAddr4(packet, info, newSrc as number);
+          setDstAddr4(packet, info, newDst as number);
+        } else {
+          setSrcAddr6(packet, info, newSrc as Uint32Array, 0);
+          setDstAddr6(packet, info, newDst as Uint32Array, 0);
+        }
+        setSrcPort(packet, info, newSrcPort);
+        setDstPort(packet, info, newDstPort);
+        decrementTtl(packet, info);
+        assert.ok(completeChecksum(packet, 0, packet.length, info.l4Offset, field - info.l4Offset, t.kind === 'udp'));
+        const ip2 = { ...ip, src: newSrc, dst: newDst } as IpHeader;
+        if (ipFamily(ip) === 4) (ip2 as Ipv4Header).ttl = ((ip as Ipv4Header).ttl ?? 64) > 1 ? ((ip as Ipv4Header).ttl ?? 64) - 1 : (ip as Ipv4Header).ttl;
+        else (ip2 as Ipv6Header).hopLimit = ((ip as Ipv6Header).hopLimit ?? 64) > 1 ? ((ip as Ipv6Header).hopLimit ?? 64) - 1 : (ip as Ipv6Header).hopLimit;
+        const want = t.kind === 'tcp' ? buildTcp(ip2, { ...t.tcp, srcPort: newSrcPort, dstPort: newDstPort }) : buildUdp(ip2, { ...t.udp, srcPort: newSrcPort, dstPort: newDstPort });
+        assert.deepEqual(packet, want);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('MSS clamping on a partial checksum leaves the field to the final sum', () => {
+  const packet = buildTcp({ src: '10.0.1.10', dst: '203.0.113.10' }, { srcPort: 40000, dstPort: 80, flags: TCP_SYN, options: { mss: 1460 } });
+  const info = new PacketInfo();
+  assert.equal(inspect(packet, 0, packet.length, info), Drop.None);
+  const field = makePartial(packet, info);
+  info.csumPartial = true;
+  clampTcpMss(packet, info, 1380);
+  completeChecksum(packet, 0, packet.length, info.l4Offset, field - info.l4Offset, false);
+  assert.deepEqual(packet, buildTcp({ src: '10.0.1.10', dst: '203.0.113.10' }, { srcPort: 40000, dstPort: 80, flags: TCP_SYN, options: { mss: 1380 } }));
 });

@@ -14,6 +14,14 @@
  *                  was quoted, and the outer ICMP/ICMPv6 checksum (the embedded bytes are part of its message).
  * UDP checksum 0 means "no checksum" (RFC 768; IPv4, and IPv6 tunnels per RFC 6935): it stays 0; a
  * computed 0 is sent as 0xFFFF.
+ *
+ * Partial checksums (info.csumPartial: a packet from a TUN with offloads, VIRTIO_NET_HDR_F_NEEDS_CSUM): the
+ * TCP/UDP field holds the pseudo-header sum itself, not complemented, and whoever sends the packet sums the
+ * transport header and payload into it. So, as the kernel's inet_proto_csum_replace4/2 do for CHECKSUM_PARTIAL
+ * (net/core/utils.c): a pseudo-header change (an address) updates the field as a plain sum, field' =
+ * fold(field - old + new), i.e. the complemented form of RFC 1624's update; a change inside the transport header
+ * (a port, the MSS option) leaves the field alone, since the final sum will read the new bytes. The IPv4 header
+ * checksum is never partial.
  */
 import { checksumAdjust, checksumUpdate16, foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum6, word32Delta, wordDelta } from './checksum.js';
 import {
@@ -80,7 +88,14 @@ function pseudoChecksumPos(info: PacketInfo): number {
 
 function adjustTransport(buf: Uint8Array, info: PacketInfo, delta: number): void {
   const pos = pseudoChecksumPos(info);
-  if (pos >= 0) adjustAt(buf, pos, delta, info.protocol === IPPROTO_UDP);
+  if (pos < 0) return;
+  if (info.csumPartial && info.protocol !== IPPROTO_ICMPV6) adjustPartial(buf, pos, delta);
+  else adjustAt(buf, pos, delta, info.protocol === IPPROTO_UDP);
+}
+
+/** A partial checksum field (the pseudo-header sum, not complemented): field' = fold(field + delta). */
+function adjustPartial(buf: Uint8Array, pos: number, delta: number): void {
+  write16(buf, pos, ~checksumAdjust(~read16(buf, pos) & 0xffff, delta) & 0xffff);
 }
 
 // --- outer addresses ----------------------------------------------------------------------------
@@ -151,7 +166,8 @@ function setPort(buf: Uint8Array, info: PacketInfo, which: number, port: number)
   if (protocol === IPPROTO_TCP || protocol === IPPROTO_UDP) {
     const old = which === 0 ? info.srcPort : info.dstPort;
     write16(buf, l4 + (which === 0 ? TCP_SRC_PORT : TCP_DST_PORT), port); // same offsets in UDP
-    adjustAt(buf, l4 + (protocol === IPPROTO_TCP ? TCP_CHECKSUM : UDP_CHECKSUM), wordDelta(old, port), protocol === IPPROTO_UDP);
+    // A partial checksum covers the ports when it is completed: nothing to adjust now.
+    if (!info.csumPartial) adjustAt(buf, l4 + (protocol === IPPROTO_TCP ? TCP_CHECKSUM : UDP_CHECKSUM), wordDelta(old, port), protocol === IPPROTO_UDP);
   } else if (protocol === IPPROTO_ICMP || protocol === IPPROTO_ICMPV6) {
     if (isIcmpRequest(info.family, info.icmpType) !== (which === 0)) return;
     write16(buf, l4 + ICMP_ID, port);
@@ -230,7 +246,7 @@ export function clampTcpMss(buf: Uint8Array, info: PacketInfo, maxMss: number): 
   write16(buf, pos, maxMss);
   const odd = ((pos - info.l4Offset) & 1) !== 0;
   const delta = odd ? wordDelta(swap16(old), swap16(maxMss)) : wordDelta(old, maxMss);
-  adjustAt(buf, info.l4Offset + TCP_CHECKSUM, delta, false);
+  if (!info.csumPartial) adjustAt(buf, info.l4Offset + TCP_CHECKSUM, delta, false);
   info.tcpMss = maxMss;
 }
 

@@ -54,6 +54,14 @@ export const enum EdgeCounter {
   IpsecTooBigReported = 24,
   /** The IKE engine threw on a message or a timer (a bug: logged, the message dropped, the daemon carries on). */
   IpsecEngineError = 25,
+  /** GSO super-packets (from a TUN with offloads) cut into segments in software for a next hop without offloads. */
+  GsoSegmented = 26,
+  /** The segments those made. */
+  GsoSegments = 27,
+  /** Partial checksums (VIRTIO_NET_HDR_F_NEEDS_CSUM) completed in software for a next hop without offloads. */
+  ChecksumCompleted = 28,
+  /** Super-packets or partial checksums whose virtio-net header does not fit the packet (dropped). */
+  GsoBad = 29,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -83,6 +91,10 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'ipsec_fragmented',
   'ipsec_too_big_reported',
   'ipsec_engine_error',
+  'gso_segmented',
+  'gso_segments',
+  'checksum_completed',
+  'gso_bad',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */

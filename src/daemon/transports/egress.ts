@@ -29,7 +29,7 @@ export class EgressTransport implements Transport {
   open(): void {
     const cfg = this.egress;
     if (cfg === null || this.owned !== null) return;
-    this.owned = openOwnedTun(this.host, this.kernel, OWNER, cfg.interface, cfg.addresses.map((a) => hostRoute(a, cfg.interface)));
+    this.owned = openOwnedTun(this.host, this.kernel, OWNER, cfg.interface, cfg.addresses.map((a) => hostRoute(a, cfg.interface)), this.host.offload);
     this.host.readPlain(this.owned.tun, PORT_INTERNET);
   }
 
@@ -45,6 +45,10 @@ export class EgressTransport implements Transport {
 
   routes(): string[] {
     return this.kernel.applied();
+  }
+
+  acceptsOffload(): boolean {
+    return this.owned !== null && this.owned.tun.offloads;
   }
 
   deliver(_batch: PacketBatch, i: number): void {

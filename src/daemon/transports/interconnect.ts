@@ -126,6 +126,11 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
     this.links.delete(id);
   }
 
+  acceptsOffload(port: number): boolean {
+    const out = this.portOut[port];
+    return out !== null && out.tun.offloads;
+  }
+
   deliver(_batch: PacketBatch, i: number, port: number): void {
     const out = this.portOut[port];
     if (out !== null) out.idx[out.n++] = i;
@@ -133,7 +138,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   private openOne(ic: Interconnect): void {
     const name = interconnectTunName(ic.id);
-    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }, ipv6Enabled()));
+    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }, ipv6Enabled()), this.host.offload);
     ic.owned = owned;
     this.portOut[ic.id] = owned.out;
     this.host.readPlain(owned.tun, ic.id);

@@ -14,9 +14,12 @@ export interface OwnedTun {
   readonly owner: string;
 }
 
-/** Opens TUN `name` and applies its link plus `steps` under `owner`; on failure nothing is left behind. */
-export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[]): OwnedTun {
-  const tun = openTun(name);
+/**
+ * Opens TUN `name` and applies its link plus `steps` under `owner`; on failure nothing is left behind. `offload`:
+ * with TUNSETOFFLOAD (src/io/tun.ts), for a TUN whose packets the edge forwards as they are (egress, interconnect).
+ */
+export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], offload?: boolean): OwnedTun {
+  const tun = openTun(name, { offload: offload === true });
   try {
     disableRpFilter(name);
     kernel.apply(owner, [planLink(name, host.mtu), ...steps]);

@@ -31,6 +31,11 @@ export interface EdgeLogger {
 export interface Deliverer {
   /** Packet i of `batch`, whose next hop is `port`, at monotonic `now` (ms). Runs per packet: no allocation. */
   deliver(batch: PacketBatch, i: number, port: number, now: number): void;
+  /**
+   * True when `port` leaves through a TUN with offloads, which takes GSO super-packets and partial checksums as they
+   * are (the kernel segments them). Absent or false: the edge segments and completes checksums in software first.
+   */
+  acceptsOffload?(port: number): boolean;
 }
 
 /** Every transport: the Internet egress, the onramp transports. */
@@ -80,6 +85,8 @@ export interface TransportHost {
   readonly tunnelAddresses: TunnelAddresses;
   /** MTU of every TUN the edge creates. */
   readonly mtu: number;
+  /** Open the TUNs that take plain IP traffic (egress, interconnects) with offloads (TSO/USO, checksum); default off. */
+  readonly offload?: boolean;
   /** True between the Edge's start() and stop(). */
   isRunning(): boolean;
   /** Starts reading a TUN whose packets enter the pipeline tagged with `port` (the Edge's read loop). */
