@@ -64,6 +64,7 @@ import { IPPROTO_ESP, IPV4_MIN_HEADER, UDP_HEADER } from '../../wire/constants.j
 import { writeIpv4Header } from '../../wire/header.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { ORIGINATED_TTL, UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
+import { DropMarks } from './drop-marks.js';
 import { EdgeCounter, nonZero } from './counters.js';
 import type { DeliveryFinisher, OnrampTransport, TransportHost } from './transport.js';
 import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
@@ -121,9 +122,8 @@ export class IpsecTransport
   private readonly inQueue: EspEntries;
   private readonly outQueue: EspEntries;
   private readonly oneQueue = new EspEntries(1);
-  /** Descriptors finishDemux drops (by batch index), and how many are marked. */
-  private kill = new Uint8Array(0);
-  private killed = 0;
+  /** Descriptors finishDemux drops. */
+  private readonly kill = new DropMarks();
   private readonly opened = new EspOpened();
   private ikeHandler: IkeHandler | null = null;
   private ipId = 0;
@@ -352,31 +352,14 @@ export class IpsecTransport
   /** The batch's queued ESP packets: opened in one native call, then kept (inner packet) or dropped. */
   finishDemux(batch: PacketBatch, count: number, now: number): number {
     if (this.inQueue.n > 0) this.finishDemuxQueue(batch, now);
-    if (this.killed === 0) return count;
-    this.killed = 0;
-    const kill = this.kill;
-    let w = 0;
-    for (let r = 0; r < count; r++) {
-      if (kill[r] === 1) {
-        kill[r] = 0;
-        continue;
-      }
-      if (w !== r) {
-        batch.offset[w] = batch.offset[r];
-        batch.length[w] = batch.length[r];
-        batch.ingress[w] = batch.ingress[r];
-      }
-      w++;
-    }
-    return w;
+    return this.kill.compact(batch, count);
   }
 
-  /** Opens the queued entries; marks failures in `kill` (counted in `killed`) for finishDemux to compact. */
+  /** Opens the queued entries; marks failures in `kill` for finishDemux to compact. */
   private finishDemuxQueue(batch: PacketBatch, now: number): void {
     const e = this.inQueue;
     const t = this.table;
     const data = batch.data;
-    if (this.kill.length < batch.capacity) this.kill = new Uint8Array(batch.capacity);
     this.crypto.open(data, e);
     for (let k = 0; k < e.n; k++) {
       const j = e.tag[k];
@@ -385,7 +368,7 @@ export class IpsecTransport
       const status = e.status[k];
       let drop = EspDrop.None;
       if (status !== EspStatus.Ok) {
-        drop = status === EspStatus.IcvFailed ? EspDrop.IcvFailed : status === EspStatus.BadLength ? EspDrop.Truncated : EspDrop.CryptoFailed;
+        drop = status === EspStatus.AuthFailed ? EspDrop.IcvFailed : status === EspStatus.BadLength ? EspDrop.Truncated : EspDrop.CryptoFailed;
         if (drop === EspDrop.IcvFailed) t.icvFailures[s]++;
         else t.otherDrops[s]++;
       } else {
@@ -406,8 +389,7 @@ export class IpsecTransport
         }
       }
       if (drop !== EspDrop.None) {
-        this.kill[j] = 1;
-        this.killed++;
+        this.kill.mark(batch, j);
         this.dropIn(drop, 0);
       }
     }
