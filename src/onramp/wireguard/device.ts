@@ -300,6 +300,8 @@ export class WireGuardDevice {
   private readonly one = new CryptoEntries(1);
   private readonly ticket: SealTicket = { slot: -1, length: 0, endpoint: null };
   private readonly random16 = new Uint16Array(1);
+  /** random16's bytes: the send path draws timer jitter through it (no view made per packet). */
+  private readonly random16Bytes = new Uint8Array(this.random16.buffer);
   private readonly random32 = new Uint8Array(KEY_LEN);
 
   constructor(options: WireGuardDeviceOptions) {
@@ -1026,7 +1028,7 @@ export class WireGuardDevice {
   // --- timers (§6; wireguard-go timers.go) ------------------------------------------------------------------
 
   private jitter(): number {
-    this.randomFill(new Uint8Array(this.random16.buffer));
+    this.randomFill(this.random16Bytes);
     return this.random16[0] % REKEY_TIMEOUT_JITTER_MAX_MS;
   }
 
@@ -1131,7 +1133,7 @@ export class WireGuardDevice {
   private allocIndex(peer: number, kp: Keypair | null): number {
     if (this.freeTop === 0) return -1;
     const slot = this.freeSlots[--this.freeTop];
-    this.randomFill(new Uint8Array(this.random16.buffer));
+    this.randomFill(this.random16Bytes);
     const index = ((this.random16[0] << INDEX_SLOT_BITS) | slot) >>> 0;
     this.slotIndex[slot] = index;
     this.slotPeer[slot] = peer;
