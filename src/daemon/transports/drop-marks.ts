@@ -1,7 +1,8 @@
 /**
- * Descriptors a DemuxFinisher (underlay.ts) drops after the fact: a transport that decrypts a whole batch in one
- * call (IPsec, WireGuard) keeps every candidate at demux time, marks the ones that fail, then compacts the batch's
- * descriptors once. Grown to the batch's capacity on first use (control plane), nothing allocated per packet.
+ * Descriptors the DemuxFinishers (underlay.ts) drop after the fact: a transport that decrypts a whole batch in one
+ * call (IPsec, WireGuard) keeps every candidate at demux time and marks the ones that fail; the underlay compacts
+ * the batch's descriptors once, after every finisher ran (so no finisher's queued indices move under another's).
+ * Grown to the batch's capacity on first use, nothing allocated per packet.
  */
 import type { PacketBatch } from '../../common/packet-batch.js';
 

@@ -64,7 +64,6 @@ import { IPPROTO_ESP, IPV4_MIN_HEADER, UDP_HEADER } from '../../wire/constants.j
 import { writeIpv4Header } from '../../wire/header.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { ORIGINATED_TTL, UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
-import { DropMarks } from './drop-marks.js';
 import { EdgeCounter, nonZero } from './counters.js';
 import type { DeliveryFinisher, OnrampTransport, TransportHost } from './transport.js';
 import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
@@ -122,8 +121,6 @@ export class IpsecTransport
   private readonly inQueue: EspEntries;
   private readonly outQueue: EspEntries;
   private readonly oneQueue = new EspEntries(1);
-  /** Descriptors finishDemux drops. */
-  private readonly kill = new DropMarks();
   private readonly opened = new EspOpened();
   private ikeHandler: IkeHandler | null = null;
   private ipId = 0;
@@ -350,12 +347,11 @@ export class IpsecTransport
   }
 
   /** The batch's queued ESP packets: opened in one native call, then kept (inner packet) or dropped. */
-  finishDemux(batch: PacketBatch, count: number, now: number): number {
+  finishDemux(batch: PacketBatch, _count: number, now: number): void {
     if (this.inQueue.n > 0) this.finishDemuxQueue(batch, now);
-    return this.kill.compact(batch, count);
   }
 
-  /** Opens the queued entries; marks failures in `kill` for finishDemux to compact. */
+  /** Opens the queued entries; marks failures in the underlay's demuxDrops for the demux to compact. */
   private finishDemuxQueue(batch: PacketBatch, now: number): void {
     const e = this.inQueue;
     const t = this.table;
@@ -389,7 +385,7 @@ export class IpsecTransport
         }
       }
       if (drop !== EspDrop.None) {
-        this.kill.mark(batch, j);
+        this.underlay.demuxDrops.mark(batch, j);
         this.dropIn(drop, 0);
       }
     }

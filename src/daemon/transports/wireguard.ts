@@ -53,7 +53,6 @@ import { UdpEndpoint } from '../../wire/endpoint.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
 import { EdgeCounter, nonZero } from './counters.js';
-import { DropMarks } from './drop-marks.js';
 import type { DeliveryFinisher, OnrampTransport, TransportHost } from './transport.js';
 import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
 import type { DemuxFinisher, Underlay, UnderlayReceiver } from './underlay.js';
@@ -148,8 +147,6 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private readonly source = new UdpEndpoint();
   /** Datagrams the engine asks for while a packet is prepared (a rekey initiation), sent right after. */
   private readonly sideOut: Outgoing[] = [];
-  /** Descriptors finishDemux drops (messages that did not open, keepalives). */
-  private readonly kill = new DropMarks();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private opened = false;
@@ -425,13 +422,12 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   }
 
   /** The batch's queued transport messages: opened in one native call per device, then kept (inner packet) or dropped. */
-  finishDemux(batch: PacketBatch, count: number, now: number): number {
+  finishDemux(batch: PacketBatch, _count: number, now: number): void {
     const devices = this.devices;
     for (let d = 0; d < devices.length; d++) if (devices[d].inQueue.n > 0) this.openQueued(devices[d], batch, now);
-    return this.kill.compact(batch, count);
   }
 
-  /** Opens a device's queued messages in place; each then goes through the engine's finishOpen. */
+  /** Opens a device's queued messages in place; each then goes through the engine's finishOpen (failures: the underlay's demuxDrops). */
   private openQueued(dev: WgDev, batch: PacketBatch, now: number): void {
     const e = dev.inQueue;
     const data = batch.data;
@@ -446,7 +442,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
         batch.ingress[j] = dev.peerOnramp[r.peer];
         continue;
       }
-      this.kill.mark(batch, j);
+      this.underlay.demuxDrops.mark(batch, j);
       if (r.kind === 'drop') this.countReceiveDrop(r.reason);
     }
     e.clear();
