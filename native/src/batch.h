@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace tether_batch {
 
@@ -40,6 +42,22 @@ inline size_t SlotCount(const Napi::CallbackInfo& info, const char* what) {
   const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
   if (!(n >= 1 && n <= kMaxSlots)) throw Napi::RangeError::New(info.Env(), std::string(what) + ": slots must be in 1..2^20");
   return static_cast<size_t>(n);
+}
+
+// Removes what a slot holds (remove(slot) from JS; a slot out of range holds nothing).
+template <typename T>
+Napi::Value RemoveSlot(std::vector<std::unique_ptr<T>>& slots, const Napi::CallbackInfo& info) {
+  const uint32_t slot = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : UINT32_MAX;
+  if (slot < slots.size()) slots[slot].reset();
+  return info.Env().Undefined();
+}
+
+// How many slots hold keys (installed() from JS).
+template <typename T>
+Napi::Value CountInstalled(const std::vector<std::unique_ptr<T>>& slots, const Napi::CallbackInfo& info) {
+  size_t n = 0;
+  for (const auto& s : slots) n += s ? 1 : 0;
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
 // Runs `one(slot, bytes, length) -> Status` over every entry of the call; returns how many succeeded. Entries

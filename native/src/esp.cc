@@ -163,17 +163,8 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
     return env.Undefined();
   }
 
-  Napi::Value Remove(const Napi::CallbackInfo& info) {
-    const uint32_t slot = info[0].As<Napi::Number>().Uint32Value();
-    if (slot < slots_.size()) slots_[slot].reset();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Installed(const Napi::CallbackInfo& info) {
-    size_t n = 0;
-    for (const auto& s : slots_) n += s ? 1 : 0;
-    return Napi::Number::New(info.Env(), static_cast<double>(n));
-  }
+  Napi::Value Remove(const Napi::CallbackInfo& info) { return tether_batch::RemoveSlot(slots_, info); }
+  Napi::Value Installed(const Napi::CallbackInfo& info) { return tether_batch::CountInstalled(slots_, info); }
 
   Napi::Value Seal(const Napi::CallbackInfo& info) { return Batch(info, kDirSeal); }
   Napi::Value Open(const Napi::CallbackInfo& info) { return Batch(info, kDirOpen); }
