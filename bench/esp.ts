@@ -35,7 +35,7 @@ const US_PER_S = 1e6;
 const MS_PER_S = 1e3;
 
 /** Packets per CPU second and per wall second of `fn` (which returns how many packets it did). */
-function timed(fn: () => number): { cpu: number; wall: number } {
+export function timed(fn: () => number): { cpu: number; wall: number } {
   fn(); // warm up
   let packets = 0;
   const cpu0 = process.cpuUsage();

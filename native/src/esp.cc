@@ -20,6 +20,8 @@
 // per packet only re-initialised with the IV: no allocation per packet.
 #include <napi.h>
 
+#include "batch.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
@@ -60,15 +62,13 @@ constexpr size_t kMaxMac = EVP_MAX_MD_SIZE;
 // the AES-CBC itself at 64 bytes (RAND_bytes goes through OpenSSL 3's provider and DRBG locking each time).
 constexpr size_t kIvPool = 256 * kAesBlock;
 
-// Per-entry results (mirrored in src/io/esp-crypto.ts, EspStatus).
-enum Status : uint8_t {
-  kOk = 0,
-  kIcvFailed = 1,
-  kBadLength = 2,
-  kNoSa = 3,
-  kOutOfBounds = 4,
-  kCryptoError = 5,
-};
+// Per-entry results: batch.h's (mirrored in src/common/crypto-entries.ts); kIcvFailed is its kAuthFailed.
+using tether_batch::Status;
+using tether_batch::kOk;
+using tether_batch::kBadLength;
+using tether_batch::kNoKey;
+using tether_batch::kCryptoError;
+constexpr Status kIcvFailed = tether_batch::kAuthFailed;
 
 struct Sa {
   int dir = kDirSeal;
@@ -86,15 +86,7 @@ struct Sa {
   }
 };
 
-template <typename T>
-T* TypedData(const Napi::Value& v, napi_typedarray_type want, size_t* length, const char* what) {
-  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a typed array");
-  auto a = v.As<Napi::TypedArray>();
-  if (a.TypedArrayType() != want) throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong element type");
-  *length = a.ElementLength();
-  auto* base = static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
-  return reinterpret_cast<T*>(base);
-}
+using tether_batch::TypedData;
 
 class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
  public:
@@ -107,9 +99,7 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
   }
 
   explicit EspCrypto(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EspCrypto>(info) {
-    const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-    if (!(n >= 1 && n <= (1 << 20))) throw Napi::RangeError::New(info.Env(), "new EspCrypto(slots): slots must be in 1..2^20");
-    slots_.resize(static_cast<size_t>(n));
+    slots_.resize(tether_batch::SlotCount(info, "new EspCrypto(slots)"));
   }
 
  private:
@@ -173,44 +163,18 @@ class EspCrypto : public Napi::ObjectWrap<EspCrypto> {
     return env.Undefined();
   }
 
-  Napi::Value Remove(const Napi::CallbackInfo& info) {
-    const uint32_t slot = info[0].As<Napi::Number>().Uint32Value();
-    if (slot < slots_.size()) slots_[slot].reset();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Installed(const Napi::CallbackInfo& info) {
-    size_t n = 0;
-    for (const auto& s : slots_) n += s ? 1 : 0;
-    return Napi::Number::New(info.Env(), static_cast<double>(n));
-  }
+  Napi::Value Remove(const Napi::CallbackInfo& info) { return tether_batch::RemoveSlot(slots_, info); }
+  Napi::Value Installed(const Napi::CallbackInfo& info) { return tether_batch::CountInstalled(slots_, info); }
 
   Napi::Value Seal(const Napi::CallbackInfo& info) { return Batch(info, kDirSeal); }
   Napi::Value Open(const Napi::CallbackInfo& info) { return Batch(info, kDirOpen); }
 
-  // (data, offset, length, slot, n, status) → how many entries succeeded.
+  // (data, offset, length, slot, n, status) → how many entries succeeded (batch.h's RunBatch).
   Napi::Value Batch(const Napi::CallbackInfo& info, int dir) {
-    Napi::Env env = info.Env();
-    size_t data_len = 0, off_len = 0, len_len = 0, slot_len = 0, status_len = 0;
-    uint8_t* data = TypedData<uint8_t>(info[0], napi_uint8_array, &data_len, "data");
-    const uint32_t* offset = TypedData<uint32_t>(info[1], napi_uint32_array, &off_len, "offset");
-    const uint32_t* length = TypedData<uint32_t>(info[2], napi_uint32_array, &len_len, "length");
-    const uint32_t* slot = TypedData<uint32_t>(info[3], napi_uint32_array, &slot_len, "slot");
-    const double nd = info[4].As<Napi::Number>().DoubleValue();
-    uint8_t* status = TypedData<uint8_t>(info[5], napi_uint8_array, &status_len, "status");
-    if (!(nd >= 0) || nd > off_len || nd > len_len || nd > slot_len || nd > status_len) throw Napi::RangeError::New(env, "n exceeds an entry array");
-    const size_t n = static_cast<size_t>(nd);
-    uint32_t ok = 0;
-    for (size_t k = 0; k < n; k++) {
-      const size_t off = offset[k], len = length[k];
-      Status st;
-      if (off > data_len || len > data_len - off) st = kOutOfBounds;
-      else if (slot[k] >= slots_.size() || !slots_[slot[k]] || slots_[slot[k]]->dir != dir) st = kNoSa;
-      else st = dir == kDirSeal ? SealOne(*slots_[slot[k]], data + off, len) : OpenOne(*slots_[slot[k]], data + off, len);
-      status[k] = st;
-      if (st == kOk) ok++;
-    }
-    return Napi::Number::New(env, ok);
+    return tether_batch::RunBatch(info, [this, dir](uint32_t slot, uint8_t* p, size_t len) -> Status {
+      if (slot >= slots_.size() || !slots_[slot] || slots_[slot]->dir != dir) return kNoKey;
+      return dir == kDirSeal ? SealOne(*slots_[slot], p, len) : OpenOne(*slots_[slot], p, len);
+    });
   }
 
   static bool LengthOk(const Sa& sa, size_t len) {

@@ -51,6 +51,8 @@
 
 // esp.cc: the EspCrypto class (batched ESP seal/open over OpenSSL EVP).
 void InitEsp(Napi::Env env, Napi::Object exports);
+// wireguard.cc: the WgCrypto class (batched WireGuard transport-data seal/open, ChaCha20-Poly1305).
+void InitWireGuard(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -700,6 +702,7 @@ Napi::Value AllocHugePages(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Handle::Init(env, exports);
   InitEsp(env, exports);  // esp.cc: batched ESP crypto
+  InitWireGuard(env, exports);  // wireguard.cc: batched WireGuard crypto
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages, "allocHugePages"));
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));

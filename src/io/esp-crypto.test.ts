@@ -95,7 +95,7 @@ test('oracle seal, native open: random batches; every flipped bit is an ICV fail
           if (mutation === 1) {
             const bit = where % (esp.length * 8);
             esp[bit >> 3] ^= 1 << (bit & 7);
-            want = EspStatus.IcvFailed;
+            want = EspStatus.AuthFailed;
           } else if (mutation === 2) {
             len = where % esp.length;
             want = -1; // BadLength, or IcvFailed when the cut keeps the alignment
@@ -107,7 +107,7 @@ test('oracle seal, native open: random batches; every flipped bit is an ICV fail
         crypto.open(data, e);
         items.forEach(([, inner], k) => {
           const st = e.status[k] as EspStatus;
-          if (expect[k] === -1) assert.ok(st === EspStatus.BadLength || st === EspStatus.IcvFailed, `cut: ${st}`);
+          if (expect[k] === -1) assert.ok(st === EspStatus.BadLength || st === EspStatus.AuthFailed, `cut: ${st}`);
           else assert.equal(st, expect[k]);
           if (st === EspStatus.Ok) {
             const s = items[k][0];
@@ -149,7 +149,7 @@ test('wrong direction, removed SA, out-of-bounds entries and bad keys are refuse
   const { data, e } = layout([0], [Uint8Array.from([0x45, ...new Array<number>(30).fill(1)])], [sas[0].out.spi], [1]);
   crypto.remove(0);
   assert.equal(crypto.seal(data, e), 0);
-  assert.equal(e.status[0], EspStatus.NoSa);
+  assert.equal(e.status[0], EspStatus.NoKey);
   e.clear();
   e.push(data.length - 4, 100, 1, 0);
   crypto.seal(data, e);

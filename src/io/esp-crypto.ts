@@ -9,22 +9,11 @@
  * Each SA direction has its own native context, created at install and kept (SA slot s: seal context 2s, open
  * context 2s + 1). Entries are queued in preallocated arrays (EspEntries): nothing is allocated per packet.
  */
+import { CryptoEntries } from '../common/crypto-entries.js';
 import { loadNative, type NativeEspCrypto } from './native.js';
 
-/** Per-entry result of seal/open (Status in native/src/esp.cc). */
-export const enum EspStatus {
-  Ok = 0,
-  /** The ICV does not verify (open only). */
-  IcvFailed = 1,
-  /** Too short for the algorithm, or the encrypted part not a whole number of blocks. */
-  BadLength = 2,
-  /** No context in that slot for that direction. */
-  NoSa = 3,
-  /** offset/length outside the data buffer. */
-  OutOfBounds = 4,
-  /** OpenSSL reported an error. */
-  CryptoError = 5,
-}
+/** Per-entry result of seal/open: the shared CryptoStatus (tether_batch::Status in native/src/batch.h). */
+export { CryptoStatus as EspStatus } from '../common/crypto-entries.js';
 
 /**
  * One direction's keys as the addon takes them: cipher and integrity numbers are EspCipher / EspInteg of
@@ -41,39 +30,8 @@ const DIRECTION_SEAL = 0;
 const DIRECTION_OPEN = 1;
 const CONTEXTS_PER_SA = 2;
 
-/** A batch's queued ESP packets: where each is (offset, length in the data buffer), its context, its result. */
-export class EspEntries {
-  readonly offset: Uint32Array;
-  readonly length: Uint32Array;
-  readonly context: Uint32Array;
-  readonly status: Uint8Array;
-  /** Caller's own tag per entry (the batch index of the packet, say). */
-  readonly tag: Uint32Array;
-  n = 0;
-
-  constructor(readonly capacity: number) {
-    this.offset = new Uint32Array(capacity);
-    this.length = new Uint32Array(capacity);
-    this.context = new Uint32Array(capacity);
-    this.status = new Uint8Array(capacity);
-    this.tag = new Uint32Array(capacity);
-  }
-
-  /** Queues one ESP packet for SA slot `sa`; returns its entry index, or -1 when full. No allocation. */
-  push(offset: number, length: number, sa: number, tag: number): number {
-    if (this.n === this.capacity) return -1;
-    const k = this.n++;
-    this.offset[k] = offset;
-    this.length[k] = length;
-    this.context[k] = sa;
-    this.tag[k] = tag;
-    return k;
-  }
-
-  clear(): void {
-    this.n = 0;
-  }
-}
+/** A batch's queued ESP packets (the shared CryptoEntries): offset and length in the data buffer, SA slot, result. */
+export { CryptoEntries as EspEntries };
 
 export class EspCrypto {
   private readonly native: NativeEspCrypto;
@@ -103,16 +61,16 @@ export class EspCrypto {
   }
 
   /** Seals every queued entry of `e` in `data`; returns how many succeeded (e.status says which). */
-  seal(data: Uint8Array, e: EspEntries): number {
+  seal(data: Uint8Array, e: CryptoEntries): number {
     return this.run(data, e, DIRECTION_SEAL);
   }
 
   /** Verifies and decrypts every queued entry in place; returns how many succeeded. */
-  open(data: Uint8Array, e: EspEntries): number {
+  open(data: Uint8Array, e: CryptoEntries): number {
     return this.run(data, e, DIRECTION_OPEN);
   }
 
-  private run(data: Uint8Array, e: EspEntries, direction: number): number {
+  private run(data: Uint8Array, e: CryptoEntries, direction: number): number {
     const n = e.n;
     if (n > this.contexts.length) throw new RangeError(`ESP batch of ${n} entries exceeds the crypto's ${this.contexts.length}`);
     const c = this.contexts;

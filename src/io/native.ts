@@ -1,7 +1,7 @@
 /**
  * Loader and types of tether's native I/O addon (native/src/tether_io.cc), the only code that calls
- * read()/write() on TUN devices (the TypeScript face is src/io/tun.ts), and of its batched ESP crypto
- * (native/src/esp.cc; the TypeScript face is src/io/esp-crypto.ts).
+ * read()/write() on TUN devices (the TypeScript face is src/io/tun.ts), and of its batched crypto: ESP
+ * (native/src/esp.cc; src/io/esp-crypto.ts) and WireGuard (native/src/wireguard.cc; src/io/wg-crypto.ts).
  *
  * The addon is built by node-gyp from native/binding.gyp when `npm ci` runs the package's install
  * script (or by `npm run build:native`) into native/build/Release/tether_io.node. It is loaded
@@ -87,18 +87,28 @@ export interface NativeHandle {
   close(): void;
 }
 
-/** Batched ESP crypto contexts (native/src/esp.cc); use EspCrypto (src/io/esp-crypto.ts) instead. */
-export interface NativeEspCrypto {
-  install(slot: number, direction: number, cipher: number, key: Uint8Array, integ: number, integKey: Uint8Array | null): void;
+/** The call shape every batched crypto class of the addon has (native/src/batch.h). */
+export interface NativeCryptoBatch {
   remove(slot: number): void;
   seal(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slot: Uint32Array, n: number, status: Uint8Array): number;
   open(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slot: Uint32Array, n: number, status: Uint8Array): number;
   installed(): number;
 }
 
+/** Batched ESP crypto contexts (native/src/esp.cc); use EspCrypto (src/io/esp-crypto.ts) instead. */
+export interface NativeEspCrypto extends NativeCryptoBatch {
+  install(slot: number, direction: number, cipher: number, key: Uint8Array, integ: number, integKey: Uint8Array | null): void;
+}
+
+/** Batched WireGuard transport crypto (native/src/wireguard.cc); use WgCrypto (src/io/wg-crypto.ts) instead. */
+export interface NativeWgCrypto extends NativeCryptoBatch {
+  install(slot: number, sendKey: Uint8Array, recvKey: Uint8Array): void;
+}
+
 export interface NativeAddon {
   openTun(name: string, flags: number): NativeHandle;
   EspCrypto: new (slots: number) => NativeEspCrypto;
+  WgCrypto: new (slots: number) => NativeWgCrypto;
   allocHugePages(bytes: number): ArrayBuffer;
   /** The addon's own copies of {@link TUN_FLAG_MULTI_QUEUE} and {@link TUN_FLAG_VNET_HDR}. */
   readonly TUN_FLAG_MULTI_QUEUE: number;

@@ -3,6 +3,7 @@
  * IPv4 packets, and a pair of devices wired to each other in memory.
  */
 import { publicKeyFromPrivate } from '../../src/onramp/wireguard/crypto.js';
+import type { WgAead } from '../../src/onramp/wireguard/aead.js';
 import { WireGuardDevice, type Outgoing, type WireGuardPeerConfig } from '../../src/onramp/wireguard/device.js';
 import { UdpEndpoint } from '../../src/wire/endpoint.js';
 
@@ -61,6 +62,9 @@ export function pair(options: {
   /** Wall clocks (TAI64N only); absent: `now` is taken as wall time. */
   wallClockA?: () => number;
   wallClockB?: () => number;
+  /** Transport AEADs (absent: the device's node:crypto one). */
+  aeadA?: WgAead;
+  aeadB?: WgAead;
 } = {}) {
   const ka = keyPair(11);
   const kb = keyPair(22);
@@ -68,6 +72,7 @@ export function pair(options: {
     privateKey: ka.priv,
     randomFill: seededRandom(101),
     wallClock: options.wallClockA,
+    aead: options.aeadA,
     peers: [
       {
         publicKey: kb.pub,
@@ -82,6 +87,7 @@ export function pair(options: {
     privateKey: kb.priv,
     randomFill: seededRandom(202),
     wallClock: options.wallClockB,
+    aead: options.aeadB,
     checkSources: options.bChecksSources ?? true,
     peers: [
       {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { oracleOpen, oracleSeal } from '../../../test/support/esp-oracle.js';
+import { RecordingUnderlay } from '../../../test/support/recording-underlay.js';
 import { transportHost } from '../../../test/support/transport-host.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import { ESP_MAX_SEQUENCE, ESP_SEQUENCE_EXHAUSTED, EspDrop, ROUTE_BASED, espAlgorithm } from '../../onramp/ipsec/esp/index.js';
@@ -16,24 +17,11 @@ import type { PacketInfo } from '../../wire/packet-info.js';
 import { EdgeCounter } from './counters.js';
 import { IpsecTransport, type IkeDatagramPath } from './ipsec.js';
 import type { TransportHost } from './transport.js';
-import { Underlay, type UnderlayReceiver } from './underlay.js';
+import type { UnderlayReceiver } from './underlay.js';
 
 const EDGE = '192.0.2.1';
 const PEER = '198.51.100.7';
 const ONRAMP = 5;
-
-/** An underlay that records what would be written (no TUN). */
-class RecordingUnderlay extends Underlay {
-  readonly queued: number[] = [];
-  readonly written: Uint8Array[] = [];
-  override queue(i: number): void {
-    this.queued.push(i);
-  }
-  override flushTx(): void {
-    for (let k = 0; k < this.tx.count; k++) this.written.push(this.tx.packet(k).slice());
-    this.tx.count = 0;
-  }
-}
 
 class Keeper implements UnderlayReceiver {
   receiveUnderlay(batch: PacketBatch, i: number, j: number, _info: PacketInfo): number {

@@ -121,9 +121,6 @@ export class IpsecTransport
   private readonly inQueue: EspEntries;
   private readonly outQueue: EspEntries;
   private readonly oneQueue = new EspEntries(1);
-  /** Descriptors finishDemux drops (by batch index), and how many are marked. */
-  private kill = new Uint8Array(0);
-  private killed = 0;
   private readonly opened = new EspOpened();
   private ikeHandler: IkeHandler | null = null;
   private ipId = 0;
@@ -338,33 +335,15 @@ export class IpsecTransport
   }
 
   /** The batch's queued ESP packets: opened in one native call, then kept (inner packet) or dropped. */
-  finishDemux(batch: PacketBatch, count: number, now: number): number {
+  finishDemux(batch: PacketBatch, _count: number, now: number): void {
     if (this.inQueue.n > 0) this.finishDemuxQueue(batch, now);
-    if (this.killed === 0) return count;
-    this.killed = 0;
-    const kill = this.kill;
-    let w = 0;
-    for (let r = 0; r < count; r++) {
-      if (kill[r] === 1) {
-        kill[r] = 0;
-        continue;
-      }
-      if (w !== r) {
-        batch.offset[w] = batch.offset[r];
-        batch.length[w] = batch.length[r];
-        batch.ingress[w] = batch.ingress[r];
-      }
-      w++;
-    }
-    return w;
   }
 
-  /** Opens the queued entries; marks failures in `kill` (counted in `killed`) for finishDemux to compact. */
+  /** Opens the queued entries; marks failures in the underlay's demuxDrops for the demux to compact. */
   private finishDemuxQueue(batch: PacketBatch, now: number): void {
     const e = this.inQueue;
     const t = this.table;
     const data = batch.data;
-    if (this.kill.length < batch.capacity) this.kill = new Uint8Array(batch.capacity);
     this.crypto.open(data, e);
     for (let k = 0; k < e.n; k++) {
       const j = e.tag[k];
@@ -373,7 +352,7 @@ export class IpsecTransport
       const status = e.status[k];
       let drop = EspDrop.None;
       if (status !== EspStatus.Ok) {
-        drop = status === EspStatus.IcvFailed ? EspDrop.IcvFailed : status === EspStatus.BadLength ? EspDrop.Truncated : EspDrop.CryptoFailed;
+        drop = status === EspStatus.AuthFailed ? EspDrop.IcvFailed : status === EspStatus.BadLength ? EspDrop.Truncated : EspDrop.CryptoFailed;
         if (drop === EspDrop.IcvFailed) t.icvFailures[s]++;
         else t.otherDrops[s]++;
       } else {
@@ -398,8 +377,7 @@ export class IpsecTransport
         }
       }
       if (drop !== EspDrop.None) {
-        this.kill[j] = 1;
-        this.killed++;
+        this.underlay.demuxDrops.mark(batch, j);
         this.dropIn(drop, 0);
       }
     }

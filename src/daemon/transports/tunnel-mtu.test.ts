@@ -10,6 +10,7 @@ import { buildUdp, parsePacket } from '../../wire/build.js';
 import { IPV4_MIN_HEADER, UDP_HEADER } from '../../wire/constants.js';
 import { UdpEndpoint } from '../../wire/endpoint.js';
 import { keyPair } from '../../../test/support/wireguard.js';
+import { RecordingUnderlay } from '../../../test/support/recording-underlay.js';
 import { transportHost } from '../../../test/support/transport-host.js';
 import { EdgeCounter } from './counters.js';
 import { GreTransport } from './gre.js';
@@ -44,7 +45,7 @@ function udp6(length: number): Uint8Array {
 /** A WireGuard onramp with a live session to a site peer; deliver() a packet and read what the site decrypts. */
 function wireGuardRig(opts: { tunnelAddress?: string } = {}) {
   const host = transportHost();
-  const underlay = new Underlay(host, 'tt-test', 16);
+  const underlay = new RecordingUnderlay(host, 'tt-test', 16);
   const wg = new WireGuardTransport(host, underlay);
   const edgeKeys = keyPair(1);
   const siteKeys = keyPair(2);
@@ -67,13 +68,16 @@ function wireGuardRig(opts: { tunnelAddress?: string } = {}) {
     }
     underlay.demux(b, T);
   };
-  /** The datagrams the edge queued: their sizes on the wire, and the inner packets the site decrypts from them. */
-  const fromEdge = (): { sizes: number[]; inner: Uint8Array[] } => {
-    const tx = underlay.tx;
+  /**
+   * The datagrams the edge sent: those sealed in the delivered batch (`queued` from it) and those it built in the
+   * transmit batch; their sizes on the wire, and the inner packets the site decrypts from them.
+   */
+  const fromEdge = (queued: Uint8Array[] = []): { sizes: number[]; inner: Uint8Array[] } => {
     const sizes: number[] = [];
     const inner: Uint8Array[] = [];
-    const datagrams = Array.from({ length: tx.count }, (_, k) => tx.data.slice(tx.offset[k], tx.offset[k] + tx.length[k]));
     underlay.flushTx();
+    const datagrams = [...queued, ...underlay.written];
+    underlay.written.length = 0;
     for (const d of datagrams) {
       sizes.push(d.length);
       assert.equal(d[9], 17, 'IPv4/UDP around the datagram');
@@ -93,8 +97,10 @@ function wireGuardRig(opts: { tunnelAddress?: string } = {}) {
     const b = new PacketBatch(1);
     b.push(packet, 0, packet.length, 0);
     b.nextHop[0] = ONRAMP;
+    underlay.queued.length = 0;
     wg.deliver(b, 0, ONRAMP, T);
-    return fromEdge();
+    host.outputs.flush(b);
+    return fromEdge(underlay.queued.map((i) => b.packet(i).slice()));
   };
   return { host, wg, deliver };
 }

@@ -10,7 +10,7 @@ import type { PacketInfo } from '../../wire/packet-info.js';
 import { transportHost } from '../../../test/support/transport-host.js';
 import { EdgeCounter } from './counters.js';
 import { DeliveryTable } from './transport.js';
-import { Underlay, type UnderlayReceiver } from './underlay.js';
+import { Underlay, type DemuxFinisher, type UnderlayReceiver } from './underlay.js';
 
 const EDGE = '192.0.2.1';
 const PEER = '198.51.100.7';
@@ -77,6 +77,38 @@ describe('Underlay.demux', () => {
     assert.equal(u.demux(batchOf(packets()), 0), 0);
     assert.equal(h.counters[EdgeCounter.UnderlayMalformed], 1);
     assert.equal(h.counters[EdgeCounter.UnderlayNotForUs], 2);
+  });
+
+  it('two batch finishers (IPsec and WireGuard decrypting at the end): each drops what it marks, the other\'s queued descriptors stay right', () => {
+    /** Keeps its packets, remembers their descriptors, and at the end drops those whose payload byte is odd. */
+    class Deferring extends Keeper implements DemuxFinisher {
+      readonly queued: number[] = [];
+      constructor(port: number, private readonly u: Underlay) {
+        super(port);
+      }
+      override receiveUnderlay(batch: PacketBatch, i: number, j: number, info: PacketInfo): number {
+        this.queued.push(j);
+        return super.receiveUnderlay(batch, i, j, info);
+      }
+      finishDemux(batch: PacketBatch): void {
+        for (const j of this.queued) if (batch.data[batch.offset[j] + 28] % 2 === 1) this.u.demuxDrops.mark(batch, j);
+        this.queued.length = 0;
+      }
+    }
+    const h = host();
+    const u = new Underlay(h, 'tt-test', 4);
+    const esp = new Deferring(7, u);
+    const wg = new Deferring(6, u);
+    u.claimUdp(parseIpv4(EDGE), 4500, esp);
+    u.claimUdp(parseIpv4(EDGE), 51820, wg);
+    u.addFinisher(esp);
+    u.addFinisher(wg);
+    const tagged = (port: number, tag: number): Uint8Array => buildUdp({ src: PEER, dst: EDGE }, { srcPort: 1234, dstPort: port, payload: new Uint8Array(8).fill(tag) });
+    const b = batchOf([tagged(4500, 1), tagged(51820, 2), tagged(4500, 3), tagged(51820, 4), tagged(51820, 5), tagged(4500, 6)]);
+    const kept = u.demux(b, 0);
+    assert.equal(kept, 3);
+    const survivors = Array.from({ length: kept }, (_, j) => [b.ingress[j], b.data[b.offset[j] + 28]]);
+    assert.deepEqual(survivors, [[6, 2], [6, 4], [7, 6]], 'the even ones, in order, each with its own transport');
   });
 
   it('refuses a second claim on the same protocol or an overlapping address:port', () => {

@@ -15,6 +15,7 @@
  * Packets the device layer builds (WireGuard datagrams, GRE fragments) go through one small transmit batch,
  * flushed at the end of each batch; in-place encapsulations are written through the underlay's Output.
  */
+import { DropMarks } from './drop-marks.js';
 import { Drop } from '../../common/drop-reasons.js';
 import { NEXT_HOP_DROP } from '../../common/ids.js';
 import { parseIpv4 } from '../../wire/addr.js';
@@ -39,12 +40,14 @@ export interface UnderlayReceiver {
 }
 
 /**
- * A receiver that works on whole batches (IPsec: ESP is decrypted by one native call per batch). Called once at
- * the end of every demux with the number of packets kept; it may drop kept packets of its own (compacting the
- * descriptors) and returns the new count.
+ * A receiver that works on whole batches (IPsec's ESP, WireGuard's transport messages: decrypted by one native
+ * call per batch). Called once at the end of every demux with the number of packets kept; it drops kept packets
+ * of its own by marking their descriptors in the underlay's demuxDrops (also while it receives, when its queue
+ * fills), which the demux compacts once, after every finisher ran: until then every descriptor index any
+ * receiver queued stays valid.
  */
 export interface DemuxFinisher {
-  finishDemux(batch: PacketBatch, count: number, now: number): number;
+  finishDemux(batch: PacketBatch, count: number, now: number): void;
 }
 
 /** IP protocol numbers are one byte (RFC 791 section 3.1). */
@@ -63,6 +66,8 @@ export class Underlay {
   private readonly endpoints = new Map<string, number>();
   /** Receivers that finish each demuxed batch (IPsec's batched decryption). */
   private finishers: DemuxFinisher[] = [];
+  /** Descriptors the finishers drop (DemuxFinisher), compacted at the end of the demux, after all of them ran. */
+  readonly demuxDrops = new DropMarks();
   /** IPv4 endpoint addresses that answer echo requests. */
   private echoAddrs = new Uint32Array(0);
 
@@ -214,8 +219,8 @@ export class Underlay {
       counters[EdgeCounter.UnderlayNotForUs]++;
     }
     const finishers = this.finishers;
-    for (let k = 0; k < finishers.length; k++) j = finishers[k].finishDemux(batch, j, now);
-    return j;
+    for (let k = 0; k < finishers.length; k++) finishers[k].finishDemux(batch, j, now);
+    return this.demuxDrops.compact(batch, j);
   }
 
   private udpReceiver(dst: number, port: number): UnderlayReceiver | null {

@@ -2,12 +2,20 @@
  * WireGuard onramps on the underlay: userspace devices (one listen address:port each) and their peers (one
  * onramp each), the glue around the engine: the under-load signal, the timers, the outer IPv4/UDP headers.
  *
- *   underlay, UDP to a device's address:port ─ device.receive ─┬ 'data' → inner copied into the slot ─► pipeline
- *                                                              └ 'send' → handshake datagrams ─► underlay
- *   next hop = a WireGuard onramp ─ length ≤ MTU ─ device.send ─ datagrams ─ IPv4/UDP from the device's address:port ─► underlay
+ *   underlay, UDP to a device's address:port ─┬ type 4: device.prepareOpen (index, expiry, replay pre-check) ─ queued
+ *                                             │   ─ finishDemux: one native open per device per batch, in place
+ *                                             │   ─ device.finishOpen (replay window, timers) ─ inner packet ─► pipeline
+ *                                             └ handshakes: device.receive ─ 'send' → handshake datagrams ─► underlay
+ *   next hop = a WireGuard onramp ─ length ≤ MTU ─ device.prepareSeal (header, padding, counter) ─ queued
+ *              │   ─ finishDelivery: one native seal per device per batch, in place ─ IPv4/UDP headers ─► underlay
+ *              │   (no session yet, or no room in the slot: device.send, a datagram of its own ─► underlay)
  *              (else inspected once, tunnel-mtu.ts: ├ no DF: RFC 791 fragments, each encrypted ─► underlay
  *               the same policy as GRE's)            └ DF / IPv6: ICMP too-big back through the pipeline
  *   timers: one setTimeout for every device, at the earliest nextDeadline() ─ poll ─► underlay
+ *
+ * Crypto: each device's transport keys live in the addon (src/io/wg-crypto.ts, native/src/wireguard.cc), handed to
+ * the engine as its WgAead; the batch's messages are sealed and opened where they lie in the batch, the way
+ * IPsec's ESP is (ipsec.ts).
  *
  * The tunnel MTU (wireguard.mtu, default 1420) bounds the inner packet: the pipeline clamps TCP MSS to it both
  * ways (OnrampSpec.mtu), and a longer packet is never encrypted whole, because its datagram (inner + padding to 16 +
@@ -36,15 +44,18 @@ import type { PacketBatch } from '../../common/packet-batch.js';
 import type { WireGuardDeviceConfig, WireGuardOnrampConfig } from '../../config/index.js';
 import type { EdgeStatus } from '../../control/metrics.js';
 import type { TunDevice } from '../../io/tun.js';
+import { WgCrypto } from '../../io/wg-crypto.js';
+import { CryptoEntries, CryptoStatus, WG_KEY_SLOTS, sealedLength } from '../../onramp/wireguard/aead.js';
+import { DATA_HEADER_LEN, MSG_TRANSPORT } from '../../onramp/wireguard/constants.js';
 import { WG_DROP_NAMES, WgDrop, WireGuardDevice, keyFromBase64, type Outgoing, type WireGuardPeerChange } from '../../onramp/wireguard/index.js';
 import { AF_INET4, UDP_HEADER } from '../../wire/constants.js';
 import { UdpEndpoint } from '../../wire/endpoint.js';
 import { DST, SRC, type PacketInfo } from '../../wire/packet-info.js';
 import { UDP4_OVERHEAD, writeUdp4Headers } from '../underlay-packets.js';
 import { EdgeCounter, nonZero } from './counters.js';
-import type { OnrampTransport, TransportHost } from './transport.js';
+import type { DeliveryFinisher, OnrampTransport, TransportHost } from './transport.js';
 import { TunnelMtu, type TunnelFragmentSink } from './tunnel-mtu.js';
-import type { Underlay, UnderlayReceiver } from './underlay.js';
+import type { DemuxFinisher, Underlay, UnderlayReceiver } from './underlay.js';
 
 const PORT_SPACE = MAX_ONRAMP_ID + 1;
 /** WireGuard message type 1, handshake initiation (whitepaper section 5.4.2). */
@@ -57,6 +68,8 @@ const MAX_TIMER_MS = 0x7fffffff;
 const NOT_A_NUMBER_ADDR = -1;
 /** peerOnramp value of a peer index that serves no onramp (removed from the engine). */
 const NO_ONRAMP = -1;
+/** Transport messages queued per device and direction before a native call (more in one batch: a call each 1024). */
+const CRYPTO_QUEUE = 1024;
 
 type WireGuardStatus = EdgeStatus['wireguard'][number];
 
@@ -70,11 +83,20 @@ class WgDev implements UnderlayReceiver {
   /** Handshake initiations received in the current one-second window, and when that window started (monotonic ms). */
   initiations = 0;
   windowStart = 0;
+  /** Received transport messages awaiting the batch's open (tag: the descriptor index), and each one's source. */
+  readonly inQueue = new CryptoEntries(CRYPTO_QUEUE);
+  readonly inSrcAddr = new Uint32Array(CRYPTO_QUEUE);
+  readonly inSrcPort = new Uint16Array(CRYPTO_QUEUE);
+  /** Delivered packets awaiting the batch's seal (tag: the batch index), and where each goes. */
+  readonly outQueue = new CryptoEntries(CRYPTO_QUEUE);
+  readonly outEndpoint: Array<UdpEndpoint | null> = new Array<UdpEndpoint | null>(CRYPTO_QUEUE).fill(null);
 
   constructor(
     private readonly transport: WireGuardTransport,
     readonly name: string,
     readonly device: WireGuardDevice,
+    /** The device's transport keys and batched AEAD (also handed to the engine as its WgAead). */
+    readonly crypto: WgCrypto,
     /** Listen address as a number; 0 = wildcard (answer from the address the peer wrote to). */
     readonly localAddr: number,
     readonly listenAddress: string,
@@ -110,7 +132,7 @@ function inlineKey(text: string, what: string): Uint8Array {
   return key;
 }
 
-export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig>, TunnelFragmentSink {
+export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig>, TunnelFragmentSink, DemuxFinisher, DeliveryFinisher {
   readonly type = 'wireguard';
   private devices: WgDev[] = [];
   /** Per port: the device and peer index that deliver it. */
@@ -123,6 +145,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private readonly portConfig = new Map<number, WireGuardOnrampConfig['wireguard']>();
   /** The current datagram's source, lent to the device for one receive(). */
   private readonly source = new UdpEndpoint();
+  /** Datagrams the engine asks for while a packet is prepared (a rekey initiation), sent right after. */
+  private readonly sideOut: Outgoing[] = [];
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private opened = false;
@@ -151,6 +175,8 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
       for (const d of done) this.release(d);
       throw e;
     }
+    this.underlay.addFinisher(this);
+    this.host.outputs.addFinisher(this);
     this.opened = true;
     const now = performance.now();
     for (const d of this.devices) this.sendDatagrams(d, d.device.start(now));
@@ -164,6 +190,12 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.timer = null;
     this.timerAt = Infinity;
     for (const d of this.devices) this.release(d);
+    this.underlay.removeFinisher(this);
+    this.host.outputs.removeFinisher(this);
+    for (const d of this.devices) {
+      d.inQueue.clear();
+      d.outQueue.clear();
+    }
     this.opened = false;
   }
 
@@ -202,7 +234,9 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (wildcard) this.host.log.warn({ device: d.name }, 'wireguard device listens on every address: route an underlay address to the underlay TUN yourself');
     // Allowed IPs are checked by the pipeline on the packet it inspects anyway (the onramp spec's allowedSources,
     // which toOnrampSpec fills from the peer's allowed_ips): the device need not parse the plaintext again.
-    const dev = new WgDev(this, d.name, new WireGuardDevice({ privateKey, checkSources: false, wallClock: Date.now }), local, d.listen_address, d.listen_port);
+    const crypto = new WgCrypto(WG_KEY_SLOTS);
+    const engine = new WireGuardDevice({ privateKey, checkSources: false, wallClock: Date.now, aead: crypto });
+    const dev = new WgDev(this, d.name, engine, crypto, local, d.listen_address, d.listen_port);
     if (this.opened) this.claim(dev);
     this.devices = [...this.devices, dev];
   }
@@ -349,36 +383,69 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (++dev.initiations > HANDSHAKES_UNDER_LOAD) dev.device.underLoad = true;
   }
 
-  /** One WireGuard datagram (packet i); returns the next free descriptor index. */
-  receiveWireGuard(batch: PacketBatch, i: number, j: number, dev: WgDev, info: PacketInfo, now: number): number {
+  /**
+   * One WireGuard datagram (packet i); returns the next free descriptor index. A transport message is checked by
+   * the engine and queued (descriptor j kept, finishDemux opens it or drops it); a handshake is handled at once.
+   */
+  receiveWireGuard(batch: PacketBatch, _i: number, j: number, dev: WgDev, info: PacketInfo, now: number): number {
     const start = info.l4Offset + UDP_HEADER;
     const end = info.l3Offset + info.ipLength;
+    const data = batch.data;
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
-    if (batch.data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, now);
-    // The engine takes a view (an allocation it forces) and the source as numbers.
-    const r = dev.device.receive(batch.data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), now);
-    if (r.kind === 'drop' && r.reason === WgDrop.Revoked) {
-      // A removed or re-keyed peer: nothing it sends is delivered or answered.
-      this.host.counters[EdgeCounter.WgPeerRemoved]++;
-      return j;
-    }
-    if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
-    if (r.kind === 'data' && r.packet !== null) {
-      const p = r.packet;
-      if (p.length > batch.slotSize - batch.headroom) {
-        this.host.counters[EdgeCounter.WgInnerTooBig]++;
+    if (data[start] === MSG_TRANSPORT) {
+      const length = end - start;
+      const slot = dev.device.prepareOpen(data, start, length, now);
+      if (slot < 0) {
+        this.countReceiveDrop(-slot);
         return j;
       }
-      // Slot i held the ciphertext, which is no longer needed: the plaintext takes its place.
-      const at = i * batch.slotSize + batch.headroom;
-      batch.data.set(p, at);
-      batch.offset[j] = at;
-      batch.length[j] = p.length;
-      batch.ingress[j] = dev.peerOnramp[r.peer];
+      const e = dev.inQueue;
+      if (e.n === e.capacity) this.openQueued(dev, batch, now);
+      dev.inSrcAddr[e.n] = info.addr[SRC];
+      dev.inSrcPort[e.n] = info.srcPort;
+      e.push(start, length, slot, j);
+      batch.offset[j] = start;
+      batch.length[j] = length;
       return j + 1;
     }
-    if (r.kind === 'drop') this.host.counters[EdgeCounter.WgReceiveDrop]++;
+    if (data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, now);
+    // Handshakes: the engine takes a view (an allocation it forces) and the source as numbers.
+    const r = dev.device.receive(data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), now);
+    if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
+    if (r.kind === 'drop') this.countReceiveDrop(r.reason);
     return j;
+  }
+
+  /** A removed or re-keyed peer (Revoked): nothing it sends is delivered or answered, counted apart. */
+  private countReceiveDrop(reason: WgDrop): void {
+    this.host.counters[reason === WgDrop.Revoked ? EdgeCounter.WgPeerRemoved : EdgeCounter.WgReceiveDrop]++;
+  }
+
+  /** The batch's queued transport messages: opened in one native call per device, then kept (inner packet) or dropped. */
+  finishDemux(batch: PacketBatch, _count: number, now: number): void {
+    const devices = this.devices;
+    for (let d = 0; d < devices.length; d++) if (devices[d].inQueue.n > 0) this.openQueued(devices[d], batch, now);
+  }
+
+  /** Opens a device's queued messages in place; each then goes through the engine's finishOpen (failures: the underlay's demuxDrops). */
+  private openQueued(dev: WgDev, batch: PacketBatch, now: number): void {
+    const e = dev.inQueue;
+    const data = batch.data;
+    dev.crypto.open(data, e);
+    for (let k = 0; k < e.n; k++) {
+      const j = e.tag[k];
+      const r = dev.device.finishOpen(data, e.offset[k], e.length[k], e.status[k], this.source.set4(dev.inSrcAddr[k], dev.inSrcPort[k]), now);
+      if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
+      if (r.kind === 'data') {
+        batch.offset[j] = r.packetOffset;
+        batch.length[j] = r.packetLength;
+        batch.ingress[j] = dev.peerOnramp[r.peer];
+        continue;
+      }
+      this.underlay.demuxDrops.mark(batch, j);
+      if (r.kind === 'drop') this.countReceiveDrop(r.reason);
+    }
+    e.clear();
   }
 
   // --- deliver --------------------------------------------------------------------------------------------
@@ -390,7 +457,58 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const mtu = this.portMtu[port];
     if (batch.length[i] > mtu && !this.tunnelMtu.oversize(batch, i, port, mtu, dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal, this, now)) return;
     const off = batch.offset[i];
-    this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + batch.length[i]), now));
+    const len = batch.length[i];
+    // In place when the slot has room for the outer headers before and the padding and tag after.
+    const floor = ((off / batch.slotSize) | 0) * batch.slotSize;
+    const message = off - DATA_HEADER_LEN;
+    if (message - UDP4_OVERHEAD >= floor && message + sealedLength(len) <= floor + batch.slotSize) {
+      const side = this.sideOut;
+      const slot = dev.device.prepareSeal(this.portPeer[port], batch.data, off, len, now, side);
+      if (side.length > 0) {
+        this.sendDatagrams(dev, side);
+        side.length = 0;
+      }
+      if (slot >= 0) {
+        const e = dev.outQueue;
+        if (e.n === e.capacity) this.sealQueued(dev, batch);
+        dev.outEndpoint[e.n] = dev.device.sealTicket.endpoint;
+        e.push(message, dev.device.sealTicket.length, slot, i);
+        return;
+      }
+    }
+    this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + len), now));
+  }
+
+  /** The batch's queued packets: sealed in one native call per device, outer headers written, queued for the underlay. */
+  finishDelivery(batch: PacketBatch): void {
+    const devices = this.devices;
+    for (let d = 0; d < devices.length; d++) if (devices[d].outQueue.n > 0) this.sealQueued(devices[d], batch);
+  }
+
+  private sealQueued(dev: WgDev, batch: PacketBatch): void {
+    const e = dev.outQueue;
+    const data = batch.data;
+    dev.crypto.seal(data, e);
+    const src = dev.localAddr !== 0 ? dev.localAddr : dev.lastLocal;
+    for (let k = 0; k < e.n; k++) {
+      const to = dev.outEndpoint[k];
+      dev.outEndpoint[k] = null;
+      if (e.status[k] !== CryptoStatus.Ok) {
+        this.host.counters[EdgeCounter.WgSendDrop]++;
+        continue;
+      }
+      if (to === null || to.family !== AF_INET4 || src === 0) {
+        this.host.counters[EdgeCounter.WgUnsendable]++;
+        continue;
+      }
+      const i = e.tag[k];
+      const at = e.offset[k] - UDP4_OVERHEAD;
+      dev.ipId = (dev.ipId + 1) & 0xffff;
+      batch.offset[i] = at;
+      batch.length[i] = writeUdp4Headers(data, at, src, to.addr[0], dev.port, to.port, e.length[k], dev.ipId);
+      this.underlay.queue(i);
+    }
+    e.clear();
   }
 
   /** Slow path (rare once MSS clamping works): one RFC 791 fragment of an oversize packet, encrypted on its own. */

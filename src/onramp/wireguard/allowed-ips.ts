@@ -52,19 +52,19 @@ export class AllowedIps extends PrefixList {
 /**
  * Length of the IP packet at the front of a decrypted payload (which carries zero padding to 16 bytes,
  * §5.4.6), from its own length field; -1 when it is not a well-formed IPv4/IPv6 header or claims more bytes
- * than we hold (wireguard-go device/receive.go does the same checks).
+ * than we hold (wireguard-go device/receive.go does the same checks). `off`: where the payload starts in `p`.
  */
-export function innerPacketLength(p: Uint8Array, len: number): number {
+export function innerPacketLength(p: Uint8Array, len: number, off = 0): number {
   if (len < 1) return -1;
-  const version = p[0] >> 4;
+  const version = p[off] >> 4;
   if (version === IP_VERSION_4) {
     if (len < IPV4_MIN_HEADER) return -1;
-    const total = (p[IPV4_TOTAL_LENGTH] << 8) | p[IPV4_TOTAL_LENGTH + 1];
+    const total = (p[off + IPV4_TOTAL_LENGTH] << 8) | p[off + IPV4_TOTAL_LENGTH + 1];
     return total < IPV4_MIN_HEADER || total > len ? -1 : total;
   }
   if (version === IP_VERSION_6) {
     if (len < IPV6_HEADER) return -1;
-    const total = IPV6_HEADER + ((p[IPV6_PAYLOAD_LENGTH] << 8) | p[IPV6_PAYLOAD_LENGTH + 1]);
+    const total = IPV6_HEADER + ((p[off + IPV6_PAYLOAD_LENGTH] << 8) | p[off + IPV6_PAYLOAD_LENGTH + 1]);
     return total > len ? -1 : total;
   }
   return -1;

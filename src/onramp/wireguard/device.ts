@@ -14,9 +14,14 @@
  *                             a removed or re-keyed peer's sessions end at once, its datagrams are dropped as Revoked
  *
  * Results are returned in objects and arrays owned by the device and reused: read them before the next call.
- * Allocation: handshakes allocate freely. On the transport path node:crypto allocates a cipher object and its
- * output buffers per packet; we also allocate the datagram (send) and its Outgoing record. The padding scratch,
- * nonces, result records and index table are preallocated.
+ *
+ * Transport crypto goes through a WgAead (aead.ts) the caller hands in: the daemon's seals and opens whole
+ * batches in the native addon, in the caller's own buffers, with the keys held there (installed when a session
+ * is derived, removed at Reject-After-Time or when the session ends: no transport key stays in JS). A caller
+ * that works on batches uses the two-phase calls (prepareSeal / prepareOpen … its batched AEAD call …
+ * finishOpen); send() and receive() do the same for one packet, in buffers of their own.
+ * Allocation: handshakes allocate freely; send() and receive() allocate the datagram (and its Outgoing record) or
+ * the plaintext. The batch path allocates nothing: result records, ticket and index table are preallocated.
  *
  * Time: `now` is a monotonic clock (the daemon passes performance.now()); every timer (rekey, reject, keepalive,
  * retransmit, cookie age, rate limit, the handshake-flood guard) runs on it, so a wall-clock step neither expires
@@ -25,10 +30,11 @@
  * (§5.1), so each peer's timestamps only grow: when the wall clock has stepped back, the next initiation carries
  * the last timestamp sent plus one step (nextTimestamp) instead of the clock's.
  */
-import { randomFillSync, type KeyObject, createSecretKey } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { write32 } from '../../wire/bytes.js';
 import { AF_INET4 } from '../../wire/constants.js';
 import { UdpEndpoint } from '../../wire/endpoint.js';
+import { CryptoEntries, CryptoStatus, headerCounter, NodeWgAead, sealedLength, type WgAead } from './aead.js';
 import { AllowedIps, innerPacketLength } from './allowed-ips.js';
 import {
   AEAD_TAG_LEN,
@@ -67,7 +73,6 @@ import {
   HANDSHAKE_INITIATION_RATE_MS,
   ZERO_KEY_MATERIAL_MS,
 } from './constants.js';
-import { aeadOpen, aeadSealInto } from './crypto.js';
 import {
   checkMac1,
   consumeResponse,
@@ -121,8 +126,22 @@ export interface ReceiveResult {
   kind: ReceiveKind;
   reason: WgDrop;
   peer: number;
+  /** receive(): the inner packet, a view of a buffer of its own. finishOpen(): null (see packetOffset). */
   packet: Uint8Array | null;
+  /** 'data' from finishOpen(): where the inner packet is in the caller's buffer (decrypted in place), its length. */
+  packetOffset: number;
+  packetLength: number;
   datagrams: Outgoing[];
+}
+
+/** What prepareSeal() decided for the packet the caller seals (reused: read it before the next call). */
+export interface SealTicket {
+  /** The AEAD key slot (= the return value). */
+  slot: number;
+  /** The whole transport message: header, padded packet, tag (sealedLength of the packet). */
+  length: number;
+  /** Where it goes. */
+  endpoint: UdpEndpoint | null;
 }
 
 export interface WireGuardPeerConfig {
@@ -171,15 +190,19 @@ export interface WireGuardDeviceOptions {
    * route/prefix-list.ts) and passes false, so the packet is parsed once.
    */
   checkSources?: boolean;
+  /** Transport-data AEAD (aead.ts); default NodeWgAead (node:crypto, one cipher object per packet). */
+  aead?: WgAead;
 }
 
 /** One transport session (whitepaper §5.4.5): keys, counters and replay window. */
 class Keypair {
   sendCounter = 0;
   readonly replay = new ReplayWindow();
+  /** The AEAD holds this session's keys in `slot` (until Reject-After-Time or the session's end). */
+  keysLive = true;
   constructor(
-    readonly sendKey: KeyObject,
-    readonly recvKey: KeyObject,
+    /** Index-table slot of localIndex, and the AEAD's key slot. */
+    readonly slot: number,
     readonly created: number,
     readonly isInitiator: boolean,
     readonly localIndex: number,
@@ -269,11 +292,16 @@ export class WireGuardDevice {
   private readonly slotRevoked = new Float64Array(SLOT_COUNT).fill(-1);
 
   // Reused results and scratch.
-  private readonly result: ReceiveResult = { kind: 'none', reason: WgDrop.None, peer: -1, packet: null, datagrams: [] };
+  private readonly result: ReceiveResult = { kind: 'none', reason: WgDrop.None, peer: -1, packet: null, packetOffset: 0, packetLength: 0, datagrams: [] };
   private readonly sendOut: Outgoing[] = [];
   private readonly pollOut: Outgoing[] = [];
-  private readonly padScratch = new Uint8Array(MAX_PACKET_LEN + PADDING_MULTIPLE);
+  private readonly aead: WgAead;
+  /** send()'s and receive()'s one-message AEAD call. */
+  private readonly one = new CryptoEntries(1);
+  private readonly ticket: SealTicket = { slot: -1, length: 0, endpoint: null };
   private readonly random16 = new Uint16Array(1);
+  /** random16's bytes: the send path draws timer jitter through it (no view made per packet). */
+  private readonly random16Bytes = new Uint8Array(this.random16.buffer);
   private readonly random32 = new Uint8Array(KEY_LEN);
 
   constructor(options: WireGuardDeviceOptions) {
@@ -285,6 +313,7 @@ export class WireGuardDevice {
     const offset = options.wallClockOffsetMs ?? 0;
     this.wallClock = clock !== undefined ? () => clock() : (now) => now + offset;
     this.checkSources = options.checkSources ?? true;
+    this.aead = options.aead ?? new NodeWgAead();
     for (let i = 0; i < SLOT_COUNT; i++) this.freeSlots[i] = SLOT_COUNT - 1 - i;
     for (const p of options.peers ?? []) this.addPeer(p);
   }
@@ -414,6 +443,8 @@ export class WireGuardDevice {
     const slotPeer = this.slotPeer;
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
       if (slotPeer[slot] !== peer.index) continue;
+      const kp = this.slotKeypair[slot];
+      if (kp !== null) this.retireKeys(kp);
       this.slotRevoked[slot] = this.slotIndex[slot];
       slotPeer[slot] = -1;
       this.slotKeypair[slot] = null;
@@ -480,19 +511,13 @@ export class WireGuardDevice {
    * is kept is copied). Never throws on any input.
    */
   receive(datagram: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
-    const r = this.result;
-    r.kind = 'none';
-    r.reason = WgDrop.None;
-    r.peer = -1;
-    r.packet = null;
-    r.datagrams.length = 0;
+    this.freshResult();
     const len = datagram.length;
     if (len < 4) return this.drop(WgDrop.Truncated);
     // The type is a little-endian u32: the three reserved bytes must be zero (wireguard-go reads it so).
     const type = readU32LE(datagram, 0);
     switch (type) {
       case MSG_TRANSPORT:
-        if (len < DATA_MIN_LEN) return this.drop(WgDrop.Truncated);
         return this.receiveTransport(datagram, src, now);
       case MSG_INITIATION:
         if (len !== INIT_LEN) return this.drop(WgDrop.Truncated);
@@ -506,6 +531,17 @@ export class WireGuardDevice {
       default:
         return this.drop(WgDrop.UnknownType);
     }
+  }
+
+  /** The reused result, emptied. */
+  private freshResult(): ReceiveResult {
+    const r = this.result;
+    r.kind = 'none';
+    r.reason = WgDrop.None;
+    r.peer = -1;
+    r.packet = null;
+    r.datagrams.length = 0;
+    return r;
   }
 
   /** A receiver index with no live entry: Revoked when a removed or re-keyed peer's session held it last. */
@@ -617,25 +653,61 @@ export class WireGuardDevice {
     return this.result;
   }
 
+  /** One transport message through the same two phases as a batch, opened in a copy (the caller's stays as it was). */
   private receiveTransport(msg: Uint8Array, src: UdpEndpoint, now: number): ReceiveResult {
-    const receiver = readU32LE(msg, DATA_RECEIVER_OFF);
+    const slot = this.prepareOpen(msg, 0, msg.length, now);
+    if (slot < 0) return this.result;
+    const copy = new Uint8Array(msg.length);
+    copy.set(msg);
+    const one = this.one;
+    one.clear();
+    one.push(0, copy.length, slot, 0);
+    this.aead.open(copy, one);
+    const r = this.finishOpen(copy, 0, copy.length, one.status[0], src, now);
+    if (r.kind === 'data') r.packet = new Uint8Array(copy.buffer, r.packetOffset, r.packetLength);
+    return r;
+  }
+
+  /**
+   * First half of receiving a transport message (type 4) at data[off, off + len), for a caller that opens them
+   * in batches: finds the session by receiver index and refuses, before any decryption, an expired session and a
+   * counter the replay window already holds (§5.4.6: the window itself moves only in finishOpen, after the
+   * message authenticated). Returns the AEAD key slot to open the message with, or minus the WgDrop reason
+   * (counted; WgDrop.Revoked for a removed or re-keyed peer). No allocation.
+   */
+  prepareOpen(data: Uint8Array, off: number, len: number, now: number): number {
+    if (len < DATA_MIN_LEN) return -this.drop(WgDrop.Truncated).reason;
+    if (readU32LE(data, off) !== MSG_TRANSPORT) return -this.drop(WgDrop.UnknownType).reason;
+    const receiver = readU32LE(data, off + DATA_RECEIVER_OFF);
     const slot = this.lookupIndex(receiver);
+    if (slot < 0) return -this.dropUnknownIndex(receiver).reason;
+    const kp = this.slotKeypair[slot];
+    if (kp === null) return -this.drop(WgDrop.UnknownIndex).reason;
+    if (now - kp.created >= REJECT_AFTER_TIME_MS) return -this.drop(WgDrop.KeyExpired).reason;
+    if (readU32LE(data, off + DATA_COUNTER_OFF + 4) >= COUNTER_HIGH_WORD_LIMIT) return -this.drop(WgDrop.Replay).reason;
+    // Cheap check first so replays cost no decryption.
+    if (!kp.replay.check(headerCounter(data, off), RECEIVE_COUNTER_LIMIT)) return -this.drop(WgDrop.Replay).reason;
+    return slot;
+  }
+
+  /**
+   * Second half: the message prepareOpen() gave a slot for, after the AEAD opened it in place with `status`. On
+   * success the replay window takes the counter (a second copy in the same batch is refused here), the session
+   * is confirmed, timers run, and a 'data' result locates the inner packet in `data` (packetOffset, packetLength:
+   * the padding cut off). Datagrams to send (staged packets on a confirmed session, a rekey) come in `datagrams`.
+   */
+  finishOpen(data: Uint8Array, off: number, len: number, status: number, src: UdpEndpoint, now: number): ReceiveResult {
+    const r = this.freshResult();
+    const receiver = readU32LE(data, off + DATA_RECEIVER_OFF);
+    const slot = this.lookupIndex(receiver);
+    // The session may have ended between the two halves (a handshake in the same batch rotated it out).
     if (slot < 0) return this.dropUnknownIndex(receiver);
     const kp = this.slotKeypair[slot];
     if (kp === null) return this.drop(WgDrop.UnknownIndex);
-    if (now - kp.created >= REJECT_AFTER_TIME_MS) return this.drop(WgDrop.KeyExpired);
-    const lo = readU32LE(msg, DATA_COUNTER_OFF);
-    const hi = readU32LE(msg, DATA_COUNTER_OFF + 4);
-    if (hi >= COUNTER_HIGH_WORD_LIMIT) return this.drop(WgDrop.Replay);
-    const counter = hi * 0x1_0000_0000 + lo;
-    // Cheap check first so replays cost no decryption; the window moves only after authentication (§5.4.6).
-    if (!kp.replay.check(counter, RECEIVE_COUNTER_LIMIT)) return this.drop(WgDrop.Replay);
-    const plain = aeadOpen(kp.recvKey, counter, msg.subarray(DATA_HEADER_LEN), null);
-    if (plain === null) return this.drop(WgDrop.DecryptFailed);
-    if (!kp.replay.update(counter, RECEIVE_COUNTER_LIMIT)) return this.drop(WgDrop.Replay);
+    if (status !== CryptoStatus.Ok) return this.drop(WgDrop.DecryptFailed);
+    if (!kp.replay.update(headerCounter(data, off), RECEIVE_COUNTER_LIMIT)) return this.drop(WgDrop.Replay);
 
     const peer = this.peers[this.slotPeer[slot]]!;
-    const r = this.result;
     r.peer = peer.index;
     if (peer.next === kp) {
       // First packet on the responder's new session confirms it (§5.4.5, wireguard-go ReceivedWithKeypair).
@@ -650,15 +722,17 @@ export class WireGuardDevice {
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
     this.setEndpoint(peer, src);
-    peer.rxBytes += msg.length;
-    if (plain.length === 0) return r; // keepalive (§6.5)
+    peer.rxBytes += len;
+    const plainOff = off + DATA_HEADER_LEN;
+    const plainLen = len - DATA_MIN_LEN;
+    if (plainLen === 0) return r; // keepalive (§6.5)
     this.timersDataReceived(peer, now);
-    const ipLen = innerPacketLength(plain, plain.length);
+    const ipLen = innerPacketLength(data, plainLen, plainOff);
     if (ipLen < 0) return this.drop(WgDrop.BadInnerPacket);
-    if (this.checkSources && !this.allowed.sourceAllowed(plain, ipLen, peer.index)) return this.drop(WgDrop.AllowedIpsMismatch);
+    if (this.checkSources && !this.allowed.sourceAllowed(data.subarray(plainOff, plainOff + ipLen), ipLen, peer.index)) return this.drop(WgDrop.AllowedIpsMismatch);
     r.kind = 'data';
-    // A plain view (not a Buffer) so a caller's slice() copies; padding after the IP length is cut off.
-    r.packet = new Uint8Array(plain.buffer, plain.byteOffset, ipLen);
+    r.packetOffset = plainOff;
+    r.packetLength = ipLen;
     return r;
   }
 
@@ -718,33 +792,72 @@ export class WireGuardDevice {
     this.keepKeyFreshSending(peer, now, out);
   }
 
+  /** One packet sealed in a datagram of its own (staged packets, keepalives, a caller without batches). */
   private encryptAndQueue(peer: Peer, kp: Keypair, packet: Uint8Array, now: number, out: Outgoing[]): void {
     if (peer.endpoint === null) {
       this.drops[WgDrop.NoEndpoint]++;
       return;
     }
     const len = packet.length;
-    // §5.4.6: pad the plaintext with zeros to a multiple of 16 bytes.
-    const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    const counter = kp.sendCounter++;
-    // Every byte is written below (header, ciphertext, tag), so an unzeroed pooled buffer is safe and much
-    // cheaper (measured ~1.7× at 1400 bytes). Wrapped as a plain Uint8Array so that callers' slice() copies,
-    // as it does for every other datagram we return (Buffer#slice would alias the pool).
-    const pooled = Buffer.allocUnsafe(DATA_HEADER_LEN + padded + AEAD_TAG_LEN);
-    const datagram = new Uint8Array(pooled.buffer, pooled.byteOffset, pooled.length);
-    writeU32LE(datagram, 0, MSG_TRANSPORT);
-    writeU32LE(datagram, DATA_RECEIVER_OFF, kp.remoteIndex);
-    writeU32LE(datagram, DATA_COUNTER_OFF, counter >>> 0);
-    writeU32LE(datagram, DATA_COUNTER_OFF + 4, Math.floor(counter / 0x1_0000_0000) >>> 0);
-    let plain: Uint8Array = packet;
-    if (padded !== len) {
-      plain = this.padScratch.subarray(0, padded);
-      plain.set(packet);
-      plain.fill(0, len);
+    // Zero-filled, so the §5.4.6 padding to 16 bytes is already there.
+    const datagram = new Uint8Array(sealedLength(len));
+    this.writeTransportHeader(datagram, 0, kp);
+    datagram.set(packet, DATA_HEADER_LEN);
+    const one = this.one;
+    one.clear();
+    one.push(0, datagram.length, kp.slot, 0);
+    if (this.aead.seal(datagram, one) !== 1) {
+      this.drops[WgDrop.SealFailed]++;
+      return;
     }
-    aeadSealInto(kp.sendKey, counter, plain, null, datagram, DATA_HEADER_LEN);
-    peer.txBytes += datagram.length;
     out.push({ data: datagram, endpoint: peer.endpoint, peer: peer.index });
+    this.transportSent(peer, len, datagram.length, now);
+  }
+
+  /**
+   * Fast path of send() for a caller that seals whole batches in its own buffer: when `peerIndex` has a usable
+   * session, nothing staged and an endpoint, writes the transport header (type 4, receiver index, counter) at
+   * data[off - 16, off), zeroes the padding after the packet (§5.4.6, to 16 bytes), takes the counter and runs
+   * the timers as send() does. The caller then seals data[off - 16, off - 16 + ticket.length) with the returned
+   * key slot (`ticket` says where to send it); it must have room for the header before and the padding and tag
+   * after (sealedLength). `out` receives a handshake initiation when the session wants rekeying. Returns -1,
+   * having changed nothing, when the packet must go through send() instead (no session yet, packets staged, no
+   * endpoint, no such peer, too big). No allocation.
+   */
+  prepareSeal(peerIndex: number, data: Uint8Array, off: number, len: number, now: number, out: Outgoing[]): number {
+    const peer = this.peers[peerIndex];
+    if (peer === undefined || peer === null || len > MAX_PACKET_LEN || peer.endpoint === null || peer.staged.length !== 0) return -1;
+    const kp = peer.current;
+    if (kp === null || !kp.keysLive || !this.usable(kp, now)) return -1;
+    const at = off - DATA_HEADER_LEN;
+    const total = sealedLength(len);
+    this.writeTransportHeader(data, at, kp);
+    data.fill(0, off + len, at + total - AEAD_TAG_LEN);
+    const t = this.ticket;
+    t.slot = kp.slot;
+    t.length = total;
+    t.endpoint = peer.endpoint;
+    this.transportSent(peer, len, total, now);
+    this.keepKeyFreshSending(peer, now, out);
+    return kp.slot;
+  }
+
+  /** The last prepareSeal()'s decision. */
+  get sealTicket(): Readonly<SealTicket> {
+    return this.ticket;
+  }
+
+  /** §5.4.6 header: type 4, the peer's index for the session, the next counter (64-bit little-endian). */
+  private writeTransportHeader(data: Uint8Array, at: number, kp: Keypair): void {
+    const counter = kp.sendCounter++;
+    writeU32LE(data, at, MSG_TRANSPORT);
+    writeU32LE(data, at + DATA_RECEIVER_OFF, kp.remoteIndex);
+    writeU32LE(data, at + DATA_COUNTER_OFF, counter >>> 0);
+    writeU32LE(data, at + DATA_COUNTER_OFF + 4, Math.floor(counter / 0x1_0000_0000) >>> 0);
+  }
+
+  private transportSent(peer: Peer, len: number, total: number, now: number): void {
+    peer.txBytes += total;
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
     if (len > 0) this.timersDataSent(peer, now);
@@ -841,11 +954,17 @@ export class WireGuardDevice {
     const hs = peer.handshake;
     const isInitiator = hs.state === HandshakeState.ResponseConsumed;
     const [sendRaw, recvRaw] = deriveTransportKeys(hs, isInitiator);
-    const kp = new Keypair(createSecretKey(sendRaw), createSecretKey(recvRaw), now, isInitiator, hs.localIndex, hs.remoteIndex);
-    sendRaw.fill(0);
-    recvRaw.fill(0);
+    const slot = hs.localIndex & SLOT_MASK;
+    // The AEAD keeps its own copy of the keys (the addon's, outside the JS heap); ours are gone at once.
+    try {
+      this.aead.install(slot, sendRaw, recvRaw);
+    } finally {
+      sendRaw.fill(0);
+      recvRaw.fill(0);
+    }
+    const kp = new Keypair(slot, now, isInitiator, hs.localIndex, hs.remoteIndex);
     // The handshake's index now names the session.
-    this.slotKeypair[hs.localIndex & SLOT_MASK] = kp;
+    this.slotKeypair[slot] = kp;
     peer.handshakeIndexLive = false;
     hs.clear();
     if (isInitiator) {
@@ -871,6 +990,29 @@ export class WireGuardDevice {
     if (kp !== null) this.freeIndex(kp.localIndex);
   }
 
+  /** The session's keys leave the AEAD (its end, or Reject-After-Time: nothing may be sealed or opened with them). */
+  private retireKeys(kp: Keypair): void {
+    if (!kp.keysLive) return;
+    kp.keysLive = false;
+    this.aead.remove(kp.slot);
+  }
+
+  /** §6.1: a session older than Reject-After-Time neither sends nor receives: its keys go from the AEAD now. */
+  private expireKeys(peer: Peer, now: number): void {
+    if (peer.previous !== null && now - peer.previous.created >= REJECT_AFTER_TIME_MS) this.retireKeys(peer.previous);
+    if (peer.current !== null && now - peer.current.created >= REJECT_AFTER_TIME_MS) this.retireKeys(peer.current);
+    if (peer.next !== null && now - peer.next.created >= REJECT_AFTER_TIME_MS) this.retireKeys(peer.next);
+  }
+
+  /** When the next of the peer's sessions reaches Reject-After-Time (NEVER when none holds keys). */
+  private keysExpireAt(peer: Peer): number {
+    let t = NEVER;
+    if (peer.previous !== null && peer.previous.keysLive) t = Math.min(t, peer.previous.created + REJECT_AFTER_TIME_MS);
+    if (peer.current !== null && peer.current.keysLive) t = Math.min(t, peer.current.created + REJECT_AFTER_TIME_MS);
+    if (peer.next !== null && peer.next.keysLive) t = Math.min(t, peer.next.created + REJECT_AFTER_TIME_MS);
+    return t;
+  }
+
   private releaseHandshakeIndex(peer: Peer): void {
     if (peer.handshakeIndexLive) {
       this.freeIndex(peer.handshake.localIndex);
@@ -886,7 +1028,7 @@ export class WireGuardDevice {
   // --- timers (§6; wireguard-go timers.go) ------------------------------------------------------------------
 
   private jitter(): number {
-    this.randomFill(new Uint8Array(this.random16.buffer));
+    this.randomFill(this.random16Bytes);
     return this.random16[0] % REKEY_TIMEOUT_JITTER_MAX_MS;
   }
 
@@ -931,7 +1073,7 @@ export class WireGuardDevice {
     let t = NEVER;
     for (const p of this.peers) {
       if (p === null) continue;
-      t = Math.min(t, p.retransmitHandshakeAt, p.sendKeepaliveAt, p.newHandshakeAt, p.zeroKeyMaterialAt, p.persistentKeepaliveAt);
+      t = Math.min(t, p.retransmitHandshakeAt, p.sendKeepaliveAt, p.newHandshakeAt, p.zeroKeyMaterialAt, p.persistentKeepaliveAt, this.keysExpireAt(p));
     }
     return t;
   }
@@ -981,6 +1123,7 @@ export class WireGuardDevice {
         peer.persistentKeepaliveAt = NEVER;
         if (peer.persistentKeepaliveMs > 0) this.sendKeepalive(peer, now, out);
       }
+      this.expireKeys(peer, now);
     }
     return out;
   }
@@ -990,7 +1133,7 @@ export class WireGuardDevice {
   private allocIndex(peer: number, kp: Keypair | null): number {
     if (this.freeTop === 0) return -1;
     const slot = this.freeSlots[--this.freeTop];
-    this.randomFill(new Uint8Array(this.random16.buffer));
+    this.randomFill(this.random16Bytes);
     const index = ((this.random16[0] << INDEX_SLOT_BITS) | slot) >>> 0;
     this.slotIndex[slot] = index;
     this.slotPeer[slot] = peer;
@@ -1002,6 +1145,8 @@ export class WireGuardDevice {
   private freeIndex(index: number): void {
     const slot = index & SLOT_MASK;
     if (this.slotPeer[slot] < 0 || this.slotIndex[slot] !== index) return;
+    const kp = this.slotKeypair[slot];
+    if (kp !== null) this.retireKeys(kp);
     this.slotPeer[slot] = -1;
     this.slotKeypair[slot] = null;
     this.freeSlots[this.freeTop++] = slot;

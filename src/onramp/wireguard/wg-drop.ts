@@ -28,9 +28,10 @@ export const enum WgDrop {
   TooBig = 21, // outbound packet larger than a datagram can carry
   HandshakeTimeout = 22, // staged packets discarded after Rekey-Attempt-Time without a session
   Revoked = 23, // from a peer removed or re-keyed by the control plane: its key, or a session index it held
+  SealFailed = 24, // the AEAD refused to seal an outbound packet (its session's keys gone, a crypto library error)
 }
 
-export const WG_DROP_COUNT = 24;
+export const WG_DROP_COUNT = 25;
 
 /** Names for metrics and logs (control plane only). */
 export const WG_DROP_NAMES: readonly string[] = [
@@ -58,4 +59,5 @@ export const WG_DROP_NAMES: readonly string[] = [
   'too_big',
   'handshake_timeout',
   'revoked',
+  'seal_failed',
 ];
