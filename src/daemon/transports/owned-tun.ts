@@ -4,7 +4,7 @@
  * reverse order. One place for that sequence, so every transport's TUN comes and goes the same way.
  */
 import { openTun, type TunDevice } from '../../io/tun.js';
-import { disableRpFilter, planLink, type IpStep, type KernelObjects } from '../network.js';
+import { disableRpFilter, planLink, TUN_TX_QUEUE_PACKETS, type IpStep, type KernelObjects } from '../network.js';
 import type { Output, TransportHost } from './transport.js';
 
 export interface OwnedTun {
@@ -14,12 +14,15 @@ export interface OwnedTun {
   readonly owner: string;
 }
 
-/** Opens TUN `name` and applies its link plus `steps` under `owner`; on failure nothing is left behind. */
-export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[]): OwnedTun {
+/**
+ * Opens TUN `name` and applies its link (queue: its txqueuelen, network.ts) plus `steps` under `owner`; on failure
+ * nothing is left behind.
+ */
+export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], queue: number = TUN_TX_QUEUE_PACKETS): OwnedTun {
   const tun = openTun(name);
   try {
     disableRpFilter(name);
-    kernel.apply(owner, [planLink(name, host.mtu), ...steps]);
+    kernel.apply(owner, [planLink(name, host.mtu, queue), ...steps]);
   } catch (e) {
     tun.close();
     throw e;
