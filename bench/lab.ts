@@ -28,6 +28,14 @@
  *   ns <p>-ssite  10.0.1.10 (lo), strongSwan ── veth 192.168.107.0/24 ── ns <p>-sedge: strongSwan edge, nftables
  *                                                                       SNAT ── veth 192.168.202.0/24 ── <p>-inet
  *   ns <p>-tisite 10.0.1.10 (lo), strongSwan ── veth 192.168.106.0/24 ── ns <p>-tedge: tether's IPsec onramp (.1)
+ *   burst         (issue 10) two WireGuard sites per edge send BURST_DATAGRAMS 64-byte datagrams each at one instant:
+ *                 the share a counting server in <p>-inet receives, tether vs the wireguard-go + kernel edge, rounds
+ *                 alternating (--burst-rounds), with the kernel's drops at each hop; --json: `burst.*`. The second
+ *                 sites: ns <p>-twsite2 (10.0.2.10, wireguard-go <p>wgt2 over 192.168.108.0/24 → tether's site-wg2)
+ *                 and <p>-kwsite2 (10.0.2.10, <p>wgs2 over 192.168.109.0/24 → a second peer of <p>wge).
+ *   latency       (issue 10) ping -i 0.01 and a TCP request/response (64 B, N round trips, --latency-count) from the
+ *                 interconnect and WireGuard sites, tether vs the reference, same run: p50/p99, what tether adds;
+ *                 --json: `latency.*`. Edge CPU per Gbit/s of every TCP run: `edge_cpu_cores_per_gbps.*`.
  * Every path is first checked to forward (a 256 KiB iperf3 transfer) before anything is measured.
  *
  * Own names (prefix `tb` unless --prefix): exactly the namespaces and wireguard-go interfaces listed by
@@ -35,6 +43,10 @@
  * SIGINT/SIGTERM. Progress goes to stderr; stdout carries the table, or one JSON object with --json.
  *
  * Options: --json, --seconds N (per measurement, default 5), --ipsec-seconds N (the IPsec measurement, default 10),
+ * --only LIST (comma-separated of interconnect, wireguard, ipsec, burst, latency: measure only those; the others
+ * report zeros), --burst-rounds N (default 3), --burst-count N (datagrams per site, default 3000), --latency-count N
+ * (pings and round trips per path, default 500), --underlay-queue N (an experiment: tether's underlay TUN queue set
+ * to N packets once the daemon runs, instead of its own TUN_TX_QUEUE_PACKETS),
  * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
  * /var/tmp/tether-ssw/bench-P), --down (only remove what a run with this prefix left).
  */
@@ -49,6 +61,7 @@ import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
 import { DEFAULT_UNDERLAY_NAME } from '../src/daemon/network.js';
+import { added, BURST_DATAGRAMS, burstOnce, burstTotals, deviceStat, latencyOf, startRrServer, type BurstRound, type BurstSite, type Counters, type LatencyFigures } from './lab-burst-latency.js';
 import { missingStrongSwan, removeStrongSwanRun, STRONGSWAN_RUN_ROOT, StrongSwan, strongSwanRunDir, type StrongSwanOptions } from '../src/lab/strongswan.js';
 
 // ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
@@ -65,6 +78,15 @@ const SECONDS = Number(option('--seconds', '5'));
 /** Issue 9: "IPsec TCP, 1 stream", 10 s (strongSwan's receive buffer overflows under a stream: a longer run averages its stalls). */
 const IPSEC_SECONDS = Number(option('--ipsec-seconds', '10'));
 const PREFIX = option('--prefix', 'tb');
+const SECTIONS = ['interconnect', 'wireguard', 'ipsec', 'burst', 'latency'] as const;
+const ONLY = new Set(option('--only', SECTIONS.join(',')).split(',').filter((x) => x !== ''));
+for (const x of ONLY) if (!(SECTIONS as readonly string[]).includes(x)) throw new Error(`--only ${x}: one of ${SECTIONS.join(', ')}`);
+const want = (section: (typeof SECTIONS)[number]): boolean => ONLY.has(section);
+const BURST_ROUNDS = Number(option('--burst-rounds', '3'));
+const BURST_COUNT = Number(option('--burst-count', String(BURST_DATAGRAMS)));
+const LATENCY_COUNT = Number(option('--latency-count', '500'));
+/** An experiment: the underlay TUN's queue set to N packets (ip link set txqueuelen) once the daemon runs; default: the daemon's own. */
+const UNDERLAY_QUEUE = option('--underlay-queue', '');
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -89,12 +111,17 @@ interface BenchNames {
   sedge: string;
   /** The site behind strongSwan that connects to tether's IPsec onramp (tetherIpsecPath()). */
   tisite: string;
+  /** The second WireGuard site of each edge (the burst figure): → tether, → the wireguard-go edge. */
+  twsite2: string;
+  kwsite2: string;
   /** strongSwan's run directory (outside /run: charon's own /run is bind-mounted over it). */
   strongSwanDir: string;
   /** wireguard-go interfaces: site → tether, site → wireguard-go edge, the wireguard-go edge. */
   wgTetherSite: string;
   wgKernelSite: string;
   wgKernelEdge: string;
+  wgTetherSite2: string;
+  wgKernelSite2: string;
   namespaces: string[];
   wireguardInterfaces: string[];
   runDir: string;
@@ -105,13 +132,14 @@ function benchNames(p: string): BenchNames {
   const n = {
     tedge: `${p}-tedge`, kedge: `${p}-kedge`, tsite: `${p}-tsite`, ksite: `${p}-ksite`,
     twsite: `${p}-twsite`, kwsite: `${p}-kwsite`, inet: `${p}-inet`, ssite: `${p}-ssite`, sedge: `${p}-sedge`, tisite: `${p}-tisite`,
-    wgTetherSite: `${p}wgt`, wgKernelSite: `${p}wgs`, wgKernelEdge: `${p}wge`,
+    twsite2: `${p}-twsite2`, kwsite2: `${p}-kwsite2`,
+    wgTetherSite: `${p}wgt`, wgKernelSite: `${p}wgs`, wgKernelEdge: `${p}wge`, wgTetherSite2: `${p}wgt2`, wgKernelSite2: `${p}wgs2`,
   };
   return {
     ...n,
-    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet, n.ssite, n.sedge, n.tisite],
+    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet, n.ssite, n.sedge, n.tisite, n.twsite2, n.kwsite2],
     strongSwanDir: join(STRONGSWAN_RUN_ROOT, `bench-${p}`),
-    wireguardInterfaces: [n.wgTetherSite, n.wgKernelSite, n.wgKernelEdge],
+    wireguardInterfaces: [n.wgTetherSite, n.wgKernelSite, n.wgKernelEdge, n.wgTetherSite2, n.wgKernelSite2],
     runDir: join(RUN_DIR_ROOT, p),
   };
 }
@@ -121,6 +149,7 @@ const IF = Object.freeze({
   towardEdge: 'veth-edge',
   siteLink: 'veth-ic',
   wgLink: 'veth-wg',
+  wgLink2: 'veth-wg2',
   edgeToInet: 'veth-inet',
   inetToTether: 'veth-t',
   inetToKernel: 'veth-k',
@@ -130,12 +159,16 @@ const IF = Object.freeze({
 
 const SERVER = LAB.internet.server;
 const HOST = LAB.siteHost;
+/** The second WireGuard sites' host and LAN: wireguard-go's cryptokey routing cannot give two peers one LAN. */
+const HOST2 = '10.0.2.10';
+const LAN2 = '10.0.2.0/24';
 const WG_PORT = LAB.wireguardPort;
 /** Both edges side by side: the tether half reuses the lab's WireGuard site-a underlay and Internet link. */
 const ADDR = Object.freeze({
   tether: {
     siteLink: { edge: '172.30.1.1', site: '172.30.1.2', len: 30 },
     wg: { edgeHost: `${LAB.siteA.underlay}.${LAB.edgeSiteHost}`, endpoint: LAB.siteA.edgeEndpoint, site: LAB.siteA.router },
+    wg2: { edge: '192.168.108.1', site: '192.168.108.2' },
     inet: { edge: LAB.internet.edge, inet: LAB.internet.router },
     pool: '198.51.100.1',
   },
@@ -148,6 +181,7 @@ const ADDR = Object.freeze({
   kernel: {
     siteLink: { edge: '172.30.2.1', site: '172.30.2.2', len: 30 },
     wg: { edge: LAB.siteB.edgeEndpoint, site: LAB.siteB.router },
+    wg2: { edge: '192.168.109.1', site: '192.168.109.2' },
     inet: { edge: '192.168.201.1', inet: '192.168.201.2' },
     pool: '198.51.100.2',
   },
@@ -308,6 +342,11 @@ async function buildNetwork(n: BenchNames): Promise<void> {
   await veth(n.tedge, IF.wgLink, `${t.wg.edgeHost}/24`, n.twsite, IF.towardEdge, `${t.wg.site}/24`);
   await sysctl(n.tedge, `net.ipv4.conf.${IF.wgLink}.proxy_arp`, 1);
   await veth(n.kedge, IF.wgLink, `${k.wg.edge}/24`, n.kwsite, IF.towardEdge, `${k.wg.site}/24`);
+  // The second WireGuard sites reach their edge's endpoint through the edge's end of their own link.
+  await veth(n.tedge, IF.wgLink2, `${t.wg2.edge}/24`, n.twsite2, IF.towardEdge, `${t.wg2.site}/24`);
+  await ip(n.twsite2, ['route', 'add', `${t.wg.endpoint}/32`, 'via', t.wg2.edge]);
+  await veth(n.kedge, IF.wgLink2, `${k.wg2.edge}/24`, n.kwsite2, IF.towardEdge, `${k.wg2.site}/24`);
+  await ip(n.kwsite2, ['route', 'add', `${k.wg.edge}/32`, 'via', k.wg2.edge]);
 }
 
 /** nftables doing ARR's job on the kernel edge, and the ip rules that route replies by connection mark. */
@@ -375,11 +414,11 @@ async function wireguardGo(n: BenchNames, name: string, ns: string, iface: strin
 }
 
 /** A WireGuard site: the host address on the tunnel interface and everything through it. */
-async function wireguardSite(ns: string, iface: string, peerPublic: string, endpoint: string): Promise<void> {
+async function wireguardSite(ns: string, iface: string, peerPublic: string, endpoint: string, host: string = HOST): Promise<void> {
   await inNamespaceOk(ns, 'wg', ['set', iface, 'peer', peerPublic, 'endpoint', `${endpoint}:${WG_PORT}`, 'allowed-ips', '0.0.0.0/0']);
-  await ip(ns, ['addr', 'add', `${HOST}/32`, 'dev', iface]);
+  await ip(ns, ['addr', 'add', `${host}/32`, 'dev', iface]);
   await ip(ns, ['link', 'set', iface, 'up']);
-  await ip(ns, ['route', 'add', 'default', 'dev', iface, 'src', HOST]);
+  await ip(ns, ['route', 'add', 'default', 'dev', iface, 'src', host]);
 }
 
 async function handshakeDone(ns: string, iface: string): Promise<boolean> {
@@ -460,6 +499,12 @@ async function txDropped(ns: string, dev: string): Promise<number> {
   }
 }
 
+/** A device's queue length (txqueuelen), 0 when it is not there. */
+async function deviceQueue(ns: string, dev: string): Promise<number> {
+  const r = await inNamespace(ns, 'cat', [`/sys/class/net/${dev}/tx_queue_len`]);
+  return r.code === 0 ? Number(r.stdout.trim()) : 0;
+}
+
 /** kernel-libipsec's TUN at each strongSwan site: what the site's kernel routes into the tunnel waits there for charon. */
 const SITE_TUN = 'ipsec0';
 
@@ -492,12 +537,17 @@ function tetherConfig(n: BenchNames): TetherConfig {
   const onramps: OnrampConfig[] = [
     { ...icOnramp, name: 'site-ic-link', site: 'site-ic', automatic_return_routing: true, interconnect: { link: IF.siteLink } },
     { ...wgOnramp, name: 'site-wg', site: 'site-wg', automatic_return_routing: true },
+    {
+      ...wgOnramp, name: 'site-wg2', site: 'site-wg2', automatic_return_routing: true,
+      wireguard: { ...wgOnramp.wireguard, public_key: LAB_WIREGUARD_KEYS.siteC1Public, allowed_ips: [LAN2], endpoint: `${ADDR.tether.wg2.site}:${WG_PORT}` },
+    },
     // No DPD: the strongSwan site answers none during a measurement (ipsecOptions), and the data keeps it alive.
     { ...ipsecOnramp, name: 'site-ipsec', site: 'site-ipsec', automatic_return_routing: true, ipsec: { ...ipsecOnramp.ipsec, dpd_seconds: 0 } },
   ];
   cfg.sites = [
     { name: 'site-ic', description: 'bench: interconnect site', prefixes: [lan] },
     { name: 'site-wg', description: 'bench: WireGuard site (same LAN)', prefixes: [lan] },
+    { name: 'site-wg2', description: 'bench: second WireGuard site (the burst figure)', prefixes: [LAN2] },
     { name: 'site-ipsec', description: 'bench: IPsec site behind strongSwan (same LAN)', prefixes: [lan] },
   ];
   cfg.wireguard_devices = cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
@@ -529,8 +579,8 @@ async function startTether(n: BenchNames): Promise<Started> {
 interface IperfSum { bytes: number; seconds: number; bits_per_second: number; packets?: number; lost_packets?: number; retransmits?: number }
 interface IperfJson { error?: string; end?: { sum_sent?: IperfSum; sum_received?: IperfSum; sum?: IperfSum } }
 
-async function iperf(ns: string, extra: string[], what: string, seconds = SECONDS): Promise<IperfJson> {
-  const cmd = ['-c', SERVER, '-B', HOST, '--connect-timeout', '3000', '-J', ...extra];
+async function iperf(ns: string, extra: string[], what: string, seconds = SECONDS, host: string = HOST): Promise<IperfJson> {
+  const cmd = ['-c', SERVER, '-B', host, '--connect-timeout', '3000', '-J', ...extra];
   const r = await inNamespace(ns, 'iperf3', cmd, { timeoutMs: (seconds + 20) * 1000 });
   let out: IperfJson;
   try {
@@ -543,8 +593,8 @@ async function iperf(ns: string, extra: string[], what: string, seconds = SECOND
 }
 
 /** A short transfer that must complete: the path forwards in both directions (data out, ACKs back). */
-async function checkForwards(ns: string, what: string): Promise<void> {
-  const r = await iperf(ns, ['-n', '256K'], `checking ${what}`);
+async function checkForwards(ns: string, what: string, host: string = HOST): Promise<void> {
+  const r = await iperf(ns, ['-n', '256K'], `checking ${what}`, SECONDS, host);
   // The server's count is taken when the client has written its last byte: some may still be in flight.
   const got = r.end?.sum_received?.bytes ?? 0;
   if (got === 0) throw new Error(`checking ${what}: the connection opened but no data arrived`);
@@ -636,12 +686,95 @@ async function udpSmall(n: BenchNames, path: Path): Promise<UdpResult> {
   };
 }
 
+// ─── Burst and latency (issue 10) ────────────────────────────────────────────────────────────────────
+
+/**
+ * The sites' own TUN queues during the burst: above a whole burst, so that no site drops its own datagrams before
+ * they reach its wireguard-go (the figure is the edges'); set before the first burst.
+ */
+const SITE_TUN_QUEUE = 4096;
+
+/** Sum of a statistics counter over (namespace, device) pairs. */
+async function statSum(pairs: Array<[string, string]>, stat: string): Promise<number> {
+  let sum = 0;
+  for (const [ns, dev] of pairs) sum += await deviceStat(ns, dev, stat);
+  return sum;
+}
+
+async function burstFigure(n: BenchNames): Promise<BurstResult> {
+  progress(`burst: two WireGuard sites x ${BURST_COUNT} datagrams of 64 bytes at once, ${BURST_ROUNDS} round(s) per edge`);
+  const tSites: Array<[string, string]> = [[n.twsite, n.wgTetherSite], [n.twsite2, n.wgTetherSite2]];
+  const kSites: Array<[string, string]> = [[n.kwsite, n.wgKernelSite], [n.kwsite2, n.wgKernelSite2]];
+  for (const [ns, dev] of [...tSites, ...kSites]) await ip(ns, ['link', 'set', 'dev', dev, 'txqueuelen', String(Math.max(SITE_TUN_QUEUE, BURST_COUNT + 1))]);
+  const egressTun = tetherConfig(n).egress?.interface ?? '';
+  // Where a datagram can be lost, in path order: the site's TUN (toward its wireguard-go), the edge's link, the
+  // edge (tether: the underlay TUN's queue toward the daemon, its writes into the egress TUN; wireguard-go: its UDP
+  // socket's receive buffer, its writes into its TUN), the server's socket.
+  const tether: Counters = {
+    site_tun_tx_dropped: () => statSum(tSites, 'tx_dropped'),
+    arrived_at_edge: () => statSum([[n.tedge, IF.wgLink], [n.tedge, IF.wgLink2]], 'rx_packets'),
+    edge_underlay_tun_tx_dropped: () => deviceStat(n.tedge, UNDERLAY_TUN, 'tx_dropped'),
+    edge_egress_tun_rx_dropped: () => deviceStat(n.tedge, egressTun, 'rx_dropped'),
+    edge_udp_rcvbuf_errors: () => udpRcvbufErrors(n.tedge),
+    server_udp_rcvbuf_errors: () => udpRcvbufErrors(n.inet),
+  };
+  const reference: Counters = {
+    site_tun_tx_dropped: () => statSum(kSites, 'tx_dropped'),
+    arrived_at_edge: () => statSum([[n.kedge, IF.wgLink], [n.kedge, IF.wgLink2]], 'rx_packets'),
+    edge_wg_tun_rx_dropped: () => deviceStat(n.kedge, n.wgKernelEdge, 'rx_dropped'),
+    edge_udp_rcvbuf_errors: () => udpRcvbufErrors(n.kedge),
+    server_udp_rcvbuf_errors: () => udpRcvbufErrors(n.inet),
+  };
+  const tSenders: BurstSite[] = [{ ns: n.twsite, host: HOST, tag: 'a' }, { ns: n.twsite2, host: HOST2, tag: 'b' }];
+  const kSenders: BurstSite[] = [{ ns: n.kwsite, host: HOST, tag: 'a' }, { ns: n.kwsite2, host: HOST2, tag: 'b' }];
+  const t: BurstRound[] = [];
+  const k: BurstRound[] = [];
+  for (let i = 0; i < BURST_ROUNDS; i++) {
+    k.push(await burstOnce(n.inet, SERVER, kSenders, BURST_COUNT, reference));
+    t.push(await burstOnce(n.inet, SERVER, tSenders, BURST_COUNT, tether));
+    progress(`burst round ${i + 1}: tether ${t[i].delivered}/${t[i].sent} ${JSON.stringify(t[i].counters)}; wireguard-go edge ${k[i].delivered}/${k[i].sent} ${JSON.stringify(k[i].counters)}`);
+  }
+  const tt = burstTotals(t);
+  const kt = burstTotals(k);
+  return { datagrams_per_site: BURST_COUNT, sites: 2, rounds: BURST_ROUNDS, tether: tt, reference: kt, tether_share: tt.share, reference_share: kt.share, ratio: ratio(tt.share, kt.share) };
+}
+
+async function latencyFigures(n: BenchNames): Promise<LatencyResult> {
+  progress(`latency: ping and TCP request/response, ${LATENCY_COUNT} each, interconnect and WireGuard, tether vs reference`);
+  const stop = await startRrServer(n.inet, SERVER);
+  try {
+    const kernelIc = await latencyOf(n.ksite, HOST, SERVER, LATENCY_COUNT);
+    const tetherIc = await latencyOf(n.tsite, HOST, SERVER, LATENCY_COUNT);
+    const wgGo = await latencyOf(n.kwsite, HOST, SERVER, LATENCY_COUNT);
+    const tetherWg = await latencyOf(n.twsite, HOST, SERVER, LATENCY_COUNT);
+    const ic = added(tetherIc, kernelIc);
+    return {
+      count: LATENCY_COUNT,
+      ping_p50_us: tetherIc.ping_p50_us,
+      ping_p99_us: tetherIc.ping_p99_us,
+      tcp_rr_p50_us: tetherIc.tcp_rr_p50_us,
+      tcp_rr_p99_us: tetherIc.tcp_rr_p99_us,
+      added_p50_us: ic.per_pass_ping_p50_us,
+      added_p99_us: ic.per_pass_ping_p99_us,
+      interconnect: { tether: tetherIc, kernel: kernelIc, added: ic },
+      wireguard: { tether: tetherWg, wireguard_go: wgGo, added: added(tetherWg, wgGo) },
+    };
+  } finally {
+    stop();
+  }
+}
+
+/** CPU cores the edge spent per Gbit/s of a TCP run (CPU-seconds per gigabit); null without a rate or a process. */
+function coresPerGbps(t: TcpResult): number | null {
+  return t.gbps > 0 && t.cpu_percent > 0 ? t.cpu_percent / 100 / t.gbps : null;
+}
+
 // ─── Main ────────────────────────────────────────────────────────────────────────────────────────────
 
 async function checkPrerequisites(): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('needs root (namespaces, veths, TUN, nftables)');
   const missing: string[] = [];
-  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2']] as const) {
+  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3']] as const) {
     try {
       if ((await run(cmd, [a], { timeoutMs: 10_000 })).code !== 0) missing.push(pkg);
     } catch {
@@ -656,6 +789,8 @@ async function checkPrerequisites(): Promise<void> {
 
 /** Issue 9's goal: tether's IPsec onramp at least twice the strongSwan (kernel-libipsec) edge. */
 const IPSEC_GOAL = 2.0;
+/** Issue 10's latency goal: at most 30 µs added per pass through tether, p50. */
+const LATENCY_GOAL_US = 30;
 
 function ratio(a: number, b: number): number {
   return b > 0 ? a / b : 0;
@@ -699,23 +834,39 @@ async function main(): Promise<void> {
     await wireguardGo(names, 'wg-kernel-site', names.kwsite, names.wgKernelSite, k.siteBPrivate, WG_PORT);
     await wireguardSite(names.kwsite, names.wgKernelSite, k.edgeBPublic, ADDR.kernel.wg.edge);
     await inNamespaceOk(names.kwsite, 'wg', ['set', names.wgKernelSite, 'peer', k.edgeBPublic, 'persistent-keepalive', '25']);
+    // The second site (the burst figure): a second peer of the wireguard-go edge, with a LAN of its own.
+    await inNamespaceOk(names.kedge, 'wg', ['set', names.wgKernelEdge, 'peer', k.siteC2Public, 'allowed-ips', LAN2]);
+    await wireguardGo(names, 'wg-kernel-site2', names.kwsite2, names.wgKernelSite2, k.siteC2Private, WG_PORT);
+    await wireguardSite(names.kwsite2, names.wgKernelSite2, k.edgeBPublic, ADDR.kernel.wg.edge, HOST2);
+    await inNamespaceOk(names.kwsite2, 'wg', ['set', names.wgKernelSite2, 'peer', k.edgeBPublic, 'persistent-keepalive', '25']);
 
     progress(`tether edge: ${DAEMON} run (interconnect, WireGuard and IPsec onramps, ARR on)`);
     const wgTether = await wireguardGo(names, 'wg-tether-site', names.twsite, names.wgTetherSite, k.siteAPrivate, WG_PORT);
     await wireguardSite(names.twsite, names.wgTetherSite, k.edgeAPublic, ADDR.tether.wg.endpoint);
+    const wgTether2 = await wireguardGo(names, 'wg-tether-site2', names.twsite2, names.wgTetherSite2, k.siteC1Private, WG_PORT);
+    await wireguardSite(names.twsite2, names.wgTetherSite2, k.edgeAPublic, ADDR.tether.wg.endpoint, HOST2);
     const daemon = await startTether(names);
+    if (UNDERLAY_QUEUE !== '') await ip(names.tedge, ['link', 'set', 'dev', UNDERLAY_TUN, 'txqueuelen', UNDERLAY_QUEUE]);
+    const underlayQueue = await deviceQueue(names.tedge, UNDERLAY_TUN);
     // Only now: an initiation sent before the daemon's route exists would wait in the ARP queue and cross the
     // edge's own (docs/LAB.md, "The peers").
     await inNamespaceOk(names.twsite, 'wg', ['set', names.wgTetherSite, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
+    await inNamespaceOk(names.twsite2, 'wg', ['set', names.wgTetherSite2, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
     await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
+    await waitUntil('WireGuard handshake second site → tether', 20_000, () => handshakeDone(names.twsite2, names.wgTetherSite2), wgTether2);
     await waitUntil('WireGuard handshake site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite, names.wgKernelSite));
+    await waitUntil('WireGuard handshake second site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite2, names.wgKernelSite2));
     await waitUntil('iperf3 server', 10_000, async () => (await inNamespace(names.inet, 'ss', ['-ltn'])).stdout.includes(':5201'));
 
-    progress('IPsec reference: strongSwan site → strongSwan edge (kernel-libipsec both ends, kernel SNAT)');
-    await strongSwanRunDir(`bench-${PREFIX}`);
-    const sswEdge = await strongSwanEdge(names);
-    const sswSite = await ipsecSite(names, 'site', names.ssite, names.sedge, ADDR.strongswan.underlay, ADDR.strongswan.underlay.edge);
-    await sswSite.initiate();
+    const ipsecOn = want('ipsec');
+    let sswEdge: StrongSwan | null = null;
+    if (ipsecOn) {
+      progress('IPsec reference: strongSwan site → strongSwan edge (kernel-libipsec both ends, kernel SNAT)');
+      await strongSwanRunDir(`bench-${PREFIX}`);
+      sswEdge = await strongSwanEdge(names);
+    }
+    const sswSite = sswEdge === null ? null : await ipsecSite(names, 'site', names.ssite, names.sedge, ADDR.strongswan.underlay, ADDR.strongswan.underlay.edge);
+    await sswSite?.initiate();
 
     progress('checking that every path forwards');
     const paths = [
@@ -723,8 +874,10 @@ async function main(): Promise<void> {
       [names.twsite, 'tether WireGuard'], [names.kwsite, 'wireguard-go edge'],
     ] as const;
     for (const [ns, what] of paths) await checkForwards(ns, what);
-    await checkForwards(names.ssite, 'strongSwan → strongSwan edge');
-    const tetherIpsec = await tetherIpsecPath(names, daemon);
+    await checkForwards(names.twsite2, 'tether WireGuard, second site', HOST2);
+    await checkForwards(names.kwsite2, 'wireguard-go edge, second site', HOST2);
+    if (ipsecOn) await checkForwards(names.ssite, 'strongSwan → strongSwan edge');
+    const tetherIpsec = ipsecOn ? await tetherIpsecPath(names, daemon) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited:\n${logTail(daemon.log, 15)}`);
 
     // Alternating kernel and tether, so that a noisy neighbour hurts both more evenly.
@@ -734,26 +887,38 @@ async function main(): Promise<void> {
     const tetherIc: Path = { ns: names.tsite, what: 'tether interconnect', procs: [daemon], inetLink: IF.inetToTether };
     const kernelWg: Path = { ns: names.kwsite, what: 'wireguard-go → wireguard-go edge', procs: kernelEdgeWg ? [kernelEdgeWg] : [], inetLink: IF.inetToKernel };
     const tetherWg: Path = { ns: names.twsite, what: 'wireguard-go → tether', procs: [daemon], inetLink: IF.inetToTether };
-    const kernelTcp = await tcpBulk(kernelIc);
-    const tetherTcp = await tcpBulk(tetherIc);
-    const kernelUdp = await udpSmall(names, kernelIc);
-    const tetherUdp = await udpSmall(names, tetherIc);
-    const wgGoTcp = await tcpBulk(kernelWg);
-    const wgTetherTcp = await tcpBulk(tetherWg);
-    const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], sitePids: [sswSite.processId ?? 0], inetLink: IF.inetToStrongSwan };
-    const rcvbuf0 = await udpRcvbufErrors(names.sedge);
-    const sswSiteTun0 = await txDropped(names.ssite, SITE_TUN);
-    const sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
-    const sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
-    const sswSiteTunDrops = (await txDropped(names.ssite, SITE_TUN)) - sswSiteTun0;
-    const sswSa = await sswSite.established();
-    const rcvbufT0 = await udpRcvbufErrors(names.tedge);
-    const tunDrops0 = await txDropped(names.tedge, UNDERLAY_TUN);
-    const tetherSiteTun0 = await txDropped(names.tisite, SITE_TUN);
-    const ipsecTetherTcp = await tcpBulk(tetherIpsec, IPSEC_SECONDS);
-    const tetherRcvbufErrors = (await udpRcvbufErrors(names.tedge)) - rcvbufT0;
-    const tetherTunDrops = (await txDropped(names.tedge, UNDERLAY_TUN)) - tunDrops0;
-    const tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
+    const NO_TCP: TcpResult = { gbps: 0, retransmits: 0, cpu_percent: 0, site_cpu_percent: 0 };
+    const NO_UDP: UdpResult = { received_pps: 0, forwarded_pps: 0, sent_pps: 0, cpu_percent: 0 };
+    const icOn = want('interconnect');
+    const wgOn = want('wireguard');
+    const kernelTcp = icOn ? await tcpBulk(kernelIc) : NO_TCP;
+    const tetherTcp = icOn ? await tcpBulk(tetherIc) : NO_TCP;
+    const kernelUdp = icOn ? await udpSmall(names, kernelIc) : NO_UDP;
+    const tetherUdp = icOn ? await udpSmall(names, tetherIc) : NO_UDP;
+    const wgGoTcp = wgOn ? await tcpBulk(kernelWg) : NO_TCP;
+    const wgTetherTcp = wgOn ? await tcpBulk(tetherWg) : NO_TCP;
+    let sswTcp = NO_TCP;
+    let ipsecTetherTcp = NO_TCP;
+    let sswRcvbufErrors = 0, sswSiteTunDrops = 0, tetherRcvbufErrors = 0, tetherTunDrops = 0, tetherSiteTunDrops = 0;
+    let sswSa: Awaited<ReturnType<StrongSwan['established']>> | null = null;
+    if (sswEdge !== null && sswSite !== null && tetherIpsec !== null) {
+      const sswPath: Path = { ns: names.ssite, what: 'strongSwan → strongSwan edge', procs: [], pids: [sswEdge.processId ?? 0], sitePids: [sswSite.processId ?? 0], inetLink: IF.inetToStrongSwan };
+      const rcvbuf0 = await udpRcvbufErrors(names.sedge);
+      const sswSiteTun0 = await txDropped(names.ssite, SITE_TUN);
+      sswTcp = await tcpBulk(sswPath, IPSEC_SECONDS);
+      sswRcvbufErrors = (await udpRcvbufErrors(names.sedge)) - rcvbuf0;
+      sswSiteTunDrops = (await txDropped(names.ssite, SITE_TUN)) - sswSiteTun0;
+      sswSa = await sswSite.established();
+      const rcvbufT0 = await udpRcvbufErrors(names.tedge);
+      const tunDrops0 = await txDropped(names.tedge, UNDERLAY_TUN);
+      const tetherSiteTun0 = await txDropped(names.tisite, SITE_TUN);
+      ipsecTetherTcp = await tcpBulk(tetherIpsec, IPSEC_SECONDS);
+      tetherRcvbufErrors = (await udpRcvbufErrors(names.tedge)) - rcvbufT0;
+      tetherTunDrops = (await txDropped(names.tedge, UNDERLAY_TUN)) - tunDrops0;
+      tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
+    }
+    const burst = want('burst') ? await burstFigure(names) : null;
+    const latency = want('latency') ? await latencyFigures(names) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -772,6 +937,8 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, kernel: release(), node: process.version },
       seconds_per_measurement: SECONDS,
+      sections: [...ONLY],
+      tether_underlay_queue_packets: underlayQueue,
       interconnect: {
         tether: icFigures(tetherTcp, tetherUdp, true),
         kernel: icFigures(kernelTcp, kernelUdp, false),
@@ -795,6 +962,17 @@ async function main(): Promise<void> {
         interconnect_tcp_vs_kernel: { goal: 0.5, met: ratio(tetherTcp.gbps, kernelTcp.gbps) >= 0.5 },
         wireguard_tcp_vs_wireguard_go: { goal: 1.0, met: ratio(wgTetherTcp.gbps, wgGoTcp.gbps) >= 1.0 },
         ipsec_tcp_vs_strongswan_edge: { goal: IPSEC_GOAL, met: ratio(ipsecTetherTcp.gbps, sswTcp.gbps) >= IPSEC_GOAL },
+        ...(burst !== null ? { burst_share_vs_reference: { goal: 1.0, met: burst.tether_share >= burst.reference_share } } : {}),
+        ...(latency !== null ? { latency_added_p50_us: { goal: LATENCY_GOAL_US, met: latency.added_p50_us <= LATENCY_GOAL_US } } : {}),
+      },
+      burst,
+      latency,
+      edge_cpu_cores_per_gbps: {
+        interconnect_tether: coresPerGbps(tetherTcp),
+        wireguard_tether: coresPerGbps(wgTetherTcp),
+        wireguard_go: coresPerGbps(wgGoTcp),
+        ipsec_tether: coresPerGbps(ipsecTetherTcp),
+        ipsec_strongswan: coresPerGbps(sswTcp),
       },
       kernel_edge_nft_counters: counters,
       wall_seconds: 0,
@@ -823,6 +1001,10 @@ interface BenchResult {
   date: string;
   machine: { cpus: number; kernel: string; node: string };
   seconds_per_measurement: number;
+  /** What was measured (--only); the others report zeros. */
+  sections: string[];
+  /** The txqueuelen of tether's underlay TUN during the run. */
+  tether_underlay_queue_packets: number;
   interconnect: {
     tether: Record<string, number | null>;
     kernel: Record<string, number | null>;
@@ -833,8 +1015,35 @@ interface BenchResult {
   wireguard: { tether: Record<string, number>; wireguard_go: Record<string, number>; ratio_tcp: number };
   ipsec: { seconds: number; algorithms: string | null; tether: Record<string, number>; strongswan_edge: Record<string, number>; ratio_tcp: number };
   goals: Record<string, { goal: number; met: boolean }>;
+  burst: BurstResult | null;
+  latency: LatencyResult | null;
+  edge_cpu_cores_per_gbps: Record<string, number | null>;
   kernel_edge_nft_counters: Record<string, number>;
   wall_seconds: number;
+}
+
+type BurstTotals = ReturnType<typeof burstTotals>;
+interface BurstResult {
+  datagrams_per_site: number;
+  sites: number;
+  rounds: number;
+  tether: BurstTotals;
+  reference: BurstTotals;
+  tether_share: number;
+  reference_share: number;
+  ratio: number;
+}
+interface LatencyResult {
+  count: number;
+  /** tether's interconnect path (the headline figures); added_*: per pass, half the round trip's difference to the kernel edge. */
+  ping_p50_us: number;
+  ping_p99_us: number;
+  tcp_rr_p50_us: number;
+  tcp_rr_p99_us: number;
+  added_p50_us: number;
+  added_p99_us: number;
+  interconnect: { tether: LatencyFigures; kernel: LatencyFigures; added: Record<string, number> };
+  wireguard: { tether: LatencyFigures; wireguard_go: LatencyFigures; added: Record<string, number> };
 }
 
 interface Row { what: string; tether: string; reference: string; ratio: string; goal: string }
@@ -849,15 +1058,21 @@ function printTable(r: BenchResult): void {
   const wg = r.wireguard.wireguard_go;
   const it = r.ipsec.tether;
   const ss = r.ipsec.strongswan_edge;
-  const rows: Row[] = [
+  const has = (x: string): boolean => r.sections.includes(x);
+  const rows: Row[] = [];
+  if (has('interconnect')) rows.push(
     { what: 'interconnect TCP, 1 stream', tether: gbps(t.tcp_gbps), reference: `kernel ${gbps(k.tcp_gbps)}`, ratio: r.interconnect.ratio_tcp.toFixed(3), goal: '>= 0.5' },
     { what: '  edge CPU (daemon)', tether: cpu(t.tcp_edge_cpu_percent), reference: '', ratio: '', goal: '' },
     { what: 'interconnect UDP 64 B, server received', tether: kpps(t.udp64_received_pps), reference: `kernel ${kpps(k.udp64_received_pps)}`, ratio: r.interconnect.ratio_udp64_received.toFixed(3), goal: '' },
     { what: '  forwarded onto the Internet link', tether: kpps(t.udp64_forwarded_pps), reference: `kernel ${kpps(k.udp64_forwarded_pps)}`, ratio: r.interconnect.ratio_udp64_forwarded.toFixed(3), goal: '' },
     { what: '  sent by iperf3', tether: kpps(t.udp64_sent_pps), reference: `kernel ${kpps(k.udp64_sent_pps)}`, ratio: '', goal: '' },
     { what: '  edge CPU (daemon)', tether: cpu(t.udp64_edge_cpu_percent), reference: '', ratio: '', goal: '' },
+  );
+  if (has('wireguard')) rows.push(
     { what: 'WireGuard TCP, 1 stream', tether: gbps(wt.tcp_gbps), reference: `wireguard-go ${gbps(wg.tcp_gbps)}`, ratio: r.wireguard.ratio_tcp.toFixed(3), goal: '>= 1.0' },
     { what: '  edge CPU (daemon / wireguard-go)', tether: cpu(wt.edge_cpu_percent), reference: cpu(wg.edge_cpu_percent), ratio: '', goal: '' },
+  );
+  if (has('ipsec')) rows.push(
     {
       what: `IPsec TCP, 1 stream (${r.ipsec.seconds} s)`, tether: gbps(it.tcp_gbps), reference: `strongSwan ${gbps(ss.tcp_gbps)}`,
       ratio: r.ipsec.ratio_tcp.toFixed(3), goal: `>= ${IPSEC_GOAL}`,
@@ -867,7 +1082,41 @@ function printTable(r: BenchResult): void {
     { what: '  drops at the edge: UDP receive buffer', tether: String(it.udp_rcvbuf_errors), reference: String(ss.udp_rcvbuf_errors), ratio: '', goal: '' },
     { what: '  drops at the edge: underlay TUN queue', tether: String(it.underlay_tun_drops), reference: '', ratio: '', goal: '' },
     { what: '  drops at the site: ipsec0 TUN queue', tether: String(it.site_tun_drops), reference: String(ss.site_tun_drops), ratio: '', goal: '' },
-  ];
+  );
+  const us = (v: number): string => `${v.toFixed(0)} µs`;
+  const b = r.burst;
+  if (b !== null) {
+    const pct = (v: number): string => `${(v * 100).toFixed(1)} %`;
+    const c = (x: BurstTotals, key: string): string => (key in x.counters ? String(x.counters[key]) : '');
+    rows.push(
+      { what: `burst: 2 WireGuard sites x ${b.datagrams_per_site} x 64 B, ${b.rounds} round(s), delivered (underlay queue ${r.tether_underlay_queue_packets})`, tether: pct(b.tether_share), reference: `wireguard-go ${pct(b.reference_share)}`, ratio: b.ratio.toFixed(3), goal: '>= 1.0' },
+      { what: '  per round', tether: b.tether.shares.map(pct).join(' '), reference: b.reference.shares.map(pct).join(' '), ratio: '', goal: '' },
+      { what: '  arrived at the edge / sent', tether: `${c(b.tether, 'arrived_at_edge')}/${b.tether.sent}`, reference: `${c(b.reference, 'arrived_at_edge')}/${b.reference.sent}`, ratio: '', goal: '' },
+      { what: '  dropped: sites\' TUN queues', tether: c(b.tether, 'site_tun_tx_dropped'), reference: c(b.reference, 'site_tun_tx_dropped'), ratio: '', goal: '' },
+      { what: '  dropped: edge underlay TUN queue / UDP socket', tether: c(b.tether, 'edge_underlay_tun_tx_dropped'), reference: c(b.reference, 'edge_udp_rcvbuf_errors'), ratio: '', goal: '' },
+      { what: '  dropped: edge writes into its TUN', tether: c(b.tether, 'edge_egress_tun_rx_dropped'), reference: c(b.reference, 'edge_wg_tun_rx_dropped'), ratio: '', goal: '' },
+      { what: '  dropped: server socket', tether: c(b.tether, 'server_udp_rcvbuf_errors'), reference: c(b.reference, 'server_udp_rcvbuf_errors'), ratio: '', goal: '' },
+    );
+  }
+  const l = r.latency;
+  if (l !== null) {
+    const ic = l.interconnect;
+    const wl = l.wireguard;
+    rows.push(
+      { what: `latency, interconnect: ping RTT p50 / p99 (${l.count})`, tether: `${us(ic.tether.ping_p50_us)} / ${us(ic.tether.ping_p99_us)}`, reference: `kernel ${us(ic.kernel.ping_p50_us)} / ${us(ic.kernel.ping_p99_us)}`, ratio: '', goal: '' },
+      { what: '  TCP request/response RTT p50 / p99', tether: `${us(ic.tether.tcp_rr_p50_us)} / ${us(ic.tether.tcp_rr_p99_us)}`, reference: `kernel ${us(ic.kernel.tcp_rr_p50_us)} / ${us(ic.kernel.tcp_rr_p99_us)}`, ratio: '', goal: '' },
+      { what: '  added per pass (ping) p50 / p99', tether: `${us(l.added_p50_us)} / ${us(l.added_p99_us)}`, reference: '', ratio: '', goal: `p50 <= ${LATENCY_GOAL_US} µs` },
+      { what: 'latency, WireGuard: ping RTT p50 / p99', tether: `${us(wl.tether.ping_p50_us)} / ${us(wl.tether.ping_p99_us)}`, reference: `wireguard-go ${us(wl.wireguard_go.ping_p50_us)} / ${us(wl.wireguard_go.ping_p99_us)}`, ratio: '', goal: '' },
+      { what: '  TCP request/response RTT p50 / p99', tether: `${us(wl.tether.tcp_rr_p50_us)} / ${us(wl.tether.tcp_rr_p99_us)}`, reference: `wireguard-go ${us(wl.wireguard_go.tcp_rr_p50_us)} / ${us(wl.wireguard_go.tcp_rr_p99_us)}`, ratio: '', goal: '' },
+    );
+  }
+  const cpg = r.edge_cpu_cores_per_gbps;
+  const cores = (v: number | null | undefined): string => (v === null || v === undefined ? '' : `${v.toFixed(2)} cores`);
+  rows.push(
+    { what: 'edge CPU per Gbit/s (TCP): interconnect', tether: cores(cpg.interconnect_tether), reference: 'kernel (not sampled)', ratio: '', goal: '' },
+    { what: '  WireGuard', tether: cores(cpg.wireguard_tether), reference: `wireguard-go ${cores(cpg.wireguard_go)}`, ratio: '', goal: '' },
+    { what: '  IPsec', tether: cores(cpg.ipsec_tether), reference: `charon ${cores(cpg.ipsec_strongswan)}`, ratio: '', goal: '' },
+  );
   const head: Row = { what: '', tether: 'tether', reference: 'reference', ratio: 'ratio', goal: 'goal' };
   const all = [head, ...rows];
   const w = (key: keyof Row): number => Math.max(...all.map((x) => x[key].length));

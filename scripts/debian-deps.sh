@@ -26,6 +26,8 @@ TETHER_DEBIAN_DEPS=(
   "iputils-tracepath:tracepath"
   "tshark:tshark"
   "tcpdump:(test -x /usr/bin/tcpdump)"
+  # bench:lab's latency figures (issue 10): ping -i 0.01 through tether and through the kernel edge.
+  "iputils-ping:ping"
 )
 
 install_missing_debian_packages() {

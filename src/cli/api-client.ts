@@ -179,6 +179,23 @@ export function ipsecSection(list: Row[], live: Map<unknown, Row>): string[] {
   })];
 }
 
+/**
+ * Below the onramp table, only when non-zero: the kernel's drops at the devices each onramp's packets pass through
+ * (GET /v1/stats' onramps[].kernelDrops and internet.kernelDrops, "DEVICE KIND": count; docs/OBSERVABILITY.md).
+ */
+export function kernelDropsSection(stats: { onramps: Row[]; internet?: Row } | null): string[] {
+  if (stats === null) return [];
+  const lines: string[] = [];
+  const add = (name: string, drops: unknown): void => {
+    if (drops === null || typeof drops !== 'object') return;
+    const parts = Object.entries(drops as Record<string, number>).filter(([, n]) => n > 0).map(([what, n]) => `${what} ${n}`);
+    if (parts.length > 0) lines.push(`${name}: ${parts.join(', ')}`);
+  };
+  for (const o of stats.onramps) add(s(o.name), o.kernelDrops);
+  if (stats.internet !== undefined) add('internet', stats.internet.kernelDrops);
+  return lines.length === 0 ? [] : ['', 'Kernel drops (packets the kernel dropped at the devices these pass through; tx_dropped: the TUN\'s queue toward tether was full):', ...lines];
+}
+
 export function registerClientCommands(program: Command): void {
   const common = (c: Command): Command =>
     c.option('--api <url>', `API address (default ${DEFAULT_API}, or TETHER_API)`).option('--token-file <file>', `API token (default ${DEFAULT_TOKEN_FILE}, or TETHER_TOKEN_FILE)`).option('--json', 'JSON output for scripts');
@@ -193,12 +210,12 @@ export function registerClientCommands(program: Command): void {
         return;
       }
       const list = (await call(opts, 'GET', '/v1/onramps')) as Row[];
-      const stats = (await call(opts, 'GET', '/v1/stats').catch(() => null)) as { onramps: Row[] } | null;
+      const stats = (await call(opts, 'GET', '/v1/stats').catch(() => null)) as { onramps: Row[]; internet?: Row } | null;
       const live = new Map((stats?.onramps ?? []).map((o) => [o.name, o]));
       print(opts, list, () => [table(['name', 'type', 'site', 'arr', 'state', 'health', 'flows', 'rx pkts', 'tx pkts'], list.map((o) => {
         const l = live.get(o.name);
         return [s(o.name), s(o.type), s(o.site), o.automatic_return_routing ? 'on' : 'off', l ? (l.up ? 'up' : 'down') : '?', healthCell(o.health), s(l?.flowsActive), s(l?.rxPackets), s(l?.txPackets)];
-      })), ...ipsecSection(list, live)].join('\n'));
+      })), ...ipsecSection(list, live), ...kernelDropsSection(stats)].join('\n'));
     }));
 
   common(program.command('routes').description('list routes')).action((opts: ClientOptions) =>

@@ -17,7 +17,27 @@ import type { Pipeline } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
 import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { ipsecViews } from './ipsec-status.js';
-import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type IpsecDropStats, type NameBook } from './metrics.js';
+import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type IpsecDropStats, type KernelDeviceDrops, type NameBook } from './metrics.js';
+
+/**
+ * /v1/stats' view of the kernel's drops: every owned device with its non-zero kinds, and per onramp id its devices'
+ * non-zero kinds keyed "DEVICE KIND" (the underlay's are shown on every tunnel onramp: they share it).
+ */
+export function kernelDropViews(all: KernelDeviceDrops[]): { devices: Array<{ device: string; role: string; drops: Record<string, number> }>; byOnramp: Map<number, Record<string, number>> } {
+  const devices: Array<{ device: string; role: string; drops: Record<string, number> }> = [];
+  const byOnramp = new Map<number, Record<string, number>>();
+  for (const d of all) {
+    const drops: Record<string, number> = {};
+    for (const [k, v] of Object.entries(d.drops)) if (v > 0) drops[k] = v;
+    devices.push({ device: d.device, role: d.role, drops });
+    for (const id of d.onramps) {
+      let m = byOnramp.get(id);
+      if (m === undefined) byOnramp.set(id, (m = {}));
+      for (const [k, v] of Object.entries(drops)) m[`${d.device} ${k}`] = v;
+    }
+  }
+  return { devices, byOnramp };
+}
 
 const TCP_STATE_NAMES = ['none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2'];
 const DEFAULT_PAGE = 100;
@@ -34,6 +54,8 @@ export interface FlowRoutesOptions {
   ipsec?: () => Pick<EdgeStatus, 'ipsec' | 'esp'>;
   /** IKE and ESP drops by reason (Edge.ipsecDrops); absent: /v1/stats has no `ipsecDrops`. */
   ipsecDrops?: () => IpsecDropStats;
+  /** The kernel's drop counters of the edge's devices (Edge.kernelDrops); absent: /v1/stats has no `kernelDrops`. */
+  kernelDrops?: () => KernelDeviceDrops[];
   /** Prometheus registry for GET /metrics (createMetrics); absent: no /metrics route. */
   metrics?: Registry;
   /** Share of the event loop flow listings may take while packets are waiting (default LISTING_LOOP_SHARE). */
@@ -327,6 +349,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     });
     const ipsecStatus = opts.ipsec?.();
     const ipsec = ipsecStatus === undefined ? new Map() : ipsecViews(ipsecStatus.ipsec, ipsecStatus.esp, opts.now());
+    const kernel = opts.kernelDrops === undefined ? null : kernelDropViews(opts.kernelDrops());
     return {
       time: Date.now(),
       flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
@@ -343,10 +366,14 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
         flowsActive: pipeline.flows4.flowsOfPort(s.id) + pipeline.flows6.flowsOfPort(s.id),
         // IKE SAs with their child SAs and ESP counters (docs/API.md); [] while none is up.
         ...(s.type === 'ipsec' ? { ipsec: ipsec.get(s.id) ?? [] } : {}),
+        // The kernel's non-zero drops at the devices this onramp's packets pass through ({} when none).
+        ...(kernel !== null ? { kernelDrops: kernel.byOnramp.get(s.id) ?? {} } : {}),
       })),
-      internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET] },
+      internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET],
+        ...(kernel !== null ? { kernelDrops: kernel.byOnramp.get(PORT_INTERNET) ?? {} } : {}) },
       drops,
       ...(opts.ipsecDrops !== undefined ? { ipsecDrops: opts.ipsecDrops() } : {}),
+      ...(kernel !== null ? { kernelDrops: kernel.devices } : {}),
     };
   });
 

@@ -135,6 +135,22 @@ export interface EdgeStatus {
   ipsec: IkeSaStatus[];
   /** Per child SA data-path counters (the ESP transport), joined to the IKE status on spiIn. */
   esp: EspSaCounters[];
+  /** The kernel's drop counters of the devices the edge owns, non-zero kinds only (absent: not read). */
+  kernelDrops?: KernelDeviceDrops[];
+}
+
+/**
+ * The kernel's drop counters of one device the edge owns (docs/OBSERVABILITY.md, "Kernel drops"), read off the
+ * packet path on a timer: a TUN's tx_dropped is its queue toward the daemon overflowing.
+ */
+export interface KernelDeviceDrops {
+  device: string;
+  /** What the device is to the edge: 'underlay' (every tunnel onramp's outer packets), 'egress', 'interconnect'. */
+  role: string;
+  /** The onramps whose packets pass through it (port ids; 0 is the Internet egress). */
+  onramps: number[];
+  /** Count by kind (sysfs statistics file name: tx_dropped, rx_dropped, ...). */
+  drops: Record<string, number>;
 }
 
 /** One onramp's health and probe counters (the daemon's health driver answers them). */
@@ -163,6 +179,8 @@ export interface EdgeMetricsSource {
   status(): EdgeStatus;
   /** Tunnel health per checked onramp (docs/HEALTH.md); absent: no health metrics. */
   healthMetrics?(): OnrampHealthSample[];
+  /** The kernel's drop counters of the edge's devices (every kind, zeros included); absent: no kernel-drop metric. */
+  kernelDrops?(): KernelDeviceDrops[];
 }
 
 /** Flow-log health (flow-log.ts's FlowLogger fits). */
@@ -355,6 +373,13 @@ export function createMetrics(opts: MetricsOptions): Registry {
         emit({ tun: t.name, direction: 'tx' }, t.gsoOut ?? 0);
       }
     });
+    const kernelDrops = edge.kernelDrops?.bind(edge);
+    if (kernelDrops !== undefined) {
+      counter('tether_kernel_drops_total', 'Packets the kernel dropped at a device the edge owns, by kind (sysfs statistics: tx_dropped on a TUN is its queue toward tether overflowing).',
+        ['device', 'role', 'kind'], (emit) => {
+          for (const d of kernelDrops()) for (const [kind, v] of Object.entries(d.drops)) emit({ device: d.device, role: d.role, kind }, v);
+        });
+    }
     counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {
       for (const t of edge.status().tuns) emit({ tun: t.name }, t.dropsBusy);
     });

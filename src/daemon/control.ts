@@ -98,7 +98,7 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const api = buildApi({ store, edge: applier, token, settings: cfg.api, https, logger: log as unknown as FastifyBaseLogger });
   // Process metrics (RSS, V8 heap, open descriptors, event-loop lag): what an operator and the soak watch for leaks.
   const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
-  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops() });
+  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops() });
   // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
   const captures = new CaptureHub({ pipeline, names, ids: () => edge.ids, attach: (tap) => edge.setCaptureTap(tap) });
   registerCaptureRoutes(api, captures);

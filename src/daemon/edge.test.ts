@@ -599,7 +599,7 @@ describe('planNetwork', () => {
       mtu: 1500,
     });
     assert.deepEqual(steps.map((s) => s.args.join(' ')), [
-      'link set dev tt-underlay mtu 1500 txqueuelen 2048 up',
+      'link set dev tt-underlay mtu 1500 txqueuelen 8192 up',
       'link set dev tt-egress mtu 1500 txqueuelen 2048 up',
       'link set dev tt-ic-4 mtu 1500 txqueuelen 2048 up',
       'route replace 192.168.101.1/32 dev tt-underlay',

@@ -21,7 +21,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
-import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP } from '../common/ids.js';
+import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { PacketBatch } from '../common/packet-batch.js';
 import {
   assignIds,
@@ -36,14 +36,15 @@ import {
 } from '../config/index.js';
 import { ApplyError } from '../control/apply.js';
 import type { CaptureTap } from '../control/capture.js';
-import type { EdgeStatus, IpsecDropStats } from '../control/metrics.js';
+import type { EdgeStatus, IpsecDropStats, KernelDeviceDrops } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
 import { OFFLOAD_BATCH_CAPACITY, offloadBatch, type TunDevice } from '../io/tun.js';
 import { GRE_DROP_NAMES, type GreOnramp } from '../onramp/gre/index.js';
 import { EdgeHealth, type OnrampHealthMetrics } from './health.js';
 import type { OnrampHealthView } from '../control/apply.js';
-import { DEFAULT_UNDERLAY_NAME } from './network.js';
+import { DEFAULT_UNDERLAY_NAME, interconnectTunName } from './network.js';
+import { KERNEL_DROPS_INTERVAL_MS, KernelDropWatch, type OwnedDevice } from './kernel-drops.js';
 import { EDGE_COUNTER_NAMES, EdgeCounter, nonZero } from './transports/counters.js';
 import { EgressTransport } from './transports/egress.js';
 import { GreTransport } from './transports/gre.js';
@@ -119,6 +120,9 @@ export class Edge {
   private readonly egress: EgressTransport;
   private readonly wireguard: WireGuardTransport;
   private readonly ipsec: IpsecOnrampTransport;
+  private readonly interconnects: InterconnectTransport;
+  /** The kernel's drop counters of the TUNs, read every KERNEL_DROPS_INTERVAL_MS (kernel-drops.ts). */
+  private readonly kernelWatch: KernelDropWatch;
   /** Tunnel health: probes, WireGuard session age, route penalties (health.ts). */
   private readonly health: EdgeHealth;
   /** The transport of each onramp type. */
@@ -137,6 +141,7 @@ export class Edge {
 
   private expireTimer: NodeJS.Timeout | null = null;
   private countersTimer: NodeJS.Timeout | null = null;
+  private kernelTimer: NodeJS.Timeout | null = null;
   private running = false;
 
   constructor(options: EdgeOptions) {
@@ -170,6 +175,7 @@ export class Edge {
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);
     const interconnects = new InterconnectTransport(host);
+    this.interconnects = interconnects;
     this.gre = gre.gre;
     this.wireguard = new WireGuardTransport(host, this.underlay);
     this.egress = new EgressTransport(host, cfg.egress ?? null);
@@ -178,6 +184,7 @@ export class Edge {
     // The TUN order of the start log and status: the underlay, the egress, the interconnects.
     this.transports = [this.egress, interconnects, gre, this.wireguard, this.ipsec];
 
+    this.kernelWatch = new KernelDropWatch(() => this.ownedDevices(), this.log);
     this.health = new EdgeHealth({
       pipeline: this.pipeline,
       log: this.log,
@@ -220,6 +227,8 @@ export class Edge {
       throw e;
     }
     this.expireTimer = setInterval(() => this.pipeline.expire(performance.now()), EXPIRE_INTERVAL_MS);
+    this.kernelWatch.refresh(performance.now());
+    this.kernelTimer = setInterval(() => this.kernelWatch.refresh(performance.now()), KERNEL_DROPS_INTERVAL_MS);
     if (this.healthWithStart) this.health.start();
     if (this.countersIntervalMs > 0 && (this.log.isLevelEnabled?.('debug') ?? true)) {
       this.countersTimer = setInterval(() => this.log.debug({ counters: this.status() }, 'counters'), this.countersIntervalMs);
@@ -238,11 +247,13 @@ export class Edge {
   stop(): void {
     if (!this.running) return;
     // The final counters go to the log before the devices close (drops by reason, per engine).
+    this.kernelWatch.refresh(performance.now());
     const final = this.status();
     this.running = false;
     if (this.expireTimer) clearInterval(this.expireTimer);
     if (this.countersTimer) clearInterval(this.countersTimer);
-    this.expireTimer = this.countersTimer = null;
+    if (this.kernelTimer) clearInterval(this.kernelTimer);
+    this.expireTimer = this.countersTimer = this.kernelTimer = null;
     this.health.stop();
     this.closeTransports();
     this.log.info({ status: final }, 'tether stopped');
@@ -270,7 +281,35 @@ export class Edge {
       wireguard: this.wireguard.status(),
       flows: { ipv4: this.pipeline.flows4.size, ipv6: this.pipeline.flows6.size },
       ...this.ipsecStatus(),
+      kernelDrops: this.kernelWatch.nonZero(),
     };
+  }
+
+  /**
+   * The TUNs the edge owns and the onramps whose packets pass through each: the underlay carries every tunnel
+   * onramp's outer packets (WireGuard, GRE, IPsec), the egress the Internet's (port 0), an interconnect TUN its
+   * own onramp's.
+   */
+  ownedDevices(): OwnedDevice[] {
+    const out: OwnedDevice[] = [];
+    const tunnels: number[] = [];
+    const icByTun = new Map<string, number>();
+    for (const o of this.onramps.values()) {
+      if (o.config.type === 'interconnect') icByTun.set(interconnectTunName(o.id), o.id);
+      else tunnels.push(o.id);
+    }
+    for (const t of this.underlay.tuns()) out.push({ device: t.name, role: 'underlay', onramps: tunnels });
+    for (const t of this.egress.tuns()) out.push({ device: t.name, role: 'egress', onramps: [PORT_INTERNET] });
+    for (const t of this.interconnects.tuns()) {
+      const id = icByTun.get(t.name);
+      out.push({ device: t.name, role: 'interconnect', onramps: id === undefined ? [] : [id] });
+    }
+    return out;
+  }
+
+  /** The kernel's drop counters of every owned TUN, every kind (as last read, at most KERNEL_DROPS_INTERVAL_MS old). */
+  kernelDrops(): KernelDeviceDrops[] {
+    return this.kernelWatch.snapshot();
   }
 
   /**

@@ -75,9 +75,19 @@ export function tunNames(spec: NetworkSpec): string[] {
  */
 export const TUN_TX_QUEUE_PACKETS = 2048;
 
+/**
+ * The underlay TUN's queue: every tunnel site's outer packets share it (WireGuard, GRE, IPsec), so a burst from
+ * several sites at once lands in this one queue while the daemon decrypts. bench:lab's burst figure (two
+ * WireGuard sites, 3,000 64-byte datagrams each at one instant, three rounds; docs/PERFORMANCE.md "Bursts"):
+ * with 2,048 tether delivered 77 % (the rest dropped here, tx_dropped), with 4,096 99 %, with 8,192 and 16,384
+ * all of them. 8,192 holds the measured burst with room; at most ~19 MB of 1500-byte packets (skb truesize),
+ * and the price is queueing delay while the daemon is behind (~80 ms of small packets at 100 k packets/s).
+ */
+export const UNDERLAY_TX_QUEUE_PACKETS = 8192;
+
 /** A TUN brought up with its MTU and queue length (nothing to undo: the link goes with its fd). */
-export function planLink(name: string, mtu: number): IpStep {
-  return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(TUN_TX_QUEUE_PACKETS), 'up'], undo: null };
+export function planLink(name: string, mtu: number, queue: number = TUN_TX_QUEUE_PACKETS): IpStep {
+  return { args: ['link', 'set', 'dev', name, 'mtu', String(mtu), 'txqueuelen', String(queue), 'up'], undo: null };
 }
 
 /**
@@ -117,7 +127,7 @@ export function ipv6Enabled(): boolean {
  */
 export function planNetwork(spec: NetworkSpec): IpStep[] {
   const steps: IpStep[] = [];
-  for (const name of tunNames(spec)) steps.push(planLink(name, spec.mtu));
+  for (const name of tunNames(spec)) steps.push(planLink(name, spec.mtu, name === spec.underlay ? UNDERLAY_TX_QUEUE_PACKETS : TUN_TX_QUEUE_PACKETS));
   for (const addr of spec.endpoints) steps.push(hostRoute(addr, spec.underlay));
   if (spec.egress) for (const addr of spec.egress.addresses) steps.push(hostRoute(addr, spec.egress.tun));
   for (const ic of spec.interconnects) steps.push(...planInterconnect(ic, spec.ipv6 ?? true));

@@ -320,6 +320,26 @@ async function captureOnramp(name, button) {
   }
 }
 
+/**
+ * The kernel's drops at the devices each onramp's packets pass through (GET /v1/stats: onramps[].kernelDrops,
+ * internet.kernelDrops; docs/OBSERVABILITY.md "Kernel drops"). Shown only when one is non-zero.
+ */
+function renderKernelDrops() {
+  const rows = [];
+  const add = (name, drops) => {
+    for (const [what, n] of Object.entries(drops || {})) if (n > 0) rows.push([name, what, n]);
+  };
+  for (const o of (state.stats && state.stats.onramps) || []) add(o.name, o.kernelDrops);
+  if (state.stats && state.stats.internet) add('internet', state.stats.internet.kernelDrops);
+  $('kernel-drops').hidden = rows.length === 0;
+  const tbody = $('kernel-drops-table').tBodies[0];
+  clear(tbody);
+  for (const [name, what, n] of rows) {
+    tbody.append(el('tr', { data: { kernelDropOnramp: name } }, el('td', { cls: 'mono', text: name }), el('td', { cls: 'mono', text: what }),
+      el('td', { cls: 'num state-degraded', text: fmtInt(n) })));
+  }
+}
+
 async function toggleArr(name, box) {
   const want = box.checked;
   state.pendingArr.add(name);
@@ -764,6 +784,7 @@ async function poll() {
         refreshChoices();
         renderOnramps();
         renderIpsec();
+        renderKernelDrops();
         drawChart();
       }),
       part('flows', async () => renderFlows(await api('GET', flowQuery()))),

@@ -29,7 +29,7 @@ export class EgressTransport implements Transport {
   open(): void {
     const cfg = this.egress;
     if (cfg === null || this.owned !== null) return;
-    this.owned = openOwnedTun(this.host, this.kernel, OWNER, cfg.interface, cfg.addresses.map((a) => hostRoute(a, cfg.interface)), this.host.offload);
+    this.owned = openOwnedTun(this.host, this.kernel, OWNER, cfg.interface, cfg.addresses.map((a) => hostRoute(a, cfg.interface)), { offload: this.host.offload });
     this.host.readPlain(this.owned.tun, PORT_INTERNET);
   }
 

@@ -138,7 +138,7 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
 
   private openOne(ic: Interconnect): void {
     const name = interconnectTunName(ic.id);
-    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }, ipv6Enabled()), this.host.offload);
+    const owned = openOwnedTun(this.host, this.kernel, `interconnect ${ic.id}`, name, planInterconnect({ onrampId: ic.id, link: ic.link, tun: name }, ipv6Enabled()), { offload: this.host.offload });
     ic.owned = owned;
     this.portOut[ic.id] = owned.out;
     this.host.readPlain(owned.tun, ic.id);

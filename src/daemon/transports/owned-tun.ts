@@ -4,7 +4,7 @@
  * reverse order. One place for that sequence, so every transport's TUN comes and goes the same way.
  */
 import { openTun, type TunDevice } from '../../io/tun.js';
-import { disableRpFilter, planLink, type IpStep, type KernelObjects } from '../network.js';
+import { disableRpFilter, planLink, TUN_TX_QUEUE_PACKETS, type IpStep, type KernelObjects } from '../network.js';
 import type { Output, TransportHost } from './transport.js';
 
 export interface OwnedTun {
@@ -15,14 +15,15 @@ export interface OwnedTun {
 }
 
 /**
- * Opens TUN `name` and applies its link plus `steps` under `owner`; on failure nothing is left behind. `offload`:
- * with TUNSETOFFLOAD (src/io/tun.ts), for a TUN whose packets the edge forwards as they are (egress, interconnect).
+ * Opens TUN `name` and applies its link (queue: its txqueuelen, network.ts) plus `steps` under `owner`; on failure
+ * nothing is left behind. `offload`: with TUNSETOFFLOAD (src/io/tun.ts), for a TUN whose packets the edge forwards
+ * as they are (egress, interconnect).
  */
-export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], offload?: boolean): OwnedTun {
-  const tun = openTun(name, { offload: offload === true });
+export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], opts: { offload?: boolean; queue?: number } = {}): OwnedTun {
+  const tun = openTun(name, { offload: opts.offload === true });
   try {
     disableRpFilter(name);
-    kernel.apply(owner, [planLink(name, host.mtu), ...steps]);
+    kernel.apply(owner, [planLink(name, host.mtu, opts.queue ?? TUN_TX_QUEUE_PACKETS), ...steps]);
   } catch (e) {
     tun.close();
     throw e;

@@ -24,7 +24,7 @@ import type { TunDevice } from '../../io/tun.js';
 import { AF_INET4, ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_UDP } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { DST, PacketInfo } from '../../wire/packet-info.js';
-import { KernelObjects, hostRoute } from '../network.js';
+import { KernelObjects, hostRoute, UNDERLAY_TX_QUEUE_PACKETS } from '../network.js';
 import { echoReplyInPlace } from '../underlay-packets.js';
 import { EdgeCounter } from './counters.js';
 import { closeOwnedTun, openOwnedTun, type OwnedTun } from './owned-tun.js';
@@ -83,7 +83,7 @@ export class Underlay {
   /** Opens the TUN, brings it up and routes every endpoint address held so far into it. */
   open(): TunDevice {
     if (this.owned !== null) return this.owned.tun;
-    const owned = openOwnedTun(this.host, this.kernel, LINK_OWNER, this.name, []);
+    const owned = openOwnedTun(this.host, this.kernel, LINK_OWNER, this.name, [], { queue: UNDERLAY_TX_QUEUE_PACKETS });
     this.owned = owned;
     try {
       for (const addr of this.endpoints.keys()) this.kernel.apply(endpointOwner(addr), [hostRoute(addr, this.name)]);
