@@ -312,6 +312,11 @@ const onrampCommon = {
   max_flows: Type.Optional(Int(0, MAX_FLOW_CAPACITY, { unit: 'flows; 0 = no quota; absent = fair share of the table' })),
   /** Absent: passive health (WireGuard handshake age only). */
   health_check: Type.Optional(HealthCheckSchema),
+  /**
+   * The edge's address in the ICMP errors it sends toward this onramp (time exceeded: the hop traceroute shows), at
+   * most one per family. Absent (or a family missing): health_check.source, then the egress pool's first address.
+   */
+  icmp_source: Type.Optional(List(Address, 'IPv4 or IPv6 addresses', { maxItems: 2, description: "the edge's address in the ICMP errors it sends to this onramp (one per family)" })),
 };
 
 export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });
