@@ -204,7 +204,7 @@ test('IPsec: IKE SAs by state per onramp, counters per child SA; an SA gone take
   const id = ids.onramps.get('branch-ipsec')!;
   // A rekey in progress: the old child SA and its successor, both held by the data path.
   let now = ipsecStatus([ikeSa(id, 1e6, ['a0000001', 'a0000002'])]);
-  const status = { tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 } };
+  const status = { tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 }, icmp: { timeExceededSent: 0, rateLimited: 0, noSource: 0, echoAnswered: 0 } };
   const edge: EdgeMetricsSource = { gre: { drops: [] }, counters: [], counterNames: [], status: (): EdgeStatus => ({ ...status, ...now }) };
   const registry = createMetrics({ pipeline: rig.pipeline, edge, names });
   let { samples } = await scrape(registry);

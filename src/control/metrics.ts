@@ -130,6 +130,8 @@ export interface EdgeStatus {
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;
   flows: { ipv4: number; ipv6: number };
+  /** The ICMP the edge originates as a hop (docs/OBSERVABILITY.md): time exceeded sent and not sent, echo answered. */
+  icmp: { timeExceededSent: number; rateLimited: number; noSource: number; echoAnswered: number };
   /** IKE SAs of ipsec onramps (the IKE engine's status()) (transports/ipsec-onramps.ts). */
   ipsec: IkeSaStatus[];
   /** Per child SA data-path counters (the ESP transport), joined to the IKE status on spiIn. */

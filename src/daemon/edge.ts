@@ -253,6 +253,12 @@ export class Edge {
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),
       wireguard: this.wireguard.status(),
       flows: { ipv4: this.pipeline.flows4.size, ipv6: this.pipeline.flows6.size },
+      icmp: {
+        timeExceededSent: this.pipeline.counters.icmpTimeExceededSent,
+        rateLimited: this.pipeline.counters.icmpErrorsRateLimited,
+        noSource: this.pipeline.counters.icmpErrorsNoSource,
+        echoAnswered: this.pipeline.counters.icmpEchoAnswered,
+      },
       ...this.ipsecStatus(),
     };
   }
@@ -526,7 +532,13 @@ export class Edge {
   private afterProcess(batch: PacketBatch): void {
     const now = performance.now();
     if (batch.count > 0) this.deliver(batch, now);
-    if (this.pipeline.generated.count > 0) this.deliver(this.pipeline.generated, now);
+    if (this.pipeline.generated.count > 0) {
+      // Packets the pipeline emitted (released fragments, time exceeded): delivered once. Cleared here, not only
+      // when the next process() starts: a read whose packets the underlay consumed entirely (handshakes) runs
+      // afterProcess without process(), and would send them again.
+      this.deliver(this.pipeline.generated, now);
+      this.pipeline.generated.clear();
+    }
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).
       this.pipeline.processOwn(this.feedback, now);

@@ -6,7 +6,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TetherConfig } from '../../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS } from '../../src/lab/config.js';
@@ -16,6 +15,7 @@ import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { keyFromBase64, WireGuardDevice } from '../../src/onramp/wireguard/index.js';
 import { buildUdp } from '../../src/wire/build.js';
+import { edgeStatus } from '../support/edge-status.js';
 
 const PREFIX = `e${(process.pid % 46656).toString(36)}`;
 const SECOND_GRE_ENDPOINT = LAB.siteGre.secondRouter;
@@ -39,16 +39,8 @@ interface StoppedStatus {
 }
 
 /** The running daemon's counters: SIGUSR1 makes it log a 'status' line. */
-async function edgeCounters(pid: number, logFile: string): Promise<StoppedStatus> {
-  const statusLines = () => readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"msg":"status"'));
-  const before = statusLines().length;
-  process.kill(pid, 'SIGUSR1');
-  for (let waited = 0; waited < 5000; waited += 100) {
-    const lines = statusLines();
-    if (lines.length > before) return (JSON.parse(lines[lines.length - 1]) as { status: StoppedStatus }).status;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the edge (pid ${pid}) logged no status line in ${logFile}`);
+function edgeCounters(pid: number, logFile: string): Promise<StoppedStatus> {
+  return edgeStatus<StoppedStatus>(pid, logFile);
 }
 
 let lab: LabInfo;
