@@ -192,7 +192,7 @@ export class PipelineCounters {
   icmpErrorsRateLimited = 0;
   /** Time exceeded not sent: no edge address of the packet's family for its port (icmp_source, egress pool). */
   icmpErrorsNoSource = 0;
-  /** Echo requests to an egress pool address answered by the edge itself (echoToPool). */
+  /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
   icmpEchoAnswered = 0;
 }
 
