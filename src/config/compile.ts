@@ -98,6 +98,8 @@ export function toOnrampSpec(o: OnrampConfig, id: number, site: number): OnrampS
     ...(o.type === 'ipsec' ? { mtu: o.ipsec.mtu } : {}),
     // The edge's tunnel address: echo to it is the edge's own (probe replies, the site's probes), never a flow.
     ...(o.health_check?.source !== undefined ? { localAddress: o.health_check.source } : {}),
+    // The source of the time-exceeded errors the edge sends into this onramp (traceroute's hop; docs/CONFIG.md).
+    ...(o.icmp_source !== undefined ? { icmpSource: [...o.icmp_source] } : {}),
   };
 }
 

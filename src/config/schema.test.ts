@@ -32,7 +32,7 @@ test('the input schema: defaults and context make keys optional, one value stand
   assert.deepEqual(onramp.required, ['name', 'type', 'automatic_return_routing']);
   const props = onramp.properties as Record<string, Json>;
   assert.deepEqual((props.type.anyOf as Json[]).map((k) => k.const), [...ONRAMP_TYPES], 'every kind of the data plane, ipsec included');
-  assert.deepEqual(Object.keys(props), ['name', 'id', 'description', 'type', 'site', 'automatic_return_routing', 'preference', 'max_flows', 'health_check', 'allowed_sources', 'wireguard', 'gre', 'interconnect', 'ipsec']);
+  assert.deepEqual(Object.keys(props), ['name', 'id', 'description', 'type', 'site', 'automatic_return_routing', 'preference', 'max_flows', 'health_check', 'allowed_sources', 'icmp_source', 'wireguard', 'gre', 'interconnect', 'ipsec']);
   assert.deepEqual((props.wireguard.required as string[]), ['public_key', 'allowed_ips'], 'device is filled in from context');
   assert.equal((props.name as Json).pattern, NAME_PATTERN);
   const site = inputSchema(SiteSchema) as unknown as Json;

@@ -317,6 +317,11 @@ const onrampCommon = {
    * onramp filters by its peer's allowed_ips instead (validate.ts refuses both).
    */
   allowed_sources: Type.Optional(List(Prefix, 'prefixes', { minItems: 1, description: 'inner source prefixes accepted from this onramp; absent = any (WireGuard: allowed_ips)' })),
+  /**
+   * The edge's address in the ICMP errors it sends toward this onramp (time exceeded: the hop traceroute shows), at
+   * most one per family. Absent (or a family missing): health_check.source, then the egress pool's first address.
+   */
+  icmp_source: Type.Optional(List(Address, 'IPv4 or IPv6 addresses', { maxItems: 2, description: "the edge's address in the ICMP errors it sends to this onramp (one per family)" })),
 };
 
 export const WireGuardOnrampSchema = Type.Object({ ...onrampCommon, type: Type.Literal('wireguard'), wireguard: WireGuardPeerSchema }, { additionalProperties: false });

@@ -128,6 +128,7 @@ class Relations {
         this.p.fail(`${p}.allowed_sources`, 'a WireGuard onramp accepts the sources in wireguard.allowed_ips (cryptokey routing); allowed_sources is for gre, interconnect and ipsec onramps');
       }
       this.healthCheck(o);
+      this.icmpSource(o);
     }
     this.p.unique(onramps.map((o) => [o.name, `${this.path(o)}.name`]), 'onramp name');
     this.p.unique(onramps.map((o) => [o.id === undefined ? undefined : String(o.id), `${this.path(o)}.id`]), 'onramp id');
@@ -233,6 +234,17 @@ class Relations {
       this.p.fail(`${hp}.target`, `must be of the same address family as source (${h.source}), got ${describe(h.target)}`);
     } else if (canonicalAddress(h.source) === canonicalAddress(h.target)) {
       this.p.fail(`${hp}.target`, 'must differ from source');
+    }
+  }
+
+  /** icmp_source: one address per family (the error's family is the offending packet's). */
+  private icmpSource(o: OnrampConfig): void {
+    const list = o.icmp_source;
+    if (list === undefined || list.length < 2) return;
+    if (list.length > 2) {
+      this.p.fail(`${this.path(o)}.icmp_source`, `takes at most two addresses (one IPv4, one IPv6), got ${list.length}`);
+    } else if (list[0].includes(':') === list[1].includes(':')) {
+      this.p.fail(`${this.path(o)}.icmp_source`, `takes one address per family (IPv4, IPv6), got two ${list[0].includes(':') ? 'IPv6' : 'IPv4'} addresses: ${list.join(', ')}`);
     }
   }
 

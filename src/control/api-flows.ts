@@ -131,6 +131,8 @@ const ExplainBody = Type.Object(
     dst: Type.String({ minLength: 1 }),
     src_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     dst_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+    /** TTL / hop limit as the packet arrives (default 64): 1 shows the edge's time exceeded (docs/TROUBLESHOOTING.md). */
+    ttl: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
   },
   { additionalProperties: false },
 );
@@ -307,7 +309,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       for (const spec of pipeline.ports.list()) if (names.onramp(spec.id) === b.onramp) onramp = spec.id;
     }
     if (onramp < 0) return reply.code(400).send({ error: 'unknown onramp', problems: [{ path: 'onramp', message: `no onramp named ${JSON.stringify(b.onramp)}` }] });
-    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0 });
+    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0, ...(b.ttl !== undefined ? { ttl: b.ttl } : {}) });
     return { ...e, nextHop: e.nextHop === null ? null : e.nextHop === PORT_INTERNET ? 'internet' : names.onramp(e.nextHop) };
   });
 

@@ -20,7 +20,7 @@ function standIn(devices: KernelDeviceDrops[]): EdgeMetricsSource {
     gre: { drops: [] },
     counters: [],
     counterNames: [],
-    status: () => ({ tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 }, ipsec: [], esp: [] }),
+    status: () => ({ tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 }, icmp: { timeExceededSent: 0, rateLimited: 0, noSource: 0, echoAnswered: 0 }, ipsec: [], esp: [] }),
     kernelDrops: () => devices,
   };
 }

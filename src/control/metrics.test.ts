@@ -94,9 +94,11 @@ test('after traffic, the exposition text holds the flows, packets, bytes, drops 
   assert.equal(value(samples, 'tether_flow_table_flows', { family: 'ipv4' }), 3);
 
   assert.equal(value(samples, 'tether_packets_total', { onramp: 'site-a-wg', direction: 'rx' }), 3);
-  assert.equal(value(samples, 'tether_packets_total', { onramp: 'site-a-wg', direction: 'tx' }), 1);
+  // The reply, and the time exceeded the edge sent back for the dying packet.
+  assert.equal(value(samples, 'tether_packets_total', { onramp: 'site-a-wg', direction: 'tx' }), 2);
+  assert.equal(value(samples, 'tether_icmp_errors_sent_total', { type: 'time_exceeded' }), 1);
   assert.equal(value(samples, 'tether_bytes_total', { onramp: 'site-a-wg', direction: 'rx' }), toServer.length + toDc.length + dying.length);
-  assert.equal(value(samples, 'tether_bytes_total', { onramp: 'site-a-wg', direction: 'tx' }), reply.length);
+  assert.equal(value(samples, 'tether_bytes_total', { onramp: 'site-a-wg', direction: 'tx' }), reply.length + 28 + dying.length);
   assert.equal(value(samples, 'tether_packets_total', { onramp: 'internet', direction: 'tx' }), 2);
   assert.equal(value(samples, 'tether_packets_total', { onramp: 'internet', direction: 'rx' }), 1);
   assert.equal(value(samples, 'tether_packets_total', { onramp: 'dc-link', direction: 'tx' }), 1);
@@ -202,7 +204,7 @@ test('IPsec: IKE SAs by state per onramp, counters per child SA; an SA gone take
   const id = ids.onramps.get('branch-ipsec')!;
   // A rekey in progress: the old child SA and its successor, both held by the data path.
   let now = ipsecStatus([ikeSa(id, 1e6, ['a0000001', 'a0000002'])]);
-  const status = { tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 } };
+  const status = { tuns: [], edge: {}, pipelineDrops: {}, greDrops: {}, wireguard: [], flows: { ipv4: 0, ipv6: 0 }, icmp: { timeExceededSent: 0, rateLimited: 0, noSource: 0, echoAnswered: 0 } };
   const edge: EdgeMetricsSource = { gre: { drops: [] }, counters: [], counterNames: [], status: (): EdgeStatus => ({ ...status, ...now }) };
   const registry = createMetrics({ pipeline: rig.pipeline, edge, names });
   let { samples } = await scrape(registry);

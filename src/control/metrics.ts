@@ -131,6 +131,8 @@ export interface EdgeStatus {
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;
   flows: { ipv4: number; ipv6: number };
+  /** The ICMP the edge originates as a hop (docs/OBSERVABILITY.md): time exceeded sent and not sent, echo answered. */
+  icmp: { timeExceededSent: number; rateLimited: number; noSource: number; echoAnswered: number };
   /** IKE SAs of ipsec onramps (the IKE engine's status()) (transports/ipsec-onramps.ts). */
   ipsec: IkeSaStatus[];
   /** Per child SA data-path counters (the ESP transport), joined to the IKE status on spiIn. */
@@ -310,6 +312,15 @@ export function createMetrics(opts: MetricsOptions): Registry {
   counter('tether_port_drops_total', 'Packets the pipeline dropped, by the onramp they came in on.', ['onramp'], perPort((p) => c.rxDrops[p], false));
   counter('tether_icmp_errors_translated_total', 'ICMP errors matched to a flow by their embedded header and forwarded (RFC 5508).', [],
     (emit) => emit(NO_LABELS, c.icmpErrorsTranslated));
+  counter('tether_icmp_errors_sent_total', 'ICMP errors the edge originated: time exceeded (TTL / hop limit would reach zero, RFC 792, RFC 4443 section 3.3).', ['type'],
+    (emit) => emit({ type: 'time_exceeded' }, c.icmpTimeExceededSent));
+  counter('tether_icmp_errors_suppressed_total', 'ICMP errors the edge did not send: rate_limited (a token bucket was empty, RFC 1812 section 4.3.2.8) or no_source (no edge address of the family).', ['reason'],
+    (emit) => {
+      emit({ reason: 'rate_limited' }, c.icmpErrorsRateLimited);
+      emit({ reason: 'no_source' }, c.icmpErrorsNoSource);
+    });
+  counter('tether_icmp_echo_answered_total', 'ICMP echo requests to an egress pool address answered by the edge itself (no flow, no NAT state).', [],
+    (emit) => emit(NO_LABELS, c.icmpEchoAnswered));
   counter('tether_fragments_held_total', 'Non-first fragments held until their first fragment arrived.', [],
     (emit) => emit(NO_LABELS, c.fragmentsHeld));
   counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],

@@ -280,6 +280,12 @@ export class Edge {
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),
       wireguard: this.wireguard.status(),
       flows: { ipv4: this.pipeline.flows4.size, ipv6: this.pipeline.flows6.size },
+      icmp: {
+        timeExceededSent: this.pipeline.counters.icmpTimeExceededSent,
+        rateLimited: this.pipeline.counters.icmpErrorsRateLimited,
+        noSource: this.pipeline.counters.icmpErrorsNoSource,
+        echoAnswered: this.pipeline.counters.icmpEchoAnswered,
+      },
       ...this.ipsecStatus(),
       kernelDrops: this.kernelWatch.nonZero(),
     };
@@ -599,9 +605,13 @@ export class Edge {
     const now = performance.now();
     if (batch.count > 0) this.deliver(batch, now);
     if (this.pipeline.generated.count > 0) {
-      // Early fragments released by their first: seen by a capture as sent only (they were held when received).
+      // Packets the pipeline emitted (released fragments, time exceeded): delivered once. Cleared here, not only
+      // when the next process() starts: a read whose packets the underlay consumed entirely (handshakes) runs
+      // afterProcess without process(), and would send them again. A capture sees them as sent only (early
+      // fragments were held when received; the edge's own errors were never received).
       if (tap !== null) tap.after(this.pipeline.generated, now, false);
       this.deliver(this.pipeline.generated, now);
+      this.pipeline.generated.clear();
     }
     if (this.feedback.count > 0) {
       // Errors the edge originated (one round: an ICMP error never causes another, RFC 1122 3.2.2).

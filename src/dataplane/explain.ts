@@ -29,6 +29,7 @@ import {
   FLAG_RENUMBER,
   FLAG_TRANSLATE,
   heldByFilter,
+  mayReportTimeExceeded,
   RETURN_PORT_MASK,
   RETURN_REASONS,
   RETURN_REASON_SHIFT,
@@ -44,6 +45,8 @@ export interface HypotheticalPacket {
   dst: string;
   srcPort: number;
   dstPort: number;
+  /** TTL / hop limit as the packet arrives (default 64): 1 or 0 shows what the edge does with an expiring packet. */
+  ttl?: number;
 }
 
 export interface RouteChoice {
@@ -274,13 +277,17 @@ function natKind(flags: number): NonNullable<Explanation['nat']>['kind'] {
  * packet-info.ts), or a bare IP packet of another protocol (which inspection refuses like any).
  */
 function hypotheticalBytes(packet: HypotheticalPacket, family: 4 | 6): Uint8Array {
-  const ip = { src: packet.src, dst: packet.dst };
+  const ip = { src: packet.src, dst: packet.dst, ttl: packet.ttl ?? DEFAULT_TTL, hopLimit: packet.ttl ?? DEFAULT_TTL };
   const ports = { srcPort: packet.srcPort, dstPort: packet.dstPort };
   if (packet.protocol === IPPROTO_TCP) return buildTcp(ip, { ...ports, flags: TCP_SYN });
   if (packet.protocol === IPPROTO_UDP) return buildUdp(ip, ports);
   if (packet.protocol === (family === AF_INET4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return buildIcmpEcho(ip, { type: 'request', id: packet.srcPort });
   return buildIp(ip, packet.protocol, new Uint8Array(0));
 }
+
+/** A hypothetical packet's TTL when none is given: a fresh packet of a Linux host (net.ipv4.ip_default_ttl). */
+const DEFAULT_TTL = 64;
+const MAX_TTL = 0xff;
 
 const isPort = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff;
 /** Highest IP protocol number (the IPv4 protocol / IPv6 next-header byte). */
@@ -306,6 +313,9 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   if (!isPort(packet.srcPort) || !isPort(packet.dstPort) || !Number.isInteger(packet.protocol) || packet.protocol < 0 || packet.protocol > MAX_PROTOCOL) {
     return drop(Drop.UnsupportedProtocol, 'the protocol must be 0..255 and the ports 0..65535');
   }
+  if (packet.ttl !== undefined && (!Number.isInteger(packet.ttl) || packet.ttl < 0 || packet.ttl > MAX_TTL)) {
+    return drop(Drop.UnsupportedProtocol, 'the TTL must be 0..255');
+  }
   const bytes = hypotheticalBytes(packet, family);
   const info = new PacketInfo();
   const bad = inspect(bytes, 0, bytes.length, info);
@@ -320,6 +330,7 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   );
 
   const table = family === AF_INET4 ? pipeline.flows4 : pipeline.flows6;
+  if (info.ttl <= 1) return timeExceeded(pipeline, info, ingress, packet, out, drop);
   const key = new FlowKey();
   key.zone = zone;
   key.protocol = info.protocol;
@@ -359,6 +370,7 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     return out;
   }
 
+  if (pipeline.isEchoRequestToPool(info)) return answeredByEdge(pipeline, ingress, packet, out);
   if (ingress !== PORT_INTERNET) out.trail.push('no flow yet: this packet would set one up');
   const decision = new SetupDecision();
   const trace = new SetupTrace();
@@ -447,5 +459,34 @@ function renderSetup(
   out.verdict = 'forward';
   out.nextHop = pipeline.ports.deliverable(hop);
   out.trail.push(`leaves on ${hopName(pipeline, out.nextHop)}`);
+  return out;
+}
+
+/**
+ * A packet whose TTL would reach zero at the edge (Pipeline.timeExceeded): dropped, and whether the edge tells its
+ * sender with ICMP time exceeded, from which address; an echo request to a pool address is answered instead.
+ */
+function timeExceeded(
+  pipeline: Pipeline, info: PacketInfo, ingress: number, packet: HypotheticalPacket, out: Explanation,
+  drop: (reason: Drop, why: string) => Explanation,
+): Explanation {
+  if (pipeline.isEchoRequestToPool(info)) return answeredByEdge(pipeline, ingress, packet, out);
+  const expiring = `TTL ${info.ttl} would reach zero here (RFC 1812 section 5.3.1)`;
+  if (!mayReportTimeExceeded(info)) {
+    return drop(Drop.TtlExceeded, `${expiring}; no time exceeded: never about an ICMP error, a later fragment or a non-unicast address (RFC 1812 section 4.3.2.7)`);
+  }
+  const source = pipeline.icmpSourceOf(ingress, info.family);
+  if (source === null) {
+    return drop(Drop.TtlExceeded, `${expiring}; no time exceeded: the edge has no IPv${info.family} address for ${hopName(pipeline, ingress)} (icmp_source, health_check.source, egress pool)`);
+  }
+  const from = formatAddr(info.family, source, 0);
+  return drop(Drop.TtlExceeded, `${expiring}; time exceeded sent to ${packet.src} from ${from} back through ${hopName(pipeline, ingress)} (rate limit permitting)`);
+}
+
+/** An echo request to a pool address no flow owns (Pipeline.answerEcho): the edge's own, answered in place. */
+function answeredByEdge(pipeline: Pipeline, ingress: number, packet: HypotheticalPacket, out: Explanation): Explanation {
+  out.verdict = 'forward';
+  out.nextHop = ingress;
+  out.trail.push(`an echo request to the egress pool address ${packet.dst}, the edge's own: answered by the edge (no flow, no NAT state), the reply leaves on ${hopName(pipeline, ingress)}`);
   return out;
 }

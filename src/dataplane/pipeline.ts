@@ -50,6 +50,8 @@ import {
   ICMP4_TIMESTAMP_REPLY,
   ICMP6_ECHO_REPLY,
   ICMP6_ECHO_REQUEST,
+  ICMP4_TIME_EXCEEDED,
+  ICMP6_TIME_EXCEEDED,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
@@ -65,8 +67,11 @@ import {
   TCP_RST,
   TCP_SYN,
 } from '../wire/constants.js';
+import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
+import { parseAddress } from '../wire/addr.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
+import { mayReportError } from '../onramp/tunnel-mtu.js';
 import {
   clampTcpMss,
   decrementTtl,
@@ -86,6 +91,7 @@ import {
 } from '../wire/rewrite.js';
 import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
+import { IcmpRateLimit, type IcmpRateLimitOptions } from './icmp-rate-limit.js';
 import { FAILOVER_DRAIN, FAILOVER_FOLLOW, LOCAL_SLOT_WORDS, PortRegistry, type OnrampSpec, type SiteSpec } from './ports.js';
 
 /** Bits of FlowTable.flags, owned by the pipeline. */
@@ -186,6 +192,8 @@ export interface PipelineConfig {
    */
   egress?: { addresses: string[]; portMin?: number; portMax?: number; maxPortsPerSite?: number };
   flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
+  /** Rate limits of the ICMP errors the edge originates (icmp-rate-limit.ts; defaults there, docs/CONFIG.md). */
+  icmpErrors?: IcmpRateLimitOptions;
   /** Fixed hash seed for reproducible tests; random otherwise. */
   hashSeed?: number;
   /** Memory for the flow tables' large arrays (see FlowTableOptions.allocate); ordinary buffers by default. */
@@ -213,7 +221,18 @@ export class PipelineCounters {
   fragmentsFollowed = 0;
   /** Echo packets handed to the health engine (replies to the edge's probes, the site's probes answered). */
   healthEvidence = 0;
+  /** ICMP time exceeded / ICMPv6 hop limit exceeded the edge sent (timeExceeded). */
+  icmpTimeExceededSent = 0;
+  /** Time exceeded not sent: the source's or the edge's token bucket was empty (icmp-rate-limit.ts). */
+  icmpErrorsRateLimited = 0;
+  /** Time exceeded not sent: no edge address of the packet's family for its port (icmp_source, egress pool). */
+  icmpErrorsNoSource = 0;
+  /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
+  icmpEchoAnswered = 0;
 }
+
+/** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
+const ICMP_CODE_TTL_EXCEEDED = 0;
 
 export class Pipeline {
   readonly ports = new PortRegistry();
@@ -284,6 +303,16 @@ export class Pipeline {
    * reply (see replyKeyMayExist): while there are none, a new source-NAT reply key cannot exist already.
    */
   private poolKeyedFlows = 0;
+  /** Token buckets for the errors the edge originates (RFC 1812 section 4.3.2.8). */
+  readonly icmpLimit: IcmpRateLimit;
+  /** The egress pool's first address per family: the ICMP error source of last resort (icmpSourceOf); null = none. */
+  private readonly poolSource4: Uint32Array | null;
+  private readonly poolSource6: Uint32Array | null;
+  /** Where an error is written before it is pushed into `generated`, and its inspection. */
+  private readonly errorScratch = new Uint8Array(ICMP_ERROR_ROOM);
+  private readonly errorInfo = new PacketInfo();
+  /** Error source (words 0..3) and destination (4..7) for the IPv6 writer. */
+  private readonly errorAddr = new Uint32Array(8);
   private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
     const g = this.generated;
     const i = g.push(data, offset, length, ingress);
@@ -336,6 +365,17 @@ export class Pipeline {
     this.frags4 = new FragmentFollower({ addrWords: 1 });
     this.frags6 = new FragmentFollower({ addrWords: 4 });
     this.natPortsPerSite = config.egress?.maxPortsPerSite;
+    this.icmpLimit = new IcmpRateLimit({ ...config.icmpErrors, hashSeed: seed });
+    let pool4: Uint32Array | null = null;
+    let pool6: Uint32Array | null = null;
+    for (const text of config.egress?.addresses ?? []) {
+      const words = new Uint32Array(4);
+      const family = parseAddress(text, words);
+      if (family === AF_INET4) pool4 ??= words;
+      else if (family !== 0) pool6 ??= words;
+    }
+    this.poolSource4 = pool4;
+    this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
@@ -617,8 +657,8 @@ export class Pipeline {
       const hop = this.forwardLocal(buf, ingress, local - 1, now);
       if (hop !== NOT_LOCAL) return this.recorded(hop);
     }
-    // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero.
-    if (info.ttl <= 1) return -Drop.TtlExceeded;
+    // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero; it tells the sender.
+    if (info.ttl <= 1) return this.timeExceeded(buf, ingress, now);
     if (!this.ownPackets && this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
     if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
@@ -633,6 +673,7 @@ export class Pipeline {
     const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
     // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
     const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
+    if (node < 0 && this.isEchoRequestToPool(info)) return this.recorded(this.answerEcho(buf, ingress));
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
@@ -674,6 +715,105 @@ export class Pipeline {
     else echoReplyInPlace6(buf, info.l3Offset, info.l4Offset);
     this.health.siteProbeAnswered(ingress, now);
     return ingress;
+  }
+
+  /**
+   * An ICMP echo request to an egress pool address (the edge's own public address, RFC 1122 section 3.2.2.6: every
+   * host answers echo). Asked only once the flow lookup missed: a pool address is also the NAT destination of
+   * replies, and an echo a flow owns (a site's ping through the pool) is that flow's, never answered here.
+   */
+  isEchoRequestToPool(info: PacketInfo): boolean {
+    if (this.snat === null || !info.hasTransportHeader) return false;
+    const v4 = info.family === AF_INET4;
+    if (info.protocol !== (v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) || info.icmpType !== (v4 ? ICMP4_ECHO_REQUEST : ICMP6_ECHO_REQUEST)) return false;
+    return this.isPoolDestination(info);
+  }
+
+  /** Answers the inspected echo request in place and sends it back where it came from; no flow, no NAT state. */
+  private answerEcho(buf: Uint8Array, ingress: number): number {
+    const info = this.info;
+    if (info.family === AF_INET4) echoReplyInPlace(buf, info.l3Offset, info.l4Offset - info.l3Offset, info.l4Offset);
+    else echoReplyInPlace6(buf, info.l3Offset, info.l4Offset);
+    // The reply's own inspection for the batch metadata: addresses swapped, type changed.
+    inspect(buf, info.l3Offset, info.ipLength, info);
+    this.counters.icmpEchoAnswered++;
+    return ingress;
+  }
+
+  /**
+   * A packet whose TTL / hop limit would reach zero here (RFC 1812 section 5.3.1): dropped as TtlExceeded, and its
+   * sender told with ICMP time exceeded (RFC 792; RFC 1812 section 4.3.2; ICMPv6 type 3 code 0, RFC 4443 section
+   * 3.3) unless RFC 1812 section 4.3.2.7 forbids it (an ICMP error, a later fragment, a non-unicast source or
+   * destination), the port's source filter refuses the sender, or the sender's or the edge's token bucket is
+   * empty (RFC 1812 section 4.3.2.8). An echo request to a pool address is the edge's own and answered instead.
+   *
+   * The packet is still as it arrived (nothing is translated before the TTL check), so its source is an address of
+   * the ingress port's own space: the error goes straight back out of that port, from the edge's address for it
+   * (icmpSourceOf), quoting as much of the packet as fits. It creates no flow and no NAT state. Slow path: only
+   * packets with TTL ≤ 1 come here, nothing is added before the TTL check; the error is written into a
+   * preallocated scratch buffer and pushed into `generated` (no allocation).
+   */
+  private timeExceeded(buf: Uint8Array, ingress: number, now: number): number {
+    const info = this.info;
+    if (this.isEchoRequestToPool(info) && !this.ownPackets && !this.sourceRefused(ingress, info)) {
+      const key = this.key;
+      key.zone = this.ports.zone[ingress];
+      key.protocol = info.protocol;
+      key.srcPort = info.srcPort;
+      key.dstPort = info.dstPort;
+      copyAddrs(key, info.addr);
+      if ((info.family === AF_INET4 ? this.flows4 : this.flows6).lookup(key) < 0) return this.recorded(this.answerEcho(buf, ingress));
+    }
+    if (this.ownPackets || !mayReportTimeExceeded(info)) return -Drop.TtlExceeded;
+    const v4 = info.family === AF_INET4;
+    if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
+    const source = this.icmpSourceOf(ingress, info.family);
+    if (source === null) {
+      this.counters.icmpErrorsNoSource++;
+      return -Drop.TtlExceeded;
+    }
+    if (!this.icmpLimit.allow(this.ports.zone[ingress], info.addr, SRC, v4 ? 1 : 4, now)) {
+      this.counters.icmpErrorsRateLimited++;
+      return -Drop.TtlExceeded;
+    }
+    const out = this.errorScratch;
+    let n: number;
+    if (v4) {
+      n = writeIcmpError4(out, 0, ICMP4_TIME_EXCEEDED, ICMP_CODE_TTL_EXCEEDED, 0, source[0], info.addr[SRC], buf, info.l3Offset, info.ipLength);
+    } else {
+      const a = this.errorAddr;
+      for (let w = 0; w < 4; w++) {
+        a[w] = source[w];
+        a[4 + w] = info.addr[SRC + w];
+      }
+      n = writeIcmpError6(out, 0, ICMP6_TIME_EXCEEDED, ICMP_CODE_TTL_EXCEEDED, 0, a, 0, 4, buf, info.l3Offset, info.ipLength);
+    }
+    const g = this.generated;
+    const i = g.push(out, 0, n, ingress);
+    if (i < 0) {
+      this.counters.icmpErrorsRateLimited++;
+      return -Drop.TtlExceeded;
+    }
+    const e = this.errorInfo;
+    inspect(g.data, g.offset[i], n, e);
+    g.record(i, e);
+    g.nextHop[i] = ingress;
+    g.drop[i] = Drop.None;
+    this.counters.txPackets[ingress]++;
+    this.counters.txBytes[ingress] += n;
+    this.counters.icmpTimeExceededSent++;
+    return -Drop.TtlExceeded;
+  }
+
+  /**
+   * The edge's address in the errors it sends out of `port` for packets of `family` (docs/CONFIG.md `icmp_source`):
+   * the onramp's icmp_source of that family, else its tunnel address (health_check.source) of that family, else
+   * (and always for the Internet egress) the egress pool's first address of that family; null when there is none.
+   */
+  icmpSourceOf(port: number, family: number): Uint32Array | null {
+    const own = port === PORT_INTERNET ? undefined : this.ports.icmpSources.get(port);
+    if (family === AF_INET4) return own?.v4 ?? this.poolSource4;
+    return own?.v6 ?? this.poolSource6;
   }
 
   /**
@@ -1279,6 +1419,19 @@ function resolveClash(table: FlowTable, reply: FlowKey, hash: number): boolean {
     if (table.lookup(reply) < 0) return true;
   }
   return false;
+}
+
+/** The top byte of IPv6 multicast addresses (RFC 4291 section 2.7). */
+const IPV6_MULTICAST_TOP = 0xff;
+
+/**
+ * May the edge send time exceeded about this packet? Not about an ICMP error, a later fragment, a packet from a
+ * non-unicast source or to an IPv4 multicast / broadcast destination (RFC 1812 section 4.3.2.7, mayReportError),
+ * nor to an IPv6 multicast destination (RFC 4443 section 2.4 (e.3): only packet too big and parameter problem
+ * code 2 answer those). Explain asks the same.
+ */
+export function mayReportTimeExceeded(info: PacketInfo): boolean {
+  return mayReportError(info) && (info.family === AF_INET4 || info.addr[DST] >>> 24 !== IPV6_MULTICAST_TOP);
 }
 
 /** Echo / timestamp replies never start a flow. */

@@ -85,6 +85,18 @@ export interface OnrampSpec {
    * the edge's (probe replies for the health engine, the site's probes answered in place) and never sets up a flow.
    */
   localAddress?: string;
+  /**
+   * The edge's address in the ICMP errors it originates toward this onramp (time exceeded: what traceroute shows
+   * as the edge's hop), at most one per family. A family not given falls back to localAddress, then to the
+   * egress pool's first address of that family (Pipeline.icmpSourceOf, docs/CONFIG.md `icmp_source`).
+   */
+  icmpSource?: string[];
+}
+
+/** An onramp's own ICMP error sources (OnrampSpec.icmpSource, else its localAddress), per family; null = none. */
+export interface IcmpSources {
+  v4: Uint32Array | null;
+  v6: Uint32Array | null;
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2; // ids 0..0xfffe, plus one so NEXT_HOP_DROP indexes safely
@@ -122,6 +134,11 @@ export class PortRegistry {
   localFamily = new Uint8Array(0);
   localWords = new Uint32Array(0);
   private readonly localFree: number[] = [];
+  /**
+   * Per onramp with an icmp_source or a local address: the source of the ICMP errors the edge originates toward it
+   * (OnrampSpec.icmpSource). A Map: read only on the rate-limited error path, never per forwarded packet.
+   */
+  readonly icmpSources = new Map<number, IcmpSources>();
   /** Per site: its failover policy (FAILOVER_FOLLOW, _PIN, _DRAIN) and, for drain, the idle time in ms. */
   readonly sitePolicy = new Uint8Array(SITE_SPACE);
   readonly drainIdleMs = new Uint32Array(SITE_SPACE).fill(DEFAULT_DRAIN_IDLE_MS);
@@ -171,8 +188,11 @@ export class PortRegistry {
     const local = new Uint32Array(ADDR_WORDS);
     const localFamily = spec.localAddress === undefined ? 0 : parseAddress(spec.localAddress, local);
     if (spec.localAddress !== undefined && localFamily === 0) throw new RangeError(`onramp ${spec.id}: local address ${spec.localAddress} is not an IPv4 or IPv6 address`);
+    const icmp = icmpSourcesOf(spec, localFamily, local);
     const id = spec.id;
     this.specs.set(id, { ...spec });
+    if (icmp.v4 === null && icmp.v6 === null) this.icmpSources.delete(id);
+    else this.icmpSources.set(id, icmp);
     this.setSourceFilter(id, filter);
     this.setLocal(id, localFamily, local);
     this.mssCeiling4[id] = spec.mtu === undefined ? 0 : tcpMssCeiling(AF_INET4, spec.mtu);
@@ -200,6 +220,7 @@ export class PortRegistry {
     this.steerable[id] = 0;
     this.setSourceFilter(id, null);
     this.setLocal(id, 0, null);
+    this.icmpSources.delete(id);
     this.rebuildSiteOrder();
     this.version++;
     return true;
@@ -347,3 +368,19 @@ export class PortRegistry {
 }
 
 const EMPTY: readonly number[] = [];
+
+/** OnrampSpec.icmpSource (one address per family), each family not given taken from the local address. */
+function icmpSourcesOf(spec: OnrampSpec, localFamily: number, local: Uint32Array): IcmpSources {
+  const out: IcmpSources = { v4: null, v6: null };
+  for (const text of spec.icmpSource ?? []) {
+    const words = new Uint32Array(ADDR_WORDS);
+    const family = parseAddress(text, words);
+    if (family === 0) throw new RangeError(`onramp ${spec.id}: ICMP source ${text} is not an IPv4 or IPv6 address`);
+    if ((family === AF_INET4 ? out.v4 : out.v6) !== null) throw new RangeError(`onramp ${spec.id}: more than one IPv${family} ICMP source`);
+    if (family === AF_INET4) out.v4 = words;
+    else out.v6 = words;
+  }
+  if (localFamily === AF_INET4 && out.v4 === null) out.v4 = local.slice();
+  if (localFamily === AF_INET6 && out.v6 === null) out.v6 = local.slice();
+  return out;
+}

@@ -24,12 +24,19 @@ import {
 /** Version 4, IHL 5 (no options). */
 const VERSION_IHL_PLAIN = 0x45;
 
-export function writeIpv4Header(buf: Uint8Array, at: number, totalLength: number, id: number, ttl: number, protocol: number, src: number, dst: number): void {
+/**
+ * `tos` and `flags` (the flags / fragment offset word) default to the tunnel header's 0 and DF; the ICMP errors the
+ * edge originates (icmp-error.ts) set precedence 6 and no DF.
+ */
+export function writeIpv4Header(
+  buf: Uint8Array, at: number, totalLength: number, id: number, ttl: number, protocol: number, src: number, dst: number,
+  tos = 0, flags = IPV4_FLAG_DF,
+): void {
   buf[at + IPV4_VERSION_IHL] = VERSION_IHL_PLAIN;
-  buf[at + IPV4_TOS] = 0;
+  buf[at + IPV4_TOS] = tos;
   write16(buf, at + IPV4_TOTAL_LENGTH, totalLength);
   write16(buf, at + IPV4_ID, id);
-  write16(buf, at + IPV4_FLAGS_FRAGMENT, IPV4_FLAG_DF);
+  write16(buf, at + IPV4_FLAGS_FRAGMENT, flags);
   buf[at + IPV4_TTL] = ttl;
   buf[at + IPV4_PROTOCOL] = protocol;
   write32(buf, at + IPV4_SRC, src);
