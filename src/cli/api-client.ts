@@ -88,11 +88,11 @@ const CAPTURE_POLL_MS = 250;
  * `tether capture`: starts a capture, waits until it stops at one of its limits (or Ctrl-C stops it), then writes
  * the pcapng to -w FILE, or to stdout when that is not a terminal (`tether capture … | tshark -r - -V`).
  */
-async function runCapture(opts: ClientOptions & Record<string, string | undefined>): Promise<void> {
-  const toFile = opts.write;
+async function runCapture(opts: ClientOptions & Record<string, string | boolean | undefined>): Promise<void> {
+  const toFile = opts.write as string | undefined;
   if (toFile === undefined && process.stdout.isTTY) throw new Error('a capture is binary pcapng: write it with -w FILE, or pipe it (tether capture … | tshark -r - -V)');
   const int = (name: string, field: string): Record<string, number> => {
-    const v = opts[name];
+    const v = opts[name] as string | undefined;
     if (v === undefined) return {};
     if (!/^[0-9]+$/.test(v)) throw new Error(`--${name} must be a whole number, got ${v}`);
     return { [field]: Number(v) };
@@ -102,6 +102,7 @@ async function runCapture(opts: ClientOptions & Record<string, string | undefine
     ...(opts.site !== undefined ? { site: opts.site } : {}),
     ...(opts.flow !== undefined ? { flow: opts.flow } : {}),
     ...(opts.filter !== undefined ? { filter: opts.filter } : {}),
+    ...(opts.outer === true ? { outer: true } : {}),
     ...int('count', 'count'), ...int('bytes', 'bytes'), ...int('duration', 'duration_s'), ...int('rate', 'rate'), ...int('snaplen', 'snaplen'),
   };
   let c = (await call(opts, 'POST', '/v1/captures', body)) as CaptureView;
@@ -266,8 +267,9 @@ export function registerClientCommands(program: Command): void {
     .option('--duration <s>', 'stop after s seconds (default 60)')
     .option('--rate <n>', 'copy at most n packets per second, skip (and count) the rest (default 5000)')
     .option('--snaplen <n>', 'keep the first n bytes of each packet (default all)')
+    .option('--outer', "also the tunnels' outer packets on the underlay (ciphertext; GRE's carry the inner in clear)")
     .option('-w, --write <file>', 'write the pcapng here (default: stdout when it is not a terminal)')
-    .action((opts: ClientOptions & Record<string, string | undefined>) => guarded(() => runCapture(opts)));
+    .action((opts: ClientOptions & Record<string, string | boolean | undefined>) => guarded(() => runCapture(opts)));
 
   common(program.command('dashboard').description('prints the dashboard\'s address with the token in its fragment (never sent to the server; the page keeps it for the browser session)')).action((opts: ClientOptions) =>
     guarded(async () => {

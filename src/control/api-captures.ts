@@ -23,6 +23,7 @@ const CaptureBody = Type.Object({
   duration_s: Type.Optional(Type.Integer({ description: `stop after this many seconds (default ${CAPTURE_DEFAULTS.durationS})`, minimum: 1, maximum: CAPTURE_LIMITS.durationS })),
   rate: Type.Optional(Type.Integer({ description: `packets per second copied at most, more are skipped and counted (default ${CAPTURE_DEFAULTS.rate})`, minimum: 1, maximum: CAPTURE_LIMITS.rate })),
   snaplen: Type.Optional(Type.Integer({ description: 'bytes of each packet kept (0: all, the default)', minimum: 0, maximum: 0xffff })),
+  outer: Type.Optional(Type.Boolean({ description: "also the tunnels' outer packets (ciphertext; GRE's carry the inner in clear) between the selected onramps' endpoints, on a third interface; default false", default: false })),
 }, { additionalProperties: false });
 
 const CaptureStatusSchema = Type.Object({
@@ -31,6 +32,7 @@ const CaptureStatusSchema = Type.Object({
   stop_reason: Type.Union([Type.Literal('count'), Type.Literal('bytes'), Type.Literal('duration'), Type.Literal('stopped'), Type.Null()], { description: 'the limit it reached, or stopped (a stop request)' }),
   selection: Type.Object({ onramp: Type.Optional(Type.String()), site: Type.Optional(Type.String()), flow: Type.Optional(Type.String()) }),
   filter: Type.String(),
+  outer: Type.Boolean({ description: 'outer (underlay) packets are captured too' }),
   limits: Type.Object({ count: Type.Integer(), bytes: Type.Integer(), duration_s: Type.Integer(), rate: Type.Integer(), snaplen: Type.Integer() }),
   started_at: Type.String(),
   packets: Type.Integer({ description: 'decisions captured (a packet received and sent counts once)' }),

@@ -4,12 +4,12 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PacketBatch } from '../common/packet-batch.js';
-import { buildUdp, parsePacket } from '../wire/build.js';
+import { buildIp, buildUdp, parsePacket } from '../wire/build.js';
 import { arrOffConfig } from '../lab/demo.js';
 import type { TetherConfig } from '../config/index.js';
 import { apiRig } from '../../test/support/api.js';
 import { registerCaptureRoutes, PCAPNG_CONTENT_TYPE } from './api-captures.js';
-import { CaptureHub, DRAIN_INTERVAL_MS, MAX_CAPTURES, type CaptureTap } from './capture.js';
+import { CaptureHub, DRAIN_INTERVAL_MS, MAX_CAPTURES, type CaptureTap, type OuterTap } from './capture.js';
 import { NameBook } from './metrics.js';
 
 const TOKEN = 'capture-token';
@@ -20,6 +20,7 @@ const POOL = '198.51.100.1';
 async function setup(config?: TetherConfig) {
   const rig = apiRig({ token: TOKEN, prefix: 'tether-capture-api-', config });
   let tap: CaptureTap | null = null;
+  let outerTap: OuterTap | null = null;
   const attached: boolean[] = [];
   const hub = new CaptureHub({
     pipeline: rig.edge.pipeline,
@@ -29,6 +30,10 @@ async function setup(config?: TetherConfig) {
       tap = t;
       attached.push(t !== null);
     },
+    attachOuter: (t) => {
+      outerTap = t;
+    },
+    config: () => rig.cfg,
     now: () => rig.edge.now,
     timeOrigin: Date.UTC(2026, 0, 1),
   });
@@ -46,7 +51,15 @@ async function setup(config?: TetherConfig) {
     return { hop: batch.nextHop[0], out: parsePacket(batch.packet(0).slice()) };
   };
   const onramp = (name: string) => rig.ids.onramps.get(name)!;
-  return { rig, hub, send, onramp, attached, isTapped: () => tap !== null };
+  const underlay = new PacketBatch(4);
+  /** One outer packet the way the underlay hands it over: read (before demux) or written (after sealing). */
+  const outer = (packet: Uint8Array, sent: boolean) => {
+    underlay.clear();
+    underlay.push(packet, 0, packet.length, 0);
+    const t = outerTap;
+    if (t !== null) t.outer(underlay, null, 0, 1, sent);
+  };
+  return { rig, hub, send, outer, onramp, attached, isTapped: () => tap !== null, isOuterTapped: () => outerTap !== null };
 }
 
 /** Downloads the capture, checks the media type, and reads it back with tshark: one line per packet. */
@@ -196,6 +209,51 @@ test('bounded: a capture stops at its packet count, its file size and its durati
     assert.equal((await status(byRate.id)).packets, 3);
     await rig.inject({ method: 'POST', url: `/v1/captures/${byRate.id}/stop` });
     assert.equal(isTapped(), false);
+  } finally {
+    await rig.close();
+  }
+});
+
+test('outer packets only when asked: the underlay rx/tx between the onramp\'s endpoints, on a third interface, with their comment', async () => {
+  const { rig, send, outer, onramp, isOuterTapped } = await setup();
+  // site-a-wg: device wg-a listens on 192.168.101.1:51820, its peer is 192.168.101.2:51820 (the lab's).
+  const fromSite = buildUdp({ src: '192.168.101.2', dst: '192.168.101.1' }, { srcPort: 51820, dstPort: 51820, payload: new Uint8Array(32) });
+  const toSite = buildUdp({ src: '192.168.101.1', dst: '192.168.101.2' }, { srcPort: 51820, dstPort: 51820, payload: new Uint8Array(48) });
+  const otherSite = buildUdp({ src: '192.168.102.2', dst: '192.168.102.1' }, { srcPort: 51820, dstPort: 51820 });
+  const otherPort = buildUdp({ src: '192.168.101.2', dst: '192.168.101.1' }, { srcPort: 51820, dstPort: 500 });
+  const gre = buildIp({ src: '192.168.103.2', dst: '192.168.103.1' }, 47, new Uint8Array([0, 0, 0x08, 0]));
+  const underlayRound = () => {
+    for (const [p, sent] of [[fromSite, false], [toSite, true], [otherSite, false], [otherPort, false], [gre, false]] as const) outer(p, sent);
+  };
+  try {
+    const inner = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { onramp: 'site-a-wg' } });
+    assert.equal(inner.statusCode, 201, inner.body);
+    assert.equal((inner.json() as { outer: boolean }).outer, false);
+    assert.equal(isOuterTapped(), false, 'no outer capture: the underlay holds no tap');
+    underlayRound();
+    const withOuter = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { onramp: 'site-a-wg', outer: true } });
+    assert.equal(withOuter.statusCode, 201, withOuter.body);
+    assert.equal((withOuter.json() as { outer: boolean }).outer, true);
+    assert.equal(isOuterTapped(), true);
+    underlayRound();
+    send(onramp('site-a-wg'), buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40001, dstPort: 53 }));
+    const greOuter = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { onramp: 'site-gre-tunnel', outer: true, filter: 'not udp' } });
+    underlayRound();
+
+    const none = await tsharkLines(rig, (inner.json() as { id: number }).id);
+    assert.ok(none.every((l) => l[0] !== 'underlay (outer)') && none.length === 2, JSON.stringify(none));
+    const lines = await tsharkLines(rig, (withOuter.json() as { id: number }).id);
+    const outerLines = lines.filter((l) => l[0] === 'underlay (outer)');
+    assert.equal(outerLines.length, 4, JSON.stringify(lines));
+    assert.deepEqual(outerLines[0].slice(0, 5), ['underlay (outer)', '192.168.101.2', '192.168.101.1', '51820', '51820']);
+    assert.equal(outerLines[0][5], 'outer packet, underlay rx (as read, before demux); onramp site-a-wg; endpoints 192.168.101.1:51820 (edge) and 192.168.101.2');
+    assert.deepEqual(outerLines[1].slice(1, 3), ['192.168.101.1', '192.168.101.2']);
+    assert.match(outerLines[1][5], /^outer packet, underlay tx \(as written, after encapsulation\); onramp site-a-wg;/);
+    assert.equal(lines.filter((l) => l[0] !== 'underlay (outer)').length, 2, 'the inner packets as before');
+    const greLines = await tsharkLines(rig, (greOuter.json() as { id: number }).id);
+    assert.deepEqual(greLines.map((l) => [l[0], l[1], l[2], l[5]]), [['underlay (outer)', '192.168.103.2', '192.168.103.1', 'outer packet, underlay rx (as read, before demux); onramp site-gre-tunnel; endpoints 192.168.103.1 (edge) and 192.168.103.2']]);
+    for (const id of [1, 2, 3]) await rig.inject({ method: 'POST', url: `/v1/captures/${id}/stop` });
+    assert.equal(isOuterTapped(), false, 'the outer tap goes with the last outer capture');
   } finally {
     await rig.close();
   }

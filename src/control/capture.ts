@@ -19,20 +19,30 @@
  * Bounded: packets (`count`), file bytes (`bytes`, estimated before a packet is taken so that the file never
  * exceeds it), duration, and a rate (packets/s copied; a token bucket: packets over it are skipped and
  * counted, the capture goes on). A capture that reaches count, bytes or duration stops and says which.
- * Secrets: only the inner packets as the pipeline sees them are captured — no keys, no outer packets.
+ * Secrets: only the inner packets as the pipeline sees them are captured — no keys, and outer packets only when
+ * asked (`outer: true`, below).
+ *
+ * Outer packets (`outer: true`): the underlay's read batch as read (before demux) and every underlay write (after
+ * sealing or encapsulation) go through OuterTap, on a third interface "underlay (outer)". An outer packet cannot
+ * be tied to an onramp by the pipeline (it has not been demultiplexed yet), so it is selected by the selected
+ * onramps' tunnel endpoints from the configuration: its outer IPv4 addresses are the onramp's local and remote
+ * endpoint (either direction; an unknown one — WireGuard's 0.0.0.0 listen address, a learnt peer endpoint, IPsec's
+ * remote 'any' — matches any address) and, for WireGuard, its UDP port on the edge's side is the device's
+ * listen port. IPv6 endpoints are not matched. The filter applies to the outer header.
  */
 import { performance } from 'node:perf_hooks';
-import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
+import { Drop, DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import type { PacketBatch } from '../common/packet-batch.js';
-import type { ConfigIds } from '../config/index.js';
+import type { ConfigIds, TetherConfig } from '../config/index.js';
 import { FLAG_ARR, RETURN_REASONS, type Pipeline } from '../dataplane/pipeline.js';
 import { filterPredicate, type FilterPredicate } from '../wire/capture-filter.js';
 import { inspect } from '../wire/inspect.js';
-import { PacketInfo } from '../wire/packet-info.js';
+import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
 import { concatBytes } from '../wire/bytes.js';
 import { enhancedPacketSize, interfaceDescription, LINKTYPE_RAW, sectionHeader, writeEnhancedPacket } from '../wire/pcapng.js';
-import { AF_INET4 } from '../wire/constants.js';
+import { AF_INET4, IPPROTO_UDP } from '../wire/constants.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import type { NameBook } from './metrics.js';
 
 /** What the edge calls around pipeline.process while a capture runs. */
@@ -41,6 +51,14 @@ export interface CaptureTap {
   before(batch: PacketBatch, now: number): void;
   /** The batch as processed: nextHop, drop, flowNode per packet. `received`: before() saw this batch. */
   after(batch: PacketBatch, now: number, received: boolean): void;
+}
+
+/**
+ * What the underlay calls with outer packets while an outer capture runs: batch[idx[k]] for k in [from, to), or
+ * batch[from…to) when idx is null; `sent`: written to the underlay (after sealing), else read from it (before demux).
+ */
+export interface OuterTap {
+  outer(batch: PacketBatch, idx: Uint32Array | null, from: number, to: number, sent: boolean): void;
 }
 
 export const CAPTURE_DEFAULTS = Object.freeze({
@@ -71,6 +89,9 @@ const RING_RECORDS = 4096;
 const MAX_COMMENT_BYTES = 512;
 const INTERFACE_ONRAMP = 0;
 const INTERFACE_OUTSIDE = 1;
+const INTERFACE_OUTER = 2;
+/** An endpoint address not known in advance (0.0.0.0 listen address, learnt or 'any' remote): any address matches. */
+const ANY_ADDR = 0;
 const MICROS_PER_MS = 1000;
 const MS_PER_S = 1000;
 const PORT_SPACE = NEXT_HOP_DROP + 1;
@@ -93,6 +114,66 @@ const enum Why {
   Arr = 5, // a reply by ARR to the return onramp (aux: the return reason)
   ArrMoved = 6, // a reply by ARR, the return onramp down: the site's best healthy onramp
   Table = 7, // a reply of a flow without ARR: routed by its destination
+  Outer = 8, // an outer packet on the underlay (aux: the endpoint it matched)
+}
+
+/** One selected onramp's tunnel endpoints (IPv4, ANY_ADDR: unknown), as outer packets are matched against them. */
+export interface OuterEndpoint {
+  onramp: string;
+  local: number;
+  remote: number;
+  /** WireGuard: the device's listen port (the edge's side of the datagram); 0: any port, any protocol. */
+  port: number;
+}
+
+/**
+ * The onramp's tunnel endpoints from the configuration; null when it has none to match on (an interconnect, an
+ * IPv6 endpoint, nothing known on either side).
+ */
+export function outerEndpoint(config: TetherConfig, name: string): OuterEndpoint | null {
+  const o = config.onramps.find((x) => x.name === name);
+  if (o === undefined) return null;
+  const v4 = (text: string | undefined): number => {
+    if (text === undefined) return ANY_ADDR;
+    const a = parseIpv4(text);
+    return a < 0 ? -1 : a;
+  };
+  let local: number;
+  let remote: number;
+  let port = 0;
+  if (o.type === 'gre') {
+    local = v4(o.gre.local);
+    remote = v4(o.gre.remote);
+  } else if (o.type === 'ipsec') {
+    local = v4(o.ipsec.local_address);
+    remote = o.ipsec.remote_address === 'any' ? ANY_ADDR : v4(o.ipsec.remote_address);
+  } else if (o.type === 'wireguard') {
+    const dev = config.wireguard_devices.find((d) => d.name === o.wireguard.device);
+    if (dev === undefined) return null;
+    local = v4(dev.listen_address);
+    const endpoint = o.wireguard.endpoint;
+    remote = endpoint === undefined ? ANY_ADDR : v4(endpoint.slice(0, endpoint.lastIndexOf(':')));
+    port = dev.listen_port;
+  } else {
+    return null;
+  }
+  if (local < 0 || remote < 0 || (local === ANY_ADDR && remote === ANY_ADDR && port === 0)) return null;
+  return { onramp: name, local, remote, port };
+}
+
+/** Index of the endpoint the outer packet (inspected into info) travels between, -1 for none. */
+function matchOuter(endpoints: readonly OuterEndpoint[], info: PacketInfo): number {
+  const src = info.addr[SRC];
+  const dst = info.addr[DST];
+  const udp = info.protocol === IPPROTO_UDP;
+  for (let e = 0; e < endpoints.length; e++) {
+    const { local, remote, port } = endpoints[e];
+    if (port !== 0 && !udp) continue;
+    const out = (local === ANY_ADDR || src === local) && (remote === ANY_ADDR || dst === remote) && (port === 0 || info.srcPort === port);
+    const back = (local === ANY_ADDR || dst === local) && (remote === ANY_ADDR || src === remote) && (port === 0 || info.dstPort === port);
+    if (out || back) return e;
+  }
+  return -1;
 }
 
 export type StopReason = 'count' | 'bytes' | 'duration' | 'stopped';
@@ -107,6 +188,8 @@ export interface CaptureRequest {
   duration_s?: number;
   rate?: number;
   snaplen?: number;
+  /** Also the outer (underlay) packets between the selected onramps' endpoints; default false. */
+  outer?: boolean;
 }
 
 export interface CaptureStatus {
@@ -116,6 +199,7 @@ export interface CaptureStatus {
   stop_reason: StopReason | null;
   selection: { onramp?: string; site?: string; flow?: string };
   filter: string;
+  outer: boolean;
   limits: { count: number; bytes: number; duration_s: number; rate: number; snaplen: number };
   started_at: string;
   /** Decisions captured (a packet received and sent counts once). */
@@ -148,6 +232,10 @@ export interface CaptureHubOptions {
   ids: () => ConfigIds;
   /** Installs the tap on the edge's read loops (null: none; the packet path then costs nothing). */
   attach: (tap: CaptureTap | null) => void;
+  /** Installs the outer tap on the underlay (null: none). Absent, or no `config`: `outer: true` is refused. */
+  attachOuter?: (tap: OuterTap | null) => void;
+  /** The running configuration: the selected onramps' tunnel endpoints for outer packets. */
+  config?: () => TetherConfig;
   /** Wall-clock ms of monotonic time 0 (default performance.timeOrigin): packet timestamps. */
   timeOrigin?: number;
   /** Monotonic clock, ms (default performance.now()). */
@@ -178,6 +266,9 @@ export class CaptureSession {
   readonly flowIndex: number;
   readonly filter: FilterPredicate;
   readonly matchAll: boolean;
+  /** outer: true — the endpoints outer packets are matched against (empty: no outer packets). */
+  readonly outer: boolean;
+  readonly outerEndpoints: readonly OuterEndpoint[];
 
   packets = 0;
   records = 0;
@@ -220,6 +311,7 @@ export class CaptureSession {
     flowFamily: number;
     flowIndex: number;
     description: string;
+    outer?: readonly OuterEndpoint[];
   }) {
     this.id = id;
     this.startedAt = new Date();
@@ -232,6 +324,8 @@ export class CaptureSession {
     this.mask = init.mask;
     this.flowFamily = init.flowFamily;
     this.flowIndex = init.flowIndex;
+    this.outer = init.outer !== undefined;
+    this.outerEndpoints = init.outer ?? [];
     this.tokens = this.burst();
     this.tokensAt = init.now;
     const snap = init.limits.snaplen;
@@ -239,6 +333,7 @@ export class CaptureSession {
       sectionHeader(`tether capture ${init.description}`),
       interfaceDescription({ name: 'onramp side', description: `inner packets of ${init.description} as tether sees them`, linkType: LINKTYPE_RAW, snapLength: snap }),
       interfaceDescription({ name: 'outside side', description: 'the Internet egress and other onramps, inner packets as tether sees them', linkType: LINKTYPE_RAW, snapLength: snap }),
+      ...(this.outer ? [interfaceDescription({ name: 'underlay (outer)', description: `outer (tunnel) packets between the endpoints of ${init.description}, as read from and written to the underlay`, linkType: LINKTYPE_RAW, snapLength: snap })] : []),
     ]);
     this.chunks.push(header);
     this.fileBytes = this.committedBytes = header.length;
@@ -279,6 +374,7 @@ export class CaptureSession {
       stop_reason: this.stopReason,
       selection: this.selection,
       filter: this.filterText,
+      outer: this.outer,
       limits: this.limits,
       started_at: this.startedAt.toISOString(),
       packets: this.packets,
@@ -313,11 +409,14 @@ function ringPush(s: CaptureSession, data: Uint8Array, offset: number, length: n
   return k;
 }
 
-export class CaptureHub implements CaptureTap {
+export class CaptureHub implements CaptureTap, OuterTap {
   private readonly pipeline: Pipeline;
   private readonly names: NameBook;
   private readonly ids: () => ConfigIds;
   private readonly attach: (tap: CaptureTap | null) => void;
+  private readonly attachOuter: ((tap: OuterTap | null) => void) | undefined;
+  private readonly config: (() => TetherConfig) | undefined;
+  private attachedOuter = false;
   private readonly timeOrigin: number;
   private readonly clock: () => number;
   private readonly sessions = new Map<number, CaptureSession>();
@@ -345,6 +444,8 @@ export class CaptureHub implements CaptureTap {
     this.names = options.names;
     this.ids = options.ids;
     this.attach = options.attach;
+    this.attachOuter = options.attachOuter;
+    this.config = options.config;
     this.timeOrigin = options.timeOrigin ?? performance.timeOrigin;
     this.clock = options.now ?? (() => performance.now());
   }
@@ -396,6 +497,17 @@ export class CaptureHub implements CaptureTap {
       siteOnramps(this.pipeline.ports.site[table.ingressPort(flowIndex)]);
       description = `flow ${request.flow}`;
     }
+    let outer: OuterEndpoint[] | undefined;
+    if (request.outer === true) {
+      if (this.attachOuter === undefined || this.config === undefined) throw new CaptureError('outer', 'outer packets cannot be captured here (no underlay)');
+      const config = this.config();
+      outer = [];
+      for (const [name, onramp] of ids.onramps) {
+        if (mask[onramp] !== 1) continue;
+        const e = outerEndpoint(config, name);
+        if (e !== null) outer.push(e);
+      }
+    }
     this.evictStopped();
     if (this.sessions.size >= MAX_CAPTURES) throw new CaptureError('', `${MAX_CAPTURES} captures exist already: stop or delete one (DELETE /v1/captures/ID)`, 409);
     const id = this.nextId++;
@@ -409,6 +521,7 @@ export class CaptureHub implements CaptureTap {
       flowFamily,
       flowIndex,
       description,
+      outer,
     });
     this.sessions.set(id, session);
     this.refresh();
@@ -468,6 +581,11 @@ export class CaptureHub implements CaptureTap {
     if (want !== this.attached) {
       this.attached = want;
       this.attach(want ? this : null);
+    }
+    const wantOuter = this.running.some((s) => s.outer);
+    if (wantOuter !== this.attachedOuter && this.attachOuter !== undefined) {
+      this.attachedOuter = wantOuter;
+      this.attachOuter(wantOuter ? this : null);
     }
     if (want && this.timer === null) {
       this.timer = setInterval(() => this.tick(), DRAIN_INTERVAL_MS);
@@ -652,6 +770,65 @@ export class CaptureHub implements CaptureTap {
     }
   }
 
+  /**
+   * Outer packets on the underlay (OuterTap): per running outer capture, per packet, an inspection of the outer
+   * header, the endpoint match, the filter, a rate token and one copy into the ring. No allocation.
+   */
+  outer(batch: PacketBatch, idx: Uint32Array | null, from: number, to: number, sent: boolean): void {
+    const now = this.clock();
+    const sessions = this.running;
+    let stopped = false;
+    for (let k = 0; k < sessions.length; k++) {
+      const s = sessions[k];
+      if (s.state !== 'running' || s.outerEndpoints.length === 0) continue;
+      this.outerOne(s, batch, idx, from, to, sent, now);
+      if (s.state !== 'running') stopped = true;
+    }
+    if (stopped) this.refresh();
+  }
+
+  private outerOne(s: CaptureSession, batch: PacketBatch, idx: Uint32Array | null, from: number, to: number, sent: boolean, now: number): void {
+    if (now - s.startedMono >= s.limits.duration_s * MS_PER_S) {
+      s.stop('duration');
+      return;
+    }
+    const info = this.info;
+    for (let q = from; q < to; q++) {
+      const i = idx === null ? q : idx[q];
+      const offset = batch.offset[i];
+      const length = batch.length[i];
+      // GRE and ESP are protocols the flow model does not track: inspect still reads their IP header.
+      const bad = inspect(batch.data, offset, length, info);
+      if ((bad !== Drop.None && bad !== Drop.UnsupportedProtocol) || info.family !== AF_INET4) continue;
+      const e = matchOuter(s.outerEndpoints, info);
+      if (e < 0 || (!s.matchAll && !s.filter(info))) continue;
+      if (!s.takeToken(now)) {
+        s.rateSkipped++;
+        continue;
+      }
+      if (s.committedBytes + enhancedPacketSize(length, MAX_COMMENT_BYTES) > s.limits.bytes) {
+        s.stop('bytes');
+        return;
+      }
+      const r = ringPush(s, batch.data, offset, length, INTERFACE_OUTER, sent ? 1 : 0, now);
+      if (r < 0) {
+        s.ringSkipped++;
+        continue;
+      }
+      s.rFamily[r] = AF_INET4;
+      s.rNode[r] = -1;
+      s.rIngress[r] = 0;
+      s.rHop[r] = 0;
+      s.rDrop[r] = 0;
+      s.rWhy[r] = Why.Outer;
+      s.rAux[r] = e;
+      if (++s.packets >= s.limits.count) {
+        s.stop('count');
+        return;
+      }
+    }
+  }
+
   // --- off the packet path -----------------------------------------------------------------------------
 
   /** Encodes the session's ring into pcapng (one chunk) and empties the ring. */
@@ -682,6 +859,11 @@ export class CaptureHub implements CaptureTap {
   /** The record's comment: side, flow, the onramp it came in on, where it went and why. */
   private comment(s: CaptureSession, r: number): string {
     const names = this.names;
+    if (s.rWhy[r] === Why.Outer) {
+      const e = s.outerEndpoints[s.rAux[r]];
+      const addr = (a: number): string => (a === ANY_ADDR ? 'any' : formatIpv4(a));
+      return `outer packet, underlay ${s.rSent[r] === 1 ? 'tx (as written, after encapsulation)' : 'rx (as read, before demux)'}; onramp ${e.onramp}; endpoints ${addr(e.local)}${e.port !== 0 ? `:${e.port}` : ''} (edge) and ${addr(e.remote)}`;
+    }
     const parts: string[] = [s.rSent[r] === 1 ? 'sent (after rewrite)' : 'received (before rewrite)'];
     const node = s.rNode[r];
     if (node >= 0) parts.push(`flow ${s.rFamily[r]}-${node >> 1} (${(node & 1) === 0 ? 'original direction' : 'reply'})`);

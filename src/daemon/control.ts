@@ -100,7 +100,14 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
   registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops() });
   // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
-  const captures = new CaptureHub({ pipeline, names, ids: () => edge.ids, attach: (tap) => edge.setCaptureTap(tap) });
+  const captures = new CaptureHub({
+    pipeline,
+    names,
+    ids: () => edge.ids,
+    attach: (tap) => edge.setCaptureTap(tap),
+    attachOuter: (tap) => edge.setOuterCaptureTap(tap),
+    config: () => live.config,
+  });
   registerCaptureRoutes(api, captures);
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });

@@ -35,7 +35,7 @@ import {
   type WireGuardDeviceConfig,
 } from '../config/index.js';
 import { ApplyError } from '../control/apply.js';
-import type { CaptureTap } from '../control/capture.js';
+import type { CaptureTap, OuterTap } from '../control/capture.js';
 import type { EdgeStatus, IpsecDropStats, KernelDeviceDrops } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
@@ -576,6 +576,11 @@ export class Edge {
    */
   setCaptureTap(tap: CaptureTap | null): void {
     this.captureTap = tap;
+  }
+
+  /** Installs (or removes) an outer capture's tap on the underlay's reads and writes (`tether capture --outer`). */
+  setOuterCaptureTap(tap: OuterTap | null): void {
+    this.underlay.setOuterTap(tap);
   }
 
   /** Egress and interconnect TUNs: the batch is already tagged with its port. */

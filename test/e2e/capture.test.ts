@@ -87,6 +87,32 @@ test("a capture of site-a's HTTP exchange (curl): tshark shows each packet with 
   assert.match(verbose, /Packet comments\s+received \(before rewrite\); flow 4-\d+/);
 });
 
+test("--outer: site-a's WireGuard datagrams (UDP 51820) between its router and the edge endpoint, only when asked", async () => {
+  const files = { outer: join(lab.runDir, 'outer.pcapng'), inner: join(lab.runDir, 'inner.pcapng') };
+  const withOuter = cli('capture', '--onramp', 'site-a-wg', '--outer', '--duration', '6', '-w', files.outer);
+  const without = cli('capture', '--onramp', 'site-a-wg', '--duration', '6', '-w', files.inner);
+  await running(2);
+  const ping = await inNamespace(lab.names.siteA, 'ping', ['-c', '3', '-i', '0.3', '-W', '2', LAB.internet.server], { timeoutMs: 30_000 });
+  assert.equal(ping.code, 0, ping.stderr);
+  for (const r of await Promise.all([withOuter, without])) assert.equal(r.code, 0, r.stderr);
+
+  const wg = (file: string): string[][] => {
+    const out = execFileSync('tshark', ['-r', file, '-Y', 'udp.port==51820', '-T', 'fields', '-E', 'separator=|', ...['frame.interface_name', 'ip.src', 'ip.dst', 'frame.comment'].flatMap((f) => ['-e', f])], { encoding: 'utf8' });
+    return out.trim() === '' ? [] : out.trim().split('\n').map((l) => l.split('|'));
+  };
+  const outer = wg(files.outer);
+  const { router, edgeEndpoint } = LAB.siteA;
+  assert.ok(outer.some((l) => l[1] === router && l[2] === edgeEndpoint), `datagrams from the site router as read: ${JSON.stringify(outer)}`);
+  assert.ok(outer.some((l) => l[1] === edgeEndpoint && l[2] === router), `datagrams to the site router as written: ${JSON.stringify(outer)}`);
+  for (const l of outer) {
+    assert.equal(l[0], 'underlay (outer)');
+    assert.match(l[3], /^outer packet, underlay (rx|tx) \(.*\); onramp site-a-wg; endpoints 192\.168\.101\.1:51820 \(edge\) and 192\.168\.101\.2$/);
+  }
+  assert.ok(tshark(files.outer).some((l) => l[0] === 'onramp side' && l[1] === LAB.siteHost), 'the inner packets too');
+  assert.deepEqual(wg(files.inner), [], 'without --outer: no outer packet');
+  assert.ok(tshark(files.inner).some((l) => l[0] === 'onramp side' && l[1] === LAB.siteHost), 'the inner packets only');
+});
+
 test('bad input: a filter that does not parse is refused with its column and token; no token, no capture', async () => {
   const bad = await cli('capture', '--onramp', 'site-a-wg', '--filter', 'tcp and port 99999', '-w', '/dev/null');
   assert.notEqual(bad.code, 0);

@@ -14,6 +14,7 @@
 import { MAX_ONRAMP_ID } from '../../common/ids.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
 import type { OnrampConfig } from '../../config/index.js';
+import type { OuterTap } from '../../control/capture.js';
 import type { TunDevice } from '../../io/tun.js';
 import { parseAddress } from '../../wire/addr.js';
 import { AF_INET4, AF_INET6 } from '../../wire/constants.js';
@@ -70,6 +71,8 @@ export interface Output {
   readonly tun: TunDevice;
   readonly idx: Uint32Array;
   n: number;
+  /** Sees batch[idx[0…n)] just before they are written (the underlay's outer capture, Underlay.setOuterTap); null: none. */
+  tap: OuterTap | null;
 }
 
 /** What transports are handed by the Edge. */
@@ -176,7 +179,7 @@ export class TunOutputs {
   constructor(private readonly capacity: number) {}
 
   add(tun: TunDevice): Output {
-    const out: Output = { tun, idx: new Uint32Array(this.capacity), n: 0 };
+    const out: Output = { tun, idx: new Uint32Array(this.capacity), n: 0, tap: null };
     this.list.push(out);
     return out;
   }
@@ -203,6 +206,11 @@ export class TunOutputs {
     const finishers = this.finishers;
     for (let k = 0; k < finishers.length; k++) finishers[k].finishDelivery(batch);
     const outs = this.list;
-    for (let k = 0; k < outs.length; k++) if (outs[k].n > 0) outs[k].tun.writeIndices(batch, outs[k].idx, outs[k].n);
+    for (let k = 0; k < outs.length; k++) {
+      const o = outs[k];
+      if (o.n === 0) continue;
+      if (o.tap !== null) o.tap.outer(batch, o.idx, 0, o.n, true);
+      o.tun.writeIndices(batch, o.idx, o.n);
+    }
   }
 }

@@ -61,6 +61,22 @@ describe('Underlay.demux', () => {
     assert.equal(h.counters[EdgeCounter.UnderlayMalformed], 2, 'an unclaimed protocol inspect does not track, and a truncated header');
   });
 
+  it('an outer capture tap sees the whole read batch as read, before the receivers compact it; removed, it sees nothing', () => {
+    const u = new Underlay(host(), 'tt-test', 4);
+    u.claimProtocol(IPPROTO_GRE, new Keeper(5));
+    const seen: Array<[number, number, boolean]> = [];
+    u.setOuterTap({ outer: (batch, idx, from, to, sent) => {
+      assert.equal(idx, null);
+      for (let i = from; i < to; i++) seen.push([batch.length[i], parsePacket(batch.packet(i).slice()).protocol, sent]);
+    } });
+    const packets = [udpTo(EDGE, 9), buildIp({ src: PEER, dst: EDGE }, IPPROTO_GRE, new Uint8Array(24))];
+    assert.equal(u.demux(batchOf(packets), 0), 1);
+    assert.deepEqual(seen, [[packets[0].length, 17, false], [packets[1].length, IPPROTO_GRE, false]]);
+    u.setOuterTap(null);
+    u.demux(batchOf(packets), 0);
+    assert.equal(seen.length, 2);
+  });
+
   it('a later transport claims a protocol and UDP ports of its own (IPsec: ESP, IKE on 500 and 4500); released, they are counted again', () => {
     const h = host();
     const u = new Underlay(h, 'tt-test', 4);

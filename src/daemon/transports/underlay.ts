@@ -21,6 +21,7 @@ import { NEXT_HOP_DROP } from '../../common/ids.js';
 import { parseIpv4 } from '../../wire/addr.js';
 import { PacketBatch } from '../../common/packet-batch.js';
 import type { TunDevice } from '../../io/tun.js';
+import type { OuterTap } from '../../control/capture.js';
 import { AF_INET4, ICMP4_ECHO_REQUEST, IPPROTO_ICMP, IPPROTO_UDP } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { DST, PacketInfo } from '../../wire/packet-info.js';
@@ -70,6 +71,12 @@ export class Underlay {
   readonly demuxDrops = new DropMarks();
   /** IPv4 endpoint addresses that answer echo requests. */
   private echoAddrs = new Uint32Array(0);
+  /**
+   * An outer capture's tap (`tether capture --outer`); null, the only cost: one test per read batch and per
+   * write. Every outer packet passes one of three places: the read batch (demux), writeOne, flushTx, and the
+   * in-place encapsulations queued on the underlay's Output (TunOutputs.flush calls the Output's tap).
+   */
+  private outerTap: OuterTap | null = null;
 
   constructor(private readonly host: TransportHost, readonly name: string, batchSize: number) {
     this.tx = new PacketBatch(batchSize);
@@ -85,6 +92,7 @@ export class Underlay {
     if (this.owned !== null) return this.owned.tun;
     const owned = openOwnedTun(this.host, this.kernel, LINK_OWNER, this.name, [], { queue: UNDERLAY_TX_QUEUE_PACKETS });
     this.owned = owned;
+    owned.out.tap = this.outerTap;
     try {
       for (const addr of this.endpoints.keys()) this.kernel.apply(endpointOwner(addr), [hostRoute(addr, this.name)]);
     } catch (e) {
@@ -176,6 +184,12 @@ export class Underlay {
     this.echoAddrs = Uint32Array.from(echo);
   }
 
+  /** Installs (or, with null, removes) the outer capture's tap on every underlay read and write. */
+  setOuterTap(tap: OuterTap | null): void {
+    this.outerTap = tap;
+    if (this.owned !== null) this.owned.out.tap = tap;
+  }
+
   // --- receive --------------------------------------------------------------------------------------------
 
   /** Demultiplexes a read batch in place; returns how many inner packets it kept (the batch's new count). */
@@ -184,6 +198,9 @@ export class Underlay {
     const info = this.info;
     const counters = this.host.counters;
     const n = batch.count;
+    // The outer packets as read, before any receiver decrypts or decapsulates them in place.
+    const tap = this.outerTap;
+    if (tap !== null) tap.outer(batch, null, 0, n, false);
     let j = 0;
     for (let i = 0; i < n; i++) {
       const off = batch.offset[i];
@@ -242,7 +259,9 @@ export class Underlay {
 
   /** Writes packet i of `batch` back out at once (a reflected keepalive, an echo reply). */
   writeOne(batch: PacketBatch, i: number): void {
-    if (this.owned !== null) this.owned.tun.writeBatch(batch, i, i + 1);
+    if (this.owned === null) return;
+    if (this.outerTap !== null) this.outerTap.outer(batch, null, i, i + 1, true);
+    this.owned.tun.writeBatch(batch, i, i + 1);
   }
 
   /** Queues packet i of the batch being delivered (encapsulated in place) for this batch's underlay write. */
@@ -263,7 +282,10 @@ export class Underlay {
   flushTx(): void {
     const tx = this.tx;
     if (tx.count === 0) return;
-    if (this.owned !== null) this.owned.tun.writeBatch(tx, 0, tx.count);
+    if (this.owned !== null) {
+      if (this.outerTap !== null) this.outerTap.outer(tx, null, 0, tx.count, true);
+      this.owned.tun.writeBatch(tx, 0, tx.count);
+    }
     tx.count = 0;
   }
 }
