@@ -85,7 +85,7 @@ function main(): void {
   const pipeline = makePipeline();
   const { slab, pristine } = traffic(pipeline);
   let tap: CaptureTap | null = null;
-  const ids = { sites: new Map<string, number>(), onramps: new Map<string, number>(), onrampSite: new Map<string, number>(), firewallRules: [] as number[] };
+  const ids = { sites: new Map<string, number>(), onramps: new Map<string, number>(), onrampSite: new Map<string, number>(), firewallRules: [] as number[], gatewayRules: [] as number[] };
   for (let s = 1; s <= SITES; s++) {
     ids.onramps.set(`site-${s}`, s);
     ids.onrampSite.set(`site-${s}`, s);

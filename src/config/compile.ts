@@ -8,12 +8,13 @@ import type { OnrampSpec, SiteSpec } from '../dataplane/ports.js';
 import type { FlowTimeouts } from '../flow/timeouts.js';
 import type { HealthSpec } from '../health/health.js';
 import type { FirewallRuleSpec } from '../policy/firewall.js';
+import { NameSource, type DlpProfileSpec, type GatewayPolicySpec, type GatewayRuleSpec } from '../gateway/policy.js';
 import { NextHopKind, type RouteSpec } from '../route/route-table.js';
 import type { IkePeerConfig, IkeIdentity, EspProposal, IkeProposal } from '../onramp/ipsec/types.js';
 import { readFileSync } from 'node:fs';
 import { portRangePair, protocolNumber } from './formats.js';
 import { decodePsk, parseIdentity, parseProposal, prefixSelector, type Parsed } from './ipsec.js';
-import { MAX_RULE_ID, MS_PER_SECOND, TIMEOUT_FIELDS, type IpsecOnrampConfig, type OnrampConfig, type TetherConfig } from './schema.js';
+import { MAX_RULE_ID, MS_PER_SECOND, NAME_SOURCES, TIMEOUT_FIELDS, type FirewallRuleConfig, type GatewayRuleConfig, type IpsecOnrampConfig, type OnrampConfig, type TetherConfig } from './schema.js';
 
 export interface ConfigIds {
   /** Site name → id (configured sites only). */
@@ -24,6 +25,8 @@ export interface ConfigIds {
   onrampSite: Map<string, number>;
   /** firewall.rules[i] → rule id. */
   firewallRules: number[];
+  /** gateway.rules[i] → rule id (a space of its own: gateway rule 3 and firewall rule 3 are two rules). */
+  gatewayRules: number[];
 }
 
 /** Lowest free ids, in list order, for entries without one; given ids are kept. */
@@ -58,7 +61,8 @@ export function assignIds(cfg: TetherConfig): ConfigIds {
     onrampSite.set(o.name, id);
   }
   const firewallRules = assign(cfg.firewall.rules.map((r) => r.id), MAX_RULE_ID, 'firewall rule');
-  return { sites, onramps, onrampSite, firewallRules };
+  const gatewayRules = assign(cfg.gateway.rules.map((r) => r.id), MAX_RULE_ID, 'gateway rule');
+  return { sites, onramps, onrampSite, firewallRules, gatewayRules };
 }
 
 function lookup(map: Map<string, number>, name: string, what: string): number {
@@ -136,17 +140,7 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     if (typeof r.next_hop === 'object') spec.port = lookup(ids.onramps, r.next_hop.onramp, 'onramp');
     return spec;
   });
-  const rules: FirewallRuleSpec[] = cfg.firewall.rules.map((r, i) => {
-    const spec: FirewallRuleSpec = { id: ids.firewallRules[i], action: r.action };
-    if (r.sites) spec.sites = r.sites.map((s) => lookup(ids.sites, s, 'site'));
-    if (r.onramps) spec.onramps = r.onramps.map((s) => lookup(ids.onramps, s, 'onramp'));
-    if (r.source_prefixes) spec.srcPrefixes = [...r.source_prefixes];
-    if (r.destination_prefixes) spec.dstPrefixes = [...r.destination_prefixes];
-    if (r.protocols) spec.protocols = r.protocols.map(protocolNumber);
-    if (r.source_ports) spec.srcPorts = r.source_ports.map(portRangePair);
-    if (r.destination_ports) spec.dstPorts = r.destination_ports.map(portRangePair);
-    return spec;
-  });
+  const rules: FirewallRuleSpec[] = cfg.firewall.rules.map((r, i) => selectors(r, ids, { id: ids.firewallRules[i], action: r.action }));
   const timeouts: Partial<FlowTimeouts> = {};
   for (const [key, field] of TIMEOUT_FIELDS) timeouts[field] = cfg.flows.timeouts[key] * MS_PER_SECOND;
   const out: PipelineConfig = {
@@ -154,6 +148,7 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     sites: toSiteSpecs(cfg, ids),
     routes,
     firewall: { rules, defaultAction: cfg.firewall.default_action },
+    gateway: toGatewaySpec(cfg, ids),
     flows: { capacity4: cfg.flows.ipv4_capacity, capacity6: cfg.flows.ipv6_capacity, timeouts },
   };
   if (cfg.egress !== undefined) {
@@ -162,6 +157,42 @@ export function toPipelineConfig(cfg: TetherConfig, ids: ConfigIds = assignIds(c
     if (cfg.egress.max_ports_per_site !== undefined) out.egress.maxPortsPerSite = cfg.egress.max_ports_per_site;
   }
   return out;
+}
+
+/** The L3/L4 selectors firewall and gateway rules share, names turned into ids; written into `spec`. */
+function selectors<S extends FirewallRuleSpec | GatewayRuleSpec>(r: FirewallRuleConfig | GatewayRuleConfig, ids: ConfigIds, spec: S): S {
+  if (r.sites) spec.sites = r.sites.map((s) => lookup(ids.sites, s, 'site'));
+  if (r.onramps) spec.onramps = r.onramps.map((s) => lookup(ids.onramps, s, 'onramp'));
+  if (r.source_prefixes) spec.srcPrefixes = [...r.source_prefixes];
+  if (r.destination_prefixes) spec.dstPrefixes = [...r.destination_prefixes];
+  if (r.protocols) spec.protocols = r.protocols.map(protocolNumber);
+  if (r.source_ports) spec.srcPorts = r.source_ports.map(portRangePair);
+  if (r.destination_ports) spec.dstPorts = r.destination_ports.map(portRangePair);
+  return spec;
+}
+
+const NAME_SOURCE_BITS: Record<(typeof NAME_SOURCES)[number], NameSource> = { sni: NameSource.Sni, http_host: NameSource.HttpHost, dns: NameSource.Dns };
+
+/** The gateway section as src/gateway/policy.ts runs it. */
+export function toGatewaySpec(cfg: TetherConfig, ids: ConfigIds): GatewayPolicySpec {
+  const g = cfg.gateway;
+  const rules = g.rules.map((r, i) => {
+    const spec = selectors(r, ids, { id: ids.gatewayRules[i], action: r.action } as GatewayRuleSpec);
+    if (r.name !== undefined) spec.name = r.name;
+    if (r.hostnames) spec.hostnames = [...r.hostnames];
+    if (r.sources) spec.sources = r.sources.reduce((mask, s) => mask | NAME_SOURCE_BITS[s], 0);
+    if (r.override) spec.override = { addresses: [...(r.override.addresses ?? [])], ttl: r.override.ttl, ...(r.override.nxdomain === true ? { nxdomain: true } : {}) };
+    if (r.dlp) spec.dlp = [...r.dlp];
+    if (r.fallback) spec.fallback = r.fallback;
+    return spec;
+  });
+  const dlpProfiles: DlpProfileSpec[] = g.dlp_profiles.map((d) => ({ ...d, keywords: d.keywords ? [...d.keywords] : undefined, regexes: d.regexes ? [...d.regexes] : undefined }));
+  return {
+    rules,
+    dlpProfiles,
+    classify: { bufferBytes: g.classify.buffer_bytes, waitMs: g.classify.wait_ms, fallback: g.classify.fallback },
+    dlpScanBytes: g.dlp_scan_bytes,
+  };
 }
 
 /** Reads a secret file's bytes (the daemon's file system; tests pass their own). */

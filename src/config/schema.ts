@@ -21,6 +21,9 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
 import { DEFAULT_DRAIN_IDLE_MS, FAILOVER_POLICIES, ONRAMP_TYPES } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
+import { MAX_TTL as MAX_DNS_TTL } from '../gateway/dns.js';
+import { DEFAULT_DLP_SCAN_BYTES } from '../gateway/dlp.js';
+import { DEFAULT_CLASSIFY_BUFFER_BYTES, DEFAULT_CLASSIFY_WAIT_MS } from '../gateway/policy.js';
 import { DEFAULT_RATE, RATE_INTERVAL_MS, type ProbeRate } from '../health/constants.js';
 import { DEFAULT_PRIORITY, DEFAULT_WEIGHT } from '../route/route-table.js';
 import {
@@ -66,6 +69,16 @@ export const MAX_U32 = 0xffffffff;
 export const MAX_U16 = 0xffff;
 export const MAX_PROTOCOL = 255;
 export const MAX_RULE_ID = 65535;
+/** A ClientHello or request head smaller than this is not worth waiting for; 64 KiB bounds the memory per flow. */
+export const MIN_CLASSIFY_BUFFER_BYTES = 512;
+export const MAX_CLASSIFY_BUFFER_BYTES = 64 * 1024;
+/** 100 ms .. 60 s: below, a client on a slow link is cut; above, a silent client holds a buffer too long. */
+export const MIN_CLASSIFY_WAIT_MS = 100;
+export const MAX_CLASSIFY_WAIT_MS = 60_000;
+/** 1 MiB per direction: DLP reads the start of a flow, not a whole download. */
+export const MAX_DLP_SCAN_BYTES = 1024 * 1024;
+/** One minute: short enough that a removed override stops being cached soon. */
+export const DEFAULT_DNS_OVERRIDE_TTL = 60;
 /** src/flow/flow-table.ts MAX_CAPACITY. */
 export const MAX_FLOW_CAPACITY = 1 << 29;
 /** RFC 791 §3.1: every IPv4 host accepts 576-byte datagrams. */
@@ -360,12 +373,8 @@ export const EgressSchema = Type.Object({
   max_ports_per_site: Type.Optional(Int(0, MAX_U16 + 1, { unit: 'ports; 0 = no quota; absent = fair share of each pool address' })),
 }, { additionalProperties: false, $id: 'Egress' });
 
-export const FirewallRuleSchema = Type.Object({
-  /** Optional label, unique; shown with the rule id in flow explanations. */
-  name: Type.Optional(Name),
-  /** Reported in flows; assigned when absent. */
-  id: Type.Optional(Int(1, MAX_RULE_ID, { description: 'rule id; assigned when absent, then fixed' })),
-  action: Action,
+/** The L3/L4 selectors firewall and gateway rules share (src/policy/firewall.ts has their semantics). */
+const RuleSelectors = {
   sites: Type.Optional(List(Name, 'site names', { description: 'source sites' })),
   onramps: Type.Optional(List(Name, 'onramp names', { description: 'onramps the flow arrived on' })),
   source_prefixes: Type.Optional(List(Prefix, 'prefixes')),
@@ -374,11 +383,72 @@ export const FirewallRuleSchema = Type.Object({
   /** TCP and UDP only (validate.ts). */
   source_ports: Type.Optional(List(Port, 'ports (53 or "1000-2000")')),
   destination_ports: Type.Optional(List(Port, 'ports (53 or "1000-2000")')),
+};
+
+export const FirewallRuleSchema = Type.Object({
+  /** Optional label, unique; shown with the rule id in flow explanations. */
+  name: Type.Optional(Name),
+  /** Reported in flows; assigned when absent. */
+  id: Type.Optional(Int(1, MAX_RULE_ID, { description: 'rule id; assigned when absent, then fixed' })),
+  action: Action,
+  ...RuleSelectors,
 }, { additionalProperties: false, $id: 'FirewallRule' });
 
 export const FirewallSchema = Type.Object({
   default_action: Type.Union(Action.anyOf, { default: 'allow' }),
   rules: Type.Array(FirewallRuleSchema, { default: [], what: 'mappings' }),
+}, { additionalProperties: false, default: {} });
+
+export const GATEWAY_ACTIONS = ['allow', 'block', 'log', 'override'] as const;
+export const NAME_SOURCES = ['sni', 'http_host', 'dns'] as const;
+const Fallback = Type.Union([Type.Literal('allow'), Type.Literal('block')]);
+
+/** Gateway rules (docs/POLICY.md): the firewall's selectors plus a hostname read from DNS, TLS SNI or HTTP Host. */
+export const GatewayRuleSchema = Type.Object({
+  name: Type.Optional(Name),
+  id: Type.Optional(Int(1, MAX_RULE_ID, { description: 'rule id; assigned when absent, then fixed' })),
+  action: Type.Union(GATEWAY_ACTIONS.map((a) => Type.Literal(a)), { description: 'allow, block, log, or (DNS only) override' }),
+  ...RuleSelectors,
+  /** Exact names or "*.example.com" (subdomains, not the apex); absent = no hostname condition. */
+  hostnames: Type.Optional(List(Type.String({ what: 'a host name or *.suffix' }), 'host names')),
+  /** Where the name is read; absent = all three. */
+  sources: Type.Optional(List(Type.Union(NAME_SOURCES.map((n) => Type.Literal(n))), 'sni, http_host or dns')),
+  /** action override: the edge answers matching DNS queries itself. */
+  override: Type.Optional(Type.Object({
+    /** IPv4 addresses answer A queries, IPv6 AAAA; none of the query's family = an empty answer. */
+    addresses: Type.Optional(List(Address, 'IPv4 or IPv6 addresses')),
+    nxdomain: Type.Optional(Type.Boolean({ description: 'answer NXDOMAIN instead of addresses' })),
+    ttl: Int(0, MAX_DNS_TTL, { default: DEFAULT_DNS_OVERRIDE_TTL, unit: 'seconds' }),
+  }, { additionalProperties: false })),
+  /** DLP profiles scanned on the clear-text flows this rule allows or logs. */
+  dlp: Type.Optional(List(Name, 'DLP profile names')),
+  /** A flow waiting for a name that does not come in time (or overflows the buffer); absent = classify.fallback. */
+  fallback: Type.Optional(Fallback),
+}, { additionalProperties: false, $id: 'GatewayRule' });
+
+export const DlpProfileSchema = Type.Object({
+  name: Name,
+  /** block: the flow is cut (RST both ways); log: logged, the flow goes on. */
+  action: Type.Union([Type.Literal('block'), Type.Literal('log')], { default: 'block' }),
+  cards: Type.Optional(Type.Boolean({ description: 'payment card numbers (Luhn)' })),
+  ibans: Type.Optional(Type.Boolean({ description: 'IBANs (ISO 13616, mod 97)' })),
+  ssns: Type.Optional(Type.Boolean({ description: 'US social security numbers' })),
+  keywords: Type.Optional(List(Type.String({ minLength: 1, what: 'a keyword' }), 'keywords')),
+  regexes: Type.Optional(List(Type.String({ minLength: 1, what: 'a regular expression' }), 'regular expressions')),
+}, { additionalProperties: false, $id: 'DlpProfile' });
+
+export const GatewaySchema = Type.Object({
+  classify: Type.Object({
+    /** Bytes of a flow's first payload held while waiting for its name. */
+    buffer_bytes: Int(MIN_CLASSIFY_BUFFER_BYTES, MAX_CLASSIFY_BUFFER_BYTES, { default: DEFAULT_CLASSIFY_BUFFER_BYTES, unit: 'bytes' }),
+    /** How long a flow may wait for its name. */
+    wait_ms: Int(MIN_CLASSIFY_WAIT_MS, MAX_CLASSIFY_WAIT_MS, { default: DEFAULT_CLASSIFY_WAIT_MS, unit: 'milliseconds' }),
+    fallback: Type.Union(Fallback.anyOf, { default: 'allow' }),
+  }, { additionalProperties: false, default: {} }),
+  /** Bytes of each direction of a clear-text flow scanned by DLP. */
+  dlp_scan_bytes: Int(1, MAX_DLP_SCAN_BYTES, { default: DEFAULT_DLP_SCAN_BYTES, unit: 'bytes' }),
+  dlp_profiles: Type.Array(DlpProfileSchema, { default: [], what: 'mappings' }),
+  rules: Type.Array(GatewayRuleSchema, { default: [], what: 'mappings' }),
 }, { additionalProperties: false, default: {} });
 
 /** Which config key maps to which FlowTimeouts field (src/flow/timeouts.ts has their meaning and the RFC floors). */
@@ -427,6 +497,7 @@ export const TetherConfigSchema = Type.Object({
   /** Absent: no Internet egress (then no route may lead to the Internet). */
   egress: Type.Optional(EgressSchema),
   firewall: FirewallSchema,
+  gateway: GatewaySchema,
   flows: FlowsSchema,
 }, { additionalProperties: false, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
 
@@ -457,6 +528,9 @@ export type PortConfig = Static<typeof Port>;
 export type ProtocolConfig = Static<typeof Protocol>;
 export type FirewallRuleConfig = Static<typeof FirewallRuleSchema>;
 export type FirewallConfig = Static<typeof FirewallSchema>;
+export type GatewayRuleConfig = Static<typeof GatewayRuleSchema>;
+export type DlpProfileConfigEntry = Static<typeof DlpProfileSchema>;
+export type GatewayConfig = Static<typeof GatewaySchema>;
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type FlowsConfig = Static<typeof FlowsSchema>;
 

@@ -10,7 +10,9 @@ import { given, SchemaReader } from './check-schema.js';
 import { canonicalAddress, protocolNumber } from './formats.js';
 import { defaultOverSeconds, ipsecIdentity, MIN_REPLAY_WINDOW } from './ipsec.js';
 import { ConfigError, describe, Problems } from './problems.js';
-import { TetherConfigSchema, type FirewallRuleConfig, type OnrampConfig, type TetherConfig, type WireGuardDeviceConfig } from './schema.js';
+import { hostnamePatternProblem } from '../gateway/hostname-matcher.js';
+import { DlpPolicy } from '../gateway/dlp.js';
+import { TetherConfigSchema, type FirewallRuleConfig, type GatewayRuleConfig, type OnrampConfig, type TetherConfig, type WireGuardDeviceConfig } from './schema.js';
 
 /** Reads and checks a plain value into `problems`; the configuration when there were none. */
 export function validate(root: unknown, problems: Problems): TetherConfig | undefined {
@@ -60,6 +62,7 @@ class Relations {
     this.onramps();
     this.routes();
     this.firewall();
+    this.gateway();
   }
 
   private path(o: object): string {
@@ -299,6 +302,44 @@ class Relations {
     this.p.unique(rules.map((r) => [r.id === undefined ? undefined : String(r.id), `${this.path(r)}.id`]), 'rule id');
   }
 
+  /** Gateway rules: the firewall's selector rules, plus hostnames, sources, overrides and DLP profile names. */
+  private gateway(): void {
+    const g = this.cfg.gateway;
+    const profiles = new Set(names(g.dlp_profiles));
+    this.p.unique(g.dlp_profiles.map((d) => [d.name, `${this.path(d)}.name`]), 'DLP profile name');
+    for (const d of this.complete(g.dlp_profiles)) {
+      try {
+        new DlpPolicy([d]);
+      } catch (e) {
+        this.p.fail(this.path(d), (e as Error).message);
+      }
+    }
+    for (const rule of g.rules) {
+      const p = this.path(rule);
+      this.references(rule.sites, 'site', this.siteNames);
+      this.references(rule.onramps, 'onramp', this.onrampNames);
+      this.references(rule.dlp, 'DLP profile', profiles);
+      this.ports(rule, p, 'source_ports');
+      this.ports(rule, p, 'destination_ports');
+      const hostPaths = rule.hostnames === undefined ? [] : this.r.itemPaths.get(rule.hostnames) ?? [];
+      (rule.hostnames ?? []).forEach((h, i) => {
+        const problem = typeof h === 'string' ? hostnamePatternProblem(h) : null;
+        if (problem !== null) this.p.fail(hostPaths[i] ?? `${p}.hostnames`, problem);
+      });
+      if (rule.action === 'override') {
+        const o = rule.override;
+        if (o === undefined) this.p.fail(`${p}.override`, 'is required with action override: addresses to answer with, or nxdomain: true');
+        else if (o.nxdomain === true && (o.addresses ?? []).length > 0) this.p.fail(`${p}.override`, 'give addresses or nxdomain: true, not both');
+        if (rule.sources === undefined || rule.sources.some((s) => s !== 'dns')) this.p.fail(`${p}.sources`, 'action override answers DNS queries: set sources: [dns]');
+        if ((rule.hostnames ?? []).length === 0) this.p.fail(`${p}.hostnames`, 'action override needs the names it answers for');
+      } else if (rule.override !== undefined) {
+        this.p.fail(`${p}.override`, `is only for action override (this rule's action is ${rule.action})`);
+      }
+    }
+    this.p.unique(g.rules.map((r) => [r.name, `${this.path(r)}.name`]), 'gateway rule name');
+    this.p.unique(g.rules.map((r) => [r.id === undefined ? undefined : String(r.id), `${this.path(r)}.id`]), 'gateway rule id');
+  }
+
   private references(list: string[] | undefined, what: string, known: Set<string>): void {
     if (list === undefined) return;
     const paths = this.r.itemPaths.get(list) ?? [];
@@ -306,7 +347,7 @@ class Relations {
   }
 
   /** Ports match TCP and UDP only: with another protocol listed, the rule would silently never match it. */
-  private ports(rule: FirewallRuleConfig, p: string, key: 'source_ports' | 'destination_ports'): void {
+  private ports(rule: FirewallRuleConfig | GatewayRuleConfig, p: string, key: 'source_ports' | 'destination_ports'): void {
     const ports = rule[key];
     const protocols = (rule.protocols ?? []).map(protocolNumber);
     if (ports !== undefined && ports.length > 0 && protocols.length > 0 && protocols.some((n) => n !== IPPROTO_TCP && n !== IPPROTO_UDP)) {

@@ -530,6 +530,7 @@ export class Edge {
         for (const [k, v] of ids[key]) this.ids[key].set(k, v);
       }
       this.ids.firewallRules = [...ids.firewallRules];
+      this.ids.gatewayRules = [...ids.gatewayRules];
     }
     this.nextOnrampId = Math.max(this.nextOnrampId, Math.max(0, ...ids.onramps.values()) + 1);
     this.nextSiteId = Math.max(this.nextSiteId, Math.max(0, ...ids.sites.values(), ...ids.onrampSite.values()) + 1);

@@ -42,6 +42,7 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
+import type { GatewayPolicySpec } from '../gateway/policy.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -186,6 +187,8 @@ export interface PipelineConfig {
   sites?: SiteSpec[];
   routes: RouteSpec[];
   firewall?: { rules: FirewallRuleSpec[]; defaultAction: 'allow' | 'deny' };
+  /** Gateway policy (src/gateway/policy.ts): hostname rules, DLP profiles. Absent = no rules. */
+  gateway?: GatewayPolicySpec;
   /**
    * Internet egress source NAT; required when any route leads to the Internet. maxPortsPerSite: ports of one
    * pool address and protocol a site may hold; 0 = no quota; absent = the fair share among the sites.
