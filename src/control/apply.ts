@@ -33,6 +33,7 @@ import { MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import type { Pipeline, PipelineConfig } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
+import { GatewayPolicy } from '../gateway/policy.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
 import { parsePrefix, formatPrefix } from '../wire/addr.js';
 import { assignIds, toOnrampSpec, toPipelineConfig, typeSettings, type ConfigIds, type TetherConfig } from '../config/index.js';
@@ -67,6 +68,8 @@ export interface ApplyResult {
   routesAdded: number;
   routesRemoved: number;
   firewallReplaced: boolean;
+  /** The gateway section changed: a new GatewayPolicy runs. */
+  gatewayReplaced?: boolean;
   /** Onramps whose transport (GRE tunnel, WireGuard peer, interconnect link) the Edge must set up, change or remove. */
   transportChanged: string[];
   /** Settings stored but effective only after a restart ("egress", "flows", "api", "store", "log"). */
@@ -154,11 +157,15 @@ export class LiveConfig implements EdgeLike {
   /** `pipeline` must have been built from `config` (toPipelineConfig(config, ids)). */
   /** The firewall the pipeline runs, as compiled (compared with the next one's). */
   private firewall: PipelineConfig['firewall'];
+  /** The gateway policy the pipeline runs, as compiled. */
+  private gateway: PipelineConfig['gateway'];
 
   constructor(private readonly pipeline: Pipeline, config: TetherConfig, ids: ConfigIds = assignIds(config)) {
     this.current = config;
     this.currentIds = ids;
-    this.firewall = toPipelineConfig(config, ids).firewall;
+    const pc = toPipelineConfig(config, ids);
+    this.firewall = pc.firewall;
+    this.gateway = pc.gateway;
   }
 
   get config(): TetherConfig {
@@ -187,6 +194,7 @@ export class LiveConfig implements EdgeLike {
     const sameEntries = (a: readonly unknown[], b: readonly unknown[]): boolean => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
     if (!sameEntries(cur.sites, next.sites) || !sameEntries(cur.routes, next.routes) || !sameEntries(cur.firewall.rules, next.firewall.rules)) return undefined;
     if (!sameEntries(cur.wireguard_devices, next.wireguard_devices) || cur.firewall.default_action !== next.firewall.default_action) return undefined;
+    if (cur.gateway !== next.gateway && !same(cur.gateway, next.gateway)) return undefined;
     if (cur.onramps.length !== next.onramps.length) return undefined;
     for (const key of RESTART_SECTIONS) if (cur[key] !== next[key] && !same(cur[key], next[key])) return undefined;
     const changed: number[] = [];
@@ -262,6 +270,11 @@ export class LiveConfig implements EdgeLike {
       this.firewall = pc.firewall;
       p.setFirewall(new Firewall(pc.firewall?.rules ?? [], pc.firewall?.defaultAction ?? 'allow'));
       out.firewallReplaced = true;
+    }
+    if (!same(this.gateway, pc.gateway)) {
+      this.gateway = pc.gateway;
+      p.setGateway(pc.gateway === undefined || pc.gateway.rules.length === 0 ? null : new GatewayPolicy(pc.gateway));
+      out.gatewayReplaced = true;
     }
 
     for (const key of RESTART_SECTIONS) if (!same(prev[key], next[key])) out.restartRequired.push(key);

@@ -42,7 +42,7 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import type { GatewayPolicySpec } from '../gateway/policy.js';
+import { GatewayPolicy, type GatewayPolicySpec } from '../gateway/policy.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -204,10 +204,14 @@ export interface PipelineConfig {
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2;
+/** Gateway rule ids are 16-bit, as firewall rule ids. */
+const MAX_GATEWAY_RULE_ID = 65535;
 
 /** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
 export class PipelineCounters {
   readonly drops = new Float64Array(DROP_REASON_COUNT);
+  /** Flows (and DNS queries) each gateway rule decided, by rule id (1..65535). */
+  readonly gatewayRuleHits = new Float64Array(MAX_GATEWAY_RULE_ID + 1);
   readonly rxPackets = new Float64Array(PORT_SPACE);
   readonly rxBytes = new Float64Array(PORT_SPACE);
   readonly txPackets = new Float64Array(PORT_SPACE);
@@ -254,6 +258,7 @@ export class Pipeline {
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
   private firewallRules: Firewall;
+  private gatewayRules: GatewayPolicy | null;
   private readonly frags4: FragmentFollower;
   private readonly frags6: FragmentFollower;
   /** egress.maxPortsPerSite as configured (undefined: the fair share). */
@@ -380,6 +385,7 @@ export class Pipeline {
     this.poolSource4 = pool4;
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
+    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway);
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -393,6 +399,15 @@ export class Pipeline {
   /** Replaces the rule set; established flows keep the verdict they were set up with. */
   setFirewall(firewall: Firewall): void {
     this.firewallRules = firewall;
+  }
+
+  /** The gateway rules; null when there are none (then no flow is classified). */
+  get gateway(): GatewayPolicy | null {
+    return this.gatewayRules;
+  }
+
+  setGateway(gateway: GatewayPolicy | null): void {
+    this.gatewayRules = gateway;
   }
 
   setOnramp(spec: OnrampSpec): void {
