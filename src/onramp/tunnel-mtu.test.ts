@@ -8,16 +8,24 @@ import { transportChecksumFull, onesComplementSum, foldChecksum } from '../wire/
 import { TCP_ACK_FLAG, TCP_SYN } from '../wire/constants.js';
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
+import { ICMP_ERROR_ROOM, ICMP_ERROR_TOS } from '../wire/icmp-error.js';
 import { clampTcpMss } from '../wire/rewrite.js';
 import {
   MtuVerdict,
-  buildPacketTooBig,
+  writePacketTooBig,
   fragmentForTunnel,
   mayReportError,
   tunnelMaxMss,
   tunnelMtuVerdict,
 } from './tunnel-mtu.js';
 import { GreTunnelTable } from './gre/tunnel-table.js';
+
+/** writePacketTooBig's error as its own array, or null when none may be sent. */
+function packetTooBig(buf: Uint8Array, i: PacketInfo, mtu: number, source: number | Uint32Array): Uint8Array | null {
+  const out = new Uint8Array(ICMP_ERROR_ROOM);
+  const n = writePacketTooBig(out, 0, buf, i, mtu, source);
+  return n === 0 ? null : out.slice(0, n);
+}
 
 const info = new PacketInfo();
 const EDGE_INSIDE = parseIpv4('10.255.255.1');
@@ -49,7 +57,7 @@ test('IPv4 with DF over the tunnel MTU: ICMP fragmentation needed with the next-
     assert.equal(tunnelMtu({ key }), mtu);
     const packet = udp4(1500, true);
     assert.equal(tunnelMtuVerdict(inspected(packet), mtu), MtuVerdict.TooBig);
-    const error = buildPacketTooBig(packet, info, mtu, EDGE_INSIDE)!;
+    const error = packetTooBig(packet, info, mtu, EDGE_INSIDE)!;
     const p = parsePacket(error);
     assert.equal(p.drop, Drop.None);
     assert.deepEqual([p.src, p.dst, p.icmp?.type, p.icmp?.code], ['10.255.255.1', '10.0.1.10', 3, 4]);
@@ -60,7 +68,7 @@ test('IPv4 with DF over the tunnel MTU: ICMP fragmentation needed with the next-
     assert.equal(foldChecksum(onesComplementSum(error, 20, error.length, 0)), 0, 'ICMP checksum');
     assert.deepEqual(p.inner && [p.inner.src, p.inner.dst, p.inner.srcPort, p.inner.dstPort], ['10.0.1.10', '203.0.113.10', 5000, 9]);
     // Same bytes as the wire builder gives for this error: the module only decides the numbers.
-    assert.deepEqual(error, buildIcmpError({ src: EDGE_INSIDE, dst: '10.0.1.10' }, { type: 3, code: 4, mtu, quote: 'max' }, packet));
+    assert.deepEqual(error, buildIcmpError({ src: EDGE_INSIDE, dst: '10.0.1.10', tos: ICMP_ERROR_TOS }, { type: 3, code: 4, mtu, quote: 'max' }, packet));
   }
   assert.equal(tunnelMtuVerdict(inspected(udp4(1476, true)), 1476), MtuVerdict.Fits);
 });
@@ -70,7 +78,7 @@ test('IPv6 over the tunnel MTU: packet too big with the MTU (never below 1280), 
   assert.equal(mtu, 1456);
   const packet = udp6(1500);
   assert.equal(tunnelMtuVerdict(inspected(packet), mtu), MtuVerdict.TooBig);
-  const error = buildPacketTooBig(packet, info, mtu, EDGE_INSIDE6)!;
+  const error = packetTooBig(packet, info, mtu, EDGE_INSIDE6)!;
   const p = parsePacket(error);
   assert.deepEqual([p.src, p.dst, p.icmp?.type, p.icmp?.code], ['fd00:ffff::1', 'fd00:1::10', 2, 0]);
   assert.equal(((error[44] << 24) | (error[45] << 16) | (error[46] << 8) | error[47]) >>> 0, 1456);
@@ -82,7 +90,7 @@ test('IPv6 over the tunnel MTU: packet too big with the MTU (never below 1280), 
   assert.equal(tunnelMtuVerdict(inspected(udp6(1280)), 1200), MtuVerdict.Fits);
   const big = udp6(1281);
   assert.equal(tunnelMtuVerdict(inspected(big), 1200), MtuVerdict.TooBig);
-  const small = buildPacketTooBig(big, info, 1200, EDGE_INSIDE6)!;
+  const small = packetTooBig(big, info, 1200, EDGE_INSIDE6)!;
   assert.equal(((small[44] << 24) | (small[45] << 16) | (small[46] << 8) | small[47]) >>> 0, 1280);
 });
 
@@ -128,7 +136,7 @@ test('verdict oracle: random sizes, families, DF bits and MTUs', () => {
 test('no ICMP error about an ICMP error, a non-first fragment, or a source that is not a host', () => {
   const error = buildIcmpError({ src: '203.0.113.1', dst: '10.0.1.10', dontFragment: true }, { type: 3, code: 3, quote: 'max' }, udp4(1400, true));
   assert.equal(mayReportError(inspected(error)), false);
-  assert.equal(buildPacketTooBig(error, info, 500, EDGE_INSIDE), null);
+  assert.equal(packetTooBig(error, info, 500, EDGE_INSIDE), null);
   const later = fragmentForTunnel(udp4(3000, false), inspected(udp4(3000, false)), 1476)[1];
   assert.equal(mayReportError(inspected(later)), false);
   for (const src of ['0.0.0.0', '127.0.0.1', '224.0.0.1', '255.255.255.255']) {

@@ -6,16 +6,17 @@
  *
  *   tunnelMtuVerdict ─ fits ─────────────────────────────── send
  *                    ├ IPv4, DF clear, too long ─ fragmentForTunnel (RFC 791 section 3.2) ─ send each
- *                    └ IPv4 DF / IPv6, too long ─ buildPacketTooBig: ICMP 3/4 with next-hop MTU (RFC 1191
+ *                    └ IPv4 DF / IPv6, too long ─ writePacketTooBig: ICMP 3/4 with next-hop MTU (RFC 1191
  *                                                 section 4) / ICMPv6 packet too big (RFC 4443 section 3.2)
  *                                                 toward the sender; the packet is dropped
  *   tunnelMaxMss ─ the MSS ceiling MTU - 40 (IPv4) / - 60 (IPv6) (wire/rewrite.ts tcpMssCeiling); the pipeline
  *                  clamps SYNs to it both ways (OnrampSpec.mtu)
  *
- * tunnelMtuVerdict allocates nothing. The fragment and ICMP builders are the slow path
- * (oversize packets are rare once PMTUD and MSS clamping work) and reuse src/wire/build.ts, which allocates.
+ * tunnelMtuVerdict and writePacketTooBig allocate nothing. The fragment builder is the slow path (oversize
+ * packets are rare once PMTUD and MSS clamping work) and reuses src/wire/build.ts, which allocates.
  */
-import { buildIcmpError, fragmentIpv4 } from '../wire/build.js';
+import { fragmentIpv4 } from '../wire/build.js';
+import { writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import {
   ICMP4_CODE_FRAGMENTATION_NEEDED,
   ICMP4_DEST_UNREACHABLE,
@@ -31,7 +32,7 @@ export const enum MtuVerdict {
   Fits = 0,
   /** IPv4 with DF clear: split it with fragmentForTunnel and send the pieces. */
   Fragment = 1,
-  /** Too big and not ours to fragment: drop it and send buildPacketTooBig's error back (if any). */
+  /** Too big and not ours to fragment: drop it and send writePacketTooBig's error back (if any). */
   TooBig = 2,
 }
 
@@ -93,25 +94,27 @@ export function mayReportError(info: PacketInfo): boolean {
  * The ICMP error telling the inspected packet's sender that it does not fit a tunnel of inner MTU `mtu`:
  * ICMPv4 destination unreachable / fragmentation needed with the next-hop MTU (RFC 1191 section 4), or
  * ICMPv6 packet too big (RFC 4443 section 3.2), from `source` (our address in the sender's space: an IPv4
- * number, or 4 words for IPv6) to the packet's source, quoting as much of the packet as fits 576 bytes
- * (RFC 1812 section 4.3.2.3) / 1280 bytes (RFC 4443 section 2.4 (c)). Returns null when no error may be sent
- * (mayReportError). Slow path: allocates; rate limiting is the caller's (RFC 1812 section 4.3.2.8).
+ * number, or 4 words for IPv6) to the packet's source, written at out[at] by the edge's one ICMP error writer
+ * (src/wire/icmp-error.ts: the quote cut to 576 / 1280 bytes, TOS internetwork control). `out` needs
+ * ICMP_ERROR_ROOM bytes from `at`. Returns the error's length, or 0 when no error may be sent
+ * (mayReportError). Rate limiting is the caller's (RFC 1812 section 4.3.2.8).
  */
-export function buildPacketTooBig(buf: Uint8Array, info: PacketInfo, mtu: number, source: number | Uint32Array): Uint8Array | null {
-  if (!mayReportError(info)) return null;
-  const packet = buf.subarray(info.l3Offset, info.l3Offset + info.ipLength);
+export function writePacketTooBig(out: Uint8Array, at: number, buf: Uint8Array, info: PacketInfo, mtu: number, source: number | Uint32Array): number {
+  if (!mayReportError(info)) return 0;
   if (info.family === 4) {
     if (typeof source !== 'number') throw new TypeError('an IPv4 packet needs an IPv4 error source');
-    return buildIcmpError(
-      { src: source >>> 0, dst: info.addr[SRC] },
-      { type: ICMP4_DEST_UNREACHABLE, code: ICMP4_CODE_FRAGMENTATION_NEEDED, mtu, quote: 'max' },
-      packet,
-    );
+    // RFC 1191 section 4: the rest-of-header word is 16 unused bits, then the next-hop MTU.
+    return writeIcmpError4(out, at, ICMP4_DEST_UNREACHABLE, ICMP4_CODE_FRAGMENTATION_NEEDED, mtu & MAX_U16, source >>> 0, info.addr[SRC], buf, info.l3Offset, info.ipLength);
   }
   if (typeof source === 'number') throw new TypeError('an IPv6 packet needs an IPv6 error source');
-  return buildIcmpError(
-    { family: 6, src: source, dst: info.addr.slice(SRC, SRC + 4) },
-    { type: ICMP6_PACKET_TOO_BIG, code: 0, mtu: ipv6TunnelMtu(mtu), quote: 'max' },
-    packet,
-  );
+  for (let w = 0; w < 4; w++) {
+    errorAddr6[w] = source[w];
+    errorAddr6[4 + w] = info.addr[SRC + w];
+  }
+  // RFC 4443 section 3.2: the rest-of-header word is the MTU.
+  return writeIcmpError6(out, at, ICMP6_PACKET_TOO_BIG, 0, ipv6TunnelMtu(mtu), errorAddr6, 0, 4, buf, info.l3Offset, info.ipLength);
 }
+
+/** Source (words 0..3) and destination (4..7) of an IPv6 too-big error. */
+const errorAddr6 = new Uint32Array(8);
+const MAX_U16 = 0xffff;

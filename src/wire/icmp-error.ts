@@ -1,8 +1,9 @@
 /**
- * ICMP errors the edge originates on the packet path (time exceeded, RFC 792 / RFC 4443 section 3.3), written
- * into a preallocated buffer: no allocation, one pass over the quoted bytes. build.ts's buildIcmpError is the
- * slow, record-based builder (tests, tools, the tunnel MTU path) and the oracle these writers are tested
- * against (icmp-error.test.ts): same bytes for the same message.
+ * ICMP errors the edge originates on the packet path (time exceeded, RFC 792 / RFC 4443 section 3.3; the tunnel
+ * MTU path's fragmentation needed / packet too big, src/onramp/tunnel-mtu.ts), written into a preallocated
+ * buffer: no allocation, one pass over the quoted bytes. build.ts's buildIcmpError is the slow, record-based
+ * builder (tests, tools) and the oracle these writers are tested against (icmp-error.test.ts): same bytes for
+ * the same message.
  *
  * Both writers quote as much of the offending packet as keeps the error within 576 bytes for IPv4 (RFC 1812
  * section 4.3.2.3) and within the IPv6 minimum MTU, 1280 bytes (RFC 4443 section 2.4 (c)). Whether an error may

@@ -11,13 +11,21 @@ import { Drop } from '../../src/common/drop-reasons.js';
 import { PORT_INTERNET } from '../../src/common/ids.js';
 import { assignIds, toPipelineConfig } from '../../src/config/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
-import { buildPacketTooBig } from '../../src/onramp/tunnel-mtu.js';
+import { writePacketTooBig } from '../../src/onramp/tunnel-mtu.js';
+import { ICMP_ERROR_ROOM } from '../../src/wire/icmp-error.js';
 import { parseIpv4 } from '../../src/wire/addr.js';
 import { buildUdp } from '../../src/wire/build.js';
 import { inspect } from '../../src/wire/inspect.js';
 import { PacketInfo } from '../../src/wire/packet-info.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
 import { HOST, POOL, SERVER } from '../support/topology.js';
+
+/** writePacketTooBig's error as its own array, or null when none may be sent. */
+function packetTooBig(buf: Uint8Array, i: PacketInfo, mtu: number, source: number | Uint32Array): Uint8Array | null {
+  const out = new Uint8Array(ICMP_ERROR_ROOM);
+  const n = writePacketTooBig(out, 0, buf, i, mtu, source);
+  return n === 0 ? null : out.slice(0, n);
+}
 
 const LISTEN_ADDRESS = '192.168.101.1';
 const MTU = 1420;
@@ -34,7 +42,7 @@ test('a too-big error the edge sends into a WireGuard onramp passes its allowed 
   assert.equal(reply.hop, siteA);
   const info = new PacketInfo();
   assert.equal(inspect(reply.bytes, 0, reply.bytes.length, info), Drop.None);
-  const error = buildPacketTooBig(reply.bytes, info, MTU, parseIpv4(LISTEN_ADDRESS))!;
+  const error = packetTooBig(reply.bytes, info, MTU, parseIpv4(LISTEN_ADDRESS))!;
 
   const fromPeer = edge.send(siteA, error);
   assert.equal(fromPeer.drop, Drop.SourceNotAllowed, 'a peer may not send from the edge\'s listen address');

@@ -24,7 +24,8 @@
  */
 import { Drop } from '../../common/drop-reasons.js';
 import type { PacketBatch } from '../../common/packet-batch.js';
-import { MtuVerdict, buildPacketTooBig, fragmentForTunnel, tunnelMtuVerdict } from '../../onramp/tunnel-mtu.js';
+import { MtuVerdict, fragmentForTunnel, tunnelMtuVerdict, writePacketTooBig } from '../../onramp/tunnel-mtu.js';
+import { ICMP_ERROR_ROOM } from '../../wire/icmp-error.js';
 import { AF_INET4 } from '../../wire/constants.js';
 import { inspect } from '../../wire/inspect.js';
 import { PacketInfo } from '../../wire/packet-info.js';
@@ -51,6 +52,8 @@ export interface TunnelFragmentSink {
 
 export class TunnelMtu {
   private readonly info = new PacketInfo();
+  /** Where the too-big error is written before the feedback batch copies it. */
+  private readonly error = new Uint8Array(ICMP_ERROR_ROOM);
 
   constructor(private readonly host: TransportHost, private readonly counters: TunnelMtuCounters) {}
 
@@ -78,8 +81,8 @@ export class TunnelMtu {
       // would have carried it (translated), so it enters the pipeline as if it came out of the tunnel.
       counters[this.counters.tooBig]++;
       const source = this.sourceFor(info.family, onramp, underlay);
-      const error = source === NO_ADDRESS ? null : buildPacketTooBig(data, info, mtu, source);
-      if (error !== null && this.host.feedback.push(error, 0, error.length, onramp) >= 0) counters[this.counters.reported]++;
+      const length = source === NO_ADDRESS ? 0 : writePacketTooBig(this.error, 0, data, info, mtu, source);
+      if (length > 0 && this.host.feedback.push(this.error, 0, length, onramp) >= 0) counters[this.counters.reported]++;
     }
     return false;
   }
