@@ -14,6 +14,8 @@ import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
+import { gatewayTrailText, gatewayWordRule } from '../dataplane/classify.js';
+import type { FlowTable } from '../flow/flow-table.js';
 import type { TetherConfig } from '../config/index.js';
 import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { ipsecViews } from './ipsec-status.js';
@@ -145,6 +147,15 @@ class BadRequest extends Error {
   constructor(readonly path: string, message: string) {
     super(message);
   }
+}
+
+/** The flow's gateway decision as trail lines (none when the gateway decided nothing for it). */
+export function gatewayTrail(pipeline: Pipeline, table: FlowTable, flow: number): string[] {
+  const word = pipeline.gatewayOf(table, flow);
+  const id = gatewayWordRule(word);
+  const ruleName = id === 0 ? undefined : pipeline.gateway?.spec.rules.find((r) => r.id === id)?.name;
+  const line = gatewayTrailText(word, pipeline.flowName(table, flow)?.name, ruleName);
+  return line === null ? [] : [line];
 }
 
 function protocolNumber(text: string | number, path: string): number {
@@ -291,6 +302,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const trail = [
       `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
       detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
+      ...gatewayTrail(pipeline, table, index),
       `next hop: ${it.nextHop}`,
       routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
       detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',

@@ -244,3 +244,25 @@ export function gatewayWordOutcome(word: number): number {
 export function nameSourceText(source: number): string {
   return source === NameSource.Sni ? 'SNI' : source === NameSource.HttpHost ? 'Host' : source === NameSource.Dns ? 'DNS' : 'none';
 }
+
+/** Past tense of each stored action, for trails. */
+const ACTION_DONE: readonly string[] = ['', 'allowed', 'logged', 'blocked', 'overridden'];
+
+/**
+ * The trail line of a flow's gateway decision (word: FlowTable-side gatewayWord; name: Pipeline.flowName's), e.g.
+ * "gateway rule 7 (no-social) blocked by SNI www.example-social.com"; null when the gateway decided nothing.
+ * Control plane only (builds text).
+ */
+export function gatewayTrailText(word: number, name: string | undefined, ruleName: string | undefined): string | null {
+  const action = gatewayWordAction(word);
+  const outcome = gatewayWordOutcome(word);
+  if (action === GW_ACTION_NONE && outcome < 0) return null;
+  const rule = gatewayWordRule(word);
+  const who = rule === 0 ? 'no gateway rule matched:' : `gateway rule ${rule}${ruleName !== undefined ? ` (${ruleName})` : ''}`;
+  const done = rule === 0 ? 'allowed' : ACTION_DONE[action];
+  if (outcome < 0) return `${who} ${done} at setup (no hostname condition)`;
+  if (name !== undefined) return `${who} ${done} by ${nameSourceText(gatewayWordSource(word))} ${name}`;
+  if (isFallback(outcome as ClassifyOutcome)) return `${who} ${done} by its fallback: ${CLASSIFY_OUTCOME_NAMES[outcome].replace('_', ' ')} while waiting for a name`;
+  if (action === GW_ACTION_NONE) return `classification ended without a decision (${CLASSIFY_OUTCOME_NAMES[outcome].replace('_', ' ')})`;
+  return `${who} ${done} with no name (${CLASSIFY_OUTCOME_NAMES[outcome].replace('_', ' ')})`;
+}
