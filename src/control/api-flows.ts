@@ -135,6 +135,9 @@ const ExplainBody = Type.Object(
     dst_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     /** TTL / hop limit as the packet arrives (default 64): 1 shows the edge's time exceeded (docs/TROUBLESHOOTING.md). */
     ttl: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    /** The name a TCP flow's first payload would carry: what the gateway's hostname rules decide with it (docs/POLICY.md). */
+    sni: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
   },
   { additionalProperties: false },
 );
@@ -321,7 +324,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       for (const spec of pipeline.ports.list()) if (names.onramp(spec.id) === b.onramp) onramp = spec.id;
     }
     if (onramp < 0) return reply.code(400).send({ error: 'unknown onramp', problems: [{ path: 'onramp', message: `no onramp named ${JSON.stringify(b.onramp)}` }] });
-    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0, ...(b.ttl !== undefined ? { ttl: b.ttl } : {}) });
+    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0, ...(b.ttl !== undefined ? { ttl: b.ttl } : {}), ...(b.sni !== undefined ? { sni: b.sni } : {}), ...(b.host !== undefined ? { host: b.host } : {}) });
     return { ...e, nextHop: e.nextHop === null ? null : e.nextHop === PORT_INTERNET ? 'internet' : names.onramp(e.nextHop) };
   });
 

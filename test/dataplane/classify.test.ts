@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Drop } from '../../src/common/drop-reasons.js';
 import { ClassifyOutcome, GW_ACTION_ALLOW, GW_ACTION_BLOCK, gatewayWordAction, gatewayWordOutcome, gatewayWordRule, gatewayWordSource } from '../../src/dataplane/classify.js';
+import { explain } from '../../src/dataplane/explain.js';
 import { FLAG_CLASSIFYING, type PipelineConfig } from '../../src/dataplane/pipeline.js';
 import { NameSource, type GatewayRuleSpec } from '../../src/gateway/policy.js';
 import { buildTcp } from '../../src/wire/build.js';
@@ -288,4 +289,24 @@ test('a reset from either end while waiting ends the wait; the slot comes back',
   assert.equal(rst.hop, INTERNET);
   assert.equal(rig.pipeline.classifySlotsInUse, 0);
   assert.equal(rig.pipeline.classifyingFlows, 0);
+});
+
+test('explain: a hypothetical flow with --sni / --host gets the decision its name would; without one, the wait is explained', () => {
+  const p = new PipelineRig(config(BLOCK_EXAMPLE_ORG_FOR_A)).pipeline;
+  const packet = { onramp: A_PRIMARY, protocol: 6, src: HOST, dst: SERVER, srcPort: CLIENT_PORT, dstPort: 443 };
+  const blocked = explain(p, { ...packet, sni: 'www.example.org' });
+  assert.equal(blocked.verdict, 'drop');
+  assert.equal(blocked.dropReason, 'gateway_blocked');
+  assert.deepEqual(blocked.gateway, { ruleId: 7, action: 'block', by: 'sni', waitsOn: null });
+  assert.ok(blocked.trail.some((l) => l.includes('gateway rule 7 (no example.org at A) blocks SNI www.example.org')), blocked.trail.join('\n'));
+  const byHost = explain(p, { ...packet, dstPort: 80, host: 'www.example.com' });
+  assert.equal(byHost.verdict, 'forward');
+  assert.deepEqual(byHost.gateway, { ruleId: 0, action: 'allow', by: 'host', waitsOn: null });
+  const waits = explain(p, packet);
+  assert.equal(waits.verdict, 'forward');
+  assert.deepEqual(waits.gateway, { ruleId: 0, action: 'allow', by: 'waits', waitsOn: 7 });
+  assert.ok(waits.trail.some((l) => l.includes('needs the flow\'s name')));
+  const siteB = explain(p, { ...packet, onramp: B_PRIMARY, sni: 'www.example.org' });
+  assert.equal(siteB.verdict, 'forward');
+  assert.ok(siteB.trail.includes('gateway: no rule matches; the firewall\'s decision stands'));
 });
