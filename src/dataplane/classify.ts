@@ -19,7 +19,7 @@
  * that is not classifying; nothing is allocated per packet once the pool is warm.
  */
 import type { FlowTable } from '../flow/flow-table.js';
-import { NameSource, type GatewayPolicy } from '../gateway/policy.js';
+import { NameSource, type GatewayRules } from '../gateway/policy.js';
 import { HttpHostParser } from '../gateway/http-host.js';
 import { NEED_MORE, type ClassifyResult } from '../gateway/result.js';
 import { SniParser } from '../gateway/tls-sni.js';
@@ -178,7 +178,7 @@ export class Classifying {
   /** The flow's first packet (the SYN): the wait is measured from it. */
   startedAt = 0;
   /** The policy that asked for a name, and the rule index it waits on (its fallback applies). */
-  policy: GatewayPolicy | null = null;
+  policy: GatewayRules | null = null;
   pendingRule = -1;
   slot: ClassifySlot | null = null;
   /** The next client sequence number the classifier expects (valid once `started`). */

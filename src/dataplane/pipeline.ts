@@ -42,7 +42,8 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import { GATEWAY_NEED_NAME, GATEWAY_NO_RULE, GatewayPolicy, NameSource, type GatewayPolicySpec } from '../gateway/policy.js';
+import { GATEWAY_NEED_NAME, GATEWAY_NO_RULE, NameSource, type GatewayPolicySpec, type GatewayRules } from '../gateway/policy.js';
+import { FastGatewayPolicy } from './gateway-policy.js';
 import type { ClassifyResult } from '../gateway/result.js';
 import { seqGt, seqLeq } from '../flow/tcp.js';
 import { writeResetToReceiver, writeResetToSender, TCP_RESET_ROOM } from '../wire/tcp-reset.js';
@@ -299,7 +300,7 @@ export class Pipeline {
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
   private firewallRules: Firewall;
-  private gatewayRules: GatewayPolicy | null;
+  private gatewayRules: GatewayRules | null;
   /** Flows waiting for their name, by flowHandle, in the order they started (Map order: the wait's deadlines). */
   private readonly classifying = new Map<number, Classifying>();
   /** Classifying records to reuse. */
@@ -454,7 +455,7 @@ export class Pipeline {
     this.poolSource4 = pool4;
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
-    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway);
+    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new FastGatewayPolicy(config.gateway);
     this.classifySlots = config.classifySlots ?? DEFAULT_CLASSIFY_SLOTS;
     this.gatewayWords4 = new Uint32Array(this.flows4.capacity);
     this.gatewayWords6 = new Uint32Array(this.flows6.capacity);
@@ -474,11 +475,11 @@ export class Pipeline {
   }
 
   /** The gateway rules; null when there are none (then no flow is classified). */
-  get gateway(): GatewayPolicy | null {
+  get gateway(): GatewayRules | null {
     return this.gatewayRules;
   }
 
-  setGateway(gateway: GatewayPolicy | null): void {
+  setGateway(gateway: GatewayRules | null): void {
     this.gatewayRules = gateway;
   }
 
