@@ -250,10 +250,12 @@ export function registerClientCommands(program: Command): void {
     .option('--sport <port>', 'source port', '40000')
     .option('--dport <port>', 'destination port', '53')
     .option('--ttl <n>', 'TTL / hop limit as it arrives (1: what the edge does with an expiring packet)')
-    .action((opts: ClientOptions & { onramp: string; src: string; dst: string; protocol: string; sport: string; dport: string; ttl?: string }) =>
+    .option('--sni <name>', 'TCP: the TLS server name its ClientHello would carry (what hostname rules decide)')
+    .option('--host <name>', 'TCP: the HTTP Host its request would carry (what hostname rules decide)')
+    .action((opts: ClientOptions & { onramp: string; src: string; dst: string; protocol: string; sport: string; dport: string; ttl?: string; sni?: string; host?: string }) =>
       guarded(async () => {
         const protocol = /^[0-9]+$/.test(opts.protocol) ? Number(opts.protocol) : opts.protocol;
-        const e = (await call(opts, 'POST', '/v1/explain', { onramp: opts.onramp, protocol, src: opts.src, dst: opts.dst, src_port: Number(opts.sport), dst_port: Number(opts.dport), ...(opts.ttl !== undefined ? { ttl: Number(opts.ttl) } : {}) })) as { verdict: string; nextHop: string | null; dropReason: string | null; trail: string[] };
+        const e = (await call(opts, 'POST', '/v1/explain', { onramp: opts.onramp, protocol, src: opts.src, dst: opts.dst, src_port: Number(opts.sport), dst_port: Number(opts.dport), ...(opts.ttl !== undefined ? { ttl: Number(opts.ttl) } : {}), ...(opts.sni !== undefined ? { sni: opts.sni } : {}), ...(opts.host !== undefined ? { host: opts.host } : {}) })) as { verdict: string; nextHop: string | null; dropReason: string | null; trail: string[] };
         print(opts, e, () => [`${e.verdict === 'forward' ? `forward to ${e.nextHop ?? '(the routing table, per packet)'}` : `drop (${e.dropReason})`}`, ...e.trail.map((t) => `  - ${t}`)].join('\n'));
       }));
 

@@ -41,10 +41,19 @@ export const enum Drop {
   NatQuotaExceeded = 41, // the site holds its share of the paired pool address's ports (per-site port quota)
   FragmentQuotaExceeded = 42, // the site holds its share of the early-fragment hold slots
   HairpinFiltered = 43, // hairpin to a mapping whose site never sent to the sender's mapping (RFC 4787 REQ-8)
+  // --- gateway classification (issue 12; docs/POLICY.md "Hostname rules: how a flow is classified") ------------
+  GatewayBlocked = 44, // a gateway rule blocks the flow: at setup, or the client payload that named it (both ends reset)
+  ClassifyRetransmit = 45, // a client retransmission of bytes the classifier holds already (the held copy goes on)
+  ClassifyGap = 46, // a client segment past a gap in the held bytes (dropped: the client resends from the gap)
+  ClassifyTimeout = 47, // no name within classify.wait_ms and the fallback blocks (both ends reset)
+  ClassifyTooLarge = 48, // the first payload exceeds classify.buffer_bytes undecided and the fallback blocks
+  ClassifyNoBuffer = 49, // no free classify slot for the first payload and the fallback blocks
+  ClassifyUnheld = 50, // a segment that cannot be held (GSO, partial checksum, too big) met held ones being released
+  ClassifyReleaseOverflow = 51, // a held segment found no room in the pipeline's generated batch when released
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 44;
+export const DROP_REASON_COUNT = 52;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -81,4 +90,12 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.NatQuotaExceeded]: 'nat_quota_exceeded',
   [Drop.FragmentQuotaExceeded]: 'fragment_quota_exceeded',
   [Drop.HairpinFiltered]: 'hairpin_filtered',
+  [Drop.GatewayBlocked]: 'gateway_blocked',
+  [Drop.ClassifyRetransmit]: 'classify_retransmit',
+  [Drop.ClassifyGap]: 'classify_gap',
+  [Drop.ClassifyTimeout]: 'classify_timeout',
+  [Drop.ClassifyTooLarge]: 'classify_too_large',
+  [Drop.ClassifyNoBuffer]: 'classify_no_buffer',
+  [Drop.ClassifyUnheld]: 'classify_unheld',
+  [Drop.ClassifyReleaseOverflow]: 'classify_release_overflow',
 };

@@ -14,6 +14,8 @@ import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { chooseRoute, describeFlow, describeReturn, explain, originalKey, type FlowDetail } from '../dataplane/explain.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
+import { gatewayTrailText, gatewayWordRule } from '../dataplane/classify.js';
+import type { FlowTable } from '../flow/flow-table.js';
 import type { TetherConfig } from '../config/index.js';
 import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
 import { ipsecViews } from './ipsec-status.js';
@@ -133,6 +135,9 @@ const ExplainBody = Type.Object(
     dst_port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     /** TTL / hop limit as the packet arrives (default 64): 1 shows the edge's time exceeded (docs/TROUBLESHOOTING.md). */
     ttl: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    /** The name a TCP flow's first payload would carry: what the gateway's hostname rules decide with it (docs/POLICY.md). */
+    sni: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
   },
   { additionalProperties: false },
 );
@@ -145,6 +150,15 @@ class BadRequest extends Error {
   constructor(readonly path: string, message: string) {
     super(message);
   }
+}
+
+/** The flow's gateway decision as trail lines (none when the gateway decided nothing for it). */
+export function gatewayTrail(pipeline: Pipeline, table: FlowTable, flow: number): string[] {
+  const word = pipeline.gatewayOf(table, flow);
+  const id = gatewayWordRule(word);
+  const ruleName = id === 0 ? undefined : pipeline.gateway?.spec.rules.find((r) => r.id === id)?.name;
+  const line = gatewayTrailText(word, pipeline.flowName(table, flow)?.name, ruleName);
+  return line === null ? [] : [line];
 }
 
 function protocolNumber(text: string | number, path: string): number {
@@ -291,6 +305,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const trail = [
       `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
       detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
+      ...gatewayTrail(pipeline, table, index),
       `next hop: ${it.nextHop}`,
       routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
       detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
@@ -309,7 +324,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       for (const spec of pipeline.ports.list()) if (names.onramp(spec.id) === b.onramp) onramp = spec.id;
     }
     if (onramp < 0) return reply.code(400).send({ error: 'unknown onramp', problems: [{ path: 'onramp', message: `no onramp named ${JSON.stringify(b.onramp)}` }] });
-    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0, ...(b.ttl !== undefined ? { ttl: b.ttl } : {}) });
+    const e = explain(pipeline, { onramp, protocol: protocolNumber(b.protocol, 'protocol'), src: b.src, dst: b.dst, srcPort: b.src_port ?? 0, dstPort: b.dst_port ?? 0, ...(b.ttl !== undefined ? { ttl: b.ttl } : {}), ...(b.sni !== undefined ? { sni: b.sni } : {}), ...(b.host !== undefined ? { host: b.host } : {}) });
     return { ...e, nextHop: e.nextHop === null ? null : e.nextHop === PORT_INTERNET ? 'internet' : names.onramp(e.nextHop) };
   });
 

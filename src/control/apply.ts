@@ -33,7 +33,7 @@ import { MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import type { Pipeline, PipelineConfig } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import { Firewall } from '../policy/firewall.js';
-import { GatewayPolicy } from '../gateway/policy.js';
+import { FastGatewayPolicy } from '../dataplane/gateway-policy.js';
 import { NextHopKind, type RouteRecord, type RouteSpec } from '../route/route-table.js';
 import { parsePrefix, formatPrefix } from '../wire/addr.js';
 import { assignIds, toOnrampSpec, toPipelineConfig, typeSettings, type ConfigIds, type TetherConfig } from '../config/index.js';
@@ -68,7 +68,7 @@ export interface ApplyResult {
   routesAdded: number;
   routesRemoved: number;
   firewallReplaced: boolean;
-  /** The gateway section changed: a new GatewayPolicy runs. */
+  /** The gateway section changed: a new gateway policy (FastGatewayPolicy) runs. */
   gatewayReplaced?: boolean;
   /** Onramps whose transport (GRE tunnel, WireGuard peer, interconnect link) the Edge must set up, change or remove. */
   transportChanged: string[];
@@ -273,7 +273,7 @@ export class LiveConfig implements EdgeLike {
     }
     if (!same(this.gateway, pc.gateway)) {
       this.gateway = pc.gateway;
-      p.setGateway(pc.gateway === undefined || pc.gateway.rules.length === 0 ? null : new GatewayPolicy(pc.gateway));
+      p.setGateway(pc.gateway === undefined || pc.gateway.rules.length === 0 ? null : new FastGatewayPolicy(pc.gateway));
       out.gatewayReplaced = true;
     }
 

@@ -22,6 +22,7 @@ import type { Writable } from 'node:stream';
 import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
+import { CLASSIFY_OUTCOME_NAMES, GW_ACTION_NAMES, GW_ACTION_NONE, gatewayWordAction, gatewayWordOutcome, gatewayWordRule, gatewayWordSource, nameSourceText } from '../dataplane/classify.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
@@ -52,7 +53,9 @@ const N_PORTS = 1;
 const N_SRC = 2;
 const N_DST = 6;
 const NODE_SLOTS = 10;
-const RECORD_SLOTS = R_NODE + 2 * NODE_SLOTS;
+/** The gateway's decision word (dataplane/classify.ts gatewayWord), after the two nodes. */
+const R_GATEWAY = R_NODE + 2 * NODE_SLOTS;
+const RECORD_SLOTS = R_GATEWAY + 1;
 
 const MS_PER_SECOND = 1000;
 const TWO_POW_32 = 0x100000000;
@@ -124,6 +127,14 @@ export interface FlowLogLine {
   nat: boolean;
   clash: boolean;
   hairpin: boolean;
+  /** The gateway rule that decided the flow (0: none) and its action; absent when the gateway decided nothing. */
+  gateway_rule?: number;
+  gateway_action?: string;
+  /** How classification ended (docs/POLICY.md "Hostname rules: how a flow is classified"), when the flow waited for a name. */
+  classify?: string;
+  /** The name the flow was decided with, and where it was read (SNI, Host). */
+  name_source?: string;
+  name?: string;
 }
 
 export class FlowLogger {
@@ -138,6 +149,8 @@ export class FlowLogger {
   private readonly clock: () => number;
   private readonly wallClock: () => number;
   private readonly ring: Float64Array;
+  /** The classified name of each captured flow (a reference to the pipeline's string: no copy, no allocation). */
+  private readonly ringNames: Array<string | undefined>;
   private readonly capacity: number;
   private readonly maxPendingBytes: number;
   private readonly stream: Writable;
@@ -164,6 +177,7 @@ export class FlowLogger {
     this.capacity = opts.capacity ?? DEFAULT_CAPACITY;
     if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new RangeError(`flow log capacity must be a positive integer, got ${opts.capacity}`);
     this.ring = new Float64Array(this.capacity * RECORD_SLOTS);
+    this.ringNames = new Array<string | undefined>(this.capacity).fill(undefined);
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.onError = opts.onError ?? ((err) => void err);
@@ -286,6 +300,8 @@ export class FlowLogger {
         r[n + N_DST + w] = w < words ? table.nodeDst(node, w) : 0;
       }
     }
+    r[at + R_GATEWAY] = this.pipeline.gatewayOf(table, flow);
+    this.ringNames[this.head] = this.pipeline.flowName(table, flow)?.name;
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
   }
@@ -339,6 +355,19 @@ export class FlowLogger {
       clash: (flags & FLAG_CLASH) !== 0,
       hairpin: (flags & FLAG_HAIRPIN) !== 0,
     };
+    const gw = r[at + R_GATEWAY];
+    if (gatewayWordAction(gw) !== GW_ACTION_NONE || gatewayWordOutcome(gw) >= 0) {
+      out.gateway_rule = gatewayWordRule(gw);
+      out.gateway_action = GW_ACTION_NAMES[gatewayWordAction(gw)];
+      const outcome = gatewayWordOutcome(gw);
+      if (outcome >= 0) out.classify = CLASSIFY_OUTCOME_NAMES[outcome];
+      const name = this.ringNames[slot];
+      if (name !== undefined) {
+        out.name_source = nameSourceText(gatewayWordSource(gw));
+        out.name = name;
+      }
+    }
+    this.ringNames[slot] = undefined;
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.
       const replyPorts = r[reply + N_PORTS];

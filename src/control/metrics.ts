@@ -17,6 +17,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../common/drop-reasons.js';
+import { CLASSIFY_OUTCOME_COUNT, CLASSIFY_OUTCOME_NAMES } from '../dataplane/classify.js';
 import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import type { Pipeline } from '../dataplane/pipeline.js';
@@ -321,6 +322,16 @@ export function createMetrics(opts: MetricsOptions): Registry {
     });
   counter('tether_icmp_echo_answered_total', 'ICMP echo requests to an egress pool address answered by the edge itself (no flow, no NAT state).', [],
     (emit) => emit(NO_LABELS, c.icmpEchoAnswered));
+  counter('tether_gateway_classify_total', 'TCP flows that waited for a name (SNI, Host), by how the wait ended (docs/POLICY.md, "Hostname rules: how a flow is classified").', ['outcome'],
+    (emit) => {
+      for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, c.classifyOutcomes[o]);
+    });
+  gauge('tether_gateway_classifying_flows', 'TCP flows waiting for a name now, and those holding client payload in a classify slot.', ['state'], (emit) => {
+    emit({ state: 'waiting' }, pipeline.classifyingFlows);
+    emit({ state: 'holding' }, pipeline.classifySlotsInUse);
+  });
+  counter('tether_gateway_resets_total', 'Flows the gateway cut with a reset to each end (a block by name, a blocking fallback).', [],
+    (emit) => emit(NO_LABELS, c.gatewayResets));
   counter('tether_fragments_held_total', 'Non-first fragments held until their first fragment arrived.', [],
     (emit) => emit(NO_LABELS, c.fragmentsHeld));
   counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],

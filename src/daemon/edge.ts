@@ -226,7 +226,7 @@ export class Edge {
       this.running = false;
       throw e;
     }
-    this.expireTimer = setInterval(() => this.pipeline.expire(performance.now()), EXPIRE_INTERVAL_MS);
+    this.expireTimer = setInterval(this.onExpire, EXPIRE_INTERVAL_MS);
     this.kernelWatch.refresh(performance.now());
     this.kernelTimer = setInterval(() => this.kernelWatch.refresh(performance.now()), KERNEL_DROPS_INTERVAL_MS);
     if (this.healthWithStart) this.health.start();
@@ -583,6 +583,23 @@ export class Edge {
   setOuterCaptureTap(tap: OuterTap | null): void {
     this.underlay.setOuterTap(tap);
   }
+
+  /**
+   * The periodic expiry pass. A flow whose wait for a name ends here (the gateway's classify fallback) may release
+   * its held packets or reset both ends: those land in the pipeline's generated batch and are delivered now.
+   */
+  private readonly onExpire = (): void => {
+    const now = performance.now();
+    this.pipeline.expire(now);
+    const generated = this.pipeline.generated;
+    if (generated.count === 0) return;
+    const tap = this.captureTap;
+    if (tap !== null) tap.after(generated, now, false);
+    this.deliver(generated, now);
+    generated.clear();
+    this.underlay.flushTx();
+    this.wireguard.scheduleTimers();
+  };
 
   /** Egress and interconnect TUNs: the batch is already tagged with its port. */
   private readonly onPlain = (batch: PacketBatch): void => {

@@ -19,6 +19,7 @@ import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_S
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
+import { GATEWAY_NO_RULE, NameSource } from '../gateway/policy.js';
 import { PENALTY_DOWN } from '../health/constants.js';
 import {
   FLAG_ARR,
@@ -47,6 +48,9 @@ export interface HypotheticalPacket {
   dstPort: number;
   /** TTL / hop limit as the packet arrives (default 64): 1 or 0 shows what the edge does with an expiring packet. */
   ttl?: number;
+  /** The name a TCP flow's first payload would carry (TLS SNI, or HTTP Host): what a hostname rule would decide. */
+  sni?: string;
+  host?: string;
 }
 
 export interface RouteChoice {
@@ -70,6 +74,11 @@ export interface Explanation {
   /** An existing flow the packet belongs to, if any (then no policy or route lookup happens). */
   flow: FlowDetail | null;
   firewall: { ruleId: number; action: 'allow' | 'deny'; byDefault: boolean } | null;
+  /**
+   * The gateway (docs/POLICY.md): the rule that decides (0: none) and its action; `by` says when: at setup, by the
+   * given SNI or Host, or 'waits' (a hostname rule needs the flow's name and none was given: `waitsOn` is it).
+   */
+  gateway: { ruleId: number; action: string; by: 'setup' | 'sni' | 'host' | 'waits'; waitsOn: number | null } | null;
   route: RouteChoice | null;
   nat: { kind: 'none' | 'source-nat' | 'clash-port-rewrite' | 'hairpin'; note: string } | null;
   replies: { by: 'automatic-return-routing' | 'routing-table'; note: string } | null;
@@ -295,7 +304,7 @@ const MAX_PROTOCOL = 0xff;
 
 /** What the pipeline would do with this packet now, and why. */
 export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explanation {
-  const out: Explanation = { packet, verdict: 'drop', dropReason: null, nextHop: null, flow: null, firewall: null, route: null, nat: null, replies: null, trail: [] };
+  const out: Explanation = { packet, verdict: 'drop', dropReason: null, nextHop: null, flow: null, firewall: null, gateway: null, route: null, nat: null, replies: null, trail: [] };
   const drop = (reason: Drop, why: string): Explanation => {
     out.verdict = 'drop';
     out.dropReason = DROP_REASON_NAMES[reason];
@@ -400,6 +409,10 @@ function renderSetup(
   out.firewall = { ruleId: fw.ruleId(d.rule), action: fw.allows(d.rule) ? 'allow' : 'deny', byDefault: d.rule < 0 };
   out.trail.push(d.rule < 0 ? `firewall: no rule matches; the default action is ${out.firewall.action}` : `firewall: rule ${out.firewall.ruleId} (position ${d.rule + 1}) matches: ${out.firewall.action}`);
   if (hop === -Drop.PolicyDeny && !trace.hairpinAsked) return drop(Drop.PolicyDeny, 'the firewall denies it');
+  if (trace.gatewayAsked) {
+    const blocked = renderGateway(pipeline, out, info, site, d);
+    if (blocked !== null) return drop(hop === -Drop.GatewayBlocked || hop >= 0 ? Drop.GatewayBlocked : -hop, blocked);
+  }
 
   const hairpin = (d.flags & FLAG_HAIRPIN) !== 0;
   if (hairpin) {
@@ -460,6 +473,62 @@ function renderSetup(
   out.nextHop = pipeline.ports.deliverable(hop);
   out.trail.push(`leaves on ${hopName(pipeline, out.nextHop)}`);
   return out;
+}
+
+/**
+ * The gateway's part of a setup (SetupDecision.gateway) into `out`; with a hostname rule waiting, the decision the
+ * given SNI or Host would get (Pipeline's classification asks the same GatewayPolicy with the same source). Returns
+ * why the flow is blocked, or null.
+ */
+function renderGateway(pipeline: Pipeline, out: Explanation, info: PacketInfo, site: number, d: SetupDecision): string | null {
+  const gw = pipeline.gateway!;
+  const packet = out.packet;
+  const label = (index: number): string => {
+    const r = gw.rule(index);
+    return `gateway rule ${r.id}${r.name !== undefined ? ` (${r.name})` : ''}`;
+  };
+  if (d.gateway === GATEWAY_NO_RULE) {
+    out.gateway = { ruleId: 0, action: 'allow', by: 'setup', waitsOn: null };
+    out.trail.push('gateway: no rule matches; the firewall\'s decision stands');
+    return null;
+  }
+  if (d.gateway >= 0) {
+    const r = gw.rule(d.gateway);
+    out.gateway = { ruleId: r.id, action: r.action, by: 'setup', waitsOn: null };
+    out.trail.push(`${label(d.gateway)} matches at setup (no hostname condition): ${r.action}`);
+    return r.action === 'block' ? 'the gateway blocks it' : null;
+  }
+  // GATEWAY_NEED_NAME: a hostname rule comes first.
+  const v4 = info.family === AF_INET4;
+  const pending = v4
+    ? gw.pending4(site, packet.onramp, info.protocol, info.addr[0], info.addr[4], info.srcPort, info.dstPort)
+    : gw.pending6(site, packet.onramp, info.protocol, info.addr, 0, 4, info.srcPort, info.dstPort);
+  const name = packet.sni ?? packet.host;
+  if (info.protocol !== IPPROTO_TCP) {
+    out.trail.push(`${label(pending)} reads names from this flow's queries (DNS): decided per query`);
+    return null;
+  }
+  const c = gw.spec.classify;
+  if (name === undefined) {
+    out.gateway = { ruleId: 0, action: 'allow', by: 'waits', waitsOn: gw.rule(pending).id };
+    out.trail.push(`${label(pending)} needs the flow's name: the handshake passes, the client's first payload is held until its SNI or Host decides (at most ${c.bufferBytes} bytes and ${c.waitMs} ms, then the rule's fallback: ${gw.fallback(pending)}); give --sni or --host to see that decision`);
+    return null;
+  }
+  const source = packet.sni !== undefined ? NameSource.Sni : NameSource.HttpHost;
+  const by = packet.sni !== undefined ? 'sni' : 'host';
+  const index = v4
+    ? gw.decide4(site, packet.onramp, info.protocol, info.addr[0], info.addr[4], info.srcPort, info.dstPort, source, name)
+    : gw.decide6(site, packet.onramp, info.protocol, info.addr, 0, 4, info.srcPort, info.dstPort, source, name);
+  const what = `${by === 'sni' ? 'SNI' : 'Host'} ${name}`;
+  if (index < 0) {
+    out.gateway = { ruleId: 0, action: 'allow', by, waitsOn: null };
+    out.trail.push(`${label(pending)} waits for the flow's name; with ${what} no gateway rule matches: its held payload is released`);
+    return null;
+  }
+  const r = gw.rule(index);
+  out.gateway = { ruleId: r.id, action: r.action, by, waitsOn: null };
+  out.trail.push(`${label(pending)} waits for the flow's name; with ${what}, ${label(index)} decides: ${r.action}`);
+  return r.action === 'block' ? `${label(index)} blocks ${what}: a reset to each end once the client sends it` : null;
 }
 
 /**

@@ -23,6 +23,8 @@ export class SetupDecision {
   hop = -1;
   /** Firewall result for the packet as addressed (a rule index, or NO_MATCH for the default action). */
   rule = NO_MATCH;
+  /** Gateway at setup (GatewayPolicy.decide* with no name): a rule index, GATEWAY_NO_RULE or GATEWAY_NEED_NAME. */
+  gateway = -1;
   /** The tuple hash: ECMP choice and the clash-port search start. */
   hash = 0;
   /**
@@ -45,6 +47,8 @@ export class SetupDecision {
 export class SetupTrace {
   /** The firewall was asked (the packet passed the checks before policy). */
   firewallAsked = false;
+  /** The gateway was asked at setup (SetupDecision.gateway holds its answer). */
+  gatewayAsked = false;
   /** The route the lookup chose, NO_ROUTE when none matched or none was looked up. */
   route = NO_ROUTE;
   /**
@@ -64,6 +68,7 @@ export class SetupTrace {
 
   clear(): void {
     this.firewallAsked = false;
+    this.gatewayAsked = false;
     this.route = NO_ROUTE;
     this.natPort = -1;
     this.natAddr.fill(0);

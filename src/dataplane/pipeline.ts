@@ -42,10 +42,27 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import { GatewayPolicy, type GatewayPolicySpec } from '../gateway/policy.js';
+import { GATEWAY_NEED_NAME, GATEWAY_NO_RULE, NameSource, type GatewayPolicySpec, type GatewayRules } from '../gateway/policy.js';
+import { FastGatewayPolicy } from './gateway-policy.js';
+import type { ClassifyResult } from '../gateway/result.js';
+import { seqGt, seqLeq } from '../flow/tcp.js';
+import { writeResetToReceiver, writeResetToSender, TCP_RESET_ROOM } from '../wire/tcp-reset.js';
+import {
+  CLASSIFY_OUTCOME_COUNT,
+  ClassifyOutcome,
+  ClassifyPool,
+  Classifying,
+  DEFAULT_CLASSIFY_SLOTS,
+  PARSER_TLS,
+  GW_ACTION_BLOCK,
+  gatewayActionCode,
+  gatewayWord,
+  isFallback,
+} from './classify.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
+  AF_INET6,
   ICMP4_ECHO_REPLY,
   ICMP4_ECHO_REQUEST,
   ICMP4_TIMESTAMP_REPLY,
@@ -127,6 +144,12 @@ export const FLAG_FILTERED = 32;
  * direction's. See renumbers().
  */
 export const FLAG_RENUMBER = 64;
+/**
+ * Waiting for its name (classify.ts; docs/FLOW-MODEL.md, "classifying"): a TCP flow whose first gateway rule has a
+ * hostname condition. Its handshake passes; the client's payload is held until the gateway decides. Cleared when it
+ * has; the fast path pays one bit test for it.
+ */
+export const FLAG_CLASSIFYING = 128;
 
 /**
  * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
@@ -157,6 +180,18 @@ export const HELD = -256;
 export const CONSUMED = -257;
 /** forwardLocal(): the packet is not the edge's own; the walk goes on. */
 const NOT_LOCAL = -258;
+/** classifySegment(): the packet is not the classifier's to keep; the walk goes on. */
+const CLASSIFY_PASS = -259;
+/** A flow's handle in flowName's map: flow index and family in one small integer (flows are < 2^29). */
+function flowHandle(v6: boolean, flow: number): number {
+  return (flow << 1) | (v6 ? 1 : 0);
+}
+
+/** A classified flow's name and where it came from (Pipeline.flowName). */
+export interface FlowName {
+  readonly source: NameSource;
+  readonly name: string;
+}
 
 /** Attempts at finding a free source port when two sites' flows would clash at a data center. */
 const CLASH_ATTEMPTS = 64;
@@ -199,6 +234,8 @@ export interface PipelineConfig {
   icmpErrors?: IcmpRateLimitOptions;
   /** Fixed hash seed for reproducible tests; random otherwise. */
   hashSeed?: number;
+  /** Flows that may hold client payload while waiting for a name at once (classify.ts); default 256. */
+  classifySlots?: number;
   /** Memory for the flow tables' large arrays (see FlowTableOptions.allocate); ordinary buffers by default. */
   allocate?: (bytes: number) => ArrayBuffer;
 }
@@ -236,6 +273,11 @@ export class PipelineCounters {
   icmpErrorsNoSource = 0;
   /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
   icmpEchoAnswered = 0;
+  /** TCP flows that waited for a name (the classifying state), and how each wait ended (ClassifyOutcome). */
+  classifyStarted = 0;
+  readonly classifyOutcomes = new Float64Array(CLASSIFY_OUTCOME_COUNT);
+  /** Flows the gateway cut (a block by name, a blocking fallback): one reset to each end. */
+  gatewayResets = 0;
 }
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
@@ -258,7 +300,26 @@ export class Pipeline {
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
   private firewallRules: Firewall;
-  private gatewayRules: GatewayPolicy | null;
+  private gatewayRules: GatewayRules | null;
+  /** Flows waiting for their name, by flowHandle, in the order they started (Map order: the wait's deadlines). */
+  private readonly classifying = new Map<number, Classifying>();
+  /** Classifying records to reuse. */
+  private readonly classifyRecords: Classifying[] = [];
+  /** Held-packet slots for the current classify.buffer_bytes (null until a flow needs one). */
+  private classifyPool: ClassifyPool | null = null;
+  private readonly classifySlots: number;
+  /**
+   * The gateway's decision per flow, by flow index (classify.ts gatewayWord: rule id, name source, action,
+   * classification outcome; 0 = the gateway decided nothing). Beside the flow tables, not in their records: only
+   * setup, classification and the control plane touch it, and the record keeps its 80 bytes (4 bytes per flow here).
+   */
+  private readonly gatewayWords4: Uint32Array;
+  private readonly gatewayWords6: Uint32Array;
+  /** Classified flows' names, by flowHandle; deleted when the flow ends (flowName). */
+  private readonly names = new Map<number, FlowName>();
+  /** Where a reset is written, and the flow's original segment the resets are made from. */
+  private readonly resetScratch = new Uint8Array(TCP_RESET_ROOM);
+  private readonly resetInfo = new PacketInfo();
   private readonly frags4: FragmentFollower;
   private readonly frags6: FragmentFollower;
   /** egress.maxPortsPerSite as configured (undefined: the fair share). */
@@ -322,13 +383,22 @@ export class Pipeline {
   /** Error source (words 0..3) and destination (4..7) for the IPv6 writer. */
   private readonly errorAddr = new Uint32Array(8);
   private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
+    this.walkGenerated(data, offset, length, ingress, Drop.FragmentOverflow);
+  };
+
+  /**
+   * A packet the pipeline kept or made (an early fragment, a held client segment, a reset toward a server) walks
+   * now: copied into `generated` (full: counted as `overflow`), forwarded from `ingress`, its verdict recorded
+   * there. Re-entered from forward() (followFragments, classification): the outer packet has recorded its
+   * metadata already.
+   */
+  private walkGenerated(data: Uint8Array, offset: number, length: number, ingress: number, overflow: Drop): void {
     const g = this.generated;
     const i = g.push(data, offset, length, ingress);
     if (i < 0) {
-      this.countDrop(ingress, Drop.FragmentOverflow);
+      this.countDrop(ingress, overflow);
       return;
     }
-    // Re-entered from forward() (followFragments): the outer packet has recorded its metadata already.
     const batch = this.metaBatch;
     const index = this.metaIndex;
     this.metaBatch = g;
@@ -336,7 +406,7 @@ export class Pipeline {
     this.finish(g, i, this.forward(g.data, g.offset[i], g.length[i], ingress, this.now));
     this.metaBatch = batch;
     this.metaIndex = index;
-  };
+  }
 
   constructor(config: PipelineConfig) {
     // One random seed per pipeline for every table that faces packets (flows, NAT mappings): hash flooding.
@@ -385,7 +455,10 @@ export class Pipeline {
     this.poolSource4 = pool4;
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
-    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway);
+    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new FastGatewayPolicy(config.gateway);
+    this.classifySlots = config.classifySlots ?? DEFAULT_CLASSIFY_SLOTS;
+    this.gatewayWords4 = new Uint32Array(this.flows4.capacity);
+    this.gatewayWords6 = new Uint32Array(this.flows6.capacity);
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -402,12 +475,38 @@ export class Pipeline {
   }
 
   /** The gateway rules; null when there are none (then no flow is classified). */
-  get gateway(): GatewayPolicy | null {
+  get gateway(): GatewayRules | null {
     return this.gatewayRules;
   }
 
-  setGateway(gateway: GatewayPolicy | null): void {
+  setGateway(gateway: GatewayRules | null): void {
     this.gatewayRules = gateway;
+  }
+
+  /**
+   * A classified flow's name and its source (SNI, Host), or undefined: the flow was not classified, or no name
+   * was found. Kept beside the flow table (only classified flows have one) until the flow ends.
+   */
+  flowName(table: FlowTable, flow: number): FlowName | undefined {
+    return this.names.get(flowHandle(table !== this.flows4, flow));
+  }
+
+  /** The gateway's decision word of a live flow (classify.ts: gatewayWordRule, …Source, …Action, …Outcome). */
+  gatewayOf(table: FlowTable, flow: number): number {
+    return (table === this.flows4 ? this.gatewayWords4 : this.gatewayWords6)[flow];
+  }
+
+  private setGatewayOf(table: FlowTable, flow: number, word: number): void {
+    (table === this.flows4 ? this.gatewayWords4 : this.gatewayWords6)[flow] = word;
+  }
+
+  /** Flows waiting for a name now, and held-packet slots in use. */
+  get classifyingFlows(): number {
+    return this.classifying.size;
+  }
+
+  get classifySlotsInUse(): number {
+    return this.classifyPool?.inUse ?? 0;
   }
 
   setOnramp(spec: OnrampSpec): void {
@@ -621,8 +720,14 @@ export class Pipeline {
     return ended;
   }
 
-  /** Ends flows whose time is up, and early fragments that waited too long; `budget` bounds the work. */
+  /**
+   * Ends flows whose time is up, and early fragments that waited too long; `budget` bounds the work. Flows that
+   * waited classify.wait_ms for a name get their rule's fallback here too: the packets that releases or the resets
+   * it sends are in `generated` afterwards (drain it, as after process()).
+   */
   expire(now: number, budget = 4096): number {
+    this.now = now;
+    this.expireClassifying(now);
     const ended = this.flows4.expire(now, budget) + this.flows6.expire(now, budget);
     const timedOut = this.frags4.expire(now) + this.frags6.expire(now);
     this.counters.drops[Drop.FragmentTimeout] += timedOut;
@@ -869,6 +974,13 @@ export class Pipeline {
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
     const info = this.info;
+    let flags = table.flags(flow);
+    if ((flags & FLAG_CLASSIFYING) !== 0) {
+      const held = this.classifySegment(buf, table, flow, dir, ingress, length);
+      if (held !== CLASSIFY_PASS) return held;
+      if (!table.isLive(flow)) return -Drop.GatewayBlocked;
+      flags = table.flags(flow);
+    }
     // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
     // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
     // onramp (ports.steerable): the common case costs a compare and one byte. Decided before this packet
@@ -884,7 +996,6 @@ export class Pipeline {
       table.touch(flow, dir, now);
     }
     if (decided >= 0) this.steerReturn(table, flow, decided);
-    let flags = table.flags(flow);
     if ((flags & FLAG_FILTERED) !== 0) {
       // A hairpin the peer has not admitted (FLAG_FILTERED): the sender's packets keep its mapping alive but
       // stop here; the peer's first packet toward it is its contact and admits the flow (RFC 4787 REQ-8).
@@ -1001,7 +1112,11 @@ export class Pipeline {
   /** First packet of a flow: decide once (policy, route, NAT, return onramp), then store it. */
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
     const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
-    if (hop < 0) return hop;
+    if (hop < 0) {
+      // A gateway rule without a hostname condition blocked it at setup: counted for the rule (decideSetup counts nothing).
+      if (hop === -Drop.GatewayBlocked) this.counters.gatewayRuleHits[this.gatewayRules!.rule(this.decision.gateway).id]++;
+      return hop;
+    }
     if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
   }
@@ -1043,6 +1158,21 @@ export class Pipeline {
     d.rule = rule;
     if (trace !== null) trace.firewallAsked = true;
     if (!fw.allows(rule)) return -Drop.PolicyDeny;
+    // The gateway decides only what the firewall allowed: now when its first matching rule needs no name, after
+    // the client's first payload when it does (TCP: the classifying state; UDP 53: the DNS query).
+    d.gateway = GATEWAY_NO_RULE;
+    const gw = this.gatewayRules;
+    if (gw !== null) {
+      const g = info.family === AF_INET4
+        ? gw.decide4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort, NameSource.Unknown, null)
+        : gw.decide6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort, NameSource.Unknown, null);
+      d.gateway = g;
+      if (trace !== null) trace.gatewayAsked = true;
+      if (g >= 0 && gw.rule(g).action === 'block') return -Drop.GatewayBlocked;
+      // Data on the SYN (TCP Fast Open, RFC 7413) would pass before any name is known: refused, the client's
+      // retransmitted SYN without data (RFC 7413 section 4.2.1's fallback) sets the flow up.
+      if (g === GATEWAY_NEED_NAME && protocol === IPPROTO_TCP && info.tcpPayloadLength > 0) return -Drop.ClassifyUnheld;
+    }
 
     d.reply.reverseOf(key);
     const arr = this.ports.arr[ingress] === 1 ? FLAG_ARR : 0;
@@ -1189,6 +1319,16 @@ export class Pipeline {
     } else {
       table.touch(flow, 0, now);
     }
+    const g = d.gateway;
+    this.setGatewayOf(table, flow, 0);
+    if (g >= 0) {
+      // A rule without a hostname condition decided at setup (a block never got here: decideSetup dropped it).
+      const rule = this.gatewayRules!.rule(g);
+      this.setGatewayOf(table, flow, gatewayWord(rule.id, NameSource.Unknown, gatewayActionCode(rule.action), -1));
+      this.counters.gatewayRuleHits[rule.id]++;
+    } else if (g === GATEWAY_NEED_NAME && protocol === IPPROTO_TCP) {
+      this.startClassifying(table, flow, now);
+    }
     if ((flags & FLAG_FILTERED) !== 0) return -Drop.HairpinFiltered;
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
@@ -1196,6 +1336,273 @@ export class Pipeline {
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = flow * 2;
     return this.ports.deliverable(hop);
+  }
+
+  // --- classifying (classify.ts; docs/POLICY.md "Hostname rules: how a flow is classified") ---------------------
+
+  /** The flow's first gateway rule needs a name: it waits in the classifying state from its first packet (now). */
+  private startClassifying(table: FlowTable, flow: number, now: number): void {
+    const gw = this.gatewayRules!;
+    const n = flow * 2;
+    const ports = table.nodePorts(n);
+    const site = this.ports.site[table.ingressPort(flow)];
+    const onramp = table.ingressPort(flow);
+    const pending = table.addrWords === 1
+      ? gw.pending4(site, onramp, IPPROTO_TCP, table.nodeSrc(n, 0), table.nodeDst(n, 0), ports >>> 16, ports & 0xffff)
+      : gw.pending6(site, onramp, IPPROTO_TCP, table.records, table.srcIndex(n), table.dstIndex(n), ports >>> 16, ports & 0xffff);
+    if (pending < 0) return;
+    const c = this.classifyRecords.pop() ?? new Classifying();
+    c.table = table;
+    c.flow = flow;
+    c.startedAt = now;
+    c.policy = gw;
+    c.pendingRule = pending;
+    this.classifying.set(flowHandle(table !== this.flows4, flow), c);
+    table.setFlags(flow, table.flags(flow) | FLAG_CLASSIFYING);
+    this.counters.classifyStarted++;
+  }
+
+  /**
+   * A packet of a classifying flow (this.info, before TCP tracking). Returns CLASSIFY_PASS when the packet walks on
+   * as any packet of the flow (the handshake, pure ACKs, the server's packets, and a client payload that decided
+   * an allow with nothing held before it); HELD when it was held or released with the held ones; a negative Drop
+   * otherwise (a retransmission of held bytes, a segment past a gap, a block). Client payload is not tracked while
+   * held: the tracker (and the server) still stand at the first held byte, where a reset must point.
+   */
+  private classifySegment(buf: Uint8Array, table: FlowTable, flow: number, dir: 0 | 1, ingress: number, length: number): number {
+    const handle = flowHandle(table !== this.flows4, flow);
+    const c = this.classifying.get(handle);
+    if (c === undefined) {
+      table.setFlags(flow, table.flags(flow) & ~FLAG_CLASSIFYING);
+      return CLASSIFY_PASS;
+    }
+    const info = this.info;
+    if (this.gatewayRules === null) return this.concludeAndPass(c, ClassifyOutcome.PolicyGone, NameSource.Unknown, null);
+    // The wait is checked on packets too (the expiry pass may run later): past it, the rule's fallback.
+    if (this.now - c.startedAt >= c.policy!.spec.classify.waitMs) {
+      return dir === 0 && info.tcpPayloadLength > 0
+        ? this.concludeOnPacket(c, ClassifyOutcome.Timeout, NameSource.Unknown, null, false, buf, length, ingress)
+        : this.concludeAndPass(c, ClassifyOutcome.Timeout, NameSource.Unknown, null);
+    }
+    if ((info.tcpFlags & TCP_RST) !== 0) {
+      // Either end gives up: nothing to decide, nothing held goes on (the connection is gone).
+      this.dropClassifying(c, handle, ClassifyOutcome.Closed);
+      return CLASSIFY_PASS;
+    }
+    const payload = info.tcpPayloadLength;
+    if (dir === 1) {
+      // The server speaks first (SMTP, SSH, FTP): no client name is coming before it is answered. Decided now
+      // with no name; what the client sent meanwhile (nothing, for such protocols) is released.
+      if (payload > 0) return this.concludeAndPass(c, ClassifyOutcome.ServerFirst, NameSource.Unknown, null);
+      return CLASSIFY_PASS;
+    }
+    const fin = (info.tcpFlags & TCP_FIN) !== 0;
+    if (payload === 0 && !fin) return CLASSIFY_PASS;
+    const seq = info.tcpSeq;
+    if (!c.started) {
+      c.started = true;
+      c.firstSeq = c.nextSeq = seq;
+    }
+    const end = (seq + payload) >>> 0;
+    if (payload > 0 ? seqLeq(end, c.nextSeq) : seq !== c.nextSeq && !seqGt(seq, c.nextSeq)) return -Drop.ClassifyRetransmit;
+    if (seqGt(seq, c.nextSeq)) return -Drop.ClassifyGap;
+    const skip = (c.nextSeq - seq) | 0;
+    let slot = c.slot;
+    if (slot === null && payload > 0) {
+      let pool = this.classifyPool;
+      const bytes = c.policy!.spec.classify.bufferBytes;
+      if (pool === null || pool.bufferBytes !== bytes) pool = this.classifyPool = new ClassifyPool(this.classifySlots, bytes);
+      slot = c.slot = pool.acquire();
+      if (slot === null) return this.concludeOnPacket(c, ClassifyOutcome.NoBuffer, NameSource.Unknown, null, false, buf, length, ingress);
+    }
+    const holdable = slot !== null && !info.csumPartial && length <= this.generated.maxPacketSize && slot.fits(length);
+    let result: ClassifyResult | null = null;
+    if (slot !== null && payload > skip) {
+      if (slot.fed + payload - skip > slot.pool.bufferBytes) return this.concludeOnPacket(c, ClassifyOutcome.TooLarge, NameSource.Unknown, null, false, buf, length, ingress);
+      result = slot.feed(buf, info.l4Offset + info.tcpHeaderLength + skip, payload - skip);
+    }
+    c.nextSeq = end;
+    if (result === null || result.kind === 'need-more') {
+      if (!fin) {
+        if (!holdable) return this.concludeOnPacket(c, ClassifyOutcome.TooLarge, NameSource.Unknown, null, false, buf, length, ingress);
+        slot!.hold(buf, info.l3Offset, length, ingress);
+        return HELD;
+      }
+      // The client closed its side undecided (a request without its empty line): nothing more will come.
+      return this.concludeOnPacket(c, ClassifyOutcome.Closed, NameSource.Unknown, null, holdable, buf, length, ingress);
+    }
+    switch (result.kind) {
+      case 'name':
+        return this.concludeOnPacket(c, ClassifyOutcome.Name, slot!.parser === PARSER_TLS ? NameSource.Sni : NameSource.HttpHost, result.name, holdable, buf, length, ingress);
+      case 'no-name':
+        return this.concludeOnPacket(c, ClassifyOutcome.NoName, NameSource.Unknown, null, holdable, buf, length, ingress);
+      case 'not-protocol':
+        return this.concludeOnPacket(c, ClassifyOutcome.NotProtocol, NameSource.Unknown, null, holdable, buf, length, ingress);
+      case 'malformed':
+        return this.concludeOnPacket(c, ClassifyOutcome.Malformed, NameSource.Unknown, null, holdable, buf, length, ingress);
+      default:
+        return this.concludeOnPacket(c, ClassifyOutcome.TooLarge, NameSource.Unknown, null, holdable, buf, length, ingress);
+    }
+  }
+
+  /**
+   * Decides a classifying flow on the client packet in this.info. The packet joins the held ones when there are
+   * any (`holdable`), so all leave in order (HELD); alone it walks on (CLASSIFY_PASS). A packet that cannot be held
+   * while held ones leave is dropped (ClassifyUnheld: the client resends it); a block drops it.
+   */
+  private concludeOnPacket(c: Classifying, outcome: ClassifyOutcome, source: NameSource, name: string | null, holdable: boolean, buf: Uint8Array, length: number, ingress: number): number {
+    const slot = c.slot;
+    let joined = false;
+    if (slot !== null && slot.count > 0 && holdable) {
+      slot.hold(buf, this.info.l3Offset, length, ingress);
+      joined = true;
+    }
+    const hadHeld = slot !== null && slot.count > 0;
+    const allowed = this.conclude(c, outcome, source, name);
+    if (!allowed) return -this.blockReason(outcome);
+    if (joined) return HELD;
+    return hadHeld ? -Drop.ClassifyUnheld : CLASSIFY_PASS;
+  }
+
+  /** Decides a classifying flow on a packet that is not the client's payload (the server's, or none). */
+  private concludeAndPass(c: Classifying, outcome: ClassifyOutcome, source: NameSource, name: string | null): number {
+    return this.conclude(c, outcome, source, name) ? CLASSIFY_PASS : -this.blockReason(outcome);
+  }
+
+  private blockReason(outcome: ClassifyOutcome): Drop {
+    switch (outcome) {
+      case ClassifyOutcome.Timeout: return Drop.ClassifyTimeout;
+      case ClassifyOutcome.TooLarge: return Drop.ClassifyTooLarge;
+      case ClassifyOutcome.NoBuffer: return Drop.ClassifyNoBuffer;
+      default: return Drop.GatewayBlocked;
+    }
+  }
+
+  /**
+   * The one decision of a classifying flow: the rules with the name (or the waited-on rule's fallback when no
+   * decision could be made in bounds), stored in the flow (FlowTable.gateway), its name beside it (flowName), the
+   * rule's hit counted. Allowed: the held packets are released in order through forward() (they take the fast
+   * path now) and true. Blocked: a reset to each end, the flow ended, false.
+   */
+  private conclude(c: Classifying, outcome: ClassifyOutcome, source: NameSource, name: string | null): boolean {
+    const table = c.table!;
+    const flow = c.flow;
+    const v6 = table !== this.flows4;
+    const handle = flowHandle(v6, flow);
+    let ruleId = 0;
+    let action = gatewayActionCode('allow');
+    if (isFallback(outcome)) {
+      const rule = c.policy!.rule(c.pendingRule);
+      ruleId = rule.id;
+      action = gatewayActionCode(c.policy!.fallback(c.pendingRule));
+    } else if (this.gatewayRules !== null && outcome !== ClassifyOutcome.PolicyGone) {
+      const gw = this.gatewayRules;
+      const n = flow * 2;
+      const ports = table.nodePorts(n);
+      const onramp = table.ingressPort(flow);
+      const site = this.ports.site[onramp];
+      const index = v6
+        ? gw.decide6(site, onramp, IPPROTO_TCP, table.records, table.srcIndex(n), table.dstIndex(n), ports >>> 16, ports & 0xffff, source, name)
+        : gw.decide4(site, onramp, IPPROTO_TCP, table.nodeSrc(n, 0), table.nodeDst(n, 0), ports >>> 16, ports & 0xffff, source, name);
+      if (index >= 0) {
+        const rule = gw.rule(index);
+        ruleId = rule.id;
+        action = gatewayActionCode(rule.action);
+      }
+    }
+    this.setGatewayOf(table, flow, gatewayWord(ruleId, source, action, outcome));
+    if (ruleId !== 0) this.counters.gatewayRuleHits[ruleId]++;
+    this.counters.classifyOutcomes[outcome]++;
+    if (name !== null) this.names.set(handle, { source, name });
+    table.setFlags(flow, table.flags(flow) & ~FLAG_CLASSIFYING);
+    this.classifying.delete(handle);
+    const slot = c.slot;
+    this.recycle(c);
+    if (action === GW_ACTION_BLOCK) {
+      if (slot !== null) slot.pool.release(slot);
+      this.resetBoth(table, flow);
+      return false;
+    }
+    if (slot !== null) {
+      // Held packets go on in order; the flow decided, they take the fast path.
+      for (let k = 0; k < slot.count; k++) this.walkGenerated(slot.store, slot.starts[k], slot.lengths[k], slot.ingress[k], Drop.ClassifyReleaseOverflow);
+      slot.pool.release(slot);
+    }
+    return true;
+  }
+
+  /** Ends a classification without a decision (a reset from either end): held packets are dropped with the flow's fate. */
+  private dropClassifying(c: Classifying, handle: number, outcome: ClassifyOutcome): void {
+    const table = c.table!;
+    table.setFlags(c.flow, table.flags(c.flow) & ~FLAG_CLASSIFYING);
+    this.setGatewayOf(table, c.flow, gatewayWord(0, NameSource.Unknown, 0, outcome));
+    this.counters.classifyOutcomes[outcome]++;
+    this.classifying.delete(handle);
+    if (c.slot !== null) c.slot.pool.release(c.slot);
+    this.recycle(c);
+  }
+
+  private recycle(c: Classifying): void {
+    c.clear();
+    this.classifyRecords.push(c);
+  }
+
+  /**
+   * Cuts a TCP flow the gateway blocks: a reset to the client (through the port its packets came in on, from the
+   * server's address as the client knows it, SEQ = what the client expects next), a reset to the server (as
+   * from the client, SEQ = the server's RCV.NXT, walked through forward() so it is translated like the flow's
+   * packets), then the flow ends. Both are built from the flow's own record, not a packet: the wait's expiry has
+   * none at hand.
+   */
+  private resetBoth(table: FlowTable, flow: number): void {
+    const r = this.resetInfo;
+    const n = flow * 2;
+    const v4 = table.addrWords === 1;
+    r.family = v4 ? AF_INET4 : AF_INET6;
+    for (let w = 0; w < 4; w++) {
+      r.addr[SRC + w] = v4 ? (w === 0 ? table.nodeSrc(n, 0) : 0) : table.records[table.srcIndex(n) + w];
+      r.addr[DST + w] = v4 ? (w === 0 ? table.nodeDst(n, 0) : 0) : table.records[table.dstIndex(n) + w];
+    }
+    const ports = table.nodePorts(n);
+    r.srcPort = ports >>> 16;
+    r.dstPort = ports & 0xffff;
+    r.tcpFlags = TCP_ACK_FLAG;
+    r.tcpSeq = table.tcpEnd(flow, 0);
+    r.tcpAck = table.tcpEnd(flow, 1);
+    r.tcpPayloadLength = 0;
+    const onramp = table.ingressPort(flow);
+    const out = this.resetScratch;
+    const g = this.generated;
+    // To the client: straight back where its packets came from (ARR: the flow's return onramp).
+    const toClient = (table.flags(flow) & FLAG_ARR) !== 0 ? this.ports.deliverable(table.returnPort(flow)) : this.ports.deliverable(onramp);
+    let len = writeResetToSender(out, 0, r);
+    const i = g.push(out, 0, len, onramp);
+    if (i >= 0 && toClient >= 0) {
+      const e = this.errorInfo;
+      inspect(g.data, g.offset[i], len, e);
+      g.record(i, e);
+      g.nextHop[i] = toClient;
+      g.drop[i] = Drop.None;
+      this.counters.txPackets[toClient]++;
+      this.counters.txBytes[toClient] += len;
+    } else if (i >= 0) {
+      g.nextHop[i] = NEXT_HOP_DROP;
+      g.drop[i] = -toClient;
+    }
+    // To the server: as the client would send it; forward() translates it and tracks the flow to CLOSE.
+    len = writeResetToReceiver(out, 0, r, r.tcpSeq);
+    this.walkGenerated(out, 0, len, onramp, Drop.ClassifyReleaseOverflow);
+    this.counters.gatewayResets++;
+    table.delete(flow);
+  }
+
+  /** Flows whose wait is over get their rule's fallback (in start order: the first still waiting ends the pass). */
+  private expireClassifying(now: number): void {
+    if (this.classifying.size === 0) return;
+    for (const [, c] of this.classifying) {
+      if (now - c.startedAt < c.policy!.spec.classify.waitMs) break;
+      this.conclude(c, ClassifyOutcome.Timeout, NameSource.Unknown, null);
+    }
   }
 
   /** Rewrites the packet to the image of `other` (the flow's other key) with its ends swapped. */
@@ -1379,6 +1786,13 @@ export class Pipeline {
     }
     this.counters.flowsEnded[table.ingressPort(flow)]++;
     if (this.onFlowEnd !== null) this.onFlowEnd(table, flow, reason);
+    // After the hook: the flow log reads the name. A flow that ends still waiting gives its slot back.
+    if (this.names.size !== 0) this.names.delete(flowHandle(table !== this.flows4, flow));
+    if ((table.flags(flow) & FLAG_CLASSIFYING) !== 0) {
+      const handle = flowHandle(table !== this.flows4, flow);
+      const c = this.classifying.get(handle);
+      if (c !== undefined) this.dropClassifying(c, handle, ClassifyOutcome.Closed);
+    }
   }
 }
 

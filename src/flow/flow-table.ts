@@ -462,6 +462,14 @@ export class FlowTable {
     this.setHalf(flow, F_HOP, 1, ruleId);
   }
 
+  /**
+   * TCP: the highest sequence number direction dir has sent plus its length (the tracker's td_end), i.e. the
+   * RCV.NXT its peer has once everything arrived. Resets the edge originates (src/wire/tcp-reset.ts) carry it.
+   */
+  tcpEnd(flow: number, dir: 0 | 1): number {
+    return this.tcp.end[flow * 2 + dir];
+  }
+
   /** Packets seen in direction dir (wraps at 2^32). */
   packets(flow: number, dir: 0 | 1): number {
     return this.records[this.flowWord(flow) + F_PACKETS + dir];

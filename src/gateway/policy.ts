@@ -14,8 +14,9 @@
  *      name from that source decides. A null name matches no hostname condition.
  * GATEWAY_NO_RULE: no rule matched; the flow goes on as the firewall decided.
  *
- * This implementation is the simple one: a scan over the rules in order. It is also the oracle the faster
- * one is tested against (same constructor, same answers).
+ * This implementation is the simple one: a scan over the rules in order. It is the oracle the pipeline's faster one
+ * (src/dataplane/gateway-policy.ts, FastGatewayPolicy: the firewall's bit-vector classifier plus one suffix index
+ * over every rule's patterns) is tested against: same constructor, same answers (GatewayRules).
  *
  * Immutable: the control plane builds a new GatewayPolicy on every change (and the pipeline bumps its policy
  * epoch, so established flows are decided again under the new rules).
@@ -201,7 +202,21 @@ export function gatewayRuleProblem(r: GatewayRuleSpec): string | null {
   return null;
 }
 
-export class GatewayPolicy {
+/** What the pipeline asks of a gateway policy: GatewayPolicy (the scan) and src/dataplane/gateway-policy.ts's FastGatewayPolicy both answer it. */
+export interface GatewayRules {
+  readonly spec: GatewayPolicySpec;
+  readonly size: number;
+  readonly hasHostnameRules: boolean;
+  rule(index: number): GatewayRuleSpec;
+  fallback(index: number): 'allow' | 'block';
+  dlpProfiles(index: number): number[];
+  decide4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number, source: NameSource, name: string | null): number;
+  decide6(site: number, onramp: number, protocol: number, addr: Uint32Array, srcOffset: number, dstOffset: number, srcPort: number, dstPort: number, source: NameSource, name: string | null): number;
+  pending4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number): number;
+  pending6(site: number, onramp: number, protocol: number, addr: Uint32Array, srcOffset: number, dstOffset: number, srcPort: number, dstPort: number): number;
+}
+
+export class GatewayPolicy implements GatewayRules {
   readonly spec: GatewayPolicySpec;
   private readonly rules: CompiledRule[];
   /** Some rule has a hostname condition (else no flow ever waits for a name). */
@@ -309,3 +324,4 @@ export class GatewayPolicy {
 export function carriedSources(protocol: number): number {
   return protocol === IPPROTO_TCP ? TCP_NAME_SOURCES : protocol === IPPROTO_UDP ? UDP_NAME_SOURCES : 0;
 }
+

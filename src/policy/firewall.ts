@@ -449,9 +449,10 @@ export class Firewall {
   }
 
   /** Index (0-based, rule order) of the first rule matching an IPv4 packet, or NO_MATCH (-1). */
-  evaluate4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number): number {
+  evaluate4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number, mask: Uint32Array | null = null): number {
     const stride = this.stride;
     return this.firstMatch(
+      mask,
       site,
       onramp,
       protocol,
@@ -463,9 +464,10 @@ export class Firewall {
   }
 
   /** IPv6: source at addr[srcOffset..+3], destination at addr[dstOffset..+3]. */
-  evaluate6(site: number, onramp: number, protocol: number, addr: Uint32Array, srcOffset: number, dstOffset: number, srcPort: number, dstPort: number): number {
+  evaluate6(site: number, onramp: number, protocol: number, addr: Uint32Array, srcOffset: number, dstOffset: number, srcPort: number, dstPort: number, mask: Uint32Array | null = null): number {
     const stride = this.stride;
     return this.firstMatch(
+      mask,
       site,
       onramp,
       protocol,
@@ -486,7 +488,12 @@ export class Firewall {
     return result < 0 ? 0 : this.ids[result];
   }
 
-  private firstMatch(site: number, onramp: number, protocol: number, srcPort: number, dstPort: number, srcAddrRow: number, dstAddrRow: number): number {
+  /**
+   * `mask` (evaluate4/6's optional last argument): a bitset over the rules (bit i of word i >>> 5 = rule i, at least
+   * ceil(size / 32) words); only rules whose bit is set count. The gateway's policy (src/gateway/policy.ts) narrows
+   * its L3/L4 rules this way to those that can decide with the name at hand.
+   */
+  private firstMatch(mask: Uint32Array | null, site: number, onramp: number, protocol: number, srcPort: number, dstPort: number, srcAddrRow: number, dstAddrRow: number): number {
     const stride = this.stride;
     const bits = this.bits;
     const siteRow = (site & SMALL_MAX) === site ? this.siteBase + this.siteRowOf[site] * stride : this.siteAny;
@@ -504,7 +511,8 @@ export class Firewall {
       while (agg !== 0) {
         // Words in increasing order, so the first non-zero AND holds the lowest-numbered (first) matching rule.
         const k = aggWords + (a << 5) + 31 - Math.clz32(agg & -agg);
-        const x = bits[siteRow + k] & bits[onrampRow + k] & bits[protocolRow + k] & bits[srcPortRow + k] & bits[dstPortRow + k] & bits[srcAddrRow + k] & bits[dstAddrRow + k];
+        let x = bits[siteRow + k] & bits[onrampRow + k] & bits[protocolRow + k] & bits[srcPortRow + k] & bits[dstPortRow + k] & bits[srcAddrRow + k] & bits[dstAddrRow + k];
+        if (mask !== null) x &= mask[k - aggWords];
         if (x !== 0) return ((k - aggWords) << 5) + 31 - Math.clz32(x & -x);
         agg &= agg - 1;
       }
