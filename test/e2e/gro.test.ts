@@ -1,7 +1,7 @@
 /**
  * GRO on the way in, end to end (issue 10 item 1, issue 9's IPsec throughput): TCP uploads from the lab's IPsec
  * site (site-d: strongSwan, kernel-libipsec, ESP in UDP) and from a WireGuard site (site-a: wireguard-go) through
- * tether to a real TCP server on the Internet side. Their decrypted segments leave through the egress TUN with
+ * tether to a real TCP server on the Internet side (and from the IPsec site over IPv6). Their decrypted segments leave through the egress TUN with
  * offloads, coalesced into super-packets (dataplane/gro.ts) that the kernel segments again or hands whole to the
  * server. Each upload is checked by SHA-256 at both ends, and the edge's gro_segments / gro_super_packets
  * counters moved. Then the same with `tether run --no-offload`: intact, and nothing coalesced.
@@ -44,9 +44,9 @@ async function status(l: LabInfo): Promise<Status> {
 }
 
 /** One upload from `fromNs` to the Internet server, checked; the edge's counters before and after. */
-async function upload(l: LabInfo, fromNs: string): Promise<{ before: Status; after: Status }> {
+async function upload(l: LabInfo, fromNs: string, server: string = LAB.internet.server): Promise<{ before: Status; after: Status }> {
   const before = await status(l);
-  const r = await tcpUpload(l.names.internet, LAB.internet.server, nextPort++, fromNs, UPLOAD_BYTES, TRANSFER_TIMEOUT_MS);
+  const r = await tcpUpload(l.names.internet, server, nextPort++, fromNs, UPLOAD_BYTES, TRANSFER_TIMEOUT_MS);
   assert.equal(r.reply.bytes, UPLOAD_BYTES, `every byte arrived at the server: ${JSON.stringify(r)}`);
   assert.equal(r.reply.sha256, r.sent, 'what the server received is what the site sent');
   return { before, after: await status(l) };
@@ -66,8 +66,13 @@ after(async () => {
 
 test('with offloads (the default): uploads from the IPsec and the WireGuard site arrive intact, coalesced into super-packets', async (t) => {
   const l = await up([]);
-  for (const [what, ns] of [['IPsec site-d', l.names.siteD], ['WireGuard site-a', l.names.siteA]] as const) {
-    const s = await upload(l, ns);
+  const uploads = [
+    ['IPsec site-d', l.names.siteD, LAB.internet.server],
+    ['IPsec site-d over IPv6', l.names.siteD, LAB.internet6.server],
+    ['WireGuard site-a', l.names.siteA, LAB.internet.server],
+  ] as const;
+  for (const [what, ns, server] of uploads) {
+    const s = await upload(l, ns, server);
     const segments = moved(s, 'gro_segments');
     const supers = moved(s, 'gro_super_packets');
     assert.ok(supers > 0, `${what}: super-packets were written: ${JSON.stringify(s.after.edge)}`);
