@@ -329,5 +329,11 @@ test('indices pick a subset of the batch; the coalescer allocates nothing visibl
     assert.equal(gro.segments, 3);
   }
   assert.equal(gro.coalesce(batch, Uint32Array.of(1), 1), 0);
+  // Another batch, then the first again: each is read through its own views.
+  const other = batchOf([seg(0, { src: '10.0.1.12' }), seg(1, { src: '10.0.1.12' })]);
+  for (const [b, i, src] of [[other.batch, other.idx, 0x0a00010c], [batch, Uint32Array.of(0, 2, 3), 0x0a00010a]] as const) {
+    assert.equal(gro.coalesce(b, i, i.length), 1);
+    assert.equal(read16(gro.arena.data, gro.arena.offset[0] + 14), src & 0xffff, 'the super-packet of this batch');
+  }
   assert.throws(() => gro.coalesce(batch, new Uint32Array(9), 9), /exceed the capacity/);
 });

@@ -148,6 +148,7 @@ export class GroCoalescer {
 
   private arenaBytes: Bytes;
   private srcData: Uint8Array | null = null;
+  private readonly views = new WeakMap<Uint8Array, { bytes: Bytes; words: Uint32Array }>();
   /** The batch's bytes as 32-bit words (for the checksums), made when the batch changes. */
   private srcWords: Uint32Array = new Uint32Array(0);
   /** The offsets of the batch being coalesced. */
@@ -443,12 +444,21 @@ export class GroCoalescer {
     arena.count = a;
   }
 
-  /** A Buffer and 32-bit words over the batch's bytes (made when the batch changes, not per packet). */
+  /**
+   * A Buffer and 32-bit words over the batch's bytes, made once per batch (the edge delivers a few: the read
+   * batches, the pipeline's generated packets, the software-GSO segments) and kept while the batch lives.
+   */
   private viewsOf(data: Uint8Array): void {
+    let v = this.views.get(data);
+    if (v === undefined) {
+      // PacketBatch's slab starts its own ArrayBuffer (byteOffset 0), so the words line up with the bytes; any other
+      // slab gets no words, and the checksums take the byte loop.
+      const words = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.byteLength >>> 2) : new Uint32Array(0);
+      v = { bytes: Buffer.from(data.buffer, data.byteOffset, data.byteLength), words };
+      this.views.set(data, v);
+    }
     this.srcData = data;
-    this.srcBytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    // PacketBatch's slab starts its own ArrayBuffer (byteOffset 0), so the words line up with the bytes; any other
-    // slab gets no words, and the checksums take the byte loop.
-    this.srcWords = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.byteLength >>> 2) : new Uint32Array(0);
+    this.srcBytes = v.bytes;
+    this.srcWords = v.words;
   }
 }
