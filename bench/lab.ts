@@ -46,7 +46,8 @@
  * --only LIST (comma-separated of interconnect, wireguard, ipsec, burst, latency: measure only those; the others
  * report zeros), --burst-rounds N (default 3), --burst-count N (datagrams per site, default 3000), --latency-count N
  * (pings and round trips per path, default 500), --underlay-queue N (an experiment: tether's underlay TUN queue set
- * to N packets once the daemon runs, instead of its own TUN_TX_QUEUE_PACKETS),
+ * to N packets once the daemon runs, instead of its own TUN_TX_QUEUE_PACKETS), --no-gro (an A/B switch: the daemon
+ * writes its TUNs without coalescing TCP segments, as before GRO; --json says `gro: false`),
  * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
  * /var/tmp/tether-ssw/bench-P), --down (only remove what a run with this prefix left).
  */
@@ -87,6 +88,8 @@ const BURST_COUNT = Number(option('--burst-count', String(BURST_DATAGRAMS)));
 const LATENCY_COUNT = Number(option('--latency-count', '500'));
 /** An experiment: the underlay TUN's queue set to N packets (ip link set txqueuelen) once the daemon runs; default: the daemon's own. */
 const UNDERLAY_QUEUE = option('--underlay-queue', '');
+/** An A/B switch: the daemon runs with `--no-gro` (its TUN writes not coalesced; the figures before GRO, same build). */
+const NO_GRO = args.includes('--no-gro');
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -564,7 +567,7 @@ function tetherConfig(n: BenchNames): TetherConfig {
 async function startTether(n: BenchNames): Promise<Started> {
   const configFile = join(n.runDir, 'tether.yaml');
   writeFileSync(configFile, `# written by bench/lab.ts (prefix ${PREFIX}); lab keys only\n${stringifyConfig(tetherConfig(n))}`, { mode: 0o600 });
-  const daemon = startIn(n, 'tether', n.tedge, process.execPath, [DAEMON, 'run', '--no-api', '--config', configFile]);
+  const daemon = startIn(n, 'tether', n.tedge, process.execPath, [DAEMON, 'run', '--no-api', '--config', configFile, ...(NO_GRO ? ['--no-gro'] : [])]);
   await waitUntil('the daemon\'s routes and rules', 30_000, async () => {
     const routes = await run('ip', ['-n', n.tedge, '-4', 'route', 'show']);
     const rules = await run('ip', ['-n', n.tedge, 'rule', 'show']);
@@ -942,6 +945,7 @@ async function main(): Promise<void> {
       machine: { cpus: cpus().length, kernel: release(), node: process.version },
       seconds_per_measurement: SECONDS,
       sections: [...ONLY],
+      gro: !NO_GRO,
       tether_underlay_queue_packets: underlayQueue,
       interconnect: {
         tether: icFigures(tetherTcp, tetherUdp, true),
@@ -1006,6 +1010,8 @@ interface BenchResult {
   date: string;
   machine: { cpus: number; kernel: string; node: string };
   seconds_per_measurement: number;
+  /** false with --no-gro: the daemon wrote its TUNs without coalescing (the before of an A/B). */
+  gro: boolean;
   /** What was measured (--only); the others report zeros. */
   sections: string[];
   /** The txqueuelen of tether's underlay TUN during the run. */

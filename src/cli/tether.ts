@@ -52,7 +52,7 @@ function readConfig(path: string | undefined): { cfg: TetherConfig; source: stri
 /** Every file tether creates (token, store and its WAL/SHM, flow log) is private to its user: 0600 / 0700. */
 const PRIVATE_UMASK = 0o077;
 
-async function run(opts: { config?: string; api?: boolean; configWins?: boolean; offload?: boolean }): Promise<void> {
+async function run(opts: { config?: string; api?: boolean; configWins?: boolean; offload?: boolean; gro?: boolean }): Promise<void> {
   process.umask(PRIVATE_UMASK);
   const { cfg: fileCfg, source } = readConfig(opts.config);
   // The YAML seeds an empty store; afterwards the store (changed through the API) is what runs.
@@ -74,7 +74,7 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
   try {
-    edge = new Edge({ config: cfg, log, startHealth: false, offload: opts.offload !== false });
+    edge = new Edge({ config: cfg, log, startHealth: false, offload: opts.offload !== false, gro: opts.gro !== false });
     edge.start();
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'tether could not start');
@@ -142,6 +142,7 @@ function main(argv: string[]): void {
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .option('--config-wins', 'the file replaces the configuration in the store (validated like tether config import)')
     .option('--no-offload', 'open the egress and interconnect TUNs without TSO/USO offloads (docs/UNDERLAY.md "Super-packets")')
+    .option('--no-gro', 'write TCP segments to those TUNs one by one, not coalesced into super-packets (docs/PERFORMANCE.md "TUN offloads")')
     .action(run);
   const lab = program.command('lab').description('the network-namespace lab: overlapping WireGuard sites (one with a primary and a backup tunnel), a GRE site, a data center, the Internet (root; docs/LAB.md)');
   const prefixOption = '-p, --prefix <prefix>';

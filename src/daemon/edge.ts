@@ -77,6 +77,11 @@ export interface EdgeOptions {
    * checksum), so the kernel hands over and takes GSO super-packets (docs/UNDERLAY.md "Super-packets").
    */
   offload?: boolean;
+  /**
+   * GRO (default true): on those TUNs with offloads, each flow's TCP segments in a delivered batch are coalesced into
+   * one super-packet per write (dataplane/gro.ts; docs/PERFORMANCE.md "TUN offloads"). No effect without offload.
+   */
+  gro?: boolean;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
@@ -155,7 +160,7 @@ export class Edge {
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
     this.pipeline = new Pipeline(pipelineConfig);
-    this.outputs = new TunOutputs(this.batchSize + this.pipeline.generated.capacity);
+    this.outputs = new TunOutputs(this.batchSize + this.pipeline.generated.capacity, this.counters);
     this.softwareGso = new SoftwareGso(this.counters);
 
     const host: TransportHost = {
@@ -167,6 +172,7 @@ export class Edge {
       tunnelAddresses: this.tunnelAddresses,
       mtu: options.mtu ?? DEFAULT_MTU,
       offload: options.offload ?? true,
+      gro: options.gro ?? true,
       isRunning: () => this.running,
       // A TUN with offloads reads into 64 KiB slots (bounded: OFFLOAD_BATCH_CAPACITY of them, src/io/tun.ts).
       readPlain: (tun, port) =>

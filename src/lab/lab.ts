@@ -272,6 +272,8 @@ export interface LabUpOptions extends LabOptions {
    * Default: src/cli/tether.ts through tsx.
    */
   daemonEntry?: string;
+  /** Extra `tether run` flags (e.g. --no-offload, --no-gro), after the configuration. Default none. */
+  daemonArgs?: string[];
 }
 
 export interface LabInfo {
@@ -523,7 +525,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabInfo> {
       const entry = opts.daemonEntry ?? TETHER_CLI;
       if (!existsSync(entry)) throw new Error(`lab up: the daemon's entry point ${entry} does not exist (use startEdge: false)`);
       edgeLog = join(names.runDir, 'tether.log');
-      const daemonArgs = ['run', '--config', configFile];
+      const daemonArgs = ['run', '--config', configFile, ...(opts.daemonArgs ?? [])];
       const daemon = startInNamespace('edge', names.edge, process.execPath, opts.daemonEntry ? [entry, ...daemonArgs] : nodeTsArgs(entry, daemonArgs), edgeLog);
       state.processes.unshift(daemon);
       writeState(state);

@@ -9,6 +9,7 @@ import {
   icmpv4ChecksumFull,
   ipv4HeaderChecksum,
   onesComplementSum,
+  onesComplementSumWords,
   pseudoHeaderSum4,
   pseudoHeaderSum6,
   transportChecksumFull,
@@ -44,6 +45,29 @@ test('onesComplementSum + foldChecksum match the per-word oracle on random data,
       assert.equal(foldChecksum(onesComplementSum(bytes, start, end, 0)), slowChecksum(bytes.subarray(start, end)));
     }),
   );
+});
+
+test('onesComplementSumWords folds like the per-word oracle: any start and end, any alignment, up to 64 KiB', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 3000 }), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 0xffff }), (bytes, a, b, initial) => {
+      const buf = new Uint8Array(bytes.length + 4);
+      buf.set(bytes);
+      const words = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
+      const start = bytes.length ? a % bytes.length : 0;
+      const end = start + (bytes.length - start ? b % (bytes.length - start + 1) : 0);
+      const want = foldChecksum(onesComplementSum(buf, start, end, initial));
+      assert.equal(foldChecksum(onesComplementSumWords(buf, words, start, end, initial)), want);
+    }),
+    { numRuns: 500 },
+  );
+  // The largest IP packet of all-ones bytes (the sums' largest), and all zeros (folds to 0xFFFF, as the byte loop).
+  for (const fill of [0xff, 0]) {
+    const big = new Uint8Array(0x10000).fill(fill);
+    const words = new Uint32Array(big.buffer);
+    for (const start of [0, 1, 2, 3]) {
+      assert.equal(foldChecksum(onesComplementSumWords(big, words, start, 0xffff, 0)), foldChecksum(onesComplementSum(big, start, 0xffff, 0)));
+    }
+  }
 });
 
 test('foldChecksum handles sums beyond 32 bits', () => {

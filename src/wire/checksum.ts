@@ -27,6 +27,47 @@ export function onesComplementSum(buf: Uint8Array, start: number, end: number, i
   return sum;
 }
 
+/** True where a Uint32Array reads memory little-endian (x86, arm64 as Linux runs them): onesComplementSumWords relies on it. */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+/** Below this many bytes the word loop's set-up costs more than it saves. */
+const WORDS_MIN_BYTES = 32;
+const BYTE_MASK = 0xff;
+const WORD_MASK = 0xffff;
+const WORD_RANGE = 0x10000;
+
+/**
+ * onesComplementSum with one 32-bit load per 4 bytes (a few times faster over a full-sized segment), for the
+ * checksums GRO verifies per packet. `words` views the same memory as `buf`: new Uint32Array(buf.buffer,
+ * buf.byteOffset, buf.byteLength >>> 2), with buf.byteOffset a multiple of 4. The result folds to the same
+ * checksum as onesComplementSum's (it is not the same unfolded number).
+ *
+ * Why it is right (RFC 1071 section 2 B, byte-order independence): a little-endian 32-bit load sums the bytes at
+ * even addresses as low bytes and those at odd addresses as high bytes; relative to `start`, words begin at
+ * start's parity, so for an even start the aligned part's folded sum is the big-endian one byte-swapped, for an
+ * odd start it is the big-endian one as it is. The up to 3 bytes before and after the aligned part are added one
+ * by one, high or low by their distance from start.
+ */
+export function onesComplementSumWords(buf: Uint8Array, words: Uint32Array, start: number, end: number, initial: number): number {
+  if (!LITTLE_ENDIAN || end - start < WORDS_MIN_BYTES) return onesComplementSum(buf, start, end, initial);
+  let sum = initial;
+  const a = (start + 3) & ~3;
+  let p = start;
+  for (; p < a; p++) sum += ((p - start) & 1) === 0 ? buf[p] << 8 : buf[p];
+  const b = a + ((end - a) & ~3);
+  let le = 0;
+  for (let q = a >>> 2, qe = b >>> 2; q < qe; q++) {
+    const w = words[q];
+    le += (w & WORD_MASK) + (w >>> 16);
+  }
+  // At most 16,384 words of two terms ≤ 0xFFFF each: exact in a double; two end-around folds bring it to 16 bits.
+  le = (le % WORD_RANGE) + Math.floor(le / WORD_RANGE);
+  le = (le % WORD_RANGE) + Math.floor(le / WORD_RANGE);
+  if ((start & 1) === 0) le = ((le & BYTE_MASK) << 8) | (le >>> 8);
+  sum += le;
+  for (p = b; p < end; p++) sum += ((p - start) & 1) === 0 ? buf[p] << 8 : buf[p];
+  return sum;
+}
+
 /** Folds the carries of an unfolded sum into 16 bits and complements it: the value for a checksum field. */
 export function foldChecksum(sum: number): number {
   // Above 32 bits `>>> 16` would lose bits: reduce arithmetically first (never happens for one packet).

@@ -9,10 +9,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inNamespace, inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload } from '../../src/lab/index.js';
+import { inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import { edgeStatus } from '../support/edge-status.js';
+import { tcpUpload } from '../support/tcp-upload.js';
 
 const PREFIX = `g${(process.pid % 46656).toString(36)}`;
 const DOWNLOAD_BYTES = 32 * 1024 * 1024;
@@ -32,26 +33,6 @@ interface Status {
   edge: Record<string, number>;
   pipelineDrops: Record<string, number>;
 }
-
-/**
- * A TCP sink that hashes what it receives and answers the hash, and a client that sends `bytes` pseudo-random
- * bytes and prints {sent, received} hashes: an upload checked end to end. CommonJS for `node -e`.
- */
-const SINK = `
-const net = require('node:net'); const { createHash } = require('node:crypto');
-const [addr, port] = process.argv.slice(1);
-setTimeout(() => process.exit(2), ${TRANSFER_TIMEOUT_MS}).unref();
-const srv = net.createServer((s) => { srv.close(); const h = createHash('sha256'); let n = 0;
-  s.on('data', (b) => { h.update(b); n += b.length; }); s.on('end', () => s.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') }))); });
-srv.listen(Number(port), addr, () => console.log('ready'));`;
-const UPLOADER = `
-const net = require('node:net'); const { createHash, createCipheriv, randomBytes } = require('node:crypto');
-const [addr, port, total] = process.argv.slice(1);
-const h = createHash('sha256'); const c = createCipheriv('aes-128-ctr', randomBytes(16), randomBytes(16));
-const s = net.connect(Number(port), addr); let left = Number(total); let reply = '';
-const pump = () => { while (left > 0) { const b = c.update(Buffer.alloc(Math.min(left, 256 * 1024))); left -= b.length; h.update(b); if (!s.write(b)) return s.once('drain', pump); } s.end(); };
-s.on('connect', pump); s.on('data', (b) => (reply += b)); s.on('error', (e) => { console.log(JSON.stringify({ error: e.message })); process.exit(1); });
-s.on('close', () => { console.log(JSON.stringify({ sent: h.digest('hex'), reply: JSON.parse(reply || '{}') })); process.exit(0); });`;
 
 let lab: LabInfo;
 
@@ -78,22 +59,9 @@ test('interconnect ↔ Internet through SNAT with offloads: 32 MiB each way arri
   assert.equal(down.bytes, DOWNLOAD_BYTES, 'every byte arrived');
   assert.equal(down.sha256, down.serverSha256, 'what arrived is what the server sent');
 
-  const sink = inNamespace(lab.names.internet, process.execPath, ['-e', SINK, LAB.internet.server, String(UPLOAD_PORT)], { timeoutMs: TRANSFER_TIMEOUT_MS });
-  try {
-    for (let waited = 0; ; waited += 100) {
-      const ss = await inNamespaceOk(lab.names.internet, 'ss', ['-ltn', `sport = :${UPLOAD_PORT}`]);
-      if (ss.includes(String(UPLOAD_PORT))) break;
-      if (waited > 10_000) throw new Error('the upload sink did not listen');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const out = await inNamespaceOk(lab.names.dc, process.execPath, ['-e', UPLOADER, LAB.internet.server, String(UPLOAD_PORT), String(UPLOAD_BYTES)], { timeoutMs: TRANSFER_TIMEOUT_MS });
-    const up = JSON.parse(out.trim().split('\n').pop()!) as { sent: string; reply: { bytes: number; sha256: string } };
-    assert.equal(up.reply.bytes, UPLOAD_BYTES, `every byte arrived at the server: ${out}`);
-    assert.equal(up.reply.sha256, up.sent, 'what the server received is what the data center sent');
-  } finally {
-    // The sink serves one connection and exits (or gives up after TRANSFER_TIMEOUT_MS).
-    await sink.catch(() => undefined);
-  }
+  const up = await tcpUpload(lab.names.internet, LAB.internet.server, UPLOAD_PORT, lab.names.dc, UPLOAD_BYTES, TRANSFER_TIMEOUT_MS);
+  assert.equal(up.reply.bytes, UPLOAD_BYTES, `every byte arrived at the server: ${JSON.stringify(up)}`);
+  assert.equal(up.reply.sha256, up.sent, 'what the server received is what the data center sent');
 
   const after = await status();
   const gso = (s: Status, dir: 'gsoIn' | 'gsoOut') => s.tuns.reduce((n, t) => n + (t[dir] ?? 0), 0);

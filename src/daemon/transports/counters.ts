@@ -62,6 +62,10 @@ export const enum EdgeCounter {
   ChecksumCompleted = 28,
   /** Super-packets or partial checksums whose virtio-net header does not fit the packet (dropped). */
   GsoBad = 29,
+  /** TCP segments coalesced into super-packets before a TUN write (GRO, dataplane/gro.ts). */
+  GroSegments = 30,
+  /** The super-packets those made (each one write instead of its segments'). */
+  GroSuperPackets = 31,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -95,6 +99,8 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'gso_segments',
   'checksum_completed',
   'gso_bad',
+  'gro_segments',
+  'gro_super_packets',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */

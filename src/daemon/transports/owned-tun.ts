@@ -17,7 +17,8 @@ export interface OwnedTun {
 /**
  * Opens TUN `name` and applies its link (queue: its txqueuelen, network.ts) plus `steps` under `owner`; on failure
  * nothing is left behind. `offload`: with TUNSETOFFLOAD (src/io/tun.ts), for a TUN whose packets the edge forwards
- * as they are (egress, interconnect).
+ * as they are (egress, interconnect); its writes then coalesce TCP segments into super-packets (GRO) unless
+ * host.gro is false.
  */
 export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], opts: { offload?: boolean; queue?: number } = {}): OwnedTun {
   const tun = openTun(name, { offload: opts.offload === true });
@@ -28,7 +29,8 @@ export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: 
     tun.close();
     throw e;
   }
-  return { tun, out: host.outputs.add(tun), owner };
+  // GRO only where the kernel takes super-packets (offloads) and the edge has not been told otherwise (--no-gro).
+  return { tun, out: host.outputs.add(tun, { gro: opts.offload === true && host.gro !== false }), owner };
 }
 
 /** Stops reading, takes its routes and rules back, unregisters its output and closes it. */

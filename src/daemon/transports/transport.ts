@@ -16,8 +16,10 @@ import type { PacketBatch } from '../../common/packet-batch.js';
 import type { OnrampConfig } from '../../config/index.js';
 import type { OuterTap } from '../../control/capture.js';
 import type { TunDevice } from '../../io/tun.js';
+import { GroCoalescer } from '../../dataplane/gro.js';
 import { parseAddress } from '../../wire/addr.js';
 import { AF_INET4, AF_INET6 } from '../../wire/constants.js';
+import { EdgeCounter } from './counters.js';
 
 /** What the device layer needs of a logger (pino's Logger fits). */
 export interface EdgeLogger {
@@ -73,6 +75,14 @@ export interface Output {
   n: number;
   /** Sees batch[idx[0…n)] just before they are written (the underlay's outer capture, Underlay.setOuterTap); null: none. */
   tap: OuterTap | null;
+  /**
+   * Coalesces each flow's TCP segments into super-packets before the write (dataplane/gro.ts); only on a TUN with
+   * offloads that the edge forwards plain IP into (egress, interconnect), never one whose packets a tunnel
+   * encrypts per packet. null: written as they are.
+   */
+  readonly gro: GroCoalescer | null;
+  /** Scratch for the runs of uncoalesced packets between super-packets (gro only). */
+  readonly run: Uint32Array;
 }
 
 /** What transports are handed by the Edge. */
@@ -90,6 +100,8 @@ export interface TransportHost {
   readonly mtu: number;
   /** Open the TUNs that take plain IP traffic (egress, interconnects) with offloads (TSO/USO, checksum); default off. */
   readonly offload?: boolean;
+  /** On those TUNs, coalesce each flow's TCP segments into super-packets before writing (GRO); default on. */
+  readonly gro?: boolean;
   /** True between the Edge's start() and stop(). */
   isRunning(): boolean;
   /** Starts reading a TUN whose packets enter the pipeline tagged with `port` (the Edge's read loop). */
@@ -175,11 +187,16 @@ export class TunOutputs {
   private list: Output[] = [];
   private finishers: DeliveryFinisher[] = [];
 
-  /** `capacity`: the most packets one delivered batch can hold (read batch plus the pipeline's generated ones). */
-  constructor(private readonly capacity: number) {}
+  /**
+   * `capacity`: the most packets one delivered batch can hold (read batch plus the pipeline's generated ones).
+   * `counters`: the edge's (EdgeCounter), for GRO's; none: not counted.
+   */
+  constructor(private readonly capacity: number, private readonly counters: Float64Array | null = null) {}
 
-  add(tun: TunDevice): Output {
-    const out: Output = { tun, idx: new Uint32Array(this.capacity), n: 0, tap: null };
+  /** `gro`: coalesce before writing (the TUN must have offloads: a super-packet needs TUNSETOFFLOAD). */
+  add(tun: TunDevice, opts: { gro?: boolean } = {}): Output {
+    const gro = opts.gro === true && tun.offloads ? new GroCoalescer(this.capacity) : null;
+    const out: Output = { tun, idx: new Uint32Array(this.capacity), n: 0, tap: null, gro, run: new Uint32Array(gro === null ? 0 : this.capacity) };
     this.list.push(out);
     return out;
   }
@@ -210,7 +227,38 @@ export class TunOutputs {
       const o = outs[k];
       if (o.n === 0) continue;
       if (o.tap !== null) o.tap.outer(batch, o.idx, 0, o.n, true);
+      if (o.gro === null || o.n < 2) o.tun.writeIndices(batch, o.idx, o.n);
+      else this.writeCoalesced(batch, o, o.gro);
+    }
+  }
+
+  /**
+   * The entries GRO made, in order: runs of the batch's own packets (one writeIndices each) between runs of
+   * super-packets (one writeBatch over the arena each), so every flow's packets reach the kernel in order.
+   */
+  private writeCoalesced(batch: PacketBatch, o: Output, gro: GroCoalescer): void {
+    if (gro.coalesce(batch, o.idx, o.n) === 0) {
       o.tun.writeIndices(batch, o.idx, o.n);
+      return;
+    }
+    const c = this.counters;
+    if (c !== null) {
+      c[EdgeCounter.GroSegments] += gro.segments;
+      c[EdgeCounter.GroSuperPackets] += gro.superPackets;
+    }
+    const m = gro.entries;
+    const kind = gro.entryArena;
+    const index = gro.entryIndex;
+    for (let e = 0; e < m; ) {
+      if (kind[e] === 1) {
+        const from = index[e];
+        while (e < m && kind[e] === 1) e++;
+        o.tun.writeBatch(gro.arena, from, index[e - 1] + 1);
+      } else {
+        let r = 0;
+        while (e < m && kind[e] === 0) o.run[r++] = index[e++];
+        o.tun.writeIndices(batch, o.run, r);
+      }
     }
   }
 }
