@@ -43,6 +43,7 @@ import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { GatewayPolicy, type GatewayPolicySpec } from '../gateway/policy.js';
+import { DNS_PORT, DNS_UNPARSED, DnsGate, type DnsGateEvent } from './dns-gate.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -127,6 +128,13 @@ export const FLAG_FILTERED = 32;
  * direction's. See renumbers().
  */
 export const FLAG_RENUMBER = 64;
+/**
+ * A UDP flow toward port 53 (dns-gate.ts): while some gateway rule reads DNS names, every query of its original
+ * direction is read and decided, not only the first (a resolver may send many queries from one source port).
+ * Set on every such flow, whether or not rules exist yet, so a rule added later applies to flows already open;
+ * without rules it costs those flows one compare. Other flows never carry it.
+ */
+export const FLAG_DNS = 128;
 
 /**
  * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
@@ -157,6 +165,8 @@ export const HELD = -256;
 export const CONSUMED = -257;
 /** forwardLocal(): the packet is not the edge's own; the walk goes on. */
 const NOT_LOCAL = -258;
+/** gatewayDns(): the edge did not answer the query; it walks on. */
+const NOT_ANSWERED = -259;
 
 /** Attempts at finding a free source port when two sites' flows would clash at a data center. */
 const CLASH_ATTEMPTS = 64;
@@ -236,6 +246,14 @@ export class PipelineCounters {
   icmpErrorsNoSource = 0;
   /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
   icmpEchoAnswered = 0;
+  /** UDP/53 queries the gateway read and decided (dns-gate.ts), whatever the outcome. */
+  gatewayDnsQueries = 0;
+  /** Queries the edge answered itself (block: NXDOMAIN; override), instead of forwarding them. */
+  gatewayDnsAnswered = 0;
+  /** UDP/53 datagrams of inspected flows that were no query the edge could read (fragment, response, malformed): forwarded. */
+  gatewayDnsUnparsed = 0;
+  /** Answers not sent: the batch's room for generated packets was full (the query is not forwarded; the client retries). */
+  gatewayDnsAnswerLost = 0;
 }
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
@@ -257,6 +275,13 @@ export class Pipeline {
   readonly generated = new PacketBatch(64);
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
+  /**
+   * Called for each DNS query a gateway rule blocked, overrode or logged (dns-gate.ts), on the packet path: the
+   * event object is reused, copy what you keep.
+   */
+  onGatewayDns: ((event: DnsGateEvent) => void) | null = null;
+  /** The gateway's DNS stage: reads UDP/53 queries of FLAG_DNS flows and answers blocked and overridden names. */
+  readonly dnsGate = new DnsGate();
   private firewallRules: Firewall;
   private gatewayRules: GatewayPolicy | null;
   private readonly frags4: FragmentFollower;
@@ -386,6 +411,7 @@ export class Pipeline {
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
     this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway);
+    this.dnsGate.setPolicy(this.gatewayRules);
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -407,6 +433,7 @@ export class Pipeline {
   }
 
   setGateway(gateway: GatewayPolicy | null): void {
+    this.dnsGate.setPolicy(gateway);
     this.gatewayRules = gateway;
   }
 
@@ -759,6 +786,43 @@ export class Pipeline {
   }
 
   /**
+   * A DNS query of a FLAG_DNS flow (or one setting up), the firewall passed: the gateway reads and decides it
+   * (dns-gate.ts). A block or override is answered from preallocated space, pushed into `generated` toward the
+   * onramp the query came in on, and the query is CONSUMED; otherwise NOT_ANSWERED and the query walks on.
+   */
+  private gatewayDns(buf: Uint8Array, ingress: number): number {
+    const gate = this.dnsGate;
+    const c = this.counters;
+    const n = gate.inspect(buf, this.info, this.ports.site[ingress], ingress);
+    if (n === DNS_UNPARSED) {
+      c.gatewayDnsUnparsed++;
+      return NOT_ANSWERED;
+    }
+    c.gatewayDnsQueries++;
+    const policy = this.gatewayRules;
+    if (gate.rule >= 0 && policy !== null) c.gatewayRuleHits[policy.rule(gate.rule).id]++;
+    if (n > 0 || (gate.rule >= 0 && policy !== null && policy.rule(gate.rule).action === 'log')) {
+      if (this.onGatewayDns !== null) this.onGatewayDns(gate.event);
+    }
+    if (n <= 0) return NOT_ANSWERED;
+    const g = this.generated;
+    const i = g.push(gate.out, 0, n, ingress);
+    if (i < 0) {
+      c.gatewayDnsAnswerLost++;
+      return CONSUMED;
+    }
+    const e = this.errorInfo;
+    inspect(g.data, g.offset[i], n, e);
+    g.record(i, e);
+    g.nextHop[i] = ingress;
+    g.drop[i] = Drop.None;
+    c.txPackets[ingress]++;
+    c.txBytes[ingress] += n;
+    c.gatewayDnsAnswered++;
+    return CONSUMED;
+  }
+
+  /**
    * A packet whose TTL / hop limit would reach zero here (RFC 1812 section 5.3.1): dropped as TtlExceeded, and its
    * sender told with ICMP time exceeded (RFC 792; RFC 1812 section 4.3.2; ICMPv6 type 3 code 0, RFC 4443 section
    * 3.3) unless RFC 1812 section 4.3.2.7 forbids it (an ICMP error, a later fragment, a non-unicast source or
@@ -893,6 +957,10 @@ export class Pipeline {
       table.setFlags(flow, flags);
     }
     table.count(flow, dir, length);
+    if ((flags & FLAG_DNS) !== 0 && dir === 0 && this.dnsGate.active) {
+      const answered = this.gatewayDns(buf, ingress);
+      if (answered !== NOT_ANSWERED) return answered;
+    }
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     if (renumbers(flags, dir, info)) this.renumber(buf, node);
     decrementTtl(buf, info);
@@ -1002,6 +1070,14 @@ export class Pipeline {
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
     const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
     if (hop < 0) return hop;
+    // The firewall allowed it: a DNS query is the gateway's next (its first query creates no flow when answered).
+    if (this.info.protocol === IPPROTO_UDP && this.info.dstPort === DNS_PORT) {
+      this.decision.flags |= FLAG_DNS;
+      if (this.dnsGate.active) {
+        const answered = this.gatewayDns(buf, ingress);
+        if (answered !== NOT_ANSWERED) return answered;
+      }
+    }
     if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
   }
