@@ -19,10 +19,12 @@ import { AF_INET4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_S
 import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
+import { DNS_PORT } from './dns-gate.js';
 import { PENALTY_DOWN } from '../health/constants.js';
 import {
   FLAG_ARR,
   FLAG_CLASH,
+  FLAG_DNS,
   FLAG_FILTERED,
   FLAG_HAIRPIN,
   FLAG_POOL,
@@ -351,6 +353,7 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
       return drop(Drop.HairpinFiltered, 'a hairpin the peer has not admitted yet: the peer never sent to this sender\'s external endpoint (RFC 4787 REQ-8, REQ-9); its first packet toward it will admit the flow');
     }
     if ((flags & FLAG_FILTERED) !== 0) out.trail.push('this packet is the peer\'s first toward the sender: it admits the hairpin flow both ways (RFC 4787 REQ-8)');
+    if ((flags & FLAG_DNS) !== 0 && dir === 0) dnsNote(pipeline, out);
     out.verdict = 'forward';
     // The packet as the pipeline would take it (forwardOnFlow): the site's failover policy first.
     const now = table.latestNow();
@@ -378,6 +381,13 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   return renderSetup(pipeline, out, info, site, decision, trace, hop, drop);
 }
 
+/** A query to UDP port 53 the firewall passed: what the gateway's DNS stage does with it (dns-gate.ts). */
+function dnsNote(pipeline: Pipeline, out: Explanation): void {
+  out.trail.push(pipeline.dnsGate.active
+    ? 'a DNS query (UDP 53): the gateway reads its question; a name a block or override rule matches is answered by the edge itself (NXDOMAIN or the override), other queries go on'
+    : 'a DNS query (UDP 53): no gateway rule reads DNS names now; every query of this flow is read once one does');
+}
+
 /** The trail of a setup decision (decideSetup's result `hop`, its decision and trace), into `out`. */
 function renderSetup(
   pipeline: Pipeline,
@@ -400,6 +410,7 @@ function renderSetup(
   out.firewall = { ruleId: fw.ruleId(d.rule), action: fw.allows(d.rule) ? 'allow' : 'deny', byDefault: d.rule < 0 };
   out.trail.push(d.rule < 0 ? `firewall: no rule matches; the default action is ${out.firewall.action}` : `firewall: rule ${out.firewall.ruleId} (position ${d.rule + 1}) matches: ${out.firewall.action}`);
   if (hop === -Drop.PolicyDeny && !trace.hairpinAsked) return drop(Drop.PolicyDeny, 'the firewall denies it');
+  if (hop >= 0 && info.protocol === IPPROTO_UDP && info.dstPort === DNS_PORT) dnsNote(pipeline, out);
 
   const hairpin = (d.flags & FLAG_HAIRPIN) !== 0;
   if (hairpin) {

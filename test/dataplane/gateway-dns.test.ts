@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../../src/common/drop-reasons.js';
+import { explain } from '../../src/dataplane/explain.js';
 import { FLAG_DNS } from '../../src/dataplane/pipeline.js';
 import { GatewayPolicy, NameSource, type GatewayPolicySpec, type GatewayRuleSpec } from '../../src/gateway/policy.js';
 import { buildTcp, buildUdp, type ParsedPacket } from '../../src/wire/build.js';
@@ -259,4 +260,18 @@ test('property: any payload to port 53 is forwarded or answered with a well-form
     const a = answered(edge, out, onramp);
     return a.qr && a.id === ((p[0] << 8) | p[1]) && a.qdcount === 1;
   }), { numRuns: 500 });
+});
+
+test('explain says what the DNS stage does with a query, at setup and on an open flow', () => {
+  const edge = rig();
+  const packet = { onramp: A_PRIMARY, protocol: 17, src: HOST, dst: SERVER, srcPort: 45000, dstPort: 53 };
+  const note = (trail: string[]): string | undefined => trail.find((l) => l.startsWith('a DNS query'));
+  assert.match(note(explain(edge.pipeline, packet).trail) ?? '', /answered by the edge itself/);
+  edge.send(A_PRIMARY, udp4(query(1, 'example.org'), 45000));
+  const onFlow = explain(edge.pipeline, packet);
+  assert.ok(onFlow.flow !== null);
+  assert.match(note(onFlow.trail) ?? '', /answered by the edge itself/);
+  edge.pipeline.setGateway(null);
+  assert.match(note(explain(edge.pipeline, packet).trail) ?? '', /no gateway rule reads DNS names/);
+  assert.equal(note(explain(edge.pipeline, { ...packet, dstPort: 5353 }).trail), undefined);
 });
