@@ -62,6 +62,8 @@ export class DnsGate {
   readonly event = new DnsGateEvent();
   /** Some rule reads DNS names (a hostname condition whose sources include dns): only then are queries read. */
   active = false;
+  /** The rule index the last inspect() decided with; GATEWAY_NO_RULE when none (or the datagram was not read). */
+  rule = GATEWAY_NO_RULE;
   private policy: GatewayPolicy | null = null;
   /** Per rule index: how an override rule answers (null for other actions). */
   private answers: Array<RuleAnswer | null> = [];
@@ -94,8 +96,8 @@ export class DnsGate {
 
   /**
    * The UDP datagram `info` (inspected, to port 53, from `ingress` of `site`): its answer's length in `out` (> 0),
-   * DNS_FORWARD, or DNS_UNPARSED. A rule that blocks, overrides or logs fills `event`; returns its rule index in
-   * `rule`.
+   * DNS_FORWARD, or DNS_UNPARSED. The deciding rule's index is left in `rule`; one that blocks, overrides or logs
+   * also fills `event`.
    */
   inspect(buf: Uint8Array, info: PacketInfo, site: number, ingress: number): number {
     const policy = this.policy;
@@ -137,9 +139,6 @@ export class DnsGate {
       ? writeUdp4(this.out, 0, a[DST], a[SRC], info.dstPort, info.srcPort, n)
       : writeUdp6(this.out, 0, a, DST, SRC, info.dstPort, info.srcPort, n);
   }
-
-  /** The rule index the last inspect() decided with (GATEWAY_NO_RULE when none; stale after DNS_UNPARSED). */
-  rule = GATEWAY_NO_RULE;
 
   private writeAnswer(q: DnsQuestion, answer: RuleAnswer | null, at: number): number {
     const e = this.event;
