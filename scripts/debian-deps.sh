@@ -28,6 +28,10 @@ TETHER_DEBIAN_DEPS=(
   "tcpdump:(test -x /usr/bin/tcpdump)"
   # bench:lab's latency figures (issue 10): ping -i 0.01 through tether and through the kernel edge.
   "iputils-ping:ping"
+  # The gateway's DNS answers (issue 12): a real DNS server in the lab's Internet (dnsmasq, run with its own
+  # command line, no system service) and a real client in each site (dig).
+  "dnsmasq-base:(test -x /usr/sbin/dnsmasq)"
+  "bind9-dnsutils:dig"
 )
 
 install_missing_debian_packages() {

@@ -16,6 +16,7 @@ import { assignIds, toPipelineConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
 import { FLOW_LOG_FILE_MODE, FlowLogger, flowLoggerFor, type FlowLogLine } from './flow-log.js';
 import { NameBook } from './metrics.js';
+import { GatewayPolicy, NameSource } from '../gateway/policy.js';
 
 const SERVER = '203.0.113.10';
 const POOL = '198.51.100.1';
@@ -240,4 +241,34 @@ test('a file that cannot be opened is reported, not thrown', async () => {
   await log.close();
   assert.equal(errors.length, 1);
   assert.match(String(log.lastError), /ENOENT/);
+});
+
+test('gateway DNS: a blocked, an overridden and a logged query each give one gateway_dns line with the rule and the name', async () => {
+  const { edge, names, ids } = lab();
+  const A = ids.onramps.get('site-a-wg')!;
+  const site = names.site(edge.pipeline.ports.site[A]);
+  edge.pipeline.setGateway(new GatewayPolicy({
+    rules: [
+      { id: 3, name: 'no-ads', action: 'block', hostnames: ['ads.example'] },
+      { id: 4, action: 'override', hostnames: ['intranet.example'], sources: NameSource.Dns, override: { addresses: ['192.0.2.7'], ttl: 30 } },
+      { id: 5, action: 'log', hostnames: ['watched.example'] },
+    ],
+    dlpProfiles: [], classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' }, dlpScanBytes: 65536,
+  }));
+  const sink = new Sink();
+  const log = logger(edge, sink, { names });
+  // id 0x0102, RD, one question: labels, QTYPE A (1), QCLASS IN (1).
+  const q = (name: string): Uint8Array => Uint8Array.from([1, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    ...name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)]), 0, 0, 1, 0, 1]);
+  for (const name of ['ads.example', 'intranet.example', 'watched.example', 'other.example']) {
+    edge.send(A, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40000, dstPort: 53, payload: q(name) }));
+  }
+  assert.equal(log.pending, 3);
+  await log.close();
+  const common = { time: new Date(WALL).toISOString(), event: 'gateway_dns', qtype: 1, family: 4, src: HOST, src_port: 40000, dst: SERVER, site, onramp: 'site-a-wg' };
+  assert.deepEqual(sink.lines(), [
+    { ...common, action: 'block', rule: 3, rule_name: 'no-ads', name: 'ads.example', rcode: 'NXDOMAIN', answers: 0 },
+    { ...common, action: 'override', rule: 4, name: 'intranet.example', rcode: 'NOERROR', answers: 1 },
+    { ...common, action: 'log', rule: 5, name: 'watched.example', rcode: null, answers: 0 },
+  ]);
 });

@@ -23,6 +23,7 @@ import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
 import { CLASSIFY_OUTCOME_NAMES, GW_ACTION_NAMES, GW_ACTION_NONE, gatewayWordAction, gatewayWordOutcome, gatewayWordRule, gatewayWordSource, nameSourceText } from '../dataplane/classify.js';
+import type { DnsGateEvent } from '../dataplane/dns-gate.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
@@ -95,6 +96,50 @@ export interface FlowLoggerOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * A DNS query a gateway rule blocked, overrode or logged (src/dataplane/dns-gate.ts): one line each, in the same
+ * stream as the ended flows (docs/OBSERVABILITY.md). `rcode` is what the edge answered; null for `log` (the query
+ * went on to its server).
+ */
+export interface DnsLogLine {
+  time: string;
+  event: 'gateway_dns';
+  action: 'block' | 'override' | 'log';
+  rule: number;
+  rule_name?: string;
+  name: string;
+  qtype: number;
+  rcode: 'NOERROR' | 'NXDOMAIN' | null;
+  answers: number;
+  family: 4 | 6;
+  src: string;
+  src_port: number;
+  dst: string;
+  site: string;
+  onramp: string;
+}
+
+/** A captured gateway DNS event: numbers and the name string the parser made (held, not copied). */
+class DnsRecord {
+  wall = 0;
+  ruleId = 0;
+  action: DnsLogLine['action'] = 'log';
+  name = '';
+  qtype = 0;
+  rcode = -1;
+  answers = 0;
+  family: 4 | 6 = 4;
+  readonly addr = new Uint32Array(8);
+  srcPort = 0;
+  site = 0;
+  ingress = 0;
+}
+
+/** RFC 1035 section 4.1.1 RCODEs the edge answers with. */
+const RCODE_NAMES: Readonly<Record<number, DnsLogLine['rcode']>> = { 0: 'NOERROR', 3: 'NXDOMAIN' };
+/** Gateway DNS events held between flushes, at most (a burst of blocked queries must not grow memory). */
+const MAX_DNS_CAPACITY = 4096;
+
 /** One flow-log line, as JSON.parse returns it (see docs/OBSERVABILITY.md). */
 export interface FlowLogLine {
   time: string;
@@ -161,12 +206,22 @@ export class FlowLogger {
   private count = 0;
   private timer: NodeJS.Timeout | null = null;
   private previous: Pipeline['onFlowEnd'] = null;
+  private previousDns: Pipeline['onGatewayDns'] = null;
+  /** Gateway DNS events: a ring of preallocated records (dnsHead: next to fill; dnsCount: filled). */
+  private readonly dnsRing: DnsRecord[];
+  private dnsHead = 0;
+  private dnsCount = 0;
   private attached = false;
   private closed = false;
 
   private readonly hook = (table: FlowTable, flow: number, reason: RemoveReason): void => {
     this.capture(table, flow, reason);
     if (this.previous !== null) this.previous(table, flow, reason);
+  };
+
+  private readonly dnsHook = (e: DnsGateEvent): void => {
+    this.captureDns(e);
+    if (this.previousDns !== null) this.previousDns(e);
   };
 
   constructor(opts: FlowLoggerOptions) {
@@ -178,6 +233,7 @@ export class FlowLogger {
     if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new RangeError(`flow log capacity must be a positive integer, got ${opts.capacity}`);
     this.ring = new Float64Array(this.capacity * RECORD_SLOTS);
     this.ringNames = new Array<string | undefined>(this.capacity).fill(undefined);
+    this.dnsRing = Array.from({ length: Math.min(this.capacity, MAX_DNS_CAPACITY) }, () => new DnsRecord());
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.onError = opts.onError ?? ((err) => void err);
@@ -202,6 +258,8 @@ export class FlowLogger {
     if (this.attached || this.closed) return;
     this.previous = this.pipeline.onFlowEnd;
     this.pipeline.onFlowEnd = this.hook;
+    this.previousDns = this.pipeline.onGatewayDns;
+    this.pipeline.onGatewayDns = this.dnsHook;
     this.attached = true;
     if (this.flushIntervalMs > 0) {
       this.timer = setInterval(() => this.flush(), this.flushIntervalMs);
@@ -209,17 +267,22 @@ export class FlowLogger {
     }
   }
 
-  /** Ended flows captured and not yet written. */
+  /** Ended flows and gateway DNS events captured and not yet written. */
   get pending(): number {
-    return this.count;
+    return this.count + this.dnsCount;
   }
 
   /** Writes every captured flow now, as one chunk; returns the number of lines written. */
   flush(): number {
-    const n = this.count;
+    const flows = this.count;
+    const dns = this.dnsCount;
+    const n = flows + dns;
     if (n === 0) return 0;
-    const first = (this.head - n + this.capacity) % this.capacity;
+    const first = (this.head - flows + this.capacity) % this.capacity;
+    const dnsSize = this.dnsRing.length;
+    const dnsFirst = (this.dnsHead - dns + dnsSize) % dnsSize;
     this.count = 0;
+    this.dnsCount = 0;
     const stream = this.stream;
     if (stream.destroyed || !stream.writable || stream.writableLength > this.maxPendingBytes) {
       // Failed (lastError says why), or cannot keep up (slow disk, a stdout pipe nobody reads): shed, do not queue.
@@ -227,7 +290,8 @@ export class FlowLogger {
       return 0;
     }
     const lines: string[] = new Array<string>(n);
-    for (let k = 0; k < n; k++) lines[k] = JSON.stringify(this.line((first + k) % this.capacity));
+    for (let k = 0; k < flows; k++) lines[k] = JSON.stringify(this.line((first + k) % this.capacity));
+    for (let k = 0; k < dns; k++) lines[flows + k] = JSON.stringify(this.dnsLine(this.dnsRing[(dnsFirst + k) % dnsSize]));
     stream.write(lines.join('\n') + '\n');
     this.linesWritten += n;
     return n;
@@ -239,6 +303,7 @@ export class FlowLogger {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     if (this.attached && this.pipeline.onFlowEnd === this.hook) this.pipeline.onFlowEnd = this.previous;
+    if (this.attached && this.pipeline.onGatewayDns === this.dnsHook) this.pipeline.onGatewayDns = this.previousDns;
     this.attached = false;
     this.flush();
     this.closed = true;
@@ -304,6 +369,52 @@ export class FlowLogger {
     this.ringNames[this.head] = this.pipeline.flowName(table, flow)?.name;
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
+  }
+
+  /** On the packet path, per gateway DNS event: copies numbers into a preallocated record (the name is the parser's string). */
+  private captureDns(e: DnsGateEvent): void {
+    const size = this.dnsRing.length;
+    if (this.dnsCount === size) {
+      this.linesDropped++;
+      return;
+    }
+    const d = this.dnsRing[this.dnsHead];
+    d.wall = this.wallClock();
+    d.ruleId = e.ruleId;
+    d.action = e.action;
+    d.name = e.name;
+    d.qtype = e.qtype;
+    d.rcode = e.rcode;
+    d.answers = e.answers;
+    d.family = e.family;
+    d.addr.set(e.addr);
+    d.srcPort = e.srcPort;
+    d.site = e.site;
+    d.ingress = e.ingress;
+    this.dnsHead = this.dnsHead + 1 === size ? 0 : this.dnsHead + 1;
+    this.dnsCount++;
+  }
+
+  private dnsLine(d: DnsRecord): DnsLogLine {
+    const addr = (at: number): string => (d.family === 4 ? formatIpv4(d.addr[at]) : formatIpv6(d.addr, at));
+    const rule = this.pipeline.gateway?.spec.rules.find((r) => r.id === d.ruleId);
+    return {
+      time: new Date(d.wall).toISOString(),
+      event: 'gateway_dns',
+      action: d.action,
+      rule: d.ruleId,
+      rule_name: rule?.name,
+      name: d.name,
+      qtype: d.qtype,
+      rcode: d.rcode < 0 ? null : (RCODE_NAMES[d.rcode] ?? null),
+      answers: d.answers,
+      family: d.family,
+      src: addr(0),
+      src_port: d.srcPort,
+      dst: addr(4),
+      site: this.names.site(d.site),
+      onramp: this.names.onramp(d.ingress),
+    };
   }
 
   /** The line of captured record `slot`. */

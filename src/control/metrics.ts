@@ -134,6 +134,8 @@ export interface EdgeStatus {
   flows: { ipv4: number; ipv6: number };
   /** The ICMP the edge originates as a hop (docs/OBSERVABILITY.md): time exceeded sent and not sent, echo answered. */
   icmp: { timeExceededSent: number; rateLimited: number; noSource: number; echoAnswered: number };
+  /** The gateway's DNS stage (docs/GATEWAY.md): queries decided, answered by the edge, unparsed, answers lost. */
+  gatewayDns?: { decided: number; answered: number; unparsed: number; answerLost: number };
   /** IKE SAs of ipsec onramps (the IKE engine's status()) (transports/ipsec-onramps.ts). */
   ipsec: IkeSaStatus[];
   /** Per child SA data-path counters (the ESP transport), joined to the IKE status on spiIn. */
@@ -332,6 +334,13 @@ export function createMetrics(opts: MetricsOptions): Registry {
   });
   counter('tether_gateway_resets_total', 'Flows the gateway cut with a reset to each end (a block by name, a blocking fallback).', [],
     (emit) => emit(NO_LABELS, c.gatewayResets));
+  counter('tether_gateway_dns_queries_total', 'UDP/53 datagrams of port-53 flows the gateway read while rules read DNS names (docs/GATEWAY.md): decided (a query with one question, decided by the rules), answered (by the edge: NXDOMAIN or an override), unparsed (no query it could read: forwarded), answer_lost (no room to send the answer: the query was not forwarded).', ['result'],
+    (emit) => {
+      emit({ result: 'decided' }, c.gatewayDnsQueries);
+      emit({ result: 'answered' }, c.gatewayDnsAnswered);
+      emit({ result: 'unparsed' }, c.gatewayDnsUnparsed);
+      emit({ result: 'answer_lost' }, c.gatewayDnsAnswerLost);
+    });
   counter('tether_fragments_held_total', 'Non-first fragments held until their first fragment arrived.', [],
     (emit) => emit(NO_LABELS, c.fragmentsHeld));
   counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],

@@ -292,6 +292,12 @@ export class Edge {
         noSource: this.pipeline.counters.icmpErrorsNoSource,
         echoAnswered: this.pipeline.counters.icmpEchoAnswered,
       },
+      gatewayDns: {
+        decided: this.pipeline.counters.gatewayDnsQueries,
+        answered: this.pipeline.counters.gatewayDnsAnswered,
+        unparsed: this.pipeline.counters.gatewayDnsUnparsed,
+        answerLost: this.pipeline.counters.gatewayDnsAnswerLost,
+      },
       ...this.ipsecStatus(),
       kernelDrops: this.kernelWatch.nonZero(),
     };

@@ -20,10 +20,12 @@ import { inspect } from '../wire/inspect.js';
 import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
 import { GATEWAY_NO_RULE, NameSource } from '../gateway/policy.js';
+import { DNS_PORT } from './dns-gate.js';
 import { PENALTY_DOWN } from '../health/constants.js';
 import {
   FLAG_ARR,
   FLAG_CLASH,
+  FLAG_DNS,
   FLAG_FILTERED,
   FLAG_HAIRPIN,
   FLAG_POOL,
@@ -360,6 +362,7 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
       return drop(Drop.HairpinFiltered, 'a hairpin the peer has not admitted yet: the peer never sent to this sender\'s external endpoint (RFC 4787 REQ-8, REQ-9); its first packet toward it will admit the flow');
     }
     if ((flags & FLAG_FILTERED) !== 0) out.trail.push('this packet is the peer\'s first toward the sender: it admits the hairpin flow both ways (RFC 4787 REQ-8)');
+    if ((flags & FLAG_DNS) !== 0 && dir === 0) dnsNote(pipeline, out);
     out.verdict = 'forward';
     // The packet as the pipeline would take it (forwardOnFlow): the site's failover policy first.
     const now = table.latestNow();
@@ -385,6 +388,13 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
   const trace = new SetupTrace();
   const hop = pipeline.decideSetup(info, key, table, ingress, decision, trace);
   return renderSetup(pipeline, out, info, site, decision, trace, hop, drop);
+}
+
+/** A query to UDP port 53 the firewall passed: what the gateway's DNS stage does with it (dns-gate.ts). */
+function dnsNote(pipeline: Pipeline, out: Explanation): void {
+  out.trail.push(pipeline.dnsGate.active
+    ? 'a DNS query (UDP 53): the gateway reads its question; a name a block or override rule matches is answered by the edge itself (NXDOMAIN or the override), other queries go on'
+    : 'a DNS query (UDP 53): no gateway rule reads DNS names now; every query of this flow is read once one does');
 }
 
 /** The trail of a setup decision (decideSetup's result `hop`, its decision and trace), into `out`. */
@@ -413,6 +423,7 @@ function renderSetup(
     const blocked = renderGateway(pipeline, out, info, site, d);
     if (blocked !== null) return drop(hop === -Drop.GatewayBlocked || hop >= 0 ? Drop.GatewayBlocked : -hop, blocked);
   }
+  if (hop >= 0 && info.protocol === IPPROTO_UDP && info.dstPort === DNS_PORT) dnsNote(pipeline, out);
 
   const hairpin = (d.flags & FLAG_HAIRPIN) !== 0;
   if (hairpin) {

@@ -59,6 +59,7 @@ import {
   gatewayWord,
   isFallback,
 } from './classify.js';
+import { DNS_PORT, DNS_UNPARSED, DnsGate, type DnsGateEvent } from './dns-gate.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -145,11 +146,25 @@ export const FLAG_FILTERED = 32;
  */
 export const FLAG_RENUMBER = 64;
 /**
+ * The gateway has work on this flow's packets after setup: the flags byte has no bit left, so one bit serves the
+ * three kinds of work, told apart by protocol and by the state each keeps — a UDP flow toward port 53 (FLAG_DNS),
+ * a TCP flow waiting for its name (FLAG_CLASSIFYING: in the classifying map), a TCP flow under DLP (FLAG_DLP: in
+ * the DLP tracker; DLP starts only once classification has ended). The established path pays one bit test.
+ */
+export const FLAG_GATEWAY_WORK = 128;
+/**
+ * A UDP flow toward port 53 (dns-gate.ts): while some gateway rule reads DNS names, every query of its original
+ * direction is read and decided, not only the first (a resolver may send many queries from one source port).
+ * Set on every such flow, whether or not rules exist yet, so a rule added later applies to flows already open;
+ * without rules it costs those flows one compare. Other flows never carry it.
+ */
+export const FLAG_DNS = FLAG_GATEWAY_WORK;
+/**
  * Waiting for its name (classify.ts; docs/FLOW-MODEL.md, "classifying"): a TCP flow whose first gateway rule has a
  * hostname condition. Its handshake passes; the client's payload is held until the gateway decides. Cleared when it
  * has; the fast path pays one bit test for it.
  */
-export const FLAG_CLASSIFYING = 128;
+export const FLAG_CLASSIFYING = FLAG_GATEWAY_WORK;
 
 /**
  * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
@@ -192,6 +207,8 @@ export interface FlowName {
   readonly source: NameSource;
   readonly name: string;
 }
+/** gatewayDns(): the edge did not answer the query; it walks on. */
+const NOT_ANSWERED = -260;
 
 /** Attempts at finding a free source port when two sites' flows would clash at a data center. */
 const CLASH_ATTEMPTS = 64;
@@ -278,6 +295,14 @@ export class PipelineCounters {
   readonly classifyOutcomes = new Float64Array(CLASSIFY_OUTCOME_COUNT);
   /** Flows the gateway cut (a block by name, a blocking fallback): one reset to each end. */
   gatewayResets = 0;
+  /** UDP/53 queries the gateway read and decided (dns-gate.ts), whatever the outcome. */
+  gatewayDnsQueries = 0;
+  /** Queries the edge answered itself (block: NXDOMAIN; override), instead of forwarding them. */
+  gatewayDnsAnswered = 0;
+  /** UDP/53 datagrams of inspected flows that were no query the edge could read (fragment, response, malformed): forwarded. */
+  gatewayDnsUnparsed = 0;
+  /** Answers not sent: the batch's room for generated packets was full (the query is not forwarded; the client retries). */
+  gatewayDnsAnswerLost = 0;
 }
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
@@ -299,6 +324,13 @@ export class Pipeline {
   readonly generated = new PacketBatch(64);
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
+  /**
+   * Called for each DNS query a gateway rule blocked, overrode or logged (dns-gate.ts), on the packet path: the
+   * event object is reused, copy what you keep.
+   */
+  onGatewayDns: ((event: DnsGateEvent) => void) | null = null;
+  /** The gateway's DNS stage: reads UDP/53 queries of FLAG_DNS flows and answers blocked and overridden names. */
+  readonly dnsGate = new DnsGate();
   private firewallRules: Firewall;
   private gatewayRules: GatewayRules | null;
   /** Flows waiting for their name, by flowHandle, in the order they started (Map order: the wait's deadlines). */
@@ -459,6 +491,7 @@ export class Pipeline {
     this.classifySlots = config.classifySlots ?? DEFAULT_CLASSIFY_SLOTS;
     this.gatewayWords4 = new Uint32Array(this.flows4.capacity);
     this.gatewayWords6 = new Uint32Array(this.flows6.capacity);
+    this.dnsGate.setPolicy(this.gatewayRules);
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -480,6 +513,7 @@ export class Pipeline {
   }
 
   setGateway(gateway: GatewayRules | null): void {
+    this.dnsGate.setPolicy(gateway);
     this.gatewayRules = gateway;
   }
 
@@ -864,6 +898,43 @@ export class Pipeline {
   }
 
   /**
+   * A DNS query of a FLAG_DNS flow (or one setting up), the firewall passed: the gateway reads and decides it
+   * (dns-gate.ts). A block or override is answered from preallocated space, pushed into `generated` toward the
+   * onramp the query came in on, and the query is CONSUMED; otherwise NOT_ANSWERED and the query walks on.
+   */
+  private gatewayDns(buf: Uint8Array, ingress: number): number {
+    const gate = this.dnsGate;
+    const c = this.counters;
+    const n = gate.inspect(buf, this.info, this.ports.site[ingress], ingress);
+    if (n === DNS_UNPARSED) {
+      c.gatewayDnsUnparsed++;
+      return NOT_ANSWERED;
+    }
+    c.gatewayDnsQueries++;
+    const policy = this.gatewayRules;
+    if (gate.rule >= 0 && policy !== null) c.gatewayRuleHits[policy.rule(gate.rule).id]++;
+    if (n > 0 || (gate.rule >= 0 && policy !== null && policy.rule(gate.rule).action === 'log')) {
+      if (this.onGatewayDns !== null) this.onGatewayDns(gate.event);
+    }
+    if (n <= 0) return NOT_ANSWERED;
+    const g = this.generated;
+    const i = g.push(gate.out, 0, n, ingress);
+    if (i < 0) {
+      c.gatewayDnsAnswerLost++;
+      return CONSUMED;
+    }
+    const e = this.errorInfo;
+    inspect(g.data, g.offset[i], n, e);
+    g.record(i, e);
+    g.nextHop[i] = ingress;
+    g.drop[i] = Drop.None;
+    c.txPackets[ingress]++;
+    c.txBytes[ingress] += n;
+    c.gatewayDnsAnswered++;
+    return CONSUMED;
+  }
+
+  /**
    * A packet whose TTL / hop limit would reach zero here (RFC 1812 section 5.3.1): dropped as TtlExceeded, and its
    * sender told with ICMP time exceeded (RFC 792; RFC 1812 section 4.3.2; ICMPv6 type 3 code 0, RFC 4443 section
    * 3.3) unless RFC 1812 section 4.3.2.7 forbids it (an ICMP error, a later fragment, a non-unicast source or
@@ -975,7 +1046,7 @@ export class Pipeline {
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
     const info = this.info;
     let flags = table.flags(flow);
-    if ((flags & FLAG_CLASSIFYING) !== 0) {
+    if ((flags & FLAG_CLASSIFYING) !== 0 && info.protocol === IPPROTO_TCP) {
       const held = this.classifySegment(buf, table, flow, dir, ingress, length);
       if (held !== CLASSIFY_PASS) return held;
       if (!table.isLive(flow)) return -Drop.GatewayBlocked;
@@ -1004,6 +1075,10 @@ export class Pipeline {
       table.setFlags(flow, flags);
     }
     table.count(flow, dir, length);
+    if ((flags & FLAG_DNS) !== 0 && dir === 0 && this.dnsGate.active) {
+      const answered = this.gatewayDns(buf, ingress);
+      if (answered !== NOT_ANSWERED) return answered;
+    }
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     if (renumbers(flags, dir, info)) this.renumber(buf, node);
     decrementTtl(buf, info);
@@ -1116,6 +1191,14 @@ export class Pipeline {
       // A gateway rule without a hostname condition blocked it at setup: counted for the rule (decideSetup counts nothing).
       if (hop === -Drop.GatewayBlocked) this.counters.gatewayRuleHits[this.gatewayRules!.rule(this.decision.gateway).id]++;
       return hop;
+    }
+    // The firewall allowed it: a DNS query is the gateway's next (its first query creates no flow when answered).
+    if (this.info.protocol === IPPROTO_UDP && this.info.dstPort === DNS_PORT) {
+      this.decision.flags |= FLAG_DNS;
+      if (this.dnsGate.active) {
+        const answered = this.gatewayDns(buf, ingress);
+        if (answered !== NOT_ANSWERED) return answered;
+      }
     }
     if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
@@ -1372,10 +1455,8 @@ export class Pipeline {
   private classifySegment(buf: Uint8Array, table: FlowTable, flow: number, dir: 0 | 1, ingress: number, length: number): number {
     const handle = flowHandle(table !== this.flows4, flow);
     const c = this.classifying.get(handle);
-    if (c === undefined) {
-      table.setFlags(flow, table.flags(flow) & ~FLAG_CLASSIFYING);
-      return CLASSIFY_PASS;
-    }
+    // Not waiting (FLAG_CLASSIFYING is FLAG_GATEWAY_WORK, shared with DLP): the next stage reads the bit.
+    if (c === undefined) return CLASSIFY_PASS;
     const info = this.info;
     if (this.gatewayRules === null) return this.concludeAndPass(c, ClassifyOutcome.PolicyGone, NameSource.Unknown, null);
     // The wait is checked on packets too (the expiry pass may run later): past it, the rule's fallback.

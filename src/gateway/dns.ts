@@ -176,27 +176,35 @@ export function parseDnsQuery(buf: Uint8Array, offset = 0, length = buf.length -
   };
 }
 
-/** Header and question of the answer to `q`; returns where the answer records start. */
-function writeHeaderAndQuestion(q: DnsQuestion, out: Uint8Array, rcode: number, answers: number): number {
-  write16(out, ID, q.id);
+/** RFC 1035 §4.2.1: the most the edge ever writes (writeNxdomain, writeOverride): room for an answer. */
+export const DNS_ANSWER_ROOM = MAX_UDP_MESSAGE;
+
+/** Header and question of the answer to `q` at out[at]; returns where the answer records start. */
+function writeHeaderAndQuestion(q: DnsQuestion, out: Uint8Array, at: number, rcode: number, answers: number): number {
+  write16(out, at + ID, q.id);
   // QR, opcode QUERY, RD copied (RFC 1035 §4.1.1), RA: the edge answers as the recursive resolver would.
-  write16(out, FLAGS, FLAG_QR | (q.flags & FLAG_RD) | FLAG_RA | rcode);
-  write16(out, QDCOUNT, 1);
-  write16(out, ANCOUNT, answers);
-  write16(out, NSCOUNT, 0);
-  write16(out, ARCOUNT, 0);
-  out.set(q.nameWire, DNS_HEADER);
-  let p = DNS_HEADER + q.nameWire.length;
+  write16(out, at + FLAGS, FLAG_QR | (q.flags & FLAG_RD) | FLAG_RA | rcode);
+  write16(out, at + QDCOUNT, 1);
+  write16(out, at + ANCOUNT, answers);
+  write16(out, at + NSCOUNT, 0);
+  write16(out, at + ARCOUNT, 0);
+  out.set(q.nameWire, at + DNS_HEADER);
+  let p = at + DNS_HEADER + q.nameWire.length;
   write16(out, p, q.qtype);
   write16(out, p + 2, q.qclass);
   p += QUESTION_FIXED;
   return p;
 }
 
+/** NXDOMAIN for `q` written at out[at] (DNS_ANSWER_ROOM bytes suffice); returns its length. Allocates nothing. */
+export function writeNxdomain(q: DnsQuestion, out: Uint8Array, at: number): number {
+  return writeHeaderAndQuestion(q, out, at, RCODE_NXDOMAIN, 0) - at;
+}
+
 /** NXDOMAIN for a blocked name: the question echoed, no records. */
 export function buildNxdomain(q: DnsQuestion): Uint8Array {
   const out = new Uint8Array(DNS_HEADER + q.nameWire.length + QUESTION_FIXED);
-  writeHeaderAndQuestion(q, out, RCODE_NXDOMAIN, 0);
+  writeNxdomain(q, out, 0);
   return out;
 }
 
@@ -217,14 +225,13 @@ export function dnsOverrideProblem(o: DnsOverride): string | null {
 }
 
 /**
- * The override answer: class IN queries for A get the IPv4 addresses, for AAAA the IPv6 ones, each with
- * `ttl`; any other type or class, or a family the override lacks, gets NOERROR with no records (NODATA,
- * RFC 2308 §2.2), so the client does not fall back to a real answer. Records that would take the message
- * past 512 octets (RFC 1035 §4.2.1) are left out.
+ * The override answer for `q` written at out[at] (DNS_ANSWER_ROOM bytes suffice); returns its length. Class IN
+ * queries for A get the IPv4 addresses, for AAAA the IPv6 ones, each with `ttl`; any other type or class, or a
+ * family the override lacks (or no address at all), gets NOERROR with no records (NODATA, RFC 2308 §2.2), so
+ * the client does not fall back to a real answer. Records that would take the message past 512 octets
+ * (RFC 1035 §4.2.1) are left out. Allocates nothing; the TTL is taken as given (dnsOverrideProblem checks it).
  */
-export function buildOverride(q: DnsQuestion, o: DnsOverride): Uint8Array {
-  const problem = dnsOverrideProblem(o);
-  if (problem !== null) throw new RangeError(problem);
+export function writeOverride(q: DnsQuestion, o: DnsOverride, out: Uint8Array, at: number): number {
   const inClass = q.qclass === QCLASS_IN;
   const v4 = inClass && q.qtype === QTYPE_A;
   const v6 = inClass && q.qtype === QTYPE_AAAA;
@@ -233,8 +240,7 @@ export function buildOverride(q: DnsQuestion, o: DnsOverride): Uint8Array {
   const available = v4 ? o.ipv4.length : v6 ? o.ipv6.length : 0;
   const fit = Math.max(0, Math.floor((MAX_UDP_MESSAGE - head) / (ANSWER_FIXED + rdlength)));
   const count = Math.min(available, fit);
-  const out = new Uint8Array(head + count * (ANSWER_FIXED + rdlength));
-  let p = writeHeaderAndQuestion(q, out, RCODE_NOERROR, count);
+  let p = writeHeaderAndQuestion(q, out, at, RCODE_NOERROR, count);
   for (let i = 0; i < count; i++) {
     write16(out, p, POINTER_TO_QUESTION);
     write16(out, p + 2, q.qtype);
@@ -250,5 +256,13 @@ export function buildOverride(q: DnsQuestion, o: DnsOverride): Uint8Array {
     }
     p += rdlength;
   }
-  return out;
+  return p - at;
+}
+
+/** writeOverride into a buffer of its own; throws RangeError for an override dnsOverrideProblem refuses. */
+export function buildOverride(q: DnsQuestion, o: DnsOverride): Uint8Array {
+  const problem = dnsOverrideProblem(o);
+  if (problem !== null) throw new RangeError(problem);
+  const out = new Uint8Array(DNS_ANSWER_ROOM);
+  return out.slice(0, writeOverride(q, o, out, 0));
 }

@@ -1,5 +1,5 @@
 /**
- * The IPv4 header the edge writes in place in front of packets it originates or encapsulates
+ * The IPv4 and IPv6 headers the edge writes. IPv4: in place in front of packets it originates or encapsulates
  * (WireGuard datagrams, GRE's outer header): 20 bytes, no options, TOS 0 (RFC 6040's
  * compatibility mode for tunnels), DF set (the edge does path-MTU discovery, RFC 1191), the
  * header checksum filled in (RFC 791 section 3.1). Allocates nothing.
@@ -7,6 +7,11 @@
 import { ipv4HeaderChecksum } from './checksum.js';
 import { write16, write32 } from './bytes.js';
 import {
+  IPV6_DST,
+  IPV6_HOP_LIMIT,
+  IPV6_NEXT_HEADER,
+  IPV6_PAYLOAD_LENGTH,
+  IPV6_SRC,
   IPV4_CHECKSUM,
   IPV4_DST,
   IPV4_FLAG_DF,
@@ -42,4 +47,24 @@ export function writeIpv4Header(
   write32(buf, at + IPV4_SRC, src);
   write32(buf, at + IPV4_DST, dst);
   write16(buf, at + IPV4_CHECKSUM, ipv4HeaderChecksum(buf, at, IPV4_MIN_HEADER));
+}
+
+/** First word of an IPv6 header: version 6, traffic class 0, flow label 0 (RFC 8200 section 3). */
+const IPV6_VERSION_WORD = 6 << 28;
+
+/**
+ * An IPv6 header (RFC 8200 section 3) at buf[at], traffic class and flow label 0, from addr[srcAt..+4) to
+ * addr[dstAt..+4) (32-bit words). Allocates nothing.
+ */
+export function writeIpv6Header(
+  buf: Uint8Array, at: number, payloadLength: number, nextHeader: number, hopLimit: number, addr: Uint32Array, srcAt: number, dstAt: number,
+): void {
+  write32(buf, at, IPV6_VERSION_WORD);
+  write16(buf, at + IPV6_PAYLOAD_LENGTH, payloadLength);
+  buf[at + IPV6_NEXT_HEADER] = nextHeader;
+  buf[at + IPV6_HOP_LIMIT] = hopLimit;
+  for (let w = 0; w < 4; w++) {
+    write32(buf, at + IPV6_SRC + 4 * w, addr[srcAt + w]);
+    write32(buf, at + IPV6_DST + 4 * w, addr[dstAt + w]);
+  }
 }

@@ -12,7 +12,7 @@
  */
 import { foldChecksum, onesComplementSum, pseudoHeaderSum6 } from './checksum.js';
 import { write16, write32 } from './bytes.js';
-import { writeIpv4Header } from './header.js';
+import { writeIpv4Header, writeIpv6Header } from './header.js';
 import {
   ICMP4_ERROR_MAX,
   ICMP6_ERROR_MAX,
@@ -24,12 +24,7 @@ import {
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPV4_MIN_HEADER,
-  IPV6_DST,
   IPV6_HEADER,
-  IPV6_HOP_LIMIT,
-  IPV6_NEXT_HEADER,
-  IPV6_PAYLOAD_LENGTH,
-  IPV6_SRC,
   ORIGINATED_TTL,
 } from './constants.js';
 
@@ -39,16 +34,11 @@ import {
  * that caused it.
  */
 export const ICMP_ERROR_TOS = 0xc0;
-/** First word of an IPv6 header: version 6, traffic class 0, flow label 0 (RFC 8200 section 3). */
-const IPV6_VERSION_WORD = 6 << 28;
 /** Bytes of the offending packet an IPv4 / IPv6 error can carry at most. */
 export const ICMP4_QUOTE_MAX = ICMP4_ERROR_MAX - IPV4_MIN_HEADER - ICMP_HEADER;
 export const ICMP6_QUOTE_MAX = ICMP6_ERROR_MAX - IPV6_HEADER - ICMP_HEADER;
 /** Room an error needs in the output buffer, at most (the IPv6 one is the larger). */
 export const ICMP_ERROR_ROOM = ICMP6_ERROR_MAX;
-
-/** Source and destination of an IPv6 error (words 0..3, 4..7) for the pseudo-header sum: one per module. */
-const pseudo6 = new Uint32Array(8);
 
 /**
  * An ICMPv4 error from `src` to `dst` (unsigned 32-bit numbers) with `type`, `code` and the 32-bit
@@ -81,18 +71,9 @@ export function writeIcmpError6(
   const n = qLength < ICMP6_QUOTE_MAX ? qLength : ICMP6_QUOTE_MAX;
   const l4 = at + IPV6_HEADER;
   const icmpLength = ICMP_HEADER + n;
-  write32(out, at, IPV6_VERSION_WORD);
-  write16(out, at + IPV6_PAYLOAD_LENGTH, icmpLength);
-  out[at + IPV6_NEXT_HEADER] = IPPROTO_ICMPV6;
-  out[at + IPV6_HOP_LIMIT] = ORIGINATED_TTL;
-  for (let w = 0; w < 4; w++) {
-    pseudo6[w] = addr[srcAt + w];
-    pseudo6[4 + w] = addr[dstAt + w];
-    write32(out, at + IPV6_SRC + 4 * w, pseudo6[w]);
-    write32(out, at + IPV6_DST + 4 * w, pseudo6[4 + w]);
-  }
+  writeIpv6Header(out, at, icmpLength, IPPROTO_ICMPV6, ORIGINATED_TTL, addr, srcAt, dstAt);
   writeIcmpBody(out, l4, type, code, rest, quoted, qStart, n);
-  const start = pseudoHeaderSum6(pseudo6, 0, 4, IPPROTO_ICMPV6, icmpLength);
+  const start = pseudoHeaderSum6(addr, srcAt, dstAt, IPPROTO_ICMPV6, icmpLength);
   write16(out, l4 + ICMP_CHECKSUM, foldChecksum(onesComplementSum(out, l4, l4 + icmpLength, start)));
   return IPV6_HEADER + icmpLength;
 }
