@@ -41,10 +41,13 @@ export const enum Drop {
   NatQuotaExceeded = 41, // the site holds its share of the paired pool address's ports (per-site port quota)
   FragmentQuotaExceeded = 42, // the site holds its share of the early-fragment hold slots
   HairpinFiltered = 43, // hairpin to a mapping whose site never sent to the sender's mapping (RFC 4787 REQ-8)
+  // --- DLP (issue 12) ----------------------------------------------------------------------------
+  DlpBlocked = 44, // the segment that completed a match of a `block` DLP profile; the flow is cut (RST both ways)
+  DlpReorder = 45, // a segment of a scanned flow past the reassembly hold window; its sender retransmits it
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 44;
+export const DROP_REASON_COUNT = 46;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -81,4 +84,6 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.NatQuotaExceeded]: 'nat_quota_exceeded',
   [Drop.FragmentQuotaExceeded]: 'fragment_quota_exceeded',
   [Drop.HairpinFiltered]: 'hairpin_filtered',
+  [Drop.DlpBlocked]: 'dlp_blocked',
+  [Drop.DlpReorder]: 'dlp_reorder',
 };

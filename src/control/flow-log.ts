@@ -64,7 +64,7 @@ const DEFAULT_FLUSH_INTERVAL_MS = 250;
 const DEFAULT_MAX_PENDING_BYTES = 8 << 20;
 
 /** RemoveReason → text. */
-const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed'];
+const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed', 'dlp_cut'];
 /** TcpState → text (flow/tcp.ts numbering). */
 const TCP_STATE_NAMES: readonly string[] = [
   'none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2',
@@ -96,7 +96,7 @@ export interface FlowLoggerOptions {
 export interface FlowLogLine {
   time: string;
   event: 'flow_end';
-  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed';
+  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed' | 'dlp_cut';
   family: 4 | 6;
   protocol: string;
   src: string;

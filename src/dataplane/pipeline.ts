@@ -42,7 +42,7 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import { GatewayPolicy, type GatewayPolicySpec } from '../gateway/policy.js';
+import { GatewayPolicy, NameSource, type GatewayPolicySpec } from '../gateway/policy.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -69,6 +69,7 @@ import {
   TCP_SYN,
 } from '../wire/constants.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
+import { TCP_RESET_ROOM, writeResetToReceiver, writeResetToSender } from '../wire/tcp-reset.js';
 import { inspect } from '../wire/inspect.js';
 import { parseAddress } from '../wire/addr.js';
 import { DST, PacketInfo, SRC } from '../wire/packet-info.js';
@@ -90,6 +91,7 @@ import {
   setSrcAddr6,
   setSrcPort,
 } from '../wire/rewrite.js';
+import { DLP_CUT, DLP_DONE, DLP_REORDER, DlpTracker, type DlpCounters, type DlpEvent } from './dlp-tracker.js';
 import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
 import { IcmpRateLimit, type IcmpRateLimitOptions } from './icmp-rate-limit.js';
@@ -127,6 +129,11 @@ export const FLAG_FILTERED = 32;
  * direction's. See renumbers().
  */
 export const FLAG_RENUMBER = 64;
+/**
+ * The flow is being scanned by DLP (dlp-tracker.ts): its TCP segments are reassembled and scanned until both
+ * directions reached dlpScanBytes (then the flag is cleared and the flow takes the plain fast path again).
+ */
+export const FLAG_DLP = 128;
 
 /**
  * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
@@ -208,7 +215,7 @@ const PORT_SPACE = MAX_ONRAMP_ID + 2;
 const MAX_GATEWAY_RULE_ID = 65535;
 
 /** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
-export class PipelineCounters {
+export class PipelineCounters implements DlpCounters {
   readonly drops = new Float64Array(DROP_REASON_COUNT);
   /** Flows (and DNS queries) each gateway rule decided, by rule id (1..65535). */
   readonly gatewayRuleHits = new Float64Array(MAX_GATEWAY_RULE_ID + 1);
@@ -236,6 +243,15 @@ export class PipelineCounters {
   icmpErrorsNoSource = 0;
   /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
   icmpEchoAnswered = 0;
+  /** DLP (dlp-tracker.ts): flows scanned, bytes scanned (both directions), flows not scanned for want of a slot. */
+  dlpFlowsScanned = 0;
+  dlpBytesScanned = 0;
+  dlpPoolEmpty = 0;
+  /** Flows cut by a `block` profile; segments dropped past the reassembly hold window. */
+  dlpFlowsCut = 0;
+  dlpReorderDrops = 0;
+  /** Matches by DLP profile name (touched only when a profile matches). */
+  readonly dlpMatches = new Map<string, number>();
 }
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
@@ -259,6 +275,12 @@ export class Pipeline {
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
   private firewallRules: Firewall;
   private gatewayRules: GatewayPolicy | null;
+  /** DLP on the flows whose gateway rule names profiles; null until a policy with such a rule is set. */
+  private dlp: DlpTracker | null = null;
+  /** A rule of the gateway policy scans with DLP: TCP setup asks which rule decides the flow. */
+  private dlpAtSetup = false;
+  /** Where the resets of a cut flow are written before they are pushed into `generated`. */
+  private readonly resetScratch = new Uint8Array(TCP_RESET_ROOM);
   private readonly frags4: FragmentFollower;
   private readonly frags6: FragmentFollower;
   /** egress.maxPortsPerSite as configured (undefined: the fair share). */
@@ -385,7 +407,8 @@ export class Pipeline {
     this.poolSource4 = pool4;
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
-    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway);
+    this.gatewayRules = null;
+    this.setGateway(config.gateway === undefined || config.gateway.rules.length === 0 ? null : new GatewayPolicy(config.gateway));
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -408,6 +431,30 @@ export class Pipeline {
 
   setGateway(gateway: GatewayPolicy | null): void {
     this.gatewayRules = gateway;
+    const scans = gateway !== null && gateway.spec.rules.some((r) => (r.dlp ?? []).length > 0);
+    if (scans && this.dlp === null) this.dlp = new DlpTracker(this.counters, this.flows4.capacity, this.flows6.capacity);
+    // Flows in DLP leave it (their next segment clears FLAG_DLP): their scan belonged to the old rules.
+    if (this.dlp !== null) this.dlp.setPolicy(gateway);
+    this.dlpAtSetup = this.dlp !== null && this.dlp.active;
+  }
+
+  /**
+   * Starts DLP on a TCP flow decided by gateway rule `ruleIndex` (a decide4/decide6 answer): the entry point for
+   * whoever decides a flow's gateway rule (flow setup for rules without hostnames; classification for hostname
+   * rules, once the name is known). seq0 / seq1: the client's and the server's initial sequence numbers when known,
+   * else -1 (the direction's stream then starts at its first data segment seen from now on, so call this before
+   * releasing held payload). False when the rule names no profile or the pool is empty (counted: dlpPoolEmpty).
+   */
+  startDlp(table: FlowTable, flow: number, ruleIndex: number, seq0 = -1, seq1 = -1): boolean {
+    if (this.dlp === null || table.protocol(flow) !== IPPROTO_TCP) return false;
+    if (!this.dlp.start(DlpTracker.familyOf(table), flow, ruleIndex, seq0, seq1)) return false;
+    table.setFlags(flow, table.flags(flow) | FLAG_DLP);
+    return true;
+  }
+
+  /** The DLP matches recorded for a live flow (profile, detector, direction, offset; never the data). */
+  dlpEvents(table: FlowTable, flow: number): readonly DlpEvent[] {
+    return this.dlp === null ? [] : this.dlp.eventsOf(DlpTracker.familyOf(table), flow);
   }
 
   setOnramp(spec: OnrampSpec): void {
@@ -806,20 +853,8 @@ export class Pipeline {
       }
       n = writeIcmpError6(out, 0, ICMP6_TIME_EXCEEDED, ICMP_CODE_TTL_EXCEEDED, 0, a, 0, 4, buf, info.l3Offset, info.ipLength);
     }
-    const g = this.generated;
-    const i = g.push(out, 0, n, ingress);
-    if (i < 0) {
-      this.counters.icmpErrorsRateLimited++;
-      return -Drop.TtlExceeded;
-    }
-    const e = this.errorInfo;
-    inspect(g.data, g.offset[i], n, e);
-    g.record(i, e);
-    g.nextHop[i] = ingress;
-    g.drop[i] = Drop.None;
-    this.counters.txPackets[ingress]++;
-    this.counters.txBytes[ingress] += n;
-    this.counters.icmpTimeExceededSent++;
+    if (this.pushOwn(out, n, ingress)) this.counters.icmpTimeExceededSent++;
+    else this.counters.icmpErrorsRateLimited++;
     return -Drop.TtlExceeded;
   }
 
@@ -892,12 +927,71 @@ export class Pipeline {
       flags &= ~FLAG_FILTERED;
       table.setFlags(flow, flags);
     }
+    if ((flags & FLAG_DLP) !== 0 && info.protocol === IPPROTO_TCP) {
+      const verdict = this.dlp === null
+        ? DLP_DONE
+        : this.dlp.segment(DlpTracker.familyOf(table), flow, dir, info.tcpSeq, buf, info.l4Offset + info.tcpHeaderLength, info.tcpPayloadLength, (info.tcpFlags & TCP_SYN) !== 0, (info.tcpFlags & TCP_FIN) !== 0);
+      if (verdict === DLP_REORDER) return -Drop.DlpReorder;
+      if (verdict === DLP_CUT) return this.cutByDlp(buf, table, node, ingress);
+      if (verdict === DLP_DONE) table.setFlags(flow, (flags &= ~FLAG_DLP));
+    }
     table.count(flow, dir, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     if (renumbers(flags, dir, info)) this.renumber(buf, node);
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /**
+   * Flow setup with DLP rules in the policy: the gateway rule that decides this TCP flow now (one without a
+   * hostname condition: decide with NameSource.Unknown); if it names DLP profiles, scanning starts with the SYN's
+   * sequence number (slow path: once per TCP flow set up while such rules exist).
+   */
+  private dlpSetup(table: FlowTable, flow: number, ingress: number): void {
+    const info = this.info;
+    const gw = this.gatewayRules!;
+    const site = this.ports.site[ingress];
+    const index = info.family === AF_INET4
+      ? gw.decide4(site, ingress, IPPROTO_TCP, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort, NameSource.Unknown, null)
+      : gw.decide6(site, ingress, IPPROTO_TCP, info.addr, SRC, DST, info.srcPort, info.dstPort, NameSource.Unknown, null);
+    if (index >= 0) this.startDlp(table, flow, index, info.tcpSeq);
+  }
+
+  /**
+   * A `block` DLP profile matched in the bytes this segment completed (docs/POLICY.md "DLP profiles"): the segment
+   * is dropped, its sender gets a reset as from its peer, its receiver a reset in the segment's place
+   * (src/wire/tcp-reset.ts), and the flow ends (RemoveReason.DlpCut). The sender's reset is written from the
+   * segment as it arrived, the receiver's from it translated as the flow would have sent it on.
+   */
+  private cutByDlp(buf: Uint8Array, table: FlowTable, node: number, ingress: number): number {
+    const info = this.info;
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    this.pushOwn(this.resetScratch, writeResetToSender(this.resetScratch, 0, info), ingress);
+    if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    const hop = this.hopFor(table, flow, dir, ingress);
+    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info), hop);
+    table.delete(flow, RemoveReason.DlpCut);
+    return -Drop.DlpBlocked;
+  }
+
+  /**
+   * Pushes a packet the edge originates (out[0, n): an ICMP error, a reset) into `generated`, bound for `port`,
+   * its inspection recorded and counted as sent. False when `generated` is full.
+   */
+  private pushOwn(out: Uint8Array, n: number, port: number): boolean {
+    const g = this.generated;
+    const i = g.push(out, 0, n, port);
+    if (i < 0) return false;
+    const e = this.errorInfo;
+    inspect(g.data, g.offset[i], n, e);
+    g.record(i, e);
+    g.nextHop[i] = port;
+    g.drop[i] = Drop.None;
+    this.counters.txPackets[port]++;
+    this.counters.txBytes[port] += n;
+    return true;
   }
 
   /**
@@ -1190,6 +1284,7 @@ export class Pipeline {
       table.touch(flow, 0, now);
     }
     if ((flags & FLAG_FILTERED) !== 0) return -Drop.HairpinFiltered;
+    if (this.dlpAtSetup && protocol === IPPROTO_TCP) this.dlpSetup(table, flow, ingress);
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
     if (renumbers(flags, 0, info)) this.renumber(buf, flow * 2);
@@ -1379,6 +1474,7 @@ export class Pipeline {
     }
     this.counters.flowsEnded[table.ingressPort(flow)]++;
     if (this.onFlowEnd !== null) this.onFlowEnd(table, flow, reason);
+    if (this.dlp !== null) this.dlp.flowEnded(DlpTracker.familyOf(table), flow);
   }
 }
 
