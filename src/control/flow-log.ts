@@ -22,6 +22,7 @@ import type { Writable } from 'node:stream';
 import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
+import type { DlpEvent } from '../dataplane/dlp-tracker.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
@@ -124,6 +125,11 @@ export interface FlowLogLine {
   nat: boolean;
   clash: boolean;
   hairpin: boolean;
+  /**
+   * DLP matches on this flow (profile, detector, direction, stream offset, action, the gateway rule): never the
+   * matched bytes. Absent when none. A flow cut by a `block` profile ends with reason 'dlp_cut'.
+   */
+  dlp?: Array<{ profile: string; detector: string; direction: 'client_to_server' | 'server_to_client'; offset: number; action: 'block' | 'log'; rule: number }>;
 }
 
 export class FlowLogger {
@@ -138,6 +144,8 @@ export class FlowLogger {
   private readonly clock: () => number;
   private readonly wallClock: () => number;
   private readonly ring: Float64Array;
+  /** Per captured record: the flow's DLP events (the tracker's own list, kept by reference), or null. */
+  private readonly dlpRing: Array<readonly DlpEvent[] | null>;
   private readonly capacity: number;
   private readonly maxPendingBytes: number;
   private readonly stream: Writable;
@@ -164,6 +172,7 @@ export class FlowLogger {
     this.capacity = opts.capacity ?? DEFAULT_CAPACITY;
     if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new RangeError(`flow log capacity must be a positive integer, got ${opts.capacity}`);
     this.ring = new Float64Array(this.capacity * RECORD_SLOTS);
+    this.dlpRing = new Array<readonly DlpEvent[] | null>(this.capacity).fill(null);
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.onError = opts.onError ?? ((err) => void err);
@@ -286,6 +295,8 @@ export class FlowLogger {
         r[n + N_DST + w] = w < words ? table.nodeDst(node, w) : 0;
       }
     }
+    const events = this.pipeline.dlpEvents(table, flow);
+    this.dlpRing[this.head] = events.length === 0 ? null : events;
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
   }
@@ -338,7 +349,13 @@ export class FlowLogger {
       nat: (flags & FLAG_POOL) !== 0,
       clash: (flags & FLAG_CLASH) !== 0,
       hairpin: (flags & FLAG_HAIRPIN) !== 0,
+      dlp: undefined,
     };
+    const events = this.dlpRing[slot];
+    if (events !== null) {
+      this.dlpRing[slot] = null;
+      out.dlp = events.map((e) => ({ profile: e.profile, detector: e.detector, direction: e.direction === 0 ? 'client_to_server' : 'server_to_client', offset: e.offset, action: e.action, rule: e.ruleId }));
+    }
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.
       const replyPorts = r[reply + N_PORTS];

@@ -254,6 +254,8 @@ export class PipelineCounters implements DlpCounters {
   readonly dlpMatches = new Map<string, number>();
 }
 
+const NO_DLP_EVENTS: readonly DlpEvent[] = [];
+
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
 const ICMP_CODE_TTL_EXCEEDED = 0;
 
@@ -454,7 +456,7 @@ export class Pipeline {
 
   /** The DLP matches recorded for a live flow (profile, detector, direction, offset; never the data). */
   dlpEvents(table: FlowTable, flow: number): readonly DlpEvent[] {
-    return this.dlp === null ? [] : this.dlp.eventsOf(DlpTracker.familyOf(table), flow);
+    return this.dlp === null ? NO_DLP_EVENTS : this.dlp.eventsOf(DlpTracker.familyOf(table), flow);
   }
 
   setOnramp(spec: OnrampSpec): void {
