@@ -973,7 +973,9 @@ export class Pipeline {
     this.pushOwn(this.resetScratch, writeResetToSender(this.resetScratch, 0, info), ingress);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     const hop = this.hopFor(table, flow, dir, ingress);
-    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info), hop);
+    // The segment is dropped: the receiver still expects its first byte (RCV.NXT = SEG.SEQ; it is in order, DLP saw
+    // every byte before it).
+    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info, info.tcpSeq), hop);
     table.delete(flow, RemoveReason.DlpCut);
     return -Drop.DlpBlocked;
   }
