@@ -121,3 +121,22 @@ test('a log profile records profile, detector, direction and offset, and forward
   assert.equal(rig.pipeline.counters.dlpMatches.get('cards-log'), 2);
   assert.equal(rig.pipeline.flows4.flags(flow) & FLAG_DLP, 0, 'every profile matched both ways: nothing left to find, the flow leaves DLP');
 });
+
+test('IPv6: the same cut, resets of the right family and addresses (the server\'s translated to the pool)', () => {
+  const rig = new PipelineRig(config(RULES, [CARDS]));
+  const host = 'fd00:1::10';
+  const server = '2001:db8::10';
+  const pool = '2001:db8:ee::1';
+  const syn = rig.send(A_PRIMARY, buildTcp({ src: host, dst: server }, { srcPort: 40010, dstPort: 80, seq: 1, flags: TCP_SYN }));
+  assert.equal(syn.hop, INTERNET);
+  assert.equal(syn.parsed.src, pool);
+  const ext = syn.parsed.srcPort;
+  assert.equal(rig.send(INTERNET, buildTcp({ src: server, dst: pool }, { srcPort: 80, dstPort: ext, seq: 900, ack: 2, flags: TCP_SYN | TCP_ACK_FLAG })).hop, A_PRIMARY);
+  const data = enc('card=4111111111111111&');
+  const out = rig.send(A_PRIMARY, buildTcp({ src: host, dst: server }, { srcPort: 40010, dstPort: 80, seq: 2, ack: 901, flags: TCP_ACK_FLAG | TCP_PSH, payload: data }));
+  assert.equal(out.drop, Drop.DlpBlocked);
+  const [toClient, toServer] = rig.generated();
+  assert.deepEqual([toClient.hop, toClient.parsed.family, toClient.parsed.src, toClient.parsed.dst, toClient.parsed.tcp!.seq], [A_PRIMARY, 6, server, host, 901]);
+  assert.deepEqual([toServer.hop, toServer.parsed.src, toServer.parsed.dst, toServer.parsed.srcPort, toServer.parsed.tcp!.seq], [INTERNET, pool, server, ext, 2]);
+  assert.equal(rig.pipeline.flows6.size, 0);
+});
