@@ -12,12 +12,19 @@
  *   dlp_mb_s          DlpStream over 64 KiB of JSON-like text with digits, fed in 1,448-byte chunks (a TCP MSS):
  *                     each detector alone, then a profile with all of them (cards, IBANs, SSNs, 10 keywords,
  *                     one regex). Reference: Buffer.indexOf of one keyword over the same bytes (native memmem).
+ *   dlp_flow_us       One flow's DLP as the pipeline runs it (src/dataplane/dlp-tracker.ts, the `cards` profile): a
+ *                     slot taken, 64 KiB client → server in MSS segments and 4 KiB back, reassembled and scanned,
+ *                     the slot returned; in order, and with every other pair of segments swapped (held, then
+ *                     passed). Reference: DlpStream alone over the same bytes (dlp_stream_cards_us).
  *
  * Times are CPU time of this process (user + system) per operation: the machine is shared.
  * Options: --json (one JSON object), --quick (shorter runs).
  */
 import { readFileSync } from 'node:fs';
+import { DlpTracker } from '../src/dataplane/dlp-tracker.js';
+import { PipelineCounters } from '../src/dataplane/pipeline.js';
 import { DlpPolicy, DlpStream, type DlpProfileConfig } from '../src/gateway/dlp.js';
+import { GatewayPolicy } from '../src/gateway/policy.js';
 import { buildNxdomain, parseDnsQuery } from '../src/gateway/dns.js';
 import { HostnameMatcher } from '../src/gateway/hostname-matcher.js';
 import { HttpHostParser } from '../src/gateway/http-host.js';
@@ -169,6 +176,39 @@ const ns = nsPerOp(() => {
   sink += stream.indexOf(needle);
 });
 results.dlp_indexof_mb_s = round((stream.length / BYTES_PER_MB) / (ns / 1e9));
+
+// One flow through the DLP tracker: per-flow cost of reassembly + scan, beside the scan alone.
+const REPLY_BYTES = 4096;
+const ISN = 1000;
+const gw = new GatewayPolicy({
+  rules: [{ id: 1, action: 'allow', dlp: ['cards'] }],
+  dlpProfiles: [{ name: 'cards', cards: true, action: 'log' }],
+  classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' },
+  dlpScanBytes: DLP_STREAM,
+});
+const tracker = new DlpTracker(new PipelineCounters(), 16, 16, 4);
+tracker.setPolicy(gw);
+const segs: number[] = [];
+for (let at = 0; at < stream.length; at += MSS) segs.push(at);
+const swapped = [...segs];
+for (let i = 0; i + 1 < swapped.length; i += 4) [swapped[i], swapped[i + 1]] = [swapped[i + 1], swapped[i]];
+for (const [name, order] of [['in_order', segs], ['reordered', swapped]] as const) {
+  results[`dlp_flow_${name}_us`] = round(nsPerOp(() => {
+    tracker.start(0, 1, 0, ISN - 1, ISN - 1);
+    for (const at of order) sink += tracker.segment(0, 1, 0, ISN + at, stream, at, Math.min(MSS, stream.length - at), false, false);
+    for (let at = 0; at < REPLY_BYTES; at += MSS) sink += tracker.segment(0, 1, 1, ISN + at, stream, at, Math.min(MSS, REPLY_BYTES - at), false, at + MSS >= REPLY_BYTES);
+    tracker.flowEnded(0, 1);
+  }) / NS_PER_US, 2);
+}
+const alone = new DlpStream(new DlpPolicy([{ name: 'cards', cards: true }], { scanBytes: DLP_STREAM }));
+results.dlp_stream_cards_us = round(nsPerOp(() => {
+  alone.reset();
+  for (let at = 0; at < stream.length; at += MSS) alone.feed(stream, at, Math.min(MSS, stream.length - at));
+  alone.reset();
+  for (let at = 0; at < REPLY_BYTES; at += MSS) alone.feed(stream, at, Math.min(MSS, REPLY_BYTES - at));
+  alone.end();
+  sink += alone.matches.length;
+}) / NS_PER_US, 2);
 
 if (sink === 0.5) log('');
 if (json) {

@@ -50,10 +50,13 @@ export const enum Drop {
   ClassifyNoBuffer = 49, // no free classify slot for the first payload and the fallback blocks
   ClassifyUnheld = 50, // a segment that cannot be held (GSO, partial checksum, too big) met held ones being released
   ClassifyReleaseOverflow = 51, // a held segment found no room in the pipeline's generated batch when released
+  // --- DLP (issue 12) ----------------------------------------------------------------------------
+  DlpBlocked = 52, // the segment that completed a match of a `block` DLP profile; the flow is cut (RST both ways)
+  DlpReorder = 53, // a segment of a scanned flow past the reassembly hold window; its sender retransmits it
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 52;
+export const DROP_REASON_COUNT = 54;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -98,4 +101,6 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.ClassifyNoBuffer]: 'classify_no_buffer',
   [Drop.ClassifyUnheld]: 'classify_unheld',
   [Drop.ClassifyReleaseOverflow]: 'classify_release_overflow',
+  [Drop.DlpBlocked]: 'dlp_blocked',
+  [Drop.DlpReorder]: 'dlp_reorder',
 };

@@ -312,6 +312,10 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       returnPath !== null ? `replies return by ARR ${returnPath.where}; ${returnPath.policyNote}` : 'ARR off: replies are routed by the routing table on their destination',
       `${it.state}; ${detail.packets[0]}/${detail.packets[1]} packets and ${detail.bytes[0]}/${detail.bytes[1]} bytes (original/reply); ${it.ageSeconds} s old`,
     ];
+    // DLP matches: profile, detector, direction and stream offset — never the matched bytes.
+    for (const e of pipeline.dlpEvents(table, index)) {
+      trail.push(`DLP profile ${e.profile} (gateway rule ${e.ruleId}) matched: ${e.detector} at offset ${e.offset} of the ${e.direction === 0 ? 'client-to-server' : 'server-to-client'} stream; action ${e.action}`);
+    }
     return { ...it, trail };
   });
 

@@ -24,6 +24,7 @@ import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
 import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
 import { CLASSIFY_OUTCOME_NAMES, GW_ACTION_NAMES, GW_ACTION_NONE, gatewayWordAction, gatewayWordOutcome, gatewayWordRule, gatewayWordSource, nameSourceText } from '../dataplane/classify.js';
 import type { DnsGateEvent } from '../dataplane/dns-gate.js';
+import type { DlpEvent } from '../dataplane/dlp-tracker.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
@@ -68,7 +69,7 @@ const DEFAULT_FLUSH_INTERVAL_MS = 250;
 const DEFAULT_MAX_PENDING_BYTES = 8 << 20;
 
 /** RemoveReason → text. */
-const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed'];
+const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed', 'dlp_cut'];
 /** TcpState → text (flow/tcp.ts numbering). */
 const TCP_STATE_NAMES: readonly string[] = [
   'none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2',
@@ -144,7 +145,7 @@ const MAX_DNS_CAPACITY = 4096;
 export interface FlowLogLine {
   time: string;
   event: 'flow_end';
-  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed';
+  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed' | 'dlp_cut';
   family: 4 | 6;
   protocol: string;
   src: string;
@@ -180,6 +181,11 @@ export interface FlowLogLine {
   /** The name the flow was decided with, and where it was read (SNI, Host). */
   name_source?: string;
   name?: string;
+  /**
+   * DLP matches on this flow (profile, detector, direction, stream offset, action, the gateway rule): never the
+   * matched bytes. Absent when none. A flow cut by a `block` profile ends with reason 'dlp_cut'.
+   */
+  dlp?: Array<{ profile: string; detector: string; direction: 'client_to_server' | 'server_to_client'; offset: number; action: 'block' | 'log'; rule: number }>;
 }
 
 export class FlowLogger {
@@ -196,6 +202,8 @@ export class FlowLogger {
   private readonly ring: Float64Array;
   /** The classified name of each captured flow (a reference to the pipeline's string: no copy, no allocation). */
   private readonly ringNames: Array<string | undefined>;
+  /** Per captured record: the flow's DLP events (the tracker's own list, kept by reference), or null. */
+  private readonly dlpRing: Array<readonly DlpEvent[] | null>;
   private readonly capacity: number;
   private readonly maxPendingBytes: number;
   private readonly stream: Writable;
@@ -234,6 +242,7 @@ export class FlowLogger {
     this.ring = new Float64Array(this.capacity * RECORD_SLOTS);
     this.ringNames = new Array<string | undefined>(this.capacity).fill(undefined);
     this.dnsRing = Array.from({ length: Math.min(this.capacity, MAX_DNS_CAPACITY) }, () => new DnsRecord());
+    this.dlpRing = new Array<readonly DlpEvent[] | null>(this.capacity).fill(null);
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.onError = opts.onError ?? ((err) => void err);
@@ -367,6 +376,8 @@ export class FlowLogger {
     }
     r[at + R_GATEWAY] = this.pipeline.gatewayOf(table, flow);
     this.ringNames[this.head] = this.pipeline.flowName(table, flow)?.name;
+    const events = this.pipeline.dlpEvents(table, flow);
+    this.dlpRing[this.head] = events.length === 0 ? null : events;
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
   }
@@ -465,6 +476,7 @@ export class FlowLogger {
       nat: (flags & FLAG_POOL) !== 0,
       clash: (flags & FLAG_CLASH) !== 0,
       hairpin: (flags & FLAG_HAIRPIN) !== 0,
+      dlp: undefined,
     };
     const gw = r[at + R_GATEWAY];
     if (gatewayWordAction(gw) !== GW_ACTION_NONE || gatewayWordOutcome(gw) >= 0) {
@@ -479,6 +491,11 @@ export class FlowLogger {
       }
     }
     this.ringNames[slot] = undefined;
+    const events = this.dlpRing[slot];
+    if (events !== null) {
+      this.dlpRing[slot] = null;
+      out.dlp = events.map((e) => ({ profile: e.profile, detector: e.detector, direction: e.direction === 0 ? 'client_to_server' : 'server_to_client', offset: e.offset, action: e.action, rule: e.ruleId }));
+    }
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.
       const replyPorts = r[reply + N_PORTS];

@@ -346,6 +346,20 @@ export function createMetrics(opts: MetricsOptions): Registry {
   counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],
     (emit) => emit(NO_LABELS, c.fragmentsFollowed));
 
+  // --- DLP (docs/POLICY.md "DLP profiles") --------------------------------------------------------
+  counter('tether_dlp_flows_scanned_total', 'TCP flows whose gateway rule names DLP profiles and that got a scan slot.', [],
+    (emit) => emit(NO_LABELS, c.dlpFlowsScanned));
+  counter('tether_dlp_bytes_scanned_total', 'Bytes of payload scanned by DLP, both directions.', [],
+    (emit) => emit(NO_LABELS, c.dlpBytesScanned));
+  counter('tether_dlp_not_scanned_total', 'Flows DLP should have scanned but did not: the scan pool was full (forwarded unscanned).', [],
+    (emit) => emit(NO_LABELS, c.dlpPoolEmpty));
+  counter('tether_dlp_flows_cut_total', 'Flows cut (reset both ways) by a block DLP profile.', [],
+    (emit) => emit(NO_LABELS, c.dlpFlowsCut));
+  counter('tether_dlp_matches_total', 'DLP profile matches (each profile at most once per flow direction), by profile.', ['profile'],
+    (emit) => {
+      for (const [profile, n] of c.dlpMatches) emit({ profile }, n);
+    });
+
   // --- onramps -----------------------------------------------------------------------------------
   gauge('tether_onramp_up', 'Onramp health: 1 up, 0 down (the Internet egress is always 1).', ['onramp', 'type', 'site'], (emit) => {
     for (const { port, spec } of ports()) {

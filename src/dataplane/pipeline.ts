@@ -108,6 +108,7 @@ import {
   setSrcAddr6,
   setSrcPort,
 } from '../wire/rewrite.js';
+import { DLP_CUT, DLP_DONE, DLP_REORDER, DlpTracker, type DlpCounters, type DlpEvent } from './dlp-tracker.js';
 import { SetupDecision, type SetupTrace } from './flow-setup.js';
 import { FragmentFollower } from './fragments.js';
 import { IcmpRateLimit, type IcmpRateLimitOptions } from './icmp-rate-limit.js';
@@ -165,6 +166,11 @@ export const FLAG_DNS = FLAG_GATEWAY_WORK;
  * has; the fast path pays one bit test for it.
  */
 export const FLAG_CLASSIFYING = FLAG_GATEWAY_WORK;
+/**
+ * The flow is being scanned by DLP (dlp-tracker.ts): its TCP segments are reassembled and scanned until both
+ * directions reached dlpScanBytes (then the flag is cleared and the flow takes the plain fast path again).
+ */
+export const FLAG_DLP = FLAG_GATEWAY_WORK;
 
 /**
  * Does a packet of a flow with these flags, in direction dir, inspected as `info`, leave with an id of the edge's
@@ -262,7 +268,7 @@ const PORT_SPACE = MAX_ONRAMP_ID + 2;
 const MAX_GATEWAY_RULE_ID = 65535;
 
 /** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
-export class PipelineCounters {
+export class PipelineCounters implements DlpCounters {
   readonly drops = new Float64Array(DROP_REASON_COUNT);
   /** Flows (and DNS queries) each gateway rule decided, by rule id (1..65535). */
   readonly gatewayRuleHits = new Float64Array(MAX_GATEWAY_RULE_ID + 1);
@@ -303,7 +309,18 @@ export class PipelineCounters {
   gatewayDnsUnparsed = 0;
   /** Answers not sent: the batch's room for generated packets was full (the query is not forwarded; the client retries). */
   gatewayDnsAnswerLost = 0;
+  /** DLP (dlp-tracker.ts): flows scanned, bytes scanned (both directions), flows not scanned for want of a slot. */
+  dlpFlowsScanned = 0;
+  dlpBytesScanned = 0;
+  dlpPoolEmpty = 0;
+  /** Flows cut by a `block` profile; segments dropped past the reassembly hold window. */
+  dlpFlowsCut = 0;
+  dlpReorderDrops = 0;
+  /** Matches by DLP profile name (touched only when a profile matches). */
+  readonly dlpMatches = new Map<string, number>();
 }
+
+const NO_DLP_EVENTS: readonly DlpEvent[] = [];
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
 const ICMP_CODE_TTL_EXCEEDED = 0;
@@ -352,6 +369,8 @@ export class Pipeline {
   /** Where a reset is written, and the flow's original segment the resets are made from. */
   private readonly resetScratch = new Uint8Array(TCP_RESET_ROOM);
   private readonly resetInfo = new PacketInfo();
+  /** DLP on the flows whose gateway rule names profiles; null until a policy with such a rule is set. */
+  private dlp: DlpTracker | null = null;
   private readonly frags4: FragmentFollower;
   private readonly frags6: FragmentFollower;
   /** egress.maxPortsPerSite as configured (undefined: the fair share). */
@@ -487,11 +506,11 @@ export class Pipeline {
     this.poolSource4 = pool4;
     this.poolSource6 = pool6;
     this.firewallRules = new Firewall(config.firewall?.rules ?? [], config.firewall?.defaultAction ?? 'allow');
-    this.gatewayRules = config.gateway === undefined || config.gateway.rules.length === 0 ? null : new FastGatewayPolicy(config.gateway);
+    this.gatewayRules = null;
     this.classifySlots = config.classifySlots ?? DEFAULT_CLASSIFY_SLOTS;
     this.gatewayWords4 = new Uint32Array(this.flows4.capacity);
     this.gatewayWords6 = new Uint32Array(this.flows6.capacity);
-    this.dnsGate.setPolicy(this.gatewayRules);
+    this.setGateway(config.gateway === undefined || config.gateway.rules.length === 0 ? null : new FastGatewayPolicy(config.gateway));
     for (const onramp of config.onramps) this.setOnramp(onramp);
     this.setSites(config.sites ?? []);
     for (const route of config.routes) this.addRoute(route);
@@ -515,6 +534,29 @@ export class Pipeline {
   setGateway(gateway: GatewayRules | null): void {
     this.dnsGate.setPolicy(gateway);
     this.gatewayRules = gateway;
+    const scans = gateway !== null && gateway.spec.rules.some((r) => (r.dlp ?? []).length > 0);
+    if (scans && this.dlp === null) this.dlp = new DlpTracker(this.counters, this.flows4.capacity, this.flows6.capacity);
+    // Flows in DLP leave it (their next segment clears FLAG_DLP): their scan belonged to the old rules.
+    if (this.dlp !== null) this.dlp.setPolicy(gateway);
+  }
+
+  /**
+   * Starts DLP on a TCP flow decided by gateway rule `ruleIndex` (a decide4/decide6 answer): the entry point for
+   * whoever decides a flow's gateway rule (flow setup for rules without hostnames; classification for hostname
+   * rules, once the name is known). seq0 / seq1: the client's and the server's initial sequence numbers when known,
+   * else -1 (the direction's stream then starts at its first data segment seen from now on, so call this before
+   * releasing held payload). False when the rule names no profile or the pool is empty (counted: dlpPoolEmpty).
+   */
+  startDlp(table: FlowTable, flow: number, ruleIndex: number, seq0 = -1, seq1 = -1): boolean {
+    if (this.dlp === null || table.protocol(flow) !== IPPROTO_TCP) return false;
+    if (!this.dlp.start(DlpTracker.familyOf(table), flow, ruleIndex, seq0, seq1)) return false;
+    table.setFlags(flow, table.flags(flow) | FLAG_DLP);
+    return true;
+  }
+
+  /** The DLP matches recorded for a live flow (profile, detector, direction, offset; never the data). */
+  dlpEvents(table: FlowTable, flow: number): readonly DlpEvent[] {
+    return this.dlp === null ? NO_DLP_EVENTS : this.dlp.eventsOf(DlpTracker.familyOf(table), flow);
   }
 
   /**
@@ -982,20 +1024,8 @@ export class Pipeline {
       }
       n = writeIcmpError6(out, 0, ICMP6_TIME_EXCEEDED, ICMP_CODE_TTL_EXCEEDED, 0, a, 0, 4, buf, info.l3Offset, info.ipLength);
     }
-    const g = this.generated;
-    const i = g.push(out, 0, n, ingress);
-    if (i < 0) {
-      this.counters.icmpErrorsRateLimited++;
-      return -Drop.TtlExceeded;
-    }
-    const e = this.errorInfo;
-    inspect(g.data, g.offset[i], n, e);
-    g.record(i, e);
-    g.nextHop[i] = ingress;
-    g.drop[i] = Drop.None;
-    this.counters.txPackets[ingress]++;
-    this.counters.txBytes[ingress] += n;
-    this.counters.icmpTimeExceededSent++;
+    if (this.pushOwn(out, n, ingress)) this.counters.icmpTimeExceededSent++;
+    else this.counters.icmpErrorsRateLimited++;
     return -Drop.TtlExceeded;
   }
 
@@ -1074,6 +1104,15 @@ export class Pipeline {
       flags &= ~FLAG_FILTERED;
       table.setFlags(flow, flags);
     }
+    // FLAG_DLP is the gateway-work bit: a flow still classifying is not DLP's yet (DLP starts at its decision).
+    if ((flags & FLAG_DLP) !== 0 && info.protocol === IPPROTO_TCP && (this.classifying.size === 0 || !this.classifying.has(flowHandle(table !== this.flows4, flow)))) {
+      const verdict = this.dlp === null
+        ? DLP_DONE
+        : this.dlp.segment(DlpTracker.familyOf(table), flow, dir, info.tcpSeq, buf, info.l4Offset + info.tcpHeaderLength, info.tcpPayloadLength, (info.tcpFlags & TCP_SYN) !== 0, (info.tcpFlags & TCP_FIN) !== 0);
+      if (verdict === DLP_REORDER) return -Drop.DlpReorder;
+      if (verdict === DLP_CUT) return this.cutByDlp(buf, table, node, ingress);
+      if (verdict === DLP_DONE) table.setFlags(flow, (flags &= ~FLAG_DLP));
+    }
     table.count(flow, dir, length);
     if ((flags & FLAG_DNS) !== 0 && dir === 0 && this.dnsGate.active) {
       const answered = this.gatewayDns(buf, ingress);
@@ -1084,6 +1123,44 @@ export class Pipeline {
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /**
+   * A `block` DLP profile matched in the bytes this segment completed (docs/POLICY.md "DLP profiles"): the segment
+   * is dropped, its sender gets a reset as from its peer, its receiver a reset in the segment's place
+   * (src/wire/tcp-reset.ts), and the flow ends (RemoveReason.DlpCut). The sender's reset is written from the
+   * segment as it arrived, the receiver's from it translated as the flow would have sent it on.
+   */
+  private cutByDlp(buf: Uint8Array, table: FlowTable, node: number, ingress: number): number {
+    const info = this.info;
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    this.pushOwn(this.resetScratch, writeResetToSender(this.resetScratch, 0, info), ingress);
+    if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
+    const hop = this.hopFor(table, flow, dir, ingress);
+    // The segment is dropped: the receiver still expects its first byte (RCV.NXT = SEG.SEQ; it is in order, DLP saw
+    // every byte before it).
+    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info, info.tcpSeq), hop);
+    table.delete(flow, RemoveReason.DlpCut);
+    return -Drop.DlpBlocked;
+  }
+
+  /**
+   * Pushes a packet the edge originates (out[0, n): an ICMP error, a reset) into `generated`, bound for `port`,
+   * its inspection recorded and counted as sent. False when `generated` is full.
+   */
+  private pushOwn(out: Uint8Array, n: number, port: number): boolean {
+    const g = this.generated;
+    const i = g.push(out, 0, n, port);
+    if (i < 0) return false;
+    const e = this.errorInfo;
+    inspect(g.data, g.offset[i], n, e);
+    g.record(i, e);
+    g.nextHop[i] = port;
+    g.drop[i] = Drop.None;
+    this.counters.txPackets[port]++;
+    this.counters.txBytes[port] += n;
+    return true;
   }
 
   /**
@@ -1409,6 +1486,8 @@ export class Pipeline {
       const rule = this.gatewayRules!.rule(g);
       this.setGatewayOf(table, flow, gatewayWord(rule.id, NameSource.Unknown, gatewayActionCode(rule.action), -1));
       this.counters.gatewayRuleHits[rule.id]++;
+      // DLP from the first byte: the SYN's sequence number starts the client's stream.
+      if (protocol === IPPROTO_TCP && this.dlp !== null) this.startDlp(table, flow, g, info.tcpSeq);
     } else if (g === GATEWAY_NEED_NAME && protocol === IPPROTO_TCP) {
       this.startClassifying(table, flow, now);
     }
@@ -1572,6 +1651,8 @@ export class Pipeline {
     const handle = flowHandle(v6, flow);
     let ruleId = 0;
     let action = gatewayActionCode('allow');
+    /** The rule the names decided by (not a fallback's): its DLP profiles scan the flow from here. */
+    let decidedBy = GATEWAY_NO_RULE;
     if (isFallback(outcome)) {
       const rule = c.policy!.rule(c.pendingRule);
       ruleId = rule.id;
@@ -1589,6 +1670,7 @@ export class Pipeline {
         const rule = gw.rule(index);
         ruleId = rule.id;
         action = gatewayActionCode(rule.action);
+        decidedBy = index;
       }
     }
     this.setGatewayOf(table, flow, gatewayWord(ruleId, source, action, outcome));
@@ -1604,6 +1686,8 @@ export class Pipeline {
       this.resetBoth(table, flow);
       return false;
     }
+    // DLP before the held bytes go on: the client's stream starts at the first of them.
+    if (decidedBy >= 0 && this.dlp !== null) this.startDlp(table, flow, decidedBy);
     if (slot !== null) {
       // Held packets go on in order; the flow decided, they take the fast path.
       for (let k = 0; k < slot.count; k++) this.walkGenerated(slot.store, slot.starts[k], slot.lengths[k], slot.ingress[k], Drop.ClassifyReleaseOverflow);
@@ -1874,6 +1958,7 @@ export class Pipeline {
       const c = this.classifying.get(handle);
       if (c !== undefined) this.dropClassifying(c, handle, ClassifyOutcome.Closed);
     }
+    if (this.dlp !== null) this.dlp.flowEnded(DlpTracker.familyOf(table), flow);
   }
 }
 

@@ -60,6 +60,8 @@ export const enum RemoveReason {
   Deleted = 3,
   /** An onramp it names (started by, replies to, forwarded to) was removed from the configuration. */
   OnrampRemoved = 4,
+  /** Cut by DLP: a `block` profile matched in its clear-text bytes (src/dataplane/dlp-tracker.ts). */
+  DlpCut = 5,
 }
 
 export interface FlowTableOptions {
@@ -758,10 +760,10 @@ export class FlowTable {
     return flow;
   }
 
-  /** Remove a live flow (onRemove with Deleted). No effect on a free flow. */
-  delete(flow: number): void {
+  /** Remove a live flow (onRemove with `reason`, Deleted by default). No effect on a free flow. */
+  delete(flow: number, reason: RemoveReason = RemoveReason.Deleted): void {
     if ((this.status(flow) & (LIVE | REMOVING)) !== LIVE) return;
-    this.remove(flow, RemoveReason.Deleted);
+    this.remove(flow, reason);
   }
 
   /**
