@@ -21,9 +21,11 @@ import { PacketInfo } from '../wire/packet-info.js';
 import { SetupDecision, SetupTrace } from './flow-setup.js';
 import { GATEWAY_NO_RULE, NameSource } from '../gateway/policy.js';
 import { PENALTY_DOWN } from '../health/constants.js';
+import { gatewayTrailText, gatewayWordRule } from './classify.js';
 import {
   FLAG_ARR,
   FLAG_CLASH,
+  FLAG_CLASSIFYING,
   FLAG_FILTERED,
   FLAG_HAIRPIN,
   FLAG_POOL,
@@ -354,6 +356,11 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     const dir = node & 1;
     const owner = dir === 0 ? table.ingressPort(flow) : table.nextHop(flow);
     out.trail.push(`matches flow ${flow} in its ${dir === 0 ? 'original' : 'reply'} direction: no policy or route lookup, the stored decision applies`);
+    const gwWord = pipeline.gatewayOf(table, flow);
+    const gwRule = gatewayWordRule(gwWord);
+    const gwLine = gatewayTrailText(gwWord, pipeline.flowName(table, flow)?.name, gwRule === 0 ? undefined : pipeline.gateway?.spec.rules.find((r) => r.id === gwRule)?.name);
+    if (gwLine !== null) out.trail.push(gwLine);
+    if ((table.flags(flow) & FLAG_CLASSIFYING) !== 0) out.trail.push('the flow is classifying: it waits for its name (SNI or Host); client payload is held until the gateway decides');
     if (ports.site[owner] !== site) return drop(Drop.FlowOwnerMismatch, `that direction belongs to ${hopName(pipeline, owner)}'s site, not this one`);
     const flags = table.flags(flow);
     if (heldByFilter(flags, dir)) {

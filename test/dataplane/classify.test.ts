@@ -326,3 +326,14 @@ test('the server speaks while client bytes are held: they are released first, th
   assert.equal(released[0].parsed.src, POOL);
   assert.equal(gatewayWordOutcome(rig.pipeline.gatewayOf(rig.pipeline.flows4, flowOf(rig))), ClassifyOutcome.ServerFirst);
 });
+
+test('explain on a classified flow\'s packet: the trail names the rule, the action and the name', () => {
+  const rig = new PipelineRig(config([{ id: 9, name: 'log-all', action: 'log', hostnames: ['*'] }]));
+  const c = connect(rig, A_PRIMARY);
+  sendData(c, CHROMIUM_HELLO.subarray(0, 1000));
+  const waiting = explain(rig.pipeline, { onramp: A_PRIMARY, protocol: 6, src: HOST, dst: SERVER, srcPort: CLIENT_PORT, dstPort: 443 });
+  assert.ok(waiting.trail.some((l) => l.startsWith('the flow is classifying')), waiting.trail.join('\n'));
+  sendData(c, CHROMIUM_HELLO.subarray(1000));
+  const e = explain(rig.pipeline, { onramp: A_PRIMARY, protocol: 6, src: HOST, dst: SERVER, srcPort: CLIENT_PORT, dstPort: 443 });
+  assert.ok(e.trail.includes('gateway rule 9 (log-all) logged by SNI video.example.com'), e.trail.join('\n'));
+});
