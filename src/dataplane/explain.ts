@@ -22,6 +22,7 @@ import { SetupDecision, SetupTrace } from './flow-setup.js';
 import { GATEWAY_NO_RULE, NameSource } from '../gateway/policy.js';
 import { DNS_PORT } from './dns-gate.js';
 import { PENALTY_DOWN } from '../health/constants.js';
+import { gatewayTrailText, gatewayWordRule } from './classify.js';
 import {
   FLAG_ARR,
   FLAG_CLASH,
@@ -356,13 +357,18 @@ export function explain(pipeline: Pipeline, packet: HypotheticalPacket): Explana
     const dir = node & 1;
     const owner = dir === 0 ? table.ingressPort(flow) : table.nextHop(flow);
     out.trail.push(`matches flow ${flow} in its ${dir === 0 ? 'original' : 'reply'} direction: no policy or route lookup, the stored decision applies`);
+    const gwWord = pipeline.gatewayOf(table, flow);
+    const gwRule = gatewayWordRule(gwWord);
+    const gwLine = gatewayTrailText(gwWord, pipeline.flowName(table, flow)?.name, gwRule === 0 ? undefined : pipeline.gateway?.spec.rules.find((r) => r.id === gwRule)?.name);
+    if (gwLine !== null) out.trail.push(gwLine);
+    if (pipeline.isClassifying(table, flow)) out.trail.push('the flow is classifying: it waits for its name (SNI or Host); client payload is held until the gateway decides');
     if (ports.site[owner] !== site) return drop(Drop.FlowOwnerMismatch, `that direction belongs to ${hopName(pipeline, owner)}'s site, not this one`);
     const flags = table.flags(flow);
     if (heldByFilter(flags, dir)) {
       return drop(Drop.HairpinFiltered, 'a hairpin the peer has not admitted yet: the peer never sent to this sender\'s external endpoint (RFC 4787 REQ-8, REQ-9); its first packet toward it will admit the flow');
     }
     if ((flags & FLAG_FILTERED) !== 0) out.trail.push('this packet is the peer\'s first toward the sender: it admits the hairpin flow both ways (RFC 4787 REQ-8)');
-    if ((flags & FLAG_DNS) !== 0 && dir === 0) dnsNote(pipeline, out);
+    if ((flags & FLAG_DNS) !== 0 && dir === 0 && table.protocol(flow) === IPPROTO_UDP) dnsNote(pipeline, out);
     out.verdict = 'forward';
     // The packet as the pipeline would take it (forwardOnFlow): the site's failover policy first.
     const now = table.latestNow();

@@ -204,16 +204,20 @@ function foldName(name: string): string | null {
   let end = name.length;
   if (end > 0 && name.charCodeAt(end - 1) === DOT) end--;
   if (end === 0 || end > MAX_NAME_LENGTH) return null;
-  let out = '';
   let labelStart = 0;
+  let upper = false;
   for (let i = 0; i < end; i++) {
-    const c = hostByte(name.charCodeAt(i));
+    const raw = name.charCodeAt(i);
+    const c = hostByte(raw);
     if (c < 0) return null;
+    if (c !== raw) upper = true;
     if (c === DOT) {
       if (i === labelStart) return null;
       labelStart = i + 1;
     }
-    out += String.fromCharCode(c);
   }
-  return labelStart === end ? null : out;
+  if (labelStart === end) return null;
+  const text = end === name.length ? name : name.slice(0, end);
+  // Every character is ASCII now: toLowerCase folds exactly what hostByte folds.
+  return upper ? text.toLowerCase() : text;
 }

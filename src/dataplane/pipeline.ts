@@ -366,6 +366,8 @@ export class Pipeline {
   private readonly gatewayWords6: Uint32Array;
   /** Classified flows' names, by flowHandle; deleted when the flow ends (flowName). */
   private readonly names = new Map<number, FlowName>();
+  /** A decision released held packets through forward() (classifySegment's caller then inspects its packet again). */
+  private released = false;
   /** Where a reset is written, and the flow's original segment the resets are made from. */
   private readonly resetScratch = new Uint8Array(TCP_RESET_ROOM);
   private readonly resetInfo = new PacketInfo();
@@ -557,6 +559,11 @@ export class Pipeline {
   /** The DLP matches recorded for a live flow (profile, detector, direction, offset; never the data). */
   dlpEvents(table: FlowTable, flow: number): readonly DlpEvent[] {
     return this.dlp === null ? NO_DLP_EVENTS : this.dlp.eventsOf(DlpTracker.familyOf(table), flow);
+  }
+
+  /** The flow waits in the classifying state for its name (FLAG_CLASSIFYING is the shared gateway-work bit). */
+  isClassifying(table: FlowTable, flow: number): boolean {
+    return (table.flags(flow) & FLAG_CLASSIFYING) !== 0 && this.classifying.has(flowHandle(table !== this.flows4, flow));
   }
 
   /**
@@ -1077,9 +1084,16 @@ export class Pipeline {
     const info = this.info;
     let flags = table.flags(flow);
     if ((flags & FLAG_CLASSIFYING) !== 0 && info.protocol === IPPROTO_TCP) {
+      const l3 = info.l3Offset;
+      this.released = false;
       const held = this.classifySegment(buf, table, flow, dir, ingress, length);
       if (held !== CLASSIFY_PASS) return held;
       if (!table.isLive(flow)) return -Drop.GatewayBlocked;
+      if (this.released) {
+        // Held packets walked the pipeline (forward() re-entered) and left this.info describing the last of them.
+        inspect(buf, l3, length, info);
+        info.csumPartial = (this.metaBatch.vnet[this.metaIndex * VNET_WORDS + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
+      }
       flags = table.flags(flow);
     }
     // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
@@ -1689,6 +1703,7 @@ export class Pipeline {
     // DLP before the held bytes go on: the client's stream starts at the first of them.
     if (decidedBy >= 0 && this.dlp !== null) this.startDlp(table, flow, decidedBy);
     if (slot !== null) {
+      if (slot.count > 0) this.released = true;
       // Held packets go on in order; the flow decided, they take the fast path.
       for (let k = 0; k < slot.count; k++) this.walkGenerated(slot.store, slot.starts[k], slot.lengths[k], slot.ingress[k], Drop.ClassifyReleaseOverflow);
       slot.pool.release(slot);

@@ -310,3 +310,30 @@ test('explain: a hypothetical flow with --sni / --host gets the decision its nam
   assert.equal(siteB.verdict, 'forward');
   assert.ok(siteB.trail.includes('gateway: no rule matches; the firewall\'s decision stands'));
 });
+
+test('the server speaks while client bytes are held: they are released first, then the server\'s segment goes on to the client, intact', () => {
+  const rig = new PipelineRig(config(BLOCK_EXAMPLE_ORG_FOR_A));
+  const c = connect(rig, A_PRIMARY, 25);
+  assert.equal(sendData(c, enc.encode('EHLO')).hop, -1, 'no line end yet: held');
+  const banner = rig.send(INTERNET, buildTcp({ src: SERVER, dst: POOL }, { srcPort: 25, dstPort: c.ext, seq: SERVER_ISN + 1, ack: CLIENT_ISN + 1, flags: TCP_ACK_FLAG | TCP_PSH, payload: enc.encode('220 hi\r\n') }));
+  assert.equal(banner.hop, A_PRIMARY);
+  assert.equal(banner.parsed.dst, HOST, 'translated back for the client, not as the released packet');
+  assert.equal(banner.parsed.dstPort, CLIENT_PORT);
+  assert.equal(banner.parsed.tcp!.payloadLength, 8);
+  const released = rig.generated();
+  assert.equal(released.length, 1);
+  assert.equal(released[0].hop, INTERNET);
+  assert.equal(released[0].parsed.src, POOL);
+  assert.equal(gatewayWordOutcome(rig.pipeline.gatewayOf(rig.pipeline.flows4, flowOf(rig))), ClassifyOutcome.ServerFirst);
+});
+
+test('explain on a classified flow\'s packet: the trail names the rule, the action and the name', () => {
+  const rig = new PipelineRig(config([{ id: 9, name: 'log-all', action: 'log', hostnames: ['*'] }]));
+  const c = connect(rig, A_PRIMARY);
+  sendData(c, CHROMIUM_HELLO.subarray(0, 1000));
+  const waiting = explain(rig.pipeline, { onramp: A_PRIMARY, protocol: 6, src: HOST, dst: SERVER, srcPort: CLIENT_PORT, dstPort: 443 });
+  assert.ok(waiting.trail.some((l) => l.startsWith('the flow is classifying')), waiting.trail.join('\n'));
+  sendData(c, CHROMIUM_HELLO.subarray(1000));
+  const e = explain(rig.pipeline, { onramp: A_PRIMARY, protocol: 6, src: HOST, dst: SERVER, srcPort: CLIENT_PORT, dstPort: 443 });
+  assert.ok(e.trail.includes('gateway rule 9 (log-all) logged by SNI video.example.com'), e.trail.join('\n'));
+});
