@@ -41,10 +41,12 @@ export const enum Drop {
   NatQuotaExceeded = 41, // the site holds its share of the paired pool address's ports (per-site port quota)
   FragmentQuotaExceeded = 42, // the site holds its share of the early-fragment hold slots
   HairpinFiltered = 43, // hairpin to a mapping whose site never sent to the sender's mapping (RFC 4787 REQ-8)
+  // --- policy epochs (issue 12) ---------------------------------------------------------------
+  PolicyCut = 44, // an established flow the changed policy no longer allows: cut at its next packet
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 44;
+export const DROP_REASON_COUNT = 45;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -81,4 +83,5 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.NatQuotaExceeded]: 'nat_quota_exceeded',
   [Drop.FragmentQuotaExceeded]: 'fragment_quota_exceeded',
   [Drop.HairpinFiltered]: 'hairpin_filtered',
+  [Drop.PolicyCut]: 'policy_cut',
 };

@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
-import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
+import { CUT_BY_GATEWAY, FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
 import { RemoveReason, type FlowTable } from '../flow/flow-table.js';
 import { NameBook, protocolName, type Names } from './metrics.js';
 
@@ -52,7 +52,11 @@ const N_PORTS = 1;
 const N_SRC = 2;
 const N_DST = 6;
 const NODE_SLOTS = 10;
-const RECORD_SLOTS = R_NODE + 2 * NODE_SLOTS;
+/** A flow cut by a policy change (RemoveReason.PolicyCut): Pipeline.lastCut's epoch, layer and rule id. */
+const R_CUT_EPOCH = R_NODE + 2 * NODE_SLOTS;
+const R_CUT_LAYER = R_CUT_EPOCH + 1;
+const R_CUT_RULE = R_CUT_EPOCH + 2;
+const RECORD_SLOTS = R_CUT_EPOCH + 3;
 
 const MS_PER_SECOND = 1000;
 const TWO_POW_32 = 0x100000000;
@@ -64,7 +68,7 @@ const DEFAULT_FLUSH_INTERVAL_MS = 250;
 const DEFAULT_MAX_PENDING_BYTES = 8 << 20;
 
 /** RemoveReason → text. */
-const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed'];
+const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed', 'policy_cut'];
 /** TcpState → text (flow/tcp.ts numbering). */
 const TCP_STATE_NAMES: readonly string[] = [
   'none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2',
@@ -96,7 +100,7 @@ export interface FlowLoggerOptions {
 export interface FlowLogLine {
   time: string;
   event: 'flow_end';
-  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed';
+  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed' | 'policy_cut';
   family: 4 | 6;
   protocol: string;
   src: string;
@@ -124,6 +128,11 @@ export interface FlowLogLine {
   nat: boolean;
   clash: boolean;
   hairpin: boolean;
+  /**
+   * reason policy_cut: the policy change that cut the flow (docs/POLICY.md, "Epochs"): the epoch, the layer
+   * whose rule no longer allows it, that rule's id (firewall: 0 = the default action) and, for the firewall, its name.
+   */
+  cut?: { policy_epoch: number; by: 'firewall' | 'gateway'; rule: number; rule_name?: string };
 }
 
 export class FlowLogger {
@@ -286,6 +295,12 @@ export class FlowLogger {
         r[n + N_DST + w] = w < words ? table.nodeDst(node, w) : 0;
       }
     }
+    if (reason === RemoveReason.PolicyCut) {
+      const cut = this.pipeline.lastCut;
+      r[at + R_CUT_EPOCH] = cut.epoch;
+      r[at + R_CUT_LAYER] = cut.layer;
+      r[at + R_CUT_RULE] = cut.ruleId;
+    }
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
   }
@@ -339,6 +354,11 @@ export class FlowLogger {
       clash: (flags & FLAG_CLASH) !== 0,
       hairpin: (flags & FLAG_HAIRPIN) !== 0,
     };
+    if (r[at + R_REASON] === RemoveReason.PolicyCut) {
+      const byGateway = r[at + R_CUT_LAYER] === CUT_BY_GATEWAY;
+      const rule = r[at + R_CUT_RULE];
+      out.cut = { policy_epoch: r[at + R_CUT_EPOCH], by: byGateway ? 'gateway' : 'firewall', rule, rule_name: byGateway ? undefined : names.rule(rule) };
+    }
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.
       const replyPorts = r[reply + N_PORTS];

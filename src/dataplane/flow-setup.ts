@@ -23,6 +23,8 @@ export class SetupDecision {
   hop = -1;
   /** Firewall result for the packet as addressed (a rule index, or NO_MATCH for the default action). */
   rule = NO_MATCH;
+  /** The firewall was asked (`rule` is its answer): the pipeline counts the rule's hit (firewallRuleHits). */
+  firewallAsked = false;
   /** The tuple hash: ECMP choice and the clash-port search start. */
   hash = 0;
   /**

@@ -42,7 +42,7 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import { GatewayPolicy, type GatewayPolicySpec } from '../gateway/policy.js';
+import { ALL_NAME_SOURCES, GATEWAY_NEED_NAME, GatewayPolicy, NameSource, type GatewayPolicySpec } from '../gateway/policy.js';
 import { NextHopKind, RouteTable, type RouteSpec } from '../route/route-table.js';
 import {
   AF_INET4,
@@ -204,14 +204,17 @@ export interface PipelineConfig {
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2;
-/** Gateway rule ids are 16-bit, as firewall rule ids. */
+/** Gateway rule ids are 16-bit, as firewall rule ids (FirewallRuleSpec.id). */
 const MAX_GATEWAY_RULE_ID = 65535;
+const MAX_FIREWALL_RULE_ID = 65535;
 
 /** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
 export class PipelineCounters {
   readonly drops = new Float64Array(DROP_REASON_COUNT);
   /** Flows (and DNS queries) each gateway rule decided, by rule id (1..65535). */
   readonly gatewayRuleHits = new Float64Array(MAX_GATEWAY_RULE_ID + 1);
+  /** First packets each firewall rule decided at setup, by rule id (1..65535); 0: the default action. */
+  readonly firewallRuleHits = new Float64Array(MAX_FIREWALL_RULE_ID + 1);
   readonly rxPackets = new Float64Array(PORT_SPACE);
   readonly rxBytes = new Float64Array(PORT_SPACE);
   readonly txPackets = new Float64Array(PORT_SPACE);
@@ -236,7 +239,37 @@ export class PipelineCounters {
   icmpErrorsNoSource = 0;
   /** Echo requests to an egress pool address answered by the edge itself (answerEcho). */
   icmpEchoAnswered = 0;
+  /** Established flows decided again because the policy epoch moved (reevaluate), and those of them cut. */
+  flowsReevaluated = 0;
+  flowsCutByPolicy = 0;
 }
+
+/** Which policy cut a flow (PolicyCutRecord.layer). */
+export const CUT_BY_FIREWALL = 0;
+export const CUT_BY_GATEWAY = 1;
+
+/**
+ * The last flow reevaluate() cut, read by onFlowEnd (the flow log) while that flow ends: the epoch that cut
+ * it, the layer and the rule id of the layer's id space (firewall rule id, 0 for the default action; gateway
+ * rule id). Filled before the flow is removed; one preallocated record, no allocation on the packet path.
+ */
+export class PolicyCutRecord {
+  epoch = 0;
+  layer = CUT_BY_FIREWALL;
+  ruleId = 0;
+}
+
+/** The name a flow was classified by, as classify's Pipeline.flowName gives it. */
+export interface FlowName {
+  source: NameSource;
+  name: string | null;
+}
+
+/**
+ * Re-evaluating a flow whose first payload is gone (no name kept for it): a source no rule can be waiting
+ * for (all of them) with no name, so no hostname condition matches and the first rule without one decides.
+ */
+const NO_NAME_SOURCE = ALL_NAME_SOURCES as NameSource;
 
 /** Time exceeded's code 0: TTL / hop limit exceeded in transit (RFC 792; RFC 4443 section 3.3). */
 const ICMP_CODE_TTL_EXCEEDED = 0;
@@ -257,6 +290,14 @@ export class Pipeline {
   readonly generated = new PacketBatch(64);
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
+  /** Who cut the flow that is ending with RemoveReason.PolicyCut (valid inside onFlowEnd). */
+  readonly lastCut = new PolicyCutRecord();
+  /**
+   * The policy epoch (issue 12): bumped by every firewall or gateway change (setFirewall, setGateway). A flow
+   * records the epoch it was decided under; a packet of a flow from an older epoch has it decided again
+   * (reevaluate) before it is forwarded. Starts at 1, so a zeroed record is never current.
+   */
+  private epoch = 1;
   private firewallRules: Firewall;
   private gatewayRules: GatewayPolicy | null;
   private readonly frags4: FragmentFollower;
@@ -396,9 +437,15 @@ export class Pipeline {
     return this.firewallRules;
   }
 
-  /** Replaces the rule set; established flows keep the verdict they were set up with. */
+  /** The current policy epoch (see `epoch`). */
+  get policyEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Replaces the rule set and starts a new policy epoch: established flows are decided again at their next packet. */
   setFirewall(firewall: Firewall): void {
     this.firewallRules = firewall;
+    this.bumpEpoch();
   }
 
   /** The gateway rules; null when there are none (then no flow is classified). */
@@ -406,8 +453,24 @@ export class Pipeline {
     return this.gatewayRules;
   }
 
+  /** Replaces the gateway rules and starts a new policy epoch (as setFirewall). */
   setGateway(gateway: GatewayPolicy | null): void {
     this.gatewayRules = gateway;
+    this.bumpEpoch();
+  }
+
+  /** Uint32 wrap: a flow idle across exactly 2^32 policy changes would be taken as current (never, in practice). */
+  private bumpEpoch(): void {
+    this.epoch = (this.epoch + 1) >>> 0;
+    if (this.epoch === 0) this.epoch = 1;
+  }
+
+  /**
+   * The name classify found for a flow (SNI, HTTP Host, DNS), if it kept one. Classify's part (the `classifying`
+   * state) fills it; until it is merged no flow has one, and reevaluate decides hostname rules with no name.
+   */
+  flowName(_table: FlowTable, _flow: number): FlowName | undefined {
+    return undefined;
   }
 
   setOnramp(spec: OnrampSpec): void {
@@ -868,6 +931,11 @@ export class Pipeline {
     const flow = node >> 1;
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
+    // Policy epochs (issue 12): one compare; a flow decided under an older policy is decided again, here, once.
+    if (table.policyEpoch(flow) !== this.epoch) {
+      const cut = this.reevaluate(table, flow, now);
+      if (cut !== Drop.None) return -cut;
+    }
     const info = this.info;
     // Site failover: the site's policy may move the return onramp (steerReturn). Nothing can move it while
     // the packet is a reply or came in on it, unless its site drains and it is not the site's best healthy
@@ -898,6 +966,75 @@ export class Pipeline {
     decrementTtl(buf, info);
     this.lastNode = this.packetNode = node;
     return this.hopFor(table, flow, dir, ingress);
+  }
+
+  /**
+   * Policy epochs (issue 12; docs/POLICY.md, "Epochs"): an established flow decided under an older epoch, met by a
+   * packet in either direction, is decided again by the policy as it is now, on its original tuple as the first
+   * packet carried it (site, onramp, the pre-NAT addresses and ports: the original node's key):
+   *   1. the firewall (a hairpin is asked twice, as at setup: for the pool address and for the internal peer);
+   *   2. the gateway, when the firewall allows: first with NameSource.Unknown; a rule waiting for a name
+   *      (GATEWAY_NEED_NAME) is then decided with the name classify kept for the flow (flowName), or, when it
+   *      kept none (the flow's first payload is gone and cannot be read again), with no name: hostname rules
+   *      do not match and the first rule without a hostname condition (or none) decides.
+   * Allowed: the flow records the new epoch and the firewall rule that allows it now; its NAT mapping, return
+   * onramp and every other decision stay as they are. Blocked: the flow is cut — removed with
+   * RemoveReason.PolicyCut (lastCut says which epoch and rule, for the flow log) and this packet dropped as
+   * PolicyCut; the other end learns it when its next packet finds no flow (TCP: a drop, not yet an RST).
+   * Returns Drop.None or Drop.PolicyCut. Slow path: once per flow and policy change.
+   */
+  reevaluate(table: FlowTable, flow: number, _now: number): number {
+    this.counters.flowsReevaluated++;
+    const orig = flow * 2;
+    const ingress = table.ingressPort(flow);
+    const site = this.ports.site[ingress];
+    const protocol = table.protocol(flow);
+    const ports = table.nodePorts(orig);
+    const srcPort = ports >>> 16;
+    const dstPort = ports & 0xffff;
+    const words = table.records;
+    const v4 = table.addrWords === 1;
+    const fw = this.firewallRules;
+    let rule = v4
+      ? fw.evaluate4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort)
+      : fw.evaluate6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort);
+    if (fw.allows(rule) && (table.flags(flow) & FLAG_HAIRPIN) !== 0) {
+      // The internal peer is the reply key's source (translatedReply): the rules for it must allow too.
+      const reply = orig + 1;
+      const peerPort = table.nodePorts(reply) >>> 16;
+      rule = v4
+        ? fw.evaluate4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeSrc(reply, 0), srcPort, peerPort)
+        : fw.evaluate6(site, ingress, protocol, words, table.srcIndex(orig), table.srcIndex(reply), srcPort, peerPort);
+    }
+    if (!fw.allows(rule)) return this.cut(table, flow, CUT_BY_FIREWALL, fw.ruleId(rule));
+    const gw = this.gatewayRules;
+    if (gw !== null) {
+      let g = v4
+        ? gw.decide4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort, NameSource.Unknown, null)
+        : gw.decide6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort, NameSource.Unknown, null);
+      if (g === GATEWAY_NEED_NAME) {
+        const named = this.flowName(table, flow);
+        const source = named?.source ?? NO_NAME_SOURCE;
+        const name = named?.name ?? null;
+        g = v4
+          ? gw.decide4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort, source, name)
+          : gw.decide6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort, source, name);
+      }
+      if (g >= 0 && gw.rule(g).action === 'block') return this.cut(table, flow, CUT_BY_GATEWAY, gw.rule(g).id);
+    }
+    table.setRuleId(flow, fw.ruleId(rule));
+    table.setPolicyEpoch(flow, this.epoch);
+    return Drop.None;
+  }
+
+  private cut(table: FlowTable, flow: number, layer: number, ruleId: number): number {
+    const c = this.lastCut;
+    c.epoch = this.epoch;
+    c.layer = layer;
+    c.ruleId = ruleId;
+    this.counters.flowsCutByPolicy++;
+    table.delete(flow, RemoveReason.PolicyCut);
+    return Drop.PolicyCut;
   }
 
   /**
@@ -1000,7 +1137,10 @@ export class Pipeline {
 
   /** First packet of a flow: decide once (policy, route, NAT, return onramp), then store it. */
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
-    const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
+    const d = this.decision;
+    const hop = this.decideSetup(this.info, this.key, table, ingress, d, null);
+    // Per-rule hits (docs/OBSERVABILITY.md): first packets the firewall decided, allowed or denied; index 0 is the default action.
+    if (d.firewallAsked) this.counters.firewallRuleHits[this.firewallRules.ruleId(d.rule)]++;
     if (hop < 0) return hop;
     if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
@@ -1023,6 +1163,7 @@ export class Pipeline {
     d.flags = 0;
     d.hop = -1;
     d.rule = NO_MATCH;
+    d.firewallAsked = false;
     if (trace !== null) trace.clear();
     if (ingress === PORT_INTERNET) {
       // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
@@ -1041,6 +1182,7 @@ export class Pipeline {
       ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort)
       : fw.evaluate6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort);
     d.rule = rule;
+    d.firewallAsked = true;
     if (trace !== null) trace.firewallAsked = true;
     if (!fw.allows(rule)) return -Drop.PolicyDeny;
 
@@ -1180,6 +1322,7 @@ export class Pipeline {
     table.setFlags(flow, flags);
     table.setNextHop(flow, hop);
     table.setRuleId(flow, this.firewallRules.ruleId(d.rule));
+    table.setPolicyEpoch(flow, this.epoch);
     if (protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, 0, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) {
