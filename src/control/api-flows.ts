@@ -4,6 +4,7 @@
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.
  */
+import { NameSource } from '../gateway/policy.js';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -103,8 +104,14 @@ const FlowItem = Type.Object({
   bytes: Type.Array(Type.Number()),
   ageSeconds: Type.Number(),
   firewallRuleId: Type.Number(),
+  /** The name the gateway classified the flow by (docs/POLICY.md), and where it was read; absent when none was kept. */
+  hostname: Type.Optional(Type.String()),
+  hostnameSource: Type.Optional(Type.String()),
 });
 type FlowItem = Static<typeof FlowItem>;
+
+/** NameSource (src/gateway/policy.ts) → the configuration's words for it (`sources:`). */
+const NAME_SOURCE_TEXT: Readonly<Record<number, string>> = { [NameSource.Sni]: 'sni', [NameSource.HttpHost]: 'http_host', [NameSource.Dns]: 'dns' };
 
 const FlowQuery = Type.Object(
   {
@@ -201,7 +208,15 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     bytes: detail.bytes,
     ageSeconds: Math.max(0, Math.floor(opts.now() / 1000) - detail.createdAtSeconds),
     firewallRuleId: detail.firewallRuleId,
+    ...hostnameOf(detail),
   });
+
+  /** Pipeline.flowName (filled by the gateway's classification) as the listing shows it; nothing when no name was kept. */
+  const hostnameOf = (detail: FlowDetail): { hostname?: string; hostnameSource?: string } => {
+    const named = pipeline.flowName(detail.family === 4 ? pipeline.flows4 : pipeline.flows6, detail.flow);
+    if (named === undefined || named.name === null) return {};
+    return { hostname: named.name, hostnameSource: NAME_SOURCE_TEXT[named.source] ?? String(named.source) };
+  };
 
   const sendBad = (e: unknown): { error: string; problems: { path: string; message: string }[] } => {
     if (e instanceof BadRequest) return { error: 'bad query', problems: [{ path: e.path, message: e.message }] };
