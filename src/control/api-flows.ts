@@ -110,6 +110,13 @@ const FlowItem = Type.Object({
 });
 type FlowItem = Static<typeof FlowItem>;
 
+/** Where the flow stands with the policy epochs (docs/POLICY.md, "Epochs"). */
+function epochNote(flowEpoch: number, current: number): string {
+  return flowEpoch === current
+    ? `decided under the current policy (epoch ${current})`
+    : `decided under policy epoch ${flowEpoch}; the policy changed since (epoch ${current}): its next packet has it decided again, and cut if the new rules deny it`;
+}
+
 /** NameSource (src/gateway/policy.ts) → the configuration's words for it (`sources:`). */
 const NAME_SOURCE_TEXT: Readonly<Record<number, string>> = { [NameSource.Sni]: 'sni', [NameSource.HttpHost]: 'http_host', [NameSource.Dns]: 'dns' };
 
@@ -306,6 +313,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const trail = [
       `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
       detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
+      epochNote(table.policyEpoch(index), pipeline.policyEpoch),
       `next hop: ${it.nextHop}`,
       routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
       detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
