@@ -10,6 +10,8 @@
  *   bytes_per_flow     (heap + typed arrays) of the flow table at 1 M IPv4 flows / flows;
  *                      bytes_per_flow_with_nat adds the egress NAT mappings those flows hold
  *   route_lookups_mps  IPv4 longest-prefix matches per second on the 100,000-route table
+ *   classify_*_ns, reevaluate_ns   issue 12 (bench/policy.ts): a TLS flow's classification under 1,000 hostname
+ *                      rules, and the re-evaluation of an established flow after a policy change
  *   esp                ESP seal/open, 1400 B and 64 B: the native batched crypto against node:crypto per packet
  *                      (bench/esp.ts), packets per second of CPU time
  *
@@ -37,6 +39,7 @@ import { hugePageAllocator, hugePageBytes, transparentHugePageMode } from '../sr
 import { buildUdp } from '../src/wire/build.js';
 import { benchEsp } from './esp.js';
 import { FastPathReference } from './reference.js';
+import { benchClassify, benchReevaluate, GATEWAY_RULES } from './policy.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -257,6 +260,8 @@ interface FastPathResult {
   referenceMpps: number;
   runs: number[];
   referenceRuns: number[];
+  /** One packet per sampled flow, both directions, as sent (bench/policy.ts re-evaluates them). */
+  slab: PacketBatch;
 }
 
 function benchFastPath(pipeline: Pipeline, packets: Uint8Array[], ingress: number[], next: () => number, allocate: ((bytes: number) => ArrayBuffer) | undefined): FastPathResult {
@@ -323,7 +328,8 @@ function benchFastPath(pipeline: Pipeline, packets: Uint8Array[], ingress: numbe
     referenceRuns.push(timed(referenceStep, 'reference'));
   }
   if (reference.sink === 42) log('');
-  return { mpps: Math.max(...runs), referenceMpps: Math.max(...referenceRuns), runs, referenceRuns };
+  slab.data.set(pristine);
+  return { mpps: Math.max(...runs), referenceMpps: Math.max(...referenceRuns), runs, referenceRuns, slab };
 }
 
 function dropSummary(pipeline: Pipeline): string {
@@ -405,6 +411,8 @@ function main(): void {
   const fast = benchFastPath(pipeline, packets, ingress, next, allocate);
   ensureConntrackLoaded();
   const kernelBytes = kernelConntrackObjectSize();
+  const reevaluation = benchReevaluate(pipeline, fast.slab, BATCH);
+  const classify = benchClassify(quick ? 20_000 : 100_000, next);
   const esp = benchEsp();
 
   const result = {
@@ -425,6 +433,9 @@ function main(): void {
     routes: ROUTES + 1,
     firewall_rules: RULES,
     node: process.version,
+    ...classify,
+    reevaluate_ns: reevaluation.reevaluate_ns,
+    reevaluated_flows: reevaluation.reevaluated,
     esp,
   };
   if (json) {
@@ -439,6 +450,8 @@ function main(): void {
     ['memory per IPv4 flow (flow table)', `${result.bytes_per_flow} B`, '≤ 128 B', kernelBytes ? `${kernelBytes} B (nf_conntrack slab object)` : 'n/a'],
     ['memory per IPv4 flow (+ NAT mapping)', `${result.bytes_per_flow_with_nat} B`, '', ''],
     ['route lookups (100 k IPv4 routes)', `${result.route_lookups_mps} M/s`, '≥ 10 M/s', ''],
+    [`classification per TLS flow (SNI, ${GATEWAY_RULES.toLocaleString()} hostname rules)`, `${result.classify_per_flow_ns} ns (SNI ${result.classify_sni_ns} + decide ${result.classify_decide_ns})`, '', ''],
+    ['re-evaluation per flow after a policy change', `${result.reevaluate_ns} ns (${result.reevaluated_flows.toLocaleString()} flows)`, '', ''],
     ...esp.map((r): [string, string, string, string] => [
       `ESP seal/open, ${r.size} B, ${r.algorithm}`,
       `${kpps(r.native_seal_pps)} / ${kpps(r.native_open_pps)} kpps (CPU)`,

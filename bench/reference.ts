@@ -7,7 +7,7 @@
  *
  * What it has, per flow, with the flow table's sizes and layout (src/flow/flow-table.ts, IPv4):
  *   - a bucket array of the same length (Int32, the power of two the table chose) and a record array of
- *     the same stride (20 words = 80 bytes per flow), on the same memory (huge pages when the table has them);
+ *     the same stride (21 words = 84 bytes per flow), on the same memory (huge pages when the table has them);
  *   - both keys of every live flow of the benchmarked table, chained from their buckets the way the table
  *     chains them, with a seed of its own (node = 2 * flow + direction; zone | protocol, ports, src, dst,
  *     next per node);
@@ -53,7 +53,8 @@ const F_PACKETS = 2 * NODE_WORDS + 4;
 const F_BYTES = 2 * NODE_WORDS + 6;
 const F_DEADLINE = 2 * NODE_WORDS + 3;
 const F_HOP = 2 * NODE_WORDS + 2;
-const STRIDE = 2 * NODE_WORDS + 10;
+/** Flow fields: 11 words since the policy epoch word (issue 12), which the reference does not compare (logic). */
+const STRIDE = 2 * NODE_WORDS + 11;
 const PROTOCOL_SHIFT = 16;
 const IDLE_TIMEOUT_MS = 120_000;
 const NO_NODE = -1;
@@ -72,7 +73,7 @@ export class FastPathReference {
    * bucket count and record stride. `zoneOf` maps an ingress port to its zone, as the pipeline's ports do.
    */
   constructor(table: FlowTable, bucketCount: number, zoneOf: Uint16Array, allocate: (bytes: number) => ArrayBuffer) {
-    if (table.addrWords !== 1 || table.stride !== STRIDE) throw new Error('reference: an IPv4 flow table of 20-word records is expected');
+    if (table.addrWords !== 1 || table.stride !== STRIDE) throw new Error(`reference: an IPv4 flow table of ${STRIDE}-word records is expected`);
     this.buckets = new Int32Array(allocate(bucketCount * 4), 0, bucketCount).fill(NO_NODE);
     this.records = new Int32Array(allocate(table.capacity * STRIDE * 4), 0, table.capacity * STRIDE);
     this.mask = bucketCount - 1;

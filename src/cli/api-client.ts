@@ -1,5 +1,5 @@
 /**
- * `tether onramps|routes|flows|explain|capture|config|dashboard …`: the CLI over the REST API (docs/API.md).
+ * `tether onramps|routes|flows|explain|capture|gateway|config|dashboard …`: the CLI over the REST API (docs/API.md).
  * Tables for people, `--json` for scripts. The API address and token come from --api / --token-file, or
  * TETHER_API / TETHER_TOKEN_FILE, or the defaults (http://127.0.0.1:8470, /var/lib/tether/api-token).
  * Every call sends the token, reads included (the API needs it unless api.open_reads). An API over HTTPS
@@ -277,6 +277,48 @@ export function registerClientCommands(program: Command): void {
     guarded(async () => {
       const url = `${apiBase(opts)}/#token=${encodeURIComponent(token(opts))}`;
       print(opts, { url }, () => `${url}\n(open it in a browser on this host or through an SSH tunnel; it carries the API token: do not paste it anywhere else)`);
+    }));
+
+  // Gateway rules and DLP profiles (docs/POLICY.md): a rule or profile is given as one YAML mapping, exactly as a
+  // list item of the configuration's gateway section (tether gateway add '{action: block, sites: site-b, hostnames: "*.example-social.com"}').
+  const gateway = program.command('gateway').description('gateway rules and DLP profiles (docs/POLICY.md); every change is a new policy epoch');
+  const yamlItem = (text: string, what: string): Row => {
+    const v = YAML.parse(text) as unknown;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`the ${what} must be one YAML mapping, e.g. '{action: block, hostnames: "*.example.com"}'`);
+    return v as Row;
+  };
+  const list = (v: unknown): string => (v === undefined ? '' : Array.isArray(v) ? v.map(s).join(',') : s(v));
+  common(gateway.command('rules').description('list gateway rules in order (first match wins)')).action((opts: ClientOptions) =>
+    guarded(async () => {
+      const rules = (await call(opts, 'GET', '/v1/gateway/rules')) as Row[];
+      print(opts, rules, () => table(['id', 'name', 'action', 'sites', 'protocols', 'ports', 'hostnames', 'sources', 'dlp'], rules.map((r) => [
+        s(r.id), s(r.name), s(r.action), list(r.sites), list(r.protocols), list(r.destination_ports), list(r.hostnames), list(r.sources), list(r.dlp),
+      ])));
+    }));
+  common(gateway.command('add').description('add a gateway rule (or, with --profile, a DLP profile) given as a YAML mapping').argument('<yaml>'))
+    .option('--before <ref>', 'insert before this rule (id or name) instead of at the end')
+    .option('--profile', 'the mapping is a DLP profile ({name: finance, cards: true})')
+    .action((text: string, opts: ClientOptions & { before?: string; profile?: boolean }) =>
+      guarded(async () => {
+        const what = opts.profile === true ? 'DLP profile' : 'gateway rule';
+        const url = opts.profile === true ? '/v1/gateway/dlp-profiles' : '/v1/gateway/rules';
+        const created = (await call(opts, 'POST', `${url}${opts.before !== undefined ? `?before=${encodeURIComponent(opts.before)}` : ''}`, yamlItem(text, what))) as Row;
+        print(opts, created, () => `${what} ${s(created.id ?? created.name)}${created.id !== undefined && created.name !== undefined ? ` (${s(created.name)})` : ''} added; established flows are decided again at their next packet`);
+      }));
+  common(gateway.command('remove').description('remove a gateway rule (id or name), or with --profile a DLP profile (name)').argument('<ref>'))
+    .option('--profile', 'remove a DLP profile')
+    .action((ref: string, opts: ClientOptions & { profile?: boolean }) =>
+      guarded(async () => {
+        const url = opts.profile === true ? '/v1/gateway/dlp-profiles' : '/v1/gateway/rules';
+        await call(opts, 'DELETE', `${url}/${encodeURIComponent(ref)}`);
+        print(opts, { removed: ref }, () => `${opts.profile === true ? 'DLP profile' : 'gateway rule'} ${ref} removed`);
+      }));
+  common(gateway.command('profiles').description('list DLP profiles')).action((opts: ClientOptions) =>
+    guarded(async () => {
+      const profiles = (await call(opts, 'GET', '/v1/gateway/dlp-profiles')) as Row[];
+      print(opts, profiles, () => table(['name', 'action', 'detectors'], profiles.map((p) => [
+        s(p.name), s(p.action), ['cards', 'ibans', 'ssns'].filter((d) => p[d] === true).concat(p.keywords ? [`keywords(${(p.keywords as unknown[]).length})`] : [], p.regexes ? [`regexes(${(p.regexes as unknown[]).length})`] : []).join(','),
+      ])));
     }));
 
   const config = program.command('config').description('configuration import and export over the API');

@@ -53,10 +53,12 @@ export const enum Drop {
   // --- DLP (issue 12) ----------------------------------------------------------------------------
   DlpBlocked = 52, // the segment that completed a match of a `block` DLP profile; the flow is cut (RST both ways)
   DlpReorder = 53, // a segment of a scanned flow past the reassembly hold window; its sender retransmits it
+  // --- policy epochs (issue 12) ---------------------------------------------------------------
+  PolicyCut = 54, // an established flow the changed policy no longer allows: cut at its next packet
 }
 
 /** Highest reason number + 1; size of counter arrays. */
-export const DROP_REASON_COUNT = 54;
+export const DROP_REASON_COUNT = 55;
 
 /** Names for metrics and logs (control plane only; never built per packet). */
 export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
@@ -103,4 +105,5 @@ export const DROP_REASON_NAMES: Readonly<Record<number, string>> = {
   [Drop.ClassifyReleaseOverflow]: 'classify_release_overflow',
   [Drop.DlpBlocked]: 'dlp_blocked',
   [Drop.DlpReorder]: 'dlp_reorder',
+  [Drop.PolicyCut]: 'policy_cut',
 };

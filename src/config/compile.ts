@@ -61,8 +61,13 @@ export function assignIds(cfg: TetherConfig): ConfigIds {
     onrampSite.set(o.name, id);
   }
   const firewallRules = assign(cfg.firewall.rules.map((r) => r.id), MAX_RULE_ID, 'firewall rule');
-  const gatewayRules = assign(cfg.gateway.rules.map((r) => r.id), MAX_RULE_ID, 'gateway rule');
+  const gatewayRules = gatewayRuleIds(cfg.gateway.rules);
   return { sites, onramps, onrampSite, firewallRules, gatewayRules };
+}
+
+/** Gateway rules' ids as assignIds gives them (the API pins them into the store with it). */
+export function gatewayRuleIds(rules: ReadonlyArray<{ id?: number }>): number[] {
+  return assign(rules.map((r) => r.id), MAX_RULE_ID, 'gateway rule');
 }
 
 function lookup(map: Map<string, number>, name: string, what: string): number {

@@ -51,6 +51,14 @@ test('flows: both sites\' 10.0.1.10 side by side, filters, paging, one flow\'s d
     assert.equal(one.arr, true);
     assert.ok(one.trail.some((l) => /replies return by ARR/.test(l)), one.trail.join('\n'));
     assert.ok(one.trail.some((l) => /route for it in the table now: 0\.0\.0\.0\/0 -> the Internet/.test(l)), one.trail.join('\n'));
+    assert.ok(one.trail.some((l) => /decided under the current policy \(epoch \d+\)/.test(l)), one.trail.join('\n'));
+    // A policy change: the flow stays, decided under an older epoch until its next packet.
+    const put = await app.inject({ method: 'PUT', url: '/v1/firewall', payload: { default_action: 'allow' } });
+    assert.equal(put.statusCode, 200);
+    const firewall = await app.inject({ method: 'POST', url: '/v1/firewall/rules', payload: { action: 'deny', destination_ports: [9] } });
+    assert.equal(firewall.statusCode, 201, firewall.body);
+    const stale = (await app.inject({ method: 'GET', url: `/v1/flows/${id}` })).json() as { trail: string[] };
+    assert.ok(stale.trail.some((l) => /the policy changed since \(epoch \d+\): its next packet has it decided again/.test(l)), stale.trail.join('\n'));
     assert.equal((await app.inject({ method: 'GET', url: '/v1/flows/4-999' })).statusCode, 404);
   } finally {
     await close();

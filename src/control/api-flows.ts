@@ -4,6 +4,7 @@
  * live counters for the dashboard, and Prometheus /metrics. Registered on the app buildApi made, so
  * they share its auth (reads open from loopback), errors and OpenAPI document.
  */
+import { NameSource } from '../gateway/policy.js';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -105,8 +106,21 @@ const FlowItem = Type.Object({
   bytes: Type.Array(Type.Number()),
   ageSeconds: Type.Number(),
   firewallRuleId: Type.Number(),
+  /** The name the gateway classified the flow by (docs/POLICY.md), and where it was read; absent when none was kept. */
+  hostname: Type.Optional(Type.String()),
+  hostnameSource: Type.Optional(Type.String()),
 });
 type FlowItem = Static<typeof FlowItem>;
+
+/** Where the flow stands with the policy epochs (docs/POLICY.md, "Epochs"). */
+function epochNote(flowEpoch: number, current: number): string {
+  return flowEpoch === current
+    ? `decided under the current policy (epoch ${current})`
+    : `decided under policy epoch ${flowEpoch}; the policy changed since (epoch ${current}): its next packet has it decided again, and cut if the new rules deny it`;
+}
+
+/** NameSource (src/gateway/policy.ts) → the configuration's words for it (`sources:`). */
+const NAME_SOURCE_TEXT: Readonly<Record<number, string>> = { [NameSource.Sni]: 'sni', [NameSource.HttpHost]: 'http_host', [NameSource.Dns]: 'dns' };
 
 const FlowQuery = Type.Object(
   {
@@ -215,7 +229,15 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     bytes: detail.bytes,
     ageSeconds: Math.max(0, Math.floor(opts.now() / 1000) - detail.createdAtSeconds),
     firewallRuleId: detail.firewallRuleId,
+    ...hostnameOf(detail),
   });
+
+  /** Pipeline.flowName (filled by the gateway's classification) as the listing shows it; nothing when no name was kept. */
+  const hostnameOf = (detail: FlowDetail): { hostname?: string; hostnameSource?: string } => {
+    const named = pipeline.flowName(detail.family === 4 ? pipeline.flows4 : pipeline.flows6, detail.flow);
+    if (named === undefined || named.name === null) return {};
+    return { hostname: named.name, hostnameSource: NAME_SOURCE_TEXT[named.source] ?? String(named.source) };
+  };
 
   const sendBad = (e: unknown): { error: string; problems: { path: string; message: string }[] } => {
     if (e instanceof BadRequest) return { error: 'bad query', problems: [{ path: e.path, message: e.message }] };
@@ -306,6 +328,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
       detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
       ...gatewayTrail(pipeline, table, index),
+      epochNote(table.policyEpoch(index), pipeline.policyEpoch),
       `next hop: ${it.nextHop}`,
       routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
       detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',

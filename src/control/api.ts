@@ -1,5 +1,6 @@
 /**
- * The REST API (docs/API.md): sites, onramps, routes, the egress pool, firewall rules and WireGuard devices,
+ * The REST API (docs/API.md): sites, onramps, routes, the egress pool, firewall rules, gateway rules and DLP
+ * profiles, and WireGuard devices,
  * read and changed live. Fastify, JSON Schema (TypeBox) on every route, OpenAPI at /openapi.json.
  *
  *   request ─ api-guard.ts: rate limit, Host, Origin, token (every call) ─ JSON Schema (types, unknown keys)
@@ -29,8 +30,12 @@ import {
   ConfigError,
   describe,
   EgressSchema as EgressConfigSchema,
+  DlpProfileSchema,
   FirewallRuleSchema,
   FirewallSchema,
+  gatewayRuleIds,
+  GatewayRuleSchema,
+  GatewaySchema,
   inputSchema,
   OnrampSchema as OnrampConfigSchema,
   REDACTED,
@@ -71,6 +76,9 @@ const RouteSchema = inputSchema(RouteConfigSchema);
 const RuleSchema = inputSchema(FirewallRuleSchema);
 const EgressSchema = inputSchema(EgressConfigSchema);
 const FirewallSettingsSchema = Type.Pick(FirewallSchema, ['default_action'], { additionalProperties: false, $id: 'FirewallSettings' });
+const GatewayRuleInput = inputSchema(GatewayRuleSchema);
+const DlpProfileInput = inputSchema(DlpProfileSchema);
+const GatewaySettingsSchema = inputSchema(Type.Pick(GatewaySchema, ['classify', 'dlp_scan_bytes'], { additionalProperties: false, $id: 'GatewaySettings' }));
 /** What the running edge adds to an onramp's configuration in responses (docs/API.md, "Onramp health"). */
 const OnrampHealthSchema = Type.Object({
   state: Type.Union([Type.Literal('healthy'), Type.Literal('degraded'), Type.Literal('down')]),
@@ -581,6 +589,109 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     return { default_action: out.doc.settings.default_action };
   });
 
+  // The gateway (docs/POLICY.md). The store keeps the section as one settings blob; its rules and DLP profiles are
+  // resources over that blob: rules addressed by id or name, profiles by name. A rule without an id in the blob
+  // (written in YAML without one) gets assignIds' id; the first change through the API pins every rule's id into
+  // the blob, so URLs, metrics and flow logs keep naming the same rule. A new rule takes the highest id + 1.
+  const gatewayLists = [
+    { key: 'rules', url: '/v1/gateway/rules', what: 'gateway rule', schema: GatewayRuleInput, ids: true },
+    { key: 'dlp_profiles', url: '/v1/gateway/dlp-profiles', what: 'DLP profile', schema: DlpProfileInput, ids: false },
+  ] as const;
+  type GatewayList = (typeof gatewayLists)[number];
+  /** The list as stored (read only), with ids for rules. */
+  const gatewayItems = (doc: StoreDoc, l: GatewayList): Obj[] => {
+    const list = ((doc.settings.gateway as Obj | undefined)?.[l.key] ?? []) as Obj[];
+    if (!l.ids) return list.map((x) => ({ ...x }));
+    const ids = gatewayRuleIds(list as Array<{ id?: number }>);
+    return list.map((x, i) => ({ ...x, id: ids[i] }));
+  };
+  /** The list inside a document being changed, every rule's id pinned. */
+  const gatewayListFor = (doc: StoreDoc, l: GatewayList): Obj[] => {
+    const g = { ...((doc.settings.gateway ?? {}) as Obj) };
+    const list = ((g[l.key] ?? []) as Obj[]).map((x) => ({ ...x }));
+    if (l.ids) gatewayRuleIds(list as Array<{ id?: number }>).forEach((id, i) => { list[i].id = id; });
+    g[l.key] = list;
+    doc.settings.gateway = g as never;
+    return list;
+  };
+  const gatewayIndex = (l: GatewayList, items: Obj[], ref: string): number => {
+    const index = l.ids && /^\d+$/.test(ref) ? items.findIndex((x) => x.id === Number(ref)) : items.findIndex((x) => x.name === ref);
+    if (index < 0) throw new HttpError(404, `no ${l.what} ${JSON.stringify(ref)}`, [{ path: 'ref', message: `no ${l.what} with ${l.ids ? 'this id or name' : 'this name'}` }]);
+    return index;
+  };
+  for (const l of gatewayLists) {
+    const tags = ['gateway'];
+    const { $id: _g, ...body } = l.schema as unknown as Obj;
+    const item = l.ids ? withId(l.schema) : l.schema;
+    const answer = (doc: StoreDoc, key: unknown): Obj => {
+      const items = gatewayItems(doc, l);
+      return items[gatewayIndex(l, items, String(key))];
+    };
+    app.get(l.url, { schema: { summary: `List ${l.what}s`, tags, response: { 200: Type.Array(item), ...errors } } }, async () => gatewayItems(store.read(), l));
+    app.get<{ Params: { ref: string } }>(`${l.url}/:ref`, { schema: { summary: `One ${l.what}`, tags, params: RefParams, response: { 200: item, ...errors } } }, async (req) => answer(store.read(), req.params.ref));
+    app.post<{ Body: Obj; Querystring: { before?: string } }>(l.url, {
+      schema: { summary: `Create a ${l.what}`, tags, body, querystring: BeforeQuery, response: { 201: item, ...errors } },
+    }, async (req, reply) => {
+      let index = -1;
+      const value = structuredClone(req.body);
+      const out = await change(reply, () => `gateway.${l.key}[${index}]`, (doc) => {
+        const list = gatewayListFor(doc, l);
+        if (l.ids && value.id === undefined) value.id = list.reduce((m, x) => Math.max(m, x.id as number), 0) + 1;
+        index = req.query.before === undefined ? list.length : gatewayIndex(l, list, req.query.before);
+        list.splice(index, 0, value);
+      });
+      const key = l.ids ? value.id : value.name;
+      return reply.code(201).header('location', `${l.url}/${String(key)}`).send(answer(out.doc, key));
+    });
+    const update = async (req: FastifyRequest<{ Params: { ref: string }; Body: Obj }>, reply: FastifyReply, patch: boolean): Promise<Obj> => {
+      let index = -1;
+      let key: unknown;
+      const out = await change(reply, () => `gateway.${l.key}[${index}]`, (doc) => {
+        const list = gatewayListFor(doc, l);
+        index = gatewayIndex(l, list, req.params.ref);
+        const value = structuredClone(patch ? mergePatch(list[index], req.body) as Obj : req.body);
+        if (l.ids) {
+          if (value.id !== undefined && value.id !== list[index].id) throw new HttpError(400, 'invalid configuration', [{ path: 'id', message: `cannot be changed (this ${l.what} is ${String(list[index].id)})` }]);
+          value.id = list[index].id;
+        }
+        list[index] = value;
+        key = l.ids ? value.id : value.name;
+      });
+      return answer(out.doc, key);
+    };
+    app.put<{ Params: { ref: string }; Body: Obj }>(`${l.url}/:ref`, {
+      schema: { summary: `Replace a ${l.what}`, tags, params: RefParams, body, response: { 200: item, ...errors } },
+    }, async (req, reply) => update(req, reply, false));
+    app.patch<{ Params: { ref: string }; Body: Obj }>(`${l.url}/:ref`, {
+      schema: { summary: `Change some fields of a ${l.what} (JSON merge patch: null removes a field)`, tags, params: RefParams, body: patchSchema(body as unknown as TSchema), response: { 200: item, ...errors } },
+    }, async (req, reply) => update(req, reply, true));
+    app.delete<{ Params: { ref: string } }>(`${l.url}/:ref`, {
+      schema: { summary: `Delete a ${l.what}`, tags, params: RefParams, response: { 204: Type.Null(), ...errors } },
+    }, async (req, reply) => {
+      await change(reply, () => null, (doc) => {
+        const list = gatewayListFor(doc, l);
+        list.splice(gatewayIndex(l, list, req.params.ref), 1);
+      }, true);
+      return reply.code(204).send();
+    });
+  }
+  // Gateway settings: classify and dlp_scan_bytes (the rules and profiles above are kept).
+  const { $id: _gs, ...gwBody } = GatewaySettingsSchema as unknown as Obj;
+  const gatewaySettings = (): Obj => {
+    const g = store.load().gateway;
+    return { classify: g.classify, dlp_scan_bytes: g.dlp_scan_bytes };
+  };
+  app.get('/v1/gateway', { schema: { summary: 'Gateway settings (classify, DLP scan length)', tags: ['gateway'], response: { 200: GatewaySettingsSchema, ...errors } } }, async () => gatewaySettings());
+  app.put<{ Body: Obj }>('/v1/gateway', { schema: { summary: 'Replace the gateway settings (rules and DLP profiles are kept)', tags: ['gateway'], body: gwBody, response: { 200: GatewaySettingsSchema, ...errors } } }, async (req, reply) => {
+    await change(reply, () => 'gateway', (doc) => {
+      const g: Obj = { ...((doc.settings.gateway ?? {}) as Obj) };
+      delete g.classify;
+      delete g.dlp_scan_bytes;
+      doc.settings.gateway = { ...g, ...structuredClone(req.body) } as never;
+    });
+    return gatewaySettings();
+  });
+
   // The whole configuration (`tether config export` / `import` over the API).
   app.get('/v1/config', { schema: { summary: 'The whole configuration, secrets redacted', tags: ['config'], response: { 200: ConfigSchema, ...errors } } }, async () => redact(store.load()));
   const { $id: _c, ...configBody } = ConfigSchema as unknown as Obj;
@@ -602,7 +713,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     info: { title: 'tether API', version: '1', description: 'Live configuration of a tether edge. docs/API.md.' },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'the token in api.token_file' } },
-      schemas: Object.fromEntries([SiteSchema, DeviceSchema, OnrampSchema, RouteSchema, RuleSchema, EgressSchema, FirewallSettingsSchema, ErrorSchema].map((s) => [s.$id, s])),
+      schemas: Object.fromEntries([SiteSchema, DeviceSchema, OnrampSchema, RouteSchema, RuleSchema, EgressSchema, FirewallSettingsSchema, GatewayRuleInput, DlpProfileInput, GatewaySettingsSchema, ErrorSchema].map((s) => [s.$id, s])),
     },
     paths: openapi.paths,
   }));

@@ -80,13 +80,17 @@ test('switching ARR off changes the port registry; flows of other onramps are un
   assert.equal(astray.hop, PORT_INTERNET);
 });
 
-test('firewall changes apply to new flows only', () => {
+test('firewall changes apply to new flows and, by the policy epoch, to established flows they now deny', () => {
   const { edge, live, cfg } = setup();
   assert.equal(edge.send(A, udp(HOST, '172.16.0.25', 43000, 25)).hop, DC);
+  assert.equal(edge.send(A, udp(HOST, '172.16.0.26', 43000, 80)).hop, DC);
+  const epoch = edge.pipeline.policyEpoch;
   const next = structuredClone(cfg);
   next.firewall.rules.push({ name: 'no-25', id: 7, action: 'deny', destination_ports: [25] });
   assert.equal(live.applyConfig(validateConfig(next)).firewallReplaced, true);
-  assert.equal(edge.send(A, udp(HOST, '172.16.0.25', 43000, 25)).hop, DC, 'established flow kept');
+  assert.equal(edge.pipeline.policyEpoch, epoch + 1);
+  assert.equal(edge.send(A, udp(HOST, '172.16.0.25', 43000, 25)).drop, Drop.PolicyCut, 'established flow the rule denies: cut');
+  assert.equal(edge.send(A, udp(HOST, '172.16.0.26', 43000, 80)).hop, DC, 'established flow the rule does not concern: kept');
   const denied = edge.send(A, udp(HOST, '172.16.0.25', 43001, 25));
   assert.equal(denied.hop, -1);
   assert.equal(denied.drop, Drop.PolicyDeny);

@@ -7,11 +7,14 @@
  *   next config ─────┘      onramps: setOnramp for new or changed ones (health kept), ports.remove for gone ones
  *                           routes:  remove the routes no longer wanted, add the new ones (multiset diff)
  *                           sites:    every site's failover policy replaced (setSites; flows read it per packet)
- *                           firewall: a new Firewall when its rules or default changed (setFirewall)
+ *                           firewall: a new Firewall when its rules or default changed (setFirewall: a new epoch)
+ *                           gateway:  a new GatewayPolicy when the section changed (setGateway: a new epoch)
  *
  * What changes and what does not:
  *  - A flow's decisions (firewall verdict, route, NAT mapping, ARR and its return onramp) are made once, at
- *    flow setup, and stored in the flow. Route, firewall and ARR changes therefore affect NEW flows only.
+ *    flow setup, and stored in the flow. Route and ARR changes therefore affect NEW flows only; a firewall or gateway
+ *    change starts a new policy epoch (Pipeline.setFirewall / setGateway): established flows are decided again at
+ *    their next packet and cut if the new rules deny them (docs/POLICY.md, "Epochs").
  *    Exceptions by design of the pipeline: replies of flows without ARR are routed per packet (so a route
  *    change moves them at once), and switching ARR changes the onramp's zone, so packets of its existing
  *    flows no longer find them and start new flows (keyed in the new zone).

@@ -17,6 +17,8 @@ import { defaultConfig } from '../lab/config.js';
 import { FLOW_LOG_FILE_MODE, FlowLogger, flowLoggerFor, type FlowLogLine } from './flow-log.js';
 import { NameBook } from './metrics.js';
 import { GatewayPolicy, NameSource } from '../gateway/policy.js';
+import { Firewall } from '../policy/firewall.js';
+import { Drop } from '../common/drop-reasons.js';
 
 const SERVER = '203.0.113.10';
 const POOL = '198.51.100.1';
@@ -271,4 +273,19 @@ test('gateway DNS: a blocked, an overridden and a logged query each give one gat
     { ...common, action: 'override', rule: 4, name: 'intranet.example', rcode: 'NOERROR', answers: 1 },
     { ...common, action: 'log', rule: 5, name: 'watched.example', rcode: null, answers: 0 },
   ]);
+});
+
+test('a flow cut by a policy change: reason policy_cut with the epoch, the layer and the rule', () => {
+  const edge = new PipelineRig(twoSites());
+  const sink = new Sink();
+  const log = logger(edge, sink);
+  const udp = (): Uint8Array => buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 40000, dstPort: 443, payload: new Uint8Array(10) });
+  assert.equal(edge.send(A_PRIMARY, udp()).hop, DC_ONRAMP);
+  edge.pipeline.setFirewall(new Firewall([{ id: 9, action: 'deny', dstPorts: [[443, 443]] }], 'allow'));
+  assert.equal(edge.send(A_PRIMARY, udp()).drop, Drop.PolicyCut);
+  log.flush();
+  const [line] = sink.lines();
+  assert.equal(line.reason, 'policy_cut');
+  assert.deepEqual([line.cut?.policy_epoch, line.cut?.by, line.cut?.rule], [edge.pipeline.policyEpoch, 'firewall', 9]);
+  assert.equal(line.packets_orig, 1, 'the packet that met the new policy is not counted: it was dropped');
 });

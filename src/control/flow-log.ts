@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { AF_INET4, IPPROTO_TCP } from '../wire/constants.js';
-import { FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
+import { CUT_BY_GATEWAY, FLAG_ARR, FLAG_CLASH, FLAG_HAIRPIN, FLAG_POOL, FLAG_TRANSLATE, type Pipeline } from '../dataplane/pipeline.js';
 import { CLASSIFY_OUTCOME_NAMES, GW_ACTION_NAMES, GW_ACTION_NONE, gatewayWordAction, gatewayWordOutcome, gatewayWordRule, gatewayWordSource, nameSourceText } from '../dataplane/classify.js';
 import type { DnsGateEvent } from '../dataplane/dns-gate.js';
 import type { DlpEvent } from '../dataplane/dlp-tracker.js';
@@ -57,7 +57,11 @@ const N_DST = 6;
 const NODE_SLOTS = 10;
 /** The gateway's decision word (dataplane/classify.ts gatewayWord), after the two nodes. */
 const R_GATEWAY = R_NODE + 2 * NODE_SLOTS;
-const RECORD_SLOTS = R_GATEWAY + 1;
+/** A flow cut by a policy change (RemoveReason.PolicyCut): Pipeline.lastCut's epoch, layer and rule id. */
+const R_CUT_EPOCH = R_GATEWAY + 1;
+const R_CUT_LAYER = R_CUT_EPOCH + 1;
+const R_CUT_RULE = R_CUT_EPOCH + 2;
+const RECORD_SLOTS = R_CUT_EPOCH + 3;
 
 const MS_PER_SECOND = 1000;
 const TWO_POW_32 = 0x100000000;
@@ -69,7 +73,7 @@ const DEFAULT_FLUSH_INTERVAL_MS = 250;
 const DEFAULT_MAX_PENDING_BYTES = 8 << 20;
 
 /** RemoveReason → text. */
-const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed', 'dlp_cut'];
+const REASON_NAMES: readonly string[] = ['', 'expired', 'evicted', 'deleted', 'onramp_removed', 'dlp_cut', 'policy_cut'];
 /** TcpState → text (flow/tcp.ts numbering). */
 const TCP_STATE_NAMES: readonly string[] = [
   'none', 'syn_sent', 'syn_recv', 'established', 'fin_wait', 'close_wait', 'last_ack', 'time_wait', 'close', 'syn_sent2',
@@ -145,7 +149,7 @@ const MAX_DNS_CAPACITY = 4096;
 export interface FlowLogLine {
   time: string;
   event: 'flow_end';
-  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed' | 'dlp_cut';
+  reason: 'expired' | 'evicted' | 'deleted' | 'onramp_removed' | 'dlp_cut' | 'policy_cut';
   family: 4 | 6;
   protocol: string;
   src: string;
@@ -186,6 +190,11 @@ export interface FlowLogLine {
    * matched bytes. Absent when none. A flow cut by a `block` profile ends with reason 'dlp_cut'.
    */
   dlp?: Array<{ profile: string; detector: string; direction: 'client_to_server' | 'server_to_client'; offset: number; action: 'block' | 'log'; rule: number }>;
+  /**
+   * reason policy_cut: the policy change that cut the flow (docs/POLICY.md, "Epochs"): the epoch, the layer
+   * whose rule no longer allows it, that rule's id (firewall: 0 = the default action) and, for the firewall, its name.
+   */
+  cut?: { policy_epoch: number; by: 'firewall' | 'gateway'; rule: number; rule_name?: string };
 }
 
 export class FlowLogger {
@@ -378,6 +387,12 @@ export class FlowLogger {
     this.ringNames[this.head] = this.pipeline.flowName(table, flow)?.name;
     const events = this.pipeline.dlpEvents(table, flow);
     this.dlpRing[this.head] = events.length === 0 ? null : events;
+    if (reason === RemoveReason.PolicyCut) {
+      const cut = this.pipeline.lastCut;
+      r[at + R_CUT_EPOCH] = cut.epoch;
+      r[at + R_CUT_LAYER] = cut.layer;
+      r[at + R_CUT_RULE] = cut.ruleId;
+    }
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
   }
@@ -495,6 +510,11 @@ export class FlowLogger {
     if (events !== null) {
       this.dlpRing[slot] = null;
       out.dlp = events.map((e) => ({ profile: e.profile, detector: e.detector, direction: e.direction === 0 ? 'client_to_server' : 'server_to_client', offset: e.offset, action: e.action, rule: e.ruleId }));
+    }
+    if (r[at + R_REASON] === RemoveReason.PolicyCut) {
+      const byGateway = r[at + R_CUT_LAYER] === CUT_BY_GATEWAY;
+      const rule = r[at + R_CUT_RULE];
+      out.cut = { policy_epoch: r[at + R_CUT_EPOCH], by: byGateway ? 'gateway' : 'firewall', rule, rule_name: byGateway ? undefined : names.rule(rule) };
     }
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.

@@ -14,6 +14,7 @@ import { assignIds, toPipelineConfig, validateConfig } from '../config/index.js'
 import { defaultConfig } from '../lab/config.js';
 import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText, type EdgeMetricsSource, type EdgeStatus } from './metrics.js';
 import { ikeSa, ipsecStatus } from '../../test/support/ipsec-status.js';
+import { GatewayPolicy } from '../gateway/policy.js';
 
 interface Sample {
   name: string;
@@ -245,4 +246,24 @@ test('names: configured names, a site-less onramp is its own site, rule names, t
   assert.equal(names.onramp(0), 'internet');
   assert.equal(names.onramp(999), '999');
   assert.equal(names.site(999), '999');
+});
+
+test('policy: per-rule hits of the firewall (default action as rule 0) and the gateway, the epoch, re-evaluated and cut flows', async () => {
+  const edge = new PipelineRig({ ...twoSites(), firewall: { rules: [{ id: 5, action: 'deny', dstPorts: [[25, 25]] }], defaultAction: 'allow' } });
+  const p = edge.pipeline;
+  const registry = createMetrics({ pipeline: p });
+  const udp = (dstPort: number): number => edge.send(1, buildUdp({ src: '10.0.1.10', dst: '203.0.113.10' }, { srcPort: 40000 + dstPort, dstPort })).drop;
+  assert.equal(udp(25), Drop.PolicyDeny);
+  assert.equal(udp(53), Drop.None);
+  assert.equal(udp(53), Drop.None, 'an established packet is no new hit');
+  p.setGateway(new GatewayPolicy({ rules: [{ id: 12, name: 'no-dns-b', action: 'block', sites: [2], dstPorts: [[53, 53]] }], dlpProfiles: [], classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' }, dlpScanBytes: 4096 }));
+  p.counters.gatewayRuleHits[12] = 3;
+  assert.equal(udp(53), Drop.None, 're-evaluated under the new epoch: site A is not concerned');
+  const { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_firewall_rule_hits_total', { rule_id: '5', rule: '5' }), 1);
+  assert.equal(value(samples, 'tether_firewall_rule_hits_total', { rule_id: '0', rule: 'default' }), 1);
+  assert.equal(value(samples, 'tether_gateway_rule_hits_total', { rule_id: '12', rule: 'no-dns-b' }), 3);
+  assert.equal(value(samples, 'tether_policy_epoch'), p.policyEpoch);
+  assert.equal(value(samples, 'tether_flows_reevaluated_total'), 1);
+  assert.equal(value(samples, 'tether_flows_cut_by_policy_total'), 0);
 });

@@ -305,6 +305,24 @@ export function createMetrics(opts: MetricsOptions): Registry {
   counter('tether_bytes_total', 'IP bytes received from (rx) and forwarded to (tx) the onramp, at the pipeline.', ['onramp', 'direction'],
     byDirection(c.rxBytes, c.txBytes));
 
+  // --- policy (docs/POLICY.md) ------------------------------------------------------------------------
+  // One series per rule configured now (a removed rule's series go with it); `rule` is its name, or its id.
+  counter('tether_firewall_rule_hits_total', 'First packets of flows the firewall rule decided at setup (allowed or denied); rule_id 0 is the default action.', ['rule_id', 'rule'], (emit) => {
+    emit({ rule_id: '0', rule: 'default' }, c.firewallRuleHits[0]);
+    const fw = pipeline.firewall;
+    for (let i = 0; i < fw.size; i++) {
+      const id = fw.ruleId(i);
+      emit({ rule_id: String(id), rule: names.rule(id) ?? String(id) }, c.firewallRuleHits[id]);
+    }
+  });
+  counter('tether_gateway_rule_hits_total', 'Flows and DNS queries the gateway rule decided.', ['rule_id', 'rule'], (emit) => {
+    for (const r of pipeline.gateway?.spec.rules ?? []) emit({ rule_id: String(r.id), rule: r.name ?? String(r.id) }, c.gatewayRuleHits[r.id]);
+  });
+  gauge('tether_policy_epoch', 'The policy epoch: bumped by every firewall or gateway change; established flows from an older one are decided again at their next packet.', [],
+    (emit) => emit(NO_LABELS, pipeline.policyEpoch));
+  counter('tether_flows_reevaluated_total', 'Established flows decided again under a new policy epoch.', [], (emit) => emit(NO_LABELS, c.flowsReevaluated));
+  counter('tether_flows_cut_by_policy_total', 'Established flows cut because a new policy epoch no longer allows them.', [], (emit) => emit(NO_LABELS, c.flowsCutByPolicy));
+
   // --- drops -------------------------------------------------------------------------------------
   counter('tether_drops_total', 'Packets the pipeline dropped, by reason.', ['reason'], (emit) => {
     for (let r = 1; r < DROP_REASON_COUNT; r++) {

@@ -25,6 +25,8 @@ export class SetupDecision {
   rule = NO_MATCH;
   /** Gateway at setup (GatewayPolicy.decide* with no name): a rule index, GATEWAY_NO_RULE or GATEWAY_NEED_NAME. */
   gateway = -1;
+  /** The firewall was asked (`rule` is its answer): the pipeline counts the rule's hit (firewallRuleHits). */
+  firewallAsked = false;
   /** The tuple hash: ECMP choice and the clash-port search start. */
   hash = 0;
   /**

@@ -42,7 +42,7 @@ import type { HealthState } from '../health/judge.js';
 import { IpIdAllocator } from '../nat/ip-id.js';
 import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
-import { GATEWAY_NEED_NAME, GATEWAY_NO_RULE, NameSource, type GatewayPolicySpec, type GatewayRules } from '../gateway/policy.js';
+import { ALL_NAME_SOURCES, GATEWAY_NEED_NAME, GATEWAY_NO_RULE, NameSource, type GatewayPolicySpec, type GatewayRules } from '../gateway/policy.js';
 import { FastGatewayPolicy } from './gateway-policy.js';
 import type { ClassifyResult } from '../gateway/result.js';
 import { seqGt, seqLeq } from '../flow/tcp.js';
@@ -264,14 +264,17 @@ export interface PipelineConfig {
 }
 
 const PORT_SPACE = MAX_ONRAMP_ID + 2;
-/** Gateway rule ids are 16-bit, as firewall rule ids. */
+/** Gateway rule ids are 16-bit, as firewall rule ids (FirewallRuleSpec.id). */
 const MAX_GATEWAY_RULE_ID = 65535;
+const MAX_FIREWALL_RULE_ID = 65535;
 
 /** Counters, in Float64Array so they never wrap; indexed by port id or Drop reason. */
 export class PipelineCounters implements DlpCounters {
   readonly drops = new Float64Array(DROP_REASON_COUNT);
   /** Flows (and DNS queries) each gateway rule decided, by rule id (1..65535). */
   readonly gatewayRuleHits = new Float64Array(MAX_GATEWAY_RULE_ID + 1);
+  /** First packets each firewall rule decided at setup, by rule id (1..65535); 0: the default action. */
+  readonly firewallRuleHits = new Float64Array(MAX_FIREWALL_RULE_ID + 1);
   readonly rxPackets = new Float64Array(PORT_SPACE);
   readonly rxBytes = new Float64Array(PORT_SPACE);
   readonly txPackets = new Float64Array(PORT_SPACE);
@@ -318,7 +321,31 @@ export class PipelineCounters implements DlpCounters {
   dlpReorderDrops = 0;
   /** Matches by DLP profile name (touched only when a profile matches). */
   readonly dlpMatches = new Map<string, number>();
+  /** Established flows decided again because the policy epoch moved (reevaluate), and those of them cut. */
+  flowsReevaluated = 0;
+  flowsCutByPolicy = 0;
 }
+
+/** Which policy cut a flow (PolicyCutRecord.layer). */
+export const CUT_BY_FIREWALL = 0;
+export const CUT_BY_GATEWAY = 1;
+
+/**
+ * The last flow reevaluate() cut, read by onFlowEnd (the flow log) while that flow ends: the epoch that cut
+ * it, the layer and the rule id of the layer's id space (firewall rule id, 0 for the default action; gateway
+ * rule id). Filled before the flow is removed; one preallocated record, no allocation on the packet path.
+ */
+export class PolicyCutRecord {
+  epoch = 0;
+  layer = CUT_BY_FIREWALL;
+  ruleId = 0;
+}
+
+/**
+ * Re-evaluating a flow whose first payload is gone (no name kept for it): a source no rule can be waiting
+ * for (all of them) with no name, so no hostname condition matches and the first rule without one decides.
+ */
+const NO_NAME_SOURCE = ALL_NAME_SOURCES as NameSource;
 
 const NO_DLP_EVENTS: readonly DlpEvent[] = [];
 
@@ -348,6 +375,14 @@ export class Pipeline {
   onGatewayDns: ((event: DnsGateEvent) => void) | null = null;
   /** The gateway's DNS stage: reads UDP/53 queries of FLAG_DNS flows and answers blocked and overridden names. */
   readonly dnsGate = new DnsGate();
+  /** Who cut the flow that is ending with RemoveReason.PolicyCut (valid inside onFlowEnd). */
+  readonly lastCut = new PolicyCutRecord();
+  /**
+   * The policy epoch (issue 12): bumped by every firewall or gateway change (setFirewall, setGateway). A flow
+   * records the epoch it was decided under; a packet of a flow from an older epoch has it decided again
+   * (reevaluate) before it is forwarded. Starts at 1, so a zeroed record is never current.
+   */
+  private epoch = 1;
   private firewallRules: Firewall;
   private gatewayRules: GatewayRules | null;
   /** Flows waiting for their name, by flowHandle, in the order they started (Map order: the wait's deadlines). */
@@ -523,9 +558,15 @@ export class Pipeline {
     return this.firewallRules;
   }
 
-  /** Replaces the rule set; established flows keep the verdict they were set up with. */
+  /** The current policy epoch (see `epoch`). */
+  get policyEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Replaces the rule set and starts a new policy epoch: established flows are decided again at their next packet. */
   setFirewall(firewall: Firewall): void {
     this.firewallRules = firewall;
+    this.bumpEpoch();
   }
 
   /** The gateway rules; null when there are none (then no flow is classified). */
@@ -540,6 +581,13 @@ export class Pipeline {
     if (scans && this.dlp === null) this.dlp = new DlpTracker(this.counters, this.flows4.capacity, this.flows6.capacity);
     // Flows in DLP leave it (their next segment clears FLAG_DLP): their scan belonged to the old rules.
     if (this.dlp !== null) this.dlp.setPolicy(gateway);
+    this.bumpEpoch();
+  }
+
+  /** Uint32 wrap: a flow idle across exactly 2^32 policy changes would be taken as current (never, in practice). */
+  private bumpEpoch(): void {
+    this.epoch = (this.epoch + 1) >>> 0;
+    if (this.epoch === 0) this.epoch = 1;
   }
 
   /**
@@ -1081,6 +1129,11 @@ export class Pipeline {
     const flow = node >> 1;
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
+    // Policy epochs (issue 12): one compare; a flow decided under an older policy is decided again, here, once.
+    if (table.policyEpoch(flow) !== this.epoch) {
+      const cut = this.reevaluate(table, flow, now);
+      if (cut !== Drop.None) return -cut;
+    }
     const info = this.info;
     let flags = table.flags(flow);
     if ((flags & FLAG_CLASSIFYING) !== 0 && info.protocol === IPPROTO_TCP) {
@@ -1175,6 +1228,75 @@ export class Pipeline {
     this.counters.txPackets[port]++;
     this.counters.txBytes[port] += n;
     return true;
+  }
+
+  /**
+   * Policy epochs (issue 12; docs/POLICY.md, "Epochs"): an established flow decided under an older epoch, met by a
+   * packet in either direction, is decided again by the policy as it is now, on its original tuple as the first
+   * packet carried it (site, onramp, the pre-NAT addresses and ports: the original node's key):
+   *   1. the firewall (a hairpin is asked twice, as at setup: for the pool address and for the internal peer);
+   *   2. the gateway, when the firewall allows: first with NameSource.Unknown; a rule waiting for a name
+   *      (GATEWAY_NEED_NAME) is then decided with the name classify kept for the flow (flowName), or, when it
+   *      kept none (the flow's first payload is gone and cannot be read again), with no name: hostname rules
+   *      do not match and the first rule without a hostname condition (or none) decides.
+   * Allowed: the flow records the new epoch and the firewall rule that allows it now; its NAT mapping, return
+   * onramp and every other decision stay as they are. Blocked: the flow is cut — removed with
+   * RemoveReason.PolicyCut (lastCut says which epoch and rule, for the flow log) and this packet dropped as
+   * PolicyCut; the other end learns it when its next packet finds no flow (TCP: a drop, not yet an RST).
+   * Returns Drop.None or Drop.PolicyCut. Slow path: once per flow and policy change.
+   */
+  reevaluate(table: FlowTable, flow: number, _now: number): number {
+    this.counters.flowsReevaluated++;
+    const orig = flow * 2;
+    const ingress = table.ingressPort(flow);
+    const site = this.ports.site[ingress];
+    const protocol = table.protocol(flow);
+    const ports = table.nodePorts(orig);
+    const srcPort = ports >>> 16;
+    const dstPort = ports & 0xffff;
+    const words = table.records;
+    const v4 = table.addrWords === 1;
+    const fw = this.firewallRules;
+    let rule = v4
+      ? fw.evaluate4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort)
+      : fw.evaluate6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort);
+    if (fw.allows(rule) && (table.flags(flow) & FLAG_HAIRPIN) !== 0) {
+      // The internal peer is the reply key's source (translatedReply): the rules for it must allow too.
+      const reply = orig + 1;
+      const peerPort = table.nodePorts(reply) >>> 16;
+      rule = v4
+        ? fw.evaluate4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeSrc(reply, 0), srcPort, peerPort)
+        : fw.evaluate6(site, ingress, protocol, words, table.srcIndex(orig), table.srcIndex(reply), srcPort, peerPort);
+    }
+    if (!fw.allows(rule)) return this.cut(table, flow, CUT_BY_FIREWALL, fw.ruleId(rule));
+    const gw = this.gatewayRules;
+    if (gw !== null) {
+      let g = v4
+        ? gw.decide4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort, NameSource.Unknown, null)
+        : gw.decide6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort, NameSource.Unknown, null);
+      if (g === GATEWAY_NEED_NAME) {
+        const named = this.flowName(table, flow);
+        const source = named?.source ?? NO_NAME_SOURCE;
+        const name = named?.name ?? null;
+        g = v4
+          ? gw.decide4(site, ingress, protocol, table.nodeSrc(orig, 0), table.nodeDst(orig, 0), srcPort, dstPort, source, name)
+          : gw.decide6(site, ingress, protocol, words, table.srcIndex(orig), table.dstIndex(orig), srcPort, dstPort, source, name);
+      }
+      if (g >= 0 && gw.rule(g).action === 'block') return this.cut(table, flow, CUT_BY_GATEWAY, gw.rule(g).id);
+    }
+    table.setRuleId(flow, fw.ruleId(rule));
+    table.setPolicyEpoch(flow, this.epoch);
+    return Drop.None;
+  }
+
+  private cut(table: FlowTable, flow: number, layer: number, ruleId: number): number {
+    const c = this.lastCut;
+    c.epoch = this.epoch;
+    c.layer = layer;
+    c.ruleId = ruleId;
+    this.counters.flowsCutByPolicy++;
+    table.delete(flow, RemoveReason.PolicyCut);
+    return Drop.PolicyCut;
   }
 
   /**
@@ -1277,15 +1399,18 @@ export class Pipeline {
 
   /** First packet of a flow: decide once (policy, route, NAT, return onramp), then store it. */
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
-    const hop = this.decideSetup(this.info, this.key, table, ingress, this.decision, null);
+    const d = this.decision;
+    const hop = this.decideSetup(this.info, this.key, table, ingress, d, null);
+    // Per-rule hits (docs/OBSERVABILITY.md): first packets the firewall decided, allowed or denied; index 0 is the default action.
+    if (d.firewallAsked) this.counters.firewallRuleHits[this.firewallRules.ruleId(d.rule)]++;
     if (hop < 0) {
       // A gateway rule without a hostname condition blocked it at setup: counted for the rule (decideSetup counts nothing).
-      if (hop === -Drop.GatewayBlocked) this.counters.gatewayRuleHits[this.gatewayRules!.rule(this.decision.gateway).id]++;
+      if (hop === -Drop.GatewayBlocked) this.counters.gatewayRuleHits[this.gatewayRules!.rule(d.gateway).id]++;
       return hop;
     }
     // The firewall allowed it: a DNS query is the gateway's next (its first query creates no flow when answered).
     if (this.info.protocol === IPPROTO_UDP && this.info.dstPort === DNS_PORT) {
-      this.decision.flags |= FLAG_DNS;
+      d.flags |= FLAG_DNS;
       if (this.dnsGate.active) {
         const answered = this.gatewayDns(buf, ingress);
         if (answered !== NOT_ANSWERED) return answered;
@@ -1312,6 +1437,7 @@ export class Pipeline {
     d.flags = 0;
     d.hop = -1;
     d.rule = NO_MATCH;
+    d.firewallAsked = false;
     if (trace !== null) trace.clear();
     if (ingress === PORT_INTERNET) {
       // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
@@ -1330,6 +1456,7 @@ export class Pipeline {
       ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort)
       : fw.evaluate6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort);
     d.rule = rule;
+    d.firewallAsked = true;
     if (trace !== null) trace.firewallAsked = true;
     if (!fw.allows(rule)) return -Drop.PolicyDeny;
     // The gateway decides only what the firewall allowed: now when its first matching rule needs no name, after
@@ -1484,6 +1611,7 @@ export class Pipeline {
     table.setFlags(flow, flags);
     table.setNextHop(flow, hop);
     table.setRuleId(flow, this.firewallRules.ruleId(d.rule));
+    table.setPolicyEpoch(flow, this.epoch);
     if (protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, 0, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) {

@@ -582,11 +582,13 @@ test('byte counters carry past 2^32 (48-bit: lo word, hi half-word)', () => {
   assert.equal(t.bytes(f, 0), 0);
 });
 
-test('memory: typed arrays stay within the 128 bytes per flow budget (IPv4)', () => {
+test('memory: typed arrays stay within the 132 bytes per flow budget (IPv4)', () => {
   const t = new FlowTable({ capacity: 1 << 16, addrWords: 1, hashSeed: 1, maxPorts: 1 << 16 });
   // Per-port arrays are a fixed 512 KiB; at 1 M flows they add ~0.5 byte. Check the per-flow part.
+  // 128 bytes until the policy epoch word joined the record (issue 12): in the record, an established packet's
+  // epoch compare reads a line it touches anyway; a side array would cost a cache miss per packet at 1 M flows.
   const perFlow = (t.memoryBytes() - 2 * 4 * (1 << 16)) / t.capacity;
-  assert.ok(perFlow <= 128, `bytes per flow ${perFlow}`);
+  assert.ok(perFlow <= 132, `bytes per flow ${perFlow}`);
 });
 
 test('lastActive: the time of the last accepted packet, derived from the deadline, across protocols and TCP states', () => {

@@ -12,8 +12,8 @@
  * original direction, dir 1 the reply. Each node carries its own key, so the reply may live in
  * another zone and carry translated (NAT) addresses and ports; both nodes share one hash index.
  *
- * Memory layout: ONE record of S = 2 * (3 + 2W) + 10 words per flow (W = addrWords: IPv4 20 words
- * = 80 bytes, IPv6 32), holding every field the packet path touches, so an established packet
+ * Memory layout: ONE record of S = 2 * (3 + 2W) + 11 words per flow (W = addrWords: IPv4 21 words
+ * = 84 bytes, IPv6 33), holding every field the packet path touches, so an established packet
  * touches the bucket word and one record (2-3 adjacent cache lines, one 4 KiB page almost always)
  * instead of ~14 scattered struct-of-arrays lines, each its own TLB miss at 1 M flows. The other
  * node's key (the translation source) is in the same record. Byte and half-word fields are read
@@ -22,8 +22,8 @@
  * the TCP windows stay apart (a UDP packet touches neither).
  *
  * Everything is preallocated for `capacity` flows; lookups, creations and per-packet updates
- * allocate nothing. Memory per flow (IPv4, 2^k buckets ~ 2 per flow): record 80, buckets ~8.4,
- * TCP windows 26, wheel links 8, per-port arrays ~0.5 = ~123 bytes (Linux conntrack: 256).
+ * allocate nothing. Memory per flow (IPv4, 2^k buckets ~ 2 per flow): record 84, buckets ~8.4,
+ * TCP windows 26, wheel links 8, per-port arrays ~0.5 = ~127 bytes (Linux conntrack: 256).
  * memoryBytes() sums the real figure.
  *
  * Expiry: a timer wheel (timer-wheel.ts) with two rings, "protected" (established) and
@@ -62,6 +62,8 @@ export const enum RemoveReason {
   OnrampRemoved = 4,
   /** Cut by DLP: a `block` profile matched in its clear-text bytes (src/dataplane/dlp-tracker.ts). */
   DlpCut = 5,
+  /** Cut at its next packet: the policy changed (a new epoch) and no longer allows it (issue 12). */
+  PolicyCut = 6,
 }
 
 export interface FlowTableOptions {
@@ -165,9 +167,15 @@ const F_PACKETS = 4;
  */
 const F_BYTES_LO = 6;
 const F_BYTES_HI = 8;
-/** Creation time in whole seconds; last, as the packet path never reads it. */
+/** Creation time in whole seconds; the packet path never reads it. */
 const F_CREATED = 9;
-const FLOW_WORDS = 10;
+/**
+ * The policy epoch the flow was decided under (the pipeline's, issue 12): an established packet compares it with
+ * the pipeline's current epoch, one word of a line the packet touches anyway. The record grows to 21 words for
+ * IPv4 (84 bytes): ~128 bytes per flow with the buckets and TCP windows (the budget was 128, now 132).
+ */
+const F_EPOCH = 10;
+const FLOW_WORDS = 11;
 const TWO_POW_32 = 0x100000000;
 const U16_MASK = 0xffff;
 const PROTOCOL_SHIFT = 16;
@@ -198,7 +206,7 @@ export class FlowTable {
   readonly records: Uint32Array;
   /** Words per node: 3 + 2 * addrWords. */
   readonly nodeWords: number;
-  /** Words per record: 2 * nodeWords + 10. */
+  /** Words per record: 2 * nodeWords + 11. */
   readonly stride: number;
 
   /**
@@ -472,6 +480,15 @@ export class FlowTable {
     return this.tcp.end[flow * 2 + dir];
   }
 
+  /** Free for the pipeline: the policy epoch the flow was last decided under (32 bits); zeroed on create. */
+  policyEpoch(flow: number): number {
+    return this.records[flow * this.stride + this.flowBase + F_EPOCH];
+  }
+
+  setPolicyEpoch(flow: number, epoch: number): void {
+    this.records[flow * this.stride + this.flowBase + F_EPOCH] = epoch;
+  }
+
   /** Packets seen in direction dir (wraps at 2^32). */
   packets(flow: number, dir: 0 | 1): number {
     return this.records[this.flowWord(flow) + F_PACKETS + dir];
@@ -726,7 +743,7 @@ export class FlowTable {
     // Zero the flow fields (counters, meta, ports, hop), then set the non-zero ones.
     const f = this.flowWord(flow);
     const rec = this.records;
-    // Ten stores rather than fill(): a typed array's fill is a call into the runtime, dear for ten words.
+    // Eleven stores rather than fill(): a typed array's fill is a call into the runtime, dear for a few words.
     for (let w = 0; w < FLOW_WORDS; w++) rec[f + w] = 0;
     this.setMeta(flow, META_STATUS, LIVE | EVICTABLE);
     this.setHalf(flow, F_PORTS, 0, ingressPort);
@@ -760,7 +777,7 @@ export class FlowTable {
     return flow;
   }
 
-  /** Remove a live flow (onRemove with `reason`, Deleted by default). No effect on a free flow. */
+  /** Remove a live flow (onRemove with `reason`, Deleted unless told). No effect on a free flow. */
   delete(flow: number, reason: RemoveReason = RemoveReason.Deleted): void {
     if ((this.status(flow) & (LIVE | REMOVING)) !== LIVE) return;
     this.remove(flow, reason);

@@ -198,9 +198,9 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     const newRow = page.locator('#flows-table tbody tr[data-onramp="site-b-wg"]', { hasText: `${HOST}:40001` });
     await eventually('the new flow in the table', async () => assert.equal(await newRow.count(), 1));
     assert.match(await text(newRow), /RT/);
-    assert.doesNotMatch(await text(newRow.locator('td').nth(6)), /ARR/);
+    assert.doesNotMatch(await text(newRow.locator('td').nth(7)), /ARR/);
     const oldRow = page.locator('#flows-table tbody tr[data-onramp="site-b-wg"]', { hasText: `${HOST}:40000 → ${SERVER}` });
-    assert.match(await text(oldRow.locator('td').nth(6)), /ARR/, 'the established flow keeps its decision');
+    assert.match(await text(oldRow.locator('td').nth(7)), /ARR/, 'the established flow keeps its decision');
     const api = await (await fetch(`${base}/v1/flows?onramp=site-b-wg&dst=${SERVER}/32`, { headers: AUTH })).json() as { items: Array<{ original: string; arr: boolean }> };
     assert.deepEqual(api.items.map((f) => [f.original.split(' ')[0], f.arr]).sort(), [[`${HOST}:40000`, true], [`${HOST}:40001`, false]]);
 

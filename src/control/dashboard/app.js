@@ -7,7 +7,7 @@
  * Content-Security-Policy (src/control/dashboard.ts) forbids inline script and style as a second wall.
  *
  *   every 2 s:  GET /v1/onramps, /v1/stats (onramp table, chart), /v1/flows (flow table, with the filters)
- *   every 10 s: GET /v1/routes, /v1/overlaps
+ *   every 10 s: GET /v1/routes, /v1/overlaps, /v1/gateway/rules
  *   on demand:  GET /v1/flows/:id (detail + decision trail), POST /v1/explain,
  *               PATCH /v1/onramps/NAME { automatic_return_routing } (the ARR switch),
  *               POST /v1/captures { onramp } then its status and pcapng (the capture button: docs/CAPTURE.md)
@@ -603,6 +603,7 @@ function renderFlows(data) {
     const overlapSites = sitesBySource.get(src).size;
     const row = el('tr', { cls: siteClass(f.site), data: { flowId: f.id, site: f.site, onramp: f.onramp, src } },
       el('td', { cls: 'mono', text: arrows(f.original), title: f.original }),
+      f.hostname ? el('td', { cls: 'mono host', text: f.hostname, title: `read from ${f.hostnameSource ?? 'the flow'}` }) : el('td', { cls: 'muted', text: '' }),
       el('td', { cls: 'mono', text: arrows(f.reply), title: f.reply }),
       el('td', {}, siteChip(f.site),
         overlapSites > 1 ? el('span', { cls: 'badge overlap', text: `×${overlapSites}`, title: `${src} is in use at ${overlapSites} sites at once (overlapping address spaces)` }) : null),
@@ -663,6 +664,7 @@ async function refreshDetail() {
   if (f.hairpin) field('hairpin', 'yes');
   field('state', f.state);
   field('firewall rule', f.firewallRuleId ? String(f.firewallRuleId) : 'default action');
+  if (f.hostname) field('host', `${f.hostname} (${f.hostnameSource ?? '?'})`);
   field('packets →/←', `${fmtInt(f.packets?.[0])} / ${fmtInt(f.packets?.[1])}`);
   field('bytes →/←', `${fmtInt(f.bytes?.[0])} / ${fmtInt(f.bytes?.[1])}`);
   field('age', fmtAge(f.ageSeconds));
@@ -691,6 +693,26 @@ function renderRoutes(routes) {
       el('td', {}, r.site ? siteChip(r.site) : el('span', { cls: 'muted', text: 'all sites' }))));
   }
   if (!routes || routes.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no routes' })));
+}
+
+const listText = (v) => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(', ') : String(v));
+
+function renderGateway(rules) {
+  const tbody = $('gateway-table').tBodies[0];
+  clear(tbody);
+  for (const r of rules || []) {
+    tbody.append(el('tr', { data: { ruleId: String(r.id) } },
+      el('td', { cls: 'num', text: r.id }),
+      el('td', { text: r.name ?? '' }),
+      el('td', {}, el('span', { cls: `badge action-${r.action}`, text: r.action })),
+      el('td', {}, ...(Array.isArray(r.sites) && r.sites.length > 0 ? r.sites.map(siteChip) : [el('span', { cls: 'muted', text: 'all sites' })])),
+      el('td', { cls: 'mono', text: listText(r.hostnames) }),
+      el('td', { text: r.hostnames ? listText(r.sources ?? ['sni', 'http_host', 'dns']) : '' }),
+      el('td', { text: listText(r.protocols) }),
+      el('td', { cls: 'mono', text: listText(r.destination_ports) }),
+      el('td', { text: listText(r.dlp) })));
+  }
+  if (!rules || rules.length === 0) tbody.append(el('tr', { cls: 'empty' }, el('td', { text: 'no gateway rules' })));
 }
 
 function renderOverlaps(data) {
@@ -790,6 +812,7 @@ async function poll() {
       part('flows', async () => renderFlows(await api('GET', flowQuery()))),
       slow ? part('routes', async () => renderRoutes(await api('GET', '/v1/routes'))) : null,
       slow ? part('overlaps', async () => renderOverlaps(await api('GET', '/v1/overlaps'))) : null,
+      slow ? part('gateway', async () => renderGateway(await api('GET', '/v1/gateway/rules'))) : null,
       state.selectedFlow !== null ? refreshDetail() : null,
     ]);
     setStatus();

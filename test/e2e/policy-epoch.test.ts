@@ -1,0 +1,122 @@
+/**
+ * Issue 12, policy epochs, end to end in the lab: two overlapping sites download from the Internet server through
+ * the edge (curl, rate-limited, over their WireGuard tunnels); a firewall rule denying site A's download is added
+ * through the API while both run. Site A's download is cut (the flow is decided again at its next packet and
+ * ended); site B's, which the rule does not concern, completes with the SHA-256 the server sent in its trailer.
+ * The flow log names the cut: reason policy_cut, the epoch and the rule. Root only: fails loudly, never skips.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureLabTools, LAB, labDown, labUp, type LabInfo } from '../../src/lab/index.js';
+import { defaultConfig } from '../../src/lab/config.js';
+import type { FlowLogLine } from '../../src/control/flow-log.js';
+import { edgeApi, metric } from '../support/live-site.js';
+
+const PREFIX = `e${(process.pid % 46656).toString(36)}`;
+const FILES = join(tmpdir(), `tether-${PREFIX}-epoch`);
+const FLOW_LOG = `${FILES}-flows.jsonl`;
+/** Bytes per second each curl may take: slow enough that both downloads overlap the change. */
+const RATE = '1M';
+/** Site A asks for far more than it can get before the cut; site B's completes in about ten seconds. */
+const A_BYTES = 512 * 1024 * 1024;
+const B_BYTES = 10 * 1024 * 1024;
+/** Both downloads are under way (bytes on disk) before the rule is added. */
+const STARTED_BYTES = 512 * 1024;
+/** curl gives up when fewer than 1 byte/s arrive for this long: a cut download ends instead of hanging. */
+const STALL_SECONDS = 6;
+const WAIT_MS = 60_000;
+const POLL_MS = 200;
+
+let lab: LabInfo;
+
+interface Curl {
+  body: string;
+  headers: string;
+  exit: Promise<number>;
+}
+
+function curl(ns: string, name: string, bytes: number): Curl {
+  const body = `${FILES}-${name}.body`;
+  const headers = `${FILES}-${name}.headers`;
+  const url = `http://${LAB.internet.server}/download?bytes=${bytes}`;
+  const child = spawn('ip', ['netns', 'exec', ns, 'curl', '-s', '--limit-rate', RATE, '--speed-limit', '1', '--speed-time', String(STALL_SECONDS), '-D', headers, '-o', body, url], { stdio: 'ignore' });
+  return { body, headers, exit: new Promise((resolve) => child.on('close', (code) => resolve(code ?? -1))) };
+}
+
+const size = (path: string): number => (existsSync(path) ? statSync(path).size : 0);
+
+async function until(what: string, probe: () => boolean | Promise<boolean>): Promise<void> {
+  const start = Date.now();
+  while (Date.now() - start < WAIT_MS) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function cleanFiles(): void {
+  for (const f of ['a.body', 'a.headers', 'b.body', 'b.headers', 'flows.jsonl']) rmSync(`${FILES}-${f}`, { force: true });
+}
+
+before(async () => {
+  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
+  await ensureLabTools();
+  cleanFiles();
+  const cfg = defaultConfig();
+  cfg.log.flow_log = FLOW_LOG;
+  lab = await labUp({ prefix: PREFIX, config: cfg });
+});
+
+after(async () => {
+  await labDown({ prefix: PREFIX });
+  cleanFiles();
+});
+
+test('a firewall rule added through the API cuts site A\'s running download; site B\'s completes intact; the flow log names the cut', async () => {
+  const epochBefore = await metric(lab, /^tether_policy_epoch$/);
+  assert.ok(epochBefore >= 1, 'the epoch is in /metrics');
+  const a = curl(lab.names.siteA, 'a', A_BYTES);
+  const b = curl(lab.names.siteB, 'b', B_BYTES);
+  await until('both downloads to be under way', () => size(a.body) >= STARTED_BYTES && size(b.body) >= STARTED_BYTES);
+
+  const rule = await edgeApi(lab, 'POST', '/v1/firewall/rules', { name: 'no-downloads-a', action: 'deny', sites: ['site-a'], protocols: ['tcp'], destination_ports: [80] });
+  assert.equal(rule.status, 201, JSON.stringify(rule.body));
+  const ruleId = (rule.body as { id: number }).id;
+  const cutAt = size(a.body);
+
+  // Site A: no byte more than a few in flight, then curl gives up (28: below the speed limit for STALL_SECONDS).
+  const aExit = await a.exit;
+  assert.equal(aExit, 28, `site A's curl ended with ${aExit}, not 28 (stalled): the flow was not cut`);
+  const aBytes = size(a.body);
+  assert.ok(aBytes < A_BYTES, 'site A\'s download did not complete');
+  // What was in flight when the rule came: at most a few windows (the rate limit keeps them small).
+  assert.ok(aBytes - cutAt < 4 * 1024 * 1024, `site A got ${aBytes - cutAt} bytes after the cut`);
+
+  // Site B: complete, and exactly what the server sent.
+  assert.equal(await b.exit, 0, 'site B\'s curl succeeded');
+  const body = readFileSync(b.body);
+  assert.equal(body.length, B_BYTES);
+  const trailer = /^x-sha256: ([0-9a-f]{64})/m.exec(readFileSync(b.headers, 'utf8'));
+  assert.ok(trailer !== null, 'the server\'s x-sha256 trailer arrived');
+  assert.equal(createHash('sha256').update(body).digest('hex'), trailer[1], 'site B\'s bytes are the server\'s');
+
+  // The flow log: site A's download, cut by the new epoch's rule.
+  let cut: FlowLogLine | undefined;
+  await until('the cut in the flow log', () => {
+    const lines = existsSync(FLOW_LOG) ? readFileSync(FLOW_LOG, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as FlowLogLine) : [];
+    cut = lines.find((l) => l.reason === 'policy_cut' && l.site === 'site-a' && l.dst === LAB.internet.server && l.dst_port === 80);
+    return cut !== undefined;
+  });
+  assert.equal(cut!.cut?.by, 'firewall');
+  assert.equal(cut!.cut?.rule, ruleId);
+  assert.equal(cut!.cut?.rule_name, 'no-downloads-a');
+  assert.ok(cut!.cut!.policy_epoch > epochBefore, `cut under epoch ${cut!.cut!.policy_epoch}, after ${epochBefore}`);
+  assert.ok(cut!.bytes_reply >= STARTED_BYTES, `it is the download that ran: ${JSON.stringify(cut)}`);
+  assert.ok(await metric(lab, /^tether_flows_cut_by_policy_total$/) >= 1);
+  assert.equal(await metric(lab, /^tether_firewall_rule_hits_total\{rule_id="0"/) > 0, true, 'the default action allowed the downloads at setup');
+});
