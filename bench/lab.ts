@@ -55,7 +55,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rm
 import { performance } from 'node:perf_hooks';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
+import { DEFAULT_BUSY_POLL_US, stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_D_ONRAMP } from '../src/lab/config.js';
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
@@ -87,6 +87,8 @@ const BURST_COUNT = Number(option('--burst-count', String(BURST_DATAGRAMS)));
 const LATENCY_COUNT = Number(option('--latency-count', '500'));
 /** An experiment: the underlay TUN's queue set to N packets (ip link set txqueuelen) once the daemon runs; default: the daemon's own. */
 const UNDERLAY_QUEUE = option('--underlay-queue', '');
+/** An experiment: the daemon's busy-poll budget, µs (daemon.busy_poll_us; 0 = off); default: the configuration's default. */
+const BUSY_POLL_US = option('--busy-poll-us', '');
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -558,6 +560,7 @@ function tetherConfig(n: BenchNames): TetherConfig {
   cfg.store.path = join(n.runDir, 'tether.db');
   cfg.api.token_file = join(n.runDir, 'api-token');
   cfg.log.level = 'warn';
+  if (BUSY_POLL_US !== '') cfg.daemon.busy_poll_us = Number(BUSY_POLL_US);
   return cfg;
 }
 
@@ -739,12 +742,16 @@ async function burstFigure(n: BenchNames): Promise<BurstResult> {
   return { datagrams_per_site: BURST_COUNT, sites: 2, rounds: BURST_ROUNDS, tether: tt, reference: kt, tether_share: tt.share, reference_share: kt.share, ratio: ratio(tt.share, kt.share) };
 }
 
-async function latencyFigures(n: BenchNames): Promise<LatencyResult> {
+async function latencyFigures(n: BenchNames, daemon: Started): Promise<LatencyResult> {
   progress(`latency: ping and TCP request/response, ${LATENCY_COUNT} each, interconnect and WireGuard, tether vs reference`);
   const stop = await startRrServer(n.inet, SERVER);
   try {
     const kernelIc = await latencyOf(n.ksite, HOST, SERVER, LATENCY_COUNT);
+    // The daemon's CPU over its interconnect run: what busy polling (daemon.busy_poll_us) costs at ping's rate.
+    const cpuBefore = cpuSeconds(daemon.child.pid);
+    const icStart = performance.now();
     const tetherIc = await latencyOf(n.tsite, HOST, SERVER, LATENCY_COUNT);
+    const icCpuPercent = (100 * (cpuSeconds(daemon.child.pid) - cpuBefore)) / ((performance.now() - icStart) / 1000);
     const wgGo = await latencyOf(n.kwsite, HOST, SERVER, LATENCY_COUNT);
     const tetherWg = await latencyOf(n.twsite, HOST, SERVER, LATENCY_COUNT);
     const ic = added(tetherIc, kernelIc);
@@ -756,6 +763,8 @@ async function latencyFigures(n: BenchNames): Promise<LatencyResult> {
       tcp_rr_p99_us: tetherIc.tcp_rr_p99_us,
       added_p50_us: ic.per_pass_ping_p50_us,
       added_p99_us: ic.per_pass_ping_p99_us,
+      busy_poll_us: BUSY_POLL_US === '' ? DEFAULT_BUSY_POLL_US : Number(BUSY_POLL_US),
+      daemon_cpu_percent: icCpuPercent,
       interconnect: { tether: tetherIc, kernel: kernelIc, added: ic },
       wireguard: { tether: tetherWg, wireguard_go: wgGo, added: added(tetherWg, wgGo) },
     };
@@ -922,7 +931,7 @@ async function main(): Promise<void> {
       tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
     }
     const burst = want('burst') ? await burstFigure(names) : null;
-    const latency = want('latency') ? await latencyFigures(names) : null;
+    const latency = want('latency') ? await latencyFigures(names, daemon) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -1047,6 +1056,9 @@ interface LatencyResult {
   tcp_rr_p99_us: number;
   added_p50_us: number;
   added_p99_us: number;
+  /** The daemon's busy-poll budget in this run (daemon.busy_poll_us, --busy-poll-us), and its CPU over the interconnect run (ping + request/response). */
+  busy_poll_us: number;
+  daemon_cpu_percent: number;
   interconnect: { tether: LatencyFigures; kernel: LatencyFigures; added: Record<string, number> };
   wireguard: { tether: LatencyFigures; wireguard_go: LatencyFigures; added: Record<string, number> };
 }

@@ -40,14 +40,18 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 // esp.cc: the EspCrypto class (batched ESP seal/open over OpenSSL EVP).
 void InitEsp(Napi::Env env, Napi::Object exports);
@@ -155,6 +159,52 @@ struct Counters {
 };
 
 class Handle;
+
+// ---- busy polling ------------------------------------------------------------------------------
+// An idle daemon sleeps in epoll_wait; the next packet then pays a thread wakeup, on a VM an idle vCPU's
+// wakeup (tens of µs here). With a budget set (setBusyPoll(us), the daemon's `busy_poll_us`), a readable
+// event that carried packets is followed by a spin: poll() with a zero timeout over every TUN this thread
+// reads, each ready one drained and handed to JS as on a libuv event, until no packet has come for the
+// budget. Adaptive by construction: only a wakeup with packets starts a spin, so an idle daemon still sleeps
+// and one packet costs at most one budget of CPU. A spin that keeps finding packets hands control back to
+// libuv after kBusyPollMaxSessionNs, so timers, the API and health probes are never starved (libuv's next
+// epoll_wait returns at once while a TUN is still readable).
+constexpr int64_t kNsPerUs = 1000;
+// Upper bound of busy_poll_us (mirrored in the config schema): beyond a millisecond a spin is a core.
+constexpr int64_t kBusyPollMaxUs = 1000;
+// One spin session at most this long, however many packets it catches (see above).
+constexpr int64_t kBusyPollMaxSessionNs = 1000 * kNsPerUs;
+// TUN queues one spin watches, at most (the daemon reads a handful: underlay, egress, one per interconnect).
+constexpr size_t kBusyPollMaxFds = 64;
+
+int64_t MonotonicNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no system call
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Per thread (the main thread, or a worker with its own loop): the handles reading on this thread's loop.
+struct BusyPollState {
+  std::vector<Handle*> readers;
+  uint64_t generation = 0;  // bumped on every change of `readers`: a spin re-polls instead of using stale pointers
+  int64_t budget_ns = 0;    // 0: off
+  bool spinning = false;
+  double sessions = 0, spin_ns = 0, packets = 0, batches = 0;
+};
+thread_local BusyPollState tls_busy;
+
+void BusyPollAdd(Handle* h) {
+  auto& r = tls_busy.readers;
+  if (std::find(r.begin(), r.end(), h) == r.end()) { r.push_back(h); tls_busy.generation++; }
+}
+
+void BusyPollRemove(Handle* h) {
+  auto& r = tls_busy.readers;
+  auto it = std::find(r.begin(), r.end(), h);
+  if (it != r.end()) { r.erase(it); tls_busy.generation++; }
+}
+
+void BusySpin();
 
 // The libuv poll handle, kept apart from Handle so that it can outlive it until uv_close's callback.
 // Each Poller holds an async environment cleanup hook from creation until that callback has run:
@@ -279,6 +329,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       throw Napi::Error::New(env, std::string("uv_poll_start: ") + uv_strerror(rc));
     }
     if (!reading_) { Ref(); reading_ = true; }
+    BusyPollAdd(this);
     return env.Undefined();
   }
 
@@ -290,10 +341,16 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     Poller* p = reinterpret_cast<Poller*>(handle);  // poll is the first member
-    if (p->owner != nullptr) p->owner->OnReadable(status);
+    if (p->owner == nullptr) return;
+    // The handle may be closed by its callback: BusySpin touches only handles still registered.
+    if (p->owner->OnReadable(status) > 0) BusySpin();
   }
 
-  void OnReadable(int status) {
+ public:
+  int fd() const { return fd_; }
+
+  // Drains the queue into the batch and calls JS once; returns the packets handed over (0: none, or an error).
+  uint32_t OnReadable(int status) {
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
     int fatal = 0;
@@ -317,7 +374,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       }
     }
     if (fatal != 0) StopPolling();
-    if (count == 0 && fatal == 0) return;
+    if (count == 0 && fatal == 0) return 0;
     if (count > 0) counters_.batches_in += 1;
     // One call into JS per batch. MakeCallback runs the microtask queue afterwards and keeps async
     // hooks' context. The callback may close this handle: touch nothing of `this` afterwards except
@@ -336,7 +393,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
       napi_fatal_exception(env, exc);
     }
     if (fatal != 0 && fd_ >= 0) ReleaseReadRefs();
+    return fatal == 0 ? count : 0;
   }
+
+ private:
 
   // After a failed read: true to try again (EINTR, or an error counted while fewer than
   // kMaxErrorsPerEvent have happened in this event), false to stop draining (EAGAIN: queue empty).
@@ -538,6 +598,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // Stops the poll: uv_poll_stop first (libuv: never close an fd an active poll handle watches),
   // then uv_close, whose callback frees the Poller on a later loop turn.
   void DetachPoller() {
+    BusyPollRemove(this);
     if (poller_ == nullptr) return;
     uv_poll_stop(&poller_->poll);
     poller_->owner = nullptr;
@@ -592,6 +653,64 @@ class Handle : public Napi::ObjectWrap<Handle> {
   std::unique_ptr<Napi::AsyncContext> async_context_;
   Counters counters_;
 };
+
+// The spin described at "busy polling" above. Runs inside a libuv poll callback, never nested.
+void BusySpin() {
+  BusyPollState& b = tls_busy;
+  if (b.budget_ns <= 0 || b.spinning || b.readers.empty()) return;
+  b.spinning = true;
+  const int64_t start = MonotonicNs();
+  const int64_t session_end = start + kBusyPollMaxSessionNs;
+  int64_t idle_until = start + b.budget_ns;
+  struct pollfd fds[kBusyPollMaxFds];
+  Handle* who[kBusyPollMaxFds];
+  int64_t now = start;
+  while (now < idle_until && now < session_end && b.budget_ns > 0) {
+    const uint64_t generation = b.generation;
+    const size_t n = std::min(b.readers.size(), kBusyPollMaxFds);
+    for (size_t i = 0; i < n; i++) {
+      who[i] = b.readers[i];
+      fds[i] = {who[i]->fd(), POLLIN, 0};
+    }
+    const int ready = poll(fds, n, 0);
+    for (size_t i = 0; ready > 0 && i < n; i++) {
+      if (fds[i].revents == 0) continue;
+      if (b.generation != generation) break;  // a callback closed or opened a handle: poll afresh
+      const uint32_t got = who[i]->OnReadable(0);
+      if (got > 0) {
+        b.packets += got;
+        b.batches += 1;
+        idle_until = MonotonicNs() + b.budget_ns;
+      }
+    }
+    now = MonotonicNs();
+  }
+  b.sessions += 1;
+  b.spin_ns += static_cast<double>(now - start);
+  b.spinning = false;
+}
+
+// setBusyPoll(us): the spin's budget for this thread's TUNs, 0..kBusyPollMaxUs µs (0: off, the default).
+Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double us = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(us >= 0 && us <= static_cast<double>(kBusyPollMaxUs)))
+    throw Napi::RangeError::New(env, "setBusyPoll(us): us must be in 0.." + std::to_string(kBusyPollMaxUs));
+  tls_busy.budget_ns = static_cast<int64_t>(us * kNsPerUs);
+  return env.Undefined();
+}
+
+// busyPollCounters() -> { budgetUs, sessions, spinNs, packets, batches } of this thread (allocates: control plane).
+Napi::Value BusyPollCounters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("budgetUs", static_cast<double>(tls_busy.budget_ns) / kNsPerUs);
+  o.Set("sessions", tls_busy.sessions);
+  o.Set("spinNs", tls_busy.spin_ns);
+  o.Set("packets", tls_busy.packets);
+  o.Set("batches", tls_busy.batches);
+  return o;
+}
 
 // openTun(name: string, flags: number) -> NativeHandle
 // tun(4): open /dev/net/tun, then TUNSETIFF with IFF_TUN | IFF_NO_PI (raw IP packets, no 4-byte
@@ -705,6 +824,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWireGuard(env, exports);  // wireguard.cc: batched WireGuard crypto
   exports.Set("allocHugePages", Napi::Function::New(env, AllocHugePages, "allocHugePages"));
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
+  exports.Set("setBusyPoll", Napi::Function::New(env, SetBusyPoll, "setBusyPoll"));
+  exports.Set("busyPollCounters", Napi::Function::New(env, BusyPollCounters, "busyPollCounters"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));
   exports.Set("TUN_FLAG_VNET_HDR", Napi::Number::New(env, kTunFlagVnetHdr));
   exports.Set("TUN_FLAG_OFFLOAD", Napi::Number::New(env, kTunFlagOffload));

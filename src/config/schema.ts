@@ -413,6 +413,22 @@ export const FlowsSchema = Type.Object({
   timeouts: TimeoutsSchema,
 }, { additionalProperties: false, default: {} });
 
+/**
+ * Busy-poll budget, µs (docs/PERFORMANCE.md "Latency"): after a wakeup with packets the daemon spins on its TUNs
+ * this long for the next one before it sleeps. 50: catches a reply or a back-to-back request, at most 50 µs of CPU
+ * per packet when traffic is sparse; 0 turns it off.
+ */
+export const DEFAULT_BUSY_POLL_US = 50;
+/** Beyond a millisecond a spin is a core (kBusyPollMaxUs in native/src/tether_io.cc). */
+export const MAX_BUSY_POLL_US = 1000;
+
+/** How the daemon runs its data plane; read at start (a change needs a restart). */
+export const DaemonSchema = Type.Object({
+  /** TUNSETOFFLOAD on the egress and interconnect TUNs (docs/UNDERLAY.md "Super-packets"); `tether run --no-offload` overrides. */
+  offload: Type.Boolean({ default: true }),
+  busy_poll_us: Int(0, MAX_BUSY_POLL_US, { default: DEFAULT_BUSY_POLL_US, unit: 'microseconds' }),
+}, { additionalProperties: false, default: {} });
+
 const listOf = <T extends TSchema>(item: T): ReturnType<typeof Type.Array<T>> => Type.Array(item, { default: [], what: 'mappings' });
 
 export const TetherConfigSchema = Type.Object({
@@ -428,6 +444,7 @@ export const TetherConfigSchema = Type.Object({
   egress: Type.Optional(EgressSchema),
   firewall: FirewallSchema,
   flows: FlowsSchema,
+  daemon: DaemonSchema,
 }, { additionalProperties: false, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
 
 // ─── Types ───────────────────────────────────────────────────────────────────────────────────────────
@@ -459,6 +476,9 @@ export type FirewallRuleConfig = Static<typeof FirewallRuleSchema>;
 export type FirewallConfig = Static<typeof FirewallSchema>;
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type FlowsConfig = Static<typeof FlowsSchema>;
+export type DaemonConfig = Static<typeof DaemonSchema>;
+/** The daemon section with every default: what a store written before the section existed runs with. */
+export const DEFAULT_DAEMON: DaemonConfig = { offload: true, busy_poll_us: DEFAULT_BUSY_POLL_US };
 
 // ─── The accepted input, for the API ─────────────────────────────────────────────────────────────────
 

@@ -25,7 +25,7 @@ import {
   UDP_LENGTH,
   UDP_SRC_PORT,
 } from '../wire/constants.js';
-import { offloadBatch, openTun, type TunDevice } from './tun.js';
+import { busyPollCounters, offloadBatch, openTun, setBusyPoll, type TunDevice } from './tun.js';
 import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
 const NS_PREFIX = 'tt-';
@@ -339,6 +339,68 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     assert.throws(() => tun.writeBatch(batch), /closed/);
     assert.throws(() => sh('ip', '-n', NS, 'link', 'show', tun.name), 'the device is gone with its fd');
     tun.close(); // idempotent
+  });
+
+  it('busy polling: a packet that reaches another TUN while a batch is handled is read by the spin; off, nothing spins', async () => {
+    // The plain TUN (10.77/24) and the one with a header (10.78/24), forwarding on: a packet written into one
+    // toward the other's far side is routed there inside the write(), so it is queued before the callback returns.
+    const [a, b] = [labs[0], labs[1]];
+    sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    const PORT = 9555;
+    const toward = (from: Lab, to: Lab, tag: number): PacketBatch => {
+      const batch = new PacketBatch(1);
+      const bytes = buildUdp({ src: `10.${from.net}.0.2`, dst: `10.${to.net}.0.2` }, { srcPort: PORT, dstPort: PORT, payload: Uint8Array.of(tag) });
+      batch.push(bytes, 0, bytes.length, 0);
+      return batch;
+    };
+    const tagOf = (batch: PacketBatch, i: number): number => {
+      const p = batch.packet(i);
+      const v = new DataView(p.buffer, p.byteOffset, p.length);
+      return p[0] >> 4 === 4 && v.getUint8(IPV4_PROTOCOL) === IPPROTO_UDP && v.getUint16(IPV4_HEADER_LEN + UDP_DST_PORT) === PORT ? p[IPV4_HEADER_LEN + UDP_HEADER_LEN] : -1;
+    };
+    // a's callback answers each tagged packet with one toward b; b's records what it got.
+    const atB: number[] = [];
+    a.tun.startReading(new PacketBatch(8), INGRESS, (batch) => {
+      for (let i = 0; i < batch.count; i++) {
+        const tag = tagOf(batch, i);
+        if (tag >= 0) assert.equal(a.tun.writeBatch(toward(a, b, tag + 1)), 1);
+      }
+    });
+    b.tun.startReading(new PacketBatch(8), INGRESS, (batch) => {
+      for (let i = 0; i < batch.count; i++) if (tagOf(batch, i) >= 0) atB.push(tagOf(batch, i));
+    });
+    try {
+      assert.throws(() => setBusyPoll(-1), RangeError);
+      assert.throws(() => setBusyPoll(1001), /0\.\.1000/);
+      for (const budget of [200, 0]) {
+        setBusyPoll(budget);
+        const before = busyPollCounters();
+        assert.equal(before.budgetUs, budget);
+        const tag = budget === 0 ? 10 : 20;
+        atB.length = 0;
+        assert.equal(b.tun.writeBatch(toward(b, a, tag)), 1, 'the trigger, routed into a');
+        await until(() => atB.length === 1, `the answer at b (busy poll ${budget} µs)`);
+        assert.deepEqual(atB, [tag + 1], 'exactly once');
+        const after = busyPollCounters();
+        if (budget === 0) {
+          assert.deepEqual(after, before, 'off: no spin');
+        } else {
+          assert.ok(after.sessions > before.sessions, 'a wakeup with packets started a spin');
+          assert.ok(after.packets > before.packets, 'the answer at b was read by the spin, not by a wakeup');
+          assert.ok(after.spinNs > before.spinNs);
+        }
+      }
+      // An idle edge sleeps: with the budget set and no packets, no spin starts.
+      setBusyPoll(200);
+      const idle = busyPollCounters();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(busyPollCounters().sessions, idle.sessions, 'no packets, no spin');
+    } finally {
+      setBusyPoll(0);
+      a.tun.stopReading();
+      b.tun.stopReading();
+      sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+    }
   });
 
   it('survives a worker thread that is terminated while its device is being polled', () => {
