@@ -327,6 +327,11 @@ async function buildNetwork(n: BenchNames): Promise<void> {
   const k = ADDR.kernel;
   await veth(n.tedge, IF.edgeToInet, `${t.inet.edge}/24`, n.inet, IF.inetToTether, `${t.inet.inet}/24`);
   await veth(n.kedge, IF.edgeToInet, `${k.inet.edge}/24`, n.inet, IF.inetToKernel, `${k.inet.inet}/24`);
+  // The Internet links segment UDP super-packets (USO) as they leave the edge, as a NIC without USO does in software
+  // and one with it in hardware: what arrives in <p>-inet, and what its nftables counter counts, is datagrams.
+  // (A veth would otherwise carry tether's coalesced 64-byte UDP whole, one skb for up to 64 datagrams, into the
+  // counter; TCP's super-packets still cross whole, on both edges.)
+  for (const edge of [n.tedge, n.kedge]) await inNamespaceOk(edge, 'ethtool', ['-K', IF.edgeToInet, 'tx-udp-segmentation', 'off']);
   await ip(n.tedge, ['route', 'add', 'default', 'via', t.inet.inet]);
   await ip(n.kedge, ['route', 'add', 'default', 'via', k.inet.inet]);
   await ip(n.inet, ['addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
@@ -783,7 +788,7 @@ function coresPerGbps(t: TcpResult): number | null {
 async function checkPrerequisites(): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('needs root (namespaces, veths, TUN, nftables)');
   const missing: string[] = [];
-  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3']] as const) {
+  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3'], ['ethtool', '--version', 'ethtool']] as const) {
     try {
       if ((await run(cmd, [a], { timeoutMs: 10_000 })).code !== 0) missing.push(pkg);
     } catch {

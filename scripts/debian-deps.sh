@@ -28,6 +28,8 @@ TETHER_DEBIAN_DEPS=(
   "tcpdump:(test -x /usr/bin/tcpdump)"
   # bench:lab's latency figures (issue 10): ping -i 0.01 through tether and through the kernel edge.
   "iputils-ping:ping"
+  # bench:lab: USO off on the lab's Internet links, so its counters count datagrams (bench/lab.ts).
+  "ethtool:(test -x /usr/sbin/ethtool)"
 )
 
 install_missing_debian_packages() {

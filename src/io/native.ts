@@ -50,6 +50,11 @@ export interface IoCounters {
   gsoIn: number;
   /** GSO super-packets written, segmented by the kernel (each is also one of packetsOut). */
   gsoOut: number;
+  /**
+   * Datagrams written inside a UDP super-packet (USO) the addon built from a run of one flow's datagrams (each is
+   * also one of packetsOut; each super-packet one of gsoOut): native/src/tether_io.cc "UDP coalescing".
+   */
+  coalescedOut: number;
   /** Read failures other than EAGAIN, by errno name ("EIO": 3). */
   readErrors: Record<string, number>;
   /** Write failures other than EAGAIN, by errno name ("EINVAL": 1). */
