@@ -414,11 +414,12 @@ export const FlowsSchema = Type.Object({
 }, { additionalProperties: false, default: {} });
 
 /**
- * Busy-poll budget, µs (docs/PERFORMANCE.md "Latency"): after a wakeup with packets the daemon spins on its TUNs
- * this long for the next one before it sleeps. 50: catches a reply or a back-to-back request, at most 50 µs of CPU
- * per packet when traffic is sparse; 0 turns it off.
+ * Busy-poll budget, µs (docs/PERFORMANCE.md "Busy polling"): after a wakeup with packets the daemon spins on its TUNs
+ * this long for the next one before it sleeps. Off by default, like Linux's net.core.busy_poll: on the 2-core lab
+ * machine it did not move ping's or a request/response's p50, and traffic with a packet every few tens of µs would
+ * keep the thread spinning (up to a core) for what costs ~10 % of one without it.
  */
-export const DEFAULT_BUSY_POLL_US = 50;
+export const DEFAULT_BUSY_POLL_US = 0;
 /** Beyond a millisecond a spin is a core (kBusyPollMaxUs in native/src/tether_io.cc). */
 export const MAX_BUSY_POLL_US = 1000;
 
