@@ -56,7 +56,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rm
 import { performance } from 'node:perf_hooks';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
+import { DEFAULT_BUSY_POLL_US, stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_D_ONRAMP } from '../src/lab/config.js';
 import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
@@ -90,6 +90,8 @@ const LATENCY_COUNT = Number(option('--latency-count', '500'));
 const UNDERLAY_QUEUE = option('--underlay-queue', '');
 /** An A/B switch: the daemon runs with `--no-gro` (its TUN writes not coalesced; the figures before GRO, same build). */
 const NO_GRO = args.includes('--no-gro');
+/** An experiment: the daemon's busy-poll budget, µs (daemon.busy_poll_us; 0 = off); default: the configuration's default. */
+const BUSY_POLL_US = option('--busy-poll-us', '');
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -328,6 +330,11 @@ async function buildNetwork(n: BenchNames): Promise<void> {
   const k = ADDR.kernel;
   await veth(n.tedge, IF.edgeToInet, `${t.inet.edge}/24`, n.inet, IF.inetToTether, `${t.inet.inet}/24`);
   await veth(n.kedge, IF.edgeToInet, `${k.inet.edge}/24`, n.inet, IF.inetToKernel, `${k.inet.inet}/24`);
+  // The Internet links segment UDP super-packets (USO) as they leave the edge, as a NIC without USO does in software
+  // and one with it in hardware: what arrives in <p>-inet, and what its nftables counter counts, is datagrams.
+  // (A veth would otherwise carry tether's coalesced 64-byte UDP whole, one skb for up to 64 datagrams, into the
+  // counter; TCP's super-packets still cross whole, on both edges.)
+  for (const edge of [n.tedge, n.kedge]) await inNamespaceOk(edge, 'ethtool', ['-K', IF.edgeToInet, 'tx-udp-segmentation', 'off']);
   await ip(n.tedge, ['route', 'add', 'default', 'via', t.inet.inet]);
   await ip(n.kedge, ['route', 'add', 'default', 'via', k.inet.inet]);
   await ip(n.inet, ['addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
@@ -561,6 +568,7 @@ function tetherConfig(n: BenchNames): TetherConfig {
   cfg.store.path = join(n.runDir, 'tether.db');
   cfg.api.token_file = join(n.runDir, 'api-token');
   cfg.log.level = 'warn';
+  if (BUSY_POLL_US !== '') cfg.daemon.busy_poll_us = Number(BUSY_POLL_US);
   return cfg;
 }
 
@@ -742,12 +750,16 @@ async function burstFigure(n: BenchNames): Promise<BurstResult> {
   return { datagrams_per_site: BURST_COUNT, sites: 2, rounds: BURST_ROUNDS, tether: tt, reference: kt, tether_share: tt.share, reference_share: kt.share, ratio: ratio(tt.share, kt.share) };
 }
 
-async function latencyFigures(n: BenchNames): Promise<LatencyResult> {
+async function latencyFigures(n: BenchNames, daemon: Started): Promise<LatencyResult> {
   progress(`latency: ping and TCP request/response, ${LATENCY_COUNT} each, interconnect and WireGuard, tether vs reference`);
   const stop = await startRrServer(n.inet, SERVER);
   try {
     const kernelIc = await latencyOf(n.ksite, HOST, SERVER, LATENCY_COUNT);
+    // The daemon's CPU over its interconnect run: what busy polling (daemon.busy_poll_us) costs at ping's rate.
+    const cpuBefore = cpuSeconds(daemon.child.pid);
+    const icStart = performance.now();
     const tetherIc = await latencyOf(n.tsite, HOST, SERVER, LATENCY_COUNT);
+    const icCpuPercent = (100 * (cpuSeconds(daemon.child.pid) - cpuBefore)) / ((performance.now() - icStart) / 1000);
     const wgGo = await latencyOf(n.kwsite, HOST, SERVER, LATENCY_COUNT);
     const tetherWg = await latencyOf(n.twsite, HOST, SERVER, LATENCY_COUNT);
     const ic = added(tetherIc, kernelIc);
@@ -759,6 +771,8 @@ async function latencyFigures(n: BenchNames): Promise<LatencyResult> {
       tcp_rr_p99_us: tetherIc.tcp_rr_p99_us,
       added_p50_us: ic.per_pass_ping_p50_us,
       added_p99_us: ic.per_pass_ping_p99_us,
+      busy_poll_us: BUSY_POLL_US === '' ? DEFAULT_BUSY_POLL_US : Number(BUSY_POLL_US),
+      daemon_cpu_percent: icCpuPercent,
       interconnect: { tether: tetherIc, kernel: kernelIc, added: ic },
       wireguard: { tether: tetherWg, wireguard_go: wgGo, added: added(tetherWg, wgGo) },
     };
@@ -777,7 +791,7 @@ function coresPerGbps(t: TcpResult): number | null {
 async function checkPrerequisites(): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('needs root (namespaces, veths, TUN, nftables)');
   const missing: string[] = [];
-  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3']] as const) {
+  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3'], ['ethtool', '--version', 'ethtool']] as const) {
     try {
       if ((await run(cmd, [a], { timeoutMs: 10_000 })).code !== 0) missing.push(pkg);
     } catch {
@@ -925,7 +939,7 @@ async function main(): Promise<void> {
       tetherSiteTunDrops = (await txDropped(names.tisite, SITE_TUN)) - tetherSiteTun0;
     }
     const burst = want('burst') ? await burstFigure(names) : null;
-    const latency = want('latency') ? await latencyFigures(names) : null;
+    const latency = want('latency') ? await latencyFigures(names, daemon) : null;
     if (daemon.exited) throw new Error(`the tether daemon exited during the run:\n${logTail(daemon.log, 15)}`);
     const counters = await kernelCounters(names);
 
@@ -1053,6 +1067,9 @@ interface LatencyResult {
   tcp_rr_p99_us: number;
   added_p50_us: number;
   added_p99_us: number;
+  /** The daemon's busy-poll budget in this run (daemon.busy_poll_us, --busy-poll-us), and its CPU over the interconnect run (ping + request/response). */
+  busy_poll_us: number;
+  daemon_cpu_percent: number;
   interconnect: { tether: LatencyFigures; kernel: LatencyFigures; added: Record<string, number> };
   wireguard: { tether: LatencyFigures; wireguard_go: LatencyFigures; added: Record<string, number> };
 }

@@ -32,6 +32,8 @@ TETHER_DEBIAN_DEPS=(
   # command line, no system service) and a real client in each site (dig).
   "dnsmasq-base:(test -x /usr/sbin/dnsmasq)"
   "bind9-dnsutils:dig"
+  # bench:lab: USO off on the lab's Internet links, so its counters count datagrams (bench/lab.ts).
+  "ethtool:(test -x /usr/sbin/ethtool)"
 )
 
 install_missing_debian_packages() {

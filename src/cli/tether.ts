@@ -74,7 +74,8 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
   try {
-    edge = new Edge({ config: cfg, log, startHealth: false, offload: opts.offload !== false, gro: opts.gro !== false });
+    // --no-offload overrides daemon.offload; otherwise the configuration decides.
+    edge = new Edge({ config: cfg, log, startHealth: false, ...(opts.offload === false ? { offload: false } : {}), gro: opts.gro !== false });
     edge.start();
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'tether could not start');

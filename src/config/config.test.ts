@@ -138,7 +138,7 @@ test('a wrong type names the key path, line and column, and quotes the value', (
 test('unknown keys are errors, with a suggestion for near misses', () => {
   assert.deepEqual(brief(`api:\n  listn: 127.0.0.1\n`), ['2:3 api.listn: unknown key "listn"; did you mean "listen"?']);
   assert.deepEqual(brief(`colour: blue\n`), [
-    '1:1 colour: unknown key "colour"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, gateway, flows',
+    '1:1 colour: unknown key "colour"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, gateway, flows, daemon',
   ]);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP}    preferense: 5\n`), ['6:5 onramps[0].preferense: unknown key "preferense"; did you mean "preference"?']);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP.replace('remote: 192.168.103.2', 'remote: 192.168.103.2, kye: 7')}`), [
@@ -422,7 +422,7 @@ test('validateConfig checks plain objects with the same rules, without lines', (
   assert.throws(() => validateConfig(bad, 'api'), (e: unknown) => {
     assert.ok(e instanceof ConfigError);
     assert.deepEqual(e.message.split('\n'), [
-      'api: extra: unknown key "extra"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, gateway, flows',
+      'api: extra: unknown key "extra"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, gateway, flows, daemon',
       'api: routes[0].next_hop.onramp: no onramp named "nope" (onramps: site-a-wg, site-b-wg, site-gre-tunnel, dc-link)',
     ]);
     return true;

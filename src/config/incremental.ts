@@ -255,7 +255,7 @@ export class ConfigIndex {
       devices.splice(index, op === 'replace' ? 1 : 0, raw);
     }
     const small: Record<string, unknown> = {
-      version: c.version, log: c.log, api: c.api, store: c.store, flows: c.flows,
+      version: c.version, log: c.log, api: c.api, store: c.store, flows: c.flows, daemon: c.daemon,
       ...(c.egress !== undefined ? { egress: c.egress } : {}),
       sites: kind === 'sites' ? [raw] : [...sites.values()],
       wireguard_devices: devices,

@@ -483,6 +483,23 @@ export const FlowsSchema = Type.Object({
   timeouts: TimeoutsSchema,
 }, { additionalProperties: false, default: {} });
 
+/**
+ * Busy-poll budget, µs (docs/PERFORMANCE.md "Busy polling"): after a wakeup with packets the daemon spins on its TUNs
+ * this long for the next one before it sleeps. Off by default, like Linux's net.core.busy_poll: on the 2-core lab
+ * machine it did not move ping's or a request/response's p50, and traffic with a packet every few tens of µs would
+ * keep the thread spinning (up to a core) for what costs ~10 % of one without it.
+ */
+export const DEFAULT_BUSY_POLL_US = 0;
+/** Beyond a millisecond a spin is a core (kBusyPollMaxUs in native/src/tether_io.cc). */
+export const MAX_BUSY_POLL_US = 1000;
+
+/** How the daemon runs its data plane; read at start (a change needs a restart). */
+export const DaemonSchema = Type.Object({
+  /** TUNSETOFFLOAD on the egress and interconnect TUNs (docs/UNDERLAY.md "Super-packets"); `tether run --no-offload` overrides. */
+  offload: Type.Boolean({ default: true }),
+  busy_poll_us: Int(0, MAX_BUSY_POLL_US, { default: DEFAULT_BUSY_POLL_US, unit: 'microseconds' }),
+}, { additionalProperties: false, default: {} });
+
 const listOf = <T extends TSchema>(item: T): ReturnType<typeof Type.Array<T>> => Type.Array(item, { default: [], what: 'mappings' });
 
 export const TetherConfigSchema = Type.Object({
@@ -499,6 +516,7 @@ export const TetherConfigSchema = Type.Object({
   firewall: FirewallSchema,
   gateway: GatewaySchema,
   flows: FlowsSchema,
+  daemon: DaemonSchema,
 }, { additionalProperties: false, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
 
 // ─── Types ───────────────────────────────────────────────────────────────────────────────────────────
@@ -533,6 +551,9 @@ export type DlpProfileConfigEntry = Static<typeof DlpProfileSchema>;
 export type GatewayConfig = Static<typeof GatewaySchema>;
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type FlowsConfig = Static<typeof FlowsSchema>;
+export type DaemonConfig = Static<typeof DaemonSchema>;
+/** The daemon section with every default: what a store written before the section existed runs with. */
+export const DEFAULT_DAEMON: DaemonConfig = { offload: true, busy_poll_us: DEFAULT_BUSY_POLL_US };
 
 // ─── The accepted input, for the API ─────────────────────────────────────────────────────────────────
 

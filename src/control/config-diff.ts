@@ -71,7 +71,7 @@ export function configDifferences(file: TetherConfig, store: TetherConfig): stri
   const out: string[] = [];
   const f = file as unknown as Obj;
   const s = store as unknown as Obj;
-  for (const section of ['log', 'api', 'store', 'flows']) {
+  for (const section of ['log', 'api', 'store', 'flows', 'daemon']) {
     const keys = changedKeys(f[section] as Obj, s[section] as Obj);
     if (keys.length > 0) out.push(`${section}: differs (${keys.join(', ')})`);
   }

@@ -29,6 +29,9 @@ import type { ConfigIds, TetherConfig } from '../config/index.js';
 import type { OnrampHealthView } from './apply.js';
 import type { IkeSaStatus } from '../onramp/ipsec/types.js';
 
+/** busyPoll.spinNs is in nanoseconds; Prometheus counts seconds. */
+const NS_PER_SECOND = 1e9;
+
 /** Label value of the Internet egress (port 0), as onramp and as site. */
 export const INTERNET_NAME = 'internet';
 
@@ -126,7 +129,9 @@ export interface IpsecDropStats {
 /** The edge's status as the API and the metrics read it (the daemon's Edge answers it). */
 export interface EdgeStatus {
   /** Per TUN the edge owns; gsoIn/gsoOut: GSO super-packets read and written (TUNs with offloads; each is one packet). */
-  tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number; gsoIn?: number; gsoOut?: number }>;
+  tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number; gsoIn?: number; gsoOut?: number; offloads?: boolean }>;
+  /** The busy poll of the daemon's TUNs (docs/PERFORMANCE.md "Latency"): budget, spins, time spun, packets caught. */
+  busyPoll?: { budgetUs: number; sessions: number; spinNs: number; packets: number };
   edge: Record<string, number>;
   pipelineDrops: Record<string, number>;
   greDrops: Record<string, number>;
@@ -443,6 +448,14 @@ export function createMetrics(opts: MetricsOptions): Registry {
           for (const d of kernelDrops()) for (const [kind, v] of Object.entries(d.drops)) emit({ device: d.device, role: d.role, kind }, v);
         });
     }
+    counter('tether_busy_poll_seconds_total', 'Time the daemon spent busy-polling its TUNs after a wakeup (daemon.busy_poll_us), the packets it caught meanwhile handled included.', [], (emit) => {
+      const b = edge.status().busyPoll;
+      if (b !== undefined) emit({}, b.spinNs / NS_PER_SECOND);
+    });
+    counter('tether_busy_poll_packets_total', 'Packets read while busy-polling, each a thread wakeup saved.', [], (emit) => {
+      const b = edge.status().busyPoll;
+      if (b !== undefined) emit({}, b.packets);
+    });
     counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {
       for (const t of edge.status().tuns) emit({ tun: t.name }, t.dropsBusy);
     });

@@ -41,7 +41,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
-import { ConfigError, ConfigIndex, MAX_RULE_ID, type EntryChange, type IndexedChange, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type GatewayConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
+import { ConfigError, ConfigIndex, DEFAULT_DAEMON, MAX_RULE_ID, type DaemonConfig, type EntryChange, type IndexedChange, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type GatewayConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
 
 /** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
 export const STORE_SCHEMA_VERSION = 1;
@@ -82,6 +82,8 @@ export interface StoreSettings {
   api: ApiConfig;
   store: StoreConfig;
   flows: FlowsConfig;
+  /** Absent in a store written before the section existed: the defaults (DEFAULT_DAEMON). */
+  daemon?: DaemonConfig;
   egress?: EgressConfig;
   default_action: 'allow' | 'deny';
   /** The gateway section whole (classify settings, DLP profiles, rules); absent in stores written before it. */
@@ -127,7 +129,7 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
 }
 
-const SETTINGS_KEYS = ['log', 'api', 'store', 'flows', 'egress', 'default_action', 'gateway'] as const;
+const SETTINGS_KEYS = ['log', 'api', 'store', 'flows', 'daemon', 'egress', 'default_action', 'gateway'] as const;
 
 /** The configuration of a document (not validated). */
 export function docToConfig(doc: StoreDoc): TetherConfig {
@@ -146,6 +148,7 @@ export function docToConfig(doc: StoreDoc): TetherConfig {
     firewall: { default_action: s.default_action, rules: e.firewall_rules.map((r) => r.value) },
     gateway: s.gateway ?? ({} as GatewayConfig),
     flows: s.flows,
+    daemon: s.daemon ?? DEFAULT_DAEMON,
   };
 }
 
@@ -543,7 +546,7 @@ export class ConfigStore {
   /** The document of a validated configuration: values normalised (defaults filled in), ids pinned. */
   private configToDoc(cfg: TetherConfig): StoreDoc {
     const doc: StoreDoc = {
-      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action, gateway: cfg.gateway },
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, daemon: cfg.daemon, default_action: cfg.firewall.default_action, gateway: cfg.gateway },
       entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
     };
     if (cfg.egress !== undefined) doc.settings.egress = cfg.egress;
@@ -565,7 +568,7 @@ export class ConfigStore {
   private normalisedDoc(doc: StoreDoc, cfg: TetherConfig, snap: Snapshot | null): StoreDoc {
     const values = this.listsOf(cfg);
     const out: StoreDoc = {
-      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action, gateway: cfg.gateway },
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, daemon: cfg.daemon, default_action: cfg.firewall.default_action, gateway: cfg.gateway },
       entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
     };
     if (cfg.egress !== undefined) out.settings.egress = cfg.egress;
@@ -649,6 +652,7 @@ export function replaceDoc(doc: StoreDoc, cfg: Partial<TetherConfig> & Obj): voi
   s.store = keep('store', {}) as never;
   s.flows = keep('flows', {}) as never;
   s.gateway = keep('gateway', {}) as never;
+  s.daemon = keep('daemon', {}) as never;
   if (cfg.egress === undefined) delete s.egress; else s.egress = cfg.egress;
   const fw = (cfg.firewall ?? {}) as Partial<TetherConfig['firewall']>;
   s.default_action = (fw.default_action ?? undefined) as never;

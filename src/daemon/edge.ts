@@ -39,7 +39,7 @@ import type { CaptureTap, OuterTap } from '../control/capture.js';
 import type { EdgeStatus, IpsecDropStats, KernelDeviceDrops } from '../control/metrics.js';
 import { Pipeline } from '../dataplane/pipeline.js';
 import { hugePageAllocator } from '../io/memory.js';
-import { OFFLOAD_BATCH_CAPACITY, offloadBatch, type TunDevice } from '../io/tun.js';
+import { busyPollCounters, OFFLOAD_BATCH_CAPACITY, offloadBatch, setBusyPoll, type TunDevice } from '../io/tun.js';
 import { GRE_DROP_NAMES, type GreOnramp } from '../onramp/gre/index.js';
 import { EdgeHealth, type OnrampHealthMetrics } from './health.js';
 import type { OnrampHealthView } from '../control/apply.js';
@@ -73,8 +73,9 @@ export interface EdgeOptions {
   /** Flow tables on huge pages (default true). */
   hugePages?: boolean;
   /**
-   * TUN offloads (default true): the egress and interconnect TUNs are opened with TUNSETOFFLOAD (TSO, USO,
-   * checksum), so the kernel hands over and takes GSO super-packets (docs/UNDERLAY.md "Super-packets").
+   * TUN offloads (default: the configuration's daemon.offload, true): the egress and interconnect TUNs are opened
+   * with TUNSETOFFLOAD (TSO, USO, checksum), so the kernel hands over and takes GSO super-packets (docs/UNDERLAY.md
+   * "Super-packets").
    */
   offload?: boolean;
   /**
@@ -82,6 +83,8 @@ export interface EdgeOptions {
    * one super-packet per write (dataplane/gro.ts; docs/PERFORMANCE.md "TUN offloads"). No effect without offload.
    */
   gro?: boolean;
+  /** Busy-poll budget of the TUNs, µs (default: the configuration's daemon.busy_poll_us; 0 = off; src/io/tun.ts setBusyPoll). */
+  busyPollUs?: number;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
@@ -112,6 +115,7 @@ export class Edge {
   private readonly batchSize: number;
   private readonly countersIntervalMs: number;
   private readonly healthWithStart: boolean;
+  private readonly busyPollUs: number;
 
   private readonly delivery = new DeliveryTable();
   private readonly outputs: TunOutputs;
@@ -156,6 +160,7 @@ export class Edge {
     this.batchSize = options.batchSize ?? DEFAULT_BATCH;
     this.countersIntervalMs = options.countersIntervalMs ?? DEFAULT_COUNTERS_INTERVAL_MS;
     this.healthWithStart = options.startHealth ?? true;
+    this.busyPollUs = options.busyPollUs ?? cfg.daemon.busy_poll_us;
     this.ids = assignIds(cfg);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
@@ -171,7 +176,7 @@ export class Edge {
       feedback: this.feedback,
       tunnelAddresses: this.tunnelAddresses,
       mtu: options.mtu ?? DEFAULT_MTU,
-      offload: options.offload ?? true,
+      offload: options.offload ?? cfg.daemon.offload,
       gro: options.gro ?? true,
       isRunning: () => this.running,
       // A TUN with offloads reads into 64 KiB slots (bounded: OFFLOAD_BATCH_CAPACITY of them, src/io/tun.ts).
@@ -227,6 +232,7 @@ export class Edge {
     try {
       this.underlay.open().startReading(new PacketBatch(this.batchSize), UNDERLAY_INGRESS, this.onUnderlay, this.onReadError);
       for (const t of this.transports) t.open();
+      setBusyPoll(this.busyPollUs);
     } catch (e) {
       this.closeTransports();
       this.running = false;
@@ -261,6 +267,7 @@ export class Edge {
     if (this.kernelTimer) clearInterval(this.kernelTimer);
     this.expireTimer = this.countersTimer = this.kernelTimer = null;
     this.health.stop();
+    setBusyPoll(0);
     this.closeTransports();
     this.log.info({ status: final }, 'tether stopped');
   }
@@ -279,8 +286,9 @@ export class Edge {
     return {
       tuns: this.tunDevices().map((t) => {
         const c = t.counters();
-        return { name: t.name, packetsIn: c.packetsIn, packetsOut: c.packetsOut, dropsBusy: c.dropsBusy, gsoIn: c.gsoIn, gsoOut: c.gsoOut };
+        return { name: t.name, packetsIn: c.packetsIn, packetsOut: c.packetsOut, dropsBusy: c.dropsBusy, gsoIn: c.gsoIn, gsoOut: c.gsoOut, offloads: t.offloads };
       }),
+      busyPoll: this.running ? busyPollCounters() : undefined,
       edge: nonZero(this.counters, EDGE_COUNTER_NAMES),
       pipelineDrops: nonZero(this.pipeline.counters.drops, DROP_REASON_NAMES),
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),

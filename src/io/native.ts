@@ -50,6 +50,11 @@ export interface IoCounters {
   gsoIn: number;
   /** GSO super-packets written, segmented by the kernel (each is also one of packetsOut). */
   gsoOut: number;
+  /**
+   * Datagrams written inside a UDP super-packet (USO) the addon built from a run of one flow's datagrams (each is
+   * also one of packetsOut; each super-packet one of gsoOut): native/src/tether_io.cc "UDP coalescing".
+   */
+  coalescedOut: number;
   /** Read failures other than EAGAIN, by errno name ("EIO": 3). */
   readErrors: Record<string, number>;
   /** Write failures other than EAGAIN, by errno name ("EINVAL": 1). */
@@ -105,8 +110,24 @@ export interface NativeWgCrypto extends NativeCryptoBatch {
   install(slot: number, sendKey: Uint8Array, recvKey: Uint8Array): void;
 }
 
+/** The busy poll of one thread's TUNs (native/src/tether_io.cc "busy polling"; src/io/tun.ts setBusyPoll). */
+export interface BusyPollCounters {
+  /** The budget in force, µs (0: off). */
+  budgetUs: number;
+  /** Spins started (each after a wakeup that carried packets). */
+  sessions: number;
+  /** Time spent spinning, packets' processing included, ns. */
+  spinNs: number;
+  /** Packets caught while spinning, each a thread wakeup saved; `batches`: the JS calls that carried them. */
+  packets: number;
+  batches: number;
+}
+
 export interface NativeAddon {
   openTun(name: string, flags: number): NativeHandle;
+  /** The busy-poll budget of this thread's TUNs, µs, 0..1000 (0: off). */
+  setBusyPoll(us: number): void;
+  busyPollCounters(): BusyPollCounters;
   EspCrypto: new (slots: number) => NativeEspCrypto;
   WgCrypto: new (slots: number) => NativeWgCrypto;
   allocHugePages(bytes: number): ArrayBuffer;

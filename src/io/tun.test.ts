@@ -6,9 +6,11 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
 import { PacketBatch, VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_UDP_L4, VNET_GSO_TYPE, VNET_WORDS } from '../common/packet-batch.js';
 import { buildUdp } from '../wire/build.js';
+import { foldChecksum, ipv4HeaderChecksum, pseudoHeaderSum4 } from '../wire/checksum.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import {
   IPPROTO_UDP,
@@ -25,7 +27,7 @@ import {
   UDP_LENGTH,
   UDP_SRC_PORT,
 } from '../wire/constants.js';
-import { offloadBatch, openTun, type TunDevice } from './tun.js';
+import { busyPollCounters, offloadBatch, openTun, setBusyPoll, type TunDevice } from './tun.js';
 import { removeStaleNamespaces, sh } from '../../test/support/netns.js';
 
 const NS_PREFIX = 'tt-';
@@ -279,6 +281,131 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     }
   });
 
+  describe('with offloads: runs of one UDP flow are written as one USO super-packet, cut back by the kernel into the same datagrams', () => {
+    // The oracle is the kernel: datagrams written into the TUN with offloads (10.81/24) toward 10.77.0.2 are forwarded
+    // out of the plain TUN (no offloads: the kernel segments a super-packet there and completes every checksum), and
+    // must come out byte for byte as written, but for the hop (TTL - 1, IP checksum) and a partial checksum completed.
+    const PORT = 7333;
+    type Mode = 'full' | 'partial' | 'zero' | 'bad';
+    interface Datagram { flow: number; size: number; id: number; ttl: number; df: boolean; mode: Mode; options?: boolean }
+    let out: Lab;
+    const seen: Uint8Array[] = [];
+
+    before(() => {
+      out = labs[0];
+      sh('ip', 'netns', 'exec', NS, 'sh', '-ec', `sysctl -qw net.ipv4.ip_forward=1; for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done`);
+      out.tun.startReading(new PacketBatch(128), INGRESS, (b) => {
+        for (let i = 0; i < b.count; i++) {
+          const p = b.packet(i);
+          if (p[0] >> 4 === 4 && p[IPV4_PROTOCOL] === IPPROTO_UDP && ((p[(p[0] & 0xf) * 4 + UDP_DST_PORT] << 8) | p[(p[0] & 0xf) * 4 + UDP_DST_PORT + 1]) === PORT) seen.push(p.slice());
+        }
+      });
+    });
+    after(() => {
+      out.tun.stopReading();
+      sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+    });
+
+    /** The datagram as built (full checksum), and as written (its checksum field per mode). */
+    function build(d: Datagram, k: number): { sent: Uint8Array; expected: Uint8Array } {
+      const payload = payloadOf(k, d.size);
+      const full = buildUdp(
+        { src: `10.${OFFLOAD_NET}.0.2`, dst: `10.${out.net}.0.2`, id: d.id, ttl: d.ttl, dontFragment: d.df, ...(d.options ? { options: Uint8Array.of(1, 1, 1, 0) } : {}) },
+        { srcPort: 5000 + d.flow, dstPort: PORT, payload, zeroChecksum: d.mode === 'zero' },
+      );
+      const l4 = (full[0] & 0xf) * 4;
+      const sent = full.slice();
+      if (d.mode === 'bad') sent[l4 + UDP_CHECKSUM] ^= 0x5a;
+      if (d.mode === 'partial') {
+        const v = new DataView(full.buffer);
+        // The pseudo-header sum, folded and not complemented (what udp4_hwcsum leaves for the device to finish).
+        const sum = ~foldChecksum(pseudoHeaderSum4(v.getUint32(IPV4_SRC), v.getUint32(IPV4_DST), IPPROTO_UDP, full.length - l4)) & 0xffff;
+        sent[l4 + UDP_CHECKSUM] = sum >>> 8;
+        sent[l4 + UDP_CHECKSUM + 1] = sum & 0xff;
+      }
+      // One hop later: TTL - 1 and the header checksum again; the UDP bytes as sent, a partial checksum completed.
+      const expected = (d.mode === 'partial' ? full : sent).slice();
+      expected[IPV4_TTL] -= 1;
+      expected[IPV4_CHECKSUM] = 0;
+      expected[IPV4_CHECKSUM + 1] = 0;
+      const hc = ipv4HeaderChecksum(expected, 0, l4);
+      expected[IPV4_CHECKSUM] = hc >>> 8;
+      expected[IPV4_CHECKSUM + 1] = hc & 0xff;
+      return { sent, expected };
+    }
+
+    /** Writes the datagrams in one writeBatch; resolves with what came out of the plain TUN and the super-packets written. */
+    async function through(list: Datagram[]): Promise<{ got: string[]; expected: string[]; superPackets: number; coalesced: number }> {
+      seen.length = 0;
+      const batch = new PacketBatch(Math.max(1, list.length));
+      const expected: string[] = [];
+      list.forEach((d, k) => {
+        const { sent, expected: e } = build(d, k);
+        const i = batch.push(sent, 0, sent.length, 0);
+        if (d.mode === 'partial') {
+          const v = i * VNET_WORDS;
+          batch.vnet[v + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
+          batch.vnet[v + VNET_CSUM_START] = (sent[0] & 0xf) * 4;
+          batch.vnet[v + VNET_CSUM_OFFSET] = UDP_CHECKSUM;
+        }
+        expected.push(Buffer.from(e).toString('hex'));
+      });
+      const before = offloaded.counters();
+      assert.equal(offloaded.writeBatch(batch), list.length);
+      await until(() => seen.length >= list.length, `${list.length} datagrams out of the plain TUN (${seen.length} so far)`);
+      await new Promise((r) => setTimeout(r, 5));
+      const after = offloaded.counters();
+      return { got: seen.map((p) => Buffer.from(p).toString('hex')), expected, superPackets: after.gsoOut - before.gsoOut, coalesced: after.coalescedOut - before.coalescedOut };
+    }
+
+    const run = (n: number, over: Partial<Datagram> = {}): Datagram[] =>
+      Array.from({ length: n }, (_, k) => ({ flow: 0, size: 36, id: 1000 + k, ttl: 64, df: true, mode: 'partial' as Mode, ...over }));
+
+    it('a run of 64-byte datagrams of one flow (partial or full checksums, the last shorter) goes out as one super-packet', async () => {
+      const list = [...run(9), { ...run(1)[0], id: 1009, mode: 'full' as Mode }, { ...run(1)[0], id: 1010, size: 20 }];
+      const r = await through(list);
+      assert.deepEqual(r.got, r.expected);
+      assert.equal(r.superPackets, 1);
+      assert.equal(r.coalesced, list.length);
+    });
+
+    it('never merges across what the kernel\'s GRO would not: an id gap, TTL, DF, port, a bigger datagram, options, a zero or bad checksum', async () => {
+      const breaks: Array<[string, Partial<Datagram>]> = [
+        ['id gap', { id: 1005 }], ['ttl', { ttl: 63 }], ['df', { df: false }], ['port', { flow: 1 }], ['bigger', { size: 40 }],
+        ['options', { options: true }], ['zero checksum', { mode: 'zero' }], ['bad checksum', { mode: 'bad' }],
+      ];
+      for (const [what, change] of breaks) {
+        const second: Datagram = { ...run(2)[1], ...change };
+        const r = await through([run(1)[0], second]);
+        assert.deepEqual(r.got, r.expected, what);
+        assert.equal(r.coalesced, 0, `${what}: not merged`);
+      }
+    });
+
+    it('property: any mix of flows, sizes, ids and checksums comes out as written, in order', async () => {
+      const datagram = fc.record({
+        flow: fc.integer({ min: 0, max: 2 }),
+        size: fc.constantFrom(36, 36, 36, 20, 100),
+        idStep: fc.constantFrom(1, 1, 1, 0, 7),
+        ttl: fc.constantFrom(64, 64, 64, 9),
+        df: fc.constantFrom(true, true, false),
+        mode: fc.constantFrom<Mode>('partial', 'partial', 'full', 'zero', 'bad'),
+      });
+      let merged = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(datagram, { minLength: 1, maxLength: 100 }), async (raw) => {
+          const ids = [0, 0, 0];
+          const list = raw.map((d) => ({ ...d, id: (ids[d.flow] += d.idStep) & 0xffff }));
+          const r = await through(list);
+          assert.deepEqual(r.got, r.expected);
+          merged += r.coalesced;
+        }),
+        { numRuns: 25 },
+      );
+      assert.ok(merged > 0, 'some runs were merged');
+    });
+  });
+
   it('counts a packet the kernel refuses (not IPv4/IPv6) by errno and carries on', () => {
     const { tun } = labs[0];
     const batch = new PacketBatch(2);
@@ -339,6 +466,68 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     assert.throws(() => tun.writeBatch(batch), /closed/);
     assert.throws(() => sh('ip', '-n', NS, 'link', 'show', tun.name), 'the device is gone with its fd');
     tun.close(); // idempotent
+  });
+
+  it('busy polling: a packet that reaches another TUN while a batch is handled is read by the spin; off, nothing spins', async () => {
+    // The plain TUN (10.77/24) and the one with a header (10.78/24), forwarding on: a packet written into one
+    // toward the other's far side is routed there inside the write(), so it is queued before the callback returns.
+    const [a, b] = [labs[0], labs[1]];
+    sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    const PORT = 9555;
+    const toward = (from: Lab, to: Lab, tag: number): PacketBatch => {
+      const batch = new PacketBatch(1);
+      const bytes = buildUdp({ src: `10.${from.net}.0.2`, dst: `10.${to.net}.0.2` }, { srcPort: PORT, dstPort: PORT, payload: Uint8Array.of(tag) });
+      batch.push(bytes, 0, bytes.length, 0);
+      return batch;
+    };
+    const tagOf = (batch: PacketBatch, i: number): number => {
+      const p = batch.packet(i);
+      const v = new DataView(p.buffer, p.byteOffset, p.length);
+      return p[0] >> 4 === 4 && v.getUint8(IPV4_PROTOCOL) === IPPROTO_UDP && v.getUint16(IPV4_HEADER_LEN + UDP_DST_PORT) === PORT ? p[IPV4_HEADER_LEN + UDP_HEADER_LEN] : -1;
+    };
+    // a's callback answers each tagged packet with one toward b; b's records what it got.
+    const atB: number[] = [];
+    a.tun.startReading(new PacketBatch(8), INGRESS, (batch) => {
+      for (let i = 0; i < batch.count; i++) {
+        const tag = tagOf(batch, i);
+        if (tag >= 0) assert.equal(a.tun.writeBatch(toward(a, b, tag + 1)), 1);
+      }
+    });
+    b.tun.startReading(new PacketBatch(8), INGRESS, (batch) => {
+      for (let i = 0; i < batch.count; i++) if (tagOf(batch, i) >= 0) atB.push(tagOf(batch, i));
+    });
+    try {
+      assert.throws(() => setBusyPoll(-1), RangeError);
+      assert.throws(() => setBusyPoll(1001), /0\.\.1000/);
+      for (const budget of [200, 0]) {
+        setBusyPoll(budget);
+        const before = busyPollCounters();
+        assert.equal(before.budgetUs, budget);
+        const tag = budget === 0 ? 10 : 20;
+        atB.length = 0;
+        assert.equal(b.tun.writeBatch(toward(b, a, tag)), 1, 'the trigger, routed into a');
+        await until(() => atB.length === 1, `the answer at b (busy poll ${budget} µs)`);
+        assert.deepEqual(atB, [tag + 1], 'exactly once');
+        const after = busyPollCounters();
+        if (budget === 0) {
+          assert.deepEqual(after, before, 'off: no spin');
+        } else {
+          assert.ok(after.sessions > before.sessions, 'a wakeup with packets started a spin');
+          assert.ok(after.packets > before.packets, 'the answer at b was read by the spin, not by a wakeup');
+          assert.ok(after.spinNs > before.spinNs);
+        }
+      }
+      // An idle edge sleeps: with the budget set and no packets, no spin starts.
+      setBusyPoll(200);
+      const idle = busyPollCounters();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(busyPollCounters().sessions, idle.sessions, 'no packets, no spin');
+    } finally {
+      setBusyPoll(0);
+      a.tun.stopReading();
+      b.tun.stopReading();
+      sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+    }
   });
 
   it('survives a worker thread that is terminated while its device is being polled', () => {

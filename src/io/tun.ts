@@ -27,7 +27,12 @@
 import { getSystemErrorName } from 'node:util';
 import { NEXT_HOP_DROP } from '../common/ids.js';
 import { DEFAULT_HEADROOM, PacketBatch } from '../common/packet-batch.js';
-import { loadNative, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_OFFLOAD, TUN_FLAG_VNET_HDR, type IoCounters, type NativeHandle } from './native.js';
+import { loadNative, TUN_FLAG_MULTI_QUEUE, TUN_FLAG_OFFLOAD, TUN_FLAG_VNET_HDR, type BusyPollCounters, type IoCounters, type NativeHandle } from './native.js';
+
+export type { BusyPollCounters } from './native.js';
+
+/** The largest busy-poll budget, µs (kBusyPollMaxUs in tether_io.cc): beyond a millisecond a spin is a core. */
+export const BUSY_POLL_MAX_US = 1000;
 
 /** The largest packet a TUN with offloads hands over: an IP datagram's maximum (RFC 791 total length, 16 bits). */
 export const OFFLOAD_MAX_PACKET = 0xffff;
@@ -180,4 +185,19 @@ export class TunDevice {
 export function openTun(name: string, opts: TunOptions = {}): TunDevice {
   const flags = (opts.multiQueue ? TUN_FLAG_MULTI_QUEUE : 0) | (opts.vnetHdr ? TUN_FLAG_VNET_HDR : 0) | (opts.offload ? TUN_FLAG_OFFLOAD : 0);
   return new TunDevice(loadNative().openTun(name, flags));
+}
+
+/**
+ * Busy polling of every TUN read on this thread (native/src/tether_io.cc "busy polling"): after a wakeup that carried
+ * packets, spin with zero-timeout polls over the TUNs until none has had a packet for `us` microseconds (a session
+ * is capped at 1 ms, then libuv runs). Trades CPU for the thread wakeup the next packet would pay. 0 turns it off.
+ */
+export function setBusyPoll(us: number): void {
+  if (!(Number.isFinite(us) && us >= 0 && us <= BUSY_POLL_MAX_US)) throw new RangeError(`busy poll of ${us} µs: must be 0..${BUSY_POLL_MAX_US}`);
+  loadNative().setBusyPoll(us);
+}
+
+/** This thread's busy-poll figures since start (allocates: control plane). */
+export function busyPollCounters(): BusyPollCounters {
+  return loadNative().busyPollCounters();
 }
