@@ -44,6 +44,7 @@ export class LiveEdge implements EdgeLike {
     }
     result.flowsEnded = this.edge.pipeline.endFlowsOf(removedIds);
     this.edge.syncHealth(this.live.config.onramps, this.live.ids.onramps);
+    this.edge.appliedToLanes(this.live.config);
     this.onApplied?.(this.live.config, this.live.ids);
     return result;
   }

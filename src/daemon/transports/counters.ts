@@ -62,6 +62,14 @@ export const enum EdgeCounter {
   ChecksumCompleted = 28,
   /** Super-packets or partial checksums whose virtio-net header does not fit the packet (dropped). */
   GsoBad = 29,
+  /** Lanes: packets from the Internet handed to the lane whose NAT slice owns them (docs/ARCHITECTURE.md "Lanes"). */
+  LaneHandedOff = 30,
+  /** Lanes: packets to hand off dropped because the ring to their lane was full. */
+  LaneRingFull = 31,
+  /** Lanes: packets other lanes handed to this one. */
+  LaneReceived = 32,
+  /** Lanes: handed-off packets longer than this lane's read slots (dropped). */
+  LaneHandoffTooLong = 33,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -95,6 +103,10 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'gso_segments',
   'checksum_completed',
   'gso_bad',
+  'lane_handed_off',
+  'lane_ring_full',
+  'lane_received',
+  'lane_handoff_too_long',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */
