@@ -74,7 +74,7 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   const differs = opened === null ? null : storeDiffersWarning(opened, source);
   if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
-  const lanes = opts.lanes === undefined ? 1 : Number(opts.lanes);
+  const lanes = opts.lanes === undefined ? cfg.daemon.lanes : Number(opts.lanes);
   const lanesProblem = laneCountProblem(lanes);
   if (lanesProblem !== null) {
     process.stderr.write(`tether: --lanes: ${lanesProblem}\n`);
@@ -150,7 +150,7 @@ function main(argv: string[]): void {
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); required')
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .option('--config-wins', 'the file replaces the configuration in the store (validated like tether config import)')
-    .option('--lanes <n>', 'worker threads with a pipeline and a queue of every egress and interconnect TUN each (docs/ARCHITECTURE.md "Lanes"; default 1)')
+    .option('--lanes <n>', 'worker threads with a pipeline and a queue of every egress and interconnect TUN each (docs/ARCHITECTURE.md "Lanes"; default: daemon.lanes of the configuration, 1)')
     .option('--no-offload', 'open the egress and interconnect TUNs without TSO/USO offloads (docs/UNDERLAY.md "Super-packets")')
     .action(run);
   const lab = program.command('lab').description('the network-namespace lab: overlapping WireGuard sites (one with a primary and a backup tunnel), a GRE site, a data center, the Internet (root; docs/LAB.md)');

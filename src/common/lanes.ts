@@ -8,6 +8,9 @@
  * covers it, the internal port itself (REQ-3 port preservation).
  */
 
+/** Lanes when the configuration and the command line say nothing: the edge on one thread, as before lanes. */
+export const DEFAULT_LANES = 1;
+
 /** The most lanes an edge runs: more than any core count this is deployed on, and a lane index fits a byte. */
 export const MAX_LANES = 64;
 

@@ -138,7 +138,7 @@ test('a wrong type names the key path, line and column, and quotes the value', (
 test('unknown keys are errors, with a suggestion for near misses', () => {
   assert.deepEqual(brief(`api:\n  listn: 127.0.0.1\n`), ['2:3 api.listn: unknown key "listn"; did you mean "listen"?']);
   assert.deepEqual(brief(`colour: blue\n`), [
-    '1:1 colour: unknown key "colour"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, flows',
+    '1:1 colour: unknown key "colour"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, flows, daemon',
   ]);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP}    preferense: 5\n`), ['6:5 onramps[0].preferense: unknown key "preferense"; did you mean "preference"?']);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP.replace('remote: 192.168.103.2', 'remote: 192.168.103.2, kye: 7')}`), [
@@ -422,7 +422,7 @@ test('validateConfig checks plain objects with the same rules, without lines', (
   assert.throws(() => validateConfig(bad, 'api'), (e: unknown) => {
     assert.ok(e instanceof ConfigError);
     assert.deepEqual(e.message.split('\n'), [
-      'api: extra: unknown key "extra"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, flows',
+      'api: extra: unknown key "extra"; expected one of: version, log, api, store, sites, wireguard_devices, onramps, routes, egress, firewall, flows, daemon',
       'api: routes[0].next_hop.onramp: no onramp named "nope" (onramps: site-a-wg, site-b-wg, site-gre-tunnel, dc-link)',
     ]);
     return true;
@@ -583,4 +583,10 @@ onramps:
     wireguard: { public_key: ${k.siteAPublic}, allowed_ips: 10.0.1.0/24 }
 `), ['7:22 onramps[0].allowed_sources: a WireGuard onramp accepts the sources in wireguard.allowed_ips (cryptokey routing); allowed_sources is for gre, interconnect and ipsec onramps']);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP}    allowed_sources: [10.0.1.0/33]\n`).length, 1, 'a bad prefix is named');
+});
+
+test('daemon.lanes: default 1, a count of lanes, a clear error out of range', () => {
+  assert.equal(loadConfig('{}', 'edge.yaml').daemon.lanes, 1);
+  assert.equal(loadConfig('daemon: { lanes: 2 }\n', 'edge.yaml').daemon.lanes, 2);
+  assert.deepEqual(brief('daemon: { lanes: 0 }\n'), ['1:18 daemon.lanes: must be an integer 1..64 (threads), got 0']);
 });

@@ -19,6 +19,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { DEFAULT_LANES, MAX_LANES } from '../common/lanes.js';
 import { DEFAULT_DRAIN_IDLE_MS, FAILOVER_POLICIES, ONRAMP_TYPES } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
 import { DEFAULT_RATE, RATE_INTERVAL_MS, type ProbeRate } from '../health/constants.js';
@@ -120,6 +121,12 @@ export const LogSchema = Type.Object({
   level: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: 'info' }),
   /** One JSON line per ended flow: 'off', 'stdout', or a file path. */
   flow_log: Type.String({ default: 'off', what: "'off', 'stdout' or a file path" }),
+}, { additionalProperties: false, default: {} });
+
+/** The daemon's threads (docs/ARCHITECTURE.md "Lanes"); read at start (a change needs a restart). */
+export const DaemonSchema = Type.Object({
+  /** Lanes: worker threads, each with a pipeline and its own queue of every egress and interconnect TUN. */
+  lanes: Int(1, MAX_LANES, { default: DEFAULT_LANES, unit: 'threads' }),
 }, { additionalProperties: false, default: {} });
 
 /** PEM files for HTTPS (Fastify's https option); paths, so settable only in the YAML file (docs/API.md). */
@@ -428,12 +435,14 @@ export const TetherConfigSchema = Type.Object({
   egress: Type.Optional(EgressSchema),
   firewall: FirewallSchema,
   flows: FlowsSchema,
+  daemon: DaemonSchema,
 }, { additionalProperties: false, $id: 'Config', description: 'the whole configuration, as in the YAML file (docs/CONFIG.md)' });
 
 // ─── Types ───────────────────────────────────────────────────────────────────────────────────────────
 
 export type TetherConfig = Static<typeof TetherConfigSchema>;
 export type LogConfig = Static<typeof LogSchema>;
+export type DaemonConfig = Static<typeof DaemonSchema>;
 export type ApiConfig = Static<typeof ApiSettingsSchema>;
 export type StoreConfig = Static<typeof StoreSettingsSchema>;
 export type SiteConfig = Static<typeof SiteSchema>;

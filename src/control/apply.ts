@@ -84,7 +84,7 @@ export class ApplyError extends Error {
 }
 
 /** What a running edge cannot change (docs/API.md, "What a change does to traffic", says why for each). */
-const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'egress'] as const;
+const RESTART_SECTIONS = ['log', 'api', 'store', 'flows', 'daemon', 'egress'] as const;
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);

@@ -41,7 +41,8 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
-import { ConfigError, ConfigIndex, MAX_RULE_ID, type EntryChange, type IndexedChange, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
+import { DEFAULT_LANES } from '../common/lanes.js';
+import { ConfigError, ConfigIndex, MAX_RULE_ID, type EntryChange, type IndexedChange, type ConfigProblem, stringifyConfig, validateConfig, type ApiConfig, type EgressConfig, type FirewallRuleConfig, type FlowsConfig, type DaemonConfig, type LogConfig, type OnrampConfig, type RouteConfig, type SiteConfig, type StoreConfig, type TetherConfig, type WireGuardDeviceConfig } from '../config/index.js';
 
 /** Bumped with every change of the tables below; open() migrates older stores or refuses newer ones. */
 export const STORE_SCHEMA_VERSION = 1;
@@ -82,6 +83,8 @@ export interface StoreSettings {
   api: ApiConfig;
   store: StoreConfig;
   flows: FlowsConfig;
+  /** Absent in a store written before lanes: the default. */
+  daemon?: DaemonConfig;
   egress?: EgressConfig;
   default_action: 'allow' | 'deny';
 }
@@ -125,7 +128,7 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
 }
 
-const SETTINGS_KEYS = ['log', 'api', 'store', 'flows', 'egress', 'default_action'] as const;
+const SETTINGS_KEYS = ['log', 'api', 'store', 'flows', 'daemon', 'egress', 'default_action'] as const;
 
 /** The configuration of a document (not validated). */
 export function docToConfig(doc: StoreDoc): TetherConfig {
@@ -143,6 +146,7 @@ export function docToConfig(doc: StoreDoc): TetherConfig {
     ...(s.egress !== undefined ? { egress: s.egress } : {}),
     firewall: { default_action: s.default_action, rules: e.firewall_rules.map((r) => r.value) },
     flows: s.flows,
+    daemon: s.daemon ?? { lanes: DEFAULT_LANES },
   };
 }
 
@@ -540,7 +544,7 @@ export class ConfigStore {
   /** The document of a validated configuration: values normalised (defaults filled in), ids pinned. */
   private configToDoc(cfg: TetherConfig): StoreDoc {
     const doc: StoreDoc = {
-      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action },
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, daemon: cfg.daemon, default_action: cfg.firewall.default_action },
       entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
     };
     if (cfg.egress !== undefined) doc.settings.egress = cfg.egress;
@@ -562,7 +566,7 @@ export class ConfigStore {
   private normalisedDoc(doc: StoreDoc, cfg: TetherConfig, snap: Snapshot | null): StoreDoc {
     const values = this.listsOf(cfg);
     const out: StoreDoc = {
-      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, default_action: cfg.firewall.default_action },
+      settings: { log: cfg.log, api: cfg.api, store: cfg.store, flows: cfg.flows, daemon: cfg.daemon, default_action: cfg.firewall.default_action },
       entries: { sites: [], wireguard_devices: [], onramps: [], routes: [], firewall_rules: [] },
     };
     if (cfg.egress !== undefined) out.settings.egress = cfg.egress;

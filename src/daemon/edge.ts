@@ -24,7 +24,7 @@ import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { PacketBatch, VNET_WORDS } from '../common/packet-batch.js';
 import { HandoffRing } from '../common/handoff-ring.js';
-import { laneCountProblem } from '../common/lanes.js';
+import { DEFAULT_LANES, laneCountProblem } from '../common/lanes.js';
 import { LaneSteering } from '../dataplane/lane-steering.js';
 import { LaneHost, mergeLaneStatus, type LaneWiring } from './lanes.js';
 import {
@@ -85,7 +85,7 @@ export interface EdgeOptions {
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
-   * Lanes (docs/ARCHITECTURE.md "Lanes"; default 1): worker threads, each with its own pipeline and its own queue
+   * Lanes (docs/ARCHITECTURE.md "Lanes"; default: the configuration's daemon.lanes): worker threads, each with its own pipeline and its own queue
    * of every egress and interconnect TUN (IFF_MULTI_QUEUE). This edge is lane 0 and starts the others.
    */
   lanes?: number;
@@ -191,7 +191,8 @@ export class Edge {
     this.healthWithStart = options.startHealth ?? true;
     this.ids = assignIds(cfg);
     this.laneIndex = options.wiring?.index ?? 0;
-    this.laneCount = options.wiring?.count ?? options.lanes ?? 1;
+    // A configuration built in code before lanes existed has no daemon section: one lane.
+    this.laneCount = options.wiring?.count ?? options.lanes ?? (cfg.daemon as TetherConfig['daemon'] | undefined)?.lanes ?? DEFAULT_LANES;
     const lanesProblem = laneCountProblem(this.laneCount);
     if (lanesProblem !== null) throw new Error(lanesProblem);
     if (this.laneCount > 1) {
