@@ -195,12 +195,8 @@ export class Edge {
     this.laneCount = options.wiring?.count ?? options.lanes ?? (cfg.daemon as TetherConfig['daemon'] | undefined)?.lanes ?? DEFAULT_LANES;
     const lanesProblem = laneCountProblem(this.laneCount);
     if (lanesProblem !== null) throw new Error(lanesProblem);
-    if (this.laneCount > 1) {
-      // Tunnel onramps arrive through the one underlay TUN and keep per-peer protocol state (sessions, replay
-      // windows) that one lane must own: they run with one lane until that state is split (docs/ARCHITECTURE.md).
-      const tunnel = cfg.onramps.find((o) => o.type !== 'interconnect');
-      if (tunnel !== undefined) throw new Error(`lanes ${this.laneCount}: onramp ${tunnel.name} is of type ${tunnel.type}; with more than one lane every onramp must be an interconnect (tunnel onramps run on one lane)`);
-    }
+    const tunnel = this.tunnelOnLanes(cfg);
+    if (tunnel !== null) throw new Error(tunnel.message);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
     if (this.laneCount > 1) pipelineConfig.lane = { index: this.laneIndex, count: this.laneCount };
@@ -348,6 +344,19 @@ export class Edge {
   status(): EdgeStatus {
     const own = this.ownStatus();
     return this.laneHost === null ? own : mergeLaneStatus(own, this.laneHost.statuses());
+  }
+
+  /**
+   * With more than one lane, a configuration with a tunnel onramp: where and why (null: none, or one lane). Tunnel
+   * onramps arrive through the one underlay TUN and keep per-peer protocol state (sessions, replay windows) that
+   * one lane must own: they run with one lane until that state is split (docs/ARCHITECTURE.md "Lanes").
+   */
+  tunnelOnLanes(cfg: TetherConfig): { path: string; message: string } | null {
+    if (this.laneCount <= 1) return null;
+    const i = cfg.onramps.findIndex((o) => o.type !== 'interconnect');
+    if (i < 0) return null;
+    const o = cfg.onramps[i];
+    return { path: `onramps[${i}].type`, message: `onramp ${o.name} is of type ${o.type}; with ${this.laneCount} lanes (daemon.lanes) every onramp must be an interconnect (tunnel onramps run on one lane)` };
   }
 
   /** Resolves when every lane runs (at once without lanes); rejects with a lane's error. */
