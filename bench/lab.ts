@@ -50,6 +50,10 @@
  * writes its TUNs without coalescing TCP segments, as before GRO; --json says `gro: false`),
  * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
  * /var/tmp/tether-ssw/bench-P), --down (only remove what a run with this prefix left).
+ * Lanes (docs/PERFORMANCE.md "Lanes"): --lanes N runs tether with N lanes (`tether run --lanes N`; with N > 1 its
+ * configuration keeps only the interconnect onramp, and only --only interconnect,latency can be measured);
+ * --streams N (iperf3 -P N for the TCP figures: one stream is one flow, so one lane) and --udp-flows N (iperf3 -u
+ * -P N: N flows of 64-byte packets) apply to tether and the kernel reference alike.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -92,6 +96,14 @@ const UNDERLAY_QUEUE = option('--underlay-queue', '');
 const NO_GRO = args.includes('--no-gro');
 /** An experiment: the daemon's busy-poll budget, µs (daemon.busy_poll_us; 0 = off); default: the configuration's default. */
 const BUSY_POLL_US = option('--busy-poll-us', '');
+/** tether's lanes (`tether run --lanes N`); with more than one, the bench's tether runs the interconnect onramp only. */
+const LANES = Number(option('--lanes', '1'));
+/** iperf3 -P for TCP and for 64-byte UDP: parallel streams, each its own flow (and so, with lanes, its own lane's). */
+const STREAMS = Number(option('--streams', '1'));
+const UDP_FLOWS = Number(option('--udp-flows', '1'));
+if (LANES > 1) {
+  for (const x of ONLY) if (x !== 'interconnect' && x !== 'latency') throw new Error(`--lanes ${LANES}: tunnel onramps run on one lane; measure --only interconnect,latency`);
+}
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -560,14 +572,15 @@ function tetherConfig(n: BenchNames): TetherConfig {
     { name: 'site-wg2', description: 'bench: second WireGuard site (the burst figure)', prefixes: [LAN2] },
     { name: 'site-ipsec', description: 'bench: IPsec site behind strongSwan (same LAN)', prefixes: [lan] },
   ];
-  cfg.wireguard_devices = cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
-  cfg.onramps = onramps;
+  cfg.wireguard_devices = LANES > 1 ? [] : cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
+  cfg.onramps = LANES > 1 ? onramps.filter((o) => o.type === 'interconnect') : onramps;
   cfg.routes = cfg.routes.filter((r) => r.next_hop === 'internet');
   if (!cfg.egress) throw new Error('defaultConfig() changed: no egress');
   cfg.egress.addresses = [ADDR.tether.pool];
   cfg.store.path = join(n.runDir, 'tether.db');
   cfg.api.token_file = join(n.runDir, 'api-token');
-  cfg.log.level = 'warn';
+  // With lanes, info: the bench waits for the daemon's "lanes running" line (nothing is logged per packet).
+  cfg.log.level = LANES > 1 ? 'info' : 'warn';
   if (BUSY_POLL_US !== '') cfg.daemon.busy_poll_us = Number(BUSY_POLL_US);
   return cfg;
 }
@@ -575,13 +588,15 @@ function tetherConfig(n: BenchNames): TetherConfig {
 async function startTether(n: BenchNames): Promise<Started> {
   const configFile = join(n.runDir, 'tether.yaml');
   writeFileSync(configFile, `# written by bench/lab.ts (prefix ${PREFIX}); lab keys only\n${stringifyConfig(tetherConfig(n))}`, { mode: 0o600 });
-  const daemon = startIn(n, 'tether', n.tedge, process.execPath, [DAEMON, 'run', '--no-api', '--config', configFile, ...(NO_GRO ? ['--no-gro'] : [])]);
+  const daemon = startIn(n, 'tether', n.tedge, process.execPath, [DAEMON, 'run', '--no-api', '--lanes', String(LANES), '--config', configFile, ...(NO_GRO ? ['--no-gro'] : [])]);
   await waitUntil('the daemon\'s routes and rules', 30_000, async () => {
     const routes = await run('ip', ['-n', n.tedge, '-4', 'route', 'show']);
     const rules = await run('ip', ['-n', n.tedge, 'rule', 'show']);
-    return routes.stdout.includes(ADDR.tether.pool) && routes.stdout.includes(ADDR.tether.wg.endpoint)
-      && routes.stdout.includes(LAB.siteD.edgeEndpoint) && rules.stdout.includes(`iif ${IF.siteLink}`);
+    const tunnels = LANES > 1 || (routes.stdout.includes(ADDR.tether.wg.endpoint) && routes.stdout.includes(LAB.siteD.edgeEndpoint));
+    return routes.stdout.includes(ADDR.tether.pool) && tunnels && rules.stdout.includes(`iif ${IF.siteLink}`);
   }, daemon);
+  // The other lanes open their queues after lane 0's routes exist: wait for the line that says they run.
+  if (LANES > 1) await waitUntil('the daemon\'s lanes', 30_000, async () => readFileSync(daemon.log, 'utf8').includes('"lanes running"'), daemon);
   return daemon;
 }
 
@@ -655,8 +670,8 @@ async function measured<T>(path: Path, f: () => Promise<T>): Promise<{ value: T;
 }
 
 async function tcpBulk(path: Path, seconds = SECONDS): Promise<TcpResult> {
-  progress(`${path.what}: TCP, one stream, ${seconds} s`);
-  const { value: r, cpuPercent, siteCpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds)], path.what, seconds));
+  progress(`${path.what}: TCP, ${STREAMS === 1 ? 'one stream' : `${STREAMS} streams`}, ${seconds} s`);
+  const { value: r, cpuPercent, siteCpuPercent } = await measured(path, () => iperf(path.ns, ['-t', String(seconds), '-P', String(STREAMS)], path.what, seconds));
   const recv = r.end?.sum_received;
   return { gbps: (recv?.bits_per_second ?? 0) / 1e9, retransmits: r.end?.sum_sent?.retransmits ?? 0, cpu_percent: cpuPercent, site_cpu_percent: siteCpuPercent };
 }
@@ -682,9 +697,9 @@ async function countInetUdp(n: BenchNames): Promise<void> {
 /** 64-byte IPv4 packets as fast as iperf3 sends them: what the server received, and what the edge put on the wire. */
 const UDP_PAYLOAD = 36;
 async function udpSmall(n: BenchNames, path: Path): Promise<UdpResult> {
-  progress(`${path.what}: UDP, 64-byte packets, ${SECONDS} s`);
+  progress(`${path.what}: UDP, 64-byte packets, ${UDP_FLOWS} flow(s), ${SECONDS} s`);
   const before = await inetUdpCount(n, path.inetLink);
-  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-u', '-l', String(UDP_PAYLOAD), '-b', '0', '-t', String(SECONDS)], path.what));
+  const { value: r, cpuPercent } = await measured(path, () => iperf(path.ns, ['-u', '-l', String(UDP_PAYLOAD), '-b', '0', '-t', String(SECONDS), '-P', String(UDP_FLOWS)], path.what));
   const forwarded = (await inetUdpCount(n, path.inetLink)) - before;
   const sent = r.end?.sum_sent;
   const recv = r.end?.sum_received;
@@ -873,8 +888,10 @@ async function main(): Promise<void> {
     // edge's own (docs/LAB.md, "The peers").
     await inNamespaceOk(names.twsite, 'wg', ['set', names.wgTetherSite, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
     await inNamespaceOk(names.twsite2, 'wg', ['set', names.wgTetherSite2, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
-    await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
-    await waitUntil('WireGuard handshake second site → tether', 20_000, () => handshakeDone(names.twsite2, names.wgTetherSite2), wgTether2);
+    if (LANES === 1) {
+      await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
+      await waitUntil('WireGuard handshake second site → tether', 20_000, () => handshakeDone(names.twsite2, names.wgTetherSite2), wgTether2);
+    }
     await waitUntil('WireGuard handshake site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite, names.wgKernelSite));
     await waitUntil('WireGuard handshake second site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite2, names.wgKernelSite2));
     await waitUntil('iperf3 server', 10_000, async () => (await inNamespace(names.inet, 'ss', ['-ltn'])).stdout.includes(':5201'));
@@ -892,10 +909,10 @@ async function main(): Promise<void> {
     progress('checking that every path forwards');
     const paths = [
       [names.tsite, 'tether interconnect'], [names.ksite, 'kernel edge'],
-      [names.twsite, 'tether WireGuard'], [names.kwsite, 'wireguard-go edge'],
+      ...(LANES === 1 ? [[names.twsite, 'tether WireGuard']] as const : []), [names.kwsite, 'wireguard-go edge'],
     ] as const;
     for (const [ns, what] of paths) await checkForwards(ns, what);
-    await checkForwards(names.twsite2, 'tether WireGuard, second site', HOST2);
+    if (LANES === 1) await checkForwards(names.twsite2, 'tether WireGuard, second site', HOST2);
     await checkForwards(names.kwsite2, 'wireguard-go edge, second site', HOST2);
     if (ipsecOn) await checkForwards(names.ssite, 'strongSwan → strongSwan edge');
     const tetherIpsec = ipsecOn ? await tetherIpsecPath(names, daemon) : null;
@@ -958,6 +975,9 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, kernel: release(), node: process.version },
       seconds_per_measurement: SECONDS,
+      lanes: LANES,
+      tcp_streams: STREAMS,
+      udp64_flows: UDP_FLOWS,
       sections: [...ONLY],
       gro: !NO_GRO,
       tether_underlay_queue_packets: underlayQueue,
@@ -1026,6 +1046,10 @@ interface BenchResult {
   seconds_per_measurement: number;
   /** false with --no-gro: the daemon wrote its TUNs without coalescing (the before of an A/B). */
   gro: boolean;
+  /** tether's lanes (--lanes), and iperf3's parallel flows for TCP (--streams) and 64-byte UDP (--udp-flows). */
+  lanes: number;
+  tcp_streams: number;
+  udp64_flows: number;
   /** What was measured (--only); the others report zeros. */
   sections: string[];
   /** The txqueuelen of tether's underlay TUN during the run. */
@@ -1150,7 +1174,7 @@ function printTable(r: BenchResult): void {
   const w = (key: keyof Row): number => Math.max(...all.map((x) => x[key].length));
   const line = (x: Row): string => `${x.what.padEnd(w('what'))}  ${x.tether.padStart(w('tether'))}  ${x.reference.padStart(w('reference'))}  ${x.ratio.padStart(w('ratio'))}  ${x.goal}`.trimEnd();
   process.stdout.write(`${all.map(line).join('\n')}\n`);
-  process.stdout.write(`(${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; ${r.seconds_per_measurement} s per measurement, ${r.wall_seconds.toFixed(0)} s in all)\n`);
+  process.stdout.write(`(${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, Node ${r.machine.node}; ${r.seconds_per_measurement} s per measurement, ${r.wall_seconds.toFixed(0)} s in all; tether lanes ${r.lanes}, TCP streams ${r.tcp_streams}, UDP flows ${r.udp64_flows})\n`);
 }
 
 void main();

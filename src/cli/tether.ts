@@ -17,6 +17,7 @@ import { ConfigError, loadConfig, type TetherConfig } from '../config/index.js';
 import { openStore, startControlPlane, storeDiffersWarning, type ControlPlane } from '../daemon/control.js';
 import { registerClientCommands } from './api-client.js';
 import { Edge } from '../daemon/edge.js';
+import { laneCountProblem } from '../common/lanes.js';
 
 const EXIT_OK = 0;
 const EXIT_START_FAILED = 1;
@@ -52,7 +53,7 @@ function readConfig(path: string | undefined): { cfg: TetherConfig; source: stri
 /** Every file tether creates (token, store and its WAL/SHM, flow log) is private to its user: 0600 / 0700. */
 const PRIVATE_UMASK = 0o077;
 
-async function run(opts: { config?: string; api?: boolean; configWins?: boolean; offload?: boolean; gro?: boolean }): Promise<void> {
+async function run(opts: { config?: string; api?: boolean; configWins?: boolean; offload?: boolean; gro?: boolean; lanes?: string }): Promise<void> {
   process.umask(PRIVATE_UMASK);
   const { cfg: fileCfg, source } = readConfig(opts.config);
   // The YAML seeds an empty store; afterwards the store (changed through the API) is what runs.
@@ -73,10 +74,18 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   const differs = opened === null ? null : storeDiffersWarning(opened, source);
   if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
+  const lanes = opts.lanes === undefined ? cfg.daemon.lanes : Number(opts.lanes);
+  const lanesProblem = laneCountProblem(lanes);
+  if (lanesProblem !== null) {
+    process.stderr.write(`tether: --lanes: ${lanesProblem}\n`);
+    process.exit(EXIT_BAD_CONFIG);
+  }
   try {
     // --no-offload overrides daemon.offload; otherwise the configuration decides.
-    edge = new Edge({ config: cfg, log, startHealth: false, ...(opts.offload === false ? { offload: false } : {}), gro: opts.gro !== false });
+    edge = new Edge({ config: cfg, log, startHealth: false, ...(opts.offload === false ? { offload: false } : {}), gro: opts.gro !== false, lanes });
     edge.start();
+    await edge.lanesReady();
+    log.info({ lanes }, 'lanes running');
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'tether could not start');
     process.exit(EXIT_START_FAILED);
@@ -142,6 +151,7 @@ function main(argv: string[]): void {
     .option('-c, --config <file>', 'YAML configuration (docs/CONFIG.md); required')
     .option('--no-api', 'no REST API, store, metrics or dashboard (the data plane only)')
     .option('--config-wins', 'the file replaces the configuration in the store (validated like tether config import)')
+    .option('--lanes <n>', 'worker threads with a pipeline and a queue of every egress and interconnect TUN each (docs/ARCHITECTURE.md "Lanes"; default: daemon.lanes of the configuration, 1)')
     .option('--no-offload', 'open the egress and interconnect TUNs without TSO/USO offloads (docs/UNDERLAY.md "Super-packets")')
     .option('--no-gro', 'write TCP segments to those TUNs one by one, not coalesced into super-packets (docs/PERFORMANCE.md "TUN offloads")')
     .action(run);

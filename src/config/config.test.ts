@@ -584,3 +584,9 @@ onramps:
 `), ['7:22 onramps[0].allowed_sources: a WireGuard onramp accepts the sources in wireguard.allowed_ips (cryptokey routing); allowed_sources is for gre, interconnect and ipsec onramps']);
   assert.deepEqual(brief(`onramps:\n${GRE_ONRAMP}    allowed_sources: [10.0.1.0/33]\n`).length, 1, 'a bad prefix is named');
 });
+
+test('daemon.lanes: default 1, a count of lanes, a clear error out of range', () => {
+  assert.equal(loadConfig('{}', 'edge.yaml').daemon.lanes, 1);
+  assert.equal(loadConfig('daemon: { lanes: 2 }\n', 'edge.yaml').daemon.lanes, 2);
+  assert.deepEqual(brief('daemon: { lanes: 0 }\n'), ['1:18 daemon.lanes: must be an integer 1..64 (threads), got 0']);
+});

@@ -19,6 +19,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { MAX_ONRAMP_ID, MAX_SITE_ID } from '../common/ids.js';
+import { DEFAULT_LANES, MAX_LANES } from '../common/lanes.js';
 import { DEFAULT_DRAIN_IDLE_MS, FAILOVER_POLICIES, ONRAMP_TYPES } from '../dataplane/ports.js';
 import { DEFAULT_TIMEOUTS } from '../flow/timeouts.js';
 import { MAX_TTL as MAX_DNS_TTL } from '../gateway/dns.js';
@@ -498,6 +499,8 @@ export const DaemonSchema = Type.Object({
   /** TUNSETOFFLOAD on the egress and interconnect TUNs (docs/UNDERLAY.md "Super-packets"); `tether run --no-offload` overrides. */
   offload: Type.Boolean({ default: true }),
   busy_poll_us: Int(0, MAX_BUSY_POLL_US, { default: DEFAULT_BUSY_POLL_US, unit: 'microseconds' }),
+  /** Lanes: worker threads, each with a pipeline and its own queue of every egress and interconnect TUN (docs/ARCHITECTURE.md "Lanes"). */
+  lanes: Int(1, MAX_LANES, { default: DEFAULT_LANES, unit: 'threads' }),
 }, { additionalProperties: false, default: {} });
 
 const listOf = <T extends TSchema>(item: T): ReturnType<typeof Type.Array<T>> => Type.Array(item, { default: [], what: 'mappings' });
@@ -553,7 +556,7 @@ export type TimeoutsConfig = Static<typeof TimeoutsSchema>;
 export type FlowsConfig = Static<typeof FlowsSchema>;
 export type DaemonConfig = Static<typeof DaemonSchema>;
 /** The daemon section with every default: what a store written before the section existed runs with. */
-export const DEFAULT_DAEMON: DaemonConfig = { offload: true, busy_poll_us: DEFAULT_BUSY_POLL_US };
+export const DEFAULT_DAEMON: DaemonConfig = { offload: true, busy_poll_us: DEFAULT_BUSY_POLL_US, lanes: DEFAULT_LANES };
 
 // ─── The accepted input, for the API ─────────────────────────────────────────────────────────────────
 

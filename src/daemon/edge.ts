@@ -22,7 +22,11 @@
 import { performance } from 'node:perf_hooks';
 import { DROP_REASON_NAMES } from '../common/drop-reasons.js';
 import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
-import { PacketBatch } from '../common/packet-batch.js';
+import { PacketBatch, VNET_WORDS } from '../common/packet-batch.js';
+import { HandoffRing } from '../common/handoff-ring.js';
+import { DEFAULT_LANES, laneCountProblem } from '../common/lanes.js';
+import { LaneSteering } from '../dataplane/lane-steering.js';
+import { LaneHost, mergeLaneStatus, type LaneWiring } from './lanes.js';
 import {
   assignIds,
   redact,
@@ -54,6 +58,7 @@ import { SoftwareGso } from './transports/software-gso.js';
 import { Underlay } from './transports/underlay.js';
 import { WireGuardTransport } from './transports/wireguard.js';
 import { IpsecOnrampTransport } from './transports/ipsec-onramps.js';
+import { waitWhile } from './threads.js';
 
 export { EDGE_COUNTER_NAMES, EdgeCounter } from './transports/counters.js';
 export type { EdgeLogger } from './transports/transport.js';
@@ -88,6 +93,13 @@ export interface EdgeOptions {
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
+   * Lanes (docs/ARCHITECTURE.md "Lanes"; default: the configuration's daemon.lanes): worker threads, each with its own pipeline and its own queue
+   * of every egress and interconnect TUN (IFF_MULTI_QUEUE). This edge is lane 0 and starts the others.
+   */
+  lanes?: number;
+  /** @internal Set in a lane's worker (lanes.ts): which lane this edge is and its handoff rings. */
+  wiring?: LaneWiring;
+  /**
    * Start health checking with start() (default true). `tether run` passes false and calls startHealth() once its
    * control plane is up: building the API blocks the event loop for a moment, and probe replies read late would
    * count as lost.
@@ -100,6 +112,19 @@ const FEEDBACK_CAPACITY = 32;
 const DEFAULT_BATCH = 128;
 const DEFAULT_MTU = 1500;
 const EXPIRE_INTERVAL_MS = 1000;
+/** A lane waiting for handed-off packets wakes at least this often to see whether it still runs. */
+const LANE_IDLE_WAIT_MS = 1000;
+
+/** Packet `from` of `batch` into index `to` (< from): its slot's offset, length, ingress and virtio-net header move; its bytes stay. */
+function moveSlot(batch: PacketBatch, from: number, to: number): void {
+  // Swapping the offsets keeps every slot owned by exactly one index, so the next read's slot reuse stays right.
+  const offset = batch.offset[to];
+  batch.offset[to] = batch.offset[from];
+  batch.offset[from] = offset;
+  batch.length[to] = batch.length[from];
+  batch.ingress[to] = batch.ingress[from];
+  batch.vnet.copyWithin(to * VNET_WORDS, from * VNET_WORDS, (from + 1) * VNET_WORDS);
+}
 const DEFAULT_COUNTERS_INTERVAL_MS = 10_000;
 export class Edge {
   /** The configuration the edge was built with (live changes are not written back into it). */
@@ -153,6 +178,19 @@ export class Edge {
   private kernelTimer: NodeJS.Timeout | null = null;
   private running = false;
 
+  /** This edge's lane and how many run (1: no lanes; the rest of this block is then idle). */
+  readonly laneIndex: number;
+  readonly laneCount: number;
+  /** Rings to every other lane (null at this lane's own index) and from them. */
+  private readonly toLane: Array<HandoffRing | null>;
+  private readonly fromLane: HandoffRing[];
+  /** Which lane owns a packet from the Internet (its NAT port slice). */
+  private readonly steering: LaneSteering;
+  /** Packets handed to this lane by others, popped from the rings (64 KiB slots with offloads: super-packets). */
+  private readonly handoffBatch: PacketBatch;
+  /** Lane 0: the other lanes' workers. */
+  private readonly laneHost: LaneHost | null;
+
   constructor(options: EdgeOptions) {
     const cfg = options.config;
     this.config = cfg;
@@ -162,8 +200,16 @@ export class Edge {
     this.healthWithStart = options.startHealth ?? true;
     this.busyPollUs = options.busyPollUs ?? cfg.daemon.busy_poll_us;
     this.ids = assignIds(cfg);
+    this.laneIndex = options.wiring?.index ?? 0;
+    // A configuration built in code before lanes existed has no daemon section: one lane.
+    this.laneCount = options.wiring?.count ?? options.lanes ?? (cfg.daemon as TetherConfig['daemon'] | undefined)?.lanes ?? DEFAULT_LANES;
+    const lanesProblem = laneCountProblem(this.laneCount);
+    if (lanesProblem !== null) throw new Error(lanesProblem);
+    const tunnel = this.tunnelOnLanes(cfg);
+    if (tunnel !== null) throw new Error(tunnel.message);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
+    if (this.laneCount > 1) pipelineConfig.lane = { index: this.laneIndex, count: this.laneCount };
     this.pipeline = new Pipeline(pipelineConfig);
     this.outputs = new TunOutputs(this.batchSize + this.pipeline.generated.capacity, this.counters);
     this.softwareGso = new SoftwareGso(this.counters);
@@ -178,11 +224,27 @@ export class Edge {
       mtu: options.mtu ?? DEFAULT_MTU,
       offload: options.offload ?? cfg.daemon.offload,
       gro: options.gro ?? true,
+      multiQueue: this.laneCount > 1,
+      ownsKernel: this.laneIndex === 0,
       isRunning: () => this.running,
       // A TUN with offloads reads into 64 KiB slots (bounded: OFFLOAD_BATCH_CAPACITY of them, src/io/tun.ts).
       readPlain: (tun, port) =>
         tun.startReading(tun.offloads ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.batchSize), port, this.onPlain, this.onReadError),
     };
+    this.steering = new LaneSteering(this.pipeline.snat, this.laneCount);
+    const rings = options.wiring?.rings ?? (this.laneCount > 1 ? LaneHost.rings(this.laneCount) : []);
+    this.toLane = [];
+    this.fromLane = [];
+    for (let k = 0; k < this.laneCount && this.laneCount > 1; k++) {
+      const to = rings[this.laneIndex][k];
+      const from = rings[k][this.laneIndex];
+      this.toLane.push(to === null ? null : new HandoffRing(to));
+      if (from !== null) this.fromLane.push(new HandoffRing(from));
+    }
+    this.handoffBatch = this.laneCount > 1 && host.offload === true ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.laneCount > 1 ? this.batchSize : 1);
+    this.laneHost = this.laneCount > 1 && this.laneIndex === 0
+      ? new LaneHost({ config: cfg, count: this.laneCount, rings, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, log: this.log })
+      : null;
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);
     const interconnects = new InterconnectTransport(host);
@@ -230,15 +292,24 @@ export class Edge {
     if (this.running) return;
     this.running = true;
     try {
-      this.underlay.open().startReading(new PacketBatch(this.batchSize), UNDERLAY_INGRESS, this.onUnderlay, this.onReadError);
-      for (const t of this.transports) t.open();
+      if (this.laneIndex === 0) {
+        this.underlay.open().startReading(new PacketBatch(this.batchSize), UNDERLAY_INGRESS, this.onUnderlay, this.onReadError);
+        for (const t of this.transports) t.open();
+      } else {
+        // Another lane: its queues of the egress and interconnect TUNs (lane 0 owns the rest).
+        this.egress.open();
+        this.interconnects.open();
+      }
       setBusyPoll(this.busyPollUs);
     } catch (e) {
       this.closeTransports();
       this.running = false;
       throw e;
     }
+    for (const ring of this.fromLane) void this.drainLoop(ring);
+    this.laneHost?.start();
     this.expireTimer = setInterval(this.onExpire, EXPIRE_INTERVAL_MS);
+    if (this.laneIndex > 0) return;
     this.kernelWatch.refresh(performance.now());
     this.kernelTimer = setInterval(() => this.kernelWatch.refresh(performance.now()), KERNEL_DROPS_INTERVAL_MS);
     if (this.healthWithStart) this.health.start();
@@ -258,6 +329,7 @@ export class Edge {
   /** Stops reading, removes the routes and rules, closes the TUNs. Idempotent. */
   stop(): void {
     if (!this.running) return;
+    this.laneHost?.stop();
     // The final counters go to the log before the devices close (drops by reason, per engine).
     this.kernelWatch.refresh(performance.now());
     const final = this.status();
@@ -281,8 +353,36 @@ export class Edge {
     return [this.underlay, ...this.transports].flatMap((t) => t.tuns());
   }
 
-  /** Counters for the API and the periodic debug line (allocates: control plane). */
+  /** Counters for the API and the periodic debug line (allocates: control plane); with lanes, every lane's summed in. */
   status(): EdgeStatus {
+    const own = this.ownStatus();
+    return this.laneHost === null ? own : mergeLaneStatus(own, this.laneHost.statuses());
+  }
+
+  /**
+   * With more than one lane, a configuration with a tunnel onramp: where and why (null: none, or one lane). Tunnel
+   * onramps arrive through the one underlay TUN and keep per-peer protocol state (sessions, replay windows) that
+   * one lane must own: they run with one lane until that state is split (docs/ARCHITECTURE.md "Lanes").
+   */
+  tunnelOnLanes(cfg: TetherConfig): { path: string; message: string } | null {
+    if (this.laneCount <= 1) return null;
+    const i = cfg.onramps.findIndex((o) => o.type !== 'interconnect');
+    if (i < 0) return null;
+    const o = cfg.onramps[i];
+    return { path: `onramps[${i}].type`, message: `onramp ${o.name} is of type ${o.type}; with ${this.laneCount} lanes (daemon.lanes) every onramp must be an interconnect (tunnel onramps run on one lane)` };
+  }
+
+  /** Resolves when every lane runs (at once without lanes); rejects with a lane's error. */
+  lanesReady(): Promise<void> {
+    return this.laneHost === null ? Promise.resolve() : this.laneHost.ready();
+  }
+
+  /** A configuration applied live on this edge (LiveEdge): the other lanes apply it too. */
+  appliedToLanes(config: TetherConfig): void {
+    this.laneHost?.apply(config);
+  }
+
+  private ownStatus(): EdgeStatus {
     return {
       tuns: this.tunDevices().map((t) => {
         const c = t.counters();
@@ -623,13 +723,69 @@ export class Edge {
 
   /** Egress and interconnect TUNs: the batch is already tagged with its port. */
   private readonly onPlain = (batch: PacketBatch): void => {
+    if (this.laneCount > 1) {
+      this.drainRings();
+      this.handOff(batch);
+    }
+    this.processPlain(batch);
+  };
+
+  private processPlain(batch: PacketBatch): void {
     const now = performance.now();
     const tap = this.captureTap;
     if (tap !== null) tap.before(batch, now);
     this.pipeline.process(batch, now);
     if (tap !== null) tap.after(batch, now, true);
     this.afterProcess(batch, tap);
-  };
+  }
+
+  /**
+   * Lanes: the packets from the Internet that another lane's NAT slice owns go to that lane's ring, in the order
+   * read (so each flow stays in order); the batch keeps the rest, compacted by index (the bytes do not move).
+   */
+  private handOff(batch: PacketBatch): void {
+    const n = batch.count;
+    let kept = 0;
+    let moved = 0;
+    for (let i = 0; i < n; i++) {
+      const owner = batch.ingress[i] === PORT_INTERNET ? this.steering.ownerOf(batch, i) : -1;
+      const ring = owner < 0 ? null : this.toLane[owner];
+      if (ring === null || ring === undefined) {
+        if (kept !== i) moveSlot(batch, i, kept);
+        kept++;
+        continue;
+      }
+      if (ring.push(batch, i)) this.counters[EdgeCounter.LaneHandedOff]++;
+      else this.counters[EdgeCounter.LaneRingFull]++;
+      moved++;
+    }
+    if (moved === 0) return;
+    batch.count = kept;
+    for (const ring of this.toLane) ring?.publish();
+  }
+
+  /** Processes what other lanes handed to this one (each ring in its order). */
+  private drainRings(): void {
+    const batch = this.handoffBatch;
+    for (const ring of this.fromLane) {
+      for (;;) {
+        batch.count = 0;
+        if (ring.pop(batch, this.counters, EdgeCounter.LaneHandoffTooLong) === 0) break;
+        this.counters[EdgeCounter.LaneReceived] += batch.count;
+        this.processPlain(batch);
+      }
+    }
+  }
+
+  /** Waits on a ring's doorbell while this lane has nothing to read (a handoff must not wait for the next TUN read). */
+  private async drainLoop(ring: HandoffRing): Promise<void> {
+    const [bell, index] = ring.bellWord;
+    while (this.running) {
+      const rang = ring.bell;
+      this.drainRings();
+      await waitWhile(bell, index, rang, LANE_IDLE_WAIT_MS);
+    }
+  }
 
   private readonly onUnderlay = (batch: PacketBatch): void => {
     const now = performance.now();

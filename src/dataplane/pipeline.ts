@@ -252,6 +252,8 @@ export interface PipelineConfig {
    * pool address and protocol a site may hold; 0 = no quota; absent = the fair share among the sites.
    */
   egress?: { addresses: string[]; portMin?: number; portMax?: number; maxPortsPerSite?: number };
+  /** This pipeline is lane `lane.index` of `lane.count` (common/lanes.ts): its NAT pool hands out that lane's slice of the ports. */
+  lane?: { index: number; count: number };
   flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
   /** Rate limits of the ICMP errors the edge originates (icmp-rate-limit.ts; defaults there, docs/CONFIG.md). */
   icmpErrors?: IcmpRateLimitOptions;
@@ -504,6 +506,8 @@ export class Pipeline {
         addresses: config.egress.addresses,
         portMin: config.egress.portMin,
         portMax: config.egress.portMax,
+        lane: config.lane?.index,
+        lanes: config.lane?.count,
         hashSeed: seed,
         // A flow holds at most one mapping: room for every flow at once, so setup never stops to rehash.
         initialMappings: (config.flows?.capacity4 ?? DEFAULT_CAPACITY4) + (config.flows?.capacity6 ?? DEFAULT_CAPACITY6),

@@ -302,3 +302,29 @@ test('without a fixed seed, every pool and every pipeline hashes with a random s
   assert.ok(new Set(pipelines).size > 1, 'the pipeline passes its own random seed to the NAT pool');
   assert.equal(seedOf(new Pipeline({ onramps: [], routes: [], egress, hashSeed: 7 }).snat), 7, 'a fixed seed is kept');
 });
+
+test('lanes: each lane hands out only its slice, and laneOfExternal names the lane of every port it gave', () => {
+  const lanes = [0, 1].map((lane) => new SnatPool({ addresses: ['198.51.100.1'], portMin: 1024, portMax: 1100, lane, lanes: 2, hashSeed: 7 }));
+  const owner = new Map<string, number>();
+  // The same internal endpoints on both lanes (two flows of one endpoint steered to two lanes): never one external port twice.
+  for (const protocol of [TCP, UDP, IPPROTO_ICMP]) {
+    for (let p = 0; p < 30; p++) {
+      lanes.forEach((pool, lane) => {
+        const got = acquire(pool, 1, protocol, '10.0.1.10', 1030 + p);
+        assert.ok(got !== null, `lane ${lane} protocol ${protocol}: mapped`);
+        const key = `${protocol}/${got[1]}`;
+        assert.equal(owner.has(key), false, `${key} handed out twice`);
+        owner.set(key, lane);
+        assert.equal(pool.laneOfExternal(protocol, got[1]), lane);
+      });
+    }
+  }
+  // TCP 1024..1062 is lane 0's slice (39 ports), 1063..1100 lane 1's (38): port preservation within the slice.
+  assert.deepEqual(acquire(lanes[0], 2, TCP, '10.0.1.11', 1061), ['198.51.100.1', 1061]);
+  assert.notEqual(acquire(lanes[1], 2, TCP, '10.0.1.11', 1061)![1], 1061);
+  assert.deepEqual(lanes[1].portsInUse().filter((u) => u.protocol === TCP).map((u) => u.total), [38]);
+  assert.equal(lanes[0].laneOfExternal(TCP, 1000), -1);
+  assert.equal(lanes[0].laneOfExternal(47, 1050), -1);
+  assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], lane: 2, lanes: 2 }), /lane must be an integer 0\.\.1, got 2/);
+  assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], portMin: 2000, portMax: 2000, lane: 1, lanes: 2 }), /too small for 2 lanes/);
+});

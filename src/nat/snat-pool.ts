@@ -41,6 +41,7 @@
 import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
+import { laneCountProblem, laneFirst, laneLast, laneOfPort } from '../common/lanes.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
 
@@ -62,6 +63,13 @@ export interface SnatPoolOptions {
   initialMappings?: number;
   /** Where the mapping table's arrays get their memory (see FlowTableOptions.allocate); ordinary buffers by default. */
   allocate?: (bytes: number) => ArrayBuffer;
+  /**
+   * Lanes (common/lanes.ts): this pool is lane `lane` of `lanes` (default 0 of 1) and hands out only its slice of
+   * every range — TCP/UDP [portMin, portMax], ICMP identifiers 0..65535 — so pools of different lanes never give
+   * out the same external endpoint, and laneOfExternal() names the lane that owns a reply.
+   */
+  lane?: number;
+  lanes?: number;
 }
 
 /** acquire's answer when the site is at its port quota for the paired address and protocol. */
@@ -195,7 +203,12 @@ export class SnatPool {
   readonly portMin: number;
   readonly portMax: number;
   readonly maxMappings: number;
+  readonly lane: number;
+  readonly lanes: number;
   private readonly seed: number;
+  /** Per protocol slot: the lane's slice of the slot's range (the whole range with one lane). */
+  private readonly sliceMin = new Int32Array(SLOT_COUNT);
+  private readonly sliceMax = new Int32Array(SLOT_COUNT);
 
   // --- pool addresses (index = position in opts.addresses) -----------------------------------
   private readonly addrCount: number;
@@ -244,6 +257,21 @@ export class SnatPool {
     this.portMin = portMin;
     this.portMax = portMax;
     this.maxMappings = maxMappings;
+    const lanes = opts.lanes ?? 1;
+    const lane = opts.lane ?? 0;
+    const lanesProblem = laneCountProblem(lanes);
+    if (lanesProblem !== null) throw new RangeError(`snat: ${lanesProblem}`);
+    if (!Number.isInteger(lane) || lane < 0 || lane >= lanes) throw new RangeError(`snat: lane must be an integer 0..${lanes - 1}, got ${lane}`);
+    this.lane = lane;
+    this.lanes = lanes;
+    for (let slot = 0; slot < SLOT_COUNT; slot++) {
+      const min = slot === SLOT_ICMP ? 0 : portMin;
+      const max = slot === SLOT_ICMP ? PORT_MASK : portMax;
+      this.sliceMin[slot] = laneFirst(min, max, lane, lanes);
+      this.sliceMax[slot] = laneLast(min, max, lane, lanes);
+      // An empty slice would make every acquire of the slot fail: refuse it here, where the cause is known.
+      if (this.sliceMin[slot] > this.sliceMax[slot]) throw new RangeError(`snat: port range ${min}..${max} is too small for ${lanes} lanes`);
+    }
     this.seed = (opts.hashSeed ?? randomSeed()) | 0;
 
     const n = opts.addresses.length;
@@ -506,16 +534,28 @@ export class SnatPool {
   // --- port allocation -------------------------------------------------------------------------
 
   /**
+   * The lane that owns an external port of `protocol` (common/lanes.ts): the pool of that lane hands it out, so a
+   * reply to it belongs to that lane's flow. -1 for a port outside every lane's range or an untranslated protocol.
+   * No allocation (per packet).
+   */
+  laneOfExternal(protocol: number, port: number): number {
+    const slot = protocolSlot(protocol);
+    if (slot < 0) return -1;
+    return slot === SLOT_ICMP ? laneOfPort(0, PORT_MASK, this.lanes, port) : laneOfPort(this.portMin, this.portMax, this.lanes, port);
+  }
+
+  /**
    * The external range of a port space: TCP and UDP use [portMin, portMax]; ICMP echo identifiers
    * have no privileged range and use the whole 16-bit space (RFC 5508 section 3.1 maps the
-   * identifier like a port, nothing more), so a site's identifier is preserved where free.
+   * identifier like a port, nothing more), so a site's identifier is preserved where free. With
+   * lanes, this lane's slice of it.
    */
   private rangeMin(space: number): number {
-    return space % SLOT_COUNT === SLOT_ICMP ? 0 : this.portMin;
+    return this.sliceMin[space % SLOT_COUNT];
   }
 
   private rangeMax(space: number): number {
-    return space % SLOT_COUNT === SLOT_ICMP ? PORT_MASK : this.portMax;
+    return this.sliceMax[space % SLOT_COUNT];
   }
 
   private choosePort(space: number, port: number, h: number): number {

@@ -66,6 +66,14 @@ export const enum EdgeCounter {
   GroSegments = 30,
   /** The super-packets those made (each one write instead of its segments'). */
   GroSuperPackets = 31,
+  /** Lanes: packets from the Internet handed to the lane whose NAT slice owns them (docs/ARCHITECTURE.md "Lanes"). */
+  LaneHandedOff = 32,
+  /** Lanes: packets to hand off dropped because the ring to their lane was full. */
+  LaneRingFull = 33,
+  /** Lanes: packets other lanes handed to this one. */
+  LaneReceived = 34,
+  /** Lanes: handed-off packets longer than this lane's read slots (dropped). */
+  LaneHandoffTooLong = 35,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -101,6 +109,10 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'gso_bad',
   'gro_segments',
   'gro_super_packets',
+  'lane_handed_off',
+  'lane_ring_full',
+  'lane_received',
+  'lane_handoff_too_long',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */

@@ -21,7 +21,9 @@ export interface OwnedTun {
  * host.gro is false.
  */
 export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: string, name: string, steps: IpStep[], opts: { offload?: boolean; queue?: number } = {}): OwnedTun {
-  const tun = openTun(name, { offload: opts.offload === true });
+  const tun = openTun(name, { offload: opts.offload === true, multiQueue: host.multiQueue === true });
+  // Another lane's queue of a TUN lane 0 opened: the link, routes and rules are lane 0's.
+  if (host.ownsKernel === false) return { tun, out: host.outputs.add(tun), owner };
   try {
     disableRpFilter(name);
     kernel.apply(owner, [planLink(name, host.mtu, opts.queue ?? TUN_TX_QUEUE_PACKETS), ...steps]);

@@ -102,6 +102,12 @@ export interface TransportHost {
   readonly offload?: boolean;
   /** On those TUNs, coalesce each flow's TCP segments into super-packets before writing (GRO); default on. */
   readonly gro?: boolean;
+  /**
+   * Lanes (docs/ARCHITECTURE.md "Lanes"): with more than one, the egress and interconnect TUNs are opened with
+   * IFF_MULTI_QUEUE, one queue per lane; only lane 0 (`ownsKernel`) applies their links, routes and rules.
+   */
+  readonly multiQueue?: boolean;
+  readonly ownsKernel?: boolean;
   /** True between the Edge's start() and stop(). */
   isRunning(): boolean;
   /** Starts reading a TUN whose packets enter the pipeline tagged with `port` (the Edge's read loop). */

@@ -1,0 +1,170 @@
+/**
+ * Lanes (docs/ARCHITECTURE.md "Lanes"): lane 0 is the Edge on the main thread; lanes 1..N-1 are worker threads
+ * (lane-worker.ts), each an Edge of its own (its pipeline: flow tables and its slice of the NAT ports) reading its
+ * own queue of every egress and interconnect TUN. This is lane 0's side: the handoff rings between every ordered
+ * pair of lanes, the workers' start and stop, their logs, their status (sent every LANE_STATUS_INTERVAL_MS and
+ * summed into lane 0's status()), and live configuration changes passed on to them in order.
+ */
+import type { Worker } from 'node:worker_threads';
+import { HandoffRing } from '../common/handoff-ring.js';
+import type { TetherConfig } from '../config/index.js';
+import type { EdgeStatus } from '../control/metrics.js';
+import { startWorker } from './threads.js';
+import type { EdgeLogger } from './transports/transport.js';
+
+/** Data bytes of each handoff ring: 64 super-packets of 64 KiB, or ~2,700 packets of 1,500 bytes. */
+export const LANE_RING_BYTES = 1 << 22;
+/** How often a lane sends lane 0 its status. */
+export const LANE_STATUS_INTERVAL_MS = 1000;
+
+/** What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal). */
+export interface LaneWiring {
+  index: number;
+  count: number;
+  rings: Array<Array<SharedArrayBuffer | null>>;
+}
+
+/** workerData of a lane's worker. */
+export interface LaneWorkerData {
+  tetherLane: LaneWiring;
+  config: TetherConfig;
+  mtu: number;
+  batchSize: number;
+  offload: boolean;
+  hugePages: boolean;
+}
+
+/** Messages between lane 0 and a lane worker. */
+export type LaneMessage =
+  | { kind: 'ready' }
+  | { kind: 'failed'; error: string }
+  | { kind: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: object; msg?: string }
+  | { kind: 'status'; status: EdgeStatus }
+  | { kind: 'apply'; config: TetherConfig }
+  | { kind: 'stop' };
+
+export interface LaneHostOptions {
+  config: TetherConfig;
+  count: number;
+  rings: Array<Array<SharedArrayBuffer | null>>;
+  mtu: number;
+  batchSize: number;
+  offload: boolean;
+  hugePages: boolean;
+  log: EdgeLogger;
+}
+
+interface Lane {
+  index: number;
+  worker: Worker;
+  ready: Promise<void>;
+  status: EdgeStatus | null;
+}
+
+export class LaneHost {
+  private lanes: Lane[] = [];
+  private config: TetherConfig;
+
+  /** The rings for `count` lanes: rings[from][to], one per ordered pair (lane 0 makes them, every lane maps them). */
+  static rings(count: number): Array<Array<SharedArrayBuffer | null>> {
+    const out: Array<Array<SharedArrayBuffer | null>> = [];
+    for (let from = 0; from < count; from++) {
+      const row: Array<SharedArrayBuffer | null> = [];
+      for (let to = 0; to < count; to++) row.push(from === to ? null : HandoffRing.create(LANE_RING_BYTES).buffer);
+      out.push(row);
+    }
+    return out;
+  }
+
+  constructor(private readonly opts: LaneHostOptions) {
+    this.config = opts.config;
+  }
+
+  /** Starts lanes 1..count-1 (after lane 0 opened the TUNs: their queues attach to the devices lane 0 made). */
+  start(): void {
+    const { opts } = this;
+    const own = import.meta.url;
+    const entry = new URL(own.endsWith('.ts') ? './lane-worker.ts' : './lane-worker.js', own);
+    for (let index = 1; index < opts.count; index++) {
+      const data: LaneWorkerData = {
+        tetherLane: { index, count: opts.count, rings: opts.rings },
+        config: this.config,
+        mtu: opts.mtu,
+        batchSize: opts.batchSize,
+        offload: opts.offload,
+        hugePages: opts.hugePages,
+      };
+      const worker = startWorker(entry, { workerData: data });
+      const lane: Lane = { index, worker, ready: Promise.resolve(), status: null };
+      lane.ready = new Promise<void>((resolve, reject) => {
+        worker.on('message', (m: LaneMessage) => {
+          if (m.kind === 'ready') resolve();
+          else if (m.kind === 'failed') {
+            opts.log.error({ lane: index, err: m.error }, 'lane failed');
+            reject(new Error(`lane ${index}: ${m.error}`));
+          } else if (m.kind === 'log') opts.log[m.level]({ lane: index, ...m.obj }, m.msg);
+          else if (m.kind === 'status') lane.status = m.status;
+        });
+        worker.once('error', (e) => {
+          opts.log.error({ lane: index, err: e.message }, 'lane thread failed');
+          reject(e);
+        });
+      });
+      // A lane that fails after start is logged above; nobody need await ready() for it not to be unhandled.
+      lane.ready.catch(() => undefined);
+      this.lanes.push(lane);
+    }
+  }
+
+  /** Resolves when every lane has opened its queues; rejects with the first lane's error. */
+  ready(): Promise<void> {
+    return Promise.all(this.lanes.map((l) => l.ready)).then(() => undefined);
+  }
+
+  /** Stops every lane (their queues close with their threads). */
+  stop(): void {
+    for (const lane of this.lanes) {
+      lane.worker.postMessage({ kind: 'stop' } satisfies LaneMessage);
+      void lane.worker.terminate();
+    }
+    this.lanes = [];
+  }
+
+  /** A configuration lane 0 applied: every lane applies it too (in order; each lane's own ids follow the same rule). */
+  apply(config: TetherConfig): void {
+    this.config = config;
+    for (const lane of this.lanes) lane.worker.postMessage({ kind: 'apply', config } satisfies LaneMessage);
+  }
+
+  /** The lanes' last statuses (at most LANE_STATUS_INTERVAL_MS old), lane 1 first. */
+  statuses(): EdgeStatus[] {
+    const out: EdgeStatus[] = [];
+    for (const lane of this.lanes) if (lane.status !== null) out.push(lane.status);
+    return out;
+  }
+}
+
+function addInto(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/**
+ * Lane 0's status with the other lanes' summed in: counters and drops added by name, flows added, and each lane's
+ * TUN queues listed under the TUN's name with `#lane` (the kernel counts per device, the addon per queue).
+ */
+export function mergeLaneStatus(own: EdgeStatus, lanes: EdgeStatus[]): EdgeStatus {
+  if (lanes.length === 0) return own;
+  const out: EdgeStatus = { ...own, tuns: [...own.tuns], edge: { ...own.edge }, pipelineDrops: { ...own.pipelineDrops }, flows: { ...own.flows }, icmp: { ...own.icmp } };
+  lanes.forEach((s, k) => {
+    for (const t of s.tuns) out.tuns.push({ ...t, name: `${t.name}#${k + 1}` });
+    addInto(out.edge, s.edge);
+    addInto(out.pipelineDrops, s.pipelineDrops);
+    out.flows.ipv4 += s.flows.ipv4;
+    out.flows.ipv6 += s.flows.ipv6;
+    out.icmp.timeExceededSent += s.icmp.timeExceededSent;
+    out.icmp.rateLimited += s.icmp.rateLimited;
+    out.icmp.noSource += s.icmp.noSource;
+    out.icmp.echoAnswered += s.icmp.echoAnswered;
+  });
+  return out;
+}
