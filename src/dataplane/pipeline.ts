@@ -199,6 +199,8 @@ const DEFAULT_CAPACITY4 = 1 << 16;
 const DEFAULT_CAPACITY6 = 1 << 12;
 /** A packet the pre-pass did not look up (prefetch()); its hints are otherwise a node or -1 (no flow). */
 const HINT_NONE = -2;
+/** Words the pre-pass keeps per packet: source, destination, ports. */
+const TUPLE_WORDS = 3;
 /** forwardEstablished4(): the packet needs the general walk (forward()); nothing was changed or counted. */
 const NOT_FAST = -259;
 /** The TCP flags that decide a segment's class (src/flow/tcp.ts): a plain established segment has only ACK of them. */
@@ -329,6 +331,8 @@ export class Pipeline {
   /** The flow-table buckets of the packets being prefetched (-1: not prefetched), and their lookups' results. */
   private readonly prefetchBuckets = new Int32Array(PREFETCH_CHUNK);
   private readonly prefetchHints = new Int32Array(PREFETCH_CHUNK);
+  /** Source, destination and ports word of each packet the pre-pass hashed (TUPLE_WORDS each), for its lookup. */
+  private readonly prefetchTuples = new Int32Array(PREFETCH_CHUNK * TUPLE_WORDS);
   /** flows4.creations and .removals when the hints were taken (hinted()). */
   private hintCreations = 0;
   private hintRemovals = 0;
@@ -554,6 +558,7 @@ export class Pipeline {
     const slots = this.prefetchSlots;
     const buckets = this.prefetchBuckets;
     const hints = this.prefetchHints;
+    const tuple = this.prefetchTuples;
     const zoneOf = this.ports.zone;
     const configured = this.ports.configured;
     const table = this.flows4;
@@ -572,7 +577,14 @@ export class Pipeline {
       ) {
         const protocol = data[o + IPV4_PROTOCOL];
         if (protocol === IPPROTO_UDP || protocol === IPPROTO_TCP) {
-          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC), readI32(data, o + IPV4_DST), readI32(data, o + IPV4_MIN_HEADER));
+          // Kept for the lookups below: the bytes are read once.
+          const src = readI32(data, o + IPV4_SRC);
+          const dst = readI32(data, o + IPV4_DST);
+          const ports = readI32(data, o + IPV4_MIN_HEADER);
+          tuple[(i - start) * TUPLE_WORDS] = src;
+          tuple[(i - start) * TUPLE_WORDS + 1] = dst;
+          tuple[(i - start) * TUPLE_WORDS + 2] = ports;
+          slot = table.bucket4(zoneOf[ingress], protocol, src, dst, ports);
         }
       }
       slots[i - start] = slot;
@@ -592,9 +604,9 @@ export class Pipeline {
       const ingress = batch.ingress[start + k];
       const zone = zoneOf[ingress];
       const protocol = data[o + IPV4_PROTOCOL];
-      const src = readI32(data, o + IPV4_SRC);
-      const ports = readI32(data, o + IPV4_MIN_HEADER);
-      const node = table.lookup4At(bucket, zone, protocol, src, readI32(data, o + IPV4_DST), ports);
+      const src = tuple[k * TUPLE_WORDS];
+      const ports = tuple[k * TUPLE_WORDS + 2];
+      const node = table.lookup4At(bucket, zone, protocol, src, tuple[k * TUPLE_WORDS + 1], ports);
       hints[k] = node;
       // The Internet only answers (decideSetup): a miss from it never takes a mapping.
       if (node < 0 && snat !== null && ingress !== PORT_INTERNET) {
