@@ -35,7 +35,7 @@ import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_WORDS } from '../common/packet-batch.js';
 import { fairShare } from '../common/fair-share.js';
-import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, type FlowTimeouts } from '../flow/flow-table.js';
+import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, TcpState, type FlowTimeouts } from '../flow/flow-table.js';
 import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
 import { priorityPenalty } from '../health/constants.js';
 import type { HealthState } from '../health/judge.js';
@@ -75,17 +75,37 @@ import {
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
+  IPV4_CHECKSUM,
   IPV4_DST,
+  IPV4_FLAG_DF,
   IPV4_FLAGS_FRAGMENT,
+  IPV4_ID,
   IPV4_MIN_HEADER,
   IPV4_PROTOCOL,
   IPV4_SRC,
+  IPV4_TOTAL_LENGTH,
+  IPV4_TTL,
   IP_VERSION_4,
+  TCP_ACK,
   TCP_ACK_FLAG,
+  TCP_CHECKSUM,
+  TCP_DATA_OFFSET,
+  TCP_DST_PORT,
   TCP_FIN,
+  TCP_FLAGS,
+  TCP_MIN_HEADER,
   TCP_RST,
+  TCP_SEQ,
+  TCP_SRC_PORT,
   TCP_SYN,
+  TCP_URG,
+  TCP_WINDOW,
+  UDP_CHECKSUM,
+  UDP_HEADER,
+  UDP_LENGTH,
 } from '../wire/constants.js';
+import { checksumAdjust, ipv4FixedHeaderSum, word32Delta, wordDelta } from '../wire/checksum.js';
+import { read16, write16, write32 } from '../wire/bytes.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
 import { parseAddress } from '../wire/addr.js';
@@ -238,6 +258,16 @@ const DEFAULT_CAPACITY4 = 1 << 16;
 const DEFAULT_CAPACITY6 = 1 << 12;
 /** A packet the pre-pass did not look up (prefetch()); its hints are otherwise a node or -1 (no flow). */
 const HINT_NONE = -2;
+/** Words the pre-pass keeps per packet: source, destination, ports. */
+const TUPLE_WORDS = 3;
+/** forwardEstablished4(): the packet needs the general walk (forward()); nothing was changed or counted. */
+const NOT_FAST = -259;
+/** The TCP flags that decide a segment's class (src/flow/tcp.ts): a plain established segment has only ACK of them. */
+const TCP_CLASS_FLAGS = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK_FLAG | TCP_URG;
+/** TTL is the high byte of the IPv4 header word it shares with the protocol (RFC 791 section 3.1). */
+const TTL_WORD_SHIFT = 8;
+/** IPv4 header checksum over a 20-byte header: the ten words sum to 0xFFFF once folded (RFC 791 section 3.1). */
+const CHECKSUM_OK = 0xffff;
 
 export interface PipelineConfig {
   onramps: OnrampSpec[];
@@ -326,6 +356,8 @@ export class PipelineCounters implements DlpCounters {
   /** Established flows decided again because the policy epoch moved (reevaluate), and those of them cut. */
   flowsReevaluated = 0;
   flowsCutByPolicy = 0;
+  /** Packets the specialised established path handled (forwardEstablished4); the rest of the batch walked forward(). */
+  fastPathPackets = 0;
 }
 
 /** Which policy cut a flow (PolicyCutRecord.layer). */
@@ -368,6 +400,11 @@ export class Pipeline {
   readonly health = new HealthEngine();
   /** Packets the pipeline emits on its own during process(): released early fragments. Drain after each call. */
   readonly generated = new PacketBatch(64);
+  /**
+   * The specialised established path (forwardEstablished4): on by default; tests turn it off to check that it
+   * changes nothing (test/dataplane/fast-path.test.ts compares both, byte for byte).
+   */
+  fastPath = true;
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
   /**
@@ -422,6 +459,8 @@ export class Pipeline {
   private readonly decision = new SetupDecision();
   /** Pre-translation addresses of the fragment being processed (source words 0..3, destination 4..7). */
   private readonly fragAddr = new Uint32Array(8);
+  /** The source address of a packet on the established path, for the port's source filter (words as PacketInfo.addr). */
+  private readonly fastAddr = new Uint32Array(8);
   /** The first fragment being processed: its identification as sent, and the one it leaves with (-1: the same). */
   private fragId = 0;
   private fragNewId = -1;
@@ -451,6 +490,8 @@ export class Pipeline {
   /** The flow-table buckets of the packets being prefetched (-1: not prefetched), and their lookups' results. */
   private readonly prefetchBuckets = new Int32Array(PREFETCH_CHUNK);
   private readonly prefetchHints = new Int32Array(PREFETCH_CHUNK);
+  /** Source, destination and ports word of each packet the pre-pass hashed (TUPLE_WORDS each), for its lookup. */
+  private readonly prefetchTuples = new Int32Array(PREFETCH_CHUNK * TUPLE_WORDS);
   /** flows4.creations and .removals when the hints were taken (hinted()). */
   private hintCreations = 0;
   private hintRemovals = 0;
@@ -713,8 +754,16 @@ export class Pipeline {
       this.prefetch(batch, start, end);
       const hints = this.prefetchHints;
       const buckets = this.prefetchBuckets;
+      const fast = this.fastPath && !this.ownPackets;
       for (let i = start; i < end; i++) {
         this.metaIndex = i;
+        if (fast && hints[i - start] >= 0) {
+          const hop = this.forwardEstablished4(batch, i, hints[i - start], now);
+          if (hop !== NOT_FAST) {
+            this.finish(batch, i, hop);
+            continue;
+          }
+        }
         this.hint = hints[i - start];
         this.hintBucket = buckets[i - start];
         this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
@@ -761,6 +810,7 @@ export class Pipeline {
     const slots = this.prefetchSlots;
     const buckets = this.prefetchBuckets;
     const hints = this.prefetchHints;
+    const tuple = this.prefetchTuples;
     const zoneOf = this.ports.zone;
     const configured = this.ports.configured;
     const table = this.flows4;
@@ -779,7 +829,14 @@ export class Pipeline {
       ) {
         const protocol = data[o + IPV4_PROTOCOL];
         if (protocol === IPPROTO_UDP || protocol === IPPROTO_TCP) {
-          slot = table.bucket4(zoneOf[ingress], protocol, readI32(data, o + IPV4_SRC), readI32(data, o + IPV4_DST), readI32(data, o + IPV4_MIN_HEADER));
+          // Kept for the lookups below: the bytes are read once.
+          const src = readI32(data, o + IPV4_SRC);
+          const dst = readI32(data, o + IPV4_DST);
+          const ports = readI32(data, o + IPV4_MIN_HEADER);
+          tuple[(i - start) * TUPLE_WORDS] = src;
+          tuple[(i - start) * TUPLE_WORDS + 1] = dst;
+          tuple[(i - start) * TUPLE_WORDS + 2] = ports;
+          slot = table.bucket4(zoneOf[ingress], protocol, src, dst, ports);
         }
       }
       slots[i - start] = slot;
@@ -799,9 +856,9 @@ export class Pipeline {
       const ingress = batch.ingress[start + k];
       const zone = zoneOf[ingress];
       const protocol = data[o + IPV4_PROTOCOL];
-      const src = readI32(data, o + IPV4_SRC);
-      const ports = readI32(data, o + IPV4_MIN_HEADER);
-      const node = table.lookup4At(bucket, zone, protocol, src, readI32(data, o + IPV4_DST), ports);
+      const src = tuple[k * TUPLE_WORDS];
+      const ports = tuple[k * TUPLE_WORDS + 2];
+      const node = table.lookup4At(bucket, zone, protocol, src, tuple[k * TUPLE_WORDS + 1], ports);
       hints[k] = node;
       // The Internet only answers (decideSetup): a miss from it never takes a mapping.
       if (node < 0 && snat !== null && ingress !== PORT_INTERNET) {
@@ -815,6 +872,157 @@ export class Pipeline {
     this.hintCreations = table.creations;
     this.hintRemovals = table.removals;
     table.markCreations();
+  }
+
+  /**
+   * The established path, specialised (issue 10, item 5): a plain IPv4 UDP or TCP packet whose flow the pre-pass
+   * found (`node`, still valid: no flow removed since), that needs nothing but what every packet of an
+   * established flow gets: the same checks and results as forward() — inspect's validation (lengths, header
+   * checksum), TTL > 1, the port's source filter, the owner check, tracking, counters, the translation, the id
+   * renumbering, TTL − 1, the next hop, the batch metadata — read straight from the bytes and the record, the
+   * header rewritten with one checksum update per checksum field. Anything else is NOT_FAST before anything is
+   * changed or counted, and forward() walks it: a TTL about to expire, a port whose site may move the return
+   * onramp (failover), a flow held by its hairpin filter, a reply routed without ARR, a TCP segment that is not
+   * a plain ACK on an established flow (a SYN may need its MSS clamped, FIN and RST change state), a packet with
+   * a partial checksum (TUN offloads), a malformed one (forward() drops it with its reason).
+   *
+   * One checksum update per field equals the chain of updates forward() makes: one's-complement addition is
+   * associative, and each term is added only where forward() adds it (a field that changes).
+   */
+  private forwardEstablished4(batch: PacketBatch, i: number, node: number, now: number): number {
+    const table = this.flows4;
+    if (table.removals !== this.hintRemovals) return NOT_FAST;
+    const data = batch.data;
+    const o = batch.offset[i];
+    const length = batch.length[i];
+    const ingress = batch.ingress[i];
+    if (o + length > data.length || (batch.vnet[i * VNET_WORDS + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0) return NOT_FAST;
+    // inspect4 on a 20-byte header (the pre-pass saw version 4, IHL 5, no fragment, UDP or TCP).
+    const totalLength = (data[o + IPV4_TOTAL_LENGTH] << 8) | data[o + IPV4_TOTAL_LENGTH + 1];
+    if (totalLength > length || totalLength < IPV4_MIN_HEADER) return NOT_FAST;
+    let sum = ipv4FixedHeaderSum(data, o);
+    sum = (sum & 0xffff) + (sum >>> 16);
+    sum = (sum & 0xffff) + (sum >>> 16);
+    const ttl = data[o + IPV4_TTL];
+    if (sum !== CHECKSUM_OK || ttl <= 1) return NOT_FAST;
+    const protocol = data[o + IPV4_PROTOCOL];
+    const l4 = o + IPV4_MIN_HEADER;
+    const avail = totalLength - IPV4_MIN_HEADER;
+    const isTcp = protocol === IPPROTO_TCP;
+    let tcpFlags = 0;
+    let tcpHeaderLength = 0;
+    if (isTcp) {
+      if (avail < TCP_MIN_HEADER) return NOT_FAST;
+      tcpHeaderLength = (data[l4 + TCP_DATA_OFFSET] >>> 4) << 2;
+      tcpFlags = data[l4 + TCP_FLAGS];
+      if (tcpHeaderLength < TCP_MIN_HEADER || tcpHeaderLength > avail || (tcpFlags & TCP_CLASS_FLAGS) !== TCP_ACK_FLAG) return NOT_FAST;
+    } else {
+      if (avail < UDP_HEADER) return NOT_FAST;
+      const udpLength = (data[l4 + UDP_LENGTH] << 8) | data[l4 + UDP_LENGTH + 1];
+      if (udpLength < UDP_HEADER || udpLength > avail) return NOT_FAST;
+    }
+    let src = readU32(data, o + IPV4_SRC);
+    let dst = readU32(data, o + IPV4_DST);
+    const ports = this.ports;
+    const filter = ports.sourceFilterIndex[ingress];
+    if (filter !== 0) {
+      this.fastAddr[SRC] = src;
+      if (ports.sourceFilters[filter - 1]!.lookupWords(AF_INET4, this.fastAddr, SRC, ingress) !== ingress) return NOT_FAST;
+    }
+    const flow = node >> 1;
+    const dir = (node & 1) as 0 | 1;
+    const site = ports.site;
+    if (site[ingress] !== site[dir === 0 ? table.ingressPort(flow) : table.nextHop(flow)]) return NOT_FAST;
+    const ret = table.returnPort(flow);
+    if (dir === 0 ? ingress !== ret || ports.steerable[ingress] !== 0 : ports.steerable[ret] !== 0) return NOT_FAST;
+    const flags = table.flags(flow);
+    // The gateway's work (classifying, DLP, DNS queries) and a held hairpin take the general walk.
+    if ((flags & (FLAG_FILTERED | FLAG_GATEWAY_WORK)) !== 0 || (dir === 1 && (flags & FLAG_ARR) === 0)) return NOT_FAST;
+    if (isTcp && table.state(flow) !== TcpState.Established) return NOT_FAST;
+    // Policy epochs: a flow decided under an older policy is decided again by forwardOnFlow (one compare here).
+    if (table.policyEpoch(flow) !== this.epoch) return NOT_FAST;
+
+    const counters = this.counters;
+    counters.fastPathPackets++;
+    counters.rxPackets[ingress]++;
+    counters.rxBytes[ingress] += length;
+    let srcPort = (data[l4] << 8) | data[l4 + 1];
+    let dstPort = (data[l4 + 2] << 8) | data[l4 + 3];
+    const meta = this.metaBatch;
+    if (isTcp) {
+      const verdict = table.trackTcp(
+        flow, dir, tcpFlags, readU32(data, l4 + TCP_SEQ), readU32(data, l4 + TCP_ACK),
+        (data[l4 + TCP_WINDOW] << 8) | data[l4 + TCP_WINDOW + 1], avail - tcpHeaderLength, -1, now,
+      );
+      if (verdict !== Drop.None) {
+        // As forward() records a packet the tracker refused: as it arrived, no flow.
+        recordPlain4(meta, i, o, protocol, srcPort, dstPort, tcpFlags, -1);
+        return -verdict;
+      }
+    } else {
+      table.touch(flow, dir, now);
+    }
+    table.count(flow, dir, length);
+
+    // The rewrite: translate (from the other node), renumber, TTL − 1, as forward() does them, one checksum update each.
+    let ipDelta = 0;
+    let l4Delta = 0;
+    if ((flags & FLAG_TRANSLATE) !== 0) {
+      const other = node ^ 1;
+      const newSrc = table.nodeDst(other, 0);
+      const newDst = table.nodeSrc(other, 0);
+      const otherPorts = table.nodePorts(other);
+      const newSrcPort = otherPorts & 0xffff;
+      const newDstPort = otherPorts >>> 16;
+      if (src !== newSrc) {
+        const d = word32Delta(src, newSrc);
+        write32(data, o + IPV4_SRC, newSrc);
+        ipDelta += d;
+        l4Delta += d;
+        src = newSrc;
+      }
+      if (dst !== newDst) {
+        const d = word32Delta(dst, newDst);
+        write32(data, o + IPV4_DST, newDst);
+        ipDelta += d;
+        l4Delta += d;
+        dst = newDst;
+      }
+      if (srcPort !== newSrcPort) {
+        write16(data, l4 + TCP_SRC_PORT, newSrcPort); // the same offsets in UDP
+        l4Delta += wordDelta(srcPort, newSrcPort);
+        srcPort = newSrcPort;
+      }
+      if (dstPort !== newDstPort) {
+        write16(data, l4 + TCP_DST_PORT, newDstPort);
+        l4Delta += wordDelta(dstPort, newDstPort);
+        dstPort = newDstPort;
+      }
+    }
+    // renumbers(): never a fragment here, so only DF decides (RFC 6864 section 4).
+    if ((flags & (dir === 0 ? FLAG_RENUMBER : FLAG_HAIRPIN)) !== 0 && (data[o + IPV4_FLAGS_FRAGMENT] & (IPV4_FLAG_DF >>> 8)) === 0) {
+      const id = this.ipIds.next4(src, dst, protocol);
+      const old = (data[o + IPV4_ID] << 8) | data[o + IPV4_ID + 1];
+      if (old !== id) {
+        write16(data, o + IPV4_ID, id);
+        ipDelta += wordDelta(old, id);
+      }
+    }
+    data[o + IPV4_TTL] = ttl - 1;
+    ipDelta += wordDelta(ttl << TTL_WORD_SHIFT, (ttl - 1) << TTL_WORD_SHIFT);
+    write16(data, o + IPV4_CHECKSUM, checksumAdjust(read16(data, o + IPV4_CHECKSUM), ipDelta));
+    if (l4Delta !== 0) {
+      const at = l4 + (isTcp ? TCP_CHECKSUM : UDP_CHECKSUM);
+      const old = read16(data, at);
+      // UDP: 0 is "no checksum" and stays; a computed 0 is sent as 0xFFFF (RFC 768).
+      if (isTcp || old !== 0) {
+        const c = checksumAdjust(old, l4Delta);
+        write16(data, at, c === 0 && !isTcp ? 0xffff : c);
+      }
+    }
+    this.lastNode = this.packetNode = node;
+    recordPlain4(meta, i, o, protocol, srcPort, dstPort, tcpFlags, node);
+    return ports.deliverable(dir === 0 ? table.nextHop(flow) : ret);
   }
 
   /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */
@@ -2112,6 +2320,24 @@ export class Pipeline {
 /** Big-endian 32-bit word at `at`, as int32 (V8 keeps it unboxed; the flow hash takes either sign). */
 function readI32(b: Uint8Array, at: number): number {
   return (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
+}
+
+/** Big-endian 32-bit word at `at`, unsigned (as PacketInfo.addr and the flow records hold addresses). */
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+}
+
+/** PacketBatch.record for a plain IPv4 UDP/TCP packet of the established path (20-byte header, no MSS option). */
+function recordPlain4(batch: PacketBatch, i: number, l3: number, protocol: number, srcPort: number, dstPort: number, tcpFlags: number, node: number): void {
+  batch.family[i] = AF_INET4;
+  batch.l3Offset[i] = l3;
+  batch.l4Offset[i] = l3 + IPV4_MIN_HEADER;
+  batch.protocol[i] = protocol;
+  batch.srcPort[i] = srcPort;
+  batch.dstPort[i] = dstPort;
+  batch.tcpFlags[i] = tcpFlags;
+  batch.mssOffset[i] = 0;
+  batch.flowNode[i] = node;
 }
 
 function copyAddrs(key: FlowKey, addr: Uint32Array): void {

@@ -257,6 +257,8 @@ export class FlowTable {
   private pendingCount = 0;
   /** One bit per bucket (modulo its size) a create filed a node into since markCreations(): see createdInto(). */
   private readonly createdFilter = new Int32Array(CREATED_FILTER_WORDS);
+  /** Whether a bit of createdFilter is set (markCreations clears it only then: most chunks of traffic create nothing). */
+  private createdSinceMark = false;
   private clockStarted = false;
   /** The latest `now` seen, to turn stored deadlines back into absolute times. */
   private clock = 0;
@@ -676,10 +678,13 @@ export class FlowTable {
   private markCreated(bucket: number): void {
     const bit = bucket & CREATED_FILTER_MASK;
     this.createdFilter[bit >>> 5] |= 1 << (bit & 31);
+    this.createdSinceMark = true;
   }
 
   /** Starts a new window for createdInto(). */
   markCreations(): void {
+    if (!this.createdSinceMark) return;
+    this.createdSinceMark = false;
     this.createdFilter.fill(0);
   }
 

@@ -126,10 +126,34 @@ test('initialMappings and allocate: room made at once, on the given memory; bad 
   assert.deepEqual(asked, [3000 * 13 * 4, 4096 * 4], 'records, then buckets (a power of two >= the mappings)');
   assert.equal(pool.mappingTableBytes(), asked[0] + asked[1]);
   for (let i = 0; i < 3000; i++) assert.ok(acquire(pool, 1, UDP, `10.1.${i >> 8}.${i & 255}`, 7000));
-  assert.equal(asked.length, 2, 'no growth up to initialMappings');
+  assert.deepEqual(asked.slice(2), [8 * 65536 * 4], 'no growth up to initialMappings; the UDP reverse index from one slab of 8 spaces');
+  assert.equal(pool.mappingTableBytes(), asked[0] + asked[1] + asked[2]);
   assert.ok(acquire(pool, 1, UDP, '10.2.0.1', 7000));
-  assert.equal(asked.length, 4, 'then it doubles on the same allocator');
+  assert.equal(asked.length, 5, 'then it doubles on the same allocator');
   assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], initialMappings: 0 }), /initialMappings/);
+});
+
+test("reverse indexes carved from the owner's slabs stay apart: every external endpoint finds its own mapping", () => {
+  const addresses = Array.from({ length: 10 }, (_, i) => `198.51.100.${i + 1}`);
+  const asked: number[] = [];
+  const pool = new SnatPool({ addresses, hashSeed: 5, initialMappings: 4096, allocate: (bytes) => { asked.push(bytes); return new ArrayBuffer(bytes); } });
+  const plain = new SnatPool({ addresses, hashSeed: 5, initialMappings: 4096 });
+  const into = new NatEndpoint();
+  const expected: Array<[string, number, number, string, number]> = [];
+  for (let i = 0; i < 3000; i++) {
+    const host = `10.${i % 3}.${(i >> 8) & 255}.${i & 255}`;
+    const protocol = i % 2 === 0 ? UDP : TCP;
+    const got = acquire(pool, 1, protocol, host, 5000 + (i % 7));
+    assert.ok(got);
+    assert.deepEqual(got, acquire(plain, 1, protocol, host, 5000 + (i % 7)), 'the same mapping as on ordinary memory');
+    expected.push([got[0], got[1], protocol, host, 5000 + (i % 7)]);
+  }
+  // 10 addresses x (UDP, TCP) = 20 spaces: three slabs of 8.
+  assert.deepEqual(asked.slice(2), [8 * 65536 * 4, 8 * 65536 * 4, 8 * 65536 * 4]);
+  for (const [ext, port, protocol, host, hostPort] of expected) {
+    assert.equal(pool.lookupExternal(protocol, 4, words(ext), 0, port, into), true, `${ext}:${port}`);
+    assert.deepEqual([formatIpv4(into.addr[0]), into.port], [host, hostPort]);
+  }
 });
 
 test('maxMappings bounds the table; the table grows past its initial size', () => {

@@ -101,6 +101,12 @@ export interface PortUsage {
 
 // --- implementation constants ----------------------------------------------------------------
 const PORT_SPACE = 65536;
+/**
+ * Reverse indexes (extToMapping) carved from one allocation, when the owner gives memory (opts.allocate: the
+ * pipeline's huge pages): 8 spaces of 256 KiB = one 2 MiB huge page. acquire writes the index at a random port
+ * of its space; on 4 KiB pages that was a TLB miss per new mapping.
+ */
+const REVERSE_SLAB_SPACES = 8;
 const PORT_MASK = 0xffff;
 /** Used-port bitmap: one bit per port. */
 const BITMAP_WORDS = PORT_SPACE >>> 5;
@@ -244,6 +250,12 @@ export class SnatPool {
   private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
   private readonly allocate: (bytes: number) => ArrayBuffer;
+  /** Whether `allocate` is the owner's (then the reverse indexes come from it too, REVERSE_SLAB_SPACES at a time). */
+  private readonly ownerMemory: boolean;
+  /** The slab the next reverse index is carved from, how many it holds already, and the bytes of all slabs. */
+  private reverseSlab: ArrayBuffer | null = null;
+  private reverseSlabUsed = 0;
+  private reverseSlabBytes = 0;
 
   constructor(opts: SnatPoolOptions) {
     const portMin = opts.portMin ?? DEFAULT_PORT_MIN;
@@ -316,6 +328,7 @@ export class SnatPool {
     const initial = opts.initialMappings ?? INITIAL_CAPACITY;
     if (!Number.isInteger(initial) || initial < 1) throw new RangeError(`snat: initialMappings must be a positive integer, got ${initial}`);
     this.allocate = opts.allocate ?? ((bytes: number) => new ArrayBuffer(bytes));
+    this.ownerMemory = opts.allocate !== undefined;
     this.grow(Math.min(initial, maxMappings));
   }
 
@@ -324,9 +337,9 @@ export class SnatPool {
     return protocolSlot(protocol) >= 0;
   }
 
-  /** Bytes of the mapping table (records and buckets): the part on `allocate`'s memory. */
+  /** Bytes on `allocate`'s memory: the mapping table (records and buckets) and, when the owner gave it, the reverse indexes' slabs. */
   mappingTableBytes(): number {
-    return this.records.byteLength + this.buckets.byteLength;
+    return this.records.byteLength + this.buckets.byteLength + this.reverseSlabBytes;
   }
 
   /** Live mappings (internal endpoints with at least one reference). */
@@ -632,7 +645,19 @@ export class SnatPool {
     }
     this.used[space] = used;
     this.summary[space] = summary;
-    this.extToMapping[space] = new Int32Array(PORT_SPACE).fill(NIL);
+    this.extToMapping[space] = this.reverseIndex().fill(NIL);
+  }
+
+  /** A new space's reverse index: from the owner's memory in slabs when it gave some, else an ordinary array. */
+  private reverseIndex(): Int32Array {
+    if (!this.ownerMemory) return new Int32Array(PORT_SPACE);
+    if (this.reverseSlab === null || this.reverseSlabUsed === REVERSE_SLAB_SPACES) {
+      const bytes = REVERSE_SLAB_SPACES * PORT_SPACE * Int32Array.BYTES_PER_ELEMENT;
+      this.reverseSlab = this.allocate(bytes);
+      this.reverseSlabUsed = 0;
+      this.reverseSlabBytes += bytes;
+    }
+    return new Int32Array(this.reverseSlab, this.reverseSlabUsed++ * PORT_SPACE * Int32Array.BYTES_PER_ELEMENT, PORT_SPACE);
   }
 
   /** Makes room for `site` in a space's per-site counts (control-plane cost: only when a higher site id appears). */

@@ -68,6 +68,25 @@ export function onesComplementSumWords(buf: Uint8Array, words: Uint32Array, star
   return sum;
 }
 
+/**
+ * The unfolded one's-complement sum of the ten words of an IPv4 header's fixed 20 bytes at `o` (RFC 791 section
+ * 3.1), unrolled: inspection verifies every packet's header with it, options (if any) added by the caller.
+ */
+export function ipv4FixedHeaderSum(buf: Uint8Array, o: number): number {
+  return (
+    ((buf[o] << 8) | buf[o + 1]) +
+    ((buf[o + 2] << 8) | buf[o + 3]) +
+    ((buf[o + 4] << 8) | buf[o + 5]) +
+    ((buf[o + 6] << 8) | buf[o + 7]) +
+    ((buf[o + 8] << 8) | buf[o + 9]) +
+    ((buf[o + 10] << 8) | buf[o + 11]) +
+    ((buf[o + 12] << 8) | buf[o + 13]) +
+    ((buf[o + 14] << 8) | buf[o + 15]) +
+    ((buf[o + 16] << 8) | buf[o + 17]) +
+    ((buf[o + 18] << 8) | buf[o + 19])
+  );
+}
+
 /** Folds the carries of an unfolded sum into 16 bits and complements it: the value for a checksum field. */
 export function foldChecksum(sum: number): number {
   // Above 32 bits `>>> 16` would lose bits: reduce arithmetically first (never happens for one packet).

@@ -90,6 +90,7 @@ import {
 } from './constants.js';
 import type { PacketInfo } from './packet-info.js';
 import { read32 } from './bytes.js';
+import { ipv4FixedHeaderSum } from './checksum.js';
 
 
 /**
@@ -188,17 +189,7 @@ function inspect4(buf: Uint8Array, o: number, length: number, info: PacketInfo):
 
   // Header checksum (RFC 791 section 3.1): the sum over a correct header, field included, is 0xFFFF.
   // The common 20-byte header is summed unrolled; options take the loop.
-  let sum =
-    ((buf[o] << 8) | buf[o + 1]) +
-    ((buf[o + 2] << 8) | buf[o + 3]) +
-    ((buf[o + 4] << 8) | buf[o + 5]) +
-    ((buf[o + 6] << 8) | buf[o + 7]) +
-    ((buf[o + 8] << 8) | buf[o + 9]) +
-    ((buf[o + 10] << 8) | buf[o + 11]) +
-    ((buf[o + 12] << 8) | buf[o + 13]) +
-    ((buf[o + 14] << 8) | buf[o + 15]) +
-    ((buf[o + 16] << 8) | buf[o + 17]) +
-    ((buf[o + 18] << 8) | buf[o + 19]);
+  let sum = ipv4FixedHeaderSum(buf, o);
   for (let i = o + IPV4_MIN_HEADER; i < o + headerLength; i += 2) sum += (buf[i] << 8) | buf[i + 1];
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
