@@ -7,6 +7,10 @@
  *   http_ns           HttpHostParser on curl's GET (78 B) and a browser-sized request with cookies (~900 B).
  *                     Reference: Buffer.indexOf("\r\n\r\n") over the same bytes.
  *   dns_ns            parseDnsQuery on a c-ares query, and parse + buildNxdomain. Reference: copying the message.
+ *   pipeline_dns_ns   The pipeline's DNS stage (src/dataplane/dns-gate.ts), one packet per process() call on an
+ *                     established flow, with a block rule of 500 names and an override rule: a query no rule
+ *                     matches (read, decided, forwarded) and a blocked one (answered by the edge). Reference: a
+ *                     UDP packet of an established flow to port 443, same rules, same copy into the batch.
  *   match_ns          HostnameMatcher.match with 1,000 rules (500 exact, 500 "*.suffix"), names 2–5 labels, half of
  *                     them matching. Reference: Map.get of the same names in a Map of the 500 exact names.
  *   dlp_mb_s          DlpStream over 64 KiB of JSON-like text with digits, fed in 1,448-byte chunks (a TCP MSS):
@@ -29,6 +33,11 @@ import { buildNxdomain, parseDnsQuery } from '../src/gateway/dns.js';
 import { HostnameMatcher } from '../src/gateway/hostname-matcher.js';
 import { HttpHostParser } from '../src/gateway/http-host.js';
 import { SniParser } from '../src/gateway/tls-sni.js';
+import { PacketBatch } from '../src/common/packet-batch.js';
+import { Pipeline } from '../src/dataplane/pipeline.js';
+import { NameSource } from '../src/gateway/policy.js';
+import { NextHopKind } from '../src/route/route-table.js';
+import { buildUdp } from '../src/wire/build.js';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -209,6 +218,42 @@ results.dlp_stream_cards_us = round(nsPerOp(() => {
   alone.end();
   sink += alone.matches.length;
 }) / NS_PER_US, 2);
+// --- the pipeline's DNS stage ----------------------------------------------------------------------------
+{
+  const ONRAMP = 1;
+  const pipeline = new Pipeline({
+    onramps: [{ id: ONRAMP, name: 'site', type: 'wireguard', site: 1, automaticReturnRouting: true }],
+    routes: [{ prefix: '0.0.0.0/0', kind: NextHopKind.Internet }],
+    egress: { addresses: ['198.51.100.1'] },
+    hashSeed: 1,
+    gateway: {
+      rules: [
+        { id: 1, action: 'block', hostnames: domains.slice(0, RULES / 2) },
+        { id: 2, action: 'override', hostnames: ['intranet.example'], sources: NameSource.Dns, override: { addresses: ['192.0.2.7'], ttl: 60 } },
+      ],
+      dlpProfiles: [], classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' }, dlpScanBytes: 65536,
+    },
+  });
+  const dnsQuery = (name: string): Uint8Array => Uint8Array.from([0x86, 0x5a, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+    ...name.split('.').flatMap((l) => [l.length, ...Buffer.from(l)]), 0, 0, 1, 0, 1]);
+  const packet = (dstPort: number, payload: Uint8Array): Uint8Array => buildUdp({ src: '10.0.1.10', dst: '203.0.113.10' }, { srcPort: 40000 + dstPort, dstPort, payload });
+  const batch = new PacketBatch(1);
+  const send = (bytes: Uint8Array): void => {
+    batch.clear();
+    batch.push(bytes, 0, bytes.length, ONRAMP);
+    pipeline.process(batch, 1000);
+    sink += batch.nextHop[0] + pipeline.generated.count;
+  };
+  const plain = packet(443, dnsQuery('www.example.org'));
+  const allowed = packet(53, dnsQuery('www.example.org'));
+  const blocked = packet(53, dnsQuery(domains[7]));
+  send(plain);
+  send(allowed); // sets up both flows
+  results.pipeline_udp_ns = round(nsPerOp(() => send(plain)));
+  results.pipeline_dns_forward_ns = round(nsPerOp(() => send(allowed)));
+  results.pipeline_dns_answer_ns = round(nsPerOp(() => send(blocked)));
+  if (pipeline.counters.gatewayDnsAnswered === 0) throw new Error('bench: the blocked query was not answered');
+}
 
 if (sink === 0.5) log('');
 if (json) {
