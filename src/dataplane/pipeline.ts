@@ -1454,7 +1454,8 @@ export class Pipeline {
    * Allowed: the flow records the new epoch and the firewall rule that allows it now; its NAT mapping, return
    * onramp and every other decision stay as they are. Blocked: the flow is cut — removed with
    * RemoveReason.PolicyCut (lastCut says which epoch and rule, for the flow log) and this packet dropped as
-   * PolicyCut; the other end learns it when its next packet finds no flow (TCP: a drop, not yet an RST).
+   * PolicyCut; a TCP flow gets a reset to each end first (resetBoth, as a gateway block); other protocols learn it
+   * when their next packet finds no flow.
    * Returns Drop.None or Drop.PolicyCut. Slow path: once per flow and policy change.
    */
   reevaluate(table: FlowTable, flow: number, _now: number): number {
@@ -1507,7 +1508,14 @@ export class Pipeline {
     c.layer = layer;
     c.ruleId = ruleId;
     this.counters.flowsCutByPolicy++;
-    table.delete(flow, RemoveReason.PolicyCut);
+    if (table.protocol(flow) === IPPROTO_TCP && table.state(flow) !== TcpState.Close) {
+      // A reset to each end, as a gateway block sends (RFC 9293 §3.10.7.1; exact under RFC 5961 §3.2): the
+      // server's goes through forward(), which must find the flow current, not cut it again.
+      table.setPolicyEpoch(flow, this.epoch);
+      this.resetBoth(table, flow, RemoveReason.PolicyCut);
+    } else {
+      table.delete(flow, RemoveReason.PolicyCut);
+    }
     return Drop.PolicyCut;
   }
 
@@ -2037,7 +2045,8 @@ export class Pipeline {
     this.recycle(c);
     if (action === GW_ACTION_BLOCK) {
       if (slot !== null) slot.pool.release(slot);
-      this.resetBoth(table, flow);
+      this.counters.gatewayResets++;
+      this.resetBoth(table, flow, RemoveReason.Deleted);
       return false;
     }
     // DLP before the held bytes go on: the client's stream starts at the first of them.
@@ -2074,7 +2083,7 @@ export class Pipeline {
    * packets), then the flow ends. Both are built from the flow's own record, not a packet: the wait's expiry has
    * none at hand.
    */
-  private resetBoth(table: FlowTable, flow: number): void {
+  private resetBoth(table: FlowTable, flow: number, reason: RemoveReason): void {
     const r = this.resetInfo;
     const n = flow * 2;
     const v4 = table.addrWords === 1;
@@ -2112,8 +2121,7 @@ export class Pipeline {
     // To the server: as the client would send it; forward() translates it and tracks the flow to CLOSE.
     len = writeResetToReceiver(out, 0, r, r.tcpSeq);
     this.walkGenerated(out, 0, len, onramp, Drop.ClassifyReleaseOverflow);
-    this.counters.gatewayResets++;
-    table.delete(flow);
+    table.delete(flow, reason);
   }
 
   /** Flows whose wait is over get their rule's fallback (in start order: the first still waiting ends the pass). */

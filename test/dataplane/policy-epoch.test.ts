@@ -197,3 +197,23 @@ test('a gateway change cuts the flows a rule now blocks (L3/L4 rules; hostname r
   rig.pipeline.setGateway(null);
   assert.equal(conns.aOrig.c2s().hop, INTERNET, 'no gateway: only the firewall decides');
 });
+
+test('a TCP flow cut by a policy change gets a reset to each end: the client through its onramp, the server translated', () => {
+  const rig = new PipelineRig(twoSites());
+  const c = new Conn(rig, A_PRIMARY, V4.host, V4.server, 40001, 443);
+  c.open();
+  rig.pipeline.setFirewall(new Firewall([denyRule(V4)], 'allow'));
+  assert.equal(c.c2s().drop, Drop.PolicyCut);
+  const resets = rig.generated();
+  assert.equal(resets.length, 2);
+  const [toClient, toServer] = resets;
+  // RFC 9293 §3.10.7.1: the client's reset answers as the server, SEQ = what the client expects next.
+  assert.deepEqual([toClient.hop, toClient.parsed.src, toClient.parsed.dst, toClient.parsed.srcPort, toClient.parsed.dstPort], [A_PRIMARY, V4.server, V4.host, 443, 40001]);
+  assert.equal(toClient.parsed.tcp?.seq, SERVER_ISN + 1);
+  // The server's as from the client's NAT endpoint, SEQ = the server's RCV.NXT (the dropped segment never reached it).
+  assert.deepEqual([toServer.hop, toServer.parsed.src, toServer.parsed.dst, toServer.parsed.srcPort, toServer.parsed.dstPort], [INTERNET, c.outSrc, V4.server, c.outPort, 443]);
+  assert.equal(toServer.parsed.tcp?.seq, CLIENT_ISN + 1);
+  for (const r of resets) assert.equal(r.drop, Drop.None);
+  assert.equal(rig.pipeline.counters.flowsCutByPolicy, 1);
+  assert.equal(rig.pipeline.flows4.size, 0);
+});
