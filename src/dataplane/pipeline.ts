@@ -176,8 +176,9 @@ export const FLAG_GATEWAY_WORK = 128;
 /**
  * A UDP flow toward port 53 (dns-gate.ts): while some gateway rule reads DNS names, every query of its original
  * direction is read and decided, not only the first (a resolver may send many queries from one source port).
- * Set on every such flow, whether or not rules exist yet, so a rule added later applies to flows already open;
- * without rules it costs those flows one compare. Other flows never carry it.
+ * Set only while such rules exist (the bit sends a packet past the specialised established path): a policy change
+ * starts a new epoch, and re-evaluation sets or clears it on the flows already open (reevaluate), so a rule added
+ * later applies to them from their next packet. Other flows never carry it.
  */
 export const FLAG_DNS = FLAG_GATEWAY_WORK;
 /**
@@ -1499,6 +1500,10 @@ export class Pipeline {
     }
     table.setRuleId(flow, fw.ruleId(rule));
     table.setPolicyEpoch(flow, this.epoch);
+    // DNS queries are read while rules read DNS names (FLAG_DNS): a UDP flow toward port 53 follows the new policy.
+    if (protocol === IPPROTO_UDP && dstPort === DNS_PORT) {
+      table.setFlags(flow, this.dnsGate.active ? table.flags(flow) | FLAG_DNS : table.flags(flow) & ~FLAG_DNS);
+    }
     return Drop.None;
   }
 
@@ -1629,12 +1634,10 @@ export class Pipeline {
       return hop;
     }
     // The firewall allowed it: a DNS query is the gateway's next (its first query creates no flow when answered).
-    if (this.info.protocol === IPPROTO_UDP && this.info.dstPort === DNS_PORT) {
+    if (this.info.protocol === IPPROTO_UDP && this.info.dstPort === DNS_PORT && this.dnsGate.active) {
       d.flags |= FLAG_DNS;
-      if (this.dnsGate.active) {
-        const answered = this.gatewayDns(buf, ingress);
-        if (answered !== NOT_ANSWERED) return answered;
-      }
+      const answered = this.gatewayDns(buf, ingress);
+      if (answered !== NOT_ANSWERED) return answered;
     }
     if (this.ports.version !== this.sharesVersion) this.sizeShares();
     return this.commitSetup(buf, table, ingress, zone, length, now);
