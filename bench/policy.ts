@@ -16,7 +16,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { PacketBatch } from '../src/common/packet-batch.js';
-import { GatewayPolicy, NameSource, type GatewayRuleSpec } from '../src/gateway/policy.js';
+import { GatewayPolicy, NameSource, type GatewayPolicySpec, type GatewayRuleSpec } from '../src/gateway/policy.js';
 import { FastGatewayPolicy } from '../src/dataplane/gateway-policy.js';
 import { SniParser } from '../src/gateway/tls-sni.js';
 import type { Pipeline } from '../src/dataplane/pipeline.js';
@@ -75,6 +75,16 @@ export interface ClassifyFigures {
   classify_per_flow_ns: number;
   gateway_rules: number;
   classified_flows: number;
+}
+
+/** 1,000 hostname rules that read SNI and HTTP Host on every port (half on exact names, half on subdomains). */
+export function hostnameRulesSpec(): GatewayPolicySpec {
+  const rules: GatewayRuleSpec[] = [];
+  for (let i = 0; i < GATEWAY_RULES; i++) {
+    const domain = `d${i}.example-${i % 7}.com`;
+    rules.push({ id: i + 1, action: i % 2 === 0 ? 'block' : 'allow', hostnames: [i < GATEWAY_RULES / 2 ? domain : `*.${domain}`], sources: NameSource.Sni | NameSource.HttpHost });
+  }
+  return { rules, dlpProfiles: [], classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' }, dlpScanBytes: 4096 };
 }
 
 /** 1,000 hostname rules, then `flows` ClientHellos (half naming a rule's domain), each classified once. */
