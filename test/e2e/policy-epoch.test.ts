@@ -27,7 +27,7 @@ const A_BYTES = 512 * 1024 * 1024;
 const B_BYTES = 10 * 1024 * 1024;
 /** Both downloads are under way (bytes on disk) before the rule is added. */
 const STARTED_BYTES = 512 * 1024;
-/** curl gives up when fewer than 1 byte/s arrive for this long: a cut download ends instead of hanging. */
+/** curl gives up when fewer than 1 byte/s arrive for this long: a download whose reset was lost ends instead of hanging. */
 const STALL_SECONDS = 6;
 const WAIT_MS = 60_000;
 const POLL_MS = 200;
@@ -59,6 +59,9 @@ async function until(what: string, probe: () => boolean | Promise<boolean>): Pro
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** curl's exit status when the connection is reset while it receives (CURLE_RECV_ERROR). */
+const CURL_RECV_ERROR = 56;
+
 function cleanFiles(): void {
   for (const f of ['a.body', 'a.headers', 'b.body', 'b.headers', 'flows.jsonl']) rmSync(`${FILES}-${f}`, { force: true });
 }
@@ -89,9 +92,11 @@ test('a firewall rule added through the API cuts site A\'s running download; sit
   const ruleId = (rule.body as { id: number }).id;
   const cutAt = size(a.body);
 
-  // Site A: no byte more than a few in flight, then curl gives up (28: below the speed limit for STALL_SECONDS).
+  // Site A: the cut resets both ends (curl 56: "Failure when receiving data from the peer", the reset); without the
+  // reset it would stall until the speed limit for STALL_SECONDS gave up (28), and a completed download (0) means
+  // the flow was not cut at all.
   const aExit = await a.exit;
-  assert.equal(aExit, 28, `site A's curl ended with ${aExit}, not 28 (stalled): the flow was not cut`);
+  assert.equal(aExit, CURL_RECV_ERROR, `site A's curl ended with ${aExit}, not ${CURL_RECV_ERROR} (reset by the cut)`);
   const aBytes = size(a.body);
   assert.ok(aBytes < A_BYTES, 'site A\'s download did not complete');
   // What was in flight when the rule came: at most a few windows (the rate limit keeps them small).
