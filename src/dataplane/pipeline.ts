@@ -1227,20 +1227,8 @@ export class Pipeline {
       if (this.onGatewayDns !== null) this.onGatewayDns(gate.event);
     }
     if (n <= 0) return NOT_ANSWERED;
-    const g = this.generated;
-    const i = g.push(gate.out, 0, n, ingress);
-    if (i < 0) {
-      c.gatewayDnsAnswerLost++;
-      return CONSUMED;
-    }
-    const e = this.errorInfo;
-    inspect(g.data, g.offset[i], n, e);
-    g.record(i, e);
-    g.nextHop[i] = ingress;
-    g.drop[i] = Drop.None;
-    c.txPackets[ingress]++;
-    c.txBytes[ingress] += n;
-    c.gatewayDnsAnswered++;
+    if (this.pushOwn(gate.out, n, ingress, ingress)) c.gatewayDnsAnswered++;
+    else c.gatewayDnsAnswerLost++;
     return CONSUMED;
   }
 
@@ -1292,7 +1280,7 @@ export class Pipeline {
       }
       n = writeIcmpError6(out, 0, ICMP6_TIME_EXCEEDED, ICMP_CODE_TTL_EXCEEDED, 0, a, 0, 4, buf, info.l3Offset, info.ipLength);
     }
-    if (this.pushOwn(out, n, ingress)) this.counters.icmpTimeExceededSent++;
+    if (this.pushOwn(out, n, ingress, ingress)) this.counters.icmpTimeExceededSent++;
     else this.counters.icmpErrorsRateLimited++;
     return -Drop.TtlExceeded;
   }
@@ -1415,31 +1403,32 @@ export class Pipeline {
     const info = this.info;
     const flow = node >> 1;
     const dir = (node & 1) as 0 | 1;
-    this.pushOwn(this.resetScratch, writeResetToSender(this.resetScratch, 0, info), ingress);
+    this.pushOwn(this.resetScratch, writeResetToSender(this.resetScratch, 0, info), ingress, ingress);
     if ((table.flags(flow) & FLAG_TRANSLATE) !== 0) this.translate(buf, table, node ^ 1);
     const hop = this.hopFor(table, flow, dir, ingress);
     // The segment is dropped: the receiver still expects its first byte (RCV.NXT = SEG.SEQ; it is in order, DLP saw
     // every byte before it).
-    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info, info.tcpSeq), hop);
+    if (hop >= 0) this.pushOwn(this.resetScratch, writeResetToReceiver(this.resetScratch, 0, info, info.tcpSeq), hop, hop);
     table.delete(flow, RemoveReason.DlpCut);
     return -Drop.DlpBlocked;
   }
 
   /**
-   * Pushes a packet the edge originates (out[0, n): an ICMP error, a reset) into `generated`, bound for `port`,
-   * its inspection recorded and counted as sent. False when `generated` is full.
+   * Pushes a packet the edge originates (out[0, n): an ICMP error, a reset, a DNS answer) into `generated`, tagged
+   * as come in on `ingress` and bound for `hop`, its inspection recorded and counted as sent on `hop`. False when
+   * `generated` is full.
    */
-  private pushOwn(out: Uint8Array, n: number, port: number): boolean {
+  private pushOwn(out: Uint8Array, n: number, ingress: number, hop: number): boolean {
     const g = this.generated;
-    const i = g.push(out, 0, n, port);
+    const i = g.push(out, 0, n, ingress);
     if (i < 0) return false;
     const e = this.errorInfo;
     inspect(g.data, g.offset[i], n, e);
     g.record(i, e);
-    g.nextHop[i] = port;
+    g.nextHop[i] = hop;
     g.drop[i] = Drop.None;
-    this.counters.txPackets[port]++;
-    this.counters.txBytes[port] += n;
+    this.counters.txPackets[hop]++;
+    this.counters.txBytes[hop] += n;
     return true;
   }
 
@@ -2108,18 +2097,15 @@ export class Pipeline {
     // To the client: straight back where its packets came from (ARR: the flow's return onramp).
     const toClient = (table.flags(flow) & FLAG_ARR) !== 0 ? this.ports.deliverable(table.returnPort(flow)) : this.ports.deliverable(onramp);
     let len = writeResetToSender(out, 0, r);
-    const i = g.push(out, 0, len, onramp);
-    if (i >= 0 && toClient >= 0) {
-      const e = this.errorInfo;
-      inspect(g.data, g.offset[i], len, e);
-      g.record(i, e);
-      g.nextHop[i] = toClient;
-      g.drop[i] = Drop.None;
-      this.counters.txPackets[toClient]++;
-      this.counters.txBytes[toClient] += len;
-    } else if (i >= 0) {
-      g.nextHop[i] = NEXT_HOP_DROP;
-      g.drop[i] = -toClient;
+    if (toClient >= 0) {
+      this.pushOwn(out, len, onramp, toClient);
+    } else {
+      // No way back to the client: the reset is kept in the batch as a drop, with the reason.
+      const i = g.push(out, 0, len, onramp);
+      if (i >= 0) {
+        g.nextHop[i] = NEXT_HOP_DROP;
+        g.drop[i] = -toClient;
+      }
     }
     // To the server: as the client would send it; forward() translates it and tracks the flow to CLOSE.
     len = writeResetToReceiver(out, 0, r, r.tcpSeq);
