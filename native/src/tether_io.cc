@@ -154,7 +154,7 @@ struct Counters {
   double drops_invalid = 0;    // writeBatch entry outside the slab, or empty
   double drops_offload = 0;    // writeBatch entry with GSO / NEEDS_CSUM to a handle without offloads
   double gso_in = 0, gso_out = 0;  // GSO super-packets read / written (each counted once in packets_*)
-  double coalesced_out = 0;        // datagrams written inside a USO super-packet the addon built (see CoalesceUdp4)
+  double coalesced_out = 0;        // datagrams written inside a USO super-packet the addon built (see CoalesceUdp)
   double read_errors[kErrnoBuckets] = {};
   double write_errors[kErrnoBuckets] = {};
   static int Bucket(int err) { return err > 0 && err < kErrnoBuckets ? err : kErrnoBuckets - 1; }
@@ -518,10 +518,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
       bool gso = false;
       if (vnet.data != nullptr && static_cast<size_t>(i) * kVnetWords + kVnetWords <= vnet.length) {
         const uint16_t* w = vnet.data + static_cast<size_t>(i) * kVnetWords;
-        if ((offloads_ & kTunFUso4) != 0) {
+        if ((offloads_ & (kTunFUso4 | kTunFUso6)) != 0) {
           // A run of datagrams of one UDP flow goes to the kernel as one USO super-packet: one write, one
-          // route lookup, one pass of the firewall for up to kUsoMaxSegments of them (see CoalesceUdp4).
-          const uint32_t run = CoalesceUdp4(j, to, packet_at, bytes_of, vnet);
+          // route lookup, one pass of the firewall for up to kUsoMaxSegments of them (see CoalesceUdp).
+          const uint32_t run = CoalesceUdp(j, to, packet_at, bytes_of, vnet);
           if (run > 1) {
             const ssize_t r = WriteIov(usoIov_, usoIovCount_);
             if (r < 0) {
@@ -583,18 +583,29 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // Small UDP datagrams cost the edge one write() each, and the kernel one forwarding pass each (route lookup,
   // netfilter, the next device) inside that write: 85 % of the daemon's time under 64-byte UDP. A run of consecutive
   // entries that the kernel's own UDP GRO would merge (net/ipv4/udp_offload.c udp_gro_receive_segment, with
-  // inet_gro_receive's IPv4 rules) is written instead as one super-packet, VIRTIO_NET_HDR_GSO_UDP_L4, which the kernel
-  // forwards whole and cuts back into the same datagrams where it must (__udp_gso_segment: each segment gets the
-  // super-packet's headers with its own length, checksum, and IP id = first id + k). Merged when, for each datagram:
-  // IPv4 without options or fragmentation; UDP whose length matches the IP length; the same addresses, ports, TOS,
-  // TTL and DF as the first; IP ids consecutive (so the segments' ids are the originals, byte for byte); the same
-  // payload size as the first, except the last, which may be shorter; a checksum the kernel will recompute rightly:
-  // a partial one (NEEDS_CSUM, the sender's offload) or a full one that verifies (a bad or absent one is written
-  // alone, as it came). No GSO packet is merged. The writev gathers the payloads from the batch: no copy here.
+  // inet_gro_receive's IPv4 and ipv6_gro_receive's IPv6 rules) is written instead as one super-packet,
+  // VIRTIO_NET_HDR_GSO_UDP_L4, which the kernel forwards whole and cuts back into the same datagrams where it must
+  // (__udp_gso_segment: each segment gets the super-packet's headers with its own length and checksum, and for
+  // IPv4 IP id = first id + k). Merged when, for each datagram:
+  //  - IPv4 (needs TUN_F_USO4): no options or fragmentation; the same addresses, ports, TOS, TTL and DF as the
+  //    first; IP ids consecutive (so the segments' ids are the originals, byte for byte);
+  //  - IPv6 (needs TUN_F_USO6): UDP straight after the fixed header (no extension headers: a fragment header or
+  //    routing header must stay with its own datagram); the same addresses, ports, traffic class, flow label and
+  //    hop limit as the first (RFC 8200 section 3; ipv6_gro_receive flushes on any of them);
+  //  - both: UDP whose length matches the IP length; the same payload size as the first, except the last, which may
+  //    be shorter; a checksum the kernel will recompute rightly: a partial one (NEEDS_CSUM, the sender's offload) or
+  //    a full one that verifies (a bad one, or an absent one, is written alone, as it came; RFC 8200 section 8.1: a
+  //    zero UDP checksum is not even valid over IPv6).
+  // No GSO packet is merged. The writev gathers the payloads from the batch: no copy here.
   static constexpr uint32_t kIpv4Header = 20;    // RFC 791 without options (IHL 5)
+  static constexpr uint32_t kIpv6Header = 40;    // RFC 8200 section 3: the fixed header
   static constexpr uint32_t kUdpHeader = 8;      // RFC 768
+  static constexpr uint32_t kUdpLength = 4, kUdpChecksum = 6;  // RFC 768 field offsets
+  static constexpr uint32_t kIpv6PayloadLength = 4, kIpv6NextHeader = 6, kIpv6HopLimit = 7, kIpv6Src = 8;
+  static constexpr uint32_t kIpv6AddrsAndPorts = 32 + 4;  // source, destination (RFC 8200), then the UDP ports
+  static constexpr uint32_t kIpv6FirstWord = 4;  // version, traffic class, flow label
   static constexpr uint32_t kUsoMaxSegments = 64;  // UDP_MAX_SEGMENTS of older kernels: accepted everywhere
-  static constexpr uint32_t kIpMaxTotal = 0xffff;  // RFC 791 total length, 16 bits
+  static constexpr uint32_t kIpMaxTotal = 0xffff;  // RFC 791 total length, 16 bits (IPv6: kept as low, no jumbograms)
   static constexpr uint8_t kIpProtoUdp = 17;
   static constexpr uint16_t kIpFlagMf = 0x2000, kIpFragOffset = 0x1fff;
 
@@ -610,30 +621,56 @@ class Handle : public Napi::ObjectWrap<Handle> {
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
     return static_cast<uint16_t>(sum);
   }
-  // The RFC 768 pseudo-header: source, destination, protocol, UDP length.
-  static uint32_t PseudoSum(const uint8_t* ip, uint32_t udp_len) {
-    return Sum16(ip + 12, 8, 0) + kIpProtoUdp + udp_len;
+  // The UDP pseudo-header: source, destination, protocol, UDP length (RFC 768; RFC 8200 section 8.1 for IPv6).
+  static uint32_t PseudoSum(const uint8_t* ip, uint32_t l3, uint32_t udp_len) {
+    return l3 == kIpv4Header ? Sum16(ip + 12, 8, 0) + kIpProtoUdp + udp_len : Sum16(ip + kIpv6Src, 32, 0) + kIpProtoUdp + udp_len;
   }
 
-  // The UDP payload size of a datagram that may join a run, 0 when it may not (see above).
-  static uint32_t UdpCandidate(const uint8_t* p, size_t len, const uint16_t* w) {
-    if (w[kVGsoType] != kVnetGsoNone || len < kIpv4Header + kUdpHeader + 1 || p[0] != 0x45) return 0;
-    if (Rd16(p + 2) != len || p[9] != kIpProtoUdp || (Rd16(p + 6) & (kIpFlagMf | kIpFragOffset)) != 0) return 0;
-    const uint8_t* udp = p + kIpv4Header;
-    if (Rd16(udp + 4) != len - kIpv4Header) return 0;
+  // The IP header length (kIpv4Header or kIpv6Header) of a datagram that may start or join a run of this handle,
+  // 0 when it may not (see above).
+  uint32_t UdpL3(const uint8_t* p, size_t len, const uint16_t* w) const {
+    if (w[kVGsoType] != kVnetGsoNone || len < 1) return 0;
+    if (p[0] == 0x45 && (offloads_ & kTunFUso4) != 0) {
+      if (len < kIpv4Header + kUdpHeader + 1 || Rd16(p + 2) != len || p[9] != kIpProtoUdp) return 0;
+      if ((Rd16(p + 6) & (kIpFlagMf | kIpFragOffset)) != 0) return 0;
+      return kIpv4Header;
+    }
+    if (p[0] >> 4 == 6 && (offloads_ & kTunFUso6) != 0) {
+      if (len < kIpv6Header + kUdpHeader + 1 || Rd16(p + kIpv6PayloadLength) != len - kIpv6Header) return 0;
+      return p[kIpv6NextHeader] == kIpProtoUdp ? kIpv6Header : 0;
+    }
+    return 0;
+  }
+
+  // The UDP payload size of a datagram with an l3-byte IP header that may join a run, 0 when it may not.
+  static uint32_t UdpCandidate(const uint8_t* p, size_t len, const uint16_t* w, uint32_t l3) {
+    const uint8_t* udp = p + l3;
+    if (Rd16(udp + kUdpLength) != len - l3) return 0;
     if ((w[kVFlags] & kVnetFNeedsCsum) != 0) {
-      if (w[kVCsumStart] != kIpv4Header || w[kVCsumOffset] != 6) return 0;
+      if (w[kVCsumStart] != l3 || w[kVCsumOffset] != kUdpChecksum) return 0;
     } else {
       // A full checksum must verify: coalescing must not turn a corrupt datagram into a sound one.
-      if (Rd16(udp + 6) == 0 || Fold(Sum16(udp, len - kIpv4Header, PseudoSum(p, len - kIpv4Header))) != 0xffff) return 0;
+      if (Rd16(udp + kUdpChecksum) == 0 || Fold(Sum16(udp, len - l3, PseudoSum(p, l3, len - l3))) != 0xffff) return 0;
     }
-    return static_cast<uint32_t>(len - kIpv4Header - kUdpHeader);
+    return static_cast<uint32_t>(len - l3 - kUdpHeader);
+  }
+
+  // Whether datagram p may follow `first` in a run (both l3-byte headers): every header field the segments will
+  // copy from the first must be the same, but for the IPv4 id, which must be the previous one + 1.
+  static bool SameUdpFlow(const uint8_t* p, const uint8_t* first, uint32_t l3, uint16_t prev_id) {
+    if (l3 == kIpv4Header) {
+      // TOS (1), ids (4-5), flags (6: DF and the reserved bit alike), TTL (8), addresses (12-19), ports (20-23).
+      return p[1] == first[1] && p[8] == first[8] && Rd16(p + 6) == Rd16(first + 6) && memcmp(p + 12, first + 12, 12) == 0 &&
+             Rd16(p + 4) == static_cast<uint16_t>(prev_id + 1);
+    }
+    return memcmp(p, first, kIpv6FirstWord) == 0 && p[kIpv6HopLimit] == first[kIpv6HopLimit] &&
+           memcmp(p + kIpv6Src, first + kIpv6Src, kIpv6AddrsAndPorts) == 0;
   }
 
   // From entry j on: the number of datagrams merged (0 or 1: write entry j alone). With 2 or more, usoIov_ holds
-  // the super-packet (virtio-net header, IPv4 + UDP headers, the payloads) and usoBytes_ its IP length.
+  // the super-packet (virtio-net header, IP + UDP headers, the payloads) and usoBytes_ its IP length.
   template <typename PacketAt, typename BytesOf>
-  uint32_t CoalesceUdp4(uint32_t j, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of, const View<uint16_t>& vnet) {
+  uint32_t CoalesceUdp(uint32_t j, uint32_t to, PacketAt& packet_at, BytesOf& bytes_of, const View<uint16_t>& vnet) {
     auto entry = [&](uint32_t k, uint8_t** p, size_t* len, const uint16_t** w) -> bool {
       const uint32_t i = packet_at(k);
       if (!bytes_of(i, p, len) || static_cast<size_t>(i) * kVnetWords + kVnetWords > vnet.length) return false;
@@ -644,49 +681,52 @@ class Handle : public Napi::ObjectWrap<Handle> {
     size_t first_len;
     const uint16_t* fw;
     if (j + 1 >= to || !entry(j, &first, &first_len, &fw)) return 0;
-    const uint32_t size = UdpCandidate(first, first_len, fw);
+    const uint32_t l3 = UdpL3(first, first_len, fw);
+    if (l3 == 0) return 0;
+    const uint32_t size = UdpCandidate(first, first_len, fw, l3);
     if (size == 0) return 0;
     uint32_t run = 1, total = size;
-    usoIov_[2] = {first + kIpv4Header + kUdpHeader, size};
+    usoIov_[2] = {first + l3 + kUdpHeader, size};
     uint16_t id = Rd16(first + 4);
     for (uint32_t k = j + 1; k < to && run < kUsoMaxSegments; k++) {
       uint8_t* p;
       size_t len;
       const uint16_t* w;
-      if (!entry(k, &p, &len, &w)) break;
-      const uint32_t s = UdpCandidate(p, len, w);
-      if (s == 0 || s > size || kIpv4Header + kUdpHeader + total + s > kIpMaxTotal) break;
-      // TOS (1), ids (4-5), flags (6: DF and the reserved bit alike), TTL (8), addresses (12-19), ports (20-23).
-      if (p[1] != first[1] || p[8] != first[8] || Rd16(p + 6) != Rd16(first + 6)) break;
-      if (memcmp(p + 12, first + 12, 12) != 0) break;
-      if (Rd16(p + 4) != static_cast<uint16_t>(id + 1)) break;
+      if (!entry(k, &p, &len, &w) || UdpL3(p, len, w) != l3) break;
+      const uint32_t s = UdpCandidate(p, len, w, l3);
+      if (s == 0 || s > size || l3 + kUdpHeader + total + s > kIpMaxTotal) break;
+      if (!SameUdpFlow(p, first, l3, id)) break;
       id = Rd16(p + 4);
-      usoIov_[2 + run] = {p + kIpv4Header + kUdpHeader, s};
+      usoIov_[2 + run] = {p + l3 + kUdpHeader, s};
       run++;
       total += s;
       if (s < size) break;  // only the last may be shorter
     }
     if (run < 2) return 1;
     // The super-packet's headers: the first datagram's, with the whole length; the UDP checksum field holds the
-    // pseudo-header sum of the whole (CHECKSUM_PARTIAL, as udp4_hwcsum leaves it), from which __udp_gso_segment
-    // derives each segment's.
-    memcpy(usoHeaders_, first, kIpv4Header + kUdpHeader);
-    const uint32_t ip_len = kIpv4Header + kUdpHeader + total;
-    Wr16(usoHeaders_ + 2, static_cast<uint16_t>(ip_len));
-    Wr16(usoHeaders_ + 10, 0);
-    Wr16(usoHeaders_ + 10, static_cast<uint16_t>(~Fold(Sum16(usoHeaders_, kIpv4Header, 0))));
-    uint8_t* udp = usoHeaders_ + kIpv4Header;
-    Wr16(udp + 4, static_cast<uint16_t>(ip_len - kIpv4Header));
-    Wr16(udp + 6, Fold(PseudoSum(usoHeaders_, ip_len - kIpv4Header)));
+    // pseudo-header sum of the whole (CHECKSUM_PARTIAL, as udp4_hwcsum / udp6_hwcsum_outgoing leave it), from which
+    // __udp_gso_segment derives each segment's.
+    memcpy(usoHeaders_, first, l3 + kUdpHeader);
+    const uint32_t ip_len = l3 + kUdpHeader + total;
+    if (l3 == kIpv4Header) {
+      Wr16(usoHeaders_ + 2, static_cast<uint16_t>(ip_len));
+      Wr16(usoHeaders_ + 10, 0);
+      Wr16(usoHeaders_ + 10, static_cast<uint16_t>(~Fold(Sum16(usoHeaders_, kIpv4Header, 0))));
+    } else {
+      Wr16(usoHeaders_ + kIpv6PayloadLength, static_cast<uint16_t>(ip_len - kIpv6Header));  // IPv6 has no header checksum
+    }
+    uint8_t* udp = usoHeaders_ + l3;
+    Wr16(udp + kUdpLength, static_cast<uint16_t>(ip_len - l3));
+    Wr16(udp + kUdpChecksum, Fold(PseudoSum(usoHeaders_, l3, ip_len - l3)));
     usoVnet_ = VnetHdr{};
     usoVnet_.flags = kVnetFNeedsCsum;
     usoVnet_.gso_type = kVnetGsoUdpL4;
-    usoVnet_.hdr_len = kIpv4Header + kUdpHeader;
+    usoVnet_.hdr_len = static_cast<uint16_t>(l3 + kUdpHeader);
     usoVnet_.gso_size = static_cast<uint16_t>(size);
-    usoVnet_.csum_start = kIpv4Header;
-    usoVnet_.csum_offset = 6;  // RFC 768: the checksum field
+    usoVnet_.csum_start = static_cast<uint16_t>(l3);
+    usoVnet_.csum_offset = kUdpChecksum;
     usoIov_[0] = {&usoVnet_, static_cast<size_t>(vnet_hdr_size_)};
-    usoIov_[1] = {usoHeaders_, kIpv4Header + kUdpHeader};
+    usoIov_[1] = {usoHeaders_, l3 + kUdpHeader};
     usoIovCount_ = static_cast<int>(2 + run);
     usoBytes_ = ip_len;
     return run;
@@ -794,9 +834,9 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
   Counters counters_;
-  // The USO super-packet being written (CoalesceUdp4): preallocated with the handle, none per packet.
+  // The USO super-packet being written (CoalesceUdp): preallocated with the handle, none per packet.
   VnetHdr usoVnet_ = {};
-  uint8_t usoHeaders_[kIpv4Header + kUdpHeader] = {};
+  uint8_t usoHeaders_[kIpv6Header + kUdpHeader] = {};
   struct iovec usoIov_[2 + kUsoMaxSegments] = {};
   int usoIovCount_ = 0;
   uint32_t usoBytes_ = 0;

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
 import { PacketBatch, VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_UDP_L4, VNET_GSO_TYPE, VNET_WORDS } from '../common/packet-batch.js';
 import { buildUdp } from '../wire/build.js';
-import { foldChecksum, ipv4HeaderChecksum, pseudoHeaderSum4 } from '../wire/checksum.js';
+import { foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum4 } from '../wire/checksum.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import {
   IPPROTO_UDP,
@@ -21,6 +21,14 @@ import {
   IPV4_SRC,
   IPV4_TOTAL_LENGTH,
   IPV4_TTL,
+  IPV6_ADDR_BYTES,
+  IPV6_DST,
+  IPV6_EXT_DESTINATION,
+  IPV6_EXT_MIN,
+  IPV6_HEADER,
+  IPV6_HOP_LIMIT,
+  IPV6_NEXT_HEADER,
+  IPV6_SRC,
   UDP_DST_PORT,
   UDP_CHECKSUM,
   UDP_HEADER as UDP_HEADER_LEN,
@@ -281,130 +289,181 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     }
   });
 
-  describe('with offloads: runs of one UDP flow are written as one USO super-packet, cut back by the kernel into the same datagrams', () => {
-    // The oracle is the kernel: datagrams written into the TUN with offloads (10.81/24) toward 10.77.0.2 are forwarded
-    // out of the plain TUN (no offloads: the kernel segments a super-packet there and completes every checksum), and
-    // must come out byte for byte as written, but for the hop (TTL - 1, IP checksum) and a partial checksum completed.
-    const PORT = 7333;
-    type Mode = 'full' | 'partial' | 'zero' | 'bad';
-    interface Datagram { flow: number; size: number; id: number; ttl: number; df: boolean; mode: Mode; options?: boolean }
-    let out: Lab;
-    const seen: Uint8Array[] = [];
-
-    before(() => {
-      out = labs[0];
-      sh('ip', 'netns', 'exec', NS, 'sh', '-ec', `sysctl -qw net.ipv4.ip_forward=1; for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done`);
-      out.tun.startReading(new PacketBatch(128), INGRESS, (b) => {
-        for (let i = 0; i < b.count; i++) {
-          const p = b.packet(i);
-          if (p[0] >> 4 === 4 && p[IPV4_PROTOCOL] === IPPROTO_UDP && ((p[(p[0] & 0xf) * 4 + UDP_DST_PORT] << 8) | p[(p[0] & 0xf) * 4 + UDP_DST_PORT + 1]) === PORT) seen.push(p.slice());
-        }
-      });
-    });
-    after(() => {
-      out.tun.stopReading();
-      sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
-    });
-
-    /** The datagram as built (full checksum), and as written (its checksum field per mode). */
-    function build(d: Datagram, k: number): { sent: Uint8Array; expected: Uint8Array } {
-      const payload = payloadOf(k, d.size);
-      const full = buildUdp(
-        { src: `10.${OFFLOAD_NET}.0.2`, dst: `10.${out.net}.0.2`, id: d.id, ttl: d.ttl, dontFragment: d.df, ...(d.options ? { options: Uint8Array.of(1, 1, 1, 0) } : {}) },
-        { srcPort: 5000 + d.flow, dstPort: PORT, payload, zeroChecksum: d.mode === 'zero' },
-      );
-      const l4 = (full[0] & 0xf) * 4;
-      const sent = full.slice();
-      if (d.mode === 'bad') sent[l4 + UDP_CHECKSUM] ^= 0x5a;
-      if (d.mode === 'partial') {
-        const v = new DataView(full.buffer);
-        // The pseudo-header sum, folded and not complemented (what udp4_hwcsum leaves for the device to finish).
-        const sum = ~foldChecksum(pseudoHeaderSum4(v.getUint32(IPV4_SRC), v.getUint32(IPV4_DST), IPPROTO_UDP, full.length - l4)) & 0xffff;
-        sent[l4 + UDP_CHECKSUM] = sum >>> 8;
-        sent[l4 + UDP_CHECKSUM + 1] = sum & 0xff;
+  for (const family of [4, 6] as const) {
+    describe(`with offloads: runs of one UDP flow${family === 6 ? ' over IPv6' : ''} are written as one USO super-packet, cut back by the kernel into the same datagrams`, () => {
+      // The oracle is the kernel: datagrams written into the TUN with offloads (10.81/24, fd81::/64) toward 10.77.0.2 or
+      // fd77::2 are forwarded out of the plain TUN (no offloads: the kernel segments a super-packet there and completes
+      // every checksum), and must come out byte for byte as written, but for the hop (TTL or hop limit - 1, the IPv4
+      // header checksum) and a partial checksum completed.
+      const PORT = family === 4 ? 7333 : 7334;
+      type Mode = 'full' | 'partial' | 'zero' | 'bad';
+      interface Datagram {
+        flow: number; size: number; id: number; ttl: number; df: boolean; mode: Mode;
+        /** IPv4 options, or an IPv6 destination-options extension header. */
+        options?: boolean;
+        /** IPv6 only. */
+        trafficClass?: number; flowLabel?: number;
       }
-      // One hop later: TTL - 1 and the header checksum again; the UDP bytes as sent, a partial checksum completed.
-      const expected = (d.mode === 'partial' ? full : sent).slice();
-      expected[IPV4_TTL] -= 1;
-      expected[IPV4_CHECKSUM] = 0;
-      expected[IPV4_CHECKSUM + 1] = 0;
-      const hc = ipv4HeaderChecksum(expected, 0, l4);
-      expected[IPV4_CHECKSUM] = hc >>> 8;
-      expected[IPV4_CHECKSUM + 1] = hc & 0xff;
-      return { sent, expected };
-    }
+      let out: Lab;
+      const seen: Uint8Array[] = [];
+      const [src, dst] = family === 4 ? [`10.${OFFLOAD_NET}.0.2`, '10.77.0.2'] : [`fd${OFFLOAD_NET}::2`, 'fd77::2'];
+      const forwarding = family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
 
-    /** Writes the datagrams in one writeBatch; resolves with what came out of the plain TUN and the super-packets written. */
-    async function through(list: Datagram[]): Promise<{ got: string[]; expected: string[]; superPackets: number; coalesced: number }> {
-      seen.length = 0;
-      const batch = new PacketBatch(Math.max(1, list.length));
-      const expected: string[] = [];
-      list.forEach((d, k) => {
-        const { sent, expected: e } = build(d, k);
-        const i = batch.push(sent, 0, sent.length, 0);
+      before(() => {
+        out = labs[0];
+        if (family === 4) {
+          sh('ip', 'netns', 'exec', NS, 'sh', '-ec', `for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done`);
+        } else {
+          // IPv6 only on these two TUNs (the namespace has it off): a TUN has no neighbour discovery (NUD_NOARP).
+          for (const [dev, net] of [[offloaded.name, OFFLOAD_NET], [out.tun.name, out.net]] as const) {
+            sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', `net.ipv6.conf.${dev}.disable_ipv6=0`);
+            sh('ip', '-n', NS, 'addr', 'add', `fd${net}::1/64`, 'dev', dev, 'nodad');
+          }
+        }
+        sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', `${forwarding}=1`);
+        out.tun.startReading(new PacketBatch(128), INGRESS, (b) => {
+          for (let i = 0; i < b.count; i++) {
+            const p = b.packet(i);
+            const l4 = udpOffset(p);
+            if (l4 > 0 && ((p[l4 + UDP_DST_PORT] << 8) | p[l4 + UDP_DST_PORT + 1]) === PORT) seen.push(p.slice());
+          }
+        });
+      });
+      after(() => {
+        out.tun.stopReading();
+        sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', `${forwarding}=0`);
+      });
+
+      /** Where UDP starts in a packet of this family (after IPv4 options or one IPv6 destination-options header), 0: not UDP. */
+      function udpOffset(p: Uint8Array): number {
+        if (family === 4) return p[0] >> 4 === 4 && p[IPV4_PROTOCOL] === IPPROTO_UDP ? (p[0] & 0xf) * 4 : 0;
+        if (p[0] >> 4 !== 6) return 0;
+        if (p[IPV6_NEXT_HEADER] === IPPROTO_UDP) return IPV6_HEADER;
+        // RFC 8200 section 4.6: next header, then the length in 8-octet units beyond the first 8.
+        return p[IPV6_NEXT_HEADER] === IPV6_EXT_DESTINATION && p[IPV6_HEADER] === IPPROTO_UDP ? IPV6_HEADER + (p[IPV6_HEADER + 1] + 1) * IPV6_EXT_MIN : 0;
+      }
+
+      /** The datagram as built (full checksum), and as written (its checksum field per mode). */
+      function build(d: Datagram, k: number): { sent: Uint8Array; expected: Uint8Array } {
+        const payload = payloadOf(k, d.size);
+        const full = family === 4
+          ? buildUdp(
+            { src, dst, id: d.id, ttl: d.ttl, dontFragment: d.df, ...(d.options ? { options: Uint8Array.of(1, 1, 1, 0) } : {}) },
+            { srcPort: 5000 + d.flow, dstPort: PORT, payload, zeroChecksum: d.mode === 'zero' },
+          )
+          : buildUdp(
+            { src, dst, hopLimit: d.ttl, trafficClass: d.trafficClass ?? 0, flowLabel: d.flowLabel ?? 0, ...(d.options ? { extensions: [{ type: 'destination' as const }] } : {}) },
+            { srcPort: 5000 + d.flow, dstPort: PORT, payload },
+          );
+        const l4 = family === 4 ? (full[0] & 0xf) * 4 : full.length - UDP_HEADER_LEN - d.size;
+        const sent = full.slice();
+        if (d.mode === 'bad') sent[l4 + UDP_CHECKSUM] ^= 0x5a;
+        if (d.mode === 'zero' && family === 6) sent[l4 + UDP_CHECKSUM] = sent[l4 + UDP_CHECKSUM + 1] = 0; // invalid over IPv6 (RFC 8200 8.1), forwarded as is
         if (d.mode === 'partial') {
-          const v = i * VNET_WORDS;
-          batch.vnet[v + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
-          batch.vnet[v + VNET_CSUM_START] = (sent[0] & 0xf) * 4;
-          batch.vnet[v + VNET_CSUM_OFFSET] = UDP_CHECKSUM;
+          const v = new DataView(full.buffer);
+          // The pseudo-header sum, folded and not complemented (what udp4_hwcsum / udp6_hwcsum_outgoing leave for the device).
+          const pseudo = family === 4
+            ? pseudoHeaderSum4(v.getUint32(IPV4_SRC), v.getUint32(IPV4_DST), IPPROTO_UDP, full.length - l4)
+            : onesComplementSum(full, IPV6_SRC, IPV6_DST + IPV6_ADDR_BYTES, IPPROTO_UDP + full.length - l4);
+          const sum = ~foldChecksum(pseudo) & 0xffff;
+          sent[l4 + UDP_CHECKSUM] = sum >>> 8;
+          sent[l4 + UDP_CHECKSUM + 1] = sum & 0xff;
         }
-        expected.push(Buffer.from(e).toString('hex'));
-      });
-      const before = offloaded.counters();
-      assert.equal(offloaded.writeBatch(batch), list.length);
-      await until(() => seen.length >= list.length, `${list.length} datagrams out of the plain TUN (${seen.length} so far)`);
-      await new Promise((r) => setTimeout(r, 5));
-      const after = offloaded.counters();
-      return { got: seen.map((p) => Buffer.from(p).toString('hex')), expected, superPackets: after.gsoOut - before.gsoOut, coalesced: after.coalescedOut - before.coalescedOut };
-    }
-
-    const run = (n: number, over: Partial<Datagram> = {}): Datagram[] =>
-      Array.from({ length: n }, (_, k) => ({ flow: 0, size: 36, id: 1000 + k, ttl: 64, df: true, mode: 'partial' as Mode, ...over }));
-
-    it('a run of 64-byte datagrams of one flow (partial or full checksums, the last shorter) goes out as one super-packet', async () => {
-      const list = [...run(9), { ...run(1)[0], id: 1009, mode: 'full' as Mode }, { ...run(1)[0], id: 1010, size: 20 }];
-      const r = await through(list);
-      assert.deepEqual(r.got, r.expected);
-      assert.equal(r.superPackets, 1);
-      assert.equal(r.coalesced, list.length);
-    });
-
-    it('never merges across what the kernel\'s GRO would not: an id gap, TTL, DF, port, a bigger datagram, options, a zero or bad checksum', async () => {
-      const breaks: Array<[string, Partial<Datagram>]> = [
-        ['id gap', { id: 1005 }], ['ttl', { ttl: 63 }], ['df', { df: false }], ['port', { flow: 1 }], ['bigger', { size: 40 }],
-        ['options', { options: true }], ['zero checksum', { mode: 'zero' }], ['bad checksum', { mode: 'bad' }],
-      ];
-      for (const [what, change] of breaks) {
-        const second: Datagram = { ...run(2)[1], ...change };
-        const r = await through([run(1)[0], second]);
-        assert.deepEqual(r.got, r.expected, what);
-        assert.equal(r.coalesced, 0, `${what}: not merged`);
+        // One hop later: TTL or hop limit - 1 (and the IPv4 header checksum again); the UDP bytes as sent, a partial
+        // checksum completed.
+        const expected = (d.mode === 'partial' ? full : sent).slice();
+        if (family === 4) {
+          expected[IPV4_TTL] -= 1;
+          expected[IPV4_CHECKSUM] = 0;
+          expected[IPV4_CHECKSUM + 1] = 0;
+          const hc = ipv4HeaderChecksum(expected, 0, l4);
+          expected[IPV4_CHECKSUM] = hc >>> 8;
+          expected[IPV4_CHECKSUM + 1] = hc & 0xff;
+        } else {
+          expected[IPV6_HOP_LIMIT] -= 1;
+        }
+        return { sent, expected };
       }
-    });
 
-    it('property: any mix of flows, sizes, ids and checksums comes out as written, in order', async () => {
-      const datagram = fc.record({
-        flow: fc.integer({ min: 0, max: 2 }),
-        size: fc.constantFrom(36, 36, 36, 20, 100),
-        idStep: fc.constantFrom(1, 1, 1, 0, 7),
-        ttl: fc.constantFrom(64, 64, 64, 9),
-        df: fc.constantFrom(true, true, false),
-        mode: fc.constantFrom<Mode>('partial', 'partial', 'full', 'zero', 'bad'),
+      /** Writes the datagrams in one writeBatch; resolves with what came out of the plain TUN and the super-packets written. */
+      async function through(list: Datagram[]): Promise<{ got: string[]; expected: string[]; superPackets: number; coalesced: number }> {
+        seen.length = 0;
+        const batch = new PacketBatch(Math.max(1, list.length));
+        const expected: string[] = [];
+        list.forEach((d, k) => {
+          const { sent, expected: e } = build(d, k);
+          const i = batch.push(sent, 0, sent.length, 0);
+          if (d.mode === 'partial') {
+            const v = i * VNET_WORDS;
+            batch.vnet[v + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
+            batch.vnet[v + VNET_CSUM_START] = sent.length - UDP_HEADER_LEN - d.size;
+            batch.vnet[v + VNET_CSUM_OFFSET] = UDP_CHECKSUM;
+          }
+          expected.push(Buffer.from(e).toString('hex'));
+        });
+        const before = offloaded.counters();
+        assert.equal(offloaded.writeBatch(batch), list.length);
+        await until(() => seen.length >= list.length, `${list.length} datagrams out of the plain TUN (${seen.length} so far)`);
+        await new Promise((r) => setTimeout(r, 5));
+        const after = offloaded.counters();
+        return { got: seen.map((p) => Buffer.from(p).toString('hex')), expected, superPackets: after.gsoOut - before.gsoOut, coalesced: after.coalescedOut - before.coalescedOut };
+      }
+
+      const run = (n: number, over: Partial<Datagram> = {}): Datagram[] =>
+        Array.from({ length: n }, (_, k) => ({ flow: 0, size: 36, id: 1000 + k, ttl: 64, df: true, mode: 'partial' as Mode, ...over }));
+
+      it(`a run of 64-byte datagrams of one flow (partial or full checksums, the last shorter) goes out as one super-packet`, async () => {
+        const list = [...run(9), { ...run(1)[0], id: 1009, mode: 'full' as Mode }, { ...run(1)[0], id: 1010, size: 20 }];
+        const r = await through(list);
+        assert.deepEqual(r.got, r.expected);
+        assert.equal(r.superPackets, 1);
+        assert.equal(r.coalesced, list.length);
       });
-      let merged = 0;
-      await fc.assert(
-        fc.asyncProperty(fc.array(datagram, { minLength: 1, maxLength: 100 }), async (raw) => {
-          const ids = [0, 0, 0];
-          const list = raw.map((d) => ({ ...d, id: (ids[d.flow] += d.idStep) & 0xffff }));
-          const r = await through(list);
-          assert.deepEqual(r.got, r.expected);
-          merged += r.coalesced;
-        }),
-        { numRuns: 25 },
-      );
-      assert.ok(merged > 0, 'some runs were merged');
+
+      const breaks: Array<[string, Partial<Datagram>]> = family === 4
+        ? [
+          ['id gap', { id: 1005 }], ['ttl', { ttl: 63 }], ['df', { df: false }], ['port', { flow: 1 }], ['bigger', { size: 40 }],
+          ['options', { options: true }], ['zero checksum', { mode: 'zero' }], ['bad checksum', { mode: 'bad' }],
+        ]
+        : [
+          ['hop limit', { ttl: 63 }], ['traffic class', { trafficClass: 0x20 }], ['flow label', { flowLabel: 0x12345 }], ['port', { flow: 1 }],
+          ['bigger', { size: 40 }], ['extension header', { options: true }], ['zero checksum', { mode: 'zero' }], ['bad checksum', { mode: 'bad' }],
+        ];
+      it(`never merges across what the kernel's GRO would not: ${breaks.map((b) => b[0]).join(', ')}`, async () => {
+        for (const [what, change] of breaks) {
+          const second: Datagram = { ...run(2)[1], ...change };
+          const r = await through([run(1)[0], second]);
+          assert.deepEqual(r.got, r.expected, what);
+          assert.equal(r.coalesced, 0, `${what}: not merged`);
+        }
+      });
+
+      it('property: any mix of flows, sizes, ids and checksums comes out as written, in order', async () => {
+        const datagram = fc.record({
+          flow: fc.integer({ min: 0, max: 2 }),
+          size: fc.constantFrom(36, 36, 36, 20, 100),
+          idStep: fc.constantFrom(1, 1, 1, 0, 7),
+          ttl: fc.constantFrom(64, 64, 64, 9),
+          df: fc.constantFrom(true, true, false),
+          trafficClass: fc.constantFrom(0, 0, 0, 0x20),
+          options: fc.constantFrom(false, false, false, false, true),
+          mode: fc.constantFrom<Mode>('partial', 'partial', 'full', 'zero', 'bad'),
+        });
+        let merged = 0;
+        await fc.assert(
+          fc.asyncProperty(fc.array(datagram, { minLength: 1, maxLength: 100 }), async (raw) => {
+            const ids = [0, 0, 0];
+            const list = raw.map((d) => ({ ...d, id: (ids[d.flow] += d.idStep) & 0xffff }));
+            const r = await through(list);
+            assert.deepEqual(r.got, r.expected);
+            merged += r.coalesced;
+          }),
+          { numRuns: 25 },
+        );
+        assert.ok(merged > 0, 'some runs were merged');
+      });
     });
-  });
+  }
 
   it('counts a packet the kernel refuses (not IPv4/IPv6) by errno and carries on', () => {
     const { tun } = labs[0];
