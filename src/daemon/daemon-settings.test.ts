@@ -27,6 +27,25 @@ const status = edge.status();
 edge.stop();
 process.stdout.write(JSON.stringify(status));`;
 
+/**
+ * The same with lanes: an Edge (given a busy-poll budget as an option, over the configuration's, unless '') started
+ * with its lanes; prints every lane's budget as each lane's own status reports it (lane 0 first), then stops.
+ */
+const LANE_BUDGETS = `
+const [root, yaml, us] = process.argv.slice(1);
+const { Edge } = await import(root + '/src/daemon/edge.ts');
+const { loadConfig } = await import(root + '/src/config/index.ts');
+const log = { info() {}, warn() {}, debug() {}, error(o, m) { process.stderr.write(m + ' ' + JSON.stringify(o) + '\\n'); } };
+const edge = new Edge({ config: loadConfig(yaml, 'test.yaml'), log, hugePages: false, countersIntervalMs: 0, ...(us === '' ? {} : { busyPollUs: Number(us) }) });
+edge.start();
+await edge.lanesReady();
+const host = edge['laneHost'];
+while (host.statuses().length < edge.laneCount - 1) await new Promise((r) => setTimeout(r, 50));
+const budgets = [edge.status().busyPoll?.budgetUs, ...host.statuses().map((s) => s.busyPoll?.budgetUs)];
+edge.stop();
+process.stdout.write(JSON.stringify(budgets));
+process.exit(0);`;
+
 function config(daemon: string): string {
   return `version: 1
 ${daemon}
@@ -42,13 +61,17 @@ egress:
 `;
 }
 
-function edgeStatus(daemon: string): EdgeStatus {
-  const r = spawnSync('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx', '--input-type=module', '-e', EDGE_STATUS, '--', process.cwd(), config(daemon)], {
+function runEdge(script: string, ...args: string[]): string {
+  const r = spawnSync('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script, '--', process.cwd(), ...args], {
     encoding: 'utf8',
     timeout: CHILD_TIMEOUT_MS,
   });
   assert.equal(r.status, 0, `the edge ran (${r.signal ?? r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as EdgeStatus;
+  return r.stdout;
+}
+
+function edgeStatus(daemon: string): EdgeStatus {
+  return JSON.parse(runEdge(EDGE_STATUS, config(daemon))) as EdgeStatus;
 }
 
 /** The offloads of the egress and interconnect TUNs (every TUN but the underlay, which never has them). */
@@ -86,5 +109,10 @@ describe('the daemon section of the configuration (real TUNs, root)', () => {
     assert.equal(edgeStatus('').busyPoll?.budgetUs, 0);
     assert.equal(edgeStatus('daemon: { busy_poll_us: 50 }').busyPoll?.budgetUs, 50);
     assert.equal(edgeStatus('daemon: { busy_poll_us: 1000 }').busyPoll?.budgetUs, 1000);
+  });
+
+  it('every lane\'s thread busy-polls its own queues with the edge\'s budget, the configuration\'s or the option\'s', () => {
+    assert.deepEqual(JSON.parse(runEdge(LANE_BUDGETS, config('daemon: { lanes: 2, busy_poll_us: 40 }'), '')), [40, 40]);
+    assert.deepEqual(JSON.parse(runEdge(LANE_BUDGETS, config('daemon: { lanes: 2, busy_poll_us: 0 }'), '70')), [70, 70]);
   });
 });

@@ -243,7 +243,7 @@ export class Edge {
     }
     this.handoffBatch = this.laneCount > 1 && host.offload === true ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.laneCount > 1 ? this.batchSize : 1);
     this.laneHost = this.laneCount > 1 && this.laneIndex === 0
-      ? new LaneHost({ config: cfg, count: this.laneCount, rings, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, log: this.log })
+      ? new LaneHost({ config: cfg, count: this.laneCount, rings, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
       : null;
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);

@@ -28,6 +28,7 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
       batchSize: data.batchSize,
       offload: data.offload,
       hugePages: data.hugePages,
+      busyPollUs: data.busyPollUs,
       countersIntervalMs: 0,
       startHealth: false,
       wiring: data.tetherLane,

@@ -55,4 +55,13 @@ describe('lanes (no devices)', () => {
     assert.deepEqual(own.edge, { lane_handed_off: 2 }, 'the lane\'s own status is not changed');
     assert.equal(mergeLaneStatus(own, []), own);
   });
+
+  it('mergeLaneStatus adds up every lane\'s busy polling (each lane\'s thread spins on its own queues)', () => {
+    const spin = (sessions: number, packets: number): EdgeStatus['busyPoll'] => ({ budgetUs: 50, sessions, spinNs: sessions * 1000, packets });
+    const m = mergeLaneStatus(status({ busyPoll: spin(2, 3) }), [status({ busyPoll: spin(5, 7) }), status({ busyPoll: spin(1, 0) })]);
+    assert.deepEqual(m.busyPoll, { budgetUs: 50, sessions: 8, spinNs: 8000, packets: 10 });
+    // A lane whose status has none yet (not running) adds nothing; lane 0 without one takes the others'.
+    assert.deepEqual(mergeLaneStatus(status({ busyPoll: spin(2, 3) }), [status({})]).busyPoll, spin(2, 3));
+    assert.deepEqual(mergeLaneStatus(status({}), [status({ busyPoll: spin(1, 1) })]).busyPoll, spin(1, 1));
+  });
 });

@@ -32,6 +32,8 @@ export interface LaneWorkerData {
   batchSize: number;
   offload: boolean;
   hugePages: boolean;
+  /** Lane 0's busy-poll budget, µs: every lane's thread spins on its own queues with it (the addon's budget is per thread). */
+  busyPollUs: number;
 }
 
 /** Messages between lane 0 and a lane worker. */
@@ -51,6 +53,7 @@ export interface LaneHostOptions {
   batchSize: number;
   offload: boolean;
   hugePages: boolean;
+  busyPollUs: number;
   log: EdgeLogger;
 }
 
@@ -93,6 +96,7 @@ export class LaneHost {
         batchSize: opts.batchSize,
         offload: opts.offload,
         hugePages: opts.hugePages,
+        busyPollUs: opts.busyPollUs,
       };
       const worker = startWorker(entry, { workerData: data });
       const lane: Lane = { index, worker, ready: Promise.resolve(), status: null };
@@ -149,8 +153,8 @@ function addInto(into: Record<string, number>, from: Record<string, number>): vo
 }
 
 /**
- * Lane 0's status with the other lanes' summed in: counters and drops added by name, flows added, and each lane's
- * TUN queues listed under the TUN's name with `#lane` (the kernel counts per device, the addon per queue).
+ * Lane 0's status with the other lanes' summed in: counters, drops and busy polling added by name, flows added, and
+ * each lane's TUN queues listed under the TUN's name with `#lane` (the kernel counts per device, the addon per queue).
  */
 export function mergeLaneStatus(own: EdgeStatus, lanes: EdgeStatus[]): EdgeStatus {
   if (lanes.length === 0) return own;
@@ -165,6 +169,12 @@ export function mergeLaneStatus(own: EdgeStatus, lanes: EdgeStatus[]): EdgeStatu
     out.icmp.rateLimited += s.icmp.rateLimited;
     out.icmp.noSource += s.icmp.noSource;
     out.icmp.echoAnswered += s.icmp.echoAnswered;
+    // Each lane's thread spins on its own queues (same budget): the spins, time and packets caught add up.
+    const b = s.busyPoll;
+    if (b !== undefined) {
+      const o = out.busyPoll ?? { budgetUs: b.budgetUs, sessions: 0, spinNs: 0, packets: 0 };
+      out.busyPoll = { budgetUs: o.budgetUs, sessions: o.sessions + b.sessions, spinNs: o.spinNs + b.spinNs, packets: o.packets + b.packets };
+    }
   });
   return out;
 }

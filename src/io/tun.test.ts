@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { PacketBatch, VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_UDP_L4, VNET_GSO_TYPE, VNET_WORDS } from '../common/packet-batch.js';
 import { buildUdp } from '../wire/build.js';
 import { foldChecksum, ipv4HeaderChecksum, onesComplementSum, pseudoHeaderSum4 } from '../wire/checksum.js';
@@ -119,6 +120,34 @@ const w = new Worker(\`
   t.startReading(new Uint8Array(4 * 2048), new Uint32Array(4), new Uint32Array(4), 2048, 128, 4, () => {});
   require('node:worker_threads').parentPort.postMessage(t.name);\`, { eval: true });
 w.once('message', async (name) => { await w.terminate(); console.log(name); });`;
+
+// A lane is a worker thread with its own busy poll (the addon's state is per thread): this worker opens two TUNs,
+// posts their names, and on 'go' answers a tagged datagram arriving at the first with one toward the second, with
+// busy polling on in this thread only; it posts its busy-poll counters once the answer is back at the second.
+const LANE_SPIN = `
+const { parentPort, workerData } = require('node:worker_threads');
+const addon = require(workerData.addon);
+const [a, b] = [addon.openTun('', 0), addon.openTun('', 0)];
+parentPort.postMessage({ names: [a.name, b.name] });
+const SLOT = 2048, HEADROOM = 128, CAPACITY = 8;
+function read(t, onPacket) {
+  const data = new Uint8Array(CAPACITY * SLOT), offset = new Uint32Array(CAPACITY), length = new Uint32Array(CAPACITY);
+  t.startReading(data, offset, length, SLOT, HEADROOM, CAPACITY, (count) => {
+    for (let i = 0; i < count; i++) onPacket(data.subarray(offset[i], offset[i] + length[i]));
+  });
+}
+function send(t, bytes) { t.writeBatch(Uint8Array.from(bytes), Uint32Array.of(0), Uint32Array.of(bytes.length), null, 0, 1); }
+const tagged = (p, q) => p.length === q.length && p.subarray(12, 20).every((x, k) => x === q[12 + k]) && p[p.length - 1] === q[q.length - 1];
+parentPort.once('message', () => {
+  read(a, (p) => { if (tagged(p, workerData.trigger)) send(a, workerData.answer); });
+  read(b, (p) => {
+    if (!tagged(p, workerData.answer)) return;
+    // After this callback the spin that read it counts it: report from the next turn of the loop.
+    setTimeout(() => { const counters = addon.busyPollCounters(); addon.setBusyPoll(0); a.close(); b.close(); parentPort.postMessage({ counters }); }, 10);
+  });
+  addon.setBusyPoll(200);
+  send(b, workerData.trigger);
+});`;
 
 interface Lab {
   tun: TunDevice;
@@ -585,6 +614,40 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       setBusyPoll(0);
       a.tun.stopReading();
       b.tun.stopReading();
+      sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+    }
+  });
+
+  it('busy polling is per thread: a worker\'s (a lane\'s) spin catches its own TUNs\' packets; the main thread\'s stays off', async () => {
+    const addon = fileURLToPath(new URL('../../native/build/Release/tether_io.node', import.meta.url));
+    const [netA, netB] = [85, 86];
+    const trigger = buildUdp({ src: `10.${netB}.0.2`, dst: `10.${netA}.0.2` }, { srcPort: 9556, dstPort: 9556, payload: Uint8Array.of(1) });
+    const answer = buildUdp({ src: `10.${netA}.0.2`, dst: `10.${netB}.0.2` }, { srcPort: 9556, dstPort: 9556, payload: Uint8Array.of(2) });
+    sh('ip', 'netns', 'exec', NS, 'sh', '-ec', `sysctl -qw net.ipv4.ip_forward=1; for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done`);
+    const mainBefore = busyPollCounters();
+    const worker = new Worker(LANE_SPIN, { eval: true, workerData: { addon, trigger, answer } });
+    try {
+      const messages: Array<{ names?: string[]; counters?: { budgetUs: number; sessions: number; packets: number } }> = [];
+      worker.on('message', (m: (typeof messages)[number]) => messages.push(m));
+      worker.on('error', (e) => messages.push({ names: [`error: ${(e as Error).message}`] }));
+      await until(() => messages.length > 0, 'the worker\'s TUNs');
+      const names = messages[0].names ?? [];
+      assert.equal(names.length, 2, JSON.stringify(messages[0]));
+      names.forEach((name, k) => {
+        sh('ip', 'link', 'set', name, 'netns', NS);
+        sh('ip', '-n', NS, 'addr', 'add', `10.${[netA, netB][k]}.0.1/24`, 'dev', name);
+        sh('ip', '-n', NS, 'link', 'set', name, 'up');
+      });
+      worker.postMessage('go');
+      await until(() => messages.length > 1, 'the answer back at the worker\'s second TUN');
+      const c = messages[1].counters;
+      assert.ok(c !== undefined, JSON.stringify(messages[1]));
+      assert.equal(c.budgetUs, 200, 'the worker\'s own budget');
+      assert.ok(c.sessions >= 1, 'the wakeup with the trigger started a spin in the worker');
+      assert.ok(c.packets >= 1, 'the answer was read by the worker\'s spin, not by a wakeup');
+      assert.deepEqual(busyPollCounters(), mainBefore, 'the main thread (budget 0) did not spin');
+    } finally {
+      await worker.terminate();
       sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
     }
   });
