@@ -36,6 +36,14 @@
  *   latency       (issue 10) ping -i 0.01 and a TCP request/response (64 B, N round trips, --latency-count) from the
  *                 interconnect and WireGuard sites, tether vs the reference, same run: p50/p99, what tether adds;
  *                 --json: `latency.*`. Edge CPU per Gbit/s of every TCP run: `edge_cpu_cores_per_gbps.*`.
+ *                 The floor beside them (`latency.interconnect.bare`): the same figures through a bare userspace
+ *                 TUN-to-TUN forwarder in C (bench/bare-forwarder.c, compiled with cc -O2 into a temporary directory),
+ *                 placed as tether is: the site's packets routed from its link into one TUN, the forwarder writes
+ *                 them into the other, the kernel routes them on to the Internet link; no NAT (the site's host has
+ *                 its own address, 10.0.3.10, routed back by <p>-inet):
+ *
+ *   ns <p>-bsite  10.0.3.10 ── veth 172.30.3.0/30 ── ns <p>-bedge: veth-ic ─rule─▶ <p>bfa ⇄ bare-forwarder ⇄ <p>bfb
+ *                                                    ◀─rule─ veth-inet ── veth 192.168.203.0/24 ── ns <p>-inet
  * Every path is first checked to forward (a 256 KiB iperf3 transfer) before anything is measured.
  *
  * Own names (prefix `tb` unless --prefix): exactly the namespaces and wireguard-go interfaces listed by
@@ -56,9 +64,9 @@
  * -P N: N flows of 64-byte packets) apply to tether and the kernel reference alike.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { cpus, release } from 'node:os';
+import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_BUSY_POLL_US, stringifyConfig, type OnrampConfig, type TetherConfig } from '../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS, labTopologyConfig, SITE_D_ONRAMP } from '../src/lab/config.js';
@@ -131,6 +139,11 @@ interface BenchNames {
   /** The second WireGuard site of each edge (the burst figure): → tether, → the wireguard-go edge. */
   twsite2: string;
   kwsite2: string;
+  /** The latency floor: a site and an edge whose forwarder is bench/bare-forwarder.c between two TUNs. */
+  bsite: string;
+  bedge: string;
+  bareTunSite: string;
+  bareTunInet: string;
   /** strongSwan's run directory (outside /run: charon's own /run is bind-mounted over it). */
   strongSwanDir: string;
   /** wireguard-go interfaces: site → tether, site → wireguard-go edge, the wireguard-go edge. */
@@ -149,12 +162,12 @@ function benchNames(p: string): BenchNames {
   const n = {
     tedge: `${p}-tedge`, kedge: `${p}-kedge`, tsite: `${p}-tsite`, ksite: `${p}-ksite`,
     twsite: `${p}-twsite`, kwsite: `${p}-kwsite`, inet: `${p}-inet`, ssite: `${p}-ssite`, sedge: `${p}-sedge`, tisite: `${p}-tisite`,
-    twsite2: `${p}-twsite2`, kwsite2: `${p}-kwsite2`,
+    twsite2: `${p}-twsite2`, kwsite2: `${p}-kwsite2`, bsite: `${p}-bsite`, bedge: `${p}-bedge`, bareTunSite: `${p}bfa`, bareTunInet: `${p}bfb`,
     wgTetherSite: `${p}wgt`, wgKernelSite: `${p}wgs`, wgKernelEdge: `${p}wge`, wgTetherSite2: `${p}wgt2`, wgKernelSite2: `${p}wgs2`,
   };
   return {
     ...n,
-    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet, n.ssite, n.sedge, n.tisite, n.twsite2, n.kwsite2],
+    namespaces: [n.tedge, n.kedge, n.tsite, n.ksite, n.twsite, n.kwsite, n.inet, n.ssite, n.sedge, n.tisite, n.twsite2, n.kwsite2, n.bsite, n.bedge],
     strongSwanDir: join(STRONGSWAN_RUN_ROOT, `bench-${p}`),
     wireguardInterfaces: [n.wgTetherSite, n.wgKernelSite, n.wgKernelEdge, n.wgTetherSite2, n.wgKernelSite2],
     runDir: join(RUN_DIR_ROOT, p),
@@ -171,11 +184,14 @@ const IF = Object.freeze({
   inetToTether: 'veth-t',
   inetToKernel: 'veth-k',
   inetToStrongSwan: 'veth-s',
+  inetToBare: 'veth-b',
   ipsecLink: 'veth-ipsec',
 });
 
 const SERVER = LAB.internet.server;
 const HOST = LAB.siteHost;
+/** The bare forwarder's site host: its own address, so that <p>-inet routes it back without NAT on that edge. */
+const BARE_HOST = '10.0.3.10';
 /** The second WireGuard sites' host and LAN: wireguard-go's cryptokey routing cannot give two peers one LAN. */
 const HOST2 = '10.0.2.10';
 const LAN2 = '10.0.2.0/24';
@@ -201,6 +217,13 @@ const ADDR = Object.freeze({
     wg2: { edge: '192.168.109.1', site: '192.168.109.2' },
     inet: { edge: '192.168.201.1', inet: '192.168.201.2' },
     pool: '198.51.100.2',
+  },
+  /** The bare forwarder's edge (the latency floor): routing tables of its two directions. */
+  bare: {
+    siteLink: { edge: '172.30.3.1', site: '172.30.3.2', len: 30 },
+    inet: { edge: '192.168.203.1', inet: '192.168.203.2' },
+    siteTable: 301,
+    inetTable: 302,
   },
 });
 /** The kernel edge's onramps: per ingress link a conntrack zone, a connection mark and a policy-routing table. */
@@ -318,10 +341,10 @@ async function veth(aNs: string, aName: string, aAddr: string, bNs: string, bNam
 }
 
 /** A site joined to its edge by a plain link: the host address on lo, everything via the edge, from the host. */
-async function plainSite(edge: string, site: string, link: { edge: string; site: string; len: number }): Promise<void> {
+async function plainSite(edge: string, site: string, link: { edge: string; site: string; len: number }, host: string = HOST): Promise<void> {
   await veth(edge, IF.siteLink, `${link.edge}/${link.len}`, site, IF.towardEdge, `${link.site}/${link.len}`);
-  await ip(site, ['addr', 'add', `${HOST}/32`, 'dev', 'lo']);
-  await ip(site, ['route', 'add', 'default', 'via', link.edge, 'src', HOST]);
+  await ip(site, ['addr', 'add', `${host}/32`, 'dev', 'lo']);
+  await ip(site, ['route', 'add', 'default', 'via', link.edge, 'src', host]);
 }
 
 async function buildNetwork(n: BenchNames): Promise<void> {
@@ -329,7 +352,7 @@ async function buildNetwork(n: BenchNames): Promise<void> {
     await ip(null, ['netns', 'add', ns], 'create namespace');
     await ip(ns, ['link', 'set', 'lo', 'up']);
   }
-  for (const edge of [n.tedge, n.kedge]) {
+  for (const edge of [n.tedge, n.kedge, n.bedge]) {
     // Before the links exist: new interfaces copy conf.default.
     await sysctl(edge, 'net.ipv4.ip_forward', 1);
     await sysctl(edge, 'net.ipv4.conf.all.rp_filter', 0);
@@ -369,6 +392,42 @@ async function buildNetwork(n: BenchNames): Promise<void> {
   await ip(n.twsite2, ['route', 'add', `${t.wg.endpoint}/32`, 'via', t.wg2.edge]);
   await veth(n.kedge, IF.wgLink2, `${k.wg2.edge}/24`, n.kwsite2, IF.towardEdge, `${k.wg2.site}/24`);
   await ip(n.kwsite2, ['route', 'add', `${k.wg.edge}/32`, 'via', k.wg2.edge]);
+
+  // The bare forwarder's site and edge (its TUNs and the rules into them come with the forwarder: bareForwarder()).
+  const b = ADDR.bare;
+  await veth(n.bedge, IF.edgeToInet, `${b.inet.edge}/24`, n.inet, IF.inetToBare, `${b.inet.inet}/24`);
+  await ip(n.bedge, ['route', 'add', 'default', 'via', b.inet.inet]);
+  await ip(n.inet, ['route', 'add', `${BARE_HOST}/32`, 'via', b.inet.edge]);
+  await plainSite(n.bedge, n.bsite, b.siteLink, BARE_HOST);
+  await ip(n.bedge, ['route', 'add', `${BARE_HOST}/32`, 'via', b.siteLink.site]);
+}
+
+/**
+ * Compiles bench/bare-forwarder.c (cc -O2, into a temporary directory removed once it runs), starts it in <p>-bedge
+ * with its two TUNs, and routes through it: what arrives from the site's link goes into <p>bfa, what arrives from
+ * the Internet link into <p>bfb (ip rule by input interface); what it writes into either is routed on by the main
+ * table. Resolves once a ping crosses it.
+ */
+async function bareForwarder(n: BenchNames): Promise<Started> {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-bare-'));
+  let proc: Started;
+  try {
+    const bin = join(dir, 'bare-forwarder');
+    const cc = await run('cc', ['-O2', '-Wall', '-o', bin, join(REPO_ROOT, 'bench', 'bare-forwarder.c')], { timeoutMs: 60_000 });
+    if (cc.code !== 0) throw new Error(`cc -O2 bench/bare-forwarder.c failed (exit ${cc.code}): ${cc.stderr.trim()}`);
+    proc = startIn(n, 'bare-forwarder', n.bedge, bin, [n.bareTunSite, n.bareTunInet]);
+    await waitUntil('the bare forwarder\'s TUNs', 10_000, async () => existsSync(proc.log) && readFileSync(proc.log, 'utf8').includes('ready'), proc);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const b = ADDR.bare;
+  for (const [link, tun, table] of [[IF.siteLink, n.bareTunSite, b.siteTable], [IF.edgeToInet, n.bareTunInet, b.inetTable]] as const) {
+    await ip(n.bedge, ['link', 'set', tun, 'up']);
+    await ip(n.bedge, ['route', 'add', 'default', 'dev', tun, 'table', String(table)]);
+    await ip(n.bedge, ['rule', 'add', 'iif', link, 'lookup', String(table), 'priority', String(table)]);
+  }
+  await waitUntil('a ping through the bare forwarder', 10_000, async () => (await inNamespace(n.bsite, 'ping', ['-n', '-c', '1', '-W', '1', '-I', BARE_HOST, SERVER])).code === 0, proc);
+  return proc;
 }
 
 /** nftables doing ARR's job on the kernel edge, and the ip rules that route replies by connection mark. */
@@ -775,6 +834,9 @@ async function latencyFigures(n: BenchNames, daemon: Started): Promise<LatencyRe
     const icStart = performance.now();
     const tetherIc = await latencyOf(n.tsite, HOST, SERVER, LATENCY_COUNT);
     const icCpuPercent = (100 * (cpuSeconds(daemon.child.pid) - cpuBefore)) / ((performance.now() - icStart) / 1000);
+    const bare = await bareForwarder(n);
+    const bareIc = await latencyOf(n.bsite, BARE_HOST, SERVER, LATENCY_COUNT);
+    await stopChild(bare, 'SIGTERM', 2000);
     const wgGo = await latencyOf(n.kwsite, HOST, SERVER, LATENCY_COUNT);
     const tetherWg = await latencyOf(n.twsite, HOST, SERVER, LATENCY_COUNT);
     const ic = added(tetherIc, kernelIc);
@@ -788,7 +850,7 @@ async function latencyFigures(n: BenchNames, daemon: Started): Promise<LatencyRe
       added_p99_us: ic.per_pass_ping_p99_us,
       busy_poll_us: BUSY_POLL_US === '' ? DEFAULT_BUSY_POLL_US : Number(BUSY_POLL_US),
       daemon_cpu_percent: icCpuPercent,
-      interconnect: { tether: tetherIc, kernel: kernelIc, added: ic },
+      interconnect: { tether: tetherIc, kernel: kernelIc, added: ic, bare: bareIc, bare_added: added(bareIc, kernelIc) },
       wireguard: { tether: tetherWg, wireguard_go: wgGo, added: added(tetherWg, wgGo) },
     };
   } finally {
@@ -806,7 +868,7 @@ function coresPerGbps(t: TcpResult): number | null {
 async function checkPrerequisites(): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new Error('needs root (namespaces, veths, TUN, nftables)');
   const missing: string[] = [];
-  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3'], ['ethtool', '--version', 'ethtool']] as const) {
+  for (const [cmd, a, pkg] of [['iperf3', '--version', 'iperf3'], ['nft', '--version', 'nftables'], ['wireguard-go', '--version', 'wireguard-go'], ['wg', '--version', 'wireguard-tools'], ['ip', '-V', 'iproute2'], ['ping', '-V', 'iputils-ping'], ['python3', '--version', 'python3'], ['ethtool', '--version', 'ethtool'], ['cc', '--version', 'gcc']] as const) {
     try {
       if ((await run(cmd, [a], { timeoutMs: 10_000 })).code !== 0) missing.push(pkg);
     } catch {
@@ -1094,7 +1156,8 @@ interface LatencyResult {
   /** The daemon's busy-poll budget in this run (daemon.busy_poll_us, --busy-poll-us), and its CPU over the interconnect run (ping + request/response). */
   busy_poll_us: number;
   daemon_cpu_percent: number;
-  interconnect: { tether: LatencyFigures; kernel: LatencyFigures; added: Record<string, number> };
+  /** bare, bare_added: the same through bench/bare-forwarder.c (a process that only moves packets between two TUNs). */
+  interconnect: { tether: LatencyFigures; kernel: LatencyFigures; added: Record<string, number>; bare: LatencyFigures; bare_added: Record<string, number> };
   wireguard: { tether: LatencyFigures; wireguard_go: LatencyFigures; added: Record<string, number> };
 }
 
@@ -1158,6 +1221,10 @@ function printTable(r: BenchResult): void {
       { what: `latency, interconnect: ping RTT p50 / p99 (${l.count})`, tether: `${us(ic.tether.ping_p50_us)} / ${us(ic.tether.ping_p99_us)}`, reference: `kernel ${us(ic.kernel.ping_p50_us)} / ${us(ic.kernel.ping_p99_us)}`, ratio: '', goal: '' },
       { what: '  TCP request/response RTT p50 / p99', tether: `${us(ic.tether.tcp_rr_p50_us)} / ${us(ic.tether.tcp_rr_p99_us)}`, reference: `kernel ${us(ic.kernel.tcp_rr_p50_us)} / ${us(ic.kernel.tcp_rr_p99_us)}`, ratio: '', goal: '' },
       { what: '  added per pass (ping) p50 / p99', tether: `${us(l.added_p50_us)} / ${us(l.added_p99_us)}`, reference: '', ratio: '', goal: `p50 <= ${LATENCY_GOAL_US} µs` },
+      { what: '  added per pass (TCP RR) p50 / p99', tether: `${us(ic.added.tcp_rr_p50_us / 2)} / ${us(ic.added.tcp_rr_p99_us / 2)}`, reference: '', ratio: '', goal: '' },
+      { what: 'latency, bare C TUN-to-TUN forwarder: ping RTT p50 / p99', tether: '', reference: `bare ${us(ic.bare.ping_p50_us)} / ${us(ic.bare.ping_p99_us)}`, ratio: '', goal: '' },
+      { what: '  TCP request/response RTT p50 / p99', tether: '', reference: `bare ${us(ic.bare.tcp_rr_p50_us)} / ${us(ic.bare.tcp_rr_p99_us)}`, ratio: '', goal: '' },
+      { what: '  added per pass over the kernel: ping, TCP RR p50 / p99', tether: '', reference: `bare ${us(ic.bare_added.per_pass_ping_p50_us)} / ${us(ic.bare_added.per_pass_ping_p99_us)}, ${us(ic.bare_added.tcp_rr_p50_us / 2)} / ${us(ic.bare_added.tcp_rr_p99_us / 2)}`, ratio: '', goal: '' },
       { what: 'latency, WireGuard: ping RTT p50 / p99', tether: `${us(wl.tether.ping_p50_us)} / ${us(wl.tether.ping_p99_us)}`, reference: `wireguard-go ${us(wl.wireguard_go.ping_p50_us)} / ${us(wl.wireguard_go.ping_p99_us)}`, ratio: '', goal: '' },
       { what: '  TCP request/response RTT p50 / p99', tether: `${us(wl.tether.tcp_rr_p50_us)} / ${us(wl.tether.tcp_rr_p99_us)}`, reference: `wireguard-go ${us(wl.wireguard_go.tcp_rr_p50_us)} / ${us(wl.wireguard_go.tcp_rr_p99_us)}`, ratio: '', goal: '' },
     );
