@@ -18,7 +18,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { ensureLabTools, LAB, labDown, labStatus, labUp, type LabInfo } from '../../src/lab/index.js';
+import { ensureLabTools, LAB, labDown, labStatus, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { edgeStatus } from '../support/edge-status.js';
@@ -299,6 +299,13 @@ test('with lanes running, a WireGuard site added live (device, site, onramp, a d
   const route = await edgeApi(lab, 'POST', '/v1/routes', { prefix: LAB.siteLan, next_hop: { onramp: 'site-lanes-wg' }, priority: 50, site: 'dc' });
   assert.equal(route.status, 201, JSON.stringify(route.body));
   await site.startKeepalive(1);
+  // The tunnel is up (a handshake done, the site answered through it) before the flows start: packets staged
+  // while a handshake runs are bounded (MAX_STAGED_PACKETS, as wireguard-go) and not what this test measures.
+  let up = false;
+  for (let waited = 0; !up && waited < WAIT_MS; waited += 1000) {
+    up = (await udpExchange(site.ns, LAB.internet.server, LAB.echoPort, 'up?', { timeoutMs: 1000 })).kind === 'reply';
+  }
+  assert.ok(up, 'the site added live answers through its tunnel');
 
   const live = await server(site.ns, LAB.siteHost);
   const before = await status();
