@@ -58,8 +58,8 @@
  * writes its TUNs without coalescing TCP segments, as before GRO; --json says `gro: false`),
  * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
  * /var/tmp/tether-ssw/bench-P), --down (only remove what a run with this prefix left).
- * Lanes (docs/PERFORMANCE.md "Lanes"): --lanes N runs tether with N lanes (`tether run --lanes N`; with N > 1 its
- * configuration keeps only the interconnect onramp, and only --only interconnect,latency can be measured);
+ * Lanes (docs/PERFORMANCE.md "Lanes"): --lanes N runs tether with N lanes (`tether run --lanes N`; tunnel onramps'
+ * state stays on lane 0, docs/ARCHITECTURE.md "Lanes");
  * --streams N (iperf3 -P N for the TCP figures: one stream is one flow, so one lane) and --udp-flows N (iperf3 -u
  * -P N: N flows of 64-byte packets) apply to tether and the kernel reference alike.
  */
@@ -104,14 +104,11 @@ const UNDERLAY_QUEUE = option('--underlay-queue', '');
 const NO_GRO = args.includes('--no-gro');
 /** An experiment: the daemon's busy-poll budget, µs (daemon.busy_poll_us; 0 = off); default: the configuration's default. */
 const BUSY_POLL_US = option('--busy-poll-us', '');
-/** tether's lanes (`tether run --lanes N`); with more than one, the bench's tether runs the interconnect onramp only. */
+/** tether's lanes (`tether run --lanes N`). */
 const LANES = Number(option('--lanes', '1'));
 /** iperf3 -P for TCP and for 64-byte UDP: parallel streams, each its own flow (and so, with lanes, its own lane's). */
 const STREAMS = Number(option('--streams', '1'));
 const UDP_FLOWS = Number(option('--udp-flows', '1'));
-if (LANES > 1) {
-  for (const x of ONLY) if (x !== 'interconnect' && x !== 'latency') throw new Error(`--lanes ${LANES}: tunnel onramps run on one lane; measure --only interconnect,latency`);
-}
 
 function progress(msg: string): void {
   process.stderr.write(`bench:lab: ${msg}\n`);
@@ -631,8 +628,8 @@ function tetherConfig(n: BenchNames): TetherConfig {
     { name: 'site-wg2', description: 'bench: second WireGuard site (the burst figure)', prefixes: [LAN2] },
     { name: 'site-ipsec', description: 'bench: IPsec site behind strongSwan (same LAN)', prefixes: [lan] },
   ];
-  cfg.wireguard_devices = LANES > 1 ? [] : cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
-  cfg.onramps = LANES > 1 ? onramps.filter((o) => o.type === 'interconnect') : onramps;
+  cfg.wireguard_devices = cfg.wireguard_devices.filter((d) => d.name === 'wg-a');
+  cfg.onramps = onramps;
   cfg.routes = cfg.routes.filter((r) => r.next_hop === 'internet');
   if (!cfg.egress) throw new Error('defaultConfig() changed: no egress');
   cfg.egress.addresses = [ADDR.tether.pool];
@@ -651,7 +648,7 @@ async function startTether(n: BenchNames): Promise<Started> {
   await waitUntil('the daemon\'s routes and rules', 30_000, async () => {
     const routes = await run('ip', ['-n', n.tedge, '-4', 'route', 'show']);
     const rules = await run('ip', ['-n', n.tedge, 'rule', 'show']);
-    const tunnels = LANES > 1 || (routes.stdout.includes(ADDR.tether.wg.endpoint) && routes.stdout.includes(LAB.siteD.edgeEndpoint));
+    const tunnels = routes.stdout.includes(ADDR.tether.wg.endpoint) && routes.stdout.includes(LAB.siteD.edgeEndpoint);
     return routes.stdout.includes(ADDR.tether.pool) && tunnels && rules.stdout.includes(`iif ${IF.siteLink}`);
   }, daemon);
   // The other lanes open their queues after lane 0's routes exist: wait for the line that says they run.
@@ -950,10 +947,8 @@ async function main(): Promise<void> {
     // edge's own (docs/LAB.md, "The peers").
     await inNamespaceOk(names.twsite, 'wg', ['set', names.wgTetherSite, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
     await inNamespaceOk(names.twsite2, 'wg', ['set', names.wgTetherSite2, 'peer', k.edgeAPublic, 'persistent-keepalive', '25']);
-    if (LANES === 1) {
-      await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
-      await waitUntil('WireGuard handshake second site → tether', 20_000, () => handshakeDone(names.twsite2, names.wgTetherSite2), wgTether2);
-    }
+    await waitUntil('WireGuard handshake site → tether', 20_000, () => handshakeDone(names.twsite, names.wgTetherSite), wgTether);
+    await waitUntil('WireGuard handshake second site → tether', 20_000, () => handshakeDone(names.twsite2, names.wgTetherSite2), wgTether2);
     await waitUntil('WireGuard handshake site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite, names.wgKernelSite));
     await waitUntil('WireGuard handshake second site → wireguard-go edge', 20_000, () => handshakeDone(names.kwsite2, names.wgKernelSite2));
     await waitUntil('iperf3 server', 10_000, async () => (await inNamespace(names.inet, 'ss', ['-ltn'])).stdout.includes(':5201'));
@@ -971,10 +966,10 @@ async function main(): Promise<void> {
     progress('checking that every path forwards');
     const paths = [
       [names.tsite, 'tether interconnect'], [names.ksite, 'kernel edge'],
-      ...(LANES === 1 ? [[names.twsite, 'tether WireGuard']] as const : []), [names.kwsite, 'wireguard-go edge'],
+      [names.twsite, 'tether WireGuard'], [names.kwsite, 'wireguard-go edge'],
     ] as const;
     for (const [ns, what] of paths) await checkForwards(ns, what);
-    if (LANES === 1) await checkForwards(names.twsite2, 'tether WireGuard, second site', HOST2);
+    await checkForwards(names.twsite2, 'tether WireGuard, second site', HOST2);
     await checkForwards(names.kwsite2, 'wireguard-go edge, second site', HOST2);
     if (ipsecOn) await checkForwards(names.ssite, 'strongSwan → strongSwan edge');
     const tetherIpsec = ipsecOn ? await tetherIpsecPath(names, daemon) : null;

@@ -19,10 +19,10 @@ function fill(batch: PacketBatch, seq: number, length: number, ingress: number):
   return i;
 }
 
-function check(batch: PacketBatch, i: number, seq: number, length: number, ingress: number): void {
+function check(batch: PacketBatch, i: number, seq: number, length: number, ingress: number, nextHop = NEXT_HOP_DROP): void {
   assert.equal(batch.length[i], length, `packet ${seq}: length`);
   assert.equal(batch.ingress[i], ingress, `packet ${seq}: ingress`);
-  assert.equal(batch.nextHop[i], NEXT_HOP_DROP);
+  assert.equal(batch.nextHop[i], nextHop, `packet ${seq}: next hop`);
   for (let k = 0; k < VNET_WORDS; k++) assert.equal(batch.vnet[i * VNET_WORDS + k], (seq + k) & 0xffff, `packet ${seq}: vnet ${k}`);
   const at = batch.offset[i];
   for (let k = 0; k < length; k++) if (batch.data[at + k] !== ((seq * 31 + k * 7) & 0xff)) assert.fail(`packet ${seq}: byte ${k}`);
@@ -53,6 +53,50 @@ describe('HandoffRing', () => {
     assert.equal(ring.used, 0);
   });
 
+  it('lays a delivery record out as documented: the ingress word\'s top bit and the next hop (byte fixture)', () => {
+    const ring = HandoffRing.create(MIN_RING_BYTES);
+    const src = new PacketBatch(1);
+    src.push(Uint8Array.of(0x45, 0x00, 0x00, 0x05, 0xaa), 0, 5, 3);
+    assert.equal(ring.pushDelivery(src, 0, 0x0102), true);
+    ring.publish();
+    const raw = new Uint8Array(ring.buffer);
+    const d = RING_CONTROL_BYTES;
+    // Length 5, ingress 3 | RECORD_DELIVERY, the vnet halves (zero), next hop 0x0102, the bytes, padding.
+    assert.deepEqual([...raw.subarray(d, d + RECORD_HEADER + 8)], [
+      5, 0, 0, 0, 3, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x01, 0, 0, 0x45, 0x00, 0x00, 0x05, 0xaa, 0, 0, 0,
+    ]);
+    const dst = new PacketBatch(2);
+    const consumer = new HandoffRing(ring.buffer);
+    assert.equal(consumer.pop(dst), 1);
+    assert.equal(consumer.delivery, true);
+    assert.equal(dst.ingress[0], 3, 'the ingress without the flag');
+    assert.equal(dst.nextHop[0], 0x0102);
+  });
+
+  it('pop returns runs of one kind: handoffs and deliveries are never mixed in one batch, order kept', () => {
+    const ring = HandoffRing.create(MIN_RING_BYTES);
+    const src = new PacketBatch(1);
+    const kinds = [0, 0, 7, 7, 7, 0, 9];
+    kinds.forEach((hop, seq) => {
+      src.count = 0;
+      fill(src, seq, 40 + seq, 2);
+      assert.equal(hop === 0 ? ring.push(src, 0) : ring.pushDelivery(src, 0, hop), true);
+    });
+    ring.publish();
+    const consumer = new HandoffRing(ring.buffer);
+    const runs: Array<[boolean, number[]]> = [];
+    const dst = new PacketBatch(8);
+    for (let seq = 0; ; ) {
+      dst.count = 0;
+      const n = consumer.pop(dst);
+      if (n === 0) break;
+      for (let i = 0; i < n; i++, seq++) check(dst, i, seq, 40 + seq, 2, kinds[seq] === 0 ? NEXT_HOP_DROP : kinds[seq]);
+      runs.push([consumer.delivery, [...dst.nextHop.subarray(0, n)]]);
+    }
+    // Deliveries 7, 7, 7 then 9 are two runs: a handoff stands between them.
+    assert.deepEqual(runs, [[false, [NEXT_HOP_DROP, NEXT_HOP_DROP]], [true, [7, 7, 7]], [false, [NEXT_HOP_DROP]], [true, [9]]]);
+  });
+
   it('refuses a bad capacity or buffer with a clear error', () => {
     assert.throws(() => HandoffRing.create(1000), /power of two/);
     assert.throws(() => new HandoffRing(new SharedArrayBuffer(100)), /not a ring/);
@@ -78,7 +122,8 @@ describe('HandoffRing', () => {
   // fails only when the ring is really near full (padding at the end wastes less than one record).
   it('agrees with a queue oracle over random push / publish / pop sequences (wrapping many times)', () => {
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('push' as const), length: fc.oneof(fc.integer({ min: 0, max: 1600 }), fc.integer({ min: 1601, max: 65535 })), ingress: fc.integer({ min: 0, max: 0xffff }) }),
+      // hop 0: a handoff (push); else a delivery to that next hop (pushDelivery).
+      fc.record({ kind: fc.constant('push' as const), length: fc.oneof(fc.integer({ min: 0, max: 1600 }), fc.integer({ min: 1601, max: 65535 })), ingress: fc.integer({ min: 0, max: 0xffff }), hop: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 0xffff })) }),
       fc.record({ kind: fc.constant('publish' as const) }),
       fc.record({ kind: fc.constant('pop' as const), room: fc.integer({ min: 1, max: 8 }) }),
     );
@@ -86,8 +131,8 @@ describe('HandoffRing', () => {
       const ring = HandoffRing.create(MIN_RING_BYTES);
       const consumer = new HandoffRing(ring.buffer);
       const src = new PacketBatch(1, 65536 + 128);
-      const published: [number, number, number][] = [];
-      const pending: [number, number, number][] = [];
+      const published: [number, number, number, number][] = [];
+      const pending: [number, number, number, number][] = [];
       let outstanding = 0;
       let seq = 0;
       for (const o of ops) {
@@ -95,8 +140,8 @@ describe('HandoffRing', () => {
           src.count = 0;
           fill(src, seq, o.length, o.ingress);
           const need = RECORD_HEADER + ((o.length + 7) & ~7);
-          if (ring.push(src, 0)) {
-            pending.push([seq, o.length, o.ingress]);
+          if (o.hop === 0 ? ring.push(src, 0) : ring.pushDelivery(src, 0, o.hop)) {
+            pending.push([seq, o.length, o.ingress, o.hop]);
             outstanding += need;
           } else {
             // At most one pad before the new record and one wasted at the end of the data: each smaller than a record.
@@ -109,10 +154,14 @@ describe('HandoffRing', () => {
         } else {
           const dst = new PacketBatch(o.room, 65536 + 128);
           const n = consumer.pop(dst);
-          assert.equal(n, Math.min(o.room, published.length));
+          // The run of the first published record's kind, up to the room.
+          let run = 0;
+          while (run < published.length && run < o.room && (published[run][3] === 0) === (published[0][3] === 0)) run++;
+          assert.equal(n, run);
+          if (n > 0) assert.equal(consumer.delivery, published[0][3] !== 0);
           for (let i = 0; i < n; i++) {
-            const [s, length, ingress] = published.shift()!;
-            check(dst, i, s, length, ingress);
+            const [s, length, ingress, hop] = published.shift()!;
+            check(dst, i, s, length, ingress, hop === 0 ? NEXT_HOP_DROP : hop);
             outstanding -= RECORD_HEADER + ((length + 7) & ~7);
           }
         }

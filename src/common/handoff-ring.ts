@@ -7,7 +7,13 @@
  *
  *   control (64 bytes, its own cache line):  [HEAD] bytes consumed · [TAIL] bytes published · [BELL] wakeups
  *   data (capacity bytes, a power of two):   record · record · … · PAD (to the end) · record …
- *   record: u32 length · u32 ingress · 6 × u16 virtio-net header · u32 reserved · bytes, padded to 8
+ *   record: u32 length · u32 ingress (bit 31: DELIVERY) · 6 × u16 virtio-net header · u32 next hop · bytes, padded to 8
+ *
+ * Two kinds of record: a *handoff* (push) is a packet the receiving lane runs through its pipeline as if it had read
+ * it; a *delivery* (pushDelivery) is a packet the sending lane already forwarded to a port only the receiving lane
+ * can send on (a tunnel onramp: tunnel state lives on lane 0), carrying its next hop, which the receiver delivers
+ * without a second pipeline pass. pop() returns a run of one kind (`delivery` says which), so the caller never has
+ * to sort a batch.
  *
  * HEAD and TAIL count bytes since the start and wrap at 2^32 (>>> 0), so full and empty never look alike; a
  * position in the data is the count & (capacity - 1). A record never straddles the end: where one does not fit
@@ -27,12 +33,16 @@ const TAIL = 1;
 const BELL = 2;
 /** The control block is one cache line: the data never shares a line with the hot counters. */
 export const RING_CONTROL_BYTES = 64;
-/** Record header bytes: length, ingress, the virtio-net header (VNET_WORDS u16), one reserved word. */
+/** Record header bytes: length, ingress, the virtio-net header (VNET_WORDS u16), the next hop of a delivery. */
 export const RECORD_HEADER = 24;
 const R_LENGTH = 0;
 const R_INGRESS = 1;
 /** u16 index of the virtio-net header within a record (byte 8). */
 const R_VNET16 = 4;
+/** u32 index of a delivery's next hop (byte 20; 0 in a handoff). */
+const R_NEXT_HOP = 5;
+/** In the ingress word: the record is a delivery (ports are < 2^16, so bit 31 is free). */
+export const RECORD_DELIVERY = 0x80000000;
 /** Records start on 8-byte boundaries (the u32/u16 header views stay aligned). */
 const RECORD_ALIGN = 8;
 /** A length word that means "the rest of the data up to its end is padding". */
@@ -67,6 +77,8 @@ export class HandoffRing {
   private readonly mask: number;
   /** The producer's TAIL before publish() (only the producer's instance uses it). */
   private tail: number;
+  /** Consumer: whether the run the last pop() returned was of deliveries (next hops set) or of handoffs. */
+  delivery = false;
 
   /** A new ring of `capacity` data bytes (a power of two, MIN_RING_BYTES..MAX_RING_BYTES). */
   static create(capacity: number): HandoffRing {
@@ -111,6 +123,18 @@ export class HandoffRing {
    * overwrites what the consumer has not read.
    */
   push(batch: PacketBatch, i: number): boolean {
+    return this.record(batch, i, 0, 0);
+  }
+
+  /**
+   * Producer: packet i of `batch`, already forwarded by this lane, for the consumer to deliver to `nextHop` as it is
+   * (a delivery record). False when the ring has no room, as push().
+   */
+  pushDelivery(batch: PacketBatch, i: number, nextHop: number): boolean {
+    return this.record(batch, i, RECORD_DELIVERY, nextHop);
+  }
+
+  private record(batch: PacketBatch, i: number, kind: number, nextHop: number): boolean {
     const length = batch.length[i];
     const need = RECORD_HEADER + align(length);
     const head = Atomics.load(this.control, HEAD) >>> 0;
@@ -126,7 +150,8 @@ export class HandoffRing {
     }
     const w = at >>> 2;
     this.words[w + R_LENGTH] = length;
-    this.words[w + R_INGRESS] = batch.ingress[i];
+    this.words[w + R_INGRESS] = (batch.ingress[i] | kind) >>> 0;
+    this.words[w + R_NEXT_HOP] = nextHop;
     const h = (at >>> 1) + R_VNET16;
     const v = i * VNET_WORDS;
     for (let k = 0; k < VNET_WORDS; k++) this.halves[h + k] = batch.vnet[v + k];
@@ -144,8 +169,9 @@ export class HandoffRing {
   }
 
   /**
-   * Consumer: appends published records to `batch` (from batch.count, as PacketBatch.push would: nextHop, drop
-   * and metadata reset) while it has room and each packet fits a slot; returns how many it appended. A record
+   * Consumer: appends published records of one kind — the kind of the first one, left in `delivery` — to `batch`
+   * (from batch.count, as PacketBatch.push would: drop and metadata reset; nextHop NEXT_HOP_DROP for a handoff, the
+   * record's for a delivery) while it has room and each packet fits a slot; returns how many it appended. A record
    * longer than the batch's slots (a super-packet into a batch without offload slots) is consumed and counted
    * in `tooLong` (the caller's drop counter), never left to block the ring.
    */
@@ -153,6 +179,7 @@ export class HandoffRing {
     const tail = Atomics.load(this.control, TAIL) >>> 0;
     let head = Atomics.load(this.control, HEAD) >>> 0;
     let n = 0;
+    let kind = -1;
     while (head !== tail && batch.count < batch.capacity) {
       let at = head & this.mask;
       let w = at >>> 2;
@@ -162,6 +189,12 @@ export class HandoffRing {
         w = 0;
         if (head === tail) break;
       }
+      const ingress = this.words[w + R_INGRESS];
+      const recordKind = (ingress & RECORD_DELIVERY) >>> 0;
+      if (kind < 0) {
+        kind = recordKind;
+        this.delivery = recordKind !== 0;
+      } else if (recordKind !== kind) break; // the next run starts here
       const length = this.words[w + R_LENGTH];
       head = (head + RECORD_HEADER + align(length)) >>> 0;
       if (length > batch.maxPacketSize) {
@@ -173,8 +206,8 @@ export class HandoffRing {
       copyBytes(batch.data, to, this.bytes, at + RECORD_HEADER, length);
       batch.offset[i] = to;
       batch.length[i] = length;
-      batch.ingress[i] = this.words[w + R_INGRESS];
-      batch.nextHop[i] = NEXT_HOP_DROP;
+      batch.ingress[i] = (ingress & ~RECORD_DELIVERY) >>> 0;
+      batch.nextHop[i] = kind === 0 ? NEXT_HOP_DROP : this.words[w + R_NEXT_HOP];
       batch.drop[i] = 0;
       batch.family[i] = 0;
       const h = (at >>> 1) + R_VNET16;

@@ -58,6 +58,8 @@ import { SoftwareGso } from './transports/software-gso.js';
 import { Underlay } from './transports/underlay.js';
 import { WireGuardTransport } from './transports/wireguard.js';
 import { IpsecOnrampTransport } from './transports/ipsec-onramps.js';
+import { ViaLaneZero } from './transports/via-lane-zero.js';
+import type { HealthState } from '../health/index.js';
 import { waitWhile } from './threads.js';
 
 export { EDGE_COUNTER_NAMES, EdgeCounter } from './transports/counters.js';
@@ -205,8 +207,6 @@ export class Edge {
     this.laneCount = options.wiring?.count ?? options.lanes ?? (cfg.daemon as TetherConfig['daemon'] | undefined)?.lanes ?? DEFAULT_LANES;
     const lanesProblem = laneCountProblem(this.laneCount);
     if (lanesProblem !== null) throw new Error(lanesProblem);
-    const tunnel = this.tunnelOnLanes(cfg);
-    if (tunnel !== null) throw new Error(tunnel.message);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
     if (this.laneCount > 1) pipelineConfig.lane = { index: this.laneIndex, count: this.laneCount };
@@ -253,9 +253,17 @@ export class Edge {
     this.wireguard = new WireGuardTransport(host, this.underlay);
     this.egress = new EgressTransport(host, cfg.egress ?? null);
     this.ipsec = new IpsecOnrampTransport(host, this.underlay);
-    this.byType = { gre, wireguard: this.wireguard, interconnect: interconnects, ipsec: this.ipsec };
-    // The TUN order of the start log and status: the underlay, the egress, the interconnects.
-    this.transports = [this.egress, interconnects, gre, this.wireguard, this.ipsec];
+    const toLaneZero = this.laneIndex > 0 ? this.toLane[0] : null;
+    if (toLaneZero === null) {
+      this.byType = { gre, wireguard: this.wireguard, interconnect: interconnects, ipsec: this.ipsec };
+      // The TUN order of the start log and status: the underlay, the egress, the interconnects.
+      this.transports = [this.egress, interconnects, gre, this.wireguard, this.ipsec];
+    } else {
+      // Lanes ≥ 1: tunnel state lives on lane 0; this lane delivers to tunnel onramps through it (via-lane-zero.ts).
+      const via = { gre: new ViaLaneZero('gre', host, toLaneZero), wireguard: new ViaLaneZero('wireguard', host, toLaneZero), ipsec: new ViaLaneZero('ipsec', host, toLaneZero) };
+      this.byType = { interconnect: interconnects, ...via } as typeof this.byType;
+      this.transports = [this.egress, interconnects, via.gre, via.wireguard, via.ipsec];
+    }
 
     this.kernelWatch = new KernelDropWatch(() => this.ownedDevices(), this.log);
     this.health = new EdgeHealth({
@@ -265,6 +273,7 @@ export class Edge {
       lastHandshakeAt: (onramp) => this.wireguard.lastHandshakeAt(onramp),
       ipsecAlive: (onramp, now) => this.ipsec.alive(onramp, now),
       isRunning: () => this.running,
+      onState: (onramp, state) => this.laneHost?.health(onramp, state),
     });
     this.ipsec.setHealth({ peerState: (onramp, up) => this.health.tunnelState(onramp, up) });
     cfg.wireguard_devices.forEach((d, i) => {
@@ -296,9 +305,8 @@ export class Edge {
         this.underlay.open().startReading(new PacketBatch(this.batchSize), UNDERLAY_INGRESS, this.onUnderlay, this.onReadError);
         for (const t of this.transports) t.open();
       } else {
-        // Another lane: its queues of the egress and interconnect TUNs (lane 0 owns the rest).
-        this.egress.open();
-        this.interconnects.open();
+        // Another lane: its queues of the egress and interconnect TUNs (lane 0 owns the rest), its way to the tunnels.
+        for (const t of this.transports) t.open();
       }
       setBusyPoll(this.busyPollUs);
     } catch (e) {
@@ -359,27 +367,25 @@ export class Edge {
     return this.laneHost === null ? own : mergeLaneStatus(own, this.laneHost.statuses());
   }
 
-  /**
-   * With more than one lane, a configuration with a tunnel onramp: where and why (null: none, or one lane). Tunnel
-   * onramps arrive through the one underlay TUN and keep per-peer protocol state (sessions, replay windows) that
-   * one lane must own: they run with one lane until that state is split (docs/ARCHITECTURE.md "Lanes").
-   */
-  tunnelOnLanes(cfg: TetherConfig): { path: string; message: string } | null {
-    if (this.laneCount <= 1) return null;
-    const i = cfg.onramps.findIndex((o) => o.type !== 'interconnect');
-    if (i < 0) return null;
-    const o = cfg.onramps[i];
-    return { path: `onramps[${i}].type`, message: `onramp ${o.name} is of type ${o.type}; with ${this.laneCount} lanes (daemon.lanes) every onramp must be an interconnect (tunnel onramps run on one lane)` };
-  }
-
   /** Resolves when every lane runs (at once without lanes); rejects with a lane's error. */
   lanesReady(): Promise<void> {
     return this.laneHost === null ? Promise.resolve() : this.laneHost.ready();
   }
 
-  /** A configuration applied live on this edge (LiveEdge): the other lanes apply it too. */
+  /**
+   * A configuration applied live on this edge (LiveEdge): the other lanes apply it too, then hear every checked
+   * onramp's health state again (a new onramp there starts healthy; lane 0's checks may know better).
+   */
   appliedToLanes(config: TetherConfig): void {
-    this.laneHost?.apply(config);
+    const host = this.laneHost;
+    if (host === null) return;
+    host.apply(config);
+    for (const [onramp, state] of this.health.states()) host.health(onramp, state);
+  }
+
+  /** Lanes ≥ 1: an onramp's health as lane 0's checks judged it (lane-worker.ts), for this lane's routes and ARR. */
+  applyLaneZeroHealth(onramp: number, state: HealthState): void {
+    if (this.pipeline.ports.configured[onramp] === 1) this.pipeline.setOnrampHealth(onramp, state);
   }
 
   private ownStatus(): EdgeStatus {
@@ -764,13 +770,22 @@ export class Edge {
     for (const ring of this.toLane) ring?.publish();
   }
 
-  /** Processes what other lanes handed to this one (each ring in its order). */
+  /**
+   * Processes what other lanes handed to this one (each ring in its order, a run of one kind at a time): handoffs
+   * through the pipeline; deliveries (lane 0: packets other lanes forwarded to a tunnel onramp) straight to their
+   * next hop's transport, the batch's finishers and writes (afterProcess), without a second pipeline pass.
+   */
   private drainRings(): void {
     const batch = this.handoffBatch;
     for (const ring of this.fromLane) {
       for (;;) {
         batch.count = 0;
         if (ring.pop(batch, this.counters, EdgeCounter.LaneHandoffTooLong) === 0) break;
+        if (ring.delivery) {
+          this.counters[EdgeCounter.LaneDeliveredForLanes] += batch.count;
+          this.afterProcess(batch, null);
+          continue;
+        }
         this.counters[EdgeCounter.LaneReceived] += batch.count;
         this.processPlain(batch);
       }

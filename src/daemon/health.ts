@@ -63,6 +63,8 @@ export interface HealthHost {
   /** An IPsec onramp's IKE SA up (true), dead or never up past its grace (false); undefined for other onramps. */
   ipsecAlive?(onramp: number, now: number): boolean | undefined;
   isRunning(): boolean;
+  /** Hears every transition after it is applied to this pipeline (lanes: lane 0 passes it to the other lanes' pipelines). */
+  onState?(onramp: number, state: HealthState): void;
 }
 
 interface Checked {
@@ -186,6 +188,16 @@ export class EdgeHealth {
     return { state: s.state, loss: s.loss, rtt_ms: s.rttMs === null ? null : Math.round(s.rttMs * 1000) / 1000, since, penalty: priorityPenalty(s.state) };
   }
 
+  /** Every checked onramp's state (control plane: a lane that applied a new configuration is told them all again). */
+  states(): Array<[number, HealthState]> {
+    const out: Array<[number, HealthState]> = [];
+    for (const id of this.checked.keys()) {
+      const s = this.engine.status(id);
+      if (s !== undefined) out.push([id, s.state]);
+    }
+    return out;
+  }
+
   metrics(): OnrampHealthMetrics[] {
     const out: OnrampHealthMetrics[] = [];
     for (const [id, c] of this.checked) {
@@ -262,6 +274,7 @@ export class EdgeHealth {
     c.transitions++;
     const pipeline = this.host.pipeline;
     if (pipeline.ports.configured[onramp] === 1) pipeline.setOnrampHealth(onramp, to);
+    this.host.onState?.(onramp, to);
     const s = this.engine.status(onramp);
     this.host.log.info({ onramp: c.name, from, to, reason, loss: s?.loss ?? null, rtt_ms: s?.rttMs ?? null, penalty: priorityPenalty(to) }, 'onramp health');
   }

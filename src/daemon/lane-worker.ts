@@ -1,7 +1,8 @@
 /**
  * A lane's thread (lanes.ts, docs/ARCHITECTURE.md "Lanes"): an Edge for lane `index` — its own pipeline and NAT
  * slice, its own queue of every egress and interconnect TUN, the handoff rings to and from the other lanes. Logs
- * go to lane 0; its status is sent every LANE_STATUS_INTERVAL_MS; configurations lane 0 applied are applied here.
+ * go to lane 0; its status is sent every LANE_STATUS_INTERVAL_MS; configurations lane 0 applied, and the health
+ * states lane 0's checks judged, are applied here.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Edge } from './edge.js';
@@ -47,6 +48,8 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
         } catch (e) {
           log.error({ err: (e as Error).message }, 'lane could not apply the configuration lane 0 applied');
         }
+      } else if (m.kind === 'health') {
+        edge.applyLaneZeroHealth(m.onramp, m.state);
       }
     });
     send({ kind: 'ready' });

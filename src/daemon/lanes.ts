@@ -9,6 +9,7 @@ import type { Worker } from 'node:worker_threads';
 import { HandoffRing } from '../common/handoff-ring.js';
 import type { TetherConfig } from '../config/index.js';
 import type { EdgeStatus } from '../control/metrics.js';
+import type { HealthState } from '../health/index.js';
 import { startWorker } from './threads.js';
 import type { EdgeLogger } from './transports/transport.js';
 
@@ -43,6 +44,8 @@ export type LaneMessage =
   | { kind: 'log'; level: 'info' | 'warn' | 'error' | 'debug'; obj: object; msg?: string }
   | { kind: 'status'; status: EdgeStatus }
   | { kind: 'apply'; config: TetherConfig }
+  /** Lane 0's health checks judged an onramp (every lane's pipeline routes and returns by it; health runs on lane 0). */
+  | { kind: 'health'; onramp: number; state: HealthState }
   | { kind: 'stop' };
 
 export interface LaneHostOptions {
@@ -138,6 +141,11 @@ export class LaneHost {
   apply(config: TetherConfig): void {
     this.config = config;
     for (const lane of this.lanes) lane.worker.postMessage({ kind: 'apply', config } satisfies LaneMessage);
+  }
+
+  /** An onramp's health state as lane 0 judged it: every lane's pipeline applies it (in order with apply()). */
+  health(onramp: number, state: HealthState): void {
+    for (const lane of this.lanes) lane.worker.postMessage({ kind: 'health', onramp, state } satisfies LaneMessage);
   }
 
   /** The lanes' last statuses (at most LANE_STATUS_INTERVAL_MS old), lane 1 first. */

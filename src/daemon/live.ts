@@ -12,7 +12,7 @@
  * Everything runs synchronously between two packet batches (one JavaScript thread), so no packet ever sees
  * half a change: a removed or re-keyed peer is revoked when the call returns.
  */
-import { ApplyError, LiveConfig, type ApplyResult, type EdgeLike, type OnrampHealthView } from '../control/apply.js';
+import { LiveConfig, type ApplyResult, type EdgeLike, type OnrampHealthView } from '../control/apply.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
 import type { Edge } from './edge.js';
 
@@ -29,12 +29,10 @@ export class LiveEdge implements EdgeLike {
   }
 
   checkConfig(next: TetherConfig): void {
-    this.checkLanes(next);
     this.live.checkConfig(next);
   }
 
   applyConfig(next: TetherConfig): ApplyResult {
-    this.checkLanes(next);
     const previous = this.live.config;
     const result = this.live.applyConfig(next);
     let removedIds: number[];
@@ -49,12 +47,6 @@ export class LiveEdge implements EdgeLike {
     this.edge.appliedToLanes(this.live.config);
     this.onApplied?.(this.live.config, this.live.ids);
     return result;
-  }
-
-  /** With lanes, a tunnel onramp is refused before anything changes (Edge.tunnelOnLanes). */
-  private checkLanes(next: TetherConfig): void {
-    const problem = this.edge.tunnelOnLanes(next);
-    if (problem !== null) throw new ApplyError(problem.path, problem.message);
   }
 
   onrampHealth(name: string): OnrampHealthView | undefined {

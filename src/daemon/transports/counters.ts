@@ -74,6 +74,10 @@ export const enum EdgeCounter {
   LaneReceived = 34,
   /** Lanes: handed-off packets longer than this lane's read slots (dropped). */
   LaneHandoffTooLong = 35,
+  /** Lanes ≥ 1: forwarded packets whose next hop is a tunnel onramp, sent to lane 0 to deliver (ViaLaneZero). */
+  LaneDeliveredViaLane0 = 36,
+  /** Lane 0: those packets, delivered for the other lanes to their tunnel onramps. */
+  LaneDeliveredForLanes = 37,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -113,6 +117,8 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'lane_ring_full',
   'lane_received',
   'lane_handoff_too_long',
+  'lane_delivered_via_lane0',
+  'lane_delivered_for_lanes',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */
