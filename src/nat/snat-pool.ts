@@ -41,6 +41,7 @@
 import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
+import type { LaneDirectory } from '../common/lane-directory.js';
 import { laneCountProblem, laneFirst, laneLast, laneOfPort } from '../common/lanes.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
@@ -70,6 +71,12 @@ export interface SnatPoolOptions {
    */
   lane?: number;
   lanes?: number;
+  /**
+   * Lanes: the shared ownership directory (common/lane-directory.ts). The pool claims each mapping's internal
+   * endpoint for its lane when it creates the mapping and releases it when the mapping goes, so a lane that sees a
+   * new flow of that endpoint hands it here (RFC 4787 REQ-1 across lanes). Setup only: one hash and one write.
+   */
+  directory?: LaneDirectory;
 }
 
 /** acquire's answer when the site is at its port quota for the paired address and protocol. */
@@ -256,6 +263,8 @@ export class SnatPool {
   private reverseSlab: ArrayBuffer | null = null;
   private reverseSlabUsed = 0;
   private reverseSlabBytes = 0;
+  /** Lanes: where this pool's mappings are claimed (null without lanes). */
+  private readonly directory: LaneDirectory | null;
 
   constructor(opts: SnatPoolOptions) {
     const portMin = opts.portMin ?? DEFAULT_PORT_MIN;
@@ -276,6 +285,7 @@ export class SnatPool {
     if (!Number.isInteger(lane) || lane < 0 || lane >= lanes) throw new RangeError(`snat: lane must be an integer 0..${lanes - 1}, got ${lane}`);
     this.lane = lane;
     this.lanes = lanes;
+    this.directory = opts.directory ?? null;
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
       const min = slot === SLOT_ICMP ? 0 : portMin;
       const max = slot === SLOT_ICMP ? PORT_MASK : portMax;
@@ -385,6 +395,7 @@ export class SnatPool {
       this.usedCount[space]++;
       this.records[m * MAPPING_STRIDE + M_EXT_SPACE] = space;
       this.records[m * MAPPING_STRIDE + M_EXT_PORT] = ext;
+      if (this.directory !== null) this.directory.claim(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane);
     }
     const at = m * MAPPING_STRIDE;
     const r = this.records;
@@ -419,6 +430,7 @@ export class SnatPool {
     this.usedCount[space]--;
     this.siteUsed[space][r[at + M_SITE]]--;
     this.remove(h, m);
+    if (this.directory !== null) this.directory.release(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane);
     return true;
   }
 
