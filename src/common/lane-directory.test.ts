@@ -24,14 +24,19 @@ function pair(src: string, dst: string): Uint32Array {
 describe('LaneDirectory', () => {
   it('lays out a header and 4-way buckets of lane-tagged fingerprints (byte fixture)', () => {
     const dir = LaneDirectory.create(MIN_DIRECTORY_BUCKETS, SEED);
-    assert.equal(dir.buffer.byteLength, DIRECTORY_HEADER_BYTES + MIN_DIRECTORY_BUCKETS * DIRECTORY_WAYS * 4);
+    assert.equal(dir.buffer.byteLength, DIRECTORY_HEADER_BYTES + MIN_DIRECTORY_BUCKETS * DIRECTORY_WAYS * 8);
     const header = new Int32Array(dir.buffer, 0, 2);
     assert.deepEqual([...header], [SEED, MIN_DIRECTORY_BUCKETS]);
     const h = 0x00000005;
     dir.claim(h, 3);
+    dir.claim(6, 1, 0x1234abcd);
     const slots = new Int32Array(dir.buffer, DIRECTORY_HEADER_BYTES);
-    // Bucket 5, first slot: fingerprint << 6 | lane 3.
-    assert.equal(slots[5 * DIRECTORY_WAYS] >>> 0, ((fingerprint(h) << 6) | 3) >>> 0);
+    // Bucket 5, first slot: [fingerprint << 6 | lane 3, value 0]; bucket 6: [fingerprint << 6 | lane 1, the value].
+    assert.deepEqual([slots[5 * DIRECTORY_WAYS * 2] >>> 0, slots[5 * DIRECTORY_WAYS * 2 + 1]], [((fingerprint(h) << 6) | 3) >>> 0, 0]);
+    assert.deepEqual([slots[6 * DIRECTORY_WAYS * 2] >>> 0, slots[6 * DIRECTORY_WAYS * 2 + 1]], [((fingerprint(6) << 6) | 1) >>> 0, 0x1234abcd]);
+    assert.equal(dir.ownerOf(6), 1);
+    assert.equal(dir.value, 0x1234abcd);
+    dir.release(6, 1);
     assert.equal(dir.used(), 1);
     // Another thread's view reads the same.
     assert.equal(new LaneDirectory(dir.buffer).ownerOf(h), 3);
@@ -100,21 +105,23 @@ describe('LaneDirectory', () => {
   it('agrees with a Map oracle under claims and releases by many lanes, colliding buckets included (property)', () => {
     // Keys crowd into three buckets, so buckets fill, overflow and evict.
     const keyArb = fc.tuple(fc.integer({ min: 0, max: 0x3fffff }), fc.integer({ min: 0, max: 2 })).map(([hi, b]) => ((hi << 10) | b) | 0);
-    const op = fc.record({ claim: fc.boolean(), key: fc.integer({ min: 0, max: 15 }), lane: fc.integer({ min: 0, max: MAX_LANES - 1 }) });
+    const op = fc.record({ claim: fc.boolean(), key: fc.integer({ min: 0, max: 15 }), lane: fc.integer({ min: 0, max: MAX_LANES - 1 }), value: fc.integer({ min: -0x80000000, max: 0x7fffffff }) });
     fc.assert(fc.property(fc.uniqueArray(keyArb, { minLength: 16, maxLength: 16 }), fc.array(op, { maxLength: 200 }), (keys, ops) => {
       // Distinct fingerprints within a bucket (a shared one is the documented hint case, tested below).
       const seen = new Set(keys.map((h) => `${h & (MIN_DIRECTORY_BUCKETS - 1)}:${fingerprint(h)}`));
       fc.pre(seen.size === keys.length);
       const dir = LaneDirectory.create(MIN_DIRECTORY_BUCKETS, SEED);
       const oracle = new Map<number, number>();
+      const values = new Map<number, number>();
       const overflowed = new Set<number>();
       for (const o of ops) {
         const h = keys[o.key];
         const bucket = h & (MIN_DIRECTORY_BUCKETS - 1);
         if (o.claim) {
           if (!oracle.has(h) && [...oracle.keys()].filter((k) => (k & (MIN_DIRECTORY_BUCKETS - 1)) === bucket).length >= DIRECTORY_WAYS) overflowed.add(bucket);
-          dir.claim(h, o.lane);
+          dir.claim(h, o.lane, o.value);
           oracle.set(h, o.lane);
+          values.set(h, o.value);
         } else {
           dir.release(h, o.lane);
           if (oracle.get(h) === o.lane) oracle.delete(h);
@@ -125,6 +132,7 @@ describe('LaneDirectory', () => {
           // In a bucket that overflowed, an entry may have been evicted (a hint lost), never made wrong.
           if (overflowed.has(k & (MIN_DIRECTORY_BUCKETS - 1))) assert.ok(got === want || got === -1, `key ${k}: ${got}, oracle ${want}`);
           else assert.equal(got, want, `key ${k}`);
+          if (got >= 0) assert.equal(dir.value, values.get(k), `key ${k}: its value`);
         }
       }
     }));

@@ -46,16 +46,27 @@ export class LaneOwnership {
     const snat = this.snat;
     const protocol = info.protocol;
     const family = info.family === AF_INET4 ? 4 : 6;
-    if (snat !== null && (protocol === IPPROTO_TCP || protocol === IPPROTO_UDP) && (family === 4 ? snat.isPoolAddress4(info.addr[DST]) : snat.isPoolAddress6(info.addr, DST))) {
-      // Hairpin: the peer's mapping, and so the flow, is the lane's whose slice gave out the port.
-      const owner = snat.laneOfExternal(protocol, info.dstPort);
-      return owner === this.self ? -1 : owner;
-    }
     const dir = this.directory;
     let owner = dir.ownerOf(dir.flowHash(protocol, family, info.addr, SRC, DST, info.srcPort, info.dstPort));
-    if (owner < 0 && snat !== null && snat.supportsProtocol(protocol)) {
+    if (owner >= 0) return owner === this.self ? -1 : owner;
+    if (snat === null) return -1;
+    if ((protocol === IPPROTO_TCP || protocol === IPPROTO_UDP) && (family === 4 ? snat.isPoolAddress4(info.addr[DST]) : snat.isPoolAddress6(info.addr, DST))) {
+      // A new hairpin: set up by the lane whose slice gave out the addressed port (it holds that mapping).
+      owner = snat.laneOfExternal(protocol, info.dstPort);
+    } else if (snat.supportsProtocol(protocol)) {
       owner = dir.ownerOf(dir.endpointHash(zone, protocol, family, info.addr, SRC, info.srcPort));
     }
+    return owner === this.self ? -1 : owner;
+  }
+
+  /**
+   * The lane that claimed the flow of `info` when that is not this one (-1 otherwise): asked for a packet a held
+   * hairpin flow here stopped (Pipeline.heldElsewhere), never on the established path.
+   */
+  ownerOfHeld(info: PacketInfo): number {
+    if (this.handedIn) return -1;
+    const dir = this.directory;
+    const owner = dir.ownerOf(dir.flowHash(info.protocol, info.family === AF_INET4 ? 4 : 6, info.addr, SRC, DST, info.srcPort, info.dstPort));
     return owner === this.self ? -1 : owner;
   }
 

@@ -1159,7 +1159,7 @@ export class Pipeline {
     // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
     const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
     if (node < 0 && this.isEchoRequestToPool(info)) return this.recorded(this.answerEcho(buf, ingress));
-    if (node < 0 && this.lanes !== null && ingress !== PORT_INTERNET && this.ownedElsewhere(zone, ingress, length)) return HANDED;
+    if (node < 0 && this.lanes !== null && ingress !== PORT_INTERNET && this.handsOver(this.lanes.ownerOfMiss(info, zone), ingress, length)) return HANDED;
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
@@ -1387,7 +1387,9 @@ export class Pipeline {
     if ((flags & FLAG_FILTERED) !== 0) {
       // A hairpin the peer has not admitted (FLAG_FILTERED): the sender's packets keep its mapping alive but
       // stop here; the peer's first packet toward it is its contact and admits the flow (RFC 4787 REQ-8).
-      if (heldByFilter(flags, dir)) return -Drop.HairpinFiltered;
+      // Lanes: both ends' first packets may have been set up at once on two lanes, each waiting for the other's: a
+      // held packet whose conversation another lane claimed since goes there, where it admits that lane's flow.
+      if (heldByFilter(flags, dir)) return this.lanes !== null && this.handsOver(this.lanes.ownerOfHeld(info), ingress, length) ? HANDED : -Drop.HairpinFiltered;
       flags &= ~FLAG_FILTERED;
       table.setFlags(flow, flags);
     }
@@ -1631,11 +1633,10 @@ export class Pipeline {
   }
 
   /**
-   * Lanes: a packet that found no flow here but belongs to another lane (lane-ownership.ts) is not set up here;
-   * its receive counters are taken back (the owner counts it) and process() lists it for the edge to hand over.
+   * Lanes: a packet another lane owns (`owner` >= 0, lane-ownership.ts) is not forwarded here: its receive counters
+   * are taken back (the owner counts it) and finish() lists it for the edge to hand over. False for owner -1.
    */
-  private ownedElsewhere(zone: number, ingress: number, length: number): boolean {
-    const owner = this.lanes!.ownerOfMiss(this.info, zone);
+  private handsOver(owner: number, ingress: number, length: number): boolean {
     if (owner < 0) return false;
     this.handLane = owner;
     this.counters.rxPackets[ingress]--;
@@ -1682,6 +1683,7 @@ export class Pipeline {
     d.hop = -1;
     d.rule = NO_MATCH;
     d.firewallAsked = false;
+    d.borrowedPort = -1;
     if (trace !== null) trace.clear();
     if (ingress === PORT_INTERNET) {
       // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
@@ -1800,7 +1802,9 @@ export class Pipeline {
     }
     // The sender already has its mapping (endpoint-independent: commit takes the same one) and the
     // peer is already talking to that external endpoint: one flow, seen from both ends.
-    const extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    let extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    // Lanes: a sender whose mapping another lane holds keeps it (REQ-1): borrowed from the ownership directory.
+    if (extPort < 0 && this.lanes !== null) extPort = d.borrowedPort = this.snat!.peekOtherLane(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
     if (extPort >= 0 && table.lookup(translatedReply(d, extPort)) >= 0) return -Drop.NoNatMapping;
     // Filtering (RFC 4787 REQ-8; REQ-9: hairpinned packets pass the same filter as any outside sender). The
     // peer's mapping is address-and-port dependent: it admits the sender's external endpoint only once the peer
@@ -1823,11 +1827,15 @@ export class Pipeline {
     const info = this.info;
     const key = this.key;
     const d = this.decision;
-    const flags = d.flags;
+    // A borrowed mapping (hairpin, lanes) is the other lane's: this flow holds no reference (no FLAG_POOL to release).
+    const flags = d.borrowedPort >= 0 ? d.flags & ~FLAG_POOL : d.flags;
     const hop = d.hop;
     const reply = d.reply;
     const protocol = info.protocol;
-    if ((flags & FLAG_POOL) !== 0) {
+    if (d.borrowedPort >= 0) {
+      // decideHairpin found no flow on this reply key.
+      translatedReply(d, d.borrowedPort);
+    } else if ((flags & FLAG_POOL) !== 0) {
       const snat = this.snat!;
       const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0, this.ports.site[ingress]);
       if (extPort < 0) return extPort === NAT_SITE_QUOTA ? -Drop.NatQuotaExceeded : -Drop.NatExhausted;

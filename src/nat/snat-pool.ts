@@ -79,6 +79,9 @@ export interface SnatPoolOptions {
   directory?: LaneDirectory;
 }
 
+/** An endpoint's directory value: its external port in the low 16 bits, the pool address index above. */
+const DIRECTORY_ADDRESS_SHIFT = 16;
+
 /** acquire's answer when the site is at its port quota for the paired address and protocol. */
 export const NAT_SITE_QUOTA = -2;
 
@@ -395,7 +398,7 @@ export class SnatPool {
       this.usedCount[space]++;
       this.records[m * MAPPING_STRIDE + M_EXT_SPACE] = space;
       this.records[m * MAPPING_STRIDE + M_EXT_PORT] = ext;
-      if (this.directory !== null) this.directory.claim(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane);
+      if (this.directory !== null) this.directory.claim(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane, ext | (((space / SLOT_COUNT) | 0) << DIRECTORY_ADDRESS_SHIFT));
     }
     const at = m * MAPPING_STRIDE;
     const r = this.records;
@@ -456,6 +459,24 @@ export class SnatPool {
     const a = ((this.records[at + M_EXT_SPACE] / SLOT_COUNT) | 0) * 4;
     for (let w = 0; w < (family === AF_INET6 ? 4 : 1); w++) out[outOffset + w] = this.addrWords[a + w];
     return this.records[at + M_EXT_PORT];
+  }
+
+  /**
+   * Lanes: the mapping another lane's pool holds for an internal endpoint, as that lane claimed it in the ownership
+   * directory (a hint: see common/lane-directory.ts). Writes its external address to out[outOffset..] and returns
+   * its port, or -1 (no directory, no claim, this lane's own, or a claim that names no pool address of the family).
+   * A hairpin flow set up here borrows it (RFC 4787 REQ-1: the sender keeps its one external endpoint) without
+   * taking a reference: the mapping stays the other lane's.
+   */
+  peekOtherLane(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number): number {
+    const dir = this.directory;
+    if (dir === null || protocolSlot(protocol) < 0) return -1;
+    const owner = dir.ownerOf(dir.endpointHash(zone, protocol, family, addr, addrOffset, port));
+    if (owner < 0 || owner === this.lane) return -1;
+    const a = dir.value >>> DIRECTORY_ADDRESS_SHIFT;
+    if (a >= this.addrCount || this.addrFamily[a] !== family) return -1;
+    for (let w = 0; w < (family === AF_INET6 ? 4 : 1); w++) out[outOffset + w] = this.addrWords[a * 4 + w];
+    return dir.value & PORT_MASK;
   }
 
   /**

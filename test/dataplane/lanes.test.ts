@@ -42,13 +42,18 @@ class TwoLanes {
     }));
   }
 
-  /** `packet` read by lane `lane` from `port`; handed to its owner when that lane says so. */
-  send(lane: number, port: number, packet: Uint8Array): Landed {
+  /**
+   * `packet` read by lane `lane` from `port`; handed to its owner when that lane says so. `handedIn`: as if another
+   * lane had handed it to `lane` (it stays there).
+   */
+  send(lane: number, port: number, packet: Uint8Array, handedIn = false): Landed {
     const b = this.batch;
     b.clear();
     b.push(packet, 0, packet.length, port);
     const p = this.lanes[lane];
+    if (p.lanes !== null) p.lanes.handedIn = handedIn;
     p.process(b, this.now);
+    if (p.lanes !== null) p.lanes.handedIn = false;
     const own = p.lanes;
     if (own !== null && own.count > 0) {
       assert.equal(own.count, 1);
@@ -142,32 +147,61 @@ test('a data center\'s reply that reaches the lane not owning its flow is handed
   assert.equal(clashReply.parsed.dstPort, 41000);
 });
 
-test('hairpin to an endpoint another lane\'s slice gave out: set up on that lane, both ways', () => {
+test('hairpin across lanes keeps each sender\'s one external endpoint (REQ-1, REQ-9): two sites reach each other at the endpoints a server told them', () => {
+  for (const firstLane of [0, 1]) {
+    const edge = new TwoLanes();
+    // A's mapping on lane 0, B's on lane 1 (the same pool address, ports of two slices), learned as from a STUN server.
+    const a = edge.send(0, A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 6000, dstPort: 3478 }));
+    const b = edge.send(1, B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: SERVER }, { srcPort: 7000, dstPort: 3478 }));
+    assert.equal(a.lane, 0);
+    assert.equal(b.lane, 1);
+    // A sends to B's external endpoint, read by either lane: lane 1 holds B's mapping and sets the flow up, with
+    // A's mapping borrowed from lane 0; filtered until B has sent to A (REQ-8).
+    const toB = edge.send(firstLane, A_PRIMARY, buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: b.parsed.srcPort }));
+    assert.equal(toB.lane, 1);
+    assert.equal(toB.drop, Drop.HairpinFiltered);
+    // B sends to A's external endpoint, read by either lane: that flow's reply, on lane 1, delivered to A from B's endpoint.
+    const toA = edge.send(1 - firstLane, B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort }));
+    assert.equal(toA.lane, 1);
+    assert.equal(toA.hop, A_PRIMARY);
+    assert.equal(toA.parsed.dst, HOST);
+    assert.equal(toA.parsed.dstPort, 6000);
+    assert.equal(`${toA.parsed.src}:${toA.parsed.srcPort}`, `${b.parsed.src}:${b.parsed.srcPort}`);
+    // And A's next packet reaches B from A's one external endpoint, whichever lane reads it.
+    for (const lane of [0, 1]) {
+      const again = edge.send(lane, A_PRIMARY, buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: b.parsed.srcPort }));
+      assert.equal(again.lane, 1);
+      assert.equal(again.hop, B_PRIMARY);
+      assert.equal(again.parsed.dstPort, 7000);
+      assert.equal(`${again.parsed.src}:${again.parsed.srcPort}`, `${a.parsed.src}:${a.parsed.srcPort}`, 'A\'s Internet mapping, borrowed');
+    }
+    // The borrowed mapping stays lane 0's: lane 1 took none for A, and ending the hairpin flow releases nothing there.
+    assert.equal(edge.lanes[1].snat!.mappings, 1);
+    edge.advance(10 * 60 * 1000);
+    assert.equal(edge.lanes[0].snat!.mappings + edge.lanes[1].snat!.mappings, 0);
+    assert.equal(edge.lanes[0].lanes!.directory.used(), 0);
+  }
+});
+
+test('hairpin: both ends\' first packets set up at once on two lanes, each held for the other\'s, do not wait forever', () => {
   const edge = new TwoLanes();
-  // A's mapping on lane 0, B's on lane 1 (the same pool address, ports of two slices).
   const a = edge.send(0, A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 6000, dstPort: 3478 }));
   const b = edge.send(1, B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: SERVER }, { srcPort: 7000, dstPort: 3478 }));
-  assert.equal(b.lane, 1);
-  // A sends to B's external endpoint from lane 0: lane 1 holds B's mapping, so the flow is set up there (filtered
-  // until B answers, RFC 4787 REQ-8) instead of being dropped for a mapping lane 0 does not have.
-  const toB = edge.send(0, A_PRIMARY, buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: b.parsed.srcPort }));
-  assert.equal(toB.handed, true);
-  assert.equal(toB.lane, 1);
-  assert.equal(toB.drop, Drop.HairpinFiltered);
-  // B answers A's packet: it saw A's source as the external endpoint lane 1 gave A; its answer is that flow's reply.
-  const aOnLane1 = edge.lanes[1].snat!.peek(1, 17, 4, Uint32Array.of(0x0a00010a), 0, 6000, new Uint32Array(4), 0);
-  assert.ok(aOnLane1 >= 0);
-  const toA = edge.send(0, B_PRIMARY, buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: aOnLane1 }));
-  assert.equal(toA.lane, 1);
-  assert.equal(toA.hop, A_PRIMARY);
-  assert.equal(toA.parsed.dst, HOST);
-  assert.equal(toA.parsed.dstPort, 6000);
-  assert.equal(toA.parsed.srcPort, b.parsed.srcPort);
-  const again = edge.send(0, A_PRIMARY, buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: b.parsed.srcPort }));
-  assert.equal(again.lane, 1);
+  const toB = () => buildUdp({ src: HOST, dst: POOL }, { srcPort: 6000, dstPort: b.parsed.srcPort });
+  const toA = () => buildUdp({ src: '10.0.1.20', dst: POOL }, { srcPort: 7000, dstPort: a.parsed.srcPort });
+  // At the same moment, before either claimed the conversation: A's on lane 1 (B's mapping), B's on lane 0 (A's).
+  assert.equal(edge.send(1, A_PRIMARY, toB(), true).drop, Drop.HairpinFiltered);
+  assert.equal(edge.send(0, B_PRIMARY, toA(), true).drop, Drop.HairpinFiltered);
+  // The kernel keeps giving A's packets to lane 1 and B's to lane 0: held there, but lane 0 claimed the conversation last.
+  const again = edge.send(1, A_PRIMARY, toB());
+  assert.equal(again.handed, true);
+  assert.equal(again.lane, 0);
   assert.equal(again.hop, B_PRIMARY);
-  assert.equal(again.parsed.dstPort, 7000);
-  assert.equal(a.lane, 0);
+  assert.equal(`${again.parsed.src}:${again.parsed.srcPort}`, `${a.parsed.src}:${a.parsed.srcPort}`);
+  const back = edge.send(0, B_PRIMARY, toA());
+  assert.equal(back.lane, 0);
+  assert.equal(back.hop, A_PRIMARY);
+  assert.equal(`${back.parsed.src}:${back.parsed.srcPort}`, `${b.parsed.src}:${b.parsed.srcPort}`);
 });
 
 test('a stale hint costs one handoff: the receiving lane sets the flow up itself and claims it', () => {
