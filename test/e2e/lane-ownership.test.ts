@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
+import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
 import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-lo-`;
@@ -45,16 +45,11 @@ const PORT_MAX = 65535;
 const LANE_CUT = PORT_MIN + Math.ceil((PORT_MAX - PORT_MIN + 1) / 2);
 
 function removeOwn(): void {
-  for (const ns of Object.values(NS)) {
-    try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
-  }
+  removeNamespaces(Object.values(NS));
 }
 
 function buildTopology(): void {
-  for (const ns of Object.values(NS)) {
-    sh('ip', 'netns', 'add', ns);
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
+  addNamespaces(Object.values(NS));
   for (const [peer, link] of [[NS.s1, 'veth-s1'], [NS.s2, 'veth-s2'], [NS.dc, 'veth-dc']] as const) {
     sh('ip', '-n', NS.edge, 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'up0', 'netns', peer);
   }

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
+import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
 import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
@@ -34,16 +34,11 @@ const CLIENT_TIMEOUT_MS = 60_000;
 const KERNEL_FORGETS_MS = 8_000;
 
 function removeOwn(): void {
-  for (const ns of Object.values(NS)) {
-    try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
-  }
+  removeNamespaces(Object.values(NS));
 }
 
 function buildTopology(): void {
-  for (const ns of Object.values(NS)) {
-    sh('ip', 'netns', 'add', ns);
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
+  addNamespaces(Object.values(NS));
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
