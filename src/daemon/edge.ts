@@ -209,7 +209,8 @@ export class Edge {
     if (lanesProblem !== null) throw new Error(lanesProblem);
     const pipelineConfig = toPipelineConfig(cfg, this.ids);
     if (options.hugePages ?? true) pipelineConfig.allocate = hugePageAllocator();
-    if (this.laneCount > 1) pipelineConfig.lane = { index: this.laneIndex, count: this.laneCount };
+    const directory = this.laneCount > 1 ? options.wiring?.directory ?? LaneHost.directory(this.laneCount, pipelineConfig.flows) : undefined;
+    if (this.laneCount > 1) pipelineConfig.lane = { index: this.laneIndex, count: this.laneCount, directory };
     this.pipeline = new Pipeline(pipelineConfig);
     this.outputs = new TunOutputs(this.batchSize + this.pipeline.generated.capacity, this.counters);
     this.softwareGso = new SoftwareGso(this.counters);
@@ -243,7 +244,7 @@ export class Edge {
     }
     this.handoffBatch = this.laneCount > 1 && host.offload === true ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.laneCount > 1 ? this.batchSize : 1);
     this.laneHost = this.laneCount > 1 && this.laneIndex === 0
-      ? new LaneHost({ config: cfg, count: this.laneCount, rings, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
+      ? new LaneHost({ config: cfg, count: this.laneCount, rings, directory: directory!, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
       : null;
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);
@@ -736,11 +737,19 @@ export class Edge {
     this.processPlain(batch);
   };
 
-  private processPlain(batch: PacketBatch): void {
+  /** `handed`: packets another lane handed here, which stay here (lane-ownership.ts: never handed on). */
+  private processPlain(batch: PacketBatch, handed = false): void {
     const now = performance.now();
     const tap = this.captureTap;
     if (tap !== null) tap.before(batch, now);
-    this.pipeline.process(batch, now);
+    const lanes = this.pipeline.lanes;
+    if (handed && lanes !== null) {
+      lanes.handedIn = true;
+      this.pipeline.process(batch, now);
+      lanes.handedIn = false;
+    } else {
+      this.pipeline.process(batch, now);
+    }
     if (tap !== null) tap.after(batch, now, true);
     this.afterProcess(batch, tap);
   }
@@ -787,7 +796,7 @@ export class Edge {
           continue;
         }
         this.counters[EdgeCounter.LaneReceived] += batch.count;
-        this.processPlain(batch);
+        this.processPlain(batch, true);
       }
     }
   }
@@ -815,8 +824,26 @@ export class Edge {
     this.afterProcess(batch, tap);
   };
 
+  /**
+   * Lanes: the packets the pipeline found owned by another lane (no flow here; the directory, or a hairpin's port
+   * slice, names the owner: lane-ownership.ts) go to that lane's ring, in batch order, so each flow stays in order.
+   * The pipeline left them undelivered (NEXT_HOP_DROP, no drop reason).
+   */
+  private handMisses(batch: PacketBatch): void {
+    const lanes = this.pipeline.lanes!;
+    for (let k = 0; k < lanes.count; k++) {
+      const ring = this.toLane[lanes.lane[k]];
+      if (ring === null || ring === undefined) continue;
+      if (ring.push(batch, lanes.index[k])) this.counters[EdgeCounter.LaneHandedOff]++;
+      else this.counters[EdgeCounter.LaneRingFull]++;
+    }
+    lanes.count = 0;
+    for (const ring of this.toLane) ring?.publish();
+  }
+
   private afterProcess(batch: PacketBatch, tap: CaptureTap | null): void {
     const now = performance.now();
+    if (this.pipeline.lanes !== null && this.pipeline.lanes.count > 0) this.handMisses(batch);
     if (batch.count > 0) this.deliver(batch, now);
     if (this.pipeline.generated.count > 0) {
       // Packets the pipeline emitted (released fragments, time exceeded): delivered once. Cleared here, not only

@@ -7,6 +7,8 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { HandoffRing } from '../common/handoff-ring.js';
+import { LaneDirectory, directoryBuckets } from '../common/lane-directory.js';
+import { DEFAULT_CAPACITY4, DEFAULT_CAPACITY6 } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
 import type { EdgeStatus } from '../control/metrics.js';
 import type { HealthState } from '../health/index.js';
@@ -18,11 +20,15 @@ export const LANE_RING_BYTES = 1 << 22;
 /** How often a lane sends lane 0 its status. */
 export const LANE_STATUS_INTERVAL_MS = 1000;
 
-/** What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal). */
+/**
+ * What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal),
+ * and the ownership directory every lane shares (common/lane-directory.ts).
+ */
 export interface LaneWiring {
   index: number;
   count: number;
   rings: Array<Array<SharedArrayBuffer | null>>;
+  directory?: SharedArrayBuffer;
 }
 
 /** workerData of a lane's worker. */
@@ -52,6 +58,7 @@ export interface LaneHostOptions {
   config: TetherConfig;
   count: number;
   rings: Array<Array<SharedArrayBuffer | null>>;
+  directory: SharedArrayBuffer;
   mtu: number;
   batchSize: number;
   offload: boolean;
@@ -82,6 +89,15 @@ export class LaneHost {
     return out;
   }
 
+  /**
+   * The ownership directory for `count` lanes (lane 0 makes it, every lane maps it): room for every lane's flow
+   * tables full (a flow claims one key, two when a clash port was rewritten; a NAT mapping one).
+   */
+  static directory(count: number, flows?: { capacity4?: number; capacity6?: number }): SharedArrayBuffer {
+    const perLane = (flows?.capacity4 ?? DEFAULT_CAPACITY4) + (flows?.capacity6 ?? DEFAULT_CAPACITY6);
+    return LaneDirectory.create(directoryBuckets(count * perLane)).buffer;
+  }
+
   constructor(private readonly opts: LaneHostOptions) {
     this.config = opts.config;
   }
@@ -93,7 +109,7 @@ export class LaneHost {
     const entry = new URL(own.endsWith('.ts') ? './lane-worker.ts' : './lane-worker.js', own);
     for (let index = 1; index < opts.count; index++) {
       const data: LaneWorkerData = {
-        tetherLane: { index, count: opts.count, rings: opts.rings },
+        tetherLane: { index, count: opts.count, rings: opts.rings, directory: opts.directory },
         config: this.config,
         mtu: opts.mtu,
         batchSize: opts.batchSize,

@@ -38,6 +38,11 @@ export class SetupDecision {
   readonly peer = new NatEndpoint();
   /** Source NAT and hairpin: the external address (commit: the mapping taken; hairpin decide: the sender's existing one). */
   readonly ext = new Uint32Array(4);
+  /**
+   * Hairpin with lanes: the sender's external port when its mapping is another lane's (SnatPool.peekOtherLane, its
+   * address in `ext`): commit borrows it instead of taking a mapping here. -1: none.
+   */
+  borrowedPort = -1;
   /** Hairpin over IPv6: the packet's source and the peer's address, as the firewall reads them (words 0..3, 4..7). */
   readonly peerAddr = new Uint32Array(8);
 }

@@ -44,6 +44,8 @@ import { NAT_SITE_QUOTA, SnatPool } from '../nat/snat-pool.js';
 import { Firewall, NO_MATCH, type FirewallRuleSpec } from '../policy/firewall.js';
 import { ALL_NAME_SOURCES, GATEWAY_NEED_NAME, GATEWAY_NO_RULE, NameSource, type GatewayPolicySpec, type GatewayRules } from '../gateway/policy.js';
 import { FastGatewayPolicy } from './gateway-policy.js';
+import { LaneOwnership } from './lane-ownership.js';
+import { LaneDirectory } from '../common/lane-directory.js';
 import type { ClassifyResult } from '../gateway/result.js';
 import { seqGt, seqLeq } from '../flow/tcp.js';
 import { writeResetToReceiver, writeResetToSender, TCP_RESET_ROOM } from '../wire/tcp-reset.js';
@@ -220,6 +222,8 @@ export const RETURN_REASON_SHIFT = 16;
 export const HELD = -256;
 /** Returned by forward() for a reply to the edge's own health probe: taken by the health engine, not dropped. */
 export const CONSUMED = -257;
+/** Returned by forward() for a packet whose flow another lane owns (lane-ownership.ts): listed in `lanes`, not dropped. */
+export const HANDED = -260;
 /** forwardLocal(): the packet is not the edge's own; the walk goes on. */
 const NOT_LOCAL = -258;
 /** classifySegment(): the packet is not the classifier's to keep; the walk goes on. */
@@ -255,8 +259,8 @@ const IPV4_MF_AND_OFFSET_HIGH = 0x3f;
 /** Source and destination ports, the first word of the UDP and TCP headers. */
 const L4_PORTS_LENGTH = 4;
 /** Flow table capacities when the configuration names none. */
-const DEFAULT_CAPACITY4 = 1 << 16;
-const DEFAULT_CAPACITY6 = 1 << 12;
+export const DEFAULT_CAPACITY4 = 1 << 16;
+export const DEFAULT_CAPACITY6 = 1 << 12;
 /** A packet the pre-pass did not look up (prefetch()); its hints are otherwise a node or -1 (no flow). */
 const HINT_NONE = -2;
 /** Words the pre-pass keeps per packet: source, destination, ports. */
@@ -283,8 +287,11 @@ export interface PipelineConfig {
    * pool address and protocol a site may hold; 0 = no quota; absent = the fair share among the sites.
    */
   egress?: { addresses: string[]; portMin?: number; portMax?: number; maxPortsPerSite?: number };
-  /** This pipeline is lane `lane.index` of `lane.count` (common/lanes.ts): its NAT pool hands out that lane's slice of the ports. */
-  lane?: { index: number; count: number };
+  /**
+   * This pipeline is lane `lane.index` of `lane.count` (common/lanes.ts): its NAT pool hands out that lane's slice of
+   * the ports. `directory`: the lanes' shared ownership directory (common/lane-directory.ts; lane-ownership.ts).
+   */
+  lane?: { index: number; count: number; directory?: SharedArrayBuffer };
   flows?: { capacity4?: number; capacity6?: number; timeouts?: Partial<FlowTimeouts> };
   /** Rate limits of the ICMP errors the edge originates (icmp-rate-limit.ts; defaults there, docs/CONFIG.md). */
   icmpErrors?: IcmpRateLimitOptions;
@@ -391,6 +398,8 @@ export class Pipeline {
   readonly ports = new PortRegistry();
   readonly routes = new RouteTable();
   readonly snat: SnatPool | null;
+  /** Lanes with a shared directory: who owns a packet that missed here, and the packets to hand over (null: one lane). */
+  readonly lanes: LaneOwnership | null;
   readonly flows4: FlowTable;
   readonly flows6: FlowTable;
   readonly counters = new PipelineCounters();
@@ -499,6 +508,8 @@ export class Pipeline {
   /** The hint of the packet process() hands forward() next; HINT_NONE for any other call. And its bucket. */
   private hint = HINT_NONE;
   private hintBucket = -1;
+  /** The lane ownedElsewhere() found for the packet being forwarded (finish() lists it). */
+  private handLane = 0;
   /**
    * Live flows that put a key with a pool destination into the global zone other than a source-NAT flow's
    * reply (see replyKeyMayExist): while there are none, a new source-NAT reply key cannot exist already.
@@ -543,6 +554,7 @@ export class Pipeline {
   constructor(config: PipelineConfig) {
     // One random seed per pipeline for every table that faces packets (flows, NAT mappings): hash flooding.
     const seed = config.hashSeed ?? randomSeed();
+    const laneDirectory = config.lane !== undefined && config.lane.count > 1 ? config.lane.directory : undefined;
     this.snat = config.egress && config.egress.addresses.length > 0
       ? new SnatPool({
         addresses: config.egress.addresses,
@@ -550,12 +562,14 @@ export class Pipeline {
         portMax: config.egress.portMax,
         lane: config.lane?.index,
         lanes: config.lane?.count,
+        directory: laneDirectory === undefined ? undefined : new LaneDirectory(laneDirectory),
         hashSeed: seed,
         // A flow holds at most one mapping: room for every flow at once, so setup never stops to rehash.
         initialMappings: (config.flows?.capacity4 ?? DEFAULT_CAPACITY4) + (config.flows?.capacity6 ?? DEFAULT_CAPACITY6),
         allocate: config.allocate,
       })
       : null;
+    this.lanes = laneDirectory === undefined ? null : new LaneOwnership(laneDirectory, config.lane!.index, this.snat);
     const flowOpts = config.flows ?? {};
     this.flows4 = new FlowTable({
       capacity: flowOpts.capacity4 ?? DEFAULT_CAPACITY4,
@@ -748,6 +762,7 @@ export class Pipeline {
   process(batch: PacketBatch, now: number): void {
     this.now = now;
     this.generated.clear();
+    if (this.lanes !== null) this.lanes.count = 0;
     const n = batch.count;
     this.metaBatch = batch;
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
@@ -1088,6 +1103,9 @@ export class Pipeline {
       batch.nextHop[i] = NEXT_HOP_DROP;
       if (hop === HELD || hop === CONSUMED) {
         batch.drop[i] = Drop.None;
+      } else if (hop === HANDED) {
+        batch.drop[i] = Drop.None;
+        this.lanes!.handTo(i, this.handLane);
       } else {
         batch.drop[i] = -hop;
         this.countDrop(batch.ingress[i], -hop);
@@ -1141,6 +1159,7 @@ export class Pipeline {
     // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
     const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
     if (node < 0 && this.isEchoRequestToPool(info)) return this.recorded(this.answerEcho(buf, ingress));
+    if (node < 0 && this.lanes !== null && ingress !== PORT_INTERNET && this.handsOver(this.lanes.ownerOfMiss(info, zone), ingress, length)) return HANDED;
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
@@ -1368,7 +1387,9 @@ export class Pipeline {
     if ((flags & FLAG_FILTERED) !== 0) {
       // A hairpin the peer has not admitted (FLAG_FILTERED): the sender's packets keep its mapping alive but
       // stop here; the peer's first packet toward it is its contact and admits the flow (RFC 4787 REQ-8).
-      if (heldByFilter(flags, dir)) return -Drop.HairpinFiltered;
+      // Lanes: both ends' first packets may have been set up at once on two lanes, each waiting for the other's: a
+      // held packet whose conversation another lane claimed since goes there, where it admits that lane's flow.
+      if (heldByFilter(flags, dir)) return this.lanes !== null && this.handsOver(this.lanes.ownerOfHeld(info), ingress, length) ? HANDED : -Drop.HairpinFiltered;
       flags &= ~FLAG_FILTERED;
       table.setFlags(flow, flags);
     }
@@ -1611,6 +1632,18 @@ export class Pipeline {
     return this.ports.deliverable(this.routes.routePort[route]);
   }
 
+  /**
+   * Lanes: a packet another lane owns (`owner` >= 0, lane-ownership.ts) is not forwarded here: its receive counters
+   * are taken back (the owner counts it) and finish() lists it for the edge to hand over. False for owner -1.
+   */
+  private handsOver(owner: number, ingress: number, length: number): boolean {
+    if (owner < 0) return false;
+    this.handLane = owner;
+    this.counters.rxPackets[ingress]--;
+    this.counters.rxBytes[ingress] -= length;
+    return true;
+  }
+
   /** First packet of a flow: decide once (policy, route, NAT, return onramp), then store it. */
   private setupFlow(buf: Uint8Array, table: FlowTable, ingress: number, zone: number, length: number, now: number): number {
     const d = this.decision;
@@ -1650,6 +1683,7 @@ export class Pipeline {
     d.hop = -1;
     d.rule = NO_MATCH;
     d.firewallAsked = false;
+    d.borrowedPort = -1;
     if (trace !== null) trace.clear();
     if (ingress === PORT_INTERNET) {
       // Address-and-port-dependent filtering (RFC 4787 REQ-8 allows it): the Internet only answers.
@@ -1768,7 +1802,9 @@ export class Pipeline {
     }
     // The sender already has its mapping (endpoint-independent: commit takes the same one) and the
     // peer is already talking to that external endpoint: one flow, seen from both ends.
-    const extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    let extPort = this.snat!.peek(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
+    // Lanes: a sender whose mapping another lane holds keeps it (REQ-1): borrowed from the ownership directory.
+    if (extPort < 0 && this.lanes !== null) extPort = d.borrowedPort = this.snat!.peekOtherLane(key.zone, protocol, family, info.addr, SRC, key.srcPort, d.ext, 0);
     if (extPort >= 0 && table.lookup(translatedReply(d, extPort)) >= 0) return -Drop.NoNatMapping;
     // Filtering (RFC 4787 REQ-8; REQ-9: hairpinned packets pass the same filter as any outside sender). The
     // peer's mapping is address-and-port dependent: it admits the sender's external endpoint only once the peer
@@ -1791,11 +1827,15 @@ export class Pipeline {
     const info = this.info;
     const key = this.key;
     const d = this.decision;
-    const flags = d.flags;
+    // A borrowed mapping (hairpin, lanes) is the other lane's: this flow holds no reference (no FLAG_POOL to release).
+    const flags = d.borrowedPort >= 0 ? d.flags & ~FLAG_POOL : d.flags;
     const hop = d.hop;
     const reply = d.reply;
     const protocol = info.protocol;
-    if ((flags & FLAG_POOL) !== 0) {
+    if (d.borrowedPort >= 0) {
+      // decideHairpin found no flow on this reply key.
+      translatedReply(d, d.borrowedPort);
+    } else if ((flags & FLAG_POOL) !== 0) {
       const snat = this.snat!;
       const extPort = snat.acquire(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort, d.ext, 0, this.ports.site[ingress]);
       if (extPort < 0) return extPort === NAT_SITE_QUOTA ? -Drop.NatQuotaExceeded : -Drop.NatExhausted;
@@ -1845,6 +1885,8 @@ export class Pipeline {
     } else if (g === GATEWAY_NEED_NAME && protocol === IPPROTO_TCP) {
       this.startClassifying(table, flow, now);
     }
+    // Lanes: a flow no NAT port steers back is found by its keys from any lane (pool flows: SnatPool's endpoint claim).
+    if (this.lanes !== null && (flags & FLAG_POOL) === 0) this.lanes.claimFlow(table, flow);
     if ((flags & FLAG_FILTERED) !== 0) return -Drop.HairpinFiltered;
     table.count(flow, 0, length);
     if ((flags & FLAG_TRANSLATE) !== 0) this.translate(buf, table, flow * 2 + 1);
@@ -2301,6 +2343,7 @@ export class Pipeline {
       const family = table.addrWords === 1 ? 4 : 6;
       this.snat!.release(table.nodeZone(orig), table.protocol(flow), family, table.records, table.srcIndex(orig), table.nodePorts(orig) >>> 16);
     }
+    if (this.lanes !== null && (table.flags(flow) & FLAG_POOL) === 0) this.lanes.releaseFlow(table, flow);
     this.counters.flowsEnded[table.ingressPort(flow)]++;
     if (this.onFlowEnd !== null) this.onFlowEnd(table, flow, reason);
     // After the hook: the flow log reads the name. A flow that ends still waiting gives its slot back.

@@ -41,6 +41,7 @@
 import { fairShare } from '../common/fair-share.js';
 import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
+import type { LaneDirectory } from '../common/lane-directory.js';
 import { laneCountProblem, laneFirst, laneLast, laneOfPort } from '../common/lanes.js';
 import { AF_INET4, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, formatIpv6, parseAddress } from '../wire/addr.js';
@@ -70,7 +71,16 @@ export interface SnatPoolOptions {
    */
   lane?: number;
   lanes?: number;
+  /**
+   * Lanes: the shared ownership directory (common/lane-directory.ts). The pool claims each mapping's internal
+   * endpoint for its lane when it creates the mapping and releases it when the mapping goes, so a lane that sees a
+   * new flow of that endpoint hands it here (RFC 4787 REQ-1 across lanes). Setup only: one hash and one write.
+   */
+  directory?: LaneDirectory;
 }
+
+/** An endpoint's directory value: its external port in the low 16 bits, the pool address index above. */
+const DIRECTORY_ADDRESS_SHIFT = 16;
 
 /** acquire's answer when the site is at its port quota for the paired address and protocol. */
 export const NAT_SITE_QUOTA = -2;
@@ -256,6 +266,8 @@ export class SnatPool {
   private reverseSlab: ArrayBuffer | null = null;
   private reverseSlabUsed = 0;
   private reverseSlabBytes = 0;
+  /** Lanes: where this pool's mappings are claimed (null without lanes). */
+  private readonly directory: LaneDirectory | null;
 
   constructor(opts: SnatPoolOptions) {
     const portMin = opts.portMin ?? DEFAULT_PORT_MIN;
@@ -276,6 +288,7 @@ export class SnatPool {
     if (!Number.isInteger(lane) || lane < 0 || lane >= lanes) throw new RangeError(`snat: lane must be an integer 0..${lanes - 1}, got ${lane}`);
     this.lane = lane;
     this.lanes = lanes;
+    this.directory = opts.directory ?? null;
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
       const min = slot === SLOT_ICMP ? 0 : portMin;
       const max = slot === SLOT_ICMP ? PORT_MASK : portMax;
@@ -385,6 +398,7 @@ export class SnatPool {
       this.usedCount[space]++;
       this.records[m * MAPPING_STRIDE + M_EXT_SPACE] = space;
       this.records[m * MAPPING_STRIDE + M_EXT_PORT] = ext;
+      if (this.directory !== null) this.directory.claim(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane, ext | (((space / SLOT_COUNT) | 0) << DIRECTORY_ADDRESS_SHIFT));
     }
     const at = m * MAPPING_STRIDE;
     const r = this.records;
@@ -419,6 +433,7 @@ export class SnatPool {
     this.usedCount[space]--;
     this.siteUsed[space][r[at + M_SITE]]--;
     this.remove(h, m);
+    if (this.directory !== null) this.directory.release(this.directory.endpointHash(zone, protocol, family, addr, addrOffset, port), this.lane);
     return true;
   }
 
@@ -444,6 +459,24 @@ export class SnatPool {
     const a = ((this.records[at + M_EXT_SPACE] / SLOT_COUNT) | 0) * 4;
     for (let w = 0; w < (family === AF_INET6 ? 4 : 1); w++) out[outOffset + w] = this.addrWords[a + w];
     return this.records[at + M_EXT_PORT];
+  }
+
+  /**
+   * Lanes: the mapping another lane's pool holds for an internal endpoint, as that lane claimed it in the ownership
+   * directory (a hint: see common/lane-directory.ts). Writes its external address to out[outOffset..] and returns
+   * its port, or -1 (no directory, no claim, this lane's own, or a claim that names no pool address of the family).
+   * A hairpin flow set up here borrows it (RFC 4787 REQ-1: the sender keeps its one external endpoint) without
+   * taking a reference: the mapping stays the other lane's.
+   */
+  peekOtherLane(zone: number, protocol: number, family: 4 | 6, addr: Uint32Array, addrOffset: number, port: number, out: Uint32Array, outOffset: number): number {
+    const dir = this.directory;
+    if (dir === null || protocolSlot(protocol) < 0) return -1;
+    const owner = dir.ownerOf(dir.endpointHash(zone, protocol, family, addr, addrOffset, port));
+    if (owner < 0 || owner === this.lane) return -1;
+    const a = dir.value >>> DIRECTORY_ADDRESS_SHIFT;
+    if (a >= this.addrCount || this.addrFamily[a] !== family) return -1;
+    for (let w = 0; w < (family === AF_INET6 ? 4 : 1); w++) out[outOffset + w] = this.addrWords[a * 4 + w];
+    return dir.value & PORT_MASK;
   }
 
   /**

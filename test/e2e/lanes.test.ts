@@ -7,12 +7,12 @@
 // hands to the wrong lane are handed to the flow's owner and still arrive.
 // Namespaces tt-<pid>-ln-*; those of dead runs are removed first (test/support/netns.ts). Needs root; never skips.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
+import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
+import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
 const NS = { edge: `${PREFIX}edge`, dc1: `${PREFIX}dc1`, dc2: `${PREFIX}dc2`, inet: `${PREFIX}inet` };
@@ -28,23 +28,17 @@ const BASE_PORT = 40000;
  * Node echo server reads on a shared core. UDP may still lose a datagram under load; order may never be broken.
  */
 const PACE_MS = 5;
-/** Generous behavioural bounds on a loaded 2-core machine, not timed assertions. */
-const START_TIMEOUT_MS = 60_000;
+/** Generous behavioural bound on a loaded 2-core machine, not a timed assertion. */
 const CLIENT_TIMEOUT_MS = 60_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
 
 function removeOwn(): void {
-  for (const ns of Object.values(NS)) {
-    try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
-  }
+  removeNamespaces(Object.values(NS));
 }
 
 function buildTopology(): void {
-  for (const ns of Object.values(NS)) {
-    sh('ip', 'netns', 'add', ns);
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
+  addNamespaces(Object.values(NS));
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
@@ -146,45 +140,6 @@ function send(seq) {
 }
 setTimeout(finish, ${CLIENT_TIMEOUT_MS});`;
 
-interface Child {
-  child: ChildProcess;
-  lines: string[];
-  waitFor(text: string): Promise<string>;
-  exited: Promise<number | null>;
-}
-
-function nsSpawn(ns: string, args: string[], stdin = false): Child {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buffered = '';
-  const waiters: Array<{ text: string; resolve: (line: string) => void; reject: (e: Error) => void }> = [];
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`${ns}: exited ${code} before "${w.text}": ${err}${lines.join('\n')}`));
-    resolve(code);
-  }));
-  child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
-  child.stdout?.on('data', (b: Buffer) => {
-    buffered += b.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      lines.push(line);
-      for (let k = waiters.length - 1; k >= 0; k--) if (line.includes(waiters[k].text)) waiters.splice(k, 1)[0].resolve(line);
-    }
-  });
-  const waitFor = (text: string): Promise<string> => {
-    const have = lines.find((l) => l.includes(text));
-    if (have !== undefined) return Promise.resolve(have);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${ns}: no "${text}" within ${START_TIMEOUT_MS} ms: ${err}${lines.join('\n')}`)), START_TIMEOUT_MS);
-      waiters.push({ text, resolve: (l) => { clearTimeout(timer); resolve(l); }, reject: (e) => { clearTimeout(timer); reject(e); } });
-    });
-  };
-  return { child, lines, waitFor, exited };
-}
-
 interface Tally {
   echoes: number[];
   late: number[];
@@ -220,15 +175,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
   });
 
   /** The edge's merged status (SIGUSR1 logs it). */
-  async function status(): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> {
-    const before = edge!.lines.length;
-    edge!.child.kill('SIGUSR1');
-    for (;;) {
-      const line = edge!.lines.slice(before).find((l) => l.includes('"msg":"status"'));
-      if (line !== undefined) return (JSON.parse(line) as { status: { tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } } }).status;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const status = () => childStatus<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }>(edge!);
 
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
     for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', site]));

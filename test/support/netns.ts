@@ -34,3 +34,22 @@ export function removeStaleNamespaces(): void {
 export function nsSh(ns: string, script: string): void {
   sh('ip', 'netns', 'exec', ns, 'sh', '-ec', script);
 }
+
+/** Deletes these namespaces where they exist (a test's own, before it builds them and after). */
+export function removeNamespaces(names: readonly string[]): void {
+  for (const ns of names) {
+    try {
+      sh('ip', 'netns', 'del', ns);
+    } catch {
+      /* not there */
+    }
+  }
+}
+
+/** Creates these namespaces, each with its loopback up. */
+export function addNamespaces(names: readonly string[]): void {
+  for (const ns of names) {
+    sh('ip', 'netns', 'add', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  }
+}
