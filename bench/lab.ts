@@ -53,7 +53,7 @@
  * Options: --json, --seconds N (per measurement, default 5), --ipsec-seconds N (the IPsec measurement, default 10),
  * --only LIST (comma-separated of interconnect, wireguard, ipsec, burst, latency: measure only those; the others
  * report zeros), --burst-rounds N (default 3), --burst-count N (datagrams per site, default 3000), --latency-count N
- * (pings and round trips per path, default 500), --latency-warmup N (request/response round trips through each path
+ * (pings and round trips per path, default 500), --latency-warmup N (request/response round trips and flood pings through each path
  * before its latency is measured, default LATENCY_WARMUP_ROUND_TRIPS: V8 optimises the daemon's code meanwhile), --underlay-queue N (an experiment: tether's underlay TUN queue set
  * to N packets once the daemon runs, instead of its own TUN_TX_QUEUE_PACKETS), --no-gro (an A/B switch: the daemon
  * writes its TUNs without coalescing TCP segments, as before GRO; --json says `gro: false`),
@@ -99,7 +99,7 @@ const want = (section: (typeof SECTIONS)[number]): boolean => ONLY.has(section);
 const BURST_ROUNDS = Number(option('--burst-rounds', '3'));
 const BURST_COUNT = Number(option('--burst-count', String(BURST_DATAGRAMS)));
 const LATENCY_COUNT = Number(option('--latency-count', '500'));
-/** Request/response round trips through each path before its latency is measured (0: none, as before 2026-12-01 17:30). */
+/** Request/response round trips and flood pings through each path before its latency is measured (0: none, as before 2026-12-01 17:30). */
 const LATENCY_WARMUP = Number(option('--latency-warmup', String(LATENCY_WARMUP_ROUND_TRIPS)));
 /** An experiment: the underlay TUN's queue set to N packets (ip link set txqueuelen) once the daemon runs; default: the daemon's own. */
 const UNDERLAY_QUEUE = option('--underlay-queue', '');
@@ -1156,7 +1156,7 @@ interface BurstResult {
 }
 interface LatencyResult {
   count: number;
-  /** Request/response round trips through each path before it was measured (--latency-warmup). */
+  /** Request/response round trips and flood pings through each path before it was measured (--latency-warmup). */
   warmup_round_trips: number;
   /** tether's interconnect path (the headline figures); added_*: per pass, half the round trip's difference to the kernel edge. */
   ping_p50_us: number;
