@@ -165,6 +165,24 @@ async function rrRtts(ns: string, host: string, server: string, count: number): 
   return (JSON.parse(out) as number[]).map((ns) => ns / 1000);
 }
 
+/**
+ * Request/response round trips and flood pings through a path before it is measured (every path alike). A daemon fresh from its
+ * start runs its per-packet code in V8's baseline tier until TurboFan has optimised it, which takes thousands of
+ * packets: at ping's 100 packets/s that is most of a latency run (docs/PERFORMANCE.md "Latency": p50 falling from
+ * ~350 to ~230 µs over the first 3,000 pings). Back to back they take about a second.
+ */
+export const LATENCY_WARMUP_ROUND_TRIPS = 5000;
+
+/**
+ * `count` TCP request/response round trips and `count` flood pings (ping -f: the next echo as soon as a reply is
+ * back), results discarded: both paths' code (TCP and ICMP echo) gets optimised. See LATENCY_WARMUP_ROUND_TRIPS.
+ */
+export async function warmUp(ns: string, host: string, server: string, count: number): Promise<void> {
+  if (count <= 0) return;
+  await rrRtts(ns, host, server, count);
+  await inNamespace(ns, 'ping', ['-n', '-q', '-f', '-c', String(count), '-I', host, server], { timeoutMs: (count * 0.01 + 20) * 1000 });
+}
+
 export interface LatencyFigures { ping_p50_us: number; ping_p99_us: number; ping_samples: number; tcp_rr_p50_us: number; tcp_rr_p99_us: number; tcp_rr_samples: number }
 
 export async function latencyOf(ns: string, host: string, server: string, count: number): Promise<LatencyFigures> {

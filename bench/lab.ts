@@ -53,7 +53,8 @@
  * Options: --json, --seconds N (per measurement, default 5), --ipsec-seconds N (the IPsec measurement, default 10),
  * --only LIST (comma-separated of interconnect, wireguard, ipsec, burst, latency: measure only those; the others
  * report zeros), --burst-rounds N (default 3), --burst-count N (datagrams per site, default 3000), --latency-count N
- * (pings and round trips per path, default 500), --underlay-queue N (an experiment: tether's underlay TUN queue set
+ * (pings and round trips per path, default 500), --latency-warmup N (request/response round trips and flood pings through each path
+ * before its latency is measured, default LATENCY_WARMUP_ROUND_TRIPS: V8 optimises the daemon's code meanwhile), --underlay-queue N (an experiment: tether's underlay TUN queue set
  * to N packets once the daemon runs, instead of its own TUN_TX_QUEUE_PACKETS), --no-gro (an A/B switch: the daemon
  * writes its TUNs without coalescing TCP segments, as before GRO; --json says `gro: false`),
  * --prefix P, --keep (leave the topology and its processes up, logs in /run/tether-bench/P; strongSwan's in
@@ -74,7 +75,7 @@ import { ip, sleep, sysctl } from '../src/lab/exec.js';
 import { formatCommand, inNamespace, inNamespaceOk, LAB, logTail, PREFIX_PATTERN, run } from '../src/lab/index.js';
 import { REPO_ROOT } from '../src/lab/paths.js';
 import { DEFAULT_UNDERLAY_NAME } from '../src/daemon/network.js';
-import { added, BURST_DATAGRAMS, burstOnce, burstTotals, deviceStat, latencyOf, startRrServer, type BurstRound, type BurstSite, type Counters, type LatencyFigures } from './lab-burst-latency.js';
+import { added, BURST_DATAGRAMS, burstOnce, burstTotals, deviceStat, LATENCY_WARMUP_ROUND_TRIPS, latencyOf, startRrServer, warmUp, type BurstRound, type BurstSite, type Counters, type LatencyFigures } from './lab-burst-latency.js';
 import { missingStrongSwan, removeStrongSwanRun, STRONGSWAN_RUN_ROOT, StrongSwan, strongSwanRunDir, type StrongSwanOptions } from '../src/lab/strongswan.js';
 
 // ─── Options ─────────────────────────────────────────────────────────────────────────────────────────
@@ -98,6 +99,8 @@ const want = (section: (typeof SECTIONS)[number]): boolean => ONLY.has(section);
 const BURST_ROUNDS = Number(option('--burst-rounds', '3'));
 const BURST_COUNT = Number(option('--burst-count', String(BURST_DATAGRAMS)));
 const LATENCY_COUNT = Number(option('--latency-count', '500'));
+/** Request/response round trips and flood pings through each path before its latency is measured (0: none, as before 2026-12-01 17:30). */
+const LATENCY_WARMUP = Number(option('--latency-warmup', String(LATENCY_WARMUP_ROUND_TRIPS)));
 /** An experiment: the underlay TUN's queue set to N packets (ip link set txqueuelen) once the daemon runs; default: the daemon's own. */
 const UNDERLAY_QUEUE = option('--underlay-queue', '');
 /** An A/B switch: the daemon runs with `--no-gro` (its TUN writes not coalesced; the figures before GRO, same build). */
@@ -824,21 +827,28 @@ async function burstFigure(n: BenchNames): Promise<BurstResult> {
 async function latencyFigures(n: BenchNames, daemon: Started): Promise<LatencyResult> {
   progress(`latency: ping and TCP request/response, ${LATENCY_COUNT} each, interconnect and WireGuard, tether vs reference`);
   const stop = await startRrServer(n.inet, SERVER);
+  // Each path warmed up first, then measured (LATENCY_WARMUP_ROUND_TRIPS).
+  const measure = async (ns: string, host: string): Promise<LatencyFigures> => {
+    await warmUp(ns, host, SERVER, LATENCY_WARMUP);
+    return latencyOf(ns, host, SERVER, LATENCY_COUNT);
+  };
   try {
-    const kernelIc = await latencyOf(n.ksite, HOST, SERVER, LATENCY_COUNT);
+    const kernelIc = await measure(n.ksite, HOST);
     // The daemon's CPU over its interconnect run: what busy polling (daemon.busy_poll_us) costs at ping's rate.
+    await warmUp(n.tsite, HOST, SERVER, LATENCY_WARMUP);
     const cpuBefore = cpuSeconds(daemon.child.pid);
     const icStart = performance.now();
     const tetherIc = await latencyOf(n.tsite, HOST, SERVER, LATENCY_COUNT);
     const icCpuPercent = (100 * (cpuSeconds(daemon.child.pid) - cpuBefore)) / ((performance.now() - icStart) / 1000);
     const bare = await bareForwarder(n);
-    const bareIc = await latencyOf(n.bsite, BARE_HOST, SERVER, LATENCY_COUNT);
+    const bareIc = await measure(n.bsite, BARE_HOST);
     await stopChild(bare, 'SIGTERM', 2000);
-    const wgGo = await latencyOf(n.kwsite, HOST, SERVER, LATENCY_COUNT);
-    const tetherWg = await latencyOf(n.twsite, HOST, SERVER, LATENCY_COUNT);
+    const wgGo = await measure(n.kwsite, HOST);
+    const tetherWg = await measure(n.twsite, HOST);
     const ic = added(tetherIc, kernelIc);
     return {
       count: LATENCY_COUNT,
+      warmup_round_trips: LATENCY_WARMUP,
       ping_p50_us: tetherIc.ping_p50_us,
       ping_p99_us: tetherIc.ping_p99_us,
       tcp_rr_p50_us: tetherIc.tcp_rr_p50_us,
@@ -1141,6 +1151,8 @@ interface BurstResult {
 }
 interface LatencyResult {
   count: number;
+  /** Request/response round trips and flood pings through each path before it was measured (--latency-warmup). */
+  warmup_round_trips: number;
   /** tether's interconnect path (the headline figures); added_*: per pass, half the round trip's difference to the kernel edge. */
   ping_p50_us: number;
   ping_p99_us: number;
