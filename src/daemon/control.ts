@@ -25,6 +25,7 @@ import { createMetrics, NameBook } from '../control/metrics.js';
 import { ConfigStore } from '../control/store.js';
 import type { Edge } from './edge.js';
 import { LiveEdge } from './live.js';
+import { laneFlowSource } from './lane-observe.js';
 
 export interface ControlPlane {
   api: FastifyInstance;
@@ -97,8 +98,11 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const https = tls === undefined ? undefined : { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };
   const api = buildApi({ store, edge: applier, token, settings: cfg.api, https, logger: log as unknown as FastifyBaseLogger });
   // Process metrics (RSS, V8 heap, open descriptors, event-loop lag): what an operator and the soak watch for leaks.
-  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
-  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops() });
+  // With lanes, flows, per-onramp counters and NAT gauges cover every lane (lane-observe.ts).
+  const laneHost = edge.otherLanes();
+  const lanes = laneHost === null ? undefined : laneFlowSource(laneHost);
+  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true, ...(lanes !== undefined ? { lanes: () => lanes.counters() } : {}) });
+  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops(), lanes });
   // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
   const captures = new CaptureHub({
     pipeline,

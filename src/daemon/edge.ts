@@ -377,6 +377,11 @@ export class Edge {
     return this.laneHost === null ? Promise.resolve() : this.laneHost.ready();
   }
 
+  /** Lane 0 with lanes: the other lanes (the API's flows, counters and captures across lanes: lane-observe.ts); else null. */
+  otherLanes(): LaneHost | null {
+    return this.laneHost;
+  }
+
   /** A configuration applied live on this edge (LiveEdge): the other lanes apply it too. */
   appliedToLanes(config: TetherConfig): void {
     this.laneHost?.apply(config);

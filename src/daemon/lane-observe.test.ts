@@ -1,0 +1,146 @@
+// Observability across lanes without threads (docs/ARCHITECTURE.md "Lanes"): lane 0 is the API rig's pipeline,
+// lane 1 a second pipeline answered by a LaneObserver over a real MessageChannel, through the same LaneRequests
+// lane 0's LaneHost uses. The merged listing is checked against each lane's own table (the oracle), and a lane that
+// never answers gives a clear error, not a hang.
+import assert from 'node:assert/strict';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { test } from 'node:test';
+import { assignIds, toPipelineConfig } from '../config/index.js';
+import { defaultConfig } from '../lab/config.js';
+import { buildUdp } from '../wire/build.js';
+import { apiRig } from '../../test/support/api.js';
+import { PipelineRig } from '../../test/support/pipeline-rig.js';
+import { LaneUnanswered } from '../control/lane-view.js';
+import { LANE_FLOW_STRIDE } from '../control/flow-walk.js';
+import { LaneObserver, laneFlowSource } from './lane-observe.js';
+import { LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
+
+const SERVER = '203.0.113.10';
+/** A short deadline keeps the unanswered case quick; the answering lane replies in one event-loop turn. */
+const TEST_TIMEOUT_MS = 300;
+
+/** Lane 1: its own pipeline, and a LaneObserver answering on the far end of a MessageChannel (as its worker does). */
+function laneOne(answering: boolean): { rig: PipelineRig; host: LaneObservation; close(): void } {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const rig = new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index: 1, count: 2 } });
+  const { port1, port2 } = new MessageChannel();
+  const observer = new LaneObserver({ pipeline: rig.pipeline, ids, laneIndex: 1 }, cfg, (m) => port2.postMessage(m));
+  if (answering) port2.on('message', (m: LaneMessage) => observer.handle(m));
+  const requests = new LaneRequests(TEST_TIMEOUT_MS);
+  port1.on('message', (m: LaneMessage) => {
+    if (m.kind === 'answer') requests.answered(m);
+  });
+  const host: LaneObservation = {
+    count: 2,
+    ask: <T>(lane: number, query: LaneQuery) => requests.ask<T>(lane, port1 as MessagePort & { postMessage(m: LaneMessage): void }, query),
+    counters: () => [observer.counters()],
+    post: () => undefined,
+    listen: () => undefined,
+  };
+  return { rig, host, close: () => { port1.close(); port2.close(); } };
+}
+
+test('lanes: listing, paging, lookup by id, /v1/stats and /metrics cover lane 1', async () => {
+  const one = laneOne(true);
+  const rig = apiRig({ token: 't', metrics: true, prefix: 'tether-lane-observe-', lanes: laneFlowSource(one.host), lane: { index: 0, count: 2 } });
+  await rig.app.ready();
+  try {
+    const a = rig.ids.onramps.get('site-a-wg')!;
+    const b = rig.ids.onramps.get('site-b-wg')!;
+    // Overlapping sites (both 10.0.1.10): lane 0 gets three flows of site a, lane 1 two of site b.
+    for (let k = 0; k < 3; k++) rig.edge.send(a, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 40000 + k, dstPort: 53 }));
+    for (let k = 0; k < 2; k++) one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 40000 + k, dstPort: 53 }));
+    const all = (await rig.inject({ method: 'GET', url: '/v1/flows' })).json() as { total: number; items: Array<{ id: string; site: string; onramp: string }>; cursor: string | null };
+    assert.equal(all.total, 5);
+    assert.equal(all.cursor, null);
+    const bySite = (site: string): string[] => all.items.filter((f) => f.site === site).map((f) => f.id);
+    assert.equal(bySite('site-a').length, 3);
+    assert.equal(bySite('site-b').length, 2);
+    // Lane 1's ids carry the lane above the slot; lane 0's are its slots.
+    for (const id of bySite('site-b')) assert.ok(Number(id.split('-')[1]) >= LANE_FLOW_STRIDE, id);
+    for (const id of bySite('site-a')) assert.ok(Number(id.split('-')[1]) < LANE_FLOW_STRIDE, id);
+    // Paging one flow at a time walks both lanes, every flow once.
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = `/v1/flows?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`;
+      const p = (await rig.inject({ method: 'GET', url })).json() as { items: Array<{ id: string }>; cursor: string | null };
+      paged.push(...p.items.map((f) => f.id));
+      cursor = p.cursor;
+    } while (cursor !== null);
+    assert.deepEqual(paged.sort(), all.items.map((f) => f.id).sort());
+    // Filters and offset apply to the merged result.
+    const onlyB = (await rig.inject({ method: 'GET', url: '/v1/flows?site=site-b' })).json() as { total: number; items: unknown[] };
+    assert.deepEqual([onlyB.total, onlyB.items.length], [2, 2]);
+    const skip = (await rig.inject({ method: 'GET', url: '/v1/flows?offset=3&limit=5' })).json() as { items: Array<{ site: string }> };
+    assert.deepEqual(skip.items.map((f) => f.site), ['site-b', 'site-b']);
+    // One flow of lane 1 with its trail.
+    const id = bySite('site-b')[0];
+    const flow = await rig.inject({ method: 'GET', url: `/v1/flows/${id}` });
+    assert.equal(flow.statusCode, 200, flow.body);
+    const body = flow.json() as { id: string; onramp: string; trail: string[] };
+    assert.equal(body.id, id);
+    assert.equal(body.onramp, 'site-b-wg');
+    assert.ok(body.trail.some((l) => /owned by lane 1/.test(l)), body.trail.join('\n'));
+    assert.equal((await rig.inject({ method: 'GET', url: `/v1/flows/4-${LANE_FLOW_STRIDE + 999}` })).statusCode, 404);
+    assert.equal((await rig.inject({ method: 'GET', url: `/v1/flows/4-${2 * LANE_FLOW_STRIDE}` })).statusCode, 404, 'no lane 2');
+    // Counters: lane 0's plus lane 1's, under the same names and labels.
+    const stats = (await rig.inject({ method: 'GET', url: '/v1/stats' })).json() as { flows: { ipv4: number }; onramps: Array<{ name: string; rxPackets: number; flowsActive: number }> };
+    assert.equal(stats.flows.ipv4, 5);
+    const row = (name: string) => stats.onramps.find((o) => o.name === name)!;
+    assert.deepEqual([row('site-a-wg').rxPackets, row('site-b-wg').rxPackets, row('site-b-wg').flowsActive], [3, 2, 2]);
+    const metrics = (await rig.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /tether_packets_total\{onramp="site-b-wg",direction="rx"\} 2/);
+    assert.match(metrics, /tether_packets_total\{onramp="internet",direction="tx"\} 5/);
+    assert.match(metrics, /tether_flow_table_flows\{family="ipv4"\} 5/);
+    // The NAT pool's slices add up to the whole range, the ports in use to both lanes'.
+    const used = /tether_nat_ports_in_use\{address="198\.51\.100\.1",protocol="udp"\} (\d+)/.exec(metrics);
+    assert.equal(used?.[1], '5', metrics);
+  } finally {
+    await rig.close();
+    one.close();
+  }
+});
+
+test('lanes: a lane that does not answer gives a 503 naming it, not a hang', async () => {
+  const one = laneOne(false);
+  const rig = apiRig({ token: 't', prefix: 'tether-lane-observe-', lanes: laneFlowSource(one.host), lane: { index: 0, count: 2 } });
+  await rig.app.ready();
+  try {
+    const list = await rig.inject({ method: 'GET', url: '/v1/flows' });
+    assert.equal(list.statusCode, 503, list.body);
+    const problem = list.json() as { error: string; problems: Array<{ path: string; message: string }> };
+    assert.equal(problem.problems[0].path, 'lanes[1]');
+    assert.match(problem.problems[0].message, /lane 1 did not answer \(walk\) within 300 ms/);
+    const one1 = await rig.inject({ method: 'GET', url: `/v1/flows/4-${LANE_FLOW_STRIDE}` });
+    assert.equal(one1.statusCode, 503, one1.body);
+    // The next listing is admitted: the stuck lane held nothing of lane 0's.
+    assert.equal((await rig.inject({ method: 'GET', url: '/v1/flows?family=6&limit=1' })).statusCode, 503);
+  } finally {
+    await rig.close();
+    one.close();
+  }
+});
+
+test('LaneRequests: answers matched by id, late and unknown answers ignored, a silent port times out', async () => {
+  const posted: LaneMessage[] = [];
+  const requests = new LaneRequests(TEST_TIMEOUT_MS);
+  const port = { postMessage: (m: LaneMessage) => posted.push(m) };
+  const first = requests.ask<string>(1, port, { what: 'flow', family: 4, slot: 1 });
+  const second = requests.ask<string>(2, port, { what: 'flow', family: 4, slot: 2 });
+  const [q1, q2] = posted as Array<Extract<LaneMessage, { kind: 'ask' }>>;
+  requests.answered({ id: q2.id, value: 'two' });
+  requests.answered({ id: 9999, value: 'nobody asked' });
+  requests.answered({ id: q1.id, error: 'table gone' });
+  assert.equal(await second, 'two');
+  await assert.rejects(first, /lane 1 could not answer \(flow\): table gone/);
+  const silent = requests.ask(3, port, { what: 'walk', request: { family: 4, slot: 0, filter: { ports: null, zone: -1, protocol: -1, established: -1, src: null, dst: null }, limit: 1, maxSlots: 1 } });
+  await assert.rejects(silent, (e: unknown) => e instanceof LaneUnanswered && e.lane === 3 && /lane 3 did not answer \(walk\)/.test(e.message));
+  requests.answered({ id: (posted[2] as { id: number }).id, value: 'too late' });
+  assert.equal(requests.waiting, 0);
+  // A lane whose thread ended: its questions fail at once.
+  const gone = requests.ask(4, port, { what: 'flow', family: 6, slot: 0 });
+  requests.failAll(4);
+  await assert.rejects(gone, LaneUnanswered);
+});
