@@ -25,7 +25,7 @@ import { createMetrics, NameBook } from '../control/metrics.js';
 import { ConfigStore } from '../control/store.js';
 import type { Edge } from './edge.js';
 import { LiveEdge } from './live.js';
-import { laneFlowSource } from './lane-observe.js';
+import { laneCaptures, laneFlowSource } from './lane-observe.js';
 
 export interface ControlPlane {
   api: FastifyInstance;
@@ -103,8 +103,11 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const lanes = laneHost === null ? undefined : laneFlowSource(laneHost);
   const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true, ...(lanes !== undefined ? { lanes: () => lanes.counters() } : {}) });
   registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops(), lanes });
-  // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
+  // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs; with lanes, each
+  // lane taps its own and sends its blocks to this hub's file.
+  const laneCapture = laneHost === null ? null : laneCaptures(laneHost);
   const captures = new CaptureHub({
+    ...(laneCapture !== null ? { lanes: laneCapture.lanes } : {}),
     pipeline,
     names,
     ids: () => edge.ids,
@@ -112,7 +115,8 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     attachOuter: (tap) => edge.setOuterCaptureTap(tap),
     config: () => live.config,
   });
-  registerCaptureRoutes(api, captures);
+  laneCapture?.attach(captures);
+  registerCaptureRoutes(api, captures, lanes);
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });
   log.info({ api: address, token_file: cfg.api.token_file, store: cfg.store.path, tls: tls !== undefined, open_reads: cfg.api.open_reads }, 'API listening');

@@ -3,7 +3,7 @@
 // lane 0's LaneHost uses. The merged listing is checked against each lane's own table (the oracle), and a lane that
 // never answers gives a clear error, not a hang.
 import assert from 'node:assert/strict';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel } from 'node:worker_threads';
 import { test } from 'node:test';
 import { assignIds, toPipelineConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
@@ -12,8 +12,14 @@ import { apiRig } from '../../test/support/api.js';
 import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { LaneUnanswered } from '../control/lane-view.js';
 import { LANE_FLOW_STRIDE } from '../control/flow-walk.js';
-import { LaneObserver, laneFlowSource } from './lane-observe.js';
+import { LaneObserver, laneCaptures, laneFlowSource } from './lane-observe.js';
 import { LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
+import { CaptureHub, type CaptureTap } from '../control/capture.js';
+import { registerCaptureRoutes } from '../control/api-captures.js';
+import { NameBook } from '../control/metrics.js';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const SERVER = '203.0.113.10';
 /** A short deadline keeps the unanswered case quick; the answering lane replies in one event-loop turn. */
@@ -25,20 +31,23 @@ function laneOne(answering: boolean): { rig: PipelineRig; host: LaneObservation;
   const ids = assignIds(cfg);
   const rig = new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index: 1, count: 2 } });
   const { port1, port2 } = new MessageChannel();
-  const observer = new LaneObserver({ pipeline: rig.pipeline, ids, laneIndex: 1 }, cfg, (m) => port2.postMessage(m));
+  const lane = { pipeline: rig.pipeline, ids, laneIndex: 1, setCaptureTap: (tap: CaptureTap | null) => { rig.tap = tap; } };
+  const observer = new LaneObserver(lane, cfg, (m) => port2.postMessage(m), () => rig.now);
   if (answering) port2.on('message', (m: LaneMessage) => observer.handle(m));
   const requests = new LaneRequests(TEST_TIMEOUT_MS);
+  const listeners: Array<(lane: number, m: LaneMessage) => void> = [];
   port1.on('message', (m: LaneMessage) => {
     if (m.kind === 'answer') requests.answered(m);
+    else for (const fn of listeners) fn(1, m);
   });
   const host: LaneObservation = {
     count: 2,
-    ask: <T>(lane: number, query: LaneQuery) => requests.ask<T>(lane, port1 as MessagePort & { postMessage(m: LaneMessage): void }, query),
+    ask: <T>(k: number, query: LaneQuery) => requests.ask<T>(k, port1, query),
     counters: () => [observer.counters()],
-    post: () => undefined,
-    listen: () => undefined,
+    post: (m) => port1.postMessage(m),
+    listen: (fn) => listeners.push(fn),
   };
-  return { rig, host, close: () => { port1.close(); port2.close(); } };
+  return { rig, host, close: () => { observer.close(); port1.close(); port2.close(); } };
 }
 
 test('lanes: listing, paging, lookup by id, /v1/stats and /metrics cover lane 1', async () => {
@@ -144,3 +153,79 @@ test('LaneRequests: answers matched by id, late and unknown answers ignored, a s
   requests.failAll(4);
   await assert.rejects(gone, LaneUnanswered);
 });
+
+test('lanes: a capture taps every lane, one pcapng; a flow of lane 1 is captured by id on its lane', async () => {
+  const one = laneOne(true);
+  const lanes = laneFlowSource(one.host);
+  const rig = apiRig({ token: 't', prefix: 'tether-lane-observe-', lanes, lane: { index: 0, count: 2 } });
+  const capture = laneCaptures(one.host);
+  const hub = new CaptureHub({
+    pipeline: rig.edge.pipeline,
+    names: new NameBook(rig.edge.pipeline, rig.cfg, rig.ids),
+    ids: () => rig.ids,
+    attach: (tap) => { rig.edge.tap = tap; },
+    now: () => rig.edge.now,
+    lanes: capture.lanes,
+  });
+  capture.attach(hub);
+  registerCaptureRoutes(rig.app, hub, lanes);
+  await rig.app.ready();
+  try {
+    const b = rig.ids.onramps.get('site-b-wg')!;
+    const started = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { site: 'site-b', filter: 'udp' } });
+    assert.equal(started.statusCode, 201, started.body);
+    const id = (started.json() as { id: number }).id;
+    // The start message reaches lane 1 before its packets do (a turn of the event loop: the channel is async).
+    await waitFor(() => one.rig.tap !== null, 'lane 1 tapped');
+    rig.edge.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 41000, dstPort: 53 }));
+    one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 41001, dstPort: 53 }));
+    one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 41002, dstPort: 53 }));
+    await waitFor(async () => ((await rig.inject({ method: 'GET', url: `/v1/captures/${id}` })).json() as { packets: number }).packets === 3, 'both lanes\' packets in the capture');
+    const stopped = (await rig.inject({ method: 'POST', url: `/v1/captures/${id}/stop` })).json() as { packets: number; records: number };
+    assert.deepEqual([stopped.packets, stopped.records], [3, 6], 'each packet as received and as sent');
+    assert.equal(one.rig.tap, null, 'lane 1 untapped once the capture stopped');
+    const flows = tshark(await rig.inject({ method: 'GET', url: `/v1/captures/${id}/pcapng` }), rig.dir, 'all');
+    const ids = new Set(flows.map((l) => /flow (4-\d+)/.exec(l)?.[1]));
+    assert.equal(ids.size, 3, flows.join('\n'));
+    assert.equal([...ids].filter((f) => Number(f!.split('-')[1]) >= LANE_FLOW_STRIDE).length, 2, 'two flows of lane 1, by their API ids');
+
+    // One flow of lane 1, by the id /v1/flows gives it.
+    const list = (await rig.inject({ method: 'GET', url: '/v1/flows?site=site-b' })).json() as { items: Array<{ id: string; original: string }> };
+    const flow = list.items.find((f) => f.original.includes(':41002 '))!;
+    const byFlow = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { flow: flow.id } });
+    assert.equal(byFlow.statusCode, 201, byFlow.body);
+    const flowCapture = (byFlow.json() as { id: number }).id;
+    await waitFor(() => one.rig.tap !== null, 'lane 1 tapped for the flow');
+    one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 41001, dstPort: 53 }));
+    one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 41002, dstPort: 53 }));
+    await waitFor(async () => ((await rig.inject({ method: 'GET', url: `/v1/captures/${flowCapture}` })).json() as { packets: number }).packets === 1, 'the flow\'s packet');
+    await rig.inject({ method: 'POST', url: `/v1/captures/${flowCapture}/stop` });
+    const lines = tshark(await rig.inject({ method: 'GET', url: `/v1/captures/${flowCapture}/pcapng` }), rig.dir, 'flow');
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.match(l, new RegExp(`flow ${flow.id} `));
+    const gone = await rig.inject({ method: 'POST', url: '/v1/captures', payload: { flow: `4-${LANE_FLOW_STRIDE + 12345}` } });
+    assert.equal(gone.statusCode, 404, gone.body);
+  } finally {
+    hub.close();
+    await rig.close();
+    one.close();
+  }
+});
+
+/** Polls `check` (behaviour, not time: the bound only ends a broken run). */
+async function waitFor(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let k = 0; k < 200; k++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`never: ${what}`);
+}
+
+/** The pcapng's comments, one per record, read by tshark. */
+function tshark(res: { statusCode: number; rawPayload: Buffer }, dir: string, name: string): string[] {
+  assert.equal(res.statusCode, 200);
+  const file = join(dir, `${name}.pcapng`);
+  writeFileSync(file, res.rawPayload);
+  const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return out.trim() === '' ? [] : out.trim().split('\n');
+}

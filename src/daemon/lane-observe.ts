@@ -12,6 +12,8 @@
 import { performance } from 'node:perf_hooks';
 import { LISTING_BURST_MS, LISTING_LOOP_SHARE, flowWithTrail, walkLaneFlows, type FlowView, type FlowWithTrail } from '../control/api-flows.js';
 import { LoopShare } from '../control/flow-walk.js';
+import { CaptureHub, DRAIN_INTERVAL_MS, type CaptureLanes, type CaptureRequest, type CaptureSession } from '../control/capture.js';
+import { concatBytes } from '../wire/bytes.js';
 import type { LaneWalkAnswer, OtherLanes } from '../control/lane-view.js';
 import { NameBook, laneCounters, type LaneCounters } from '../control/metrics.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
@@ -25,10 +27,21 @@ export class LaneObserver {
   /** This lane's packets keep their share of its loop while a listing walks its tables (as lane 0's do). */
   private readonly share = new LoopShare(LISTING_LOOP_SHARE, LISTING_BURST_MS, () => performance.now());
 
-  /** `edge`: this lane's Edge (in tests, a lane's pipeline and ids on their own). */
-  constructor(private readonly edge: Pick<Edge, 'pipeline' | 'ids' | 'laneIndex'>, config: TetherConfig, private readonly send: (m: LaneMessage) => void) {
+  /** This lane's part of lane 0's captures: lane 0's capture id → this lane's session and what was sent of it. */
+  private readonly parts = new Map<number, CapturePart>();
+  private captures: CaptureHub | null = null;
+  private captureTimer: NodeJS.Timeout | null = null;
+
+  /** `edge`: this lane's Edge (in tests, a lane's pipeline, ids and tap on their own). */
+  constructor(
+    private readonly edge: Pick<Edge, 'pipeline' | 'ids' | 'laneIndex' | 'setCaptureTap'>,
+    config: TetherConfig,
+    private readonly send: (m: LaneMessage) => void,
+    /** The clock the lane's pipeline runs on (the edge's: performance.now()). */
+    private readonly clock: () => number = () => performance.now(),
+  ) {
     this.names = new NameBook(edge.pipeline, config, edge.ids);
-    this.view = { pipeline: edge.pipeline, names: this.names, now: () => performance.now() };
+    this.view = { pipeline: edge.pipeline, names: this.names, now: clock };
   }
 
   /** A configuration this lane applied: its names follow (LiveEdge's onApplied). */
@@ -42,9 +55,88 @@ export class LaneObserver {
 
   /** Handles an observability message; false when `m` is not one. */
   handle(m: LaneMessage): boolean {
-    if (m.kind !== 'ask') return false;
-    void this.answer(m.id, m.query);
+    if (m.kind === 'ask') void this.answer(m.id, m.query);
+    else if (m.kind === 'captureStart') this.startCapture(m.id, m.request);
+    else if (m.kind === 'captureStop') this.stopCapture(m.id);
+    else return false;
     return true;
+  }
+
+  // --- captures: this lane taps its own packets, lane 0 writes the file ----------------------------------
+
+  private hub(): CaptureHub {
+    this.captures ??= new CaptureHub({
+      pipeline: this.edge.pipeline,
+      names: this.names,
+      ids: () => this.edge.ids,
+      attach: (tap) => this.edge.setCaptureTap(tap),
+      now: this.clock,
+      lane: this.edge.laneIndex,
+    });
+    return this.captures;
+  }
+
+  private startCapture(id: number, request: CaptureRequest): void {
+    let session: CaptureSession;
+    try {
+      session = this.hub().start(request);
+    } catch (e) {
+      this.send({ kind: 'captureData', id, data: { chunk: null, packets: 0, records: 0, rateSkipped: 0, ringSkipped: 0, final: true, error: (e as Error).message } });
+      return;
+    }
+    // The session's first chunk is its pcapng header: lane 0's file has its own (the same interfaces).
+    this.parts.set(id, { session, sent: session.chunks.length, packets: 0, records: 0, rateSkipped: 0, ringSkipped: 0 });
+    this.captureTimer ??= setInterval(() => this.sendCaptures(), DRAIN_INTERVAL_MS);
+  }
+
+  private stopCapture(id: number): void {
+    const part = this.parts.get(id);
+    if (part === undefined) return;
+    this.hub().stop(part.session.id);
+    this.sendPart(id, part, true);
+  }
+
+  /** Every DRAIN_INTERVAL_MS: each part's new blocks and counts to lane 0; a part that stopped on its own ends. */
+  private sendCaptures(): void {
+    for (const [id, part] of this.parts) {
+      this.hub().get(part.session.id);
+      this.sendPart(id, part, part.session.state !== 'running');
+    }
+  }
+
+  private sendPart(id: number, part: CapturePart, final: boolean): void {
+    const s = part.session;
+    this.hub().get(s.id);
+    const fresh = s.chunks.slice(part.sent);
+    // Sent blocks are lane 0's now: only the header stays here (the session's byte count keeps its limit).
+    s.chunks.splice(1);
+    part.sent = s.chunks.length;
+    const data = {
+      chunk: fresh.length === 0 ? null : concatBytes(fresh),
+      packets: s.packets - part.packets,
+      records: s.records - part.records,
+      rateSkipped: s.rateSkipped - part.rateSkipped,
+      ringSkipped: s.ringSkipped - part.ringSkipped,
+      final,
+    };
+    part.packets = s.packets;
+    part.records = s.records;
+    part.rateSkipped = s.rateSkipped;
+    part.ringSkipped = s.ringSkipped;
+    if (data.chunk !== null || final || data.rateSkipped > 0 || data.ringSkipped > 0) this.send({ kind: 'captureData', id, data });
+    if (!final) return;
+    this.hub().delete(s.id);
+    this.parts.delete(id);
+    if (this.parts.size === 0 && this.captureTimer !== null) {
+      clearInterval(this.captureTimer);
+      this.captureTimer = null;
+    }
+  }
+
+  /** The lane stops: its captures end (lane 0 keeps what came). */
+  close(): void {
+    for (const [id, part] of [...this.parts]) this.sendPart(id, part, true);
+    this.captures?.close();
   }
 
   private async answer(id: number, query: LaneQuery): Promise<void> {
@@ -65,6 +157,30 @@ export class LaneObserver {
       this.share.release();
     }
   }
+}
+
+interface CapturePart {
+  session: CaptureSession;
+  /** Chunks of the session already sent (the header counts as sent). */
+  sent: number;
+  packets: number;
+  records: number;
+  rateSkipped: number;
+  ringSkipped: number;
+}
+
+/** Lane 0's side of captures: the hub starts and stops each lane's part, and the lanes' blocks go into its files. */
+export function laneCaptures(host: LaneObservation): { lanes: CaptureLanes; attach(hub: CaptureHub): void } {
+  return {
+    lanes: {
+      count: host.count,
+      start: (id, request, lane) => host.post({ kind: 'captureStart', id, request }, lane),
+      stop: (id, lane) => host.post({ kind: 'captureStop', id }, lane),
+    },
+    attach: (hub) => host.listen((lane, m) => {
+      if (m.kind === 'captureData') hub.laneData(m.id, lane, m.data);
+    }),
+  };
 }
 
 /** Lane 0's LaneHost as the control plane's view of the other lanes. */

@@ -43,6 +43,7 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
     port.on('message', (m: LaneMessage) => {
       if (m.kind === 'stop') {
         clearInterval(timer);
+        observer.close();
         edge.stop();
         port.close();
       } else if (m.kind === 'apply') {

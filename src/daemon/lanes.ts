@@ -10,6 +10,7 @@ import { HandoffRing } from '../common/handoff-ring.js';
 import type { TetherConfig } from '../config/index.js';
 import type { EdgeStatus, LaneCounters } from '../control/metrics.js';
 import { LaneUnanswered, type LaneWalkRequest } from '../control/lane-view.js';
+import type { CaptureRequest, LaneCaptureData } from '../control/capture.js';
 import { startWorker } from './threads.js';
 import type { EdgeLogger } from './transports/transport.js';
 
@@ -56,7 +57,10 @@ export type LaneMessage =
   // Observability (lane-observe.ts): questions and answers matched by id, counters posted with the status.
   | { kind: 'ask'; id: number; query: LaneQuery }
   | { kind: 'answer'; id: number; value?: unknown; error?: string }
-  | { kind: 'counters'; counters: LaneCounters };
+  | { kind: 'counters'; counters: LaneCounters }
+  | { kind: 'captureStart'; id: number; request: CaptureRequest }
+  | { kind: 'captureStop'; id: number }
+  | { kind: 'captureData'; id: number; data: LaneCaptureData };
 
 /** Where a question goes: a lane's Worker, or a stand-in in tests. */
 export interface LanePort {
@@ -242,8 +246,8 @@ export class LaneHost implements LaneObservation {
     return out;
   }
 
-  post(m: LaneMessage): void {
-    for (const lane of this.lanes) lane.worker.postMessage(m);
+  post(m: LaneMessage, index?: number): void {
+    for (const lane of this.lanes) if (index === undefined || lane.index === index) lane.worker.postMessage(m);
   }
 
   listen(fn: (lane: number, m: LaneMessage) => void): void {
@@ -263,8 +267,8 @@ export interface LaneObservation {
   readonly count: number;
   ask<T>(lane: number, query: LaneQuery): Promise<T>;
   counters(): LaneCounters[];
-  /** Sends `m` to every lane other than 0. */
-  post(m: LaneMessage): void;
+  /** Sends `m` to lane `lane`, or to every lane other than 0. */
+  post(m: LaneMessage, lane?: number): void;
   listen(fn: (lane: number, m: LaneMessage) => void): void;
 }
 
