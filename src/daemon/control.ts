@@ -25,7 +25,7 @@ import { createMetrics, NameBook } from '../control/metrics.js';
 import { ConfigStore } from '../control/store.js';
 import type { Edge } from './edge.js';
 import { LiveEdge } from './live.js';
-import { laneCaptures, laneFlowSource } from './lane-observe.js';
+import { laneCaptures, laneFlowLog, laneFlowSource } from './lane-observe.js';
 
 export interface ControlPlane {
   api: FastifyInstance;
@@ -106,6 +106,8 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs; with lanes, each
   // lane taps its own and sends its blocks to this hub's file.
   const laneCapture = laneHost === null ? null : laneCaptures(laneHost);
+  // Each lane logs its own ended flows; their chunks of whole lines go to this log's destination.
+  if (laneHost !== null && flowLog !== null) laneFlowLog(laneHost, flowLog);
   const captures = new CaptureHub({
     ...(laneCapture !== null ? { lanes: laneCapture.lanes } : {}),
     pipeline,

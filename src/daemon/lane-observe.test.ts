@@ -12,7 +12,9 @@ import { apiRig } from '../../test/support/api.js';
 import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { LaneUnanswered } from '../control/lane-view.js';
 import { LANE_FLOW_STRIDE } from '../control/flow-walk.js';
-import { LaneObserver, laneCaptures, laneFlowSource } from './lane-observe.js';
+import { LaneObserver, laneCaptures, laneFlowLog, laneFlowSource } from './lane-observe.js';
+import { FlowLogger } from '../control/flow-log.js';
+import { Writable } from 'node:stream';
 import { LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
 import { CaptureHub, type CaptureTap } from '../control/capture.js';
 import { registerCaptureRoutes } from '../control/api-captures.js';
@@ -229,3 +231,34 @@ function tshark(res: { statusCode: number; rawPayload: Buffer }, dir: string, na
   const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   return out.trim() === '' ? [] : out.trim().split('\n');
 }
+
+test('lanes: a lane\'s flow log reaches lane 0\'s destination as whole lines, one write per chunk, counted', async () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const lane1 = new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index: 1, count: 2 } });
+  const messages: LaneMessage[] = [];
+  const observer = new LaneObserver({ pipeline: lane1.pipeline, ids, laneIndex: 1, setCaptureTap: () => undefined }, cfg, (m) => messages.push(m), () => lane1.now);
+  observer.startFlowLog('stdout');
+  const writes: string[] = [];
+  const destination = new Writable({ write: (chunk: Buffer, _e, done) => { writes.push(chunk.toString()); done(); } });
+  const lane0 = new PipelineRig(toPipelineConfig(cfg, ids));
+  const log = new FlowLogger({ pipeline: lane0.pipeline, destination, flushIntervalMs: 0 });
+  const listeners: Array<(lane: number, m: LaneMessage) => void> = [];
+  laneFlowLog({ count: 2, ask: () => Promise.reject(new Error('unused')), counters: () => [], post: () => undefined, listen: (fn) => listeners.push(fn) }, log);
+  const b = ids.onramps.get('site-b-wg')!;
+  for (let k = 0; k < 3; k++) lane1.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 42000 + k, dstPort: 53 }));
+  // The flows end (expired) on lane 1; its logger's flush sends one chunk.
+  lane1.advance(10 * 60 * 1000);
+  observer.close();
+  await new Promise((r) => setImmediate(r));
+  const chunks = messages.filter((m): m is Extract<LaneMessage, { kind: 'flowLog' }> => m.kind === 'flowLog');
+  assert.equal(chunks.length, 1);
+  for (const m of chunks) for (const fn of listeners) fn(1, m);
+  assert.equal(writes.length, 1, 'one write for the chunk');
+  assert.ok(writes[0].endsWith('\n'));
+  const lines = writes[0].trim().split('\n').map((l) => JSON.parse(l) as { src_port: number; onramp: string });
+  assert.deepEqual(lines.map((l) => l.src_port).sort(), [42000, 42001, 42002]);
+  assert.ok(lines.every((l) => l.onramp === 'site-b-wg'));
+  assert.equal(log.linesWritten, 3);
+  await log.close();
+});

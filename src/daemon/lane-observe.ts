@@ -14,6 +14,8 @@ import { LISTING_BURST_MS, LISTING_LOOP_SHARE, flowWithTrail, walkLaneFlows, typ
 import { LoopShare } from '../control/flow-walk.js';
 import { CaptureHub, DRAIN_INTERVAL_MS, type CaptureLanes, type CaptureRequest, type CaptureSession } from '../control/capture.js';
 import { concatBytes } from '../wire/bytes.js';
+import { Writable } from 'node:stream';
+import { FlowLogger } from '../control/flow-log.js';
 import type { LaneWalkAnswer, OtherLanes } from '../control/lane-view.js';
 import { NameBook, laneCounters, type LaneCounters } from '../control/metrics.js';
 import type { ConfigIds, TetherConfig } from '../config/index.js';
@@ -30,6 +32,7 @@ export class LaneObserver {
   /** This lane's part of lane 0's captures: lane 0's capture id → this lane's session and what was sent of it. */
   private readonly parts = new Map<number, CapturePart>();
   private captures: CaptureHub | null = null;
+  private flowLog: FlowLogger | null = null;
   private captureTimer: NodeJS.Timeout | null = null;
 
   /** `edge`: this lane's Edge (in tests, a lane's pipeline, ids and tap on their own). */
@@ -42,6 +45,28 @@ export class LaneObserver {
   ) {
     this.names = new NameBook(edge.pipeline, config, edge.ids);
     this.view = { pipeline: edge.pipeline, names: this.names, now: clock };
+  }
+
+  /**
+   * This lane's flow log (the configuration's log.flow_log): its ended flows as lines, each flush's chunk of whole
+   * lines sent to lane 0, which writes it to the one destination with one write (no line of two lanes interleaves).
+   */
+  startFlowLog(setting: string): void {
+    if (setting === 'off' || setting === '' || this.flowLog !== null) return;
+    let reported = 0;
+    const lane = new Writable({
+      write: (chunk: Buffer | string, _encoding, done) => {
+        const text = chunk.toString();
+        let lines = 0;
+        for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++;
+        const dropped = (this.flowLog?.linesDropped ?? reported) - reported;
+        reported += dropped;
+        this.send({ kind: 'flowLog', text, lines, dropped });
+        done();
+      },
+    });
+    this.flowLog = new FlowLogger({ pipeline: this.edge.pipeline, names: this.names, destination: lane, clock: this.clock });
+    this.flowLog.start();
   }
 
   /** A configuration this lane applied: its names follow (LiveEdge's onApplied). */
@@ -137,6 +162,8 @@ export class LaneObserver {
   close(): void {
     for (const [id, part] of [...this.parts]) this.sendPart(id, part, true);
     this.captures?.close();
+    // Its last lines go out with the close's flush (lane 0 writes them if it still runs).
+    void this.flowLog?.close();
   }
 
   private async answer(id: number, query: LaneQuery): Promise<void> {
@@ -181,6 +208,13 @@ export function laneCaptures(host: LaneObservation): { lanes: CaptureLanes; atta
       if (m.kind === 'captureData') hub.laneData(m.id, lane, m.data);
     }),
   };
+}
+
+/** Lane 0's flow log takes the other lanes' lines (LaneObserver.startFlowLog) into its one destination. */
+export function laneFlowLog(host: LaneObservation, log: FlowLogger): void {
+  host.listen((_lane, m) => {
+    if (m.kind === 'flowLog') log.append(m.text, m.lines, m.dropped);
+  });
 }
 
 /** Lane 0's LaneHost as the control plane's view of the other lanes. */

@@ -60,7 +60,9 @@ export type LaneMessage =
   | { kind: 'counters'; counters: LaneCounters }
   | { kind: 'captureStart'; id: number; request: CaptureRequest }
   | { kind: 'captureStop'; id: number }
-  | { kind: 'captureData'; id: number; data: LaneCaptureData };
+  | { kind: 'captureData'; id: number; data: LaneCaptureData }
+  // A chunk of whole flow-log lines (the lane's FlowLogger wrote it) and the lines the lane dropped since the last.
+  | { kind: 'flowLog'; text: string; lines: number; dropped: number };
 
 /** Where a question goes: a lane's Worker, or a stand-in in tests. */
 export interface LanePort {

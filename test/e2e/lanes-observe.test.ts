@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
 import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, nsSpawn, removeLanesTopology, type NsChild } from '../support/lanes-topology.js';
+import { LANES_BASE_PORT, LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild } from '../support/lanes-topology.js';
 
 const PREFIX = `tt-${process.pid}-lb-`;
 const NS = lanesNamespaces(PREFIX);
@@ -67,16 +67,8 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The edge's merged status (SIGUSR1 logs it): each lane's TUN queues. */
-  async function status(): Promise<{ tuns: Array<{ name: string; packetsIn: number }> }> {
-    const from = edge!.lines.length;
-    edge!.child.kill('SIGUSR1');
-    for (;;) {
-      const line = edge!.lines.slice(from).find((l) => l.includes('"msg":"status"'));
-      if (line !== undefined) return (JSON.parse(line) as { status: { tuns: Array<{ name: string; packetsIn: number }> } }).status;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  /** The edge's merged status (SIGUSR1 logs it). */
+  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }> }> => childStatus(edge!);
 
   async function poll<T>(read: () => T, done: (v: T) => boolean): Promise<T> {
     let v = read();
@@ -118,6 +110,7 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     }
     const lane = (f: FlowItem): number => Math.floor(Number(f.id.split('-')[1]) / LANE_FLOW_STRIDE);
     const onLane1 = page.items.filter((f) => lane(f) === 1);
+    const dc2OnLane1 = onLane1.filter((f) => f.site === 'dc2').length;
     assert.ok(onLane1.length > 0 && onLane1.length < 2 * FLOWS, `both lanes own flows: ${page.items.map((f) => f.id).join(' ')}`);
 
     // A flow of lane 1 by its id, with its trail.
@@ -149,5 +142,20 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
       metrics.split('\n').filter((l) => /^tether_(packets|port_drops|drops)_total/.test(l)).join('\n'));
     const flowsMetric = /tether_flow_table_flows\{family="ipv4"\} (\d+)/.exec(metrics)?.[1];
     assert.equal(Number(flowsMetric), 2 * FLOWS);
+
+    // The flow log: removing dc2's onramp ends its flows on both lanes; each lane logs its own, lane 0 writes every
+    // chunk of whole lines to the one file.
+    curl('DELETE', '/v1/onramps/dc2-link');
+    const logFile = join(dir, 'flows.log');
+    const ended = (): Array<{ reason: string; src_port: number }> => {
+      const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+      // Every line whole: JSON.parse throws on a half line or two lines run together.
+      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { reason: string; src_port: number });
+    };
+    // (The removed onramp's name and site are gone when the lines are written: its flows are told by their ports.)
+    const removed = (l: Array<{ reason: string; src_port: number }>): number[] => l.filter((e) => e.reason === 'onramp_removed').map((e) => e.src_port).sort((x, y) => x - y);
+    const lines = await poll(ended, (l) => removed(l).length >= FLOWS);
+    assert.deepEqual(removed(lines), Array.from({ length: FLOWS }, (_, k) => LANES_BASE_PORT + k), 'every dc2 flow of both lanes, once');
+    assert.ok(dc2OnLane1 > 0 || dc1Owners.size === 2, 'the log covers a lane-1 flow');
   });
 });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
+import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
 const NS = lanesNamespaces(PREFIX);
@@ -66,15 +66,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
   });
 
   /** The edge's merged status (SIGUSR1 logs it). */
-  async function status(): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> {
-    const before = edge!.lines.length;
-    edge!.child.kill('SIGUSR1');
-    for (;;) {
-      const line = edge!.lines.slice(before).find((l) => l.includes('"msg":"status"'));
-      if (line !== undefined) return (JSON.parse(line) as { status: { tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } } }).status;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> => childStatus(edge!);
 
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
     for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', site]));

@@ -183,3 +183,14 @@ export function nsSpawn(ns: string, args: string[], stdin = false): NsChild {
   };
   return { child, lines, waitFor, exited };
 }
+
+/** The edge's merged status: SIGUSR1 makes `tether run` log a 'status' line; this waits for the next one on its stdout. */
+export async function childStatus<T>(edge: NsChild): Promise<T> {
+  const from = edge.lines.length;
+  edge.child.kill('SIGUSR1');
+  for (;;) {
+    const line = edge.lines.slice(from).find((l) => l.includes('"msg":"status"'));
+    if (line !== undefined) return (JSON.parse(line) as { status: T }).status;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
