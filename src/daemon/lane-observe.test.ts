@@ -24,7 +24,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const SERVER = '203.0.113.10';
-/** A short deadline keeps the unanswered case quick; the answering lane replies in one event-loop turn. */
+/** A short deadline keeps the unanswered case quick (the answering lane keeps the daemon's: its walks yield). */
 const TEST_TIMEOUT_MS = 300;
 
 /** Lane 1: its own pipeline, and a LaneObserver answering on the far end of a MessageChannel (as its worker does). */
@@ -36,7 +36,7 @@ function laneOne(answering: boolean): { rig: PipelineRig; host: LaneObservation;
   const lane = { pipeline: rig.pipeline, ids, laneIndex: 1, setCaptureTap: (tap: CaptureTap | null) => { rig.tap = tap; } };
   const observer = new LaneObserver(lane, cfg, (m) => port2.postMessage(m), () => rig.now);
   if (answering) port2.on('message', (m: LaneMessage) => observer.handle(m));
-  const requests = new LaneRequests(TEST_TIMEOUT_MS);
+  const requests = answering ? new LaneRequests() : new LaneRequests(TEST_TIMEOUT_MS, TEST_TIMEOUT_MS);
   const listeners: Array<(lane: number, m: LaneMessage) => void> = [];
   port1.on('message', (m: LaneMessage) => {
     if (m.kind === 'answer') requests.answered(m);
@@ -136,7 +136,7 @@ test('lanes: a lane that does not answer gives a 503 naming it, not a hang', asy
 
 test('LaneRequests: answers matched by id, late and unknown answers ignored, a silent port times out', async () => {
   const posted: LaneMessage[] = [];
-  const requests = new LaneRequests(TEST_TIMEOUT_MS);
+  const requests = new LaneRequests(TEST_TIMEOUT_MS, TEST_TIMEOUT_MS);
   const port = { postMessage: (m: LaneMessage) => posted.push(m) };
   const first = requests.ask<string>(1, port, { what: 'flow', family: 4, slot: 1 });
   const second = requests.ask<string>(2, port, { what: 'flow', family: 4, slot: 2 });

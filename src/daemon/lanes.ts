@@ -19,10 +19,15 @@ export const LANE_RING_BYTES = 1 << 22;
 /** How often a lane sends lane 0 its status. */
 export const LANE_STATUS_INTERVAL_MS = 1000;
 /**
- * How long lane 0 waits for a lane's answer (a page of flows, one flow): a walk yields to its lane's packets and
- * may take a few of its slices under load; past this the lane is reported (LaneUnanswered), the API does not hang.
+ * How long lane 0 waits for a lane's answer to a lookup (one flow: no walk); past this the lane is reported
+ * (LaneUnanswered), the API does not hang.
  */
 export const LANE_ANSWER_TIMEOUT_MS = 5000;
+/**
+ * A walk's deadline: it yields to its lane's packets under the listings' share (LISTING_LOOP_SHARE, 3 %), so up to
+ * WALK_MAX_SLOTS slots on a loaded core take seconds of wall time by design (lane 0's own walk as much).
+ */
+export const LANE_WALK_TIMEOUT_MS = 30_000;
 
 /** A question lane 0 asks another lane (the API's flow listing and lookup; lane-observe.ts answers it). */
 export type LaneQuery =
@@ -77,15 +82,17 @@ export class LaneRequests {
   private nextId = 1;
   private readonly pending = new Map<number, { lane: number; what: string; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
-  constructor(private readonly timeoutMs = LANE_ANSWER_TIMEOUT_MS) {}
+  /** Deadlines, ms: a lookup's and a walk's (tests shorten them). */
+  constructor(private readonly timeoutMs = LANE_ANSWER_TIMEOUT_MS, private readonly walkTimeoutMs = LANE_WALK_TIMEOUT_MS) {}
 
   ask<T>(lane: number, port: LanePort, query: LaneQuery): Promise<T> {
     const id = this.nextId++;
+    const waitMs = query.what === 'walk' ? this.walkTimeoutMs : this.timeoutMs;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new LaneUnanswered(lane, query.what, this.timeoutMs));
-      }, this.timeoutMs);
+        reject(new LaneUnanswered(lane, query.what, waitMs));
+      }, waitMs);
       this.pending.set(id, { lane, what: query.what, resolve: resolve as (v: unknown) => void, reject, timer });
       try {
         port.postMessage({ kind: 'ask', id, query });
@@ -234,7 +241,7 @@ export class LaneHost implements LaneObservation {
     return this.opts.count;
   }
 
-  /** Asks lane `index` (1..count-1); rejects with LaneUnanswered when it does not answer in LANE_ANSWER_TIMEOUT_MS. */
+  /** Asks lane `index` (1..count-1); rejects with LaneUnanswered when it does not answer by its deadline. */
   ask<T>(index: number, query: LaneQuery): Promise<T> {
     const lane = this.lanes.find((l) => l.index === index);
     if (lane === undefined) return Promise.reject(new LaneUnanswered(index, query.what, 0));
