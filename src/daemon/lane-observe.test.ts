@@ -238,13 +238,13 @@ test('lanes: a lane\'s flow log reaches lane 0\'s destination as whole lines, on
   const lane1 = new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index: 1, count: 2 } });
   const messages: LaneMessage[] = [];
   const observer = new LaneObserver({ pipeline: lane1.pipeline, ids, laneIndex: 1, setCaptureTap: () => undefined }, cfg, (m) => messages.push(m), () => lane1.now);
-  observer.startFlowLog('stdout');
   const writes: string[] = [];
   const destination = new Writable({ write: (chunk: Buffer, _e, done) => { writes.push(chunk.toString()); done(); } });
   const lane0 = new PipelineRig(toPipelineConfig(cfg, ids));
   const log = new FlowLogger({ pipeline: lane0.pipeline, destination, flushIntervalMs: 0 });
   const listeners: Array<(lane: number, m: LaneMessage) => void> = [];
-  laneFlowLog({ count: 2, ask: () => Promise.reject(new Error('unused')), counters: () => [], post: () => undefined, listen: (fn) => listeners.push(fn) }, log);
+  // Lane 0's flow log tells the lanes to log (flowLogStart) and takes their chunks.
+  laneFlowLog({ count: 2, ask: () => Promise.reject(new Error('unused')), counters: () => [], post: (m) => observer.handle(m), listen: (fn) => listeners.push(fn) }, log);
   const b = ids.onramps.get('site-b-wg')!;
   for (let k = 0; k < 3; k++) lane1.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 42000 + k, dstPort: 53 }));
   // The flows end (expired) on lane 1; its logger's flush sends one chunk.

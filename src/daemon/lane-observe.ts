@@ -48,11 +48,11 @@ export class LaneObserver {
   }
 
   /**
-   * This lane's flow log (the configuration's log.flow_log): its ended flows as lines, each flush's chunk of whole
+   * This lane's flow log (lane 0 has one: flowLogStart): its ended flows as lines, each flush's chunk of whole
    * lines sent to lane 0, which writes it to the one destination with one write (no line of two lanes interleaves).
    */
-  startFlowLog(setting: string): void {
-    if (setting === 'off' || setting === '' || this.flowLog !== null) return;
+  startFlowLog(): void {
+    if (this.flowLog !== null) return;
     let reported = 0;
     const lane = new Writable({
       write: (chunk: Buffer | string, _encoding, done) => {
@@ -83,6 +83,7 @@ export class LaneObserver {
     if (m.kind === 'ask') void this.answer(m.id, m.query);
     else if (m.kind === 'captureStart') this.startCapture(m.id, m.request);
     else if (m.kind === 'captureStop') this.stopCapture(m.id);
+    else if (m.kind === 'flowLogStart') this.startFlowLog();
     else return false;
     return true;
   }
@@ -215,6 +216,7 @@ export function laneFlowLog(host: LaneObservation, log: FlowLogger): void {
   host.listen((_lane, m) => {
     if (m.kind === 'flowLog') log.append(m.text, m.lines, m.dropped);
   });
+  host.post({ kind: 'flowLogStart' });
 }
 
 /** Lane 0's LaneHost as the control plane's view of the other lanes. */

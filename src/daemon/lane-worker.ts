@@ -36,7 +36,6 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
     const observer = new LaneObserver(edge, data.config, send);
     const live = new LiveEdge(edge, data.config, (config, ids) => observer.renamed(config, ids));
     edge.start();
-    observer.startFlowLog(data.config.log.flow_log);
     const timer = setInterval(() => {
       send({ kind: 'status', status: edge.status() });
       send({ kind: 'counters', counters: observer.counters() });

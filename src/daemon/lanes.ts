@@ -67,7 +67,9 @@ export type LaneMessage =
   | { kind: 'captureStop'; id: number }
   | { kind: 'captureData'; id: number; data: LaneCaptureData }
   // A chunk of whole flow-log lines (the lane's FlowLogger wrote it) and the lines the lane dropped since the last.
-  | { kind: 'flowLog'; text: string; lines: number; dropped: number };
+  | { kind: 'flowLog'; text: string; lines: number; dropped: number }
+  // Lane 0 has a flow log: each lane logs its own ended flows to it.
+  | { kind: 'flowLogStart' };
 
 /** Where a question goes: a lane's Worker, or a stand-in in tests. */
 export interface LanePort {
