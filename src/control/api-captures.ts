@@ -7,6 +7,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { CAPTURE_DEFAULTS, CAPTURE_LIMITS, CaptureError, MAX_CAPTURES, type CaptureHub, type CaptureSession } from './capture.js';
 import { CAPTURES_PATH } from './api-guard.js';
+import { laneOfFlowNumber } from './flow-walk.js';
+import { laneProblem, type OtherLanes } from './lane-view.js';
 
 /** IANA media type for pcapng (draft-ietf-opsawg-pcapng section 10.2). */
 export const PCAPNG_CONTENT_TYPE = 'application/x-pcapng';
@@ -40,6 +42,7 @@ const CaptureStatusSchema = Type.Object({
   bytes: Type.Integer({ description: 'the pcapng file so far' }),
   rate_skipped: Type.Integer({ description: 'selected packets skipped over the rate limit' }),
   ring_skipped: Type.Integer({ description: 'selected packets skipped because the ring was full until the next drain' }),
+  lane_errors: Type.Optional(Type.Array(Type.String(), { description: 'lanes (daemon.lanes > 1) that could not capture their part, and why' })),
   download: Type.String({ description: 'where the pcapng file is' }),
 });
 const IdParams = Type.Object({ id: Type.String({ pattern: '^[0-9]{1,9}$' }) }, { additionalProperties: false });
@@ -52,13 +55,35 @@ function notFound(reply: FastifyReply, id: string): FastifyReply {
   return reply.code(404).send({ error: `no capture ${id}`, problems: [{ path: 'id', message: 'no such capture (GET /v1/captures lists them)' }] });
 }
 
-export function registerCaptureRoutes(app: FastifyInstance, hub: CaptureHub): void {
+/**
+ * How long a stop waits for the other lanes' last blocks (daemon.lanes > 1): they drain every DRAIN_INTERVAL_MS, so
+ * a lane that answers at all answers well within this; one that does not leaves the file with what came.
+ */
+export const LANE_CAPTURE_SETTLE_MS = 2000;
+
+/** `lanes`: the other lanes (daemon.lanes > 1), asked whether a flow of theirs is live before it is captured. */
+export function registerCaptureRoutes(app: FastifyInstance, hub: CaptureHub, lanes?: OtherLanes): void {
   const tags = ['captures'];
   app.post(CAPTURES_PATH, {
-    schema: { summary: `Start a bounded packet capture with each packet's decision (at most ${MAX_CAPTURES} at once)`, tags, body: CaptureBody, response: { 201: CaptureStatusSchema, 400: Problem, 404: Problem, 409: Problem } },
+    schema: { summary: `Start a bounded packet capture with each packet's decision (at most ${MAX_CAPTURES} at once)`, tags, body: CaptureBody, response: { 201: CaptureStatusSchema, 400: Problem, 404: Problem, 409: Problem, 503: Problem } },
   }, async (req, reply) => {
+    const body = req.body as Static<typeof CaptureBody>;
+    const flow = body.flow === undefined ? null : /^([46])-(\d+)$/.exec(body.flow);
+    if (flow !== null && lanes !== undefined) {
+      // Another lane's flow: that lane says whether it is live (the hub cannot see its tables).
+      const { lane, slot } = laneOfFlowNumber(Number(flow[2]));
+      if (lane > 0 && lane < lanes.count) {
+        let live: unknown;
+        try {
+          live = await lanes.flow(lane, Number(flow[1]) as 4 | 6, slot);
+        } catch (e) {
+          return reply.code(503).send(laneProblem(e));
+        }
+        if (live === null) return reply.code(404).send({ error: 'cannot start this capture', problems: [{ path: 'flow', message: `flow ${body.flow} is not a live flow (it may have ended)` }] });
+      }
+    }
     try {
-      const s = hub.start(req.body as Static<typeof CaptureBody>);
+      const s = hub.start(body);
       return reply.code(201).header('location', `${CAPTURES_PATH}/${s.id}`).send(view(s));
     } catch (e) {
       if (!(e instanceof CaptureError)) throw e;
@@ -96,7 +121,10 @@ export function registerCaptureRoutes(app: FastifyInstance, hub: CaptureHub): vo
   }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
     const s = hub.stop(Number(id));
-    return s === undefined ? notFound(reply, id) : view(s);
+    if (s === undefined) return notFound(reply, id);
+    // With lanes: what the other lanes held when it stopped is in the file before the answer.
+    await hub.settled(s.id, LANE_CAPTURE_SETTLE_MS);
+    return view(s);
   });
 
   app.delete(`${CAPTURES_PATH}/:id`, {

@@ -18,9 +18,10 @@ import type { Pipeline } from '../dataplane/pipeline.js';
 import { gatewayTrailText, gatewayWordRule } from '../dataplane/classify.js';
 import type { FlowTable } from '../flow/flow-table.js';
 import type { TetherConfig } from '../config/index.js';
-import { LoopShare, decodeCursor, encodeCursor, walkFlows, type FlowFilter, type WalkPosition, type WalkTable } from './flow-walk.js';
+import { LoopShare, WALK_MAX_SLOTS, decodeCursor, encodeCursor, laneFlowNumber, laneOfFlowNumber, walkFlows, type FlowFilter, type WalkPosition } from './flow-walk.js';
+import { laneProblem, type LaneWalkAnswer, type LaneWalkRequest, type OtherLanes } from './lane-view.js';
 import { ipsecViews } from './ipsec-status.js';
-import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type IpsecDropStats, type KernelDeviceDrops, type NameBook } from './metrics.js';
+import { METRICS_CONTENT_TYPE, metricsText, protocolName, type EdgeStatus, type IpsecDropStats, type KernelDeviceDrops, type NameBook, type Names, LanePort, sumLanePort } from './metrics.js';
 
 /**
  * /v1/stats' view of the kernel's drops: every owned device with its non-zero kinds, and per onramp id its devices'
@@ -68,6 +69,11 @@ export interface FlowRoutesOptions {
    * work shares passes the process's CPU time, so the share is of the CPU this process gets.
    */
   listingClock?: () => number;
+  /**
+   * The other lanes (daemon.lanes > 1; docs/ARCHITECTURE.md "Lanes"): listings, flows by id and the per-onramp
+   * counters of /v1/stats cover them too. Absent: one lane.
+   */
+  lanes?: OtherLanes;
 }
 
 /**
@@ -81,7 +87,7 @@ export interface FlowRoutesOptions {
  */
 export const LISTING_LOOP_SHARE = 0.03;
 /** Budget a listing may run on at once after an idle spell (ms): a small page answers without waiting. */
-const LISTING_BURST_MS = 5;
+export const LISTING_BURST_MS = 5;
 /** A collector pause this soon after a listing's end (ms) is still charged to it: its page's garbage. */
 const GC_GRACE_MS = 50;
 
@@ -110,7 +116,8 @@ const FlowItem = Type.Object({
   hostname: Type.Optional(Type.String()),
   hostnameSource: Type.Optional(Type.String()),
 });
-type FlowItem = Static<typeof FlowItem>;
+export type FlowItem = Static<typeof FlowItem>;
+export type FlowWithTrail = FlowItem & { trail: string[] };
 
 /** Where the flow stands with the policy epochs (docs/POLICY.md, "Epochs"). */
 function epochNote(flowEpoch: number, current: number): string {
@@ -196,20 +203,24 @@ function prefixContains(p: Prefix, words: Uint32Array): boolean {
   return masked.every((w, i) => w === p.words[i]);
 }
 
-export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
-  const { pipeline, names } = opts;
-  const share = new LoopShare(opts.listingShare ?? LISTING_LOOP_SHARE, LISTING_BURST_MS, opts.listingClock ?? (() => performance.now()));
-  // The collector's pauses during a listing, or within GC_GRACE_MS after one, collect mostly its page's garbage:
-  // they are charged to the listings' budget (the packet path allocates nothing, so it causes none).
-  let lastListingEnd = -Infinity;
-  const gc = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (share.listing || e.startTime - lastListingEnd <= GC_GRACE_MS) share.chargeExtra(e.duration);
-  });
-  gc.observe({ entryTypes: ['gc'] });
-  app.addHook('onClose', async () => gc.disconnect());
+/** What a flow's item and trail are read from: one lane's pipeline, the names, its clock. */
+export interface FlowView {
+  pipeline: Pipeline;
+  names: Names;
+  /** The pipeline's clock, ms (flow ages). */
+  now: () => number;
+}
 
-  const item = (detail: FlowDetail): FlowItem => ({
-    id: `${detail.family}-${detail.flow}`,
+/** The flow id the API shows: `FAMILY-N`, N the lane's slot with the lane above it (laneFlowNumber). */
+export function flowId(family: number, lane: number, slot: number): string {
+  return `${family}-${laneFlowNumber(lane, slot)}`;
+}
+
+/** A flow of `lane`'s pipeline as /v1/flows lists it. */
+export function flowItem(view: FlowView, detail: FlowDetail, lane: number): FlowItem {
+  const { pipeline, names } = view;
+  return {
+    id: flowId(detail.family, lane, detail.flow),
     family: detail.family,
     protocol: detail.protocol,
     protocolName: protocolName(detail.protocol),
@@ -227,17 +238,69 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     established: detail.established,
     packets: detail.packets,
     bytes: detail.bytes,
-    ageSeconds: Math.max(0, Math.floor(opts.now() / 1000) - detail.createdAtSeconds),
+    ageSeconds: Math.max(0, Math.floor(view.now() / 1000) - detail.createdAtSeconds),
     firewallRuleId: detail.firewallRuleId,
-    ...hostnameOf(detail),
-  });
-
-  /** Pipeline.flowName (filled by the gateway's classification) as the listing shows it; nothing when no name was kept. */
-  const hostnameOf = (detail: FlowDetail): { hostname?: string; hostnameSource?: string } => {
-    const named = pipeline.flowName(detail.family === 4 ? pipeline.flows4 : pipeline.flows6, detail.flow);
-    if (named === undefined || named.name === null) return {};
-    return { hostname: named.name, hostnameSource: NAME_SOURCE_TEXT[named.source] ?? String(named.source) };
+    ...hostnameOf(pipeline, detail),
   };
+}
+
+/** Pipeline.flowName (filled by the gateway's classification) as the listing shows it; nothing when no name was kept. */
+function hostnameOf(pipeline: Pipeline, detail: FlowDetail): { hostname?: string; hostnameSource?: string } {
+  const named = pipeline.flowName(detail.family === 4 ? pipeline.flows4 : pipeline.flows6, detail.flow);
+  if (named === undefined || named.name === null) return {};
+  return { hostname: named.name, hostnameSource: NAME_SOURCE_TEXT[named.source] ?? String(named.source) };
+}
+
+/** One live flow of `lane`'s pipeline with its decision trail (GET /v1/flows/:id); null when the slot holds none. */
+export function flowWithTrail(view: FlowView, family: 4 | 6, index: number, lane: number): FlowWithTrail | null {
+  const { pipeline, names } = view;
+  const table = family === 4 ? pipeline.flows4 : pipeline.flows6;
+  if (index >= table.capacity || !table.isLive(index)) return null;
+  const detail = describeFlow(table, index);
+  const it = flowItem(view, detail, lane);
+  const routeNow = chooseRoute(pipeline, detail.family, pipeline.ports.site[detail.ingressOnramp], originalKey(table, index));
+  const rule = names.rule(detail.firewallRuleId);
+  const returnPath = detail.automaticReturnRouting ? describeReturn(pipeline, table, index, undefined, view.now()) : null;
+  const trail = [
+    `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
+    detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
+    ...gatewayTrail(pipeline, table, index),
+    epochNote(table.policyEpoch(index), pipeline.policyEpoch),
+    `next hop: ${it.nextHop}`,
+    routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
+    detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
+    returnPath !== null ? `replies return by ARR ${returnPath.where}; ${returnPath.policyNote}` : 'ARR off: replies are routed by the routing table on their destination',
+    `${it.state}; ${detail.packets[0]}/${detail.packets[1]} packets and ${detail.bytes[0]}/${detail.bytes[1]} bytes (original/reply); ${it.ageSeconds} s old`,
+  ];
+  // DLP matches: profile, detector, direction and stream offset — never the matched bytes.
+  for (const e of pipeline.dlpEvents(table, index)) {
+    trail.push(`DLP profile ${e.profile} (gateway rule ${e.ruleId}) matched: ${e.detector} at offset ${e.offset} of the ${e.direction === 0 ? 'client-to-server' : 'server-to-client'} stream; action ${e.action}`);
+  }
+  if (lane > 0) trail.push(`owned by lane ${lane} (daemon.lanes): its flow tables and NAT ports`);
+  return { ...it, trail };
+}
+
+/** Walks one lane's table of one family for a listing (lane 0 in the API's thread, the others in their workers). */
+export async function walkLaneFlows(view: FlowView, lane: number, request: LaneWalkRequest, between: () => Promise<void>): Promise<LaneWalkAnswer> {
+  const table = request.family === 4 ? view.pipeline.flows4 : view.pipeline.flows6;
+  const items: FlowItem[] = [];
+  const walk = await walkFlows([{ family: request.family, table }], { family: request.family, slot: request.slot }, request.filter,
+    { limit: request.limit, maxSlots: request.maxSlots, between }, (t, flow) => items.push(flowItem(view, describeFlow(t, flow), lane)));
+  return { items, next: walk.next === null ? null : walk.next.slot, matches: walk.matches, slots: walk.slots };
+}
+
+export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions): void {
+  const { pipeline, names } = opts;
+  const view: FlowView = { pipeline, names, now: opts.now };
+  const share = new LoopShare(opts.listingShare ?? LISTING_LOOP_SHARE, LISTING_BURST_MS, opts.listingClock ?? (() => performance.now()));
+  // The collector's pauses during a listing, or within GC_GRACE_MS after one, collect mostly its page's garbage:
+  // they are charged to the listings' budget (the packet path allocates nothing, so it causes none).
+  let lastListingEnd = -Infinity;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (share.listing || e.startTime - lastListingEnd <= GC_GRACE_MS) share.chargeExtra(e.duration);
+  });
+  gc.observe({ entryTypes: ['gc'] });
+  app.addHook('onClose', async () => gc.disconnect());
 
   const sendBad = (e: unknown): { error: string; problems: { path: string; message: string }[] } => {
     if (e instanceof BadRequest) return { error: 'bad query', problems: [{ path: e.path, message: e.message }] };
@@ -261,7 +324,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       summary: 'Live flows, filtered and paged with a cursor',
       tags: ['flows'],
       querystring: FlowQuery,
-      response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem), cursor: Type.Union([Type.String(), Type.Null()]) }), 400: Problem },
+      response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem), cursor: Type.Union([Type.String(), Type.Null()]) }), 400: Problem, 503: Problem },
     },
   }, async (req, reply) => {
     const q = req.query as Static<typeof FlowQuery>;
@@ -286,26 +349,70 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     }
     const limit = Math.min(MAX_PAGE, q.limit === undefined ? DEFAULT_PAGE : Number(q.limit));
     const offset = q.offset === undefined ? 0 : Number(q.offset);
-    const tables: WalkTable[] = [];
-    if (q.family !== '6') tables.push({ family: 4, table: pipeline.flows4 });
-    if (q.family !== '4') tables.push({ family: 6, table: pipeline.flows6 });
+    const families: Array<4 | 6> = q.family === '4' ? [4] : q.family === '6' ? [6] : [4, 6];
+    const lanes = opts.lanes;
+    const laneCount = lanes?.count ?? 1;
     const items: FlowItem[] = [];
     let skipped = 0;
+    let matches = 0;
+    let slots = 0;
+    let next: WalkPosition | null = null;
     // One listing at a time, admitted with budget in hand; its last slice ends once the response is written.
     await share.admit();
     try {
-      // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
-      const walk = await walkFlows(tables, start, filter, { limit: limit + offset, between: () => share.yield() }, (table, flow) => {
-        if (skipped < offset) skipped++;
-        else items.push(item(describeFlow(table, flow)));
-      });
+      // The merged walk: family 4 lane 0, lane 1, …, then family 6 the same; a cursor is (family, lane's flow number).
+      const from = start === null ? null : { family: start.family, ...laneOfFlowNumber(start.slot) };
+      walk: for (const family of families) {
+        if (from !== null && family < from.family) continue;
+        for (let lane = from !== null && family === from.family ? from.lane : 0; lane < laneCount; lane++) {
+          const slot = from !== null && family === from.family && lane === from.lane ? from.slot : 0;
+          const wanted = limit + offset - matches;
+          if (wanted <= 0 || slots >= WALK_MAX_SLOTS) {
+            next = { family, slot: laneFlowNumber(lane, slot) };
+            break walk;
+          }
+          const request: LaneWalkRequest = { family, slot, filter, limit: wanted, maxSlots: WALK_MAX_SLOTS - slots };
+          let answer: LaneWalkAnswer;
+          if (lane === 0) {
+            answer = await walkLaneFlows(view, 0, request, () => share.yield());
+          } else {
+            // Waiting for a worker is not the packet loop's time: not charged to the listings' share.
+            share.charge();
+            try {
+              answer = await lanes!.walk(lane, request);
+            } finally {
+              share.begin();
+            }
+          }
+          // offset (kept for old clients) skips the first matches of this walk; they count toward the page.
+          for (const it of answer.items) {
+            if (skipped < offset) skipped++;
+            else items.push(it);
+          }
+          matches += answer.matches;
+          slots += answer.slots;
+          if (answer.next !== null) {
+            next = { family, slot: laneFlowNumber(lane, answer.next) };
+            break walk;
+          }
+        }
+      }
       const unfiltered = filter.ports === null && filter.zone < 0 && filter.protocol < 0 && filter.established < 0 && filter.src === null && filter.dst === null;
-      // The tables count their flows; a filtered count is what this walk saw (the whole table's only when the walk
-      // covered it: docs/API.md).
-      const total = unfiltered ? tables.reduce((n, t) => n + t.table.size, 0) : walk.matches;
-      const body = JSON.stringify({ total, items, cursor: walk.next === null ? null : encodeCursor(walk.next) });
+      // The tables count their flows (the other lanes' counts as they last posted them); a filtered count is what
+      // this walk saw (the whole table's only when the walk covered it: docs/API.md).
+      let total = matches;
+      if (unfiltered) {
+        total = 0;
+        for (const family of families) {
+          total += (family === 4 ? pipeline.flows4 : pipeline.flows6).size;
+          for (const c of lanes?.counters() ?? []) total += family === 4 ? c.flows.ipv4 : c.flows.ipv6;
+        }
+      }
+      const body = JSON.stringify({ total, items, cursor: next === null ? null : encodeCursor(next) });
       // Fastify writes the response in send() (no onSend hooks): the write is part of the charged slice.
       reply.type('application/json; charset=utf-8').send(body);
+    } catch (e) {
+      reply.code(503).send(laneProblem(e));
     } finally {
       share.release();
       lastListingEnd = performance.now();
@@ -314,32 +421,19 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
   });
 
   app.get('/v1/flows/:id', {
-    schema: { summary: 'One flow with its decision trail', tags: ['flows'], params: Type.Object({ id: Type.String({ pattern: '^[46]-[0-9]+$' }) }), response: { 200: Type.Intersect([FlowItem, Type.Object({ trail: Type.Array(Type.String()) })]), 404: Problem } },
+    schema: { summary: 'One flow with its decision trail', tags: ['flows'], params: Type.Object({ id: Type.String({ pattern: '^[46]-[0-9]+$' }) }), response: { 200: Type.Intersect([FlowItem, Type.Object({ trail: Type.Array(Type.String()) })]), 404: Problem, 503: Problem } },
   }, async (req, reply) => {
-    const [family, index] = (req.params as { id: string }).id.split('-').map(Number);
-    const table = family === 4 ? pipeline.flows4 : pipeline.flows6;
-    if (index >= table.capacity || !table.isLive(index)) return reply.code(404).send({ error: 'no such flow (it may have ended)', problems: [{ path: 'id', message: 'not a live flow' }] });
-    const detail = describeFlow(table, index);
-    const it = item(detail);
-    const routeNow = chooseRoute(pipeline, detail.family, pipeline.ports.site[detail.ingressOnramp], originalKey(table, index));
-    const rule = names.rule(detail.firewallRuleId);
-    const returnPath = detail.automaticReturnRouting ? describeReturn(pipeline, table, index, undefined, opts.now()) : null;
-    const trail = [
-      `started by onramp ${it.onramp} (site ${it.site}) as ${detail.original}`,
-      detail.firewallRuleId === 0 ? 'allowed by the firewall\'s default action' : `allowed by firewall rule ${detail.firewallRuleId}${rule ? ` (${rule})` : ''}`,
-      ...gatewayTrail(pipeline, table, index),
-      epochNote(table.policyEpoch(index), pipeline.policyEpoch),
-      `next hop: ${it.nextHop}`,
-      routeNow === null ? 'the routing table has no route for it now' : `route for it in the table now: ${routeNow.prefix} -> ${routeNow.nextHop} (${routeNow.why}); the flow keeps the next hop chosen at setup`,
-      detail.hairpin ? 'hairpinned through the egress pool to another internal endpoint' : detail.natMapping ? `source NAT: replies come back as ${detail.reply}` : detail.clashRewrite ? `source port rewritten because another site's flow held the same tuple: replies come back as ${detail.reply}` : 'no translation',
-      returnPath !== null ? `replies return by ARR ${returnPath.where}; ${returnPath.policyNote}` : 'ARR off: replies are routed by the routing table on their destination',
-      `${it.state}; ${detail.packets[0]}/${detail.packets[1]} packets and ${detail.bytes[0]}/${detail.bytes[1]} bytes (original/reply); ${it.ageSeconds} s old`,
-    ];
-    // DLP matches: profile, detector, direction and stream offset — never the matched bytes.
-    for (const e of pipeline.dlpEvents(table, index)) {
-      trail.push(`DLP profile ${e.profile} (gateway rule ${e.ruleId}) matched: ${e.detector} at offset ${e.offset} of the ${e.direction === 0 ? 'client-to-server' : 'server-to-client'} stream; action ${e.action}`);
+    const [family, number] = (req.params as { id: string }).id.split('-').map(Number);
+    const { lane, slot } = laneOfFlowNumber(number);
+    const notLive = { error: 'no such flow (it may have ended)', problems: [{ path: 'id', message: 'not a live flow' }] };
+    if (lane === 0) return flowWithTrail(view, family as 4 | 6, slot, 0) ?? reply.code(404).send(notLive);
+    const lanes = opts.lanes;
+    if (lanes === undefined || lane >= lanes.count) return reply.code(404).send(notLive);
+    try {
+      return (await lanes.flow(lane, family as 4 | 6, slot)) ?? reply.code(404).send(notLive);
+    } catch (e) {
+      return reply.code(503).send(laneProblem(e));
     }
-    return { ...it, trail };
   });
 
   app.post('/v1/explain', {
@@ -387,8 +481,12 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     schema: { summary: 'Live counters per onramp (for charts)', tags: ['flows'], response: { 200: Type.Any() } },
   }, async () => {
     const c = pipeline.counters;
+    // With lanes: lane 0's counters plus what the other lanes last posted (at most a second old).
+    const others = opts.lanes?.counters() ?? [];
+    const sum = (own: Float64Array, p: number, field: LanePort): number => own[p] + sumLanePort(others, p, field);
     const drops: Record<string, number> = {};
-    c.drops.forEach((v, reason) => {
+    c.drops.forEach((own, reason) => {
+      const v = others.reduce((n, l) => n + (l.drops[reason] ?? 0), own);
       if (v > 0) drops[DROP_REASON_NAMES[reason] ?? String(reason)] = v;
     });
     const ipsecStatus = opts.ipsec?.();
@@ -396,24 +494,25 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
     const kernel = opts.kernelDrops === undefined ? null : kernelDropViews(opts.kernelDrops());
     return {
       time: Date.now(),
-      flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
+      flows: { ipv4: others.reduce((n, l) => n + l.flows.ipv4, pipeline.flows4.size), ipv6: others.reduce((n, l) => n + l.flows.ipv6, pipeline.flows6.size) },
       onramps: pipeline.ports.list().map((s) => ({
         name: names.onramp(s.id),
         type: s.type,
         site: names.site(s.site),
         up: pipeline.ports.up[s.id] === 1,
         arr: pipeline.ports.arr[s.id] === 1,
-        rxPackets: c.rxPackets[s.id],
-        txPackets: c.txPackets[s.id],
-        rxBytes: c.rxBytes[s.id],
-        txBytes: c.txBytes[s.id],
-        flowsActive: pipeline.flows4.flowsOfPort(s.id) + pipeline.flows6.flowsOfPort(s.id),
+        rxPackets: sum(c.rxPackets, s.id, LanePort.RxPackets),
+        txPackets: sum(c.txPackets, s.id, LanePort.TxPackets),
+        rxBytes: sum(c.rxBytes, s.id, LanePort.RxBytes),
+        txBytes: sum(c.txBytes, s.id, LanePort.TxBytes),
+        flowsActive: pipeline.flows4.flowsOfPort(s.id) + pipeline.flows6.flowsOfPort(s.id) + sumLanePort(others, s.id, LanePort.FlowsActive),
         // IKE SAs with their child SAs and ESP counters (docs/API.md); [] while none is up.
         ...(s.type === 'ipsec' ? { ipsec: ipsec.get(s.id) ?? [] } : {}),
         // The kernel's non-zero drops at the devices this onramp's packets pass through ({} when none).
         ...(kernel !== null ? { kernelDrops: kernel.byOnramp.get(s.id) ?? {} } : {}),
       })),
-      internet: { rxPackets: c.rxPackets[PORT_INTERNET], txPackets: c.txPackets[PORT_INTERNET], rxBytes: c.rxBytes[PORT_INTERNET], txBytes: c.txBytes[PORT_INTERNET],
+      internet: { rxPackets: sum(c.rxPackets, PORT_INTERNET, LanePort.RxPackets), txPackets: sum(c.txPackets, PORT_INTERNET, LanePort.TxPackets),
+        rxBytes: sum(c.rxBytes, PORT_INTERNET, LanePort.RxBytes), txBytes: sum(c.txBytes, PORT_INTERNET, LanePort.TxBytes),
         ...(kernel !== null ? { kernelDrops: kernel.byOnramp.get(PORT_INTERNET) ?? {} } : {}) },
       drops,
       ...(opts.ipsecDrops !== undefined ? { ipsecDrops: opts.ipsecDrops() } : {}),

@@ -44,6 +44,7 @@ import { enhancedPacketSize, interfaceDescription, LINKTYPE_RAW, sectionHeader, 
 import { AF_INET4, IPPROTO_UDP } from '../wire/constants.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import type { NameBook } from './metrics.js';
+import { laneFlowNumber, laneOfFlowNumber } from './flow-walk.js';
 
 /** What the edge calls around pipeline.process while a capture runs. */
 export interface CaptureTap {
@@ -211,6 +212,8 @@ export interface CaptureStatus {
   /** Packets selected but skipped: over the rate limit; the ring full until the next drain. */
   rate_skipped: number;
   ring_skipped: number;
+  /** Lanes that could not capture their part (daemon.lanes > 1); absent when none. */
+  lane_errors?: string[];
 }
 
 /** A request the hub refuses: `path` names the field, `status` the HTTP status to answer with. */
@@ -240,6 +243,36 @@ export interface CaptureHubOptions {
   timeOrigin?: number;
   /** Monotonic clock, ms (default performance.now()). */
   now?: () => number;
+  /**
+   * The other lanes (daemon.lanes > 1; docs/CAPTURE.md "Lanes"): each captures its own packets with the same
+   * request and sends its pcapng blocks here (laneData), appended to the one file. Absent: one lane.
+   */
+  lanes?: CaptureLanes;
+  /** The lane this hub taps (a lane's worker: its part of lane 0's captures); flow ids in comments carry it. Default 0. */
+  lane?: number;
+}
+
+/** How a capture reaches the other lanes (the daemon's lane-observe.ts). */
+export interface CaptureLanes {
+  /** Lanes in all, lane 0 (this hub's) included. */
+  readonly count: number;
+  /** Starts capture `id` on `lane` (a flow capture: only on the flow's lane, with the lane's own flow id). */
+  start(id: number, request: CaptureRequest, lane: number): void;
+  /** Stops it there: the lane sends what it still holds, then a last message with `final`. */
+  stop(id: number, lane: number): void;
+}
+
+/** What a lane sends of its part of a capture: pcapng blocks (no header: the file's is lane 0's) and its counts since the last. */
+export interface LaneCaptureData {
+  chunk: Uint8Array | null;
+  packets: number;
+  records: number;
+  rateSkipped: number;
+  ringSkipped: number;
+  /** The lane's part ended (stopped, or its own limit): nothing more comes from it. */
+  final: boolean;
+  /** The lane could not start its part (its message). */
+  error?: string;
 }
 
 const encoder = new TextEncoder();
@@ -296,6 +329,13 @@ export class CaptureSession {
   readonly rDrop = new Uint8Array(RING_RECORDS);
   readonly rWhy = new Uint8Array(RING_RECORDS);
   readonly rAux = new Uint16Array(RING_RECORDS);
+
+  /** The other lanes capturing their part, until each sent its last (CaptureHub.laneData). */
+  readonly lanesOpen = new Set<number>();
+  lanesTold = false;
+  readonly laneWaiters: Array<() => void> = [];
+  /** Lanes that could not start their part. */
+  readonly laneErrors: string[] = [];
 
   /** The file so far: header, interfaces, then one chunk per drain. */
   readonly chunks: Uint8Array[] = [];
@@ -382,6 +422,7 @@ export class CaptureSession {
       bytes: this.fileBytes,
       rate_skipped: this.rateSkipped,
       ring_skipped: this.ringSkipped,
+      ...(this.laneErrors.length > 0 ? { lane_errors: [...this.laneErrors] } : {}),
     };
   }
 
@@ -417,6 +458,8 @@ export class CaptureHub implements CaptureTap, OuterTap {
   private readonly attachOuter: ((tap: OuterTap | null) => void) | undefined;
   private readonly config: (() => TetherConfig) | undefined;
   private attachedOuter = false;
+  private readonly lanes: CaptureLanes | undefined;
+  private readonly lane: number;
   private readonly timeOrigin: number;
   private readonly clock: () => number;
   private readonly sessions = new Map<number, CaptureSession>();
@@ -446,6 +489,8 @@ export class CaptureHub implements CaptureTap, OuterTap {
     this.attach = options.attach;
     this.attachOuter = options.attachOuter;
     this.config = options.config;
+    this.lanes = options.lanes;
+    this.lane = options.lane ?? 0;
     this.timeOrigin = options.timeOrigin ?? performance.timeOrigin;
     this.clock = options.now ?? (() => performance.now());
   }
@@ -472,6 +517,10 @@ export class CaptureHub implements CaptureTap, OuterTap {
     const mask = new Uint8Array(PORT_SPACE);
     let flowFamily = 0;
     let flowIndex = -1;
+    /** The lanes that capture besides this one: every lane, or a flow's own. */
+    let laneTargets: number[] = [];
+    for (let k = 1; k < (this.lanes?.count ?? 1); k++) laneTargets.push(k);
+    let laneRequest: CaptureRequest = { ...request, outer: undefined };
     let description: string;
     const siteOnramps = (site: number): void => {
       for (const [name, s] of ids.onrampSite) if (s === site) mask[ids.onramps.get(name) ?? PORT_INTERNET] = 1;
@@ -492,10 +541,20 @@ export class CaptureHub implements CaptureTap, OuterTap {
       if (m === null) throw new CaptureError('flow', `a flow id is FAMILY-INDEX as /v1/flows lists it (4-17), got ${request.flow}`);
       flowFamily = Number(m[1]);
       flowIndex = Number(m[2]);
+      const { lane, slot } = laneOfFlowNumber(flowIndex);
+      laneTargets = laneTargets.filter((k) => k === lane);
+      laneRequest = { ...laneRequest, flow: `${flowFamily}-${slot}` };
+      description = `flow ${request.flow}`;
+      if (lane === 0) laneTargets = [];
+      else if (laneTargets.length === 0) throw new CaptureError('flow', `flow ${request.flow} is not a live flow (there is no lane ${lane})`, 404);
+    }
+    if (request.flow !== undefined && laneTargets.length > 0) {
+      // Another lane's flow (its number ≥ LANE_FLOW_STRIDE never names a slot here, so this lane takes none of its
+      // packets); that lane checks it is live (the route asked it first: api-captures.ts).
+    } else if (request.flow !== undefined) {
       const table = flowFamily === AF_INET4 ? this.pipeline.flows4 : this.pipeline.flows6;
       if (flowIndex >= table.capacity || !table.isLive(flowIndex)) throw new CaptureError('flow', `flow ${request.flow} is not a live flow (it may have ended)`, 404);
       siteOnramps(this.pipeline.ports.site[table.ingressPort(flowIndex)]);
-      description = `flow ${request.flow}`;
     }
     let outer: OuterEndpoint[] | undefined;
     if (request.outer === true) {
@@ -524,6 +583,10 @@ export class CaptureHub implements CaptureTap, OuterTap {
       outer,
     });
     this.sessions.set(id, session);
+    for (const k of laneTargets) {
+      session.lanesOpen.add(k);
+      this.lanes!.start(id, laneRequest, k);
+    }
     this.refresh();
     return session;
   }
@@ -552,9 +615,64 @@ export class CaptureHub implements CaptureTap, OuterTap {
     const s = this.sessions.get(id);
     if (s === undefined) return false;
     s.stop('stopped');
+    this.tellLanes(s);
     this.sessions.delete(id);
     this.refresh();
     return true;
+  }
+
+  // --- the other lanes' parts (docs/CAPTURE.md "Lanes") ------------------------------------------------
+
+  /**
+   * A lane's pcapng blocks and counts: appended to the one file in the order they arrive (each lane's in its own
+   * time order), within the capture's count and bytes, which hold for the file as a whole. A stopped capture still
+   * takes what its lanes held when it stopped, until each sent its last (`final`).
+   */
+  laneData(id: number, lane: number, data: LaneCaptureData): void {
+    const s = this.sessions.get(id);
+    if (s === undefined || !s.lanesOpen.has(lane)) return;
+    s.rateSkipped += data.rateSkipped;
+    s.ringSkipped += data.ringSkipped;
+    if (data.error !== undefined) s.laneErrors.push(`lane ${lane}: ${data.error}`);
+    const chunk = data.chunk;
+    if (chunk !== null && chunk.length > 0 && s.packets < s.limits.count && s.stopReason !== 'bytes') {
+      if (s.committedBytes + chunk.length > s.limits.bytes) {
+        s.stop('bytes');
+      } else {
+        s.chunks.push(chunk);
+        s.fileBytes += chunk.length;
+        s.committedBytes += chunk.length;
+        s.records += data.records;
+        s.packets += data.packets;
+        if (s.packets >= s.limits.count) s.stop('count');
+      }
+    }
+    if (data.final) s.lanesOpen.delete(lane);
+    if (s.lanesOpen.size === 0) for (const resolve of s.laneWaiters.splice(0)) resolve();
+    if (s.state !== 'running') this.refresh();
+  }
+
+  /**
+   * Resolves once every lane sent its last part of a stopped capture, or after `timeoutMs` (a lane that does not
+   * answer: the file has what came); at once without lanes.
+   */
+  settled(id: number, timeoutMs: number): Promise<void> {
+    const s = this.sessions.get(id);
+    if (s === undefined || s.lanesOpen.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      s.laneWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** A capture no longer running: its lanes stop too (once). */
+  private tellLanes(s: CaptureSession): void {
+    if (s.lanesTold || this.lanes === undefined) return;
+    s.lanesTold = true;
+    for (const k of s.lanesOpen) this.lanes.stop(s.id, k);
   }
 
   /** Stops every capture and the timer (the control plane closes). */
@@ -576,6 +694,7 @@ export class CaptureHub implements CaptureTap, OuterTap {
 
   /** The running list, the tap and the drain timer follow the sessions. */
   private refresh(): void {
+    for (const s of this.sessions.values()) if (s.state !== 'running') this.tellLanes(s);
     this.running = [...this.sessions.values()].filter((s) => s.state === 'running');
     const want = this.running.length > 0;
     if (want !== this.attached) {
@@ -866,7 +985,7 @@ export class CaptureHub implements CaptureTap, OuterTap {
     }
     const parts: string[] = [s.rSent[r] === 1 ? 'sent (after rewrite)' : 'received (before rewrite)'];
     const node = s.rNode[r];
-    if (node >= 0) parts.push(`flow ${s.rFamily[r]}-${node >> 1} (${(node & 1) === 0 ? 'original direction' : 'reply'})`);
+    if (node >= 0) parts.push(`flow ${s.rFamily[r]}-${laneFlowNumber(this.lane, node >> 1)} (${(node & 1) === 0 ? 'original direction' : 'reply'})`);
     parts.push(`in ${names.onramp(s.rIngress[r])}`);
     const hop = s.rHop[r];
     const aux = s.rAux[r];

@@ -315,6 +315,23 @@ export class FlowLogger {
     return n;
   }
 
+  /**
+   * Whole lines another lane's logger wrote (daemon.lanes > 1: each lane logs its own flows and sends its chunks
+   * here): one write() each, like flush()'s, so lines of two lanes never interleave; shed and counted the same way.
+   * `dropped`: lines that lane could not log (its ring was full).
+   */
+  append(text: string, lines: number, dropped: number): void {
+    this.linesDropped += dropped;
+    if (lines === 0 || this.closed) return;
+    const stream = this.stream;
+    if (stream.destroyed || !stream.writable || stream.writableLength > this.maxPendingBytes) {
+      this.linesDropped += lines;
+      return;
+    }
+    stream.write(text);
+    this.linesWritten += lines;
+  }
+
   /** Unhooks (restoring the previous hook), writes what is pending, and closes a file it opened. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -240,7 +240,27 @@ export class LoopShare {
   }
 }
 
-const CURSOR_RE = /^([46]):([0-9]{1,10})$/;
+/**
+ * Lanes (docs/ARCHITECTURE.md "Lanes"): each lane has flow tables of its own, so a flow's number in the API is its
+ * slot with its lane above it: lane × LANE_FLOW_STRIDE + slot. The stride is the largest flow table
+ * (flow-table.ts MAX_CAPACITY, config MAX_FLOW_CAPACITY), so lane 0's numbers are its slots (ids without lanes are
+ * unchanged) and a number names one slot of one lane for the flow's whole life. 64 lanes × 2^29 < 2^53: exact.
+ */
+export const LANE_FLOW_STRIDE = 2 ** 29;
+
+/** The API's flow number of `slot` in `lane`'s table. */
+export function laneFlowNumber(lane: number, slot: number): number {
+  return lane * LANE_FLOW_STRIDE + slot;
+}
+
+/** The lane and slot an API flow number names. */
+export function laneOfFlowNumber(n: number): { lane: number; slot: number } {
+  const lane = Math.floor(n / LANE_FLOW_STRIDE);
+  return { lane, slot: n - lane * LANE_FLOW_STRIDE };
+}
+
+/** FAMILY:NUMBER, the number a lane's slot as laneFlowNumber makes it (up to 64 × 2^29: 11 digits). */
+const CURSOR_RE = /^([46]):([0-9]{1,12})$/;
 
 /** The opaque text of a position (base64url; clients pass it back unread). */
 export function encodeCursor(p: WalkPosition): string {

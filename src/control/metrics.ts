@@ -193,6 +193,51 @@ export interface EdgeMetricsSource {
   kernelDrops?(): KernelDeviceDrops[];
 }
 
+/**
+ * One lane's per-onramp counters and NAT gauges (docs/ARCHITECTURE.md "Lanes"): every lane other than lane 0 posts
+ * them with its status (LANE_STATUS_INTERVAL_MS) and lane 0's metrics and /v1/stats add them to its own. Ports are
+ * the Internet egress and the configured onramps only (what the metrics report), so a post is small.
+ */
+export interface LaneCounters {
+  lane: number;
+  /** Per port id: PORT_FIELDS' values in that order. */
+  ports: Record<number, number[]>;
+  /** Pipeline drops by reason (DROP_REASON_NAMES' order). */
+  drops: number[];
+  flows: { ipv4: number; ipv6: number };
+  /** This lane's NAT slice: each address and protocol's ports in use and its slice's size (null: no egress pool). */
+  nat: { ports: PortUsage[]; mappings: number } | null;
+}
+
+/** The per-port fields of LaneCounters.ports, in order. */
+export const LanePort = Object.freeze({ RxPackets: 0, TxPackets: 1, RxBytes: 2, TxBytes: 3, RxDrops: 4, FlowsCreated: 5, FlowsEnded: 6, FlowsActive: 7 });
+export type LanePort = (typeof LanePort)[keyof typeof LanePort];
+
+/** This lane's LaneCounters, read from its pipeline (control plane: allocates). */
+export function laneCounters(pipeline: Pipeline, lane: number): LaneCounters {
+  const c = pipeline.counters;
+  const ports: Record<number, number[]> = {};
+  for (const p of [PORT_INTERNET, ...pipeline.ports.list().map((s) => s.id)]) {
+    ports[p] = [c.rxPackets[p], c.txPackets[p], c.rxBytes[p], c.txBytes[p], c.rxDrops[p], c.flowsCreated[p], c.flowsEnded[p],
+      pipeline.flows4.flowsOfPort(p) + pipeline.flows6.flowsOfPort(p)];
+  }
+  const snat = pipeline.snat;
+  return {
+    lane,
+    ports,
+    drops: Array.from(c.drops),
+    flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
+    nat: snat === null ? null : { ports: snat.portsInUse(), mappings: snat.mappings },
+  };
+}
+
+/** A port's field summed over the lanes (0 for a lane that has not posted it: an onramp it does not know yet). */
+export function sumLanePort(lanes: readonly LaneCounters[], port: number, field: LanePort): number {
+  let n = 0;
+  for (const l of lanes) n += l.ports[port]?.[field] ?? 0;
+  return n;
+}
+
 /** Flow-log health (flow-log.ts's FlowLogger fits). */
 export interface FlowLogStats {
   readonly linesWritten: number;
@@ -213,6 +258,11 @@ export interface MetricsOptions {
   greDropNames?: readonly string[];
   wgDropNames?: readonly string[];
   edgeCounterNames?: readonly string[];
+  /**
+   * The other lanes' counters (daemon.lanes > 1): per-onramp packets, bytes, drops and flows, drops by reason, the
+   * flow tables' sizes and the NAT gauges are lane 0's plus theirs, under the same names and labels.
+   */
+  lanes?: () => readonly LaneCounters[];
 }
 
 /** Site and onramp label values of a port. */
@@ -265,6 +315,9 @@ export function createMetrics(opts: MetricsOptions): Registry {
     } });
   };
   const NO_LABELS = {};
+  const lanes = opts.lanes ?? ((): readonly LaneCounters[] => []);
+  /** Lane 0's value of a per-port counter plus the other lanes'. */
+  const allLanes = (own: (p: number) => number, field: LanePort) => (p: number): number => own(p) + sumLanePort(lanes(), p, field);
 
   /** Ports to report: the Internet egress first, then every configured onramp (a fresh list per scrape). */
   const ports = (): Array<{ port: number; spec: OnrampSpec | null }> => [
@@ -282,15 +335,21 @@ export function createMetrics(opts: MetricsOptions): Registry {
 
   // --- flows -------------------------------------------------------------------------------------
   gauge('tether_flows_active', 'Live flows (IPv4 and IPv6) started by the onramp.', SITE_ONRAMP,
-    perPort((p) => pipeline.flows4.flowsOfPort(p) + pipeline.flows6.flowsOfPort(p), true));
-  counter('tether_flows_created_total', 'Flows started by the onramp.', SITE_ONRAMP, perPort((p) => c.flowsCreated[p], true));
+    perPort(allLanes((p) => pipeline.flows4.flowsOfPort(p) + pipeline.flows6.flowsOfPort(p), LanePort.FlowsActive), true));
+  counter('tether_flows_created_total', 'Flows started by the onramp.', SITE_ONRAMP, perPort(allLanes((p) => c.flowsCreated[p], LanePort.FlowsCreated), true));
   counter('tether_flows_ended_total', 'Flows started by the onramp that ended (expired, evicted or deleted).', SITE_ONRAMP,
-    perPort((p) => c.flowsEnded[p], true));
+    perPort(allLanes((p) => c.flowsEnded[p], LanePort.FlowsEnded), true));
   counter('tether_flows_ended_onramp_removed_total', 'Flows ended at once because an onramp they came from, return to or lead to was removed.', [],
     (emit) => emit(NO_LABELS, c.flowsEndedByRemoval));
   gauge('tether_flow_table_flows', 'Live flows in the flow table of the address family.', ['family'], (emit) => {
-    emit({ family: 'ipv4' }, pipeline.flows4.size);
-    emit({ family: 'ipv6' }, pipeline.flows6.size);
+    let v4 = pipeline.flows4.size;
+    let v6 = pipeline.flows6.size;
+    for (const l of lanes()) {
+      v4 += l.flows.ipv4;
+      v6 += l.flows.ipv6;
+    }
+    emit({ family: 'ipv4' }, v4);
+    emit({ family: 'ipv6' }, v6);
   });
   gauge('tether_flow_table_capacity', 'Flows the flow table of the address family can hold (preallocated).', ['family'], (emit) => {
     emit({ family: 'ipv4' }, pipeline.flows4.capacity);
@@ -298,17 +357,18 @@ export function createMetrics(opts: MetricsOptions): Registry {
   });
 
   // --- packets and bytes -------------------------------------------------------------------------
-  const byDirection = (rx: Float64Array, tx: Float64Array) => (emit: Emit): void => {
+  const byDirection = (rx: Float64Array, tx: Float64Array, rxField: LanePort, txField: LanePort) => (emit: Emit): void => {
+    const others = lanes();
     for (const { port, spec } of ports()) {
       const onramp = portLabels(names, port, spec).onramp;
-      emit({ onramp, direction: 'rx' }, rx[port]);
-      emit({ onramp, direction: 'tx' }, tx[port]);
+      emit({ onramp, direction: 'rx' }, rx[port] + sumLanePort(others, port, rxField));
+      emit({ onramp, direction: 'tx' }, tx[port] + sumLanePort(others, port, txField));
     }
   };
   counter('tether_packets_total', 'Packets received from (rx) and forwarded to (tx) the onramp, at the pipeline.', ['onramp', 'direction'],
-    byDirection(c.rxPackets, c.txPackets));
+    byDirection(c.rxPackets, c.txPackets, LanePort.RxPackets, LanePort.TxPackets));
   counter('tether_bytes_total', 'IP bytes received from (rx) and forwarded to (tx) the onramp, at the pipeline.', ['onramp', 'direction'],
-    byDirection(c.rxBytes, c.txBytes));
+    byDirection(c.rxBytes, c.txBytes, LanePort.RxBytes, LanePort.TxBytes));
 
   // --- policy (docs/POLICY.md) ------------------------------------------------------------------------
   // One series per rule configured now (a removed rule's series go with it); `rule` is its name, or its id.
@@ -330,12 +390,15 @@ export function createMetrics(opts: MetricsOptions): Registry {
 
   // --- drops -------------------------------------------------------------------------------------
   counter('tether_drops_total', 'Packets the pipeline dropped, by reason.', ['reason'], (emit) => {
+    const others = lanes();
     for (let r = 1; r < DROP_REASON_COUNT; r++) {
       const reason = DROP_REASON_NAMES[r];
-      if (reason !== undefined) emit({ reason }, c.drops[r]);
+      let n = c.drops[r];
+      for (const l of others) n += l.drops[r] ?? 0;
+      if (reason !== undefined) emit({ reason }, n);
     }
   });
-  counter('tether_port_drops_total', 'Packets the pipeline dropped, by the onramp they came in on.', ['onramp'], perPort((p) => c.rxDrops[p], false));
+  counter('tether_port_drops_total', 'Packets the pipeline dropped, by the onramp they came in on.', ['onramp'], perPort(allLanes((p) => c.rxDrops[p], LanePort.RxDrops), false));
   counter('tether_icmp_errors_translated_total', 'ICMP errors matched to a flow by their embedded header and forwarded (RFC 5508).', [],
     (emit) => emit(NO_LABELS, c.icmpErrorsTranslated));
   counter('tether_icmp_errors_sent_total', 'ICMP errors the edge originated: time exceeded (TTL / hop limit would reach zero, RFC 792, RFC 4443 section 3.3).', ['type'],
@@ -398,15 +461,25 @@ export function createMetrics(opts: MetricsOptions): Registry {
   // --- NAT ---------------------------------------------------------------------------------------
   const snat = pipeline.snat;
   if (snat !== null) {
+    // With lanes each pool holds one lane's slice of every address's range: the slices' sums are the address's.
     const natPorts = (pick: (u: PortUsage) => number) => (emit: Emit): void => {
-      for (const u of snat.portsInUse()) emit({ address: u.address, protocol: protocolName(u.protocol) }, pick(u));
+      const sums = new Map<string, { address: string; protocol: number; value: number }>();
+      for (const usage of [snat.portsInUse(), ...lanes().map((l) => l.nat?.ports ?? [])]) {
+        for (const u of usage) {
+          const key = `${u.address} ${u.protocol}`;
+          const sum = sums.get(key);
+          if (sum === undefined) sums.set(key, { address: u.address, protocol: u.protocol, value: pick(u) });
+          else sum.value += pick(u);
+        }
+      }
+      for (const u of sums.values()) emit({ address: u.address, protocol: protocolName(u.protocol) }, u.value);
     };
     gauge('tether_nat_ports_in_use', 'External ports (ICMP: echo identifiers) of the egress pool address in use.', ['address', 'protocol'],
       natPorts((u) => u.used));
     gauge('tether_nat_ports_total', 'External ports (ICMP: echo identifiers) of the egress pool address that can be handed out.',
       ['address', 'protocol'], natPorts((u) => u.total));
     gauge('tether_nat_mappings', 'Live endpoint-independent NAT mappings (RFC 4787), shared by the flows of one internal endpoint.', [],
-      (emit) => emit(NO_LABELS, snat.mappings));
+      (emit) => emit(NO_LABELS, lanes().reduce((n, l) => n + (l.nat?.mappings ?? 0), snat.mappings)));
   }
 
   // --- edge: tunnels and devices -----------------------------------------------------------------

@@ -25,6 +25,7 @@ import { createMetrics, NameBook } from '../control/metrics.js';
 import { ConfigStore } from '../control/store.js';
 import type { Edge } from './edge.js';
 import { LiveEdge } from './live.js';
+import { laneCaptures, laneFlowLog, laneFlowSource } from './lane-observe.js';
 
 export interface ControlPlane {
   api: FastifyInstance;
@@ -97,10 +98,18 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   const https = tls === undefined ? undefined : { cert: readFileSync(tls.cert_file), key: readFileSync(tls.key_file) };
   const api = buildApi({ store, edge: applier, token, settings: cfg.api, https, logger: log as unknown as FastifyBaseLogger });
   // Process metrics (RSS, V8 heap, open descriptors, event-loop lag): what an operator and the soak watch for leaks.
-  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true });
-  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops() });
-  // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs.
+  // With lanes, flows, per-onramp counters and NAT gauges cover every lane (lane-observe.ts).
+  const laneHost = edge.otherLanes();
+  const lanes = laneHost === null ? undefined : laneFlowSource(laneHost);
+  const metrics = createMetrics({ pipeline, edge, names, flowLog: flowLog ?? undefined, processMetrics: true, ...(lanes !== undefined ? { lanes: () => lanes.counters() } : {}) });
+  registerFlowRoutes(api, { pipeline, names, config: () => live.config, now: () => performance.now(), metrics, ipsec: () => edge.ipsecStatus(), ipsecDrops: () => edge.ipsecDrops(), kernelDrops: () => edge.kernelDrops(), lanes });
+  // Packet captures: the hub installs its tap on the edge's read loops only while a capture runs; with lanes, each
+  // lane taps its own and sends its blocks to this hub's file.
+  const laneCapture = laneHost === null ? null : laneCaptures(laneHost);
+  // Each lane logs its own ended flows; their chunks of whole lines go to this log's destination.
+  if (laneHost !== null && flowLog !== null) laneFlowLog(laneHost, flowLog);
   const captures = new CaptureHub({
+    ...(laneCapture !== null ? { lanes: laneCapture.lanes } : {}),
     pipeline,
     names,
     ids: () => edge.ids,
@@ -108,7 +117,8 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     attachOuter: (tap) => edge.setOuterCaptureTap(tap),
     config: () => live.config,
   });
-  registerCaptureRoutes(api, captures);
+  laneCapture?.attach(captures);
+  registerCaptureRoutes(api, captures, lanes);
   registerDashboard(api);
   const address = await api.listen({ host: cfg.api.listen, port: cfg.api.port });
   log.info({ api: address, token_file: cfg.api.token_file, store: cfg.store.path, tls: tls !== undefined, open_reads: cfg.api.open_reads }, 'API listening');

@@ -373,6 +373,11 @@ export class Edge {
     return this.laneHost === null ? Promise.resolve() : this.laneHost.ready();
   }
 
+  /** Lane 0 with lanes: the other lanes (the API's flows, counters and captures across lanes: lane-observe.ts); else null. */
+  otherLanes(): LaneHost | null {
+    return this.laneHost;
+  }
+
   /**
    * A configuration applied live on this edge (LiveEdge): the other lanes apply it too, then hear every checked
    * onramp's health state again (a new onramp there starts healthy; lane 0's checks may know better).

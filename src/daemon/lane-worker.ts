@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Edge } from './edge.js';
 import { LiveEdge } from './live.js';
 import { LANE_STATUS_INTERVAL_MS, type LaneMessage, type LaneWorkerData } from './lanes.js';
+import { LaneObserver } from './lane-observe.js';
 import type { EdgeLogger } from './transports/transport.js';
 
 const data = workerData as LaneWorkerData | null;
@@ -34,12 +35,17 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
       startHealth: false,
       wiring: data.tetherLane,
     });
-    const live = new LiveEdge(edge, data.config);
+    const observer = new LaneObserver(edge, data.config, send);
+    const live = new LiveEdge(edge, data.config, (config, ids) => observer.renamed(config, ids));
     edge.start();
-    const timer = setInterval(() => send({ kind: 'status', status: edge.status() }), LANE_STATUS_INTERVAL_MS);
+    const timer = setInterval(() => {
+      send({ kind: 'status', status: edge.status() });
+      send({ kind: 'counters', counters: observer.counters() });
+    }, LANE_STATUS_INTERVAL_MS);
     port.on('message', (m: LaneMessage) => {
       if (m.kind === 'stop') {
         clearInterval(timer);
+        observer.close();
         edge.stop();
         port.close();
       } else if (m.kind === 'apply') {
@@ -50,6 +56,8 @@ if (parentPort !== null && data !== null && typeof data === 'object' && 'tetherL
         }
       } else if (m.kind === 'health') {
         edge.applyLaneZeroHealth(m.onramp, m.state);
+      } else {
+        observer.handle(m);
       }
     });
     send({ kind: 'ready' });

@@ -10,8 +10,10 @@ import { HandoffRing } from '../common/handoff-ring.js';
 import { LaneDirectory, directoryBuckets } from '../common/lane-directory.js';
 import { DEFAULT_CAPACITY4, DEFAULT_CAPACITY6 } from '../dataplane/pipeline.js';
 import type { TetherConfig } from '../config/index.js';
-import type { EdgeStatus } from '../control/metrics.js';
 import type { HealthState } from '../health/index.js';
+import type { EdgeStatus, LaneCounters } from '../control/metrics.js';
+import { LaneUnanswered, type LaneWalkRequest } from '../control/lane-view.js';
+import type { CaptureRequest, LaneCaptureData } from '../control/capture.js';
 import { startWorker } from './threads.js';
 import type { EdgeLogger } from './transports/transport.js';
 
@@ -19,6 +21,21 @@ import type { EdgeLogger } from './transports/transport.js';
 export const LANE_RING_BYTES = 1 << 22;
 /** How often a lane sends lane 0 its status. */
 export const LANE_STATUS_INTERVAL_MS = 1000;
+/**
+ * How long lane 0 waits for a lane's answer to a lookup (one flow: no walk); past this the lane is reported
+ * (LaneUnanswered), the API does not hang.
+ */
+export const LANE_ANSWER_TIMEOUT_MS = 5000;
+/**
+ * A walk's deadline: it yields to its lane's packets under the listings' share (LISTING_LOOP_SHARE, 3 %), so up to
+ * WALK_MAX_SLOTS slots on a loaded core take seconds of wall time by design (lane 0's own walk as much).
+ */
+export const LANE_WALK_TIMEOUT_MS = 30_000;
+
+/** A question lane 0 asks another lane (the API's flow listing and lookup; lane-observe.ts answers it). */
+export type LaneQuery =
+  | { what: 'walk'; request: LaneWalkRequest }
+  | { what: 'flow'; family: 4 | 6; slot: number };
 
 /**
  * What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal),
@@ -52,7 +69,77 @@ export type LaneMessage =
   | { kind: 'apply'; config: TetherConfig }
   /** Lane 0's health checks judged an onramp (every lane's pipeline routes and returns by it; health runs on lane 0). */
   | { kind: 'health'; onramp: number; state: HealthState }
-  | { kind: 'stop' };
+  | { kind: 'stop' }
+  // Observability (lane-observe.ts): questions and answers matched by id, counters posted with the status.
+  | { kind: 'ask'; id: number; query: LaneQuery }
+  | { kind: 'answer'; id: number; value?: unknown; error?: string }
+  | { kind: 'counters'; counters: LaneCounters }
+  | { kind: 'captureStart'; id: number; request: CaptureRequest }
+  | { kind: 'captureStop'; id: number }
+  | { kind: 'captureData'; id: number; data: LaneCaptureData }
+  // A chunk of whole flow-log lines (the lane's FlowLogger wrote it) and the lines the lane dropped since the last.
+  | { kind: 'flowLog'; text: string; lines: number; dropped: number }
+  // Lane 0 has a flow log: each lane logs its own ended flows to it.
+  | { kind: 'flowLogStart' };
+
+/** Where a question goes: a lane's Worker, or a stand-in in tests. */
+export interface LanePort {
+  postMessage(m: LaneMessage): void;
+}
+
+/**
+ * Lane 0's questions in flight: each gets an id, its answer resolves it, and a timer rejects it with LaneUnanswered
+ * after `timeoutMs` (a lane whose thread is stuck or gone must not hang the API). A late answer is dropped.
+ */
+export class LaneRequests {
+  private nextId = 1;
+  private readonly pending = new Map<number, { lane: number; what: string; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+
+  /** Deadlines, ms: a lookup's and a walk's (tests shorten them). */
+  constructor(private readonly timeoutMs = LANE_ANSWER_TIMEOUT_MS, private readonly walkTimeoutMs = LANE_WALK_TIMEOUT_MS) {}
+
+  ask<T>(lane: number, port: LanePort, query: LaneQuery): Promise<T> {
+    const id = this.nextId++;
+    const waitMs = query.what === 'walk' ? this.walkTimeoutMs : this.timeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new LaneUnanswered(lane, query.what, waitMs));
+      }, waitMs);
+      this.pending.set(id, { lane, what: query.what, resolve: resolve as (v: unknown) => void, reject, timer });
+      try {
+        port.postMessage({ kind: 'ask', id, query });
+      } catch (e) {
+        this.settle(id)?.reject(new Error(`lane ${lane}: ${(e as Error).message}`));
+      }
+    });
+  }
+
+  /** An answer from a lane: resolves (or, with `error`, rejects) its question; unknown or late ids are ignored. */
+  answered(m: { id: number; value?: unknown; error?: string }): void {
+    const p = this.settle(m.id);
+    if (p === undefined) return;
+    if (m.error !== undefined) p.reject(new Error(`lane ${p.lane} could not answer (${p.what}): ${m.error}`));
+    else p.resolve(m.value);
+  }
+
+  /** Rejects every question still waiting on `lane` (its thread ended) or on every lane (null). */
+  failAll(lane: number | null): void {
+    for (const [id, p] of [...this.pending]) if (lane === null || p.lane === lane) this.settle(id)?.reject(new LaneUnanswered(p.lane, p.what, 0));
+  }
+
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  private settle(id: number): { lane: number; what: string; resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined {
+    const p = this.pending.get(id);
+    if (p === undefined) return undefined;
+    clearTimeout(p.timer);
+    this.pending.delete(id);
+    return p;
+  }
+}
 
 export interface LaneHostOptions {
   config: TetherConfig;
@@ -72,11 +159,15 @@ interface Lane {
   worker: Worker;
   ready: Promise<void>;
   status: EdgeStatus | null;
+  counters: LaneCounters | null;
 }
 
-export class LaneHost {
+export class LaneHost implements LaneObservation {
   private lanes: Lane[] = [];
   private config: TetherConfig;
+  private readonly requests = new LaneRequests();
+  /** Listeners of the lanes' observability messages (captures, flow log: lane-observe.ts). */
+  private readonly listeners: Array<(lane: number, m: LaneMessage) => void> = [];
 
   /** The rings for `count` lanes: rings[from][to], one per ordered pair (lane 0 makes them, every lane maps them). */
   static rings(count: number): Array<Array<SharedArrayBuffer | null>> {
@@ -118,7 +209,7 @@ export class LaneHost {
         busyPollUs: opts.busyPollUs,
       };
       const worker = startWorker(entry, { workerData: data });
-      const lane: Lane = { index, worker, ready: Promise.resolve(), status: null };
+      const lane: Lane = { index, worker, ready: Promise.resolve(), status: null, counters: null };
       lane.ready = new Promise<void>((resolve, reject) => {
         worker.on('message', (m: LaneMessage) => {
           if (m.kind === 'ready') resolve();
@@ -127,7 +218,9 @@ export class LaneHost {
             reject(new Error(`lane ${index}: ${m.error}`));
           } else if (m.kind === 'log') opts.log[m.level]({ lane: index, ...m.obj }, m.msg);
           else if (m.kind === 'status') lane.status = m.status;
+          else this.observed(lane, m);
         });
+        worker.once('exit', () => this.requests.failAll(index));
         worker.once('error', (e) => {
           opts.log.error({ lane: index, err: e.message }, 'lane thread failed');
           reject(e);
@@ -146,6 +239,7 @@ export class LaneHost {
 
   /** Stops every lane (their queues close with their threads). */
   stop(): void {
+    this.requests.failAll(null);
     for (const lane of this.lanes) {
       lane.worker.postMessage({ kind: 'stop' } satisfies LaneMessage);
       void lane.worker.terminate();
@@ -170,6 +264,51 @@ export class LaneHost {
     for (const lane of this.lanes) if (lane.status !== null) out.push(lane.status);
     return out;
   }
+
+  // --- observability (lane-observe.ts; docs/ARCHITECTURE.md "Lanes") -----------------------------------------
+
+  get count(): number {
+    return this.opts.count;
+  }
+
+  /** Asks lane `index` (1..count-1); rejects with LaneUnanswered when it does not answer by its deadline. */
+  ask<T>(index: number, query: LaneQuery): Promise<T> {
+    const lane = this.lanes.find((l) => l.index === index);
+    if (lane === undefined) return Promise.reject(new LaneUnanswered(index, query.what, 0));
+    return this.requests.ask<T>(index, lane.worker, query);
+  }
+
+  /** The lanes' per-onramp counters and NAT gauges as each last posted them, lane 1 first. */
+  counters(): LaneCounters[] {
+    const out: LaneCounters[] = [];
+    for (const lane of this.lanes) if (lane.counters !== null) out.push(lane.counters);
+    return out;
+  }
+
+  post(m: LaneMessage, index?: number): void {
+    for (const lane of this.lanes) if (index === undefined || lane.index === index) lane.worker.postMessage(m);
+  }
+
+  listen(fn: (lane: number, m: LaneMessage) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private observed(lane: Lane, m: LaneMessage): void {
+    if (m.kind === 'answer') this.requests.answered(m);
+    else if (m.kind === 'counters') lane.counters = m.counters;
+    else for (const fn of this.listeners) fn(lane.index, m);
+  }
+}
+
+/** The lanes' observability (lane-observe.ts): answers, posted counters, and messages for listeners. */
+export interface LaneObservation {
+  /** Lanes in all, lane 0 included. */
+  readonly count: number;
+  ask<T>(lane: number, query: LaneQuery): Promise<T>;
+  counters(): LaneCounters[];
+  /** Sends `m` to lane `lane`, or to every lane other than 0. */
+  post(m: LaneMessage, lane?: number): void;
+  listen(fn: (lane: number, m: LaneMessage) => void): void;
 }
 
 function addInto(into: Record<string, number>, from: Record<string, number>): void {

@@ -13,6 +13,7 @@ import { assignIds, toPipelineConfig, type ConfigIds, type TetherConfig } from '
 import { defaultConfig } from '../../src/lab/config.js';
 import { createMetrics, NameBook, type EdgeStatus, type IpsecDropStats } from '../../src/control/metrics.js';
 import { ConfigStore } from '../../src/control/store.js';
+import type { OtherLanes } from '../../src/control/lane-view.js';
 import { PipelineRig } from './pipeline-rig.js';
 
 export interface ApiRig {
@@ -42,11 +43,15 @@ export function apiRig(opts: {
   now?: () => number;
   /** The edge's IPsec drops (GET /v1/stats's `ipsecDrops`). */
   ipsecDrops?: () => IpsecDropStats;
+  /** Lanes other than this pipeline's (daemon.lanes > 1): listings, flows by id, /v1/stats and /metrics cover them. */
+  lanes?: OtherLanes;
+  /** The pipeline is lane `index` of `count` (its NAT slice). */
+  lane?: { index: number; count: number };
 }): ApiRig {
   const dir = mkdtempSync(join(tmpdir(), opts.prefix ?? 'tether-api-'));
   const cfg = opts.config ?? defaultConfig();
   const ids = assignIds(cfg);
-  const edge = new PipelineRig(toPipelineConfig(cfg, ids));
+  const edge = new PipelineRig({ ...toPipelineConfig(cfg, ids), ...(opts.lane !== undefined ? { lane: opts.lane } : {}) });
   const store = ConfigStore.open(join(dir, 'tether.db'));
   store.seedFrom(cfg);
   const names = new NameBook(edge.pipeline, cfg, ids);
@@ -57,7 +62,8 @@ export function apiRig(opts: {
     names,
     config: () => store.load(),
     now: () => edge.now,
-    metrics: opts.metrics ? createMetrics({ pipeline: edge.pipeline, names }) : undefined,
+    metrics: opts.metrics ? createMetrics({ pipeline: edge.pipeline, names, ...(opts.lanes !== undefined ? { lanes: () => opts.lanes!.counters() } : {}) }) : undefined,
+    ...(opts.lanes !== undefined ? { lanes: opts.lanes } : {}),
     ...(opts.ipsec !== undefined ? { ipsec: opts.ipsec } : {}),
     ...(opts.ipsecDrops !== undefined ? { ipsecDrops: opts.ipsecDrops } : {}),
   });

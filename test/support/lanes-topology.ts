@@ -1,0 +1,196 @@
+/**
+ * The lanes topology (test/e2e/lanes.test.ts, lanes-observe.test.ts; docs/ARCHITECTURE.md "Lanes"): an edge with two
+ * data centers behind ARR interconnects that overlap (both hosts are 172.16.0.20) and a server on the Internet,
+ * the UDP echo server and the data-center clients as node scripts, and a child process in a namespace whose stdout
+ * lines can be waited for. Each test file names its namespaces with its own prefix (tt-<pid>-<role>-: removed by
+ * removeStaleNamespaces once the run is gone).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { nsSh, sh } from './netns.js';
+
+export const LANES_HOST = '172.16.0.20';
+export const LANES_SERVER = '203.0.113.10';
+export const LANES_SINK_PORT = 9000;
+export const LANES_POOL = '198.51.100.1';
+export const LANES_BASE_PORT = 40000;
+/** Generous behavioural bound on a loaded 2-core machine for a child's line, not a timed assertion. */
+export const LANES_START_TIMEOUT_MS = 60_000;
+
+export interface LanesNamespaces {
+  edge: string;
+  dc1: string;
+  dc2: string;
+  inet: string;
+}
+
+/** The namespaces of a test file's prefix ("tt-<pid>-ln-"). */
+export function lanesNamespaces(prefix: string): LanesNamespaces {
+  return { edge: `${prefix}edge`, dc1: `${prefix}dc1`, dc2: `${prefix}dc2`, inet: `${prefix}inet` };
+}
+
+/** Removes the namespaces (those an earlier run of the same process id left, or this run's). */
+export function removeLanesTopology(NS: LanesNamespaces): void {
+  for (const ns of Object.values(NS)) {
+    try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
+  }
+}
+
+export function buildLanesTopology(NS: LanesNamespaces): void {
+  for (const ns of Object.values(NS)) {
+    sh('ip', 'netns', 'add', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
+  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
+  nsSh(NS.edge, `
+    echo 1 > /proc/sys/net/ipv4/ip_forward
+    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
+    ip addr add 172.31.1.1/30 dev veth-dc1; ip link set veth-dc1 up
+    ip addr add 172.31.2.1/30 dev veth-dc2; ip link set veth-dc2 up
+    ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
+    ip route add default via 192.168.200.2
+    # The two data centers overlap (both 172.16.0.20): what tether writes into an onramp's TUN leaves by its link.
+    ip rule add iif tt-ic-1 lookup 2001 priority 900; ip route add default via 172.31.1.2 dev veth-dc1 table 2001
+    ip rule add iif tt-ic-2 lookup 2002 priority 901; ip route add default via 172.31.2.2 dev veth-dc2 table 2002`);
+  for (const [ns, net] of [[NS.dc1, 1], [NS.dc2, 2]] as const) {
+    nsSh(ns, `
+      ip addr add 172.31.${net}.2/30 dev dc0; ip link set dc0 up
+      ip addr add ${LANES_HOST}/32 dev lo
+      ip route add default via 172.31.${net}.1`);
+  }
+  nsSh(NS.inet, `
+    ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
+    ip addr add ${LANES_SERVER}/32 dev lo
+    ip route add 198.51.100.0/24 via 192.168.200.1`);
+}
+
+/** The edge's configuration: the two interconnects, the Internet route, the egress pool; `extra` is appended (api), `log` the log section. */
+export function lanesConfig(dir: string, extra = '', log = '{ level: info }'): string {
+  return `version: 1
+log: ${log}
+store: { path: ${dir}/tether.db }
+sites:
+  - name: dc1
+  - name: dc2
+onramps:
+  - { name: dc1-link, id: 1, type: interconnect, site: dc1, automatic_return_routing: true, interconnect: { link: veth-dc1 } }
+  - { name: dc2-link, id: 2, type: interconnect, site: dc2, automatic_return_routing: true, interconnect: { link: veth-dc2 } }
+routes:
+  - { prefix: 0.0.0.0/0, next_hop: internet }
+egress:
+  interface: tt-egress
+  addresses: [${LANES_POOL}]
+${extra}`;
+}
+
+/**
+ * The server: records each datagram "site:flow:seq" per source (the NATed endpoint) and echoes it. On stdin
+ * "late": sends one "late:site:flow" to every source it saw (from the port they wrote to: a reply); "report":
+ * prints { source: [site, flow, seqs...] } as JSON.
+ */
+export const LANES_SERVER_SCRIPT = `
+import dgram from 'node:dgram';
+const seen = new Map();
+const s = dgram.createSocket('udp4');
+s.on('message', (m, r) => {
+  const [site, flow, seq] = m.toString().split(':');
+  const key = r.address + ':' + r.port;
+  if (!seen.has(key)) seen.set(key, [site, Number(flow)]);
+  seen.get(key).push(Number(seq));
+  s.send(m, r.port, r.address);
+});
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  for (const cmd of d.split('\\n')) {
+    if (cmd === 'late') for (const [key, [site, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + site + ':' + flow, Number(p), a); }
+    if (cmd === 'report') console.log(JSON.stringify(Object.fromEntries(seen)));
+  }
+});
+s.bind(${LANES_SINK_PORT}, '${LANES_SERVER}', () => console.log('ready'));`;
+
+/**
+ * A data center host: FLOWS sockets on ports BASE_PORT.., each sends PER_FLOW datagrams "site:flow:seq", the flows
+ * interleaved, a few per event-loop turn (no timing: the pace only keeps queues short). Counts its echoes per flow
+ * (checking they carry its own site and flow, in order) and the late replies; prints the tally when every echo
+ * and late reply is in, or at the timeout.
+ */
+export function lanesClientScript(o: { flows: number; perFlow: number; paceMs: number; timeoutMs: number }): string {
+  return `
+import dgram from 'node:dgram';
+const [site] = process.argv.slice(1);
+const PACE_MS = ${o.paceMs};
+const echoes = new Array(${o.flows}).fill(0), last = new Array(${o.flows}).fill(-1), late = new Array(${o.flows}).fill(0), wrong = [];
+let bound = 0, done = false;
+const socks = [];
+const finish = () => { if (done) return; done = true; console.log(JSON.stringify({ echoes, late, wrong })); process.exit(0); };
+for (let f = 0; f < ${o.flows}; f++) {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m) => {
+    const parts = m.toString().split(':');
+    if (parts[0] === 'late') { if (parts[1] === site && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
+    else if (parts[0] === site && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
+    else wrong.push(m.toString() + ' at flow ' + f + ' after ' + last[f]);
+    if (late.every((n) => n > 0)) finish();
+  });
+  s.bind(${LANES_BASE_PORT} + f, '${LANES_HOST}', () => { if (++bound === ${o.flows}) { console.log('bound'); send(0); } });
+  socks.push(s);
+}
+function send(seq) {
+  if (seq === ${o.perFlow}) { console.log('sent'); return; }
+  let n = 0;
+  for (let f = 0; f < ${o.flows}; f++) socks[f].send(site + ':' + f + ':' + seq, ${LANES_SINK_PORT}, '${LANES_SERVER}', () => { if (++n === ${o.flows}) setTimeout(() => send(seq + 1), PACE_MS); });
+}
+setTimeout(finish, ${o.timeoutMs});`;
+}
+
+export interface NsChild {
+  child: ChildProcess;
+  lines: string[];
+  waitFor(text: string): Promise<string>;
+  exited: Promise<number | null>;
+}
+
+/** A node process in namespace `ns` (args after the node binary); its stdout kept by line. */
+export function nsSpawn(ns: string, args: string[], stdin = false): NsChild {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let err = '';
+  let buffered = '';
+  const waiters: Array<{ text: string; resolve: (line: string) => void; reject: (e: Error) => void }> = [];
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`${ns}: exited ${code} before "${w.text}": ${err}${lines.join('\n')}`));
+    resolve(code);
+  }));
+  child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
+  child.stdout?.on('data', (b: Buffer) => {
+    buffered += b.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      lines.push(line);
+      for (let k = waiters.length - 1; k >= 0; k--) if (line.includes(waiters[k].text)) waiters.splice(k, 1)[0].resolve(line);
+    }
+  });
+  const waitFor = (text: string): Promise<string> => {
+    const have = lines.find((l) => l.includes(text));
+    if (have !== undefined) return Promise.resolve(have);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${ns}: no "${text}" within ${LANES_START_TIMEOUT_MS} ms: ${err}${lines.join('\n')}`)), LANES_START_TIMEOUT_MS);
+      waiters.push({ text, resolve: (l) => { clearTimeout(timer); resolve(l); }, reject: (e) => { clearTimeout(timer); reject(e); } });
+    });
+  };
+  return { child, lines, waitFor, exited };
+}
+
+/** The edge's merged status: SIGUSR1 makes `tether run` log a 'status' line; this waits for the next one on its stdout. */
+export async function childStatus<T>(edge: NsChild): Promise<T> {
+  const from = edge.lines.length;
+  edge.child.kill('SIGUSR1');
+  for (;;) {
+    const line = edge.lines.slice(from).find((l) => l.includes('"msg":"status"'));
+    if (line !== undefined) return (JSON.parse(line) as { status: T }).status;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
