@@ -104,7 +104,7 @@ import {
   UDP_HEADER,
   UDP_LENGTH,
 } from '../wire/constants.js';
-import { checksumAdjust, ipv4FixedHeaderSum, word32Delta, wordDelta } from '../wire/checksum.js';
+import { checksumAdjust, ipv4HeaderSumWithAddrs, word32Delta, wordDelta } from '../wire/checksum.js';
 import { read16, write16, write32 } from '../wire/bytes.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
@@ -766,7 +766,7 @@ export class Pipeline {
       for (let i = start; i < end; i++) {
         this.metaIndex = i;
         if (fast && hints[i - start] >= 0) {
-          const hop = this.forwardEstablished4(batch, i, hints[i - start], now);
+          const hop = this.forwardEstablished4(batch, i, hints[i - start], (i - start) * KEY4_WORDS, now);
           if (hop !== NOT_FAST) {
             this.finish(batch, i, hop);
             continue;
@@ -891,7 +891,7 @@ export class Pipeline {
    * One checksum update per field equals the chain of updates forward() makes: one's-complement addition is
    * associative, and each term is added only where forward() adds it (a field that changes).
    */
-  private forwardEstablished4(batch: PacketBatch, i: number, node: number, now: number): number {
+  private forwardEstablished4(batch: PacketBatch, i: number, node: number, keyAt: number, now: number): number {
     const table = this.flows4;
     if (table.removals !== this.hintRemovals) return NOT_FAST;
     const data = batch.data;
@@ -902,7 +902,11 @@ export class Pipeline {
     // inspect4 on a 20-byte header (the pre-pass saw version 4, IHL 5, no fragment, UDP or TCP).
     const totalLength = (data[o + IPV4_TOTAL_LENGTH] << 8) | data[o + IPV4_TOTAL_LENGTH + 1];
     if (totalLength > length || totalLength < IPV4_MIN_HEADER) return NOT_FAST;
-    let sum = ipv4FixedHeaderSum(data, o);
+    // The addresses and ports as the pre-pass read them (prefetchTuples at keyAt): the packet has not changed since.
+    const key = this.prefetchTuples;
+    let src = key[keyAt + KEY_SRC] >>> 0;
+    let dst = key[keyAt + KEY_DST] >>> 0;
+    let sum = ipv4HeaderSumWithAddrs(data, o, src, dst);
     sum = (sum & 0xffff) + (sum >>> 16);
     sum = (sum & 0xffff) + (sum >>> 16);
     const ttl = data[o + IPV4_TTL];
@@ -923,8 +927,7 @@ export class Pipeline {
       const udpLength = (data[l4 + UDP_LENGTH] << 8) | data[l4 + UDP_LENGTH + 1];
       if (udpLength < UDP_HEADER || udpLength > avail) return NOT_FAST;
     }
-    let src = readU32(data, o + IPV4_SRC);
-    let dst = readU32(data, o + IPV4_DST);
+    const portsWord = key[keyAt + KEY_PORTS];
     const ports = this.ports;
     const filter = ports.sourceFilterIndex[ingress];
     if (filter !== 0) {
@@ -948,8 +951,8 @@ export class Pipeline {
     counters.fastPathPackets++;
     counters.rxPackets[ingress]++;
     counters.rxBytes[ingress] += length;
-    let srcPort = (data[l4] << 8) | data[l4 + 1];
-    let dstPort = (data[l4 + 2] << 8) | data[l4 + 3];
+    let srcPort = portsWord >>> 16;
+    let dstPort = portsWord & 0xffff;
     const meta = this.metaBatch;
     if (isTcp) {
       const verdict = table.trackTcp(
@@ -970,9 +973,12 @@ export class Pipeline {
     let ipDelta = 0;
     let l4Delta = 0;
     if ((flags & FLAG_TRANSLATE) !== 0) {
+      // The other node's key, ends swapped: one address index for its three words (an IPv4 table: dst follows src).
       const other = node ^ 1;
-      const newSrc = table.nodeDst(other, 0);
-      const newDst = table.nodeSrc(other, 0);
+      const rec = table.records;
+      const at = table.srcIndex(other);
+      const newSrc = rec[at + 1];
+      const newDst = rec[at];
       const otherPorts = table.nodePorts(other);
       const newSrcPort = otherPorts & 0xffff;
       const newDstPort = otherPorts >>> 16;
