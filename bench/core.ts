@@ -23,7 +23,8 @@
  *
  * Options: --json (one JSON object), --flows N (default 1,000,000), --quick (smaller, for a smoke run),
  * --no-huge-pages (the flow tables on ordinary 4 KiB pages instead of MADV_HUGEPAGE memory), --setup-only
- * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s).
+ * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s), --fastpath-only (setup, then the fast
+ * path, reference and general walk alone: one JSON line; for profiling and A/B runs).
  */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -49,6 +50,7 @@ const json = args.includes('--json');
 const wantHugePages = !args.includes('--no-huge-pages');
 const quick = args.includes('--quick');
 const setupOnly = args.includes('--setup-only');
+const fastPathOnly = args.includes('--fastpath-only');
 const flowsArg = args.indexOf('--flows');
 const FLOWS = flowsArg >= 0 ? Number(args[flowsArg + 1]) : quick ? 100_000 : 1_000_000;
 const ROUTES = quick ? 10_000 : 100_000;
@@ -256,8 +258,14 @@ function benchSetup(
   return { perSecond: created / seconds, perCpuSecond: created / ((cpu.user + cpu.system) / 1e6), pipeline };
 }
 
-/** Rounds of fast path and reference, alternated, so both see the same machine (shared and noisy). */
-const ALTERNATIONS = 3;
+/**
+ * Rounds of fast path, reference and general walk, alternated, so all three see the same machine (shared and
+ * noisy): 25 rounds of 800 batches (~205 k packets, 12.5 passes over the slab, 20-60 ms) each. Three rounds of
+ * ~1.7 M packets before: the same packets in all, but a round of the fast path and the reference's next one
+ * could meet very different neighbours (the reference swung 3.4-9.5 Mpps between rounds). Short rounds give
+ * each figure many chances at a quiet moment, and each pair of neighbouring rounds meets nearly the same machine.
+ */
+const ALTERNATIONS = 25;
 
 interface FastPathResult {
   /** Best of the alternations, Mpps. */
@@ -267,6 +275,16 @@ interface FastPathResult {
   generalMpps: number;
   runs: number[];
   referenceRuns: number[];
+  /** The median over the alternations of fast path / reference in the same alternation (neighbouring rounds). */
+  pairRatio: number;
+  /**
+   * The same rounds per second of this process's CPU time (process.cpuUsage: user + system), best of the
+   * alternations: what a round cost when it ran, without the time other processes held the core. On a
+   * shared 2-core machine wall time swings 2-10x with the other engineers' load; CPU time much less.
+   */
+  cpuMpps: number;
+  referenceCpuMpps: number;
+  generalCpuMpps: number;
   /** One packet per sampled flow, both directions, as sent (bench/policy.ts re-evaluates them). */
   slab: PacketBatch;
   generalRuns: number[];
@@ -324,12 +342,16 @@ function benchFastPath(pipeline: Pipeline, packets: Uint8Array[], ingress: numbe
     }
     return sent;
   };
-  const timed = (step: (b: PacketBatch, now: number) => void, what: string): number => {
+  const cpuRuns: number[][] = [[], [], []];
+  const timed = (step: (b: PacketBatch, now: number) => void, what: string, cpuTo: number[]): number => {
+    const cpuStart = process.cpuUsage();
     const start = performance.now();
     const forwarded = run(rounds, step);
     const seconds = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
     const total = rounds * BATCH;
     if (forwarded !== total) log(`${what}: ${total - forwarded} of ${total} packets dropped (${dropSummary(pipeline)})`);
+    cpuTo.push(total / ((cpu.user + cpu.system) / 1e6) / 1e6);
     return total / seconds / 1e6;
   };
   run(200, pipelineStep);
@@ -339,21 +361,49 @@ function benchFastPath(pipeline: Pipeline, packets: Uint8Array[], ingress: numbe
   const referenceRuns: number[] = [];
   const generalRuns: number[] = [];
   for (let a = 0; a < ALTERNATIONS; a++) {
-    runs.push(timed(pipelineStep, 'fast path'));
-    referenceRuns.push(timed(referenceStep, 'reference'));
-    generalRuns.push(timed(generalStep, 'general walk'));
+    runs.push(timed(pipelineStep, 'fast path', cpuRuns[0]));
+    referenceRuns.push(timed(referenceStep, 'reference', cpuRuns[1]));
+    generalRuns.push(timed(generalStep, 'general walk', cpuRuns[2]));
   }
   if (reference.sink === 42) log('');
   slab.data.set(pristine);
   return {
     mpps: Math.max(...runs),
+    pairRatio: median(runs.map((v, a) => v / referenceRuns[a])),
     referenceMpps: Math.max(...referenceRuns),
     generalMpps: Math.max(...generalRuns),
+    cpuMpps: Math.max(...cpuRuns[0]),
+    referenceCpuMpps: Math.max(...cpuRuns[1]),
+    generalCpuMpps: Math.max(...cpuRuns[2]),
     runs,
     referenceRuns,
     generalRuns,
     slab,
   };
+}
+
+function fastPathFigures(fast: FastPathResult) {
+  return {
+    fastpath_mpps: round(fast.mpps, 2),
+    reference_mpps: round(fast.referenceMpps, 2),
+    fastpath_vs_reference: round(fast.mpps / fast.referenceMpps, 2),
+    fastpath_vs_reference_median_pair: round(fast.pairRatio, 2),
+    fastpath_runs_mpps: fast.runs.map((v) => round(v, 2)),
+    reference_runs_mpps: fast.referenceRuns.map((v) => round(v, 2)),
+    general_mpps: round(fast.generalMpps, 2),
+    general_vs_reference: round(fast.generalMpps / fast.referenceMpps, 2),
+    general_runs_mpps: fast.generalRuns.map((v) => round(v, 2)),
+    fastpath_cpu_mpps: round(fast.cpuMpps, 2),
+    reference_cpu_mpps: round(fast.referenceCpuMpps, 2),
+    fastpath_vs_reference_cpu: round(fast.cpuMpps / fast.referenceCpuMpps, 2),
+    general_vs_reference_cpu: round(fast.generalCpuMpps / fast.referenceCpuMpps, 2),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function dropSummary(pipeline: Pipeline): string {
@@ -398,7 +448,7 @@ function benchMemory(): number {
 function main(): void {
   const next = rng(0x7e7e7);
   log(`tether core benchmark: ${FLOWS.toLocaleString()} flows, ${ROUTES.toLocaleString()} routes, ${RULES} firewall rules, batches of ${BATCH}, node ${process.version}, huge pages ${wantHugePages ? 'on' : 'off'} (THP ${transparentHugePageMode()})`);
-  const bytesPerFlow = benchMemory();
+  const bytesPerFlow = fastPathOnly ? 0 : benchMemory();
   gc();
   const { routes, mlps } = benchRoutes(next);
   const rules = firewallRules(next);
@@ -433,6 +483,11 @@ function main(): void {
   const pipelineBytesPerFlow = (memory() - memBefore + external) / pipeline.flows4.size;
   const hugeBytes = hugePageBytes();
   const fast = benchFastPath(pipeline, packets, ingress, next, allocate);
+  if (fastPathOnly) {
+    // The fast path's figures alone (and setup's, which fills its table): a shorter hold of the CPU lock.
+    process.stdout.write(`${JSON.stringify({ ...fastPathFigures(fast), setup_per_s: Math.round(perSecond), flows: FLOWS, node: process.version })}\n`);
+    return;
+  }
   ensureConntrackLoaded();
   const kernelBytes = kernelConntrackObjectSize();
   const reevaluation = benchReevaluate(pipeline, fast.slab, BATCH);
@@ -443,14 +498,7 @@ function main(): void {
   const esp = benchEsp();
 
   const result = {
-    fastpath_mpps: round(fast.mpps, 2),
-    reference_mpps: round(fast.referenceMpps, 2),
-    fastpath_vs_reference: round(fast.mpps / fast.referenceMpps, 2),
-    fastpath_runs_mpps: fast.runs.map((v) => round(v, 2)),
-    reference_runs_mpps: fast.referenceRuns.map((v) => round(v, 2)),
-    general_mpps: round(fast.generalMpps, 2),
-    general_vs_reference: round(fast.generalMpps / fast.referenceMpps, 2),
-    general_runs_mpps: fast.generalRuns.map((v) => round(v, 2)),
+    ...fastPathFigures(fast),
     setup_per_s: Math.round(perSecond),
     setup_with_hostname_rules_per_s: Math.round(withRules.perSecond),
     bytes_per_flow: round(bytesPerFlow, 1),

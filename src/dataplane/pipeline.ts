@@ -35,7 +35,7 @@ import { finalMix, mixWord, randomSeed } from '../common/hash.js';
 import { MAX_ONRAMP_ID, NEXT_HOP_DROP, PORT_INTERNET, ZONE_GLOBAL } from '../common/ids.js';
 import { PacketBatch, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_WORDS } from '../common/packet-batch.js';
 import { fairShare } from '../common/fair-share.js';
-import { FlowKey, FlowTable, QUOTA_AUTO, RemoveReason, TcpState, type FlowTimeouts } from '../flow/flow-table.js';
+import { FlowKey, FlowTable, KEY4_WORDS, QUOTA_AUTO, RemoveReason, TcpState, type FlowTimeouts } from '../flow/flow-table.js';
 import { HealthEngine, REPLY_NOT_OURS } from '../health/health.js';
 import { priorityPenalty } from '../health/constants.js';
 import type { HealthState } from '../health/judge.js';
@@ -106,7 +106,7 @@ import {
   UDP_HEADER,
   UDP_LENGTH,
 } from '../wire/constants.js';
-import { checksumAdjust, ipv4FixedHeaderSum, word32Delta, wordDelta } from '../wire/checksum.js';
+import { checksumAdjust, ipv4HeaderSumWithAddrs, word32Delta, wordDelta } from '../wire/checksum.js';
 import { read16, write16, write32 } from '../wire/bytes.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
@@ -263,8 +263,15 @@ export const DEFAULT_CAPACITY4 = 1 << 16;
 export const DEFAULT_CAPACITY6 = 1 << 12;
 /** A packet the pre-pass did not look up (prefetch()); its hints are otherwise a node or -1 (no flow). */
 const HINT_NONE = -2;
-/** Words the pre-pass keeps per packet: source, destination, ports. */
-const TUPLE_WORDS = 3;
+/** A packet the pre-pass looked up and whose flow is not there: a setup to come. */
+const HINT_MISS = -1;
+/** The pre-pass's key words per packet (FlowTable.lookupChunk4, KEY4_WORDS): zone | protocol << 16, ports, source, destination. */
+const KEY_ZONE_PROTOCOL = 0;
+const KEY_PORTS = 1;
+const KEY_SRC = 2;
+const KEY_DST = 3;
+const KEY_PROTOCOL_SHIFT = 16;
+const KEY_ZONE_MASK = 0xffff;
 /** forwardEstablished4(): the packet needs the general walk (forward()); nothing was changed or counted. */
 const NOT_FAST = -259;
 /** The TCP flags that decide a segment's class (src/flow/tcp.ts): a plain established segment has only ACK of them. */
@@ -500,8 +507,8 @@ export class Pipeline {
   /** The flow-table buckets of the packets being prefetched (-1: not prefetched), and their lookups' results. */
   private readonly prefetchBuckets = new Int32Array(PREFETCH_CHUNK);
   private readonly prefetchHints = new Int32Array(PREFETCH_CHUNK);
-  /** Source, destination and ports word of each packet the pre-pass hashed (TUPLE_WORDS each), for its lookup. */
-  private readonly prefetchTuples = new Int32Array(PREFETCH_CHUNK * TUPLE_WORDS);
+  /** The key words of each packet the pre-pass hashed (KEY4_WORDS each), for its lookup. */
+  private readonly prefetchTuples = new Int32Array(PREFETCH_CHUNK * KEY4_WORDS);
   /** flows4.creations and .removals when the hints were taken (hinted()). */
   private hintCreations = 0;
   private hintRemovals = 0;
@@ -774,7 +781,7 @@ export class Pipeline {
       for (let i = start; i < end; i++) {
         this.metaIndex = i;
         if (fast && hints[i - start] >= 0) {
-          const hop = this.forwardEstablished4(batch, i, hints[i - start], now);
+          const hop = this.forwardEstablished4(batch, i, hints[i - start], (i - start) * KEY4_WORDS, now);
           if (hop !== NOT_FAST) {
             this.finish(batch, i, hop);
             continue;
@@ -811,15 +818,16 @@ export class Pipeline {
   /**
    * Memory-level parallelism: at 1 M flows every lookup misses the cache (and the TLB) twice, on
    * the bucket and on the flow record, and one packet's misses wait for each other. Walking the
-   * packets first and touching each one's bucket and first two chain records in independent loads lets
-   * the CPU overlap the misses of many packets; forward() then finds the lines in cache. Only the
-   * common case is prefetched (plain 20-byte IPv4 header, UDP or TCP, not a fragment); the rest
-   * simply is not, and nothing here decides anything.
+   * packets first and reading each one's bucket, then its head record, in independent loads lets the CPU
+   * overlap the misses of many packets (FlowTable.lookupChunk4); the lookups themselves then compare keys
+   * on lines in cache, and only a packet whose head is another key reads the next record (again all of
+   * them in one loop). Only the common case is looked up ahead (plain 20-byte IPv4 header, UDP or TCP, not
+   * a fragment); the rest simply is not, and nothing here decides anything.
    *
-   * Then, with the lines in cache, the lookups themselves: each packet's result is kept as its hint, which
-   * forward() takes instead of hashing and walking the chain again (hinted() says when it still holds). A
-   * packet that found no flow is a setup to come: its source endpoint's NAT mapping bucket and head record
-   * are fetched the same way, so the mapping lookup of every setup in the chunk overlaps too.
+   * Each packet's result is kept as its hint, which forwardEstablished4() and forward() take instead of
+   * hashing and walking the chain again (hinted() says when it still holds). A packet that found no flow is
+   * a setup to come: its source endpoint's NAT mapping bucket and head record are fetched the same way, so
+   * the mapping lookup of every setup in the chunk overlaps too.
    */
   private prefetch(batch: PacketBatch, start: number, end: number): void {
     const data = batch.data;
@@ -845,40 +853,33 @@ export class Pipeline {
       ) {
         const protocol = data[o + IPV4_PROTOCOL];
         if (protocol === IPPROTO_UDP || protocol === IPPROTO_TCP) {
-          // Kept for the lookups below: the bytes are read once.
+          // Kept for the lookups below (FlowTable.lookupChunk4's key words): the bytes are read once.
+          const zone = zoneOf[ingress];
           const src = readI32(data, o + IPV4_SRC);
           const dst = readI32(data, o + IPV4_DST);
           const ports = readI32(data, o + IPV4_MIN_HEADER);
-          tuple[(i - start) * TUPLE_WORDS] = src;
-          tuple[(i - start) * TUPLE_WORDS + 1] = dst;
-          tuple[(i - start) * TUPLE_WORDS + 2] = ports;
-          slot = table.bucket4(zoneOf[ingress], protocol, src, dst, ports);
+          const at = (i - start) * KEY4_WORDS;
+          tuple[at + KEY_ZONE_PROTOCOL] = zone | (protocol << KEY_PROTOCOL_SHIFT);
+          tuple[at + KEY_PORTS] = ports;
+          tuple[at + KEY_SRC] = src;
+          tuple[at + KEY_DST] = dst;
+          slot = table.bucket4(zone, protocol, src, dst, ports);
         }
       }
       slots[i - start] = slot;
       buckets[i - start] = slot;
+      hints[i - start] = HINT_NONE;
     }
-    this.prefetchSink ^= table.prefetch(slots, count);
+    this.prefetchSink ^= table.lookupChunk4(slots, tuple, hints, count);
     const snat = this.snat;
     let setups = 0;
     for (let k = 0; k < count; k++) {
-      const bucket = buckets[k];
-      if (bucket < 0) {
-        hints[k] = HINT_NONE;
-        slots[k] = -1;
-        continue;
-      }
-      const o = batch.offset[start + k];
-      const ingress = batch.ingress[start + k];
-      const zone = zoneOf[ingress];
-      const protocol = data[o + IPV4_PROTOCOL];
-      const src = tuple[k * TUPLE_WORDS];
-      const ports = tuple[k * TUPLE_WORDS + 2];
-      const node = table.lookup4At(bucket, zone, protocol, src, tuple[k * TUPLE_WORDS + 1], ports);
-      hints[k] = node;
+      const node = hints[k];
       // The Internet only answers (decideSetup): a miss from it never takes a mapping.
-      if (node < 0 && snat !== null && ingress !== PORT_INTERNET) {
-        slots[k] = snat.bucket4(zone, protocol, src, ports >>> 16);
+      if (node === HINT_MISS && snat !== null && batch.ingress[start + k] !== PORT_INTERNET) {
+        const at = k * KEY4_WORDS;
+        const key0 = tuple[at + KEY_ZONE_PROTOCOL];
+        slots[k] = snat.bucket4(key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
         setups++;
       } else {
         slots[k] = -1;
@@ -905,7 +906,7 @@ export class Pipeline {
    * One checksum update per field equals the chain of updates forward() makes: one's-complement addition is
    * associative, and each term is added only where forward() adds it (a field that changes).
    */
-  private forwardEstablished4(batch: PacketBatch, i: number, node: number, now: number): number {
+  private forwardEstablished4(batch: PacketBatch, i: number, node: number, keyAt: number, now: number): number {
     const table = this.flows4;
     if (table.removals !== this.hintRemovals) return NOT_FAST;
     const data = batch.data;
@@ -916,7 +917,11 @@ export class Pipeline {
     // inspect4 on a 20-byte header (the pre-pass saw version 4, IHL 5, no fragment, UDP or TCP).
     const totalLength = (data[o + IPV4_TOTAL_LENGTH] << 8) | data[o + IPV4_TOTAL_LENGTH + 1];
     if (totalLength > length || totalLength < IPV4_MIN_HEADER) return NOT_FAST;
-    let sum = ipv4FixedHeaderSum(data, o);
+    // The addresses and ports as the pre-pass read them (prefetchTuples at keyAt): the packet has not changed since.
+    const key = this.prefetchTuples;
+    let src = key[keyAt + KEY_SRC] >>> 0;
+    let dst = key[keyAt + KEY_DST] >>> 0;
+    let sum = ipv4HeaderSumWithAddrs(data, o, src, dst);
     sum = (sum & 0xffff) + (sum >>> 16);
     sum = (sum & 0xffff) + (sum >>> 16);
     const ttl = data[o + IPV4_TTL];
@@ -937,8 +942,7 @@ export class Pipeline {
       const udpLength = (data[l4 + UDP_LENGTH] << 8) | data[l4 + UDP_LENGTH + 1];
       if (udpLength < UDP_HEADER || udpLength > avail) return NOT_FAST;
     }
-    let src = readU32(data, o + IPV4_SRC);
-    let dst = readU32(data, o + IPV4_DST);
+    const portsWord = key[keyAt + KEY_PORTS];
     const ports = this.ports;
     const filter = ports.sourceFilterIndex[ingress];
     if (filter !== 0) {
@@ -962,8 +966,8 @@ export class Pipeline {
     counters.fastPathPackets++;
     counters.rxPackets[ingress]++;
     counters.rxBytes[ingress] += length;
-    let srcPort = (data[l4] << 8) | data[l4 + 1];
-    let dstPort = (data[l4 + 2] << 8) | data[l4 + 3];
+    let srcPort = portsWord >>> 16;
+    let dstPort = portsWord & 0xffff;
     const meta = this.metaBatch;
     if (isTcp) {
       const verdict = table.trackTcp(
@@ -984,9 +988,12 @@ export class Pipeline {
     let ipDelta = 0;
     let l4Delta = 0;
     if ((flags & FLAG_TRANSLATE) !== 0) {
+      // The other node's key, ends swapped: one address index for its three words (an IPv4 table: dst follows src).
       const other = node ^ 1;
-      const newSrc = table.nodeDst(other, 0);
-      const newDst = table.nodeSrc(other, 0);
+      const rec = table.records;
+      const at = table.srcIndex(other);
+      const newSrc = rec[at + 1];
+      const newDst = rec[at];
       const otherPorts = table.nodePorts(other);
       const newSrcPort = otherPorts & 0xffff;
       const newDstPort = otherPorts >>> 16;

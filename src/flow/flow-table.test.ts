@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Drop } from '../common/drop-reasons.js';
 import { IPPROTO_GRE as GRE, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
-import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, RemoveReason, type FlowTableOptions } from './flow-table.js';
+import { DEFAULT_TIMEOUTS, FlowKey, FlowTable, KEY4_WORDS, RemoveReason, type FlowTableOptions } from './flow-table.js';
 
 const TICK = 1000;
 
@@ -500,6 +500,38 @@ test('bucket4 is the hash lookup uses; prefetch() walks each bucket\'s first two
       assert.equal(t.lookup4At(bo, zone, proto, src, dst, ((sport << 16) | dport) >>> 0), f * 2, 'lookup4At from the bucket: the same answer');
       const sameKey = r.zone === o.zone && r.src[0] === o.src[0] && r.dst[0] === o.dst[0] && r.srcPort === o.srcPort && r.dstPort === o.dstPort;
       assert.equal(t.lookup(r), sameKey ? f * 2 : f * 2 + 1);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('lookupChunk4 answers every packet of a chunk as lookup() does (the oracle): hits anywhere in long chains, misses, and slots not asked about', () => {
+  // Few distinct values so that keys repeat and chains are long: up to 48 flows (96 nodes) in 64 buckets.
+  const key = fc.record({
+    zone: fc.integer({ min: 0, max: 3 }),
+    protocol: fc.constantFrom(IPPROTO_UDP, IPPROTO_TCP),
+    src: fc.constantFrom(0x0a000001, 0xc0000201, 0xfffffffe),
+    dst: fc.constantFrom(0xcb007101, 0x80000000),
+    srcPort: fc.integer({ min: 1000, max: 1003 }),
+    dstPort: fc.constantFrom(53, 0xffff),
+  });
+  const toKey = (k: { zone: number; protocol: number; src: number; dst: number; srcPort: number; dstPort: number }) =>
+    new FlowKey().set4(k.zone, k.protocol, k.src, k.dst, k.srcPort, k.dstPort);
+  fc.assert(
+    fc.property(fc.array(fc.tuple(key, key), { maxLength: 48 }), fc.array(fc.tuple(key, fc.boolean()), { minLength: 1, maxLength: 64 }), (flows, probes) => {
+      const t = new FlowTable({ capacity: 48, addrWords: 1, hashSeed: 7 });
+      for (const [o, r] of flows) t.create(toKey(o), toKey(r), 1, 0);
+      const n = probes.length;
+      const slots = new Int32Array(n);
+      const keys = new Int32Array(n * KEY4_WORDS);
+      const hints = new Int32Array(n).fill(-2);
+      probes.forEach(([k, asked], i) => {
+        const ports = (k.srcPort << 16) | k.dstPort;
+        slots[i] = asked ? t.bucket4(k.zone, k.protocol, k.src, k.dst, ports) : -1;
+        keys.set([k.zone | (k.protocol << 16), ports, k.src, k.dst], i * KEY4_WORDS);
+      });
+      assert.equal(typeof t.lookupChunk4(slots, keys, hints, n), 'number');
+      probes.forEach(([k, asked], i) => assert.equal(hints[i], asked ? t.lookup(toKey(k)) : -2, `probe ${i}`));
     }),
     { numRuns: 300 },
   );

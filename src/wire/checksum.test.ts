@@ -7,7 +7,9 @@ import {
   checksumUpdate32,
   foldChecksum,
   icmpv4ChecksumFull,
+  ipv4FixedHeaderSum,
   ipv4HeaderChecksum,
+  ipv4HeaderSumWithAddrs,
   onesComplementSum,
   onesComplementSumWords,
   pseudoHeaderSum4,
@@ -186,4 +188,15 @@ test('RFC 1624 section 3 corner case: eqn 3 yields 0x0000, never -0 (0xFFFF), wh
   // No change leaves the checksum as is, including 0.
   assert.equal(checksumUpdate16(0x0000, 0x1234, 0x1234), 0x0000);
   assert.equal(checksumUpdate32(0xabcd, 0xdeadbeef, 0xdeadbeef), 0xabcd);
+});
+
+test('ipv4HeaderSumWithAddrs equals ipv4FixedHeaderSum with the addresses given as words, signed or not', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 24, maxLength: 24 }), fc.integer({ min: 0, max: 4 }), fc.boolean(), (bytes, o, signed) => {
+      const word = (at: number) => (bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3];
+      const src = signed ? word(o + 12) | 0 : word(o + 12) >>> 0;
+      const dst = signed ? word(o + 16) | 0 : word(o + 16) >>> 0;
+      assert.equal(ipv4HeaderSumWithAddrs(bytes, o, src, dst), ipv4FixedHeaderSum(bytes, o));
+    }),
+  );
 });

@@ -69,10 +69,10 @@ export function onesComplementSumWords(buf: Uint8Array, words: Uint32Array, star
 }
 
 /**
- * The unfolded one's-complement sum of the ten words of an IPv4 header's fixed 20 bytes at `o` (RFC 791 section
- * 3.1), unrolled: inspection verifies every packet's header with it, options (if any) added by the caller.
+ * ipv4FixedHeaderSum when the caller already holds the source and destination addresses as 32-bit words (signed
+ * or not): the first six words from the bytes, the addresses' four from the words (the same sum).
  */
-export function ipv4FixedHeaderSum(buf: Uint8Array, o: number): number {
+export function ipv4HeaderSumWithAddrs(buf: Uint8Array, o: number, src: number, dst: number): number {
   return (
     ((buf[o] << 8) | buf[o + 1]) +
     ((buf[o + 2] << 8) | buf[o + 3]) +
@@ -80,10 +80,20 @@ export function ipv4FixedHeaderSum(buf: Uint8Array, o: number): number {
     ((buf[o + 6] << 8) | buf[o + 7]) +
     ((buf[o + 8] << 8) | buf[o + 9]) +
     ((buf[o + 10] << 8) | buf[o + 11]) +
-    ((buf[o + 12] << 8) | buf[o + 13]) +
-    ((buf[o + 14] << 8) | buf[o + 15]) +
-    ((buf[o + 16] << 8) | buf[o + 17]) +
-    ((buf[o + 18] << 8) | buf[o + 19])
+    (src >>> 16) + (src & WORD_MASK) + (dst >>> 16) + (dst & WORD_MASK)
+  );
+}
+
+/**
+ * The unfolded one's-complement sum of the ten words of an IPv4 header's fixed 20 bytes at `o` (RFC 791 section
+ * 3.1), unrolled: inspection verifies every packet's header with it, options (if any) added by the caller.
+ */
+export function ipv4FixedHeaderSum(buf: Uint8Array, o: number): number {
+  return ipv4HeaderSumWithAddrs(
+    buf,
+    o,
+    (buf[o + 12] << 24) | (buf[o + 13] << 16) | (buf[o + 14] << 8) | buf[o + 15],
+    (buf[o + 16] << 24) | (buf[o + 17] << 16) | (buf[o + 18] << 8) | buf[o + 19],
   );
 }
 
