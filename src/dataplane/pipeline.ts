@@ -846,6 +846,7 @@ export class Pipeline {
     this.prefetchSink ^= table.prefetch(slots, count);
     const snat = this.snat;
     let setups = 0;
+    let mapped = 0;
     for (let k = 0; k < count; k++) {
       const bucket = buckets[k];
       if (bucket < 0) {
@@ -861,15 +862,19 @@ export class Pipeline {
       const ports = tuple[k * TUPLE_WORDS + 2];
       const node = table.lookup4At(bucket, zone, protocol, src, tuple[k * TUPLE_WORDS + 1], ports);
       hints[k] = node;
-      // The Internet only answers (decideSetup): a miss from it never takes a mapping.
-      if (node < 0 && snat !== null && ingress !== PORT_INTERNET) {
-        slots[k] = snat.bucket4(zone, protocol, src, ports >>> 16);
+      slots[k] = -1;
+      // The Internet only answers (decideSetup): a miss from it is no setup and never takes a mapping.
+      if (node < 0 && ingress !== PORT_INTERNET) {
         setups++;
-      } else {
-        slots[k] = -1;
+        if (snat !== null) {
+          slots[k] = snat.bucket4(zone, protocol, src, ports >>> 16);
+          mapped++;
+        }
       }
     }
-    if (setups !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
+    if (mapped !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
+    // The records the chunk's setups will fill (FlowTable.prefetchFree).
+    if (setups !== 0) this.prefetchSink ^= table.prefetchFree(setups);
     this.hintCreations = table.creations;
     this.hintRemovals = table.removals;
     table.markCreations();
