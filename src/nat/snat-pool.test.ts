@@ -379,3 +379,20 @@ test('a new port space starts with exactly its slice free: the word-at-a-time bi
     { numRuns: 200 },
   );
 });
+
+test('isPoolAddress4 (a range compare, then the hash table) against a set of the pool', () => {
+  const u32 = fc.integer({ min: 0, max: 0xffffffff });
+  fc.assert(
+    fc.property(fc.uniqueArray(u32, { minLength: 0, maxLength: 12 }), fc.array(u32, { maxLength: 40 }), (pool4, probes) => {
+      const addresses = [...pool4.map((a) => formatIpv4(a)), '2001:db8::1'];
+      const pool = new SnatPool({ addresses, hashSeed: 9 });
+      const set = new Set(pool4);
+      // Each pool address, its neighbours (the range's edges) and random ones; signed or unsigned words.
+      for (const a of [...pool4, ...pool4.map((x) => (x + 1) >>> 0), ...pool4.map((x) => (x - 1) >>> 0), ...probes]) {
+        assert.equal(pool.isPoolAddress4(a), set.has(a), formatIpv4(a));
+        assert.equal(pool.isPoolAddress4(a | 0), set.has(a), `${formatIpv4(a)} signed`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});

@@ -227,6 +227,12 @@ export class SnatPool {
   /** Open-addressed address -> index tables (for isPoolAddress and lookupExternal). */
   private readonly lookupMask: number;
   private readonly lookup4: Int32Array;
+  /**
+   * The lowest and highest IPv4 pool address (unsigned; low > high when there is none): flow setup asks for every
+   * first packet whether it is addressed to the pool (hairpinning), and almost none is; one range compare answers.
+   */
+  private readonly low4: number;
+  private readonly high4: number;
   private readonly lookup6: Int32Array;
 
   // --- port spaces, index = addressIndex * SLOT_COUNT + slot; allocated on first use ---------
@@ -304,6 +310,14 @@ export class SnatPool {
       (family === AF_INET4 ? v4 : v6).push(i);
     }
     this.family4 = Int32Array.from(v4);
+    let low4 = 0xffffffff;
+    let high4 = 0;
+    for (const i of v4) {
+      low4 = Math.min(low4, this.addrWords[i * 4]);
+      high4 = Math.max(high4, this.addrWords[i * 4]);
+    }
+    this.low4 = low4;
+    this.high4 = high4;
     this.family6 = Int32Array.from(v6);
 
     let tableSize = 4;
@@ -481,6 +495,7 @@ export class SnatPool {
   /** Index of an IPv4 pool address (position in opts.addresses), -1 when not in the pool. */
   addressIndex4(addr: number): number {
     addr >>>= 0;
+    if (addr < this.low4 || addr > this.high4) return NIL;
     const mask = this.lookupMask;
     for (let h = this.addressHash4(addr) & mask; ; h = (h + 1) & mask) {
       const i = this.lookup4[h];
