@@ -23,7 +23,11 @@
  *
  * Options: --json (one JSON object), --flows N (default 1,000,000), --quick (smaller, for a smoke run),
  * --no-huge-pages (the flow tables on ordinary 4 KiB pages instead of MADV_HUGEPAGE memory), --setup-only
- * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s).
+ * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s on this thread, then
+ * setup_per_s_N_lanes and setup_per_cpu_s_N_lanes: the same flows on --lanes N worker threads, default 2, each
+ * its own pipeline and NAT slice; --lanes 1 skips them), --source-ports fixed|spread (the setup flows' source
+ * ports: fixed, the default, every host from port 40000 as in every earlier figure; spread, each host from its
+ * own port of Linux's ephemeral range, as real clients).
  */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
