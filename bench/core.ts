@@ -23,12 +23,17 @@
  *
  * Options: --json (one JSON object), --flows N (default 1,000,000), --quick (smaller, for a smoke run),
  * --no-huge-pages (the flow tables on ordinary 4 KiB pages instead of MADV_HUGEPAGE memory), --setup-only
- * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s), --fastpath-only (setup, then the fast
- * path, reference and general walk alone: one JSON line; for profiling and A/B runs).
+ * (flow setup alone, one JSON line with setup_per_s and setup_per_cpu_s on this thread, then
+ * setup_per_s_N_lanes and setup_per_cpu_s_N_lanes: the same flows on --lanes N worker threads, default 2, each
+ * its own pipeline and NAT slice; --lanes 1 skips them), --fastpath-only (setup, then the fast path, reference and
+ * general walk alone: one JSON line; for profiling and A/B runs), --source-ports fixed|spread (the setup flows'
+ * source ports: fixed, the default, every host from port 40000 as in every earlier figure; spread, each host from
+ * its own port of Linux's ephemeral range, as real clients).
  */
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { formatIpv4 } from '../src/wire/addr.js';
 import { DROP_REASON_NAMES } from '../src/common/drop-reasons.js';
 import { PacketBatch } from '../src/common/packet-batch.js';
@@ -51,6 +56,18 @@ const wantHugePages = !args.includes('--no-huge-pages');
 const quick = args.includes('--quick');
 const setupOnly = args.includes('--setup-only');
 const fastPathOnly = args.includes('--fastpath-only');
+/**
+ * The setup traffic's source ports. "fixed" (the default, the shape every earlier figure used): every host sends
+ * from port 40000, so port preservation (RFC 4787 REQ-3) fails for all but the first mapping per pool address and
+ * every other mapping searches the port bitmap. "spread": each host sends from its own port drawn from Linux's
+ * ephemeral range (net.ipv4.ip_local_port_range, 32768..60999), as real clients do.
+ */
+const portsArg = args.indexOf('--source-ports');
+const SOURCE_PORTS = portsArg >= 0 ? args[portsArg + 1] : 'fixed';
+if (SOURCE_PORTS !== 'fixed' && SOURCE_PORTS !== 'spread') throw new Error(`--source-ports must be fixed or spread, got ${SOURCE_PORTS}`);
+/** Lanes for the setup-on-several-threads figure (--setup-only): worker threads, each its own pipeline and NAT slice. */
+const lanesArg = args.indexOf('--lanes');
+const SETUP_LANES = lanesArg >= 0 ? Number(args[lanesArg + 1]) : 2;
 const flowsArg = args.indexOf('--flows');
 const FLOWS = flowsArg >= 0 ? Number(args[flowsArg + 1]) : quick ? 100_000 : 1_000_000;
 const ROUTES = quick ? 10_000 : 100_000;
@@ -58,6 +75,10 @@ const RULES = 1_000;
 const BATCH = 256;
 const SITES = 16;
 const POOL_SIZE = 64;
+/** The seed of every random table (routes, lookup addresses, rules): the same tables every run, in every lane. */
+const SEED = 0x7e7e7;
+/** Random destinations benchRoutes looks up. */
+const LOOKUP_ADDRESSES = 1 << 16;
 
 function log(msg: string): void {
   if (!json) process.stderr.write(`${msg}\n`);
@@ -108,7 +129,7 @@ function firewallRules(next: () => number): FirewallRuleSpec[] {
   return rules;
 }
 
-function makePipeline(capacity: number, routes: RouteSpec[], rules: FirewallRuleSpec[], allocate: ((bytes: number) => ArrayBuffer) | undefined, gateway?: GatewayPolicySpec): Pipeline {
+function makePipeline(capacity: number, routes: RouteSpec[], rules: FirewallRuleSpec[], allocate: ((bytes: number) => ArrayBuffer) | undefined, gateway?: GatewayPolicySpec, lane?: { index: number; count: number }): Pipeline {
   const onramps: OnrampSpec[] = [];
   for (let s = 1; s <= SITES; s++) onramps.push({ id: s, name: `site-${s}`, type: 'wireguard', site: s, automaticReturnRouting: true });
   const pool: string[] = [];
@@ -121,20 +142,30 @@ function makePipeline(capacity: number, routes: RouteSpec[], rules: FirewallRule
     flows: { capacity4: capacity, capacity6: 1024 },
     allocate,
     ...(gateway !== undefined ? { gateway } : {}),
+    ...(lane !== undefined ? { lane } : {}),
   });
 }
 
+/** The fixed shape's source port (SOURCE_PORTS "fixed"). */
+const FIXED_SOURCE_PORT = 40000;
+/** Linux's default ephemeral range (net.ipv4.ip_local_port_range): SOURCE_PORTS "spread". */
+const EPHEMERAL_FIRST = 32768;
+const EPHEMERAL_COUNT = 60999 - EPHEMERAL_FIRST + 1;
+
 /**
- * Flow i: site (i % SITES) + 1; host n = i / SITES as 10.a.b.c, port 40000, to 203.0.113.(n % 200):53.
- * Every site uses the same hosts: all of them overlap.
+ * Flow i: site (i % SITES) + 1; host n = i / SITES as 10.a.b.c, to 203.0.113.(n % 200):53, from port 40000
+ * (`spread` false) or from a port of the ephemeral range drawn from n (`spread` true: the same host's port in
+ * every site). Every site uses the same hosts: all of them overlap.
  */
-function flowPacket(i: number): { site: number; packet: Uint8Array } {
+function flowPacket(i: number, spread: boolean): { site: number; packet: Uint8Array } {
   const site = (i % SITES) + 1;
   const n = Math.floor(i / SITES);
   const host = (0x0a000000 | (n & 0xffffff)) >>> 0;
+  // Knuth's multiplicative hash of the host number: ports spread over the range, not in host order.
+  const srcPort = spread ? EPHEMERAL_FIRST + ((Math.imul(n, 0x9e3779b1) >>> 0) % EPHEMERAL_COUNT) : FIXED_SOURCE_PORT;
   const packet = buildUdp(
     { src: host, dst: (0xcb007100 | (n % 200)) >>> 0 },
-    { srcPort: 40000, dstPort: 53, payload: new Uint8Array(64 - 28) },
+    { srcPort, dstPort: 53, payload: new Uint8Array(64 - 28) },
   );
   return { site, packet };
 }
@@ -217,7 +248,7 @@ function benchRoutes(next: () => number): { routes: RouteSpec[]; mlps: number } 
   const t0 = performance.now();
   for (const r of routes) table.add(r);
   log(`routes: ${routes.length} added in ${(performance.now() - t0).toFixed(0)} ms`);
-  const addrs = new Uint32Array(1 << 16);
+  const addrs = new Uint32Array(LOOKUP_ADDRESSES);
   for (let i = 0; i < addrs.length; i++) addrs[i] = next();
   let sink = 0;
   const LOOKUPS = quick ? 2_000_000 : 20_000_000;
@@ -229,21 +260,37 @@ function benchRoutes(next: () => number): { routes: RouteSpec[]; mlps: number } 
   return { routes, mlps: LOOKUPS / seconds / 1e6 };
 }
 
-function benchSetup(
+/**
+ * One timed setup run: what it created, its wall window (on the shared clock: performance.timeOrigin + now) and its
+ * CPU time (the process's: on a worker thread, all threads').
+ */
+interface SetupRun {
+  created: number;
+  startMs: number;
+  endMs: number;
+  cpuSeconds: number;
+}
+
+/** Warms the JIT up on a throwaway pipeline (so the timed run measures steady state), then builds the timed one, empty. */
+function prepareSetup(
   routes: RouteSpec[],
   rules: FirewallRuleSpec[],
   traffic: SetupTraffic,
   allocate: ((bytes: number) => ArrayBuffer) | undefined,
   gateway?: GatewayPolicySpec,
-): { perSecond: number; perCpuSecond: number; pipeline: Pipeline } {
+  lane?: { index: number; count: number },
+): Pipeline {
   const batch = new PacketBatch(BATCH, SETUP_SLOT, 0);
-  // Warm up on a throwaway pipeline so the timed run measures steady state, not the JIT.
-  const warm = makePipeline(1 << 16, routes, rules, undefined, gateway);
+  const warm = makePipeline(1 << 16, routes, rules, undefined, gateway, lane);
   for (let i = 0; i < Math.min(traffic.count, 1 << 15); i += BATCH) {
     fillBatch(batch, traffic, i);
     warm.process(batch, 1000);
   }
-  const pipeline = makePipeline(1 << Math.ceil(Math.log2(FLOWS)), routes, rules, allocate, gateway);
+  return makePipeline(1 << Math.ceil(Math.log2(Math.max(traffic.count, 2))), routes, rules, allocate, gateway, lane);
+}
+
+function timedSetup(pipeline: Pipeline, traffic: SetupTraffic): SetupRun {
+  const batch = new PacketBatch(BATCH, SETUP_SLOT, 0);
   let created = 0;
   const cpuStart = process.cpuUsage();
   const start = performance.now();
@@ -252,10 +299,112 @@ function benchSetup(
     pipeline.process(batch, 1000);
     for (let k = 0; k < batch.count; k++) if (batch.nextHop[k] !== NEXT_HOP_DROP) created++;
   }
-  const seconds = (performance.now() - start) / 1000;
+  const end = performance.now();
   const cpu = process.cpuUsage(cpuStart);
   if (created !== traffic.count) log(`setup: ${traffic.count - created} packets dropped (${dropSummary(pipeline)})`);
-  return { perSecond: created / seconds, perCpuSecond: created / ((cpu.user + cpu.system) / 1e6), pipeline };
+  return { created, startMs: performance.timeOrigin + start, endMs: performance.timeOrigin + end, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+function benchSetup(
+  routes: RouteSpec[],
+  rules: FirewallRuleSpec[],
+  traffic: SetupTraffic,
+  allocate: ((bytes: number) => ArrayBuffer) | undefined,
+  gateway?: GatewayPolicySpec,
+): { perSecond: number; perCpuSecond: number; pipeline: Pipeline } {
+  const pipeline = prepareSetup(routes, rules, traffic, allocate, gateway);
+  const run = timedSetup(pipeline, traffic);
+  return { perSecond: run.created / ((run.endMs - run.startMs) / 1000), perCpuSecond: run.created / run.cpuSeconds, pipeline };
+}
+
+/** The first packets of flows 0..FLOWS, or of lane `lane` of `lanes`' share (flow i goes to lane i mod lanes). */
+function setupPackets(spread: boolean, lane = 0, lanes = 1): { packets: Uint8Array[]; ingress: number[] } {
+  const packets: Uint8Array[] = [];
+  const ingress: number[] = [];
+  for (let i = lane; i < FLOWS; i += lanes) {
+    const f = flowPacket(i, spread);
+    packets.push(f.packet);
+    ingress.push(f.site);
+  }
+  return { packets, ingress };
+}
+
+/** The routes and rules main() builds, from the same seed and in the same order (a worker rebuilds them). */
+function setupInputs(): { routes: RouteSpec[]; rules: FirewallRuleSpec[] } {
+  const next = rng(SEED);
+  const onramps = Array.from({ length: SITES }, (_, i) => i + 1);
+  const routes = randomRoutes(ROUTES, onramps, next);
+  for (let i = 0; i < LOOKUP_ADDRESSES; i++) next(); // benchRoutes' lookup addresses
+  return { routes, rules: firewallRules(next) };
+}
+
+interface LaneData {
+  lane: number;
+  lanes: number;
+  spread: boolean;
+  hugePages: boolean;
+}
+
+type LaneMessage = { ready: true } | { run: SetupRun };
+
+/**
+ * Setup on `lanes` worker threads (issue 10, item 4: each lane its own Pipeline with its NAT slice), the same FLOWS
+ * flows split between them (flow i to lane i mod lanes, as a flow hash would): every worker builds its pipeline and
+ * warms up, then all start together; the figure is all flows over the wall time from the first start to the last
+ * end. What the edge's setup does on this machine's cores, beside the one-thread figure.
+ */
+async function benchSetupLanes(lanes: number, spread: boolean, hugePages: boolean): Promise<{ perSecond: number; perCpuSecond: number }> {
+  const workers: Worker[] = [];
+  const ready: Promise<void>[] = [];
+  const runs: Promise<SetupRun>[] = [];
+  for (let lane = 0; lane < lanes; lane++) {
+    const data: LaneData = { lane, lanes, spread, hugePages };
+    const w = new Worker(new URL(import.meta.url), { argv: process.argv.slice(2), workerData: data });
+    workers.push(w);
+    let onReady: () => void = () => {};
+    let onRun: (r: SetupRun) => void = () => {};
+    ready.push(new Promise((resolve) => (onReady = resolve)));
+    runs.push(new Promise((resolve) => (onRun = resolve)));
+    const failed = new Promise<never>((_, reject) => {
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`setup lane ${lane} exited with ${code} before reporting`)));
+    });
+    ready[lane] = Promise.race([ready[lane], failed]);
+    runs[lane] = Promise.race([runs[lane], failed]);
+    w.on('message', (m: LaneMessage) => ('ready' in m ? onReady() : onRun(m.run)));
+  }
+  await Promise.all(ready);
+  // process.cpuUsage is the whole process's: taken here, around the run, it is every lane's CPU time together.
+  const cpuStart = process.cpuUsage();
+  for (const w of workers) w.postMessage('go');
+  const done = await Promise.all(runs);
+  const cpu = process.cpuUsage(cpuStart);
+  await Promise.all(workers.map((w) => w.terminate()));
+  const created = done.reduce((sum, r) => sum + r.created, 0);
+  if (created !== FLOWS) log(`setup on ${lanes} lanes: ${FLOWS - created} packets dropped`);
+  const wall = (Math.max(...done.map((r) => r.endMs)) - Math.min(...done.map((r) => r.startMs))) / 1000;
+  return { perSecond: created / wall, perCpuSecond: created / ((cpu.user + cpu.system) / 1e6) };
+}
+
+/** A lane of benchSetupLanes: build, report ready, wait for the go, set up its share, report. */
+function laneMain(): void {
+  const data = workerData as LaneData;
+  const port = parentPort!;
+  const { routes, rules } = setupInputs();
+  const share = setupPackets(data.spread, data.lane, data.lanes);
+  const traffic = setupTraffic(share.packets, share.ingress);
+  let allocate: ((bytes: number) => ArrayBuffer) | undefined;
+  if (data.hugePages) {
+    try {
+      allocate = hugePageAllocator();
+    } catch (e) {
+      log(`lane ${data.lane}: huge pages unavailable (${(e as Error).message}); ordinary memory`);
+    }
+  }
+  const pipeline = prepareSetup(routes, rules, traffic, allocate, undefined, { index: data.lane, count: data.lanes });
+  gc();
+  port.once('message', () => port.postMessage({ run: timedSetup(pipeline, traffic) } satisfies LaneMessage));
+  port.postMessage({ ready: true } satisfies LaneMessage);
 }
 
 /**
@@ -445,20 +594,15 @@ function benchMemory(): number {
   return bytes / FLOWS;
 }
 
-function main(): void {
-  const next = rng(0x7e7e7);
+async function main(): Promise<void> {
+  const next = rng(SEED);
   log(`tether core benchmark: ${FLOWS.toLocaleString()} flows, ${ROUTES.toLocaleString()} routes, ${RULES} firewall rules, batches of ${BATCH}, node ${process.version}, huge pages ${wantHugePages ? 'on' : 'off'} (THP ${transparentHugePageMode()})`);
   const bytesPerFlow = fastPathOnly ? 0 : benchMemory();
   gc();
   const { routes, mlps } = benchRoutes(next);
   const rules = firewallRules(next);
-  const packets: Uint8Array[] = [];
-  const ingress: number[] = [];
-  for (let i = 0; i < FLOWS; i++) {
-    const f = flowPacket(i);
-    packets.push(f.packet);
-    ingress.push(f.site);
-  }
+  const spread = SOURCE_PORTS === 'spread';
+  const { packets, ingress } = setupPackets(spread);
   const traffic = setupTraffic(packets, ingress);
   gc();
   const memBefore = memory();
@@ -473,7 +617,15 @@ function main(): void {
   const { perSecond, perCpuSecond, pipeline } = benchSetup(routes, rules, traffic, allocate);
   if (setupOnly) {
     // Flow setup alone, also per second of this process's CPU time: steadier than wall time on a shared machine.
-    process.stdout.write(`${JSON.stringify({ setup_per_s: Math.round(perSecond), setup_per_cpu_s: Math.round(perCpuSecond), flows: FLOWS, node: process.version })}\n`);
+    // Then the same flows on SETUP_LANES worker threads (this thread's pipeline and packets let go first).
+    const single = { setup_per_s: Math.round(perSecond), setup_per_cpu_s: Math.round(perCpuSecond) };
+    const lanes = SETUP_LANES > 1 ? await benchSetupLanes(SETUP_LANES, spread, allocate !== undefined) : null;
+    const result: Record<string, unknown> = { ...single, source_ports: SOURCE_PORTS, flows: FLOWS, node: process.version };
+    if (lanes !== null) {
+      result[`setup_per_s_${SETUP_LANES}_lanes`] = Math.round(lanes.perSecond);
+      result[`setup_per_cpu_s_${SETUP_LANES}_lanes`] = Math.round(lanes.perCpuSecond);
+    }
+    process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
   gc();
@@ -556,4 +708,11 @@ function round(v: number, digits: number): number {
   return Math.round(v * f) / f;
 }
 
-main();
+if (isMainThread) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  });
+} else {
+  laneMain();
+}

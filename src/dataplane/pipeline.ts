@@ -873,19 +873,24 @@ export class Pipeline {
     this.prefetchSink ^= table.lookupChunk4(slots, tuple, hints, count);
     const snat = this.snat;
     let setups = 0;
+    let mapped = 0;
     for (let k = 0; k < count; k++) {
       const node = hints[k];
-      // The Internet only answers (decideSetup): a miss from it never takes a mapping.
-      if (node === HINT_MISS && snat !== null && batch.ingress[start + k] !== PORT_INTERNET) {
-        const at = k * KEY4_WORDS;
-        const key0 = tuple[at + KEY_ZONE_PROTOCOL];
-        slots[k] = snat.bucket4(key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
+      slots[k] = -1;
+      // The Internet only answers (decideSetup): a miss from it is no setup and never takes a mapping.
+      if (node === HINT_MISS && batch.ingress[start + k] !== PORT_INTERNET) {
         setups++;
-      } else {
-        slots[k] = -1;
+        if (snat !== null) {
+          const at = k * KEY4_WORDS;
+          const key0 = tuple[at + KEY_ZONE_PROTOCOL];
+          slots[k] = snat.bucket4(key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
+          mapped++;
+        }
       }
     }
-    if (setups !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
+    if (mapped !== 0) this.prefetchSink ^= snat!.prefetch(slots, count);
+    // The records the chunk's setups will fill (FlowTable.prefetchFree).
+    if (setups !== 0) this.prefetchSink ^= table.prefetchFree(setups);
     this.hintCreations = table.creations;
     this.hintRemovals = table.removals;
     table.markCreations();

@@ -661,3 +661,17 @@ test('lastActive: the time of the last accepted packet, derived from the deadlin
   assert.equal(t.lastActive(tcp), 1_030_000, 'touch on a TCP flow');
   assert.equal(t.lastActive(udp), 1_007_500, 'other flows keep theirs');
 });
+
+test('prefetchFree reads the records the next creates take and changes nothing (a full table: nothing to read)', () => {
+  const t = new FlowTable({ capacity: 3, addrWords: 1, hashSeed: 5 });
+  const key = (i: number) => new FlowKey().set4(1, IPPROTO_UDP, 0x0a000000 + i, 0xcb007101, 1000, 53);
+  const reply = (i: number) => new FlowKey().reverseOf(key(i));
+  assert.equal(typeof t.prefetchFree(64), 'number', 'more than the free flows: stops at the end of the free list');
+  const before = t.records.slice();
+  t.prefetchFree(2);
+  assert.deepEqual(t.records, before);
+  const flows = [0, 1, 2].map((i) => t.create(key(i), reply(i), 1, 0));
+  assert.deepEqual(flows.map((f) => f >= 0), [true, true, true]);
+  assert.equal(t.prefetchFree(8), 0, 'full: no free flow to read');
+  assert.deepEqual([0, 1, 2].map((i) => t.lookup(key(i))), flows.map((f) => f * 2));
+});

@@ -131,8 +131,12 @@ export const KEY4_WORDS = 4;
  * together instead of one after another.
  */
 const PENDING_LINKS = 64;
-/** createdInto()'s filter: 1,024 bits. */
-const CREATED_FILTER_WORDS = 32;
+/**
+ * createdInto()'s filter: 4,096 bits. A chunk of 64 setups files 128 nodes; at 1,024 bits a later setup's
+ * pre-pass miss was a false alarm ~6 % of the time on average (a second lookup, 2.7 % of setup in the
+ * profile); at 4,096 ~1.5 %, for a 512-byte clear after a chunk that created.
+ */
+const CREATED_FILTER_WORDS = 128;
 const CREATED_FILTER_MASK = CREATED_FILTER_WORDS * 32 - 1;
 
 // --- record layout (word offsets) -----------------------------------------------------------------
@@ -579,6 +583,23 @@ export class FlowTable {
     for (let i = 0; i < count; i++) {
       const node = slots[i];
       if (node >= 0) acc ^= this.touchRecord(node);
+    }
+    return acc;
+  }
+
+  /**
+   * Memory-level parallelism for flow setup: reads the records of the next `count` free flows, the ones the next
+   * creates take (create() zeroes and fills them: in a table filling up each is a cold line, and zeroing the first
+   * word waited for it), in one loop of independent loads so a chunk's setups take those misses together. Returns
+   * a sum of what it read (keep it, so the loads stay). Changes nothing.
+   */
+  prefetchFree(count: number): number {
+    const next = this.wheel.next;
+    let acc = 0;
+    let flow = this.freeHead;
+    for (let i = 0; i < count && flow !== NO_NODE; i++) {
+      acc ^= this.touchRecord(flow * 2);
+      flow = next[flow];
     }
     return acc;
   }

@@ -352,3 +352,47 @@ test('lanes: each lane hands out only its slice, and laneOfExternal names the la
   assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], lane: 2, lanes: 2 }), /lane must be an integer 0\.\.1, got 2/);
   assert.throws(() => new SnatPool({ addresses: ['198.51.100.1'], portMin: 2000, portMax: 2000, lane: 1, lanes: 2 }), /too small for 2 lanes/);
 });
+
+test('a new port space starts with exactly its slice free: the word-at-a-time bitmap against a port-by-port one', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 1, max: 8 }), fc.nat(7), (a, b, lanes, laneSeed) => {
+      const portMin = Math.max(1, Math.min(a, b));
+      const portMax = Math.max(a, b, portMin);
+      const lane = laneSeed % lanes;
+      let pool: SnatPool;
+      try {
+        pool = new SnatPool({ addresses: ['198.51.100.1'], portMin, portMax, lane, lanes, hashSeed: 3 });
+      } catch {
+        return; // a slice too small for the lanes: refused at construction (tested above)
+      }
+      assert.ok(acquire(pool, 1, UDP, '10.0.0.1', 1) !== null, 'the space is made by its first mapping');
+      const inner = pool as unknown as { used: Uint32Array[]; sliceMin: Int32Array; sliceMax: Int32Array };
+      const space = 1; // address 0, the UDP slot
+      const lo = inner.sliceMin[1];
+      const hi = inner.sliceMax[1];
+      const oracle = new Uint32Array(65536 / 32).fill(0xffffffff);
+      for (let p = lo; p <= hi; p++) oracle[p >>> 5] &= ~(1 << (p & 31));
+      const ext = pool.peek(1, UDP, 4, Uint32Array.of(0x0a000001), 0, 1, new Uint32Array(4), 0);
+      oracle[ext >>> 5] |= 1 << (ext & 31);
+      assert.deepEqual([...inner.used[space]], [...oracle]);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('isPoolAddress4 (a range compare, then the hash table) against a set of the pool', () => {
+  const u32 = fc.integer({ min: 0, max: 0xffffffff });
+  fc.assert(
+    fc.property(fc.uniqueArray(u32, { minLength: 0, maxLength: 12 }), fc.array(u32, { maxLength: 40 }), (pool4, probes) => {
+      const addresses = [...pool4.map((a) => formatIpv4(a)), '2001:db8::1'];
+      const pool = new SnatPool({ addresses, hashSeed: 9 });
+      const set = new Set(pool4);
+      // Each pool address, its neighbours (the range's edges) and random ones; signed or unsigned words.
+      for (const a of [...pool4, ...pool4.map((x) => (x + 1) >>> 0), ...pool4.map((x) => (x - 1) >>> 0), ...probes]) {
+        assert.equal(pool.isPoolAddress4(a), set.has(a), formatIpv4(a));
+        assert.equal(pool.isPoolAddress4(a | 0), set.has(a), `${formatIpv4(a)} signed`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});

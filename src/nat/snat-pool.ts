@@ -237,6 +237,12 @@ export class SnatPool {
   /** Open-addressed address -> index tables (for isPoolAddress and lookupExternal). */
   private readonly lookupMask: number;
   private readonly lookup4: Int32Array;
+  /**
+   * The lowest and highest IPv4 pool address (unsigned; low > high when there is none): flow setup asks for every
+   * first packet whether it is addressed to the pool (hairpinning), and almost none is; one range compare answers.
+   */
+  private readonly low4: number;
+  private readonly high4: number;
   private readonly lookup6: Int32Array;
 
   // --- port spaces, index = addressIndex * SLOT_COUNT + slot; allocated on first use ---------
@@ -317,6 +323,14 @@ export class SnatPool {
       (family === AF_INET4 ? v4 : v6).push(i);
     }
     this.family4 = Int32Array.from(v4);
+    let low4 = 0xffffffff;
+    let high4 = 0;
+    for (const i of v4) {
+      low4 = Math.min(low4, this.addrWords[i * 4]);
+      high4 = Math.max(high4, this.addrWords[i * 4]);
+    }
+    this.low4 = low4;
+    this.high4 = high4;
     this.family6 = Int32Array.from(v6);
 
     let tableSize = 4;
@@ -514,6 +528,7 @@ export class SnatPool {
   /** Index of an IPv4 pool address (position in opts.addresses), -1 when not in the pool. */
   addressIndex4(addr: number): number {
     addr >>>= 0;
+    if (addr < this.low4 || addr > this.high4) return NIL;
     const mask = this.lookupMask;
     for (let h = this.addressHash4(addr) & mask; ; h = (h + 1) & mask) {
       const i = this.lookup4[h];
@@ -665,8 +680,17 @@ export class SnatPool {
 
   private initSpace(space: number): void {
     const used = new Uint32Array(BITMAP_WORDS).fill(ALL_BITS);
+    const min = this.rangeMin(space);
     const max = this.rangeMax(space);
-    for (let p = this.rangeMin(space); p <= max; p++) used[p >>> 5] &= ~(1 << (p & 31));
+    // A word at a time (not a port at a time: 64 k steps per space were ~3 % of a million setups over 64 addresses).
+    const loW = min >>> 5;
+    const hiW = max >>> 5;
+    for (let w = loW; w <= hiW; w++) {
+      let free = ALL_BITS;
+      if (w === loW) free &= bitsFrom(min & 31);
+      if (w === hiW) free &= bitsUpTo(max & 31);
+      used[w] = ~free;
+    }
     const summary = new Uint32Array(SUMMARY_TOTAL);
     for (let w = 0; w < BITMAP_WORDS; w++) {
       const free = ~used[w];
