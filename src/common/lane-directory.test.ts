@@ -4,6 +4,8 @@ import fc from 'fast-check';
 import { DIRECTORY_HEADER_BYTES, DIRECTORY_WAYS, LaneDirectory, MIN_DIRECTORY_BUCKETS, directoryBuckets, fingerprint } from './lane-directory.js';
 import { MAX_LANES } from './lanes.js';
 import { parseAddress } from '../wire/addr.js';
+import { startWorker } from '../daemon/threads.js';
+import { KEYS_PER_BUCKET_PER_LANE, claimerKey } from '../../test/support/directory-claimer.js';
 
 const SEED = 0x1234;
 
@@ -152,5 +154,26 @@ describe('LaneDirectory', () => {
     dir.claim(b, 2);
     assert.equal(dir.ownerOf(a), 2);
     assert.equal(dir.used(), 1);
+  });
+
+  it('two threads claiming and releasing keys of the same buckets at once: each ends owning exactly its keys', async () => {
+    const dir = LaneDirectory.create(MIN_DIRECTORY_BUCKETS, SEED);
+    const ROUNDS = 50;
+    const workers = [0, 1].map((lane) => startWorker(new URL('../../test/support/directory-claimer.ts', import.meta.url), { workerData: { directory: dir.buffer, lane, rounds: ROUNDS } }));
+    await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      w.once('error', reject);
+    })));
+    await Promise.all(workers.map((w) => w.terminate()));
+    for (let b = 0; b < MIN_DIRECTORY_BUCKETS; b++) {
+      for (const lane of [0, 1]) {
+        for (let j = 0; j < KEYS_PER_BUCKET_PER_LANE; j++) {
+          const h = claimerKey(lane, j, b);
+          assert.equal(dir.ownerOf(h), lane, `bucket ${b}, lane ${lane}, key ${j}`);
+          assert.equal(dir.value, ROUNDS - 1, 'the last claim\'s value');
+        }
+      }
+    }
+    assert.equal(dir.used(), MIN_DIRECTORY_BUCKETS * DIRECTORY_WAYS);
   });
 });

@@ -155,21 +155,16 @@ export class LaneDirectory {
     const at = (h & this.mask) * DIRECTORY_WAYS * SLOT_WORDS;
     const end = at + DIRECTORY_WAYS * SLOT_WORDS;
     const s = this.slots;
-    let empty = -1;
     for (let k = at; k < end; k += SLOT_WORDS) {
       const tag = Atomics.load(s, k);
-      if (tag !== 0 && tag >>> LANE_BITS === fp) {
-        // Emptied first, so no reader pairs the old tag with the new value.
-        if (Atomics.compareExchange(s, k, tag, 0) === tag) {
-          this.publish(k, word, value);
-          return;
-        }
-      } else if (tag === 0 && empty < 0) {
-        empty = k;
+      // Emptied first, so no reader pairs the old tag with the new value.
+      if (tag !== 0 && tag >>> LANE_BITS === fp && Atomics.compareExchange(s, k, tag, 0) === tag) {
+        this.publish(k, word, value);
+        return;
       }
     }
-    // Another lane may take the same empty slot at the same moment: compare-exchange, then any other empty one.
-    for (let k = empty; k >= 0 && k < end; k += SLOT_WORDS) {
+    // An empty slot: compare-exchange, as another lane may take the same one at the same moment (then the next).
+    for (let k = at; k < end; k += SLOT_WORDS) {
       if (Atomics.compareExchange(s, k, 0, RESERVED << LANE_BITS) === 0) {
         this.publish(k, word, value);
         return;

@@ -13,7 +13,7 @@
  * releases the endpoints of its mappings. The packets to hand over are listed here (index in the batch, lane);
  * the pipeline marks them neither forwarded nor dropped, and the edge copies them into the owner's ring.
  */
-import { LaneDirectory } from '../common/lane-directory.js';
+import type { LaneDirectory } from '../common/lane-directory.js';
 import type { FlowTable } from '../flow/flow-table.js';
 import type { SnatPool } from '../nat/snat-pool.js';
 import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
@@ -23,7 +23,6 @@ import { DST, SRC, type PacketInfo } from '../wire/packet-info.js';
 const INITIAL_HANDOFFS = 256;
 
 export class LaneOwnership {
-  readonly directory: LaneDirectory;
   /** Set by the edge around packets another lane handed here: they stay (never handed on). */
   handedIn = false;
   /** The packets process() found owned by another lane: their batch indices and lanes, `count` of them. */
@@ -33,9 +32,7 @@ export class LaneOwnership {
   /** Packets handed over since start (status). */
   handedOff = 0;
 
-  constructor(buffer: SharedArrayBuffer, readonly self: number, private readonly snat: SnatPool | null) {
-    this.directory = new LaneDirectory(buffer);
-  }
+  constructor(readonly directory: LaneDirectory, readonly self: number, private readonly snat: SnatPool | null) {}
 
   /**
    * The lane that owns the inspected packet `info` (from a site, keyed in `zone`, no flow here), or -1 when this

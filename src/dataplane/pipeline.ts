@@ -515,7 +515,7 @@ export class Pipeline {
   /** The hint of the packet process() hands forward() next; HINT_NONE for any other call. And its bucket. */
   private hint = HINT_NONE;
   private hintBucket = -1;
-  /** The lane ownedElsewhere() found for the packet being forwarded (finish() lists it). */
+  /** The lane handsOver() found for the packet being forwarded (finish() lists it). */
   private handLane = 0;
   /**
    * Live flows that put a key with a pool destination into the global zone other than a source-NAT flow's
@@ -561,7 +561,8 @@ export class Pipeline {
   constructor(config: PipelineConfig) {
     // One random seed per pipeline for every table that faces packets (flows, NAT mappings): hash flooding.
     const seed = config.hashSeed ?? randomSeed();
-    const laneDirectory = config.lane !== undefined && config.lane.count > 1 ? config.lane.directory : undefined;
+    const laneBuffer = config.lane !== undefined && config.lane.count > 1 ? config.lane.directory : undefined;
+    const laneDirectory = laneBuffer === undefined ? undefined : new LaneDirectory(laneBuffer);
     this.snat = config.egress && config.egress.addresses.length > 0
       ? new SnatPool({
         addresses: config.egress.addresses,
@@ -569,7 +570,7 @@ export class Pipeline {
         portMax: config.egress.portMax,
         lane: config.lane?.index,
         lanes: config.lane?.count,
-        directory: laneDirectory === undefined ? undefined : new LaneDirectory(laneDirectory),
+        directory: laneDirectory,
         hashSeed: seed,
         // A flow holds at most one mapping: room for every flow at once, so setup never stops to rehash.
         initialMappings: (config.flows?.capacity4 ?? DEFAULT_CAPACITY4) + (config.flows?.capacity6 ?? DEFAULT_CAPACITY6),
@@ -812,6 +813,8 @@ export class Pipeline {
       this.process(batch, now);
     } finally {
       this.ownPackets = false;
+      // The edge's own packets (ICMP errors: matched, never set up) are nobody else's: none is listed for a handoff.
+      if (this.lanes !== null) this.lanes.count = 0;
     }
   }
 

@@ -396,3 +396,32 @@ test('isPoolAddress4 (a range compare, then the hash table) against a set of the
     { numRuns: 300 },
   );
 });
+
+test('lanes: each mapping\'s endpoint is claimed in the shared directory while it lives; another lane reads its external endpoint', async () => {
+  const { LaneDirectory, MIN_DIRECTORY_BUCKETS } = await import('../common/lane-directory.js');
+  const dir = LaneDirectory.create(MIN_DIRECTORY_BUCKETS, 99);
+  const opts = { addresses: ['198.51.100.1', '198.51.100.2', '2001:db8::1'], lanes: 2, directory: dir, hashSeed: 5 };
+  const lane0 = new SnatPool({ ...opts, lane: 0 });
+  const lane1 = new SnatPool({ ...opts, lane: 1, directory: new LaneDirectory(dir.buffer) });
+  const host = Uint32Array.of(0x0a000105);
+  const out = new Uint32Array(4);
+  const ext = lane1.acquire(3, IPPROTO_UDP, 4, host, 0, 5000, out, 0);
+  assert.ok(ext >= 0);
+  assert.equal(lane1.laneOfExternal(IPPROTO_UDP, ext), 1);
+  assert.equal(dir.ownerOf(dir.endpointHash(3, IPPROTO_UDP, 4, host, 0, 5000)), 1);
+  // Lane 0 reads lane 1's external endpoint; lane 1 itself gets -1 (its own pool answers peek).
+  const seen = new Uint32Array(4);
+  assert.equal(lane0.peekOtherLane(3, IPPROTO_UDP, 4, host, 0, 5000, seen, 0), ext);
+  assert.equal(seen[0], out[0]);
+  assert.equal(lane1.peekOtherLane(3, IPPROTO_UDP, 4, host, 0, 5000, seen, 0), -1);
+  // Another zone, protocol or port is another endpoint.
+  assert.equal(lane0.peekOtherLane(4, IPPROTO_UDP, 4, host, 0, 5000, seen, 0), -1);
+  assert.equal(lane0.peekOtherLane(3, IPPROTO_TCP, 4, host, 0, 5000, seen, 0), -1);
+  // A second reference keeps the claim; the last release clears it.
+  lane1.acquire(3, IPPROTO_UDP, 4, host, 0, 5000, out, 0);
+  lane1.release(3, IPPROTO_UDP, 4, host, 0, 5000);
+  assert.equal(lane0.peekOtherLane(3, IPPROTO_UDP, 4, host, 0, 5000, seen, 0), ext);
+  lane1.release(3, IPPROTO_UDP, 4, host, 0, 5000);
+  assert.equal(lane0.peekOtherLane(3, IPPROTO_UDP, 4, host, 0, 5000, seen, 0), -1);
+  assert.equal(dir.used(), 0);
+});

@@ -11,134 +11,25 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
-import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
+import { removeStaleNamespaces } from '../support/netns.js';
+import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
-const NS = { edge: `${PREFIX}edge`, dc1: `${PREFIX}dc1`, dc2: `${PREFIX}dc2`, inet: `${PREFIX}inet` };
-const HOST = '172.16.0.20';
-const SERVER = '203.0.113.10';
-const SINK_PORT = 9000;
-const POOL = '198.51.100.1';
+const NS = lanesNamespaces(PREFIX);
 const FLOWS = 48;
 const PER_FLOW = 150;
-const BASE_PORT = 40000;
 /**
  * Pause between rounds of one datagram per flow: keeps the offered load (2 sites x FLOWS / PACE_MS) under what the
  * Node echo server reads on a shared core. UDP may still lose a datagram under load; order may never be broken.
  */
 const PACE_MS = 5;
-/** Generous behavioural bound on a loaded 2-core machine, not a timed assertion. */
 const CLIENT_TIMEOUT_MS = 60_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
-
-function removeOwn(): void {
-  removeNamespaces(Object.values(NS));
-}
-
-function buildTopology(): void {
-  addNamespaces(Object.values(NS));
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
-  nsSh(NS.edge, `
-    echo 1 > /proc/sys/net/ipv4/ip_forward
-    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
-    ip addr add 172.31.1.1/30 dev veth-dc1; ip link set veth-dc1 up
-    ip addr add 172.31.2.1/30 dev veth-dc2; ip link set veth-dc2 up
-    ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
-    ip route add default via 192.168.200.2
-    # The two data centers overlap (both 172.16.0.20): what tether writes into an onramp's TUN leaves by its link.
-    ip rule add iif tt-ic-1 lookup 2001 priority 900; ip route add default via 172.31.1.2 dev veth-dc1 table 2001
-    ip rule add iif tt-ic-2 lookup 2002 priority 901; ip route add default via 172.31.2.2 dev veth-dc2 table 2002`);
-  for (const [ns, net] of [[NS.dc1, 1], [NS.dc2, 2]] as const) {
-    nsSh(ns, `
-      ip addr add 172.31.${net}.2/30 dev dc0; ip link set dc0 up
-      ip addr add ${HOST}/32 dev lo
-      ip route add default via 172.31.${net}.1`);
-  }
-  nsSh(NS.inet, `
-    ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
-    ip addr add ${SERVER}/32 dev lo
-    ip route add 198.51.100.0/24 via 192.168.200.1`);
-}
-
-function config(dir: string): string {
-  return `version: 1
-log: { level: info }
-store: { path: ${dir}/tether.db }
-sites:
-  - name: dc1
-  - name: dc2
-onramps:
-  - { name: dc1-link, id: 1, type: interconnect, site: dc1, automatic_return_routing: true, interconnect: { link: veth-dc1 } }
-  - { name: dc2-link, id: 2, type: interconnect, site: dc2, automatic_return_routing: true, interconnect: { link: veth-dc2 } }
-routes:
-  - { prefix: 0.0.0.0/0, next_hop: internet }
-egress:
-  interface: tt-egress
-  addresses: [${POOL}]
-`;
-}
-
-/**
- * The server: records each datagram "site:flow:seq" per source (the NATed endpoint) and echoes it. On stdin
- * "late": sends one "late:site:flow" to every source it saw (from the port they wrote to: a reply); "report":
- * prints { source: [site, flow, seqs...] } as JSON.
- */
-const SERVER_SCRIPT = `
-import dgram from 'node:dgram';
-const seen = new Map();
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => {
-  const [site, flow, seq] = m.toString().split(':');
-  const key = r.address + ':' + r.port;
-  if (!seen.has(key)) seen.set(key, [site, Number(flow)]);
-  seen.get(key).push(Number(seq));
-  s.send(m, r.port, r.address);
-});
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => {
-  for (const cmd of d.split('\\n')) {
-    if (cmd === 'late') for (const [key, [site, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + site + ':' + flow, Number(p), a); }
-    if (cmd === 'report') console.log(JSON.stringify(Object.fromEntries(seen)));
-  }
-});
-s.bind(${SINK_PORT}, '${SERVER}', () => console.log('ready'));`;
-
-/**
- * A data center host: FLOWS sockets on ports BASE_PORT.., each sends PER_FLOW datagrams "site:flow:seq", the flows
- * interleaved, a few per event-loop turn (no timing: the pace only keeps queues short). Counts its echoes per flow
- * (checking they carry its own site and flow, in order) and the late replies; prints the tally when every echo
- * and late reply is in, or at the timeout.
- */
-const CLIENT_SCRIPT = `
-import dgram from 'node:dgram';
-const [site] = process.argv.slice(1);
-const PACE_MS = ${PACE_MS};
-const echoes = new Array(${FLOWS}).fill(0), last = new Array(${FLOWS}).fill(-1), late = new Array(${FLOWS}).fill(0), wrong = [];
-let bound = 0, done = false;
-const socks = [];
-const finish = () => { if (done) return; done = true; console.log(JSON.stringify({ echoes, late, wrong })); process.exit(0); };
-for (let f = 0; f < ${FLOWS}; f++) {
-  const s = dgram.createSocket('udp4');
-  s.on('message', (m) => {
-    const parts = m.toString().split(':');
-    if (parts[0] === 'late') { if (parts[1] === site && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
-    else if (parts[0] === site && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
-    else wrong.push(m.toString() + ' at flow ' + f + ' after ' + last[f]);
-    if (late.every((n) => n > 0)) finish();
-  });
-  s.bind(${BASE_PORT} + f, '${HOST}', () => { if (++bound === ${FLOWS}) { console.log('bound'); send(0); } });
-  socks.push(s);
-}
-function send(seq) {
-  if (seq === ${PER_FLOW}) { console.log('sent'); return; }
-  let n = 0;
-  for (let f = 0; f < ${FLOWS}; f++) socks[f].send(site + ':' + f + ':' + seq, ${SINK_PORT}, '${SERVER}', () => { if (++n === ${FLOWS}) setTimeout(() => send(seq + 1), PACE_MS); });
-}
-setTimeout(finish, ${CLIENT_TIMEOUT_MS});`;
+const CLIENT_SCRIPT = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
+const removeOwn = (): void => removeLanesTopology(NS);
+const buildTopology = (): void => buildLanesTopology(NS);
+const config = (dir: string): string => lanesConfig(dir);
 
 interface Tally {
   echoes: number[];
@@ -175,7 +66,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
   });
 
   /** The edge's merged status (SIGUSR1 logs it). */
-  const status = () => childStatus<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }>(edge!);
+  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> => childStatus(edge!);
 
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
     for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', site]));

@@ -5,16 +5,14 @@
  * lines can be waited for. Each test file names its namespaces with its own prefix (tt-<pid>-<role>-: removed by
  * removeStaleNamespaces once the run is gone).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { nsSh, sh } from './netns.js';
+import { addNamespaces, nsSh, removeNamespaces, sh } from './netns.js';
+export { childStatus, nsSpawn, type Child as NsChild } from './ns-child.js';
 
 export const LANES_HOST = '172.16.0.20';
 export const LANES_SERVER = '203.0.113.10';
 export const LANES_SINK_PORT = 9000;
 export const LANES_POOL = '198.51.100.1';
 export const LANES_BASE_PORT = 40000;
-/** Generous behavioural bound on a loaded 2-core machine for a child's line, not a timed assertion. */
-export const LANES_START_TIMEOUT_MS = 60_000;
 
 export interface LanesNamespaces {
   edge: string;
@@ -30,16 +28,11 @@ export function lanesNamespaces(prefix: string): LanesNamespaces {
 
 /** Removes the namespaces (those an earlier run of the same process id left, or this run's). */
 export function removeLanesTopology(NS: LanesNamespaces): void {
-  for (const ns of Object.values(NS)) {
-    try { sh('ip', 'netns', 'del', ns); } catch { /* not there */ }
-  }
+  removeNamespaces(Object.values(NS));
 }
 
 export function buildLanesTopology(NS: LanesNamespaces): void {
-  for (const ns of Object.values(NS)) {
-    sh('ip', 'netns', 'add', ns);
-    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-  }
+  addNamespaces(Object.values(NS));
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
@@ -142,55 +135,4 @@ function send(seq) {
   for (let f = 0; f < ${o.flows}; f++) socks[f].send(site + ':' + f + ':' + seq, ${LANES_SINK_PORT}, '${LANES_SERVER}', () => { if (++n === ${o.flows}) setTimeout(() => send(seq + 1), PACE_MS); });
 }
 setTimeout(finish, ${o.timeoutMs});`;
-}
-
-export interface NsChild {
-  child: ChildProcess;
-  lines: string[];
-  waitFor(text: string): Promise<string>;
-  exited: Promise<number | null>;
-}
-
-/** A node process in namespace `ns` (args after the node binary); its stdout kept by line. */
-export function nsSpawn(ns: string, args: string[], stdin = false): NsChild {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...args], { stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buffered = '';
-  const waiters: Array<{ text: string; resolve: (line: string) => void; reject: (e: Error) => void }> = [];
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
-    for (const w of waiters.splice(0)) w.reject(new Error(`${ns}: exited ${code} before "${w.text}": ${err}${lines.join('\n')}`));
-    resolve(code);
-  }));
-  child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
-  child.stdout?.on('data', (b: Buffer) => {
-    buffered += b.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      lines.push(line);
-      for (let k = waiters.length - 1; k >= 0; k--) if (line.includes(waiters[k].text)) waiters.splice(k, 1)[0].resolve(line);
-    }
-  });
-  const waitFor = (text: string): Promise<string> => {
-    const have = lines.find((l) => l.includes(text));
-    if (have !== undefined) return Promise.resolve(have);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${ns}: no "${text}" within ${LANES_START_TIMEOUT_MS} ms: ${err}${lines.join('\n')}`)), LANES_START_TIMEOUT_MS);
-      waiters.push({ text, resolve: (l) => { clearTimeout(timer); resolve(l); }, reject: (e) => { clearTimeout(timer); reject(e); } });
-    });
-  };
-  return { child, lines, waitFor, exited };
-}
-
-/** The edge's merged status: SIGUSR1 makes `tether run` log a 'status' line; this waits for the next one on its stdout. */
-export async function childStatus<T>(edge: NsChild): Promise<T> {
-  const from = edge.lines.length;
-  edge.child.kill('SIGUSR1');
-  for (;;) {
-    const line = edge.lines.slice(from).find((l) => l.includes('"msg":"status"'));
-    if (line !== undefined) return (JSON.parse(line) as { status: T }).status;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }

@@ -66,7 +66,7 @@ export const enum EdgeCounter {
   GroSegments = 30,
   /** The super-packets those made (each one write instead of its segments'). */
   GroSuperPackets = 31,
-  /** Lanes: packets from the Internet handed to the lane whose NAT slice owns them (docs/ARCHITECTURE.md "Lanes"). */
+  /** Lanes: packets handed to the lane that owns them: from the Internet, by NAT slice; a miss, by the ownership directory (docs/ARCHITECTURE.md "Lanes"). */
   LaneHandedOff = 32,
   /** Lanes: packets to hand off dropped because the ring to their lane was full. */
   LaneRingFull = 33,
