@@ -17,8 +17,8 @@ import { SYSTEM_PYTHON } from '../../src/lab/paths.js';
 import { DEFAULT_ICMP_PER_SOURCE_BURST, DEFAULT_ICMP_PER_SOURCE_PER_SECOND } from '../../src/dataplane/icmp-rate-limit.js';
 import { edgeStatus } from '../support/edge-status.js';
 
-/** This file's own lab prefix: every run removes what an earlier one left (labUp starts with labDown). */
-const PREFIX = 'thop';
+/** This file's own lab prefix, per process (two runs at once do not meet; labUp removes what a run of the same prefix left). */
+const PREFIX = `th${(process.pid % 1296).toString(36)}`;
 /** The egress pool's address: the edge's source for both sites (neither has a tunnel address or icmp_source). */
 const POOL = defaultConfig().egress!.addresses[0];
 const INTERNET_SERVER = LAB.internet.server;
