@@ -93,10 +93,17 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
       for (let k = 1; k < seqs.length; k++) assert.ok(seqs[k] > seqs[k - 1], `${site} flow ${flow} (${endpoint}): ${seqs[k]} after ${seqs[k - 1]}: out of order`);
       arrived += seqs.length;
     }
-    const first = await status();
+    // The other lane's status reaches lane 0 once a second (LANE_STATUS_INTERVAL_MS): poll until it has posted this
+    // traffic (a short run can end before its first post).
+    const lanesSeen = (s: Awaited<ReturnType<typeof status>>): string[] => s.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
+    let first = await status();
+    for (let tries = 0; tries < 20 && (first.flows.ipv4 !== 2 * FLOWS || !lanesSeen(first).some((n) => n.endsWith('#1'))); tries++) {
+      await new Promise((r) => setTimeout(r, 500));
+      first = await status();
+    }
     // Losses are UDP's right under load (the diagnostic says where); more than half lost is a broken path.
     assert.ok(arrived > FLOWS * PER_FLOW, `${arrived} of ${2 * FLOWS * PER_FLOW} datagrams arrived: ${JSON.stringify(first)}`);
-    const queues = first.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
+    const queues = lanesSeen(first);
     assert.ok(queues.some((n) => !n.includes('#')) && queues.some((n) => n.endsWith('#1')), `both lanes read site packets: ${JSON.stringify(first.tuns)}`);
     assert.equal(first.flows.ipv4, 2 * FLOWS, 'the flows of both lanes, summed');
 
