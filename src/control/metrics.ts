@@ -20,7 +20,7 @@ import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../common/drop-reasons.js'
 import { CLASSIFY_OUTCOME_COUNT, CLASSIFY_OUTCOME_NAMES } from '../dataplane/classify.js';
 import { PORT_INTERNET } from '../common/ids.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
-import type { Pipeline } from '../dataplane/pipeline.js';
+import type { Pipeline, PipelineCounters } from '../dataplane/pipeline.js';
 import type { OnrampSpec } from '../dataplane/ports.js';
 import type { PortUsage } from '../nat/snat-pool.js';
 import { GRE_DROP_NAMES } from '../onramp/gre/index.js';
@@ -207,6 +207,29 @@ export interface LaneCounters {
   flows: { ipv4: number; ipv6: number };
   /** This lane's NAT slice: each address and protocol's ports in use and its slice's size (null: no egress pool). */
   nat: { ports: PortUsage[]; mappings: number } | null;
+  /** The pipeline's scalar counters, LANE_SCALARS' order. */
+  scalars: number[];
+  /** Firewall and gateway rule hits by rule id (ids with hits only), classify outcomes (CLASSIFY_OUTCOME_NAMES' order), DLP matches by profile. */
+  firewallRuleHits: Record<number, number>;
+  gatewayRuleHits: Record<number, number>;
+  classifyOutcomes: number[];
+  dlpMatches: Array<[string, number]>;
+}
+
+/** The pipeline's scalar counters each lane posts, summed with lane 0's in /metrics. */
+export const LANE_SCALARS = [
+  'icmpErrorsTranslated', 'fragmentsHeld', 'fragmentsFollowed', 'icmpTimeExceededSent', 'icmpErrorsRateLimited',
+  'icmpErrorsNoSource', 'icmpEchoAnswered', 'gatewayResets', 'gatewayDnsQueries', 'gatewayDnsAnswered',
+  'gatewayDnsUnparsed', 'gatewayDnsAnswerLost', 'dlpFlowsScanned', 'dlpBytesScanned', 'dlpPoolEmpty', 'dlpFlowsCut',
+  'flowsReevaluated', 'flowsCutByPolicy',
+] as const satisfies ReadonlyArray<keyof PipelineCounters>;
+export type LaneScalar = (typeof LANE_SCALARS)[number];
+
+/** The ids of `hits` with a non-zero count (a rule-hit array is 65,536 long; a lane posts only what it counted). */
+function nonZero(hits: Float64Array): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (let id = 0; id < hits.length; id++) if (hits[id] !== 0) out[id] = hits[id];
+  return out;
 }
 
 /** The per-port fields of LaneCounters.ports, in order. */
@@ -228,6 +251,11 @@ export function laneCounters(pipeline: Pipeline, lane: number): LaneCounters {
     drops: Array.from(c.drops),
     flows: { ipv4: pipeline.flows4.size, ipv6: pipeline.flows6.size },
     nat: snat === null ? null : { ports: snat.portsInUse(), mappings: snat.mappings },
+    scalars: LANE_SCALARS.map((name) => c[name]),
+    firewallRuleHits: nonZero(c.firewallRuleHits),
+    gatewayRuleHits: nonZero(c.gatewayRuleHits),
+    classifyOutcomes: Array.from(c.classifyOutcomes),
+    dlpMatches: [...c.dlpMatches],
   };
 }
 
@@ -318,6 +346,19 @@ export function createMetrics(opts: MetricsOptions): Registry {
   const lanes = opts.lanes ?? ((): readonly LaneCounters[] => []);
   /** Lane 0's value of a per-port counter plus the other lanes'. */
   const allLanes = (own: (p: number) => number, field: LanePort) => (p: number): number => own(p) + sumLanePort(lanes(), p, field);
+  /** Lane 0's scalar pipeline counter plus the other lanes'. */
+  const total = (name: LaneScalar): number => {
+    const k = LANE_SCALARS.indexOf(name);
+    let n = c[name];
+    for (const l of lanes()) n += l.scalars[k] ?? 0;
+    return n;
+  };
+  /** Lane 0's count at `index` of a per-rule or per-outcome array plus the other lanes'. */
+  const totalAt = (own: Float64Array, index: number, pick: (l: LaneCounters) => Record<number, number> | number[]): number => {
+    let n = own[index];
+    for (const l of lanes()) n += pick(l)[index] ?? 0;
+    return n;
+  };
 
   /** Ports to report: the Internet egress first, then every configured onramp (a fresh list per scrape). */
   const ports = (): Array<{ port: number; spec: OnrampSpec | null }> => [
@@ -373,20 +414,20 @@ export function createMetrics(opts: MetricsOptions): Registry {
   // --- policy (docs/POLICY.md) ------------------------------------------------------------------------
   // One series per rule configured now (a removed rule's series go with it); `rule` is its name, or its id.
   counter('tether_firewall_rule_hits_total', 'First packets of flows the firewall rule decided at setup (allowed or denied); rule_id 0 is the default action.', ['rule_id', 'rule'], (emit) => {
-    emit({ rule_id: '0', rule: 'default' }, c.firewallRuleHits[0]);
+    emit({ rule_id: '0', rule: 'default' }, totalAt(c.firewallRuleHits, 0, (l) => l.firewallRuleHits));
     const fw = pipeline.firewall;
     for (let i = 0; i < fw.size; i++) {
       const id = fw.ruleId(i);
-      emit({ rule_id: String(id), rule: names.rule(id) ?? String(id) }, c.firewallRuleHits[id]);
+      emit({ rule_id: String(id), rule: names.rule(id) ?? String(id) }, totalAt(c.firewallRuleHits, id, (l) => l.firewallRuleHits));
     }
   });
   counter('tether_gateway_rule_hits_total', 'Flows and DNS queries the gateway rule decided.', ['rule_id', 'rule'], (emit) => {
-    for (const r of pipeline.gateway?.spec.rules ?? []) emit({ rule_id: String(r.id), rule: r.name ?? String(r.id) }, c.gatewayRuleHits[r.id]);
+    for (const r of pipeline.gateway?.spec.rules ?? []) emit({ rule_id: String(r.id), rule: r.name ?? String(r.id) }, totalAt(c.gatewayRuleHits, r.id, (l) => l.gatewayRuleHits));
   });
   gauge('tether_policy_epoch', 'The policy epoch: bumped by every firewall or gateway change; established flows from an older one are decided again at their next packet.', [],
     (emit) => emit(NO_LABELS, pipeline.policyEpoch));
-  counter('tether_flows_reevaluated_total', 'Established flows decided again under a new policy epoch.', [], (emit) => emit(NO_LABELS, c.flowsReevaluated));
-  counter('tether_flows_cut_by_policy_total', 'Established flows cut because a new policy epoch no longer allows them.', [], (emit) => emit(NO_LABELS, c.flowsCutByPolicy));
+  counter('tether_flows_reevaluated_total', 'Established flows decided again under a new policy epoch.', [], (emit) => emit(NO_LABELS, total('flowsReevaluated')));
+  counter('tether_flows_cut_by_policy_total', 'Established flows cut because a new policy epoch no longer allows them.', [], (emit) => emit(NO_LABELS, total('flowsCutByPolicy')));
 
   // --- drops -------------------------------------------------------------------------------------
   counter('tether_drops_total', 'Packets the pipeline dropped, by reason.', ['reason'], (emit) => {
@@ -400,50 +441,52 @@ export function createMetrics(opts: MetricsOptions): Registry {
   });
   counter('tether_port_drops_total', 'Packets the pipeline dropped, by the onramp they came in on.', ['onramp'], perPort(allLanes((p) => c.rxDrops[p], LanePort.RxDrops), false));
   counter('tether_icmp_errors_translated_total', 'ICMP errors matched to a flow by their embedded header and forwarded (RFC 5508).', [],
-    (emit) => emit(NO_LABELS, c.icmpErrorsTranslated));
+    (emit) => emit(NO_LABELS, total('icmpErrorsTranslated')));
   counter('tether_icmp_errors_sent_total', 'ICMP errors the edge originated: time exceeded (TTL / hop limit would reach zero, RFC 792, RFC 4443 section 3.3).', ['type'],
-    (emit) => emit({ type: 'time_exceeded' }, c.icmpTimeExceededSent));
+    (emit) => emit({ type: 'time_exceeded' }, total('icmpTimeExceededSent')));
   counter('tether_icmp_errors_suppressed_total', 'ICMP errors the edge did not send: rate_limited (a token bucket was empty, RFC 1812 section 4.3.2.8) or no_source (no edge address of the family).', ['reason'],
     (emit) => {
-      emit({ reason: 'rate_limited' }, c.icmpErrorsRateLimited);
-      emit({ reason: 'no_source' }, c.icmpErrorsNoSource);
+      emit({ reason: 'rate_limited' }, total('icmpErrorsRateLimited'));
+      emit({ reason: 'no_source' }, total('icmpErrorsNoSource'));
     });
   counter('tether_icmp_echo_answered_total', 'ICMP echo requests to an egress pool address answered by the edge itself (no flow, no NAT state).', [],
-    (emit) => emit(NO_LABELS, c.icmpEchoAnswered));
+    (emit) => emit(NO_LABELS, total('icmpEchoAnswered')));
   counter('tether_gateway_classify_total', 'TCP flows that waited for a name (SNI, Host), by how the wait ended (docs/POLICY.md, "Hostname rules: how a flow is classified").', ['outcome'],
     (emit) => {
-      for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, c.classifyOutcomes[o]);
+      for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, totalAt(c.classifyOutcomes, o, (l) => l.classifyOutcomes));
     });
   gauge('tether_gateway_classifying_flows', 'TCP flows waiting for a name now, and those holding client payload in a classify slot.', ['state'], (emit) => {
     emit({ state: 'waiting' }, pipeline.classifyingFlows);
     emit({ state: 'holding' }, pipeline.classifySlotsInUse);
   });
   counter('tether_gateway_resets_total', 'Flows the gateway cut with a reset to each end (a block by name, a blocking fallback).', [],
-    (emit) => emit(NO_LABELS, c.gatewayResets));
+    (emit) => emit(NO_LABELS, total('gatewayResets')));
   counter('tether_gateway_dns_queries_total', 'UDP/53 datagrams of port-53 flows the gateway read while rules read DNS names (docs/GATEWAY.md): decided (a query with one question, decided by the rules), answered (by the edge: NXDOMAIN or an override), unparsed (no query it could read: forwarded), answer_lost (no room to send the answer: the query was not forwarded).', ['result'],
     (emit) => {
-      emit({ result: 'decided' }, c.gatewayDnsQueries);
-      emit({ result: 'answered' }, c.gatewayDnsAnswered);
-      emit({ result: 'unparsed' }, c.gatewayDnsUnparsed);
-      emit({ result: 'answer_lost' }, c.gatewayDnsAnswerLost);
+      emit({ result: 'decided' }, total('gatewayDnsQueries'));
+      emit({ result: 'answered' }, total('gatewayDnsAnswered'));
+      emit({ result: 'unparsed' }, total('gatewayDnsUnparsed'));
+      emit({ result: 'answer_lost' }, total('gatewayDnsAnswerLost'));
     });
   counter('tether_fragments_held_total', 'Non-first fragments held until their first fragment arrived.', [],
-    (emit) => emit(NO_LABELS, c.fragmentsHeld));
+    (emit) => emit(NO_LABELS, total('fragmentsHeld')));
   counter('tether_fragments_followed_total', 'Non-first fragments forwarded along their first fragment\'s flow.', [],
-    (emit) => emit(NO_LABELS, c.fragmentsFollowed));
+    (emit) => emit(NO_LABELS, total('fragmentsFollowed')));
 
   // --- DLP (docs/POLICY.md "DLP profiles") --------------------------------------------------------
   counter('tether_dlp_flows_scanned_total', 'TCP flows whose gateway rule names DLP profiles and that got a scan slot.', [],
-    (emit) => emit(NO_LABELS, c.dlpFlowsScanned));
+    (emit) => emit(NO_LABELS, total('dlpFlowsScanned')));
   counter('tether_dlp_bytes_scanned_total', 'Bytes of payload scanned by DLP, both directions.', [],
-    (emit) => emit(NO_LABELS, c.dlpBytesScanned));
+    (emit) => emit(NO_LABELS, total('dlpBytesScanned')));
   counter('tether_dlp_not_scanned_total', 'Flows DLP should have scanned but did not: the scan pool was full (forwarded unscanned).', [],
-    (emit) => emit(NO_LABELS, c.dlpPoolEmpty));
+    (emit) => emit(NO_LABELS, total('dlpPoolEmpty')));
   counter('tether_dlp_flows_cut_total', 'Flows cut (reset both ways) by a block DLP profile.', [],
-    (emit) => emit(NO_LABELS, c.dlpFlowsCut));
+    (emit) => emit(NO_LABELS, total('dlpFlowsCut')));
   counter('tether_dlp_matches_total', 'DLP profile matches (each profile at most once per flow direction), by profile.', ['profile'],
     (emit) => {
-      for (const [profile, n] of c.dlpMatches) emit({ profile }, n);
+      const sums = new Map(c.dlpMatches);
+      for (const l of lanes()) for (const [profile, n] of l.dlpMatches) sums.set(profile, (sums.get(profile) ?? 0) + n);
+      for (const [profile, n] of sums) emit({ profile }, n);
     });
 
   // --- onramps -----------------------------------------------------------------------------------

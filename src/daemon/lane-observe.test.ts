@@ -108,6 +108,12 @@ test('lanes: listing, paging, lookup by id, /v1/stats and /metrics cover lane 1'
     // The NAT pool's slices add up to the whole range, the ports in use to both lanes'.
     const used = /tether_nat_ports_in_use\{address="198\.51\.100\.1",protocol="udp"\} (\d+)/.exec(metrics);
     assert.equal(used?.[1], '5', metrics);
+    // The pipeline's other counters too: rule hits (the default action decided all five setups) and the edge's own
+    // ICMP errors (a probe whose TTL runs out on lane 1).
+    assert.match(metrics, /tether_firewall_rule_hits_total\{rule_id="0",rule="default"\} 5/);
+    one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER, ttl: 1 }, { srcPort: 41000, dstPort: 33434 }));
+    const after = (await rig.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(after, /tether_icmp_errors_sent_total\{type="time_exceeded"\} 1/);
   } finally {
     await rig.close();
     one.close();
