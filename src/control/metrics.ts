@@ -353,11 +353,14 @@ export function createMetrics(opts: MetricsOptions): Registry {
     for (const l of lanes()) n += l.scalars[k] ?? 0;
     return n;
   };
-  /** Lane 0's count at `index` of a per-rule or per-outcome array plus the other lanes'. */
-  const totalAt = (own: Float64Array, index: number, pick: (l: LaneCounters) => Record<number, number> | number[]): number => {
-    let n = own[index];
-    for (const l of lanes()) n += pick(l)[index] ?? 0;
-    return n;
+  /** Lane 0's per-rule or per-outcome counts plus the other lanes', by index (the lanes read once per series). */
+  const totalsOf = (own: Float64Array, pick: (l: LaneCounters) => Record<number, number> | number[]): ((index: number) => number) => {
+    const others = lanes().map(pick);
+    return (index) => {
+      let n = own[index];
+      for (const o of others) n += o[index] ?? 0;
+      return n;
+    };
   };
 
   /** Ports to report: the Internet egress first, then every configured onramp (a fresh list per scrape). */
@@ -414,15 +417,17 @@ export function createMetrics(opts: MetricsOptions): Registry {
   // --- policy (docs/POLICY.md) ------------------------------------------------------------------------
   // One series per rule configured now (a removed rule's series go with it); `rule` is its name, or its id.
   counter('tether_firewall_rule_hits_total', 'First packets of flows the firewall rule decided at setup (allowed or denied); rule_id 0 is the default action.', ['rule_id', 'rule'], (emit) => {
-    emit({ rule_id: '0', rule: 'default' }, totalAt(c.firewallRuleHits, 0, (l) => l.firewallRuleHits));
+    const hits = totalsOf(c.firewallRuleHits, (l) => l.firewallRuleHits);
+    emit({ rule_id: '0', rule: 'default' }, hits(0));
     const fw = pipeline.firewall;
     for (let i = 0; i < fw.size; i++) {
       const id = fw.ruleId(i);
-      emit({ rule_id: String(id), rule: names.rule(id) ?? String(id) }, totalAt(c.firewallRuleHits, id, (l) => l.firewallRuleHits));
+      emit({ rule_id: String(id), rule: names.rule(id) ?? String(id) }, hits(id));
     }
   });
   counter('tether_gateway_rule_hits_total', 'Flows and DNS queries the gateway rule decided.', ['rule_id', 'rule'], (emit) => {
-    for (const r of pipeline.gateway?.spec.rules ?? []) emit({ rule_id: String(r.id), rule: r.name ?? String(r.id) }, totalAt(c.gatewayRuleHits, r.id, (l) => l.gatewayRuleHits));
+    const hits = totalsOf(c.gatewayRuleHits, (l) => l.gatewayRuleHits);
+    for (const r of pipeline.gateway?.spec.rules ?? []) emit({ rule_id: String(r.id), rule: r.name ?? String(r.id) }, hits(r.id));
   });
   gauge('tether_policy_epoch', 'The policy epoch: bumped by every firewall or gateway change; established flows from an older one are decided again at their next packet.', [],
     (emit) => emit(NO_LABELS, pipeline.policyEpoch));
@@ -453,7 +458,8 @@ export function createMetrics(opts: MetricsOptions): Registry {
     (emit) => emit(NO_LABELS, total('icmpEchoAnswered')));
   counter('tether_gateway_classify_total', 'TCP flows that waited for a name (SNI, Host), by how the wait ended (docs/POLICY.md, "Hostname rules: how a flow is classified").', ['outcome'],
     (emit) => {
-      for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, totalAt(c.classifyOutcomes, o, (l) => l.classifyOutcomes));
+      const outcomes = totalsOf(c.classifyOutcomes, (l) => l.classifyOutcomes);
+      for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, outcomes(o));
     });
   gauge('tether_gateway_classifying_flows', 'TCP flows waiting for a name now, and those holding client payload in a classify slot.', ['state'], (emit) => {
     emit({ state: 'waiting' }, pipeline.classifyingFlows);
