@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
 import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
+import { laneOfPort } from '../../src/common/lanes.js';
 
 const PREFIX = `tt-${process.pid}-lo-`;
 const NS = { edge: `${PREFIX}edge`, s1: `${PREFIX}s1`, s2: `${PREFIX}s2`, dc: `${PREFIX}dc`, inet: `${PREFIX}inet` };
@@ -39,10 +40,9 @@ const KERNEL_FORGETS_MS = 8_000;
 const RESEND_MS = 300;
 /** A generous behavioural bound for a client's whole exchange, not a timed assertion. */
 const CLIENT_TIMEOUT_MS = 60_000;
-/** egress.port_range's default, cut in two slices (common/lanes.ts): lane 0 below the cut. */
+/** egress.port_range's default, cut in two slices (common/lanes.ts laneOfPort). */
 const PORT_MIN = 1024;
 const PORT_MAX = 65535;
-const LANE_CUT = PORT_MIN + Math.ceil((PORT_MAX - PORT_MIN + 1) / 2);
 
 function removeOwn(): void {
   removeNamespaces(Object.values(NS));
@@ -237,7 +237,7 @@ describe('flows across lanes: ownership directory (tether run --lanes 2, real in
     }
   }
 
-  const laneOf = (endpoint: string): number => (Number(endpoint.split(':').pop()) < LANE_CUT ? 0 : 1);
+  const laneOf = (endpoint: string): number => laneOfPort(PORT_MIN, PORT_MAX, 2, Number(endpoint.split(':').pop()));
 
   it('RFC 4787 REQ-1 across lanes: one internal endpoint is one external endpoint at all 32 servers', async () => {
     // The first datagram makes the mapping (on the lane the kernel hands it to); the other 31 flows' first datagrams
