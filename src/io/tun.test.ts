@@ -478,10 +478,15 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
           options: fc.constantFrom(false, false, false, false, true),
           mode: fc.constantFrom<Mode>('partial', 'partial', 'full', 'zero', 'bad'),
         });
+        // Runs of one datagram repeated make mergeable neighbours common, so the
+        // "some were merged" coverage check below cannot fail on an unlucky seed
+        // (independent draws made a mergeable pair rare: it failed once in CI).
+        const repeated = fc.record({ datagram, times: fc.integer({ min: 1, max: 8 }) });
         let merged = 0;
         await fc.assert(
-          fc.asyncProperty(fc.array(datagram, { minLength: 1, maxLength: 100 }), async (raw) => {
+          fc.asyncProperty(fc.array(repeated, { minLength: 1, maxLength: 25 }), async (runs) => {
             const ids = [0, 0, 0];
+            const raw = runs.flatMap((r) => Array.from({ length: r.times }, () => r.datagram)).slice(0, 100);
             const list = raw.map((d) => ({ ...d, id: (ids[d.flow] += d.idStep) & 0xffff }));
             const r = await through(list);
             assert.deepEqual(r.got, r.expected);
