@@ -243,6 +243,7 @@ export class Edge {
       if (from !== null) this.fromLane.push(new HandoffRing(from));
     }
     this.handoffBatch = this.laneCount > 1 && host.offload === true ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.laneCount > 1 ? this.batchSize : 1);
+    if (this.laneCount > 1) this.pipeline.onHandHeld = this.handHeld;
     this.laneHost = this.laneCount > 1 && this.laneIndex === 0
       ? new LaneHost({ config: cfg, count: this.laneCount, rings, directory: directory!, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
       : null;
@@ -778,6 +779,8 @@ export class Edge {
       if (ring.push(batch, i)) this.counters[EdgeCounter.LaneHandedOff]++;
       else this.counters[EdgeCounter.LaneRingFull]++;
       moved++;
+      // Its later fragments, which carry no port, follow it from here (and those this lane already holds go now).
+      if (this.steering.firstFragment) this.pipeline.steeredFirstFragment(batch.data, batch.offset[i], batch.length[i], PORT_INTERNET, owner, performance.now());
     }
     if (moved === 0) return;
     batch.count = kept;
@@ -805,6 +808,17 @@ export class Edge {
       }
     }
   }
+
+  /** One early fragment this lane held, whose first fragment went to `lane` (Pipeline.onHandHeld): into that lane's ring. */
+  private readonly heldScratch = new PacketBatch(1);
+  private readonly handHeld = (data: Uint8Array, offset: number, length: number, ingress: number, lane: number): void => {
+    const ring = this.toLane[lane];
+    const scratch = this.heldScratch;
+    scratch.clear();
+    if (ring === null || ring === undefined || scratch.push(data, offset, length, ingress) < 0) return;
+    if (ring.push(scratch, 0)) this.counters[EdgeCounter.LaneHandedOff]++;
+    else this.counters[EdgeCounter.LaneRingFull]++;
+  };
 
   /** Waits on a ring's doorbell while this lane has nothing to read (a handoff must not wait for the next TUN read). */
   private async drainLoop(ring: HandoffRing): Promise<void> {

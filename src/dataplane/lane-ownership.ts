@@ -16,6 +16,7 @@
 import type { LaneDirectory } from '../common/lane-directory.js';
 import type { FlowTable } from '../flow/flow-table.js';
 import type { SnatPool } from '../nat/snat-pool.js';
+import { FragmentSteer } from './fragment-steer.js';
 import { AF_INET4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 import { DST, SRC, type PacketInfo } from '../wire/packet-info.js';
 
@@ -31,6 +32,10 @@ export class LaneOwnership {
   lane = new Uint8Array(INITIAL_HANDOFFS);
   /** Packets handed over since start (status). */
   handedOff = 0;
+  /** Lanes' later fragments: the lane each datagram's first fragment went to (fragment-steer.ts). */
+  readonly fragments = new FragmentSteer();
+  /** First fragments this lane handed to another (so their later fragments follow: status, tests). */
+  fragmentsSteered = 0;
 
   constructor(readonly directory: LaneDirectory, readonly self: number, private readonly snat: SnatPool | null) {}
 
@@ -40,20 +45,45 @@ export class LaneOwnership {
    */
   ownerOfMiss(info: PacketInfo, zone: number): number {
     if (this.handedIn) return -1;
+    let owner = this.claimOf(info);
+    // Claimed by this lane (another zone's flow of the same tuple, say: the directory has no zones): it stays here.
+    if (owner >= 0) return owner === this.self ? -1 : owner;
     const snat = this.snat;
+    if (snat === null) return -1;
     const protocol = info.protocol;
     const family = info.family === AF_INET4 ? 4 : 6;
-    const dir = this.directory;
-    let owner = dir.ownerOf(dir.flowHash(protocol, family, info.addr, SRC, DST, info.srcPort, info.dstPort));
-    if (owner >= 0) return owner === this.self ? -1 : owner;
-    if (snat === null) return -1;
     if ((protocol === IPPROTO_TCP || protocol === IPPROTO_UDP) && (family === 4 ? snat.isPoolAddress4(info.addr[DST]) : snat.isPoolAddress6(info.addr, DST))) {
       // A new hairpin: set up by the lane whose slice gave out the addressed port (it holds that mapping).
       owner = snat.laneOfExternal(protocol, info.dstPort);
     } else if (snat.supportsProtocol(protocol)) {
+      const dir = this.directory;
       owner = dir.ownerOf(dir.endpointHash(zone, protocol, family, info.addr, SRC, info.srcPort));
     }
     return owner === this.self ? -1 : owner;
+  }
+
+  /**
+   * The lane that claimed the flow an ICMP error `info` quotes (no flow here), or -1. The flow key is symmetric, so
+   * the quoted packet's tuple (RFC 792; RFC 4443 section 2.4: the packet the flow sent) finds the flow's claim:
+   * errors about flows no NAT port steers (a data center's, site to site) reach their flow's lane.
+   */
+  ownerOfIcmpError(info: PacketInfo): number {
+    if (this.handedIn) return -1;
+    const dir = this.directory;
+    const owner = dir.ownerOf(dir.flowHash(info.innerProtocol, info.family === AF_INET4 ? 4 : 6, info.innerAddr, SRC, DST, info.innerSrcPort, info.innerDstPort));
+    return owner === this.self ? -1 : owner;
+  }
+
+  /** The lane this one handed the first fragment of `info`'s datagram to (keyed in `zone`), or -1. */
+  ownerOfLaterFragment(info: PacketInfo, zone: number, now: number): number {
+    if (this.handedIn) return -1;
+    return this.fragments.find(zone, info.protocol, info.family, info.addr, SRC, DST, info.fragmentId, now);
+  }
+
+  /** The first fragment `info` (keyed in `zone`) goes to `lane`: the fragments that follow it go there too. */
+  rememberFragment(info: PacketInfo, zone: number, lane: number, now: number): void {
+    this.fragments.remember(zone, info.protocol, info.family, info.addr, SRC, DST, info.fragmentId, lane, now);
+    this.fragmentsSteered++;
   }
 
   /**
@@ -62,9 +92,14 @@ export class LaneOwnership {
    */
   ownerOfHeld(info: PacketInfo): number {
     if (this.handedIn) return -1;
-    const dir = this.directory;
-    const owner = dir.ownerOf(dir.flowHash(info.protocol, info.family === AF_INET4 ? 4 : 6, info.addr, SRC, DST, info.srcPort, info.dstPort));
+    const owner = this.claimOf(info);
     return owner === this.self ? -1 : owner;
+  }
+
+  /** The lane that claimed the flow of `info` (its symmetric key: either direction), or -1. One hash and bucket read. */
+  private claimOf(info: PacketInfo): number {
+    const dir = this.directory;
+    return dir.ownerOf(dir.flowHash(info.protocol, info.family === AF_INET4 ? 4 : 6, info.addr, SRC, DST, info.srcPort, info.dstPort));
   }
 
   /** Lists packet i of the batch being processed as `lane`'s. */

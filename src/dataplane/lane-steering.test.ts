@@ -66,6 +66,26 @@ describe('LaneSteering', () => {
     }), { numRuns: 2000 });
   });
 
+  it('first fragments are steered by their ports and say so; later fragments are not (they carry none)', () => {
+    const v4 = buildUdp({ src: '203.0.113.10', dst: POOL4, id: 7, moreFragments: true }, { srcPort: 53, dstPort: 30000, payload: new Uint8Array(16) });
+    assert.equal(steering.owner(v4, 0, v4.length), 1);
+    assert.equal(steering.firstFragment, true);
+    const whole = buildUdp({ src: '203.0.113.10', dst: POOL4 }, { srcPort: 53, dstPort: 30000 });
+    assert.equal(steering.owner(whole, 0, whole.length), 1);
+    assert.equal(steering.firstFragment, false);
+    const later4 = buildUdp({ src: '203.0.113.10', dst: POOL4, id: 7, fragmentOffset: 24 }, { srcPort: 53, dstPort: 30000 });
+    assert.equal(steering.owner(later4, 0, later4.length), -1);
+    // IPv6: the fragment header right after the fixed header (RFC 8200 section 4.5); its next header is UDP.
+    const v6 = buildUdp({ src: '2001:db8:1::9', dst: POOL6, extensions: [{ type: 'fragment', offset: 0, more: true, id: 0x12345678 }] }, { srcPort: 53, dstPort: 65000, payload: new Uint8Array(16) });
+    assert.equal(steering.owner(v6, 0, v6.length), 2);
+    assert.equal(steering.firstFragment, true);
+    const atomic6 = buildUdp({ src: '2001:db8:1::9', dst: POOL6, extensions: [{ type: 'fragment', offset: 0, more: false, id: 1 }] }, { srcPort: 53, dstPort: 1024 });
+    assert.equal(steering.owner(atomic6, 0, atomic6.length), 0, 'an atomic fragment (RFC 6946) is a whole packet');
+    assert.equal(steering.firstFragment, false);
+    const later6 = buildUdp({ src: '2001:db8:1::9', dst: POOL6, extensions: [{ type: 'fragment', offset: 1232, more: false, id: 0x12345678 }] }, { srcPort: 53, dstPort: 65000 });
+    assert.equal(steering.owner(later6, 0, later6.length), -1);
+  });
+
   it('bad input: random and truncated bytes give a lane or -1, never a throw or a read past the packet', () => {
     fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 120 }), fc.integer({ min: 0, max: 120 }), (bytes, cut) => {
       const n = Math.min(cut, bytes.length);

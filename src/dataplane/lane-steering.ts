@@ -9,8 +9,12 @@
  *   ICMP echo reply             ─ its identifier (RFC 5508 section 3.1: the identifier is NATed like a port)
  *   ICMP error                  ─ the source port (or echo identifier) of the packet it quotes, which the edge sent
  *
- * Anything else (not to a pool address, a non-first fragment, IPv6 extension headers, a truncated packet): -1, the
- * lane that read it keeps it. One read of a few header bytes per packet from the Internet; nothing allocated.
+ * A first fragment (IPv4; IPv6 with its fragment header right after the fixed header) is steered by its ports like
+ * any packet, and `firstFragment` says so: its later fragments, which carry no ports, follow it from the lane that
+ * read them (Pipeline.steeredFirstFragment, fragment-steer.ts).
+ *
+ * Anything else (not to a pool address, a non-first fragment, other IPv6 extension headers, a truncated packet): -1,
+ * the lane that read it keeps it. One read of a few header bytes per packet from the Internet; nothing allocated.
  */
 import type { PacketBatch } from '../common/packet-batch.js';
 import type { SnatPool } from '../nat/snat-pool.js';
@@ -34,20 +38,25 @@ import {
   IPPROTO_UDP,
   IPV4_DST,
   IPV4_FLAGS_FRAGMENT,
+  IPV4_FLAG_MF,
   IPV4_FRAGMENT_OFFSET_MASK,
   IPV4_IHL_MASK,
+  IPV4_IHL_UNIT,
   IPV4_MIN_HEADER,
   IPV4_PROTOCOL,
   IPV6_DST,
+  IPV6_EXT_FRAGMENT,
+  IPV6_FRAG_M,
+  IPV6_FRAG_OFFSET_FIELD,
+  IPV6_FRAG_OFFSET_MASK,
+  IPV6_FRAGMENT_HEADER,
   IPV6_HEADER,
   IPV6_NEXT_HEADER,
+  IP_VERSION_SHIFT,
   TCP_DST_PORT,
   TCP_SRC_PORT,
 } from '../wire/constants.js';
 
-const VERSION_SHIFT = 4;
-/** 32-bit words of the IPv4 header length field (RFC 791). */
-const IHL_UNIT = 4;
 /** TCP's and UDP's port fields are at the same offsets (RFC 793, RFC 768). */
 const PORTS_BYTES = 4;
 /** An ICMP echo's identifier ends 6 bytes into its header. */
@@ -56,6 +65,8 @@ const ICMP_ID_END = ICMP_ID + 2;
 export class LaneSteering {
   /** Scratch for an IPv6 destination (no allocation per packet). */
   private readonly addr6 = new Uint32Array(4);
+  /** The packet owner() last looked at was a first fragment (valid after it returned >= 0). */
+  firstFragment = false;
 
   constructor(private readonly snat: SnatPool | null, readonly lanes: number) {}
 
@@ -68,17 +79,20 @@ export class LaneSteering {
   /** The same over raw bytes (tests, explain). */
   owner(d: Uint8Array, at: number, length: number): number {
     const snat = this.snat;
+    this.firstFragment = false;
     if (snat === null || length < 1) return -1;
-    const version = d[at] >>> VERSION_SHIFT;
+    const version = d[at] >>> IP_VERSION_SHIFT;
     let l4: number;
     let protocol: number;
     if (version === 4) {
       if (length < IPV4_MIN_HEADER) return -1;
-      const ihl = (d[at] & IPV4_IHL_MASK) * IHL_UNIT;
-      if (ihl < IPV4_MIN_HEADER || (read16(d, at + IPV4_FLAGS_FRAGMENT) & IPV4_FRAGMENT_OFFSET_MASK) !== 0) return -1;
+      const ihl = (d[at] & IPV4_IHL_MASK) * IPV4_IHL_UNIT;
+      const fragment = read16(d, at + IPV4_FLAGS_FRAGMENT);
+      if (ihl < IPV4_MIN_HEADER || (fragment & IPV4_FRAGMENT_OFFSET_MASK) !== 0) return -1;
       if (snat.addressIndex4(read32(d, at + IPV4_DST)) < 0) return -1;
       l4 = ihl;
       protocol = d[at + IPV4_PROTOCOL];
+      this.firstFragment = (fragment & IPV4_FLAG_MF) !== 0;
     } else if (version === 6) {
       if (length < IPV6_HEADER) return -1;
       const a = this.addr6;
@@ -86,6 +100,16 @@ export class LaneSteering {
       if (snat.addressIndex6(a, 0) < 0) return -1;
       l4 = IPV6_HEADER;
       protocol = d[at + IPV6_NEXT_HEADER];
+      if (protocol === IPV6_EXT_FRAGMENT) {
+        // RFC 8200 section 4.5: offset 0 is a first fragment (M set; M clear: an atomic fragment, RFC 6946), whose
+        // transport header follows this one.
+        if (l4 + IPV6_FRAGMENT_HEADER > length) return -1;
+        const field = read16(d, at + l4 + IPV6_FRAG_OFFSET_FIELD);
+        if ((field & IPV6_FRAG_OFFSET_MASK) !== 0) return -1;
+        protocol = d[at + l4];
+        l4 += IPV6_FRAGMENT_HEADER;
+        this.firstFragment = (field & IPV6_FRAG_M) !== 0;
+      }
     } else {
       return -1;
     }
@@ -108,12 +132,12 @@ export class LaneSteering {
     let l4: number;
     let protocol: number;
     if (version === 4) {
-      if (q + IPV4_MIN_HEADER > end || d[q] >>> VERSION_SHIFT !== 4) return -1;
+      if (q + IPV4_MIN_HEADER > end || d[q] >>> IP_VERSION_SHIFT !== 4) return -1;
       if ((read16(d, q + IPV4_FLAGS_FRAGMENT) & IPV4_FRAGMENT_OFFSET_MASK) !== 0) return -1;
-      l4 = q + (d[q] & IPV4_IHL_MASK) * IHL_UNIT;
+      l4 = q + (d[q] & IPV4_IHL_MASK) * IPV4_IHL_UNIT;
       protocol = d[q + IPV4_PROTOCOL];
     } else {
-      if (q + IPV6_HEADER > end || d[q] >>> VERSION_SHIFT !== 6) return -1;
+      if (q + IPV6_HEADER > end || d[q] >>> IP_VERSION_SHIFT !== 6) return -1;
       l4 = q + IPV6_HEADER;
       protocol = d[q + IPV6_NEXT_HEADER];
     }

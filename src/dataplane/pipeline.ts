@@ -532,6 +532,19 @@ export class Pipeline {
   private readonly errorInfo = new PacketInfo();
   /** Error source (words 0..3) and destination (4..7) for the IPv6 writer. */
   private readonly errorAddr = new Uint32Array(8);
+  /**
+   * Lanes: early fragments this lane held whose first fragment went to lane `lane` (firstFragmentHanded): the edge
+   * copies each into that lane's ring. Null: no lanes (they stay held here).
+   */
+  onHandHeld: ((data: Uint8Array, offset: number, length: number, ingress: number, lane: number) => void) | null = null;
+  /** The lane firstFragmentHanded is releasing held fragments to. */
+  private heldLane = 0;
+  private readonly handHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
+    // Its receive was counted when it was held here; the lane it goes to counts it (as handsOver).
+    this.counters.rxPackets[ingress]--;
+    this.counters.rxBytes[ingress] -= length;
+    this.onHandHeld!(data, offset, length, ingress, this.heldLane);
+  };
   private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
     this.walkGenerated(data, offset, length, ingress, Drop.FragmentOverflow);
   };
@@ -1161,7 +1174,7 @@ export class Pipeline {
     if (info.ttl <= 1) return this.timeExceeded(buf, ingress, now);
     if (!this.ownPackets && this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
     const zone = this.ports.zone[ingress];
-    if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone));
+    if (info.isIcmpError) return this.recorded(this.forwardIcmpError(buf, ingress, zone, length));
     if (!info.hasTransportHeader) return this.recorded(this.forwardLaterFragment(buf, offset, length, ingress, zone, now));
 
     const isFirstFragment = info.isFragment;
@@ -1174,7 +1187,10 @@ export class Pipeline {
     // The pre-pass found the flow and none was removed since: no key to build (forwardOnFlow reads info).
     const node = hint >= 0 && table === this.flows4 && table.removals === this.hintRemovals ? hint : this.lookupKey(table, zone, hint);
     if (node < 0 && this.isEchoRequestToPool(info)) return this.recorded(this.answerEcho(buf, ingress));
-    if (node < 0 && this.lanes !== null && ingress !== PORT_INTERNET && this.handsOver(this.lanes.ownerOfMiss(info, zone), ingress, length)) return HANDED;
+    if (node < 0 && this.lanes !== null && ingress !== PORT_INTERNET && this.handsOver(this.lanes.ownerOfMiss(info, zone), ingress, length)) {
+      if (isFirstFragment) this.firstFragmentHanded(zone, this.handLane, now);
+      return HANDED;
+    }
     const hop = node >= 0
       ? this.forwardOnFlow(buf, table, node, ingress, length, now)
       : this.setupFlow(buf, table, ingress, zone, length, now);
@@ -2210,7 +2226,7 @@ export class Pipeline {
    * sender; the error never creates, refreshes or counts toward a flow (RFC 5508 REQ-2 spirit:
    * errors never end or extend a mapping).
    */
-  private forwardIcmpError(buf: Uint8Array, ingress: number, zone: number): number {
+  private forwardIcmpError(buf: Uint8Array, ingress: number, zone: number, length: number): number {
     const info = this.info;
     if (info.innerFamily !== info.family) return -Drop.BadIcmp;
     const table = info.family === AF_INET4 ? this.flows4 : this.flows6;
@@ -2225,7 +2241,10 @@ export class Pipeline {
       key.dst[w] = inner[SRC + w];
     }
     const node = table.lookup(key);
-    if (node < 0) return -Drop.IcmpNoFlow;
+    if (node < 0) {
+      // Lanes: an error about a flow another lane claimed (one no NAT port steers: LaneSteering reads those) goes there.
+      return this.lanes !== null && this.handsOver(this.lanes.ownerOfIcmpError(info), ingress, length) ? HANDED : -Drop.IcmpNoFlow;
+    }
     const flow = node >> 1;
     const dir = (node & 1) as 0 | 1;
     if (!this.ownsDirection(table, flow, dir, ingress)) return -Drop.FlowOwnerMismatch;
@@ -2279,6 +2298,8 @@ export class Pipeline {
     const table = isV4 ? this.flows4 : this.flows6;
     const node = follower.find(zone, info.protocol, info.addr, info.fragmentId, now);
     if (node < 0 || !nodeMatches(table, node, zone, info)) {
+      // Lanes: this lane handed the datagram's first fragment away; the rest follows it, through the same ring.
+      if (this.lanes !== null && this.handsOver(this.lanes.ownerOfLaterFragment(info, zone, now), ingress, length)) return HANDED;
       if (this.ports.version !== this.sharesVersion) this.sizeShares();
       const reason = follower.hold(buf, offset, length, ingress, zone, info.protocol, info.addr, info.fragmentId, now, this.ports.site[ingress]);
       if (reason !== Drop.None) return -reason;
@@ -2314,6 +2335,32 @@ export class Pipeline {
     if (id < 0) id = this.ipIds.next4(info.addr[SRC], info.addr[DST], info.protocol);
     if (info.isFragment) this.fragNewId = id;
     setIpv4Id(buf, info, id);
+  }
+
+  /**
+   * Lanes: the first fragment `info` (keyed in `zone`) goes to `lane`. The fragments that follow it here will too
+   * (lane-ownership.ts, fragment-steer.ts), and those that came before it and wait here go now (onHandHeld: the
+   * edge copies them into that lane's ring), to wait there for their first fragment as they waited here.
+   */
+  private firstFragmentHanded(zone: number, lane: number, now: number): void {
+    const info = this.info;
+    this.lanes!.rememberFragment(info, zone, lane, now);
+    const follower = info.family === AF_INET4 ? this.frags4 : this.frags6;
+    if (follower.heldCount === 0 || this.onHandHeld === null) return;
+    this.heldLane = lane;
+    follower.release(zone, info.protocol, info.addr, info.fragmentId, this.handHeld);
+  }
+
+  /**
+   * Lanes: the edge steered packet `data[offset..offset+length)` from `ingress` to `lane` before processing it
+   * (LaneSteering: a reply from the Internet by its NAT port). When it is a first fragment, its datagram's later
+   * fragments go there too, as firstFragmentHanded. Control of the rare case: one inspect per steered first fragment.
+   */
+  steeredFirstFragment(data: Uint8Array, offset: number, length: number, ingress: number, lane: number, now: number): void {
+    if (this.lanes === null) return;
+    const info = this.info;
+    if (inspect(data, offset, length, info) !== Drop.None || !info.isFragment || !info.hasTransportHeader) return;
+    this.firstFragmentHanded(this.ports.zone[ingress], lane, now);
   }
 
   /** The first fragment passed: remember its datagram, then send any fragments that arrived before it. */

@@ -7,6 +7,8 @@
 /** The version nibble, the high 4 bits of an IP header's first byte (RFC 791 section 3.1, RFC 8200 section 3). */
 export const IP_VERSION_4 = 4;
 export const IP_VERSION_6 = 6;
+/** The version nibble is the high half of byte 0: `byte >>> IP_VERSION_SHIFT`. */
+export const IP_VERSION_SHIFT = 4;
 /** Address families as tether stores them (PacketInfo.family, flow tables): the IP version number. */
 export const AF_INET4 = 4;
 export const AF_INET6 = 6;
@@ -26,6 +28,8 @@ export const IPV4_MAX_HEADER = 60;
 export const IPV4_VERSION_IHL = 0;
 /** The IHL nibble of the first byte: header length in 32-bit words. */
 export const IPV4_IHL_MASK = 0x0f;
+/** IHL counts 32-bit words: bytes = IHL * IPV4_IHL_UNIT. */
+export const IPV4_IHL_UNIT = 4;
 export const IPV4_TOS = 1;
 export const IPV4_TOTAL_LENGTH = 2;
 export const IPV4_ID = 4;
