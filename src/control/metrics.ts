@@ -133,6 +133,8 @@ export interface EdgeStatus {
   /** The busy poll of the daemon's TUNs (docs/PERFORMANCE.md "Latency"): budget, spins, time spun, packets caught. */
   busyPoll?: { budgetUs: number; sessions: number; spinNs: number; packets: number };
   edge: Record<string, number>;
+  /** Lanes: each lane's own `lane_*` edge counters, lane 0 first (`edge` sums them; daemon/lanes.ts mergeLaneStatus). */
+  laneCounters?: Array<Record<string, number>>;
   pipelineDrops: Record<string, number>;
   greDrops: Record<string, number>;
   wireguard: Array<{ device: string; drops: Record<string, number>; peers: Array<{ onramp: number; hasSession: boolean; endpoint: string | null }> }>;

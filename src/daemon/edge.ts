@@ -780,7 +780,10 @@ export class Edge {
       else this.counters[EdgeCounter.LaneRingFull]++;
       moved++;
       // Its later fragments, which carry no port, follow it from here (and those this lane already holds go now).
-      if (this.steering.firstFragment) this.pipeline.steeredFirstFragment(batch.data, batch.offset[i], batch.length[i], PORT_INTERNET, owner, performance.now());
+      if (this.steering.firstFragment) {
+        this.pipeline.steeredFirstFragment(batch.data, batch.offset[i], batch.length[i], PORT_INTERNET, owner, performance.now());
+        this.counters[EdgeCounter.LaneFragmentsSteered] = this.pipeline.lanes!.fragmentsSteered;
+      }
     }
     if (moved === 0) return;
     batch.count = kept;
@@ -857,6 +860,7 @@ export class Edge {
       else this.counters[EdgeCounter.LaneRingFull]++;
     }
     lanes.count = 0;
+    this.counters[EdgeCounter.LaneFragmentsSteered] = lanes.fragmentsSteered;
     for (const ring of this.toLane) ring?.publish();
   }
 

@@ -106,6 +106,7 @@ describe('lanes (no devices)', () => {
     const m = mergeLaneStatus(own, [other]);
     assert.deepEqual(m.tuns.map((t) => [t.name, t.packetsIn]), [['tt-ic-1', 5], ['tt-ic-1#1', 7]]);
     assert.deepEqual(m.edge, { lane_handed_off: 3, lane_received: 2 });
+    assert.deepEqual(m.laneCounters, [{ lane_handed_off: 2 }, { lane_received: 2, lane_handed_off: 1 }], 'each lane\'s own lane counters, lane 0 first');
     assert.deepEqual(m.pipelineDrops, { no_route: 3, ttl: 1 });
     assert.deepEqual(m.flows, { ipv4: 7, ipv6: 1 });
     assert.deepEqual(own.edge, { lane_handed_off: 2 }, 'the lane\'s own status is not changed');

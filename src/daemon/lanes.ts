@@ -315,13 +315,18 @@ function addInto(into: Record<string, number>, from: Record<string, number>): vo
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
+/** The edge counters about lanes (handoffs, rings, deliveries through lane 0, fragments steered), listed per lane too. */
+const LANE_COUNTER_PREFIX = 'lane_';
+
 /**
  * Lane 0's status with the other lanes' summed in: counters, drops and busy polling added by name, flows added, and
- * each lane's TUN queues listed under the TUN's name with `#lane` (the kernel counts per device, the addon per queue).
+ * each lane's TUN queues listed under the TUN's name with `#lane` (the kernel counts per device, the addon per queue);
+ * each lane's own `lane_*` counters in `laneCounters` (which lane handed what to which).
  */
 export function mergeLaneStatus(own: EdgeStatus, lanes: EdgeStatus[]): EdgeStatus {
   if (lanes.length === 0) return own;
   const out: EdgeStatus = { ...own, tuns: [...own.tuns], edge: { ...own.edge }, pipelineDrops: { ...own.pipelineDrops }, flows: { ...own.flows }, icmp: { ...own.icmp } };
+  out.laneCounters = [own, ...lanes].map((s) => Object.fromEntries(Object.entries(s.edge).filter(([name]) => name.startsWith(LANE_COUNTER_PREFIX))));
   lanes.forEach((s, k) => {
     for (const t of s.tuns) out.tuns.push({ ...t, name: `${t.name}#${k + 1}` });
     addInto(out.edge, s.edge);

@@ -31,7 +31,12 @@ export function removeLanesTopology(NS: LanesNamespaces): void {
   removeNamespaces(Object.values(NS));
 }
 
-export function buildLanesTopology(NS: LanesNamespaces): void {
+/** More of the Internet: `servers`, addresses the inet namespace also answers on (more address pairs for the kernel's hash). */
+export interface LanesTopologyOptions {
+  servers?: readonly string[];
+}
+
+export function buildLanesTopology(NS: LanesNamespaces, opts: LanesTopologyOptions = {}): void {
   addNamespaces(Object.values(NS));
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
   sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
@@ -55,22 +60,27 @@ export function buildLanesTopology(NS: LanesNamespaces): void {
   nsSh(NS.inet, `
     ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
     ip addr add ${LANES_SERVER}/32 dev lo
+    ${(opts.servers ?? []).map((a) => `ip addr add ${a}/32 dev lo`).join('; ')}
     ip route add 198.51.100.0/24 via 192.168.200.1`);
 }
 
-/** The edge's configuration: the two interconnects, the Internet route, the egress pool; `extra` is appended (api), `log` the log section. */
-export function lanesConfig(dir: string, extra = '', log = '{ level: info }'): string {
+/**
+ * The edge's configuration: the two interconnects, the Internet route, the egress pool; `extra` is appended (api), `log`
+ * the log section; `more` adds sites, onramps and routes (YAML list items, one a string).
+ */
+export function lanesConfig(dir: string, extra = '', log = '{ level: info }', more: { sites?: string[]; onramps?: string[]; routes?: string[] } = {}): string {
+  const items = (list: string[] | undefined): string => (list ?? []).map((item) => `\n  - ${item}`).join('');
   return `version: 1
 log: ${log}
 store: { path: ${dir}/tether.db }
 sites:
   - name: dc1
-  - name: dc2
+  - name: dc2${items(more.sites)}
 onramps:
   - { name: dc1-link, id: 1, type: interconnect, site: dc1, automatic_return_routing: true, interconnect: { link: veth-dc1 } }
-  - { name: dc2-link, id: 2, type: interconnect, site: dc2, automatic_return_routing: true, interconnect: { link: veth-dc2 } }
+  - { name: dc2-link, id: 2, type: interconnect, site: dc2, automatic_return_routing: true, interconnect: { link: veth-dc2 } }${items(more.onramps)}
 routes:
-  - { prefix: 0.0.0.0/0, next_hop: internet }
+  - { prefix: 0.0.0.0/0, next_hop: internet }${items(more.routes)}
 egress:
   interface: tt-egress
   addresses: [${LANES_POOL}]

@@ -78,6 +78,11 @@ export const enum EdgeCounter {
   LaneDeliveredViaLane0 = 36,
   /** Lane 0: those packets, delivered for the other lanes to their tunnel onramps. */
   LaneDeliveredForLanes = 37,
+  /**
+   * Lanes: first fragments this lane handed to another lane (by NAT port or the ownership directory), whose later
+   * fragments, which the kernel gives to this lane too, follow them there (dataplane/fragment-steer.ts).
+   */
+  LaneFragmentsSteered = 38,
 }
 
 export const EDGE_COUNTER_NAMES: readonly string[] = [
@@ -119,6 +124,7 @@ export const EDGE_COUNTER_NAMES: readonly string[] = [
   'lane_handoff_too_long',
   'lane_delivered_via_lane0',
   'lane_delivered_for_lanes',
+  'lane_fragments_steered',
 ];
 
 /** The non-zero entries of a counter array by name (allocates: control plane, for status and logs). */
