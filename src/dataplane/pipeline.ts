@@ -2298,8 +2298,9 @@ export class Pipeline {
     const table = isV4 ? this.flows4 : this.flows6;
     const node = follower.find(zone, info.protocol, info.addr, info.fragmentId, now);
     if (node < 0 || !nodeMatches(table, node, zone, info)) {
-      // Lanes: this lane handed the datagram's first fragment away; the rest follows it, through the same ring.
-      if (this.lanes !== null && this.handsOver(this.lanes.ownerOfLaterFragment(info, zone, now), ingress, length)) return HANDED;
+      // Lanes: this lane handed the datagram's first fragment away; the rest follows it, through the same ring. (Not
+      // a packet the pipeline walks from `generated`: the edge hands over packets of the batch it processed only.)
+      if (this.lanes !== null && this.metaBatch !== this.generated && this.handsOver(this.lanes.ownerOfLaterFragment(info, zone, now), ingress, length)) return HANDED;
       if (this.ports.version !== this.sharesVersion) this.sizeShares();
       const reason = follower.hold(buf, offset, length, ingress, zone, info.protocol, info.addr, info.fragmentId, now, this.ports.site[ingress]);
       if (reason !== Drop.None) return -reason;

@@ -184,6 +184,23 @@ test('fragments that came before their first fragment are held, then follow it t
   assert.equal(edge.lanes[1].counters.rxPackets[DC_ONRAMP], 0);
 });
 
+test('from the Internet too: fragments held before their first fragment follow it when LaneSteering hands it to its lane', () => {
+  const edge = new TwoLanes();
+  edge.read(1, [{ bytes: buildUdp({ src: HOST, dst: SERVER }, { srcPort: 5001, dstPort: 9000 }), ingress: A_PRIMARY }]);
+  const out = edge.delivered[0].parsed;
+  edge.delivered.length = 0;
+  const reply = buildUdp({ src: SERVER, dst: out.src, id: 0x778 }, { srcPort: 9000, dstPort: out.srcPort, payload: PAYLOAD });
+  const [f0, f1, f2] = fragmentIpv4(reply, FRAGMENT_MTU);
+  edge.read(0, [{ bytes: f1, ingress: INTERNET }, { bytes: f2, ingress: INTERNET }]);
+  assert.equal(edge.lanes[0].counters.fragmentsHeld, 2);
+  edge.read(0, [{ bytes: f0, ingress: INTERNET }]);
+  assert.deepEqual(edge.drops, []);
+  assert.equal(edge.delivered.length, 3);
+  assert.ok(edge.delivered.every((d) => d.lane === 1 && d.hop === A_PRIMARY && d.parsed.dst === HOST));
+  assert.deepEqual(edge.delivered.map((d) => d.parsed.fragmentOffset), [0, 1256, 2512], 'the first fragment, then the two it released');
+  assert.equal(edge.lanes[0].counters.rxPackets[INTERNET], 0, 'lane 0 gave its receive counts back');
+});
+
 test('two sites\' identical datagrams (overlap) are two datagrams: each site\'s fragments follow its own first fragment', () => {
   const edge = new TwoLanes();
   // A's flow on lane 0, B's (the same tuple in its own zone; the DC sees a clash-rewritten port) on lane 1.
