@@ -241,7 +241,7 @@ describe('tether run --lanes 2: fragments and ICMP errors across lanes (real int
     return last;
   };
 
-  it('fragmented datagrams both ways, to the Internet and to a data center: every one comes back whole; both lanes steered fragments to the other', async () => {
+  it('fragmented datagrams both ways, to the Internet and to a data center: every one comes back whole; both lanes steered fragments to the other', async (t) => {
     const clients = [NS.dc1, NS.dc2].map((ns, k) => nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', `site${k + 1}`, ...SERVERS, DC_HOST]));
     children.push(...clients);
     const tallies = await Promise.all(clients.map(async (c) => JSON.parse(await c.waitFor('{"done"')) as { done: number[]; resent: number[]; bad: string[] }));
@@ -251,13 +251,14 @@ describe('tether run --lanes 2: fragments and ICMP errors across lanes (real int
     });
     const s = await settledStatus();
     const lanes = s.laneCounters ?? [];
+    t.diagnostic(`per lane: ${JSON.stringify(lanes)}; resent: ${tallies.map((x) => x.resent.reduce((a, b) => a + b, 0)).join(', ')}`);
     assert.equal(lanes.length, 2, `per-lane counters: ${JSON.stringify(s)}`);
     for (const [k, c] of lanes.entries()) {
       assert.ok((c.lane_fragments_steered ?? 0) > 0, `lane ${k} read first fragments of flows lane ${1 - k} owns and steered their datagrams there: ${JSON.stringify(lanes)}`);
     }
   });
 
-  it('ICMP errors from the data center (fragmentation needed, port unreachable) reach the socket of each flow, whichever lane owns it', async () => {
+  it('ICMP errors from the data center (fragmentation needed, port unreachable) reach the socket of each flow, whichever lane owns it', async (t) => {
     const before = await settledStatus();
     const results = await Promise.all([NS.dc1, NS.dc2].map((ns) => runErrorsScript(ns)));
     const ICMP_DEST_UNREACHABLE = 3;
@@ -269,6 +270,7 @@ describe('tether run --lanes 2: fragments and ICMP errors across lanes (real int
     });
     const after = await settledStatus();
     const handed = (s: LaneStatus): number => s.edge.lane_handed_off ?? 0;
+    t.diagnostic(`per lane before: ${JSON.stringify(before.laneCounters)}, after: ${JSON.stringify(after.laneCounters)}`);
     assert.ok(handed(after) > handed(before), `errors read by a lane not owning their flow were handed over: ${JSON.stringify(after.laneCounters)}`);
   });
 });
