@@ -47,10 +47,11 @@ const datagram: fc.Arbitrary<Datagram> = fc.record({
   dst: fc.array(word, { minLength: 4, maxLength: 4 }),
   ident: fc.constantFrom(0, 1, 0xffff, 0xffffffff),
 });
-type Op = { kind: 'remember'; d: Datagram; lane: number } | { kind: 'find'; d: Datagram } | { kind: 'advance'; ms: number };
+type Op = { kind: 'remember'; d: Datagram; lane: number } | { kind: 'find'; d: Datagram } | { kind: 'forget'; d: Datagram } | { kind: 'advance'; ms: number };
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('remember' as const), d: datagram, lane: fc.integer({ min: 0, max: 63 }) }),
   fc.record({ kind: fc.constant('find' as const), d: datagram }),
+  fc.record({ kind: fc.constant('forget' as const), d: datagram }),
   fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 20_000 }) }),
 );
 
@@ -67,6 +68,9 @@ describe('FragmentSteer', () => {
     assert.equal(find(t, { ...d, src: [0xcb00710a, 7, 7, 7] }, 1000), 1);
     remember(t, d, 0, 2000);
     assert.equal(find(t, d, 2000), 0, 'a first fragment resent to another lane moves its datagram');
+    t.forget(d.zone, d.protocol, d.family, load(d), SRC, DST, d.ident);
+    assert.equal(find(t, d, 2000), -1, 'forgotten: its fragments stay on this lane');
+    remember(t, d, 0, 2000);
     assert.equal(find(t, d, 2000 + FRAGMENT_TIMEOUT_MS - 1), 0);
     assert.equal(find(t, d, 2000 + FRAGMENT_TIMEOUT_MS), -1, 'gone at its timeout');
     assert.equal(t.live(2000 + FRAGMENT_TIMEOUT_MS), 0);
@@ -96,6 +100,11 @@ describe('FragmentSteer', () => {
           continue;
         }
         const k = keyOf(o.d);
+        if (o.kind === 'forget') {
+          t.forget(o.d.zone, o.d.protocol, o.d.family, load(o.d), SRC, DST, o.d.ident);
+          oracle.delete(k);
+          continue;
+        }
         if (o.kind === 'remember') {
           remember(t, o.d, o.lane, now);
           oracle.set(k, { lane: o.lane, deadline: now + timeout });

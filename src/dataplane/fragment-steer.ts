@@ -97,6 +97,20 @@ export class FragmentSteer {
     return -1;
   }
 
+  /**
+   * The datagram's entry is gone (its first fragment, sent again with the same identification, was taken by this
+   * lane): its later fragments stay here.
+   */
+  forget(zone: number, protocol: number, family: number, addr: Uint32Array, src: number, dst: number, ident: number): void {
+    const head = headWord(zone, protocol, family);
+    const words = family === 4 ? 1 : ADDR_WORDS;
+    let slot = this.hashOf(head, addr, src, dst, words, ident) & this.mask;
+    for (let probe = 0; probe < FRAGMENT_STEER_PROBES; probe++) {
+      if (this.matches(slot, head, addr, src, dst, words, ident)) this.deadline[slot] = 0;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
   /** Entries live at `now` (a scan: tests, status). */
   live(now: number): number {
     let n = 0;

@@ -172,6 +172,18 @@ export class FragmentFollower {
   }
 
   /**
+   * Forgets the datagram (lanes: its first fragment, with the same identification as one this lane followed, went to
+   * another lane; its later fragments follow it there, not the flow remembered here).
+   */
+  forget(zone: number, proto: number, addr: Uint32Array, ident: number): void {
+    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
+    for (let probe = 0; probe < MAX_PROBES; probe++) {
+      if (this.matches(slot, zone, proto, addr, ident)) this.deadline[slot] = 0;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  /**
    * Holds an early fragment, charged to `site` (0: nobody); returns Drop.None when held, or why it could not be
    * (FragmentQuotaExceeded: the site holds its share; FragmentOverflow: too long, or every slot taken).
    */

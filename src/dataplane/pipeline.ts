@@ -2347,6 +2347,8 @@ export class Pipeline {
     const info = this.info;
     this.lanes!.rememberFragment(info, zone, lane, now);
     const follower = info.family === AF_INET4 ? this.frags4 : this.frags6;
+    // The latest first fragment of an identification decides (an id reused within the timeout, by another flow).
+    follower.forget(zone, info.protocol, info.addr, info.fragmentId);
     if (follower.heldCount === 0 || this.onHandHeld === null) return;
     this.heldLane = lane;
     follower.release(zone, info.protocol, info.addr, info.fragmentId, this.handHeld);
@@ -2355,7 +2357,7 @@ export class Pipeline {
   /**
    * Lanes: the edge steered packet `data[offset..offset+length)` from `ingress` to `lane` before processing it
    * (LaneSteering: a reply from the Internet by its NAT port). When it is a first fragment, its datagram's later
-   * fragments go there too, as firstFragmentHanded. Control of the rare case: one inspect per steered first fragment.
+   * fragments go there too, as firstFragmentHanded. Off the common path: one inspect per steered first fragment.
    */
   steeredFirstFragment(data: Uint8Array, offset: number, length: number, ingress: number, lane: number, now: number): void {
     if (this.lanes === null) return;
@@ -2368,6 +2370,8 @@ export class Pipeline {
   private followFragments(zone: number, protocol: number, fragmentId: number, family: number): void {
     const follower = family === AF_INET4 ? this.frags4 : this.frags6;
     follower.remember(zone, protocol, this.fragAddr, fragmentId, this.lastNode, this.now, this.fragNewId);
+    // Lanes: this lane took the datagram; an older one of the same identification it handed away no longer decides.
+    if (this.lanes !== null) this.lanes.fragments.forget(zone, protocol, family, this.fragAddr, SRC, DST, fragmentId);
     follower.release(zone, protocol, this.fragAddr, fragmentId, this.takeHeld);
   }
 

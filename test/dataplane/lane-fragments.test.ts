@@ -201,6 +201,22 @@ test('from the Internet too: fragments held before their first fragment follow i
   assert.equal(edge.lanes[0].counters.rxPackets[INTERNET], 0, 'lane 0 gave its receive counts back');
 });
 
+test('an identification used again by another flow: the latest first fragment decides where the later fragments go', () => {
+  const edge = new TwoLanes();
+  // Two data-center flows, one per lane; their replies (same addresses, so the same lane reads them) reuse an id.
+  edge.read(0, [{ bytes: buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 41010, dstPort: 9000 }), ingress: A_PRIMARY }]);
+  edge.read(1, [{ bytes: buildUdp({ src: HOST, dst: DC_SERVER }, { srcPort: 41011, dstPort: 9000 }), ingress: A_PRIMARY }]);
+  const replyTo = (port: number): Uint8Array[] => fragmentIpv4(buildUdp({ src: DC_SERVER, dst: HOST, id: 0x1111 }, { srcPort: 9000, dstPort: port, payload: PAYLOAD }), FRAGMENT_MTU);
+  for (const [port, lane] of [[41011, 1], [41010, 0], [41011, 1], [41010, 0]]) {
+    edge.delivered.length = 0;
+    edge.read(1, replyTo(port).map((bytes) => ({ bytes, ingress: DC_ONRAMP })));
+    assert.deepEqual(edge.drops, []);
+    assert.equal(edge.delivered.length, 3);
+    assert.ok(edge.delivered.every((d) => d.lane === lane), `the reply to ${port}: every fragment on lane ${lane}`);
+    assert.ok(edge.delivered.slice(1).every((d) => d.parsed.fragmentOffset > 0));
+  }
+});
+
 test('two sites\' identical datagrams (overlap) are two datagrams: each site\'s fragments follow its own first fragment', () => {
   const edge = new TwoLanes();
   // A's flow on lane 0, B's (the same tuple in its own zone; the DC sees a clash-rewritten port) on lane 1.
