@@ -268,3 +268,37 @@ test('lanes: a lane\'s flow log reaches lane 0\'s destination as whole lines, on
   assert.equal(log.linesWritten, 3);
   await log.close();
 });
+
+test('lanes: on shutdown lane 0 has every lane flush its flow log before closing it (flows lane 1 ended just before are in it); a silent lane is named, no hang', async () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const one = laneOne(true);
+  const writes: string[] = [];
+  const destination = new Writable({ write: (chunk: Buffer, _e, done) => { writes.push(chunk.toString()); done(); } });
+  const log = new FlowLogger({ pipeline: new PipelineRig(toPipelineConfig(cfg, ids)).pipeline, destination, flushIntervalMs: 0 });
+  try {
+    const flush = laneFlowLog(one.host, log);
+    // flowLogStart crosses the channel: lane 1 logs once it is there (an unanswered flush would show it).
+    await new Promise((r) => setTimeout(r, 20));
+    const b = ids.onramps.get('site-b-wg')!;
+    for (let k = 0; k < 3; k++) one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 43000 + k, dstPort: 53 }));
+    // The flows end on lane 1; its logger holds their lines until its next flush (250 ms), and the daemon stops now.
+    one.rig.advance(10 * 60 * 1000);
+    assert.deepEqual(await flush(), [], 'lane 1 answered');
+    // Its chunk came before its answer (one port, in order): in the log now, before the log closes.
+    await log.close();
+    const lines = writes.join('').trim().split('\n').map((l) => JSON.parse(l) as { src_port: number });
+    assert.deepEqual(lines.map((l) => l.src_port).sort(), [43000, 43001, 43002]);
+  } finally {
+    one.close();
+  }
+  // A lane that never answers: the flush gives up at the lookup deadline and names it.
+  const stuck = laneOne(false);
+  try {
+    const other = new FlowLogger({ pipeline: new PipelineRig(toPipelineConfig(cfg, ids)).pipeline, destination: new Writable({ write: (_c, _e, done) => done() }), flushIntervalMs: 0 });
+    assert.deepEqual(await laneFlowLog(stuck.host, other)(), [1]);
+    await other.close();
+  } finally {
+    stuck.close();
+  }
+});

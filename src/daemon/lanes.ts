@@ -36,7 +36,9 @@ export const LANE_WALK_TIMEOUT_MS = 30_000;
 /** A question lane 0 asks another lane (the API's flow listing and lookup; lane-observe.ts answers it). */
 export type LaneQuery =
   | { what: 'walk'; request: LaneWalkRequest }
-  | { what: 'flow'; family: 4 | 6; slot: number };
+  | { what: 'flow'; family: 4 | 6; slot: number }
+  /** Shutdown: the lane writes its flow log's pending lines now (they come before the answer: one port, in order). */
+  | { what: 'flowLogFlush' };
 
 /**
  * What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal),
