@@ -810,6 +810,7 @@ export class Edge {
         if (ring.pop(batch, this.counters, EdgeCounter.LaneHandoffTooLong) === 0) break;
         if (ring.delivery) {
           this.counters[EdgeCounter.LaneDeliveredForLanes] += batch.count;
+          // No capture tap: the lane that forwarded these tapped them then (docs/CAPTURE.md "Lanes": once each).
           this.afterProcess(batch, null);
           continue;
         }
