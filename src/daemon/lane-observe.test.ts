@@ -278,8 +278,11 @@ test('lanes: on shutdown lane 0 has every lane flush its flow log before closing
   const log = new FlowLogger({ pipeline: new PipelineRig(toPipelineConfig(cfg, ids)).pipeline, destination, flushIntervalMs: 0 });
   try {
     const flush = laneFlowLog(one.host, log);
-    // flowLogStart crosses the channel: lane 1 logs once it is there (an unanswered flush would show it).
-    await new Promise((r) => setTimeout(r, 20));
+    // flowLogStart crosses the channel: lane 1 logs once its logger hooks the pipeline's flow ends.
+    for (let waited = 0; one.rig.pipeline.onFlowEnd === null; waited++) {
+      assert.ok(waited < 1000, 'lane 1 started its flow log');
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const b = ids.onramps.get('site-b-wg')!;
     for (let k = 0; k < 3; k++) one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 43000 + k, dstPort: 53 }));
     // The flows end on lane 1; its logger holds their lines until its next flush (250 ms), and the daemon stops now.
