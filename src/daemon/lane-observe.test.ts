@@ -15,7 +15,7 @@ import { LANE_FLOW_STRIDE } from '../control/flow-walk.js';
 import { LaneObserver, laneCaptures, laneFlowLog, laneFlowSource } from './lane-observe.js';
 import { FlowLogger } from '../control/flow-log.js';
 import { Writable } from 'node:stream';
-import { LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
+import { LaneHost, LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
 import { CaptureHub, type CaptureTap } from '../control/capture.js';
 import { registerCaptureRoutes } from '../control/api-captures.js';
 import { NameBook } from '../control/metrics.js';
@@ -303,5 +303,38 @@ test('lanes: on shutdown lane 0 has every lane flush its flow log before closing
     await other.close();
   } finally {
     stuck.close();
+  }
+});
+
+test('lanes: a packet the pipeline hands to another lane is not tapped where it was read (its owner taps it with its decision: once in the file)', () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const directory = LaneHost.directory(2);
+  const [zero, one] = [0, 1].map((index) => new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index, count: 2, directory } }));
+  const hub = new CaptureHub({
+    pipeline: one.pipeline,
+    names: new NameBook(one.pipeline, cfg, ids),
+    ids: () => ids,
+    attach: (tap) => { one.tap = tap; },
+    now: () => one.now,
+    lane: 1,
+  });
+  try {
+    const a = ids.onramps.get('site-a-wg')!;
+    const dc = ids.onramps.get('dc-link')!;
+    // Lane 0 sets up a flow from site a to a data-center host (no NAT: the flow's key goes into the directory).
+    const dcHost = '172.16.0.20';
+    assert.equal(zero.send(a, buildUdp({ src: '10.0.1.10', dst: dcHost }, { srcPort: 5000, dstPort: 7 })).hop, dc);
+    const session = hub.start({ onramp: 'dc-link' });
+    // The data center's reply, read by lane 1: handed to lane 0 (not forwarded, not dropped here); lane 1 does not tap it.
+    const reply = one.send(dc, buildUdp({ src: dcHost, dst: '10.0.1.10' }, { srcPort: 7, dstPort: 5000 }));
+    assert.equal(one.pipeline.lanes!.count, 1, 'listed for lane 0');
+    assert.deepEqual([reply.hop, reply.drop], [-1, 0]);
+    assert.equal(session.packets, 0, 'the handed packet is lane 0\'s to tap');
+    // A packet lane 1 decides itself is tapped as before.
+    assert.equal(one.send(a, buildUdp({ src: '10.0.1.10', dst: dcHost }, { srcPort: 41000, dstPort: 7 })).hop, dc);
+    assert.equal(session.packets, 1);
+  } finally {
+    hub.close();
   }
 });
