@@ -2,8 +2,8 @@
  * A lane's thread (lanes.ts, docs/ARCHITECTURE.md "Lanes"): an Edge for lane `index` — its own pipeline and NAT
  * slice, its own queue of every egress and interconnect TUN, the handoff rings to and from the other lanes. Logs
  * go to lane 0; its status is sent every LANE_STATUS_INTERVAL_MS, its per-onramp packet counts published every
- * TRAFFIC_LOOK_INTERVAL_MS (for lane 0's health checks: lanes.ts LaneTraffic); configurations lane 0 applied, and the health
- * states lane 0's checks judged, are applied here.
+ * TRAFFIC_LOOK_INTERVAL_MS (for lane 0's health checks: lanes.ts LaneTraffic); configurations lane 0 applied, and
+ * the health states lane 0's checks judged, are applied here.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Edge } from './edge.js';
