@@ -465,6 +465,12 @@ export class CaptureHub implements CaptureTap, OuterTap {
   private readonly sessions = new Map<number, CaptureSession>();
   /** The running sessions, as an array for the packet path. */
   private running: CaptureSession[] = [];
+  /**
+   * Lanes: per batch slot, 1 while after() runs when the pipeline handed that packet to another lane (the owner
+   * decides it and taps it there: once in the file, with its decision, docs/CAPTURE.md "Lanes"). Grown to the
+   * largest batch seen.
+   */
+  private handed = new Uint8Array(0);
   private nextId = 1;
   private timer: NodeJS.Timeout | null = null;
   private attached = false;
@@ -789,27 +795,37 @@ export class CaptureHub implements CaptureTap, OuterTap {
   after(batch: PacketBatch, now: number, received: boolean): void {
     const sessions = this.running;
     let stopped = false;
+    // The packets this batch hands to other lanes (the pipeline lists them until the edge pushes them: handMisses).
+    const lanes = this.pipeline.lanes;
+    const handing = lanes !== null && lanes.count > 0;
+    if (handing) {
+      if (this.handed.length < batch.capacity) this.handed = new Uint8Array(batch.capacity);
+      for (let k = 0; k < lanes.count; k++) this.handed[lanes.index[k]] = 1;
+    }
     for (let k = 0; k < sessions.length; k++) {
       const s = sessions[k];
       if (s.state !== 'running') continue;
-      this.afterOne(s, batch, now, received && this.shadowCount === batch.count);
+      this.afterOne(s, batch, now, received && this.shadowCount === batch.count, handing);
       if (s.state !== 'running') stopped = true;
     }
+    if (handing) for (let k = 0; k < lanes.count; k++) this.handed[lanes.index[k]] = 0;
     // The copy belongs to this batch only.
     this.shadowCount = 0;
     if (stopped) this.refresh();
   }
 
-  private afterOne(s: CaptureSession, batch: PacketBatch, now: number, received: boolean): void {
+  private afterOne(s: CaptureSession, batch: PacketBatch, now: number, received: boolean, handing: boolean): void {
     const n = batch.count;
     const mask = s.mask;
     const info = this.info;
     const pipeline = this.pipeline;
+    const handed = this.handed;
     if (now - s.startedMono >= s.limits.duration_s * MS_PER_S) {
       s.stop('duration');
       return;
     }
     for (let i = 0; i < n; i++) {
+      if (handing && handed[i] === 1) continue;
       const hop = batch.nextHop[i];
       const forwarded = hop !== NEXT_HOP_DROP;
       const ingress = batch.ingress[i];

@@ -12,7 +12,10 @@ import { PipelineRig } from '../../test/support/pipeline-rig.js';
 import { twoSites } from '../../test/support/topology.js';
 import { assignIds, toPipelineConfig, validateConfig } from '../config/index.js';
 import { defaultConfig } from '../lab/config.js';
-import { METRICS_CONTENT_TYPE, NameBook, createMetrics, metricsText, type EdgeMetricsSource, type EdgeStatus } from './metrics.js';
+import { METRICS_CONTENT_TYPE, NameBook, createMetrics, laneCounters, metricsText, type EdgeMetricsSource, type EdgeStatus } from './metrics.js';
+import { buildTcp } from '../wire/build.js';
+import { TCP_ACK_FLAG, TCP_PSH, TCP_SYN } from '../wire/constants.js';
+import { A_PRIMARY, INTERNET, POOL as TWO_SITES_POOL, SERVER as TWO_SITES_SERVER, HOST as TWO_SITES_HOST, twoSites as twoSitesConfig } from '../../test/support/topology.js';
 import { ikeSa, ipsecStatus } from '../../test/support/ipsec-status.js';
 import { GatewayPolicy } from '../gateway/policy.js';
 
@@ -266,4 +269,37 @@ test('policy: per-rule hits of the firewall (default action as rule 0) and the g
   assert.equal(value(samples, 'tether_policy_epoch'), p.policyEpoch);
   assert.equal(value(samples, 'tether_flows_reevaluated_total'), 1);
   assert.equal(value(samples, 'tether_flows_cut_by_policy_total'), 0);
+});
+
+test('lanes: the gateway\'s classify gauges add every lane\'s waiting flows and held payloads (lane 1 as it posted them)', async () => {
+  // Every lane: the same gateway, a hostname rule, so a TCP flow to 443 waits for its name after the handshake.
+  const gatewayConfig = () => ({
+    ...twoSitesConfig(),
+    gateway: { rules: [{ id: 7, action: 'block' as const, sites: [1], hostnames: ['*.example.org'] }], dlpProfiles: [], classify: { bufferBytes: 16384, waitMs: 2000, fallback: 'allow' as const }, dlpScanBytes: 65536 },
+  });
+  /** Opens `n` connections on `rig` (from ports 40000…), each through its handshake; `holding` of them send a partial ClientHello. */
+  const waitingFlows = (rig: PipelineRig, n: number, holding: number): void => {
+    for (let k = 0; k < n; k++) {
+      const port = 40000 + k;
+      const syn = rig.send(A_PRIMARY, buildTcp({ src: TWO_SITES_HOST, dst: TWO_SITES_SERVER }, { srcPort: port, dstPort: 443, seq: 1000, flags: TCP_SYN }));
+      assert.equal(syn.hop, INTERNET, `SYN dropped: ${syn.drop}`);
+      rig.send(INTERNET, buildTcp({ src: TWO_SITES_SERVER, dst: TWO_SITES_POOL }, { srcPort: 443, dstPort: syn.parsed.srcPort, seq: 5000, ack: 1001, flags: TCP_SYN | TCP_ACK_FLAG }));
+      rig.send(A_PRIMARY, buildTcp({ src: TWO_SITES_HOST, dst: TWO_SITES_SERVER }, { srcPort: port, dstPort: 443, seq: 1001, ack: 5001, flags: TCP_ACK_FLAG }));
+      // 0x16 0x03 0x01: the first bytes of a TLS handshake record, too few to name anything: held.
+      if (k < holding) rig.send(A_PRIMARY, buildTcp({ src: TWO_SITES_HOST, dst: TWO_SITES_SERVER }, { srcPort: port, dstPort: 443, seq: 1001, ack: 5001, flags: TCP_ACK_FLAG | TCP_PSH, payload: Uint8Array.of(0x16, 0x03, 0x01) }));
+    }
+  };
+  const zero = new PipelineRig(gatewayConfig());
+  const one = new PipelineRig({ ...gatewayConfig(), lane: { index: 1, count: 2 } });
+  waitingFlows(zero, 1, 0);
+  waitingFlows(one, 3, 2);
+  // The oracle: each lane's own pipeline.
+  assert.deepEqual([zero.pipeline.classifyingFlows, zero.pipeline.classifySlotsInUse], [1, 0]);
+  assert.deepEqual([one.pipeline.classifyingFlows, one.pipeline.classifySlotsInUse], [3, 2]);
+  const posted = laneCounters(one.pipeline, 1);
+  assert.deepEqual(posted.classifying, { waiting: 3, holding: 2 });
+  const registry = createMetrics({ pipeline: zero.pipeline, lanes: () => [posted] });
+  const { samples } = await scrape(registry);
+  assert.equal(value(samples, 'tether_gateway_classifying_flows', { state: 'waiting' }), 4);
+  assert.equal(value(samples, 'tether_gateway_classifying_flows', { state: 'holding' }), 2);
 });

@@ -216,6 +216,8 @@ export interface LaneCounters {
   gatewayRuleHits: Record<number, number>;
   classifyOutcomes: number[];
   dlpMatches: Array<[string, number]>;
+  /** The gateway's classify gauges now: flows waiting for a name, classify slots holding client payload. */
+  classifying: { waiting: number; holding: number };
 }
 
 /** The pipeline's scalar counters each lane posts, summed with lane 0's in /metrics. */
@@ -258,6 +260,7 @@ export function laneCounters(pipeline: Pipeline, lane: number): LaneCounters {
     gatewayRuleHits: nonZero(c.gatewayRuleHits),
     classifyOutcomes: Array.from(c.classifyOutcomes),
     dlpMatches: [...c.dlpMatches],
+    classifying: { waiting: pipeline.classifyingFlows, holding: pipeline.classifySlotsInUse },
   };
 }
 
@@ -463,9 +466,16 @@ export function createMetrics(opts: MetricsOptions): Registry {
       const outcomes = totalsOf(c.classifyOutcomes, (l) => l.classifyOutcomes);
       for (let o = 0; o < CLASSIFY_OUTCOME_COUNT; o++) emit({ outcome: CLASSIFY_OUTCOME_NAMES[o] }, outcomes(o));
     });
+  // Each lane classifies its own flows in its own slots: the gauges add up (the other lanes' as last posted).
   gauge('tether_gateway_classifying_flows', 'TCP flows waiting for a name now, and those holding client payload in a classify slot.', ['state'], (emit) => {
-    emit({ state: 'waiting' }, pipeline.classifyingFlows);
-    emit({ state: 'holding' }, pipeline.classifySlotsInUse);
+    let waiting = pipeline.classifyingFlows;
+    let holding = pipeline.classifySlotsInUse;
+    for (const l of lanes()) {
+      waiting += l.classifying.waiting;
+      holding += l.classifying.holding;
+    }
+    emit({ state: 'waiting' }, waiting);
+    emit({ state: 'holding' }, holding);
   });
   counter('tether_gateway_resets_total', 'Flows the gateway cut with a reset to each end (a block by name, a blocking fallback).', [],
     (emit) => emit(NO_LABELS, total('gatewayResets')));

@@ -107,7 +107,7 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
   // lane taps its own and sends its blocks to this hub's file.
   const laneCapture = laneHost === null ? null : laneCaptures(laneHost);
   // Each lane logs its own ended flows; their chunks of whole lines go to this log's destination.
-  if (laneHost !== null && flowLog !== null) laneFlowLog(laneHost, flowLog);
+  const flushLanesLog = laneHost !== null && flowLog !== null ? laneFlowLog(laneHost, flowLog) : null;
   const captures = new CaptureHub({
     ...(laneCapture !== null ? { lanes: laneCapture.lanes } : {}),
     pipeline,
@@ -130,6 +130,9 @@ export async function startControlPlane(edge: Edge, store: ConfigStore, cfg: Tet
     close: async () => {
       captures.close();
       await api.close();
+      // The lanes' last ended flows (held up to their flush period) reach the log before it closes.
+      const silent = (await flushLanesLog?.()) ?? [];
+      if (silent.length > 0) log.warn({ lanes: silent }, 'flow log: lanes did not flush their last lines before shutdown');
       await flowLog?.close();
       store.close();
     },

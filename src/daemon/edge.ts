@@ -26,7 +26,7 @@ import { PacketBatch, VNET_WORDS } from '../common/packet-batch.js';
 import { HandoffRing } from '../common/handoff-ring.js';
 import { DEFAULT_LANES, laneCountProblem } from '../common/lanes.js';
 import { LaneSteering } from '../dataplane/lane-steering.js';
-import { LaneHost, mergeLaneStatus, type LaneWiring } from './lanes.js';
+import { LaneHost, LaneTraffic, mergeLaneStatus, type LaneWiring } from './lanes.js';
 import {
   assignIds,
   redact,
@@ -192,6 +192,8 @@ export class Edge {
   private readonly handoffBatch: PacketBatch;
   /** Lane 0: the other lanes' workers. */
   private readonly laneHost: LaneHost | null;
+  /** With lanes: the per-onramp packet counts lanes ≥ 1 publish (publishTraffic) and lane 0's health checks add up. */
+  private readonly laneTraffic: LaneTraffic | null;
 
   constructor(options: EdgeOptions) {
     const cfg = options.config;
@@ -244,8 +246,11 @@ export class Edge {
     }
     this.handoffBatch = this.laneCount > 1 && host.offload === true ? offloadBatch(Math.min(OFFLOAD_BATCH_CAPACITY, this.batchSize)) : new PacketBatch(this.laneCount > 1 ? this.batchSize : 1);
     if (this.laneCount > 1) this.pipeline.onHandHeld = this.handHeld;
+    // The lanes' per-onramp packet counts for lane 0's health checks (lanes.ts LaneTraffic).
+    const traffic = this.laneCount > 1 ? options.wiring?.traffic ?? LaneTraffic.create(this.laneCount) : undefined;
+    this.laneTraffic = traffic === undefined ? null : new LaneTraffic(traffic, this.laneCount);
     this.laneHost = this.laneCount > 1 && this.laneIndex === 0
-      ? new LaneHost({ config: cfg, count: this.laneCount, rings, directory: directory!, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
+      ? new LaneHost({ config: cfg, count: this.laneCount, rings, directory: directory!, traffic: traffic!, mtu: host.mtu, batchSize: this.batchSize, offload: host.offload === true, hugePages: options.hugePages ?? true, busyPollUs: this.busyPollUs, log: this.log })
       : null;
     this.underlay = new Underlay(host, options.underlayName ?? DEFAULT_UNDERLAY_NAME, this.batchSize);
     const gre = new GreTransport(host, this.underlay);
@@ -276,6 +281,7 @@ export class Edge {
       ipsecAlive: (onramp, now) => this.ipsec.alive(onramp, now),
       isRunning: () => this.running,
       onState: (onramp, state) => this.laneHost?.health(onramp, state),
+      ...(this.laneHost !== null && this.laneTraffic !== null ? { lanes: this.laneTraffic } : {}),
     });
     this.ipsec.setHealth({ peerState: (onramp, up) => this.health.tunnelState(onramp, up) });
     cfg.wireguard_devices.forEach((d, i) => {
@@ -388,6 +394,13 @@ export class Edge {
     if (host === null) return;
     host.apply(config);
     for (const [onramp, state] of this.health.states()) host.health(onramp, state);
+  }
+
+  /** Lanes ≥ 1: this lane's per-onramp packet counts, for lane 0's health checks (lane-worker.ts runs it on a timer). */
+  publishTraffic(): void {
+    if (this.laneIndex === 0 || this.laneTraffic === null) return;
+    const c = this.pipeline.counters;
+    this.laneTraffic.publish(this.laneIndex, c.txPackets, c.rxPackets, this.ids.onramps.values());
   }
 
   /** Lanes ≥ 1: an onramp's health as lane 0's checks judged it (lane-worker.ts), for this lane's routes and ARR. */
@@ -803,6 +816,7 @@ export class Edge {
         if (ring.pop(batch, this.counters, EdgeCounter.LaneHandoffTooLong) === 0) break;
         if (ring.delivery) {
           this.counters[EdgeCounter.LaneDeliveredForLanes] += batch.count;
+          // No capture tap: the lane that forwarded these tapped them then (docs/CAPTURE.md "Lanes": once each).
           this.afterProcess(batch, null);
           continue;
         }

@@ -10,6 +10,7 @@ import { REJECT_AFTER_TIME_MS } from '../onramp/wireguard/constants.js';
 import { NextHopKind } from '../route/route-table.js';
 import { buildIcmpEcho, parsePacket } from '../wire/build.js';
 import { EdgeHealth, TRAFFIC_LOOK_INTERVAL_MS, wireGuardAlive } from './health.js';
+import { LaneTraffic } from './lanes.js';
 
 const GRE = 1;
 const WG = 2;
@@ -23,7 +24,7 @@ const greOnramp = (extra: Partial<OnrampConfig> = {}): OnrampConfig => ({
   ...extra,
 } as OnrampConfig);
 
-function setup(lastHandshake: (id: number) => number | undefined = () => undefined) {
+function setup(lastHandshake: (id: number) => number | undefined = () => undefined, lanes?: LaneTraffic) {
   const pipeline = new Pipeline({
     onramps: [
       { id: GRE, name: 'site-gre', type: 'gre', site: 1, automaticReturnRouting: true, localAddress: EDGE_TUNNEL },
@@ -45,6 +46,7 @@ function setup(lastHandshake: (id: number) => number | undefined = () => undefin
     },
     lastHandshakeAt: lastHandshake,
     isRunning: () => false, // no timers: the test drives run()
+    ...(lanes !== undefined ? { lanes } : {}),
   });
   const batch = new PacketBatch(4);
   /** The site answers a probe: its reply enters the pipeline from the onramp. */
@@ -140,6 +142,71 @@ test('traffic into an onramp that answers nothing (the pipeline\'s packet counts
   const bound = SILENCE_PROBE_MS + TRAFFIC_LOOK_INTERVAL_MS + 3 * RATE_TIMEOUT_MS.mid;
   assert.ok(downAt > 0 && downAt - cut <= bound, `down ${downAt - cut} ms after the cut (bound ${bound}, the interval alone would give ${RATE_INTERVAL_MS.mid} + three timeouts)`);
   assert.equal(pipeline.routes.penaltyOf(GRE), PENALTY_DOWN);
+});
+
+/**
+ * Two lanes: lane 0's pipeline (the health checks') and lane 1's counts, published into a LaneTraffic board every
+ * TRAFFIC_LOOK_INTERVAL_MS half a period out of phase with lane 0's looks (as the worker's timer is).
+ */
+function twoLanes() {
+  const board = new LaneTraffic(LaneTraffic.create(2), 2);
+  const lane1 = { tx: new Float64Array(GRE + 1), rx: new Float64Array(GRE + 1) };
+  const publishAt = (t: number): void => {
+    if (t % TRAFFIC_LOOK_INTERVAL_MS === TRAFFIC_LOOK_INTERVAL_MS >> 1) board.publish(1, lane1.tx, lane1.rx, [GRE]);
+  };
+  return { board, lane1, publishAt };
+}
+
+test('lanes: an onramp that lane 0 sends into and whose answers lane 1 reads is not silent (its counts add up); lane 0 alone would probe it every 100 ms', () => {
+  const silenceProbes = (withBoard: boolean): number => {
+    const { board, lane1, publishAt } = twoLanes();
+    const { pipeline, health, sent, answer } = setup(undefined, withBoard ? board : undefined);
+    health.set(GRE, greOnramp(), 0);
+    for (let t = 0; t <= 5_000; t++) {
+      pipeline.counters.txPackets[GRE]++;
+      lane1.rx[GRE]++;
+      publishAt(t);
+      const n = sent.length;
+      health.run(t);
+      if (sent.length > n) answer(sent.at(-1)!.bytes, t + 1);
+    }
+    assert.equal(health.view(GRE)?.state, 'healthy');
+    return pipeline.health.counters(GRE)!.silenceProbes;
+  };
+  assert.equal(silenceProbes(true), 0, 'every lane\'s counts: traffic both ways, no silence');
+  assert.ok(silenceProbes(false) >= 5_000 / (2 * SILENCE_PROBE_MS), 'the oracle: lane 0\'s counts alone see a one-way stream');
+});
+
+test('lanes: traffic only lane 1 sends into a cut tunnel is probed at once: down within SILENCE_PROBE_MS + two looks (publish, look) + three timeouts', () => {
+  const { board, lane1, publishAt } = twoLanes();
+  const { pipeline, health, sent, answer } = setup(undefined, board);
+  health.set(GRE, greOnramp(), 0);
+  const cut = 10;
+  let downAt = -1;
+  for (let t = 0; t <= 3_000 && downAt < 0; t++) {
+    if (t < cut + 3) lane1.tx[GRE]++;
+    if (t < cut) lane1.rx[GRE]++;
+    publishAt(t);
+    const n = sent.length;
+    health.run(t);
+    if (sent.length > n && t < cut) answer(sent.at(-1)!.bytes, t + 1);
+    if (health.view(GRE)?.state === 'down') downAt = t;
+  }
+  const bound = SILENCE_PROBE_MS + 2 * TRAFFIC_LOOK_INTERVAL_MS + 3 * RATE_TIMEOUT_MS.mid;
+  assert.ok(downAt > 0 && downAt - cut <= bound, `down ${downAt - cut} ms after the cut (bound ${bound}; lane 0's counts alone: the interval, ${RATE_INTERVAL_MS.mid} + three timeouts)`);
+  assert.equal(pipeline.health.counters(GRE)!.silenceProbes, 1);
+});
+
+test('LaneTraffic: each lane\'s row, summed over lanes ≥ 1 per onramp and direction, modulo 2^32 per lane; ids out of range read 0', () => {
+  const board = new LaneTraffic(LaneTraffic.create(3), 3);
+  const c = (tx: number[], rx: number[]) => ({ tx: Float64Array.from(tx), rx: Float64Array.from(rx) });
+  const one = c([0, 5, 7], [0, 1, 2]);
+  const two = c([0, 10, 2 ** 32 + 3], [0, 100, 0]);
+  board.publish(1, one.tx, one.rx, [1, 2]);
+  board.publish(2, two.tx, two.rx, [1, 2, 0, 70_000]);
+  assert.deepEqual([board.sent(1), board.received(1), board.sent(2), board.received(2)], [15, 101, 10, 2]);
+  assert.deepEqual([board.sent(0), board.sent(70_000), board.received(-1)], [0, 0, 0]);
+  assert.throws(() => new LaneTraffic(LaneTraffic.create(2), 3), /not a board for 3 lanes/);
 });
 
 test('WireGuard session age: alive until Reject-After-Time; a stale peer goes down by evidence alone', () => {

@@ -6,8 +6,9 @@
  *     next hop = the onramp ─ the edge's deliver (the transport encapsulates it like any packet routed there)
  *   the pipeline, per packet: replies to the probes and the site's probes (forwardLocal) ─ the engine
  *   every second: WireGuard session age ─ observe(alive)
- *   every TRAFFIC_LOOK_INTERVAL_MS (while some onramp is probed): the pipeline's per-onramp packet counts ─
- *     traffic(): an onramp that was sent traffic and returned nothing for SILENCE_PROBE_MS is probed at once
+ *   every TRAFFIC_LOOK_INTERVAL_MS (while some onramp is probed): the pipeline's per-onramp packet counts, with
+ *     lanes every lane's (HealthHost.lanes) ─ traffic(): an onramp that was sent traffic and returned nothing for
+ *     SILENCE_PROBE_MS is probed at once
  *   transitions ─ pipeline.setOnrampHealth (route penalty, up/down for ARR) ─ one log line each
  *
  * WireGuard evidence: a session is alive while its last handshake is younger than Reject-After-Time (180 s,
@@ -65,6 +66,11 @@ export interface HealthHost {
   isRunning(): boolean;
   /** Hears every transition after it is applied to this pipeline (lanes: lane 0 passes it to the other lanes' pipelines). */
   onState?(onramp: number, state: HealthState): void;
+  /**
+   * Lane 0 with lanes: the other lanes' per-onramp packet counts (lanes.ts LaneTraffic, at most a publish period
+   * old), added to this pipeline's for silence: an onramp whose traffic another lane reads or writes is not silent.
+   */
+  lanes?: { sent(onramp: number): number; received(onramp: number): number };
 }
 
 interface Checked {
@@ -239,7 +245,12 @@ export class EdgeHealth {
     if (this.probedCount > 0 && now >= this.nextTrafficLookAt) {
       this.nextTrafficLookAt = now + TRAFFIC_LOOK_INTERVAL_MS;
       const { txPackets, rxPackets } = this.host.pipeline.counters;
-      for (const [id, c] of this.checked) if (c.probed) engine.traffic(id, txPackets[id], rxPackets[id], now);
+      const lanes = this.host.lanes;
+      for (const [id, c] of this.checked) {
+        if (!c.probed) continue;
+        if (lanes === undefined) engine.traffic(id, txPackets[id], rxPackets[id], now);
+        else engine.traffic(id, txPackets[id] + lanes.sent(id), rxPackets[id] + lanes.received(id), now);
+      }
     }
     const probes = this.probes;
     probes.length = 0;

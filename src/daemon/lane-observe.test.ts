@@ -15,7 +15,7 @@ import { LANE_FLOW_STRIDE } from '../control/flow-walk.js';
 import { LaneObserver, laneCaptures, laneFlowLog, laneFlowSource } from './lane-observe.js';
 import { FlowLogger } from '../control/flow-log.js';
 import { Writable } from 'node:stream';
-import { LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
+import { LaneHost, LaneRequests, type LaneMessage, type LaneObservation, type LaneQuery } from './lanes.js';
 import { CaptureHub, type CaptureTap } from '../control/capture.js';
 import { registerCaptureRoutes } from '../control/api-captures.js';
 import { NameBook } from '../control/metrics.js';
@@ -267,4 +267,74 @@ test('lanes: a lane\'s flow log reaches lane 0\'s destination as whole lines, on
   assert.ok(lines.every((l) => l.onramp === 'site-b-wg'));
   assert.equal(log.linesWritten, 3);
   await log.close();
+});
+
+test('lanes: on shutdown lane 0 has every lane flush its flow log before closing it (flows lane 1 ended just before are in it); a silent lane is named, no hang', async () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const one = laneOne(true);
+  const writes: string[] = [];
+  const destination = new Writable({ write: (chunk: Buffer, _e, done) => { writes.push(chunk.toString()); done(); } });
+  const log = new FlowLogger({ pipeline: new PipelineRig(toPipelineConfig(cfg, ids)).pipeline, destination, flushIntervalMs: 0 });
+  try {
+    const flush = laneFlowLog(one.host, log);
+    // flowLogStart crosses the channel: lane 1 logs once its logger hooks the pipeline's flow ends.
+    for (let waited = 0; one.rig.pipeline.onFlowEnd === null; waited++) {
+      assert.ok(waited < 1000, 'lane 1 started its flow log');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const b = ids.onramps.get('site-b-wg')!;
+    for (let k = 0; k < 3; k++) one.rig.send(b, buildUdp({ src: '10.0.1.10', dst: SERVER }, { srcPort: 43000 + k, dstPort: 53 }));
+    // The flows end on lane 1; its logger holds their lines until its next flush (250 ms), and the daemon stops now.
+    one.rig.advance(10 * 60 * 1000);
+    assert.deepEqual(await flush(), [], 'lane 1 answered');
+    // Its chunk came before its answer (one port, in order): in the log now, before the log closes.
+    await log.close();
+    const lines = writes.join('').trim().split('\n').map((l) => JSON.parse(l) as { src_port: number });
+    assert.deepEqual(lines.map((l) => l.src_port).sort(), [43000, 43001, 43002]);
+  } finally {
+    one.close();
+  }
+  // A lane that never answers: the flush gives up at the lookup deadline and names it.
+  const stuck = laneOne(false);
+  try {
+    const other = new FlowLogger({ pipeline: new PipelineRig(toPipelineConfig(cfg, ids)).pipeline, destination: new Writable({ write: (_c, _e, done) => done() }), flushIntervalMs: 0 });
+    assert.deepEqual(await laneFlowLog(stuck.host, other)(), [1]);
+    await other.close();
+  } finally {
+    stuck.close();
+  }
+});
+
+test('lanes: a packet the pipeline hands to another lane is not tapped where it was read (its owner taps it with its decision: once in the file)', () => {
+  const cfg = defaultConfig();
+  const ids = assignIds(cfg);
+  const directory = LaneHost.directory(2);
+  const [zero, one] = [0, 1].map((index) => new PipelineRig({ ...toPipelineConfig(cfg, ids), lane: { index, count: 2, directory } }));
+  const hub = new CaptureHub({
+    pipeline: one.pipeline,
+    names: new NameBook(one.pipeline, cfg, ids),
+    ids: () => ids,
+    attach: (tap) => { one.tap = tap; },
+    now: () => one.now,
+    lane: 1,
+  });
+  try {
+    const a = ids.onramps.get('site-a-wg')!;
+    const dc = ids.onramps.get('dc-link')!;
+    // Lane 0 sets up a flow from site a to a data-center host (no NAT: the flow's key goes into the directory).
+    const dcHost = '172.16.0.20';
+    assert.equal(zero.send(a, buildUdp({ src: '10.0.1.10', dst: dcHost }, { srcPort: 5000, dstPort: 7 })).hop, dc);
+    const session = hub.start({ onramp: 'dc-link' });
+    // The data center's reply, read by lane 1: handed to lane 0 (not forwarded, not dropped here); lane 1 does not tap it.
+    const reply = one.send(dc, buildUdp({ src: dcHost, dst: '10.0.1.10' }, { srcPort: 7, dstPort: 5000 }));
+    assert.equal(one.pipeline.lanes!.count, 1, 'listed for lane 0');
+    assert.deepEqual([reply.hop, reply.drop], [-1, 0]);
+    assert.equal(session.packets, 0, 'the handed packet is lane 0\'s to tap');
+    // A packet lane 1 decides itself is tapped as before.
+    assert.equal(one.send(a, buildUdp({ src: '10.0.1.10', dst: dcHost }, { srcPort: 41000, dstPort: 7 })).hop, dc);
+    assert.equal(session.packets, 1);
+  } finally {
+    hub.close();
+  }
 });

@@ -175,9 +175,11 @@ export class LaneObserver {
     }
   }
 
-  private async ask(query: LaneQuery): Promise<LaneWalkAnswer | FlowWithTrail | null> {
+  private async ask(query: LaneQuery): Promise<LaneWalkAnswer | FlowWithTrail | number | null> {
     const lane = this.edge.laneIndex;
     if (query.what === 'flow') return flowWithTrail(this.view, query.family, query.slot, lane);
+    // The chunk goes out (send, synchronously: the Writable's write) before this answer does.
+    if (query.what === 'flowLogFlush') return this.flowLog?.flush() ?? 0;
     await this.share.admit();
     try {
       return await walkLaneFlows(this.view, lane, query.request, () => this.share.yield());
@@ -211,12 +213,22 @@ export function laneCaptures(host: LaneObservation): { lanes: CaptureLanes; atta
   };
 }
 
-/** Lane 0's flow log takes the other lanes' lines (LaneObserver.startFlowLog) into its one destination. */
-export function laneFlowLog(host: LaneObservation, log: FlowLogger): void {
+/**
+ * Lane 0's flow log takes the other lanes' lines (LaneObserver.startFlowLog) into its one destination. Returns the
+ * shutdown's flush: each lane writes what its logger holds (up to its last flush period, 250 ms, of ended flows)
+ * and lane 0 waits for every lane's answer, each bounded by the lookup deadline (LANE_ANSWER_TIMEOUT_MS), before it
+ * closes the log; resolves with the lanes that did not answer (their pending lines are lost, nothing hangs).
+ */
+export function laneFlowLog(host: LaneObservation, log: FlowLogger): () => Promise<number[]> {
   host.listen((_lane, m) => {
     if (m.kind === 'flowLog') log.append(m.text, m.lines, m.dropped);
   });
   host.post({ kind: 'flowLogStart' });
+  return async () => {
+    const lanes = Array.from({ length: host.count - 1 }, (_, k) => k + 1);
+    const answers = await Promise.allSettled(lanes.map((lane) => host.ask<number>(lane, { what: 'flowLogFlush' })));
+    return lanes.filter((_, k) => answers[k].status === 'rejected');
+  };
 }
 
 /** Lane 0's LaneHost as the control plane's view of the other lanes. */

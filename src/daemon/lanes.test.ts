@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../config/index.js';
 import type { EdgeStatus } from '../control/metrics.js';
 import { Edge } from './edge.js';
-import { LaneHost, mergeLaneStatus } from './lanes.js';
+import { LaneHost, LaneTraffic, mergeLaneStatus } from './lanes.js';
 import { LiveEdge } from './live.js';
 import { HandoffRing, MIN_RING_BYTES } from '../common/handoff-ring.js';
 import { PacketBatch } from '../common/packet-batch.js';
@@ -71,6 +71,24 @@ describe('lanes (no devices)', () => {
     assert.ok(deliveryOf(one, wg) instanceof ViaLaneZero);
     live.applyConfig(gre);
     assert.equal(deliveryOf(one, wg), null, 'removed with its onramp');
+  });
+
+  it('health across lanes: lane 1 publishes its per-onramp packet counts into the board lane 0\'s health checks read', () => {
+    const gre = loadConfig(WITH_GRE, 'edge.yaml');
+    const rings = LaneHost.rings(2);
+    const traffic = LaneTraffic.create(2);
+    const zero = new Edge({ config: gre, log: silent, hugePages: false, wiring: { index: 0, count: 2, rings, traffic } });
+    const one = new Edge({ config: gre, log: silent, hugePages: false, wiring: { index: 1, count: 2, rings, traffic } });
+    const branch = zero.ids.onramps.get('branch')!;
+    const link = zero.ids.onramps.get('dc-link')!;
+    one.pipeline.counters.txPackets[branch] = 7;
+    one.pipeline.counters.rxPackets[link] = 11;
+    one.publishTraffic();
+    // What lane 0's EdgeHealth adds to its own counts at each look (HealthHost.lanes).
+    const lanes = (zero as unknown as { health: { host: { lanes?: LaneTraffic } } }).health.host.lanes;
+    assert.ok(lanes !== undefined, 'lane 0\'s health checks read the board');
+    assert.deepEqual([lanes.sent(branch), lanes.received(branch), lanes.sent(link), lanes.received(link)], [7, 0, 0, 11]);
+    assert.equal((one as unknown as { health: { host: { lanes?: LaneTraffic } } }).health.host.lanes, undefined, 'lanes ≥ 1 run no health checks');
   });
 
   it('ViaLaneZero: a forwarded packet goes to lane 0 as a delivery record with its next hop, published once per batch', () => {

@@ -14,6 +14,7 @@ import type { HealthState } from '../health/index.js';
 import type { EdgeStatus, LaneCounters } from '../control/metrics.js';
 import { LaneUnanswered, type LaneWalkRequest } from '../control/lane-view.js';
 import type { CaptureRequest, LaneCaptureData } from '../control/capture.js';
+import { MAX_ONRAMP_ID } from '../common/ids.js';
 import { startWorker } from './threads.js';
 import type { EdgeLogger } from './transports/transport.js';
 
@@ -35,7 +36,9 @@ export const LANE_WALK_TIMEOUT_MS = 30_000;
 /** A question lane 0 asks another lane (the API's flow listing and lookup; lane-observe.ts answers it). */
 export type LaneQuery =
   | { what: 'walk'; request: LaneWalkRequest }
-  | { what: 'flow'; family: 4 | 6; slot: number };
+  | { what: 'flow'; family: 4 | 6; slot: number }
+  /** Shutdown: the lane writes its flow log's pending lines now (they come before the answer: one port, in order). */
+  | { what: 'flowLogFlush' };
 
 /**
  * What a lane's Edge is told (EdgeOptions.wiring): its index, the lane count, rings[from][to] (null on the diagonal),
@@ -46,6 +49,67 @@ export interface LaneWiring {
   count: number;
   rings: Array<Array<SharedArrayBuffer | null>>;
   directory?: SharedArrayBuffer;
+  /** The per-onramp packet counts each lane publishes for lane 0's health checks (LaneTraffic). */
+  traffic?: SharedArrayBuffer;
+}
+
+/** Onramp ids a LaneTraffic row holds (0 is the Internet: not checked, kept so that an id is its own index). */
+const TRAFFIC_PORTS = MAX_ONRAMP_ID + 1;
+/** Words per onramp in a row: packets sent into it, packets received from it. */
+const TRAFFIC_WORDS = 2;
+
+/**
+ * The per-onramp packet counts lane 0's health checks read for silence (daemon/health.ts, HealthEngine.traffic),
+ * over every lane. Each lane k ≥ 1 publishes its pipeline's txPackets / rxPackets of its configured onramps into
+ * row k of a SharedArrayBuffer every TRAFFIC_LOOK_INTERVAL_MS (lane-worker.ts); lane 0 adds the rows to its own
+ * counts at each look. Why not the status post (LANE_STATUS_INTERVAL_MS, 1 s): the silence clock is
+ * SILENCE_PROBE_MS (100 ms), so counts a second old would make an onramp whose replies land on lane 1 look silent
+ * (a needless probe) and hide lane 1's sends into a cut tunnel (no early probe). Here a count is at most one
+ * publish period plus the lane's event-loop lateness old when lane 0 looks: under the silence clock.
+ * Control plane: two plain 32-bit stores per onramp a publish, nothing per packet.
+ */
+export class LaneTraffic {
+  private readonly words: Uint32Array;
+
+  /** A board for `count` lanes (row 0, lane 0's, stays unused: lane 0 reads its own pipeline). */
+  static create(count: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(count * TRAFFIC_PORTS * TRAFFIC_WORDS * Uint32Array.BYTES_PER_ELEMENT);
+  }
+
+  constructor(buffer: SharedArrayBuffer, private readonly count: number) {
+    this.words = new Uint32Array(buffer);
+    if (this.words.length !== count * TRAFFIC_PORTS * TRAFFIC_WORDS) throw new Error(`lane traffic board: ${buffer.byteLength} bytes, not a board for ${count} lanes`);
+  }
+
+  /** Lane `lane` (≥ 1) publishes its counts of `onramps` (ids). */
+  publish(lane: number, tx: Float64Array, rx: Float64Array, onramps: Iterable<number>): void {
+    const words = this.words;
+    const base = lane * TRAFFIC_PORTS * TRAFFIC_WORDS;
+    for (const id of onramps) {
+      if (id <= 0 || id >= TRAFFIC_PORTS) continue;
+      // A Uint32 store keeps the count modulo 2^32 (ToUint32): enough, the reader only asks whether it changed;
+      // and an aligned integer access is tear-free across threads (ECMA-262, memory model), a Float64 one is not.
+      words[base + id * TRAFFIC_WORDS] = tx[id];
+      words[base + id * TRAFFIC_WORDS + 1] = rx[id];
+    }
+  }
+
+  /** Packets the lanes ≥ 1 sent into `onramp` (as last published; modulo 2^32 each). */
+  sent(onramp: number): number {
+    return this.sum(onramp, 0);
+  }
+
+  /** Packets the lanes ≥ 1 received from `onramp` (as last published; modulo 2^32 each). */
+  received(onramp: number): number {
+    return this.sum(onramp, 1);
+  }
+
+  private sum(onramp: number, word: number): number {
+    if (onramp <= 0 || onramp >= TRAFFIC_PORTS) return 0;
+    let n = 0;
+    for (let lane = 1; lane < this.count; lane++) n += this.words[(lane * TRAFFIC_PORTS + onramp) * TRAFFIC_WORDS + word];
+    return n;
+  }
 }
 
 /** workerData of a lane's worker. */
@@ -146,6 +210,8 @@ export interface LaneHostOptions {
   count: number;
   rings: Array<Array<SharedArrayBuffer | null>>;
   directory: SharedArrayBuffer;
+  /** LaneTraffic.create(count): the lanes publish their per-onramp packet counts there. */
+  traffic: SharedArrayBuffer;
   mtu: number;
   batchSize: number;
   offload: boolean;
@@ -200,7 +266,7 @@ export class LaneHost implements LaneObservation {
     const entry = new URL(own.endsWith('.ts') ? './lane-worker.ts' : './lane-worker.js', own);
     for (let index = 1; index < opts.count; index++) {
       const data: LaneWorkerData = {
-        tetherLane: { index, count: opts.count, rings: opts.rings, directory: opts.directory },
+        tetherLane: { index, count: opts.count, rings: opts.rings, directory: opts.directory, traffic: opts.traffic },
         config: this.config,
         mtu: opts.mtu,
         batchSize: opts.batchSize,

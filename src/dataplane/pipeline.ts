@@ -1167,7 +1167,7 @@ export class Pipeline {
     // Before the TTL check: a packet addressed to the edge itself is delivered, not forwarded.
     const local = this.ports.localIndex[ingress];
     if (local !== 0) {
-      const hop = this.forwardLocal(buf, ingress, local - 1, now);
+      const hop = this.forwardLocal(buf, ingress, local - 1, length, now);
       if (hop !== NOT_LOCAL) return this.recorded(hop);
     }
     // RFC 1812 section 5.3.1: a router must not forward a packet whose TTL would reach zero; it tells the sender.
@@ -1208,7 +1208,7 @@ export class Pipeline {
    * into the tunnel it came from (RFC 792; RFC 4443 section 4.2) and counted as the site's probe. Anything else
    * is NOT_LOCAL and walks on. Allocation-free: typed-array compares and an in-place rewrite.
    */
-  private forwardLocal(buf: Uint8Array, ingress: number, slot: number, now: number): number {
+  private forwardLocal(buf: Uint8Array, ingress: number, slot: number, length: number, now: number): number {
     const info = this.info;
     const family = this.ports.localFamily[slot];
     if (info.family !== family || !info.hasTransportHeader || info.isIcmpError) return NOT_LOCAL;
@@ -1222,6 +1222,11 @@ export class Pipeline {
     const n = v4 ? 1 : 4;
     for (let w = 0; w < n; w++) if (info.addr[DST + w] !== words[at + w]) return NOT_LOCAL;
     if (this.sourceRefused(ingress, info)) return -Drop.SourceNotAllowed;
+    // Lanes: the health checks run on lane 0 (its engine has the probe in flight and counts the site's probes). An
+    // echo the kernel gave another lane (an interconnect's queue is picked by hash once the TUN forgot lane 0's
+    // write) goes to lane 0, which decides it as here; a packet handed in is never handed on.
+    const lanes = this.lanes;
+    if (lanes !== null && lanes.self !== 0 && !lanes.handedIn && this.handsOver(0, ingress, length)) return HANDED;
     if (isReply) {
       if (this.health.receiveInspected(ingress, info, buf, now) === REPLY_NOT_OURS) return NOT_LOCAL;
       this.counters.healthEvidence++;

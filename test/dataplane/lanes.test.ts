@@ -11,7 +11,8 @@ import { NEXT_HOP_DROP } from '../../src/common/ids.js';
 import { Drop } from '../../src/common/drop-reasons.js';
 import { LaneHost } from '../../src/daemon/lanes.js';
 import { Pipeline, type PipelineConfig } from '../../src/dataplane/pipeline.js';
-import { buildTcp, buildUdp, parsePacket, type ParsedPacket } from '../../src/wire/build.js';
+import { buildIcmpEcho, buildTcp, buildUdp, parsePacket, type ParsedPacket } from '../../src/wire/build.js';
+import { buildProbe } from '../../src/health/health.js';
 import { TCP_ACK_FLAG, TCP_SYN } from '../../src/wire/constants.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, POOL, SERVER, twoSites } from '../support/topology.js';
 
@@ -240,4 +241,31 @@ test('the pipeline never hands a packet from the Internet: the edge steers those
   const reply = edge.send(0, INTERNET, buildUdp({ src: SERVER, dst: POOL }, { srcPort: 53, dstPort: out.parsed.srcPort }));
   assert.equal(reply.handed, false);
   assert.equal(reply.drop, Drop.NoNatMapping, 'lane 0 has no such mapping, and says so');
+});
+
+test('health across lanes: an echo to an onramp\'s tunnel address that lane 1 read goes to lane 0, whose checks take the probe reply and answer the site\'s probe', () => {
+  const EDGE_TUNNEL = '100.64.9.1';
+  const config = twoSites();
+  config.onramps = config.onramps.map((o) => (o.id === DC_ONRAMP ? { ...o, localAddress: EDGE_TUNNEL } : o));
+  const edge = new TwoLanes(config);
+  const [zero, one] = edge.lanes;
+  // Lane 0 runs the checks (lanes ≥ 1 have none: daemon/edge.ts startHealth on lane 0 only).
+  zero.health.add(DC_ONRAMP, { source: EDGE_TUNNEL, target: DC_SERVER }, edge.now);
+  const [probe] = zero.health.poll(edge.now);
+  assert.equal(buildProbe(probe).length, 28);
+  edge.now += 3;
+  const reply = edge.send(1, DC_ONRAMP, buildIcmpEcho({ src: DC_SERVER, dst: EDGE_TUNNEL }, { type: 'reply', id: probe.id, seq: probe.seq }));
+  assert.deepEqual([reply.handed, reply.lane, reply.hop, reply.drop], [true, 0, -1, Drop.None], 'handed to lane 0 and consumed there');
+  assert.equal(zero.health.counters(DC_ONRAMP)!.repliesMatched, 1);
+  assert.equal(zero.health.status(DC_ONRAMP)!.rttMs, 3);
+  // The site's own probe (reverse style): answered by lane 0, back into the interconnect, counted there.
+  const ping = edge.send(1, DC_ONRAMP, buildIcmpEcho({ src: DC_SERVER, dst: EDGE_TUNNEL }, { type: 'request', id: 77, seq: 1 }));
+  assert.deepEqual([ping.handed, ping.lane, ping.hop, ping.parsed.src, ping.parsed.dst], [true, 0, DC_ONRAMP, EDGE_TUNNEL, DC_SERVER]);
+  assert.equal(zero.health.counters(DC_ONRAMP)!.siteProbesAnswered, 1);
+  // Counted once, where decided: lane 1 took its receive counts back.
+  assert.deepEqual([zero.counters.rxPackets[DC_ONRAMP], one.counters.rxPackets[DC_ONRAMP]], [2, 0]);
+  // Lane 0 reading them itself decides them without a handoff (as before lanes).
+  const own = edge.send(0, DC_ONRAMP, buildIcmpEcho({ src: DC_SERVER, dst: EDGE_TUNNEL }, { type: 'request', id: 77, seq: 2 }));
+  assert.deepEqual([own.handed, own.hop], [false, DC_ONRAMP]);
+  assert.deepEqual([zero.flows4.size, one.flows4.size], [0, 0], 'no flow on either lane');
 });

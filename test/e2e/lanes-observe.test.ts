@@ -3,7 +3,8 @@
 // on the Internet). UDP flows from both sites, spread over both lanes by the kernel; then the API shows every lane:
 // /v1/flows lists every flow with its site and onramp, a flow of lane 1 is found by id with its trail, a capture
 // running during the traffic holds packets of flows of both lanes, /metrics' per-onramp packet counters equal what
-// the sites sent, and the flow log has every lane's flows as whole lines in one file.
+// the sites sent, and the flow log has every lane's flows as whole lines in one file, those that ended just before a
+// stop (SIGTERM) included.
 // Namespaces tt-<pid>-lb-*; those of dead runs are removed first (test/support/netns.ts). Needs root; never skips.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -157,5 +158,15 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     const lines = await poll(ended, (l) => removed(l).length >= FLOWS);
     assert.deepEqual(removed(lines), Array.from({ length: FLOWS }, (_, k) => LANES_BASE_PORT + k), 'every dc2 flow of both lanes, once');
     assert.ok(dc2OnLane1 > 0 || dc1Owners.size === 2, 'the log covers a lane-1 flow');
+
+    // Shutdown right after flows end: dc1's onramp removed (its flows end on both lanes, lane 1's when it applies
+    // the change) and the daemon told to stop at once. Lane 0 has every lane flush its flow log before it closes it
+    // (the ask follows the change on the lane's port), so lane 1's last lines, not yet due (250 ms), are there too.
+    curl('DELETE', '/v1/onramps/dc1-link');
+    edge!.child.kill('SIGTERM');
+    assert.equal(await edge!.exited, 0, 'the daemon stopped cleanly');
+    const both = Array.from({ length: FLOWS }, (_, k) => [LANES_BASE_PORT + k, LANES_BASE_PORT + k]).flat();
+    assert.deepEqual(removed(ended()), both, 'every flow of dc2 and dc1 (the last ones ended just before the stop), once each');
+    assert.equal(dc1Owners.size, 2, 'dc1 had flows on both lanes (24 flows hashed over two queues)');
   });
 });

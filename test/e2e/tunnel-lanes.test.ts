@@ -8,7 +8,9 @@
  *     which queue each flow was written on (drivers/net/tun.c TUN_FLOW_EXPIRE, 3 s), late replies the kernel
  *     hands to lane 1 are handed to lane 0 by their NAT port and still arrive;
  *   - a data-center host opens many flows toward site-c (WireGuard) over the data center's route: those the kernel
- *     gave lane 1 are set up there and delivered through lane 0 (the lane counters say so), in order;
+ *     gave lane 1 are set up there and delivered through lane 0 (the lane counters say so), in order; a capture of
+ *     site-c running meanwhile holds every datagram site-c received exactly once as sent (lane 1 taps what it
+ *     forwards, lane 0 does not tap the deliveries it makes for it: docs/CAPTURE.md "Lanes");
  *   - with lanes running, a WireGuard site added live through the API (device, site, onramp, a data-center route to
  *     it) carries the data center's flows, lane 1's among them (lane 1 applied the change too).
  * Namespaces and wireguard-go interfaces carry the prefix tl<pid>; labUp removes leftovers of that prefix first.
@@ -16,8 +18,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
 import { ensureLabTools, LAB, labDown, labStatus, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
@@ -41,6 +45,8 @@ const WAIT_MS = 90_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
 const LIVE_DEVICE = 'wg-lanes';
+/** tshark's text for the capture (about 10,000 records with their comments: a few MiB). */
+const TSHARK_OUTPUT_BYTES = 64 * 1024 * 1024;
 const LIVE_ENDPOINT = '192.168.111.1';
 
 /**
@@ -266,8 +272,20 @@ test('a WireGuard and an IPsec site (both 10.0.1.10), many flows each to the Int
   ctx.diagnostic(`arrived at the Internet server ${JSON.stringify(Object.fromEntries(fromInet))}, at the data center ${JSON.stringify(Object.fromEntries(fromDc))} (of ${FLOWS * PER_FLOW} each); late replies handed from lane 1 to lane 0: ${(after.edge.lane_handed_off ?? 0) - (before.edge.lane_handed_off ?? 0)}`);
 });
 
-test('a data-center host opens many flows toward the WireGuard site-c: those set up on lane 1 are delivered through lane 0, in order', async (ctx) => {
+/** Downloads `path` of the daemon's API into `file` (curl in the edge's namespace, the lab's token). */
+function download(path: string, file: string): void {
+  const token = readFileSync(join(lab.runDir, 'api-token'), 'utf8').trim();
+  execFileSync('ip', ['netns', 'exec', lab.names.edge, 'curl', '-sS', '--fail-with-body', '-H', `authorization: Bearer ${token}`, '-o', file, `http://127.0.0.1:8470${path}`]);
+}
+
+interface CaptureStatus { state: string; packets: number; rate_skipped: number; ring_skipped: number; lane_errors?: string[] }
+
+test('a data-center host opens many flows toward the WireGuard site-c: those set up on lane 1 are delivered through lane 0, in order; a capture holds each once', async (ctx) => {
   const siteC = await server(lab.names.siteC, LAB.siteHost);
+  // The datagrams to site-c's server and its echoes: one decision each, a received and a sent record.
+  const started = await edgeApi(lab, 'POST', '/v1/captures', { site: 'site-c', filter: `udp port ${SERVER_PORT}`, rate: 100_000, count: 1_000_000 });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const captureId = (started.body as { id: number }).id;
   const before = await status();
   const client = start(lab.names.dc, CLIENT_SCRIPT, ['dc', LAB.dc.server, '45000', String(FLOWS), LAB.siteHost]);
   await client.waitFor('sent');
@@ -280,7 +298,51 @@ test('a data-center host opens many flows toward the WireGuard site-c: those set
   const after = await statusUntil((s) => via(s) > 0 && s.edge.lane_delivered_for_lanes === s.edge.lane_delivered_via_lane0);
   assert.ok(via(after) > 0, `lane 1 set up some of the flows and sent their packets to lane 0 to deliver: ${JSON.stringify(after.edge)}`);
   assert.equal(after.edge.lane_delivered_for_lanes, after.edge.lane_delivered_via_lane0, `lane 0 delivered every one: ${JSON.stringify(after.edge)}`);
-  ctx.diagnostic(`${got.get('dc')} of ${FLOWS * PER_FLOW} datagrams at site-c; ${via(after)} delivered through lane 0 for lane 1`);
+
+  // The capture: every datagram site-c's server got is in it exactly once as sent (not zero: lane 1's deliveries
+  // through lane 0 included; not twice: lane 0 does not tap them again), each with its received copy; an echo
+  // lane 0 decrypted and handed to lane 1 (the flow's owner) is in it once too (lane 1's decision, not lane 0's
+  // handoff as well).
+  const stopped = await edgeApi(lab, 'POST', `/v1/captures/${captureId}/stop`);
+  assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+  const cap = stopped.body as CaptureStatus;
+  assert.deepEqual([cap.rate_skipped, cap.ring_skipped, cap.lane_errors ?? []], [0, 0, []], `nothing skipped: ${JSON.stringify(cap)}`);
+  const file = join(lab.runDir, 'site-c.pcapng');
+  download(`/v1/captures/${captureId}/pcapng`, file);
+  const rows = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.comment', '-e', 'udp.dstport', '-e', 'udp.payload'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: TSHARK_OUTPUT_BYTES })
+    .trim().split('\n').filter((l) => l !== '');
+  rmSync(file, { force: true });
+  const sentCopies = new Map<string, number>();
+  const receivedCopies = new Map<string, number>();
+  const lanesSeen = new Set<number>();
+  const echoCopies = new Map<string, number>();
+  for (const row of rows) {
+    const [comment, dstPort, hex] = row.split('|');
+    const payload = Buffer.from(hex.replaceAll(':', ''), 'hex').toString();
+    if (!payload.startsWith('dc:')) continue;
+    if (Number(dstPort) !== SERVER_PORT) {
+      // An echo: one received and one sent record of one decision, on one lane.
+      const key = `${comment.startsWith('sent') ? 'sent' : 'received'} ${payload}`;
+      echoCopies.set(key, (echoCopies.get(key) ?? 0) + 1);
+      continue;
+    }
+    const copies = comment.startsWith('sent') ? sentCopies : receivedCopies;
+    copies.set(payload, (copies.get(payload) ?? 0) + 1);
+    const flow = /flow 4-(\d+)/.exec(comment);
+    if (flow !== null) lanesSeen.add(Math.floor(Number(flow[1]) / LANE_FLOW_STRIDE));
+  }
+  const twice = [...sentCopies, ...receivedCopies, ...echoCopies].filter(([, n]) => n !== 1);
+  assert.deepEqual(twice.slice(0, 20), [], `${twice.length} datagrams captured twice`);
+  assert.ok(echoCopies.size > 0, 'the echoes are captured');
+  const delivered = (await report(siteC, FLOWS * PER_FLOW));
+  const missing: string[] = [];
+  for (const [tag, flow, ...seqs] of Object.values(delivered)) {
+    if (tag !== 'dc') continue;
+    for (const seq of seqs) if (sentCopies.get(`dc:${flow}:${seq}`) !== 1 || receivedCopies.get(`dc:${flow}:${seq}`) !== 1) missing.push(`dc:${flow}:${seq}`);
+  }
+  assert.deepEqual(missing.slice(0, 20), [], `${missing.length} datagrams site-c received are not in the capture once as received and once as sent`);
+  assert.ok(lanesSeen.has(1) && lanesSeen.has(0), `the capture names flows of both lanes: ${[...lanesSeen].join(' ')}`);
+  ctx.diagnostic(`${got.get('dc')} of ${FLOWS * PER_FLOW} datagrams at site-c; ${via(after)} delivered through lane 0 for lane 1; captured ${sentCopies.size} sent, ${receivedCopies.size} received, ${echoCopies.size} echo records`);
 });
 
 test('with lanes running, a WireGuard site added live (device, site, onramp, a data-center route) carries flows set up on both lanes', async (ctx) => {
