@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
 import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_BASE_PORT, LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild } from '../support/lanes-topology.js';
+import { LANES_BASE_PORT, LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, removeLanesTopology } from '../support/lanes-topology.js';
+import { pollUntil as poll, startLanesDaemon, type NsLanesDaemon } from '../support/lanes-daemon.js';
+import { nsScript, type Child as NsChild } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-lb-`;
 const NS = lanesNamespaces(PREFIX);
@@ -23,16 +25,13 @@ const PER_FLOW = 20;
 const PACE_MS = 10;
 const CLIENT_TIMEOUT_MS = 120_000;
 const API = 'http://127.0.0.1:8470';
-/** The other lane posts its counters every second (LANE_STATUS_INTERVAL_MS): polled this often, this many times. */
-const POLL_MS = 250;
-const POLLS = 80;
 
 interface FlowItem { id: string; site: string; onramp: string; original: string }
 
 describe('tether run --lanes 2: the API sees every lane (real interfaces, root)', () => {
   let dir = '';
   let token = '';
-  let edge: NsChild | null = null;
+  let edge: NsLanesDaemon | null = null;
   let server: NsChild | null = null;
   const clients: NsChild[] = [];
 
@@ -51,39 +50,25 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     buildLanesTopology(NS);
     dir = mkdtempSync(join(tmpdir(), PREFIX));
     writeFileSync(join(dir, 'edge.yaml'), lanesConfig(dir, `api: { token_file: ${dir}/token }\n`, `{ level: info, flow_log: ${dir}/flows.log }`));
-    edge = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--lanes', '2', '--config', join(dir, 'edge.yaml')]);
-    await edge.waitFor('"lanes running"');
-    await edge.waitFor('"API listening"');
+    edge = await startLanesDaemon(NS.edge, join(dir, 'edge.yaml'), { api: true });
     token = readFileSync(join(dir, 'token'), 'utf8').trim();
-    server = nsSpawn(NS.inet, ['--input-type=module', '-e', LANES_SERVER_SCRIPT], true);
+    server = nsScript(NS.inet, LANES_SERVER_SCRIPT, [], { stdin: true });
     await server.waitFor('ready');
   });
 
   after(() => {
-    edge?.child.kill('SIGKILL');
+    edge?.stop();
     server?.child.kill('SIGKILL');
     for (const c of clients) c.child.kill('SIGKILL');
     removeLanesTopology(NS);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The edge's merged status (SIGUSR1 logs it). */
-  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }> }> => childStatus(edge!);
-
-  async function poll<T>(read: () => T, done: (v: T) => boolean): Promise<T> {
-    let v = read();
-    for (let k = 0; k < POLLS && !done(v); k++) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
-      v = read();
-    }
-    return v;
-  }
-
   it('flows of both sites on both lanes: listed, found by id with their trail, captured, counted, logged', async () => {
     // A capture of dc1's onramp runs while the sites send.
     const capture = JSON.parse(curl('POST', '/v1/captures', { onramp: 'dc1-link', filter: 'udp' })) as { id: number };
     const script = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', script, '--', site]));
+    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsScript(ns, script, [site]));
     await Promise.all(clients.map((c) => c.waitFor('sent')));
 
     // Both lanes read site packets (the kernel spreads the flows over the queues; lane 1's counts reach lane 0's
@@ -92,11 +77,7 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
       const queues = tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
       return queues.some((n) => !n.includes('#')) && queues.some((n) => n.endsWith('#1'));
     };
-    let st = await status();
-    for (let k = 0; k < POLLS && !bothLanes(st.tuns); k++) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
-      st = await status();
-    }
+    const st = await edge!.statusUntil((s) => bothLanes(s.tuns));
     assert.ok(bothLanes(st.tuns), `both lanes read site packets: ${JSON.stringify(st.tuns)}`);
 
     // Every flow, of both lanes, with its site and onramp.
@@ -147,15 +128,18 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     // chunk of whole lines to the one file.
     curl('DELETE', '/v1/onramps/dc2-link');
     const logFile = join(dir, 'flows.log');
-    const ended = (): Array<{ reason: string; src_port: number }> => {
+    type Ended = { reason: string; src_port: number; site: string; onramp: string };
+    const ended = (): Ended[] => {
       const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
       // Every line whole: JSON.parse throws on a half line or two lines run together.
-      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { reason: string; src_port: number });
+      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Ended);
     };
-    // (The removed onramp's name and site are gone when the lines are written: its flows are told by their ports.)
-    const removed = (l: Array<{ reason: string; src_port: number }>): number[] => l.filter((e) => e.reason === 'onramp_removed').map((e) => e.src_port).sort((x, y) => x - y);
+    const removed = (l: Ended[]): number[] => l.filter((e) => e.reason === 'onramp_removed').map((e) => e.src_port).sort((x, y) => x - y);
     const lines = await poll(ended, (l) => removed(l).length >= FLOWS);
     assert.deepEqual(removed(lines), Array.from({ length: FLOWS }, (_, k) => LANES_BASE_PORT + k), 'every dc2 flow of both lanes, once');
+    // Each names the onramp and site it was set up with, though both lanes forgot the onramp before writing it.
+    const named = lines.filter((e) => e.reason === 'onramp_removed').map((e) => `${e.site} ${e.onramp}`);
+    assert.deepEqual(named, new Array<string>(FLOWS).fill('dc2 dc2-link'), 'the removed onramp and its site by name');
     assert.ok(dc2OnLane1 > 0 || dc1Owners.size === 2, 'the log covers a lane-1 flow');
   });
 });

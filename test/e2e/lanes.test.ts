@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
+import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, removeLanesTopology } from '../support/lanes-topology.js';
+import { LANES, startLanesDaemon, type LanesStatus, type NsLanesDaemon } from '../support/lanes-daemon.js';
+import { nsScript, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
 const NS = lanesNamespaces(PREFIX);
@@ -27,9 +29,6 @@ const CLIENT_TIMEOUT_MS = 60_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
 const CLIENT_SCRIPT = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-const removeOwn = (): void => removeLanesTopology(NS);
-const buildTopology = (): void => buildLanesTopology(NS);
-const config = (dir: string): string => lanesConfig(dir);
 
 interface Tally {
   echoes: number[];
@@ -39,7 +38,7 @@ interface Tally {
 
 describe('tether run --lanes 2 (real interfaces, root)', () => {
   let dir = '';
-  let edge: Child | null = null;
+  let edge: NsLanesDaemon | null = null;
   let server: Child | null = null;
   const clients: Child[] = [];
 
@@ -47,38 +46,31 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
     assert.equal(process.getuid?.(), 0, 'the lanes test needs root (CAP_NET_ADMIN): run it as root; it is never skipped');
     assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
     removeStaleNamespaces();
-    removeOwn();
-    buildTopology();
+    removeLanesTopology(NS);
+    buildLanesTopology(NS);
     dir = mkdtempSync(join(tmpdir(), PREFIX));
-    writeFileSync(join(dir, 'edge.yaml'), config(dir));
-    edge = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--no-api', '--lanes', process.env.LN_LANES ?? '2', '--config', join(dir, 'edge.yaml')]);
-    await edge.waitFor('"lanes running"');
-    server = nsSpawn(NS.inet, ['--input-type=module', '-e', SERVER_SCRIPT], true);
+    writeFileSync(join(dir, 'edge.yaml'), lanesConfig(dir));
+    edge = await startLanesDaemon(NS.edge, join(dir, 'edge.yaml'), { lanes: Number(process.env.LN_LANES ?? LANES) });
+    server = nsScript(NS.inet, SERVER_SCRIPT, [], { stdin: true });
     await server.waitFor('ready');
   });
 
   after(() => {
-    edge?.child.kill('SIGKILL');
+    edge?.stop();
     server?.child.kill('SIGKILL');
     for (const c of clients) c.child.kill('SIGKILL');
-    removeOwn();
+    removeLanesTopology(NS);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The edge's merged status (SIGUSR1 logs it). */
-  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> => childStatus(edge!);
-
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
-    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', site]));
+    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsScript(ns, CLIENT_SCRIPT, [site]));
     await Promise.all(clients.map((c) => c.waitFor('sent')));
     // Every datagram in, in order, per flow at the server (NAT endpoints: one per site and flow).
     let report: Record<string, [string, number, ...number[]]> = {};
     let previous = -1;
     for (let tries = 0; tries < 100; tries++) {
-      server!.child.stdin!.write('report\n');
-      const line = await server!.waitFor('{');
-      server!.lines.splice(server!.lines.indexOf(line), 1);
-      report = JSON.parse(line) as typeof report;
+      report = JSON.parse(await server!.ask('report', '{')) as typeof report;
       // Until all arrived, or nothing more arrives (what is still queued is read within the pause).
       const total = Object.values(report).reduce((n, r) => n + r.length - 2, 0);
       if (total >= 2 * FLOWS * PER_FLOW || total === previous) break;
@@ -95,12 +87,8 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
     }
     // The other lane's status reaches lane 0 once a second (LANE_STATUS_INTERVAL_MS): poll until it has posted this
     // traffic (a short run can end before its first post).
-    const lanesSeen = (s: Awaited<ReturnType<typeof status>>): string[] => s.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
-    let first = await status();
-    for (let tries = 0; tries < 20 && (first.flows.ipv4 !== 2 * FLOWS || !lanesSeen(first).some((n) => n.endsWith('#1'))); tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      first = await status();
-    }
+    const lanesSeen = (s: LanesStatus): string[] => s.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
+    const first = await edge!.statusUntil((s) => s.flows.ipv4 === 2 * FLOWS && lanesSeen(s).some((n) => n.endsWith('#1')));
     // Losses are UDP's right under load (the diagnostic says where); more than half lost is a broken path.
     assert.ok(arrived > FLOWS * PER_FLOW, `${arrived} of ${2 * FLOWS * PER_FLOW} datagrams arrived: ${JSON.stringify(first)}`);
     const queues = lanesSeen(first);
@@ -117,11 +105,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
       assert.deepEqual(t.late, new Array<number>(FLOWS).fill(1), `site ${k + 1}: every late reply back`);
     }
     // The other lane's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they agree.
-    let last = await status();
-    for (let tries = 0; tries < 20 && last.edge.lane_received !== last.edge.lane_handed_off; tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      last = await status();
-    }
+    const last = await edge!.statusUntil((s) => s.edge.lane_received === s.edge.lane_handed_off);
     assert.ok((last.edge.lane_handed_off ?? 0) > 0, `replies handed to their lane: ${JSON.stringify(last.edge)}`);
     assert.equal(last.edge.lane_received ?? 0, last.edge.lane_handed_off, `every handed-off packet received by its lane: ${JSON.stringify(last.edge)}`);
   });

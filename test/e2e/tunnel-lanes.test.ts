@@ -16,14 +16,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { ensureLabTools, LAB, labDown, labStatus, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { ensureLabTools, LAB, labDown, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
-import { edgeStatus } from '../support/edge-status.js';
+import { labUpLanes, type LanesDaemon, type LanesStatus } from '../support/lanes-daemon.js';
 import { edgeApi, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
 import { waitForEcho, type IpsecSite } from '../support/strongswan.js';
+import { nsScript, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tl${(process.pid % 36 ** 4).toString(36)}`;
 /** Flows per site and destination: enough that the kernel spreads them over both queues. */
@@ -99,64 +98,17 @@ function send(seq) {
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d) => { if (d.includes('tally')) console.log(JSON.stringify({ echoes, late, wrong })); });`;
 
-interface Child {
-  child: ChildProcess;
-  lines: string[];
-  waitFor(text: string): Promise<string>;
-  /** Writes a command on stdin and waits for the next line containing `text`. */
-  ask(command: string, text: string): Promise<string>;
-}
-
-function nsNode(ns: string, script: string, args: string[]): Child {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script, '--', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buffered = '';
-  const waiters: Array<{ text: string; from: number; resolve: (line: string) => void }> = [];
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  child.stdout!.on('data', (b: Buffer) => {
-    buffered += b.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      lines.push(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
-      for (let k = waiters.length - 1; k >= 0; k--) {
-        const hit = lines.slice(waiters[k].from).find((l) => l.includes(waiters[k].text));
-        if (hit !== undefined) waiters.splice(k, 1)[0].resolve(hit);
-      }
-    }
-  });
-  const waitFrom = (text: string, from: number): Promise<string> => {
-    const have = lines.slice(from).find((l) => l.includes(text));
-    if (have !== undefined) return Promise.resolve(have);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${ns}: no "${text}" within ${WAIT_MS} ms: ${err}${lines.join('\n')}`)), WAIT_MS);
-      child.once('exit', (code) => reject(new Error(`${ns}: exited ${code} before "${text}": ${err}`)));
-      waiters.push({ text, from, resolve: (l) => { clearTimeout(timer); resolve(l); } });
-    });
-  };
-  return {
-    child,
-    lines,
-    waitFor: (text) => waitFrom(text, 0),
-    ask: (command, text) => {
-      const from = lines.length;
-      child.stdin!.write(`${command}\n`);
-      return waitFrom(text, from);
-    },
-  };
-}
-
 interface Tally { echoes: number[]; late: number[]; wrong: string[] }
 type Report = Record<string, [string, number, ...number[]]>;
-interface Status { edge: Record<string, number>; flows: { ipv4: number } }
+type Status = LanesStatus;
 
 let lab: LabInfo;
+let edge: LanesDaemon & { lab: LabInfo };
 const children: Child[] = [];
 const liveSites: LiveSite[] = [];
 
 function start(ns: string, script: string, args: string[]): Child {
-  const c = nsNode(ns, script, args);
+  const c = nsScript(ns, script, args, { stdin: true, waitMs: WAIT_MS });
   children.push(c);
   return c;
 }
@@ -167,20 +119,9 @@ async function server(ns: string, address: string): Promise<Child> {
   return s;
 }
 
-async function status(): Promise<Status> {
-  const s = await labStatus({ prefix: PREFIX });
-  return edgeStatus<Status>(s.edge!.pid!, lab.edgeLog!);
-}
-
-/** The other lane's counters reach lane 0's status once a second: polls until `done` holds (or gives up and returns the last). */
-async function statusUntil(done: (s: Status) => boolean): Promise<Status> {
-  let s = await status();
-  for (let tries = 0; tries < 20 && !done(s); tries++) {
-    await new Promise((r) => setTimeout(r, 500));
-    s = await status();
-  }
-  return s;
-}
+/** The edge's merged status; statusUntil: once `done` holds (the other lane's counters reach lane 0's status once a second). */
+const status = (): Promise<Status> => edge.status();
+const statusUntil = (done: (s: Status) => boolean): Promise<Status> => edge.statusUntil(done);
 
 /** The server's report once every datagram is in, or nothing more arrives. */
 async function report(s: Child, expected: number): Promise<Report> {
@@ -211,11 +152,8 @@ before(async () => {
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
   await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, ipsecSite: true, daemonArgs: ['--lanes', '2'] });
-  for (let waited = 0; !readFileSync(lab.edgeLog!, 'utf8').includes('"lanes running"'); waited += 200) {
-    if (waited > WAIT_MS) throw new Error(`the daemon's lanes did not start: ${readFileSync(lab.edgeLog!, 'utf8').slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  edge = await labUpLanes({ prefix: PREFIX, ipsecSite: true });
+  lab = edge.lab;
   const site: IpsecSite = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
   await site.swan.waitEstablished('site-d\'s SA');
   await waitForEcho(site, { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort }, 'site-d UDP echo');

@@ -1,12 +1,11 @@
 /**
  * The lanes topology (test/e2e/lanes.test.ts, lanes-observe.test.ts; docs/ARCHITECTURE.md "Lanes"): an edge with two
  * data centers behind ARR interconnects that overlap (both hosts are 172.16.0.20) and a server on the Internet,
- * the UDP echo server and the data-center clients as node scripts, and a child process in a namespace whose stdout
- * lines can be waited for. Each test file names its namespaces with its own prefix (tt-<pid>-<role>-: removed by
+ * the UDP echo server and the data-center clients as node scripts (run with ns-child.ts nsScript; the daemon with
+ * lanes-daemon.ts startLanesDaemon). Each test file names its namespaces with its own prefix (tt-<pid>-<role>-: removed by
  * removeStaleNamespaces once the run is gone).
  */
 import { addNamespaces, nsSh, removeNamespaces, sh } from './netns.js';
-export { childStatus, nsSpawn, type Child as NsChild } from './ns-child.js';
 
 export const LANES_HOST = '172.16.0.20';
 export const LANES_SERVER = '203.0.113.10';
