@@ -14,7 +14,7 @@ import { registerCaptureRoutes } from '../../src/control/api-captures.js';
 import { CaptureHub } from '../../src/control/capture.js';
 import { NameBook } from '../../src/control/metrics.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openPage } from '../support/browser.js';
 
 const TOKEN = 'dashboard-capture-token-0123456789';
 const HOST = '10.0.1.10';
@@ -43,11 +43,8 @@ test('dashboard: the capture button of an onramp downloads a bounded pcapng with
     port = port === 40010 ? 40000 : port + 1;
     edge.now += 500;
   }, 100);
-  const context = await openBrowser(dir);
+  const { page, problems, close } = await openPage(dir);
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     await page.goto(`${base}/#token=${encodeURIComponent(TOKEN)}`);
     const button = page.locator('#onramps-table tr[data-onramp="site-a-wg"] button[data-capture]');
     await button.waitFor({ timeout: WAIT_MS });
@@ -66,7 +63,7 @@ test('dashboard: the capture button of an onramp downloads a bounded pcapng with
     assert.deepEqual(problems, []);
   } finally {
     clearInterval(traffic);
-    await context.close();
+    await close();
     await rig.close();
   }
 });

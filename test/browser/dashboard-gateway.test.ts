@@ -12,7 +12,7 @@ import { NameSource } from '../../src/gateway/policy.js';
 import { buildTcp } from '../../src/wire/build.js';
 import { TCP_SYN } from '../../src/wire/constants.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openPage } from '../support/browser.js';
 
 const TOKEN = 'dashboard-gateway-token-0123456789';
 const WAIT_MS = 25_000;
@@ -34,11 +34,8 @@ test('dashboard: gateway rules in order with their selectors; a new rule appears
 
   await rig.app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/#token=${TOKEN}`;
-  const context = await openBrowser(rig.dir);
-  const problems: string[] = [];
+  const { page, problems, close } = await openPage(rig.dir);
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     await page.goto(url);
     const rows = page.locator('#gateway-table tbody tr[data-rule-id]');
     await rows.nth(1).waitFor({ timeout: WAIT_MS });
@@ -59,7 +56,7 @@ test('dashboard: gateway rules in order with their selectors; a new rule appears
     assert.deepEqual((await rows.allTextContents()).map((t) => t.slice(0, 1)), ['3', '1', '2'], 'in rule order');
     assert.deepEqual(problems, []);
   } finally {
-    await context.close();
+    await close();
     await rig.close();
   }
 });
