@@ -7,15 +7,12 @@
 // Namespaces tt-<pid>-lb-*; those of dead runs are removed first (test/support/netns.ts). Needs root; never skips.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
-import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_BASE_PORT, LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, removeLanesTopology } from '../support/lanes-topology.js';
-import { pollUntil as poll, startLanesDaemon, type NsLanesDaemon } from '../support/lanes-daemon.js';
-import { nsScript, type Child as NsChild } from '../support/ns-child.js';
+import { LANES_BASE_PORT, lanesClientScript, lanesNamespaces, startLanesRig, type LanesRig } from '../support/lanes-topology.js';
+import { pollUntil as poll } from '../support/lanes-daemon.js';
 
 const PREFIX = `tt-${process.pid}-lb-`;
 const NS = lanesNamespaces(PREFIX);
@@ -29,11 +26,9 @@ const API = 'http://127.0.0.1:8470';
 interface FlowItem { id: string; site: string; onramp: string; original: string }
 
 describe('tether run --lanes 2: the API sees every lane (real interfaces, root)', () => {
+  let rig: LanesRig | null = null;
   let dir = '';
   let token = '';
-  let edge: NsLanesDaemon | null = null;
-  let server: NsChild | null = null;
-  const clients: NsChild[] = [];
 
   /** curl inside the edge's namespace (the API listens on its loopback); `out`: write the body there. */
   const curl = (method: string, path: string, body?: object, out?: string): string =>
@@ -45,31 +40,18 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     assert.equal(process.getuid?.(), 0, 'the lanes observability test needs root (CAP_NET_ADMIN): run it as root; it is never skipped');
     assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
     for (const tool of ['curl', 'tshark']) execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    removeStaleNamespaces();
-    removeLanesTopology(NS);
-    buildLanesTopology(NS);
-    dir = mkdtempSync(join(tmpdir(), PREFIX));
-    writeFileSync(join(dir, 'edge.yaml'), lanesConfig(dir, `api: { token_file: ${dir}/token }\n`, `{ level: info, flow_log: ${dir}/flows.log }`));
-    edge = await startLanesDaemon(NS.edge, join(dir, 'edge.yaml'), { api: true });
+    rig = await startLanesRig(PREFIX, { api: true, flowLog: true });
+    dir = rig.dir;
     token = readFileSync(join(dir, 'token'), 'utf8').trim();
-    server = nsScript(NS.inet, LANES_SERVER_SCRIPT, [], { stdin: true });
-    await server.waitFor('ready');
   });
 
-  after(() => {
-    edge?.stop();
-    server?.child.kill('SIGKILL');
-    for (const c of clients) c.child.kill('SIGKILL');
-    removeLanesTopology(NS);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => rig?.close());
 
   it('flows of both sites on both lanes: listed, found by id with their trail, captured, counted, logged', async () => {
     // A capture of dc1's onramp runs while the sites send.
     const capture = JSON.parse(curl('POST', '/v1/captures', { onramp: 'dc1-link', filter: 'udp' })) as { id: number };
     const script = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsScript(ns, script, [site]));
-    await Promise.all(clients.map((c) => c.waitFor('sent')));
+    await rig!.sendFromBothSites(script);
 
     // Both lanes read site packets (the kernel spreads the flows over the queues; lane 1's counts reach lane 0's
     // status within a second).
@@ -77,7 +59,7 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
       const queues = tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
       return queues.some((n) => !n.includes('#')) && queues.some((n) => n.endsWith('#1'));
     };
-    const st = await edge!.statusUntil((s) => bothLanes(s.tuns));
+    const st = await rig!.edge.statusUntil((s) => bothLanes(s.tuns));
     assert.ok(bothLanes(st.tuns), `both lanes read site packets: ${JSON.stringify(st.tuns)}`);
 
     // Every flow, of both lanes, with its site and onramp.

@@ -20,6 +20,7 @@ import { ensureLabTools, LAB, labDown, udpExchange, type LabInfo } from '../../s
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { labUpLanes, type LanesDaemon, type LanesStatus } from '../support/lanes-daemon.js';
+import { LANES_SERVER_SCRIPT } from '../support/lanes-topology.js';
 import { edgeApi, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
 import { waitForEcho, type IpsecSite } from '../support/strongswan.js';
 import { nsScript, type Child } from '../support/ns-child.js';
@@ -41,31 +42,6 @@ const WAIT_MS = 90_000;
 const KERNEL_FORGETS_MS = 8_000;
 const LIVE_DEVICE = 'wg-lanes';
 const LIVE_ENDPOINT = '192.168.111.1';
-
-/**
- * A server: records each datagram "tag:flow:seq" per source endpoint, echoes it. On stdin "late": one "late:tag:flow"
- * to every source it saw; "report": { source: [tag, flow, seqs...] } as one JSON line.
- */
-const SERVER_SCRIPT = `
-import dgram from 'node:dgram';
-const [address, port] = process.argv.slice(1);
-const seen = new Map();
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => {
-  const [tag, flow, seq] = m.toString().split(':');
-  const key = r.address + ':' + r.port;
-  if (!seen.has(key)) seen.set(key, [tag, Number(flow)]);
-  seen.get(key).push(Number(seq));
-  s.send(m, r.port, r.address);
-});
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => {
-  for (const cmd of d.split('\\n')) {
-    if (cmd === 'late') for (const [key, [tag, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + tag + ':' + flow, Number(p), a); }
-    if (cmd === 'report') console.log(JSON.stringify(Object.fromEntries(seen)));
-  }
-});
-s.bind(Number(port), address, () => console.log('ready'));`;
 
 /**
  * A client: one socket per flow (ports base..), flow f to the f-th of the targets "address" (round robin), each
@@ -114,7 +90,7 @@ function start(ns: string, script: string, args: string[]): Child {
 }
 
 async function server(ns: string, address: string): Promise<Child> {
-  const s = start(ns, SERVER_SCRIPT, [address, String(SERVER_PORT)]);
+  const s = start(ns, LANES_SERVER_SCRIPT, [address, String(SERVER_PORT)]);
   await s.waitFor('ready');
   return s;
 }

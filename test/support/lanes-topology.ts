@@ -5,7 +5,12 @@
  * lanes-daemon.ts startLanesDaemon). Each test file names its namespaces with its own prefix (tt-<pid>-<role>-: removed by
  * removeStaleNamespaces once the run is gone).
  */
-import { addNamespaces, nsSh, removeNamespaces, sh } from './netns.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLanesDaemon, type NsLanesDaemon } from './lanes-daemon.js';
+import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from './netns.js';
+import { nsScript, type Child } from './ns-child.js';
 
 export const LANES_HOST = '172.16.0.20';
 export const LANES_SERVER = '203.0.113.10';
@@ -77,29 +82,30 @@ ${extra}`;
 }
 
 /**
- * The server: records each datagram "site:flow:seq" per source (the NATed endpoint) and echoes it. On stdin
- * "late": sends one "late:site:flow" to every source it saw (from the port they wrote to: a reply); "report":
- * prints { source: [site, flow, seqs...] } as JSON.
+ * The server, on the address and port it is given: records each datagram "tag:flow:seq" per source (the NATed
+ * endpoint; the tag is a site's) and echoes it. On stdin "late": sends one "late:tag:flow" to every source it saw
+ * (from the port they wrote to: a reply); "report": prints { source: [tag, flow, seqs...] } as one JSON line.
  */
 export const LANES_SERVER_SCRIPT = `
 import dgram from 'node:dgram';
+const [address, port] = process.argv.slice(1);
 const seen = new Map();
 const s = dgram.createSocket('udp4');
 s.on('message', (m, r) => {
-  const [site, flow, seq] = m.toString().split(':');
+  const [tag, flow, seq] = m.toString().split(':');
   const key = r.address + ':' + r.port;
-  if (!seen.has(key)) seen.set(key, [site, Number(flow)]);
+  if (!seen.has(key)) seen.set(key, [tag, Number(flow)]);
   seen.get(key).push(Number(seq));
   s.send(m, r.port, r.address);
 });
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d) => {
   for (const cmd of d.split('\\n')) {
-    if (cmd === 'late') for (const [key, [site, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + site + ':' + flow, Number(p), a); }
+    if (cmd === 'late') for (const [key, [tag, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + tag + ':' + flow, Number(p), a); }
     if (cmd === 'report') console.log(JSON.stringify(Object.fromEntries(seen)));
   }
 });
-s.bind(${LANES_SINK_PORT}, '${LANES_SERVER}', () => console.log('ready'));`;
+s.bind(Number(port), address, () => console.log('ready'));`;
 
 /**
  * A data center host: FLOWS sockets on ports BASE_PORT.., each sends PER_FLOW datagrams "site:flow:seq", the flows
@@ -134,4 +140,56 @@ function send(seq) {
   for (let f = 0; f < ${o.flows}; f++) socks[f].send(site + ':' + f + ':' + seq, ${LANES_SINK_PORT}, '${LANES_SERVER}', () => { if (++n === ${o.flows}) setTimeout(() => send(seq + 1), PACE_MS); });
 }
 setTimeout(finish, ${o.timeoutMs});`;
+}
+
+/** A lanes test's whole setup: the topology, the edge running with lanes, the server ready (startLanesRig). */
+export interface LanesRig {
+  NS: LanesNamespaces;
+  /** A temporary directory: the configuration, the store, the API token (`token`), the flow log (`flows.log`). */
+  dir: string;
+  edge: NsLanesDaemon;
+  server: Child;
+  /** Each data center's host running `script` (lanesClientScript) as site dc1 or dc2, once both printed "sent". */
+  sendFromBothSites(script: string): Promise<Child[]>;
+  /** Stops every child, removes the namespaces and the directory (after(); also when the setup fails). */
+  close(): void;
+}
+
+/**
+ * Builds the lanes topology afresh for `prefix` (first removing what a dead run or this one left), writes the edge's
+ * configuration (`api`: with its API and token file; `flowLog`: the flow log in dir/flows.log), starts the edge with
+ * lanes (lanes-daemon.ts) and the server.
+ */
+export async function startLanesRig(prefix: string, o: { lanes?: number; api?: boolean; flowLog?: boolean } = {}): Promise<LanesRig> {
+  const NS = lanesNamespaces(prefix);
+  removeStaleNamespaces();
+  removeLanesTopology(NS);
+  const children: Child[] = [];
+  let edge: NsLanesDaemon | null = null;
+  let dir = '';
+  const close = (): void => {
+    edge?.stop();
+    for (const c of children) c.child.kill('SIGKILL');
+    removeLanesTopology(NS);
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    buildLanesTopology(NS);
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    writeFileSync(join(dir, 'edge.yaml'), lanesConfig(dir, o.api === true ? `api: { token_file: ${dir}/token }\n` : '', o.flowLog === true ? `{ level: info, flow_log: ${dir}/flows.log }` : undefined));
+    edge = await startLanesDaemon(NS.edge, join(dir, 'edge.yaml'), { lanes: o.lanes, api: o.api });
+    const server = nsScript(NS.inet, LANES_SERVER_SCRIPT, [LANES_SERVER, String(LANES_SINK_PORT)], { stdin: true });
+    children.push(server);
+    await server.waitFor('ready');
+    const sendFromBothSites = async (script: string): Promise<Child[]> => {
+      const clients = ([[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const).map(([ns, site]) => nsScript(ns, script, [site]));
+      children.push(...clients);
+      await Promise.all(clients.map((c) => c.waitFor('sent')));
+      return clients;
+    };
+    return { NS, dir, edge, server, sendFromBothSites, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
 }
