@@ -21,7 +21,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
 import type { Locator, Page } from 'playwright-core';
 import { buildUdp } from '../../src/wire/build.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
@@ -79,8 +78,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
   const rig = apiRig({ token: TOKEN, prefix: 'tether-dashboard-', extend: registerDashboard });
   const { app, edge, ids, dir } = rig;
   const shots = process.env.TETHER_SCREENSHOTS === '1' ? DOCS : dir;
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
 
   const a = ids.onramps.get('site-a-wg') as number;
   const b = ids.onramps.get('site-b-wg') as number;

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -40,4 +41,20 @@ export async function openPage(dir: string, o: { strict?: boolean; viewport?: { 
     page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
   }
   return { context, page, problems, close: () => context.close() };
+}
+
+/**
+ * Serves `app` (the API with the dashboard registered) on a loopback port and opens the dashboard there with `token`
+ * in the address's fragment, as `tether dashboard` prints it; closing the page leaves `app` to the caller.
+ */
+export async function openDashboard(app: FastifyInstance, dir: string, token: string): Promise<OpenPage & { base: string }> {
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  const opened = await openPage(dir);
+  try {
+    await opened.page.goto(`${base}/#token=${encodeURIComponent(token)}`);
+  } catch (e) {
+    await opened.close();
+    throw e;
+  }
+  return { ...opened, base };
 }
