@@ -14,7 +14,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
+import { removeNamespaces, removeStaleNamespaces } from '../support/netns.js';
+import { buildInterconnectTopology } from '../support/lanes-topology.js';
 import { nsScript, type Child } from '../support/ns-child.js';
 import { startLanesDaemon, type LanesStatus, type NsLanesDaemon } from '../support/lanes-daemon.js';
 import { laneOfPort } from '../../src/common/lanes.js';
@@ -50,33 +51,7 @@ function removeOwn(): void {
 }
 
 function buildTopology(): void {
-  addNamespaces(Object.values(NS));
-  for (const [peer, link] of [[NS.s1, 'veth-s1'], [NS.s2, 'veth-s2'], [NS.dc, 'veth-dc']] as const) {
-    sh('ip', '-n', NS.edge, 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'up0', 'netns', peer);
-  }
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
-  nsSh(NS.edge, `
-    echo 1 > /proc/sys/net/ipv4/ip_forward
-    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
-    ip addr add 172.31.1.1/30 dev veth-s1; ip link set veth-s1 up
-    ip addr add 172.31.2.1/30 dev veth-s2; ip link set veth-s2 up
-    ip addr add 172.31.3.1/30 dev veth-dc; ip link set veth-dc up
-    ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
-    ip route add default via 192.168.200.2
-    # What tether writes into an onramp's TUN leaves by that onramp's link (the two sites overlap).
-    ip rule add iif tt-ic-1 lookup 2001 priority 900; ip route add default via 172.31.1.2 dev veth-s1 table 2001
-    ip rule add iif tt-ic-2 lookup 2002 priority 901; ip route add default via 172.31.2.2 dev veth-s2 table 2002
-    ip rule add iif tt-ic-3 lookup 2003 priority 902; ip route add default via 172.31.3.2 dev veth-dc table 2003`);
-  for (const [ns, net, host] of [[NS.s1, 1, HOST], [NS.s2, 2, HOST], [NS.dc, 3, DC_HOST]] as const) {
-    nsSh(ns, `
-      ip addr add 172.31.${net}.2/30 dev up0; ip link set up0 up
-      ip addr add ${host}/32 dev lo
-      ip route add default via 172.31.${net}.1`);
-  }
-  nsSh(NS.inet, `
-    ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
-    ${SERVERS.map((a) => `ip addr add ${a}/32 dev lo`).join('; ')}
-    ip route add 198.51.100.0/24 via 192.168.200.1`);
+  buildInterconnectTopology(NS.edge, NS.inet, [{ ns: NS.s1, host: HOST, link: 'veth-s1' }, { ns: NS.s2, host: HOST, link: 'veth-s2' }, { ns: NS.dc, host: DC_HOST, link: 'veth-dc' }], SERVERS);
 }
 
 function config(dir: string): string {
@@ -242,9 +217,10 @@ describe('flows across lanes: ownership directory (tether run --lanes 2, real in
     assert.match(first, new RegExp(`^seen:${POOL.replace(/\./g, '\\.')}:\\d+$`));
     const { answers } = await ask<{ answers: string[] }>(s1!, 'answers', { ask: SERVERS.slice(1).map((a) => [REQ1_PORT, a, SERVER_PORT]) });
     assert.deepEqual(answers, new Array<string>(SERVERS.length - 1).fill(first), 'every server saw the same external endpoint');
-    // Lane 1's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they are in.
+    // Lane 1's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they are in (its
+    // queue's packets and its edge counters may arrive in different posts).
     const readers = (st: Status) => st.tuns.filter((t) => t.name.startsWith('tt-ic-1') && t.packetsIn > 0).map((t) => t.name);
-    const status = await edge!.statusUntil((st) => readers(st).includes('tt-ic-1#1'));
+    const status = await edge!.statusUntil((st) => readers(st).includes('tt-ic-1#1') && (st.edge.lane_handed_off ?? 0) > 0);
     assert.ok(readers(status).includes('tt-ic-1') && readers(status).includes('tt-ic-1#1'), `both lanes read s1's first datagrams: ${JSON.stringify(status.tuns)}`);
     assert.ok((status.edge.lane_handed_off ?? 0) > 0, `the other lane's first datagrams handed to the mapping's lane: ${JSON.stringify(status.edge)}`);
   });

@@ -35,31 +35,43 @@ export function removeLanesTopology(NS: LanesNamespaces): void {
   removeNamespaces(Object.values(NS));
 }
 
-export function buildLanesTopology(NS: LanesNamespaces): void {
-  addNamespaces(Object.values(NS));
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc1', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc1);
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-dc2', 'type', 'veth', 'peer', 'name', 'dc0', 'netns', NS.dc2);
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
-  nsSh(NS.edge, `
+/** An interconnect site of buildInterconnectTopology: its namespace, its host's address, the edge's end of its link. */
+export interface InterconnectSite {
+  ns: string;
+  host: string;
+  link: string;
+}
+
+/**
+ * An edge with interconnect sites and the Internet (lanes tests: this file's topology, lane-ownership's): site k
+ * (1-based, in order) is 172.31.k.2/30 at the far end (up0) of the edge's `link`, its host address on lo; what tether
+ * writes into onramp k's TUN (tt-ic-k: the configuration gives the sites' onramps ids 1..n in this order) leaves by
+ * that site's link, so sites may overlap. The Internet namespace holds `servers` and routes the pool back.
+ */
+export function buildInterconnectTopology(edge: string, inet: string, sites: readonly InterconnectSite[], servers: readonly string[]): void {
+  addNamespaces([edge, ...sites.map((s) => s.ns), inet]);
+  for (const s of sites) sh('ip', '-n', edge, 'link', 'add', s.link, 'type', 'veth', 'peer', 'name', 'up0', 'netns', s.ns);
+  sh('ip', '-n', edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', inet);
+  nsSh(edge, `
     echo 1 > /proc/sys/net/ipv4/ip_forward
     for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
-    ip addr add 172.31.1.1/30 dev veth-dc1; ip link set veth-dc1 up
-    ip addr add 172.31.2.1/30 dev veth-dc2; ip link set veth-dc2 up
+    ${sites.map((s, k) => `ip addr add 172.31.${k + 1}.1/30 dev ${s.link}; ip link set ${s.link} up`).join('\n    ')}
     ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
     ip route add default via 192.168.200.2
-    # The two data centers overlap (both 172.16.0.20): what tether writes into an onramp's TUN leaves by its link.
-    ip rule add iif tt-ic-1 lookup 2001 priority 900; ip route add default via 172.31.1.2 dev veth-dc1 table 2001
-    ip rule add iif tt-ic-2 lookup 2002 priority 901; ip route add default via 172.31.2.2 dev veth-dc2 table 2002`);
-  for (const [ns, net] of [[NS.dc1, 1], [NS.dc2, 2]] as const) {
-    nsSh(ns, `
-      ip addr add 172.31.${net}.2/30 dev dc0; ip link set dc0 up
-      ip addr add ${LANES_HOST}/32 dev lo
-      ip route add default via 172.31.${net}.1`);
-  }
-  nsSh(NS.inet, `
+    ${sites.map((s, k) => `ip rule add iif tt-ic-${k + 1} lookup ${2001 + k} priority ${900 + k}; ip route add default via 172.31.${k + 1}.2 dev ${s.link} table ${2001 + k}`).join('\n    ')}`);
+  sites.forEach((s, k) => nsSh(s.ns, `
+    ip addr add 172.31.${k + 1}.2/30 dev up0; ip link set up0 up
+    ip addr add ${s.host}/32 dev lo
+    ip route add default via 172.31.${k + 1}.1`));
+  nsSh(inet, `
     ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
-    ip addr add ${LANES_SERVER}/32 dev lo
+    ${servers.map((a) => `ip addr add ${a}/32 dev lo`).join('; ')}
     ip route add 198.51.100.0/24 via 192.168.200.1`);
+}
+
+/** The two data centers (both LANES_HOST) behind dc1-link and dc2-link, the server on the Internet. */
+export function buildLanesTopology(NS: LanesNamespaces): void {
+  buildInterconnectTopology(NS.edge, NS.inet, [{ ns: NS.dc1, host: LANES_HOST, link: 'veth-dc1' }, { ns: NS.dc2, host: LANES_HOST, link: 'veth-dc2' }], [LANES_SERVER]);
 }
 
 /** The edge's configuration: the two interconnects, the Internet route, the egress pool; `extra` is appended (api), `log` the log section. */
