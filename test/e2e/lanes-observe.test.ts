@@ -50,8 +50,8 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
   it('flows of both sites on both lanes: listed, found by id with their trail, captured, counted, logged', async () => {
     // A capture of dc1's onramp runs while the sites send.
     const capture = JSON.parse(curl('POST', '/v1/captures', { onramp: 'dc1-link', filter: 'udp' })) as { id: number };
-    const script = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-    await rig!.sendFromBothSites(script);
+    const script = lanesClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
+    await rig!.sendFromBothSites(script, FLOWS);
 
     // Both lanes read site packets (the kernel spreads the flows over the queues; lane 1's counts reach lane 0's
     // status within a second).

@@ -23,7 +23,7 @@ const PACE_MS = 5;
 const CLIENT_TIMEOUT_MS = 60_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
-const CLIENT_SCRIPT = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
+const CLIENT_SCRIPT = lanesClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
 
 interface Tally {
   echoes: number[];
@@ -44,7 +44,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
 
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
     const { edge, server } = rig!;
-    const clients = await rig!.sendFromBothSites(CLIENT_SCRIPT);
+    const clients = await rig!.sendFromBothSites(CLIENT_SCRIPT, FLOWS);
     // Every datagram in, in order, per flow at the server (NAT endpoints: one per site and flow).
     let report: Record<string, [string, number, ...number[]]> = {};
     let previous = -1;

@@ -20,7 +20,7 @@ import { ensureLabTools, LAB, labDown, udpExchange, type LabInfo } from '../../s
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { labUpLanes, type LanesDaemon, type LanesStatus } from '../support/lanes-daemon.js';
-import { LANES_SERVER_SCRIPT } from '../support/lanes-topology.js';
+import { LANES_SERVER_SCRIPT, flowClientScript } from '../support/lanes-topology.js';
 import { edgeApi, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
 import { waitForEcho, type IpsecSite } from '../support/strongswan.js';
 import { nsScript, type Child } from '../support/ns-child.js';
@@ -43,36 +43,8 @@ const KERNEL_FORGETS_MS = 8_000;
 const LIVE_DEVICE = 'wg-lanes';
 const LIVE_ENDPOINT = '192.168.111.1';
 
-/**
- * A client: one socket per flow (ports base..), flow f to the f-th of the targets "address" (round robin), each
- * sends PER_FLOW datagrams "tag:flow:seq", the flows interleaved. Counts its echoes per flow (its own tag and flow,
- * in order) and late replies; prints the tally on stdin "tally".
- */
-const CLIENT_SCRIPT = `
-import dgram from 'node:dgram';
-const [tag, bind, base, flows, targets] = process.argv.slice(1);
-const FLOWS = Number(flows), to = targets.split(','), PORT = ${SERVER_PORT};
-const echoes = new Array(FLOWS).fill(0), last = new Array(FLOWS).fill(-1), late = new Array(FLOWS).fill(0), wrong = [];
-let bound = 0;
-const socks = [];
-for (let f = 0; f < FLOWS; f++) {
-  const s = dgram.createSocket('udp4');
-  s.on('message', (m) => {
-    const parts = m.toString().split(':');
-    if (parts[0] === 'late') { if (parts[1] === tag && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
-    else if (parts[0] === tag && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
-    else wrong.push(m.toString() + ' at flow ' + f + ' after ' + last[f]);
-  });
-  s.bind(Number(base) + f, bind, () => { if (++bound === FLOWS) { console.log('bound'); send(0); } });
-  socks.push(s);
-}
-function send(seq) {
-  if (seq === ${PER_FLOW}) { console.log('sent'); return; }
-  let n = 0;
-  for (let f = 0; f < FLOWS; f++) socks[f].send(tag + ':' + f + ':' + seq, PORT, to[f % to.length], () => { if (++n === FLOWS) setTimeout(() => send(seq + 1), ${PACE_MS}); });
-}
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => { if (d.includes('tally')) console.log(JSON.stringify({ echoes, late, wrong })); });`;
+/** The sites' and the data center's clients (lanes-topology.ts flowClientScript): their tally on stdin "tally". */
+const CLIENT_SCRIPT = flowClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, port: SERVER_PORT });
 
 interface Tally { echoes: number[]; late: number[]; wrong: string[] }
 type Report = Record<string, [string, number, ...number[]]>;

@@ -120,38 +120,48 @@ process.stdin.on('data', (d) => {
 s.bind(Number(port), address, () => console.log('ready'));`;
 
 /**
- * A data center host: FLOWS sockets on ports BASE_PORT.., each sends PER_FLOW datagrams "site:flow:seq", the flows
- * interleaved, a few per event-loop turn (no timing: the pace only keeps queues short). Counts its echoes per flow
- * (checking they carry its own site and flow, in order) and the late replies; prints the tally when every echo
- * and late reply is in, or at the timeout.
+ * A site's host sending flows (lanes tests, tunnel-lanes), argv: tag, bind address, base port, flows, targets (a
+ * comma-separated list). One socket per flow (ports base..), flow f to the f-th target (round robin) on `port`, each
+ * sends `perFlow` datagrams "tag:flow:seq", the flows interleaved, one round per `paceMs` (no timing: the pace only
+ * keeps queues short). Counts its echoes per flow (its own tag and flow, in order) and the late replies. Prints the
+ * tally { echoes, late, wrong } on stdin "tally"; and, then exiting, once every flow had its late reply or after
+ * `timeoutMs` (when given).
  */
-export function lanesClientScript(o: { flows: number; perFlow: number; paceMs: number; timeoutMs: number }): string {
+export function flowClientScript(o: { perFlow: number; paceMs: number; port: number; timeoutMs?: number }): string {
   return `
 import dgram from 'node:dgram';
-const [site] = process.argv.slice(1);
-const PACE_MS = ${o.paceMs};
-const echoes = new Array(${o.flows}).fill(0), last = new Array(${o.flows}).fill(-1), late = new Array(${o.flows}).fill(0), wrong = [];
+const [tag, bind, base, flows, targets] = process.argv.slice(1);
+const FLOWS = Number(flows), to = targets.split(',');
+const echoes = new Array(FLOWS).fill(0), last = new Array(FLOWS).fill(-1), late = new Array(FLOWS).fill(0), wrong = [];
 let bound = 0, done = false;
 const socks = [];
-const finish = () => { if (done) return; done = true; console.log(JSON.stringify({ echoes, late, wrong })); process.exit(0); };
-for (let f = 0; f < ${o.flows}; f++) {
+const tally = () => console.log(JSON.stringify({ echoes, late, wrong }));
+const finish = () => { if (done) return; done = true; tally(); process.exit(0); };
+for (let f = 0; f < FLOWS; f++) {
   const s = dgram.createSocket('udp4');
   s.on('message', (m) => {
     const parts = m.toString().split(':');
-    if (parts[0] === 'late') { if (parts[1] === site && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
-    else if (parts[0] === site && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
+    if (parts[0] === 'late') { if (parts[1] === tag && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
+    else if (parts[0] === tag && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
     else wrong.push(m.toString() + ' at flow ' + f + ' after ' + last[f]);
     if (late.every((n) => n > 0)) finish();
   });
-  s.bind(${LANES_BASE_PORT} + f, '${LANES_HOST}', () => { if (++bound === ${o.flows}) { console.log('bound'); send(0); } });
+  s.bind(Number(base) + f, bind, () => { if (++bound === FLOWS) { console.log('bound'); send(0); } });
   socks.push(s);
 }
 function send(seq) {
   if (seq === ${o.perFlow}) { console.log('sent'); return; }
   let n = 0;
-  for (let f = 0; f < ${o.flows}; f++) socks[f].send(site + ':' + f + ':' + seq, ${LANES_SINK_PORT}, '${LANES_SERVER}', () => { if (++n === ${o.flows}) setTimeout(() => send(seq + 1), PACE_MS); });
+  for (let f = 0; f < FLOWS; f++) socks[f].send(tag + ':' + f + ':' + seq, ${o.port}, to[f % to.length], () => { if (++n === FLOWS) setTimeout(() => send(seq + 1), ${o.paceMs}); });
 }
-setTimeout(finish, ${o.timeoutMs});`;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => { if (d.includes('tally')) tally(); });
+${o.timeoutMs !== undefined ? `setTimeout(finish, ${o.timeoutMs});` : ''}`;
+}
+
+/** A data center's host of the lanes topology (flowClientScript toward the server; startLanesRig passes its argv). */
+export function lanesClientScript(o: { perFlow: number; paceMs: number; timeoutMs: number }): string {
+  return flowClientScript({ ...o, port: LANES_SINK_PORT });
 }
 
 /** A lanes test's whole setup: the topology, the edge running with lanes, the server ready (startLanesRig). */
@@ -161,8 +171,8 @@ export interface LanesRig {
   dir: string;
   edge: NsLanesDaemon;
   server: Child;
-  /** Each data center's host running `script` (lanesClientScript) as site dc1 or dc2, once both printed "sent". */
-  sendFromBothSites(script: string): Promise<Child[]>;
+  /** Each data center's host running `script` (lanesClientScript) with `flows` flows as site dc1 or dc2, once both printed "sent". */
+  sendFromBothSites(script: string, flows: number): Promise<Child[]>;
   /** Stops every child, removes the namespaces and the directory (after(); also when the setup fails). */
   close(): void;
 }
@@ -193,8 +203,8 @@ export async function startLanesRig(prefix: string, o: { lanes?: number; api?: b
     const server = nsScript(NS.inet, LANES_SERVER_SCRIPT, [LANES_SERVER, String(LANES_SINK_PORT)], { stdin: true });
     children.push(server);
     await server.waitFor('ready');
-    const sendFromBothSites = async (script: string): Promise<Child[]> => {
-      const clients = ([[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const).map(([ns, site]) => nsScript(ns, script, [site]));
+    const sendFromBothSites = async (script: string, flows: number): Promise<Child[]> => {
+      const clients = ([[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const).map(([ns, site]) => nsScript(ns, script, [site, LANES_HOST, String(LANES_BASE_PORT), String(flows), LANES_SERVER]));
       children.push(...clients);
       await Promise.all(clients.map((c) => c.waitFor('sent')));
       return clients;
