@@ -74,6 +74,11 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   const differs = opened === null ? null : storeDiffersWarning(opened, source);
   if (differs !== null) log.warn({ config: source, store: fileCfg.store.path, differences: differs.differences }, differs.message);
   let edge: Edge;
+  // `kill -USR1 PID` writes the counters to the log, for when the API is not reachable (status null until the edge
+  // is built). Listened for from here on: a SIGUSR1 nobody listens for starts Node's inspector, and one sent as soon
+  // as "lanes running" or "API listening" is logged (a test's first look) must be answered, not lost.
+  let statusOf: (() => ReturnType<Edge['status']>) | null = null;
+  process.on('SIGUSR1', () => log.info({ status: statusOf === null ? null : statusOf() }, 'status'));
   const lanes = opts.lanes === undefined ? cfg.daemon.lanes : Number(opts.lanes);
   const lanesProblem = laneCountProblem(lanes);
   if (lanesProblem !== null) {
@@ -83,6 +88,7 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   try {
     // --no-offload overrides daemon.offload; otherwise the configuration decides.
     edge = new Edge({ config: cfg, log, startHealth: false, ...(opts.offload === false ? { offload: false } : {}), gro: opts.gro !== false, lanes });
+    statusOf = () => edge.status();
     edge.start();
     await edge.lanesReady();
     log.info({ lanes }, 'lanes running');
@@ -115,8 +121,6 @@ async function run(opts: { config?: string; api?: boolean; configWins?: boolean;
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  // `kill -USR1 PID` writes the counters to the log, for when the API is not reachable.
-  process.on('SIGUSR1', () => log.info({ status: edge.status() }, 'status'));
 }
 
 async function labCommand(action: 'up' | 'down' | 'status' | 'demo', opts: { prefix?: string; edge?: boolean; ipsecSite?: boolean }): Promise<void> {

@@ -2,8 +2,9 @@
  * Flow logs (docs/OBSERVABILITY.md): one JSON line per ended flow, to stdout or appended to a file.
  *
  *   flow ends (expired in pipeline.expire, evicted by a create on the packet path, deleted)
- *     └─ pipeline.onFlowEnd ─► capture(): ~40 numbers copied into a preallocated ring (no allocation,
- *                               no text: an eviction runs inside process(), on the packet path)
+ *     └─ pipeline.onFlowEnd ─► capture(): ~40 numbers and the names' references (FlowNames) copied into a
+ *                               preallocated ring (no allocation, no text: an eviction runs inside process(),
+ *                               on the packet path)
  *   every flushIntervalMs, and on flush() / close():
  *     └─ format each captured flow as a JSON line (text is built here, per ENDED flow, never per
  *        packet) ─► one write() of the whole chunk to the destination stream
@@ -136,8 +137,24 @@ class DnsRecord {
   family: 4 | 6 = 4;
   readonly addr = new Uint32Array(8);
   srcPort = 0;
-  site = 0;
-  ingress = 0;
+  /** Names looked up at the query (see FlowNames). */
+  site = '';
+  onramp = '';
+}
+
+/**
+ * A captured flow's names, looked up when the flow ends (references to the name book's strings: no allocation).
+ * Not when its line is written: an onramp removed through the API ends its flows, then the name book forgets it
+ * (LiveEdge: endFlowsOf, then onApplied), and the flush comes up to flushIntervalMs later. The line an operator
+ * greps must name the onramp, site and rule the flow was set up with, not their bare ids.
+ */
+class FlowNames {
+  site = '';
+  onramp = '';
+  returnOnramp = '';
+  nextHop = '';
+  rule: string | undefined = undefined;
+  cutRule: string | undefined = undefined;
 }
 
 /** RFC 1035 section 4.1.1 RCODEs the edge answers with. */
@@ -211,6 +228,8 @@ export class FlowLogger {
   private readonly ring: Float64Array;
   /** The classified name of each captured flow (a reference to the pipeline's string: no copy, no allocation). */
   private readonly ringNames: Array<string | undefined>;
+  /** Per captured record: its names as they were when the flow ended (preallocated; see FlowNames). */
+  private readonly ringLabels: FlowNames[];
   /** Per captured record: the flow's DLP events (the tracker's own list, kept by reference), or null. */
   private readonly dlpRing: Array<readonly DlpEvent[] | null>;
   private readonly capacity: number;
@@ -250,6 +269,7 @@ export class FlowLogger {
     if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new RangeError(`flow log capacity must be a positive integer, got ${opts.capacity}`);
     this.ring = new Float64Array(this.capacity * RECORD_SLOTS);
     this.ringNames = new Array<string | undefined>(this.capacity).fill(undefined);
+    this.ringLabels = Array.from({ length: this.capacity }, () => new FlowNames());
     this.dnsRing = Array.from({ length: Math.min(this.capacity, MAX_DNS_CAPACITY) }, () => new DnsRecord());
     this.dlpRing = new Array<readonly DlpEvent[] | null>(this.capacity).fill(null);
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
@@ -387,7 +407,8 @@ export class FlowLogger {
     r[at + R_PACKETS + 1] = table.packets(flow, 1);
     r[at + R_BYTES] = table.bytes(flow, 0);
     r[at + R_BYTES + 1] = table.bytes(flow, 1);
-    r[at + R_SITE] = this.pipeline.ports.site[ingress];
+    const ports = this.pipeline.ports;
+    r[at + R_SITE] = ports.site[ingress];
     r[at + R_ESTABLISHED] = table.isEstablished(flow) ? 1 : 0;
     const words = table.addrWords;
     for (let dir = 0; dir < 2; dir++) {
@@ -400,6 +421,15 @@ export class FlowLogger {
         r[n + N_DST + w] = w < words ? table.nodeDst(node, w) : 0;
       }
     }
+    const labels = this.ringLabels[this.head];
+    const names = this.names;
+    // A removed onramp's port has forgotten its site (ports.remove, before its flows end): the name book has not.
+    labels.site = ports.configured[ingress] === 1 ? names.site(r[at + R_SITE]) : (names.onrampSite?.(ingress) ?? names.site(r[at + R_SITE]));
+    labels.onramp = names.onramp(ingress);
+    labels.returnOnramp = names.onramp(r[at + R_RETURN]);
+    labels.nextHop = names.onramp(r[at + R_NEXT_HOP]);
+    labels.rule = names.rule(r[at + R_RULE]);
+    labels.cutRule = undefined;
     r[at + R_GATEWAY] = this.pipeline.gatewayOf(table, flow);
     this.ringNames[this.head] = this.pipeline.flowName(table, flow)?.name;
     const events = this.pipeline.dlpEvents(table, flow);
@@ -409,6 +439,7 @@ export class FlowLogger {
       r[at + R_CUT_EPOCH] = cut.epoch;
       r[at + R_CUT_LAYER] = cut.layer;
       r[at + R_CUT_RULE] = cut.ruleId;
+      if (cut.layer !== CUT_BY_GATEWAY) labels.cutRule = names.rule(cut.ruleId);
     }
     this.head = this.head + 1 === this.capacity ? 0 : this.head + 1;
     this.count++;
@@ -432,8 +463,8 @@ export class FlowLogger {
     d.family = e.family;
     d.addr.set(e.addr);
     d.srcPort = e.srcPort;
-    d.site = e.site;
-    d.ingress = e.ingress;
+    d.site = this.names.site(e.site);
+    d.onramp = this.names.onramp(e.ingress);
     this.dnsHead = this.dnsHead + 1 === size ? 0 : this.dnsHead + 1;
     this.dnsCount++;
   }
@@ -455,8 +486,8 @@ export class FlowLogger {
       src: addr(0),
       src_port: d.srcPort,
       dst: addr(4),
-      site: this.names.site(d.site),
-      onramp: this.names.onramp(d.ingress),
+      site: d.site,
+      onramp: d.onramp,
     };
   }
 
@@ -464,7 +495,7 @@ export class FlowLogger {
   private line(slot: number): FlowLogLine {
     const r = this.ring;
     const at = slot * RECORD_SLOTS;
-    const names = this.names;
+    const labels = this.ringLabels[slot];
     const family = r[at + R_FAMILY] === AF_INET4 ? 4 : 6;
     const addr = (index: number): string => (family === 4 ? formatIpv4(r[index]) : formatIpv6(r, index));
     const orig = at + R_NODE;
@@ -477,7 +508,6 @@ export class FlowLogger {
     let duration = (nowSeconds - r[at + R_CREATED]) % TWO_POW_32;
     if (duration < 0) duration += TWO_POW_32;
     const ruleId = r[at + R_RULE];
-    const ruleName = names.rule(ruleId);
     const out: FlowLogLine = {
       time: new Date(r[at + R_WALL]).toISOString(),
       event: 'flow_end',
@@ -491,12 +521,12 @@ export class FlowLogger {
       // Optional fields hold their place (JSON.stringify skips undefined) so every line reads in one order.
       translated: undefined,
       zone: r[orig + N_ZONE],
-      site: names.site(r[at + R_SITE]),
-      onramp: names.onramp(r[at + R_INGRESS]),
-      return_onramp: (flags & FLAG_ARR) !== 0 ? names.onramp(r[at + R_RETURN]) : null,
-      next_hop: names.onramp(r[at + R_NEXT_HOP]),
+      site: labels.site,
+      onramp: labels.onramp,
+      return_onramp: (flags & FLAG_ARR) !== 0 ? labels.returnOnramp : null,
+      next_hop: labels.nextHop,
       rule: ruleId,
-      rule_name: ruleName,
+      rule_name: labels.rule,
       packets_orig: r[at + R_PACKETS],
       packets_reply: r[at + R_PACKETS + 1],
       bytes_orig: r[at + R_BYTES],
@@ -531,7 +561,7 @@ export class FlowLogger {
     if (r[at + R_REASON] === RemoveReason.PolicyCut) {
       const byGateway = r[at + R_CUT_LAYER] === CUT_BY_GATEWAY;
       const rule = r[at + R_CUT_RULE];
-      out.cut = { policy_epoch: r[at + R_CUT_EPOCH], by: byGateway ? 'gateway' : 'firewall', rule, rule_name: byGateway ? undefined : names.rule(rule) };
+      out.cut = { policy_epoch: r[at + R_CUT_EPOCH], by: byGateway ? 'gateway' : 'firewall', rule, rule_name: labels.cutRule };
     }
     if ((flags & FLAG_TRANSLATE) !== 0) {
       // The reply key, ends swapped: the original direction as it left the edge.

@@ -44,6 +44,11 @@ export interface Names {
   site(id: number): string;
   /** A firewall rule's configured name, if it has one. */
   rule(id: number): string | undefined;
+  /**
+   * The name of onramp `id`'s site as the configuration last named it: still known between an onramp's removal
+   * (the pipeline's port forgets its site) and the next update() (the flow log names its ended flows' sites).
+   */
+  onrampSite?(id: number): string | undefined;
 }
 
 /**
@@ -55,6 +60,8 @@ export class NameBook implements Names {
   private onramps = new Map<number, string>();
   private sites = new Map<number, string>();
   private rules = new Map<number, string>();
+  /** Onramp id → its site's id. */
+  private siteOf = new Map<number, number>();
 
   constructor(private readonly pipeline: Pipeline | null = null, cfg?: TetherConfig, ids?: ConfigIds) {
     if (cfg !== undefined || ids !== undefined) this.update(cfg, ids);
@@ -65,8 +72,13 @@ export class NameBook implements Names {
     const onramps = new Map<number, string>();
     const sites = new Map<number, string>();
     const rules = new Map<number, string>();
+    const siteOf = new Map<number, number>();
     if (ids !== undefined) {
       for (const [name, id] of ids.onramps) onramps.set(id, name);
+      for (const [name, site] of ids.onrampSite) {
+        const id = ids.onramps.get(name);
+        if (id !== undefined) siteOf.set(id, site);
+      }
       for (const [name, id] of ids.sites) sites.set(id, name);
       // An onramp without a site is a site of its own: name that site after the onramp.
       for (const [name, site] of ids.onrampSite) if (!sites.has(site)) sites.set(site, name);
@@ -79,6 +91,7 @@ export class NameBook implements Names {
     this.onramps = onramps;
     this.sites = sites;
     this.rules = rules;
+    this.siteOf = siteOf;
   }
 
   onramp(id: number): string {
@@ -92,6 +105,11 @@ export class NameBook implements Names {
 
   rule(id: number): string | undefined {
     return this.rules.get(id);
+  }
+
+  onrampSite(id: number): string | undefined {
+    const site = this.siteOf.get(id);
+    return site === undefined ? undefined : this.site(site);
   }
 }
 

@@ -5,7 +5,7 @@
 // WireGuard engine over a kernel UDP socket (test-wg-peer.ts).
 // Needs root and /dev/net/tun: without them the suite FAILS (it must not pass silently in CI).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,6 +18,7 @@ import { IPPROTO_GRE } from '../wire/constants.js';
 import type { EdgeStatus } from './edge.js';
 import { planNetwork } from './network.js';
 import { nsSh, removeStaleNamespaces, sh } from '../../test/support/netns.js';
+import { nsScript, nsSpawn, type Child } from '../../test/support/ns-child.js';
 import { GRE_HEADER, GRE_KEY_FIELD, greFrame as greSiteFrame } from '../../test/support/gre-site.js';
 
 const PREFIX = `tt-${process.pid}-`;
@@ -165,24 +166,6 @@ egress:
 `;
 }
 
-/** Runs a Node script in a namespace; resolves with its stdout when it exits 0. */
-function nsNode(ns: string, script: string, args: string[] = []): { done: Promise<string>; child: ChildProcess } {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script, '--', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return { child, done: collect(child, `${ns} node`) };
-}
-
-function collect(child: ChildProcess, what: string): Promise<string> {
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (b: Buffer) => { out += b.toString(); });
-  child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} exited ${code}: ${err}${out}`))));
-  });
-}
-
 /** A UDP echo server (IPv4 and IPv6) that answers with who wrote to it; prints "ready" once both are bound. */
 const ECHO_SERVER = `
 import dgram from 'node:dgram';
@@ -204,49 +187,22 @@ s.on('message', (m, r) => { console.log(JSON.stringify({ from: r.address + ':' +
 s.bind(Number(port), bind, () => s.send(text, ${ECHO_PORT}, v6 ? '${SERVER6}' : '${SERVER}'));
 setTimeout(() => { console.error('no reply'); process.exit(3); }, ${CHILD_TIMEOUT_MS});`;
 
-interface Daemon {
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
-
-function startDaemon(configPath: string): Promise<Daemon> {
-  const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, ...CLI, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    // A daemon that did not start is killed here: nobody else holds it, and a live child keeps the run from ending.
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`daemon did not start: ${err}${lines.join('\n')}`));
-    }, START_TIMEOUT_MS);
-    let buffered = '';
-    child.stdout?.on('data', (b: Buffer) => {
-      buffered += b.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        lines.push(line);
-        if (line.includes('"tether started"')) {
-          clearTimeout(timer);
-          resolve({ child, lines, exited });
-        }
-      }
-    });
-    child.stderr?.on('data', (b: Buffer) => { err += b.toString(); });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`daemon exited ${code} before starting: ${err}${lines.join('\n')}`));
-    });
-  });
+/** A WireGuard site's one exchange through the edge (test/support/wg-peer.ts): what came back, as it printed it. */
+function wgPeer(ns: string, payload: string, timeoutMs = CHILD_TIMEOUT_MS): Promise<string> {
+  return nsSpawn(ns, ['--import', 'tsx', 'test/support/wg-peer.ts', JSON.stringify({
+    privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
+    edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
+    edge: { addr: WG_EDGE, port: WG_PORT },
+    bind: { addr: WG_SITE, port: WG_PORT },
+    inner: { src: SITE_HOST, srcPort: 4000, dst: SERVER, dstPort: ECHO_PORT, payload },
+    timeoutMs,
+  })]).output();
 }
 
 describe('tether run (real interfaces, root)', () => {
   let dir = '';
-  let daemon: Daemon | null = null;
-  let server: { done: Promise<string>; child: ChildProcess } | null = null;
+  let daemon: Child | null = null;
+  let server: Child | null = null;
   let greTun: TunDevice | null = null;
   const fromEdge: Uint8Array[] = [];
 
@@ -264,12 +220,10 @@ describe('tether run (real interfaces, root)', () => {
     const keyFile = join(dir, 'wg-a.key');
     writeFileSync(keyFile, `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
     writeFileSync(join(dir, 'edge.yaml'), config(keyFile));
-    server = nsNode(NS.inet, ECHO_SERVER);
-    await new Promise<void>((resolve, reject) => {
-      server?.child.stdout?.once('data', () => resolve());
-      server?.done.catch(reject);
-    });
-    daemon = await startDaemon(join(dir, 'edge.yaml'));
+    server = nsScript(NS.inet, ECHO_SERVER);
+    await server.waitFor('ready');
+    daemon = nsSpawn(NS.edge, [...CLI, '--config', join(dir, 'edge.yaml')], { waitMs: START_TIMEOUT_MS });
+    await daemon.waitFor('"tether started"');
   });
 
   after(() => {
@@ -290,7 +244,7 @@ describe('tether run (real interfaces, root)', () => {
   });
 
   it('carries a UDP datagram from the data center to the Internet (SNAT to the pool) and its reply back', async () => {
-    const out = await nsNode(NS.dc, UDP_CLIENT, [DC_HOST, '5555', 'from-dc']).done;
+    const out = await nsScript(NS.dc, UDP_CLIENT, [DC_HOST, '5555', 'from-dc']).output();
     const got = JSON.parse(out) as { from: string; reply: { seen: string; data: string } };
     assert.equal(got.from, `${SERVER}:${ECHO_PORT}`);
     assert.equal(got.reply.data, 'from-dc');
@@ -298,7 +252,7 @@ describe('tether run (real interfaces, root)', () => {
   });
 
   it('carries an IPv6 datagram from the data center over the same interconnect to the Internet (NAT to the IPv6 pool) and back', async () => {
-    const out = await nsNode(NS.dc, UDP_CLIENT, [DC_HOST6, '5556', 'from-dc-v6']).done;
+    const out = await nsScript(NS.dc, UDP_CLIENT, [DC_HOST6, '5556', 'from-dc-v6']).output();
     const got = JSON.parse(out) as { from: string; reply: { seen: string; data: string } };
     assert.equal(got.from, `${SERVER6}:${ECHO_PORT}`);
     assert.equal(got.reply.data, 'from-dc-v6');
@@ -306,15 +260,7 @@ describe('tether run (real interfaces, root)', () => {
   });
 
   it('a WireGuard site completes a handshake over the underlay and its datagram reaches the Internet and back', async () => {
-    const peer = spawn('ip', ['netns', 'exec', NS.site, process.execPath, '--import', 'tsx', 'test/support/wg-peer.ts', JSON.stringify({
-      privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
-      edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
-      edge: { addr: WG_EDGE, port: WG_PORT },
-      bind: { addr: WG_SITE, port: WG_PORT },
-      inner: { src: SITE_HOST, srcPort: 4000, dst: SERVER, dstPort: ECHO_PORT, payload: 'from-site-a' },
-      timeoutMs: CHILD_TIMEOUT_MS,
-    })], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const got = JSON.parse(await collect(peer, 'wg peer')) as { src: string; srcPort: number; dst: string; dstPort: number; payload: string };
+    const got = JSON.parse(await wgPeer(NS.site, 'from-site-a')) as { src: string; srcPort: number; dst: string; dstPort: number; payload: string };
     assert.equal(got.src, SERVER);
     assert.equal(got.srcPort, ECHO_PORT);
     assert.equal(got.dst, SITE_HOST);
@@ -404,24 +350,17 @@ describe('Edge: GRE tunnels and WireGuard peers added and removed while it runs 
   const LNS = namespaces(`tt-${process.pid}-l`);
   const LGRE_TUN = `tl${process.pid}`;
   let dir = '';
-  let edge: ChildProcess | null = null;
-  let server: { done: Promise<string>; child: ChildProcess } | null = null;
+  let edge: Child | null = null;
+  let server: Child | null = null;
   let greTun: TunDevice | null = null;
   const fromEdge: Uint8Array[] = [];
-  const answers: string[] = [];
-  let waiting: ((line: string) => void) | null = null;
 
-  function command(line: string): Promise<Record<string, unknown>> {
-    assert.ok(edge?.stdin);
-    const next = new Promise<string>((resolve) => {
-      waiting = resolve;
-    });
-    edge.stdin.write(`${line}\n`);
-    return next.then((text) => {
-      const got = JSON.parse(text) as Record<string, unknown>;
-      assert.equal(got.error, undefined, `${line}: ${String(got.error)}`);
-      return got;
-    });
+  /** One command to the running Edge, its one JSON answer (an error answer fails the test). */
+  async function command(line: string): Promise<Record<string, unknown>> {
+    assert.ok(edge);
+    const got = JSON.parse(await edge.ask(line, '{')) as Record<string, unknown>;
+    assert.equal(got.error, undefined, `${line}: ${String(got.error)}`);
+    return got;
   }
   const status = async (): Promise<EdgeStatus> => (await command('status')).status as EdgeStatus;
 
@@ -470,18 +409,6 @@ ${SITE_A_WG_ONRAMP}  - name: gre-1
     return null;
   }
 
-  function wgPeer(payload: string, timeoutMs: number): Promise<string> {
-    const peer = spawn('ip', ['netns', 'exec', LNS.site, process.execPath, '--import', 'tsx', 'test/support/wg-peer.ts', JSON.stringify({
-      privateKey: LAB_WIREGUARD_KEYS.siteAPrivate,
-      edgePublicKey: LAB_WIREGUARD_KEYS.edgeAPublic,
-      edge: { addr: WG_EDGE, port: WG_PORT },
-      bind: { addr: WG_SITE, port: WG_PORT },
-      inner: { src: SITE_HOST, srcPort: 4000, dst: SERVER, dstPort: ECHO_PORT, payload },
-      timeoutMs,
-    })], { stdio: ['ignore', 'pipe', 'pipe'] });
-    return collect(peer, 'wg peer');
-  }
-
   before(async () => {
     assert.equal(process.getuid?.(), 0, 'the daemon tests need root (CAP_NET_ADMIN): run them as root; they are never skipped');
     removeOwnNamespaces(LNS);
@@ -494,34 +421,15 @@ ${SITE_A_WG_ONRAMP}  - name: gre-1
     writeFileSync(join(dir, 'wg-a.key'), `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
     writeFileSync(join(dir, 'base.yaml'), `version: 1\n${sites()}`);
     writeFileSync(join(dir, 'more.yaml'), `version: 1\n${sites()}${LATER_ONRAMPS}`);
-    server = nsNode(LNS.inet, ECHO_SERVER);
-    await new Promise<void>((resolve, reject) => {
-      server?.child.stdout?.once('data', () => resolve());
-      server?.done.catch(reject);
-    });
-    const child = spawn('ip', ['netns', 'exec', LNS.edge, process.execPath, '--import', 'tsx', '--input-type=module', '-e', LIVE_EDGE, '--',
-      process.cwd(), join(dir, 'base.yaml'), join(dir, 'more.yaml')], { stdio: ['pipe', 'pipe', 'inherit'] });
-    edge = child;
-    let buffered = '';
-    child.stdout.on('data', (b: Buffer) => {
-      buffered += b.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const w = waiting;
-        waiting = null;
-        if (w) w(line);
-        else answers.push(line);
-      }
-    });
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    while (answers.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(answers, ['{"ready":true}'], 'the edge started');
+    server = nsScript(LNS.inet, ECHO_SERVER);
+    await server.waitFor('ready');
+    edge = nsSpawn(LNS.edge, ['--import', 'tsx', '--input-type=module', '-e', LIVE_EDGE, '--', process.cwd(), join(dir, 'base.yaml'), join(dir, 'more.yaml')],
+      { stdin: true, waitMs: START_TIMEOUT_MS });
+    assert.equal(await edge.waitFor('{'), '{"ready":true}', 'the edge started');
   });
 
   after(() => {
-    edge?.kill('SIGKILL');
+    edge?.child.kill('SIGKILL');
     server?.child.kill('SIGKILL');
     greTun?.close();
     removeOwnNamespaces(LNS);
@@ -555,13 +463,13 @@ ${SITE_A_WG_ONRAMP}  - name: gre-1
 
   it('an added WireGuard peer completes a handshake and carries traffic; removed, its packets are dropped and counted', async () => {
     await command('add site-a-wg');
-    const got = JSON.parse(await wgPeer('wg-live', CHILD_TIMEOUT_MS)) as { dst: string; payload: string };
+    const got = JSON.parse(await wgPeer(LNS.site, 'wg-live')) as { dst: string; payload: string };
     assert.equal(got.dst, SITE_HOST);
     assert.equal((JSON.parse(got.payload) as { data: string }).data, 'wg-live');
     assert.equal((await status()).wireguard[0].peers.length, 1);
 
     await command('remove site-a-wg');
-    await assert.rejects(wgPeer('wg-revoked', 1500), /exited 3/, 'no answer to a removed peer');
+    await assert.rejects(wgPeer(LNS.site, 'wg-revoked', 1500), /exited 3/, 'no answer to a removed peer');
     const after = await status();
     assert.ok((after.edge.wg_peer_removed ?? 0) > 0, 'the removed peer\'s datagrams are counted');
     assert.deepEqual(after.wireguard[0].peers, []);

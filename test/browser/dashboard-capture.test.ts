@@ -7,14 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { buildUdp } from '../../src/wire/build.js';
 import { registerDashboard } from '../../src/control/dashboard.js';
 import { registerCaptureRoutes } from '../../src/control/api-captures.js';
 import { CaptureHub } from '../../src/control/capture.js';
 import { NameBook } from '../../src/control/metrics.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openDashboard } from '../support/browser.js';
 
 const TOKEN = 'dashboard-capture-token-0123456789';
 const HOST = '10.0.1.10';
@@ -32,8 +31,6 @@ test('dashboard: the capture button of an onramp downloads a bounded pcapng with
     now: () => edge.now,
   });
   registerCaptureRoutes(app, hub);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const a = ids.onramps.get('site-a-wg') as number;
   // site-a's exchanges with the server, all along; the capture's clock is the rig's, moved on by each burst.
   let port = 40000;
@@ -43,12 +40,8 @@ test('dashboard: the capture button of an onramp downloads a bounded pcapng with
     port = port === 40010 ? 40000 : port + 1;
     edge.now += 500;
   }, 100);
-  const context = await openBrowser(dir);
+  const { page, problems, close } = await openDashboard(app, dir, TOKEN);
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    const problems: string[] = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    await page.goto(`${base}/#token=${encodeURIComponent(TOKEN)}`);
     const button = page.locator('#onramps-table tr[data-onramp="site-a-wg"] button[data-capture]');
     await button.waitFor({ timeout: WAIT_MS });
     await page.waitForFunction('!document.querySelector(\'#onramps-table tr[data-onramp="site-a-wg"] button[data-capture]\').disabled', undefined, { timeout: WAIT_MS });
@@ -66,7 +59,7 @@ test('dashboard: the capture button of an onramp downloads a bounded pcapng with
     assert.deepEqual(problems, []);
   } finally {
     clearInterval(traffic);
-    await context.close();
+    await close();
     await rig.close();
   }
 });

@@ -6,13 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { registerDashboard } from '../../src/control/dashboard.js';
 import { NameSource } from '../../src/gateway/policy.js';
 import { buildTcp } from '../../src/wire/build.js';
 import { TCP_SYN } from '../../src/wire/constants.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openDashboard } from '../support/browser.js';
 
 const TOKEN = 'dashboard-gateway-token-0123456789';
 const WAIT_MS = 25_000;
@@ -32,14 +31,8 @@ test('dashboard: gateway rules in order with their selectors; a new rule appears
   // The name classification kept for the first flow only.
   rig.edge.pipeline.flowName = (table, flow) => ((table.nodePorts(flow * 2) >>> 16) === 41000 ? { source: NameSource.Sni, name: 'www.example-news.com' } : undefined);
 
-  await rig.app.listen({ host: '127.0.0.1', port: 0 });
-  const url = `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/#token=${TOKEN}`;
-  const context = await openBrowser(rig.dir);
-  const problems: string[] = [];
+  const { page, problems, close } = await openDashboard(rig.app, rig.dir, TOKEN);
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    await page.goto(url);
     const rows = page.locator('#gateway-table tbody tr[data-rule-id]');
     await rows.nth(1).waitFor({ timeout: WAIT_MS });
     assert.deepEqual(await rows.nth(0).locator('td').allTextContents(), ['1', 'no-social-b', 'block', 'site-b', '*.example-social.com', 'sni, http_host', '', '443', '']);
@@ -59,7 +52,7 @@ test('dashboard: gateway rules in order with their selectors; a new rule appears
     assert.deepEqual((await rows.allTextContents()).map((t) => t.slice(0, 1)), ['3', '1', '2'], 'in rule order');
     assert.deepEqual(problems, []);
   } finally {
-    await context.close();
+    await close();
     await rig.close();
   }
 });

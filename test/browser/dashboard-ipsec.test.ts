@@ -5,12 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { validateConfig } from '../../src/config/index.js';
 import { registerDashboard } from '../../src/control/dashboard.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openDashboard } from '../support/browser.js';
 import { ikeSa, ipsecStatus } from '../support/ipsec-status.js';
 
 const TOKEN = 'dashboard-ipsec-token-0123456789';
@@ -21,14 +20,8 @@ test('dashboard: the IPsec table shows each IKE SA and its child SAs, and follow
   const base = defaultConfig();
   let made = { ipsec: [] as ReturnType<typeof ikeSa>[], esp: [] as ReturnType<typeof ipsecStatus>['esp'] };
   const rig = apiRig({ token: TOKEN, prefix: 'tether-dashboard-ipsec-', extend: registerDashboard, config: validateConfig({ ...base, onramps: [...base.onramps, IPSEC] }), ipsec: () => made });
-  await rig.app.listen({ host: '127.0.0.1', port: 0 });
-  const url = `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/#token=${TOKEN}`;
-  const context = await openBrowser(rig.dir);
-  const problems: string[] = [];
+  const { page, problems, close } = await openDashboard(rig.app, rig.dir, TOKEN);
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    await page.goto(url);
     const rows = page.locator('#ipsec-table tbody tr');
     await page.locator('#ipsec').waitFor({ state: 'visible', timeout: WAIT_MS });
     await rows.first().waitFor({ timeout: WAIT_MS });
@@ -50,7 +43,7 @@ test('dashboard: the IPsec table shows each IKE SA and its child SAs, and follow
     assert.equal(await page.locator('#ipsec-table tbody tr[data-sa="child"]').count(), 1);
     assert.deepEqual(problems, []);
   } finally {
-    await context.close();
+    await close();
     await rig.close();
   }
 });

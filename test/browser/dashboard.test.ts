@@ -21,13 +21,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
 import type { Locator, Page } from 'playwright-core';
 import { buildUdp } from '../../src/wire/build.js';
 import { PipelineRig } from '../support/pipeline-rig.js';
 import { DASHBOARD_CSP, registerDashboard } from '../../src/control/dashboard.js';
 import { apiRig } from '../support/api.js';
-import { openBrowser } from '../support/browser.js';
+import { openPage } from '../support/browser.js';
 
 const TOKEN = 'dashboard-test-token-0123456789';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -79,8 +78,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
   const rig = apiRig({ token: TOKEN, prefix: 'tether-dashboard-', extend: registerDashboard });
   const { app, edge, ids, dir } = rig;
   const shots = process.env.TETHER_SCREENSHOTS === '1' ? DOCS : dir;
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
 
   const a = ids.onramps.get('site-a-wg') as number;
   const b = ids.onramps.get('site-b-wg') as number;
@@ -109,8 +107,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     }
   }, 250);
 
-  const context = await openBrowser(dir);
-  const problems: string[] = [];
+  const { page, problems, close } = await openPage(dir, { strict: true });
   try {
     // The files: content types and the strict policy.
     for (const [path, type] of [['/', 'text/html'], ['/dashboard/app.js', 'text/javascript'], ['/dashboard/style.css', 'text/css']]) {
@@ -124,11 +121,6 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     const js = await (await fetch(`${base}/dashboard/app.js`)).text();
     assert.ok(!/\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML\(|document\.write\(|\beval\(|new Function\(/.test(js), 'app.js puts data into the DOM as text only');
 
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
     const apiRequests: string[] = [];
     page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/v1/')) apiRequests.push(`${r.method()} ${r.url()} ${r.headers().authorization === `Bearer ${TOKEN}` ? 'token' : 'none'}`); });
 
@@ -234,7 +226,7 @@ test('dashboard in headless Chromium: overlapping sources side by side, ARR swit
     assert.deepEqual(problems, [], 'no script errors, CSP violations or failed requests');
   } finally {
     clearInterval(traffic);
-    await context.close();
+    await close();
     await rig.close();
   }
 });

@@ -9,12 +9,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openBrowser } from '../support/browser.js';
+import { openPage } from '../support/browser.js';
 
 const [url, screenshot] = process.argv.slice(2);
-const context = await openBrowser(mkdtempSync(join(tmpdir(), 'tether-probe-')));
+const { page, close } = await openPage(mkdtempSync(join(tmpdir(), 'tether-probe-')));
 try {
-  const page = await context.newPage();
   await page.goto(url);
   await page.waitForFunction('!location.hash.includes("token=")');
   let rows: string[] = [];
@@ -25,5 +24,5 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   process.stdout.write(JSON.stringify({ rows }));
 } finally {
-  await context.close();
+  await close();
 }

@@ -9,7 +9,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -19,6 +18,7 @@ import { validateConfig } from '../../src/config/index.js';
 import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, runOk, type LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import { edgeApi, metric } from '../support/live-site.js';
+import { nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `gc${(process.pid % 1296).toString(36)}`;
 const SERVER = LAB.internet.server;
@@ -37,7 +37,7 @@ const RAW_TIMEOUT_MS = 15_000;
 
 let lab: LabInfo;
 let dir: string;
-let server: ChildProcess | null = null;
+let server: Child | null = null;
 
 async function openssl(args: string[]): Promise<void> {
   await runOk('openssl', args, { context: 'test CA' });
@@ -68,15 +68,9 @@ https.createServer(opts, answer).listen(Number(quietPort), address, up);
 http.createServer(answer).listen(Number(httpPort), address, up);
 `;
 
-function startServer(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', lab.names.internet, process.execPath, '-e', SERVER_SCRIPT, dir, SERVER, String(HTTPS_PORT), String(HTTP_PORT), String(QUIET_PORT), BLOCKED, OPEN], { stdio: ['ignore', 'pipe', 'pipe'] });
-    server = child;
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
-    child.on('exit', (code) => reject(new Error(`the test HTTPS server exited (${code}): ${err}`)));
-  });
+async function startServer(): Promise<void> {
+  server = nsSpawn(lab.names.internet, ['-e', SERVER_SCRIPT, dir, SERVER, String(HTTPS_PORT), String(HTTP_PORT), String(QUIET_PORT), BLOCKED, OPEN]);
+  await server.waitFor('ready');
 }
 
 /** The ClientHello Node's TLS client sends for `name`, captured on a loopback listener. */
@@ -155,7 +149,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (server !== null && server.pid !== undefined) server.kill('SIGTERM');
+  server?.child.kill('SIGTERM');
   await labDown({ prefix: PREFIX });
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });

@@ -8,7 +8,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/lab/config.js';
@@ -16,6 +15,7 @@ import { ensureLabTools, inNamespace, labDown, labNames, labUp, LAB } from '../.
 import type { LabInfo } from '../../src/lab/index.js';
 import type { TetherConfig } from '../../src/config/index.js';
 import type { FlowLogLine } from '../../src/control/flow-log.js';
+import { nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `d${(process.pid % 46656).toString(36)}`;
 const PORT = 8080;
@@ -62,7 +62,7 @@ s.on('close', () => { console.log(JSON.stringify({ reply: reply.split('\\r\\n')[
 interface Received { bytes: number; complete: boolean }
 
 let lab: LabInfo;
-let server: ChildProcess;
+let server: Child | null = null;
 const received: Received[] = [];
 
 function config(): TetherConfig {
@@ -77,25 +77,17 @@ before(async () => {
   if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
   await ensureLabTools();
   lab = await labUp({ prefix: PREFIX, config: config() });
-  server = spawn('ip', ['netns', 'exec', lab.names.internet, process.execPath, '-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let buf = '';
-    server.once('exit', (code) => reject(new Error(`the test's HTTP server exited (${code})`)));
-    server.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl)) as Received & { ready?: boolean };
-        buf = buf.slice(nl + 1);
-        if (line.ready === true) resolve();
-        else received.push(line);
-      }
-    });
+  server = nsSpawn(lab.names.internet, ['-e', SERVER], {
+    onLine: (l) => {
+      const line = JSON.parse(l) as Received & { ready?: boolean };
+      if (line.ready !== true) received.push(line);
+    },
   });
+  await server.waitFor('{"ready":true}');
 });
 
 after(async () => {
-  server?.kill();
+  server?.child.kill();
   await labDown({ prefix: PREFIX });
 });
 

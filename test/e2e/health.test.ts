@@ -6,7 +6,7 @@
 // answered probes bring it back to degraded. Proxy ARP answers at once (proxy_delay 0): its default delay of up
 // to 0.8 s would make the first probes' replies late, which the edge rightly counts as lost. Each run uses namespaces tt-<pid>-h* and removes those of dead runs.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { buildIcmpEcho, parsePacket } from '../../src/wire/build.js';
 import { IPPROTO_GRE, IPV4_MIN_HEADER } from '../../src/wire/constants.js';
 import { nsSh, removeStaleNamespaces, sh } from '../support/netns.js';
 import { GRE_HEADER, greFrame } from '../support/gre-site.js';
+import { nsSpawn, type Child } from '../support/ns-child.js';
 import { DOWN_BOUND_MS, HEALTH_RATE, INTERVAL_MS, QUIET_INTERVALS, QUIET_MS, SLACK_MS, TIMEOUT_MS, quietProbesOk } from '../support/health-timing.js';
 
 const run = promisify(execFile);
@@ -79,7 +80,7 @@ interface HealthLine { time: number; onramp: string; from: string; to: string; r
 
 describe('tunnel health (real interfaces, root)', () => {
   let dir = '';
-  let daemon: ChildProcess | null = null;
+  let daemon: Child | null = null;
   let tun: TunDevice | null = null;
   let answering = true;
   let probes = 0;
@@ -137,35 +138,20 @@ describe('tunnel health (real interfaces, root)', () => {
     tokenFile = join(dir, 'api-token');
     writeFileSync(join(dir, 'edge.yaml'), CONFIG(dir));
     const startedAt = performance.now();
-    const child = spawn('ip', ['netns', 'exec', NS.edge, process.execPath, '--import', 'tsx', 'src/cli/tether.ts', 'run', '--config', join(dir, 'edge.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    daemon = child;
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the daemon did not start its API: ${stderr}`)), START_TIMEOUT_MS);
-      let buffered = '';
-      child.stdout?.on('data', (d: Buffer) => {
-        buffered += d.toString();
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, nl);
-          buffered = buffered.slice(nl + 1);
-          const rec = JSON.parse(line) as { msg: string; level: number } & HealthLine;
-          if (rec.level >= 50) errorLines.push(line);
-          if (rec.msg === 'onramp health') healthLines.push({ ...rec, at: performance.now() });
-          if (rec.msg === 'API listening') {
-            console.log(`# health: the daemon's API up ${Math.round(performance.now() - startedAt)} ms after its start`);
-            clearTimeout(timer);
-            resolve();
-          }
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`the daemon exited ${code}: ${stderr}`)));
+    daemon = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--config', join(dir, 'edge.yaml')], {
+      waitMs: START_TIMEOUT_MS,
+      onLine: (line) => {
+        const rec = JSON.parse(line) as { msg: string; level: number } & HealthLine;
+        if (rec.level >= 50) errorLines.push(line);
+        if (rec.msg === 'onramp health') healthLines.push({ ...rec, at: performance.now() });
+      },
     });
+    await daemon.waitFor('"msg":"API listening"');
+    console.log(`# health: the daemon's API up ${Math.round(performance.now() - startedAt)} ms after its start`);
   });
 
   after(() => {
-    daemon?.kill('SIGKILL');
+    daemon?.child.kill('SIGKILL');
     tun?.close();
     removeOwn();
     if (dir) rmSync(dir, { recursive: true, force: true });

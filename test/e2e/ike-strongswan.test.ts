@@ -23,9 +23,9 @@ import {
   type IkePeerConfig,
   type IkeProposal,
   type IkeSaStatus,
-  type TrafficSelector,
 } from '../../src/onramp/ipsec/types.js';
 import type { IkeUdpEvent } from '../support/ike-udp.js';
+import { ANY4, peerConfig } from '../support/ike-rig.js';
 import { namespaceName, removeStaleNamespaces, sh } from '../support/netns.js';
 
 const CHARON = '/usr/lib/ipsec/charon';
@@ -44,7 +44,6 @@ const SWAN_LAN = '10.52.2.0/24';
 const TETHER_LAN = '10.52.1.0/24';
 const SWAN_LAN_HOST = '10.52.2.1/32';
 const STEP_TIMEOUT_MS = 20_000;
-const ANY4: TrafficSelector = { family: 4, start: '0.0.0.0', end: '255.255.255.255', protocol: 0, startPort: 0, endPort: 65535 };
 
 let dir = '';
 let charon: ChildProcess | null = null;
@@ -52,26 +51,24 @@ let host: ChildProcess | null = null;
 const events: Array<IkeUdpEvent | { event: string; [k: string]: unknown }> = [];
 let statusId = 0;
 
+/** The engine's side (test/support/ike-rig.ts peerConfig, the rest as there); the PSK as text for the IKE host. */
 function tetherConfig(mode: 'initiate' | 'respond'): Omit<IkePeerConfig, 'psk'> & { psk: string } {
   return {
-    onramp: ONRAMP,
-    name: 'swan',
-    localAddress: TETHER,
-    remoteAddress: SWAN,
-    localId: { type: 'fqdn', value: 'tether.lab' },
-    remoteId: { type: 'fqdn', value: 'swan.lab' },
+    ...peerConfig({
+      onramp: ONRAMP,
+      name: 'swan',
+      localAddress: TETHER,
+      remoteAddress: SWAN,
+      localId: { type: 'fqdn', value: 'tether.lab' },
+      remoteId: { type: 'fqdn', value: 'swan.lab' },
+      mode,
+      espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['ecp256'] }],
+      localTs: [ANY4],
+      remoteTs: [ANY4],
+      dpdSeconds: 0,
+      dpdTimeoutSeconds: 30,
+    }),
     psk: PSK,
-    mode,
-    ikeProposals: [{ encryption: ['aes256gcm16'], integrity: [], prf: ['prfsha256'], dh: ['ecp256'] }],
-    espProposals: [{ encryption: ['aes128gcm16'], integrity: [], dh: ['ecp256'] }],
-    localTs: [ANY4],
-    remoteTs: [ANY4],
-    ikeLifetime: { rekeySeconds: 3600, lifetimeSeconds: 4000, jitterSeconds: 0 },
-    childLifetime: { rekeySeconds: 1800, lifetimeSeconds: 2000, jitterSeconds: 0 },
-    dpdSeconds: 0,
-    dpdTimeoutSeconds: 30,
-    replayWindow: 1024,
-    forceEncapsulation: false,
   };
 }
 

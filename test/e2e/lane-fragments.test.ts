@@ -19,7 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
-import { LANES_HOST as HOST, LANES_SERVER, buildLanesTopology, childStatus, lanesConfig, lanesNamespaces, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
+import { LANES_HOST as HOST, LANES_SERVER, buildLanesTopology, lanesConfig, lanesNamespaces, removeLanesTopology } from '../support/lanes-topology.js';
+import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-lf-`;
 const NS = lanesNamespaces(PREFIX);

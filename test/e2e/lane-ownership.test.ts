@@ -14,8 +14,10 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { addNamespaces, nsSh, removeNamespaces, removeStaleNamespaces, sh } from '../support/netns.js';
-import { childStatus, nsSpawn, type Child } from '../support/ns-child.js';
+import { removeNamespaces, removeStaleNamespaces } from '../support/netns.js';
+import { buildInterconnectTopology } from '../support/lanes-topology.js';
+import { nsScript, type Child } from '../support/ns-child.js';
+import { startLanesDaemon, type LanesStatus, type NsLanesDaemon } from '../support/lanes-daemon.js';
 import { laneOfPort } from '../../src/common/lanes.js';
 
 const PREFIX = `tt-${process.pid}-lo-`;
@@ -49,33 +51,7 @@ function removeOwn(): void {
 }
 
 function buildTopology(): void {
-  addNamespaces(Object.values(NS));
-  for (const [peer, link] of [[NS.s1, 'veth-s1'], [NS.s2, 'veth-s2'], [NS.dc, 'veth-dc']] as const) {
-    sh('ip', '-n', NS.edge, 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'up0', 'netns', peer);
-  }
-  sh('ip', '-n', NS.edge, 'link', 'add', 'veth-inet', 'type', 'veth', 'peer', 'name', 'inet0', 'netns', NS.inet);
-  nsSh(NS.edge, `
-    echo 1 > /proc/sys/net/ipv4/ip_forward
-    for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done
-    ip addr add 172.31.1.1/30 dev veth-s1; ip link set veth-s1 up
-    ip addr add 172.31.2.1/30 dev veth-s2; ip link set veth-s2 up
-    ip addr add 172.31.3.1/30 dev veth-dc; ip link set veth-dc up
-    ip addr add 192.168.200.1/24 dev veth-inet; ip link set veth-inet up
-    ip route add default via 192.168.200.2
-    # What tether writes into an onramp's TUN leaves by that onramp's link (the two sites overlap).
-    ip rule add iif tt-ic-1 lookup 2001 priority 900; ip route add default via 172.31.1.2 dev veth-s1 table 2001
-    ip rule add iif tt-ic-2 lookup 2002 priority 901; ip route add default via 172.31.2.2 dev veth-s2 table 2002
-    ip rule add iif tt-ic-3 lookup 2003 priority 902; ip route add default via 172.31.3.2 dev veth-dc table 2003`);
-  for (const [ns, net, host] of [[NS.s1, 1, HOST], [NS.s2, 2, HOST], [NS.dc, 3, DC_HOST]] as const) {
-    nsSh(ns, `
-      ip addr add 172.31.${net}.2/30 dev up0; ip link set up0 up
-      ip addr add ${host}/32 dev lo
-      ip route add default via 172.31.${net}.1`);
-  }
-  nsSh(NS.inet, `
-    ip addr add 192.168.200.2/24 dev inet0; ip link set inet0 up
-    ${SERVERS.map((a) => `ip addr add ${a}/32 dev lo`).join('; ')}
-    ip route add 198.51.100.0/24 via 192.168.200.1`);
+  buildInterconnectTopology(NS.edge, NS.inet, [{ ns: NS.s1, host: HOST, link: 'veth-s1' }, { ns: NS.s2, host: HOST, link: 'veth-s2' }, { ns: NS.dc, host: DC_HOST, link: 'veth-dc' }], SERVERS);
 }
 
 function config(dir: string): string {
@@ -189,14 +165,11 @@ process.stdin.on('data', async (d) => {
 });
 console.log('ready');`;
 
-interface Status {
-  tuns: Array<{ name: string; packetsIn: number }>;
-  edge: Record<string, number>;
-}
+type Status = LanesStatus;
 
 describe('flows across lanes: ownership directory (tether run --lanes 2, real interfaces, root)', () => {
   let dir = '';
-  let edge: Child | null = null;
+  let edge: NsLanesDaemon | null = null;
   let inet: Child | null = null;
   let dc: Child | null = null;
   let s1: Child | null = null;
@@ -210,30 +183,28 @@ describe('flows across lanes: ownership directory (tether run --lanes 2, real in
     buildTopology();
     dir = mkdtempSync(join(tmpdir(), PREFIX));
     writeFileSync(join(dir, 'edge.yaml'), config(dir));
-    edge = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--no-api', '--lanes', '2', '--config', join(dir, 'edge.yaml')]);
-    await edge.waitFor('"lanes running"');
-    inet = nsSpawn(NS.inet, ['--input-type=module', '-e', SERVER_SCRIPT, '--', ...SERVERS], true);
-    dc = nsSpawn(NS.dc, ['--input-type=module', '-e', SERVER_SCRIPT, '--', DC_HOST], true);
-    s1 = nsSpawn(NS.s1, ['--input-type=module', '-e', CLIENT_SCRIPT], true);
-    s2 = nsSpawn(NS.s2, ['--input-type=module', '-e', CLIENT_SCRIPT], true);
+    edge = await startLanesDaemon(NS.edge, join(dir, 'edge.yaml'));
+    const clients = { stdin: true, waitMs: CLIENT_TIMEOUT_MS };
+    inet = nsScript(NS.inet, SERVER_SCRIPT, SERVERS, clients);
+    dc = nsScript(NS.dc, SERVER_SCRIPT, [DC_HOST], clients);
+    s1 = nsScript(NS.s1, CLIENT_SCRIPT, [], clients);
+    s2 = nsScript(NS.s2, CLIENT_SCRIPT, [], clients);
     await Promise.all([inet, dc, s1, s2].map((c) => c.waitFor('ready')));
   });
 
   after(() => {
-    for (const c of [edge, inet, dc, s1, s2]) c?.child.kill('SIGKILL');
+    edge?.stop();
+    for (const c of [inet, dc, s1, s2]) c?.child.kill('SIGKILL');
     removeOwn();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** Sends a command to a client and returns its next answer line (JSON) that starts with `{"<kind>"`. */
   async function ask<T>(client: Child, kind: string, cmd: object): Promise<T> {
-    const before = client.lines.length;
-    client.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
-    for (let waited = 0; ; waited += RESEND_MS) {
-      const line = client.lines.slice(before).find((l) => l.startsWith(`{"${kind}"`));
-      if (line !== undefined) return JSON.parse(line) as T;
-      if (waited > CLIENT_TIMEOUT_MS) assert.fail(`no ${kind} answer within ${CLIENT_TIMEOUT_MS} ms to ${JSON.stringify(cmd)}: ${JSON.stringify(await childStatus<Status>(edge!))}`);
-      await new Promise((r) => setTimeout(r, RESEND_MS));
+    try {
+      return JSON.parse(await client.ask(JSON.stringify(cmd), `{"${kind}"`)) as T;
+    } catch (e) {
+      return assert.fail(`no ${kind} answer to ${JSON.stringify(cmd)} (${(e as Error).message.slice(0, 200)}): ${JSON.stringify(await edge!.status())}`);
     }
   }
 
@@ -246,13 +217,10 @@ describe('flows across lanes: ownership directory (tether run --lanes 2, real in
     assert.match(first, new RegExp(`^seen:${POOL.replace(/\./g, '\\.')}:\\d+$`));
     const { answers } = await ask<{ answers: string[] }>(s1!, 'answers', { ask: SERVERS.slice(1).map((a) => [REQ1_PORT, a, SERVER_PORT]) });
     assert.deepEqual(answers, new Array<string>(SERVERS.length - 1).fill(first), 'every server saw the same external endpoint');
-    // Lane 1's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they are in.
+    // Lane 1's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they are in (its
+    // queue's packets and its edge counters may arrive in different posts).
     const readers = (st: Status) => st.tuns.filter((t) => t.name.startsWith('tt-ic-1') && t.packetsIn > 0).map((t) => t.name);
-    let status = await childStatus<Status>(edge!);
-    for (let tries = 0; tries < 20 && !readers(status).includes('tt-ic-1#1'); tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      status = await childStatus<Status>(edge!);
-    }
+    const status = await edge!.statusUntil((st) => readers(st).includes('tt-ic-1#1') && (st.edge.lane_handed_off ?? 0) > 0);
     assert.ok(readers(status).includes('tt-ic-1') && readers(status).includes('tt-ic-1#1'), `both lanes read s1's first datagrams: ${JSON.stringify(status.tuns)}`);
     assert.ok((status.edge.lane_handed_off ?? 0) > 0, `the other lane's first datagrams handed to the mapping's lane: ${JSON.stringify(status.edge)}`);
   });
@@ -265,18 +233,14 @@ describe('flows across lanes: ownership directory (tether run --lanes 2, real in
     // s2's flows have s1's tuples: rewritten at the data center (docs/FLOW-MODEL.md), so their replies hash anywhere.
     const two = await ask<{ answers: string[] }>(s2!, 'answers', { ask: flows });
     for (const [k, a] of two.answers.entries()) assert.match(a, new RegExp(`^seen:${HOST.replace(/\./g, '\\.')}:(?!${ports[k]}$)\\d+$`), `s2 flow ${k}: a rewritten source port`);
-    const handedBefore = (await childStatus<Status>(edge!)).edge.lane_handed_off ?? 0;
+    const handedBefore = (await edge!.status()).edge.lane_handed_off ?? 0;
     await new Promise((r) => setTimeout(r, KERNEL_FORGETS_MS));
     dc!.child.stdin!.write('late\n');
     const [late1, late2] = await Promise.all([s1!, s2!].map((c) => ask<{ late: number[] }>(c, 'late', { late: ports })));
     assert.deepEqual(late1.late, new Array<number>(DC_FLOWS).fill(1), 's1: every late reply, once');
     assert.deepEqual(late2.late, new Array<number>(DC_FLOWS).fill(1), 's2: every late reply, once, to the socket whose port was rewritten');
-    let last = await childStatus<Status>(edge!);
     // The other lane's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS).
-    for (let tries = 0; tries < 20 && (last.edge.lane_handed_off ?? 0) <= handedBefore; tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      last = await childStatus<Status>(edge!);
-    }
+    const last = await edge!.statusUntil((st) => (st.edge.lane_handed_off ?? 0) > handedBefore);
     assert.ok((last.edge.lane_handed_off ?? 0) > handedBefore, `late replies handed to their flow's lane: ${JSON.stringify(last.edge)}`);
   });
 

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nsSh, removeStaleNamespaces } from '../support/netns.js';
-import { buildLanesTopology, childStatus, lanesConfig, lanesNamespaces, nsSpawn, removeLanesTopology, type NsChild } from '../support/lanes-topology.js';
+import { buildLanesTopology, lanesConfig, lanesNamespaces, removeLanesTopology } from '../support/lanes-topology.js';
+import { childStatus, nsSpawn, type Child as NsChild } from '../support/ns-child.js';
 
 const PREFIX = `tt-${process.pid}-lh-`;
 const NS = lanesNamespaces(PREFIX);

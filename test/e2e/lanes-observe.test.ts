@@ -8,13 +8,12 @@
 // Namespaces tt-<pid>-lb-*; those of dead runs are removed first (test/support/netns.ts). Needs root; never skips.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
-import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_BASE_PORT, LANES_SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild } from '../support/lanes-topology.js';
+import { LANES_BASE_PORT, lanesClientScript, lanesNamespaces, startLanesRig, type LanesRig } from '../support/lanes-topology.js';
+import { pollUntil as poll } from '../support/lanes-daemon.js';
 
 const PREFIX = `tt-${process.pid}-lb-`;
 const NS = lanesNamespaces(PREFIX);
@@ -24,18 +23,13 @@ const PER_FLOW = 20;
 const PACE_MS = 10;
 const CLIENT_TIMEOUT_MS = 120_000;
 const API = 'http://127.0.0.1:8470';
-/** The other lane posts its counters every second (LANE_STATUS_INTERVAL_MS): polled this often, this many times. */
-const POLL_MS = 250;
-const POLLS = 80;
 
 interface FlowItem { id: string; site: string; onramp: string; original: string }
 
 describe('tether run --lanes 2: the API sees every lane (real interfaces, root)', () => {
+  let rig: LanesRig | null = null;
   let dir = '';
   let token = '';
-  let edge: NsChild | null = null;
-  let server: NsChild | null = null;
-  const clients: NsChild[] = [];
 
   /** curl inside the edge's namespace (the API listens on its loopback); `out`: write the body there. */
   const curl = (method: string, path: string, body?: object, out?: string): string =>
@@ -47,45 +41,18 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     assert.equal(process.getuid?.(), 0, 'the lanes observability test needs root (CAP_NET_ADMIN): run it as root; it is never skipped');
     assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
     for (const tool of ['curl', 'tshark']) execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    removeStaleNamespaces();
-    removeLanesTopology(NS);
-    buildLanesTopology(NS);
-    dir = mkdtempSync(join(tmpdir(), PREFIX));
-    writeFileSync(join(dir, 'edge.yaml'), lanesConfig(dir, `api: { token_file: ${dir}/token }\n`, `{ level: info, flow_log: ${dir}/flows.log }`));
-    edge = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--lanes', '2', '--config', join(dir, 'edge.yaml')]);
-    await edge.waitFor('"lanes running"');
-    await edge.waitFor('"API listening"');
+    rig = await startLanesRig(PREFIX, { api: true, flowLog: true });
+    dir = rig.dir;
     token = readFileSync(join(dir, 'token'), 'utf8').trim();
-    server = nsSpawn(NS.inet, ['--input-type=module', '-e', LANES_SERVER_SCRIPT], true);
-    await server.waitFor('ready');
   });
 
-  after(() => {
-    edge?.child.kill('SIGKILL');
-    server?.child.kill('SIGKILL');
-    for (const c of clients) c.child.kill('SIGKILL');
-    removeLanesTopology(NS);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  /** The edge's merged status (SIGUSR1 logs it). */
-  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }> }> => childStatus(edge!);
-
-  async function poll<T>(read: () => T, done: (v: T) => boolean): Promise<T> {
-    let v = read();
-    for (let k = 0; k < POLLS && !done(v); k++) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
-      v = read();
-    }
-    return v;
-  }
+  after(() => rig?.close());
 
   it('flows of both sites on both lanes: listed, found by id with their trail, captured, counted, logged', async () => {
     // A capture of dc1's onramp runs while the sites send.
     const capture = JSON.parse(curl('POST', '/v1/captures', { onramp: 'dc1-link', filter: 'udp' })) as { id: number };
-    const script = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', script, '--', site]));
-    await Promise.all(clients.map((c) => c.waitFor('sent')));
+    const script = lanesClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
+    await rig!.sendFromBothSites(script, FLOWS);
 
     // Both lanes read site packets (the kernel spreads the flows over the queues; lane 1's counts reach lane 0's
     // status within a second).
@@ -93,11 +60,7 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
       const queues = tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
       return queues.some((n) => !n.includes('#')) && queues.some((n) => n.endsWith('#1'));
     };
-    let st = await status();
-    for (let k = 0; k < POLLS && !bothLanes(st.tuns); k++) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
-      st = await status();
-    }
+    const st = await rig!.edge.statusUntil((s) => bothLanes(s.tuns));
     assert.ok(bothLanes(st.tuns), `both lanes read site packets: ${JSON.stringify(st.tuns)}`);
 
     // Every flow, of both lanes, with its site and onramp.
@@ -148,23 +111,26 @@ describe('tether run --lanes 2: the API sees every lane (real interfaces, root)'
     // chunk of whole lines to the one file.
     curl('DELETE', '/v1/onramps/dc2-link');
     const logFile = join(dir, 'flows.log');
-    const ended = (): Array<{ reason: string; src_port: number }> => {
+    type Ended = { reason: string; src_port: number; site: string; onramp: string };
+    const ended = (): Ended[] => {
       const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
       // Every line whole: JSON.parse throws on a half line or two lines run together.
-      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { reason: string; src_port: number });
+      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Ended);
     };
-    // (The removed onramp's name and site are gone when the lines are written: its flows are told by their ports.)
-    const removed = (l: Array<{ reason: string; src_port: number }>): number[] => l.filter((e) => e.reason === 'onramp_removed').map((e) => e.src_port).sort((x, y) => x - y);
+    const removed = (l: Ended[]): number[] => l.filter((e) => e.reason === 'onramp_removed').map((e) => e.src_port).sort((x, y) => x - y);
     const lines = await poll(ended, (l) => removed(l).length >= FLOWS);
     assert.deepEqual(removed(lines), Array.from({ length: FLOWS }, (_, k) => LANES_BASE_PORT + k), 'every dc2 flow of both lanes, once');
+    // Each names the onramp and site it was set up with, though both lanes forgot the onramp before writing it.
+    const named = lines.filter((e) => e.reason === 'onramp_removed').map((e) => `${e.site} ${e.onramp}`);
+    assert.deepEqual(named, new Array<string>(FLOWS).fill('dc2 dc2-link'), 'the removed onramp and its site by name');
     assert.ok(dc2OnLane1 > 0 || dc1Owners.size === 2, 'the log covers a lane-1 flow');
 
     // Shutdown right after flows end: dc1's onramp removed (its flows end on both lanes, lane 1's when it applies
     // the change) and the daemon told to stop at once. Lane 0 has every lane flush its flow log before it closes it
     // (the ask follows the change on the lane's port), so lane 1's last lines, not yet due (250 ms), are there too.
     curl('DELETE', '/v1/onramps/dc1-link');
-    edge!.child.kill('SIGTERM');
-    assert.equal(await edge!.exited, 0, 'the daemon stopped cleanly');
+    rig!.edge.child.child.kill('SIGTERM');
+    assert.equal(await rig!.edge.child.exited, 0, 'the daemon stopped cleanly');
     const both = Array.from({ length: FLOWS }, (_, k) => [LANES_BASE_PORT + k, LANES_BASE_PORT + k]).flat();
     assert.deepEqual(removed(ended()), both, 'every flow of dc2 and dc1 (the last ones ended just before the stop), once each');
     assert.equal(dc1Owners.size, 2, 'dc1 had flows on both lanes (24 flows hashed over two queues)');

@@ -7,15 +7,12 @@
 // hands to the wrong lane are handed to the flow's owner and still arrive.
 // Namespaces tt-<pid>-ln-*; those of dead runs are removed first (test/support/netns.ts). Needs root; never skips.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { removeStaleNamespaces } from '../support/netns.js';
-import { LANES_POOL as POOL, LANES_SERVER_SCRIPT as SERVER_SCRIPT, buildLanesTopology, lanesClientScript, lanesConfig, lanesNamespaces, childStatus, nsSpawn, removeLanesTopology, type NsChild as Child } from '../support/lanes-topology.js';
+import { LANES_POOL as POOL, lanesClientScript, startLanesRig, type LanesRig } from '../support/lanes-topology.js';
+import { LANES, type LanesStatus } from '../support/lanes-daemon.js';
 
 const PREFIX = `tt-${process.pid}-ln-`;
-const NS = lanesNamespaces(PREFIX);
 const FLOWS = 48;
 const PER_FLOW = 150;
 /**
@@ -26,10 +23,7 @@ const PACE_MS = 5;
 const CLIENT_TIMEOUT_MS = 60_000;
 /** drivers/net/tun.c forgets a flow's queue after TUN_FLOW_EXPIRE (3 s) without a write; twice that and a cleanup pass. */
 const KERNEL_FORGETS_MS = 8_000;
-const CLIENT_SCRIPT = lanesClientScript({ flows: FLOWS, perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
-const removeOwn = (): void => removeLanesTopology(NS);
-const buildTopology = (): void => buildLanesTopology(NS);
-const config = (dir: string): string => lanesConfig(dir);
+const CLIENT_SCRIPT = lanesClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, timeoutMs: CLIENT_TIMEOUT_MS });
 
 interface Tally {
   echoes: number[];
@@ -38,47 +32,24 @@ interface Tally {
 }
 
 describe('tether run --lanes 2 (real interfaces, root)', () => {
-  let dir = '';
-  let edge: Child | null = null;
-  let server: Child | null = null;
-  const clients: Child[] = [];
+  let rig: LanesRig | null = null;
 
   before(async () => {
     assert.equal(process.getuid?.(), 0, 'the lanes test needs root (CAP_NET_ADMIN): run it as root; it is never skipped');
     assert.ok(existsSync('/dev/net/tun'), '/dev/net/tun is missing');
-    removeStaleNamespaces();
-    removeOwn();
-    buildTopology();
-    dir = mkdtempSync(join(tmpdir(), PREFIX));
-    writeFileSync(join(dir, 'edge.yaml'), config(dir));
-    edge = nsSpawn(NS.edge, ['--import', 'tsx', 'src/cli/tether.ts', 'run', '--no-api', '--lanes', process.env.LN_LANES ?? '2', '--config', join(dir, 'edge.yaml')]);
-    await edge.waitFor('"lanes running"');
-    server = nsSpawn(NS.inet, ['--input-type=module', '-e', SERVER_SCRIPT], true);
-    await server.waitFor('ready');
+    rig = await startLanesRig(PREFIX, { lanes: Number(process.env.LN_LANES ?? LANES) });
   });
 
-  after(() => {
-    edge?.child.kill('SIGKILL');
-    server?.child.kill('SIGKILL');
-    for (const c of clients) c.child.kill('SIGKILL');
-    removeOwn();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  /** The edge's merged status (SIGUSR1 logs it). */
-  const status = (): Promise<{ tuns: Array<{ name: string; packetsIn: number }>; edge: Record<string, number>; flows: { ipv4: number } }> => childStatus(edge!);
+  after(() => rig?.close());
 
   it('two overlapping sites, many flows: in order per flow, both lanes used, distinct NAT ports, echoes back to their site; late replies handed to their lane', async () => {
-    for (const [ns, site] of [[NS.dc1, 'dc1'], [NS.dc2, 'dc2']] as const) clients.push(nsSpawn(ns, ['--input-type=module', '-e', CLIENT_SCRIPT, '--', site]));
-    await Promise.all(clients.map((c) => c.waitFor('sent')));
+    const { edge, server } = rig!;
+    const clients = await rig!.sendFromBothSites(CLIENT_SCRIPT, FLOWS);
     // Every datagram in, in order, per flow at the server (NAT endpoints: one per site and flow).
     let report: Record<string, [string, number, ...number[]]> = {};
     let previous = -1;
     for (let tries = 0; tries < 100; tries++) {
-      server!.child.stdin!.write('report\n');
-      const line = await server!.waitFor('{');
-      server!.lines.splice(server!.lines.indexOf(line), 1);
-      report = JSON.parse(line) as typeof report;
+      report = JSON.parse(await server.ask('report', '{')) as typeof report;
       // Until all arrived, or nothing more arrives (what is still queued is read within the pause).
       const total = Object.values(report).reduce((n, r) => n + r.length - 2, 0);
       if (total >= 2 * FLOWS * PER_FLOW || total === previous) break;
@@ -95,12 +66,8 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
     }
     // The other lane's status reaches lane 0 once a second (LANE_STATUS_INTERVAL_MS): poll until it has posted this
     // traffic (a short run can end before its first post).
-    const lanesSeen = (s: Awaited<ReturnType<typeof status>>): string[] => s.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
-    let first = await status();
-    for (let tries = 0; tries < 20 && (first.flows.ipv4 !== 2 * FLOWS || !lanesSeen(first).some((n) => n.endsWith('#1'))); tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      first = await status();
-    }
+    const lanesSeen = (s: LanesStatus): string[] => s.tuns.filter((t) => t.name.startsWith('tt-ic-') && t.packetsIn > 0).map((t) => t.name);
+    const first = await edge.statusUntil((s) => s.flows.ipv4 === 2 * FLOWS && lanesSeen(s).some((n) => n.endsWith('#1')));
     // Losses are UDP's right under load (the diagnostic says where); more than half lost is a broken path.
     assert.ok(arrived > FLOWS * PER_FLOW, `${arrived} of ${2 * FLOWS * PER_FLOW} datagrams arrived: ${JSON.stringify(first)}`);
     const queues = lanesSeen(first);
@@ -109,7 +76,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
 
     // The kernel forgets each flow's queue; replies are then hashed to either queue and half reach the wrong lane.
     await new Promise((r) => setTimeout(r, KERNEL_FORGETS_MS));
-    server!.child.stdin!.write('late\n');
+    server.child.stdin!.write('late\n');
     const tallies = await Promise.all(clients.map(async (c) => JSON.parse(await c.waitFor('{"echoes"')) as Tally));
     for (const [k, t] of tallies.entries()) {
       assert.deepEqual(t.wrong, [], `site ${k + 1}: nothing of another site or flow`);
@@ -117,11 +84,7 @@ describe('tether run --lanes 2 (real interfaces, root)', () => {
       assert.deepEqual(t.late, new Array<number>(FLOWS).fill(1), `site ${k + 1}: every late reply back`);
     }
     // The other lane's counters reach lane 0's status once a second (LANE_STATUS_INTERVAL_MS): poll until they agree.
-    let last = await status();
-    for (let tries = 0; tries < 20 && last.edge.lane_received !== last.edge.lane_handed_off; tries++) {
-      await new Promise((r) => setTimeout(r, 500));
-      last = await status();
-    }
+    const last = await edge.statusUntil((s) => s.edge.lane_received === s.edge.lane_handed_off);
     assert.ok((last.edge.lane_handed_off ?? 0) > 0, `replies handed to their lane: ${JSON.stringify(last.edge)}`);
     assert.equal(last.edge.lane_received ?? 0, last.edge.lane_handed_off, `every handed-off packet received by its lane: ${JSON.stringify(last.edge)}`);
   });

@@ -18,16 +18,18 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
-import { ensureLabTools, LAB, labDown, labStatus, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { ensureLabTools, LAB, labDown, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
-import { edgeStatus } from '../support/edge-status.js';
+import { labUpLanes, type LanesDaemon, type LanesStatus } from '../support/lanes-daemon.js';
+import { LANES_SERVER_SCRIPT, flowClientScript } from '../support/lanes-topology.js';
 import { edgeApi, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
 import { waitForEcho, type IpsecSite } from '../support/strongswan.js';
+import { nsScript, type Child } from '../support/ns-child.js';
 
 const PREFIX = `tl${(process.pid % 36 ** 4).toString(36)}`;
 /** Flows per site and destination: enough that the kernel spreads them over both queues. */
@@ -49,144 +51,33 @@ const LIVE_DEVICE = 'wg-lanes';
 const TSHARK_OUTPUT_BYTES = 64 * 1024 * 1024;
 const LIVE_ENDPOINT = '192.168.111.1';
 
-/**
- * A server: records each datagram "tag:flow:seq" per source endpoint, echoes it. On stdin "late": one "late:tag:flow"
- * to every source it saw; "report": { source: [tag, flow, seqs...] } as one JSON line.
- */
-const SERVER_SCRIPT = `
-import dgram from 'node:dgram';
-const [address, port] = process.argv.slice(1);
-const seen = new Map();
-const s = dgram.createSocket('udp4');
-s.on('message', (m, r) => {
-  const [tag, flow, seq] = m.toString().split(':');
-  const key = r.address + ':' + r.port;
-  if (!seen.has(key)) seen.set(key, [tag, Number(flow)]);
-  seen.get(key).push(Number(seq));
-  s.send(m, r.port, r.address);
-});
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => {
-  for (const cmd of d.split('\\n')) {
-    if (cmd === 'late') for (const [key, [tag, flow]] of seen) { const [a, p] = key.split(':'); s.send('late:' + tag + ':' + flow, Number(p), a); }
-    if (cmd === 'report') console.log(JSON.stringify(Object.fromEntries(seen)));
-  }
-});
-s.bind(Number(port), address, () => console.log('ready'));`;
-
-/**
- * A client: one socket per flow (ports base..), flow f to the f-th of the targets "address" (round robin), each
- * sends PER_FLOW datagrams "tag:flow:seq", the flows interleaved. Counts its echoes per flow (its own tag and flow,
- * in order) and late replies; prints the tally on stdin "tally".
- */
-const CLIENT_SCRIPT = `
-import dgram from 'node:dgram';
-const [tag, bind, base, flows, targets] = process.argv.slice(1);
-const FLOWS = Number(flows), to = targets.split(','), PORT = ${SERVER_PORT};
-const echoes = new Array(FLOWS).fill(0), last = new Array(FLOWS).fill(-1), late = new Array(FLOWS).fill(0), wrong = [];
-let bound = 0;
-const socks = [];
-for (let f = 0; f < FLOWS; f++) {
-  const s = dgram.createSocket('udp4');
-  s.on('message', (m) => {
-    const parts = m.toString().split(':');
-    if (parts[0] === 'late') { if (parts[1] === tag && Number(parts[2]) === f) late[f]++; else wrong.push(m.toString()); }
-    else if (parts[0] === tag && Number(parts[1]) === f && Number(parts[2]) > last[f]) { echoes[f]++; last[f] = Number(parts[2]); }
-    else wrong.push(m.toString() + ' at flow ' + f + ' after ' + last[f]);
-  });
-  s.bind(Number(base) + f, bind, () => { if (++bound === FLOWS) { console.log('bound'); send(0); } });
-  socks.push(s);
-}
-function send(seq) {
-  if (seq === ${PER_FLOW}) { console.log('sent'); return; }
-  let n = 0;
-  for (let f = 0; f < FLOWS; f++) socks[f].send(tag + ':' + f + ':' + seq, PORT, to[f % to.length], () => { if (++n === FLOWS) setTimeout(() => send(seq + 1), ${PACE_MS}); });
-}
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => { if (d.includes('tally')) console.log(JSON.stringify({ echoes, late, wrong })); });`;
-
-interface Child {
-  child: ChildProcess;
-  lines: string[];
-  waitFor(text: string): Promise<string>;
-  /** Writes a command on stdin and waits for the next line containing `text`. */
-  ask(command: string, text: string): Promise<string>;
-}
-
-function nsNode(ns: string, script: string, args: string[]): Child {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script, '--', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buffered = '';
-  const waiters: Array<{ text: string; from: number; resolve: (line: string) => void }> = [];
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  child.stdout!.on('data', (b: Buffer) => {
-    buffered += b.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      lines.push(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
-      for (let k = waiters.length - 1; k >= 0; k--) {
-        const hit = lines.slice(waiters[k].from).find((l) => l.includes(waiters[k].text));
-        if (hit !== undefined) waiters.splice(k, 1)[0].resolve(hit);
-      }
-    }
-  });
-  const waitFrom = (text: string, from: number): Promise<string> => {
-    const have = lines.slice(from).find((l) => l.includes(text));
-    if (have !== undefined) return Promise.resolve(have);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${ns}: no "${text}" within ${WAIT_MS} ms: ${err}${lines.join('\n')}`)), WAIT_MS);
-      child.once('exit', (code) => reject(new Error(`${ns}: exited ${code} before "${text}": ${err}`)));
-      waiters.push({ text, from, resolve: (l) => { clearTimeout(timer); resolve(l); } });
-    });
-  };
-  return {
-    child,
-    lines,
-    waitFor: (text) => waitFrom(text, 0),
-    ask: (command, text) => {
-      const from = lines.length;
-      child.stdin!.write(`${command}\n`);
-      return waitFrom(text, from);
-    },
-  };
-}
+/** The sites' and the data center's clients (lanes-topology.ts flowClientScript): their tally on stdin "tally". */
+const CLIENT_SCRIPT = flowClientScript({ perFlow: PER_FLOW, paceMs: PACE_MS, port: SERVER_PORT });
 
 interface Tally { echoes: number[]; late: number[]; wrong: string[] }
 type Report = Record<string, [string, number, ...number[]]>;
-interface Status { edge: Record<string, number>; flows: { ipv4: number } }
+type Status = LanesStatus;
 
 let lab: LabInfo;
+let edge: LanesDaemon & { lab: LabInfo };
 const children: Child[] = [];
 const liveSites: LiveSite[] = [];
 
 function start(ns: string, script: string, args: string[]): Child {
-  const c = nsNode(ns, script, args);
+  const c = nsScript(ns, script, args, { stdin: true, waitMs: WAIT_MS });
   children.push(c);
   return c;
 }
 
 async function server(ns: string, address: string): Promise<Child> {
-  const s = start(ns, SERVER_SCRIPT, [address, String(SERVER_PORT)]);
+  const s = start(ns, LANES_SERVER_SCRIPT, [address, String(SERVER_PORT)]);
   await s.waitFor('ready');
   return s;
 }
 
-async function status(): Promise<Status> {
-  const s = await labStatus({ prefix: PREFIX });
-  return edgeStatus<Status>(s.edge!.pid!, lab.edgeLog!);
-}
-
-/** The other lane's counters reach lane 0's status once a second: polls until `done` holds (or gives up and returns the last). */
-async function statusUntil(done: (s: Status) => boolean): Promise<Status> {
-  let s = await status();
-  for (let tries = 0; tries < 20 && !done(s); tries++) {
-    await new Promise((r) => setTimeout(r, 500));
-    s = await status();
-  }
-  return s;
-}
+/** The edge's merged status; statusUntil: once `done` holds (the other lane's counters reach lane 0's status once a second). */
+const status = (): Promise<Status> => edge.status();
+const statusUntil = (done: (s: Status) => boolean): Promise<Status> => edge.statusUntil(done);
 
 /** The server's report once every datagram is in, or nothing more arrives. */
 async function report(s: Child, expected: number): Promise<Report> {
@@ -217,11 +108,8 @@ before(async () => {
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
   await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, ipsecSite: true, daemonArgs: ['--lanes', '2'] });
-  for (let waited = 0; !readFileSync(lab.edgeLog!, 'utf8').includes('"lanes running"'); waited += 200) {
-    if (waited > WAIT_MS) throw new Error(`the daemon's lanes did not start: ${readFileSync(lab.edgeLog!, 'utf8').slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  edge = await labUpLanes({ prefix: PREFIX, ipsecSite: true });
+  lab = edge.lab;
   const site: IpsecSite = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
   await site.swan.waitEstablished('site-d\'s SA');
   await waitForEcho(site, { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort }, 'site-d UDP echo');
@@ -298,7 +186,6 @@ test('a data-center host opens many flows toward the WireGuard site-c: those set
   const after = await statusUntil((s) => via(s) > 0 && s.edge.lane_delivered_for_lanes === s.edge.lane_delivered_via_lane0);
   assert.ok(via(after) > 0, `lane 1 set up some of the flows and sent their packets to lane 0 to deliver: ${JSON.stringify(after.edge)}`);
   assert.equal(after.edge.lane_delivered_for_lanes, after.edge.lane_delivered_via_lane0, `lane 0 delivered every one: ${JSON.stringify(after.edge)}`);
-
   // The capture: every datagram site-c's server got is in it exactly once as sent (not zero: lane 1's deliveries
   // through lane 0 included; not twice: lane 0 does not tap them again), each with its received copy; an echo
   // lane 0 decrypted and handed to lane 1 (the flow's owner) is in it once too (lane 1's decision, not lane 0's

@@ -150,12 +150,18 @@ export class Rig {
     this.run(filter);
   }
 
-  /** A ↔ B with the given configs, A initiating; runs until quiet. */
-  static pair(a: IkePeerConfig, b: IkePeerConfig, optionsA: Partial<IkeEngineOptions> = {}, optionsB: Partial<IkeEngineOptions> = {}): Rig {
+  /** A ↔ B with the given configs, A initiating: its first IKE_SA_INIT is in flight, nothing delivered yet. */
+  static started(a: IkePeerConfig, b: IkePeerConfig, optionsA: Partial<IkeEngineOptions> = {}, optionsB: Partial<IkeEngineOptions> = {}): Rig {
     const rig = new Rig(optionsA, optionsB);
     rig.b.engine.addPeer(b);
     rig.a.engine.addPeer(a);
     rig.a.engine.poll(rig.now);
+    return rig;
+  }
+
+  /** A ↔ B with the given configs, A initiating; runs until quiet. */
+  static pair(a: IkePeerConfig, b: IkePeerConfig, optionsA: Partial<IkeEngineOptions> = {}, optionsB: Partial<IkeEngineOptions> = {}): Rig {
+    const rig = Rig.started(a, b, optionsA, optionsB);
     rig.run();
     return rig;
   }

@@ -17,6 +17,7 @@ import { startDownload, type DownloadResult } from '../../src/lab/failover.js';
 import { udpExchange } from '../../src/lab/helpers.js';
 import { labSourceFile, nodeTsArgs, REPO_ROOT } from '../../src/lab/paths.js';
 import { StrongSwan, type SwanChildSa, type SwanIkeSa } from '../../src/lab/strongswan.js';
+import { nsSpawn } from './ns-child.js';
 
 export {
   StrongSwan, strongSwanRunDir, removeStrongSwanRun, removeStaleStrongSwanRuns, missingStrongSwan, STRONGSWAN_RUN_ROOT,
@@ -344,14 +345,9 @@ setTimeout(() => process.exit(3), Number(timeoutMs));
 
 /** A bare UDP echo (IPv4 or IPv6, by the address) in `ns` (servers.ts is IPv4 only); resolves once it listens. */
 export async function startUdpEcho(ns: string, address: string, port: number): Promise<RunningServers> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', UDP_ECHO_SERVER, address, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  child.stderr?.on('data', (b: Buffer) => stderr.push(b.toString()));
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => { if (l === 'ready') resolve(); });
-    child.on('exit', (code) => reject(new Error(`UDP echo on [${address}]:${port} in ${ns} exited (${code}): ${stderr.join('')}`)));
-  });
-  return { child, stop: () => stopChild(child) };
+  const echo = nsSpawn(ns, ['-e', UDP_ECHO_SERVER, address, String(port)]);
+  await echo.waitFor('ready');
+  return { child: echo.child, stop: () => stopChild(echo.child) };
 }
 
 /** One datagram from `ns` to a UDP echo (IPv4 or IPv6): true when the same payload came back. */

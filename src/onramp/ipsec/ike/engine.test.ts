@@ -61,10 +61,7 @@ test('the responder matches any remote address (0.0.0.0) by identity, and every 
 
 test('a forced encapsulation (strongSwan kernel-libipsec) is seen as a NAT: IKE_AUTH and ESP on port 4500', () => {
   const a = peerConfig({ forceEncapsulation: true });
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a, { forceEncapsulation: false }));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a, { forceEncapsulation: false }));
   const ports: Array<[number, number]> = [];
   rig.run((d) => {
     ports.push([exchangeOf(d), d.localPort]);
@@ -225,10 +222,7 @@ test('wrong PSK: AUTHENTICATION_FAILED, the responder keeps nothing, never up', 
 
 test('a peer removed while its SA is half-open is not authenticated afterwards', () => {
   const a = peerConfig();
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a));
   rig.deliver(rig.inFlight.shift() as Datagram); // IKE_SA_INIT request → B half-open
   rig.b.engine.removePeer(7, rig.now); // its only candidate gone, the half-open SA goes too
   assert.deepEqual(rig.b.engine.status(), []);
@@ -262,10 +256,7 @@ test('traffic selectors: the responder narrows a wider proposal to its configure
 
 test('a lost IKE_AUTH request is retransmitted after RETRANSMIT_TIMEOUT_MS', () => {
   const a = peerConfig();
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a));
   let dropped = 0;
   rig.run((d) => !(exchangeOf(d) === Exchange.IkeAuth && !isResponse(d) && dropped++ === 0));
   assert.equal(rig.a.engine.nextDeadline(), rig.now + RETRANSMIT_TIMEOUT_MS);
@@ -275,10 +266,7 @@ test('a lost IKE_AUTH request is retransmitted after RETRANSMIT_TIMEOUT_MS', () 
 
 test('a lost IKE_AUTH response: the retransmitted request gets the cached response, nothing is done twice', () => {
   const a = peerConfig();
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a));
   let dropped = 0;
   rig.run((d) => !(exchangeOf(d) === Exchange.IkeAuth && isResponse(d) && dropped++ === 0));
   rig.advance(RETRANSMIT_TIMEOUT_MS);
@@ -289,10 +277,7 @@ test('a lost IKE_AUTH response: the retransmitted request gets the cached respon
 
 test('a retransmitted IKE_SA_INIT gets the same response, no second SA', () => {
   const a = peerConfig();
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a));
   const init = rig.inFlight.shift() as Datagram;
   rig.deliver(init);
   rig.deliver(init);
@@ -585,10 +570,7 @@ test('an unknown critical payload inside SK is refused with UNSUPPORTED_CRITICAL
 
 test('an IKE_SA_INIT with an unknown critical payload gets UNSUPPORTED_CRITICAL_PAYLOAD, and no state', () => {
   const a = peerConfig();
-  const rig = new Rig();
-  rig.b.engine.addPeer(mirror(a));
-  rig.a.engine.addPeer(a);
-  rig.a.engine.poll(rig.now);
+  const rig = Rig.started(a, mirror(a));
   const init = rig.inFlight.shift() as Datagram;
   const m = (parseMessage(init.bytes) as { ok: true; value: IkeMessage }).value;
   const bytes = buildMessage(m.header, [{ type: PayloadType.Vendor, data: Uint8Array.of(1) }, ...m.payloads]);
