@@ -35,6 +35,7 @@
 //    never unloads the addon with that callback still pending.
 #include <napi.h>
 #include <uv.h>
+#include <v8.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,6 +147,59 @@ View<T> RequireView(const Napi::Value& value, napi_typedarray_type want, const c
 
 bool IsNullish(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
 
+// ---- views bound once ------------------------------------------------------------------------------
+// A wakeup or a write used to re-read its typed arrays through node-api on every call (napi_get_reference_value,
+// IsTypedArray, napi_get_typedarray_info: ~8 µs of CPU per ping round trip on a cold core, docs/PERFORMANCE.md "What
+// one wakeup costs"). Now each array is checked once, when JS binds it (startReading, bindWrite), and the addon
+// keeps its raw element pointer. That pointer stays valid because the addon also keeps the array's backing store
+// (V8's std::shared_ptr<v8::BackingStore>): a bound ArrayBuffer's memory is never freed under the addon, even if JS
+// dropped the array or detached its buffer (postMessage with a transfer list, structuredClone with transfer). tether
+// never transfers a batch's buffer (the lanes pass SharedArrayBuffers only); if one were, the addon would go on
+// reading into and writing from memory no JS object sees any more: packets lost, never a use-after-free. A
+// typed array of up to 64 bytes starts on V8's heap, where the GC may move it: napi_get_typedarray_info materialises
+// it off the heap first (JSTypedArray::GetBuffer), so the kept pointer is stable. A resizable ArrayBuffer (whose
+// shrinking decommits pages) is refused.
+struct Keep {
+  std::shared_ptr<v8::BackingStore> store;
+  void Reset() { store.reset(); }
+};
+
+// The backing store of a typed array checked by GetView (napi_value and v8::Local<v8::Value> are the same handle:
+// node's own v8impl::V8LocalValueFromJsValue converts them with this copy).
+bool KeepBacking(napi_value value, Keep* out) {
+  v8::Local<v8::Value> local;
+  static_assert(sizeof(local) == sizeof(value), "napi_value is a v8::Local<v8::Value>");
+  memcpy(static_cast<void*>(&local), &value, sizeof(value));
+  if (!local->IsArrayBufferView()) return false;
+  std::shared_ptr<v8::BackingStore> store = local.As<v8::ArrayBufferView>()->Buffer()->GetBackingStore();
+  if (store == nullptr || store->IsResizableByUserJavaScript()) return false;
+  out->store = std::move(store);
+  return true;
+}
+
+// GetView, then keeps the backing store (see above). Throws a TypeError naming `what` when the array is unfit.
+template <typename T>
+View<T> BindView(const Napi::Value& value, napi_typedarray_type want, const char* what, Keep* keep) {
+  View<T> v = RequireView<T>(value, want, what);
+  if (!KeepBacking(value, keep)) throw Napi::TypeError::New(value.Env(), std::string(what) + ": a resizable ArrayBuffer cannot be bound");
+  return v;
+}
+
+// A batch's arrays bound for writing (bindWrite): indices (Uint32Array or Uint16Array) and vnet optional.
+struct WriteBinding {
+  bool bound = false;
+  View<uint8_t> data;
+  View<uint32_t> offset, length, idx32;
+  View<uint16_t> idx16, vnet;
+  Keep keep[5];
+  void Reset() {
+    *this = WriteBinding{};
+  }
+};
+// Bindings per handle (bindWrite's slot): each (batch, indices) pair the edge writes to one TUN from — read batches,
+// the pipeline's generated and feedback batches, GRO's arena, the segments of software GSO — has its own.
+constexpr uint32_t kWriteSlots = 8;
+
 struct Counters {
   double packets_in = 0, bytes_in = 0, batches_in = 0;
   double packets_out = 0, bytes_out = 0, batches_out = 0;
@@ -230,6 +284,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       InstanceMethod<&Handle::StartReading>("startReading"),
       InstanceMethod<&Handle::StopReading>("stopReading"),
       InstanceMethod<&Handle::WriteBatch>("writeBatch"),
+      InstanceMethod<&Handle::BindWrite>("bindWrite"),
+      InstanceMethod<&Handle::WriteBound>("writeBound"),
       InstanceMethod<&Handle::GetCounters>("counters"),
       InstanceMethod<&Handle::CloseJs>("close"),
     });
@@ -279,8 +335,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // ---- reading ---------------------------------------------------------------------------------
   // startReading(data: Uint8Array, offset: Uint32Array, length: Uint32Array, slotSize, headroom,
   //              capacity, onBatch(count, err), vnet?: Uint16Array (capacity * kVnetWords))
-  // The arrays are held by reference and re-read at every batch (a handful of node-api calls per
-  // batch, none per packet), so their memory is never used after JS lets go of them.
+  // The arrays are bound once, here ("views bound once"): a wakeup uses the kept pointers, no node-api call.
+  // Calling startReading again (a new batch) rebinds.
   Napi::Value StartReading(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
@@ -291,14 +347,16 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (capacity == 0 || headroom >= slot) throw Napi::RangeError::New(env, "bad batch geometry");
     if (vnet_hdr_size_ > 0 && slot - headroom <= static_cast<uint32_t>(vnet_hdr_size_))
       throw Napi::RangeError::New(env, "slot too small for the virtio-net header");
-    auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
-    auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
-    auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
+    Keep keep[4];
+    auto data = BindView<uint8_t>(info[0], napi_uint8_array, "data", &keep[0]);
+    auto offset = BindView<uint32_t>(info[1], napi_uint32_array, "offset", &keep[1]);
+    auto length = BindView<uint32_t>(info[2], napi_uint32_array, "length", &keep[2]);
     if (data.length < static_cast<size_t>(capacity) * slot || offset.length < capacity || length.length < capacity)
       throw Napi::RangeError::New(env, "batch arrays are smaller than capacity x slotSize");
     const bool has_vnet = info.Length() > 7 && !IsNullish(info[7]);
+    View<uint16_t> vnet;
     if (has_vnet) {
-      auto vnet = RequireView<uint16_t>(info[7], napi_uint16_array, "vnet");
+      vnet = BindView<uint16_t>(info[7], napi_uint16_array, "vnet", &keep[3]);
       if (vnet.length < static_cast<size_t>(capacity) * kVnetWords) throw Napi::RangeError::New(env, "vnet array smaller than capacity x 6");
     }
     StopPolling();
@@ -306,11 +364,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
     slot_ = slot;
     headroom_ = headroom;
     capacity_ = capacity;
-    data_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
-    offset_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
-    length_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
+    read_data_ = data;
+    read_offset_ = offset;
+    read_length_ = length;
+    read_vnet_ = vnet;
+    for (int k = 0; k < 4; k++) read_keep_[k] = std::move(keep[k]);
     callback_ = Napi::Persistent(info[6].As<Napi::Function>());
-    if (has_vnet) vnet_ref_ = Napi::Persistent(info[7].As<Napi::Object>());
     if (!async_context_) async_context_ = std::make_unique<Napi::AsyncContext>(env, "tether:tun");
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -359,21 +418,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
     uint32_t count = 0;
     if (status < 0) {
       fatal = status;
+    } else if (read_data_.data == nullptr) {
+      fatal = UV_EINVAL;  // not bound (cannot happen while polling: startReading binds before it polls)
     } else {
-      View<uint8_t> data;
-      View<uint32_t> offset, length;
-      View<uint16_t> vnet;
-      const bool has_vnet = !vnet_ref_.IsEmpty();
-      const bool ok = GetView(env, data_ref_.Value(), napi_uint8_array, &data) &&
-                      GetView(env, offset_ref_.Value(), napi_uint32_array, &offset) &&
-                      GetView(env, length_ref_.Value(), napi_uint32_array, &length) &&
-                      (!has_vnet || (GetView(env, vnet_ref_.Value(), napi_uint16_array, &vnet) && vnet.length >= static_cast<size_t>(capacity_) * kVnetWords)) &&
-                      data.length >= static_cast<size_t>(capacity_) * slot_ && offset.length >= capacity_ && length.length >= capacity_;
-      if (!ok) {
-        fatal = UV_EINVAL;  // the batch's memory was detached or replaced: stop rather than guess
-      } else {
-        count = DrainTun(data, offset, length, has_vnet ? vnet.data : nullptr);
-      }
+      count = DrainTun(read_data_, read_offset_, read_length_, read_vnet_.data);
     }
     if (fatal != 0) StopPolling();
     if (count == 0 && fatal == 0) return 0;
@@ -491,16 +539,78 @@ class Handle : public Napi::ObjectWrap<Handle> {
       return i < offset.length && i < length.length ? i : UINT32_MAX;
     };
     // The bytes of packet i, or false when they do not lie inside the slab.
-    auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool {
-      if (i == UINT32_MAX) return false;
-      const size_t off = offset.data[i], l = length.data[i];
-      if (off > data.length || l > data.length - off || l == 0) return false;
-      *p = data.data + off;
-      *len = l;
-      return true;
-    };
+    auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool { return BytesOf(data, offset, length, i, p, len); };
     counters_.batches_out += 1;
     return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of, vnet));
+  }
+
+  // bindWrite(slot, data, offset, length, indices: Uint32Array|Uint16Array|null, vnet: Uint16Array|null)
+  // Binds a batch (and the index list it is written by, if any) to write slot `slot` (0..kWriteSlots-1), replacing
+  // what the slot held: writeBound(slot, ...) then writes from it with no node-api call on the arrays ("views bound
+  // once"). TunDevice keeps the slots (src/io/tun.ts): JS compares the arrays, the addon never needs to.
+  Napi::Value BindWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    if (info.Length() < 6 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "bindWrite(slot, data, offset, length, indices, vnet)");
+    const uint32_t slot = info[0].As<Napi::Number>().Uint32Value();
+    if (slot >= kWriteSlots) throw Napi::RangeError::New(env, "bindWrite: slot must be below " + std::to_string(kWriteSlots));
+    WriteBinding b;
+    b.data = BindView<uint8_t>(info[1], napi_uint8_array, "data", &b.keep[0]);
+    b.offset = BindView<uint32_t>(info[2], napi_uint32_array, "offset", &b.keep[1]);
+    b.length = BindView<uint32_t>(info[3], napi_uint32_array, "length", &b.keep[2]);
+    if (!IsNullish(info[4])) {
+      if (!GetView(env, info[4], napi_uint32_array, &b.idx32) && !GetView(env, info[4], napi_uint16_array, &b.idx16))
+        throw Napi::TypeError::New(env, "indices must be a Uint32Array or Uint16Array");
+      if (!KeepBacking(info[4], &b.keep[3])) throw Napi::TypeError::New(env, "indices: a resizable ArrayBuffer cannot be bound");
+    }
+    if (!IsNullish(info[5])) b.vnet = BindView<uint16_t>(info[5], napi_uint16_array, "vnet", &b.keep[4]);
+    b.bound = true;
+    write_[slot] = std::move(b);
+    return env.Undefined();
+  }
+
+  // writeBound(slot, from, to) -> packets written: writeBatch over the arrays bound to `slot` (packets indices[from..to)
+  // with indices, else from..to).
+  Napi::Value WriteBound(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env);
+    uint32_t args[3];
+    for (int k = 0; k < 3; k++) {
+      if (napi_get_value_uint32(env, info[k], &args[k]) != napi_ok) throw Napi::TypeError::New(env, "writeBound(slot, from, to): numbers");
+    }
+    const uint32_t slot = args[0], from = args[1], to = args[2];
+    if (slot >= kWriteSlots || !write_[slot].bound) throw Napi::RangeError::New(env, "writeBound: slot " + std::to_string(slot) + " is not bound");
+    const WriteBinding& b = write_[slot];
+    const bool has_idx = b.idx32.data != nullptr || b.idx16.data != nullptr;
+    const size_t limit = has_idx ? (b.idx32.data ? b.idx32.length : b.idx16.length) : b.offset.length;
+    if (from > to || to > limit || (!has_idx && to > b.length.length)) throw Napi::RangeError::New(env, "writeBatch range out of bounds");
+    uint32_t written;
+    if (!has_idx) {
+      auto packet_at = [&](uint32_t j) -> uint32_t { return j; };  // j < to <= both lengths
+      auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool { return BytesOf(b.data, b.offset, b.length, i, p, len); };
+      written = WriteTun(from, to, packet_at, bytes_of, b.vnet);
+    } else {
+      auto packet_at = [&](uint32_t j) -> uint32_t {
+        const uint32_t i = b.idx32.data ? b.idx32.data[j] : b.idx16.data[j];
+        return i < b.offset.length && i < b.length.length ? i : UINT32_MAX;
+      };
+      auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool { return BytesOf(b.data, b.offset, b.length, i, p, len); };
+      written = WriteTun(from, to, packet_at, bytes_of, b.vnet);
+    }
+    counters_.batches_out += 1;
+    napi_value result;
+    napi_create_uint32(env, written, &result);
+    return Napi::Value(env, result);
+  }
+
+  // The bytes of packet i, or false when they do not lie inside the slab (or i is UINT32_MAX: outside the batch).
+  static bool BytesOf(const View<uint8_t>& data, const View<uint32_t>& offset, const View<uint32_t>& length, uint32_t i, uint8_t** p, size_t* len) {
+    if (i == UINT32_MAX) return false;
+    const size_t off = offset.data[i], l = length.data[i];
+    if (off > data.length || l > data.length - off || l == 0) return false;
+    *p = data.data + off;
+    *len = l;
+    return true;
   }
 
   // tun(4): one write() per packet, each an entire IP packet (IFF_NO_PI: no prefix). With
@@ -798,11 +908,15 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   void ReleaseReadRefs() {
-    vnet_ref_.Reset();
-    data_ref_.Reset();
-    offset_ref_.Reset();
-    length_ref_.Reset();
+    read_data_ = View<uint8_t>{};
+    read_offset_ = read_length_ = View<uint32_t>{};
+    read_vnet_ = View<uint16_t>{};
+    for (auto& k : read_keep_) k.Reset();
     callback_.Reset();
+  }
+
+  void ReleaseWriteBindings() {
+    for (auto& b : write_) b.Reset();
   }
 
   void Close() {
@@ -814,6 +928,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       DetachPoller();
     }
     ReleaseReadRefs();
+    ReleaseWriteBindings();
     async_context_.reset();
     close(fd_);  // without IFF_PERSIST the TUN interface disappears here
     fd_ = -1;
@@ -830,7 +945,13 @@ class Handle : public Napi::ObjectWrap<Handle> {
   bool cleanup_hook_ran_ = false;
   Poller* poller_ = nullptr;
   uint32_t slot_ = 0, headroom_ = 0, capacity_ = 0;
-  Napi::ObjectReference data_ref_, offset_ref_, length_ref_, vnet_ref_;
+  // The read batch's arrays, bound by startReading ("views bound once").
+  View<uint8_t> read_data_;
+  View<uint32_t> read_offset_, read_length_;
+  View<uint16_t> read_vnet_;
+  Keep read_keep_[4];
+  // The batches bound for writing (bindWrite / writeBound).
+  WriteBinding write_[kWriteSlots];
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
   Counters counters_;

@@ -354,6 +354,7 @@ export class Edge {
     if (this.countersTimer) clearInterval(this.countersTimer);
     if (this.kernelTimer) clearInterval(this.kernelTimer);
     this.expireTimer = this.countersTimer = this.kernelTimer = null;
+    this.kernelWatch.close();
     this.health.stop();
     setBusyPoll(0);
     this.closeTransports();

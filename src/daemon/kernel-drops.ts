@@ -7,7 +7,7 @@
  * The daemon owns TUN devices only: WireGuard, GRE, IKE and ESP-in-UDP all arrive as raw IP through the underlay
  * TUN (docs/UNDERLAY.md), so there is no UDP or raw socket whose receive queue could overflow unseen.
  */
-import { KERNEL_DROP_KINDS, readDeviceDrops, type DeviceDropCounts } from '../io/kernel-drops.js';
+import { KERNEL_DROP_KINDS, KeptDeviceDrops, type DeviceDropCounts } from '../io/kernel-drops.js';
 import type { KernelDeviceDrops } from '../control/metrics.js';
 import type { EdgeLogger } from './transports/transport.js';
 
@@ -47,12 +47,25 @@ interface Seen {
 export class KernelDropWatch {
   private readonly seen = new Map<string, Seen>();
   private snap: KernelDeviceDrops[] = [];
+  /** The default reader's open files (none with a reader given). */
+  private readonly kept: KeptDeviceDrops | null;
+  private readonly read: DeviceReader;
 
+  /** `read`: a device's counts (default: sysfs through kept-open files, KeptDeviceDrops). */
   constructor(
     private readonly devices: () => OwnedDevice[],
     private readonly log: EdgeLogger,
-    private readonly read: DeviceReader = (d) => readDeviceDrops(d),
-  ) {}
+    read?: DeviceReader,
+  ) {
+    const kept = read === undefined ? new KeptDeviceDrops() : null;
+    this.kept = kept;
+    this.read = read ?? ((d) => kept!.read(d));
+  }
+
+  /** Closes the files the default reader keeps open (a later refresh opens them again). */
+  close(): void {
+    this.kept?.close();
+  }
 
   /**
    * Reads every owned device now (`now`: ms on any monotonic clock, for the log's pacing). A device that is gone
@@ -85,6 +98,7 @@ export class KernelDropWatch {
       next.push({ device: d.device, role: d.role, onramps: [...d.onramps], drops: { ...s.counts } });
     }
     for (const name of [...this.seen.keys()]) if (!keep.has(name)) this.seen.delete(name);
+    this.kept?.retain(keep);
     this.snap = next;
   }
 

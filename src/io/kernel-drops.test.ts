@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { KERNEL_DROP_KINDS, parseCounter, readDeviceDrops } from './kernel-drops.js';
+import { execFileSync } from 'node:child_process';
+import { KERNEL_DROP_KINDS, KeptDeviceDrops, parseCounter, readDeviceDrops } from './kernel-drops.js';
 
 test('parseCounter: sysfs fixtures (one decimal and a newline)', () => {
   assert.equal(parseCounter('0\n'), 0);
@@ -47,4 +48,54 @@ test('readDeviceDrops: the real /sys/class/net/lo has every kind', () => {
   const lo = readDeviceDrops('lo');
   assert.ok(lo !== null, '/sys/class/net/lo/statistics is readable');
   for (const k of KERNEL_DROP_KINDS) assert.ok(Number.isSafeInteger(lo[k]) && lo[k] >= 0, k);
+});
+
+test('KeptDeviceDrops: reads what readDeviceDrops reads, through files kept open (a rewritten value is seen), and closes them', () => {
+  const root = mkdtempSync(join(tmpdir(), 'tether-kdrops-'));
+  const kept = new KeptDeviceDrops(root);
+  try {
+    const dir = join(root, 'tt-underlay', 'statistics');
+    mkdirSync(dir, { recursive: true });
+    KERNEL_DROP_KINDS.forEach((k, i) => writeFileSync(join(dir, k), `${i * 10}\n`));
+    writeFileSync(join(dir, 'rx_errors'), 'garbage\n');
+    assert.deepEqual(kept.read('tt-underlay'), readDeviceDrops('tt-underlay', root));
+    writeFileSync(join(dir, 'tx_dropped'), '12345\n'); // the same file, new text: the kept fd reads it from offset 0
+    assert.equal(kept.read('tt-underlay')?.tx_dropped, 12345);
+    assert.deepEqual(kept.read('tt-underlay'), readDeviceDrops('tt-underlay', root));
+    assert.equal(kept.read('tt-gone'), null);
+    assert.equal(kept.read('../tt-underlay'), null, 'a name that leaves the directory');
+    assert.equal(kept.devices, 1, 'a missing device keeps nothing open');
+    kept.retain(new Set(['tt-other']));
+    assert.equal(kept.devices, 0);
+    assert.equal(kept.read('tt-underlay')?.tx_dropped, 12345, 'opened again after retain dropped it');
+  } finally {
+    kept.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('KeptDeviceDrops on the real sysfs: a device removed reads null, one made again under its name is read afresh', () => {
+  assert.equal(process.getuid?.(), 0, 'this test makes a veth pair: it needs root (it fails rather than skips)');
+  const name = `tkd${process.pid}`.slice(0, 14);
+  // This kernel has no dummy devices (MACHINE-NOTES): a veth pair, deleted with either end.
+  const add = ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`];
+  const ip = (...args: string[]): void => void execFileSync('ip', args, { stdio: 'ignore' });
+  try { ip('link', 'del', name); } catch { /* not left over */ }
+  const kept = new KeptDeviceDrops();
+  try {
+    ip(...add);
+    assert.deepEqual(kept.read(name), readDeviceDrops(name));
+    assert.equal(kept.devices, 1);
+    ip('link', 'del', name);
+    assert.equal(kept.read(name), null, 'the kept files fail (ENODEV), the device is gone');
+    assert.equal(kept.devices, 0);
+    ip(...add);
+    assert.ok(kept.read(name) !== null);
+    ip('link', 'del', name);
+    ip(...add);
+    assert.deepEqual(kept.read(name), readDeviceDrops(name), 'the old files fail, the new device is opened');
+  } finally {
+    kept.close();
+    try { ip('link', 'del', name); } catch { /* gone */ }
+  }
 });

@@ -88,6 +88,20 @@ export interface NativeHandle {
     to: number,
     vnet?: Uint16Array | null,
   ): number;
+  /**
+   * Binds a batch's arrays (and the index list it is written by, or null) to write slot `slot` (0..7) for
+   * writeBound; the addon keeps their pointers and backing stores (native/src/tether_io.cc "views bound once").
+   */
+  bindWrite(
+    slot: number,
+    data: Uint8Array,
+    offset: Uint32Array,
+    length: Uint32Array,
+    indices: Uint32Array | Uint16Array | null,
+    vnet: Uint16Array | null,
+  ): void;
+  /** writeBatch over the arrays bound to `slot`: packets indices[from..to) (or from..to without indices). */
+  writeBound(slot: number, from: number, to: number): number;
   counters(): IoCounters;
   close(): void;
 }

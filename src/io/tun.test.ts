@@ -110,6 +110,21 @@ s.on('message', (m, r) => {
   if (seen.length === Number(count)) { console.log(JSON.stringify(seen)); process.exit(0); }
 });
 s.bind(Number(port), bindAddr, () => console.log('ready'));`;
+/** RECEIVER in the namespace, bound to bindAddr:port until it has `count` datagrams: [source, port, payload hex] each. */
+function startReceiver(bindAddr: string, port: number, count: number): { ready(): Promise<void>; finished(): Promise<void>; seen(): [string, number, string][]; kill(): void } {
+  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', RECEIVER, bindAddr, String(port), String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return {
+    ready: () => until(() => out.startsWith('ready\n'), 'the receiver to bind'),
+    finished: async () => assert.equal(await exited, 0, `receiver output: ${out}`),
+    seen: () => JSON.parse(out.slice('ready\n'.length)) as [string, number, string][],
+    kill: () => child.kill(),
+  };
+}
 // A fresh process whose main thread never loads the addon (so a worker's teardown really unloads
 // it) starts a worker that opens a TUN, polls it, and is terminated; prints the device's name.
 const WORKER_TEARDOWN = `
@@ -238,14 +253,9 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       const { tun, net } = labs.find((l) => l.vnet === vnet)!;
       const N = 20;
       const port = 7777;
-      const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', RECEIVER, `10.${net}.0.1`, String(port), String(N)], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      const receiver = startReceiver(`10.${net}.0.1`, port, N);
       try {
-        await until(() => out.startsWith('ready\n'), 'the receiver to bind');
+        await receiver.ready();
         const batch = new PacketBatch(32);
         const scratch = new Uint8Array(batch.maxPacketSize);
         for (let i = 0; i < N; i++) {
@@ -256,11 +266,11 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
         assert.equal(tun.writeBatch(batch, 0, N / 2), N / 2);
         const rest = new Uint32Array(N / 2).map((_, j) => N - 1 - j);
         assert.equal(tun.writeIndices(batch, rest, rest.length), N / 2);
-        assert.equal(await exited, 0, `receiver output: ${out}`);
+        await receiver.finished();
       } finally {
-        child.kill();
+        receiver.kill();
       }
-      const seen = JSON.parse(out.slice('ready\n'.length)) as [string, number, string][];
+      const seen = receiver.seen();
       const expected = Array.from({ length: N }, (_, i) => [`10.${net}.0.2`, 4000 + i, Buffer.from(payloadOf(i, 10 + i)).toString('hex')]);
       assert.deepEqual(seen.sort((a, b) => a[1] - b[1]), expected);
       const c = tun.counters();
@@ -276,14 +286,9 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
     const N = 10;
     const GSO_SIZE = 100;
     const port = 7779;
-    const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', RECEIVER, `10.${OFFLOAD_NET}.0.1`, String(port), String(N)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const receiver = startReceiver(`10.${OFFLOAD_NET}.0.1`, port, N);
     try {
-      await until(() => out.startsWith('ready\n'), 'the receiver to bind');
+      await receiver.ready();
       const batch = offloadBatch(2);
       const payload = payloadOf(3, N * GSO_SIZE);
       const packet = buildUdp({ src: `10.${OFFLOAD_NET}.0.2`, dst: `10.${OFFLOAD_NET}.0.1` }, { srcPort: 4000, dstPort: port, payload });
@@ -304,8 +309,8 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       batch.vnet[v + VNET_CSUM_START] = IPV4_HEADER_LEN;
       batch.vnet[v + VNET_CSUM_OFFSET] = UDP_CHECKSUM;
       assert.equal(offloaded.writeBatch(batch, 0, 1), 1);
-      assert.equal(await exited, 0, `receiver output: ${out}`);
-      const seen = JSON.parse(out.slice('ready\n'.length)) as [string, number, string][];
+      await receiver.finished();
+      const seen = receiver.seen();
       assert.deepEqual(seen.map((m) => m[2]), Array.from({ length: N }, (_, k) => Buffer.from(payload.subarray(k * GSO_SIZE, (k + 1) * GSO_SIZE)).toString('hex')));
       assert.equal(offloaded.counters().gsoOut, 1);
       // The same packet to a TUN without offloads: refused and counted, never sent with a partial checksum.
@@ -314,7 +319,7 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       assert.equal(plain.writeBatch(batch, 0, 1), 0);
       assert.equal(plain.counters().dropsOffload, before + 1);
     } finally {
-      child.kill();
+      receiver.kill();
     }
   });
 
@@ -498,6 +503,61 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       });
     });
   }
+
+  it('writes from more batches than the addon keeps bound, and from a bound batch whose buffer was detached', async () => {
+    // Each (batch, index list) written to a TUN is bound in the addon once (tun.ts WRITE_SLOTS, tether_io.cc "views
+    // bound once"): twelve batches cycle the eight slots, and the last one is written again after its ArrayBuffer was
+    // transferred away (detached): the addon still holds the memory (its backing store), so no use-after-free.
+    const { tun, net } = labs[0];
+    const B = 11;
+    const N = B + 1;
+    const port = 7778;
+    const receiver = startReceiver(`10.${net}.0.1`, port, N);
+    const first = new Uint32Array(1);
+    try {
+      await receiver.ready();
+      const batches: PacketBatch[] = [];
+      for (let k = 0; k < B; k++) {
+        const batch = new PacketBatch(2);
+        const scratch = new Uint8Array(batch.maxPacketSize);
+        const len = buildUdp4(scratch, 0, parseIpv4(`10.${net}.0.2`), parseIpv4(`10.${net}.0.1`), 5000 + k, port, payloadOf(k, 12 + k));
+        batch.push(scratch, 0, len, 0);
+        batches.push(batch);
+        assert.equal(k % 2 === 0 ? tun.writeIndices(batch, first, 1) : tun.writeBatch(batch, 0, 1), 1);
+      }
+      const last = batches[B - 1];
+      const buffer = last.data.buffer as ArrayBuffer;
+      structuredClone(buffer, { transfer: [buffer] });
+      assert.equal(last.data.byteLength, 0, 'the buffer is detached');
+      assert.equal(tun.writeIndices(last, first, 1), 1);
+      await receiver.finished();
+    } finally {
+      receiver.kill();
+    }
+    const seen = receiver.seen();
+    const expected = Array.from({ length: N }, (_, i) => {
+      const k = Math.min(i, B - 1);
+      return [`10.${net}.0.2`, 5000 + k, Buffer.from(payloadOf(k, 12 + k)).toString('hex')];
+    });
+    assert.deepEqual(seen.sort((a, b) => a[1] - b[1]), expected);
+  });
+
+  it('reads into a batch whose buffer was detached after startReading without crashing (the addon holds the memory)', async () => {
+    const { tun, net } = labs[0];
+    const batch = new PacketBatch(8);
+    let packets = 0;
+    tun.startReading(batch, INGRESS, (b) => {
+      packets += b.count;
+    });
+    try {
+      const buffer = batch.data.buffer as ArrayBuffer;
+      structuredClone(buffer, { transfer: [buffer] });
+      sh('ip', 'netns', 'exec', NS, process.execPath, '-e', SENDER, `10.${net}.0.1`, `10.${net}.0.2`, '9', '5');
+      await until(() => packets >= 5, 'five packets read into the kept memory');
+    } finally {
+      tun.stopReading();
+    }
+  });
 
   it('counts a packet the kernel refuses (not IPv4/IPv6) by errno and carries on', () => {
     const { tun } = labs[0];

@@ -62,6 +62,14 @@ export type BatchHandler = (batch: PacketBatch) => void;
 /** Called when the poll fails (the descriptor is no longer usable); reading has stopped. */
 export type ReadErrorHandler = (err: Error) => void;
 
+/**
+ * Write slots per TUN (kWriteSlots in tether_io.cc): each (batch, index list) pair written to one TUN keeps its arrays
+ * bound in the addon, so a write passes three numbers and the addon re-reads no typed array. The edge writes a TUN
+ * from a handful of batches (its read batches, the pipeline's generated and feedback batches, GRO's arena, software
+ * GSO's segments); beyond this many the oldest binding is replaced (a rebind costs what every write used to).
+ */
+const WRITE_SLOTS = 8;
+
 /** Up to this many packets a read batch's per-packet fields are reset by a loop rather than fill() (see batchCallback). */
 const SMALL_BATCH = 16;
 
@@ -119,6 +127,12 @@ export class TunDevice {
   readonly offloads: boolean;
   private readonly handle: NativeHandle;
   private isClosed = false;
+  /** What each write slot is bound to (see WRITE_SLOTS): the batch, its data array (a check that it is the same), the index list. */
+  private readonly slotBatch: (PacketBatch | null)[] = new Array<PacketBatch | null>(WRITE_SLOTS).fill(null);
+  private readonly slotData: (Uint8Array | null)[] = new Array<Uint8Array | null>(WRITE_SLOTS).fill(null);
+  private readonly slotIndices: (Uint32Array | Uint16Array | null)[] = new Array<Uint32Array | Uint16Array | null>(WRITE_SLOTS).fill(null);
+  /** The slot the next new binding replaces (round robin). */
+  private nextSlot = 0;
 
   /** @internal use {@link openTun}. */
   constructor(handle: NativeHandle) {
@@ -171,13 +185,33 @@ export class TunDevice {
     if (!(from >= 0 && from <= to && to <= batch.capacity)) {
       throw new RangeError(`packet range [${from}, ${to}) outside a batch of capacity ${batch.capacity}`);
     }
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, null, from, to, batch.vnet);
+    return this.handle.writeBound(this.slotFor(batch, null), from, to);
   }
 
   /** Writes the packets whose indices are indices[0..count) (e.g. those the pipeline sent to this port). */
   writeIndices(batch: PacketBatch, indices: Uint32Array | Uint16Array, count: number): number {
     if (!(count >= 0 && count <= indices.length)) throw new RangeError(`count ${count} exceeds ${indices.length} indices`);
-    return this.handle.writeBatch(batch.data, batch.offset, batch.length, indices, 0, count, batch.vnet);
+    return this.handle.writeBound(this.slotFor(batch, indices), 0, count);
+  }
+
+  /**
+   * The write slot bound to (batch, indices), binding one (the oldest replaced) on a miss. A batch's arrays are
+   * readonly, so the batch and its data array name the binding (the data check catches a batch object reused
+   * with other memory).
+   */
+  private slotFor(batch: PacketBatch, indices: Uint32Array | Uint16Array | null): number {
+    const batches = this.slotBatch;
+    for (let k = 0; k < WRITE_SLOTS; k++) {
+      if (batches[k] === batch && this.slotIndices[k] === indices && this.slotData[k] === batch.data) return k;
+    }
+    if (this.isClosed) throw new Error(`tun ${this.name}: the device is closed`);
+    const k = this.nextSlot;
+    this.nextSlot = (k + 1) % WRITE_SLOTS;
+    this.handle.bindWrite(k, batch.data, batch.offset, batch.length, indices, batch.vnet);
+    batches[k] = batch;
+    this.slotData[k] = batch.data;
+    this.slotIndices[k] = indices;
+    return k;
   }
 
   /** A snapshot of the addon's counters (allocates: control plane). */
@@ -190,6 +224,10 @@ export class TunDevice {
     if (this.isClosed) return;
     this.isClosed = true;
     this.handle.close();
+    // The addon let go of the bindings; so do we (a closed device keeps no batch alive).
+    this.slotBatch.fill(null);
+    this.slotData.fill(null);
+    this.slotIndices.fill(null);
   }
 }
 

@@ -149,6 +149,12 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   private readonly sideOut: Outgoing[] = [];
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
+  /**
+   * Set by every call that can move a device's timers (each device call below but the read-only ones): while it
+   * is clear, nextDeadline() would give what the last scheduleTimers saw, so the per-batch call returns at once
+   * (a batch that never touched WireGuard — the interconnect's — costs no walk over the peers).
+   */
+  private timersDirty = true;
   private opened = false;
 
   constructor(private readonly host: TransportHost, private readonly underlay: Underlay) {
@@ -179,6 +185,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.host.outputs.addFinisher(this);
     this.opened = true;
     const now = performance.now();
+    this.timersDirty = true;
     for (const d of this.devices) this.sendDatagrams(d, d.device.start(now));
     this.underlay.flushTx();
     this.scheduleTimers();
@@ -261,6 +268,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const publicKey = inlineKey(w.public_key, `${what} public_key`);
     const other = dev.device.findPeer(publicKey);
     if (other >= 0) throw new Error(`${what}: public key already used by onramp ${dev.peerOnramp[other]}`);
+    this.timersDirty = true;
     const peer = dev.device.addPeer({
       publicKey,
       presharedKey: this.presharedKey(o),
@@ -310,6 +318,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (had.persistent_keepalive !== w.persistent_keepalive) change.persistentKeepalive = w.persistent_keepalive;
     let out: Outgoing[];
     try {
+      this.timersDirty = true;
       out = dev.device.updatePeer(this.portPeer[id], change, performance.now());
     } catch (e) {
       throw new Error(`onramp ${o.name}: ${(e as Error).message}`);
@@ -325,6 +334,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (dev === null) return;
     this.host.delivery.clear(id, this);
     const peer = this.portPeer[id];
+    this.timersDirty = true;
     dev.device.removePeer(peer);
     dev.peerOnramp[peer] = NO_ONRAMP;
     this.portDevice[id] = null;
@@ -394,6 +404,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     if (dev.localAddr === 0) dev.lastLocal = info.addr[DST];
     if (data[start] === MSG_TRANSPORT) {
       const length = end - start;
+      this.timersDirty = true;
       const slot = dev.device.prepareOpen(data, start, length, now);
       if (slot < 0) {
         this.countReceiveDrop(-slot);
@@ -410,6 +421,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     }
     if (data[start] === WG_MESSAGE_INITIATION) this.noteInitiation(dev, now);
     // Handshakes: the engine takes a view (an allocation it forces) and the source as numbers.
+    this.timersDirty = true;
     const r = dev.device.receive(data.subarray(start, end), this.source.set4(info.addr[SRC], info.srcPort), now);
     if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
     if (r.kind === 'drop') this.countReceiveDrop(r.reason);
@@ -434,6 +446,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     dev.crypto.open(data, e);
     for (let k = 0; k < e.n; k++) {
       const j = e.tag[k];
+      this.timersDirty = true;
       const r = dev.device.finishOpen(data, e.offset[k], e.length[k], e.status[k], this.source.set4(dev.inSrcAddr[k], dev.inSrcPort[k]), now);
       if (r.datagrams.length > 0) this.sendDatagrams(dev, r.datagrams);
       if (r.kind === 'data') {
@@ -463,6 +476,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     const message = off - DATA_HEADER_LEN;
     if (message - UDP4_OVERHEAD >= floor && message + sealedLength(len) <= floor + batch.slotSize) {
       const side = this.sideOut;
+      this.timersDirty = true;
       const slot = dev.device.prepareSeal(this.portPeer[port], batch.data, off, len, now, side);
       if (side.length > 0) {
         this.sendDatagrams(dev, side);
@@ -476,6 +490,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
         return;
       }
     }
+    this.timersDirty = true;
     this.sendDatagrams(dev, dev.device.send(this.portPeer[port], batch.data.subarray(off, off + len), now));
   }
 
@@ -514,6 +529,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
   /** Slow path (rare once MSS clamping works): one RFC 791 fragment of an oversize packet, encrypted on its own. */
   sendFragment(piece: Uint8Array, port: number, now: number): void {
     const dev = this.portDevice[port];
+    this.timersDirty = true;
     if (dev !== null) this.sendDatagrams(dev, dev.device.send(this.portPeer[port], piece, now));
   }
 
@@ -542,11 +558,14 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
 
   /** One setTimeout for every device, at the earliest nextDeadline(). Called after every batch. */
   scheduleTimers(): void {
+    if (!this.timersDirty) return; // no device call since the last schedule: the same deadline, already handled
     const devices = this.devices;
     if (devices.length === 0) return;
+    if (!this.opened || !this.host.isRunning()) return; // stays dirty: scheduled once running
+    this.timersDirty = false;
     let at = Infinity;
     for (let k = 0; k < devices.length; k++) at = Math.min(at, devices[k].device.nextDeadline());
-    if (at >= this.timerAt || !this.opened || !this.host.isRunning()) return; // the pending timer fires first and reschedules
+    if (at >= this.timerAt) return; // the pending timer fires first and reschedules
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = at;
@@ -560,6 +579,7 @@ export class WireGuardTransport implements OnrampTransport<WireGuardOnrampConfig
     this.timerAt = Infinity;
     if (!this.opened || !this.host.isRunning()) return;
     const now = performance.now();
+    this.timersDirty = true;
     for (const d of this.devices) this.sendDatagrams(d, d.device.poll(now));
     this.underlay.flushTx();
     this.scheduleTimers();
