@@ -1136,6 +1136,47 @@ export class FlowTable {
     return Drop.None;
   }
 
+  /**
+   * touch() then count() (the pipeline's established fast path, issue 10 item 5): the same deadline, status,
+   * wheel filing and counters, with the record's flow word and status read once. A TCP flow takes the two calls.
+   */
+  touchCount(flow: number, dir: 0 | 1, now: number, bytes: number): void {
+    const rec = this.records;
+    const row = flow * this.stride;
+    const protocol = (rec[row + N_KEY0] >>> PROTOCOL_SHIFT) & PROTOCOL_MASK;
+    if (protocol === IPPROTO_TCP) {
+      this.touch(flow, dir, now);
+      this.count(flow, dir, bytes);
+      return;
+    }
+    this.advanceClock(now);
+    const f = row + this.flowBase;
+    const statusAt = (f + F_META) * 4 + META_STATUS;
+    const statusBytes = this.recordBytes;
+    let status = statusBytes[statusAt];
+    if (dir === 1 && (status & ASSURED) === 0) {
+      status |= ASSURED;
+      statusBytes[statusAt] = status;
+    }
+    // refresh(), on the words already at hand: only a change of ring or an earlier deadline re-files the flow.
+    const evictable = (status & ASSURED) === 0;
+    const timeout = evictable ? this.unrepliedTimeout[protocol] : this.repliedTimeout[protocol];
+    const deadline = now + timeout;
+    const previousLeft = (rec[f + F_DEADLINE] - (now >>> 0)) | 0;
+    rec[f + F_DEADLINE] = deadline >>> 0;
+    const wasEvictable = (status & EVICTABLE) !== 0;
+    if (wasEvictable !== evictable || timeout < previousLeft) {
+      this.wheel.remove(flow, wasEvictable ? RING_EVICTABLE : RING_PROTECTED);
+      this.wheel.insert(flow, evictable ? RING_EVICTABLE : RING_PROTECTED, deadline);
+      statusBytes[statusAt] = evictable ? status | EVICTABLE : status & ~EVICTABLE;
+    }
+    rec[f + F_PACKETS + dir]++;
+    const lo = f + F_BYTES_LO + dir;
+    const sum = rec[lo] + bytes;
+    rec[lo] = sum; // stored modulo 2^32
+    if (sum >= TWO_POW_32) this.recordHalves[(f + F_BYTES_HI) * 2 + dir]++;
+  }
+
   /** Count one packet of `bytes` bytes (< 2^32) in direction dir. */
   count(flow: number, dir: 0 | 1, bytes: number): void {
     const rec = this.records;
