@@ -369,7 +369,7 @@ export class PipelineCounters implements DlpCounters {
   /** Established flows decided again because the policy epoch moved (reevaluate), and those of them cut. */
   flowsReevaluated = 0;
   flowsCutByPolicy = 0;
-  /** Packets the specialised established path handled (forwardEstablished4); the rest of the batch walked forward(). */
+  /** Packets the specialised established path handled (forwardChunk); the rest of the batch walked forward(). */
   fastPathPackets = 0;
 }
 
@@ -416,7 +416,7 @@ export class Pipeline {
   /** Packets the pipeline emits on its own during process(): released early fragments. Drain after each call. */
   readonly generated = new PacketBatch(64);
   /**
-   * The specialised established path (forwardEstablished4): on by default; tests turn it off to check that it
+   * The specialised established path (forwardChunk): on by default; tests turn it off to check that it
    * changes nothing (test/dataplane/fast-path.test.ts compares both, byte for byte).
    */
   fastPath = true;
@@ -810,7 +810,7 @@ export class Pipeline {
    * them in one loop). Only the common case is looked up ahead (plain 20-byte IPv4 header, UDP or TCP, not
    * a fragment); the rest simply is not, and nothing here decides anything.
    *
-   * Each packet's result is kept as its hint, which forwardEstablished4() and forward() take instead of
+   * Each packet's result is kept as its hint, which forwardChunk() and forward() take instead of
    * hashing and walking the chain again (hinted() says when it still holds). A packet that found no flow is
    * a setup to come: its source endpoint's NAT mapping bucket and head record are fetched the same way, so
    * the mapping lookup of every setup in the chunk overlaps too.
