@@ -106,8 +106,6 @@ import {
   UDP_HEADER,
   UDP_LENGTH,
 } from '../wire/constants.js';
-import { checksumAdjust, ipv4HeaderSumWithAddrs, word32Delta, wordDelta } from '../wire/checksum.js';
-import { read16, write16, write32 } from '../wire/bytes.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
 import { parseAddress } from '../wire/addr.js';
@@ -774,7 +772,8 @@ export class Pipeline {
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
-      this.forwardChunk(batch, start, end, now);
+      if (this.fastPath && !this.ownPackets) this.forwardChunk(batch, start, end, now);
+      else this.walkChunk(batch, start, end, now);
     }
     this.metaBatch = this.metaScratch;
     this.metaIndex = 0;
@@ -907,7 +906,6 @@ export class Pipeline {
   private forwardChunk(batch: PacketBatch, start: number, end: number, now: number): void {
     const hints = this.prefetchHints;
     const buckets = this.prefetchBuckets;
-    const fast = this.fastPath && !this.ownPackets;
     const table = this.flows4;
     const rec = table.records;
     const key = this.prefetchTuples;
@@ -928,13 +926,24 @@ export class Pipeline {
     const rxBytes = counters.rxBytes;
     const txPackets = counters.txPackets;
     const txBytes = counters.txBytes;
+    const up = ports.up;
+    const bestUp = ports.bestUp;
+    const family = batch.family;
+    const l3Offsets = batch.l3Offset;
+    const l4Offsets = batch.l4Offset;
+    const protocols = batch.protocol;
+    const srcPorts = batch.srcPort;
+    const dstPorts = batch.dstPort;
+    const tcpFlagsOf = batch.tcpFlags;
+    const mssOffsets = batch.mssOffset;
+    const flowNodes = batch.flowNode;
     const removals = this.hintRemovals;
     const epoch = this.epoch;
     let fastPackets = 0;
     for (let i = start; i < end; i++) {
       const k = i - start;
       const node = hints[k];
-      established: if (fast && node >= 0 && table.removals === removals) {
+      established: if (node >= 0 && table.removals === removals) {
         const o = offsets[i];
         const length = lengths[i];
         const ingress = ingresses[i];
@@ -946,7 +955,11 @@ export class Pipeline {
         const keyAt = k * KEY4_WORDS;
         let src = key[keyAt + KEY_SRC] >>> 0;
         let dst = key[keyAt + KEY_DST] >>> 0;
-        let sum = ipv4HeaderSumWithAddrs(data, o, src, dst);
+        // ipv4HeaderSumWithAddrs (wire/checksum.ts), written out for the inlining budget (see the rewrite below).
+        let sum =
+          ((data[o] << 8) | data[o + 1]) + ((data[o + 2] << 8) | data[o + 3]) + ((data[o + 4] << 8) | data[o + 5]) +
+          ((data[o + 6] << 8) | data[o + 7]) + ((data[o + 8] << 8) | data[o + 9]) + ((data[o + 10] << 8) | data[o + 11]) +
+          (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff);
         sum = (sum & 0xffff) + (sum >>> 16);
         sum = (sum & 0xffff) + (sum >>> 16);
         const ttl = data[o + IPV4_TTL];
@@ -1007,7 +1020,12 @@ export class Pipeline {
           table.touchCount(flow, dir, now, length);
         }
 
-        // The rewrite: translate (from the other node), renumber, TTL − 1, as forward() does them, one checksum update each.
+        // The rewrite: translate (from the other node), renumber, TTL − 1, as forward() does them, one checksum update
+        // each: for every changed 16-bit word the term ~old + new (RFC 1624 eqn 3), summed, then applied once. The
+        // arithmetic and the byte stores are written out here instead of calling wire/checksum.ts's wordDelta,
+        // word32Delta, checksumAdjust and wire/bytes.ts's read16/write16/write32 (the same formulas): V8 inlines at
+        // most ~920 bytes of bytecode into one optimised function, this loop used that up before reaching them, and
+        // each stayed a call — a dozen calls per packet (`node --trace-turbo-inlining`).
         let ipDelta = 0;
         let l4Delta = 0;
         if ((flags & FLAG_TRANSLATE) !== 0) {
@@ -1020,27 +1038,35 @@ export class Pipeline {
           const newSrcPort = otherPorts & 0xffff;
           const newDstPort = otherPorts >>> 16;
           if (src !== newSrc) {
-            const d = word32Delta(src, newSrc);
-            write32(data, o + IPV4_SRC, newSrc);
+            const d = (~src & 0xffff) + ((~src >>> 16) & 0xffff) + (newSrc & 0xffff) + (newSrc >>> 16);
+            data[o + IPV4_SRC] = newSrc >>> 24;
+            data[o + IPV4_SRC + 1] = newSrc >>> 16;
+            data[o + IPV4_SRC + 2] = newSrc >>> 8;
+            data[o + IPV4_SRC + 3] = newSrc;
             ipDelta += d;
             l4Delta += d;
             src = newSrc;
           }
           if (dst !== newDst) {
-            const d = word32Delta(dst, newDst);
-            write32(data, o + IPV4_DST, newDst);
+            const d = (~dst & 0xffff) + ((~dst >>> 16) & 0xffff) + (newDst & 0xffff) + (newDst >>> 16);
+            data[o + IPV4_DST] = newDst >>> 24;
+            data[o + IPV4_DST + 1] = newDst >>> 16;
+            data[o + IPV4_DST + 2] = newDst >>> 8;
+            data[o + IPV4_DST + 3] = newDst;
             ipDelta += d;
             l4Delta += d;
             dst = newDst;
           }
           if (srcPort !== newSrcPort) {
-            write16(data, l4 + TCP_SRC_PORT, newSrcPort); // the same offsets in UDP
-            l4Delta += wordDelta(srcPort, newSrcPort);
+            data[l4 + TCP_SRC_PORT] = newSrcPort >>> 8; // the same offsets in UDP
+            data[l4 + TCP_SRC_PORT + 1] = newSrcPort;
+            l4Delta += (~srcPort & 0xffff) + newSrcPort;
             srcPort = newSrcPort;
           }
           if (dstPort !== newDstPort) {
-            write16(data, l4 + TCP_DST_PORT, newDstPort);
-            l4Delta += wordDelta(dstPort, newDstPort);
+            data[l4 + TCP_DST_PORT] = newDstPort >>> 8;
+            data[l4 + TCP_DST_PORT + 1] = newDstPort;
+            l4Delta += (~dstPort & 0xffff) + newDstPort;
             dstPort = newDstPort;
           }
         }
@@ -1049,26 +1075,47 @@ export class Pipeline {
           const id = this.ipIds.next4(src, dst, protocol);
           const old = (data[o + IPV4_ID] << 8) | data[o + IPV4_ID + 1];
           if (old !== id) {
-            write16(data, o + IPV4_ID, id);
-            ipDelta += wordDelta(old, id);
+            data[o + IPV4_ID] = id >>> 8;
+            data[o + IPV4_ID + 1] = id;
+            ipDelta += (~old & 0xffff) + id;
           }
         }
         data[o + IPV4_TTL] = ttl - 1;
-        ipDelta += wordDelta(ttl << TTL_WORD_SHIFT, (ttl - 1) << TTL_WORD_SHIFT);
-        write16(data, o + IPV4_CHECKSUM, checksumAdjust(read16(data, o + IPV4_CHECKSUM), ipDelta));
+        ipDelta += (~(ttl << TTL_WORD_SHIFT) & 0xffff) + ((ttl - 1) << TTL_WORD_SHIFT);
+        // checksumAdjust: HC' = ~(~HC + delta), folded; delta is a few terms under 2^17 each, so no 32-bit overflow.
+        let ipSum = (~((data[o + IPV4_CHECKSUM] << 8) | data[o + IPV4_CHECKSUM + 1]) & 0xffff) + ipDelta;
+        ipSum = (ipSum & 0xffff) + (ipSum >>> 16);
+        ipSum = ~((ipSum & 0xffff) + (ipSum >>> 16)) & 0xffff;
+        data[o + IPV4_CHECKSUM] = ipSum >>> 8;
+        data[o + IPV4_CHECKSUM + 1] = ipSum;
         if (l4Delta !== 0) {
           const at = l4 + (isTcp ? TCP_CHECKSUM : UDP_CHECKSUM);
-          const old = read16(data, at);
+          const old = (data[at] << 8) | data[at + 1];
           // UDP: 0 is "no checksum" and stays; a computed 0 is sent as 0xFFFF (RFC 768).
           if (isTcp || old !== 0) {
-            const c = checksumAdjust(old, l4Delta);
-            write16(data, at, c === 0 && !isTcp ? 0xffff : c);
+            let c = (~old & 0xffff) + l4Delta;
+            c = (c & 0xffff) + (c >>> 16);
+            c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
+            if (c === 0 && !isTcp) c = 0xffff;
+            data[at] = c >>> 8;
+            data[at + 1] = c;
           }
         }
         this.lastNode = this.packetNode = node;
-        recordPlain4(batch, i, o, protocol, srcPort, dstPort, tcpFlags, node);
+        // recordPlain4() and ports.deliverable(), written out for the inlining budget.
+        family[i] = AF_INET4;
+        l3Offsets[i] = o;
+        l4Offsets[i] = l4;
+        protocols[i] = protocol;
+        srcPorts[i] = srcPort;
+        dstPorts[i] = dstPort;
+        tcpFlagsOf[i] = tcpFlags;
+        mssOffsets[i] = 0;
+        flowNodes[i] = node;
+        const to = dir === 0 ? table.nextHop(flow) : ret;
+        const best = up[to] === 1 ? 0 : bestUp[site[to]];
         // finish() for a port.
-        const hop = ports.deliverable(dir === 0 ? table.nextHop(flow) : ret);
+        const hop = best !== 0 ? best : to;
         nextHops[i] = hop;
         drops[i] = Drop.None;
         txPackets[hop]++;
@@ -1078,9 +1125,34 @@ export class Pipeline {
       this.metaIndex = i;
       this.hint = node;
       this.hintBucket = buckets[k];
-      this.finish(batch, i, this.forward(data, offsets[i], lengths[i], ingresses[i], now));
+      const hop = this.forward(data, offsets[i], lengths[i], ingresses[i], now);
+      // finish(): a port here, the rest there (less for V8 to inline: a setup passes here every packet).
+      if (hop >= 0) {
+        nextHops[i] = hop;
+        drops[i] = Drop.None;
+        txPackets[hop]++;
+        txBytes[hop] += lengths[i];
+      } else {
+        this.finish(batch, i, hop);
+      }
     }
     counters.fastPathPackets += fastPackets;
+  }
+
+  /**
+   * The general walk (forward()) for every packet of a chunk, with its pre-pass hint: processOwn(), and every
+   * packet while `fastPath` is off. Its own function, so that forwardChunk's inlining budget goes to the
+   * established path (V8 inlines by call frequency, and the bench's general-walk rounds would make this hot).
+   */
+  private walkChunk(batch: PacketBatch, start: number, end: number, now: number): void {
+    const hints = this.prefetchHints;
+    const buckets = this.prefetchBuckets;
+    for (let i = start; i < end; i++) {
+      this.metaIndex = i;
+      this.hint = hints[i - start];
+      this.hintBucket = buckets[i - start];
+      this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
+    }
   }
 
   /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */
