@@ -106,8 +106,6 @@ import {
   UDP_HEADER,
   UDP_LENGTH,
 } from '../wire/constants.js';
-import { checksumAdjust, ipv4HeaderSumWithAddrs, word32Delta, wordDelta } from '../wire/checksum.js';
-import { read16, write16, write32 } from '../wire/bytes.js';
 import { ICMP_ERROR_ROOM, writeIcmpError4, writeIcmpError6 } from '../wire/icmp-error.js';
 import { inspect } from '../wire/inspect.js';
 import { parseAddress } from '../wire/addr.js';
@@ -272,8 +270,6 @@ const KEY_SRC = 2;
 const KEY_DST = 3;
 const KEY_PROTOCOL_SHIFT = 16;
 const KEY_ZONE_MASK = 0xffff;
-/** forwardEstablished4(): the packet needs the general walk (forward()); nothing was changed or counted. */
-const NOT_FAST = -259;
 /** The TCP flags that decide a segment's class (src/flow/tcp.ts): a plain established segment has only ACK of them. */
 const TCP_CLASS_FLAGS = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK_FLAG | TCP_URG;
 /** TTL is the high byte of the IPv4 header word it shares with the protocol (RFC 791 section 3.1). */
@@ -371,7 +367,7 @@ export class PipelineCounters implements DlpCounters {
   /** Established flows decided again because the policy epoch moved (reevaluate), and those of them cut. */
   flowsReevaluated = 0;
   flowsCutByPolicy = 0;
-  /** Packets the specialised established path handled (forwardEstablished4); the rest of the batch walked forward(). */
+  /** Packets the specialised established path handled (forwardChunk); the rest of the batch walked forward(). */
   fastPathPackets = 0;
 }
 
@@ -418,7 +414,7 @@ export class Pipeline {
   /** Packets the pipeline emits on its own during process(): released early fragments. Drain after each call. */
   readonly generated = new PacketBatch(64);
   /**
-   * The specialised established path (forwardEstablished4): on by default; tests turn it off to check that it
+   * The specialised established path (forwardChunk): on by default; tests turn it off to check that it
    * changes nothing (test/dataplane/fast-path.test.ts compares both, byte for byte).
    */
   fastPath = true;
@@ -789,22 +785,8 @@ export class Pipeline {
     for (let start = 0; start < n; start += PREFETCH_CHUNK) {
       const end = Math.min(n, start + PREFETCH_CHUNK);
       this.prefetch(batch, start, end);
-      const hints = this.prefetchHints;
-      const buckets = this.prefetchBuckets;
-      const fast = this.fastPath && !this.ownPackets;
-      for (let i = start; i < end; i++) {
-        this.metaIndex = i;
-        if (fast && hints[i - start] >= 0) {
-          const hop = this.forwardEstablished4(batch, i, hints[i - start], (i - start) * KEY4_WORDS, now);
-          if (hop !== NOT_FAST) {
-            this.finish(batch, i, hop);
-            continue;
-          }
-        }
-        this.hint = hints[i - start];
-        this.hintBucket = buckets[i - start];
-        this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
-      }
+      if (this.fastPath && !this.ownPackets) this.forwardChunk(batch, start, end, now);
+      else this.walkChunk(batch, start, end, now);
     }
     this.metaBatch = this.metaScratch;
     this.metaIndex = 0;
@@ -840,7 +822,7 @@ export class Pipeline {
    * them in one loop). Only the common case is looked up ahead (plain 20-byte IPv4 header, UDP or TCP, not
    * a fragment); the rest simply is not, and nothing here decides anything.
    *
-   * Each packet's result is kept as its hint, which forwardEstablished4() and forward() take instead of
+   * Each packet's result is kept as its hint, which forwardChunk() and forward() take instead of
    * hashing and walking the chain again (hinted() says when it still holds). A packet that found no flow is
    * a setup to come: its source endpoint's NAT mapping bucket and head record are fetched the same way, so
    * the mapping lookup of every setup in the chunk overlaps too.
@@ -913,160 +895,277 @@ export class Pipeline {
   }
 
   /**
-   * The established path, specialised (issue 10, item 5): a plain IPv4 UDP or TCP packet whose flow the pre-pass
-   * found (`node`, still valid: no flow removed since), that needs nothing but what every packet of an
-   * established flow gets: the same checks and results as forward() — inspect's validation (lengths, header
-   * checksum), TTL > 1, the port's source filter, the owner check, tracking, counters, the translation, the id
-   * renumbering, TTL − 1, the next hop, the batch metadata — read straight from the bytes and the record, the
-   * header rewritten with one checksum update per checksum field. Anything else is NOT_FAST before anything is
-   * changed or counted, and forward() walks it: a TTL about to expire, a port whose site may move the return
-   * onramp (failover), a flow held by its hairpin filter, a reply routed without ARR, a TCP segment that is not
-   * a plain ACK on an established flow (a SYN may need its MSS clamped, FIN and RST change state), a packet with
-   * a partial checksum (TUN offloads), a malformed one (forward() drops it with its reason).
+   * process()'s per-packet half for one chunk the pre-pass has looked up (issue 10, item 5): the specialised
+   * established path inline, one loop over the chunk, and the general walk (forward()) for every other packet,
+   * in packet order. The established path takes a plain IPv4 UDP or TCP packet whose flow the pre-pass found
+   * (its hint, still valid: no flow removed since) that needs nothing but what every packet of an established
+   * flow gets: the same checks and results as forward() — inspect's validation (lengths, header checksum),
+   * TTL > 1, the port's source filter, the owner check, tracking, counters, the translation, the id renumbering,
+   * TTL − 1, the next hop, the batch metadata — read straight from the bytes and the record, the header
+   * rewritten with one checksum update per checksum field. Anything else leaves the established block
+   * (`break established`) before anything is changed or counted, and forward() walks it: a TTL about to expire,
+   * a port whose site may move the return onramp (failover), a flow held by its hairpin filter, a reply routed
+   * without ARR, a TCP segment that is not a plain ACK on an established flow (a SYN may need its MSS clamped,
+   * FIN and RST change state), a packet with a partial checksum (TUN offloads), a malformed one (forward()
+   * drops it with its reason).
    *
-   * One checksum update per field equals the chain of updates forward() makes: one's-complement addition is
-   * associative, and each term is added only where forward() adds it (a field that changes).
+   * One loop rather than a call per packet: the batch's arrays, the ports' and counters' arrays and the
+   * table's records are read from locals set once per chunk (none of them is ever replaced; a packet forward()
+   * walks changes their contents, which every packet reads afresh, never the arrays), and the fast-path count
+   * is summed per chunk. One checksum update per field equals the chain of updates forward() makes:
+   * one's-complement addition is associative, and each term is added only where forward() adds it (a field
+   * that changes).
    */
-  private forwardEstablished4(batch: PacketBatch, i: number, node: number, keyAt: number, now: number): number {
+  private forwardChunk(batch: PacketBatch, start: number, end: number, now: number): void {
+    const hints = this.prefetchHints;
+    const buckets = this.prefetchBuckets;
     const table = this.flows4;
-    if (table.removals !== this.hintRemovals) return NOT_FAST;
-    const data = batch.data;
-    const o = batch.offset[i];
-    const length = batch.length[i];
-    const ingress = batch.ingress[i];
-    if (o + length > data.length || (batch.vnet[i * VNET_WORDS + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0) return NOT_FAST;
-    // inspect4 on a 20-byte header (the pre-pass saw version 4, IHL 5, no fragment, UDP or TCP).
-    const totalLength = (data[o + IPV4_TOTAL_LENGTH] << 8) | data[o + IPV4_TOTAL_LENGTH + 1];
-    if (totalLength > length || totalLength < IPV4_MIN_HEADER) return NOT_FAST;
-    // The addresses and ports as the pre-pass read them (prefetchTuples at keyAt): the packet has not changed since.
+    const rec = table.records;
     const key = this.prefetchTuples;
-    let src = key[keyAt + KEY_SRC] >>> 0;
-    let dst = key[keyAt + KEY_DST] >>> 0;
-    let sum = ipv4HeaderSumWithAddrs(data, o, src, dst);
-    sum = (sum & 0xffff) + (sum >>> 16);
-    sum = (sum & 0xffff) + (sum >>> 16);
-    const ttl = data[o + IPV4_TTL];
-    if (sum !== CHECKSUM_OK || ttl <= 1) return NOT_FAST;
-    const protocol = data[o + IPV4_PROTOCOL];
-    const l4 = o + IPV4_MIN_HEADER;
-    const avail = totalLength - IPV4_MIN_HEADER;
-    const isTcp = protocol === IPPROTO_TCP;
-    let tcpFlags = 0;
-    let tcpHeaderLength = 0;
-    if (isTcp) {
-      if (avail < TCP_MIN_HEADER) return NOT_FAST;
-      tcpHeaderLength = (data[l4 + TCP_DATA_OFFSET] >>> 4) << 2;
-      tcpFlags = data[l4 + TCP_FLAGS];
-      if (tcpHeaderLength < TCP_MIN_HEADER || tcpHeaderLength > avail || (tcpFlags & TCP_CLASS_FLAGS) !== TCP_ACK_FLAG) return NOT_FAST;
-    } else {
-      if (avail < UDP_HEADER) return NOT_FAST;
-      const udpLength = (data[l4 + UDP_LENGTH] << 8) | data[l4 + UDP_LENGTH + 1];
-      if (udpLength < UDP_HEADER || udpLength > avail) return NOT_FAST;
-    }
-    const portsWord = key[keyAt + KEY_PORTS];
+    const data = batch.data;
+    const dataLength = data.length;
+    const offsets = batch.offset;
+    const lengths = batch.length;
+    const ingresses = batch.ingress;
+    const vnet = batch.vnet;
+    const nextHops = batch.nextHop;
+    const drops = batch.drop;
     const ports = this.ports;
-    const filter = ports.sourceFilterIndex[ingress];
-    if (filter !== 0) {
-      this.fastAddr[SRC] = src;
-      if (ports.sourceFilters[filter - 1]!.lookupWords(AF_INET4, this.fastAddr, SRC, ingress) !== ingress) return NOT_FAST;
-    }
-    const flow = node >> 1;
-    const dir = (node & 1) as 0 | 1;
+    const filterIndex = ports.sourceFilterIndex;
     const site = ports.site;
-    if (site[ingress] !== site[dir === 0 ? table.ingressPort(flow) : table.nextHop(flow)]) return NOT_FAST;
-    const ret = table.returnPort(flow);
-    if (dir === 0 ? ingress !== ret || ports.steerable[ingress] !== 0 : ports.steerable[ret] !== 0) return NOT_FAST;
-    const flags = table.flags(flow);
-    // The gateway's work (classifying, DLP, DNS queries) and a held hairpin take the general walk.
-    if ((flags & (FLAG_FILTERED | FLAG_GATEWAY_WORK)) !== 0 || (dir === 1 && (flags & FLAG_ARR) === 0)) return NOT_FAST;
-    if (isTcp && table.state(flow) !== TcpState.Established) return NOT_FAST;
-    // Policy epochs: a flow decided under an older policy is decided again by forwardOnFlow (one compare here).
-    if (table.policyEpoch(flow) !== this.epoch) return NOT_FAST;
-
+    const steerable = ports.steerable;
     const counters = this.counters;
-    counters.fastPathPackets++;
-    counters.rxPackets[ingress]++;
-    counters.rxBytes[ingress] += length;
-    let srcPort = portsWord >>> 16;
-    let dstPort = portsWord & 0xffff;
-    const meta = this.metaBatch;
-    if (isTcp) {
-      const verdict = table.trackTcp(
-        flow, dir, tcpFlags, readU32(data, l4 + TCP_SEQ), readU32(data, l4 + TCP_ACK),
-        (data[l4 + TCP_WINDOW] << 8) | data[l4 + TCP_WINDOW + 1], avail - tcpHeaderLength, -1, now,
-      );
-      if (verdict !== Drop.None) {
-        // As forward() records a packet the tracker refused: as it arrived, no flow.
-        recordPlain4(meta, i, o, protocol, srcPort, dstPort, tcpFlags, -1);
-        return -verdict;
-      }
-    } else {
-      table.touch(flow, dir, now);
-    }
-    table.count(flow, dir, length);
+    const rxPackets = counters.rxPackets;
+    const rxBytes = counters.rxBytes;
+    const txPackets = counters.txPackets;
+    const txBytes = counters.txBytes;
+    const up = ports.up;
+    const bestUp = ports.bestUp;
+    const family = batch.family;
+    const l3Offsets = batch.l3Offset;
+    const l4Offsets = batch.l4Offset;
+    const protocols = batch.protocol;
+    const srcPorts = batch.srcPort;
+    const dstPorts = batch.dstPort;
+    const tcpFlagsOf = batch.tcpFlags;
+    const mssOffsets = batch.mssOffset;
+    const flowNodes = batch.flowNode;
+    const removals = this.hintRemovals;
+    const epoch = this.epoch;
+    let fastPackets = 0;
+    for (let i = start; i < end; i++) {
+      const k = i - start;
+      const node = hints[k];
+      established: if (node >= 0 && table.removals === removals) {
+        const o = offsets[i];
+        const length = lengths[i];
+        const ingress = ingresses[i];
+        if (o + length > dataLength || (vnet[i * VNET_WORDS + VNET_FLAGS] & VNET_F_NEEDS_CSUM) !== 0) break established;
+        // inspect4 on a 20-byte header (the pre-pass saw version 4, IHL 5, no fragment, UDP or TCP).
+        const totalLength = (data[o + IPV4_TOTAL_LENGTH] << 8) | data[o + IPV4_TOTAL_LENGTH + 1];
+        if (totalLength > length || totalLength < IPV4_MIN_HEADER) break established;
+        // The addresses and ports as the pre-pass read them (prefetchTuples): the packet has not changed since.
+        const keyAt = k * KEY4_WORDS;
+        let src = key[keyAt + KEY_SRC] >>> 0;
+        let dst = key[keyAt + KEY_DST] >>> 0;
+        // ipv4HeaderSumWithAddrs (wire/checksum.ts), written out for the inlining budget (see the rewrite below).
+        let sum =
+          ((data[o] << 8) | data[o + 1]) + ((data[o + 2] << 8) | data[o + 3]) + ((data[o + 4] << 8) | data[o + 5]) +
+          ((data[o + 6] << 8) | data[o + 7]) + ((data[o + 8] << 8) | data[o + 9]) + ((data[o + 10] << 8) | data[o + 11]) +
+          (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff);
+        sum = (sum & 0xffff) + (sum >>> 16);
+        sum = (sum & 0xffff) + (sum >>> 16);
+        const ttl = data[o + IPV4_TTL];
+        if (sum !== CHECKSUM_OK || ttl <= 1) break established;
+        const protocol = key[keyAt + KEY_ZONE_PROTOCOL] >>> KEY_PROTOCOL_SHIFT;
+        const l4 = o + IPV4_MIN_HEADER;
+        const avail = totalLength - IPV4_MIN_HEADER;
+        const isTcp = protocol === IPPROTO_TCP;
+        let tcpFlags = 0;
+        let tcpHeaderLength = 0;
+        if (isTcp) {
+          if (avail < TCP_MIN_HEADER) break established;
+          tcpHeaderLength = (data[l4 + TCP_DATA_OFFSET] >>> 4) << 2;
+          tcpFlags = data[l4 + TCP_FLAGS];
+          if (tcpHeaderLength < TCP_MIN_HEADER || tcpHeaderLength > avail || (tcpFlags & TCP_CLASS_FLAGS) !== TCP_ACK_FLAG) break established;
+        } else {
+          if (avail < UDP_HEADER) break established;
+          const udpLength = (data[l4 + UDP_LENGTH] << 8) | data[l4 + UDP_LENGTH + 1];
+          if (udpLength < UDP_HEADER || udpLength > avail) break established;
+        }
+        const filter = filterIndex[ingress];
+        if (filter !== 0) {
+          this.fastAddr[SRC] = src;
+          if (ports.sourceFilters[filter - 1]!.lookupWords(AF_INET4, this.fastAddr, SRC, ingress) !== ingress) break established;
+        }
+        const flow = node >> 1;
+        const dir = (node & 1) as 0 | 1;
+        if (site[ingress] !== site[dir === 0 ? table.ingressPort(flow) : table.nextHop(flow)]) break established;
+        const ret = table.returnPort(flow);
+        if (dir === 0 ? ingress !== ret || steerable[ingress] !== 0 : steerable[ret] !== 0) break established;
+        const flags = table.flags(flow);
+        // The gateway's work (classifying, DLP, DNS queries) and a held hairpin take the general walk.
+        if ((flags & (FLAG_FILTERED | FLAG_GATEWAY_WORK)) !== 0 || (dir === 1 && (flags & FLAG_ARR) === 0)) break established;
+        if (isTcp && table.state(flow) !== TcpState.Established) break established;
+        // Policy epochs: a flow decided under an older policy is decided again by forwardOnFlow (one compare here).
+        if (table.policyEpoch(flow) !== epoch) break established;
 
-    // The rewrite: translate (from the other node), renumber, TTL − 1, as forward() does them, one checksum update each.
-    let ipDelta = 0;
-    let l4Delta = 0;
-    if ((flags & FLAG_TRANSLATE) !== 0) {
-      // The other node's key, ends swapped: one address index for its three words (an IPv4 table: dst follows src).
-      const other = node ^ 1;
-      const rec = table.records;
-      const at = table.srcIndex(other);
-      const newSrc = rec[at + 1];
-      const newDst = rec[at];
-      const otherPorts = table.nodePorts(other);
-      const newSrcPort = otherPorts & 0xffff;
-      const newDstPort = otherPorts >>> 16;
-      if (src !== newSrc) {
-        const d = word32Delta(src, newSrc);
-        write32(data, o + IPV4_SRC, newSrc);
-        ipDelta += d;
-        l4Delta += d;
-        src = newSrc;
+        fastPackets++;
+        rxPackets[ingress]++;
+        rxBytes[ingress] += length;
+        const portsWord = key[keyAt + KEY_PORTS];
+        let srcPort = portsWord >>> 16;
+        let dstPort = portsWord & 0xffff;
+        if (isTcp) {
+          const verdict = table.trackTcp(
+            flow, dir, tcpFlags, readU32(data, l4 + TCP_SEQ), readU32(data, l4 + TCP_ACK),
+            (data[l4 + TCP_WINDOW] << 8) | data[l4 + TCP_WINDOW + 1], avail - tcpHeaderLength, -1, now,
+          );
+          if (verdict !== Drop.None) {
+            // As forward() records a packet the tracker refused: as it arrived, no flow.
+            recordPlain4(batch, i, o, protocol, srcPort, dstPort, tcpFlags, -1);
+            this.finish(batch, i, -verdict);
+            continue;
+          }
+          table.count(flow, dir, length);
+        } else {
+          // touch() and count() in one (FlowTable.touchCount).
+          table.touchCount(flow, dir, now, length);
+        }
+
+        // The rewrite: translate (from the other node), renumber, TTL − 1, as forward() does them, one checksum update
+        // each: for every changed 16-bit word the term ~old + new (RFC 1624 eqn 3), summed, then applied once. The
+        // arithmetic and the byte stores are written out here instead of calling wire/checksum.ts's wordDelta,
+        // word32Delta, checksumAdjust and wire/bytes.ts's read16/write16/write32 (the same formulas): V8 inlines at
+        // most ~920 bytes of bytecode into one optimised function, this loop used that up before reaching them, and
+        // each stayed a call — a dozen calls per packet (`node --trace-turbo-inlining`).
+        let ipDelta = 0;
+        let l4Delta = 0;
+        if ((flags & FLAG_TRANSLATE) !== 0) {
+          // The other node's key, ends swapped: one address index for its three words (an IPv4 table: dst follows src).
+          const other = node ^ 1;
+          const at = table.srcIndex(other);
+          const newSrc = rec[at + 1];
+          const newDst = rec[at];
+          const otherPorts = table.nodePorts(other);
+          const newSrcPort = otherPorts & 0xffff;
+          const newDstPort = otherPorts >>> 16;
+          if (src !== newSrc) {
+            const d = (~src & 0xffff) + ((~src >>> 16) & 0xffff) + (newSrc & 0xffff) + (newSrc >>> 16);
+            data[o + IPV4_SRC] = newSrc >>> 24;
+            data[o + IPV4_SRC + 1] = newSrc >>> 16;
+            data[o + IPV4_SRC + 2] = newSrc >>> 8;
+            data[o + IPV4_SRC + 3] = newSrc;
+            ipDelta += d;
+            l4Delta += d;
+            src = newSrc;
+          }
+          if (dst !== newDst) {
+            const d = (~dst & 0xffff) + ((~dst >>> 16) & 0xffff) + (newDst & 0xffff) + (newDst >>> 16);
+            data[o + IPV4_DST] = newDst >>> 24;
+            data[o + IPV4_DST + 1] = newDst >>> 16;
+            data[o + IPV4_DST + 2] = newDst >>> 8;
+            data[o + IPV4_DST + 3] = newDst;
+            ipDelta += d;
+            l4Delta += d;
+            dst = newDst;
+          }
+          if (srcPort !== newSrcPort) {
+            data[l4 + TCP_SRC_PORT] = newSrcPort >>> 8; // the same offsets in UDP
+            data[l4 + TCP_SRC_PORT + 1] = newSrcPort;
+            l4Delta += (~srcPort & 0xffff) + newSrcPort;
+            srcPort = newSrcPort;
+          }
+          if (dstPort !== newDstPort) {
+            data[l4 + TCP_DST_PORT] = newDstPort >>> 8;
+            data[l4 + TCP_DST_PORT + 1] = newDstPort;
+            l4Delta += (~dstPort & 0xffff) + newDstPort;
+            dstPort = newDstPort;
+          }
+        }
+        // renumbers(): never a fragment here, so only DF decides (RFC 6864 section 4).
+        if ((flags & (dir === 0 ? FLAG_RENUMBER : FLAG_HAIRPIN)) !== 0 && (data[o + IPV4_FLAGS_FRAGMENT] & (IPV4_FLAG_DF >>> 8)) === 0) {
+          const id = this.ipIds.next4(src, dst, protocol);
+          const old = (data[o + IPV4_ID] << 8) | data[o + IPV4_ID + 1];
+          if (old !== id) {
+            data[o + IPV4_ID] = id >>> 8;
+            data[o + IPV4_ID + 1] = id;
+            ipDelta += (~old & 0xffff) + id;
+          }
+        }
+        data[o + IPV4_TTL] = ttl - 1;
+        ipDelta += (~(ttl << TTL_WORD_SHIFT) & 0xffff) + ((ttl - 1) << TTL_WORD_SHIFT);
+        // checksumAdjust: HC' = ~(~HC + delta), folded; delta is a few terms under 2^17 each, so no 32-bit overflow.
+        let ipSum = (~((data[o + IPV4_CHECKSUM] << 8) | data[o + IPV4_CHECKSUM + 1]) & 0xffff) + ipDelta;
+        ipSum = (ipSum & 0xffff) + (ipSum >>> 16);
+        ipSum = ~((ipSum & 0xffff) + (ipSum >>> 16)) & 0xffff;
+        data[o + IPV4_CHECKSUM] = ipSum >>> 8;
+        data[o + IPV4_CHECKSUM + 1] = ipSum;
+        if (l4Delta !== 0) {
+          const at = l4 + (isTcp ? TCP_CHECKSUM : UDP_CHECKSUM);
+          const old = (data[at] << 8) | data[at + 1];
+          // UDP: 0 is "no checksum" and stays; a computed 0 is sent as 0xFFFF (RFC 768).
+          if (isTcp || old !== 0) {
+            let c = (~old & 0xffff) + l4Delta;
+            c = (c & 0xffff) + (c >>> 16);
+            c = ~((c & 0xffff) + (c >>> 16)) & 0xffff;
+            if (c === 0 && !isTcp) c = 0xffff;
+            data[at] = c >>> 8;
+            data[at + 1] = c;
+          }
+        }
+        this.lastNode = this.packetNode = node;
+        // recordPlain4() and ports.deliverable(), written out for the inlining budget.
+        family[i] = AF_INET4;
+        l3Offsets[i] = o;
+        l4Offsets[i] = l4;
+        protocols[i] = protocol;
+        srcPorts[i] = srcPort;
+        dstPorts[i] = dstPort;
+        tcpFlagsOf[i] = tcpFlags;
+        mssOffsets[i] = 0;
+        flowNodes[i] = node;
+        const to = dir === 0 ? table.nextHop(flow) : ret;
+        const best = up[to] === 1 ? 0 : bestUp[site[to]];
+        // finish() for a port.
+        const hop = best !== 0 ? best : to;
+        nextHops[i] = hop;
+        drops[i] = Drop.None;
+        txPackets[hop]++;
+        txBytes[hop] += length;
+        continue;
       }
-      if (dst !== newDst) {
-        const d = word32Delta(dst, newDst);
-        write32(data, o + IPV4_DST, newDst);
-        ipDelta += d;
-        l4Delta += d;
-        dst = newDst;
-      }
-      if (srcPort !== newSrcPort) {
-        write16(data, l4 + TCP_SRC_PORT, newSrcPort); // the same offsets in UDP
-        l4Delta += wordDelta(srcPort, newSrcPort);
-        srcPort = newSrcPort;
-      }
-      if (dstPort !== newDstPort) {
-        write16(data, l4 + TCP_DST_PORT, newDstPort);
-        l4Delta += wordDelta(dstPort, newDstPort);
-        dstPort = newDstPort;
+      this.metaIndex = i;
+      this.hint = node;
+      this.hintBucket = buckets[k];
+      const hop = this.forward(data, offsets[i], lengths[i], ingresses[i], now);
+      // finish(): a port here, the rest there (less for V8 to inline: a setup passes here every packet).
+      if (hop >= 0) {
+        nextHops[i] = hop;
+        drops[i] = Drop.None;
+        txPackets[hop]++;
+        txBytes[hop] += lengths[i];
+      } else {
+        this.finish(batch, i, hop);
       }
     }
-    // renumbers(): never a fragment here, so only DF decides (RFC 6864 section 4).
-    if ((flags & (dir === 0 ? FLAG_RENUMBER : FLAG_HAIRPIN)) !== 0 && (data[o + IPV4_FLAGS_FRAGMENT] & (IPV4_FLAG_DF >>> 8)) === 0) {
-      const id = this.ipIds.next4(src, dst, protocol);
-      const old = (data[o + IPV4_ID] << 8) | data[o + IPV4_ID + 1];
-      if (old !== id) {
-        write16(data, o + IPV4_ID, id);
-        ipDelta += wordDelta(old, id);
-      }
+    counters.fastPathPackets += fastPackets;
+  }
+
+  /**
+   * The general walk (forward()) for every packet of a chunk, with its pre-pass hint: processOwn(), and every
+   * packet while `fastPath` is off. Its own function, so that forwardChunk's inlining budget goes to the
+   * established path (V8 inlines by call frequency, and the bench's general-walk rounds would make this hot).
+   */
+  private walkChunk(batch: PacketBatch, start: number, end: number, now: number): void {
+    const hints = this.prefetchHints;
+    const buckets = this.prefetchBuckets;
+    for (let i = start; i < end; i++) {
+      this.metaIndex = i;
+      this.hint = hints[i - start];
+      this.hintBucket = buckets[i - start];
+      this.finish(batch, i, this.forward(batch.data, batch.offset[i], batch.length[i], batch.ingress[i], now));
     }
-    data[o + IPV4_TTL] = ttl - 1;
-    ipDelta += wordDelta(ttl << TTL_WORD_SHIFT, (ttl - 1) << TTL_WORD_SHIFT);
-    write16(data, o + IPV4_CHECKSUM, checksumAdjust(read16(data, o + IPV4_CHECKSUM), ipDelta));
-    if (l4Delta !== 0) {
-      const at = l4 + (isTcp ? TCP_CHECKSUM : UDP_CHECKSUM);
-      const old = read16(data, at);
-      // UDP: 0 is "no checksum" and stays; a computed 0 is sent as 0xFFFF (RFC 768).
-      if (isTcp || old !== 0) {
-        const c = checksumAdjust(old, l4Delta);
-        write16(data, at, c === 0 && !isTcp ? 0xffff : c);
-      }
-    }
-    this.lastNode = this.packetNode = node;
-    recordPlain4(meta, i, o, protocol, srcPort, dstPort, tcpFlags, node);
-    return ports.deliverable(dir === 0 ? table.nextHop(flow) : ret);
   }
 
   /** Fills this.key from the inspected packet, keyed in `zone` (setup reads it), and looks it up, by its hint when that holds. */

@@ -675,3 +675,59 @@ test('prefetchFree reads the records the next creates take and changes nothing (
   assert.equal(t.prefetchFree(8), 0, 'full: no free flow to read');
   assert.deepEqual([0, 1, 2].map((i) => t.lookup(key(i))), flows.map((f) => f * 2));
 });
+
+/** A table's timer wheel links (private; read by the touchCount oracle only). */
+function wheelOf(t: FlowTable): { next: Int32Array; prev: Int32Array } {
+  return (t as unknown as { wheel: { next: Int32Array; prev: Int32Array } }).wheel;
+}
+
+test('touchCount does what touch() then count() do (the oracle): records, wheel filing, expiry order and early drop alike', () => {
+  // Short timeouts and a small wheel so flows expire, re-file and get evicted within a run; a full table evicts.
+  const timeouts = { udpUnreplied: 3_000, udpEstablished: 9_000, otherUnreplied: 2_000, otherEstablished: 5_000, tcpSynSent: 4_000 };
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('create' as const), i: fc.nat(20), proto: fc.constantFrom(IPPROTO_UDP, IPPROTO_ICMP, GRE, IPPROTO_TCP) }),
+    fc.record({ kind: fc.constant('touch' as const), pick: fc.nat(), dir: fc.constantFrom(0 as const, 1 as const), bytes: fc.oneof(fc.nat(1500), fc.constant(0xffff_ff00)) }),
+    fc.record({ kind: fc.constant('time' as const), ms: fc.nat(1_500) }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { minLength: 1, maxLength: 200 }), (ops) => {
+      const removedA: number[] = [];
+      const removedB: number[] = [];
+      const a = makeTable({ capacity: 8, timeouts, onRemove: (f) => removedA.push(f) });
+      const b = makeTable({ capacity: 8, timeouts, onRemove: (f) => removedB.push(f) });
+      const o = new FlowKey();
+      const r = new FlowKey();
+      let now = 0;
+      for (const step of ops) {
+        if (step.kind === 'create') {
+          o.set4(0, step.proto, 0x0a000001, 0xc6336401, 1024 + step.i, 53);
+          r.reverseOf(o);
+          // Both tables looked up alike (a lookup links the reply keys create() deferred).
+          if (a.lookup(o) >= 0) {
+            assert.ok(b.lookup(o) >= 0);
+            continue;
+          }
+          assert.equal(b.lookup(o), -1);
+          assert.equal(a.create(o, r, 1, now), b.create(o, r, 1, now));
+        } else if (step.kind === 'touch') {
+          const live: number[] = [];
+          for (let f = 0; f < 8; f++) if (a.isLive(f)) live.push(f);
+          if (live.length === 0) continue;
+          const f = live[step.pick % live.length];
+          a.touch(f, step.dir, now);
+          a.count(f, step.dir, step.bytes);
+          b.touchCount(f, step.dir, now, step.bytes);
+        } else {
+          now += step.ms;
+          assert.equal(a.expire(now, 8), b.expire(now, 8));
+        }
+        assert.deepEqual(removedB, removedA);
+        assert.deepEqual(b.records, a.records);
+        // The wheel's filing itself (private): the same lists, in the same order.
+        assert.deepEqual(wheelOf(b).next, wheelOf(a).next);
+        assert.deepEqual(wheelOf(b).prev, wheelOf(a).prev);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});

@@ -1,5 +1,5 @@
 /**
- * The specialised established path (Pipeline.forwardEstablished4, issue 10 item 5) against the general walk as
+ * The specialised established path (Pipeline.forwardChunk, issue 10 item 5) against the general walk as
  * its oracle: random packet sequences — UDP and TCP flows of overlapping sites toward the Internet (source NAT)
  * and toward a data center onramp without ARR, replies, and the cases the fast path must hand back (bad
  * checksums, TTL 1, truncation, FIN/RST/SYN, replies on the wrong port, sources outside an onramp's allowed
