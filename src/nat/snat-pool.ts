@@ -39,7 +39,7 @@
  * protocol (its port space, ~264 KiB, allocated once and kept) and the per-site counts growing to a new highest site id.
  */
 import { fairShare } from '../common/fair-share.js';
-import { finalMix, mixWord, randomSeed } from '../common/hash.js';
+import { finalMix, mixWord, modU32, randomSeed } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
 import type { LaneDirectory } from '../common/lane-directory.js';
 import { laneCountProblem, laneFirst, laneLast, laneOfPort } from '../common/lanes.js';
@@ -265,6 +265,8 @@ export class SnatPool {
   private buckets: Int32Array = EMPTY_I32;
   private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
+  /** What forecast4 read (kept, so its loads are not optimised away). */
+  sink = 0;
   private readonly allocate: (bytes: number) => ArrayBuffer;
   /** Whether `allocate` is the owner's (then the reverse indexes come from it too, REVERSE_SLAB_SPACES at a time). */
   private readonly ownerMemory: boolean;
@@ -396,7 +398,7 @@ export class SnatPool {
         this.grow(Math.min(this.capacity * 2, this.maxMappings));
       }
       // REQ-2 paired: the address depends on (zone, internal address) only; no fallback to another address.
-      const addrIndex = candidates[(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset) >>> 0) % candidates.length];
+      const addrIndex = candidates[modU32(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset), candidates.length)];
       const space = addrIndex * SLOT_COUNT + slot;
       if (this.used[space].length === 0) this.initSpace(space);
       const quota = this.siteQuota[slot];
@@ -653,7 +655,7 @@ export class SnatPool {
     const loS = loW >>> 5;
     const hiS = hiW >>> 5;
     const spanS = hiS - loS + 1;
-    const startW = loW + ((start >>> 0) % (hiW - loW + 1));
+    const startW = loW + modU32(start, hiW - loW + 1);
     const startS = startW >>> 5;
     const startBit = startW & 31;
     // spanS + 1 passes: the start summary word is visited twice, first its bits >= startBit, last its bits < startBit.
@@ -770,6 +772,46 @@ export class SnatPool {
     h = mixWord(h, protocol | (AF_INET4 << FAMILY_SHIFT));
     h = mixWord(h, port);
     return finalMix(mixWord(h, addr)) & this.bucketMask;
+  }
+
+  /**
+   * bucket4, and the lines a new mapping's port choice will read first, read now (flow setup's pre-pass,
+   * Pipeline.prefetch): in the endpoint's paired space (REQ-2: the same address acquire pairs it with), the
+   * used-port bitmap word of its own port (port preservation, REQ-3: the first word choosePort reads, a cold
+   * line in a space of 64 k ports) and that port's reverse-index slot (written when the port is free); when the
+   * port is taken, the bitmap word and reverse-index line findFree starts at instead. Called once per setup in
+   * a loop over a chunk's setups, so their misses overlap instead of waiting one by one inside acquire. An
+   * endpoint that already has a mapping reads them for nothing (acquire then reads none of them). Changes
+   * nothing; what it read goes to `sink` (so the loads stay).
+   */
+  forecast4(zone: number, protocol: number, addr: number, port: number): number {
+    const h = finalMix(mixWord(mixWord(mixWord(mixWord(this.seed, zone), protocol | (AF_INET4 << FAMILY_SHIFT)), port), addr));
+    const bucket = h & this.bucketMask;
+    const slot = protocolSlot(protocol);
+    const candidates = this.family4;
+    if (slot < 0 || candidates.length === 0 || (port & PORT_MASK) !== port) return bucket;
+    const pair = finalMix(mixWord(mixWord(this.seed ^ PAIRING_SALT, zone), addr));
+    const space = candidates[modU32(pair, candidates.length)] * SLOT_COUNT + slot;
+    const used = this.used[space];
+    if (used.length === 0) return bucket;
+    const map = this.extToMapping[space];
+    const word = used[port >>> 5];
+    let acc = word ^ map[port];
+    if ((word & (1 << (port & 31))) !== 0) {
+      // Taken: choosePort's first findFree, over the port's own class (well-known or not; ICMP: the whole slice).
+      let lo = this.rangeMin(space);
+      let hi = this.rangeMax(space);
+      if (slot !== SLOT_ICMP) {
+        if (port <= WELL_KNOWN_END) hi = Math.min(hi, WELL_KNOWN_END);
+        else lo = Math.max(lo, WELL_KNOWN_END + 1);
+      }
+      if (lo <= hi) {
+        const startW = (lo >>> 5) + modU32(h, (hi >>> 5) - (lo >>> 5) + 1);
+        acc ^= used[startW] ^ map[startW << 5];
+      }
+    }
+    this.sink ^= acc;
+    return bucket;
   }
 
   /**
