@@ -886,8 +886,8 @@ export class Pipeline {
         if (snat !== null) {
           const at = k * KEY4_WORDS;
           const key0 = tuple[at + KEY_ZONE_PROTOCOL];
-          // The mapping bucket, and the port bitmap lines a new mapping reads (SnatPool.forecast4).
-          slots[k] = snat.forecast4(key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
+          // The mapping bucket; prefetch() then reads the port bitmap lines a new mapping reads (SnatPool.forecast4).
+          slots[k] = snat.forecast4(k, key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
           mapped++;
         }
       }

@@ -120,7 +120,7 @@ test('bucket4 is the bucket acquire files an IPv4 mapping in; prefetch() reads i
   );
 });
 
-test('forecast4 returns bucket4 and changes nothing: a pool forecasting every endpoint first acquires and releases as its twin', () => {
+test('forecast4 returns bucket4; it and prefetch() change nothing: a pool forecasting every endpoint first acquires and releases as its twin', () => {
   const endpoint = fc.record({
     zone: fc.integer({ min: 0, max: 3 }),
     protocol: fc.constantFrom(TCP, UDP, IPPROTO_ICMP, 47),
@@ -138,8 +138,10 @@ test('forecast4 returns bucket4 and changes nothing: a pool forecasting every en
       const twinOut = new Uint32Array(4);
       for (const s of steps) {
         const internal = Uint32Array.of(s.addr, 0, 0, 0);
-        assert.equal(forecasting.forecast4(s.zone, s.protocol, s.addr | 0, s.port), forecasting.bucket4(s.zone, s.protocol, s.addr, s.port));
-        assert.equal(forecasting.forecast4(s.zone, s.protocol, s.addr >>> 0, s.port), forecasting.bucket4(s.zone, s.protocol, s.addr, s.port));
+        const bucket = forecasting.bucket4(s.zone, s.protocol, s.addr, s.port);
+        assert.equal(forecasting.forecast4(0, s.zone, s.protocol, s.addr | 0, s.port), bucket);
+        assert.equal(forecasting.forecast4(1, s.zone, s.protocol, s.addr >>> 0, s.port), bucket);
+        assert.equal(typeof forecasting.prefetch(Int32Array.of(bucket, -1, bucket), 3), 'number');
         const ext = forecasting.acquire(s.zone, s.protocol, 4, internal, 0, s.port, out, 0);
         assert.equal(ext, twin.acquire(s.zone, s.protocol, 4, internal, 0, s.port, twinOut, 0));
         if (ext >= 0) assert.equal(out[0], twinOut[0]);

@@ -168,6 +168,8 @@ const DEFAULT_PORT_MIN = 1024;
 const DEFAULT_PORT_MAX = 65535;
 const DEFAULT_MAX_MAPPINGS = 1 << 20;
 const INITIAL_CAPACITY = 1024;
+/** Packets of a pre-pass chunk forecast4 keeps notes for (Pipeline's PREFETCH_CHUNK is 64). */
+const FORECAST_SLOTS = 256;
 /** Salt so the address-pairing hash is independent of the mapping-table hash. */
 const PAIRING_SALT = 0x27d4eb2f;
 /** protoFam packs protocol (8 bits) and family (4 or 6) into one comparable word. */
@@ -190,6 +192,11 @@ function mixAddress(h: number, family: number, addr: Uint32Array, offset: number
 /** Seeded hash of (zone, address words): the address-pairing key (REQ-2). */
 function hashZoneAddress(seed: number, zone: number, family: number, addr: Uint32Array, offset: number): number {
   return finalMix(mixAddress(mixWord(seed, zone), family, addr, offset));
+}
+
+/** hashZoneAddress of an IPv4 address given as a word (signed or not). */
+function hashZoneAddress4(seed: number, zone: number, addr: number): number {
+  return finalMix(mixWord(mixWord(seed, zone), addr));
 }
 
 /** Index of the lowest set bit of a non-zero word. */
@@ -265,8 +272,10 @@ export class SnatPool {
   private buckets: Int32Array = EMPTY_I32;
   private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
-  /** What forecast4 read (kept, so its loads are not optimised away). */
-  sink = 0;
+  /** forecast4's notes for prefetch(), per packet of the pre-pass chunk: the paired space (NIL: none), the port, the endpoint hash. */
+  private readonly forecastSpace = new Int32Array(FORECAST_SLOTS).fill(NIL);
+  private readonly forecastPort = new Int32Array(FORECAST_SLOTS);
+  private readonly forecastHash = new Int32Array(FORECAST_SLOTS);
   private readonly allocate: (bytes: number) => ArrayBuffer;
   /** Whether `allocate` is the owner's (then the reverse indexes come from it too, REVERSE_SLAB_SPACES at a time). */
   private readonly ownerMemory: boolean;
@@ -775,42 +784,24 @@ export class SnatPool {
   }
 
   /**
-   * bucket4, and the lines a new mapping's port choice will read first, read now (flow setup's pre-pass,
-   * Pipeline.prefetch): in the endpoint's paired space (REQ-2: the same address acquire pairs it with), the
-   * used-port bitmap word of its own port (port preservation, REQ-3: the first word choosePort reads, a cold
-   * line in a space of 64 k ports) and that port's reverse-index slot (written when the port is free); when the
-   * port is taken, the bitmap word and reverse-index line findFree starts at instead. Called once per setup in
-   * a loop over a chunk's setups, so their misses overlap instead of waiting one by one inside acquire. An
-   * endpoint that already has a mapping reads them for nothing (acquire then reads none of them). Changes
-   * nothing; what it read goes to `sink` (so the loads stay).
+   * bucket4, and what prefetch() needs to read the lines a new mapping's port choice reads first (flow setup's
+   * pre-pass, Pipeline.prefetch, packet k of its chunk): the endpoint's paired space (REQ-2: the address acquire
+   * pairs it with), its own port (port preservation, REQ-3: choosePort reads that port's bitmap word first, a
+   * cold line in a space of 64 k ports) and its hash (where findFree starts when the port is taken). Only hashes
+   * here: the loads come in prefetch()'s tight loops, where the misses of a chunk's setups overlap. Changes
+   * nothing. An endpoint that already has a mapping gets its lines read for nothing (acquire reads none of them).
    */
-  forecast4(zone: number, protocol: number, addr: number, port: number): number {
+  forecast4(k: number, zone: number, protocol: number, addr: number, port: number): number {
     const h = finalMix(mixWord(mixWord(mixWord(mixWord(this.seed, zone), protocol | (AF_INET4 << FAMILY_SHIFT)), port), addr));
     const bucket = h & this.bucketMask;
     const slot = protocolSlot(protocol);
     const candidates = this.family4;
-    if (slot < 0 || candidates.length === 0 || (port & PORT_MASK) !== port) return bucket;
-    const pair = finalMix(mixWord(mixWord(this.seed ^ PAIRING_SALT, zone), addr));
-    const space = candidates[modU32(pair, candidates.length)] * SLOT_COUNT + slot;
-    const used = this.used[space];
-    if (used.length === 0) return bucket;
-    const map = this.extToMapping[space];
-    const word = used[port >>> 5];
-    let acc = word ^ map[port];
-    if ((word & (1 << (port & 31))) !== 0) {
-      // Taken: choosePort's first findFree, over the port's own class (well-known or not; ICMP: the whole slice).
-      let lo = this.rangeMin(space);
-      let hi = this.rangeMax(space);
-      if (slot !== SLOT_ICMP) {
-        if (port <= WELL_KNOWN_END) hi = Math.min(hi, WELL_KNOWN_END);
-        else lo = Math.max(lo, WELL_KNOWN_END + 1);
-      }
-      if (lo <= hi) {
-        const startW = (lo >>> 5) + modU32(h, (hi >>> 5) - (lo >>> 5) + 1);
-        acc ^= used[startW] ^ map[startW << 5];
-      }
-    }
-    this.sink ^= acc;
+    if (k >= FORECAST_SLOTS || slot < 0 || candidates.length === 0 || (port & PORT_MASK) !== port) return bucket;
+    const space = candidates[modU32(hashZoneAddress4(this.seed ^ PAIRING_SALT, zone, addr), candidates.length)] * SLOT_COUNT + slot;
+    if (this.used[space].length === 0) return bucket;
+    this.forecastSpace[k] = space;
+    this.forecastPort[k] = port;
+    this.forecastHash[k] = h;
     return bucket;
   }
 
@@ -835,6 +826,32 @@ export class SnatPool {
       const m = slots[i];
       // The first and the last word: the two cache lines a 52-byte record can span.
       if (m >= 0) acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
+    }
+    const n = Math.min(count, FORECAST_SLOTS);
+    const spaces = this.forecastSpace;
+    const ports = this.forecastPort;
+    // The ports forecast4 named: each one's bitmap word and reverse-index slot (acquire writes it when the port is free).
+    for (let k = 0; k < n; k++) {
+      const space = spaces[k];
+      if (space >= 0) acc ^= this.used[space][ports[k] >>> 5] ^ this.extToMapping[space][ports[k]];
+    }
+    // A port taken (its word is in cache now): the bitmap word and reverse-index line choosePort's first findFree starts at.
+    for (let k = 0; k < n; k++) {
+      const space = spaces[k];
+      if (space < 0) continue;
+      spaces[k] = NIL;
+      const port = ports[k];
+      const used = this.used[space];
+      if ((used[port >>> 5] & (1 << (port & 31))) === 0) continue;
+      let lo = this.rangeMin(space);
+      let hi = this.rangeMax(space);
+      if (space % SLOT_COUNT !== SLOT_ICMP) {
+        if (port <= WELL_KNOWN_END) hi = Math.min(hi, WELL_KNOWN_END);
+        else lo = Math.max(lo, WELL_KNOWN_END + 1);
+      }
+      if (lo > hi) continue;
+      const startW = (lo >>> 5) + modU32(this.forecastHash[k], (hi >>> 5) - (lo >>> 5) + 1);
+      acc ^= used[startW] ^ this.extToMapping[space][startW << 5];
     }
     return acc;
   }
