@@ -28,7 +28,7 @@
  * its own pipeline and NAT slice; --lanes 1 skips them), --fastpath-only (setup, then the fast path, reference and
  * general walk alone: one JSON line; for profiling and A/B runs), --source-ports fixed|spread (the setup flows'
  * source ports: fixed, the default, every host from port 40000 as in every earlier figure; spread, each host from
- * its own port of Linux's ephemeral range, as real clients).
+ * its own port of Linux's ephemeral range, as real clients). Environment: TETHER_PERF_CTL=<fifo> (see perfControl).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
