@@ -28,9 +28,9 @@
  * its own pipeline and NAT slice; --lanes 1 skips them), --fastpath-only (setup, then the fast path, reference and
  * general walk alone: one JSON line; for profiling and A/B runs), --source-ports fixed|spread (the setup flows'
  * source ports: fixed, the default, every host from port 40000 as in every earlier figure; spread, each host from
- * its own port of Linux's ephemeral range, as real clients).
+ * its own port of Linux's ephemeral range, as real clients). Environment: TETHER_PERF_CTL=<fifo> (see perfControl).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -289,9 +289,20 @@ function prepareSetup(
   return makePipeline(1 << Math.ceil(Math.log2(Math.max(traffic.count, 2))), routes, rules, allocate, gateway, lane);
 }
 
+/**
+ * TETHER_PERF_CTL=<fifo>: the one-thread timed setups tell `perf stat --control fifo:<fifo> -D -1` when to count
+ * (enable before, disable after), so cycles and instructions per setup are read for setup alone, not the build.
+ */
+const PERF_CTL = process.env.TETHER_PERF_CTL;
+
+function perfControl(command: 'enable' | 'disable'): void {
+  if (PERF_CTL !== undefined && isMainThread) writeFileSync(PERF_CTL, `${command}\n`);
+}
+
 function timedSetup(pipeline: Pipeline, traffic: SetupTraffic): SetupRun {
   const batch = new PacketBatch(BATCH, SETUP_SLOT, 0);
   let created = 0;
+  perfControl('enable');
   const cpuStart = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < traffic.count; i += BATCH) {
@@ -300,6 +311,7 @@ function timedSetup(pipeline: Pipeline, traffic: SetupTraffic): SetupRun {
     for (let k = 0; k < batch.count; k++) if (batch.nextHop[k] !== NEXT_HOP_DROP) created++;
   }
   const end = performance.now();
+  perfControl('disable');
   const cpu = process.cpuUsage(cpuStart);
   if (created !== traffic.count) log(`setup: ${traffic.count - created} packets dropped (${dropSummary(pipeline)})`);
   return { created, startMs: performance.timeOrigin + start, endMs: performance.timeOrigin + end, cpuSeconds: (cpu.user + cpu.system) / 1e6 };

@@ -881,7 +881,8 @@ export class Pipeline {
         if (snat !== null) {
           const at = k * KEY4_WORDS;
           const key0 = tuple[at + KEY_ZONE_PROTOCOL];
-          slots[k] = snat.bucket4(key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
+          // The mapping bucket; prefetch() then reads the port bitmap lines a new mapping reads (SnatPool.forecast4).
+          slots[k] = snat.forecast4(k, key0 & KEY_ZONE_MASK, key0 >>> KEY_PROTOCOL_SHIFT, tuple[at + KEY_SRC], tuple[at + KEY_PORTS] >>> 16);
           mapped++;
         }
       }
@@ -1987,7 +1988,8 @@ export class Pipeline {
       return -Drop.NatExhausted;
     }
 
-    const flow = table.create(key, reply, ingress, now);
+    // The decision goes into the record as create writes it (flags, next hop, rule id, policy epoch).
+    const flow = table.createWith(key, reply, ingress, now, flags, hop, this.firewallRules.ruleId(d.rule), this.epoch);
     if (flow < 0) {
       if ((flags & FLAG_POOL) !== 0) this.snat!.release(zone, protocol, info.family as 4 | 6, info.addr, SRC, key.srcPort);
       return flow;
@@ -1995,19 +1997,14 @@ export class Pipeline {
     // Counted where the table creates it, so created and ended stay paired (a refused first TCP segment deletes it again).
     this.counters.flowsCreated[ingress]++;
     if (this.snat !== null && this.poolKeyed(table, flow, flags)) this.poolKeyedFlows++;
-    table.setFlags(flow, flags);
-    table.setNextHop(flow, hop);
-    table.setRuleId(flow, this.firewallRules.ruleId(d.rule));
-    table.setPolicyEpoch(flow, this.epoch);
     if (protocol === IPPROTO_TCP) {
       const verdict = table.trackTcp(flow, 0, info.tcpFlags, info.tcpSeq, info.tcpAck, info.tcpWindow, info.tcpPayloadLength, info.tcpWindowScale, now);
       if (verdict !== Drop.None) {
         table.delete(flow);
         return -verdict;
       }
-    } else {
-      table.touch(flow, 0, now);
     }
+    // Not TCP: no touch. create() set what it would (the unreplied timeout from now, evictable, the wheel slot).
     const g = d.gateway;
     this.setGatewayOf(table, flow, 0);
     if (g >= 0) {

@@ -834,6 +834,15 @@ export class FlowTable {
    * header); never an established one.
    */
   create(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number): number {
+    return this.createWith(orig, reply, ingressPort, now, 0, 0, 0, 0);
+  }
+
+  /**
+   * create() with the pipeline's setup decision stored as the record is written (flags, next hop, rule id, policy
+   * epoch: what setFlags, setNextHop, setRuleId and setPolicyEpoch would store next): each flow field is written
+   * once, not zeroed first and set again.
+   */
+  createWith(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number, flags: number, hop: number, ruleId: number, epoch: number): number {
     if (ingressPort >= this.maxPorts || ingressPort < 0) return -Drop.UnknownPort;
     let quota = this.portQuota[ingressPort];
     if (quota === QUOTA_AUTO) quota = this.autoQuota;
@@ -851,15 +860,27 @@ export class FlowTable {
     this.freeHead = this.wheel.next[flow];
 
     const protocol = orig.protocol;
-    // Zero the flow fields (counters, meta, ports, hop), then set the non-zero ones.
+    // Every flow field once (FLOW_WORDS words; the deadline below): no zeroing pass before the values.
     const f = this.flowWord(flow);
     const rec = this.records;
-    // Eleven stores rather than fill(): a typed array's fill is a call into the runtime, dear for a few words.
-    for (let w = 0; w < FLOW_WORDS; w++) rec[f + w] = 0;
-    this.setMeta(flow, META_STATUS, LIVE | EVICTABLE);
-    this.setHalf(flow, F_PORTS, 0, ingressPort);
-    this.setHalf(flow, F_PORTS, 1, ingressPort);
-    this.records[f + F_CREATED] = Math.floor(now / MS_PER_SECOND) >>> 0;
+    const bytes = this.recordBytes;
+    const halves = this.recordHalves;
+    const meta = (f + F_META) * 4;
+    bytes[meta + META_STATE] = 0;
+    bytes[meta + META_STATUS] = LIVE | EVICTABLE;
+    bytes[meta + META_FLAGS] = flags;
+    bytes[meta + META_RETURN_REASON] = 0;
+    halves[(f + F_PORTS) * 2] = ingressPort;
+    halves[(f + F_PORTS) * 2 + 1] = ingressPort;
+    halves[(f + F_HOP) * 2] = hop;
+    halves[(f + F_HOP) * 2 + 1] = ruleId;
+    rec[f + F_PACKETS] = 0;
+    rec[f + F_PACKETS + 1] = 0;
+    rec[f + F_BYTES_LO] = 0;
+    rec[f + F_BYTES_LO + 1] = 0;
+    rec[f + F_BYTES_HI] = 0;
+    rec[f + F_CREATED] = Math.floor(now / MS_PER_SECOND) >>> 0;
+    rec[f + F_EPOCH] = epoch;
     // Only a TCP flow ever reads its windows (trackTcp): other protocols skip four more streams of stores.
     if (protocol === IPPROTO_TCP) this.tcp.reset(flow);
     const n = flow * 2;

@@ -120,6 +120,39 @@ test('bucket4 is the bucket acquire files an IPv4 mapping in; prefetch() reads i
   );
 });
 
+test('forecast4 returns bucket4; it and prefetch() change nothing: a pool forecasting every endpoint first acquires and releases as its twin', () => {
+  const endpoint = fc.record({
+    zone: fc.integer({ min: 0, max: 3 }),
+    protocol: fc.constantFrom(TCP, UDP, IPPROTO_ICMP, 47),
+    addr: fc.integer({ min: 0, max: 0xffffffff }),
+    // Mostly a few ports, so preserved ports get taken and the search's start word is forecast too; well-known ones too.
+    port: fc.oneof(fc.constantFrom(53, 1000, 40000, 40001), fc.integer({ min: 0, max: 0xffff })),
+    release: fc.boolean(),
+  });
+  fc.assert(
+    fc.property(fc.array(endpoint, { minLength: 1, maxLength: 300 }), fc.constantFrom(1, 2), fc.integer({ min: 0, max: 1 }), (steps, lanes, lane) => {
+      const opts = { addresses: ['198.51.100.1', '198.51.100.7', '2001:db8::1'], hashSeed: 11, portMin: 40000, portMax: 40100, lane: lane % lanes, lanes };
+      const forecasting = new SnatPool(opts);
+      const twin = new SnatPool(opts);
+      const out = new Uint32Array(4);
+      const twinOut = new Uint32Array(4);
+      for (const s of steps) {
+        const internal = Uint32Array.of(s.addr, 0, 0, 0);
+        const bucket = forecasting.bucket4(s.zone, s.protocol, s.addr, s.port);
+        assert.equal(forecasting.forecast4(0, s.zone, s.protocol, s.addr | 0, s.port), bucket);
+        assert.equal(forecasting.forecast4(1, s.zone, s.protocol, s.addr >>> 0, s.port), bucket);
+        assert.equal(typeof forecasting.prefetch(Int32Array.of(bucket, -1, bucket), 3), 'number');
+        const ext = forecasting.acquire(s.zone, s.protocol, 4, internal, 0, s.port, out, 0);
+        assert.equal(ext, twin.acquire(s.zone, s.protocol, 4, internal, 0, s.port, twinOut, 0));
+        if (ext >= 0) assert.equal(out[0], twinOut[0]);
+        if (s.release && ext >= 0) assert.equal(forecasting.release(s.zone, s.protocol, 4, internal, 0, s.port), twin.release(s.zone, s.protocol, 4, internal, 0, s.port));
+      }
+      assert.equal(forecasting.mappings, twin.mappings);
+    }),
+    { numRuns: 150 },
+  );
+});
+
 test('initialMappings and allocate: room made at once, on the given memory; bad sizes throw', () => {
   const asked: number[] = [];
   const pool = new SnatPool({ addresses: ['198.51.100.1'], initialMappings: 3000, allocate: (bytes) => { asked.push(bytes); return new ArrayBuffer(bytes); } });

@@ -39,7 +39,7 @@
  * protocol (its port space, ~264 KiB, allocated once and kept) and the per-site counts growing to a new highest site id.
  */
 import { fairShare } from '../common/fair-share.js';
-import { finalMix, mixWord, randomSeed } from '../common/hash.js';
+import { finalMix, mixWord, modU32, randomSeed } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
 import type { LaneDirectory } from '../common/lane-directory.js';
 import { laneCountProblem, laneFirst, laneLast, laneOfPort } from '../common/lanes.js';
@@ -168,6 +168,8 @@ const DEFAULT_PORT_MIN = 1024;
 const DEFAULT_PORT_MAX = 65535;
 const DEFAULT_MAX_MAPPINGS = 1 << 20;
 const INITIAL_CAPACITY = 1024;
+/** Packets of a pre-pass chunk forecast4 keeps notes for (Pipeline's PREFETCH_CHUNK is 64). */
+const FORECAST_SLOTS = 256;
 /** Salt so the address-pairing hash is independent of the mapping-table hash. */
 const PAIRING_SALT = 0x27d4eb2f;
 /** protoFam packs protocol (8 bits) and family (4 or 6) into one comparable word. */
@@ -190,6 +192,11 @@ function mixAddress(h: number, family: number, addr: Uint32Array, offset: number
 /** Seeded hash of (zone, address words): the address-pairing key (REQ-2). */
 function hashZoneAddress(seed: number, zone: number, family: number, addr: Uint32Array, offset: number): number {
   return finalMix(mixAddress(mixWord(seed, zone), family, addr, offset));
+}
+
+/** hashZoneAddress of an IPv4 address given as a word (signed or not). */
+function hashZoneAddress4(seed: number, zone: number, addr: number): number {
+  return finalMix(mixWord(mixWord(seed, zone), addr));
 }
 
 /** Index of the lowest set bit of a non-zero word. */
@@ -265,6 +272,10 @@ export class SnatPool {
   private buckets: Int32Array = EMPTY_I32;
   private records: Int32Array = EMPTY_I32;
   private freeHead = NIL;
+  /** forecast4's notes for prefetch(), per packet of the pre-pass chunk: the paired space (NIL: none), the port, the endpoint hash. */
+  private readonly forecastSpace = new Int32Array(FORECAST_SLOTS).fill(NIL);
+  private readonly forecastPort = new Int32Array(FORECAST_SLOTS);
+  private readonly forecastHash = new Int32Array(FORECAST_SLOTS);
   private readonly allocate: (bytes: number) => ArrayBuffer;
   /** Whether `allocate` is the owner's (then the reverse indexes come from it too, REVERSE_SLAB_SPACES at a time). */
   private readonly ownerMemory: boolean;
@@ -396,7 +407,7 @@ export class SnatPool {
         this.grow(Math.min(this.capacity * 2, this.maxMappings));
       }
       // REQ-2 paired: the address depends on (zone, internal address) only; no fallback to another address.
-      const addrIndex = candidates[(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset) >>> 0) % candidates.length];
+      const addrIndex = candidates[modU32(hashZoneAddress(this.seed ^ PAIRING_SALT, zone, family, addr, addrOffset), candidates.length)];
       const space = addrIndex * SLOT_COUNT + slot;
       if (this.used[space].length === 0) this.initSpace(space);
       const quota = this.siteQuota[slot];
@@ -653,7 +664,7 @@ export class SnatPool {
     const loS = loW >>> 5;
     const hiS = hiW >>> 5;
     const spanS = hiS - loS + 1;
-    const startW = loW + ((start >>> 0) % (hiW - loW + 1));
+    const startW = loW + modU32(start, hiW - loW + 1);
     const startS = startW >>> 5;
     const startBit = startW & 31;
     // spanS + 1 passes: the start summary word is visited twice, first its bits >= startBit, last its bits < startBit.
@@ -773,6 +784,28 @@ export class SnatPool {
   }
 
   /**
+   * bucket4, and what prefetch() needs to read the lines a new mapping's port choice reads first (flow setup's
+   * pre-pass, Pipeline.prefetch, packet k of its chunk): the endpoint's paired space (REQ-2: the address acquire
+   * pairs it with), its own port (port preservation, REQ-3: choosePort reads that port's bitmap word first, a
+   * cold line in a space of 64 k ports) and its hash (where findFree starts when the port is taken). Only hashes
+   * here: the loads come in prefetch()'s tight loops, where the misses of a chunk's setups overlap. Changes
+   * nothing. An endpoint that already has a mapping gets its lines read for nothing (acquire reads none of them).
+   */
+  forecast4(k: number, zone: number, protocol: number, addr: number, port: number): number {
+    const h = finalMix(mixWord(mixWord(mixWord(mixWord(this.seed, zone), protocol | (AF_INET4 << FAMILY_SHIFT)), port), addr));
+    const bucket = h & this.bucketMask;
+    const slot = protocolSlot(protocol);
+    const candidates = this.family4;
+    if (k >= FORECAST_SLOTS || slot < 0 || candidates.length === 0 || (port & PORT_MASK) !== port) return bucket;
+    const space = candidates[modU32(hashZoneAddress4(this.seed ^ PAIRING_SALT, zone, addr), candidates.length)] * SLOT_COUNT + slot;
+    if (this.used[space].length === 0) return bucket;
+    this.forecastSpace[k] = space;
+    this.forecastPort[k] = port;
+    this.forecastHash[k] = h;
+    return bucket;
+  }
+
+  /**
    * Memory-level parallelism for flow setup, like FlowTable.prefetch: `slots[0..count)` hold buckets
    * (bucket4) or -1. Reads every bucket head, then the head mappings' records, in loops of independent loads
    * so the cache misses of many setups overlap; acquire then finds the lines in cache. Overwrites slots;
@@ -793,6 +826,32 @@ export class SnatPool {
       const m = slots[i];
       // The first and the last word: the two cache lines a 52-byte record can span.
       if (m >= 0) acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
+    }
+    const n = Math.min(count, FORECAST_SLOTS);
+    const spaces = this.forecastSpace;
+    const ports = this.forecastPort;
+    // The ports forecast4 named: each one's bitmap word and reverse-index slot (acquire writes it when the port is free).
+    for (let k = 0; k < n; k++) {
+      const space = spaces[k];
+      if (space >= 0) acc ^= this.used[space][ports[k] >>> 5] ^ this.extToMapping[space][ports[k]];
+    }
+    // A port taken (its word is in cache now): the bitmap word and reverse-index line choosePort's first findFree starts at.
+    for (let k = 0; k < n; k++) {
+      const space = spaces[k];
+      if (space < 0) continue;
+      spaces[k] = NIL;
+      const port = ports[k];
+      const used = this.used[space];
+      if ((used[port >>> 5] & (1 << (port & 31))) === 0) continue;
+      let lo = this.rangeMin(space);
+      let hi = this.rangeMax(space);
+      if (space % SLOT_COUNT !== SLOT_ICMP) {
+        if (port <= WELL_KNOWN_END) hi = Math.min(hi, WELL_KNOWN_END);
+        else lo = Math.max(lo, WELL_KNOWN_END + 1);
+      }
+      if (lo > hi) continue;
+      const startW = (lo >>> 5) + modU32(this.forecastHash[k], (hi >>> 5) - (lo >>> 5) + 1);
+      acc ^= used[startW] ^ this.extToMapping[space][startW << 5];
     }
     return acc;
   }
