@@ -84,11 +84,21 @@ after(async () => {
 });
 
 for (const [mode, flags] of [['UDP', []], ['ICMP', ['-I']], ['TCP SYN', ['-T', '-p', String(LAB.httpPort)]]] as const) {
-  test(`traceroute (${mode}) from both overlapping sites to the Internet and the data center lists the edge and the destination`, async () => {
+  test(`traceroute (${mode}) from both overlapping sites to the Internet and the data center lists the edge and the destination`, async (t) => {
     for (const [site, ns] of sites) {
       for (const dst of [INTERNET_SERVER, DC_SERVER]) {
-        const out = await inNs(ns, 'traceroute', ['-n', ...flags, '-q', '1', '-w', WAIT_SECONDS, '-m', MAX_HOPS, dst]);
-        const hops = tracerouteHops(out);
+        const args = ['-n', ...flags, '-q', '1', '-w', WAIT_SECONDS, '-m', MAX_HOPS, dst];
+        let out = await inNs(ns, 'traceroute', args);
+        let hops = tracerouteHops(out);
+        // One retry, the first attempt kept as a diagnostic: under load (three copies of this file at once) traceroute
+        // now and then prints '*' for hops 2..8 although every answer reached the site's interface within milliseconds
+        // (tcpdump on the site's WireGuard interface: the echo replies / SYN-ACKs, valid checksums; the site's kernel
+        // answered the SYN-ACKs with RSTs), so the edge had done its part. A deterministic loss still fails the retry.
+        if (hops[0] === POOL && hops.at(-1) !== dst) {
+          t.diagnostic(`${site} → ${dst}: first attempt without the destination, retried once\n${out}\nthe edge's status: ${JSON.stringify(await status())}`);
+          out = await inNs(ns, 'traceroute', args);
+          hops = tracerouteHops(out);
+        }
         // On a failure, the edge's status (drops, counters) says where the probes went (a test diagnostic, not an assertion).
         const why = hops[0] === POOL && hops.at(-1) === dst ? '' : `\nthe edge's status: ${JSON.stringify(await status())}`;
         assert.equal(hops[0], POOL, `${site} → ${dst}: the edge is hop 1\n${out}${why}`);
