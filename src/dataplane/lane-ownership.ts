@@ -45,7 +45,7 @@ export class LaneOwnership {
    */
   ownerOfMiss(info: PacketInfo, zone: number): number {
     if (this.handedIn) return -1;
-    let owner = this.claimOf(info);
+    let owner = this.claimOf(info.protocol, info.family, info.addr, info.srcPort, info.dstPort);
     // Claimed by this lane (another zone's flow of the same tuple, say: the directory has no zones): it stays here.
     if (owner >= 0) return owner === this.self ? -1 : owner;
     const snat = this.snat;
@@ -69,8 +69,7 @@ export class LaneOwnership {
    */
   ownerOfIcmpError(info: PacketInfo): number {
     if (this.handedIn) return -1;
-    const dir = this.directory;
-    const owner = dir.ownerOf(dir.flowHash(info.innerProtocol, info.family === AF_INET4 ? 4 : 6, info.innerAddr, SRC, DST, info.innerSrcPort, info.innerDstPort));
+    const owner = this.claimOf(info.innerProtocol, info.family, info.innerAddr, info.innerSrcPort, info.innerDstPort);
     return owner === this.self ? -1 : owner;
   }
 
@@ -92,14 +91,17 @@ export class LaneOwnership {
    */
   ownerOfHeld(info: PacketInfo): number {
     if (this.handedIn) return -1;
-    const owner = this.claimOf(info);
+    const owner = this.claimOf(info.protocol, info.family, info.addr, info.srcPort, info.dstPort);
     return owner === this.self ? -1 : owner;
   }
 
-  /** The lane that claimed the flow of `info` (its symmetric key: either direction), or -1. One hash and bucket read. */
-  private claimOf(info: PacketInfo): number {
+  /**
+   * The lane that claimed the flow of a tuple (its symmetric key: either direction), or -1: a packet's own tuple, or
+   * the one an ICMP error quotes (`addr` holds SRC and DST words). One hash and bucket read.
+   */
+  private claimOf(protocol: number, family: number, addr: Uint32Array, srcPort: number, dstPort: number): number {
     const dir = this.directory;
-    return dir.ownerOf(dir.flowHash(info.protocol, info.family === AF_INET4 ? 4 : 6, info.addr, SRC, DST, info.srcPort, info.dstPort));
+    return dir.ownerOf(dir.flowHash(protocol, family === AF_INET4 ? 4 : 6, addr, SRC, DST, srcPort, dstPort));
   }
 
   /** Lists packet i of the batch being processed as `lane`'s. */
