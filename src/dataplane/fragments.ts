@@ -13,8 +13,9 @@
  * the receiver reassembles by (source, destination, protocol, id). The mapping lives as long as the entry,
  * FRAGMENT_TIMEOUT_MS from the first fragment, the receiver's own reassembly timeout.
  *
- * Memory is bounded twice: a fixed table of datagrams (open addressing, at most MAX_PROBES slots
- * looked at, the stalest entry overwritten when all are live) and a fixed hold slab.
+ * Memory is bounded twice: a fixed table of datagrams (a DatagramTable, datagram-table.ts, as FragmentSteer's:
+ * open addressing, at most MAX_PROBES slots looked at, the stalest entry overwritten when all are live; here each
+ * slot's values are a flow node and a new identification) and a fixed hold slab.
  *
  * The hold slab is shared fairly (issue 11, docs/FLOW-MODEL.md "Fair shares"): a held fragment is
  * charged to its sender's site, and a site may hold at most its share of the slots (setSiteShare;
@@ -23,13 +24,15 @@
  */
 import { Drop } from '../common/drop-reasons.js';
 import { fairShare } from '../common/fair-share.js';
-import { finalMix, mixWord } from '../common/hash.js';
 import { MAX_SITE_ID } from '../common/ids.js';
+import { DST, SRC } from '../wire/packet-info.js';
+import { DatagramTable } from './datagram-table.js';
 
 /** RFC 791 suggests a reassembly timer of 15 s upper bound start; Linux uses 30 s (ipfrag_time). */
 export const FRAGMENT_TIMEOUT_MS = 30_000;
 const MAX_PROBES = 16;
 const HOLD_SLOT_BYTES = 2048;
+const DEFAULT_CAPACITY = 4096;
 
 export interface FragmentFollowerOptions {
   addrWords: 1 | 4;
@@ -42,18 +45,13 @@ export interface FragmentFollowerOptions {
 
 export class FragmentFollower {
   readonly addrWords: number;
-  private readonly mask: number;
+  /** The family of every datagram here (one follower a family). */
+  private readonly family: 4 | 6;
   private readonly timeoutMs: number;
-  // datagram table
-  private readonly zone: Uint16Array;
-  private readonly proto: Uint8Array;
-  private readonly ident: Uint32Array;
-  private readonly src: Uint32Array;
-  private readonly dst: Uint32Array;
+  // datagram table, and per slot of it: the flow node, and the identification its fragments leave with (-1: their own)
+  private readonly table: DatagramTable;
   private readonly node: Int32Array;
-  /** The identification the datagram's fragments leave with; -1: their own. */
   private readonly newId: Int32Array;
-  private readonly deadline: Float64Array;
   // hold queue
   private readonly holdData: Uint8Array;
   private readonly holdLength: Uint16Array; // 0 = free slot
@@ -75,19 +73,12 @@ export class FragmentFollower {
 
   constructor(opts: FragmentFollowerOptions) {
     this.addrWords = opts.addrWords;
-    let cap = 1;
-    while (cap < (opts.capacity ?? 4096)) cap <<= 1;
-    this.mask = cap - 1;
+    this.family = opts.addrWords === 1 ? 4 : 6;
     this.timeoutMs = opts.timeoutMs ?? FRAGMENT_TIMEOUT_MS;
     const w = this.addrWords;
-    this.zone = new Uint16Array(cap);
-    this.proto = new Uint8Array(cap);
-    this.ident = new Uint32Array(cap);
-    this.src = new Uint32Array(cap * w);
-    this.dst = new Uint32Array(cap * w);
-    this.node = new Int32Array(cap);
-    this.newId = new Int32Array(cap);
-    this.deadline = new Float64Array(cap);
+    this.table = new DatagramTable({ capacity: opts.capacity ?? DEFAULT_CAPACITY, probes: MAX_PROBES, addrWords: opts.addrWords, timeoutMs: this.timeoutMs });
+    this.node = new Int32Array(this.table.capacity);
+    this.newId = new Int32Array(this.table.capacity);
     const hold = opts.holdPackets ?? 64;
     this.holdData = new Uint8Array(hold * HOLD_SLOT_BYTES);
     this.holdLength = new Uint16Array(hold);
@@ -126,32 +117,9 @@ export class FragmentFollower {
    * `addr` holds source words at 0, destination at 4.
    */
   remember(zone: number, proto: number, addr: Uint32Array, ident: number, node: number, now: number, newId = -1): void {
-    const w = this.addrWords;
-    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
-    let victim = slot;
-    let victimDeadline = Infinity;
-    for (let probe = 0; probe < MAX_PROBES; probe++) {
-      const d = this.deadline[slot];
-      if (d <= now || this.matches(slot, zone, proto, addr, ident)) {
-        victim = slot;
-        break;
-      }
-      if (d < victimDeadline) {
-        victimDeadline = d;
-        victim = slot;
-      }
-      slot = (slot + 1) & this.mask;
-    }
-    this.zone[victim] = zone;
-    this.proto[victim] = proto;
-    this.ident[victim] = ident;
-    for (let k = 0; k < w; k++) {
-      this.src[victim * w + k] = addr[k];
-      this.dst[victim * w + k] = addr[4 + k];
-    }
-    this.node[victim] = node;
-    this.newId[victim] = newId;
-    this.deadline[victim] = now + this.timeoutMs;
+    const slot = this.table.claim(zone, proto, this.family, addr, SRC, DST, ident, now);
+    this.node[slot] = node;
+    this.newId[slot] = newId;
   }
 
   /**
@@ -160,15 +128,10 @@ export class FragmentFollower {
    * (a reused flow slot will not), which is cheaper than a scan per ended flow. A hit also sets foundNewId.
    */
   find(zone: number, proto: number, addr: Uint32Array, ident: number, now: number): number {
-    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
-    for (let probe = 0; probe < MAX_PROBES; probe++) {
-      if (this.deadline[slot] > now && this.matches(slot, zone, proto, addr, ident)) {
-        this.foundNewId = this.newId[slot];
-        return this.node[slot];
-      }
-      slot = (slot + 1) & this.mask;
-    }
-    return -1;
+    const slot = this.table.find(zone, proto, this.family, addr, SRC, DST, ident, now);
+    if (slot < 0) return -1;
+    this.foundNewId = this.newId[slot];
+    return this.node[slot];
   }
 
   /**
@@ -176,11 +139,7 @@ export class FragmentFollower {
    * another lane; its later fragments follow it there, not the flow remembered here).
    */
   forget(zone: number, proto: number, addr: Uint32Array, ident: number): void {
-    let slot = this.hashOf(zone, proto, addr, ident) & this.mask;
-    for (let probe = 0; probe < MAX_PROBES; probe++) {
-      if (this.matches(slot, zone, proto, addr, ident)) this.deadline[slot] = 0;
-      slot = (slot + 1) & this.mask;
-    }
+    this.table.forget(zone, proto, this.family, addr, SRC, DST, ident);
   }
 
   /**
@@ -207,8 +166,8 @@ export class FragmentFollower {
     this.holdProto[free] = proto;
     this.holdIdent[free] = ident;
     for (let k = 0; k < w; k++) {
-      this.holdSrc[free * w + k] = addr[k];
-      this.holdDst[free * w + k] = addr[4 + k];
+      this.holdSrc[free * w + k] = addr[SRC + k];
+      this.holdDst[free * w + k] = addr[DST + k];
     }
     this.holdDeadline[free] = now + this.timeoutMs;
     this.held++;
@@ -228,7 +187,7 @@ export class FragmentFollower {
       if (this.holdZone[i] !== zone || this.holdProto[i] !== proto || this.holdIdent[i] !== ident) continue;
       let same = true;
       for (let k = 0; k < w; k++) {
-        if (this.holdSrc[i * w + k] !== addr[k] || this.holdDst[i * w + k] !== addr[4 + k]) same = false;
+        if (this.holdSrc[i * w + k] !== addr[SRC + k] || this.holdDst[i * w + k] !== addr[DST + k]) same = false;
       }
       if (!same) continue;
       take(this.holdData, i * HOLD_SLOT_BYTES, this.holdLength[i], this.holdIngress[i]);
@@ -255,22 +214,6 @@ export class FragmentFollower {
     this.holdLength[i] = 0;
     this.siteHeld[this.holdSite[i]]--;
     this.held--;
-  }
-
-  private matches(slot: number, zone: number, proto: number, addr: Uint32Array, ident: number): boolean {
-    if (this.zone[slot] !== zone || this.proto[slot] !== proto || this.ident[slot] !== ident) return false;
-    const w = this.addrWords;
-    for (let k = 0; k < w; k++) {
-      if (this.src[slot * w + k] !== addr[k] || this.dst[slot * w + k] !== addr[4 + k]) return false;
-    }
-    return true;
-  }
-
-  private hashOf(zone: number, proto: number, addr: Uint32Array, ident: number): number {
-    let h = mixWord(zone | (proto << 16), ident);
-    const w = this.addrWords;
-    for (let k = 0; k < w; k++) h = mixWord(mixWord(h, addr[k]), addr[4 + k]);
-    return finalMix(h) >>> 0;
   }
 
 }
