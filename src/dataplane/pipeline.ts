@@ -542,21 +542,27 @@ export class Pipeline {
     this.onHandHeld!(data, offset, length, ingress, this.heldLane);
   };
   private readonly takeHeld = (data: Uint8Array, offset: number, length: number, ingress: number): void => {
-    this.walkGenerated(data, offset, length, ingress, Drop.FragmentOverflow);
+    this.walkGenerated(data, offset, length, ingress, Drop.FragmentOverflow, true);
   };
 
   /**
    * A packet the pipeline kept or made (an early fragment, a held client segment, a reset toward a server) walks
    * now: copied into `generated` (full: counted as `overflow`), forwarded from `ingress`, its verdict recorded
    * there. Re-entered from forward() (followFragments, classification): the outer packet has recorded its
-   * metadata already.
+   * metadata already. `received`: the packet was counted as received on `ingress` when it arrived (a held
+   * fragment or client segment), so the count forward() adds for it again is taken back: each packet once.
    */
-  private walkGenerated(data: Uint8Array, offset: number, length: number, ingress: number, overflow: Drop): void {
+  private walkGenerated(data: Uint8Array, offset: number, length: number, ingress: number, overflow: Drop, received: boolean): void {
     const g = this.generated;
     const i = g.push(data, offset, length, ingress);
     if (i < 0) {
       this.countDrop(ingress, overflow);
       return;
+    }
+    // forward() counts what it reads on a configured port (its first check), as it did when this packet came.
+    if (received && ingress <= MAX_ONRAMP_ID && this.ports.configured[ingress] === 1) {
+      this.counters.rxPackets[ingress]--;
+      this.counters.rxBytes[ingress] -= length;
     }
     const batch = this.metaBatch;
     const index = this.metaIndex;
@@ -2220,7 +2226,7 @@ export class Pipeline {
     if (slot !== null) {
       if (slot.count > 0) this.released = true;
       // Held packets go on in order; the flow decided, they take the fast path.
-      for (let k = 0; k < slot.count; k++) this.walkGenerated(slot.store, slot.starts[k], slot.lengths[k], slot.ingress[k], Drop.ClassifyReleaseOverflow);
+      for (let k = 0; k < slot.count; k++) this.walkGenerated(slot.store, slot.starts[k], slot.lengths[k], slot.ingress[k], Drop.ClassifyReleaseOverflow, true);
       slot.pool.release(slot);
     }
     return true;
@@ -2283,7 +2289,7 @@ export class Pipeline {
     }
     // To the server: as the client would send it; forward() translates it and tracks the flow to CLOSE.
     len = writeResetToReceiver(out, 0, r, r.tcpSeq);
-    this.walkGenerated(out, 0, len, onramp, Drop.ClassifyReleaseOverflow);
+    this.walkGenerated(out, 0, len, onramp, Drop.ClassifyReleaseOverflow, false);
     table.delete(flow, reason);
   }
 

@@ -110,6 +110,8 @@ test('allowed by name: a ClientHello split over three segments is held, then rel
   assert.equal(more.hop, INTERNET);
   assert.equal(p.classifySlotsInUse, 0);
   assert.equal(p.counters.classifyOutcomes[ClassifyOutcome.Name], 1);
+  // SYN, ACK, three held segments, one more: each received once (a held one is not counted again when released).
+  assert.equal(p.counters.rxPackets[A_PRIMARY], 6);
 });
 
 test('blocked by SNI for site A: a reset to each end (the client\'s from the server\'s address, the server\'s translated), the flow ends, the rule is counted', () => {

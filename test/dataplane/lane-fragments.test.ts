@@ -16,6 +16,7 @@ import { LaneSteering } from '../../src/dataplane/lane-steering.js';
 import { Pipeline } from '../../src/dataplane/pipeline.js';
 import { buildIcmpError, buildUdp, fragmentIpv4, parsePacket, type ParsedPacket } from '../../src/wire/build.js';
 import { ICMP4_CODE_FRAGMENTATION_NEEDED, ICMP4_CODE_PORT_UNREACHABLE, ICMP4_DEST_UNREACHABLE, ICMP6_PACKET_TOO_BIG } from '../../src/wire/constants.js';
+import { PipelineRig } from '../support/pipeline-rig.js';
 import { A_PRIMARY, B_PRIMARY, DC_ONRAMP, DC_SERVER, HOST, INTERNET, SERVER, twoSites } from '../support/topology.js';
 
 const LANE_COUNT = 2;
@@ -180,8 +181,30 @@ test('fragments that came before their first fragment are held, then follow it t
   assert.ok(edge.delivered.every((d) => d.lane === 0 && d.hop === A_PRIMARY));
   assert.deepEqual(reassembled(edge.delivered), reply.subarray(20));
   assert.equal(edge.lanes[1].lanes!.fragmentsSteered, 1);
-  // Lane 1 gave its receive counts back when it handed them: lane 0 counts them (as one lane would).
+  // Lane 1 gave its receive counts back when it handed them: lane 0 counts them (as one lane would), each once,
+  // although lane 0 held the two that reached it before their first fragment, and released them.
   assert.equal(edge.lanes[1].counters.rxPackets[DC_ONRAMP], 0);
+  assert.equal(edge.lanes[0].counters.fragmentsHeld, 2);
+  assert.equal(edge.lanes[0].counters.rxPackets[DC_ONRAMP], 3);
+  assert.equal(edge.lanes[0].counters.rxBytes[DC_ONRAMP], f0.length + f1.length + f2.length);
+});
+
+test('one lane: a fragment held before its first fragment is received once, counted when it came, not again when released', () => {
+  const edge = new PipelineRig(twoSites());
+  const out = edge.send(A_PRIMARY, buildUdp({ src: HOST, dst: SERVER }, { srcPort: 40002, dstPort: 53 }));
+  const c = edge.pipeline.counters;
+  const [f0, f1, f2] = fragmentIpv4(buildUdp({ src: SERVER, dst: out.parsed.src, id: 0x4321 }, { srcPort: 53, dstPort: out.parsed.srcPort, payload: PAYLOAD }), FRAGMENT_MTU);
+  assert.equal(edge.send(INTERNET, f2).drop, Drop.None, 'held');
+  assert.equal(c.fragmentsHeld, 1);
+  assert.deepEqual([c.rxPackets[INTERNET], c.rxBytes[INTERNET]], [1, f2.length], 'counted as it came');
+  assert.equal(edge.send(INTERNET, f0).hop, A_PRIMARY);
+  const released = edge.generated();
+  assert.deepEqual(released.map((r) => r.hop), [A_PRIMARY], 'the held fragment follows its first');
+  assert.deepEqual([c.rxPackets[INTERNET], c.rxBytes[INTERNET]], [2, f0.length + f2.length], 'the released fragment is not received again');
+  assert.equal(edge.send(INTERNET, f1).hop, A_PRIMARY);
+  assert.deepEqual([c.rxPackets[INTERNET], c.rxBytes[INTERNET]], [3, f0.length + f1.length + f2.length]);
+  assert.equal(c.txPackets[A_PRIMARY], 3);
+  assert.equal(c.rxDrops[INTERNET], 0);
 });
 
 test('from the Internet too: fragments held before their first fragment follow it when LaneSteering hands it to its lane', () => {
