@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { formatIpv4, formatIpv6, maskWords, parseAddress, parsePrefix } from '../wire/addr.js';
 import { NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
-import { NextHopKind, NO_ROUTE, RouteTable, type RouteSpec } from './route-table.js';
+import { MAX_WEIGHT, NextHopKind, NO_ROUTE, RouteTable, type RouteSpec } from './route-table.js';
 
 // --- the oracle: every route in a list, the semantics applied literally ----------------------------
 
@@ -333,6 +333,22 @@ test('ECMP: stable per hash and roughly weight-proportional', () => {
   // A down member leaves the set; the survivor takes every flow.
   t.setPortUp(2, false);
   for (let i = 0; i < 100; i++) assert.equal(t.lookup4(0, dst, i * 7919), a);
+});
+
+test('ECMP picks as the oracle\'s (flowHash >>> 0) % total for any 32-bit hash, signed or not, and any weights up to MAX_WEIGHT', () => {
+  // Totals from 1 to past 2^15 (where modU32 leaves its int32 split for a plain modulo), hashes at the edges of
+  // both readings of 32 bits (finalMix gives int32s, a caller may pass them unsigned).
+  const hashArb = fc.oneof(u32, fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, 1, -1, 0x7fffffff, 0x80000000, 0xffffffff, -0x80000000, 0xffff, 0x10000));
+  const weightArb = fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: MAX_WEIGHT }), fc.constantFrom(1, MAX_WEIGHT));
+  fc.assert(fc.property(fc.array(weightArb, { minLength: 2, maxLength: 6 }), fc.array(hashArb, { minLength: 20, maxLength: 20 }), (weights, hashes) => {
+    const t = new RouteTable();
+    const oracle = new OracleTable();
+    weights.forEach((weight, k) => {
+      const spec = onramp('192.0.2.0/24', 1 + k, { weight });
+      oracle.add(t.add(spec), spec);
+    });
+    for (const h of hashes) assert.equal(t.lookup4(0, 0xc0000201, h), oracle.lookup(0, '192.0.2.1', h), `hash ${h}, weights ${weights}`);
+  }), { numRuns: 300 });
 });
 
 test('ECMP orders candidates by route id, also after ids are reused', () => {

@@ -35,6 +35,7 @@
 import { parseAddress, parsePrefix, formatPrefix, type Prefix } from '../wire/addr.js';
 import { MAX_ONRAMP_ID, MAX_SITE_ID, NEXT_HOP_DROP, PORT_INTERNET } from '../common/ids.js';
 import { AF_INET4, AF_INET6 } from '../wire/constants.js';
+import { modU32 } from '../common/hash.js';
 import { StrideTrie, growTyped } from './lpm.js';
 
 export const enum NextHopKind {
@@ -204,7 +205,8 @@ export class RouteTable {
   private resolve(group: number, flowHash: number): number {
     const pick = this.gPick[group];
     if (pick !== PICK_ECMP) return pick;
-    const r = (flowHash >>> 0) % this.gSelTotal[group];
+    // (flowHash >>> 0) % total in int32 divisions (modU32; a float modulo once the hash reaches 2^31).
+    const r = modU32(flowHash, this.gSelTotal[group]);
     const cum = this.selCum;
     let i = this.gSelOff[group];
     const last = i + this.gSelCount[group] - 1;
