@@ -214,9 +214,22 @@ class Peer {
   /** Where the peer was last heard from (or configured); replaced, never edited (wire/endpoint.ts). */
   endpoint: UdpEndpoint | null = null;
   persistentKeepaliveMs = 0;
+  /**
+   * The responder's side: the peer's initiation we consume and answer (§5.4.3). It also holds what is per peer
+   * whichever side we are on: the greatest TAI64N seen (§5.1), the flood guard, when we last sent a handshake.
+   */
   readonly handshake = new Handshake();
-  /** Index table slot of the pending handshake's local index, or -1. */
+  /** `handshake.localIndex` is in the index table (between allocating it and the session taking it over). */
   handshakeIndexLive = false;
+  /**
+   * Our own outstanding initiation (§5.4.2), apart from `handshake`: when both ends initiate at once, answering the
+   * peer's initiation must not discard ours, or the peer's response to it would be refused and, the peer having
+   * replaced its own initiation's state by answering ours (wireguard-go ConsumeMessageInitiation), neither end
+   * would hold a session until a retry. Kept, our initiation completes when its response arrives.
+   */
+  readonly initiation = new Handshake();
+  /** `initiation.localIndex` is in the index table. */
+  initiationIndexLive = false;
   readonly cookies = new CookieGenerator();
   current: Keypair | null = null;
   previous: Keypair | null = null;
@@ -454,8 +467,9 @@ export class WireGuardDevice {
       this.freeTop++;
     }
     peer.previous = peer.current = peer.next = null;
-    peer.handshakeIndexLive = false;
+    peer.handshakeIndexLive = peer.initiationIndexLive = false;
     peer.handshake.clear();
+    peer.initiation.clear();
     peer.retransmitHandshakeAt = peer.sendKeepaliveAt = peer.newHandshakeAt = peer.zeroKeyMaterialAt = NEVER;
     peer.handshakeAttempts = 0;
     peer.needAnotherKeepalive = false;
@@ -625,14 +639,14 @@ export class WireGuardDevice {
     if (slot < 0) return this.dropUnknownIndex(receiver);
     if (this.slotKeypair[slot] !== null) return this.drop(WgDrop.UnknownIndex);
     const peer = this.peers[this.slotPeer[slot]]!;
-    const hs = peer.handshake;
-    if (hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
+    const hs = peer.initiation;
+    if (!peer.initiationIndexLive || hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
     if (!consumeResponse(this.identity, peer.keys, hs, msg)) return this.drop(WgDrop.HandshakeFailed);
 
     this.setEndpoint(peer, src);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
-    this.beginSymmetricSession(peer, now);
+    this.beginSymmetricSession(peer, hs, now);
     this.timersSessionDerived(peer, now);
     this.timersHandshakeComplete(peer, now);
     const r = this.result;
@@ -892,19 +906,23 @@ export class WireGuardDevice {
 
   // --- handshakes -------------------------------------------------------------------------------------------
 
-  private sendInitiation(peer: Peer, now: number, isRetry: boolean, out: Outgoing[]): void {
+  /**
+   * Sends an initiation unless one handshake message (initiation or response) went out less than Rekey-Timeout
+   * ago (§6.1; wireguard-go SendHandshakeInitiation): then returns false and sends nothing.
+   */
+  private sendInitiation(peer: Peer, now: number, isRetry: boolean, out: Outgoing[]): boolean {
     if (!isRetry) peer.handshakeAttempts = 0;
-    const hs = peer.handshake;
-    if (now - hs.lastSentHandshake < REKEY_TIMEOUT_MS) return;
+    if (now - peer.handshake.lastSentHandshake < REKEY_TIMEOUT_MS) return false;
     if (peer.endpoint === null) {
       this.drops[WgDrop.NoEndpoint]++;
-      return;
+      return true;
     }
-    hs.lastSentHandshake = now;
-    this.releaseHandshakeIndex(peer);
+    peer.handshake.lastSentHandshake = now;
+    const hs = peer.initiation;
+    this.releaseInitiationIndex(peer);
     const index = this.allocIndex(peer.index, null);
-    if (index < 0) return;
-    peer.handshakeIndexLive = true;
+    if (index < 0) return true;
+    peer.initiationIndexLive = true;
     const msg = new Uint8Array(INIT_LEN);
     this.randomFill(this.random32);
     const timestamp = tai64n(this.wallClock(now));
@@ -913,9 +931,9 @@ export class WireGuardDevice {
     peer.lastSentTimestamp.set(timestamp);
     if (!createInitiation(this.identity, peer.keys, hs, index, this.random32, timestamp, msg)) {
       this.random32.fill(0);
-      this.releaseHandshakeIndex(peer);
+      this.releaseInitiationIndex(peer);
       this.drops[WgDrop.HandshakeFailed]++;
-      return;
+      return true;
     }
     this.random32.fill(0);
     peer.cookies.addMacs(msg, INIT_MAC1_OFF, peer.keys.mac1Key, now);
@@ -923,6 +941,7 @@ export class WireGuardDevice {
     this.timersAnyAuthenticatedPacketSent(peer);
     out.push({ data: msg, endpoint: peer.endpoint, peer: peer.index });
     this.timersHandshakeInitiated(peer, now);
+    return true;
   }
 
   private sendResponse(peer: Peer, now: number, out: Outgoing[]): boolean {
@@ -941,7 +960,7 @@ export class WireGuardDevice {
       return false;
     }
     peer.cookies.addMacs(msg, RESP_MAC1_OFF, peer.keys.mac1Key, now);
-    this.beginSymmetricSession(peer, now);
+    this.beginSymmetricSession(peer, hs, now);
     this.timersSessionDerived(peer, now);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
@@ -949,9 +968,12 @@ export class WireGuardDevice {
     return true;
   }
 
-  /** §5.4.5 and wireguard-go BeginSymmetricSession: derive the keypair and rotate current/previous/next. */
-  private beginSymmetricSession(peer: Peer, now: number): void {
-    const hs = peer.handshake;
+  /**
+   * §5.4.5 and wireguard-go BeginSymmetricSession: derive the keypair of the completed handshake `hs` (our
+   * initiation, its response consumed; or the peer's initiation, our response created) and rotate
+   * current/previous/next.
+   */
+  private beginSymmetricSession(peer: Peer, hs: Handshake, now: number): void {
     const isInitiator = hs.state === HandshakeState.ResponseConsumed;
     const [sendRaw, recvRaw] = deriveTransportKeys(hs, isInitiator);
     const slot = hs.localIndex & SLOT_MASK;
@@ -965,7 +987,8 @@ export class WireGuardDevice {
     const kp = new Keypair(slot, now, isInitiator, hs.localIndex, hs.remoteIndex);
     // The handshake's index now names the session.
     this.slotKeypair[slot] = kp;
-    peer.handshakeIndexLive = false;
+    if (isInitiator) peer.initiationIndexLive = false;
+    else peer.handshakeIndexLive = false;
     hs.clear();
     if (isInitiator) {
       if (peer.next !== null) {
@@ -1017,6 +1040,13 @@ export class WireGuardDevice {
     if (peer.handshakeIndexLive) {
       this.freeIndex(peer.handshake.localIndex);
       peer.handshakeIndexLive = false;
+    }
+  }
+
+  private releaseInitiationIndex(peer: Peer): void {
+    if (peer.initiationIndexLive) {
+      this.freeIndex(peer.initiation.localIndex);
+      peer.initiationIndexLive = false;
     }
   }
 
@@ -1092,9 +1122,14 @@ export class WireGuardDevice {
           this.drops[WgDrop.HandshakeTimeout] += peer.staged.length;
           peer.staged = [];
           if (peer.zeroKeyMaterialAt === NEVER) peer.zeroKeyMaterialAt = now + ZERO_KEY_MATERIAL_MS;
-        } else {
+        } else if (this.sendInitiation(peer, now, true, out)) {
           peer.handshakeAttempts++;
-          this.sendInitiation(peer, now, true, out);
+        } else {
+          // Held back: we answered a handshake less than Rekey-Timeout ago. wireguard-go (expiredRetransmitHandshake
+          // → SendHandshakeInitiation returning early, nothing re-armed) and the kernel drop the retry here; when
+          // both ends initiated at once and each refused the other's answer, neither would retry again until new
+          // data or a persistent keepalive. Deferred instead, with fresh jitter, and not counted as an attempt.
+          peer.retransmitHandshakeAt = peer.handshake.lastSentHandshake + REKEY_TIMEOUT_MS + this.jitter();
         }
       }
       if (peer.sendKeepaliveAt <= now) {
@@ -1117,7 +1152,9 @@ export class WireGuardDevice {
         this.dropKeypair(peer.next);
         peer.previous = peer.current = peer.next = null;
         this.releaseHandshakeIndex(peer);
+        this.releaseInitiationIndex(peer);
         peer.handshake.clear();
+        peer.initiation.clear();
       }
       if (peer.persistentKeepaliveAt <= now) {
         peer.persistentKeepaliveAt = NEVER;
