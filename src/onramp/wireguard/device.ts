@@ -23,6 +23,11 @@
  * Allocation: handshakes allocate freely; send() and receive() allocate the datagram (and its Outgoing record) or
  * the plaintext. The batch path allocates nothing: result records, ticket and index table are preallocated.
  *
+ * Both ends initiating at once (docs/ARCHITECTURE.md "WireGuard: both ends initiating at once"): our own initiation's
+ * state (Peer.initiation) is kept apart from the peer's initiation we answer (Peer.handshake), so the peer's response
+ * to ours still completes it; and a retransmission that Rekey-Timeout holds back because we answered a handshake
+ * meanwhile is deferred, not dropped as wireguard-go and the Linux driver drop it.
+ *
  * Time: `now` is a monotonic clock (the daemon passes performance.now()); every timer (rekey, reject, keepalive,
  * retransmit, cookie age, rate limit, the handshake-flood guard) runs on it, so a wall-clock step neither expires
  * nor prolongs anything. The wall clock (`wallClock`, Unix-epoch ms) is read only to build an initiation's TAI64N

@@ -7,6 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, REKEY_TIMEOUT_JITTER_MAX_MS, REKEY_TIMEOUT_MS } from './constants.js';
 import type { WireGuardDevice } from './device.js';
 import { readU32LE } from './noise.js';
@@ -169,4 +170,59 @@ test('many rounds of crossed initiations in random delivery orders all converge 
     assert.deepEqual(got, { a: [0xb1], b: [0xa1] }, `round ${round}: first packets delivered both ways`);
     assertSessionBothWays(a, b, t);
   }
+});
+
+test('property: both ends send their first packet within 400 ms of each other over a path that delays (0-600 ms, reordering) and loses some of the first handshake messages: both packets arrive within 30 s, with no new data to prompt a retry', () => {
+  const SIM_END_MS = 30_000;
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 400 }),
+      fc.array(fc.integer({ min: 0, max: 600 }), { minLength: 1, maxLength: 16 }),
+      fc.array(fc.boolean(), { maxLength: 4 }),
+      (bStartsAfter, latencies, lost) => {
+        const { a, b } = pair({ bEndpointForA: true });
+        // In flight: [arrival time, to A?, datagram]; the n-th datagram sent takes latencies[n % length].
+        const flight: Array<{ at: number; toA: boolean; data: Outgoing[] }> = [];
+        let sentCount = 0;
+        let handshakeCount = 0;
+        const post = (list: Outgoing[], toA: boolean, now: number): void => {
+          for (const o of copyOut(list)) {
+            const isHandshake = readU32LE(o.data, 0) !== MSG_TRANSPORT;
+            // The first handshake messages may be lost (`lost`), data never: the point is the handshake.
+            if (isHandshake && lost[handshakeCount++] === true) continue;
+            flight.push({ at: now + latencies[sentCount++ % latencies.length], toA, data: [o] });
+          }
+        };
+        const got = { a: [] as number[], b: [] as number[] };
+        post(a.send(0, ipv4Packet('10.0.1.5', '10.0.2.9', 4, 0xa1), T0), false, T0);
+        let bSent = false;
+        let now = T0;
+        while (now <= T0 + SIM_END_MS && (got.a.length === 0 || got.b.length === 0)) {
+          const bStart = bSent ? Infinity : T0 + bStartsAfter;
+          const nextArrival = flight.reduce((m, f) => Math.min(m, f.at), Infinity);
+          now = Math.max(now, Math.min(bStart, nextArrival, a.nextDeadline(), b.nextDeadline()));
+          if (now > T0 + SIM_END_MS) break;
+          if (!bSent && now >= bStart) {
+            bSent = true;
+            post(b.send(0, ipv4Packet('10.0.2.9', '10.0.1.5', 4, 0xb1), now), true, now);
+          }
+          for (let i = 0; i < flight.length; ) {
+            const f = flight[i];
+            if (f.at > now) {
+              i++;
+              continue;
+            }
+            flight.splice(i, 1);
+            const results = f.toA ? deliver(a, f.data, ...FROM_B, now) : deliver(b, f.data, ...FROM_A, now);
+            (f.toA ? got.a : got.b).push(...deliveredMarks(results));
+            for (const r of results) post(r.datagrams, !f.toA, now);
+          }
+          post(a.poll(now), false, now);
+          post(b.poll(now), true, now);
+        }
+        assert.deepEqual(got, { a: [0xb1], b: [0xa1] }, `not both delivered within ${SIM_END_MS} ms`);
+      },
+    ),
+    { numRuns: 120 },
+  );
 });
