@@ -1131,9 +1131,10 @@ export class WireGuardDevice {
           peer.handshakeAttempts++;
         } else {
           // Held back: we answered a handshake less than Rekey-Timeout ago. wireguard-go (expiredRetransmitHandshake
-          // → SendHandshakeInitiation returning early, nothing re-armed) and the kernel drop the retry here; when
-          // both ends initiated at once and each refused the other's answer, neither would retry again until new
-          // data or a persistent keepalive. Deferred instead, with fresh jitter, and not counted as an attempt.
+          // → SendHandshakeInitiation returning early, nothing re-armed) and the Linux driver (send.c, "rate
+          // limited") drop the retry here; when both ends initiated at once and each refused the other's answer,
+          // neither would try again until new data or a persistent keepalive. Deferred instead, with fresh jitter,
+          // and not counted as an attempt.
           peer.retransmitHandshakeAt = peer.handshake.lastSentHandshake + REKEY_TIMEOUT_MS + this.jitter();
         }
       }
