@@ -38,7 +38,7 @@ const INNER_W = '10.207.0.2';
 const WG_PORT = 51820;
 /** Longer than the largest retry jitter (REKEY_TIMEOUT_JITTER_MAX_MS, 334 ms): both ends' retries are held back. */
 const LONG_HOLD_MS = 400;
-const ROUNDS_PER_CASE = 3;
+const ROUNDS_PER_CASE = 5;
 /** A round's bound: well under wireguard-go's next try without a retry (none: no persistent keepalive). */
 const ROUND_TIMEOUT_MS = 15_000;
 
