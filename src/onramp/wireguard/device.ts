@@ -26,7 +26,8 @@
  * Both ends initiating at once (docs/ARCHITECTURE.md "WireGuard: both ends initiating at once"): our own initiation's
  * state (Peer.initiation) is kept apart from the peer's initiation we answer (Peer.handshake), so the peer's response
  * to ours still completes it; and a retransmission that Rekey-Timeout holds back because we answered a handshake
- * meanwhile is deferred, not dropped as wireguard-go and the Linux driver drop it.
+ * meanwhile is deferred, not dropped as wireguard-go and the Linux driver drop it; a session a handshake pushes
+ * out stays receivable for Rekey-Timeout (DISPLACED_GRACE_MS), as the peer may still be sending on it.
  *
  * Time: `now` is a monotonic clock (the daemon passes performance.now()); every timer (rekey, reject, keepalive,
  * retransmit, cookie age, rate limit, the handshake-flood guard) runs on it, so a wall-clock step neither expires
@@ -110,6 +111,15 @@ const NEVER = Infinity;
 /** Received counters at or above 2^53 cannot be held exactly in a JS number; no conforming peer gets there. */
 const COUNTER_HIGH_WORD_LIMIT = 2 ** 21;
 const RECEIVE_COUNTER_LIMIT = Math.min(REJECT_AFTER_MESSAGES, MAX_SAFE_COUNTER);
+/**
+ * How long a session that a handshake pushed out of previous/current/next stays receivable. The peer may still be
+ * sending on it until its own handshake of the moment completes: when both ends rekey at once, each end's sending
+ * session sits in the other's `previous`, and either end's handshake would otherwise drop it with packets in flight.
+ * One Rekey-Timeout covers a handshake's round trip; never past the session's Reject-After-Time.
+ */
+const DISPLACED_GRACE_MS = REKEY_TIMEOUT_MS;
+/** Displaced sessions held at once: one rotation displaces at most two. */
+const DISPLACED_SLOTS = 2;
 
 /** One datagram to send. */
 export interface Outgoing {
@@ -239,6 +249,9 @@ class Peer {
   current: Keypair | null = null;
   previous: Keypair | null = null;
   next: Keypair | null = null;
+  /** Sessions a handshake pushed out, still receivable until displacedUntil (DISPLACED_GRACE_MS). */
+  readonly displaced: Array<Keypair | null> = new Array<Keypair | null>(DISPLACED_SLOTS).fill(null);
+  readonly displacedUntil = new Float64Array(DISPLACED_SLOTS).fill(NEVER);
   staged: Uint8Array[] = [];
 
   // Timers (absolute ms; NEVER when not pending), wireguard-go timers.go.
@@ -472,6 +485,8 @@ export class WireGuardDevice {
       this.freeTop++;
     }
     peer.previous = peer.current = peer.next = null;
+    peer.displaced.fill(null);
+    peer.displacedUntil.fill(NEVER);
     peer.handshakeIndexLive = peer.initiationIndexLive = false;
     peer.handshake.clear();
     peer.initiation.clear();
@@ -730,7 +745,7 @@ export class WireGuardDevice {
     r.peer = peer.index;
     if (peer.next === kp) {
       // First packet on the responder's new session confirms it (§5.4.5, wireguard-go ReceivedWithKeypair).
-      this.dropKeypair(peer.previous);
+      this.displace(peer, peer.previous, now);
       peer.previous = peer.current;
       peer.current = kp;
       peer.next = null;
@@ -995,27 +1010,53 @@ export class WireGuardDevice {
     if (isInitiator) peer.initiationIndexLive = false;
     else peer.handshakeIndexLive = false;
     hs.clear();
+    // wireguard-go's rotation; what it drops is displaced instead (DISPLACED_GRACE_MS), except a `next` the peer
+    // never confirmed.
     if (isInitiator) {
       if (peer.next !== null) {
-        this.dropKeypair(peer.previous);
+        this.displace(peer, peer.previous, now);
         peer.previous = peer.next;
         peer.next = null;
-        this.dropKeypair(peer.current);
+        this.displace(peer, peer.current, now);
       } else {
-        this.dropKeypair(peer.previous);
+        this.displace(peer, peer.previous, now);
         peer.previous = peer.current;
       }
       peer.current = kp;
     } else {
       this.dropKeypair(peer.next);
       peer.next = kp;
-      this.dropKeypair(peer.previous);
+      this.displace(peer, peer.previous, now);
       peer.previous = null;
     }
   }
 
   private dropKeypair(kp: Keypair | null): void {
     if (kp !== null) this.freeIndex(kp.localIndex);
+  }
+
+  /** Keeps a session receivable for DISPLACED_GRACE_MS (capped at its Reject-After-Time); the oldest held goes first. */
+  private displace(peer: Peer, kp: Keypair | null, now: number): void {
+    if (kp === null) return;
+    let i = peer.displaced.indexOf(null);
+    if (i < 0) {
+      i = 0;
+      for (let j = 1; j < DISPLACED_SLOTS; j++) if (peer.displacedUntil[j] < peer.displacedUntil[i]) i = j;
+      this.dropKeypair(peer.displaced[i]);
+    }
+    peer.displaced[i] = kp;
+    peer.displacedUntil[i] = Math.min(now + DISPLACED_GRACE_MS, kp.created + REJECT_AFTER_TIME_MS);
+  }
+
+  /** Drops the displaced sessions whose grace is over (all of them with `now` = Infinity). */
+  private dropDisplaced(peer: Peer, now: number): void {
+    for (let i = 0; i < DISPLACED_SLOTS; i++) {
+      if (peer.displaced[i] !== null && peer.displacedUntil[i] <= now) {
+        this.dropKeypair(peer.displaced[i]);
+        peer.displaced[i] = null;
+        peer.displacedUntil[i] = NEVER;
+      }
+    }
   }
 
   /** The session's keys leave the AEAD (its end, or Reject-After-Time: nothing may be sealed or opened with them). */
@@ -1109,6 +1150,7 @@ export class WireGuardDevice {
     for (const p of this.peers) {
       if (p === null) continue;
       t = Math.min(t, p.retransmitHandshakeAt, p.sendKeepaliveAt, p.newHandshakeAt, p.zeroKeyMaterialAt, p.persistentKeepaliveAt, this.keysExpireAt(p));
+      for (let i = 0; i < DISPLACED_SLOTS; i++) t = Math.min(t, p.displacedUntil[i]);
     }
     return t;
   }
@@ -1156,6 +1198,7 @@ export class WireGuardDevice {
         this.dropKeypair(peer.previous);
         this.dropKeypair(peer.current);
         this.dropKeypair(peer.next);
+        this.dropDisplaced(peer, Infinity);
         peer.previous = peer.current = peer.next = null;
         this.releaseHandshakeIndex(peer);
         this.releaseInitiationIndex(peer);
@@ -1166,6 +1209,7 @@ export class WireGuardDevice {
         peer.persistentKeepaliveAt = NEVER;
         if (peer.persistentKeepaliveMs > 0) this.sendKeepalive(peer, now, out);
       }
+      this.dropDisplaced(peer, now);
       this.expireKeys(peer, now);
     }
     return out;
