@@ -390,7 +390,8 @@ interface WireGuardSite {
  * Setting persistent-keepalive makes wireguard-go send a keepalive at once, which starts a handshake. With the daemon,
  * that waits until the edge is up: an initiation sent earlier sits in the ARP queue (no proxy ARP before the daemon's
  * route), then crosses the edge's own initiation, and wireguard-go, now responder, rejects the edge's late response
- * ("Received invalid response message") and retries only after REKEY_TIMEOUT (5 s).
+ * ("Received invalid response message"); the edge completes its own handshake with wireguard-go's response instead,
+ * one round trip later (docs/ARCHITECTURE.md "WireGuard: both ends initiating at once"). Waiting avoids even that.
  */
 async function setKeepalive(s: WireGuardSite): Promise<void> {
   await inNamespaceOk(s.ns, 'wg', ['set', s.iface, 'peer', s.edgePublicKey, 'persistent-keepalive', String(SITE_KEEPALIVE_SECONDS)]);

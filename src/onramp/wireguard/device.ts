@@ -23,6 +23,12 @@
  * Allocation: handshakes allocate freely; send() and receive() allocate the datagram (and its Outgoing record) or
  * the plaintext. The batch path allocates nothing: result records, ticket and index table are preallocated.
  *
+ * Both ends initiating at once (docs/ARCHITECTURE.md "WireGuard: both ends initiating at once"): our own initiation's
+ * state (Peer.initiation) is kept apart from the peer's initiation we answer (Peer.handshake), so the peer's response
+ * to ours still completes it; and a retransmission that Rekey-Timeout holds back because we answered a handshake
+ * meanwhile is deferred, not dropped as wireguard-go and the Linux driver drop it; a session a handshake pushes
+ * out stays receivable for Rekey-Timeout (DISPLACED_GRACE_MS), as the peer may still be sending on it.
+ *
  * Time: `now` is a monotonic clock (the daemon passes performance.now()); every timer (rekey, reject, keepalive,
  * retransmit, cookie age, rate limit, the handshake-flood guard) runs on it, so a wall-clock step neither expires
  * nor prolongs anything. The wall clock (`wallClock`, Unix-epoch ms) is read only to build an initiation's TAI64N
@@ -105,6 +111,15 @@ const NEVER = Infinity;
 /** Received counters at or above 2^53 cannot be held exactly in a JS number; no conforming peer gets there. */
 const COUNTER_HIGH_WORD_LIMIT = 2 ** 21;
 const RECEIVE_COUNTER_LIMIT = Math.min(REJECT_AFTER_MESSAGES, MAX_SAFE_COUNTER);
+/**
+ * How long a session that a handshake pushed out of previous/current/next stays receivable. The peer may still be
+ * sending on it until its own handshake of the moment completes: when both ends rekey at once, each end's sending
+ * session sits in the other's `previous`, and either end's handshake would otherwise drop it with packets in flight.
+ * One Rekey-Timeout covers a handshake's round trip; never past the session's Reject-After-Time.
+ */
+const DISPLACED_GRACE_MS = REKEY_TIMEOUT_MS;
+/** Displaced sessions held at once: one rotation displaces at most two. */
+const DISPLACED_SLOTS = 2;
 
 /** One datagram to send. */
 export interface Outgoing {
@@ -214,13 +229,29 @@ class Peer {
   /** Where the peer was last heard from (or configured); replaced, never edited (wire/endpoint.ts). */
   endpoint: UdpEndpoint | null = null;
   persistentKeepaliveMs = 0;
+  /**
+   * The responder's side: the peer's initiation we consume and answer (§5.4.3). It also holds what is per peer
+   * whichever side we are on: the greatest TAI64N seen (§5.1), the flood guard, when we last sent a handshake.
+   */
   readonly handshake = new Handshake();
-  /** Index table slot of the pending handshake's local index, or -1. */
+  /** `handshake.localIndex` is in the index table (between allocating it and the session taking it over). */
   handshakeIndexLive = false;
+  /**
+   * Our own outstanding initiation (§5.4.2), apart from `handshake`: when both ends initiate at once, answering the
+   * peer's initiation must not discard ours, or the peer's response to it would be refused and, the peer having
+   * replaced its own initiation's state by answering ours (wireguard-go ConsumeMessageInitiation), neither end
+   * would hold a session until a retry. Kept, our initiation completes when its response arrives.
+   */
+  readonly initiation = new Handshake();
+  /** `initiation.localIndex` is in the index table. */
+  initiationIndexLive = false;
   readonly cookies = new CookieGenerator();
   current: Keypair | null = null;
   previous: Keypair | null = null;
   next: Keypair | null = null;
+  /** Sessions a handshake pushed out, still receivable until displacedUntil (DISPLACED_GRACE_MS). */
+  readonly displaced: Array<Keypair | null> = new Array<Keypair | null>(DISPLACED_SLOTS).fill(null);
+  readonly displacedUntil = new Float64Array(DISPLACED_SLOTS).fill(NEVER);
   staged: Uint8Array[] = [];
 
   // Timers (absolute ms; NEVER when not pending), wireguard-go timers.go.
@@ -454,8 +485,11 @@ export class WireGuardDevice {
       this.freeTop++;
     }
     peer.previous = peer.current = peer.next = null;
-    peer.handshakeIndexLive = false;
+    peer.displaced.fill(null);
+    peer.displacedUntil.fill(NEVER);
+    peer.handshakeIndexLive = peer.initiationIndexLive = false;
     peer.handshake.clear();
+    peer.initiation.clear();
     peer.retransmitHandshakeAt = peer.sendKeepaliveAt = peer.newHandshakeAt = peer.zeroKeyMaterialAt = NEVER;
     peer.handshakeAttempts = 0;
     peer.needAnotherKeepalive = false;
@@ -625,14 +659,14 @@ export class WireGuardDevice {
     if (slot < 0) return this.dropUnknownIndex(receiver);
     if (this.slotKeypair[slot] !== null) return this.drop(WgDrop.UnknownIndex);
     const peer = this.peers[this.slotPeer[slot]]!;
-    const hs = peer.handshake;
-    if (hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
+    const hs = peer.initiation;
+    if (!peer.initiationIndexLive || hs.state !== HandshakeState.InitiationCreated || hs.localIndex !== receiver) return this.drop(WgDrop.UnexpectedResponse);
     if (!consumeResponse(this.identity, peer.keys, hs, msg)) return this.drop(WgDrop.HandshakeFailed);
 
     this.setEndpoint(peer, src);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketReceived(peer);
-    this.beginSymmetricSession(peer, now);
+    this.beginSymmetricSession(peer, hs, now);
     this.timersSessionDerived(peer, now);
     this.timersHandshakeComplete(peer, now);
     const r = this.result;
@@ -711,7 +745,7 @@ export class WireGuardDevice {
     r.peer = peer.index;
     if (peer.next === kp) {
       // First packet on the responder's new session confirms it (§5.4.5, wireguard-go ReceivedWithKeypair).
-      this.dropKeypair(peer.previous);
+      this.displace(peer, peer.previous, now);
       peer.previous = peer.current;
       peer.current = kp;
       peer.next = null;
@@ -892,19 +926,23 @@ export class WireGuardDevice {
 
   // --- handshakes -------------------------------------------------------------------------------------------
 
-  private sendInitiation(peer: Peer, now: number, isRetry: boolean, out: Outgoing[]): void {
+  /**
+   * Sends an initiation unless one handshake message (initiation or response) went out less than Rekey-Timeout
+   * ago (§6.1; wireguard-go SendHandshakeInitiation): then returns false and sends nothing.
+   */
+  private sendInitiation(peer: Peer, now: number, isRetry: boolean, out: Outgoing[]): boolean {
     if (!isRetry) peer.handshakeAttempts = 0;
-    const hs = peer.handshake;
-    if (now - hs.lastSentHandshake < REKEY_TIMEOUT_MS) return;
+    if (now - peer.handshake.lastSentHandshake < REKEY_TIMEOUT_MS) return false;
     if (peer.endpoint === null) {
       this.drops[WgDrop.NoEndpoint]++;
-      return;
+      return true;
     }
-    hs.lastSentHandshake = now;
-    this.releaseHandshakeIndex(peer);
+    peer.handshake.lastSentHandshake = now;
+    const hs = peer.initiation;
+    this.releaseInitiationIndex(peer);
     const index = this.allocIndex(peer.index, null);
-    if (index < 0) return;
-    peer.handshakeIndexLive = true;
+    if (index < 0) return true;
+    peer.initiationIndexLive = true;
     const msg = new Uint8Array(INIT_LEN);
     this.randomFill(this.random32);
     const timestamp = tai64n(this.wallClock(now));
@@ -913,9 +951,9 @@ export class WireGuardDevice {
     peer.lastSentTimestamp.set(timestamp);
     if (!createInitiation(this.identity, peer.keys, hs, index, this.random32, timestamp, msg)) {
       this.random32.fill(0);
-      this.releaseHandshakeIndex(peer);
+      this.releaseInitiationIndex(peer);
       this.drops[WgDrop.HandshakeFailed]++;
-      return;
+      return true;
     }
     this.random32.fill(0);
     peer.cookies.addMacs(msg, INIT_MAC1_OFF, peer.keys.mac1Key, now);
@@ -923,6 +961,7 @@ export class WireGuardDevice {
     this.timersAnyAuthenticatedPacketSent(peer);
     out.push({ data: msg, endpoint: peer.endpoint, peer: peer.index });
     this.timersHandshakeInitiated(peer, now);
+    return true;
   }
 
   private sendResponse(peer: Peer, now: number, out: Outgoing[]): boolean {
@@ -941,7 +980,7 @@ export class WireGuardDevice {
       return false;
     }
     peer.cookies.addMacs(msg, RESP_MAC1_OFF, peer.keys.mac1Key, now);
-    this.beginSymmetricSession(peer, now);
+    this.beginSymmetricSession(peer, hs, now);
     this.timersSessionDerived(peer, now);
     this.timersAnyAuthenticatedPacketTraversal(peer, now);
     this.timersAnyAuthenticatedPacketSent(peer);
@@ -949,9 +988,12 @@ export class WireGuardDevice {
     return true;
   }
 
-  /** §5.4.5 and wireguard-go BeginSymmetricSession: derive the keypair and rotate current/previous/next. */
-  private beginSymmetricSession(peer: Peer, now: number): void {
-    const hs = peer.handshake;
+  /**
+   * §5.4.5 and wireguard-go BeginSymmetricSession: derive the keypair of the completed handshake `hs` (our
+   * initiation, its response consumed; or the peer's initiation, our response created) and rotate
+   * current/previous/next.
+   */
+  private beginSymmetricSession(peer: Peer, hs: Handshake, now: number): void {
     const isInitiator = hs.state === HandshakeState.ResponseConsumed;
     const [sendRaw, recvRaw] = deriveTransportKeys(hs, isInitiator);
     const slot = hs.localIndex & SLOT_MASK;
@@ -965,29 +1007,56 @@ export class WireGuardDevice {
     const kp = new Keypair(slot, now, isInitiator, hs.localIndex, hs.remoteIndex);
     // The handshake's index now names the session.
     this.slotKeypair[slot] = kp;
-    peer.handshakeIndexLive = false;
+    if (isInitiator) peer.initiationIndexLive = false;
+    else peer.handshakeIndexLive = false;
     hs.clear();
+    // wireguard-go's rotation; what it drops is displaced instead (DISPLACED_GRACE_MS), except a `next` the peer
+    // never confirmed.
     if (isInitiator) {
       if (peer.next !== null) {
-        this.dropKeypair(peer.previous);
+        this.displace(peer, peer.previous, now);
         peer.previous = peer.next;
         peer.next = null;
-        this.dropKeypair(peer.current);
+        this.displace(peer, peer.current, now);
       } else {
-        this.dropKeypair(peer.previous);
+        this.displace(peer, peer.previous, now);
         peer.previous = peer.current;
       }
       peer.current = kp;
     } else {
       this.dropKeypair(peer.next);
       peer.next = kp;
-      this.dropKeypair(peer.previous);
+      this.displace(peer, peer.previous, now);
       peer.previous = null;
     }
   }
 
   private dropKeypair(kp: Keypair | null): void {
     if (kp !== null) this.freeIndex(kp.localIndex);
+  }
+
+  /** Keeps a session receivable for DISPLACED_GRACE_MS (capped at its Reject-After-Time); the oldest held goes first. */
+  private displace(peer: Peer, kp: Keypair | null, now: number): void {
+    if (kp === null) return;
+    let i = peer.displaced.indexOf(null);
+    if (i < 0) {
+      i = 0;
+      for (let j = 1; j < DISPLACED_SLOTS; j++) if (peer.displacedUntil[j] < peer.displacedUntil[i]) i = j;
+      this.dropKeypair(peer.displaced[i]);
+    }
+    peer.displaced[i] = kp;
+    peer.displacedUntil[i] = Math.min(now + DISPLACED_GRACE_MS, kp.created + REJECT_AFTER_TIME_MS);
+  }
+
+  /** Drops the displaced sessions whose grace is over (all of them with `now` = Infinity). */
+  private dropDisplaced(peer: Peer, now: number): void {
+    for (let i = 0; i < DISPLACED_SLOTS; i++) {
+      if (peer.displaced[i] !== null && peer.displacedUntil[i] <= now) {
+        this.dropKeypair(peer.displaced[i]);
+        peer.displaced[i] = null;
+        peer.displacedUntil[i] = NEVER;
+      }
+    }
   }
 
   /** The session's keys leave the AEAD (its end, or Reject-After-Time: nothing may be sealed or opened with them). */
@@ -1017,6 +1086,13 @@ export class WireGuardDevice {
     if (peer.handshakeIndexLive) {
       this.freeIndex(peer.handshake.localIndex);
       peer.handshakeIndexLive = false;
+    }
+  }
+
+  private releaseInitiationIndex(peer: Peer): void {
+    if (peer.initiationIndexLive) {
+      this.freeIndex(peer.initiation.localIndex);
+      peer.initiationIndexLive = false;
     }
   }
 
@@ -1074,6 +1150,7 @@ export class WireGuardDevice {
     for (const p of this.peers) {
       if (p === null) continue;
       t = Math.min(t, p.retransmitHandshakeAt, p.sendKeepaliveAt, p.newHandshakeAt, p.zeroKeyMaterialAt, p.persistentKeepaliveAt, this.keysExpireAt(p));
+      for (let i = 0; i < DISPLACED_SLOTS; i++) t = Math.min(t, p.displacedUntil[i]);
     }
     return t;
   }
@@ -1092,9 +1169,15 @@ export class WireGuardDevice {
           this.drops[WgDrop.HandshakeTimeout] += peer.staged.length;
           peer.staged = [];
           if (peer.zeroKeyMaterialAt === NEVER) peer.zeroKeyMaterialAt = now + ZERO_KEY_MATERIAL_MS;
-        } else {
+        } else if (this.sendInitiation(peer, now, true, out)) {
           peer.handshakeAttempts++;
-          this.sendInitiation(peer, now, true, out);
+        } else {
+          // Held back: we answered a handshake less than Rekey-Timeout ago. wireguard-go (expiredRetransmitHandshake
+          // → SendHandshakeInitiation returning early, nothing re-armed) and the Linux driver (send.c, "rate
+          // limited") drop the retry here; when both ends initiated at once and each refused the other's answer,
+          // neither would try again until new data or a persistent keepalive. Deferred instead, with fresh jitter,
+          // and not counted as an attempt.
+          peer.retransmitHandshakeAt = peer.handshake.lastSentHandshake + REKEY_TIMEOUT_MS + this.jitter();
         }
       }
       if (peer.sendKeepaliveAt <= now) {
@@ -1115,14 +1198,18 @@ export class WireGuardDevice {
         this.dropKeypair(peer.previous);
         this.dropKeypair(peer.current);
         this.dropKeypair(peer.next);
+        this.dropDisplaced(peer, Infinity);
         peer.previous = peer.current = peer.next = null;
         this.releaseHandshakeIndex(peer);
+        this.releaseInitiationIndex(peer);
         peer.handshake.clear();
+        peer.initiation.clear();
       }
       if (peer.persistentKeepaliveAt <= now) {
         peer.persistentKeepaliveAt = NEVER;
         if (peer.persistentKeepaliveMs > 0) this.sendKeepalive(peer, now, out);
       }
+      this.dropDisplaced(peer, now);
       this.expireKeys(peer, now);
     }
     return out;
