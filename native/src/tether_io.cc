@@ -283,7 +283,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
       InstanceAccessor<&Handle::GetOffloads>("offloads"),
       InstanceMethod<&Handle::StartReading>("startReading"),
       InstanceMethod<&Handle::StopReading>("stopReading"),
-      InstanceMethod<&Handle::WriteBatch>("writeBatch"),
       InstanceMethod<&Handle::BindWrite>("bindWrite"),
       InstanceMethod<&Handle::WriteBound>("writeBound"),
       InstanceMethod<&Handle::GetCounters>("counters"),
@@ -508,42 +507,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // ---- writing ---------------------------------------------------------------------------------
-  // writeBatch(data, offset, length, indices: Uint32Array|Uint16Array|null, from, to, vnet?: Uint16Array)
-  //   -> packets written
-  // Packets are `indices[from..to)` when indices is given, else `from..to`. Never blocks: EAGAIN
-  // counts the rest of the batch as dropped-busy and returns. With `vnet` (capacity x kVnetWords, see
-  // PacketBatch.vnet) each packet is written with its own virtio-net header: GSO and NEEDS_CSUM
-  // packets then go to the kernel whole, which segments and checksums them. A handle without offloads
-  // refuses such a packet (counted in dropsOffload): the caller segments in software first.
-  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env);
-    if (info.Length() < 6) throw Napi::TypeError::New(env, "writeBatch(data, offset, length, indices, from, to)");
-    auto data = RequireView<uint8_t>(info[0], napi_uint8_array, "data");
-    auto offset = RequireView<uint32_t>(info[1], napi_uint32_array, "offset");
-    auto length = RequireView<uint32_t>(info[2], napi_uint32_array, "length");
-    View<uint32_t> idx32;
-    View<uint16_t> idx16;
-    const bool has_idx = !IsNullish(info[3]);
-    if (has_idx && !GetView(env, info[3], napi_uint32_array, &idx32) && !GetView(env, info[3], napi_uint16_array, &idx16))
-      throw Napi::TypeError::New(env, "indices must be a Uint32Array or Uint16Array");
-    const uint32_t from = info[4].As<Napi::Number>().Uint32Value();
-    const uint32_t to = info[5].As<Napi::Number>().Uint32Value();
-    View<uint16_t> vnet;
-    if (info.Length() > 6 && !IsNullish(info[6])) vnet = RequireView<uint16_t>(info[6], napi_uint16_array, "vnet");
-    const size_t limit = has_idx ? (idx32.data ? idx32.length : idx16.length) : offset.length;
-    if (from > to || to > limit || (!has_idx && to > length.length)) throw Napi::RangeError::New(env, "writeBatch range out of bounds");
-    // The packet index of the j-th entry; a packet beyond the batch arrays maps to UINT32_MAX.
-    auto packet_at = [&](uint32_t j) -> uint32_t {
-      uint32_t i = has_idx ? (idx32.data ? idx32.data[j] : idx16.data[j]) : j;
-      return i < offset.length && i < length.length ? i : UINT32_MAX;
-    };
-    // The bytes of packet i, or false when they do not lie inside the slab.
-    auto bytes_of = [&](uint32_t i, uint8_t** p, size_t* len) -> bool { return BytesOf(data, offset, length, i, p, len); };
-    counters_.batches_out += 1;
-    return Napi::Number::New(env, WriteTun(from, to, packet_at, bytes_of, vnet));
-  }
-
   // bindWrite(slot, data, offset, length, indices: Uint32Array|Uint16Array|null, vnet: Uint16Array|null)
   // Binds a batch (and the index list it is written by, if any) to write slot `slot` (0..kWriteSlots-1), replacing
   // what the slot held: writeBound(slot, ...) then writes from it with no node-api call on the arrays ("views bound
@@ -569,8 +532,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return env.Undefined();
   }
 
-  // writeBound(slot, from, to) -> packets written: writeBatch over the arrays bound to `slot` (packets indices[from..to)
-  // with indices, else from..to).
+  // writeBound(slot, from, to) -> packets written, from the arrays bound to `slot`: packets `indices[from..to)` when
+  // indices were bound, else `from..to`. Never blocks: EAGAIN counts the rest of the batch as dropped-busy and
+  // returns. With a bound `vnet` (capacity x kVnetWords, see PacketBatch.vnet) each packet is written with its own
+  // virtio-net header: GSO and NEEDS_CSUM packets then go to the kernel whole, which segments and checksums them. A
+  // handle without offloads refuses such a packet (counted in dropsOffload): the caller segments in software first.
   Napi::Value WriteBound(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env);
@@ -583,7 +549,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     const WriteBinding& b = write_[slot];
     const bool has_idx = b.idx32.data != nullptr || b.idx16.data != nullptr;
     const size_t limit = has_idx ? (b.idx32.data ? b.idx32.length : b.idx16.length) : b.offset.length;
-    if (from > to || to > limit || (!has_idx && to > b.length.length)) throw Napi::RangeError::New(env, "writeBatch range out of bounds");
+    if (from > to || to > limit || (!has_idx && to > b.length.length)) throw Napi::RangeError::New(env, "writeBound range out of bounds");
     uint32_t written;
     if (!has_idx) {
       auto packet_at = [&](uint32_t j) -> uint32_t { return j; };  // j < to <= both lengths

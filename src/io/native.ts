@@ -36,7 +36,7 @@ export interface IoCounters {
   batchesIn: number;
   packetsOut: number;
   bytesOut: number;
-  /** writeBatch calls. */
+  /** writeBound calls (TunDevice.writeBatch). */
   batchesOut: number;
   /** Packets not written because the kernel said EAGAIN (the call never blocks). */
   dropsBusy: number;
@@ -79,15 +79,6 @@ export interface NativeHandle {
     vnet?: Uint16Array | null,
   ): void;
   stopReading(): void;
-  writeBatch(
-    data: Uint8Array,
-    offset: Uint32Array,
-    length: Uint32Array,
-    indices: Uint32Array | Uint16Array | null,
-    from: number,
-    to: number,
-    vnet?: Uint16Array | null,
-  ): number;
   /**
    * Binds a batch's arrays (and the index list it is written by, or null) to write slot `slot` (0..7) for
    * writeBound; the addon keeps their pointers and backing stores (native/src/tether_io.cc "views bound once").
@@ -100,7 +91,10 @@ export interface NativeHandle {
     indices: Uint32Array | Uint16Array | null,
     vnet: Uint16Array | null,
   ): void;
-  /** writeBatch over the arrays bound to `slot`: packets indices[from..to) (or from..to without indices). */
+  /**
+   * Writes packets indices[from..to) (or from..to without indices) of the batch bound to `slot`; never blocks (EAGAIN:
+   * the rest counted in dropsBusy). The addon's only write: TunDevice.writeBatch binds once and calls this.
+   */
   writeBound(slot: number, from: number, to: number): number;
   counters(): IoCounters;
   close(): void;

@@ -151,7 +151,8 @@ function read(t, onPacket) {
     for (let i = 0; i < count; i++) onPacket(data.subarray(offset[i], offset[i] + length[i]));
   });
 }
-function send(t, bytes) { t.writeBatch(Uint8Array.from(bytes), Uint32Array.of(0), Uint32Array.of(bytes.length), null, 0, 1); }
+// The addon writes only from bound arrays (bindWrite, as TunDevice does): one slot, rebound per datagram.
+function send(t, bytes) { t.bindWrite(0, Uint8Array.from(bytes), Uint32Array.of(0), Uint32Array.of(bytes.length), null, null); t.writeBound(0, 0, 1); }
 const tagged = (p, q) => p.length === q.length && p.subarray(12, 20).every((x, k) => x === q[12 + k]) && p[p.length - 1] === q[q.length - 1];
 parentPort.once('message', () => {
   read(a, (p) => { if (tagged(p, workerData.trigger)) send(a, workerData.answer); });

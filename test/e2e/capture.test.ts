@@ -3,16 +3,17 @@
  * a site's real HTTP exchange (curl over wireguard-go), the pcapng read back by tshark. Root only: as in CI, it
  * fails loudly, never skips.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/lab/config.js';
 import { arrOffConfig, udpRound } from '../../src/lab/demo.js';
-import { ensureLabTools, inNamespace, labDown, labUp, LAB } from '../../src/lab/index.js';
+import { inNamespace, labDown, labUp, LAB } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import type { LabInfo } from '../../src/lab/index.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 // Unique per test file: a capture run never collides with lab.test.ts's namespaces.
 const PREFIX = `cap${(process.pid % 1296).toString(36)}`;
@@ -20,16 +21,9 @@ const API = 'http://127.0.0.1:8470';
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
+before(async (t) => {
   execFileSync('tshark', ['-v'], { stdio: 'ignore' }); // throws, naming tshark, when it is missing (scripts/debian-deps.sh installs it)
-  await ensureLabTools();
-  await labDown({ prefix: PREFIX });
-  lab = await labUp({ prefix: PREFIX, config: defaultConfig() });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+  lab = await labUpForTest(t, { prefix: PREFIX, config: defaultConfig() });
 });
 
 const tokenFile = (): string => join(lab.runDir, 'api-token');

@@ -30,10 +30,10 @@ import { DOWN_BOUND_MS, HEALTH_RATE, INTERVAL_MS, QUIET_INTERVALS, QUIET_MS, SLA
 import { labTopologyConfig, SITE_C_ONRAMPS, SITE_C_ROUTE_PRIORITY } from '../../src/lab/config.js';
 import { httpRound, REQUESTS_PER_SITE } from '../../src/lab/demo.js';
 import {
-  ensureLabTools, inNamespaceOk, LAB, labDown, labUp, linkRxBytes, measureSiteCFailover, restoreSiteCPrimary, siteCUnderlayLink,
-  startUdpStream, watchHealth, type HealthWatcher, type LabInfo,
+  inNamespaceOk, LAB, linkRxBytes, measureSiteCFailover, restoreSiteCPrimary, siteCUnderlayLink, startUdpStream, watchHealth, type HealthWatcher, type LabInfo,
 } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `f${(process.pid % 46656).toString(36)}`;
 const DOWNLOAD_BYTES = 200 * 1024 * 1024;
@@ -67,10 +67,8 @@ let tokenFile: string;
 /** Wall-clock ms of the cut (the download test). */
 let cutAt = 0;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, config: CONFIG });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX, config: CONFIG });
   tokenFile = join(lab.runDir, 'api-token');
   health = watchHealth(lab.names.edge, API, tokenFile);
   await health.ready;
@@ -78,7 +76,6 @@ before(async () => {
 
 after(async () => {
   health?.stop();
-  await labDown({ prefix: PREFIX });
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

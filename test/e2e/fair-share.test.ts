@@ -5,10 +5,11 @@
  * reason on /metrics. Root only: it fails loudly, never skips. Its own prefix per run; labUp removes leftovers
  * of that prefix first, labDown everything it made.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureLabTools, httpGetMany, inNamespaceOk, LAB, labDown, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { httpGetMany, inNamespaceOk, LAB, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { metric } from '../support/live-site.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `q${(process.pid % 46656).toString(36)}`;
 /** Every source port but 0. */
@@ -45,14 +46,8 @@ print(sent)
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX });
 });
 
 const refused = (): Promise<number> => metric(lab, /^tether_drops_total\{reason="(quota_exceeded|nat_quota_exceeded)"\}$/);

@@ -15,10 +15,11 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig } from '../../src/config/index.js';
-import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, runOk, type LabInfo } from '../../src/lab/index.js';
+import { inNamespace, inNamespaceOk, LAB, runOk, type LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import { edgeApi, metric } from '../support/live-site.js';
 import { nsSpawn, type Child } from '../support/ns-child.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `gc${(process.pid % 1296).toString(36)}`;
 const SERVER = LAB.internet.server;
@@ -127,9 +128,7 @@ async function curl(ns: string, url: string, name: string, port: number): Promis
   return { code: r.code ?? -1, out: r.stdout, err: r.stderr };
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
+before(async (t) => {
   dir = mkdtempSync(join(tmpdir(), 'tether-gw-classify-'));
   const base = defaultConfig();
   const config = validateConfig({
@@ -143,14 +142,13 @@ before(async () => {
       ],
     },
   });
-  lab = await labUp({ prefix: PREFIX, config });
+  lab = await labUpForTest(t, { prefix: PREFIX, config });
   await makeCertificates();
   await startServer();
 });
 
 after(async () => {
   server?.child.kill('SIGTERM');
-  await labDown({ prefix: PREFIX });
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 

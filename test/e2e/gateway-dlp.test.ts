@@ -11,11 +11,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/lab/config.js';
-import { ensureLabTools, inNamespace, labDown, labNames, labUp, LAB } from '../../src/lab/index.js';
+import { inNamespace, labNames, LAB } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import type { TetherConfig } from '../../src/config/index.js';
 import type { FlowLogLine } from '../../src/control/flow-log.js';
 import { nsSpawn, type Child } from '../support/ns-child.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `d${(process.pid % 46656).toString(36)}`;
 const PORT = 8080;
@@ -73,10 +74,8 @@ function config(): TetherConfig {
   return cfg;
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, config: config() });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX, config: config() });
   server = nsSpawn(lab.names.internet, ['-e', SERVER], {
     onLine: (l) => {
       const line = JSON.parse(l) as Received & { ready?: boolean };
@@ -88,7 +87,6 @@ before(async () => {
 
 after(async () => {
   server?.child.kill();
-  await labDown({ prefix: PREFIX });
 });
 
 /** What the server logs for the next request (it logs once per request: complete or not). */

@@ -14,10 +14,11 @@ import { readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateConfig } from '../../src/config/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
-import { ensureLabTools, inNamespace, labDown, labStatus, labUp, LAB, run } from '../../src/lab/index.js';
+import { inNamespace, labStatus, LAB, run } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { SYSTEM_PYTHON } from '../../src/lab/paths.js';
 import { edgeStatus } from '../support/edge-status.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 /** This file's own lab prefix, per process (labUp removes what an earlier run of the same prefix left). */
 const PREFIX = `gd${process.pid % 10000}`;
@@ -80,14 +81,12 @@ function labConfig(): ReturnType<typeof defaultConfig> {
   }, 'the gateway DNS lab configuration');
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
+before(async (t) => {
   for (const [tool, args] of [['dnsmasq', ['--version']], ['dig', ['-v']], [SYSTEM_PYTHON, ['-c', 'import scapy']]] as const) {
     const r = await run(tool, [...args]).catch((e: Error) => ({ code: -1, stderr: e.message, stdout: '' }));
     if (r.code !== 0) throw new Error(`${tool} is missing or broken (scripts/debian-deps.sh installs dnsmasq-base, bind9-dnsutils, python3-scapy): ${r.stderr}`);
   }
-  lab = await labUp({ prefix: PREFIX, config: labConfig() });
+  lab = await labUpForTest(t, { prefix: PREFIX, config: labConfig() });
   sites = [['site-a', lab.names.siteA], ['site-b', lab.names.siteB]];
   rmSync(dnsDir, { recursive: true, force: true });
   mkdirSync(dnsDir, { recursive: true });
@@ -111,7 +110,6 @@ before(async () => {
 
 after(async () => {
   if (dnsmasq !== null && dnsmasq.exitCode === null) dnsmasq.kill('SIGTERM');
-  await labDown({ prefix: PREFIX });
   rmSync(dnsDir, { recursive: true, force: true });
 });
 

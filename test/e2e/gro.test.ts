@@ -7,13 +7,14 @@
  * counters moved. Then the same with `tether run --no-offload`: intact, and nothing coalesced.
  * Root only: it fails loudly, never skips. Its own lab prefix, so leftovers of an earlier run are removed first.
  */
-import { after, before, test } from 'node:test';
+import { before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { labDown, labStatus, labUp, LAB, type LabInfo } from '../../src/lab/index.js';
+import { labStatus, LAB, type LabInfo } from '../../src/lab/index.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { edgeStatus } from '../support/edge-status.js';
 import { missingStrongSwan, waitForEcho, type IpsecSite, type IpsecTarget } from '../support/strongswan.js';
 import { tcpUpload } from '../support/tcp-upload.js';
+import { labUpForTest, requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `r${(process.pid % 46656).toString(36)}`;
 const UPLOAD_BYTES = 16 * 1024 * 1024;
@@ -27,11 +28,9 @@ interface Status {
   edge: Record<string, number>;
 }
 
-let lab: LabInfo | null = null;
-
-async function up(daemonArgs: string[]): Promise<LabInfo> {
-  if (lab !== null) await labDown({ prefix: PREFIX });
-  lab = await labUp({ prefix: PREFIX, ipsecSite: true, daemonArgs });
+/** The lab with these daemon arguments for one test `t` (labDown at its end; labUp removes what came before). */
+async function up(t: TestContext, daemonArgs: string[]): Promise<LabInfo> {
+  const lab = await labUpForTest(t, { prefix: PREFIX, ipsecSite: true, daemonArgs });
   const site: IpsecSite = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
   await site.swan.waitEstablished('site-d\'s SA');
   await waitForEcho(site, INTERNET, 'site-d UDP echo');
@@ -55,17 +54,13 @@ async function upload(l: LabInfo, fromNs: string, server: string = LAB.internet.
 const moved = (s: { before: Status; after: Status }, name: string): number => (s.after.edge[name] ?? 0) - (s.before.edge[name] ?? 0);
 
 before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
+  requireRoot();
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
 });
 
-after(async () => {
-  await labDown({ prefix: PREFIX });
-});
-
 test('with offloads (the default): uploads from the IPsec and the WireGuard site arrive intact, coalesced into super-packets', async (t) => {
-  const l = await up([]);
+  const l = await up(t, []);
   const uploads = [
     ['IPsec site-d', l.names.siteD, LAB.internet.server],
     ['IPsec site-d over IPv6', l.names.siteD, LAB.internet6.server],
@@ -82,8 +77,8 @@ test('with offloads (the default): uploads from the IPsec and the WireGuard site
   }
 });
 
-test('with --no-offload: the same uploads arrive intact, nothing coalesced', async () => {
-  const l = await up(['--no-offload']);
+test('with --no-offload: the same uploads arrive intact, nothing coalesced', async (t) => {
+  const l = await up(t, ['--no-offload']);
   for (const ns of [l.names.siteD, l.names.siteA]) {
     const s = await upload(l, ns);
     assert.equal(s.after.edge.gro_segments ?? 0, 0, `no GRO without offloads: ${JSON.stringify(s.after.edge)}`);

@@ -8,14 +8,15 @@
  * datagrams share (source, destination, protocol, id) at the server and at most one of them, often neither,
  * survives reassembly. Root only: fails loudly, never skips.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { defaultConfig } from '../../src/lab/config.js';
-import { ensureLabTools, inNamespaceOk, labDown, labUp, LAB, type LabInfo } from '../../src/lab/index.js';
+import { inNamespaceOk, LAB, type LabInfo } from '../../src/lab/index.js';
 import { REPO_ROOT, SYSTEM_PYTHON } from '../../src/lab/paths.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `id${(process.pid % 46656).toString(36)}`;
 const SENDER = join(REPO_ROOT, 'test', 'support', 'frag-sender.py');
@@ -52,14 +53,8 @@ interface Received {
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, config: defaultConfig() });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX, config: defaultConfig() });
 });
 
 /** A namespace kernel's counters of one /proc/net/snmp group ("Ip": ReasmOKs, ReasmFails; "Udp": InCsumErrors...). */

@@ -26,13 +26,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { inNamespaceOk, sleep } from '../../src/lab/exec.js';
-import { isAlive, labDown, labUp, LAB, LINKS, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { isAlive, LAB, LINKS, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { labTopologyConfig, SITE_D_ONRAMP } from '../../src/lab/config.js';
 import { siteDStrongSwan, siteDStrongSwanOptions } from '../../src/lab/site-d.js';
 import { DEFAULT_COOKIE_THRESHOLD, DEFAULT_HALF_OPEN_LIMIT, DEFAULT_HALF_OPEN_PER_ADDRESS, HALF_OPEN_TIMEOUT_MS } from '../../src/onramp/ipsec/ike/engine.js';
 import { Rng } from '../../fuzz/rng.js';
 import { mutateBytes } from '../../fuzz/mutate.js';
 import { echoesThrough, missingStrongSwan, removeStaleStrongSwanRuns, removeStrongSwanRun, StrongSwan, strongSwanRunDir, waitForEcho, type IpsecSite, type IpsecTarget } from '../support/strongswan.js';
+import { labUpForTest, requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `h${randomBytes(3).readUIntBE(0, 3).toString(36).slice(0, 4)}`;
 const PY = '/usr/bin/python3';
@@ -68,13 +69,13 @@ let site: IpsecSite;
 let runDir = '';
 let edgePid = 0;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the IPsec bad-input test needs root (network namespaces, TUN devices, raw sockets); CI runs it as root');
+before(async (t) => {
+  requireRoot('the IPsec bad-input test needs root (network namespaces, TUN devices, raw sockets); CI runs it as root');
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
   if (!existsSync(PY)) throw new Error(`${PY} (Debian's python3) is missing: apt-get install -y python3`);
   await removeStaleStrongSwanRuns();
-  lab = await labUp({ prefix: PREFIX, config: labTopologyConfig({ ipsecSite: true }), ipsecSite: true });
+  lab = await labUpForTest(t, { prefix: PREFIX, config: labTopologyConfig({ ipsecSite: true }), ipsecSite: true });
   edgePid = lab.processes.find((p) => p.name === 'edge')!.pid;
   runDir = await strongSwanRunDir(`h${process.pid}`);
   site = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
@@ -84,7 +85,6 @@ before(async () => {
 
 after(async () => {
   if (runDir !== '') await removeStrongSwanRun(runDir);
-  await labDown({ prefix: PREFIX });
 });
 
 // --- helpers -------------------------------------------------------------------------------------------------

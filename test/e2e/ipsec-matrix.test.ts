@@ -10,10 +10,10 @@
  *
  * One lab for all rows (reconfigured per row). Root only; fails loudly when a tool is missing, never skips.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { LAB, labDown, labUp, type LabInfo } from '../../src/lab/index.js';
+import { LAB, type LabInfo } from '../../src/lab/index.js';
 import { SITE_D_ONRAMP } from '../../src/lab/config.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { sleep } from '../../src/lab/exec.js';
@@ -22,6 +22,7 @@ import {
   checkProposal, formatMatrix, missingStrongSwan, proposalMatrix, removeStaleStrongSwanRuns,
   type IpsecPeerSide, type IpsecSite, type IpsecTarget, type MatrixRow, type ProposalCase,
 } from '../support/strongswan.js';
+import { labUpForTest, requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `m${randomBytes(3).readUIntBE(0, 3).toString(36).slice(0, 4)}`;
 const TARGET: IpsecTarget = { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
@@ -84,17 +85,13 @@ function tetherEspExpected(c: ProposalCase): string {
   return c.rekeyChild ? c.esp : c.esp.split('-').filter((k) => !/^(modp|ecp|curve)/.test(k)).join('-');
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the IPsec matrix test needs root (network namespaces, TUN devices); CI runs it as root');
+before(async (t) => {
+  requireRoot('the IPsec matrix test needs root (network namespaces, TUN devices); CI runs it as root');
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
   await removeStaleStrongSwanRuns();
-  lab = await labUp({ prefix: PREFIX, ipsecSite: true });
+  lab = await labUpForTest(t, { prefix: PREFIX, ipsecSite: true });
   site = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
-});
-
-after(async () => {
-  if (lab !== undefined) await labDown({ prefix: PREFIX });
 });
 
 test('issue 9\'s proposal matrix: every IKE and ESP proposal (and PFS group on a child rekey) negotiates between strongSwan and the daemon and carries UDP echoes', async () => {

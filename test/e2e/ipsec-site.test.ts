@@ -13,12 +13,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { inNamespaceOk, ip } from '../../src/lab/exec.js';
-import { httpGet, labDown, labUp, LAB, LINKS, startDownload, udpExchange, type LabInfo, type ServerReply } from '../../src/lab/index.js';
+import { httpGet, LAB, LINKS, startDownload, udpExchange, type LabInfo, type ServerReply } from '../../src/lab/index.js';
 import { siteDStrongSwan, siteDStrongSwanOptions } from '../../src/lab/site-d.js';
 import {
   checkProposal, missingStrongSwan, proposalMatrix, removeStaleStrongSwanRuns, removeStrongSwanRun, StrongSwan, strongSwanPeerSide,
   strongSwanRunDir, waitForEcho, type IpsecSite, type IpsecTarget,
 } from '../support/strongswan.js';
+import { labUpForTest, requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `i${randomBytes(3).readUIntBE(0, 3).toString(36).slice(0, 4)}`;
 const TARGET: IpsecTarget = { address: LAB.internet.server, udpPort: LAB.echoPort, httpPort: LAB.httpPort };
@@ -30,12 +31,12 @@ let runDir = '';
 let standIn: StrongSwan;
 let site: IpsecSite;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the IPsec site test needs root (network namespaces, TUN devices); CI runs it as root');
+before(async (t) => {
+  requireRoot('the IPsec site test needs root (network namespaces, TUN devices); CI runs it as root');
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
   await removeStaleStrongSwanRuns();
-  lab = await labUp({ prefix: PREFIX, startEdge: false, ipsecSite: true });
+  lab = await labUpForTest(t, { prefix: PREFIX, startEdge: false, ipsecSite: true });
   const edge = lab.names.edge;
   const d = LAB.siteD;
   // Where the daemon would route the endpoint into its underlay TUN, the stand-in owns it.
@@ -57,7 +58,6 @@ before(async () => {
 
 after(async () => {
   if (runDir !== '') await removeStrongSwanRun(runDir);
-  await labDown({ prefix: PREFIX });
 });
 
 test('site-d initiates with the lab\'s terms; its host 10.0.1.10 reaches the Internet and the data center through the tunnel', async () => {

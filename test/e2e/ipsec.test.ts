@@ -13,7 +13,7 @@
  *   - DPD: site-d's charon SIGSTOPped → the onramp is down in the API; SIGCONT → up again.
  * Root only: as in CI, it fails loudly, never skips. Its own prefix per run; labUp removes leftovers of it first.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import { SITE_D_ONRAMP } from '../../src/lab/config.js';
 import { httpRound, REQUESTS_PER_SITE } from '../../src/lab/demo.js';
 import { sleep } from '../../src/lab/exec.js';
 import {
-  ensureLabTools, httpGet, inNamespace, inNamespaceOk, LAB, labDown, labUp, LINKS, startDownload, udpExchange, watchHealth, type DownloadResult, type LabInfo, type ServerReply,
+  httpGet, inNamespace, inNamespaceOk, LAB, LINKS, startDownload, udpExchange, watchHealth, type LabInfo, type ServerReply,
 } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
@@ -31,6 +31,7 @@ import { edgeApi } from '../support/live-site.js';
 import {
   missingStrongSwan, rekeyUnderTransfer, restartUnderTransfer, TRANSFER_BYTES, waitForEcho, type IpsecPeerSide, type IpsecSite, type IpsecTarget,
 } from '../support/strongswan.js';
+import { assertDownloadIntact, labUpForTest, requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `s${(process.pid % 46656).toString(36)}`;
 const API = 'http://127.0.0.1:8470';
@@ -84,21 +85,16 @@ async function udpOwn(ns: string, siteName: string, target: IpsecTarget, count: 
   return { own, seen: [...seen] };
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the IPsec end-to-end test needs root (network namespaces, TUN devices); CI runs it as root');
+before(async (t) => {
+  requireRoot('the IPsec end-to-end test needs root (network namespaces, TUN devices); CI runs it as root');
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
-  await ensureLabTools();
   // labUp initiates from site-d's strongSwan once the daemon is ready.
-  lab = await labUp({ prefix: PREFIX, ipsecSite: true });
+  lab = await labUpForTest(t, { prefix: PREFIX, ipsecSite: true });
   tokenFile = join(lab.runDir, 'api-token');
   site = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
   await site.swan.waitEstablished('site-d\'s SA with tether');
   await waitForEcho(site, INTERNET, 'site-d through tether');
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
 });
 
 test('site-d (IPsec) and site-a (WireGuard), both 10.0.1.10, at once: HTTP and UDP to the Internet and the data center, every reply at the site that asked', async () => {
@@ -173,14 +169,6 @@ test('tether onramps, GET /v1/stats and /metrics show site-d\'s IKE SA and child
   assert.match(metrics, new RegExp(`^tether_ipsec_child_replay_drops_total\\{onramp="${SITE_D_ONRAMP}",spi="${child.spiIn}"\\} 0$`, 'm'));
 });
 
-/** A download whose bytes, hash and end are checked: complete, the server's SHA-256, no error (no reset). */
-function assertIntact(r: DownloadResult, bytes: number, what: string): void {
-  assert.equal(r.error, undefined, `${what}: the download failed: ${JSON.stringify({ ...r, gaps: r.gaps.length })}`);
-  assert.equal(r.status, 200, what);
-  assert.equal(r.bytes, bytes, `${what}: every byte arrived`);
-  assert.equal(r.sha256, r.serverSha256, `${what}: what arrived is what the server sent`);
-}
-
 /** tether's established IKE SAs with site-d, and the inbound SPIs of the child SAs its ESP table holds (/metrics). */
 async function tetherSas(): Promise<{ established: IpsecSaView[]; espSpis: string[] }> {
   const sas = await statsSas();
@@ -224,7 +212,7 @@ async function assertOneSa(what: string): Promise<IpsecSaView> {
 test('strongSwan rekeys the child SA and then the IKE SA under a checksummed TCP download: no byte lost, no reset; tether follows', async () => {
   const before = await assertOneSa('before the rekeys');
   const r = await rekeyUnderTransfer(site, INTERNET);
-  assertIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s rekeys');
+  assertDownloadIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s rekeys');
   assert.notEqual(r.childRekey!.after.spiIn, r.childRekey!.before.spiIn, 'a new child SA');
   assert.notEqual(r.ikeRekey!.after.spiI, r.ikeRekey!.before.spiI, 'a new IKE SA');
   const after = await assertOneSa('after strongSwan\'s rekeys');
@@ -270,7 +258,7 @@ test('tether rekeys the child SA and the IKE SA itself (short lifetimes set thro
       return { sa, swan };
     }, 1000);
     await throttle(false);
-    assertIntact(await result, THROTTLED_BYTES, 'download across tether\'s rekeys');
+    assertDownloadIntact(await result, THROTTLED_BYTES, 'download across tether\'s rekeys');
     // tether started the new IKE SA (strongSwan's side of it is the responder's) and it carries the child.
     assert.equal(rekeyed.sa.role, 'initiator', `tether initiated the IKE rekey: ${JSON.stringify(rekeyed.sa)}`);
     assert.equal(rekeyed.swan.ike.initiator, false, 'strongSwan responded to the IKE rekey');
@@ -295,7 +283,7 @@ test('strongSwan killed (SIGKILL) and restarted mid-download: INITIAL_CONTACT en
   };
   const r = await restartUnderTransfer(site, tetherSide, INTERNET);
   // The download ran through the restart: TCP retransmitted across the gap, nothing lost, no reset.
-  assertIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s restart');
+  assertDownloadIntact(r.download, TRANSFER_BYTES, 'download across strongSwan\'s restart');
   assert.notEqual(r.after.spiI, r.before.spiI, 'strongSwan made a new IKE SA');
   // Counted seconds after the restart: DPD alone would have needed its 10 s of silence and its 30 s timeout (the DPD
   // test below), so one SA here is INITIAL_CONTACT's doing.

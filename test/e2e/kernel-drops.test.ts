@@ -6,15 +6,16 @@
  * runs again. Behaviour only, no timing. Root only: it fails loudly, never skips. Its own prefix per run; labUp
  * removes leftovers of that prefix first, labDown everything it made.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleep } from '../../src/lab/exec.js';
-import { ensureLabTools, inNamespace, inNamespaceOk, LAB, labDown, labUp, type LabInfo } from '../../src/lab/index.js';
+import { inNamespace, inNamespaceOk, LAB, type LabInfo } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import { DEFAULT_UNDERLAY_NAME } from '../../src/daemon/network.js';
 import { metric } from '../support/live-site.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `k${(process.pid % 46656).toString(36)}`;
 /** The deliberately tiny queue (packets) of the underlay TUN during the burst. */
@@ -44,14 +45,8 @@ print(sent)
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX });
 });
 
 const underlayDrops = (): Promise<number> => metric(lab, new RegExp(`^tether_kernel_drops_total\\{device="${DEFAULT_UNDERLAY_NAME}",role="underlay",kind="tx_dropped"\\}$`));

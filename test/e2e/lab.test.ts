@@ -3,19 +3,20 @@
  * `wg` as the sites' routers, Debian's scapy as a GRE site, Node's HTTP and UDP servers, and the
  * tether daemon as the edge. Root only: as in CI, it fails loudly, never skips.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type TetherConfig } from '../../src/config/index.js';
 import { defaultConfig, LAB_WIREGUARD_KEYS } from '../../src/lab/config.js';
 import { arrOffConfig, httpRound, REQUESTS_PER_SITE, udpRound } from '../../src/lab/demo.js';
-import { ensureLabTools, grePeer, inNamespace, inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload, udpExchange } from '../../src/lab/index.js';
+import { grePeer, inNamespace, inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload, udpExchange } from '../../src/lab/index.js';
 import { nodeTsArgs, TETHER_CLI } from '../../src/lab/paths.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { keyFromBase64, WireGuardDevice } from '../../src/onramp/wireguard/index.js';
 import { buildUdp } from '../../src/wire/build.js';
 import { edgeStatus } from '../support/edge-status.js';
+import { assertDownloadIntact, labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `e${(process.pid % 46656).toString(36)}`;
 const SECOND_GRE_ENDPOINT = LAB.siteGre.secondRouter;
@@ -45,14 +46,8 @@ function edgeCounters(pid: number, logFile: string): Promise<StoppedStatus> {
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX, config: twoGreSitesConfig() });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX, config: twoGreSitesConfig() });
 });
 
 test('both sites (10.0.1.10 each) fetch from the Internet server at once over wireguard-go: every response reaches the site that asked, intact; the server sees the pool', async () => {
@@ -113,10 +108,7 @@ test('WireGuard tunnel MTU: site-a\'s host on a 1,500-byte link downloads a few 
   await inNamespaceOk(lab.names.siteA, 'ip', ['link', 'set', lab.names.wgA, 'mtu', String(LAN_MTU)]);
   try {
     const r = await startDownload(lab.names.siteA, `http://${LAB.internet.server}/download?bytes=${DOWNLOAD_BYTES}`, { idleTimeoutMs: 10_000 }).result;
-    assert.equal(r.error, undefined, `the download failed: ${JSON.stringify({ ...r, gaps: r.gaps.length })}`);
-    assert.equal(r.status, 200);
-    assert.equal(r.bytes, DOWNLOAD_BYTES, 'every byte arrived');
-    assert.equal(r.sha256, r.serverSha256, 'what arrived is what the server sent');
+    assertDownloadIntact(r, DOWNLOAD_BYTES);
   } finally {
     await inNamespaceOk(lab.names.siteA, 'ip', ['link', 'set', lab.names.wgA, 'mtu', had ?? String(WG_TUNNEL_MTU)]);
   }

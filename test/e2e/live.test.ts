@@ -6,8 +6,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureLabTools, httpGet, inNamespace, LAB, labDown, labUp, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { httpGet, inNamespace, LAB, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { edgeApi, metric, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `l${(process.pid % 46656).toString(36)}`;
 const DEVICE = 'wg-live';
@@ -46,15 +47,12 @@ function onramp(name: string, publicKey: string, allowedIps = [LAB.siteLan]): Re
   return { name, type: 'wireguard', site: 'site-live', automatic_return_routing: true, wireguard: { device: DEVICE, public_key: publicKey, allowed_ips: allowedIps } };
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX });
 });
 
 after(async () => {
   for (const s of sites) await s.stop();
-  await labDown({ prefix: PREFIX });
 });
 
 test('a new WireGuard site added through the API (device, site, onramp) carries HTTP and UDP within seconds, with no restart', async () => {

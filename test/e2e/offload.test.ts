@@ -7,13 +7,14 @@
  * and the daemon's own counters show super-packets were read and written, and segmented for WireGuard.
  * Root only: it fails loudly, never skips. Its own lab prefix, so leftovers of an earlier run are removed first.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { inNamespaceOk, labDown, labStatus, labUp, LAB, startDownload } from '../../src/lab/index.js';
+import { inNamespaceOk, labStatus, LAB, startDownload } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import { edgeStatus } from '../support/edge-status.js';
 import { tcpUpload } from '../support/tcp-upload.js';
+import { assertDownloadIntact, labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `g${(process.pid % 46656).toString(36)}`;
 const DOWNLOAD_BYTES = 32 * 1024 * 1024;
@@ -36,15 +37,10 @@ interface Status {
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  lab = await labUp({ prefix: PREFIX, config: defaultConfig() });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX, config: defaultConfig() });
   // The data center reaches the Internet server through the edge (the lab routes it only toward the sites and the pool).
   await inNamespaceOk(lab.names.dc, 'ip', ['route', 'add', `${LAB.internet.server}/32`, 'via', LAB.dc.edge, 'src', LAB.dc.server]);
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
 });
 
 async function status(): Promise<Status> {
@@ -55,9 +51,7 @@ async function status(): Promise<Status> {
 test('interconnect ↔ Internet through SNAT with offloads: 32 MiB each way arrive intact, and super-packets crossed the edge whole', async () => {
   const before = await status();
   const down = await startDownload(lab.names.dc, `http://${LAB.internet.server}/download?bytes=${DOWNLOAD_BYTES}`, { idleTimeoutMs: 20_000 }).result;
-  assert.equal(down.error, undefined, `the download failed: ${JSON.stringify({ ...down, gaps: down.gaps.length })}`);
-  assert.equal(down.bytes, DOWNLOAD_BYTES, 'every byte arrived');
-  assert.equal(down.sha256, down.serverSha256, 'what arrived is what the server sent');
+  assertDownloadIntact(down, DOWNLOAD_BYTES);
 
   const up = await tcpUpload(lab.names.internet, LAB.internet.server, UPLOAD_PORT, lab.names.dc, UPLOAD_BYTES, TRANSFER_TIMEOUT_MS);
   assert.equal(up.reply.bytes, UPLOAD_BYTES, `every byte arrived at the server: ${JSON.stringify(up)}`);
@@ -73,9 +67,7 @@ test('interconnect ↔ Internet through SNAT with offloads: 32 MiB each way arri
 test('Internet → WireGuard site with offloads: a 32 MiB download arrives intact, the edge segments the server\'s super-packets before encrypting', async () => {
   const before = await status();
   const r = await startDownload(lab.names.siteA, `http://${LAB.internet.server}/download?bytes=${DOWNLOAD_BYTES}`, { idleTimeoutMs: 20_000 }).result;
-  assert.equal(r.error, undefined, `the download failed: ${JSON.stringify({ ...r, gaps: r.gaps.length })}`);
-  assert.equal(r.bytes, DOWNLOAD_BYTES, 'every byte arrived');
-  assert.equal(r.sha256, r.serverSha256, 'what arrived is what the server sent');
+  assertDownloadIntact(r, DOWNLOAD_BYTES);
   const after = await status();
   assert.ok((after.edge.gso_segmented ?? 0) > (before.edge.gso_segmented ?? 0), `super-packets were segmented in software: ${JSON.stringify(after.edge)}`);
   assert.ok((after.edge.gso_segments ?? 0) > (after.edge.gso_segmented ?? 0), `into several segments each: ${JSON.stringify(after.edge)}`);

@@ -12,10 +12,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureLabTools, LAB, labDown, labUp, type LabInfo } from '../../src/lab/index.js';
+import { LAB, type LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import type { FlowLogLine } from '../../src/control/flow-log.js';
 import { edgeApi, metric } from '../support/live-site.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 const PREFIX = `e${(process.pid % 46656).toString(36)}`;
 const FILES = join(tmpdir(), `tether-${PREFIX}-epoch`);
@@ -66,17 +67,14 @@ function cleanFiles(): void {
   for (const f of ['a.body', 'a.headers', 'b.body', 'b.headers', 'flows.jsonl']) rmSync(`${FILES}-${f}`, { force: true });
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
+before(async (t) => {
   cleanFiles();
   const cfg = defaultConfig();
   cfg.log.flow_log = FLOW_LOG;
-  lab = await labUp({ prefix: PREFIX, config: cfg });
+  lab = await labUpForTest(t, { prefix: PREFIX, config: cfg });
 });
 
 after(async () => {
-  await labDown({ prefix: PREFIX });
   cleanFiles();
 });
 

@@ -7,15 +7,16 @@
  * The lab's paths: site → edge (tether, hop 1: 198.51.100.1, the pool address, as neither site has a tunnel
  * address) → the edge namespace's kernel (the egress and interconnect TUNs hand packets to it) → the server.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { defaultConfig } from '../../src/lab/config.js';
-import { ensureLabTools, inNamespace, labDown, labStatus, labUp, LAB, run } from '../../src/lab/index.js';
+import { inNamespace, labStatus, LAB, run } from '../../src/lab/index.js';
 import type { LabInfo } from '../../src/lab/index.js';
 import { SYSTEM_PYTHON } from '../../src/lab/paths.js';
 import { DEFAULT_ICMP_PER_SOURCE_BURST, DEFAULT_ICMP_PER_SOURCE_PER_SECOND } from '../../src/dataplane/icmp-rate-limit.js';
 import { edgeStatus } from '../support/edge-status.js';
+import { labUpForTest } from '../support/lab-test.js';
 
 /** This file's own lab prefix, per process (two runs at once do not meet; labUp removes what a run of the same prefix left). */
 const PREFIX = `th${(process.pid % 1296).toString(36)}`;
@@ -68,19 +69,13 @@ function mtrHops(out: string): string[] {
   return out.split('\n').map((l) => /^\s*\d+\.\|--\s+(\S+)/.exec(l)?.[1]).filter((h): h is string => h !== undefined);
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
+before(async (t) => {
   for (const [tool, args] of TOOLS) {
     const r = await run(tool, [...args]).catch((e: Error) => ({ code: -1, stderr: e.message, stdout: '' }));
     if (r.code !== 0) throw new Error(`${tool} is missing or broken (scripts/debian-deps.sh installs traceroute, mtr-tiny, iputils-tracepath, iputils-ping, python3-scapy): ${r.stderr}`);
   }
-  lab = await labUp({ prefix: PREFIX, config: defaultConfig() });
+  lab = await labUpForTest(t, { prefix: PREFIX, config: defaultConfig() });
   sites = [['site-a', lab.names.siteA], ['site-b', lab.names.siteB]];
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
 });
 
 for (const [mode, flags] of [['UDP', []], ['ICMP', ['-I']], ['TCP SYN', ['-T', '-p', String(LAB.httpPort)]]] as const) {

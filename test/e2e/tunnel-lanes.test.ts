@@ -22,7 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LANE_FLOW_STRIDE } from '../../src/control/flow-walk.js';
-import { ensureLabTools, LAB, labDown, udpExchange, type LabInfo } from '../../src/lab/index.js';
+import { LAB, udpExchange, type LabInfo } from '../../src/lab/index.js';
 import { missingStrongSwan } from '../../src/lab/strongswan.js';
 import { siteDStrongSwan } from '../../src/lab/site-d.js';
 import { labUpLanes, type LanesDaemon, type LanesStatus } from '../support/lanes-daemon.js';
@@ -30,6 +30,7 @@ import { LANES_SERVER_SCRIPT, flowClientScript } from '../support/lanes-topology
 import { edgeApi, newWgKeys, startLiveSite, type LiveSite } from '../support/live-site.js';
 import { waitForEcho, type IpsecSite } from '../support/strongswan.js';
 import { nsScript, type Child } from '../support/ns-child.js';
+import { requireRoot } from '../support/lab-test.js';
 
 const PREFIX = `tl${(process.pid % 36 ** 4).toString(36)}`;
 /** Flows per site and destination: enough that the kernel spreads them over both queues. */
@@ -103,12 +104,11 @@ function inOrder(r: Report, what: string): Map<string, number> {
   return per;
 }
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the tunnel-lanes test needs root (network namespaces, TUN devices); CI runs it as root; it is never skipped');
+before(async (t) => {
+  requireRoot('the tunnel-lanes test needs root (network namespaces, TUN devices); CI runs it as root; it is never skipped');
   const missing = missingStrongSwan();
   if (missing !== null) throw new Error(missing);
-  await ensureLabTools();
-  edge = await labUpLanes({ prefix: PREFIX, ipsecSite: true });
+  edge = await labUpLanes(t, { prefix: PREFIX, ipsecSite: true });
   lab = edge.lab;
   const site: IpsecSite = { swan: siteDStrongSwan(lab.names), hostNs: lab.names.siteD };
   await site.swan.waitEstablished('site-d\'s SA');
@@ -118,7 +118,6 @@ before(async () => {
 after(async () => {
   for (const c of children) c.child.kill('SIGKILL');
   for (const s of liveSites) await s.stop();
-  await labDown({ prefix: PREFIX });
 });
 
 test('a WireGuard and an IPsec site (both 10.0.1.10), many flows each to the Internet and the data center: in order, every echo to its own site; late Internet replies on lane 1 handed to lane 0', async (ctx) => {

@@ -4,11 +4,13 @@
  * k's TUN queues as "<tun>#k": src/daemon/lanes.ts mergeLaneStatus; a lane posts every LANE_STATUS_INTERVAL_MS), so
  * a test's first look at the status already covers every lane; stopped with stop().
  *   startLanesDaemon: in a namespace of the test's own topology (test/support/ns-child.ts);
- *   labUpLanes: the lab's daemon (src/lab: labUp with --lanes), its status read from the lab's log.
+ *   labUpLanes: the lab's daemon (labUpForTest with --lanes), its status read from the lab's log.
  * Waits are generous behavioural bounds on a loaded 2-core machine, not timed assertions.
  */
-import { labStatus, labUp, type LabInfo, type LabUpOptions } from '../../src/lab/index.js';
+import type { SuiteContext, TestContext } from 'node:test';
+import { labStatus, type LabInfo, type LabUpOptions } from '../../src/lab/index.js';
 import { edgeStatus } from './edge-status.js';
+import { labUpForTest } from './lab-test.js';
 import { childStatus, nsSpawn, type Child } from './ns-child.js';
 import { readFileSync } from 'node:fs';
 
@@ -84,9 +86,11 @@ export async function startLanesDaemon<S extends LanesStatus = LanesStatus>(ns: 
   }
 }
 
-/** The lab (labUp) with `tether run --lanes N`; labDown (which stops the daemon too) is the caller's, in after(). */
-export async function labUpLanes<S extends LanesStatus = LanesStatus>(opts: Omit<LabUpOptions, 'daemonArgs'> & { prefix: string }, lanes = LANES): Promise<LanesDaemon<S> & { lab: LabInfo }> {
-  const lab = await labUp({ ...opts, daemonArgs: ['--lanes', String(lanes)] });
+/** The lab (labUpForTest: labDown, which stops the daemon too, registered with `t`) with `tether run --lanes N`. */
+export async function labUpLanes<S extends LanesStatus = LanesStatus>(
+  t: TestContext | SuiteContext, opts: Omit<LabUpOptions, 'daemonArgs'> & { prefix: string }, lanes = LANES,
+): Promise<LanesDaemon<S> & { lab: LabInfo }> {
+  const lab = await labUpForTest(t, { ...opts, daemonArgs: ['--lanes', String(lanes)] });
   const log = lab.edgeLog!;
   for (let waited = 0; !readFileSync(log, 'utf8').includes('"lanes running"'); waited += POLL_MS) {
     if (waited > LAB_START_MS) throw new Error(`the daemon's lanes did not start: ${readFileSync(log, 'utf8').slice(-4000)}`);
