@@ -11,7 +11,7 @@
  * start and stop only) and returns what it managed to do, so that a half-done start can be undone.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 /**
  * Policy-routing table (and rule priority) of interconnect onramp n: 1000 + n, clear of the kernel's reserved
@@ -199,6 +199,50 @@ export function undoPlan(undo: string[][]): string[] {
  */
 export function disableRpFilter(dev: string): void {
   writeFileSync(`/proc/sys/net/ipv4/conf/${dev}/rp_filter`, '0\n');
+}
+
+/**
+ * What the kernel itself would send on a fresh TUN, and the per-device IPv6 settings that keep it quiet
+ * (docs/UNDERLAY.md "A quiet TUN"). Measured on this kernel with a dual-stack edge (conf/all/forwarding = 1):
+ * on `up`, every TUN sent MLDv2 reports (RFC 3810 §6.1) for ff02::2 from its link-local address, which it had
+ * joined because the device forwards (RFC 4291 §2.8: routers listen on all-routers); with forwarding off the
+ * kernel sends router solicitations instead (RFC 4861 §6.3.7). tether read them as the sites' packets:
+ * `unsupported_protocol` on egress and interconnect, `underlay_malformed` on the underlay.
+ *
+ * In this order (the kernel acts on each write at once):
+ *
+ *   force_mld_version = 1     MLDv1 (RFC 2710 §4) sends a Done only for a group this node was the last to report;
+ *                             a device not yet up has reported none, so leaving all-routers (next line) sends
+ *                             nothing. Under MLDv2 the leave is queued as a state-change report (RFC 3810 §6.1)
+ *                             and goes out as soon as the device is up: measured, 2 per TUN.
+ *   forwarding = 0            this device acts as a host towards tether: it leaves all-routers and sends no
+ *                             MLD. Forwarding through it is unchanged: Linux forwards IPv6 when
+ *                             conf/all/forwarding is on, whatever the devices' own settings (ip-sysctl.rst).
+ *   addr_gen_mode = 1 (none)  no link-local address (RFC 4862 §5.3 skipped): nothing to solicit routers or
+ *                             neighbours from. A TUN is point to point; routes name the device, no neighbour.
+ *   accept_ra = 0             a router advertisement written into the TUN changes none of the edge's routes.
+ *
+ * disable_ipv6 would silence it too, but the kernel then refuses IPv6 routes into the device ("IPv6 is disabled
+ * on nexthop device"): an IPv6 endpoint, egress address or interconnect added later would fail. These settings
+ * keep IPv6 through every TUN working as configured. Writing conf/all/forwarding after start copies 1 to every
+ * device again (the kernel's rule), and MLD reports come back: set it before the daemon starts.
+ */
+export const QUIET_IPV6_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ['force_mld_version', '1'],
+  ['forwarding', '0'],
+  ['addr_gen_mode', '1'],
+  ['accept_ra', '0'],
+];
+
+/**
+ * Applies QUIET_IPV6_SETTINGS to `dev`, before it is brought up (the kernel acts on `up`). A device without IPv6
+ * state (a kernel booted with ipv6.disable=1, or an MTU below IPv6's 1280, RFC 8200 §5) has no directory there
+ * and nothing to quiet.
+ */
+export function quietIpv6(dev: string): void {
+  const dir = `/proc/sys/net/ipv6/conf/${dev}`;
+  if (!existsSync(dir)) return;
+  for (const [key, value] of QUIET_IPV6_SETTINGS) writeFileSync(`${dir}/${key}`, `${value}\n`);
 }
 
 /**

@@ -7,7 +7,8 @@
  *       --egress tt-egress --pool 198.51.100.1
  *
  * It opens the two TUNs (src/io/tun.ts), brings them up and adds the routes the daemon would add
- * (docs/UNDERLAY.md: ADDR/32 dev tt-underlay per endpoint, POOL/32 dev tt-egress, rp_filter=0 on both), then
+ * (docs/UNDERLAY.md: ADDR/32 dev tt-underlay per endpoint, POOL/32 dev tt-egress, rp_filter=0 and the quiet IPv6
+ * settings on both), then
  *   - prints every packet read from either TUN as a JSON line {"tun":"underlay"|"egress","hex":"…"};
  *   - writes every JSON line {"tun":"underlay"|"egress","hex":"…"} read on stdin into that TUN.
  * Prints {"ready":true} once the routes exist. Exits on stdin EOF or SIGTERM (the TUNs and routes vanish).
@@ -18,6 +19,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { PacketBatch } from '../common/packet-batch.js';
 import { openTun, type TunDevice } from '../io/tun.js';
+import { quietIpv6 } from '../daemon/network.js';
 
 const BATCH = 64;
 const INGRESS_UNUSED = 0;
@@ -40,6 +42,7 @@ function main(): void {
     ...(values.pool ?? '').split(',').filter(Boolean).map((a): [string, string] => [a, tuns.egress.name]),
   ];
   for (const [role, tun] of Object.entries(tuns)) {
+    quietIpv6(tun.name); // as the daemon's TUNs: no MLD or router solicitations of the kernel's in the output
     execFileSync('ip', ['link', 'set', tun.name, 'up']);
     writeFileSync(`/proc/sys/net/ipv4/conf/${tun.name}/rp_filter`, '0');
     const batch = new PacketBatch(BATCH);

@@ -136,14 +136,19 @@ export async function edgeApi(lab: LabInfo, method: string, path: string, body?:
   return { status: Number(out.slice(nl + 1)), body: text === '' ? null : JSON.parse(text) as unknown };
 }
 
+/** The daemon's Prometheus samples whose name and labels match `re`, each as [name{labels}, value]. */
+export async function metricSamples(lab: LabInfo, re: RegExp): Promise<Array<[string, number]>> {
+  const out = await inNamespaceOk(lab.names.edge, 'curl', ['-s', ...tokenHeader(lab), 'http://127.0.0.1:8470/metrics']);
+  const samples: Array<[string, number]> = [];
+  for (const line of out.split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const at = line.lastIndexOf(' ');
+    if (re.test(line.slice(0, at))) samples.push([line.slice(0, at), Number(line.slice(at + 1))]);
+  }
+  return samples;
+}
+
 /** The daemon's Prometheus samples whose name and labels match `re`, summed. */
 export async function metric(lab: LabInfo, re: RegExp): Promise<number> {
-  const out = await inNamespaceOk(lab.names.edge, 'curl', ['-s', ...tokenHeader(lab), 'http://127.0.0.1:8470/metrics']);
-  let sum = 0;
-  for (const line of out.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    if (re.test(line.slice(0, at))) sum += Number(line.slice(at + 1));
-  }
-  return sum;
+  return (await metricSamples(lab, re)).reduce((sum, [, value]) => sum + value, 0);
 }

@@ -1,10 +1,11 @@
 /**
- * A TUN a transport owns (the underlay, the egress, each interconnect): opened with rp_filter off, brought up
- * with its MTU and given its routes and rules under one owner key, and registered as an output; closed in the
- * reverse order. One place for that sequence, so every transport's TUN comes and goes the same way.
+ * A TUN a transport owns (the underlay, the egress, each interconnect): opened with rp_filter off and the kernel's
+ * own IPv6 traffic off (network.ts quietIpv6), brought up with its MTU and given its routes and rules under one
+ * owner key, and registered as an output; closed in the reverse order. One place for that sequence, so every
+ * transport's TUN comes and goes the same way.
  */
 import { openTun, type TunDevice } from '../../io/tun.js';
-import { disableRpFilter, planLink, TUN_TX_QUEUE_PACKETS, type IpStep, type KernelObjects } from '../network.js';
+import { disableRpFilter, planLink, quietIpv6, TUN_TX_QUEUE_PACKETS, type IpStep, type KernelObjects } from '../network.js';
 import type { Output, TransportHost } from './transport.js';
 
 export interface OwnedTun {
@@ -26,6 +27,7 @@ export function openOwnedTun(host: TransportHost, kernel: KernelObjects, owner: 
   if (host.ownsKernel === false) return { tun, out: host.outputs.add(tun), owner };
   try {
     disableRpFilter(name);
+    quietIpv6(name);
     kernel.apply(owner, [planLink(name, host.mtu, opts.queue ?? TUN_TX_QUEUE_PACKETS), ...steps]);
   } catch (e) {
     tun.close();
