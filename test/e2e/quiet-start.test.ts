@@ -6,13 +6,14 @@
  * (the underlay with WireGuard and GRE, the egress, an interconnect) in a namespace that forwards IPv6: started and
  * left idle, every drop counter must read zero. Behaviour only, no timing: the idle wait only gives the kernel's
  * reports (retransmitted within a few seconds of `up`, RFC 3810 §6.1) time to have happened. Root only: it fails
- * loudly, never skips. Its own prefix per run; labUp removes leftovers of that prefix first, labDown everything.
+ * loudly, never skips. Its own prefix per run; labUpForTest removes leftovers of that prefix first and brings the lab down after.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from '../../src/lab/exec.js';
-import { ensureLabTools, inNamespaceOk, labDown, labUp, type LabInfo } from '../../src/lab/index.js';
+import { inNamespaceOk, type LabInfo } from '../../src/lab/index.js';
 import { DEFAULT_UNDERLAY_NAME, INTERCONNECT_TUN_PREFIX, QUIET_IPV6_SETTINGS } from '../../src/daemon/network.js';
+import { labUpForTest } from '../support/lab-test.js';
 import { metricSamples } from '../support/live-site.js';
 
 const PREFIX = `qt${(process.pid % 46656).toString(36)}`;
@@ -23,14 +24,8 @@ const DROP_SAMPLES = /^tether_[a-z_]*drops_total|^tether_edge_events_total\{even
 
 let lab: LabInfo;
 
-before(async () => {
-  if (process.getuid?.() !== 0) throw new Error('the end-to-end tests need root (network namespaces, TUN devices); CI runs them as root');
-  await ensureLabTools();
-  lab = await labUp({ prefix: PREFIX });
-});
-
-after(async () => {
-  await labDown({ prefix: PREFIX });
+before(async (t) => {
+  lab = await labUpForTest(t, { prefix: PREFIX });
 });
 
 /** The TUNs the daemon made in the lab, one of each role. */
