@@ -24,6 +24,8 @@ import { FlowOffload } from './flow-offload.js';
 const PREFIX = 'of-';
 const NS = `${PREFIX}${process.pid}-cache`;
 const IC = 1;
+/** A second interconnect, another site with the same client addresses (overlapping 10.0.1.0/24, told apart by ARR). */
+const IC2 = 2;
 const SITE = 'dc';
 const CLIENT = '10.0.1.2';
 const SERVER = '203.0.113.7';
@@ -66,6 +68,10 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
   let tunA: TunDevice;
   let tunB: TunDevice;
   let sink: TunDevice;
+  let inj2: TunDevice;
+  let tunA2: TunDevice;
+  let sink2: TunDevice;
+  const out2: Uint8Array[] = [];
   let pipeline: Pipeline;
   let offload: FlowOffload;
   const out: Uint8Array[] = [];
@@ -76,16 +82,17 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
   const mappedIcmp: number[] = [];
   const now = (): number => performance.now();
 
-  async function inject(packet: Uint8Array): Promise<Uint8Array> {
-    const had = out.length;
+  /** Writes `packet` into an injector (site 1's by default) and returns what arrives on `sinkOut` (site 1's). */
+  async function inject(packet: Uint8Array, via?: TunDevice, sinkOut: Uint8Array[] = out): Promise<Uint8Array> {
+    const had = sinkOut.length;
     injBatch.clear();
     injBatch.push(packet, 0, packet.length, 0);
-    assert.equal(inj.writeBatch(injBatch, 0, 1), 1);
-    await until(() => out.length > had, 'the packet on the sink');
-    return out[out.length - 1];
+    assert.equal((via ?? inj).writeBatch(injBatch, 0, 1), 1);
+    await until(() => sinkOut.length > had, 'the packet on the sink');
+    return sinkOut[sinkOut.length - 1];
   }
 
-  const tunOf = (port: number): TunDevice | null => (port === IC ? tunA : port === PORT_INTERNET ? tunB : null);
+  const tunOf = (port: number): TunDevice | null => (port === IC ? tunA : port === IC2 ? tunA2 : port === PORT_INTERNET ? tunB : null);
 
   function onBatch(batch: PacketBatch): void {
     jsBatches++;
@@ -116,7 +123,10 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     tunA = openTun(name('a'), { offload: true });
     tunB = openTun(name('b'), { offload: true });
     sink = openTun(name('s'));
-    tuns.push(inj, tunA, tunB, sink);
+    inj2 = openTun(name('j'));
+    tunA2 = openTun(name('c'), { offload: true });
+    sink2 = openTun(name('t'));
+    tuns.push(inj, tunA, tunB, sink, inj2, tunA2, sink2);
     for (const t of tuns) {
       sh('ip', 'link', 'set', t.name, 'netns', NS);
       sh('ip', '-n', NS, 'link', 'set', t.name, 'up');
@@ -130,10 +140,19 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     ip('rule', 'add', 'iif', inj.name, 'lookup', '100');
     ip('rule', 'add', 'iif', tunA.name, 'lookup', '101');
     ip('rule', 'add', 'iif', tunB.name, 'lookup', '101');
+    // The second site: its own injector into its interconnect, and what tether writes to that goes to its own sink.
+    ip('route', 'add', `${POOL}/32`, 'dev', tunB.name, 'table', '102');
+    ip('route', 'add', 'default', 'dev', tunA2.name, 'table', '102');
+    ip('route', 'add', 'default', 'dev', sink2.name, 'table', '103');
+    ip('rule', 'add', 'iif', inj2.name, 'lookup', '102');
+    ip('rule', 'add', 'iif', tunA2.name, 'lookup', '103');
 
     pipeline = new Pipeline({
       hashSeed: 7,
-      onramps: [{ id: IC, name: SITE, type: 'interconnect', site: 1, automaticReturnRouting: true }],
+      onramps: [
+        { id: IC, name: SITE, type: 'interconnect', site: 1, automaticReturnRouting: true },
+        { id: IC2, name: 'dc2', type: 'interconnect', site: 2, automaticReturnRouting: true },
+      ],
       routes: [{ prefix: '0.0.0.0/0', kind: NextHopKind.Internet }],
       egress: { addresses: [POOL] },
     });
@@ -141,7 +160,11 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     sink.startReading(new PacketBatch(16), 99, (b) => {
       for (let i = 0; i < b.count; i++) out.push(b.packet(i).slice());
     });
+    sink2.startReading(new PacketBatch(16), 98, (b) => {
+      for (let i = 0; i < b.count; i++) out2.push(b.packet(i).slice());
+    });
     tunA.startReading(new PacketBatch(64, 65536 + 256), IC, onBatch);
+    tunA2.startReading(new PacketBatch(64, 65536 + 256), IC2, onBatch);
     tunB.startReading(new PacketBatch(64, 65536 + 256), PORT_INTERNET, onBatch);
   });
 
@@ -254,6 +277,31 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     assert.equal(out[out.length - 1][20], 11, 'ICMP time exceeded');
   });
 
+  it('keeps two sites with the same addresses apart (ARR): each reply reaches its own site, cached', async () => {
+    // Both sites' 10.0.1.2 send from the same port and echo id: the pool maps them apart.
+    const k = 0;
+    const udp1 = await inject(udpOut(k));
+    const udp2 = await inject(udpOut(k), inj2);
+    const ports = [(udp1[20] << 8) | udp1[21], (udp2[20] << 8) | udp2[21]];
+    assert.notEqual(ports[0], ports[1]);
+    const reply = (port: number, id: number): Uint8Array =>
+      buildUdp({ src: SERVER, dst: POOL, id, dontFragment: true }, { srcPort: DNS_PORT, dstPort: port, payload: Uint8Array.of(id) });
+    // Set up, installed (reply direction: the first reply; it counts as JS's), then only the cache's.
+    await inject(reply(ports[0], 1));
+    await inject(reply(ports[1], 1), undefined, out2);
+    const hits = offload.status().hits;
+    const calls = jsBatches;
+    for (let n = 2; n < 8; n++) {
+      for (const site of [0, 1]) {
+        const got = await inject(reply(ports[site], n), undefined, site === 0 ? out : out2);
+        assert.equal(got[got.length - 1], n, 'the reply itself');
+        assert.equal((got[22] << 8) | got[23], UDP_PORT_BASE + k, 'translated back to the client port');
+      }
+    }
+    assert.equal(offload.status().hits, hits + 12);
+    assert.equal(jsBatches, calls);
+  });
+
   it('forgets a flow when it ends, and everything on a policy change', async () => {
     const entries = offload.status().entries;
     assert.ok(entries > 0);
@@ -261,9 +309,9 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     assert.equal(offload.status().entries, 0);
     await inject(udpOut(2));
     assert.equal(offload.status().entries, 1);
+    const removals = offload.status().removals;
     // The flows end (idle for an hour): the entry goes with its flow, no flush.
     const flushes = offload.status().flushes;
-    const removals = offload.status().removals;
     pipeline.expire(now() + 3_600_000, 1 << 20);
     assert.equal(offload.status().entries, 0);
     assert.equal(offload.status().flushes, flushes);
