@@ -1202,6 +1202,22 @@ Napi::Value FlowCacheRemove(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, tls_cache.table->Remove(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Int32Value()));
 }
 
+// flowCacheTake(slot, node, out: Float64Array(2)) -> flowCacheRemove's answer; the entry's hits since the last fold
+// (packets, bytes) in out (a flow that ends counts them before it is logged).
+Napi::Value FlowCacheTake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = RequireView<double>(info[2], napi_float64_array, "out");
+  if (out.length < 2) throw Napi::RangeError::New(env, "flowCacheTake: out holds 2 numbers");
+  const uint32_t slot = info[0].As<Napi::Number>().Uint32Value();
+  const int32_t node = info[1].As<Napi::Number>().Int32Value();
+  tether_flow_cache::Table* t = tls_cache.table.get();
+  if (t == nullptr || slot >= tether_flow_cache::kCapacity) return Napi::Boolean::New(env, false);
+  const tether_flow_cache::Entry& e = t->entries[slot];
+  out.data[0] = e.packets;
+  out.data[1] = e.bytes;
+  return Napi::Boolean::New(env, t->Remove(slot, node));
+}
+
 Napi::Value FlowCacheFlush(const Napi::CallbackInfo& info) {
   if (tls_cache.table != nullptr) tls_cache.table->Flush();
   return info.Env().Undefined();
@@ -1365,6 +1381,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flowCacheInstall", Napi::Function::New(env, FlowCacheInstall, "flowCacheInstall"));
   exports.Set("flowCacheRemove", Napi::Function::New(env, FlowCacheRemove, "flowCacheRemove"));
   exports.Set("flowCacheFlush", Napi::Function::New(env, FlowCacheFlush, "flowCacheFlush"));
+  exports.Set("flowCacheTake", Napi::Function::New(env, FlowCacheTake, "flowCacheTake"));
   exports.Set("flowCacheFold", Napi::Function::New(env, FlowCacheFold, "flowCacheFold"));
   exports.Set("flowCacheStats", Napi::Function::New(env, FlowCacheStats, "flowCacheStats"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));

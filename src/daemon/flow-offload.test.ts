@@ -310,11 +310,14 @@ describe('native flow cache vs the JS pipeline, through real TUNs', () => {
     await inject(udpOut(2));
     assert.equal(offload.status().entries, 1);
     const removals = offload.status().removals;
+    await inject(udpOut(2)); // a hit not folded yet: counted into the flow as it ends
+    const folded = offload.status().folded;
     // The flows end (idle for an hour): the entry goes with its flow, no flush.
     const flushes = offload.status().flushes;
     pipeline.expire(now() + 3_600_000, 1 << 20);
     assert.equal(offload.status().entries, 0);
     assert.equal(offload.status().flushes, flushes);
     assert.equal(offload.status().removals, removals + 1);
+    assert.equal(offload.status().folded, folded + 1);
   });
 });

@@ -6,7 +6,7 @@
  *   ─ pipeline.process ─ after(): a packet forwarded on a flow direction not installed yet, between two TUNs of this
  *   thread, that Pipeline.offloadable allows ─ installed (its rewrite learned from the bytes before and after)
  *
- * Forgetting: a flow's entries when it ends (flowEnded, from pipeline.onFlowEnd); everything on any change that may
+ * Forgetting: a flow's entries when it ends (flowEnded, from pipeline.onFlowEnding: their last hits counted first); everything on any change that may
  * alter an established flow's forwarding (pipeline.onChange: policy epoch, onramp set, up/down, sites, removals), on
  * onramp add / update / remove and on a capture's start (the edge calls invalidate()). A capture running installs
  * nothing (its tap must see every packet).
@@ -52,11 +52,7 @@ export class FlowOffload {
     this.cache = new NativeFlowCache({ rxPackets: c.rxPackets, rxBytes: c.rxBytes, txPackets: c.txPackets, txBytes: c.txBytes });
     this.table = pipeline.flows4;
     pipeline.onChange = (): void => this.invalidate();
-    const previous = pipeline.onFlowEnd;
-    pipeline.onFlowEnd = (table, flow, reason): void => {
-      this.flowEnded(table, flow);
-      if (previous !== null) previous(table, flow, reason);
-    };
+    pipeline.onFlowEnding = (table, flow): void => this.flowEnded(table, flow);
   }
 
   /** While paused (a capture runs) nothing is installed; pausing forgets every entry. */
@@ -132,10 +128,17 @@ export class FlowOffload {
     this.invalidations++;
   }
 
+  /** A flow ends: its entries go, their last hits counted into it first (the flow log reads them next). */
   private flowEnded(table: FlowTable, flow: number): void {
     if (table !== this.table || this.cache.size === 0) return;
-    this.cache.remove(flow * 2);
-    this.cache.remove(flow * 2 + 1);
+    for (let dir = 0 as 0 | 1; dir <= 1; dir++) {
+      const node = flow * 2 + dir;
+      if (!this.cache.has(node)) continue;
+      const taken = this.cache.take(node);
+      if (taken === null) continue;
+      table.countMany(flow, dir as 0 | 1, taken.packets, taken.bytes);
+      this.folded += taken.packets;
+    }
   }
 
   status(): FlowOffloadStatus {
@@ -147,5 +150,6 @@ export class FlowOffload {
     this.sync();
     this.cache.close();
     this.pipeline.onChange = null;
+    this.pipeline.onFlowEnding = null;
   }
 }

@@ -431,6 +431,11 @@ export class Pipeline {
    */
   onChange: (() => void) | null = null;
   /**
+   * Called as a flow starts to end, before its counters are read (onFlowEnd, the flow log): the native flow cache
+   * counts its last hits into it and forgets it (src/daemon/flow-offload.ts).
+   */
+  onFlowEnding: ((table: FlowTable, flow: number) => void) | null = null;
+  /**
    * Called for each DNS query a gateway rule blocked, overrode or logged (dns-gate.ts), on the packet path: the
    * event object is reused, copy what you keep.
    */
@@ -2549,6 +2554,8 @@ export class Pipeline {
   }
 
   private flowEnded(table: FlowTable, flow: number, reason: RemoveReason): void {
+    // First: whoever still holds packets of the flow not counted in it (the native flow cache) counts them now.
+    if (this.onFlowEnding !== null) this.onFlowEnding(table, flow);
     const orig = flow * 2;
     if (this.snat !== null && this.poolKeyed(table, flow, table.flags(flow))) this.poolKeyedFlows--;
     if ((table.flags(flow) & FLAG_POOL) !== 0) {

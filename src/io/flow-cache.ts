@@ -41,6 +41,7 @@ export class NativeFlowCache {
   private readonly slots = new Map<number, number>();
   private readonly foldOut = new Float64Array(FLOW_CACHE_CAPACITY * FOLD_WORDS);
   private open = true;
+  private readonly taken = { packets: 0, bytes: 0, out: new Float64Array(2) };
 
   /** Turns this thread's cache on, its hits counted in `counters` (bound once: the arrays must never be replaced). */
   constructor(counters: PortCounters) {
@@ -81,6 +82,18 @@ export class NativeFlowCache {
     if (slot === undefined) return;
     this.slots.delete(node);
     this.addon.flowCacheRemove(slot, node);
+  }
+
+  /** Forgets node's entry and returns its hits since the last fold (null: none installed). Reuses one object. */
+  take(node: number): { packets: number; bytes: number } | null {
+    const slot = this.slots.get(node);
+    if (slot === undefined) return null;
+    this.slots.delete(node);
+    const t = this.taken;
+    if (!this.addon.flowCacheTake(slot, node, t.out)) return null;
+    t.packets = t.out[0];
+    t.bytes = t.out[1];
+    return t;
   }
 
   /** Forgets every entry (fold first to keep their hits). */

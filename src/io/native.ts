@@ -174,6 +174,8 @@ export interface NativeAddon {
    */
   flowCacheInstall(ingress: NativeHandle, egress: NativeHandle, before: Uint8Array, beforeAt: number, after: Uint8Array, afterAt: number, inPort: number, outPort: number, node: number, dfOnly: boolean): number;
   flowCacheRemove(slot: number, node: number): boolean;
+  /** flowCacheRemove, and the entry's hits since the last fold into out[0] (packets), out[1] (bytes); false: gone already. */
+  flowCacheTake(slot: number, node: number, out: Float64Array): boolean;
   flowCacheFlush(): void;
   /** (node, packets, bytes) triples of entries with hits since the last fold, into out; returns how many. */
   flowCacheFold(out: Float64Array): number;
