@@ -11,8 +11,8 @@
  * onramp add / update / remove and on a capture's start (the edge calls invalidate()). A capture running installs
  * nothing (its tap must see every packet).
  *
- * The flow table stays the truth: every sync() (the edge's expiry timer, each second, before the table expires flows,
- * and before an invalidation) folds the hits since the last into their flows, counted and touched at `now`, so an
+ * The flow table stays the truth: every sync() (the edge's expiry timer, each second, before the table expires flows;
+ * before the API lists flows; before an invalidation) folds the hits since the last into their flows, counted and touched at `now`, so an
  * offloaded flow never expires while it carries packets and does once they stop. The per-port counters the cache
  * increments itself are the pipeline's own (PipelineCounters), so /metrics and health see each packet at once.
  */
@@ -53,6 +53,7 @@ export class FlowOffload {
     this.table = pipeline.flows4;
     pipeline.onChange = (): void => this.invalidate();
     pipeline.onFlowEnding = (table, flow): void => this.flowEnded(table, flow);
+    pipeline.onFlowsRead = (): void => this.sync();
   }
 
   /** While paused (a capture runs) nothing is installed; pausing forgets every entry. */
@@ -151,5 +152,6 @@ export class FlowOffload {
     this.cache.close();
     this.pipeline.onChange = null;
     this.pipeline.onFlowEnding = null;
+    this.pipeline.onFlowsRead = null;
   }
 }

@@ -435,6 +435,8 @@ export class Pipeline {
    * counts its last hits into it and forgets it (src/daemon/flow-offload.ts).
    */
   onFlowEnding: ((table: FlowTable, flow: number) => void) | null = null;
+  /** Called before the API reads flows' counters (/v1/flows): the native flow cache folds its hits in. */
+  onFlowsRead: (() => void) | null = null;
   /**
    * Called for each DNS query a gateway rule blocked, overrode or logged (dns-gate.ts), on the packet path: the
    * event object is reused, copy what you keep.
