@@ -429,7 +429,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // Drains the queue into the batch and calls JS once; returns the packets handed over (0: none, or an error).
   uint32_t OnReadable(int status) {
     Napi::Env env = env_;
-    Napi::HandleScope scope(env);
     int fatal = 0;
     uint32_t count = 0;
     if (status < 0) {
@@ -452,6 +451,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       }
     }
     if (count > 0) counters_.batches_in += 1;
+    // Opened only now: a wakeup the flow cache served whole makes no JS value at all.
+    Napi::HandleScope scope(env);
     // One call into JS per batch. MakeCallback runs the microtask queue afterwards and keeps async
     // hooks' context. The callback may close this handle: touch nothing of `this` afterwards except
     // through values copied to the stack first.
