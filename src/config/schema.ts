@@ -496,9 +496,11 @@ export const MAX_BUSY_POLL_US = 1000;
 
 /**
  * The native flow cache (docs/ARCHITECTURE.md "Native flow cache"; docs/PERFORMANCE.md "Latency"): established UDP and
- * ICMP echo flows between the egress and interconnect TUNs forwarded inside the addon, never entering JavaScript.
+ * ICMP echo flows between the egress and interconnect TUNs forwarded inside the addon, never entering JavaScript. On by
+ * default: ping's added latency per pass fell from 64–100 µs to ~35–45 µs on the lab machine, the 64-byte UDP ratio
+ * did not fall, and the oracle test shows the bytes equal to the JS pipeline's.
  */
-export const DEFAULT_FLOW_CACHE = false;
+export const DEFAULT_FLOW_CACHE = true;
 
 /** How the daemon runs its data plane; read at start (a change needs a restart). */
 export const DaemonSchema = Type.Object({
