@@ -396,11 +396,6 @@ export class Edge {
     return null;
   }
 
-  /** The native flow cache's figures (status, /metrics); undefined while it is off. */
-  flowCacheStatus(): ReturnType<FlowOffload['status']> | undefined {
-    return this.offload?.status();
-  }
-
   private closeTransports(): void {
     for (let k = this.transports.length - 1; k >= 0; k--) this.transports[k].close();
     this.underlay.close();
