@@ -76,14 +76,6 @@ export class NativeFlowCache {
     return true;
   }
 
-  /** Forgets node's entry (its flow ended); its hits since the last fold are dropped with it. */
-  remove(node: number): void {
-    const slot = this.slots.get(node);
-    if (slot === undefined) return;
-    this.slots.delete(node);
-    this.addon.flowCacheRemove(slot, node);
-  }
-
   /** Forgets node's entry and returns its hits since the last fold (null: none installed). Reuses one object. */
   take(node: number): { packets: number; bytes: number } | null {
     const slot = this.slots.get(node);
