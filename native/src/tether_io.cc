@@ -1219,6 +1219,21 @@ Napi::Value FlowCacheTake(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, t->Remove(slot, node));
 }
 
+// flowCacheLookup(ingress, packet: Uint8Array, at) -> the slot whose key the packet at `at` (its first 28 bytes; a
+// packet this cache takes) matches, -1 for none: the table's lookup as the fast path does it (tests, diagnostics).
+Napi::Value FlowCacheLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tether_flow_cache::Table& table = RequireCache(env);
+  Handle* in = UnwrapHandle(info[0], "ingress");
+  auto bytes = RequireView<uint8_t>(info[1], napi_uint8_array, "packet");
+  const double at = info[2].As<Napi::Number>().DoubleValue();
+  if (!(at >= 0 && at + tether_flow_cache::kHeaderBytes <= bytes.length)) throw Napi::RangeError::New(env, "flowCacheLookup: the header lies outside the array");
+  tether_flow_cache::Key k;
+  constexpr size_t kAnyLength = 0xffff;
+  if (!tether_flow_cache::ParseKey(bytes.data + static_cast<size_t>(at), kAnyLength, in, &k)) return Napi::Number::New(env, -1);
+  return Napi::Number::New(env, table.Find(k));
+}
+
 Napi::Value FlowCacheFlush(const Napi::CallbackInfo& info) {
   if (tls_cache.table != nullptr) tls_cache.table->Flush();
   return info.Env().Undefined();
@@ -1383,6 +1398,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flowCacheRemove", Napi::Function::New(env, FlowCacheRemove, "flowCacheRemove"));
   exports.Set("flowCacheFlush", Napi::Function::New(env, FlowCacheFlush, "flowCacheFlush"));
   exports.Set("flowCacheTake", Napi::Function::New(env, FlowCacheTake, "flowCacheTake"));
+  exports.Set("flowCacheLookup", Napi::Function::New(env, FlowCacheLookup, "flowCacheLookup"));
   exports.Set("flowCacheFold", Napi::Function::New(env, FlowCacheFold, "flowCacheFold"));
   exports.Set("flowCacheStats", Napi::Function::New(env, FlowCacheStats, "flowCacheStats"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));

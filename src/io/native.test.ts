@@ -15,7 +15,7 @@ describe('native addon loader', () => {
     const addon = loadNative();
     assert.deepEqual(Object.keys(addon).sort(), [
       'EspCrypto', 'TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_OFFLOAD', 'TUN_FLAG_VNET_HDR', 'WgCrypto', 'allocHugePages', 'busyPollCounters',
-      'flowCacheEnable', 'flowCacheFlush', 'flowCacheFold', 'flowCacheInstall', 'flowCacheRemove', 'flowCacheStats', 'flowCacheTake',
+      'flowCacheEnable', 'flowCacheFlush', 'flowCacheFold', 'flowCacheInstall', 'flowCacheLookup', 'flowCacheRemove', 'flowCacheStats', 'flowCacheTake',
       'openTun', 'setBusyPoll',
     ]);
     assert.equal(addon.TUN_FLAG_MULTI_QUEUE, TUN_FLAG_MULTI_QUEUE);

@@ -177,6 +177,8 @@ export interface NativeAddon {
   /** flowCacheRemove, and the entry's hits since the last fold into out[0] (packets), out[1] (bytes); false: gone already. */
   flowCacheTake(slot: number, node: number, out: Float64Array): boolean;
   flowCacheFlush(): void;
+  /** The slot whose key the packet's first 28 bytes at `at` match, -1 for none (tests, diagnostics). */
+  flowCacheLookup(ingress: NativeHandle, packet: Uint8Array, at: number): number;
   /** (node, packets, bytes) triples of entries with hits since the last fold, into out; returns how many. */
   flowCacheFold(out: Float64Array): number;
   flowCacheStats(): FlowCacheStats;
