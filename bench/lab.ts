@@ -107,6 +107,9 @@ const UNDERLAY_QUEUE = option('--underlay-queue', '');
 const NO_GRO = args.includes('--no-gro');
 /** An experiment: the daemon's busy-poll budget, µs (daemon.busy_poll_us; 0 = off); default: the configuration's default. */
 const BUSY_POLL_US = option('--busy-poll-us', '');
+/** An A/B switch: the native flow cache (daemon.flow_cache) `on` or `off`; default: the configuration's default. */
+const FLOW_CACHE = option('--flow-cache', '');
+if (FLOW_CACHE !== '' && FLOW_CACHE !== 'on' && FLOW_CACHE !== 'off') throw new Error(`--flow-cache ${FLOW_CACHE}: on or off`);
 /** tether's lanes (`tether run --lanes N`). */
 const LANES = Number(option('--lanes', '1'));
 /** iperf3 -P for TCP and for 64-byte UDP: parallel streams, each its own flow (and so, with lanes, its own lane's). */
@@ -641,6 +644,7 @@ function tetherConfig(n: BenchNames): TetherConfig {
   // With lanes, info: the bench waits for the daemon's "lanes running" line (nothing is logged per packet).
   cfg.log.level = LANES > 1 ? 'info' : 'warn';
   if (BUSY_POLL_US !== '') cfg.daemon.busy_poll_us = Number(BUSY_POLL_US);
+  if (FLOW_CACHE !== '') cfg.daemon.flow_cache = FLOW_CACHE === 'on';
   return cfg;
 }
 

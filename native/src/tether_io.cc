@@ -54,6 +54,8 @@
 #include <string>
 #include <vector>
 
+#include "flow_cache.h"
+
 // esp.cc: the EspCrypto class (batched ESP seal/open over OpenSSL EVP).
 void InitEsp(Napi::Env env, Napi::Object exports);
 // wireguard.cc: the WgCrypto class (batched WireGuard transport-data seal/open, ChaCha20-Poly1305).
@@ -80,6 +82,7 @@ constexpr unsigned kTunFUso4 = 0x20;
 constexpr unsigned kTunFUso6 = 0x40;
 // virtio 1.x section 5.1.6: header flags and GSO types we act on.
 constexpr uint8_t kVnetFNeedsCsum = 1;
+constexpr uint8_t kVnetFDataValid = 2;
 constexpr uint8_t kVnetGsoNone = 0;
 constexpr uint8_t kVnetGsoUdpL4 = 5;  // VIRTIO_NET_HDR_GSO_UDP_L4: USO, gso_size bytes of UDP payload per segment
 // Per-packet header words in the JS vnet array (mirrored in src/common/packet-batch.ts).
@@ -249,6 +252,19 @@ struct BusyPollState {
 };
 thread_local BusyPollState tls_busy;
 
+// ---- the native flow cache (flow_cache.h) ------------------------------------------------------------
+// Per thread, like the busy poll: a thread's handles, its pipeline's counters and its table. Allocated on
+// flowCacheEnable(true), not as thread_local storage itself (a 300 KiB static TLS block can fail the addon's dlopen).
+struct FlowCacheState {
+  std::unique_ptr<tether_flow_cache::Table> table;
+  // The pipeline's per-port counters (PipelineCounters rxPackets, rxBytes, txPackets, txBytes): a hit counts where JS
+  // would have, so /metrics and health see every packet at once.
+  View<double> rx_packets, rx_bytes, tx_packets, tx_bytes;
+  Keep keep[4];
+  bool Active() const { return table != nullptr && table->used > 0 && rx_packets.data != nullptr; }
+};
+thread_local FlowCacheState tls_cache;
+
 void BusyPollAdd(Handle* h) {
   auto& r = tls_busy.readers;
   if (std::find(r.begin(), r.end(), h) == r.end()) { r.push_back(h); tls_busy.generation++; }
@@ -412,7 +428,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // Drains the queue into the batch and calls JS once; returns the packets handed over (0: none, or an error).
   uint32_t OnReadable(int status) {
     Napi::Env env = env_;
-    Napi::HandleScope scope(env);
     int fatal = 0;
     uint32_t count = 0;
     if (status < 0) {
@@ -424,7 +439,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
     }
     if (fatal != 0) StopPolling();
     if (count == 0 && fatal == 0) return 0;
+    // The flow cache takes the packets of installed flows (a wakeup of a few packets only: see kMaxBatch); the rest
+    // stay in the batch, compacted. When none is left, JS is not called at all.
+    const uint32_t read = count;
+    if (fatal == 0 && count <= tether_flow_cache::kMaxBatch && tls_cache.Active()) {
+      count = ForwardCached(count);
+      if (count == 0) {
+        tls_cache.table->stats.wakeups_without_js += 1;
+        return read;
+      }
+    }
     if (count > 0) counters_.batches_in += 1;
+    // Opened only now: a wakeup the flow cache served whole makes no JS value at all.
+    Napi::HandleScope scope(env);
     // One call into JS per batch. MakeCallback runs the microtask queue afterwards and keeps async
     // hooks' context. The callback may close this handle: touch nothing of `this` afterwards except
     // through values copied to the stack first.
@@ -442,7 +469,80 @@ class Handle : public Napi::ObjectWrap<Handle> {
       napi_fatal_exception(env, exc);
     }
     if (fatal != 0 && fd_ >= 0) ReleaseReadRefs();
-    return fatal == 0 ? count : 0;
+    return fatal == 0 ? read : 0;
+  }
+
+  // The flow cache's pass over the `count` packets just read (see flow_cache.h): hits rewritten and written to their
+  // egress handle; misses kept for JS, moved down in the batch's offset/length/vnet arrays (the bytes stay). Per-flow
+  // order: once a packet goes to JS, later packets between the same two addresses go too (a fragment carries no
+  // ports, so the addresses are what ties it to its flow), so a flow's packets never overtake each other.
+  uint32_t ForwardCached(uint32_t count) {
+    using namespace tether_flow_cache;
+    Table& table = *tls_cache.table;
+    uint32_t punted_src[kMaxBatch], punted_dst[kMaxBatch];
+    uint32_t punted = 0, kept = 0;
+    for (uint32_t i = 0; i < count; i++) {
+      uint8_t* p = read_data_.data + read_offset_.data[i];
+      const size_t len = read_length_.data[i];
+      uint16_t* w = read_vnet_.data != nullptr ? read_vnet_.data + static_cast<size_t>(i) * kVnetWords : nullptr;
+      Key k;
+      bool hit = false;
+      if (ParseKey(p, len, this, &k)) {
+        bool blocked = false;
+        for (uint32_t j = 0; j < punted && !blocked; j++) blocked = punted_src[j] == k.src && punted_dst[j] == k.dst;
+        const int32_t at = blocked ? -1 : table.Find(k);
+        if (at >= 0) {
+          Entry& e = table.entries[at];
+          // A partial checksum or a GSO super-packet (TUN offloads) is JS's, like anything Forwardable refuses.
+          // DATA_VALID (the sender's checksum was verified) is kept, as JS's write keeps the header it read.
+          if ((w == nullptr || ((w[kVFlags] & kVnetFNeedsCsum) == 0 && w[kVGsoType] == kVnetGsoNone)) && Forwardable(p) && (!e.df_only || HasDf(p))) {
+            tls_cache.rx_packets.data[e.in_port] += 1;
+            tls_cache.rx_bytes.data[e.in_port] += static_cast<double>(len);
+            tls_cache.tx_packets.data[e.out_port] += 1;
+            tls_cache.tx_bytes.data[e.out_port] += static_cast<double>(len);
+            Table::Rewrite(e, p);
+            static_cast<Handle*>(e.egress)->WriteOne(p, len, w != nullptr ? static_cast<uint8_t>(w[kVFlags] & kVnetFDataValid) : 0);
+            e.packets += 1;
+            e.bytes += static_cast<double>(len);
+            table.stats.hits += 1;
+            table.stats.hit_bytes += static_cast<double>(len);
+            hit = true;
+          } else {
+            table.stats.punts += 1;
+          }
+        }
+      }
+      if (hit) continue;
+      if (len >= kIpv4Header && p[0] >> 4 == 4) {
+        punted_src[punted] = Rd32(p + kIpSrc);
+        punted_dst[punted] = Rd32(p + kIpDst);
+        punted++;
+      }
+      if (kept != i) {
+        read_offset_.data[kept] = read_offset_.data[i];
+        read_length_.data[kept] = read_length_.data[i];
+        if (w != nullptr) memmove(read_vnet_.data + static_cast<size_t>(kept) * kVnetWords, w, kVnetWords * sizeof(uint16_t));
+      }
+      kept++;
+    }
+    return kept;
+  }
+
+  // One packet written by the flow cache: with IFF_VNET_HDR a header with no GSO and no partial checksum, DATA_VALID
+  // as read (`flags`), as writeBatch writes such a packet; counted like writeBatch's; EAGAIN is drops_busy (never block).
+  void WriteOne(uint8_t* p, size_t len, uint8_t flags) {
+    if (fd_ < 0) { counters_.drops_invalid += 1; return; }
+    VnetHdr hdr = {};
+    hdr.flags = flags;
+    const ssize_t r = WritePacket(hdr, p, len);
+    if (r < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) counters_.drops_busy += 1;
+      else counters_.write_errors[Counters::Bucket(err)] += 1;
+      return;
+    }
+    counters_.packets_out += 1;
+    counters_.bytes_out += static_cast<double>(len);
   }
 
  private:
@@ -628,13 +728,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       } else {
         hdr = VnetHdr{};
       }
-      ssize_t r;
-      if (vnet_hdr_size_ > 0) {
-        struct iovec iov[2] = {{&hdr, static_cast<size_t>(vnet_hdr_size_)}, {p, len}};
-        r = WriteIov(iov, 2);
-      } else {
-        do r = write(fd_, p, len); while (r < 0 && errno == EINTR);
-      }
+      const ssize_t r = WritePacket(hdr, p, len);
       if (r < 0) {
         const int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) { counters_.drops_busy += to - j; break; }
@@ -647,6 +741,17 @@ class Handle : public Napi::ObjectWrap<Handle> {
       counters_.bytes_out += static_cast<double>(len);
     }
     return written;
+  }
+
+  // One packet, with `hdr` in front on a handle with IFF_VNET_HDR; retried on EINTR.
+  ssize_t WritePacket(VnetHdr& hdr, uint8_t* p, size_t len) {
+    if (vnet_hdr_size_ > 0) {
+      struct iovec iov[2] = {{&hdr, static_cast<size_t>(vnet_hdr_size_)}, {p, len}};
+      return WriteIov(iov, 2);
+    }
+    ssize_t r;
+    do r = write(fd_, p, len); while (r < 0 && errno == EINTR);
+    return r;
   }
 
   ssize_t WriteIov(const struct iovec* iov, int n) {
@@ -887,6 +992,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   void Close() {
     if (fd_ < 0) return;
+    if (tls_cache.table != nullptr) tls_cache.table->ForgetHandle(this);
     if (reading_) {
       // Unref only while JS is alive (not from the destructor, where the reference is being torn down).
       StopPolling();
@@ -984,6 +1090,158 @@ Napi::Value BusyPollCounters(const Napi::CallbackInfo& info) {
   o.Set("spinNs", tls_busy.spin_ns);
   o.Set("packets", tls_busy.packets);
   o.Set("batches", tls_busy.batches);
+  return o;
+}
+
+// ---- the flow cache's JS face (src/io/flow-cache.ts) -------------------------------------------------
+// Control plane: each call is one node-api call per install, removal or flush (a flow's direction is installed
+// once), never per packet.
+
+tether_flow_cache::Table& RequireCache(Napi::Env env) {
+  if (tls_cache.table == nullptr) throw Napi::Error::New(env, "the flow cache is off on this thread (flowCacheEnable(true) first)");
+  return *tls_cache.table;
+}
+
+Handle* UnwrapHandle(const Napi::Value& v, const char* what) {
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a NativeHandle");
+  Handle* h = Napi::ObjectWrap<Handle>::Unwrap(v.As<Napi::Object>());
+  if (h == nullptr || h->fd() < 0) throw Napi::Error::New(v.Env(), std::string(what) + ": the device is closed");
+  return h;
+}
+
+// flowCacheEnable(on, rxPackets, rxBytes, txPackets, txBytes): on (with the pipeline's per-port Float64Arrays, bound
+// once), or off (the table and the bindings dropped).
+Napi::Value FlowCacheEnable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool on = info.Length() > 0 && info[0].ToBoolean().Value();
+  if (!on) {
+    tls_cache.table.reset();
+    tls_cache.rx_packets = tls_cache.rx_bytes = tls_cache.tx_packets = tls_cache.tx_bytes = View<double>{};
+    for (auto& k : tls_cache.keep) k.Reset();
+    return env.Undefined();
+  }
+  if (info.Length() < 5) throw Napi::TypeError::New(env, "flowCacheEnable(true, rxPackets, rxBytes, txPackets, txBytes)");
+  Keep keep[4];
+  View<double> v[4];
+  const char* names[4] = {"rxPackets", "rxBytes", "txPackets", "txBytes"};
+  for (int k = 0; k < 4; k++) v[k] = BindView<double>(info[1 + k], napi_float64_array, names[k], &keep[k]);
+  if (v[1].length != v[0].length || v[2].length != v[0].length || v[3].length != v[0].length)
+    throw Napi::RangeError::New(env, "flowCacheEnable: the counter arrays differ in length");
+  // One owner per thread: the hits count into one pipeline's counters (a second edge on this thread runs without).
+  if (tls_cache.table != nullptr) throw Napi::Error::New(env, "flowCacheEnable: the flow cache is on already on this thread");
+  tls_cache.table = std::make_unique<tether_flow_cache::Table>();
+  tls_cache.rx_packets = v[0];
+  tls_cache.rx_bytes = v[1];
+  tls_cache.tx_packets = v[2];
+  tls_cache.tx_bytes = v[3];
+  for (int k = 0; k < 4; k++) tls_cache.keep[k] = std::move(keep[k]);
+  return env.Undefined();
+}
+
+// flowCacheInstall(ingress, egress, before: Uint8Array, beforeAt, after: Uint8Array, afterAt, inPort, outPort, node, dfOnly)
+//   -> slot (>= 0), -1 (not a packet or rewrite this cache takes), -2 (full: flush first)
+// `before` / `after`: the packet's first 28 bytes before and after the pipeline forwarded it.
+Napi::Value FlowCacheInstall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tether_flow_cache::Table& table = RequireCache(env);
+  if (info.Length() < 9) throw Napi::TypeError::New(env, "flowCacheInstall(ingress, egress, before, beforeAt, after, afterAt, inPort, outPort, node)");
+  Handle* in = UnwrapHandle(info[0], "ingress");
+  Handle* out = UnwrapHandle(info[1], "egress");
+  auto before = RequireView<uint8_t>(info[2], napi_uint8_array, "before");
+  auto after = RequireView<uint8_t>(info[4], napi_uint8_array, "after");
+  const double bat = info[3].As<Napi::Number>().DoubleValue(), aat = info[5].As<Napi::Number>().DoubleValue();
+  const uint32_t in_port = info[6].As<Napi::Number>().Uint32Value(), out_port = info[7].As<Napi::Number>().Uint32Value();
+  const int32_t node = info[8].As<Napi::Number>().Int32Value();
+  constexpr size_t kBytes = tether_flow_cache::kHeaderBytes;
+  if (!(bat >= 0 && bat + kBytes <= before.length) || !(aat >= 0 && aat + kBytes <= after.length))
+    throw Napi::RangeError::New(env, "flowCacheInstall: the header bytes lie outside their arrays");
+  if (in_port >= tls_cache.rx_packets.length || out_port >= tls_cache.rx_packets.length || node < 0)
+    throw Napi::RangeError::New(env, "flowCacheInstall: port or node out of range");
+  const bool df_only = info.Length() > 9 && info[9].ToBoolean().Value();
+  const int32_t slot = table.Install(before.data + static_cast<size_t>(bat), after.data + static_cast<size_t>(aat), in, out, in_port, out_port, node, df_only);
+  return Napi::Number::New(env, slot);
+}
+
+// flowCacheRemove(slot, node) -> whether an entry went (only if the slot still holds that node's).
+Napi::Value FlowCacheRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (tls_cache.table == nullptr) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, tls_cache.table->Remove(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Int32Value()));
+}
+
+// flowCacheTake(slot, node, out: Float64Array(2)) -> flowCacheRemove's answer; the entry's hits since the last fold
+// (packets, bytes) in out (a flow that ends counts them before it is logged).
+Napi::Value FlowCacheTake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = RequireView<double>(info[2], napi_float64_array, "out");
+  if (out.length < 2) throw Napi::RangeError::New(env, "flowCacheTake: out holds 2 numbers");
+  const uint32_t slot = info[0].As<Napi::Number>().Uint32Value();
+  const int32_t node = info[1].As<Napi::Number>().Int32Value();
+  tether_flow_cache::Table* t = tls_cache.table.get();
+  if (t == nullptr || slot >= tether_flow_cache::kCapacity) return Napi::Boolean::New(env, false);
+  const tether_flow_cache::Entry& e = t->entries[slot];
+  out.data[0] = e.packets;
+  out.data[1] = e.bytes;
+  return Napi::Boolean::New(env, t->Remove(slot, node));
+}
+
+// flowCacheLookup(ingress, packet: Uint8Array, at) -> the slot whose key the packet at `at` (its first 28 bytes; a
+// packet this cache takes) matches, -1 for none: the table's lookup as the fast path does it (tests, diagnostics).
+Napi::Value FlowCacheLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  tether_flow_cache::Table& table = RequireCache(env);
+  Handle* in = UnwrapHandle(info[0], "ingress");
+  auto bytes = RequireView<uint8_t>(info[1], napi_uint8_array, "packet");
+  const double at = info[2].As<Napi::Number>().DoubleValue();
+  if (!(at >= 0 && at + tether_flow_cache::kHeaderBytes <= bytes.length)) throw Napi::RangeError::New(env, "flowCacheLookup: the header lies outside the array");
+  tether_flow_cache::Key k;
+  constexpr size_t kAnyLength = 0xffff;
+  if (!tether_flow_cache::ParseKey(bytes.data + static_cast<size_t>(at), kAnyLength, in, &k)) return Napi::Number::New(env, -1);
+  return Napi::Number::New(env, table.Find(k));
+}
+
+Napi::Value FlowCacheFlush(const Napi::CallbackInfo& info) {
+  if (tls_cache.table != nullptr) tls_cache.table->Flush();
+  return info.Env().Undefined();
+}
+
+// flowCacheFold(out: Float64Array) -> n: the entries with hits since the last fold, as (node, packets, bytes) triples
+// in out[0 .. 3n), their hits reset. `out` holds 3 x capacity numbers (flowCacheCapacity).
+Napi::Value FlowCacheFold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (tls_cache.table == nullptr) return Napi::Number::New(env, 0);
+  auto out = RequireView<double>(info[0], napi_float64_array, "out");
+  tether_flow_cache::Table& table = *tls_cache.table;
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < tether_flow_cache::kCapacity && (n + 1) * 3 <= out.length; i++) {
+    tether_flow_cache::Entry& e = table.entries[i];
+    if (e.state != tether_flow_cache::kUsed || e.packets == 0) continue;
+    out.data[n * 3] = e.node;
+    out.data[n * 3 + 1] = e.packets;
+    out.data[n * 3 + 2] = e.bytes;
+    e.packets = e.bytes = 0;
+    n++;
+  }
+  return Napi::Number::New(env, n);
+}
+
+// flowCacheStats() -> this thread's figures (allocates: control plane).
+Napi::Value FlowCacheStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  const tether_flow_cache::Table* t = tls_cache.table.get();
+  const tether_flow_cache::Stats s = t != nullptr ? t->stats : tether_flow_cache::Stats{};
+  o.Set("enabled", t != nullptr);
+  o.Set("capacity", tether_flow_cache::kCapacity);
+  o.Set("entries", t != nullptr ? t->used : 0);
+  o.Set("hits", s.hits);
+  o.Set("hitBytes", s.hit_bytes);
+  o.Set("punts", s.punts);
+  o.Set("installs", s.installs);
+  o.Set("refused", s.refused);
+  o.Set("removals", s.removals);
+  o.Set("flushes", s.flushes);
+  o.Set("wakeupsWithoutJs", s.wakeups_without_js);
   return o;
 }
 
@@ -1101,6 +1359,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
   exports.Set("setBusyPoll", Napi::Function::New(env, SetBusyPoll, "setBusyPoll"));
   exports.Set("busyPollCounters", Napi::Function::New(env, BusyPollCounters, "busyPollCounters"));
+  exports.Set("flowCacheEnable", Napi::Function::New(env, FlowCacheEnable, "flowCacheEnable"));
+  exports.Set("flowCacheInstall", Napi::Function::New(env, FlowCacheInstall, "flowCacheInstall"));
+  exports.Set("flowCacheRemove", Napi::Function::New(env, FlowCacheRemove, "flowCacheRemove"));
+  exports.Set("flowCacheFlush", Napi::Function::New(env, FlowCacheFlush, "flowCacheFlush"));
+  exports.Set("flowCacheTake", Napi::Function::New(env, FlowCacheTake, "flowCacheTake"));
+  exports.Set("flowCacheLookup", Napi::Function::New(env, FlowCacheLookup, "flowCacheLookup"));
+  exports.Set("flowCacheFold", Napi::Function::New(env, FlowCacheFold, "flowCacheFold"));
+  exports.Set("flowCacheStats", Napi::Function::New(env, FlowCacheStats, "flowCacheStats"));
   exports.Set("TUN_FLAG_MULTI_QUEUE", Napi::Number::New(env, kTunFlagMultiQueue));
   exports.Set("TUN_FLAG_VNET_HDR", Napi::Number::New(env, kTunFlagVnetHdr));
   exports.Set("TUN_FLAG_OFFLOAD", Napi::Number::New(env, kTunFlagOffload));

@@ -327,6 +327,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
       response: { 200: Type.Object({ total: Type.Number(), items: Type.Array(FlowItem), cursor: Type.Union([Type.String(), Type.Null()]) }), 400: Problem, 503: Problem },
     },
   }, async (req, reply) => {
+    pipeline.onFlowsRead?.(); // the native flow cache's hits counted in first
     const q = req.query as Static<typeof FlowQuery>;
     let filter: FlowFilter;
     let start: WalkPosition | null = null;
@@ -423,6 +424,7 @@ export function registerFlowRoutes(app: FastifyInstance, opts: FlowRoutesOptions
   app.get('/v1/flows/:id', {
     schema: { summary: 'One flow with its decision trail', tags: ['flows'], params: Type.Object({ id: Type.String({ pattern: '^[46]-[0-9]+$' }) }), response: { 200: Type.Intersect([FlowItem, Type.Object({ trail: Type.Array(Type.String()) })]), 404: Problem, 503: Problem } },
   }, async (req, reply) => {
+    pipeline.onFlowsRead?.();
     const [family, number] = (req.params as { id: string }).id.split('-').map(Number);
     const { lane, slot } = laneOfFlowNumber(number);
     const notLive = { error: 'no such flow (it may have ended)', problems: [{ path: 'id', message: 'not a live flow' }] };

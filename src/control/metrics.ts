@@ -150,6 +150,8 @@ export interface EdgeStatus {
   tuns: Array<{ name: string; packetsIn: number; packetsOut: number; dropsBusy: number; gsoIn?: number; gsoOut?: number; offloads?: boolean }>;
   /** The busy poll of the daemon's TUNs (docs/PERFORMANCE.md "Latency"): budget, spins, time spun, packets caught. */
   busyPoll?: { budgetUs: number; sessions: number; spinNs: number; packets: number };
+  /** The native flow cache (docs/ARCHITECTURE.md "Native flow cache"): entries, hits, installs, punts; absent when off. */
+  flowCache?: { entries: number; hits: number; hitBytes: number; installs: number; punts: number; removals: number; flushes: number; wakeupsWithoutJs: number };
   edge: Record<string, number>;
   /** Lanes: each lane's own `lane_*` edge counters, lane 0 first (`edge` sums them; daemon/lanes.ts mergeLaneStatus). */
   laneCounters?: Array<Record<string, number>>;
@@ -607,6 +609,23 @@ export function createMetrics(opts: MetricsOptions): Registry {
     counter('tether_busy_poll_packets_total', 'Packets read while busy-polling, each a thread wakeup saved.', [], (emit) => {
       const b = edge.status().busyPoll;
       if (b !== undefined) emit({}, b.packets);
+    });
+    counter('tether_flow_cache_packets_total', 'Packets the native flow cache forwarded TUN to TUN without JavaScript (daemon.flow_cache).', [], (emit) => {
+      const f = edge.status().flowCache;
+      if (f !== undefined) emit({}, f.hits);
+    });
+    counter('tether_flow_cache_events_total', 'The native flow cache: entries installed, packets that matched but went to JavaScript (punts), entries removed, flushes.', ['event'], (emit) => {
+      const f = edge.status().flowCache;
+      if (f === undefined) return;
+      emit({ event: 'install' }, f.installs);
+      emit({ event: 'punt' }, f.punts);
+      emit({ event: 'remove' }, f.removals);
+      emit({ event: 'flush' }, f.flushes);
+      emit({ event: 'wakeup_without_js' }, f.wakeupsWithoutJs);
+    });
+    gauge('tether_flow_cache_entries', 'Flow directions installed in the native flow cache now.', [], (emit) => {
+      const f = edge.status().flowCache;
+      if (f !== undefined) emit({}, f.entries);
     });
     counter('tether_tun_busy_drops_total', 'Packets dropped because the TUN device was busy (its queue full).', ['tun'], (emit) => {
       for (const t of edge.status().tuns) emit({ tun: t.name }, t.dropsBusy);

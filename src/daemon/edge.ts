@@ -61,6 +61,7 @@ import { IpsecOnrampTransport } from './transports/ipsec-onramps.js';
 import { ViaLaneZero } from './transports/via-lane-zero.js';
 import type { HealthState } from '../health/index.js';
 import { waitWhile } from './threads.js';
+import { FlowOffload } from './flow-offload.js';
 
 export { EDGE_COUNTER_NAMES, EdgeCounter } from './transports/counters.js';
 export type { EdgeLogger } from './transports/transport.js';
@@ -92,6 +93,11 @@ export interface EdgeOptions {
   gro?: boolean;
   /** Busy-poll budget of the TUNs, µs (default: the configuration's daemon.busy_poll_us; 0 = off; src/io/tun.ts setBusyPoll). */
   busyPollUs?: number;
+  /**
+   * The native flow cache (default: the configuration's daemon.flow_cache; flow-offload.ts): established UDP and ICMP
+   * echo flows between the egress and interconnect TUNs forwarded inside the addon. One lane only (ignored with lanes).
+   */
+  flowCache?: boolean;
   /** How often the counters are logged at debug level, ms (default 10 000; 0 = never). */
   countersIntervalMs?: number;
   /**
@@ -143,6 +149,9 @@ export class Edge {
   private readonly countersIntervalMs: number;
   private readonly healthWithStart: boolean;
   private readonly busyPollUs: number;
+  private readonly flowCache: boolean;
+  /** The native flow cache's glue while running with it (flow-offload.ts); null otherwise. */
+  private offload: FlowOffload | null = null;
 
   private readonly delivery = new DeliveryTable();
   private readonly outputs: TunOutputs;
@@ -203,6 +212,8 @@ export class Edge {
     this.countersIntervalMs = options.countersIntervalMs ?? DEFAULT_COUNTERS_INTERVAL_MS;
     this.healthWithStart = options.startHealth ?? true;
     this.busyPollUs = options.busyPollUs ?? cfg.daemon.busy_poll_us;
+    // A configuration built in code may have no daemon section (see lanes below): the cache is then off.
+    this.flowCache = options.flowCache ?? (cfg.daemon as TetherConfig['daemon'] | undefined)?.flow_cache ?? false;
     this.ids = assignIds(cfg);
     this.laneIndex = options.wiring?.index ?? 0;
     // A configuration built in code before lanes existed has no daemon section: one lane.
@@ -317,6 +328,7 @@ export class Edge {
         for (const t of this.transports) t.open();
       }
       setBusyPoll(this.busyPollUs);
+      if (this.flowCache && this.laneCount === 1) this.startFlowCache();
     } catch (e) {
       this.closeTransports();
       this.running = false;
@@ -357,8 +369,31 @@ export class Edge {
     this.kernelWatch.close();
     this.health.stop();
     setBusyPoll(0);
+    this.offload?.close();
+    this.offload = null;
     this.closeTransports();
     this.log.info({ status: final }, 'tether stopped');
+  }
+
+  /**
+   * The native flow cache on this thread (flow-offload.ts). A second edge on the same thread (tests) finds the
+   * thread's cache taken and runs without one: the cache counts into one pipeline's counters.
+   */
+  private startFlowCache(): void {
+    try {
+      this.offload = new FlowOffload(this.pipeline, (port) => this.tunOfPort(port), () => performance.now());
+      this.offload.setPaused(this.captureTap !== null);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'native flow cache not started');
+    }
+  }
+
+  /** The TUN this thread reads and writes port's packets through: the egress's, an interconnect's; null for tunnels. */
+  private tunOfPort(port: number): TunDevice | null {
+    const transport = this.delivery.of(port);
+    if (transport === this.egress) return this.egress.tun();
+    if (transport === this.interconnects) return this.interconnects.tunOf(port);
+    return null;
   }
 
   private closeTransports(): void {
@@ -416,6 +451,7 @@ export class Edge {
         return { name: t.name, packetsIn: c.packetsIn, packetsOut: c.packetsOut, dropsBusy: c.dropsBusy, gsoIn: c.gsoIn, gsoOut: c.gsoOut, offloads: t.offloads };
       }),
       busyPoll: this.running ? busyPollCounters() : undefined,
+      flowCache: this.offload?.status(),
       edge: nonZero(this.counters, EDGE_COUNTER_NAMES),
       pipelineDrops: nonZero(this.pipeline.counters.drops, DROP_REASON_NAMES),
       greDrops: nonZero(this.gre.drops, GRE_DROP_NAMES),
@@ -536,6 +572,7 @@ export class Edge {
     const have = this.onramps.get(name);
     if (have === undefined) throw new Error(`onramp ${name}: no such onramp`);
     this.transportOf(have.config).remove(have.id);
+    this.offload?.invalidate();
     this.tunnelAddresses.clear(have.id);
     this.health.remove(have.id);
     this.pipeline.ports.remove(have.id);
@@ -707,6 +744,7 @@ export class Edge {
 
   private remember(onramp: OnrampConfig, id: number, site: number): void {
     this.onramps.set(onramp.name, { config: onramp, id });
+    this.offload?.invalidate();
     this.tunnelAddresses.set(id, onramp.health_check?.source);
     this.ids.onramps.set(onramp.name, id);
     this.ids.onrampSite.set(onramp.name, site);
@@ -724,6 +762,8 @@ export class Edge {
    */
   setCaptureTap(tap: CaptureTap | null): void {
     this.captureTap = tap;
+    // The tap must see every packet: nothing is offloaded while it runs.
+    this.offload?.setPaused(tap !== null);
   }
 
   /** Installs (or removes) an outer capture's tap on the underlay's reads and writes (`tether capture --outer`). */
@@ -737,6 +777,8 @@ export class Edge {
    */
   private readonly onExpire = (): void => {
     const now = performance.now();
+    // The cache's hits first: a flow that carried packets since the last pass is touched, never expired.
+    this.offload?.sync(now);
     this.pipeline.expire(now);
     const generated = this.pipeline.generated;
     if (generated.count === 0) return;
@@ -763,10 +805,15 @@ export class Edge {
     const tap = this.captureTap;
     if (tap !== null) tap.before(batch, now);
     const lanes = this.pipeline.lanes;
+    const offload = this.offload;
     if (handed && lanes !== null) {
       lanes.handedIn = true;
       this.pipeline.process(batch, now);
       lanes.handedIn = false;
+    } else if (offload !== null) {
+      offload.beforeProcess(batch);
+      this.pipeline.process(batch, now);
+      offload.afterProcess(batch);
     } else {
       this.pipeline.process(batch, now);
     }

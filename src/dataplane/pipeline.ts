@@ -173,6 +173,10 @@ export const FLAG_RENUMBER = 64;
  * the DLP tracker; DLP starts only once classification has ended). The established path pays one bit test.
  */
 export const FLAG_GATEWAY_WORK = 128;
+/** Pipeline.offloadable's answers: not offloadable; every packet; only packets with DF set (the others get new ids). */
+export const OFFLOAD_NO = 0;
+export const OFFLOAD_ANY = 1;
+export const OFFLOAD_DF_ONLY = 2;
 /**
  * A UDP flow toward port 53 (dns-gate.ts): while some gateway rule reads DNS names, every query of its original
  * direction is read and decided, not only the first (a resolver may send many queries from one source port).
@@ -420,6 +424,19 @@ export class Pipeline {
   fastPath = true;
   /** Called when a flow ends (expired, evicted, deleted), before its slot is reused. */
   onFlowEnd: ((table: FlowTable, flow: number, reason: RemoveReason) => void) | null = null;
+  /**
+   * Called after every change that may alter how an established flow's packets are forwarded (a policy epoch, an
+   * onramp set, its up state, the sites' failover policy, flows ended by a removal): the native flow cache
+   * (src/daemon/flow-offload.ts) drops what it learned. Control plane only.
+   */
+  onChange: (() => void) | null = null;
+  /**
+   * Called as a flow starts to end, before its counters are read (onFlowEnd, the flow log): the native flow cache
+   * counts its last hits into it and forgets it (src/daemon/flow-offload.ts).
+   */
+  onFlowEnding: ((table: FlowTable, flow: number) => void) | null = null;
+  /** Called before the API reads flows' counters (/v1/flows): the native flow cache folds its hits in. */
+  onFlowsRead: (() => void) | null = null;
   /**
    * Called for each DNS query a gateway rule blocked, overrode or logged (dns-gate.ts), on the packet path: the
    * event object is reused, copy what you keep.
@@ -671,6 +688,7 @@ export class Pipeline {
   private bumpEpoch(): void {
     this.epoch = (this.epoch + 1) >>> 0;
     if (this.epoch === 0) this.epoch = 1;
+    this.onChange?.();
   }
 
   /**
@@ -728,6 +746,7 @@ export class Pipeline {
     const quota = spec.maxFlows ?? QUOTA_AUTO;
     this.flows4.setQuota(spec.id, quota);
     this.flows6.setQuota(spec.id, quota);
+    this.onChange?.();
   }
 
   /**
@@ -754,11 +773,42 @@ export class Pipeline {
    */
   setSites(sites: readonly SiteSpec[]): void {
     this.ports.setSites(sites);
+    this.onChange?.();
   }
 
   setOnrampUp(id: number, up: boolean): void {
     this.ports.setUp(id, up);
     this.routes.setPortUp(id, up);
+    this.onChange?.();
+  }
+
+  /**
+   * May the native flow cache (native/src/flow_cache.h) forward the next packets of flow node `node` (IPv4 table)
+   * arriving on `ingress` without this pipeline? Yes when forwardChunk's established path would take every one of
+   * them and rewrite each the same way: a live, ASSURED UDP or ICMP flow (TCP's tracker checks every segment),
+   * owned by the arrival port's site, not on a port whose site may move the return onramp, no hairpin filter, no
+   * gateway work, no hairpin, a reply only with ARR, decided under the current policy epoch, and no lanes (a packet
+   * may belong to another lane). A direction whose IPv4 ids are renumbered (FLAG_RENUMBER: a new id per packet) is
+   * offloadable for its packets with DF set only (renumbers(): RFC 6864 section 4 leaves an atomic datagram's id
+   * alone): OFFLOAD_DF_ONLY. What varies per packet (TTL, header checksum, DF, offload flags) the cache checks
+   * itself; what these conditions read changes only through the calls that fire onChange, or when the flow ends
+   * (onFlowEnd). Returns OFFLOAD_NO, OFFLOAD_ANY or OFFLOAD_DF_ONLY.
+   */
+  offloadable(node: number, ingress: number): number {
+    const table = this.flows4;
+    const flow = node >> 1;
+    const dir = node & 1;
+    if (this.lanes !== null || !table.isLive(flow) || !table.isAssured(flow)) return OFFLOAD_NO;
+    const protocol = table.protocol(flow);
+    if (protocol !== IPPROTO_UDP && protocol !== IPPROTO_ICMP) return OFFLOAD_NO;
+    const ports = this.ports;
+    if (ports.site[ingress] !== ports.site[dir === 0 ? table.ingressPort(flow) : table.nextHop(flow)]) return OFFLOAD_NO;
+    const ret = table.returnPort(flow);
+    if (dir === 0 ? ingress !== ret || ports.steerable[ingress] !== 0 : ports.steerable[ret] !== 0) return OFFLOAD_NO;
+    const flags = table.flags(flow);
+    if ((flags & (FLAG_FILTERED | FLAG_GATEWAY_WORK | FLAG_HAIRPIN)) !== 0 || (dir === 1 && (flags & FLAG_ARR) === 0)) return OFFLOAD_NO;
+    if (table.policyEpoch(flow) !== this.epoch) return OFFLOAD_NO;
+    return dir === 0 && (flags & FLAG_RENUMBER) !== 0 ? OFFLOAD_DF_ONLY : OFFLOAD_ANY;
   }
 
   /**
@@ -1210,6 +1260,7 @@ export class Pipeline {
     for (const p of ports) if (p !== PORT_INTERNET) mask[p] = 1;
     const ended = this.flows4.removePorts(mask) + this.flows6.removePorts(mask);
     this.counters.flowsEndedByRemoval += ended;
+    this.onChange?.();
     return ended;
   }
 
@@ -2511,6 +2562,8 @@ export class Pipeline {
   }
 
   private flowEnded(table: FlowTable, flow: number, reason: RemoveReason): void {
+    // First: whoever still holds packets of the flow not counted in it (the native flow cache) counts them now.
+    if (this.onFlowEnding !== null) this.onFlowEnding(table, flow);
     const orig = flow * 2;
     if (this.snat !== null && this.poolKeyed(table, flow, table.flags(flow))) this.poolKeyedFlows--;
     if ((table.flags(flow) & FLAG_POOL) !== 0) {

@@ -937,6 +937,11 @@ export class FlowTable {
     return (this.status(flow) & LIVE) !== 0;
   }
 
+  /** Both directions seen (UDP/ICMP/other) or the handshake completed (TCP): conntrack's IPS_ASSURED. */
+  isAssured(flow: number): boolean {
+    return (this.status(flow) & ASSURED) !== 0;
+  }
+
   private remove(flow: number, reason: RemoveReason): void {
     if (this.pendingCount !== 0) this.flushLinks();
     const status = this.status(flow);
@@ -1198,6 +1203,20 @@ export class FlowTable {
   }
 
   /** Count one packet of `bytes` bytes (< 2^32) in direction dir. */
+  /**
+   * `packets` packets of `bytes` bytes in all counted at once: the hits the native flow cache forwarded since its last
+   * fold (src/daemon/flow-offload.ts). count() for one packet.
+   */
+  countMany(flow: number, dir: 0 | 1, packets: number, bytes: number): void {
+    const rec = this.records;
+    const f = this.flowWord(flow);
+    rec[f + F_PACKETS + dir] += packets; // wraps at 2^32, like count()
+    const lo = f + F_BYTES_LO + dir;
+    const sum = rec[lo] + bytes;
+    rec[lo] = sum; // stored modulo 2^32
+    if (sum >= TWO_POW_32) this.recordHalves[(f + F_BYTES_HI) * 2 + dir] += Math.floor(sum / TWO_POW_32);
+  }
+
   count(flow: number, dir: 0 | 1, bytes: number): void {
     const rec = this.records;
     const f = this.flowWord(flow);

@@ -11,9 +11,13 @@ describe('native addon loader', () => {
     assert.equal(loadNative(), addon, 'loaded once');
   });
 
-  it('exports exactly the TUN, memory, ESP and WireGuard crypto entry points, with the flag bits native.ts mirrors', () => {
+  it('exports exactly the TUN, memory, flow cache, ESP and WireGuard crypto entry points, with the flag bits native.ts mirrors', () => {
     const addon = loadNative();
-    assert.deepEqual(Object.keys(addon).sort(), ['EspCrypto', 'TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_OFFLOAD', 'TUN_FLAG_VNET_HDR', 'WgCrypto', 'allocHugePages', 'busyPollCounters', 'openTun', 'setBusyPoll']);
+    assert.deepEqual(Object.keys(addon).sort(), [
+      'EspCrypto', 'TUN_FLAG_MULTI_QUEUE', 'TUN_FLAG_OFFLOAD', 'TUN_FLAG_VNET_HDR', 'WgCrypto', 'allocHugePages', 'busyPollCounters',
+      'flowCacheEnable', 'flowCacheFlush', 'flowCacheFold', 'flowCacheInstall', 'flowCacheLookup', 'flowCacheRemove', 'flowCacheStats', 'flowCacheTake',
+      'openTun', 'setBusyPoll',
+    ]);
     assert.equal(addon.TUN_FLAG_MULTI_QUEUE, TUN_FLAG_MULTI_QUEUE);
     assert.equal(addon.TUN_FLAG_VNET_HDR, TUN_FLAG_VNET_HDR);
     assert.equal(addon.TUN_FLAG_OFFLOAD, TUN_FLAG_OFFLOAD);

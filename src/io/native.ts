@@ -131,6 +131,27 @@ export interface BusyPollCounters {
   batches: number;
 }
 
+/** The native flow cache's figures on one thread (native/src/flow_cache.h; src/io/flow-cache.ts). */
+export interface FlowCacheStats {
+  enabled: boolean;
+  /** Entries one thread's table holds at most. */
+  capacity: number;
+  /** Entries installed now. */
+  entries: number;
+  /** Packets forwarded by the cache, TUN to TUN, without JavaScript, and their bytes. */
+  hits: number;
+  hitBytes: number;
+  /** Packets that matched an entry but went to JS (TTL, header checksum, offload flags, or an earlier packet of the pair did). */
+  punts: number;
+  installs: number;
+  /** Installs refused: the packet or its rewrite is not one the cache takes. */
+  refused: number;
+  removals: number;
+  flushes: number;
+  /** Wakeups whose packets all hit: JS was not called. */
+  wakeupsWithoutJs: number;
+}
+
 export interface NativeAddon {
   openTun(name: string, flags: number): NativeHandle;
   /** The busy-poll budget of this thread's TUNs, µs, 0..1000 (0: off). */
@@ -139,6 +160,22 @@ export interface NativeAddon {
   EspCrypto: new (slots: number) => NativeEspCrypto;
   WgCrypto: new (slots: number) => NativeWgCrypto;
   allocHugePages(bytes: number): ArrayBuffer;
+  /** The flow cache of this thread on (bound to the pipeline's per-port counters) or off. */
+  flowCacheEnable(on: boolean, rxPackets?: Float64Array, rxBytes?: Float64Array, txPackets?: Float64Array, txBytes?: Float64Array): void;
+  /**
+   * Slot (>= 0), -1 refused (shape or rewrite), -2 full. `before`/`after`: the packet's first 28 bytes at those
+   * offsets; `dfOnly`: only packets with DF set hit.
+   */
+  flowCacheInstall(ingress: NativeHandle, egress: NativeHandle, before: Uint8Array, beforeAt: number, after: Uint8Array, afterAt: number, inPort: number, outPort: number, node: number, dfOnly: boolean): number;
+  flowCacheRemove(slot: number, node: number): boolean;
+  /** flowCacheRemove, and the entry's hits since the last fold into out[0] (packets), out[1] (bytes); false: gone already. */
+  flowCacheTake(slot: number, node: number, out: Float64Array): boolean;
+  flowCacheFlush(): void;
+  /** The slot whose key the packet's first 28 bytes at `at` match, -1 for none (tests, diagnostics). */
+  flowCacheLookup(ingress: NativeHandle, packet: Uint8Array, at: number): number;
+  /** (node, packets, bytes) triples of entries with hits since the last fold, into out; returns how many. */
+  flowCacheFold(out: Float64Array): number;
+  flowCacheStats(): FlowCacheStats;
   /** The addon's own copies of {@link TUN_FLAG_MULTI_QUEUE} and {@link TUN_FLAG_VNET_HDR}. */
   readonly TUN_FLAG_MULTI_QUEUE: number;
   readonly TUN_FLAG_VNET_HDR: number;

@@ -214,6 +214,11 @@ export class TunDevice {
     return k;
   }
 
+  /** @internal The addon's handle (the flow cache installs entries naming it: src/io/flow-cache.ts). */
+  get native(): NativeHandle {
+    return this.handle;
+  }
+
   /** A snapshot of the addon's counters (allocates: control plane). */
   counters(): IoCounters {
     return this.handle.counters();

@@ -47,6 +47,11 @@ export class EgressTransport implements Transport {
     return this.kernel.applied();
   }
 
+  /** The egress TUN while open (the native flow cache writes to it: flow-offload.ts). */
+  tun(): TunDevice | null {
+    return this.owned === null ? null : this.owned.tun;
+  }
+
   acceptsOffload(): boolean {
     return this.owned !== null && this.owned.tun.offloads;
   }

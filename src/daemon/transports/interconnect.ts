@@ -126,6 +126,12 @@ export class InterconnectTransport implements OnrampTransport<InterconnectOnramp
     this.links.delete(id);
   }
 
+  /** Interconnect `port`'s TUN while open (the native flow cache reads and writes it: flow-offload.ts). */
+  tunOf(port: number): TunDevice | null {
+    const out = this.portOut[port];
+    return out === null || out === undefined ? null : out.tun;
+  }
+
   acceptsOffload(port: number): boolean {
     const out = this.portOut[port];
     return out !== null && out.tun.offloads;
