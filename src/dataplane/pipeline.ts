@@ -2300,10 +2300,12 @@ export class Pipeline {
   private translate(buf: Uint8Array, table: FlowTable, other: number): void {
     const info = this.info;
     if (table.addrWords === 1) {
-      const newSrc = table.nodeDst(other, 0);
-      const newDst = table.nodeSrc(other, 0);
-      if (info.addr[SRC] !== newSrc) setSrcAddr4(buf, info, newSrc);
-      if (info.addr[DST] !== newDst) setDstAddr4(buf, info, newDst);
+      // As int32 across the calls (setAddr4 takes either sign): an unsigned word >= 2^31 passed to a function V8
+      // did not inline is boxed, a heap number per translated address.
+      const newSrc = table.nodeDst(other, 0) | 0;
+      const newDst = table.nodeSrc(other, 0) | 0;
+      if ((info.addr[SRC] | 0) !== newSrc) setSrcAddr4(buf, info, newSrc);
+      if ((info.addr[DST] | 0) !== newDst) setDstAddr4(buf, info, newDst);
     } else {
       const words = table.records;
       const src = table.srcIndex(other);
@@ -2477,7 +2479,7 @@ export class Pipeline {
   }
 
   private isPoolDestination(info: PacketInfo): boolean {
-    return info.family === AF_INET4 ? this.snat!.isPoolAddress4(info.addr[DST]) : this.snat!.isPoolAddress6(info.addr, DST);
+    return info.family === AF_INET4 ? this.snat!.isPoolAddress4(info.addr[DST] | 0) : this.snat!.isPoolAddress6(info.addr, DST);
   }
 
   /**
@@ -2501,7 +2503,7 @@ export class Pipeline {
 
   private globalKeyToPool(table: FlowTable, node: number): boolean {
     if (table.nodeZone(node) !== ZONE_GLOBAL) return false;
-    return table.addrWords === 1 ? this.snat!.isPoolAddress4(table.nodeDst(node, 0)) : this.snat!.isPoolAddress6(table.records, table.dstIndex(node));
+    return table.addrWords === 1 ? this.snat!.isPoolAddress4(table.nodeDst(node, 0) | 0) : this.snat!.isPoolAddress6(table.records, table.dstIndex(node));
   }
 
   private flowEnded(table: FlowTable, flow: number, reason: RemoveReason): void {
@@ -2642,9 +2644,13 @@ function validEndpoints(info: PacketInfo): boolean {
   return !srcUnspecified && !srcLoopback && !multicast && !dstUnspecified;
 }
 
-/** A stable 32-bit hash of a tuple, for ECMP and the clash-port search. Addresses are four words each. */
+/**
+ * A stable 32-bit hash of a tuple, for ECMP and the clash-port search. Addresses are four words each. Returned
+ * as an int32 (its users take `>>> 0`): an unsigned word >= 2^31 returned from a call V8 does not inline is a
+ * heap-allocated number, half of all flow setups' garbage once.
+ */
 export function tupleHash(protocol: number, ports: number, src: Uint32Array, srcOffset: number, dst: Uint32Array, dstOffset: number): number {
   let h = mixWord(protocol, ports);
   for (let w = 0; w < 4; w++) h = mixWord(mixWord(h, src[srcOffset + w]), dst[dstOffset + w]);
-  return finalMix(h) >>> 0;
+  return finalMix(h);
 }

@@ -528,15 +528,22 @@ export class SnatPool {
     return true;
   }
 
+  /**
+   * `addr` signed or not. The range compare here, where callers inline it (flow setup asks for every first packet,
+   * almost never of the pool); the table walk gets the word as int32: an unsigned word >= 2^31 passed to a call V8
+   * does not inline is a heap-allocated number.
+   */
   isPoolAddress4(addr: number): boolean {
-    return this.addressIndex4(addr) >= 0;
+    const u = addr >>> 0;
+    if (u < this.low4 || u > this.high4) return false;
+    return this.addressIndex4(addr | 0) >= 0;
   }
 
   isPoolAddress6(addr: Uint32Array, offset: number): boolean {
     return this.addressIndex6(addr, offset) >= 0;
   }
 
-  /** Index of an IPv4 pool address (position in opts.addresses), -1 when not in the pool. */
+  /** Index of an IPv4 pool address (position in opts.addresses, the word signed or not), -1 when not in the pool. */
   addressIndex4(addr: number): number {
     addr >>>= 0;
     if (addr < this.low4 || addr > this.high4) return NIL;
