@@ -814,7 +814,7 @@ export class SnatPool {
 
   /**
    * Memory-level parallelism for flow setup, like FlowTable.prefetch: `slots[0..count)` hold buckets
-   * (bucket4) or -1. Reads every bucket head, then the head mappings' records, in loops of independent loads
+   * (bucket4) or -1. Reads every bucket head, then the head mappings' records, then the second ones, in loops of independent loads
    * so the cache misses of many setups overlap; acquire then finds the lines in cache. Overwrites slots;
    * returns a sum of what it read (keep it, so the loads stay). Changes nothing.
    */
@@ -831,7 +831,15 @@ export class SnatPool {
     }
     for (let i = 0; i < count; i++) {
       const m = slots[i];
+      if (m < 0) continue;
       // The first and the last word: the two cache lines a 52-byte record can span.
+      acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
+      slots[i] = r[m * MAPPING_STRIDE + M_NEXT];
+    }
+    // The records second in those chains: a new endpoint (every setup that takes a mapping) walks its whole chain
+    // to find it absent, and at a load near 1 mapping per bucket a third of the chains hold more than the head.
+    for (let i = 0; i < count; i++) {
+      const m = slots[i];
       if (m >= 0) acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
     }
     const n = Math.min(count, FORECAST_SLOTS);
