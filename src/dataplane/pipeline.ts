@@ -1842,8 +1842,10 @@ export class Pipeline {
 
     const site = this.ports.site[ingress];
     const fw = this.firewallRules;
+    // IPv4 words as int32 into the firewall and the routes (both take either sign): an unsigned word >= 2^31 passed to
+    // a call V8 did not inline is a heap-allocated number, and which calls it inlines varies from run to run.
     const rule = info.family === AF_INET4
-      ? fw.evaluate4(site, ingress, protocol, info.addr[SRC], info.addr[DST], info.srcPort, info.dstPort)
+      ? fw.evaluate4(site, ingress, protocol, info.addr[SRC] | 0, info.addr[DST] | 0, info.srcPort, info.dstPort)
       : fw.evaluate6(site, ingress, protocol, info.addr, SRC, DST, info.srcPort, info.dstPort);
     d.rule = rule;
     d.firewallAsked = true;
@@ -1874,7 +1876,7 @@ export class Pipeline {
       return this.decideHairpin(info, key, table, site, ingress, d, trace);
     }
     const route = info.family === AF_INET4
-      ? this.routes.lookup4(site, info.addr[DST], hash)
+      ? this.routes.lookup4(site, info.addr[DST] | 0, hash)
       : this.routes.lookup6(site, info.addr, DST, hash);
     if (trace !== null) trace.route = route;
     if (route < 0) return -Drop.NoRoute;
@@ -1919,7 +1921,7 @@ export class Pipeline {
     const fw = this.firewallRules;
     let rule: number;
     if (family === AF_INET4) {
-      rule = fw.evaluate4(site, ingress, protocol, info.addr[SRC], peer.addr[0], key.srcPort, peer.port);
+      rule = fw.evaluate4(site, ingress, protocol, info.addr[SRC] | 0, peer.addr[0] | 0, key.srcPort, peer.port);
     } else {
       d.peerAddr.set(info.addr.subarray(SRC, SRC + 4), SRC);
       d.peerAddr.set(peer.addr, DST);
@@ -1938,7 +1940,7 @@ export class Pipeline {
       hop = onramps[0];
     } else {
       const route = family === AF_INET4
-        ? this.routes.lookup4(site, peer.addr[0], d.hash)
+        ? this.routes.lookup4(site, peer.addr[0] | 0, d.hash)
         : this.routes.lookup6(site, peer.addr, 0, d.hash);
       if (trace !== null) trace.route = route;
       if (route < 0 || this.routes.routeKind[route] !== NextHopKind.Onramp) return -Drop.NoRoute;
@@ -2308,10 +2310,12 @@ export class Pipeline {
   private translate(buf: Uint8Array, table: FlowTable, other: number): void {
     const info = this.info;
     if (table.addrWords === 1) {
-      // As int32 across the calls (setAddr4 takes either sign): an unsigned word >= 2^31 passed to a function V8
-      // did not inline is boxed, a heap number per translated address.
-      const newSrc = table.nodeDst(other, 0) | 0;
-      const newDst = table.nodeSrc(other, 0) | 0;
+      // As int32 across the calls (setAddr4 takes either sign): an unsigned word >= 2^31 passed to or returned from
+      // a function V8 did not inline is boxed, a heap number per translated address. So read from the records here
+      // (nodeSrc/nodeDst return the word unsigned), like the fast path: an IPv4 table's destination follows its source.
+      const at = table.srcIndex(other);
+      const newSrc = table.records[at + 1] | 0;
+      const newDst = table.records[at] | 0;
       if ((info.addr[SRC] | 0) !== newSrc) setSrcAddr4(buf, info, newSrc);
       if ((info.addr[DST] | 0) !== newDst) setDstAddr4(buf, info, newDst);
     } else {
@@ -2444,7 +2448,8 @@ export class Pipeline {
       const frags = this.frags4;
       if (frags.find(this.key.zone, info.protocol, this.fragAddr, this.fragId, this.now) === node) id = frags.foundNewId;
     }
-    if (id < 0) id = this.ipIds.next4(info.addr[SRC], info.addr[DST], info.protocol);
+    // The words as int32 (next4 takes either sign): not inlined, an unsigned word >= 2^31 would be a heap number.
+    if (id < 0) id = this.ipIds.next4(info.addr[SRC] | 0, info.addr[DST] | 0, info.protocol);
     if (info.isFragment) this.fragNewId = id;
     setIpv4Id(buf, info, id);
   }

@@ -523,18 +523,20 @@ export class FlowTable {
     const k = this.hashKey;
     let h = mixKeyed(this.hashSeed, key.zone | (key.protocol << PROTOCOL_SHIFT), k);
     h = mixKeyed(h, (key.srcPort << 16) | key.dstPort, k);
+    // Address words as int32 (mixKeyed takes either sign): an unsigned word >= 2^31 passed to a call V8 did not
+    // inline is a heap-allocated number.
     for (let w = 0; w < this.addrWords; w++) {
-      h = mixKeyed(h, key.src[w], k);
-      h = mixKeyed(h, key.dst[w], k);
+      h = mixKeyed(h, key.src[w] | 0, k);
+      h = mixKeyed(h, key.dst[w] | 0, k);
     }
     return finalMix(h) & this.bucketMask;
   }
 
-  /** The same hash as hashOfKey, from a stored node. */
+  /** The same hash as hashOfKey, from a stored node (its words read signed, as hashOfKey passes them). */
   private hashOfNode(node: number): number {
     const k = this.hashKey;
     const aw = this.addrWords;
-    const rec = this.records;
+    const rec = this.recordInts;
     const base = this.nodeBase(node);
     let h = mixKeyed(this.hashSeed, rec[base + N_KEY0], k);
     h = mixKeyed(h, rec[base + N_PORTS], k);

@@ -236,6 +236,7 @@ test('evaluate agrees with a linear scan on random rule sets and packets', () =>
         const expected = oracle(rules, p);
         const got = evaluate(fw, p);
         assert.equal(got, expected);
+        if (p.family === 4) assert.equal(fw.evaluate4(p.site, p.onramp, p.protocol, p.src[0] | 0, p.dst[0] | 0, p.srcPort, p.dstPort), expected, 'signed words');
         assert.equal(fw.allows(got), expected < 0 ? defaultAction === 'allow' : rules[expected].action === 'allow');
         assert.equal(fw.ruleId(got), expected < 0 ? 0 : rules[expected].id);
       }

@@ -486,7 +486,7 @@ export class Firewall {
     this.dst6Count = dst6.count;
   }
 
-  /** Index (0-based, rule order) of the first rule matching an IPv4 packet, or NO_MATCH (-1). */
+  /** Index (0-based, rule order) of the first rule matching an IPv4 packet, or NO_MATCH (-1). Address words signed or not. */
   evaluate4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number, mask: Uint32Array | null = null): number {
     const stride = this.stride;
     return this.firstMatch(
