@@ -732,9 +732,9 @@ test('touchCount does what touch() then count() do (the oracle): records, wheel 
   );
 });
 
-test('createWith is create then setFlags, setNextHop, setRuleId, setPolicyEpoch: every field alike, over reused records', () => {
+test('createWith is create then setFlags, setNextHop, setRuleId, setPolicyEpoch: every field alike, over reused records; given bucket4, the same', () => {
   const u16 = fc.integer({ min: 0, max: 0xffff });
-  const step = fc.record({ flags: fc.integer({ min: 0, max: 0xff }), hop: u16, rule: u16, epoch: fc.integer({ min: 0, max: 0xffffffff }), port: fc.integer({ min: 0, max: 7 }), tcp: fc.boolean(), drop: fc.boolean() });
+  const step = fc.record({ flags: fc.integer({ min: 0, max: 0xff }), hop: u16, rule: u16, epoch: fc.integer({ min: 0, max: 0xffffffff }), port: fc.integer({ min: 0, max: 7 }), tcp: fc.boolean(), drop: fc.boolean(), bucket: fc.boolean() });
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
       // Two tables fed the same life (creates, a packet each way, deletes that free records for reuse), one through createWith.
@@ -753,9 +753,12 @@ test('createWith is create then setFlags, setNextHop, setRuleId, setPolicyEpoch:
           tables[0].setRuleId(viaSetters, s.rule);
           tables[0].setPolicyEpoch(viaSetters, s.epoch);
         }
-        const flow = tables[1].createWith(o, r, s.port, now, s.flags, s.hop, s.rule, s.epoch);
+        // The original key's bucket as flow setup's pre-pass has it (bucket4 of the packet's words, signed), or -1.
+        const bucket = s.bucket ? tables[1].bucket4(o.zone, o.protocol, o.src[0] | 0, o.dst[0] | 0, (o.srcPort << 16) | o.dstPort) : -1;
+        const flow = tables[1].createWith(o, r, s.port, now, s.flags, s.hop, s.rule, s.epoch, bucket);
         assert.equal(flow, viaSetters);
         if (flow < 0) return;
+        for (const t of tables) assert.deepEqual([t.lookup(o), t.lookup(r)], [flow * 2, flow * 2 + 1]);
         for (const t of tables) {
           t.count(flow, 1, 100);
           if (s.drop) t.delete(flow);

@@ -523,18 +523,20 @@ export class FlowTable {
     const k = this.hashKey;
     let h = mixKeyed(this.hashSeed, key.zone | (key.protocol << PROTOCOL_SHIFT), k);
     h = mixKeyed(h, (key.srcPort << 16) | key.dstPort, k);
+    // Address words as int32 (mixKeyed takes either sign): an unsigned word >= 2^31 passed to a call V8 did not
+    // inline is a heap-allocated number.
     for (let w = 0; w < this.addrWords; w++) {
-      h = mixKeyed(h, key.src[w], k);
-      h = mixKeyed(h, key.dst[w], k);
+      h = mixKeyed(h, key.src[w] | 0, k);
+      h = mixKeyed(h, key.dst[w] | 0, k);
     }
     return finalMix(h) & this.bucketMask;
   }
 
-  /** The same hash as hashOfKey, from a stored node. */
+  /** The same hash as hashOfKey, from a stored node (its words read signed, as hashOfKey passes them). */
   private hashOfNode(node: number): number {
     const k = this.hashKey;
     const aw = this.addrWords;
-    const rec = this.records;
+    const rec = this.recordInts;
     const base = this.nodeBase(node);
     let h = mixKeyed(this.hashSeed, rec[base + N_KEY0], k);
     h = mixKeyed(h, rec[base + N_PORTS], k);
@@ -756,6 +758,12 @@ export class FlowTable {
 
   /** Writes a node's key words; returns its bucket (link() files it there). */
   private writeKey(node: number, key: FlowKey): number {
+    this.storeKey(node, key);
+    return this.hashOfNode(node);
+  }
+
+  /** writeKey without the hash, for a caller that has the bucket already. */
+  private storeKey(node: number, key: FlowKey): void {
     const rec = this.records;
     const aw = this.addrWords;
     const base = this.nodeBase(node);
@@ -765,7 +773,6 @@ export class FlowTable {
       rec[base + N_SRC + w] = key.src[w];
       rec[base + N_SRC + aw + w] = key.dst[w];
     }
-    return this.hashOfNode(node);
   }
 
   /** Files a node at the head of its bucket's chain. */
@@ -840,9 +847,10 @@ export class FlowTable {
   /**
    * create() with the pipeline's setup decision stored as the record is written (flags, next hop, rule id, policy
    * epoch: what setFlags, setNextHop, setRuleId and setPolicyEpoch would store next): each flow field is written
-   * once, not zeroed first and set again.
+   * once, not zeroed first and set again. `origBucket`: the original key's bucket when the caller has it (flow
+   * setup's pre-pass hashed the packet: bucket4), so it is not hashed again; -1 to hash it here.
    */
-  createWith(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number, flags: number, hop: number, ruleId: number, epoch: number): number {
+  createWith(orig: FlowKey, reply: FlowKey, ingressPort: number, now: number, flags: number, hop: number, ruleId: number, epoch: number, origBucket = -1): number {
     if (ingressPort >= this.maxPorts || ingressPort < 0) return -Drop.UnknownPort;
     let quota = this.portQuota[ingressPort];
     if (quota === QUOTA_AUTO) quota = this.autoQuota;
@@ -885,7 +893,8 @@ export class FlowTable {
     if (protocol === IPPROTO_TCP) this.tcp.reset(flow);
     const n = flow * 2;
     const replyBucket = this.writeKey(n + 1, reply);
-    const origBucket = this.writeKey(n, orig);
+    if (origBucket < 0) origBucket = this.writeKey(n, orig);
+    else this.storeKey(n, orig);
     this.markCreated(replyBucket);
     this.markCreated(origBucket);
     if (replyBucket !== origBucket && this.pendingCount < PENDING_LINKS) {

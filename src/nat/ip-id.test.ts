@@ -22,6 +22,7 @@ test('every draw is its bucket\'s previous value plus one (oracle); a tuple\'s i
       for (const t of draws) {
         const b = ids.bucket4(t.src, t.dst, t.protocol);
         assert.ok(b >= 0 && b < buckets);
+        assert.equal(ids.bucket4(t.src | 0, t.dst | 0, t.protocol), b, 'signed words: the same bucket (flow setup passes int32)');
         const id = ids.next4(t.src, t.dst, t.protocol);
         assert.ok(Number.isInteger(id) && id >= 0 && id <= 0xffff);
         const before = last.get(b);

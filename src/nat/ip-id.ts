@@ -74,7 +74,7 @@ export class IpIdAllocator {
     return (h >>> HASH_INDEX_SHIFT) & this.mask;
   }
 
-  /** The next identification value for an IPv4 datagram with this source, destination and protocol. */
+  /** The next identification value for an IPv4 datagram with this source, destination and protocol (words signed or not). */
   next4(src: number, dst: number, protocol: number): number {
     const b = this.bucket4(src, dst, protocol);
     const id = this.counters[b];

@@ -112,7 +112,7 @@ test('bucket4 is the bucket acquire files an IPv4 mapping in; prefetch() reads i
       assert.equal(pool.bucket4(zone, protocol, addr >>> 0, port), bucket);
       const slots = Int32Array.of(bucket, -1);
       assert.equal(typeof pool.prefetch(slots, 2), 'number');
-      assert.deepEqual([...slots], [0, -1], 'the bucket head: the one mapping');
+      assert.deepEqual([...slots], [-1, -1], 'what it read last: the chains\' second mappings, none (the one mapping is the head)');
       assert.equal(pool.acquire(zone, protocol, 4, internal, 0, port, out, 0), ext, 'unchanged: the same mapping');
       assert.equal(pool.references(zone, protocol, 4, internal, 0, port), 2);
     }),

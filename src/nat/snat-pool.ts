@@ -528,15 +528,22 @@ export class SnatPool {
     return true;
   }
 
+  /**
+   * `addr` signed or not. The range compare here, where callers inline it (flow setup asks for every first packet,
+   * almost never of the pool); the table walk gets the word as int32: an unsigned word >= 2^31 passed to a call V8
+   * does not inline is a heap-allocated number.
+   */
   isPoolAddress4(addr: number): boolean {
-    return this.addressIndex4(addr) >= 0;
+    const u = addr >>> 0;
+    if (u < this.low4 || u > this.high4) return false;
+    return this.addressIndex4(addr | 0) >= 0;
   }
 
   isPoolAddress6(addr: Uint32Array, offset: number): boolean {
     return this.addressIndex6(addr, offset) >= 0;
   }
 
-  /** Index of an IPv4 pool address (position in opts.addresses), -1 when not in the pool. */
+  /** Index of an IPv4 pool address (position in opts.addresses, the word signed or not), -1 when not in the pool. */
   addressIndex4(addr: number): number {
     addr >>>= 0;
     if (addr < this.low4 || addr > this.high4) return NIL;
@@ -807,7 +814,7 @@ export class SnatPool {
 
   /**
    * Memory-level parallelism for flow setup, like FlowTable.prefetch: `slots[0..count)` hold buckets
-   * (bucket4) or -1. Reads every bucket head, then the head mappings' records, in loops of independent loads
+   * (bucket4) or -1. Reads every bucket head, then the head mappings' records, then the second ones, in loops of independent loads
    * so the cache misses of many setups overlap; acquire then finds the lines in cache. Overwrites slots;
    * returns a sum of what it read (keep it, so the loads stay). Changes nothing.
    */
@@ -824,7 +831,15 @@ export class SnatPool {
     }
     for (let i = 0; i < count; i++) {
       const m = slots[i];
+      if (m < 0) continue;
       // The first and the last word: the two cache lines a 52-byte record can span.
+      acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
+      slots[i] = r[m * MAPPING_STRIDE + M_NEXT];
+    }
+    // The records second in those chains: a new endpoint (every setup that takes a mapping) walks its whole chain
+    // to find it absent, and at a load near 1 mapping per bucket a third of the chains hold more than the head.
+    for (let i = 0; i < count; i++) {
+      const m = slots[i];
       if (m >= 0) acc ^= r[m * MAPPING_STRIDE] ^ r[m * MAPPING_STRIDE + MAPPING_STRIDE - 1];
     }
     const n = Math.min(count, FORECAST_SLOTS);

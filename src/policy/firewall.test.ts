@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Firewall, NO_MATCH, type FirewallRuleSpec } from './firewall.js';
+import { Firewall, NO_MATCH, intervalOf, intervalOf4, topIndex4, type FirewallRuleSpec } from './firewall.js';
 import { formatIpv4, formatIpv6, parseAddress, parsePrefix, type Prefix } from '../wire/addr.js';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from '../wire/constants.js';
 
@@ -236,11 +236,32 @@ test('evaluate agrees with a linear scan on random rule sets and packets', () =>
         const expected = oracle(rules, p);
         const got = evaluate(fw, p);
         assert.equal(got, expected);
+        if (p.family === 4) assert.equal(fw.evaluate4(p.site, p.onramp, p.protocol, p.src[0] | 0, p.dst[0] | 0, p.srcPort, p.dstPort), expected, 'signed words');
         assert.equal(fw.allows(got), expected < 0 ? defaultAction === 'allow' : rules[expected].action === 'allow');
         assert.equal(fw.ruleId(got), expected < 0 ? 0 : rules[expected].id);
       }
     }),
     { numRuns: 300 },
+  );
+});
+
+test('intervalOf4 (the search narrowed by the top byte) equals the plain binary search: clustered, spread and edge starts, either sign', () => {
+  // Starts clustered in a few top bytes (many intervals in one byte's range) or spread over the space, and the
+  // byte edges themselves; addresses near the starts, at the byte edges and at both ends of the space.
+  const edgeArb = fc.integer({ min: 0, max: 255 }).chain((b) => fc.integer({ min: -1, max: 1 }).map((d) => ((b << 24) + d) >>> 0));
+  const clusteredArb = fc.tuple(fc.constantFrom(10, 127, 128, 203, 255), fc.integer({ min: 0, max: 0xffffff })).map(([b, low]) => ((b << 24) | low) >>> 0);
+  const wordArb = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), edgeArb, clusteredArb);
+  fc.assert(
+    fc.property(fc.array(wordArb, { maxLength: 300 }), fc.array(wordArb, { minLength: 1, maxLength: 60 }), (words, xs) => {
+      const starts = Uint32Array.from([0, ...new Set(words.filter((w) => w !== 0))].sort((a, b) => a - b));
+      const top = topIndex4(starts, starts.length);
+      for (const x of [...xs, ...Array.from(starts), 0, 0xffffffff]) {
+        const expected = intervalOf(starts, starts.length, x);
+        assert.equal(intervalOf4(starts, top, x), expected);
+        assert.equal(intervalOf4(starts, top, x | 0), expected);
+      }
+    }),
+    { numRuns: 500 },
   );
 });
 

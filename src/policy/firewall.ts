@@ -14,7 +14,8 @@
  *   src/dst port       direct Uint16Array[65536] -> row  elementary intervals of the ranges
  *   src/dst address    binary search of interval starts  per family; IPv6 boundaries are ranked first
  *
- * Cost per evaluation: 2 binary searches (≤ 12 steps for 1,000 rules) + 7 aggregate words per 1,024 rules, then
+ * Cost per evaluation: 2 binary searches (IPv4: within the intervals of the address's top byte, topIndex4; ≤ 12 steps
+ * for 1,000 rules) + 7 aggregate words per 1,024 rules, then
  * 7 word loads per bitset word that is non-zero in every row's aggregate (at most ceil(rules / 32)).
  *
  * Semantics, per condition (absent or empty list = any):
@@ -71,13 +72,49 @@ const RULE_FIELDS = new Set(['id', 'action', 'sites', 'onramps', 'srcPrefixes', 
 /** One rule's condition on one dimension: null = any, otherwise inclusive [lo, hi] pairs (flat), possibly none. */
 type Ranges = number[] | null;
 
-/** Largest i with starts[i] <= x (starts[0] is the domain minimum, so i >= 0 for in-domain x). */
-function intervalOf(starts: ArrayLike<number>, count: number, x: number): number {
+/** Largest i with starts[i] <= x (starts[0] is the domain minimum, so i >= 0 for in-domain x). Exported for tests. */
+export function intervalOf(starts: ArrayLike<number>, count: number, x: number): number {
   let lo = 0;
   let hi = count - 1;
   while (lo < hi) {
     const mid = (lo + hi + 1) >>> 1;
     if (starts[mid] <= x) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** An IPv4 address's top byte indexes where its interval search starts and ends (topIndex4). */
+const TOP_SHIFT = 24;
+const TOP_SLOTS = 1 << (WORD_BITS - TOP_SHIFT);
+
+/**
+ * The IPv4 searches' first step, as a table: entry b is intervalOf(starts, count, b << 24), entry 256 is count - 1.
+ * An address with top byte b lies in [b << 24, (b + 1) << 24), so (intervalOf being monotone) its interval lies
+ * between entries b and b + 1: intervalOf4 searches only those. 257 words (1 KiB, stays in cache); a rule set's
+ * boundaries spread over the space leave a few intervals per top byte (1,000 random /24s: ~8, three steps instead of
+ * eleven, each a branch the CPU mispredicts half the time). Exported for tests.
+ */
+export function topIndex4(starts: Uint32Array, count: number): Int32Array {
+  const top = new Int32Array(TOP_SLOTS + 1);
+  for (let b = 0; b < TOP_SLOTS; b++) top[b] = intervalOf(starts, count, (b << TOP_SHIFT) >>> 0);
+  top[TOP_SLOTS] = count - 1;
+  return top;
+}
+
+/**
+ * intervalOf(starts, count, x >>> 0) for an IPv4 word x, signed or not (passed as int32: an unsigned word >= 2^31
+ * crossing a call V8 did not inline is a heap-allocated number), searching only between its top byte's bounds.
+ * Exported for tests.
+ */
+export function intervalOf4(starts: Uint32Array, top: Int32Array, x: number): number {
+  const u = x >>> 0;
+  const b = u >>> TOP_SHIFT;
+  let lo = top[b];
+  let hi = top[b + 1];
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    if (starts[mid] <= u) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -333,10 +370,11 @@ export class Firewall {
   /** Row of every rule: the port dimensions of a non-TCP/UDP packet. */
   private readonly allRules: number;
   private readonly src4: Uint32Array;
-  private readonly src4Count: number;
+  /** topIndex4 of src4: where each top byte's search starts and ends. */
+  private readonly src4Top: Int32Array;
   private readonly src4Base: number;
   private readonly dst4: Uint32Array;
-  private readonly dst4Count: number;
+  private readonly dst4Top: Int32Array;
   private readonly dst4Base: number;
   private readonly src6: Uint32Array;
   private readonly src6Count: number;
@@ -439,16 +477,16 @@ export class Firewall {
     this.srcPortRowOf = srcPort.rowOf;
     this.dstPortRowOf = dstPort.rowOf;
     this.src4 = src4.starts;
-    this.src4Count = src4.count;
+    this.src4Top = topIndex4(src4.starts, src4.count);
     this.dst4 = dst4.starts;
-    this.dst4Count = dst4.count;
+    this.dst4Top = topIndex4(dst4.starts, dst4.count);
     this.src6 = src6.starts;
     this.src6Count = src6.count;
     this.dst6 = dst6.starts;
     this.dst6Count = dst6.count;
   }
 
-  /** Index (0-based, rule order) of the first rule matching an IPv4 packet, or NO_MATCH (-1). */
+  /** Index (0-based, rule order) of the first rule matching an IPv4 packet, or NO_MATCH (-1). Address words signed or not. */
   evaluate4(site: number, onramp: number, protocol: number, src: number, dst: number, srcPort: number, dstPort: number, mask: Uint32Array | null = null): number {
     const stride = this.stride;
     return this.firstMatch(
@@ -458,8 +496,8 @@ export class Firewall {
       protocol,
       srcPort,
       dstPort,
-      this.src4Base + intervalOf(this.src4, this.src4Count, src >>> 0) * stride,
-      this.dst4Base + intervalOf(this.dst4, this.dst4Count, dst >>> 0) * stride,
+      this.src4Base + intervalOf4(this.src4, this.src4Top, src | 0) * stride,
+      this.dst4Base + intervalOf4(this.dst4, this.dst4Top, dst | 0) * stride,
     );
   }
 

@@ -171,6 +171,7 @@ export class RouteTable {
 
   // --- lookups (hot path: no allocation, no exceptions) -------------------------------------------
 
+  /** `dst` signed or unsigned (flow setup passes int32: no heap number for a word >= 2^31); `flowHash` too. */
   lookup4(site: number, dst: number, flowHash: number): number {
     const global = this.v4Global;
     let leaf = global.lookup32(V4_GLOBAL_ROOT, dst);
