@@ -1147,7 +1147,7 @@ export class Pipeline {
         }
         // renumbers(): never a fragment here, so only DF decides (RFC 6864 section 4).
         if ((flags & (dir === 0 ? FLAG_RENUMBER : FLAG_HAIRPIN)) !== 0 && (data[o + IPV4_FLAGS_FRAGMENT] & (IPV4_FLAG_DF >>> 8)) === 0) {
-          const id = this.ipIds.next4(src, dst, protocol);
+          const id = this.ipIds.next4(src | 0, dst | 0, protocol);
           const old = (data[o + IPV4_ID] << 8) | data[o + IPV4_ID + 1];
           if (old !== id) {
             data[o + IPV4_ID] = id >>> 8;
