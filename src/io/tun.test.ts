@@ -367,6 +367,13 @@ describe('TUN devices (real kernel, in a network namespace)', () => {
       after(() => {
         out.tun.stopReading();
         sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', `${forwarding}=0`);
+        // IPv6 off again on both TUNs, as the namespace has it: left on, the kernel keeps sending router
+        // solicitations and MLD reports from their link-local addresses (RFC 4861 section 6.3.7, RFC 3810 section
+        // 6.1) for seconds after forwarding is turned off, into readers of later tests (busy polling's "no packets,
+        // no spin" read one; docs/UNDERLAY.md "A quiet TUN").
+        if (family === 6) {
+          for (const dev of [offloaded.name, out.tun.name]) sh('ip', 'netns', 'exec', NS, 'sysctl', '-qw', `net.ipv6.conf.${dev}.disable_ipv6=1`);
+        }
       });
 
       /** Where UDP starts in a packet of this family (after IPv4 options or one IPv6 destination-options header), 0: not UDP. */
