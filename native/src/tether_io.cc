@@ -242,6 +242,13 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// Follow-through (flow cache): after a wakeup whose cache hits were written to an egress TUN, the addon reads that
+// TUN once more before it returns to libuv, and so on along the hits, at most this many hops. A reply that is already
+// queued there (when the peer answers within the write itself, as a local namespace or host does: the kernel runs its
+// whole path in the writer's softirq) then goes out without a libuv iteration (timers, Node's check handle, an
+// epoll_wait); when nothing is queued it costs one read that returns EAGAIN. Bounded, so libuv is never starved.
+constexpr int kFollowMaxHops = 4;
+
 // Per thread (the main thread, or a worker with its own loop): the handles reading on this thread's loop.
 struct BusyPollState {
   std::vector<Handle*> readers;
@@ -262,6 +269,9 @@ struct FlowCacheState {
   View<double> rx_packets, rx_bytes, tx_packets, tx_bytes;
   Keep keep[4];
   bool Active() const { return table != nullptr && table->used > 0 && rx_packets.data != nullptr; }
+  // The egress handle the last wakeup's cache hits were written to, and tls_busy.generation then (see FollowThrough).
+  void* follow = nullptr;
+  uint64_t follow_generation = 0;
 };
 thread_local FlowCacheState tls_cache;
 
@@ -277,6 +287,7 @@ void BusyPollRemove(Handle* h) {
 }
 
 void BusySpin();
+void FollowThrough();
 
 // The libuv poll handle, kept apart from Handle so that it can outlive it until uv_close's callback.
 // Each Poller holds an async environment cleanup hook from creation until that callback has run:
@@ -418,8 +429,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     Poller* p = reinterpret_cast<Poller*>(handle);  // poll is the first member
     if (p->owner == nullptr) return;
-    // The handle may be closed by its callback: BusySpin touches only handles still registered.
-    if (p->owner->OnReadable(status) > 0) BusySpin();
+    // The handle may be closed by its callback: FollowThrough and BusySpin touch only handles still registered.
+    if (p->owner->OnReadable(status) > 0) {
+      FollowThrough();
+      BusySpin();
+    }
   }
 
  public:
@@ -430,6 +444,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Napi::Env env = env_;
     int fatal = 0;
     uint32_t count = 0;
+    tls_cache.follow = nullptr;  // set again by this wakeup's cache hits, if any
     if (status < 0) {
       fatal = status;
     } else if (read_data_.data == nullptr) {
@@ -502,6 +517,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
             tls_cache.tx_bytes.data[e.out_port] += static_cast<double>(len);
             Table::Rewrite(e, p);
             static_cast<Handle*>(e.egress)->WriteOne(p, len, w != nullptr ? static_cast<uint8_t>(w[kVFlags] & kVnetFDataValid) : 0);
+            tls_cache.follow = e.egress;
+            tls_cache.follow_generation = tls_busy.generation;
             e.packets += 1;
             e.bytes += static_cast<double>(len);
             table.stats.hits += 1;
@@ -993,6 +1010,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   void Close() {
     if (fd_ < 0) return;
     if (tls_cache.table != nullptr) tls_cache.table->ForgetHandle(this);
+    if (tls_cache.follow == this) tls_cache.follow = nullptr;
     if (reading_) {
       // Unref only while JS is alive (not from the destructor, where the reference is being torn down).
       StopPolling();
@@ -1069,6 +1087,21 @@ void BusySpin() {
   b.sessions += 1;
   b.spin_ns += static_cast<double>(now - start);
   b.spinning = false;
+}
+
+// The follow-through described at kFollowMaxHops. Runs inside a libuv poll callback, after its OnReadable, never nested
+// (OnReadable does not call it). Touches a handle only while it is registered in tls_busy.readers and that list has
+// not changed since the hit was written: a JS callback that closed or opened a handle in between ends it.
+void FollowThrough() {
+  for (int hop = 0; hop < kFollowMaxHops; hop++) {
+    Handle* h = static_cast<Handle*>(tls_cache.follow);
+    tls_cache.follow = nullptr;
+    if (h == nullptr || tls_cache.follow_generation != tls_busy.generation) return;
+    const auto& r = tls_busy.readers;
+    if (std::find(r.begin(), r.end(), h) == r.end()) return;  // not read on this thread's loop
+    if (h->OnReadable(0) == 0) return;
+  }
+  tls_cache.follow = nullptr;
 }
 
 // setBusyPoll(us): the spin's budget for this thread's TUNs, 0..kBusyPollMaxUs µs (0: off, the default).
