@@ -246,8 +246,11 @@ int64_t MonotonicNs() {
 // TUN once more before it returns to libuv, and so on along the hits, at most this many hops. A reply that is already
 // queued there (when the peer answers within the write itself, as a local namespace or host does: the kernel runs its
 // whole path in the writer's softirq) then goes out without a libuv iteration (timers, Node's check handle, an
-// epoll_wait); when nothing is queued it costs one read that returns EAGAIN. Bounded, so libuv is never starved.
+// epoll_wait); when nothing is queued it costs one read that returns EAGAIN, and a handle whose follow-through reads
+// keep finding nothing backs off (FollowDue: 2, 4, ... up to 2^kFollowMaxMissShift wakeups skipped), so one-way
+// traffic does not pay that read on every wakeup. Bounded, so libuv is never starved.
 constexpr int kFollowMaxHops = 4;
+constexpr uint32_t kFollowMaxMissShift = 6;  // at most 64 follow-throughs skipped after a miss
 
 // Per thread (the main thread, or a worker with its own loop): the handles reading on this thread's loop.
 struct BusyPollState {
@@ -543,6 +546,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
       kept++;
     }
     return kept;
+  }
+
+  // Follow-through's backoff (see kFollowMaxHops): a handle whose follow-through reads found nothing skips the next
+  // 2^misses of them (at most kFollowMaxSkip), so a one-way flood pays ~1 EAGAIN read per kFollowMaxSkip wakeups.
+  bool FollowDue() {
+    if (follow_skip_ == 0) return true;
+    follow_skip_--;
+    return false;
+  }
+  void FollowRead(bool found) {
+    if (found) { follow_misses_ = 0; return; }
+    if (follow_misses_ < kFollowMaxMissShift) follow_misses_++;
+    follow_skip_ = 1u << follow_misses_;
   }
 
   // One packet written by the flow cache: with IFF_VNET_HDR a header with no GSO and no partial checksum, DATA_VALID
@@ -1031,6 +1047,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   std::string name_;
   int vnet_hdr_size_ = 0;
   unsigned offloads_ = 0;
+  uint32_t follow_misses_ = 0, follow_skip_ = 0;  // FollowDue / FollowRead
   bool reading_ = false;
   bool cleanup_hook_ran_ = false;
   Poller* poller_ = nullptr;
@@ -1099,7 +1116,12 @@ void FollowThrough() {
     if (h == nullptr || tls_cache.follow_generation != tls_busy.generation) return;
     const auto& r = tls_busy.readers;
     if (std::find(r.begin(), r.end(), h) == r.end()) return;  // not read on this thread's loop
-    if (h->OnReadable(0) == 0) return;
+    if (!h->FollowDue()) return;
+    const uint64_t generation = tls_busy.generation;
+    const uint32_t got = h->OnReadable(0);
+    // A JS callback in OnReadable may have closed h: it is touched again only if the reader list did not change.
+    if (tls_busy.generation == generation) h->FollowRead(got > 0);
+    if (got == 0) return;
   }
   tls_cache.follow = nullptr;
 }
