@@ -242,6 +242,16 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// Follow-through (flow cache): after a wakeup whose cache hits were written to an egress TUN, the addon reads that
+// TUN once more before it returns to libuv, and so on along the hits, at most this many hops. A reply that is already
+// queued there (when the peer answers within the write itself, as a local namespace or host does: the kernel runs its
+// whole path in the writer's softirq) then goes out without a libuv iteration (timers, Node's check handle, an
+// epoll_wait); when nothing is queued it costs one read that returns EAGAIN, and a handle whose follow-through reads
+// keep finding nothing backs off (FollowDue: 2, 4, ... up to 2^kFollowMaxMissShift wakeups skipped), so one-way
+// traffic does not pay that read on every wakeup. Bounded, so libuv is never starved.
+constexpr int kFollowMaxHops = 4;
+constexpr uint32_t kFollowMaxMissShift = 6;  // at most 64 follow-throughs skipped after a miss
+
 // Per thread (the main thread, or a worker with its own loop): the handles reading on this thread's loop.
 struct BusyPollState {
   std::vector<Handle*> readers;
@@ -262,6 +272,9 @@ struct FlowCacheState {
   View<double> rx_packets, rx_bytes, tx_packets, tx_bytes;
   Keep keep[4];
   bool Active() const { return table != nullptr && table->used > 0 && rx_packets.data != nullptr; }
+  // The egress handle the last wakeup's cache hits were written to, and tls_busy.generation then (see FollowThrough).
+  void* follow = nullptr;
+  uint64_t follow_generation = 0;
 };
 thread_local FlowCacheState tls_cache;
 
@@ -277,6 +290,7 @@ void BusyPollRemove(Handle* h) {
 }
 
 void BusySpin();
+void FollowThrough();
 
 // The libuv poll handle, kept apart from Handle so that it can outlive it until uv_close's callback.
 // Each Poller holds an async environment cleanup hook from creation until that callback has run:
@@ -418,8 +432,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     Poller* p = reinterpret_cast<Poller*>(handle);  // poll is the first member
     if (p->owner == nullptr) return;
-    // The handle may be closed by its callback: BusySpin touches only handles still registered.
-    if (p->owner->OnReadable(status) > 0) BusySpin();
+    // The handle may be closed by its callback: FollowThrough and BusySpin touch only handles still registered.
+    if (p->owner->OnReadable(status) > 0) {
+      FollowThrough();
+      BusySpin();
+    }
   }
 
  public:
@@ -430,6 +447,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Napi::Env env = env_;
     int fatal = 0;
     uint32_t count = 0;
+    tls_cache.follow = nullptr;  // set again by this wakeup's cache hits, if any
     if (status < 0) {
       fatal = status;
     } else if (read_data_.data == nullptr) {
@@ -502,6 +520,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
             tls_cache.tx_bytes.data[e.out_port] += static_cast<double>(len);
             Table::Rewrite(e, p);
             static_cast<Handle*>(e.egress)->WriteOne(p, len, w != nullptr ? static_cast<uint8_t>(w[kVFlags] & kVnetFDataValid) : 0);
+            tls_cache.follow = e.egress;
+            tls_cache.follow_generation = tls_busy.generation;
             e.packets += 1;
             e.bytes += static_cast<double>(len);
             table.stats.hits += 1;
@@ -526,6 +546,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
       kept++;
     }
     return kept;
+  }
+
+  // Follow-through's backoff (see kFollowMaxHops): a handle whose follow-through reads found nothing skips the next
+  // 2^misses of them (at most kFollowMaxSkip), so a one-way flood pays ~1 EAGAIN read per kFollowMaxSkip wakeups.
+  bool FollowDue() {
+    if (follow_skip_ == 0) return true;
+    follow_skip_--;
+    return false;
+  }
+  void FollowRead(bool found) {
+    if (found) { follow_misses_ = 0; return; }
+    if (follow_misses_ < kFollowMaxMissShift) follow_misses_++;
+    follow_skip_ = 1u << follow_misses_;
   }
 
   // One packet written by the flow cache: with IFF_VNET_HDR a header with no GSO and no partial checksum, DATA_VALID
@@ -993,6 +1026,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   void Close() {
     if (fd_ < 0) return;
     if (tls_cache.table != nullptr) tls_cache.table->ForgetHandle(this);
+    if (tls_cache.follow == this) tls_cache.follow = nullptr;
     if (reading_) {
       // Unref only while JS is alive (not from the destructor, where the reference is being torn down).
       StopPolling();
@@ -1013,6 +1047,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   std::string name_;
   int vnet_hdr_size_ = 0;
   unsigned offloads_ = 0;
+  uint32_t follow_misses_ = 0, follow_skip_ = 0;  // FollowDue / FollowRead
   bool reading_ = false;
   bool cleanup_hook_ran_ = false;
   Poller* poller_ = nullptr;
@@ -1069,6 +1104,26 @@ void BusySpin() {
   b.sessions += 1;
   b.spin_ns += static_cast<double>(now - start);
   b.spinning = false;
+}
+
+// The follow-through described at kFollowMaxHops. Runs inside a libuv poll callback, after its OnReadable, never nested
+// (OnReadable does not call it). Touches a handle only while it is registered in tls_busy.readers and that list has
+// not changed since the hit was written: a JS callback that closed or opened a handle in between ends it.
+void FollowThrough() {
+  for (int hop = 0; hop < kFollowMaxHops; hop++) {
+    Handle* h = static_cast<Handle*>(tls_cache.follow);
+    tls_cache.follow = nullptr;
+    if (h == nullptr || tls_cache.follow_generation != tls_busy.generation) return;
+    const auto& r = tls_busy.readers;
+    if (std::find(r.begin(), r.end(), h) == r.end()) return;  // not read on this thread's loop
+    if (!h->FollowDue()) return;
+    const uint64_t generation = tls_busy.generation;
+    const uint32_t got = h->OnReadable(0);
+    // A JS callback in OnReadable may have closed h: it is touched again only if the reader list did not change.
+    if (tls_busy.generation == generation) h->FollowRead(got > 0);
+    if (got == 0) return;
+  }
+  tls_cache.follow = nullptr;
 }
 
 // setBusyPoll(us): the spin's budget for this thread's TUNs, 0..kBusyPollMaxUs µs (0: off, the default).
