@@ -154,6 +154,7 @@ inline bool Matches(const Entry& e, const Key& k) {
 struct Stats {
   double hits = 0, hit_bytes = 0, punts = 0, installs = 0, refused = 0, removals = 0, flushes = 0;
   double wakeups_without_js = 0;  // wakeups whose packets all hit: JS was not called
+  double follow_reads = 0, follow_packets = 0;  // follow-through reads (tether_io.cc FollowThrough) and the packets they found
 };
 
 // Install results (negative: not installed).

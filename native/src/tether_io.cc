@@ -1119,6 +1119,11 @@ void FollowThrough() {
     if (!h->FollowDue()) return;
     const uint64_t generation = tls_busy.generation;
     const uint32_t got = h->OnReadable(0);
+    // Counted in this thread's table (JS may have turned the cache off meanwhile: then there is none).
+    if (tether_flow_cache::Table* t = tls_cache.table.get()) {
+      t->stats.follow_reads += 1;
+      t->stats.follow_packets += got;
+    }
     // A JS callback in OnReadable may have closed h: it is touched again only if the reader list did not change.
     if (tls_busy.generation == generation) h->FollowRead(got > 0);
     if (got == 0) return;
@@ -1297,6 +1302,8 @@ Napi::Value FlowCacheStats(const Napi::CallbackInfo& info) {
   o.Set("removals", s.removals);
   o.Set("flushes", s.flushes);
   o.Set("wakeupsWithoutJs", s.wakeups_without_js);
+  o.Set("followReads", s.follow_reads);
+  o.Set("followPackets", s.follow_packets);
   return o;
 }
 

@@ -151,7 +151,7 @@ export interface EdgeStatus {
   /** The busy poll of the daemon's TUNs (docs/PERFORMANCE.md "Latency"): budget, spins, time spun, packets caught. */
   busyPoll?: { budgetUs: number; sessions: number; spinNs: number; packets: number };
   /** The native flow cache (docs/ARCHITECTURE.md "Native flow cache"): entries, hits, installs, punts; absent when off. */
-  flowCache?: { entries: number; hits: number; hitBytes: number; installs: number; punts: number; removals: number; flushes: number; wakeupsWithoutJs: number };
+  flowCache?: { entries: number; hits: number; hitBytes: number; installs: number; punts: number; removals: number; flushes: number; wakeupsWithoutJs: number; followReads: number; followPackets: number };
   edge: Record<string, number>;
   /** Lanes: each lane's own `lane_*` edge counters, lane 0 first (`edge` sums them; daemon/lanes.ts mergeLaneStatus). */
   laneCounters?: Array<Record<string, number>>;
@@ -614,7 +614,7 @@ export function createMetrics(opts: MetricsOptions): Registry {
       const f = edge.status().flowCache;
       if (f !== undefined) emit({}, f.hits);
     });
-    counter('tether_flow_cache_events_total', 'The native flow cache: entries installed, packets that matched but went to JavaScript (punts), entries removed, flushes.', ['event'], (emit) => {
+    counter('tether_flow_cache_events_total', 'The native flow cache: entries installed, packets that matched but went to JavaScript (punts), entries removed, flushes, wakeups without JavaScript, follow-through reads of the TUN just written and the packets they found.', ['event'], (emit) => {
       const f = edge.status().flowCache;
       if (f === undefined) return;
       emit({ event: 'install' }, f.installs);
@@ -622,6 +622,8 @@ export function createMetrics(opts: MetricsOptions): Registry {
       emit({ event: 'remove' }, f.removals);
       emit({ event: 'flush' }, f.flushes);
       emit({ event: 'wakeup_without_js' }, f.wakeupsWithoutJs);
+      emit({ event: 'follow_read' }, f.followReads);
+      emit({ event: 'follow_packet' }, f.followPackets);
     });
     gauge('tether_flow_cache_entries', 'Flow directions installed in the native flow cache now.', [], (emit) => {
       const f = edge.status().flowCache;

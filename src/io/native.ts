@@ -150,6 +150,12 @@ export interface FlowCacheStats {
   flushes: number;
   /** Wakeups whose packets all hit: JS was not called. */
   wakeupsWithoutJs: number;
+  /**
+   * Follow-through (tether_io.cc FollowThrough): reads of the egress TUN a wakeup's hits were just written to, before
+   * the addon returns to libuv, and the packets they found (a reply queued within the write: no loop iteration, no epoll wait).
+   */
+  followReads: number;
+  followPackets: number;
 }
 
 export interface NativeAddon {

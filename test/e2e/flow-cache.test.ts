@@ -65,7 +65,7 @@ after(async () => {
   await labDown({ prefix: PREFIX });
 });
 
-test('ping through an interconnect with the flow cache: replies, hits without JS, counters per ping, kept alive while pinging', async () => {
+test('ping through an interconnect with the flow cache: replies, hits without JS, counters per ping, kept alive while pinging', async (t) => {
   const rx0 = await dcRx();
   const out = await ping(PINGS);
   assert.equal(received(out), PINGS, `every echo answered:\n${out}`);
@@ -76,6 +76,12 @@ test('ping through an interconnect with the flow cache: replies, hits without JS
   assert.ok(hits >= 2 * (PINGS - 3), `cache hits: ${hits}`);
   assert.ok(await metric(lab, /^tether_flow_cache_events_total\{event="wakeup_without_js"\}/) >= PINGS - 3, 'wakeups without a JS call');
   assert.ok(await metric(lab, /^tether_flow_cache_entries/) >= 2);
+  // Follow-through: after a hit the addon reads the TUN it just wrote; the lab's Internet server is a namespace on this
+  // kernel, so its reply is queued within the write (softirq) and read there, not after a libuv iteration.
+  const followReads = await metric(lab, /^tether_flow_cache_events_total\{event="follow_read"\}/);
+  const followPackets = await metric(lab, /^tether_flow_cache_events_total\{event="follow_packet"\}/);
+  t.diagnostic(`follow-through: ${followReads} reads found ${followPackets} packets`);
+  assert.ok(followReads > 0 && followPackets > 0, `follow-through reads ${followReads}, packets found ${followPackets}`);
   // 30 pings at 0.2 s: 6 s, twice the ICMP timeout; one flow (ping keeps its id), still there.
   assert.ok((await dcFlows()) >= 1, 'the flow outlived its idle timeout while the cache carried it');
   // Once the pings stop, the flow expires (and its entries go with it).
