@@ -56,6 +56,10 @@
 
 #include "flow_cache.h"
 
+// Big-endian field access: one pair for the flow cache and the USO coalescing below.
+using tether_flow_cache::Rd16;
+using tether_flow_cache::Wr16;
+
 // esp.cc: the EspCrypto class (batched ESP seal/open over OpenSSL EVP).
 void InitEsp(Napi::Env env, Napi::Object exports);
 // wireguard.cc: the WgCrypto class (batched WireGuard transport-data seal/open, ChaCha20-Poly1305).
@@ -823,8 +827,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
   static constexpr uint8_t kIpProtoUdp = 17;
   static constexpr uint16_t kIpFlagMf = 0x2000, kIpFragOffset = 0x1fff;
 
-  static uint16_t Rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-  static void Wr16(uint8_t* p, uint16_t v) { p[0] = static_cast<uint8_t>(v >> 8); p[1] = static_cast<uint8_t>(v); }
   // RFC 1071 one's-complement sum, not folded.
   static uint32_t Sum16(const uint8_t* p, size_t n, uint32_t sum) {
     for (size_t k = 0; k + 1 < n; k += 2) sum += Rd16(p + k);
