@@ -290,6 +290,20 @@ test('a retransmitted IKE_SA_INIT gets the same response, no second SA', () => {
   assert.equal(rig.a.engine.drops[IkeDrop.UnexpectedResponse], 1); // the second copy of the answer
 });
 
+test('initiate on a peer that already has an IKE SA (being set up, or up) starts no second one', () => {
+  const a = peerConfig();
+  const rig = Rig.started(a, mirror(a));
+  // The poll after addPeer (mode 'initiate') sent the first IKE_SA_INIT; an operator's initiate right after adds none.
+  rig.a.engine.initiate(a.onramp, rig.now);
+  assert.equal(rig.inFlight.length, 1);
+  rig.run();
+  established(rig);
+  rig.a.engine.initiate(a.onramp, rig.now);
+  assert.equal(rig.inFlight.length, 0, 'nothing sent for an established peer');
+  rig.advance(RESTART_DELAY_MS * 2);
+  established(rig);
+});
+
 test('a request with an old message ID is dropped; the last one is answered from the cache', () => {
   const a = peerConfig({ dpdSeconds: 10 });
   const rig = Rig.pair(a, mirror(a, { dpdSeconds: 0 }));
@@ -585,6 +599,16 @@ test('an IKE_SA_INIT with an unknown critical payload gets UNSUPPORTED_CRITICAL_
 
 // --- cookies ------------------------------------------------------------------------------------------
 
+const FLOOD_ONRAMP = 8;
+
+/** A flooder's next IKE_SA_INIT with fresh SPIs: its previous SA forgotten, since a peer with an SA starts no second. */
+function floodInit(flood: Rig): Datagram {
+  flood.a.engine.removePeer(FLOOD_ONRAMP, flood.now);
+  flood.a.engine.addPeer(peerConfig({ onramp: FLOOD_ONRAMP }));
+  flood.a.engine.initiate(FLOOD_ONRAMP, flood.now);
+  return flood.inFlight.pop() as Datagram;
+}
+
 test('cookies (§2.6): over the threshold the responder answers COOKIE statelessly; the initiator echoes it', () => {
   const a = peerConfig();
   const rig = Rig.pair(a, mirror(a), {}, { cookieThreshold: 0 });
@@ -599,10 +623,8 @@ test('an IKE_SA_INIT flood: cookies demanded, half-open SAs bounded, the real si
   rig.a.engine.addPeer(a);
   // The flood: IKE_SA_INITs from A's address with fresh SPIs, never followed by IKE_AUTH.
   const flood = new Rig();
-  flood.a.engine.addPeer(peerConfig({ onramp: 8 }));
   for (let i = 0; i < 50; i++) {
-    flood.a.engine.initiate(8, rig.now);
-    const init = flood.inFlight.pop() as Datagram;
+    const init = floodInit(flood);
     rig.b.engine.receive(init.bytes, 0xc0000202, 500, 0xc0000201, 500, rig.now);
   }
   assert.equal(rig.b.engine.status().filter(active).length, 5);
@@ -620,10 +642,8 @@ test('half-open SAs per address: a cookie-answering flood from one address holds
   rig.b.engine.addPeer(mirror(a));
   // The flood: IKE_SA_INITs from A's address (a cookie-answering attacker there), never followed by IKE_AUTH.
   const flood = new Rig();
-  flood.a.engine.addPeer(peerConfig({ onramp: 8 }));
   for (let i = 0; i < 20; i++) {
-    flood.a.engine.initiate(8, rig.now);
-    const first = flood.inFlight.pop() as Datagram;
+    const first = floodInit(flood);
     rig.b.engine.receive(first.bytes, 0xc0000202, 500, 0xc0000201, 500, rig.now);
     // B's COOKIE back to the flooder, which retries with it (§2.6).
     const cookie = rig.inFlight.pop() as Datagram;

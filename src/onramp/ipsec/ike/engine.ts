@@ -239,11 +239,16 @@ export class IkeEngine {
     this.peers.delete(onramp);
   }
 
-  /** Starts an IKE SA to a peer now (mode 'initiate', or an operator's request). */
+  /**
+   * Starts an IKE SA to a peer now (mode 'initiate', or an operator's request). A peer that already has one, being
+   * set up or up, keeps it: a second IKE SA to the same peer would only race the first (strongSwan's initiate reuses
+   * the IKE SA it has too). Losing that SA re-arms the restart (afterLoss).
+   */
   initiate(onramp: number, now: number): void {
     const peer = this.peers.get(onramp);
     if (peer === undefined || peer.remoteAddress === 0) return;
     peer.restartAt = NEVER;
+    if (this.hasSa(peer)) return;
     const proposal = peer.config.ikeProposals[0];
     if (proposal === undefined || proposal.dh.length === 0) return;
     const sa = this.newSa('initiator', peer, [peer], this.uniqueSpi(), new Uint8Array(SPI_LENGTH), peer.localAddress, IKE_PORT, peer.remoteAddress, IKE_PORT, now);
@@ -1265,8 +1270,13 @@ export class IkeEngine {
       peer.reported = 'down';
       this.sink.peerState(peer.config.onramp, false, reason);
     }
-    const connecting = [...this.sas.values()].some((o) => o.peer === peer);
-    if (peer.config.mode === 'initiate' && !connecting) peer.restartAt = Math.min(peer.restartAt, now + RESTART_DELAY_MS);
+    if (peer.config.mode === 'initiate' && !this.hasSa(peer)) peer.restartAt = Math.min(peer.restartAt, now + RESTART_DELAY_MS);
+  }
+
+  /** Whether the peer has an IKE SA in any state (its own, being set up, up or rekeying). */
+  private hasSa(peer: PeerEntry): boolean {
+    for (const sa of this.sas.values()) if (sa.peer === peer) return true;
+    return false;
   }
 
   private markUp(peer: PeerEntry): void {
