@@ -166,7 +166,12 @@ egress:
 `;
 }
 
-/** A UDP echo server (IPv4 and IPv6) that answers with who wrote to it; prints "ready" once both are bound. */
+/**
+ * A UDP echo server (IPv4 and IPv6) that answers with who wrote to it; prints "ready" once both are bound. It runs
+ * until its stdin closes (the suite's `after` kills it; a test process that dies closes the pipe), not for a fixed
+ * time: the daemon's start and the clients' tsx start-up on a loaded machine outlasted a fixed lifetime, and the
+ * later echoes found no server.
+ */
 const ECHO_SERVER = `
 import dgram from 'node:dgram';
 let bound = 0;
@@ -175,7 +180,8 @@ for (const [type, address] of [['udp4', '${SERVER}'], ['udp6', '${SERVER6}']]) {
   s.on('message', (m, r) => s.send(JSON.stringify({ seen: r.address + ':' + r.port, data: m.toString() }), r.port, r.address));
   s.bind(${ECHO_PORT}, address, () => { if (++bound === 2) console.log('ready'); });
 }
-setTimeout(() => process.exit(0), ${CHILD_TIMEOUT_MS * 2});`;
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();`;
 
 /** Sends one datagram from bind address:port to the server's address of the same family, port 7, and prints the reply with its source. */
 const UDP_CLIENT = `
@@ -220,7 +226,7 @@ describe('tether run (real interfaces, root)', () => {
     const keyFile = join(dir, 'wg-a.key');
     writeFileSync(keyFile, `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
     writeFileSync(join(dir, 'edge.yaml'), config(keyFile));
-    server = nsScript(NS.inet, ECHO_SERVER);
+    server = nsScript(NS.inet, ECHO_SERVER, [], true);
     await server.waitFor('ready');
     daemon = nsSpawn(NS.edge, [...CLI, '--config', join(dir, 'edge.yaml')], { waitMs: START_TIMEOUT_MS });
     await daemon.waitFor('"tether started"');
@@ -421,7 +427,7 @@ ${SITE_A_WG_ONRAMP}  - name: gre-1
     writeFileSync(join(dir, 'wg-a.key'), `${LAB_WIREGUARD_KEYS.edgeAPrivate}\n`, { mode: 0o600 });
     writeFileSync(join(dir, 'base.yaml'), `version: 1\n${sites()}`);
     writeFileSync(join(dir, 'more.yaml'), `version: 1\n${sites()}${LATER_ONRAMPS}`);
-    server = nsScript(LNS.inet, ECHO_SERVER);
+    server = nsScript(LNS.inet, ECHO_SERVER, [], true);
     await server.waitFor('ready');
     edge = nsSpawn(LNS.edge, ['--import', 'tsx', '--input-type=module', '-e', LIVE_EDGE, '--', process.cwd(), join(dir, 'base.yaml'), join(dir, 'more.yaml')],
       { stdin: true, waitMs: START_TIMEOUT_MS });
