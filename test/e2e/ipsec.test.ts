@@ -30,6 +30,7 @@ import type { IpsecSaView } from '../../src/control/ipsec-status.js';
 import { edgeApi } from '../support/live-site.js';
 import {
   missingStrongSwan, rekeyUnderTransfer, restartUnderTransfer, TRANSFER_BYTES, waitForEcho, type IpsecPeerSide, type IpsecSite, type IpsecTarget,
+  type SwanChildSa, type SwanIkeSa,
 } from '../support/strongswan.js';
 import { assertDownloadIntact, labUpForTest, requireRoot } from '../support/lab-test.js';
 
@@ -193,18 +194,40 @@ async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promis
   }
 }
 
+/**
+ * True when charon's IKE SA `ike` and child `child` are tether's `sa` and its only child: charon prints SPIs as
+ * 0x… without leading zeros, and its child's inbound SPI is tether's outbound one.
+ */
+function sameSa(sa: IpsecSaView, ike: SwanIkeSa, child: SwanChildSa): boolean {
+  const hex = (spi: string) => spi.replace(/^0x/, '');
+  const c = sa.children[0];
+  return sa.children.length === 1 && sa.spiI === hex(ike.spiI).padStart(16, '0') && sa.spiR === hex(ike.spiR).padStart(16, '0')
+    && c.spiIn === hex(child.spiOut) && c.spiOut === hex(child.spiIn);
+}
+
+/**
+ * charon's established IKE SA with the SPIs of tether's `sa` and its child installed, or undefined. Chosen by
+ * SPIs and listed after tether's view was read: during an IKE rekey charon can still list the SA being replaced
+ * (ESTABLISHED, the child on it) until it has answered the CREATE_CHILD_SA (RFC 7296 §2.18), so "charon's first
+ * established SA" read before tether's view may be the old one.
+ */
+async function swanSaOf(sa: IpsecSaView): Promise<{ ike: SwanIkeSa; child: SwanChildSa } | undefined> {
+  for (const ike of await site.swan.listSas()) {
+    if (ike.name !== site.swan.connection || ike.state !== 'ESTABLISHED') continue;
+    const child = ike.children.find((c) => c.name === site.swan.child && c.state === 'INSTALLED');
+    if (child !== undefined && sameSa(sa, ike, child)) return { ike, child };
+  }
+  return undefined;
+}
+
 /** tether and strongSwan agree: one established IKE SA with one child, the same SPIs, and the ESP table holds only it. */
 async function assertOneSa(what: string): Promise<IpsecSaView> {
   return waitUntil(`${what}: one IKE SA and one child SA on both sides, the same SPIs`, 20_000, async () => {
     const { ike, child } = await site.swan.waitEstablished(what);
     const { established, espSpis } = await tetherSas();
-    if (established.length !== 1 || established[0].children.length !== 1) return undefined;
+    if (established.length !== 1 || !sameSa(established[0], ike, child)) return undefined;
     const [sa] = established;
-    const c = sa.children[0];
-    const hex = (spi: string) => spi.replace(/^0x/, '');
-    if (sa.spiI !== hex(ike.spiI).padStart(16, '0') || sa.spiR !== hex(ike.spiR).padStart(16, '0')) return undefined;
-    if (c.spiIn !== hex(child.spiOut) || c.spiOut !== hex(child.spiIn)) return undefined;
-    if (espSpis.length !== 1 || espSpis[0] !== c.spiIn) return undefined;
+    if (espSpis.length !== 1 || espSpis[0] !== sa.children[0].spiIn) return undefined;
     return sa;
   });
 }
@@ -251,11 +274,12 @@ test('tether rekeys the child SA and the IKE SA itself (short lifetimes set thro
     const result = dl.result.finally(() => { ended = true; });
     const rekeyed = await waitUntil('tether\'s own child and IKE rekeys', (SHORT_IKE_REKEY_SECONDS + 45) * 1000, async () => {
       if (ended) throw new Error('the download ended before tether rekeyed');
-      const swan = await site.swan.established();
       const { established } = await tetherSas();
       const sa = established[0];
-      if (swan === null || established.length !== 1 || sa.spiI === start.spiI || sa.children.length !== 1 || sa.children[0].spiIn === start.children[0].spiIn) return undefined;
-      return { sa, swan };
+      if (established.length !== 1 || sa.spiI === start.spiI || sa.children.length !== 1 || sa.children[0].spiIn === start.children[0].spiIn) return undefined;
+      // charon's side of this very SA (by SPIs, read after tether's): not whichever SA charon lists first.
+      const swan = await swanSaOf(sa);
+      return swan === undefined ? undefined : { sa, swan };
     }, 1000);
     await throttle(false);
     assertDownloadIntact(await result, THROTTLED_BYTES, 'download across tether\'s rekeys');
