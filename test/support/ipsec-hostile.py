@@ -8,7 +8,9 @@
 #   send      {packets: [{src, dst, proto: 17|50, sport?, dport?, hex}], repeat?, burst?, pauseMs?}
 #             → {sent}
 #   capture   {iface, src, dst, kind: 'ike500' | 'ike4500' | 'esp4500', max, seconds}
-#             prints {"ready": true} once listening, then {packets: [{sport, dport, hex}]} (UDP payloads)
+#             prints {"ready": true} once listening, then {packets: [{sport, dport, hex}]} (UDP payloads) when it
+#             has `max`, or when stdin closes (the test's traffic is over) and nothing more is queued; `seconds` only
+#             bounds a test that never closes it (a fixed window ended before a loaded machine's traffic did)
 #   initflood {src, dst, init (hex IKE_SA_INIT request), count, portBase, echoCookies, seconds, burst?, pauseMs?}
 #             sends `count` copies of `init`, each from its own source port with its own SPIi; with echoCookies,
 #             answers every COOKIE notify (RFC 7296 §2.6) by resending the request with the cookie first.
@@ -100,9 +102,20 @@ def cmd_capture(cfg):
     s.bind((cfg['iface'], 0))
     print(json.dumps({'ready': True}), flush=True)
     out, deadline = [], time.time() + cfg['seconds']
-    while len(out) < cfg['max'] and time.time() < deadline:
-        r, _, _ = select.select([s], [], [], max(0, deadline - time.time()))
-        if not r:
+    stdin = sys.stdin.fileno()
+    listening = [s, stdin]
+    while len(out) < cfg['max']:
+        left = deadline - time.time()
+        if left <= 0:
+            break
+        # Once stdin is closed only the frames already queued count: no more waiting.
+        r, _, _ = select.select(listening, [], [], left if stdin in listening else 0)
+        if stdin in r and os.read(stdin, 4096) == b'':
+            listening = [s]
+            continue
+        if s not in r:
+            if stdin in listening:
+                continue
             break
         u = udp_of_frame(s.recv(65535))
         if u is None or u[0] != cfg['src'] or u[1] != cfg['dst']:
