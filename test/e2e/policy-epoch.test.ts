@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LAB, type LabInfo } from '../../src/lab/index.js';
+import { inNamespaceOk, LAB, type LabInfo } from '../../src/lab/index.js';
 import { defaultConfig } from '../../src/lab/config.js';
 import type { FlowLogLine } from '../../src/control/flow-log.js';
 import { edgeApi, metric } from '../support/live-site.js';
@@ -31,6 +31,14 @@ const STARTED_BYTES = 512 * 1024;
 /** curl gives up when fewer than 1 byte/s arrive for this long: a download whose reset was lost ends instead of hanging. */
 const STALL_SECONDS = 6;
 const WAIT_MS = 60_000;
+/**
+ * Site A's receive buffer (net.ipv4.tcp_rmem, per namespace): min, default, max bytes. curl's --limit-rate paces its
+ * reads, not the kernel's window: with this machine's 32 MiB maximum, under load (curl starved, then catching up)
+ * site A's socket held megabytes the edge had passed before the cut (Recv-Q 1.3 MB seen), and Linux hands queued
+ * data to the reader before the reset's error: a run counted 8.4 MB "after the cut". Capped, what is in flight or
+ * queued at the cut is a few windows again.
+ */
+const SITE_A_TCP_RMEM = '4096 131072 262144';
 const POLL_MS = 200;
 
 let lab: LabInfo;
@@ -72,6 +80,7 @@ before(async (t) => {
   const cfg = defaultConfig();
   cfg.log.flow_log = FLOW_LOG;
   lab = await labUpForTest(t, { prefix: PREFIX, config: cfg });
+  await inNamespaceOk(lab.names.siteA, 'sysctl', ['-qw', `net.ipv4.tcp_rmem=${SITE_A_TCP_RMEM}`]);
 });
 
 after(async () => {
@@ -97,7 +106,7 @@ test('a firewall rule added through the API cuts site A\'s running download; sit
   assert.equal(aExit, CURL_RECV_ERROR, `site A's curl ended with ${aExit}, not ${CURL_RECV_ERROR} (reset by the cut)`);
   const aBytes = size(a.body);
   assert.ok(aBytes < A_BYTES, 'site A\'s download did not complete');
-  // What was in flight when the rule came: at most a few windows (the rate limit keeps them small).
+  // What was in flight when the rule came: at most a few windows (SITE_A_TCP_RMEM keeps them small).
   assert.ok(aBytes - cutAt < 4 * 1024 * 1024, `site A got ${aBytes - cutAt} bytes after the cut`);
 
   // Site B: complete, and exactly what the server sent.
