@@ -2,7 +2,8 @@
  * The edge is a hop (issue 13), end to end in the lab: Debian's traceroute (UDP, ICMP, TCP SYN), mtr and tracepath
  * from both overlapping sites (10.0.1.10 each, over wireguard-go) list the edge and the destination; ping -t 1
  * gets time exceeded from the edge; ping to the egress pool address is answered by the edge; a burst of 500
- * expiring probes from scapy meets the rate limit. Root only: as in CI, it fails loudly, never skips.
+ * expiring probes (test/support/ttl-burst.py: sent from sockets, counted by scapy) meets the rate limit. Root only:
+ * as in CI, it fails loudly, never skips.
  *
  * The lab's paths: site → edge (tether, hop 1: 198.51.100.1, the pool address, as neither site has a tunnel
  * address) → the edge namespace's kernel (the egress and interconnect TUNs hand packets to it) → the server.
@@ -29,7 +30,7 @@ const MAX_HOPS = '8';
 const WAIT_SECONDS = '3';
 /** The burst of expiring probes for the rate limit. */
 const BURST_PROBES = 500;
-/** Slack on the burst's elapsed time for the last probes still in flight when scapy returns (s). */
+/** Slack on the burst's elapsed time for the last probes still in flight when the sender returns (s). */
 const IN_FLIGHT_SECONDS = 0.5;
 const TOOLS = [
   ['traceroute', ['--version']],
