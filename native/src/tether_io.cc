@@ -1,7 +1,7 @@
 // tether native I/O: TUN devices for Node, one JS<->C call per batch.
 //
 //   kernel ──read()──▶ PacketBatch slab (owned by JS) ──one callback(count)──▶ JS pipeline
-//   JS pipeline ──writeBatch(batch, range|indices)──▶ write() per packet ──▶ kernel
+//   JS pipeline ──writeBound(slot, range|indices)──▶ write() per packet ──▶ kernel
 //
 // Reading is driven by a libuv poll handle (uv_poll_t, readable events) on Node's own event loop:
 // no thread-pool hop per packet (Node's fs.read on a TUN fd costs one thread-pool round trip per
@@ -212,8 +212,8 @@ struct Counters {
   double packets_out = 0, bytes_out = 0, batches_out = 0;
   double drops_busy = 0;       // EAGAIN on write: the kernel queue was full; never block
   double drops_truncated = 0;  // packet larger than a slot (read() returned more than the slot holds)
-  double drops_invalid = 0;    // writeBatch entry outside the slab, or empty
-  double drops_offload = 0;    // writeBatch entry with GSO / NEEDS_CSUM to a handle without offloads
+  double drops_invalid = 0;    // written entry outside the slab, or empty
+  double drops_offload = 0;    // written entry with GSO / NEEDS_CSUM to a handle without offloads
   double gso_in = 0, gso_out = 0;  // GSO super-packets read / written (each counted once in packets_*)
   double coalesced_out = 0;        // datagrams written inside a USO super-packet the addon built (see CoalesceUdp)
   double read_errors[kErrnoBuckets] = {};
@@ -553,7 +553,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // Follow-through's backoff (see kFollowMaxHops): a handle whose follow-through reads found nothing skips the next
-  // 2^misses of them (at most kFollowMaxSkip), so a one-way flood pays ~1 EAGAIN read per kFollowMaxSkip wakeups.
+  // 2^misses of them (at most 2^kFollowMaxMissShift = 64), so a one-way flood pays ~1 EAGAIN read per 64 wakeups.
   bool FollowDue() {
     if (follow_skip_ == 0) return true;
     follow_skip_--;
@@ -566,7 +566,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // One packet written by the flow cache: with IFF_VNET_HDR a header with no GSO and no partial checksum, DATA_VALID
-  // as read (`flags`), as writeBatch writes such a packet; counted like writeBatch's; EAGAIN is drops_busy (never block).
+  // as read (`flags`), as writeBound writes such a packet; counted like writeBound's; EAGAIN is drops_busy (never block).
   void WriteOne(uint8_t* p, size_t len, uint8_t flags) {
     if (fd_ < 0) { counters_.drops_invalid += 1; return; }
     VnetHdr hdr = {};
